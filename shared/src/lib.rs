@@ -1,0 +1,20 @@
+//! `ferry-shared`: the contract both sides of Ferry speak.
+//!
+//! Versions and their ordering, validated names, release manifests with lineage, signed
+//! envelopes, and the wire messages of the agent ↔ coordinator QUIC protocol. Pure: this crate
+//! does no I/O, reads no clock and starts no runtime, so both the agent and the coordinator
+//! (and their tests) can use every part of it deterministically.
+
+pub mod digest;
+pub mod manifest;
+pub mod name;
+pub mod select;
+pub mod sign;
+pub mod version;
+pub mod wire;
+
+pub use digest::Digest;
+pub use manifest::{Accelerator, Lineage, Release, Target, Variant};
+pub use name::{AliasName, FileName, ModelName};
+pub use sign::{KeyId, PublicKey, SecretKey, SignedRelease};
+pub use version::Version;

@@ -1,0 +1,477 @@
+//! The agent ↔ coordinator protocol spoken over QUIC streams.
+//!
+//! Every stream starts with a 6-byte [`Preamble`] (magic + protocol version) so that a peer
+//! speaking another version is recognised before anything version-specific is decoded; then
+//! frames follow: a 4-byte big-endian length and a postcard body of at most [`MAX_FRAME`]
+//! bytes. [`ToAgent::Refused`] is variant 0 and must stay so in every future version, so that an
+//! agent of any release understands why it was turned away.
+//!
+//! Streams:
+//! * **control** (bidirectional, opened by the agent, one per session): `Hello` → `Welcome` or
+//!   `Refused`; then the agent sends `Report`s and the coordinator pushes `Desired` and `Ack`.
+//! * **fetch** (bidirectional, one per download): a `FetchRequest`, a `FetchResponse` frame, and
+//!   on success the zstd-compressed bytes until the stream ends.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::name::{AliasName, ModelName};
+use crate::sign::PublicKey;
+use crate::version::Version;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// TLS ALPN identifier for Ferry sessions.
+pub const ALPN: &[u8] = b"ferry";
+/// Magic bytes opening every stream.
+pub const MAGIC: [u8; 4] = *b"FRY\x01";
+/// Largest frame body accepted, in bytes (a signed manifest plus headroom).
+pub const MAX_FRAME: usize = 1024 * 1024;
+/// TLS exporter label the device signs to prove its identity on this very session.
+pub const DEVICE_AUTH_EXPORTER_LABEL: &[u8] = b"EXPORTER-ferry-device-auth";
+
+/// The first six bytes of every stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preamble {
+    /// Protocol version of the sender.
+    pub version: u16,
+}
+
+/// Wire-level failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The stream does not start with Ferry's magic bytes.
+    #[error("peer is not speaking the Ferry protocol (bad magic bytes)")]
+    BadMagic,
+    /// A frame announces more bytes than allowed.
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    FrameTooLarge(usize),
+    /// The frame body does not decode as the expected message.
+    #[error("malformed {what} message: {reason}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A message could not be encoded (too large).
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+}
+
+impl Preamble {
+    /// This build's preamble.
+    pub const CURRENT: Preamble = Preamble {
+        version: PROTOCOL_VERSION,
+    };
+
+    /// The six bytes.
+    pub fn to_bytes(self) -> [u8; 6] {
+        let v = self.version.to_be_bytes();
+        [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1]]
+    }
+
+    /// Parses six bytes.
+    pub fn parse(bytes: [u8; 6]) -> Result<Self, WireError> {
+        if bytes[..4] != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        Ok(Self {
+            version: u16::from_be_bytes([bytes[4], bytes[5]]),
+        })
+    }
+}
+
+/// Encodes a message as one frame: length prefix + postcard body.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![0u8; 4];
+    let body = postcard::to_allocvec(message).map_err(|e| WireError::Encode(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(WireError::FrameTooLarge(body.len()));
+    }
+    // MAX_FRAME fits in u32, so the cast cannot truncate.
+    out[..4].copy_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Reads a frame's length prefix, refusing sizes over the limit before anything is allocated.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::FrameTooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Decodes a frame body; trailing bytes are an error.
+pub fn decode_body<T: DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<T, WireError> {
+    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| WireError::Decode {
+        what,
+        reason: e.to_string(),
+    })?;
+    if !rest.is_empty() {
+        return Err(WireError::Decode {
+            what,
+            reason: format!("{} trailing bytes", rest.len()),
+        });
+    }
+    Ok(value)
+}
+
+/// A device's identifier: derived from its identity key, 20 hex characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    /// The id of the device holding `key`.
+    pub fn of(key: &PublicKey) -> Self {
+        let digest = Digest::keyed_context("ferry/device-id/v1", &key.to_bytes());
+        Self(hex::encode(&digest.0[..10]))
+    }
+
+    /// Parses and validates a textual id.
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 20 && text.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')))
+            .then(|| Self(text.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Messages from an agent on its control stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToCoordinator {
+    /// First message of a session.
+    Hello(Hello),
+    /// A status report (also serves as heartbeat).
+    Report(DeviceReport),
+}
+
+/// Messages from the coordinator on a control stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToAgent {
+    /// The session is refused; the stream ends after this. Must stay variant 0.
+    Refused(Refusal),
+    /// The session is accepted.
+    Welcome(Welcome),
+    /// What the device should run for one followed model.
+    Desired(DesiredState),
+    /// Events up to and including this sequence number are durably recorded.
+    Ack {
+        /// Highest event sequence number stored.
+        events_through: u64,
+    },
+}
+
+/// Why a session was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Machine-readable reason.
+    pub kind: RefusalKind,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Kinds of refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalKind {
+    /// The peers speak different protocol versions.
+    ProtocolVersion,
+    /// The device is unknown and its enrollment token is wrong or missing.
+    Enrollment,
+    /// The device could not prove it holds its identity key.
+    Identity,
+    /// The request was malformed.
+    BadRequest,
+    /// The coordinator failed internally.
+    Internal,
+}
+
+/// The agent's introduction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The device's identity public key.
+    pub device_key: PublicKey,
+    /// Signature by the identity key over this TLS session's exported keying material.
+    pub proof: Vec<u8>,
+    /// Enrollment token (needed on first contact only).
+    pub enrollment_token: Option<String>,
+    /// Agent software version.
+    pub agent_version: String,
+    /// Labels: `arch`, `accelerator`, `target`, and operator-defined ones.
+    pub labels: BTreeMap<String, String>,
+    /// Models and aliases the device follows.
+    pub follows: Vec<Follow>,
+    /// Current state.
+    pub report: DeviceReport,
+}
+
+/// A model the device runs and the alias it tracks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Follow {
+    /// The model.
+    pub model: ModelName,
+    /// The alias whose target the device should run.
+    pub alias: AliasName,
+}
+
+/// Reply to an accepted `Hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The id the coordinator knows the device by.
+    pub device_id: DeviceId,
+    /// How often the agent should report when nothing happens, in seconds.
+    pub heartbeat_secs: u32,
+    /// Highest event sequence number already stored for this device.
+    pub events_through: u64,
+}
+
+/// What the device should run for one model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// The model.
+    pub model: ModelName,
+    /// The alias that decided it.
+    pub alias: AliasName,
+    /// The release to run, as the publisher's signed envelope; `None` when the alias is unset.
+    pub release: Option<DesiredRelease>,
+}
+
+/// A release the device should run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredRelease {
+    /// Its version (also inside the signed manifest, which is authoritative).
+    pub version: Version,
+    /// The signed envelope, verbatim as published.
+    pub envelope: Vec<u8>,
+}
+
+/// A device's state, sent in `Hello` and whenever it changes (and as heartbeat).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceReport {
+    /// Per followed model.
+    pub models: Vec<ModelReport>,
+    /// Events not yet acknowledged, oldest first.
+    pub events: Vec<DeviceEvent>,
+}
+
+/// What a device holds and does for one model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelReport {
+    /// The model.
+    pub model: ModelName,
+    /// The version `current` points at.
+    pub active: Option<Version>,
+    /// The version `previous` points at.
+    pub previous: Option<Version>,
+    /// What the updater is doing.
+    pub phase: Phase,
+    /// The most recent failure, until a later install succeeds.
+    pub last_error: Option<InstallError>,
+}
+
+/// The update phase of one model on a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Running the desired version, or nothing to do.
+    Idle,
+    /// Downloading and verifying a version.
+    Fetching(Version),
+    /// Switched to a version, health check pending.
+    Probation(Version),
+    /// Will not install this version: it failed here or was rolled back by hand.
+    Held {
+        /// The refused version.
+        version: Version,
+        /// Why.
+        reason: String,
+    },
+    /// Waiting to retry a failed install.
+    Retrying {
+        /// The version being retried.
+        version: Version,
+        /// Attempts so far.
+        attempts: u32,
+    },
+}
+
+/// A failed install, as reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallError {
+    /// The version that failed.
+    pub version: Version,
+    /// Category.
+    pub kind: ErrorKind,
+    /// Details (for health checks: the tail of stderr).
+    pub message: String,
+    /// Unix seconds, device clock.
+    pub at: u64,
+}
+
+/// Categories of install failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The signature or manifest did not verify.
+    Signature,
+    /// Downloaded bytes did not match the signed hash or size.
+    Integrity,
+    /// The download failed (network, coordinator).
+    Download,
+    /// Writing to disk failed (full disk, permissions).
+    Disk,
+    /// No variant fits this device.
+    IncompatibleHardware,
+    /// The health check failed after the switch.
+    HealthCheck,
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Signature => "signature",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::Download => "download",
+            ErrorKind::Disk => "disk",
+            ErrorKind::IncompatibleHardware => "incompatible-hardware",
+            ErrorKind::HealthCheck => "health-check",
+        })
+    }
+}
+
+/// Something that happened on a device, delivered at least once and stored once (by `seq`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceEvent {
+    /// Per-device sequence number, increasing.
+    pub seq: u64,
+    /// Unix seconds, device clock.
+    pub at: u64,
+    /// The model concerned.
+    pub model: ModelName,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Kinds of device events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A version was installed and passed its health check.
+    Installed {
+        /// Version before.
+        from: Option<Version>,
+        /// Version now.
+        to: Version,
+    },
+    /// An install failed before the switch; the device stayed where it was.
+    InstallFailed(InstallError),
+    /// The health check failed after a switch and the agent rolled back.
+    HealthRollback {
+        /// The failing version.
+        from: Version,
+        /// The version restored.
+        to: Option<Version>,
+        /// The failure.
+        error: InstallError,
+    },
+    /// An operator flipped current ↔ previous on the device.
+    LocalRollback {
+        /// Version before.
+        from: Version,
+        /// Version restored.
+        to: Version,
+    },
+}
+
+/// Opens a fetch stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// The model.
+    pub model: ModelName,
+    /// The version.
+    pub version: Version,
+    /// The whole-file hash of the wanted variant.
+    pub blob: Digest,
+}
+
+/// The coordinator's answer on a fetch stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FetchResponse {
+    /// Bytes follow: zstd-compressed, decoding to `size` bytes.
+    Zstd {
+        /// Decoded size.
+        size: u64,
+    },
+    /// Nothing follows.
+    Error {
+        /// Whether retrying can help.
+        permanent: bool,
+        /// Why.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_reject_trailing_bytes() {
+        let msg = ToAgent::Ack { events_through: 42 };
+        let frame = encode_frame(&msg).unwrap();
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        assert_eq!(decode_body::<ToAgent>("control", &frame[4..]).unwrap(), msg);
+        let mut long = frame[4..].to_vec();
+        long.push(7);
+        assert!(decode_body::<ToAgent>("control", &long).is_err());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_allocation() {
+        assert_eq!(
+            frame_len(u32::MAX.to_be_bytes()),
+            Err(WireError::FrameTooLarge(u32::MAX as usize))
+        );
+    }
+
+    #[test]
+    fn refusal_stays_variant_zero() {
+        let refusal = ToAgent::Refused(Refusal {
+            kind: RefusalKind::ProtocolVersion,
+            message: "x".into(),
+        });
+        let frame = encode_frame(&refusal).unwrap();
+        assert_eq!(frame[4], 0, "Refused must be encoded as variant 0 forever");
+    }
+
+    #[test]
+    fn preamble_detects_strangers_and_versions() {
+        let bytes = Preamble::CURRENT.to_bytes();
+        assert_eq!(Preamble::parse(bytes).unwrap(), Preamble::CURRENT);
+        assert_eq!(Preamble::parse(*b"GET / "), Err(WireError::BadMagic));
+        let future = Preamble { version: 9 }.to_bytes();
+        assert_eq!(Preamble::parse(future).unwrap().version, 9);
+    }
+
+    #[test]
+    fn device_ids_derive_from_keys() {
+        let key = crate::sign::SecretKey::from_seed(&[5; 32]).public();
+        let id = DeviceId::of(&key);
+        assert_eq!(id.as_str().len(), 20);
+        assert_eq!(DeviceId::parse(id.as_str()), Some(id));
+        assert_eq!(DeviceId::parse("../../etc"), None);
+    }
+}
