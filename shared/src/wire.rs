@@ -475,3 +475,70 @@ mod tests {
         assert_eq!(DeviceId::parse("../../etc"), None);
     }
 }
+
+/// Frame reading and writing over async byte streams. Behind the `tokio-io` feature: it needs
+/// tokio's I/O traits but no runtime, and does no I/O of its own beyond the stream it is given.
+#[cfg(feature = "tokio-io")]
+pub mod io {
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    use super::{Preamble, WireError, decode_body, encode_frame, frame_len};
+
+    /// A failure reading or writing frames.
+    #[derive(Debug, thiserror::Error)]
+    pub enum FrameIoError {
+        /// The stream failed.
+        #[error("stream error: {0}")]
+        Io(#[from] std::io::Error),
+        /// The bytes are not valid protocol.
+        #[error(transparent)]
+        Wire(#[from] WireError),
+    }
+
+    /// Writes this build's preamble.
+    pub async fn write_preamble<W: AsyncWrite + Unpin>(w: &mut W) -> Result<(), FrameIoError> {
+        w.write_all(&Preamble::CURRENT.to_bytes()).await?;
+        Ok(())
+    }
+
+    /// Reads the peer's preamble.
+    pub async fn read_preamble<R: AsyncRead + Unpin>(r: &mut R) -> Result<Preamble, FrameIoError> {
+        let mut bytes = [0u8; 6];
+        r.read_exact(&mut bytes).await?;
+        Ok(Preamble::parse(bytes)?)
+    }
+
+    /// Writes one frame.
+    pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+        w: &mut W,
+        message: &T,
+    ) -> Result<(), FrameIoError> {
+        w.write_all(&encode_frame(message)?).await?;
+        Ok(())
+    }
+
+    /// Reads one frame; `Ok(None)` when the stream ended cleanly before a new frame.
+    pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+        r: &mut R,
+        what: &'static str,
+    ) -> Result<Option<T>, FrameIoError> {
+        let mut prefix = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = r.read(&mut prefix[got..]).await?;
+            if n == 0 {
+                if got == 0 {
+                    return Ok(None);
+                }
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            got += n;
+        }
+        let len = frame_len(prefix)?;
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).await?;
+        Ok(Some(decode_body(what, &body)?))
+    }
+}

@@ -1,0 +1,228 @@
+//! The admin API's JSON documents, shared by the HTTP server and `ferryctl`.
+
+use std::collections::BTreeMap;
+
+use ferry_shared::wire::{DeviceEvent, Follow, InstallError, ModelReport};
+use ferry_shared::{Release, Version};
+use serde::{Deserialize, Serialize};
+
+/// A release as listed and shown.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReleaseView {
+    /// The signed manifest's content.
+    pub release: Release,
+    /// When the coordinator accepted it.
+    pub published_at: u64,
+    /// Who uploaded it.
+    pub published_by: String,
+    /// Key id of the signer.
+    pub signer: String,
+    /// Aliases pointing at it.
+    pub aliases: Vec<String>,
+}
+
+/// Body of `PUT /api/v1/aliases/{model}/{alias}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetAlias {
+    /// Target version.
+    pub version: Version,
+    /// Why (recorded in the audit trail).
+    pub reason: Option<String>,
+}
+
+/// An alias and its last change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AliasView {
+    /// Model.
+    pub model: String,
+    /// Alias.
+    pub alias: String,
+    /// Target.
+    pub version: Version,
+    /// When it was set.
+    pub set_at: u64,
+    /// Who set it.
+    pub set_by: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// Reply to an alias change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AliasChanged {
+    /// The new state.
+    pub alias: AliasView,
+    /// Where it pointed before.
+    pub previous: Option<Version>,
+}
+
+/// Reply to a publish.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Published {
+    /// Model.
+    pub name: String,
+    /// Version.
+    pub version: Version,
+    /// False when the identical release was already there.
+    pub created: bool,
+    /// Whether `latest` now points here.
+    pub latest_moved: bool,
+}
+
+/// Reply to a blob upload.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlobStored {
+    /// Hash.
+    pub hash: String,
+    /// Artifact size.
+    pub size: u64,
+    /// Size on the coordinator's disk.
+    pub stored_size: u64,
+    /// False when it was already stored.
+    pub created: bool,
+}
+
+/// A trusted publisher key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyView {
+    /// Key id.
+    pub key_id: String,
+    /// Public key text.
+    pub public_key: String,
+    /// Name.
+    pub name: String,
+    /// When added.
+    pub added_at: u64,
+    /// By whom.
+    pub added_by: String,
+}
+
+/// Body of `POST /api/v1/keys`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrustKey {
+    /// `ed25519:<hex>`.
+    pub public_key: String,
+    /// Name for people.
+    pub name: String,
+}
+
+/// A device as shown.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceView {
+    /// Id.
+    pub id: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Agent version.
+    pub agent_version: String,
+    /// Enrolled at.
+    pub enrolled_at: u64,
+    /// Last seen.
+    pub last_seen: u64,
+    /// Whether a session is open now.
+    pub connected: bool,
+    /// What it follows.
+    pub follows: Vec<Follow>,
+    /// Per-model state.
+    pub models: Vec<ModelReport>,
+    /// Most recent events.
+    pub recent_events: Vec<DeviceEvent>,
+}
+
+/// The fleet at a glance.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// When computed (Unix seconds).
+    pub generated_at: u64,
+    /// Devices not seen for this long count as stale.
+    pub stale_after_secs: u64,
+    /// Devices known.
+    pub devices_total: usize,
+    /// Devices with an open session.
+    pub devices_connected: usize,
+    /// Per model.
+    pub models: Vec<ModelFleet>,
+}
+
+/// One model across the fleet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelFleet {
+    /// Model.
+    pub model: String,
+    /// Devices that follow it.
+    pub devices: usize,
+    /// Devices per active version, newest first (`None`: nothing installed yet).
+    pub versions: Vec<VersionCount>,
+    /// Each alias and how much of the fleet runs its target.
+    pub aliases: Vec<AliasShare>,
+    /// Devices not seen within `stale_after_secs`.
+    pub stale: Vec<StaleDevice>,
+    /// Devices whose last install failed.
+    pub errors: Vec<DeviceError>,
+    /// Devices installing, in probation, retrying or holding back.
+    pub in_progress: Vec<DevicePhase>,
+}
+
+/// Devices on one version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VersionCount {
+    /// Version, or `None` for devices with nothing installed.
+    pub version: Option<Version>,
+    /// How many.
+    pub devices: usize,
+    /// Share of the model's devices, 0–1.
+    pub share: f64,
+}
+
+/// An alias target's adoption.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AliasShare {
+    /// Alias.
+    pub alias: String,
+    /// Its target.
+    pub version: Version,
+    /// Devices following this alias.
+    pub following: usize,
+    /// Of those, running the target.
+    pub on_target: usize,
+    /// Share of all the model's devices running the target, 0–1.
+    pub share: f64,
+}
+
+/// A device that has gone quiet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StaleDevice {
+    /// Id.
+    pub id: String,
+    /// Last seen.
+    pub last_seen: u64,
+    /// Version it last ran.
+    pub active: Option<Version>,
+}
+
+/// A device's last failure.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceError {
+    /// Id.
+    pub id: String,
+    /// Version it runs.
+    pub active: Option<Version>,
+    /// The failure.
+    pub error: InstallError,
+}
+
+/// A device that is not simply idle.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DevicePhase {
+    /// Id.
+    pub id: String,
+    /// What it is doing.
+    pub phase: ferry_shared::wire::Phase,
+}
+
+/// Error body of every failed API call.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    /// One line saying what went wrong.
+    pub error: String,
+}

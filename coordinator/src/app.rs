@@ -1,0 +1,102 @@
+//! The coordinator's shared context: configuration, store, blob store, live presence, secrets
+//! and the channel on which alias moves are announced to open agent sessions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_shared::sign::{Keyring, PublicKey};
+use ferry_shared::{AliasName, ModelName};
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::fleet::Presence;
+use crate::store::blobs::BlobStore;
+use crate::store::{Store, StoreError};
+
+/// An alias moved; sessions of devices following it push the new desired state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AliasMoved {
+    /// Model.
+    pub model: ModelName,
+    /// Alias.
+    pub alias: AliasName,
+}
+
+/// Running totals, for status and metrics.
+#[derive(Default)]
+pub struct Counters {
+    /// Artifact bytes sent to agents (as stored, compressed).
+    pub bytes_served: AtomicU64,
+    /// Downloads completed.
+    pub fetches: AtomicU64,
+}
+
+impl Counters {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Everything the QUIC and HTTP sides share.
+pub struct Coordinator {
+    /// Settings.
+    pub config: Config,
+    /// Records.
+    pub store: Store,
+    /// Artifact bytes.
+    pub blobs: BlobStore,
+    /// Who is connected.
+    pub presence: Presence,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
+    /// Token a new device presents to enroll.
+    pub enrollment_token: String,
+    /// Alias moves, for open sessions.
+    pub alias_moves: broadcast::Sender<AliasMoved>,
+    /// Totals.
+    pub counters: Counters,
+    config_keys: Vec<PublicKey>,
+}
+
+impl Coordinator {
+    /// Assembles the context; `config_keys` are the publisher keys named in the config file.
+    pub fn new(
+        config: Config,
+        store: Store,
+        blobs: BlobStore,
+        admin_token: String,
+        enrollment_token: String,
+        config_keys: Vec<PublicKey>,
+    ) -> Self {
+        let (alias_moves, _) = broadcast::channel(1024);
+        Self {
+            config,
+            store,
+            blobs,
+            presence: Presence::default(),
+            admin_token,
+            enrollment_token,
+            alias_moves,
+            counters: Counters::default(),
+            config_keys,
+        }
+    }
+
+    /// Publisher keys trusted now: those in the config file and those added at run time.
+    pub fn publisher_keyring(&self) -> Result<Keyring, StoreError> {
+        let mut ring = self.store.publisher_keyring()?;
+        for key in &self.config_keys {
+            ring.insert(*key);
+        }
+        Ok(ring)
+    }
+
+    /// Tells open sessions that an alias moved.
+    pub fn announce(&self, model: &ModelName, alias: &AliasName) {
+        // No receivers means no open sessions; nothing to tell.
+        let _ = self.alias_moves.send(AliasMoved {
+            model: model.clone(),
+            alias: alias.clone(),
+        });
+    }
+}

@@ -1,0 +1,155 @@
+//! `ferry-coordinator`: the daemon. Prepares its data directory on first start (TLS
+//! certificate, admin and enrollment tokens), then serves agents over QUIC and operators over
+//! HTTP until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ferry_coordinator::app::Coordinator;
+use ferry_coordinator::config::Config;
+use ferry_coordinator::store::Store;
+use ferry_coordinator::store::blobs::BlobStore;
+use ferry_coordinator::{http, quic, secrets};
+
+/// Ferry coordinator: model registry and rollout brain.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file (see coordinator.example.toml).
+    #[arg(long, env = "FERRY_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, blobs, TLS, tokens). Default: ./ferry-data
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// QUIC address for agents. Default: 127.0.0.1:7400
+    #[arg(long)]
+    quic_listen: Option<SocketAddr>,
+    /// HTTP address of the admin API. Default: 127.0.0.1:7401
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Agent heartbeat interval in seconds.
+    #[arg(long)]
+    heartbeat_secs: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+                .unwrap_or_else(|_| "info,quinn=warn,rustls=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry-coordinator: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(addr) = args.quic_listen {
+        config.quic_listen = addr;
+    }
+    if let Some(addr) = args.http_listen {
+        config.http_listen = addr;
+    }
+    if let Some(secs) = args.heartbeat_secs {
+        config.heartbeat_secs = secs;
+    }
+    config.validate()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let dir = config.data_dir.clone();
+    create_private_dir(&dir)?;
+    let (tls, tls_created) = secrets::tls_identity(&dir, &config.server_names)?;
+    let admin_path = dir.join("admin.token");
+    let enroll_path = dir.join("enrollment.token");
+    let (admin_token, admin_created) = secrets::token(&admin_path)?;
+    let (enrollment_token, enroll_created) = secrets::token(&enroll_path)?;
+    let store = Store::open(&dir.join("ferry.redb"))
+        .with_context(|| format!("cannot open the database in {}", dir.display()))?;
+    let blobs = BlobStore::new(dir.join("blobs"), config.compression_level)?;
+    let config_keys = config
+        .trusted_publishers
+        .iter()
+        .map(|k| k.parse().with_context(|| format!("trusted_publishers: `{k}`")))
+        .collect::<Result<Vec<_>>>()?;
+
+    let endpoint = quic::endpoint(config.quic_listen, &tls)?;
+    let quic_addr = endpoint.local_addr().context("QUIC endpoint has no address")?;
+    let listener = http::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+    let http_addr = listener.local_addr()?;
+
+    let created = |yes: bool| if yes { " (created now)" } else { "" };
+    println!("ferry-coordinator {}", env!("CARGO_PKG_VERSION"));
+    println!("  data directory    {}", dir.display());
+    println!("  admin token       {}{}", admin_path.display(), created(admin_created));
+    println!("  enrollment token  {}{}", enroll_path.display(), created(enroll_created));
+    println!("  TLS certificate   {}{}", tls.cert_path.display(), created(tls_created));
+    println!("  fingerprint       {}", tls.fingerprint);
+    println!("  agents (QUIC)     {quic_addr}");
+    println!("  admin API         http://{http_addr}");
+    println!("ready quic={quic_addr} http={http_addr} fingerprint={}", tls.fingerprint);
+
+    let app = Arc::new(Coordinator::new(
+        config,
+        store,
+        blobs,
+        admin_token,
+        enrollment_token,
+        config_keys,
+    ));
+    let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
+    let http_task = tokio::spawn(http::serve(listener, app.clone()));
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    endpoint.close(0u32.into(), b"coordinator shutting down");
+    http_task.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
+    quic_task.abort();
+    Ok(())
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! The coordinator's configuration: a TOML file (every field documented in
+//! `coordinator/coordinator.example.toml`), overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Coordinator settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the database, blobs, TLS material and tokens.
+    pub data_dir: PathBuf,
+    /// UDP address of the agents' QUIC endpoint.
+    pub quic_listen: SocketAddr,
+    /// TCP address of the admin HTTP API.
+    pub http_listen: SocketAddr,
+    /// DNS names and IP addresses written into the TLS certificate when it is first created.
+    pub server_names: Vec<String>,
+    /// How often agents report when nothing happens, in seconds.
+    pub heartbeat_secs: u32,
+    /// A device silent for longer than this counts as stale in fleet status, in seconds.
+    pub stale_after_secs: u64,
+    /// zstd level for stored artifacts (1–19; higher is smaller and slower to publish).
+    pub compression_level: i32,
+    /// Largest artifact accepted, in bytes.
+    pub max_artifact_bytes: u64,
+    /// Publisher keys (`ed25519:<hex>`) trusted in addition to those added with
+    /// `ferryctl keys trust`.
+    pub trusted_publishers: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./ferry-data"),
+            quic_listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            heartbeat_secs: 15,
+            stale_after_secs: 300,
+            compression_level: 9,
+            max_artifact_bytes: 64 * 1024 * 1024 * 1024,
+            trusted_publishers: Vec::new(),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Bad TOML or a bad value.
+    #[error("{path}: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: Box<toml::de::Error>,
+    },
+    /// A value out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads a TOML file; missing fields take their defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=19).contains(&self.compression_level) {
+            return Err(ConfigError::Invalid(format!(
+                "compression_level {} is outside 1..=19",
+                self.compression_level
+            )));
+        }
+        if self.heartbeat_secs == 0 {
+            return Err(ConfigError::Invalid("heartbeat_secs must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_loads_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("coordinator.example.toml");
+        let config = Config::load(&path).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.quic_listen, defaults.quic_listen);
+        assert_eq!(config.http_listen, defaults.http_listen);
+        assert_eq!(config.heartbeat_secs, defaults.heartbeat_secs);
+        assert_eq!(config.compression_level, defaults.compression_level);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = toml::from_str::<Config>("quic_lsiten = \"1.2.3.4:5\"").unwrap_err();
+        assert!(err.to_string().contains("quic_lsiten"));
+    }
+}

@@ -1,0 +1,342 @@
+//! The fleet: device reports in, fleet status out.
+//!
+//! [`merge_report`] folds a report into a device record and [`summarize`] turns records into
+//! the fleet view; both are pure. [`Presence`] keeps who is connected and when each device was
+//! last heard from in memory, so heartbeats cost no disk write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind, Phase};
+use ferry_shared::{ModelName, Version};
+
+use crate::api::{
+    AliasShare, DeviceError, DevicePhase, FleetStatus, ModelFleet, StaleDevice, VersionCount,
+};
+use crate::store::records::{AliasRecord, DeviceRecord};
+
+/// How many recent events a device record keeps.
+const RECENT_EVENTS: usize = 20;
+
+/// Folds a report into a record. Returns the events not seen before (to be audited) and
+/// whether the record changed in a way worth a disk write.
+pub fn merge_report(record: &mut DeviceRecord, report: &DeviceReport) -> (Vec<DeviceEvent>, bool) {
+    let new_events: Vec<DeviceEvent> = report
+        .events
+        .iter()
+        .filter(|e| e.seq > record.events_through)
+        .cloned()
+        .collect();
+    let changed = !new_events.is_empty() || record.models != report.models;
+    record.models = report.models.clone();
+    if let Some(last) = new_events.last() {
+        record.events_through = last.seq;
+    }
+    record.recent_events.extend(new_events.iter().cloned());
+    let excess = record.recent_events.len().saturating_sub(RECENT_EVENTS);
+    record.recent_events.drain(..excess);
+    (new_events, changed)
+}
+
+/// Live presence of devices: connected or not, and last heard from.
+#[derive(Default)]
+pub struct Presence {
+    inner: Mutex<HashMap<DeviceId, Live>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Live {
+    sessions: u32,
+    last_seen: u64,
+}
+
+impl Presence {
+    /// A session opened.
+    pub fn connected(&self, id: &DeviceId, now: u64) {
+        self.with(id, |l| {
+            l.sessions += 1;
+            l.last_seen = now;
+        });
+    }
+
+    /// A session closed.
+    pub fn disconnected(&self, id: &DeviceId, now: u64) {
+        self.with(id, |l| {
+            l.sessions = l.sessions.saturating_sub(1);
+            l.last_seen = now;
+        });
+    }
+
+    /// The device was heard from.
+    pub fn seen(&self, id: &DeviceId, now: u64) {
+        self.with(id, |l| l.last_seen = now);
+    }
+
+    /// `(connected, last_seen)` of a device, if heard from since start.
+    pub fn get(&self, id: &DeviceId) -> Option<(bool, u64)> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).map(|l| (l.sessions > 0, l.last_seen))
+    }
+
+    /// Number of devices with an open session.
+    pub fn connected_count(&self) -> usize {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().filter(|l| l.sessions > 0).count()
+    }
+
+    fn with(&self, id: &DeviceId, f: impl FnOnce(&mut Live)) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(id.clone()).or_default());
+    }
+}
+
+/// A device as the summary needs it.
+pub struct DeviceFacts<'a> {
+    /// Id.
+    pub id: &'a DeviceId,
+    /// Stored record.
+    pub record: &'a DeviceRecord,
+    /// Connected now.
+    pub connected: bool,
+    /// Last seen (max of stored and live).
+    pub last_seen: u64,
+}
+
+/// Computes the fleet view. Pure.
+pub fn summarize(
+    devices: &[DeviceFacts<'_>],
+    aliases: &[(ModelName, ferry_shared::AliasName, AliasRecord)],
+    now: u64,
+    stale_after_secs: u64,
+) -> FleetStatus {
+    let mut models: BTreeMap<&ModelName, Vec<&DeviceFacts<'_>>> = BTreeMap::new();
+    for d in devices {
+        for follow in &d.record.follows {
+            models.entry(&follow.model).or_default().push(d);
+        }
+    }
+    for (model, _, _) in aliases {
+        models.entry(model).or_default();
+    }
+    let models = models
+        .into_iter()
+        .map(|(model, devs)| summarize_model(model, &devs, aliases, now, stale_after_secs))
+        .collect();
+    FleetStatus {
+        generated_at: now,
+        stale_after_secs,
+        devices_total: devices.len(),
+        devices_connected: devices.iter().filter(|d| d.connected).count(),
+        models,
+    }
+}
+
+fn summarize_model(
+    model: &ModelName,
+    devices: &[&DeviceFacts<'_>],
+    aliases: &[(ModelName, ferry_shared::AliasName, AliasRecord)],
+    now: u64,
+    stale_after_secs: u64,
+) -> ModelFleet {
+    let total = devices.len();
+    let share = |n: usize| if total == 0 { 0.0 } else { n as f64 / total as f64 };
+    let report_of = |d: &DeviceFacts<'_>| d.record.models.iter().find(|m| &m.model == model).cloned();
+    let active_of = |d: &DeviceFacts<'_>| report_of(d).and_then(|m| m.active);
+
+    let mut per_version: BTreeMap<Option<Version>, usize> = BTreeMap::new();
+    for d in devices {
+        *per_version.entry(active_of(d)).or_default() += 1;
+    }
+    let versions = per_version
+        .into_iter()
+        .rev()
+        .map(|(version, n)| VersionCount {
+            version,
+            devices: n,
+            share: share(n),
+        })
+        .collect();
+
+    let aliases = aliases
+        .iter()
+        .filter(|(m, _, _)| m == model)
+        .map(|(_, alias, record)| {
+            let follows_alias = |d: &DeviceFacts<'_>| {
+                d.record
+                    .follows
+                    .iter()
+                    .any(|f| &f.model == model && &f.alias == alias)
+            };
+            let on_target = |d: &DeviceFacts<'_>| active_of(d).as_ref() == Some(&record.version);
+            AliasShare {
+                alias: alias.to_string(),
+                version: record.version.clone(),
+                following: devices.iter().filter(|d| follows_alias(d)).count(),
+                on_target: devices
+                    .iter()
+                    .filter(|d| follows_alias(d) && on_target(d))
+                    .count(),
+                share: share(devices.iter().filter(|d| on_target(d)).count()),
+            }
+        })
+        .collect();
+
+    let mut stale = Vec::new();
+    let mut errors = Vec::new();
+    let mut in_progress = Vec::new();
+    for d in devices {
+        let report = report_of(d);
+        if !d.connected && now.saturating_sub(d.last_seen) > stale_after_secs {
+            stale.push(StaleDevice {
+                id: d.id.to_string(),
+                last_seen: d.last_seen,
+                active: active_of(d),
+            });
+        }
+        if let Some(error) = report.as_ref().and_then(|r| r.last_error.clone()) {
+            errors.push(DeviceError {
+                id: d.id.to_string(),
+                active: active_of(d),
+                error,
+            });
+        }
+        if let Some(r) = report
+            && r.phase != Phase::Idle
+        {
+            in_progress.push(DevicePhase {
+                id: d.id.to_string(),
+                phase: r.phase,
+            });
+        }
+    }
+    ModelFleet {
+        model: model.to_string(),
+        devices: total,
+        versions,
+        aliases,
+        stale,
+        errors,
+        in_progress,
+    }
+}
+
+/// True when an event is worth a line in the coordinator's log.
+pub fn is_notable(event: &DeviceEvent) -> bool {
+    !matches!(event.kind, EventKind::Installed { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_shared::sign::SecretKey;
+    use ferry_shared::wire::{ErrorKind, Follow, InstallError, ModelReport};
+
+    fn record(active: Option<&str>, error: bool) -> DeviceRecord {
+        let model: ModelName = "m".parse().unwrap();
+        DeviceRecord {
+            public_key: SecretKey::from_seed(&[1; 32]).public(),
+            enrolled_at: 0,
+            last_seen: 0,
+            agent_version: "0".into(),
+            labels: BTreeMap::new(),
+            follows: vec![Follow {
+                model: model.clone(),
+                alias: "prod".parse().unwrap(),
+            }],
+            models: vec![ModelReport {
+                model,
+                active: active.map(|v| v.parse().unwrap()),
+                previous: None,
+                phase: Phase::Idle,
+                last_error: error.then(|| InstallError {
+                    version: "3.0.0".parse().unwrap(),
+                    kind: ErrorKind::HealthCheck,
+                    message: "boom".into(),
+                    at: 5,
+                }),
+            }],
+            events_through: 0,
+            recent_events: vec![],
+        }
+    }
+
+    #[test]
+    fn summarizes_versions_alias_share_staleness_and_errors() {
+        let ids: Vec<DeviceId> = (0..4u8)
+            .map(|i| DeviceId::of(&SecretKey::from_seed(&[i; 32]).public()))
+            .collect();
+        let records = [
+            record(Some("2.0.0"), false),
+            record(Some("2.0.0"), true),
+            record(Some("1.0.0"), false),
+            record(None, false),
+        ];
+        let facts: Vec<DeviceFacts<'_>> = ids
+            .iter()
+            .zip(&records)
+            .enumerate()
+            .map(|(i, (id, record))| DeviceFacts {
+                id,
+                record,
+                connected: i != 2,
+                last_seen: if i == 2 { 100 } else { 1000 },
+            })
+            .collect();
+        let aliases = vec![(
+            "m".parse().unwrap(),
+            "prod".parse().unwrap(),
+            AliasRecord {
+                version: "2.0.0".parse().unwrap(),
+                set_at: 0,
+                set_by: "t".into(),
+                reason: None,
+            },
+        )];
+        let status = summarize(&facts, &aliases, 1000, 300);
+        assert_eq!(status.devices_total, 4);
+        assert_eq!(status.devices_connected, 3);
+        let m = &status.models[0];
+        assert_eq!(m.devices, 4);
+        let counts: Vec<(Option<String>, usize)> = m
+            .versions
+            .iter()
+            .map(|v| (v.version.as_ref().map(ToString::to_string), v.devices))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![(Some("2.0.0".into()), 2), (Some("1.0.0".into()), 1), (None, 1)]
+        );
+        assert_eq!(m.aliases[0].on_target, 2);
+        assert_eq!(m.aliases[0].following, 4);
+        assert!((m.aliases[0].share - 0.5).abs() < 1e-9);
+        assert_eq!(m.stale.len(), 1);
+        assert_eq!(m.stale[0].id, ids[2].to_string());
+        assert_eq!(m.errors.len(), 1);
+        assert_eq!(m.errors[0].error.kind, ErrorKind::HealthCheck);
+    }
+
+    #[test]
+    fn reports_are_merged_once_per_event() {
+        let mut rec = record(Some("1.0.0"), false);
+        let event = DeviceEvent {
+            seq: 1,
+            at: 1,
+            model: "m".parse().unwrap(),
+            kind: EventKind::LocalRollback {
+                from: "2.0.0".parse().unwrap(),
+                to: "1.0.0".parse().unwrap(),
+            },
+        };
+        let report = DeviceReport {
+            models: rec.models.clone(),
+            events: vec![event.clone()],
+        };
+        let (new, changed) = merge_report(&mut rec, &report);
+        assert_eq!(new, vec![event]);
+        assert!(changed);
+        let (new, changed) = merge_report(&mut rec, &report);
+        assert!(new.is_empty(), "an event delivered twice is stored once");
+        assert!(!changed, "a heartbeat with nothing new needs no write");
+        assert_eq!(rec.events_through, 1);
+    }
+}

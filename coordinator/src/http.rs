@@ -1,0 +1,431 @@
+//! The admin HTTP API that `ferryctl` (and dashboards) use. Every route under `/api/v1`
+//! needs the admin bearer token; `/healthz` does not.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use ferry_shared::{AliasName, Digest, ModelName, Version};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::api::{
+    ApiError, AliasView, BlobStored, DeviceView, FleetStatus, KeyView, Published, ReleaseView,
+    SetAlias, TrustKey,
+};
+use crate::app::Coordinator;
+use crate::fleet::{DeviceFacts, summarize};
+use crate::registry::{self, RegistryError};
+use crate::secrets::same_secret;
+use crate::store::StoreError;
+use crate::store::blobs::BlobError;
+use crate::store::records::StoredRelease;
+use crate::unix_now;
+
+/// Header in which ferryctl names the person acting (recorded in the audit trail).
+pub const ACTOR_HEADER: &str = "x-ferry-actor";
+
+/// A failed call: status and one line of explanation.
+#[derive(Debug)]
+pub struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::Immutable { .. } => StatusCode::CONFLICT,
+            StoreError::MissingBlob { .. } | StoreError::BlobSize { .. } => StatusCode::BAD_REQUEST,
+            StoreError::NoSuchRelease { .. } => StatusCode::NOT_FOUND,
+            _ => {
+                warn!("store failure: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Failure(status, e.to_string())
+    }
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Store(e) => e.into(),
+            RegistryError::Verify(_) => Failure(StatusCode::FORBIDDEN, e.to_string()),
+            RegistryError::NoPublisherKeys => Failure(StatusCode::FORBIDDEN, e.to_string()),
+        }
+    }
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+type ApiResult<T> = Result<Json<T>, Failure>;
+
+/// The admin API.
+pub fn router(app: Arc<Coordinator>) -> Router {
+    let api = Router::new()
+        .route("/releases", get(list_releases).post(publish))
+        .route("/releases/{name}/{version}", get(show_release))
+        .route("/blobs/{hash}", put(upload_blob).get(blob_exists))
+        .route("/aliases", get(list_aliases))
+        .route("/aliases/{name}/{alias}", put(set_alias))
+        .route("/devices", get(list_devices))
+        .route("/fleet/status", get(fleet_status))
+        .route("/keys", get(list_keys).post(trust_key))
+        .route("/audit", get(audit))
+        .layer(middleware::from_fn_with_state(app.clone(), require_token))
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/api/v1", api)
+        .with_state(app)
+}
+
+/// Serves the API on a bound listener until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<Coordinator>) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).await
+}
+
+/// Binds the admin API's listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+async fn require_token(
+    State(app): State<Arc<Coordinator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if same_secret(token.trim(), &app.admin_token) => next.run(request).await,
+        Some(_) => {
+            warn!(path = %request.uri().path(), "admin API call with a wrong token");
+            Failure(StatusCode::UNAUTHORIZED, "the admin token is not valid".into()).into_response()
+        }
+        None => Failure(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer TOKEN` (the admin token is in the coordinator's data directory)".into(),
+        )
+        .into_response(),
+    }
+}
+
+fn actor(headers: &HeaderMap) -> String {
+    let who = headers
+        .get(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+        .filter(|s| !s.trim().is_empty());
+    match who {
+        Some(who) => format!("{who} (admin token)"),
+        None => "admin token".into(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(text: &str) -> Result<T, Failure>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(bad_request)
+}
+
+#[derive(Deserialize)]
+struct NameFilter {
+    name: Option<String>,
+}
+
+fn release_view(app: &Coordinator, release: ferry_shared::Release, stored: StoredRelease) -> Result<ReleaseView, Failure> {
+    let aliases = app
+        .store
+        .aliases(Some(&release.name))?
+        .into_iter()
+        .filter(|(_, _, r)| r.version == release.version)
+        .map(|(_, a, _)| a.to_string())
+        .collect();
+    Ok(ReleaseView {
+        release,
+        published_at: stored.published_at,
+        published_by: stored.published_by,
+        signer: stored.signer.to_string(),
+        aliases,
+    })
+}
+
+async fn list_releases(
+    State(app): State<Arc<Coordinator>>,
+    Query(filter): Query<NameFilter>,
+) -> ApiResult<Vec<ReleaseView>> {
+    let name: Option<ModelName> = filter.name.as_deref().map(parse).transpose()?;
+    let releases = app.store.releases(name.as_ref())?;
+    let views = releases
+        .into_iter()
+        .map(|(r, s)| release_view(&app, r, s))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(views))
+}
+
+async fn show_release(
+    State(app): State<Arc<Coordinator>>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<ReleaseView> {
+    let name: ModelName = parse(&name)?;
+    let version: Version = parse(&version)?;
+    let (release, stored) = app.store.release(&name, &version)?.ok_or_else(|| {
+        Failure(StatusCode::NOT_FOUND, format!("{name} {version} is not published"))
+    })?;
+    Ok(Json(release_view(&app, release, stored)?))
+}
+
+async fn publish(
+    State(app): State<Arc<Coordinator>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Published>), Failure> {
+    let who = actor(&headers);
+    let published = registry::publish(&app, &body, &who, unix_now())?;
+    if published.created {
+        info!(name = %published.name, version = %published.version, by = %who, "release published");
+    }
+    let status = if published.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(published)))
+}
+
+async fn blob_exists(
+    State(app): State<Arc<Coordinator>>,
+    Path(hash): Path<String>,
+) -> Result<Json<BlobStored>, Failure> {
+    let hash: Digest = parse(&hash)?;
+    let record = app
+        .store
+        .blob(&hash)?
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("artifact {hash} is not stored")))?;
+    Ok(Json(BlobStored {
+        hash: hash.to_hex(),
+        size: record.size,
+        stored_size: record.stored_size,
+        created: false,
+    }))
+}
+
+async fn upload_blob(
+    State(app): State<Arc<Coordinator>>,
+    Path(hash): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<BlobStored>), Failure> {
+    let hash: Digest = parse(&hash)?;
+    if let Some(record) = app.store.blob(&hash)? {
+        return Ok((
+            StatusCode::OK,
+            Json(BlobStored {
+                hash: hash.to_hex(),
+                size: record.size,
+                stored_size: record.stored_size,
+                created: false,
+            }),
+        ));
+    }
+    let mut writer = app
+        .blobs
+        .writer(hash, app.config.max_artifact_bytes)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // Compression is CPU work: feed it on a blocking thread, chunk by chunk.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+    let worker = tokio::task::spawn_blocking(move || -> Result<_, BlobError> {
+        for chunk in rx {
+            writer.write(&chunk)?;
+        }
+        Ok(writer)
+    });
+    let mut stream = body.into_data_stream();
+    let mut upload_error = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                if tx.send(bytes).is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Err(e) => {
+                upload_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let writer = worker
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(blob_failure)?;
+    if let Some(e) = upload_error {
+        return Err(Failure(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}")));
+    }
+    let now = unix_now();
+    let (hash, record) = tokio::task::spawn_blocking(move || writer.finish(now))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(blob_failure)?;
+    app.store.record_blob(&hash, &record)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BlobStored {
+            hash: hash.to_hex(),
+            size: record.size,
+            stored_size: record.stored_size,
+            created: true,
+        }),
+    ))
+}
+
+fn blob_failure(e: BlobError) -> Failure {
+    let status = match e {
+        BlobError::HashMismatch { .. } => StatusCode::BAD_REQUEST,
+        BlobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Failure(status, e.to_string())
+}
+
+async fn list_aliases(
+    State(app): State<Arc<Coordinator>>,
+    Query(filter): Query<NameFilter>,
+) -> ApiResult<Vec<AliasView>> {
+    let name: Option<ModelName> = filter.name.as_deref().map(parse).transpose()?;
+    let views = app
+        .store
+        .aliases(name.as_ref())?
+        .into_iter()
+        .map(|(m, a, r)| registry::alias_view(&m, &a, r))
+        .collect();
+    Ok(Json(views))
+}
+
+async fn set_alias(
+    State(app): State<Arc<Coordinator>>,
+    Path((name, alias)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(request): Json<SetAlias>,
+) -> ApiResult<crate::api::AliasChanged> {
+    let name: ModelName = parse(&name)?;
+    let alias: AliasName = parse(&alias)?;
+    let who = actor(&headers);
+    let version = request.version.clone();
+    let changed = registry::set_alias(&app, &name, &alias, request, &who, unix_now())?;
+    info!(%name, %alias, %version, by = %who, "alias moved");
+    Ok(Json(changed))
+}
+
+fn device_facts(app: &Coordinator) -> Result<Vec<(ferry_shared::wire::DeviceId, crate::store::records::DeviceRecord, bool, u64)>, Failure> {
+    Ok(app
+        .store
+        .devices()?
+        .into_iter()
+        .map(|(id, record)| {
+            let (connected, live_seen) = app.presence.get(&id).unwrap_or((false, 0));
+            let last_seen = record.last_seen.max(live_seen);
+            (id, record, connected, last_seen)
+        })
+        .collect())
+}
+
+async fn list_devices(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<DeviceView>> {
+    let views = device_facts(&app)?
+        .into_iter()
+        .map(|(id, r, connected, last_seen)| DeviceView {
+            id: id.to_string(),
+            labels: r.labels,
+            agent_version: r.agent_version,
+            enrolled_at: r.enrolled_at,
+            last_seen,
+            connected,
+            follows: r.follows,
+            models: r.models,
+            recent_events: r.recent_events,
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    stale_after: Option<u64>,
+}
+
+async fn fleet_status(
+    State(app): State<Arc<Coordinator>>,
+    Query(query): Query<StatusQuery>,
+) -> ApiResult<FleetStatus> {
+    let devices = device_facts(&app)?;
+    let facts: Vec<DeviceFacts<'_>> = devices
+        .iter()
+        .map(|(id, record, connected, last_seen)| DeviceFacts {
+            id,
+            record,
+            connected: *connected,
+            last_seen: *last_seen,
+        })
+        .collect();
+    let aliases = app.store.aliases(None)?;
+    let stale_after = query.stale_after.unwrap_or(app.config.stale_after_secs);
+    Ok(Json(summarize(&facts, &aliases, unix_now(), stale_after)))
+}
+
+async fn list_keys(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<KeyView>> {
+    let views = app
+        .store
+        .publisher_keys()?
+        .into_iter()
+        .map(|k| KeyView {
+            key_id: k.key.key_id().to_string(),
+            public_key: k.key.to_string(),
+            name: k.name,
+            added_at: k.added_at,
+            added_by: k.added_by,
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+async fn trust_key(
+    State(app): State<Arc<Coordinator>>,
+    headers: HeaderMap,
+    Json(request): Json<TrustKey>,
+) -> Result<StatusCode, Failure> {
+    let key: ferry_shared::PublicKey = parse(&request.public_key)?;
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return Err(bad_request("a key name must be 1 to 64 characters"));
+    }
+    let added = app.store.trust_publisher(key, name, &actor(&headers), unix_now())?;
+    Ok(if added { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(app): State<Arc<Coordinator>>,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<Vec<crate::store::records::AuditEntry>> {
+    let limit = query.limit.unwrap_or(1000).min(10_000);
+    Ok(Json(app.store.audit(query.after.unwrap_or(0), limit)?))
+}

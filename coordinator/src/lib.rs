@@ -1,0 +1,23 @@
+//! `ferry-coordinator`: the registry and rollout brain of Ferry.
+//!
+//! It stores signed, immutable releases and their artifact bytes ([`store`]), moves aliases
+//! ([`registry`]), serves agents over QUIC ([`quic`]), turns their reports into a fleet view
+//! ([`fleet`]) and offers all of it to operators over an HTTP admin API ([`http`]) that
+//! `ferryctl` drives.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod fleet;
+pub mod http;
+pub mod quic;
+pub mod registry;
+pub mod secrets;
+pub mod store;
+
+/// Seconds since the Unix epoch, from the system clock (the one clock read of the coordinator).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

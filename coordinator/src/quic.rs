@@ -1,0 +1,389 @@
+//! The agents' QUIC endpoint.
+//!
+//! Each connection carries one control stream (opened first by the agent) and any number of
+//! fetch streams. The control stream admits the device (identity proof bound to this TLS
+//! session, enrollment token on first contact), records its reports, acknowledges its events
+//! and pushes the desired state whenever an alias it follows moves. Fetch streams send the
+//! compressed artifact bytes of a published variant.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
+use ferry_shared::wire::io::{FrameIoError, read_frame, read_preamble, write_frame, write_preamble};
+use ferry_shared::wire::{
+    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, FetchRequest, FetchResponse, Follow, Hello,
+    PROTOCOL_VERSION, Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome,
+};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::app::{Coordinator, Counters};
+use crate::fleet::{is_notable, merge_report};
+use crate::registry::desired_state;
+use crate::secrets::{TlsIdentity, same_secret};
+use crate::store::StoreError;
+use crate::store::records::DeviceRecord;
+use crate::unix_now;
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failures of one agent session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The connection failed or closed.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Bad frames or a broken stream.
+    #[error(transparent)]
+    Frame(#[from] FrameIoError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The agent broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The session was refused.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// Failures setting up the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// TLS configuration.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// Binding the UDP socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the agents' endpoint with the coordinator's certificate.
+pub fn endpoint(listen: SocketAddr, tls: &TlsIdentity) -> Result<Endpoint, EndpointError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| EndpointError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![tls.cert.clone()], tls.key.clone_key())
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(30)
+            .try_into()
+            .map_err(|_| EndpointError::Tls("idle timeout out of range".into()))?,
+    ));
+    server.transport_config(Arc::new(transport));
+    Endpoint::server(server, listen).map_err(|source| EndpointError::Bind { addr: listen, source })
+}
+
+/// Accepts connections until the endpoint closes.
+pub async fn serve(endpoint: Endpoint, app: Arc<Coordinator>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => {
+                    if let Err(e) = session(&app, conn).await {
+                        debug!(%remote, "session ended: {e}");
+                    }
+                }
+                Err(e) => debug!(%remote, "handshake failed: {e}"),
+            }
+        });
+    }
+}
+
+async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), SessionError> {
+    let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| SessionError::Protocol("no control stream opened in time".into()))??;
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut recv))
+        .await
+        .map_err(|_| SessionError::Protocol("no hello in time".into()))?;
+    write_preamble(&mut send).await?;
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(refusal) => return refuse(&conn, &mut send, refusal).await,
+    };
+    let now = unix_now();
+    let (id, record) = match admit(app, &conn, &hello, now)? {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(&conn, &mut send, refusal).await,
+    };
+    info!(device = %id, remote = %conn.remote_address(), "agent connected");
+    write_frame(
+        &mut send,
+        &ToAgent::Welcome(Welcome {
+            device_id: id.clone(),
+            heartbeat_secs: app.config.heartbeat_secs,
+            events_through: record.events_through,
+        }),
+    )
+    .await?;
+    app.presence.connected(&id, now);
+    let fetches = tokio::spawn(accept_fetches(app.clone(), conn.clone()));
+    let result = control_loop(app, &conn, &id, &record.follows, send, recv).await;
+    fetches.abort();
+    app.presence.disconnected(&id, unix_now());
+    info!(device = %id, "agent disconnected");
+    result
+}
+
+async fn read_hello(recv: &mut RecvStream) -> Result<Hello, Refusal> {
+    let refusal = |kind, message: String| Refusal { kind, message };
+    let preamble = read_preamble(recv)
+        .await
+        .map_err(|e| refusal(RefusalKind::BadRequest, e.to_string()))?;
+    if preamble.version != PROTOCOL_VERSION {
+        return Err(refusal(
+            RefusalKind::ProtocolVersion,
+            format!(
+                "this coordinator speaks protocol version {PROTOCOL_VERSION}; the agent speaks {}",
+                preamble.version
+            ),
+        ));
+    }
+    match read_frame::<_, ToCoordinator>(recv, "hello").await {
+        Ok(Some(ToCoordinator::Hello(hello))) => Ok(hello),
+        Ok(_) => Err(refusal(RefusalKind::BadRequest, "expected a hello".into())),
+        Err(e) => Err(refusal(RefusalKind::BadRequest, e.to_string())),
+    }
+}
+
+async fn refuse(
+    conn: &Connection,
+    send: &mut SendStream,
+    refusal: Refusal,
+) -> Result<(), SessionError> {
+    warn!(remote = %conn.remote_address(), "refused agent: {}", refusal.message);
+    let message = refusal.message.clone();
+    write_frame(send, &ToAgent::Refused(refusal)).await?;
+    let _ = send.finish();
+    // Give the refusal time to arrive before the connection goes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    conn.close(1u32.into(), b"refused");
+    Err(SessionError::Refused(message))
+}
+
+/// Checks the identity proof and enrollment; stores the device's announced state.
+fn admit(
+    app: &Coordinator,
+    conn: &Connection,
+    hello: &Hello,
+    now: u64,
+) -> Result<Result<(DeviceId, DeviceRecord), Refusal>, StoreError> {
+    let mut material = [0u8; 32];
+    if conn
+        .export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
+        .is_err()
+        || !hello
+            .device_key
+            .verify(DEVICE_AUTH_CONTEXT, &material, &hello.proof)
+    {
+        return Ok(Err(Refusal {
+            kind: RefusalKind::Identity,
+            message: "the device did not prove it holds its identity key on this session".into(),
+        }));
+    }
+    let id = DeviceId::of(&hello.device_key);
+    let existing = app.store.device(&id)?;
+    let enrolling = existing.is_none();
+    if enrolling {
+        let token_ok = hello
+            .enrollment_token
+            .as_deref()
+            .is_some_and(|t| same_secret(t, &app.enrollment_token));
+        if !token_ok {
+            return Ok(Err(Refusal {
+                kind: RefusalKind::Enrollment,
+                message: format!(
+                    "device {id} is not enrolled and its enrollment token was {}",
+                    if hello.enrollment_token.is_some() { "not accepted" } else { "missing" }
+                ),
+            }));
+        }
+    }
+    let mut record = existing.unwrap_or_else(|| DeviceRecord {
+        public_key: hello.device_key,
+        enrolled_at: now,
+        last_seen: now,
+        agent_version: String::new(),
+        labels: Default::default(),
+        follows: Vec::new(),
+        models: Vec::new(),
+        events_through: 0,
+        recent_events: Vec::new(),
+    });
+    record.last_seen = now;
+    record.agent_version = hello.agent_version.clone();
+    record.labels = hello.labels.clone();
+    record.follows = hello.follows.clone();
+    let (new_events, _) = merge_report(&mut record, &hello.report);
+    if enrolling {
+        app.store.enroll(&id, &record, now)?;
+        info!(device = %id, "device enrolled");
+    }
+    app.store.update_device(&id, &record, &new_events, now)?;
+    log_events(&id, &new_events);
+    Ok(Ok((id, record)))
+}
+
+fn log_events(id: &DeviceId, events: &[ferry_shared::wire::DeviceEvent]) {
+    for event in events.iter().filter(|e| is_notable(e)) {
+        warn!(device = %id, model = %event.model, "device event: {:?}", event.kind);
+    }
+}
+
+async fn control_loop(
+    app: &Arc<Coordinator>,
+    conn: &Connection,
+    id: &DeviceId,
+    follows: &[Follow],
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> Result<(), SessionError> {
+    // Subscribe before the first push so no move falls between the two.
+    let mut moves = app.alias_moves.subscribe();
+    for follow in follows {
+        push_desired(app, &mut send, follow).await?;
+    }
+    let (tx, mut rx) = mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = read_frame::<_, ToCoordinator>(&mut recv, "report").await;
+            let end = !matches!(frame, Ok(Some(_)));
+            if tx.send(frame).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let result = loop {
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(Ok(Some(ToCoordinator::Report(report)))) => {
+                    let now = unix_now();
+                    app.presence.seen(id, now);
+                    let Some(mut record) = app.store.device(id)? else {
+                        break Err(SessionError::Protocol("device record vanished".into()));
+                    };
+                    let (new_events, changed) = merge_report(&mut record, &report);
+                    if changed {
+                        record.last_seen = now;
+                        app.store.update_device(id, &record, &new_events, now)?;
+                        log_events(id, &new_events);
+                    }
+                    write_frame(&mut send, &ToAgent::Ack { events_through: record.events_through }).await?;
+                }
+                Some(Ok(Some(ToCoordinator::Hello(_)))) => {
+                    break Err(SessionError::Protocol("second hello on one session".into()));
+                }
+                Some(Err(e)) => break Err(e.into()),
+                Some(Ok(None)) | None => break Ok(()),
+            },
+            moved = moves.recv() => match moved {
+                Ok(moved) => {
+                    for follow in follows.iter().filter(|f| f.model == moved.model && f.alias == moved.alias) {
+                        push_desired(app, &mut send, follow).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    for follow in follows {
+                        push_desired(app, &mut send, follow).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break Ok(()),
+            },
+            _ = conn.closed() => break Ok(()),
+        }
+    };
+    reader.abort();
+    result
+}
+
+async fn push_desired(
+    app: &Coordinator,
+    send: &mut SendStream,
+    follow: &Follow,
+) -> Result<(), SessionError> {
+    let desired = desired_state(app, follow)?;
+    write_frame(send, &ToAgent::Desired(desired)).await?;
+    Ok(())
+}
+
+async fn accept_fetches(app: Arc<Coordinator>, conn: Connection) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = fetch(&app, send, recv).await {
+                debug!("fetch stream ended: {e}");
+            }
+        });
+    }
+}
+
+async fn fetch(
+    app: &Coordinator,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> Result<(), SessionError> {
+    let preamble = read_preamble(&mut recv).await?;
+    write_preamble(&mut send).await?;
+    if preamble.version != PROTOCOL_VERSION {
+        return Err(SessionError::Protocol(format!("fetch with protocol {}", preamble.version)));
+    }
+    let request: FetchRequest = read_frame(&mut recv, "fetch request")
+        .await?
+        .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))?;
+    let answer = |permanent, message: String| FetchResponse::Error { permanent, message };
+    let size = match app.store.release(&request.model, &request.version)? {
+        None => Err(answer(true, format!("{} {} is not published", request.model, request.version))),
+        Some((release, _)) => release
+            .variants
+            .iter()
+            .find(|v| v.hash == request.blob)
+            .map(|v| v.size)
+            .ok_or_else(|| answer(true, format!("{} {} has no artifact {}", request.model, request.version, request.blob.short()))),
+    };
+    let size = match size {
+        Ok(size) => size,
+        Err(response) => {
+            write_frame(&mut send, &response).await?;
+            let _ = send.finish();
+            return Ok(());
+        }
+    };
+    let path = app.blobs.path(&request.blob);
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) => {
+            warn!("artifact {} unreadable at {}: {e}", request.blob, path.display());
+            write_frame(&mut send, &answer(false, format!("artifact unreadable on the coordinator: {e}"))).await?;
+            let _ = send.finish();
+            return Ok(());
+        }
+    };
+    write_frame(&mut send, &FetchResponse::Zstd { size }).await?;
+    let sent = tokio::io::copy(&mut file, &mut send)
+        .await
+        .map_err(FrameIoError::from)?;
+    let _ = send.finish();
+    Counters::add(&app.counters.bytes_served, sent);
+    Counters::add(&app.counters.fetches, 1);
+    debug!(model = %request.model, version = %request.version, bytes = sent, "artifact sent");
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Publisher keys the coordinator trusts to sign releases.
+
+use ferry_shared::sign::{Keyring, PublicKey};
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::audit::{Change, append};
+use super::codec::{decode, encode};
+use super::records::PublisherKey;
+use super::tables::PUBLISHER_KEYS;
+use super::{Store, StoreError};
+
+impl Store {
+    /// Trusts `key` for publishing; idempotent.
+    pub fn trust_publisher(
+        &self,
+        key: PublicKey,
+        name: &str,
+        actor: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let id = key.key_id().0.to_hex();
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(PUBLISHER_KEYS)?;
+            if table.get(id.as_str())?.is_some() {
+                return Ok(false);
+            }
+            let record = PublisherKey {
+                key,
+                name: name.to_owned(),
+                added_at: now,
+                added_by: actor.to_owned(),
+            };
+            table.insert(id.as_str(), encode(&record).as_slice())?;
+        }
+        append(
+            &txn,
+            Change {
+                at: now,
+                actor,
+                action: "key.trust",
+                subject: key.key_id().to_string(),
+                detail: format!("publisher key `{name}`: {key}"),
+            },
+        )?;
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Every trusted publisher key.
+    pub fn publisher_keys(&self) -> Result<Vec<PublisherKey>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PUBLISHER_KEYS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push(decode("publisher_keys", &k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The trusted publisher keys as a keyring.
+    pub fn publisher_keyring(&self) -> Result<Keyring, StoreError> {
+        Ok(Keyring::new(self.publisher_keys()?.into_iter().map(|k| k.key)))
+    }
+}

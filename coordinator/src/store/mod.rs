@@ -1,0 +1,110 @@
+//! Coordinator persistence: one redb file for every record, and a content-addressed directory
+//! for artifact bytes ([`blobs`]).
+//!
+//! Every state change is one redb write transaction that also appends its audit entry, so a
+//! change and its record of who made it commit together or not at all.
+
+mod aliases;
+mod audit;
+pub mod blobs;
+mod codec;
+mod devices;
+mod keys;
+pub mod records;
+mod releases;
+mod tables;
+
+use std::path::Path;
+
+use redb::Database;
+
+pub use audit::verify_chain;
+pub use releases::{LATEST, PublishOutcome};
+
+/// Failures of the coordinator's store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] redb::Error),
+    /// A stored record does not decode.
+    #[error("stored record {table}/{key} is corrupt: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Key.
+        key: String,
+        /// Decoder message.
+        reason: String,
+    },
+    /// `(name, version)` already exists with other content.
+    #[error("{name} {version} is already published with different content ({difference}); versions are immutable: publish a new version instead")]
+    Immutable {
+        /// Model.
+        name: String,
+        /// Version.
+        version: String,
+        /// What differs.
+        difference: String,
+    },
+    /// A release names an artifact that was never uploaded.
+    #[error("artifact {hash} ({file}) has not been uploaded")]
+    MissingBlob {
+        /// Expected hash.
+        hash: String,
+        /// File name in the manifest.
+        file: String,
+    },
+    /// An uploaded artifact's size differs from the manifest.
+    #[error("artifact {hash} is {stored} bytes but the manifest says {declared}")]
+    BlobSize {
+        /// Hash.
+        hash: String,
+        /// Stored size.
+        stored: u64,
+        /// Declared size.
+        declared: u64,
+    },
+    /// No such release.
+    #[error("{name} {version} is not published")]
+    NoSuchRelease {
+        /// Model.
+        name: String,
+        /// Version.
+        version: String,
+    },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The coordinator's record store.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        tables::create_all(&txn)?;
+        txn.commit()?;
+        Ok(Self { db })
+    }
+}

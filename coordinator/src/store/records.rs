@@ -1,0 +1,100 @@
+//! The records the coordinator keeps, as stored.
+
+use std::collections::BTreeMap;
+
+use ferry_shared::sign::{KeyId, PublicKey};
+use ferry_shared::wire::{DeviceEvent, Follow, ModelReport};
+use ferry_shared::{Digest, Version};
+use serde::{Deserialize, Serialize};
+
+/// A published release: the publisher's envelope, verbatim, and how it arrived.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredRelease {
+    /// The signed envelope exactly as published.
+    pub envelope: Vec<u8>,
+    /// When the coordinator accepted it (Unix seconds).
+    pub published_at: u64,
+    /// Who uploaded it.
+    pub published_by: String,
+    /// Which publisher key signed it.
+    pub signer: KeyId,
+}
+
+/// Where an alias points, and the change that put it there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    /// Target version.
+    pub version: Version,
+    /// When it was set.
+    pub set_at: u64,
+    /// Who set it.
+    pub set_by: String,
+    /// Why, if given.
+    pub reason: Option<String>,
+}
+
+/// Everything known about one device.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Identity public key; the id derives from it.
+    pub public_key: PublicKey,
+    /// When it enrolled.
+    pub enrolled_at: u64,
+    /// Last report or session start (Unix seconds, coordinator clock).
+    pub last_seen: u64,
+    /// Agent software version.
+    pub agent_version: String,
+    /// Labels it announced.
+    pub labels: BTreeMap<String, String>,
+    /// Models and aliases it follows.
+    pub follows: Vec<Follow>,
+    /// Its latest per-model state.
+    pub models: Vec<ModelReport>,
+    /// Highest event sequence number stored.
+    pub events_through: u64,
+    /// The most recent events, newest last (bounded).
+    pub recent_events: Vec<DeviceEvent>,
+}
+
+/// One link of the append-only audit chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Who.
+    pub actor: String,
+    /// What kind of change (`publish`, `alias.set`, `device.enroll`, …).
+    pub action: String,
+    /// What it concerned (`fraud-detector 1.2.0`, a device id, …).
+    pub subject: String,
+    /// Details, including the reason when one was given.
+    pub detail: String,
+    /// Hash of the previous entry's stored bytes (zeros for the first).
+    pub prev_hash: Digest,
+}
+
+/// A key trusted to sign releases.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PublisherKey {
+    /// The key.
+    pub key: PublicKey,
+    /// A name for people.
+    pub name: String,
+    /// When it was added.
+    pub added_at: u64,
+    /// Who added it.
+    pub added_by: String,
+}
+
+/// An artifact's bytes in the blob store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlobRecord {
+    /// Size of the artifact.
+    pub size: u64,
+    /// Size as stored (compressed).
+    pub stored_size: u64,
+    /// When it was uploaded.
+    pub added_at: u64,
+}

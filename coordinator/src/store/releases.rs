@@ -1,0 +1,197 @@
+//! Releases: publish once, read many. `(name, version)` is immutable.
+
+use ferry_shared::sign::{Envelope, SignedRelease};
+use ferry_shared::{AliasName, ModelName, Release, Version};
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::aliases::set_alias_in;
+use super::audit::{Change, append};
+use super::codec::{decode, encode};
+use super::records::{AliasRecord, BlobRecord, StoredRelease};
+use super::tables::{ALIASES, BLOBS, RELEASES};
+use super::{Store, StoreError};
+
+/// What publishing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Stored as new; `latest_moved` when the `latest` alias now points at it.
+    Published {
+        /// Whether `latest` moved.
+        latest_moved: bool,
+    },
+    /// The same content was already published; nothing changed.
+    AlreadyPublished,
+}
+
+/// The alias the registry keeps on the newest stable release.
+pub const LATEST: &str = "latest";
+
+/// Decodes the manifest inside a stored envelope (verified when it was published).
+pub(crate) fn release_of(stored: &StoredRelease) -> Result<Release, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "releases",
+        key: "envelope".into(),
+        reason,
+    };
+    let envelope = Envelope::from_bytes(&stored.envelope).map_err(|e| corrupt(e.to_string()))?;
+    Release::from_canonical_bytes(&envelope.payload).map_err(|e| corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Stores a verified release. The identical content again is a no-op success; other content
+    /// under an existing `(name, version)` is refused. Every variant's bytes must already be in
+    /// the blob store. Moves `latest` when this is the newest stable version.
+    pub fn publish(
+        &self,
+        signed: &SignedRelease,
+        actor: &str,
+        now: u64,
+    ) -> Result<PublishOutcome, StoreError> {
+        let release = &signed.release;
+        let name = release.name.as_str();
+        let version = release.version.to_string();
+        let txn = self.db.begin_write()?;
+        {
+            let mut releases = txn.open_table(RELEASES)?;
+            if let Some(existing) = releases.get((name, version.as_str()))? {
+                let stored: StoredRelease =
+                    decode("releases", &format!("{name} {version}"), existing.value())?;
+                let existing = release_of(&stored)?;
+                return match existing.content_difference(release) {
+                    None => Ok(PublishOutcome::AlreadyPublished),
+                    Some(difference) => Err(StoreError::Immutable {
+                        name: name.into(),
+                        version,
+                        difference,
+                    }),
+                };
+            }
+            let blobs = txn.open_table(BLOBS)?;
+            for variant in &release.variants {
+                let hash = variant.hash.to_hex();
+                let record: BlobRecord = match blobs.get(hash.as_str())? {
+                    Some(v) => decode("blobs", &hash, v.value())?,
+                    None => {
+                        return Err(StoreError::MissingBlob {
+                            hash,
+                            file: variant.file_name.to_string(),
+                        });
+                    }
+                };
+                if record.size != variant.size {
+                    return Err(StoreError::BlobSize {
+                        hash,
+                        stored: record.size,
+                        declared: variant.size,
+                    });
+                }
+            }
+            let stored = StoredRelease {
+                envelope: signed.envelope_bytes.clone(),
+                published_at: now,
+                published_by: actor.to_owned(),
+                signer: signed.signer,
+            };
+            releases.insert((name, version.as_str()), encode(&stored).as_slice())?;
+        }
+        append(
+            &txn,
+            Change {
+                at: now,
+                actor,
+                action: "publish",
+                subject: format!("{name} {version}"),
+                detail: format!(
+                    "signed by {}; {} variant(s)",
+                    signed.signer,
+                    release.variants.len()
+                ),
+            },
+        )?;
+        let latest_moved = self.move_latest_if_newer(&txn, release, now)?;
+        txn.commit()?;
+        Ok(PublishOutcome::Published { latest_moved })
+    }
+
+    fn move_latest_if_newer(
+        &self,
+        txn: &redb::WriteTransaction,
+        release: &Release,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        if release.version.is_prerelease() {
+            return Ok(false);
+        }
+        let current = {
+            let aliases = txn.open_table(ALIASES)?;
+            let value = aliases.get((release.name.as_str(), LATEST))?;
+            match value {
+                Some(v) => Some(decode::<AliasRecord>("aliases", &LATEST, v.value())?.version),
+                None => None,
+            }
+        };
+        if current.as_ref().is_some_and(|v| *v >= release.version) {
+            return Ok(false);
+        }
+        let latest: AliasName = LATEST.parse().map_err(|e: ferry_shared::name::NameError| {
+            StoreError::Corrupt {
+                table: "aliases",
+                key: LATEST.into(),
+                reason: e.to_string(),
+            }
+        })?;
+        set_alias_in(
+            txn,
+            &release.name,
+            &latest,
+            AliasRecord {
+                version: release.version.clone(),
+                set_at: now,
+                set_by: "registry".into(),
+                reason: Some("newest stable release".into()),
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// One release with its publication record.
+    pub fn release(
+        &self,
+        name: &ModelName,
+        version: &Version,
+    ) -> Result<Option<(Release, StoredRelease)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RELEASES)?;
+        let version = version.to_string();
+        let Some(value) = table.get((name.as_str(), version.as_str()))? else {
+            return Ok(None);
+        };
+        let stored: StoredRelease = decode("releases", &format!("{name} {version}"), value.value())?;
+        Ok(Some((release_of(&stored)?, stored)))
+    }
+
+    /// All releases (of one model, when given), by name then version.
+    pub fn releases(
+        &self,
+        name: Option<&ModelName>,
+    ) -> Result<Vec<(Release, StoredRelease)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RELEASES)?;
+        let mut out = Vec::new();
+        let iter = match name {
+            Some(n) => table.range((n.as_str(), "")..)?,
+            None => table.range::<(&str, &str)>(..)?,
+        };
+        for item in iter {
+            let (k, v) = item?;
+            let (model, version) = k.value();
+            if name.is_some_and(|n| n.as_str() != model) {
+                break;
+            }
+            let stored: StoredRelease = decode("releases", &format!("{model} {version}"), v.value())?;
+            out.push((release_of(&stored)?, stored));
+        }
+        out.sort_by(|(a, _), (b, _)| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        Ok(out)
+    }
+}

@@ -1,0 +1,28 @@
+//! The redb tables and their key/value shapes.
+
+use redb::{TableDefinition, WriteTransaction};
+
+/// (model, version) → encoded [`super::records::StoredRelease`].
+pub(crate) const RELEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("releases");
+/// (model, alias) → encoded [`super::records::AliasRecord`].
+pub(crate) const ALIASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("aliases");
+/// device id → encoded [`super::records::DeviceRecord`].
+pub(crate) const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+/// sequence → encoded [`super::records::AuditEntry`].
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// key id (hex) → encoded [`super::records::PublisherKey`].
+pub(crate) const PUBLISHER_KEYS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("publisher_keys");
+/// blob hash (hex) → encoded [`super::records::BlobRecord`].
+pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+
+/// Creates every table, so read transactions never meet a missing one.
+pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(RELEASES)?;
+    txn.open_table(ALIASES)?;
+    txn.open_table(DEVICES)?;
+    txn.open_table(AUDIT)?;
+    txn.open_table(PUBLISHER_KEYS)?;
+    txn.open_table(BLOBS)?;
+    Ok(())
+}
