@@ -108,3 +108,6 @@ impl Store {
         Ok(Self { db })
     }
 }
+
+#[cfg(test)]
+mod tests;

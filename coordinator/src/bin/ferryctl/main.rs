@@ -1,1 +1,84 @@
-fn main(){}
+//! `ferryctl`: the admin CLI of a Ferry coordinator.
+//!
+//! One module per command group; each parses its arguments (clap), calls the admin API through
+//! [`client`], and prints a table or, with `--json`, the API's own JSON.
+
+mod alias;
+mod client;
+mod devices;
+mod fleet;
+mod keys;
+mod meta;
+mod output;
+mod publish;
+mod releases;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Admin CLI for a Ferry coordinator.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    connection: client::ConnectionArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publisher signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Sign and upload a release.
+    Publish(publish::PublishArgs),
+    /// Published releases.
+    #[command(subcommand)]
+    Releases(releases::ReleasesCommand),
+    /// Aliases (prod, staging, latest, …).
+    #[command(subcommand)]
+    Alias(alias::AliasCommand),
+    /// Enrolled devices.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
+    /// The fleet at a glance.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferryctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            // Key generation is local and needs no coordinator.
+            Command::Keys(keys::KeysCommand::Generate(args)) => keys::generate(&args),
+            command => {
+                let client = client::Client::connect(&cli.connection)?;
+                match command {
+                    Command::Keys(cmd) => keys::run(&client, cmd).await,
+                    Command::Publish(args) => publish::run(&client, &args).await,
+                    Command::Releases(cmd) => releases::run(&client, cmd).await,
+                    Command::Alias(cmd) => alias::run(&client, cmd).await,
+                    Command::Devices(cmd) => devices::run(&client, cmd).await,
+                    Command::Fleet(cmd) => fleet::run(&client, cmd).await,
+                }
+            }
+        }
+    })
+}

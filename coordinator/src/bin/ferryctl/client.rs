@@ -1,0 +1,199 @@
+//! The admin API client: where the coordinator is and how to authenticate, from flags, the
+//! environment (`FERRY_URL`, `FERRY_TOKEN`) or a config file, in that order of precedence.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use ferry_coordinator::api::ApiError;
+use ferry_coordinator::http::ACTOR_HEADER;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+const DEFAULT_URL: &str = "http://127.0.0.1:7401";
+const DEFAULT_TOKEN_FILE: &str = "./ferry-data/admin.token";
+
+/// Connection flags shared by every command.
+#[derive(Args)]
+pub(crate) struct ConnectionArgs {
+    /// Admin API URL [env: FERRY_URL] [default: http://127.0.0.1:7401]
+    #[arg(long, global = true, env = "FERRY_URL")]
+    url: Option<String>,
+    /// Admin token [env: FERRY_TOKEN]
+    #[arg(long, global = true, env = "FERRY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the admin token [default: ./ferry-data/admin.token]
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// ferryctl config file (TOML: url, token or token_file)
+    /// [default: ~/.config/ferry/ferryctl.toml when it exists]
+    #[arg(long, global = true, env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Who you are, for the audit trail [default: $USER]
+    #[arg(long = "as", global = true)]
+    actor: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+/// An authenticated admin API client.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    actor: String,
+}
+
+fn read_token(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token from {}", path.display()))?;
+    Ok(text.trim().to_owned())
+}
+
+impl Client {
+    /// Resolves the settings and builds the client.
+    pub(crate) fn connect(args: &ConnectionArgs) -> Result<Self> {
+        let file = Self::file_config(args.config.as_deref())?;
+        let base = args
+            .url
+            .clone()
+            .or(file.url)
+            .unwrap_or_else(|| DEFAULT_URL.into())
+            .trim_end_matches('/')
+            .to_owned();
+        let token = match (&args.token, &args.token_file, file.token, file.token_file) {
+            (Some(t), _, _, _) => t.clone(),
+            (None, Some(path), _, _) => read_token(path)?,
+            (None, None, Some(t), _) => t,
+            (None, None, None, Some(path)) => read_token(&path)?,
+            (None, None, None, None) => read_token(Path::new(DEFAULT_TOKEN_FILE)).context(
+                "no admin token: pass --token, --token-file, set FERRY_TOKEN, or run where ./ferry-data is",
+            )?,
+        };
+        let actor = args
+            .actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_default();
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base,
+            token,
+            actor,
+        })
+    }
+
+    fn file_config(explicit: Option<&Path>) -> Result<FileConfig> {
+        let path = match explicit {
+            Some(p) => p.to_owned(),
+            None => match std::env::var_os("HOME") {
+                Some(home) => {
+                    let p = PathBuf::from(home).join(".config/ferry/ferryctl.toml");
+                    if !p.exists() {
+                        return Ok(FileConfig::default());
+                    }
+                    p
+                }
+                None => return Ok(FileConfig::default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(ACTOR_HEADER, &self.actor)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T> {
+        let response = builder
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return response.json().await.context("unreadable answer from the coordinator");
+        }
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ApiError>(&body)
+            .map(|e| e.error)
+            .unwrap_or(body);
+        Err(anyhow!("{message} ({status})"))
+    }
+
+    /// GET a JSON document.
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// GET a JSON document; `None` on 404.
+    pub(crate) async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            bail!("{} answered {}", path, response.status());
+        }
+        Ok(Some(response.json().await?))
+    }
+
+    /// PUT a JSON body.
+    pub(crate) async fn put_json<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    /// POST a JSON body, ignoring the answer's body.
+    pub(crate) async fn post_json<B: Serialize>(&self, path: &str, body: &B) -> Result<reqwest::StatusCode> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(status);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ApiError>(&body).map(|e| e.error).unwrap_or(body);
+        Err(anyhow!("{message} ({status})"))
+    }
+
+    /// POST raw bytes.
+    pub(crate) async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body),
+        )
+        .await
+    }
+
+    /// PUT a file's bytes, streamed.
+    pub(crate) async fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T> {
+        let handle = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("cannot open {}", file.display()))?;
+        self.send(
+            self.request(reqwest::Method::PUT, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(reqwest::Body::from(handle)),
+        )
+        .await
+    }
+}

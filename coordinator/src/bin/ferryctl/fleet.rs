@@ -1,0 +1,91 @@
+//! `ferryctl fleet status`: per model, devices per version, adoption of each alias target,
+//! devices gone quiet, devices with errors, and devices mid-update.
+
+use anyhow::Result;
+use clap::Subcommand;
+use ferry_coordinator::api::FleetStatus;
+use ferry_shared::wire::Phase;
+
+use crate::client::Client;
+use crate::output::{Table, ago, clip, json, or_dash};
+
+#[derive(Subcommand)]
+pub(crate) enum FleetCommand {
+    /// The fleet at a glance.
+    Status {
+        /// Devices silent longer than this many seconds count as stale [default: coordinator's].
+        #[arg(long)]
+        stale_after: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
+    let FleetCommand::Status { stale_after, json: as_json } = command;
+    let path = match stale_after {
+        Some(s) => format!("/fleet/status?stale_after={s}"),
+        None => "/fleet/status".into(),
+    };
+    let status: FleetStatus = client.get(&path).await?;
+    if as_json {
+        return json(&status);
+    }
+    println!(
+        "{} devices, {} connected (stale after {}s)",
+        status.devices_total, status.devices_connected, status.stale_after_secs
+    );
+    for m in &status.models {
+        println!();
+        println!("model {} — {} device(s)", m.model, m.devices);
+        let mut versions = Table::new(&["  VERSION", "DEVICES", "SHARE"]);
+        for v in &m.versions {
+            versions.row(vec![
+                format!("  {}", or_dash(v.version.as_ref())),
+                v.devices.to_string(),
+                format!("{:.0}%", v.share * 100.0),
+            ]);
+        }
+        versions.print();
+        if !m.aliases.is_empty() {
+            let mut aliases = Table::new(&["  ALIAS", "TARGET", "FOLLOWING", "ON TARGET", "FLEET SHARE"]);
+            for a in &m.aliases {
+                aliases.row(vec![
+                    format!("  {}", a.alias),
+                    a.version.to_string(),
+                    a.following.to_string(),
+                    a.on_target.to_string(),
+                    format!("{:.0}%", a.share * 100.0),
+                ]);
+            }
+            aliases.print();
+        }
+        for d in &m.in_progress {
+            println!("  busy   {}  {}", d.id, phase(&d.phase));
+        }
+        for d in &m.stale {
+            println!("  stale  {}  last seen {}, on {}", d.id, ago(d.last_seen), or_dash(d.active.as_ref()));
+        }
+        for d in &m.errors {
+            println!(
+                "  error  {}  {} {}: {}",
+                d.id,
+                d.error.kind,
+                d.error.version,
+                clip(&d.error.message, 40)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn phase(p: &Phase) -> String {
+    match p {
+        Phase::Idle => "idle".into(),
+        Phase::Fetching(v) => format!("fetching {v}"),
+        Phase::Probation(v) => format!("health-checking {v}"),
+        Phase::Held { version, reason } => format!("holding back {version}: {reason}"),
+        Phase::Retrying { version, attempts } => format!("retrying {version} (attempt {attempts})"),
+    }
+}

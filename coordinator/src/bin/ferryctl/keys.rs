@@ -1,0 +1,122 @@
+//! `ferryctl keys`: create publisher keys, and manage which ones the coordinator trusts.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use ferry_coordinator::api::{KeyView, TrustKey};
+use ferry_shared::{PublicKey, SecretKey};
+
+use crate::client::Client;
+use crate::output::{Table, ago, json};
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a publisher key pair: KEY (private, mode 0600) and KEY.pub.
+    Generate(GenerateArgs),
+    /// Trust a publisher key on the coordinator.
+    Trust {
+        /// A .pub file, or the key text `ed25519:…`.
+        key: String,
+        /// Name for people (e.g. `ci-release`).
+        #[arg(long)]
+        name: String,
+    },
+    /// Keys the coordinator trusts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct GenerateArgs {
+    /// Where to write the private key; the public key goes to the same path plus `.pub`.
+    #[arg(long, default_value = "publisher.key")]
+    out: PathBuf,
+}
+
+/// Writes a fresh key pair; never overwrites.
+pub(crate) fn generate(args: &GenerateArgs) -> Result<()> {
+    let key = SecretKey::generate()?;
+    let public_path = PathBuf::from(format!("{}.pub", args.out.display()));
+    if args.out.exists() || public_path.exists() {
+        bail!(
+            "{} or {} already exists; refusing to overwrite a key",
+            args.out.display(),
+            public_path.display()
+        );
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    writeln!(file, "{}", key.to_text())?;
+    file.sync_all()?;
+    std::fs::write(&public_path, format!("{}\n", key.public()))
+        .with_context(|| format!("cannot write {}", public_path.display()))?;
+    println!("private key  {} (keep it secret; mode 0600)", args.out.display());
+    println!("public key   {}", public_path.display());
+    println!("key id       {}", key.public().key_id());
+    println!("{}", key.public());
+    Ok(())
+}
+
+/// Reads a public key from a file or takes it literally.
+pub(crate) fn public_key_arg(text: &str) -> Result<PublicKey> {
+    let path = Path::new(text);
+    let literal = if path.exists() {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {text}"))?
+    } else {
+        text.to_owned()
+    };
+    literal
+        .parse()
+        .with_context(|| format!("`{text}` is neither a public key file nor a key"))
+}
+
+/// Reads a private key file.
+pub(crate) fn secret_key_file(path: &Path) -> Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key {}", path.display()))?;
+    SecretKey::from_text(&text).with_context(|| format!("{}", path.display()))
+}
+
+pub(crate) async fn run(client: &Client, command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::Generate(args) => generate(&args),
+        KeysCommand::Trust { key, name } => {
+            let key = public_key_arg(&key)?;
+            let status = client
+                .post_json(
+                    "/keys",
+                    &TrustKey {
+                        public_key: key.to_string(),
+                        name: name.clone(),
+                    },
+                )
+                .await?;
+            let what = if status == reqwest::StatusCode::CREATED { "now trusted" } else { "was already trusted" };
+            println!("publisher key {} ({name}) {what}", key.key_id());
+            Ok(())
+        }
+        KeysCommand::List { json: as_json } => {
+            let keys: Vec<KeyView> = client.get("/keys").await?;
+            if as_json {
+                return json(&keys);
+            }
+            let mut table = Table::new(&["KEY ID", "NAME", "ADDED", "BY"]);
+            for k in keys {
+                table.row(vec![k.key_id, k.name, ago(k.added_at), k.added_by]);
+            }
+            table.print();
+            Ok(())
+        }
+    }
+}

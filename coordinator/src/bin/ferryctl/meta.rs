@@ -1,0 +1,83 @@
+//! The release metadata file (`--meta meta.toml`) that `ferryctl publish` signs into the
+//! manifest. Every field is documented in `coordinator/meta.example.toml`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use ferry_shared::manifest::{DatasetRef, Framework, Lineage};
+use ferry_shared::Version;
+use serde::Deserialize;
+
+/// The file's shape.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetaFile {
+    code_commit: Option<String>,
+    dataset: Option<DatasetRef>,
+    #[serde(default)]
+    hyperparameters: BTreeMap<String, toml::Value>,
+    framework: Option<Framework>,
+    #[serde(default)]
+    dependencies: BTreeMap<String, String>,
+    #[serde(default)]
+    metrics: BTreeMap<String, f64>,
+    input_schema: Option<String>,
+    output_schema: Option<String>,
+    owner: Option<String>,
+    changelog: Option<String>,
+    #[serde(default)]
+    parents: Vec<Version>,
+}
+
+impl MetaFile {
+    /// Reads and parses a metadata file.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// The manifest's lineage section. Hyperparameters keep their TOML spelling as text.
+    pub(crate) fn into_lineage(self) -> Lineage {
+        let hyperparameters = self
+            .hyperparameters
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect();
+        Lineage {
+            code_commit: self.code_commit,
+            dataset: self.dataset,
+            hyperparameters,
+            framework: self.framework,
+            dependencies: self.dependencies,
+            metrics: self.metrics,
+            input_schema: self.input_schema,
+            output_schema: self.output_schema,
+            owner: self.owner,
+            changelog: self.changelog,
+            parents: self.parents,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("meta.example.toml");
+        let lineage = MetaFile::load(&path).unwrap().into_lineage();
+        assert_eq!(lineage.hyperparameters["learning_rate"], "0.001");
+        assert_eq!(lineage.hyperparameters["optimizer"], "adamw");
+        assert_eq!(lineage.dataset.unwrap().id, "transactions");
+        assert!(lineage.metrics["accuracy"] > 0.9);
+    }
+}

@@ -1,0 +1,131 @@
+//! `ferryctl publish`: hash the artifact, build and sign the manifest with the publisher key,
+//! upload the bytes (unless the coordinator has them), then the signed manifest.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ferry_coordinator::api::{BlobStored, Published};
+use ferry_shared::digest::Hasher;
+use ferry_shared::manifest::MANIFEST_SCHEMA;
+use ferry_shared::{
+    Accelerator, Digest, FileName, ModelName, Release, SignedRelease, Target, Variant, Version,
+};
+
+use crate::client::Client;
+use crate::keys::secret_key_file;
+use crate::meta::MetaFile;
+use crate::output::now;
+
+#[derive(Args)]
+pub(crate) struct PublishArgs {
+    /// Model name (lowercase letters, digits, `-`, `_`, `.`).
+    name: String,
+    /// Version (semver, e.g. 1.2.0 or 2.0.0-rc.1).
+    version: String,
+    /// The artifact file.
+    file: PathBuf,
+    /// Publisher private key (from `ferryctl keys generate`).
+    #[arg(long)]
+    key: PathBuf,
+    /// Release metadata (see meta.example.toml).
+    #[arg(long)]
+    meta: Option<PathBuf>,
+    /// Accelerator the artifact needs: cpu, gpu or any.
+    #[arg(long, default_value = "any")]
+    accelerator: Accelerator,
+    /// Target triple it runs on, or any.
+    #[arg(long, default_value = "any")]
+    target: Target,
+    /// Name the file is installed under on devices [default: the file's own name].
+    #[arg(long)]
+    file_name: Option<String>,
+    /// Who publishes, recorded in the manifest [default: $USER].
+    #[arg(long)]
+    created_by: Option<String>,
+}
+
+fn hash_file(path: &Path) -> Result<(Digest, u64)> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hasher.finish(), size))
+}
+
+pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
+    let name: ModelName = args.name.parse()?;
+    let version: Version = args.version.parse()?;
+    let key = secret_key_file(&args.key)?;
+    let metadata = match &args.meta {
+        Some(path) => MetaFile::load(path)?.into_lineage(),
+        None => Default::default(),
+    };
+    let file_name: FileName = match &args.file_name {
+        Some(n) => n.parse()?,
+        None => args
+            .file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("the artifact path has no file name")?
+            .parse()
+            .context("use --file-name to give the artifact an installable name")?,
+    };
+    let (hash, size) = hash_file(&args.file)?;
+    let release = Release {
+        schema: MANIFEST_SCHEMA,
+        name: name.clone(),
+        version: version.clone(),
+        created_at: now(),
+        created_by: args
+            .created_by
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into()),
+        variants: vec![Variant {
+            target: args.target.clone(),
+            accelerator: args.accelerator,
+            file_name,
+            size,
+            hash,
+        }],
+        metadata,
+    };
+    let signed = SignedRelease::sign(&release, &key)?;
+
+    let stored: BlobStored = match client.get_optional::<BlobStored>(&format!("/blobs/{hash}")).await? {
+        Some(existing) => existing,
+        None => client
+            .put_file(&format!("/blobs/{hash}"), &args.file)
+            .await
+            .context("uploading the artifact")?,
+    };
+    let published: Published = client
+        .post_bytes("/releases", signed.envelope_bytes)
+        .await
+        .with_context(|| format!("publishing {name} {version}"))?;
+    if published.created {
+        println!(
+            "published {name} {version}: {size} bytes ({} stored{}), blake3 {}, signed by {}",
+            stored.stored_size,
+            if stored.created { ", new" } else { ", already stored" },
+            hash.short(),
+            key.public().key_id()
+        );
+    } else {
+        println!("{name} {version} is already published with identical content; nothing changed");
+    }
+    if published.latest_moved {
+        println!("alias `latest` of {name} now points at {version}");
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! `ferryctl releases`: list and show published releases with their lineage.
+
+use anyhow::Result;
+use clap::Subcommand;
+use ferry_coordinator::api::ReleaseView;
+
+use crate::client::Client;
+use crate::output::{Table, ago, json, or_dash, timestamp};
+
+#[derive(Subcommand)]
+pub(crate) enum ReleasesCommand {
+    /// Releases, newest last.
+    List {
+        /// Only this model.
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One release with its variants and lineage.
+    Show {
+        /// Model.
+        name: String,
+        /// Version.
+        version: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()> {
+    match command {
+        ReleasesCommand::List { name, json: as_json } => {
+            let path = match &name {
+                Some(n) => format!("/releases?name={n}"),
+                None => "/releases".into(),
+            };
+            let releases: Vec<ReleaseView> = client.get(&path).await?;
+            if as_json {
+                return json(&releases);
+            }
+            let mut table = Table::new(&["MODEL", "VERSION", "SIZE", "PUBLISHED", "ALIASES"]);
+            for r in releases {
+                let size: u64 = r.release.variants.iter().map(|v| v.size).sum();
+                table.row(vec![
+                    r.release.name.to_string(),
+                    r.release.version.to_string(),
+                    human_bytes(size),
+                    ago(r.published_at),
+                    r.aliases.join(","),
+                ]);
+            }
+            if table.is_empty() {
+                println!("no releases");
+            } else {
+                table.print();
+            }
+            Ok(())
+        }
+        ReleasesCommand::Show { name, version, json: as_json } => {
+            let r: ReleaseView = client.get(&format!("/releases/{name}/{version}")).await?;
+            if as_json {
+                return json(&r);
+            }
+            print_release(&r);
+            Ok(())
+        }
+    }
+}
+
+fn print_release(r: &ReleaseView) {
+    let rel = &r.release;
+    let m = &rel.metadata;
+    println!("{} {}", rel.name, rel.version);
+    println!("  created        {} by {}", timestamp(rel.created_at), rel.created_by);
+    println!("  published      {} by {}", timestamp(r.published_at), r.published_by);
+    println!("  signed by      {}", r.signer);
+    println!("  aliases        {}", if r.aliases.is_empty() { "-".into() } else { r.aliases.join(", ") });
+    println!("  variants");
+    for v in &rel.variants {
+        println!(
+            "    {:<28} {:<4} {} {} blake3:{}",
+            v.target.to_string(),
+            v.accelerator.to_string(),
+            v.file_name,
+            human_bytes(v.size),
+            v.hash.short()
+        );
+    }
+    println!("  code commit    {}", or_dash(m.code_commit.as_deref()));
+    match &m.dataset {
+        Some(d) => println!("  dataset        {} {} {}", d.id, d.version, d.hash.as_deref().unwrap_or("")),
+        None => println!("  dataset        -"),
+    }
+    if let Some(f) = &m.framework {
+        println!("  framework      {} {}", f.name, f.version);
+    }
+    println!("  owner          {}", or_dash(m.owner.as_deref()));
+    println!("  schemas        in {} / out {}", or_dash(m.input_schema.as_deref()), or_dash(m.output_schema.as_deref()));
+    if !m.parents.is_empty() {
+        let parents: Vec<String> = m.parents.iter().map(ToString::to_string).collect();
+        println!("  parents        {}", parents.join(", "));
+    }
+    for (title, map) in [("hyperparameters", &m.hyperparameters), ("dependencies", &m.dependencies)] {
+        if !map.is_empty() {
+            println!("  {title}");
+            for (k, v) in map {
+                println!("    {k} = {v}");
+            }
+        }
+    }
+    if !m.metrics.is_empty() {
+        println!("  metrics");
+        for (k, v) in &m.metrics {
+            println!("    {k} = {v}");
+        }
+    }
+    if let Some(c) = &m.changelog {
+        println!("  changelog      {c}");
+    }
+}
+
+/// `1.5 MiB`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
