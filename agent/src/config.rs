@@ -1,0 +1,219 @@
+//! The agent's configuration (`agent.toml`). Every field is documented in
+//! `agent/agent.example.toml`, which the tests load. Relative paths are resolved against the
+//! configuration file's directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferry_shared::sign::Keyring;
+use ferry_shared::{Accelerator, AliasName, ModelName, PublicKey};
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    coordinator: SocketAddr,
+    #[serde(default = "default_server_name")]
+    server_name: String,
+    coordinator_fingerprint: String,
+    enrollment_token: Option<String>,
+    enrollment_token_file: Option<PathBuf>,
+    state_dir: PathBuf,
+    model: ModelName,
+    #[serde(default = "default_alias")]
+    alias: AliasName,
+    trusted_keys: Vec<String>,
+    #[serde(default = "default_accelerator")]
+    accelerator: Accelerator,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    health_check: Option<RawHealthCheck>,
+    #[serde(default = "default_poll")]
+    poll_interval_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    command: Vec<String>,
+    #[serde(default = "default_health_timeout")]
+    timeout_secs: u64,
+}
+
+fn default_server_name() -> String {
+    "localhost".into()
+}
+fn default_alias() -> AliasName {
+    // A constant that satisfies the alias rules.
+    "prod".parse().unwrap_or_else(|_| unreachable!("`prod` is a valid alias"))
+}
+fn default_accelerator() -> Accelerator {
+    Accelerator::Cpu
+}
+fn default_poll() -> u64 {
+    30
+}
+fn default_health_timeout() -> u64 {
+    30
+}
+
+/// A command run after each switch; exit status 0 means healthy.
+#[derive(Clone, Debug)]
+pub struct HealthCheck {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Longest it may run.
+    pub timeout: Duration,
+}
+
+/// Validated agent settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Coordinator QUIC address.
+    pub coordinator: SocketAddr,
+    /// TLS server name.
+    pub server_name: String,
+    /// Pinned certificate fingerprint (`sha256:<hex>`).
+    pub fingerprint: String,
+    /// Enrollment token for first contact.
+    pub enrollment_token: Option<String>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Model followed.
+    pub model: ModelName,
+    /// Alias followed.
+    pub alias: AliasName,
+    /// Publisher keys trusted.
+    pub trusted: Keyring,
+    /// Accelerator this device offers.
+    pub accelerator: Accelerator,
+    /// Operator labels.
+    pub labels: BTreeMap<String, String>,
+    /// Health check.
+    pub health_check: Option<HealthCheck>,
+    /// Longest pause between reconnection attempts while the coordinator is unreachable.
+    pub poll_interval: Duration,
+}
+
+impl Config {
+    /// Loads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        let raw: RawConfig =
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::validate(raw, base).with_context(|| format!("{}", path.display()))
+    }
+
+    fn validate(raw: RawConfig, base: &Path) -> Result<Self> {
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let fingerprint = ferry_shared::pin::normalize_fingerprint(&raw.coordinator_fingerprint)
+            .with_context(|| {
+                format!(
+                    "coordinator_fingerprint `{}` is not a SHA-256 fingerprint",
+                    raw.coordinator_fingerprint
+                )
+            })?;
+        let enrollment_token = match (raw.enrollment_token, raw.enrollment_token_file) {
+            (Some(_), Some(_)) => bail!("set enrollment_token or enrollment_token_file, not both"),
+            (Some(t), None) => Some(t.trim().to_owned()),
+            (None, Some(f)) => {
+                let f = resolve(&f);
+                Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?
+                        .trim()
+                        .to_owned(),
+                )
+            }
+            (None, None) => None,
+        };
+        if raw.trusted_keys.is_empty() {
+            bail!("trusted_keys is empty: the agent would refuse every release");
+        }
+        let keys = raw
+            .trusted_keys
+            .iter()
+            .map(|k| k.parse::<PublicKey>().with_context(|| format!("trusted_keys: `{k}`")))
+            .collect::<Result<Vec<_>>>()?;
+        let health_check = match raw.health_check {
+            Some(h) if h.command.is_empty() => bail!("health_check.command is empty"),
+            Some(h) => Some(HealthCheck {
+                command: h.command,
+                timeout: Duration::from_secs(h.timeout_secs.max(1)),
+            }),
+            None => None,
+        };
+        if raw.accelerator == Accelerator::Any {
+            bail!("accelerator must be `cpu` or `gpu`");
+        }
+        Ok(Self {
+            coordinator: raw.coordinator,
+            server_name: raw.server_name,
+            fingerprint,
+            enrollment_token,
+            state_dir: resolve(&raw.state_dir),
+            model: raw.model,
+            alias: raw.alias,
+            trusted: Keyring::new(keys),
+            accelerator: raw.accelerator,
+            labels: raw.labels,
+            health_check,
+            poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
+        })
+    }
+
+    /// All labels the device announces: built-in `arch`, `target`, `os`, `accelerator`, then
+    /// the operator's (which may override them).
+    pub fn all_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::from([
+            ("arch".to_owned(), std::env::consts::ARCH.to_owned()),
+            ("os".to_owned(), std::env::consts::OS.to_owned()),
+            ("target".to_owned(), crate::TARGET.to_owned()),
+            ("accelerator".to_owned(), self.accelerator.to_string()),
+        ]);
+        labels.extend(self.labels.clone());
+        labels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::copy(&example, &path).unwrap();
+        std::fs::write(dir.path().join("enrollment.token"), "secret\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.alias.as_str(), "prod");
+        assert_eq!(config.enrollment_token.as_deref(), Some("secret"));
+        assert_eq!(config.state_dir, Path::new("/var/lib/ferry"));
+        assert!(config.health_check.is_some());
+        assert_eq!(config.all_labels()["region"], "eu-west");
+    }
+
+    #[test]
+    fn a_config_without_trusted_keys_is_refused() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            coordinator = "127.0.0.1:7400"
+            coordinator_fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            state_dir = "s"
+            model = "m"
+            trusted_keys = []
+            "#,
+        )
+        .unwrap();
+        let err = Config::validate(raw, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("trusted_keys"), "{err}");
+    }
+}

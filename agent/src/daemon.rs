@@ -1,0 +1,454 @@
+//! The agent daemon: the edge around the pure [`Updater`]. It reconciles the state directory,
+//! keeps the coordinator session up, admits desired states, carries out the updater's actions
+//! (download, switch, health check, rollback, commit) and feeds their outcomes back, persists
+//! what must survive a restart, and reports.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ferry_shared::select::DeviceProfile;
+use ferry_shared::wire::{DeviceReport, ErrorKind, EventKind, InstallError};
+use ferry_shared::ModelName;
+use quinn::{Connection, Endpoint};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::session::{self, FromSession, SessionParams};
+use crate::slots::Layout;
+use crate::state::{Hold, StateFile, UpdateRecord};
+use crate::updater::{Action, Event, Target, Updater, admit};
+use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
+
+/// How often the daemon looks for changes made on the device (local rollback) and pings the
+/// watchdog when nothing else happens.
+const TICK: Duration = Duration::from_secs(1);
+
+struct Daemon {
+    config: Arc<Config>,
+    layout: Layout,
+    state: StateFile,
+    updater: Updater,
+    profile: DeviceProfile,
+    reports: watch::Sender<DeviceReport>,
+    connection: watch::Receiver<Option<Connection>>,
+    internal: mpsc::Sender<Event>,
+    /// When the current install started and from which version.
+    started: Option<(Instant, Option<ferry_shared::Version>)>,
+    last_down: Option<String>,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    create_private_dir(&config.state_dir)?;
+    let (key, device_id, created) = identity::load_or_create(&config.state_dir)?;
+    if created {
+        info!(device = %device_id, "created the device identity");
+    }
+    let layout = Layout::new(config.state_dir.clone());
+    let state = StateFile::new(&config.state_dir);
+    let model = config.model.clone();
+
+    let reconciled = {
+        let _lock = state.lock()?;
+        let r = layout
+            .reconcile(&model)
+            .with_context(|| format!("cannot reconcile {}", config.state_dir.display()))?;
+        if let Some(version) = &r.interrupted {
+            let error = InstallError {
+                version: version.clone(),
+                kind: ErrorKind::HealthCheck,
+                message: "the agent stopped before the health check confirmed this version; rolled back".into(),
+                at: unix_now(),
+            };
+            state.update_locked(|s| {
+                s.push_event(&model, EventKind::InstallFailed(error.clone()), unix_now());
+                s.model(&model).last_error = Some(error.clone());
+            })?;
+        }
+        r
+    };
+    for note in &reconciled.removed {
+        info!("start-up reconciliation: {note}");
+    }
+    let remembered = state.load()?;
+    let memory = remembered.models.get(&model).cloned().unwrap_or_default();
+    let updater = Updater::new(model.clone(), reconciled.slots.clone(), memory.hold, memory.last_error);
+    info!(
+        device = %device_id,
+        model = %model,
+        current = %reconciled.slots.current.as_ref().map_or("-".into(), ToString::to_string),
+        previous = %reconciled.slots.previous.as_ref().map_or("-".into(), ToString::to_string),
+        "agent started"
+    );
+    notify::ready();
+
+    let (reports, report_rx) = watch::channel(DeviceReport::default());
+    let (conn_tx, connection) = watch::channel(None);
+    let (session_tx, mut session_rx) = mpsc::channel(64);
+    let (internal, mut internal_rx) = mpsc::channel(64);
+    let mut daemon = Daemon {
+        profile: DeviceProfile {
+            target: crate::TARGET.to_owned(),
+            accelerator: config.accelerator,
+        },
+        config: config.clone(),
+        layout,
+        state,
+        updater,
+        reports,
+        connection,
+        internal,
+        started: None,
+        last_down: None,
+    };
+    daemon.publish_report();
+
+    let endpoint = client_endpoint(&config)?;
+    let (client, pinned) = tls::client_config(&config.fingerprint)?;
+    let session = tokio::spawn(session::run(
+        SessionParams {
+            config: config.clone(),
+            key: Arc::new(key),
+            endpoint: endpoint.clone(),
+            client,
+            pinned,
+        },
+        report_rx,
+        session_tx,
+        conn_tx,
+    ));
+
+    let watchdog = notify::watchdog_interval();
+    let mut tick = tokio::time::interval(watchdog.map_or(TICK, |w| w.min(TICK)));
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            Some(message) = session_rx.recv() => daemon.on_session(message),
+            Some(event) = internal_rx.recv() => daemon.feed(event),
+            _ = tick.tick() => {
+                if watchdog.is_some() {
+                    notify::watchdog();
+                }
+                daemon.look_for_local_changes();
+            }
+            signal = &mut shutdown => {
+                signal?;
+                break;
+            }
+        }
+    }
+    info!("stopping");
+    notify::stopping();
+    session.abort();
+    endpoint.close(0u32.into(), b"agent stopping");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+fn client_endpoint(config: &Config) -> Result<Endpoint> {
+    let bind: std::net::SocketAddr = if config.coordinator.is_ipv6() {
+        "[::]:0".parse()?
+    } else {
+        "0.0.0.0:0".parse()?
+    };
+    Endpoint::client(bind).context("cannot open a UDP socket for QUIC")
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+impl Daemon {
+    fn model(&self) -> &ModelName {
+        &self.config.model
+    }
+
+    fn on_session(&mut self, message: FromSession) {
+        match message {
+            FromSession::Up { device_id, events_through } => {
+                self.last_down = None;
+                notify::status(&format!("connected as {device_id}"));
+                self.persist(|s| {
+                    s.acknowledge(events_through);
+                    s.connection.connected = true;
+                    s.connection.last_connected_at = Some(unix_now());
+                    s.connection.last_error = None;
+                });
+                self.publish_report();
+            }
+            FromSession::Desired(desired) => {
+                if &desired.model != self.model() {
+                    return;
+                }
+                let desire = admit(&desired, self.model(), &self.config.trusted, &self.profile, unix_now());
+                self.feed(Event::Desired(desire));
+            }
+            FromSession::Ack(through) => {
+                self.persist(|s| s.acknowledge(through));
+                self.publish_report();
+            }
+            FromSession::Down(reason) => {
+                if self.last_down.as_deref() != Some(&reason) {
+                    warn!("coordinator unreachable: {reason}");
+                    notify::status(&format!("offline: {reason}"));
+                    self.last_down = Some(reason.clone());
+                }
+                self.persist(|s| {
+                    s.connection.connected = false;
+                    s.connection.last_error = Some(reason);
+                });
+            }
+        }
+    }
+
+    /// Steps the updater with `event` and every event its synchronous actions produce.
+    fn feed(&mut self, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let hold_before = self.updater.hold().cloned();
+            let error_before = self.updater.last_error().cloned();
+            for action in self.updater.step(event) {
+                if let Some(next) = self.execute(action) {
+                    queue.push_back(next);
+                }
+            }
+            let hold = self.updater.hold().cloned();
+            let error = self.updater.last_error().cloned();
+            if hold != hold_before || error != error_before {
+                let model = self.model().clone();
+                self.persist(|s| {
+                    let m = s.model(&model);
+                    m.hold = hold;
+                    m.last_error = error;
+                });
+            }
+        }
+        self.publish_report();
+    }
+
+    fn execute(&mut self, action: Action) -> Option<Event> {
+        let model = self.model().clone();
+        match action {
+            Action::Stage(target) => {
+                info!(%model, version = %target.version, "installing");
+                if self.started.is_none() {
+                    self.started = Some((Instant::now(), self.updater.slots().current.clone()));
+                }
+                self.spawn_stage(target);
+                None
+            }
+            Action::Switch(version) => {
+                let result = self.locked(|layout| layout.switch(&model, &version, true));
+                Some(match result {
+                    Ok(slots) => {
+                        info!(%model, %version, "switched; health check pending");
+                        Event::Switched(slots)
+                    }
+                    Err(e) => Event::SwitchFailed(InstallError {
+                        version,
+                        kind: ErrorKind::Disk,
+                        message: e.to_string(),
+                        at: unix_now(),
+                    }),
+                })
+            }
+            Action::CheckHealth(version) => {
+                let Some(check) = self.config.health_check.clone() else {
+                    return Some(Event::HealthPassed);
+                };
+                let internal = self.internal.clone();
+                let dir = self.layout.current_link(&model);
+                let file = self.artifact_file(&version);
+                tokio::spawn(async move {
+                    let event = match health::run(&check, &model, &version, &dir, &file).await {
+                        Ok(()) => Event::HealthPassed,
+                        Err(message) => Event::HealthFailed(InstallError {
+                            version,
+                            kind: ErrorKind::HealthCheck,
+                            message,
+                            at: unix_now(),
+                        }),
+                    };
+                    let _ = internal.send(event).await;
+                });
+                None
+            }
+            Action::RollBack => Some(Event::RolledBack(self.roll_back())),
+            Action::Commit => {
+                if let Err(e) = self.locked(|layout| layout.commit(&model)) {
+                    // The switch is confirmed either way; only clean-up of old versions failed.
+                    warn!(%model, "confirming the update: {e}");
+                }
+                let to = self.updater.slots().current.clone();
+                if let Some(to) = to {
+                    info!(%model, version = %to, "update confirmed");
+                    self.record_update(to, "installed".into());
+                }
+                None
+            }
+            Action::RetryAfter(attempt) => {
+                let delay = backoff::delay(attempt, Duration::from_secs(5), Duration::from_secs(1800));
+                info!(%model, "retrying the install in {}s", delay.as_secs());
+                let internal = self.internal.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = internal.send(Event::RetryDue).await;
+                });
+                None
+            }
+            Action::Emit(kind) => {
+                match &kind {
+                    EventKind::HealthRollback { from, to, error } => {
+                        warn!(%model, %from, to = %to.as_ref().map_or("-".into(), ToString::to_string), "health check failed, rolled back: {}", error.message);
+                        self.record_update(from.clone(), format!("rolled back: {}", error.message));
+                    }
+                    EventKind::InstallFailed(e) => {
+                        warn!(%model, version = %e.version, kind = %e.kind, "install failed: {}", e.message);
+                        if self.updater.report().phase == ferry_shared::wire::Phase::Idle {
+                            self.started = None;
+                        }
+                    }
+                    _ => {}
+                }
+                self.persist(|s| s.push_event(&model, kind, unix_now()));
+                None
+            }
+        }
+    }
+
+    fn spawn_stage(&self, target: Target) {
+        let conn = self.connection.borrow().clone();
+        let layout = self.layout.clone();
+        let model = self.model().clone();
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let event = match fetch::stage(conn, &layout, &model, &target, unix_now()).await {
+                Ok(staged) => {
+                    info!(%model, version = %target.version, bytes_on_wire = staged.bytes_on_wire,
+                        already_installed = staged.already_installed, "staged and verified");
+                    Event::Staged(target.version)
+                }
+                Err(f) => Event::StageFailed {
+                    error: f.error,
+                    retryable: f.retryable,
+                },
+            };
+            let _ = internal.send(event).await;
+        });
+    }
+
+    /// Undoes a probation. If even that fails, the process exits: the journal is still on
+    /// disk, so the restart's reconciliation restores the old version.
+    fn roll_back(&mut self) -> crate::slots::Slots {
+        let model = self.model().clone();
+        match self.locked(|layout| layout.abort_probation(&model)) {
+            Ok(slots) => slots,
+            Err(first) => {
+                warn!(%model, "rollback failed ({first}); trying full reconciliation");
+                match self.locked(|layout| layout.reconcile(&model).map(|r| r.slots)) {
+                    Ok(slots) => slots,
+                    Err(e) => {
+                        error!(%model, "cannot roll back: {e}; exiting so that start-up reconciliation restores the previous version");
+                        std::process::exit(1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn artifact_file(&self, version: &ferry_shared::Version) -> std::path::PathBuf {
+        let name = std::fs::read(self.layout.version_dir(self.model(), version).join(fetch::ENVELOPE_FILE))
+            .ok()
+            .and_then(|bytes| ferry_shared::sign::Envelope::from_bytes(&bytes).ok())
+            .and_then(|env| ferry_shared::Release::from_canonical_bytes(&env.payload).ok())
+            .and_then(|r| ferry_shared::select::select_variant(&r, &self.profile).map(|v| v.file_name.to_string()))
+            .unwrap_or_default();
+        self.layout.current_link(self.model()).join(name)
+    }
+
+    fn record_update(&mut self, to: ferry_shared::Version, outcome: String) {
+        let (duration_ms, from) = match self.started.take() {
+            Some((start, from)) => (start.elapsed().as_millis() as u64, from),
+            None => (0, None),
+        };
+        let model = self.model().clone();
+        self.persist(|s| {
+            s.model(&model).last_update = Some(UpdateRecord {
+                from,
+                to,
+                at: unix_now(),
+                duration_ms,
+                outcome,
+            });
+        });
+    }
+
+    /// Picks up an operator's local rollback: the links changed while no install ran.
+    fn look_for_local_changes(&mut self) {
+        if !self.updater.is_settled() {
+            return;
+        }
+        let Ok(slots) = self.layout.slots(self.model()) else {
+            return;
+        };
+        if &slots == self.updater.slots() {
+            return;
+        }
+        let hold: Option<Hold> = self
+            .state
+            .load()
+            .ok()
+            .and_then(|s| s.models.get(self.model()).and_then(|m| m.hold.clone()));
+        info!(model = %self.model(), current = ?slots.current, "slots changed on the device");
+        self.feed(Event::SlotsChanged { slots, hold });
+    }
+
+    fn locked<T>(&self, f: impl FnOnce(&Layout) -> Result<T, crate::slots::SlotError>) -> Result<T, String> {
+        let _lock = self.state.lock().map_err(|e| e.to_string())?;
+        f(&self.layout).map_err(|e| e.to_string())
+    }
+
+    fn persist(&self, change: impl FnOnce(&mut crate::state::AgentState)) {
+        if let Err(e) = self.state.update(change) {
+            error!("cannot save the agent state: {e}");
+        }
+    }
+
+    fn publish_report(&self) {
+        let events = self.state.load().map(|s| s.pending_events).unwrap_or_default();
+        let report = DeviceReport {
+            models: vec![self.updater.report()],
+            events,
+        };
+        self.reports.send_if_modified(|current| {
+            if *current == report {
+                false
+            } else {
+                *current = report;
+                true
+            }
+        });
+    }
+}

@@ -1,0 +1,108 @@
+//! The health check run after each switch: a command with a timeout. Exit status 0 in time
+//! means healthy; anything else comes back with the tail of its stderr for the report.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use ferry_shared::{ModelName, Version};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::config::HealthCheck;
+
+/// How much of the command's stderr a failure report carries.
+const STDERR_TAIL: usize = 2048;
+
+/// Runs the check against the version now current. `Err` holds the failure message.
+pub async fn run(
+    check: &HealthCheck,
+    model: &ModelName,
+    version: &Version,
+    model_dir: &Path,
+    model_file: &Path,
+) -> Result<(), String> {
+    let Some((program, args)) = check.command.split_first() else {
+        return Err("the health check has no command".into());
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .env("FERRY_MODEL", model.as_str())
+        .env("FERRY_VERSION", version.to_string())
+        .env("FERRY_MODEL_DIR", model_dir)
+        .env("FERRY_MODEL_FILE", model_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the health check `{program}`: {e}"))?;
+    let mut stderr = child.stderr.take();
+    let collect = async {
+        let mut tail = Vec::new();
+        if let Some(err) = stderr.as_mut() {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                let excess = tail.len().saturating_sub(STDERR_TAIL);
+                tail.drain(..excess);
+            }
+        }
+        tail
+    };
+    let outcome = tokio::time::timeout(check.timeout, async {
+        let (tail, status) = tokio::join!(collect, child.wait());
+        (tail, status)
+    })
+    .await;
+    match outcome {
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(format!("the health check did not finish within {}s", check.timeout.as_secs()))
+        }
+        Ok((_, Err(e))) => Err(format!("the health check could not be awaited: {e}")),
+        Ok((_, Ok(status))) if status.success() => Ok(()),
+        Ok((tail, Ok(status))) => {
+            let text = String::from_utf8_lossy(&tail).trim().to_owned();
+            let code = status
+                .code()
+                .map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
+            if text.is_empty() {
+                Err(format!("the health check exited with {code}"))
+            } else {
+                Err(format!("the health check exited with {code}: {text}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn check(script: &str, timeout_ms: u64) -> HealthCheck {
+        HealthCheck {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    async fn run_check(c: &HealthCheck) -> Result<(), String> {
+        run(c, &"m".parse().unwrap(), &"1.0.0".parse().unwrap(), Path::new("/tmp"), Path::new("/tmp/x")).await
+    }
+
+    #[tokio::test]
+    async fn passes_fails_with_stderr_and_times_out() {
+        assert_eq!(run_check(&check("test \"$FERRY_VERSION\" = 1.0.0", 5000)).await, Ok(()));
+        let err = run_check(&check("echo 'model failed to load' >&2; exit 3", 5000)).await.unwrap_err();
+        assert!(err.contains("status 3") && err.contains("model failed to load"), "{err}");
+        let err = run_check(&check("sleep 5", 100)).await.unwrap_err();
+        assert!(err.contains("did not finish"), "{err}");
+        let err = run(&HealthCheck { command: vec!["/nonexistent/check".into()], timeout: Duration::from_secs(1) },
+            &"m".parse().unwrap(), &"1.0.0".parse().unwrap(), Path::new("/"), Path::new("/")).await.unwrap_err();
+        assert!(err.contains("cannot start"), "{err}");
+    }
+}

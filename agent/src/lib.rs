@@ -1,0 +1,32 @@
+//! `ferry-agent`: the device side of Ferry.
+//!
+//! The pure [`updater`] decides; [`daemon`] carries its decisions out through [`session`]
+//! (the coordinator over QUIC), [`fetch`] (download, verify, stage), [`slots`] (the atomic
+//! switch and crash recovery) and [`health`] (the post-switch check). [`state`] remembers what
+//! must survive restarts. [`status`] and [`rollback`] are the local commands.
+
+pub mod backoff;
+pub mod config;
+pub mod daemon;
+pub mod fetch;
+pub mod fsutil;
+pub mod health;
+pub mod identity;
+pub mod notify;
+pub mod rollback;
+pub mod session;
+pub mod slots;
+pub mod state;
+pub mod status;
+pub mod tls;
+pub mod updater;
+
+/// The target triple this agent was built for (chooses release variants).
+pub const TARGET: &str = env!("FERRY_TARGET");
+
+/// Seconds since the Unix epoch (device clock).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

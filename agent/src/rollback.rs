@@ -1,0 +1,60 @@
+//! `ferry-agent rollback`: flips `current` and `previous` on the device, at once and without
+//! the coordinator. The version rolled back from is held (not reinstalled until the
+//! coordinator asks for a different version) and the rollback is reported on the next
+//! connection. Works whether or not the daemon runs: both take the state-directory lock.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use ferry_shared::wire::EventKind;
+
+use crate::config::Config;
+use crate::slots::{Layout, SlotError};
+use crate::state::{Hold, StateFile, UpdateRecord};
+use crate::unix_now;
+
+/// What a rollback did.
+#[derive(Debug)]
+pub struct RolledBack {
+    /// Version before.
+    pub from: ferry_shared::Version,
+    /// Version now.
+    pub to: ferry_shared::Version,
+    /// How long the switch took.
+    pub elapsed: std::time::Duration,
+}
+
+/// Performs the local rollback.
+pub fn run(config: &Config) -> Result<RolledBack> {
+    let layout = Layout::new(config.state_dir.clone());
+    let state = StateFile::new(&config.state_dir);
+    let model = &config.model;
+    let _lock = state.lock()?;
+    let started = Instant::now();
+    let slots = layout.slots(model)?;
+    let Some(from) = slots.current else {
+        bail!("{model} has no current version on this device");
+    };
+    let Some(to) = slots.previous else {
+        return Err(SlotError::NoPrevious { model: model.to_string() }.into());
+    };
+    layout.switch(model, &to, false)?;
+    let elapsed = started.elapsed();
+    let now = unix_now();
+    state.update_locked(|s| {
+        s.push_event(model, EventKind::LocalRollback { from: from.clone(), to: to.clone() }, now);
+        let m = s.model(model);
+        m.hold = Some(Hold {
+            version: from.clone(),
+            reason: "rolled back locally by an operator".into(),
+        });
+        m.last_update = Some(UpdateRecord {
+            from: Some(from.clone()),
+            to: to.clone(),
+            at: now,
+            duration_ms: elapsed.as_millis() as u64,
+            outcome: "rolled back locally".into(),
+        });
+    })?;
+    Ok(RolledBack { from, to, elapsed })
+}

@@ -1,0 +1,246 @@
+//! The agent's session with the coordinator: one long-lived QUIC connection with a control
+//! stream, re-established with jittered exponential backoff whenever it drops.
+//!
+//! It introduces the device (identity proof bound to this TLS session, labels, state), then
+//! forwards the coordinator's pushes (desired state, acknowledgements) to the daemon and sends
+//! the daemon's latest report whenever it changes and at every heartbeat. The open connection
+//! is published for downloads.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_shared::SecretKey;
+use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
+use ferry_shared::wire::io::{FrameIoError, read_frame, read_preamble, write_frame, write_preamble};
+use ferry_shared::wire::{
+    DEVICE_AUTH_EXPORTER_LABEL, DesiredState, DeviceId, DeviceReport, Follow, Hello, Refusal,
+    ToAgent, ToCoordinator,
+};
+use quinn::{Connection, Endpoint};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::backoff;
+use crate::config::Config;
+use crate::tls::PinnedCert;
+
+/// What the session tells the daemon.
+#[derive(Debug)]
+pub enum FromSession {
+    /// A session is open.
+    Up {
+        /// The id the coordinator knows us by.
+        device_id: DeviceId,
+        /// Events through this sequence are stored.
+        events_through: u64,
+    },
+    /// The coordinator's wish for a model.
+    Desired(DesiredState),
+    /// Events through this sequence are stored.
+    Ack(u64),
+    /// The session ended or could not start.
+    Down(String),
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Could not connect.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// Where.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The certificate is not the pinned one.
+    #[error("the coordinator's certificate fingerprint is {presented}, not the pinned {pinned}: refusing to talk to it")]
+    Fingerprint {
+        /// Pinned.
+        pinned: String,
+        /// Presented.
+        presented: String,
+    },
+    /// The coordinator refused us.
+    #[error("the coordinator refused this device ({kind:?}): {message}")]
+    Refused {
+        /// Category.
+        kind: ferry_shared::wire::RefusalKind,
+        /// Explanation.
+        message: String,
+    },
+    /// The connection failed.
+    #[error("connection lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Bad frames.
+    #[error(transparent)]
+    Frame(#[from] FrameIoError),
+    /// The coordinator broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Everything a session needs.
+pub struct SessionParams {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Identity key.
+    pub key: Arc<SecretKey>,
+    /// The client endpoint.
+    pub endpoint: Endpoint,
+    /// TLS client configuration.
+    pub client: quinn::ClientConfig,
+    /// The pinning verifier (for explaining failures).
+    pub pinned: Arc<PinnedCert>,
+}
+
+/// Keeps a session up forever (until the task is dropped).
+pub async fn run(
+    params: SessionParams,
+    reports: watch::Receiver<DeviceReport>,
+    to_daemon: mpsc::Sender<FromSession>,
+    connection: watch::Sender<Option<Connection>>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        let result = one_session(&params, reports.clone(), &to_daemon, &connection).await;
+        connection.send_replace(None);
+        let reason = match result {
+            Ok(()) => "the coordinator closed the session".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if to_daemon.send(FromSession::Down(reason)).await.is_err() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            attempt = 0;
+        }
+        attempt = attempt.saturating_add(1);
+        let pause = backoff::delay(attempt, Duration::from_millis(250), params.config.poll_interval);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn one_session(
+    params: &SessionParams,
+    mut reports: watch::Receiver<DeviceReport>,
+    to_daemon: &mpsc::Sender<FromSession>,
+    connection: &watch::Sender<Option<Connection>>,
+) -> Result<(), SessionError> {
+    let config = &params.config;
+    let addr = config.coordinator;
+    let connect_error = |reason: String| SessionError::Connect { addr, reason };
+    let connecting = params
+        .endpoint
+        .connect_with(params.client.clone(), addr, &config.server_name)
+        .map_err(|e| connect_error(e.to_string()))?;
+    let conn = match connecting.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            return Err(match params.pinned.last_mismatch() {
+                Some(presented) => SessionError::Fingerprint {
+                    pinned: params.pinned.pin().to_owned(),
+                    presented,
+                },
+                None => connect_error(e.to_string()),
+            });
+        }
+    };
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_preamble(&mut send).await?;
+    let mut material = [0u8; 32];
+    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
+        .map_err(|_| SessionError::Protocol("TLS keying material unavailable".into()))?;
+    let hello = Hello {
+        device_key: params.key.public(),
+        proof: params.key.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
+        enrollment_token: config.enrollment_token.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        labels: config.all_labels(),
+        follows: vec![Follow {
+            model: config.model.clone(),
+            alias: config.alias.clone(),
+        }],
+        report: reports.borrow_and_update().clone(),
+    };
+    write_frame(&mut send, &ToCoordinator::Hello(hello)).await?;
+    // Whatever version the coordinator speaks, its refusal is variant 0 and readable.
+    let _their_preamble = read_preamble(&mut recv).await?;
+    let welcome = match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
+        Some(ToAgent::Welcome(w)) => w,
+        Some(ToAgent::Refused(Refusal { kind, message })) => {
+            return Err(SessionError::Refused { kind, message });
+        }
+        Some(other) => return Err(SessionError::Protocol(format!("expected welcome, got {other:?}"))),
+        None => return Err(SessionError::Protocol("the coordinator closed the stream".into())),
+    };
+    info!(device = %welcome.device_id, coordinator = %addr, "connected");
+    connection.send_replace(Some(conn.clone()));
+    if to_daemon
+        .send(FromSession::Up {
+            device_id: welcome.device_id,
+            events_through: welcome.events_through,
+        })
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+
+    let forward = to_daemon.clone();
+    let mut reader = tokio::spawn(async move {
+        loop {
+            match read_frame::<_, ToAgent>(&mut recv, "push").await {
+                Ok(Some(ToAgent::Desired(d))) => {
+                    if forward.send(FromSession::Desired(d)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(ToAgent::Ack { events_through })) => {
+                    if forward.send(FromSession::Ack(events_through)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(ToAgent::Refused(r))) => {
+                    return Err(SessionError::Refused { kind: r.kind, message: r.message });
+                }
+                Ok(Some(ToAgent::Welcome(_))) => {
+                    return Err(SessionError::Protocol("second welcome".into()));
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(SessionError::from(e)),
+            }
+        }
+    });
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_secs(u64::from(welcome.heartbeat_secs.max(1))));
+    heartbeat.tick().await;
+    let result = loop {
+        tokio::select! {
+            changed = reports.changed() => {
+                if changed.is_err() {
+                    break Ok(());
+                }
+                let report = reports.borrow_and_update().clone();
+                write_frame(&mut send, &ToCoordinator::Report(report)).await?;
+            }
+            _ = heartbeat.tick() => {
+                let report = reports.borrow().clone();
+                write_frame(&mut send, &ToCoordinator::Report(report)).await?;
+            }
+            ended = &mut reader => {
+                break match ended {
+                    Ok(r) => r,
+                    Err(e) => Err(SessionError::Protocol(format!("reader task failed: {e}"))),
+                };
+            }
+        }
+    };
+    reader.abort();
+    if let Err(e) = &result {
+        warn!("session ended: {e}");
+    }
+    conn.close(0u32.into(), b"bye");
+    result
+}

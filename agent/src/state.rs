@@ -1,0 +1,244 @@
+//! What the agent remembers besides the slots: events not yet acknowledged by the
+//! coordinator, versions it holds back and why, the last error and the last update per model,
+//! and how its connection fares. One JSON file, replaced atomically, changed only under the
+//! state-directory lock so the daemon and `ferry-agent rollback` never lose each other's writes.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ferry_shared::wire::{DeviceEvent, EventKind, InstallError};
+use ferry_shared::{ModelName, Version};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+
+/// Unacknowledged events kept at most (oldest dropped first) while offline.
+const MAX_PENDING_EVENTS: usize = 1000;
+
+/// A version the device will not install again until the desired version changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The version held back.
+    pub version: Version,
+    /// Why.
+    pub reason: String,
+}
+
+/// The last update attempt of a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    /// Version before.
+    pub from: Option<Version>,
+    /// Version attempted.
+    pub to: Version,
+    /// When it ended (Unix seconds).
+    pub at: u64,
+    /// How long it took, in milliseconds (download to confirmation or rollback).
+    pub duration_ms: u64,
+    /// `installed`, `rolled back: …`, `rolled back locally`.
+    pub outcome: String,
+}
+
+/// Per-model memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelState {
+    /// Version held back.
+    pub hold: Option<Hold>,
+    /// Last failure, until an install succeeds.
+    pub last_error: Option<InstallError>,
+    /// Last update attempt.
+    pub last_update: Option<UpdateRecord>,
+}
+
+/// The coordinator connection as last seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// Whether a session is open (as of the last write).
+    pub connected: bool,
+    /// When the last session opened.
+    pub last_connected_at: Option<u64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Everything in `state.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// Next event sequence number.
+    pub next_seq: u64,
+    /// Events the coordinator has not acknowledged, oldest first.
+    pub pending_events: Vec<DeviceEvent>,
+    /// Per model.
+    pub models: BTreeMap<ModelName, ModelState>,
+    /// Connection.
+    pub connection: Connection,
+}
+
+/// State-file failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Unreadable content.
+    #[error("{path} is not a valid agent state file: {reason}")]
+    Corrupt {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AgentState {
+    /// Appends an event with the next sequence number.
+    pub fn push_event(&mut self, model: &ModelName, kind: EventKind, at: u64) {
+        self.next_seq = self.next_seq.max(1);
+        self.pending_events.push(DeviceEvent {
+            seq: self.next_seq,
+            at,
+            model: model.clone(),
+            kind,
+        });
+        self.next_seq += 1;
+        let excess = self.pending_events.len().saturating_sub(MAX_PENDING_EVENTS);
+        self.pending_events.drain(..excess);
+    }
+
+    /// Drops events the coordinator has stored.
+    pub fn acknowledge(&mut self, through: u64) {
+        self.pending_events.retain(|e| e.seq > through);
+        // A coordinator that already holds later events (e.g. state restored from a backup)
+        // must not see new events under old numbers.
+        self.next_seq = self.next_seq.max(through + 1);
+    }
+
+    /// The entry of a model, created on first use.
+    pub fn model(&mut self, model: &ModelName) -> &mut ModelState {
+        self.models.entry(model.clone()).or_default()
+    }
+}
+
+/// The state file and its lock.
+#[derive(Clone, Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+/// Holds the state-directory lock until dropped.
+pub struct Locked {
+    _file: File,
+}
+
+impl StateFile {
+    /// The state file in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            path: dir.join("state.json"),
+            lock_path: dir.join("lock"),
+        }
+    }
+
+    /// Takes the exclusive lock shared by the daemon and the local CLI commands.
+    pub fn lock(&self) -> Result<Locked, StateError> {
+        let io_err = |source| StateError::Io {
+            path: self.lock_path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(io_err)?;
+        file.lock().map_err(io_err)?;
+        Ok(Locked { _file: file })
+    }
+
+    /// Reads the state (default when the file does not exist yet).
+    pub fn load(&self) -> Result<AgentState, StateError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AgentState::default()),
+            Err(source) => Err(StateError::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Read-modify-write under the lock; returns the new state.
+    pub fn update(&self, change: impl FnOnce(&mut AgentState)) -> Result<AgentState, StateError> {
+        let _lock = self.lock()?;
+        self.update_locked(change)
+    }
+
+    /// Read-modify-write when the caller already holds the lock.
+    pub fn update_locked(
+        &self,
+        change: impl FnOnce(&mut AgentState),
+    ) -> Result<AgentState, StateError> {
+        let mut state = self.load()?;
+        let before = state.clone();
+        change(&mut state);
+        if state != before {
+            let bytes = serde_json::to_vec_pretty(&state).map_err(|e| StateError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+            write_atomic(&self.path, &bytes).map_err(|source| StateError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_numbered_and_dropped_once_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path());
+        let model: ModelName = "m".parse().unwrap();
+        let kind = EventKind::LocalRollback {
+            from: "2.0.0".parse().unwrap(),
+            to: "1.0.0".parse().unwrap(),
+        };
+        file.update(|s| {
+            s.push_event(&model, kind.clone(), 1);
+            s.push_event(&model, kind.clone(), 2);
+        })
+        .unwrap();
+        let state = file.load().unwrap();
+        let seqs: Vec<u64> = state.pending_events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2]);
+        let state = file.update(|s| s.acknowledge(1)).unwrap();
+        assert_eq!(state.pending_events.len(), 1);
+        assert_eq!(state.pending_events[0].seq, 2);
+        let state = file.update(|s| s.push_event(&model, kind, 3)).unwrap();
+        assert_eq!(state.pending_events.last().unwrap().seq, 3);
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_reported_not_silently_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.json"), b"{ not json").unwrap();
+        let err = StateFile::new(dir.path()).load().unwrap_err();
+        assert!(err.to_string().contains("state.json"), "{err}");
+    }
+}

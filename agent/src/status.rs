@@ -1,0 +1,130 @@
+//! `ferry-agent status`: what the device holds and did, read from disk (works whether or not
+//! the daemon runs, and with the coordinator offline).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use ferry_shared::Version;
+use ferry_shared::wire::InstallError;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::slots::Layout;
+use crate::state::{Connection, Hold, StateFile, UpdateRecord};
+
+/// The status document (`--json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Device id (absent before the first start).
+    pub device_id: Option<String>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Target triple of this agent build.
+    pub target: String,
+    /// Per model.
+    pub models: Vec<ModelStatus>,
+    /// Events not yet acknowledged by the coordinator.
+    pub pending_events: usize,
+    /// Coordinator connection.
+    pub connection: Connection,
+}
+
+/// One model on the device.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// Model.
+    pub model: String,
+    /// Version `current` names.
+    pub current: Option<Version>,
+    /// Version `previous` names.
+    pub previous: Option<Version>,
+    /// Where `current` points.
+    pub current_path: Option<PathBuf>,
+    /// Complete versions on disk.
+    pub installed: Vec<Version>,
+    /// Version switched to but not yet confirmed.
+    pub in_probation: Option<Version>,
+    /// Version held back.
+    pub hold: Option<Hold>,
+    /// Last failure.
+    pub last_error: Option<InstallError>,
+    /// Last update.
+    pub last_update: Option<UpdateRecord>,
+}
+
+/// Gathers the status from disk.
+pub fn gather(config: &Config) -> Result<AgentStatus> {
+    let layout = Layout::new(config.state_dir.clone());
+    let state = StateFile::new(&config.state_dir).load()?;
+    let model = &config.model;
+    let slots = layout.slots(model)?;
+    let memory = state.models.get(model).cloned().unwrap_or_default();
+    let device_id = crate::identity::load(&config.state_dir)
+        .ok()
+        .map(|k| ferry_shared::wire::DeviceId::of(&k.public()).to_string());
+    Ok(AgentStatus {
+        device_id,
+        state_dir: config.state_dir.clone(),
+        target: crate::TARGET.to_owned(),
+        models: vec![ModelStatus {
+            model: model.to_string(),
+            current_path: std::fs::canonicalize(layout.current_link(model)).ok(),
+            current: slots.current,
+            previous: slots.previous,
+            installed: layout.installed(model)?,
+            in_probation: layout.in_probation(model)?,
+            hold: memory.hold,
+            last_error: memory.last_error,
+            last_update: memory.last_update,
+        }],
+        pending_events: state.pending_events.len(),
+        connection: state.connection,
+    })
+}
+
+/// Prints the status for people.
+pub fn print(status: &AgentStatus) {
+    let dash = |v: &Option<Version>| v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+    println!("device      {}", status.device_id.as_deref().unwrap_or("(not started yet)"));
+    println!("state dir   {}", status.state_dir.display());
+    let c = &status.connection;
+    let conn = if c.connected {
+        "connected".to_owned()
+    } else {
+        format!("offline{}", c.last_error.as_ref().map_or(String::new(), |e| format!(" ({e})")))
+    };
+    println!("coordinator {conn}");
+    for m in &status.models {
+        println!();
+        println!("model {}", m.model);
+        println!("  current   {}", dash(&m.current));
+        println!("  previous  {}", dash(&m.previous));
+        if let Some(p) = &m.current_path {
+            println!("  path      {}", p.display());
+        }
+        let installed: Vec<String> = m.installed.iter().map(ToString::to_string).collect();
+        println!("  on disk   {}", installed.join(", "));
+        if let Some(v) = &m.in_probation {
+            println!("  probation {v} (health check pending)");
+        }
+        if let Some(h) = &m.hold {
+            println!("  holding   {} back: {}", h.version, h.reason);
+        }
+        if let Some(u) = &m.last_update {
+            println!(
+                "  last update {} -> {}: {} ({} ms)",
+                dash(&u.from),
+                u.to,
+                u.outcome,
+                u.duration_ms
+            );
+        }
+        if let Some(e) = &m.last_error {
+            println!("  last error  {} {}: {}", e.kind, e.version, e.message);
+        }
+    }
+    if status.pending_events > 0 {
+        println!();
+        println!("{} event(s) waiting to be reported", status.pending_events);
+    }
+}

@@ -1,0 +1,631 @@
+//! The update state machine of one model on one device. Pure: no I/O, no clock reads, no
+//! randomness. The daemon feeds it [`Event`]s (what the coordinator wants, what its actions
+//! achieved) and carries out the [`Action`]s it returns.
+//!
+//! ```text
+//!  Idle ──desired≠current──▶ Staging ──staged──▶ Switching ──switched──▶ Probation
+//!   ▲  ◀──retry due── Waiting ◀──stage failed (retryable)                 │     │
+//!   │                                                                passed   failed
+//!   ├──────────────────────── commit ◀────────────────────────────────────┘     │
+//!   └──── hold the version ◀── rolled back ◀── RollingBack ◀────────────────────┘
+//! ```
+//!
+//! A version that failed its health check, whose release is unusable here, or that an
+//! operator rolled back from on the device is *held*: not installed again until the desired
+//! version changes. That is what stops a fleet from looping install → fail → install.
+
+use ferry_shared::select::{DeviceProfile, select_variant};
+use ferry_shared::sign::{Keyring, SignedRelease};
+use ferry_shared::wire::{DesiredState, ErrorKind, EventKind, InstallError, ModelReport, Phase};
+use ferry_shared::{ModelName, Variant, Version};
+
+use crate::slots::Slots;
+use crate::state::Hold;
+
+/// A verified release the device should run, with the variant chosen for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Version.
+    pub version: Version,
+    /// The variant for this device.
+    pub variant: Variant,
+    /// The signed envelope, verbatim (stored beside the artifact).
+    pub envelope: Vec<u8>,
+}
+
+/// What the coordinator asked for, after checking it on the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Desire {
+    /// Run this.
+    Run(Target),
+    /// The alias is unset: keep what runs.
+    Nothing,
+    /// The coordinator asked for a version this device must refuse.
+    Unusable(InstallError),
+}
+
+/// Checks a desired state against the device's trust and hardware. Pure.
+pub fn admit(
+    desired: &DesiredState,
+    model: &ModelName,
+    trusted: &Keyring,
+    device: &DeviceProfile,
+    now: u64,
+) -> Desire {
+    let Some(wanted) = &desired.release else {
+        return Desire::Nothing;
+    };
+    let refuse = |kind, message: String| {
+        Desire::Unusable(InstallError {
+            version: wanted.version.clone(),
+            kind,
+            message,
+            at: now,
+        })
+    };
+    let signed = match SignedRelease::verify(&wanted.envelope, trusted) {
+        Ok(signed) => signed,
+        Err(e) => return refuse(ErrorKind::Signature, e.to_string()),
+    };
+    let release = &signed.release;
+    if &release.name != model || release.version != wanted.version {
+        return refuse(
+            ErrorKind::Signature,
+            format!(
+                "announced {model} {} but the signed manifest is {} {}",
+                wanted.version, release.name, release.version
+            ),
+        );
+    }
+    match select_variant(release, device) {
+        Some(variant) => Desire::Run(Target {
+            version: release.version.clone(),
+            variant: variant.clone(),
+            envelope: signed.envelope_bytes,
+        }),
+        None => refuse(
+            ErrorKind::IncompatibleHardware,
+            format!(
+                "no variant for {} with accelerator {} (release offers: {})",
+                device.target,
+                device.accelerator,
+                release
+                    .variants
+                    .iter()
+                    .map(|v| format!("{}/{}", v.target, v.accelerator))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
+}
+
+/// Inputs to the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The coordinator's wish, admitted.
+    Desired(Desire),
+    /// The version is complete and verified on disk.
+    Staged(Version),
+    /// Download, verification or writing failed; the device is unchanged.
+    StageFailed {
+        /// The failure.
+        error: InstallError,
+        /// Whether trying again may help.
+        retryable: bool,
+    },
+    /// `current` now names the version (in probation).
+    Switched(Slots),
+    /// The switch failed; the slots are unchanged.
+    SwitchFailed(InstallError),
+    /// The health check passed.
+    HealthPassed,
+    /// The health check failed or timed out.
+    HealthFailed(InstallError),
+    /// The probation was undone; these are the slots now.
+    RolledBack(Slots),
+    /// A backoff delay ended.
+    RetryDue,
+    /// Someone else changed the slots (an operator's local rollback), with the hold that came
+    /// with it.
+    SlotsChanged {
+        /// Slots now.
+        slots: Slots,
+        /// Hold now.
+        hold: Option<Hold>,
+    },
+}
+
+/// What the daemon must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Download, verify and promote the target into the installed versions.
+    Stage(Target),
+    /// Make the version current, journaled for probation.
+    Switch(Version),
+    /// Run the health check on the current version.
+    CheckHealth(Version),
+    /// Undo the probation.
+    RollBack,
+    /// Confirm the probation; remove what no slot names.
+    Commit,
+    /// Feed `RetryDue` after a backoff for this attempt number.
+    RetryAfter(u32),
+    /// Record and report an event.
+    Emit(EventKind),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Work {
+    Idle,
+    Staging(Version),
+    Switching(Version),
+    Probation { version: Version, from: Option<Version> },
+    RollingBack { version: Version, error: InstallError },
+    Waiting(Version),
+}
+
+/// The machine for one model.
+#[derive(Clone, Debug)]
+pub struct Updater {
+    model: ModelName,
+    slots: Slots,
+    desire: Option<Desire>,
+    work: Work,
+    hold: Option<Hold>,
+    last_error: Option<InstallError>,
+    attempts: u32,
+}
+
+impl Updater {
+    /// A machine starting from what is on disk and remembered.
+    pub fn new(
+        model: ModelName,
+        slots: Slots,
+        hold: Option<Hold>,
+        last_error: Option<InstallError>,
+    ) -> Self {
+        Self {
+            model,
+            slots,
+            desire: None,
+            work: Work::Idle,
+            hold,
+            last_error,
+            attempts: 0,
+        }
+    }
+
+    /// The slots as the machine knows them.
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// The version held back, if any.
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.as_ref()
+    }
+
+    /// The last failure.
+    pub fn last_error(&self) -> Option<&InstallError> {
+        self.last_error.as_ref()
+    }
+
+    /// True when no install is under way (the slots may be changed from outside).
+    pub fn is_settled(&self) -> bool {
+        matches!(self.work, Work::Idle | Work::Waiting(_))
+    }
+
+    /// Feeds one event; returns what to do, in order.
+    pub fn step(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::Desired(desire) => {
+                let wanted = desired_version(&desire);
+                if self.hold.as_ref().is_some_and(|h| Some(&h.version) != wanted) {
+                    self.hold = None;
+                }
+                if let Work::Waiting(v) = &self.work
+                    && Some(v) != wanted
+                {
+                    self.work = Work::Idle;
+                    self.attempts = 0;
+                }
+                if let Desire::Unusable(error) = &desire {
+                    let new = self.hold.as_ref().map(|h| &h.version) != Some(&error.version);
+                    if new && self.slots.current.as_ref() != Some(&error.version) {
+                        self.hold = Some(Hold {
+                            version: error.version.clone(),
+                            reason: format!("{}: {}", error.kind, error.message),
+                        });
+                        self.last_error = Some(error.clone());
+                        actions.push(Action::Emit(EventKind::InstallFailed(error.clone())));
+                    }
+                }
+                self.desire = Some(desire);
+            }
+            Event::Staged(version) => {
+                if self.work == Work::Staging(version.clone()) {
+                    if self.target().is_some_and(|t| t.version == version) {
+                        self.work = Work::Switching(version.clone());
+                        return vec![Action::Switch(version)];
+                    }
+                    self.work = Work::Idle;
+                }
+            }
+            Event::StageFailed { error, retryable } => {
+                if let Work::Staging(version) = &self.work {
+                    let version = version.clone();
+                    actions.extend(self.failed(error.clone()));
+                    if retryable {
+                        self.work = Work::Waiting(version);
+                        return {
+                            actions.push(Action::RetryAfter(self.attempts));
+                            actions
+                        };
+                    }
+                    self.hold = Some(Hold {
+                        version,
+                        reason: format!("{}: {}", error.kind, error.message),
+                    });
+                    self.work = Work::Idle;
+                }
+            }
+            Event::Switched(slots) => {
+                if let Work::Switching(version) = &self.work {
+                    let version = version.clone();
+                    let from = self.slots.current.clone();
+                    self.slots = slots;
+                    self.work = Work::Probation {
+                        version: version.clone(),
+                        from,
+                    };
+                    return vec![Action::CheckHealth(version)];
+                }
+            }
+            Event::SwitchFailed(error) => {
+                if let Work::Switching(version) = &self.work {
+                    let version = version.clone();
+                    actions.extend(self.failed(error));
+                    self.work = Work::Waiting(version);
+                    actions.push(Action::RetryAfter(self.attempts));
+                    return actions;
+                }
+            }
+            Event::HealthPassed => {
+                if let Work::Probation { version, from } = &self.work {
+                    let event = EventKind::Installed {
+                        from: from.clone(),
+                        to: version.clone(),
+                    };
+                    self.work = Work::Idle;
+                    self.last_error = None;
+                    self.attempts = 0;
+                    return vec![Action::Commit, Action::Emit(event)];
+                }
+            }
+            Event::HealthFailed(error) => {
+                if let Work::Probation { version, .. } = &self.work {
+                    self.work = Work::RollingBack {
+                        version: version.clone(),
+                        error,
+                    };
+                    return vec![Action::RollBack];
+                }
+            }
+            Event::RolledBack(slots) => {
+                if let Work::RollingBack { version, error } = &self.work {
+                    let event = EventKind::HealthRollback {
+                        from: version.clone(),
+                        to: slots.current.clone(),
+                        error: error.clone(),
+                    };
+                    self.hold = Some(Hold {
+                        version: version.clone(),
+                        reason: format!("health check failed: {}", first_line(&error.message)),
+                    });
+                    self.last_error = Some(error.clone());
+                    self.slots = slots;
+                    self.work = Work::Idle;
+                    self.attempts = 0;
+                    actions.push(Action::Emit(event));
+                }
+            }
+            Event::RetryDue => {
+                if let Work::Waiting(_) = self.work {
+                    self.work = Work::Idle;
+                }
+            }
+            Event::SlotsChanged { slots, hold } => {
+                if self.is_settled() {
+                    self.slots = slots;
+                    self.hold = hold;
+                }
+            }
+        }
+        actions.extend(self.next());
+        actions
+    }
+
+    fn failed(&mut self, error: InstallError) -> Option<Action> {
+        self.attempts += 1;
+        let repeated = self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.version == error.version && e.kind == error.kind && e.message == error.message);
+        self.last_error = Some(error.clone());
+        (!repeated).then_some(Action::Emit(EventKind::InstallFailed(error)))
+    }
+
+    fn target(&self) -> Option<&Target> {
+        match &self.desire {
+            Some(Desire::Run(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Starts work when idle and the desired version differs from what runs.
+    fn next(&mut self) -> Vec<Action> {
+        if self.work != Work::Idle {
+            return Vec::new();
+        }
+        let Some(target) = self.target() else {
+            return Vec::new();
+        };
+        if self.slots.current.as_ref() == Some(&target.version)
+            || self.hold.as_ref().is_some_and(|h| h.version == target.version)
+        {
+            return Vec::new();
+        }
+        let target = target.clone();
+        self.work = Work::Staging(target.version.clone());
+        vec![Action::Stage(target)]
+    }
+
+    /// The report of this model for the coordinator.
+    pub fn report(&self) -> ModelReport {
+        let phase = match &self.work {
+            Work::Staging(v) | Work::Switching(v) => Phase::Fetching(v.clone()),
+            Work::Probation { version, .. } | Work::RollingBack { version, .. } => {
+                Phase::Probation(version.clone())
+            }
+            Work::Waiting(v) => Phase::Retrying {
+                version: v.clone(),
+                attempts: self.attempts,
+            },
+            Work::Idle => match (&self.hold, self.target()) {
+                (Some(h), Some(t)) if h.version == t.version => Phase::Held {
+                    version: h.version.clone(),
+                    reason: h.reason.clone(),
+                },
+                _ => Phase::Idle,
+            },
+        };
+        ModelReport {
+            model: self.model.clone(),
+            active: self.slots.current.clone(),
+            previous: self.slots.previous.clone(),
+            phase,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+fn desired_version(desire: &Desire) -> Option<&Version> {
+    match desire {
+        Desire::Run(t) => Some(&t.version),
+        Desire::Unusable(e) => Some(&e.version),
+        Desire::Nothing => None,
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(text).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_shared::manifest::{Lineage, MANIFEST_SCHEMA};
+    use ferry_shared::wire::DesiredRelease;
+    use ferry_shared::{Accelerator, Digest, Release, SecretKey, Target as Platform};
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    fn model() -> ModelName {
+        "m".parse().unwrap()
+    }
+
+    fn target(version: &str) -> Target {
+        Target {
+            version: v(version),
+            variant: Variant {
+                target: Platform::Any,
+                accelerator: Accelerator::Any,
+                file_name: "model.bin".parse().unwrap(),
+                size: 1,
+                hash: Digest::of(version.as_bytes()),
+            },
+            envelope: vec![],
+        }
+    }
+
+    fn error(version: &str, kind: ErrorKind) -> InstallError {
+        InstallError {
+            version: v(version),
+            kind,
+            message: "boom".into(),
+            at: 0,
+        }
+    }
+
+    fn slots(current: &str, previous: Option<&str>) -> Slots {
+        Slots {
+            current: Some(v(current)),
+            previous: previous.map(v),
+        }
+    }
+
+    fn on_v1() -> Updater {
+        Updater::new(model(), slots("1.0.0", None), None, None)
+    }
+
+    /// Drives a full successful install of `version` and returns the emitted events.
+    fn install(u: &mut Updater, version: &str) {
+        let actions = u.step(Event::Desired(Desire::Run(target(version))));
+        assert_eq!(actions, vec![Action::Stage(target(version))]);
+        assert_eq!(u.step(Event::Staged(v(version))), vec![Action::Switch(v(version))]);
+        let prev = u.slots().current.clone();
+        let after = Slots { current: Some(v(version)), previous: prev };
+        assert_eq!(u.step(Event::Switched(after)), vec![Action::CheckHealth(v(version))]);
+    }
+
+    #[test]
+    fn a_new_version_is_staged_switched_checked_and_committed() {
+        let mut u = on_v1();
+        install(&mut u, "2.0.0");
+        assert_eq!(u.report().phase, Phase::Probation(v("2.0.0")));
+        let actions = u.step(Event::HealthPassed);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Commit,
+                Action::Emit(EventKind::Installed { from: Some(v("1.0.0")), to: v("2.0.0") })
+            ]
+        );
+        let report = u.report();
+        assert_eq!(report.active, Some(v("2.0.0")));
+        assert_eq!(report.previous, Some(v("1.0.0")));
+        assert_eq!(report.phase, Phase::Idle);
+        assert!(u.step(Event::Desired(Desire::Run(target("2.0.0")))).is_empty(), "nothing to do");
+    }
+
+    #[test]
+    fn a_failed_health_check_rolls_back_and_holds_the_version() {
+        let mut u = on_v1();
+        install(&mut u, "2.0.0");
+        assert_eq!(u.step(Event::HealthFailed(error("2.0.0", ErrorKind::HealthCheck))), vec![Action::RollBack]);
+        let actions = u.step(Event::RolledBack(slots("1.0.0", None)));
+        assert!(matches!(&actions[..], [Action::Emit(EventKind::HealthRollback { .. })]), "{actions:?}");
+        assert_eq!(u.report().active, Some(v("1.0.0")));
+        assert!(matches!(u.report().phase, Phase::Held { .. }));
+        // The coordinator repeating its wish does not start a loop.
+        assert!(u.step(Event::Desired(Desire::Run(target("2.0.0")))).is_empty());
+        // A new version clears the hold.
+        assert_eq!(
+            u.step(Event::Desired(Desire::Run(target("2.0.1")))),
+            vec![Action::Stage(target("2.0.1"))]
+        );
+        assert!(u.hold().is_none());
+    }
+
+    #[test]
+    fn retryable_failures_back_off_and_retry_and_report_once() {
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("2.0.0"))));
+        let failure = || Event::StageFailed { error: error("2.0.0", ErrorKind::Download), retryable: true };
+        let first = u.step(failure());
+        assert!(matches!(&first[..], [Action::Emit(EventKind::InstallFailed(_)), Action::RetryAfter(1)]), "{first:?}");
+        assert_eq!(u.step(Event::RetryDue), vec![Action::Stage(target("2.0.0"))]);
+        assert_eq!(u.step(failure()), vec![Action::RetryAfter(2)], "the same error is not re-reported");
+        assert!(matches!(u.report().phase, Phase::Retrying { attempts: 2, .. }));
+        assert_eq!(u.report().active, Some(v("1.0.0")), "the device stays on its version");
+    }
+
+    #[test]
+    fn a_permanent_failure_holds_without_retrying() {
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("2.0.0"))));
+        let actions = u.step(Event::StageFailed { error: error("2.0.0", ErrorKind::Integrity), retryable: false });
+        assert!(matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]), "{actions:?}");
+        assert!(matches!(u.report().phase, Phase::Held { .. }));
+    }
+
+    #[test]
+    fn a_newer_wish_during_a_download_wins_when_it_finishes() {
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("2.0.0"))));
+        assert!(u.step(Event::Desired(Desire::Run(target("3.0.0")))).is_empty(), "one download at a time");
+        assert_eq!(u.step(Event::Staged(v("2.0.0"))), vec![Action::Stage(target("3.0.0"))]);
+    }
+
+    #[test]
+    fn an_unusable_release_is_refused_reported_and_held() {
+        let mut u = on_v1();
+        let actions = u.step(Event::Desired(Desire::Unusable(error("2.0.0", ErrorKind::Signature))));
+        assert!(matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]));
+        assert!(u.step(Event::Desired(Desire::Unusable(error("2.0.0", ErrorKind::Signature)))).is_empty());
+        assert_eq!(u.report().active, Some(v("1.0.0")));
+    }
+
+    #[test]
+    fn an_operator_rollback_is_respected() {
+        let mut u = on_v1();
+        install(&mut u, "2.0.0");
+        u.step(Event::HealthPassed);
+        let hold = Some(Hold { version: v("2.0.0"), reason: "rolled back locally".into() });
+        let actions = u.step(Event::SlotsChanged { slots: slots("1.0.0", Some("2.0.0")), hold });
+        assert!(actions.is_empty(), "the daemon must not undo an operator's rollback: {actions:?}");
+        assert_eq!(u.report().active, Some(v("1.0.0")));
+    }
+
+    #[test]
+    fn returning_to_the_previous_version_needs_no_download_decision_beyond_stage() {
+        let mut u = Updater::new(model(), slots("2.0.0", Some("1.0.0")), None, None);
+        // Staging an installed version is the daemon's no-op; the machine treats it uniformly.
+        assert_eq!(u.step(Event::Desired(Desire::Run(target("1.0.0")))), vec![Action::Stage(target("1.0.0"))]);
+    }
+
+    fn signed_desired(key: &SecretKey, name: &str, version: &str, accel: Accelerator) -> DesiredState {
+        let release = Release {
+            schema: MANIFEST_SCHEMA,
+            name: name.parse().unwrap(),
+            version: v(version),
+            created_at: 0,
+            created_by: "t".into(),
+            variants: vec![Variant {
+                target: Platform::Any,
+                accelerator: accel,
+                file_name: "model.bin".parse().unwrap(),
+                size: 3,
+                hash: Digest::of(b"abc"),
+            }],
+            metadata: Lineage::default(),
+        };
+        let signed = SignedRelease::sign(&release, key).unwrap();
+        DesiredState {
+            model: model(),
+            alias: "prod".parse().unwrap(),
+            release: Some(DesiredRelease { version: v(version), envelope: signed.envelope_bytes }),
+        }
+    }
+
+    #[test]
+    fn admission_checks_signature_identity_and_hardware() {
+        let key = SecretKey::from_seed(&[1; 32]);
+        let trusted = Keyring::new([key.public()]);
+        let cpu = DeviceProfile { target: "x86_64-unknown-linux-gnu".into(), accelerator: Accelerator::Cpu };
+        let ok = signed_desired(&key, "m", "2.0.0", Accelerator::Cpu);
+        assert!(matches!(admit(&ok, &model(), &trusted, &cpu, 0), Desire::Run(_)));
+
+        let stranger = signed_desired(&SecretKey::from_seed(&[2; 32]), "m", "2.0.0", Accelerator::Cpu);
+        assert!(matches!(admit(&stranger, &model(), &trusted, &cpu, 0),
+            Desire::Unusable(InstallError { kind: ErrorKind::Signature, .. })));
+
+        let other_model = signed_desired(&key, "other", "2.0.0", Accelerator::Cpu);
+        assert!(matches!(admit(&other_model, &model(), &trusted, &cpu, 0),
+            Desire::Unusable(InstallError { kind: ErrorKind::Signature, .. })));
+
+        let gpu_only = signed_desired(&key, "m", "2.0.0", Accelerator::Gpu);
+        assert!(matches!(admit(&gpu_only, &model(), &trusted, &cpu, 0),
+            Desire::Unusable(InstallError { kind: ErrorKind::IncompatibleHardware, .. })));
+
+        let mut lying = ok.clone();
+        if let Some(r) = lying.release.as_mut() {
+            r.version = v("9.0.0");
+        }
+        assert!(matches!(admit(&lying, &model(), &trusted, &cpu, 0), Desire::Unusable(_)));
+    }
+}
