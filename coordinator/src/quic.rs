@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::app::{Coordinator, Counters};
 use crate::fleet::{is_notable, merge_report};
 use crate::registry::desired_state;
-use crate::secrets::{TlsIdentity, same_secret};
+use crate::secrets::{RestartKeys, TlsIdentity, same_secret};
 use crate::store::StoreError;
 use crate::store::records::DeviceRecord;
 use crate::unix_now;
@@ -67,8 +67,13 @@ pub enum EndpointError {
     },
 }
 
-/// Binds the agents' endpoint with the coordinator's certificate.
-pub fn endpoint(listen: SocketAddr, tls: &TlsIdentity) -> Result<Endpoint, EndpointError> {
+/// Binds the agents' endpoint with the coordinator's certificate and its persistent
+/// restart keys (see [`crate::secrets::restart_keys`]).
+pub fn endpoint(
+    listen: SocketAddr,
+    tls: &TlsIdentity,
+    keys: RestartKeys,
+) -> Result<Endpoint, EndpointError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -87,7 +92,22 @@ pub fn endpoint(listen: SocketAddr, tls: &TlsIdentity) -> Result<Endpoint, Endpo
             .map_err(|_| EndpointError::Tls("idle timeout out of range".into()))?,
     ));
     server.transport_config(Arc::new(transport));
-    Endpoint::server(server, listen).map_err(|source| EndpointError::Bind { addr: listen, source })
+    let bind_err = |source| EndpointError::Bind { addr: listen, source };
+    let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| EndpointError::Tls("no async runtime for QUIC".into()))?;
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(keys.reset));
+    let cid_key = keys.cid;
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    Endpoint::new(
+        endpoint_config,
+        Some(server),
+        socket,
+        runtime,
+    )
+    .map_err(bind_err)
 }
 
 /// Accepts connections until the endpoint closes.

@@ -88,6 +88,41 @@ pub fn tls_identity(dir: &Path, names: &[String]) -> Result<(TlsIdentity, bool),
     ))
 }
 
+/// QUIC keys that must survive coordinator restarts.
+pub struct RestartKeys {
+    /// HMAC key for stateless-reset tokens.
+    pub reset: ring::hmac::Key,
+    /// Key with which connection ids are generated and recognised.
+    pub cid: u64,
+}
+
+/// Loads the QUIC restart secret (`DIR/tls/reset.key`), creating it the first time.
+///
+/// With it, a restarted coordinator recognises the connection ids of the process before it
+/// and answers their packets with stateless resets the agents accept, so agents reconnect at
+/// once instead of waiting out their idle timeout.
+pub fn restart_keys(dir: &Path) -> Result<RestartKeys, SecretsError> {
+    let path = dir.join("tls").join("reset.key");
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| SecretsError::Io {
+            path: path.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let parent = path.parent().unwrap_or(dir);
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        write_private(&path, &bytes)?;
+    }
+    let bytes = fs::read(&path).map_err(io_err(&path))?;
+    let cid = blake3::derive_key("ferry/quic-cid-key/v1", &bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&cid[..8]);
+    Ok(RestartKeys {
+        reset: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes),
+        cid: u64::from_le_bytes(first),
+    })
+}
+
 /// Loads the token in `path`, creating a random one (mode 0600) the first time. Returns the
 /// token and whether it was created now.
 pub fn token(path: &Path) -> Result<(String, bool), SecretsError> {

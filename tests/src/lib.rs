@@ -1,1 +1,15 @@
+//! A harness that runs Ferry for real: the `ferry-coordinator`, `ferry-agent` and `ferryctl`
+//! binaries as processes, in a temporary directory, talking QUIC and HTTP on loopback.
+//!
+//! Used by the end-to-end tests and by the `ferry-demo` binary. Waits are on conditions with
+//! deadlines, never fixed sleeps.
 
+mod binaries;
+mod fleet;
+mod process;
+mod wait;
+
+pub use binaries::Binaries;
+pub use fleet::{AgentSpec, Fleet, HEALTH_MAGIC, MODEL, model_bytes};
+pub use process::{Agent, Coordinator};
+pub use wait::wait_until;

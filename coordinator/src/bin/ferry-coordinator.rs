@@ -96,7 +96,7 @@ async fn serve(config: Config) -> Result<()> {
         .map(|k| k.parse().with_context(|| format!("trusted_publishers: `{k}`")))
         .collect::<Result<Vec<_>>>()?;
 
-    let endpoint = quic::endpoint(config.quic_listen, &tls)?;
+    let endpoint = quic::endpoint(config.quic_listen, &tls, secrets::restart_keys(&dir)?)?;
     let quic_addr = endpoint.local_addr().context("QUIC endpoint has no address")?;
     let listener = http::bind(config.http_listen)
         .await

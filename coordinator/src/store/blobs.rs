@@ -86,7 +86,9 @@ impl BlobStore {
             .join(format!("{}.{}", expected.short(), hex::encode(nonce)));
         let io_err = |source| BlobError::Io { path: tmp.clone(), source };
         let file = File::create(&tmp).map_err(io_err)?;
-        let encoder = zstd::Encoder::new(file, self.level).map_err(io_err)?;
+        let mut encoder = zstd::Encoder::new(file, self.level).map_err(io_err)?;
+        // A frame checksum lets agents notice a damaged copy while decoding.
+        encoder.include_checksum(true).map_err(io_err)?;
         Ok(BlobWriter {
             tmp,
             final_path: self.path(&expected),

@@ -1,0 +1,80 @@
+//! Measures the figures issue #2 asks for, on real processes, and prints them as a table:
+//! local rollback time, agent idle RSS, agent binary size, and the time from `alias set` until
+//! three agents run the new version. Run it with `cargo run --release -p ferry-tests --bin
+//! ferry-figures`. Not a test: nothing here asserts on time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ferry_tests::{Binaries, Fleet, model_bytes};
+
+fn main() -> Result<()> {
+    let rounds = 10;
+    let fleet = Fleet::start(3, None)?;
+    let size = 4 * 1024 * 1024;
+    fleet.publish("1.0.0", &model_bytes(1, size, true))?;
+    fleet.set_prod("1.0.0", "figures")?;
+    fleet.wait_all_on("1.0.0", Duration::from_secs(60))?;
+
+    let mut alias_to_fleet = Vec::new();
+    for round in 0..rounds {
+        let version = format!("1.0.{}", round + 1);
+        fleet.publish(&version, &model_bytes(100 + round, size, true))?;
+        let start = Instant::now();
+        fleet.set_prod(&version, "figures")?;
+        fleet.wait_all_on(&version, Duration::from_secs(60))?;
+        alias_to_fleet.push(start.elapsed());
+    }
+
+    let mut rollbacks = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        fleet.agents[0].rollback()?;
+        rollbacks.push(start.elapsed());
+    }
+    // The in-process figure the CLI prints (the switch itself, without process start-up).
+    let out = fleet.agents[0].rollback()?;
+    let switch_ms = out
+        .split(" in ")
+        .nth(1)
+        .and_then(|s| s.split(" ms").next())
+        .unwrap_or("?")
+        .to_owned();
+
+    std::thread::sleep(Duration::from_secs(3)); // let the agents settle into idle
+    let rss: Vec<u64> = fleet
+        .agents
+        .iter()
+        .filter_map(|a| a.pid())
+        .map(rss_kib)
+        .collect::<Result<_>>()?;
+    let bins = Binaries::get()?;
+    let binary = std::fs::metadata(&bins.agent)?.len();
+
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| alias set → all 3 agents on the new version (4 MiB artifact, {rounds} runs) | median {:.0} ms, max {:.0} ms |", ms(median(&mut alias_to_fleet)), ms(*alias_to_fleet.iter().max().context("runs")?));
+    println!("| `ferry-agent rollback`, whole command incl. process start ({rounds} runs) | median {:.1} ms |", ms(median(&mut rollbacks)));
+    println!("| local rollback switch itself (as the command reports it) | {switch_ms} ms |");
+    println!("| agent idle RSS (3 agents, connected) | {} |", rss.iter().map(|k| format!("{:.1} MiB", *k as f64 / 1024.0)).collect::<Vec<_>>().join(", "));
+    println!("| agent binary ({}) | {:.2} MiB |", bins.agent.display(), binary as f64 / 1048576.0);
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}

@@ -1,0 +1,234 @@
+//! A whole fleet in one directory: a coordinator, a publisher key it trusts, and agents
+//! following `MODEL@prod` with a health check that test-loads the artifact.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::binaries::Binaries;
+use crate::process::{Agent, Coordinator};
+use crate::wait::wait_until;
+
+/// Every healthy artifact of the demo model starts with these bytes; the agents' health check
+/// refuses a file without them, the way a real check refuses a model that fails to load.
+pub const HEALTH_MAGIC: &[u8] = b"FERRYMODEL";
+
+/// The model the fleet runs.
+pub const MODEL: &str = "detector";
+
+/// A deterministic artifact of `len` bytes for `seed`; healthy ones start with the magic.
+pub fn model_bytes(seed: u64, len: usize, healthy: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    if healthy {
+        out.extend_from_slice(HEALTH_MAGIC);
+    }
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Low-entropy bytes, so the artifact compresses like real weights do, somewhat.
+        out.push((x % 16) as u8);
+    }
+    out.truncate(len);
+    out
+}
+
+/// How to configure one agent.
+#[derive(Clone, Debug)]
+pub struct AgentSpec {
+    /// Name (directory name).
+    pub name: String,
+    /// Pinned fingerprint; `None` for the coordinator's real one.
+    pub fingerprint: Option<String>,
+    /// Enrollment token; `None` for the coordinator's real one.
+    pub token: Option<String>,
+    /// `cpu` or `gpu`.
+    pub accelerator: String,
+}
+
+impl AgentSpec {
+    /// A well-configured CPU agent.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            fingerprint: None,
+            token: None,
+            accelerator: "cpu".into(),
+        }
+    }
+}
+
+/// A coordinator and its agents in one directory.
+pub struct Fleet {
+    /// The working directory.
+    pub dir: PathBuf,
+    bins: Binaries,
+    /// The agents.
+    pub agents: Vec<Agent>,
+    /// The coordinator.
+    pub coordinator: Coordinator,
+    /// The publisher's private key.
+    pub key: PathBuf,
+    // Declared last: fields drop in order, so the processes are gone before the directory.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Fleet {
+    /// Starts a coordinator, makes and trusts a publisher key, and starts `agents` agents.
+    /// With `keep`, works in that directory (created) instead of a temporary one.
+    pub fn start(agents: usize, keep: Option<&Path>) -> Result<Fleet> {
+        let bins = Binaries::get()?;
+        let (dir, temp) = match keep {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (d.to_owned(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("ferry-e2e-").tempdir()?;
+                (t.path().to_owned(), Some(t))
+            }
+        };
+        let coordinator = Coordinator::start(&bins, &dir.join("coordinator"), &dir.join("coordinator.log"))?;
+        let key = dir.join("publisher.key");
+        coordinator.ctl(&["keys", "generate", "--out", &key.to_string_lossy()])?;
+        coordinator.ctl(&["keys", "trust", &format!("{}.pub", key.display()), "--name", "release-ci"])?;
+        let mut fleet = Fleet {
+            dir,
+            _temp: temp,
+            bins,
+            coordinator,
+            agents: Vec::new(),
+            key,
+        };
+        for i in 0..agents {
+            fleet.add_agent(AgentSpec::named(&format!("agent-{}", i + 1)))?;
+        }
+        Ok(fleet)
+    }
+
+    /// Writes an agent's configuration and starts it.
+    pub fn add_agent(&mut self, spec: AgentSpec) -> Result<usize> {
+        let home = self.dir.join("agents").join(&spec.name);
+        std::fs::create_dir_all(&home)?;
+        let state = home.join("state");
+        let public = std::fs::read_to_string(format!("{}.pub", self.key.display()))?;
+        let token_line = match &spec.token {
+            Some(t) => format!("enrollment_token = \"{t}\""),
+            None => format!(
+                "enrollment_token_file = \"{}\"",
+                self.coordinator.data_dir.join("enrollment.token").display()
+            ),
+        };
+        let health = format!(
+            "block=\"{home}/block-health\"; if [ -e \"$block\" ]; then touch \"{home}/health-reached\"; sleep 600; fi; \
+             head -c {n} \"$FERRY_MODEL_FILE\" | grep -q {magic} || {{ echo \"$FERRY_MODEL $FERRY_VERSION failed to load: bad header\" >&2; exit 1; }}",
+            home = home.display(),
+            n = HEALTH_MAGIC.len(),
+            magic = String::from_utf8_lossy(HEALTH_MAGIC),
+        );
+        let config = format!(
+            r#"coordinator = "{quic}"
+coordinator_fingerprint = "{fp}"
+{token_line}
+state_dir = "{state}"
+model = "{MODEL}"
+alias = "prod"
+trusted_keys = ["{public}"]
+accelerator = "{accel}"
+poll_interval_secs = 1
+
+[labels]
+fleet = "e2e"
+name = "{name}"
+
+[health_check]
+command = ["sh", "-c", {health:?}]
+timeout_secs = 900
+"#,
+            quic = self.coordinator.quic,
+            fp = spec.fingerprint.clone().unwrap_or_else(|| self.coordinator.fingerprint.clone()),
+            state = state.display(),
+            public = public.trim(),
+            accel = spec.accelerator,
+            name = spec.name,
+        );
+        let config_path = home.join("agent.toml");
+        std::fs::write(&config_path, config)?;
+        let mut agent = Agent::new(&self.bins, &spec.name, &config_path, &state, MODEL, &home.join("agent.log"));
+        agent.start()?;
+        self.agents.push(agent);
+        Ok(self.agents.len() - 1)
+    }
+
+    /// Makes the health check of agent `i` block (and signal that it was reached).
+    pub fn block_health(&self, i: usize, block: bool) -> Result<PathBuf> {
+        let home = self.agent_home(i);
+        let flag = home.join("block-health");
+        if block {
+            std::fs::write(&flag, b"")?;
+        } else if flag.exists() {
+            std::fs::remove_file(&flag)?;
+        }
+        Ok(home.join("health-reached"))
+    }
+
+    fn agent_home(&self, i: usize) -> PathBuf {
+        self.dir.join("agents").join(&self.agents[i].name)
+    }
+
+    /// Publishes `bytes` as `MODEL VERSION` (file name `model.bin`).
+    pub fn publish(&self, version: &str, bytes: &[u8]) -> Result<String> {
+        let artifacts = self.dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts)?;
+        let file = artifacts.join(format!("{MODEL}-{version}.bin"));
+        std::fs::write(&file, bytes)?;
+        self.coordinator.ctl(&[
+            "publish",
+            MODEL,
+            version,
+            &file.to_string_lossy(),
+            "--key",
+            &self.key.to_string_lossy(),
+            "--file-name",
+            "model.bin",
+        ])
+    }
+
+    /// Points `MODEL@prod` at `version`.
+    pub fn set_prod(&self, version: &str, reason: &str) -> Result<String> {
+        self.coordinator
+            .ctl(&["alias", "set", MODEL, "prod", version, "--reason", reason])
+    }
+
+    /// Waits until every agent runs `version`, confirmed by its health check (its `current`
+    /// link names it and no switch awaits confirmation); returns how long it took.
+    pub fn wait_all_on(&self, version: &str, timeout: Duration) -> Result<Duration> {
+        let v: ferry_shared::Version = version.parse()?;
+        wait_until(&format!("every agent on {version}"), timeout, || {
+            Ok(self
+                .agents
+                .iter()
+                .all(|a| a.current().as_ref() == Some(&v) && !a.in_probation()))
+        })
+        .with_context(|| self.describe())
+    }
+
+    /// One line per agent: what it runs, for failure messages.
+    pub fn describe(&self) -> String {
+        self.agents
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}: current {:?}, previous {:?}; log tail: {}",
+                    a.name,
+                    a.current(),
+                    a.previous(),
+                    a.log().lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

@@ -1,0 +1,336 @@
+//! The coordinator and agent processes, with helpers to drive and observe them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferry_agent::status::AgentStatus;
+use ferry_coordinator::api::{DeviceView, FleetStatus};
+use ferry_shared::Version;
+use serde::de::DeserializeOwned;
+
+use crate::binaries::Binaries;
+
+/// A running (or stopped) `ferry-coordinator`.
+pub struct Coordinator {
+    bins: Binaries,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// QUIC address.
+    pub quic: SocketAddr,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// Certificate fingerprint.
+    pub fingerprint: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+fn append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+impl Coordinator {
+    /// Starts a coordinator on loopback with OS-chosen ports, heartbeats every second.
+    pub fn start(bins: &Binaries, data_dir: &Path, log: &Path) -> Result<Self> {
+        let any: SocketAddr = "127.0.0.1:0".parse()?;
+        let mut c = Self {
+            bins: bins.clone(),
+            data_dir: data_dir.to_owned(),
+            quic: any,
+            http: any,
+            fingerprint: String::new(),
+            log: log.to_owned(),
+            child: None,
+        };
+        c.spawn()?;
+        Ok(c)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let mut child = Command::new(&self.bins.coordinator)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--quic-listen")
+            .arg(self.quic.to_string())
+            .arg("--http-listen")
+            .arg(self.http.to_string())
+            .args(["--heartbeat-secs", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(append(&self.log)?)
+            .spawn()
+            .context("cannot start ferry-coordinator")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        self.child = Some(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ready ") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(30))
+            .with_context(|| format!("the coordinator did not become ready; see {}", self.log.display()))?;
+        for field in ready.split_whitespace().skip(1) {
+            match field.split_once('=') {
+                Some(("quic", v)) => self.quic = v.parse()?,
+                Some(("http", v)) => self.http = v.parse()?,
+                Some(("fingerprint", v)) => self.fingerprint = v.to_owned(),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same ports and data directory.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// Kills it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// True while it runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn ctl_output(&self, args: &[&str]) -> Result<Output> {
+        Command::new(&self.bins.ctl)
+            .args(args)
+            .env("FERRY_URL", format!("http://{}", self.http))
+            .env("FERRY_TOKEN", std::fs::read_to_string(self.data_dir.join("admin.token"))?.trim())
+            .env("USER", "e2e")
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run ferryctl")
+    }
+
+    /// Runs ferryctl, which must succeed; returns its stdout.
+    pub fn ctl(&self, args: &[&str]) -> Result<String> {
+        let out = self.ctl_output(args)?;
+        if !out.status.success() {
+            bail!(
+                "ferryctl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs ferryctl, which must fail; returns its stderr and exit code.
+    pub fn ctl_failing(&self, args: &[&str]) -> Result<(String, Option<i32>)> {
+        let out = self.ctl_output(args)?;
+        if out.status.success() {
+            bail!("ferryctl {} succeeded but should have failed", args.join(" "));
+        }
+        Ok((String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code()))
+    }
+
+    /// Runs a ferryctl read command with `--json`.
+    pub fn ctl_json<T: DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ctl(&all)?;
+        serde_json::from_str(&text).with_context(|| format!("ferryctl {} printed: {text}", args.join(" ")))
+    }
+
+    /// `ferryctl fleet status --json`.
+    pub fn fleet_status(&self) -> Result<FleetStatus> {
+        self.ctl_json(&["fleet", "status"])
+    }
+
+    /// `ferryctl devices list --json`.
+    pub fn devices(&self) -> Result<Vec<DeviceView>> {
+        self.ctl_json(&["devices", "list"])
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `ferry-agent` with its own configuration and state directory.
+pub struct Agent {
+    bins: Binaries,
+    /// A name for messages.
+    pub name: String,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Its state directory.
+    pub state_dir: PathBuf,
+    /// The model it follows.
+    pub model: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// An agent (not started) for an existing configuration.
+    pub fn new(bins: &Binaries, name: &str, config: &Path, state_dir: &Path, model: &str, log: &Path) -> Self {
+        Self {
+            bins: bins.clone(),
+            name: name.to_owned(),
+            config: config.to_owned(),
+            state_dir: state_dir.to_owned(),
+            model: model.to_owned(),
+            log: log.to_owned(),
+            child: None,
+        }
+    }
+
+    /// Starts the daemon.
+    pub fn start(&mut self) -> Result<()> {
+        let child = Command::new(&self.bins.agent)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(append(&self.log)?)
+            .stderr(append(&self.log)?)
+            .spawn()
+            .context("cannot start ferry-agent")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills the daemon with SIGKILL (as a power cut would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// True while the daemon runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Output> {
+        Command::new(&self.bins.agent)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run ferry-agent")
+    }
+
+    /// `ferry-agent status --json`.
+    pub fn status(&self) -> Result<AgentStatus> {
+        let out = self.run(&["status", "--json"])?;
+        if !out.status.success() {
+            bail!("{}: status failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// `ferry-agent rollback`; returns stdout.
+    pub fn rollback(&self) -> Result<String> {
+        let out = self.run(&["rollback"])?;
+        if !out.status.success() {
+            bail!("{}: rollback failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn link(&self, which: &str) -> Option<Version> {
+        let link = self.state_dir.join("models").join(&self.model).join(which);
+        std::fs::read_link(link)
+            .ok()?
+            .file_name()?
+            .to_str()?
+            .parse()
+            .ok()
+    }
+
+    /// The version `current` names, read straight from the link.
+    pub fn current(&self) -> Option<Version> {
+        self.link("current")
+    }
+
+    /// The version `previous` names.
+    pub fn previous(&self) -> Option<Version> {
+        self.link("previous")
+    }
+
+    /// True while a switch awaits its health check's confirmation.
+    pub fn in_probation(&self) -> bool {
+        self.state_dir
+            .join("models")
+            .join(&self.model)
+            .join("switch.journal")
+            .exists()
+    }
+
+    /// The bytes of the current artifact.
+    pub fn current_bytes(&self, file: &str) -> Result<Vec<u8>> {
+        let path = self.state_dir.join("models").join(&self.model).join("current").join(file);
+        std::fs::read(&path).with_context(|| format!("{}: cannot read {}", self.name, path.display()))
+    }
+
+    /// Installed version directories.
+    pub fn installed(&self) -> Result<Vec<String>> {
+        dir_names(&self.state_dir.join("versions").join(&self.model))
+    }
+
+    /// Entries under the staging directory.
+    pub fn staging(&self) -> Result<Vec<String>> {
+        dir_names(&self.state_dir.join("staging").join(&self.model))
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn dir_names(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                out.push(e?.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
