@@ -77,7 +77,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let remembered = state.load()?;
     let memory = remembered.models.get(&model).cloned().unwrap_or_default();
-    let updater = Updater::new(model.clone(), reconciled.slots.clone(), memory.hold, memory.last_error);
+    let updater = Updater::new(model.clone(), reconciled.slots.clone(), memory.holds, memory.last_error);
     info!(
         device = %device_id,
         model = %model,
@@ -227,20 +227,20 @@ impl Daemon {
     fn feed(&mut self, event: Event) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
-            let hold_before = self.updater.hold().cloned();
+            let holds_before = self.updater.holds().to_vec();
             let error_before = self.updater.last_error().cloned();
             for action in self.updater.step(event) {
                 if let Some(next) = self.execute(action) {
                     queue.push_back(next);
                 }
             }
-            let hold = self.updater.hold().cloned();
+            let holds = self.updater.holds().to_vec();
             let error = self.updater.last_error().cloned();
-            if hold != hold_before || error != error_before {
+            if holds != holds_before || error != error_before {
                 let model = self.model().clone();
                 self.persist(|s| {
                     let m = s.model(&model);
-                    m.hold = hold;
+                    m.holds = holds;
                     m.last_error = error;
                 });
             }
@@ -416,13 +416,14 @@ impl Daemon {
         if &slots == self.updater.slots() {
             return;
         }
-        let hold: Option<Hold> = self
+        let holds: Vec<Hold> = self
             .state
             .load()
             .ok()
-            .and_then(|s| s.models.get(self.model()).and_then(|m| m.hold.clone()));
+            .and_then(|s| s.models.get(self.model()).map(|m| m.holds.clone()))
+            .unwrap_or_default();
         info!(model = %self.model(), current = ?slots.current, "slots changed on the device");
-        self.feed(Event::SlotsChanged { slots, hold });
+        self.feed(Event::SlotsChanged { slots, holds });
     }
 
     fn locked<T>(&self, f: impl FnOnce(&Layout) -> Result<T, crate::slots::SlotError>) -> Result<T, String> {

@@ -70,9 +70,9 @@ pub async fn run(
                 .code()
                 .map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
             if text.is_empty() {
-                Err(format!("the health check exited with {code}"))
+                Err(format!("exited with {code}"))
             } else {
-                Err(format!("the health check exited with {code}: {text}"))
+                Err(format!("{text} (exited with {code})"))
             }
         }
     }
@@ -98,7 +98,7 @@ mod tests {
     async fn passes_fails_with_stderr_and_times_out() {
         assert_eq!(run_check(&check("test \"$FERRY_VERSION\" = 1.0.0", 5000)).await, Ok(()));
         let err = run_check(&check("echo 'model failed to load' >&2; exit 3", 5000)).await.unwrap_err();
-        assert!(err.contains("status 3") && err.contains("model failed to load"), "{err}");
+        assert!(err.starts_with("model failed to load") && err.contains("status 3"), "{err}");
         let err = run_check(&check("sleep 5", 100)).await.unwrap_err();
         assert!(err.contains("did not finish"), "{err}");
         let err = run(&HealthCheck { command: vec!["/nonexistent/check".into()], timeout: Duration::from_secs(1) },

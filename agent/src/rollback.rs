@@ -44,7 +44,8 @@ pub fn run(config: &Config) -> Result<RolledBack> {
     state.update_locked(|s| {
         s.push_event(model, EventKind::LocalRollback { from: from.clone(), to: to.clone() }, now);
         let m = s.model(model);
-        m.hold = Some(Hold {
+        m.holds.retain(|h| h.version != from);
+        m.holds.push(Hold {
             version: from.clone(),
             reason: "rolled back locally by an operator".into(),
         });

@@ -44,8 +44,9 @@ pub struct UpdateRecord {
 /// Per-model memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelState {
-    /// Version held back.
-    pub hold: Option<Hold>,
+    /// Versions held back.
+    #[serde(default)]
+    pub holds: Vec<Hold>,
     /// Last failure, until an install succeeds.
     pub last_error: Option<InstallError>,
     /// Last update attempt.

@@ -44,8 +44,8 @@ pub struct ModelStatus {
     pub installed: Vec<Version>,
     /// Version switched to but not yet confirmed.
     pub in_probation: Option<Version>,
-    /// Version held back.
-    pub hold: Option<Hold>,
+    /// Versions held back.
+    pub holds: Vec<Hold>,
     /// Last failure.
     pub last_error: Option<InstallError>,
     /// Last update.
@@ -73,7 +73,7 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
             previous: slots.previous,
             installed: layout.installed(model)?,
             in_probation: layout.in_probation(model)?,
-            hold: memory.hold,
+            holds: memory.holds,
             last_error: memory.last_error,
             last_update: memory.last_update,
         }],
@@ -107,7 +107,7 @@ pub fn print(status: &AgentStatus) {
         if let Some(v) = &m.in_probation {
             println!("  probation {v} (health check pending)");
         }
-        if let Some(h) = &m.hold {
+        for h in &m.holds {
             println!("  holding   {} back: {}", h.version, h.reason);
         }
         if let Some(u) = &m.last_update {

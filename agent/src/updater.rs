@@ -11,8 +11,10 @@
 //! ```
 //!
 //! A version that failed its health check, whose release is unusable here, or that an
-//! operator rolled back from on the device is *held*: not installed again until the desired
-//! version changes. That is what stops a fleet from looping install → fail → install.
+//! operator rolled back from on the device is *held*: not installed again until the
+//! coordinator asks for a different version. A device may hold several versions at once (a
+//! health-check failure and an operator's rollback are independent decisions). Holds are what
+//! stop a fleet from looping install → fail → install.
 
 use ferry_shared::select::{DeviceProfile, select_variant};
 use ferry_shared::sign::{Keyring, SignedRelease};
@@ -126,13 +128,13 @@ pub enum Event {
     RolledBack(Slots),
     /// A backoff delay ended.
     RetryDue,
-    /// Someone else changed the slots (an operator's local rollback), with the hold that came
-    /// with it.
+    /// Someone else changed the slots (an operator's local rollback), with the holds that
+    /// came with it.
     SlotsChanged {
         /// Slots now.
         slots: Slots,
-        /// Hold now.
-        hold: Option<Hold>,
+        /// Holds now.
+        holds: Vec<Hold>,
     },
 }
 
@@ -172,7 +174,7 @@ pub struct Updater {
     slots: Slots,
     desire: Option<Desire>,
     work: Work,
-    hold: Option<Hold>,
+    holds: Vec<Hold>,
     last_error: Option<InstallError>,
     attempts: u32,
 }
@@ -182,7 +184,7 @@ impl Updater {
     pub fn new(
         model: ModelName,
         slots: Slots,
-        hold: Option<Hold>,
+        holds: Vec<Hold>,
         last_error: Option<InstallError>,
     ) -> Self {
         Self {
@@ -190,7 +192,7 @@ impl Updater {
             slots,
             desire: None,
             work: Work::Idle,
-            hold,
+            holds,
             last_error,
             attempts: 0,
         }
@@ -201,9 +203,21 @@ impl Updater {
         &self.slots
     }
 
-    /// The version held back, if any.
-    pub fn hold(&self) -> Option<&Hold> {
-        self.hold.as_ref()
+    /// The versions held back.
+    pub fn holds(&self) -> &[Hold] {
+        &self.holds
+    }
+
+    fn held(&self, version: &Version) -> Option<&Hold> {
+        self.holds.iter().find(|h| &h.version == version)
+    }
+
+    fn add_hold(&mut self, version: &Version, reason: String) {
+        self.holds.retain(|h| &h.version != version);
+        self.holds.push(Hold {
+            version: version.clone(),
+            reason,
+        });
     }
 
     /// The last failure.
@@ -222,9 +236,8 @@ impl Updater {
         match event {
             Event::Desired(desire) => {
                 let wanted = desired_version(&desire);
-                if self.hold.as_ref().is_some_and(|h| Some(&h.version) != wanted) {
-                    self.hold = None;
-                }
+                // A hold lasts until the coordinator asks for a different version.
+                self.holds.retain(|h| Some(&h.version) == wanted);
                 if let Work::Waiting(v) = &self.work
                     && Some(v) != wanted
                 {
@@ -232,12 +245,9 @@ impl Updater {
                     self.attempts = 0;
                 }
                 if let Desire::Unusable(error) = &desire {
-                    let new = self.hold.as_ref().map(|h| &h.version) != Some(&error.version);
+                    let new = self.held(&error.version).is_none();
                     if new && self.slots.current.as_ref() != Some(&error.version) {
-                        self.hold = Some(Hold {
-                            version: error.version.clone(),
-                            reason: format!("{}: {}", error.kind, error.message),
-                        });
+                        self.add_hold(&error.version, format!("{}: {}", error.kind, error.message));
                         self.last_error = Some(error.clone());
                         actions.push(Action::Emit(EventKind::InstallFailed(error.clone())));
                     }
@@ -264,10 +274,7 @@ impl Updater {
                             actions
                         };
                     }
-                    self.hold = Some(Hold {
-                        version,
-                        reason: format!("{}: {}", error.kind, error.message),
-                    });
+                    self.add_hold(&version, format!("{}: {}", error.kind, error.message));
                     self.work = Work::Idle;
                 }
             }
@@ -320,10 +327,9 @@ impl Updater {
                         to: slots.current.clone(),
                         error: error.clone(),
                     };
-                    self.hold = Some(Hold {
-                        version: version.clone(),
-                        reason: format!("health check failed: {}", first_line(&error.message)),
-                    });
+                    let version = version.clone();
+                    let error = error.clone();
+                    self.add_hold(&version, format!("health check failed: {}", first_line(&error.message)));
                     self.last_error = Some(error.clone());
                     self.slots = slots;
                     self.work = Work::Idle;
@@ -336,10 +342,10 @@ impl Updater {
                     self.work = Work::Idle;
                 }
             }
-            Event::SlotsChanged { slots, hold } => {
+            Event::SlotsChanged { slots, holds } => {
                 if self.is_settled() {
                     self.slots = slots;
-                    self.hold = hold;
+                    self.holds = holds;
                 }
             }
         }
@@ -373,7 +379,7 @@ impl Updater {
             return Vec::new();
         };
         if self.slots.current.as_ref() == Some(&target.version)
-            || self.hold.as_ref().is_some_and(|h| h.version == target.version)
+            || self.held(&target.version).is_some()
         {
             return Vec::new();
         }
@@ -393,12 +399,12 @@ impl Updater {
                 version: v.clone(),
                 attempts: self.attempts,
             },
-            Work::Idle => match (&self.hold, self.target()) {
-                (Some(h), Some(t)) if h.version == t.version => Phase::Held {
+            Work::Idle => match self.target().and_then(|t| self.held(&t.version)) {
+                Some(h) => Phase::Held {
                     version: h.version.clone(),
                     reason: h.reason.clone(),
                 },
-                _ => Phase::Idle,
+                None => Phase::Idle,
             },
         };
         ModelReport {
@@ -469,7 +475,7 @@ mod tests {
     }
 
     fn on_v1() -> Updater {
-        Updater::new(model(), slots("1.0.0", None), None, None)
+        Updater::new(model(), slots("1.0.0", None), Vec::new(), None)
     }
 
     /// Drives a full successful install of `version` and returns the emitted events.
@@ -518,7 +524,7 @@ mod tests {
             u.step(Event::Desired(Desire::Run(target("2.0.1")))),
             vec![Action::Stage(target("2.0.1"))]
         );
-        assert!(u.hold().is_none());
+        assert!(u.holds().is_empty());
     }
 
     #[test]
@@ -565,15 +571,34 @@ mod tests {
         let mut u = on_v1();
         install(&mut u, "2.0.0");
         u.step(Event::HealthPassed);
-        let hold = Some(Hold { version: v("2.0.0"), reason: "rolled back locally".into() });
-        let actions = u.step(Event::SlotsChanged { slots: slots("1.0.0", Some("2.0.0")), hold });
+        let holds = vec![Hold { version: v("2.0.0"), reason: "rolled back locally".into() }];
+        let actions = u.step(Event::SlotsChanged { slots: slots("1.0.0", Some("2.0.0")), holds });
         assert!(actions.is_empty(), "the daemon must not undo an operator's rollback: {actions:?}");
         assert_eq!(u.report().active, Some(v("1.0.0")));
     }
 
     #[test]
+    fn an_operator_rollback_does_not_release_a_health_check_hold() {
+        // The bug the demo found: the device failed 3.0.0's health check and held it; then an
+        // operator rolled back 2.0.0 -> 1.0.0 on the device. Both holds must stand, or the
+        // daemon reinstalls the known-bad 3.0.0.
+        let mut u = Updater::new(model(), slots("2.0.0", Some("1.0.0")), Vec::new(), None);
+        install(&mut u, "3.0.0");
+        u.step(Event::HealthFailed(error("3.0.0", ErrorKind::HealthCheck)));
+        u.step(Event::RolledBack(slots("2.0.0", Some("1.0.0"))));
+        let mut holds = u.holds().to_vec();
+        holds.push(Hold { version: v("2.0.0"), reason: "rolled back locally".into() });
+        let actions = u.step(Event::SlotsChanged { slots: slots("1.0.0", Some("2.0.0")), holds });
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(u.step(Event::Desired(Desire::Run(target("3.0.0")))).is_empty());
+        assert!(matches!(u.report().phase, Phase::Held { .. }));
+        // The 2.0.0 hold ended when the coordinator (again) asked for 3.0.0; 3.0.0's stands.
+        assert_eq!(u.holds().len(), 1);
+    }
+
+    #[test]
     fn returning_to_the_previous_version_needs_no_download_decision_beyond_stage() {
-        let mut u = Updater::new(model(), slots("2.0.0", Some("1.0.0")), None, None);
+        let mut u = Updater::new(model(), slots("2.0.0", Some("1.0.0")), Vec::new(), None);
         // Staging an installed version is the daemon's no-op; the machine treats it uniformly.
         assert_eq!(u.step(Event::Desired(Desire::Run(target("1.0.0")))), vec![Action::Stage(target("1.0.0"))]);
     }

@@ -83,7 +83,7 @@ impl Fleet {
         let (dir, temp) = match keep {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
-                (d.to_owned(), None)
+                (std::fs::canonicalize(d)?, None)
             }
             None => {
                 let t = tempfile::Builder::new().prefix("ferry-e2e-").tempdir()?;
@@ -207,6 +207,9 @@ timeout_secs = 900
     pub fn wait_all_on(&self, version: &str, timeout: Duration) -> Result<Duration> {
         let v: ferry_shared::Version = version.parse()?;
         wait_until(&format!("every agent on {version}"), timeout, || {
+            if let Some(dead) = self.agents.iter().find(|a| !a.is_alive()) {
+                anyhow::bail!("{} exited: {}", dead.name, dead.log().lines().last().unwrap_or(""));
+            }
             Ok(self
                 .agents
                 .iter()

@@ -228,11 +228,14 @@ impl Agent {
         self.child.as_ref().map(Child::id)
     }
 
-    /// True while the daemon runs.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    /// True while the daemon process exists and has not exited (a zombie has exited).
+    pub fn is_alive(&self) -> bool {
+        self.pid().is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit(')').next().map(|rest| rest.trim_start().starts_with('Z')))
+                .is_some_and(|zombie| !zombie)
+        })
     }
 
     fn run(&self, args: &[&str]) -> Result<Output> {

@@ -17,6 +17,9 @@ pub fn wait_until(
         match check() {
             Ok(true) => return Ok(start.elapsed()),
             Ok(false) => {}
+            // A check that cannot succeed any more says so by failing with a message that
+            // starts with "fatal:"; everything else may be transient and is retried.
+            Err(e) if format!("{e}").contains(" exited: ") => return Err(e),
             Err(e) => last_error = Some(e),
         }
         if start.elapsed() > timeout {

@@ -54,8 +54,8 @@ fn a_fleet_installs_v1_then_v2_and_rolls_back_a_release_that_fails_its_health_ch
         assert_eq!(agent.installed()?, vec!["1.0.0", "2.0.0"], "the failed version is gone");
         assert_eq!(agent.current_bytes("model.bin")?, v2);
         let status = agent.status()?;
-        let hold = status.models[0].hold.as_ref().context("a hold")?;
-        assert_eq!(hold.version.to_string(), "3.0.0");
+        let holds: Vec<String> = status.models[0].holds.iter().map(|h| h.version.to_string()).collect();
+        assert_eq!(holds, vec!["3.0.0"]);
     }
     let table = fleet.coordinator.ctl(&["fleet", "status"])?;
     assert!(table.contains("health-check 3.0.0") && table.contains("bad header"), "{table}");

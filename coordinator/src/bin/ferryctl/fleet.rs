@@ -62,7 +62,8 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
             aliases.print();
         }
         for d in &m.in_progress {
-            println!("  busy   {}  {}", d.id, phase(&d.phase));
+            let (label, what) = phase(&d.phase);
+            println!("  {label:<6} {}  {}", d.id, clip(&what, 48));
         }
         for d in &m.stale {
             println!("  stale  {}  last seen {}, on {}", d.id, ago(d.last_seen), or_dash(d.active.as_ref()));
@@ -73,19 +74,19 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
                 d.id,
                 d.error.kind,
                 d.error.version,
-                clip(&d.error.message, 40)
+                clip(&d.error.message, 28)
             );
         }
     }
     Ok(())
 }
 
-fn phase(p: &Phase) -> String {
+fn phase(p: &Phase) -> (&'static str, String) {
     match p {
-        Phase::Idle => "idle".into(),
-        Phase::Fetching(v) => format!("fetching {v}"),
-        Phase::Probation(v) => format!("health-checking {v}"),
-        Phase::Held { version, reason } => format!("holding back {version}: {reason}"),
-        Phase::Retrying { version, attempts } => format!("retrying {version} (attempt {attempts})"),
+        Phase::Idle => ("idle", String::new()),
+        Phase::Fetching(v) => ("fetch", format!("installing {v}")),
+        Phase::Probation(v) => ("check", format!("health-checking {v}")),
+        Phase::Held { version, reason } => ("held", format!("{version}: {reason}")),
+        Phase::Retrying { version, attempts } => ("retry", format!("{version}, attempt {attempts}")),
     }
 }
