@@ -49,7 +49,9 @@ fn default_server_name() -> String {
 }
 fn default_alias() -> AliasName {
     // A constant that satisfies the alias rules.
-    "prod".parse().unwrap_or_else(|_| unreachable!("`prod` is a valid alias"))
+    "prod"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("`prod` is a valid alias"))
 }
 fn default_accelerator() -> Accelerator {
     Accelerator::Cpu
@@ -111,7 +113,13 @@ impl Config {
     }
 
     fn validate(raw: RawConfig, base: &Path) -> Result<Self> {
-        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
         let fingerprint = ferry_shared::pin::normalize_fingerprint(&raw.coordinator_fingerprint)
             .with_context(|| {
                 format!(
@@ -139,7 +147,10 @@ impl Config {
         let keys = raw
             .trusted_keys
             .iter()
-            .map(|k| k.parse::<PublicKey>().with_context(|| format!("trusted_keys: `{k}`")))
+            .map(|k| {
+                k.parse::<PublicKey>()
+                    .with_context(|| format!("trusted_keys: `{k}`"))
+            })
             .collect::<Result<Vec<_>>>()?;
         let health_check = match raw.health_check {
             Some(h) if h.command.is_empty() => bail!("health_check.command is empty"),

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ferry_shared::ModelName;
 use ferry_shared::select::DeviceProfile;
 use ferry_shared::wire::{DeviceReport, ErrorKind, EventKind, InstallError};
-use ferry_shared::ModelName;
 use quinn::{Connection, Endpoint};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -62,7 +62,9 @@ pub async fn run(config: Config) -> Result<()> {
             let error = InstallError {
                 version: version.clone(),
                 kind: ErrorKind::HealthCheck,
-                message: "the agent stopped before the health check confirmed this version; rolled back".into(),
+                message:
+                    "the agent stopped before the health check confirmed this version; rolled back"
+                        .into(),
                 at: unix_now(),
             };
             state.update_locked(|s| {
@@ -77,7 +79,12 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let remembered = state.load()?;
     let memory = remembered.models.get(&model).cloned().unwrap_or_default();
-    let updater = Updater::new(model.clone(), reconciled.slots.clone(), memory.holds, memory.last_error);
+    let updater = Updater::new(
+        model.clone(),
+        reconciled.slots.clone(),
+        memory.holds,
+        memory.last_error,
+    );
     info!(
         device = %device_id,
         model = %model,
@@ -187,7 +194,10 @@ impl Daemon {
 
     fn on_session(&mut self, message: FromSession) {
         match message {
-            FromSession::Up { device_id, events_through } => {
+            FromSession::Up {
+                device_id,
+                events_through,
+            } => {
                 self.last_down = None;
                 notify::status(&format!("connected as {device_id}"));
                 self.persist(|s| {
@@ -202,7 +212,13 @@ impl Daemon {
                 if &desired.model != self.model() {
                     return;
                 }
-                let desire = admit(&desired, self.model(), &self.config.trusted, &self.profile, unix_now());
+                let desire = admit(
+                    &desired,
+                    self.model(),
+                    &self.config.trusted,
+                    &self.profile,
+                    unix_now(),
+                );
                 self.feed(Event::Desired(desire));
             }
             FromSession::Ack(through) => {
@@ -309,7 +325,8 @@ impl Daemon {
                 None
             }
             Action::RetryAfter(attempt) => {
-                let delay = backoff::delay(attempt, Duration::from_secs(5), Duration::from_secs(1800));
+                let delay =
+                    backoff::delay(attempt, Duration::from_secs(5), Duration::from_secs(1800));
                 info!(%model, "retrying the install in {}s", delay.as_secs());
                 let internal = self.internal.clone();
                 tokio::spawn(async move {
@@ -379,12 +396,18 @@ impl Daemon {
     }
 
     fn artifact_file(&self, version: &ferry_shared::Version) -> std::path::PathBuf {
-        let name = std::fs::read(self.layout.version_dir(self.model(), version).join(fetch::ENVELOPE_FILE))
-            .ok()
-            .and_then(|bytes| ferry_shared::sign::Envelope::from_bytes(&bytes).ok())
-            .and_then(|env| ferry_shared::Release::from_canonical_bytes(&env.payload).ok())
-            .and_then(|r| ferry_shared::select::select_variant(&r, &self.profile).map(|v| v.file_name.to_string()))
-            .unwrap_or_default();
+        let name = std::fs::read(
+            self.layout
+                .version_dir(self.model(), version)
+                .join(fetch::ENVELOPE_FILE),
+        )
+        .ok()
+        .and_then(|bytes| ferry_shared::sign::Envelope::from_bytes(&bytes).ok())
+        .and_then(|env| ferry_shared::Release::from_canonical_bytes(&env.payload).ok())
+        .and_then(|r| {
+            ferry_shared::select::select_variant(&r, &self.profile).map(|v| v.file_name.to_string())
+        })
+        .unwrap_or_default();
         self.layout.current_link(self.model()).join(name)
     }
 
@@ -426,7 +449,10 @@ impl Daemon {
         self.feed(Event::SlotsChanged { slots, holds });
     }
 
-    fn locked<T>(&self, f: impl FnOnce(&Layout) -> Result<T, crate::slots::SlotError>) -> Result<T, String> {
+    fn locked<T>(
+        &self,
+        f: impl FnOnce(&Layout) -> Result<T, crate::slots::SlotError>,
+    ) -> Result<T, String> {
         let _lock = self.state.lock().map_err(|e| e.to_string())?;
         f(&self.layout).map_err(|e| e.to_string())
     }
@@ -438,7 +464,11 @@ impl Daemon {
     }
 
     fn publish_report(&self) {
-        let events = self.state.load().map(|s| s.pending_events).unwrap_or_default();
+        let events = self
+            .state
+            .load()
+            .map(|s| s.pending_events)
+            .unwrap_or_default();
         let report = DeviceReport {
             models: vec![self.updater.report()],
             events,

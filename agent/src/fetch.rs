@@ -46,7 +46,13 @@ pub struct StageFailure {
     pub retryable: bool,
 }
 
-fn failure(target: &Target, kind: ErrorKind, message: String, retryable: bool, now: u64) -> StageFailure {
+fn failure(
+    target: &Target,
+    kind: ErrorKind,
+    message: String,
+    retryable: bool,
+    now: u64,
+) -> StageFailure {
     StageFailure {
         error: InstallError {
             version: target.version.clone(),
@@ -84,7 +90,13 @@ pub async fn stage(
         }
     }
     let conn = conn.ok_or_else(|| {
-        failure(target, ErrorKind::Download, "not connected to the coordinator".into(), true, now)
+        failure(
+            target,
+            ErrorKind::Download,
+            "not connected to the coordinator".into(),
+            true,
+            now,
+        )
     })?;
     let staging = layout.staging_dir(model, &target.version);
     remove_tree(&staging).map_err(|e| disk(format!("{}: {e}", staging.display())))?;
@@ -116,31 +128,49 @@ async fn download(
     let fail = |kind, message: String, retryable| failure(target, kind, message, retryable, now);
     let net = |e: String| fail(ErrorKind::Download, e, true);
     let envelope_path = staging.join(ENVELOPE_FILE);
-    fs::write(&envelope_path, &target.envelope)
-        .map_err(|e| fail(ErrorKind::Disk, format!("{}: {e}", envelope_path.display()), true))?;
+    fs::write(&envelope_path, &target.envelope).map_err(|e| {
+        fail(
+            ErrorKind::Disk,
+            format!("{}: {e}", envelope_path.display()),
+            true,
+        )
+    })?;
 
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| net(e.to_string()))?;
-    write_preamble(&mut send).await.map_err(|e| net(e.to_string()))?;
+    write_preamble(&mut send)
+        .await
+        .map_err(|e| net(e.to_string()))?;
     let request = FetchRequest {
         model: model.clone(),
         version: target.version.clone(),
         blob: target.variant.hash,
     };
-    write_frame(&mut send, &request).await.map_err(|e| net(e.to_string()))?;
+    write_frame(&mut send, &request)
+        .await
+        .map_err(|e| net(e.to_string()))?;
     let _ = send.finish();
-    read_preamble(&mut recv).await.map_err(|e| net(e.to_string()))?;
+    read_preamble(&mut recv)
+        .await
+        .map_err(|e| net(e.to_string()))?;
     let response: FetchResponse = read_frame(&mut recv, "fetch response")
         .await
         .map_err(|e| net(e.to_string()))?
         .ok_or_else(|| net("the coordinator closed the download".into()))?;
     match response {
         FetchResponse::Error { permanent, message } => {
-            return Err(fail(ErrorKind::Download, format!("the coordinator refused the download: {message}"), !permanent));
+            return Err(fail(
+                ErrorKind::Download,
+                format!("the coordinator refused the download: {message}"),
+                !permanent,
+            ));
         }
         FetchResponse::Zstd { size } if size != target.variant.size => {
             return Err(fail(
                 ErrorKind::Integrity,
-                format!("the coordinator announced {size} bytes; the signed manifest says {}", target.variant.size),
+                format!(
+                    "the coordinator announced {size} bytes; the signed manifest says {}",
+                    target.variant.size
+                ),
                 true,
             ));
         }
@@ -181,7 +211,9 @@ async fn download(
         Err(WriteError::Content(e)) => return Err(fail(ErrorKind::Integrity, e, true)),
     };
     if let Some(e) = read_error {
-        return Err(net(format!("download interrupted after {on_wire} bytes: {e}")));
+        return Err(net(format!(
+            "download interrupted after {on_wire} bytes: {e}"
+        )));
     }
     if size != expected_size || hash != target.variant.hash {
         return Err(fail(
@@ -195,7 +227,8 @@ async fn download(
             true,
         ));
     }
-    fsync_dir(staging).map_err(|e| fail(ErrorKind::Disk, format!("{}: {e}", staging.display()), true))?;
+    fsync_dir(staging)
+        .map_err(|e| fail(ErrorKind::Disk, format!("{}: {e}", staging.display()), true))?;
     Ok(on_wire)
 }
 
@@ -238,7 +271,10 @@ fn write_decoded(
 
 fn classify(sink: &CappedSink, e: io::Error) -> WriteError {
     if sink.over {
-        WriteError::Content(format!("the artifact is longer than the signed {} bytes", sink.limit))
+        WriteError::Content(format!(
+            "the artifact is longer than the signed {} bytes",
+            sink.limit
+        ))
     } else if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData {
         WriteError::Content(format!("the compressed stream is corrupt: {e}"))
     } else {
@@ -260,7 +296,10 @@ impl Write for CappedSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written + buf.len() as u64 > self.limit {
             self.over = true;
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "more bytes than signed"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "more bytes than signed",
+            ));
         }
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
@@ -294,7 +333,9 @@ mod tests {
         let original = b"weights ".repeat(10_000);
         let compressed = zstd::encode_all(original.as_slice(), 3).unwrap();
         let (_dir, result) = feed(&compressed, original.len() as u64);
-        let Ok((size, hash)) = result else { panic!("decode failed") };
+        let Ok((size, hash)) = result else {
+            panic!("decode failed")
+        };
         assert_eq!(size, original.len() as u64);
         assert_eq!(hash, Digest::of(&original));
     }

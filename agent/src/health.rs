@@ -60,7 +60,10 @@ pub async fn run(
     match outcome {
         Err(_) => {
             let _ = child.kill().await;
-            Err(format!("the health check did not finish within {}s", check.timeout.as_secs()))
+            Err(format!(
+                "the health check did not finish within {}s",
+                check.timeout.as_secs()
+            ))
         }
         Ok((_, Err(e))) => Err(format!("the health check could not be awaited: {e}")),
         Ok((_, Ok(status))) if status.success() => Ok(()),
@@ -91,18 +94,43 @@ mod tests {
     }
 
     async fn run_check(c: &HealthCheck) -> Result<(), String> {
-        run(c, &"m".parse().unwrap(), &"1.0.0".parse().unwrap(), Path::new("/tmp"), Path::new("/tmp/x")).await
+        run(
+            c,
+            &"m".parse().unwrap(),
+            &"1.0.0".parse().unwrap(),
+            Path::new("/tmp"),
+            Path::new("/tmp/x"),
+        )
+        .await
     }
 
     #[tokio::test]
     async fn passes_fails_with_stderr_and_times_out() {
-        assert_eq!(run_check(&check("test \"$FERRY_VERSION\" = 1.0.0", 5000)).await, Ok(()));
-        let err = run_check(&check("echo 'model failed to load' >&2; exit 3", 5000)).await.unwrap_err();
-        assert!(err.starts_with("model failed to load") && err.contains("status 3"), "{err}");
+        assert_eq!(
+            run_check(&check("test \"$FERRY_VERSION\" = 1.0.0", 5000)).await,
+            Ok(())
+        );
+        let err = run_check(&check("echo 'model failed to load' >&2; exit 3", 5000))
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("model failed to load") && err.contains("status 3"),
+            "{err}"
+        );
         let err = run_check(&check("sleep 5", 100)).await.unwrap_err();
         assert!(err.contains("did not finish"), "{err}");
-        let err = run(&HealthCheck { command: vec!["/nonexistent/check".into()], timeout: Duration::from_secs(1) },
-            &"m".parse().unwrap(), &"1.0.0".parse().unwrap(), Path::new("/"), Path::new("/")).await.unwrap_err();
+        let err = run(
+            &HealthCheck {
+                command: vec!["/nonexistent/check".into()],
+                timeout: Duration::from_secs(1),
+            },
+            &"m".parse().unwrap(),
+            &"1.0.0".parse().unwrap(),
+            Path::new("/"),
+            Path::new("/"),
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("cannot start"), "{err}");
     }
 }

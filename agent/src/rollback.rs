@@ -36,13 +36,23 @@ pub fn run(config: &Config) -> Result<RolledBack> {
         bail!("{model} has no current version on this device");
     };
     let Some(to) = slots.previous else {
-        return Err(SlotError::NoPrevious { model: model.to_string() }.into());
+        return Err(SlotError::NoPrevious {
+            model: model.to_string(),
+        }
+        .into());
     };
     layout.switch(model, &to, false)?;
     let elapsed = started.elapsed();
     let now = unix_now();
     state.update_locked(|s| {
-        s.push_event(model, EventKind::LocalRollback { from: from.clone(), to: to.clone() }, now);
+        s.push_event(
+            model,
+            EventKind::LocalRollback {
+                from: from.clone(),
+                to: to.clone(),
+            },
+            now,
+        );
         let m = s.model(model);
         m.holds.retain(|h| h.version != from);
         m.holds.push(Hold {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use ferry_shared::SecretKey;
 use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
-use ferry_shared::wire::io::{FrameIoError, read_frame, read_preamble, write_frame, write_preamble};
+use ferry_shared::wire::io::{
+    FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
+};
 use ferry_shared::wire::{
     DEVICE_AUTH_EXPORTER_LABEL, DesiredState, DeviceId, DeviceReport, Follow, Hello, Refusal,
     ToAgent, ToCoordinator,
@@ -54,7 +56,9 @@ pub enum SessionError {
         reason: String,
     },
     /// The certificate is not the pinned one.
-    #[error("the coordinator's certificate fingerprint is {presented}, not the pinned {pinned}: refusing to talk to it")]
+    #[error(
+        "the coordinator's certificate fingerprint is {presented}, not the pinned {pinned}: refusing to talk to it"
+    )]
     Fingerprint {
         /// Pinned.
         pinned: String,
@@ -117,7 +121,11 @@ pub async fn run(
             attempt = 0;
         }
         attempt = attempt.saturating_add(1);
-        let pause = backoff::delay(attempt, Duration::from_millis(250), params.config.poll_interval);
+        let pause = backoff::delay(
+            attempt,
+            Duration::from_millis(250),
+            params.config.poll_interval,
+        );
         tokio::time::sleep(pause).await;
     }
 }
@@ -164,7 +172,7 @@ async fn one_session(
         }],
         report: reports.borrow_and_update().clone(),
     };
-    write_frame(&mut send, &ToCoordinator::Hello(hello)).await?;
+    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
     // Whatever version the coordinator speaks, its refusal is variant 0 and readable.
     let _their_preamble = read_preamble(&mut recv).await?;
     let welcome = match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
@@ -172,8 +180,16 @@ async fn one_session(
         Some(ToAgent::Refused(Refusal { kind, message })) => {
             return Err(SessionError::Refused { kind, message });
         }
-        Some(other) => return Err(SessionError::Protocol(format!("expected welcome, got {other:?}"))),
-        None => return Err(SessionError::Protocol("the coordinator closed the stream".into())),
+        Some(other) => {
+            return Err(SessionError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            )));
+        }
+        None => {
+            return Err(SessionError::Protocol(
+                "the coordinator closed the stream".into(),
+            ));
+        }
     };
     info!(device = %welcome.device_id, coordinator = %addr, "connected");
     connection.send_replace(Some(conn.clone()));
@@ -198,12 +214,19 @@ async fn one_session(
                     }
                 }
                 Ok(Some(ToAgent::Ack { events_through })) => {
-                    if forward.send(FromSession::Ack(events_through)).await.is_err() {
+                    if forward
+                        .send(FromSession::Ack(events_through))
+                        .await
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
                 Ok(Some(ToAgent::Refused(r))) => {
-                    return Err(SessionError::Refused { kind: r.kind, message: r.message });
+                    return Err(SessionError::Refused {
+                        kind: r.kind,
+                        message: r.message,
+                    });
                 }
                 Ok(Some(ToAgent::Welcome(_))) => {
                     return Err(SessionError::Protocol("second welcome".into()));
@@ -213,8 +236,9 @@ async fn one_session(
             }
         }
     });
-    let mut heartbeat =
-        tokio::time::interval(Duration::from_secs(u64::from(welcome.heartbeat_secs.max(1))));
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(u64::from(
+        welcome.heartbeat_secs.max(1),
+    )));
     heartbeat.tick().await;
     let result = loop {
         tokio::select! {

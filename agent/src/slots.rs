@@ -276,7 +276,8 @@ impl Layout {
             probation,
         };
         let journal_path = self.journal_path(model);
-        let bytes = serde_json::to_vec(&journal).map_err(|e| io_at(&journal_path)(io::Error::other(e)))?;
+        let bytes =
+            serde_json::to_vec(&journal).map_err(|e| io_at(&journal_path)(io::Error::other(e)))?;
         write_atomic(&journal_path, &bytes).map_err(io_at(&journal_path))?;
         if step() {
             return Ok(after);
@@ -366,8 +367,14 @@ impl Layout {
                         interrupted = j.after.current.clone();
                         removed.push(format!(
                             "interrupted probation of {}; restored {}",
-                            j.after.current.as_ref().map_or("-".into(), ToString::to_string),
-                            j.before.current.as_ref().map_or("nothing".into(), ToString::to_string)
+                            j.after
+                                .current
+                                .as_ref()
+                                .map_or("-".into(), ToString::to_string),
+                            j.before
+                                .current
+                                .as_ref()
+                                .map_or("nothing".into(), ToString::to_string)
                         ));
                     }
                 }
@@ -399,7 +406,11 @@ impl Layout {
     }
 
     /// Removes installed versions that none of `keep` names.
-    fn collect_garbage(&self, model: &ModelName, keep: &[&Slots]) -> Result<Vec<String>, SlotError> {
+    fn collect_garbage(
+        &self,
+        model: &ModelName,
+        keep: &[&Slots],
+    ) -> Result<Vec<String>, SlotError> {
         let mut removed = Vec::new();
         for version in self.installed(model)? {
             let kept = keep.iter().any(|s| {
@@ -424,7 +435,11 @@ impl Layout {
     }
 
     /// Parent directory helper for callers building staging paths.
-    pub fn staging_parent(&self, model: &ModelName, version: &Version) -> Result<PathBuf, SlotError> {
+    pub fn staging_parent(
+        &self,
+        model: &ModelName,
+        version: &Version,
+    ) -> Result<PathBuf, SlotError> {
         let dir = self.staging_dir(model, version);
         Ok(parent(&dir).map_err(io_at(&dir))?.to_owned())
     }
@@ -474,9 +489,16 @@ mod tests {
         install(&layout, "3.0.0");
         let after = layout.switch(&model(), &v("3.0.0"), true).unwrap();
         assert_eq!(after, slots(Some("3.0.0"), Some("2.0.0")));
-        assert_eq!(layout.installed(&model()).unwrap().len(), 3, "v1 stays until confirmed");
+        assert_eq!(
+            layout.installed(&model()).unwrap().len(),
+            3,
+            "v1 stays until confirmed"
+        );
         layout.commit(&model()).unwrap();
-        assert_eq!(layout.installed(&model()).unwrap(), vec![v("2.0.0"), v("3.0.0")]);
+        assert_eq!(
+            layout.installed(&model()).unwrap(),
+            vec![v("2.0.0"), v("3.0.0")]
+        );
         let file = fs::read_to_string(layout.current_link(&model()).join("model.bin")).unwrap();
         assert_eq!(file, "3.0.0");
     }
@@ -493,7 +515,10 @@ mod tests {
         let restored = layout.abort_probation(&model()).unwrap();
         assert_eq!(restored, slots(Some("2.0.0"), Some("1.0.0")));
         assert_eq!(layout.slots(&model()).unwrap(), restored);
-        assert!(!layout.is_installed(&model(), &v("3.0.0")), "the failed version is removed");
+        assert!(
+            !layout.is_installed(&model(), &v("3.0.0")),
+            "the failed version is removed"
+        );
     }
 
     #[test]
@@ -501,7 +526,11 @@ mod tests {
         let (_dir, layout) = two_versions();
         let after = layout.switch(&model(), &v("1.0.0"), false).unwrap();
         assert_eq!(after, slots(Some("1.0.0"), Some("2.0.0")));
-        assert_eq!(layout.installed(&model()).unwrap().len(), 2, "nothing is lost");
+        assert_eq!(
+            layout.installed(&model()).unwrap().len(),
+            2,
+            "nothing is lost"
+        );
     }
 
     #[test]
@@ -512,7 +541,11 @@ mod tests {
                 .switch_steps(&model(), &v("1.0.0"), false, crash_after)
                 .unwrap();
             let r = layout.reconcile(&model()).unwrap();
-            assert_eq!(r.slots, slots(Some("1.0.0"), Some("2.0.0")), "crash after step {crash_after}");
+            assert_eq!(
+                r.slots,
+                slots(Some("1.0.0"), Some("2.0.0")),
+                "crash after step {crash_after}"
+            );
             assert_eq!(layout.slots(&model()).unwrap(), r.slots);
             assert_eq!(layout.installed(&model()).unwrap().len(), 2);
         }
@@ -527,9 +560,16 @@ mod tests {
                 .switch_steps(&model(), &v("3.0.0"), true, crash_after)
                 .unwrap();
             let r = layout.reconcile(&model()).unwrap();
-            assert_eq!(r.slots, slots(Some("2.0.0"), Some("1.0.0")), "crash after step {crash_after}");
+            assert_eq!(
+                r.slots,
+                slots(Some("2.0.0"), Some("1.0.0")),
+                "crash after step {crash_after}"
+            );
             assert_eq!(r.interrupted, Some(v("3.0.0")));
-            assert_eq!(layout.installed(&model()).unwrap(), vec![v("1.0.0"), v("2.0.0")]);
+            assert_eq!(
+                layout.installed(&model()).unwrap(),
+                vec![v("1.0.0"), v("2.0.0")]
+            );
             assert!(!layout.model_dir(&model()).join("switch.journal").exists());
         }
     }
@@ -544,7 +584,10 @@ mod tests {
         let r = layout.reconcile(&model()).unwrap();
         assert_eq!(r.slots, slots(Some("2.0.0"), Some("1.0.0")));
         assert!(!partial.exists());
-        assert_eq!(layout.installed(&model()).unwrap(), vec![v("1.0.0"), v("2.0.0")]);
+        assert_eq!(
+            layout.installed(&model()).unwrap(),
+            vec![v("1.0.0"), v("2.0.0")]
+        );
     }
 
     #[test]

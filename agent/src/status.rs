@@ -84,14 +84,25 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
 
 /// Prints the status for people.
 pub fn print(status: &AgentStatus) {
-    let dash = |v: &Option<Version>| v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
-    println!("device      {}", status.device_id.as_deref().unwrap_or("(not started yet)"));
+    let dash = |v: &Option<Version>| {
+        v.as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string)
+    };
+    println!(
+        "device      {}",
+        status.device_id.as_deref().unwrap_or("(not started yet)")
+    );
     println!("state dir   {}", status.state_dir.display());
     let c = &status.connection;
     let conn = if c.connected {
         "connected".to_owned()
     } else {
-        format!("offline{}", c.last_error.as_ref().map_or(String::new(), |e| format!(" ({e})")))
+        format!(
+            "offline{}",
+            c.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" ({e})"))
+        )
     };
     println!("coordinator {conn}");
     for m in &status.models {

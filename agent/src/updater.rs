@@ -162,8 +162,14 @@ enum Work {
     Idle,
     Staging(Version),
     Switching(Version),
-    Probation { version: Version, from: Option<Version> },
-    RollingBack { version: Version, error: InstallError },
+    Probation {
+        version: Version,
+        from: Option<Version>,
+    },
+    RollingBack {
+        version: Version,
+        error: InstallError,
+    },
     Waiting(Version),
 }
 
@@ -329,7 +335,10 @@ impl Updater {
                     };
                     let version = version.clone();
                     let error = error.clone();
-                    self.add_hold(&version, format!("health check failed: {}", first_line(&error.message)));
+                    self.add_hold(
+                        &version,
+                        format!("health check failed: {}", first_line(&error.message)),
+                    );
                     self.last_error = Some(error.clone());
                     self.slots = slots;
                     self.work = Work::Idle;
@@ -355,10 +364,9 @@ impl Updater {
 
     fn failed(&mut self, error: InstallError) -> Option<Action> {
         self.attempts += 1;
-        let repeated = self
-            .last_error
-            .as_ref()
-            .is_some_and(|e| e.version == error.version && e.kind == error.kind && e.message == error.message);
+        let repeated = self.last_error.as_ref().is_some_and(|e| {
+            e.version == error.version && e.kind == error.kind && e.message == error.message
+        });
         self.last_error = Some(error.clone());
         (!repeated).then_some(Action::Emit(EventKind::InstallFailed(error)))
     }
@@ -426,7 +434,11 @@ fn desired_version(desire: &Desire) -> Option<&Version> {
 }
 
 fn first_line(text: &str) -> &str {
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(text).trim()
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
 }
 
 #[cfg(test)]
@@ -482,10 +494,19 @@ mod tests {
     fn install(u: &mut Updater, version: &str) {
         let actions = u.step(Event::Desired(Desire::Run(target(version))));
         assert_eq!(actions, vec![Action::Stage(target(version))]);
-        assert_eq!(u.step(Event::Staged(v(version))), vec![Action::Switch(v(version))]);
+        assert_eq!(
+            u.step(Event::Staged(v(version))),
+            vec![Action::Switch(v(version))]
+        );
         let prev = u.slots().current.clone();
-        let after = Slots { current: Some(v(version)), previous: prev };
-        assert_eq!(u.step(Event::Switched(after)), vec![Action::CheckHealth(v(version))]);
+        let after = Slots {
+            current: Some(v(version)),
+            previous: prev,
+        };
+        assert_eq!(
+            u.step(Event::Switched(after)),
+            vec![Action::CheckHealth(v(version))]
+        );
     }
 
     #[test]
@@ -498,27 +519,46 @@ mod tests {
             actions,
             vec![
                 Action::Commit,
-                Action::Emit(EventKind::Installed { from: Some(v("1.0.0")), to: v("2.0.0") })
+                Action::Emit(EventKind::Installed {
+                    from: Some(v("1.0.0")),
+                    to: v("2.0.0")
+                })
             ]
         );
         let report = u.report();
         assert_eq!(report.active, Some(v("2.0.0")));
         assert_eq!(report.previous, Some(v("1.0.0")));
         assert_eq!(report.phase, Phase::Idle);
-        assert!(u.step(Event::Desired(Desire::Run(target("2.0.0")))).is_empty(), "nothing to do");
+        assert!(
+            u.step(Event::Desired(Desire::Run(target("2.0.0"))))
+                .is_empty(),
+            "nothing to do"
+        );
     }
 
     #[test]
     fn a_failed_health_check_rolls_back_and_holds_the_version() {
         let mut u = on_v1();
         install(&mut u, "2.0.0");
-        assert_eq!(u.step(Event::HealthFailed(error("2.0.0", ErrorKind::HealthCheck))), vec![Action::RollBack]);
+        assert_eq!(
+            u.step(Event::HealthFailed(error("2.0.0", ErrorKind::HealthCheck))),
+            vec![Action::RollBack]
+        );
         let actions = u.step(Event::RolledBack(slots("1.0.0", None)));
-        assert!(matches!(&actions[..], [Action::Emit(EventKind::HealthRollback { .. })]), "{actions:?}");
+        assert!(
+            matches!(
+                &actions[..],
+                [Action::Emit(EventKind::HealthRollback { .. })]
+            ),
+            "{actions:?}"
+        );
         assert_eq!(u.report().active, Some(v("1.0.0")));
         assert!(matches!(u.report().phase, Phase::Held { .. }));
         // The coordinator repeating its wish does not start a loop.
-        assert!(u.step(Event::Desired(Desire::Run(target("2.0.0")))).is_empty());
+        assert!(
+            u.step(Event::Desired(Desire::Run(target("2.0.0"))))
+                .is_empty()
+        );
         // A new version clears the hold.
         assert_eq!(
             u.step(Event::Desired(Desire::Run(target("2.0.1")))),
@@ -531,21 +571,53 @@ mod tests {
     fn retryable_failures_back_off_and_retry_and_report_once() {
         let mut u = on_v1();
         u.step(Event::Desired(Desire::Run(target("2.0.0"))));
-        let failure = || Event::StageFailed { error: error("2.0.0", ErrorKind::Download), retryable: true };
+        let failure = || Event::StageFailed {
+            error: error("2.0.0", ErrorKind::Download),
+            retryable: true,
+        };
         let first = u.step(failure());
-        assert!(matches!(&first[..], [Action::Emit(EventKind::InstallFailed(_)), Action::RetryAfter(1)]), "{first:?}");
-        assert_eq!(u.step(Event::RetryDue), vec![Action::Stage(target("2.0.0"))]);
-        assert_eq!(u.step(failure()), vec![Action::RetryAfter(2)], "the same error is not re-reported");
-        assert!(matches!(u.report().phase, Phase::Retrying { attempts: 2, .. }));
-        assert_eq!(u.report().active, Some(v("1.0.0")), "the device stays on its version");
+        assert!(
+            matches!(
+                &first[..],
+                [
+                    Action::Emit(EventKind::InstallFailed(_)),
+                    Action::RetryAfter(1)
+                ]
+            ),
+            "{first:?}"
+        );
+        assert_eq!(
+            u.step(Event::RetryDue),
+            vec![Action::Stage(target("2.0.0"))]
+        );
+        assert_eq!(
+            u.step(failure()),
+            vec![Action::RetryAfter(2)],
+            "the same error is not re-reported"
+        );
+        assert!(matches!(
+            u.report().phase,
+            Phase::Retrying { attempts: 2, .. }
+        ));
+        assert_eq!(
+            u.report().active,
+            Some(v("1.0.0")),
+            "the device stays on its version"
+        );
     }
 
     #[test]
     fn a_permanent_failure_holds_without_retrying() {
         let mut u = on_v1();
         u.step(Event::Desired(Desire::Run(target("2.0.0"))));
-        let actions = u.step(Event::StageFailed { error: error("2.0.0", ErrorKind::Integrity), retryable: false });
-        assert!(matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]), "{actions:?}");
+        let actions = u.step(Event::StageFailed {
+            error: error("2.0.0", ErrorKind::Integrity),
+            retryable: false,
+        });
+        assert!(
+            matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]),
+            "{actions:?}"
+        );
         assert!(matches!(u.report().phase, Phase::Held { .. }));
     }
 
@@ -553,16 +625,35 @@ mod tests {
     fn a_newer_wish_during_a_download_wins_when_it_finishes() {
         let mut u = on_v1();
         u.step(Event::Desired(Desire::Run(target("2.0.0"))));
-        assert!(u.step(Event::Desired(Desire::Run(target("3.0.0")))).is_empty(), "one download at a time");
-        assert_eq!(u.step(Event::Staged(v("2.0.0"))), vec![Action::Stage(target("3.0.0"))]);
+        assert!(
+            u.step(Event::Desired(Desire::Run(target("3.0.0"))))
+                .is_empty(),
+            "one download at a time"
+        );
+        assert_eq!(
+            u.step(Event::Staged(v("2.0.0"))),
+            vec![Action::Stage(target("3.0.0"))]
+        );
     }
 
     #[test]
     fn an_unusable_release_is_refused_reported_and_held() {
         let mut u = on_v1();
-        let actions = u.step(Event::Desired(Desire::Unusable(error("2.0.0", ErrorKind::Signature))));
-        assert!(matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]));
-        assert!(u.step(Event::Desired(Desire::Unusable(error("2.0.0", ErrorKind::Signature)))).is_empty());
+        let actions = u.step(Event::Desired(Desire::Unusable(error(
+            "2.0.0",
+            ErrorKind::Signature,
+        ))));
+        assert!(matches!(
+            &actions[..],
+            [Action::Emit(EventKind::InstallFailed(_))]
+        ));
+        assert!(
+            u.step(Event::Desired(Desire::Unusable(error(
+                "2.0.0",
+                ErrorKind::Signature
+            ))))
+            .is_empty()
+        );
         assert_eq!(u.report().active, Some(v("1.0.0")));
     }
 
@@ -571,9 +662,18 @@ mod tests {
         let mut u = on_v1();
         install(&mut u, "2.0.0");
         u.step(Event::HealthPassed);
-        let holds = vec![Hold { version: v("2.0.0"), reason: "rolled back locally".into() }];
-        let actions = u.step(Event::SlotsChanged { slots: slots("1.0.0", Some("2.0.0")), holds });
-        assert!(actions.is_empty(), "the daemon must not undo an operator's rollback: {actions:?}");
+        let holds = vec![Hold {
+            version: v("2.0.0"),
+            reason: "rolled back locally".into(),
+        }];
+        let actions = u.step(Event::SlotsChanged {
+            slots: slots("1.0.0", Some("2.0.0")),
+            holds,
+        });
+        assert!(
+            actions.is_empty(),
+            "the daemon must not undo an operator's rollback: {actions:?}"
+        );
         assert_eq!(u.report().active, Some(v("1.0.0")));
     }
 
@@ -587,10 +687,19 @@ mod tests {
         u.step(Event::HealthFailed(error("3.0.0", ErrorKind::HealthCheck)));
         u.step(Event::RolledBack(slots("2.0.0", Some("1.0.0"))));
         let mut holds = u.holds().to_vec();
-        holds.push(Hold { version: v("2.0.0"), reason: "rolled back locally".into() });
-        let actions = u.step(Event::SlotsChanged { slots: slots("1.0.0", Some("2.0.0")), holds });
+        holds.push(Hold {
+            version: v("2.0.0"),
+            reason: "rolled back locally".into(),
+        });
+        let actions = u.step(Event::SlotsChanged {
+            slots: slots("1.0.0", Some("2.0.0")),
+            holds,
+        });
         assert!(actions.is_empty(), "{actions:?}");
-        assert!(u.step(Event::Desired(Desire::Run(target("3.0.0")))).is_empty());
+        assert!(
+            u.step(Event::Desired(Desire::Run(target("3.0.0"))))
+                .is_empty()
+        );
         assert!(matches!(u.report().phase, Phase::Held { .. }));
         // The 2.0.0 hold ended when the coordinator (again) asked for 3.0.0; 3.0.0's stands.
         assert_eq!(u.holds().len(), 1);
@@ -600,10 +709,18 @@ mod tests {
     fn returning_to_the_previous_version_needs_no_download_decision_beyond_stage() {
         let mut u = Updater::new(model(), slots("2.0.0", Some("1.0.0")), Vec::new(), None);
         // Staging an installed version is the daemon's no-op; the machine treats it uniformly.
-        assert_eq!(u.step(Event::Desired(Desire::Run(target("1.0.0")))), vec![Action::Stage(target("1.0.0"))]);
+        assert_eq!(
+            u.step(Event::Desired(Desire::Run(target("1.0.0")))),
+            vec![Action::Stage(target("1.0.0"))]
+        );
     }
 
-    fn signed_desired(key: &SecretKey, name: &str, version: &str, accel: Accelerator) -> DesiredState {
+    fn signed_desired(
+        key: &SecretKey,
+        name: &str,
+        version: &str,
+        accel: Accelerator,
+    ) -> DesiredState {
         let release = Release {
             schema: MANIFEST_SCHEMA,
             name: name.parse().unwrap(),
@@ -623,7 +740,10 @@ mod tests {
         DesiredState {
             model: model(),
             alias: "prod".parse().unwrap(),
-            release: Some(DesiredRelease { version: v(version), envelope: signed.envelope_bytes }),
+            release: Some(DesiredRelease {
+                version: v(version),
+                envelope: signed.envelope_bytes,
+            }),
         }
     }
 
@@ -631,26 +751,55 @@ mod tests {
     fn admission_checks_signature_identity_and_hardware() {
         let key = SecretKey::from_seed(&[1; 32]);
         let trusted = Keyring::new([key.public()]);
-        let cpu = DeviceProfile { target: "x86_64-unknown-linux-gnu".into(), accelerator: Accelerator::Cpu };
+        let cpu = DeviceProfile {
+            target: "x86_64-unknown-linux-gnu".into(),
+            accelerator: Accelerator::Cpu,
+        };
         let ok = signed_desired(&key, "m", "2.0.0", Accelerator::Cpu);
-        assert!(matches!(admit(&ok, &model(), &trusted, &cpu, 0), Desire::Run(_)));
+        assert!(matches!(
+            admit(&ok, &model(), &trusted, &cpu, 0),
+            Desire::Run(_)
+        ));
 
-        let stranger = signed_desired(&SecretKey::from_seed(&[2; 32]), "m", "2.0.0", Accelerator::Cpu);
-        assert!(matches!(admit(&stranger, &model(), &trusted, &cpu, 0),
-            Desire::Unusable(InstallError { kind: ErrorKind::Signature, .. })));
+        let stranger = signed_desired(
+            &SecretKey::from_seed(&[2; 32]),
+            "m",
+            "2.0.0",
+            Accelerator::Cpu,
+        );
+        assert!(matches!(
+            admit(&stranger, &model(), &trusted, &cpu, 0),
+            Desire::Unusable(InstallError {
+                kind: ErrorKind::Signature,
+                ..
+            })
+        ));
 
         let other_model = signed_desired(&key, "other", "2.0.0", Accelerator::Cpu);
-        assert!(matches!(admit(&other_model, &model(), &trusted, &cpu, 0),
-            Desire::Unusable(InstallError { kind: ErrorKind::Signature, .. })));
+        assert!(matches!(
+            admit(&other_model, &model(), &trusted, &cpu, 0),
+            Desire::Unusable(InstallError {
+                kind: ErrorKind::Signature,
+                ..
+            })
+        ));
 
         let gpu_only = signed_desired(&key, "m", "2.0.0", Accelerator::Gpu);
-        assert!(matches!(admit(&gpu_only, &model(), &trusted, &cpu, 0),
-            Desire::Unusable(InstallError { kind: ErrorKind::IncompatibleHardware, .. })));
+        assert!(matches!(
+            admit(&gpu_only, &model(), &trusted, &cpu, 0),
+            Desire::Unusable(InstallError {
+                kind: ErrorKind::IncompatibleHardware,
+                ..
+            })
+        ));
 
         let mut lying = ok.clone();
         if let Some(r) = lying.release.as_mut() {
             r.version = v("9.0.0");
         }
-        assert!(matches!(admit(&lying, &model(), &trusted, &cpu, 0), Desire::Unusable(_)));
+        assert!(matches!(
+            admit(&lying, &model(), &trusted, &cpu, 0),
+            Desire::Unusable(_)
+        ));
     }
 }

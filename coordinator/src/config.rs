@@ -95,7 +95,9 @@ impl Config {
             )));
         }
         if self.heartbeat_secs == 0 {
-            return Err(ConfigError::Invalid("heartbeat_secs must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "heartbeat_secs must be at least 1".into(),
+            ));
         }
         Ok(())
     }

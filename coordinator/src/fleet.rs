@@ -139,8 +139,15 @@ fn summarize_model(
     stale_after_secs: u64,
 ) -> ModelFleet {
     let total = devices.len();
-    let share = |n: usize| if total == 0 { 0.0 } else { n as f64 / total as f64 };
-    let report_of = |d: &DeviceFacts<'_>| d.record.models.iter().find(|m| &m.model == model).cloned();
+    let share = |n: usize| {
+        if total == 0 {
+            0.0
+        } else {
+            n as f64 / total as f64
+        }
+    };
+    let report_of =
+        |d: &DeviceFacts<'_>| d.record.models.iter().find(|m| &m.model == model).cloned();
     let active_of = |d: &DeviceFacts<'_>| report_of(d).and_then(|m| m.active);
 
     let mut per_version: BTreeMap<Option<Version>, usize> = BTreeMap::new();
@@ -304,7 +311,11 @@ mod tests {
             .collect();
         assert_eq!(
             counts,
-            vec![(Some("2.0.0".into()), 2), (Some("1.0.0".into()), 1), (None, 1)]
+            vec![
+                (Some("2.0.0".into()), 2),
+                (Some("1.0.0".into()), 1),
+                (None, 1)
+            ]
         );
         assert_eq!(m.aliases[0].on_target, 2);
         assert_eq!(m.aliases[0].following, 4);

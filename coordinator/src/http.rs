@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::api::{
-    ApiError, AliasView, BlobStored, DeviceView, FleetStatus, KeyView, Published, ReleaseView,
+    AliasView, ApiError, BlobStored, DeviceView, FleetStatus, KeyView, Published, ReleaseView,
     SetAlias, TrustKey,
 };
 use crate::app::Coordinator;
@@ -94,7 +94,10 @@ pub fn router(app: Arc<Coordinator>) -> Router {
 }
 
 /// Serves the API on a bound listener until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<Coordinator>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<Coordinator>,
+) -> std::io::Result<()> {
     axum::serve(listener, router(app)).await
 }
 
@@ -131,7 +134,12 @@ fn actor(headers: &HeaderMap) -> String {
     let who = headers
         .get(ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+        .map(|s| {
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        })
         .filter(|s| !s.trim().is_empty());
     match who {
         Some(who) => format!("{who} (admin token)"),
@@ -151,7 +159,11 @@ struct NameFilter {
     name: Option<String>,
 }
 
-fn release_view(app: &Coordinator, release: ferry_shared::Release, stored: StoredRelease) -> Result<ReleaseView, Failure> {
+fn release_view(
+    app: &Coordinator,
+    release: ferry_shared::Release,
+    stored: StoredRelease,
+) -> Result<ReleaseView, Failure> {
     let aliases = app
         .store
         .aliases(Some(&release.name))?
@@ -188,7 +200,10 @@ async fn show_release(
     let name: ModelName = parse(&name)?;
     let version: Version = parse(&version)?;
     let (release, stored) = app.store.release(&name, &version)?.ok_or_else(|| {
-        Failure(StatusCode::NOT_FOUND, format!("{name} {version} is not published"))
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("{name} {version} is not published"),
+        )
     })?;
     Ok(Json(release_view(&app, release, stored)?))
 }
@@ -203,7 +218,11 @@ async fn publish(
     if published.created {
         info!(name = %published.name, version = %published.version, by = %who, "release published");
     }
-    let status = if published.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if published.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(published)))
 }
 
@@ -212,10 +231,12 @@ async fn blob_exists(
     Path(hash): Path<String>,
 ) -> Result<Json<BlobStored>, Failure> {
     let hash: Digest = parse(&hash)?;
-    let record = app
-        .store
-        .blob(&hash)?
-        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("artifact {hash} is not stored")))?;
+    let record = app.store.blob(&hash)?.ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("artifact {hash} is not stored"),
+        )
+    })?;
     Ok(Json(BlobStored {
         hash: hash.to_hex(),
         size: record.size,
@@ -274,7 +295,10 @@ async fn upload_blob(
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(blob_failure)?;
     if let Some(e) = upload_error {
-        return Err(Failure(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}")));
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("upload interrupted: {e}"),
+        ));
     }
     let now = unix_now();
     let (hash, record) = tokio::task::spawn_blocking(move || writer.finish(now))
@@ -331,7 +355,17 @@ async fn set_alias(
     Ok(Json(changed))
 }
 
-fn device_facts(app: &Coordinator) -> Result<Vec<(ferry_shared::wire::DeviceId, crate::store::records::DeviceRecord, bool, u64)>, Failure> {
+fn device_facts(
+    app: &Coordinator,
+) -> Result<
+    Vec<(
+        ferry_shared::wire::DeviceId,
+        crate::store::records::DeviceRecord,
+        bool,
+        u64,
+    )>,
+    Failure,
+> {
     Ok(app
         .store
         .devices()?
@@ -412,8 +446,14 @@ async fn trust_key(
     if name.is_empty() || name.len() > 64 {
         return Err(bad_request("a key name must be 1 to 64 characters"));
     }
-    let added = app.store.trust_publisher(key, name, &actor(&headers), unix_now())?;
-    Ok(if added { StatusCode::CREATED } else { StatusCode::OK })
+    let added = app
+        .store
+        .trust_publisher(key, name, &actor(&headers), unix_now())?;
+    Ok(if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    })
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
-use ferry_shared::wire::io::{FrameIoError, read_frame, read_preamble, write_frame, write_preamble};
+use ferry_shared::wire::io::{
+    FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
+};
 use ferry_shared::wire::{
     ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, FetchRequest, FetchResponse, Follow, Hello,
     PROTOCOL_VERSION, Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome,
@@ -92,7 +94,10 @@ pub fn endpoint(
             .map_err(|_| EndpointError::Tls("idle timeout out of range".into()))?,
     ));
     server.transport_config(Arc::new(transport));
-    let bind_err = |source| EndpointError::Bind { addr: listen, source };
+    let bind_err = |source| EndpointError::Bind {
+        addr: listen,
+        source,
+    };
     let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| EndpointError::Tls("no async runtime for QUIC".into()))?;
@@ -101,13 +106,7 @@ pub fn endpoint(
     endpoint_config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
-    Endpoint::new(
-        endpoint_config,
-        Some(server),
-        socket,
-        runtime,
-    )
-    .map_err(bind_err)
+    Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(bind_err)
 }
 
 /// Accepts connections until the endpoint closes.
@@ -179,7 +178,7 @@ async fn read_hello(recv: &mut RecvStream) -> Result<Hello, Refusal> {
         ));
     }
     match read_frame::<_, ToCoordinator>(recv, "hello").await {
-        Ok(Some(ToCoordinator::Hello(hello))) => Ok(hello),
+        Ok(Some(ToCoordinator::Hello(hello))) => Ok(*hello),
         Ok(_) => Err(refusal(RefusalKind::BadRequest, "expected a hello".into())),
         Err(e) => Err(refusal(RefusalKind::BadRequest, e.to_string())),
     }
@@ -233,7 +232,11 @@ fn admit(
                 kind: RefusalKind::Enrollment,
                 message: format!(
                     "device {id} is not enrolled and its enrollment token was {}",
-                    if hello.enrollment_token.is_some() { "not accepted" } else { "missing" }
+                    if hello.enrollment_token.is_some() {
+                        "not accepted"
+                    } else {
+                        "missing"
+                    }
                 ),
             }));
         }
@@ -364,20 +367,36 @@ async fn fetch(
     let preamble = read_preamble(&mut recv).await?;
     write_preamble(&mut send).await?;
     if preamble.version != PROTOCOL_VERSION {
-        return Err(SessionError::Protocol(format!("fetch with protocol {}", preamble.version)));
+        return Err(SessionError::Protocol(format!(
+            "fetch with protocol {}",
+            preamble.version
+        )));
     }
     let request: FetchRequest = read_frame(&mut recv, "fetch request")
         .await?
         .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))?;
     let answer = |permanent, message: String| FetchResponse::Error { permanent, message };
     let size = match app.store.release(&request.model, &request.version)? {
-        None => Err(answer(true, format!("{} {} is not published", request.model, request.version))),
+        None => Err(answer(
+            true,
+            format!("{} {} is not published", request.model, request.version),
+        )),
         Some((release, _)) => release
             .variants
             .iter()
             .find(|v| v.hash == request.blob)
             .map(|v| v.size)
-            .ok_or_else(|| answer(true, format!("{} {} has no artifact {}", request.model, request.version, request.blob.short()))),
+            .ok_or_else(|| {
+                answer(
+                    true,
+                    format!(
+                        "{} {} has no artifact {}",
+                        request.model,
+                        request.version,
+                        request.blob.short()
+                    ),
+                )
+            }),
     };
     let size = match size {
         Ok(size) => size,
@@ -391,8 +410,19 @@ async fn fetch(
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(e) => {
-            warn!("artifact {} unreadable at {}: {e}", request.blob, path.display());
-            write_frame(&mut send, &answer(false, format!("artifact unreadable on the coordinator: {e}"))).await?;
+            warn!(
+                "artifact {} unreadable at {}: {e}",
+                request.blob,
+                path.display()
+            );
+            write_frame(
+                &mut send,
+                &answer(
+                    false,
+                    format!("artifact unreadable on the coordinator: {e}"),
+                ),
+            )
+            .await?;
             let _ = send.finish();
             return Ok(());
         }

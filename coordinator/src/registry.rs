@@ -93,13 +93,14 @@ pub fn alias_view(model: &ModelName, alias: &AliasName, record: AliasRecord) -> 
 pub fn desired_state(app: &Coordinator, follow: &Follow) -> Result<DesiredState, StoreError> {
     let release = match app.store.alias(&follow.model, &follow.alias)? {
         None => None,
-        Some(record) => app
-            .store
-            .release(&follow.model, &record.version)?
-            .map(|(release, stored)| DesiredRelease {
-                version: release.version,
-                envelope: stored.envelope,
-            }),
+        Some(record) => {
+            app.store
+                .release(&follow.model, &record.version)?
+                .map(|(release, stored)| DesiredRelease {
+                    version: release.version,
+                    envelope: stored.envelope,
+                })
+        }
     };
     Ok(DesiredState {
         model: follow.model.clone(),

@@ -121,6 +121,9 @@ mod tests {
         assert_eq!(d, Digest::of(b"hello world"));
         assert_eq!(d.to_hex().parse::<Digest>().unwrap(), d);
         assert!("zz".parse::<Digest>().is_err());
-        assert_ne!(Digest::keyed_context("ferry/a", b"x"), Digest::keyed_context("ferry/b", b"x"));
+        assert_ne!(
+            Digest::keyed_context("ferry/a", b"x"),
+            Digest::keyed_context("ferry/b", b"x")
+        );
     }
 }

@@ -156,7 +156,8 @@ pub enum ManifestError {
 impl Release {
     /// The canonical bytes that get signed.
     pub fn to_canonical_bytes(&self) -> Result<Vec<u8>, ManifestError> {
-        let bytes = postcard::to_allocvec(self).map_err(|e| ManifestError::Decode(e.to_string()))?;
+        let bytes =
+            postcard::to_allocvec(self).map_err(|e| ManifestError::Decode(e.to_string()))?;
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge(bytes.len()));
         }
@@ -209,7 +210,9 @@ impl Release {
             }
         }
         if let Some((name, value)) = self.metadata.metrics.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(invalid(format!("metric {name} is {value}, not a finite number")));
+            return Err(invalid(format!(
+                "metric {name} is {value}, not a finite number"
+            )));
         }
         if self.metadata.parents.contains(&self.version) {
             return Err(invalid("a version cannot be its own parent".into()));
@@ -259,7 +262,8 @@ fn is_plausible_triple(t: &str) -> bool {
     let parts = t.split('-').count();
     (2..=5).contains(&parts)
         && t.len() <= 64
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 impl fmt::Display for Accelerator {
@@ -301,7 +305,9 @@ impl FromStr for Target {
         } else if is_plausible_triple(s) {
             Ok(Target::Triple(s.to_owned()))
         } else {
-            Err(format!("`{s}` is not a target triple (e.g. aarch64-unknown-linux-gnu) or `any`"))
+            Err(format!(
+                "`{s}` is not a target triple (e.g. aarch64-unknown-linux-gnu) or `any`"
+            ))
         }
     }
 }
@@ -363,7 +369,10 @@ pub(crate) mod tests {
     fn trailing_bytes_are_not_canonical() {
         let mut bytes = sample().to_canonical_bytes().unwrap();
         bytes.push(0);
-        assert_eq!(Release::from_canonical_bytes(&bytes), Err(ManifestError::NotCanonical));
+        assert_eq!(
+            Release::from_canonical_bytes(&bytes),
+            Err(ManifestError::NotCanonical)
+        );
     }
 
     #[test]
@@ -394,6 +403,10 @@ pub(crate) mod tests {
         b.created_by = "someone else".into();
         assert_eq!(a.content_difference(&b), None);
         b.variants[0].hash = Digest::of(b"other bytes");
-        assert!(a.content_difference(&b).unwrap().contains("variant any/cpu"));
+        assert!(
+            a.content_difference(&b)
+                .unwrap()
+                .contains("variant any/cpu")
+        );
     }
 }

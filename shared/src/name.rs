@@ -134,7 +134,16 @@ mod tests {
         for good in ["fraud-detector", "yolo.v8", "a", "resnet_50"] {
             assert!(good.parse::<ModelName>().is_ok(), "{good}");
         }
-        for bad in ["", "..", ".hidden", "a/b", "Upper", "x y", "-lead", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "a/b",
+            "Upper",
+            "x y",
+            "-lead",
+            &"a".repeat(65),
+        ] {
             let err = bad.parse::<ModelName>().expect_err(bad);
             assert_eq!(err.input, bad);
         }

@@ -87,8 +87,20 @@ mod tests {
     fn a_gpu_build_never_lands_on_a_cpu_device() {
         let mut release = sample();
         release.variants = vec![variant("any", Accelerator::Gpu)];
-        assert!(select_variant(&release, &device("x86_64-unknown-linux-gnu", Accelerator::Cpu)).is_none());
+        assert!(
+            select_variant(
+                &release,
+                &device("x86_64-unknown-linux-gnu", Accelerator::Cpu)
+            )
+            .is_none()
+        );
         release.variants = vec![variant("aarch64-unknown-linux-gnu", Accelerator::Cpu)];
-        assert!(select_variant(&release, &device("x86_64-unknown-linux-gnu", Accelerator::Cpu)).is_none());
+        assert!(
+            select_variant(
+                &release,
+                &device("x86_64-unknown-linux-gnu", Accelerator::Cpu)
+            )
+            .is_none()
+        );
     }
 }

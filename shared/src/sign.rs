@@ -279,7 +279,10 @@ fn display_ids(ids: &[KeyId]) -> String {
     if ids.is_empty() {
         return "(no signatures)".into();
     }
-    ids.iter().map(KeyId::to_string).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(KeyId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Envelope {
@@ -446,7 +449,10 @@ mod tests {
                 key_ids: vec![stranger.public().key_id()]
             }
         );
-        assert!(err.to_string().contains(&stranger.public().key_id().to_string()));
+        assert!(
+            err.to_string()
+                .contains(&stranger.public().key_id().to_string())
+        );
     }
 
     #[test]

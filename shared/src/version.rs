@@ -37,7 +37,9 @@ pub enum Qualifier {
 #[non_exhaustive]
 pub enum VersionError {
     /// Not semantic-version syntax.
-    #[error("`{input}` is not a version (expected MAJOR.MINOR.PATCH[-qualifier], e.g. 1.2.0-rc.1): {reason}")]
+    #[error(
+        "`{input}` is not a version (expected MAJOR.MINOR.PATCH[-qualifier], e.g. 1.2.0-rc.1): {reason}"
+    )]
     Syntax {
         /// The text that was given.
         input: String,
@@ -45,7 +47,9 @@ pub enum VersionError {
         reason: String,
     },
     /// Build metadata is not allowed in release versions.
-    #[error("`{input}` carries build metadata (`+…`), which Ferry refuses: put it in the release metadata")]
+    #[error(
+        "`{input}` carries build metadata (`+…`), which Ferry refuses: put it in the release metadata"
+    )]
     BuildMetadata {
         /// The text that was given.
         input: String,
@@ -198,7 +202,9 @@ mod tests {
             let err = bad.parse::<Version>().expect_err(bad).to_string();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
-        let err = "1.0.0+build.5".parse::<Version>().expect_err("build metadata");
+        let err = "1.0.0+build.5"
+            .parse::<Version>()
+            .expect_err("build metadata");
         assert!(matches!(err, VersionError::BuildMetadata { .. }), "{err}");
     }
 

@@ -155,8 +155,9 @@ impl std::fmt::Display for DeviceId {
 /// Messages from an agent on its control stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ToCoordinator {
-    /// First message of a session.
-    Hello(Hello),
+    /// First message of a session (boxed: it is much larger than a report; the encoding is
+    /// the same as unboxed).
+    Hello(Box<Hello>),
     /// A status report (also serves as heartbeat).
     Report(DeviceReport),
 }

@@ -43,7 +43,9 @@ fn build() -> Result<Binaries> {
         .and_then(|n| n.to_str())
         .context("unnamed profile directory")?
         .to_owned();
-    let target_dir = profile_dir.parent().context("profile directory without a parent")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("profile directory without a parent")?;
     if std::env::var_os("FERRY_SKIP_BUILD").is_none() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
@@ -59,22 +61,33 @@ fn build() -> Result<Binaries> {
                 || key.starts_with("CARGO_BIN_")
                 || matches!(
                     key.as_ref(),
-                    "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
                 );
             if per_crate {
                 cmd.env_remove(key.as_ref());
             }
         }
-        cmd.args(["build", "--quiet", "--workspace", "--bins", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target_dir);
+        cmd.args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
         if profile == "release" {
             cmd.arg("--release");
         } else if profile != "debug" {
             cmd.args(["--profile", &profile]);
         }
-        let status = cmd.status().context("cannot run cargo to build the binaries")?;
+        let status = cmd
+            .status()
+            .context("cannot run cargo to build the binaries")?;
         if !status.success() {
             bail!("building the Ferry binaries failed ({status})");
         }

@@ -90,10 +90,20 @@ impl Fleet {
                 (t.path().to_owned(), Some(t))
             }
         };
-        let coordinator = Coordinator::start(&bins, &dir.join("coordinator"), &dir.join("coordinator.log"))?;
+        let coordinator = Coordinator::start(
+            &bins,
+            &dir.join("coordinator"),
+            &dir.join("coordinator.log"),
+        )?;
         let key = dir.join("publisher.key");
         coordinator.ctl(&["keys", "generate", "--out", &key.to_string_lossy()])?;
-        coordinator.ctl(&["keys", "trust", &format!("{}.pub", key.display()), "--name", "release-ci"])?;
+        coordinator.ctl(&[
+            "keys",
+            "trust",
+            &format!("{}.pub", key.display()),
+            "--name",
+            "release-ci",
+        ])?;
         let mut fleet = Fleet {
             dir,
             _temp: temp,
@@ -148,7 +158,10 @@ command = ["sh", "-c", {health:?}]
 timeout_secs = 900
 "#,
             quic = self.coordinator.quic,
-            fp = spec.fingerprint.clone().unwrap_or_else(|| self.coordinator.fingerprint.clone()),
+            fp = spec
+                .fingerprint
+                .clone()
+                .unwrap_or_else(|| self.coordinator.fingerprint.clone()),
             state = state.display(),
             public = public.trim(),
             accel = spec.accelerator,
@@ -156,7 +169,14 @@ timeout_secs = 900
         );
         let config_path = home.join("agent.toml");
         std::fs::write(&config_path, config)?;
-        let mut agent = Agent::new(&self.bins, &spec.name, &config_path, &state, MODEL, &home.join("agent.log"));
+        let mut agent = Agent::new(
+            &self.bins,
+            &spec.name,
+            &config_path,
+            &state,
+            MODEL,
+            &home.join("agent.log"),
+        );
         agent.start()?;
         self.agents.push(agent);
         Ok(self.agents.len() - 1)
@@ -208,7 +228,11 @@ timeout_secs = 900
         let v: ferry_shared::Version = version.parse()?;
         wait_until(&format!("every agent on {version}"), timeout, || {
             if let Some(dead) = self.agents.iter().find(|a| !a.is_alive()) {
-                anyhow::bail!("{} exited: {}", dead.name, dead.log().lines().last().unwrap_or(""));
+                anyhow::bail!(
+                    "{} exited: {}",
+                    dead.name,
+                    dead.log().lines().last().unwrap_or("")
+                );
             }
             Ok(self
                 .agents
@@ -228,7 +252,12 @@ timeout_secs = 900
                     a.name,
                     a.current(),
                     a.previous(),
-                    a.log().lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+                    a.log()
+                        .lines()
+                        .rev()
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 )
             })
             .collect::<Vec<_>>()

@@ -80,9 +80,12 @@ impl Coordinator {
                 }
             }
         });
-        let ready = rx
-            .recv_timeout(Duration::from_secs(30))
-            .with_context(|| format!("the coordinator did not become ready; see {}", self.log.display()))?;
+        let ready = rx.recv_timeout(Duration::from_secs(30)).with_context(|| {
+            format!(
+                "the coordinator did not become ready; see {}",
+                self.log.display()
+            )
+        })?;
         for field in ready.split_whitespace().skip(1) {
             match field.split_once('=') {
                 Some(("quic", v)) => self.quic = v.parse()?,
@@ -117,7 +120,10 @@ impl Coordinator {
         Command::new(&self.bins.ctl)
             .args(args)
             .env("FERRY_URL", format!("http://{}", self.http))
-            .env("FERRY_TOKEN", std::fs::read_to_string(self.data_dir.join("admin.token"))?.trim())
+            .env(
+                "FERRY_TOKEN",
+                std::fs::read_to_string(self.data_dir.join("admin.token"))?.trim(),
+            )
             .env("USER", "e2e")
             .stdin(Stdio::null())
             .output()
@@ -141,9 +147,15 @@ impl Coordinator {
     pub fn ctl_failing(&self, args: &[&str]) -> Result<(String, Option<i32>)> {
         let out = self.ctl_output(args)?;
         if out.status.success() {
-            bail!("ferryctl {} succeeded but should have failed", args.join(" "));
+            bail!(
+                "ferryctl {} succeeded but should have failed",
+                args.join(" ")
+            );
         }
-        Ok((String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code()))
+        Ok((
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+        ))
     }
 
     /// Runs a ferryctl read command with `--json`.
@@ -151,7 +163,8 @@ impl Coordinator {
         let mut all = args.to_vec();
         all.push("--json");
         let text = self.ctl(&all)?;
-        serde_json::from_str(&text).with_context(|| format!("ferryctl {} printed: {text}", args.join(" ")))
+        serde_json::from_str(&text)
+            .with_context(|| format!("ferryctl {} printed: {text}", args.join(" ")))
     }
 
     /// `ferryctl fleet status --json`.
@@ -188,7 +201,14 @@ pub struct Agent {
 
 impl Agent {
     /// An agent (not started) for an existing configuration.
-    pub fn new(bins: &Binaries, name: &str, config: &Path, state_dir: &Path, model: &str, log: &Path) -> Self {
+    pub fn new(
+        bins: &Binaries,
+        name: &str,
+        config: &Path,
+        state_dir: &Path,
+        model: &str,
+        log: &Path,
+    ) -> Self {
         Self {
             bins: bins.clone(),
             name: name.to_owned(),
@@ -233,7 +253,11 @@ impl Agent {
         self.pid().is_some_and(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|stat| stat.rsplit(')').next().map(|rest| rest.trim_start().starts_with('Z')))
+                .and_then(|stat| {
+                    stat.rsplit(')')
+                        .next()
+                        .map(|rest| rest.trim_start().starts_with('Z'))
+                })
                 .is_some_and(|zombie| !zombie)
         })
     }
@@ -252,7 +276,11 @@ impl Agent {
     pub fn status(&self) -> Result<AgentStatus> {
         let out = self.run(&["status", "--json"])?;
         if !out.status.success() {
-            bail!("{}: status failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{}: status failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     }
@@ -261,7 +289,11 @@ impl Agent {
     pub fn rollback(&self) -> Result<String> {
         let out = self.run(&["rollback"])?;
         if !out.status.success() {
-            bail!("{}: rollback failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{}: rollback failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -297,8 +329,14 @@ impl Agent {
 
     /// The bytes of the current artifact.
     pub fn current_bytes(&self, file: &str) -> Result<Vec<u8>> {
-        let path = self.state_dir.join("models").join(&self.model).join("current").join(file);
-        std::fs::read(&path).with_context(|| format!("{}: cannot read {}", self.name, path.display()))
+        let path = self
+            .state_dir
+            .join("models")
+            .join(&self.model)
+            .join("current")
+            .join(file);
+        std::fs::read(&path)
+            .with_context(|| format!("{}: cannot read {}", self.name, path.display()))
     }
 
     /// Installed version directories.

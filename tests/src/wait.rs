@@ -24,7 +24,9 @@ pub fn wait_until(
         }
         if start.elapsed() > timeout {
             match last_error {
-                Some(e) => bail!("timed out after {timeout:?} waiting for {what} (last error: {e:#})"),
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what} (last error: {e:#})")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }

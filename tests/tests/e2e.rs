@@ -21,14 +21,20 @@ fn errors_of_kind(fleet: &Fleet, kind: ErrorKind, version: &str) -> Result<usize
 }
 
 #[test]
-fn a_fleet_installs_v1_then_v2_and_rolls_back_a_release_that_fails_its_health_check() -> Result<()> {
+fn a_fleet_installs_v1_then_v2_and_rolls_back_a_release_that_fails_its_health_check() -> Result<()>
+{
     let fleet = Fleet::start(3, None)?;
     let v1 = model_bytes(1, 256 * KIB, true);
     fleet.publish("1.0.0", &v1)?;
     fleet.set_prod("1.0.0", "first release")?;
     fleet.wait_all_on("1.0.0", T)?;
     for agent in &fleet.agents {
-        assert_eq!(agent.current_bytes("model.bin")?, v1, "{} has the exact bytes", agent.name);
+        assert_eq!(
+            agent.current_bytes("model.bin")?,
+            v1,
+            "{} has the exact bytes",
+            agent.name
+        );
     }
 
     let v2 = model_bytes(2, 300 * KIB, true);
@@ -37,8 +43,17 @@ fn a_fleet_installs_v1_then_v2_and_rolls_back_a_release_that_fails_its_health_ch
     fleet.wait_all_on("2.0.0", T)?;
     for agent in &fleet.agents {
         assert_eq!(agent.current_bytes("model.bin")?, v2);
-        assert_eq!(agent.previous().map(|v| v.to_string()).as_deref(), Some("1.0.0"), "{}", agent.name);
-        assert_eq!(agent.installed()?, vec!["1.0.0", "2.0.0"], "exactly current and previous");
+        assert_eq!(
+            agent.previous().map(|v| v.to_string()).as_deref(),
+            Some("1.0.0"),
+            "{}",
+            agent.name
+        );
+        assert_eq!(
+            agent.installed()?,
+            vec!["1.0.0", "2.0.0"],
+            "exactly current and previous"
+        );
     }
 
     let v3 = model_bytes(3, 300 * KIB, false);
@@ -49,40 +64,80 @@ fn a_fleet_installs_v1_then_v2_and_rolls_back_a_release_that_fails_its_health_ch
     })
     .with_context(|| fleet.describe())?;
     for agent in &fleet.agents {
-        assert_eq!(agent.current().map(|v| v.to_string()).as_deref(), Some("2.0.0"), "{} rolled back", agent.name);
-        assert_eq!(agent.previous().map(|v| v.to_string()).as_deref(), Some("1.0.0"));
-        assert_eq!(agent.installed()?, vec!["1.0.0", "2.0.0"], "the failed version is gone");
+        assert_eq!(
+            agent.current().map(|v| v.to_string()).as_deref(),
+            Some("2.0.0"),
+            "{} rolled back",
+            agent.name
+        );
+        assert_eq!(
+            agent.previous().map(|v| v.to_string()).as_deref(),
+            Some("1.0.0")
+        );
+        assert_eq!(
+            agent.installed()?,
+            vec!["1.0.0", "2.0.0"],
+            "the failed version is gone"
+        );
         assert_eq!(agent.current_bytes("model.bin")?, v2);
         let status = agent.status()?;
-        let holds: Vec<String> = status.models[0].holds.iter().map(|h| h.version.to_string()).collect();
+        let holds: Vec<String> = status.models[0]
+            .holds
+            .iter()
+            .map(|h| h.version.to_string())
+            .collect();
         assert_eq!(holds, vec!["3.0.0"]);
     }
     let table = fleet.coordinator.ctl(&["fleet", "status"])?;
-    assert!(table.contains("health-check 3.0.0") && table.contains("bad header"), "{table}");
+    assert!(
+        table.contains("health-check 3.0.0") && table.contains("bad header"),
+        "{table}"
+    );
     let devices = fleet.coordinator.devices()?;
-    assert!(devices.iter().all(|d| d.recent_events.iter().any(|e| matches!(e.kind, EventKind::HealthRollback { .. }))));
+    assert!(devices.iter().all(|d| {
+        d.recent_events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::HealthRollback { .. }))
+    }));
     Ok(())
 }
 
 #[test]
-fn republishing_a_version_with_other_bytes_is_refused_and_the_same_bytes_are_idempotent() -> Result<()> {
+fn republishing_a_version_with_other_bytes_is_refused_and_the_same_bytes_are_idempotent()
+-> Result<()> {
     let fleet = Fleet::start(0, None)?;
     let bytes = model_bytes(10, 64 * KIB, true);
     fleet.publish("1.0.0", &bytes)?;
     let again = fleet.publish("1.0.0", &bytes)?;
-    assert!(again.contains("already published with identical content"), "{again}");
+    assert!(
+        again.contains("already published with identical content"),
+        "{again}"
+    );
 
     let other = fleet.dir.join("other.bin");
     std::fs::write(&other, model_bytes(11, 64 * KIB, true))?;
     let (stderr, code) = fleet.coordinator.ctl_failing(&[
-        "publish", "detector", "1.0.0", &other.to_string_lossy(),
-        "--key", &fleet.key.to_string_lossy(), "--file-name", "model.bin",
+        "publish",
+        "detector",
+        "1.0.0",
+        &other.to_string_lossy(),
+        "--key",
+        &fleet.key.to_string_lossy(),
+        "--file-name",
+        "model.bin",
     ])?;
     assert_eq!(code, Some(1));
-    assert!(stderr.contains("detector 1.0.0") && stderr.contains("immutable"), "{stderr}");
-    let stored: ferry_coordinator::api::ReleaseView =
-        fleet.coordinator.ctl_json(&["releases", "show", "detector", "1.0.0"])?;
-    assert_eq!(stored.release.variants[0].hash, ferry_shared::Digest::of(&bytes));
+    assert!(
+        stderr.contains("detector 1.0.0") && stderr.contains("immutable"),
+        "{stderr}"
+    );
+    let stored: ferry_coordinator::api::ReleaseView = fleet
+        .coordinator
+        .ctl_json(&["releases", "show", "detector", "1.0.0"])?;
+    assert_eq!(
+        stored.release.variants[0].hash,
+        ferry_shared::Digest::of(&bytes)
+    );
     Ok(())
 }
 
@@ -97,9 +152,9 @@ fn local_rollback_works_with_the_coordinator_stopped_and_is_reported_later() -> 
     fleet.wait_all_on("2.0.0", T)?;
     wait_until("the install of 2.0.0 reported and acknowledged", T, || {
         let reported = fleet.coordinator.devices()?.iter().any(|d| {
-            d.recent_events.iter().any(|e| {
-                matches!(&e.kind, EventKind::Installed { to, .. } if to.to_string() == "2.0.0")
-            })
+            d.recent_events.iter().any(
+                |e| matches!(&e.kind, EventKind::Installed { to, .. } if to.to_string() == "2.0.0"),
+            )
         });
         Ok(reported && fleet.agents[0].status()?.pending_events == 0)
     })?;
@@ -108,23 +163,42 @@ fn local_rollback_works_with_the_coordinator_stopped_and_is_reported_later() -> 
     let out = fleet.agents[0].rollback()?;
     assert!(out.contains("2.0.0 -> 1.0.0"), "{out}");
     let agent = &fleet.agents[0];
-    assert_eq!(agent.current().map(|v| v.to_string()).as_deref(), Some("1.0.0"));
-    assert_eq!(agent.previous().map(|v| v.to_string()).as_deref(), Some("2.0.0"));
-    assert_eq!(agent.status()?.pending_events, 1, "the rollback waits to be reported");
+    assert_eq!(
+        agent.current().map(|v| v.to_string()).as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(
+        agent.previous().map(|v| v.to_string()).as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        agent.status()?.pending_events,
+        1,
+        "the rollback waits to be reported"
+    );
 
     fleet.coordinator.restart()?;
     wait_until("the local rollback reported", T, || {
         let devices = fleet.coordinator.devices()?;
         Ok(devices.iter().any(|d| {
-            d.models.iter().any(|m| m.active.as_ref().map(ToString::to_string).as_deref() == Some("1.0.0"))
-                && d.recent_events.iter().any(|e| matches!(e.kind, EventKind::LocalRollback { .. }))
+            d.models
+                .iter()
+                .any(|m| m.active.as_ref().map(ToString::to_string).as_deref() == Some("1.0.0"))
+                && d.recent_events
+                    .iter()
+                    .any(|e| matches!(e.kind, EventKind::LocalRollback { .. }))
         }))
     })
     .with_context(|| fleet.describe())?;
-    wait_until("the event acknowledged", T, || Ok(fleet.agents[0].status()?.pending_events == 0))?;
+    wait_until("the event acknowledged", T, || {
+        Ok(fleet.agents[0].status()?.pending_events == 0)
+    })?;
     // prod still names 2.0.0, but the device keeps the operator's decision.
     let agent = &fleet.agents[0];
-    assert_eq!(agent.current().map(|v| v.to_string()).as_deref(), Some("1.0.0"));
+    assert_eq!(
+        agent.current().map(|v| v.to_string()).as_deref(),
+        Some("1.0.0")
+    );
     Ok(())
 }
 
@@ -137,10 +211,16 @@ fn a_blob_corrupted_on_the_coordinators_disk_is_refused_and_devices_stay_put() -
     fleet.wait_all_on("1.0.0", T)?;
 
     fleet.publish("2.0.0", &model_bytes(2, 512 * KIB, true))?;
-    let view: ferry_coordinator::api::ReleaseView =
-        fleet.coordinator.ctl_json(&["releases", "show", "detector", "2.0.0"])?;
+    let view: ferry_coordinator::api::ReleaseView = fleet
+        .coordinator
+        .ctl_json(&["releases", "show", "detector", "2.0.0"])?;
     let hash = view.release.variants[0].hash.to_hex();
-    let blob = fleet.coordinator.data_dir.join("blobs").join(&hash[..2]).join(format!("{hash}.zst"));
+    let blob = fleet
+        .coordinator
+        .data_dir
+        .join("blobs")
+        .join(&hash[..2])
+        .join(format!("{hash}.zst"));
     let mut stored = std::fs::read(&blob)?;
     let middle = stored.len() / 2;
     for b in &mut stored[middle..middle + 16] {
@@ -154,9 +234,16 @@ fn a_blob_corrupted_on_the_coordinators_disk_is_refused_and_devices_stay_put() -
     })
     .with_context(|| fleet.describe())?;
     for agent in &fleet.agents {
-        assert_eq!(agent.current().map(|v| v.to_string()).as_deref(), Some("1.0.0"));
+        assert_eq!(
+            agent.current().map(|v| v.to_string()).as_deref(),
+            Some("1.0.0")
+        );
         assert_eq!(agent.current_bytes("model.bin")?, v1);
-        assert_eq!(agent.installed()?, vec!["1.0.0"], "nothing unverified was installed");
+        assert_eq!(
+            agent.installed()?,
+            vec!["1.0.0"],
+            "nothing unverified was installed"
+        );
         assert!(agent.staging()?.is_empty(), "no partial download left");
     }
     Ok(())
@@ -175,12 +262,26 @@ fn a_wrong_certificate_fingerprint_and_a_wrong_enrollment_token_are_refused() ->
     fleet.add_agent(bad_token)?;
 
     let error_of = |i: usize| -> Result<String> {
-        Ok(fleet.agents[i].status()?.connection.last_error.unwrap_or_default())
+        Ok(fleet.agents[i]
+            .status()?
+            .connection
+            .last_error
+            .unwrap_or_default())
     };
-    wait_until("the pin mismatch reported", T, || Ok(error_of(0)?.contains("fingerprint")))?;
-    wait_until("the enrollment refusal reported", T, || Ok(error_of(1)?.contains("enroll")))?;
-    assert!(error_of(0)?.contains(&fleet.coordinator.fingerprint), "names what was presented");
-    assert!(fleet.coordinator.devices()?.is_empty(), "neither device got in");
+    wait_until("the pin mismatch reported", T, || {
+        Ok(error_of(0)?.contains("fingerprint"))
+    })?;
+    wait_until("the enrollment refusal reported", T, || {
+        Ok(error_of(1)?.contains("enroll"))
+    })?;
+    assert!(
+        error_of(0)?.contains(&fleet.coordinator.fingerprint),
+        "names what was presented"
+    );
+    assert!(
+        fleet.coordinator.devices()?.is_empty(),
+        "neither device got in"
+    );
     for agent in &fleet.agents {
         assert_eq!(agent.current(), None, "{} installed nothing", agent.name);
     }
@@ -216,22 +317,41 @@ fn an_agent_killed_in_the_middle_of_an_install_comes_back_on_its_old_version() -
         Ok(fleet.agents[0].log().matches("agent started").count() >= 2)
     })?;
     let agent = &fleet.agents[0];
-    assert_eq!(agent.current().map(|v| v.to_string()).as_deref(), Some("1.0.0"), "killed in probation: {in_probation}");
+    assert_eq!(
+        agent.current().map(|v| v.to_string()).as_deref(),
+        Some("1.0.0"),
+        "killed in probation: {in_probation}"
+    );
     assert_eq!(agent.current_bytes("model.bin")?, v1);
     assert_eq!(agent.installed()?, vec!["1.0.0"], "no leftovers of 2.0.0");
     assert!(agent.staging()?.is_empty(), "no partial download");
-    assert!(!agent.state_dir.join("models/detector/switch.journal").exists());
+    assert!(
+        !agent
+            .state_dir
+            .join("models/detector/switch.journal")
+            .exists()
+    );
     if in_probation {
         let status = agent.status()?;
-        let error = status.models[0].last_error.as_ref().context("the interruption is recorded")?;
-        assert!(error.message.contains("before the health check confirmed"), "{}", error.message);
+        let error = status.models[0]
+            .last_error
+            .as_ref()
+            .context("the interruption is recorded")?;
+        assert!(
+            error.message.contains("before the health check confirmed"),
+            "{}",
+            error.message
+        );
     }
 
     // With the coordinator back, the update completes.
     fleet.coordinator.restart()?;
     fleet.wait_all_on("2.0.0", T)?;
     if fleet.agents[0].installed()? != vec!["1.0.0", "2.0.0"] {
-        bail!("unexpected versions on disk: {:?}", fleet.agents[0].installed()?);
+        bail!(
+            "unexpected versions on disk: {:?}",
+            fleet.agents[0].installed()?
+        );
     }
     Ok(())
 }

@@ -93,11 +93,16 @@ async fn serve(config: Config) -> Result<()> {
     let config_keys = config
         .trusted_publishers
         .iter()
-        .map(|k| k.parse().with_context(|| format!("trusted_publishers: `{k}`")))
+        .map(|k| {
+            k.parse()
+                .with_context(|| format!("trusted_publishers: `{k}`"))
+        })
         .collect::<Result<Vec<_>>>()?;
 
     let endpoint = quic::endpoint(config.quic_listen, &tls, secrets::restart_keys(&dir)?)?;
-    let quic_addr = endpoint.local_addr().context("QUIC endpoint has no address")?;
+    let quic_addr = endpoint
+        .local_addr()
+        .context("QUIC endpoint has no address")?;
     let listener = http::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
@@ -106,13 +111,28 @@ async fn serve(config: Config) -> Result<()> {
     let created = |yes: bool| if yes { " (created now)" } else { "" };
     println!("ferry-coordinator {}", env!("CARGO_PKG_VERSION"));
     println!("  data directory    {}", dir.display());
-    println!("  admin token       {}{}", admin_path.display(), created(admin_created));
-    println!("  enrollment token  {}{}", enroll_path.display(), created(enroll_created));
-    println!("  TLS certificate   {}{}", tls.cert_path.display(), created(tls_created));
+    println!(
+        "  admin token       {}{}",
+        admin_path.display(),
+        created(admin_created)
+    );
+    println!(
+        "  enrollment token  {}{}",
+        enroll_path.display(),
+        created(enroll_created)
+    );
+    println!(
+        "  TLS certificate   {}{}",
+        tls.cert_path.display(),
+        created(tls_created)
+    );
     println!("  fingerprint       {}", tls.fingerprint);
     println!("  agents (QUIC)     {quic_addr}");
     println!("  admin API         http://{http_addr}");
-    println!("ready quic={quic_addr} http={http_addr} fingerprint={}", tls.fingerprint);
+    println!(
+        "ready quic={quic_addr} http={http_addr} fingerprint={}",
+        tls.fingerprint
+    );
 
     let app = Arc::new(Coordinator::new(
         config,

@@ -71,13 +71,11 @@ impl Store {
 /// Checks `(entry, hash of its stored bytes)` pairs in order; returns the first bad sequence.
 pub fn verify_chain(links: &[(AuditEntry, Digest)]) -> Option<u64> {
     let mut expected_prev = Digest([0; 32]);
-    let mut expected_seq = 1;
-    for (entry, hash) in links {
+    for (expected_seq, (entry, hash)) in (1..).zip(links) {
         if entry.seq != expected_seq || entry.prev_hash != expected_prev {
             return Some(entry.seq);
         }
         expected_prev = *hash;
-        expected_seq += 1;
     }
     None
 }

@@ -57,7 +57,10 @@ impl BlobStore {
     /// A store under `root` compressing at zstd `level`.
     pub fn new(root: PathBuf, level: i32) -> Result<Self, BlobError> {
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(|source| BlobError::Io { path: tmp.clone(), source })?;
+        fs::create_dir_all(&tmp).map_err(|source| BlobError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
         // Leftovers of uploads interrupted by a crash.
         if let Ok(entries) = fs::read_dir(&tmp) {
             for entry in entries.flatten() {
@@ -80,11 +83,14 @@ impl BlobStore {
             path: self.root.clone(),
             source: io::Error::other(e.to_string()),
         })?;
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{}", expected.short(), hex::encode(nonce)));
-        let io_err = |source| BlobError::Io { path: tmp.clone(), source };
+        let tmp =
+            self.root
+                .join("tmp")
+                .join(format!("{}.{}", expected.short(), hex::encode(nonce)));
+        let io_err = |source| BlobError::Io {
+            path: tmp.clone(),
+            source,
+        };
         let file = File::create(&tmp).map_err(io_err)?;
         let mut encoder = zstd::Encoder::new(file, self.level).map_err(io_err)?;
         // A frame checksum lets agents notice a damaged copy while decoding.
@@ -212,10 +218,16 @@ mod tests {
         let data = b"model weights".repeat(1000);
         let hash = Digest::of(&data);
 
-        let mut w = blobs.writer(Digest::of(b"something else"), 1 << 20).unwrap();
+        let mut w = blobs
+            .writer(Digest::of(b"something else"), 1 << 20)
+            .unwrap();
         w.write(&data).unwrap();
         assert!(matches!(w.finish(1), Err(BlobError::HashMismatch { .. })));
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no leftovers");
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "no leftovers"
+        );
 
         let mut w = blobs.writer(hash, 1 << 20).unwrap();
         w.write(&data[..100]).unwrap();
@@ -232,6 +244,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::new(dir.path().to_owned(), 3).unwrap();
         let mut w = blobs.writer(Digest::of(b"x"), 10).unwrap();
-        assert!(matches!(w.write(&[0; 11]), Err(BlobError::TooLarge { limit: 10 })));
+        assert!(matches!(
+            w.write(&[0; 11]),
+            Err(BlobError::TooLarge { limit: 10 })
+        ));
     }
 }

@@ -61,6 +61,8 @@ impl Store {
 
     /// The trusted publisher keys as a keyring.
     pub fn publisher_keyring(&self) -> Result<Keyring, StoreError> {
-        Ok(Keyring::new(self.publisher_keys()?.into_iter().map(|k| k.key)))
+        Ok(Keyring::new(
+            self.publisher_keys()?.into_iter().map(|k| k.key),
+        ))
     }
 }

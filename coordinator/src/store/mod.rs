@@ -39,7 +39,9 @@ pub enum StoreError {
         reason: String,
     },
     /// `(name, version)` already exists with other content.
-    #[error("{name} {version} is already published with different content ({difference}); versions are immutable: publish a new version instead")]
+    #[error(
+        "{name} {version} is already published with different content ({difference}); versions are immutable: publish a new version instead"
+    )]
     Immutable {
         /// Model.
         name: String,

@@ -133,13 +133,14 @@ impl Store {
         if current.as_ref().is_some_and(|v| *v >= release.version) {
             return Ok(false);
         }
-        let latest: AliasName = LATEST.parse().map_err(|e: ferry_shared::name::NameError| {
-            StoreError::Corrupt {
-                table: "aliases",
-                key: LATEST.into(),
-                reason: e.to_string(),
-            }
-        })?;
+        let latest: AliasName =
+            LATEST
+                .parse()
+                .map_err(|e: ferry_shared::name::NameError| StoreError::Corrupt {
+                    table: "aliases",
+                    key: LATEST.into(),
+                    reason: e.to_string(),
+                })?;
         set_alias_in(
             txn,
             &release.name,
@@ -166,7 +167,8 @@ impl Store {
         let Some(value) = table.get((name.as_str(), version.as_str()))? else {
             return Ok(None);
         };
-        let stored: StoredRelease = decode("releases", &format!("{name} {version}"), value.value())?;
+        let stored: StoredRelease =
+            decode("releases", &format!("{name} {version}"), value.value())?;
         Ok(Some((release_of(&stored)?, stored)))
     }
 
@@ -188,7 +190,8 @@ impl Store {
             if name.is_some_and(|n| n.as_str() != model) {
                 break;
             }
-            let stored: StoredRelease = decode("releases", &format!("{model} {version}"), v.value())?;
+            let stored: StoredRelease =
+                decode("releases", &format!("{model} {version}"), v.value())?;
             out.push((release_of(&stored)?, stored));
         }
         out.sort_by(|(a, _), (b, _)| (&a.name, &a.version).cmp(&(&b.name, &b.version)));

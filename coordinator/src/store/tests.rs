@@ -1,7 +1,9 @@
 //! Store behaviour that the registry's promises rest on.
 
 use ferry_shared::manifest::{Lineage, MANIFEST_SCHEMA};
-use ferry_shared::{Accelerator, AliasName, Digest, Release, SecretKey, SignedRelease, Target, Variant};
+use ferry_shared::{
+    Accelerator, AliasName, Digest, Release, SecretKey, SignedRelease, Target, Variant,
+};
 
 use super::records::{AliasRecord, BlobRecord};
 use super::tables::AUDIT;
@@ -32,7 +34,11 @@ fn setup() -> (tempfile::TempDir, Store, SecretKey) {
 }
 
 fn with_blob(store: &Store, bytes: &[u8]) {
-    let record = BlobRecord { size: bytes.len() as u64, stored_size: 1, added_at: 0 };
+    let record = BlobRecord {
+        size: bytes.len() as u64,
+        stored_size: 1,
+        added_at: 0,
+    };
     store.record_blob(&Digest::of(bytes), &record).unwrap();
 }
 
@@ -49,20 +55,29 @@ fn a_version_is_published_once_and_never_overwritten() {
 
     // The same content, manifest rebuilt later: an idempotent success.
     let again = SignedRelease::sign(&release("1.0.0", b"v1 bytes", 99), &key).unwrap();
-    assert_eq!(store.publish(&again, "alice", 200).unwrap(), PublishOutcome::AlreadyPublished);
+    assert_eq!(
+        store.publish(&again, "alice", 200).unwrap(),
+        PublishOutcome::AlreadyPublished
+    );
 
     // Other bytes under the same version: refused, and the stored release is untouched.
     let other = SignedRelease::sign(&release("1.0.0", b"other bytes", 10), &key).unwrap();
     let err = store.publish(&other, "mallory", 300).unwrap_err();
     assert!(matches!(err, StoreError::Immutable { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("detector 1.0.0") && text.contains("immutable"), "{text}");
+    assert!(
+        text.contains("detector 1.0.0") && text.contains("immutable"),
+        "{text}"
+    );
     let (stored, meta) = store
         .release(&"detector".parse().unwrap(), &"1.0.0".parse().unwrap())
         .unwrap()
         .unwrap();
     assert_eq!(stored.variants[0].hash, Digest::of(b"v1 bytes"));
-    assert_eq!(meta.envelope, first.envelope_bytes, "the envelope is kept verbatim");
+    assert_eq!(
+        meta.envelope, first.envelope_bytes,
+        "the envelope is kept verbatim"
+    );
     assert_eq!(meta.published_by, "alice");
 }
 
@@ -70,7 +85,10 @@ fn a_version_is_published_once_and_never_overwritten() {
 fn a_release_needs_its_bytes_uploaded_first() {
     let (_dir, store, key) = setup();
     let signed = SignedRelease::sign(&release("1.0.0", b"never uploaded", 1), &key).unwrap();
-    assert!(matches!(store.publish(&signed, "a", 1), Err(StoreError::MissingBlob { .. })));
+    assert!(matches!(
+        store.publish(&signed, "a", 1),
+        Err(StoreError::MissingBlob { .. })
+    ));
     assert!(store.releases(None).unwrap().is_empty());
 }
 
@@ -82,11 +100,19 @@ fn latest_follows_the_newest_stable_release() {
     for (v, bytes) in [("1.1.0", &b"a"[..]), ("1.0.0", b"b"), ("2.0.0-rc.1", b"c")] {
         with_blob(&store, bytes);
         store
-            .publish(&SignedRelease::sign(&release(v, bytes, 1), &key).unwrap(), "ci", 1)
+            .publish(
+                &SignedRelease::sign(&release(v, bytes, 1), &key).unwrap(),
+                "ci",
+                1,
+            )
             .unwrap();
     }
     let record = store.alias(&model, &latest).unwrap().unwrap();
-    assert_eq!(record.version.to_string(), "1.1.0", "older and pre-release versions leave it");
+    assert_eq!(
+        record.version.to_string(),
+        "1.1.0",
+        "older and pre-release versions leave it"
+    );
 }
 
 #[test]
@@ -94,7 +120,11 @@ fn aliases_point_only_at_published_versions_and_record_who_and_why() {
     let (_dir, store, key) = setup();
     with_blob(&store, b"a");
     store
-        .publish(&SignedRelease::sign(&release("1.0.0", b"a", 1), &key).unwrap(), "ci", 1)
+        .publish(
+            &SignedRelease::sign(&release("1.0.0", b"a", 1), &key).unwrap(),
+            "ci",
+            1,
+        )
         .unwrap();
     let model = "detector".parse().unwrap();
     let prod: AliasName = "prod".parse().unwrap();
@@ -108,9 +138,15 @@ fn aliases_point_only_at_published_versions_and_record_who_and_why() {
         store.set_alias(&model, &prod, record("9.9.9")),
         Err(StoreError::NoSuchRelease { .. })
     ));
-    assert_eq!(store.set_alias(&model, &prod, record("1.0.0")).unwrap(), None);
+    assert_eq!(
+        store.set_alias(&model, &prod, record("1.0.0")).unwrap(),
+        None
+    );
     let audit = store.audit(0, 100).unwrap();
-    let entry = audit.iter().find(|e| e.action == "alias.set" && e.subject == "detector@prod").unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action == "alias.set" && e.subject == "detector@prod")
+        .unwrap();
     assert_eq!(entry.actor, "bob");
     assert!(entry.detail.contains("(unset) -> 1.0.0") && entry.detail.contains("canary ok"));
 }
@@ -121,7 +157,11 @@ fn the_audit_chain_detects_an_edited_entry() {
     for (v, bytes) in [("1.0.0", &b"a"[..]), ("1.1.0", b"b")] {
         with_blob(&store, bytes);
         store
-            .publish(&SignedRelease::sign(&release(v, bytes, 1), &key).unwrap(), "ci", 1)
+            .publish(
+                &SignedRelease::sign(&release(v, bytes, 1), &key).unwrap(),
+                "ci",
+                1,
+            )
             .unwrap();
     }
     assert_eq!(store.verify_audit().unwrap(), None);
@@ -133,5 +173,9 @@ fn the_audit_chain_detects_an_edited_entry() {
         .insert(1, super::codec::encode(&first).as_slice())
         .unwrap();
     txn.commit().unwrap();
-    assert_eq!(store.verify_audit().unwrap(), Some(2), "the link after the edit breaks");
+    assert_eq!(
+        store.verify_audit().unwrap(),
+        Some(2),
+        "the link after the edit breaks"
+    );
 }

@@ -49,67 +49,145 @@ fn run() -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
-    println!("Ferry local fleet demo: one coordinator, {AGENTS} agents, model `detector`, alias `prod`.");
+    println!(
+        "Ferry local fleet demo: one coordinator, {AGENTS} agents, model `detector`, alias `prod`."
+    );
     println!("Everything runs as real processes on loopback; files and logs stay in ./demo-run.");
 
-    step(1, "Start the coordinator, trust a publisher key, start the agents");
+    step(
+        1,
+        "Start the coordinator, trust a publisher key, start the agents",
+    );
     let mut fleet = Fleet::start(AGENTS, Some(&dir))?;
     let c = &fleet.coordinator;
-    println!("  coordinator: agents on quic://{}, admin API on http://{}", c.quic, c.http);
-    println!("  certificate fingerprint pinned by the agents: {}", c.fingerprint);
-    println!("  publisher key: {} (trusted by the coordinator and every agent)", fleet.key.display());
-    println!("  agents: {} — each with a health check that test-loads the model", fleet.agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  coordinator: agents on quic://{}, admin API on http://{}",
+        c.quic, c.http
+    );
+    println!(
+        "  certificate fingerprint pinned by the agents: {}",
+        c.fingerprint
+    );
+    println!(
+        "  publisher key: {} (trusted by the coordinator and every agent)",
+        fleet.key.display()
+    );
+    println!(
+        "  agents: {} — each with a health check that test-loads the model",
+        fleet
+            .agents
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     step(2, "Publish detector 1.0.0 and point prod at it");
-    print!("{}", indent(&fleet.publish("1.0.0", &model_bytes(1, SIZE, true))?));
+    print!(
+        "{}",
+        indent(&fleet.publish("1.0.0", &model_bytes(1, SIZE, true))?)
+    );
     let t = Instant::now();
     print!("{}", indent(&fleet.set_prod("1.0.0", "first release")?));
     let took = fleet.wait_all_on("1.0.0", T)?;
-    println!("  every agent downloaded, verified, switched and health-checked 1.0.0 in {} ms", took.max(t.elapsed()).as_millis());
+    println!(
+        "  every agent downloaded, verified, switched and health-checked 1.0.0 in {} ms",
+        took.max(t.elapsed()).as_millis()
+    );
     show(&fleet)?;
 
     step(3, "Publish 2.0.0 (retrained) and move prod");
-    print!("{}", indent(&fleet.publish("2.0.0", &model_bytes(2, SIZE, true))?));
-    print!("{}", indent(&fleet.set_prod("2.0.0", "retrained on new data")?));
+    print!(
+        "{}",
+        indent(&fleet.publish("2.0.0", &model_bytes(2, SIZE, true))?)
+    );
+    print!(
+        "{}",
+        indent(&fleet.set_prod("2.0.0", "retrained on new data")?)
+    );
     let took = fleet.wait_all_on("2.0.0", T)?;
-    println!("  all agents on 2.0.0 after {} ms; 1.0.0 stays on each device as previous", took.as_millis());
+    println!(
+        "  all agents on 2.0.0 after {} ms; 1.0.0 stays on each device as previous",
+        took.as_millis()
+    );
     show(&fleet)?;
 
-    step(4, "Publish a broken 3.0.0 whose model fails to load, and move prod");
-    print!("{}", indent(&fleet.publish("3.0.0", &model_bytes(3, SIZE, false))?));
-    print!("{}", indent(&fleet.set_prod("3.0.0", "this one is broken")?));
+    step(
+        4,
+        "Publish a broken 3.0.0 whose model fails to load, and move prod",
+    );
+    print!(
+        "{}",
+        indent(&fleet.publish("3.0.0", &model_bytes(3, SIZE, false))?)
+    );
+    print!(
+        "{}",
+        indent(&fleet.set_prod("3.0.0", "this one is broken")?)
+    );
     wait_until("every agent to roll 3.0.0 back", T, || {
         let status = fleet.coordinator.fleet_status()?;
-        let failed = status.models.iter().flat_map(|m| &m.errors)
-            .filter(|e| e.error.kind == ErrorKind::HealthCheck && e.error.version.to_string() == "3.0.0")
+        let failed = status
+            .models
+            .iter()
+            .flat_map(|m| &m.errors)
+            .filter(|e| {
+                e.error.kind == ErrorKind::HealthCheck && e.error.version.to_string() == "3.0.0"
+            })
             .count();
-        Ok(failed == AGENTS && fleet.agents.iter().all(|a| a.current().is_some_and(|v| v.to_string() == "2.0.0")))
+        Ok(failed == AGENTS
+            && fleet
+                .agents
+                .iter()
+                .all(|a| a.current().is_some_and(|v| v.to_string() == "2.0.0")))
     })?;
-    println!("  every agent switched to 3.0.0, saw its health check fail, switched back to 2.0.0 on its own,");
+    println!(
+        "  every agent switched to 3.0.0, saw its health check fail, switched back to 2.0.0 on its own,"
+    );
     println!("  and now holds 3.0.0 back so it does not retry it in a loop");
     show(&fleet)?;
 
-    step(5, "Roll agent-1 back by hand, on the device: ferry-agent rollback");
+    step(
+        5,
+        "Roll agent-1 back by hand, on the device: ferry-agent rollback",
+    );
     let out = fleet.agents[0].rollback()?;
     print!("{}", indent(&format!("$ ferry-agent rollback\n{out}")));
     wait_until("the coordinator to hear of the rollback", T, || {
         let devices = fleet.coordinator.devices()?;
-        Ok(devices.iter().any(|d| d.models.iter().any(|m| m.active.as_ref().is_some_and(|v| v.to_string() == "1.0.0"))))
+        Ok(devices.iter().any(|d| {
+            d.models
+                .iter()
+                .any(|m| m.active.as_ref().is_some_and(|v| v.to_string() == "1.0.0"))
+        }))
     })?;
     println!("$ ferry-agent status   (on agent-1)");
-    let status = ferry_agent::status::gather(&ferry_agent::config::Config::load(&fleet.agents[0].config)?)?;
+    let status =
+        ferry_agent::status::gather(&ferry_agent::config::Config::load(&fleet.agents[0].config)?)?;
     let m = &status.models[0];
-    println!("  current {}, previous {}", or_dash(&m.current), or_dash(&m.previous));
+    println!(
+        "  current {}, previous {}",
+        or_dash(&m.current),
+        or_dash(&m.previous)
+    );
     for h in &m.holds {
         println!("  holding {} back: {}", h.version, h.reason);
     }
     show(&fleet)?;
 
     step(6, "Ship the fix: publish 3.0.1 and move prod");
-    print!("{}", indent(&fleet.publish("3.0.1", &model_bytes(31, SIZE, true))?));
-    print!("{}", indent(&fleet.set_prod("3.0.1", "fixed model loading")?));
+    print!(
+        "{}",
+        indent(&fleet.publish("3.0.1", &model_bytes(31, SIZE, true))?)
+    );
+    print!(
+        "{}",
+        indent(&fleet.set_prod("3.0.1", "fixed model loading")?)
+    );
     let took = fleet.wait_all_on("3.0.1", T)?;
-    println!("  all agents, agent-1 included, on 3.0.1 after {} ms", took.as_millis());
+    println!(
+        "  all agents, agent-1 included, on 3.0.1 after {} ms",
+        took.as_millis()
+    );
     show(&fleet)?;
 
     step(7, "The audit trail of what happened");
@@ -121,7 +199,10 @@ fn run() -> Result<()> {
     }
     fleet.coordinator.stop();
     println!();
-    println!("Demo finished in {:.1} s. Logs, state directories and the coordinator's data are in ./demo-run.", started.elapsed().as_secs_f64());
+    println!(
+        "Demo finished in {:.1} s. Logs, state directories and the coordinator's data are in ./demo-run.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

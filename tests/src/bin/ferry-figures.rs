@@ -53,11 +53,28 @@ fn main() -> Result<()> {
 
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| alias set → all 3 agents on the new version (4 MiB artifact, {rounds} runs) | median {:.0} ms, max {:.0} ms |", ms(median(&mut alias_to_fleet)), ms(*alias_to_fleet.iter().max().context("runs")?));
-    println!("| `ferry-agent rollback`, whole command incl. process start ({rounds} runs) | median {:.1} ms |", ms(median(&mut rollbacks)));
+    println!(
+        "| alias set → all 3 agents on the new version (4 MiB artifact, {rounds} runs) | median {:.0} ms, max {:.0} ms |",
+        ms(median(&mut alias_to_fleet)),
+        ms(*alias_to_fleet.iter().max().context("runs")?)
+    );
+    println!(
+        "| `ferry-agent rollback`, whole command incl. process start ({rounds} runs) | median {:.1} ms |",
+        ms(median(&mut rollbacks))
+    );
     println!("| local rollback switch itself (as the command reports it) | {switch_ms} ms |");
-    println!("| agent idle RSS (3 agents, connected) | {} |", rss.iter().map(|k| format!("{:.1} MiB", *k as f64 / 1024.0)).collect::<Vec<_>>().join(", "));
-    println!("| agent binary ({}) | {:.2} MiB |", bins.agent.display(), binary as f64 / 1048576.0);
+    println!(
+        "| agent idle RSS (3 agents, connected) | {} |",
+        rss.iter()
+            .map(|k| format!("{:.1} MiB", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "| agent binary ({}) | {:.2} MiB |",
+        bins.agent.display(),
+        binary as f64 / 1048576.0
+    );
     Ok(())
 }
 

@@ -34,11 +34,19 @@ pub(crate) enum AliasCommand {
 
 pub(crate) async fn run(client: &Client, command: AliasCommand) -> Result<()> {
     match command {
-        AliasCommand::Set { name, alias, version, reason } => {
+        AliasCommand::Set {
+            name,
+            alias,
+            version,
+            reason,
+        } => {
             let changed: AliasChanged = client
                 .put_json(
                     &format!("/aliases/{name}/{alias}"),
-                    &SetAlias { version: version.parse()?, reason },
+                    &SetAlias {
+                        version: version.parse()?,
+                        reason,
+                    },
                 )
                 .await?;
             println!(
@@ -48,7 +56,10 @@ pub(crate) async fn run(client: &Client, command: AliasCommand) -> Result<()> {
             );
             Ok(())
         }
-        AliasCommand::List { name, json: as_json } => {
+        AliasCommand::List {
+            name,
+            json: as_json,
+        } => {
             let path = match &name {
                 Some(n) => format!("/aliases?name={n}"),
                 None => "/aliases".into(),

@@ -122,7 +122,10 @@ impl Client {
             .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
         let status = response.status();
         if status.is_success() {
-            return response.json().await.context("unreadable answer from the coordinator");
+            return response
+                .json()
+                .await
+                .context("unreadable answer from the coordinator");
         }
         let body = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<ApiError>(&body)
@@ -153,12 +156,21 @@ impl Client {
     }
 
     /// PUT a JSON body.
-    pub(crate) async fn put_json<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        self.send(self.request(reqwest::Method::PUT, path).json(body)).await
+    pub(crate) async fn put_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+            .await
     }
 
     /// POST a JSON body, ignoring the answer's body.
-    pub(crate) async fn post_json<B: Serialize>(&self, path: &str, body: &B) -> Result<reqwest::StatusCode> {
+    pub(crate) async fn post_json<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::StatusCode> {
         let response = self
             .request(reqwest::Method::POST, path)
             .json(body)
@@ -170,12 +182,18 @@ impl Client {
             return Ok(status);
         }
         let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ApiError>(&body).map(|e| e.error).unwrap_or(body);
+        let message = serde_json::from_str::<ApiError>(&body)
+            .map(|e| e.error)
+            .unwrap_or(body);
         Err(anyhow!("{message} ({status})"))
     }
 
     /// POST raw bytes.
-    pub(crate) async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
+    pub(crate) async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T> {
         self.send(
             self.request(reqwest::Method::POST, path)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")

@@ -24,14 +24,28 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
             if as_json {
                 return json(&devices);
             }
-            let mut table = Table::new(&["DEVICE", "SEEN", "MODEL", "ACTIVE", "PREV", "LAST ERROR"]);
+            let mut table =
+                Table::new(&["DEVICE", "SEEN", "MODEL", "ACTIVE", "PREV", "LAST ERROR"]);
             for d in devices {
-                let seen = if d.connected { "online".into() } else { ago(d.last_seen) };
+                let seen = if d.connected {
+                    "online".into()
+                } else {
+                    ago(d.last_seen)
+                };
                 if d.models.is_empty() {
-                    table.row(vec![d.id.clone(), seen.clone(), "-".into(), "-".into(), "-".into(), "-".into()]);
+                    table.row(vec![
+                        d.id.clone(),
+                        seen.clone(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ]);
                 }
                 for m in d.models {
-                    let error = m.last_error.map(|e| clip(&format!("{} {}: {}", e.kind, e.version, e.message), 30));
+                    let error = m
+                        .last_error
+                        .map(|e| clip(&format!("{} {}: {}", e.kind, e.version, e.message), 30));
                     table.row(vec![
                         d.id.clone(),
                         seen.clone(),

@@ -23,7 +23,10 @@ pub(crate) enum FleetCommand {
 }
 
 pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
-    let FleetCommand::Status { stale_after, json: as_json } = command;
+    let FleetCommand::Status {
+        stale_after,
+        json: as_json,
+    } = command;
     let path = match stale_after {
         Some(s) => format!("/fleet/status?stale_after={s}"),
         None => "/fleet/status".into(),
@@ -49,7 +52,8 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
         }
         versions.print();
         if !m.aliases.is_empty() {
-            let mut aliases = Table::new(&["  ALIAS", "TARGET", "FOLLOWING", "ON TARGET", "FLEET SHARE"]);
+            let mut aliases =
+                Table::new(&["  ALIAS", "TARGET", "FOLLOWING", "ON TARGET", "FLEET SHARE"]);
             for a in &m.aliases {
                 aliases.row(vec![
                     format!("  {}", a.alias),
@@ -66,16 +70,16 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
             println!("  {label:<6} {}  {}", d.id, clip(&what, 48));
         }
         for d in &m.stale {
-            println!("  stale  {}  last seen {}, on {}", d.id, ago(d.last_seen), or_dash(d.active.as_ref()));
+            println!(
+                "  stale  {}  last seen {}, on {}",
+                d.id,
+                ago(d.last_seen),
+                or_dash(d.active.as_ref())
+            );
         }
         for d in &m.errors {
-            println!(
-                "  error  {}  {} {}: {}",
-                d.id,
-                d.error.kind,
-                d.error.version,
-                clip(&d.error.message, 28)
-            );
+            println!("  error  {}  {} {}", d.id, d.error.kind, d.error.version);
+            println!("         {}", clip(&d.error.message, 71));
         }
     }
     Ok(())
@@ -87,6 +91,8 @@ fn phase(p: &Phase) -> (&'static str, String) {
         Phase::Fetching(v) => ("fetch", format!("installing {v}")),
         Phase::Probation(v) => ("check", format!("health-checking {v}")),
         Phase::Held { version, reason } => ("held", format!("{version}: {reason}")),
-        Phase::Retrying { version, attempts } => ("retry", format!("{version}, attempt {attempts}")),
+        Phase::Retrying { version, attempts } => {
+            ("retry", format!("{version}, attempt {attempts}"))
+        }
     }
 }

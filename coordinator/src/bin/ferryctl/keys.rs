@@ -61,7 +61,10 @@ pub(crate) fn generate(args: &GenerateArgs) -> Result<()> {
     file.sync_all()?;
     std::fs::write(&public_path, format!("{}\n", key.public()))
         .with_context(|| format!("cannot write {}", public_path.display()))?;
-    println!("private key  {} (keep it secret; mode 0600)", args.out.display());
+    println!(
+        "private key  {} (keep it secret; mode 0600)",
+        args.out.display()
+    );
     println!("public key   {}", public_path.display());
     println!("key id       {}", key.public().key_id());
     println!("{}", key.public());
@@ -102,7 +105,11 @@ pub(crate) async fn run(client: &Client, command: KeysCommand) -> Result<()> {
                     },
                 )
                 .await?;
-            let what = if status == reqwest::StatusCode::CREATED { "now trusted" } else { "was already trusted" };
+            let what = if status == reqwest::StatusCode::CREATED {
+                "now trusted"
+            } else {
+                "was already trusted"
+            };
             println!("publisher key {} ({name}) {what}", key.key_id());
             Ok(())
         }

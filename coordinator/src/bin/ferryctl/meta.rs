@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ferry_shared::manifest::{DatasetRef, Framework, Lineage};
 use ferry_shared::Version;
+use ferry_shared::manifest::{DatasetRef, Framework, Lineage};
 use serde::Deserialize;
 
 /// The file's shape.

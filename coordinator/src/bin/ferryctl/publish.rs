@@ -47,12 +47,15 @@ pub(crate) struct PublishArgs {
 }
 
 fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -102,7 +105,10 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
     };
     let signed = SignedRelease::sign(&release, &key)?;
 
-    let stored: BlobStored = match client.get_optional::<BlobStored>(&format!("/blobs/{hash}")).await? {
+    let stored: BlobStored = match client
+        .get_optional::<BlobStored>(&format!("/blobs/{hash}"))
+        .await?
+    {
         Some(existing) => existing,
         None => client
             .put_file(&format!("/blobs/{hash}"), &args.file)
@@ -117,7 +123,11 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         println!(
             "published {name} {version}: {size} bytes ({} stored{}), blake3 {}, signed by {}",
             stored.stored_size,
-            if stored.created { ", new" } else { ", already stored" },
+            if stored.created {
+                ", new"
+            } else {
+                ", already stored"
+            },
             hash.short(),
             key.public().key_id()
         );

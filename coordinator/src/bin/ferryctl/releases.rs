@@ -31,7 +31,10 @@ pub(crate) enum ReleasesCommand {
 
 pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()> {
     match command {
-        ReleasesCommand::List { name, json: as_json } => {
+        ReleasesCommand::List {
+            name,
+            json: as_json,
+        } => {
             let path = match &name {
                 Some(n) => format!("/releases?name={n}"),
                 None => "/releases".into(),
@@ -58,7 +61,11 @@ pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()>
             }
             Ok(())
         }
-        ReleasesCommand::Show { name, version, json: as_json } => {
+        ReleasesCommand::Show {
+            name,
+            version,
+            json: as_json,
+        } => {
             let r: ReleaseView = client.get(&format!("/releases/{name}/{version}")).await?;
             if as_json {
                 return json(&r);
@@ -73,10 +80,25 @@ fn print_release(r: &ReleaseView) {
     let rel = &r.release;
     let m = &rel.metadata;
     println!("{} {}", rel.name, rel.version);
-    println!("  created        {} by {}", timestamp(rel.created_at), rel.created_by);
-    println!("  published      {} by {}", timestamp(r.published_at), r.published_by);
+    println!(
+        "  created        {} by {}",
+        timestamp(rel.created_at),
+        rel.created_by
+    );
+    println!(
+        "  published      {} by {}",
+        timestamp(r.published_at),
+        r.published_by
+    );
     println!("  signed by      {}", r.signer);
-    println!("  aliases        {}", if r.aliases.is_empty() { "-".into() } else { r.aliases.join(", ") });
+    println!(
+        "  aliases        {}",
+        if r.aliases.is_empty() {
+            "-".into()
+        } else {
+            r.aliases.join(", ")
+        }
+    );
     println!("  variants");
     for v in &rel.variants {
         println!(
@@ -90,19 +112,31 @@ fn print_release(r: &ReleaseView) {
     }
     println!("  code commit    {}", or_dash(m.code_commit.as_deref()));
     match &m.dataset {
-        Some(d) => println!("  dataset        {} {} {}", d.id, d.version, d.hash.as_deref().unwrap_or("")),
+        Some(d) => println!(
+            "  dataset        {} {} {}",
+            d.id,
+            d.version,
+            d.hash.as_deref().unwrap_or("")
+        ),
         None => println!("  dataset        -"),
     }
     if let Some(f) = &m.framework {
         println!("  framework      {} {}", f.name, f.version);
     }
     println!("  owner          {}", or_dash(m.owner.as_deref()));
-    println!("  schemas        in {} / out {}", or_dash(m.input_schema.as_deref()), or_dash(m.output_schema.as_deref()));
+    println!(
+        "  schemas        in {} / out {}",
+        or_dash(m.input_schema.as_deref()),
+        or_dash(m.output_schema.as_deref())
+    );
     if !m.parents.is_empty() {
         let parents: Vec<String> = m.parents.iter().map(ToString::to_string).collect();
         println!("  parents        {}", parents.join(", "));
     }
-    for (title, map) in [("hyperparameters", &m.hyperparameters), ("dependencies", &m.dependencies)] {
+    for (title, map) in [
+        ("hyperparameters", &m.hyperparameters),
+        ("dependencies", &m.dependencies),
+    ] {
         if !map.is_empty() {
             println!("  {title}");
             for (k, v) in map {
@@ -130,5 +164,9 @@ pub(crate) fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
