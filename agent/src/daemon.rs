@@ -372,6 +372,8 @@ impl Daemon {
                     retryable: f.retryable,
                 },
             };
+            // The download's buffers are all freed by now; let the device have them back.
+            crate::memory::release_freed_memory();
             let _ = internal.send(event).await;
         });
     }

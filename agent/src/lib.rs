@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod health;
 pub mod identity;
+pub mod memory;
 pub mod notify;
 pub mod rollback;
 pub mod session;

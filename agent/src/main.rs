@@ -45,18 +45,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr (journald under systemd), filtered by `FERRY_LOG` (`info,quinn=warn` style).
+fn init_logging() -> Result<()> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let spec = std::env::var("FERRY_LOG").unwrap_or_else(|_| "info,quinn=warn,rustls=warn".into());
+    let filter: Targets = spec
+        .parse()
+        .with_context(|| format!("FERRY_LOG=`{spec}` is not a log filter"))?;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(filter)
+        .init();
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                        .unwrap_or_else(|_| "info,quinn=warn,rustls=warn".into()),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            ferry_agent::memory::configure_allocator();
+            init_logging()?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

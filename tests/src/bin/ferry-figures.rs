@@ -42,7 +42,7 @@ fn main() -> Result<()> {
         .to_owned();
 
     std::thread::sleep(Duration::from_secs(3)); // let the agents settle into idle
-    let rss: Vec<u64> = fleet
+    let rss: Vec<(u64, u64, u64)> = fleet
         .agents
         .iter()
         .filter_map(|a| a.pid())
@@ -63,12 +63,14 @@ fn main() -> Result<()> {
         ms(median(&mut rollbacks))
     );
     println!("| local rollback switch itself (as the command reports it) | {switch_ms} ms |");
+    let mib = |k: u64| k as f64 / 1024.0;
+    let rss_cells: Vec<String> = rss
+        .iter()
+        .map(|(t, a, f)| format!("{:.1} MiB ({:.1} + {:.1})", mib(*t), mib(*a), mib(*f)))
+        .collect();
     println!(
-        "| agent idle RSS (3 agents, connected) | {} |",
-        rss.iter()
-            .map(|k| format!("{:.1} MiB", *k as f64 / 1024.0))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "| agent idle RSS after the runs above, total (anonymous + file-backed), 3 agents | {} |",
+        rss_cells.join(", ")
     );
     println!(
         "| agent binary ({}) | {:.2} MiB |",
@@ -87,11 +89,15 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
-fn rss_kib(pid: u32) -> Result<u64> {
+/// `(VmRSS, RssAnon, RssFile)` in KiB.
+fn rss_kib(pid: u32) -> Result<(u64, u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("RssAnon:")?, field("RssFile:")?))
 }
