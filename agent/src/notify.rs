@@ -20,10 +20,18 @@ pub fn stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
 }
 
-/// How often to ping the watchdog, when systemd asked for it.
+/// How often to ping the watchdog, when the service manager asked for it: half of
+/// `WATCHDOG_USEC`. As in libsystemd's `sd_watchdog_enabled`, `WATCHDOG_PID`, when set, must
+/// name this process, and when unset does not disable the watchdog (the sd-notify crate
+/// would require it).
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 /// Pings the watchdog.

@@ -120,6 +120,11 @@ impl Fleet {
 
     /// Writes an agent's configuration and starts it.
     pub fn add_agent(&mut self, spec: AgentSpec) -> Result<usize> {
+        self.add_agent_with_env(spec, &[])
+    }
+
+    /// Writes an agent's configuration and starts it with extra environment variables.
+    pub fn add_agent_with_env(&mut self, spec: AgentSpec, env: &[(&str, &str)]) -> Result<usize> {
         let home = self.dir.join("agents").join(&spec.name);
         std::fs::create_dir_all(&home)?;
         let state = home.join("state");
@@ -177,7 +182,7 @@ timeout_secs = 900
             MODEL,
             &home.join("agent.log"),
         );
-        agent.start()?;
+        agent.start_with_env(env)?;
         self.agents.push(agent);
         Ok(self.agents.len() - 1)
     }

@@ -222,7 +222,13 @@ impl Agent {
 
     /// Starts the daemon.
     pub fn start(&mut self) -> Result<()> {
+        self.start_with_env(&[])
+    }
+
+    /// Starts the daemon with extra environment variables.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
         let child = Command::new(&self.bins.agent)
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&self.config)
             .arg("run")

@@ -27,6 +27,13 @@ fn release(version: &str, bytes: &[u8], created_at: u64) -> Release {
     }
 }
 
+/// Uploads `bytes` and publishes them as `detector v`.
+fn publish_bytes(store: &Store, key: &SecretKey, v: &str, bytes: &[u8]) {
+    with_blob(store, bytes);
+    let signed = SignedRelease::sign(&release(v, bytes, 1), key).unwrap();
+    store.publish(&signed, "ci", 1).unwrap();
+}
+
 fn setup() -> (tempfile::TempDir, Store, SecretKey) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("t.redb")).unwrap();
@@ -98,14 +105,7 @@ fn latest_follows_the_newest_stable_release() {
     let latest: AliasName = "latest".parse().unwrap();
     let model = "detector".parse().unwrap();
     for (v, bytes) in [("1.1.0", &b"a"[..]), ("1.0.0", b"b"), ("2.0.0-rc.1", b"c")] {
-        with_blob(&store, bytes);
-        store
-            .publish(
-                &SignedRelease::sign(&release(v, bytes, 1), &key).unwrap(),
-                "ci",
-                1,
-            )
-            .unwrap();
+        publish_bytes(&store, &key, v, bytes);
     }
     let record = store.alias(&model, &latest).unwrap().unwrap();
     assert_eq!(
@@ -118,14 +118,7 @@ fn latest_follows_the_newest_stable_release() {
 #[test]
 fn aliases_point_only_at_published_versions_and_record_who_and_why() {
     let (_dir, store, key) = setup();
-    with_blob(&store, b"a");
-    store
-        .publish(
-            &SignedRelease::sign(&release("1.0.0", b"a", 1), &key).unwrap(),
-            "ci",
-            1,
-        )
-        .unwrap();
+    publish_bytes(&store, &key, "1.0.0", b"a");
     let model = "detector".parse().unwrap();
     let prod: AliasName = "prod".parse().unwrap();
     let record = |v: &str| AliasRecord {
@@ -155,14 +148,7 @@ fn aliases_point_only_at_published_versions_and_record_who_and_why() {
 fn the_audit_chain_detects_an_edited_entry() {
     let (_dir, store, key) = setup();
     for (v, bytes) in [("1.0.0", &b"a"[..]), ("1.1.0", b"b")] {
-        with_blob(&store, bytes);
-        store
-            .publish(
-                &SignedRelease::sign(&release(v, bytes, 1), &key).unwrap(),
-                "ci",
-                1,
-            )
-            .unwrap();
+        publish_bytes(&store, &key, v, bytes);
     }
     assert_eq!(store.verify_audit().unwrap(), None);
     let mut first = store.audit(0, 1).unwrap().remove(0);
