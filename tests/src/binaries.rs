@@ -1,5 +1,6 @@
 //! Finds (and builds, when needed) the real binaries, in the same target directory and profile
-//! as the running test or demo, so a test never runs a stale agent.
+//! as the running test or demo, so a test never runs a stale agent. `FERRY_AGENT_BIN` names
+//! another agent binary to run instead of the one built here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,9 +100,15 @@ fn build() -> Result<Binaries> {
         }
         Ok(path)
     };
+    // Another agent build (the `device` profile, a cross-built one under emulation) can be
+    // tested against this coordinator by naming it.
+    let agent = match std::env::var_os("FERRY_AGENT_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => bin("ferry-agent")?,
+    };
     Ok(Binaries {
         coordinator: bin("ferry-coordinator")?,
-        agent: bin("ferry-agent")?,
+        agent,
         ctl: bin("ferryctl")?,
     })
 }

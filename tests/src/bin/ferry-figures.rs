@@ -1,7 +1,9 @@
 //! Measures the figures issue #2 asks for, on real processes, and prints them as a table:
 //! local rollback time, agent idle RSS, agent binary size, and the time from `alias set` until
 //! three agents run the new version. Run it with `cargo run --release -p ferry-tests --bin
-//! ferry-figures`. Not a test: nothing here asserts on time.
+//! ferry-figures`; to measure the agent as shipped, build it with `cargo build --profile device
+//! -p ferry-agent` and pass `FERRY_AGENT_BIN=$PWD/target/device/ferry-agent`. Not a test:
+//! nothing here asserts on time.
 
 use std::time::{Duration, Instant};
 
