@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use ferry_shared::{ModelName, Version};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{fsync_dir, parent, remove_tree, set_link, write_atomic};
+use crate::fsutil::{fsync_dir, remove_tree, set_link, write_atomic};
 
 /// Which versions the `current` and `previous` links name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,16 +432,6 @@ impl Layout {
     /// The file of the installed `version`, from its manifest's variant file name.
     pub fn artifact_path(&self, model: &ModelName, version: &Version, file: &str) -> PathBuf {
         self.version_dir(model, version).join(file)
-    }
-
-    /// Parent directory helper for callers building staging paths.
-    pub fn staging_parent(
-        &self,
-        model: &ModelName,
-        version: &Version,
-    ) -> Result<PathBuf, SlotError> {
-        let dir = self.staging_dir(model, version);
-        Ok(parent(&dir).map_err(io_at(&dir))?.to_owned())
     }
 }
 

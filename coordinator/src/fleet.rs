@@ -78,12 +78,6 @@ impl Presence {
         map.get(id).map(|l| (l.sessions > 0, l.last_seen))
     }
 
-    /// Number of devices with an open session.
-    pub fn connected_count(&self) -> usize {
-        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.values().filter(|l| l.sessions > 0).count()
-    }
-
     fn with(&self, id: &DeviceId, f: impl FnOnce(&mut Live)) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry(id.clone()).or_default());

@@ -111,11 +111,6 @@ impl Coordinator {
         }
     }
 
-    /// True while it runs.
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
     fn ctl_output(&self, args: &[&str]) -> Result<Output> {
         Command::new(&self.bins.ctl)
             .args(args)
