@@ -427,6 +427,27 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_by_the_wrong_key_under_a_trusted_key_id_is_a_bad_signature() {
+        let publisher = key(1);
+        let impostor = key(4);
+        let mut envelope = Envelope::from_bytes(
+            &SignedRelease::sign(&sample(), &impostor)
+                .unwrap()
+                .envelope_bytes,
+        )
+        .unwrap();
+        envelope.signatures[0].key_id = publisher.public().key_id();
+        let err = SignedRelease::verify(&envelope.to_bytes(), &Keyring::new([publisher.public()]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            VerifyError::BadSignature {
+                key_id: publisher.public().key_id()
+            }
+        );
+    }
+
+    #[test]
     fn a_corrupted_signature_is_a_bad_signature() {
         let publisher = key(1);
         let signed = SignedRelease::sign(&sample(), &publisher).unwrap();
