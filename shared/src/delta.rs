@@ -1,0 +1,518 @@
+//! Chunk encodings: how a changed chunk travels, and how a device turns it back into bytes.
+//!
+//! A chunk is sent as the smallest of: its raw bytes, zstd, zstd with a *reference window*
+//! (bytes of a version the device already holds) as prefix, bsdiff against the window then
+//! zstd, or a numeric delta for tensors (XOR with the reference, split into byte planes, then
+//! zstd). [`encode_best`] tries them and keeps the smallest.
+//!
+//! Decoders treat every byte as hostile. They never produce more than the declared chunk
+//! length (allocations are sized by it, never by the payload), cap zstd's window, and check
+//! bsdiff's control triples as they stream past, before the bsdiff crate acts on them: each
+//! triple must make progress, stay inside the reference window and the declared length. The
+//! caller still verifies the result against the chunk's signed hash.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// How a chunk is encoded on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Encoding {
+    /// The bytes as they are.
+    Raw,
+    /// zstd.
+    Zstd,
+    /// zstd with the reference window as prefix (what `zstd --patch-from` does).
+    ZstdRef,
+    /// bsdiff against the reference window, then zstd.
+    Bsdiff,
+    /// XOR with the reference at the same offsets, split into `width` byte planes, then zstd:
+    /// for numeric tensors whose values move a little between versions.
+    XorPlanes {
+        /// Element width in bytes (1, 2, 4 or 8).
+        width: u8,
+    },
+}
+
+impl Encoding {
+    /// True when decoding needs the reference window.
+    pub fn needs_reference(self) -> bool {
+        matches!(
+            self,
+            Encoding::ZstdRef | Encoding::Bsdiff | Encoding::XorPlanes { .. }
+        )
+    }
+}
+
+/// An encoded chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// How.
+    pub encoding: Encoding,
+    /// The bytes to send.
+    pub payload: Vec<u8>,
+}
+
+/// Bounds a decoder enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest chunk accepted (declared length).
+    pub max_chunk: usize,
+    /// Largest reference window accepted.
+    pub max_reference: usize,
+}
+
+impl Limits {
+    /// Ferry's defaults: chunks up to 16 MiB (FastCDC's largest maximum), windows up to 64 MiB.
+    pub const DEFAULT: Limits = Limits {
+        max_chunk: 16 * 1024 * 1024,
+        max_reference: 64 * 1024 * 1024,
+    };
+
+    /// The zstd window (log2) a decoder allows: enough for window plus chunk, no more.
+    fn window_log(&self) -> u32 {
+        let span = (self.max_reference + self.max_chunk).max(1 << 20) as u64;
+        (64 - (span - 1).leading_zeros()).clamp(20, 30)
+    }
+}
+
+/// Why a chunk could not be decoded (or encoded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeltaError {
+    /// The declared length is over the limit.
+    #[error("declared chunk length {declared} exceeds the limit of {limit} bytes")]
+    ChunkTooLarge {
+        /// Declared.
+        declared: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// The reference window is over the limit.
+    #[error("reference window of {len} bytes exceeds the limit of {limit} bytes")]
+    ReferenceTooLarge {
+        /// Given.
+        len: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// The encoding needs a reference and none was given.
+    #[error("{0:?} needs a reference window")]
+    MissingReference(Encoding),
+    /// The data would decode past the declared length.
+    #[error("{encoding:?} data decodes to more than the declared {declared} bytes")]
+    TooLong {
+        /// Encoding.
+        encoding: Encoding,
+        /// Declared.
+        declared: usize,
+    },
+    /// The data decodes to fewer bytes than declared.
+    #[error("{encoding:?} data decodes to {actual} bytes, not the declared {declared}")]
+    WrongLength {
+        /// Encoding.
+        encoding: Encoding,
+        /// Produced.
+        actual: usize,
+        /// Declared.
+        declared: usize,
+    },
+    /// bsdiff control data that points outside the window or the chunk, or makes no progress.
+    #[error("bsdiff control data rejected: {0}")]
+    Control(String),
+    /// Undecodable data.
+    #[error("corrupt {encoding:?} data: {reason}")]
+    Corrupt {
+        /// Encoding.
+        encoding: Encoding,
+        /// Decoder message.
+        reason: String,
+    },
+    /// An element width other than 1, 2, 4 or 8.
+    #[error("unsupported element width {0}")]
+    BadWidth(u8),
+}
+
+/// Encodes `new` as `encoding` (`reference` where the encoding needs one).
+pub fn encode(
+    encoding: Encoding,
+    new: &[u8],
+    reference: Option<&[u8]>,
+    level: i32,
+) -> Result<Vec<u8>, DeltaError> {
+    let corrupt = |e: io::Error| DeltaError::Corrupt {
+        encoding,
+        reason: e.to_string(),
+    };
+    let reference_of = || reference.ok_or(DeltaError::MissingReference(encoding));
+    match encoding {
+        Encoding::Raw => Ok(new.to_vec()),
+        Encoding::Zstd => zstd::bulk::compress(new, level).map_err(corrupt),
+        Encoding::ZstdRef => zstd_with_prefix(new, reference_of()?, level).map_err(corrupt),
+        Encoding::Bsdiff => {
+            let mut patch = Vec::new();
+            bsdiff::diff(reference_of()?, new, &mut patch).map_err(corrupt)?;
+            zstd::bulk::compress(&patch, level).map_err(corrupt)
+        }
+        Encoding::XorPlanes { width } => {
+            check_width(width)?;
+            let planes = to_planes(&xor_with(new, reference_of()?), usize::from(width));
+            zstd::bulk::compress(&planes, level).map_err(corrupt)
+        }
+    }
+}
+
+/// Tries every encoding that applies and keeps the smallest (ties go to the cheaper decode).
+pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded {
+    let mut candidates = vec![Encoding::Zstd];
+    if reference.is_some_and(|r| !r.is_empty()) {
+        candidates.extend([
+            Encoding::ZstdRef,
+            Encoding::Bsdiff,
+            Encoding::XorPlanes { width: 2 },
+            Encoding::XorPlanes { width: 4 },
+        ]);
+    }
+    let mut best = Encoded {
+        encoding: Encoding::Raw,
+        payload: new.to_vec(),
+    };
+    for encoding in candidates {
+        if let Ok(payload) = encode(encoding, new, reference, level)
+            && payload.len() < best.payload.len()
+        {
+            best = Encoded { encoding, payload };
+        }
+    }
+    best
+}
+
+/// Decodes a chunk declared to be `declared` bytes long.
+pub fn decode(
+    encoding: Encoding,
+    payload: &[u8],
+    reference: Option<&[u8]>,
+    declared: usize,
+    limits: &Limits,
+) -> Result<Vec<u8>, DeltaError> {
+    if declared > limits.max_chunk {
+        return Err(DeltaError::ChunkTooLarge {
+            declared,
+            limit: limits.max_chunk,
+        });
+    }
+    let reference = match (encoding.needs_reference(), reference) {
+        (false, _) => &[][..],
+        (true, None) => return Err(DeltaError::MissingReference(encoding)),
+        (true, Some(r)) if r.len() > limits.max_reference => {
+            return Err(DeltaError::ReferenceTooLarge {
+                len: r.len(),
+                limit: limits.max_reference,
+            });
+        }
+        (true, Some(r)) => r,
+    };
+    let out = match encoding {
+        Encoding::Raw => {
+            if payload.len() > declared {
+                return Err(DeltaError::TooLong { encoding, declared });
+            }
+            payload.to_vec()
+        }
+        Encoding::Zstd => zstd_bounded(encoding, payload, None, declared, limits)?,
+        Encoding::ZstdRef => zstd_bounded(encoding, payload, Some(reference), declared, limits)?,
+        Encoding::Bsdiff => bspatch_checked(payload, reference, declared, limits)?,
+        Encoding::XorPlanes { width } => {
+            check_width(width)?;
+            let planes = zstd_bounded(encoding, payload, None, declared, limits)?;
+            xor_with(&from_planes(&planes, usize::from(width)), reference)
+        }
+    };
+    if out.len() != declared {
+        return Err(DeltaError::WrongLength {
+            encoding,
+            actual: out.len(),
+            declared,
+        });
+    }
+    Ok(out)
+}
+
+fn check_width(width: u8) -> Result<(), DeltaError> {
+    if matches!(width, 1 | 2 | 4 | 8) {
+        Ok(())
+    } else {
+        Err(DeltaError::BadWidth(width))
+    }
+}
+
+/// zstd with `prefix` as a reference the frame may copy from; the window covers both.
+fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    use zstd::stream::raw::{CParameter, Encoder};
+    let span = (prefix.len() + new.len()).max(1 << 10) as u64;
+    let window_log = (64 - (span - 1).leading_zeros()).clamp(10, 30);
+    let mut raw = Encoder::with_ref_prefix(level, prefix)?;
+    raw.set_parameter(CParameter::WindowLog(window_log))?;
+    if prefix.len() > 8 << 20 {
+        raw.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+    }
+    let mut writer = zstd::stream::zio::Writer::new(Vec::new(), raw);
+    writer.write_all(new)?;
+    writer.finish()?;
+    Ok(writer.into_inner().0)
+}
+
+/// Decompresses into at most `declared` bytes, with the window capped by the limits.
+fn zstd_bounded(
+    encoding: Encoding,
+    payload: &[u8],
+    prefix: Option<&[u8]>,
+    declared: usize,
+    limits: &Limits,
+) -> Result<Vec<u8>, DeltaError> {
+    use zstd::stream::raw::{DParameter, Decoder};
+    let corrupt = |e: io::Error| DeltaError::Corrupt {
+        encoding,
+        reason: e.to_string(),
+    };
+    let mut raw = match prefix {
+        Some(p) => Decoder::with_ref_prefix(p),
+        None => Decoder::new(),
+    }
+    .map_err(corrupt)?;
+    raw.set_parameter(DParameter::WindowLogMax(limits.window_log()))
+        .map_err(corrupt)?;
+    let sink = Bounded::new(declared);
+    let mut writer = zstd::stream::write::Decoder::with_decoder(sink, raw);
+    let result = writer.write_all(payload).and_then(|()| writer.flush());
+    let over = writer.get_ref().over;
+    match result {
+        Err(_) if over => Err(DeltaError::TooLong { encoding, declared }),
+        Err(e) => Err(corrupt(e)),
+        Ok(()) => Ok(writer.into_inner().buf),
+    }
+}
+
+/// A writer that refuses to hold more than `cap` bytes; its buffer is sized by the cap.
+struct Bounded {
+    buf: Vec<u8>,
+    cap: usize,
+    over: bool,
+}
+
+impl Bounded {
+    fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(cap),
+            cap,
+            over: false,
+        }
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            self.over = true;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "past the declared length",
+            ));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Applies a zstd-compressed bsdiff patch, checking its control data on the way.
+fn bspatch_checked(
+    payload: &[u8],
+    old: &[u8],
+    declared: usize,
+    limits: &Limits,
+) -> Result<Vec<u8>, DeltaError> {
+    let corrupt = |e: io::Error| DeltaError::Corrupt {
+        encoding: Encoding::Bsdiff,
+        reason: e.to_string(),
+    };
+    let mut stream = zstd::stream::read::Decoder::with_buffer(payload).map_err(corrupt)?;
+    stream
+        .window_log_max(limits.window_log())
+        .map_err(corrupt)?;
+    let mut checked = CheckedPatch::new(stream, old.len(), declared);
+    let mut out = Vec::with_capacity(declared);
+    let result = bsdiff::patch(old, &mut checked, &mut out);
+    if let Some(reason) = checked.rejected {
+        return Err(DeltaError::Control(reason));
+    }
+    result.map_err(corrupt)?;
+    Ok(out)
+}
+
+/// Passes a bsdiff patch stream through, validating each 24-byte control triple before it is
+/// handed on: mix and copy lengths must make progress and fit the declared output, the mixed
+/// range must lie inside the old window, and seeks must land inside it.
+struct CheckedPatch<R> {
+    inner: R,
+    old_len: u64,
+    declared: u64,
+    produced: u64,
+    old_pos: u64,
+    header: [u8; 24],
+    header_served: usize,
+    data_left: u64,
+    rejected: Option<String>,
+}
+
+impl<R: Read> CheckedPatch<R> {
+    fn new(inner: R, old_len: usize, declared: usize) -> Self {
+        Self {
+            inner,
+            old_len: old_len as u64,
+            declared: declared as u64,
+            produced: 0,
+            old_pos: 0,
+            header: [0; 24],
+            header_served: 24,
+            data_left: 0,
+            rejected: None,
+        }
+    }
+
+    fn reject(&mut self, reason: String) -> io::Error {
+        let e = io::Error::new(io::ErrorKind::InvalidData, reason.clone());
+        self.rejected = Some(reason);
+        e
+    }
+
+    /// Reads and validates the next triple; `false` at a clean end of the patch.
+    fn next_header(&mut self) -> io::Result<bool> {
+        let mut filled = 0;
+        while filled < 24 {
+            let n = self.inner.read(&mut self.header[filled..])?;
+            if n == 0 {
+                if filled == 0 {
+                    return Ok(false);
+                }
+                return Err(self.reject(format!("truncated control triple ({filled} of 24 bytes)")));
+            }
+            filled += n;
+        }
+        let field = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&self.header[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(b)
+        };
+        let (mix, copy, seek_raw) = (field(0), field(1), field(2));
+        let seek_back = seek_raw & (1 << 63) != 0;
+        let seek = seek_raw & !(1 << 63);
+        let step = mix.checked_add(copy);
+        let produced = step.and_then(|s| self.produced.checked_add(s));
+        match produced {
+            Some(_) if step == Some(0) => {
+                return Err(self.reject("a triple that produces nothing".into()));
+            }
+            Some(p) if p <= self.declared => self.produced = p,
+            _ => {
+                return Err(self.reject(format!(
+                    "triple of {mix}+{copy} bytes runs past the declared {} bytes",
+                    self.declared
+                )));
+            }
+        }
+        let mixed_end = self.old_pos.checked_add(mix).filter(|e| *e <= self.old_len);
+        let Some(mixed_end) = mixed_end else {
+            return Err(self.reject(format!(
+                "mix of {mix} bytes at {} runs past the {}-byte window",
+                self.old_pos, self.old_len
+            )));
+        };
+        let next = if seek_back {
+            mixed_end.checked_sub(seek)
+        } else {
+            mixed_end.checked_add(seek)
+        };
+        match next.filter(|p| *p <= self.old_len) {
+            Some(p) => self.old_pos = p,
+            None => {
+                return Err(self.reject(format!(
+                    "seek of {}{seek} from {mixed_end} leaves the {}-byte window",
+                    if seek_back { "-" } else { "+" },
+                    self.old_len
+                )));
+            }
+        }
+        self.header_served = 0;
+        self.data_left = mix + copy;
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for CheckedPatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.header_served == 24 && self.data_left == 0 && !self.next_header()? {
+            return Ok(0);
+        }
+        if self.header_served < 24 {
+            let n = (24 - self.header_served).min(buf.len());
+            buf[..n].copy_from_slice(&self.header[self.header_served..self.header_served + n]);
+            self.header_served += n;
+            return Ok(n);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(self.reject(format!(
+                "patch ends {} bytes short of its triple",
+                self.data_left
+            )));
+        }
+        self.data_left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// `data` XOR `reference`, where the reference is shorter the rest XORs with zero.
+fn xor_with(data: &[u8], reference: &[u8]) -> Vec<u8> {
+    data.iter()
+        .enumerate()
+        .map(|(i, b)| b ^ reference.get(i).copied().unwrap_or(0))
+        .collect()
+}
+
+/// Splits whole `width`-byte elements into byte planes (all first bytes, then all second
+/// bytes, …); a tail shorter than one element follows as is.
+fn to_planes(data: &[u8], width: usize) -> Vec<u8> {
+    let elements = data.len() / width;
+    let mut out = Vec::with_capacity(data.len());
+    for plane in 0..width {
+        out.extend((0..elements).map(|e| data[e * width + plane]));
+    }
+    out.extend_from_slice(&data[elements * width..]);
+    out
+}
+
+/// The inverse of [`to_planes`].
+fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
+    let elements = planes.len() / width;
+    let mut out = vec![0u8; planes.len()];
+    for plane in 0..width {
+        for e in 0..elements {
+            out[e * width + plane] = planes[plane * elements + e];
+        }
+    }
+    out[elements * width..].copy_from_slice(&planes[elements * width..]);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+use super::*;
+
+/// Deterministic pseudo-random bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `old` with a few bytes changed and a few inserted, like a rebuilt artifact.
+fn edited(old: &[u8]) -> Vec<u8> {
+    let mut new = old.to_vec();
+    for i in (0..new.len()).step_by(9973) {
+        new[i] ^= 0x5a;
+    }
+    new.splice(
+        1000..1000,
+        b"inserted bytes shift everything after them"
+            .iter()
+            .copied(),
+    );
+    new
+}
+
+const ALL: [Encoding; 7] = [
+    Encoding::Raw,
+    Encoding::Zstd,
+    Encoding::ZstdRef,
+    Encoding::Bsdiff,
+    Encoding::XorPlanes { width: 1 },
+    Encoding::XorPlanes { width: 2 },
+    Encoding::XorPlanes { width: 4 },
+];
+
+#[test]
+fn every_encoding_round_trips() {
+    let old = noise(1, 64 * 1024);
+    let new = edited(&old);
+    for encoding in ALL {
+        let payload = encode(encoding, &new, Some(&old), 3).unwrap();
+        let back = decode(encoding, &payload, Some(&old), new.len(), &Limits::DEFAULT).unwrap();
+        assert_eq!(back, new, "{encoding:?}");
+    }
+    // Tails shorter than one element, empty chunks, a reference shorter than the chunk.
+    for len in [0, 1, 3, 7, 4099] {
+        let new = noise(2, len);
+        for encoding in ALL {
+            let payload = encode(encoding, &new, Some(&old[..10]), 3).unwrap();
+            let back = decode(encoding, &payload, Some(&old[..10]), len, &Limits::DEFAULT).unwrap();
+            assert_eq!(back, new, "{encoding:?} len {len}");
+        }
+    }
+}
+
+#[test]
+fn small_edits_travel_as_a_delta_not_a_copy() {
+    let old = noise(3, 256 * 1024);
+    let new = edited(&old);
+    let best = encode_best(&new, Some(&old), 19);
+    assert!(
+        matches!(best.encoding, Encoding::ZstdRef | Encoding::Bsdiff),
+        "{:?}",
+        best.encoding
+    );
+    assert!(
+        best.payload.len() < new.len() / 20,
+        "{} bytes for {}",
+        best.payload.len(),
+        new.len()
+    );
+    let without = encode_best(&new, None, 19);
+    assert!(matches!(without.encoding, Encoding::Raw | Encoding::Zstd));
+}
+
+#[test]
+fn nudged_weights_travel_best_as_xor_planes() {
+    // Every weight of the tensor nudged by up to about 1 % relative, as fine-tuning does to the
+    // tensors it touches (untouched tensors are whole unchanged chunks, deduplicated).
+    let count = 64 * 1024;
+    let noise_bytes = noise(4, count * 2);
+    let old: Vec<f32> = (0..count)
+        .map(|i| (f32::from(noise_bytes[i]) - 128.0) / 64.0 + 0.001 * i as f32)
+        .collect();
+    let new: Vec<f32> = old
+        .iter()
+        .enumerate()
+        .map(|(i, w)| w * (1.0 + (f32::from(noise_bytes[count + i]) - 128.0) / 12_800.0))
+        .collect();
+    let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let (old, new) = (bytes(&old), bytes(&new));
+    let planes = encode(Encoding::XorPlanes { width: 4 }, &new, Some(&old), 19).unwrap();
+    let zstd = encode(Encoding::Zstd, &new, None, 19).unwrap();
+    let zstd_ref = encode(Encoding::ZstdRef, &new, Some(&old), 19).unwrap();
+    assert!(
+        planes.len() < zstd.len() && planes.len() < zstd_ref.len(),
+        "planes {} zstd {} zstd-ref {}",
+        planes.len(),
+        zstd.len(),
+        zstd_ref.len()
+    );
+    assert_eq!(
+        encode_best(&new, Some(&old), 19).encoding,
+        Encoding::XorPlanes { width: 4 }
+    );
+}
+
+#[test]
+fn a_zstd_bomb_stops_at_the_declared_length() {
+    let bomb = zstd::bulk::compress(&vec![0u8; 8 << 20], 19).unwrap();
+    assert!(bomb.len() < 4096);
+    for encoding in [Encoding::Zstd, Encoding::XorPlanes { width: 4 }] {
+        let err = decode(encoding, &bomb, Some(&[0; 16]), 1000, &Limits::DEFAULT).unwrap_err();
+        assert_eq!(
+            err,
+            DeltaError::TooLong {
+                encoding,
+                declared: 1000
+            }
+        );
+    }
+}
+
+#[test]
+fn lengths_and_limits_are_enforced() {
+    let small = zstd::bulk::compress(&[1u8; 100], 3).unwrap();
+    assert!(matches!(
+        decode(Encoding::Zstd, &small, None, 1000, &Limits::DEFAULT),
+        Err(DeltaError::WrongLength {
+            actual: 100,
+            declared: 1000,
+            ..
+        })
+    ));
+    assert!(matches!(
+        decode(Encoding::Raw, &[0; 11], None, 10, &Limits::DEFAULT),
+        Err(DeltaError::TooLong { .. })
+    ));
+    let tight = Limits {
+        max_chunk: 1024,
+        max_reference: 2048,
+    };
+    assert!(matches!(
+        decode(Encoding::Raw, &[], None, 1025, &tight),
+        Err(DeltaError::ChunkTooLarge { .. })
+    ));
+    assert!(matches!(
+        decode(Encoding::ZstdRef, &small, Some(&[0; 2049]), 100, &tight),
+        Err(DeltaError::ReferenceTooLarge { .. })
+    ));
+    assert_eq!(
+        decode(Encoding::Bsdiff, &small, None, 100, &tight),
+        Err(DeltaError::MissingReference(Encoding::Bsdiff))
+    );
+    assert_eq!(
+        decode(
+            Encoding::XorPlanes { width: 3 },
+            &small,
+            Some(&[0]),
+            100,
+            &tight
+        ),
+        Err(DeltaError::BadWidth(3))
+    );
+}
+
+/// A zstd-compressed bsdiff patch from raw triples `(mix, copy, seek)` and their data.
+fn patch(triples: &[(u64, u64, i64)]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for &(mix, copy, seek) in triples {
+        raw.extend(mix.to_le_bytes());
+        raw.extend(copy.to_le_bytes());
+        let sm = if seek < 0 {
+            seek.unsigned_abs() | 1 << 63
+        } else {
+            seek as u64
+        };
+        raw.extend(sm.to_le_bytes());
+        let data = usize::try_from(mix.saturating_add(copy))
+            .unwrap_or(0)
+            .min(1 << 16);
+        raw.extend(std::iter::repeat_n(0u8, data));
+    }
+    zstd::bulk::compress(&raw, 3).unwrap()
+}
+
+#[test]
+fn hostile_bsdiff_control_data_is_rejected_before_it_is_applied() {
+    let old = noise(5, 1000);
+    let limits = Limits::DEFAULT;
+    let rejected = |triples: &[(u64, u64, i64)], declared: usize| match decode(
+        Encoding::Bsdiff,
+        &patch(triples),
+        Some(&old),
+        declared,
+        &limits,
+    ) {
+        Err(DeltaError::Control(reason)) => reason,
+        other => panic!("{triples:?} gave {other:?}"),
+    };
+    assert!(
+        rejected(&[(1001, 0, 0)], 2000).contains("window"),
+        "mix past the window"
+    );
+    assert!(
+        rejected(&[(10, 2000, 0)], 100).contains("declared"),
+        "output past the declared length"
+    );
+    assert!(
+        rejected(&[(u64::MAX, 1, 0)], 100).contains("declared"),
+        "overflowing lengths"
+    );
+    assert!(
+        rejected(&[(0, 0, 0)], 100).contains("nothing"),
+        "no progress"
+    );
+    assert!(
+        rejected(&[(10, 0, -11)], 100).contains("seek"),
+        "seek before the window"
+    );
+    assert!(
+        rejected(&[(10, 0, 991)], 100).contains("seek"),
+        "seek past the window"
+    );
+    // A well-formed patch of the same shape applies.
+    let fine = decode(
+        Encoding::Bsdiff,
+        &patch(&[(10, 5, 5), (20, 0, 0)]),
+        Some(&old),
+        35,
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(&fine[..10], &old[..10]);
+    assert_eq!(
+        &fine[15..35],
+        &old[15..35],
+        "seek is relative to the end of the mix"
+    );
+    // Truncation inside a triple or its data.
+    let mut raw = Vec::new();
+    raw.extend(10u64.to_le_bytes());
+    raw.extend(0u64.to_le_bytes());
+    let cut = zstd::bulk::compress(&raw, 3).unwrap();
+    assert!(matches!(
+        decode(Encoding::Bsdiff, &cut, Some(&old), 10, &limits),
+        Err(DeltaError::Control(_))
+    ));
+}
+
+#[test]
+fn mutated_payloads_never_panic_or_overrun() {
+    let old = noise(6, 8192);
+    let new = edited(&old);
+    let mut rng = noise(7, 4 * 4096);
+    for encoding in ALL {
+        let good = encode(encoding, &new, Some(&old), 3).unwrap();
+        for round in 0..400 {
+            let mut bad = good.clone();
+            let flips = 1 + usize::from(rng[round % rng.len()] % 4);
+            for f in 0..flips {
+                let at = usize::from(rng[(round * 7 + f) % rng.len()]) * 131 % bad.len().max(1);
+                if let Some(b) = bad.get_mut(at) {
+                    *b ^= rng[(round * 13 + f) % rng.len()] | 1;
+                }
+            }
+            if round % 5 == 0 {
+                bad.truncate(bad.len() * usize::from(rng[round % rng.len()]) / 256);
+            }
+            if let Ok(out) = decode(encoding, &bad, Some(&old), new.len(), &Limits::DEFAULT) {
+                assert_eq!(
+                    out.len(),
+                    new.len(),
+                    "{encoding:?}: a decoded chunk has exactly the declared length"
+                );
+            }
+        }
+        rng.rotate_left(17);
+    }
+}
+
+#[test]
+fn planes_round_trip_with_tails() {
+    for width in [1usize, 2, 4, 8] {
+        for len in [0, 1, 7, 8, 9, 1000] {
+            let data = noise(len as u64, len);
+            assert_eq!(
+                from_planes(&to_planes(&data, width), width),
+                data,
+                "width {width} len {len}"
+            );
+        }
+    }
+}
