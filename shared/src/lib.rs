@@ -5,6 +5,7 @@
 //! does no I/O, reads no clock and starts no runtime, so both the agent and the coordinator
 //! (and their tests) can use every part of it deterministically.
 
+pub mod chunk;
 pub mod delta;
 pub mod digest;
 pub mod manifest;
