@@ -11,6 +11,7 @@ pub mod digest;
 pub mod manifest;
 pub mod name;
 pub mod pin;
+pub mod plan;
 pub mod select;
 pub mod sign;
 pub mod version;
