@@ -187,6 +187,42 @@ pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded 
     best
 }
 
+/// The reference an encoding uses inside a window: numeric deltas XOR against the aligned
+/// slice starting at `at`, the others search the whole window.
+pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize) -> &[u8] {
+    match encoding {
+        Encoding::XorPlanes { .. } => window.get(at.min(window.len())..).unwrap_or(&[]),
+        _ => window,
+    }
+}
+
+/// Like [`encode_best`], against a window whose aligned position for this chunk is `at`.
+pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -> Encoded {
+    let mut best = Encoded {
+        encoding: Encoding::Raw,
+        payload: new.to_vec(),
+    };
+    let candidates = [
+        Encoding::Zstd,
+        Encoding::ZstdRef,
+        Encoding::Bsdiff,
+        Encoding::XorPlanes { width: 2 },
+        Encoding::XorPlanes { width: 4 },
+    ];
+    for encoding in candidates {
+        let reference = reference_in_window(encoding, window, at);
+        if encoding.needs_reference() && reference.is_empty() {
+            continue;
+        }
+        if let Ok(payload) = encode(encoding, new, Some(reference), level)
+            && payload.len() < best.payload.len()
+        {
+            best = Encoded { encoding, payload };
+        }
+    }
+    best
+}
+
 /// Decodes a chunk declared to be `declared` bytes long.
 pub fn decode(
     encoding: Encoding,

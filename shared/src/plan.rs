@@ -44,6 +44,9 @@ pub struct Window {
     pub offset: u64,
     /// Length.
     pub len: u64,
+    /// Where, relative to `offset`, the chunk's old bytes are estimated to start: the aligned
+    /// reference for numeric (XOR) deltas.
+    pub at: u64,
 }
 
 /// The plan for one target version.
@@ -100,6 +103,7 @@ pub fn plan(target: &ChunkIndex, sources: &[ChunkIndex], window_max: u64) -> Pla
                     source,
                     offset,
                     len,
+                    at: position.saturating_sub(offset).min(len),
                 },
             )
         });

@@ -297,3 +297,33 @@ fn planes_round_trip_with_tails() {
         }
     }
 }
+
+#[test]
+fn numeric_deltas_use_the_aligned_part_of_a_window() {
+    let count = 16 * 1024;
+    let old: Vec<u8> = (0..count)
+        .flat_map(|i| (i as f32 * 0.37).sin().to_le_bytes())
+        .collect();
+    let new: Vec<u8> = old
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * 1.004)
+        .flat_map(f32::to_le_bytes)
+        .collect();
+    // The window starts 1000 bytes before the chunk's old bytes.
+    let mut window = noise(9, 1000);
+    window.extend_from_slice(&old);
+    let best = encode_best_in_window(&new, &window, 1000, 19);
+    assert_eq!(best.encoding, Encoding::XorPlanes { width: 4 });
+    let reference = reference_in_window(best.encoding, &window, 1000);
+    let back = decode(
+        best.encoding,
+        &best.payload,
+        Some(reference),
+        new.len(),
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(back, new);
+    assert!(reference_in_window(Encoding::Bsdiff, &window, 1000).len() == window.len());
+    assert!(reference_in_window(Encoding::XorPlanes { width: 4 }, &window, 1 << 30).is_empty());
+}
