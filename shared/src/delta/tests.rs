@@ -325,7 +325,7 @@ fn numeric_deltas_use_the_aligned_part_of_a_window() {
     window.extend_from_slice(&old);
     let best = encode_best_in_window(&new, &window, 1000, 19);
     assert_eq!(best.encoding, Encoding::XorPlanes { width: 4 });
-    let reference = reference_in_window(best.encoding, &window, 1000);
+    let reference = reference_in_window(best.encoding, &window, 1000, new.len());
     let back = decode(
         best.encoding,
         &best.payload,
@@ -335,6 +335,6 @@ fn numeric_deltas_use_the_aligned_part_of_a_window() {
     )
     .unwrap();
     assert_eq!(back, new);
-    assert!(reference_in_window(Encoding::Bsdiff, &window, 1000).len() == window.len());
-    assert!(reference_in_window(Encoding::XorPlanes { width: 4 }, &window, 1 << 30).is_empty());
+    assert!(reference_in_window(Encoding::ZstdRef, &window, 1000, new.len()).len() == window.len());
+    assert!(reference_in_window(Encoding::XorPlanes { width: 4 }, &window, 1 << 30, 10).is_empty());
 }

@@ -248,7 +248,12 @@ fn ferry(pair: &Pair, window_max: u64) -> Result<Row> {
             Step::Fetch { window, .. } => {
                 let (_, enc) = fetched.next().context("missing encoded chunk")?;
                 let reference = window.map(|w| {
-                    delta::reference_in_window(enc.encoding, window_bytes(&w), w.at as usize)
+                    delta::reference_in_window(
+                        enc.encoding,
+                        window_bytes(&w),
+                        w.at as usize,
+                        expected.len as usize,
+                    )
                 });
                 delta::decode(
                     enc.encoding,
