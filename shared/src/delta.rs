@@ -32,6 +32,12 @@ pub enum Encoding {
         /// Element width in bytes (1, 2, 4 or 8).
         width: u8,
     },
+    /// Like `XorPlanes`, but each little-endian element is the wrapping integer difference
+    /// new − old: nearby floats differ by a small integer, where XOR shows carry noise.
+    SubPlanes {
+        /// Element width in bytes (1, 2, 4 or 8).
+        width: u8,
+    },
 }
 
 impl Encoding {
@@ -39,7 +45,10 @@ impl Encoding {
     pub fn needs_reference(self) -> bool {
         matches!(
             self,
-            Encoding::ZstdRef | Encoding::Bsdiff | Encoding::XorPlanes { .. }
+            Encoding::ZstdRef
+                | Encoding::Bsdiff
+                | Encoding::XorPlanes { .. }
+                | Encoding::SubPlanes { .. }
         )
     }
 }
@@ -194,6 +203,11 @@ fn prepare<'a>(
             check_width(width)?;
             Prepared::Alone(to_planes(&xor_with(new, reference_of()?), usize::from(width)).into())
         }
+        Encoding::SubPlanes { width } => {
+            check_width(width)?;
+            let w = usize::from(width);
+            Prepared::Alone(to_planes(&element_diff(new, reference_of()?, w, false), w).into())
+        }
     })
 }
 
@@ -206,6 +220,8 @@ pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded 
             Encoding::Bsdiff,
             Encoding::XorPlanes { width: 2 },
             Encoding::XorPlanes { width: 4 },
+            Encoding::SubPlanes { width: 2 },
+            Encoding::SubPlanes { width: 4 },
         ]);
     }
     let mut best = Encoded {
@@ -231,7 +247,7 @@ pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded 
 pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: usize) -> &[u8] {
     let at = at.min(window.len());
     match encoding {
-        Encoding::XorPlanes { .. } => &window[at..],
+        Encoding::XorPlanes { .. } | Encoding::SubPlanes { .. } => &window[at..],
         Encoding::Bsdiff => {
             let start = at.saturating_sub(len);
             let end = at.saturating_add(len.saturating_mul(2)).min(window.len());
@@ -273,6 +289,8 @@ pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -
         Encoding::ZstdRef,
         Encoding::XorPlanes { width: 2 },
         Encoding::XorPlanes { width: 4 },
+        Encoding::SubPlanes { width: 2 },
+        Encoding::SubPlanes { width: 4 },
     ] {
         consider(encoding, new, window, at, &mut scored);
     }
@@ -348,6 +366,12 @@ pub fn decode(
             check_width(width)?;
             let planes = zstd_bounded(encoding, payload, None, declared, limits)?;
             xor_with(&from_planes(&planes, usize::from(width)), reference)
+        }
+        Encoding::SubPlanes { width } => {
+            check_width(width)?;
+            let w = usize::from(width);
+            let planes = zstd_bounded(encoding, payload, None, declared, limits)?;
+            element_diff(&from_planes(&planes, w), reference, w, true)
         }
     };
     if out.len() != declared {
@@ -618,6 +642,30 @@ fn xor_with(data: &[u8], reference: &[u8]) -> Vec<u8> {
         .enumerate()
         .map(|(i, b)| b ^ reference.get(i).copied().unwrap_or(0))
         .collect()
+}
+
+/// Per little-endian `width`-byte element: `data − reference` (or `data + reference` when
+/// `undo`), wrapping; where the reference is shorter it counts as zero. A tail shorter than
+/// one element is XORed, bytewise.
+fn element_diff(data: &[u8], reference: &[u8], width: usize, undo: bool) -> Vec<u8> {
+    let mut out = xor_with(data, reference);
+    let whole = data.len() / width * width;
+    for start in (0..whole).step_by(width) {
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a[..width].copy_from_slice(&data[start..start + width]);
+        for (k, slot) in b[..width].iter_mut().enumerate() {
+            *slot = reference.get(start + k).copied().unwrap_or(0);
+        }
+        let (x, y) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
+        let v = if undo {
+            x.wrapping_add(y)
+        } else {
+            x.wrapping_sub(y)
+        };
+        out[start..start + width].copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+    out
 }
 
 /// Splits whole `width`-byte elements into byte planes (all first bytes, then all second

@@ -28,7 +28,7 @@ fn edited(old: &[u8]) -> Vec<u8> {
     new
 }
 
-const ALL: [Encoding; 7] = [
+const ALL: [Encoding; 10] = [
     Encoding::Raw,
     Encoding::Zstd,
     Encoding::ZstdRef,
@@ -36,6 +36,9 @@ const ALL: [Encoding; 7] = [
     Encoding::XorPlanes { width: 1 },
     Encoding::XorPlanes { width: 2 },
     Encoding::XorPlanes { width: 4 },
+    Encoding::SubPlanes { width: 2 },
+    Encoding::SubPlanes { width: 4 },
+    Encoding::SubPlanes { width: 8 },
 ];
 
 #[test]
@@ -104,9 +107,20 @@ fn nudged_weights_travel_best_as_xor_planes() {
         zstd.len(),
         zstd_ref.len()
     );
-    assert_eq!(
-        encode_best(&new, Some(&old), 19).encoding,
-        Encoding::XorPlanes { width: 4 }
+    let best = encode_best(&new, Some(&old), 19).encoding;
+    assert!(
+        matches!(
+            best,
+            Encoding::XorPlanes { width: 4 } | Encoding::SubPlanes { width: 4 }
+        ),
+        "{best:?}"
+    );
+    let sub = encode(Encoding::SubPlanes { width: 4 }, &new, Some(&old), 19).unwrap();
+    assert!(
+        sub.len() < zstd_ref.len(),
+        "sub {} zstd-ref {}",
+        sub.len(),
+        zstd_ref.len()
     );
 }
 
@@ -324,7 +338,14 @@ fn numeric_deltas_use_the_aligned_part_of_a_window() {
     let mut window = noise(9, 1000);
     window.extend_from_slice(&old);
     let best = encode_best_in_window(&new, &window, 1000, 19);
-    assert_eq!(best.encoding, Encoding::XorPlanes { width: 4 });
+    assert!(
+        matches!(
+            best.encoding,
+            Encoding::XorPlanes { width: 4 } | Encoding::SubPlanes { width: 4 }
+        ),
+        "{:?}",
+        best.encoding
+    );
     let reference = reference_in_window(best.encoding, &window, 1000, new.len());
     let back = decode(
         best.encoding,
