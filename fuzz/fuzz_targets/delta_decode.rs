@@ -1,0 +1,38 @@
+//! Every chunk decoder on hostile payloads: never a panic, never more or fewer bytes than
+//! declared when it succeeds.
+#![no_main]
+
+use ferry_shared::delta::{Encoding, Limits, decode};
+use libfuzzer_sys::fuzz_target;
+
+const ENCODINGS: [Encoding; 10] = [
+    Encoding::Raw,
+    Encoding::Zstd,
+    Encoding::ZstdRef,
+    Encoding::Bsdiff,
+    Encoding::XorPlanes { width: 2 },
+    Encoding::XorPlanes { width: 4 },
+    Encoding::XorPlanes { width: 3 },
+    Encoding::SubPlanes { width: 4 },
+    Encoding::SubPlanes { width: 8 },
+    Encoding::XorPlanes { width: 1 },
+];
+
+fuzz_target!(|data: &[u8]| {
+    let [selector, len_hi, len_lo, ref_len, payload @ ..] = data else {
+        return;
+    };
+    let encoding = ENCODINGS[usize::from(*selector) % ENCODINGS.len()];
+    let declared = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
+    // A reference derived from the input, up to 4 KiB.
+    let reference: Vec<u8> = (0..usize::from(*ref_len) * 16)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let limits = Limits {
+        max_chunk: 1 << 16,
+        max_reference: 1 << 16,
+    };
+    if let Ok(out) = decode(encoding, payload, Some(&reference), declared, &limits) {
+        assert_eq!(out.len(), declared);
+    }
+});
