@@ -201,24 +201,7 @@ impl ChunkIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SMALL: ChunkParams = ChunkParams {
-        min: 2048,
-        avg: 8192,
-        max: 32768,
-    };
-
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::testutil::{SMALL, noise};
 
     #[test]
     fn chunks_cover_the_artifact_and_hash_it_whole() {

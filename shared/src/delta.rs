@@ -211,18 +211,22 @@ fn prepare<'a>(
     })
 }
 
+/// The cheap candidates that use a reference, in the order they are tried; bsdiff, the
+/// expensive one, is considered separately.
+const REFERENCED: [Encoding; 5] = [
+    Encoding::ZstdRef,
+    Encoding::XorPlanes { width: 2 },
+    Encoding::XorPlanes { width: 4 },
+    Encoding::SubPlanes { width: 2 },
+    Encoding::SubPlanes { width: 4 },
+];
+
 /// Tries every encoding that applies and keeps the smallest (ties go to the cheaper decode).
 pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded {
     let mut candidates = vec![Encoding::Zstd];
     if reference.is_some_and(|r| !r.is_empty()) {
-        candidates.extend([
-            Encoding::ZstdRef,
-            Encoding::Bsdiff,
-            Encoding::XorPlanes { width: 2 },
-            Encoding::XorPlanes { width: 4 },
-            Encoding::SubPlanes { width: 2 },
-            Encoding::SubPlanes { width: 4 },
-        ]);
+        candidates.extend(REFERENCED);
+        candidates.push(Encoding::Bsdiff);
     }
     let mut best = Encoded {
         encoding: Encoding::Raw,
@@ -284,14 +288,7 @@ pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -
         }
     }
     let mut scored: Scored<'_> = Vec::new();
-    for encoding in [
-        Encoding::Zstd,
-        Encoding::ZstdRef,
-        Encoding::XorPlanes { width: 2 },
-        Encoding::XorPlanes { width: 4 },
-        Encoding::SubPlanes { width: 2 },
-        Encoding::SubPlanes { width: 4 },
-    ] {
+    for encoding in std::iter::once(Encoding::Zstd).chain(REFERENCED) {
         consider(encoding, new, window, at, &mut scored);
     }
     let size_of = |e: Encoding, scored: &[(usize, Encoding, Prepared<'_>)]| {

@@ -17,6 +17,9 @@ pub mod sign;
 pub mod version;
 pub mod wire;
 
+#[cfg(test)]
+mod testutil;
+
 pub use digest::Digest;
 pub use manifest::{Accelerator, Lineage, Release, Target, Variant};
 pub use name::{AliasName, FileName, ModelName};

@@ -156,25 +156,8 @@ fn window_around(position: u64, len: u32, source_len: u64, window_max: u64) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::{ChunkIndex, ChunkParams};
-
-    const SMALL: ChunkParams = ChunkParams {
-        min: 2048,
-        avg: 8192,
-        max: 32768,
-    };
-
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::chunk::ChunkIndex;
+    use crate::testutil::{SMALL, noise};
 
     fn index(data: &[u8]) -> ChunkIndex {
         ChunkIndex::build(data, SMALL).unwrap().index

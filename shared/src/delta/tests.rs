@@ -1,17 +1,5 @@
 use super::*;
-
-/// Deterministic pseudo-random bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::testutil::noise;
 
 /// `old` with a few bytes changed and a few inserted, like a rebuilt artifact.
 fn edited(old: &[u8]) -> Vec<u8> {
