@@ -10,7 +10,8 @@
 //! Ferry's figure is what the transfer would send: for every chunk the device lacks, the
 //! smallest encoding against its planned window (encoded on two worker threads), plus the
 //! chunk index. Apply decodes every chunk against the old version and checks its hash.
-//! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench`.
+//! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench [--model-mib N]
+//! [--window-mib N] [--avg-kib N]` (defaults 256, 8, 1024).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,6 +50,18 @@ fn main() -> Result<()> {
         .position(|a| a == "--window-mib")
         .and_then(|i| args.get(i + 1))
         .map_or(Ok(8), |v| v.parse())?;
+    let avg_kib: u32 = args
+        .iter()
+        .position(|a| a == "--avg-kib")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(1024), |v| v.parse())?;
+    // FastCDC's bounds: min a quarter of the average, max four times it.
+    let params = ChunkParams {
+        min: (avg_kib * 256).clamp(64, 1 << 20),
+        avg: avg_kib * 1024,
+        max: (avg_kib * 4096).min(16 << 20),
+    };
+    params.validate()?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-pairs");
     std::fs::create_dir_all(&dir)?;
     let pairs = vec![
@@ -75,15 +88,12 @@ fn main() -> Result<()> {
         )?,
         fine_tuned(model_mib),
     ];
-    println!(
-        "window {window_mib} MiB, chunks {:?}, zstd level {LEVEL}",
-        ChunkParams::DEFAULT
-    );
+    println!("window {window_mib} MiB, chunks {params:?}, zstd level {LEVEL}");
     println!();
     println!("| pair | tool | bytes on the wire | % of new | encode | apply |");
     println!("|---|---|---:|---:|---:|---:|");
     for pair in &pairs {
-        for row in run_all(pair, window_mib << 20)? {
+        for row in run_all(pair, window_mib << 20, params)? {
             println!(
                 "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s |",
                 pair.name,
@@ -98,8 +108,8 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn run_all(pair: &Pair, window: u64) -> Result<Vec<Row>> {
-    let mut rows = vec![ferry(pair, window)?];
+fn run_all(pair: &Pair, window: u64, params: ChunkParams) -> Result<Vec<Row>> {
+    let mut rows = vec![ferry(pair, window, params)?];
     rows.push(timed(
         "zstd -19 (whole file)",
         pair,
@@ -177,10 +187,10 @@ fn timed(tool: &str, pair: &Pair, encode: Encoder, decode: Decoder) -> Result<Ro
 
 /// Ferry: chunk both versions, plan against the old one, encode each missing chunk against
 /// its window on two workers; apply decodes and verifies every chunk.
-fn ferry(pair: &Pair, window_max: u64) -> Result<Row> {
+fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
     let start = Instant::now();
-    let old_index = ChunkIndex::build(pair.old.as_slice(), ChunkParams::DEFAULT)?.index;
-    let new_index = ChunkIndex::build(pair.new.as_slice(), ChunkParams::DEFAULT)?.index;
+    let old_index = ChunkIndex::build(pair.old.as_slice(), params)?.index;
+    let new_index = ChunkIndex::build(pair.new.as_slice(), params)?.index;
     let the_plan = plan(&new_index, std::slice::from_ref(&old_index), window_max);
     let offsets: Vec<u64> = new_index.spans().map(|(o, _)| o).collect();
     let jobs: Vec<(usize, Option<ferry_shared::plan::Window>)> = the_plan
