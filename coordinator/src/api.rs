@@ -140,6 +140,10 @@ pub struct FleetStatus {
     pub devices_total: usize,
     /// Devices with an open session.
     pub devices_connected: usize,
+    /// Artifact bytes sent to agents since the coordinator started (as stored, compressed).
+    pub bytes_served: u64,
+    /// Downloads completed since the coordinator started.
+    pub downloads: u64,
     /// Per model.
     pub models: Vec<ModelFleet>,
 }

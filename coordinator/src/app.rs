@@ -27,13 +27,18 @@ pub struct Counters {
     /// Artifact bytes sent to agents (as stored, compressed).
     pub bytes_served: AtomicU64,
     /// Downloads completed.
-    pub fetches: AtomicU64,
+    pub downloads: AtomicU64,
 }
 
 impl Counters {
     /// Adds to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
     }
 }
 

@@ -96,7 +96,7 @@ pub struct DeviceFacts<'a> {
     pub last_seen: u64,
 }
 
-/// Computes the fleet view. Pure.
+/// Computes the fleet view from device records (the transfer totals are the caller's). Pure.
 pub fn summarize(
     devices: &[DeviceFacts<'_>],
     aliases: &[(ModelName, ferry_shared::AliasName, AliasRecord)],
@@ -121,6 +121,8 @@ pub fn summarize(
         stale_after_secs,
         devices_total: devices.len(),
         devices_connected: devices.iter().filter(|d| d.connected).count(),
+        bytes_served: 0,
+        downloads: 0,
         models,
     }
 }

@@ -20,7 +20,7 @@ use crate::api::{
     AliasView, ApiError, BlobStored, DeviceView, FleetStatus, KeyView, Published, ReleaseView,
     SetAlias, TrustKey,
 };
-use crate::app::Coordinator;
+use crate::app::{Coordinator, Counters};
 use crate::fleet::{DeviceFacts, summarize};
 use crate::registry::{self, RegistryError};
 use crate::secrets::same_secret;
@@ -417,7 +417,10 @@ async fn fleet_status(
         .collect();
     let aliases = app.store.aliases(None)?;
     let stale_after = query.stale_after.unwrap_or(app.config.stale_after_secs);
-    Ok(Json(summarize(&facts, &aliases, unix_now(), stale_after)))
+    let mut status = summarize(&facts, &aliases, unix_now(), stale_after);
+    status.bytes_served = Counters::get(&app.counters.bytes_served);
+    status.downloads = Counters::get(&app.counters.downloads);
+    Ok(Json(status))
 }
 
 async fn list_keys(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<KeyView>> {

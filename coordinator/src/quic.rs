@@ -433,7 +433,7 @@ async fn fetch(
         .map_err(FrameIoError::from)?;
     let _ = send.finish();
     Counters::add(&app.counters.bytes_served, sent);
-    Counters::add(&app.counters.fetches, 1);
+    Counters::add(&app.counters.downloads, 1);
     debug!(model = %request.model, version = %request.version, bytes = sent, "artifact sent");
     Ok(())
 }

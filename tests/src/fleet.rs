@@ -233,11 +233,12 @@ timeout_secs = 900
         let v: ferry_shared::Version = version.parse()?;
         wait_until(&format!("every agent on {version}"), timeout, || {
             if let Some(dead) = self.agents.iter().find(|a| !a.is_alive()) {
-                anyhow::bail!(
+                return Err(crate::wait::Hopeless(format!(
                     "{} exited: {}",
                     dead.name,
                     dead.log().lines().last().unwrap_or("")
-                );
+                ))
+                .into());
             }
             Ok(self
                 .agents

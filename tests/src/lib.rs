@@ -12,4 +12,4 @@ mod wait;
 pub use binaries::Binaries;
 pub use fleet::{AgentSpec, Fleet, HEALTH_MAGIC, MODEL, model_bytes};
 pub use process::{Agent, Coordinator};
-pub use wait::wait_until;
+pub use wait::{Hopeless, wait_until};

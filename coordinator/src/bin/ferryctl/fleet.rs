@@ -36,8 +36,12 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
         return json(&status);
     }
     println!(
-        "{} devices, {} connected (stale after {}s)",
-        status.devices_total, status.devices_connected, status.stale_after_secs
+        "{} devices, {} connected (stale after {}s); {} downloads, {} served",
+        status.devices_total,
+        status.devices_connected,
+        status.stale_after_secs,
+        status.downloads,
+        crate::releases::human_bytes(status.bytes_served)
     );
     for m in &status.models {
         println!();
