@@ -324,6 +324,19 @@ pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -
     best
 }
 
+/// Decodes a chunk that [`encode_best_in_window`] encoded against `window` with the chunk's
+/// old bytes estimated at `at`; `window` is `None` for a chunk sent on its own.
+pub fn decode_in_window(
+    encoding: Encoding,
+    payload: &[u8],
+    window: Option<(&[u8], usize)>,
+    declared: usize,
+    limits: &Limits,
+) -> Result<Vec<u8>, DeltaError> {
+    let reference = window.map(|(window, at)| reference_in_window(encoding, window, at, declared));
+    decode(encoding, payload, reference, declared, limits)
+}
+
 /// Decodes a chunk declared to be `declared` bytes long.
 pub fn decode(
     encoding: Encoding,
@@ -396,7 +409,9 @@ fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec<u8>
     let window_log = (64 - (span - 1).leading_zeros()).clamp(10, 30);
     let mut raw = Encoder::with_ref_prefix(level, prefix)?;
     raw.set_parameter(CParameter::WindowLog(window_log))?;
-    if prefix.len() > 8 << 20 {
+    // Fast levels index only part of a large prefix; long-distance matching finds the chunk's
+    // old bytes anywhere in the window, at every level (the screen runs at level 3).
+    if prefix.len() > 1 << 20 {
         raw.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
     }
     let mut writer = zstd::stream::zio::Writer::new(Vec::new(), raw);

@@ -257,18 +257,10 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
             }
             Step::Fetch { window, .. } => {
                 let (_, enc) = fetched.next().context("missing encoded chunk")?;
-                let reference = window.map(|w| {
-                    delta::reference_in_window(
-                        enc.encoding,
-                        window_bytes(&w),
-                        w.at as usize,
-                        expected.len as usize,
-                    )
-                });
-                delta::decode(
+                delta::decode_in_window(
                     enc.encoding,
                     &enc.payload,
-                    reference,
+                    window.map(|w| (window_bytes(&w), w.at as usize)),
                     expected.len as usize,
                     &Limits::DEFAULT,
                 )?
