@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::session::{self, FromSession, SessionParams};
 use crate::slots::Layout;
-use crate::state::{Hold, StateFile, UpdateRecord};
+use crate::state::{Hold, StateFile, TransferStats, UpdateRecord};
 use crate::updater::{Action, Event, Target, Updater, admit};
 use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
 
@@ -38,6 +38,8 @@ struct Daemon {
     internal: mpsc::Sender<Event>,
     /// When the current install started and from which version.
     started: Option<(Instant, Option<ferry_shared::Version>)>,
+    /// What downloading the version being installed moved so far, over its attempts.
+    transfer: Arc<std::sync::Mutex<(Option<ferry_shared::Version>, TransferStats)>>,
     last_down: Option<String>,
 }
 
@@ -111,6 +113,7 @@ pub async fn run(config: Config) -> Result<()> {
         connection,
         internal,
         started: None,
+        transfer: Arc::default(),
         last_down: None,
     };
     daemon.publish_report();
@@ -360,18 +363,38 @@ impl Daemon {
         let layout = self.layout.clone();
         let model = self.model().clone();
         let internal = self.internal.clone();
+        let profile = self.profile.clone();
+        let transfer = self.transfer.clone();
         tokio::spawn(async move {
-            let event = match fetch::stage(conn, &layout, &model, &target, unix_now()).await {
+            let mut stats = match transfer.lock() {
+                Ok(t) if t.0.as_ref() == Some(&target.version) => t.1.clone(),
+                _ => TransferStats::default(),
+            };
+            let result = fetch::stage(
+                conn,
+                &layout,
+                &model,
+                &target,
+                &profile,
+                unix_now(),
+                &mut stats,
+            )
+            .await;
+            let event = match result {
                 Ok(staged) => {
-                    info!(%model, version = %target.version, bytes_on_wire = staged.bytes_on_wire,
+                    info!(%model, version = %target.version, bytes_on_wire = stats.bytes_on_wire,
+                        reused = stats.bytes_reused_locally, fetched = stats.chunks_fetched,
                         already_installed = staged.already_installed, "staged and verified");
-                    Event::Staged(target.version)
+                    Event::Staged(target.version.clone())
                 }
                 Err(f) => Event::StageFailed {
                     error: f.error,
                     retryable: f.retryable,
                 },
             };
+            if let Ok(mut t) = transfer.lock() {
+                *t = (Some(target.version), stats);
+            }
             // The download's buffers are all freed by now; let the device have them back.
             crate::memory::release_freed_memory();
             let _ = internal.send(event).await;
@@ -398,18 +421,9 @@ impl Daemon {
     }
 
     fn artifact_file(&self, version: &ferry_shared::Version) -> std::path::PathBuf {
-        let name = std::fs::read(
-            self.layout
-                .version_dir(self.model(), version)
-                .join(fetch::ENVELOPE_FILE),
-        )
-        .ok()
-        .and_then(|bytes| ferry_shared::sign::Envelope::from_bytes(&bytes).ok())
-        .and_then(|env| ferry_shared::Release::from_canonical_bytes(&env.payload).ok())
-        .and_then(|r| {
-            ferry_shared::select::select_variant(&r, &self.profile).map(|v| v.file_name.to_string())
-        })
-        .unwrap_or_default();
+        let name = fetch::installed_variant(&self.layout, self.model(), version, &self.profile)
+            .map(|v| v.file_name.to_string())
+            .unwrap_or_default();
         self.layout.current_link(self.model()).join(name)
     }
 
@@ -419,6 +433,14 @@ impl Daemon {
             None => (0, None),
         };
         let model = self.model().clone();
+        let transfer = match self.transfer.lock() {
+            Ok(mut t) if t.0.as_ref() == Some(&to) => {
+                let stats = std::mem::take(&mut t.1);
+                t.0 = None;
+                (stats.attempts > 0).then_some(stats)
+            }
+            _ => None,
+        };
         self.persist(|s| {
             s.model(&model).last_update = Some(UpdateRecord {
                 from,
@@ -426,6 +448,7 @@ impl Daemon {
                 at: unix_now(),
                 duration_ms,
                 outcome,
+                transfer,
             });
         });
     }

@@ -1,38 +1,44 @@
-//! Downloading and staging a version: the artifact's compressed bytes stream from a fetch
-//! stream through a zstd decoder with a capped window, a size cap and a hasher into the
-//! staging directory, beside the signed envelope. Only bytes that hash to the signed value and
-//! have the signed size are fsynced and promoted into the installed versions; anything else
-//! leaves the device exactly as it was.
+//! Downloading and staging a version, chunk by chunk. The chunk index comes first and must
+//! hash to the digest the signed manifest names; then [`crate::assemble`] plans the file
+//! against the versions on the device, copies what they hold, and the missing chunks are asked
+//! for in batches (as deltas against a window of an installed version where the plan has one).
+//! Each received chunk is decoded on a blocking thread, checked and written in place. A chunk
+//! that fails verification is asked for once more, whole; a second failure ends the attempt
+//! and holds the version. A dropped link ends the attempt too, but keeps the staging
+//! directory: the next attempt resumes at the next missing chunk. Only a file that hashes to
+//! the signed value is promoted into the installed versions.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
 
-use ferry_shared::digest::Hasher;
-use ferry_shared::wire::io::{read_frame, read_preamble, write_frame, write_preamble};
-use ferry_shared::wire::{ErrorKind, FetchRequest, FetchResponse, InstallError};
-use ferry_shared::{Digest, ModelName};
-use quinn::Connection;
+use ferry_shared::chunk::ChunkIndex;
+use ferry_shared::select::{DeviceProfile, select_variant};
+use ferry_shared::sign::Envelope;
+use ferry_shared::wire::io::{
+    FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
+};
+use ferry_shared::wire::{
+    ChunkReply, ChunkWant, ErrorKind, FetchRequest, FetchResponse, InstallError,
+    MAX_CHUNKS_PER_REQUEST, MAX_INDEX_BYTES,
+};
+use ferry_shared::{ModelName, Release, Variant};
+use quinn::{Connection, RecvStream};
 
-use crate::fsutil::{fsync_dir, remove_tree};
+use crate::assemble::{AssembleError, Assembly, LocalSource};
+use crate::fsutil::{fsync_dir, remove_tree, write_atomic};
 use crate::slots::Layout;
+use crate::state::TransferStats;
 use crate::updater::Target;
-
-/// Largest zstd window accepted (2^27 = 128 MiB would be the format's default cap; Ferry's
-/// coordinator compresses with at most 2^23).
-const ZSTD_WINDOW_LOG_MAX: u32 = 24;
-/// Bytes read from the network per step.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// The name of the signed envelope kept beside each installed artifact.
 pub const ENVELOPE_FILE: &str = "release.envelope";
+/// The name of the chunk index kept beside each installed artifact.
+pub const INDEX_FILE: &str = "chunks.idx";
 
 /// What staging did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Staged {
-    /// Compressed bytes received.
-    pub bytes_on_wire: u64,
     /// True when the version was already on disk (e.g. returning to `previous`).
     pub already_installed: bool,
 }
@@ -46,322 +52,411 @@ pub struct StageFailure {
     pub retryable: bool,
 }
 
-fn failure(
-    target: &Target,
-    kind: ErrorKind,
-    message: String,
-    retryable: bool,
+/// One attempt's context: what is staged and how failures are reported.
+struct Attempt<'a> {
+    target: &'a Target,
     now: u64,
-) -> StageFailure {
-    StageFailure {
-        error: InstallError {
-            version: target.version.clone(),
-            kind,
-            message,
-            at: now,
-        },
-        retryable,
+    staging: PathBuf,
+}
+
+impl Attempt<'_> {
+    fn fail(&self, kind: ErrorKind, message: String, retryable: bool) -> StageFailure {
+        StageFailure {
+            error: InstallError {
+                version: self.target.version.clone(),
+                kind,
+                message,
+                at: self.now,
+            },
+            retryable,
+        }
+    }
+
+    fn net(&self, e: impl std::fmt::Display) -> StageFailure {
+        self.fail(ErrorKind::Download, e.to_string(), true)
+    }
+
+    fn disk(&self, path: &Path, e: impl std::fmt::Display) -> StageFailure {
+        self.fail(ErrorKind::Disk, format!("{}: {e}", path.display()), true)
+    }
+
+    /// Ends the attempt for good: the staged bytes cannot help a later one.
+    fn abandon(&self, kind: ErrorKind, message: String) -> StageFailure {
+        let _ = remove_tree(&self.staging);
+        self.fail(kind, message, false)
     }
 }
 
-/// Stages `target` for `model`: a no-op when installed, else downloads over `conn`.
+/// Stages `target` for `model`: a no-op when installed, else downloads over `conn`, adding
+/// what moved to `stats`.
 pub async fn stage(
     conn: Option<Connection>,
     layout: &Layout,
     model: &ModelName,
     target: &Target,
+    profile: &DeviceProfile,
     now: u64,
+    stats: &mut TransferStats,
 ) -> Result<Staged, StageFailure> {
-    let disk = |e: String| failure(target, ErrorKind::Disk, e, true, now);
+    let started = Instant::now();
+    let attempt = Attempt {
+        target,
+        now,
+        staging: layout.staging_dir(model, &target.version),
+    };
     if layout.is_installed(model, &target.version) {
         let file = layout.artifact_path(model, &target.version, target.variant.file_name.as_str());
         match fs::metadata(&file) {
             Ok(m) if m.len() == target.variant.size => {
                 return Ok(Staged {
-                    bytes_on_wire: 0,
                     already_installed: true,
                 });
             }
             // An installed copy that no longer matches is replaced by a fresh download.
             _ => {
                 let dir = layout.version_dir(model, &target.version);
-                remove_tree(&dir).map_err(|e| disk(format!("{}: {e}", dir.display())))?;
+                remove_tree(&dir).map_err(|e| attempt.disk(&dir, e))?;
             }
         }
     }
-    let conn = conn.ok_or_else(|| {
-        failure(
-            target,
-            ErrorKind::Download,
-            "not connected to the coordinator".into(),
-            true,
-            now,
-        )
-    })?;
-    let staging = layout.staging_dir(model, &target.version);
-    remove_tree(&staging).map_err(|e| disk(format!("{}: {e}", staging.display())))?;
-    fs::create_dir_all(&staging).map_err(|e| disk(format!("{}: {e}", staging.display())))?;
-    let result = download(&conn, model, target, &staging, now).await;
-    let bytes_on_wire = match result {
-        Ok(n) => n,
-        Err(f) => {
-            let _ = remove_tree(&staging);
-            return Err(f);
-        }
-    };
+    drop_other_downloads(layout, model, &target.version);
+    let conn = conn.ok_or_else(|| attempt.net("not connected to the coordinator"))?;
+    stats.attempts += 1;
+    let result = download(&conn, layout, model, profile, &attempt, stats).await;
+    stats.duration_ms += started.elapsed().as_millis() as u64;
+    result?;
     layout
         .promote(model, &target.version)
-        .map_err(|e| disk(e.to_string()))?;
+        .map_err(|e| attempt.fail(ErrorKind::Disk, e.to_string(), true))?;
     Ok(Staged {
-        bytes_on_wire,
         already_installed: false,
     })
 }
 
 async fn download(
     conn: &Connection,
+    layout: &Layout,
     model: &ModelName,
-    target: &Target,
-    staging: &Path,
-    now: u64,
-) -> Result<u64, StageFailure> {
-    let fail = |kind, message: String, retryable| failure(target, kind, message, retryable, now);
-    let net = |e: String| fail(ErrorKind::Download, e, true);
+    profile: &DeviceProfile,
+    attempt: &Attempt<'_>,
+    stats: &mut TransferStats,
+) -> Result<(), StageFailure> {
+    let target = attempt.target;
+    let staging = &attempt.staging;
+    fs::create_dir_all(staging).map_err(|e| attempt.disk(staging, e))?;
     let envelope_path = staging.join(ENVELOPE_FILE);
-    fs::write(&envelope_path, &target.envelope).map_err(|e| {
-        fail(
-            ErrorKind::Disk,
-            format!("{}: {e}", envelope_path.display()),
-            true,
-        )
-    })?;
+    write_atomic(&envelope_path, &target.envelope).map_err(|e| attempt.disk(&envelope_path, e))?;
 
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| net(e.to_string()))?;
+    let index = chunk_index(conn, attempt, stats).await?;
+    let sources = local_sources(layout, model, profile, &index);
+    let file_path = staging.join(target.variant.file_name.as_str());
+    let size = target.variant.size;
+    let (mut asm, opened, copied) = blocking(attempt, move || {
+        let (mut asm, opened) = Assembly::open(&file_path, index, size, sources)?;
+        let copied = asm.copy_local()?;
+        Ok((asm, opened, copied))
+    })
+    .await?;
+    tracing::info!(
+        version = %target.version,
+        chunks = asm.chunks_total(),
+        resumed = opened.resumed,
+        copied,
+        "assembling"
+    );
+    stats.chunks_total = asm.chunks_total();
+    stats.chunks_resumed += opened.resumed;
+    stats.resumed |= opened.resumed > 0;
+    stats.bytes_reused_locally += copied;
+
+    loop {
+        let wants = asm.wants();
+        if wants.is_empty() {
+            break;
+        }
+        for batch in wants.chunks(MAX_CHUNKS_PER_REQUEST) {
+            asm = fetch_batch(conn, attempt, asm, batch, stats).await?;
+        }
+    }
+    let (size, hash) = (target.variant.size, target.variant.hash);
+    blocking(attempt, move || asm.finish(size, &hash)).await?;
+    fsync_dir(staging).map_err(|e| attempt.disk(staging, e))
+}
+
+/// Removes unfinished downloads of versions other than `keep`: the target moved on.
+fn drop_other_downloads(layout: &Layout, model: &ModelName, keep: &ferry_shared::Version) {
+    let keep = layout.staging_dir(model, keep);
+    let Some(parent) = keep.parent() else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.path() != keep
+            && let Err(e) = remove_tree(&entry.path())
+        {
+            tracing::warn!("cannot remove {}: {e}", entry.path().display());
+        }
+    }
+}
+
+/// Runs assembly work on a blocking thread, mapping its errors to failures: disk trouble is
+/// retryable; a whole-file mismatch after every chunk checked out is not.
+async fn blocking<T: Send + 'static>(
+    attempt: &Attempt<'_>,
+    f: impl FnOnce() -> Result<T, AssembleError> + Send + 'static,
+) -> Result<T, StageFailure> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(AssembleError::Disk { path, source })) => Err(attempt.disk(&path, source)),
+        Ok(Err(e)) => Err(attempt.abandon(ErrorKind::Integrity, e.to_string())),
+        Err(e) => Err(attempt.fail(ErrorKind::Disk, format!("assembly task failed: {e}"), true)),
+    }
+}
+
+/// The target's chunk index: from the staging directory when an earlier attempt fetched it,
+/// else from the coordinator. Either way it must hash to the signed digest.
+async fn chunk_index(
+    conn: &Connection,
+    attempt: &Attempt<'_>,
+    stats: &mut TransferStats,
+) -> Result<ChunkIndex, StageFailure> {
+    let variant = &attempt.target.variant;
+    let path = attempt.staging.join(INDEX_FILE);
+    if let Ok(bytes) = fs::read(&path)
+        && let Ok(index) = ChunkIndex::from_canonical_bytes(&bytes, variant.size)
+        && index.digest() == variant.chunks
+    {
+        return Ok(index);
+    }
+    let mut recv = open_request(conn, attempt, &FetchRequest::Index { file: variant.hash }).await?;
+    let len = match response(&mut recv, attempt).await? {
+        FetchResponse::Index { len } if len <= MAX_INDEX_BYTES => len,
+        other => {
+            return Err(attempt.net(format!(
+                "unexpected answer to a chunk index request: {other:?}"
+            )));
+        }
+    };
+    let mut bytes = vec![0u8; len as usize];
+    recv.read_exact(&mut bytes)
+        .await
+        .map_err(|e| attempt.net(format!("chunk index: {e}")))?;
+    stats.bytes_on_wire += len;
+    let index = ChunkIndex::from_canonical_bytes(&bytes, variant.size)
+        .ok()
+        .filter(|i| i.digest() == variant.chunks)
+        .ok_or_else(|| {
+            attempt.abandon(
+                ErrorKind::Integrity,
+                "the coordinator's chunk index does not match the signed manifest".into(),
+            )
+        })?;
+    write_atomic(&path, &bytes).map_err(|e| attempt.disk(&path, e))?;
+    Ok(index)
+}
+
+/// Opens a fetch stream and sends `request`.
+async fn open_request(
+    conn: &Connection,
+    attempt: &Attempt<'_>,
+    request: &FetchRequest,
+) -> Result<RecvStream, StageFailure> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| attempt.net(e))?;
     write_preamble(&mut send)
         .await
-        .map_err(|e| net(e.to_string()))?;
-    let request = FetchRequest {
-        model: model.clone(),
-        version: target.version.clone(),
-        blob: target.variant.hash,
-    };
-    write_frame(&mut send, &request)
+        .map_err(|e| attempt.net(e))?;
+    write_frame(&mut send, request)
         .await
-        .map_err(|e| net(e.to_string()))?;
+        .map_err(|e| attempt.net(e))?;
     let _ = send.finish();
-    read_preamble(&mut recv)
+    read_preamble(&mut recv).await.map_err(|e| attempt.net(e))?;
+    Ok(recv)
+}
+
+/// The coordinator's first answer; a refusal ends the attempt (for good when permanent).
+async fn response(
+    recv: &mut RecvStream,
+    attempt: &Attempt<'_>,
+) -> Result<FetchResponse, StageFailure> {
+    let response: FetchResponse = read_frame(recv, "fetch response")
         .await
-        .map_err(|e| net(e.to_string()))?;
-    let response: FetchResponse = read_frame(&mut recv, "fetch response")
-        .await
-        .map_err(|e| net(e.to_string()))?
-        .ok_or_else(|| net("the coordinator closed the download".into()))?;
+        .map_err(|e| attempt.net(e))?
+        .ok_or_else(|| attempt.net("the coordinator closed the download"))?;
     match response {
-        FetchResponse::Error { permanent, message } => {
-            return Err(fail(
-                ErrorKind::Download,
-                format!("the coordinator refused the download: {message}"),
-                !permanent,
-            ));
+        FetchResponse::Error {
+            permanent: true,
+            message,
+        } => Err(attempt.abandon(
+            ErrorKind::Download,
+            format!("the coordinator refused the download for good: {message}"),
+        )),
+        FetchResponse::Error { message, .. } => {
+            Err(attempt.net(format!("the coordinator refused the download: {message}")))
         }
-        FetchResponse::Zstd { size } if size != target.variant.size => {
-            return Err(fail(
-                ErrorKind::Integrity,
-                format!(
-                    "the coordinator announced {size} bytes; the signed manifest says {}",
-                    target.variant.size
-                ),
-                true,
-            ));
-        }
-        FetchResponse::Zstd { .. } => {}
+        other => Ok(other),
     }
+}
 
-    // Decompression, hashing and disk writes run on a blocking thread fed chunk by chunk.
-    let file_path = staging.join(target.variant.file_name.as_str());
-    let expected_size = target.variant.size;
-    let (tx, rx) = std_mpsc::sync_channel::<Vec<u8>>(4);
-    let writer = tokio::task::spawn_blocking(move || write_decoded(rx, &file_path, expected_size));
-    let mut on_wire = 0u64;
-    let mut read_error = None;
-    loop {
-        let mut chunk = vec![0u8; READ_CHUNK];
-        match recv.read(&mut chunk).await {
-            Ok(None) => break,
-            Ok(Some(n)) => {
-                on_wire += n as u64;
-                chunk.truncate(n);
-                if tx.send(chunk).is_err() {
-                    break; // the writer stopped; its error says why
-                }
-            }
-            Err(e) => {
-                read_error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| fail(ErrorKind::Disk, format!("writer task failed: {e}"), true))?;
-    let (size, hash) = match written {
-        Ok(done) => done,
-        Err(WriteError::Disk(e)) => return Err(fail(ErrorKind::Disk, e, true)),
-        Err(WriteError::Content(e)) => return Err(fail(ErrorKind::Integrity, e, true)),
+/// Asks for `batch` on one stream and applies each reply as it arrives.
+async fn fetch_batch(
+    conn: &Connection,
+    attempt: &Attempt<'_>,
+    mut asm: Assembly,
+    batch: &[ChunkWant],
+    stats: &mut TransferStats,
+) -> Result<Assembly, StageFailure> {
+    let request = FetchRequest::Chunks {
+        file: attempt.target.variant.hash,
+        wants: batch.to_vec(),
     };
-    if let Some(e) = read_error {
-        return Err(net(format!(
-            "download interrupted after {on_wire} bytes: {e}"
-        )));
-    }
-    if size != expected_size || hash != target.variant.hash {
-        return Err(fail(
-            ErrorKind::Integrity,
-            format!(
-                "downloaded artifact does not match the signed manifest: {size} bytes with hash {} (signed: {} bytes, {})",
-                hash.short(),
-                expected_size,
-                target.variant.hash.short()
-            ),
-            true,
-        ));
-    }
-    fsync_dir(staging)
-        .map_err(|e| fail(ErrorKind::Disk, format!("{}: {e}", staging.display()), true))?;
-    Ok(on_wire)
-}
-
-enum WriteError {
-    Disk(String),
-    Content(String),
-}
-
-/// Decodes zstd chunks into `path`, refusing to write more than `limit` bytes; returns the
-/// size and hash of what was written, fsynced.
-fn write_decoded(
-    chunks: std_mpsc::Receiver<Vec<u8>>,
-    path: &Path,
-    limit: u64,
-) -> Result<(u64, Digest), WriteError> {
-    let disk = |e: io::Error| WriteError::Disk(format!("{}: {e}", path.display()));
-    let file = File::create(path).map_err(disk)?;
-    let sink = CappedSink {
-        file,
-        path: path.to_owned(),
-        hasher: Hasher::new(),
-        written: 0,
-        limit,
-        over: false,
-    };
-    let mut decoder = zstd::stream::write::Decoder::new(sink).map_err(disk)?;
-    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(disk)?;
-    for chunk in chunks {
-        if let Err(e) = decoder.write_all(&chunk) {
-            return Err(classify(decoder.get_ref(), e));
+    let mut recv = open_request(conn, attempt, &request).await?;
+    match response(&mut recv, attempt).await? {
+        FetchResponse::Chunks => {}
+        other => {
+            return Err(attempt.net(format!("unexpected answer to a chunk request: {other:?}")));
         }
     }
-    if let Err(e) = decoder.flush() {
-        return Err(classify(decoder.get_ref(), e));
-    }
-    let sink = decoder.into_inner();
-    sink.file.sync_all().map_err(disk)?;
-    Ok((sink.written, sink.hasher.finish()))
-}
-
-fn classify(sink: &CappedSink, e: io::Error) -> WriteError {
-    if sink.over {
-        WriteError::Content(format!(
-            "the artifact is longer than the signed {} bytes",
-            sink.limit
-        ))
-    } else if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData {
-        WriteError::Content(format!("the compressed stream is corrupt: {e}"))
-    } else {
-        WriteError::Disk(format!("{}: {e}", sink.path.display()))
-    }
-}
-
-/// The decoder's output: hashed, counted, and never allowed past the signed size.
-struct CappedSink {
-    file: File,
-    path: PathBuf,
-    hasher: Hasher,
-    written: u64,
-    limit: u64,
-    over: bool,
-}
-
-impl Write for CappedSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.written + buf.len() as u64 > self.limit {
-            self.over = true;
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "more bytes than signed",
-            ));
-        }
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn feed(data: &[u8], limit: u64) -> (tempfile::TempDir, Result<(u64, Digest), WriteError>) {
-        let dir = tempfile::tempdir().unwrap();
-        let (tx, rx) = std_mpsc::sync_channel(64);
-        for chunk in data.chunks(1000) {
-            tx.send(chunk.to_vec()).unwrap();
-        }
-        drop(tx);
-        let path = dir.path().join("out");
-        let result = write_decoded(rx, &path, limit);
-        (dir, result)
-    }
-
-    #[test]
-    fn decodes_and_hashes_what_it_writes() {
-        let original = b"weights ".repeat(10_000);
-        let compressed = zstd::encode_all(original.as_slice(), 3).unwrap();
-        let (_dir, result) = feed(&compressed, original.len() as u64);
-        let Ok((size, hash)) = result else {
-            panic!("decode failed")
+    let max_payload = asm.max_payload();
+    for want in batch {
+        let reply: ChunkReply = read_frame(&mut recv, "chunk reply")
+            .await
+            .map_err(|e: FrameIoError| attempt.net(format!("chunk stream: {e}")))?
+            .ok_or_else(|| attempt.net("the chunk stream ended early"))?;
+        let (encoding, payload) = match reply {
+            ChunkReply::Chunk {
+                ordinal,
+                encoding,
+                len,
+            } if ordinal == want.ordinal && (len as usize) <= max_payload => {
+                let mut payload = vec![0u8; len as usize];
+                recv.read_exact(&mut payload)
+                    .await
+                    .map_err(|e| attempt.net(format!("chunk {ordinal}: {e}")))?;
+                stats.bytes_on_wire += u64::from(len);
+                stats.chunks_fetched += 1;
+                (encoding, payload)
+            }
+            ChunkReply::Unavailable { ordinal, message } if ordinal == want.ordinal => {
+                asm = retry_whole(asm, want, attempt, stats, message)?;
+                continue;
+            }
+            other => {
+                return Err(attempt.net(format!(
+                    "the coordinator answered chunk {} with {other:?}",
+                    want.ordinal
+                )));
+            }
         };
-        assert_eq!(size, original.len() as u64);
-        assert_eq!(hash, Digest::of(&original));
-    }
-
-    #[test]
-    fn refuses_more_bytes_than_signed() {
-        let original = vec![7u8; 100_000];
-        let compressed = zstd::encode_all(original.as_slice(), 3).unwrap();
-        let (_dir, result) = feed(&compressed, 50_000);
-        assert!(matches!(result, Err(WriteError::Content(m)) if m.contains("longer than")));
-    }
-
-    #[test]
-    fn refuses_a_corrupt_stream() {
-        let original = b"model".repeat(20_000);
-        let mut compressed = zstd::encode_all(original.as_slice(), 3).unwrap();
-        let mid = compressed.len() / 2;
-        compressed[mid] ^= 0xff;
-        compressed[mid + 1] ^= 0xff;
-        let (_dir, result) = feed(&compressed, original.len() as u64);
-        // Either the decoder notices, or the bytes will not hash to the signed value; both are
-        // caught before anything is promoted. Here the frame checksum makes the decoder notice.
+        let want_copy = *want;
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = asm.accept(&want_copy, encoding, &payload);
+            (asm, result)
+        })
+        .await
+        .map_err(|e| attempt.fail(ErrorKind::Disk, format!("decoder task failed: {e}"), true))?;
+        asm = back;
         match result {
-            Err(WriteError::Content(_)) => {}
-            Ok((_, hash)) => assert_ne!(hash, Digest::of(&original)),
-            Err(WriteError::Disk(m)) => panic!("misclassified as disk: {m}"),
+            Ok(()) => {
+                tracing::debug!(ordinal = want.ordinal, ?encoding, "chunk staged");
+                *stats.encodings.entry(encoding_name(encoding)).or_default() += 1;
+            }
+            Err(AssembleError::Disk { path, source }) => return Err(attempt.disk(&path, source)),
+            Err(e) => asm = retry_whole(asm, want, attempt, stats, e.to_string())?,
         }
     }
+    Ok(asm)
+}
+
+/// A chunk failed (unavailable or unverifiable): ask for it whole once; a chunk already asked
+/// for whole fails the attempt for good.
+fn retry_whole(
+    mut asm: Assembly,
+    want: &ChunkWant,
+    attempt: &Attempt<'_>,
+    stats: &mut TransferStats,
+    why: String,
+) -> Result<Assembly, StageFailure> {
+    if want.reference.is_some() && asm.fetch_whole(want.ordinal) {
+        tracing::warn!(
+            ordinal = want.ordinal,
+            "chunk delta failed ({why}); fetching it whole"
+        );
+        stats.chunks_refetched += 1;
+        return Ok(asm);
+    }
+    Err(attempt.abandon(
+        ErrorKind::Integrity,
+        format!("chunk {} cannot be obtained intact: {why}", want.ordinal),
+    ))
+}
+
+fn encoding_name(encoding: ferry_shared::delta::Encoding) -> String {
+    use ferry_shared::delta::Encoding as E;
+    match encoding {
+        E::Raw => "raw".into(),
+        E::Zstd => "zstd".into(),
+        E::ZstdRef => "zstd-ref".into(),
+        E::Bsdiff => "bsdiff".into(),
+        E::XorPlanes { width } => format!("xor-planes-{width}"),
+        E::SubPlanes { width } => format!("sub-planes-{width}"),
+    }
+}
+
+/// The variant of an installed version this device holds, from its stored envelope.
+pub fn installed_variant(
+    layout: &Layout,
+    model: &ModelName,
+    version: &ferry_shared::Version,
+    profile: &DeviceProfile,
+) -> Option<Variant> {
+    let bytes = fs::read(layout.version_dir(model, version).join(ENVELOPE_FILE)).ok()?;
+    let envelope = Envelope::from_bytes(&bytes).ok()?;
+    let release = Release::from_canonical_bytes(&envelope.payload).ok()?;
+    select_variant(&release, profile).cloned()
+}
+
+/// The device's `current` and `previous` versions as plan sources, with their chunk indexes
+/// (stored beside them; recomputed from the file, with the target's bounds, when absent).
+fn local_sources(
+    layout: &Layout,
+    model: &ModelName,
+    profile: &DeviceProfile,
+    target: &ChunkIndex,
+) -> Vec<LocalSource> {
+    let Ok(slots) = layout.slots(model) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for version in [slots.current, slots.previous].into_iter().flatten() {
+        let Some(variant) = installed_variant(layout, model, &version, profile) else {
+            continue;
+        };
+        let dir = layout.version_dir(model, &version);
+        let path = dir.join(variant.file_name.as_str());
+        let index_path = dir.join(INDEX_FILE);
+        let stored = fs::read(&index_path)
+            .ok()
+            .and_then(|b| ChunkIndex::from_canonical_bytes(&b, variant.size).ok())
+            .filter(|i| i.digest() == variant.chunks);
+        let index = match stored {
+            Some(index) => index,
+            None => match fs::File::open(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    ChunkIndex::build(std::io::BufReader::new(f), target.params)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(cut) if cut.hash == variant.hash => cut.index,
+                _ => continue, // damaged or gone: not a source
+            },
+        };
+        out.push(LocalSource {
+            file: variant.hash,
+            path,
+            index,
+        });
+    }
+    out
 }

@@ -1,10 +1,12 @@
 //! `ferry-agent`: the device side of Ferry.
 //!
 //! The pure [`updater`] decides; [`daemon`] carries its decisions out through [`session`]
-//! (the coordinator over QUIC), [`fetch`] (download, verify, stage), [`slots`] (the atomic
+//! (the coordinator over QUIC), [`fetch`] (chunked, resumable download) and [`assemble`]
+//! (copy, decode and verify chunks into the staging file), [`slots`] (the atomic
 //! switch and crash recovery) and [`health`] (the post-switch check). [`state`] remembers what
 //! must survive restarts. [`status`] and [`rollback`] are the local commands.
 
+pub mod assemble;
 pub mod backoff;
 pub mod config;
 pub mod daemon;

@@ -65,6 +65,7 @@ pub fn run(config: &Config) -> Result<RolledBack> {
             at: now,
             duration_ms: elapsed.as_millis() as u64,
             outcome: "rolled back locally".into(),
+            transfer: None,
         });
     })?;
     Ok(RolledBack { from, to, elapsed })

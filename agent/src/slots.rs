@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! STATE/versions/MODEL/VERSION/   complete, verified versions (appear only by rename)
-//! STATE/staging/MODEL/VERSION/    downloads in progress (removed at start)
+//! STATE/staging/MODEL/VERSION/    downloads in progress (kept across restarts to resume)
 //! STATE/models/MODEL/current  ->  ../../versions/MODEL/VERSION
 //! STATE/models/MODEL/previous ->  ../../versions/MODEL/VERSION
 //! STATE/models/MODEL/switch.journal
@@ -348,12 +348,9 @@ impl Layout {
 
     /// Brings the directory to a consistent state after any crash; see the module docs.
     pub fn reconcile(&self, model: &ModelName) -> Result<Reconciled, SlotError> {
+        // Unfinished downloads stay: the next attempt resumes from their verified chunks
+        // (and the one after a change of target removes them).
         let mut removed = Vec::new();
-        let staging = self.root.join("staging").join(model.as_str());
-        if staging.exists() {
-            removed.push(format!("unfinished downloads in {}", staging.display()));
-            remove_tree(&staging).map_err(io_at(&staging))?;
-        }
         for dir in [self.versions_dir(model), self.model_dir(model)] {
             fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         }
@@ -565,7 +562,7 @@ mod tests {
     }
 
     #[test]
-    fn reconcile_removes_unfinished_downloads_and_unreferenced_versions() {
+    fn reconcile_keeps_unfinished_downloads_and_removes_unreferenced_versions() {
         let (_dir, layout) = two_versions();
         let partial = layout.staging_dir(&model(), &v("4.0.0"));
         fs::create_dir_all(&partial).unwrap();
@@ -573,7 +570,7 @@ mod tests {
         install(&layout, "3.0.0"); // complete but never switched to
         let r = layout.reconcile(&model()).unwrap();
         assert_eq!(r.slots, slots(Some("2.0.0"), Some("1.0.0")));
-        assert!(!partial.exists());
+        assert!(partial.join("model.bin").exists(), "kept to resume");
         assert_eq!(
             layout.installed(&model()).unwrap(),
             vec![v("1.0.0"), v("2.0.0")]

@@ -39,6 +39,34 @@ pub struct UpdateRecord {
     pub duration_ms: u64,
     /// `installed`, `rolled back: …`, `rolled back locally`.
     pub outcome: String,
+    /// What the download moved (absent when nothing was downloaded).
+    #[serde(default)]
+    pub transfer: Option<TransferStats>,
+}
+
+/// What staging a version moved, summed over its attempts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferStats {
+    /// Chunk payload bytes received from the coordinator (plus the chunk index).
+    pub bytes_on_wire: u64,
+    /// Bytes copied from versions already on the device.
+    pub bytes_reused_locally: u64,
+    /// Chunks in the new version.
+    pub chunks_total: u32,
+    /// Chunks received (deltas and whole), including re-fetches.
+    pub chunks_fetched: u32,
+    /// Chunks fetched whole again after a delta or copy failed verification.
+    pub chunks_refetched: u32,
+    /// Chunks found already staged by an earlier, interrupted attempt.
+    pub chunks_resumed: u32,
+    /// True when an attempt continued from staged chunks.
+    pub resumed: bool,
+    /// Download attempts.
+    pub attempts: u32,
+    /// Chunks received per encoding.
+    pub encodings: BTreeMap<String, u32>,
+    /// Time spent staging, over all attempts, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// Per-model memory.

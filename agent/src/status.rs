@@ -129,6 +129,33 @@ pub fn print(status: &AgentStatus) {
                 u.outcome,
                 u.duration_ms
             );
+            if let Some(t) = &u.transfer {
+                let encodings: Vec<String> = t
+                    .encodings
+                    .iter()
+                    .map(|(e, n)| format!("{e} {n}"))
+                    .collect();
+                println!(
+                    "    transfer {} B on the wire, {} B reused locally; {} of {} chunks fetched{}{}; {} attempt(s) in {} ms; {}",
+                    t.bytes_on_wire,
+                    t.bytes_reused_locally,
+                    t.chunks_fetched,
+                    t.chunks_total,
+                    if t.chunks_refetched > 0 {
+                        format!(" ({} again whole)", t.chunks_refetched)
+                    } else {
+                        String::new()
+                    },
+                    if t.resumed {
+                        format!(", {} resumed", t.chunks_resumed)
+                    } else {
+                        String::new()
+                    },
+                    t.attempts,
+                    t.duration_ms,
+                    encodings.join(", ")
+                );
+            }
         }
         if let Some(e) = &m.last_error {
             println!("  last error  {} {}: {}", e.kind, e.version, e.message);

@@ -465,6 +465,7 @@ mod tests {
                 file_name: "model.bin".parse().unwrap(),
                 size: 1,
                 hash: Digest::of(version.as_bytes()),
+                chunks: Digest::of(b"index"),
             },
             envelope: vec![],
         }
@@ -733,6 +734,7 @@ mod tests {
                 file_name: "model.bin".parse().unwrap(),
                 size: 3,
                 hash: Digest::of(b"abc"),
+                chunks: Digest::of(b"index"),
             }],
             metadata: Lineage::default(),
         };

@@ -76,8 +76,14 @@ pub struct BlobStored {
     pub hash: String,
     /// Artifact size.
     pub size: u64,
-    /// Size on the coordinator's disk.
-    pub stored_size: u64,
+    /// Digest of its chunk index, which the manifest must name.
+    pub chunks: String,
+    /// Number of chunks.
+    pub chunk_count: u32,
+    /// Chunks the upload added to the store (the rest were already there).
+    pub new_chunks: u32,
+    /// Disk bytes the upload added (compressed).
+    pub new_bytes: u64,
     /// False when it was already stored.
     pub created: bool,
 }
@@ -140,10 +146,16 @@ pub struct FleetStatus {
     pub devices_total: usize,
     /// Devices with an open session.
     pub devices_connected: usize,
-    /// Artifact bytes sent to agents since the coordinator started (as stored, compressed).
+    /// Chunk bytes sent to agents since the coordinator started, as on the wire (compressed or
+    /// delta-encoded).
     pub bytes_served: u64,
-    /// Downloads completed since the coordinator started.
-    pub downloads: u64,
+    /// Chunks sent since the coordinator started.
+    pub chunks_served: u64,
+    /// Of those, chunks sent as deltas against a version the device holds.
+    pub deltas_served: u64,
+    /// Deltas encoded (not found in the cache) since the coordinator started, on demand or
+    /// precomputed when an alias moved.
+    pub deltas_encoded: u64,
     /// Per model.
     pub models: Vec<ModelFleet>,
 }

@@ -1,6 +1,7 @@
-//! The coordinator's shared context: configuration, store, blob store, live presence, secrets
+//! The coordinator's shared context: configuration, store, chunk transfer, live presence, secrets
 //! and the channel on which alias moves are announced to open agent sessions.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_shared::sign::{Keyring, PublicKey};
@@ -9,8 +10,8 @@ use tokio::sync::broadcast;
 
 use crate::config::Config;
 use crate::fleet::Presence;
-use crate::store::blobs::BlobStore;
 use crate::store::{Store, StoreError};
+use crate::transfer::Transfer;
 
 /// An alias moved; sessions of devices following it push the new desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,10 +25,12 @@ pub struct AliasMoved {
 /// Running totals, for status and metrics.
 #[derive(Default)]
 pub struct Counters {
-    /// Artifact bytes sent to agents (as stored, compressed).
+    /// Chunk payload bytes sent to agents (compressed or delta-encoded, as on the wire).
     pub bytes_served: AtomicU64,
-    /// Downloads completed.
-    pub downloads: AtomicU64,
+    /// Chunks sent.
+    pub chunks_served: AtomicU64,
+    /// Of those, chunks sent as a delta against a window the device holds.
+    pub deltas_served: AtomicU64,
 }
 
 impl Counters {
@@ -48,8 +51,8 @@ pub struct Coordinator {
     pub config: Config,
     /// Records.
     pub store: Store,
-    /// Artifact bytes.
-    pub blobs: BlobStore,
+    /// Chunks, deltas and the encoder pool.
+    pub transfer: Arc<Transfer>,
     /// Who is connected.
     pub presence: Presence,
     /// Bearer token of the admin API.
@@ -68,7 +71,7 @@ impl Coordinator {
     pub fn new(
         config: Config,
         store: Store,
-        blobs: BlobStore,
+        transfer: Transfer,
         admin_token: String,
         enrollment_token: String,
         config_keys: Vec<PublicKey>,
@@ -77,7 +80,7 @@ impl Coordinator {
         Self {
             config,
             store,
-            blobs,
+            transfer: Arc::new(transfer),
             presence: Presence::default(),
             admin_token,
             enrollment_token,

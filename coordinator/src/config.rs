@@ -26,6 +26,11 @@ pub struct Config {
     pub compression_level: i32,
     /// Largest artifact accepted, in bytes.
     pub max_artifact_bytes: u64,
+    /// zstd level for chunk deltas sent to agents (1–19; computed once per version pair and
+    /// cached, so the highest level usually pays).
+    pub delta_level: i32,
+    /// Threads encoding deltas at once; 0 means one per CPU core.
+    pub encode_workers: usize,
     /// Publisher keys (`ed25519:<hex>`) trusted in addition to those added with
     /// `ferryctl keys trust`.
     pub trusted_publishers: Vec<String>,
@@ -42,6 +47,8 @@ impl Default for Config {
             stale_after_secs: 300,
             compression_level: 9,
             max_artifact_bytes: 64 * 1024 * 1024 * 1024,
+            delta_level: 19,
+            encode_workers: 0,
             trusted_publishers: Vec::new(),
         }
     }
@@ -92,6 +99,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "compression_level {} is outside 1..=19",
                 self.compression_level
+            )));
+        }
+        if !(1..=19).contains(&self.delta_level) {
+            return Err(ConfigError::Invalid(format!(
+                "delta_level {} is outside 1..=19",
+                self.delta_level
             )));
         }
         if self.heartbeat_secs == 0 {

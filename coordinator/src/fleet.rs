@@ -122,7 +122,9 @@ pub fn summarize(
         devices_total: devices.len(),
         devices_connected: devices.iter().filter(|d| d.connected).count(),
         bytes_served: 0,
-        downloads: 0,
+        chunks_served: 0,
+        deltas_served: 0,
+        deltas_encoded: 0,
         models,
     }
 }

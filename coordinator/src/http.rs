@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use ferry_shared::chunk::ChunkParams;
 use ferry_shared::{AliasName, Digest, ModelName, Version};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -25,8 +26,8 @@ use crate::fleet::{DeviceFacts, summarize};
 use crate::registry::{self, RegistryError};
 use crate::secrets::same_secret;
 use crate::store::StoreError;
-use crate::store::blobs::BlobError;
-use crate::store::records::StoredRelease;
+use crate::store::blobs::{BlobError, Spool};
+use crate::store::records::{BlobRecord, StoredRelease};
 use crate::unix_now;
 
 /// Header in which ferryctl names the person acting (recorded in the audit trail).
@@ -46,7 +47,9 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let status = match &e {
             StoreError::Immutable { .. } => StatusCode::CONFLICT,
-            StoreError::MissingBlob { .. } | StoreError::BlobSize { .. } => StatusCode::BAD_REQUEST,
+            StoreError::MissingBlob { .. }
+            | StoreError::BlobSize { .. }
+            | StoreError::ChunkIndex { .. } => StatusCode::BAD_REQUEST,
             StoreError::NoSuchRelease { .. } => StatusCode::NOT_FOUND,
             _ => {
                 warn!("store failure: {e}");
@@ -226,6 +229,18 @@ async fn publish(
     Ok((status, Json(published)))
 }
 
+fn blob_view(hash: &Digest, record: &BlobRecord, created: bool) -> BlobStored {
+    BlobStored {
+        hash: hash.to_hex(),
+        size: record.size,
+        chunks: record.chunks.to_hex(),
+        chunk_count: record.chunk_count,
+        new_chunks: if created { record.new_chunks } else { 0 },
+        new_bytes: if created { record.new_bytes } else { 0 },
+        created,
+    }
+}
+
 async fn blob_exists(
     State(app): State<Arc<Coordinator>>,
     Path(hash): Path<String>,
@@ -237,12 +252,7 @@ async fn blob_exists(
             format!("artifact {hash} is not stored"),
         )
     })?;
-    Ok(Json(BlobStored {
-        hash: hash.to_hex(),
-        size: record.size,
-        stored_size: record.stored_size,
-        created: false,
-    }))
+    Ok(Json(blob_view(&hash, &record, false)))
 }
 
 async fn upload_blob(
@@ -252,27 +262,17 @@ async fn upload_blob(
 ) -> Result<(StatusCode, Json<BlobStored>), Failure> {
     let hash: Digest = parse(&hash)?;
     if let Some(record) = app.store.blob(&hash)? {
-        return Ok((
-            StatusCode::OK,
-            Json(BlobStored {
-                hash: hash.to_hex(),
-                size: record.size,
-                stored_size: record.stored_size,
-                created: false,
-            }),
-        ));
+        return Ok((StatusCode::OK, Json(blob_view(&hash, &record, false))));
     }
-    let mut writer = app
-        .blobs
-        .writer(hash, app.config.max_artifact_bytes)
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    // Compression is CPU work: feed it on a blocking thread, chunk by chunk.
+    let mut spool = Spool::new(&app.transfer.chunks, hash, app.config.max_artifact_bytes)
+        .map_err(blob_failure)?;
+    // Disk writes and chunking are blocking work: feed them on a blocking thread.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
     let worker = tokio::task::spawn_blocking(move || -> Result<_, BlobError> {
         for chunk in rx {
-            writer.write(&chunk)?;
+            spool.write(&chunk)?;
         }
-        Ok(writer)
+        Ok(spool)
     });
     let mut stream = body.into_data_stream();
     let mut upload_error = None;
@@ -290,7 +290,7 @@ async fn upload_blob(
         }
     }
     drop(tx);
-    let writer = worker
+    let spool = worker
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(blob_failure)?;
@@ -301,19 +301,16 @@ async fn upload_blob(
         ));
     }
     let now = unix_now();
-    let (hash, record) = tokio::task::spawn_blocking(move || writer.finish(now))
-        .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(blob_failure)?;
-    app.store.record_blob(&hash, &record)?;
+    let chunks = app.transfer.chunks.clone();
+    let ingested =
+        tokio::task::spawn_blocking(move || spool.finish(&chunks, ChunkParams::DEFAULT, now))
+            .await
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(blob_failure)?;
+    app.store.record_blob(&ingested)?;
     Ok((
         StatusCode::CREATED,
-        Json(BlobStored {
-            hash: hash.to_hex(),
-            size: record.size,
-            stored_size: record.stored_size,
-            created: true,
-        }),
+        Json(blob_view(&ingested.hash, &ingested.record, true)),
     ))
 }
 
@@ -419,7 +416,9 @@ async fn fleet_status(
     let stale_after = query.stale_after.unwrap_or(app.config.stale_after_secs);
     let mut status = summarize(&facts, &aliases, unix_now(), stale_after);
     status.bytes_served = Counters::get(&app.counters.bytes_served);
-    status.downloads = Counters::get(&app.counters.downloads);
+    status.chunks_served = Counters::get(&app.counters.chunks_served);
+    status.deltas_served = Counters::get(&app.counters.deltas_served);
+    status.deltas_encoded = Counters::get(&app.transfer.encoded);
     Ok(Json(status))
 }
 

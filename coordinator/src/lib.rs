@@ -1,19 +1,22 @@
 //! `ferry-coordinator`: the registry and rollout brain of Ferry.
 //!
-//! It stores signed, immutable releases and their artifact bytes ([`store`]), moves aliases
-//! ([`registry`]), serves agents over QUIC ([`quic`]), turns their reports into a fleet view
+//! It stores signed, immutable releases and their artifacts as shared chunks ([`store`]),
+//! moves aliases ([`registry`]), serves agents over QUIC ([`quic`]) chunk by chunk and as
+//! deltas against what they hold ([`transfer`]), turns their reports into a fleet view
 //! ([`fleet`]) and offers all of it to operators over an HTTP admin API ([`http`]) that
 //! `ferryctl` drives.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod fetch;
 pub mod fleet;
 pub mod http;
 pub mod quic;
 pub mod registry;
 pub mod secrets;
 pub mod store;
+pub mod transfer;
 
 /// Seconds since the Unix epoch, from the system clock (the one clock read of the coordinator).
 pub fn unix_now() -> u64 {

@@ -3,8 +3,8 @@
 //! Each connection carries one control stream (opened first by the agent) and any number of
 //! fetch streams. The control stream admits the device (identity proof bound to this TLS
 //! session, enrollment token on first contact), records its reports, acknowledges its events
-//! and pushes the desired state whenever an alias it follows moves. Fetch streams send the
-//! compressed artifact bytes of a published variant.
+//! and pushes the desired state whenever an alias it follows moves. Fetch streams are served
+//! by [`crate::fetch`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,14 +15,14 @@ use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, FetchRequest, FetchResponse, Follow, Hello,
-    PROTOCOL_VERSION, Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome,
+    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, PROTOCOL_VERSION, Refusal,
+    RefusalKind, ToAgent, ToCoordinator, Welcome,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::app::{Coordinator, Counters};
+use crate::app::Coordinator;
 use crate::fleet::{is_notable, merge_report};
 use crate::registry::desired_state;
 use crate::secrets::{RestartKeys, TlsIdentity, same_secret};
@@ -155,7 +155,7 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     )
     .await?;
     app.presence.connected(&id, now);
-    let fetches = tokio::spawn(accept_fetches(app.clone(), conn.clone()));
+    let fetches = tokio::spawn(crate::fetch::accept_fetches(app.clone(), conn.clone()));
     let result = control_loop(app, &conn, &id, &record.follows, send, recv).await;
     fetches.abort();
     app.presence.disconnected(&id, unix_now());
@@ -345,95 +345,5 @@ async fn push_desired(
 ) -> Result<(), SessionError> {
     let desired = desired_state(app, follow)?;
     write_frame(send, &ToAgent::Desired(desired)).await?;
-    Ok(())
-}
-
-async fn accept_fetches(app: Arc<Coordinator>, conn: Connection) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = fetch(&app, send, recv).await {
-                debug!("fetch stream ended: {e}");
-            }
-        });
-    }
-}
-
-async fn fetch(
-    app: &Coordinator,
-    mut send: SendStream,
-    mut recv: RecvStream,
-) -> Result<(), SessionError> {
-    let preamble = read_preamble(&mut recv).await?;
-    write_preamble(&mut send).await?;
-    if preamble.version != PROTOCOL_VERSION {
-        return Err(SessionError::Protocol(format!(
-            "fetch with protocol {}",
-            preamble.version
-        )));
-    }
-    let request: FetchRequest = read_frame(&mut recv, "fetch request")
-        .await?
-        .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))?;
-    let answer = |permanent, message: String| FetchResponse::Error { permanent, message };
-    let size = match app.store.release(&request.model, &request.version)? {
-        None => Err(answer(
-            true,
-            format!("{} {} is not published", request.model, request.version),
-        )),
-        Some((release, _)) => release
-            .variants
-            .iter()
-            .find(|v| v.hash == request.blob)
-            .map(|v| v.size)
-            .ok_or_else(|| {
-                answer(
-                    true,
-                    format!(
-                        "{} {} has no artifact {}",
-                        request.model,
-                        request.version,
-                        request.blob.short()
-                    ),
-                )
-            }),
-    };
-    let size = match size {
-        Ok(size) => size,
-        Err(response) => {
-            write_frame(&mut send, &response).await?;
-            let _ = send.finish();
-            return Ok(());
-        }
-    };
-    let path = app.blobs.path(&request.blob);
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(file) => file,
-        Err(e) => {
-            warn!(
-                "artifact {} unreadable at {}: {e}",
-                request.blob,
-                path.display()
-            );
-            write_frame(
-                &mut send,
-                &answer(
-                    false,
-                    format!("artifact unreadable on the coordinator: {e}"),
-                ),
-            )
-            .await?;
-            let _ = send.finish();
-            return Ok(());
-        }
-    };
-    write_frame(&mut send, &FetchResponse::Zstd { size }).await?;
-    let sent = tokio::io::copy(&mut file, &mut send)
-        .await
-        .map_err(FrameIoError::from)?;
-    let _ = send.finish();
-    Counters::add(&app.counters.bytes_served, sent);
-    Counters::add(&app.counters.downloads, 1);
-    debug!(model = %request.model, version = %request.version, bytes = sent, "artifact sent");
     Ok(())
 }

@@ -3,7 +3,8 @@
 #![no_main]
 
 use ferry_shared::wire::{
-    FetchRequest, FetchResponse, Preamble, ToAgent, ToCoordinator, decode_body, frame_len,
+    ChunkReply, FetchRequest, FetchResponse, Preamble, ToAgent, ToCoordinator, decode_body,
+    frame_len,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,4 +19,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_body::<ToCoordinator>("fuzz", data);
     let _ = decode_body::<FetchRequest>("fuzz", data);
     let _ = decode_body::<FetchResponse>("fuzz", data);
+    let _ = decode_body::<ChunkReply>("fuzz", data);
 });

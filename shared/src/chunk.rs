@@ -102,6 +102,16 @@ pub struct Chunked {
 impl ChunkIndex {
     /// Chunks a stream in one pass; memory is bounded by the largest chunk.
     pub fn build<R: Read>(reader: R, params: ChunkParams) -> Result<Chunked, ChunkError> {
+        Self::build_visiting(reader, params, |_, _| Ok(()))
+    }
+
+    /// Like [`ChunkIndex::build`], handing each chunk's bytes to `visit` as it is cut (to store
+    /// it, say); a visitor error stops the pass and is returned as [`ChunkError::Read`].
+    pub fn build_visiting<R: Read>(
+        reader: R,
+        params: ChunkParams,
+        mut visit: impl FnMut(&ChunkRef, &[u8]) -> Result<(), String>,
+    ) -> Result<Chunked, ChunkError> {
         params.validate()?;
         let mut whole = Hasher::new();
         let mut chunks = Vec::new();
@@ -116,12 +126,14 @@ impl ChunkIndex {
             let chunk = chunk.map_err(|e| ChunkError::Read(e.to_string()))?;
             whole.update(&chunk.data);
             size += chunk.data.len() as u64;
-            chunks.push(ChunkRef {
+            let chunk_ref = ChunkRef {
                 // FastCDC never cuts more than `max` (a u32) bytes.
                 len: u32::try_from(chunk.data.len())
                     .map_err(|_| ChunkError::Read("chunk larger than the maximum".into()))?,
                 hash: Digest::of(&chunk.data),
-            });
+            };
+            visit(&chunk_ref, &chunk.data).map_err(ChunkError::Read)?;
+            chunks.push(chunk_ref);
         }
         Ok(Chunked {
             index: ChunkIndex { params, chunks },

@@ -52,6 +52,9 @@ pub struct Variant {
     pub size: u64,
     /// BLAKE3 of the whole file.
     pub hash: Digest,
+    /// Digest of the file's chunk index ([`crate::chunk::ChunkIndex::digest`]): puts every
+    /// chunk hash, and so every chunk a device fetches, under the release signature.
+    pub chunks: Digest,
 }
 
 /// Where a release came from and what it is: the lineage a registry must keep.
@@ -343,6 +346,7 @@ pub(crate) mod tests {
                 file_name: "model.onnx".parse().unwrap(),
                 size: 11,
                 hash: Digest::of(b"hello model"),
+                chunks: Digest::of(b"chunk index"),
             }],
             metadata: Lineage {
                 code_commit: Some("9f2c1e".into()),

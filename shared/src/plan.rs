@@ -13,6 +13,11 @@ use std::collections::HashMap;
 
 use crate::chunk::ChunkIndex;
 use crate::digest::Digest;
+use crate::wire::{ChunkWant, WindowRef};
+
+/// The window size agents plan with (and the coordinator precomputes for): 8 MiB, measured
+/// by the transfer benchmark as the point past which larger windows stop paying.
+pub const WINDOW: u64 = 8 * 1024 * 1024;
 
 /// Where a chunk's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +63,31 @@ pub struct Plan {
     pub bytes_local: u64,
     /// Bytes of chunks to fetch (before encoding).
     pub bytes_missing: u64,
+}
+
+impl Plan {
+    /// The chunks to fetch, as requests naming each window by the whole-file hash of its source
+    /// (`sources[i]` for source `i`).
+    pub fn wants(&self, sources: &[Digest]) -> Vec<ChunkWant> {
+        self.steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Copy { .. } => None,
+                Step::Fetch { chunk, window } => Some(ChunkWant {
+                    // An index never has more than u32::MAX chunks (a 4 GiB chunk count).
+                    ordinal: u32::try_from(*chunk).unwrap_or(u32::MAX),
+                    reference: window.and_then(|w| {
+                        sources.get(w.source).map(|file| WindowRef {
+                            file: *file,
+                            offset: w.offset,
+                            len: w.len,
+                            at: w.at,
+                        })
+                    }),
+                }),
+            })
+            .collect()
+    }
 }
 
 /// How far (in target chunks) to look for an anchor on each side of a missing chunk.

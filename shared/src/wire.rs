@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::delta::Encoding;
 use crate::digest::Digest;
 use crate::name::{AliasName, ModelName};
 use crate::sign::PublicKey;
@@ -396,29 +397,91 @@ pub enum EventKind {
     },
 }
 
-/// Opens a fetch stream.
+/// The first frame on a fetch stream: what the agent wants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchRequest {
-    /// The model.
-    pub model: ModelName,
-    /// The version.
-    pub version: Version,
-    /// The whole-file hash of the wanted variant.
-    pub blob: Digest,
+pub enum FetchRequest {
+    /// The chunk index of an artifact (by whole-file hash). The answer is
+    /// [`FetchResponse::Index`] followed by that many bytes of canonical index.
+    Index {
+        /// Whole-file hash.
+        file: Digest,
+    },
+    /// Chunks of an artifact, each answered in order by a [`ChunkReply`] frame followed by its
+    /// payload bytes.
+    Chunks {
+        /// Whole-file hash of the artifact the chunks belong to.
+        file: Digest,
+        /// The chunks, at most [`MAX_CHUNKS_PER_REQUEST`].
+        wants: Vec<ChunkWant>,
+    },
 }
 
-/// The coordinator's answer on a fetch stream.
+/// Most chunks one fetch stream asks for.
+pub const MAX_CHUNKS_PER_REQUEST: usize = 64;
+/// Largest chunk index a coordinator sends (bytes).
+pub const MAX_INDEX_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest reference window an agent may name (bytes): bounds both sides' memory.
+pub const MAX_WINDOW: u64 = 16 * 1024 * 1024;
+
+/// One chunk an agent lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkWant {
+    /// Position of the chunk in the artifact's index.
+    pub ordinal: u32,
+    /// A window of a version the device holds that the chunk may be encoded against; `None`
+    /// asks for the chunk on its own.
+    pub reference: Option<WindowRef>,
+}
+
+/// A byte range of an artifact the device holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WindowRef {
+    /// Whole-file hash of the artifact.
+    pub file: Digest,
+    /// Start.
+    pub offset: u64,
+    /// Length, at most [`MAX_WINDOW`].
+    pub len: u64,
+    /// Where in the window the chunk's old bytes are estimated to start.
+    pub at: u64,
+}
+
+/// The coordinator's first answer on a fetch stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FetchResponse {
-    /// Bytes follow: zstd-compressed, decoding to `size` bytes.
-    Zstd {
-        /// Decoded size.
-        size: u64,
+    /// The canonical chunk index follows: `len` bytes.
+    Index {
+        /// Length of the index bytes.
+        len: u64,
     },
+    /// Chunk replies follow, one per want, in order.
+    Chunks,
     /// Nothing follows.
     Error {
-        /// Whether retrying can help.
+        /// Whether retrying can help (false: the artifact is not published here).
         permanent: bool,
+        /// Why.
+        message: String,
+    },
+}
+
+/// One chunk's answer: a frame, then `len` payload bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkReply {
+    /// The chunk, encoded.
+    Chunk {
+        /// Which chunk.
+        ordinal: u32,
+        /// How it is encoded; decoding needs the requested window when
+        /// [`Encoding::needs_reference`].
+        encoding: Encoding,
+        /// Payload length.
+        len: u32,
+    },
+    /// The coordinator cannot serve this chunk (no payload follows).
+    Unavailable {
+        /// Which chunk.
+        ordinal: u32,
         /// Why.
         message: String,
     },

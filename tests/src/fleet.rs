@@ -35,6 +35,44 @@ pub fn model_bytes(seed: u64, len: usize, healthy: bool) -> Vec<u8> {
     out
 }
 
+/// A healthy artifact holding `floats` little-endian f32 weights, like a model's tensors.
+pub fn weights(seed: u64, floats: usize) -> Vec<u8> {
+    let mut out = HEALTH_MAGIC.to_vec();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for _ in 0..floats {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Roughly symmetric around zero, magnitudes up to about 0.5, as trained weights are.
+        let unit = (x >> 40) as f32 / (1u64 << 24) as f32;
+        out.extend_from_slice(&((unit - 0.5) * (unit + 0.1)).to_le_bytes());
+    }
+    out
+}
+
+/// `weights` after fine-tuning: every weight moved by up to ±`relative` of itself.
+pub fn nudged(weights: &[u8], seed: u64, relative: f32) -> Vec<u8> {
+    let (magic, tensor) = weights.split_at(HEALTH_MAGIC.len());
+    let mut out = magic.to_vec();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for w in tensor.chunks_exact(4) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let unit = (x >> 40) as f32 / (1u64 << 24) as f32;
+        let v = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        out.extend_from_slice(&(v * (1.0 + relative * (2.0 * unit - 1.0))).to_le_bytes());
+    }
+    out
+}
+
+/// The chunk index the coordinator computes for `bytes`.
+pub fn chunks_of(bytes: &[u8]) -> ferry_shared::chunk::ChunkIndex {
+    ferry_shared::chunk::ChunkIndex::build(bytes, ferry_shared::chunk::ChunkParams::DEFAULT)
+        .map(|c| c.index)
+        .unwrap_or_else(|e| panic!("chunking in memory cannot fail: {e}"))
+}
+
 /// How to configure one agent.
 #[derive(Clone, Debug)]
 pub struct AgentSpec {
@@ -185,6 +223,16 @@ timeout_secs = 900
         agent.start_with_env(env)?;
         self.agents.push(agent);
         Ok(self.agents.len() - 1)
+    }
+
+    /// Where the coordinator stores chunk `hash`.
+    pub fn chunk_file(&self, hash: &ferry_shared::Digest) -> PathBuf {
+        let hex = hash.to_hex();
+        self.coordinator
+            .data_dir
+            .join("chunks")
+            .join(&hex[..2])
+            .join(format!("{hex}.zst"))
     }
 
     /// Makes the health check of agent `i` block (and signal that it was reached).

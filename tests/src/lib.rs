@@ -10,6 +10,6 @@ mod process;
 mod wait;
 
 pub use binaries::Binaries;
-pub use fleet::{AgentSpec, Fleet, HEALTH_MAGIC, MODEL, model_bytes};
+pub use fleet::{AgentSpec, Fleet, HEALTH_MAGIC, MODEL, chunks_of, model_bytes, nudged, weights};
 pub use process::{Agent, Coordinator};
 pub use wait::{Hopeless, wait_until};

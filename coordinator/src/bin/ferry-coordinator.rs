@@ -12,7 +12,9 @@ use clap::Parser;
 use ferry_coordinator::app::Coordinator;
 use ferry_coordinator::config::Config;
 use ferry_coordinator::store::Store;
-use ferry_coordinator::store::blobs::BlobStore;
+use ferry_coordinator::store::chunks::ChunkStore;
+use ferry_coordinator::store::deltas::DeltaCache;
+use ferry_coordinator::transfer::{self, Transfer};
 use ferry_coordinator::{http, quic, secrets};
 
 /// Ferry coordinator: model registry and rollout brain.
@@ -22,7 +24,7 @@ struct Args {
     /// TOML configuration file (see coordinator.example.toml).
     #[arg(long, env = "FERRY_COORDINATOR_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory (database, blobs, TLS, tokens). Default: ./ferry-data
+    /// Data directory (database, chunks, deltas, TLS, tokens). Default: ./ferry-data
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// QUIC address for agents. Default: 127.0.0.1:7400
@@ -89,7 +91,13 @@ async fn serve(config: Config) -> Result<()> {
     let (enrollment_token, enroll_created) = secrets::token(&enroll_path)?;
     let store = Store::open(&dir.join("ferry.redb"))
         .with_context(|| format!("cannot open the database in {}", dir.display()))?;
-    let blobs = BlobStore::new(dir.join("blobs"), config.compression_level)?;
+    let transfer = Transfer::new(
+        ChunkStore::new(dir.join("chunks"), config.compression_level)?,
+        DeltaCache::new(dir.join("deltas"))
+            .with_context(|| format!("cannot open the delta cache in {}", dir.display()))?,
+        config.delta_level,
+        config.encode_workers,
+    );
     let config_keys = config
         .trusted_publishers
         .iter()
@@ -137,17 +145,19 @@ async fn serve(config: Config) -> Result<()> {
     let app = Arc::new(Coordinator::new(
         config,
         store,
-        blobs,
+        transfer,
         admin_token,
         enrollment_token,
         config_keys,
     ));
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
     let http_task = tokio::spawn(http::serve(listener, app.clone()));
+    let warm_task = tokio::spawn(transfer::warm_on_alias_moves(app.clone()));
     shutdown_signal().await?;
     tracing::info!("shutting down");
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
+    warm_task.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
     quic_task.abort();
     Ok(())

@@ -1,29 +1,23 @@
-//! The content-addressed artifact store: `blobs/<2 hex>/<64 hex>.zst`, each file the zstd
-//! compression of an artifact whose BLAKE3 is its name.
-//!
-//! Uploads stream through a hasher and a compressor into a temporary file; only when the
-//! bytes hash to the name they were uploaded under is the file fsynced and renamed into place
-//! (then its directory fsynced). A failed or abandoned upload leaves nothing behind.
+//! Artifacts: an upload spools to a temporary file while it is hashed and counted; once the
+//! bytes hash to the name they were uploaded under, they are cut into content-defined chunks
+//! that go to the shared [`ChunkStore`], and the artifact's record and chunk index are
+//! committed to the database in one transaction. A failed or abandoned upload leaves no file
+//! and no record behind (chunks it already stored are content-addressed and harmless).
 
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufReader, Write};
+use std::path::PathBuf;
 
 use ferry_shared::Digest;
+use ferry_shared::chunk::{ChunkError, ChunkIndex, ChunkParams};
 use ferry_shared::digest::Hasher;
 use redb::ReadableDatabase;
 
+use super::chunks::{ChunkStore, ChunkStoreError};
 use super::codec::{decode, encode};
 use super::records::BlobRecord;
-use super::tables::BLOBS;
+use super::tables::{BLOBS, CHUNK_INDEXES};
 use super::{Store, StoreError};
-
-/// Artifact bytes on disk.
-#[derive(Clone, Debug)]
-pub struct BlobStore {
-    root: PathBuf,
-    level: i32,
-}
 
 /// Failures while storing an upload.
 #[derive(Debug, thiserror::Error)]
@@ -43,82 +37,61 @@ pub enum BlobError {
         /// The limit.
         limit: u64,
     },
-    /// Disk I/O failed.
-    #[error("blob store I/O at {path}: {source}")]
+    /// Spool I/O failed.
+    #[error("upload spool I/O at {path}: {source}")]
     Io {
         /// Where.
         path: PathBuf,
         /// Why.
         source: io::Error,
     },
+    /// Storing a chunk failed.
+    #[error(transparent)]
+    Chunks(#[from] ChunkStoreError),
+    /// Cutting the artifact failed.
+    #[error(transparent)]
+    Chunking(#[from] ChunkError),
 }
 
-impl BlobStore {
-    /// A store under `root` compressing at zstd `level`.
-    pub fn new(root: PathBuf, level: i32) -> Result<Self, BlobError> {
-        let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(|source| BlobError::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        // Leftovers of uploads interrupted by a crash.
-        if let Ok(entries) = fs::read_dir(&tmp) {
-            for entry in entries.flatten() {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-        Ok(Self { root, level })
-    }
-
-    /// Where the blob named `hash` lives.
-    pub fn path(&self, hash: &Digest) -> PathBuf {
-        let hex = hash.to_hex();
-        self.root.join(&hex[..2]).join(format!("{hex}.zst"))
-    }
-
-    /// Starts an upload that must hash to `expected`, at most `limit` bytes.
-    pub fn writer(&self, expected: Digest, limit: u64) -> Result<BlobWriter, BlobError> {
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| BlobError::Io {
-            path: self.root.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        let tmp =
-            self.root
-                .join("tmp")
-                .join(format!("{}.{}", expected.short(), hex::encode(nonce)));
-        let io_err = |source| BlobError::Io {
-            path: tmp.clone(),
-            source,
-        };
-        let file = File::create(&tmp).map_err(io_err)?;
-        let mut encoder = zstd::Encoder::new(file, self.level).map_err(io_err)?;
-        // A frame checksum lets agents notice a damaged copy while decoding.
-        encoder.include_checksum(true).map_err(io_err)?;
-        Ok(BlobWriter {
-            tmp,
-            final_path: self.path(&expected),
-            encoder: Some(encoder),
-            hasher: Hasher::new(),
-            expected,
-            size: 0,
-            limit,
-        })
-    }
-}
-
-/// An upload in progress; dropping it unfinished removes the temporary file.
-pub struct BlobWriter {
+/// An upload in progress; dropping it unfinished removes the spool file.
+pub struct Spool {
     tmp: PathBuf,
-    final_path: PathBuf,
-    encoder: Option<zstd::Encoder<'static, File>>,
+    file: File,
     hasher: Hasher,
     expected: Digest,
     size: u64,
     limit: u64,
 }
 
-impl BlobWriter {
+/// An artifact cut into the chunk store.
+#[derive(Debug)]
+pub struct Ingested {
+    /// Its hash.
+    pub hash: Digest,
+    /// Its record.
+    pub record: BlobRecord,
+    /// Its chunks.
+    pub index: ChunkIndex,
+}
+
+impl Spool {
+    /// Starts an upload that must hash to `expected`, at most `limit` bytes.
+    pub fn new(chunks: &ChunkStore, expected: Digest, limit: u64) -> Result<Self, BlobError> {
+        let tmp = chunks.temp_path(&format!("upload-{}", expected.short()))?;
+        let file = File::create(&tmp).map_err(|source| BlobError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        Ok(Self {
+            tmp,
+            file,
+            hasher: Hasher::new(),
+            expected,
+            size: 0,
+            limit,
+        })
+    }
+
     /// Feeds more uploaded bytes.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         self.size += bytes.len() as u64;
@@ -126,18 +99,20 @@ impl BlobWriter {
             return Err(BlobError::TooLarge { limit: self.limit });
         }
         self.hasher.update(bytes);
-        let encoder = self.encoder.as_mut().ok_or_else(|| BlobError::Io {
-            path: self.tmp.clone(),
-            source: io::Error::other("writer already finished"),
-        })?;
-        encoder.write_all(bytes).map_err(|source| BlobError::Io {
+        self.file.write_all(bytes).map_err(|source| BlobError::Io {
             path: self.tmp.clone(),
             source,
         })
     }
 
-    /// Checks the hash, makes the file durable and moves it into place.
-    pub fn finish(mut self, now: u64) -> Result<(Digest, BlobRecord), BlobError> {
+    /// Checks the hash, then cuts the artifact into `chunks` with `params`. Memory stays
+    /// bounded by the largest chunk.
+    pub fn finish(
+        self,
+        chunks: &ChunkStore,
+        params: ChunkParams,
+        now: u64,
+    ) -> Result<Ingested, BlobError> {
         let actual = self.hasher.finish();
         if actual != self.expected {
             return Err(BlobError::HashMismatch {
@@ -145,54 +120,89 @@ impl BlobWriter {
                 actual,
             });
         }
-        let io_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| BlobError::Io { path, source }
-        };
-        let encoder = self.encoder.take().ok_or_else(|| BlobError::Io {
+        let io_err = |source| BlobError::Io {
             path: self.tmp.clone(),
-            source: io::Error::other("writer already finished"),
-        })?;
-        let file = encoder.finish().map_err(io_err(&self.tmp))?;
-        file.sync_all().map_err(io_err(&self.tmp))?;
-        let stored_size = file.metadata().map_err(io_err(&self.tmp))?.len();
-        let dir = self
-            .final_path
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_default();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        fs::rename(&self.tmp, &self.final_path).map_err(io_err(&self.final_path))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))?;
-        Ok((
-            actual,
-            BlobRecord {
-                size: self.size,
-                stored_size,
-                added_at: now,
-            },
-        ))
+            source,
+        };
+        let file = File::open(&self.tmp).map_err(io_err)?;
+        let mut ingest = chunks.ingest();
+        let mut store_error = None;
+        let cut = ChunkIndex::build_visiting(BufReader::new(file), params, |c, bytes| {
+            ingest.put(&c.hash, bytes).map_err(|e| {
+                let message = e.to_string();
+                store_error = Some(e);
+                message
+            })
+        });
+        if let Some(e) = store_error {
+            return Err(e.into());
+        }
+        let cut = cut?;
+        if cut.hash != actual || cut.size != self.size {
+            // The spool changed under us: treat it like a damaged upload.
+            return Err(BlobError::HashMismatch {
+                expected: self.expected,
+                actual: cut.hash,
+            });
+        }
+        let (new_chunks, new_bytes) = ingest.finish()?;
+        let record = BlobRecord {
+            size: cut.size,
+            chunks: cut.index.digest(),
+            chunk_count: u32::try_from(cut.index.chunks.len()).unwrap_or(u32::MAX),
+            new_chunks,
+            new_bytes,
+            added_at: now,
+        };
+        Ok(Ingested {
+            hash: actual,
+            record,
+            index: cut.index,
+        })
     }
 }
 
-impl Drop for BlobWriter {
+impl Drop for Spool {
     fn drop(&mut self) {
-        if self.encoder.is_some() || self.tmp.exists() {
-            let _ = fs::remove_file(&self.tmp);
-        }
+        let _ = fs::remove_file(&self.tmp);
     }
 }
 
 impl Store {
-    /// Records that a blob is stored.
-    pub fn record_blob(&self, hash: &Digest, record: &BlobRecord) -> Result<(), StoreError> {
+    /// Records an ingested artifact and its chunk index.
+    pub fn record_blob(&self, ingested: &Ingested) -> Result<(), StoreError> {
+        let hex = ingested.hash.to_hex();
         let txn = self.db.begin_write()?;
         txn.open_table(BLOBS)?
-            .insert(hash.to_hex().as_str(), encode(record).as_slice())?;
+            .insert(hex.as_str(), encode(&ingested.record).as_slice())?;
+        txn.open_table(CHUNK_INDEXES)?
+            .insert(hex.as_str(), ingested.index.to_canonical_bytes().as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// The chunk index of a stored artifact, checked against its record.
+    pub fn blob_index(&self, hash: &Digest) -> Result<Option<ChunkIndex>, StoreError> {
+        let Some(record) = self.blob(hash)? else {
+            return Ok(None);
+        };
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CHUNK_INDEXES)?;
+        let hex = hash.to_hex();
+        let corrupt = |reason: String| StoreError::Corrupt {
+            table: "chunk_indexes",
+            key: hex.clone(),
+            reason,
+        };
+        let Some(bytes) = table.get(hex.as_str())? else {
+            return Err(corrupt("missing for a stored artifact".into()));
+        };
+        let index = ChunkIndex::from_canonical_bytes(bytes.value(), record.size)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if index.digest() != record.chunks {
+            return Err(corrupt("does not match the artifact record".into()));
+        }
+        Ok(Some(index))
     }
 
     /// The record of a stored blob.
@@ -211,41 +221,67 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn params() -> ChunkParams {
+        ChunkParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        }
+    }
+
     #[test]
-    fn a_blob_is_stored_only_under_its_own_hash() {
+    fn an_upload_is_ingested_only_under_its_own_hash() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::new(dir.path().to_owned(), 3).unwrap();
-        let data = b"model weights".repeat(1000);
+        let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
         let hash = Digest::of(&data);
 
-        let mut w = blobs
-            .writer(Digest::of(b"something else"), 1 << 20)
-            .unwrap();
-        w.write(&data).unwrap();
-        assert!(matches!(w.finish(1), Err(BlobError::HashMismatch { .. })));
+        let mut spool = Spool::new(&chunks, Digest::of(b"something else"), 1 << 20).unwrap();
+        spool.write(&data).unwrap();
+        assert!(matches!(
+            spool.finish(&chunks, params(), 1),
+            Err(BlobError::HashMismatch { .. })
+        ));
         assert_eq!(
             fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0,
             "no leftovers"
         );
 
-        let mut w = blobs.writer(hash, 1 << 20).unwrap();
-        w.write(&data[..100]).unwrap();
-        w.write(&data[100..]).unwrap();
-        let (got, record) = w.finish(1).unwrap();
-        assert_eq!(got, hash);
-        assert_eq!(record.size, data.len() as u64);
-        let stored = fs::read(blobs.path(&hash)).unwrap();
-        assert_eq!(zstd::decode_all(stored.as_slice()).unwrap(), data);
+        let mut spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
+        spool.write(&data[..100]).unwrap();
+        spool.write(&data[100..]).unwrap();
+        let first = spool.finish(&chunks, params(), 1).unwrap();
+        assert_eq!(first.hash, hash);
+        assert_eq!(first.record.size, data.len() as u64);
+        let distinct: std::collections::HashSet<_> =
+            first.index.chunks.iter().map(|c| c.hash).collect();
+        assert_eq!(
+            first.record.new_chunks as usize,
+            distinct.len(),
+            "repeats stored once"
+        );
+        let mut rebuilt = Vec::new();
+        for c in &first.index.chunks {
+            rebuilt.extend(chunks.read(&c.hash, c.len).unwrap().bytes);
+        }
+        assert_eq!(rebuilt, data);
+
+        // The same bytes again store nothing new.
+        let mut spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
+        spool.write(&data).unwrap();
+        let again = spool.finish(&chunks, params(), 2).unwrap();
+        assert_eq!((again.record.new_chunks, again.record.new_bytes), (0, 0));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]
     fn uploads_over_the_limit_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::new(dir.path().to_owned(), 3).unwrap();
-        let mut w = blobs.writer(Digest::of(b"x"), 10).unwrap();
+        let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let mut spool = Spool::new(&chunks, Digest::of(b"x"), 10).unwrap();
         assert!(matches!(
-            w.write(&[0; 11]),
+            spool.write(&[0; 11]),
             Err(BlobError::TooLarge { limit: 10 })
         ));
     }

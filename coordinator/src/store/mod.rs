@@ -1,5 +1,5 @@
 //! Coordinator persistence: one redb file for every record, and a content-addressed directory
-//! for artifact bytes ([`blobs`]).
+//! of chunks shared by every artifact ([`chunks`], filled by [`blobs`]).
 //!
 //! Every state change is one redb write transaction that also appends its audit entry, so a
 //! change and its record of who made it commit together or not at all.
@@ -7,7 +7,9 @@
 mod aliases;
 mod audit;
 pub mod blobs;
+pub mod chunks;
 mod codec;
+pub mod deltas;
 mod devices;
 mod keys;
 pub mod records;
@@ -67,6 +69,18 @@ pub enum StoreError {
         stored: u64,
         /// Declared size.
         declared: u64,
+    },
+    /// An uploaded artifact's chunk index differs from the one the manifest signs.
+    #[error(
+        "artifact {hash} was cut into chunk index {stored} but the manifest signs {declared}: publish with a ferryctl that uses the coordinator's chunk bounds"
+    )]
+    ChunkIndex {
+        /// Hash.
+        hash: String,
+        /// Digest of the index the coordinator computed.
+        stored: String,
+        /// Digest the manifest names.
+        declared: String,
     },
     /// No such release.
     #[error("{name} {version} is not published")]

@@ -93,8 +93,14 @@ pub struct PublisherKey {
 pub struct BlobRecord {
     /// Size of the artifact.
     pub size: u64,
-    /// Size as stored (compressed).
-    pub stored_size: u64,
+    /// Digest of its chunk index (what a manifest's variant must name).
+    pub chunks: Digest,
+    /// Number of chunks.
+    pub chunk_count: u32,
+    /// Chunks its upload added to the chunk store.
+    pub new_chunks: u32,
+    /// Their compressed size: what the upload cost in disk.
+    pub new_bytes: u64,
     /// When it was uploaded.
     pub added_at: u64,
 }

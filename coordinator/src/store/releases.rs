@@ -85,6 +85,13 @@ impl Store {
                         declared: variant.size,
                     });
                 }
+                if record.chunks != variant.chunks {
+                    return Err(StoreError::ChunkIndex {
+                        hash,
+                        stored: record.chunks.to_hex(),
+                        declared: variant.chunks.to_hex(),
+                    });
+                }
             }
             let stored = StoredRelease {
                 envelope: signed.envelope_bytes.clone(),

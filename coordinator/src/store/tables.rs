@@ -15,6 +15,9 @@ pub(crate) const PUBLISHER_KEYS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("publisher_keys");
 /// blob hash (hex) → encoded [`super::records::BlobRecord`].
 pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// blob hash (hex) → the artifact's canonical [`ferry_shared::chunk::ChunkIndex`] bytes.
+pub(crate) const CHUNK_INDEXES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("chunk_indexes");
 
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
@@ -24,5 +27,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(AUDIT)?;
     txn.open_table(PUBLISHER_KEYS)?;
     txn.open_table(BLOBS)?;
+    txn.open_table(CHUNK_INDEXES)?;
     Ok(())
 }

@@ -22,6 +22,7 @@ fn release(version: &str, bytes: &[u8], created_at: u64) -> Release {
             file_name: "model.bin".parse().unwrap(),
             size: bytes.len() as u64,
             hash: Digest::of(bytes),
+            chunks: cut(bytes).index.digest(),
         }],
         metadata: Lineage::default(),
     }
@@ -40,13 +41,28 @@ fn setup() -> (tempfile::TempDir, Store, SecretKey) {
     (dir, store, SecretKey::from_seed(&[7; 32]))
 }
 
+fn cut(bytes: &[u8]) -> ferry_shared::chunk::Chunked {
+    ferry_shared::chunk::ChunkIndex::build(bytes, ferry_shared::chunk::ChunkParams::DEFAULT)
+        .unwrap()
+}
+
 fn with_blob(store: &Store, bytes: &[u8]) {
+    let cut = cut(bytes);
     let record = BlobRecord {
         size: bytes.len() as u64,
-        stored_size: 1,
+        chunks: cut.index.digest(),
+        chunk_count: 1,
+        new_chunks: 1,
+        new_bytes: 1,
         added_at: 0,
     };
-    store.record_blob(&Digest::of(bytes), &record).unwrap();
+    store
+        .record_blob(&super::blobs::Ingested {
+            hash: cut.hash,
+            record,
+            index: cut.index,
+        })
+        .unwrap();
 }
 
 #[test]

@@ -36,12 +36,13 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
         return json(&status);
     }
     println!(
-        "{} devices, {} connected (stale after {}s); {} downloads, {} served",
+        "{} devices, {} connected (stale after {}s); {} served in {} chunks ({} as deltas)",
         status.devices_total,
         status.devices_connected,
         status.stale_after_secs,
-        status.downloads,
-        crate::releases::human_bytes(status.bytes_served)
+        crate::releases::human_bytes(status.bytes_served),
+        status.chunks_served,
+        status.deltas_served
     );
     for m in &status.models {
         println!();

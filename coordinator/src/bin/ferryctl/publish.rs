@@ -1,16 +1,15 @@
-//! `ferryctl publish`: hash the artifact, build and sign the manifest with the publisher key,
+//! `ferryctl publish`: cut the artifact into chunks (hashing it on the way), build and sign the manifest with the publisher key,
 //! upload the bytes (unless the coordinator has them), then the signed manifest.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use ferry_coordinator::api::{BlobStored, Published};
-use ferry_shared::digest::Hasher;
+use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
 use ferry_shared::manifest::MANIFEST_SCHEMA;
 use ferry_shared::{
-    Accelerator, Digest, FileName, ModelName, Release, SignedRelease, Target, Variant, Version,
+    Accelerator, FileName, ModelName, Release, SignedRelease, Target, Variant, Version,
 };
 
 use crate::client::Client;
@@ -46,23 +45,13 @@ pub(crate) struct PublishArgs {
     created_by: Option<String>,
 }
 
-fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let mut file =
+/// Cuts the artifact into chunks (with the bounds the coordinator uses) in one pass that also
+/// gives its hash and size.
+fn cut_file(path: &Path) -> Result<Chunked> {
+    let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hasher.finish(), size))
+    ChunkIndex::build(std::io::BufReader::new(file), ChunkParams::DEFAULT)
+        .with_context(|| format!("cannot read {}", path.display()))
 }
 
 pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
@@ -83,7 +72,8 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             .parse()
             .context("use --file-name to give the artifact an installable name")?,
     };
-    let (hash, size) = hash_file(&args.file)?;
+    let cut = cut_file(&args.file)?;
+    let (hash, size) = (cut.hash, cut.size);
     let release = Release {
         schema: MANIFEST_SCHEMA,
         name: name.clone(),
@@ -100,6 +90,7 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             file_name,
             size,
             hash,
+            chunks: cut.index.digest(),
         }],
         metadata,
     };
@@ -121,13 +112,10 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         .with_context(|| format!("publishing {name} {version}"))?;
     if published.created {
         println!(
-            "published {name} {version}: {size} bytes ({} stored{}), blake3 {}, signed by {}",
-            stored.stored_size,
-            if stored.created {
-                ", new"
-            } else {
-                ", already stored"
-            },
+            "published {name} {version}: {size} bytes in {} chunks, {} new ({} stored), blake3 {}, signed by {}",
+            stored.chunk_count,
+            stored.new_chunks,
+            crate::releases::human_bytes(stored.new_bytes),
             hash.short(),
             key.public().key_id()
         );

@@ -1,0 +1,329 @@
+//! Assembling a new version's file in the staging directory from the chunk plan: chunks the
+//! device already holds are copied from its installed versions, the rest arrive from the
+//! coordinator (plain, or as deltas against a window of an installed version read from disk)
+//! and are decoded here. Every chunk is checked against its signed hash before it is written,
+//! and the whole file is hashed again at the end.
+//!
+//! The staging file is written in place at each chunk's offset, so it doubles as the resume
+//! record: on open, every chunk whose bytes already hash right counts as done, and a download
+//! cut by a dropped link or a restart continues at the next missing chunk. Synchronous (disk
+//! and CPU work); the caller runs it on a blocking thread. Memory is bounded by one chunk, its
+//! payload and one window.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ferry_shared::Digest;
+use ferry_shared::chunk::ChunkIndex;
+use ferry_shared::delta::{Encoding, Limits, decode_in_window};
+use ferry_shared::digest::Hasher;
+use ferry_shared::plan::{Plan, Step, WINDOW, plan};
+use ferry_shared::wire::{ChunkWant, WindowRef};
+
+/// An installed version the plan may copy from or name as a delta reference.
+#[derive(Clone, Debug)]
+pub struct LocalSource {
+    /// Whole-file hash (how the coordinator knows it).
+    pub file: Digest,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its chunks.
+    pub index: ChunkIndex,
+}
+
+/// Why assembling stopped, or why one chunk was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    /// Reading or writing local files failed.
+    #[error("{path}: {source}")]
+    Disk {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A received chunk does not decode to its signed bytes.
+    #[error("chunk {ordinal} rejected: {reason}")]
+    Rejected {
+        /// Which chunk.
+        ordinal: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The assembled file is not the signed artifact.
+    #[error("assembled file does not match the signed manifest: {0}")]
+    Whole(String),
+}
+
+fn disk(path: &Path) -> impl FnOnce(io::Error) -> AssembleError + '_ {
+    move |source| AssembleError::Disk {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What opening found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// Chunks already in the staging file from an earlier attempt.
+    pub resumed: u32,
+}
+
+/// The staging file of one version under construction.
+pub struct Assembly {
+    path: PathBuf,
+    file: File,
+    target: ChunkIndex,
+    offsets: Vec<u64>,
+    sources: Vec<LocalSource>,
+    plan: Plan,
+    done: Vec<bool>,
+    /// Chunks to fetch without a reference (a delta or a local copy went wrong).
+    full: HashSet<u32>,
+    /// Target ordinals by chunk hash, to fill duplicates from one fetch.
+    same: HashMap<Digest, Vec<u32>>,
+    limits: Limits,
+}
+
+impl Assembly {
+    /// Opens the staging file at `path` for an artifact of `size` bytes cut as `target`,
+    /// keeping every chunk an earlier attempt already wrote.
+    pub fn open(
+        path: &Path,
+        target: ChunkIndex,
+        size: u64,
+        sources: Vec<LocalSource>,
+    ) -> Result<(Self, Opened), AssembleError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(disk(path))?;
+        let existing = file.metadata().map_err(disk(path))?.len();
+        if existing != size {
+            // Not ours to resume: start over at the right length.
+            file.set_len(0).map_err(disk(path))?;
+            file.set_len(size).map_err(disk(path))?;
+        }
+        let offsets: Vec<u64> = target.spans().map(|(o, _)| o).collect();
+        let mut same: HashMap<Digest, Vec<u32>> = HashMap::new();
+        for (i, c) in target.chunks.iter().enumerate() {
+            same.entry(c.hash)
+                .or_default()
+                .push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+        let indexes: Vec<ChunkIndex> = sources.iter().map(|s| s.index.clone()).collect();
+        let plan = plan(&target, &indexes, WINDOW);
+        let limits = Limits {
+            max_chunk: target.params.max as usize,
+            max_reference: WINDOW as usize,
+        };
+        let mut assembly = Self {
+            path: path.to_owned(),
+            file,
+            done: vec![false; target.chunks.len()],
+            target,
+            offsets,
+            sources,
+            plan,
+            full: HashSet::new(),
+            same,
+            limits,
+        };
+        let mut opened = Opened::default();
+        if existing == size {
+            let mut buf = Vec::new();
+            for i in 0..assembly.target.chunks.len() {
+                let c = assembly.target.chunks[i];
+                buf.resize(c.len as usize, 0);
+                assembly
+                    .file
+                    .read_exact_at(&mut buf, assembly.offsets[i])
+                    .map_err(disk(path))?;
+                if Digest::of(&buf) == c.hash {
+                    assembly.done[i] = true;
+                    opened.resumed += 1;
+                }
+            }
+        }
+        Ok((assembly, opened))
+    }
+
+    /// Number of chunks in the target.
+    pub fn chunks_total(&self) -> u32 {
+        u32::try_from(self.target.chunks.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Copies every chunk the device holds from its installed versions; a local copy that no
+    /// longer hashes right is left to be fetched whole. Returns the bytes copied.
+    pub fn copy_local(&mut self) -> Result<u64, AssembleError> {
+        let mut copied = 0u64;
+        let mut buf = Vec::new();
+        for i in 0..self.plan.steps.len() {
+            let Step::Copy {
+                source,
+                offset,
+                len,
+            } = self.plan.steps[i]
+            else {
+                continue;
+            };
+            if self.done[i] {
+                continue;
+            }
+            let src = &self.sources[source];
+            buf.resize(len as usize, 0);
+            let read = File::open(&src.path).and_then(|f| f.read_exact_at(&mut buf, offset));
+            if read.is_err() || Digest::of(&buf) != self.target.chunks[i].hash {
+                self.full.insert(u32::try_from(i).unwrap_or(u32::MAX));
+                continue;
+            }
+            self.write(i, &buf)?;
+            copied += u64::from(len);
+        }
+        Ok(copied)
+    }
+
+    /// The chunks still missing, each distinct chunk once, in file order.
+    pub fn wants(&self) -> Vec<ChunkWant> {
+        let files: Vec<Digest> = self.sources.iter().map(|s| s.file).collect();
+        let planned: HashMap<u32, Option<WindowRef>> = self
+            .plan
+            .wants(&files)
+            .into_iter()
+            .map(|w| (w.ordinal, w.reference))
+            .collect();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, c) in self.target.chunks.iter().enumerate() {
+            if self.done[i] || !seen.insert(c.hash) {
+                continue;
+            }
+            let ordinal = u32::try_from(i).unwrap_or(u32::MAX);
+            let reference = if self.full.contains(&ordinal) {
+                None
+            } else {
+                planned.get(&ordinal).copied().flatten()
+            };
+            out.push(ChunkWant { ordinal, reference });
+        }
+        out
+    }
+
+    /// Marks a chunk to be fetched whole from now on; false when it already was.
+    pub fn fetch_whole(&mut self, ordinal: u32) -> bool {
+        self.full.insert(ordinal)
+    }
+
+    /// Largest payload accepted for one chunk: the worst case of an incompressible chunk in
+    /// any encoding, with room for the encodings' framing.
+    pub fn max_payload(&self) -> usize {
+        self.limits.max_chunk + self.limits.max_chunk / 8 + 64 * 1024
+    }
+
+    /// Decodes a received chunk against `reference` (the window it was asked with), checks it
+    /// against the signed hash and writes it (and its duplicates) into place.
+    pub fn accept(
+        &mut self,
+        want: &ChunkWant,
+        encoding: Encoding,
+        payload: &[u8],
+    ) -> Result<(), AssembleError> {
+        let ordinal = want.ordinal;
+        let reject = |reason: String| AssembleError::Rejected { ordinal, reason };
+        let i = ordinal as usize;
+        let c = *self
+            .target
+            .chunks
+            .get(i)
+            .ok_or_else(|| reject("no such chunk".into()))?;
+        let window = match (&want.reference, encoding.needs_reference()) {
+            (Some(w), true) => Some((self.read_window(ordinal, w)?, w.at)),
+            (None, true) => return Err(reject(format!("{encoding:?} needs a window"))),
+            (_, false) => None,
+        };
+        let bytes = decode_in_window(
+            encoding,
+            payload,
+            window
+                .as_ref()
+                .map(|(w, at)| (w.as_slice(), usize::try_from(*at).unwrap_or(usize::MAX))),
+            c.len as usize,
+            &self.limits,
+        )
+        .map_err(|e| reject(e.to_string()))?;
+        if Digest::of(&bytes) != c.hash {
+            return Err(reject("decoded bytes do not match the signed hash".into()));
+        }
+        let ordinals = self.same.get(&c.hash).cloned().unwrap_or_default();
+        for j in ordinals {
+            if !self.done[j as usize] {
+                self.write(j as usize, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_window(&self, ordinal: u32, w: &WindowRef) -> Result<Vec<u8>, AssembleError> {
+        let source = self
+            .sources
+            .iter()
+            .find(|s| s.file == w.file)
+            .ok_or_else(|| AssembleError::Rejected {
+                ordinal,
+                reason: "window of a version this device does not hold".into(),
+            })?;
+        let len = usize::try_from(w.len.min(WINDOW)).unwrap_or(0);
+        let mut buf = vec![0u8; len];
+        File::open(&source.path)
+            .and_then(|f| f.read_exact_at(&mut buf, w.offset))
+            .map_err(disk(&source.path))?;
+        Ok(buf)
+    }
+
+    fn write(&mut self, i: usize, bytes: &[u8]) -> Result<(), AssembleError> {
+        self.file
+            .write_all_at(bytes, self.offsets[i])
+            .map_err(disk(&self.path))?;
+        self.done[i] = true;
+        Ok(())
+    }
+
+    /// Makes the file durable and checks it whole against the signed size and hash.
+    pub fn finish(self, size: u64, hash: &Digest) -> Result<(), AssembleError> {
+        if let Some(i) = self.done.iter().position(|d| !d) {
+            return Err(AssembleError::Whole(format!("chunk {i} is missing")));
+        }
+        self.file.sync_all().map_err(disk(&self.path))?;
+        let mut hasher = Hasher::new();
+        let mut reader =
+            BufReader::with_capacity(1 << 20, File::open(&self.path).map_err(disk(&self.path))?);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(disk(&self.path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+        let actual = hasher.finish();
+        if total != size || actual != *hash {
+            return Err(AssembleError::Whole(format!(
+                "{total} bytes hashing to {} (signed: {size} bytes, {})",
+                actual.short(),
+                hash.short()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+use super::*;
+use ferry_shared::chunk::ChunkParams;
+use ferry_shared::delta::{Encoded, encode_best_in_window};
+
+const SMALL: ChunkParams = ChunkParams {
+    min: 64,
+    avg: 256,
+    max: 1024,
+};
+
+/// Deterministic incompressible bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    old: Vec<u8>,
+    new: Vec<u8>,
+    source: LocalSource,
+    target: ChunkIndex,
+}
+
+/// v1 on disk; v2 = v1 with a few bytes changed in two places.
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let old = noise(1, 40_000);
+    let mut new = old.clone();
+    for b in &mut new[10_000..10_040] {
+        *b ^= 0x5a;
+    }
+    for b in &mut new[30_000..30_010] {
+        *b = b.wrapping_add(1);
+    }
+    let path = dir.path().join("v1.bin");
+    std::fs::write(&path, &old).unwrap();
+    let cut = ChunkIndex::build(old.as_slice(), SMALL).unwrap();
+    let source = LocalSource {
+        file: cut.hash,
+        path,
+        index: cut.index,
+    };
+    let target = ChunkIndex::build(new.as_slice(), SMALL).unwrap().index;
+    Setup {
+        dir,
+        old,
+        new,
+        source,
+        target,
+    }
+}
+
+/// What a coordinator would send for `want`.
+fn serve(s: &Setup, want: &ChunkWant) -> Encoded {
+    let (offset, c) = s.target.spans().nth(want.ordinal as usize).unwrap();
+    let chunk = &s.new[offset as usize..(offset + u64::from(c.len)) as usize];
+    match &want.reference {
+        Some(w) => {
+            let window = &s.old[w.offset as usize..(w.offset + w.len) as usize];
+            encode_best_in_window(chunk, window, w.at as usize, 3)
+        }
+        None => Encoded {
+            encoding: Encoding::Zstd,
+            payload: zstd::encode_all(chunk, 3).unwrap(),
+        },
+    }
+}
+
+fn open(s: &Setup, sources: Vec<LocalSource>) -> (Assembly, Opened) {
+    Assembly::open(
+        &s.dir.path().join("staged.bin"),
+        s.target.clone(),
+        s.new.len() as u64,
+        sources,
+    )
+    .unwrap()
+}
+
+#[test]
+fn unchanged_chunks_are_copied_and_only_changed_ones_fetched_as_deltas() {
+    let s = setup();
+    let (mut asm, opened) = open(&s, vec![s.source.clone()]);
+    assert_eq!(opened.resumed, 0);
+    let copied = asm.copy_local().unwrap();
+    let wants = asm.wants();
+    // Two edits touch at most a few chunks each (a cut point may move with the bytes).
+    assert!(!wants.is_empty() && wants.len() <= 8, "{wants:?}");
+    assert!(wants.iter().all(|w| w.reference.is_some()));
+    let fetched: u64 = wants
+        .iter()
+        .map(|w| u64::from(s.target.chunks[w.ordinal as usize].len))
+        .sum();
+    assert_eq!(copied + fetched, s.new.len() as u64);
+    let mut on_wire = 0;
+    for want in &wants {
+        let encoded = serve(&s, want);
+        on_wire += encoded.payload.len();
+        asm.accept(want, encoded.encoding, &encoded.payload)
+            .unwrap();
+    }
+    assert!(on_wire < fetched as usize / 4, "{on_wire} of {fetched}");
+    assert!(asm.wants().is_empty());
+    asm.finish(s.new.len() as u64, &Digest::of(&s.new)).unwrap();
+    assert_eq!(
+        std::fs::read(s.dir.path().join("staged.bin")).unwrap(),
+        s.new
+    );
+}
+
+#[test]
+fn a_reopened_staging_file_resumes_at_the_next_missing_chunk() {
+    let s = setup();
+    let (mut asm, _) = open(&s, Vec::new());
+    let wants = asm.wants();
+    assert_eq!(
+        wants.len(),
+        s.target.chunks.len(),
+        "no sources: all fetched"
+    );
+    assert!(wants.iter().all(|w| w.reference.is_none()));
+    let half = wants.len() / 2;
+    for want in &wants[..half] {
+        let e = serve(&s, want);
+        asm.accept(want, e.encoding, &e.payload).unwrap();
+    }
+    drop(asm); // the link drops, or the agent restarts
+
+    let (mut asm, opened) = open(&s, Vec::new());
+    assert_eq!(opened.resumed as usize, half);
+    let rest = asm.wants();
+    assert_eq!(rest, wants[half..].to_vec());
+    for want in &rest {
+        let e = serve(&s, want);
+        asm.accept(want, e.encoding, &e.payload).unwrap();
+    }
+    asm.finish(s.new.len() as u64, &Digest::of(&s.new)).unwrap();
+}
+
+#[test]
+fn a_bad_delta_is_rejected_and_the_chunk_asked_for_whole() {
+    let s = setup();
+    let (mut asm, _) = open(&s, vec![s.source.clone()]);
+    asm.copy_local().unwrap();
+    let want = asm.wants()[0];
+    // Right format, wrong content: a plain chunk of other bytes.
+    let len = s.target.chunks[want.ordinal as usize].len as usize;
+    let e = Encoded {
+        encoding: Encoding::Zstd,
+        payload: zstd::encode_all(&noise(9, len)[..], 3).unwrap(),
+    };
+    let err = asm.accept(&want, e.encoding, &e.payload).unwrap_err();
+    assert!(matches!(err, AssembleError::Rejected { .. }), "{err}");
+    // Garbage payloads are refused the same way, whatever the encoding.
+    for encoding in [Encoding::Bsdiff, Encoding::ZstdRef, Encoding::Raw] {
+        assert!(matches!(
+            asm.accept(&want, encoding, b"\x00garbage"),
+            Err(AssembleError::Rejected { .. })
+        ));
+    }
+    assert!(asm.fetch_whole(want.ordinal));
+    assert!(!asm.fetch_whole(want.ordinal), "only once");
+    let again = asm
+        .wants()
+        .into_iter()
+        .find(|w| w.ordinal == want.ordinal)
+        .unwrap();
+    assert_eq!(again.reference, None);
+    let e = serve(&s, &again);
+    asm.accept(&again, e.encoding, &e.payload).unwrap();
+}
+
+#[test]
+fn a_damaged_local_copy_is_fetched_whole_instead() {
+    let s = setup();
+    let mut damaged = s.old.clone();
+    damaged[100] ^= 1;
+    std::fs::write(&s.source.path, &damaged).unwrap();
+    let (mut asm, _) = open(&s, vec![s.source.clone()]);
+    let copied = asm.copy_local().unwrap();
+    let wants = asm.wants();
+    let w0 = wants
+        .iter()
+        .find(|w| w.ordinal == 0)
+        .expect("chunk 0 wanted");
+    assert_eq!(
+        w0.reference, None,
+        "asked whole, not against the damaged copy"
+    );
+    let total: u64 = wants
+        .iter()
+        .map(|w| u64::from(s.target.chunks[w.ordinal as usize].len))
+        .sum();
+    assert_eq!(copied + total, s.new.len() as u64);
+}
+
+#[test]
+fn a_file_that_does_not_hash_right_is_not_finished() {
+    let s = setup();
+    let (mut asm, _) = open(&s, vec![s.source.clone()]);
+    asm.copy_local().unwrap();
+    assert!(matches!(
+        asm.finish(s.new.len() as u64, &Digest::of(&s.new)),
+        Err(AssembleError::Whole(_))
+    ));
+}
+
+#[test]
+fn identical_chunks_are_fetched_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let block = noise(5, 3000);
+    let mut new = block.clone();
+    new.extend(noise(6, 500));
+    new.extend(&block);
+    let target = ChunkIndex::build(new.as_slice(), SMALL).unwrap().index;
+    let distinct: HashSet<Digest> = target.chunks.iter().map(|c| c.hash).collect();
+    assert!(
+        distinct.len() < target.chunks.len(),
+        "the test needs repeats"
+    );
+    let (mut asm, _) = Assembly::open(
+        &dir.path().join("f"),
+        target.clone(),
+        new.len() as u64,
+        Vec::new(),
+    )
+    .unwrap();
+    let wants = asm.wants();
+    assert_eq!(wants.len(), distinct.len());
+    for want in &wants {
+        let (offset, c) = target.spans().nth(want.ordinal as usize).unwrap();
+        let chunk = &new[offset as usize..(offset + u64::from(c.len)) as usize];
+        asm.accept(want, Encoding::Raw, chunk).unwrap();
+    }
+    asm.finish(new.len() as u64, &Digest::of(&new)).unwrap();
+}

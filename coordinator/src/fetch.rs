@@ -1,0 +1,186 @@
+//! Fetch streams: an agent opens one per request, for an artifact's chunk index or for a
+//! batch of chunks it lacks. Chunks are answered in order, a few encoded ahead of the one
+//! being sent; a chunk that cannot be served is answered `Unavailable` without ending the
+//! stream, and a request for an artifact this coordinator does not hold is refused as
+//! permanent so the agent stops asking.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ferry_shared::Digest;
+use ferry_shared::chunk::ChunkIndex;
+use ferry_shared::wire::io::{
+    FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
+};
+use ferry_shared::wire::{
+    ChunkReply, ChunkWant, FetchRequest, FetchResponse, MAX_CHUNKS_PER_REQUEST, PROTOCOL_VERSION,
+};
+use quinn::{Connection, RecvStream, SendStream};
+use tracing::{debug, warn};
+
+use crate::app::{Coordinator, Counters};
+use crate::quic::SessionError;
+use crate::transfer::ServeError;
+
+/// Accepts fetch streams on `conn` until it closes.
+pub async fn accept_fetches(app: Arc<Coordinator>, conn: Connection) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = fetch(app, send, recv).await {
+                debug!("fetch stream ended: {e}");
+            }
+        });
+    }
+}
+
+fn io_error(e: quinn::WriteError) -> FrameIoError {
+    FrameIoError::Io(e.into())
+}
+
+/// Chunks encoded ahead of the one being sent, per stream.
+const ENCODE_AHEAD: usize = 4;
+
+async fn fetch(
+    app: Arc<Coordinator>,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> Result<(), SessionError> {
+    let preamble = read_preamble(&mut recv).await?;
+    write_preamble(&mut send).await?;
+    if preamble.version != PROTOCOL_VERSION {
+        return Err(SessionError::Protocol(format!(
+            "fetch with protocol {}",
+            preamble.version
+        )));
+    }
+    let request: FetchRequest = read_frame(&mut recv, "fetch request")
+        .await?
+        .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))?;
+    match request {
+        FetchRequest::Index { file } => serve_index(&app, &mut send, file).await,
+        FetchRequest::Chunks { file, wants } => serve_chunks(&app, &mut send, file, wants).await,
+    }
+}
+
+async fn refuse(
+    send: &mut SendStream,
+    permanent: bool,
+    message: String,
+) -> Result<(), SessionError> {
+    write_frame(send, &FetchResponse::Error { permanent, message }).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The artifact's chunk index, or a refusal: permanent when it is not stored here.
+fn stored_index(app: &Coordinator, file: &Digest) -> Result<ChunkIndex, (bool, String)> {
+    match app.store.blob_index(file) {
+        Ok(Some(index)) => Ok(index),
+        Ok(None) => Err((
+            true,
+            format!("artifact {file} is not stored on this coordinator"),
+        )),
+        Err(e) => {
+            warn!("chunk index of {file}: {e}");
+            Err((false, format!("chunk index of {file} unreadable: {e}")))
+        }
+    }
+}
+
+async fn serve_index(
+    app: &Coordinator,
+    send: &mut SendStream,
+    file: Digest,
+) -> Result<(), SessionError> {
+    let index = match stored_index(app, &file) {
+        Ok(index) => index,
+        Err((permanent, message)) => return refuse(send, permanent, message).await,
+    };
+    let bytes = index.to_canonical_bytes();
+    write_frame(
+        send,
+        &FetchResponse::Index {
+            len: bytes.len() as u64,
+        },
+    )
+    .await?;
+    send.write_all(&bytes).await.map_err(io_error)?;
+    let _ = send.finish();
+    Ok(())
+}
+
+async fn serve_chunks(
+    app: &Arc<Coordinator>,
+    send: &mut SendStream,
+    file: Digest,
+    wants: Vec<ChunkWant>,
+) -> Result<(), SessionError> {
+    if wants.len() > MAX_CHUNKS_PER_REQUEST {
+        return refuse(
+            send,
+            true,
+            format!(
+                "{} chunks asked at once; at most {MAX_CHUNKS_PER_REQUEST}",
+                wants.len()
+            ),
+        )
+        .await;
+    }
+    let index = match stored_index(app, &file) {
+        Ok(index) => Arc::new(index),
+        Err((permanent, message)) => return refuse(send, permanent, message).await,
+    };
+    write_frame(send, &FetchResponse::Chunks).await?;
+    // Encode a few chunks ahead of the one being sent, in order.
+    let mut pending = VecDeque::new();
+    let mut wants = wants.into_iter();
+    loop {
+        while pending.len() < ENCODE_AHEAD
+            && let Some(want) = wants.next()
+        {
+            let (app, index) = (app.clone(), index.clone());
+            pending.push_back((
+                want,
+                tokio::spawn(async move { app.transfer.chunk(&app.store, &index, want).await }),
+            ));
+        }
+        let Some((want, task)) = pending.pop_front() else {
+            break;
+        };
+        let encoded = task
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))
+            .and_then(|r| r);
+        match encoded {
+            Ok(encoded) => {
+                let reply = ChunkReply::Chunk {
+                    ordinal: want.ordinal,
+                    encoding: encoded.encoding,
+                    len: u32::try_from(encoded.payload.len()).map_err(|_| {
+                        SessionError::Protocol("an encoded chunk over 4 GiB".into())
+                    })?,
+                };
+                write_frame(send, &reply).await?;
+                send.write_all(&encoded.payload).await.map_err(io_error)?;
+                Counters::add(&app.counters.bytes_served, encoded.payload.len() as u64);
+                Counters::add(&app.counters.chunks_served, 1);
+                if encoded.encoding.needs_reference() {
+                    Counters::add(&app.counters.deltas_served, 1);
+                }
+            }
+            Err(e) => {
+                if !matches!(e, ServeError::BadRequest(_)) {
+                    warn!(file = %file, ordinal = want.ordinal, "cannot serve a chunk: {e}");
+                }
+                let reply = ChunkReply::Unavailable {
+                    ordinal: want.ordinal,
+                    message: e.to_string(),
+                };
+                write_frame(send, &reply).await?;
+            }
+        }
+    }
+    let _ = send.finish();
+    Ok(())
+}

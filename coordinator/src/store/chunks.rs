@@ -1,0 +1,267 @@
+//! The content-addressed chunk store: `chunks/<2 hex>/<64 hex>.zst`, each file the zstd
+//! compression (with a frame checksum) of one chunk whose BLAKE3 is its name. Every release
+//! shares it, so a chunk is stored once however many artifacts contain it.
+//!
+//! Writes go to `tmp/`, are fsynced and renamed into place; the directories an ingest touched
+//! are fsynced before the ingest reports success, so a chunk the database mentions is durable.
+//! Reads decode with a capped window and check length and hash: a damaged file is an error,
+//! never bytes sent to a device.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ferry_shared::Digest;
+
+/// Chunk bytes on disk.
+#[derive(Clone, Debug)]
+pub struct ChunkStore {
+    root: PathBuf,
+    level: i32,
+}
+
+/// Chunk store failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChunkStoreError {
+    /// Disk I/O failed.
+    #[error("chunk store I/O at {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The chunk is not stored.
+    #[error("chunk {0} is not stored")]
+    Missing(Digest),
+    /// The stored file does not decode to the chunk it is named for.
+    #[error("stored chunk {hash} is damaged: {reason}")]
+    Damaged {
+        /// The chunk.
+        hash: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A chunk read back and checked.
+#[derive(Debug)]
+pub struct StoredChunk {
+    /// The stored zstd frame, sendable as it is.
+    pub compressed: Vec<u8>,
+    /// The chunk's bytes.
+    pub bytes: Vec<u8>,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ChunkStoreError + '_ {
+    move |source| ChunkStoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Largest zstd window accepted when reading back: chunks are at most 16 MiB.
+const WINDOW_LOG_MAX: u32 = 24;
+
+impl ChunkStore {
+    /// A store under `root` compressing at zstd `level`; clears leftovers of interrupted writes.
+    pub fn new(root: PathBuf, level: i32) -> Result<Self, ChunkStoreError> {
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+        if let Ok(entries) = fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(Self { root, level })
+    }
+
+    /// Where chunk `hash` lives.
+    pub fn path(&self, hash: &Digest) -> PathBuf {
+        let hex = hash.to_hex();
+        self.root.join(&hex[..2]).join(format!("{hex}.zst"))
+    }
+
+    /// A fresh temporary path under the store (same file system, so renames are atomic).
+    pub fn temp_path(&self, label: &str) -> Result<PathBuf, ChunkStoreError> {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| ChunkStoreError::Io {
+            path: self.root.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        Ok(self
+            .root
+            .join("tmp")
+            .join(format!("{label}.{}", hex::encode(nonce))))
+    }
+
+    /// Starts a batch of writes whose directories are fsynced together by [`Ingest::finish`].
+    pub fn ingest(&self) -> Ingest<'_> {
+        Ingest {
+            store: self,
+            dirs: BTreeSet::new(),
+            new_chunks: 0,
+            new_bytes: 0,
+        }
+    }
+
+    /// Reads chunk `hash` of `len` bytes and checks it.
+    pub fn read(&self, hash: &Digest, len: u32) -> Result<StoredChunk, ChunkStoreError> {
+        let path = self.path(hash);
+        let compressed = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ChunkStoreError::Missing(*hash));
+            }
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        let damaged = |reason: String| ChunkStoreError::Damaged {
+            hash: *hash,
+            reason,
+        };
+        let mut decoder = zstd::stream::read::Decoder::new(compressed.as_slice())
+            .map_err(|e| damaged(e.to_string()))?;
+        decoder
+            .window_log_max(WINDOW_LOG_MAX)
+            .map_err(|e| damaged(e.to_string()))?;
+        // One byte more than declared proves a too-long chunk without decoding all of it.
+        let mut bytes = Vec::with_capacity(len as usize);
+        decoder
+            .take(u64::from(len) + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| damaged(e.to_string()))?;
+        if bytes.len() != len as usize {
+            return Err(damaged(format!(
+                "decodes to {}{} bytes, not {len}",
+                bytes.len().min(len as usize),
+                if bytes.len() > len as usize { "+" } else { "" }
+            )));
+        }
+        let actual = Digest::of(&bytes);
+        if actual != *hash {
+            return Err(damaged(format!("decodes to bytes hashing to {actual}")));
+        }
+        Ok(StoredChunk { compressed, bytes })
+    }
+}
+
+/// A batch of chunk writes.
+pub struct Ingest<'a> {
+    store: &'a ChunkStore,
+    dirs: BTreeSet<PathBuf>,
+    /// Chunks this batch stored that were not there before.
+    pub new_chunks: u32,
+    /// Their compressed size.
+    pub new_bytes: u64,
+}
+
+impl Ingest<'_> {
+    /// Stores `bytes` (which hash to `hash`) unless the chunk is already there.
+    pub fn put(&mut self, hash: &Digest, bytes: &[u8]) -> Result<(), ChunkStoreError> {
+        let path = self.store.path(hash);
+        if path.exists() {
+            return Ok(());
+        }
+        let compressed = {
+            let mut encoder = zstd::Encoder::new(Vec::new(), self.store.level)
+                .map_err(io_at(&self.store.root))?;
+            encoder
+                .include_checksum(true)
+                .map_err(io_at(&self.store.root))?;
+            encoder.write_all(bytes).map_err(io_at(&self.store.root))?;
+            encoder.finish().map_err(io_at(&self.store.root))?
+        };
+        let tmp = self.store.temp_path(&hash.short())?;
+        let result = (|| {
+            let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
+            file.write_all(&compressed).map_err(io_at(&tmp))?;
+            file.sync_all().map_err(io_at(&tmp))?;
+            let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            fs::rename(&tmp, &path).map_err(io_at(&path))?;
+            self.dirs.insert(dir);
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        self.new_chunks += 1;
+        self.new_bytes += compressed.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the renames durable.
+    pub fn finish(self) -> Result<(u32, u64), ChunkStoreError> {
+        for dir in &self.dirs {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_at(dir))?;
+        }
+        if !self.dirs.is_empty() {
+            File::open(&self.store.root)
+                .and_then(|d| d.sync_all())
+                .map_err(io_at(&self.store.root))?;
+        }
+        Ok((self.new_chunks, self.new_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_stored_once_and_read_back_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let data = b"tensor".repeat(1000);
+        let hash = Digest::of(&data);
+        let mut ingest = store.ingest();
+        ingest.put(&hash, &data).unwrap();
+        ingest.put(&hash, &data).unwrap();
+        let (new_chunks, new_bytes) = ingest.finish().unwrap();
+        assert_eq!(new_chunks, 1);
+        assert!(new_bytes > 0 && new_bytes < data.len() as u64);
+        let read = store.read(&hash, data.len() as u32).unwrap();
+        assert_eq!(read.bytes, data);
+        assert_eq!(zstd::decode_all(read.compressed.as_slice()).unwrap(), data);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn damaged_or_missing_chunks_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let data = b"weights".repeat(500);
+        let hash = Digest::of(&data);
+        let mut ingest = store.ingest();
+        ingest.put(&hash, &data).unwrap();
+        ingest.finish().unwrap();
+        assert!(matches!(
+            store.read(&hash, data.len() as u32 - 1),
+            Err(ChunkStoreError::Damaged { .. })
+        ));
+        // Same length, other content: valid zstd, wrong hash.
+        let other = b"WEIGHTS".repeat(500);
+        fs::write(
+            store.path(&hash),
+            zstd::encode_all(other.as_slice(), 3).unwrap(),
+        )
+        .unwrap();
+        let err = store.read(&hash, data.len() as u32).unwrap_err();
+        assert!(err.to_string().contains("hashing to"), "{err}");
+        fs::write(store.path(&hash), b"garbage").unwrap();
+        assert!(matches!(
+            store.read(&hash, data.len() as u32),
+            Err(ChunkStoreError::Damaged { .. })
+        ));
+        let absent = Digest::of(b"absent");
+        assert!(matches!(
+            store.read(&absent, 1),
+            Err(ChunkStoreError::Missing(_))
+        ));
+    }
+}

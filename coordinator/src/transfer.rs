@@ -1,0 +1,412 @@
+//! Serving artifacts to agents chunk by chunk: a chunk a device lacks goes out either as the
+//! stored zstd frame, or encoded against a window of a version the device holds (the smallest
+//! candidate of [`ferry_shared::delta::encode_best_in_window`]). Windows are read back from
+//! the chunk store, so memory is bounded by the window, never the artifact; encodes run on a
+//! bounded pool of blocking threads and land in the [`DeltaCache`]. When an alias moves, the
+//! cache is warmed for the versions the fleet actually runs, most common first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ferry_shared::chunk::{ChunkIndex, ChunkRef};
+use ferry_shared::delta::{Encoded, Encoding, encode_best_in_window};
+use ferry_shared::manifest::{Release, Variant};
+use ferry_shared::plan::{WINDOW, plan};
+use ferry_shared::wire::{ChunkWant, MAX_WINDOW, WindowRef};
+use ferry_shared::{Digest, ModelName, Version};
+use tokio::sync::{Semaphore, broadcast};
+use tracing::{debug, info, warn};
+
+use crate::app::{AliasMoved, Coordinator};
+use crate::store::Store;
+use crate::store::chunks::{ChunkStore, ChunkStoreError};
+use crate::store::deltas::{DeltaCache, DeltaKey};
+
+/// The chunk-serving side of the coordinator.
+pub struct Transfer {
+    /// Chunk bytes.
+    pub chunks: ChunkStore,
+    /// Encoded chunks.
+    pub deltas: DeltaCache,
+    level: i32,
+    workers: Arc<Semaphore>,
+    /// One lock per delta being encoded, so concurrent askers (a device and the warmer, or two
+    /// devices) wait for one encode instead of repeating it.
+    in_flight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Deltas encoded (cache misses) since start.
+    pub encoded: AtomicU64,
+}
+
+/// Why one chunk cannot be served (the agent is told; other chunks go on).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The request is out of bounds or names something not stored.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The store failed or holds damaged bytes.
+    #[error(transparent)]
+    Store(#[from] ChunkStoreError),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] crate::store::StoreError),
+    /// An encode task died.
+    #[error("encoder task failed: {0}")]
+    Task(String),
+}
+
+impl Transfer {
+    /// Serving from `chunks`, caching in `deltas`, encoding at zstd `level` on at most
+    /// `workers` threads (0: one per core).
+    pub fn new(chunks: ChunkStore, deltas: DeltaCache, level: i32, workers: usize) -> Self {
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            workers
+        };
+        Self {
+            chunks,
+            deltas,
+            level,
+            workers: Arc::new(Semaphore::new(workers)),
+            in_flight: Mutex::default(),
+            encoded: AtomicU64::new(0),
+        }
+    }
+
+    /// Chunk `want.ordinal` of `target`, encoded for a device holding `want.reference`.
+    pub async fn chunk(
+        self: &Arc<Self>,
+        store: &Store,
+        target: &ChunkIndex,
+        want: ChunkWant,
+    ) -> Result<Encoded, ServeError> {
+        let chunk = *target
+            .chunks
+            .get(want.ordinal as usize)
+            .ok_or_else(|| ServeError::BadRequest(format!("no chunk {}", want.ordinal)))?;
+        let Some(window) = want.reference else {
+            let this = self.clone();
+            return blocking(move || this.plain(&chunk)).await;
+        };
+        let source = store.blob_index(&window.file)?.ok_or_else(|| {
+            ServeError::BadRequest(format!("reference artifact {} is not stored", window.file))
+        })?;
+        check_window(&window, source.total_len())?;
+        let key = DeltaKey {
+            chunk: chunk.hash,
+            window,
+        };
+        let name = key.digest();
+        let lock = self.in_flight_lock(name);
+        let guard = lock.clone().lock_owned().await;
+        let result = self.encode_once(key, chunk, source).await;
+        drop(guard);
+        self.release_in_flight(name, lock);
+        result
+    }
+
+    fn in_flight_lock(&self, name: Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(name).or_default().clone()
+    }
+
+    fn release_in_flight(&self, name: Digest, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        // Two holders: the map and this caller; nobody else waits for it.
+        if Arc::strong_count(&lock) <= 2 {
+            map.remove(&name);
+        }
+    }
+
+    async fn encode_once(
+        self: &Arc<Self>,
+        key: DeltaKey,
+        chunk: ChunkRef,
+        source: ChunkIndex,
+    ) -> Result<Encoded, ServeError> {
+        let this = self.clone();
+        if let Some(hit) = blocking(move || Ok(this.deltas.get(&key))).await? {
+            return Ok(hit);
+        }
+        let permit = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))?;
+        let this = self.clone();
+        blocking(move || {
+            let _permit = permit;
+            this.encode(&key, &chunk, &source)
+        })
+        .await
+    }
+
+    fn plain(&self, chunk: &ChunkRef) -> Result<Encoded, ServeError> {
+        let stored = self.chunks.read(&chunk.hash, chunk.len)?;
+        Ok(Encoded {
+            encoding: Encoding::Zstd,
+            payload: stored.compressed,
+        })
+    }
+
+    fn encode(
+        &self,
+        key: &DeltaKey,
+        chunk: &ChunkRef,
+        source: &ChunkIndex,
+    ) -> Result<Encoded, ServeError> {
+        // Another request may have filled the cache while this one waited for a worker.
+        if let Some(hit) = self.deltas.get(key) {
+            return Ok(hit);
+        }
+        let stored = self.chunks.read(&chunk.hash, chunk.len)?;
+        let window = read_window(&self.chunks, source, key.window.offset, key.window.len)?;
+        // `check_window` bounds `at` by the window length, itself at most MAX_WINDOW.
+        let at = usize::try_from(key.window.at).unwrap_or(usize::MAX);
+        let mut best = encode_best_in_window(&stored.bytes, &window, at, self.level);
+        if stored.compressed.len() <= best.payload.len() {
+            best = Encoded {
+                encoding: Encoding::Zstd,
+                payload: stored.compressed,
+            };
+        }
+        if let Err(e) = self.deltas.put(key, &best) {
+            warn!("cannot cache a delta: {e}");
+        }
+        self.encoded.fetch_add(1, Ordering::Relaxed);
+        Ok(best)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServeError> + Send + 'static,
+) -> Result<T, ServeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServeError::Task(e.to_string()))?
+}
+
+/// Refuses windows that are empty, too large, outside the source or with `at` outside them.
+fn check_window(window: &WindowRef, source_len: u64) -> Result<(), ServeError> {
+    let end = window.offset.checked_add(window.len);
+    if window.len == 0
+        || window.len > MAX_WINDOW
+        || end.is_none_or(|end| end > source_len)
+        || window.at > window.len
+    {
+        return Err(ServeError::BadRequest(format!(
+            "window {}+{} (at {}) is outside the {source_len}-byte reference or over {MAX_WINDOW} bytes",
+            window.offset, window.len, window.at
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes `[offset, offset + len)` of the artifact `index` describes, read from the chunk store
+/// one chunk at a time.
+pub fn read_window(
+    chunks: &ChunkStore,
+    index: &ChunkIndex,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, ChunkStoreError> {
+    let end = offset.saturating_add(len);
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    for (start, c) in index.spans() {
+        let stop = start + u64::from(c.len);
+        if stop <= offset {
+            continue;
+        }
+        if start >= end {
+            break;
+        }
+        let bytes = chunks.read(&c.hash, c.len)?.bytes;
+        let from = offset.saturating_sub(start) as usize;
+        let to = (end.min(stop) - start) as usize;
+        out.extend_from_slice(&bytes[from..to]);
+    }
+    Ok(out)
+}
+
+/// Warms the delta cache whenever an alias moves, until the channel closes.
+pub async fn warm_on_alias_moves(app: Arc<Coordinator>) {
+    let mut moves = app.alias_moves.subscribe();
+    loop {
+        let moved = match moves.recv().await {
+            Ok(moved) => moved,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                debug!("delta warmer skipped {n} alias moves");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if let Err(e) = warm(&app, &moved).await {
+            warn!(model = %moved.model, alias = %moved.alias, "delta precompute failed: {e}");
+        }
+    }
+}
+
+async fn warm(app: &Arc<Coordinator>, moved: &AliasMoved) -> Result<(), ServeError> {
+    let followed = app.store.devices()?.iter().any(|(_, d)| {
+        d.follows
+            .iter()
+            .any(|f| f.model == moved.model && f.alias == moved.alias)
+    });
+    if !followed {
+        return Ok(()); // no device will ask
+    }
+    let Some(alias) = app.store.alias(&moved.model, &moved.alias)? else {
+        return Ok(());
+    };
+    let Some((target, _)) = app.store.release(&moved.model, &alias.version)? else {
+        return Ok(());
+    };
+    let mut encoded = 0usize;
+    for (active, previous) in fleet_versions(&app.store, &moved.model, &alias.version)? {
+        let release = |v: &Option<Version>| -> Result<Option<Release>, ServeError> {
+            Ok(match v {
+                Some(v) => app.store.release(&moved.model, v)?.map(|(r, _)| r),
+                None => None,
+            })
+        };
+        let (active, previous) = (release(&active)?, release(&previous)?);
+        for variant in &target.variants {
+            let sources: Vec<&Variant> = [&active, &previous]
+                .into_iter()
+                .flatten()
+                .filter_map(|r| matching_variant(r, variant))
+                .collect();
+            encoded += warm_pair(app, variant, &sources).await?;
+        }
+    }
+    if encoded > 0 {
+        info!(model = %moved.model, version = %alias.version, chunks = encoded, "deltas precomputed");
+    }
+    Ok(())
+}
+
+/// What a device holds: its active and previous versions.
+type Held = (Option<Version>, Option<Version>);
+
+/// The (active, previous) versions devices of `model` run, excluding those already on
+/// `target`, most common first.
+fn fleet_versions(
+    store: &Store,
+    model: &ModelName,
+    target: &Version,
+) -> Result<Vec<Held>, ServeError> {
+    let mut counts: BTreeMap<Held, usize> = BTreeMap::new();
+    for (_, device) in store.devices()? {
+        for report in device.models.iter().filter(|m| &m.model == model) {
+            if report.active.as_ref() != Some(target) && report.active.is_some() {
+                *counts
+                    .entry((report.active.clone(), report.previous.clone()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut pairs: Vec<_> = counts.into_iter().collect();
+    pairs.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    Ok(pairs.into_iter().map(|(pair, _)| pair).collect())
+}
+
+/// The variant of `release` a device that needs `wanted` would hold: same target and
+/// accelerator, or the only variant.
+fn matching_variant<'r>(release: &'r Release, wanted: &Variant) -> Option<&'r Variant> {
+    release
+        .variants
+        .iter()
+        .find(|v| v.target == wanted.target && v.accelerator == wanted.accelerator)
+        .or(match release.variants.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        })
+}
+
+/// Encodes every windowed chunk a device holding `sources` would ask for; returns how many.
+async fn warm_pair(
+    app: &Arc<Coordinator>,
+    target: &Variant,
+    sources: &[&Variant],
+) -> Result<usize, ServeError> {
+    let Some(target_index) = app.store.blob_index(&target.hash)? else {
+        return Ok(0);
+    };
+    let mut indexes = Vec::new();
+    let mut files = Vec::new();
+    for source in sources {
+        if let Some(index) = app.store.blob_index(&source.hash)? {
+            indexes.push(index);
+            files.push(source.hash);
+        }
+    }
+    if indexes.is_empty() {
+        return Ok(0);
+    }
+    let wants = plan(&target_index, &indexes, WINDOW).wants(&files);
+    let mut encoded = 0;
+    for want in wants.into_iter().filter(|w| w.reference.is_some()) {
+        app.transfer.chunk(&app.store, &target_index, want).await?;
+        encoded += 1;
+    }
+    Ok(encoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_shared::chunk::ChunkParams;
+
+    #[test]
+    fn windows_are_read_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let data: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let params = ChunkParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        };
+        let mut ingest = chunks.ingest();
+        let cut = ChunkIndex::build_visiting(data.as_slice(), params, |c, b| {
+            ingest.put(&c.hash, b).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        ingest.finish().unwrap();
+        for (offset, len) in [(0u64, 10u64), (300, 5000), (49_990, 10), (0, 50_000)] {
+            let got = read_window(&chunks, &cut.index, offset, len).unwrap();
+            assert_eq!(got, &data[offset as usize..(offset + len) as usize]);
+        }
+    }
+
+    #[test]
+    fn hostile_windows_are_refused() {
+        let ok = WindowRef {
+            file: Digest::of(b"f"),
+            offset: 10,
+            len: 100,
+            at: 100,
+        };
+        assert!(check_window(&ok, 110).is_ok());
+        for bad in [
+            WindowRef { len: 0, ..ok },
+            WindowRef { at: 101, ..ok },
+            WindowRef {
+                offset: u64::MAX,
+                ..ok
+            },
+            WindowRef {
+                len: MAX_WINDOW + 1,
+                offset: 0,
+                ..ok
+            },
+        ] {
+            assert!(check_window(&bad, 1 << 30).is_err(), "{bad:?}");
+        }
+        assert!(check_window(&ok, 109).is_err());
+    }
+}

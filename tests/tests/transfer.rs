@@ -1,0 +1,273 @@
+//! Chunked, delta-compressed, resumable transfer, end to end on real processes: only changed
+//! chunks travel, numeric weights travel as numeric deltas, cut downloads resume, bad deltas
+//! are caught and fetched whole, and a device with nothing on disk still installs.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use ferry_agent::state::TransferStats;
+use ferry_coordinator::store::deltas::{CachedDelta, DeltaCache, read_entry, write_entry};
+use ferry_shared::Digest;
+use ferry_shared::delta::Encoding;
+use ferry_shared::plan::{WINDOW, plan};
+use ferry_tests::{Agent, AgentSpec, Fleet, chunks_of, model_bytes, nudged, wait_until, weights};
+
+const T: Duration = Duration::from_secs(120);
+const MIB: usize = 1024 * 1024;
+
+fn transfer_of(agent: &Agent) -> Result<TransferStats> {
+    agent
+        .status()?
+        .models
+        .into_iter()
+        .next()
+        .and_then(|m| m.last_update)
+        .and_then(|u| u.transfer)
+        .with_context(|| format!("{} reports no transfer figures", agent.name))
+}
+
+/// Distinct chunks of `new` a device holding `old` lacks, and their bytes.
+fn missing(old: &[u8], new: &[u8]) -> (usize, u64) {
+    let have: HashSet<Digest> = chunks_of(old).chunks.iter().map(|c| c.hash).collect();
+    let mut seen = HashSet::new();
+    let (mut count, mut bytes) = (0, 0);
+    for c in chunks_of(new).chunks {
+        if !have.contains(&c.hash) && seen.insert(c.hash) {
+            count += 1;
+            bytes += u64::from(c.len);
+        }
+    }
+    (count, bytes)
+}
+
+fn is_delta(encoding: &str) -> bool {
+    encoding != "zstd" && encoding != "raw"
+}
+
+#[test]
+fn an_update_fetches_only_changed_chunks_and_a_new_device_fetches_them_all() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    let v1 = model_bytes(1, 12 * MIB, true);
+    let mut v2 = v1.clone();
+    for b in &mut v2[3 * MIB..3 * MIB + 2000] {
+        *b = b.wrapping_add(3) % 16;
+    }
+    v2.splice(9 * MIB..9 * MIB, model_bytes(7, 5000, false));
+    fleet.publish("1.0.0", &v1)?;
+    fleet.set_prod("1.0.0", "start")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", &v2)?;
+    fleet.set_prod("2.0.0", "two small edits")?;
+    fleet.wait_all_on("2.0.0", T)?;
+
+    let agent = &fleet.agents[0];
+    assert_eq!(
+        agent.current_bytes("model.bin")?,
+        v2,
+        "installed bytes are v2"
+    );
+    let t = transfer_of(agent)?;
+    let (missing_chunks, missing_bytes) = missing(&v1, &v2);
+    assert!((1..=6).contains(&missing_chunks), "{missing_chunks}");
+    assert_eq!(t.chunks_fetched as usize, missing_chunks, "{t:?}");
+    assert_eq!(t.chunks_total as usize, chunks_of(&v2).chunks.len());
+    assert_eq!(
+        t.bytes_reused_locally + missing_bytes,
+        v2.len() as u64,
+        "{t:?}"
+    );
+    assert!(
+        t.bytes_on_wire < missing_bytes / 20,
+        "deltas of small edits are small: {t:?}"
+    );
+    assert!(t.encodings.keys().any(|e| is_delta(e)), "{t:?}");
+    assert!(
+        !t.resumed && t.chunks_refetched == 0 && t.attempts == 1,
+        "{t:?}"
+    );
+    let served = fleet.coordinator.fleet_status()?;
+    assert!(served.deltas_served >= 1, "{served:?}");
+    assert!(served.bytes_served > 0 && served.chunks_served >= missing_chunks as u64);
+
+    // A device with no version on disk has nothing to copy or diff against: every distinct
+    // chunk comes whole.
+    let fresh = fleet.add_agent(AgentSpec::named("fresh"))?;
+    fleet.wait_all_on("2.0.0", T)?;
+    let fresh = &fleet.agents[fresh];
+    assert_eq!(fresh.current_bytes("model.bin")?, v2);
+    let t = transfer_of(fresh)?;
+    let distinct: HashSet<Digest> = chunks_of(&v2).chunks.iter().map(|c| c.hash).collect();
+    assert_eq!(t.chunks_fetched as usize, distinct.len(), "{t:?}");
+    assert_eq!(t.bytes_reused_locally, 0);
+    assert!(t.encodings.keys().all(|e| !is_delta(e)), "{t:?}");
+    Ok(())
+}
+
+#[test]
+fn a_fine_tuned_model_travels_as_a_numeric_delta() -> Result<()> {
+    let fleet = Fleet::start(1, None)?;
+    let v1 = weights(1, MIB); // 4 MiB of f32
+    let v2 = nudged(&v1, 2, 0.01);
+    fleet.publish("1.0.0", &v1)?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("1.1.0", &v2)?;
+    fleet.set_prod("1.1.0", "fine-tuned")?;
+    fleet.wait_all_on("1.1.0", T)?;
+
+    let agent = &fleet.agents[0];
+    assert_eq!(agent.current_bytes("model.bin")?, v2);
+    let t = transfer_of(agent)?;
+    assert!(
+        t.encodings
+            .keys()
+            .any(|e| e.starts_with("sub-planes") || e.starts_with("xor-planes")),
+        "{t:?}"
+    );
+    // Every weight moved by up to 1 %: about half of each float's bits are new information,
+    // which no lossless delta avoids; plain compression finds almost nothing to remove.
+    let plain = zstd::encode_all(v2.as_slice(), 3)?.len() as u64;
+    assert!(
+        t.bytes_on_wire * 5 < plain * 4,
+        "numeric delta {} vs plain zstd {plain}",
+        t.bytes_on_wire
+    );
+    Ok(())
+}
+
+/// Chunks of `v2` already in place in the agent's staging file.
+fn staged_chunks(agent: &Agent, v2: &[u8]) -> usize {
+    let path = agent.state_dir.join("staging/detector/2.0.0/model.bin");
+    let Ok(staged) = std::fs::read(path) else {
+        return 0;
+    };
+    let index = chunks_of(v2);
+    index
+        .spans()
+        .filter(|(offset, c)| {
+            let range = *offset as usize..(*offset + u64::from(c.len)) as usize;
+            staged.get(range).is_some_and(|b| Digest::of(b) == c.hash)
+        })
+        .count()
+}
+
+/// Starts installing `v2` (a fine-tune of `v1`, so every chunk is encoded at some cost) and
+/// returns once the agent has staged some chunks of it, but not all.
+fn start_a_slow_update(fleet: &Fleet, v1: &[u8], v2: &[u8]) -> Result<()> {
+    fleet.publish("1.0.0", v1)?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", v2)?;
+    fleet.set_prod("2.0.0", "fine-tuned")?;
+    let total = chunks_of(v2).chunks.len();
+    wait_until("the agent has staged a chunk of 2.0.0", T, || {
+        Ok(staged_chunks(&fleet.agents[0], v2) >= 1)
+    })?;
+    ensure!(
+        staged_chunks(&fleet.agents[0], v2) < total
+            && fleet.agents[0].current().map(|v| v.to_string()).as_deref() == Some("1.0.0"),
+        "the update finished before it could be cut"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_download_cut_by_a_stopped_coordinator_resumes_at_the_next_missing_chunk() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    let v1 = weights(3, 3 * MIB);
+    let v2 = nudged(&v1, 4, 0.01);
+    start_a_slow_update(&fleet, &v1, &v2)?;
+    fleet.coordinator.stop();
+    fleet.coordinator.restart()?;
+    fleet.wait_all_on("2.0.0", T)?;
+
+    let agent = &fleet.agents[0];
+    assert_eq!(agent.current_bytes("model.bin")?, v2);
+    let t = transfer_of(agent)?;
+    let (missing_chunks, _) = missing(&v1, &v2);
+    assert!(
+        t.attempts >= 2 && t.resumed && t.chunks_resumed >= 1,
+        "{t:?}"
+    );
+    assert!(
+        (t.chunks_fetched as usize) <= missing_chunks + 1,
+        "at most the chunk in flight is fetched twice: {t:?}, {missing_chunks} missing"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_download_cut_by_an_agent_restart_resumes_from_the_staged_chunks() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    let v1 = weights(5, 3 * MIB);
+    let v2 = nudged(&v1, 6, 0.01);
+    start_a_slow_update(&fleet, &v1, &v2)?;
+    fleet.agents[0].kill();
+    fleet.agents[0].start()?;
+    fleet.wait_all_on("2.0.0", T)?;
+
+    let agent = &fleet.agents[0];
+    assert_eq!(agent.current_bytes("model.bin")?, v2);
+    let t = transfer_of(agent)?;
+    let (missing_chunks, _) = missing(&v1, &v2);
+    assert!(t.resumed && t.chunks_resumed >= 1, "{t:?}");
+    assert!(
+        (t.chunks_resumed + t.chunks_fetched) as usize <= missing_chunks + 1,
+        "{t:?}, {missing_chunks} missing"
+    );
+    Ok(())
+}
+
+#[test]
+fn corrupted_deltas_are_caught_and_the_chunks_fetched_whole() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    let v1 = weights(7, MIB);
+    let v2 = nudged(&v1, 8, 0.01);
+    fleet.publish("1.0.0", &v1)?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.agents[0].kill();
+
+    // The coordinator precomputes the deltas the (offline) device will ask for...
+    let (i1, i2) = (chunks_of(&v1), chunks_of(&v2));
+    let windowed = plan(&i2, std::slice::from_ref(&i1), WINDOW)
+        .wants(&[Digest::of(&v1)])
+        .into_iter()
+        .filter(|w| w.reference.is_some())
+        .count();
+    ensure!(windowed > 0, "the plan has deltas");
+    fleet.publish("1.1.0", &v2)?;
+    fleet.set_prod("1.1.0", "fine-tuned")?;
+    wait_until("the deltas are precomputed", T, || {
+        Ok(fleet.coordinator.fleet_status()?.deltas_encoded as usize >= windowed)
+    })?;
+    // ...and they go bad on its disk, in a way only the device's hash check can see.
+    fleet.coordinator.stop();
+    let root = fleet.coordinator.data_dir.join("deltas");
+    let cache = DeltaCache::new(root.clone())?;
+    let paths = cache.paths()?;
+    ensure!(paths.len() >= windowed, "{} cached", paths.len());
+    for path in &paths {
+        ensure!(read_entry(path)?.is_some(), "sound before the damage");
+        let wrong = CachedDelta {
+            encoding: Encoding::Zstd,
+            payload: zstd::encode_all(&[0u8; 1000][..], 3)?,
+        };
+        write_entry(&root.join("tmp"), path, &wrong)?;
+    }
+    fleet.coordinator.restart()?;
+    fleet.agents[0].start()?;
+    fleet.wait_all_on("1.1.0", T)?;
+
+    let agent = &fleet.agents[0];
+    assert_eq!(agent.current_bytes("model.bin")?, v2);
+    let t = transfer_of(agent)?;
+    assert_eq!(t.chunks_refetched as usize, windowed, "{t:?}");
+    assert_eq!(
+        t.encodings.get("zstd").copied(),
+        Some(windowed as u32),
+        "{t:?}"
+    );
+    Ok(())
+}
