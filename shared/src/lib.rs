@@ -17,8 +17,8 @@ pub mod sign;
 pub mod version;
 pub mod wire;
 
-#[cfg(test)]
-mod testutil;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testutil;
 
 pub use digest::Digest;
 pub use manifest::{Accelerator, Lineage, Release, Target, Variant};

@@ -1,25 +1,6 @@
 use super::*;
-use ferry_shared::chunk::ChunkParams;
 use ferry_shared::delta::{Encoded, encode_best_in_window};
-
-const SMALL: ChunkParams = ChunkParams {
-    min: 64,
-    avg: 256,
-    max: 1024,
-};
-
-/// Deterministic incompressible bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use ferry_shared::testutil::{SMALL, noise};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -32,12 +13,12 @@ struct Setup {
 /// v1 on disk; v2 = v1 with a few bytes changed in two places.
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let old = noise(1, 40_000);
+    let old = noise(1, 400_000);
     let mut new = old.clone();
-    for b in &mut new[10_000..10_040] {
+    for b in &mut new[100_000..100_040] {
         *b ^= 0x5a;
     }
-    for b in &mut new[30_000..30_010] {
+    for b in &mut new[300_000..300_010] {
         *b = b.wrapping_add(1);
     }
     let path = dir.path().join("v1.bin");
@@ -215,9 +196,9 @@ fn a_file_that_does_not_hash_right_is_not_finished() {
 #[test]
 fn identical_chunks_are_fetched_once() {
     let dir = tempfile::tempdir().unwrap();
-    let block = noise(5, 3000);
+    let block = noise(5, 60_000);
     let mut new = block.clone();
-    new.extend(noise(6, 500));
+    new.extend(noise(6, 5000));
     new.extend(&block);
     let target = ChunkIndex::build(new.as_slice(), SMALL).unwrap().index;
     let distinct: HashSet<Digest> = target.chunks.iter().map(|c| c.hash).collect();
