@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ferry_shared::chunk::{ChunkIndex, ChunkRef};
-use ferry_shared::delta::{Encoded, Encoding, encode_best_in_window};
+use ferry_shared::delta::{Encoded, Encoding, encode_delta_in_window};
 use ferry_shared::manifest::{Release, Variant};
 use ferry_shared::plan::{WINDOW, plan};
 use ferry_shared::wire::{ChunkWant, MAX_WINDOW, WindowRef};
@@ -165,13 +165,14 @@ impl Transfer {
         let window = read_window(&self.chunks, source, key.window.offset, key.window.len)?;
         // `check_window` bounds `at` by the window length, itself at most MAX_WINDOW.
         let at = usize::try_from(key.window.at).unwrap_or(usize::MAX);
-        let mut best = encode_best_in_window(&stored.bytes, &window, at, self.level);
-        if stored.compressed.len() <= best.payload.len() {
-            best = Encoded {
-                encoding: Encoding::Zstd,
-                payload: stored.compressed,
-            };
-        }
+        let plain = Encoded {
+            encoding: Encoding::Zstd,
+            payload: stored.compressed,
+        };
+        let best = match encode_delta_in_window(&stored.bytes, &window, at, self.level) {
+            Some(delta) if delta.payload.len() < plain.payload.len() => delta,
+            _ => plain,
+        };
         if let Err(e) = self.deltas.put(key, &best) {
             warn!("cannot cache a delta: {e}");
         }

@@ -268,6 +268,26 @@ pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: us
 /// bsdiff, the slowest, runs only where zstd with the window found the chunk's old bytes
 /// (under 80 % of plain zstd's output); on retrained weights it never wins.
 pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -> Encoded {
+    screen_and_encode(new, window, at, level, false).unwrap_or_else(|| Encoded {
+        encoding: Encoding::Raw,
+        payload: new.to_vec(),
+    })
+}
+
+/// Like [`encode_best_in_window`], but `None` when the screen finds that no window-based
+/// encoding beats plain zstd: the caller then sends the chunk as it already has it
+/// compressed, without spending a full-level encode on a delta that does not pay.
+pub fn encode_delta_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -> Option<Encoded> {
+    screen_and_encode(new, window, at, level, true)
+}
+
+fn screen_and_encode(
+    new: &[u8],
+    window: &[u8],
+    at: usize,
+    level: i32,
+    plain_is_enough: bool,
+) -> Option<Encoded> {
     const SCREEN: i32 = 3;
     type Scored<'a> = Vec<(usize, Encoding, Prepared<'a>)>;
     fn consider<'a>(
@@ -302,6 +322,14 @@ pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -
         consider(Encoding::Bsdiff, new, window, at, &mut scored);
     }
     scored.sort_by_key(|(size, _, _)| *size);
+    // A delta must beat plain zstd by 5 % at the screen to earn its full-level encode.
+    let plain = size_of(Encoding::Zstd, &scored);
+    let pays = scored.first().is_some_and(|(size, encoding, _)| {
+        encoding.needs_reference() && plain.is_none_or(|p| size * 20 < p * 19)
+    });
+    if plain_is_enough && !pays {
+        return None;
+    }
     let mut best = Encoded {
         encoding: Encoding::Raw,
         payload: new.to_vec(),
@@ -321,7 +349,7 @@ pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -
             };
         }
     }
-    best
+    Some(best)
 }
 
 /// Decodes a chunk that [`encode_best_in_window`] encoded against `window` with the chunk's

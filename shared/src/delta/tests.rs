@@ -347,3 +347,14 @@ fn numeric_deltas_use_the_aligned_part_of_a_window() {
     assert!(reference_in_window(Encoding::ZstdRef, &window, 1000, new.len()).len() == window.len());
     assert!(reference_in_window(Encoding::XorPlanes { width: 4 }, &window, 1 << 30, 10).is_empty());
 }
+
+#[test]
+fn a_delta_that_does_not_pay_is_not_encoded_at_full_level() {
+    let window = crate::testutil::noise(40, 64 * 1024);
+    let unrelated = crate::testutil::noise(41, 16 * 1024);
+    assert_eq!(encode_delta_in_window(&unrelated, &window, 0, 19), None);
+    let mut edited = window[8192..8192 + 16 * 1024].to_vec();
+    edited[100] ^= 1;
+    let delta = encode_delta_in_window(&edited, &window, 8192, 19).expect("a delta pays");
+    assert!(delta.encoding.needs_reference() && delta.payload.len() < 1024);
+}
