@@ -83,6 +83,8 @@ pub struct Assembly {
     done: Vec<bool>,
     /// Chunks to fetch without a reference (a delta or a local copy went wrong).
     full: HashSet<u32>,
+    /// Chunks that already failed once after arriving: their one second chance is spent.
+    retried: HashSet<u32>,
     /// Target ordinals by chunk hash, to fill duplicates from one fetch.
     same: HashMap<Digest, Vec<u32>>,
     limits: Limits,
@@ -132,6 +134,7 @@ impl Assembly {
             sources,
             plan,
             full: HashSet::new(),
+            retried: HashSet::new(),
             same,
             limits,
         };
@@ -215,9 +218,12 @@ impl Assembly {
         out
     }
 
-    /// Marks a chunk to be fetched whole from now on; false when it already was.
-    pub fn fetch_whole(&mut self, ordinal: u32) -> bool {
-        self.full.insert(ordinal)
+    /// Records that a received chunk failed (did not verify, was unavailable or oversized):
+    /// the first time, it is to be fetched again, whole, and this returns true; the second
+    /// time it returns false and the version cannot be assembled.
+    pub fn retry_whole(&mut self, ordinal: u32) -> bool {
+        self.full.insert(ordinal);
+        self.retried.insert(ordinal)
     }
 
     /// Largest payload accepted for one chunk: the worst case of an incompressible chunk in

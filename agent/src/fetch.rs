@@ -165,8 +165,7 @@ async fn download(
         "assembling"
     );
     stats.chunks_total = asm.chunks_total();
-    stats.chunks_resumed += opened.resumed;
-    stats.resumed |= opened.resumed > 0;
+    stats.resumed += opened.resumed;
     stats.bytes_reused_locally += copied;
 
     loop {
@@ -338,8 +337,22 @@ async fn fetch_batch(
                 stats.chunks_fetched += 1;
                 (encoding, payload)
             }
-            ChunkReply::Unavailable { ordinal, message } if ordinal == want.ordinal => {
-                asm = retry_whole(asm, want, attempt, stats, message)?;
+            ChunkReply::Chunk { ordinal, len, .. } if ordinal == want.ordinal => {
+                // Over any sane bound: the rest of the stream cannot be trusted either.
+                let why = format!("a {len}-byte payload, over the {max_payload}-byte bound");
+                return chunk_failed(asm, want, attempt, stats, why);
+            }
+            ChunkReply::Unavailable {
+                ordinal,
+                permanent,
+                message,
+            } if ordinal == want.ordinal => {
+                if want.reference.is_none() && !permanent {
+                    return Err(
+                        attempt.net(format!("chunk {ordinal} is unavailable for now: {message}"))
+                    );
+                }
+                asm = chunk_failed(asm, want, attempt, stats, message)?;
                 continue;
             }
             other => {
@@ -363,25 +376,25 @@ async fn fetch_batch(
                 *stats.encodings.entry(encoding_name(encoding)).or_default() += 1;
             }
             Err(AssembleError::Disk { path, source }) => return Err(attempt.disk(&path, source)),
-            Err(e) => asm = retry_whole(asm, want, attempt, stats, e.to_string())?,
+            Err(e) => asm = chunk_failed(asm, want, attempt, stats, e.to_string())?,
         }
     }
     Ok(asm)
 }
 
-/// A chunk failed (unavailable or unverifiable): ask for it whole once; a chunk already asked
-/// for whole fails the attempt for good.
-fn retry_whole(
+/// A chunk failed (unavailable, unverifiable or oversized): it is asked for once more,
+/// whole; a second failure fails the version for good.
+fn chunk_failed(
     mut asm: Assembly,
     want: &ChunkWant,
     attempt: &Attempt<'_>,
     stats: &mut TransferStats,
     why: String,
 ) -> Result<Assembly, StageFailure> {
-    if want.reference.is_some() && asm.fetch_whole(want.ordinal) {
+    if asm.retry_whole(want.ordinal) {
         tracing::warn!(
             ordinal = want.ordinal,
-            "chunk delta failed ({why}); fetching it whole"
+            "chunk failed ({why}); fetching it whole"
         );
         stats.chunks_refetched += 1;
         return Ok(asm);
@@ -448,7 +461,16 @@ fn local_sources(
                     ChunkIndex::build(std::io::BufReader::new(f), target.params)
                         .map_err(|e| e.to_string())
                 }) {
-                Ok(cut) if cut.hash == variant.hash => cut.index,
+                Ok(cut) if cut.hash == variant.hash => {
+                    // Cut with the bounds it was published with: keep it, so the next update
+                    // does not read the whole file again.
+                    if cut.index.digest() == variant.chunks
+                        && let Err(e) = write_atomic(&index_path, &cut.index.to_canonical_bytes())
+                    {
+                        tracing::warn!("cannot keep {}: {e}", index_path.display());
+                    }
+                    cut.index
+                }
                 _ => continue, // damaged or gone: not a source
             },
         };

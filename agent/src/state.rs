@@ -57,10 +57,9 @@ pub struct TransferStats {
     pub chunks_fetched: u32,
     /// Chunks fetched whole again after a delta or copy failed verification.
     pub chunks_refetched: u32,
-    /// Chunks found already staged by an earlier, interrupted attempt.
-    pub chunks_resumed: u32,
-    /// True when an attempt continued from staged chunks.
-    pub resumed: bool,
+    /// Chunks an attempt found already staged by an earlier, interrupted one (0: nothing was
+    /// resumed).
+    pub resumed: u32,
     /// Download attempts.
     pub attempts: u32,
     /// Chunks received per encoding.

@@ -146,8 +146,8 @@ pub fn print(status: &AgentStatus) {
                     } else {
                         String::new()
                     },
-                    if t.resumed {
-                        format!(", {} resumed", t.chunks_resumed)
+                    if t.resumed > 0 {
+                        format!(", {} resumed", t.resumed)
                     } else {
                         String::new()
                     },

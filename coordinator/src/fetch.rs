@@ -175,6 +175,7 @@ async fn serve_chunks(
                 }
                 let reply = ChunkReply::Unavailable {
                     ordinal: want.ordinal,
+                    permanent: e.is_permanent(),
                     message: e.to_string(),
                 };
                 write_frame(send, &reply).await?;

@@ -40,6 +40,7 @@ pub struct Transfer {
 
 /// Why one chunk cannot be served (the agent is told; other chunks go on).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// The request is out of bounds or names something not stored.
     #[error("{0}")]
@@ -53,6 +54,17 @@ pub enum ServeError {
     /// An encode task died.
     #[error("encoder task failed: {0}")]
     Task(String),
+}
+
+impl ServeError {
+    /// True when asking again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ServeError::BadRequest(_)
+                | ServeError::Store(ChunkStoreError::Missing(_) | ChunkStoreError::Damaged { .. })
+        )
+    }
 }
 
 impl Transfer {
@@ -382,6 +394,28 @@ mod tests {
             let got = read_window(&chunks, &cut.index, offset, len).unwrap();
             assert_eq!(got, &data[offset as usize..(offset + len) as usize]);
         }
+    }
+
+    #[test]
+    fn only_failures_that_asking_again_cannot_fix_are_permanent() {
+        let hash = Digest::of(b"c");
+        assert!(ServeError::BadRequest("no chunk 9".into()).is_permanent());
+        assert!(ServeError::Store(ChunkStoreError::Missing(hash)).is_permanent());
+        assert!(
+            ServeError::Store(ChunkStoreError::Damaged {
+                hash,
+                reason: "bad".into()
+            })
+            .is_permanent()
+        );
+        assert!(!ServeError::Task("panicked".into()).is_permanent());
+        assert!(
+            !ServeError::Store(ChunkStoreError::Io {
+                path: "x".into(),
+                source: std::io::Error::other("EIO"),
+            })
+            .is_permanent()
+        );
     }
 
     #[test]

@@ -5,24 +5,21 @@
 use ferry_shared::delta::{Encoding, Limits, decode};
 use libfuzzer_sys::fuzz_target;
 
-const ENCODINGS: [Encoding; 10] = [
-    Encoding::Raw,
-    Encoding::Zstd,
-    Encoding::ZstdRef,
-    Encoding::Bsdiff,
-    Encoding::XorPlanes { width: 2 },
-    Encoding::XorPlanes { width: 4 },
-    Encoding::XorPlanes { width: 3 },
-    Encoding::SubPlanes { width: 4 },
-    Encoding::SubPlanes { width: 8 },
-    Encoding::XorPlanes { width: 1 },
-];
+/// Every valid encoding, then element widths the decoder must refuse.
+fn encoding(selector: u8) -> Encoding {
+    const INVALID: [Encoding; 2] = [
+        Encoding::XorPlanes { width: 3 },
+        Encoding::SubPlanes { width: 0 },
+    ];
+    let i = usize::from(selector) % (Encoding::EVERY.len() + INVALID.len());
+    Encoding::EVERY.get(i).copied().unwrap_or(INVALID[i - Encoding::EVERY.len()])
+}
 
 fuzz_target!(|data: &[u8]| {
     let [selector, len_hi, len_lo, ref_len, payload @ ..] = data else {
         return;
     };
-    let encoding = ENCODINGS[usize::from(*selector) % ENCODINGS.len()];
+    let encoding = encoding(*selector);
     let declared = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
     // A reference derived from the input, up to 4 KiB.
     let reference: Vec<u8> = (0..usize::from(*ref_len) * 16)

@@ -88,6 +88,17 @@ pub enum ChunkError {
     Invalid(String),
 }
 
+/// What an artifact needs beyond the chunks a holder has ([`ChunkIndex::missing_from`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// Distinct chunks to fetch.
+    pub chunks: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bytes available without fetching.
+    pub reused: u64,
+}
+
 /// An artifact's index, with the whole-file hash and size computed in the same pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chunked {
@@ -156,18 +167,20 @@ impl ChunkIndex {
         })
     }
 
-    /// Bytes this artifact needs beyond the chunks in `have`, and bytes it can reuse.
-    pub fn missing_from(&self, have: &HashSet<Digest>) -> (u64, u64) {
+    /// What this artifact needs beyond the chunks in `have`: each distinct chunk counted once
+    /// (a repeat is reused, like a chunk in `have`).
+    pub fn missing_from(&self, have: &HashSet<Digest>) -> Missing {
         let mut seen = HashSet::new();
-        let (mut missing, mut reused) = (0u64, 0u64);
+        let mut out = Missing::default();
         for c in &self.chunks {
             if have.contains(&c.hash) || !seen.insert(c.hash) {
-                reused += u64::from(c.len);
+                out.reused += u64::from(c.len);
             } else {
-                missing += u64::from(c.len);
+                out.chunks += 1;
+                out.bytes += u64::from(c.len);
             }
         }
-        (missing, reused)
+        out
     }
 
     /// Canonical bytes (postcard).
@@ -237,12 +250,13 @@ mod tests {
         let a = ChunkIndex::build(old.as_slice(), SMALL).unwrap().index;
         let b = ChunkIndex::build(new.as_slice(), SMALL).unwrap().index;
         let have: HashSet<Digest> = a.chunks.iter().map(|c| c.hash).collect();
-        let (missing, reused) = b.missing_from(&have);
+        let missing = b.missing_from(&have);
         assert!(
-            missing < 3 * u64::from(SMALL.max),
-            "only the neighbourhood changed: {missing} bytes"
+            missing.bytes < 3 * u64::from(SMALL.max),
+            "only the neighbourhood changed: {missing:?}"
         );
-        assert!(reused > 900_000, "{reused}");
+        assert!(missing.reused > 900_000, "{missing:?}");
+        assert_eq!(missing.bytes + missing.reused, new.len() as u64);
     }
 
     #[test]

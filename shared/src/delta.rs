@@ -211,6 +211,24 @@ fn prepare<'a>(
     })
 }
 
+impl Encoding {
+    /// Every encoding a decoder accepts (element widths 1, 2, 4 and 8).
+    pub const EVERY: [Encoding; 12] = [
+        Encoding::Raw,
+        Encoding::Zstd,
+        Encoding::ZstdRef,
+        Encoding::Bsdiff,
+        Encoding::XorPlanes { width: 1 },
+        Encoding::XorPlanes { width: 2 },
+        Encoding::XorPlanes { width: 4 },
+        Encoding::XorPlanes { width: 8 },
+        Encoding::SubPlanes { width: 1 },
+        Encoding::SubPlanes { width: 2 },
+        Encoding::SubPlanes { width: 4 },
+        Encoding::SubPlanes { width: 8 },
+    ];
+}
+
 /// The cheap candidates that use a reference, in the order they are tried; bsdiff, the
 /// expensive one, is considered separately.
 const REFERENCED: [Encoding; 5] = [

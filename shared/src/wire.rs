@@ -482,6 +482,9 @@ pub enum ChunkReply {
     Unavailable {
         /// Which chunk.
         ordinal: u32,
+        /// True when asking again cannot help (the chunk is damaged or gone, or the request
+        /// names what is not stored); false for a passing failure (I/O, a crashed encoder).
+        permanent: bool,
         /// Why.
         message: String,
     },

@@ -146,8 +146,8 @@ fn a_bad_delta_is_rejected_and_the_chunk_asked_for_whole() {
             Err(AssembleError::Rejected { .. })
         ));
     }
-    assert!(asm.fetch_whole(want.ordinal));
-    assert!(!asm.fetch_whole(want.ordinal), "only once");
+    assert!(asm.retry_whole(want.ordinal));
+    assert!(!asm.retry_whole(want.ordinal), "one second chance only");
     let again = asm
         .wants()
         .into_iter()
@@ -180,6 +180,28 @@ fn a_damaged_local_copy_is_fetched_whole_instead() {
         .map(|w| u64::from(s.target.chunks[w.ordinal as usize].len))
         .sum();
     assert_eq!(copied + total, s.new.len() as u64);
+    assert!(
+        asm.retry_whole(0),
+        "a failed local copy does not spend the chunk's second chance"
+    );
+}
+
+#[test]
+fn a_chunk_asked_for_whole_also_gets_one_second_chance() {
+    let s = setup();
+    let (mut asm, _) = open(&s, Vec::new());
+    let want = asm.wants()[0];
+    assert_eq!(want.reference, None);
+    assert!(matches!(
+        asm.accept(&want, Encoding::Raw, b"not the chunk"),
+        Err(AssembleError::Rejected { .. })
+    ));
+    assert!(asm.retry_whole(want.ordinal), "asked again, whole");
+    assert!(asm.wants().contains(&want));
+    assert!(
+        !asm.retry_whole(want.ordinal),
+        "the second failure is final"
+    );
 }
 
 #[test]

@@ -16,24 +16,11 @@ fn edited(old: &[u8]) -> Vec<u8> {
     new
 }
 
-const ALL: [Encoding; 10] = [
-    Encoding::Raw,
-    Encoding::Zstd,
-    Encoding::ZstdRef,
-    Encoding::Bsdiff,
-    Encoding::XorPlanes { width: 1 },
-    Encoding::XorPlanes { width: 2 },
-    Encoding::XorPlanes { width: 4 },
-    Encoding::SubPlanes { width: 2 },
-    Encoding::SubPlanes { width: 4 },
-    Encoding::SubPlanes { width: 8 },
-];
-
 #[test]
 fn every_encoding_round_trips() {
     let old = noise(1, 64 * 1024);
     let new = edited(&old);
-    for encoding in ALL {
+    for encoding in Encoding::EVERY {
         let payload = encode(encoding, &new, Some(&old), 3).unwrap();
         let back = decode(encoding, &payload, Some(&old), new.len(), &Limits::DEFAULT).unwrap();
         assert_eq!(back, new, "{encoding:?}");
@@ -41,7 +28,7 @@ fn every_encoding_round_trips() {
     // Tails shorter than one element, empty chunks, a reference shorter than the chunk.
     for len in [0, 1, 3, 7, 4099] {
         let new = noise(2, len);
-        for encoding in ALL {
+        for encoding in Encoding::EVERY {
             let payload = encode(encoding, &new, Some(&old[..10]), 3).unwrap();
             let back = decode(encoding, &payload, Some(&old[..10]), len, &Limits::DEFAULT).unwrap();
             assert_eq!(back, new, "{encoding:?} len {len}");
@@ -271,7 +258,7 @@ fn mutated_payloads_never_panic_or_overrun() {
     let old = noise(6, 8192);
     let new = edited(&old);
     let mut rng = noise(7, 4 * 4096);
-    for encoding in ALL {
+    for encoding in Encoding::EVERY {
         let good = encode(encoding, &new, Some(&old), 3).unwrap();
         for round in 0..400 {
             let mut bad = good.clone();
