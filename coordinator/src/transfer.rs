@@ -13,8 +13,8 @@ use ferry_shared::chunk::{ChunkIndex, ChunkRef};
 use ferry_shared::delta::{Encoded, Encoding, encode_delta_in_window};
 use ferry_shared::manifest::{Release, Variant};
 use ferry_shared::plan::{WINDOW, plan};
-use ferry_shared::wire::{ChunkWant, MAX_WINDOW, WindowRef};
-use ferry_shared::{Digest, ModelName, Version};
+use ferry_shared::wire::{ChunkWant, DeviceId, MAX_WINDOW, WindowRef};
+use ferry_shared::{Digest, Version};
 use tokio::sync::{Semaphore, broadcast};
 use tracing::{debug, info, warn};
 
@@ -22,6 +22,7 @@ use crate::app::{AliasMoved, Coordinator};
 use crate::store::Store;
 use crate::store::chunks::{ChunkStore, ChunkStoreError};
 use crate::store::deltas::{DeltaCache, DeltaKey};
+use crate::store::records::DeviceRecord;
 
 /// The chunk-serving side of the coordinator.
 pub struct Transfer {
@@ -262,22 +263,18 @@ pub async fn warm_on_alias_moves(app: Arc<Coordinator>) {
 }
 
 async fn warm(app: &Arc<Coordinator>, moved: &AliasMoved) -> Result<(), ServeError> {
-    let followed = app.store.devices()?.iter().any(|(_, d)| {
-        d.follows
-            .iter()
-            .any(|f| f.model == moved.model && f.alias == moved.alias)
-    });
-    if !followed {
-        return Ok(()); // no device will ask
-    }
     let Some(alias) = app.store.alias(&moved.model, &moved.alias)? else {
         return Ok(());
     };
+    let held = fleet_versions(&app.store.devices()?, moved, &alias.version);
+    if held.is_empty() {
+        return Ok(()); // no device following the alias will ask for a delta
+    }
     let Some((target, _)) = app.store.release(&moved.model, &alias.version)? else {
         return Ok(());
     };
     let mut encoded = 0usize;
-    for (active, previous) in fleet_versions(&app.store, &moved.model, &alias.version)? {
+    for (active, previous) in held {
         let release = |v: &Option<Version>| -> Result<Option<Release>, ServeError> {
             Ok(match v {
                 Some(v) => app.store.release(&moved.model, v)?.map(|(r, _)| r),
@@ -303,17 +300,22 @@ async fn warm(app: &Arc<Coordinator>, moved: &AliasMoved) -> Result<(), ServeErr
 /// What a device holds: its active and previous versions.
 type Held = (Option<Version>, Option<Version>);
 
-/// The (active, previous) versions devices of `model` run, excluding those already on
-/// `target`, most common first.
+/// The (active, previous) versions held by the devices that follow the moved alias and do
+/// not run `target` yet, most common first (ties in version order). Pure.
 fn fleet_versions(
-    store: &Store,
-    model: &ModelName,
+    devices: &[(DeviceId, DeviceRecord)],
+    moved: &AliasMoved,
     target: &Version,
-) -> Result<Vec<Held>, ServeError> {
+) -> Vec<Held> {
     let mut counts: BTreeMap<Held, usize> = BTreeMap::new();
-    for (_, device) in store.devices()? {
-        for report in device.models.iter().filter(|m| &m.model == model) {
-            if report.active.as_ref() != Some(target) && report.active.is_some() {
+    let following = devices.iter().filter(|(_, d)| {
+        d.follows
+            .iter()
+            .any(|f| f.model == moved.model && f.alias == moved.alias)
+    });
+    for (_, device) in following {
+        for report in device.models.iter().filter(|m| m.model == moved.model) {
+            if report.active.is_some() && report.active.as_ref() != Some(target) {
                 *counts
                     .entry((report.active.clone(), report.previous.clone()))
                     .or_default() += 1;
@@ -322,7 +324,7 @@ fn fleet_versions(
     }
     let mut pairs: Vec<_> = counts.into_iter().collect();
     pairs.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    Ok(pairs.into_iter().map(|(pair, _)| pair).collect())
+    pairs.into_iter().map(|(pair, _)| pair).collect()
 }
 
 /// The variant of `release` a device that needs `wanted` would hold: same target and
@@ -394,6 +396,65 @@ mod tests {
             let got = read_window(&chunks, &cut.index, offset, len).unwrap();
             assert_eq!(got, &data[offset as usize..(offset + len) as usize]);
         }
+    }
+
+    fn device(
+        alias: &str,
+        active: Option<&str>,
+        previous: Option<&str>,
+    ) -> (DeviceId, DeviceRecord) {
+        use ferry_shared::sign::SecretKey;
+        use ferry_shared::wire::{Follow, ModelReport, Phase};
+        let key = SecretKey::from_seed(&[alias.len() as u8; 32]).public();
+        let model: ferry_shared::ModelName = "m".parse().unwrap();
+        let version = |v: Option<&str>| v.map(|v| v.parse().unwrap());
+        let record = DeviceRecord {
+            public_key: key,
+            enrolled_at: 0,
+            last_seen: 0,
+            agent_version: "0".into(),
+            labels: Default::default(),
+            follows: vec![Follow {
+                model: model.clone(),
+                alias: alias.parse().unwrap(),
+            }],
+            models: vec![ModelReport {
+                model,
+                active: version(active),
+                previous: version(previous),
+                phase: Phase::Idle,
+                last_error: None,
+            }],
+            events_through: 0,
+            recent_events: vec![],
+        };
+        (DeviceId::of(&key), record)
+    }
+
+    #[test]
+    fn deltas_are_warmed_for_what_followers_hold_most_common_first() {
+        let devices = [
+            device("prod", Some("1.0.0"), None),
+            device("prod", Some("1.1.0"), Some("1.0.0")),
+            device("prod", Some("1.1.0"), Some("1.0.0")),
+            device("prod", Some("2.0.0"), Some("1.1.0")), // already there
+            device("prod", None, None),                   // nothing to diff against
+            device("staging", Some("0.9.0"), None),       // follows another alias
+        ];
+        let moved = AliasMoved {
+            model: "m".parse().unwrap(),
+            alias: "prod".parse().unwrap(),
+        };
+        let v = |s: &str| Some(s.parse::<Version>().unwrap());
+        assert_eq!(
+            fleet_versions(&devices, &moved, &"2.0.0".parse().unwrap()),
+            vec![(v("1.1.0"), v("1.0.0")), (v("1.0.0"), None)]
+        );
+        let nobody = AliasMoved {
+            alias: "latest".parse().unwrap(),
+            ..moved
+        };
+        assert!(fleet_versions(&devices, &nobody, &"2.0.0".parse().unwrap()).is_empty());
     }
 
     #[test]
