@@ -7,6 +7,7 @@
 mod binaries;
 mod fleet;
 mod process;
+pub mod procfs;
 mod wait;
 
 pub use binaries::Binaries;

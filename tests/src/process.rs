@@ -111,6 +111,11 @@ impl Coordinator {
         }
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn ctl_output(&self, args: &[&str]) -> Result<Output> {
         Command::new(&self.bins.ctl)
             .args(args)

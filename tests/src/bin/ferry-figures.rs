@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ferry_tests::procfs::status_kib;
 use ferry_tests::{Binaries, Fleet, model_bytes};
 
 fn main() -> Result<()> {
@@ -93,13 +94,9 @@ fn median(v: &mut [Duration]) -> Duration {
 
 /// `(VmRSS, RssAnon, RssFile)` in KiB.
 fn rss_kib(pid: u32) -> Result<(u64, u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))
-    };
-    Ok((field("VmRSS:")?, field("RssAnon:")?, field("RssFile:")?))
+    Ok((
+        status_kib(pid, "VmRSS")?,
+        status_kib(pid, "RssAnon")?,
+        status_kib(pid, "RssFile")?,
+    ))
 }
