@@ -13,6 +13,12 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 
+/// One arena for every thread: chunk decoding runs on tokio's blocking threads, and each new
+/// thread would otherwise get an arena of its own whose freed top is never returned. The
+/// agent's threads seldom allocate at the same time, so the shared lock costs nothing.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const ARENA_MAX: libc::c_int = 1;
+
 /// Makes large allocations return to the OS when freed (glibc only; a no-op elsewhere).
 /// Call once, early, before other threads start.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -23,10 +29,12 @@ const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 pub fn configure_allocator() {
     // SAFETY: mallopt(3) takes the allocator's own locks and has no memory-safety
     // preconditions; M_MMAP_THRESHOLD accepts any value up to HEAP_MAX/2 (32 MiB on 64-bit,
-    // 512 KiB on 32-bit) and 256 KiB is within both. Setting it only changes where future
-    // large blocks come from. The return value only reports whether the value was accepted.
+    // 512 KiB on 32-bit) and 256 KiB is within both; M_ARENA_MAX accepts any positive count.
+    // Setting them only changes where future blocks come from. The return values only report
+    // whether a value was accepted.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
     }
 }
 
