@@ -11,7 +11,8 @@
 //! smallest encoding against its planned window (encoded on two worker threads), plus the
 //! chunk index. Apply decodes every chunk against the old version and checks its hash.
 //! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench [--model-mib N]
-//! [--window-mib N] [--avg-kib N]` (defaults 256, 8, 1024).
+//! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N]` (defaults 256, 8, 1024, 64: whole-file
+//! bsdiff is skipped on larger files unless asked for).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,21 +41,11 @@ struct Row {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let model_mib = args
-        .iter()
-        .position(|a| a == "--model-mib")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(256), |v| v.parse())?;
-    let window_mib: u64 = args
-        .iter()
-        .position(|a| a == "--window-mib")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(8), |v| v.parse())?;
-    let avg_kib: u32 = args
-        .iter()
-        .position(|a| a == "--avg-kib")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(1024), |v| v.parse())?;
+    let model_mib: usize = flag(&args, "--model-mib", 256)?;
+    let window_mib: u64 = flag(&args, "--window-mib", 8)?;
+    let avg_kib: u32 = flag(&args, "--avg-kib", 1024)?;
+    // Whole-file bsdiff needs 9-17x the file in memory and minutes per 100 MiB.
+    let bsdiff_max_mib: usize = flag(&args, "--bsdiff-max-mib", 64)?;
     // FastCDC's bounds: min a quarter of the average, max four times it.
     let params = ChunkParams {
         min: (avg_kib * 256).clamp(64, 1 << 20),
@@ -93,7 +84,7 @@ fn main() -> Result<()> {
     println!("| pair | tool | bytes on the wire | % of new | encode | apply |");
     println!("|---|---|---:|---:|---:|---:|");
     for pair in &pairs {
-        for row in run_all(pair, window_mib << 20, params)? {
+        for row in run_all(pair, window_mib << 20, params, bsdiff_max_mib << 20)? {
             println!(
                 "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s |",
                 pair.name,
@@ -108,7 +99,23 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn run_all(pair: &Pair, window: u64, params: ChunkParams) -> Result<Vec<Row>> {
+/// The number after `name` on the command line, or `default`.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => {
+            let value = args
+                .get(i + 1)
+                .with_context(|| format!("{name} takes a number"))?;
+            value.parse().with_context(|| format!("{name} {value}"))
+        }
+    }
+}
+
+fn run_all(pair: &Pair, window: u64, params: ChunkParams, bsdiff_max: usize) -> Result<Vec<Row>> {
     let mut rows = vec![ferry(pair, window, params)?];
     rows.push(timed(
         "zstd -19 (whole file)",
@@ -137,7 +144,7 @@ fn run_all(pair: &Pair, window: u64, params: ChunkParams) -> Result<Vec<Row>> {
             )?)
         },
     )?);
-    if pair.old.len() <= 64 << 20 {
+    if pair.old.len() <= bsdiff_max {
         rows.push(timed(
             "bsdiff + zstd -19 (whole file)",
             pair,
