@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferry_agent::state::TransferStats;
 use ferry_agent::status::AgentStatus;
 use ferry_coordinator::api::{DeviceView, FleetStatus};
 use ferry_shared::Version;
@@ -289,6 +290,17 @@ impl Agent {
             );
         }
         Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// What the last update's download moved, from `status --json`.
+    pub fn last_transfer(&self) -> Result<TransferStats> {
+        self.status()?
+            .models
+            .into_iter()
+            .next()
+            .and_then(|m| m.last_update)
+            .and_then(|u| u.transfer)
+            .with_context(|| format!("{} reports no transfer figures", self.name))
     }
 
     /// `ferry-agent rollback`; returns stdout.

@@ -5,8 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
-use ferry_agent::state::TransferStats;
+use anyhow::{Result, ensure};
 use ferry_coordinator::store::deltas::{CachedDelta, DeltaCache, read_entry, write_entry};
 use ferry_shared::Digest;
 use ferry_shared::delta::Encoding;
@@ -15,17 +14,6 @@ use ferry_tests::{Agent, AgentSpec, Fleet, chunks_of, model_bytes, nudged, wait_
 
 const T: Duration = Duration::from_secs(120);
 const MIB: usize = 1024 * 1024;
-
-fn transfer_of(agent: &Agent) -> Result<TransferStats> {
-    agent
-        .status()?
-        .models
-        .into_iter()
-        .next()
-        .and_then(|m| m.last_update)
-        .and_then(|u| u.transfer)
-        .with_context(|| format!("{} reports no transfer figures", agent.name))
-}
 
 /// Distinct chunks of `new` a device holding `old` lacks, and their bytes.
 fn missing(old: &[u8], new: &[u8]) -> (usize, u64) {
@@ -71,7 +59,7 @@ fn an_update_fetches_only_changed_chunks_and_a_new_device_fetches_them_all() -> 
         v2,
         "installed bytes are v2"
     );
-    let t = transfer_of(agent)?;
+    let t = agent.last_transfer()?;
     let (missing_chunks, missing_bytes) = missing(&v1, &v2);
     assert!((1..=6).contains(&missing_chunks), "{missing_chunks}");
     assert_eq!(t.chunks_fetched as usize, missing_chunks, "{t:?}");
@@ -100,7 +88,7 @@ fn an_update_fetches_only_changed_chunks_and_a_new_device_fetches_them_all() -> 
     fleet.wait_all_on("2.0.0", T)?;
     let fresh = &fleet.agents[fresh];
     assert_eq!(fresh.current_bytes("model.bin")?, v2);
-    let t = transfer_of(fresh)?;
+    let t = fresh.last_transfer()?;
     let distinct: HashSet<Digest> = chunks_of(&v2).chunks.iter().map(|c| c.hash).collect();
     assert_eq!(t.chunks_fetched as usize, distinct.len(), "{t:?}");
     assert_eq!(t.bytes_reused_locally, 0);
@@ -122,7 +110,7 @@ fn a_fine_tuned_model_travels_as_a_numeric_delta() -> Result<()> {
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = transfer_of(agent)?;
+    let t = agent.last_transfer()?;
     assert!(
         t.encodings
             .keys()
@@ -188,7 +176,7 @@ fn a_download_cut_by_a_stopped_coordinator_resumes_at_the_next_missing_chunk() -
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = transfer_of(agent)?;
+    let t = agent.last_transfer()?;
     let (missing_chunks, _) = missing(&v1, &v2);
     assert!(t.attempts >= 2 && t.resumed >= 1, "{t:?}");
     assert!(
@@ -210,7 +198,7 @@ fn a_download_cut_by_an_agent_restart_resumes_from_the_staged_chunks() -> Result
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = transfer_of(agent)?;
+    let t = agent.last_transfer()?;
     let (missing_chunks, _) = missing(&v1, &v2);
     assert!(t.resumed >= 1, "{t:?}");
     assert!(
@@ -263,7 +251,7 @@ fn corrupted_deltas_are_caught_and_the_chunks_fetched_whole() -> Result<()> {
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = transfer_of(agent)?;
+    let t = agent.last_transfer()?;
     assert_eq!(t.chunks_refetched as usize, windowed, "{t:?}");
     assert_eq!(
         t.encodings.get("zstd").copied(),

@@ -63,14 +63,7 @@ fn main() -> Result<()> {
         start.elapsed(),
         peaks(&fleet)?,
     ));
-    let transfer = fleet.agents[0]
-        .status()?
-        .models
-        .into_iter()
-        .next()
-        .and_then(|m| m.last_update)
-        .and_then(|u| u.transfer)
-        .context("no transfer figures")?;
+    let transfer = fleet.agents[0].last_transfer()?;
 
     println!(
         "artifact {gib} GiB; publishing it took {:.1} s",
