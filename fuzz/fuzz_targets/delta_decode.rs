@@ -12,7 +12,10 @@ fn encoding(selector: u8) -> Encoding {
         Encoding::SubPlanes { width: 0 },
     ];
     let i = usize::from(selector) % (Encoding::EVERY.len() + INVALID.len());
-    Encoding::EVERY.get(i).copied().unwrap_or(INVALID[i - Encoding::EVERY.len()])
+    Encoding::EVERY
+        .get(i)
+        .copied()
+        .unwrap_or_else(|| INVALID[i - Encoding::EVERY.len()])
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -292,15 +292,31 @@ impl Agent {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
-    /// What the last update's download moved, from `status --json`.
-    pub fn last_transfer(&self) -> Result<TransferStats> {
-        self.status()?
-            .models
-            .into_iter()
-            .next()
-            .and_then(|m| m.last_update)
-            .and_then(|u| u.transfer)
-            .with_context(|| format!("{} reports no transfer figures", self.name))
+    /// What the download of `version` moved, from `status --json`. The agent records it just
+    /// after it commits the switch, so this waits (briefly) for the record to name `version`.
+    pub fn transfer_for(&self, version: &str) -> Result<TransferStats> {
+        let mut found = None;
+        crate::wait::wait_until(
+            &format!("{} to record its update to {version}", self.name),
+            std::time::Duration::from_secs(30),
+            || {
+                let update = self
+                    .status()?
+                    .models
+                    .into_iter()
+                    .next()
+                    .and_then(|m| m.last_update)
+                    .filter(|u| u.to.to_string() == version);
+                found = update.map(|u| u.transfer);
+                Ok(found.is_some())
+            },
+        )?;
+        found.flatten().with_context(|| {
+            format!(
+                "{}'s update to {version} has no transfer figures",
+                self.name
+            )
+        })
     }
 
     /// `ferry-agent rollback`; returns stdout.

@@ -59,7 +59,7 @@ fn an_update_fetches_only_changed_chunks_and_a_new_device_fetches_them_all() -> 
         v2,
         "installed bytes are v2"
     );
-    let t = agent.last_transfer()?;
+    let t = agent.transfer_for("2.0.0")?;
     let (missing_chunks, missing_bytes) = missing(&v1, &v2);
     assert!((1..=6).contains(&missing_chunks), "{missing_chunks}");
     assert_eq!(t.chunks_fetched as usize, missing_chunks, "{t:?}");
@@ -88,7 +88,7 @@ fn an_update_fetches_only_changed_chunks_and_a_new_device_fetches_them_all() -> 
     fleet.wait_all_on("2.0.0", T)?;
     let fresh = &fleet.agents[fresh];
     assert_eq!(fresh.current_bytes("model.bin")?, v2);
-    let t = fresh.last_transfer()?;
+    let t = fresh.transfer_for("2.0.0")?;
     let distinct: HashSet<Digest> = chunks_of(&v2).chunks.iter().map(|c| c.hash).collect();
     assert_eq!(t.chunks_fetched as usize, distinct.len(), "{t:?}");
     assert_eq!(t.bytes_reused_locally, 0);
@@ -110,7 +110,7 @@ fn a_fine_tuned_model_travels_as_a_numeric_delta() -> Result<()> {
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = agent.last_transfer()?;
+    let t = agent.transfer_for("1.1.0")?;
     assert!(
         t.encodings
             .keys()
@@ -176,7 +176,7 @@ fn a_download_cut_by_a_stopped_coordinator_resumes_at_the_next_missing_chunk() -
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = agent.last_transfer()?;
+    let t = agent.transfer_for("2.0.0")?;
     let (missing_chunks, _) = missing(&v1, &v2);
     assert!(t.attempts >= 2 && t.resumed >= 1, "{t:?}");
     assert!(
@@ -198,7 +198,7 @@ fn a_download_cut_by_an_agent_restart_resumes_from_the_staged_chunks() -> Result
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = agent.last_transfer()?;
+    let t = agent.transfer_for("2.0.0")?;
     let (missing_chunks, _) = missing(&v1, &v2);
     assert!(t.resumed >= 1, "{t:?}");
     assert!(
@@ -251,7 +251,7 @@ fn corrupted_deltas_are_caught_and_the_chunks_fetched_whole() -> Result<()> {
 
     let agent = &fleet.agents[0];
     assert_eq!(agent.current_bytes("model.bin")?, v2);
-    let t = agent.last_transfer()?;
+    let t = agent.transfer_for("1.1.0")?;
     assert_eq!(t.chunks_refetched as usize, windowed, "{t:?}");
     assert_eq!(
         t.encodings.get("zstd").copied(),

@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         start.elapsed(),
         peaks(&fleet)?,
     ));
-    let transfer = fleet.agents[0].last_transfer()?;
+    let transfer = fleet.agents[0].transfer_for("2.0.0")?;
 
     println!(
         "artifact {gib} GiB; publishing it took {:.1} s",
