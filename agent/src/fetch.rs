@@ -373,7 +373,7 @@ async fn fetch_batch(
         match result {
             Ok(()) => {
                 tracing::debug!(ordinal = want.ordinal, ?encoding, "chunk staged");
-                *stats.encodings.entry(encoding_name(encoding)).or_default() += 1;
+                *stats.encodings.entry(encoding.to_string()).or_default() += 1;
             }
             Err(AssembleError::Disk { path, source }) => return Err(attempt.disk(&path, source)),
             Err(e) => asm = chunk_failed(asm, want, attempt, stats, e.to_string())?,
@@ -403,18 +403,6 @@ fn chunk_failed(
         ErrorKind::Integrity,
         format!("chunk {} cannot be obtained intact: {why}", want.ordinal),
     ))
-}
-
-fn encoding_name(encoding: ferry_shared::delta::Encoding) -> String {
-    use ferry_shared::delta::Encoding as E;
-    match encoding {
-        E::Raw => "raw".into(),
-        E::Zstd => "zstd".into(),
-        E::ZstdRef => "zstd-ref".into(),
-        E::Bsdiff => "bsdiff".into(),
-        E::XorPlanes { width } => format!("xor-planes-{width}"),
-        E::SubPlanes { width } => format!("sub-planes-{width}"),
-    }
 }
 
 /// The variant of an installed version this device holds, from its stored envelope.

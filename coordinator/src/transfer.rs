@@ -182,7 +182,7 @@ impl Transfer {
             encoding: Encoding::Zstd,
             payload: stored.compressed,
         };
-        let best = match encode_delta_in_window(&stored.bytes, &window, at, self.level) {
+        let best = match encode_delta_in_window(&stored.bytes, &window, at, None, self.level) {
             Some(delta) if delta.payload.len() < plain.payload.len() => delta,
             _ => plain,
         };

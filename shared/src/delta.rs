@@ -2,8 +2,10 @@
 //!
 //! A chunk is sent as the smallest of: its raw bytes, zstd, zstd with a *reference window*
 //! (bytes of a version the device already holds) as prefix, bsdiff against the window then
-//! zstd, or a numeric delta for tensors (XOR with the reference, split into byte planes, then
-//! zstd). [`encode_best`] tries them and keeps the smallest.
+//! zstd, or a numeric delta for tensors: with the model's tensor layout, each tensor piece
+//! XORed or subtracted from its old twin (or alone when retrained) and split into byte planes
+//! ([`Encoding::Tensors`]); without one, the same at the chunk's own offset and a guessed
+//! width. [`encode_best`] and [`encode_best_in_window`] try them and keep the smallest.
 //!
 //! Decoders treat every byte as hostile. They never produce more than the declared chunk
 //! length (allocations are sized by it, never by the payload), cap zstd's window, and check
@@ -14,6 +16,8 @@
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
+
+use crate::tensors::{Segment, SegmentOp};
 
 /// How a chunk is encoded on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +42,28 @@ pub enum Encoding {
         /// Element width in bytes (1, 2, 4 or 8).
         width: u8,
     },
+    /// The tensor delta: the chunk cut along the model's tensor layout into segments, each
+    /// XORed with (or bytewise subtracted from) the same tensor of the old version where the
+    /// window holds it, or alone, then split into byte planes of its element width; zstd over a
+    /// segment table and the planes, with the window as prefix so bytes outside tensors match
+    /// their old copies. The table travels in the payload, so the decoder needs no layout. See
+    /// [`crate::tensors`].
+    Tensors,
+}
+
+impl std::fmt::Display for Encoding {
+    /// The short name status reports use (`zstd-ref`, `xor-planes-4`, `tensors`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encoding::Raw => f.write_str("raw"),
+            Encoding::Zstd => f.write_str("zstd"),
+            Encoding::ZstdRef => f.write_str("zstd-ref"),
+            Encoding::Bsdiff => f.write_str("bsdiff"),
+            Encoding::XorPlanes { width } => write!(f, "xor-planes-{width}"),
+            Encoding::SubPlanes { width } => write!(f, "sub-planes-{width}"),
+            Encoding::Tensors => f.write_str("tensors"),
+        }
+    }
 }
 
 impl Encoding {
@@ -49,6 +75,7 @@ impl Encoding {
                 | Encoding::Bsdiff
                 | Encoding::XorPlanes { .. }
                 | Encoding::SubPlanes { .. }
+                | Encoding::Tensors
         )
     }
 }
@@ -162,7 +189,7 @@ enum Prepared<'a> {
     /// zstd-compressed alone (plain data, a bsdiff patch, XOR planes).
     Alone(std::borrow::Cow<'a, [u8]>),
     /// zstd-compressed with a reference prefix.
-    WithPrefix(&'a [u8], &'a [u8]),
+    WithPrefix(std::borrow::Cow<'a, [u8]>, &'a [u8]),
 }
 
 impl Prepared<'_> {
@@ -190,7 +217,7 @@ fn prepare<'a>(
     Ok(match encoding {
         Encoding::Raw => Prepared::Bytes(new.to_vec()),
         Encoding::Zstd => Prepared::Alone(new.into()),
-        Encoding::ZstdRef => Prepared::WithPrefix(new, reference_of()?),
+        Encoding::ZstdRef => Prepared::WithPrefix(new.into(), reference_of()?),
         Encoding::Bsdiff => {
             let mut patch = Vec::new();
             bsdiff::diff(reference_of()?, new, &mut patch).map_err(|e| DeltaError::Corrupt {
@@ -208,12 +235,209 @@ fn prepare<'a>(
             let w = usize::from(width);
             Prepared::Alone(to_planes(&element_diff(new, reference_of()?, w, false), w).into())
         }
+        Encoding::Tensors => {
+            // Without a layout: the whole chunk as one 4-byte tensor, XORed where the
+            // reference reaches.
+            let reference = reference_of()?;
+            let whole = [Segment {
+                len: u32::try_from(new.len()).map_err(|_| DeltaError::ChunkTooLarge {
+                    declared: new.len(),
+                    limit: u32::MAX as usize,
+                })?,
+                width: 4,
+                reference: (reference.len() >= new.len()).then_some(0),
+            }];
+            Prepared::WithPrefix(
+                tensors_body(new, reference, &whole, |_| SegmentOp::Xor)?.into(),
+                reference,
+            )
+        }
     })
+}
+
+/// One row of a tensor delta's segment table.
+#[derive(Serialize, Deserialize)]
+struct TableRow {
+    len: u32,
+    width: u8,
+    op: SegmentOp,
+    reference: u32,
+}
+
+/// Largest segment table a decoder accepts (bytes, before the planes).
+const MAX_TABLE: usize = 1 << 20;
+
+/// The body of a tensor delta: the segment table, then the segments' bytes, each combined
+/// with its old bytes by its op, as byte planes. Planes are laid out plane-major across
+/// segments (every segment's first plane, then every second plane, …), so like bytes of all
+/// tensors sit together for zstd; whatever does not fill a whole element follows last.
+fn tensors_body(
+    new: &[u8],
+    reference: &[u8],
+    segments: &[Segment],
+    ops: impl Fn(usize) -> SegmentOp,
+) -> Result<Vec<u8>, DeltaError> {
+    let bad = |reason: &str| DeltaError::Corrupt {
+        encoding: Encoding::Tensors,
+        reason: reason.into(),
+    };
+    let rows: Vec<TableRow> = segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| TableRow {
+            len: s.len,
+            width: s.width,
+            op: if s.reference.is_some() {
+                ops(i)
+            } else {
+                SegmentOp::Alone
+            },
+            reference: s.reference.unwrap_or(0),
+        })
+        .collect();
+    let mut combined = Vec::with_capacity(rows.len());
+    let mut at = 0usize;
+    for row in &rows {
+        check_width(row.width)?;
+        let len = row.len as usize;
+        let data = new
+            .get(at..at + len)
+            .ok_or_else(|| bad("segments run past the chunk"))?;
+        let old = match row.op {
+            SegmentOp::Alone => &[][..],
+            _ => reference_slice(reference, row.reference, len)
+                .ok_or_else(|| bad("segment reference outside the window"))?,
+        };
+        combined.push(combine(data, old, row.op, false));
+        at += len;
+    }
+    if at != new.len() {
+        return Err(bad("segments do not cover the chunk"));
+    }
+    let mut body = postcard::to_allocvec(&rows).map_err(|e| bad(&e.to_string()))?;
+    body.reserve(new.len());
+    let widths: Vec<usize> = rows.iter().map(|r| usize::from(r.width)).collect();
+    for plane in 0..8 {
+        for (bytes, &width) in combined.iter().zip(&widths).filter(|(_, w)| **w > plane) {
+            body.extend(bytes.chunks_exact(width).map(|element| element[plane]));
+        }
+    }
+    for (bytes, &width) in combined.iter().zip(&widths) {
+        body.extend_from_slice(bytes.chunks_exact(width).remainder());
+    }
+    Ok(body)
+}
+
+/// A segment's bytes combined with its old bytes by `op` (`undo`: the inverse).
+fn combine(data: &[u8], old: &[u8], op: SegmentOp, undo: bool) -> Vec<u8> {
+    match op {
+        SegmentOp::Alone => data.to_vec(),
+        SegmentOp::Xor => xor_with(data, old),
+        SegmentOp::Sub => byte_diff(data, old, undo),
+    }
+}
+
+/// For each segment with a reference, the op whose planes compress smallest at a fast level:
+/// XOR or difference for a tensor that moved a little, alone for one that was retrained.
+fn choose_ops(new: &[u8], reference: &[u8], segments: &[Segment]) -> Vec<SegmentOp> {
+    let mut at = 0usize;
+    segments
+        .iter()
+        .map(|s| {
+            let len = s.len as usize;
+            let data = new.get(at..at + len).unwrap_or_default();
+            at += len;
+            let Some(old) = s.reference.and_then(|r| reference_slice(reference, r, len)) else {
+                return SegmentOp::Alone;
+            };
+            let cost = |op| {
+                let planes = to_planes(&combine(data, old, op, false), usize::from(s.width));
+                zstd::bulk::compress(&planes, 1).map_or(usize::MAX, |c| c.len())
+            };
+            [SegmentOp::Xor, SegmentOp::Sub, SegmentOp::Alone]
+                .into_iter()
+                .min_by_key(|op| cost(*op))
+                .unwrap_or(SegmentOp::Xor)
+        })
+        .collect()
+}
+
+/// `reference[at..at + len]`, if it is inside.
+fn reference_slice(reference: &[u8], at: u32, len: usize) -> Option<&[u8]> {
+    let at = at as usize;
+    reference.get(at..at.checked_add(len)?)
+}
+
+/// Rebuilds a chunk of `declared` bytes from a decompressed tensor delta, checking the
+/// table: widths, segment lengths summing to the chunk, references inside the window.
+fn tensors_restore(body: &[u8], reference: &[u8], declared: usize) -> Result<Vec<u8>, DeltaError> {
+    let bad = |reason: String| DeltaError::Corrupt {
+        encoding: Encoding::Tensors,
+        reason,
+    };
+    let (rows, planes): (Vec<TableRow>, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| bad(format!("segment table: {e}")))?;
+    if planes.len() != declared {
+        return Err(DeltaError::WrongLength {
+            encoding: Encoding::Tensors,
+            actual: planes.len(),
+            declared,
+        });
+    }
+    // The table first: widths valid, lengths summing to the chunk, references in the window.
+    let mut covered = 0usize;
+    for row in &rows {
+        check_width(row.width)?;
+        covered = covered
+            .checked_add(row.len as usize)
+            .filter(|c| *c <= declared)
+            .ok_or_else(|| bad("segments run past the declared length".into()))?;
+        if row.op != SegmentOp::Alone
+            && reference_slice(reference, row.reference, row.len as usize).is_none()
+        {
+            return Err(bad(format!(
+                "segment reference {}+{} outside the {}-byte window",
+                row.reference,
+                row.len,
+                reference.len()
+            )));
+        }
+    }
+    if covered != declared {
+        return Err(bad(format!("segments cover {covered} of {declared} bytes")));
+    }
+    // Then the planes, in the order `tensors_body` wrote them.
+    let mut segments: Vec<Vec<u8>> = rows.iter().map(|r| vec![0u8; r.len as usize]).collect();
+    let mut cursor = planes.iter();
+    for plane in 0..8 {
+        for (bytes, row) in segments.iter_mut().zip(&rows) {
+            let width = usize::from(row.width);
+            if width > plane {
+                for element in bytes.chunks_exact_mut(width) {
+                    element[plane] = *cursor.next().unwrap_or(&0);
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(declared);
+    for (mut bytes, row) in segments.into_iter().zip(&rows) {
+        let width = usize::from(row.width);
+        for slot in bytes.chunks_exact_mut(width).into_remainder() {
+            *slot = *cursor.next().unwrap_or(&0);
+        }
+        if row.op != SegmentOp::Alone {
+            let old =
+                reference_slice(reference, row.reference, row.len as usize).unwrap_or_default();
+            bytes = combine(&bytes, old, row.op, true);
+        }
+        out.extend_from_slice(&bytes);
+    }
+    Ok(out)
 }
 
 impl Encoding {
     /// Every encoding a decoder accepts (element widths 1, 2, 4 and 8).
-    pub const EVERY: [Encoding; 12] = [
+    pub const EVERY: [Encoding; 13] = [
         Encoding::Raw,
         Encoding::Zstd,
         Encoding::ZstdRef,
@@ -226,6 +450,7 @@ impl Encoding {
         Encoding::SubPlanes { width: 2 },
         Encoding::SubPlanes { width: 4 },
         Encoding::SubPlanes { width: 8 },
+        Encoding::Tensors,
     ];
 }
 
@@ -279,14 +504,23 @@ pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: us
     }
 }
 
-/// Like [`encode_best`], against a window whose aligned position for this chunk is `at`.
+/// Like [`encode_best`], against a window whose aligned position for this chunk is `at`;
+/// `tensors` is the chunk cut along the model's tensor layout (see [`crate::tensors`]) when
+/// the artifact has one.
 ///
 /// Candidates are screened at a cheap zstd level and only the winner is encoded at `level`:
 /// running every candidate at level 19 cost twice the encode time for the same choice.
 /// bsdiff, the slowest, runs only where zstd with the window found the chunk's old bytes
-/// (under 80 % of plain zstd's output); on retrained weights it never wins.
-pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -> Encoded {
-    screen_and_encode(new, window, at, level, false).unwrap_or_else(|| Encoded {
+/// (under 80 % of plain zstd's output); on retrained weights it never wins. With a layout,
+/// the tensor delta replaces the layout-blind numeric guesses.
+pub fn encode_best_in_window(
+    new: &[u8],
+    window: &[u8],
+    at: usize,
+    tensors: Option<&[Segment]>,
+    level: i32,
+) -> Encoded {
+    screen_and_encode(new, window, at, tensors, level, false).unwrap_or_else(|| Encoded {
         encoding: Encoding::Raw,
         payload: new.to_vec(),
     })
@@ -295,55 +529,115 @@ pub fn encode_best_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -
 /// Like [`encode_best_in_window`], but `None` when the screen finds that no window-based
 /// encoding beats plain zstd: the caller then sends the chunk as it already has it
 /// compressed, without spending a full-level encode on a delta that does not pay.
-pub fn encode_delta_in_window(new: &[u8], window: &[u8], at: usize, level: i32) -> Option<Encoded> {
-    screen_and_encode(new, window, at, level, true)
+pub fn encode_delta_in_window(
+    new: &[u8],
+    window: &[u8],
+    at: usize,
+    tensors: Option<&[Segment]>,
+    level: i32,
+) -> Option<Encoded> {
+    screen_and_encode(new, window, at, tensors, level, true)
+}
+
+/// A candidate encoding, prepared and sized at the screening level.
+struct Screened<'a> {
+    size: usize,
+    encoding: Encoding,
+    prepared: Prepared<'a>,
 }
 
 fn screen_and_encode(
     new: &[u8],
     window: &[u8],
     at: usize,
+    tensors: Option<&[Segment]>,
     level: i32,
     plain_is_enough: bool,
 ) -> Option<Encoded> {
     const SCREEN: i32 = 3;
-    type Scored<'a> = Vec<(usize, Encoding, Prepared<'a>)>;
-    fn consider<'a>(
+    fn keep<'a>(
+        scored: &mut Vec<Screened<'a>>,
         encoding: Encoding,
-        new: &'a [u8],
-        window: &'a [u8],
-        at: usize,
-        scored: &mut Scored<'a>,
+        prepared: Result<Prepared<'a>, DeltaError>,
     ) {
-        let reference = reference_in_window(encoding, window, at, new.len());
-        if encoding.needs_reference() && reference.is_empty() {
-            return;
-        }
-        if let Ok(prepared) = prepare(encoding, new, Some(reference))
+        if let Ok(prepared) = prepared
             && let Ok(screened) = prepared.compress(encoding, SCREEN)
         {
-            scored.push((screened.len(), encoding, prepared));
+            scored.push(Screened {
+                size: screened.len(),
+                encoding,
+                prepared,
+            });
         }
     }
-    let mut scored: Scored<'_> = Vec::new();
-    for encoding in std::iter::once(Encoding::Zstd).chain(REFERENCED) {
-        consider(encoding, new, window, at, &mut scored);
+    let mut scored: Vec<Screened<'_>> = Vec::new();
+    let referenced = |encoding: Encoding| {
+        let reference = reference_in_window(encoding, window, at, new.len());
+        if reference.is_empty() {
+            Err(DeltaError::MissingReference(encoding))
+        } else {
+            prepare(encoding, new, Some(reference))
+        }
+    };
+    keep(
+        &mut scored,
+        Encoding::Zstd,
+        prepare(Encoding::Zstd, new, None),
+    );
+    keep(
+        &mut scored,
+        Encoding::ZstdRef,
+        referenced(Encoding::ZstdRef),
+    );
+    match tensors {
+        Some(segments)
+            if segments
+                .iter()
+                .any(|s| s.width > 1 || s.reference.is_some()) =>
+        {
+            let ops = choose_ops(new, window, segments);
+            keep(
+                &mut scored,
+                Encoding::Tensors,
+                tensors_body(new, window, segments, |i| ops[i]).map(|body| {
+                    // Bytes outside tensors (graph structure, headers) find their old copies
+                    // through the window as a zstd prefix; inside tensors the prefix only
+                    // costs time, so it is used where plain bytes are a real share.
+                    let plain: usize = segments
+                        .iter()
+                        .filter(|s| s.width == 1 && s.reference.is_none())
+                        .map(|s| s.len as usize)
+                        .sum();
+                    if plain * 32 >= new.len() {
+                        Prepared::WithPrefix(body.into(), window)
+                    } else {
+                        Prepared::Alone(body.into())
+                    }
+                }),
+            );
+        }
+        Some(_) => {}
+        None => {
+            for encoding in &REFERENCED[1..] {
+                keep(&mut scored, *encoding, referenced(*encoding));
+            }
+        }
     }
-    let size_of = |e: Encoding, scored: &[(usize, Encoding, Prepared<'_>)]| {
-        scored.iter().find(|(_, x, _)| *x == e).map(|(s, _, _)| *s)
+    let size_of = |e: Encoding, scored: &[Screened<'_>]| {
+        scored.iter().find(|x| x.encoding == e).map(|x| x.size)
     };
     if let (Some(r), Some(z)) = (
         size_of(Encoding::ZstdRef, &scored),
         size_of(Encoding::Zstd, &scored),
     ) && r * 5 < z * 4
     {
-        consider(Encoding::Bsdiff, new, window, at, &mut scored);
+        keep(&mut scored, Encoding::Bsdiff, referenced(Encoding::Bsdiff));
     }
-    scored.sort_by_key(|(size, _, _)| *size);
+    scored.sort_by_key(|x| x.size);
     // A delta must beat plain zstd by 5 % at the screen to earn its full-level encode.
     let plain = size_of(Encoding::Zstd, &scored);
-    let pays = scored.first().is_some_and(|(size, encoding, _)| {
-        encoding.needs_reference() && plain.is_none_or(|p| size * 20 < p * 19)
+    let pays = scored.first().is_some_and(|x| {
+        x.encoding.needs_reference() && plain.is_none_or(|p| x.size * 20 < p * 19)
     });
     if plain_is_enough && !pays {
         return None;
@@ -354,15 +648,15 @@ fn screen_and_encode(
     };
     // The winner at full level; the runner-up too when the screen was close.
     let close = match scored.as_slice() {
-        [first, second, ..] => second.0 * 100 <= first.0 * 105,
+        [first, second, ..] => second.size * 100 <= first.size * 105,
         _ => false,
     };
-    for (_, encoding, prepared) in scored.iter().take(if close { 2 } else { 1 }) {
-        if let Ok(payload) = prepared.compress(*encoding, level)
+    for x in scored.iter().take(if close { 2 } else { 1 }) {
+        if let Ok(payload) = x.prepared.compress(x.encoding, level)
             && payload.len() < best.payload.len()
         {
             best = Encoded {
-                encoding: *encoding,
+                encoding: x.encoding,
                 payload,
             };
         }
@@ -428,6 +722,16 @@ pub fn decode(
             let w = usize::from(width);
             let planes = zstd_bounded(encoding, payload, None, declared, limits)?;
             element_diff(&from_planes(&planes, w), reference, w, true)
+        }
+        Encoding::Tensors => {
+            let body = zstd_bounded(
+                encoding,
+                payload,
+                Some(reference),
+                declared + MAX_TABLE,
+                limits,
+            )?;
+            tensors_restore(&body, reference, declared)?
         }
     };
     if out.len() != declared {
@@ -724,6 +1028,23 @@ fn element_diff(data: &[u8], reference: &[u8], width: usize, undo: bool) -> Vec<
         out[start..start + width].copy_from_slice(&v.to_le_bytes()[..width]);
     }
     out
+}
+
+/// Bytewise `data − reference` (or `data + reference` when `undo`), wrapping, with no carry
+/// between bytes: a float nudged by a few units in its last place keeps a zero in every
+/// higher byte, where a whole-element difference would borrow into them.
+fn byte_diff(data: &[u8], reference: &[u8], undo: bool) -> Vec<u8> {
+    data.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let r = reference.get(i).copied().unwrap_or(0);
+            if undo {
+                b.wrapping_add(r)
+            } else {
+                b.wrapping_sub(r)
+            }
+        })
+        .collect()
 }
 
 /// Splits whole `width`-byte elements into byte planes (all first bytes, then all second

@@ -14,6 +14,7 @@ pub mod pin;
 pub mod plan;
 pub mod select;
 pub mod sign;
+pub mod tensors;
 pub mod version;
 pub mod wire;
 

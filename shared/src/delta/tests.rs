@@ -312,7 +312,7 @@ fn numeric_deltas_use_the_aligned_part_of_a_window() {
     // The window starts 1000 bytes before the chunk's old bytes.
     let mut window = noise(9, 1000);
     window.extend_from_slice(&old);
-    let best = encode_best_in_window(&new, &window, 1000, 19);
+    let best = encode_best_in_window(&new, &window, 1000, None, 19);
     assert!(
         matches!(
             best.encoding,
@@ -339,9 +339,162 @@ fn numeric_deltas_use_the_aligned_part_of_a_window() {
 fn a_delta_that_does_not_pay_is_not_encoded_at_full_level() {
     let window = crate::testutil::noise(40, 64 * 1024);
     let unrelated = crate::testutil::noise(41, 16 * 1024);
-    assert_eq!(encode_delta_in_window(&unrelated, &window, 0, 19), None);
+    assert_eq!(
+        encode_delta_in_window(&unrelated, &window, 0, None, 19),
+        None
+    );
     let mut edited = window[8192..8192 + 16 * 1024].to_vec();
     edited[100] ^= 1;
-    let delta = encode_delta_in_window(&edited, &window, 8192, 19).expect("a delta pays");
+    let delta = encode_delta_in_window(&edited, &window, 8192, None, 19).expect("a delta pays");
     assert!(delta.encoding.needs_reference() && delta.payload.len() < 1024);
+}
+
+/// Weights drawn around zero with full-precision mantissas, as trained models hold them.
+fn trained_weights(seed: u64, count: usize) -> Vec<f32> {
+    let n = noise(seed, count * 4);
+    n.chunks_exact(4)
+        .map(|b| {
+            let u = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            (u as f32 / u32::MAX as f32 - 0.5) * 0.2
+        })
+        .collect()
+}
+
+#[test]
+fn the_tensor_delta_finds_elements_a_chunk_cuts_through() {
+    use crate::tensors::{Layout, TensorSpan, segments};
+    // A header, then one f32 tensor. The new header is 6 bytes longer (its metadata grew), so
+    // the tensor moved: numeric deltas at the chunk's own offset pair each weight with the
+    // wrong old bytes, while the layout pairs it with its twin. The chunk also starts one byte
+    // into an element, as content-defined cuts do.
+    let old_w = trained_weights(8, 64 * 1024);
+    let new_w: Vec<f32> = old_w
+        .iter()
+        .zip(noise(9, old_w.len()))
+        .map(|(w, n)| w * (1.0 + (f32::from(n) - 128.0) / 12_800.0))
+        .collect();
+    let file = |header: &[u8], w: &[f32]| {
+        let mut f = header.to_vec();
+        f.extend(w.iter().flat_map(|x| x.to_le_bytes()));
+        f
+    };
+    let (old, new) = (
+        file(b"header....", &old_w),
+        file(b"header..........", &new_w),
+    );
+    let layout = |offset: u64| Layout {
+        spans: vec![TensorSpan {
+            name: "w".into(),
+            offset,
+            len: (old_w.len() * 4) as u64,
+            width: 4,
+        }],
+    };
+    let (start, len) = (17usize, 200_000u32);
+    let chunk = &new[start..start + len as usize];
+    let cut = segments(
+        &layout(16),
+        start as u64,
+        len,
+        Some((&layout(10), 0, old.len() as u64)),
+    );
+    let tensors = encode_best_in_window(chunk, &old, start, Some(&cut), 19);
+    let blind = encode_best_in_window(chunk, &old, start, None, 19);
+    assert_eq!(tensors.encoding, Encoding::Tensors);
+    assert!(
+        tensors.payload.len() * 10 < blind.payload.len() * 9,
+        "tensor delta {} vs layout-blind best {:?} {}",
+        tensors.payload.len(),
+        blind.encoding,
+        blind.payload.len()
+    );
+    let back = decode_in_window(
+        Encoding::Tensors,
+        &tensors.payload,
+        Some((&old, start)),
+        chunk.len(),
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(back, chunk);
+
+    // A retrained tensor (no old twin): planes alone still beat plain zstd.
+    let fresh: Vec<u8> = trained_weights(10, 50_000)
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let alone = [crate::tensors::Segment {
+        len: fresh.len() as u32,
+        width: 4,
+        reference: None,
+    }];
+    let best = encode_best_in_window(&fresh, &old, 0, Some(&alone), 19);
+    let zstd = encode(Encoding::Zstd, &fresh, None, 19).unwrap();
+    assert_eq!(best.encoding, Encoding::Tensors);
+    assert!(
+        best.payload.len() < zstd.len(),
+        "{} vs {}",
+        best.payload.len(),
+        zstd.len()
+    );
+}
+
+#[test]
+fn hostile_segment_tables_are_refused() {
+    let new = noise(11, 4000);
+    let window = noise(12, 4000);
+    let table = |rows: &[(u32, u8, SegmentOp, u32)], body_len: usize| {
+        let rows: Vec<TableRow> = rows
+            .iter()
+            .map(|&(len, width, op, reference)| TableRow {
+                len,
+                width,
+                op,
+                reference,
+            })
+            .collect();
+        let mut body = postcard::to_allocvec(&rows).unwrap();
+        body.extend(&new[..body_len]);
+        zstd::bulk::compress(&body, 3).unwrap()
+    };
+    let cases = [
+        // A reference past the window's end.
+        table(&[(4000, 4, SegmentOp::Xor, 1)], 4000),
+        // Segments longer than the chunk, and shorter.
+        table(
+            &[
+                (3000, 4, SegmentOp::Alone, 0),
+                (3000, 1, SegmentOp::Alone, 0),
+            ],
+            4000,
+        ),
+        table(&[(3000, 4, SegmentOp::Alone, 0)], 4000),
+        // A width no element has.
+        table(&[(4000, 3, SegmentOp::Alone, 0)], 4000),
+        // Planes shorter than declared.
+        table(&[(4000, 4, SegmentOp::Alone, 0)], 3999),
+        // An offset so large that adding the length wraps.
+        table(&[(4000, 1, SegmentOp::Sub, u32::MAX)], 4000),
+    ];
+    for (i, payload) in cases.iter().enumerate() {
+        let result = decode(
+            Encoding::Tensors,
+            payload,
+            Some(&window),
+            4000,
+            &Limits::DEFAULT,
+        );
+        assert!(result.is_err(), "case {i} decoded");
+    }
+    // And the well-formed table decodes.
+    let good = table(&[(4000, 4, SegmentOp::Alone, 0)], 4000);
+    let out = decode(
+        Encoding::Tensors,
+        &good,
+        Some(&window),
+        4000,
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(out.len(), 4000);
 }

@@ -4,15 +4,15 @@
 //! Pairs, fetched from PyPI with `pip download` into `target/bench-pairs/` on first run:
 //! * native shared library: `libonnxruntime.so` from onnxruntime 1.30.0 → 1.31.1;
 //! * retrained ONNX models: `silero_vad.onnx` from silero-vad 5.1 → 6.0 and 6.0.0 → 6.2.0;
-//! * a generated fine-tuned model: 256 MiB of f32 tensors (`--model-mib N` to change),
-//!   half of them unchanged, half nudged by up to ~1 % relative.
+//! * a generated fine-tuned model, safetensors, 256 MiB (`--model-mib N` to change), once in
+//!   bf16 and once in f32: half the tensors unchanged, half nudged by up to ~1 % relative.
 //!
 //! Ferry's figure is what the transfer would send: for every chunk the device lacks, the
 //! smallest encoding against its planned window (encoded on two worker threads), plus the
 //! chunk index. Apply decodes every chunk against the old version and checks its hash.
 //! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench [--model-mib N]
-//! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N]` (defaults 256, 8, 1024, 64: whole-file
-//! bsdiff is skipped on larger files unless asked for).
+//! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N] [--only TEXT]` (defaults 256, 8, 1024,
+//! 64: whole-file bsdiff is skipped on larger files unless asked for; `--only` picks pairs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +23,7 @@ use ferry_shared::Digest;
 use ferry_shared::chunk::{ChunkIndex, ChunkParams};
 use ferry_shared::delta::{self, Encoded, Limits};
 use ferry_shared::plan::{Step, plan};
+use ferry_shared::tensors::{self, Layout};
 
 const LEVEL: i32 = 19;
 
@@ -46,6 +47,9 @@ fn main() -> Result<()> {
     let avg_kib: u32 = flag(&args, "--avg-kib", 1024)?;
     // Whole-file bsdiff needs 9-17x the file in memory and minutes per 100 MiB.
     let bsdiff_max_mib: usize = flag(&args, "--bsdiff-max-mib", 64)?;
+    // Only the pairs whose key (libonnxruntime, silero 5.1, silero 6.0, fine-tuned bf16,
+    // fine-tuned f32) contains this text; all when empty.
+    let only: String = flag(&args, "--only", String::new())?;
     // FastCDC's bounds: min a quarter of the average, max four times it.
     let params = ChunkParams {
         min: (avg_kib * 256).clamp(64, 1 << 20),
@@ -55,35 +59,37 @@ fn main() -> Result<()> {
     params.validate()?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-pairs");
     std::fs::create_dir_all(&dir)?;
-    let pairs = vec![
-        wheel_pair(
-            &dir,
-            "onnxruntime",
-            "1.30.0",
-            "1.31.1",
-            "onnxruntime/capi/libonnxruntime.so.",
-        )?,
-        wheel_pair(
-            &dir,
-            "silero-vad",
-            "5.1",
-            "6.0.0",
-            "silero_vad/data/silero_vad.onnx",
-        )?,
-        wheel_pair(
-            &dir,
-            "silero-vad",
-            "6.0.0",
-            "6.2.0",
-            "silero_vad/data/silero_vad.onnx",
-        )?,
-        fine_tuned(model_mib),
+    // Each pair is built only when `--only` selects it (the generated ones take a while).
+    type Build<'a> = Box<dyn Fn() -> Result<Pair> + 'a>;
+    let wheel =
+        |package: &'static str, old: &'static str, new: &'static str, member: &'static str| {
+            let dir = dir.clone();
+            Box::new(move || wheel_pair(&dir, package, old, new, member)) as Build<'_>
+        };
+    let runtime = "onnxruntime/capi/libonnxruntime.so.";
+    let silero = "silero_vad/data/silero_vad.onnx";
+    let pairs: [(&str, Build<'_>); 5] = [
+        (
+            "libonnxruntime",
+            wheel("onnxruntime", "1.30.0", "1.31.1", runtime),
+        ),
+        ("silero 5.1", wheel("silero-vad", "5.1", "6.0.0", silero)),
+        ("silero 6.0", wheel("silero-vad", "6.0.0", "6.2.0", silero)),
+        (
+            "fine-tuned bf16",
+            Box::new(|| fine_tuned(model_mib, DType::Bf16)),
+        ),
+        (
+            "fine-tuned f32",
+            Box::new(|| fine_tuned(model_mib, DType::F32)),
+        ),
     ];
     println!("window {window_mib} MiB, chunks {params:?}, zstd level {LEVEL}");
     println!();
     println!("| pair | tool | bytes on the wire | % of new | encode | apply |");
     println!("|---|---|---:|---:|---:|---:|");
-    for pair in &pairs {
+    for (_, build) in pairs.iter().filter(|(key, _)| key.contains(&only)) {
+        let pair = &build()?;
         for row in run_all(pair, window_mib << 20, params, bsdiff_max_mib << 20)? {
             println!(
                 "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s |",
@@ -199,6 +205,9 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
     let old_index = ChunkIndex::build(pair.old.as_slice(), params)?.index;
     let new_index = ChunkIndex::build(pair.new.as_slice(), params)?.index;
     let the_plan = plan(&new_index, std::slice::from_ref(&old_index), window_max);
+    // What the coordinator records at publish: each version's tensor layout, if it has one.
+    let old_layout = Layout::detect(pair.old.as_slice());
+    let new_layout = Layout::detect(pair.new.as_slice());
     let offsets: Vec<u64> = new_index.spans().map(|(o, _)| o).collect();
     let jobs: Vec<(usize, Option<ferry_shared::plan::Window>)> = the_plan
         .steps
@@ -214,11 +223,21 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
     };
     let window_bytes =
         |w: &ferry_shared::plan::Window| &pair.old[w.offset as usize..(w.offset + w.len) as usize];
+    let cut = |i: usize, w: &ferry_shared::plan::Window| {
+        new_layout.as_ref().map(|layout| {
+            tensors::segments(
+                layout,
+                offsets[i],
+                new_index.chunks[i].len,
+                old_layout.as_ref().map(|l| (l, w.offset, w.len)),
+            )
+        })
+    };
     let workers = 2;
     let mut encoded: Vec<(usize, Encoded)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|k| {
-                let jobs = &jobs;
+                let (jobs, cut) = (&jobs, &cut);
                 scope.spawn(move || {
                     jobs.iter()
                         .skip(k)
@@ -229,6 +248,7 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
                                     chunk_bytes(*i),
                                     window_bytes(w),
                                     w.at as usize,
+                                    cut(*i, w).as_deref(),
                                     LEVEL,
                                 ),
                                 None => delta::encode_best(chunk_bytes(*i), None, LEVEL),
@@ -284,7 +304,7 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
     }
     let mut used: Vec<String> = encoded
         .iter()
-        .map(|(_, e)| format!("{:?}", e.encoding))
+        .map(|(_, e)| e.encoding.to_string())
         .collect();
     used.sort();
     used.dedup();
@@ -367,9 +387,19 @@ fn wheel_pair(
     })
 }
 
-/// A safetensors-like model: a JSON header, then f32 tensors of 1–8 MiB; the fine-tuned
-/// version leaves every other tensor alone and nudges the rest by up to ~1 % relative.
-fn fine_tuned(mib: usize) -> Pair {
+/// Element types the generated fine-tuned model can hold.
+#[derive(Clone, Copy)]
+enum DType {
+    F32,
+    Bf16,
+}
+
+/// A safetensors model of 1–8 MiB tensors whose weights have full-precision mantissas, as
+/// trained weights do; the fine-tuned version leaves every other tensor alone and nudges each
+/// weight of the rest by a uniform factor within ±1 %. bf16 is how fine-tuned checkpoints are
+/// commonly shipped; f32 shows the floor a 1 % nudge leaves (its low 16 mantissa bits turn
+/// to noise).
+fn fine_tuned(mib: usize, dtype: DType) -> Result<Pair> {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         rng ^= rng << 13;
@@ -377,40 +407,64 @@ fn fine_tuned(mib: usize) -> Pair {
         rng ^= rng << 17;
         rng
     };
-    let mut header = String::from("{");
-    let (mut old, mut new) = (Vec::new(), Vec::new());
+    let (width, name) = match dtype {
+        DType::F32 => (4usize, "F32"),
+        DType::Bf16 => (2, "BF16"),
+    };
+    let encode = |w: f32, out: &mut Vec<u8>| match dtype {
+        DType::F32 => out.extend(w.to_le_bytes()),
+        DType::Bf16 => out.extend(to_bf16(w).to_le_bytes()),
+    };
+    let decode = |bytes: &[u8]| match dtype {
+        DType::F32 => f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        DType::Bf16 => f32::from_bits(u32::from(u16::from_le_bytes([bytes[0], bytes[1]])) << 16),
+    };
     let mut tensors = Vec::new();
     let mut total = 0usize;
     while total < mib << 20 {
-        let elems = ((1 + next() % 8) as usize) << 18;
-        tensors.push(elems);
-        total += elems * 4;
+        let bytes = ((1 + next() % 8) as usize) << 20;
+        tensors.push(bytes / width);
+        total += bytes;
     }
+    let mut header = serde_json::Map::new();
+    let mut at = 0usize;
     for (t, elems) in tensors.iter().enumerate() {
-        header.push_str(&format!(
-            "\"layer{t}.weight\":{{\"dtype\":\"F32\",\"shape\":[{elems}]}},"
-        ));
+        header.insert(
+            format!("layers.{t}.weight"),
+            serde_json::json!({"dtype": name, "shape": [elems], "data_offsets": [at, at + elems * width]}),
+        );
+        at += elems * width;
     }
-    header.push('}');
+    let header = serde_json::to_vec(&header)?;
+    let (mut old, mut new) = (Vec::with_capacity(at + 4096), Vec::with_capacity(at + 4096));
     for out in [&mut old, &mut new] {
         out.extend((header.len() as u64).to_le_bytes());
-        out.extend(header.as_bytes());
+        out.extend(&header);
     }
+    let uniform = |r: u64| (r >> 11) as f32 / (1u64 << 53) as f32;
     for (t, elems) in tensors.iter().enumerate() {
         for _ in 0..*elems {
-            let w = ((next() % 2001) as f32 - 1000.0) / 8000.0;
-            old.extend(w.to_le_bytes());
-            let nudged = if t % 2 == 0 {
-                w
+            // Roughly normal, σ ≈ 0.02, like an initialised-then-trained layer.
+            let w = (uniform(next()) + uniform(next()) + uniform(next()) - 1.5) * 0.035;
+            let start = old.len();
+            encode(w, &mut old);
+            let stored = decode(&old[start..]);
+            if t % 2 == 0 {
+                new.extend_from_slice(&old[start..]);
             } else {
-                w * (1.0 + ((next() % 201) as f32 - 100.0) / 10_000.0)
-            };
-            new.extend(nudged.to_le_bytes());
+                encode(stored * (1.0 + (uniform(next()) - 0.5) * 0.02), &mut new);
+            }
         }
     }
-    Pair {
-        name: format!("fine-tuned model ({mib} MiB, generated)"),
+    Ok(Pair {
+        name: format!("fine-tuned model ({mib} MiB {name}, generated)"),
         old,
         new,
-    }
+    })
+}
+
+/// Rounds to bfloat16 (nearest, ties to even), as training frameworks store it.
+fn to_bf16(w: f32) -> u16 {
+    let bits = w.to_bits();
+    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
 }
