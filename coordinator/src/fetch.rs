@@ -142,7 +142,9 @@ async fn serve_chunks(
             let (app, index) = (app.clone(), index.clone());
             pending.push_back((
                 want,
-                tokio::spawn(async move { app.transfer.chunk(&app.store, &index, want).await }),
+                tokio::spawn(
+                    async move { app.transfer.chunk(&app.store, file, &index, want).await },
+                ),
             ));
         }
         let Some((want, task)) = pending.pop_front() else {

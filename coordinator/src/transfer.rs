@@ -13,6 +13,7 @@ use ferry_shared::chunk::{ChunkIndex, ChunkRef};
 use ferry_shared::delta::{Encoded, Encoding, encode_delta_in_window};
 use ferry_shared::manifest::{Release, Variant};
 use ferry_shared::plan::{WINDOW, plan};
+use ferry_shared::tensors::{Layout, segments};
 use ferry_shared::wire::{ChunkWant, DeviceId, MAX_WINDOW, WindowRef};
 use ferry_shared::{Digest, Version};
 use tokio::sync::{Semaphore, broadcast};
@@ -87,16 +88,19 @@ impl Transfer {
         }
     }
 
-    /// Chunk `want.ordinal` of `target`, encoded for a device holding `want.reference`.
+    /// Chunk `want.ordinal` of the artifact `file` (whose index is `target`), encoded for a
+    /// device holding `want.reference`.
     pub async fn chunk(
         self: &Arc<Self>,
         store: &Store,
+        file: Digest,
         target: &ChunkIndex,
         want: ChunkWant,
     ) -> Result<Encoded, ServeError> {
-        let chunk = *target
-            .chunks
-            .get(want.ordinal as usize)
+        let (offset, chunk) = target
+            .spans()
+            .nth(want.ordinal as usize)
+            .map(|(offset, chunk)| (offset, *chunk))
             .ok_or_else(|| ServeError::BadRequest(format!("no chunk {}", want.ordinal)))?;
         let Some(window) = want.reference else {
             let this = self.clone();
@@ -113,7 +117,19 @@ impl Transfer {
         let name = key.digest();
         let lock = self.in_flight_lock(name);
         let guard = lock.clone().lock_owned().await;
-        let result = self.encode_once(key, chunk, source).await;
+        // Model files: the tensor layouts of both versions, for the tensor delta.
+        let layouts = match store.blob_layout(&file)? {
+            Some(new) => Some((new, store.blob_layout(&window.file)?)),
+            None => None,
+        };
+        let job = Job {
+            key,
+            chunk,
+            offset,
+            layouts,
+            source,
+        };
+        let result = self.encode_once(job).await;
         drop(guard);
         self.release_in_flight(name, lock);
         result
@@ -132,13 +148,9 @@ impl Transfer {
         }
     }
 
-    async fn encode_once(
-        self: &Arc<Self>,
-        key: DeltaKey,
-        chunk: ChunkRef,
-        source: ChunkIndex,
-    ) -> Result<Encoded, ServeError> {
+    async fn encode_once(self: &Arc<Self>, job: Job) -> Result<Encoded, ServeError> {
         let this = self.clone();
+        let key = job.key;
         if let Some(hit) = blocking(move || Ok(this.deltas.get(&key))).await? {
             return Ok(hit);
         }
@@ -151,7 +163,7 @@ impl Transfer {
         let this = self.clone();
         blocking(move || {
             let _permit = permit;
-            this.encode(&key, &chunk, &source)
+            this.encode(&job)
         })
         .await
     }
@@ -164,25 +176,36 @@ impl Transfer {
         })
     }
 
-    fn encode(
-        &self,
-        key: &DeltaKey,
-        chunk: &ChunkRef,
-        source: &ChunkIndex,
-    ) -> Result<Encoded, ServeError> {
+    fn encode(&self, job: &Job) -> Result<Encoded, ServeError> {
+        let (key, chunk) = (&job.key, &job.chunk);
         // Another request may have filled the cache while this one waited for a worker.
         if let Some(hit) = self.deltas.get(key) {
             return Ok(hit);
         }
         let stored = self.chunks.read(&chunk.hash, chunk.len)?;
-        let window = read_window(&self.chunks, source, key.window.offset, key.window.len)?;
+        let window = read_window(&self.chunks, &job.source, key.window.offset, key.window.len)?;
+        // Model files: the chunk cut along the tensor layout, paired with the old tensors.
+        let segments = job.layouts.as_ref().map(|(new, old)| {
+            segments(
+                new,
+                job.offset,
+                chunk.len,
+                old.as_ref().map(|l| (l, key.window.offset, key.window.len)),
+            )
+        });
         // `check_window` bounds `at` by the window length, itself at most MAX_WINDOW.
         let at = usize::try_from(key.window.at).unwrap_or(usize::MAX);
         let plain = Encoded {
             encoding: Encoding::Zstd,
             payload: stored.compressed,
         };
-        let best = match encode_delta_in_window(&stored.bytes, &window, at, None, self.level) {
+        let best = match encode_delta_in_window(
+            &stored.bytes,
+            &window,
+            at,
+            segments.as_deref(),
+            self.level,
+        ) {
             Some(delta) if delta.payload.len() < plain.payload.len() => delta,
             _ => plain,
         };
@@ -192,6 +215,18 @@ impl Transfer {
         self.encoded.fetch_add(1, Ordering::Relaxed);
         Ok(best)
     }
+}
+
+/// One windowed chunk to encode.
+struct Job {
+    key: DeltaKey,
+    chunk: ChunkRef,
+    /// Where the chunk starts in its artifact.
+    offset: u64,
+    /// The tensor layouts of the artifact and of the one the window is cut from, for models.
+    layouts: Option<(Layout, Option<Layout>)>,
+    /// The chunk index of the artifact the window is cut from.
+    source: ChunkIndex,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -363,7 +398,9 @@ async fn warm_pair(
     let wants = plan(&target_index, &indexes, WINDOW).wants(&files);
     let mut encoded = 0;
     for want in wants.into_iter().filter(|w| w.reference.is_some()) {
-        app.transfer.chunk(&app.store, &target_index, want).await?;
+        app.transfer
+            .chunk(&app.store, target.hash, &target_index, want)
+            .await?;
         encoded += 1;
     }
     Ok(encoded)

@@ -22,3 +22,28 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A safetensors file holding `tensors` (name, dtype, bytes) in order, with `metadata`.
+pub fn safetensors(metadata: &[(&str, &str)], tensors: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut at = 0usize;
+    for (name, dtype, bytes) in tensors {
+        header.insert(
+            (*name).into(),
+            serde_json::json!({"dtype": dtype, "shape": [bytes.len()], "data_offsets": [at, at + bytes.len()]}),
+        );
+        at += bytes.len();
+    }
+    let metadata: serde_json::Map<String, serde_json::Value> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v)))
+        .collect();
+    header.insert("__metadata__".into(), metadata.into());
+    let header = serde_json::to_vec(&header).unwrap_or_default();
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend(&header);
+    for (_, _, bytes) in tensors {
+        file.extend_from_slice(bytes);
+    }
+    file
+}

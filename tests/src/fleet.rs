@@ -10,8 +10,9 @@ use crate::binaries::Binaries;
 use crate::process::{Agent, Coordinator};
 use crate::wait::wait_until;
 
-/// Every healthy artifact of the demo model starts with these bytes; the agents' health check
-/// refuses a file without them, the way a real check refuses a model that fails to load.
+/// Every healthy artifact of the demo model carries these bytes in its first 4 KiB (at the
+/// start, or in a safetensors header's metadata); the agents' health check refuses a file
+/// without them, the way a real check refuses a model that fails to load.
 pub const HEALTH_MAGIC: &[u8] = b"FERRYMODEL";
 
 /// The model the fleet runs.
@@ -35,27 +36,35 @@ pub fn model_bytes(seed: u64, len: usize, healthy: bool) -> Vec<u8> {
     out
 }
 
-/// A healthy artifact holding `floats` little-endian f32 weights, like a model's tensors.
+/// A healthy model: a safetensors file (the magic in its metadata) of two f32 tensors holding
+/// `floats` weights between them.
 pub fn weights(seed: u64, floats: usize) -> Vec<u8> {
-    let mut out = HEALTH_MAGIC.to_vec();
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(floats * 4);
     for _ in 0..floats {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         // Roughly symmetric around zero, magnitudes up to about 0.5, as trained weights are.
         let unit = (x >> 40) as f32 / (1u64 << 24) as f32;
-        out.extend_from_slice(&((unit - 0.5) * (unit + 0.1)).to_le_bytes());
+        data.extend_from_slice(&((unit - 0.5) * (unit + 0.1)).to_le_bytes());
     }
-    out
+    let (a, b) = data.split_at(floats / 3 * 4);
+    ferry_shared::testutil::safetensors(
+        &[("check", &String::from_utf8_lossy(HEALTH_MAGIC))],
+        &[("encoder.weight", "F32", a), ("decoder.weight", "F32", b)],
+    )
 }
 
 /// `weights` after fine-tuning: every weight moved by up to ±`relative` of itself.
 pub fn nudged(weights: &[u8], seed: u64, relative: f32) -> Vec<u8> {
-    let (magic, tensor) = weights.split_at(HEALTH_MAGIC.len());
-    let mut out = magic.to_vec();
+    let header = weights.get(..8).map_or(0, |b| {
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    });
+    let (head, tensors) = weights.split_at(8 + header as usize);
+    let mut out = head.to_vec();
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for w in tensor.chunks_exact(4) {
+    for w in tensors.chunks_exact(4) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -176,9 +185,8 @@ impl Fleet {
         };
         let health = format!(
             "block=\"{home}/block-health\"; if [ -e \"$block\" ]; then touch \"{home}/health-reached\"; sleep 600; fi; \
-             head -c {n} \"$FERRY_MODEL_FILE\" | grep -q {magic} || {{ echo \"$FERRY_MODEL $FERRY_VERSION failed to load: bad header\" >&2; exit 1; }}",
+             head -c 4096 \"$FERRY_MODEL_FILE\" | grep -qa {magic} || {{ echo \"$FERRY_MODEL $FERRY_VERSION failed to load: bad header\" >&2; exit 1; }}",
             home = home.display(),
-            n = HEALTH_MAGIC.len(),
             magic = String::from_utf8_lossy(HEALTH_MAGIC),
         );
         let config = format!(

@@ -1,8 +1,10 @@
 //! Artifacts: an upload spools to a temporary file while it is hashed and counted; once the
 //! bytes hash to the name they were uploaded under, they are cut into content-defined chunks
 //! that go to the shared [`ChunkStore`], and the artifact's record and chunk index are
-//! committed to the database in one transaction. A failed or abandoned upload leaves no file
-//! and no record behind (chunks it already stored are content-addressed and harmless).
+//! committed to the database in one transaction, with the artifact's tensor layout when it is
+//! a model (safetensors or ONNX), which the tensor delta needs. A failed or abandoned upload
+//! leaves no file and no record behind (chunks it already stored are content-addressed and
+//! harmless).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
@@ -11,12 +13,13 @@ use std::path::PathBuf;
 use ferry_shared::Digest;
 use ferry_shared::chunk::{ChunkError, ChunkIndex, ChunkParams};
 use ferry_shared::digest::Hasher;
+use ferry_shared::tensors::{Layout, ReadAt};
 use redb::ReadableDatabase;
 
 use super::chunks::{ChunkStore, ChunkStoreError};
 use super::codec::{decode, encode};
 use super::records::BlobRecord;
-use super::tables::{BLOBS, CHUNK_INDEXES};
+use super::tables::{BLOBS, CHUNK_INDEXES, TENSOR_LAYOUTS};
 use super::{Store, StoreError};
 
 /// Failures while storing an upload.
@@ -72,6 +75,21 @@ pub struct Ingested {
     pub record: BlobRecord,
     /// Its chunks.
     pub index: ChunkIndex,
+    /// Where its tensors are, if it is a model file.
+    pub layout: Option<Layout>,
+}
+
+/// A file read by offset, for the tensor layout parser.
+struct FileAt<'a>(&'a File, u64);
+
+impl ReadAt for FileAt<'_> {
+    fn len(&self) -> u64 {
+        self.1
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self.0, buf, offset)
+    }
 }
 
 impl Spool {
@@ -146,6 +164,9 @@ impl Spool {
             });
         }
         let (new_chunks, new_bytes) = ingest.finish()?;
+        let layout = File::open(&self.tmp)
+            .map(|file| Layout::detect(&FileAt(&file, self.size)))
+            .map_err(io_err)?;
         let record = BlobRecord {
             size: cut.size,
             chunks: cut.index.digest(),
@@ -158,6 +179,7 @@ impl Spool {
             hash: actual,
             record,
             index: cut.index,
+            layout,
         })
     }
 }
@@ -177,8 +199,24 @@ impl Store {
             .insert(hex.as_str(), encode(&ingested.record).as_slice())?;
         txn.open_table(CHUNK_INDEXES)?
             .insert(hex.as_str(), ingested.index.to_canonical_bytes().as_slice())?;
+        if let Some(layout) = &ingested.layout {
+            txn.open_table(TENSOR_LAYOUTS)?
+                .insert(hex.as_str(), encode(layout).as_slice())?;
+        }
         txn.commit()?;
         Ok(())
+    }
+
+    /// The tensor layout recorded for a stored artifact (none for files that are not models,
+    /// and for artifacts stored before layouts were recorded).
+    pub fn blob_layout(&self, hash: &Digest) -> Result<Option<Layout>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TENSOR_LAYOUTS)?;
+        let hex = hash.to_hex();
+        match table.get(hex.as_str())? {
+            Some(v) => Ok(Some(decode("tensor_layouts", &hex, v.value())?)),
+            None => Ok(None),
+        }
     }
 
     /// The chunk index of a stored artifact, checked against its record.
@@ -273,6 +311,28 @@ mod tests {
         let again = spool.finish(&chunks, params(), 2).unwrap();
         assert_eq!((again.record.new_chunks, again.record.new_bytes), (0, 0));
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_model_upload_records_its_tensor_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let db = Store::open(&dir.path().join("db.redb")).unwrap();
+        let weights = ferry_shared::testutil::noise(1, 4096);
+        let model = ferry_shared::testutil::safetensors(&[], &[("w", "F32", &weights)]);
+        let other = ferry_shared::testutil::noise(2, 4096);
+        for (bytes, tensors) in [(&model, 1), (&other, 0)] {
+            let hash = Digest::of(bytes);
+            let mut spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
+            spool.write(bytes).unwrap();
+            let ingested = spool.finish(&chunks, params(), 1).unwrap();
+            db.record_blob(&ingested).unwrap();
+            let layout = db.blob_layout(&hash).unwrap();
+            assert_eq!(layout.map_or(0, |l| l.spans.len()), tensors);
+        }
+        let layout = db.blob_layout(&Digest::of(&model)).unwrap().unwrap();
+        assert_eq!(layout.spans[0].len, 4096);
+        assert_eq!(layout.spans[0].offset, (model.len() - 4096) as u64);
     }
 
     #[test]

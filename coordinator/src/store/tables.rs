@@ -19,6 +19,10 @@ pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blo
 pub(crate) const CHUNK_INDEXES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("chunk_indexes");
 
+/// blob hash (hex) → encoded [`ferry_shared::tensors::Layout`], for model files.
+pub(crate) const TENSOR_LAYOUTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("tensor_layouts");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -28,5 +32,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(PUBLISHER_KEYS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(CHUNK_INDEXES)?;
+    txn.open_table(TENSOR_LAYOUTS)?;
     Ok(())
 }

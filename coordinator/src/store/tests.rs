@@ -61,6 +61,7 @@ fn with_blob(store: &Store, bytes: &[u8]) {
             hash: cut.hash,
             record,
             index: cut.index,
+            layout: None,
         })
         .unwrap();
 }

@@ -1,24 +1,11 @@
 use super::*;
 
-/// A safetensors file with the given (name, dtype, bytes) tensors in order.
-pub(crate) fn safetensors_file(tensors: &[(&str, &str, Vec<u8>)]) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    let mut at = 0usize;
-    for (name, dtype, bytes) in tensors {
-        header.insert(
-            (*name).into(),
-            serde_json::json!({"dtype": dtype, "shape": [bytes.len()], "data_offsets": [at, at + bytes.len()]}),
-        );
-        at += bytes.len();
-    }
-    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
-    let header = serde_json::to_vec(&header).unwrap();
-    let mut file = (header.len() as u64).to_le_bytes().to_vec();
-    file.extend(&header);
-    for (_, _, bytes) in tensors {
-        file.extend(bytes);
-    }
-    file
+fn safetensors_file(tensors: &[(&str, &str, Vec<u8>)]) -> Vec<u8> {
+    let tensors: Vec<(&str, &str, &[u8])> = tensors
+        .iter()
+        .map(|(n, d, b)| (*n, *d, b.as_slice()))
+        .collect();
+    crate::testutil::safetensors(&[("format", "pt")], &tensors)
 }
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
