@@ -24,7 +24,8 @@ use crate::sign::PublicKey;
 use crate::version::Version;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: the tensor delta encoding, and bsdiff references of half a chunk either side.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// TLS ALPN identifier for Ferry sessions.
 pub const ALPN: &[u8] = b"ferry";
 /// Magic bytes opening every stream.

@@ -42,7 +42,7 @@ impl DeltaKey {
     pub fn digest(&self) -> Digest {
         // Digests and integers always encode.
         let bytes = postcard::to_allocvec(self).unwrap_or_default();
-        Digest::keyed_context("ferry/delta-cache/v1", &bytes)
+        Digest::keyed_context("ferry/delta-cache/v2", &bytes)
     }
 }
 
