@@ -762,8 +762,10 @@ fn check_width(width: u8) -> Result<(), DeltaError> {
     }
 }
 
-/// zstd with `prefix` as a reference the frame may copy from; the window covers both.
-fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec<u8>> {
+/// zstd with `prefix` as a reference the frame may copy from (what `zstd --patch-from
+/// --long` does), at exactly `level`; the window covers both. [`decode`] reads it as
+/// [`Encoding::ZstdRef`].
+pub fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec<u8>> {
     use zstd::stream::raw::{CParameter, Encoder};
     let span = (prefix.len() + new.len()).max(1 << 10) as u64;
     let window_log = (64 - (span - 1).leading_zeros()).clamp(10, 30);

@@ -24,6 +24,7 @@ use ferry_shared::chunk::{ChunkIndex, ChunkParams};
 use ferry_shared::delta::{self, Encoded, Limits};
 use ferry_shared::plan::{Step, plan};
 use ferry_shared::tensors::{self, Layout};
+use ferry_tests::procfs::own_cpu_time;
 
 const LEVEL: i32 = 19;
 
@@ -37,6 +38,8 @@ struct Row {
     tool: String,
     bytes: u64,
     encode: Duration,
+    /// CPU time of the encode, all threads.
+    encode_cpu: Duration,
     apply: Duration,
 }
 
@@ -86,18 +89,19 @@ fn main() -> Result<()> {
     ];
     println!("window {window_mib} MiB, chunks {params:?}, zstd level {LEVEL}");
     println!();
-    println!("| pair | tool | bytes on the wire | % of new | encode | apply |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("| pair | tool | bytes on the wire | % of new | encode | encode CPU | apply |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for (_, build) in pairs.iter().filter(|(key, _)| key.contains(&only)) {
         let pair = &build()?;
         for row in run_all(pair, window_mib << 20, params, bsdiff_max_mib << 20)? {
             println!(
-                "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s |",
+                "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s | {:.2} s |",
                 pair.name,
                 row.tool,
                 row.bytes,
                 row.bytes as f64 * 100.0 / pair.new.len() as f64,
                 row.encode.as_secs_f64(),
+                row.encode_cpu.as_secs_f64(),
                 row.apply.as_secs_f64()
             );
         }
@@ -132,14 +136,7 @@ fn run_all(pair: &Pair, window: u64, params: ChunkParams, bsdiff_max: usize) -> 
     rows.push(timed(
         "zstd -19 --patch-from --long (whole file)",
         pair,
-        |old, new| {
-            Ok(delta::encode(
-                delta::Encoding::ZstdRef,
-                new,
-                Some(old),
-                LEVEL,
-            )?)
-        },
+        |old, new| Ok(delta::zstd_with_prefix(new, old, LEVEL)?),
         |old, enc, len| {
             Ok(delta::decode(
                 delta::Encoding::ZstdRef,
@@ -181,9 +178,9 @@ type Encoder = fn(&[u8], &[u8]) -> Result<Vec<u8>>;
 type Decoder = fn(&[u8], &[u8], usize) -> Result<Vec<u8>>;
 
 fn timed(tool: &str, pair: &Pair, encode: Encoder, decode: Decoder) -> Result<Row> {
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), own_cpu_time()?);
     let encoded = encode(&pair.old, &pair.new)?;
-    let encode_time = start.elapsed();
+    let (encode_time, encode_cpu) = (start.elapsed(), own_cpu_time()? - cpu);
     let start = Instant::now();
     let back = decode(&pair.old, &encoded, pair.new.len())?;
     let apply_time = start.elapsed();
@@ -194,6 +191,7 @@ fn timed(tool: &str, pair: &Pair, encode: Encoder, decode: Decoder) -> Result<Ro
         tool: tool.into(),
         bytes: encoded.len() as u64,
         encode: encode_time,
+        encode_cpu,
         apply: apply_time,
     })
 }
@@ -201,7 +199,7 @@ fn timed(tool: &str, pair: &Pair, encode: Encoder, decode: Decoder) -> Result<Ro
 /// Ferry: chunk both versions, plan against the old one, encode each missing chunk against
 /// its window on two workers; apply decodes and verifies every chunk.
 fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), own_cpu_time()?);
     let old_index = ChunkIndex::build(pair.old.as_slice(), params)?.index;
     let new_index = ChunkIndex::build(pair.new.as_slice(), params)?.index;
     let the_plan = plan(&new_index, std::slice::from_ref(&old_index), window_max);
@@ -265,7 +263,7 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
             .collect()
     });
     encoded.sort_by_key(|(i, _)| *i);
-    let encode_time = start.elapsed();
+    let (encode_time, encode_cpu) = (start.elapsed(), own_cpu_time()? - cpu);
     let index_bytes = new_index.to_canonical_bytes().len() as u64;
     let payload_bytes: u64 = encoded
         .iter()
@@ -317,6 +315,7 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
         ),
         bytes: payload_bytes + index_bytes,
         encode: encode_time,
+        encode_cpu,
         apply: apply_time,
     })
 }
