@@ -314,7 +314,11 @@ impl Daemon {
                 });
                 None
             }
-            Action::RollBack => Some(Event::RolledBack(self.roll_back())),
+            Action::RollBack => {
+                let slots = self.roll_back();
+                crate::memory::settle_after_install();
+                Some(Event::RolledBack(slots))
+            }
             Action::Commit => {
                 if let Err(e) = self.locked(|layout| layout.commit(&model)) {
                     // The switch is confirmed either way; only clean-up of old versions failed.
@@ -325,6 +329,7 @@ impl Daemon {
                     info!(%model, version = %to, "update confirmed");
                     self.record_update(to, "installed".into());
                 }
+                crate::memory::settle_after_install();
                 None
             }
             Action::RetryAfter(attempt) => {
@@ -472,6 +477,7 @@ impl Daemon {
             .unwrap_or_default();
         info!(model = %self.model(), current = ?slots.current, "slots changed on the device");
         self.feed(Event::SlotsChanged { slots, holds });
+        crate::memory::settle_after_install();
     }
 
     fn locked<T>(

@@ -226,6 +226,21 @@ impl Agent {
         self.start_with_env(&[])
     }
 
+    /// From the next start on, runs a copy of the agent binary of its own, as a device does.
+    /// Agents started from one file share its resident code pages, which hides what each one
+    /// would hold alone (and the kernel does not page out pages mapped more than once).
+    pub fn use_own_binary(&mut self) -> Result<()> {
+        let copy = self
+            .state_dir
+            .parent()
+            .unwrap_or(&self.state_dir)
+            .join(format!("{}-ferry-agent", self.name));
+        std::fs::copy(&self.bins.agent, &copy)
+            .with_context(|| format!("copying the agent binary to {}", copy.display()))?;
+        self.bins.agent = copy;
+        Ok(())
+    }
+
     /// Starts the daemon with extra environment variables.
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
         let child = Command::new(&self.bins.agent)

@@ -8,12 +8,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ferry_tests::procfs::status_kib;
+use ferry_tests::procfs::{rss_by_mapping, status_kib};
 use ferry_tests::{Binaries, Fleet, model_bytes};
 
 fn main() -> Result<()> {
     let rounds = 10;
-    let fleet = Fleet::start(3, None)?;
+    let mut fleet = Fleet::start(3, None)?;
+    // One binary per agent, as on devices, so each agent's resident code is its own.
+    for agent in &mut fleet.agents {
+        agent.kill();
+        agent.use_own_binary()?;
+        agent.start()?;
+    }
     let size = 4 * 1024 * 1024;
     fleet.publish("1.0.0", &model_bytes(1, size, true))?;
     fleet.set_prod("1.0.0", "figures")?;
@@ -80,6 +86,13 @@ fn main() -> Result<()> {
         bins.agent.display(),
         binary as f64 / 1048576.0
     );
+    if let Some(pid) = fleet.agents[0].pid() {
+        println!();
+        println!("Where the first agent's idle RSS lives (KiB):");
+        for (mapping, kib) in rss_by_mapping(pid)? {
+            println!("  {kib:>6}  {mapping}");
+        }
+    }
     Ok(())
 }
 

@@ -32,6 +32,9 @@ struct Pair {
     name: String,
     old: Vec<u8>,
     new: Vec<u8>,
+    /// For generated pairs, whose changes are independent per element: the information the
+    /// new version adds, in bytes (see [`information_floor`]).
+    floor: Option<u64>,
 }
 
 struct Row {
@@ -127,6 +130,15 @@ where
 
 fn run_all(pair: &Pair, window: u64, params: ChunkParams, bsdiff_max: usize) -> Result<Vec<Row>> {
     let mut rows = vec![ferry(pair, window, params)?];
+    if let Some(bytes) = pair.floor {
+        rows.push(Row {
+            tool: "information floor (per-tensor entropy of the element change)".into(),
+            bytes,
+            encode: Duration::ZERO,
+            encode_cpu: Duration::ZERO,
+            apply: Duration::ZERO,
+        });
+    }
     rows.push(timed(
         "zstd -19 (whole file)",
         pair,
@@ -383,6 +395,7 @@ fn wheel_pair(
         ),
         old: extract(old)?,
         new: extract(new)?,
+        floor: None,
     })
 }
 
@@ -455,11 +468,43 @@ fn fine_tuned(mib: usize, dtype: DType) -> Result<Pair> {
             }
         }
     }
+    let floor = information_floor(&old, &new, width);
     Ok(Pair {
         name: format!("fine-tuned model ({mib} MiB {name}, generated)"),
         old,
         new,
+        floor: Some(floor),
     })
+}
+
+/// What no lossless encoding can go below when each weight's change is independent: for
+/// every tensor, the order-0 entropy of the integer change of its elements' bit patterns,
+/// times its element count. Tensors are read from the safetensors layout.
+fn information_floor(old: &[u8], new: &[u8], width: usize) -> u64 {
+    let Some(layout) = Layout::detect(new) else {
+        return 0;
+    };
+    let bits_of = |b: &[u8]| match width {
+        2 => i64::from(u16::from_le_bytes([b[0], b[1]])),
+        _ => i64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    };
+    let mut bits = 0.0f64;
+    for span in &layout.spans {
+        let range = span.offset as usize..(span.offset + span.len) as usize;
+        let mut counts: std::collections::HashMap<i64, u64> = std::collections::HashMap::new();
+        for (a, b) in old[range.clone()]
+            .chunks_exact(width)
+            .zip(new[range].chunks_exact(width))
+        {
+            *counts.entry(bits_of(b) - bits_of(a)).or_default() += 1;
+        }
+        let n: u64 = counts.values().sum();
+        for c in counts.values() {
+            let p = *c as f64 / n as f64;
+            bits -= *c as f64 * p.log2();
+        }
+    }
+    (bits / 8.0) as u64
 }
 
 /// Rounds to bfloat16 (nearest, ties to even), as training frameworks store it.
