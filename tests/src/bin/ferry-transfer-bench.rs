@@ -11,8 +11,9 @@
 //! smallest encoding against its planned window (encoded on two worker threads), plus the
 //! chunk index. Apply decodes every chunk against the old version and checks its hash.
 //! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench [--model-mib N]
-//! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N] [--only TEXT]` (defaults 256, 8, 1024,
-//! 64: whole-file bsdiff is skipped on larger files unless asked for; `--only` picks pairs).
+//! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N] [--only TEXT] [--ferry-only]` (defaults
+//! 256, 8, 1024, 64: whole-file bsdiff is skipped on larger files unless asked for; `--only`
+//! picks pairs; `--ferry-only` skips the whole-file tools).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,6 +57,8 @@ fn main() -> Result<()> {
     // Only the pairs whose key (libonnxruntime, silero 5.1, silero 6.0, fine-tuned bf16,
     // fine-tuned f32) contains this text; all when empty.
     let only: String = flag(&args, "--only", String::new())?;
+    // Ferry's row (and the floor) only: for iterating on the encoder.
+    let ferry_only = args.iter().any(|a| a == "--ferry-only");
     // FastCDC's bounds: min a quarter of the average, max four times it.
     let params = ChunkParams {
         min: (avg_kib * 256).clamp(64, 1 << 20),
@@ -96,7 +99,13 @@ fn main() -> Result<()> {
     println!("|---|---|---:|---:|---:|---:|---:|");
     for (_, build) in pairs.iter().filter(|(key, _)| key.contains(&only)) {
         let pair = &build()?;
-        for row in run_all(pair, window_mib << 20, params, bsdiff_max_mib << 20)? {
+        for row in run_all(
+            pair,
+            window_mib << 20,
+            params,
+            bsdiff_max_mib << 20,
+            ferry_only,
+        )? {
             println!(
                 "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s | {:.2} s |",
                 pair.name,
@@ -128,7 +137,13 @@ where
     }
 }
 
-fn run_all(pair: &Pair, window: u64, params: ChunkParams, bsdiff_max: usize) -> Result<Vec<Row>> {
+fn run_all(
+    pair: &Pair,
+    window: u64,
+    params: ChunkParams,
+    bsdiff_max: usize,
+    ferry_only: bool,
+) -> Result<Vec<Row>> {
     let mut rows = vec![ferry(pair, window, params)?];
     if let Some(bytes) = pair.floor {
         rows.push(Row {
@@ -138,6 +153,9 @@ fn run_all(pair: &Pair, window: u64, params: ChunkParams, bsdiff_max: usize) -> 
             encode_cpu: Duration::ZERO,
             apply: Duration::ZERO,
         });
+    }
+    if ferry_only {
+        return Ok(rows);
     }
     rows.push(timed(
         "zstd -19 (whole file)",
