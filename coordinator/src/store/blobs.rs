@@ -210,13 +210,7 @@ impl Store {
     /// The tensor layout recorded for a stored artifact (none for files that are not models,
     /// and for artifacts stored before layouts were recorded).
     pub fn blob_layout(&self, hash: &Digest) -> Result<Option<Layout>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TENSOR_LAYOUTS)?;
-        let hex = hash.to_hex();
-        match table.get(hex.as_str())? {
-            Some(v) => Ok(Some(decode("tensor_layouts", &hex, v.value())?)),
-            None => Ok(None),
-        }
+        self.by_blob(TENSOR_LAYOUTS, "tensor_layouts", hash)
     }
 
     /// The chunk index of a stored artifact, checked against its record.
@@ -245,11 +239,21 @@ impl Store {
 
     /// The record of a stored blob.
     pub fn blob(&self, hash: &Digest) -> Result<Option<BlobRecord>, StoreError> {
+        self.by_blob(BLOBS, "blobs", hash)
+    }
+
+    /// The record `table` keeps for the blob `hash`.
+    fn by_blob<T: serde::de::DeserializeOwned>(
+        &self,
+        table: redb::TableDefinition<'static, &'static str, &'static [u8]>,
+        name: &'static str,
+        hash: &Digest,
+    ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(BLOBS)?;
+        let table = txn.open_table(table)?;
         let hex = hash.to_hex();
         match table.get(hex.as_str())? {
-            Some(v) => Ok(Some(decode("blobs", &hex, v.value())?)),
+            Some(v) => Ok(Some(decode(name, &hex, v.value())?)),
             None => Ok(None),
         }
     }
