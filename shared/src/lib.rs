@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod name;
 pub mod pin;
 pub mod plan;
+pub mod rollout;
 pub mod select;
 pub mod sign;
 pub mod tensors;

@@ -1,0 +1,463 @@
+//! The rollout engine: `evaluate(plan, state, facts, now)` turns what agents reported into
+//! decisions; `RolloutState::apply` and `RolloutState::command` move the state; `desired`
+//! says what one device should run. Pure: no I/O, no clock (the caller passes `now`, unix
+//! seconds), so 10,000 devices and every operator action are tested in simulated time.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::VersionMetrics;
+use super::plan::{Gate, GateKind, Plan};
+use crate::version::Version;
+use crate::wire::DeviceId;
+
+/// What the coordinator knows of one device.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceFacts {
+    /// Which device.
+    pub id: Option<DeviceId>,
+    /// Its labels (the cohort selector reads them).
+    pub labels: BTreeMap<String, String>,
+    /// The version it runs.
+    pub current: Option<Version>,
+    /// The version it keeps for rollback.
+    pub previous: Option<Version>,
+    /// Its install of the rollout's target failed.
+    pub install_failed: bool,
+    /// The target failed its health check there (and the device rolled itself back).
+    pub health_failed: bool,
+    /// Model metrics per version (shadow metrics of a staged candidate under its version).
+    pub metrics: BTreeMap<Version, VersionMetrics>,
+}
+
+/// Where a rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Waves are in force and baking.
+    Running,
+    /// The next wave waits for an operator's approval.
+    AwaitingApproval,
+    /// Every wave passed.
+    Completed,
+    /// Stopped by an operator; devices stay where they are.
+    Aborted,
+    /// Devices return to the version they ran before.
+    RolledBack,
+}
+
+impl Phase {
+    /// True once nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Completed | Phase::Aborted | Phase::RolledBack)
+    }
+}
+
+/// A rollout's state, persisted by the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// The phase.
+    pub phase: Phase,
+    /// How many waves are in force (their devices run the target); the current wave is the
+    /// last of them.
+    pub in_force: usize,
+    /// When the current wave came into force (unix seconds).
+    pub since: u64,
+    /// An operator paused it: no wave advances (gates still roll back).
+    pub paused: bool,
+    /// Why it rolled back or was aborted.
+    pub reason: Option<String>,
+}
+
+/// A gate's verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Within its threshold.
+    Pass,
+    /// Over it.
+    Fail,
+    /// Not enough samples yet.
+    Waiting,
+}
+
+/// One gate of the current wave, as evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    /// The gate.
+    pub gate: Gate,
+    /// Its measured value, when there was anything to measure.
+    pub value: Option<f64>,
+    /// Samples it had (devices or new-version requests).
+    pub samples: u64,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// What the engine decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Decision {
+    /// Wave `wave` (index) comes into force.
+    Advance {
+        /// The wave.
+        wave: usize,
+    },
+    /// Wave `wave` waits for approval.
+    AwaitApproval {
+        /// The wave.
+        wave: usize,
+    },
+    /// Every wave passed.
+    Complete,
+    /// A gate failed: every device returns to the version it ran before.
+    RollBack {
+        /// Which gate, with its value and threshold.
+        reason: String,
+    },
+}
+
+/// The outcome of one evaluation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Decisions to apply, in order.
+    pub decisions: Vec<Decision>,
+    /// The current wave's gates.
+    pub gates: Vec<GateReport>,
+}
+
+/// An operator's action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Stop advancing.
+    Pause,
+    /// Advance again.
+    Resume,
+    /// Let the waiting wave start.
+    Approve,
+    /// Stop the rollout where it is.
+    Abort(String),
+    /// Return every device to the version it ran before.
+    RollBack(String),
+}
+
+/// An action the state does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {command} a rollout that is {phase:?}{paused}", paused = if *.paused { " (paused)" } else { "" })]
+pub struct CommandError {
+    /// The action.
+    pub command: &'static str,
+    /// The phase it met.
+    pub phase: Phase,
+    /// Whether it was paused.
+    pub paused: bool,
+}
+
+/// What one device should run, as far as this rollout is concerned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Desired {
+    /// The rollout does not steer it (the alias does).
+    Untouched,
+    /// Run this version.
+    Run(Version),
+    /// Stage this version beside `current` without switching (shadow wave).
+    Shadow(Version),
+}
+
+impl RolloutState {
+    /// A rollout starting at `now`: the first wave comes into force, or waits for approval.
+    pub fn start(plan: &Plan, now: u64) -> Self {
+        let needs = plan.waves.first().is_some_and(|w| w.needs_approval);
+        Self {
+            phase: if needs {
+                Phase::AwaitingApproval
+            } else {
+                Phase::Running
+            },
+            in_force: usize::from(!needs),
+            since: now,
+            paused: false,
+            reason: None,
+        }
+    }
+
+    /// Applies a decision of [`evaluate`].
+    pub fn apply(&mut self, decision: &Decision, now: u64) {
+        if self.phase.is_terminal() {
+            return;
+        }
+        match decision {
+            Decision::Advance { wave } => {
+                self.in_force = wave + 1;
+                self.since = now;
+                self.phase = Phase::Running;
+            }
+            Decision::AwaitApproval { .. } => self.phase = Phase::AwaitingApproval,
+            Decision::Complete => self.phase = Phase::Completed,
+            Decision::RollBack { reason } => {
+                self.phase = Phase::RolledBack;
+                self.reason = Some(reason.clone());
+            }
+        }
+    }
+
+    /// Applies an operator's action. Abort always succeeds (a finished rollout stays as it
+    /// ended); the others need a state they make sense in.
+    pub fn command(&mut self, command: &Command, now: u64) -> Result<(), CommandError> {
+        let refuse = |name| CommandError {
+            command: name,
+            phase: self.phase,
+            paused: self.paused,
+        };
+        match command {
+            Command::Abort(why) => {
+                if !self.phase.is_terminal() {
+                    self.phase = Phase::Aborted;
+                    self.reason = Some(why.clone());
+                }
+            }
+            _ if self.phase.is_terminal() => {
+                return Err(refuse(match command {
+                    Command::Pause => "pause",
+                    Command::Resume => "resume",
+                    Command::Approve => "approve",
+                    _ => "roll back",
+                }));
+            }
+            Command::Pause if self.paused => return Err(refuse("pause")),
+            Command::Pause => self.paused = true,
+            Command::Resume if !self.paused => return Err(refuse("resume")),
+            Command::Resume => self.paused = false,
+            Command::Approve if self.phase != Phase::AwaitingApproval || self.paused => {
+                return Err(refuse("approve"));
+            }
+            Command::Approve => {
+                self.in_force += 1;
+                self.since = now;
+                self.phase = Phase::Running;
+            }
+            Command::RollBack(why) => {
+                self.phase = Phase::RolledBack;
+                self.reason = Some(why.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rollout's view of one device: in the cohort, and in which wave.
+fn wave_of_device(plan: &Plan, device: &DeviceFacts) -> Option<usize> {
+    let id = device.id.as_ref()?;
+    plan.cohort
+        .matches(&device.labels)
+        .then(|| plan.wave_of(plan.bucket(id)))
+}
+
+/// What `device` should run under this rollout.
+pub fn desired(plan: &Plan, state: &RolloutState, device: &DeviceFacts) -> Desired {
+    let Some(wave) = wave_of_device(plan, device) else {
+        return Desired::Untouched;
+    };
+    match state.phase {
+        Phase::RolledBack => match (&device.current, &device.previous) {
+            (Some(current), Some(previous)) if *current == plan.target => {
+                Desired::Run(previous.clone())
+            }
+            (Some(current), _) => Desired::Run(current.clone()),
+            _ => Desired::Untouched,
+        },
+        Phase::Aborted => Desired::Untouched,
+        Phase::Completed => Desired::Run(plan.target.clone()),
+        Phase::Running | Phase::AwaitingApproval => {
+            let current = state
+                .in_force
+                .checked_sub(1)
+                .and_then(|i| plan.waves.get(i));
+            match current {
+                Some(w) if wave < state.in_force && w.shadow => {
+                    Desired::Shadow(plan.target.clone())
+                }
+                Some(_) if wave < state.in_force => Desired::Run(plan.target.clone()),
+                _ => Desired::Untouched,
+            }
+        }
+    }
+}
+
+/// Evaluates the current wave's gates over `devices` at `now` and decides what comes next.
+pub fn evaluate(
+    plan: &Plan,
+    state: &RolloutState,
+    devices: &[DeviceFacts],
+    now: u64,
+) -> Evaluation {
+    let mut out = Evaluation::default();
+    if state.phase.is_terminal() || state.in_force == 0 {
+        return out;
+    }
+    let current = state.in_force - 1;
+    let Some(wave) = plan.waves.get(current) else {
+        return out;
+    };
+    // Devices the current wave covers, and everything the cohort reports of other versions.
+    let mut treated = Vec::new();
+    let mut new = VersionMetrics::default();
+    let mut baseline = VersionMetrics::default();
+    for device in devices {
+        let Some(w) = wave_of_device(plan, device) else {
+            continue;
+        };
+        for (version, m) in &device.metrics {
+            if *version == plan.target {
+                if w <= current {
+                    new.merge(m);
+                }
+            } else {
+                baseline.merge(m);
+            }
+        }
+        if w <= current {
+            treated.push(device);
+        }
+    }
+    for gate in &wave.gates {
+        out.gates.push(judge(gate, plan, &treated, &new, &baseline));
+    }
+    if let Some(failed) = out.gates.iter().find(|g| g.verdict == Verdict::Fail) {
+        out.decisions.push(Decision::RollBack {
+            reason: format!(
+                "wave {} ({:.1} %): {:?} is {:.4}, over the threshold {}",
+                current + 1,
+                f64::from(wave.share) / 100.0,
+                failed.gate.kind,
+                failed.value.unwrap_or(f64::NAN),
+                failed.gate.threshold
+            ),
+        });
+        return out;
+    }
+    let passed = out.gates.iter().all(|g| g.verdict == Verdict::Pass);
+    let baked = now.saturating_sub(state.since) >= wave.min_bake_secs;
+    if state.phase != Phase::Running || state.paused || !passed || !baked {
+        return out;
+    }
+    out.decisions.push(match plan.waves.get(current + 1) {
+        None => Decision::Complete,
+        Some(next) if next.needs_approval => Decision::AwaitApproval { wave: current + 1 },
+        Some(_) => Decision::Advance { wave: current + 1 },
+    });
+    out
+}
+
+/// One-sided z for 95 % confidence.
+const Z95: f64 = 1.645;
+
+fn judge(
+    gate: &Gate,
+    plan: &Plan,
+    treated: &[&DeviceFacts],
+    new: &VersionMetrics,
+    baseline: &VersionMetrics,
+) -> GateReport {
+    let report = |value: Option<f64>, samples: u64, verdict| GateReport {
+        gate: gate.clone(),
+        value,
+        samples,
+        verdict,
+    };
+    let over = |v: f64| v > gate.threshold;
+    match &gate.kind {
+        GateKind::InstallFailures | GateKind::HealthFailures => {
+            let failed = |d: &&&DeviceFacts| match gate.kind {
+                GateKind::InstallFailures => d.install_failed,
+                _ => d.health_failed,
+            };
+            // A device has an outcome once it runs the target or failed to.
+            let outcomes = treated
+                .iter()
+                .filter(|d| {
+                    d.current.as_ref() == Some(&plan.target) || d.install_failed || d.health_failed
+                })
+                .count() as u64;
+            let failures = treated.iter().filter(failed).count() as u64;
+            let needed = gate.min_samples.min(treated.len() as u64);
+            if outcomes < needed {
+                return report(None, outcomes, Verdict::Waiting);
+            }
+            let share = if outcomes == 0 {
+                0.0
+            } else {
+                failures as f64 / outcomes as f64
+            };
+            report(
+                Some(share),
+                outcomes,
+                if over(share) {
+                    Verdict::Fail
+                } else {
+                    Verdict::Pass
+                },
+            )
+        }
+        _ if treated.is_empty() => report(None, 0, Verdict::Pass),
+        _ if new.requests < gate.min_samples || baseline.requests < gate.min_samples => {
+            report(None, new.requests, Verdict::Waiting)
+        }
+        GateKind::ErrorRateIncrease => {
+            let (p1, p0) = (
+                new.error_rate().unwrap_or(0.0),
+                baseline.error_rate().unwrap_or(0.0),
+            );
+            let se = (p1 * (1.0 - p1) / new.requests as f64
+                + p0 * (1.0 - p0) / baseline.requests as f64)
+                .sqrt();
+            let diff = p1 - p0;
+            // Fail only when the increase is over the threshold beyond reasonable noise.
+            let verdict = if over(diff - Z95 * se) {
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            };
+            report(Some(diff), new.requests, verdict)
+        }
+        GateKind::P95LatencyRatio => {
+            match (
+                new.latency.quantile_ms(0.95),
+                baseline.latency.quantile_ms(0.95),
+            ) {
+                (Some(a), Some(b)) if b > 0.0 => {
+                    let ratio = a / b;
+                    report(
+                        Some(ratio),
+                        new.requests,
+                        if over(ratio) {
+                            Verdict::Fail
+                        } else {
+                            Verdict::Pass
+                        },
+                    )
+                }
+                _ => report(None, new.requests, Verdict::Waiting),
+            }
+        }
+        GateKind::Custom(name) => {
+            let (a, b) = (
+                new.custom.get(name).and_then(|t| t.mean()),
+                baseline.custom.get(name).and_then(|t| t.mean()),
+            );
+            match (a, b) {
+                (Some(a), Some(b)) if b != 0.0 => {
+                    let ratio = a / b;
+                    report(
+                        Some(ratio),
+                        new.requests,
+                        if over(ratio) {
+                            Verdict::Fail
+                        } else {
+                            Verdict::Pass
+                        },
+                    )
+                }
+                _ => report(None, new.requests, Verdict::Waiting),
+            }
+        }
+    }
+}

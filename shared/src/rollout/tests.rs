@@ -1,0 +1,463 @@
+//! The engine driven by 10,000 simulated devices in simulated time.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::name::ModelName;
+use crate::version::Version;
+use crate::wire::DeviceId;
+
+const MINUTE: u64 = 60;
+
+fn v(s: &str) -> Version {
+    s.parse().unwrap()
+}
+
+/// A fleet in simulated time: each device installs what the engine wants on the next tick and
+/// serves requests whose error rate and latency depend on the version it runs.
+struct Sim {
+    plan: Plan,
+    state: RolloutState,
+    devices: Vec<DeviceFacts>,
+    now: u64,
+    rng: u64,
+    /// Error rate per version (per mille), and p95-ish latency (ms).
+    behaviour: BTreeMap<Version, (u64, u32)>,
+    requests_per_tick: u64,
+    /// Every decision applied, with the wave in force before it.
+    log: Vec<(usize, Decision)>,
+    /// The largest number of devices ever on the target at once.
+    peak_on_target: usize,
+}
+
+fn device_id(i: usize) -> DeviceId {
+    DeviceId::parse(&format!("{i:020x}")).unwrap()
+}
+
+impl Sim {
+    fn new(count: usize, behaviour: &[(&str, u64, u32)], plan: Plan) -> Self {
+        let devices = (0..count).map(|i| Self::device(i, "1.0.0")).collect();
+        let state = RolloutState::start(&plan, 0);
+        Self {
+            plan,
+            state,
+            devices,
+            now: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+            behaviour: behaviour
+                .iter()
+                .map(|(ver, e, l)| (v(ver), (*e, *l)))
+                .collect(),
+            requests_per_tick: 20,
+            log: Vec::new(),
+            peak_on_target: 0,
+        }
+    }
+
+    fn device(i: usize, running: &str) -> DeviceFacts {
+        let mut labels = BTreeMap::new();
+        labels.insert(
+            "region".into(),
+            if i.is_multiple_of(3) { "eu" } else { "us" }.into(),
+        );
+        DeviceFacts {
+            id: Some(device_id(i)),
+            labels,
+            current: Some(v(running)),
+            ..DeviceFacts::default()
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// One tick of ten simulated minutes: devices move, serve, report; the engine decides.
+    fn tick(&mut self) {
+        self.now += 10 * MINUTE;
+        for i in 0..self.devices.len() {
+            let want = desired(&self.plan, &self.state, &self.devices[i]);
+            let d = &mut self.devices[i];
+            if let Desired::Run(version) = want
+                && d.current.as_ref() != Some(&version)
+            {
+                d.previous = d.current.replace(version);
+            }
+            let Some(running) = d.current.clone() else {
+                continue;
+            };
+            let (errors_pm, latency) = self.behaviour.get(&running).copied().unwrap_or((10, 20));
+            let mut m = VersionMetrics::default();
+            for _ in 0..self.requests_per_tick {
+                let r = self.next();
+                m.requests += 1;
+                if r % 1000 < errors_pm {
+                    m.errors += 1;
+                }
+                m.latency.record(latency / 2 + (r >> 20) as u32 % latency);
+            }
+            self.devices[i]
+                .metrics
+                .entry(running)
+                .or_default()
+                .merge(&m);
+        }
+        let on_target = self
+            .devices
+            .iter()
+            .filter(|d| d.current.as_ref() == Some(&self.plan.target))
+            .count();
+        self.peak_on_target = self.peak_on_target.max(on_target);
+        let evaluation = evaluate(&self.plan, &self.state, &self.devices, self.now);
+        for decision in evaluation.decisions {
+            self.log.push((self.state.in_force, decision.clone()));
+            self.state.apply(&decision, self.now);
+        }
+    }
+
+    fn run_until_settled(&mut self, max_ticks: usize) {
+        for _ in 0..max_ticks {
+            if self.state.phase.is_terminal() {
+                // One more tick lets devices follow the final decision.
+                self.tick();
+                return;
+            }
+            self.tick();
+        }
+    }
+
+    fn on(&self, version: &str) -> usize {
+        self.devices
+            .iter()
+            .filter(|d| d.current.as_ref() == Some(&v(version)))
+            .count()
+    }
+}
+
+fn plan(target: &str) -> Plan {
+    Plan::with_default_waves(
+        "rollout-1",
+        "detector".parse::<ModelName>().unwrap(),
+        v(target),
+        Selector::all(),
+    )
+}
+
+#[test]
+fn placement_is_stable_uniform_and_independent_per_rollout() {
+    let a = plan("2.0.0");
+    let mut b = plan("2.0.0");
+    b.id = "rollout-2".into();
+    let ids: Vec<DeviceId> = (0..10_000).map(device_id).collect();
+    let canary_a = ids.iter().filter(|d| a.bucket(d) < 500).count();
+    assert!(
+        (400..600).contains(&canary_a),
+        "5 % of 10,000 is about 500: {canary_a}"
+    );
+    assert!(ids.iter().all(|d| a.bucket(d) == a.bucket(d)));
+    let both = ids
+        .iter()
+        .filter(|d| a.bucket(d) < 500 && b.bucket(d) < 500)
+        .count();
+    assert!(
+        both < 60,
+        "another rollout picks other canaries: {both} in both"
+    );
+    assert!(a.validate().is_ok());
+    let mut bad = a.clone();
+    bad.waves[3].share = 9000;
+    assert!(matches!(bad.validate(), Err(PlanError::Shares(_))));
+}
+
+#[test]
+fn a_good_version_goes_from_five_to_a_hundred_percent() {
+    let mut sim = Sim::new(
+        10_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 10, 40)],
+        plan("2.0.0"),
+    );
+    sim.tick();
+    let canary = sim.on("2.0.0");
+    assert!((400..600).contains(&canary), "first wave ≈ 5 %: {canary}");
+    sim.run_until_settled(200);
+    assert_eq!(sim.state.phase, Phase::Completed, "{:?}", sim.log);
+    assert_eq!(sim.on("2.0.0"), 10_000);
+    let advances: Vec<usize> = sim
+        .log
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decision::Advance { wave } => Some(*wave),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(advances, vec![1, 2, 3]);
+    // Every wave baked at least its hour.
+    assert!(sim.now >= 4 * 3600);
+}
+
+#[test]
+fn a_bad_version_is_rolled_back_in_the_canary_wave() {
+    // Error rate 1 % → 6 %: the canary's gate sees it and rolls back before wave 2.
+    let mut sim = Sim::new(
+        10_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 60, 40)],
+        plan("2.0.0"),
+    );
+    sim.run_until_settled(200);
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+    assert!(
+        sim.log
+            .iter()
+            .all(|(_, d)| !matches!(d, Decision::Advance { .. })),
+        "never left the canary wave: {:?}",
+        sim.log
+    );
+    assert!(
+        sim.peak_on_target < 600,
+        "only the canary ever ran it: {}",
+        sim.peak_on_target
+    );
+    let reason = sim.state.reason.clone().unwrap_or_default();
+    assert!(reason.contains("ErrorRateIncrease"), "{reason}");
+    assert_eq!(sim.on("2.0.0"), 0, "every device returned");
+    assert_eq!(sim.on("1.0.0"), 10_000);
+}
+
+#[test]
+fn slow_versions_trip_the_latency_gate() {
+    let mut sim = Sim::new(
+        2_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 10, 400)],
+        plan("2.0.0"),
+    );
+    sim.run_until_settled(200);
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+    assert!(
+        sim.state
+            .reason
+            .clone()
+            .unwrap_or_default()
+            .contains("P95LatencyRatio")
+    );
+}
+
+#[test]
+fn a_noisy_good_version_under_the_minimum_sample_is_not_rolled_back() {
+    // 40 devices: the canary wave holds about two, serving a handful of requests per tick,
+    // and the new version's errors look terrible at first (30 % instead of 1 %) …
+    let mut sim = Sim::new(40, &[("1.0.0", 10, 40), ("2.0.0", 300, 40)], plan("2.0.0"));
+    sim.requests_per_tick = 5;
+    for _ in 0..5 {
+        sim.tick();
+        assert_ne!(
+            sim.state.phase,
+            Phase::RolledBack,
+            "decided on {} requests",
+            {
+                sim.devices
+                    .iter()
+                    .filter_map(|d| d.metrics.get(&v("2.0.0")))
+                    .map(|m| m.requests)
+                    .sum::<u64>()
+            }
+        );
+    }
+    let report = evaluate(&sim.plan, &sim.state, &sim.devices, sim.now);
+    let error_gate = report
+        .gates
+        .iter()
+        .find(|g| g.gate.kind == GateKind::ErrorRateIncrease)
+        .unwrap();
+    assert_eq!(error_gate.verdict, Verdict::Waiting, "{error_gate:?}");
+    assert!(error_gate.samples < error_gate.gate.min_samples);
+    // … and the same small difference as a real, good version (1.2 % vs 1 %) with plenty of
+    // samples is within noise and the threshold: the rollout completes.
+    let mut sim = Sim::new(
+        10_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 12, 40)],
+        plan("2.0.0"),
+    );
+    sim.run_until_settled(200);
+    assert_eq!(sim.state.phase, Phase::Completed, "{:?}", sim.log);
+}
+
+#[test]
+fn devices_that_join_mid_rollout_land_in_their_wave() {
+    let mut sim = Sim::new(
+        5_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 10, 40)],
+        plan("2.0.0"),
+    );
+    // Run into the second wave (25 %).
+    while sim.state.in_force < 2 {
+        sim.tick();
+    }
+    // 5,000 devices enroll now, on the old version.
+    sim.devices
+        .extend((5_000..10_000).map(|i| Sim::device(i, "1.0.0")));
+    sim.tick();
+    let joined = &sim.devices[5_000..];
+    for d in joined {
+        let bucket = sim.plan.bucket(d.id.as_ref().unwrap());
+        let expect_new = bucket < sim.plan.waves[1].share;
+        assert_eq!(
+            d.current.as_ref() == Some(&v("2.0.0")),
+            expect_new,
+            "bucket {bucket}"
+        );
+    }
+    let new = joined
+        .iter()
+        .filter(|d| d.current == Some(v("2.0.0")))
+        .count();
+    assert!(
+        (1_100..1_400).contains(&new),
+        "about 25 % of the newcomers: {new}"
+    );
+}
+
+#[test]
+fn the_cohort_selector_limits_who_moves() {
+    let mut p = plan("2.0.0");
+    p.cohort = Selector::parse("region=eu").unwrap();
+    let mut sim = Sim::new(3_000, &[("1.0.0", 10, 40), ("2.0.0", 10, 40)], p);
+    sim.run_until_settled(200);
+    assert_eq!(sim.state.phase, Phase::Completed);
+    for d in &sim.devices {
+        let eu = d.labels.get("region").map(String::as_str) == Some("eu");
+        assert_eq!(d.current == Some(v("2.0.0")), eu);
+    }
+}
+
+#[test]
+fn approval_pause_resume_and_abort_work_at_every_stage() {
+    let mut with_approval = plan("2.0.0");
+    for w in &mut with_approval.waves[1..] {
+        w.needs_approval = true;
+    }
+    for stop_at in 0..=4 {
+        let mut sim = Sim::new(
+            2_000,
+            &[("1.0.0", 10, 40), ("2.0.0", 10, 40)],
+            with_approval.clone(),
+        );
+        let mut approvals = 0;
+        loop {
+            sim.tick();
+            if sim.state.phase == Phase::AwaitingApproval {
+                // Waiting does not advance on its own, however long it waits.
+                let before = sim.state.clone();
+                for _ in 0..10 {
+                    sim.tick();
+                }
+                assert_eq!(sim.state, before);
+                if approvals == stop_at {
+                    break;
+                }
+                // Pause blocks approval until resumed.
+                sim.state.command(&Command::Pause, sim.now).unwrap();
+                assert!(sim.state.command(&Command::Approve, sim.now).is_err());
+                sim.state.command(&Command::Resume, sim.now).unwrap();
+                sim.state.command(&Command::Approve, sim.now).unwrap();
+                approvals += 1;
+            }
+            if sim.state.phase.is_terminal() {
+                break;
+            }
+        }
+        if stop_at < 3 {
+            let on_new = sim.on("2.0.0");
+            sim.state
+                .command(&Command::Abort("operator".into()), sim.now)
+                .unwrap();
+            assert_eq!(sim.state.phase, Phase::Aborted);
+            for _ in 0..5 {
+                sim.tick();
+            }
+            assert_eq!(
+                sim.on("2.0.0"),
+                on_new,
+                "abort leaves devices where they are"
+            );
+            // Abort always works, even twice; nothing else does once it ended.
+            assert!(
+                sim.state
+                    .command(&Command::Abort("again".into()), sim.now)
+                    .is_ok()
+            );
+            assert!(sim.state.command(&Command::Resume, sim.now).is_err());
+        } else {
+            assert_eq!(sim.state.phase, Phase::Completed, "stop_at {stop_at}");
+            assert_eq!(sim.on("2.0.0"), 2_000);
+        }
+    }
+}
+
+#[test]
+fn pausing_holds_the_wave_and_an_operator_rollback_returns_everyone() {
+    let mut sim = Sim::new(
+        2_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 10, 40)],
+        plan("2.0.0"),
+    );
+    while sim.state.in_force < 2 {
+        sim.tick();
+    }
+    sim.state.command(&Command::Pause, sim.now).unwrap();
+    for _ in 0..30 {
+        sim.tick();
+    }
+    assert_eq!(
+        sim.state.in_force, 2,
+        "paused for five hours, still in wave 2"
+    );
+    sim.state
+        .command(&Command::RollBack("customer report".into()), sim.now)
+        .unwrap();
+    sim.tick();
+    assert_eq!(sim.on("2.0.0"), 0);
+    assert_eq!(sim.on("1.0.0"), 2_000);
+    assert_eq!(sim.state.reason.as_deref(), Some("customer report"));
+}
+
+#[test]
+fn a_shadow_wave_stages_without_serving_and_its_gates_compare_the_candidate() {
+    let mut p = plan("2.0.0");
+    p.waves[0].shadow = true;
+    let sim = Sim::new(2_000, &[], p);
+    let d = sim
+        .devices
+        .iter()
+        .find(|d| sim.plan.wave_of(sim.plan.bucket(d.id.as_ref().unwrap())) == 0)
+        .unwrap();
+    assert_eq!(
+        desired(&sim.plan, &sim.state, d),
+        Desired::Shadow(v("2.0.0"))
+    );
+    // Shadow metrics of the candidate, far worse than current on the same devices: rollback.
+    let mut devices = sim.devices.clone();
+    for d in &mut devices {
+        let bad = VersionMetrics {
+            requests: 5_000,
+            errors: 1_000,
+            ..VersionMetrics::default()
+        };
+        let good = VersionMetrics {
+            requests: 5_000,
+            errors: 50,
+            ..VersionMetrics::default()
+        };
+        d.metrics.insert(v("1.0.0"), good);
+        if sim.plan.wave_of(sim.plan.bucket(d.id.as_ref().unwrap())) == 0 {
+            d.metrics.insert(v("2.0.0"), bad);
+        }
+    }
+    let e = evaluate(&sim.plan, &sim.state, &devices, 10);
+    assert!(
+        matches!(e.decisions.as_slice(), [Decision::RollBack { .. }]),
+        "{e:?}"
+    );
+}
