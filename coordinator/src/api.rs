@@ -242,3 +242,105 @@ pub struct ApiError {
     /// One line saying what went wrong.
     pub error: String,
 }
+
+/// One wave of a rollout request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WaveSpec {
+    /// Cumulative share of the cohort, in percent (0.01 steps).
+    pub percent: f64,
+    /// Minimum bake time before the gates may advance it.
+    #[serde(default)]
+    pub bake_secs: u64,
+    /// An approver must let it start.
+    #[serde(default)]
+    pub approval: bool,
+    /// Stage beside `current` without serving (shadow).
+    #[serde(default)]
+    pub shadow: bool,
+    /// Its gates; the defaults when absent.
+    #[serde(default)]
+    pub gates: Option<Vec<ferry_shared::rollout::Gate>>,
+}
+
+/// Body of `POST /api/v1/rollouts` (also the plan file of `ferryctl rollout create --plan`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateRollout {
+    /// Its name; generated from model and version when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The model.
+    pub model: String,
+    /// The version to roll out.
+    pub version: Version,
+    /// The alias the cohort follows (moved to the version on completion); `prod` by default.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Cohort selector over device labels (`accelerator=gpu, region in (eu, us)`); all
+    /// devices when empty.
+    #[serde(default)]
+    pub cohort: String,
+    /// The waves; 5 → 25 → 50 → 100 % with an hour's bake and default gates when absent.
+    #[serde(default)]
+    pub waves: Option<Vec<WaveSpec>>,
+    /// Why (recorded in the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of `POST /api/v1/rollouts/{id}/{action}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RolloutAction {
+    /// Why (recorded in the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Devices of a rollout's cohort, by where they stand.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RolloutDevices {
+    /// In the cohort.
+    pub cohort: u64,
+    /// Covered by the waves in force.
+    pub targeted: u64,
+    /// Running the target.
+    pub on_target: u64,
+    /// Whose install of the target failed.
+    pub install_failed: u64,
+    /// Where the target failed its health check.
+    pub health_failed: u64,
+}
+
+/// A rollout as listed and shown.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutView {
+    /// Name.
+    pub id: String,
+    /// Model.
+    pub model: String,
+    /// Target version.
+    pub version: Version,
+    /// The alias moved on completion.
+    pub alias: String,
+    /// Cohort selector.
+    pub cohort: String,
+    /// Phase.
+    pub phase: ferry_shared::rollout::Phase,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Waves in force (the current wave is the last of them).
+    pub waves_in_force: usize,
+    /// Cumulative percent of each wave.
+    pub waves: Vec<f64>,
+    /// Why it rolled back or was aborted.
+    pub reason: Option<String>,
+    /// Who created it, when.
+    pub created_by: String,
+    /// When.
+    pub created_at: u64,
+    /// Last change.
+    pub updated_at: u64,
+    /// The current wave's gates, value against threshold.
+    pub gates: Vec<ferry_shared::rollout::GateReport>,
+    /// Devices per state.
+    pub devices: RolloutDevices,
+}

@@ -34,6 +34,8 @@ pub struct Config {
     /// Publisher keys (`ed25519:<hex>`) trusted in addition to those added with
     /// `ferryctl keys trust`.
     pub trusted_publishers: Vec<String>,
+    /// How often the rollout engine evaluates active rollouts, in milliseconds.
+    pub rollout_tick_ms: u64,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             delta_level: 19,
             encode_workers: 0,
             trusted_publishers: Vec::new(),
+            rollout_tick_ms: 5000,
         }
     }
 }
@@ -110,6 +113,11 @@ impl Config {
         if self.heartbeat_secs == 0 {
             return Err(ConfigError::Invalid(
                 "heartbeat_secs must be at least 1".into(),
+            ));
+        }
+        if self.rollout_tick_ms < 50 {
+            return Err(ConfigError::Invalid(
+                "rollout_tick_ms must be at least 50".into(),
             ));
         }
         Ok(())

@@ -35,7 +35,7 @@ pub const ACTOR_HEADER: &str = "x-ferry-actor";
 
 /// A failed call: status and one line of explanation.
 #[derive(Debug)]
-pub struct Failure(StatusCode, String);
+pub struct Failure(pub StatusCode, pub String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -50,7 +50,10 @@ impl From<StoreError> for Failure {
             StoreError::MissingBlob { .. }
             | StoreError::BlobSize { .. }
             | StoreError::ChunkIndex { .. } => StatusCode::BAD_REQUEST,
-            StoreError::NoSuchRelease { .. } => StatusCode::NOT_FOUND,
+            StoreError::NoSuchRelease { .. } | StoreError::NoSuchRollout(_) => {
+                StatusCode::NOT_FOUND
+            }
+            StoreError::RolloutConflict(_) => StatusCode::CONFLICT,
             _ => {
                 warn!("store failure: {e}");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -66,6 +69,7 @@ impl From<RegistryError> for Failure {
             RegistryError::Store(e) => e.into(),
             RegistryError::Verify(_) => Failure(StatusCode::FORBIDDEN, e.to_string()),
             RegistryError::NoPublisherKeys => Failure(StatusCode::FORBIDDEN, e.to_string()),
+            RegistryError::Invalid(_) => Failure(StatusCode::CONFLICT, e.to_string()),
         }
     }
 }
@@ -74,7 +78,8 @@ fn bad_request(e: impl std::fmt::Display) -> Failure {
     Failure(StatusCode::BAD_REQUEST, e.to_string())
 }
 
-type ApiResult<T> = Result<Json<T>, Failure>;
+/// A JSON reply or a failure.
+pub type ApiResult<T> = Result<Json<T>, Failure>;
 
 /// The admin API.
 pub fn router(app: Arc<Coordinator>) -> Router {
@@ -88,6 +93,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/fleet/status", get(fleet_status))
         .route("/keys", get(list_keys).post(trust_key))
         .route("/audit", get(audit))
+        .merge(crate::http_rollouts::routes())
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::disable());
     Router::new()
@@ -133,7 +139,8 @@ async fn require_token(
     }
 }
 
-fn actor(headers: &HeaderMap) -> String {
+/// Who is acting, as ferryctl names them (for the audit trail).
+pub fn actor(headers: &HeaderMap) -> String {
     let who = headers
         .get(ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -150,7 +157,8 @@ fn actor(headers: &HeaderMap) -> String {
     }
 }
 
-fn parse<T: std::str::FromStr>(text: &str) -> Result<T, Failure>
+/// Parses a path or body field, failing with 400.
+pub fn parse<T: std::str::FromStr>(text: &str) -> Result<T, Failure>
 where
     T::Err: std::fmt::Display,
 {

@@ -283,7 +283,7 @@ async fn control_loop(
     // Subscribe before the first push so no move falls between the two.
     let mut moves = app.alias_moves.subscribe();
     for follow in follows {
-        push_desired(app, &mut send, follow).await?;
+        push_desired(app, &mut send, id, follow).await?;
     }
     let (tx, mut rx) = mpsc::channel(16);
     let reader = tokio::spawn(async move {
@@ -321,12 +321,12 @@ async fn control_loop(
             moved = moves.recv() => match moved {
                 Ok(moved) => {
                     for follow in follows.iter().filter(|f| f.model == moved.model && f.alias == moved.alias) {
-                        push_desired(app, &mut send, follow).await?;
+                        push_desired(app, &mut send, id, follow).await?;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     for follow in follows {
-                        push_desired(app, &mut send, follow).await?;
+                        push_desired(app, &mut send, id, follow).await?;
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break Ok(()),
@@ -341,9 +341,10 @@ async fn control_loop(
 async fn push_desired(
     app: &Coordinator,
     send: &mut SendStream,
+    id: &DeviceId,
     follow: &Follow,
 ) -> Result<(), SessionError> {
-    let desired = desired_state(app, follow)?;
+    let desired = desired_state(app, follow, id)?;
     write_frame(send, &ToAgent::Desired(desired)).await?;
     Ok(())
 }

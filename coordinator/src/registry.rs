@@ -23,6 +23,9 @@ pub enum RegistryError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A request that cannot be carried out as asked (a bad plan, an action the state forbids).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Verifies and stores a release; announces `latest` when it moved.
@@ -89,18 +92,29 @@ pub fn alias_view(model: &ModelName, alias: &AliasName, record: AliasRecord) -> 
     }
 }
 
-/// What a device following `follow` should run now.
-pub fn desired_state(app: &Coordinator, follow: &Follow) -> Result<DesiredState, StoreError> {
-    let release = match app.store.alias(&follow.model, &follow.alias)? {
+/// What `device`, following `follow`, should run now: what a rollout steering it says, else
+/// the alias's version.
+pub fn desired_state(
+    app: &Coordinator,
+    follow: &Follow,
+    device: &ferry_shared::wire::DeviceId,
+) -> Result<DesiredState, StoreError> {
+    let version = match crate::rollouts::steered_version(app, &follow.model, device)? {
+        Some(version) => Some(version),
+        None => app
+            .store
+            .alias(&follow.model, &follow.alias)?
+            .map(|record| record.version),
+    };
+    let release = match version {
         None => None,
-        Some(record) => {
-            app.store
-                .release(&follow.model, &record.version)?
-                .map(|(release, stored)| DesiredRelease {
-                    version: release.version,
-                    envelope: stored.envelope,
-                })
-        }
+        Some(version) => app
+            .store
+            .release(&follow.model, &version)?
+            .map(|(release, stored)| DesiredRelease {
+                version: release.version,
+                envelope: stored.envelope,
+            }),
     };
     Ok(DesiredState {
         model: follow.model.clone(),

@@ -65,7 +65,7 @@ impl Coordinator {
             .arg(self.quic.to_string())
             .arg("--http-listen")
             .arg(self.http.to_string())
-            .args(["--heartbeat-secs", "1"])
+            .args(["--heartbeat-secs", "1", "--rollout-tick-ms", "200"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(append(&self.log)?)

@@ -36,6 +36,9 @@ struct Args {
     /// Agent heartbeat interval in seconds.
     #[arg(long)]
     heartbeat_secs: Option<u32>,
+    /// How often rollouts are evaluated, in milliseconds.
+    #[arg(long)]
+    rollout_tick_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,9 @@ fn run(args: Args) -> Result<()> {
     }
     if let Some(secs) = args.heartbeat_secs {
         config.heartbeat_secs = secs;
+    }
+    if let Some(ms) = args.rollout_tick_ms {
+        config.rollout_tick_ms = ms;
     }
     config.validate()?;
     tokio::runtime::Builder::new_multi_thread()
@@ -153,11 +159,16 @@ async fn serve(config: Config) -> Result<()> {
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
     let http_task = tokio::spawn(http::serve(listener, app.clone()));
     let warm_task = tokio::spawn(transfer::warm_on_alias_moves(app.clone()));
+    let rollout_task = tokio::spawn(ferry_coordinator::rollouts::drive(
+        app.clone(),
+        std::time::Duration::from_millis(app.config.rollout_tick_ms),
+    ));
     shutdown_signal().await?;
     tracing::info!("shutting down");
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
     warm_task.abort();
+    rollout_task.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
     quic_task.abort();
     Ok(())

@@ -5,7 +5,7 @@
 //! change and its record of who made it commit together or not at all.
 
 mod aliases;
-mod audit;
+pub(crate) mod audit;
 pub mod blobs;
 pub mod chunks;
 mod codec;
@@ -14,6 +14,7 @@ mod devices;
 mod keys;
 pub mod records;
 mod releases;
+pub mod rollouts;
 mod tables;
 
 use std::path::Path;
@@ -90,6 +91,12 @@ pub enum StoreError {
         /// Version.
         version: String,
     },
+    /// A rollout that would clash with an existing one.
+    #[error("{0}")]
+    RolloutConflict(String),
+    /// No rollout of that id.
+    #[error("no rollout named {0}")]
+    NoSuchRollout(String),
 }
 
 macro_rules! from_redb {

@@ -23,6 +23,9 @@ pub(crate) const CHUNK_INDEXES: TableDefinition<&str, &[u8]> =
 pub(crate) const TENSOR_LAYOUTS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("tensor_layouts");
 
+/// rollout id → encoded [`super::rollouts::RolloutRecord`].
+pub(crate) const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -33,5 +36,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(BLOBS)?;
     txn.open_table(CHUNK_INDEXES)?;
     txn.open_table(TENSOR_LAYOUTS)?;
+    txn.open_table(ROLLOUTS)?;
     Ok(())
 }

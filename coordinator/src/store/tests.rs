@@ -182,3 +182,99 @@ fn the_audit_chain_detects_an_edited_entry() {
         "the link after the edit breaks"
     );
 }
+
+#[test]
+fn rollouts_persist_refuse_conflicts_and_audit_every_change() {
+    use ferry_shared::rollout::{Command, Phase, Plan, RolloutState, Selector};
+
+    use super::audit::Change;
+    use super::rollouts::RolloutRecord;
+
+    let (dir, store, key) = setup();
+    publish_bytes(&store, &key, "2.0.0", b"v2 bytes");
+    let record = |id: &str, cohort: &str, target: &str| {
+        let plan = Plan::with_default_waves(
+            id,
+            "detector".parse().unwrap(),
+            target.parse().unwrap(),
+            Selector::parse(cohort).unwrap(),
+        );
+        RolloutRecord {
+            state: RolloutState::start(&plan, 10),
+            plan,
+            alias: "prod".parse::<AliasName>().unwrap(),
+            created_by: "alice".into(),
+            created_at: 10,
+            updated_at: 10,
+        }
+    };
+    assert!(matches!(
+        store.create_rollout(&record("r0", "", "9.9.9"), ""),
+        Err(StoreError::NoSuchRelease { .. })
+    ));
+    store
+        .create_rollout(&record("r1", "region=eu", "2.0.0"), "eu first")
+        .unwrap();
+    // Same model and cohort while r1 is active: refused, naming r1. Another cohort is fine.
+    let err = store
+        .create_rollout(&record("r2", "region=eu", "2.0.0"), "")
+        .unwrap_err();
+    assert!(err.to_string().contains("r1"), "{err}");
+    store
+        .create_rollout(&record("r3", "region=us", "2.0.0"), "")
+        .unwrap();
+    assert!(matches!(
+        store.create_rollout(&record("r1", "region=asia", "2.0.0"), ""),
+        Err(StoreError::RolloutConflict(_))
+    ));
+
+    let mut state = store.rollout("r1").unwrap().unwrap().state;
+    state
+        .command(&Command::Abort("changed my mind".into()), 20)
+        .unwrap();
+    store
+        .update_rollout(
+            "r1",
+            &state,
+            Change {
+                at: 20,
+                actor: "bob",
+                action: "rollout.abort",
+                subject: "r1".into(),
+                detail: "changed my mind".into(),
+            },
+        )
+        .unwrap();
+    // Once r1 ended, its cohort is free again.
+    store
+        .create_rollout(&record("r4", "region=eu", "2.0.0"), "")
+        .unwrap();
+
+    // Reopened, everything is where it was.
+    drop(store);
+    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let ids: Vec<(String, Phase)> = store
+        .rollouts()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.plan.id, r.state.phase))
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.contains(&("r1".into(), Phase::Aborted)));
+    let audit = store.audit(0, 100).unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|e| e.action.starts_with("rollout."))
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("rollout.create", "alice"),
+            ("rollout.create", "alice"),
+            ("rollout.abort", "bob"),
+            ("rollout.create", "alice"),
+        ]
+    );
+    assert!(audit.iter().any(|e| e.detail.contains("reason: eu first")));
+}

@@ -165,6 +165,16 @@ impl Client {
             .await
     }
 
+    /// POST a JSON body and read the JSON answer.
+    pub(crate) async fn post_for<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
     /// POST a JSON body, ignoring the answer's body.
     pub(crate) async fn post_json<B: Serialize>(
         &self,

@@ -12,6 +12,7 @@ mod meta;
 mod output;
 mod publish;
 mod releases;
+mod rollout;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,9 @@ enum Command {
     /// The fleet at a glance.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
+    /// Staged rollouts with health gates.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Alias(cmd) => alias::run(&client, cmd).await,
                     Command::Devices(cmd) => devices::run(&client, cmd).await,
                     Command::Fleet(cmd) => fleet::run(&client, cmd).await,
+                    Command::Rollout(cmd) => rollout::run(&client, cmd).await,
                 }
             }
         }

@@ -1,0 +1,255 @@
+//! `ferryctl rollout`: staged rollouts (create from flags or a plan file, status with
+//! `--watch`, and the operator actions pause, resume, approve, abort, rollback).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use ferry_coordinator::api::{CreateRollout, RolloutAction, RolloutView, WaveSpec};
+use ferry_shared::rollout::Verdict;
+
+use crate::client::Client;
+use crate::output::{Table, ago, json, or_dash};
+
+#[derive(Subcommand)]
+pub(crate) enum RolloutCommand {
+    /// Start rolling VERSION of NAME out in waves (or everything from `--plan FILE`).
+    Create {
+        /// Model (omit with --plan).
+        name: Option<String>,
+        /// Version (omit with --plan).
+        version: Option<String>,
+        /// A JSON plan file (the body of POST /api/v1/rollouts).
+        #[arg(long, conflicts_with_all = ["name", "version"])]
+        plan: Option<std::path::PathBuf>,
+        /// Rollout name (default NAME-VERSION).
+        #[arg(long)]
+        id: Option<String>,
+        /// Cohort selector, e.g. "accelerator=gpu, region in (eu, us)".
+        #[arg(long, default_value = "")]
+        cohort: String,
+        /// Cumulative wave shares in percent.
+        #[arg(long, value_delimiter = ',', default_values_t = [5.0, 25.0, 50.0, 100.0])]
+        waves: Vec<f64>,
+        /// Minimum bake time of each wave, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        bake_secs: u64,
+        /// Waves after the first wait for `rollout approve`.
+        #[arg(long)]
+        approval: bool,
+        /// The alias moved when the rollout completes.
+        #[arg(long, default_value = "prod")]
+        alias: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Rollouts, or one in detail (`--watch` redraws it until it ends).
+    Status {
+        /// Rollout name.
+        id: Option<String>,
+        /// Redraw every two seconds.
+        #[arg(long)]
+        watch: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop advancing (gates still roll back).
+    Pause(ActionArgs),
+    /// Advance again.
+    Resume(ActionArgs),
+    /// Let the waiting wave start.
+    Approve(ActionArgs),
+    /// Stop where it is; devices keep what they run.
+    Abort(ActionArgs),
+    /// Return every device to the version it ran before.
+    Rollback(ActionArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ActionArgs {
+    /// Rollout name.
+    id: String,
+    /// Why, for the audit trail.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> {
+    let act = |name: &'static str, args: ActionArgs| async move {
+        let view: RolloutView = client
+            .post_for(
+                &format!("/rollouts/{}/{name}", args.id),
+                &RolloutAction {
+                    reason: args.reason,
+                },
+            )
+            .await?;
+        print_one(&view);
+        Ok(())
+    };
+    match command {
+        RolloutCommand::Create {
+            name,
+            version,
+            plan,
+            id,
+            cohort,
+            waves,
+            bake_secs,
+            approval,
+            alias,
+            reason,
+        } => {
+            let request = match plan {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a rollout plan", path.display()))?
+                }
+                None => {
+                    let (Some(name), Some(version)) = (name, version) else {
+                        bail!("give NAME and VERSION, or --plan FILE");
+                    };
+                    CreateRollout {
+                        id,
+                        model: name,
+                        version: version.parse()?,
+                        alias: Some(alias),
+                        cohort,
+                        waves: Some(
+                            waves
+                                .iter()
+                                .enumerate()
+                                .map(|(i, percent)| WaveSpec {
+                                    percent: *percent,
+                                    bake_secs,
+                                    approval: approval && i > 0,
+                                    shadow: false,
+                                    gates: None,
+                                })
+                                .collect(),
+                        ),
+                        reason,
+                    }
+                }
+            };
+            let view: RolloutView = client.post_for("/rollouts", &request).await?;
+            print_one(&view);
+            Ok(())
+        }
+        RolloutCommand::Status {
+            id: Some(id),
+            watch,
+            json: as_json,
+        } => loop {
+            let view: RolloutView = client.get(&format!("/rollouts/{id}")).await?;
+            if as_json {
+                return json(&view);
+            }
+            if watch {
+                // Clear the screen and redraw in place.
+                print!("\x1b[2J\x1b[H");
+            }
+            print_one(&view);
+            if !watch || view.phase.is_terminal() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        },
+        RolloutCommand::Status {
+            id: None,
+            json: as_json,
+            ..
+        } => {
+            let views: Vec<RolloutView> = client.get("/rollouts").await?;
+            if as_json {
+                return json(&views);
+            }
+            let mut table = Table::new(&[
+                "ROLLOUT",
+                "MODEL",
+                "VERSION",
+                "PHASE",
+                "WAVE",
+                "ON TARGET",
+                "UPDATED",
+            ]);
+            for v in &views {
+                table.row(vec![
+                    v.id.clone(),
+                    v.model.clone(),
+                    v.version.to_string(),
+                    phase(v),
+                    wave(v),
+                    format!("{}/{}", v.devices.on_target, v.devices.cohort),
+                    ago(v.updated_at),
+                ]);
+            }
+            if table.is_empty() {
+                println!("no rollouts");
+            } else {
+                table.print();
+            }
+            Ok(())
+        }
+        RolloutCommand::Pause(args) => act("pause", args).await,
+        RolloutCommand::Resume(args) => act("resume", args).await,
+        RolloutCommand::Approve(args) => act("approve", args).await,
+        RolloutCommand::Abort(args) => act("abort", args).await,
+        RolloutCommand::Rollback(args) => act("rollback", args).await,
+    }
+}
+
+fn phase(v: &RolloutView) -> String {
+    format!("{:?}{}", v.phase, if v.paused { " (paused)" } else { "" })
+}
+
+fn wave(v: &RolloutView) -> String {
+    match v.waves_in_force.checked_sub(1).and_then(|i| v.waves.get(i)) {
+        Some(p) => format!("{}/{} ({p} %)", v.waves_in_force, v.waves.len()),
+        None => format!("0/{}", v.waves.len()),
+    }
+}
+
+fn print_one(v: &RolloutView) {
+    println!("rollout {}: {} {} → @{}", v.id, v.model, v.version, v.alias);
+    println!(
+        "  cohort   {}",
+        if v.cohort.is_empty() {
+            "(every device)"
+        } else {
+            &v.cohort
+        }
+    );
+    println!("  phase    {}", phase(v));
+    println!("  wave     {}", wave(v));
+    if let Some(reason) = &v.reason {
+        println!("  reason   {reason}");
+    }
+    let d = &v.devices;
+    println!(
+        "  devices  {} in cohort, {} targeted, {} on target, {} install failed, {} health failed",
+        d.cohort, d.targeted, d.on_target, d.install_failed, d.health_failed
+    );
+    let mut table = Table::new(&["GATE", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT"]);
+    for g in &v.gates {
+        table.row(vec![
+            format!("{:?}", g.gate.kind),
+            or_dash(g.value.map(|x| format!("{x:.4}"))),
+            format!("{}", g.gate.threshold),
+            format!("{}/{}", g.samples, g.gate.min_samples),
+            match g.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+                Verdict::Waiting => "waiting",
+            }
+            .into(),
+        ]);
+    }
+    if !table.is_empty() {
+        table.print();
+    }
+}

@@ -1,0 +1,179 @@
+//! The rollout routes of the admin API: create, list, show (with gate values and device
+//! counts), and the operator actions pause, resume, approve, abort and rollback.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_shared::rollout::{BUCKETS, Command, Gate, Plan, Selector, Wave};
+use ferry_shared::{AliasName, ModelName};
+
+use crate::api::{CreateRollout, RolloutAction, RolloutDevices, RolloutView};
+use crate::app::Coordinator;
+use crate::http::{ApiResult, Failure, actor, parse};
+use crate::rollouts;
+use crate::store::rollouts::RolloutRecord;
+use crate::unix_now;
+
+/// `/rollouts…`, to be nested under the authenticated API.
+pub fn routes() -> Router<Arc<Coordinator>> {
+    Router::new()
+        .route("/rollouts", get(list).post(create))
+        .route("/rollouts/{id}", get(show))
+        .route("/rollouts/{id}/{action}", post(act))
+}
+
+fn invalid(e: impl std::fmt::Display) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+/// The plan a request describes.
+pub fn plan_of(request: &CreateRollout) -> Result<Plan, Failure> {
+    let model: ModelName = parse(&request.model)?;
+    let cohort = Selector::parse(&request.cohort).map_err(invalid)?;
+    let id = request
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", request.model, request.version));
+    if id.is_empty()
+        || id.len() > 128
+        || id.contains(['/', ' '])
+        || id.chars().any(char::is_control)
+    {
+        return Err(invalid(format!(
+            "rollout id {id:?} must be 1–128 characters without '/' or spaces"
+        )));
+    }
+    let mut plan = Plan::with_default_waves(&id, model, request.version.clone(), cohort);
+    if let Some(waves) = &request.waves {
+        plan.waves = waves
+            .iter()
+            .map(|w| {
+                if !(w.percent > 0.0 && w.percent <= 100.0) {
+                    return Err(invalid(format!(
+                        "wave share {} % is outside (0, 100]",
+                        w.percent
+                    )));
+                }
+                Ok(Wave {
+                    share: ((w.percent * 100.0).round() as u32).min(BUCKETS),
+                    min_bake_secs: w.bake_secs,
+                    gates: w.gates.clone().unwrap_or_else(Gate::defaults),
+                    shadow: w.shadow,
+                    needs_approval: w.approval,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    plan.validate().map_err(invalid)?;
+    Ok(plan)
+}
+
+async fn create(
+    State(app): State<Arc<Coordinator>>,
+    headers: HeaderMap,
+    Json(request): Json<CreateRollout>,
+) -> ApiResult<RolloutView> {
+    let plan = plan_of(&request)?;
+    let alias: AliasName = parse(request.alias.as_deref().unwrap_or("prod"))?;
+    let who = actor(&headers);
+    let now = unix_now();
+    let record = rollouts::create(
+        &app,
+        plan,
+        alias,
+        &who,
+        request.reason.as_deref().unwrap_or(""),
+        now,
+    )?;
+    Ok(Json(view(&app, record, now)?))
+}
+
+async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>> {
+    let now = unix_now();
+    let views = app
+        .store
+        .rollouts()?
+        .into_iter()
+        .map(|r| view(&app, r, now))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(views))
+}
+
+async fn show(
+    State(app): State<Arc<Coordinator>>,
+    Path(id): Path<String>,
+) -> ApiResult<RolloutView> {
+    let record = app
+        .store
+        .rollout(&id)?
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no rollout named {id}")))?;
+    Ok(Json(view(&app, record, unix_now())?))
+}
+
+async fn act(
+    State(app): State<Arc<Coordinator>>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<RolloutAction>>,
+) -> ApiResult<RolloutView> {
+    let why = body.and_then(|Json(b)| b.reason).unwrap_or_default();
+    let command = match action.as_str() {
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
+        "approve" => Command::Approve,
+        "abort" => Command::Abort(why.clone()),
+        "rollback" => Command::RollBack(why.clone()),
+        other => {
+            return Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no rollout action {other:?} (pause, resume, approve, abort, rollback)"),
+            ));
+        }
+    };
+    let now = unix_now();
+    let record = rollouts::command(&app, &id, command, &actor(&headers), &why, now)?;
+    Ok(Json(view(&app, record, now)?))
+}
+
+fn view(app: &Coordinator, record: RolloutRecord, now: u64) -> Result<RolloutView, Failure> {
+    let (evaluation, facts) = rollouts::status(app, &record, now)?;
+    let plan = &record.plan;
+    let mut devices = RolloutDevices::default();
+    for f in &facts {
+        let Some(id) = &f.id else { continue };
+        if !plan.cohort.matches(&f.labels) {
+            continue;
+        }
+        devices.cohort += 1;
+        if plan.wave_of(plan.bucket(id)) < record.state.in_force {
+            devices.targeted += 1;
+        }
+        devices.on_target += u64::from(f.current.as_ref() == Some(&plan.target));
+        devices.install_failed += u64::from(f.install_failed);
+        devices.health_failed += u64::from(f.health_failed);
+    }
+    Ok(RolloutView {
+        id: plan.id.clone(),
+        model: plan.model.to_string(),
+        version: plan.target.clone(),
+        alias: record.alias.to_string(),
+        cohort: plan.cohort.to_string(),
+        phase: record.state.phase,
+        paused: record.state.paused,
+        waves_in_force: record.state.in_force,
+        waves: plan
+            .waves
+            .iter()
+            .map(|w| f64::from(w.share) / 100.0)
+            .collect(),
+        reason: record.state.reason.clone(),
+        created_by: record.created_by,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        gates: evaluation.gates,
+        devices,
+    })
+}

@@ -1,0 +1,254 @@
+//! Running rollouts: the edges around the pure engine in `ferry_shared::rollout`. Facts come
+//! from the device records agents keep current, decisions are applied and persisted with their
+//! audit entries in one transaction, and every change is pushed to the open sessions of the
+//! rollout's alias. A device's desired version is its newest steering rollout's say, else the
+//! alias's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_shared::rollout::{
+    Command, Decision, Desired, DeviceFacts, Evaluation, Phase, Plan, RolloutState, desired,
+    evaluate,
+};
+use ferry_shared::wire::{DeviceId, ErrorKind, Phase as UpdatePhase};
+use ferry_shared::{AliasName, ModelName, Version};
+use tracing::{info, warn};
+
+use crate::api::SetAlias;
+use crate::app::Coordinator;
+use crate::registry::{self, RegistryError};
+use crate::store::StoreError;
+use crate::store::audit::Change;
+use crate::store::records::DeviceRecord;
+use crate::store::rollouts::{RolloutRecord, reason};
+
+/// Who the coordinator's own rollout actions are recorded as.
+const ENGINE: &str = "rollout-engine";
+
+/// What the engine sees of one device, for `model` and a rollout to `target`.
+pub fn facts_of(
+    id: &DeviceId,
+    record: &DeviceRecord,
+    model: &ModelName,
+    target: &Version,
+) -> DeviceFacts {
+    let report = record.models.iter().find(|m| &m.model == model);
+    let failure = report
+        .and_then(|r| r.last_error.as_ref())
+        .filter(|e| &e.version == target);
+    let held = report.is_some_and(
+        |r| matches!(&r.phase, UpdatePhase::Held { version, .. } if version == target),
+    );
+    DeviceFacts {
+        id: Some(id.clone()),
+        labels: record.labels.clone(),
+        current: report.and_then(|r| r.active.clone()),
+        previous: report.and_then(|r| r.previous.clone()),
+        install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
+        health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck)
+            || (held && failure.is_none()),
+        metrics: Default::default(),
+    }
+}
+
+/// Every enrolled device's facts for `plan`.
+fn fleet_facts(app: &Coordinator, plan: &Plan) -> Result<Vec<DeviceFacts>, StoreError> {
+    Ok(app
+        .store
+        .devices()?
+        .iter()
+        .map(|(id, record)| facts_of(id, record, &plan.model, &plan.target))
+        .collect())
+}
+
+/// Creates and starts a rollout.
+pub fn create(
+    app: &Coordinator,
+    plan: Plan,
+    alias: AliasName,
+    actor: &str,
+    why: &str,
+    now: u64,
+) -> Result<RolloutRecord, RegistryError> {
+    plan.validate()
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let record = RolloutRecord {
+        state: RolloutState::start(&plan, now),
+        plan,
+        alias,
+        created_by: actor.to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    app.store.create_rollout(&record, why)?;
+    info!(rollout = %record.plan.id, model = %record.plan.model, version = %record.plan.target, by = actor, "rollout created");
+    app.announce(&record.plan.model, &record.alias);
+    Ok(record)
+}
+
+/// An operator's action on a rollout.
+pub fn command(
+    app: &Coordinator,
+    id: &str,
+    command: Command,
+    actor: &str,
+    why: &str,
+    now: u64,
+) -> Result<RolloutRecord, RegistryError> {
+    let mut record = app
+        .store
+        .rollout(id)?
+        .ok_or_else(|| StoreError::NoSuchRollout(id.to_owned()))?;
+    let action = match &command {
+        Command::Pause => "rollout.pause",
+        Command::Resume => "rollout.resume",
+        Command::Approve => "rollout.approve",
+        Command::Abort(_) => "rollout.abort",
+        Command::RollBack(_) => "rollout.rollback",
+    };
+    let before = record.state.clone();
+    record
+        .state
+        .command(&command, now)
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let record = app.store.update_rollout(
+        id,
+        &record.state,
+        Change {
+            at: now,
+            actor,
+            action,
+            subject: id.to_owned(),
+            detail: format!("{}{}", transition(&before, &record.state), reason(why)),
+        },
+    )?;
+    info!(rollout = id, by = actor, action, "rollout changed");
+    app.announce(&record.plan.model, &record.alias);
+    Ok(record)
+}
+
+fn transition(before: &RolloutState, after: &RolloutState) -> String {
+    format!(
+        "{:?} wave {} -> {:?} wave {}{}",
+        before.phase,
+        before.in_force,
+        after.phase,
+        after.in_force,
+        if after.paused { " (paused)" } else { "" }
+    )
+}
+
+/// The rollout's gates and decisions as of `now`, without applying them.
+pub fn status(
+    app: &Coordinator,
+    record: &RolloutRecord,
+    now: u64,
+) -> Result<(Evaluation, Vec<DeviceFacts>), StoreError> {
+    let facts = fleet_facts(app, &record.plan)?;
+    Ok((evaluate(&record.plan, &record.state, &facts, now), facts))
+}
+
+/// One engine step for every active rollout: evaluate, persist and announce what changed.
+pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
+    for record in app
+        .store
+        .rollouts()?
+        .into_iter()
+        .filter(RolloutRecord::is_active)
+    {
+        let (evaluation, _) = status(app, &record, now)?;
+        let mut state = record.state.clone();
+        for decision in &evaluation.decisions {
+            state.apply(decision, now);
+            let (action, detail) = match decision {
+                Decision::Advance { wave } => {
+                    ("rollout.advance", format!("wave {} in force", wave + 1))
+                }
+                Decision::AwaitApproval { wave } => (
+                    "rollout.await-approval",
+                    format!("wave {} waits for approval", wave + 1),
+                ),
+                Decision::Complete => {
+                    ("rollout.complete", "every wave passed its gates".to_owned())
+                }
+                Decision::RollBack { reason } => ("rollout.auto-rollback", reason.clone()),
+            };
+            app.store.update_rollout(
+                &record.plan.id,
+                &state,
+                Change {
+                    at: now,
+                    actor: ENGINE,
+                    action,
+                    subject: record.plan.id.clone(),
+                    detail: detail.clone(),
+                },
+            )?;
+            info!(rollout = %record.plan.id, action, "{detail}");
+            if *decision == Decision::Complete {
+                // The fleet now runs the target: the alias says so from here on.
+                registry::set_alias(
+                    app,
+                    &record.plan.model,
+                    &record.alias,
+                    SetAlias {
+                        version: record.plan.target.clone(),
+                        reason: Some(format!("rollout {} completed", record.plan.id)),
+                    },
+                    &format!("{ENGINE} ({})", record.plan.id),
+                    now,
+                )?;
+            }
+        }
+        if !evaluation.decisions.is_empty() {
+            app.announce(&record.plan.model, &record.alias);
+        }
+    }
+    Ok(())
+}
+
+/// Steps the engine every `tick` until the process ends.
+pub async fn drive(app: Arc<Coordinator>, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let app = app.clone();
+        let result = tokio::task::spawn_blocking(move || step(&app, crate::unix_now())).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("rollout step failed: {e}"),
+            Err(e) => warn!("rollout step panicked: {e}"),
+        }
+    }
+}
+
+/// What the newest rollout steering `device` for `model` wants it to run, if any. Completed
+/// and aborted rollouts steer nothing (the alias does); a rolled-back one keeps its devices on
+/// the versions they ran before until a newer rollout replaces it.
+pub fn steered_version(
+    app: &Coordinator,
+    model: &ModelName,
+    device: &DeviceId,
+) -> Result<Option<Version>, StoreError> {
+    let Some(record) = app.store.device(device)? else {
+        return Ok(None);
+    };
+    let rollouts = app.store.rollouts()?;
+    for rollout in rollouts.iter().rev().filter(|r| &r.plan.model == model) {
+        if matches!(rollout.state.phase, Phase::Completed | Phase::Aborted) {
+            continue;
+        }
+        let facts = facts_of(device, &record, model, &rollout.plan.target);
+        if !rollout.plan.cohort.matches(&facts.labels) {
+            continue;
+        }
+        return Ok(match desired(&rollout.plan, &rollout.state, &facts) {
+            Desired::Run(version) => Some(version),
+            // Agents cannot stage a shadow candidate yet: the device keeps what the alias says.
+            Desired::Shadow(_) | Desired::Untouched => None,
+        });
+    }
+    Ok(None)
+}

@@ -1,0 +1,175 @@
+//! Staged rollouts end to end on real processes: a bad version's health reports roll the
+//! whole rollout back and every agent returns to the old version; a coordinator restarted in
+//! the middle of a rollout resumes exactly where it was.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use ferry_coordinator::api::RolloutView;
+use ferry_shared::rollout::{Phase, Plan, Selector};
+use ferry_shared::wire::DeviceId;
+use ferry_tests::{Fleet, MODEL, model_bytes, wait_until};
+
+const T: Duration = Duration::from_secs(60);
+const MIB: usize = 1024 * 1024;
+
+/// A rollout id whose first wave (`percent` %) covers at least one agent but not all of them,
+/// so the test can tell the canary from the rest. Placement is a pure function of the id.
+fn id_splitting(fleet: &Fleet, stem: &str, percent: u32) -> Result<(String, Vec<usize>)> {
+    let ids: Vec<DeviceId> = fleet
+        .agents
+        .iter()
+        .map(|a| {
+            let id = a
+                .status()?
+                .device_id
+                .context("agent has no device id yet")?;
+            DeviceId::parse(&id).context("device id")
+        })
+        .collect::<Result<_>>()?;
+    for n in 0..1000 {
+        let id = format!("{stem}-{n}");
+        let plan = Plan::with_default_waves(&id, MODEL.parse()?, "1.0.0".parse()?, Selector::all());
+        let canary: Vec<usize> = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| plan.bucket(d) < percent * 100)
+            .map(|(i, _)| i)
+            .collect();
+        if !canary.is_empty() && canary.len() < ids.len() {
+            return Ok((id, canary));
+        }
+    }
+    anyhow::bail!("no rollout id splits the fleet")
+}
+
+/// A plan file: two waves, gated on install and health reports (the agents in this harness
+/// serve no traffic, so request-metric gates would wait forever).
+fn plan_file(fleet: &Fleet, id: &str, version: &str, approval: bool) -> Result<std::path::PathBuf> {
+    let gates = serde_json::json!([
+        {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
+        {"kind": "HealthFailures", "threshold": 0.0, "min_samples": 1},
+    ]);
+    let plan = serde_json::json!({
+        "id": id,
+        "model": MODEL,
+        "version": version,
+        "reason": "e2e",
+        "waves": [
+            {"percent": 50.0, "bake_secs": 1, "gates": gates},
+            {"percent": 100.0, "bake_secs": 1, "gates": gates, "approval": approval},
+        ],
+    });
+    let path = fleet.dir.join(format!("{id}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&plan)?)?;
+    Ok(path)
+}
+
+fn rollout(fleet: &Fleet, id: &str) -> Result<RolloutView> {
+    fleet.coordinator.ctl_json(&["rollout", "status", id])
+}
+
+#[test]
+fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
+    let fleet = Fleet::start(4, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    // 2.0.0 fails every device's health check.
+    fleet.publish("2.0.0", &model_bytes(2, MIB, false))?;
+    let (id, canary) = id_splitting(&fleet, "bad", 50)?;
+    let plan = plan_file(&fleet, &id, "2.0.0", false)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &plan.to_string_lossy()])?;
+
+    wait_until("the rollout to roll back", T, || {
+        Ok(rollout(&fleet, &id)?.phase == Phase::RolledBack)
+    })?;
+    let view = rollout(&fleet, &id)?;
+    ensure!(
+        view.waves_in_force == 1,
+        "never left the first wave: {view:?}"
+    );
+    let reason = view.reason.clone().unwrap_or_default();
+    ensure!(reason.contains("HealthFailures"), "{reason}");
+    ensure!(view.devices.health_failed >= 1, "{view:?}");
+    // Every agent ends on the old version; only canaries ever tried the new one.
+    fleet.wait_all_on("1.0.0", T)?;
+    for (i, agent) in fleet.agents.iter().enumerate() {
+        let tried = agent.log().contains("2.0.0");
+        ensure!(
+            canary.contains(&i) || !tried,
+            "agent {i} outside the canary wave touched 2.0.0"
+        );
+    }
+    // The alias never moved.
+    let aliases = fleet.coordinator.ctl(&["alias", "list"])?;
+    ensure!(
+        aliases
+            .lines()
+            .any(|l| l.contains("prod") && l.contains("1.0.0")),
+        "{aliases}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
+    let mut fleet = Fleet::start(3, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
+    let (id, canary) = id_splitting(&fleet, "good", 50)?;
+    let plan = plan_file(&fleet, &id, "2.0.0", true)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &plan.to_string_lossy()])?;
+
+    wait_until("the second wave to wait for approval", T, || {
+        Ok(rollout(&fleet, &id)?.phase == Phase::AwaitingApproval)
+    })?;
+    for (i, agent) in fleet.agents.iter().enumerate() {
+        let want = if canary.contains(&i) {
+            "2.0.0"
+        } else {
+            "1.0.0"
+        };
+        wait_until(&format!("agent {i} on {want}"), T, || {
+            Ok(agent.current().map(|v| v.to_string()).as_deref() == Some(want))
+        })?;
+    }
+
+    fleet.coordinator.restart()?;
+    let view = rollout(&fleet, &id)?;
+    ensure!(
+        view.phase == Phase::AwaitingApproval && view.waves_in_force == 1,
+        "resumed as it was: {view:?}"
+    );
+    // A conflicting rollout for the same model and cohort is refused while this one runs.
+    let other = plan_file(&fleet, "conflicting", "2.0.0", false)?;
+    let (err, _) = fleet.coordinator.ctl_failing(&[
+        "rollout",
+        "create",
+        "--plan",
+        &other.to_string_lossy(),
+    ])?;
+    ensure!(err.contains("still active"), "{err}");
+
+    fleet
+        .coordinator
+        .ctl(&["rollout", "approve", &id, "--reason", "canary looks fine"])?;
+    wait_until("the rollout to complete", T, || {
+        Ok(rollout(&fleet, &id)?.phase == Phase::Completed)
+    })?;
+    fleet.wait_all_on("2.0.0", T)?;
+    let aliases = fleet.coordinator.ctl(&["alias", "list"])?;
+    ensure!(
+        aliases
+            .lines()
+            .any(|l| l.contains("prod") && l.contains("2.0.0")),
+        "completion moved prod: {aliases}"
+    );
+    Ok(())
+}
