@@ -34,6 +34,7 @@ struct RawConfig {
     health_check: Option<RawHealthCheck>,
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
+    metrics_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +100,9 @@ pub struct Config {
     pub health_check: Option<HealthCheck>,
     /// Longest pause between reconnection attempts while the coordinator is unreachable.
     pub poll_interval: Duration,
+    /// Unix datagram socket where the model server reports requests (see
+    /// [`crate::metrics`]); `STATE_DIR/metrics.sock` by default.
+    pub metrics_socket: PathBuf,
 }
 
 impl Config {
@@ -176,6 +180,10 @@ impl Config {
             labels: raw.labels,
             health_check,
             poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
+            metrics_socket: raw
+                .metrics_socket
+                .as_deref()
+                .map_or_else(|| resolve(&raw.state_dir).join("metrics.sock"), resolve),
         })
     }
 

@@ -34,6 +34,8 @@ struct Daemon {
     updater: Updater,
     profile: DeviceProfile,
     reports: watch::Sender<DeviceReport>,
+    /// Model metrics from the application; told which version serves.
+    metrics: Arc<crate::metrics::Intake>,
     connection: watch::Receiver<Option<Connection>>,
     internal: mpsc::Sender<Event>,
     /// When the current install started and from which version.
@@ -97,6 +99,11 @@ pub async fn run(config: Config) -> Result<()> {
     notify::ready();
 
     let (reports, report_rx) = watch::channel(DeviceReport::default());
+    let metrics = crate::metrics::Intake::new(model.clone());
+    let metrics_task = tokio::spawn({
+        let (path, metrics) = (config.metrics_socket.clone(), metrics.clone());
+        async move { crate::metrics::serve(&path, metrics).await }
+    });
     let (conn_tx, connection) = watch::channel(None);
     let (session_tx, mut session_rx) = mpsc::channel(64);
     let (internal, mut internal_rx) = mpsc::channel(64);
@@ -115,6 +122,7 @@ pub async fn run(config: Config) -> Result<()> {
         started: None,
         transfer: Arc::default(),
         last_down: None,
+        metrics: metrics.clone(),
     };
     daemon.publish_report();
 
@@ -127,6 +135,7 @@ pub async fn run(config: Config) -> Result<()> {
             endpoint: endpoint.clone(),
             client,
             pinned,
+            metrics,
         },
         report_rx,
         session_tx,
@@ -155,6 +164,8 @@ pub async fn run(config: Config) -> Result<()> {
     info!("stopping");
     notify::stopping();
     session.abort();
+    metrics_task.abort();
+    let _ = std::fs::remove_file(&config.metrics_socket);
     endpoint.close(0u32.into(), b"agent stopping");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     Ok(())
@@ -503,7 +514,10 @@ impl Daemon {
         let report = DeviceReport {
             models: vec![self.updater.report()],
             events,
+            metrics: Vec::new(),
         };
+        self.metrics
+            .set_current(self.updater.slots().current.clone());
         self.reports.send_if_modified(|current| {
             if *current == report {
                 false

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod health;
 pub mod identity;
 pub mod memory;
+pub mod metrics;
 pub mod notify;
 pub mod rollback;
 pub mod session;

@@ -96,6 +96,8 @@ pub struct SessionParams {
     pub client: quinn::ClientConfig,
     /// The pinning verifier (for explaining failures).
     pub pinned: Arc<PinnedCert>,
+    /// Model metrics from the application, sent with each heartbeat.
+    pub metrics: Arc<crate::metrics::Intake>,
 }
 
 /// Keeps a session up forever (until the task is dropped).
@@ -250,7 +252,8 @@ async fn one_session(
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }
             _ = heartbeat.tick() => {
-                let report = reports.borrow().clone();
+                let mut report = reports.borrow().clone();
+                report.metrics = params.metrics.snapshot();
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }
             ended = &mut reader => {

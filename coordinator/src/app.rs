@@ -55,6 +55,8 @@ pub struct Coordinator {
     pub transfer: Arc<Transfer>,
     /// Who is connected.
     pub presence: Presence,
+    /// Model metrics devices report.
+    pub metrics: crate::fleet::FleetMetrics,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// Token a new device presents to enroll.
@@ -82,6 +84,7 @@ impl Coordinator {
             store,
             transfer: Arc::new(transfer),
             presence: Presence::default(),
+            metrics: crate::fleet::FleetMetrics::default(),
             admin_token,
             enrollment_token,
             alias_moves,

@@ -38,6 +38,42 @@ pub fn merge_report(record: &mut DeviceRecord, report: &DeviceReport) -> (Vec<De
     (new_events, changed)
 }
 
+/// The model metrics devices last reported (cumulative per version on the device, so the next
+/// heartbeat restores them after a coordinator restart; kept in memory, never written).
+#[derive(Default)]
+pub struct FleetMetrics {
+    inner: Mutex<HashMap<DeviceId, Vec<ferry_shared::wire::ReportedMetrics>>>,
+}
+
+impl FleetMetrics {
+    /// Keeps what `device` reported, at most [`ferry_shared::wire::MAX_REPORTED_METRICS`]
+    /// entries; an empty report changes nothing.
+    pub fn update(&self, device: &DeviceId, mut metrics: Vec<ferry_shared::wire::ReportedMetrics>) {
+        if metrics.is_empty() {
+            return;
+        }
+        metrics.truncate(ferry_shared::wire::MAX_REPORTED_METRICS);
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(device.clone(), metrics);
+    }
+
+    /// What `device` last reported for `model`, by version.
+    pub fn of(
+        &self,
+        device: &DeviceId,
+        model: &ferry_shared::ModelName,
+    ) -> std::collections::BTreeMap<ferry_shared::Version, ferry_shared::rollout::VersionMetrics>
+    {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(device)
+            .into_iter()
+            .flatten()
+            .filter(|m| &m.model == model)
+            .map(|m| (m.version.clone(), m.metrics.clone()))
+            .collect()
+    }
+}
+
 /// Live presence of devices: connected or not, and last heard from.
 #[derive(Default)]
 pub struct Presence {
@@ -339,6 +375,7 @@ mod tests {
         let report = DeviceReport {
             models: rec.models.clone(),
             events: vec![event.clone()],
+            metrics: Vec::new(),
         };
         let (new, changed) = merge_report(&mut rec, &report);
         assert_eq!(new, vec![event]);

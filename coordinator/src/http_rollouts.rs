@@ -173,7 +173,11 @@ fn view(app: &Coordinator, record: RolloutRecord, now: u64) -> Result<RolloutVie
         created_by: record.created_by,
         created_at: record.created_at,
         updated_at: record.updated_at,
-        gates: evaluation.gates,
+        gates: if record.state.phase.is_terminal() {
+            ferry_shared::rollout::gates(plan, &record.state, &facts)
+        } else {
+            evaluation.gates
+        },
         devices,
     })
 }

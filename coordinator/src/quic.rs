@@ -304,6 +304,7 @@ async fn control_loop(
                     let Some(mut record) = app.store.device(id)? else {
                         break Err(SessionError::Protocol("device record vanished".into()));
                     };
+                    app.metrics.update(id, report.metrics.clone());
                     let (new_events, changed) = merge_report(&mut record, &report);
                     if changed {
                         record.last_seen = now;

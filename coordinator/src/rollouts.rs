@@ -58,7 +58,11 @@ fn fleet_facts(app: &Coordinator, plan: &Plan) -> Result<Vec<DeviceFacts>, Store
         .store
         .devices()?
         .iter()
-        .map(|(id, record)| facts_of(id, record, &plan.model, &plan.target))
+        .map(|(id, record)| {
+            let mut facts = facts_of(id, record, &plan.model, &plan.target);
+            facts.metrics = app.metrics.of(id, &plan.model);
+            facts
+        })
         .collect())
 }
 

@@ -11,7 +11,7 @@ pub mod selector;
 
 pub use engine::{
     Command, CommandError, Decision, Desired, DeviceFacts, Evaluation, GateReport, Phase,
-    RolloutState, Verdict, desired, evaluate,
+    RolloutState, Verdict, desired, evaluate, gates,
 };
 pub use metrics::{LatencyHistogram, Tally, VersionMetrics};
 pub use plan::{BUCKETS, Gate, GateKind, Plan, PlanError, Wave};

@@ -270,6 +270,23 @@ pub struct DeviceReport {
     pub models: Vec<ModelReport>,
     /// Events not yet acknowledged, oldest first.
     pub events: Vec<DeviceEvent>,
+    /// Model metrics the application reported, cumulative per version (sent at heartbeats;
+    /// at most [`MAX_REPORTED_METRICS`]).
+    pub metrics: Vec<ReportedMetrics>,
+}
+
+/// Most metric entries one report carries.
+pub const MAX_REPORTED_METRICS: usize = 16;
+
+/// What the application on a device reported about one version of a model it serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportedMetrics {
+    /// The model.
+    pub model: ModelName,
+    /// The version that served.
+    pub version: Version,
+    /// Requests, errors, latencies and custom metrics since that version started serving.
+    pub metrics: crate::rollout::VersionMetrics,
 }
 
 /// What a device holds and does for one model.

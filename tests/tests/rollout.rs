@@ -1,6 +1,7 @@
-//! Staged rollouts end to end on real processes: a bad version's health reports roll the
-//! whole rollout back and every agent returns to the old version; a coordinator restarted in
-//! the middle of a rollout resumes exactly where it was.
+//! Staged rollouts end to end on real processes: a bad version's health reports, or its error
+//! rate as the application reports it through the agents' metrics sockets, roll the whole
+//! rollout back and every agent returns to the old version; a coordinator restarted in the
+//! middle of a rollout resumes exactly where it was.
 
 use std::time::Duration;
 
@@ -43,13 +44,28 @@ fn id_splitting(fleet: &Fleet, stem: &str, percent: u32) -> Result<(String, Vec<
     anyhow::bail!("no rollout id splits the fleet")
 }
 
-/// A plan file: two waves, gated on install and health reports (the agents in this harness
-/// serve no traffic, so request-metric gates would wait forever).
+/// A plan file: two waves, gated on install and health reports, and on the error rate when
+/// `errors` (the test then plays the model server).
 fn plan_file(fleet: &Fleet, id: &str, version: &str, approval: bool) -> Result<std::path::PathBuf> {
-    let gates = serde_json::json!([
+    plan_with(fleet, id, version, approval, false)
+}
+
+fn plan_with(
+    fleet: &Fleet,
+    id: &str,
+    version: &str,
+    approval: bool,
+    errors: bool,
+) -> Result<std::path::PathBuf> {
+    let mut gates = serde_json::json!([
         {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
         {"kind": "HealthFailures", "threshold": 0.0, "min_samples": 1},
     ]);
+    if errors && let Some(list) = gates.as_array_mut() {
+        list.push(serde_json::json!(
+            {"kind": "ErrorRateIncrease", "threshold": 0.05, "min_samples": 200}
+        ));
+    }
     let plan = serde_json::json!({
         "id": id,
         "model": MODEL,
@@ -111,6 +127,61 @@ fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
             .any(|l| l.contains("prod") && l.contains("1.0.0")),
         "{aliases}"
     );
+    Ok(())
+}
+
+/// Plays the model server on every agent: `per_agent` requests through its metrics socket,
+/// failing at `error_pct(version it runs)` percent.
+fn serve_requests(
+    fleet: &Fleet,
+    per_agent: usize,
+    error_pct: impl Fn(&str) -> usize,
+) -> Result<()> {
+    let client = std::os::unix::net::UnixDatagram::unbound()?;
+    for agent in &fleet.agents {
+        let Some(version) = agent.current() else {
+            continue;
+        };
+        let socket = agent.state_dir.join("metrics.sock");
+        let pct = error_pct(&version.to_string());
+        for i in 0..per_agent {
+            let outcome = if i % 100 < pct { "error" } else { "ok" };
+            // A socket not bound yet (agent starting) just misses a round.
+            let _ = client.send_to(format!("{outcome} {}", 10 + i % 7).as_bytes(), &socket);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_version_whose_error_rate_rises_is_rolled_back_from_its_canaries() -> Result<()> {
+    let fleet = Fleet::start(4, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    // 2.0.0 loads and passes its health check, but fails 30 % of requests (1.0.0: 1 %).
+    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
+    let (id, canary) = id_splitting(&fleet, "errors", 50)?;
+    let plan = plan_with(&fleet, &id, "2.0.0", false, true)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &plan.to_string_lossy()])?;
+    wait_until("the rollout to roll back on the error rate", T, || {
+        serve_requests(&fleet, 100, |v| if v == "2.0.0" { 30 } else { 1 })?;
+        Ok(rollout(&fleet, &id)?.phase == Phase::RolledBack)
+    })?;
+    let view = rollout(&fleet, &id)?;
+    ensure!(view.waves_in_force == 1, "{view:?}");
+    let reason = view.reason.clone().unwrap_or_default();
+    ensure!(reason.contains("ErrorRateIncrease"), "{reason}");
+    let gate = view
+        .gates
+        .iter()
+        .find(|g| format!("{:?}", g.gate.kind) == "ErrorRateIncrease")
+        .context("error-rate gate reported")?;
+    ensure!(gate.value.is_some_and(|v| v > 0.1), "{gate:?}");
+    fleet.wait_all_on("1.0.0", T)?;
+    ensure!(!canary.is_empty());
     Ok(())
 }
 

@@ -282,20 +282,14 @@ pub fn desired(plan: &Plan, state: &RolloutState, device: &DeviceFacts) -> Desir
     }
 }
 
-/// Evaluates the current wave's gates over `devices` at `now` and decides what comes next.
-pub fn evaluate(
-    plan: &Plan,
-    state: &RolloutState,
-    devices: &[DeviceFacts],
-    now: u64,
-) -> Evaluation {
-    let mut out = Evaluation::default();
-    if state.phase.is_terminal() || state.in_force == 0 {
-        return out;
-    }
-    let current = state.in_force - 1;
+/// The current wave's gates over `devices`, whatever the phase (a finished rollout shows the
+/// values it ended on); empty before any wave came into force.
+pub fn gates(plan: &Plan, state: &RolloutState, devices: &[DeviceFacts]) -> Vec<GateReport> {
+    let Some(current) = state.in_force.checked_sub(1) else {
+        return Vec::new();
+    };
     let Some(wave) = plan.waves.get(current) else {
-        return out;
+        return Vec::new();
     };
     // Devices the current wave covers, and everything the cohort reports of other versions.
     let mut treated = Vec::new();
@@ -318,9 +312,28 @@ pub fn evaluate(
             treated.push(device);
         }
     }
-    for gate in &wave.gates {
-        out.gates.push(judge(gate, plan, &treated, &new, &baseline));
+    wave.gates
+        .iter()
+        .map(|gate| judge(gate, plan, &treated, &new, &baseline))
+        .collect()
+}
+
+/// Evaluates the current wave's gates over `devices` at `now` and decides what comes next.
+pub fn evaluate(
+    plan: &Plan,
+    state: &RolloutState,
+    devices: &[DeviceFacts],
+    now: u64,
+) -> Evaluation {
+    let mut out = Evaluation::default();
+    if state.phase.is_terminal() || state.in_force == 0 {
+        return out;
     }
+    let current = state.in_force - 1;
+    let Some(wave) = plan.waves.get(current) else {
+        return out;
+    };
+    out.gates = gates(plan, state, devices);
     if let Some(failed) = out.gates.iter().find(|g| g.verdict == Verdict::Fail) {
         out.decisions.push(Decision::RollBack {
             reason: format!(

@@ -1,0 +1,284 @@
+//! Model metrics from the application on the device: a Unix datagram socket where the model
+//! server reports each request, aggregated per version into counts, a latency histogram and
+//! custom metrics, and sent to the coordinator with the heartbeats (where rollout gates read
+//! them).
+//!
+//! One datagram per request, one line of text:
+//!
+//! ```text
+//! ok 12.5
+//! error 230 confidence=0.41
+//! ```
+//!
+//! the outcome (`ok` or `error`), the latency in milliseconds, then any `name=value` custom
+//! metrics. Requests are counted against the version `current` points at when they arrive.
+//! From a shell: `printf 'ok 12\n' | socat - UNIX-SENDTO:/var/lib/ferry/metrics.sock`; from
+//! Python: `socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"ok 12", path)`.
+//! Malformed datagrams are counted and dropped; the number of versions and custom names kept
+//! is bounded, so a misbehaving client cannot grow the agent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ferry_shared::rollout::VersionMetrics;
+use ferry_shared::wire::{MAX_REPORTED_METRICS, ReportedMetrics};
+use ferry_shared::{ModelName, Version};
+use tracing::{debug, warn};
+
+/// Most custom metric names kept per version.
+const MAX_CUSTOM: usize = 16;
+/// Longest custom metric name.
+const MAX_NAME: usize = 64;
+
+/// One request as the application reported it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// It succeeded.
+    pub ok: bool,
+    /// How long it took, in milliseconds.
+    pub latency_ms: f64,
+    /// Custom metrics.
+    pub custom: Vec<(String, f64)>,
+}
+
+/// Parses one datagram (see the module documentation).
+pub fn parse(line: &str) -> Result<Sample, String> {
+    let mut words = line.split_whitespace();
+    let ok = match words.next() {
+        Some("ok") => true,
+        Some("error") => false,
+        other => return Err(format!("outcome must be `ok` or `error`, not {other:?}")),
+    };
+    let latency_ms: f64 = words
+        .next()
+        .ok_or("missing latency")?
+        .parse()
+        .map_err(|_| "latency is not a number".to_owned())?;
+    if !latency_ms.is_finite() || latency_ms < 0.0 {
+        return Err("latency must be a finite number ≥ 0".into());
+    }
+    let mut custom = Vec::new();
+    for word in words {
+        let (name, value) = word.split_once('=').ok_or("expected name=value")?;
+        let value: f64 = value.parse().map_err(|_| format!("{name}: not a number"))?;
+        if name.is_empty() || name.len() > MAX_NAME || !value.is_finite() {
+            return Err(format!("bad custom metric {name:?}"));
+        }
+        custom.push((name.to_owned(), value));
+    }
+    Ok(Sample {
+        ok,
+        latency_ms,
+        custom,
+    })
+}
+
+/// The running totals, shared by the socket reader, the daemon and the session.
+#[derive(Debug)]
+pub struct Intake {
+    model: ModelName,
+    inner: Mutex<Totals>,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    current: Option<Version>,
+    by_version: BTreeMap<Version, VersionMetrics>,
+    dropped: u64,
+}
+
+impl Intake {
+    /// Empty totals for `model`.
+    pub fn new(model: ModelName) -> Arc<Self> {
+        Arc::new(Self {
+            model,
+            inner: Mutex::default(),
+        })
+    }
+
+    fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The version requests now count against.
+    pub fn set_current(&self, version: Option<Version>) {
+        self.totals().current = version;
+    }
+
+    /// Counts one request against the current version.
+    pub fn record(&self, sample: &Sample) {
+        let mut totals = self.totals();
+        let Some(version) = totals.current.clone() else {
+            totals.dropped += 1;
+            return;
+        };
+        if !totals.by_version.contains_key(&version)
+            && totals.by_version.len() >= MAX_REPORTED_METRICS
+        {
+            // Forget the oldest version to make room.
+            if let Some(oldest) = totals.by_version.keys().find(|v| **v != version).cloned() {
+                totals.by_version.remove(&oldest);
+            }
+        }
+        let m = totals.by_version.entry(version).or_default();
+        m.requests += 1;
+        m.errors += u64::from(!sample.ok);
+        m.latency
+            .record(sample.latency_ms.min(f64::from(u32::MAX)) as u32);
+        for (name, value) in &sample.custom {
+            if m.custom.len() >= MAX_CUSTOM && !m.custom.contains_key(name) {
+                continue;
+            }
+            let t = m.custom.entry(name.clone()).or_default();
+            t.sum += value;
+            t.count += 1;
+        }
+    }
+
+    /// Counts a datagram that did not parse.
+    pub fn reject(&self) {
+        self.totals().dropped += 1;
+    }
+
+    /// What the next heartbeat carries.
+    pub fn snapshot(&self) -> Vec<ReportedMetrics> {
+        self.totals()
+            .by_version
+            .iter()
+            .map(|(version, metrics)| ReportedMetrics {
+                model: self.model.clone(),
+                version: version.clone(),
+                metrics: metrics.clone(),
+            })
+            .collect()
+    }
+
+    /// Datagrams dropped (malformed, or before any version was active).
+    pub fn dropped(&self) -> u64 {
+        self.totals().dropped
+    }
+}
+
+/// Listens on `path` until the task is dropped; binding failures are logged, not fatal (the
+/// agent updates without metrics, and rollout gates that need them wait).
+pub async fn serve(path: &Path, intake: Arc<Intake>) {
+    let _ = std::fs::remove_file(path);
+    let socket = match tokio::net::UnixDatagram::bind(path) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(path = %path.display(), "cannot open the metrics socket: {e}");
+            return;
+        }
+    };
+    // The model server may run as another user of the same group.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+    }
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let n = match socket.recv(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!("metrics socket: {e}");
+                return;
+            }
+        };
+        match std::str::from_utf8(&buf[..n])
+            .map_err(|e| e.to_string())
+            .and_then(|l| parse(l.trim()))
+        {
+            Ok(sample) => intake.record(&sample),
+            Err(e) => {
+                debug!("dropped a metrics datagram: {e}");
+                intake.reject();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams_parse_and_count_against_the_current_version() {
+        assert_eq!(
+            parse("error 230 confidence=0.41").unwrap(),
+            Sample {
+                ok: false,
+                latency_ms: 230.0,
+                custom: vec![("confidence".into(), 0.41)]
+            }
+        );
+        for bad in [
+            "",
+            "maybe 1",
+            "ok",
+            "ok -1",
+            "ok NaN",
+            "ok 1 x",
+            "ok 1 =2",
+            "ok 1 a=inf",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let intake = Intake::new("m".parse().unwrap());
+        intake.record(&parse("ok 1").unwrap());
+        assert_eq!(intake.dropped(), 1, "nothing active yet");
+        intake.set_current(Some("1.0.0".parse().unwrap()));
+        intake.record(&parse("ok 3").unwrap());
+        intake.record(&parse("error 40 c=2").unwrap());
+        intake.set_current(Some("2.0.0".parse().unwrap()));
+        intake.record(&parse("ok 5").unwrap());
+        let snap = intake.snapshot();
+        assert_eq!(snap.len(), 2);
+        assert_eq!((snap[0].metrics.requests, snap[0].metrics.errors), (2, 1));
+        assert_eq!(snap[0].metrics.custom["c"].mean(), Some(2.0));
+        assert_eq!(snap[1].metrics.requests, 1);
+        // Bounded: a client cycling through versions or names cannot grow the agent.
+        for i in 0..100 {
+            intake.set_current(Some(format!("3.0.{i}").parse().unwrap()));
+            intake.record(&parse(&format!("ok 1 n{i}=1")).unwrap());
+        }
+        assert!(intake.snapshot().len() <= MAX_REPORTED_METRICS);
+    }
+
+    #[tokio::test]
+    async fn the_socket_takes_datagrams_from_the_application() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.sock");
+        let intake = Intake::new("m".parse().unwrap());
+        intake.set_current(Some("1.0.0".parse().unwrap()));
+        let server = tokio::spawn({
+            let (path, intake) = (path.clone(), intake.clone());
+            async move { serve(&path, intake).await }
+        });
+        let client = tokio::net::UnixDatagram::unbound().unwrap();
+        for _ in 0..50 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for msg in ["ok 10", "error 20", "garbage"] {
+            client.send_to(msg.as_bytes(), &path).await.unwrap();
+        }
+        for _ in 0..100 {
+            if intake
+                .snapshot()
+                .first()
+                .is_some_and(|m| m.metrics.requests == 2)
+                && intake.dropped() == 1
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let snap = intake.snapshot();
+        assert_eq!((snap[0].metrics.requests, snap[0].metrics.errors), (2, 1));
+        assert_eq!(intake.dropped(), 1);
+        server.abort();
+    }
+}
