@@ -57,6 +57,10 @@ pub struct Coordinator {
     pub presence: Presence,
     /// Model metrics devices report.
     pub metrics: crate::fleet::FleetMetrics,
+    /// Desired states and steering rollouts, computed once per change.
+    pub desired: crate::desired::DesiredCache,
+    /// The thread that merges device reports in batches (started on first use).
+    pub report_writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::reports::Job>>,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// Token a new device presents to enroll.
@@ -85,6 +89,8 @@ impl Coordinator {
             transfer: Arc::new(transfer),
             presence: Presence::default(),
             metrics: crate::fleet::FleetMetrics::default(),
+            desired: crate::desired::DesiredCache::default(),
+            report_writer: std::sync::OnceLock::new(),
             admin_token,
             enrollment_token,
             alias_moves,
@@ -104,6 +110,7 @@ impl Coordinator {
 
     /// Tells open sessions that an alias moved.
     pub fn announce(&self, model: &ModelName, alias: &AliasName) {
+        self.desired.invalidate();
         // No receivers means no open sessions; nothing to tell.
         let _ = self.alias_moves.send(AliasMoved {
             model: model.clone(),

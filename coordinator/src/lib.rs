@@ -9,12 +9,14 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod desired;
 pub mod fetch;
 pub mod fleet;
 pub mod http;
 pub mod http_rollouts;
 pub mod quic;
 pub mod registry;
+pub mod reports;
 pub mod rollouts;
 pub mod secrets;
 pub mod store;

@@ -23,8 +23,8 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::app::Coordinator;
+use crate::desired::desired_state;
 use crate::fleet::{is_notable, merge_report};
-use crate::registry::desired_state;
 use crate::secrets::{RestartKeys, TlsIdentity, same_secret};
 use crate::store::StoreError;
 use crate::store::records::DeviceRecord;
@@ -266,7 +266,7 @@ fn admit(
     Ok(Ok((id, record)))
 }
 
-fn log_events(id: &DeviceId, events: &[ferry_shared::wire::DeviceEvent]) {
+pub(crate) fn log_events(id: &DeviceId, events: &[ferry_shared::wire::DeviceEvent]) {
     for event in events.iter().filter(|e| is_notable(e)) {
         warn!(device = %id, model = %event.model, "device event: {:?}", event.kind);
     }
@@ -301,17 +301,12 @@ async fn control_loop(
                 Some(Ok(Some(ToCoordinator::Report(report)))) => {
                     let now = unix_now();
                     app.presence.seen(id, now);
-                    let Some(mut record) = app.store.device(id)? else {
+                    app.metrics.update(id, report.metrics.clone());
+                    let stored = crate::reports::store_report(app, id, report, now).await?;
+                    let Some(events_through) = stored else {
                         break Err(SessionError::Protocol("device record vanished".into()));
                     };
-                    app.metrics.update(id, report.metrics.clone());
-                    let (new_events, changed) = merge_report(&mut record, &report);
-                    if changed {
-                        record.last_seen = now;
-                        app.store.update_device(id, &record, &new_events, now)?;
-                        log_events(id, &new_events);
-                    }
-                    write_frame(&mut send, &ToAgent::Ack { events_through: record.events_through }).await?;
+                    write_frame(&mut send, &ToAgent::Ack { events_through }).await?;
                 }
                 Some(Ok(Some(ToCoordinator::Hello(_)))) => {
                     break Err(SessionError::Protocol("second hello on one session".into()));

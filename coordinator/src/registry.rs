@@ -1,8 +1,7 @@
-//! Registry operations: publish a signed release, move an alias, and say what a device
-//! following an alias should run. Each commits to the store first, then announces.
+//! Registry operations: publish a signed release and move an alias. Each commits to the store
+//! first, then announces (what a device should run is [`crate::desired`]'s).
 
 use ferry_shared::sign::{SignedRelease, VerifyError};
-use ferry_shared::wire::{DesiredRelease, DesiredState, Follow};
 use ferry_shared::{AliasName, ModelName};
 
 use crate::api::{AliasChanged, AliasView, Published, SetAlias};
@@ -90,35 +89,4 @@ pub fn alias_view(model: &ModelName, alias: &AliasName, record: AliasRecord) -> 
         set_by: record.set_by,
         reason: record.reason,
     }
-}
-
-/// What `device`, following `follow`, should run now: what a rollout steering it says, else
-/// the alias's version.
-pub fn desired_state(
-    app: &Coordinator,
-    follow: &Follow,
-    device: &ferry_shared::wire::DeviceId,
-) -> Result<DesiredState, StoreError> {
-    let version = match crate::rollouts::steered_version(app, &follow.model, device)? {
-        Some(version) => Some(version),
-        None => app
-            .store
-            .alias(&follow.model, &follow.alias)?
-            .map(|record| record.version),
-    };
-    let release = match version {
-        None => None,
-        Some(version) => app
-            .store
-            .release(&follow.model, &version)?
-            .map(|(release, stored)| DesiredRelease {
-                version: release.version,
-                envelope: stored.envelope,
-            }),
-    };
-    Ok(DesiredState {
-        model: follow.model.clone(),
-        alias: follow.alias.clone(),
-        release,
-    })
 }

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_shared::rollout::{
-    Command, Decision, Desired, DeviceFacts, Evaluation, Phase, Plan, RolloutState, desired,
-    evaluate,
+    Command, Decision, DeviceFacts, Evaluation, Plan, RolloutState, evaluate,
 };
 use ferry_shared::wire::{DeviceId, ErrorKind, Phase as UpdatePhase};
 use ferry_shared::{AliasName, ModelName, Version};
@@ -226,33 +225,4 @@ pub async fn drive(app: Arc<Coordinator>, tick: Duration) {
             Err(e) => warn!("rollout step panicked: {e}"),
         }
     }
-}
-
-/// What the newest rollout steering `device` for `model` wants it to run, if any. Completed
-/// and aborted rollouts steer nothing (the alias does); a rolled-back one keeps its devices on
-/// the versions they ran before until a newer rollout replaces it.
-pub fn steered_version(
-    app: &Coordinator,
-    model: &ModelName,
-    device: &DeviceId,
-) -> Result<Option<Version>, StoreError> {
-    let Some(record) = app.store.device(device)? else {
-        return Ok(None);
-    };
-    let rollouts = app.store.rollouts()?;
-    for rollout in rollouts.iter().rev().filter(|r| &r.plan.model == model) {
-        if matches!(rollout.state.phase, Phase::Completed | Phase::Aborted) {
-            continue;
-        }
-        let facts = facts_of(device, &record, model, &rollout.plan.target);
-        if !rollout.plan.cohort.matches(&facts.labels) {
-            continue;
-        }
-        return Ok(match desired(&rollout.plan, &rollout.state, &facts) {
-            Desired::Run(version) => Some(version),
-            // Agents cannot stage a shadow candidate yet: the device keeps what the alias says.
-            Desired::Shadow(_) | Desired::Untouched => None,
-        });
-    }
-    Ok(None)
 }

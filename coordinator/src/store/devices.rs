@@ -1,6 +1,6 @@
 //! Device records: identity, labels, what each device runs and what happened to it.
 
-use ferry_shared::wire::{DeviceEvent, DeviceId, EventKind};
+use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::audit::{Change, append};
@@ -67,36 +67,101 @@ impl Store {
         new_events: &[DeviceEvent],
         now: u64,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        if new_events.is_empty() {
+            // A state snapshot the agent sends again with every heartbeat: losing the last one
+            // in a crash costs nothing, so it need not wait for the disk (the next durable
+            // commit persists it). New events are acknowledged to the agent, which then drops
+            // them: those commits stay durable.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Durability(e.to_string()))?;
+        }
         txn.open_table(DEVICES)?
             .insert(id.as_str(), encode(record).as_slice())?;
-        for event in new_events {
-            let (action, detail) = match &event.kind {
-                EventKind::HealthRollback { from, to, error } => (
-                    "device.health-rollback",
-                    format!(
-                        "{from} -> {}: {}",
-                        to.as_ref().map_or("(none)".into(), ToString::to_string),
-                        error.message
-                    ),
-                ),
-                EventKind::LocalRollback { from, to } => {
-                    ("device.local-rollback", format!("{from} -> {to}"))
-                }
-                EventKind::Installed { .. } | EventKind::InstallFailed(_) => continue,
-            };
-            append(
-                &txn,
-                Change {
-                    at: now,
-                    actor: &format!("device:{id}"),
-                    action,
-                    subject: format!("{id} {}", event.model),
-                    detail,
-                },
-            )?;
-        }
+        audit_events(&txn, id, new_events, now)?;
         txn.commit()?;
         Ok(())
     }
+
+    /// Merges many devices' reports with `merge` in one transaction, durable only when one of
+    /// them brings new events. For each: the new events and the sequence acknowledged
+    /// through, or `None` for a device with no record.
+    pub fn merge_reports(
+        &self,
+        reports: &[(DeviceId, DeviceReport, u64)],
+        merge: impl Fn(&mut DeviceRecord, &DeviceReport) -> (Vec<DeviceEvent>, bool),
+    ) -> Result<Vec<Option<Merged>>, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        let mut out = Vec::with_capacity(reports.len());
+        let mut durable = false;
+        {
+            let mut table = txn.open_table(DEVICES)?;
+            for (id, report, now) in reports {
+                let Some(mut record) = (match table.get(id.as_str())? {
+                    Some(v) => Some(decode::<DeviceRecord>("devices", id, v.value())?),
+                    None => None,
+                }) else {
+                    out.push(None);
+                    continue;
+                };
+                let (new_events, changed) = merge(&mut record, report);
+                if changed {
+                    record.last_seen = *now;
+                    table.insert(id.as_str(), encode(&record).as_slice())?;
+                }
+                durable |= !new_events.is_empty();
+                out.push(Some((new_events, record.events_through)));
+            }
+        }
+        for ((id, _, now), result) in reports.iter().zip(&out) {
+            if let Some((events, _)) = result {
+                audit_events(&txn, id, events, *now)?;
+            }
+        }
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Durability(e.to_string()))?;
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+}
+
+/// A report merged: the new events it brought and the sequence acknowledged through.
+pub(crate) type Merged = (Vec<DeviceEvent>, u64);
+
+/// Audits the rollbacks among a device's new events.
+fn audit_events(
+    txn: &redb::WriteTransaction,
+    id: &DeviceId,
+    new_events: &[DeviceEvent],
+    now: u64,
+) -> Result<(), StoreError> {
+    for event in new_events {
+        let (action, detail) = match &event.kind {
+            EventKind::HealthRollback { from, to, error } => (
+                "device.health-rollback",
+                format!(
+                    "{from} -> {}: {}",
+                    to.as_ref().map_or("(none)".into(), ToString::to_string),
+                    error.message
+                ),
+            ),
+            EventKind::LocalRollback { from, to } => {
+                ("device.local-rollback", format!("{from} -> {to}"))
+            }
+            EventKind::Installed { .. } | EventKind::InstallFailed(_) => continue,
+        };
+        append(
+            txn,
+            Change {
+                at: now,
+                actor: &format!("device:{id}"),
+                action,
+                subject: format!("{id} {}", event.model),
+                detail,
+            },
+        )?;
+    }
+    Ok(())
 }

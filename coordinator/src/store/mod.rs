@@ -97,6 +97,12 @@ pub enum StoreError {
     /// No rollout of that id.
     #[error("no rollout named {0}")]
     NoSuchRollout(String),
+    /// A transaction's durability could not be set.
+    #[error("cannot set transaction durability: {0}")]
+    Durability(String),
+    /// The report writer failed or stopped.
+    #[error("{0}")]
+    Writer(String),
 }
 
 macro_rules! from_redb {

@@ -1,0 +1,388 @@
+//! `ferry-fleet-sim`: many simulated agents, each a real QUIC session speaking Ferry's
+//! protocol (identity proof, enrollment, reports), against one real coordinator process.
+//! Measures, and prints as a table (asserts nothing):
+//! * coordinator RSS per connected device;
+//! * `alias set` → every connected agent has received its new desired state;
+//! * a rollout whose canary wave fails its install gate: from the rollback decision until
+//!   99 % of the canary devices have been told, switched back and reported the old version.
+//!
+//! Run: `cargo run --release -p ferry-tests --bin ferry-fleet-sim [-- --agents N]`
+//! (default 10,000; `--per-endpoint N` sessions share one UDP socket, default 250;
+//! `--no-reports`: agents do not report back, which isolates the cost of pushing).
+//! Simulated agents install instantly: they report the version they were told to run.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferry_coordinator::api::RolloutView;
+use ferry_shared::rollout::{Phase, Plan, Selector};
+use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
+use ferry_shared::wire::io::{read_frame, read_preamble, write_frame, write_preamble};
+use ferry_shared::wire::{
+    DEVICE_AUTH_EXPORTER_LABEL, DeviceId, DeviceReport, ErrorKind, Follow, Hello, InstallError,
+    ModelReport, Phase as UpdatePhase, ToAgent, ToCoordinator,
+};
+use ferry_shared::{SecretKey, Version};
+use ferry_tests::procfs::status_kib;
+use ferry_tests::{Fleet, MODEL, model_bytes};
+
+/// Every desired state each simulated agent was told, with when.
+#[derive(Default)]
+struct Board {
+    told: Mutex<Vec<Vec<(Version, Instant)>>>,
+    connected: AtomicUsize,
+    /// One canary device fails its install of the bad version, to trip the gate.
+    failed_one: AtomicBool,
+    /// Agents do not report back (`--no-reports`): isolates the cost of pushing.
+    quiet_agents: bool,
+    /// The measurements are done; sessions ending now are not errors.
+    done: AtomicBool,
+}
+
+impl Board {
+    /// How many of `among` (everyone when `None`) were ever told `version`, and when the last
+    /// of them first heard it.
+    fn count_told(&self, version: &Version, among: Option<&[usize]>) -> (usize, Option<Instant>) {
+        let told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        let mut last = None;
+        let mut consider = |i: usize| {
+            if let Some(at) = told
+                .get(i)
+                .and_then(|m| m.iter().find(|(v, _)| v == version).map(|(_, at)| *at))
+            {
+                n += 1;
+                last = last.max(Some(at));
+            }
+        };
+        match among {
+            Some(ids) => ids.iter().for_each(|i| consider(*i)),
+            None => (0..told.len()).for_each(&mut consider),
+        }
+        (n, last)
+    }
+
+    /// When each of `among` was first told `version` after `since`, sorted.
+    fn times(&self, version: &Version, among: &[usize], since: Instant) -> Vec<Instant> {
+        let told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Instant> = among
+            .iter()
+            .filter_map(|i| {
+                told.get(*i)?
+                    .iter()
+                    .find(|(v, at)| v == version && *at > since)
+                    .map(|(_, at)| *at)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn flag(args: &[String], name: &str, default: usize) -> Result<usize> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .context("flag needs a number")?
+            .parse()
+            .with_context(|| name.to_owned()),
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let agents = flag(&args, "--agents", 10_000)?;
+    let per_endpoint = flag(&args, "--per-endpoint", 250)?.max(1);
+    let fleet = Fleet::start(0, None)?;
+    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+        fleet.publish(v, &model_bytes(v.len() as u64, 64 * 1024, true))?;
+    }
+    fleet.set_prod("1.0.0", "sim")?;
+    let pid = fleet.coordinator.pid().context("coordinator pid")?;
+    let rss_before = status_kib(pid, "VmRSS")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let board = Arc::new(Board {
+        told: Mutex::new(vec![Vec::new(); agents]),
+        quiet_agents: args.iter().any(|a| a == "--no-reports"),
+        ..Board::default()
+    });
+    let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?
+        .trim()
+        .to_owned();
+    let (client, _pin) = ferry_agent::tls::client_config(&fleet.coordinator.fingerprint)?;
+    let addr = fleet.coordinator.quic;
+    let v1: Version = "1.0.0".parse()?;
+
+    // Connect everyone, a bounded number of handshakes at a time.
+    let start = Instant::now();
+    let keys: Vec<SecretKey> = (0..agents)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            SecretKey::from_seed(&seed)
+        })
+        .collect();
+    let ids: Vec<DeviceId> = keys.iter().map(|k| DeviceId::of(&k.public())).collect();
+    runtime.block_on(async {
+        let gate = Arc::new(tokio::sync::Semaphore::new(64));
+        let mut endpoint = None;
+        for (i, key) in keys.into_iter().enumerate() {
+            if i % per_endpoint == 0 {
+                endpoint = Some(quinn::Endpoint::client("127.0.0.1:0".parse()?)?);
+            }
+            let endpoint = endpoint.clone().context("endpoint")?;
+            let (client, board, token, gate) =
+                (client.clone(), board.clone(), token.clone(), gate.clone());
+            let (v1, board2) = (v1.clone(), board.clone());
+            tokio::spawn(async move {
+                let permit = gate.acquire_owned().await;
+                let result = sim_agent(
+                    i,
+                    key,
+                    endpoint,
+                    client,
+                    addr,
+                    token,
+                    v1,
+                    board,
+                    permit.ok(),
+                )
+                .await;
+                if let Err(e) = result
+                    && !board2.done.load(Ordering::Relaxed)
+                {
+                    eprintln!("agent {i}: {e:#}");
+                }
+            });
+        }
+        anyhow::Ok(())
+    })?;
+    wait(
+        &board,
+        "every agent connected and told 1.0.0",
+        Duration::from_secs(600),
+        |b| b.count_told(&v1, None).0 == agents,
+    )?;
+    let connect_time = start.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = status_kib(pid, "VmRSS")?;
+
+    // alias set → every agent told.
+    let v2: Version = "2.0.0".parse()?;
+    let start = Instant::now();
+    fleet.set_prod("2.0.0", "sim")?;
+    wait(
+        &board,
+        "every agent told 2.0.0",
+        Duration::from_secs(120),
+        |b| b.count_told(&v2, None).0 == agents,
+    )?;
+    let alias_time = board
+        .count_told(&v2, None)
+        .1
+        .map_or(Duration::ZERO, |last| last - start);
+    std::thread::sleep(Duration::from_secs(2));
+    if board.quiet_agents {
+        // Without reports no gate can decide: the push figure is all there is.
+        println!(
+            "| `alias set` → every agent told (agents not reporting back) | {:.0} ms | < 2 s |",
+            alias_time.as_secs_f64() * 1000.0
+        );
+        board.done.store(true, Ordering::Relaxed);
+        return Ok(());
+    }
+
+    // A rollout of 3.0.0 whose canary fails its install gate.
+    let v3: Version = "3.0.0".parse()?;
+    let id = "sim-bad";
+    let plan = Plan::with_default_waves(id, MODEL.parse()?, v3.clone(), Selector::all());
+    let canary: Vec<usize> = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| plan.bucket(d) < 500)
+        .map(|(i, _)| i)
+        .collect();
+    let min_samples = (canary.len() * 4 / 5).max(1);
+    let plan_file = fleet.dir.join("sim-plan.json");
+    std::fs::write(
+        &plan_file,
+        serde_json::to_vec(&serde_json::json!({
+            "id": id, "model": MODEL, "version": "3.0.0",
+            "waves": [
+                {"percent": 5, "bake_secs": 3600, "gates": [
+                    {"kind": "InstallFailures", "threshold": 0.0, "min_samples": min_samples}]},
+                {"percent": 100, "bake_secs": 3600},
+            ],
+        }))?,
+    )?;
+    let start = Instant::now();
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &plan_file.to_string_lossy()])?;
+    let mut decided = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let view: RolloutView = fleet.coordinator.ctl_json(&["rollout", "status", id])?;
+        if view.phase == Phase::RolledBack {
+            decided = Some(Instant::now());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let decided = decided.context("the rollout never rolled back")?;
+    let need = (canary.len() * 99).div_ceil(100);
+    wait(
+        &board,
+        "99 % of the canary back on 2.0.0",
+        Duration::from_secs(120),
+        |b| b.times(&v2, &canary, start).len() >= need,
+    )?;
+    let told_v3 = board.times(&v3, &canary, start);
+    let back = board.times(&v2, &canary, start);
+    let canary_time = told_v3.last().map(|t| *t - start);
+    let returned = back.get(need.saturating_sub(1)).copied();
+    let first_told = back.first().copied();
+
+    println!("| figure | value | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| simulated agents connected (QUIC sessions) | {} in {:.1} s | 10,000 |",
+        board.connected.load(Ordering::Relaxed),
+        connect_time.as_secs_f64()
+    );
+    println!(
+        "| coordinator RSS per connected device | {:.1} KiB ({} → {} KiB) | ≤ 50 KiB |",
+        (rss_after.saturating_sub(rss_before)) as f64 / agents as f64,
+        rss_before,
+        rss_after
+    );
+    println!(
+        "| `alias set` → every agent told its new desired state | {:.0} ms | < 2 s |",
+        alias_time.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| rollout create → every canary device ({} of {}) told 3.0.0 | {} of them, the last after {:.0} ms | |",
+        canary.len(),
+        agents,
+        told_v3.len(),
+        canary_time.unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    match (returned, first_told) {
+        (Some(r), Some(f)) => println!(
+            "| automatic rollback → 99 % of the canary back and reported (from the first rollback push; from the status poll) | {:.0} ms; {:.0} ms | < 5 s |",
+            r.saturating_duration_since(f).as_secs_f64() * 1000.0,
+            r.saturating_duration_since(decided).as_secs_f64() * 1000.0
+        ),
+        _ => bail!("rollback times missing"),
+    }
+    board.done.store(true, Ordering::Relaxed);
+    drop(runtime);
+    Ok(())
+}
+
+fn wait(board: &Board, what: &str, timeout: Duration, done: impl Fn(&Board) -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done(board) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sim_agent(
+    i: usize,
+    key: SecretKey,
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    addr: std::net::SocketAddr,
+    token: String,
+    v1: Version,
+    board: Arc<Board>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<()> {
+    let conn = endpoint.connect_with(client, addr, "localhost")?.await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_preamble(&mut send).await?;
+    let mut material = [0u8; 32];
+    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
+        .map_err(|_| anyhow::anyhow!("no keying material"))?;
+    let model: ferry_shared::ModelName = MODEL.parse()?;
+    let report = |active: Option<Version>,
+                  previous: Option<Version>,
+                  error: Option<InstallError>| DeviceReport {
+        models: vec![ModelReport {
+            model: model.clone(),
+            active,
+            previous,
+            phase: UpdatePhase::Idle,
+            last_error: error,
+        }],
+        ..DeviceReport::default()
+    };
+    let hello = Hello {
+        device_key: key.public(),
+        proof: key.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
+        enrollment_token: Some(token),
+        agent_version: "sim".into(),
+        labels: BTreeMap::from([("fleet".to_owned(), "sim".to_owned())]),
+        follows: vec![Follow {
+            model: model.clone(),
+            alias: "prod".parse()?,
+        }],
+        report: report(Some(v1.clone()), None, None),
+    };
+    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
+    read_preamble(&mut recv).await?;
+    match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
+        Some(ToAgent::Welcome(_)) => {}
+        other => bail!("no welcome: {other:?}"),
+    }
+    board.connected.fetch_add(1, Ordering::Relaxed);
+    drop(permit);
+    let (mut active, mut previous) = (Some(v1), None::<Version>);
+    loop {
+        match read_frame::<_, ToAgent>(&mut recv, "push").await? {
+            Some(ToAgent::Desired(d)) => {
+                let Some(release) = d.release else { continue };
+                let version = release.version;
+                let mut error = None;
+                if Some(&version) != active.as_ref() {
+                    if version.to_string() == "3.0.0"
+                        && !board.failed_one.swap(true, Ordering::SeqCst)
+                    {
+                        error = Some(InstallError {
+                            version: version.clone(),
+                            kind: ErrorKind::Download,
+                            message: "simulated failure".into(),
+                            at: 0,
+                        });
+                    } else {
+                        previous = active.replace(version.clone());
+                    }
+                }
+                if !board.quiet_agents {
+                    write_frame(
+                        &mut send,
+                        &ToCoordinator::Report(report(active.clone(), previous.clone(), error)),
+                    )
+                    .await?;
+                }
+                if let Ok(mut told) = board.told.lock() {
+                    told[i].push((version, Instant::now()));
+                }
+            }
+            Some(_) => {}
+            None => return Ok(()),
+        }
+    }
+}
