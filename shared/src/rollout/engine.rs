@@ -377,6 +377,19 @@ fn judge(
         verdict,
     };
     let over = |v: f64| v > gate.threshold;
+    // New over baseline; waits until both sides have a value.
+    let ratio_report = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => {
+            let ratio = a / b;
+            let verdict = if over(ratio) {
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            };
+            report(Some(ratio), new.requests, verdict)
+        }
+        _ => report(None, new.requests, Verdict::Waiting),
+    };
     match &gate.kind {
         GateKind::InstallFailures | GateKind::HealthFailures => {
             let failed = |d: &&&DeviceFacts| match gate.kind {
@@ -431,46 +444,13 @@ fn judge(
             };
             report(Some(diff), new.requests, verdict)
         }
-        GateKind::P95LatencyRatio => {
-            match (
-                new.latency.quantile_ms(0.95),
-                baseline.latency.quantile_ms(0.95),
-            ) {
-                (Some(a), Some(b)) if b > 0.0 => {
-                    let ratio = a / b;
-                    report(
-                        Some(ratio),
-                        new.requests,
-                        if over(ratio) {
-                            Verdict::Fail
-                        } else {
-                            Verdict::Pass
-                        },
-                    )
-                }
-                _ => report(None, new.requests, Verdict::Waiting),
-            }
-        }
-        GateKind::Custom(name) => {
-            let (a, b) = (
-                new.custom.get(name).and_then(|t| t.mean()),
-                baseline.custom.get(name).and_then(|t| t.mean()),
-            );
-            match (a, b) {
-                (Some(a), Some(b)) if b != 0.0 => {
-                    let ratio = a / b;
-                    report(
-                        Some(ratio),
-                        new.requests,
-                        if over(ratio) {
-                            Verdict::Fail
-                        } else {
-                            Verdict::Pass
-                        },
-                    )
-                }
-                _ => report(None, new.requests, Verdict::Waiting),
-            }
-        }
+        GateKind::P95LatencyRatio => ratio_report(
+            new.latency.quantile_ms(0.95),
+            baseline.latency.quantile_ms(0.95),
+        ),
+        GateKind::Custom(name) => ratio_report(
+            new.custom.get(name).and_then(|t| t.mean()),
+            baseline.custom.get(name).and_then(|t| t.mean()),
+        ),
     }
 }
