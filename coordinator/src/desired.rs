@@ -70,8 +70,10 @@ pub fn desired_state(
             all
         }
     };
-    if steering.iter().any(|r| r.plan.model == follow.model)
-        && let Some(version) = steered_version(app, &steering, &follow.model, device)?
+    if steering
+        .iter()
+        .any(|r| r.plan.model == follow.model && r.alias == follow.alias)
+        && let Some(version) = steered_version(app, &steering, follow, device)?
     {
         return state_for(app, follow, Some(version));
     }
@@ -113,19 +115,26 @@ fn state_for(
     })
 }
 
-/// The version the newest of `steering` that covers `device` wants it on, if any. A
+/// The version the newest of `steering` that covers `device` through `follow` wants it on,
+/// if any. A
 /// rolled-back rollout keeps its devices on the versions they ran before until a newer
 /// rollout replaces it.
 fn steered_version(
     app: &Coordinator,
     steering: &[RolloutRecord],
-    model: &ModelName,
+    follow: &Follow,
     device: &DeviceId,
 ) -> Result<Option<Version>, StoreError> {
     let Some(record) = app.store.device(device)? else {
         return Ok(None);
     };
-    for rollout in steering.iter().filter(|r| &r.plan.model == model) {
+    let model = &follow.model;
+    // A rollout steers the devices that follow its alias; other aliases of the model
+    // (staging, latest) keep their own.
+    for rollout in steering
+        .iter()
+        .filter(|r| &r.plan.model == model && r.alias == follow.alias)
+    {
         let facts = facts_of(device, &record, model, &rollout.plan.target);
         if !rollout.plan.cohort.matches(&facts.labels) {
             continue;
