@@ -85,19 +85,33 @@ fn rollout(fleet: &Fleet, id: &str) -> Result<RolloutView> {
     fleet.coordinator.ctl_json(&["rollout", "status", id])
 }
 
-#[test]
-fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
-    let fleet = Fleet::start(4, None)?;
+/// A fleet of `agents` on 1.0.0 with `prod` there, 2.0.0 published (`healthy` or failing
+/// every health check), and a two-wave rollout of it created; returns the fleet, the
+/// rollout's id and the agents in its first wave.
+fn rollout_started(
+    agents: usize,
+    healthy: bool,
+    stem: &str,
+    approval: bool,
+    error_gate: bool,
+) -> Result<(Fleet, String, Vec<usize>)> {
+    let fleet = Fleet::start(agents, None)?;
     fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
     fleet.set_prod("1.0.0", "base")?;
     fleet.wait_all_on("1.0.0", T)?;
-    // 2.0.0 fails every device's health check.
-    fleet.publish("2.0.0", &model_bytes(2, MIB, false))?;
-    let (id, canary) = id_splitting(&fleet, "bad", 50)?;
-    let plan = plan_file(&fleet, &id, "2.0.0", false)?;
+    fleet.publish("2.0.0", &model_bytes(2, MIB, healthy))?;
+    let (id, canary) = id_splitting(&fleet, stem, 50)?;
+    let plan = plan_with(&fleet, &id, "2.0.0", approval, error_gate)?;
     fleet
         .coordinator
         .ctl(&["rollout", "create", "--plan", &plan.to_string_lossy()])?;
+    Ok((fleet, id, canary))
+}
+
+#[test]
+fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
+    // 2.0.0 fails every device's health check.
+    let (fleet, id, canary) = rollout_started(4, false, "bad", false, false)?;
 
     wait_until("the rollout to roll back", T, || {
         Ok(rollout(&fleet, &id)?.phase == Phase::RolledBack)
@@ -155,17 +169,8 @@ fn serve_requests(
 
 #[test]
 fn a_version_whose_error_rate_rises_is_rolled_back_from_its_canaries() -> Result<()> {
-    let fleet = Fleet::start(4, None)?;
-    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
     // 2.0.0 loads and passes its health check, but fails 30 % of requests (1.0.0: 1 %).
-    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
-    let (id, canary) = id_splitting(&fleet, "errors", 50)?;
-    let plan = plan_with(&fleet, &id, "2.0.0", false, true)?;
-    fleet
-        .coordinator
-        .ctl(&["rollout", "create", "--plan", &plan.to_string_lossy()])?;
+    let (fleet, id, canary) = rollout_started(4, true, "errors", false, true)?;
     wait_until("the rollout to roll back on the error rate", T, || {
         serve_requests(&fleet, 100, |v| if v == "2.0.0" { 30 } else { 1 })?;
         Ok(rollout(&fleet, &id)?.phase == Phase::RolledBack)
@@ -187,16 +192,7 @@ fn a_version_whose_error_rate_rises_is_rolled_back_from_its_canaries() -> Result
 
 #[test]
 fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
-    let mut fleet = Fleet::start(3, None)?;
-    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
-    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
-    let (id, canary) = id_splitting(&fleet, "good", 50)?;
-    let plan = plan_file(&fleet, &id, "2.0.0", true)?;
-    fleet
-        .coordinator
-        .ctl(&["rollout", "create", "--plan", &plan.to_string_lossy()])?;
+    let (mut fleet, id, canary) = rollout_started(3, true, "good", true, false)?;
 
     wait_until("the second wave to wait for approval", T, || {
         Ok(rollout(&fleet, &id)?.phase == Phase::AwaitingApproval)
