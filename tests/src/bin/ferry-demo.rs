@@ -3,8 +3,9 @@
 //! A coordinator and four agents run as real processes on loopback, in `./demo-run`. The demo
 //! publishes v1 and moves `prod` (every agent installs it), publishes v2 (every agent updates
 //! and keeps v1 as previous), publishes a broken v3 (every agent's health check fails and the
-//! agent rolls itself back), rolls one device back by hand, and ships a fixed v3.0.1, printing
-//! `ferryctl fleet status` after each step. Run: `cargo run -p ferry-tests --bin ferry-demo`.
+//! agent rolls itself back), rolls one device back by hand, ships a fixed v3.0.1, and rolls
+//! v3.1.0 out in two gated waves with an approval between them, printing `ferryctl fleet
+//! status` after each step. Run: `cargo run -p ferry-tests --bin ferry-demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -190,7 +191,70 @@ fn run() -> Result<()> {
     );
     show(&fleet)?;
 
-    step(7, "The audit trail of what happened");
+    step(
+        7,
+        "A staged rollout of 3.1.0: half the fleet first, gated on health and error rate, then approval",
+    );
+    fleet.publish("3.1.0", &model_bytes(310, SIZE, true))?;
+    let plan = fleet.dir.join("rollout-3.1.0.json");
+    let gates = serde_json::json!([
+        {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
+        {"kind": "HealthFailures", "threshold": 0.0, "min_samples": 1},
+        {"kind": "ErrorRateIncrease", "threshold": 0.02, "min_samples": 200},
+    ]);
+    std::fs::write(
+        &plan,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "model": "detector", "version": "3.1.0", "reason": "faster tokenizer",
+            "waves": [
+                {"percent": 50, "bake_secs": 2, "gates": gates},
+                {"percent": 100, "bake_secs": 1, "approval": true, "gates": gates},
+            ],
+        }))?,
+    )?;
+    println!("$ ferryctl rollout create --plan rollout-3.1.0.json");
+    print!(
+        "{}",
+        indent(&fleet.coordinator.ctl(&[
+            "rollout",
+            "create",
+            "--plan",
+            &plan.to_string_lossy()
+        ])?)
+    );
+    // The model server on each device reports its requests to the agent's metrics socket;
+    // here the demo plays it: 1 % errors on every version.
+    let id = "detector-3.1.0";
+    wait_until("the canary wave to pass its gates", T, || {
+        serve_requests(&fleet, 100)?;
+        let view: ferry_coordinator::api::RolloutView =
+            fleet.coordinator.ctl_json(&["rollout", "status", id])?;
+        Ok(view.phase == ferry_shared::rollout::Phase::AwaitingApproval)
+    })?;
+    println!("$ ferryctl rollout status {id}");
+    print!(
+        "{}",
+        indent(&fleet.coordinator.ctl(&["rollout", "status", id])?)
+    );
+    println!("$ ferryctl rollout approve {id}");
+    fleet
+        .coordinator
+        .ctl(&["rollout", "approve", id, "--reason", "canary is healthy"])?;
+    let took = fleet.wait_all_on("3.1.0", T)?;
+    println!(
+        "  the second wave is in force: every agent on 3.1.0 after {} ms",
+        took.as_millis()
+    );
+    wait_until("the rollout to complete", T, || {
+        serve_requests(&fleet, 100)?;
+        let view: ferry_coordinator::api::RolloutView =
+            fleet.coordinator.ctl_json(&["rollout", "status", id])?;
+        Ok(view.phase == ferry_shared::rollout::Phase::Completed)
+    })?;
+    println!("  its gates passed again after the bake: the rollout completed and moved prod");
+    show(&fleet)?;
+
+    step(8, "The audit trail of what happened");
     println!("$ ferryctl alias list");
     print!("{}", indent(&fleet.coordinator.ctl(&["alias", "list"])?));
 
@@ -203,6 +267,21 @@ fn run() -> Result<()> {
         "Demo finished in {:.1} s. Logs, state directories and the coordinator's data are in ./demo-run.",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Plays the model server on every agent: `n` requests through its metrics socket, 1 % of
+/// them failing.
+fn serve_requests(fleet: &Fleet, n: usize) -> Result<()> {
+    let client = std::os::unix::net::UnixDatagram::unbound()?;
+    for agent in &fleet.agents {
+        let socket = agent.state_dir.join("metrics.sock");
+        for i in 0..n {
+            let outcome = if i % 100 == 0 { "error" } else { "ok" };
+            // A socket not bound yet just misses a round.
+            let _ = client.send_to(format!("{outcome} {}", 8 + i % 5).as_bytes(), &socket);
+        }
+    }
     Ok(())
 }
 
