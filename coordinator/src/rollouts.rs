@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferry_shared::rollout::{
     Command, Decision, DeviceFacts, Evaluation, Plan, RolloutState, evaluate,
 };
-use ferry_shared::wire::{DeviceId, ErrorKind, Phase as UpdatePhase};
+use ferry_shared::wire::{DeviceId, ErrorKind};
 use ferry_shared::{AliasName, ModelName, Version};
 use tracing::{info, warn};
 
@@ -36,17 +36,14 @@ pub fn facts_of(
     let failure = report
         .and_then(|r| r.last_error.as_ref())
         .filter(|e| &e.version == target);
-    let held = report.is_some_and(
-        |r| matches!(&r.phase, UpdatePhase::Held { version, .. } if version == target),
-    );
     DeviceFacts {
         id: Some(id.clone()),
         labels: record.labels.clone(),
         current: report.and_then(|r| r.active.clone()),
         previous: report.and_then(|r| r.previous.clone()),
         install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
-        health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck)
-            || (held && failure.is_none()),
+        // A version held after a hand rollback is an operator's call, not a failed check.
+        health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck),
         metrics: Default::default(),
     }
 }
