@@ -223,3 +223,87 @@ pub async fn drive(app: Arc<Coordinator>, tick: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ferry_shared::sign::SecretKey;
+    use ferry_shared::wire::{Follow, InstallError, ModelReport, Phase as UpdatePhase};
+
+    use super::*;
+
+    fn record(active: &str, phase: UpdatePhase, error: Option<ErrorKind>) -> DeviceRecord {
+        let model: ModelName = "m".parse().unwrap();
+        DeviceRecord {
+            public_key: SecretKey::from_seed(&[1; 32]).public(),
+            enrolled_at: 0,
+            last_seen: 0,
+            agent_version: "0".into(),
+            labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
+            follows: vec![Follow {
+                model: model.clone(),
+                alias: "prod".parse().unwrap(),
+            }],
+            models: vec![ModelReport {
+                model,
+                active: Some(active.parse().unwrap()),
+                previous: Some("1.0.0".parse().unwrap()),
+                phase,
+                last_error: error.map(|kind| InstallError {
+                    version: "2.0.0".parse().unwrap(),
+                    kind,
+                    message: "boom".into(),
+                    at: 5,
+                }),
+            }],
+            events_through: 0,
+            recent_events: vec![],
+        }
+    }
+
+    #[test]
+    fn reports_become_the_engines_facts() {
+        let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
+        let (model, target): (ModelName, Version) =
+            ("m".parse().unwrap(), "2.0.0".parse().unwrap());
+        let facts = |r: &DeviceRecord| facts_of(&id, r, &model, &target);
+
+        let on_target = facts(&record("2.0.0", UpdatePhase::Idle, None));
+        assert_eq!(on_target.current, Some(target.clone()));
+        assert_eq!(on_target.previous, Some("1.0.0".parse().unwrap()));
+        assert_eq!(on_target.labels["region"], "eu");
+        assert!(!on_target.install_failed && !on_target.health_failed);
+
+        let unhealthy = facts(&record(
+            "1.0.0",
+            UpdatePhase::Idle,
+            Some(ErrorKind::HealthCheck),
+        ));
+        assert!(unhealthy.health_failed && !unhealthy.install_failed);
+        let undownloadable = facts(&record(
+            "1.0.0",
+            UpdatePhase::Idle,
+            Some(ErrorKind::Download),
+        ));
+        assert!(undownloadable.install_failed && !undownloadable.health_failed);
+
+        // Held after an operator's hand rollback, with no failure: not a failed check.
+        let held = UpdatePhase::Held {
+            version: target.clone(),
+            reason: "rolled back by hand".into(),
+        };
+        let by_hand = facts(&record("1.0.0", held, None));
+        assert!(!by_hand.install_failed && !by_hand.health_failed);
+
+        // A failure of another version says nothing about this rollout's target.
+        let other: Version = "3.0.0".parse().unwrap();
+        let elsewhere = facts_of(
+            &id,
+            &record("1.0.0", UpdatePhase::Idle, Some(ErrorKind::HealthCheck)),
+            &model,
+            &other,
+        );
+        assert!(!elsewhere.health_failed);
+    }
+}
