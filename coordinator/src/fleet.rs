@@ -270,22 +270,15 @@ pub fn is_notable(event: &DeviceEvent) -> bool {
 mod tests {
     use super::*;
     use ferry_shared::sign::SecretKey;
-    use ferry_shared::wire::{ErrorKind, Follow, InstallError, ModelReport};
+    use ferry_shared::wire::{ErrorKind, InstallError, ModelReport};
 
     fn record(active: Option<&str>, error: bool) -> DeviceRecord {
-        let model: ModelName = "m".parse().unwrap();
-        DeviceRecord {
-            public_key: SecretKey::from_seed(&[1; 32]).public(),
-            enrolled_at: 0,
-            last_seen: 0,
-            agent_version: "0".into(),
-            labels: BTreeMap::new(),
-            follows: vec![Follow {
-                model: model.clone(),
-                alias: "prod".parse().unwrap(),
-            }],
-            models: vec![ModelReport {
-                model,
+        DeviceRecord::following(
+            SecretKey::from_seed(&[1; 32]).public(),
+            "prod",
+            BTreeMap::new(),
+            ModelReport {
+                model: "m".parse().unwrap(),
                 active: active.map(|v| v.parse().unwrap()),
                 previous: None,
                 phase: Phase::Idle,
@@ -295,10 +288,8 @@ mod tests {
                     message: "boom".into(),
                     at: 5,
                 }),
-            }],
-            events_through: 0,
-            recent_events: vec![],
-        }
+            },
+        )
     }
 
     #[test]

@@ -88,17 +88,20 @@ async fn create(
         request.reason.as_deref().unwrap_or(""),
         now,
     )?;
-    Ok(Json(view(&app, record, now)?))
+    Ok(Json(shown(&app, record)?))
 }
 
 async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>> {
-    let now = unix_now();
+    let devices = app.store.devices()?;
     let views = app
         .store
         .rollouts()?
         .into_iter()
-        .map(|r| view(&app, r, now))
-        .collect::<Result<_, _>>()?;
+        .map(|r| {
+            let facts = rollouts::facts_from(&app, &devices, &r.plan);
+            view(r, &facts)
+        })
+        .collect();
     Ok(Json(views))
 }
 
@@ -110,7 +113,7 @@ async fn show(
         .store
         .rollout(&id)?
         .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no rollout named {id}")))?;
-    Ok(Json(view(&app, record, unix_now())?))
+    Ok(Json(shown(&app, record)?))
 }
 
 async fn act(
@@ -135,14 +138,14 @@ async fn act(
     };
     let now = unix_now();
     let record = rollouts::command(&app, &id, command, &actor(&headers), &why, now)?;
-    Ok(Json(view(&app, record, now)?))
+    Ok(Json(shown(&app, record)?))
 }
 
-fn view(app: &Coordinator, record: RolloutRecord, now: u64) -> Result<RolloutView, Failure> {
-    let (evaluation, facts) = rollouts::status(app, &record, now)?;
+/// A rollout as shown, with `facts` of every device for its plan.
+fn view(record: RolloutRecord, facts: &[ferry_shared::rollout::DeviceFacts]) -> RolloutView {
     let plan = &record.plan;
     let mut devices = RolloutDevices::default();
-    for f in &facts {
+    for f in facts {
         let Some(id) = &f.id else { continue };
         if !plan.cohort.matches(&f.labels) {
             continue;
@@ -155,7 +158,7 @@ fn view(app: &Coordinator, record: RolloutRecord, now: u64) -> Result<RolloutVie
         devices.install_failed += u64::from(f.install_failed);
         devices.health_failed += u64::from(f.health_failed);
     }
-    Ok(RolloutView {
+    RolloutView {
         id: plan.id.clone(),
         model: plan.model.to_string(),
         version: plan.target.clone(),
@@ -173,11 +176,14 @@ fn view(app: &Coordinator, record: RolloutRecord, now: u64) -> Result<RolloutVie
         created_by: record.created_by,
         created_at: record.created_at,
         updated_at: record.updated_at,
-        gates: if record.state.phase.is_terminal() {
-            ferry_shared::rollout::gates(plan, &record.state, &facts)
-        } else {
-            evaluation.gates
-        },
+        // The current wave's gates; a finished rollout shows the values it ended on.
+        gates: ferry_shared::rollout::gates(plan, &record.state, facts),
         devices,
-    })
+    }
+}
+
+/// A rollout as shown, with the fleet as it is now.
+fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
+    let facts = rollouts::fleet_facts(app, &record.plan)?;
+    Ok(view(record, &facts))
 }

@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_shared::rollout::{
-    Command, Decision, DeviceFacts, Evaluation, Plan, RolloutState, evaluate,
-};
+use ferry_shared::rollout::{Command, Decision, DeviceFacts, Plan, RolloutState, evaluate};
 use ferry_shared::wire::{DeviceId, ErrorKind};
 use ferry_shared::{AliasName, ModelName, Version};
 use tracing::{info, warn};
@@ -48,18 +46,25 @@ pub fn facts_of(
     }
 }
 
-/// Every enrolled device's facts for `plan`.
-fn fleet_facts(app: &Coordinator, plan: &Plan) -> Result<Vec<DeviceFacts>, StoreError> {
-    Ok(app
-        .store
-        .devices()?
+/// Every enrolled device's facts for `plan`, with the metrics it last reported.
+pub fn fleet_facts(app: &Coordinator, plan: &Plan) -> Result<Vec<DeviceFacts>, StoreError> {
+    Ok(facts_from(app, &app.store.devices()?, plan))
+}
+
+/// The facts for `plan` of `devices` (records read once, for several rollouts).
+pub fn facts_from(
+    app: &Coordinator,
+    devices: &[(DeviceId, DeviceRecord)],
+    plan: &Plan,
+) -> Vec<DeviceFacts> {
+    devices
         .iter()
         .map(|(id, record)| {
             let mut facts = facts_of(id, record, &plan.model, &plan.target);
             facts.metrics = app.metrics.of(id, &plan.model);
             facts
         })
-        .collect())
+        .collect()
 }
 
 /// Creates and starts a rollout.
@@ -139,16 +144,6 @@ fn transition(before: &RolloutState, after: &RolloutState) -> String {
     )
 }
 
-/// The rollout's gates and decisions as of `now`, without applying them.
-pub fn status(
-    app: &Coordinator,
-    record: &RolloutRecord,
-    now: u64,
-) -> Result<(Evaluation, Vec<DeviceFacts>), StoreError> {
-    let facts = fleet_facts(app, &record.plan)?;
-    Ok((evaluate(&record.plan, &record.state, &facts, now), facts))
-}
-
 /// One engine step for every active rollout: evaluate, persist and announce what changed.
 pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
     for record in app
@@ -157,7 +152,8 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
         .into_iter()
         .filter(RolloutRecord::is_active)
     {
-        let (evaluation, _) = status(app, &record, now)?;
+        let facts = fleet_facts(app, &record.plan)?;
+        let evaluation = evaluate(&record.plan, &record.state, &facts, now);
         let mut state = record.state.clone();
         for decision in &evaluation.decisions {
             state.apply(decision, now);
@@ -229,24 +225,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     use ferry_shared::sign::SecretKey;
-    use ferry_shared::wire::{Follow, InstallError, ModelReport, Phase as UpdatePhase};
+    use ferry_shared::wire::{InstallError, ModelReport, Phase as UpdatePhase};
 
     use super::*;
 
     fn record(active: &str, phase: UpdatePhase, error: Option<ErrorKind>) -> DeviceRecord {
-        let model: ModelName = "m".parse().unwrap();
-        DeviceRecord {
-            public_key: SecretKey::from_seed(&[1; 32]).public(),
-            enrolled_at: 0,
-            last_seen: 0,
-            agent_version: "0".into(),
-            labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
-            follows: vec![Follow {
-                model: model.clone(),
-                alias: "prod".parse().unwrap(),
-            }],
-            models: vec![ModelReport {
-                model,
+        DeviceRecord::following(
+            SecretKey::from_seed(&[1; 32]).public(),
+            "prod",
+            BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
+            ModelReport {
+                model: "m".parse().unwrap(),
                 active: Some(active.parse().unwrap()),
                 previous: Some("1.0.0".parse().unwrap()),
                 phase,
@@ -256,10 +245,8 @@ mod tests {
                     message: "boom".into(),
                     at: 5,
                 }),
-            }],
-            events_through: 0,
-            recent_events: vec![],
-        }
+            },
+        )
     }
 
     #[test]

@@ -441,30 +441,22 @@ mod tests {
         previous: Option<&str>,
     ) -> (DeviceId, DeviceRecord) {
         use ferry_shared::sign::SecretKey;
-        use ferry_shared::wire::{Follow, ModelReport, Phase};
+        use ferry_shared::wire::{ModelReport, Phase};
         let key = SecretKey::from_seed(&[alias.len() as u8; 32]).public();
         let model: ferry_shared::ModelName = "m".parse().unwrap();
         let version = |v: Option<&str>| v.map(|v| v.parse().unwrap());
-        let record = DeviceRecord {
-            public_key: key,
-            enrolled_at: 0,
-            last_seen: 0,
-            agent_version: "0".into(),
-            labels: Default::default(),
-            follows: vec![Follow {
-                model: model.clone(),
-                alias: alias.parse().unwrap(),
-            }],
-            models: vec![ModelReport {
+        let record = DeviceRecord::following(
+            key,
+            alias,
+            Default::default(),
+            ModelReport {
                 model,
                 active: version(active),
                 previous: version(previous),
                 phase: Phase::Idle,
                 last_error: None,
-            }],
-            events_through: 0,
-            recent_events: vec![],
-        };
+            },
+        );
         (DeviceId::of(&key), record)
     }
 

@@ -5,9 +5,11 @@
 //! deadlines, never fixed sleeps.
 
 mod binaries;
+pub mod cli;
 mod fleet;
 mod process;
 pub mod procfs;
+mod rollouts;
 mod wait;
 
 pub use binaries::Binaries;

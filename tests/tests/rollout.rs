@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use ferry_coordinator::api::RolloutView;
 use ferry_shared::rollout::{Phase, Plan, Selector};
 use ferry_shared::wire::DeviceId;
 use ferry_tests::{Fleet, MODEL, model_bytes, wait_until};
@@ -81,10 +80,6 @@ fn plan_with(
     Ok(path)
 }
 
-fn rollout(fleet: &Fleet, id: &str) -> Result<RolloutView> {
-    fleet.coordinator.ctl_json(&["rollout", "status", id])
-}
-
 /// A fleet of `agents` on 1.0.0 with `prod` there, 2.0.0 published (`healthy` or failing
 /// every health check), and a two-wave rollout of it created; returns the fleet, the
 /// rollout's id and the agents in its first wave.
@@ -113,10 +108,8 @@ fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
     // 2.0.0 fails every device's health check.
     let (fleet, id, canary) = rollout_started(4, false, "bad", false, false)?;
 
-    wait_until("the rollout to roll back", T, || {
-        Ok(rollout(&fleet, &id)?.phase == Phase::RolledBack)
-    })?;
-    let view = rollout(&fleet, &id)?;
+    fleet.wait_rollout(&id, Phase::RolledBack, T, |_| Ok(()))?;
+    let view = fleet.rollout(&id)?;
     ensure!(
         view.waves_in_force == 1,
         "never left the first wave: {view:?}"
@@ -133,37 +126,10 @@ fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
             "agent {i} outside the canary wave touched 2.0.0"
         );
     }
-    // The alias never moved.
-    let aliases = fleet.coordinator.ctl(&["alias", "list"])?;
     ensure!(
-        aliases
-            .lines()
-            .any(|l| l.contains("prod") && l.contains("1.0.0")),
-        "{aliases}"
+        fleet.prod()?.to_string() == "1.0.0",
+        "the alias never moved"
     );
-    Ok(())
-}
-
-/// Plays the model server on every agent: `per_agent` requests through its metrics socket,
-/// failing at `error_pct(version it runs)` percent.
-fn serve_requests(
-    fleet: &Fleet,
-    per_agent: usize,
-    error_pct: impl Fn(&str) -> usize,
-) -> Result<()> {
-    let client = std::os::unix::net::UnixDatagram::unbound()?;
-    for agent in &fleet.agents {
-        let Some(version) = agent.current() else {
-            continue;
-        };
-        let socket = agent.state_dir.join("metrics.sock");
-        let pct = error_pct(&version.to_string());
-        for i in 0..per_agent {
-            let outcome = if i % 100 < pct { "error" } else { "ok" };
-            // A socket not bound yet (agent starting) just misses a round.
-            let _ = client.send_to(format!("{outcome} {}", 10 + i % 7).as_bytes(), &socket);
-        }
-    }
     Ok(())
 }
 
@@ -171,11 +137,10 @@ fn serve_requests(
 fn a_version_whose_error_rate_rises_is_rolled_back_from_its_canaries() -> Result<()> {
     // 2.0.0 loads and passes its health check, but fails 30 % of requests (1.0.0: 1 %).
     let (fleet, id, canary) = rollout_started(4, true, "errors", false, true)?;
-    wait_until("the rollout to roll back on the error rate", T, || {
-        serve_requests(&fleet, 100, |v| if v == "2.0.0" { 30 } else { 1 })?;
-        Ok(rollout(&fleet, &id)?.phase == Phase::RolledBack)
+    fleet.wait_rollout(&id, Phase::RolledBack, T, |f| {
+        f.serve_requests(100, |v| if v == "2.0.0" { 30 } else { 1 })
     })?;
-    let view = rollout(&fleet, &id)?;
+    let view = fleet.rollout(&id)?;
     ensure!(view.waves_in_force == 1, "{view:?}");
     let reason = view.reason.clone().unwrap_or_default();
     ensure!(reason.contains("ErrorRateIncrease"), "{reason}");
@@ -194,9 +159,7 @@ fn a_version_whose_error_rate_rises_is_rolled_back_from_its_canaries() -> Result
 fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
     let (mut fleet, id, canary) = rollout_started(3, true, "good", true, false)?;
 
-    wait_until("the second wave to wait for approval", T, || {
-        Ok(rollout(&fleet, &id)?.phase == Phase::AwaitingApproval)
-    })?;
+    fleet.wait_rollout(&id, Phase::AwaitingApproval, T, |_| Ok(()))?;
     for (i, agent) in fleet.agents.iter().enumerate() {
         let want = if canary.contains(&i) {
             "2.0.0"
@@ -209,7 +172,7 @@ fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
     }
 
     fleet.coordinator.restart()?;
-    let view = rollout(&fleet, &id)?;
+    let view = fleet.rollout(&id)?;
     ensure!(
         view.phase == Phase::AwaitingApproval && view.waves_in_force == 1,
         "resumed as it was: {view:?}"
@@ -227,16 +190,11 @@ fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
     fleet
         .coordinator
         .ctl(&["rollout", "approve", &id, "--reason", "canary looks fine"])?;
-    wait_until("the rollout to complete", T, || {
-        Ok(rollout(&fleet, &id)?.phase == Phase::Completed)
-    })?;
+    fleet.wait_rollout(&id, Phase::Completed, T, |_| Ok(()))?;
     fleet.wait_all_on("2.0.0", T)?;
-    let aliases = fleet.coordinator.ctl(&["alias", "list"])?;
     ensure!(
-        aliases
-            .lines()
-            .any(|l| l.contains("prod") && l.contains("2.0.0")),
-        "completion moved prod: {aliases}"
+        fleet.prod()?.to_string() == "2.0.0",
+        "completion moved prod"
     );
     Ok(())
 }

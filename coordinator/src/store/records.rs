@@ -104,3 +104,32 @@ pub struct BlobRecord {
     /// When it was uploaded.
     pub added_at: u64,
 }
+
+#[cfg(test)]
+impl DeviceRecord {
+    /// A device (identity `key`, `labels`) that follows `report.model@alias` and reports
+    /// `report`: the record tests start from.
+    pub(crate) fn following(
+        key: PublicKey,
+        alias: &str,
+        labels: BTreeMap<String, String>,
+        report: ModelReport,
+    ) -> Self {
+        Self {
+            public_key: key,
+            enrolled_at: 0,
+            last_seen: 0,
+            agent_version: "0".into(),
+            labels,
+            follows: vec![Follow {
+                model: report.model.clone(),
+                alias: alias
+                    .parse()
+                    .unwrap_or_else(|e| panic!("alias {alias}: {e}")),
+            }],
+            models: vec![report],
+            events_through: 0,
+            recent_events: vec![],
+        }
+    }
+}

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ferry_shared::rollout::Phase;
 use ferry_shared::wire::ErrorKind;
 use ferry_tests::{Fleet, model_bytes, wait_until};
 
@@ -225,12 +226,7 @@ fn run() -> Result<()> {
     // The model server on each device reports its requests to the agent's metrics socket;
     // here the demo plays it: 1 % errors on every version.
     let id = "detector-3.1.0";
-    wait_until("the canary wave to pass its gates", T, || {
-        serve_requests(&fleet, 100)?;
-        let view: ferry_coordinator::api::RolloutView =
-            fleet.coordinator.ctl_json(&["rollout", "status", id])?;
-        Ok(view.phase == ferry_shared::rollout::Phase::AwaitingApproval)
-    })?;
+    fleet.wait_rollout(id, Phase::AwaitingApproval, T, one_percent_errors)?;
     println!("$ ferryctl rollout status {id}");
     print!(
         "{}",
@@ -245,12 +241,7 @@ fn run() -> Result<()> {
         "  the second wave is in force: every agent on 3.1.0 after {} ms",
         took.as_millis()
     );
-    wait_until("the rollout to complete", T, || {
-        serve_requests(&fleet, 100)?;
-        let view: ferry_coordinator::api::RolloutView =
-            fleet.coordinator.ctl_json(&["rollout", "status", id])?;
-        Ok(view.phase == ferry_shared::rollout::Phase::Completed)
-    })?;
+    fleet.wait_rollout(id, Phase::Completed, T, one_percent_errors)?;
     println!("  its gates passed again after the bake: the rollout completed and moved prod");
     show(&fleet)?;
 
@@ -270,19 +261,9 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// Plays the model server on every agent: `n` requests through its metrics socket, 1 % of
-/// them failing.
-fn serve_requests(fleet: &Fleet, n: usize) -> Result<()> {
-    let client = std::os::unix::net::UnixDatagram::unbound()?;
-    for agent in &fleet.agents {
-        let socket = agent.state_dir.join("metrics.sock");
-        for i in 0..n {
-            let outcome = if i % 100 == 0 { "error" } else { "ok" };
-            // A socket not bound yet just misses a round.
-            let _ = client.send_to(format!("{outcome} {}", 8 + i % 5).as_bytes(), &socket);
-        }
-    }
-    Ok(())
+/// The demo's model server: 100 requests per agent per round, 1 % failing.
+fn one_percent_errors(fleet: &Fleet) -> Result<()> {
+    fleet.serve_requests(100, |_| 1)
 }
 
 fn or_dash(v: &Option<ferry_shared::Version>) -> String {

@@ -26,6 +26,7 @@ use ferry_shared::wire::{
     ModelReport, Phase as UpdatePhase, ToAgent, ToCoordinator,
 };
 use ferry_shared::{SecretKey, Version};
+use ferry_tests::cli::flag;
 use ferry_tests::procfs::status_kib;
 use ferry_tests::{Fleet, MODEL, model_bytes};
 
@@ -43,28 +44,6 @@ struct Board {
 }
 
 impl Board {
-    /// How many of `among` (everyone when `None`) were ever told `version`, and when the last
-    /// of them first heard it.
-    fn count_told(&self, version: &Version, among: Option<&[usize]>) -> (usize, Option<Instant>) {
-        let told = self.told.lock().unwrap_or_else(|p| p.into_inner());
-        let mut n = 0;
-        let mut last = None;
-        let mut consider = |i: usize| {
-            if let Some(at) = told
-                .get(i)
-                .and_then(|m| m.iter().find(|(v, _)| v == version).map(|(_, at)| *at))
-            {
-                n += 1;
-                last = last.max(Some(at));
-            }
-        };
-        match among {
-            Some(ids) => ids.iter().for_each(|i| consider(*i)),
-            None => (0..told.len()).for_each(&mut consider),
-        }
-        (n, last)
-    }
-
     /// When each of `among` was first told `version` after `since`, sorted.
     fn times(&self, version: &Version, among: &[usize], since: Instant) -> Vec<Instant> {
         let told = self.told.lock().unwrap_or_else(|p| p.into_inner());
@@ -82,21 +61,10 @@ impl Board {
     }
 }
 
-fn flag(args: &[String], name: &str, default: usize) -> Result<usize> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .context("flag needs a number")?
-            .parse()
-            .with_context(|| name.to_owned()),
-    }
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let agents = flag(&args, "--agents", 10_000)?;
-    let per_endpoint = flag(&args, "--per-endpoint", 250)?.max(1);
+    let agents = flag(&args, "--agents", 10_000usize)?;
+    let per_endpoint = flag(&args, "--per-endpoint", 250usize)?.max(1);
     let fleet = Fleet::start(0, None)?;
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
         fleet.publish(v, &model_bytes(v.len() as u64, 64 * 1024, true))?;
@@ -122,6 +90,7 @@ fn main() -> Result<()> {
 
     // Connect everyone, a bounded number of handshakes at a time.
     let start = Instant::now();
+    let everyone: Vec<usize> = (0..agents).collect();
     let keys: Vec<SecretKey> = (0..agents)
         .map(|i| {
             let mut seed = [0u8; 32];
@@ -168,7 +137,7 @@ fn main() -> Result<()> {
         &board,
         "every agent connected and told 1.0.0",
         Duration::from_secs(600),
-        |b| b.count_told(&v1, None).0 == agents,
+        |b| b.times(&v1, &everyone, start).len() == agents,
     )?;
     let connect_time = start.elapsed();
     std::thread::sleep(Duration::from_secs(2));
@@ -182,12 +151,12 @@ fn main() -> Result<()> {
         &board,
         "every agent told 2.0.0",
         Duration::from_secs(120),
-        |b| b.count_told(&v2, None).0 == agents,
+        |b| b.times(&v2, &everyone, start).len() == agents,
     )?;
     let alias_time = board
-        .count_told(&v2, None)
-        .1
-        .map_or(Duration::ZERO, |last| last - start);
+        .times(&v2, &everyone, start)
+        .last()
+        .map_or(Duration::ZERO, |last| *last - start);
     std::thread::sleep(Duration::from_secs(2));
     if board.quiet_agents {
         // Without reports no gate can decide: the push figure is all there is.

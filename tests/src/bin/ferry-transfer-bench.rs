@@ -25,6 +25,7 @@ use ferry_shared::chunk::{ChunkIndex, ChunkParams};
 use ferry_shared::delta::{self, Encoded, Limits};
 use ferry_shared::plan::{Step, plan};
 use ferry_shared::tensors::{self, Layout};
+use ferry_tests::cli::flag;
 use ferry_tests::procfs::own_cpu_time;
 
 const LEVEL: i32 = 19;
@@ -119,22 +120,6 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The number after `name` on the command line, or `default`.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => {
-            let value = args
-                .get(i + 1)
-                .with_context(|| format!("{name} takes a number"))?;
-            value.parse().with_context(|| format!("{name} {value}"))
-        }
-    }
 }
 
 fn run_all(

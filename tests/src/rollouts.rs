@@ -1,0 +1,72 @@
+//! Driving rollouts from tests and the demo: reading a rollout's status, waiting for a phase,
+//! playing the model server through the agents' metrics sockets, and reading where an alias
+//! points.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ferry_coordinator::api::{AliasView, RolloutView};
+use ferry_shared::Version;
+use ferry_shared::rollout::Phase;
+
+use crate::fleet::{Fleet, MODEL};
+use crate::wait::wait_until;
+
+impl Fleet {
+    /// `ferryctl rollout status ID --json`.
+    pub fn rollout(&self, id: &str) -> Result<RolloutView> {
+        self.coordinator.ctl_json(&["rollout", "status", id])
+    }
+
+    /// Waits until rollout `id` is in `phase`, calling `each_round` (say, to serve traffic)
+    /// before every look.
+    pub fn wait_rollout(
+        &self,
+        id: &str,
+        phase: Phase,
+        timeout: Duration,
+        mut each_round: impl FnMut(&Fleet) -> Result<()>,
+    ) -> Result<Duration> {
+        wait_until(&format!("rollout {id} to be {phase:?}"), timeout, || {
+            each_round(self)?;
+            Ok(self.rollout(id)?.phase == phase)
+        })
+    }
+
+    /// Plays the model server on every agent: `per_agent` requests through its metrics socket,
+    /// `error_pct(version it runs)` percent of them failing. A socket not bound yet (an agent
+    /// starting) just misses the round.
+    pub fn serve_requests(
+        &self,
+        per_agent: usize,
+        error_pct: impl Fn(&str) -> usize,
+    ) -> Result<()> {
+        let client = std::os::unix::net::UnixDatagram::unbound()?;
+        for agent in &self.agents {
+            let Some(version) = agent.current() else {
+                continue;
+            };
+            let socket = agent.state_dir.join("metrics.sock");
+            let pct = error_pct(&version.to_string());
+            for i in 0..per_agent {
+                let outcome = if i % 100 < pct { "error" } else { "ok" };
+                let _ = client.send_to(format!("{outcome} {}", 8 + i % 7).as_bytes(), &socket);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `MODEL@alias` points, from `ferryctl alias list --json`.
+    pub fn alias_target(&self, alias: &str) -> Result<Option<Version>> {
+        let aliases: Vec<AliasView> = self.coordinator.ctl_json(&["alias", "list", MODEL])?;
+        Ok(aliases
+            .into_iter()
+            .find(|a| a.alias == alias)
+            .map(|a| a.version))
+    }
+
+    /// Like [`Fleet::alias_target`], failing when the alias is unset.
+    pub fn prod(&self) -> Result<Version> {
+        self.alias_target("prod")?.context("prod is unset")
+    }
+}
