@@ -83,9 +83,13 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let remembered = state.load()?;
     let memory = remembered.models.get(&model).cloned().unwrap_or_default();
+    let candidate = layout
+        .candidate(&model)
+        .with_context(|| format!("cannot read the candidate of {model}"))?;
     let updater = Updater::new(
         model.clone(),
         reconciled.slots.clone(),
+        candidate,
         memory.holds,
         memory.last_error,
     );
@@ -226,14 +230,14 @@ impl Daemon {
                 if &desired.model != self.model() {
                     return;
                 }
-                let desire = admit(
+                let (run, candidate) = admit(
                     &desired,
                     self.model(),
                     &self.config.trusted,
                     &self.profile,
                     unix_now(),
                 );
-                self.feed(Event::Desired(desire));
+                self.feed_all([Event::Desired(run), Event::Candidate(candidate)]);
             }
             FromSession::Ack(through) => {
                 self.persist(|s| s.acknowledge(through));
@@ -255,7 +259,13 @@ impl Daemon {
 
     /// Steps the updater with `event` and every event its synchronous actions produce.
     fn feed(&mut self, event: Event) {
-        let mut queue = VecDeque::from([event]);
+        self.feed_all([event]);
+    }
+
+    /// Steps the updater with `events` in order, and every event their synchronous actions
+    /// produce.
+    fn feed_all(&mut self, events: impl IntoIterator<Item = Event>) {
+        let mut queue: VecDeque<Event> = events.into_iter().collect();
         while let Some(event) = queue.pop_front() {
             let holds_before = self.updater.holds().to_vec();
             let error_before = self.updater.last_error().cloned();
@@ -342,6 +352,33 @@ impl Daemon {
                 }
                 crate::memory::settle_after_install();
                 None
+            }
+            Action::SetCandidate(version) => {
+                let result = self.locked(|layout| layout.set_candidate(&model, version.as_ref()));
+                let now = self.layout.candidate(&model).ok().flatten();
+                Some(Event::CandidateSet(match (result, version) {
+                    (Ok(()), version) => {
+                        match &version {
+                            Some(v) => {
+                                info!(%model, version = %v, "candidate staged beside current")
+                            }
+                            None => info!(%model, "candidate removed"),
+                        }
+                        Ok(version)
+                    }
+                    (Err(message), Some(v)) if now.as_ref() != Some(&v) => Err(InstallError {
+                        version: v,
+                        kind: ErrorKind::Disk,
+                        message,
+                        at: unix_now(),
+                    }),
+                    (Err(message), version) => {
+                        // The link is as asked (only tidying failed), or removing it failed:
+                        // either way go on; start-up reconciliation tidies what is left.
+                        warn!(%model, "setting the candidate: {message}");
+                        Ok(version)
+                    }
+                }))
             }
             Action::RetryAfter(attempt) => {
                 let delay =
@@ -516,8 +553,10 @@ impl Daemon {
             events,
             metrics: Vec::new(),
         };
-        self.metrics
-            .set_current(self.updater.slots().current.clone());
+        self.metrics.set_serving(
+            self.updater.slots().current.clone(),
+            self.updater.candidate().cloned(),
+        );
         self.reports.send_if_modified(|current| {
             if *current == report {
                 false

@@ -12,6 +12,9 @@
 //!
 //! the outcome (`ok` or `error`), the latency in milliseconds, then any `name=value` custom
 //! metrics. Requests are counted against the version `current` points at when they arrive.
+//! During a shadow rollout wave the application also runs the version the `candidate` link
+//! names on the same inputs and reports those runs with a leading `shadow`
+//! (`shadow ok 14.2`); they count against the candidate, and are dropped when there is none.
 //! From a shell: `printf 'ok 12\n' | socat - UNIX-SENDTO:/var/lib/ferry/metrics.sock`; from
 //! Python: `socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"ok 12", path)`.
 //! Malformed datagrams are counted and dropped; the number of versions and custom names kept
@@ -34,6 +37,8 @@ const MAX_NAME: usize = 64;
 /// One request as the application reported it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
+    /// The candidate served it, in shadow.
+    pub shadow: bool,
     /// It succeeded.
     pub ok: bool,
     /// How long it took, in milliseconds.
@@ -44,7 +49,8 @@ pub struct Sample {
 
 /// Parses one datagram (see the module documentation).
 pub fn parse(line: &str) -> Result<Sample, String> {
-    let mut words = line.split_whitespace();
+    let mut words = line.split_whitespace().peekable();
+    let shadow = words.next_if_eq(&"shadow").is_some();
     let ok = match words.next() {
         Some("ok") => true,
         Some("error") => false,
@@ -68,6 +74,7 @@ pub fn parse(line: &str) -> Result<Sample, String> {
         custom.push((name.to_owned(), value));
     }
     Ok(Sample {
+        shadow,
         ok,
         latency_ms,
         custom,
@@ -84,6 +91,7 @@ pub struct Intake {
 #[derive(Debug, Default)]
 struct Totals {
     current: Option<Version>,
+    candidate: Option<Version>,
     by_version: BTreeMap<Version, VersionMetrics>,
     dropped: u64,
 }
@@ -101,15 +109,31 @@ impl Intake {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The version requests now count against.
-    pub fn set_current(&self, version: Option<Version>) {
-        self.totals().current = version;
+    /// The versions requests now count against: `current`, and `candidate` for shadow runs.
+    /// A version that starts serving again starts from zero, so figures from an earlier
+    /// attempt (say, a rollout rolled back and retried) never speak for this one.
+    pub fn set_serving(&self, current: Option<Version>, candidate: Option<Version>) {
+        let mut totals = self.totals();
+        for version in [&current, &candidate].into_iter().flatten() {
+            if totals.current.as_ref() != Some(version)
+                && totals.candidate.as_ref() != Some(version)
+            {
+                totals.by_version.remove(version);
+            }
+        }
+        totals.current = current;
+        totals.candidate = candidate;
     }
 
-    /// Counts one request against the current version.
+    /// Counts one request against the version that served it.
     pub fn record(&self, sample: &Sample) {
         let mut totals = self.totals();
-        let Some(version) = totals.current.clone() else {
+        let serving = if sample.shadow {
+            &totals.candidate
+        } else {
+            &totals.current
+        };
+        let Some(version) = serving.clone() else {
             totals.dropped += 1;
             return;
         };
@@ -154,7 +178,8 @@ impl Intake {
             .collect()
     }
 
-    /// Datagrams dropped (malformed, or before any version was active).
+    /// Datagrams dropped (malformed, before any version was active, or shadow runs without a
+    /// candidate).
     pub fn dropped(&self) -> u64 {
         self.totals().dropped
     }
@@ -207,6 +232,7 @@ mod tests {
         assert_eq!(
             parse("error 230 confidence=0.41").unwrap(),
             Sample {
+                shadow: false,
                 ok: false,
                 latency_ms: 230.0,
                 custom: vec![("confidence".into(), 0.41)]
@@ -221,25 +247,41 @@ mod tests {
             "ok 1 x",
             "ok 1 =2",
             "ok 1 a=inf",
+            "shadow",
+            "shadow shadow ok 1",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         let intake = Intake::new("m".parse().unwrap());
         intake.record(&parse("ok 1").unwrap());
         assert_eq!(intake.dropped(), 1, "nothing active yet");
-        intake.set_current(Some("1.0.0".parse().unwrap()));
+        intake.set_serving(Some("1.0.0".parse().unwrap()), None);
         intake.record(&parse("ok 3").unwrap());
         intake.record(&parse("error 40 c=2").unwrap());
-        intake.set_current(Some("2.0.0".parse().unwrap()));
-        intake.record(&parse("ok 5").unwrap());
+        intake.record(&parse("shadow ok 3").unwrap());
+        assert_eq!(intake.dropped(), 2, "a shadow run without a candidate");
+        intake.set_serving(
+            Some("1.0.0".parse().unwrap()),
+            Some("2.0.0".parse().unwrap()),
+        );
+        intake.record(&parse("shadow ok 5").unwrap());
         let snap = intake.snapshot();
         assert_eq!(snap.len(), 2);
         assert_eq!((snap[0].metrics.requests, snap[0].metrics.errors), (2, 1));
         assert_eq!(snap[0].metrics.custom["c"].mean(), Some(2.0));
         assert_eq!(snap[1].metrics.requests, 1);
+        // A version that serves again starts from zero.
+        intake.set_serving(Some("1.0.0".parse().unwrap()), None);
+        intake.set_serving(
+            Some("1.0.0".parse().unwrap()),
+            Some("2.0.0".parse().unwrap()),
+        );
+        intake.record(&parse("shadow ok 5").unwrap());
+        let snap = intake.snapshot();
+        assert_eq!((snap[0].metrics.requests, snap[1].metrics.requests), (2, 1));
         // Bounded: a client cycling through versions or names cannot grow the agent.
         for i in 0..100 {
-            intake.set_current(Some(format!("3.0.{i}").parse().unwrap()));
+            intake.set_serving(Some(format!("3.0.{i}").parse().unwrap()), None);
             intake.record(&parse(&format!("ok 1 n{i}=1")).unwrap());
         }
         assert!(intake.snapshot().len() <= MAX_REPORTED_METRICS);
@@ -250,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.sock");
         let intake = Intake::new("m".parse().unwrap());
-        intake.set_current(Some("1.0.0".parse().unwrap()));
+        intake.set_serving(Some("1.0.0".parse().unwrap()), None);
         let server = tokio::spawn({
             let (path, intake) = (path.clone(), intake.clone());
             async move { serve(&path, intake).await }

@@ -96,7 +96,7 @@ pub struct SessionParams {
     pub client: quinn::ClientConfig,
     /// The pinning verifier (for explaining failures).
     pub pinned: Arc<PinnedCert>,
-    /// Model metrics from the application, sent with each heartbeat.
+    /// Model metrics from the application, sent with every report.
     pub metrics: Arc<crate::metrics::Intake>,
 }
 
@@ -172,7 +172,10 @@ async fn one_session(
             model: config.model.clone(),
             alias: config.alias.clone(),
         }],
-        report: reports.borrow_and_update().clone(),
+        report: DeviceReport {
+            metrics: params.metrics.snapshot(),
+            ..reports.borrow_and_update().clone()
+        },
     };
     write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
     // Whatever version the coordinator speaks, its refusal is variant 0 and readable.
@@ -248,7 +251,10 @@ async fn one_session(
                 if changed.is_err() {
                     break Ok(());
                 }
-                let report = reports.borrow_and_update().clone();
+                // With the metrics: a version that (re)starts serving starts from zero, and
+                // the coordinator must not judge it by figures from before.
+                let mut report = reports.borrow_and_update().clone();
+                report.metrics = params.metrics.snapshot();
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }
             _ = heartbeat.tick() => {

@@ -5,8 +5,14 @@
 //! STATE/staging/MODEL/VERSION/    downloads in progress (kept across restarts to resume)
 //! STATE/models/MODEL/current  ->  ../../versions/MODEL/VERSION
 //! STATE/models/MODEL/previous ->  ../../versions/MODEL/VERSION
+//! STATE/models/MODEL/candidate -> ../../versions/MODEL/VERSION   (shadow waves only)
 //! STATE/models/MODEL/switch.journal
 //! ```
+//!
+//! `candidate` names a version staged beside `current` during a shadow rollout wave: the
+//! application may load it and run it on the same inputs, but nothing serves it, no switch
+//! touches it and a rollback never returns to it. Garbage collection keeps every version a
+//! link (or an unfinished switch's journal) names.
 //!
 //! A switch changes two links, which no single syscall can do, so it first writes a journal
 //! naming the slots before and after, then flips each link by rename. At start,
@@ -146,6 +152,11 @@ impl Layout {
         self.model_dir(model).join("previous")
     }
 
+    /// The `candidate` link: a version staged for shadow traffic.
+    pub fn candidate_link(&self, model: &ModelName) -> PathBuf {
+        self.model_dir(model).join("candidate")
+    }
+
     fn journal_path(&self, model: &ModelName) -> PathBuf {
         self.model_dir(model).join("switch.journal")
     }
@@ -192,6 +203,36 @@ impl Layout {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_at(link)(e)),
         }
+    }
+
+    /// The version the `candidate` link names, if complete on disk.
+    pub fn candidate(&self, model: &ModelName) -> Result<Option<Version>, SlotError> {
+        self.read_link(model, &self.candidate_link(model))
+    }
+
+    /// Points `candidate` at the installed `version`, or removes the link; then removes the
+    /// versions no link names any more.
+    pub fn set_candidate(
+        &self,
+        model: &ModelName,
+        version: Option<&Version>,
+    ) -> Result<(), SlotError> {
+        if let Some(version) = version
+            && !self.is_installed(model, version)
+        {
+            return Err(SlotError::NotInstalled {
+                model: model.to_string(),
+                version: version.clone(),
+            });
+        }
+        let dir = self.model_dir(model);
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let link = self.candidate_link(model);
+        set_link(&link, version.map(|v| link_target(model, v)).as_deref()).map_err(io_at(&link))?;
+        fsync_dir(&dir).map_err(io_at(&dir))?;
+        let slots = self.slots(model)?;
+        self.collect_garbage(model, &[&slots])?;
+        Ok(())
     }
 
     /// The version in probation, if a switch awaits confirmation.
@@ -298,13 +339,7 @@ impl Layout {
         slots: &Slots,
         crash: &mut dyn FnMut() -> bool,
     ) -> Result<(), SlotError> {
-        let target = |v: &Option<Version>| {
-            v.as_ref().map(|v| {
-                Path::new("../../versions")
-                    .join(model.as_str())
-                    .join(v.to_string())
-            })
-        };
+        let target = |v: &Option<Version>| v.as_ref().map(|v| link_target(model, v));
         let previous = self.previous_link(model);
         set_link(&previous, target(&slots.previous).as_deref()).map_err(io_at(&previous))?;
         if crash() {
@@ -394,6 +429,11 @@ impl Layout {
             removed.push("current named no complete version; previous made current".into());
         }
         self.apply(model, &slots, &mut || false)?;
+        let candidate = self.candidate_link(model);
+        if fs::symlink_metadata(&candidate).is_ok() && self.candidate(model)?.is_none() {
+            fs::remove_file(&candidate).map_err(io_at(&candidate))?;
+            removed.push("candidate named no complete version".into());
+        }
         removed.extend(self.collect_garbage(model, &[&slots])?);
         Ok(Reconciled {
             slots,
@@ -402,17 +442,23 @@ impl Layout {
         })
     }
 
-    /// Removes installed versions that none of `keep` names.
+    /// Removes installed versions that none of `keep`, the `candidate` link nor an unfinished
+    /// switch names.
     fn collect_garbage(
         &self,
         model: &ModelName,
         keep: &[&Slots],
     ) -> Result<Vec<String>, SlotError> {
         let mut removed = Vec::new();
+        let candidate = self.candidate(model)?;
+        let journal = self.read_journal(model)?;
+        let journaled = journal.iter().flat_map(|j| [&j.before, &j.after]);
+        let keep: Vec<&Slots> = keep.iter().copied().chain(journaled).collect();
         for version in self.installed(model)? {
-            let kept = keep.iter().any(|s| {
-                s.current.as_ref() == Some(&version) || s.previous.as_ref() == Some(&version)
-            });
+            let kept = candidate.as_ref() == Some(&version)
+                || keep.iter().any(|s| {
+                    s.current.as_ref() == Some(&version) || s.previous.as_ref() == Some(&version)
+                });
             if !kept {
                 let dir = self.version_dir(model, &version);
                 remove_tree(&dir).map_err(io_at(&dir))?;
@@ -430,6 +476,13 @@ impl Layout {
     pub fn artifact_path(&self, model: &ModelName, version: &Version, file: &str) -> PathBuf {
         self.version_dir(model, version).join(file)
     }
+}
+
+/// Where a link to `version` points, relative to the model directory.
+fn link_target(model: &ModelName, version: &Version) -> PathBuf {
+    Path::new("../../versions")
+        .join(model.as_str())
+        .join(version.to_string())
 }
 
 #[cfg(test)]
@@ -583,5 +636,66 @@ mod tests {
         fs::remove_dir_all(layout.version_dir(&model(), &v("2.0.0"))).unwrap();
         let r = layout.reconcile(&model()).unwrap();
         assert_eq!(r.slots, slots(Some("1.0.0"), None));
+    }
+
+    #[test]
+    fn a_candidate_survives_switches_and_clearing_it_removes_it() {
+        let (_dir, layout) = two_versions();
+        assert!(matches!(
+            layout.set_candidate(&model(), Some(&v("3.0.0"))),
+            Err(SlotError::NotInstalled { .. })
+        ));
+        install(&layout, "3.0.0");
+        layout.set_candidate(&model(), Some(&v("3.0.0"))).unwrap();
+        assert_eq!(layout.candidate(&model()).unwrap(), Some(v("3.0.0")));
+        assert_eq!(
+            layout.slots(&model()).unwrap(),
+            slots(Some("2.0.0"), Some("1.0.0")),
+            "staging a candidate switches nothing"
+        );
+        let file = fs::read_to_string(layout.candidate_link(&model()).join("model.bin")).unwrap();
+        assert_eq!(file, "3.0.0");
+        // A confirmed switch and a restart keep the candidate.
+        install(&layout, "4.0.0");
+        layout.switch(&model(), &v("4.0.0"), true).unwrap();
+        layout.commit(&model()).unwrap();
+        layout.reconcile(&model()).unwrap();
+        assert_eq!(
+            layout.installed(&model()).unwrap(),
+            vec![v("2.0.0"), v("3.0.0"), v("4.0.0")]
+        );
+        layout.set_candidate(&model(), None).unwrap();
+        assert!(fs::symlink_metadata(layout.candidate_link(&model())).is_err());
+        assert_eq!(
+            layout.installed(&model()).unwrap(),
+            vec![v("2.0.0"), v("4.0.0")],
+            "the cleared candidate is removed"
+        );
+    }
+
+    #[test]
+    fn a_candidate_that_became_current_stays_when_the_link_goes() {
+        let (_dir, layout) = two_versions();
+        install(&layout, "3.0.0");
+        layout.set_candidate(&model(), Some(&v("3.0.0"))).unwrap();
+        layout.switch(&model(), &v("3.0.0"), true).unwrap();
+        layout.commit(&model()).unwrap();
+        layout.set_candidate(&model(), None).unwrap();
+        assert_eq!(
+            layout.installed(&model()).unwrap(),
+            vec![v("2.0.0"), v("3.0.0")]
+        );
+    }
+
+    #[test]
+    fn a_dangling_candidate_is_dropped_at_start() {
+        let (_dir, layout) = two_versions();
+        install(&layout, "3.0.0");
+        layout.set_candidate(&model(), Some(&v("3.0.0"))).unwrap();
+        fs::remove_dir_all(layout.version_dir(&model(), &v("3.0.0"))).unwrap();
+        let r = layout.reconcile(&model()).unwrap();
+        assert!(r.removed.iter().any(|n| n.contains("candidate")), "{r:?}");
+        assert!(fs::symlink_metadata(layout.candidate_link(&model())).is_err());
+        assert_eq!(r.slots, slots(Some("2.0.0"), Some("1.0.0")));
     }
 }

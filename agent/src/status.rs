@@ -38,6 +38,9 @@ pub struct ModelStatus {
     pub current: Option<Version>,
     /// Version `previous` names.
     pub previous: Option<Version>,
+    /// Version `candidate` names (staged for shadow traffic, not serving).
+    #[serde(default)]
+    pub candidate: Option<Version>,
     /// Where `current` points.
     pub current_path: Option<PathBuf>,
     /// Complete versions on disk.
@@ -71,6 +74,7 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
             current_path: std::fs::canonicalize(layout.current_link(model)).ok(),
             current: slots.current,
             previous: slots.previous,
+            candidate: layout.candidate(model)?,
             installed: layout.installed(model)?,
             in_probation: layout.in_probation(model)?,
             holds: memory.holds,
@@ -112,6 +116,9 @@ pub fn print(status: &AgentStatus) {
         println!("  previous  {}", dash(&m.previous));
         if let Some(p) = &m.current_path {
             println!("  path      {}", p.display());
+        }
+        if let Some(c) = &m.candidate {
+            println!("  candidate {c} (shadow: staged, not serving)");
         }
         let installed: Vec<String> = m.installed.iter().map(ToString::to_string).collect();
         println!("  on disk   {}", installed.join(", "));

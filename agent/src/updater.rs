@@ -10,6 +10,12 @@
 //!   └──── hold the version ◀── rolled back ◀── RollingBack ◀────────────────────┘
 //! ```
 //!
+//! Beside what runs, the coordinator may name a *candidate* (a shadow rollout wave): once
+//! the desired version runs, the machine stages the candidate and points the `candidate` link
+//! at it without switching, so the application can run it on the same inputs; when the
+//! coordinator stops naming it, the link and the version go. A candidate that later becomes
+//! the desired version is switched to without downloading it again.
+//!
 //! A version that failed its health check, whose release is unusable here, or that an
 //! operator rolled back from on the device is *held*: not installed again until the
 //! coordinator asks for a different version. A device may hold several versions at once (a
@@ -18,7 +24,9 @@
 
 use ferry_shared::select::{DeviceProfile, select_variant};
 use ferry_shared::sign::{Keyring, SignedRelease};
-use ferry_shared::wire::{DesiredState, ErrorKind, EventKind, InstallError, ModelReport, Phase};
+use ferry_shared::wire::{
+    DesiredRelease, DesiredState, ErrorKind, EventKind, InstallError, ModelReport, Phase,
+};
 use ferry_shared::{ModelName, Variant, Version};
 
 use crate::slots::Slots;
@@ -46,17 +54,29 @@ pub enum Desire {
     Unusable(InstallError),
 }
 
-/// Checks a desired state against the device's trust and hardware. Pure.
+/// Checks a desired state against the device's trust and hardware: what to run, and the
+/// candidate to stage beside it. Pure.
 pub fn admit(
     desired: &DesiredState,
     model: &ModelName,
     trusted: &Keyring,
     device: &DeviceProfile,
     now: u64,
-) -> Desire {
-    let Some(wanted) = &desired.release else {
-        return Desire::Nothing;
+) -> (Desire, Desire) {
+    let check = |wanted: &Option<DesiredRelease>| match wanted {
+        None => Desire::Nothing,
+        Some(wanted) => admit_release(wanted, model, trusted, device, now),
     };
+    (check(&desired.release), check(&desired.candidate))
+}
+
+fn admit_release(
+    wanted: &DesiredRelease,
+    model: &ModelName,
+    trusted: &Keyring,
+    device: &DeviceProfile,
+    now: u64,
+) -> Desire {
     let refuse = |kind, message: String| {
         Desire::Unusable(InstallError {
             version: wanted.version.clone(),
@@ -107,6 +127,11 @@ pub fn admit(
 pub enum Event {
     /// The coordinator's wish, admitted.
     Desired(Desire),
+    /// The candidate the coordinator wants staged beside it, admitted (`Nothing`: none).
+    Candidate(Desire),
+    /// The `candidate` link names this version now (or none); or pointing it at a version
+    /// failed, and the version is held.
+    CandidateSet(Result<Option<Version>, InstallError>),
     /// The version is complete and verified on disk.
     Staged(Version),
     /// Download, verification or writing failed; the device is unchanged.
@@ -151,6 +176,9 @@ pub enum Action {
     RollBack,
     /// Confirm the probation; remove what no slot names.
     Commit,
+    /// Point the `candidate` link at this installed version, or remove it, then remove the
+    /// versions no link names; feed back `CandidateSet`.
+    SetCandidate(Option<Version>),
     /// Feed `RetryDue` after a backoff for this attempt number.
     RetryAfter(u32),
     /// Record and report an event.
@@ -178,7 +206,10 @@ enum Work {
 pub struct Updater {
     model: ModelName,
     slots: Slots,
+    /// What the `candidate` link names.
+    candidate: Option<Version>,
     desire: Option<Desire>,
+    candidate_desire: Desire,
     work: Work,
     holds: Vec<Hold>,
     last_error: Option<InstallError>,
@@ -190,13 +221,16 @@ impl Updater {
     pub fn new(
         model: ModelName,
         slots: Slots,
+        candidate: Option<Version>,
         holds: Vec<Hold>,
         last_error: Option<InstallError>,
     ) -> Self {
         Self {
             model,
             slots,
+            candidate,
             desire: None,
+            candidate_desire: Desire::Nothing,
             work: Work::Idle,
             holds,
             last_error,
@@ -207,6 +241,11 @@ impl Updater {
     /// The slots as the machine knows them.
     pub fn slots(&self) -> &Slots {
         &self.slots
+    }
+
+    /// The version the `candidate` link names.
+    pub fn candidate(&self) -> Option<&Version> {
+        self.candidate.as_ref()
     }
 
     /// The versions held back.
@@ -241,25 +280,22 @@ impl Updater {
         let mut actions = Vec::new();
         match event {
             Event::Desired(desire) => {
-                let wanted = desired_version(&desire);
-                // A hold lasts until the coordinator asks for a different version.
-                self.holds.retain(|h| Some(&h.version) == wanted);
-                if let Work::Waiting(v) = &self.work
-                    && Some(v) != wanted
-                {
-                    self.work = Work::Idle;
-                    self.attempts = 0;
-                }
-                if let Desire::Unusable(error) = &desire {
-                    let new = self.held(&error.version).is_none();
-                    if new && self.slots.current.as_ref() != Some(&error.version) {
-                        self.add_hold(&error.version, format!("{}: {}", error.kind, error.message));
-                        self.last_error = Some(error.clone());
-                        actions.push(Action::Emit(EventKind::InstallFailed(error.clone())));
-                    }
-                }
+                actions.extend(self.admitted(&desire, &self.candidate_desire.clone()));
                 self.desire = Some(desire);
             }
+            Event::Candidate(desire) => {
+                let run = self.desire.clone().unwrap_or(Desire::Nothing);
+                actions.extend(self.admitted(&run, &desire));
+                self.candidate_desire = desire;
+            }
+            Event::CandidateSet(result) => match result {
+                Ok(candidate) => self.candidate = candidate,
+                Err(error) => {
+                    let reason = format!("{}: {}", error.kind, error.message);
+                    self.add_hold(&error.version, reason);
+                    actions.extend(self.failed(error));
+                }
+            },
             Event::Staged(version) => {
                 if self.work == Work::Staging(version.clone()) {
                     if self.target().is_some_and(|t| t.version == version) {
@@ -267,6 +303,16 @@ impl Updater {
                         return vec![Action::Switch(version)];
                     }
                     self.work = Work::Idle;
+                    if self.wanted_candidate() == Some(&version) {
+                        return vec![Action::SetCandidate(Some(version))];
+                    }
+                    // Nobody wants it any more: start what is wanted, or else tidy it away
+                    // (re-setting the link as it is removes what no link names).
+                    let next = self.next();
+                    if next.is_empty() {
+                        return vec![Action::SetCandidate(self.candidate.clone())];
+                    }
+                    return next;
                 }
             }
             Event::StageFailed { error, retryable } => {
@@ -314,7 +360,9 @@ impl Updater {
                     self.work = Work::Idle;
                     self.last_error = None;
                     self.attempts = 0;
-                    return vec![Action::Commit, Action::Emit(event)];
+                    let mut actions = vec![Action::Commit, Action::Emit(event)];
+                    actions.extend(self.next());
+                    return actions;
                 }
             }
             Event::HealthFailed(error) => {
@@ -378,22 +426,74 @@ impl Updater {
         }
     }
 
-    /// Starts work when idle and the desired version differs from what runs.
+    /// Takes note of a new desired version and candidate: holds on versions neither names
+    /// go, a retry of a version neither names stops, and an unusable one is held and reported.
+    fn admitted(&mut self, run: &Desire, candidate: &Desire) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let (run_v, candidate_v) = (desired_version(run), desired_version(candidate));
+        let wanted = |v: &Version| Some(v) == run_v || Some(v) == candidate_v;
+        // A hold lasts until the coordinator asks for a different version.
+        self.holds.retain(|h| wanted(&h.version));
+        if let Work::Waiting(v) = &self.work
+            && !wanted(v)
+        {
+            self.work = Work::Idle;
+            self.attempts = 0;
+        }
+        for desire in [run, candidate] {
+            if let Desire::Unusable(error) = desire {
+                let new = self.held(&error.version).is_none();
+                if new && self.slots.current.as_ref() != Some(&error.version) {
+                    self.add_hold(&error.version, format!("{}: {}", error.kind, error.message));
+                    self.last_error = Some(error.clone());
+                    actions.push(Action::Emit(EventKind::InstallFailed(error.clone())));
+                }
+            }
+        }
+        actions
+    }
+
+    /// The candidate the coordinator wants staged, if it is usable here.
+    fn wanted_candidate(&self) -> Option<&Version> {
+        match &self.candidate_desire {
+            Desire::Run(t) => Some(&t.version),
+            _ => None,
+        }
+    }
+
+    /// Starts work when idle: first the desired version, when it differs from what runs;
+    /// then the candidate link, when it differs from what the coordinator wants staged.
     fn next(&mut self) -> Vec<Action> {
         if self.work != Work::Idle {
             return Vec::new();
         }
-        let Some(target) = self.target() else {
-            return Vec::new();
-        };
-        if self.slots.current.as_ref() == Some(&target.version)
-            || self.held(&target.version).is_some()
+        if let Some(target) = self.target()
+            && self.slots.current.as_ref() != Some(&target.version)
+            && self.held(&target.version).is_none()
         {
-            return Vec::new();
+            let target = target.clone();
+            self.work = Work::Staging(target.version.clone());
+            return vec![Action::Stage(target)];
         }
-        let target = target.clone();
-        self.work = Work::Staging(target.version.clone());
-        vec![Action::Stage(target)]
+        let stage = match &self.candidate_desire {
+            Desire::Run(t)
+                if self.slots.current.as_ref() != Some(&t.version)
+                    && self.held(&t.version).is_none() =>
+            {
+                Some(t)
+            }
+            _ => None,
+        };
+        match stage {
+            Some(t) if self.candidate.as_ref() == Some(&t.version) => Vec::new(),
+            Some(t) => {
+                let t = t.clone();
+                self.work = Work::Staging(t.version.clone());
+                vec![Action::Stage(t)]
+            }
+            None if self.candidate.is_some() => vec![Action::SetCandidate(None)],
+            None => Vec::new(),
+        }
     }
 
     /// The report of this model for the coordinator.
@@ -419,6 +519,7 @@ impl Updater {
             model: self.model.clone(),
             active: self.slots.current.clone(),
             previous: self.slots.previous.clone(),
+            candidate: self.candidate.clone(),
             phase,
             last_error: self.last_error.clone(),
         }
@@ -488,7 +589,7 @@ mod tests {
     }
 
     fn on_v1() -> Updater {
-        Updater::new(model(), slots("1.0.0", None), Vec::new(), None)
+        Updater::new(model(), slots("1.0.0", None), None, Vec::new(), None)
     }
 
     /// Drives a full successful install of `version` and returns the emitted events.
@@ -683,7 +784,13 @@ mod tests {
         // The bug the demo found: the device failed 3.0.0's health check and held it; then an
         // operator rolled back 2.0.0 -> 1.0.0 on the device. Both holds must stand, or the
         // daemon reinstalls the known-bad 3.0.0.
-        let mut u = Updater::new(model(), slots("2.0.0", Some("1.0.0")), Vec::new(), None);
+        let mut u = Updater::new(
+            model(),
+            slots("2.0.0", Some("1.0.0")),
+            None,
+            Vec::new(),
+            None,
+        );
         install(&mut u, "3.0.0");
         u.step(Event::HealthFailed(error("3.0.0", ErrorKind::HealthCheck)));
         u.step(Event::RolledBack(slots("2.0.0", Some("1.0.0"))));
@@ -708,12 +815,140 @@ mod tests {
 
     #[test]
     fn returning_to_the_previous_version_needs_no_download_decision_beyond_stage() {
-        let mut u = Updater::new(model(), slots("2.0.0", Some("1.0.0")), Vec::new(), None);
+        let mut u = Updater::new(
+            model(),
+            slots("2.0.0", Some("1.0.0")),
+            None,
+            Vec::new(),
+            None,
+        );
         // Staging an installed version is the daemon's no-op; the machine treats it uniformly.
         assert_eq!(
             u.step(Event::Desired(Desire::Run(target("1.0.0")))),
             vec![Action::Stage(target("1.0.0"))]
         );
+    }
+
+    /// On 1.0.0 (desired), with `candidate` staged beside it as the coordinator asks.
+    fn shadowing(candidate: &str) -> Updater {
+        let mut u = on_v1();
+        assert!(
+            u.step(Event::Desired(Desire::Run(target("1.0.0"))))
+                .is_empty()
+        );
+        assert_eq!(
+            u.step(Event::Candidate(Desire::Run(target(candidate)))),
+            vec![Action::Stage(target(candidate))]
+        );
+        assert_eq!(u.report().phase, Phase::Fetching(v(candidate)));
+        assert_eq!(
+            u.step(Event::Staged(v(candidate))),
+            vec![Action::SetCandidate(Some(v(candidate)))]
+        );
+        assert!(
+            u.step(Event::CandidateSet(Ok(Some(v(candidate)))))
+                .is_empty()
+        );
+        u
+    }
+
+    #[test]
+    fn a_candidate_is_staged_beside_current_without_switching() {
+        let u = shadowing("2.0.0");
+        let report = u.report();
+        assert_eq!(report.active, Some(v("1.0.0")));
+        assert_eq!(report.candidate, Some(v("2.0.0")));
+        assert_eq!(report.phase, Phase::Idle);
+        assert_eq!(u.slots(), &slots("1.0.0", None), "nothing switched");
+    }
+
+    #[test]
+    fn a_candidate_the_coordinator_drops_is_removed() {
+        let mut u = shadowing("2.0.0");
+        assert_eq!(
+            u.step(Event::Candidate(Desire::Nothing)),
+            vec![Action::SetCandidate(None)]
+        );
+        assert!(u.step(Event::CandidateSet(Ok(None))).is_empty());
+        assert_eq!(u.report().candidate, None);
+    }
+
+    #[test]
+    fn a_candidate_that_becomes_desired_is_switched_to_and_its_link_goes() {
+        let mut u = shadowing("2.0.0");
+        // The shadow wave gives way to a serving one: run 2.0.0, no candidate.
+        assert_eq!(
+            u.step(Event::Desired(Desire::Run(target("2.0.0")))),
+            vec![Action::Stage(target("2.0.0"))],
+            "staging an installed version is the daemon's no-op"
+        );
+        assert!(u.step(Event::Candidate(Desire::Nothing)).is_empty());
+        assert_eq!(
+            u.step(Event::Staged(v("2.0.0"))),
+            vec![Action::Switch(v("2.0.0"))]
+        );
+        u.step(Event::Switched(slots("2.0.0", Some("1.0.0"))));
+        let actions = u.step(Event::HealthPassed);
+        assert_eq!(actions[0], Action::Commit);
+        assert_eq!(actions.last(), Some(&Action::SetCandidate(None)));
+        u.step(Event::CandidateSet(Ok(None)));
+        let report = u.report();
+        assert_eq!((report.active, report.candidate), (Some(v("2.0.0")), None));
+    }
+
+    #[test]
+    fn the_desired_version_goes_before_the_candidate() {
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("2.0.0"))));
+        assert!(
+            u.step(Event::Candidate(Desire::Run(target("3.0.0"))))
+                .is_empty(),
+            "busy installing 2.0.0"
+        );
+        u.step(Event::Staged(v("2.0.0")));
+        u.step(Event::Switched(slots("2.0.0", Some("1.0.0"))));
+        let actions = u.step(Event::HealthPassed);
+        assert_eq!(actions.last(), Some(&Action::Stage(target("3.0.0"))));
+    }
+
+    #[test]
+    fn an_unusable_or_failing_candidate_is_held_and_reported() {
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("1.0.0"))));
+        let actions = u.step(Event::Candidate(Desire::Unusable(error(
+            "2.0.0",
+            ErrorKind::Signature,
+        ))));
+        assert!(
+            matches!(actions.as_slice(), [Action::Emit(EventKind::InstallFailed(e))] if e.version == v("2.0.0")),
+            "{actions:?}"
+        );
+        assert_eq!(u.holds().len(), 1);
+        // A download that keeps failing is retried while wanted, and stops when not.
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("1.0.0"))));
+        u.step(Event::Candidate(Desire::Run(target("2.0.0"))));
+        let actions = u.step(Event::StageFailed {
+            error: error("2.0.0", ErrorKind::Download),
+            retryable: true,
+        });
+        assert_eq!(actions.last(), Some(&Action::RetryAfter(1)));
+        assert!(u.step(Event::Candidate(Desire::Nothing)).is_empty());
+        assert!(u.step(Event::RetryDue).is_empty(), "nothing to retry");
+        // Pointing the link fails (disk): held, reported, not retried in a loop.
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("1.0.0"))));
+        u.step(Event::Candidate(Desire::Run(target("2.0.0"))));
+        u.step(Event::Staged(v("2.0.0")));
+        let actions = u.step(Event::CandidateSet(Err(error("2.0.0", ErrorKind::Disk))));
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Action::Emit(EventKind::InstallFailed(_))]
+            ),
+            "{actions:?}"
+        );
+        assert!(u.holds().iter().any(|h| h.version == v("2.0.0")));
     }
 
     fn signed_desired(
@@ -746,6 +981,7 @@ mod tests {
                 version: v(version),
                 envelope: signed.envelope_bytes,
             }),
+            candidate: None,
         }
     }
 
@@ -759,7 +995,7 @@ mod tests {
         };
         let ok = signed_desired(&key, "m", "2.0.0", Accelerator::Cpu);
         assert!(matches!(
-            admit(&ok, &model(), &trusted, &cpu, 0),
+            admit(&ok, &model(), &trusted, &cpu, 0).0,
             Desire::Run(_)
         ));
 
@@ -770,7 +1006,7 @@ mod tests {
             Accelerator::Cpu,
         );
         assert!(matches!(
-            admit(&stranger, &model(), &trusted, &cpu, 0),
+            admit(&stranger, &model(), &trusted, &cpu, 0).0,
             Desire::Unusable(InstallError {
                 kind: ErrorKind::Signature,
                 ..
@@ -779,7 +1015,7 @@ mod tests {
 
         let other_model = signed_desired(&key, "other", "2.0.0", Accelerator::Cpu);
         assert!(matches!(
-            admit(&other_model, &model(), &trusted, &cpu, 0),
+            admit(&other_model, &model(), &trusted, &cpu, 0).0,
             Desire::Unusable(InstallError {
                 kind: ErrorKind::Signature,
                 ..
@@ -788,7 +1024,7 @@ mod tests {
 
         let gpu_only = signed_desired(&key, "m", "2.0.0", Accelerator::Gpu);
         assert!(matches!(
-            admit(&gpu_only, &model(), &trusted, &cpu, 0),
+            admit(&gpu_only, &model(), &trusted, &cpu, 0).0,
             Desire::Unusable(InstallError {
                 kind: ErrorKind::IncompatibleHardware,
                 ..
@@ -800,8 +1036,22 @@ mod tests {
             r.version = v("9.0.0");
         }
         assert!(matches!(
-            admit(&lying, &model(), &trusted, &cpu, 0),
+            admit(&lying, &model(), &trusted, &cpu, 0).0,
             Desire::Unusable(_)
+        ));
+
+        // A candidate is checked exactly like the version to run.
+        let mut shadow = ok.clone();
+        shadow.candidate = stranger.release.clone();
+        assert!(matches!(
+            admit(&shadow, &model(), &trusted, &cpu, 0),
+            (
+                Desire::Run(_),
+                Desire::Unusable(InstallError {
+                    kind: ErrorKind::Signature,
+                    ..
+                })
+            )
         ));
     }
 }

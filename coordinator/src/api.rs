@@ -304,6 +304,9 @@ pub struct RolloutDevices {
     pub targeted: u64,
     /// Running the target.
     pub on_target: u64,
+    /// With the target staged as their shadow candidate.
+    #[serde(default)]
+    pub shadowing: u64,
     /// Whose install of the target failed.
     pub install_failed: u64,
     /// Where the target failed its health check.
@@ -331,6 +334,9 @@ pub struct RolloutView {
     pub waves_in_force: usize,
     /// Cumulative percent of each wave.
     pub waves: Vec<f64>,
+    /// Which waves are shadow waves (by index).
+    #[serde(default)]
+    pub shadow_waves: Vec<usize>,
     /// Why it rolled back or was aborted.
     pub reason: Option<String>,
     /// Who created it, when.

@@ -27,7 +27,7 @@ pub struct DesiredCache {
 struct Inner {
     generation: u64,
     by_alias: HashMap<(ModelName, AliasName), Arc<DesiredState>>,
-    /// Rollouts that can steer devices (not completed, not aborted), newest first.
+    /// Rollouts that can steer devices, newest first (see [`steering_rollouts`]).
     steering: Option<Arc<Vec<RolloutRecord>>>,
 }
 
@@ -59,10 +59,7 @@ pub fn desired_state(
     let steering = match steering {
         Some(s) => s,
         None => {
-            let mut all = app.store.rollouts()?;
-            all.retain(|r| !matches!(r.state.phase, Phase::Completed | Phase::Aborted));
-            all.reverse();
-            let all = Arc::new(all);
+            let all = Arc::new(steering_rollouts(app)?);
             let mut inner = app.desired.lock();
             if inner.generation == generation {
                 inner.steering = Some(all.clone());
@@ -70,63 +67,118 @@ pub fn desired_state(
             all
         }
     };
-    if steering
+    let steered = if steering
         .iter()
         .any(|r| r.plan.model == follow.model && r.alias == follow.alias)
-        && let Some(version) = steered_version(app, &steering, follow, device)?
     {
-        return state_for(app, follow, Some(version));
-    }
+        steered(app, &steering, follow, device)?
+    } else {
+        Desired::Untouched
+    };
+    let candidate = match steered {
+        Desired::Run(version) => return state_for(app, follow, Some(version), None),
+        Desired::Shadow(candidate) => Some(candidate),
+        Desired::Untouched => None,
+    };
     let key = (follow.model.clone(), follow.alias.clone());
-    if let Some(hit) = app.desired.lock().by_alias.get(&key) {
-        return Ok((**hit).clone());
+    let cached = app.desired.lock().by_alias.get(&key).cloned();
+    let state = match cached {
+        Some(hit) => (*hit).clone(),
+        None => {
+            let version = app
+                .store
+                .alias(&follow.model, &follow.alias)?
+                .map(|record| record.version);
+            let state = state_for(app, follow, version, None)?;
+            let mut inner = app.desired.lock();
+            if inner.generation == generation {
+                inner.by_alias.insert(key, Arc::new(state.clone()));
+            }
+            state
+        }
+    };
+    match candidate {
+        // The alias's version keeps serving; the candidate is staged beside it.
+        Some(candidate) => Ok(DesiredState {
+            candidate: release(app, &follow.model, Some(candidate))?,
+            ..state
+        }),
+        None => Ok(state),
     }
-    let version = app
-        .store
-        .alias(&follow.model, &follow.alias)?
-        .map(|record| record.version);
-    let state = state_for(app, follow, version)?;
-    let mut inner = app.desired.lock();
-    if inner.generation == generation {
-        inner.by_alias.insert(key, Arc::new(state.clone()));
+}
+
+/// The rollouts that steer devices, newest first: those running or awaiting approval, and
+/// those rolled back (their devices return to what they ran before) until a newer rollout of
+/// the same model and alias is created or the alias is set after the rollback.
+fn steering_rollouts(app: &Coordinator) -> Result<Vec<RolloutRecord>, StoreError> {
+    let mut all = app.store.rollouts()?;
+    all.reverse();
+    let mut out: Vec<RolloutRecord> = Vec::new();
+    for (i, r) in all.iter().enumerate() {
+        let steers = match r.state.phase {
+            Phase::Running | Phase::AwaitingApproval => true,
+            Phase::Completed | Phase::Aborted => false,
+            Phase::RolledBack => {
+                let newer = all[..i]
+                    .iter()
+                    .any(|n| n.plan.model == r.plan.model && n.alias == r.alias);
+                let alias_set_since = app
+                    .store
+                    .alias(&r.plan.model, &r.alias)?
+                    .is_some_and(|a| a.set_at > r.updated_at);
+                !newer && !alias_set_since
+            }
+        };
+        if steers {
+            out.push(r.clone());
+        }
     }
-    Ok(state)
+    Ok(out)
 }
 
 fn state_for(
     app: &Coordinator,
     follow: &Follow,
     version: Option<Version>,
+    candidate: Option<Version>,
 ) -> Result<DesiredState, StoreError> {
-    let release = match version {
-        None => None,
-        Some(version) => app
-            .store
-            .release(&follow.model, &version)?
-            .map(|(release, stored)| DesiredRelease {
-                version: release.version,
-                envelope: stored.envelope,
-            }),
-    };
     Ok(DesiredState {
         model: follow.model.clone(),
         alias: follow.alias.clone(),
-        release,
+        release: release(app, &follow.model, version)?,
+        candidate: release(app, &follow.model, candidate)?,
     })
 }
 
-/// The version the newest of `steering` that covers `device` through `follow` wants it on,
-/// if any. A
-/// rolled-back rollout keeps its devices on the versions they ran before until a newer
-/// rollout replaces it.
-fn steered_version(
+/// The signed envelope of `model` `version`, as agents receive it.
+fn release(
+    app: &Coordinator,
+    model: &ModelName,
+    version: Option<Version>,
+) -> Result<Option<DesiredRelease>, StoreError> {
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    Ok(app
+        .store
+        .release(model, &version)?
+        .map(|(release, stored)| DesiredRelease {
+            version: release.version,
+            envelope: stored.envelope,
+        }))
+}
+
+/// What the newest of `steering` that covers `device` through `follow` wants of it
+/// (`Untouched` when none does). A rolled-back rollout keeps its devices on the versions they
+/// ran before until a newer rollout replaces it.
+fn steered(
     app: &Coordinator,
     steering: &[RolloutRecord],
     follow: &Follow,
     device: &DeviceId,
-) -> Result<Option<Version>, StoreError> {
+) -> Result<Desired, StoreError> {
     let Some(record) = app.store.device(device)? else {
-        return Ok(None);
+        return Ok(Desired::Untouched);
     };
     let model = &follow.model;
     // A rollout steers the devices that follow its alias; other aliases of the model
@@ -139,11 +191,7 @@ fn steered_version(
         if !rollout.plan.cohort.matches(&facts.labels) {
             continue;
         }
-        return Ok(match desired(&rollout.plan, &rollout.state, &facts) {
-            Desired::Run(version) => Some(version),
-            // Agents cannot stage a shadow candidate yet: the device keeps what the alias says.
-            Desired::Shadow(_) | Desired::Untouched => None,
-        });
+        return Ok(desired(&rollout.plan, &rollout.state, &facts));
     }
-    Ok(None)
+    Ok(Desired::Untouched)
 }

@@ -47,13 +47,15 @@ pub struct FleetMetrics {
 
 impl FleetMetrics {
     /// Keeps what `device` reported, at most [`ferry_shared::wire::MAX_REPORTED_METRICS`]
-    /// entries; an empty report changes nothing.
+    /// entries. Every report carries the device's whole current figures, so it replaces
+    /// what came before (an empty one too: a restarted agent starts from zero).
     pub fn update(&self, device: &DeviceId, mut metrics: Vec<ferry_shared::wire::ReportedMetrics>) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if metrics.is_empty() {
+            map.remove(device);
             return;
         }
         metrics.truncate(ferry_shared::wire::MAX_REPORTED_METRICS);
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(device.clone(), metrics);
     }
 
@@ -281,6 +283,7 @@ mod tests {
                 model: "m".parse().unwrap(),
                 active: active.map(|v| v.parse().unwrap()),
                 previous: None,
+                candidate: None,
                 phase: Phase::Idle,
                 last_error: error.then(|| InstallError {
                     version: "3.0.0".parse().unwrap(),

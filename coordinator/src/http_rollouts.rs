@@ -155,6 +155,7 @@ fn view(record: RolloutRecord, facts: &[ferry_shared::rollout::DeviceFacts]) -> 
             devices.targeted += 1;
         }
         devices.on_target += u64::from(f.current.as_ref() == Some(&plan.target));
+        devices.shadowing += u64::from(f.candidate.as_ref() == Some(&plan.target));
         devices.install_failed += u64::from(f.install_failed);
         devices.health_failed += u64::from(f.health_failed);
     }
@@ -172,12 +173,19 @@ fn view(record: RolloutRecord, facts: &[ferry_shared::rollout::DeviceFacts]) -> 
             .iter()
             .map(|w| f64::from(w.share) / 100.0)
             .collect(),
+        shadow_waves: (0..plan.waves.len())
+            .filter(|i| plan.waves[*i].shadow)
+            .collect(),
         reason: record.state.reason.clone(),
         created_by: record.created_by,
         created_at: record.created_at,
         updated_at: record.updated_at,
         // The current wave's gates; a finished rollout shows the values it ended on.
-        gates: ferry_shared::rollout::gates(plan, &record.state, facts),
+        gates: if record.state.phase.is_terminal() && !record.final_gates.is_empty() {
+            record.final_gates.clone()
+        } else {
+            ferry_shared::rollout::gates(plan, &record.state, facts)
+        },
         devices,
     }
 }

@@ -262,6 +262,7 @@ fn admit(
         info!(device = %id, "device enrolled");
     }
     app.store.update_device(&id, &record, &new_events, now)?;
+    app.metrics.update(&id, hello.report.metrics.clone());
     log_events(&id, &new_events);
     Ok(Ok((id, record)))
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_shared::rollout::{Command, Decision, DeviceFacts, Plan, RolloutState, evaluate};
-use ferry_shared::wire::{DeviceId, ErrorKind};
+use ferry_shared::rollout::{Command, Decision, DeviceFacts, Plan, RolloutState, evaluate, gates};
+use ferry_shared::wire::{DeviceId, ErrorKind, Phase as UpdatePhase};
 use ferry_shared::{AliasName, ModelName, Version};
 use tracing::{info, warn};
 
@@ -39,6 +39,10 @@ pub fn facts_of(
         labels: record.labels.clone(),
         current: report.and_then(|r| r.active.clone()),
         previous: report.and_then(|r| r.previous.clone()),
+        candidate: report.and_then(|r| r.candidate.clone()),
+        installing: report.is_some_and(|r| {
+            matches!(&r.phase, UpdatePhase::Fetching(v) | UpdatePhase::Probation(v) if v == target)
+        }),
         install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
         // A version held after a hand rollback is an operator's call, not a failed check.
         health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck),
@@ -85,6 +89,7 @@ pub fn create(
         created_by: actor.to_owned(),
         created_at: now,
         updated_at: now,
+        final_gates: Vec::new(),
     };
     app.store.create_rollout(&record, why)?;
     info!(rollout = %record.plan.id, model = %record.plan.model, version = %record.plan.target, by = actor, "rollout created");
@@ -117,9 +122,16 @@ pub fn command(
         .state
         .command(&command, now)
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let final_gates = if record.state.phase.is_terminal() {
+        let facts = fleet_facts(app, &record.plan)?;
+        Some(gates(&record.plan, &before, &facts))
+    } else {
+        None
+    };
     let record = app.store.update_rollout(
         id,
         &record.state,
+        final_gates.as_deref(),
         Change {
             at: now,
             actor,
@@ -170,20 +182,10 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
                 }
                 Decision::RollBack { reason } => ("rollout.auto-rollback", reason.clone()),
             };
-            app.store.update_rollout(
-                &record.plan.id,
-                &state,
-                Change {
-                    at: now,
-                    actor: ENGINE,
-                    action,
-                    subject: record.plan.id.clone(),
-                    detail: detail.clone(),
-                },
-            )?;
-            info!(rollout = %record.plan.id, action, "{detail}");
             if *decision == Decision::Complete {
-                // The fleet now runs the target: the alias says so from here on.
+                // The fleet now runs the target: the alias says so from here on. Moved before
+                // the rollout is marked complete, so there is no moment where neither steers
+                // devices to the target (a crash in between completes it again next tick).
                 registry::set_alias(
                     app,
                     &record.plan.model,
@@ -196,6 +198,23 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
                     now,
                 )?;
             }
+            let ended = state
+                .phase
+                .is_terminal()
+                .then_some(evaluation.gates.as_slice());
+            app.store.update_rollout(
+                &record.plan.id,
+                &state,
+                ended,
+                Change {
+                    at: now,
+                    actor: ENGINE,
+                    action,
+                    subject: record.plan.id.clone(),
+                    detail: detail.clone(),
+                },
+            )?;
+            info!(rollout = %record.plan.id, action, "{detail}");
         }
         if !evaluation.decisions.is_empty() {
             app.announce(&record.plan.model, &record.alias);
@@ -238,6 +257,7 @@ mod tests {
                 model: "m".parse().unwrap(),
                 active: Some(active.parse().unwrap()),
                 previous: Some("1.0.0".parse().unwrap()),
+                candidate: None,
                 phase,
                 last_error: error.map(|kind| InstallError {
                     version: "2.0.0".parse().unwrap(),
@@ -261,6 +281,15 @@ mod tests {
         assert_eq!(on_target.previous, Some("1.0.0".parse().unwrap()));
         assert_eq!(on_target.labels["region"], "eu");
         assert!(!on_target.install_failed && !on_target.health_failed);
+        assert!(!on_target.installing);
+
+        // Switched but not yet confirmed by its health check: no outcome yet.
+        let in_probation = facts(&record(
+            "2.0.0",
+            UpdatePhase::Probation(target.clone()),
+            None,
+        ));
+        assert!(in_probation.installing);
 
         let unhealthy = facts(&record(
             "1.0.0",

@@ -453,6 +453,7 @@ mod tests {
                 model,
                 active: version(active),
                 previous: version(previous),
+                candidate: None,
                 phase: Phase::Idle,
                 last_error: None,
             },

@@ -25,7 +25,7 @@ use crate::version::Version;
 
 /// The protocol version this build speaks.
 /// 2: the tensor delta encoding, and bsdiff references of half a chunk either side.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// TLS ALPN identifier for Ferry sessions.
 pub const ALPN: &[u8] = b"ferry";
 /// Magic bytes opening every stream.
@@ -252,6 +252,9 @@ pub struct DesiredState {
     pub alias: AliasName,
     /// The release to run, as the publisher's signed envelope; `None` when the alias is unset.
     pub release: Option<DesiredRelease>,
+    /// A release to stage beside `current` as the `candidate` without serving it (a shadow
+    /// rollout wave); `None` removes any candidate.
+    pub candidate: Option<DesiredRelease>,
 }
 
 /// A release the device should run.
@@ -298,6 +301,8 @@ pub struct ModelReport {
     pub active: Option<Version>,
     /// The version `previous` points at.
     pub previous: Option<Version>,
+    /// The version `candidate` points at (staged for shadow traffic, not serving).
+    pub candidate: Option<Version>,
     /// What the updater is doing.
     pub phase: Phase,
     /// The most recent failure, until a later install succeeds.

@@ -367,6 +367,11 @@ impl Agent {
         self.link("previous")
     }
 
+    /// The version `candidate` names (staged for shadow traffic).
+    pub fn candidate(&self) -> Option<Version> {
+        self.link("candidate")
+    }
+
     /// True while a switch awaits its health check's confirmation.
     pub fn in_probation(&self) -> bool {
         self.state_dir

@@ -34,8 +34,9 @@ impl Fleet {
     }
 
     /// Plays the model server on every agent: `per_agent` requests through its metrics socket,
-    /// `error_pct(version it runs)` percent of them failing. A socket not bound yet (an agent
-    /// starting) just misses the round.
+    /// `error_pct(version it runs)` percent of them failing, and as many shadow runs of its
+    /// candidate when it has one. A socket not bound yet (an agent starting) just misses the
+    /// round.
     pub fn serve_requests(
         &self,
         per_agent: usize,
@@ -47,10 +48,15 @@ impl Fleet {
                 continue;
             };
             let socket = agent.state_dir.join("metrics.sock");
-            let pct = error_pct(&version.to_string());
-            for i in 0..per_agent {
-                let outcome = if i % 100 < pct { "error" } else { "ok" };
-                let _ = client.send_to(format!("{outcome} {}", 8 + i % 7).as_bytes(), &socket);
+            let serving =
+                std::iter::once(("", version)).chain(agent.candidate().map(|c| ("shadow ", c)));
+            for (prefix, version) in serving {
+                let pct = error_pct(&version.to_string());
+                for i in 0..per_agent {
+                    let outcome = if i % 100 < pct { "error" } else { "ok" };
+                    let line = format!("{prefix}{outcome} {}", 8 + i % 7);
+                    let _ = client.send_to(line.as_bytes(), &socket);
+                }
             }
         }
         Ok(())

@@ -198,3 +198,97 @@ fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
     );
     Ok(())
 }
+
+/// A plan whose first wave shadows the whole fleet (stage 2.0.0, serve nothing of it, gate on
+/// the shadow error rate) and whose second serves it.
+fn shadow_plan(fleet: &Fleet, id: &str) -> Result<std::path::PathBuf> {
+    let installs = serde_json::json!([
+        {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
+        {"kind": "HealthFailures", "threshold": 0.0, "min_samples": 1},
+    ]);
+    let plan = serde_json::json!({
+        "id": id,
+        "model": MODEL,
+        "version": "2.0.0",
+        "reason": "e2e shadow",
+        "waves": [
+            {"percent": 100.0, "bake_secs": 1, "shadow": true, "gates": [
+                {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
+                {"kind": "ErrorRateIncrease", "threshold": 0.05, "min_samples": 200},
+            ]},
+            {"percent": 100.0, "bake_secs": 1, "gates": installs},
+        ],
+    });
+    let path = fleet.dir.join(format!("{id}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&plan)?)?;
+    Ok(path)
+}
+
+#[test]
+fn a_shadow_wave_stages_the_candidate_and_judges_it_before_any_device_serves_it() -> Result<()> {
+    let fleet = Fleet::start(3, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
+
+    // A candidate whose shadow runs fail 30 % of requests: staged beside 1.0.0 everywhere,
+    // judged, rolled back, and removed; no device ever serves it.
+    let bad = shadow_plan(&fleet, "shadow-bad")?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &bad.to_string_lossy()])?;
+    for (i, agent) in fleet.agents.iter().enumerate() {
+        wait_until(&format!("agent {i} to stage the candidate"), T, || {
+            Ok(agent.candidate().map(|v| v.to_string()).as_deref() == Some("2.0.0"))
+        })?;
+        ensure!(agent.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"));
+    }
+    let view = fleet.rollout("shadow-bad")?;
+    ensure!(view.devices.shadowing == 3, "{view:?}");
+    fleet.wait_rollout("shadow-bad", Phase::RolledBack, T, |f| {
+        f.serve_requests(100, |v| if v == "2.0.0" { 30 } else { 1 })
+    })?;
+    let reason = fleet.rollout("shadow-bad")?.reason.unwrap_or_default();
+    ensure!(reason.contains("ErrorRateIncrease"), "{reason}");
+    for (i, agent) in fleet.agents.iter().enumerate() {
+        wait_until(&format!("agent {i} to drop the candidate"), T, || {
+            Ok(agent.candidate().is_none() && agent.installed()? == ["1.0.0"])
+        })?;
+        ensure!(agent.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"));
+        let last = agent.status()?.models[0].last_update.clone();
+        ensure!(
+            last.is_some_and(|u| u.to.to_string() == "1.0.0"),
+            "agent {i} switched to the shadow candidate"
+        );
+    }
+
+    // A good candidate: shadowed, then served without downloading it again, then `prod`.
+    let good = shadow_plan(&fleet, "shadow-good")?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &good.to_string_lossy()])?;
+    fleet
+        .wait_rollout("shadow-good", Phase::Completed, T, |f| {
+            f.serve_requests(100, |_| 1)
+        })
+        .with_context(|| format!("{:?}", fleet.rollout("shadow-good")))?;
+    fleet.wait_all_on("2.0.0", T)?;
+    for (i, agent) in fleet.agents.iter().enumerate() {
+        wait_until(
+            &format!("agent {i} to drop the served candidate's link"),
+            T,
+            || Ok(agent.candidate().is_none()),
+        )?;
+        let log = agent.log();
+        ensure!(
+            log.contains("already_installed=true"),
+            "agent {i} downloaded the candidate again to serve it"
+        );
+    }
+    ensure!(
+        fleet.prod()?.to_string() == "2.0.0",
+        "completion moved prod"
+    );
+    Ok(())
+}

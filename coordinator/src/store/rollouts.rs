@@ -26,6 +26,9 @@ pub struct RolloutRecord {
     pub created_at: u64,
     /// Last change (Unix seconds).
     pub updated_at: u64,
+    /// The current wave's gates as they stood when the rollout ended (shown afterwards:
+    /// figures computed later change as devices move on).
+    pub final_gates: Vec<ferry_shared::rollout::GateReport>,
 }
 
 impl RolloutRecord {
@@ -96,11 +99,12 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a rollout's state, auditing `action` by `actor` with `detail`.
+    /// Replaces a rollout's state (and, when it ended, its final gates), auditing `change`.
     pub(crate) fn update_rollout(
         &self,
         id: &str,
         state: &RolloutState,
+        final_gates: Option<&[ferry_shared::rollout::GateReport]>,
         change: Change<'_>,
     ) -> Result<RolloutRecord, StoreError> {
         let txn = self.db.begin_write()?;
@@ -111,6 +115,9 @@ impl Store {
                 None => return Err(StoreError::NoSuchRollout(id.to_owned())),
             };
             record.state = state.clone();
+            if let Some(gates) = final_gates {
+                record.final_gates = gates.to_vec();
+            }
             record.updated_at = change.at;
             table.insert(id, encode(&record).as_slice())?;
             record

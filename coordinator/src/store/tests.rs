@@ -206,6 +206,7 @@ fn rollouts_persist_refuse_conflicts_and_audit_every_change() {
             created_by: "alice".into(),
             created_at: 10,
             updated_at: 10,
+            final_gates: Vec::new(),
         }
     };
     assert!(matches!(
@@ -236,6 +237,7 @@ fn rollouts_persist_refuse_conflicts_and_audit_every_change() {
         .update_rollout(
             "r1",
             &state,
+            None,
             Change {
                 at: 20,
                 actor: "bob",
@@ -296,6 +298,7 @@ fn batched_reports_merge_audit_their_rollbacks_and_skip_unknown_devices() {
             model: "detector".parse().unwrap(),
             active: Some(active.parse().unwrap()),
             previous: None,
+            candidate: None,
             phase: Phase::Idle,
             last_error: None,
         }],

@@ -23,6 +23,11 @@ pub struct DeviceFacts {
     pub current: Option<Version>,
     /// The version it keeps for rollback.
     pub previous: Option<Version>,
+    /// The version it has staged beside `current` for shadow traffic.
+    pub candidate: Option<Version>,
+    /// It is still installing the target (downloading, or switched and awaiting its health
+    /// check): no outcome yet, even though `current` may already name the target.
+    pub installing: bool,
     /// Its install of the rollout's target failed.
     pub install_failed: bool,
     /// The target failed its health check there (and the device rolled itself back).
@@ -282,8 +287,8 @@ pub fn desired(plan: &Plan, state: &RolloutState, device: &DeviceFacts) -> Desir
     }
 }
 
-/// The current wave's gates over `devices`, whatever the phase (a finished rollout shows the
-/// values it ended on); empty before any wave came into force.
+/// The current wave's gates over `devices`, whatever the phase; empty before any wave came
+/// into force.
 pub fn gates(plan: &Plan, state: &RolloutState, devices: &[DeviceFacts]) -> Vec<GateReport> {
     let Some(current) = state.in_force.checked_sub(1) else {
         return Vec::new();
@@ -299,9 +304,14 @@ pub fn gates(plan: &Plan, state: &RolloutState, devices: &[DeviceFacts]) -> Vec<
         let Some(w) = wave_of_device(plan, device) else {
             continue;
         };
+        // The target's figures count from devices serving it now (or running it in shadow):
+        // a device whose figures are from an earlier attempt it has not yet restarted does
+        // not speak for it.
+        let serves_target = device.current.as_ref() == Some(&plan.target)
+            || device.candidate.as_ref() == Some(&plan.target);
         for (version, m) in &device.metrics {
             if *version == plan.target {
-                if w <= current {
+                if w <= current && serves_target {
                     new.merge(m);
                 }
             } else {
@@ -396,11 +406,15 @@ fn judge(
                 GateKind::InstallFailures => d.install_failed,
                 _ => d.health_failed,
             };
-            // A device has an outcome once it runs the target or failed to.
+            // A device has an outcome once it runs the target (or, in a shadow wave, staged
+            // it as its candidate) or failed to.
             let outcomes = treated
                 .iter()
                 .filter(|d| {
-                    d.current.as_ref() == Some(&plan.target) || d.install_failed || d.health_failed
+                    let done = !d.installing
+                        && (d.current.as_ref() == Some(&plan.target)
+                            || d.candidate.as_ref() == Some(&plan.target));
+                    done || d.install_failed || d.health_failed
                 })
                 .count() as u64;
             let failures = treated.iter().filter(failed).count() as u64;

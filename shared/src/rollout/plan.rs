@@ -71,13 +71,15 @@ impl Gate {
 /// One wave.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Wave {
-    /// Cumulative share of the cohort, in buckets of [`BUCKETS`] (500 = 5 %).
+    /// Cumulative share of the cohort, in buckets of [`BUCKETS`] (500 = 5 %). A serving wave
+    /// may repeat the share of the shadow wave before it: the same devices, now serving.
     pub share: u32,
     /// Seconds the wave must bake before its gates may advance it.
     pub min_bake_secs: u64,
     /// Its gates.
     pub gates: Vec<Gate>,
     /// Devices stage the candidate beside `current` and report shadow metrics; none serves it.
+    /// Shadow waves come first: once devices serve the target, none goes back to shadow.
     pub shadow: bool,
     /// An operator must approve before this wave starts.
     pub needs_approval: bool,
@@ -106,8 +108,14 @@ pub enum PlanError {
     #[error("a rollout needs at least one wave")]
     NoWaves,
     /// Shares must rise and end at 100 %.
-    #[error("wave shares must rise and the last must be 100 % (got {0:?} basis points)")]
+    #[error(
+        "wave shares must rise (a serving wave may repeat the shadow wave's share before it) \
+         and the last must be 100 % (got {0:?} basis points)"
+    )]
     Shares(Vec<u32>),
+    /// A shadow wave after a serving one, or a plan whose last wave does not serve.
+    #[error("shadow waves must come before every serving wave, and the last wave must serve")]
+    ShadowOrder,
     /// A gate threshold that is not a finite, non-negative number.
     #[error("gate {0:?} has a threshold that is not a finite number ≥ 0")]
     Threshold(GateKind),
@@ -147,9 +155,15 @@ impl Plan {
             return Err(PlanError::NoWaves);
         }
         let shares: Vec<u32> = self.waves.iter().map(|w| w.share).collect();
-        let rising = shares.windows(2).all(|p| p[0] < p[1]);
+        let rising = self.waves.windows(2).all(|p| {
+            p[0].share < p[1].share || (p[0].share == p[1].share && p[0].shadow && !p[1].shadow)
+        });
         if !rising || shares.last() != Some(&BUCKETS) || shares[0] == 0 {
             return Err(PlanError::Shares(shares));
+        }
+        let serving_then_shadow = self.waves.windows(2).any(|p| !p[0].shadow && p[1].shadow);
+        if serving_then_shadow || self.waves.last().is_some_and(|w| w.shadow) {
+            return Err(PlanError::ShadowOrder);
         }
         for gate in self.waves.iter().flat_map(|w| &w.gates) {
             if !gate.threshold.is_finite() || gate.threshold < 0.0 {

@@ -76,34 +76,34 @@ impl Sim {
     }
 
     /// One tick of ten simulated minutes: devices move, serve, report; the engine decides.
+    /// A device told to shadow a candidate serves every request with both versions.
     fn tick(&mut self) {
         self.now += 10 * MINUTE;
         for i in 0..self.devices.len() {
             let want = desired(&self.plan, &self.state, &self.devices[i]);
             let d = &mut self.devices[i];
-            if let Desired::Run(version) = want
-                && d.current.as_ref() != Some(&version)
+            if let Desired::Run(version) = &want
+                && d.current.as_ref() != Some(version)
             {
-                d.previous = d.current.replace(version);
+                d.previous = d.current.replace(version.clone());
             }
             let Some(running) = d.current.clone() else {
                 continue;
             };
-            let (errors_pm, latency) = self.behaviour.get(&running).copied().unwrap_or((10, 20));
-            let mut m = VersionMetrics::default();
-            for _ in 0..self.requests_per_tick {
-                let r = self.next();
-                m.requests += 1;
-                if r % 1000 < errors_pm {
-                    m.errors += 1;
-                }
-                m.latency.record(latency / 2 + (r >> 20) as u32 % latency);
+            d.candidate = match want {
+                Desired::Shadow(candidate) => Some(candidate),
+                _ => None,
+            };
+            let mut served = vec![running];
+            served.extend(d.candidate.clone());
+            for version in served {
+                let m = self.serve(&version);
+                self.devices[i]
+                    .metrics
+                    .entry(version)
+                    .or_default()
+                    .merge(&m);
             }
-            self.devices[i]
-                .metrics
-                .entry(running)
-                .or_default()
-                .merge(&m);
         }
         let on_target = self
             .devices
@@ -116,6 +116,21 @@ impl Sim {
             self.log.push((self.state.in_force, decision.clone()));
             self.state.apply(&decision, self.now);
         }
+    }
+
+    /// One tick's requests served by `version`.
+    fn serve(&mut self, version: &Version) -> VersionMetrics {
+        let (errors_pm, latency) = self.behaviour.get(version).copied().unwrap_or((10, 20));
+        let mut m = VersionMetrics::default();
+        for _ in 0..self.requests_per_tick {
+            let r = self.next();
+            m.requests += 1;
+            if r % 1000 < errors_pm {
+                m.errors += 1;
+            }
+            m.latency.record(latency / 2 + (r >> 20) as u32 % latency);
+        }
+        m
     }
 
     fn run_until_settled(&mut self, max_ticks: usize) {
@@ -452,12 +467,117 @@ fn a_shadow_wave_stages_without_serving_and_its_gates_compare_the_candidate() {
         };
         d.metrics.insert(v("1.0.0"), good);
         if sim.plan.wave_of(sim.plan.bucket(d.id.as_ref().unwrap())) == 0 {
+            d.candidate = Some(v("2.0.0"));
             d.metrics.insert(v("2.0.0"), bad);
         }
     }
     let e = evaluate(&sim.plan, &sim.state, &devices, 10);
     assert!(
         matches!(e.decisions.as_slice(), [Decision::RollBack { .. }]),
+        "{e:?}"
+    );
+    // The same figures from devices that no longer stage the candidate (left over from an
+    // earlier attempt) do not speak for it.
+    for d in &mut devices {
+        d.candidate = None;
+    }
+    let e = evaluate(&sim.plan, &sim.state, &devices, 10);
+    assert!(e.decisions.is_empty(), "{e:?}");
+}
+
+/// The default plan with a shadow wave over the canary's devices in front.
+fn shadow_first(target: &str) -> Plan {
+    let mut p = plan(target);
+    let mut shadow = p.waves[0].clone();
+    shadow.shadow = true;
+    p.waves.insert(0, shadow);
+    p.validate().unwrap();
+    p
+}
+
+#[test]
+fn a_good_candidate_shadowed_first_then_serves_and_completes() {
+    let mut sim = Sim::new(
+        10_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 10, 40)],
+        shadow_first("2.0.0"),
+    );
+    sim.tick();
+    assert_eq!(sim.state.in_force, 1);
+    assert_eq!(sim.on("2.0.0"), 0, "nobody serves a shadow candidate");
+    let shadowing = sim
+        .devices
+        .iter()
+        .filter(|d| d.metrics.contains_key(&v("2.0.0")))
+        .count();
+    assert!((400..600).contains(&shadowing), "{shadowing}");
+    sim.run_until_settled(200);
+    assert_eq!(sim.state.phase, Phase::Completed, "{:?}", sim.log);
+    assert_eq!(sim.on("2.0.0"), 10_000);
+}
+
+#[test]
+fn a_bad_candidate_is_rolled_back_in_shadow_before_any_device_serves_it() {
+    let mut sim = Sim::new(
+        10_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 200, 40)],
+        shadow_first("2.0.0"),
+    );
+    sim.run_until_settled(200);
+    assert_eq!(sim.state.phase, Phase::RolledBack, "{:?}", sim.log);
+    assert_eq!(sim.peak_on_target, 0, "no device ever served 2.0.0");
+    assert_eq!(sim.on("1.0.0"), 10_000);
+}
+
+#[test]
+fn shadow_waves_come_first_and_the_last_wave_serves() {
+    let mut p = plan("2.0.0");
+    p.waves[1].shadow = true;
+    assert_eq!(p.validate(), Err(PlanError::ShadowOrder));
+    let mut p = plan("2.0.0");
+    p.waves.truncate(1);
+    p.waves[0].share = BUCKETS;
+    p.waves[0].shadow = true;
+    assert_eq!(p.validate(), Err(PlanError::ShadowOrder));
+    // Two serving waves may not share a share; a shadow wave and the serving one after may.
+    let mut p = plan("2.0.0");
+    p.waves[1].share = p.waves[0].share;
+    assert!(matches!(p.validate(), Err(PlanError::Shares(_))));
+    p.waves[0].shadow = true;
+    assert_eq!(p.validate(), Ok(()));
+}
+
+#[test]
+fn a_device_in_probation_on_the_target_is_not_an_outcome_yet() {
+    let mut p = plan("2.0.0");
+    for w in &mut p.waves {
+        w.gates = vec![Gate {
+            kind: GateKind::HealthFailures,
+            threshold: 0.0,
+            min_samples: 1,
+        }];
+        w.min_bake_secs = 0;
+    }
+    let sim = Sim::new(200, &[], p);
+    let mut devices = sim.devices.clone();
+    for d in &mut devices {
+        if desired(&sim.plan, &sim.state, d) == Desired::Run(v("2.0.0")) {
+            d.previous = d.current.replace(v("2.0.0"));
+            d.installing = true;
+        }
+    }
+    let e = evaluate(&sim.plan, &sim.state, &devices, 10);
+    assert_eq!(e.gates[0].verdict, Verdict::Waiting, "{e:?}");
+    assert!(
+        e.decisions.is_empty(),
+        "no advance on switches not yet confirmed"
+    );
+    for d in &mut devices {
+        d.installing = false;
+    }
+    let e = evaluate(&sim.plan, &sim.state, &devices, 10);
+    assert!(
+        matches!(e.decisions.as_slice(), [Decision::Advance { wave: 1 }]),
         "{e:?}"
     );
 }

@@ -293,6 +293,7 @@ async fn sim_agent(
             model: model.clone(),
             active,
             previous,
+            candidate: None,
             phase: UpdatePhase::Idle,
             last_error: error,
         }],

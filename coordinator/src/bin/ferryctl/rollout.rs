@@ -37,6 +37,10 @@ pub(crate) enum RolloutCommand {
         /// Waves after the first wait for `rollout approve`.
         #[arg(long)]
         approval: bool,
+        /// Put a shadow wave over the first wave's devices in front: they stage VERSION
+        /// beside what they run and report its shadow metrics before any serves it.
+        #[arg(long)]
+        shadow: bool,
         /// The alias moved when the rollout completes.
         #[arg(long, default_value = "prod")]
         alias: String,
@@ -99,6 +103,7 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             waves,
             bake_secs,
             approval,
+            shadow,
             alias,
             reason,
         } => {
@@ -113,25 +118,27 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
                     let (Some(name), Some(version)) = (name, version) else {
                         bail!("give NAME and VERSION, or --plan FILE");
                     };
+                    let shadow_wave = waves.first().filter(|_| shadow).map(|first| WaveSpec {
+                        percent: *first,
+                        bake_secs,
+                        approval: false,
+                        shadow: true,
+                        gates: None,
+                    });
+                    let serving = waves.iter().enumerate().map(|(i, percent)| WaveSpec {
+                        percent: *percent,
+                        bake_secs,
+                        approval: approval && (i > 0 || shadow),
+                        shadow: false,
+                        gates: None,
+                    });
                     CreateRollout {
                         id,
                         model: name,
                         version: version.parse()?,
                         alias: Some(alias),
                         cohort,
-                        waves: Some(
-                            waves
-                                .iter()
-                                .enumerate()
-                                .map(|(i, percent)| WaveSpec {
-                                    percent: *percent,
-                                    bake_secs,
-                                    approval: approval && i > 0,
-                                    shadow: false,
-                                    gates: None,
-                                })
-                                .collect(),
-                        ),
+                        waves: Some(shadow_wave.into_iter().chain(serving).collect()),
                         reason,
                     }
                 }
@@ -208,8 +215,18 @@ fn phase(v: &RolloutView) -> String {
 }
 
 fn wave(v: &RolloutView) -> String {
-    match v.waves_in_force.checked_sub(1).and_then(|i| v.waves.get(i)) {
-        Some(p) => format!("{}/{} ({p} %)", v.waves_in_force, v.waves.len()),
+    let current = v.waves_in_force.checked_sub(1);
+    match current.and_then(|i| v.waves.get(i)) {
+        Some(p) => format!(
+            "{}/{} ({p} %{})",
+            v.waves_in_force,
+            v.waves.len(),
+            if current.is_some_and(|i| v.shadow_waves.contains(&i)) {
+                " shadow"
+            } else {
+                ""
+            }
+        ),
         None => format!("0/{}", v.waves.len()),
     }
 }
@@ -234,6 +251,12 @@ fn print_one(v: &RolloutView) {
         "  devices  {} in cohort, {} targeted, {} on target, {} install failed, {} health failed",
         d.cohort, d.targeted, d.on_target, d.install_failed, d.health_failed
     );
+    if d.shadowing > 0 {
+        println!(
+            "           {} with the target staged as shadow candidate",
+            d.shadowing
+        );
+    }
     let mut table = Table::new(&["GATE", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT"]);
     for g in &v.gates {
         table.row(vec![
