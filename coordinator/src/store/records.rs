@@ -36,8 +36,10 @@ pub struct AliasRecord {
 /// Everything known about one device.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeviceRecord {
-    /// Identity public key; the id derives from it.
-    pub public_key: PublicKey,
+    /// Identity public key, as its 32 bytes (the same encoding as a `PublicKey`, but kept
+    /// compressed: reading a record must not cost a curve-point decompression, and the
+    /// rollout driver reads every record each tick). The id derives from it.
+    pub public_key: [u8; 32],
     /// When it enrolled.
     pub enrolled_at: u64,
     /// Last report or session start (Unix seconds, coordinator clock).
@@ -116,7 +118,7 @@ impl DeviceRecord {
         report: ModelReport,
     ) -> Self {
         Self {
-            public_key: key,
+            public_key: key.to_bytes(),
             enrolled_at: 0,
             last_seen: 0,
             agent_version: "0".into(),

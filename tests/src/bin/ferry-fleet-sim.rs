@@ -104,7 +104,16 @@ fn main() -> Result<()> {
         let mut endpoint = None;
         for (i, key) in keys.into_iter().enumerate() {
             if i % per_endpoint == 0 {
-                endpoint = Some(quinn::Endpoint::client("127.0.0.1:0".parse()?)?);
+                // Big socket buffers, as the coordinator has: hundreds of simulated devices
+                // share each socket, and drops there would be the simulator's, not Ferry's.
+                let socket = ferry_coordinator::quic::udp_socket("127.0.0.1:0".parse()?)?;
+                let runtime = quinn::default_runtime().context("no runtime for QUIC")?;
+                endpoint = Some(quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    runtime,
+                )?);
             }
             let endpoint = endpoint.clone().context("endpoint")?;
             let (client, board, token, gate) =
@@ -140,6 +149,7 @@ fn main() -> Result<()> {
         |b| b.times(&v1, &everyone, start).len() == agents,
     )?;
     let connect_time = start.elapsed();
+    eprintln!("all {agents} agents connected; measuring in 2 s");
     std::thread::sleep(Duration::from_secs(2));
     let rss_after = status_kib(pid, "VmRSS")?;
 
@@ -153,16 +163,23 @@ fn main() -> Result<()> {
         Duration::from_secs(120),
         |b| b.times(&v2, &everyone, start).len() == agents,
     )?;
-    let alias_time = board
-        .times(&v2, &everyone, start)
-        .last()
-        .map_or(Duration::ZERO, |last| *last - start);
+    let told = board.times(&v2, &everyone, start);
+    let at = |q: f64| {
+        let i = ((told.len() as f64 * q).ceil() as usize).clamp(1, told.len().max(1)) - 1;
+        told.get(i).map_or(Duration::ZERO, |t| *t - start)
+    };
+    let alias_time = at(1.0);
+    let alias_spread = format!(
+        "{:.0} ms (half told by {:.0} ms, 99 % by {:.0} ms)",
+        alias_time.as_secs_f64() * 1000.0,
+        at(0.5).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0
+    );
     std::thread::sleep(Duration::from_secs(2));
     if board.quiet_agents {
         // Without reports no gate can decide: the push figure is all there is.
         println!(
-            "| `alias set` → every agent told (agents not reporting back) | {:.0} ms | < 2 s |",
-            alias_time.as_secs_f64() * 1000.0
+            "| `alias set` → every agent told (agents not reporting back) | {alias_spread} | < 2 s |"
         );
         board.done.store(true, Ordering::Relaxed);
         return Ok(());
@@ -232,10 +249,7 @@ fn main() -> Result<()> {
         rss_before,
         rss_after
     );
-    println!(
-        "| `alias set` → every agent told its new desired state | {:.0} ms | < 2 s |",
-        alias_time.as_secs_f64() * 1000.0
-    );
+    println!("| `alias set` → every agent told its new desired state | {alias_spread} | < 2 s |");
     println!(
         "| rollout create → every canary device ({} of {}) told 3.0.0 | {} of them, the last after {:.0} ms | |",
         canary.len(),
@@ -262,7 +276,9 @@ fn wait(board: &Board, what: &str, timeout: Duration, done: impl Fn(&Board) -> b
         if done(board) {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // Looking costs the simulated agents a lock over all of them; the figures come from
+        // the times they recorded, so looking less often loses no precision.
+        std::thread::sleep(Duration::from_millis(50));
     }
     bail!("timed out waiting for {what}")
 }
@@ -325,6 +341,10 @@ async fn sim_agent(
             Some(ToAgent::Desired(d)) => {
                 let Some(release) = d.release else { continue };
                 let version = release.version;
+                // Told now: the time is taken on receipt, not after the report is sent.
+                if let Ok(mut told) = board.told.lock() {
+                    told[i].push((version.clone(), Instant::now()));
+                }
                 let mut error = None;
                 if Some(&version) != active.as_ref() {
                     if version.to_string() == "3.0.0"
@@ -346,9 +366,6 @@ async fn sim_agent(
                         &ToCoordinator::Report(report(active.clone(), previous.clone(), error)),
                     )
                     .await?;
-                }
-                if let Ok(mut told) = board.told.lock() {
-                    told[i].push((version, Instant::now()));
                 }
             }
             Some(_) => {}
