@@ -27,6 +27,10 @@ use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
 /// watchdog when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How often the model metrics are saved when they changed (flash wears; a crash loses at
+/// most this much of them).
+const METRICS_SAVE_EVERY: Duration = Duration::from_secs(60);
+
 struct Daemon {
     config: Arc<Config>,
     layout: Layout,
@@ -103,7 +107,8 @@ pub async fn run(config: Config) -> Result<()> {
     notify::ready();
 
     let (reports, report_rx) = watch::channel(DeviceReport::default());
-    let metrics = crate::metrics::Intake::new(model.clone());
+    let metrics_path = layout.metrics_path(&model);
+    let metrics = crate::metrics::Intake::load(model.clone(), &metrics_path);
     let metrics_task = tokio::spawn({
         let (path, metrics) = (config.metrics_socket.clone(), metrics.clone());
         async move { crate::metrics::serve(&path, metrics).await }
@@ -149,8 +154,15 @@ pub async fn run(config: Config) -> Result<()> {
     let watchdog = notify::watchdog_interval();
     let mut tick = tokio::time::interval(watchdog.map_or(TICK, |w| w.min(TICK)));
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut save_metrics = tokio::time::interval(METRICS_SAVE_EVERY);
+    let save = |intake: &crate::metrics::Intake| {
+        if let Err(e) = intake.save(&metrics_path) {
+            warn!(path = %metrics_path.display(), "cannot save the model metrics: {e}");
+        }
+    };
     loop {
         tokio::select! {
+            _ = save_metrics.tick() => save(&daemon.metrics),
             Some(message) = session_rx.recv() => daemon.on_session(message),
             Some(event) = internal_rx.recv() => daemon.feed(event),
             _ = tick.tick() => {
@@ -167,6 +179,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     info!("stopping");
     notify::stopping();
+    save(&daemon.metrics);
     session.abort();
     metrics_task.abort();
     let _ = std::fs::remove_file(&config.metrics_socket);

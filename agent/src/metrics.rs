@@ -19,6 +19,10 @@
 //! Python: `socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"ok 12", path)`.
 //! Malformed datagrams are counted and dropped; the number of versions and custom names kept
 //! is bounded, so a misbehaving client cannot grow the agent.
+//!
+//! The totals survive a restart of the agent or the device: the daemon saves them
+//! (`STATE/models/MODEL/metrics.json`) about once a minute when they changed, and at a clean
+//! stop. A crash loses at most that minute; a rollout gate then waits a little longer.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -88,12 +92,16 @@ pub struct Intake {
     inner: Mutex<Totals>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Totals {
     current: Option<Version>,
     candidate: Option<Version>,
     by_version: BTreeMap<Version, VersionMetrics>,
+    #[serde(skip)]
     dropped: u64,
+    /// Changed since the last save.
+    #[serde(skip)]
+    dirty: bool,
 }
 
 impl Intake {
@@ -103,6 +111,54 @@ impl Intake {
             model,
             inner: Mutex::default(),
         })
+    }
+
+    /// The totals [`Intake::save`] left at `path`; empty ones when there is no file, and
+    /// when it cannot be read (logged: the figures restart, nothing else is lost).
+    pub fn load(model: ModelName, path: &Path) -> Arc<Self> {
+        let totals = match std::fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice::<Totals>(&bytes) {
+                Ok(mut t) => {
+                    let excess = t.by_version.len().saturating_sub(MAX_REPORTED_METRICS);
+                    let oldest: Vec<Version> = t.by_version.keys().take(excess).cloned().collect();
+                    for v in oldest {
+                        t.by_version.remove(&v);
+                    }
+                    t
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), "saved model metrics unreadable, starting from zero: {e}");
+                    Totals::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Totals::default(),
+            Err(e) => {
+                warn!(path = %path.display(), "cannot read saved model metrics, starting from zero: {e}");
+                Totals::default()
+            }
+        };
+        Arc::new(Self {
+            model,
+            inner: Mutex::new(totals),
+        })
+    }
+
+    /// Writes the totals to `path` (atomically) if they changed since the last save; returns
+    /// whether it wrote.
+    pub fn save(&self, path: &Path) -> std::io::Result<bool> {
+        let bytes = {
+            let mut totals = self.totals();
+            if !totals.dirty {
+                return Ok(false);
+            }
+            totals.dirty = false;
+            serde_json::to_vec(&*totals).map_err(std::io::Error::other)?
+        };
+        let written = crate::fsutil::write_atomic(path, &bytes);
+        if written.is_err() {
+            self.totals().dirty = true;
+        }
+        written.map(|()| true)
     }
 
     fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
@@ -145,6 +201,7 @@ impl Intake {
                 totals.by_version.remove(&oldest);
             }
         }
+        totals.dirty = true;
         let m = totals.by_version.entry(version).or_default();
         m.requests += 1;
         m.errors += u64::from(!sample.ok);
@@ -285,6 +342,33 @@ mod tests {
             intake.record(&parse(&format!("ok 1 n{i}=1")).unwrap());
         }
         assert!(intake.snapshot().len() <= MAX_REPORTED_METRICS);
+    }
+
+    #[test]
+    fn totals_survive_a_restart_and_a_damaged_file_starts_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        let intake = Intake::new("m".parse().unwrap());
+        assert!(!intake.save(&path).unwrap(), "nothing to save yet");
+        intake.set_serving(Some("1.0.0".parse().unwrap()), None);
+        intake.record(&parse("error 30").unwrap());
+        intake.record(&parse("ok 10 c=1").unwrap());
+        assert!(intake.save(&path).unwrap());
+        assert!(!intake.save(&path).unwrap(), "unchanged since");
+
+        let again = Intake::load("m".parse().unwrap(), &path);
+        assert_eq!(again.snapshot(), intake.snapshot());
+        // Still serving the same version after the restart: the figures go on.
+        again.set_serving(Some("1.0.0".parse().unwrap()), None);
+        again.record(&parse("ok 10").unwrap());
+        assert_eq!(again.snapshot()[0].metrics.requests, 3);
+
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(
+            Intake::load("m".parse().unwrap(), &path)
+                .snapshot()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! STATE/models/MODEL/previous ->  ../../versions/MODEL/VERSION
 //! STATE/models/MODEL/candidate -> ../../versions/MODEL/VERSION   (shadow waves only)
 //! STATE/models/MODEL/switch.journal
+//! STATE/models/MODEL/metrics.json                                 (see `metrics`)
 //! ```
 //!
 //! `candidate` names a version staged beside `current` during a shadow rollout wave: the
@@ -155,6 +156,11 @@ impl Layout {
     /// The `candidate` link: a version staged for shadow traffic.
     pub fn candidate_link(&self, model: &ModelName) -> PathBuf {
         self.model_dir(model).join("candidate")
+    }
+
+    /// Where the daemon keeps the model metrics the application reported.
+    pub fn metrics_path(&self, model: &ModelName) -> PathBuf {
+        self.model_dir(model).join("metrics.json")
     }
 
     fn journal_path(&self, model: &ModelName) -> PathBuf {
