@@ -194,7 +194,7 @@ fn run() -> Result<()> {
 
     step(
         7,
-        "A staged rollout of 3.1.0: half the fleet first, gated on health and error rate, then approval",
+        "A staged rollout of 3.1.0: half the fleet runs it in shadow, then serves it, gated on health and error rate; then approval",
     );
     fleet.publish("3.1.0", &model_bytes(310, SIZE, true))?;
     let plan = fleet.dir.join("rollout-3.1.0.json");
@@ -208,6 +208,7 @@ fn run() -> Result<()> {
         serde_json::to_vec_pretty(&serde_json::json!({
             "model": "detector", "version": "3.1.0", "reason": "faster tokenizer",
             "waves": [
+                {"percent": 50, "bake_secs": 2, "shadow": true, "gates": gates},
                 {"percent": 50, "bake_secs": 2, "gates": gates},
                 {"percent": 100, "bake_secs": 1, "approval": true, "gates": gates},
             ],
@@ -226,6 +227,17 @@ fn run() -> Result<()> {
     // The model server on each device reports its requests to the agent's metrics socket;
     // here the demo plays it: 1 % errors on every version.
     let id = "detector-3.1.0";
+    wait_until("a device to stage 3.1.0 as its shadow candidate", T, || {
+        Ok(fleet.agents.iter().any(|a| a.candidate().is_some()))
+    })?;
+    for agent in fleet.agents.iter().filter(|a| a.candidate().is_some()) {
+        println!(
+            "  {}: serving {}, running {} in shadow on the same requests (models/detector/candidate)",
+            agent.name,
+            or_dash(&agent.current()),
+            or_dash(&agent.candidate())
+        );
+    }
     fleet.wait_rollout(id, Phase::AwaitingApproval, T, one_percent_errors)?;
     println!("$ ferryctl rollout status {id}");
     print!(
@@ -238,7 +250,7 @@ fn run() -> Result<()> {
         .ctl(&["rollout", "approve", id, "--reason", "canary is healthy"])?;
     let took = fleet.wait_all_on("3.1.0", T)?;
     println!(
-        "  the second wave is in force: every agent on 3.1.0 after {} ms",
+        "  the last wave is in force: every agent on 3.1.0 after {} ms",
         took.as_millis()
     );
     fleet.wait_rollout(id, Phase::Completed, T, one_percent_errors)?;
