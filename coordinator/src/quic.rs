@@ -129,7 +129,7 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     socket.bind(&addr.into())?;
     let granted = socket.recv_buffer_size().unwrap_or(0);
     if granted < UDP_BUFFER_BYTES {
-        tracing::debug!(
+        tracing::info!(
             granted,
             wanted = UDP_BUFFER_BYTES,
             "the UDP receive buffer is smaller than asked for (raise net.core.rmem_max for large fleets)"
