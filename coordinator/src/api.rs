@@ -350,3 +350,125 @@ pub struct RolloutView {
     /// Devices per state.
     pub devices: RolloutDevices,
 }
+
+/// `GET /api/v1/fleet/fragmentation`: which versions run where, per model and cohort.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FragmentationReport {
+    /// When computed (Unix seconds).
+    pub generated_at: u64,
+    /// The label cohorts are split by (`None`: one cohort, the whole fleet).
+    pub by: Option<String>,
+    /// Per model.
+    pub models: Vec<ModelFragmentation>,
+}
+
+/// One model's fragmentation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelFragmentation {
+    /// Model.
+    pub model: String,
+    /// The whole fleet of the model.
+    pub overall: CohortFragmentation,
+    /// Per value of the `by` label (devices without it under `(none)`); empty without `by`.
+    pub cohorts: Vec<CohortFragmentation>,
+    /// The fragmentation index over time, from the periodic snapshots (oldest first).
+    pub history: Vec<FragmentationPoint>,
+}
+
+/// The versions of one cohort.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CohortFragmentation {
+    /// The label value (`all` for the whole fleet).
+    pub cohort: String,
+    /// Devices that follow the model.
+    pub devices: usize,
+    /// Devices per running version, newest first (`None`: nothing installed yet).
+    pub versions: Vec<VersionCount>,
+    /// Distinct versions running.
+    pub distinct_versions: usize,
+    /// Gini–Simpson index over the devices running a version: 1 − Σ pᵢ², 0 when all run
+    /// one version, approaching 1 as they spread.
+    pub index: f64,
+    /// Each alias target's adoption in the cohort.
+    pub aliases: Vec<AliasShare>,
+    /// Devices behind their alias's target, by reason.
+    pub behind_by_reason: BTreeMap<String, usize>,
+    /// Devices behind their alias's target, with why (most behind first).
+    pub behind: Vec<BehindDevice>,
+}
+
+/// A device that does not run its alias's target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BehindDevice {
+    /// Id.
+    pub id: String,
+    /// The alias it follows.
+    pub alias: String,
+    /// What it runs.
+    pub running: Option<Version>,
+    /// What the alias names.
+    pub target: Version,
+    /// Published versions between what it runs (exclusive) and the target (inclusive).
+    pub versions_behind: usize,
+    /// Why.
+    pub reason: BehindReason,
+    /// Details (the last error's message, or the hold's reason).
+    pub detail: Option<String>,
+    /// Last heard from (Unix seconds).
+    pub last_seen: u64,
+}
+
+/// Why a device is behind its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BehindReason {
+    /// Not heard from within `stale_after_secs` (`detail` says since when).
+    Offline,
+    /// Downloading, switching or health-checking it now.
+    Updating,
+    /// Its download keeps failing.
+    DownloadFailing,
+    /// It failed its health check there and the device rolled back.
+    HealthCheckFailed,
+    /// Writing it failed (full disk, permissions).
+    DiskFull,
+    /// No variant of the release fits the device.
+    IncompatibleHardware,
+    /// The device refused the release's signature or bytes.
+    Refused,
+    /// An operator rolled the device back by hand; it holds the target back.
+    Pinned,
+    /// Connected and idle, with no failure: the push has not landed yet, or a rollout keeps
+    /// it where it is.
+    Waiting,
+}
+
+impl BehindReason {
+    /// The kebab-case name used in reports and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BehindReason::Offline => "offline",
+            BehindReason::Updating => "updating",
+            BehindReason::DownloadFailing => "download-failing",
+            BehindReason::HealthCheckFailed => "health-check-failed",
+            BehindReason::DiskFull => "disk-full",
+            BehindReason::IncompatibleHardware => "incompatible-hardware",
+            BehindReason::Refused => "refused",
+            BehindReason::Pinned => "pinned",
+            BehindReason::Waiting => "waiting",
+        }
+    }
+}
+
+/// One periodic snapshot of a model's fragmentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FragmentationPoint {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Devices that followed the model.
+    pub devices: u64,
+    /// Distinct versions running.
+    pub distinct_versions: u64,
+    /// Gini–Simpson index.
+    pub index: f64,
+}

@@ -36,6 +36,10 @@ pub struct Config {
     pub trusted_publishers: Vec<String>,
     /// How often the rollout engine evaluates active rollouts, in milliseconds.
     pub rollout_tick_ms: u64,
+    /// How often a fragmentation snapshot is kept for history, in seconds.
+    pub fragmentation_snapshot_secs: u64,
+    /// How long fragmentation snapshots are kept, in days.
+    pub fragmentation_retention_days: u64,
 }
 
 impl Default for Config {
@@ -53,6 +57,8 @@ impl Default for Config {
             encode_workers: 0,
             trusted_publishers: Vec::new(),
             rollout_tick_ms: 5000,
+            fragmentation_snapshot_secs: 3600,
+            fragmentation_retention_days: 90,
         }
     }
 }
@@ -113,6 +119,12 @@ impl Config {
         if self.heartbeat_secs == 0 {
             return Err(ConfigError::Invalid(
                 "heartbeat_secs must be at least 1".into(),
+            ));
+        }
+        if self.fragmentation_snapshot_secs == 0 || self.fragmentation_retention_days == 0 {
+            return Err(ConfigError::Invalid(
+                "fragmentation_snapshot_secs and fragmentation_retention_days must be at least 1"
+                    .into(),
             ));
         }
         if self.rollout_tick_ms < 50 {

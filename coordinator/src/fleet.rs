@@ -167,7 +167,8 @@ pub fn summarize(
     }
 }
 
-fn summarize_model(
+/// One model's view over `devices` (a whole fleet or a cohort of it).
+pub(crate) fn summarize_model(
     model: &ModelName,
     devices: &[&DeviceFacts<'_>],
     aliases: &[(ModelName, ferry_shared::AliasName, AliasRecord)],

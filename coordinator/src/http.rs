@@ -18,11 +18,11 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::api::{
-    AliasView, ApiError, BlobStored, DeviceView, FleetStatus, KeyView, Published, ReleaseView,
-    SetAlias, TrustKey,
+    AliasView, ApiError, BlobStored, DeviceView, FleetStatus, FragmentationReport, KeyView,
+    Published, ReleaseView, SetAlias, TrustKey,
 };
-use crate::app::{Coordinator, Counters};
-use crate::fleet::{DeviceFacts, summarize};
+use crate::app::Coordinator;
+use crate::fleet_report::{self, Gathered};
 use crate::registry::{self, RegistryError};
 use crate::secrets::same_secret;
 use crate::store::StoreError;
@@ -91,6 +91,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/aliases/{name}/{alias}", put(set_alias))
         .route("/devices", get(list_devices))
         .route("/fleet/status", get(fleet_status))
+        .route("/fleet/fragmentation", get(fleet_fragmentation))
         .route("/keys", get(list_keys).post(trust_key))
         .route("/audit", get(audit))
         .merge(crate::http_rollouts::routes())
@@ -360,31 +361,9 @@ async fn set_alias(
     Ok(Json(changed))
 }
 
-fn device_facts(
-    app: &Coordinator,
-) -> Result<
-    Vec<(
-        ferry_shared::wire::DeviceId,
-        crate::store::records::DeviceRecord,
-        bool,
-        u64,
-    )>,
-    Failure,
-> {
-    Ok(app
-        .store
-        .devices()?
-        .into_iter()
-        .map(|(id, record)| {
-            let (connected, live_seen) = app.presence.get(&id).unwrap_or((false, 0));
-            let last_seen = record.last_seen.max(live_seen);
-            (id, record, connected, last_seen)
-        })
-        .collect())
-}
-
 async fn list_devices(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<DeviceView>> {
-    let views = device_facts(&app)?
+    let views = Gathered::read(&app)?
+        .devices
         .into_iter()
         .map(|(id, r, connected, last_seen)| DeviceView {
             id: id.to_string(),
@@ -410,24 +389,36 @@ async fn fleet_status(
     State(app): State<Arc<Coordinator>>,
     Query(query): Query<StatusQuery>,
 ) -> ApiResult<FleetStatus> {
-    let devices = device_facts(&app)?;
-    let facts: Vec<DeviceFacts<'_>> = devices
-        .iter()
-        .map(|(id, record, connected, last_seen)| DeviceFacts {
-            id,
-            record,
-            connected: *connected,
-            last_seen: *last_seen,
-        })
-        .collect();
-    let aliases = app.store.aliases(None)?;
+    let gathered = Gathered::read(&app)?;
     let stale_after = query.stale_after.unwrap_or(app.config.stale_after_secs);
-    let mut status = summarize(&facts, &aliases, unix_now(), stale_after);
-    status.bytes_served = Counters::get(&app.counters.bytes_served);
-    status.chunks_served = Counters::get(&app.counters.chunks_served);
-    status.deltas_served = Counters::get(&app.counters.deltas_served);
-    status.deltas_encoded = Counters::get(&app.transfer.encoded);
-    Ok(Json(status))
+    Ok(Json(fleet_report::fleet_status(
+        &app,
+        &gathered,
+        unix_now(),
+        stale_after,
+    )))
+}
+
+#[derive(Deserialize)]
+struct FragmentationQuery {
+    model: Option<String>,
+    by: Option<String>,
+    /// Days of history (default 7).
+    days: Option<u64>,
+}
+
+async fn fleet_fragmentation(
+    State(app): State<Arc<Coordinator>>,
+    Query(query): Query<FragmentationQuery>,
+) -> ApiResult<FragmentationReport> {
+    let model: Option<ModelName> = query.model.as_deref().map(parse).transpose()?;
+    let by = query.by.as_deref().filter(|b| !b.is_empty());
+    let now = unix_now();
+    let since = now.saturating_sub(query.days.unwrap_or(7).saturating_mul(86_400));
+    let gathered = Gathered::read(&app)?;
+    let report =
+        fleet_report::fragmentation(&app, &gathered, model.as_ref(), by, now, Some(since))?;
+    Ok(Json(report))
 }
 
 async fn list_keys(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<KeyView>> {

@@ -12,6 +12,8 @@ pub mod config;
 pub mod desired;
 pub mod fetch;
 pub mod fleet;
+pub mod fleet_report;
+pub mod fragmentation;
 pub mod http;
 pub mod http_rollouts;
 pub mod quic;

@@ -66,6 +66,7 @@ impl Coordinator {
             .arg("--http-listen")
             .arg(self.http.to_string())
             .args(["--heartbeat-secs", "1", "--rollout-tick-ms", "200"])
+            .args(["--fragmentation-snapshot-secs", "1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(append(&self.log)?)

@@ -39,6 +39,9 @@ struct Args {
     /// How often rollouts are evaluated, in milliseconds.
     #[arg(long)]
     rollout_tick_ms: Option<u64>,
+    /// How often a fragmentation snapshot is kept, in seconds.
+    #[arg(long)]
+    fragmentation_snapshot_secs: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,9 @@ fn run(args: Args) -> Result<()> {
     }
     if let Some(ms) = args.rollout_tick_ms {
         config.rollout_tick_ms = ms;
+    }
+    if let Some(secs) = args.fragmentation_snapshot_secs {
+        config.fragmentation_snapshot_secs = secs;
     }
     config.validate()?;
     tokio::runtime::Builder::new_multi_thread()
@@ -163,8 +169,10 @@ async fn serve(config: Config) -> Result<()> {
         app.clone(),
         std::time::Duration::from_millis(app.config.rollout_tick_ms),
     ));
+    let snapshot_task = tokio::spawn(ferry_coordinator::fleet_report::keep_snapshots(app.clone()));
     shutdown_signal().await?;
     tracing::info!("shutting down");
+    snapshot_task.abort();
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
     warm_task.abort();

@@ -11,6 +11,7 @@ pub mod chunks;
 mod codec;
 pub mod deltas;
 mod devices;
+mod fragmentation;
 mod keys;
 pub mod records;
 mod releases;

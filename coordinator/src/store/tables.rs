@@ -26,6 +26,10 @@ pub(crate) const TENSOR_LAYOUTS: TableDefinition<&str, &[u8]> =
 /// rollout id → encoded [`super::rollouts::RolloutRecord`].
 pub(crate) const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
 
+/// (model, unix seconds) → encoded [`crate::api::FragmentationPoint`].
+pub(crate) const FRAGMENTATION: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("fragmentation");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -37,5 +41,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(CHUNK_INDEXES)?;
     txn.open_table(TENSOR_LAYOUTS)?;
     txn.open_table(ROLLOUTS)?;
+    txn.open_table(FRAGMENTATION)?;
     Ok(())
 }

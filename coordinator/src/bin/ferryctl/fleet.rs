@@ -20,13 +20,41 @@ pub(crate) enum FleetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Which versions run where, how spread they are, and who is behind and why.
+    Fragmentation {
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Split into cohorts by this device label (e.g. region, accelerator).
+        #[arg(long)]
+        by: Option<String>,
+        /// Days of fragmentation history to show.
+        #[arg(long, default_value_t = 7)]
+        days: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
-    let FleetCommand::Status {
-        stale_after,
-        json: as_json,
-    } = command;
+    let (stale_after, as_json) = match command {
+        FleetCommand::Status { stale_after, json } => (stale_after, json),
+        FleetCommand::Fragmentation {
+            model,
+            by,
+            days,
+            json,
+        } => {
+            let args = crate::fragmentation::Args {
+                model,
+                by,
+                days,
+                json,
+            };
+            return crate::fragmentation::run(client, args).await;
+        }
+    };
     let path = match stale_after {
         Some(s) => format!("/fleet/status?stale_after={s}"),
         None => "/fleet/status".into(),

@@ -7,6 +7,7 @@ mod alias;
 mod client;
 mod devices;
 mod fleet;
+mod fragmentation;
 mod keys;
 mod meta;
 mod output;

@@ -1,0 +1,158 @@
+//! The edges of the fleet views: gathering device records, presence, aliases and published
+//! versions for the pure [`crate::fleet::summarize`] and [`crate::fragmentation::report`],
+//! and the task that keeps periodic fragmentation snapshots.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_shared::wire::DeviceId;
+use ferry_shared::{AliasName, ModelName, Version};
+use tracing::warn;
+
+use crate::api::{FleetStatus, FragmentationReport};
+use crate::app::{Coordinator, Counters};
+use crate::fleet::{DeviceFacts, summarize};
+use crate::fragmentation::{Inputs, point, report};
+use crate::store::StoreError;
+use crate::store::records::{AliasRecord, DeviceRecord};
+
+/// Everything the fleet views read, gathered once.
+pub struct Gathered {
+    /// Device records with (connected, last seen).
+    pub devices: Vec<(DeviceId, DeviceRecord, bool, u64)>,
+    /// Every alias.
+    pub aliases: Vec<(ModelName, AliasName, AliasRecord)>,
+}
+
+impl Gathered {
+    /// Reads the store and the presence table.
+    pub fn read(app: &Coordinator) -> Result<Self, StoreError> {
+        let devices = app
+            .store
+            .devices()?
+            .into_iter()
+            .map(|(id, record)| {
+                let (connected, live_seen) = app.presence.get(&id).unwrap_or((false, 0));
+                let last_seen = record.last_seen.max(live_seen);
+                (id, record, connected, last_seen)
+            })
+            .collect();
+        Ok(Self {
+            devices,
+            aliases: app.store.aliases(None)?,
+        })
+    }
+
+    /// The devices as the pure views take them.
+    pub fn facts(&self) -> Vec<DeviceFacts<'_>> {
+        self.devices
+            .iter()
+            .map(|(id, record, connected, last_seen)| DeviceFacts {
+                id,
+                record,
+                connected: *connected,
+                last_seen: *last_seen,
+            })
+            .collect()
+    }
+}
+
+/// `ferryctl fleet status`'s view, with the coordinator's transfer counters.
+pub fn fleet_status(
+    app: &Coordinator,
+    gathered: &Gathered,
+    now: u64,
+    stale_after: u64,
+) -> FleetStatus {
+    let facts = gathered.facts();
+    let mut status = summarize(&facts, &gathered.aliases, now, stale_after);
+    status.bytes_served = Counters::get(&app.counters.bytes_served);
+    status.chunks_served = Counters::get(&app.counters.chunks_served);
+    status.deltas_served = Counters::get(&app.counters.deltas_served);
+    status.deltas_encoded = Counters::get(&app.transfer.encoded);
+    status
+}
+
+/// The fragmentation report, with each model's history since `history_since`.
+pub fn fragmentation(
+    app: &Coordinator,
+    gathered: &Gathered,
+    model: Option<&ModelName>,
+    by: Option<&str>,
+    now: u64,
+    history_since: Option<u64>,
+) -> Result<FragmentationReport, StoreError> {
+    let mut published: BTreeMap<ModelName, Vec<Version>> = BTreeMap::new();
+    for (release, _) in app.store.releases(model)? {
+        published
+            .entry(release.name)
+            .or_default()
+            .push(release.version);
+    }
+    for versions in published.values_mut() {
+        versions.sort();
+    }
+    let facts = gathered.facts();
+    let inputs = Inputs {
+        devices: &facts,
+        aliases: &gathered.aliases,
+        published: &published,
+        now,
+        stale_after_secs: app.config.stale_after_secs,
+    };
+    let mut out = report(&inputs, model, by);
+    if let Some(since) = history_since {
+        for m in &mut out.models {
+            if let Ok(name) = m.model.parse::<ModelName>() {
+                m.history = app.store.fragmentation_history(&name, since)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Takes one snapshot of every model's fragmentation and forgets those past retention.
+pub fn snapshot(app: &Coordinator, now: u64) -> Result<(), StoreError> {
+    let gathered = Gathered::read(app)?;
+    let report = fragmentation(app, &gathered, None, None, now, None)?;
+    let points: Vec<_> = report
+        .models
+        .iter()
+        .filter_map(|m| Some((m.model.parse().ok()?, point(&m.overall, now))))
+        .collect();
+    let retention = app
+        .config
+        .fragmentation_retention_days
+        .saturating_mul(86_400);
+    app.store
+        .record_fragmentation(&points, now.saturating_sub(retention))
+}
+
+/// Keeps a snapshot every `fragmentation_snapshot_secs` (counted from the newest stored, so a
+/// restart neither skips one nor takes an extra) until the process ends.
+pub async fn keep_snapshots(app: Arc<Coordinator>) {
+    let every = app.config.fragmentation_snapshot_secs.max(1);
+    let mut check = tokio::time::interval(Duration::from_secs(every.min(60)));
+    loop {
+        check.tick().await;
+        let app = app.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let now = crate::unix_now();
+            let due = app
+                .store
+                .last_fragmentation_at()?
+                .is_none_or(|last| now.saturating_sub(last) >= every);
+            if due {
+                snapshot(&app, now)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("fragmentation snapshot failed: {e}"),
+            Err(e) => warn!("fragmentation snapshot panicked: {e}"),
+        }
+    }
+}
