@@ -63,6 +63,8 @@ pub struct Coordinator {
     pub report_writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::reports::Job>>,
     /// Bearer token of the admin API.
     pub admin_token: String,
+    /// Bearer token that may read (GET) the admin API, the dashboard and `/metrics`.
+    pub viewer_token: String,
     /// Token a new device presents to enroll.
     pub enrollment_token: String,
     /// Alias moves, for open sessions.
@@ -72,16 +74,30 @@ pub struct Coordinator {
     config_keys: Vec<PublicKey>,
 }
 
+/// The coordinator's bearer tokens.
+pub struct Tokens {
+    /// Everything on the admin API.
+    pub admin: String,
+    /// Reading only.
+    pub viewer: String,
+    /// Enrolling devices.
+    pub enrollment: String,
+}
+
 impl Coordinator {
     /// Assembles the context; `config_keys` are the publisher keys named in the config file.
     pub fn new(
         config: Config,
         store: Store,
         transfer: Transfer,
-        admin_token: String,
-        enrollment_token: String,
+        tokens: Tokens,
         config_keys: Vec<PublicKey>,
     ) -> Self {
+        let Tokens {
+            admin: admin_token,
+            viewer: viewer_token,
+            enrollment: enrollment_token,
+        } = tokens;
         let (alias_moves, _) = broadcast::channel(1024);
         Self {
             config,
@@ -92,6 +108,7 @@ impl Coordinator {
             desired: crate::desired::DesiredCache::default(),
             report_writer: std::sync::OnceLock::new(),
             admin_token,
+            viewer_token,
             enrollment_token,
             alias_moves,
             counters: Counters::default(),

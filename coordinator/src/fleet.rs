@@ -110,6 +110,12 @@ impl Presence {
         self.with(id, |l| l.last_seen = now);
     }
 
+    /// QUIC control sessions open now.
+    pub fn sessions(&self) -> u64 {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|l| u64::from(l.sessions)).sum()
+    }
+
     /// `(connected, last_seen)` of a device, if heard from since start.
     pub fn get(&self, id: &DeviceId) -> Option<(bool, u64)> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -99,8 +99,29 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .with_state(app)
+}
+
+/// `/metrics` for Prometheus (either token; `authorization` in the scrape config).
+async fn metrics(State(app): State<Arc<Coordinator>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = access(&app, &headers, "/metrics") {
+        return refusal.into_response();
+    }
+    let app2 = app.clone();
+    match tokio::task::spawn_blocking(move || fleet_report::metrics_text(&app2, unix_now())).await {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => Failure::from(e).into_response(),
+        Err(e) => Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// Serves the API on a bound listener until the future is dropped.
@@ -116,27 +137,58 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
+/// What a presented bearer token allows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Everything.
+    Admin,
+    /// Reading (GET and HEAD) only.
+    Viewer,
+}
+
+/// The access `headers` carry, or the refusal to send.
+pub(crate) fn access(
+    app: &Coordinator,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Access, Failure> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if same_secret(token, &app.admin_token) => Ok(Access::Admin),
+        Some(token) if same_secret(token, &app.viewer_token) => Ok(Access::Viewer),
+        Some(_) => {
+            warn!(%path, "admin API call with a wrong token");
+            Err(Failure(StatusCode::UNAUTHORIZED, "the token is not valid".into()))
+        }
+        None => Err(Failure(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer TOKEN` (the admin and read-only viewer tokens are in the coordinator's data directory)".into(),
+        )),
+    }
+}
+
 async fn require_token(
     State(app): State<Arc<Coordinator>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if same_secret(token.trim(), &app.admin_token) => next.run(request).await,
-        Some(_) => {
-            warn!(path = %request.uri().path(), "admin API call with a wrong token");
-            Failure(StatusCode::UNAUTHORIZED, "the admin token is not valid".into()).into_response()
+    let path = request.uri().path().to_owned();
+    match access(&app, request.headers(), &path) {
+        Ok(Access::Admin) => next.run(request).await,
+        Ok(Access::Viewer) if request.method().is_safe() => next.run(request).await,
+        Ok(Access::Viewer) => {
+            warn!(%path, method = %request.method(), "viewer token refused for a change");
+            Failure(
+                StatusCode::FORBIDDEN,
+                "the viewer token may only read; changes need the admin token".into(),
+            )
+            .into_response()
         }
-        None => Failure(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer TOKEN` (the admin token is in the coordinator's data directory)".into(),
-        )
-        .into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }
 

@@ -98,7 +98,7 @@ async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>
         .rollouts()?
         .into_iter()
         .map(|r| {
-            let facts = rollouts::facts_from(&app, &devices, &r.plan);
+            let facts = rollouts::facts_from(&app, devices.iter().map(|(i, d)| (i, d)), &r.plan);
             view(r, &facts)
         })
         .collect();

@@ -16,6 +16,7 @@ pub mod fleet_report;
 pub mod fragmentation;
 pub mod http;
 pub mod http_rollouts;
+pub mod prometheus;
 pub mod quic;
 pub mod registry;
 pub mod reports;

@@ -52,17 +52,18 @@ pub fn facts_of(
 
 /// Every enrolled device's facts for `plan`, with the metrics it last reported.
 pub fn fleet_facts(app: &Coordinator, plan: &Plan) -> Result<Vec<DeviceFacts>, StoreError> {
-    Ok(facts_from(app, &app.store.devices()?, plan))
+    let devices = app.store.devices()?;
+    Ok(facts_from(app, devices.iter().map(|(id, r)| (id, r)), plan))
 }
 
 /// The facts for `plan` of `devices` (records read once, for several rollouts).
-pub fn facts_from(
+pub fn facts_from<'a>(
     app: &Coordinator,
-    devices: &[(DeviceId, DeviceRecord)],
+    devices: impl IntoIterator<Item = (&'a DeviceId, &'a DeviceRecord)>,
     plan: &Plan,
 ) -> Vec<DeviceFacts> {
     devices
-        .iter()
+        .into_iter()
         .map(|(id, record)| {
             let mut facts = facts_of(id, record, &plan.model, &plan.target);
             facts.metrics = app.metrics.of(id, &plan.model);

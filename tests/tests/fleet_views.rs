@@ -1,5 +1,6 @@
 //! The fleet views on real processes: the fragmentation report (versions per cohort, the
-//! Gini–Simpson index, who is behind and why, history from periodic snapshots).
+//! Gini–Simpson index, who is behind and why, history from periodic snapshots), and
+//! Prometheus's `/metrics`, parsed by a real parser and checked against the API.
 
 use std::time::Duration;
 
@@ -77,5 +78,86 @@ fn fragmentation_shows_versions_per_cohort_who_is_behind_and_why() -> Result<()>
         .max()
         .context("no output")?;
     ensure!(widest <= 80, "a line is {widest} columns wide:\n{text}");
+    Ok(())
+}
+
+#[test]
+fn metrics_parse_as_prometheus_and_agree_with_the_api() -> Result<()> {
+    let fleet = fragmented_fleet()?;
+    let c = &fleet.coordinator;
+    wait_until("the hand rollback to be reported", T, || {
+        let r: FragmentationReport = c.ctl_json(&["fleet", "fragmentation"])?;
+        Ok(r.models[0].overall.behind.len() == 1)
+    })?;
+    // No token, a wrong one: refused. The read-only viewer token may read but not change.
+    ensure!(ferry_tests::http::request(c.http, "GET", "/metrics", None)?.status == 401);
+    ensure!(ferry_tests::http::request(c.http, "GET", "/metrics", Some("nope"))?.status == 401);
+    let put = ferry_tests::http::request(
+        c.http,
+        "PUT",
+        "/api/v1/aliases/detector/prod",
+        Some(&c.token("viewer")?),
+    )?;
+    ensure!(put.status == 403, "viewer changed an alias: {}", put.status);
+    ensure!(c.get("/api/v1/fleet/status", "viewer")?.status == 200);
+
+    let reply = c.get("/metrics", "viewer")?;
+    ensure!(reply.status == 200, "{}", reply.body);
+    let lines = reply.body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).context("not Prometheus text")?;
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let api: FragmentationReport = c.ctl_json(&["fleet", "fragmentation"])?;
+    let frag = &api.models[0].overall;
+    let index = value("ferry_fragmentation_index", &[("model", "detector")]);
+    ensure!(
+        index.is_some_and(|v| (v - frag.index).abs() < 1e-9),
+        "index {index:?} vs {}",
+        frag.index
+    );
+    for v in &frag.versions {
+        let version = v
+            .version
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let on_metrics: f64 = scrape
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric == "ferry_devices" && s.labels.get("version") == Some(version.as_str())
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                _ => 0.0,
+            })
+            .sum();
+        ensure!(
+            on_metrics == v.devices as f64,
+            "{version}: {on_metrics} vs {}",
+            v.devices
+        );
+    }
+    ensure!(value("ferry_devices_behind", &[("reason", "pinned")]) == Some(1.0));
+    ensure!(value("ferry_quic_sessions_open", &[]) == Some(3.0));
+    ensure!(value("ferry_update_bytes_served_total", &[]).is_some_and(|b| b > 0.0));
+    // Bounded cardinality: no sample is labelled with a device.
+    ensure!(
+        scrape
+            .samples
+            .iter()
+            .all(|s| !s.labels.iter().any(|(k, _)| k.contains("device"))),
+        "per-device labels"
+    );
     Ok(())
 }

@@ -100,6 +100,8 @@ async fn serve(config: Config) -> Result<()> {
     let admin_path = dir.join("admin.token");
     let enroll_path = dir.join("enrollment.token");
     let (admin_token, admin_created) = secrets::token(&admin_path)?;
+    let viewer_path = dir.join("viewer.token");
+    let (viewer_token, viewer_created) = secrets::token(&viewer_path)?;
     let (enrollment_token, enroll_created) = secrets::token(&enroll_path)?;
     let store = Store::open(&dir.join("ferry.redb"))
         .with_context(|| format!("cannot open the database in {}", dir.display()))?;
@@ -137,6 +139,11 @@ async fn serve(config: Config) -> Result<()> {
         created(admin_created)
     );
     println!(
+        "  viewer token      {}{} (read-only: dashboard, /metrics)",
+        viewer_path.display(),
+        created(viewer_created)
+    );
+    println!(
         "  enrollment token  {}{}",
         enroll_path.display(),
         created(enroll_created)
@@ -149,6 +156,7 @@ async fn serve(config: Config) -> Result<()> {
     println!("  fingerprint       {}", tls.fingerprint);
     println!("  agents (QUIC)     {quic_addr}");
     println!("  admin API         http://{http_addr}");
+    println!("  dashboard         http://{http_addr}/");
     println!(
         "ready quic={quic_addr} http={http_addr} fingerprint={}",
         tls.fingerprint
@@ -158,8 +166,11 @@ async fn serve(config: Config) -> Result<()> {
         config,
         store,
         transfer,
-        admin_token,
-        enrollment_token,
+        ferry_coordinator::app::Tokens {
+            admin: admin_token,
+            viewer: viewer_token,
+            enrollment: enrollment_token,
+        },
         config_keys,
     ));
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));

@@ -1,0 +1,80 @@
+//! A plain HTTP/1.1 client for the tests that read what the coordinator serves beside the
+//! JSON API (`/metrics`, the dashboard), with either of its tokens.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::Coordinator;
+
+/// A reply: status code and body.
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Body.
+    pub body: String,
+}
+
+/// Sends `method path` with `token` as bearer (none when `None`) and reads the whole reply.
+pub fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Result<Reply> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
+    Ok(Reply { status, body })
+}
+
+fn dechunk(mut body: &str) -> Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").context("bad chunk")?;
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size {
+            bail!("short chunk");
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+}
+
+impl Coordinator {
+    /// A token from the data directory (`admin` or `viewer`).
+    pub fn token(&self, which: &str) -> Result<String> {
+        let path = self.data_dir.join(format!("{which}.token"));
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("read {}", path.display()))?
+            .trim()
+            .to_owned())
+    }
+
+    /// `GET path` on the admin port with the `which` token.
+    pub fn get(&self, path: &str, which: &str) -> Result<Reply> {
+        request(self.http, "GET", path, Some(&self.token(which)?))
+    }
+}
