@@ -158,7 +158,8 @@ fn cohort(
     }
 }
 
-/// The device's entry when it follows an alias of `model` and does not run its target.
+/// The device's entry when it follows an alias of `model` and runs something older than its
+/// target (or nothing).
 fn behind_device(
     inputs: &Inputs<'_>,
     model: &ModelName,
@@ -173,7 +174,8 @@ fn behind_device(
     let target = &alias.version;
     let report = d.record.models.iter().find(|m| &m.model == model);
     let running = report.and_then(|r| r.active.clone());
-    if running.as_ref() == Some(target) {
+    // On the target, or ahead of it (a rollout's canary): not behind.
+    if running.as_ref().is_some_and(|r| r >= target) {
         return None;
     }
     let (reason, detail) = why_behind(inputs, d, report, target);
@@ -392,5 +394,41 @@ mod tests {
         // A model filter that matches nothing gives nothing.
         let other: ModelName = "other".parse().unwrap();
         assert!(report(&inputs, Some(&other), None).models.is_empty());
+    }
+
+    #[test]
+    fn a_canary_ahead_of_the_target_is_not_behind() {
+        let record = device("eu", "4.0.0-rc.1", Phase::Idle, None);
+        let id = DeviceId::of(&SecretKey::from_seed(&[9; 32]).public());
+        let devices = [DeviceFacts {
+            id: &id,
+            record: &record,
+            connected: true,
+            last_seen: 1000,
+        }];
+        let aliases = vec![(
+            "m".parse().unwrap(),
+            "prod".parse().unwrap(),
+            AliasRecord {
+                version: v("3.0.0"),
+                set_at: 0,
+                set_by: "t".into(),
+                reason: None,
+            },
+        )];
+        let published = BTreeMap::new();
+        let inputs = Inputs {
+            devices: &devices,
+            aliases: &aliases,
+            published: &published,
+            now: 1000,
+            stale_after_secs: 300,
+        };
+        assert!(
+            report(&inputs, None, None).models[0]
+                .overall
+                .behind
+                .is_empty()
+        );
     }
 }

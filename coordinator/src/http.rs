@@ -100,6 +100,8 @@ pub fn router(app: Arc<Coordinator>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
+        .route("/", get(crate::dashboard::index))
+        .route("/dashboard.js", get(crate::dashboard::script))
         .nest("/api/v1", api)
         .with_state(app)
 }

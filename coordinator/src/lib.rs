@@ -9,6 +9,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod dashboard;
 pub mod desired;
 pub mod fetch;
 pub mod fleet;

@@ -11,6 +11,7 @@ pub mod http;
 mod process;
 pub mod procfs;
 mod rollouts;
+pub mod scenarios;
 mod wait;
 
 pub use binaries::Binaries;

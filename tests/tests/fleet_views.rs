@@ -6,27 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ferry_coordinator::api::{BehindReason, FragmentationReport};
-use ferry_tests::{AgentSpec, Fleet, model_bytes, wait_until};
+use ferry_tests::scenarios::fragmented_fleet;
+use ferry_tests::wait_until;
 
 const T: Duration = Duration::from_secs(60);
-const MIB: usize = 1024 * 1024;
-
-/// Three agents (two CPU, one GPU) on 2.0.0, the GPU one rolled back by hand to 1.0.0.
-fn fragmented_fleet() -> Result<Fleet> {
-    let mut fleet = Fleet::start(2, None)?;
-    fleet.add_agent(AgentSpec {
-        accelerator: "gpu".into(),
-        ..AgentSpec::named("agent-gpu")
-    })?;
-    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
-    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
-    fleet.set_prod("2.0.0", "next")?;
-    fleet.wait_all_on("2.0.0", T)?;
-    fleet.agents[2].rollback()?;
-    Ok(fleet)
-}
 
 #[test]
 fn fragmentation_shows_versions_per_cohort_who_is_behind_and_why() -> Result<()> {
