@@ -127,6 +127,8 @@ impl Coordinator {
                 std::fs::read_to_string(self.data_dir.join("admin.token"))?.trim(),
             )
             .env("USER", "e2e")
+            // Tables fit 80 columns unless the terminal says otherwise; tests check the 80.
+            .env_remove("COLUMNS")
             .stdin(Stdio::null())
             .output()
             .context("cannot run ferryctl")

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::fleet::{AgentSpec, Fleet, model_bytes};
+use ferry_shared::rollout::Phase;
+
+use crate::fleet::{AgentSpec, Fleet, MODEL, model_bytes};
 
 const T: Duration = Duration::from_secs(60);
 const MIB: usize = 1024 * 1024;
@@ -25,4 +27,25 @@ pub fn fragmented_fleet() -> Result<Fleet> {
     fleet.wait_all_on("2.0.0", T)?;
     fleet.agents[2].rollback()?;
     Ok(fleet)
+}
+
+/// Publishes 3.0.0 and starts rollout `canary-3` of it (a 1 % wave, then 100 % after
+/// approval), returning once it waits for approval.
+pub fn rollout_awaiting_approval(fleet: &Fleet) -> Result<()> {
+    fleet.publish("3.0.0", &model_bytes(3, MIB, true))?;
+    let plan = serde_json::json!({
+        "id": "canary-3", "model": MODEL, "version": "3.0.0", "reason": "dashboard",
+        "waves": [
+            {"percent": 1, "bake_secs": 1, "gates": [
+                {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1}]},
+            {"percent": 100, "bake_secs": 1, "approval": true},
+        ],
+    });
+    let path = fleet.dir.join("canary.json");
+    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+    fleet.wait_rollout("canary-3", Phase::AwaitingApproval, T, |_| Ok(()))?;
+    Ok(())
 }

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use ferry_coordinator::api::{DeviceView, FleetStatus, FragmentationReport};
-use ferry_shared::rollout::Phase;
-use ferry_tests::scenarios::fragmented_fleet;
-use ferry_tests::{Fleet, MODEL, model_bytes, wait_until};
+use ferry_tests::scenarios::{fragmented_fleet, rollout_awaiting_approval};
+use ferry_tests::wait_until;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -73,25 +72,6 @@ fn text_of(dom: &str, id: &str) -> Option<String> {
     let open = at + dom[at..].find('>')? + 1;
     let close = open + dom[open..].find('<')?;
     Some(dom[open..close].trim().to_owned())
-}
-
-fn rollout_awaiting_approval(fleet: &Fleet) -> Result<()> {
-    fleet.publish("3.0.0", &model_bytes(3, 1024 * 1024, true))?;
-    let plan = serde_json::json!({
-        "id": "canary-3", "model": MODEL, "version": "3.0.0", "reason": "dashboard",
-        "waves": [
-            {"percent": 1, "bake_secs": 1, "gates": [
-                {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1}]},
-            {"percent": 100, "bake_secs": 1, "approval": true},
-        ],
-    });
-    let path = fleet.dir.join("canary.json");
-    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
-    fleet
-        .coordinator
-        .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
-    fleet.wait_rollout("canary-3", Phase::AwaitingApproval, T, |_| Ok(()))?;
-    Ok(())
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ferry_coordinator::api::{BehindReason, FragmentationReport};
-use ferry_tests::scenarios::fragmented_fleet;
+use ferry_tests::scenarios::{fragmented_fleet, rollout_awaiting_approval};
 use ferry_tests::wait_until;
 
 const T: Duration = Duration::from_secs(60);
@@ -142,5 +142,34 @@ fn metrics_parse_as_prometheus_and_agree_with_the_api() -> Result<()> {
             .all(|s| !s.labels.iter().any(|(k, _)| k.contains("device"))),
         "per-device labels"
     );
+    Ok(())
+}
+
+#[test]
+fn every_table_fits_an_80_column_terminal() -> Result<()> {
+    let fleet = fragmented_fleet()?;
+    rollout_awaiting_approval(&fleet)?;
+    let c = &fleet.coordinator;
+    for args in [
+        &["fleet", "status"][..],
+        &["fleet", "fragmentation", "--by", "name"],
+        &["alias", "list"],
+        &["releases", "list"],
+        &["devices", "list"],
+        &["keys", "list"],
+        &["rollout", "status"],
+        &["rollout", "status", "canary-3"],
+    ] {
+        let text = c.ctl(args)?;
+        ensure!(!text.trim().is_empty(), "{args:?} printed nothing");
+        for line in text.lines() {
+            ensure!(
+                line.chars().count() <= 80,
+                "`ferryctl {}` printed a line of {} columns:\n{line}",
+                args.join(" "),
+                line.chars().count()
+            );
+        }
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use ferry_coordinator::api::ApiError;
 use ferry_coordinator::http::ACTOR_HEADER;
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -217,11 +218,25 @@ impl Client {
         let handle = tokio::fs::File::open(file)
             .await
             .with_context(|| format!("cannot open {}", file.display()))?;
-        self.send(
-            self.request(reqwest::Method::PUT, path)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(reqwest::Body::from(handle)),
-        )
-        .await
+        let size = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let bar = crate::progress::upload_bar(size, file);
+        let counted = bar.clone();
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024).map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    counted.inc(bytes.len() as u64);
+                }
+                chunk
+            });
+        let result = self
+            .send(
+                self.request(reqwest::Method::PUT, path)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(stream)),
+            )
+            .await;
+        bar.finish_and_clear();
+        result
     }
 }

@@ -64,10 +64,11 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
         return json(&status);
     }
     println!(
-        "{} devices, {} connected (stale after {}s); {} served in {} chunks ({} as deltas)",
-        status.devices_total,
-        status.devices_connected,
-        status.stale_after_secs,
+        "{} devices, {} connected (stale after {}s)",
+        status.devices_total, status.devices_connected, status.stale_after_secs,
+    );
+    println!(
+        "{} served in {} chunks ({} as deltas)",
         crate::releases::human_bytes(status.bytes_served),
         status.chunks_served,
         status.deltas_served

@@ -11,6 +11,7 @@ mod fragmentation;
 mod keys;
 mod meta;
 mod output;
+mod progress;
 mod publish;
 mod releases;
 mod rollout;

@@ -27,10 +27,20 @@ impl Table {
         self.rows.len() <= 1
     }
 
-    /// Prints the table, columns padded to their widest cell.
+    /// Prints the table, columns padded to their widest cell and, when that would pass the
+    /// terminal's width (`COLUMNS`, else 80), the widest columns cut down (cells marked `…`).
     pub(crate) fn print(&self) {
+        for line in self.lines(terminal_width()) {
+            println!("{line}");
+        }
+    }
+
+    /// The lines of the table fitted into `width` columns.
+    fn lines(&self, width: usize) -> Vec<String> {
+        /// No column is cut narrower than this.
+        const MIN_COLUMN: usize = 8;
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..columns)
+        let mut widths: Vec<usize> = (0..columns)
             .map(|c| {
                 self.rows
                     .iter()
@@ -40,18 +50,43 @@ impl Table {
                     .unwrap_or(0)
             })
             .collect();
-        for row in &self.rows {
-            let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                if c + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
-                }
-            }
-            println!("{}", line.trim_end());
+        let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+        while total(&widths) > width {
+            let Some((widest, _)) = widths
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| **w > MIN_COLUMN)
+                .max_by_key(|(_, w)| **w)
+            else {
+                break;
+            };
+            widths[widest] -= 1;
         }
+        self.rows
+            .iter()
+            .map(|row| {
+                let mut line = String::new();
+                for (c, cell) in row.iter().enumerate() {
+                    let cell = clip(cell, widths[c]);
+                    if c + 1 == row.len() {
+                        line.push_str(&cell);
+                    } else {
+                        line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+                    }
+                }
+                line.trim_end().to_owned()
+            })
+            .collect()
     }
+}
+
+/// The terminal's width: `COLUMNS` when set, else 80.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|c| *c >= 40)
+        .unwrap_or(80)
 }
 
 /// Prints a value as pretty JSON.
@@ -96,5 +131,28 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
     } else {
         let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_table_is_cut_to_fit_and_a_narrow_one_is_not() {
+        let mut t = Table::new(&["MODEL", "ALIAS", "BY", "REASON"]);
+        t.row(vec![
+            "detector".into(),
+            "prod".into(),
+            "rollout-engine (detector-3.1.0)".into(),
+            "rollout detector-3.1.0 completed after every wave passed".into(),
+        ]);
+        let lines = t.lines(80);
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{lines:#?}");
+        assert!(lines[1].contains('…'));
+        assert!(lines[1].starts_with("detector  prod"));
+        let mut narrow = Table::new(&["A", "B"]);
+        narrow.row(vec!["x".into(), "y".into()]);
+        assert_eq!(narrow.lines(80), vec!["A  B", "x  y"]);
     }
 }

@@ -156,9 +156,12 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             if as_json {
                 return json(&view);
             }
-            if watch {
-                // Clear the screen and redraw in place.
-                print!("\x1b[2J\x1b[H");
+            let redraw = watch && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            if redraw {
+                // Home the cursor and clear below it: the view is redrawn in place.
+                print!("\x1b[H\x1b[J");
+            } else if watch {
+                println!("--- {}", crate::output::timestamp(crate::output::now()));
             }
             print_one(&view);
             if !watch || view.phase.is_terminal() {
@@ -248,8 +251,12 @@ fn print_one(v: &RolloutView) {
     }
     let d = &v.devices;
     println!(
-        "  devices  {} in cohort, {} targeted, {} on target, {} install failed, {} health failed",
-        d.cohort, d.targeted, d.on_target, d.install_failed, d.health_failed
+        "  devices  {} in cohort, {} targeted, {} on target",
+        d.cohort, d.targeted, d.on_target
+    );
+    println!(
+        "           {} install failed, {} health failed",
+        d.install_failed, d.health_failed
     );
     if d.shadowing > 0 {
         println!(
