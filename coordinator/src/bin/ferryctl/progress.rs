@@ -15,7 +15,8 @@ pub(crate) fn upload_bar(size: u64, file: &Path) -> ProgressBar {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     let style = ProgressStyle::with_template(
-        "{msg:20!} [{bar:24}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+        // 75 columns at most: fits an 80-column terminal.
+        "{msg:16!} [{bar:20}] {bytes:>9}/{total_bytes:<9} {bytes_per_sec:>11} {eta:>3}",
     )
     .map(|s| s.progress_chars("=> "))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
