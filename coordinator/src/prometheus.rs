@@ -55,174 +55,152 @@ pub fn state_of(phase: &Phase) -> &'static str {
     }
 }
 
+/// The labels of a rollout's samples.
+fn rollout(r: &RolloutFigures, value: f64) -> (Vec<(&str, &str)>, f64) {
+    (
+        vec![("rollout", r.id.as_str()), ("model", r.model.as_str())],
+        value,
+    )
+}
+
 /// Renders the exposition text.
 pub fn render(inputs: &Inputs<'_>) -> String {
     let mut out = Exposition::default();
-    out.family(
-        "ferry_devices",
-        "gauge",
-        "Devices per model, running version (\"none\" before the first install) and update state.",
-    );
-    for ((model, version, state), n) in inputs.devices {
-        out.sample(
-            "ferry_devices",
-            &[("model", model), ("version", version), ("state", state)],
-            *n as f64,
-        );
-    }
-    out.family("ferry_devices_known", "gauge", "Devices enrolled.");
-    out.sample(
-        "ferry_devices_known",
-        &[],
-        inputs.status.devices_total as f64,
-    );
-    out.family(
-        "ferry_devices_connected",
-        "gauge",
-        "Devices with an open session.",
-    );
-    out.sample(
-        "ferry_devices_connected",
-        &[],
-        inputs.status.devices_connected as f64,
-    );
-    out.family(
-        "ferry_quic_sessions_open",
-        "gauge",
-        "Agents' QUIC control sessions open.",
-    );
-    out.sample("ferry_quic_sessions_open", &[], inputs.sessions as f64);
-
-    out.family(
-        "ferry_fragmentation_index",
-        "gauge",
-        "Gini-Simpson index of the versions a model's devices run (0: one version).",
-    );
-    for m in &inputs.fragmentation.models {
-        out.sample(
-            "ferry_fragmentation_index",
-            &[("model", &m.model)],
-            m.overall.index,
-        );
-    }
-    out.family(
-        "ferry_versions_running",
-        "gauge",
-        "Distinct versions of a model running in the fleet.",
-    );
-    for m in &inputs.fragmentation.models {
-        out.sample(
-            "ferry_versions_running",
-            &[("model", &m.model)],
-            m.overall.distinct_versions as f64,
-        );
-    }
-    out.family(
-        "ferry_alias_on_target",
-        "gauge",
-        "Devices following an alias that run its target.",
-    );
-    for m in &inputs.fragmentation.models {
-        for a in &m.overall.aliases {
-            out.sample(
-                "ferry_alias_on_target",
-                &[("model", &m.model), ("alias", &a.alias)],
-                a.on_target as f64,
-            );
-        }
-    }
-    out.family(
-        "ferry_devices_behind",
-        "gauge",
-        "Devices not running their alias's target, by reason.",
-    );
-    for m in &inputs.fragmentation.models {
-        for (reason, n) in &m.overall.behind_by_reason {
-            out.sample(
-                "ferry_devices_behind",
-                &[("model", &m.model), ("reason", reason)],
-                *n as f64,
-            );
-        }
-    }
-    out.family(
-        "ferry_install_failures",
-        "gauge",
-        "Devices whose last install failed, by model and kind of failure.",
-    );
-    for ((model, kind), n) in inputs.failures {
-        out.sample(
-            "ferry_install_failures",
-            &[("model", model), ("kind", kind)],
-            *n as f64,
-        );
-    }
-
-    out.family(
-        "ferry_rollout_waves_in_force",
-        "gauge",
-        "Waves of an unfinished rollout in force.",
-    );
-    for r in inputs.rollouts {
-        out.sample(
-            "ferry_rollout_waves_in_force",
-            &[("rollout", &r.id), ("model", &r.model)],
-            r.waves_in_force as f64,
-        );
-    }
-    out.family(
-        "ferry_rollout_waves",
-        "gauge",
-        "Waves in an unfinished rollout's plan.",
-    );
-    for r in inputs.rollouts {
-        out.sample(
-            "ferry_rollout_waves",
-            &[("rollout", &r.id), ("model", &r.model)],
-            r.waves as f64,
-        );
-    }
-    out.family(
-        "ferry_rollout_awaiting_approval",
-        "gauge",
-        "1 while an unfinished rollout waits for an operator's approval.",
-    );
-    for r in inputs.rollouts {
-        let waiting = r.phase == RolloutPhase::AwaitingApproval;
-        out.sample(
-            "ferry_rollout_awaiting_approval",
-            &[("rollout", &r.id), ("model", &r.model)],
-            f64::from(u8::from(waiting)),
-        );
-    }
-    for (family, help) in [
-        (
-            "ferry_rollout_gate_value",
-            "The current wave's gate value (absent while it waits for samples).",
-        ),
-        (
-            "ferry_rollout_gate_threshold",
-            "The current wave's gate threshold.",
-        ),
-        ("ferry_rollout_gate_samples", "Samples the gate has."),
-    ] {
-        out.family(family, "gauge", help);
-        for r in inputs.rollouts {
-            for g in &r.gates {
-                let gate = format!("{:?}", g.gate.kind);
-                let value = match family {
-                    "ferry_rollout_gate_value" => g.value,
-                    "ferry_rollout_gate_threshold" => Some(g.gate.threshold),
-                    _ => Some(g.samples as f64),
-                };
-                if let Some(value) = value {
-                    out.sample(family, &[("rollout", &r.id), ("gate", &gate)], value);
-                }
-            }
-        }
-    }
-
+    let models = &inputs.fragmentation.models;
     let s = inputs.status;
+    out.gauge(
+        "ferry_devices",
+        "Devices per model, running version (\"none\" before the first install) and update state.",
+        inputs.devices.iter().map(|((model, version, state), n)| {
+            (
+                vec![
+                    ("model", model.as_str()),
+                    ("version", version),
+                    ("state", *state),
+                ],
+                *n as f64,
+            )
+        }),
+    );
+    out.gauge(
+        "ferry_devices_known",
+        "Devices enrolled.",
+        [(vec![], s.devices_total as f64)],
+    );
+    out.gauge(
+        "ferry_devices_connected",
+        "Devices with an open session.",
+        [(vec![], s.devices_connected as f64)],
+    );
+    out.gauge(
+        "ferry_quic_sessions_open",
+        "Agents' QUIC control sessions open.",
+        [(vec![], inputs.sessions as f64)],
+    );
+    out.gauge(
+        "ferry_fragmentation_index",
+        "Gini-Simpson index of the versions a model's devices run (0: one version).",
+        models
+            .iter()
+            .map(|m| (vec![("model", m.model.as_str())], m.overall.index)),
+    );
+    out.gauge(
+        "ferry_versions_running",
+        "Distinct versions of a model running in the fleet.",
+        models.iter().map(|m| {
+            (
+                vec![("model", m.model.as_str())],
+                m.overall.distinct_versions as f64,
+            )
+        }),
+    );
+    out.gauge(
+        "ferry_alias_on_target",
+        "Devices following an alias that run its target.",
+        models.iter().flat_map(|m| {
+            m.overall.aliases.iter().map(|a| {
+                (
+                    vec![("model", m.model.as_str()), ("alias", a.alias.as_str())],
+                    a.on_target as f64,
+                )
+            })
+        }),
+    );
+    out.gauge(
+        "ferry_devices_behind",
+        "Devices not running their alias's target, by reason.",
+        models.iter().flat_map(|m| {
+            m.overall.behind_by_reason.iter().map(|(reason, n)| {
+                (
+                    vec![("model", m.model.as_str()), ("reason", reason.as_str())],
+                    *n as f64,
+                )
+            })
+        }),
+    );
+    out.gauge(
+        "ferry_install_failures",
+        "Devices whose last install failed, by model and kind of failure.",
+        inputs.failures.iter().map(|((model, kind), n)| {
+            (
+                vec![("model", model.as_str()), ("kind", kind.as_str())],
+                *n as f64,
+            )
+        }),
+    );
+    out.gauge(
+        "ferry_rollout_waves_in_force",
+        "Waves of an unfinished rollout in force.",
+        inputs
+            .rollouts
+            .iter()
+            .map(|r| rollout(r, r.waves_in_force as f64)),
+    );
+    out.gauge(
+        "ferry_rollout_waves",
+        "Waves in an unfinished rollout's plan.",
+        inputs.rollouts.iter().map(|r| rollout(r, r.waves as f64)),
+    );
+    out.gauge(
+        "ferry_rollout_awaiting_approval",
+        "1 while an unfinished rollout waits for an operator's approval.",
+        inputs.rollouts.iter().map(|r| {
+            let waiting = r.phase == RolloutPhase::AwaitingApproval;
+            rollout(r, f64::from(u8::from(waiting)))
+        }),
+    );
+    let gates: Vec<(&RolloutFigures, String, &GateReport)> = inputs
+        .rollouts
+        .iter()
+        .flat_map(|r| {
+            r.gates
+                .iter()
+                .map(move |g| (r, format!("{:?}", g.gate.kind), g))
+        })
+        .collect();
+    let gate_samples = |value: fn(&GateReport) -> Option<f64>| {
+        gates.iter().filter_map(move |(r, gate, g)| {
+            Some((
+                vec![("rollout", r.id.as_str()), ("gate", gate.as_str())],
+                value(g)?,
+            ))
+        })
+    };
+    out.gauge(
+        "ferry_rollout_gate_value",
+        "The current wave's gate value (absent while it waits for samples).",
+        gate_samples(|g| g.value),
+    );
+    out.gauge(
+        "ferry_rollout_gate_threshold",
+        "The current wave's gate threshold.",
+        gate_samples(|g| Some(g.gate.threshold)),
+    );
+    out.gauge(
+        "ferry_rollout_gate_samples",
+        "Samples the gate has.",
+        gate_samples(|g| Some(g.samples as f64)),
+    );
     for (name, help, value) in [
         (
             "ferry_update_bytes_served_total",
@@ -257,6 +235,19 @@ struct Exposition {
 }
 
 impl Exposition {
+    /// A gauge family and its samples.
+    fn gauge<'l>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Vec<(&'l str, &'l str)>, f64)>,
+    ) {
+        self.family(name, "gauge", help);
+        for (labels, value) in samples {
+            self.sample(name, &labels, value);
+        }
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.text, "# TYPE {name} {kind}");

@@ -4,15 +4,17 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use ferry_coordinator::api::FragmentationReport;
 use ferry_shared::rollout::Phase;
 
 use crate::fleet::{AgentSpec, Fleet, MODEL, model_bytes};
+use crate::wait::wait_until;
 
 const T: Duration = Duration::from_secs(60);
 const MIB: usize = 1024 * 1024;
 
 /// Three agents (two CPU, one GPU) with `prod` at 2.0.0, the GPU one rolled back by hand to
-/// 1.0.0 (so it is behind, "pinned").
+/// 1.0.0 (so it is behind, "pinned"); returns once the coordinator knows it.
 pub fn fragmented_fleet() -> Result<Fleet> {
     let mut fleet = Fleet::start(2, None)?;
     fleet.add_agent(AgentSpec {
@@ -26,6 +28,12 @@ pub fn fragmented_fleet() -> Result<Fleet> {
     fleet.set_prod("2.0.0", "next")?;
     fleet.wait_all_on("2.0.0", T)?;
     fleet.agents[2].rollback()?;
+    wait_until("the hand rollback to be reported", T, || {
+        let r: FragmentationReport = fleet.coordinator.ctl_json(&["fleet", "fragmentation"])?;
+        Ok(r.models
+            .first()
+            .is_some_and(|m| m.overall.behind.len() == 1))
+    })?;
     Ok(fleet)
 }
 

@@ -5,14 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use ferry_coordinator::api::{DeviceView, FleetStatus, FragmentationReport};
 use ferry_tests::scenarios::{fragmented_fleet, rollout_awaiting_approval};
-use ferry_tests::wait_until;
-
-const T: Duration = Duration::from_secs(60);
 
 fn chromium() -> Result<PathBuf> {
     let path = std::env::var_os("FERRY_CHROMIUM")
@@ -79,10 +75,6 @@ fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> Result<()> {
     chromium()?;
     let fleet = fragmented_fleet()?;
     let c = &fleet.coordinator;
-    wait_until("the hand rollback to be reported", T, || {
-        let r: FragmentationReport = c.ctl_json(&["fleet", "fragmentation"])?;
-        Ok(r.models[0].overall.behind.len() == 1)
-    })?;
     rollout_awaiting_approval(&fleet)?;
 
     let status: FleetStatus = c.ctl_json(&["fleet", "status"])?;
