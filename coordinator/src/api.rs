@@ -472,3 +472,47 @@ pub struct FragmentationPoint {
     /// Gini–Simpson index.
     pub index: f64,
 }
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateToken {
+    /// Name for people and audit trails.
+    pub name: String,
+    /// `viewer`, `publisher`, `approver`, `operator` or `admin`.
+    pub role: crate::access::Role,
+    /// Models it may act on (empty: all).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Days until it stops working (none: never).
+    pub expires_days: Option<u64>,
+}
+
+/// An API token as listed (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Id (the public part of the token).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: crate::access::Role,
+    /// Models it may act on (empty: all).
+    pub models: Vec<String>,
+    /// When created.
+    pub created_at: u64,
+    /// By whom.
+    pub created_by: String,
+    /// When it stops working.
+    pub expires_at: Option<u64>,
+    /// When revoked.
+    pub revoked_at: Option<u64>,
+}
+
+/// Reply to `POST /api/v1/tokens`: the token, shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The token to give its holder (`fy_<id>_<secret>`); only its hash is kept.
+    pub token: String,
+    /// What was stored.
+    pub view: TokenView,
+}

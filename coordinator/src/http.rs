@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{MatchedPath, Path, Query, RawPathParams, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -17,6 +18,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use crate::access::{Action, Caller, Denied, Role};
 use crate::api::{
     AliasView, ApiError, BlobStored, DeviceView, FleetStatus, FragmentationReport, KeyView,
     Published, ReleaseView, SetAlias, TrustKey,
@@ -67,9 +69,11 @@ impl From<RegistryError> for Failure {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Store(e) => e.into(),
-            RegistryError::Verify(_) => Failure(StatusCode::FORBIDDEN, e.to_string()),
-            RegistryError::NoPublisherKeys => Failure(StatusCode::FORBIDDEN, e.to_string()),
+            // The release is unacceptable, whoever sends it: not a permission matter.
+            RegistryError::Verify(_) => Failure(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            RegistryError::NoPublisherKeys => Failure(StatusCode::CONFLICT, e.to_string()),
             RegistryError::Invalid(_) => Failure(StatusCode::CONFLICT, e.to_string()),
+            RegistryError::Forbidden(m) => Failure(StatusCode::FORBIDDEN, m),
         }
     }
 }
@@ -95,7 +99,8 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/keys", get(list_keys).post(trust_key))
         .route("/audit", get(audit))
         .merge(crate::http_rollouts::routes())
-        .layer(middleware::from_fn_with_state(app.clone(), require_token))
+        .merge(crate::http_tokens::routes())
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -108,7 +113,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
 
 /// `/metrics` for Prometheus (either token; `authorization` in the scrape config).
 async fn metrics(State(app): State<Arc<Coordinator>>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = access(&app, &headers, "/metrics") {
+    if let Err(refusal) = authenticate(&app, &headers, "/metrics") {
         return refusal.into_response();
     }
     let app2 = app.clone();
@@ -139,63 +144,146 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// What a presented bearer token allows.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// Everything.
-    Admin,
-    /// Reading (GET and HEAD) only.
-    Viewer,
-}
-
-/// The access `headers` carry, or the refusal to send.
-pub(crate) fn access(
+/// The caller a request's bearer token authenticates as: the bootstrap admin and viewer
+/// tokens from the data directory, or an API token from the store.
+pub(crate) fn authenticate(
     app: &Coordinator,
     headers: &HeaderMap,
     path: &str,
-) -> Result<Access, Failure> {
+) -> Result<Caller, Failure> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented {
-        Some(token) if same_secret(token, &app.admin_token) => Ok(Access::Admin),
-        Some(token) if same_secret(token, &app.viewer_token) => Ok(Access::Viewer),
-        Some(_) => {
-            warn!(%path, "admin API call with a wrong token");
-            Err(Failure(StatusCode::UNAUTHORIZED, "the token is not valid".into()))
-        }
-        None => Err(Failure(
+    let Some(token) = presented else {
+        return Err(Failure(
             StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer TOKEN` (the admin and read-only viewer tokens are in the coordinator's data directory)".into(),
-        )),
+            "missing `Authorization: Bearer TOKEN` (the admin and read-only viewer tokens are in the coordinator's data directory; `ferryctl tokens create` makes others)".into(),
+        ));
+    };
+    let bootstrap = |name: &str, role| Caller {
+        name: name.to_owned(),
+        role,
+        models: None,
+    };
+    if same_secret(token, &app.admin_token) {
+        return Ok(bootstrap("admin token", Role::Admin));
+    }
+    if same_secret(token, &app.viewer_token) {
+        return Ok(bootstrap("viewer token", Role::Viewer));
+    }
+    match app.store.authenticate(token, unix_now())? {
+        Some(caller) => Ok(caller),
+        None => {
+            warn!(%path, "admin API call with an unknown, revoked or expired token");
+            Err(Failure(
+                StatusCode::UNAUTHORIZED,
+                "the token is not valid (unknown, revoked or expired)".into(),
+            ))
+        }
+    }
+}
+
+/// What a route does, as far as its method and path tell (handlers check the model a body
+/// names); anything not listed needs the admin role.
+fn route_action(method: &Method, route: &str, params: &RawPathParams) -> (Action, Option<String>) {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    };
+    let route = route.strip_prefix("/api/v1").unwrap_or(route);
+    if route == "/tokens" || route.starts_with("/tokens/") {
+        // Even listing tokens (names, roles, scopes) is for admins.
+        return (Action::Administer, None);
+    }
+    if method.is_safe() {
+        return (Action::Read, None);
+    }
+    match route {
+        "/blobs/{hash}" => (Action::Upload, None),
+        "/releases" => (Action::Publish, None),
+        "/aliases/{name}/{alias}" => (
+            Action::set_alias(&param("alias").unwrap_or_default()),
+            param("name"),
+        ),
+        "/rollouts" => (Action::RunRollout, None),
+        "/rollouts/{id}/{action}" => (
+            match param("action").as_deref() {
+                Some("approve") => Action::Approve,
+                Some("rollback") => Action::RollBack,
+                _ => Action::RunRollout,
+            },
+            None,
+        ),
+        _ => (Action::Administer, None),
     }
 }
 
 async fn require_token(
     State(app): State<Arc<Coordinator>>,
-    request: Request,
+    matched: MatchedPath,
+    params: RawPathParams,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
-    match access(&app, request.headers(), &path) {
-        Ok(Access::Admin) => next.run(request).await,
-        Ok(Access::Viewer) if request.method().is_safe() => next.run(request).await,
-        Ok(Access::Viewer) => {
-            warn!(%path, method = %request.method(), "viewer token refused for a change");
-            Failure(
-                StatusCode::FORBIDDEN,
-                "the viewer token may only read; changes need the admin token".into(),
-            )
-            .into_response()
-        }
-        Err(refusal) => refusal.into_response(),
+    let caller = match authenticate(&app, request.headers(), &path) {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let (action, model) = route_action(request.method(), matched.as_str(), &params);
+    let model = match model.map(|m| m.parse::<ModelName>()).transpose() {
+        Ok(model) => model,
+        Err(e) => return bad_request(e).into_response(),
+    };
+    // With the model in the path, role and scope are checked here; otherwise the role is,
+    // and the handler checks the scope once it knows the model (from the body or a record).
+    let checked = match &model {
+        Some(model) => check(&app, &caller, action, Some(model), &path),
+        None => refuse_unless(&app, &caller, caller.require_role(action), &path),
+    };
+    if let Err(denied) = checked {
+        return denied.into_response();
     }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
-/// Who is acting, as ferryctl names them (for the audit trail).
-pub fn actor(headers: &HeaderMap) -> String {
+/// Checks `caller` may do `action` (on `model`); a refusal is logged, audited and a 403.
+pub(crate) fn check(
+    app: &Coordinator,
+    caller: &Caller,
+    action: Action,
+    model: Option<&ModelName>,
+    path: &str,
+) -> Result<(), Failure> {
+    refuse_unless(app, caller, caller.require(action, model), path)
+}
+
+/// Turns a refusal into a logged, audited 403.
+fn refuse_unless(
+    app: &Coordinator,
+    caller: &Caller,
+    verdict: Result<(), Denied>,
+    path: &str,
+) -> Result<(), Failure> {
+    verdict.map_err(|denied| {
+        warn!(%path, "refused: {denied}");
+        if let Err(e) = app
+            .store
+            .record_denial(&caller.name, path, &denied.to_string(), unix_now())
+        {
+            warn!("cannot audit a refusal: {e}");
+        }
+        Failure(StatusCode::FORBIDDEN, denied.to_string())
+    })
+}
+
+/// Who is acting, for the audit trail: the person ferryctl names, through which token.
+pub fn actor(caller: &Caller, headers: &HeaderMap) -> String {
     let who = headers
         .get(ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -207,8 +295,8 @@ pub fn actor(headers: &HeaderMap) -> String {
         })
         .filter(|s| !s.trim().is_empty());
     match who {
-        Some(who) => format!("{who} (admin token)"),
-        None => "admin token".into(),
+        Some(who) => format!("{who} ({}, {})", caller.name, caller.role),
+        None => format!("{} ({})", caller.name, caller.role),
     }
 }
 
@@ -276,11 +364,22 @@ async fn show_release(
 
 async fn publish(
     State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Published>), Failure> {
-    let who = actor(&headers);
-    let published = registry::publish(&app, &body, &who, unix_now())?;
+    let who = actor(&caller, &headers);
+    let permit = |model: &ModelName| {
+        check(
+            &app,
+            &caller,
+            Action::Publish,
+            Some(model),
+            "/api/v1/releases",
+        )
+        .map_err(|f| RegistryError::Forbidden(f.1))
+    };
+    let published = registry::publish(&app, &body, &who, unix_now(), permit)?;
     if published.created {
         info!(name = %published.name, version = %published.version, by = %who, "release published");
     }
@@ -402,13 +501,14 @@ async fn list_aliases(
 
 async fn set_alias(
     State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
     Path((name, alias)): Path<(String, String)>,
     headers: HeaderMap,
     Json(request): Json<SetAlias>,
 ) -> ApiResult<crate::api::AliasChanged> {
     let name: ModelName = parse(&name)?;
     let alias: AliasName = parse(&alias)?;
-    let who = actor(&headers);
+    let who = actor(&caller, &headers);
     let version = request.version.clone();
     let changed = registry::set_alias(&app, &name, &alias, request, &who, unix_now())?;
     info!(%name, %alias, %version, by = %who, "alias moved");
@@ -493,6 +593,7 @@ async fn list_keys(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<KeyView
 
 async fn trust_key(
     State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Json(request): Json<TrustKey>,
 ) -> Result<StatusCode, Failure> {
@@ -503,7 +604,7 @@ async fn trust_key(
     }
     let added = app
         .store
-        .trust_publisher(key, name, &actor(&headers), unix_now())?;
+        .trust_publisher(key, name, &actor(&caller, &headers), unix_now())?;
     Ok(if added {
         StatusCode::CREATED
     } else {

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ferry_shared::rollout::{BUCKETS, Command, Gate, Plan, Selector, Wave};
 use ferry_shared::{AliasName, ModelName};
 
+use crate::access::{Action, Caller};
 use crate::api::{CreateRollout, RolloutAction, RolloutDevices, RolloutView};
 use crate::app::Coordinator;
-use crate::http::{ApiResult, Failure, actor, parse};
+use crate::http::{ApiResult, Failure, actor, check, parse};
 use crate::rollouts;
 use crate::store::rollouts::RolloutRecord;
 use crate::unix_now;
@@ -73,12 +74,20 @@ pub fn plan_of(request: &CreateRollout) -> Result<Plan, Failure> {
 
 async fn create(
     State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Json(request): Json<CreateRollout>,
 ) -> ApiResult<RolloutView> {
     let plan = plan_of(&request)?;
+    check(
+        &app,
+        &caller,
+        Action::RunRollout,
+        Some(&plan.model),
+        "/api/v1/rollouts",
+    )?;
     let alias: AliasName = parse(request.alias.as_deref().unwrap_or("prod"))?;
-    let who = actor(&headers);
+    let who = actor(&caller, &headers);
     let now = unix_now();
     let record = rollouts::create(
         &app,
@@ -118,6 +127,7 @@ async fn show(
 
 async fn act(
     State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
     body: Option<Json<RolloutAction>>,
@@ -136,8 +146,23 @@ async fn act(
             ));
         }
     };
+    // The role was checked on the route; a scoped token must also cover the rollout's model.
+    if let Some(record) = app.store.rollout(&id)? {
+        let needed = match &command {
+            Command::Approve => Action::Approve,
+            Command::RollBack(_) => Action::RollBack,
+            _ => Action::RunRollout,
+        };
+        check(
+            &app,
+            &caller,
+            needed,
+            Some(&record.plan.model),
+            &format!("/api/v1/rollouts/{id}"),
+        )?;
+    }
     let now = unix_now();
-    let record = rollouts::command(&app, &id, command, &actor(&headers), &why, now)?;
+    let record = rollouts::command(&app, &id, command, &actor(&caller, &headers), &why, now)?;
     Ok(Json(shown(&app, record)?))
 }
 

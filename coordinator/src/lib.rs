@@ -6,6 +6,7 @@
 //! ([`fleet`]) and offers all of it to operators over an HTTP admin API ([`http`]) that
 //! `ferryctl` drives.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod fleet_report;
 pub mod fragmentation;
 pub mod http;
 pub mod http_rollouts;
+pub mod http_tokens;
 pub mod prometheus;
 pub mod quic;
 pub mod registry;

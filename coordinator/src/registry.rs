@@ -25,20 +25,26 @@ pub enum RegistryError {
     /// A request that cannot be carried out as asked (a bad plan, an action the state forbids).
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
-/// Verifies and stores a release; announces `latest` when it moved.
+/// Verifies and stores a release, if `permit` allows its model; announces `latest` when it
+/// moved.
 pub fn publish(
     app: &Coordinator,
     envelope: &[u8],
     actor: &str,
     now: u64,
+    permit: impl FnOnce(&ModelName) -> Result<(), RegistryError>,
 ) -> Result<Published, RegistryError> {
     let keyring = app.publisher_keyring()?;
     if keyring.is_empty() {
         return Err(RegistryError::NoPublisherKeys);
     }
     let signed = SignedRelease::verify(envelope, &keyring)?;
+    permit(&signed.release.name)?;
     let outcome = app.store.publish(&signed, actor, now)?;
     let release = &signed.release;
     let (created, latest_moved) = match outcome {

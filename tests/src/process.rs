@@ -119,13 +119,16 @@ impl Coordinator {
     }
 
     fn ctl_output(&self, args: &[&str]) -> Result<Output> {
+        let admin = std::fs::read_to_string(self.data_dir.join("admin.token"))?;
+        self.ctl_output_as(admin.trim(), args)
+    }
+
+    /// Runs ferryctl with `token`; returns its output whatever the exit code.
+    pub fn ctl_output_as(&self, token: &str, args: &[&str]) -> Result<Output> {
         Command::new(&self.bins.ctl)
             .args(args)
             .env("FERRY_URL", format!("http://{}", self.http))
-            .env(
-                "FERRY_TOKEN",
-                std::fs::read_to_string(self.data_dir.join("admin.token"))?.trim(),
-            )
+            .env("FERRY_TOKEN", token)
             .env("USER", "e2e")
             // Tables fit 80 columns unless the terminal says otherwise; tests check the 80.
             .env_remove("COLUMNS")

@@ -17,6 +17,7 @@ pub mod records;
 mod releases;
 pub mod rollouts;
 mod tables;
+pub mod tokens;
 
 use std::path::Path;
 

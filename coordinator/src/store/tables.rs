@@ -30,6 +30,9 @@ pub(crate) const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const FRAGMENTATION: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("fragmentation");
 
+/// token id → encoded [`super::tokens::TokenRecord`] (hash of the secret, never the token).
+pub(crate) const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -42,5 +45,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(TENSOR_LAYOUTS)?;
     txn.open_table(ROLLOUTS)?;
     txn.open_table(FRAGMENTATION)?;
+    txn.open_table(API_TOKENS)?;
     Ok(())
 }

@@ -121,18 +121,21 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
-        let status = response.status();
-        if status.is_success() {
-            return response
-                .json()
-                .await
-                .context("unreadable answer from the coordinator");
-        }
-        let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ApiError>(&body)
-            .map(|e| e.error)
-            .unwrap_or(body);
-        Err(anyhow!("{message} ({status})"))
+        let response = succeeded(response).await?;
+        response
+            .json()
+            .await
+            .context("unreadable answer from the coordinator")
+    }
+
+    /// DELETE, expecting no body back.
+    pub(crate) async fn delete(&self, path: &str) -> Result<()> {
+        let response = self
+            .request(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+        succeeded(response).await.map(drop)
     }
 
     /// GET a JSON document.
@@ -188,15 +191,7 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(status);
-        }
-        let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ApiError>(&body)
-            .map(|e| e.error)
-            .unwrap_or(body);
-        Err(anyhow!("{message} ({status})"))
+        Ok(succeeded(response).await?.status())
     }
 
     /// POST raw bytes.
@@ -239,4 +234,17 @@ impl Client {
         bar.finish_and_clear();
         result
     }
+}
+
+/// The response when it succeeded, else an error carrying the coordinator's message.
+async fn succeeded(response: reqwest::Response) -> Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ApiError>(&body)
+        .map(|e| e.error)
+        .unwrap_or(body);
+    Err(anyhow!("{message} ({status})"))
 }

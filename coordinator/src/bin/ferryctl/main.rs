@@ -15,6 +15,7 @@ mod progress;
 mod publish;
 mod releases;
 mod rollout;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,9 @@ enum Command {
     /// Staged rollouts with health gates.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// API tokens with roles (admin only).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +87,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Alias(cmd) => alias::run(&client, cmd).await,
                     Command::Devices(cmd) => devices::run(&client, cmd).await,
                     Command::Fleet(cmd) => fleet::run(&client, cmd).await,
+                    Command::Tokens(cmd) => tokens::run(&client, cmd).await,
                     Command::Rollout(cmd) => rollout::run(&client, cmd).await,
                 }
             }

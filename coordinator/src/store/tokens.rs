@@ -1,0 +1,185 @@
+//! API tokens: named, with a role, an optional model scope and an optional expiry. Only a
+//! keyed BLAKE3 hash of each token's secret is stored; the token itself is shown once, when
+//! created. Creating and revoking are audited.
+
+use std::collections::BTreeSet;
+
+use ferry_shared::{Digest, ModelName};
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::audit::{Change, append};
+use super::codec::{decode, encode};
+use super::tables::API_TOKENS;
+use super::{Store, StoreError};
+use crate::access::{Caller, Role};
+
+/// What is stored of a token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Name for people and audit trails.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Models it may act on (`None`: all).
+    pub models: Option<BTreeSet<ModelName>>,
+    /// Keyed hash of the secret.
+    pub hash: Digest,
+    /// When created (Unix seconds).
+    pub created_at: u64,
+    /// By whom.
+    pub created_by: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<u64>,
+    /// When revoked, if it was.
+    pub revoked_at: Option<u64>,
+}
+
+/// The prefix of every API token: `fy_<id>_<secret>`.
+pub const TOKEN_PREFIX: &str = "fy_";
+
+/// The stored hash of a token secret.
+pub fn secret_hash(secret: &str) -> Digest {
+    Digest::keyed_context("ferry/api-token/v1", secret.as_bytes())
+}
+
+/// Splits `fy_<id>_<secret>`.
+pub fn split_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(id, 16) && hex(secret, 64)).then_some((id, secret))
+}
+
+impl Store {
+    /// Stores a new token (`id`, hash of its secret in `record`), audited.
+    pub fn create_token(&self, id: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(API_TOKENS)?;
+            table.insert(id, encode(record).as_slice())?;
+        }
+        append(
+            &txn,
+            Change {
+                at: record.created_at,
+                actor: &record.created_by,
+                action: "token.create",
+                subject: id.to_owned(),
+                detail: format!(
+                    "{} ({}{}){}",
+                    record.name,
+                    record.role,
+                    record.models.as_ref().map_or_else(String::new, |m| format!(
+                        ", models {}",
+                        m.iter()
+                            .map(ModelName::as_str)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )),
+                    record
+                        .expires_at
+                        .map_or_else(String::new, |t| format!(", expires at {t}"))
+                ),
+            },
+        )?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every token, by id.
+    pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(API_TOKENS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push((
+                k.value().to_owned(),
+                decode("api_tokens", &k.value(), v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Marks a token revoked; `false` when there is no such token.
+    pub fn revoke_token(&self, id: &str, actor: &str, now: u64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let found = {
+            let mut table = txn.open_table(API_TOKENS)?;
+            let record: Option<TokenRecord> = match table.get(id)? {
+                Some(v) => Some(decode("api_tokens", &id, v.value())?),
+                None => None,
+            };
+            match record {
+                Some(mut record) => {
+                    record.revoked_at.get_or_insert(now);
+                    table.insert(id, encode(&record).as_slice())?;
+                    true
+                }
+                None => false,
+            }
+        };
+        if found {
+            append(
+                &txn,
+                Change {
+                    at: now,
+                    actor,
+                    action: "token.revoke",
+                    subject: id.to_owned(),
+                    detail: String::new(),
+                },
+            )?;
+            txn.commit()?;
+        }
+        Ok(found)
+    }
+
+    /// The caller a presented `fy_…` token authenticates as at `now`, if any.
+    pub fn authenticate(&self, token: &str, now: u64) -> Result<Option<Caller>, StoreError> {
+        let Some((id, secret)) = split_token(token) else {
+            return Ok(None);
+        };
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(API_TOKENS)?;
+        let Some(value) = table.get(id)? else {
+            return Ok(None);
+        };
+        let record: TokenRecord = decode("api_tokens", &id, value.value())?;
+        // Hashes are compared, never secrets: timing says nothing usable about the secret.
+        let valid = record.hash == secret_hash(secret)
+            && record.revoked_at.is_none()
+            && record.expires_at.is_none_or(|t| now < t);
+        Ok(valid.then_some(Caller {
+            name: record.name,
+            role: record.role,
+            models: record.models,
+        }))
+    }
+}
+
+impl Store {
+    /// Audits a refused action: who tried what, where.
+    pub fn record_denial(
+        &self,
+        caller: &str,
+        path: &str,
+        why: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        append(
+            &txn,
+            Change {
+                at: now,
+                actor: caller,
+                action: "access.denied",
+                subject: path.to_owned(),
+                detail: why.to_owned(),
+            },
+        )?;
+        txn.commit()?;
+        Ok(())
+    }
+}
