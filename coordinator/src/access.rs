@@ -10,6 +10,7 @@
 //! | create, pause, resume, abort rollouts    |        |           |          |    ✓     |   ✓   |
 //! | approve a rollout's next wave            |        |           |    ✓     |          |   ✓   |
 //! | roll a rollout back                      |        |           |          |    ✓     |   ✓   |
+//! | make enrollment tokens, revoke devices   |        |           |          |    ✓     |   ✓   |
 //! | trust publisher keys, manage API tokens  |        |           |          |          |   ✓   |
 //!
 //! Approving is kept from operators on purpose: the one who starts a rollout is not the one
@@ -101,6 +102,8 @@ pub enum Action {
     Approve,
     /// Roll a rollout back.
     RollBack,
+    /// Make enrollment tokens, revoke devices.
+    Devices,
     /// Trust publisher keys, manage API tokens.
     Administer,
 }
@@ -124,7 +127,10 @@ pub fn allows(role: Role, action: Action) -> bool {
         Role::Viewer => action == Read,
         Role::Publisher => matches!(action, Read | Upload | Publish | SetAlias),
         Role::Approver => matches!(action, Read | Approve),
-        Role::Operator => matches!(action, Read | SetAlias | Promote | RunRollout | RollBack),
+        Role::Operator => matches!(
+            action,
+            Read | SetAlias | Promote | RunRollout | RollBack | Devices
+        ),
     }
 }
 
@@ -208,7 +214,8 @@ mod tests {
     fn the_matrix() {
         use Action::*;
         let actions = [
-            Read, Upload, Publish, SetAlias, Promote, RunRollout, Approve, RollBack, Administer,
+            Read, Upload, Publish, SetAlias, Promote, RunRollout, Approve, RollBack, Devices,
+            Administer,
         ];
         let expected: [(Role, &[Action]); 5] = [
             (Role::Viewer, &[Read]),
@@ -216,7 +223,7 @@ mod tests {
             (Role::Approver, &[Read, Approve]),
             (
                 Role::Operator,
-                &[Read, SetAlias, Promote, RunRollout, RollBack],
+                &[Read, SetAlias, Promote, RunRollout, RollBack, Devices],
             ),
             (Role::Admin, &actions),
         ];

@@ -516,3 +516,49 @@ pub struct TokenCreated {
     /// What was stored.
     pub view: TokenView,
 }
+
+/// Body of `POST /api/v1/devices/enroll-tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateEnrollToken {
+    /// Name for people (e.g. the batch of devices it is for).
+    pub name: String,
+    /// How many devices may enroll with it (none: any number until it expires).
+    pub uses: Option<u32>,
+    /// Hours until it stops working (none: never).
+    pub expires_hours: Option<u64>,
+}
+
+/// An enrollment token as listed (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollTokenView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Enrollments left (`None`: unlimited).
+    pub uses_left: Option<u32>,
+    /// Devices enrolled with it.
+    pub used: u32,
+    /// When it stops working.
+    pub expires_at: Option<u64>,
+    /// When created.
+    pub created_at: u64,
+    /// By whom.
+    pub created_by: String,
+}
+
+/// Reply to `POST /api/v1/devices/enroll-tokens`: the token, shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollTokenCreated {
+    /// The token to put in the devices' configuration (`fe_<id>_<secret>`).
+    pub token: String,
+    /// What was stored.
+    pub view: EnrollTokenView,
+}
+
+/// Body of `POST /api/v1/devices/{id}/revoke`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RevokeDevice {
+    /// Why (for the audit trail).
+    pub reason: Option<String>,
+}

@@ -69,6 +69,8 @@ pub struct Coordinator {
     pub enrollment_token: String,
     /// Alias moves, for open sessions.
     pub alias_moves: broadcast::Sender<AliasMoved>,
+    /// Devices just revoked, so their open sessions close at once.
+    pub revocations: broadcast::Sender<ferry_shared::wire::DeviceId>,
     /// Totals.
     pub counters: Counters,
     config_keys: Vec<PublicKey>,
@@ -99,6 +101,7 @@ impl Coordinator {
             enrollment: enrollment_token,
         } = tokens;
         let (alias_moves, _) = broadcast::channel(1024);
+        let (revocations, _) = broadcast::channel(256);
         Self {
             config,
             store,
@@ -111,6 +114,7 @@ impl Coordinator {
             viewer_token,
             enrollment_token,
             alias_moves,
+            revocations,
             counters: Counters::default(),
             config_keys,
         }

@@ -100,6 +100,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/audit", get(audit))
         .merge(crate::http_rollouts::routes())
         .merge(crate::http_tokens::routes())
+        .merge(crate::http_devices::routes())
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::disable());
     Router::new()
@@ -198,6 +199,9 @@ fn route_action(method: &Method, route: &str, params: &RawPathParams) -> (Action
     if route == "/tokens" || route.starts_with("/tokens/") {
         // Even listing tokens (names, roles, scopes) is for admins.
         return (Action::Administer, None);
+    }
+    if route == "/devices/enroll-tokens" || route == "/devices/{id}/revoke" {
+        return (Action::Devices, None);
     }
     if method.is_safe() {
         return (Action::Read, None);
@@ -298,6 +302,18 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> String {
         Some(who) => format!("{who} ({}, {})", caller.name, caller.role),
         None => format!("{} ({})", caller.name, caller.role),
     }
+}
+
+/// `bytes` random bytes from the operating system, as hex (token ids and secrets).
+pub(crate) fn random_hex(bytes: usize) -> Result<String, Failure> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("no randomness: {e}"),
+        )
+    })?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Parses a path or body field, failing with 400.

@@ -13,7 +13,7 @@ use ferry_shared::ModelName;
 use crate::access::Caller;
 use crate::api::{CreateToken, TokenCreated, TokenView};
 use crate::app::Coordinator;
-use crate::http::{ApiResult, Failure, actor, parse};
+use crate::http::{ApiResult, Failure, actor, parse, random_hex};
 use crate::store::tokens::{TOKEN_PREFIX, TokenRecord, secret_hash};
 use crate::unix_now;
 
@@ -40,17 +40,6 @@ fn view(id: String, r: TokenRecord) -> TokenView {
         expires_at: r.expires_at,
         revoked_at: r.revoked_at,
     }
-}
-
-fn random_hex(bytes: usize) -> Result<String, Failure> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| {
-        Failure(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("no randomness: {e}"),
-        )
-    })?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn create(

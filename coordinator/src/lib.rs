@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod fleet_report;
 pub mod fragmentation;
 pub mod http;
+pub mod http_devices;
 pub mod http_rollouts;
 pub mod http_tokens;
 pub mod prometheus;

@@ -27,6 +27,7 @@ use crate::desired::desired_state;
 use crate::fleet::{is_notable, merge_report};
 use crate::secrets::{RestartKeys, TlsIdentity, same_secret};
 use crate::store::StoreError;
+use crate::store::enrollment::Admission;
 use crate::store::records::DeviceRecord;
 use crate::unix_now;
 
@@ -255,27 +256,28 @@ fn admit(
         }));
     }
     let id = DeviceId::of(&hello.device_key);
+    if let Some(revoked) = app.store.device_revocation(&id)? {
+        return Ok(Err(Refusal {
+            kind: RefusalKind::Revoked,
+            message: format!(
+                "device {id} was revoked by {}: {}",
+                revoked.by, revoked.reason
+            ),
+        }));
+    }
     let existing = app.store.device(&id)?;
     let enrolling = existing.is_none();
-    if enrolling {
-        let token_ok = hello
-            .enrollment_token
-            .as_deref()
-            .is_some_and(|t| same_secret(t, &app.enrollment_token));
-        if !token_ok {
+    let admission = match hello.enrollment_token.as_deref() {
+        _ if !enrolling => None,
+        Some(t) if same_secret(t, &app.enrollment_token) => Some(Admission::Bootstrap),
+        Some(t) => Some(Admission::Token(t)),
+        None => {
             return Ok(Err(Refusal {
                 kind: RefusalKind::Enrollment,
-                message: format!(
-                    "device {id} is not enrolled and its enrollment token was {}",
-                    if hello.enrollment_token.is_some() {
-                        "not accepted"
-                    } else {
-                        "missing"
-                    }
-                ),
+                message: format!("device {id} is not enrolled and has no enrollment token"),
             }));
         }
-    }
+    };
     let mut record = existing.unwrap_or_else(|| DeviceRecord {
         public_key: hello.device_key.to_bytes(),
         enrolled_at: now,
@@ -292,8 +294,13 @@ fn admit(
     record.labels = hello.labels.clone();
     record.follows = hello.follows.clone();
     let (new_events, _) = merge_report(&mut record, &hello.report);
-    if enrolling {
-        app.store.enroll(&id, &record, now)?;
+    if let Some(admission) = admission {
+        if let Err(why) = app.store.enroll(&id, &record, admission, now)? {
+            return Ok(Err(Refusal {
+                kind: RefusalKind::Enrollment,
+                message: format!("device {id} is not enrolled: {why}"),
+            }));
+        }
         info!(device = %id, "device enrolled");
     }
     app.store.update_device(&id, &record, &new_events, now)?;
@@ -307,6 +314,9 @@ pub(crate) fn log_events(id: &DeviceId, events: &[ferry_shared::wire::DeviceEven
         warn!(device = %id, model = %event.model, "device event: {:?}", event.kind);
     }
 }
+
+/// The QUIC application close code of a session cut off because its device was revoked.
+pub const REVOKED_CODE: u32 = 3;
 
 /// One accepted session's particulars.
 struct Session<'a> {
@@ -329,8 +339,14 @@ async fn control_loop(
         follows,
         mut acked,
     } = session;
-    // Subscribe before the first push so no move falls between the two.
+    // Subscribe before the first push so no move falls between the two; and before looking
+    // whether the device was revoked since it was admitted, so no revocation is missed.
     let mut moves = app.alias_moves.subscribe();
+    let mut revocations = app.revocations.subscribe();
+    if app.store.device_revocation(id)?.is_some() {
+        conn.close(REVOKED_CODE.into(), b"device revoked");
+        return Ok(());
+    }
     for follow in follows {
         push_desired(app, &mut send, id, follow).await?;
     }
@@ -377,6 +393,22 @@ async fn control_loop(
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     for follow in follows {
                         push_desired(app, &mut send, id, follow).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break Ok(()),
+            },
+            revoked = revocations.recv() => match revoked {
+                Ok(revoked) if &revoked == id => {
+                    warn!(device = %id, "device revoked: closing its session");
+                    conn.close(REVOKED_CODE.into(), b"device revoked");
+                    break Ok(());
+                }
+                Ok(_) => {}
+                // Missed some: look it up.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if app.store.device_revocation(id)?.is_some() {
+                        conn.close(REVOKED_CODE.into(), b"device revoked");
+                        break Ok(());
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break Ok(()),

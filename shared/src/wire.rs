@@ -202,6 +202,8 @@ pub enum RefusalKind {
     BadRequest,
     /// The coordinator failed internally.
     Internal,
+    /// An operator revoked this device; it is cut off until re-enrolled under a new identity.
+    Revoked,
 }
 
 /// The agent's introduction.

@@ -75,6 +75,24 @@ fn every_role_may_do_exactly_what_the_matrix_says() -> Result<()> {
             Action::RollBack,
         ),
         ("POST", "/api/v1/keys".into(), Some(key), Action::Administer),
+        (
+            "GET",
+            "/api/v1/devices/enroll-tokens".into(),
+            None,
+            Action::Devices,
+        ),
+        (
+            "POST",
+            "/api/v1/devices/enroll-tokens".into(),
+            Some(r#"{"name": "b"}"#),
+            Action::Devices,
+        ),
+        (
+            "POST",
+            format!("/api/v1/devices/{}/revoke", "0".repeat(20)),
+            None,
+            Action::Devices,
+        ),
         ("GET", "/api/v1/tokens".into(), None, Action::Administer),
         (
             "POST",

@@ -40,25 +40,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores a newly enrolled device.
-    pub fn enroll(&self, id: &DeviceId, record: &DeviceRecord, now: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(DEVICES)?
-            .insert(id.as_str(), encode(record).as_slice())?;
-        append(
-            &txn,
-            Change {
-                at: now,
-                actor: &format!("device:{id}"),
-                action: "device.enroll",
-                subject: id.to_string(),
-                detail: format!("labels: {:?}", record.labels),
-            },
-        )?;
-        txn.commit()?;
-        Ok(())
-    }
-
     /// Stores a device's updated record, auditing the rollbacks among `new_events`.
     pub fn update_device(
         &self,

@@ -11,6 +11,7 @@ pub mod chunks;
 mod codec;
 pub mod deltas;
 mod devices;
+pub mod enrollment;
 mod fragmentation;
 mod keys;
 pub mod records;

@@ -33,6 +33,13 @@ pub(crate) const FRAGMENTATION: TableDefinition<(&str, u64), &[u8]> =
 /// token id → encoded [`super::tokens::TokenRecord`] (hash of the secret, never the token).
 pub(crate) const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
 
+/// token id → encoded [`super::enrollment::EnrollToken`] (hash of the secret).
+pub(crate) const ENROLL_TOKENS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("enroll_tokens");
+/// device id → encoded [`super::enrollment::RevokedDevice`].
+pub(crate) const REVOKED_DEVICES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("revoked_devices");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -46,5 +53,7 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(ROLLOUTS)?;
     txn.open_table(FRAGMENTATION)?;
     txn.open_table(API_TOKENS)?;
+    txn.open_table(ENROLL_TOKENS)?;
+    txn.open_table(REVOKED_DEVICES)?;
     Ok(())
 }

@@ -310,8 +310,10 @@ fn batched_reports_merge_audit_their_rollbacks_and_skip_unknown_devices() {
         .enroll(
             &known_id,
             &DeviceRecord::following(known, "prod", BTreeMap::new(), initial),
+            crate::store::enrollment::Admission::Bootstrap,
             1,
         )
+        .unwrap()
         .unwrap();
     let rollback = DeviceEvent {
         seq: 1,

@@ -1,11 +1,14 @@
-//! `ferryctl devices`: enrolled devices, what they run and their last error.
+//! `ferryctl devices`: enrolled devices, what they run and their last error; enrollment
+//! tokens; revoking a device.
 
 use anyhow::Result;
 use clap::Subcommand;
-use ferry_coordinator::api::DeviceView;
+use ferry_coordinator::api::{
+    CreateEnrollToken, DeviceView, EnrollTokenCreated, EnrollTokenView, RevokeDevice,
+};
 
 use crate::client::Client;
-use crate::output::{Table, ago, clip, json, or_dash};
+use crate::output::{Table, ago, clip, json, or_dash, timestamp};
 
 #[derive(Subcommand)]
 pub(crate) enum DevicesCommand {
@@ -15,10 +18,103 @@ pub(crate) enum DevicesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make an enrollment token for new devices; prints it once.
+    EnrollToken {
+        /// Name (say, the batch of devices it is for).
+        #[arg(long, default_value = "devices")]
+        name: String,
+        /// How many devices may enroll with it [default: any number until it expires].
+        #[arg(long)]
+        uses: Option<u32>,
+        /// Hours until it stops working [default: never].
+        #[arg(long)]
+        expires_hours: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enrollment tokens (never their secrets).
+    EnrollTokens {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a device off at once: its session closes and it is refused from now on.
+    Revoke {
+        /// Device id.
+        id: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> {
     match command {
+        DevicesCommand::EnrollToken {
+            name,
+            uses,
+            expires_hours,
+            json: as_json,
+        } => {
+            let created: EnrollTokenCreated = client
+                .post_for(
+                    "/devices/enroll-tokens",
+                    &CreateEnrollToken {
+                        name,
+                        uses,
+                        expires_hours,
+                    },
+                )
+                .await?;
+            if as_json {
+                return json(&created);
+            }
+            println!("{}", created.token);
+            eprintln!(
+                "enrollment token {} created ({}{}); it is shown only now",
+                created.view.id,
+                created.view.uses_left.map_or_else(
+                    || "any number of devices".into(),
+                    |n| format!("{n} device(s)")
+                ),
+                created
+                    .view
+                    .expires_at
+                    .map_or_else(String::new, |t| format!(", until {}", timestamp(t)))
+            );
+            Ok(())
+        }
+        DevicesCommand::EnrollTokens { json: as_json } => {
+            let tokens: Vec<EnrollTokenView> = client.get("/devices/enroll-tokens").await?;
+            if as_json {
+                return json(&tokens);
+            }
+            let mut table = Table::new(&["ID", "NAME", "USED", "LEFT", "EXPIRES", "CREATED"]);
+            for t in &tokens {
+                table.row(vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    t.used.to_string(),
+                    or_dash(t.uses_left),
+                    or_dash(t.expires_at.map(timestamp)),
+                    ago(t.created_at),
+                ]);
+            }
+            if table.is_empty() {
+                println!("no enrollment tokens (the bootstrap token is a file)");
+            } else {
+                table.print();
+            }
+            Ok(())
+        }
+        DevicesCommand::Revoke { id, reason } => {
+            client
+                .post_json(&format!("/devices/{id}/revoke"), &RevokeDevice { reason })
+                .await?;
+            println!("device {id} revoked; its session is closed");
+            Ok(())
+        }
         DevicesCommand::List { json: as_json } => {
             let devices: Vec<DeviceView> = client.get("/devices").await?;
             if as_json {

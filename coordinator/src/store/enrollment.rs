@@ -1,0 +1,204 @@
+//! Enrollment tokens (single-use or counted, with an expiry; only a hash of each is stored)
+//! and revoked devices. A device enrolls in one transaction that checks and spends its
+//! token, stores the device and audits both.
+
+use ferry_shared::Digest;
+use ferry_shared::wire::DeviceId;
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::audit::{Change, append};
+use super::codec::{decode, encode};
+use super::records::DeviceRecord;
+use super::tables::{DEVICES, ENROLL_TOKENS, REVOKED_DEVICES};
+use super::{Store, StoreError};
+
+/// What is stored of an enrollment token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnrollToken {
+    /// Name for people.
+    pub name: String,
+    /// Keyed hash of the secret.
+    pub hash: Digest,
+    /// Enrollments it still allows (`None`: any number until it expires).
+    pub uses_left: Option<u32>,
+    /// Devices enrolled with it so far.
+    pub used: u32,
+    /// When it stops working.
+    pub expires_at: Option<u64>,
+    /// When created (Unix seconds).
+    pub created_at: u64,
+    /// By whom.
+    pub created_by: String,
+    /// When revoked, if it was.
+    pub revoked_at: Option<u64>,
+}
+
+/// A revoked device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedDevice {
+    /// When.
+    pub at: u64,
+    /// By whom.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The prefix of enrollment tokens: `fe_<id>_<secret>`.
+pub const ENROLL_PREFIX: &str = "fe_";
+
+/// The stored hash of an enrollment token's secret.
+pub fn enroll_hash(secret: &str) -> Digest {
+    Digest::keyed_context("ferry/enroll-token/v1", secret.as_bytes())
+}
+
+/// How a new device is let in.
+pub enum Admission<'a> {
+    /// With the bootstrap token from the data directory.
+    Bootstrap,
+    /// With an enrollment token `fe_<id>_<secret>`.
+    Token(&'a str),
+}
+
+impl Store {
+    /// Stores a new enrollment token, audited.
+    pub fn create_enroll_token(&self, id: &str, token: &EnrollToken) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(ENROLL_TOKENS)?
+            .insert(id, encode(token).as_slice())?;
+        append(
+            &txn,
+            Change {
+                at: token.created_at,
+                actor: &token.created_by,
+                action: "enroll-token.create",
+                subject: id.to_owned(),
+                detail: format!(
+                    "{}: {} use(s){}",
+                    token.name,
+                    token
+                        .uses_left
+                        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+                    token
+                        .expires_at
+                        .map_or_else(String::new, |t| format!(", expires at {t}"))
+                ),
+            },
+        )?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every enrollment token, by id.
+    pub fn enroll_tokens(&self) -> Result<Vec<(String, EnrollToken)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENROLL_TOKENS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push((
+                k.value().to_owned(),
+                decode("enroll_tokens", &k.value(), v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Enrolls a device in one transaction: checks and spends the token, stores the device,
+    /// audits. `Ok(Err(why))` when the token does not admit it.
+    pub fn enroll(
+        &self,
+        id: &DeviceId,
+        record: &DeviceRecord,
+        admission: Admission<'_>,
+        now: u64,
+    ) -> Result<Result<(), String>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let how = match admission {
+            Admission::Bootstrap => "the bootstrap enrollment token".to_owned(),
+            Admission::Token(token) => {
+                let Some((token_id, secret)) = token
+                    .strip_prefix(ENROLL_PREFIX)
+                    .and_then(|rest| rest.split_once('_'))
+                else {
+                    return Ok(Err("the enrollment token is not valid".into()));
+                };
+                let mut table = txn.open_table(ENROLL_TOKENS)?;
+                let stored: Option<EnrollToken> = match table.get(token_id)? {
+                    Some(v) => Some(decode("enroll_tokens", &token_id, v.value())?),
+                    None => None,
+                };
+                let Some(mut stored) = stored.filter(|t| t.hash == enroll_hash(secret)) else {
+                    return Ok(Err("the enrollment token is not valid".into()));
+                };
+                if stored.revoked_at.is_some() {
+                    return Ok(Err(format!("enrollment token {token_id} was revoked")));
+                }
+                if stored.expires_at.is_some_and(|t| now >= t) {
+                    return Ok(Err(format!("enrollment token {token_id} has expired")));
+                }
+                match &mut stored.uses_left {
+                    Some(0) => {
+                        return Ok(Err(format!("enrollment token {token_id} is used up")));
+                    }
+                    Some(n) => *n -= 1,
+                    None => {}
+                }
+                stored.used += 1;
+                table.insert(token_id, encode(&stored).as_slice())?;
+                format!("enrollment token {token_id} ({})", stored.name)
+            }
+        };
+        txn.open_table(DEVICES)?
+            .insert(id.as_str(), encode(record).as_slice())?;
+        append(
+            &txn,
+            Change {
+                at: now,
+                actor: &format!("device:{id}"),
+                action: "device.enroll",
+                subject: id.to_string(),
+                detail: format!("with {how}; labels: {:?}", record.labels),
+            },
+        )?;
+        txn.commit()?;
+        Ok(Ok(()))
+    }
+
+    /// Revokes a device (audited); `false` when no such device is enrolled.
+    pub fn revoke_device(
+        &self,
+        id: &DeviceId,
+        revoked: &RevokedDevice,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        if txn.open_table(DEVICES)?.get(id.as_str())?.is_none() {
+            return Ok(false);
+        }
+        txn.open_table(REVOKED_DEVICES)?
+            .insert(id.as_str(), encode(revoked).as_slice())?;
+        append(
+            &txn,
+            Change {
+                at: revoked.at,
+                actor: &revoked.by,
+                action: "device.revoke",
+                subject: id.to_string(),
+                detail: revoked.reason.clone(),
+            },
+        )?;
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// The revocation of `id`, if it was revoked.
+    pub fn device_revocation(&self, id: &DeviceId) -> Result<Option<RevokedDevice>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REVOKED_DEVICES)?;
+        match table.get(id.as_str())? {
+            Some(v) => Ok(Some(decode("revoked_devices", id, v.value())?)),
+            None => Ok(None),
+        }
+    }
+}
