@@ -38,6 +38,9 @@ fn io_error(e: quinn::WriteError) -> FrameIoError {
     FrameIoError::Io(e.into())
 }
 
+/// How long a fetch stream may take to say what it wants.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Chunks encoded ahead of the one being sent, per stream.
 const ENCODE_AHEAD: usize = 4;
 
@@ -46,17 +49,24 @@ async fn fetch(
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), SessionError> {
-    let preamble = read_preamble(&mut recv).await?;
-    write_preamble(&mut send).await?;
-    if preamble.version != PROTOCOL_VERSION {
-        return Err(SessionError::Protocol(format!(
-            "fetch with protocol {}",
-            preamble.version
-        )));
-    }
-    let request: FetchRequest = read_frame(&mut recv, "fetch request")
-        .await?
-        .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))?;
+    // A peer that opens a stream and says nothing does not keep a task waiting: it has
+    // REQUEST_TIMEOUT to send its preamble and request (the connection itself stays up).
+    let opening = async {
+        let preamble = read_preamble(&mut recv).await?;
+        write_preamble(&mut send).await?;
+        if preamble.version != PROTOCOL_VERSION {
+            return Err(SessionError::Protocol(format!(
+                "fetch with protocol {}",
+                preamble.version
+            )));
+        }
+        read_frame::<_, FetchRequest>(&mut recv, "fetch request")
+            .await?
+            .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))
+    };
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, opening)
+        .await
+        .map_err(|_| SessionError::Protocol("no fetch request within 10 s".into()))??;
     match request {
         FetchRequest::Index { file } => serve_index(&app, &mut send, file).await,
         FetchRequest::Chunks { file, wants } => serve_chunks(&app, &mut send, file, wants).await,

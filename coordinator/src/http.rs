@@ -82,6 +82,9 @@ fn bad_request(e: impl std::fmt::Display) -> Failure {
     Failure(StatusCode::BAD_REQUEST, e.to_string())
 }
 
+/// Largest request body outside artifact uploads (signed manifests, JSON documents).
+pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
 /// A JSON reply or a failure.
 pub type ApiResult<T> = Result<Json<T>, Failure>;
 
@@ -90,7 +93,13 @@ pub fn router(app: Arc<Coordinator>) -> Router {
     let api = Router::new()
         .route("/releases", get(list_releases).post(publish))
         .route("/releases/{name}/{version}", get(show_release))
-        .route("/blobs/{hash}", put(upload_blob).get(blob_exists))
+        // Artifacts stream to the spool under `max_artifact_bytes`; every other body is small.
+        .route(
+            "/blobs/{hash}",
+            put(upload_blob)
+                .get(blob_exists)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/aliases", get(list_aliases))
         .route("/aliases/{name}/{alias}", put(set_alias))
         .route("/devices", get(list_devices))
@@ -102,7 +111,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .merge(crate::http_tokens::routes())
         .merge(crate::http_devices::routes())
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
-        .layer(axum::extract::DefaultBodyLimit::disable());
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))

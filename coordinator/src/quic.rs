@@ -94,6 +94,10 @@ pub fn endpoint(
             .try_into()
             .map_err(|_| EndpointError::Tls("idle timeout out of range".into()))?,
     ));
+    // An agent uses one control stream and one fetch stream at a time; a few more allow
+    // overlap on reconnects. More concurrent streams than this from one peer are not served.
+    transport.max_concurrent_bidi_streams(16u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
     server.transport_config(Arc::new(transport));
     let bind_err = |source| EndpointError::Bind {
         addr: listen,

@@ -188,3 +188,21 @@ fn scoped_revoked_and_expired_tokens() -> Result<()> {
     ensure!(put(&expired, &format!("/api/v1/aliases/{MODEL}/staging"))? == 401);
     Ok(())
 }
+
+#[test]
+fn an_oversized_body_is_refused_before_it_is_read_whole() -> Result<()> {
+    let fleet = Fleet::start(0, None)?;
+    let c = &fleet.coordinator;
+    let admin = c.token("admin")?;
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    for path in ["/api/v1/releases", "/api/v1/rollouts", "/api/v1/tokens"] {
+        let reply = request_with(c.http, "POST", path, Some(&admin), Some(&huge))?;
+        ensure!(
+            reply.status == 413,
+            "{path}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    Ok(())
+}
