@@ -136,7 +136,7 @@ pub async fn run(config: Config) -> Result<()> {
     daemon.publish_report();
 
     let endpoint = client_endpoint(&config)?;
-    let (client, pinned) = tls::client_config(&config.fingerprint)?;
+    let (client, pinned) = tls::client_config(&config.fingerprint, &key)?;
     let session = tokio::spawn(session::run(
         SessionParams {
             config: config.clone(),

@@ -1,16 +1,20 @@
 //! TLS for the agent: the coordinator's certificate is trusted by its pinned SHA-256
 //! fingerprint, and the handshake signature is still verified with it, so holding a copy of
-//! the certificate is not enough to impersonate the coordinator.
+//! the certificate is not enough to impersonate the coordinator. The agent presents a
+//! self-signed client certificate of its ed25519 identity key (mutual TLS): the coordinator
+//! knows the device by that key from the handshake on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ferry_shared::SecretKey;
 use ferry_shared::pin::fingerprint;
 use ferry_shared::wire::ALPN;
+use ferry_shared::wire::DeviceId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// Accepts exactly one certificate, by fingerprint.
@@ -90,8 +94,29 @@ impl ServerCertVerifier for PinnedCert {
     }
 }
 
-/// A QUIC client configuration trusting only the pinned certificate.
-pub fn client_config(pin: &str) -> Result<(quinn::ClientConfig, Arc<PinnedCert>)> {
+/// A self-signed certificate of `identity`, and its key, for client authentication.
+pub fn identity_cert(
+    identity: &SecretKey,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+    let pkcs8 = PrivatePkcs8KeyDer::from(identity.to_pkcs8_der());
+    let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)
+        .context("the identity key is not usable for TLS")?;
+    let name = DeviceId::of(&identity.public()).to_string();
+    let params = rcgen::CertificateParams::new(vec![name])
+        .context("cannot describe the device certificate")?;
+    let cert = params
+        .self_signed(&pair)
+        .context("cannot make the device certificate")?;
+    Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(pkcs8)))
+}
+
+/// A QUIC client configuration trusting only the pinned certificate and presenting the
+/// device's identity certificate.
+pub fn client_config(
+    pin: &str,
+    identity: &SecretKey,
+) -> Result<(quinn::ClientConfig, Arc<PinnedCert>)> {
+    let (cert, cert_key) = identity_cert(identity)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedCert {
         pin: pin.to_owned(),
@@ -103,7 +128,8 @@ pub fn client_config(pin: &str) -> Result<(quinn::ClientConfig, Arc<PinnedCert>)
         .context("TLS 1.3 is unavailable")?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
+        .with_client_auth_cert(vec![cert], cert_key)
+        .context("the device certificate is not usable")?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
         .context("TLS configuration unusable for QUIC")?;

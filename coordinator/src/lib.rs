@@ -12,6 +12,7 @@ pub mod app;
 pub mod config;
 pub mod dashboard;
 pub mod desired;
+pub mod device_tls;
 pub mod fetch;
 pub mod fleet;
 pub mod fleet_report;

@@ -81,7 +81,9 @@ pub fn endpoint(
     let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| EndpointError::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(crate::device_tls::DeviceCerts::new(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))))
         .with_single_cert(vec![tls.cert.clone()], tls.key.clone_key())
         .map_err(|e| EndpointError::Tls(e.to_string()))?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
@@ -257,6 +259,14 @@ fn admit(
         return Ok(Err(Refusal {
             kind: RefusalKind::Identity,
             message: "the device did not prove it holds its identity key on this session".into(),
+        }));
+    }
+    // The session belongs to the key of the device's TLS client certificate; a hello for any
+    // other device is refused, so a device can only ever speak and report for itself.
+    if crate::device_tls::device_key(conn) != Some(hello.device_key) {
+        return Ok(Err(Refusal {
+            kind: RefusalKind::Identity,
+            message: "the TLS client certificate is not this device's identity key".into(),
         }));
     }
     let id = DeviceId::of(&hello.device_key);

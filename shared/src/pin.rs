@@ -1,5 +1,6 @@
-//! Certificate pinning: agents trust the coordinator's TLS certificate by its SHA-256
-//! fingerprint (the same figure `openssl x509 -fingerprint -sha256` prints), not by a CA.
+//! Certificates without a CA: agents trust the coordinator's TLS certificate by its SHA-256
+//! fingerprint (the same figure `openssl x509 -fingerprint -sha256` prints), and the
+//! coordinator knows a device by the ed25519 key of its self-signed client certificate.
 
 use sha2::{Digest as _, Sha256};
 
@@ -20,6 +21,25 @@ pub fn normalize_fingerprint(text: &str) -> Option<String> {
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(hex_only.to_ascii_lowercase(), &mut bytes).ok()?;
     Some(format!("sha256:{}", hex::encode(bytes)))
+}
+
+/// DER of an ed25519 SubjectPublicKeyInfo up to the key: SEQUENCE { SEQUENCE { OID 1.3.101.112 }
+/// BIT STRING (33 bytes, no unused bits) }.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The ed25519 public key a certificate carries, when it carries exactly one ed25519
+/// SubjectPublicKeyInfo. The TLS handshake has already proved the peer holds its private key.
+pub fn ed25519_key_of_cert(cert_der: &[u8]) -> Option<[u8; 32]> {
+    let mut found = cert_der
+        .windows(ED25519_SPKI_PREFIX.len() + 32)
+        .filter(|w| w.starts_with(&ED25519_SPKI_PREFIX));
+    let first = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    first[ED25519_SPKI_PREFIX.len()..].try_into().ok()
 }
 
 #[cfg(test)]

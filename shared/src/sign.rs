@@ -97,6 +97,19 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+impl SecretKey {
+    /// The key as PKCS#8 v1 DER (RFC 8410), for TLS libraries; handle it like the key itself.
+    pub fn to_pkcs8_der(&self) -> Vec<u8> {
+        // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&self.0.to_bytes());
+        der
+    }
+}
+
 impl PublicKey {
     /// The key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {

@@ -8,7 +8,9 @@ use ferry_tests::Fleet;
 #[tokio::test]
 async fn a_peer_speaking_an_unknown_protocol_version_is_refused_clearly() -> Result<()> {
     let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
-    let (client, _pin) = ferry_agent::tls::client_config(&fleet.coordinator.fingerprint)?;
+    let identity = ferry_shared::SecretKey::from_seed(&[7; 32]);
+    let (client, _pin) =
+        ferry_agent::tls::client_config(&fleet.coordinator.fingerprint, &identity)?;
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
     let conn = endpoint
         .connect_with(client, fleet.coordinator.quic, "localhost")?
@@ -34,5 +36,55 @@ async fn a_peer_speaking_an_unknown_protocol_version_is_refused_clearly() -> Res
         other => bail!("expected a refusal, got {other:?}"),
     }
     assert!(fleet.coordinator.devices()?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_device_cannot_speak_for_another_than_its_certificate_names() -> Result<()> {
+    use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
+    use ferry_shared::wire::io::{write_frame, write_preamble};
+    use ferry_shared::wire::{DEVICE_AUTH_EXPORTER_LABEL, DeviceReport, Hello, ToCoordinator};
+
+    let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
+    let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?;
+    // TLS as device A; the hello claims device B, with a valid proof by B's key.
+    let (a, b) = (
+        ferry_shared::SecretKey::from_seed(&[1; 32]),
+        ferry_shared::SecretKey::from_seed(&[2; 32]),
+    );
+    let (client, _pin) = ferry_agent::tls::client_config(&fleet.coordinator.fingerprint, &a)?;
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let conn = endpoint
+        .connect_with(client, fleet.coordinator.quic, "localhost")?
+        .await
+        .context("handshake")?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_preamble(&mut send).await?;
+    let mut material = [0u8; 32];
+    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
+        .map_err(|_| anyhow::anyhow!("no keying material"))?;
+    let hello = Hello {
+        device_key: b.public(),
+        proof: b.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
+        enrollment_token: Some(token.trim().to_owned()),
+        agent_version: "impostor".into(),
+        labels: Default::default(),
+        follows: Vec::new(),
+        report: DeviceReport::default(),
+    };
+    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
+    read_preamble(&mut recv).await?;
+    match read_frame::<_, ToAgent>(&mut recv, "reply").await? {
+        Some(ToAgent::Refused(refusal)) => {
+            assert_eq!(refusal.kind, RefusalKind::Identity);
+            assert!(
+                refusal.message.contains("certificate"),
+                "{}",
+                refusal.message
+            );
+        }
+        other => bail!("expected a refusal, got {other:?}"),
+    }
+    assert!(fleet.coordinator.devices()?.is_empty(), "nobody enrolled");
     Ok(())
 }

@@ -84,7 +84,7 @@ fn main() -> Result<()> {
     let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?
         .trim()
         .to_owned();
-    let (client, _pin) = ferry_agent::tls::client_config(&fleet.coordinator.fingerprint)?;
+    let pin = fleet.coordinator.fingerprint.clone();
     let addr = fleet.coordinator.quic;
     let v1: Version = "1.0.0".parse()?;
 
@@ -116,8 +116,12 @@ fn main() -> Result<()> {
                 )?);
             }
             let endpoint = endpoint.clone().context("endpoint")?;
-            let (client, board, token, gate) =
-                (client.clone(), board.clone(), token.clone(), gate.clone());
+            let (client, board, token, gate) = (
+                ferry_agent::tls::client_config(&pin, &key)?.0,
+                board.clone(),
+                token.clone(),
+                gate.clone(),
+            );
             let (v1, board2) = (v1.clone(), board.clone());
             tokio::spawn(async move {
                 let permit = gate.acquire_owned().await;
