@@ -16,6 +16,7 @@ pub mod rollout;
 pub mod select;
 pub mod sign;
 pub mod tensors;
+pub mod trust;
 pub mod version;
 pub mod wire;
 

@@ -1,0 +1,112 @@
+//! The signed documents: root and snapshot, their canonical bytes and signing contexts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::name::ModelName;
+use crate::sign::{Envelope, KeyId, PublicKey, SecretKey, SignatureEntry};
+use crate::version::Version;
+
+/// Largest metadata document accepted, in bytes (root or snapshot envelope).
+pub const MAX_METADATA_BYTES: usize = 4 * 1024 * 1024;
+
+/// A role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Names every role's keys; offline keys.
+    Root,
+    /// Signs release manifests (the publishers).
+    Targets,
+    /// Signs the fleet's list of releases; an online key on the coordinator.
+    Snapshot,
+}
+
+impl Role {
+    /// The signing context of this role's documents.
+    pub fn context(self) -> &'static str {
+        match self {
+            Role::Root => "ferry/tuf/root/v1",
+            Role::Targets => crate::sign::RELEASE_CONTEXT,
+            Role::Snapshot => "ferry/tuf/snapshot/v1",
+        }
+    }
+}
+
+/// The keys of one role and how many of them must sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleKeys {
+    /// Allowed signers.
+    pub keys: BTreeSet<KeyId>,
+    /// Distinct valid signatures needed (at least 1).
+    pub threshold: u32,
+}
+
+/// The root document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    /// Increases by exactly one with each rotation.
+    pub version: u64,
+    /// Unix seconds after which it is not trusted.
+    pub expires: u64,
+    /// Every key any role uses.
+    pub keys: BTreeMap<KeyId, PublicKey>,
+    /// Who signs the next root.
+    pub root: RoleKeys,
+    /// Who signs release manifests.
+    pub targets: RoleKeys,
+    /// Who signs snapshots.
+    pub snapshot: RoleKeys,
+}
+
+impl Root {
+    /// The keys and threshold of `role`.
+    pub fn role(&self, role: Role) -> &RoleKeys {
+        match role {
+            Role::Root => &self.root,
+            Role::Targets => &self.targets,
+            Role::Snapshot => &self.snapshot,
+        }
+    }
+}
+
+/// What the snapshot says of one release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseMeta {
+    /// BLAKE3 of the release's signed envelope.
+    pub hash: Digest,
+    /// Its length in bytes.
+    pub length: u64,
+}
+
+/// The snapshot document: every release the fleet may be told to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Increases with every snapshot.
+    pub version: u64,
+    /// Unix seconds after which it is not trusted (short: hours).
+    pub expires: u64,
+    /// Per model and version.
+    pub releases: BTreeMap<ModelName, BTreeMap<Version, ReleaseMeta>>,
+}
+
+/// Signs `document` for `role` with every key in `keys`; the envelope's bytes.
+pub fn sign_metadata<T: Serialize>(role: Role, document: &T, keys: &[&SecretKey]) -> Vec<u8> {
+    // Encoding plain data into a Vec cannot fail.
+    let payload = postcard::to_allocvec(document).unwrap_or_default();
+    let payload_digest = Digest::of(&payload);
+    let signatures = keys
+        .iter()
+        .map(|k| SignatureEntry {
+            key_id: k.public().key_id(),
+            signature: k.sign(role.context(), &payload_digest.0).to_vec(),
+        })
+        .collect();
+    Envelope {
+        payload,
+        payload_digest,
+        signatures,
+    }
+    .to_bytes()
+}

@@ -1,0 +1,260 @@
+//! What a device trusts, and every check before it believes a document. Pure: the caller
+//! passes bytes and the time its update cycle started.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::metadata::{MAX_METADATA_BYTES, Role, RoleKeys, Root, Snapshot};
+use crate::digest::Digest;
+use crate::name::ModelName;
+use crate::sign::{Envelope, KeyId, Keyring, SignedRelease};
+use crate::version::Version;
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// The bytes do not decode, or are too many.
+    #[error("{role:?} metadata is malformed: {reason}")]
+    Malformed {
+        /// Which role's document.
+        role: Role,
+        /// Why.
+        reason: String,
+    },
+    /// Fewer distinct valid signatures by the role's keys than its threshold.
+    #[error("{role:?} metadata has {valid} valid signature(s) by its keys; {threshold} needed")]
+    BelowThreshold {
+        /// Which role.
+        role: Role,
+        /// Valid signatures by the role's keys.
+        valid: u32,
+        /// Needed.
+        threshold: u32,
+    },
+    /// A version lower than (or, for root, not exactly one above) the one trusted.
+    #[error("{role:?} metadata version {got} refused: version {trusted} is trusted (rollback)")]
+    Rollback {
+        /// Which role.
+        role: Role,
+        /// Trusted version.
+        trusted: u64,
+        /// Offered version.
+        got: u64,
+    },
+    /// Expired when the update cycle started.
+    #[error("{role:?} metadata expired at {expires}, before this update cycle ({now}): freeze")]
+    Expired {
+        /// Which role.
+        role: Role,
+        /// When it expired.
+        expires: u64,
+        /// When the cycle started.
+        now: u64,
+    },
+    /// The release is not in the snapshot, or its hash or length differ.
+    #[error("{name} {version} does not match the snapshot ({reason}): mix-and-match")]
+    MixAndMatch {
+        /// Model.
+        name: ModelName,
+        /// Version.
+        version: Version,
+        /// What differs.
+        reason: String,
+    },
+    /// More bytes than the snapshot declares.
+    #[error("{name} {version}: {got} bytes where the snapshot declares {declared}: endless data")]
+    EndlessData {
+        /// Model.
+        name: ModelName,
+        /// Version.
+        version: Version,
+        /// Declared length.
+        declared: u64,
+        /// Bytes offered.
+        got: u64,
+    },
+    /// The release manifest is not signed by the root's targets role.
+    #[error("release manifest refused: {0}")]
+    Release(String),
+}
+
+/// What a device trusts: the newest root it walked to, and the newest snapshot version it
+/// accepted. Persisted by the device; the only way forward is through [`TrustState`]'s
+/// checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustState {
+    root: Root,
+    snapshot_version: u64,
+}
+
+impl TrustState {
+    /// Starts from a root shipped with the device (trusted on first use as the anchor, but
+    /// still required to carry its own threshold of signatures).
+    pub fn from_initial_root(bytes: &[u8]) -> Result<Self, TrustError> {
+        let (root, envelope) = decode::<Root>(Role::Root, bytes)?;
+        check_threshold(Role::Root, &envelope, &root, &root.root)?;
+        Ok(Self {
+            root,
+            snapshot_version: 0,
+        })
+    }
+
+    /// The root trusted now.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The newest snapshot version accepted.
+    pub fn snapshot_version(&self) -> u64 {
+        self.snapshot_version
+    }
+
+    /// Walks to root N+1: signed by the thresholds of both root N's and its own root keys,
+    /// version exactly one above. Expiry is checked by [`TrustState::check_root_fresh`] once
+    /// the chain is walked (an intermediate root may have expired).
+    pub fn update_root(&mut self, bytes: &[u8]) -> Result<(), TrustError> {
+        let (next, envelope) = decode::<Root>(Role::Root, bytes)?;
+        if next.version != self.root.version + 1 {
+            return Err(TrustError::Rollback {
+                role: Role::Root,
+                trusted: self.root.version,
+                got: next.version,
+            });
+        }
+        check_threshold(Role::Root, &envelope, &self.root, &self.root.root)?;
+        check_threshold(Role::Root, &envelope, &next, &next.root)?;
+        self.root = next;
+        Ok(())
+    }
+
+    /// Refuses an expired root (freeze), judged at `now`, the start of the update cycle.
+    pub fn check_root_fresh(&self, now: u64) -> Result<(), TrustError> {
+        fresh(Role::Root, self.root.expires, now)
+    }
+
+    /// Accepts a snapshot: signed by the snapshot role's threshold, not older than the one
+    /// accepted before (whatever roots came between), not expired at `now`.
+    pub fn update_snapshot(&mut self, bytes: &[u8], now: u64) -> Result<Snapshot, TrustError> {
+        self.check_root_fresh(now)?;
+        let (snapshot, envelope) = decode::<Snapshot>(Role::Snapshot, bytes)?;
+        check_threshold(Role::Snapshot, &envelope, &self.root, &self.root.snapshot)?;
+        if snapshot.version < self.snapshot_version {
+            return Err(TrustError::Rollback {
+                role: Role::Snapshot,
+                trusted: self.snapshot_version,
+                got: snapshot.version,
+            });
+        }
+        fresh(Role::Snapshot, snapshot.expires, now)?;
+        self.snapshot_version = snapshot.version;
+        Ok(snapshot)
+    }
+
+    /// Checks a release's signed envelope against the snapshot (hash and length) and the
+    /// root's targets role (threshold of publisher keys); returns the verified release.
+    pub fn check_release(
+        &self,
+        snapshot: &Snapshot,
+        name: &ModelName,
+        version: &Version,
+        envelope: &[u8],
+    ) -> Result<SignedRelease, TrustError> {
+        let mix = |reason: String| TrustError::MixAndMatch {
+            name: name.clone(),
+            version: version.clone(),
+            reason,
+        };
+        let meta = snapshot
+            .releases
+            .get(name)
+            .and_then(|v| v.get(version))
+            .ok_or_else(|| mix("not listed".into()))?;
+        if envelope.len() as u64 > meta.length {
+            return Err(TrustError::EndlessData {
+                name: name.clone(),
+                version: version.clone(),
+                declared: meta.length,
+                got: envelope.len() as u64,
+            });
+        }
+        if envelope.len() as u64 != meta.length || Digest::of(envelope) != meta.hash {
+            return Err(mix("hash or length differs".into()));
+        }
+        let keys = &self.root.targets;
+        let decoded =
+            Envelope::from_bytes(envelope).map_err(|e| TrustError::Release(e.to_string()))?;
+        check_threshold(Role::Targets, &decoded, &self.root, keys)?;
+        let ring = Keyring::new(
+            keys.keys
+                .iter()
+                .filter_map(|id| self.root.keys.get(id).copied()),
+        );
+        let release = SignedRelease::verify(envelope, &ring)
+            .map_err(|e| TrustError::Release(e.to_string()))?;
+        if &release.release.name != name || &release.release.version != version {
+            return Err(mix(format!(
+                "the manifest is {} {}",
+                release.release.name, release.release.version
+            )));
+        }
+        Ok(release)
+    }
+}
+
+fn fresh(role: Role, expires: u64, now: u64) -> Result<(), TrustError> {
+    if now >= expires {
+        return Err(TrustError::Expired { role, expires, now });
+    }
+    Ok(())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    role: Role,
+    bytes: &[u8],
+) -> Result<(T, Envelope), TrustError> {
+    let malformed = |reason: String| TrustError::Malformed { role, reason };
+    if bytes.len() > MAX_METADATA_BYTES {
+        return Err(malformed(format!("{} bytes", bytes.len())));
+    }
+    let envelope = Envelope::from_bytes(bytes).map_err(|e| malformed(e.to_string()))?;
+    if Digest::of(&envelope.payload) != envelope.payload_digest {
+        return Err(malformed("payload altered after signing".into()));
+    }
+    let document = postcard::from_bytes(&envelope.payload).map_err(|e| malformed(e.to_string()))?;
+    Ok((document, envelope))
+}
+
+/// Counts distinct keys of `role_keys` (looked up in `root`) whose signatures verify.
+fn check_threshold(
+    role: Role,
+    envelope: &Envelope,
+    root: &Root,
+    role_keys: &RoleKeys,
+) -> Result<(), TrustError> {
+    let mut valid: BTreeSet<KeyId> = BTreeSet::new();
+    for entry in &envelope.signatures {
+        if !role_keys.keys.contains(&entry.key_id) {
+            continue;
+        }
+        let Some(key) = root.keys.get(&entry.key_id) else {
+            continue;
+        };
+        if key.key_id() == entry.key_id
+            && key.verify(role.context(), &envelope.payload_digest.0, &entry.signature)
+        {
+            valid.insert(entry.key_id);
+        }
+    }
+    let valid = valid.len() as u32;
+    let threshold = role_keys.threshold.max(1);
+    if valid < threshold {
+        return Err(TrustError::BelowThreshold {
+            role,
+            valid,
+            threshold,
+        });
+    }
+    Ok(())
+}
