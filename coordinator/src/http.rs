@@ -325,6 +325,18 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String, Failure> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A token's name as given: 1 to 64 printable characters, trimmed.
+pub(crate) fn token_name(name: &str) -> Result<&str, Failure> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "a token name must be 1 to 64 printable characters".into(),
+        ));
+    }
+    Ok(name)
+}
+
 /// Parses a path or body field, failing with 400.
 pub fn parse<T: std::str::FromStr>(text: &str) -> Result<T, Failure>
 where

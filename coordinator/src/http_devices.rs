@@ -13,7 +13,7 @@ use ferry_shared::wire::DeviceId;
 use crate::access::Caller;
 use crate::api::{CreateEnrollToken, EnrollTokenCreated, EnrollTokenView, RevokeDevice};
 use crate::app::Coordinator;
-use crate::http::{ApiResult, Failure, actor, random_hex};
+use crate::http::{ApiResult, Failure, actor, random_hex, token_name};
 use crate::store::enrollment::{ENROLL_PREFIX, EnrollToken, RevokedDevice, enroll_hash};
 use crate::unix_now;
 
@@ -42,13 +42,7 @@ async fn create(
     headers: HeaderMap,
     Json(request): Json<CreateEnrollToken>,
 ) -> Result<(StatusCode, Json<EnrollTokenCreated>), Failure> {
-    let name = request.name.trim();
-    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            "a token name must be 1 to 64 printable characters".into(),
-        ));
-    }
+    let name = token_name(&request.name)?;
     let now = unix_now();
     let (id, secret) = (random_hex(8)?, random_hex(32)?);
     let token = EnrollToken {

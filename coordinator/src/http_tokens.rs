@@ -13,7 +13,7 @@ use ferry_shared::ModelName;
 use crate::access::Caller;
 use crate::api::{CreateToken, TokenCreated, TokenView};
 use crate::app::Coordinator;
-use crate::http::{ApiResult, Failure, actor, parse, random_hex};
+use crate::http::{ApiResult, Failure, actor, parse, random_hex, token_name};
 use crate::store::tokens::{TOKEN_PREFIX, TokenRecord, secret_hash};
 use crate::unix_now;
 
@@ -48,13 +48,7 @@ async fn create(
     headers: HeaderMap,
     Json(request): Json<CreateToken>,
 ) -> Result<(StatusCode, Json<TokenCreated>), Failure> {
-    let name = request.name.trim();
-    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            "a token name must be 1 to 64 printable characters".into(),
-        ));
-    }
+    let name = token_name(&request.name)?;
     let models: BTreeSet<ModelName> = request
         .models
         .iter()

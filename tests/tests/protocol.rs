@@ -5,6 +5,20 @@ use ferry_shared::wire::io::{read_frame, read_preamble};
 use ferry_shared::wire::{PROTOCOL_VERSION, Preamble, RefusalKind, ToAgent};
 use ferry_tests::Fleet;
 
+/// A raw QUIC connection to the fleet's coordinator with `identity`'s client certificate.
+async fn connect_as(
+    fleet: &Fleet,
+    identity: &ferry_shared::SecretKey,
+) -> Result<(quinn::Endpoint, quinn::Connection)> {
+    let (client, _pin) = ferry_agent::tls::client_config(&fleet.coordinator.fingerprint, identity)?;
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let conn = endpoint
+        .connect_with(client, fleet.coordinator.quic, "localhost")?
+        .await
+        .context("handshake")?;
+    Ok((endpoint, conn))
+}
+
 #[tokio::test]
 async fn a_peer_speaking_an_unknown_protocol_version_is_refused_clearly() -> Result<()> {
     let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
@@ -52,12 +66,7 @@ async fn a_device_cannot_speak_for_another_than_its_certificate_names() -> Resul
         ferry_shared::SecretKey::from_seed(&[1; 32]),
         ferry_shared::SecretKey::from_seed(&[2; 32]),
     );
-    let (client, _pin) = ferry_agent::tls::client_config(&fleet.coordinator.fingerprint, &a)?;
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    let conn = endpoint
-        .connect_with(client, fleet.coordinator.quic, "localhost")?
-        .await
-        .context("handshake")?;
+    let (_endpoint, conn) = connect_as(&fleet, &a).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     write_preamble(&mut send).await?;
     let mut material = [0u8; 32];
