@@ -97,3 +97,55 @@ async fn a_device_cannot_speak_for_another_than_its_certificate_names() -> Resul
     assert!(fleet.coordinator.devices()?.is_empty(), "nobody enrolled");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_fetch_stream_that_never_asks_is_closed() -> Result<()> {
+    use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
+    use ferry_shared::wire::io::{write_frame, write_preamble};
+    use ferry_shared::wire::{DEVICE_AUTH_EXPORTER_LABEL, DeviceReport, Hello, ToCoordinator};
+
+    let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
+    let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?;
+    let key = ferry_shared::SecretKey::from_seed(&[3; 32]);
+    let (_endpoint, conn) = connect_as(&fleet, &key).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_preamble(&mut send).await?;
+    let mut material = [0u8; 32];
+    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
+        .map_err(|_| anyhow::anyhow!("no keying material"))?;
+    let hello = Hello {
+        device_key: key.public(),
+        proof: key.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
+        enrollment_token: Some(token.trim().to_owned()),
+        agent_version: "silent".into(),
+        labels: Default::default(),
+        follows: Vec::new(),
+        report: DeviceReport::default(),
+    };
+    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
+    read_preamble(&mut recv).await?;
+    match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
+        Some(ToAgent::Welcome(_)) => {}
+        other => bail!("no welcome: {other:?}"),
+    }
+    // A fetch stream that starts its preamble and stops: the coordinator gives up on it
+    // (after 10 s) while the session itself stays up.
+    let (mut fetch_send, mut fetch_recv) = conn.open_bi().await?;
+    fetch_send.write_all(b"FR").await?;
+    let mut buf = [0u8; 16];
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match fetch_recv.read(&mut buf).await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the silent fetch stream was still open after 30 s"
+    );
+    assert!(conn.close_reason().is_none(), "the session survived");
+    Ok(())
+}
