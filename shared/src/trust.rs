@@ -23,6 +23,7 @@ mod state;
 mod tests;
 
 pub use metadata::{
-    MAX_METADATA_BYTES, ReleaseMeta, Role, RoleKeys, Root, Snapshot, sign_metadata,
+    MAX_METADATA_BYTES, ReleaseMeta, Role, RoleKeys, Root, Snapshot, add_signature, draft,
+    inspect_root, sign_metadata,
 };
 pub use state::{TrustError, TrustState};

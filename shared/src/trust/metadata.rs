@@ -110,3 +110,50 @@ pub fn sign_metadata<T: Serialize>(role: Role, document: &T, keys: &[&SecretKey]
     }
     .to_bytes()
 }
+
+/// An unsigned draft of `document` for `role`: the envelope the key holders sign in turn.
+pub fn draft<T: Serialize>(role: Role, document: &T) -> Vec<u8> {
+    sign_metadata(role, document, &[])
+}
+
+/// Adds `key`'s signature for `role` to the envelope `bytes` (one key holder at a time, each
+/// offline); a second signature by the same key replaces the first.
+pub fn add_signature(role: Role, bytes: &[u8], key: &SecretKey) -> Result<Vec<u8>, String> {
+    let mut envelope = Envelope::from_bytes(bytes).map_err(|e| e.to_string())?;
+    if Digest::of(&envelope.payload) != envelope.payload_digest {
+        return Err("the payload was altered after it was drafted".into());
+    }
+    let id = key.public().key_id();
+    envelope.signatures.retain(|s| s.key_id != id);
+    envelope.signatures.push(SignatureEntry {
+        key_id: id,
+        signature: key
+            .sign(role.context(), &envelope.payload_digest.0)
+            .to_vec(),
+    });
+    Ok(envelope.to_bytes())
+}
+
+/// A root envelope's document and the ids of the keys whose signatures on it verify.
+pub fn inspect_root(bytes: &[u8]) -> Result<(Root, BTreeSet<KeyId>), String> {
+    let envelope = Envelope::from_bytes(bytes).map_err(|e| e.to_string())?;
+    if Digest::of(&envelope.payload) != envelope.payload_digest {
+        return Err("the payload was altered after it was signed".into());
+    }
+    let root: Root = postcard::from_bytes(&envelope.payload).map_err(|e| e.to_string())?;
+    let valid = envelope
+        .signatures
+        .iter()
+        .filter(|s| {
+            root.keys.get(&s.key_id).is_some_and(|k| {
+                k.verify(
+                    Role::Root.context(),
+                    &envelope.payload_digest.0,
+                    &s.signature,
+                )
+            })
+        })
+        .map(|s| s.key_id)
+        .collect();
+    Ok((root, valid))
+}

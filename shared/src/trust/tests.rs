@@ -416,3 +416,24 @@ fn a_publisher_key_revoked_by_root_no_longer_signs_releases() {
         })
     ));
 }
+
+#[test]
+fn an_offline_ceremony_signs_a_draft_one_key_at_a_time() {
+    let k = keys();
+    let next = root(
+        2,
+        &[&k.root[0], &k.root[1], &k.root[2]],
+        &[&k.publishers[0]],
+        &k.snapshot,
+    );
+    let mut bytes = draft(Role::Root, &next);
+    for holder in [&k.root[0], &k.root[1], &k.root[0]] {
+        bytes = add_signature(Role::Root, &bytes, holder).unwrap();
+    }
+    let (shown, valid) = inspect_root(&bytes).unwrap();
+    assert_eq!(shown, next);
+    assert_eq!(valid.len(), 2, "a key signing twice counts once");
+    let mut state = trusted(&k);
+    state.update_root(&bytes).unwrap();
+    assert_eq!(state.root().version, 2);
+}

@@ -25,6 +25,9 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         name: String,
     },
+    /// The offline root ceremony: draft, sign and show root metadata (files only).
+    #[command(subcommand)]
+    Root(crate::root::RootCommand),
     /// Keys the coordinator trusts.
     List {
         /// Print JSON.
@@ -94,6 +97,7 @@ pub(crate) fn secret_key_file(path: &Path) -> Result<SecretKey> {
 pub(crate) async fn run(client: &Client, command: KeysCommand) -> Result<()> {
     match command {
         KeysCommand::Generate(args) => generate(&args),
+        KeysCommand::Root(command) => crate::root::run(command),
         KeysCommand::Trust { key, name } => {
             let key = public_key_arg(&key)?;
             let status = client

@@ -15,6 +15,7 @@ mod progress;
 mod publish;
 mod releases;
 mod rollout;
+mod root;
 mod tokens;
 
 use std::process::ExitCode;
@@ -76,8 +77,9 @@ fn run(cli: Cli) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            // Key generation is local and needs no coordinator.
+            // Key generation and the root ceremony are local and need no coordinator.
             Command::Keys(keys::KeysCommand::Generate(args)) => keys::generate(&args),
+            Command::Keys(keys::KeysCommand::Root(command)) => root::run(command),
             command => {
                 let client = client::Client::connect(&cli.connection)?;
                 match command {

@@ -1,0 +1,94 @@
+//! The offline root ceremony with the real `ferryctl`: keys generated, root 1 drafted and
+//! signed by two of three root key holders, root 2 drafted from it; the files it writes are
+//! what a device's trust state accepts, and a rotation signed by the new keys alone is not.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use ferry_shared::trust::TrustState;
+use ferry_tests::Binaries;
+
+fn ctl(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(&Binaries::get()?.ctl)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("cannot run ferryctl")?;
+    ensure!(
+        out.status.success(),
+        "ferryctl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn an_offline_root_ceremony_produces_roots_a_device_accepts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    for k in ["r1", "r2", "r3", "n1", "n2", "pub", "snap"] {
+        ctl(d, &["keys", "generate", "--out", &format!("{k}.key")])?;
+    }
+    let roles = |keys: [&'static str; 3], out: &'static str| {
+        let mut args: Vec<String> = Vec::new();
+        for k in keys {
+            args.extend(["--root-key".into(), format!("{k}.key.pub")]);
+        }
+        args.extend(
+            [
+                "--root-threshold",
+                "2",
+                "--publisher",
+                "pub.key.pub",
+                "--snapshot-key",
+                "snap.key.pub",
+                "--out",
+                out,
+            ]
+            .map(String::from),
+        );
+        args
+    };
+    let mut init = vec!["keys".to_owned(), "root".into(), "init".into()];
+    init.extend(roles(["r1", "r2", "r3"], "root-1.tuf"));
+    ctl(d, &init.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let shown = ctl(d, &["keys", "root", "show", "root-1.tuf"])?;
+    ensure!(shown.contains("not yet valid"), "{shown}");
+    ensure!(TrustState::from_initial_root(&std::fs::read(d.join("root-1.tuf"))?).is_err());
+    for holder in ["r1.key", "r3.key"] {
+        ctl(d, &["keys", "root", "sign", "root-1.tuf", "--key", holder])?;
+    }
+    let mut state = TrustState::from_initial_root(&std::fs::read(d.join("root-1.tuf"))?)
+        .context("root 1 refused")?;
+
+    // Rotation to new root keys n1, n2, r3: the new keys alone are not enough.
+    let mut next = vec![
+        "keys".to_owned(),
+        "root".into(),
+        "next".into(),
+        "root-1.tuf".into(),
+    ];
+    next.extend(roles(["n1", "n2", "r3"], "root-2.tuf"));
+    ctl(d, &next.iter().map(String::as_str).collect::<Vec<_>>())?;
+    for holder in ["n1.key", "n2.key"] {
+        ctl(d, &["keys", "root", "sign", "root-2.tuf", "--key", holder])?;
+    }
+    ensure!(
+        state
+            .update_root(&std::fs::read(d.join("root-2.tuf"))?)
+            .is_err()
+    );
+    ctl(
+        d,
+        &["keys", "root", "sign", "root-2.tuf", "--key", "r1.key"],
+    )?;
+    ctl(
+        d,
+        &["keys", "root", "sign", "root-2.tuf", "--key", "r2.key"],
+    )?;
+    state.update_root(&std::fs::read(d.join("root-2.tuf"))?)?;
+    ensure!(state.root().version == 2);
+    Ok(())
+}
