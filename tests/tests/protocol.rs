@@ -19,6 +19,37 @@ async fn connect_as(
     Ok((endpoint, conn))
 }
 
+/// Opens the control stream on `conn` and says hello as `key` (proving it over this
+/// session's keying material) with the fleet's enrollment token; returns the stream.
+async fn hello_as(
+    fleet: &Fleet,
+    conn: &quinn::Connection,
+    key: &ferry_shared::SecretKey,
+    agent_version: &str,
+) -> Result<(quinn::SendStream, quinn::RecvStream)> {
+    use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
+    use ferry_shared::wire::io::{write_frame, write_preamble};
+    use ferry_shared::wire::{DEVICE_AUTH_EXPORTER_LABEL, DeviceReport, Hello, ToCoordinator};
+
+    let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?;
+    let (mut send, recv) = conn.open_bi().await?;
+    write_preamble(&mut send).await?;
+    let mut material = [0u8; 32];
+    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
+        .map_err(|_| anyhow::anyhow!("no keying material"))?;
+    let hello = Hello {
+        device_key: key.public(),
+        proof: key.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
+        enrollment_token: Some(token.trim().to_owned()),
+        agent_version: agent_version.into(),
+        labels: Default::default(),
+        follows: Vec::new(),
+        report: DeviceReport::default(),
+    };
+    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
+    Ok((send, recv))
+}
+
 #[tokio::test]
 async fn a_peer_speaking_an_unknown_protocol_version_is_refused_clearly() -> Result<()> {
     let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
@@ -55,33 +86,14 @@ async fn a_peer_speaking_an_unknown_protocol_version_is_refused_clearly() -> Res
 
 #[tokio::test]
 async fn a_device_cannot_speak_for_another_than_its_certificate_names() -> Result<()> {
-    use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
-    use ferry_shared::wire::io::{write_frame, write_preamble};
-    use ferry_shared::wire::{DEVICE_AUTH_EXPORTER_LABEL, DeviceReport, Hello, ToCoordinator};
-
     let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
-    let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?;
     // TLS as device A; the hello claims device B, with a valid proof by B's key.
     let (a, b) = (
         ferry_shared::SecretKey::from_seed(&[1; 32]),
         ferry_shared::SecretKey::from_seed(&[2; 32]),
     );
     let (_endpoint, conn) = connect_as(&fleet, &a).await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    write_preamble(&mut send).await?;
-    let mut material = [0u8; 32];
-    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| anyhow::anyhow!("no keying material"))?;
-    let hello = Hello {
-        device_key: b.public(),
-        proof: b.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
-        enrollment_token: Some(token.trim().to_owned()),
-        agent_version: "impostor".into(),
-        labels: Default::default(),
-        follows: Vec::new(),
-        report: DeviceReport::default(),
-    };
-    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
+    let (_send, mut recv) = hello_as(&fleet, &conn, &b, "impostor").await?;
     read_preamble(&mut recv).await?;
     match read_frame::<_, ToAgent>(&mut recv, "reply").await? {
         Some(ToAgent::Refused(refusal)) => {
@@ -100,29 +112,10 @@ async fn a_device_cannot_speak_for_another_than_its_certificate_names() -> Resul
 
 #[tokio::test]
 async fn a_fetch_stream_that_never_asks_is_closed() -> Result<()> {
-    use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
-    use ferry_shared::wire::io::{write_frame, write_preamble};
-    use ferry_shared::wire::{DEVICE_AUTH_EXPORTER_LABEL, DeviceReport, Hello, ToCoordinator};
-
     let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
-    let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?;
     let key = ferry_shared::SecretKey::from_seed(&[3; 32]);
     let (_endpoint, conn) = connect_as(&fleet, &key).await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    write_preamble(&mut send).await?;
-    let mut material = [0u8; 32];
-    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| anyhow::anyhow!("no keying material"))?;
-    let hello = Hello {
-        device_key: key.public(),
-        proof: key.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
-        enrollment_token: Some(token.trim().to_owned()),
-        agent_version: "silent".into(),
-        labels: Default::default(),
-        follows: Vec::new(),
-        report: DeviceReport::default(),
-    };
-    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
+    let (_send, mut recv) = hello_as(&fleet, &conn, &key, "silent").await?;
     read_preamble(&mut recv).await?;
     match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
         Some(ToAgent::Welcome(_)) => {}
