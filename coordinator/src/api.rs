@@ -562,3 +562,29 @@ pub struct RevokeDevice {
     /// Why (for the audit trail).
     pub reason: Option<String>,
 }
+
+/// `GET /api/v1/trust`: the coordinator's snapshot key and the root chain it serves.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrustView {
+    /// The online snapshot key (`ed25519:…`), to name in root metadata.
+    pub snapshot_key: String,
+    /// Every root, oldest first.
+    pub roots: Vec<RootView>,
+}
+
+/// One root as shown.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RootView {
+    /// Version.
+    pub version: u64,
+    /// Expiry (Unix seconds).
+    pub expires: u64,
+    /// Root keys (ids) and threshold.
+    pub root_keys: Vec<String>,
+    /// Root signatures needed.
+    pub root_threshold: u32,
+    /// Publisher keys (ids).
+    pub publishers: Vec<String>,
+    /// Publisher signatures needed.
+    pub publisher_threshold: u32,
+}

@@ -67,6 +67,8 @@ pub struct Coordinator {
     pub viewer_token: String,
     /// Token a new device presents to enroll.
     pub enrollment_token: String,
+    /// The online key that signs snapshots (its public half is in the root metadata).
+    pub snapshot_key: ferry_shared::SecretKey,
     /// Alias moves, for open sessions.
     pub alias_moves: broadcast::Sender<AliasMoved>,
     /// Devices just revoked, so their open sessions close at once.
@@ -76,8 +78,10 @@ pub struct Coordinator {
     config_keys: Vec<PublicKey>,
 }
 
-/// The coordinator's bearer tokens.
+/// The coordinator's bearer tokens and online signing key.
 pub struct Tokens {
+    /// Signs snapshots.
+    pub snapshot_key: ferry_shared::SecretKey,
     /// Everything on the admin API.
     pub admin: String,
     /// Reading only.
@@ -96,6 +100,7 @@ impl Coordinator {
         config_keys: Vec<PublicKey>,
     ) -> Self {
         let Tokens {
+            snapshot_key,
             admin: admin_token,
             viewer: viewer_token,
             enrollment: enrollment_token,
@@ -113,6 +118,7 @@ impl Coordinator {
             admin_token,
             viewer_token,
             enrollment_token,
+            snapshot_key,
             alias_moves,
             revocations,
             counters: Counters::default(),

@@ -110,6 +110,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .merge(crate::http_rollouts::routes())
         .merge(crate::http_tokens::routes())
         .merge(crate::http_devices::routes())
+        .merge(crate::http_trust::routes())
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY));
     Router::new()

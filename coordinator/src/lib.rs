@@ -21,6 +21,7 @@ pub mod http;
 pub mod http_devices;
 pub mod http_rollouts;
 pub mod http_tokens;
+pub mod http_trust;
 pub mod prometheus;
 pub mod quic;
 pub mod registry;

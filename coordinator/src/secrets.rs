@@ -28,6 +28,35 @@ pub enum SecretsError {
         /// File.
         path: PathBuf,
     },
+    /// A key file holds something unusable.
+    #[error("{path} does not hold an ed25519 private key: {reason}")]
+    BadKey {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Loads the online snapshot signing key at `path`, creating it (mode 0600) the first time.
+/// Returns the key and whether it was created now. Its public half goes into the root
+/// metadata as the snapshot role's key.
+pub fn snapshot_key(path: &Path) -> Result<(ferry_shared::SecretKey, bool), SecretsError> {
+    if path.exists() {
+        let text = fs::read_to_string(path).map_err(io_err(path))?;
+        let key =
+            ferry_shared::SecretKey::from_text(text.trim()).map_err(|e| SecretsError::BadKey {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        return Ok((key, false));
+    }
+    let key = ferry_shared::SecretKey::generate().map_err(|e| SecretsError::Io {
+        path: path.to_owned(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    write_private(path, format!("{}\n", key.to_text()).as_bytes())?;
+    Ok((key, true))
 }
 
 /// The coordinator's TLS identity.

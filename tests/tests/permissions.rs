@@ -94,6 +94,13 @@ fn every_role_may_do_exactly_what_the_matrix_says() -> Result<()> {
             Action::Devices,
         ),
         ("GET", "/api/v1/tokens".into(), None, Action::Administer),
+        ("GET", "/api/v1/trust".into(), None, Action::Read),
+        (
+            "POST",
+            "/api/v1/trust/roots".into(),
+            None,
+            Action::Administer,
+        ),
         (
             "POST",
             "/api/v1/tokens".into(),

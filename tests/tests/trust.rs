@@ -92,3 +92,75 @@ fn an_offline_root_ceremony_produces_roots_a_device_accepts() -> Result<()> {
     ensure!(state.root().version == 2);
     Ok(())
 }
+
+#[test]
+fn the_coordinator_serves_a_root_chain_only_as_a_device_would_accept_it() -> Result<()> {
+    let fleet = ferry_tests::Fleet::start(0, None)?;
+    let c = &fleet.coordinator;
+    let d = fleet.dir.as_path();
+    let trust: ferry_coordinator::api::TrustView = c.ctl_json(&["keys", "root", "status"])?;
+    for k in ["r1", "r2", "pub", "other-snap"] {
+        ctl(d, &["keys", "generate", "--out", &format!("{k}.key")])?;
+    }
+    let draft = |version_args: &[&str], snapshot: &str, out: &str| -> Result<()> {
+        let mut args = vec!["keys", "root"];
+        args.extend_from_slice(version_args);
+        args.extend([
+            "--root-key",
+            "r1.key.pub",
+            "--root-key",
+            "r2.key.pub",
+            "--root-threshold",
+            "2",
+            "--publisher",
+            "pub.key.pub",
+            "--snapshot-key",
+            snapshot,
+            "--out",
+            out,
+        ]);
+        ctl(d, &args)?;
+        for holder in ["r1.key", "r2.key"] {
+            ctl(d, &["keys", "root", "sign", out, "--key", holder])?;
+        }
+        Ok(())
+    };
+    // A root naming another snapshot key is refused: this coordinator could not sign under it.
+    draft(&["init"], "other-snap.key.pub", "wrong.tuf")?;
+    let (err, _) = c.ctl_failing(&[
+        "keys",
+        "root",
+        "push",
+        &d.join("wrong.tuf").to_string_lossy(),
+    ])?;
+    ensure!(err.contains("snapshot key"), "{err}");
+    // Root 1 and root 2 with this coordinator's key are accepted, in order.
+    draft(&["init"], &trust.snapshot_key, "root-1.tuf")?;
+    c.ctl(&[
+        "keys",
+        "root",
+        "push",
+        &d.join("root-1.tuf").to_string_lossy(),
+    ])?;
+    draft(&["next", "root-1.tuf"], &trust.snapshot_key, "root-2.tuf")?;
+    c.ctl(&[
+        "keys",
+        "root",
+        "push",
+        &d.join("root-2.tuf").to_string_lossy(),
+    ])?;
+    // Root 1 again is a rollback.
+    let (err, _) = c.ctl_failing(&[
+        "keys",
+        "root",
+        "push",
+        &d.join("root-1.tuf").to_string_lossy(),
+    ])?;
+    ensure!(err.contains("rollback"), "{err}");
+    let trust: ferry_coordinator::api::TrustView = c.ctl_json(&["keys", "root", "status"])?;
+    let versions: Vec<u64> = trust.roots.iter().map(|r| r.version).collect();
+    ensure!(versions == [1, 2], "{versions:?}");
+    let audit = c.get("/api/v1/audit", "admin")?.body;
+    ensure!(audit.contains("trust.root"), "root pushes are audited");
+    Ok(())
+}

@@ -103,6 +103,8 @@ async fn serve(config: Config) -> Result<()> {
     let viewer_path = dir.join("viewer.token");
     let (viewer_token, viewer_created) = secrets::token(&viewer_path)?;
     let (enrollment_token, enroll_created) = secrets::token(&enroll_path)?;
+    let snapshot_path = dir.join("snapshot.key");
+    let (snapshot_key, snapshot_created) = secrets::snapshot_key(&snapshot_path)?;
     let store = Store::open(&dir.join("ferry.redb"))
         .with_context(|| format!("cannot open the database in {}", dir.display()))?;
     let transfer = Transfer::new(
@@ -149,6 +151,12 @@ async fn serve(config: Config) -> Result<()> {
         created(enroll_created)
     );
     println!(
+        "  snapshot key      {}{} (online; name {} in the root metadata)",
+        snapshot_path.display(),
+        created(snapshot_created),
+        snapshot_key.public()
+    );
+    println!(
         "  TLS certificate   {}{}",
         tls.cert_path.display(),
         created(tls_created)
@@ -167,6 +175,7 @@ async fn serve(config: Config) -> Result<()> {
         store,
         transfer,
         ferry_coordinator::app::Tokens {
+            snapshot_key,
             admin: admin_token,
             viewer: viewer_token,
             enrollment: enrollment_token,

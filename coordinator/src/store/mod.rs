@@ -19,6 +19,7 @@ mod releases;
 pub mod rollouts;
 mod tables;
 pub mod tokens;
+mod trust;
 
 use std::path::Path;
 

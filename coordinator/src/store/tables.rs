@@ -40,6 +40,9 @@ pub(crate) const ENROLL_TOKENS: TableDefinition<&str, &[u8]> =
 pub(crate) const REVOKED_DEVICES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("revoked_devices");
 
+/// root version → the signed root metadata, as pushed.
+pub(crate) const TRUST_ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("trust_roots");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -55,5 +58,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(API_TOKENS)?;
     txn.open_table(ENROLL_TOKENS)?;
     txn.open_table(REVOKED_DEVICES)?;
+    txn.open_table(TRUST_ROOTS)?;
     Ok(())
 }

@@ -97,7 +97,7 @@ pub(crate) fn secret_key_file(path: &Path) -> Result<SecretKey> {
 pub(crate) async fn run(client: &Client, command: KeysCommand) -> Result<()> {
     match command {
         KeysCommand::Generate(args) => generate(&args),
-        KeysCommand::Root(command) => crate::root::run(command),
+        KeysCommand::Root(command) => crate::root::run_online(client, command).await,
         KeysCommand::Trust { key, name } => {
             let key = public_key_arg(&key)?;
             let status = client

@@ -79,7 +79,9 @@ fn run(cli: Cli) -> Result<()> {
         match cli.command {
             // Key generation and the root ceremony are local and need no coordinator.
             Command::Keys(keys::KeysCommand::Generate(args)) => keys::generate(&args),
-            Command::Keys(keys::KeysCommand::Root(command)) => root::run(command),
+            Command::Keys(keys::KeysCommand::Root(command)) if command.is_offline() => {
+                root::run(command)
+            }
             command => {
                 let client = client::Client::connect(&cli.connection)?;
                 match command {

@@ -39,6 +39,63 @@ pub(crate) enum RootCommand {
         /// The root file.
         file: PathBuf,
     },
+    /// Give the coordinator the next root of its chain (admin; it checks it as a device would).
+    Push {
+        /// The signed root file.
+        file: PathBuf,
+    },
+    /// The coordinator's snapshot key (to name in a root) and the root chain it serves.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl RootCommand {
+    /// True for the commands that work on files alone.
+    pub(crate) fn is_offline(&self) -> bool {
+        !matches!(self, RootCommand::Push { .. } | RootCommand::Status { .. })
+    }
+}
+
+/// The commands that talk to the coordinator.
+pub(crate) async fn run_online(client: &crate::client::Client, command: RootCommand) -> Result<()> {
+    match command {
+        RootCommand::Push { file } => {
+            let view: ferry_coordinator::api::RootView =
+                client.post_bytes("/trust/roots", read(&file)?).await?;
+            println!(
+                "the coordinator now serves root {} (expires {})",
+                view.version,
+                timestamp(view.expires)
+            );
+            Ok(())
+        }
+        RootCommand::Status { json } => {
+            let trust: ferry_coordinator::api::TrustView = client.get("/trust").await?;
+            if json {
+                return crate::output::json(&trust);
+            }
+            println!("snapshot key  {}", trust.snapshot_key);
+            if trust.roots.is_empty() {
+                println!("no root yet: run the ceremony and `ferryctl keys root push root-1.tuf`");
+            }
+            for r in &trust.roots {
+                println!(
+                    "root {}  expires {}  root keys {} of {}  publishers {} of {}",
+                    r.version,
+                    &timestamp(r.expires)[..10],
+                    r.root_threshold,
+                    r.root_keys.len(),
+                    r.publisher_threshold,
+                    r.publishers.len()
+                );
+            }
+            Ok(())
+        }
+        offline => run(offline),
+    }
 }
 
 #[derive(Args)]
@@ -116,8 +173,12 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The commands that work on files alone.
 pub(crate) fn run(command: RootCommand) -> Result<()> {
     match command {
+        RootCommand::Push { .. } | RootCommand::Status { .. } => {
+            bail!("this command talks to the coordinator")
+        }
         RootCommand::Init(args) => draft_root(1, &args),
         RootCommand::Next { previous, roles } => {
             let (prev, _) = inspect_root(&read(&previous)?)

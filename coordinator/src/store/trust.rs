@@ -1,0 +1,104 @@
+//! The root metadata chain the coordinator serves: root 1 first, each next one accepted only
+//! as a device would accept it (both thresholds, exactly the next version, not expired), and
+//! only when it names this coordinator's snapshot key, so the snapshots it signs will verify.
+
+use ferry_shared::PublicKey;
+use ferry_shared::trust::{TrustState, inspect_root};
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::audit::{Change, append};
+use super::tables::TRUST_ROOTS;
+use super::{Store, StoreError};
+
+impl Store {
+    /// Every stored root, oldest first, as signed.
+    pub fn roots(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TRUST_ROOTS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (_, v) = item?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Adds `bytes` as the next root; `Ok(Err(why))` when a device would refuse it or this
+    /// coordinator could not sign snapshots under it. Returns the new version.
+    pub fn push_root(
+        &self,
+        bytes: &[u8],
+        snapshot_key: &PublicKey,
+        actor: &str,
+        now: u64,
+    ) -> Result<Result<u64, String>, StoreError> {
+        let chain = self.roots()?;
+        let walked = match chain.split_first() {
+            None => TrustState::from_initial_root(bytes).and_then(|state| {
+                if state.root().version == 1 {
+                    Ok(state)
+                } else {
+                    Err(ferry_shared::trust::TrustError::Rollback {
+                        role: ferry_shared::trust::Role::Root,
+                        trusted: 0,
+                        got: state.root().version,
+                    })
+                }
+            }),
+            Some((first, rest)) => TrustState::from_initial_root(first).and_then(|mut state| {
+                for root in rest {
+                    state.update_root(root)?;
+                }
+                state.update_root(bytes)?;
+                Ok(state)
+            }),
+        };
+        let state = match walked {
+            Ok(state) => state,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if let Err(e) = state.check_root_fresh(now) {
+            return Ok(Err(e.to_string()));
+        }
+        let root = state.root();
+        if !root.snapshot.keys.contains(&snapshot_key.key_id()) {
+            return Ok(Err(format!(
+                "root {} does not name this coordinator's snapshot key {} ({snapshot_key})",
+                root.version,
+                snapshot_key.key_id()
+            )));
+        }
+        let version = root.version;
+        let (_, signers) = inspect_root(bytes).map_err(|e| StoreError::Corrupt {
+            table: "trust_roots",
+            key: version.to_string(),
+            reason: e,
+        })?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(TRUST_ROOTS)?.insert(version, bytes)?;
+        append(
+            &txn,
+            Change {
+                at: now,
+                actor,
+                action: "trust.root",
+                subject: format!("root {version}"),
+                detail: format!(
+                    "expires {}; root {} of {}, publishers {} of {}; signed by {}",
+                    root.expires,
+                    root.root.threshold,
+                    root.root.keys.len(),
+                    root.targets.threshold,
+                    root.targets.keys.len(),
+                    signers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        )?;
+        txn.commit()?;
+        Ok(Ok(version))
+    }
+}
