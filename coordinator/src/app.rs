@@ -69,6 +69,8 @@ pub struct Coordinator {
     pub enrollment_token: String,
     /// The online key that signs snapshots (its public half is in the root metadata).
     pub snapshot_key: ferry_shared::SecretKey,
+    /// The last snapshot signed.
+    pub snapshots: crate::snapshots::SnapshotCache,
     /// Alias moves, for open sessions.
     pub alias_moves: broadcast::Sender<AliasMoved>,
     /// Devices just revoked, so their open sessions close at once.
@@ -119,6 +121,7 @@ impl Coordinator {
             viewer_token,
             enrollment_token,
             snapshot_key,
+            snapshots: crate::snapshots::SnapshotCache::default(),
             alias_moves,
             revocations,
             counters: Counters::default(),

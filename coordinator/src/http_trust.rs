@@ -21,6 +21,7 @@ pub fn routes() -> Router<Arc<Coordinator>> {
     Router::new()
         .route("/trust", get(show))
         .route("/trust/roots", post(push))
+        .route("/trust/snapshot", get(snapshot))
 }
 
 fn view(root: &Root) -> RootView {
@@ -70,6 +71,21 @@ async fn push(
         Err(why) => Err(Failure(
             StatusCode::CONFLICT,
             format!("root refused: {why}"),
+        )),
+    }
+}
+
+/// The current signed snapshot (bytes), or 404 before a root was pushed.
+async fn snapshot(State(app): State<Arc<Coordinator>>) -> Result<Vec<u8>, Failure> {
+    let app2 = app.clone();
+    let signed = tokio::task::spawn_blocking(move || crate::snapshots::current(&app2, unix_now()))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    match signed {
+        Some(bytes) => Ok(bytes.as_ref().clone()),
+        None => Err(Failure(
+            StatusCode::NOT_FOUND,
+            "no root metadata yet: `ferryctl keys root push`".into(),
         )),
     }
 }

@@ -28,6 +28,7 @@ pub mod registry;
 pub mod reports;
 pub mod rollouts;
 pub mod secrets;
+pub mod snapshots;
 pub mod store;
 pub mod transfer;
 

@@ -13,8 +13,10 @@ use crate::process::Coordinator;
 pub struct Reply {
     /// Status code.
     pub status: u16,
-    /// Body.
+    /// Body, as text.
     pub body: String,
+    /// Body, as bytes (for replies not sent chunked).
+    pub raw: Vec<u8>,
 }
 
 /// Sends `method path` with `token` as bearer (none when `None`) and reads the whole reply.
@@ -47,6 +49,11 @@ pub fn request_with(
         written?;
         read?;
     }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers")?;
+    let body_bytes = raw[split + 4..].to_vec();
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
     let status: u16 = head
@@ -63,7 +70,11 @@ pub fn request_with(
     } else {
         body.to_owned()
     };
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        body,
+        raw: body_bytes,
+    })
 }
 
 fn dechunk(mut body: &str) -> Result<String> {

@@ -99,7 +99,7 @@ fn the_coordinator_serves_a_root_chain_only_as_a_device_would_accept_it() -> Res
     let c = &fleet.coordinator;
     let d = fleet.dir.as_path();
     let trust: ferry_coordinator::api::TrustView = c.ctl_json(&["keys", "root", "status"])?;
-    for k in ["r1", "r2", "pub", "other-snap"] {
+    for k in ["r1", "r2", "other-snap"] {
         ctl(d, &["keys", "generate", "--out", &format!("{k}.key")])?;
     }
     let draft = |version_args: &[&str], snapshot: &str, out: &str| -> Result<()> {
@@ -113,7 +113,7 @@ fn the_coordinator_serves_a_root_chain_only_as_a_device_would_accept_it() -> Res
             "--root-threshold",
             "2",
             "--publisher",
-            "pub.key.pub",
+            "publisher.key.pub",
             "--snapshot-key",
             snapshot,
             "--out",
@@ -162,5 +162,28 @@ fn the_coordinator_serves_a_root_chain_only_as_a_device_would_accept_it() -> Res
     ensure!(versions == [1, 2], "{versions:?}");
     let audit = c.get("/api/v1/audit", "admin")?.body;
     ensure!(audit.contains("trust.root"), "root pushes are audited");
+
+    // The snapshot it signs verifies under the chain, lists what is published, and its
+    // version grows when releases change.
+    let mut state = TrustState::from_initial_root(&std::fs::read(d.join("root-1.tuf"))?)?;
+    state.update_root(&std::fs::read(d.join("root-2.tuf"))?)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let first = c.get("/api/v1/trust/snapshot", "viewer")?;
+    ensure!(first.status == 200, "{}", first.body);
+    let empty = state.update_snapshot(&first.raw, now)?;
+    ensure!(empty.releases.is_empty());
+    fleet.publish("1.0.0", &ferry_tests::model_bytes(1, 64 * 1024, true))?;
+    let second = state.update_snapshot(&c.get("/api/v1/trust/snapshot", "viewer")?.raw, now)?;
+    ensure!(second.version > empty.version, "the version grew");
+    let releases: Vec<ferry_coordinator::api::ReleaseView> = c.ctl_json(&["releases", "list"])?;
+    ensure!(!releases.is_empty());
+    let shown = c.get("/api/v1/releases/detector/1.0.0", "viewer")?;
+    ensure!(shown.status == 200);
+    let model: ferry_shared::ModelName = ferry_tests::MODEL.parse()?;
+    ensure!(second.releases[&model].contains_key(&"1.0.0".parse()?));
+    // An old snapshot is a rollback now.
+    ensure!(state.update_snapshot(&first.raw, now).is_err());
     Ok(())
 }

@@ -43,6 +43,9 @@ pub(crate) const REVOKED_DEVICES: TableDefinition<&str, &[u8]> =
 /// root version → the signed root metadata, as pushed.
 pub(crate) const TRUST_ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("trust_roots");
 
+/// name → counter (`snapshot_version`).
+pub(crate) const TRUST_META: TableDefinition<&str, u64> = TableDefinition::new("trust_meta");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -59,5 +62,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(ENROLL_TOKENS)?;
     txn.open_table(REVOKED_DEVICES)?;
     txn.open_table(TRUST_ROOTS)?;
+    txn.open_table(TRUST_META)?;
     Ok(())
 }

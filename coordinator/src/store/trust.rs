@@ -7,7 +7,7 @@ use ferry_shared::trust::{TrustState, inspect_root};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::audit::{Change, append};
-use super::tables::TRUST_ROOTS;
+use super::tables::{TRUST_META, TRUST_ROOTS};
 use super::{Store, StoreError};
 
 impl Store {
@@ -100,5 +100,21 @@ impl Store {
         )?;
         txn.commit()?;
         Ok(Ok(version))
+    }
+}
+
+impl Store {
+    /// The next snapshot version: one above the last handed out, durably, so versions only
+    /// grow across restarts.
+    pub fn next_snapshot_version(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let next = {
+            let mut table = txn.open_table(TRUST_META)?;
+            let next = table.get("snapshot_version")?.map_or(0, |v| v.value()) + 1;
+            table.insert("snapshot_version", next)?;
+            next
+        };
+        txn.commit()?;
+        Ok(next)
     }
 }
