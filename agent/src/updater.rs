@@ -982,6 +982,7 @@ mod tests {
                 envelope: signed.envelope_bytes,
             }),
             candidate: None,
+            trust: None,
         }
     }
 

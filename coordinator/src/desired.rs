@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_shared::rollout::{Desired, Phase, desired};
-use ferry_shared::wire::{DesiredRelease, DesiredState, DeviceId, Follow};
+use ferry_shared::wire::{DesiredRelease, DesiredState, DeviceId, Follow, TrustBundle};
 use ferry_shared::{AliasName, ModelName, Version};
 
 use crate::app::Coordinator;
@@ -29,6 +29,8 @@ struct Inner {
     by_alias: HashMap<(ModelName, AliasName), Arc<DesiredState>>,
     /// Rollouts that can steer devices, newest first (see [`steering_rollouts`]).
     steering: Option<Arc<Vec<RolloutRecord>>>,
+    /// The trust metadata sent with every desired state, and when it was assembled.
+    trust: Option<(u64, Option<Arc<TrustBundle>>)>,
 }
 
 impl DesiredCache {
@@ -42,12 +44,51 @@ impl DesiredCache {
         inner.generation += 1;
         inner.by_alias.clear();
         inner.steering = None;
+        inner.trust = None;
     }
+}
+
+/// The root chain and a snapshot fresh enough to send (re-assembled after an invalidation or
+/// half the snapshot's lifetime); `None` before any root was pushed.
+fn trust_bundle(app: &Coordinator, now: u64) -> Result<Option<Arc<TrustBundle>>, StoreError> {
+    let generation = {
+        let inner = app.desired.lock();
+        if let Some((at, bundle)) = &inner.trust
+            && now.saturating_sub(*at) < crate::snapshots::SNAPSHOT_TTL_SECS / 2
+        {
+            return Ok(bundle.clone());
+        }
+        inner.generation
+    };
+    let roots = app.store.roots()?;
+    let bundle = match crate::snapshots::current(app, now)? {
+        Some(snapshot) if !roots.is_empty() => Some(Arc::new(TrustBundle {
+            roots,
+            snapshot: snapshot.as_ref().clone(),
+        })),
+        _ => None,
+    };
+    let mut inner = app.desired.lock();
+    if inner.generation == generation {
+        inner.trust = Some((now, bundle.clone()));
+    }
+    Ok(bundle)
+}
+
+/// What `device`, following `follow`, should run now, with the trust metadata to check it by.
+pub fn desired_state(
+    app: &Coordinator,
+    follow: &Follow,
+    device: &DeviceId,
+) -> Result<DesiredState, StoreError> {
+    let mut state = desired_release(app, follow, device)?;
+    state.trust = trust_bundle(app, crate::unix_now())?.map(|b| (*b).clone());
+    Ok(state)
 }
 
 /// What `device`, following `follow`, should run now: what the newest rollout steering it
 /// says, else the alias's version.
-pub fn desired_state(
+fn desired_release(
     app: &Coordinator,
     follow: &Follow,
     device: &DeviceId,
@@ -147,6 +188,7 @@ fn state_for(
         alias: follow.alias.clone(),
         release: release(app, &follow.model, version)?,
         candidate: release(app, &follow.model, candidate)?,
+        trust: None,
     })
 }
 

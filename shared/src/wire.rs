@@ -257,6 +257,17 @@ pub struct DesiredState {
     /// A release to stage beside `current` as the `candidate` without serving it (a shadow
     /// rollout wave); `None` removes any candidate.
     pub candidate: Option<DesiredRelease>,
+    /// The trust metadata the releases are checked against, once the coordinator has a root.
+    pub trust: Option<TrustBundle>,
+}
+
+/// The root chain and the current snapshot (see [`crate::trust`]), as signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustBundle {
+    /// Every root, oldest first; a device walks from the one it trusts.
+    pub roots: Vec<Vec<u8>>,
+    /// The current snapshot.
+    pub snapshot: Vec<u8>,
 }
 
 /// A release the device should run.
