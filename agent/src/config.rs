@@ -26,7 +26,9 @@ struct RawConfig {
     model: ModelName,
     #[serde(default = "default_alias")]
     alias: AliasName,
+    #[serde(default)]
     trusted_keys: Vec<String>,
+    root_file: Option<PathBuf>,
     #[serde(default = "default_accelerator")]
     accelerator: Accelerator,
     #[serde(default)]
@@ -90,8 +92,11 @@ pub struct Config {
     pub model: ModelName,
     /// Alias followed.
     pub alias: AliasName,
-    /// Publisher keys trusted.
+    /// Publisher keys trusted (when no root metadata is configured).
     pub trusted: Keyring,
+    /// The initial root metadata (`ferryctl keys root`); with it, releases are checked
+    /// against the coordinator's roots and snapshots instead of `trusted`.
+    pub root_file: Option<PathBuf>,
     /// Accelerator this device offers.
     pub accelerator: Accelerator,
     /// Operator labels.
@@ -145,8 +150,10 @@ impl Config {
             }
             (None, None) => None,
         };
-        if raw.trusted_keys.is_empty() {
-            bail!("trusted_keys is empty: the agent would refuse every release");
+        if raw.trusted_keys.is_empty() && raw.root_file.is_none() {
+            bail!(
+                "trusted_keys is empty and no root_file is set: the agent would refuse every release"
+            );
         }
         let keys = raw
             .trusted_keys
@@ -176,6 +183,7 @@ impl Config {
             model: raw.model,
             alias: raw.alias,
             trusted: Keyring::new(keys),
+            root_file: raw.root_file.as_deref().map(resolve),
             accelerator: raw.accelerator,
             labels: raw.labels,
             health_check,

@@ -20,12 +20,37 @@ use crate::config::Config;
 use crate::session::{self, FromSession, SessionParams};
 use crate::slots::Layout;
 use crate::state::{Hold, StateFile, TransferStats, UpdateRecord};
-use crate::updater::{Action, Event, Target, Updater, admit};
+use crate::updater::{Action, Event, Target, Trust, Updater, admit};
 use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
+use ferry_shared::trust::TrustState;
 
 /// How often the daemon looks for changes made on the device (local rollback) and pings the
 /// watchdog when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Where the trust state (root walked to, snapshot version seen) is kept.
+const TRUST_FILE: &str = "trust.json";
+
+/// The device's trust at start: the saved trust state, else the configured initial root,
+/// else the configured publisher keys.
+fn load_trust(config: &Config) -> Result<Trust> {
+    let Some(root_file) = &config.root_file else {
+        return Ok(Trust::Keys(config.trusted.clone()));
+    };
+    let saved = config.state_dir.join(TRUST_FILE);
+    if saved.exists() {
+        let bytes =
+            std::fs::read(&saved).with_context(|| format!("cannot read {}", saved.display()))?;
+        let state: TrustState = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is damaged", saved.display()))?;
+        return Ok(Trust::Metadata(state));
+    }
+    let bytes = std::fs::read(root_file)
+        .with_context(|| format!("cannot read the root metadata {}", root_file.display()))?;
+    let state = TrustState::from_initial_root(&bytes)
+        .with_context(|| format!("{} is not a valid root", root_file.display()))?;
+    Ok(Trust::Metadata(state))
+}
 
 /// How often the model metrics are saved when they changed (flash wears; a crash loses at
 /// most this much of them).
@@ -33,6 +58,8 @@ const METRICS_SAVE_EVERY: Duration = Duration::from_secs(60);
 
 struct Daemon {
     config: Arc<Config>,
+    /// What releases are checked against; with metadata, persisted in `STATE/trust.json`.
+    trust: Trust,
     layout: Layout,
     state: StateFile,
     updater: Updater,
@@ -116,7 +143,9 @@ pub async fn run(config: Config) -> Result<()> {
     let (conn_tx, connection) = watch::channel(None);
     let (session_tx, mut session_rx) = mpsc::channel(64);
     let (internal, mut internal_rx) = mpsc::channel(64);
+    let trust = load_trust(&config)?;
     let mut daemon = Daemon {
+        trust,
         profile: DeviceProfile {
             target: crate::TARGET.to_owned(),
             accelerator: config.accelerator,
@@ -243,13 +272,13 @@ impl Daemon {
                 if &desired.model != self.model() {
                     return;
                 }
-                let (run, candidate) = admit(
-                    &desired,
-                    self.model(),
-                    &self.config.trusted,
-                    &self.profile,
-                    unix_now(),
-                );
+                let before = self.trust_state();
+                let model = self.config.model.clone();
+                let (run, candidate) =
+                    admit(&desired, &model, &mut self.trust, &self.profile, unix_now());
+                if self.trust_state() != before {
+                    self.save_trust();
+                }
                 self.feed_all([Event::Desired(run), Event::Candidate(candidate)]);
             }
             FromSession::Ack(through) => {
@@ -547,6 +576,27 @@ impl Daemon {
     ) -> Result<T, String> {
         let _lock = self.state.lock().map_err(|e| e.to_string())?;
         f(&self.layout).map_err(|e| e.to_string())
+    }
+
+    fn trust_state(&self) -> Option<TrustState> {
+        match &self.trust {
+            Trust::Metadata(state) => Some(state.clone()),
+            Trust::Keys(_) => None,
+        }
+    }
+
+    /// Saves the trusted root and snapshot version; a failure is logged (the next update
+    /// walks the chain again from the last saved state).
+    fn save_trust(&self) {
+        if let Trust::Metadata(state) = &self.trust {
+            let path = self.config.state_dir.join(TRUST_FILE);
+            let written = serde_json::to_vec(state)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| crate::fsutil::write_atomic(&path, &bytes));
+            if let Err(e) = written {
+                error!(path = %path.display(), "cannot save the trust state: {e}");
+            }
+        }
     }
 
     fn persist(&self, change: impl FnOnce(&mut crate::state::AgentState)) {

@@ -24,6 +24,7 @@
 
 use ferry_shared::select::{DeviceProfile, select_variant};
 use ferry_shared::sign::{Keyring, SignedRelease};
+use ferry_shared::trust::{TrustError, TrustState};
 use ferry_shared::wire::{
     DesiredRelease, DesiredState, ErrorKind, EventKind, InstallError, ModelReport, Phase,
 };
@@ -54,26 +55,93 @@ pub enum Desire {
     Unusable(InstallError),
 }
 
+/// What a device checks releases against.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// Publisher keys from its configuration.
+    Keys(Keyring),
+    /// TUF-grade metadata: a root chain walked from the configured root, and the newest
+    /// snapshot accepted (see [`ferry_shared::trust`]).
+    Metadata(TrustState),
+}
+
 /// Checks a desired state against the device's trust and hardware: what to run, and the
-/// candidate to stage beside it. Pure.
+/// candidate to stage beside it. Pure; with metadata, `trust` moves forward only when the
+/// coordinator's roots and snapshot verify (the caller persists it).
 pub fn admit(
     desired: &DesiredState,
     model: &ModelName,
-    trusted: &Keyring,
+    trust: &mut Trust,
     device: &DeviceProfile,
     now: u64,
 ) -> (Desire, Desire) {
-    let check = |wanted: &Option<DesiredRelease>| match wanted {
-        None => Desire::Nothing,
-        Some(wanted) => admit_release(wanted, model, trusted, device, now),
+    let refuse_all = |message: String| {
+        let refuse = |wanted: &Option<DesiredRelease>| match wanted {
+            None => Desire::Nothing,
+            Some(w) => Desire::Unusable(InstallError {
+                version: w.version.clone(),
+                kind: ErrorKind::Signature,
+                message: message.clone(),
+                at: now,
+            }),
+        };
+        (refuse(&desired.release), refuse(&desired.candidate))
+    };
+    let snapshot = match trust {
+        Trust::Keys(_) => None,
+        Trust::Metadata(state) => match advance(state, desired, now) {
+            Ok(snapshot) => Some(snapshot),
+            Err(message) => return refuse_all(message),
+        },
+    };
+    let check = |wanted: &Option<DesiredRelease>| {
+        let Some(wanted) = wanted else {
+            return Desire::Nothing;
+        };
+        let verified = match (&*trust, &snapshot) {
+            (Trust::Metadata(state), Some(snapshot)) => state
+                .check_release(snapshot, model, &wanted.version, &wanted.envelope)
+                .map_err(|e| e.to_string()),
+            (Trust::Keys(keys), _) => {
+                SignedRelease::verify(&wanted.envelope, keys).map_err(|e| e.to_string())
+            }
+            (Trust::Metadata(_), None) => Err("no snapshot".to_owned()),
+        };
+        admit_release(wanted, verified, model, device, now)
     };
     (check(&desired.release), check(&desired.candidate))
 }
 
+/// Walks `state` through the coordinator's roots and onto its snapshot, all or nothing.
+fn advance(
+    state: &mut TrustState,
+    desired: &DesiredState,
+    now: u64,
+) -> Result<ferry_shared::trust::Snapshot, String> {
+    let bundle = desired
+        .trust
+        .as_ref()
+        .ok_or("the coordinator sent no trust metadata, and this device requires it")?;
+    let mut next = state.clone();
+    for root in &bundle.roots {
+        match next.update_root(root) {
+            Ok(()) => {}
+            // Roots this device already walked past.
+            Err(TrustError::Rollback { got, trusted, .. }) if got <= trusted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let snapshot = next
+        .update_snapshot(&bundle.snapshot, now)
+        .map_err(|e| e.to_string())?;
+    *state = next;
+    Ok(snapshot)
+}
+
 fn admit_release(
     wanted: &DesiredRelease,
+    verified: Result<SignedRelease, String>,
     model: &ModelName,
-    trusted: &Keyring,
     device: &DeviceProfile,
     now: u64,
 ) -> Desire {
@@ -85,9 +153,9 @@ fn admit_release(
             at: now,
         })
     };
-    let signed = match SignedRelease::verify(&wanted.envelope, trusted) {
+    let signed = match verified {
         Ok(signed) => signed,
-        Err(e) => return refuse(ErrorKind::Signature, e.to_string()),
+        Err(e) => return refuse(ErrorKind::Signature, e),
     };
     let release = &signed.release;
     if &release.name != model || release.version != wanted.version {
@@ -989,14 +1057,14 @@ mod tests {
     #[test]
     fn admission_checks_signature_identity_and_hardware() {
         let key = SecretKey::from_seed(&[1; 32]);
-        let trusted = Keyring::new([key.public()]);
+        let mut trusted = Trust::Keys(Keyring::new([key.public()]));
         let cpu = DeviceProfile {
             target: "x86_64-unknown-linux-gnu".into(),
             accelerator: Accelerator::Cpu,
         };
         let ok = signed_desired(&key, "m", "2.0.0", Accelerator::Cpu);
         assert!(matches!(
-            admit(&ok, &model(), &trusted, &cpu, 0).0,
+            admit(&ok, &model(), &mut trusted, &cpu, 0).0,
             Desire::Run(_)
         ));
 
@@ -1007,7 +1075,7 @@ mod tests {
             Accelerator::Cpu,
         );
         assert!(matches!(
-            admit(&stranger, &model(), &trusted, &cpu, 0).0,
+            admit(&stranger, &model(), &mut trusted, &cpu, 0).0,
             Desire::Unusable(InstallError {
                 kind: ErrorKind::Signature,
                 ..
@@ -1016,7 +1084,7 @@ mod tests {
 
         let other_model = signed_desired(&key, "other", "2.0.0", Accelerator::Cpu);
         assert!(matches!(
-            admit(&other_model, &model(), &trusted, &cpu, 0).0,
+            admit(&other_model, &model(), &mut trusted, &cpu, 0).0,
             Desire::Unusable(InstallError {
                 kind: ErrorKind::Signature,
                 ..
@@ -1025,7 +1093,7 @@ mod tests {
 
         let gpu_only = signed_desired(&key, "m", "2.0.0", Accelerator::Gpu);
         assert!(matches!(
-            admit(&gpu_only, &model(), &trusted, &cpu, 0).0,
+            admit(&gpu_only, &model(), &mut trusted, &cpu, 0).0,
             Desire::Unusable(InstallError {
                 kind: ErrorKind::IncompatibleHardware,
                 ..
@@ -1037,7 +1105,7 @@ mod tests {
             r.version = v("9.0.0");
         }
         assert!(matches!(
-            admit(&lying, &model(), &trusted, &cpu, 0).0,
+            admit(&lying, &model(), &mut trusted, &cpu, 0).0,
             Desire::Unusable(_)
         ));
 
@@ -1045,7 +1113,7 @@ mod tests {
         let mut shadow = ok.clone();
         shadow.candidate = stranger.release.clone();
         assert!(matches!(
-            admit(&shadow, &model(), &trusted, &cpu, 0),
+            admit(&shadow, &model(), &mut trusted, &cpu, 0),
             (
                 Desire::Run(_),
                 Desire::Unusable(InstallError {

@@ -93,6 +93,8 @@ pub struct AgentSpec {
     pub token: Option<String>,
     /// `cpu` or `gpu`.
     pub accelerator: String,
+    /// Root metadata to trust instead of the publisher key (`root_file`).
+    pub root_file: Option<PathBuf>,
 }
 
 impl AgentSpec {
@@ -103,6 +105,7 @@ impl AgentSpec {
             fingerprint: None,
             token: None,
             accelerator: "cpu".into(),
+            root_file: None,
         }
     }
 }
@@ -196,7 +199,7 @@ coordinator_fingerprint = "{fp}"
 state_dir = "{state}"
 model = "{MODEL}"
 alias = "prod"
-trusted_keys = ["{public}"]
+{trust}
 accelerator = "{accel}"
 poll_interval_secs = 1
 
@@ -214,7 +217,10 @@ timeout_secs = 900
                 .clone()
                 .unwrap_or_else(|| self.coordinator.fingerprint.clone()),
             state = state.display(),
-            public = public.trim(),
+            trust = match &spec.root_file {
+                Some(root) => format!("trusted_keys = []\nroot_file = \"{}\"", root.display()),
+                None => format!("trusted_keys = [\"{}\"]", public.trim()),
+            },
             accel = spec.accelerator,
             name = spec.name,
         );

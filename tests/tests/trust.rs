@@ -187,3 +187,115 @@ fn the_coordinator_serves_a_root_chain_only_as_a_device_would_accept_it() -> Res
     ensure!(state.update_snapshot(&first.raw, now).is_err());
     Ok(())
 }
+
+#[test]
+fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_does_not_name()
+-> Result<()> {
+    let mut fleet = ferry_tests::Fleet::start(0, None)?;
+    let d = fleet.dir.clone();
+    let trust: ferry_coordinator::api::TrustView =
+        fleet.coordinator.ctl_json(&["keys", "root", "status"])?;
+    for k in ["r1", "r2", "rogue"] {
+        ctl(&d, &["keys", "generate", "--out", &format!("{k}.key")])?;
+    }
+    let sign_root = |fleet: &ferry_tests::Fleet, args: &[&str], out: &str| -> Result<()> {
+        let mut all = vec!["keys", "root"];
+        all.extend_from_slice(args);
+        all.extend([
+            "--root-key",
+            "r1.key.pub",
+            "--root-key",
+            "r2.key.pub",
+            "--root-threshold",
+            "2",
+            "--snapshot-key",
+            &trust.snapshot_key,
+            "--out",
+            out,
+        ]);
+        ctl(&d, &all)?;
+        for holder in ["r1.key", "r2.key"] {
+            ctl(&d, &["keys", "root", "sign", out, "--key", holder])?;
+        }
+        fleet
+            .coordinator
+            .ctl(&["keys", "root", "push", &d.join(out).to_string_lossy()])?;
+        Ok(())
+    };
+    // Root 1 names only the fleet's publisher key.
+    sign_root(
+        &fleet,
+        &["init", "--publisher", "publisher.key.pub"],
+        "root-1.tuf",
+    )?;
+    let agent = fleet.add_agent(ferry_tests::AgentSpec {
+        root_file: Some(d.join("root-1.tuf")),
+        ..ferry_tests::AgentSpec::named("tuf")
+    })?;
+    fleet.publish("1.0.0", &ferry_tests::model_bytes(1, 64 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", std::time::Duration::from_secs(60))?;
+
+    // A rogue publisher the coordinator trusts, but the root does not name.
+    fleet.coordinator.ctl(&[
+        "keys",
+        "trust",
+        &d.join("rogue.key.pub").to_string_lossy(),
+        "--name",
+        "rogue",
+    ])?;
+    let publish_as_rogue = |version: &str| -> Result<()> {
+        let file = d.join(format!("{version}.bin"));
+        std::fs::write(&file, ferry_tests::model_bytes(7, 64 * 1024, true))?;
+        let key = d.join("rogue.key");
+        fleet.coordinator.ctl(&[
+            "publish",
+            ferry_tests::MODEL,
+            version,
+            &file.to_string_lossy(),
+            "--key",
+            &key.to_string_lossy(),
+        ])?;
+        Ok(())
+    };
+    publish_as_rogue("2.0.0")?;
+    fleet.set_prod("2.0.0", "rogue")?;
+    let a = &fleet.agents[agent];
+    ferry_tests::wait_until(
+        "the device to refuse 2.0.0",
+        std::time::Duration::from_secs(60),
+        || {
+            Ok(a.status()?.models[0]
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.version.to_string() == "2.0.0"))
+        },
+    )?;
+    let error = a.status()?.models[0].last_error.clone().context("error")?;
+    ensure!(error.message.contains("Targets"), "{}", error.message);
+    ensure!(
+        a.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"),
+        "stayed on 1.0.0"
+    );
+
+    // Root 2 names the new publisher: the device walks to it and takes its next release.
+    sign_root(
+        &fleet,
+        &[
+            "next",
+            "root-1.tuf",
+            "--publisher",
+            "publisher.key.pub",
+            "--publisher",
+            "rogue.key.pub",
+        ],
+        "root-2.tuf",
+    )?;
+    publish_as_rogue("2.0.1")?;
+    fleet.set_prod("2.0.1", "publisher added by root 2")?;
+    fleet.wait_all_on("2.0.1", std::time::Duration::from_secs(60))?;
+    let saved: TrustState =
+        serde_json::from_slice(&std::fs::read(a.state_dir.join("trust.json"))?)?;
+    ensure!(saved.root().version == 2, "the device saved root 2");
+    Ok(())
+}
