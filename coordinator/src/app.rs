@@ -129,8 +129,25 @@ impl Coordinator {
         }
     }
 
-    /// Publisher keys trusted now: those in the config file and those added at run time.
+    /// Publisher keys trusted now. Once root metadata exists, the publishers its newest root
+    /// names, and only those (devices check the same); before, those in the config file and
+    /// those added with `ferryctl keys trust`.
     pub fn publisher_keyring(&self) -> Result<Keyring, StoreError> {
+        if let Some(newest) = self.store.roots()?.last() {
+            let (root, _) = ferry_shared::trust::inspect_root(newest).map_err(|reason| {
+                StoreError::Corrupt {
+                    table: "trust_roots",
+                    key: "newest".into(),
+                    reason,
+                }
+            })?;
+            return Ok(Keyring::new(
+                root.targets
+                    .keys
+                    .iter()
+                    .filter_map(|id| root.keys.get(id).copied()),
+            ));
+        }
         let mut ring = self.store.publisher_keyring()?;
         for key in &self.config_keys {
             ring.insert(*key);

@@ -222,6 +222,38 @@ fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_d
             .ctl(&["keys", "root", "push", &d.join(out).to_string_lossy()])?;
         Ok(())
     };
+    // A rogue publisher the coordinator trusts before any root exists publishes 2.0.0.
+    fleet.coordinator.ctl(&[
+        "keys",
+        "trust",
+        &d.join("rogue.key.pub").to_string_lossy(),
+        "--name",
+        "rogue",
+    ])?;
+    let publish_as_rogue = |fleet: &ferry_tests::Fleet, version: &str| -> Result<(String, bool)> {
+        let file = d.join(format!("{version}.bin"));
+        std::fs::write(&file, ferry_tests::model_bytes(7, 64 * 1024, true))?;
+        let key = d.join("rogue.key");
+        let out = fleet.coordinator.ctl_output_as(
+            &fleet.coordinator.token("admin")?,
+            &[
+                "publish",
+                ferry_tests::MODEL,
+                version,
+                &file.to_string_lossy(),
+                "--key",
+                &key.to_string_lossy(),
+            ],
+        )?;
+        Ok((
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.success(),
+        ))
+    };
+    ensure!(
+        publish_as_rogue(&fleet, "2.0.0")?.1,
+        "published before the root"
+    );
     // Root 1 names only the fleet's publisher key.
     sign_root(
         &fleet,
@@ -235,30 +267,10 @@ fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_d
     fleet.publish("1.0.0", &ferry_tests::model_bytes(1, 64 * 1024, true))?;
     fleet.set_prod("1.0.0", "base")?;
     fleet.wait_all_on("1.0.0", std::time::Duration::from_secs(60))?;
+    // Under root 1 the coordinator itself refuses the rogue publisher.
+    let (err, ok) = publish_as_rogue(&fleet, "2.0.2")?;
+    ensure!(!ok && err.contains("not trusted"), "{err}");
 
-    // A rogue publisher the coordinator trusts, but the root does not name.
-    fleet.coordinator.ctl(&[
-        "keys",
-        "trust",
-        &d.join("rogue.key.pub").to_string_lossy(),
-        "--name",
-        "rogue",
-    ])?;
-    let publish_as_rogue = |version: &str| -> Result<()> {
-        let file = d.join(format!("{version}.bin"));
-        std::fs::write(&file, ferry_tests::model_bytes(7, 64 * 1024, true))?;
-        let key = d.join("rogue.key");
-        fleet.coordinator.ctl(&[
-            "publish",
-            ferry_tests::MODEL,
-            version,
-            &file.to_string_lossy(),
-            "--key",
-            &key.to_string_lossy(),
-        ])?;
-        Ok(())
-    };
-    publish_as_rogue("2.0.0")?;
     fleet.set_prod("2.0.0", "rogue")?;
     let a = &fleet.agents[agent];
     ferry_tests::wait_until(
@@ -291,7 +303,10 @@ fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_d
         ],
         "root-2.tuf",
     )?;
-    publish_as_rogue("2.0.1")?;
+    ensure!(
+        publish_as_rogue(&fleet, "2.0.1")?.1,
+        "root 2 names the rogue publisher"
+    );
     fleet.set_prod("2.0.1", "publisher added by root 2")?;
     fleet.wait_all_on("2.0.1", std::time::Duration::from_secs(60))?;
     let saved: TrustState =
