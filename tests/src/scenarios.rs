@@ -57,3 +57,38 @@ pub fn rollout_awaiting_approval(fleet: &Fleet) -> Result<()> {
     fleet.wait_rollout("canary-3", Phase::AwaitingApproval, T, |_| Ok(()))?;
     Ok(())
 }
+
+/// The offline root ceremony against the fleet's coordinator: two root keys (both must
+/// sign), the fleet's publisher key, the coordinator's snapshot key; the root is signed,
+/// pushed to the coordinator, and its file returned for the agents' `root_file`.
+pub fn root_ceremony(fleet: &Fleet) -> Result<std::path::PathBuf> {
+    let c = &fleet.coordinator;
+    let trust: ferry_coordinator::api::TrustView = c.ctl_json(&["keys", "root", "status"])?;
+    let path = |name: &str| fleet.dir.join(name).to_string_lossy().into_owned();
+    for holder in ["root-a", "root-b"] {
+        c.ctl(&["keys", "generate", "--out", &path(&format!("{holder}.key"))])?;
+    }
+    let root = path("root-1.tuf");
+    c.ctl(&[
+        "keys",
+        "root",
+        "init",
+        "--root-key",
+        &path("root-a.key.pub"),
+        "--root-key",
+        &path("root-b.key.pub"),
+        "--root-threshold",
+        "2",
+        "--publisher",
+        &format!("{}.pub", fleet.key.display()),
+        "--snapshot-key",
+        &trust.snapshot_key,
+        "--out",
+        &root,
+    ])?;
+    for holder in ["root-a", "root-b"] {
+        c.ctl(&["keys", "root", "sign", &root, "--key", &path(&format!("{holder}.key"))])?;
+    }
+    c.ctl(&["keys", "root", "push", &root])?;
+    Ok(fleet.dir.join("root-1.tuf"))
+}

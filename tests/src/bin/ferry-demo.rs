@@ -58,9 +58,20 @@ fn run() -> Result<()> {
 
     step(
         1,
-        "Start the coordinator, trust a publisher key, start the agents",
+        "Start the coordinator, hold the offline root ceremony, start agents trusting that root",
     );
-    let mut fleet = Fleet::start(AGENTS, Some(&dir))?;
+    let mut fleet = Fleet::start(0, Some(&dir))?;
+    let root = ferry_tests::scenarios::root_ceremony(&fleet)?;
+    for i in 0..AGENTS {
+        fleet.add_agent(ferry_tests::AgentSpec {
+            root_file: Some(root.clone()),
+            ..ferry_tests::AgentSpec::named(&format!("agent-{}", i + 1))
+        })?;
+    }
+    println!(
+        "  root metadata: {} (2 of 2 root keys signed; names the publisher key and the coordinator's snapshot key)",
+        root.display()
+    );
     let c = &fleet.coordinator;
     println!(
         "  coordinator: agents on quic://{}, admin API on http://{}",
@@ -71,7 +82,7 @@ fn run() -> Result<()> {
         c.fingerprint
     );
     println!(
-        "  publisher key: {} (trusted by the coordinator and every agent)",
+        "  publisher key: {} (named by the root: the only key releases are accepted from)",
         fleet.key.display()
     );
     println!(
