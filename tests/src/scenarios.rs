@@ -87,7 +87,14 @@ pub fn root_ceremony(fleet: &Fleet) -> Result<std::path::PathBuf> {
         &root,
     ])?;
     for holder in ["root-a", "root-b"] {
-        c.ctl(&["keys", "root", "sign", &root, "--key", &path(&format!("{holder}.key"))])?;
+        c.ctl(&[
+            "keys",
+            "root",
+            "sign",
+            &root,
+            "--key",
+            &path(&format!("{holder}.key")),
+        ])?;
     }
     c.ctl(&["keys", "root", "push", &root])?;
     Ok(fleet.dir.join("root-1.tuf"))
