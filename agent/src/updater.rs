@@ -24,7 +24,7 @@
 
 use ferry_shared::select::{DeviceProfile, select_variant};
 use ferry_shared::sign::{Keyring, SignedRelease};
-use ferry_shared::trust::{TrustError, TrustState};
+use ferry_shared::trust::{TrustError, TrustState, check_release_fresh};
 use ferry_shared::wire::{
     DesiredRelease, DesiredState, ErrorKind, EventKind, InstallError, ModelReport, Phase,
 };
@@ -94,22 +94,27 @@ pub fn admit(
             Err(message) => return refuse_all(message),
         },
     };
-    let check = |wanted: &Option<DesiredRelease>| {
+    let mut check = |wanted: &Option<DesiredRelease>| {
         let Some(wanted) = wanted else {
             return Desire::Nothing;
         };
-        let verified = match (&*trust, &snapshot) {
+        let verified = match (&mut *trust, &snapshot) {
             (Trust::Metadata(state), Some(snapshot)) => state
-                .check_release(snapshot, model, &wanted.version, &wanted.envelope)
+                .check_release(snapshot, model, &wanted.version, &wanted.envelope, now)
                 .map_err(|e| e.to_string()),
-            (Trust::Keys(keys), _) => {
-                SignedRelease::verify(&wanted.envelope, keys).map_err(|e| e.to_string())
-            }
+            (Trust::Keys(keys), _) => SignedRelease::verify(&wanted.envelope, keys)
+                .map_err(|e| e.to_string())
+                .and_then(|signed| {
+                    check_release_fresh(&signed.release, now)
+                        .map(|()| signed)
+                        .map_err(|e| e.to_string())
+                }),
             (Trust::Metadata(_), None) => Err("no snapshot".to_owned()),
         };
         admit_release(wanted, verified, model, device, now)
     };
-    (check(&desired.release), check(&desired.candidate))
+    let run = check(&desired.release);
+    (run, check(&desired.candidate))
 }
 
 /// Walks `state` through the coordinator's roots and onto its snapshot, all or nothing.
@@ -1025,10 +1030,22 @@ mod tests {
         version: &str,
         accel: Accelerator,
     ) -> DesiredState {
+        expiring_desired(key, name, version, accel, 1000)
+    }
+
+    fn expiring_desired(
+        key: &SecretKey,
+        name: &str,
+        version: &str,
+        accel: Accelerator,
+        expires: u64,
+    ) -> DesiredState {
         let release = Release {
             schema: MANIFEST_SCHEMA,
             name: name.parse().unwrap(),
             version: v(version),
+            revision: 1,
+            expires,
             created_at: 0,
             created_by: "t".into(),
             variants: vec![Variant {
@@ -1108,6 +1125,21 @@ mod tests {
             admit(&lying, &model(), &mut trusted, &cpu, 0).0,
             Desire::Unusable(_)
         ));
+
+        // A release past its own expiry is refused, with or without root metadata.
+        let stale = expiring_desired(&key, "m", "2.0.0", Accelerator::Cpu, 50);
+        assert!(matches!(
+            admit(&stale, &model(), &mut trusted, &cpu, 49).0,
+            Desire::Run(_)
+        ));
+        match admit(&stale, &model(), &mut trusted, &cpu, 50).0 {
+            Desire::Unusable(InstallError {
+                kind: ErrorKind::Signature,
+                message,
+                ..
+            }) => assert!(message.contains("expired"), "{message}"),
+            other => panic!("an expired release was admitted: {other:?}"),
+        }
 
         // A candidate is checked exactly like the version to run.
         let mut shadow = ok.clone();

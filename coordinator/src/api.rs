@@ -67,6 +67,11 @@ pub struct Published {
     pub created: bool,
     /// Whether `latest` now points here.
     pub latest_moved: bool,
+    /// The manifest revision sent.
+    pub revision: u32,
+    /// When this was the same content signed again under a newer revision: the revision it
+    /// replaced.
+    pub resigned_from: Option<u32>,
 }
 
 /// Reply to a blob upload.

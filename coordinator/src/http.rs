@@ -93,6 +93,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
     let api = Router::new()
         .route("/releases", get(list_releases).post(publish))
         .route("/releases/{name}/{version}", get(show_release))
+        .route("/releases/{name}/{version}/envelope", get(release_envelope))
         // Artifacts stream to the spool under `max_artifact_bytes`; every other body is small.
         .route(
             "/blobs/{hash}",
@@ -398,6 +399,22 @@ async fn show_release(
         )
     })?;
     Ok(Json(release_view(&app, release, stored)?))
+}
+
+/// The signed envelope exactly as devices receive it (what a publisher re-signs).
+async fn release_envelope(
+    State(app): State<Arc<Coordinator>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Vec<u8>, Failure> {
+    let name: ModelName = parse(&name)?;
+    let version: Version = parse(&version)?;
+    let (_, stored) = app.store.release(&name, &version)?.ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("{name} {version} is not published"),
+        )
+    })?;
+    Ok(stored.envelope)
 }
 
 async fn publish(

@@ -45,21 +45,60 @@ pub fn publish(
     }
     let signed = SignedRelease::verify(envelope, &keyring)?;
     permit(&signed.release.name)?;
-    let outcome = app.store.publish(&signed, actor, now)?;
     let release = &signed.release;
-    let (created, latest_moved) = match outcome {
-        PublishOutcome::Published { latest_moved } => (true, latest_moved),
-        PublishOutcome::AlreadyPublished => (false, false),
+    // A new release that is already expired is a mistake; a re-signing that expires now is
+    // a publisher withdrawing it.
+    if release.is_expired(now)
+        && app
+            .store
+            .release(&release.name, &release.version)?
+            .is_none()
+    {
+        return Err(RegistryError::Invalid(format!(
+            "{} {} (revision {}) expired at {}: devices would refuse it; sign it with a later expiry",
+            release.name, release.version, release.revision, release.expires
+        )));
+    }
+    let outcome = app.store.publish(&signed, actor, now)?;
+    let (created, latest_moved, resigned_from) = match outcome {
+        PublishOutcome::Published { latest_moved } => (true, latest_moved, None),
+        PublishOutcome::AlreadyPublished => (false, false, None),
+        PublishOutcome::Resigned { from } => (false, false, Some(from)),
     };
     if latest_moved && let Ok(latest) = crate::store::LATEST.parse::<AliasName>() {
         app.announce(&release.name, &latest);
+    }
+    if resigned_from.is_some() {
+        // Devices told to run it get the new envelope (and its expiry) at once.
+        for (model, alias, _) in app.store.aliases(Some(&release.name))? {
+            app.announce(&model, &alias);
+        }
     }
     Ok(Published {
         name: release.name.to_string(),
         version: release.version.clone(),
         created,
         latest_moved,
+        revision: release.revision,
+        resigned_from,
     })
+}
+
+/// Refuses to point devices at a release that has expired: every device would refuse it.
+pub fn refuse_expired(
+    app: &Coordinator,
+    model: &ModelName,
+    version: &ferry_shared::Version,
+    now: u64,
+) -> Result<(), RegistryError> {
+    match app.store.release(model, version)? {
+        Some((release, _)) if release.is_expired(now) => Err(RegistryError::Invalid(format!(
+            "{model} {version} expired at {} (revision {}): devices would refuse it; \
+             extend it first with `ferryctl releases resign {model} {version} --key KEY`",
+            release.expires, release.revision
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Points an alias at a published version and tells the devices following it.
@@ -71,6 +110,7 @@ pub fn set_alias(
     actor: &str,
     now: u64,
 ) -> Result<AliasChanged, RegistryError> {
+    refuse_expired(app, model, &request.version, now)?;
     let record = AliasRecord {
         version: request.version,
         set_at: now,

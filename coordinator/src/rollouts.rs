@@ -83,6 +83,7 @@ pub fn create(
 ) -> Result<RolloutRecord, RegistryError> {
     plan.validate()
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    crate::registry::refuse_expired(app, &plan.model, &plan.target, now)?;
     let record = RolloutRecord {
         state: RolloutState::start(&plan, now),
         plan,

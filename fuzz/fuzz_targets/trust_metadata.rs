@@ -39,5 +39,5 @@ fuzz_target!(|data: &[u8]| {
     };
     let name = "m".parse().unwrap_or_else(|_| unreachable!());
     let version = "1.0.0".parse().unwrap_or_else(|_| unreachable!());
-    assert!(s.check_release(&empty, &name, &version, data).is_err());
+    assert!(s.check_release(&empty, &name, &version, data, 0).is_err());
 });

@@ -15,7 +15,8 @@ use crate::name::{FileName, ModelName};
 use crate::version::Version;
 
 /// The manifest format this build writes and understands.
-pub const MANIFEST_SCHEMA: u32 = 1;
+/// 2: every manifest carries its own document version (`revision`) and an expiry.
+pub const MANIFEST_SCHEMA: u32 = 2;
 
 /// Largest canonical manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
@@ -29,6 +30,13 @@ pub struct Release {
     pub name: ModelName,
     /// The version; `(name, version)` is published once.
     pub version: Version,
+    /// This manifest document's own version: 1 when first signed, one more each time the
+    /// publisher signs the same content again (to extend or cut short its life, or under a
+    /// new key). A device refuses a revision lower than one it has seen.
+    pub revision: u32,
+    /// Unix seconds from which devices refuse to install it (a publisher signature does not
+    /// vouch for a release forever: freeze attacks). What a device already runs keeps running.
+    pub expires: u64,
     /// When the publisher built the manifest, in Unix seconds.
     pub created_at: u64,
     /// Who published it (free text: a person or a CI job).
@@ -172,13 +180,15 @@ impl Release {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge(bytes.len()));
         }
+        // The schema comes first, so a manifest of another format is named as such rather
+        // than failing to decode somewhere in the middle.
+        let (schema, _) = postcard::take_from_bytes::<u32>(bytes)
+            .map_err(|e| ManifestError::Decode(e.to_string()))?;
+        if schema != MANIFEST_SCHEMA {
+            return Err(ManifestError::Schema { found: schema });
+        }
         let release: Release =
             postcard::from_bytes(bytes).map_err(|e| ManifestError::Decode(e.to_string()))?;
-        if release.schema != MANIFEST_SCHEMA {
-            return Err(ManifestError::Schema {
-                found: release.schema,
-            });
-        }
         if release.to_canonical_bytes()? != bytes {
             return Err(ManifestError::NotCanonical);
         }
@@ -195,6 +205,16 @@ impl Release {
         };
         if self.variants.is_empty() {
             return Err(invalid("it has no variants".into()));
+        }
+        if self.revision == 0 {
+            return Err(invalid("revisions start at 1".into()));
+        }
+        // Expiring the moment it was made is allowed: a withdrawal re-signed at once.
+        if self.expires < self.created_at {
+            return Err(invalid(format!(
+                "it expires ({}) before it was made ({})",
+                self.expires, self.created_at
+            )));
         }
         for (i, a) in self.variants.iter().enumerate() {
             if self.variants[..i]
@@ -223,8 +243,14 @@ impl Release {
         Ok(())
     }
 
+    /// True when devices must refuse to install it at `now` (Unix seconds).
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires
+    }
+
     /// Compares what a release *is* (name, version, variants, metadata), ignoring who built the
-    /// manifest and when. `None` when the content is the same; otherwise what differs.
+    /// manifest, when, its revision and its expiry (what a re-signing may change). `None` when
+    /// the content is the same; otherwise what differs.
     pub fn content_difference(&self, other: &Release) -> Option<String> {
         if self.name != other.name || self.version != other.version {
             return Some(format!(
@@ -338,6 +364,8 @@ pub(crate) mod tests {
             schema: MANIFEST_SCHEMA,
             name: "fraud-detector".parse().unwrap(),
             version: "1.2.0-rc.1".parse().unwrap(),
+            revision: 1,
+            expires: 1_800_000_000,
             created_at: 1_700_000_000,
             created_by: "ci@example".into(),
             variants: vec![Variant {
@@ -391,6 +419,20 @@ pub(crate) mod tests {
         r.variants.clear();
         assert!(r.validate().is_err());
         let mut r = sample();
+        r.revision = 0;
+        assert!(r.validate().unwrap_err().to_string().contains("revision"));
+        let mut r = sample();
+        r.expires = r.created_at - 1;
+        assert!(r.validate().unwrap_err().to_string().contains("expires"));
+        r.expires = r.created_at;
+        assert!(r.validate().is_ok(), "born withdrawn is allowed");
+        let mut r = sample();
+        r.schema = 1;
+        assert_eq!(
+            Release::from_canonical_bytes(&postcard::to_allocvec(&r).unwrap()),
+            Err(ManifestError::Schema { found: 1 })
+        );
+        let mut r = sample();
         r.schema = 99;
         let bytes = postcard::to_allocvec(&r).unwrap();
         assert_eq!(
@@ -400,11 +442,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn content_difference_ignores_who_and_when() {
+    fn content_difference_ignores_who_when_revision_and_expiry() {
         let a = sample();
         let mut b = sample();
         b.created_at += 100;
         b.created_by = "someone else".into();
+        b.revision = 2;
+        b.expires += 1000;
         assert_eq!(a.content_difference(&b), None);
         b.variants[0].hash = Digest::of(b"other bytes");
         assert!(

@@ -3,9 +3,11 @@
 //! The Update Framework names:
 //!
 //! * a document signed by unknown or revoked keys, or by fewer than its role's threshold;
-//! * a **rollback**: a version lower than one seen, for every role (root and snapshot; release
-//!   manifests are immutable and pinned by hash in the snapshot, so they need no counter);
-//! * a **freeze**: expired metadata, judged by the time the update cycle started;
+//! * a **rollback**: a version lower than one seen, for every role: root, snapshot, and each
+//!   release manifest's own `revision` (a publisher re-signs a release to extend or cut short
+//!   its life; an older signing must not come back);
+//! * a **freeze**: expired metadata (root, snapshot, or the release manifest itself), judged
+//!   by the time the update cycle started;
 //! * **mix-and-match**: a release manifest whose hash or length is not the snapshot's;
 //! * **endless data**: more bytes than the snapshot declares.
 //!
@@ -26,4 +28,4 @@ pub use metadata::{
     MAX_METADATA_BYTES, ReleaseMeta, Role, RoleKeys, Root, Snapshot, add_signature, draft,
     inspect_root, sign_metadata,
 };
-pub use state::{TrustError, TrustState};
+pub use state::{TrustError, TrustState, check_release_fresh};

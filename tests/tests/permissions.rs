@@ -36,6 +36,12 @@ fn every_role_may_do_exactly_what_the_matrix_says() -> Result<()> {
     let routes: Vec<(&str, String, Option<&str>, Action)> = vec![
         ("GET", "/api/v1/releases".into(), None, Action::Read),
         ("GET", "/api/v1/fleet/status".into(), None, Action::Read),
+        (
+            "GET",
+            format!("/api/v1/releases/{MODEL}/1.0.0/envelope"),
+            None,
+            Action::Read,
+        ),
         ("PUT", format!("/api/v1/blobs/{zero}"), None, Action::Upload),
         ("POST", "/api/v1/releases".into(), None, Action::Publish),
         (

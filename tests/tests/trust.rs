@@ -314,3 +314,80 @@ fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_d
     ensure!(saved.root().version == 2, "the device saved root 2");
     Ok(())
 }
+
+#[test]
+fn a_withdrawn_release_is_kept_from_devices_until_it_is_signed_again() -> Result<()> {
+    let mut fleet = ferry_tests::Fleet::start(0, None)?;
+    fleet.add_agent(ferry_tests::AgentSpec::named("device"))?;
+    let c = &fleet.coordinator;
+    let key = fleet.key.to_string_lossy().into_owned();
+    fleet.publish("1.0.0", &ferry_tests::model_bytes(1, 64 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", std::time::Duration::from_secs(60))?;
+    fleet.publish("2.0.0", &ferry_tests::model_bytes(2, 64 * 1024, true))?;
+    let shown: ferry_coordinator::api::ReleaseView =
+        c.ctl_json(&["releases", "show", ferry_tests::MODEL, "2.0.0"])?;
+    ensure!(shown.release.revision == 1);
+
+    // Withdrawn: revision 2 expires now. Neither an alias nor a rollout may point at it.
+    let out = c.ctl(&[
+        "releases",
+        "resign",
+        ferry_tests::MODEL,
+        "2.0.0",
+        "--key",
+        &key,
+        "--expires-days",
+        "0",
+    ])?;
+    ensure!(out.contains("revision 2"), "{out}");
+    let (err, _) = c.ctl_failing(&["alias", "set", ferry_tests::MODEL, "prod", "2.0.0"])?;
+    ensure!(err.contains("expired") && err.contains("resign"), "{err}");
+    let (err, _) = c.ctl_failing(&["rollout", "create", ferry_tests::MODEL, "2.0.0"])?;
+    ensure!(err.contains("expired"), "{err}");
+    let text = c.ctl(&["releases", "show", ferry_tests::MODEL, "2.0.0"])?;
+    ensure!(text.contains("revision 2, expired"), "{text}");
+    // An older signing sent again changes nothing.
+    let published = c.ctl(&[
+        "publish",
+        ferry_tests::MODEL,
+        "2.0.0",
+        &fleet
+            .dir
+            .join("artifacts/detector-2.0.0.bin")
+            .to_string_lossy(),
+        "--key",
+        &key,
+        "--file-name",
+        "model.bin",
+    ])?;
+    ensure!(published.contains("already published"), "{published}");
+    let shown: ferry_coordinator::api::ReleaseView =
+        c.ctl_json(&["releases", "show", ferry_tests::MODEL, "2.0.0"])?;
+    ensure!(
+        shown.release.revision == 2,
+        "revision {}",
+        shown.release.revision
+    );
+
+    // Signed again for 30 days: it may ship, and the device installs revision 3.
+    let out = c.ctl(&[
+        "releases",
+        "resign",
+        ferry_tests::MODEL,
+        "2.0.0",
+        "--key",
+        &key,
+        "--expires-days",
+        "30",
+    ])?;
+    ensure!(out.contains("revision 3"), "{out}");
+    fleet.set_prod("2.0.0", "extended")?;
+    fleet.wait_all_on("2.0.0", std::time::Duration::from_secs(60))?;
+    let audit = c.get("/api/v1/audit", "admin")?.body;
+    ensure!(
+        audit.matches("\"resign\"").count() == 2,
+        "both re-signings are audited: {audit}"
+    );
+    Ok(())
+}

@@ -19,8 +19,15 @@ pub enum PublishOutcome {
         /// Whether `latest` moved.
         latest_moved: bool,
     },
-    /// The same content was already published; nothing changed.
+    /// The same content was already published under this or a newer revision; nothing
+    /// changed.
     AlreadyPublished,
+    /// The same content signed again under a newer revision (a new expiry, or a new
+    /// publisher key): the stored envelope is now this one.
+    Resigned {
+        /// The revision it replaced.
+        from: u32,
+    },
 }
 
 /// The alias the registry keeps on the newest stable release.
@@ -38,9 +45,11 @@ pub(crate) fn release_of(stored: &StoredRelease) -> Result<Release, StoreError> 
 }
 
 impl Store {
-    /// Stores a verified release. The identical content again is a no-op success; other content
-    /// under an existing `(name, version)` is refused. Every variant's bytes must already be in
-    /// the blob store. Moves `latest` when this is the newest stable version.
+    /// Stores a verified release. The identical content again is a no-op success, unless it
+    /// carries a newer manifest revision: then it replaces the stored envelope (a re-signing,
+    /// audited). Other content under an existing `(name, version)` is refused. Every
+    /// variant's bytes must already be in the blob store. Moves `latest` when this is the
+    /// newest stable version.
     pub fn publish(
         &self,
         signed: &SignedRelease,
@@ -53,18 +62,50 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             let mut releases = txn.open_table(RELEASES)?;
-            if let Some(existing) = releases.get((name, version.as_str()))? {
-                let stored: StoredRelease =
-                    decode("releases", &format!("{name} {version}"), existing.value())?;
+            let existing = match releases.get((name, version.as_str()))? {
+                Some(value) => Some(decode::<StoredRelease>(
+                    "releases",
+                    &format!("{name} {version}"),
+                    value.value(),
+                )?),
+                None => None,
+            };
+            if let Some(stored) = existing {
                 let existing = release_of(&stored)?;
-                return match existing.content_difference(release) {
-                    None => Ok(PublishOutcome::AlreadyPublished),
-                    Some(difference) => Err(StoreError::Immutable {
+                if let Some(difference) = existing.content_difference(release) {
+                    return Err(StoreError::Immutable {
                         name: name.into(),
                         version,
                         difference,
-                    }),
+                    });
+                }
+                if release.revision <= existing.revision {
+                    return Ok(PublishOutcome::AlreadyPublished);
+                }
+                let resigned = StoredRelease {
+                    envelope: signed.envelope_bytes.clone(),
+                    signer: signed.signer,
+                    ..stored
                 };
+                releases.insert((name, version.as_str()), encode(&resigned).as_slice())?;
+                drop(releases);
+                append(
+                    &txn,
+                    Change {
+                        at: now,
+                        actor,
+                        action: "resign",
+                        subject: format!("{name} {version}"),
+                        detail: format!(
+                            "revision {} -> {}, signed by {}, expires {}",
+                            existing.revision, release.revision, signed.signer, release.expires
+                        ),
+                    },
+                )?;
+                txn.commit()?;
+                return Ok(PublishOutcome::Resigned {
+                    from: existing.revision,
+                });
             }
             let blobs = txn.open_table(BLOBS)?;
             for variant in &release.variants {

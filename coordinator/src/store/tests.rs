@@ -14,6 +14,8 @@ fn release(version: &str, bytes: &[u8], created_at: u64) -> Release {
         schema: MANIFEST_SCHEMA,
         name: "detector".parse().unwrap(),
         version: version.parse().unwrap(),
+        revision: 1,
+        expires: created_at + 1_000_000,
         created_at,
         created_by: "test".into(),
         variants: vec![Variant {
@@ -103,6 +105,63 @@ fn a_version_is_published_once_and_never_overwritten() {
         "the envelope is kept verbatim"
     );
     assert_eq!(meta.published_by, "alice");
+}
+
+#[test]
+fn a_newer_revision_of_the_same_content_replaces_the_envelope_and_is_audited() {
+    let (_dir, store, key) = setup();
+    with_blob(&store, b"v1 bytes");
+    with_blob(&store, b"other bytes");
+    let first = SignedRelease::sign(&release("1.0.0", b"v1 bytes", 10), &key).unwrap();
+    store.publish(&first, "alice", 100).unwrap();
+    let name = "detector".parse().unwrap();
+    let version = "1.0.0".parse().unwrap();
+
+    // Revision 2 under a new key, living longer.
+    let new_key = SecretKey::from_seed(&[42; 32]);
+    let mut longer = release("1.0.0", b"v1 bytes", 10);
+    longer.revision = 2;
+    longer.expires += 1_000_000;
+    let second = SignedRelease::sign(&longer, &new_key).unwrap();
+    assert_eq!(
+        store.publish(&second, "bob", 200).unwrap(),
+        PublishOutcome::Resigned { from: 1 }
+    );
+    let (stored, meta) = store.release(&name, &version).unwrap().unwrap();
+    assert_eq!((stored.revision, stored.expires), (2, longer.expires));
+    assert_eq!(meta.envelope, second.envelope_bytes);
+    assert_eq!(meta.signer, new_key.public().key_id());
+    assert_eq!(
+        (meta.published_by.as_str(), meta.published_at),
+        ("alice", 100),
+        "who published it first stays on record"
+    );
+
+    // The older signing again changes nothing; other content under revision 3 is refused.
+    assert_eq!(
+        store.publish(&first, "mallory", 300).unwrap(),
+        PublishOutcome::AlreadyPublished
+    );
+    let mut other = release("1.0.0", b"other bytes", 10);
+    other.revision = 3;
+    let err = store
+        .publish(&SignedRelease::sign(&other, &key).unwrap(), "mallory", 300)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Immutable { .. }), "{err}");
+    assert_eq!(
+        store.release(&name, &version).unwrap().unwrap().1.envelope,
+        second.envelope_bytes
+    );
+    let audit = store.audit(0, 100).unwrap();
+    let resign = audit
+        .iter()
+        .find(|e| e.action == "resign")
+        .expect("the re-signing is in the audit trail");
+    assert!(
+        resign.detail.contains("revision 1 -> 2"),
+        "{}",
+        resign.detail
+    );
 }
 
 #[test]

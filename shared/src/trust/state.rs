@@ -1,7 +1,7 @@
 //! What a device trusts, and every check before it believes a document. Pure: the caller
 //! passes bytes and the time its update cycle started.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,13 +80,17 @@ pub enum TrustError {
     Release(String),
 }
 
-/// What a device trusts: the newest root it walked to, and the newest snapshot version it
-/// accepted. Persisted by the device; the only way forward is through [`TrustState`]'s
-/// checks.
+/// What a device trusts: the newest root it walked to, the newest snapshot version it
+/// accepted, and the newest revision it accepted of each release the snapshot lists.
+/// Persisted by the device; the only way forward is through [`TrustState`]'s checks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustState {
     root: Root,
     snapshot_version: u64,
+    /// Highest manifest revision accepted per release, for releases the newest snapshot
+    /// lists (the rest are forgotten, so this never outgrows the snapshot).
+    #[serde(default)]
+    revisions: BTreeMap<ModelName, BTreeMap<Version, u32>>,
 }
 
 impl TrustState {
@@ -98,6 +102,7 @@ impl TrustState {
         Ok(Self {
             root,
             snapshot_version: 0,
+            revisions: BTreeMap::new(),
         })
     }
 
@@ -149,17 +154,29 @@ impl TrustState {
         }
         fresh(Role::Snapshot, snapshot.expires, now)?;
         self.snapshot_version = snapshot.version;
+        self.revisions.retain(|name, versions| {
+            versions.retain(|version, _| {
+                snapshot
+                    .releases
+                    .get(name)
+                    .is_some_and(|listed| listed.contains_key(version))
+            });
+            !versions.is_empty()
+        });
         Ok(snapshot)
     }
 
-    /// Checks a release's signed envelope against the snapshot (hash and length) and the
-    /// root's targets role (threshold of publisher keys); returns the verified release.
+    /// Checks a release's signed envelope against the snapshot (hash and length), the root's
+    /// targets role (threshold of publisher keys), its own expiry at `now` (the start of the
+    /// update cycle) and the newest revision of it accepted before; remembers its revision
+    /// and returns the verified release.
     pub fn check_release(
-        &self,
+        &mut self,
         snapshot: &Snapshot,
         name: &ModelName,
         version: &Version,
         envelope: &[u8],
+        now: u64,
     ) -> Result<SignedRelease, TrustError> {
         let mix = |reason: String| TrustError::MixAndMatch {
             name: name.clone(),
@@ -199,8 +216,40 @@ impl TrustState {
                 release.release.name, release.release.version
             )));
         }
+        let seen = self
+            .revisions
+            .get(name)
+            .and_then(|versions| versions.get(version))
+            .copied()
+            .unwrap_or(0);
+        let revision = release.release.revision;
+        if revision < seen {
+            return Err(TrustError::Rollback {
+                role: Role::Targets,
+                trusted: u64::from(seen),
+                got: u64::from(revision),
+            });
+        }
+        // Remembered even when it has expired: a withdrawal (a newer revision that expires at
+        // once) must keep the older, longer-lived signing from coming back.
+        self.revisions
+            .entry(name.clone())
+            .or_default()
+            .insert(version.clone(), revision);
+        check_release_fresh(&release.release, now)?;
         Ok(release)
     }
+
+    /// The newest revision of `name` `version` accepted, if any.
+    pub fn release_revision(&self, name: &ModelName, version: &Version) -> Option<u32> {
+        self.revisions.get(name)?.get(version).copied()
+    }
+}
+
+/// Refuses a release whose own expiry has passed at `now` (freeze), whatever else vouches for
+/// it; for devices without root metadata too.
+pub fn check_release_fresh(release: &crate::Release, now: u64) -> Result<(), TrustError> {
+    fresh(Role::Targets, release.expires, now)
 }
 
 fn fresh(role: Role, expires: u64, now: u64) -> Result<(), TrustError> {

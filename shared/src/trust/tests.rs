@@ -79,10 +79,17 @@ fn trusted(k: &Keys) -> TrustState {
 }
 
 fn release(version: &str, by: &SecretKey) -> Vec<u8> {
+    signed_release(version, by, 1, NOW + 30 * DAY)
+}
+
+/// A release manifest with its own revision and expiry.
+fn signed_release(version: &str, by: &SecretKey, revision: u32, expires: u64) -> Vec<u8> {
     let release = Release {
         schema: MANIFEST_SCHEMA,
         name: m(),
         version: v(version),
+        revision,
+        expires,
         created_at: 0,
         created_by: "ci".into(),
         variants: vec![Variant {
@@ -127,7 +134,9 @@ fn a_good_chain_verifies_end_to_end() {
         &[&k.snapshot],
     );
     let snap = state.update_snapshot(&s, NOW).unwrap();
-    let release = state.check_release(&snap, &m(), &v("2.0.0"), &r).unwrap();
+    let release = state
+        .check_release(&snap, &m(), &v("2.0.0"), &r, NOW)
+        .unwrap();
     assert_eq!(release.release.version, v("2.0.0"));
     assert_eq!(state.snapshot_version(), 7);
 }
@@ -140,7 +149,7 @@ fn arbitrary_software_signed_by_an_unknown_key_is_refused() {
     let r = release("2.0.0", &stranger);
     let snap = snapshot(1, NOW + DAY, &[("2.0.0", &r)]);
     assert!(matches!(
-        state.check_release(&snap, &m(), &v("2.0.0"), &r),
+        state.check_release(&snap, &m(), &v("2.0.0"), &r, NOW),
         Err(TrustError::BelowThreshold {
             role: Role::Targets,
             valid: 0,
@@ -342,13 +351,13 @@ fn mix_and_match_attack_is_refused() {
     let snap = state.update_snapshot(&s, NOW).unwrap();
     // A validly signed release the snapshot does not list, or lists with other bytes.
     assert!(matches!(
-        state.check_release(&snap, &m(), &v("3.0.0"), &other),
+        state.check_release(&snap, &m(), &v("3.0.0"), &other, NOW),
         Err(TrustError::MixAndMatch { .. })
     ));
     let mut resigned = release("2.0.0", &k.publishers[1]);
     resigned.truncate(listed.len());
     assert!(matches!(
-        state.check_release(&snap, &m(), &v("2.0.0"), &resigned),
+        state.check_release(&snap, &m(), &v("2.0.0"), &resigned, NOW),
         Err(TrustError::MixAndMatch { .. })
     ));
     // The bytes of another version under this version's name.
@@ -359,7 +368,7 @@ fn mix_and_match_attack_is_refused() {
     );
     let snap2 = state.update_snapshot(&s2, NOW).unwrap();
     assert!(matches!(
-        state.check_release(&snap2, &m(), &v("2.0.0"), &other),
+        state.check_release(&snap2, &m(), &v("2.0.0"), &other, NOW),
         Err(TrustError::MixAndMatch { .. })
     ));
 }
@@ -378,7 +387,7 @@ fn endless_data_attack_is_refused() {
     let mut longer = r.clone();
     longer.extend(std::iter::repeat_n(0u8, 1 << 20));
     assert!(matches!(
-        state.check_release(&snap, &m(), &v("2.0.0"), &longer),
+        state.check_release(&snap, &m(), &v("2.0.0"), &longer, NOW),
         Err(TrustError::EndlessData { declared, .. }) if declared == r.len() as u64
     ));
     // Metadata itself is bounded before it is decoded.
@@ -409,7 +418,7 @@ fn a_publisher_key_revoked_by_root_no_longer_signs_releases() {
     );
     let snap = state.update_snapshot(&s, NOW).unwrap();
     assert!(matches!(
-        state.check_release(&snap, &m(), &v("2.0.0"), &by_revoked),
+        state.check_release(&snap, &m(), &v("2.0.0"), &by_revoked, NOW),
         Err(TrustError::BelowThreshold {
             role: Role::Targets,
             ..
@@ -436,4 +445,78 @@ fn an_offline_ceremony_signs_a_draft_one_key_at_a_time() {
     let mut state = trusted(&k);
     state.update_root(&bytes).unwrap();
     assert_eq!(state.root().version, 2);
+}
+
+#[test]
+fn freeze_attack_with_an_expired_release_manifest_is_refused() {
+    let k = keys();
+    let mut state = trusted(&k);
+    // The publisher's signature vouched for this release until NOW; a fresh snapshot from a
+    // compromised online key cannot make it installable again.
+    let stale = signed_release("2.0.0", &k.publishers[0], 1, NOW);
+    let s = sign_metadata(
+        Role::Snapshot,
+        &snapshot(1, NOW + DAY, &[("2.0.0", &stale)]),
+        &[&k.snapshot],
+    );
+    let snap = state.update_snapshot(&s, NOW).unwrap();
+    assert!(matches!(
+        state.check_release(&snap, &m(), &v("2.0.0"), &stale, NOW),
+        Err(TrustError::Expired {
+            role: Role::Targets,
+            ..
+        })
+    ));
+    // The same check without root metadata.
+    let decoded = SignedRelease::verify(
+        &stale,
+        &crate::sign::Keyring::new([k.publishers[0].public()]),
+    )
+    .unwrap();
+    assert!(check_release_fresh(&decoded.release, NOW - 1).is_ok());
+    assert!(check_release_fresh(&decoded.release, NOW).is_err());
+}
+
+#[test]
+fn rollback_attack_on_a_release_manifest_revision_is_refused() {
+    let k = keys();
+    let mut state = trusted(&k);
+    // The publisher withdrew the release: revision 2 expires at once; revision 1 lived on.
+    let first = signed_release("2.0.0", &k.publishers[0], 1, NOW + 365 * DAY);
+    let withdrawn = signed_release("2.0.0", &k.publishers[0], 2, NOW);
+    let listing = |version, envelope: &[u8]| {
+        sign_metadata(
+            Role::Snapshot,
+            &snapshot(version, NOW + DAY, &[("2.0.0", envelope)]),
+            &[&k.snapshot],
+        )
+    };
+    let snap = state.update_snapshot(&listing(1, &withdrawn), NOW).unwrap();
+    assert!(matches!(
+        state.check_release(&snap, &m(), &v("2.0.0"), &withdrawn, NOW),
+        Err(TrustError::Expired {
+            role: Role::Targets,
+            ..
+        })
+    ));
+    assert_eq!(
+        state.release_revision(&m(), &v("2.0.0")),
+        Some(2),
+        "a withdrawal is remembered though it is refused"
+    );
+    // The online key lists the older signing again: the device has seen revision 2.
+    let snap = state.update_snapshot(&listing(2, &first), NOW).unwrap();
+    assert!(matches!(
+        state.check_release(&snap, &m(), &v("2.0.0"), &first, NOW),
+        Err(TrustError::Rollback {
+            role: Role::Targets,
+            trusted: 2,
+            got: 1
+        })
+    ));
+    assert_eq!(state.release_revision(&m(), &v("2.0.0")), Some(2));
+    // What a device remembers is bounded by the snapshot: unlisted releases are forgotten.
+    let empty = sign_metadata(Role::Snapshot, &snapshot(3, NOW + DAY, &[]), &[&k.snapshot]);
+    state.update_snapshot(&empty, NOW).unwrap();
+    assert_eq!(state.release_revision(&m(), &v("2.0.0")), None);
 }

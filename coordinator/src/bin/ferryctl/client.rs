@@ -143,6 +143,17 @@ impl Client {
         self.send(self.request(reqwest::Method::GET, path)).await
     }
 
+    /// GET raw bytes (a signed envelope).
+    pub(crate) async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+        let bytes = succeeded(response).await?.bytes().await?;
+        Ok(bytes.to_vec())
+    }
+
     /// GET a JSON document; `None` on 404.
     pub(crate) async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         let response = self

@@ -14,6 +14,7 @@ mod output;
 mod progress;
 mod publish;
 mod releases;
+mod resign;
 mod rollout;
 mod root;
 mod tokens;

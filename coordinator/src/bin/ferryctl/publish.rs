@@ -43,6 +43,18 @@ pub(crate) struct PublishArgs {
     /// Who publishes, recorded in the manifest [default: $USER].
     #[arg(long)]
     created_by: Option<String>,
+    /// Days the signature vouches for the release: after that, devices refuse to install it
+    /// until it is re-signed (`ferryctl releases resign`).
+    #[arg(long, default_value_t = DEFAULT_LIFETIME_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    expires_days: u32,
+}
+
+/// How long a release's signature vouches for it unless told otherwise: a year.
+pub(crate) const DEFAULT_LIFETIME_DAYS: u32 = 365;
+
+/// Seconds in `days` days.
+pub(crate) fn days(days: u32) -> u64 {
+    u64::from(days) * 86_400
 }
 
 /// Cuts the artifact into chunks (with the bounds the coordinator uses) in one pass that also
@@ -74,11 +86,14 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
     };
     let cut = cut_file(&args.file)?;
     let (hash, size) = (cut.hash, cut.size);
+    let created_at = now();
     let release = Release {
         schema: MANIFEST_SCHEMA,
         name: name.clone(),
         version: version.clone(),
-        created_at: now(),
+        revision: 1,
+        expires: created_at + days(args.expires_days),
+        created_at,
         created_by: args
             .created_by
             .clone()

@@ -17,6 +17,8 @@ pub(crate) enum ReleasesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sign a release again: a newer revision with a new expiry, or under a new key.
+    Resign(crate::resign::ResignArgs),
     /// One release with its variants and lineage.
     Show {
         /// Model.
@@ -61,6 +63,7 @@ pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()>
             }
             Ok(())
         }
+        ReleasesCommand::Resign(args) => crate::resign::run(client, &args).await,
         ReleasesCommand::Show {
             name,
             version,
@@ -90,7 +93,17 @@ fn print_release(r: &ReleaseView) {
         timestamp(r.published_at),
         r.published_by
     );
-    println!("  signed by      {}", r.signer);
+    println!(
+        "  signed by      {} (revision {}, {} {})",
+        r.signer,
+        rel.revision,
+        if rel.expires <= crate::output::now() {
+            "expired"
+        } else {
+            "expires"
+        },
+        timestamp(rel.expires)
+    );
     println!(
         "  aliases        {}",
         if r.aliases.is_empty() {
