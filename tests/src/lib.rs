@@ -7,6 +7,7 @@
 mod binaries;
 pub mod cli;
 mod fleet;
+pub mod hostile;
 pub mod http;
 mod process;
 pub mod procfs;
