@@ -29,8 +29,9 @@ struct Inner {
     by_alias: HashMap<(ModelName, AliasName), Arc<DesiredState>>,
     /// Rollouts that can steer devices, newest first (see [`steering_rollouts`]).
     steering: Option<Arc<Vec<RolloutRecord>>>,
-    /// The trust metadata sent with every desired state, and when it was assembled.
-    trust: Option<(u64, Option<Arc<TrustBundle>>)>,
+    /// The trust metadata sent with every desired state of a model, and when it was
+    /// assembled.
+    trust: HashMap<ModelName, (u64, Option<Arc<TrustBundle>>)>,
 }
 
 impl DesiredCache {
@@ -44,16 +45,20 @@ impl DesiredCache {
         inner.generation += 1;
         inner.by_alias.clear();
         inner.steering = None;
-        inner.trust = None;
+        inner.trust.clear();
     }
 }
 
-/// The root chain and a snapshot fresh enough to send (re-assembled after an invalidation or
-/// half the snapshot's lifetime); `None` before any root was pushed.
-fn trust_bundle(app: &Coordinator, now: u64) -> Result<Option<Arc<TrustBundle>>, StoreError> {
+/// The root chain and a snapshot of `model` fresh enough to send (re-assembled after an
+/// invalidation or half the snapshot's lifetime); `None` before any root was pushed.
+fn trust_bundle(
+    app: &Coordinator,
+    model: &ModelName,
+    now: u64,
+) -> Result<Option<Arc<TrustBundle>>, StoreError> {
     let generation = {
         let inner = app.desired.lock();
-        if let Some((at, bundle)) = &inner.trust
+        if let Some((at, bundle)) = inner.trust.get(model)
             && now.saturating_sub(*at) < crate::snapshots::SNAPSHOT_TTL_SECS / 2
         {
             return Ok(bundle.clone());
@@ -61,7 +66,7 @@ fn trust_bundle(app: &Coordinator, now: u64) -> Result<Option<Arc<TrustBundle>>,
         inner.generation
     };
     let roots = app.store.roots()?;
-    let bundle = match crate::snapshots::current(app, now)? {
+    let bundle = match crate::snapshots::current(app, model, now)? {
         Some(snapshot) if !roots.is_empty() => Some(Arc::new(TrustBundle {
             roots,
             snapshot: snapshot.as_ref().clone(),
@@ -70,7 +75,7 @@ fn trust_bundle(app: &Coordinator, now: u64) -> Result<Option<Arc<TrustBundle>>,
     };
     let mut inner = app.desired.lock();
     if inner.generation == generation {
-        inner.trust = Some((now, bundle.clone()));
+        inner.trust.insert(model.clone(), (now, bundle.clone()));
     }
     Ok(bundle)
 }
@@ -82,7 +87,7 @@ pub fn desired_state(
     device: &DeviceId,
 ) -> Result<DesiredState, StoreError> {
     let mut state = desired_release(app, follow, device)?;
-    state.trust = trust_bundle(app, crate::unix_now())?.map(|b| (*b).clone());
+    state.trust = trust_bundle(app, &follow.model, crate::unix_now())?.map(|b| (*b).clone());
     Ok(state)
 }
 

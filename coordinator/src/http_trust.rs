@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use ferry_shared::ModelName;
 use ferry_shared::trust::{Root, inspect_root};
 
 use crate::access::Caller;
@@ -75,12 +76,29 @@ async fn push(
     }
 }
 
-/// The current signed snapshot (bytes), or 404 before a root was pushed.
-async fn snapshot(State(app): State<Arc<Coordinator>>) -> Result<Vec<u8>, Failure> {
+/// Query of `GET /api/v1/trust/snapshot`.
+#[derive(serde::Deserialize)]
+struct SnapshotQuery {
+    /// Whose snapshot (snapshots are per model).
+    model: String,
+}
+
+/// The current signed snapshot of a model (bytes), or 404 before a root was pushed.
+async fn snapshot(
+    State(app): State<Arc<Coordinator>>,
+    Query(query): Query<SnapshotQuery>,
+) -> Result<Vec<u8>, Failure> {
+    let model: ModelName = query
+        .model
+        .parse()
+        .map_err(|e: ferry_shared::name::NameError| {
+            Failure(StatusCode::BAD_REQUEST, e.to_string())
+        })?;
     let app2 = app.clone();
-    let signed = tokio::task::spawn_blocking(move || crate::snapshots::current(&app2, unix_now()))
-        .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let signed =
+        tokio::task::spawn_blocking(move || crate::snapshots::current(&app2, &model, unix_now()))
+            .await
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     match signed {
         Some(bytes) => Ok(bytes.as_ref().clone()),
         None => Err(Failure(

@@ -15,8 +15,8 @@ use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, PROTOCOL_VERSION, Refusal,
-    RefusalKind, ToAgent, ToCoordinator, Welcome,
+    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, MAX_FRAME, PROTOCOL_VERSION,
+    Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome, WireError,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::{broadcast, mpsc};
@@ -441,6 +441,18 @@ async fn push_desired(
     follow: &Follow,
 ) -> Result<(), SessionError> {
     let desired = desired_state(app, follow, id)?;
-    write_frame(send, &ToAgent::Desired(desired)).await?;
-    Ok(())
+    match write_frame(send, &ToAgent::Desired(desired)).await {
+        Err(FrameIoError::Wire(WireError::FrameTooLarge(bytes))) => {
+            // Only a model with a great many releases (each listed in its snapshot) gets
+            // here; its devices cannot be told anything until some are archived.
+            tracing::error!(
+                model = %follow.model,
+                device = %id,
+                bytes,
+                "the desired state does not fit a frame ({MAX_FRAME} bytes): the model's snapshot lists too many releases"
+            );
+            Err(FrameIoError::Wire(WireError::FrameTooLarge(bytes)).into())
+        }
+        other => Ok(other?),
+    }
 }

@@ -1,8 +1,12 @@
-//! The signed snapshot the coordinator serves once it has a root: every published release
-//! with its manifest envelope's hash and length, a version that only grows, and a short
-//! expiry. It is re-signed when the releases change or half its lifetime has passed.
+//! The signed snapshots the coordinator serves once it has a root, one per model: every
+//! published release of the model with its manifest envelope's hash and length, a version
+//! that only grows (one counter for all models), and a short expiry. A model's snapshot is
+//! re-signed when its releases change or half its lifetime has passed.
+//!
+//! Per model, because each desired state carries the snapshot of its model: what travels to
+//! a device grows with the releases of the model it follows, not with the whole registry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use ferry_shared::trust::{ReleaseMeta, Role, Snapshot, sign_metadata};
@@ -14,12 +18,12 @@ use crate::store::StoreError;
 /// How long a snapshot is valid.
 pub const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
 
-type Listing = BTreeMap<ModelName, BTreeMap<Version, ReleaseMeta>>;
+type Listing = BTreeMap<Version, ReleaseMeta>;
 
-/// The last snapshot signed.
+/// The last snapshot signed for each model.
 #[derive(Default)]
 pub struct SnapshotCache {
-    inner: Mutex<Option<Signed>>,
+    inner: Mutex<HashMap<ModelName, Signed>>,
 }
 
 struct Signed {
@@ -28,27 +32,35 @@ struct Signed {
     signed_at: u64,
 }
 
-/// The current signed snapshot, or `None` before any root was pushed.
-pub fn current(app: &Coordinator, now: u64) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+/// The current signed snapshot of `model`, or `None` before any root was pushed.
+pub fn current(
+    app: &Coordinator,
+    model: &ModelName,
+    now: u64,
+) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
     if app.store.roots()?.is_empty() {
         return Ok(None);
     }
-    let mut releases: Listing = BTreeMap::new();
-    for (release, stored) in app.store.releases(None)? {
-        releases.entry(release.name).or_default().insert(
-            release.version,
-            ReleaseMeta {
-                hash: Digest::of(&stored.envelope),
-                length: stored.envelope.len() as u64,
-            },
-        );
-    }
+    let releases: Listing = app
+        .store
+        .releases(Some(model))?
+        .into_iter()
+        .map(|(release, stored)| {
+            (
+                release.version,
+                ReleaseMeta {
+                    hash: Digest::of(&stored.envelope),
+                    length: stored.envelope.len() as u64,
+                },
+            )
+        })
+        .collect();
     let mut cache = app
         .snapshots
         .inner
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if let Some(signed) = cache.as_ref()
+    if let Some(signed) = cache.get(model)
         && signed.releases == releases
         && now.saturating_sub(signed.signed_at) < SNAPSHOT_TTL_SECS / 2
     {
@@ -57,17 +69,20 @@ pub fn current(app: &Coordinator, now: u64) -> Result<Option<Arc<Vec<u8>>>, Stor
     let snapshot = Snapshot {
         version: app.store.next_snapshot_version()?,
         expires: now + SNAPSHOT_TTL_SECS,
-        releases: releases.clone(),
+        releases: BTreeMap::from([(model.clone(), releases.clone())]),
     };
     let bytes = Arc::new(sign_metadata(
         Role::Snapshot,
         &snapshot,
         &[&app.snapshot_key],
     ));
-    *cache = Some(Signed {
-        bytes: bytes.clone(),
-        releases,
-        signed_at: now,
-    });
+    cache.insert(
+        model.clone(),
+        Signed {
+            bytes: bytes.clone(),
+            releases,
+            signed_at: now,
+        },
+    );
     Ok(Some(bytes))
 }

@@ -114,7 +114,7 @@ impl Scene {
         fleet.publish("2.0.0", &model_bytes(2, 64 * 1024, true))?;
         let old_snapshot = fleet
             .coordinator
-            .get("/api/v1/trust/snapshot", "viewer")?
+            .get(&format!("/api/v1/trust/snapshot?model={MODEL}"), "viewer")?
             .raw;
         fleet.publish("3.0.0", &model_bytes(3, 64 * 1024, true))?;
         fleet.add_agent(AgentSpec {
@@ -151,14 +151,14 @@ impl Scene {
         let bytes = self
             .fleet
             .coordinator
-            .get("/api/v1/trust/snapshot", "viewer")?
+            .get(&format!("/api/v1/trust/snapshot?model={MODEL}"), "viewer")?
             .raw;
         let mut probe = self.trust()?;
         self.snapshot = probe.update_snapshot(&bytes, now())?;
+        let held = self.trust()?.snapshot_version(&MODEL.parse()?);
         ensure!(
-            self.snapshot.version == self.trust()?.snapshot_version(),
-            "the device holds snapshot {}, the coordinator serves {}",
-            self.trust()?.snapshot_version(),
+            self.snapshot.version == held,
+            "the device holds snapshot {held}, the coordinator serves {}",
             self.snapshot.version
         );
         self.snapshot_bytes = bytes;

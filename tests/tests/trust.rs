@@ -170,12 +170,26 @@ fn the_coordinator_serves_a_root_chain_only_as_a_device_would_accept_it() -> Res
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let first = c.get("/api/v1/trust/snapshot", "viewer")?;
+    let first = c.get("/api/v1/trust/snapshot?model=detector", "viewer")?;
     ensure!(first.status == 200, "{}", first.body);
     let empty = state.update_snapshot(&first.raw, now)?;
-    ensure!(empty.releases.is_empty());
+    ensure!(
+        empty
+            .releases
+            .keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            == ["detector"]
+            && empty.releases.values().all(|v| v.is_empty()),
+        "a snapshot lists its own model only: {:?}",
+        empty.releases
+    );
     fleet.publish("1.0.0", &ferry_tests::model_bytes(1, 64 * 1024, true))?;
-    let second = state.update_snapshot(&c.get("/api/v1/trust/snapshot", "viewer")?.raw, now)?;
+    let second = state.update_snapshot(
+        &c.get("/api/v1/trust/snapshot?model=detector", "viewer")?
+            .raw,
+        now,
+    )?;
     ensure!(second.version > empty.version, "the version grew");
     let releases: Vec<ferry_coordinator::api::ReleaseView> = c.ctl_json(&["releases", "list"])?;
     ensure!(!releases.is_empty());

@@ -81,12 +81,17 @@ pub enum TrustError {
 }
 
 /// What a device trusts: the newest root it walked to, the newest snapshot version it
-/// accepted, and the newest revision it accepted of each release the snapshot lists.
-/// Persisted by the device; the only way forward is through [`TrustState`]'s checks.
+/// accepted for each model, and the newest revision it accepted of each release the
+/// snapshots list. Persisted by the device; the only way forward is through
+/// [`TrustState`]'s checks.
+///
+/// Snapshots are per model (a device is sent the one for the model it follows, so what
+/// travels grows with that model's releases, not the registry's), and so is the rollback
+/// check: a snapshot must not be older than the last one accepted for any model it lists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustState {
     root: Root,
-    snapshot_version: u64,
+    snapshot_versions: BTreeMap<ModelName, u64>,
     /// Highest manifest revision accepted per release, for releases the newest snapshot
     /// lists (the rest are forgotten, so this never outgrows the snapshot).
     #[serde(default)]
@@ -101,7 +106,7 @@ impl TrustState {
         check_threshold(Role::Root, &envelope, &root, &root.root)?;
         Ok(Self {
             root,
-            snapshot_version: 0,
+            snapshot_versions: BTreeMap::new(),
             revisions: BTreeMap::new(),
         })
     }
@@ -111,9 +116,9 @@ impl TrustState {
         &self.root
     }
 
-    /// The newest snapshot version accepted.
-    pub fn snapshot_version(&self) -> u64 {
-        self.snapshot_version
+    /// The newest snapshot version accepted for `model` (0 when none was).
+    pub fn snapshot_version(&self, model: &ModelName) -> u64 {
+        self.snapshot_versions.get(model).copied().unwrap_or(0)
     }
 
     /// Walks to root N+1: signed by the thresholds of both root N's and its own root keys,
@@ -139,30 +144,35 @@ impl TrustState {
         fresh(Role::Root, self.root.expires, now)
     }
 
-    /// Accepts a snapshot: signed by the snapshot role's threshold, not older than the one
-    /// accepted before (whatever roots came between), not expired at `now`.
+    /// Accepts a snapshot: signed by the snapshot role's threshold, for every model it lists
+    /// not older than the one accepted before for that model (whatever roots came between),
+    /// not expired at `now`.
     pub fn update_snapshot(&mut self, bytes: &[u8], now: u64) -> Result<Snapshot, TrustError> {
         self.check_root_fresh(now)?;
         let (snapshot, envelope) = decode::<Snapshot>(Role::Snapshot, bytes)?;
         check_threshold(Role::Snapshot, &envelope, &self.root, &self.root.snapshot)?;
-        if snapshot.version < self.snapshot_version {
-            return Err(TrustError::Rollback {
-                role: Role::Snapshot,
-                trusted: self.snapshot_version,
-                got: snapshot.version,
-            });
+        for model in snapshot.releases.keys() {
+            let trusted = self.snapshot_version(model);
+            if snapshot.version < trusted {
+                return Err(TrustError::Rollback {
+                    role: Role::Snapshot,
+                    trusted,
+                    got: snapshot.version,
+                });
+            }
         }
         fresh(Role::Snapshot, snapshot.expires, now)?;
-        self.snapshot_version = snapshot.version;
-        self.revisions.retain(|name, versions| {
-            versions.retain(|version, _| {
-                snapshot
-                    .releases
-                    .get(name)
-                    .is_some_and(|listed| listed.contains_key(version))
-            });
-            !versions.is_empty()
-        });
+        for (model, listed) in &snapshot.releases {
+            self.snapshot_versions
+                .insert(model.clone(), snapshot.version);
+            // Revisions are remembered for what the newest snapshot lists, and no more.
+            if let Some(versions) = self.revisions.get_mut(model) {
+                versions.retain(|version, _| listed.contains_key(version));
+                if versions.is_empty() {
+                    self.revisions.remove(model);
+                }
+            }
+        }
         Ok(snapshot)
     }
 

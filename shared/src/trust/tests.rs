@@ -138,7 +138,7 @@ fn a_good_chain_verifies_end_to_end() {
         .check_release(&snap, &m(), &v("2.0.0"), &r, NOW)
         .unwrap();
     assert_eq!(release.release.version, v("2.0.0"));
-    assert_eq!(state.snapshot_version(), 7);
+    assert_eq!(state.snapshot_version(&m()), 7);
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn arbitrary_software_signed_by_an_unknown_key_is_refused() {
             ..
         })
     ));
-    assert_eq!(state.snapshot_version(), 0);
+    assert_eq!(state.snapshot_version(&m()), 0);
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn rollback_attack_on_the_snapshot_is_refused_even_across_a_root_rotation() {
         &[&k.snapshot],
     );
     assert!(state.update_snapshot(&s10_old_key, NOW).is_err());
-    assert_eq!(state.snapshot_version(), 9);
+    assert_eq!(state.snapshot_version(&m()), 9);
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn freeze_attack_with_expired_metadata_is_refused() {
         })
     ));
     assert_eq!(
-        state.snapshot_version(),
+        state.snapshot_version(&m()),
         0,
         "an expired snapshot moves nothing"
     );
@@ -519,4 +519,47 @@ fn rollback_attack_on_a_release_manifest_revision_is_refused() {
     let empty = sign_metadata(Role::Snapshot, &snapshot(3, NOW + DAY, &[]), &[&k.snapshot]);
     state.update_snapshot(&empty, NOW).unwrap();
     assert_eq!(state.release_revision(&m(), &v("2.0.0")), None);
+}
+
+#[test]
+fn snapshots_are_per_model_and_so_is_their_rollback_check() {
+    let k = keys();
+    let mut state = trusted(&k);
+    let other: ModelName = "other".parse().unwrap();
+    let for_model = |model: &ModelName, version: u64| {
+        let snap = Snapshot {
+            version,
+            expires: NOW + DAY,
+            releases: BTreeMap::from([(model.clone(), BTreeMap::new())]),
+        };
+        sign_metadata(Role::Snapshot, &snap, &[&k.snapshot])
+    };
+    // The versions come from one counter across models: model m's snapshot was signed
+    // after other's, and both are current.
+    state.update_snapshot(&for_model(&m(), 10), NOW).unwrap();
+    state.update_snapshot(&for_model(&other, 8), NOW).unwrap();
+    assert_eq!(
+        (state.snapshot_version(&m()), state.snapshot_version(&other)),
+        (10, 8)
+    );
+    assert!(matches!(
+        state.update_snapshot(&for_model(&m(), 9), NOW),
+        Err(TrustError::Rollback {
+            role: Role::Snapshot,
+            trusted: 10,
+            got: 9
+        })
+    ));
+    // A snapshot listing both must be at least as new as each model's.
+    let both = Snapshot {
+        version: 9,
+        expires: NOW + DAY,
+        releases: BTreeMap::from([(m(), BTreeMap::new()), (other.clone(), BTreeMap::new())]),
+    };
+    assert!(
+        state
+            .update_snapshot(&sign_metadata(Role::Snapshot, &both, &[&k.snapshot]), NOW)
+            .is_err()
+    );
+    assert_eq!(state.snapshot_version(&other), 8, "nothing moved");
 }
