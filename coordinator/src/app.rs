@@ -45,6 +45,14 @@ impl Counters {
     }
 }
 
+/// What a release must be signed by to be published.
+pub enum PublisherTrust {
+    /// The newest root's targets role: its threshold of the publishers it names.
+    Root(Box<ferry_shared::trust::Root>),
+    /// Any one of these keys (before any root exists).
+    Keys(Keyring),
+}
+
 /// Everything the QUIC and HTTP sides share.
 pub struct Coordinator {
     /// Settings.
@@ -129,10 +137,9 @@ impl Coordinator {
         }
     }
 
-    /// Publisher keys trusted now. Once root metadata exists, the publishers its newest root
-    /// names, and only those (devices check the same); before, those in the config file and
-    /// those added with `ferryctl keys trust`.
-    pub fn publisher_keyring(&self) -> Result<Keyring, StoreError> {
+    /// What a release must be signed by to be published: once a root exists, the threshold
+    /// of publishers its newest version names (as devices check); before, the trusted keys.
+    pub fn publisher_trust(&self) -> Result<PublisherTrust, StoreError> {
         if let Some(newest) = self.store.roots()?.last() {
             let (root, _) = ferry_shared::trust::inspect_root(newest).map_err(|reason| {
                 StoreError::Corrupt {
@@ -141,18 +148,13 @@ impl Coordinator {
                     reason,
                 }
             })?;
-            return Ok(Keyring::new(
-                root.targets
-                    .keys
-                    .iter()
-                    .filter_map(|id| root.keys.get(id).copied()),
-            ));
+            return Ok(PublisherTrust::Root(Box::new(root)));
         }
         let mut ring = self.store.publisher_keyring()?;
         for key in &self.config_keys {
             ring.insert(*key);
         }
-        Ok(ring)
+        Ok(PublisherTrust::Keys(ring))
     }
 
     /// Tells open sessions that an alias moved.

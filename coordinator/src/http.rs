@@ -70,7 +70,9 @@ impl From<RegistryError> for Failure {
         match e {
             RegistryError::Store(e) => e.into(),
             // The release is unacceptable, whoever sends it: not a permission matter.
-            RegistryError::Verify(_) => Failure(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            RegistryError::Verify(_) | RegistryError::Trust(_) => {
+                Failure(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
             RegistryError::NoPublisherKeys => Failure(StatusCode::CONFLICT, e.to_string()),
             RegistryError::Invalid(_) => Failure(StatusCode::CONFLICT, e.to_string()),
             RegistryError::Forbidden(m) => Failure(StatusCode::FORBIDDEN, m),

@@ -5,7 +5,7 @@ use ferry_shared::sign::{SignedRelease, VerifyError};
 use ferry_shared::{AliasName, ModelName};
 
 use crate::api::{AliasChanged, AliasView, Published, SetAlias};
-use crate::app::Coordinator;
+use crate::app::{Coordinator, PublisherTrust};
 use crate::store::records::AliasRecord;
 use crate::store::{PublishOutcome, StoreError};
 
@@ -16,6 +16,9 @@ pub enum RegistryError {
     /// The release's signature or manifest is not acceptable.
     #[error("release refused: {0}")]
     Verify(#[from] VerifyError),
+    /// The release is not signed as the root requires (its publishers' threshold).
+    #[error("release refused: {0}")]
+    Trust(#[from] ferry_shared::trust::TrustError),
     /// No publisher key is trusted yet.
     #[error("no publisher key is trusted yet: add one with `ferryctl keys trust KEY.pub`")]
     NoPublisherKeys,
@@ -39,11 +42,13 @@ pub fn publish(
     now: u64,
     permit: impl FnOnce(&ModelName) -> Result<(), RegistryError>,
 ) -> Result<Published, RegistryError> {
-    let keyring = app.publisher_keyring()?;
-    if keyring.is_empty() {
-        return Err(RegistryError::NoPublisherKeys);
-    }
-    let signed = SignedRelease::verify(envelope, &keyring)?;
+    let signed = match app.publisher_trust()? {
+        PublisherTrust::Root(root) => ferry_shared::trust::verify_release(&root, envelope)?,
+        PublisherTrust::Keys(keyring) if keyring.is_empty() => {
+            return Err(RegistryError::NoPublisherKeys);
+        }
+        PublisherTrust::Keys(keyring) => SignedRelease::verify(envelope, &keyring)?,
+    };
     permit(&signed.release.name)?;
     let release = &signed.release;
     // A new release that is already expired is a mistake; a re-signing that expires now is

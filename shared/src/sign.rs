@@ -299,20 +299,6 @@ fn display_ids(ids: &[KeyId]) -> String {
 }
 
 impl Envelope {
-    /// Signs `payload` under `context` with one key.
-    pub fn sign(context: &str, payload: Vec<u8>, key: &SecretKey) -> Self {
-        let payload_digest = Digest::of(&payload);
-        let signature = key.sign(context, &payload_digest.0).to_vec();
-        Self {
-            payload,
-            payload_digest,
-            signatures: vec![SignatureEntry {
-                key_id: key.public().key_id(),
-                signature,
-            }],
-        }
-    }
-
     /// The envelope's own bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Encoding plain bytes and vectors into a Vec cannot fail.
@@ -366,12 +352,37 @@ pub struct SignedRelease {
 impl SignedRelease {
     /// Signs a release with a publisher key.
     pub fn sign(release: &Release, key: &SecretKey) -> Result<Self, ManifestError> {
+        Self::sign_all(release, &[key])
+    }
+
+    /// Signs a release with every key in `keys` (a root may require several publishers);
+    /// `signer` names the first.
+    pub fn sign_all(release: &Release, keys: &[&SecretKey]) -> Result<Self, ManifestError> {
         release.validate()?;
+        let Some(first) = keys.first() else {
+            return Err(ManifestError::Invalid {
+                name: release.name.to_string(),
+                version: release.version.to_string(),
+                reason: "no key to sign it with".into(),
+            });
+        };
         let payload = release.to_canonical_bytes()?;
-        let envelope = Envelope::sign(RELEASE_CONTEXT, payload, key);
+        let payload_digest = Digest::of(&payload);
+        let signatures = keys
+            .iter()
+            .map(|key| SignatureEntry {
+                key_id: key.public().key_id(),
+                signature: key.sign(RELEASE_CONTEXT, &payload_digest.0).to_vec(),
+            })
+            .collect();
+        let envelope = Envelope {
+            payload,
+            payload_digest,
+            signatures,
+        };
         Ok(Self {
             release: release.clone(),
-            signer: key.public().key_id(),
+            signer: first.public().key_id(),
             envelope_bytes: envelope.to_bytes(),
         })
     }

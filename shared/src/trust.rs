@@ -28,4 +28,4 @@ pub use metadata::{
     MAX_METADATA_BYTES, ReleaseMeta, Role, RoleKeys, Root, Snapshot, add_signature, draft,
     inspect_root, sign_metadata,
 };
-pub use state::{TrustError, TrustState, check_release_fresh};
+pub use state::{TrustError, TrustState, check_release_fresh, verify_release};

@@ -314,7 +314,7 @@ fn arbitrary_software_signed_by_an_unknown_key_is_refused() -> Result<()> {
     let snapshot = scene.forged_snapshot(now() + 3600, &[("6.6.6", &malware)])?;
     let roots = scene.roots.clone();
     let refusal = scene.betray("6.6.6", malware, roots, snapshot)?;
-    expect(&refusal, &["Targets", "0 valid signature"])?;
+    expect(&refusal, &["release manifest", "0 valid signature"])?;
     ensure!(scene.trust()?.root().version == 2);
     Ok(())
 }
@@ -328,7 +328,7 @@ fn rollback_attack_on_the_root_is_refused() -> Result<()> {
     let snapshot = scene.forged_snapshot(now() + 3600, &[("6.6.6", &release)])?;
     let root_1 = vec![scene.roots[0].clone()];
     let refusal = scene.betray("6.6.6", release, root_1, snapshot)?;
-    expect(&refusal, &["Targets", "0 valid signature"])?;
+    expect(&refusal, &["release manifest", "0 valid signature"])?;
     ensure!(scene.trust()?.root().version == 2, "the device kept root 2");
     Ok(())
 }
@@ -350,7 +350,10 @@ fn a_root_signed_below_its_threshold_is_refused() -> Result<()> {
     let mut roots = scene.roots.clone();
     roots.push(root_3);
     let refusal = scene.betray("6.6.6", release, roots, snapshot)?;
-    expect(&refusal, &["Root", "1 valid signature", "2 needed"])?;
+    expect(
+        &refusal,
+        &["root metadata", "1 valid signature", "2 needed"],
+    )?;
     ensure!(
         scene.trust()? == before,
         "nothing of the bundle was taken (all or nothing)"
@@ -366,7 +369,7 @@ fn rollback_attack_on_the_snapshot_is_refused() -> Result<()> {
     let (roots, old) = (scene.roots.clone(), scene.old_snapshot.clone());
     let envelope = scene.envelope("2.0.0")?;
     let refusal = scene.betray("2.0.0", envelope, roots, old)?;
-    expect(&refusal, &["Snapshot", "rollback"])?;
+    expect(&refusal, &["snapshot", "rollback"])?;
     ensure!(scene.trust()? == before, "the device's trust did not move");
     Ok(())
 }
@@ -379,7 +382,7 @@ fn freeze_attack_with_an_expired_snapshot_is_refused() -> Result<()> {
     let expired = scene.forged_snapshot(now() - 60, &[])?;
     let roots = scene.roots.clone();
     let refusal = scene.betray("2.0.0", envelope, roots, expired)?;
-    expect(&refusal, &["Snapshot", "expired", "freeze"])?;
+    expect(&refusal, &["snapshot", "expired", "freeze"])?;
     ensure!(scene.trust()? == before, "the device's trust did not move");
     Ok(())
 }
@@ -396,7 +399,7 @@ fn freeze_attack_with_an_expired_release_is_refused() -> Result<()> {
     let snapshot = scene.forged_snapshot(now() + 3600, &[("0.9.0", &envelope)])?;
     let roots = scene.roots.clone();
     let refusal = scene.betray("0.9.0", envelope, roots, snapshot)?;
-    expect(&refusal, &["Targets", "expired", "freeze"])?;
+    expect(&refusal, &["release manifest", "expired", "freeze"])?;
     Ok(())
 }
 
@@ -432,9 +435,9 @@ fn rollback_attack_on_a_release_revision_is_refused() -> Result<()> {
     expect(
         &refusal,
         &[
-            "Targets",
-            "version 1 refused",
-            "version 2 is trusted",
+            "release manifest",
+            "revision 1 refused",
+            "revision 2 is trusted",
             "rollback",
         ],
     )?;

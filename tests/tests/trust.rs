@@ -283,7 +283,7 @@ fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_d
     fleet.wait_all_on("1.0.0", std::time::Duration::from_secs(60))?;
     // Under root 1 the coordinator itself refuses the rogue publisher.
     let (err, ok) = publish_as_rogue(&fleet, "2.0.2")?;
-    ensure!(!ok && err.contains("not trusted"), "{err}");
+    ensure!(!ok && err.contains("0 valid signature"), "{err}");
 
     fleet.set_prod("2.0.0", "rogue")?;
     let a = &fleet.agents[agent];
@@ -298,7 +298,11 @@ fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_d
         },
     )?;
     let error = a.status()?.models[0].last_error.clone().context("error")?;
-    ensure!(error.message.contains("Targets"), "{}", error.message);
+    ensure!(
+        error.message.contains("release manifest"),
+        "{}",
+        error.message
+    );
     ensure!(
         a.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"),
         "stayed on 1.0.0"
@@ -403,5 +407,84 @@ fn a_withdrawn_release_is_kept_from_devices_until_it_is_signed_again() -> Result
         audit.matches("\"resign\"").count() == 2,
         "both re-signings are audited: {audit}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_root_requiring_two_publishers_gets_releases_signed_by_two() -> Result<()> {
+    let mut fleet = ferry_tests::Fleet::start(0, None)?;
+    let d = fleet.dir.clone();
+    let trust: ferry_coordinator::api::TrustView =
+        fleet.coordinator.ctl_json(&["keys", "root", "status"])?;
+    for k in ["r1", "r2", "second"] {
+        ctl(&d, &["keys", "generate", "--out", &format!("{k}.key")])?;
+    }
+    ctl(
+        &d,
+        &[
+            "keys",
+            "root",
+            "init",
+            "--root-key",
+            "r1.key.pub",
+            "--root-key",
+            "r2.key.pub",
+            "--root-threshold",
+            "2",
+            "--publisher",
+            "publisher.key.pub",
+            "--publisher",
+            "second.key.pub",
+            "--publisher-threshold",
+            "2",
+            "--snapshot-key",
+            &trust.snapshot_key,
+            "--out",
+            "root-1.tuf",
+        ],
+    )?;
+    for holder in ["r1.key", "r2.key"] {
+        ctl(&d, &["keys", "root", "sign", "root-1.tuf", "--key", holder])?;
+    }
+    let root = d.join("root-1.tuf");
+    fleet
+        .coordinator
+        .ctl(&["keys", "root", "push", &root.to_string_lossy()])?;
+    fleet.add_agent(ferry_tests::AgentSpec {
+        root_file: Some(root),
+        ..ferry_tests::AgentSpec::named("two-person")
+    })?;
+    let file = d.join("model.bin");
+    std::fs::write(&file, ferry_tests::model_bytes(1, 64 * 1024, true))?;
+    let publish = |keys: &[&str]| {
+        let mut args = vec![
+            "publish".to_owned(),
+            ferry_tests::MODEL.into(),
+            "1.0.0".into(),
+            file.to_string_lossy().into_owned(),
+        ];
+        for k in keys {
+            args.extend(["--key".into(), d.join(k).to_string_lossy().into_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fleet
+            .coordinator
+            .ctl_output_as(&fleet.coordinator.token("admin")?, &args)
+    };
+    // One publisher is not enough: the registry refuses what every device would refuse.
+    let one = publish(&["publisher.key"])?;
+    let err = String::from_utf8_lossy(&one.stderr);
+    ensure!(
+        !one.status.success() && err.contains("1 valid signature") && err.contains("2 needed"),
+        "{err}"
+    );
+    let two = publish(&["publisher.key", "second.key"])?;
+    ensure!(
+        two.status.success(),
+        "{}",
+        String::from_utf8_lossy(&two.stderr)
+    );
+    fleet.set_prod("1.0.0", "two publishers signed")?;
+    fleet.wait_all_on("1.0.0", std::time::Duration::from_secs(60))?;
     Ok(())
 }

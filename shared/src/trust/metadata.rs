@@ -23,7 +23,25 @@ pub enum Role {
     Snapshot,
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Root => "root metadata",
+            Role::Targets => "release manifest",
+            Role::Snapshot => "snapshot",
+        })
+    }
+}
+
 impl Role {
+    /// What this role's documents call their own version number.
+    pub fn counter(self) -> &'static str {
+        match self {
+            Role::Targets => "revision",
+            Role::Root | Role::Snapshot => "version",
+        }
+    }
+
     /// The signing context of this role's documents.
     pub fn context(self) -> &'static str {
         match self {

@@ -16,7 +16,7 @@ use crate::version::Version;
 #[non_exhaustive]
 pub enum TrustError {
     /// The bytes do not decode, or are too many.
-    #[error("{role:?} metadata is malformed: {reason}")]
+    #[error("{role} is malformed: {reason}")]
     Malformed {
         /// Which role's document.
         role: Role,
@@ -24,7 +24,9 @@ pub enum TrustError {
         reason: String,
     },
     /// Fewer distinct valid signatures by the role's keys than its threshold.
-    #[error("{role:?} metadata has {valid} valid signature(s) by its keys; {threshold} needed")]
+    #[error(
+        "{role} has {valid} valid signature(s) by the keys the root names for it; {threshold} needed"
+    )]
     BelowThreshold {
         /// Which role.
         role: Role,
@@ -34,7 +36,11 @@ pub enum TrustError {
         threshold: u32,
     },
     /// A version lower than (or, for root, not exactly one above) the one trusted.
-    #[error("{role:?} metadata version {got} refused: version {trusted} is trusted (rollback)")]
+    #[error(
+        "{role} {} {got} refused: {} {trusted} is trusted (rollback)",
+        role.counter(),
+        role.counter()
+    )]
     Rollback {
         /// Which role.
         role: Role,
@@ -44,7 +50,7 @@ pub enum TrustError {
         got: u64,
     },
     /// Expired when the update cycle started.
-    #[error("{role:?} metadata expired at {expires}, before this update cycle ({now}): freeze")]
+    #[error("{role} expired at {expires}, before this update cycle ({now}): freeze")]
     Expired {
         /// Which role.
         role: Role,
@@ -209,17 +215,7 @@ impl TrustState {
         if envelope.len() as u64 != meta.length || Digest::of(envelope) != meta.hash {
             return Err(mix("hash or length differs".into()));
         }
-        let keys = &self.root.targets;
-        let decoded =
-            Envelope::from_bytes(envelope).map_err(|e| TrustError::Release(e.to_string()))?;
-        check_threshold(Role::Targets, &decoded, &self.root, keys)?;
-        let ring = Keyring::new(
-            keys.keys
-                .iter()
-                .filter_map(|id| self.root.keys.get(id).copied()),
-        );
-        let release = SignedRelease::verify(envelope, &ring)
-            .map_err(|e| TrustError::Release(e.to_string()))?;
+        let release = verify_release(&self.root, envelope)?;
         if &release.release.name != name || &release.release.version != version {
             return Err(mix(format!(
                 "the manifest is {} {}",
@@ -254,6 +250,17 @@ impl TrustState {
     pub fn release_revision(&self, name: &ModelName, version: &Version) -> Option<u32> {
         self.revisions.get(name)?.get(version).copied()
     }
+}
+
+/// Verifies a release envelope against `root`'s targets role: at least its threshold of
+/// distinct publisher keys it names signed it. What a device checks, and what a registry
+/// under that root must check before it accepts a release.
+pub fn verify_release(root: &Root, envelope: &[u8]) -> Result<SignedRelease, TrustError> {
+    let keys = &root.targets;
+    let decoded = Envelope::from_bytes(envelope).map_err(|e| TrustError::Release(e.to_string()))?;
+    check_threshold(Role::Targets, &decoded, root, keys)?;
+    let ring = Keyring::new(keys.keys.iter().filter_map(|id| root.keys.get(id).copied()));
+    SignedRelease::verify(envelope, &ring).map_err(|e| TrustError::Release(e.to_string()))
 }
 
 /// Refuses a release whose own expiry has passed at `now` (freeze), whatever else vouches for

@@ -563,3 +563,45 @@ fn snapshots_are_per_model_and_so_is_their_rollback_check() {
     );
     assert_eq!(state.snapshot_version(&other), 8, "nothing moved");
 }
+
+#[test]
+fn a_release_below_the_publisher_threshold_is_refused_and_duplicate_signatures_count_once() {
+    let k = keys();
+    let all = [&k.root[0], &k.root[1], &k.root[2]];
+    let mut two_publishers = root(1, &all, &[&k.publishers[0], &k.publishers[1]], &k.snapshot);
+    two_publishers.targets.threshold = 2;
+    let release = |keys: &[&SecretKey]| {
+        let one = SignedRelease::verify(
+            &release("2.0.0", &k.publishers[0]),
+            &crate::sign::Keyring::new([k.publishers[0].public()]),
+        )
+        .unwrap()
+        .release;
+        SignedRelease::sign_all(&one, keys).unwrap().envelope_bytes
+    };
+    assert!(matches!(
+        verify_release(&two_publishers, &release(&[&k.publishers[0]])),
+        Err(TrustError::BelowThreshold {
+            role: Role::Targets,
+            valid: 1,
+            threshold: 2
+        })
+    ));
+    assert!(matches!(
+        verify_release(
+            &two_publishers,
+            &release(&[&k.publishers[0], &k.publishers[0]])
+        ),
+        Err(TrustError::BelowThreshold { valid: 1, .. })
+    ));
+    let both = verify_release(
+        &two_publishers,
+        &release(&[&k.publishers[0], &k.publishers[1]]),
+    )
+    .unwrap();
+    assert_eq!(both.release.version, v("2.0.0"));
+    assert!(
+        SignedRelease::sign_all(&both.release, &[]).is_err(),
+        "a release signed by nobody is an error"
+    );
+}

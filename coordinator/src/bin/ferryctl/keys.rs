@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ferry_coordinator::api::{KeyView, TrustKey};
-use ferry_shared::{PublicKey, SecretKey};
+use ferry_shared::{PublicKey, Release, SecretKey, SignedRelease};
 
 use crate::client::Client;
 use crate::output::{Table, ago, json};
@@ -92,6 +92,30 @@ pub(crate) fn secret_key_file(path: &Path) -> Result<SecretKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the key {}", path.display()))?;
     SecretKey::from_text(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// Signs `release` with the private key in every file of `paths` (at least one; a root may
+/// require several publishers' signatures).
+pub(crate) fn sign_release(release: &Release, paths: &[PathBuf]) -> Result<SignedRelease> {
+    let keys = paths
+        .iter()
+        .map(|p| secret_key_file(p))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&SecretKey> = keys.iter().collect();
+    Ok(SignedRelease::sign_all(release, &refs)?)
+}
+
+/// The ids of the keys that signed the envelope `signed`, for messages: `a1b2…, c3d4…`.
+pub(crate) fn signer_ids(signed: &[u8]) -> String {
+    ferry_shared::sign::Envelope::from_bytes(signed)
+        .map(|e| {
+            e.signatures
+                .iter()
+                .map(|s| s.key_id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 pub(crate) async fn run(client: &Client, command: KeysCommand) -> Result<()> {

@@ -8,12 +8,10 @@ use clap::Args;
 use ferry_coordinator::api::{BlobStored, Published};
 use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
 use ferry_shared::manifest::MANIFEST_SCHEMA;
-use ferry_shared::{
-    Accelerator, FileName, ModelName, Release, SignedRelease, Target, Variant, Version,
-};
+use ferry_shared::{Accelerator, FileName, ModelName, Release, Target, Variant, Version};
 
 use crate::client::Client;
-use crate::keys::secret_key_file;
+use crate::keys::{sign_release, signer_ids};
 use crate::meta::MetaFile;
 use crate::output::now;
 
@@ -25,9 +23,10 @@ pub(crate) struct PublishArgs {
     version: String,
     /// The artifact file.
     file: PathBuf,
-    /// Publisher private key (from `ferryctl keys generate`).
-    #[arg(long)]
-    key: PathBuf,
+    /// Publisher private key (from `ferryctl keys generate`); repeat it when the root
+    /// requires several publishers' signatures.
+    #[arg(long, required = true)]
+    key: Vec<PathBuf>,
     /// Release metadata (see meta.example.toml).
     #[arg(long)]
     meta: Option<PathBuf>,
@@ -69,7 +68,6 @@ fn cut_file(path: &Path) -> Result<Chunked> {
 pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
     let name: ModelName = args.name.parse()?;
     let version: Version = args.version.parse()?;
-    let key = secret_key_file(&args.key)?;
     let metadata = match &args.meta {
         Some(path) => MetaFile::load(path)?.into_lineage(),
         None => Default::default(),
@@ -109,7 +107,8 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         }],
         metadata,
     };
-    let signed = SignedRelease::sign(&release, &key)?;
+    let signed = sign_release(&release, &args.key)?;
+    let signers = signer_ids(&signed.envelope_bytes);
 
     let stored: BlobStored = match client
         .get_optional::<BlobStored>(&format!("/blobs/{hash}"))
@@ -132,7 +131,7 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             stored.new_chunks,
             crate::releases::human_bytes(stored.new_bytes),
             hash.short(),
-            key.public().key_id()
+            signers
         );
     } else {
         println!("{name} {version} is already published with identical content; nothing changed");

@@ -5,11 +5,11 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ferry_coordinator::api::Published;
-use ferry_shared::sign::{Envelope, SignedRelease};
+use ferry_shared::sign::Envelope;
 use ferry_shared::{ModelName, Release, Version};
 
 use crate::client::Client;
-use crate::keys::secret_key_file;
+use crate::keys::{sign_release, signer_ids};
 use crate::output::{now, timestamp};
 use crate::publish::{DEFAULT_LIFETIME_DAYS, days};
 
@@ -19,9 +19,10 @@ pub(crate) struct ResignArgs {
     name: String,
     /// Version.
     version: String,
-    /// Publisher private key to sign with (one the root, or the coordinator, trusts).
-    #[arg(long)]
-    key: std::path::PathBuf,
+    /// Publisher private key to sign with (one the root, or the coordinator, trusts); repeat
+    /// it when the root requires several publishers' signatures.
+    #[arg(long, required = true)]
+    key: Vec<std::path::PathBuf>,
     /// Days from now the new signature vouches for it; 0 withdraws it now (devices that do
     /// not run it yet refuse it from then on).
     #[arg(long, default_value_t = DEFAULT_LIFETIME_DAYS, value_parser = clap::value_parser!(u32).range(0..=3650))]
@@ -31,7 +32,6 @@ pub(crate) struct ResignArgs {
 pub(crate) async fn run(client: &Client, args: &ResignArgs) -> Result<()> {
     let name: ModelName = args.name.parse()?;
     let version: Version = args.version.parse()?;
-    let key = secret_key_file(&args.key)?;
     let bytes = client
         .get_bytes(&format!("/releases/{name}/{version}/envelope"))
         .await
@@ -59,7 +59,8 @@ pub(crate) async fn run(client: &Client, args: &ResignArgs) -> Result<()> {
         expires,
         ..current.clone()
     };
-    let signed = SignedRelease::sign(&next, &key)?;
+    let signed = sign_release(&next, &args.key)?;
+    let signers = signer_ids(&signed.envelope_bytes);
     let published: Published = client
         .post_bytes("/releases", signed.envelope_bytes)
         .await
@@ -68,7 +69,7 @@ pub(crate) async fn run(client: &Client, args: &ResignArgs) -> Result<()> {
         Some(from) => println!(
             "{name} {version}: revision {} signed by {}, expires {} (replaces revision {from}, valid until {})",
             next.revision,
-            key.public().key_id(),
+            signers,
             timestamp(next.expires),
             timestamp(current.expires)
         ),
