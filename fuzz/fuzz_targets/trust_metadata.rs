@@ -6,7 +6,13 @@ use ferry_shared::sign::SecretKey;
 use ferry_shared::trust::{Role, RoleKeys, Root, Snapshot, TrustState, sign_metadata};
 use libfuzzer_sys::fuzz_target;
 
+/// The fixture state, built (and signed) once: signing per input would cost most of the run.
 fn state() -> TrustState {
+    static STATE: std::sync::OnceLock<TrustState> = std::sync::OnceLock::new();
+    STATE.get_or_init(fixture).clone()
+}
+
+fn fixture() -> TrustState {
     let key = SecretKey::from_seed(&[7; 32]);
     let id = key.public().key_id();
     let role = RoleKeys {
