@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use crate::config::Config;
 use crate::fleet::Presence;
+use crate::secrets::BootstrapToken;
 use crate::store::{Store, StoreError};
 use crate::transfer::Transfer;
 
@@ -69,12 +70,12 @@ pub struct Coordinator {
     pub desired: crate::desired::DesiredCache,
     /// The thread that merges device reports in batches (started on first use).
     pub report_writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::reports::Job>>,
-    /// Bearer token of the admin API.
-    pub admin_token: String,
+    /// Bearer token of the admin API (its hash).
+    pub admin_token: BootstrapToken,
     /// Bearer token that may read (GET) the admin API, the dashboard and `/metrics`.
-    pub viewer_token: String,
+    pub viewer_token: BootstrapToken,
     /// Token a new device presents to enroll.
-    pub enrollment_token: String,
+    pub enrollment_token: BootstrapToken,
     /// The online key that signs snapshots (its public half is in the root metadata).
     pub snapshot_key: ferry_shared::SecretKey,
     /// The last snapshot signed.
@@ -93,11 +94,11 @@ pub struct Tokens {
     /// Signs snapshots.
     pub snapshot_key: ferry_shared::SecretKey,
     /// Everything on the admin API.
-    pub admin: String,
+    pub admin: BootstrapToken,
     /// Reading only.
-    pub viewer: String,
+    pub viewer: BootstrapToken,
     /// Enrolling devices.
-    pub enrollment: String,
+    pub enrollment: BootstrapToken,
 }
 
 impl Coordinator {

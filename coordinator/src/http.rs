@@ -26,7 +26,6 @@ use crate::api::{
 use crate::app::Coordinator;
 use crate::fleet_report::{self, Gathered};
 use crate::registry::{self, RegistryError};
-use crate::secrets::same_secret;
 use crate::store::StoreError;
 use crate::store::blobs::{BlobError, Spool};
 use crate::store::records::{BlobRecord, StoredRelease};
@@ -181,10 +180,10 @@ pub(crate) fn authenticate(
         role,
         models: None,
     };
-    if same_secret(token, &app.admin_token) {
+    if app.admin_token.matches(token) {
         return Ok(bootstrap("admin token", Role::Admin));
     }
-    if same_secret(token, &app.viewer_token) {
+    if app.viewer_token.matches(token) {
         return Ok(bootstrap("viewer token", Role::Viewer));
     }
     match app.store.authenticate(token, unix_now())? {

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::app::Coordinator;
 use crate::desired::desired_state;
 use crate::fleet::{is_notable, merge_report};
-use crate::secrets::{RestartKeys, TlsIdentity, same_secret};
+use crate::secrets::{RestartKeys, TlsIdentity};
 use crate::store::StoreError;
 use crate::store::enrollment::Admission;
 use crate::store::records::DeviceRecord;
@@ -283,7 +283,7 @@ fn admit(
     let enrolling = existing.is_none();
     let admission = match hello.enrollment_token.as_deref() {
         _ if !enrolling => None,
-        Some(t) if same_secret(t, &app.enrollment_token) => Some(Admission::Bootstrap),
+        Some(t) if app.enrollment_token.matches(t) => Some(Admission::Bootstrap),
         Some(t) => Some(Admission::Token(t)),
         None => {
             return Ok(Err(Refusal {

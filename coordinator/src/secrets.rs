@@ -1,5 +1,6 @@
-//! First-start material: the TLS certificate and the admin and enrollment tokens, created once
-//! in the data directory with owner-only permissions and reused afterwards.
+//! First-start material: the TLS certificate, the snapshot key and the bootstrap tokens
+//! (admin, viewer, enrollment), created once in the data directory with owner-only
+//! permissions and reused afterwards. Of the tokens the coordinator keeps only hashes.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -27,6 +28,16 @@ pub enum SecretsError {
     BadToken {
         /// File.
         path: PathBuf,
+    },
+    /// A bootstrap token's file and its hash disagree.
+    #[error(
+        "{token} does not match {hash}: remove both to make a new token, or put back the token the hash was made of"
+    )]
+    Mismatch {
+        /// The token's file.
+        token: PathBuf,
+        /// The hash's file.
+        hash: PathBuf,
     },
     /// A key file holds something unusable.
     #[error("{path} does not hold an ed25519 private key: {reason}")]
@@ -152,33 +163,82 @@ pub fn restart_keys(dir: &Path) -> Result<RestartKeys, SecretsError> {
     })
 }
 
-/// Loads the token in `path`, creating a random one (mode 0600) the first time. Returns the
-/// token and whether it was created now.
-pub fn token(path: &Path) -> Result<(String, bool), SecretsError> {
-    if path.exists() {
+/// A bootstrap bearer token, of which the coordinator keeps only a hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapToken(blake3::Hash);
+
+impl BootstrapToken {
+    fn of(token: &str) -> Self {
+        Self(blake3::derive_key(TOKEN_HASH_CONTEXT, token.as_bytes()).into())
+    }
+
+    /// Whether `presented` is this token (in constant time: BLAKE3 hashes compare so).
+    pub fn matches(&self, presented: &str) -> bool {
+        Self::of(presented) == *self
+    }
+}
+
+const TOKEN_HASH_CONTEXT: &str = "ferry bootstrap token 2026-11 v1";
+
+/// What became of a bootstrap token's plaintext file at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenFile {
+    /// Created now, with its hash beside it.
+    Created,
+    /// There, as before.
+    Kept,
+    /// Removed by the operator; the hash alone admits the token.
+    Removed,
+}
+
+/// The bootstrap token of `path` (e.g. `admin.token`): the first time, a random one written
+/// to `path` (mode 0600) for the operator to collect, and its hash to `path.blake3`. Later
+/// starts need only the hash, so the operator may delete the plaintext file once it is
+/// stored elsewhere; a plaintext file without a hash (from an older coordinator) gets one.
+pub fn token(path: &Path) -> Result<(BootstrapToken, TokenFile), SecretsError> {
+    let hash_path = PathBuf::from(format!("{}.blake3", path.display()));
+    let bad = |path: &Path| SecretsError::BadToken {
+        path: path.to_owned(),
+    };
+    let plaintext = if path.exists() {
         let text = fs::read_to_string(path).map_err(io_err(path))?;
         let token = text.trim().to_owned();
         if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(SecretsError::BadToken {
-                path: path.to_owned(),
-            });
+            return Err(bad(path));
         }
-        return Ok((token, false));
+        Some(token)
+    } else {
+        None
+    };
+    if hash_path.exists() {
+        let text = fs::read_to_string(&hash_path).map_err(io_err(&hash_path))?;
+        let hash = blake3::Hash::from_hex(text.trim()).map_err(|_| bad(&hash_path))?;
+        let stored = BootstrapToken(hash);
+        return match plaintext {
+            Some(token) if !stored.matches(&token) => Err(SecretsError::Mismatch {
+                token: path.to_owned(),
+                hash: hash_path,
+            }),
+            Some(_) => Ok((stored, TokenFile::Kept)),
+            None => Ok((stored, TokenFile::Removed)),
+        };
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| SecretsError::Io {
-        path: path.to_owned(),
-        source: io::Error::other(e.to_string()),
-    })?;
-    let token = hex::encode(bytes);
-    write_private(path, format!("{token}\n").as_bytes())?;
-    Ok((token, true))
-}
-
-/// Compares a presented secret with the expected one in constant time (BLAKE3 hashes compare
-/// in constant time).
-pub fn same_secret(presented: &str, expected: &str) -> bool {
-    blake3::hash(presented.as_bytes()) == blake3::hash(expected.as_bytes())
+    let (token, file) = match plaintext {
+        Some(token) => (token, TokenFile::Kept),
+        None => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| SecretsError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            let token = hex::encode(bytes);
+            write_private(path, format!("{token}\n").as_bytes())?;
+            (token, TokenFile::Created)
+        }
+    };
+    let stored = BootstrapToken::of(&token);
+    write_private(&hash_path, format!("{}\n", stored.0.to_hex()).as_bytes())?;
+    Ok((stored, file))
 }
 
 #[cfg(test)]
@@ -187,18 +247,42 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn tokens_are_created_private_and_then_reused() {
+    fn tokens_are_created_private_then_kept_as_a_hash_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin.token");
-        let (first, created) = token(&path).unwrap();
-        assert!(created);
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let (again, created) = token(&path).unwrap();
-        assert!(!created);
-        assert_eq!(first, again);
-        assert!(same_secret(&first, &again));
-        assert!(!same_secret("nope", &again));
+        let hash_path = dir.path().join("admin.token.blake3");
+        let (first, file) = token(&path).unwrap();
+        assert_eq!(file, TokenFile::Created);
+        for p in [&path, &hash_path] {
+            let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let plaintext = fs::read_to_string(&path).unwrap();
+        assert!(first.matches(plaintext.trim()));
+        assert!(!first.matches("nope"));
+        assert!(
+            !fs::read_to_string(&hash_path)
+                .unwrap()
+                .contains(plaintext.trim()),
+            "the hash file does not hold the token"
+        );
+        let (again, file) = token(&path).unwrap();
+        assert_eq!((again.clone(), file), (first.clone(), TokenFile::Kept));
+        // The operator took the token away: the hash alone admits it, and no new one appears.
+        fs::remove_file(&path).unwrap();
+        let (kept, file) = token(&path).unwrap();
+        assert_eq!((kept.clone(), file), (first, TokenFile::Removed));
+        assert!(kept.matches(plaintext.trim()));
+        assert!(!path.exists());
+        // Another token put in its place is refused, not silently trusted or ignored.
+        fs::write(&path, "ab".repeat(32)).unwrap();
+        assert!(matches!(token(&path), Err(SecretsError::Mismatch { .. })));
+        // A token from before hashes existed gets its hash.
+        fs::remove_file(&hash_path).unwrap();
+        let (migrated, file) = token(&path).unwrap();
+        assert_eq!(file, TokenFile::Kept);
+        assert!(migrated.matches(&"ab".repeat(32)));
+        assert!(hash_path.exists());
     }
 
     #[test]

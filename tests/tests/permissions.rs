@@ -219,3 +219,47 @@ fn an_oversized_body_is_refused_before_it_is_read_whole() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn bootstrap_tokens_admit_from_their_hashes_once_their_files_are_removed() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    let admin = fleet.coordinator.token("admin")?;
+    let viewer = fleet.coordinator.token("viewer")?;
+    let data = fleet.coordinator.data_dir.clone();
+    for which in ["admin", "viewer"] {
+        let hash = std::fs::read_to_string(data.join(format!("{which}.token.blake3")))?;
+        ensure!(!hash.contains(&admin) && !hash.contains(&viewer));
+        std::fs::remove_file(data.join(format!("{which}.token")))?;
+    }
+    fleet.coordinator.restart()?;
+    let c = &fleet.coordinator;
+    ensure!(
+        !data.join("admin.token").exists() && !data.join("viewer.token").exists(),
+        "a restart does not mint new bootstrap tokens"
+    );
+    let listed = c.ctl_output_as(&admin, &["keys", "list"])?;
+    ensure!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let read = request_with(c.http, "GET", "/api/v1/releases", Some(&viewer), None)?;
+    ensure!(read.status == 200, "{}", read.body);
+    let write = request_with(
+        c.http,
+        "PUT",
+        &format!("/api/v1/aliases/{MODEL}/prod"),
+        Some(&viewer),
+        Some(r#"{"version": "1.0.0"}"#),
+    )?;
+    ensure!(write.status == 403, "{} {}", write.status, write.body);
+    let stranger = request_with(
+        c.http,
+        "GET",
+        "/api/v1/releases",
+        Some(&"0".repeat(64)),
+        None,
+    )?;
+    ensure!(stranger.status == 401, "{}", stranger.status);
+    Ok(())
+}

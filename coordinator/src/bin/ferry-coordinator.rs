@@ -133,22 +133,29 @@ async fn serve(config: Config) -> Result<()> {
     let http_addr = listener.local_addr()?;
 
     let created = |yes: bool| if yes { " (created now)" } else { "" };
+    let token_file = |file: secrets::TokenFile| match file {
+        secrets::TokenFile::Created => {
+            " (created now: store it elsewhere; the coordinator needs only its hash)"
+        }
+        secrets::TokenFile::Kept => "",
+        secrets::TokenFile::Removed => " (removed; its hash admits it)",
+    };
     println!("ferry-coordinator {}", env!("CARGO_PKG_VERSION"));
     println!("  data directory    {}", dir.display());
     println!(
         "  admin token       {}{}",
         admin_path.display(),
-        created(admin_created)
+        token_file(admin_created)
     );
     println!(
         "  viewer token      {}{} (read-only: dashboard, /metrics)",
         viewer_path.display(),
-        created(viewer_created)
+        token_file(viewer_created)
     );
     println!(
         "  enrollment token  {}{}",
         enroll_path.display(),
-        created(enroll_created)
+        token_file(enroll_created)
     );
     println!(
         "  snapshot key      {}{} (online; name {} in the root metadata)",
