@@ -305,9 +305,18 @@ impl Envelope {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// Decodes envelope bytes (not yet verified).
+    /// Decodes envelope bytes (not yet verified). Bytes after the envelope are refused, so a
+    /// signed document has exactly one encoding.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, VerifyError> {
-        postcard::from_bytes(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))
+        let (envelope, rest) =
+            postcard::take_from_bytes(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(VerifyError::Malformed(format!(
+                "{} bytes after the envelope",
+                rest.len()
+            )));
+        }
+        Ok(envelope)
     }
 
     /// Checks the payload digest and that a trusted key signed it under `context`; returns the
@@ -506,6 +515,20 @@ mod tests {
         let sig = k.sign(DEVICE_AUTH_CONTEXT, b"nonce");
         assert!(k.public().verify(DEVICE_AUTH_CONTEXT, b"nonce", &sig));
         assert!(!k.public().verify(RELEASE_CONTEXT, b"nonce", &sig));
+    }
+
+    #[test]
+    fn bytes_after_the_envelope_are_refused() {
+        let publisher = key(1);
+        let mut bytes = SignedRelease::sign(&sample(), &publisher)
+            .unwrap()
+            .envelope_bytes;
+        bytes.push(0);
+        let err = SignedRelease::verify(&bytes, &Keyring::new([publisher.public()])).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::Malformed(m) if m.contains("after the envelope")),
+            "{err}"
+        );
     }
 
     #[test]
