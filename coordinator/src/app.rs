@@ -86,6 +86,8 @@ pub struct Coordinator {
     pub revocations: broadcast::Sender<ferry_shared::wire::DeviceId>,
     /// Totals.
     pub counters: Counters,
+    /// How many refusals each caller may still write to the audit trail.
+    pub denials: std::sync::Mutex<crate::denials::DenialBudget>,
     config_keys: Vec<PublicKey>,
 }
 
@@ -134,6 +136,7 @@ impl Coordinator {
             alias_moves,
             revocations,
             counters: Counters::default(),
+            denials: std::sync::Mutex::default(),
             config_keys,
         }
     }

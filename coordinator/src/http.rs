@@ -24,6 +24,7 @@ use crate::api::{
     Published, ReleaseView, SetAlias, TrustKey,
 };
 use crate::app::Coordinator;
+use crate::denials::Verdict;
 use crate::fleet_report::{self, Gathered};
 use crate::registry::{self, RegistryError};
 use crate::store::StoreError;
@@ -287,12 +288,21 @@ fn refuse_unless(
     path: &str,
 ) -> Result<(), Failure> {
     verdict.map_err(|denied| {
-        warn!(%path, "refused: {denied}");
-        if let Err(e) = app
-            .store
-            .record_denial(&caller.name, path, &denied.to_string(), unix_now())
-        {
-            warn!("cannot audit a refusal: {e}");
+        warn!(%path, caller = %caller.name, "refused: {denied}");
+        let now = unix_now();
+        let verdict = app
+            .denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .judge(&caller.name, now);
+        if let Verdict::Audit { skipped_before } = verdict {
+            let reason = match skipped_before {
+                0 => denied.to_string(),
+                n => format!("{denied} ({n} earlier refusals of this caller were not audited)"),
+            };
+            if let Err(e) = app.store.record_denial(&caller.name, path, &reason, now) {
+                warn!("cannot audit a refusal: {e}");
+            }
         }
         Failure(StatusCode::FORBIDDEN, denied.to_string())
     })

@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod dashboard;
+pub mod denials;
 pub mod desired;
 pub mod device_tls;
 pub mod fetch;

@@ -182,6 +182,24 @@ fn scoped_revoked_and_expired_tokens() -> Result<()> {
     ensure!(put(&here, &format!("/api/v1/aliases/{MODEL}/staging"))? == 200);
     ensure!(put(&elsewhere, &format!("/api/v1/aliases/{MODEL}/staging"))? == 403);
 
+    // A flood of refusals is answered in full but cannot flood the audit trail.
+    for _ in 0..100 {
+        ensure!(put(&elsewhere, &format!("/api/v1/aliases/{MODEL}/staging"))? == 403);
+    }
+    let audit = c.get("/api/v1/audit?limit=1000", "admin")?;
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&audit.body).with_context(|| audit.body.clone())?;
+    let refusals = entries
+        .iter()
+        .filter(|e| e["action"] == "access.denied" && e["actor"].as_str() == Some("ci-other"))
+        .count();
+    let budget = ferry_coordinator::denials::AUDITED_PER_MINUTE as usize;
+    // 102 refusals: one budget, or two when a minute turns during the burst.
+    ensure!(
+        (budget..=2 * budget).contains(&refusals),
+        "{refusals} refusals audited of 102"
+    );
+
     // Revoked: refused at once. Expired: refused.
     let listed: Vec<ferry_coordinator::api::TokenView> = c.ctl_json(&["tokens", "list"])?;
     let id = &listed
