@@ -97,7 +97,13 @@ pub enum TrustError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustState {
     root: Root,
+    #[serde(default)]
     snapshot_versions: BTreeMap<ModelName, u64>,
+    /// A floor under every model's snapshot version: the one snapshot version a state saved
+    /// before snapshots were per model remembered (the counter is shared by all models, so
+    /// every newer snapshot is above it).
+    #[serde(default, alias = "snapshot_version")]
+    snapshot_floor: u64,
     /// Highest manifest revision accepted per release, for releases the newest snapshot
     /// lists (the rest are forgotten, so this never outgrows the snapshot).
     #[serde(default)]
@@ -113,6 +119,7 @@ impl TrustState {
         Ok(Self {
             root,
             snapshot_versions: BTreeMap::new(),
+            snapshot_floor: 0,
             revisions: BTreeMap::new(),
         })
     }
@@ -124,7 +131,11 @@ impl TrustState {
 
     /// The newest snapshot version accepted for `model` (0 when none was).
     pub fn snapshot_version(&self, model: &ModelName) -> u64 {
-        self.snapshot_versions.get(model).copied().unwrap_or(0)
+        self.snapshot_versions
+            .get(model)
+            .copied()
+            .unwrap_or(0)
+            .max(self.snapshot_floor)
     }
 
     /// Walks to root N+1: signed by the thresholds of both root N's and its own root keys,

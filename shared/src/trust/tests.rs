@@ -605,3 +605,34 @@ fn a_release_below_the_publisher_threshold_is_refused_and_duplicate_signatures_c
         "a release signed by nobody is an error"
     );
 }
+
+#[test]
+fn a_state_saved_before_per_model_snapshots_keeps_its_snapshot_version_as_a_floor() {
+    let k = keys();
+    let state = trusted(&k);
+    // The shape of a trust state saved by the previous agent: one snapshot version.
+    let mut old = serde_json::to_value(&state).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    fields.remove("snapshot_versions");
+    fields.remove("snapshot_floor");
+    fields.remove("revisions");
+    fields.insert("snapshot_version".into(), 40.into());
+    let mut migrated: TrustState = serde_json::from_value(old).unwrap();
+    assert_eq!(migrated.snapshot_version(&m()), 40);
+    let older = sign_metadata(
+        Role::Snapshot,
+        &snapshot(39, NOW + DAY, &[]),
+        &[&k.snapshot],
+    );
+    assert!(matches!(
+        migrated.update_snapshot(&older, NOW),
+        Err(TrustError::Rollback { trusted: 40, .. })
+    ));
+    let newer = sign_metadata(
+        Role::Snapshot,
+        &snapshot(41, NOW + DAY, &[]),
+        &[&k.snapshot],
+    );
+    migrated.update_snapshot(&newer, NOW).unwrap();
+    assert_eq!(migrated.snapshot_version(&m()), 41);
+}
