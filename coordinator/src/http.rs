@@ -401,15 +401,24 @@ async fn show_release(
     State(app): State<Arc<Coordinator>>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<ReleaseView> {
-    let name: ModelName = parse(&name)?;
-    let version: Version = parse(&version)?;
-    let (release, stored) = app.store.release(&name, &version)?.ok_or_else(|| {
+    let (release, stored) = published_release(&app, &name, &version)?;
+    Ok(Json(release_view(&app, release, stored)?))
+}
+
+/// The release a path names, or 404.
+fn published_release(
+    app: &Coordinator,
+    name: &str,
+    version: &str,
+) -> Result<(ferry_shared::Release, StoredRelease), Failure> {
+    let name: ModelName = parse(name)?;
+    let version: Version = parse(version)?;
+    app.store.release(&name, &version)?.ok_or_else(|| {
         Failure(
             StatusCode::NOT_FOUND,
             format!("{name} {version} is not published"),
         )
-    })?;
-    Ok(Json(release_view(&app, release, stored)?))
+    })
 }
 
 /// The signed envelope exactly as devices receive it (what a publisher re-signs).
@@ -417,15 +426,7 @@ async fn release_envelope(
     State(app): State<Arc<Coordinator>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Vec<u8>, Failure> {
-    let name: ModelName = parse(&name)?;
-    let version: Version = parse(&version)?;
-    let (_, stored) = app.store.release(&name, &version)?.ok_or_else(|| {
-        Failure(
-            StatusCode::NOT_FOUND,
-            format!("{name} {version} is not published"),
-        )
-    })?;
-    Ok(stored.envelope)
+    Ok(published_release(&app, &name, &version)?.1.envelope)
 }
 
 async fn publish(

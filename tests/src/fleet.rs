@@ -283,6 +283,21 @@ timeout_secs = 900
         ])
     }
 
+    /// Signs `MODEL VERSION` again with the fleet's publisher key, to expire in
+    /// `expires_days` days (0: withdrawn now); returns what ferryctl printed.
+    pub fn resign(&self, version: &str, expires_days: u32) -> Result<String> {
+        self.coordinator.ctl(&[
+            "releases",
+            "resign",
+            MODEL,
+            version,
+            "--key",
+            &self.key.to_string_lossy(),
+            "--expires-days",
+            &expires_days.to_string(),
+        ])
+    }
+
     /// Points `MODEL@prod` at `version`.
     pub fn set_prod(&self, version: &str, reason: &str) -> Result<String> {
         self.coordinator

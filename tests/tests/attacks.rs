@@ -409,18 +409,7 @@ fn rollback_attack_on_a_release_revision_is_refused() -> Result<()> {
     // the fleet went back to 1.0.0. The attacker replays revision 1, listed by the stolen key.
     let mut scene = Scene::new()?;
     let revision_1 = scene.envelope("2.0.0")?;
-    let c = &scene.fleet.coordinator;
-    let key = scene.fleet.key.to_string_lossy().into_owned();
-    let out = c.ctl(&[
-        "releases",
-        "resign",
-        MODEL,
-        "2.0.0",
-        "--key",
-        &key,
-        "--expires-days",
-        "30",
-    ])?;
+    let out = scene.fleet.resign("2.0.0", 30)?;
     ensure!(out.contains("revision 2"), "{out}");
     scene.fleet.set_prod("2.0.0", "revision 2")?;
     scene.fleet.wait_all_on("2.0.0", WAIT)?;

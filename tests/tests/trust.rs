@@ -348,16 +348,7 @@ fn a_withdrawn_release_is_kept_from_devices_until_it_is_signed_again() -> Result
     ensure!(shown.release.revision == 1);
 
     // Withdrawn: revision 2 expires now. Neither an alias nor a rollout may point at it.
-    let out = c.ctl(&[
-        "releases",
-        "resign",
-        ferry_tests::MODEL,
-        "2.0.0",
-        "--key",
-        &key,
-        "--expires-days",
-        "0",
-    ])?;
+    let out = fleet.resign("2.0.0", 0)?;
     ensure!(out.contains("revision 2"), "{out}");
     let (err, _) = c.ctl_failing(&["alias", "set", ferry_tests::MODEL, "prod", "2.0.0"])?;
     ensure!(err.contains("expired") && err.contains("resign"), "{err}");
@@ -389,16 +380,7 @@ fn a_withdrawn_release_is_kept_from_devices_until_it_is_signed_again() -> Result
     );
 
     // Signed again for 30 days: it may ship, and the device installs revision 3.
-    let out = c.ctl(&[
-        "releases",
-        "resign",
-        ferry_tests::MODEL,
-        "2.0.0",
-        "--key",
-        &key,
-        "--expires-days",
-        "30",
-    ])?;
+    let out = fleet.resign("2.0.0", 30)?;
     ensure!(out.contains("revision 3"), "{out}");
     fleet.set_prod("2.0.0", "extended")?;
     fleet.wait_all_on("2.0.0", std::time::Duration::from_secs(60))?;
