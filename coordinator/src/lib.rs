@@ -23,6 +23,7 @@ pub mod http_devices;
 pub mod http_rollouts;
 pub mod http_tokens;
 pub mod http_trust;
+pub mod lifecycle;
 pub mod prometheus;
 pub mod quic;
 pub mod registry;

@@ -13,6 +13,7 @@ pub mod name;
 pub mod pin;
 pub mod plan;
 pub mod rollout;
+pub mod schema;
 pub mod select;
 pub mod sign;
 pub mod tensors;
