@@ -7,6 +7,9 @@
 //! | upload artifacts, publish releases        |        |     ✓     |          |          |   ✓   |
 //! | move an alias other than `prod`          |        |     ✓     |          |    ✓     |   ✓   |
 //! | move `prod` (promote or roll back)       |        |           |          |    ✓     |   ✓   |
+//! | move a release into production           |        |           |          |    ✓     |   ✓   |
+//! | move a release between other stages      |        |     ✓     |          |    ✓     |   ✓   |
+//! | approve a release's promotion            |        |           |    ✓     |          |   ✓   |
 //! | create, pause, resume, abort rollouts    |        |           |          |    ✓     |   ✓   |
 //! | approve a rollout's next wave            |        |           |    ✓     |          |   ✓   |
 //! | roll a rollout back                      |        |           |          |    ✓     |   ✓   |
@@ -94,11 +97,13 @@ pub enum Action {
     Publish,
     /// Move an alias other than `prod`.
     SetAlias,
-    /// Move `prod`.
+    /// Move `prod`, or a release into production.
     Promote,
+    /// Move a release between stages other than into production.
+    Stage,
     /// Create, pause, resume or abort a rollout.
     RunRollout,
-    /// Approve a rollout's waiting wave.
+    /// Approve a rollout's waiting wave, or a release's promotion to production.
     Approve,
     /// Roll a rollout back.
     RollBack,
@@ -125,11 +130,11 @@ pub fn allows(role: Role, action: Action) -> bool {
     match role {
         Role::Admin => true,
         Role::Viewer => action == Read,
-        Role::Publisher => matches!(action, Read | Upload | Publish | SetAlias),
+        Role::Publisher => matches!(action, Read | Upload | Publish | SetAlias | Stage),
         Role::Approver => matches!(action, Read | Approve),
         Role::Operator => matches!(
             action,
-            Read | SetAlias | Promote | RunRollout | RollBack | Devices
+            Read | SetAlias | Promote | Stage | RunRollout | RollBack | Devices
         ),
     }
 }

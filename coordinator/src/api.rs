@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use ferry_shared::wire::{DeviceEvent, Follow, InstallError, ModelReport};
 use ferry_shared::{Release, Version};
+
+use crate::lifecycle::{Approval, Check, Stage};
+use crate::store::stages::StageMove;
 use serde::{Deserialize, Serialize};
 
 /// A release as listed and shown.
@@ -19,6 +22,72 @@ pub struct ReleaseView {
     pub signer: String,
     /// Aliases pointing at it.
     pub aliases: Vec<String>,
+    /// Its lifecycle stage.
+    pub stage: Stage,
+}
+
+/// Body of `POST /api/v1/releases/{model}/{version}/stage/{stage}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StageChange {
+    /// Why (recorded in the audit trail and the release's history).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Only evaluate the checks; move nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Body of `POST /api/v1/releases/{model}/{version}/approvals`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// Why (recorded in the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Where a release stands in its lifecycle.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StageView {
+    /// Model.
+    pub model: String,
+    /// Version.
+    pub version: Version,
+    /// Its stage.
+    pub stage: Stage,
+    /// Since when (Unix seconds).
+    pub since: u64,
+    /// Where it may move next.
+    pub next: Vec<Stage>,
+    /// Approvals toward production given so far.
+    pub approvals: Vec<Approval>,
+    /// Its moves, oldest first.
+    pub history: Vec<StageMove>,
+}
+
+/// A stage change asked for: its checks and what it did (answered 409 when refused, with
+/// `error` naming each failing check).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransitionView {
+    /// Model.
+    pub model: String,
+    /// Version.
+    pub version: Version,
+    /// From.
+    pub from: Stage,
+    /// To.
+    pub to: Stage,
+    /// Whether it moved (false on a dry run or a refusal).
+    pub moved: bool,
+    /// The target stage's policy checks, in its order.
+    pub checks: Vec<Check>,
+    /// Releases moved from production to deprecated with it.
+    pub deprecated: Vec<Version>,
+    /// Whether `prod` now points at it.
+    pub prod_moved: bool,
+    /// The rollout started with it.
+    pub rollout: Option<String>,
+    /// Why it was refused.
+    pub error: Option<String>,
 }
 
 /// Body of `PUT /api/v1/aliases/{model}/{alias}`.

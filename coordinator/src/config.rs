@@ -1,10 +1,13 @@
 //! The coordinator's configuration: a TOML file (every field documented in
 //! `coordinator/coordinator.example.toml`), overridden by command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::lifecycle::{OnPromote, Stage, StagePolicy};
 
 /// Coordinator settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -40,6 +43,8 @@ pub struct Config {
     pub fragmentation_snapshot_secs: u64,
     /// How long fragmentation snapshots are kept, in days.
     pub fragmentation_retention_days: u64,
+    /// What a release must show to enter each stage (`[stages.production]`, …).
+    pub stages: BTreeMap<Stage, StagePolicy>,
 }
 
 impl Default for Config {
@@ -59,6 +64,7 @@ impl Default for Config {
             rollout_tick_ms: 5000,
             fragmentation_snapshot_secs: 3600,
             fragmentation_retention_days: 90,
+            stages: BTreeMap::new(),
         }
     }
 }
@@ -132,6 +138,19 @@ impl Config {
                 "rollout_tick_ms must be at least 50".into(),
             ));
         }
+        for (stage, policy) in &self.stages {
+            policy
+                .validate(*stage)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if let (OnPromote::Rollout, Some(file)) = (policy.on_promote, &policy.rollout_plan) {
+                // A broken plan is found now, not at the first promotion.
+                let (model, version) = ("config-check".parse(), "0.0.0".parse());
+                if let (Ok(model), Ok(version)) = (model, version) {
+                    crate::rollouts::promotion_plan(file, &model, &version)
+                        .map_err(ConfigError::Invalid)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -149,6 +168,30 @@ mod tests {
         assert_eq!(config.http_listen, defaults.http_listen);
         assert_eq!(config.heartbeat_secs, defaults.heartbeat_secs);
         assert_eq!(config.compression_level, defaults.compression_level);
+        assert!(defaults.stages.is_empty(), "no policies by default");
+        let production = &config.stages[&Stage::Production];
+        assert_eq!(production.approvals, 2);
+        assert_eq!(production.metrics.len(), 3);
+        assert_eq!(production.on_promote, OnPromote::Alias);
+        assert!(config.stages.contains_key(&Stage::Staging));
+    }
+
+    #[test]
+    fn a_misplaced_promotion_action_or_a_missing_plan_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&path).map(|_| ()).unwrap_err().to_string()
+        };
+        assert!(
+            load("[stages.staging]\non_promote = \"alias\"").contains("[stages.production] only")
+        );
+        assert!(
+            load("[stages.production]\non_promote = \"rollout\"\nrollout_plan = \"/nonexistent.json\"")
+                .contains("cannot read the rollout plan")
+        );
+        assert!(load("[stages.prod]\napprovals = 1").contains("prod"));
     }
 
     #[test]

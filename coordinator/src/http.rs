@@ -55,7 +55,7 @@ impl From<StoreError> for Failure {
             StoreError::NoSuchRelease { .. } | StoreError::NoSuchRollout(_) => {
                 StatusCode::NOT_FOUND
             }
-            StoreError::RolloutConflict(_) => StatusCode::CONFLICT,
+            StoreError::RolloutConflict(_) | StoreError::StageConflict(_) => StatusCode::CONFLICT,
             _ => {
                 warn!("store failure: {e}");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -114,6 +114,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .merge(crate::http_tokens::routes())
         .merge(crate::http_devices::routes())
         .merge(crate::http_trust::routes())
+        .merge(crate::http_stages::routes())
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY));
     Router::new()
@@ -227,6 +228,15 @@ fn route_action(method: &Method, route: &str, params: &RawPathParams) -> (Action
             param("name"),
         ),
         "/rollouts" => (Action::RunRollout, None),
+        "/releases/{name}/{version}/stage/{stage}" => (
+            if param("stage").as_deref() == Some("production") {
+                Action::Promote
+            } else {
+                Action::Stage
+            },
+            param("name"),
+        ),
+        "/releases/{name}/{version}/approvals" => (Action::Approve, param("name")),
         "/rollouts/{id}/{action}" => (
             match param("action").as_deref() {
                 Some("approve") => Action::Approve,
@@ -375,12 +385,17 @@ fn release_view(
         .filter(|(_, _, r)| r.version == release.version)
         .map(|(_, a, _)| a.to_string())
         .collect();
+    let stage = app
+        .store
+        .stage(&release.name, &release.version)?
+        .map_or(crate::lifecycle::Stage::Development, |r| r.stage);
     Ok(ReleaseView {
         release,
         published_at: stored.published_at,
         published_by: stored.published_by,
         signer: stored.signer.to_string(),
         aliases,
+        stage,
     })
 }
 

@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use ferry_shared::rollout::{BUCKETS, Command, Gate, Plan, Selector, Wave};
-use ferry_shared::{AliasName, ModelName};
+use ferry_shared::AliasName;
+use ferry_shared::rollout::Command;
 
 use crate::access::{Action, Caller};
 use crate::api::{CreateRollout, RolloutAction, RolloutDevices, RolloutView};
@@ -30,55 +30,13 @@ fn invalid(e: impl std::fmt::Display) -> Failure {
     Failure(StatusCode::BAD_REQUEST, e.to_string())
 }
 
-/// The plan a request describes.
-pub fn plan_of(request: &CreateRollout) -> Result<Plan, Failure> {
-    let model: ModelName = parse(&request.model)?;
-    let cohort = Selector::parse(&request.cohort).map_err(invalid)?;
-    let id = request
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", request.model, request.version));
-    if id.is_empty()
-        || id.len() > 128
-        || id.contains(['/', ' '])
-        || id.chars().any(char::is_control)
-    {
-        return Err(invalid(format!(
-            "rollout id {id:?} must be 1–128 characters without '/' or spaces"
-        )));
-    }
-    let mut plan = Plan::with_default_waves(&id, model, request.version.clone(), cohort);
-    if let Some(waves) = &request.waves {
-        plan.waves = waves
-            .iter()
-            .map(|w| {
-                if !(w.percent > 0.0 && w.percent <= 100.0) {
-                    return Err(invalid(format!(
-                        "wave share {} % is outside (0, 100]",
-                        w.percent
-                    )));
-                }
-                Ok(Wave {
-                    share: ((w.percent * 100.0).round() as u32).min(BUCKETS),
-                    min_bake_secs: w.bake_secs,
-                    gates: w.gates.clone().unwrap_or_else(Gate::defaults),
-                    shadow: w.shadow,
-                    needs_approval: w.approval,
-                })
-            })
-            .collect::<Result<_, _>>()?;
-    }
-    plan.validate().map_err(invalid)?;
-    Ok(plan)
-}
-
 async fn create(
     State(app): State<Arc<Coordinator>>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Json(request): Json<CreateRollout>,
 ) -> ApiResult<RolloutView> {
-    let plan = plan_of(&request)?;
+    let plan = rollouts::plan_of(&request).map_err(invalid)?;
     check(
         &app,
         &caller,

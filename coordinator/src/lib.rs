@@ -21,6 +21,7 @@ pub mod fragmentation;
 pub mod http;
 pub mod http_devices;
 pub mod http_rollouts;
+pub mod http_stages;
 pub mod http_tokens;
 pub mod http_trust;
 pub mod lifecycle;
@@ -31,6 +32,7 @@ pub mod reports;
 pub mod rollouts;
 pub mod secrets;
 pub mod snapshots;
+pub mod stages;
 pub mod store;
 pub mod transfer;
 

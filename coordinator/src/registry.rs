@@ -116,6 +116,7 @@ pub fn set_alias(
     now: u64,
 ) -> Result<AliasChanged, RegistryError> {
     refuse_expired(app, model, &request.version, now)?;
+    crate::stages::check_may_serve(app, model, alias, &request.version)?;
     let record = AliasRecord {
         version: request.version,
         set_at: now,

@@ -17,6 +17,7 @@ mod keys;
 pub mod records;
 mod releases;
 pub mod rollouts;
+pub mod stages;
 mod tables;
 pub mod tokens;
 mod trust;
@@ -98,6 +99,9 @@ pub enum StoreError {
     /// A rollout that would clash with an existing one.
     #[error("{0}")]
     RolloutConflict(String),
+    /// A stage change the release's stage does not allow (any more).
+    #[error("{0}")]
+    StageConflict(String),
     /// No rollout of that id.
     #[error("no rollout named {0}")]
     NoSuchRollout(String),

@@ -42,63 +42,75 @@ impl Store {
     /// Stores a new rollout. Refused when the id exists, the target is not published, or an
     /// active rollout already covers the same model and cohort.
     pub fn create_rollout(&self, record: &RolloutRecord, why: &str) -> Result<(), StoreError> {
-        let plan = &record.plan;
         let txn = self.db.begin_write()?;
-        {
-            let releases = txn.open_table(RELEASES)?;
-            let version = plan.target.to_string();
-            if releases
-                .get((plan.model.as_str(), version.as_str()))?
-                .is_none()
-            {
-                return Err(StoreError::NoSuchRelease {
-                    name: plan.model.to_string(),
-                    version,
-                });
-            }
-            let mut table = txn.open_table(ROLLOUTS)?;
-            if table.get(plan.id.as_str())?.is_some() {
-                return Err(StoreError::RolloutConflict(format!(
-                    "a rollout named {} exists already",
-                    plan.id
-                )));
-            }
-            for entry in table.iter()? {
-                let (key, value) = entry?;
-                let other: RolloutRecord = decode("rollouts", &key.value(), value.value())?;
-                if other.is_active()
-                    && other.plan.model == plan.model
-                    && other.plan.cohort == plan.cohort
-                {
-                    return Err(StoreError::RolloutConflict(format!(
-                        "rollout {} is still active for {} (cohort \"{}\"); finish, abort or roll it back first",
-                        other.plan.id, plan.model, plan.cohort
-                    )));
-                }
-            }
-            table.insert(plan.id.as_str(), encode(record).as_slice())?;
-        }
-        append(
-            &txn,
-            Change {
-                at: record.created_at,
-                actor: &record.created_by,
-                action: "rollout.create",
-                subject: plan.id.clone(),
-                detail: format!(
-                    "{} {} to cohort \"{}\" in {} waves{}",
-                    plan.model,
-                    plan.target,
-                    plan.cohort,
-                    plan.waves.len(),
-                    reason(why)
-                ),
-            },
-        )?;
+        create_rollout_in(&txn, record, why)?;
         txn.commit()?;
         Ok(())
     }
+}
 
+/// Stores a new rollout within `txn` (see [`Store::create_rollout`]).
+pub(crate) fn create_rollout_in(
+    txn: &redb::WriteTransaction,
+    record: &RolloutRecord,
+    why: &str,
+) -> Result<(), StoreError> {
+    let plan = &record.plan;
+    {
+        let releases = txn.open_table(RELEASES)?;
+        let version = plan.target.to_string();
+        if releases
+            .get((plan.model.as_str(), version.as_str()))?
+            .is_none()
+        {
+            return Err(StoreError::NoSuchRelease {
+                name: plan.model.to_string(),
+                version,
+            });
+        }
+        let mut table = txn.open_table(ROLLOUTS)?;
+        if table.get(plan.id.as_str())?.is_some() {
+            return Err(StoreError::RolloutConflict(format!(
+                "a rollout named {} exists already",
+                plan.id
+            )));
+        }
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let other: RolloutRecord = decode("rollouts", &key.value(), value.value())?;
+            if other.is_active()
+                && other.plan.model == plan.model
+                && other.plan.cohort == plan.cohort
+            {
+                return Err(StoreError::RolloutConflict(format!(
+                    "rollout {} is still active for {} (cohort \"{}\"); finish, abort or roll it back first",
+                    other.plan.id, plan.model, plan.cohort
+                )));
+            }
+        }
+        table.insert(plan.id.as_str(), encode(record).as_slice())?;
+    }
+    append(
+        txn,
+        Change {
+            at: record.created_at,
+            actor: &record.created_by,
+            action: "rollout.create",
+            subject: plan.id.clone(),
+            detail: format!(
+                "{} {} to cohort \"{}\" in {} waves{}",
+                plan.model,
+                plan.target,
+                plan.cohort,
+                plan.waves.len(),
+                reason(why)
+            ),
+        },
+    )?;
+    Ok(())
+}
+
+impl Store {
     /// Replaces a rollout's state (and, when it ended, its final gates), auditing `change`.
     pub(crate) fn update_rollout(
         &self,

@@ -43,6 +43,10 @@ pub(crate) const REVOKED_DEVICES: TableDefinition<&str, &[u8]> =
 /// root version → the signed root metadata, as pushed.
 pub(crate) const TRUST_ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("trust_roots");
 
+/// (model, version) → encoded [`super::stages::StageRecord`] (absent: in development since
+/// published).
+pub(crate) const STAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("stages");
+
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: TableDefinition<&str, u64> = TableDefinition::new("trust_meta");
 
@@ -63,5 +67,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(REVOKED_DEVICES)?;
     txn.open_table(TRUST_ROOTS)?;
     txn.open_table(TRUST_META)?;
+    txn.open_table(STAGES)?;
     Ok(())
 }

@@ -425,3 +425,78 @@ fn batched_reports_merge_audit_their_rollbacks_and_skip_unknown_devices() {
         .count();
     assert_eq!(rollbacks, 1);
 }
+
+#[test]
+fn a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_staging() {
+    use super::stages::{MoveEffects, StageMove};
+    use crate::lifecycle::{Approval, Stage};
+    let (_dir, store, key) = setup();
+    publish_bytes(&store, &key, "1.0.0", b"v1 bytes");
+    let model = "detector".parse().unwrap();
+    let version = "1.0.0".parse().unwrap();
+    let step = |from, to| StageMove {
+        from,
+        to,
+        at: 5,
+        by: "olga".into(),
+        reason: None,
+        approvers: Vec::new(),
+        checks: Vec::new(),
+    };
+    let approval = |by: &str| Approval {
+        by: by.into(),
+        at: 4,
+        reason: None,
+    };
+    let approvable = [Stage::Staging];
+    assert!(matches!(
+        store.approve(&model, &version, approval("alice"), &approvable),
+        Err(StoreError::StageConflict(m)) if m.contains("in development")
+    ));
+    store
+        .move_stage(
+            &model,
+            &version,
+            step(Stage::Development, Stage::Staging),
+            MoveEffects::default(),
+        )
+        .unwrap();
+    // Someone else saw it in development: their move is refused, nothing changes.
+    let err = store
+        .move_stage(
+            &model,
+            &version,
+            step(Stage::Development, Stage::Rejected),
+            MoveEffects::default(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::StageConflict(m) if m.contains("meanwhile")),
+        "{err}"
+    );
+    store
+        .approve(&model, &version, approval("alice"), &approvable)
+        .unwrap();
+    let record = store
+        .approve(&model, &version, approval("alice"), &approvable)
+        .unwrap();
+    assert_eq!(
+        record.approvals.len(),
+        1,
+        "a second approval replaces the first"
+    );
+    let record = store
+        .move_stage(
+            &model,
+            &version,
+            step(Stage::Staging, Stage::Production),
+            MoveEffects::default(),
+        )
+        .unwrap();
+    assert!(record.approvals.is_empty(), "a move uses up the approvals");
+    assert_eq!(record.history.len(), 2);
+    assert_eq!(
+        store.stage(&model, &version).unwrap().unwrap().stage,
+        Stage::Production
+    );
+}

@@ -190,6 +190,42 @@ impl Client {
             .await
     }
 
+    /// POST a JSON body and read the JSON answer, also when it is a refusal with `refused`
+    /// status (whose body says what was refused); returns whether it was refused.
+    pub(crate) async fn post_judged<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        refused: reqwest::StatusCode,
+    ) -> Result<(T, bool)> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+        if response.status() != refused {
+            let answer = succeeded(response)
+                .await?
+                .json()
+                .await
+                .context("unreadable answer from the coordinator")?;
+            return Ok((answer, false));
+        }
+        // The same status also carries plain refusals (`{"error": …}`).
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        match serde_json::from_str(&body) {
+            Ok(answer) => Ok((answer, true)),
+            Err(_) => {
+                let message = serde_json::from_str::<ApiError>(&body)
+                    .map(|e| e.error)
+                    .unwrap_or(body);
+                Err(anyhow!("{message} ({status})"))
+            }
+        }
+    }
+
     /// POST a JSON body, ignoring the answer's body.
     pub(crate) async fn post_json<B: Serialize>(
         &self,

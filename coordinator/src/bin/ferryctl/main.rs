@@ -17,6 +17,7 @@ mod releases;
 mod resign;
 mod rollout;
 mod root;
+mod stage;
 mod tokens;
 
 use std::process::ExitCode;
@@ -44,6 +45,10 @@ enum Command {
     /// Published releases.
     #[command(subcommand)]
     Releases(releases::ReleasesCommand),
+    /// A release's lifecycle stage: show it, check or make a move.
+    Stage(stage::StageArgs),
+    /// Approve a release's promotion to production.
+    Approve(stage::ApproveArgs),
     /// Aliases (prod, staging, latest, …).
     #[command(subcommand)]
     Alias(alias::AliasCommand),
@@ -90,6 +95,8 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Publish(args) => publish::run(&client, &args).await,
                     Command::Releases(cmd) => releases::run(&client, cmd).await,
                     Command::Alias(cmd) => alias::run(&client, cmd).await,
+                    Command::Stage(args) => stage::run(&client, &args).await,
+                    Command::Approve(args) => stage::approve(&client, &args).await,
                     Command::Devices(cmd) => devices::run(&client, cmd).await,
                     Command::Fleet(cmd) => fleet::run(&client, cmd).await,
                     Command::Tokens(cmd) => tokens::run(&client, cmd).await,

@@ -45,12 +45,14 @@ pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()>
             if as_json {
                 return json(&releases);
             }
-            let mut table = Table::new(&["MODEL", "VERSION", "SIZE", "PUBLISHED", "ALIASES"]);
+            let mut table =
+                Table::new(&["MODEL", "VERSION", "STAGE", "SIZE", "PUBLISHED", "ALIASES"]);
             for r in releases {
                 let size: u64 = r.release.variants.iter().map(|v| v.size).sum();
                 table.row(vec![
                     r.release.name.to_string(),
                     r.release.version.to_string(),
+                    r.stage.to_string(),
                     human_bytes(size),
                     ago(r.published_at),
                     r.aliases.join(","),
@@ -88,6 +90,7 @@ fn print_release(r: &ReleaseView) {
         timestamp(rel.created_at),
         rel.created_by
     );
+    println!("  stage          {}", r.stage);
     println!(
         "  published      {} by {}",
         timestamp(r.published_at),

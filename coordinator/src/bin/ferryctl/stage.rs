@@ -1,0 +1,164 @@
+//! `ferryctl stage` and `ferryctl approve`: a release's lifecycle stage, moving it under the
+//! configured policies (every check shown, each failing one named), and approving its
+//! promotion to production.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use ferry_coordinator::api::{ApprovalRequest, StageChange, StageView, TransitionView};
+
+use crate::client::Client;
+use crate::output::{Table, ago, json, timestamp};
+
+#[derive(Args)]
+pub(crate) struct StageArgs {
+    /// Model.
+    name: String,
+    /// Version.
+    version: String,
+    /// The stage to move it to (development, staging, production, deprecated, archived,
+    /// rejected); without it, where it stands.
+    target: Option<String>,
+    /// Why (recorded in the audit trail and the release's history).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only run the target stage's checks; move nothing.
+    #[arg(long)]
+    check: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ApproveArgs {
+    /// Model.
+    name: String,
+    /// Version.
+    version: String,
+    /// Why (recorded in the audit trail).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+pub(crate) async fn run(client: &Client, args: &StageArgs) -> Result<()> {
+    let (name, version) = (&args.name, &args.version);
+    let Some(target) = &args.target else {
+        let view: StageView = client
+            .get(&format!("/releases/{name}/{version}/stage"))
+            .await?;
+        if args.json {
+            return json(&view);
+        }
+        print_stage(&view);
+        return Ok(());
+    };
+    let (view, refused): (TransitionView, bool) = client
+        .post_judged(
+            &format!("/releases/{name}/{version}/stage/{target}"),
+            &StageChange {
+                reason: args.reason.clone(),
+                dry_run: args.check,
+            },
+            reqwest::StatusCode::CONFLICT,
+        )
+        .await?;
+    if args.json {
+        json(&view)?;
+    } else {
+        print_transition(&view);
+    }
+    if refused {
+        bail!(
+            "{}",
+            view.error
+                .unwrap_or_else(|| "the coordinator refused the move".into())
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn approve(client: &Client, args: &ApproveArgs) -> Result<()> {
+    let view: StageView = client
+        .post_for(
+            &format!("/releases/{}/{}/approvals", args.name, args.version),
+            &ApprovalRequest {
+                reason: args.reason.clone(),
+            },
+        )
+        .await?;
+    let approvers: Vec<&str> = view.approvals.iter().map(|a| a.by.as_str()).collect();
+    println!(
+        "{} {}: approved toward production (approvals so far: {})",
+        view.model,
+        view.version,
+        approvers.join(", ")
+    );
+    Ok(())
+}
+
+fn print_transition(view: &TransitionView) {
+    if !view.checks.is_empty() {
+        let mut table = Table::new(&["CHECK", "RESULT", "FOUND"]);
+        for c in &view.checks {
+            table.row(vec![
+                c.name.clone(),
+                if c.passed { "pass" } else { "FAIL" }.into(),
+                c.detail.clone(),
+            ]);
+        }
+        table.print();
+    }
+    let what = format!("{} {}", view.model, view.version);
+    if view.error.is_some() {
+        println!("{what} stays in {}", view.from);
+        return;
+    }
+    if !view.moved {
+        println!(
+            "{what} may move from {} to {}: every check passes (nothing moved)",
+            view.from, view.to
+        );
+        return;
+    }
+    println!("{what}: {} -> {}", view.from, view.to);
+    for old in &view.deprecated {
+        println!("  {} {old}: production -> deprecated", view.model);
+    }
+    if view.prod_moved {
+        println!("  alias `prod` now points at {}", view.version);
+    }
+    if let Some(id) = &view.rollout {
+        println!("  rollout {id} started (`ferryctl rollout status {id}`)");
+    }
+}
+
+fn print_stage(view: &StageView) {
+    println!("{} {}", view.model, view.version);
+    println!(
+        "  stage      {} since {}",
+        view.stage,
+        timestamp(view.since)
+    );
+    let next: Vec<&str> = view.next.iter().map(|s| s.as_str()).collect();
+    println!("  may move   {}", next.join(", "));
+    if !view.approvals.is_empty() {
+        let approvals: Vec<String> = view
+            .approvals
+            .iter()
+            .map(|a| format!("{} ({})", a.by, ago(a.at)))
+            .collect();
+        println!("  approvals  {}", approvals.join(", "));
+    }
+    if !view.history.is_empty() {
+        let mut table = Table::new(&["WHEN", "MOVE", "BY", "WHY"]);
+        for m in &view.history {
+            table.row(vec![
+                ago(m.at),
+                format!("{} -> {}", m.from, m.to),
+                m.by.clone(),
+                m.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        table.print();
+    }
+}

@@ -1,0 +1,306 @@
+//! Release stages: where each release stands in its lifecycle, how it got there, and the
+//! approvals given toward its promotion. A release never moved is in development since it
+//! was published (no record). A move lands in one transaction with everything it carries
+//! out (deprecating what production had, pointing `prod`, starting a rollout) and their
+//! audit entries.
+
+use std::collections::BTreeMap;
+
+use ferry_shared::{AliasName, ModelName, Version};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::aliases::set_alias_in;
+use super::audit::{Change, append};
+use super::codec::{decode, encode};
+use super::records::{AliasRecord, StoredRelease};
+use super::rollouts::{RolloutRecord, create_rollout_in};
+use super::tables::{RELEASES, STAGES};
+use super::{Store, StoreError};
+use crate::lifecycle::{Approval, Check, Stage};
+
+/// A release's stage and its history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// Where it stands.
+    pub stage: Stage,
+    /// Since when (Unix seconds).
+    pub since: u64,
+    /// Approvals given toward its promotion to production, cleared by every move.
+    pub approvals: Vec<Approval>,
+    /// Every move, oldest first.
+    pub history: Vec<StageMove>,
+}
+
+impl StageRecord {
+    /// The record of a release never moved: in development since it was published.
+    pub fn new(published_at: u64) -> Self {
+        Self {
+            stage: Stage::Development,
+            since: published_at,
+            approvals: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+}
+
+/// One move between stages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageMove {
+    /// From.
+    pub from: Stage,
+    /// To.
+    pub to: Stage,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Who.
+    pub by: String,
+    /// Why, when given.
+    pub reason: Option<String>,
+    /// Who had approved it.
+    pub approvers: Vec<String>,
+    /// The policy's checks, as they stood.
+    pub checks: Vec<Check>,
+}
+
+/// What a move carries out in its own transaction, besides the move.
+#[derive(Debug, Default)]
+pub struct MoveEffects {
+    /// Releases of the model to move from production to deprecated (replaced).
+    pub deprecate: Vec<Version>,
+    /// Point `prod` here.
+    pub set_prod: Option<(AliasName, AliasRecord)>,
+    /// Start this rollout (with this reason).
+    pub rollout: Option<(RolloutRecord, String)>,
+}
+
+fn key(model: &ModelName, version: &Version) -> (String, String) {
+    (model.to_string(), version.to_string())
+}
+
+/// The stage record of a release from these tables, `None` when it is not published.
+fn lookup(
+    stages: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    releases: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    model: &ModelName,
+    version: &Version,
+) -> Result<Option<StageRecord>, StoreError> {
+    let (m, v) = key(model, version);
+    if let Some(value) = stages.get((m.as_str(), v.as_str()))? {
+        return Ok(Some(decode("stages", &format!("{m} {v}"), value.value())?));
+    }
+    let Some(value) = releases.get((m.as_str(), v.as_str()))? else {
+        return Ok(None);
+    };
+    let stored: StoredRelease = decode("releases", &format!("{m} {v}"), value.value())?;
+    Ok(Some(StageRecord::new(stored.published_at)))
+}
+
+/// The stage record of a release within `txn`, `None` when it is not published.
+fn read_in(
+    txn: &WriteTransaction,
+    model: &ModelName,
+    version: &Version,
+) -> Result<Option<StageRecord>, StoreError> {
+    lookup(
+        &txn.open_table(STAGES)?,
+        &txn.open_table(RELEASES)?,
+        model,
+        version,
+    )
+}
+
+fn write_in(
+    txn: &WriteTransaction,
+    model: &ModelName,
+    version: &Version,
+    record: &StageRecord,
+) -> Result<(), StoreError> {
+    let (m, v) = key(model, version);
+    txn.open_table(STAGES)?
+        .insert((m.as_str(), v.as_str()), encode(record).as_slice())?;
+    Ok(())
+}
+
+/// Applies `step` to the record and audits it, within `txn`.
+fn move_in(
+    txn: &WriteTransaction,
+    model: &ModelName,
+    version: &Version,
+    mut record: StageRecord,
+    step: StageMove,
+) -> Result<StageRecord, StoreError> {
+    let mut detail = format!("{} -> {}", step.from, step.to);
+    if let Some(reason) = &step.reason {
+        detail.push_str(&format!(": {reason}"));
+    }
+    if !step.checks.is_empty() {
+        detail.push_str(&format!("; {} check(s) passed", step.checks.len()));
+    }
+    if !step.approvers.is_empty() {
+        detail.push_str(&format!("; approved by {}", step.approvers.join(", ")));
+    }
+    append(
+        txn,
+        Change {
+            at: step.at,
+            actor: &step.by,
+            action: "stage.move",
+            subject: format!("{model} {version}"),
+            detail,
+        },
+    )?;
+    record.stage = step.to;
+    record.since = step.at;
+    record.approvals.clear();
+    record.history.push(step);
+    write_in(txn, model, version, &record)?;
+    Ok(record)
+}
+
+impl Store {
+    /// The stage record of `model` `version`; `None` when it is not published.
+    pub fn stage(
+        &self,
+        model: &ModelName,
+        version: &Version,
+    ) -> Result<Option<StageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        lookup(
+            &txn.open_table(STAGES)?,
+            &txn.open_table(RELEASES)?,
+            model,
+            version,
+        )
+    }
+
+    /// The stage of every release of `model`, by version.
+    pub fn stages(&self, model: &ModelName) -> Result<BTreeMap<Version, StageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let releases = txn.open_table(RELEASES)?;
+        let stages = txn.open_table(STAGES)?;
+        let mut out = BTreeMap::new();
+        for item in releases.range((model.as_str(), "")..)? {
+            let (k, v) = item?;
+            let (m, version) = k.value();
+            if m != model.as_str() {
+                break;
+            }
+            let parsed: Version = version.parse().map_err(|e| StoreError::Corrupt {
+                table: "releases",
+                key: format!("{m} {version}"),
+                reason: format!("{e}"),
+            })?;
+            let record = match stages.get((m, version))? {
+                Some(s) => decode("stages", &format!("{m} {version}"), s.value())?,
+                None => {
+                    let stored: StoredRelease =
+                        decode("releases", &format!("{m} {version}"), v.value())?;
+                    StageRecord::new(stored.published_at)
+                }
+            };
+            out.insert(parsed, record);
+        }
+        Ok(out)
+    }
+
+    /// Records `approval` of `model` `version` (an approver's second approval replaces the
+    /// first), audited. Refused unless the release is in `approvable` stages.
+    pub fn approve(
+        &self,
+        model: &ModelName,
+        version: &Version,
+        approval: Approval,
+        approvable: &[Stage],
+    ) -> Result<StageRecord, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut record =
+            read_in(&txn, model, version)?.ok_or_else(|| no_release(model, version))?;
+        if !approvable.contains(&record.stage) {
+            return Err(StoreError::StageConflict(format!(
+                "{model} {version} is in {}: approvals are for a promotion to production, from {}",
+                record.stage,
+                approvable
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )));
+        }
+        record.approvals.retain(|a| a.by != approval.by);
+        append(
+            &txn,
+            Change {
+                at: approval.at,
+                actor: &approval.by,
+                action: "stage.approve",
+                subject: format!("{model} {version}"),
+                detail: format!(
+                    "toward production{}",
+                    approval
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            },
+        )?;
+        record.approvals.push(approval);
+        write_in(&txn, model, version, &record)?;
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// Moves `model` `version` by `step` (refused when it is no longer in `step.from`), with
+    /// `effects`, all in one transaction.
+    pub fn move_stage(
+        &self,
+        model: &ModelName,
+        version: &Version,
+        step: StageMove,
+        effects: MoveEffects,
+    ) -> Result<StageRecord, StoreError> {
+        let txn = self.db.begin_write()?;
+        let record = read_in(&txn, model, version)?.ok_or_else(|| no_release(model, version))?;
+        if record.stage != step.from {
+            return Err(StoreError::StageConflict(format!(
+                "{model} {version} moved to {} meanwhile",
+                record.stage
+            )));
+        }
+        let (by, at, to) = (step.by.clone(), step.at, step.to);
+        let record = move_in(&txn, model, version, record, step)?;
+        for old in &effects.deprecate {
+            let Some(other) = read_in(&txn, model, old)? else {
+                continue;
+            };
+            if other.stage == Stage::Production {
+                let step = StageMove {
+                    from: Stage::Production,
+                    to: Stage::Deprecated,
+                    at,
+                    by: by.clone(),
+                    reason: Some(format!("replaced in {to} by {version}")),
+                    approvers: Vec::new(),
+                    checks: Vec::new(),
+                };
+                move_in(&txn, model, old, other, step)?;
+            }
+        }
+        if let Some((alias, target)) = effects.set_prod {
+            set_alias_in(&txn, model, &alias, target)?;
+        }
+        if let Some((rollout, why)) = &effects.rollout {
+            create_rollout_in(&txn, rollout, why)?;
+        }
+        txn.commit()?;
+        Ok(record)
+    }
+}
+
+fn no_release(model: &ModelName, version: &Version) -> StoreError {
+    StoreError::NoSuchRelease {
+        name: model.to_string(),
+        version: version.to_string(),
+    }
+}
