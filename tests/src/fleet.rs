@@ -129,6 +129,15 @@ impl Fleet {
     /// Starts a coordinator, makes and trusts a publisher key, and starts `agents` agents.
     /// With `keep`, works in that directory (created) instead of a temporary one.
     pub fn start(agents: usize, keep: Option<&Path>) -> Result<Fleet> {
+        Self::start_configured(agents, keep, None)
+    }
+
+    /// Like [`Fleet::start`], the coordinator reading `config` (TOML) as its configuration.
+    pub fn start_configured(
+        agents: usize,
+        keep: Option<&Path>,
+        config: Option<&str>,
+    ) -> Result<Fleet> {
         let bins = Binaries::get()?;
         let (dir, temp) = match keep {
             Some(d) => {
@@ -140,10 +149,19 @@ impl Fleet {
                 (t.path().to_owned(), Some(t))
             }
         };
-        let coordinator = Coordinator::start(
+        let config_file = match config {
+            Some(text) => {
+                let file = dir.join("coordinator.toml");
+                std::fs::write(&file, text)?;
+                Some(file)
+            }
+            None => None,
+        };
+        let coordinator = Coordinator::start_configured(
             &bins,
             &dir.join("coordinator"),
             &dir.join("coordinator.log"),
+            config_file.as_deref(),
         )?;
         let key = dir.join("publisher.key");
         coordinator.ctl(&["keys", "generate", "--out", &key.to_string_lossy()])?;
@@ -267,20 +285,40 @@ timeout_secs = 900
 
     /// Publishes `bytes` as `MODEL VERSION` (file name `model.bin`).
     pub fn publish(&self, version: &str, bytes: &[u8]) -> Result<String> {
+        self.publish_with_meta(version, bytes, None)
+    }
+
+    /// Publishes `bytes` as `MODEL VERSION` with `meta` (a `meta.toml` document) as its
+    /// lineage and metrics.
+    pub fn publish_with_meta(
+        &self,
+        version: &str,
+        bytes: &[u8],
+        meta: Option<&str>,
+    ) -> Result<String> {
         let artifacts = self.dir.join("artifacts");
         std::fs::create_dir_all(&artifacts)?;
         let file = artifacts.join(format!("{MODEL}-{version}.bin"));
         std::fs::write(&file, bytes)?;
-        self.coordinator.ctl(&[
+        let file = file.to_string_lossy().into_owned();
+        let key = self.key.to_string_lossy().into_owned();
+        let mut args = vec![
             "publish",
             MODEL,
             version,
-            &file.to_string_lossy(),
+            &file,
             "--key",
-            &self.key.to_string_lossy(),
+            &key,
             "--file-name",
             "model.bin",
-        ])
+        ];
+        let meta_file = artifacts.join(format!("{MODEL}-{version}.meta.toml"));
+        let meta_path = meta_file.to_string_lossy().into_owned();
+        if let Some(meta) = meta {
+            std::fs::write(&meta_file, meta)?;
+            args.extend(["--meta", &meta_path]);
+        }
+        self.coordinator.ctl(&args)
     }
 
     /// Signs `MODEL VERSION` again with the fleet's publisher key, to expire in

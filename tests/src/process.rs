@@ -28,6 +28,8 @@ pub struct Coordinator {
     pub http: SocketAddr,
     /// Certificate fingerprint.
     pub fingerprint: String,
+    /// Its configuration file, when it has one.
+    config: Option<PathBuf>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -43,6 +45,16 @@ fn append(path: &Path) -> Result<File> {
 impl Coordinator {
     /// Starts a coordinator on loopback with OS-chosen ports, heartbeats every second.
     pub fn start(bins: &Binaries, data_dir: &Path, log: &Path) -> Result<Self> {
+        Self::start_configured(bins, data_dir, log, None)
+    }
+
+    /// Starts one with a configuration file (flags still set its addresses and timings).
+    pub fn start_configured(
+        bins: &Binaries,
+        data_dir: &Path,
+        log: &Path,
+        config: Option<&Path>,
+    ) -> Result<Self> {
         let any: SocketAddr = "127.0.0.1:0".parse()?;
         let mut c = Self {
             bins: bins.clone(),
@@ -50,6 +62,7 @@ impl Coordinator {
             quic: any,
             http: any,
             fingerprint: String::new(),
+            config: config.map(Path::to_owned),
             log: log.to_owned(),
             child: None,
         };
@@ -58,7 +71,11 @@ impl Coordinator {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let mut child = Command::new(&self.bins.coordinator)
+        let mut command = Command::new(&self.bins.coordinator);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--quic-listen")

@@ -100,6 +100,30 @@ fn every_role_may_do_exactly_what_the_matrix_says() -> Result<()> {
             Action::Devices,
         ),
         ("GET", "/api/v1/tokens".into(), None, Action::Administer),
+        (
+            "GET",
+            format!("/api/v1/releases/{MODEL}/1.0.0/stage"),
+            None,
+            Action::Read,
+        ),
+        (
+            "POST",
+            format!("/api/v1/releases/{MODEL}/1.0.0/stage/staging"),
+            Some("{}"),
+            Action::Stage,
+        ),
+        (
+            "POST",
+            format!("/api/v1/releases/{MODEL}/1.0.0/stage/production"),
+            Some("{}"),
+            Action::Promote,
+        ),
+        (
+            "POST",
+            format!("/api/v1/releases/{MODEL}/1.0.0/approvals"),
+            Some("{}"),
+            Action::Approve,
+        ),
         ("GET", "/api/v1/trust".into(), None, Action::Read),
         (
             "POST",
