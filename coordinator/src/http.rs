@@ -110,6 +110,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/fleet/fragmentation", get(fleet_fragmentation))
         .route("/keys", get(list_keys).post(trust_key))
         .route("/audit", get(audit))
+        .route("/audit/verify", get(verify_audit))
         .merge(crate::http_rollouts::routes())
         .merge(crate::http_tokens::routes())
         .merge(crate::http_devices::routes())
@@ -698,6 +699,24 @@ async fn trust_key(
 struct AuditQuery {
     after: Option<u64>,
     limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    anchor: Option<String>,
+}
+
+/// Walks the audit chain (against an anchor kept from an earlier walk, when given).
+async fn verify_audit(
+    State(app): State<Arc<Coordinator>>,
+    Query(query): Query<VerifyQuery>,
+) -> ApiResult<crate::store::AuditVerification> {
+    let anchor = query.anchor.as_deref().map(parse).transpose()?;
+    let app2 = app.clone();
+    let found = tokio::task::spawn_blocking(move || app2.store.verify_audit(anchor))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(found))
 }
 
 async fn audit(

@@ -42,6 +42,13 @@ struct Args {
     /// How often a fragmentation snapshot is kept, in seconds.
     #[arg(long)]
     fragmentation_snapshot_secs: Option<u64>,
+    /// Walk the audit trail's hash chain in the data directory and exit (1 when broken),
+    /// without trusting a running coordinator (stop it first: the database is locked).
+    #[arg(long)]
+    verify_audit: bool,
+    /// With --verify-audit: a head kept from an earlier walk (SEQ:HASH).
+    #[arg(long, requires = "verify_audit")]
+    anchor: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -86,6 +93,9 @@ fn run(args: Args) -> Result<()> {
         config.fragmentation_snapshot_secs = secs;
     }
     config.validate()?;
+    if args.verify_audit {
+        return verify_audit(&config, args.anchor.as_deref());
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -206,6 +216,28 @@ async fn serve(config: Config) -> Result<()> {
     rollout_task.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
     quic_task.abort();
+    Ok(())
+}
+
+/// `--verify-audit`: the chain in the database file itself.
+fn verify_audit(config: &Config, anchor: Option<&str>) -> Result<()> {
+    let anchor = anchor
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let path = config.data_dir.join("ferry.redb");
+    anyhow::ensure!(path.exists(), "no database at {}", path.display());
+    let store = Store::open(&path).with_context(|| {
+        format!(
+            "cannot open {} (is the coordinator running?)",
+            path.display()
+        )
+    })?;
+    let found = store.verify_audit(anchor)?;
+    println!("{found}");
+    if let Some(broken) = found.broken {
+        anyhow::bail!("the audit trail is broken at entry {}", broken.seq);
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 use ferry_shared::Digest;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
 use super::records::AuditEntry;
@@ -54,28 +55,174 @@ impl Store {
         Ok(out)
     }
 
-    /// Walks the whole chain; `Ok(None)` when intact, else the first broken sequence number.
-    pub fn verify_audit(&self) -> Result<Option<u64>, StoreError> {
+    /// Walks the whole chain, entry by entry, and against `anchor` (a head kept from an
+    /// earlier walk) when given.
+    pub fn verify_audit(&self, anchor: Option<Anchor>) -> Result<AuditVerification, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(AUDIT)?;
-        let mut links = Vec::new();
+        let mut walk = ChainWalk::new(anchor);
         for item in table.iter()? {
             let (k, v) = item?;
-            let entry: AuditEntry = decode("audit", &k.value(), v.value())?;
-            links.push((entry, Digest::of(v.value())));
+            if !walk.step(k.value(), v.value()) {
+                break;
+            }
         }
-        Ok(verify_chain(&links))
+        Ok(walk.finish())
     }
 }
 
-/// Checks `(entry, hash of its stored bytes)` pairs in order; returns the first bad sequence.
-pub fn verify_chain(links: &[(AuditEntry, Digest)]) -> Option<u64> {
-    let mut expected_prev = Digest([0; 32]);
-    for (expected_seq, (entry, hash)) in (1..).zip(links) {
-        if entry.seq != expected_seq || entry.prev_hash != expected_prev {
-            return Some(entry.seq);
-        }
-        expected_prev = *hash;
+/// A point in the chain kept by an operator, `SEQ:HASH`: a later walk must find that entry
+/// unchanged, which a truncated or rewritten trail cannot show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// Sequence number.
+    pub seq: u64,
+    /// Hash of the entry's stored bytes.
+    pub hash: Digest,
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash.to_hex())
     }
-    None
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not an anchor: expected SEQ:HASH, as `ferryctl audit --verify` prints"
+            )
+        };
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Self {
+            seq: seq.parse().map_err(|_| bad())?,
+            hash: hash.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// What a walk of the audit chain found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    /// Entries that link up, from the first.
+    pub entries: u64,
+    /// The last of them: keep it to check later walks against.
+    pub head: Option<Anchor>,
+    /// The first broken link, when there is one.
+    pub broken: Option<BrokenLink>,
+}
+
+impl std::fmt::Display for AuditVerification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.broken, &self.head) {
+            (Some(broken), _) => {
+                writeln!(f, "BROKEN at entry {}: {}", broken.seq, broken.reason)?;
+                write!(f, "{} entries before it link up", self.entries)
+            }
+            (None, Some(head)) => {
+                writeln!(f, "intact: {} entries link up", self.entries)?;
+                writeln!(f, "head {head}")?;
+                write!(
+                    f,
+                    "(keep the head; `--anchor {head}` later shows a cut or rewritten trail)"
+                )
+            }
+            (None, None) => write!(f, "intact: the trail is empty"),
+        }
+    }
+}
+
+/// Where and why the chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenLink {
+    /// The sequence number at which it breaks.
+    pub seq: u64,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+/// A walk over `(key, stored bytes)` in key order. Pure.
+pub struct ChainWalk {
+    anchor: Option<Anchor>,
+    anchor_seen: bool,
+    expected_seq: u64,
+    expected_prev: Digest,
+    head: Option<Anchor>,
+    broken: Option<BrokenLink>,
+}
+
+impl ChainWalk {
+    /// A walk from the first entry.
+    pub fn new(anchor: Option<Anchor>) -> Self {
+        Self {
+            anchor,
+            anchor_seen: false,
+            expected_seq: 1,
+            expected_prev: Digest([0; 32]),
+            head: None,
+            broken: None,
+        }
+    }
+
+    /// Takes the next stored entry; false once the chain is broken (stop walking).
+    pub fn step(&mut self, key: u64, bytes: &[u8]) -> bool {
+        let hash = Digest::of(bytes);
+        let reason = match decode::<AuditEntry>("audit", &key, bytes) {
+            Err(e) => Some(format!("the entry does not decode: {e}")),
+            Ok(_) if key != self.expected_seq => Some(format!(
+                "entry {} is missing (the next stored is {key}): entries were removed",
+                self.expected_seq
+            )),
+            Ok(entry) if entry.seq != key => Some(format!(
+                "the entry stored as {key} says it is {}: it was moved",
+                entry.seq
+            )),
+            Ok(entry) if entry.prev_hash != self.expected_prev => Some(match key {
+                1 => "the first entry does not start the chain: it was replaced".to_owned(),
+                _ => format!(
+                    "it does not follow entry {}: that entry was changed or replaced",
+                    key - 1
+                ),
+            }),
+            Ok(_) => match self.anchor {
+                Some(anchor) if anchor.seq == key && anchor.hash != hash => Some(format!(
+                    "it differs from the anchor {anchor} kept earlier: the trail was rewritten"
+                )),
+                _ => None,
+            },
+        };
+        if let Some(reason) = reason {
+            self.broken = Some(BrokenLink { seq: key, reason });
+            return false;
+        }
+        self.anchor_seen |= self.anchor.is_some_and(|a| a.seq == key);
+        self.head = Some(Anchor { seq: key, hash });
+        self.expected_seq = key + 1;
+        self.expected_prev = hash;
+        true
+    }
+
+    /// What the walk found.
+    pub fn finish(mut self) -> AuditVerification {
+        if let Some(anchor) = self.anchor
+            && self.broken.is_none()
+            && !self.anchor_seen
+        {
+            self.broken = Some(BrokenLink {
+                seq: self.expected_seq,
+                reason: format!(
+                    "the trail ends before entry {}, the anchor {anchor} kept earlier: entries were removed",
+                    anchor.seq
+                ),
+            });
+        }
+        AuditVerification {
+            entries: self.expected_seq - 1,
+            head: self.head,
+            broken: self.broken,
+        }
+    }
 }

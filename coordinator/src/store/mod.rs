@@ -26,7 +26,7 @@ use std::path::Path;
 
 use redb::Database;
 
-pub use audit::verify_chain;
+pub use audit::{Anchor, AuditVerification, BrokenLink, ChainWalk};
 pub use releases::{LATEST, PublishOutcome};
 
 /// Failures of the coordinator's store.

@@ -220,26 +220,86 @@ fn aliases_point_only_at_published_versions_and_record_who_and_why() {
     assert!(entry.detail.contains("(unset) -> 1.0.0") && entry.detail.contains("canary ok"));
 }
 
+/// Writes `entry` over the stored audit entry `seq`, as someone with the database file could.
+fn tamper(store: &Store, seq: u64, entry: Option<&super::records::AuditEntry>) {
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(AUDIT).unwrap();
+        match entry {
+            Some(e) => {
+                table
+                    .insert(seq, super::codec::encode(e).as_slice())
+                    .unwrap();
+            }
+            None => {
+                table.remove(seq).unwrap();
+            }
+        }
+    }
+    txn.commit().unwrap();
+}
+
 #[test]
-fn the_audit_chain_detects_an_edited_entry() {
+fn the_audit_chain_names_the_first_broken_link() {
     let (_dir, store, key) = setup();
-    for (v, bytes) in [("1.0.0", &b"a"[..]), ("1.1.0", b"b")] {
+    for (v, bytes) in [("1.0.0", &b"a"[..]), ("1.1.0", b"b"), ("1.2.0", b"c")] {
         publish_bytes(&store, &key, v, bytes);
     }
-    assert_eq!(store.verify_audit().unwrap(), None);
-    let mut first = store.audit(0, 1).unwrap().remove(0);
-    first.actor = "someone else".into();
-    let txn = store.db.begin_write().unwrap();
-    txn.open_table(AUDIT)
-        .unwrap()
-        .insert(1, super::codec::encode(&first).as_slice())
-        .unwrap();
-    txn.commit().unwrap();
-    assert_eq!(
-        store.verify_audit().unwrap(),
-        Some(2),
-        "the link after the edit breaks"
+    let intact = store.verify_audit(None).unwrap();
+    assert_eq!(intact.broken, None);
+    let entries = intact.entries;
+    let head = intact.head.unwrap();
+    assert_eq!(head.seq, entries);
+    assert_eq!(head.to_string().parse::<super::Anchor>().unwrap(), head);
+
+    // An edited entry: the link after it breaks.
+    let mut second = store.audit(1, 1).unwrap().remove(0);
+    let original = second.clone();
+    second.actor = "someone else".into();
+    tamper(&store, 2, Some(&second));
+    let found = store.verify_audit(None).unwrap();
+    let broken = found.broken.unwrap();
+    assert_eq!(broken.seq, 3);
+    assert!(
+        broken.reason.contains("does not follow entry 2"),
+        "{}",
+        broken.reason
     );
+    assert_eq!(found.entries, 2, "entries 1 and 2 still link up");
+    tamper(&store, 2, Some(&original));
+    assert_eq!(store.verify_audit(None).unwrap().broken, None);
+
+    // A removed entry in the middle.
+    tamper(&store, 2, None);
+    let broken = store.verify_audit(None).unwrap().broken.unwrap();
+    assert_eq!(broken.seq, 3);
+    assert!(
+        broken.reason.contains("entry 2 is missing"),
+        "{}",
+        broken.reason
+    );
+    tamper(&store, 2, Some(&original));
+
+    // The tail cut off or rewritten leaves a chain that links up: only the anchor kept
+    // from an earlier walk shows it.
+    let last = store.audit(entries - 1, 1).unwrap().remove(0);
+    tamper(&store, entries, None);
+    assert_eq!(store.verify_audit(None).unwrap().broken, None);
+    let broken = store.verify_audit(Some(head)).unwrap().broken.unwrap();
+    assert!(
+        broken.reason.contains("ends before entry"),
+        "{}",
+        broken.reason
+    );
+    let mut rewritten = last.clone();
+    rewritten.detail = "nothing to see".into();
+    tamper(&store, entries, Some(&rewritten));
+    assert_eq!(store.verify_audit(None).unwrap().broken, None);
+    let broken = store.verify_audit(Some(head)).unwrap().broken.unwrap();
+    assert_eq!(broken.seq, entries);
+    assert!(broken.reason.contains("rewritten"), "{}", broken.reason);
+    tamper(&store, entries, Some(&last));
+    assert_eq!(store.verify_audit(Some(head)).unwrap().broken, None);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! [`client`], and prints a table or, with `--json`, the API's own JSON.
 
 mod alias;
+mod audit;
 mod client;
 mod devices;
 mod fleet;
@@ -61,6 +62,8 @@ enum Command {
     /// Staged rollouts with health gates.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// The audit trail; --verify walks its hash chain.
+    Audit(audit::AuditArgs),
     /// API tokens with roles (admin only).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Devices(cmd) => devices::run(&client, cmd).await,
                     Command::Fleet(cmd) => fleet::run(&client, cmd).await,
                     Command::Tokens(cmd) => tokens::run(&client, cmd).await,
+                    Command::Audit(args) => audit::run(&client, &args).await,
                     Command::Rollout(cmd) => rollout::run(&client, cmd).await,
                 }
             }
