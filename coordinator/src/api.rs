@@ -26,6 +26,58 @@ pub struct ReleaseView {
     pub stage: Stage,
 }
 
+/// A release's ancestry: itself, its parents, theirs (breadth first).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineageView {
+    /// Model.
+    pub model: String,
+    /// Version asked about.
+    pub version: Version,
+    /// The walk, the release first.
+    pub ancestors: Vec<crate::lineage::Ancestor>,
+}
+
+/// What a dataset reaches.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImpactView {
+    /// Dataset id.
+    pub dataset: String,
+    /// Dataset version, when asked for one.
+    pub version: Option<String>,
+    /// Every release derived from it.
+    pub releases: Vec<ImpactRelease>,
+    /// Devices running one of them.
+    pub devices: usize,
+}
+
+/// A release derived from a dataset, with where it runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImpactRelease {
+    /// Model.
+    pub model: String,
+    /// Version.
+    pub version: Version,
+    /// Trained on the dataset, or derived from a release that was.
+    pub how: String,
+    /// Its stage.
+    pub stage: Stage,
+    /// Devices running it.
+    pub devices: Vec<String>,
+}
+
+/// Two releases of a model side by side.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DiffView {
+    /// Model.
+    pub model: String,
+    /// First.
+    pub a: Version,
+    /// Second.
+    pub b: Version,
+    /// Field by field.
+    pub rows: Vec<crate::lineage::DiffRow>,
+}
+
 /// Body of `POST /api/v1/releases/{model}/{version}/stage/{stage}`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StageChange {

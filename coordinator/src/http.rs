@@ -116,6 +116,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .merge(crate::http_devices::routes())
         .merge(crate::http_trust::routes())
         .merge(crate::http_stages::routes())
+        .merge(crate::http_lineage::routes())
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY));
     Router::new()

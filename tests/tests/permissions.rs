@@ -107,6 +107,12 @@ fn every_role_may_do_exactly_what_the_matrix_says() -> Result<()> {
             Action::Read,
         ),
         (
+            "GET",
+            "/api/v1/datasets/transactions/impact".into(),
+            None,
+            Action::Read,
+        ),
+        (
             "POST",
             format!("/api/v1/releases/{MODEL}/1.0.0/stage/staging"),
             Some("{}"),

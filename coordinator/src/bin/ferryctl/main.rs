@@ -10,6 +10,7 @@ mod devices;
 mod fleet;
 mod fragmentation;
 mod keys;
+mod lineage;
 mod meta;
 mod output;
 mod progress;
@@ -50,6 +51,15 @@ enum Command {
     Stage(stage::StageArgs),
     /// Approve a release's promotion to production.
     Approve(stage::ApproveArgs),
+    /// A release's ancestry and inputs (parents, datasets, code commits).
+    Lineage(lineage::LineageArgs),
+    /// What an input reaches: releases derived from it and the devices running them.
+    #[command(subcommand)]
+    Impact(lineage::ImpactCommand),
+    /// Two releases of a model side by side (metadata, metrics, schemas).
+    Diff(lineage::DiffArgs),
+    /// A release's model card (Markdown).
+    Card(lineage::CardArgs),
     /// Aliases (prod, staging, latest, …).
     #[command(subcommand)]
     Alias(alias::AliasCommand),
@@ -99,6 +109,10 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Releases(cmd) => releases::run(&client, cmd).await,
                     Command::Alias(cmd) => alias::run(&client, cmd).await,
                     Command::Stage(args) => stage::run(&client, &args).await,
+                    Command::Lineage(args) => lineage::lineage(&client, &args).await,
+                    Command::Impact(cmd) => lineage::impact(&client, cmd).await,
+                    Command::Diff(args) => lineage::diff(&client, &args).await,
+                    Command::Card(args) => lineage::card(&client, &args).await,
                     Command::Approve(args) => stage::approve(&client, &args).await,
                     Command::Devices(cmd) => devices::run(&client, cmd).await,
                     Command::Fleet(cmd) => fleet::run(&client, cmd).await,
