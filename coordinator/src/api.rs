@@ -24,6 +24,8 @@ pub struct ReleaseView {
     pub aliases: Vec<String>,
     /// Its lifecycle stage.
     pub stage: Stage,
+    /// When retention freed its bytes, if it did (the record stays).
+    pub purged_at: Option<u64>,
 }
 
 /// A release's ancestry: itself, its parents, theirs (breadth first).

@@ -88,6 +88,9 @@ pub struct Coordinator {
     pub counters: Counters,
     /// How many refusals each caller may still write to the audit trail.
     pub denials: std::sync::Mutex<crate::denials::DenialBudget>,
+    /// Held shared by uploads and publishes, exclusively by a garbage collection's apply
+    /// (see [`crate::collect`]).
+    pub gc_lock: tokio::sync::RwLock<()>,
     config_keys: Vec<PublicKey>,
 }
 
@@ -137,6 +140,7 @@ impl Coordinator {
             revocations,
             counters: Counters::default(),
             denials: std::sync::Mutex::default(),
+            gc_lock: tokio::sync::RwLock::new(()),
             config_keys,
         }
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::gc::Retention;
 use crate::lifecycle::{OnPromote, Stage, StagePolicy};
 
 /// Coordinator settings.
@@ -45,6 +46,8 @@ pub struct Config {
     pub fragmentation_retention_days: u64,
     /// What a release must show to enter each stage (`[stages.production]`, …).
     pub stages: BTreeMap<Stage, StagePolicy>,
+    /// How long releases in a stage keep their bytes (`[retention.archived]`, …).
+    pub retention: BTreeMap<Stage, Retention>,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             fragmentation_snapshot_secs: 3600,
             fragmentation_retention_days: 90,
             stages: BTreeMap::new(),
+            retention: BTreeMap::new(),
         }
     }
 }
@@ -136,6 +140,11 @@ impl Config {
         if self.rollout_tick_ms < 50 {
             return Err(ConfigError::Invalid(
                 "rollout_tick_ms must be at least 50".into(),
+            ));
+        }
+        if self.retention.contains_key(&Stage::Production) {
+            return Err(ConfigError::Invalid(
+                "retention.production: production releases always keep their bytes".into(),
             ));
         }
         for (stage, policy) in &self.stages {

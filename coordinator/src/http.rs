@@ -111,6 +111,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/keys", get(list_keys).post(trust_key))
         .route("/audit", get(audit))
         .route("/audit/verify", get(verify_audit))
+        .route("/gc", get(gc_preview).post(gc_apply))
         .merge(crate::http_rollouts::routes())
         .merge(crate::http_tokens::routes())
         .merge(crate::http_devices::routes())
@@ -391,7 +392,12 @@ fn release_view(
         .store
         .stage(&release.name, &release.version)?
         .map_or(crate::lifecycle::Stage::Development, |r| r.stage);
+    let purged_at = app
+        .store
+        .purge_of(&release.name, &release.version)?
+        .map(|p| p.at);
     Ok(ReleaseView {
+        purged_at,
         release,
         published_at: stored.published_at,
         published_by: stored.published_by,
@@ -463,6 +469,8 @@ async fn publish(
         )
         .map_err(|f| RegistryError::Forbidden(f.1))
     };
+    // No collection drops an artifact while this release comes to use it.
+    let _gc = app.gc_lock.read().await;
     let published = registry::publish(&app, &body, &who, unix_now(), permit)?;
     if published.created {
         info!(name = %published.name, version = %published.version, by = %who, "release published");
@@ -507,6 +515,8 @@ async fn upload_blob(
     body: Body,
 ) -> Result<(StatusCode, Json<BlobStored>), Failure> {
     let hash: Digest = parse(&hash)?;
+    // No collection deletes a chunk while this upload may be reusing it.
+    let _gc = app.gc_lock.read().await;
     if let Some(record) = app.store.blob(&hash)? {
         return Ok((StatusCode::OK, Json(blob_view(&hash, &record, false))));
     }
@@ -705,6 +715,25 @@ struct AuditQuery {
 #[derive(Deserialize)]
 struct VerifyQuery {
     anchor: Option<String>,
+}
+
+/// What a garbage collection would free (a dry run).
+async fn gc_preview(State(app): State<Arc<Coordinator>>) -> ApiResult<crate::collect::GcReport> {
+    let app2 = app.clone();
+    let report = tokio::task::spawn_blocking(move || crate::collect::preview(&app2, unix_now()))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(report))
+}
+
+/// Carries a garbage collection out (admin).
+async fn gc_apply(
+    State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> ApiResult<crate::collect::GcReport> {
+    let who = actor(&caller, &headers);
+    Ok(Json(crate::collect::apply(app, who, unix_now()).await?))
 }
 
 /// Walks the audit chain (against an anchor kept from an earlier walk, when given).

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod collect;
 pub mod config;
 pub mod dashboard;
 pub mod denials;
@@ -18,6 +19,7 @@ pub mod fetch;
 pub mod fleet;
 pub mod fleet_report;
 pub mod fragmentation;
+pub mod gc;
 pub mod http;
 pub mod http_devices;
 pub mod http_lineage;

@@ -89,13 +89,20 @@ pub fn publish(
     })
 }
 
-/// Refuses to point devices at a release that has expired: every device would refuse it.
-pub fn refuse_expired(
+/// Refuses to point devices at a release they could not get: expired (every device would
+/// refuse it), or with its bytes freed by retention.
+pub fn refuse_unservable(
     app: &Coordinator,
     model: &ModelName,
     version: &ferry_shared::Version,
     now: u64,
 ) -> Result<(), RegistryError> {
+    if let Some(purge) = app.store.purge_of(model, version)? {
+        return Err(RegistryError::Invalid(format!(
+            "{model} {version}'s bytes were freed by retention ({}); it can no longer be installed",
+            purge.why
+        )));
+    }
     match app.store.release(model, version)? {
         Some((release, _)) if release.is_expired(now) => Err(RegistryError::Invalid(format!(
             "{model} {version} expired at {} (revision {}): devices would refuse it; \
@@ -115,7 +122,7 @@ pub fn set_alias(
     actor: &str,
     now: u64,
 ) -> Result<AliasChanged, RegistryError> {
-    refuse_expired(app, model, &request.version, now)?;
+    refuse_unservable(app, model, &request.version, now)?;
     crate::stages::check_may_serve(app, model, alias, &request.version)?;
     let record = AliasRecord {
         version: request.version,

@@ -176,7 +176,7 @@ pub fn create(
 ) -> Result<RolloutRecord, RegistryError> {
     plan.validate()
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    crate::registry::refuse_expired(app, &plan.model, &plan.target, now)?;
+    crate::registry::refuse_unservable(app, &plan.model, &plan.target, now)?;
     crate::stages::check_may_serve(app, &plan.model, &alias, &plan.target)?;
     let record = new_record(plan, alias, actor, now);
     app.store.create_rollout(&record, why)?;

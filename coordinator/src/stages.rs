@@ -197,7 +197,7 @@ pub fn transition(
             .collect();
         match policy.map(|p| (p.on_promote, p.rollout_plan.as_deref())) {
             Some((OnPromote::Alias, _)) => {
-                crate::registry::refuse_expired(app, model, version, now)?;
+                crate::registry::refuse_unservable(app, model, version, now)?;
                 effects.set_prod = Some((
                     prod_alias()?,
                     AliasRecord {
@@ -209,7 +209,7 @@ pub fn transition(
                 ));
             }
             Some((OnPromote::Rollout, Some(file))) => {
-                crate::registry::refuse_expired(app, model, version, now)?;
+                crate::registry::refuse_unservable(app, model, version, now)?;
                 let plan = crate::rollouts::promotion_plan(file, model, version)
                     .map_err(RegistryError::Invalid)?;
                 let record = crate::rollouts::new_record(plan, prod_alias()?, actor, now);

@@ -112,6 +112,8 @@ fn every_role_may_do_exactly_what_the_matrix_says() -> Result<()> {
             None,
             Action::Read,
         ),
+        ("GET", "/api/v1/gc".into(), None, Action::Read),
+        ("POST", "/api/v1/gc".into(), Some("{}"), Action::Administer),
         (
             "POST",
             format!("/api/v1/releases/{MODEL}/1.0.0/stage/staging"),

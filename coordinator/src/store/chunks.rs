@@ -147,6 +147,85 @@ impl ChunkStore {
     }
 }
 
+/// A stored chunk file, as garbage collection sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkFile {
+    /// The chunk.
+    pub hash: Digest,
+    /// Its file's size.
+    pub size: u64,
+    /// When its file was last written (Unix seconds).
+    pub modified: u64,
+}
+
+impl ChunkStore {
+    /// Every chunk file (files not named like chunks are left alone).
+    pub fn list(&self) -> Result<Vec<ChunkFile>, ChunkStoreError> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(&self.root)
+            .map_err(io_at(&self.root))?
+            .flatten()
+        {
+            let name = dir.file_name();
+            if name == "tmp" || name.len() != 2 || !dir.path().is_dir() {
+                continue;
+            }
+            let path = dir.path();
+            for entry in fs::read_dir(&path).map_err(io_at(&path))?.flatten() {
+                let file = entry.file_name();
+                let Some(hash) = file
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".zst"))
+                    .and_then(|h| h.parse::<Digest>().ok())
+                else {
+                    continue;
+                };
+                let meta = entry.metadata().map_err(io_at(&entry.path()))?;
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                out.push(ChunkFile {
+                    hash,
+                    size: meta.len(),
+                    modified,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes these chunks' files (absent ones are no error) and makes it durable; returns
+    /// how many were deleted.
+    pub fn remove<'a>(
+        &self,
+        hashes: impl IntoIterator<Item = &'a Digest>,
+    ) -> Result<usize, ChunkStoreError> {
+        let mut dirs = BTreeSet::new();
+        let mut removed = 0;
+        for hash in hashes {
+            let path = self.path(hash);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    removed += 1;
+                    if let Some(dir) = path.parent() {
+                        dirs.insert(dir.to_owned());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&path)(e)),
+            }
+        }
+        for dir in &dirs {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_at(dir))?;
+        }
+        Ok(removed)
+    }
+}
+
 /// A batch of chunk writes.
 pub struct Ingest<'a> {
     store: &'a ChunkStore,

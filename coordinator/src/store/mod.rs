@@ -16,6 +16,7 @@ mod fragmentation;
 mod keys;
 pub mod records;
 mod releases;
+pub mod retention;
 pub mod rollouts;
 pub mod stages;
 mod tables;

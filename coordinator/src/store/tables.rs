@@ -47,6 +47,10 @@ pub(crate) const TRUST_ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new
 /// published).
 pub(crate) const STAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("stages");
 
+/// (model, version) → encoded [`super::retention::PurgeRecord`]: releases whose bytes
+/// retention freed.
+pub(crate) const PURGED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("purged");
+
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: TableDefinition<&str, u64> = TableDefinition::new("trust_meta");
 
@@ -68,5 +72,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(TRUST_ROOTS)?;
     txn.open_table(TRUST_META)?;
     txn.open_table(STAGES)?;
+    txn.open_table(PURGED)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ mod client;
 mod devices;
 mod fleet;
 mod fragmentation;
+mod gc;
 mod keys;
 mod lineage;
 mod meta;
@@ -72,6 +73,8 @@ enum Command {
     /// Staged rollouts with health gates.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// Retention and garbage collection: what would be freed, or (--apply) freeing it.
+    Gc(gc::GcArgs),
     /// The audit trail; --verify walks its hash chain.
     Audit(audit::AuditArgs),
     /// API tokens with roles (admin only).
@@ -118,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Fleet(cmd) => fleet::run(&client, cmd).await,
                     Command::Tokens(cmd) => tokens::run(&client, cmd).await,
                     Command::Audit(args) => audit::run(&client, &args).await,
+                    Command::Gc(args) => gc::run(&client, &args).await,
                     Command::Rollout(cmd) => rollout::run(&client, cmd).await,
                 }
             }

@@ -52,7 +52,10 @@ pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()>
                 table.row(vec![
                     r.release.name.to_string(),
                     r.release.version.to_string(),
-                    r.stage.to_string(),
+                    match r.purged_at {
+                        Some(_) => format!("{} (purged)", r.stage),
+                        None => r.stage.to_string(),
+                    },
                     human_bytes(size),
                     ago(r.published_at),
                     r.aliases.join(","),

@@ -1,0 +1,63 @@
+//! `ferryctl gc`: what retention and garbage collection would free (a dry run, by default),
+//! or, with `--apply`, freeing it.
+
+use anyhow::Result;
+use clap::Args;
+use ferry_coordinator::collect::GcReport;
+
+use crate::client::Client;
+use crate::output::{Table, json};
+use crate::releases::human_bytes;
+
+#[derive(Args)]
+pub(crate) struct GcArgs {
+    /// Free it (admin); without this, only show what would go.
+    #[arg(long)]
+    apply: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(client: &Client, args: &GcArgs) -> Result<()> {
+    let report: GcReport = if args.apply {
+        client.post_for("/gc", &serde_json::json!({})).await?
+    } else {
+        client.get("/gc").await?
+    };
+    if args.json {
+        return json(&report);
+    }
+    let plan = &report.plan;
+    if !plan.purge.is_empty() || !plan.kept.is_empty() {
+        let mut table = Table::new(&["MODEL", "VERSION", "BYTES", "WHY"]);
+        for (decided, fate) in plan
+            .purge
+            .iter()
+            .map(|d| (d, "freed"))
+            .chain(plan.kept.iter().map(|d| (d, "kept")))
+        {
+            table.row(vec![
+                decided.model.to_string(),
+                decided.version.to_string(),
+                fate.into(),
+                decided.why.clone(),
+            ]);
+        }
+        table.print();
+    }
+    let (verb, tail) = if report.applied {
+        ("freed", "")
+    } else {
+        ("would free", " (a dry run: `ferryctl gc --apply` frees it)")
+    };
+    println!(
+        "{verb} {} in {} chunk file(s): {} release(s), {} artifact(s) no release uses, {} orphan chunk(s){tail}",
+        human_bytes(report.bytes),
+        plan.chunks.len() + report.orphans,
+        plan.purge.len(),
+        plan.blobs.len(),
+        report.orphans
+    );
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Garbage collection, the edges around the pure planner ([`crate::gc`]): gather the facts
+//! from the store and the fleet, report the plan (a dry run by default), and on `apply` carry
+//! it out: the database first (releases marked purged, dead artifact records dropped, in
+//! one audited transaction), then the chunk files. Orphan chunk files (left by a crash
+//! between the two, or an upload that never finished) older than a grace period go too.
+//!
+//! Applying holds [`Coordinator::gc_lock`] exclusively, which uploads and publishes hold
+//! shared, and recomputes the plan under it: no upload can reuse a chunk being deleted, and
+//! no publish can bring back an artifact being dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_shared::rollout::Phase;
+use ferry_shared::{Digest, ModelName, Version};
+use serde::{Deserialize, Serialize};
+
+use crate::app::Coordinator;
+use crate::gc::{Facts, Plan, ReleaseFacts, UNPUBLISHED_GRACE_SECS, plan};
+use crate::lifecycle::Stage;
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+
+/// What a collection found, or did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Whether it was carried out (false: a dry run).
+    pub applied: bool,
+    /// The releases, artifacts and chunks concerned.
+    pub plan: Plan,
+    /// Chunk files no artifact uses, older than the grace period.
+    pub orphans: usize,
+    /// Bytes their files take (freed, when applied).
+    pub bytes: u64,
+}
+
+fn gather(app: &Coordinator, now: u64) -> Result<Plan, StoreError> {
+    let purged = app.store.purged()?;
+    let mut stages = BTreeMap::new();
+    let mut releases = Vec::new();
+    for (release, _) in app.store.releases(None)? {
+        if !stages.contains_key(&release.name) {
+            stages.insert(release.name.clone(), app.store.stages(&release.name)?);
+        }
+        let record = stages
+            .get(&release.name)
+            .and_then(|s| s.get(&release.version));
+        let key = (release.name.clone(), release.version.clone());
+        releases.push(ReleaseFacts {
+            stage: record.map_or(Stage::Development, |r| r.stage),
+            since: record.map_or(0, |r| r.since),
+            blobs: release.variants.iter().map(|v| v.hash).collect(),
+            purged: purged.contains_key(&key),
+            model: release.name,
+            version: release.version,
+        });
+    }
+    let facts = Facts {
+        now,
+        retention: &app.config.retention,
+        releases,
+        protected: protected(app)?,
+        blobs: app.store.blob_facts()?,
+    };
+    Ok(plan(&facts))
+}
+
+/// Why releases must keep their bytes: aliases and unfinished rollouts pointing at them,
+/// devices holding them.
+fn protected(app: &Coordinator) -> Result<BTreeMap<(ModelName, Version), Vec<String>>, StoreError> {
+    let mut why: BTreeMap<(ModelName, Version), Vec<String>> = BTreeMap::new();
+    for (model, alias, record) in app.store.aliases(None)? {
+        why.entry((model, record.version))
+            .or_default()
+            .push(format!("alias {alias} points at it"));
+    }
+    for rollout in app.store.rollouts()? {
+        if !matches!(rollout.state.phase, Phase::Completed | Phase::Aborted) {
+            why.entry((rollout.plan.model.clone(), rollout.plan.target.clone()))
+                .or_default()
+                .push(format!("rollout {} targets it", rollout.plan.id));
+        }
+    }
+    let mut held: BTreeMap<(ModelName, Version), usize> = BTreeMap::new();
+    for (_, record) in app.store.devices()? {
+        for m in &record.models {
+            let versions: BTreeSet<&Version> = [&m.active, &m.previous, &m.candidate]
+                .into_iter()
+                .flatten()
+                .collect();
+            for v in versions {
+                *held.entry((m.model.clone(), v.clone())).or_default() += 1;
+            }
+        }
+    }
+    for (key, devices) in held {
+        why.entry(key)
+            .or_default()
+            .push(format!("{devices} device(s) hold it"));
+    }
+    Ok(why)
+}
+
+/// Chunk files no artifact uses, older than the grace period.
+fn orphans(app: &Coordinator, now: u64) -> Result<Vec<Digest>, RegistryError> {
+    let used: BTreeSet<Digest> = app
+        .store
+        .blob_facts()?
+        .into_iter()
+        .flat_map(|b| b.chunks)
+        .collect();
+    let stored = app
+        .transfer
+        .chunks
+        .list()
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    Ok(stored
+        .into_iter()
+        .filter(|c| {
+            !used.contains(&c.hash) && now.saturating_sub(c.modified) >= UNPUBLISHED_GRACE_SECS
+        })
+        .map(|c| c.hash)
+        .collect())
+}
+
+fn size_of(app: &Coordinator, chunks: impl IntoIterator<Item = Digest>) -> u64 {
+    chunks
+        .into_iter()
+        .filter_map(|c| std::fs::metadata(app.transfer.chunks.path(&c)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// What a collection would free (a dry run).
+pub fn preview(app: &Coordinator, now: u64) -> Result<GcReport, RegistryError> {
+    let plan = gather(app, now)?;
+    let orphans = orphans(app, now)?;
+    let bytes = size_of(
+        app,
+        plan.chunks.iter().copied().chain(orphans.iter().copied()),
+    );
+    Ok(GcReport {
+        applied: false,
+        orphans: orphans.len(),
+        plan,
+        bytes,
+    })
+}
+
+/// Carries a collection out, by `actor`, under the exclusive GC lock.
+pub async fn apply(
+    app: std::sync::Arc<Coordinator>,
+    actor: String,
+    now: u64,
+) -> Result<GcReport, RegistryError> {
+    let _exclusive = app.gc_lock.write().await;
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let app = app2;
+        let plan = gather(&app, now)?;
+        // Orphans are what no artifact uses before this plan drops any.
+        let orphans = orphans(&app, now)?;
+        let bytes = size_of(&app, plan.chunks.iter().copied().chain(orphans.iter().copied()));
+        app.store.apply_purge(&plan, &actor, bytes, now)?;
+        let removed = app
+            .transfer
+            .chunks
+            .remove(plan.chunks.iter().chain(orphans.iter()))
+            .map_err(|e| RegistryError::Invalid(format!("the database is done, but deleting chunk files failed ({e}); the next collection finds them as orphans")))?;
+        tracing::info!(
+            purged = plan.purge.len(),
+            artifacts = plan.blobs.len(),
+            chunks = removed,
+            bytes,
+            by = %actor,
+            "garbage collected"
+        );
+        Ok(GcReport {
+            applied: true,
+            orphans: orphans.len(),
+            plan,
+            bytes,
+        })
+    })
+    .await
+    .map_err(|e| RegistryError::Invalid(e.to_string()))?
+}
