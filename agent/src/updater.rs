@@ -1056,6 +1056,7 @@ mod tests {
                 hash: Digest::of(b"abc"),
                 chunks: Digest::of(b"index"),
             }],
+            cpu_fallback: false,
             metadata: Lineage::default(),
         };
         let signed = SignedRelease::sign(&release, key).unwrap();

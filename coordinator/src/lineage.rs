@@ -388,6 +388,7 @@ mod tests {
                 hash: Digest::of(version.as_bytes()),
                 chunks: Digest::of(b"i"),
             }],
+            cpu_fallback: false,
             metadata: Lineage {
                 parents: parents.iter().map(|p| p.parse().unwrap()).collect(),
                 dataset: dataset.map(|(id, v)| DatasetRef {

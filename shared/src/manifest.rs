@@ -43,6 +43,9 @@ pub struct Release {
     pub created_by: String,
     /// The builds of this version, one per hardware target.
     pub variants: Vec<Variant>,
+    /// Whether a GPU device may run a CPU build of it when there is no GPU build (the
+    /// publisher knows whether the model is usable, and fast enough, that way).
+    pub cpu_fallback: bool,
     /// Lineage and descriptive metadata.
     pub metadata: Lineage,
 }
@@ -84,6 +87,9 @@ pub struct Lineage {
     pub input_schema: Option<String>,
     /// Version of the output schema the model produces.
     pub output_schema: Option<String>,
+    /// The input schema versions the model accepts (`tx-features/v2..v3`); `None`: exactly
+    /// `input_schema`.
+    pub accepts_input: Option<String>,
     /// Team or person responsible.
     pub owner: Option<String>,
     /// What changed since the parent versions.
@@ -237,6 +243,22 @@ impl Release {
                 "metric {name} is {value}, not a finite number"
             )));
         }
+        if let Some(range) = &self.metadata.accepts_input {
+            let range: crate::schema::SchemaRange = range
+                .parse()
+                .map_err(|e: crate::schema::SchemaError| invalid(e.to_string()))?;
+            if let Some(own) = self
+                .metadata
+                .input_schema
+                .as_deref()
+                .and_then(|s| s.parse::<crate::schema::SchemaRef>().ok())
+                && !range.contains(&own)
+            {
+                return Err(invalid(format!(
+                    "it accepts input {range}, which leaves out its own input schema {own}"
+                )));
+            }
+        }
         if self.metadata.parents.contains(&self.version) {
             return Err(invalid("a version cannot be its own parent".into()));
         }
@@ -376,6 +398,7 @@ pub(crate) mod tests {
                 hash: Digest::of(b"hello model"),
                 chunks: Digest::of(b"chunk index"),
             }],
+            cpu_fallback: false,
             metadata: Lineage {
                 code_commit: Some("9f2c1e".into()),
                 dataset: Some(DatasetRef {

@@ -13,22 +13,26 @@ pub struct DeviceProfile {
 
 /// The best variant for `device`, or `None` when nothing in the release runs there.
 ///
-/// A variant built for the exact accelerator beats a fallback (a GPU device may run a CPU
-/// build; a CPU device never runs a GPU build), and an exact target triple beats `any`.
+/// A variant built for the exact accelerator beats one for any; a GPU device falls back to a
+/// CPU build only where the release allows it (`cpu_fallback`); a CPU device never runs a
+/// GPU build. An exact target triple beats `any`.
 pub fn select_variant<'r>(release: &'r Release, device: &DeviceProfile) -> Option<&'r Variant> {
     release
         .variants
         .iter()
-        .filter_map(|v| Some(((accelerator_fit(v, device)?, target_fit(v, device)?), v)))
+        .filter_map(|v| {
+            let fit = accelerator_fit(v, device, release.cpu_fallback)?;
+            Some(((fit, target_fit(v, device)?), v))
+        })
         .max_by_key(|(score, _)| *score)
         .map(|(_, v)| v)
 }
 
-fn accelerator_fit(variant: &Variant, device: &DeviceProfile) -> Option<u8> {
+fn accelerator_fit(variant: &Variant, device: &DeviceProfile, cpu_fallback: bool) -> Option<u8> {
     match (variant.accelerator, device.accelerator) {
         (a, d) if a == d => Some(3),
         (Accelerator::Any, _) => Some(2),
-        (Accelerator::Cpu, Accelerator::Gpu) => Some(1),
+        (Accelerator::Cpu, Accelerator::Gpu) if cpu_fallback => Some(1),
         _ => None,
     }
 }
@@ -80,6 +84,29 @@ mod tests {
         assert_eq!(
             pick(device("armv7-unknown-linux-gnueabihf", Accelerator::Cpu)),
             Some(("any".into(), Accelerator::Cpu))
+        );
+    }
+
+    #[test]
+    fn a_gpu_device_runs_a_cpu_build_only_where_the_release_allows_it() {
+        let mut release = sample();
+        release.variants = vec![
+            variant("any", Accelerator::Cpu),
+            variant("aarch64-unknown-linux-gnu", Accelerator::Gpu),
+        ];
+        let gpu = device("x86_64-unknown-linux-gnu", Accelerator::Gpu);
+        release.cpu_fallback = false;
+        assert!(select_variant(&release, &gpu).is_none());
+        release.cpu_fallback = true;
+        assert_eq!(
+            select_variant(&release, &gpu).map(|v| v.accelerator),
+            Some(Accelerator::Cpu)
+        );
+        // Its own GPU build, when there is one for its target, comes first.
+        let arm_gpu = device("aarch64-unknown-linux-gnu", Accelerator::Gpu);
+        assert_eq!(
+            select_variant(&release, &arm_gpu).map(|v| v.accelerator),
+            Some(Accelerator::Gpu)
         );
     }
 

@@ -22,6 +22,7 @@ fn release(version: &str, metrics: &[(&str, f64)]) -> Release {
             hash: Digest::of(b"x"),
             chunks: Digest::of(b"i"),
         }],
+        cpu_fallback: false,
         metadata: Lineage {
             metrics: metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             ..Lineage::default()

@@ -24,6 +24,7 @@ pub(crate) struct MetaFile {
     metrics: BTreeMap<String, f64>,
     input_schema: Option<String>,
     output_schema: Option<String>,
+    accepts_input: Option<String>,
     owner: Option<String>,
     changelog: Option<String>,
     #[serde(default)]
@@ -60,6 +61,7 @@ impl MetaFile {
             metrics: self.metrics,
             input_schema: self.input_schema,
             output_schema: self.output_schema,
+            accepts_input: self.accepts_input,
             owner: self.owner,
             changelog: self.changelog,
             parents: self.parents,

@@ -1,9 +1,12 @@
-//! `ferryctl publish`: cut the artifact into chunks (hashing it on the way), build and sign the manifest with the publisher key,
-//! upload the bytes (unless the coordinator has them), then the signed manifest.
+//! `ferryctl publish`: cut each artifact into chunks (hashing it on the way), build and sign
+//! the manifest with the publisher key, upload the bytes (unless the coordinator has them),
+//! then the signed manifest. A release holds one artifact (`FILE`, with `--accelerator` and
+//! `--target`) or several builds of the model (`--variant ACCEL[/TARGET]=FILE`, repeated).
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use ferry_coordinator::api::{BlobStored, Published};
 use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
@@ -14,6 +17,7 @@ use crate::client::Client;
 use crate::keys::{sign_release, signer_ids};
 use crate::meta::MetaFile;
 use crate::output::now;
+use crate::releases::human_bytes;
 
 #[derive(Args)]
 pub(crate) struct PublishArgs {
@@ -21,8 +25,16 @@ pub(crate) struct PublishArgs {
     name: String,
     /// Version (semver, e.g. 1.2.0 or 2.0.0-rc.1).
     version: String,
-    /// The artifact file.
-    file: PathBuf,
+    /// The artifact file (or give --variant, once per build).
+    #[arg(required_unless_present = "variant", conflicts_with = "variant")]
+    file: Option<PathBuf>,
+    /// One build of the model: ACCEL[/TARGET]=FILE, e.g. `gpu=model-cuda.onnx` or
+    /// `cpu/aarch64-unknown-linux-gnu=model-arm.onnx`; repeat it for each build.
+    #[arg(long)]
+    variant: Vec<VariantSpec>,
+    /// Let a GPU device run the CPU build when the release has no GPU build for it.
+    #[arg(long)]
+    cpu_fallback: bool,
     /// Publisher private key (from `ferryctl keys generate`); repeat it when the root
     /// requires several publishers' signatures.
     #[arg(long, required = true)]
@@ -30,13 +42,13 @@ pub(crate) struct PublishArgs {
     /// Release metadata (see meta.example.toml).
     #[arg(long)]
     meta: Option<PathBuf>,
-    /// Accelerator the artifact needs: cpu, gpu or any.
-    #[arg(long, default_value = "any")]
+    /// With FILE: the accelerator it needs (cpu, gpu or any).
+    #[arg(long, default_value = "any", conflicts_with = "variant")]
     accelerator: Accelerator,
-    /// Target triple it runs on, or any.
-    #[arg(long, default_value = "any")]
+    /// With FILE: the target triple it runs on, or any.
+    #[arg(long, default_value = "any", conflicts_with = "variant")]
     target: Target,
-    /// Name the file is installed under on devices [default: the file's own name].
+    /// Name every build is installed under on devices [default: each file's own name].
     #[arg(long)]
     file_name: Option<String>,
     /// Who publishes, recorded in the manifest [default: $USER].
@@ -46,6 +58,36 @@ pub(crate) struct PublishArgs {
     /// until it is re-signed (`ferryctl releases resign`).
     #[arg(long, default_value_t = DEFAULT_LIFETIME_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
     expires_days: u32,
+}
+
+/// One build given on the command line.
+#[derive(Clone, Debug)]
+pub(crate) struct VariantSpec {
+    accelerator: Accelerator,
+    target: Target,
+    file: PathBuf,
+}
+
+impl FromStr for VariantSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (platform, file) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected ACCEL[/TARGET]=FILE"))?;
+        let (accelerator, target) = match platform.split_once('/') {
+            Some((a, t)) => (a.parse()?, t.parse()?),
+            None => (platform.parse()?, Target::Any),
+        };
+        if file.is_empty() {
+            return Err(format!("{s:?}: no file after `=`"));
+        }
+        Ok(Self {
+            accelerator,
+            target,
+            file: file.into(),
+        })
+    }
 }
 
 /// How long a release's signature vouches for it unless told otherwise: a year.
@@ -65,6 +107,19 @@ fn cut_file(path: &Path) -> Result<Chunked> {
         .with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The name a build is installed under.
+fn installed_name(args: &PublishArgs, file: &Path) -> Result<FileName> {
+    match &args.file_name {
+        Some(n) => Ok(n.parse()?),
+        None => file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("the artifact path has no file name")?
+            .parse()
+            .context("use --file-name to give the artifact an installable name"),
+    }
+}
+
 pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
     let name: ModelName = args.name.parse()?;
     let version: Version = args.version.parse()?;
@@ -72,18 +127,29 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         Some(path) => MetaFile::load(path)?.into_lineage(),
         None => Default::default(),
     };
-    let file_name: FileName = match &args.file_name {
-        Some(n) => n.parse()?,
-        None => args
-            .file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("the artifact path has no file name")?
-            .parse()
-            .context("use --file-name to give the artifact an installable name")?,
+    let specs = match &args.file {
+        Some(file) => vec![VariantSpec {
+            accelerator: args.accelerator,
+            target: args.target.clone(),
+            file: file.clone(),
+        }],
+        None => args.variant.clone(),
     };
-    let cut = cut_file(&args.file)?;
-    let (hash, size) = (cut.hash, cut.size);
+    if specs.is_empty() {
+        bail!("give the artifact FILE, or --variant once per build");
+    }
+    let mut variants = Vec::new();
+    for spec in &specs {
+        let cut = cut_file(&spec.file)?;
+        variants.push(Variant {
+            target: spec.target.clone(),
+            accelerator: spec.accelerator,
+            file_name: installed_name(args, &spec.file)?,
+            size: cut.size,
+            hash: cut.hash,
+            chunks: cut.index.digest(),
+        });
+    }
     let created_at = now();
     let release = Release {
         schema: MANIFEST_SCHEMA,
@@ -97,42 +163,46 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into()),
-        variants: vec![Variant {
-            target: args.target.clone(),
-            accelerator: args.accelerator,
-            file_name,
-            size,
-            hash,
-            chunks: cut.index.digest(),
-        }],
+        variants,
+        cpu_fallback: args.cpu_fallback,
         metadata,
     };
     let signed = sign_release(&release, &args.key)?;
     let signers = signer_ids(&signed.envelope_bytes);
 
-    let stored: BlobStored = match client
-        .get_optional::<BlobStored>(&format!("/blobs/{hash}"))
-        .await?
-    {
-        Some(existing) => existing,
-        None => client
-            .put_file(&format!("/blobs/{hash}"), &args.file)
-            .await
-            .context("uploading the artifact")?,
-    };
+    let mut uploaded = Vec::new();
+    for (spec, variant) in specs.iter().zip(&release.variants) {
+        let hash = variant.hash;
+        let stored: BlobStored = match client
+            .get_optional::<BlobStored>(&format!("/blobs/{hash}"))
+            .await?
+        {
+            Some(existing) => existing,
+            None => client
+                .put_file(&format!("/blobs/{hash}"), &spec.file)
+                .await
+                .with_context(|| format!("uploading {}", spec.file.display()))?,
+        };
+        uploaded.push((variant, stored));
+    }
     let published: Published = client
         .post_bytes("/releases", signed.envelope_bytes)
         .await
         .with_context(|| format!("publishing {name} {version}"))?;
     if published.created {
-        println!(
-            "published {name} {version}: {size} bytes in {} chunks, {} new ({} stored), blake3 {}, signed by {}",
-            stored.chunk_count,
-            stored.new_chunks,
-            crate::releases::human_bytes(stored.new_bytes),
-            hash.short(),
-            signers
-        );
+        println!("published {name} {version}, signed by {signers}");
+        for (variant, stored) in uploaded {
+            println!(
+                "  {}/{}: {} bytes in {} chunks, {} new ({} stored), blake3 {}",
+                variant.target,
+                variant.accelerator,
+                variant.size,
+                stored.chunk_count,
+                stored.new_chunks,
+                human_bytes(stored.new_bytes),
+                variant.hash.short(),
+            );
+        }
     } else {
         println!("{name} {version} is already published with identical content; nothing changed");
     }
