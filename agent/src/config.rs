@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
 use ferry_shared::sign::Keyring;
 use ferry_shared::{Accelerator, AliasName, ModelName, PublicKey};
 use serde::Deserialize;
@@ -33,10 +34,18 @@ struct RawConfig {
     accelerator: Accelerator,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    application: Option<RawApplication>,
     health_check: Option<RawHealthCheck>,
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
     metrics_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApplication {
+    sends: Option<String>,
+    reads: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +73,15 @@ fn default_poll() -> u64 {
 }
 fn default_health_timeout() -> u64 {
     30
+}
+
+/// The schemas the device's application speaks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Application {
+    /// The input schema it sends the model.
+    pub sends: Option<SchemaRef>,
+    /// The output schema versions it reads.
+    pub reads: Option<SchemaRange>,
 }
 
 /// A command run after each switch; exit status 0 means healthy.
@@ -101,6 +119,9 @@ pub struct Config {
     pub accelerator: Accelerator,
     /// Operator labels.
     pub labels: BTreeMap<String, String>,
+    /// The schemas the application on the device speaks, announced so the coordinator can
+    /// refuse a rollout or rollback to a model that no longer fits it.
+    pub application: Application,
     /// Health check.
     pub health_check: Option<HealthCheck>,
     /// Longest pause between reconnection attempts while the coordinator is unreachable.
@@ -174,6 +195,21 @@ impl Config {
         if raw.accelerator == Accelerator::Any {
             bail!("accelerator must be `cpu` or `gpu`");
         }
+        let application = match raw.application {
+            Some(app) => Application {
+                sends: app
+                    .sends
+                    .map(|s| s.parse())
+                    .transpose()
+                    .context("application.sends")?,
+                reads: app
+                    .reads
+                    .map(|s| s.parse())
+                    .transpose()
+                    .context("application.reads")?,
+            },
+            None => Application::default(),
+        };
         Ok(Self {
             coordinator: raw.coordinator,
             server_name: raw.server_name,
@@ -186,6 +222,7 @@ impl Config {
             root_file: raw.root_file.as_deref().map(resolve),
             accelerator: raw.accelerator,
             labels: raw.labels,
+            application,
             health_check,
             poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
             metrics_socket: raw
@@ -196,7 +233,7 @@ impl Config {
     }
 
     /// All labels the device announces: built-in `arch`, `target`, `os`, `accelerator`, then
-    /// the operator's (which may override them).
+    /// the operator's (which may override them), then the application's schemas.
     pub fn all_labels(&self) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::from([
             ("arch".to_owned(), std::env::consts::ARCH.to_owned()),
@@ -205,6 +242,12 @@ impl Config {
             ("accelerator".to_owned(), self.accelerator.to_string()),
         ]);
         labels.extend(self.labels.clone());
+        if let Some(sends) = &self.application.sends {
+            labels.insert(SENDS_LABEL.to_owned(), sends.to_string());
+        }
+        if let Some(reads) = &self.application.reads {
+            labels.insert(READS_LABEL.to_owned(), reads.to_string());
+        }
         labels
     }
 }
@@ -225,6 +268,9 @@ mod tests {
         assert_eq!(config.enrollment_token.as_deref(), Some("secret"));
         assert_eq!(config.state_dir, Path::new("/var/lib/ferry"));
         assert!(config.health_check.is_some());
+        let labels = config.all_labels();
+        assert_eq!(labels[SENDS_LABEL], "tx-features/v3");
+        assert_eq!(labels[READS_LABEL], "fraud-score/v1..v2");
         assert_eq!(config.all_labels()["region"], "eu-west");
     }
 
