@@ -89,6 +89,9 @@ pub struct StageChange {
     /// Only evaluate the checks; move nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Let a promotion that moves `prod` pass schema checks against the fleet (recorded).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// Body of `POST /api/v1/releases/{model}/{version}/approvals`.
@@ -151,6 +154,9 @@ pub struct SetAlias {
     pub version: Version,
     /// Why (recorded in the audit trail).
     pub reason: Option<String>,
+    /// Move it even though the release does not fit some followers' applications (recorded).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// An alias and its last change.
@@ -413,6 +419,9 @@ pub struct CreateRollout {
     /// Why (recorded in the audit trail).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Start it even though the release does not fit some of the cohort's applications.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// Body of `POST /api/v1/rollouts/{id}/{action}`.

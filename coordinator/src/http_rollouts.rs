@@ -53,6 +53,7 @@ async fn create(
         alias,
         &who,
         request.reason.as_deref().unwrap_or(""),
+        request.force,
         now,
     )?;
     Ok(Json(shown(&app, record)?))

@@ -58,6 +58,7 @@ async fn change(
                 actor: &who,
                 reason: request.reason,
                 dry_run: request.dry_run,
+                force: request.force,
             },
             unix_now(),
         )

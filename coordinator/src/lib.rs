@@ -10,6 +10,7 @@ pub mod access;
 pub mod api;
 pub mod app;
 pub mod collect;
+pub mod compat;
 pub mod config;
 pub mod dashboard;
 pub mod denials;

@@ -124,11 +124,17 @@ pub fn set_alias(
 ) -> Result<AliasChanged, RegistryError> {
     refuse_unservable(app, model, &request.version, now)?;
     crate::stages::check_may_serve(app, model, alias, &request.version)?;
+    let forced =
+        crate::compat::check_fit(app, model, alias, &request.version, None, request.force)?;
+    let reason = match (request.reason, forced) {
+        (Some(r), Some(f)) => Some(format!("{r} ({f})")),
+        (r, f) => r.or(f),
+    };
     let record = AliasRecord {
         version: request.version,
         set_at: now,
         set_by: actor.to_owned(),
-        reason: request.reason,
+        reason,
     };
     let previous = app.store.set_alias(model, alias, record.clone())?;
     app.announce(model, alias);

@@ -172,14 +172,28 @@ pub fn create(
     alias: AliasName,
     actor: &str,
     why: &str,
+    force: bool,
     now: u64,
 ) -> Result<RolloutRecord, RegistryError> {
     plan.validate()
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     crate::registry::refuse_unservable(app, &plan.model, &plan.target, now)?;
     crate::stages::check_may_serve(app, &plan.model, &alias, &plan.target)?;
+    let forced = crate::compat::check_fit(
+        app,
+        &plan.model,
+        &alias,
+        &plan.target,
+        Some(&plan.cohort),
+        force,
+    )?;
+    let why = match forced {
+        Some(note) if why.is_empty() => note,
+        Some(note) => format!("{why} ({note})"),
+        None => why.to_owned(),
+    };
     let record = new_record(plan, alias, actor, now);
-    app.store.create_rollout(&record, why)?;
+    app.store.create_rollout(&record, &why)?;
     info!(rollout = %record.plan.id, model = %record.plan.model, version = %record.plan.target, by = actor, "rollout created");
     app.announce(&record.plan.model, &record.alias);
     Ok(record)
@@ -281,6 +295,8 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
                     SetAlias {
                         version: record.plan.target.clone(),
                         reason: Some(format!("rollout {} completed", record.plan.id)),
+                        // The fit was checked (or forced) when the rollout was created.
+                        force: true,
                     },
                     &format!("{ENGINE} ({})", record.plan.id),
                     now,

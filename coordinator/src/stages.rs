@@ -134,6 +134,8 @@ pub struct Request<'a> {
     pub reason: Option<String>,
     /// Only evaluate the checks.
     pub dry_run: bool,
+    /// Let a promotion that moves `prod` past the fleet's schema checks.
+    pub force: bool,
 }
 
 /// Moves a release to another stage if the lifecycle allows it and every check of the
@@ -152,6 +154,7 @@ pub fn transition(
         actor,
         reason,
         dry_run,
+        force,
     } = request;
     let Judged {
         record,
@@ -198,13 +201,19 @@ pub fn transition(
         match policy.map(|p| (p.on_promote, p.rollout_plan.as_deref())) {
             Some((OnPromote::Alias, _)) => {
                 crate::registry::refuse_unservable(app, model, version, now)?;
+                let forced =
+                    crate::compat::check_fit(app, model, &prod_alias()?, version, None, force)?;
                 effects.set_prod = Some((
                     prod_alias()?,
                     AliasRecord {
                         version: version.clone(),
                         set_at: now,
                         set_by: actor.to_owned(),
-                        reason: Some(format!("promoted to production{}", why(&reason))),
+                        reason: Some(format!(
+                            "promoted to production{}{}",
+                            why(&reason),
+                            forced.map(|f| format!(" ({f})")).unwrap_or_default()
+                        )),
                     },
                 ));
             }
@@ -212,8 +221,23 @@ pub fn transition(
                 crate::registry::refuse_unservable(app, model, version, now)?;
                 let plan = crate::rollouts::promotion_plan(file, model, version)
                     .map_err(RegistryError::Invalid)?;
+                let forced = crate::compat::check_fit(
+                    app,
+                    model,
+                    &prod_alias()?,
+                    version,
+                    Some(&plan.cohort),
+                    force,
+                )?;
                 let record = crate::rollouts::new_record(plan, prod_alias()?, actor, now);
-                effects.rollout = Some((record, format!("promoted to production{}", why(&reason))));
+                effects.rollout = Some((
+                    record,
+                    format!(
+                        "promoted to production{}{}",
+                        why(&reason),
+                        forced.map(|f| format!(" ({f})")).unwrap_or_default()
+                    ),
+                ));
             }
             _ => {}
         }

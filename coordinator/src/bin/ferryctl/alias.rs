@@ -21,6 +21,10 @@ pub(crate) enum AliasCommand {
         /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
+        /// Move it even though VERSION does not fit some followers' applications (their
+        /// input or output schema); recorded in the audit trail.
+        #[arg(long)]
+        force: bool,
     },
     /// Aliases and their last change.
     List {
@@ -39,6 +43,7 @@ pub(crate) async fn run(client: &Client, command: AliasCommand) -> Result<()> {
             alias,
             version,
             reason,
+            force,
         } => {
             let changed: AliasChanged = client
                 .put_json(
@@ -46,6 +51,7 @@ pub(crate) async fn run(client: &Client, command: AliasCommand) -> Result<()> {
                     &SetAlias {
                         version: version.parse()?,
                         reason,
+                        force,
                     },
                 )
                 .await?;

@@ -47,6 +47,10 @@ pub(crate) enum RolloutCommand {
         /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
+        /// Start it even though VERSION does not fit some of the cohort's applications
+        /// (their input or output schema); recorded in the audit trail.
+        #[arg(long)]
+        force: bool,
     },
     /// Rollouts, or one in detail (`--watch` redraws it until it ends).
     Status {
@@ -106,8 +110,9 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             shadow,
             alias,
             reason,
+            force,
         } => {
-            let request = match plan {
+            let mut request: CreateRollout = match plan {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -140,9 +145,11 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
                         cohort,
                         waves: Some(shadow_wave.into_iter().chain(serving).collect()),
                         reason,
+                        force: false,
                     }
                 }
             };
+            request.force |= force;
             let view: RolloutView = client.post_for("/rollouts", &request).await?;
             print_one(&view);
             Ok(())

@@ -24,6 +24,10 @@ pub(crate) struct StageArgs {
     /// Only run the target stage's checks; move nothing.
     #[arg(long)]
     check: bool,
+    /// Let a promotion that moves `prod` past releases that do not fit some devices'
+    /// applications (recorded in the audit trail).
+    #[arg(long)]
+    force: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -58,6 +62,7 @@ pub(crate) async fn run(client: &Client, args: &StageArgs) -> Result<()> {
             &StageChange {
                 reason: args.reason.clone(),
                 dry_run: args.check,
+                force: args.force,
             },
             reqwest::StatusCode::CONFLICT,
         )
