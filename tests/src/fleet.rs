@@ -95,6 +95,8 @@ pub struct AgentSpec {
     pub accelerator: String,
     /// Root metadata to trust instead of the publisher key (`root_file`).
     pub root_file: Option<PathBuf>,
+    /// TOML appended to the configuration (whole sections, e.g. `[application]`).
+    pub extra: String,
 }
 
 impl AgentSpec {
@@ -106,6 +108,7 @@ impl AgentSpec {
             token: None,
             accelerator: "cpu".into(),
             root_file: None,
+            extra: String::new(),
         }
     }
 }
@@ -228,6 +231,8 @@ name = "{name}"
 [health_check]
 command = ["sh", "-c", {health:?}]
 timeout_secs = 900
+
+{extra}
 "#,
             quic = self.coordinator.quic,
             fp = spec
@@ -241,6 +246,7 @@ timeout_secs = 900
             },
             accel = spec.accelerator,
             name = spec.name,
+            extra = spec.extra,
         );
         let config_path = home.join("agent.toml");
         std::fs::write(&config_path, config)?;

@@ -1,0 +1,163 @@
+//! Variants and compatibility on real agents: a release with a CPU and a GPU build, each
+//! device getting its own; a CPU-only release a GPU device refuses as incompatible hardware
+//! unless the release allows the CPU fallback; and a rollback to a model whose schemas no
+//! longer fit the devices' applications, refused unless forced.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use ferry_shared::wire::ErrorKind;
+use ferry_tests::{AgentSpec, Fleet, MODEL, model_bytes, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Publishes `version` with one build per `(ACCEL, bytes)`, plus `extra` flags.
+fn publish_variants(
+    fleet: &Fleet,
+    version: &str,
+    builds: &[(&str, &[u8])],
+    extra: &[&str],
+) -> Result<String> {
+    let mut args = vec![
+        "publish".to_owned(),
+        MODEL.into(),
+        version.into(),
+        "--key".into(),
+        fleet.key.to_string_lossy().into_owned(),
+        "--file-name".into(),
+        "model.bin".into(),
+    ];
+    for (accel, bytes) in builds {
+        let file = fleet.dir.join(format!("{version}-{accel}.bin"));
+        std::fs::write(&file, bytes)?;
+        args.extend(["--variant".into(), format!("{accel}={}", file.display())]);
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.coordinator.ctl(&args)
+}
+
+#[test]
+fn each_device_gets_its_build_and_a_gpu_falls_back_to_cpu_only_when_allowed() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    fleet.add_agent(AgentSpec::named("cpu-box"))?;
+    fleet.add_agent(AgentSpec {
+        accelerator: "gpu".into(),
+        ..AgentSpec::named("gpu-box")
+    })?;
+    let (cpu_build, gpu_build) = (
+        model_bytes(1, 64 * 1024, true),
+        model_bytes(2, 64 * 1024, true),
+    );
+    let out = publish_variants(
+        &fleet,
+        "1.0.0",
+        &[("cpu", &cpu_build), ("gpu", &gpu_build)],
+        &[],
+    )?;
+    ensure!(out.contains("any/cpu") && out.contains("any/gpu"), "{out}");
+    fleet.set_prod("1.0.0", "two builds")?;
+    fleet.wait_all_on("1.0.0", WAIT)?;
+    ensure!(fleet.agents[0].current_bytes("model.bin")? == cpu_build);
+    ensure!(fleet.agents[1].current_bytes("model.bin")? == gpu_build);
+
+    // A CPU-only release: the GPU device refuses it as incompatible hardware, stays put.
+    let cpu_only = model_bytes(3, 64 * 1024, true);
+    publish_variants(&fleet, "2.0.0", &[("cpu", &cpu_only)], &[])?;
+    fleet.set_prod("2.0.0", "cpu only")?;
+    let gpu = &fleet.agents[1];
+    wait_until("the GPU device to refuse 2.0.0", WAIT, || {
+        Ok(gpu.status()?.models[0]
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.version.to_string() == "2.0.0"))
+    })?;
+    let error = gpu.status()?.models[0].last_error.clone();
+    ensure!(
+        error.as_ref().is_some_and(
+            |e| e.kind == ErrorKind::IncompatibleHardware && e.message.contains("any/cpu")
+        ),
+        "{error:?}"
+    );
+    ensure!(gpu.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"));
+    let report = fleet.coordinator.ctl(&["fleet", "fragmentation"])?;
+    ensure!(report.contains("incompatible-hardware"), "{report}");
+
+    // The same build, the release allowing the fallback: the GPU device runs the CPU build.
+    publish_variants(&fleet, "2.0.1", &[("cpu", &cpu_only)], &["--cpu-fallback"])?;
+    fleet.set_prod("2.0.1", "cpu fallback allowed")?;
+    fleet.wait_all_on("2.0.1", WAIT)?;
+    ensure!(gpu.current_bytes("model.bin")? == cpu_only);
+    Ok(())
+}
+
+const APP: &str = "[application]\nsends = \"tx-features/v3\"\nreads = \"fraud-score/v1..v2\"\n";
+
+fn schemas(input: &str, accepts: &str, output: &str) -> String {
+    format!(
+        "input_schema = \"{input}\"\naccepts_input = \"{accepts}\"\noutput_schema = \"{output}\"\n"
+    )
+}
+
+#[test]
+fn a_rollback_past_a_schema_change_is_refused_unless_forced() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    for name in ["a", "b"] {
+        fleet.add_agent(AgentSpec {
+            extra: APP.into(),
+            ..AgentSpec::named(name)
+        })?;
+    }
+    let c = &fleet.coordinator;
+    // 1.0.0 predates the applications' move to tx-features/v3; 2.0.0 takes v2 and v3.
+    fleet.publish_with_meta(
+        "1.0.0",
+        &model_bytes(1, 64 * 1024, true),
+        Some(&schemas(
+            "tx-features/v2",
+            "tx-features/v2",
+            "fraud-score/v1",
+        )),
+    )?;
+    fleet.publish_with_meta(
+        "2.0.0",
+        &model_bytes(2, 64 * 1024, true),
+        Some(&schemas(
+            "tx-features/v3",
+            "tx-features/v2..v3",
+            "fraud-score/v2",
+        )),
+    )?;
+    fleet.set_prod("2.0.0", "fits")?;
+    fleet.wait_all_on("2.0.0", WAIT)?;
+
+    for attempt in [
+        vec!["alias", "set", MODEL, "prod", "1.0.0"],
+        vec!["rollout", "create", MODEL, "1.0.0", "--waves", "100"],
+    ] {
+        let (err, _) = c.ctl_failing(&attempt)?;
+        ensure!(
+            err.contains("2 device(s) following detector@prod do not fit 1.0.0")
+                && err.contains("sends tx-features/v3; 1.0.0 accepts tx-features/v2")
+                && err.contains("coordinated rollback"),
+            "{err}"
+        );
+    }
+    c.ctl(&[
+        "alias",
+        "set",
+        MODEL,
+        "prod",
+        "1.0.0",
+        "--force",
+        "--reason",
+        "the app is rolling back too",
+    ])?;
+    fleet.wait_all_on("1.0.0", WAIT)?;
+    let audit = c.get("/api/v1/audit?limit=1000", "admin")?.body;
+    ensure!(
+        audit.contains("the app is rolling back too (forced past schema checks"),
+        "{audit}"
+    );
+    Ok(())
+}
