@@ -452,9 +452,15 @@ async fn release_envelope(
     Ok(published_release(&app, &name, &version)?.1.envelope)
 }
 
+#[derive(Deserialize)]
+struct PublishQuery {
+    reason: Option<String>,
+}
+
 async fn publish(
     State(app): State<Arc<Coordinator>>,
     Extension(caller): Extension<Caller>,
+    Query(query): Query<PublishQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Published>), Failure> {
@@ -471,7 +477,14 @@ async fn publish(
     };
     // No collection drops an artifact while this release comes to use it.
     let _gc = app.gc_lock.read().await;
-    let published = registry::publish(&app, &body, &who, unix_now(), permit)?;
+    let published = registry::publish(
+        &app,
+        &body,
+        &who,
+        query.reason.as_deref(),
+        unix_now(),
+        permit,
+    )?;
     if published.created {
         info!(name = %published.name, version = %published.version, by = %who, "release published");
     }

@@ -39,6 +39,7 @@ pub fn publish(
     app: &Coordinator,
     envelope: &[u8],
     actor: &str,
+    why: Option<&str>,
     now: u64,
     permit: impl FnOnce(&ModelName) -> Result<(), RegistryError>,
 ) -> Result<Published, RegistryError> {
@@ -64,7 +65,7 @@ pub fn publish(
             release.name, release.version, release.revision, release.expires
         )));
     }
-    let outcome = app.store.publish(&signed, actor, now)?;
+    let outcome = app.store.publish_because(&signed, actor, why, now)?;
     let (created, latest_moved, resigned_from) = match outcome {
         PublishOutcome::Published { latest_moved } => (true, latest_moved, None),
         PublishOutcome::AlreadyPublished => (false, false, None),

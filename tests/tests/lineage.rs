@@ -30,6 +30,21 @@ fn lineage_impact_diff_and_card() -> Result<()> {
     fleet.publish_with_meta("1.1.0", &bytes(2), Some(&meta(None, &["1.0.0"], 0.91)))?;
     fleet.publish_with_meta("2.0.0", &bytes(3), Some(&meta(Some("2024-02"), &[], 0.93)))?;
     fleet.set_prod("1.1.0", "fine-tuned")?;
+    // A publish with a reason (spaces and all) says why in the audit trail.
+    let file = fleet.dir.join("1.2.0.bin");
+    std::fs::write(&file, bytes(4))?;
+    c.ctl(&[
+        "publish",
+        MODEL,
+        "1.2.0",
+        &file.to_string_lossy(),
+        "--key",
+        &fleet.key.to_string_lossy(),
+        "--reason",
+        "nightly & retrained",
+    ])?;
+    let audit = c.ctl(&["audit", "--action", "publish", "--json"])?;
+    ensure!(audit.contains("nightly & retrained"), "{audit}");
     fleet.wait_all_on("1.1.0", Duration::from_secs(60))?;
 
     let walk: LineageView = c.ctl_json(&["lineage", MODEL, "1.1.0"])?;

@@ -56,6 +56,18 @@ impl Store {
         actor: &str,
         now: u64,
     ) -> Result<PublishOutcome, StoreError> {
+        self.publish_because(signed, actor, None, now)
+    }
+
+    /// [`Store::publish`], with the publisher's reason in the audit trail.
+    pub fn publish_because(
+        &self,
+        signed: &SignedRelease,
+        actor: &str,
+        why: Option<&str>,
+        now: u64,
+    ) -> Result<PublishOutcome, StoreError> {
+        let because = why.map(|w| format!(": {w}")).unwrap_or_default();
         let release = &signed.release;
         let name = release.name.as_str();
         let version = release.version.to_string();
@@ -97,7 +109,7 @@ impl Store {
                         action: "resign",
                         subject: format!("{name} {version}"),
                         detail: format!(
-                            "revision {} -> {}, signed by {}, expires {}",
+                            "revision {} -> {}, signed by {}, expires {}{because}",
                             existing.revision, release.revision, signed.signer, release.expires
                         ),
                     },
@@ -150,7 +162,7 @@ impl Store {
                 action: "publish",
                 subject: format!("{name} {version}"),
                 detail: format!(
-                    "signed by {}; {} variant(s)",
+                    "signed by {}; {} variant(s){because}",
                     signed.signer,
                     release.variants.len()
                 ),

@@ -283,6 +283,18 @@ impl Client {
     }
 }
 
+/// `text` as one URL path segment or query value (RFC 3986 unreserved bytes kept).
+pub(crate) fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The response when it succeeded, else an error carrying the coordinator's message.
 async fn succeeded(response: reqwest::Response) -> Result<reqwest::Response> {
     let status = response.status();

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use ferry_coordinator::api::{DiffView, ImpactView, LineageView};
 
-use crate::client::Client;
+use crate::client::{Client, escape};
 use crate::output::{Table, json};
 
 #[derive(Args)]
@@ -95,8 +95,8 @@ pub(crate) async fn impact(client: &Client, command: ImpactCommand) -> Result<()
         json: as_json,
     } = command;
     let path = match &version {
-        Some(v) => format!("/datasets/{id}/impact?version={v}"),
-        None => format!("/datasets/{id}/impact"),
+        Some(v) => format!("/datasets/{}/impact?version={}", escape(&id), escape(v)),
+        None => format!("/datasets/{}/impact", escape(&id)),
     };
     let view: ImpactView = client.get(&path).await?;
     if as_json {

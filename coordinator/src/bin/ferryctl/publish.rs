@@ -13,7 +13,7 @@ use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
 use ferry_shared::manifest::MANIFEST_SCHEMA;
 use ferry_shared::{Accelerator, FileName, ModelName, Release, Target, Variant, Version};
 
-use crate::client::Client;
+use crate::client::{Client, escape};
 use crate::keys::{sign_release, signer_ids};
 use crate::meta::MetaFile;
 use crate::output::now;
@@ -54,6 +54,9 @@ pub(crate) struct PublishArgs {
     /// Who publishes, recorded in the manifest [default: $USER].
     #[arg(long)]
     created_by: Option<String>,
+    /// Why, for the audit trail.
+    #[arg(long)]
+    reason: Option<String>,
     /// Days the signature vouches for the release: after that, devices refuse to install it
     /// until it is re-signed (`ferryctl releases resign`).
     #[arg(long, default_value_t = DEFAULT_LIFETIME_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
@@ -185,8 +188,12 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         };
         uploaded.push((variant, stored));
     }
+    let path = match &args.reason {
+        Some(reason) => format!("/releases?reason={}", escape(reason)),
+        None => "/releases".into(),
+    };
     let published: Published = client
-        .post_bytes("/releases", signed.envelope_bytes)
+        .post_bytes(&path, signed.envelope_bytes)
         .await
         .with_context(|| format!("publishing {name} {version}"))?;
     if published.created {
