@@ -152,6 +152,12 @@ fn every_table_fits_an_80_column_terminal() -> Result<()> {
         &["keys", "list"],
         &["rollout", "status"],
         &["rollout", "status", "canary-3"],
+        &["audit", "--last", "40"],
+        &["audit", "--verify"],
+        &["gc"],
+        &["stage", "detector", "1.0.0"],
+        &["lineage", "detector", "1.0.0"],
+        &["diff", "detector", "1.0.0", "2.0.0", "--all"],
     ] {
         let text = c.ctl(args)?;
         ensure!(!text.trim().is_empty(), "{args:?} printed nothing");

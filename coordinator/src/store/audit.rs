@@ -127,7 +127,7 @@ impl std::fmt::Display for AuditVerification {
                 writeln!(f, "head {head}")?;
                 write!(
                     f,
-                    "(keep the head; `--anchor {head}` later shows a cut or rewritten trail)"
+                    "(keep the head: --anchor HEAD later shows a cut or rewrite)"
                 )
             }
             (None, None) => write!(f, "intact: the trail is empty"),

@@ -5,7 +5,9 @@
 //! and keeps v1 as previous), publishes a broken v3 (every agent's health check fails and the
 //! agent rolls itself back), rolls one device back by hand, ships a fixed v3.0.1, and rolls
 //! v3.1.0 out in two gated waves with an approval between them, printing `ferryctl fleet
-//! status` after each step. Run: `cargo run -p ferry-tests --bin ferry-demo`.
+//! status` after each step. It ends with the registry: lifecycle stages, the releases, a
+//! garbage-collection dry run, and the audit trail with its hash chain verified.
+//! Run: `cargo run -p ferry-tests --bin ferry-demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -268,9 +270,32 @@ fn run() -> Result<()> {
     println!("  its gates passed again after the bake: the rollout completed and moved prod");
     show(&fleet)?;
 
-    step(8, "The audit trail of what happened");
-    println!("$ ferryctl alias list");
-    print!("{}", indent(&fleet.coordinator.ctl(&["alias", "list"])?));
+    step(8, "The registry: lifecycle stages and what was published");
+    let c = &fleet.coordinator;
+    for (version, stage) in [
+        ("3.1.0", "staging"),
+        ("3.1.0", "production"),
+        ("1.0.0", "archived"),
+    ] {
+        println!("$ ferryctl stage detector {version} {stage}");
+        print!(
+            "{}",
+            indent(&c.ctl(&["stage", "detector", version, stage])?)
+        );
+    }
+    println!("$ ferryctl releases list");
+    print!("{}", indent(&c.ctl(&["releases", "list"])?));
+    println!("$ ferryctl gc   (a dry run: nothing is freed without a retention policy)");
+    print!("{}", indent(&c.ctl(&["gc"])?));
+
+    step(9, "The audit trail of what happened, and its hash chain");
+    println!("$ ferryctl audit --action alias --last 6");
+    print!(
+        "{}",
+        indent(&c.ctl(&["audit", "--action", "alias", "--last", "6"])?)
+    );
+    println!("$ ferryctl audit --verify");
+    print!("{}", indent(&c.ctl(&["audit", "--verify"])?));
 
     for agent in &mut fleet.agents {
         agent.kill();

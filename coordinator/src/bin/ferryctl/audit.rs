@@ -7,7 +7,7 @@ use ferry_coordinator::store::AuditVerification;
 use ferry_coordinator::store::records::AuditEntry;
 
 use crate::client::Client;
-use crate::output::{Table, json, timestamp};
+use crate::output::{Table, ago, json};
 
 #[derive(Args)]
 pub(crate) struct AuditArgs {
@@ -56,7 +56,7 @@ pub(crate) async fn run(client: &Client, args: &AuditArgs) -> Result<()> {
     for e in &entries {
         table.row(vec![
             e.seq.to_string(),
-            timestamp(e.at),
+            ago(e.at),
             e.actor.clone(),
             e.action.clone(),
             e.subject.clone(),

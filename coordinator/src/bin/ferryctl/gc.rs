@@ -46,18 +46,24 @@ pub(crate) async fn run(client: &Client, args: &GcArgs) -> Result<()> {
         }
         table.print();
     }
-    let (verb, tail) = if report.applied {
-        ("freed", "")
+    let verb = if report.applied {
+        "freed"
     } else {
-        ("would free", " (a dry run: `ferryctl gc --apply` frees it)")
+        "would free"
     };
     println!(
-        "{verb} {} in {} chunk file(s): {} release(s), {} artifact(s) no release uses, {} orphan chunk(s){tail}",
+        "{verb} {} in {} chunk file(s)",
         human_bytes(report.bytes),
-        plan.chunks.len() + report.orphans,
+        plan.chunks.len() + report.orphans
+    );
+    println!(
+        "  releases {}, artifacts no release uses {}, orphan chunks {}",
         plan.purge.len(),
         plan.blobs.len(),
         report.orphans
     );
+    if !report.applied {
+        println!("  (a dry run: `ferryctl gc --apply` frees it)");
+    }
     Ok(())
 }
