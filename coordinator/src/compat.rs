@@ -105,34 +105,13 @@ pub fn check_fit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_shared::manifest::{Lineage, MANIFEST_SCHEMA};
-    use ferry_shared::{Accelerator, Digest, Target, Variant};
 
     fn release(input: &str, accepts: Option<&str>, output: &str) -> Release {
-        Release {
-            schema: MANIFEST_SCHEMA,
-            name: "m".parse().unwrap(),
-            version: "1.0.0".parse().unwrap(),
-            revision: 1,
-            expires: 2,
-            created_at: 1,
-            created_by: "ci".into(),
-            variants: vec![Variant {
-                target: Target::Any,
-                accelerator: Accelerator::Any,
-                file_name: "m.bin".parse().unwrap(),
-                size: 1,
-                hash: Digest::of(b"x"),
-                chunks: Digest::of(b"i"),
-            }],
-            cpu_fallback: false,
-            metadata: Lineage {
-                input_schema: Some(input.into()),
-                accepts_input: accepts.map(Into::into),
-                output_schema: Some(output.into()),
-                ..Lineage::default()
-            },
-        }
+        let mut release = ferry_shared::testutil::release("m", "1.0.0");
+        release.metadata.input_schema = Some(input.into());
+        release.metadata.accepts_input = accepts.map(Into::into);
+        release.metadata.output_schema = Some(output.into());
+        release
     }
 
     fn device(sends: Option<&str>, reads: Option<&str>) -> BTreeMap<String, String> {

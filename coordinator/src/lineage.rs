@@ -363,8 +363,7 @@ pub fn model_card(release: &Release, ctx: &CardContext) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_shared::manifest::{DatasetRef, Lineage, MANIFEST_SCHEMA};
-    use ferry_shared::{Accelerator, Digest, Target, Variant};
+    use ferry_shared::manifest::{DatasetRef, Lineage};
 
     fn release(
         model: &str,
@@ -372,34 +371,18 @@ mod tests {
         parents: &[&str],
         dataset: Option<(&str, &str)>,
     ) -> Release {
-        Release {
-            schema: MANIFEST_SCHEMA,
-            name: model.parse().unwrap(),
-            version: version.parse().unwrap(),
-            revision: 1,
-            expires: 2_000_000_000,
-            created_at: 1,
-            created_by: "ci".into(),
-            variants: vec![Variant {
-                target: Target::Any,
-                accelerator: Accelerator::Any,
-                file_name: "m.bin".parse().unwrap(),
-                size: 1,
-                hash: Digest::of(version.as_bytes()),
-                chunks: Digest::of(b"i"),
-            }],
-            cpu_fallback: false,
-            metadata: Lineage {
-                parents: parents.iter().map(|p| p.parse().unwrap()).collect(),
-                dataset: dataset.map(|(id, v)| DatasetRef {
-                    id: id.into(),
-                    version: v.into(),
-                    hash: None,
-                }),
-                code_commit: Some(format!("c-{version}")),
-                ..Lineage::default()
-            },
-        }
+        let mut release = ferry_shared::testutil::release(model, version);
+        release.metadata = Lineage {
+            parents: parents.iter().map(|p| p.parse().unwrap()).collect(),
+            dataset: dataset.map(|(id, v)| DatasetRef {
+                id: id.into(),
+                version: v.into(),
+                hash: None,
+            }),
+            code_commit: Some(format!("c-{version}")),
+            ..Lineage::default()
+        };
+        release
     }
 
     fn by_version(releases: Vec<Release>) -> BTreeMap<Version, Release> {

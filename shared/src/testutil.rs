@@ -47,3 +47,31 @@ pub fn safetensors(metadata: &[(&str, &str)], tensors: &[(&str, &str, &[u8])]) -
     }
     file
 }
+
+/// A valid release of `name` `version` for tests: one platform-independent build whose hash
+/// derives from the version, revision 1, valid until 2033, no lineage.
+pub fn release(name: &str, version: &str) -> crate::Release {
+    use crate::manifest::{Accelerator, Lineage, MANIFEST_SCHEMA, Target, Variant};
+    let parse_error = |what: &str| -> ! { panic!("test fixture: {what} does not parse") };
+    crate::Release {
+        schema: MANIFEST_SCHEMA,
+        name: name.parse().unwrap_or_else(|_| parse_error(name)),
+        version: version.parse().unwrap_or_else(|_| parse_error(version)),
+        revision: 1,
+        expires: 2_000_000_000,
+        created_at: 1_000,
+        created_by: "ci".into(),
+        variants: vec![Variant {
+            target: Target::Any,
+            accelerator: Accelerator::Any,
+            file_name: "model.bin"
+                .parse()
+                .unwrap_or_else(|_| parse_error("model.bin")),
+            size: 1,
+            hash: crate::Digest::of(version.as_bytes()),
+            chunks: crate::Digest::of(b"index"),
+        }],
+        cpu_fallback: false,
+        metadata: Lineage::default(),
+    }
+}

@@ -1,33 +1,14 @@
 //! The lifecycle's rules, each on plain data.
 
-use ferry_shared::manifest::{DatasetRef, Lineage, MANIFEST_SCHEMA};
-use ferry_shared::{Accelerator, Digest, Release, Target, Variant};
+use ferry_shared::Release;
+use ferry_shared::manifest::DatasetRef;
 
 use super::*;
 
 fn release(version: &str, metrics: &[(&str, f64)]) -> Release {
-    Release {
-        schema: MANIFEST_SCHEMA,
-        name: "detector".parse().unwrap(),
-        version: version.parse().unwrap(),
-        revision: 1,
-        expires: 2_000_000_000,
-        created_at: 1_000,
-        created_by: "ci".into(),
-        variants: vec![Variant {
-            target: Target::Any,
-            accelerator: Accelerator::Any,
-            file_name: "model.bin".parse().unwrap(),
-            size: 1,
-            hash: Digest::of(b"x"),
-            chunks: Digest::of(b"i"),
-        }],
-        cpu_fallback: false,
-        metadata: Lineage {
-            metrics: metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-            ..Lineage::default()
-        },
-    }
+    let mut release = ferry_shared::testutil::release("detector", version);
+    release.metadata.metrics = metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    release
 }
 
 fn policy(toml: &str) -> StagePolicy {

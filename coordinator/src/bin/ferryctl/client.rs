@@ -116,11 +116,16 @@ impl Client {
             .header(ACTOR_HEADER, &self.actor)
     }
 
-    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T> {
-        let response = builder
+    /// Sends a request; an error says the coordinator could not be reached.
+    async fn dispatch(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        builder
             .send()
             .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+            .with_context(|| format!("cannot reach the coordinator at {}", self.base))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T> {
+        let response = self.dispatch(builder).await?;
         let response = succeeded(response).await?;
         response
             .json()
@@ -131,10 +136,8 @@ impl Client {
     /// DELETE, expecting no body back.
     pub(crate) async fn delete(&self, path: &str) -> Result<()> {
         let response = self
-            .request(reqwest::Method::DELETE, path)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+            .dispatch(self.request(reqwest::Method::DELETE, path))
+            .await?;
         succeeded(response).await.map(drop)
     }
 
@@ -146,10 +149,8 @@ impl Client {
     /// GET raw bytes (a signed envelope).
     pub(crate) async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+            .dispatch(self.request(reqwest::Method::GET, path))
+            .await?;
         let bytes = succeeded(response).await?.bytes().await?;
         Ok(bytes.to_vec())
     }
@@ -157,10 +158,8 @@ impl Client {
     /// GET a JSON document; `None` on 404.
     pub(crate) async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+            .dispatch(self.request(reqwest::Method::GET, path))
+            .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -199,11 +198,8 @@ impl Client {
         refused: reqwest::StatusCode,
     ) -> Result<(T, bool)> {
         let response = self
-            .request(reqwest::Method::POST, path)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+            .dispatch(self.request(reqwest::Method::POST, path).json(body))
+            .await?;
         if response.status() != refused {
             let answer = succeeded(response)
                 .await?
@@ -233,11 +229,8 @@ impl Client {
         body: &B,
     ) -> Result<reqwest::StatusCode> {
         let response = self
-            .request(reqwest::Method::POST, path)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+            .dispatch(self.request(reqwest::Method::POST, path).json(body))
+            .await?;
         Ok(succeeded(response).await?.status())
     }
 

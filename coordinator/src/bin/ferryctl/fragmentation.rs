@@ -5,7 +5,7 @@
 use anyhow::Result;
 use ferry_coordinator::api::{CohortFragmentation, FragmentationPoint, FragmentationReport};
 
-use crate::client::Client;
+use crate::client::{Client, escape};
 use crate::output::{Table, ago, clip, json, or_dash};
 
 /// Rows of behind devices printed per model (the JSON has them all).
@@ -26,10 +26,10 @@ pub(crate) struct Args {
 pub(crate) async fn run(client: &Client, args: Args) -> Result<()> {
     let mut query = vec![format!("days={}", args.days)];
     if let Some(m) = &args.model {
-        query.push(format!("model={}", urlencode(m)));
+        query.push(format!("model={}", escape(m)));
     }
     if let Some(by) = &args.by {
-        query.push(format!("by={}", urlencode(by)));
+        query.push(format!("by={}", escape(by)));
     }
     let report: FragmentationReport = client
         .get(&format!("/fleet/fragmentation?{}", query.join("&")))
@@ -142,16 +142,4 @@ fn history_line(history: &[FragmentationPoint], days: u64) -> Option<String> {
         last.index,
         history.len()
     ))
-}
-
-/// Percent-encodes a query value.
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
