@@ -187,10 +187,16 @@ pub fn transition(
         ));
         return Ok(view);
     }
-    if dry_run {
-        return Ok(view);
-    }
+    // What entering the stage would carry out is prepared (and refused) on a dry run too;
+    // preparing it only reads.
     let mut effects = MoveEffects::default();
+    let noted = |forced: Option<String>| {
+        format!(
+            "promoted to production{}{}",
+            why(&reason),
+            forced.map(|f| format!(" ({f})")).unwrap_or_default()
+        )
+    };
     let policy = app.config.stages.get(&to);
     if to == Stage::Production {
         effects.deprecate = all
@@ -209,11 +215,7 @@ pub fn transition(
                         version: version.clone(),
                         set_at: now,
                         set_by: actor.to_owned(),
-                        reason: Some(format!(
-                            "promoted to production{}{}",
-                            why(&reason),
-                            forced.map(|f| format!(" ({f})")).unwrap_or_default()
-                        )),
+                        reason: Some(noted(forced)),
                     },
                 ));
             }
@@ -230,17 +232,13 @@ pub fn transition(
                     force,
                 )?;
                 let record = crate::rollouts::new_record(plan, prod_alias()?, actor, now);
-                effects.rollout = Some((
-                    record,
-                    format!(
-                        "promoted to production{}{}",
-                        why(&reason),
-                        forced.map(|f| format!(" ({f})")).unwrap_or_default()
-                    ),
-                ));
+                effects.rollout = Some((record, noted(forced)));
             }
             _ => {}
         }
+    }
+    if dry_run {
+        return Ok(view);
     }
     view.deprecated = effects.deprecate.clone();
     view.prod_moved = effects.set_prod.is_some();
