@@ -157,6 +157,14 @@ pub fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
             }
         })
         .collect();
+    let mut alias_expiry = Vec::new();
+    for (model, alias, record) in app.store.aliases(None)? {
+        if let Some((release, _)) = app.store.release(&model, &record.version)? {
+            let left = i64::try_from(release.expires).unwrap_or(i64::MAX)
+                - i64::try_from(now).unwrap_or(i64::MAX);
+            alias_expiry.push((model.to_string(), alias.to_string(), left));
+        }
+    }
     Ok(prometheus::render(&prometheus::Inputs {
         status: &status,
         fragmentation: &fragmentation,
@@ -164,6 +172,7 @@ pub fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
         failures: &failures,
         rollouts: &rollouts,
         sessions: app.presence.sessions(),
+        alias_expiry: &alias_expiry,
     }))
 }
 

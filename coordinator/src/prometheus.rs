@@ -42,6 +42,8 @@ pub struct Inputs<'a> {
     pub rollouts: &'a [RolloutFigures],
     /// QUIC control sessions open.
     pub sessions: u64,
+    /// Seconds until the release each (model, alias) points at expires (negative: expired).
+    pub alias_expiry: &'a [(String, String, i64)],
 }
 
 /// The state label of an update phase.
@@ -124,6 +126,16 @@ pub fn render(inputs: &Inputs<'_>) -> String {
                     a.on_target as f64,
                 )
             })
+        }),
+    );
+    out.gauge(
+        "ferry_alias_release_expires_in_seconds",
+        "Seconds until the release an alias points at expires (negative: expired); devices refuse to install an expired release.",
+        inputs.alias_expiry.iter().map(|(model, alias, left)| {
+            (
+                vec![("model", model.as_str()), ("alias", alias.as_str())],
+                *left as f64,
+            )
         }),
     );
     out.gauge(

@@ -93,6 +93,15 @@ fn metrics_parse_as_prometheus_and_agree_with_the_api() -> Result<()> {
                 _ => f64::NAN,
             })
     };
+    // Releases are published for a year by default: prod's has most of that left.
+    let left = value(
+        "ferry_alias_release_expires_in_seconds",
+        &[("model", "detector"), ("alias", "prod")],
+    );
+    ensure!(
+        left.is_some_and(|s| s > 364.0 * 86_400.0 && s <= 365.0 * 86_400.0),
+        "prod's release expires in {left:?} s"
+    );
     let api: FragmentationReport = c.ctl_json(&["fleet", "fragmentation"])?;
     let frag = &api.models[0].overall;
     let index = value("ferry_fragmentation_index", &[("model", "detector")]);
