@@ -33,7 +33,9 @@ pub struct GcReport {
     pub bytes: u64,
 }
 
-fn gather(app: &Coordinator, now: u64) -> Result<Plan, StoreError> {
+/// The plan, and every chunk some stored artifact uses (read once: it means decoding every
+/// artifact's chunk index).
+fn gather(app: &Coordinator, now: u64) -> Result<(Plan, BTreeSet<Digest>), StoreError> {
     let purged = app.store.purged()?;
     let mut stages = BTreeMap::new();
     let mut releases = Vec::new();
@@ -54,14 +56,19 @@ fn gather(app: &Coordinator, now: u64) -> Result<Plan, StoreError> {
             version: release.version,
         });
     }
+    let blobs = app.store.blob_facts()?;
+    let used = blobs
+        .iter()
+        .flat_map(|b| b.chunks.iter().copied())
+        .collect();
     let facts = Facts {
         now,
         retention: &app.config.retention,
         releases,
         protected: protected(app)?,
-        blobs: app.store.blob_facts()?,
+        blobs,
     };
-    Ok(plan(&facts))
+    Ok((plan(&facts), used))
 }
 
 /// Why releases must keep their bytes: aliases and unfinished rollouts pointing at them,
@@ -100,14 +107,12 @@ fn protected(app: &Coordinator) -> Result<BTreeMap<(ModelName, Version), Vec<Str
     Ok(why)
 }
 
-/// Chunk files no artifact uses, older than the grace period.
-fn orphans(app: &Coordinator, now: u64) -> Result<Vec<Digest>, RegistryError> {
-    let used: BTreeSet<Digest> = app
-        .store
-        .blob_facts()?
-        .into_iter()
-        .flat_map(|b| b.chunks)
-        .collect();
+/// Chunk files no stored artifact uses (`used`), older than the grace period.
+fn orphans(
+    app: &Coordinator,
+    used: &BTreeSet<Digest>,
+    now: u64,
+) -> Result<Vec<Digest>, RegistryError> {
     let stored = app
         .transfer
         .chunks
@@ -132,8 +137,8 @@ fn size_of(app: &Coordinator, chunks: impl IntoIterator<Item = Digest>) -> u64 {
 
 /// What a collection would free (a dry run).
 pub fn preview(app: &Coordinator, now: u64) -> Result<GcReport, RegistryError> {
-    let plan = gather(app, now)?;
-    let orphans = orphans(app, now)?;
+    let (plan, used) = gather(app, now)?;
+    let orphans = orphans(app, &used, now)?;
     let bytes = size_of(
         app,
         plan.chunks.iter().copied().chain(orphans.iter().copied()),
@@ -156,9 +161,9 @@ pub async fn apply(
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || {
         let app = app2;
-        let plan = gather(&app, now)?;
         // Orphans are what no artifact uses before this plan drops any.
-        let orphans = orphans(&app, now)?;
+        let (plan, used) = gather(&app, now)?;
+        let orphans = orphans(&app, &used, now)?;
         let bytes = size_of(&app, plan.chunks.iter().copied().chain(orphans.iter().copied()));
         app.store.apply_purge(&plan, &actor, bytes, now)?;
         let removed = app

@@ -376,7 +376,7 @@ struct NameFilter {
     name: Option<String>,
 }
 
-fn release_view(
+pub(crate) fn release_view(
     app: &Coordinator,
     release: ferry_shared::Release,
     stored: StoredRelease,
@@ -388,10 +388,7 @@ fn release_view(
         .filter(|(_, _, r)| r.version == release.version)
         .map(|(_, a, _)| a.to_string())
         .collect();
-    let stage = app
-        .store
-        .stage(&release.name, &release.version)?
-        .map_or(crate::lifecycle::Stage::Development, |r| r.stage);
+    let stage = app.store.stage_of(&release.name, &release.version)?;
     let purged_at = app
         .store
         .purge_of(&release.name, &release.version)?
@@ -429,7 +426,7 @@ async fn show_release(
 }
 
 /// The release a path names, or 404.
-fn published_release(
+pub(crate) fn published_release(
     app: &Coordinator,
     name: &str,
     version: &str,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::api::{DiffView, ImpactRelease, ImpactView, LineageView};
 use crate::app::Coordinator;
-use crate::http::{ApiResult, Failure, parse};
+use crate::http::{ApiResult, Failure, parse, published_release, release_view};
 use crate::lineage::{self, CardContext};
 use crate::store::StoreError;
 
@@ -100,28 +100,19 @@ async fn impact(
             .insert(release.version.clone(), release);
     }
     let running = running(&app)?;
-    let releases: Vec<ImpactRelease> = lineage::derived_from(&all, &id, query.version.as_deref())
-        .into_iter()
-        .map(|d| {
-            let devices = running
+    let mut releases = Vec::new();
+    for d in lineage::derived_from(&all, &id, query.version.as_deref()) {
+        releases.push(ImpactRelease {
+            devices: running
                 .get(&(d.model.clone(), d.version.clone()))
                 .cloned()
-                .unwrap_or_default();
-            let stage = app
-                .store
-                .stage(&d.model, &d.version)
-                .ok()
-                .flatten()
-                .map_or(crate::lifecycle::Stage::Development, |s| s.stage);
-            ImpactRelease {
-                model: d.model.to_string(),
-                version: d.version,
-                how: d.how,
-                stage,
-                devices,
-            }
-        })
-        .collect();
+                .unwrap_or_default(),
+            stage: app.store.stage_of(&d.model, &d.version)?,
+            model: d.model.to_string(),
+            version: d.version,
+            how: d.how,
+        });
+    }
     let devices = releases.iter().map(|r| r.devices.len()).sum();
     Ok(Json(ImpactView {
         dataset: id,
@@ -151,33 +142,17 @@ async fn card(
     State(app): State<Arc<Coordinator>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Failure> {
-    let (model, version): (ModelName, Version) = (parse(&name)?, parse(&version)?);
-    let (release, stored) = app.store.release(&model, &version)?.ok_or_else(|| {
-        Failure(
-            StatusCode::NOT_FOUND,
-            format!("{model} {version} is not published"),
-        )
-    })?;
-    let stage = app
-        .store
-        .stage(&model, &version)?
-        .map_or(crate::lifecycle::Stage::Development, |s| s.stage);
-    let aliases = app
-        .store
-        .aliases(Some(&model))?
-        .into_iter()
-        .filter(|(_, _, r)| r.version == version)
-        .map(|(_, a, _)| a.to_string())
-        .collect();
+    let (release, stored) = published_release(&app, &name, &version)?;
+    let view = release_view(&app, release, stored)?;
     let devices = running(&app)?
-        .get(&(model.clone(), version.clone()))
+        .get(&(view.release.name.clone(), view.release.version.clone()))
         .map_or(0, Vec::len);
     let text = lineage::model_card(
-        &release,
+        &view.release,
         &CardContext {
-            stage: stage.to_string(),
-            aliases,
-            signer: stored.signer.to_string(),
+            stage: view.stage.to_string(),
+            aliases: view.aliases,
+            signer: view.signer,
             devices,
         },
     );

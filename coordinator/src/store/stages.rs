@@ -174,6 +174,13 @@ impl Store {
         )
     }
 
+    /// The stage `model` `version` stands in (development when it never moved).
+    pub fn stage_of(&self, model: &ModelName, version: &Version) -> Result<Stage, StoreError> {
+        Ok(self
+            .stage(model, version)?
+            .map_or(Stage::Development, |r| r.stage))
+    }
+
     /// The stage of every release of `model`, by version.
     pub fn stages(&self, model: &ModelName) -> Result<BTreeMap<Version, StageRecord>, StoreError> {
         let txn = self.db.begin_read()?;
