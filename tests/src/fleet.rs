@@ -189,6 +189,49 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// A fleet on the stores an earlier build left (`scripts/make-fixtures.sh`): `fixture`'s
+    /// coordinator data directory, publisher key and agent state are copied to a temporary
+    /// directory, and the coordinator started on them. The agent, `agent-1`, is not started:
+    /// [`Fleet::add_agent`] with that name starts it on its old state.
+    pub fn from_fixture(fixture: &Path) -> Result<Fleet> {
+        let bins = Binaries::get()?;
+        let temp = tempfile::Builder::new()
+            .prefix("ferry-upgrade-")
+            .tempdir()?;
+        let dir = temp.path().to_owned();
+        let copy = |from: &Path, to: &Path| -> Result<()> {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(from)
+                .arg(to)
+                .status()?;
+            anyhow::ensure!(status.success(), "cp -a {} failed", from.display());
+            Ok(())
+        };
+        copy(&fixture.join("coordinator"), &dir.join("coordinator"))?;
+        copy(&fixture.join("agent"), &dir.join("agents/agent-1/state"))?;
+        for file in ["publisher.key", "publisher.key.pub", "root-1.tuf"] {
+            copy(&fixture.join(file), &dir.join(file))?;
+        }
+        let coordinator = Coordinator::start(
+            &bins,
+            &dir.join("coordinator"),
+            &dir.join("coordinator.log"),
+        )?;
+        let key = dir.join("publisher.key");
+        Ok(Fleet {
+            dir,
+            _temp: Some(temp),
+            bins,
+            coordinator,
+            agents: Vec::new(),
+            key,
+        })
+    }
+
     /// Writes an agent's configuration and starts it.
     pub fn add_agent(&mut self, spec: AgentSpec) -> Result<usize> {
         self.add_agent_with_env(spec, &[])

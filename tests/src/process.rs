@@ -135,6 +135,11 @@ impl Coordinator {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Stops it cleanly (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) -> Result<()> {
+        terminate(&mut self.child)
+    }
+
     fn ctl_output(&self, args: &[&str]) -> Result<Output> {
         let admin = std::fs::read_to_string(self.data_dir.join("admin.token"))?;
         self.ctl_output_as(admin.trim(), args)
@@ -286,6 +291,11 @@ impl Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops the daemon cleanly (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) -> Result<()> {
+        terminate(&mut self.child)
     }
 
     /// The daemon's process id.
@@ -451,4 +461,19 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Sends SIGTERM to `child`, if it runs, and waits for it to exit.
+fn terminate(child: &mut Option<Child>) -> Result<()> {
+    if let Some(mut c) = child.take() {
+        let status = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            let _ = c.kill();
+        }
+        c.wait().context("waiting for a stopped process")?;
+    }
+    Ok(())
 }
