@@ -234,7 +234,13 @@ fn steered(
         .iter()
         .filter(|r| &r.plan.model == model && r.alias == follow.alias)
     {
-        let facts = facts_of(device, &record, model, &rollout.plan.target);
+        let facts = facts_of(
+            device,
+            &record,
+            model,
+            &rollout.plan.target,
+            rollout.created_at_ms,
+        );
         if !rollout.plan.cohort.matches(&facts.labels) {
             continue;
         }

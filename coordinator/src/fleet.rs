@@ -20,7 +20,11 @@ const RECENT_EVENTS: usize = 20;
 
 /// Folds a report into a record. Returns the events not seen before (to be audited) and
 /// whether the record changed in a way worth a disk write.
-pub fn merge_report(record: &mut DeviceRecord, report: &DeviceReport) -> (Vec<DeviceEvent>, bool) {
+pub fn merge_report(
+    record: &mut DeviceRecord,
+    report: &DeviceReport,
+    now_ms: u64,
+) -> (Vec<DeviceEvent>, bool) {
     let new_events: Vec<DeviceEvent> = report
         .events
         .iter()
@@ -28,6 +32,7 @@ pub fn merge_report(record: &mut DeviceRecord, report: &DeviceReport) -> (Vec<De
         .cloned()
         .collect();
     let changed = !new_events.is_empty() || record.models != report.models;
+    record.error_seen_at = errors_seen_at(record, &report.models, now_ms);
     record.models = report.models.clone();
     if let Some(last) = new_events.last() {
         record.events_through = last.seq;
@@ -36,6 +41,30 @@ pub fn merge_report(record: &mut DeviceRecord, report: &DeviceReport) -> (Vec<De
     let excess = record.recent_events.len().saturating_sub(RECENT_EVENTS);
     record.recent_events.drain(..excess);
     (new_events, changed)
+}
+
+/// When each model's failure in `models` was first stored (Unix milliseconds): kept for the
+/// failure the record already holds, `now_ms` for a new one.
+fn errors_seen_at(
+    record: &DeviceRecord,
+    models: &[ferry_shared::wire::ModelReport],
+    now_ms: u64,
+) -> std::collections::BTreeMap<ferry_shared::ModelName, u64> {
+    models
+        .iter()
+        .filter_map(|m| {
+            let error = m.last_error.as_ref()?;
+            let known = record
+                .models
+                .iter()
+                .any(|old| old.model == m.model && old.last_error.as_ref() == Some(error));
+            let seen = match record.error_seen_at.get(&m.model) {
+                Some(&at) if known => at,
+                _ => now_ms,
+            };
+            Some((m.model.clone(), seen))
+        })
+        .collect()
 }
 
 /// The model metrics devices last reported (cumulative per version on the device, so the next
@@ -378,10 +407,10 @@ mod tests {
             events: vec![event.clone()],
             metrics: Vec::new(),
         };
-        let (new, changed) = merge_report(&mut rec, &report);
+        let (new, changed) = merge_report(&mut rec, &report, 0);
         assert_eq!(new, vec![event]);
         assert!(changed);
-        let (new, changed) = merge_report(&mut rec, &report);
+        let (new, changed) = merge_report(&mut rec, &report, 0);
         assert!(new.is_empty(), "an event delivered twice is stored once");
         assert!(!changed, "a heartbeat with nothing new needs no write");
         assert_eq!(rec.events_through, 1);

@@ -145,7 +145,7 @@ pub fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
             let facts = crate::rollouts::facts_from(
                 app,
                 gathered.devices.iter().map(|(id, rec, _, _)| (id, rec)),
-                &r.plan,
+                &r,
             );
             RolloutFigures {
                 id: r.plan.id.clone(),

@@ -66,7 +66,7 @@ async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>
         .rollouts()?
         .into_iter()
         .map(|r| {
-            let facts = rollouts::facts_from(&app, devices.iter().map(|(i, d)| (i, d)), &r.plan);
+            let facts = rollouts::facts_from(&app, devices.iter().map(|(i, d)| (i, d)), &r);
             view(r, &facts)
         })
         .collect();
@@ -176,6 +176,6 @@ fn view(record: RolloutRecord, facts: &[ferry_shared::rollout::DeviceFacts]) -> 
 
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
-    let facts = rollouts::fleet_facts(app, &record.plan)?;
+    let facts = rollouts::fleet_facts(app, &record)?;
     Ok(view(record, &facts))
 }

@@ -43,7 +43,13 @@ pub mod transfer;
 
 /// Seconds since the Unix epoch, from the system clock (the one clock read of the coordinator).
 pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+/// Milliseconds since the Unix epoch, for what must be ordered within a second (a rollout's
+/// start against the failures devices report).
+pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -292,22 +292,12 @@ fn admit(
             }));
         }
     };
-    let mut record = existing.unwrap_or_else(|| DeviceRecord {
-        public_key: hello.device_key.to_bytes(),
-        enrolled_at: now,
-        last_seen: now,
-        agent_version: String::new(),
-        labels: Default::default(),
-        follows: Vec::new(),
-        models: Vec::new(),
-        events_through: 0,
-        recent_events: Vec::new(),
-    });
+    let mut record = existing.unwrap_or_else(|| DeviceRecord::new(&hello.device_key, now));
     record.last_seen = now;
     record.agent_version = hello.agent_version.clone();
     record.labels = hello.labels.clone();
     record.follows = hello.follows.clone();
-    let (new_events, _) = merge_report(&mut record, &hello.report);
+    let (new_events, _) = merge_report(&mut record, &hello.report, crate::unix_now_ms());
     if let Some(admission) = admission {
         if let Err(why) = app.store.enroll(&id, &record, admission, now)? {
             return Ok(Err(Refusal {

@@ -68,7 +68,9 @@ fn start(app: Arc<Coordinator>) -> mpsc::Sender<Job> {
                     .iter()
                     .map(|j| (j.id.clone(), j.report.clone(), j.now))
                     .collect();
-                match app.store.merge_reports(&batch, merge_report) {
+                let now_ms = crate::unix_now_ms();
+                let merge = |r: &mut _, report: &_| merge_report(r, report, now_ms);
+                match app.store.merge_reports(&batch, merge) {
                     Ok(results) => {
                         for (job, result) in jobs.into_iter().zip(results) {
                             let acked = result.map(|(events, through)| {

@@ -27,25 +27,37 @@ use crate::store::rollouts::{RolloutRecord, reason};
 /// Who the coordinator's own rollout actions are recorded as.
 const ENGINE: &str = "rollout-engine";
 
-/// What the engine sees of one device, for `model` and a rollout to `target`.
+/// What the engine sees of one device, for a rollout of `model` to `target` that started at
+/// `since` (Unix milliseconds, coordinator clock). A failure counts against the release only when the device
+/// reported it after the rollout started (a new rollout is never judged by an earlier one's
+/// failures), and only when it concerns the release: a lost connection, a coordinator
+/// restart or a full disk is retried by the agent and leaves the device without an outcome,
+/// unless it gave up on the version for good.
 pub fn facts_of(
     id: &DeviceId,
     record: &DeviceRecord,
     model: &ModelName,
     target: &Version,
+    since: u64,
 ) -> DeviceFacts {
     let report = record.models.iter().find(|m| &m.model == model);
+    let held = report.is_some_and(
+        |r| matches!(&r.phase, UpdatePhase::Held { version, .. } if version == target),
+    );
     let failure = report
         .and_then(|r| r.last_error.as_ref())
-        .filter(|e| &e.version == target);
+        .filter(|e| &e.version == target && record.error_seen_at(model) >= since)
+        .filter(|e| !e.kind.is_retried() || held);
     DeviceFacts {
         id: Some(id.clone()),
         labels: record.labels.clone(),
         current: report.and_then(|r| r.active.clone()),
         previous: report.and_then(|r| r.previous.clone()),
         candidate: report.and_then(|r| r.candidate.clone()),
-        installing: report.is_some_and(|r| {
-            matches!(&r.phase, UpdatePhase::Fetching(v) | UpdatePhase::Probation(v) if v == target)
+        installing: report.is_some_and(|r| match &r.phase {
+            UpdatePhase::Fetching(v) | UpdatePhase::Probation(v) => v == target,
+            UpdatePhase::Retrying { version, .. } => version == target,
+            _ => false,
         }),
         install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
         // A version held after a hand rollback is an operator's call, not a failed check.
@@ -54,22 +66,30 @@ pub fn facts_of(
     }
 }
 
-/// Every enrolled device's facts for `plan`, with the metrics it last reported.
-pub fn fleet_facts(app: &Coordinator, plan: &Plan) -> Result<Vec<DeviceFacts>, StoreError> {
+/// Every enrolled device's facts for `rollout`, with the metrics it last reported.
+pub fn fleet_facts(
+    app: &Coordinator,
+    rollout: &RolloutRecord,
+) -> Result<Vec<DeviceFacts>, StoreError> {
     let devices = app.store.devices()?;
-    Ok(facts_from(app, devices.iter().map(|(id, r)| (id, r)), plan))
+    Ok(facts_from(
+        app,
+        devices.iter().map(|(id, r)| (id, r)),
+        rollout,
+    ))
 }
 
-/// The facts for `plan` of `devices` (records read once, for several rollouts).
+/// The facts for `rollout` of `devices` (records read once, for several rollouts).
 pub fn facts_from<'a>(
     app: &Coordinator,
     devices: impl IntoIterator<Item = (&'a DeviceId, &'a DeviceRecord)>,
-    plan: &Plan,
+    rollout: &RolloutRecord,
 ) -> Vec<DeviceFacts> {
+    let plan = &rollout.plan;
     devices
         .into_iter()
         .map(|(id, record)| {
-            let mut facts = facts_of(id, record, &plan.model, &plan.target);
+            let mut facts = facts_of(id, record, &plan.model, &plan.target, rollout.created_at_ms);
             facts.metrics = app.metrics.of(id, &plan.model);
             facts
         })
@@ -152,9 +172,11 @@ pub fn promotion_plan(
     plan_of(&request).map_err(|e| format!("rollout plan {}: {e}", file.display()))
 }
 
-/// A new rollout's record, started at `now`.
+/// A new rollout's record, started at `now`. Its start is also taken to the millisecond, here:
+/// failures devices report are ordered against it.
 pub fn new_record(plan: Plan, alias: AliasName, actor: &str, now: u64) -> RolloutRecord {
     RolloutRecord {
+        created_at_ms: crate::unix_now_ms().max(now.saturating_mul(1000)),
         state: RolloutState::start(&plan, now),
         plan,
         alias,
@@ -225,7 +247,7 @@ pub fn command(
         .command(&command, now)
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let final_gates = if record.state.phase.is_terminal() {
-        let facts = fleet_facts(app, &record.plan)?;
+        let facts = fleet_facts(app, &record)?;
         Some(gates(&record.plan, &before, &facts))
     } else {
         None
@@ -266,7 +288,7 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
         .into_iter()
         .filter(RolloutRecord::is_active)
     {
-        let facts = fleet_facts(app, &record.plan)?;
+        let facts = fleet_facts(app, &record)?;
         let evaluation = evaluate(&record.plan, &record.state, &facts, now);
         let mut state = record.state.clone();
         for decision in &evaluation.decisions {
@@ -352,8 +374,11 @@ mod tests {
 
     use super::*;
 
+    /// The rollouts in these tests start at this time; failures are seen at it.
+    const STARTED: u64 = 10;
+
     fn record(active: &str, phase: UpdatePhase, error: Option<ErrorKind>) -> DeviceRecord {
-        DeviceRecord::following(
+        let mut record = DeviceRecord::following(
             SecretKey::from_seed(&[1; 32]).public(),
             "prod",
             BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
@@ -370,7 +395,11 @@ mod tests {
                     at: 5,
                 }),
             },
-        )
+        );
+        if error.is_some() {
+            record.error_seen_at.insert("m".parse().unwrap(), STARTED);
+        }
+        record
     }
 
     #[test]
@@ -378,7 +407,7 @@ mod tests {
         let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
         let (model, target): (ModelName, Version) =
             ("m".parse().unwrap(), "2.0.0".parse().unwrap());
-        let facts = |r: &DeviceRecord| facts_of(&id, r, &model, &target);
+        let facts = |r: &DeviceRecord| facts_of(&id, r, &model, &target, STARTED);
 
         let on_target = facts(&record("2.0.0", UpdatePhase::Idle, None));
         assert_eq!(on_target.current, Some(target.clone()));
@@ -401,11 +430,18 @@ mod tests {
             Some(ErrorKind::HealthCheck),
         ));
         assert!(unhealthy.health_failed && !unhealthy.install_failed);
-        let undownloadable = facts(&record(
+        let unverifiable = facts(&record(
             "1.0.0",
             UpdatePhase::Idle,
-            Some(ErrorKind::Download),
+            Some(ErrorKind::Integrity),
         ));
+        assert!(unverifiable.install_failed && !unverifiable.health_failed);
+        // Refused for good by the coordinator: the device holds the version.
+        let refused = UpdatePhase::Held {
+            version: target.clone(),
+            reason: "download: refused for good".into(),
+        };
+        let undownloadable = facts(&record("1.0.0", refused, Some(ErrorKind::Download)));
         assert!(undownloadable.install_failed && !undownloadable.health_failed);
 
         // Held after an operator's hand rollback, with no failure: not a failed check.
@@ -423,7 +459,70 @@ mod tests {
             &record("1.0.0", UpdatePhase::Idle, Some(ErrorKind::HealthCheck)),
             &model,
             &other,
+            STARTED,
         );
         assert!(!elsewhere.health_failed);
+    }
+
+    #[test]
+    fn a_lost_connection_is_not_an_install_failure_of_the_release() {
+        let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
+        let (model, target): (ModelName, Version) =
+            ("m".parse().unwrap(), "2.0.0".parse().unwrap());
+        for kind in [ErrorKind::Download, ErrorKind::Disk] {
+            let retrying = UpdatePhase::Retrying {
+                version: target.clone(),
+                attempts: 3,
+            };
+            let facts = facts_of(
+                &id,
+                &record("1.0.0", retrying, Some(kind)),
+                &model,
+                &target,
+                0,
+            );
+            assert!(!facts.install_failed, "{kind}");
+            assert!(facts.installing, "{kind}: retrying is no outcome yet");
+        }
+    }
+
+    #[test]
+    fn a_new_rollout_is_not_judged_by_an_earlier_ones_failures() {
+        let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
+        let (model, target): (ModelName, Version) =
+            ("m".parse().unwrap(), "2.0.0".parse().unwrap());
+        for kind in [ErrorKind::Integrity, ErrorKind::HealthCheck] {
+            let failed = record("1.0.0", UpdatePhase::Idle, Some(kind));
+            let later = facts_of(&id, &failed, &model, &target, STARTED + 1);
+            assert!(!later.install_failed && !later.health_failed, "{kind}");
+            let same = facts_of(&id, &failed, &model, &target, STARTED);
+            assert!(same.install_failed || same.health_failed, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_the_time_it_was_first_seen() {
+        let mut rec = record("1.0.0", UpdatePhase::Idle, None);
+        let model: ModelName = "m".parse().unwrap();
+        let mut report = ferry_shared::wire::DeviceReport {
+            models: rec.models.clone(),
+            events: Vec::new(),
+            metrics: Vec::new(),
+        };
+        report.models[0].last_error = Some(InstallError {
+            version: "2.0.0".parse().unwrap(),
+            kind: ErrorKind::Integrity,
+            message: "bad".into(),
+            at: 1,
+        });
+        crate::fleet::merge_report(&mut rec, &report, 100);
+        crate::fleet::merge_report(&mut rec, &report, 200);
+        assert_eq!(rec.error_seen_at(&model), 100, "the same failure again");
+        report.models[0].last_error.as_mut().unwrap().message = "worse".into();
+        crate::fleet::merge_report(&mut rec, &report, 300);
+        assert_eq!(rec.error_seen_at(&model), 300, "a new failure");
+        report.models[0].last_error = None;
+        crate::fleet::merge_report(&mut rec, &report, 400);
+        assert_eq!(rec.error_seen_at(&model), 0, "no failure, no time");
     }
 }

@@ -377,6 +377,14 @@ pub enum ErrorKind {
     HealthCheck,
 }
 
+impl ErrorKind {
+    /// True for failures an agent retries on its own (the link, the coordinator, its disk):
+    /// they say nothing of the release, only that the device has no outcome yet.
+    pub fn is_retried(self) -> bool {
+        matches!(self, ErrorKind::Download | ErrorKind::Disk)
+    }
+}
+
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

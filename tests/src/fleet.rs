@@ -97,6 +97,9 @@ pub struct AgentSpec {
     pub root_file: Option<PathBuf>,
     /// TOML appended to the configuration (whole sections, e.g. `[application]`).
     pub extra: String,
+    /// The QUIC address to reach the coordinator at (say, a [`crate::relay::Relay`]'s);
+    /// `None` for the coordinator's own.
+    pub via: Option<std::net::SocketAddr>,
 }
 
 impl AgentSpec {
@@ -109,6 +112,7 @@ impl AgentSpec {
             accelerator: "cpu".into(),
             root_file: None,
             extra: String::new(),
+            via: None,
         }
     }
 }
@@ -277,7 +281,7 @@ timeout_secs = 900
 
 {extra}
 "#,
-            quic = self.coordinator.quic,
+            quic = spec.via.unwrap_or(self.coordinator.quic),
             fp = spec
                 .fingerprint
                 .clone()

@@ -243,7 +243,7 @@ impl Store {
     }
 
     /// The record `table` keeps for the blob `hash`.
-    fn by_blob<T: serde::de::DeserializeOwned>(
+    fn by_blob<T: super::codec::Record>(
         &self,
         table: redb::TableDefinition<'static, &'static str, &'static [u8]>,
         name: &'static str,

@@ -14,6 +14,7 @@ mod devices;
 pub mod enrollment;
 mod fragmentation;
 mod keys;
+pub mod migrate;
 pub mod records;
 mod releases;
 pub mod retention;
@@ -109,6 +110,16 @@ pub enum StoreError {
     /// A transaction's durability could not be set.
     #[error("cannot set transaction durability: {0}")]
     Durability(String),
+    /// The database was written by a newer build.
+    #[error(
+        "the database is in store format {found}, written by a newer Ferry; this build reads formats up to {supported}: run the newer build, or restore a backup this build wrote"
+    )]
+    TooNew {
+        /// The format found.
+        found: u64,
+        /// The newest this build reads.
+        supported: u64,
+    },
     /// The report writer failed or stopped.
     #[error("{0}")]
     Writer(String),
@@ -142,7 +153,15 @@ impl Store {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
+        let found = migrate::migrate(&txn)?;
         txn.commit()?;
+        if found != migrate::STORE_FORMAT {
+            tracing::info!(
+                "migrated {} from store format {found} to {}",
+                path.display(),
+                migrate::STORE_FORMAT
+            );
+        }
         Ok(Self { db })
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use ferry_shared::sign::{KeyId, PublicKey};
 use ferry_shared::wire::{DeviceEvent, Follow, ModelReport};
-use ferry_shared::{Digest, Version};
+use ferry_shared::{Digest, ModelName, Version};
 use serde::{Deserialize, Serialize};
 
 /// A published release: the publisher's envelope, verbatim, and how it arrived.
@@ -56,6 +56,34 @@ pub struct DeviceRecord {
     pub events_through: u64,
     /// The most recent events, newest last (bounded).
     pub recent_events: Vec<DeviceEvent>,
+    /// When the coordinator first stored each model's current `last_error`, in Unix
+    /// milliseconds of its own clock (not the device's): a rollout is judged only by failures
+    /// seen after it started.
+    pub error_seen_at: BTreeMap<ModelName, u64>,
+}
+
+impl DeviceRecord {
+    /// A record for a device enrolling now with identity `key`.
+    pub fn new(key: &PublicKey, now: u64) -> Self {
+        Self {
+            public_key: key.to_bytes(),
+            enrolled_at: now,
+            last_seen: now,
+            agent_version: String::new(),
+            labels: BTreeMap::new(),
+            follows: Vec::new(),
+            models: Vec::new(),
+            events_through: 0,
+            recent_events: Vec::new(),
+            error_seen_at: BTreeMap::new(),
+        }
+    }
+
+    /// When the coordinator first saw `model`'s current failure, in Unix milliseconds (0 when
+    /// none is stored).
+    pub fn error_seen_at(&self, model: &ModelName) -> u64 {
+        self.error_seen_at.get(model).copied().unwrap_or(0)
+    }
 }
 
 /// One link of the append-only audit chain.
@@ -132,6 +160,7 @@ impl DeviceRecord {
             models: vec![report],
             events_through: 0,
             recent_events: vec![],
+            error_seen_at: BTreeMap::new(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct RolloutRecord {
     pub created_by: String,
     /// When (Unix seconds).
     pub created_at: u64,
+    /// When, in Unix milliseconds: the failures that judge it are those seen after this.
+    pub created_at_ms: u64,
     /// Last change (Unix seconds).
     pub updated_at: u64,
     /// The current wave's gates as they stood when the rollout ended (shown afterwards:

@@ -54,6 +54,9 @@ pub(crate) const PURGED: TableDefinition<(&str, &str), &[u8]> = TableDefinition:
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: TableDefinition<&str, u64> = TableDefinition::new("trust_meta");
 
+/// name → value: the store's own facts (`store_format`, see [`super::migrate`]).
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RELEASES)?;
@@ -73,5 +76,6 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(TRUST_META)?;
     txn.open_table(STAGES)?;
     txn.open_table(PURGED)?;
+    txn.open_table(META)?;
     Ok(())
 }

@@ -325,6 +325,7 @@ fn rollouts_persist_refuse_conflicts_and_audit_every_change() {
             alias: "prod".parse::<AliasName>().unwrap(),
             created_by: "alice".into(),
             created_at: 10,
+            created_at_ms: 10_000,
             updated_at: 10,
             final_gates: Vec::new(),
         }
@@ -459,7 +460,7 @@ fn batched_reports_merge_audit_their_rollbacks_and_skip_unknown_devices() {
             12,
         ),
     ];
-    let merge = crate::fleet::merge_report;
+    let merge = |r: &mut _, report: &_| crate::fleet::merge_report(r, report, 0);
     let results = store.merge_reports(&batch, merge).unwrap();
     assert_eq!(results.len(), 4);
     assert!(
@@ -560,4 +561,90 @@ fn a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_s
         store.stage(&model, &version).unwrap().unwrap().stage,
         Stage::Production
     );
+}
+
+#[test]
+fn a_store_written_by_a_newer_build_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    drop(Store::open(&path).unwrap());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::META)
+            .unwrap()
+            .insert("store_format", super::migrate::STORE_FORMAT + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    match Store::open(&path) {
+        Err(StoreError::TooNew { found, supported }) => {
+            assert_eq!(found, super::migrate::STORE_FORMAT + 1);
+            assert_eq!(supported, super::migrate::STORE_FORMAT);
+        }
+        Err(e) => panic!("refused, but not by name: {e}"),
+        Ok(_) => panic!("opened a store from a newer build"),
+    }
+}
+
+#[test]
+fn device_records_of_the_first_format_are_migrated_at_open() {
+    use ferry_shared::wire::{ErrorKind, InstallError, ModelReport, Phase};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let key = SecretKey::from_seed(&[7; 32]).public();
+    let mut record = super::records::DeviceRecord::following(
+        key,
+        "prod",
+        Default::default(),
+        ModelReport {
+            model: "detector".parse().unwrap(),
+            active: Some("1.0.0".parse().unwrap()),
+            previous: None,
+            candidate: None,
+            phase: Phase::Idle,
+            last_error: Some(InstallError {
+                version: "2.0.0".parse().unwrap(),
+                kind: ErrorKind::Integrity,
+                message: "bad".into(),
+                at: 3,
+            }),
+        },
+    );
+    record.last_seen = 42;
+    // The first format: the same fields, without failure times, behind format byte 1.
+    let mut v1 = vec![1u8];
+    v1.extend(
+        postcard::to_allocvec(&(
+            record.public_key,
+            record.enrolled_at,
+            record.last_seen,
+            &record.agent_version,
+            &record.labels,
+            &record.follows,
+            &record.models,
+            record.events_through,
+            &record.recent_events,
+        ))
+        .unwrap(),
+    );
+    let id = ferry_shared::wire::DeviceId::of(&key);
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::tables::DEVICES)
+            .unwrap()
+            .insert(id.as_str(), v1.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let migrated = store.device(&id).unwrap().unwrap();
+    assert_eq!(migrated.models, record.models);
+    assert_eq!(migrated.error_seen_at(&"detector".parse().unwrap()), 42_000);
+    // Rewritten in the current format, in the transaction that opened it.
+    let txn = redb::ReadableDatabase::begin_read(&store.db).unwrap();
+    let table = txn.open_table(super::tables::DEVICES).unwrap();
+    let stored = table.get(id.as_str()).unwrap().unwrap();
+    assert_eq!(stored.value()[0], 2);
 }

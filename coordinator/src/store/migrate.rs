@@ -1,0 +1,146 @@
+//! The store's format and the migrations between formats. The database records which format
+//! it is in (`store_format` in the meta table; absent: format 1, before formats were counted).
+//! Opening an older store migrates it in the same transaction that creates the tables, so a
+//! crash leaves it wholly old or wholly new; a store from a newer build is refused by name.
+//! Record types keep their old layouts here, private, for [`super::codec::Record::from_older`].
+
+use std::collections::BTreeMap;
+
+use ferry_shared::wire::{DeviceEvent, Follow, ModelReport};
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use super::codec::{Record, decode, encode};
+use super::records::DeviceRecord;
+use super::rollouts::RolloutRecord;
+use super::tables::{DEVICES, META, ROLLOUTS};
+
+/// The format this build writes.
+///
+/// 1. The first.
+/// 2. Device records say when each model's failure was first seen; rollout records when they
+///    started to the millisecond.
+pub const STORE_FORMAT: u64 = 2;
+
+const FORMAT_KEY: &str = "store_format";
+
+/// Brings the store to [`STORE_FORMAT`] inside `txn`; refuses a newer one. Returns the format
+/// it found.
+pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    // No format written: a store of the first format, or a new one.
+    let found = txn
+        .open_table(META)?
+        .get(FORMAT_KEY)?
+        .map_or(1, |v| v.value());
+    if found > STORE_FORMAT {
+        return Err(StoreError::TooNew {
+            found,
+            supported: STORE_FORMAT,
+        });
+    }
+    if found < 2 {
+        rewrite::<DeviceRecord>(txn, DEVICES, "devices")?;
+        rewrite::<RolloutRecord>(txn, ROLLOUTS, "rollouts")?;
+    }
+    if found != STORE_FORMAT {
+        txn.open_table(META)?.insert(FORMAT_KEY, STORE_FORMAT)?;
+    }
+    Ok(found)
+}
+
+/// Rewrites every record of `table` (keyed by name) in the format this build writes.
+fn rewrite<T: Record>(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+    name: &'static str,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(table)?;
+    let mut records = Vec::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        let key = key.value().to_owned();
+        let record: T = decode(name, &key, value.value())?;
+        records.push((key, record));
+    }
+    for (key, record) in records {
+        table.insert(key.as_str(), encode(&record).as_slice())?;
+    }
+    Ok(())
+}
+
+/// A device record as format 1 stored it: no failure times.
+#[derive(Serialize, Deserialize)]
+struct DeviceRecordV1 {
+    public_key: [u8; 32],
+    enrolled_at: u64,
+    last_seen: u64,
+    agent_version: String,
+    labels: BTreeMap<String, String>,
+    follows: Vec<Follow>,
+    models: Vec<ModelReport>,
+    events_through: u64,
+    recent_events: Vec<DeviceEvent>,
+}
+
+/// A rollout record as format 1 stored it: its start to the second only.
+#[derive(Serialize, Deserialize)]
+struct RolloutRecordV1 {
+    plan: ferry_shared::rollout::Plan,
+    state: ferry_shared::rollout::RolloutState,
+    alias: ferry_shared::AliasName,
+    created_by: String,
+    created_at: u64,
+    updated_at: u64,
+    final_gates: Vec<ferry_shared::rollout::GateReport>,
+}
+
+impl Record for RolloutRecord {
+    const FORMAT: u8 = 2;
+
+    fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (format == 1).then(|| {
+            postcard::from_bytes::<RolloutRecordV1>(body).map(|old| RolloutRecord {
+                plan: old.plan,
+                state: old.state,
+                alias: old.alias,
+                created_by: old.created_by,
+                created_at: old.created_at,
+                created_at_ms: old.created_at.saturating_mul(1000),
+                updated_at: old.updated_at,
+                final_gates: old.final_gates,
+            })
+        })
+    }
+}
+
+impl Record for DeviceRecord {
+    const FORMAT: u8 = 2;
+
+    fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (format == 1).then(|| {
+            postcard::from_bytes::<DeviceRecordV1>(body).map(|old| {
+                // A failure stored before failures were timed counts as seen when the device
+                // last reported: the closest the old record knows.
+                let error_seen_at = old
+                    .models
+                    .iter()
+                    .filter(|m| m.last_error.is_some())
+                    .map(|m| (m.model.clone(), old.last_seen.saturating_mul(1000)))
+                    .collect();
+                DeviceRecord {
+                    public_key: old.public_key,
+                    enrolled_at: old.enrolled_at,
+                    last_seen: old.last_seen,
+                    agent_version: old.agent_version,
+                    labels: old.labels,
+                    follows: old.follows,
+                    models: old.models,
+                    events_through: old.events_through,
+                    recent_events: old.recent_events,
+                    error_seen_at,
+                }
+            })
+        })
+    }
+}

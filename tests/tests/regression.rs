@@ -1,0 +1,126 @@
+//! Regression tests, one per fault found from outside (issue 14), each named after the fault
+//! and run on real processes: the test failed before its fix.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use ferry_shared::rollout::Phase;
+use ferry_shared::wire::ErrorKind;
+use ferry_tests::relay::Relay;
+use ferry_tests::{AgentSpec, Fleet, Hopeless, MODEL, chunks_of, model_bytes, wait_until};
+
+const T: Duration = Duration::from_secs(60);
+const MIB: usize = 1024 * 1024;
+
+/// A one-wave rollout of `version` to the whole fleet, gated on install failures over half
+/// of at least one device, as the outside tester ran it.
+fn rollout(fleet: &Fleet, id: &str, version: &str) -> Result<()> {
+    let plan = serde_json::json!({
+        "id": id, "model": MODEL, "version": version, "reason": "regression",
+        "waves": [{"percent": 100, "bake_secs": 1, "gates": [
+            {"kind": "InstallFailures", "threshold": 0.5, "min_samples": 1}]}],
+    });
+    let path = fleet.dir.join(format!("{id}.json"));
+    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+    Ok(())
+}
+
+/// Waits for rollout `id` to complete; rolling back instead is hopeless.
+fn wait_completed(fleet: &Fleet, id: &str) -> Result<()> {
+    wait_until(&format!("rollout {id} to complete"), T, || {
+        let view = fleet.rollout(id)?;
+        if view.phase == Phase::RolledBack {
+            return Err(Hopeless(format!("rolled back: {:?}", view.reason)).into());
+        }
+        Ok(view.phase == Phase::Completed)
+    })?;
+    Ok(())
+}
+
+/// The last error the coordinator holds for the fleet's one device.
+fn device_error(fleet: &Fleet) -> Result<Option<ferry_shared::wire::InstallError>> {
+    let devices = fleet.coordinator.devices()?;
+    let device = devices.first().context("no device")?;
+    Ok(device.models.first().and_then(|m| m.last_error.clone()))
+}
+
+#[test]
+fn a_coordinator_restart_mid_download_does_not_roll_back_a_healthy_release() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    let relay = Relay::start(fleet.coordinator.quic)?;
+    fleet.add_agent(AgentSpec {
+        via: Some(relay.addr),
+        ..AgentSpec::named("agent-1")
+    })?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+
+    // 1.0.3 downloads slowly enough to be cut in the middle.
+    let v3 = model_bytes(3, 4 * MIB, true);
+    fleet.publish("1.0.3", &v3)?;
+    relay.limit(Some(512 * 1024));
+    rollout(&fleet, "det-1.0.3", "1.0.3")?;
+    let staging = fleet.agents[0]
+        .state_dir
+        .join("staging")
+        .join(MODEL)
+        .join("1.0.3");
+    wait_until("the agent is assembling 1.0.3", T, || {
+        Ok(std::fs::metadata(staging.join("model.bin")).is_ok())
+    })?;
+    fleet.coordinator.stop(); // kill -9
+    fleet.coordinator.restart()?;
+    // The agent's download was cut, and it says so ...
+    wait_until("the agent reports the cut download", T, || {
+        Ok(device_error(&fleet)?
+            .is_some_and(|e| e.kind == ErrorKind::Download && e.version.to_string() == "1.0.3"))
+    })?;
+    relay.limit(None);
+    // ... but a lost connection is no install failure: the rollout completes.
+    wait_completed(&fleet, "det-1.0.3")?;
+    fleet.wait_all_on("1.0.3", T)?;
+    ensure!(fleet.agents[0].current_bytes("model.bin")? == v3);
+    Ok(())
+}
+
+#[test]
+fn a_new_rollout_is_not_judged_by_an_earlier_ones_failures() -> Result<()> {
+    let fleet = Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+
+    // 1.0.3's chunks go bad on the coordinator's disk: the first rollout fails, rightly.
+    let v3 = model_bytes(3, MIB, true);
+    fleet.publish("1.0.3", &v3)?;
+    let files: Vec<_> = chunks_of(&v3)
+        .chunks
+        .iter()
+        .map(|c| fleet.chunk_file(&c.hash))
+        .collect();
+    let sound: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+    for file in &files {
+        std::fs::write(file, zstd::encode_all(&b"not this chunk"[..], 3)?)?;
+    }
+    rollout(&fleet, "first", "1.0.3")?;
+    fleet.wait_rollout("first", Phase::RolledBack, T, |_| Ok(()))?;
+    ensure!(
+        device_error(&fleet)?.is_some_and(|e| e.kind == ErrorKind::Integrity),
+        "{:?}",
+        device_error(&fleet)?
+    );
+
+    // Repaired, 1.0.3 goes out again: the device's old failure does not judge the new rollout.
+    for (file, bytes) in files.iter().zip(&sound) {
+        std::fs::write(file, bytes)?;
+    }
+    rollout(&fleet, "second", "1.0.3")?;
+    wait_completed(&fleet, "second")
+        .with_context(|| format!("device error {:?}", device_error(&fleet)))?;
+    fleet.wait_all_on("1.0.3", T)?;
+    Ok(())
+}
