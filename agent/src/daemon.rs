@@ -199,6 +199,7 @@ pub async fn run(config: Config) -> Result<()> {
                     notify::watchdog();
                 }
                 daemon.look_for_local_changes();
+                daemon.keep_state_durable();
             }
             signal = &mut shutdown => {
                 signal?;
@@ -280,6 +281,10 @@ impl Daemon {
                     self.save_trust();
                 }
                 self.feed_all([Event::Desired(run), Event::Candidate(candidate)]);
+                // Half-finished downloads the coordinator no longer asks for go now, not when
+                // the next download starts: a full disk may be why that never comes.
+                let keep = self.updater.downloading().cloned();
+                fetch::drop_downloads_except(&self.layout, &model, keep.as_ref());
             }
             FromSession::Ack(through) => {
                 self.persist(|s| s.acknowledge(through));
@@ -595,6 +600,20 @@ impl Daemon {
                 .and_then(|bytes| crate::fsutil::write_atomic(&path, &bytes));
             if let Err(e) = written {
                 error!(path = %path.display(), "cannot save the trust state: {e}");
+            }
+        }
+    }
+
+    /// On every tick: the reserve for switching is made when there is room, and a state that
+    /// could not be written is written as soon as it can be.
+    fn keep_state_durable(&mut self) {
+        if let Err(e) = crate::space::keep_reserve(&self.config.state_dir) {
+            tracing::debug!("cannot make the reserve: {e}");
+        }
+        if self.state.is_unsaved() {
+            match self.state.flush() {
+                Ok(_) => info!("the agent state is saved again"),
+                Err(e) => tracing::debug!("the agent state is still unsaved: {e}"),
             }
         }
     }

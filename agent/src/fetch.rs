@@ -104,6 +104,9 @@ pub async fn stage(
         now,
         staging: layout.staging_dir(model, &target.version),
     };
+    // Whatever else was half downloaded is not wanted any more, even when the target is
+    // already installed (a return to `previous`): free it first.
+    drop_downloads_except(layout, model, Some(&target.version));
     if layout.is_installed(model, &target.version) {
         let file = layout.artifact_path(model, &target.version, target.variant.file_name.as_str());
         match fs::metadata(&file) {
@@ -119,7 +122,7 @@ pub async fn stage(
             }
         }
     }
-    drop_other_downloads(layout, model, &target.version);
+    preflight(layout, &attempt)?;
     let conn = conn.ok_or_else(|| attempt.net("not connected to the coordinator"))?;
     stats.attempts += 1;
     let result = download(&conn, layout, model, profile, &attempt, stats).await;
@@ -182,17 +185,56 @@ async fn download(
     fsync_dir(staging).map_err(|e| attempt.disk(staging, e))
 }
 
-/// Removes unfinished downloads of versions other than `keep`: the target moved on.
-fn drop_other_downloads(layout: &Layout, model: &ModelName, keep: &ferry_shared::Version) {
-    let keep = layout.staging_dir(model, keep);
-    let Some(parent) = keep.parent() else {
-        return;
+/// Refuses to start a download that cannot fit on the disk, with what it lacks: a device
+/// must never fill its disk so far that it can no longer switch or roll back.
+fn preflight(layout: &Layout, attempt: &Attempt<'_>) -> Result<(), StageFailure> {
+    let variant = &attempt.target.variant;
+    let free = match crate::space::free_bytes(layout.root()) {
+        Ok(free) => free,
+        Err(e) => {
+            tracing::warn!(
+                "cannot tell the free space of {}: {e}",
+                layout.root().display()
+            );
+            return Ok(());
+        }
     };
-    let Ok(entries) = fs::read_dir(parent) else {
+    let staged = crate::space::allocated(&attempt.staging.join(variant.file_name.as_str()));
+    match crate::space::shortfall(variant.size, staged, free) {
+        None => Ok(()),
+        Some(short) => Err(attempt.fail(
+            ErrorKind::Disk,
+            format!(
+                "not enough disk space to download {} ({}): {} short, {} free in {}",
+                attempt.target.version,
+                mib(variant.size),
+                mib(short),
+                mib(free),
+                layout.root().display()
+            ),
+            true,
+        )),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Removes unfinished downloads of `model` other than of `keep` (all of them with `None`):
+/// the target moved on.
+pub fn drop_downloads_except(
+    layout: &Layout,
+    model: &ModelName,
+    keep: Option<&ferry_shared::Version>,
+) {
+    let dir = layout.root().join("staging").join(model.as_str());
+    let keep = keep.map(|v| layout.staging_dir(model, v));
+    let Ok(entries) = fs::read_dir(&dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.path() != keep
+        if Some(entry.path()) != keep
             && let Err(e) = remove_tree(&entry.path())
         {
             tracing::warn!("cannot remove {}: {e}", entry.path().display());

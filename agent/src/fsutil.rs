@@ -10,16 +10,21 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Replaces `path` with `bytes` atomically: temp file, fsync, rename, directory fsync.
+/// Replaces `path` with `bytes` atomically: temp file, fsync, rename, directory fsync. A
+/// failed write (a full disk, say) removes its temp file rather than leave it behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent(path)?;
     let tmp = path.with_extension("tmp");
-    {
+    let written = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, path)?;
+    written?;
     fsync_dir(dir)
 }
 

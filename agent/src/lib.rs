@@ -20,6 +20,7 @@ pub mod notify;
 pub mod rollback;
 pub mod session;
 pub mod slots;
+pub mod space;
 pub mod state;
 pub mod status;
 pub mod tls;

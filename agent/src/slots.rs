@@ -294,6 +294,7 @@ impl Layout {
             steps = steps.saturating_sub(1);
             steps == 0
         };
+        crate::space::make_room(&self.root);
         if let Some(version) = self.in_probation(model)? {
             return Err(SlotError::Busy {
                 model: model.to_string(),
@@ -378,6 +379,7 @@ impl Layout {
         let Some(journal) = self.read_journal(model)? else {
             return self.slots(model);
         };
+        crate::space::make_room(&self.root);
         self.apply(model, &journal.before, &mut || false)?;
         let journal_path = self.journal_path(model);
         fs::remove_file(&journal_path).map_err(io_at(&journal_path))?;

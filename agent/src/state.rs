@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ferry_shared::wire::{DeviceEvent, EventKind, InstallError};
 use ferry_shared::{ModelName, Version};
@@ -159,6 +160,9 @@ impl AgentState {
 pub struct StateFile {
     path: PathBuf,
     lock_path: PathBuf,
+    /// A state this process could not write (a full disk, say): newer than the file, it is
+    /// what this process reads and changes until a write succeeds, so no event is lost.
+    unsaved: Arc<Mutex<Option<AgentState>>>,
 }
 
 /// Holds the state-directory lock until dropped.
@@ -172,6 +176,7 @@ impl StateFile {
         Self {
             path: dir.join("state.json"),
             lock_path: dir.join("lock"),
+            unsaved: Arc::default(),
         }
     }
 
@@ -191,8 +196,34 @@ impl StateFile {
         Ok(Locked { _file: file })
     }
 
-    /// Reads the state (default when the file does not exist yet).
+    /// Reads the state (default when the file does not exist yet); in a process holding an
+    /// unsaved state, that one.
     pub fn load(&self) -> Result<AgentState, StateError> {
+        if let Some(state) = self.pending().clone() {
+            return Ok(state);
+        }
+        self.load_file()
+    }
+
+    /// True while this process holds a state it could not write.
+    pub fn is_unsaved(&self) -> bool {
+        self.pending().is_some()
+    }
+
+    /// Writes the unsaved state, if any; true when there was one and it is now durable.
+    pub fn flush(&self) -> Result<bool, StateError> {
+        if !self.is_unsaved() {
+            return Ok(false);
+        }
+        self.update(|_| {})?;
+        Ok(true)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<AgentState>> {
+        self.unsaved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_file(&self) -> Result<AgentState, StateError> {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
                 path: self.path.clone(),
@@ -212,23 +243,33 @@ impl StateFile {
         self.update_locked(change)
     }
 
-    /// Read-modify-write when the caller already holds the lock.
+    /// Read-modify-write when the caller already holds the lock. When the write fails, the
+    /// changed state is kept in memory (and returned by [`StateFile::load`]) until a later
+    /// write succeeds; the error is returned all the same.
     pub fn update_locked(
         &self,
         change: impl FnOnce(&mut AgentState),
     ) -> Result<AgentState, StateError> {
-        let mut state = self.load()?;
+        let unsaved = self.pending().take();
+        let dirty = unsaved.is_some();
+        let mut state = match unsaved {
+            Some(state) => state,
+            None => self.load_file()?,
+        };
         let before = state.clone();
         change(&mut state);
-        if state != before {
+        if dirty || state != before {
             let bytes = serde_json::to_vec_pretty(&state).map_err(|e| StateError::Corrupt {
                 path: self.path.clone(),
                 reason: e.to_string(),
             })?;
-            write_atomic(&self.path, &bytes).map_err(|source| StateError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            if let Err(source) = write_atomic(&self.path, &bytes) {
+                *self.pending() = Some(state);
+                return Err(StateError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
         }
         Ok(state)
     }
@@ -260,6 +301,49 @@ mod tests {
         assert_eq!(state.pending_events[0].seq, 2);
         let state = file.update(|s| s.push_event(&model, kind, 3)).unwrap();
         assert_eq!(state.pending_events.last().unwrap().seq, 3);
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_written_is_kept_until_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path());
+        let model: ModelName = "m".parse().unwrap();
+        let kind = EventKind::LocalRollback {
+            from: "2.0.0".parse().unwrap(),
+            to: "1.0.0".parse().unwrap(),
+        };
+        file.update(|s| s.push_event(&model, kind.clone(), 1))
+            .unwrap();
+        // A directory where the temp file would go makes every write fail.
+        std::fs::create_dir(dir.path().join("state.tmp")).unwrap();
+        assert!(
+            file.update(|s| s.push_event(&model, kind.clone(), 2))
+                .is_err()
+        );
+        assert!(file.is_unsaved());
+        assert_eq!(
+            file.load().unwrap().pending_events.len(),
+            2,
+            "kept in memory"
+        );
+        assert!(
+            file.update(|s| s.push_event(&model, kind.clone(), 3))
+                .is_err()
+        );
+        assert_eq!(
+            StateFile::new(dir.path())
+                .load()
+                .unwrap()
+                .pending_events
+                .len(),
+            1
+        );
+        std::fs::remove_dir(dir.path().join("state.tmp")).unwrap();
+        assert!(file.flush().unwrap());
+        assert!(!file.is_unsaved());
+        let on_disk = StateFile::new(dir.path()).load().unwrap();
+        let seqs: Vec<u64> = on_disk.pending_events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3], "nothing lost");
     }
 
     #[test]

@@ -343,6 +343,15 @@ impl Updater {
         self.last_error.as_ref()
     }
 
+    /// The version being downloaded or waiting to be retried: its staging directory is the
+    /// one to keep.
+    pub fn downloading(&self) -> Option<&Version> {
+        match &self.work {
+            Work::Staging(v) | Work::Waiting(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// True when no install is under way (the slots may be changed from outside).
     pub fn is_settled(&self) -> bool {
         matches!(self.work, Work::Idle | Work::Waiting(_))

@@ -124,3 +124,106 @@ fn a_new_rollout_is_not_judged_by_an_earlier_ones_failures() -> Result<()> {
     fleet.wait_all_on("1.0.3", T)?;
     Ok(())
 }
+
+/// A tmpfs of `mib` MiB mounted at `path` until dropped; `None` where mounting is not
+/// permitted (not root), which the caller reports as a skip.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, mib: u32) -> Result<Option<SmallDisk>> {
+        std::fs::create_dir_all(path)?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        Ok(status.success().then(|| SmallDisk(path.to_owned())))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` to the last byte with one file; returns it.
+fn fill(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    use std::io::Write;
+    let path = dir.join("application.log");
+    let mut file = std::fs::File::create(&path)?;
+    let block = vec![b'x'; 64 * 1024];
+    loop {
+        match file.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Then byte by byte, to the very end.
+    while let Ok(1) = file.write(b"x") {}
+    Ok(path)
+}
+
+#[test]
+fn a_full_disk_does_not_wedge_the_agent() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    let state = fleet.dir.join("agents/agent-1/state");
+    let Some(_disk) = SmallDisk::mount(&state, 20)? else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return Ok(());
+    };
+    fleet.add_agent(AgentSpec::named("agent-1"))?;
+    fleet.publish("1.0.0", &model_bytes(1, 6 * MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", &model_bytes(2, 6 * MIB, true))?;
+    fleet.set_prod("2.0.0", "next")?;
+    fleet.wait_all_on("2.0.0", T)?;
+
+    // 3.0.0 cannot fit beside the two versions kept: it is refused before any byte comes.
+    fleet.publish("3.0.0", &model_bytes(3, 12 * MIB, true))?;
+    fleet.set_prod("3.0.0", "too big")?;
+    let agent = &fleet.agents[0];
+    wait_until("the agent reports the disk too small", T, || {
+        Ok(device_error(&fleet)?.is_some_and(|e| {
+            e.kind == ErrorKind::Disk && e.message.contains("not enough disk space")
+        }))
+    })?;
+    let status = agent.status()?;
+    let error = status.models[0]
+        .last_error
+        .clone()
+        .context("status shows no error")?;
+    ensure!(error.message.contains("3.0.0"), "{error:?}");
+    ensure!(agent.current_bytes("model.bin")? == model_bytes(2, 6 * MIB, true));
+
+    // Back to what it holds as previous: it switches, and nothing is left half downloaded.
+    fleet.set_prod("1.0.0", "back")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    ensure!(
+        agent.staging()?.is_empty(),
+        "left staged: {:?}",
+        agent.staging()?
+    );
+    ensure!(
+        !std::fs::read_dir(&state)?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tmp")),
+        "temp files left"
+    );
+
+    // Something else fills the disk to the last byte: a hand rollback still works.
+    wait_until("the reserve for switching is made", T, || {
+        Ok(state.join("space.reserve").exists())
+    })?;
+    let log = fill(&state)?;
+    agent.rollback()?;
+    ensure!(agent.current().map(|v| v.to_string()).as_deref() == Some("2.0.0"));
+    std::fs::remove_file(log)?;
+    Ok(())
+}
