@@ -121,12 +121,25 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/", get(crate::dashboard::index))
         .route("/dashboard.js", get(crate::dashboard::script))
         .nest("/api/v1", api)
         .with_state(app)
+}
+
+/// `/healthz`: `ok`, or 503 with the reason while the database cannot commit (a full disk,
+/// say), so that a supervisor sees what a read-only check would not.
+async fn healthz(State(app): State<Arc<Coordinator>>) -> Response {
+    match app.store.write_failure() {
+        None => "ok".into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the database cannot commit: {why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// `/metrics` for Prometheus (either token; `authorization` in the scrape config).

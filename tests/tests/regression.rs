@@ -227,3 +227,50 @@ fn a_full_disk_does_not_wedge_the_agent() -> Result<()> {
     std::fs::remove_file(log)?;
     Ok(())
 }
+
+#[test]
+fn one_enospc_does_not_poison_the_coordinators_database() -> Result<()> {
+    let temp = tempfile::tempdir()?;
+    let data = temp.path().join("coordinator");
+    let Some(_disk) = SmallDisk::mount(&data, 32)? else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return Ok(());
+    };
+    let fleet = Fleet::start(0, Some(temp.path()))?;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    fleet.publish("1.1.0", &model_bytes(2, 64 * 1024, true))?;
+    let healthz = || -> Result<(u16, String)> {
+        let reply = ferry_tests::http::request(fleet.coordinator.http, "GET", "/healthz", None)?;
+        Ok((reply.status, reply.body))
+    };
+    ensure!(healthz()?.0 == 200);
+
+    // The disk fills: the write fails, and the health check says so.
+    let filler = fill(&data)?;
+    let set = |v: &str| fleet.coordinator.ctl(&["alias", "set", MODEL, "prod", v]);
+    let mut refused = None;
+    for v in ["1.0.0", "1.1.0", "1.0.0", "1.1.0"] {
+        if let Err(e) = set(v) {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    let refused = refused.context("no write failed on a full disk")?;
+    ensure!(
+        refused.contains("No space left") || refused.contains("space"),
+        "{refused}"
+    );
+    let (status, body) = healthz()?;
+    ensure!(
+        status == 503 && body.contains("cannot commit"),
+        "{status} {body}"
+    );
+
+    // Space comes back: writes work again without a restart, and the check recovers.
+    std::fs::remove_file(filler)?;
+    set("1.1.0")?;
+    set("1.0.0")?;
+    ensure!(fleet.prod()?.to_string() == "1.0.0");
+    ensure!(healthz()?.0 == 200, "{:?}", healthz()?);
+    Ok(())
+}

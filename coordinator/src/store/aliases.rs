@@ -2,7 +2,7 @@
 //! Moving one is how a fleet is told to change; each move is audited with who, when and why.
 
 use ferry_shared::{AliasName, ModelName, Version};
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 use super::audit::{Change, append};
 use super::codec::{decode, encode};
@@ -68,7 +68,7 @@ impl Store {
             }
         }
         let previous = set_alias_in(&txn, model, alias, record)?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(previous)
     }
 

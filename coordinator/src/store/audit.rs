@@ -5,7 +5,7 @@
 //! the change they describe.
 
 use ferry_shared::Digest;
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};

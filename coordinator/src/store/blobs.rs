@@ -14,7 +14,6 @@ use ferry_shared::Digest;
 use ferry_shared::chunk::{ChunkError, ChunkIndex, ChunkParams};
 use ferry_shared::digest::Hasher;
 use ferry_shared::tensors::{Layout, ReadAt};
-use redb::ReadableDatabase;
 
 use super::chunks::{ChunkStore, ChunkStoreError};
 use super::codec::{decode, encode};
@@ -203,7 +202,7 @@ impl Store {
             txn.open_table(TENSOR_LAYOUTS)?
                 .insert(hex.as_str(), encode(layout).as_slice())?;
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Device records: identity, labels, what each device runs and what happened to it.
 
 use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::audit::{Change, append};
 use super::codec::{decode, encode};
@@ -60,7 +60,7 @@ impl Store {
         txn.open_table(DEVICES)?
             .insert(id.as_str(), encode(record).as_slice())?;
         audit_events(&txn, id, new_events, now)?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 
@@ -103,7 +103,7 @@ impl Store {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StoreError::Durability(e.to_string()))?;
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(out)
     }
 }

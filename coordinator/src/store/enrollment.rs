@@ -4,7 +4,7 @@
 
 use ferry_shared::Digest;
 use ferry_shared::wire::DeviceId;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
@@ -86,7 +86,7 @@ impl Store {
                 ),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 
@@ -162,7 +162,7 @@ impl Store {
                 detail: format!("with {how}; labels: {:?}", record.labels),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(Ok(()))
     }
 
@@ -188,7 +188,7 @@ impl Store {
                 detail: revoked.reason.clone(),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(true)
     }
 

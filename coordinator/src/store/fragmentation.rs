@@ -2,7 +2,7 @@
 //! so reports show how spread the fleet's versions were over days.
 
 use ferry_shared::ModelName;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::codec::{decode, encode};
 use super::tables::FRAGMENTATION;
@@ -35,7 +35,7 @@ impl Store {
                 table.remove((model.as_str(), at))?;
             }
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 

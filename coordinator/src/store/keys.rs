@@ -1,7 +1,7 @@
 //! Publisher keys the coordinator trusts to sign releases.
 
 use ferry_shared::sign::{Keyring, PublicKey};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::audit::{Change, append};
 use super::codec::{decode, encode};
@@ -43,7 +43,7 @@ impl Store {
                 detail: format!("publisher key `{name}`: {key}"),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(true)
     }
 

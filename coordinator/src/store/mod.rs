@@ -9,6 +9,7 @@ pub(crate) mod audit;
 pub mod blobs;
 pub mod chunks;
 mod codec;
+mod db;
 pub mod deltas;
 mod devices;
 pub mod enrollment;
@@ -25,8 +26,6 @@ pub mod tokens;
 mod trust;
 
 use std::path::Path;
-
-use redb::Database;
 
 pub use audit::{Anchor, AuditVerification, BrokenLink, ChainWalk};
 pub use releases::{LATEST, PublishOutcome};
@@ -144,17 +143,17 @@ from_redb!(
 
 /// The coordinator's record store.
 pub struct Store {
-    db: Database,
+    db: db::Db,
 }
 
 impl Store {
     /// Opens (or creates) the database file and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = db::Db::open(path)?;
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
         let found = migrate::migrate(&txn)?;
-        txn.commit()?;
+        db.commit(txn)?;
         if found != migrate::STORE_FORMAT {
             tracing::info!(
                 "migrated {} from store format {found} to {}",
@@ -163,6 +162,11 @@ impl Store {
             );
         }
         Ok(Self { db })
+    }
+
+    /// Why the database last failed to commit, while no commit has succeeded since.
+    pub fn write_failure(&self) -> Option<String> {
+        self.db.write_failure()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use ferry_shared::sign::{Envelope, SignedRelease};
 use ferry_shared::{AliasName, ModelName, Release, Version};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::aliases::set_alias_in;
 use super::audit::{Change, append};
@@ -114,7 +114,7 @@ impl Store {
                         ),
                     },
                 )?;
-                txn.commit()?;
+                self.db.commit(txn)?;
                 return Ok(PublishOutcome::Resigned {
                     from: existing.revision,
                 });
@@ -169,7 +169,7 @@ impl Store {
             },
         )?;
         let latest_moved = self.move_latest_if_newer(&txn, release, now)?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(PublishOutcome::Published { latest_moved })
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::{Digest, ModelName, Version};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
@@ -158,7 +158,7 @@ impl Store {
                 ),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 }

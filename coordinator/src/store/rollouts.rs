@@ -3,7 +3,7 @@
 //! rollout per (model, cohort) is active; a conflicting one is refused.
 
 use ferry_shared::rollout::{Plan, RolloutState};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
@@ -46,7 +46,7 @@ impl Store {
     pub fn create_rollout(&self, record: &RolloutRecord, why: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         create_rollout_in(&txn, record, why)?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 }
@@ -137,7 +137,7 @@ impl Store {
             record
         };
         append(&txn, change)?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(record)
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use ferry_shared::{AliasName, ModelName, Version};
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::aliases::set_alias_in;
@@ -254,7 +254,7 @@ impl Store {
         )?;
         record.approvals.push(approval);
         write_in(&txn, model, version, &record)?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(record)
     }
 
@@ -300,7 +300,7 @@ impl Store {
         if let Some((rollout, why)) = &effects.rollout {
             create_rollout_in(&txn, rollout, why)?;
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(record)
     }
 }

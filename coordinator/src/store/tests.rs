@@ -643,7 +643,7 @@ fn device_records_of_the_first_format_are_migrated_at_open() {
     assert_eq!(migrated.models, record.models);
     assert_eq!(migrated.error_seen_at(&"detector".parse().unwrap()), 42_000);
     // Rewritten in the current format, in the transaction that opened it.
-    let txn = redb::ReadableDatabase::begin_read(&store.db).unwrap();
+    let txn = store.db.begin_read().unwrap();
     let table = txn.open_table(super::tables::DEVICES).unwrap();
     let stored = table.get(id.as_str()).unwrap().unwrap();
     assert_eq!(stored.value()[0], 2);

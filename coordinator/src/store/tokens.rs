@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use ferry_shared::{Digest, ModelName};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
@@ -83,7 +83,7 @@ impl Store {
                 ),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 
@@ -131,7 +131,7 @@ impl Store {
                     detail: String::new(),
                 },
             )?;
-            txn.commit()?;
+            self.db.commit(txn)?;
         }
         Ok(found)
     }
@@ -179,7 +179,7 @@ impl Store {
                 detail: why.to_owned(),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use ferry_shared::PublicKey;
 use ferry_shared::trust::{TrustState, inspect_root};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::audit::{Change, append};
 use super::tables::{TRUST_META, TRUST_ROOTS};
@@ -98,7 +98,7 @@ impl Store {
                 ),
             },
         )?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(Ok(version))
     }
 }
@@ -114,7 +114,7 @@ impl Store {
             table.insert("snapshot_version", next)?;
             next
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(next)
     }
 }
