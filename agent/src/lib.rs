@@ -23,6 +23,7 @@ pub mod slots;
 pub mod space;
 pub mod state;
 pub mod status;
+pub mod stdout;
 pub mod tls;
 pub mod updater;
 

@@ -79,7 +79,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => {
             let status = status::gather(&config)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                ferry_agent::outln!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 status::print(&status);
             }
@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Rollback => {
             let done = rollback::run(&config)?;
-            println!(
+            ferry_agent::outln!(
                 "rolled back {}: {} -> {} in {:.1} ms; {} stays on disk as previous and is held \
                  until the coordinator asks for another version",
                 config.model,

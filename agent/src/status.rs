@@ -92,11 +92,11 @@ pub fn print(status: &AgentStatus) {
         v.as_ref()
             .map_or_else(|| "-".to_owned(), ToString::to_string)
     };
-    println!(
+    crate::outln!(
         "device      {}",
         status.device_id.as_deref().unwrap_or("(not started yet)")
     );
-    println!("state dir   {}", status.state_dir.display());
+    crate::outln!("state dir   {}", status.state_dir.display());
     let c = &status.connection;
     let conn = if c.connected {
         "connected".to_owned()
@@ -108,28 +108,28 @@ pub fn print(status: &AgentStatus) {
                 .map_or(String::new(), |e| format!(" ({e})"))
         )
     };
-    println!("coordinator {conn}");
+    crate::outln!("coordinator {conn}");
     for m in &status.models {
-        println!();
-        println!("model {}", m.model);
-        println!("  current   {}", dash(&m.current));
-        println!("  previous  {}", dash(&m.previous));
+        crate::outln!();
+        crate::outln!("model {}", m.model);
+        crate::outln!("  current   {}", dash(&m.current));
+        crate::outln!("  previous  {}", dash(&m.previous));
         if let Some(p) = &m.current_path {
-            println!("  path      {}", p.display());
+            crate::outln!("  path      {}", p.display());
         }
         if let Some(c) = &m.candidate {
-            println!("  candidate {c} (shadow: staged, not serving)");
+            crate::outln!("  candidate {c} (shadow: staged, not serving)");
         }
         let installed: Vec<String> = m.installed.iter().map(ToString::to_string).collect();
-        println!("  on disk   {}", installed.join(", "));
+        crate::outln!("  on disk   {}", installed.join(", "));
         if let Some(v) = &m.in_probation {
-            println!("  probation {v} (health check pending)");
+            crate::outln!("  probation {v} (health check pending)");
         }
         for h in &m.holds {
-            println!("  holding   {} back: {}", h.version, h.reason);
+            crate::outln!("  holding   {} back: {}", h.version, h.reason);
         }
         if let Some(u) = &m.last_update {
-            println!(
+            crate::outln!(
                 "  last update {} -> {}: {} ({} ms)",
                 dash(&u.from),
                 u.to,
@@ -142,7 +142,7 @@ pub fn print(status: &AgentStatus) {
                     .iter()
                     .map(|(e, n)| format!("{e} {n}"))
                     .collect();
-                println!(
+                crate::outln!(
                     "    transfer {} B on the wire, {} B reused locally; {} of {} chunks fetched{}{}; {} attempt(s) in {} ms; {}",
                     t.bytes_on_wire,
                     t.bytes_reused_locally,
@@ -165,11 +165,11 @@ pub fn print(status: &AgentStatus) {
             }
         }
         if let Some(e) = &m.last_error {
-            println!("  last error  {} {}: {}", e.kind, e.version, e.message);
+            crate::outln!("  last error  {} {}: {}", e.kind, e.version, e.message);
         }
     }
     if status.pending_events > 0 {
-        println!();
-        println!("{} event(s) waiting to be reported", status.pending_events);
+        crate::outln!();
+        crate::outln!("{} event(s) waiting to be reported", status.pending_events);
     }
 }

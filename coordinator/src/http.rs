@@ -376,6 +376,32 @@ pub(crate) fn token_name(name: &str) -> Result<&str, Failure> {
     Ok(name)
 }
 
+/// The longest a token or enrollment token may stay valid: ten years. Past that a client's
+/// clock arithmetic overflows (an expiry near `u64::MAX` seconds is no time at all).
+pub(crate) const MAX_VALIDITY_SECS: u64 = 10 * 365 * 86_400;
+
+/// `now` plus `count` periods of `unit_secs` (named `field`, in `unit`s), refused with 400
+/// when zero or past [`MAX_VALIDITY_SECS`].
+pub(crate) fn expiry(
+    now: u64,
+    field: &str,
+    count: Option<u64>,
+    unit_secs: u64,
+    unit: &str,
+) -> Result<Option<u64>, Failure> {
+    let Some(count) = count else {
+        return Ok(None);
+    };
+    let most = MAX_VALIDITY_SECS / unit_secs;
+    if count == 0 || count > most {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("{field} must be 1 to {most} {unit} (ten years), not {count}"),
+        ));
+    }
+    Ok(Some(now + count * unit_secs))
+}
+
 /// Parses a path or body field, failing with 400.
 pub fn parse<T: std::str::FromStr>(text: &str) -> Result<T, Failure>
 where

@@ -13,7 +13,7 @@ use ferry_shared::wire::DeviceId;
 use crate::access::Caller;
 use crate::api::{CreateEnrollToken, EnrollTokenCreated, EnrollTokenView, RevokeDevice};
 use crate::app::Coordinator;
-use crate::http::{ApiResult, Failure, actor, random_hex, token_name};
+use crate::http::{ApiResult, Failure, actor, expiry, random_hex, token_name};
 use crate::store::enrollment::{ENROLL_PREFIX, EnrollToken, RevokedDevice, enroll_hash};
 use crate::unix_now;
 
@@ -45,14 +45,20 @@ async fn create(
     let name = token_name(&request.name)?;
     let now = unix_now();
     let (id, secret) = (random_hex(8)?, random_hex(32)?);
+    if request.uses == Some(0) {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "uses must be at least 1 (leave it out for a token any number of devices may use)"
+                .into(),
+        ));
+    }
+    let expires_at = expiry(now, "expires_hours", request.expires_hours, 3600, "hours")?;
     let token = EnrollToken {
         name: name.to_owned(),
         hash: enroll_hash(&secret),
         uses_left: request.uses,
         used: 0,
-        expires_at: request
-            .expires_hours
-            .map(|h| now.saturating_add(h.saturating_mul(3600))),
+        expires_at,
         created_at: now,
         created_by: actor(&caller, &headers),
         revoked_at: None,

@@ -13,7 +13,7 @@ use ferry_shared::ModelName;
 use crate::access::Caller;
 use crate::api::{CreateToken, TokenCreated, TokenView};
 use crate::app::Coordinator;
-use crate::http::{ApiResult, Failure, actor, parse, random_hex, token_name};
+use crate::http::{ApiResult, Failure, actor, expiry, parse, random_hex, token_name};
 use crate::store::tokens::{TOKEN_PREFIX, TokenRecord, secret_hash};
 use crate::unix_now;
 
@@ -63,9 +63,7 @@ async fn create(
         hash: secret_hash(&secret),
         created_at: now,
         created_by: actor(&caller, &headers),
-        expires_at: request
-            .expires_days
-            .map(|d| now.saturating_add(d.saturating_mul(86_400))),
+        expires_at: expiry(now, "expires_days", request.expires_days, 86_400, "days")?,
         revoked_at: None,
     };
     app.store.create_token(&id, &record)?;

@@ -38,6 +38,7 @@ pub mod rollouts;
 pub mod secrets;
 pub mod snapshots;
 pub mod stages;
+pub mod stdout;
 pub mod store;
 pub mod transfer;
 

@@ -24,6 +24,9 @@ use crate::store::audit::Change;
 use crate::store::records::DeviceRecord;
 use crate::store::rollouts::{RolloutRecord, reason};
 
+/// The longest a wave may bake.
+const MAX_BAKE_SECS: u64 = 90 * 86_400;
+
 /// Who the coordinator's own rollout actions are recorded as.
 const ENGINE: &str = "rollout-engine";
 
@@ -123,6 +126,12 @@ pub fn plan_of(request: &CreateRollout) -> Result<Plan, String> {
             .map(|w| {
                 if !(w.percent > 0.0 && w.percent <= 100.0) {
                     return Err(format!("wave share {} % is outside (0, 100]", w.percent));
+                }
+                if w.bake_secs > MAX_BAKE_SECS {
+                    return Err(format!(
+                        "a wave bakes at most {MAX_BAKE_SECS} s (90 days), not {}",
+                        w.bake_secs
+                    ));
                 }
                 Ok(Wave {
                     share: ((w.percent * 100.0).round() as u32).min(BUCKETS),

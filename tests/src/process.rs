@@ -147,16 +147,33 @@ impl Coordinator {
 
     /// Runs ferryctl with `token`; returns its output whatever the exit code.
     pub fn ctl_output_as(&self, token: &str, args: &[&str]) -> Result<Output> {
-        Command::new(&self.bins.ctl)
+        self.ctl_base(token, args)
+            .output()
+            .context("cannot run ferryctl")
+    }
+
+    /// Starts ferryctl (admin token) with its standard output and error piped, for a test
+    /// that reads (or closes) them itself.
+    pub fn ctl_command(&self, args: &[&str]) -> Result<Child> {
+        let admin = std::fs::read_to_string(self.data_dir.join("admin.token"))?;
+        self.ctl_base(admin.trim(), args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run ferryctl")
+    }
+
+    fn ctl_base(&self, token: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bins.ctl);
+        command
             .args(args)
             .env("FERRY_URL", format!("http://{}", self.http))
             .env("FERRY_TOKEN", token)
             .env("USER", "e2e")
             // Tables fit 80 columns unless the terminal says otherwise; tests check the 80.
             .env_remove("COLUMNS")
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run ferryctl")
+            .stdin(Stdio::null());
+        command
     }
 
     /// Runs ferryctl, which must succeed; returns its stdout.

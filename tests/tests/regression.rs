@@ -274,3 +274,62 @@ fn one_enospc_does_not_poison_the_coordinators_database() -> Result<()> {
     ensure!(healthz()?.0 == 200, "{:?}", healthz()?);
     Ok(())
 }
+
+#[test]
+fn ferryctl_does_not_panic_on_a_closed_pipe_or_an_absurd_duration() -> Result<()> {
+    let fleet = Fleet::start(0, None)?;
+    let c = &fleet.coordinator;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+
+    // `ferryctl … | head -0`: the reader is gone before the first line.
+    for args in [
+        vec!["audit"],
+        vec!["releases", "list"],
+        vec!["fleet", "status"],
+    ] {
+        let mut child = c.ctl_command(&args)?;
+        drop(child.stdout.take());
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(0) && !stderr.contains("panicked"),
+            "ferryctl {}: {:?} {stderr}",
+            args.join(" "),
+            out.status
+        );
+    }
+
+    // Durations past any sane bound are refused, clearly, and nothing is created.
+    let before: Vec<serde_json::Value> = c.ctl_json(&["devices", "enroll-tokens"])?;
+    let (err, code) = c.ctl_failing(&[
+        "tokens",
+        "create",
+        "x",
+        "--role",
+        "viewer",
+        "--expires-days",
+        "1000000000000000",
+    ])?;
+    ensure!(
+        err.contains("expires_days must be") && code != Some(101),
+        "{code:?} {err}"
+    );
+    let (err, code) = c.ctl_failing(&[
+        "devices",
+        "enroll-token",
+        "--expires-hours",
+        "1000000000000000",
+    ])?;
+    ensure!(
+        err.contains("expires_hours must be") && code != Some(101),
+        "{code:?} {err}"
+    );
+    let (err, _) = c.ctl_failing(&["devices", "enroll-token", "--uses", "0"])?;
+    ensure!(err.contains("uses must be at least 1"), "{err}");
+    // What exists still lists.
+    c.ctl(&["tokens", "list"])?;
+    c.ctl(&["devices", "enroll-tokens"])?;
+    let listed: Vec<serde_json::Value> = c.ctl_json(&["devices", "enroll-tokens"])?;
+    ensure!(listed.len() == before.len(), "created anyway: {listed:?}");
+    Ok(())
+}

@@ -11,11 +11,21 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ferry_coordinator::app::Coordinator;
 use ferry_coordinator::config::Config;
+use ferry_coordinator::outln;
 use ferry_coordinator::store::Store;
 use ferry_coordinator::store::chunks::ChunkStore;
 use ferry_coordinator::store::deltas::DeltaCache;
 use ferry_coordinator::transfer::{self, Transfer};
 use ferry_coordinator::{http, quic, secrets};
+
+/// A line of the start-up banner. A daemon goes on serving when nobody reads its standard
+/// output any more (a closed pipe), so a failed write is dropped, never a panic.
+macro_rules! banner {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// Ferry coordinator: model registry and rollout brain.
 #[derive(Parser)]
@@ -150,39 +160,39 @@ async fn serve(config: Config) -> Result<()> {
         secrets::TokenFile::Kept => "",
         secrets::TokenFile::Removed => " (removed; its hash admits it)",
     };
-    println!("ferry-coordinator {}", env!("CARGO_PKG_VERSION"));
-    println!("  data directory    {}", dir.display());
-    println!(
+    banner!("ferry-coordinator {}", env!("CARGO_PKG_VERSION"));
+    banner!("  data directory    {}", dir.display());
+    banner!(
         "  admin token       {}{}",
         admin_path.display(),
         token_file(admin_created)
     );
-    println!(
+    banner!(
         "  viewer token      {}{} (read-only: dashboard, /metrics)",
         viewer_path.display(),
         token_file(viewer_created)
     );
-    println!(
+    banner!(
         "  enrollment token  {}{}",
         enroll_path.display(),
         token_file(enroll_created)
     );
-    println!(
+    banner!(
         "  snapshot key      {}{} (online; name {} in the root metadata)",
         snapshot_path.display(),
         created(snapshot_created),
         snapshot_key.public()
     );
-    println!(
+    banner!(
         "  TLS certificate   {}{}",
         tls.cert_path.display(),
         created(tls_created)
     );
-    println!("  fingerprint       {}", tls.fingerprint);
-    println!("  agents (QUIC)     {quic_addr}");
-    println!("  admin API         http://{http_addr}");
-    println!("  dashboard         http://{http_addr}/");
-    println!(
+    banner!("  fingerprint       {}", tls.fingerprint);
+    banner!("  agents (QUIC)     {quic_addr}");
+    banner!("  admin API         http://{http_addr}");
+    banner!("  dashboard         http://{http_addr}/");
+    banner!(
         "ready quic={quic_addr} http={http_addr} fingerprint={}",
         tls.fingerprint
     );
@@ -234,7 +244,7 @@ fn verify_audit(config: &Config, anchor: Option<&str>) -> Result<()> {
         )
     })?;
     let found = store.verify_audit(anchor)?;
-    println!("{found}");
+    outln!("{found}");
     if let Some(broken) = found.broken {
         anyhow::bail!("the audit trail is broken at entry {}", broken.seq);
     }

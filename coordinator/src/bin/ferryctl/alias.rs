@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use ferry_coordinator::api::{AliasChanged, AliasView, SetAlias};
+use ferry_coordinator::outln;
 
 use crate::client::Client;
 use crate::output::{Table, ago, json, or_dash};
@@ -55,7 +56,7 @@ pub(crate) async fn run(client: &Client, command: AliasCommand) -> Result<()> {
                     },
                 )
                 .await?;
-            println!(
+            outln!(
                 "{name}@{alias}: {} -> {}",
                 or_dash(changed.previous),
                 changed.alias.version
@@ -86,7 +87,7 @@ pub(crate) async fn run(client: &Client, command: AliasCommand) -> Result<()> {
                 ]);
             }
             if table.is_empty() {
-                println!("no aliases");
+                outln!("no aliases");
             } else {
                 table.print();
             }

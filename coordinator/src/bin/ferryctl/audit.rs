@@ -3,6 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
+use ferry_coordinator::outln;
 use ferry_coordinator::store::AuditVerification;
 use ferry_coordinator::store::records::AuditEntry;
 
@@ -64,7 +65,7 @@ pub(crate) async fn run(client: &Client, args: &AuditArgs) -> Result<()> {
         ]);
     }
     if table.is_empty() {
-        println!("no audit entries");
+        outln!("no audit entries");
     } else {
         table.print();
     }
@@ -80,7 +81,7 @@ async fn verify(client: &Client, args: &AuditArgs) -> Result<()> {
     if args.json {
         json(&found)?;
     } else {
-        println!("{found}");
+        outln!("{found}");
     }
     if let Some(broken) = found.broken {
         bail!("the audit trail is broken at entry {}", broken.seq);

@@ -6,6 +6,7 @@ use clap::Subcommand;
 use ferry_coordinator::api::{
     CreateEnrollToken, DeviceView, EnrollTokenCreated, EnrollTokenView, RevokeDevice,
 };
+use ferry_coordinator::outln;
 
 use crate::client::Client;
 use crate::output::{Table, ago, clip, json, or_dash, timestamp};
@@ -70,7 +71,7 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
             if as_json {
                 return json(&created);
             }
-            println!("{}", created.token);
+            outln!("{}", created.token);
             eprintln!(
                 "enrollment token {} created ({}{}); it is shown only now",
                 created.view.id,
@@ -102,7 +103,7 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
                 ]);
             }
             if table.is_empty() {
-                println!("no enrollment tokens (the bootstrap token is a file)");
+                outln!("no enrollment tokens (the bootstrap token is a file)");
             } else {
                 table.print();
             }
@@ -112,7 +113,7 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
             client
                 .post_json(&format!("/devices/{id}/revoke"), &RevokeDevice { reason })
                 .await?;
-            println!("device {id} revoked; its session is closed");
+            outln!("device {id} revoked; its session is closed");
             Ok(())
         }
         DevicesCommand::List { json: as_json } => {
@@ -153,7 +154,7 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
                 }
             }
             if table.is_empty() {
-                println!("no devices enrolled");
+                outln!("no devices enrolled");
             } else {
                 table.print();
             }

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use ferry_coordinator::api::FleetStatus;
+use ferry_coordinator::outln;
 use ferry_shared::wire::Phase;
 
 use crate::client::Client;
@@ -63,19 +64,21 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
     if as_json {
         return json(&status);
     }
-    println!(
+    outln!(
         "{} devices, {} connected (stale after {}s)",
-        status.devices_total, status.devices_connected, status.stale_after_secs,
+        status.devices_total,
+        status.devices_connected,
+        status.stale_after_secs,
     );
-    println!(
+    outln!(
         "{} served in {} chunks ({} as deltas)",
         crate::releases::human_bytes(status.bytes_served),
         status.chunks_served,
         status.deltas_served
     );
     for m in &status.models {
-        println!();
-        println!("model {} — {} device(s)", m.model, m.devices);
+        outln!();
+        outln!("model {} — {} device(s)", m.model, m.devices);
         let mut versions = Table::new(&["  VERSION", "DEVICES", "SHARE"]);
         for v in &m.versions {
             versions.row(vec![
@@ -101,10 +104,10 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
         }
         for d in &m.in_progress {
             let (label, what) = phase(&d.phase);
-            println!("  {label:<6} {}  {}", d.id, clip(&what, 48));
+            outln!("  {label:<6} {}  {}", d.id, clip(&what, 48));
         }
         for d in &m.stale {
-            println!(
+            outln!(
                 "  stale  {}  last seen {}, on {}",
                 d.id,
                 ago(d.last_seen),
@@ -112,8 +115,8 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
             );
         }
         for d in &m.errors {
-            println!("  error  {}  {} {}", d.id, d.error.kind, d.error.version);
-            println!("         {}", clip(&d.error.message, 71));
+            outln!("  error  {}  {} {}", d.id, d.error.kind, d.error.version);
+            outln!("         {}", clip(&d.error.message, 71));
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use ferry_coordinator::api::{CohortFragmentation, FragmentationPoint, FragmentationReport};
+use ferry_coordinator::outln;
 
 use crate::client::{Client, escape};
 use crate::output::{Table, ago, clip, json, or_dash};
@@ -38,16 +39,19 @@ pub(crate) async fn run(client: &Client, args: Args) -> Result<()> {
         return json(&report);
     }
     if report.models.is_empty() {
-        println!("no models");
+        outln!("no models");
     }
     for m in &report.models {
         let all = &m.overall;
-        println!(
+        outln!(
             "model {}: {} device(s), {} version(s) running, index {:.2}",
-            m.model, all.devices, all.distinct_versions, all.index
+            m.model,
+            all.devices,
+            all.distinct_versions,
+            all.index
         );
         if let Some(line) = history_line(&m.history, args.days) {
-            println!("  {line}");
+            outln!("  {line}");
         }
         let mut versions = Table::new(&["  VERSION", "DEVICES", "SHARE"]);
         for v in &all.versions {
@@ -90,7 +94,7 @@ pub(crate) async fn run(client: &Client, args: Args) -> Result<()> {
                 .iter()
                 .map(|(r, n)| format!("{r} {n}"))
                 .collect();
-            println!("  behind: {}", reasons.join(", "));
+            outln!("  behind: {}", reasons.join(", "));
             let mut behind = Table::new(&["  DEVICE", "RUNS", "TARGET", "BY", "WHY"]);
             for b in all.behind.iter().take(BEHIND_ROWS) {
                 let why = match b.reason {
@@ -112,13 +116,13 @@ pub(crate) async fn run(client: &Client, args: Args) -> Result<()> {
             }
             behind.print();
             if all.behind.len() > BEHIND_ROWS {
-                println!(
+                outln!(
                     "  … and {} more (--json lists them all)",
                     all.behind.len() - BEHIND_ROWS
                 );
             }
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

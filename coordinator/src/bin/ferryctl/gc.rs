@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 use ferry_coordinator::collect::GcReport;
+use ferry_coordinator::outln;
 
 use crate::client::Client;
 use crate::output::{Table, json};
@@ -51,19 +52,19 @@ pub(crate) async fn run(client: &Client, args: &GcArgs) -> Result<()> {
     } else {
         "would free"
     };
-    println!(
+    outln!(
         "{verb} {} in {} chunk file(s)",
         human_bytes(report.bytes),
         plan.chunks.len() + report.orphans
     );
-    println!(
+    outln!(
         "  releases {}, artifacts no release uses {}, orphan chunks {}",
         plan.purge.len(),
         plan.blobs.len(),
         report.orphans
     );
     if !report.applied {
-        println!("  (a dry run: `ferryctl gc --apply` frees it)");
+        outln!("  (a dry run: `ferryctl gc --apply` frees it)");
     }
     Ok(())
 }

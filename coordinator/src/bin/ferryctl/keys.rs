@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ferry_coordinator::api::{KeyView, TrustKey};
+use ferry_coordinator::outln;
 use ferry_shared::{PublicKey, Release, SecretKey, SignedRelease};
 
 use crate::client::Client;
@@ -64,13 +65,13 @@ pub(crate) fn generate(args: &GenerateArgs) -> Result<()> {
     file.sync_all()?;
     std::fs::write(&public_path, format!("{}\n", key.public()))
         .with_context(|| format!("cannot write {}", public_path.display()))?;
-    println!(
+    outln!(
         "private key  {} (keep it secret; mode 0600)",
         args.out.display()
     );
-    println!("public key   {}", public_path.display());
-    println!("key id       {}", key.public().key_id());
-    println!("{}", key.public());
+    outln!("public key   {}", public_path.display());
+    outln!("key id       {}", key.public().key_id());
+    outln!("{}", key.public());
     Ok(())
 }
 
@@ -138,7 +139,7 @@ pub(crate) async fn run(client: &Client, command: KeysCommand) -> Result<()> {
             } else {
                 "was already trusted"
             };
-            println!("publisher key {} ({name}) {what}", key.key_id());
+            outln!("publisher key {} ({name}) {what}", key.key_id());
             Ok(())
         }
         KeysCommand::List { json: as_json } => {

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ferry_coordinator::api::{DiffView, ImpactView, LineageView};
+use ferry_coordinator::{out, outln};
 
 use crate::client::{Client, escape};
 use crate::output::{Table, json};
@@ -83,7 +84,7 @@ pub(crate) async fn lineage(client: &Client, args: &LineageArgs) -> Result<()> {
                 .map_or_else(|| "-".into(), ToString::to_string),
         ]);
     }
-    println!("{} {}", view.model, view.version);
+    outln!("{} {}", view.model, view.version);
     table.print();
     Ok(())
 }
@@ -107,7 +108,7 @@ pub(crate) async fn impact(client: &Client, command: ImpactCommand) -> Result<()
         None => format!("dataset {}", view.dataset),
     };
     if view.releases.is_empty() {
-        println!("no release is derived from {what}");
+        outln!("no release is derived from {what}");
         return Ok(());
     }
     let mut table = Table::new(&["MODEL", "VERSION", "STAGE", "DEVICES", "HOW"]);
@@ -121,7 +122,7 @@ pub(crate) async fn impact(client: &Client, command: ImpactCommand) -> Result<()
         ]);
     }
     table.print();
-    println!(
+    outln!(
         "{} release(s) derived from {what}; {} device(s) run one of them",
         view.releases.len(),
         view.devices
@@ -151,7 +152,7 @@ pub(crate) async fn diff(client: &Client, args: &DiffArgs) -> Result<()> {
         ]);
     }
     if table.is_empty() {
-        println!("{} {a} and {b} carry the same metadata", view.model);
+        outln!("{} {a} and {b} carry the same metadata", view.model);
     } else {
         table.print();
     }
@@ -162,6 +163,6 @@ pub(crate) async fn card(client: &Client, args: &CardArgs) -> Result<()> {
     let bytes = client
         .get_bytes(&format!("/releases/{}/{}/card", args.name, args.version))
         .await?;
-    print!("{}", String::from_utf8_lossy(&bytes));
+    out!("{}", String::from_utf8_lossy(&bytes));
     Ok(())
 }

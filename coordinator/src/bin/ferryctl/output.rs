@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferry_coordinator::outln;
 use serde::Serialize;
 
 /// A text table with a header row.
@@ -31,7 +32,7 @@ impl Table {
     /// terminal's width (`COLUMNS`, else 80), the widest columns cut down (cells marked `…`).
     pub(crate) fn print(&self) {
         for line in self.lines(terminal_width()) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
 
@@ -91,7 +92,7 @@ fn terminal_width() -> usize {
 
 /// Prints a value as pretty JSON.
 pub(crate) fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -102,9 +103,15 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `2026-11-23T10:00:00Z`.
+/// `2026-11-23T10:00:00Z`; times past the year 9999 (which only a hostile or damaged record
+/// holds) as `after 9999`.
 pub(crate) fn timestamp(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    /// 9999-12-31T23:59:59Z, the last instant RFC 3339 can write.
+    const LAST: u64 = 253_402_300_799;
+    match UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+        Some(at) if secs <= LAST => humantime::format_rfc3339_seconds(at).to_string(),
+        _ => "after 9999".into(),
+    }
 }
 
 /// `12s ago`, `5m ago`, `3h ago`, `2d ago`.
@@ -154,5 +161,13 @@ mod tests {
         let mut narrow = Table::new(&["A", "B"]);
         narrow.row(vec!["x".into(), "y".into()]);
         assert_eq!(narrow.lines(80), vec!["A  B", "x  y"]);
+    }
+
+    #[test]
+    fn absurd_times_print_without_overflow() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(u64::MAX), "after 9999");
+        assert_eq!(timestamp(253_402_300_800), "after 9999");
+        assert!(ago(u64::MAX).ends_with("ago"));
     }
 }

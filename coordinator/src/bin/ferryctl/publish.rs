@@ -9,6 +9,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ferry_coordinator::api::{BlobStored, Published};
+use ferry_coordinator::outln;
 use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
 use ferry_shared::manifest::MANIFEST_SCHEMA;
 use ferry_shared::{Accelerator, FileName, ModelName, Release, Target, Variant, Version};
@@ -197,9 +198,9 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         .await
         .with_context(|| format!("publishing {name} {version}"))?;
     if published.created {
-        println!("published {name} {version}, signed by {signers}");
+        outln!("published {name} {version}, signed by {signers}");
         for (variant, stored) in uploaded {
-            println!(
+            outln!(
                 "  {}/{}: {} bytes in {} chunks, {} new ({} stored), blake3 {}",
                 variant.target,
                 variant.accelerator,
@@ -211,10 +212,10 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             );
         }
     } else {
-        println!("{name} {version} is already published with identical content; nothing changed");
+        outln!("{name} {version} is already published with identical content; nothing changed");
     }
     if published.latest_moved {
-        println!("alias `latest` of {name} now points at {version}");
+        outln!("alias `latest` of {name} now points at {version}");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use ferry_coordinator::api::ReleaseView;
+use ferry_coordinator::outln;
 
 use crate::client::Client;
 use crate::output::{Table, ago, json, or_dash, timestamp};
@@ -62,7 +63,7 @@ pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()>
                 ]);
             }
             if table.is_empty() {
-                println!("no releases");
+                outln!("no releases");
             } else {
                 table.print();
             }
@@ -87,19 +88,19 @@ pub(crate) async fn run(client: &Client, command: ReleasesCommand) -> Result<()>
 fn print_release(r: &ReleaseView) {
     let rel = &r.release;
     let m = &rel.metadata;
-    println!("{} {}", rel.name, rel.version);
-    println!(
+    outln!("{} {}", rel.name, rel.version);
+    outln!(
         "  created        {} by {}",
         timestamp(rel.created_at),
         rel.created_by
     );
-    println!("  stage          {}", r.stage);
-    println!(
+    outln!("  stage          {}", r.stage);
+    outln!(
         "  published      {} by {}",
         timestamp(r.published_at),
         r.published_by
     );
-    println!(
+    outln!(
         "  signed by      {} (revision {}, {} {})",
         r.signer,
         rel.revision,
@@ -110,7 +111,7 @@ fn print_release(r: &ReleaseView) {
         },
         timestamp(rel.expires)
     );
-    println!(
+    outln!(
         "  aliases        {}",
         if r.aliases.is_empty() {
             "-".into()
@@ -118,9 +119,9 @@ fn print_release(r: &ReleaseView) {
             r.aliases.join(", ")
         }
     );
-    println!("  variants");
+    outln!("  variants");
     for v in &rel.variants {
-        println!(
+        outln!(
             "    {:<28} {:<4} {} {} blake3:{}",
             v.target.to_string(),
             v.accelerator.to_string(),
@@ -129,48 +130,48 @@ fn print_release(r: &ReleaseView) {
             v.hash.short()
         );
     }
-    println!("  code commit    {}", or_dash(m.code_commit.as_deref()));
+    outln!("  code commit    {}", or_dash(m.code_commit.as_deref()));
     match &m.dataset {
-        Some(d) => println!(
+        Some(d) => outln!(
             "  dataset        {} {} {}",
             d.id,
             d.version,
             d.hash.as_deref().unwrap_or("")
         ),
-        None => println!("  dataset        -"),
+        None => outln!("  dataset        -"),
     }
     if let Some(f) = &m.framework {
-        println!("  framework      {} {}", f.name, f.version);
+        outln!("  framework      {} {}", f.name, f.version);
     }
-    println!("  owner          {}", or_dash(m.owner.as_deref()));
-    println!(
+    outln!("  owner          {}", or_dash(m.owner.as_deref()));
+    outln!(
         "  schemas        in {} / out {}",
         or_dash(m.input_schema.as_deref()),
         or_dash(m.output_schema.as_deref())
     );
     if !m.parents.is_empty() {
         let parents: Vec<String> = m.parents.iter().map(ToString::to_string).collect();
-        println!("  parents        {}", parents.join(", "));
+        outln!("  parents        {}", parents.join(", "));
     }
     for (title, map) in [
         ("hyperparameters", &m.hyperparameters),
         ("dependencies", &m.dependencies),
     ] {
         if !map.is_empty() {
-            println!("  {title}");
+            outln!("  {title}");
             for (k, v) in map {
-                println!("    {k} = {v}");
+                outln!("    {k} = {v}");
             }
         }
     }
     if !m.metrics.is_empty() {
-        println!("  metrics");
+        outln!("  metrics");
         for (k, v) in &m.metrics {
-            println!("    {k} = {v}");
+            outln!("    {k} = {v}");
         }
     }
     if let Some(c) = &m.changelog {
-        println!("  changelog      {c}");
+        outln!("  changelog      {c}");
     }
 }
 

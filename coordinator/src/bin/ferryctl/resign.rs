@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ferry_coordinator::api::Published;
+use ferry_coordinator::outln;
 use ferry_shared::sign::Envelope;
 use ferry_shared::{ModelName, Release, Version};
 
@@ -66,7 +67,7 @@ pub(crate) async fn run(client: &Client, args: &ResignArgs) -> Result<()> {
         .await
         .with_context(|| format!("re-signing {name} {version}"))?;
     match published.resigned_from {
-        Some(from) => println!(
+        Some(from) => outln!(
             "{name} {version}: revision {} signed by {}, expires {} (replaces revision {from}, valid until {})",
             next.revision,
             signers,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ferry_coordinator::api::{CreateRollout, RolloutAction, RolloutView, WaveSpec};
+use ferry_coordinator::{out, outln};
 use ferry_shared::rollout::Verdict;
 
 use crate::client::Client;
@@ -166,9 +167,9 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             let redraw = watch && std::io::IsTerminal::is_terminal(&std::io::stdout());
             if redraw {
                 // Home the cursor and clear below it: the view is redrawn in place.
-                print!("\x1b[H\x1b[J");
+                out!("\x1b[H\x1b[J");
             } else if watch {
-                println!("--- {}", crate::output::timestamp(crate::output::now()));
+                outln!("--- {}", crate::output::timestamp(crate::output::now()));
             }
             print_one(&view);
             if !watch || view.phase.is_terminal() {
@@ -206,7 +207,7 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
                 ]);
             }
             if table.is_empty() {
-                println!("no rollouts");
+                outln!("no rollouts");
             } else {
                 table.print();
             }
@@ -242,8 +243,8 @@ fn wave(v: &RolloutView) -> String {
 }
 
 fn print_one(v: &RolloutView) {
-    println!("rollout {}: {} {} → @{}", v.id, v.model, v.version, v.alias);
-    println!(
+    outln!("rollout {}: {} {} → @{}", v.id, v.model, v.version, v.alias);
+    outln!(
         "  cohort   {}",
         if v.cohort.is_empty() {
             "(every device)"
@@ -251,22 +252,25 @@ fn print_one(v: &RolloutView) {
             &v.cohort
         }
     );
-    println!("  phase    {}", phase(v));
-    println!("  wave     {}", wave(v));
+    outln!("  phase    {}", phase(v));
+    outln!("  wave     {}", wave(v));
     if let Some(reason) = &v.reason {
-        println!("  reason   {reason}");
+        outln!("  reason   {reason}");
     }
     let d = &v.devices;
-    println!(
+    outln!(
         "  devices  {} in cohort, {} targeted, {} on target",
-        d.cohort, d.targeted, d.on_target
+        d.cohort,
+        d.targeted,
+        d.on_target
     );
-    println!(
+    outln!(
         "           {} install failed, {} health failed",
-        d.install_failed, d.health_failed
+        d.install_failed,
+        d.health_failed
     );
     if d.shadowing > 0 {
-        println!(
+        outln!(
             "           {} with the target staged as shadow candidate",
             d.shadowing
         );

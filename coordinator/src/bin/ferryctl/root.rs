@@ -12,6 +12,8 @@ use clap::{Args, Subcommand};
 use ferry_shared::PublicKey;
 use ferry_shared::trust::{Role, RoleKeys, Root, add_signature, draft, inspect_root};
 
+use ferry_coordinator::outln;
+
 use crate::keys::{public_key_arg, secret_key_file};
 use crate::output::timestamp;
 
@@ -65,7 +67,7 @@ pub(crate) async fn run_online(client: &crate::client::Client, command: RootComm
         RootCommand::Push { file } => {
             let view: ferry_coordinator::api::RootView =
                 client.post_bytes("/trust/roots", read(&file)?).await?;
-            println!(
+            outln!(
                 "the coordinator now serves root {} (expires {})",
                 view.version,
                 timestamp(view.expires)
@@ -77,12 +79,12 @@ pub(crate) async fn run_online(client: &crate::client::Client, command: RootComm
             if json {
                 return crate::output::json(&trust);
             }
-            println!("snapshot key  {}", trust.snapshot_key);
+            outln!("snapshot key  {}", trust.snapshot_key);
             if trust.roots.is_empty() {
-                println!("no root yet: run the ceremony and `ferryctl keys root push root-1.tuf`");
+                outln!("no root yet: run the ceremony and `ferryctl keys root push root-1.tuf`");
             }
             for r in &trust.roots {
-                println!(
+                outln!(
                     "root {}  expires {}  root keys {} of {}  publishers {} of {}",
                     r.version,
                     &timestamp(r.expires)[..10],
@@ -162,7 +164,7 @@ fn draft_root(version: u64, args: &RoleArgs) -> Result<()> {
     }
     std::fs::write(&args.out, draft(Role::Root, &root))
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!(
+    outln!(
         "drafted root {version} in {}; now each root key holder runs `ferryctl keys root sign`",
         args.out.display()
     );
@@ -184,9 +186,10 @@ pub(crate) fn run(command: RootCommand) -> Result<()> {
             let (prev, _) = inspect_root(&read(&previous)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", previous.display()))?;
             draft_root(prev.version + 1, &roles)?;
-            println!(
+            outln!(
                 "it needs {} signature(s) of root {}'s keys and the thresholds of its own",
-                prev.root.threshold, prev.version
+                prev.root.threshold,
+                prev.version
             );
             Ok(())
         }
@@ -196,13 +199,13 @@ pub(crate) fn run(command: RootCommand) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             std::fs::write(&file, &signed)
                 .with_context(|| format!("cannot write {}", file.display()))?;
-            println!("signed {} with {}", file.display(), key.public().key_id());
+            outln!("signed {} with {}", file.display(), key.public().key_id());
             Ok(())
         }
         RootCommand::Show { file } => {
             let (root, valid) = inspect_root(&read(&file)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            println!(
+            outln!(
                 "root version {}, expires {}",
                 root.version,
                 timestamp(root.expires)
@@ -213,7 +216,7 @@ pub(crate) fn run(command: RootCommand) -> Result<()> {
                 ("snapshot", &root.snapshot),
             ] {
                 let ids: Vec<String> = role.keys.iter().map(ToString::to_string).collect();
-                println!(
+                outln!(
                     "  {name:<10} {} of {}: {}",
                     role.threshold,
                     role.keys.len(),
@@ -224,7 +227,7 @@ pub(crate) fn run(command: RootCommand) -> Result<()> {
                 .iter()
                 .filter(|id| root.root.keys.contains(id))
                 .count();
-            println!(
+            outln!(
                 "  signed by {by_root} of its root keys ({} needed){}",
                 root.root.threshold,
                 if by_root as u32 >= root.root.threshold {

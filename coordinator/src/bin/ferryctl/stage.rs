@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 use clap::Args;
 use ferry_coordinator::api::{ApprovalRequest, StageChange, StageView, TransitionView};
+use ferry_coordinator::outln;
 
 use crate::client::Client;
 use crate::output::{Table, ago, json, timestamp};
@@ -92,7 +93,7 @@ pub(crate) async fn approve(client: &Client, args: &ApproveArgs) -> Result<()> {
         )
         .await?;
     let approvers: Vec<&str> = view.approvals.iter().map(|a| a.by.as_str()).collect();
-    println!(
+    outln!(
         "{} {}: approved toward production (approvals so far: {})",
         view.model,
         view.version,
@@ -115,44 +116,45 @@ fn print_transition(view: &TransitionView) {
     }
     let what = format!("{} {}", view.model, view.version);
     if view.error.is_some() {
-        println!("{what} stays in {}", view.from);
+        outln!("{what} stays in {}", view.from);
         return;
     }
     if !view.moved {
-        println!(
+        outln!(
             "{what} may move from {} to {}: every check passes (nothing moved)",
-            view.from, view.to
+            view.from,
+            view.to
         );
         return;
     }
-    println!("{what}: {} -> {}", view.from, view.to);
+    outln!("{what}: {} -> {}", view.from, view.to);
     for old in &view.deprecated {
-        println!("  {} {old}: production -> deprecated", view.model);
+        outln!("  {} {old}: production -> deprecated", view.model);
     }
     if view.prod_moved {
-        println!("  alias `prod` now points at {}", view.version);
+        outln!("  alias `prod` now points at {}", view.version);
     }
     if let Some(id) = &view.rollout {
-        println!("  rollout {id} started (`ferryctl rollout status {id}`)");
+        outln!("  rollout {id} started (`ferryctl rollout status {id}`)");
     }
 }
 
 fn print_stage(view: &StageView) {
-    println!("{} {}", view.model, view.version);
-    println!(
+    outln!("{} {}", view.model, view.version);
+    outln!(
         "  stage      {} since {}",
         view.stage,
         timestamp(view.since)
     );
     let next: Vec<&str> = view.next.iter().map(|s| s.as_str()).collect();
-    println!("  may move   {}", next.join(", "));
+    outln!("  may move   {}", next.join(", "));
     if !view.approvals.is_empty() {
         let approvals: Vec<String> = view
             .approvals
             .iter()
             .map(|a| format!("{} ({})", a.by, ago(a.at)))
             .collect();
-        println!("  approvals  {}", approvals.join(", "));
+        outln!("  approvals  {}", approvals.join(", "));
     }
     if !view.history.is_empty() {
         let mut table = Table::new(&["WHEN", "MOVE", "BY", "WHY"]);

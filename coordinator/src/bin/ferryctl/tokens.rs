@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use ferry_coordinator::access::Role;
 use ferry_coordinator::api::{CreateToken, TokenCreated, TokenView};
+use ferry_coordinator::outln;
 
 use crate::client::Client;
 use crate::output::{Table, ago, json, or_dash, timestamp};
@@ -64,7 +65,7 @@ pub(crate) async fn run(client: &Client, command: TokensCommand) -> Result<()> {
             if as_json {
                 return json(&created);
             }
-            println!("{}", created.token);
+            outln!("{}", created.token);
             eprintln!(
                 "token {} ({}) created; it is shown only now",
                 created.view.name, created.view.role
@@ -94,7 +95,7 @@ pub(crate) async fn run(client: &Client, command: TokensCommand) -> Result<()> {
                 ]);
             }
             if table.is_empty() {
-                println!("no API tokens (the bootstrap admin and viewer tokens are files)");
+                outln!("no API tokens (the bootstrap admin and viewer tokens are files)");
             } else {
                 table.print();
             }
@@ -102,7 +103,7 @@ pub(crate) async fn run(client: &Client, command: TokensCommand) -> Result<()> {
         }
         TokensCommand::Revoke { id } => {
             client.delete(&format!("/tokens/{id}")).await?;
-            println!("token {id} revoked");
+            outln!("token {id} revoked");
             Ok(())
         }
     }
