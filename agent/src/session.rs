@@ -241,6 +241,16 @@ async fn one_session(
             }
         }
     });
+    // The coordinator probes whether this session is alive (when another agent presents this
+    // device's identity) with a one-byte stream; drop each, so they never use up the limit.
+    let probes = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            while let Ok(stream) = conn.accept_uni().await {
+                drop(stream);
+            }
+        }
+    });
     let mut heartbeat = tokio::time::interval(Duration::from_secs(u64::from(
         welcome.heartbeat_secs.max(1),
     )));
@@ -271,6 +281,7 @@ async fn one_session(
         }
     };
     reader.abort();
+    probes.abort();
     if let Err(e) = &result {
         warn!("session ended: {e}");
     }

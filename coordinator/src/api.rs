@@ -267,6 +267,9 @@ pub struct DeviceView {
     pub models: Vec<ModelReport>,
     /// Most recent events.
     pub recent_events: Vec<DeviceEvent>,
+    /// When it was revoked, if it was: it is refused from then on.
+    #[serde(default)]
+    pub revoked_at: Option<u64>,
 }
 
 /// The fleet at a glance.
@@ -292,6 +295,24 @@ pub struct FleetStatus {
     pub deltas_encoded: u64,
     /// Per model.
     pub models: Vec<ModelFleet>,
+    /// Devices a second live agent tried to speak for (a cloned identity), since start.
+    #[serde(default)]
+    pub clone_alerts: Vec<CloneAlert>,
+}
+
+/// A device whose identity a second, simultaneous agent presented: the newcomer is refused.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CloneAlert {
+    /// The device.
+    pub device: String,
+    /// First refusal (Unix seconds).
+    pub first_at: u64,
+    /// Latest refusal.
+    pub last_at: u64,
+    /// Refusals so far.
+    pub refusals: u64,
+    /// Where the latest refused session came from.
+    pub refused_from: String,
 }
 
 /// One model across the fleet.

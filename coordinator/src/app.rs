@@ -64,6 +64,8 @@ pub struct Coordinator {
     pub transfer: Arc<Transfer>,
     /// Who is connected.
     pub presence: Presence,
+    /// The one live session of each device, and clone alerts.
+    pub sessions: crate::sessions::Sessions,
     /// Model metrics devices report.
     pub metrics: crate::fleet::FleetMetrics,
     /// Desired states and steering rollouts, computed once per change.
@@ -128,6 +130,7 @@ impl Coordinator {
             store,
             transfer: Arc::new(transfer),
             presence: Presence::default(),
+            sessions: crate::sessions::Sessions::default(),
             metrics: crate::fleet::FleetMetrics::default(),
             desired: crate::desired::DesiredCache::default(),
             report_writer: std::sync::OnceLock::new(),

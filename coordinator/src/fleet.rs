@@ -199,6 +199,7 @@ pub fn summarize(
         deltas_served: 0,
         deltas_encoded: 0,
         models,
+        clone_alerts: Vec::new(),
     }
 }
 

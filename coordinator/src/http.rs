@@ -659,10 +659,12 @@ async fn set_alias(
 }
 
 async fn list_devices(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<DeviceView>> {
+    let revoked = app.store.revoked_devices()?;
     let views = Gathered::read(&app)?
         .devices
         .into_iter()
         .map(|(id, r, connected, last_seen)| DeviceView {
+            revoked_at: revoked.get(id.as_str()).map(|r| r.at),
             id: id.to_string(),
             labels: r.labels,
             agent_version: r.agent_version,

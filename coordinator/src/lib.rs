@@ -36,6 +36,7 @@ pub mod registry;
 pub mod reports;
 pub mod rollouts;
 pub mod secrets;
+pub mod sessions;
 pub mod snapshots;
 pub mod stages;
 pub mod stdout;

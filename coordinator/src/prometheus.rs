@@ -209,6 +209,13 @@ pub fn render(inputs: &Inputs<'_>) -> String {
         gate_samples(|g| Some(g.gate.threshold)),
     );
     out.gauge(
+        "ferry_device_clone_alert",
+        "1 for each device a second live agent tried to speak for since start (a cloned identity).",
+        s.clone_alerts
+            .iter()
+            .map(|a| (vec![("device", a.device.as_str())], 1.0)),
+    );
+    out.gauge(
         "ferry_rollout_gate_samples",
         "Samples the gate has.",
         gate_samples(|g| Some(g.samples as f64)),
@@ -233,6 +240,11 @@ pub fn render(inputs: &Inputs<'_>) -> String {
             "ferry_deltas_encoded_total",
             "Deltas encoded (cache misses) since start.",
             s.deltas_encoded,
+        ),
+        (
+            "ferry_clone_refusals_total",
+            "Sessions refused since start because their device already had a live one (a cloned identity).",
+            s.clone_alerts.iter().map(|a| a.refusals).sum(),
         ),
     ] {
         out.family(name, "counter", help);

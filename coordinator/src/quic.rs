@@ -176,6 +176,9 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
         Err(refusal) => return refuse(&conn, &mut send, refusal).await,
     };
     let now = unix_now();
+    if let Some(refusal) = refuse_clone(app, &conn, now).await? {
+        return refuse(&conn, &mut send, refusal).await;
+    }
     let (id, record) = match admit(app, &conn, &hello, now)? {
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(&conn, &mut send, refusal).await,
@@ -191,6 +194,7 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     )
     .await?;
     app.presence.connected(&id, now);
+    let token = app.sessions.open(&id, conn.clone());
     let fetches = tokio::spawn(crate::fetch::accept_fetches(app.clone(), conn.clone()));
     let session = Session {
         conn: &conn,
@@ -200,9 +204,53 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     };
     let result = control_loop(app, session, send, recv).await;
     fetches.abort();
+    app.sessions.close(&id, token);
     app.presence.disconnected(&id, unix_now());
     info!(device = %id, "agent disconnected");
     result
+}
+
+/// A refusal when the device this connection's certificate names already has a live
+/// session (see [`crate::sessions`]); a silent older session is closed instead.
+async fn refuse_clone(
+    app: &Coordinator,
+    conn: &Connection,
+    now: u64,
+) -> Result<Option<Refusal>, StoreError> {
+    let Some(key) = crate::device_tls::device_key(conn) else {
+        return Ok(None); // admit() refuses it
+    };
+    let id = DeviceId::of(&key);
+    let Some(older) = app.sessions.live(&id) else {
+        return Ok(None);
+    };
+    if !crate::sessions::answers(&older).await {
+        info!(device = %id, "closing the device's older session, which no longer answers");
+        older.close(
+            crate::sessions::REPLACED_CODE.into(),
+            b"replaced by a newer session of this device",
+        );
+        return Ok(None);
+    }
+    let (remote, first) = (conn.remote_address(), older.remote_address());
+    warn!(device = %id, %remote, live = %first, "refused a second live session of one device: a cloned identity?");
+    if app.sessions.clone_refused(&id, remote, now) {
+        app.store.record(crate::store::audit::Change {
+            at: now,
+            actor: "coordinator",
+            action: "device.clone-refused",
+            subject: id.to_string(),
+            detail: format!(
+                "a second agent with this identity connected from {remote} while the device's session from {first} was live; refused"
+            ),
+        })?;
+    }
+    Ok(Some(Refusal {
+        kind: RefusalKind::Identity,
+        message: format!(
+            "device {id} already has a live session (from {first}): a second agent with the same identity key is refused; give each device its own identity (delete identity.key on the copy)"
+        ),
+    }))
 }
 
 async fn read_hello(recv: &mut RecvStream) -> Result<Hello, Refusal> {

@@ -333,3 +333,74 @@ fn ferryctl_does_not_panic_on_a_closed_pipe_or_an_absurd_duration() -> Result<()
     ensure!(listed.len() == before.len(), "created anyway: {listed:?}");
     Ok(())
 }
+
+/// Whether the coordinator shows the fleet's device `id` connected.
+fn connected(fleet: &Fleet, id: &str) -> Result<bool> {
+    Ok(fleet
+        .coordinator
+        .devices()?
+        .iter()
+        .any(|d| d.id == id && d.connected))
+}
+
+#[test]
+fn a_cloned_identity_is_not_admitted_twice() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    let id = fleet.agents[0].status()?.device_id.context("no id")?;
+
+    // An agent killed and restarted at once is no clone: its old session is silent.
+    fleet.agents[0].kill();
+    fleet.agents[0].start()?;
+    wait_until("the restarted agent is back", T, || {
+        Ok(fleet.agents[0].log().matches("connected").count() >= 2 && connected(&fleet, &id)?)
+    })?;
+    ensure!(fleet.coordinator.fleet_status()?.clone_alerts.is_empty());
+
+    // A second agent with a copy of the identity key, alive at the same time: refused.
+    let clone_state = fleet.dir.join("agents/agent-clone/state");
+    std::fs::create_dir_all(&clone_state)?;
+    std::fs::copy(
+        fleet.agents[0].state_dir.join("identity.key"),
+        clone_state.join("identity.key"),
+    )?;
+    fleet.add_agent(AgentSpec::named("agent-clone"))?;
+    wait_until("the clone is refused", T, || {
+        Ok(fleet.agents[1].log().contains("already has a live session"))
+    })?;
+    let status = fleet.coordinator.fleet_status()?;
+    let alert = status
+        .clone_alerts
+        .iter()
+        .find(|a| a.device == id)
+        .context("no clone alert")?;
+    ensure!(alert.refusals >= 1);
+    let metrics = fleet.coordinator.get("/metrics", "admin")?.body;
+    ensure!(
+        metrics.contains(&format!("ferry_device_clone_alert{{device=\"{id}\"}} 1")),
+        "{metrics}"
+    );
+    let audit: Vec<serde_json::Value> = fleet.coordinator.ctl_json(&["audit"])?;
+    ensure!(
+        audit.iter().any(|e| e["action"] == "device.clone-refused"),
+        "{audit:?}"
+    );
+    // The first agent keeps its session, and the record is its own.
+    ensure!(fleet.coordinator.devices()?.len() == 1 && connected(&fleet, &id)?);
+    ensure!(fleet.agents[0].is_alive());
+
+    // A revoked device is listed as revoked.
+    fleet
+        .coordinator
+        .ctl(&["devices", "revoke", &id, "--reason", "cloned"])?;
+    let devices = fleet.coordinator.devices()?;
+    ensure!(
+        devices.iter().all(|d| d.revoked_at.is_some()),
+        "{devices:?}"
+    );
+    let table = fleet.coordinator.ctl(&["devices", "list"])?;
+    ensure!(table.contains("revoked"), "{table}");
+    Ok(())
+}

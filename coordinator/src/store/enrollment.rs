@@ -192,6 +192,22 @@ impl Store {
         Ok(true)
     }
 
+    /// Every revoked device, by id.
+    pub fn revoked_devices(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, RevokedDevice>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REVOKED_DEVICES)?;
+        let mut out = std::collections::BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let id = k.value().to_owned();
+            let record = decode("revoked_devices", &id, v.value())?;
+            out.insert(id, record);
+        }
+        Ok(out)
+    }
+
     /// The revocation of `id`, if it was revoked.
     pub fn device_revocation(&self, id: &DeviceId) -> Result<Option<RevokedDevice>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -168,17 +168,19 @@ impl Store {
         why: &str,
         now: u64,
     ) -> Result<(), StoreError> {
+        self.record(Change {
+            at: now,
+            actor: caller,
+            action: "access.denied",
+            subject: path.to_owned(),
+            detail: why.to_owned(),
+        })
+    }
+
+    /// Audits something that changed nothing stored (a refusal, an alert).
+    pub(crate) fn record(&self, change: Change<'_>) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        append(
-            &txn,
-            Change {
-                at: now,
-                actor: caller,
-                action: "access.denied",
-                subject: path.to_owned(),
-                detail: why.to_owned(),
-            },
-        )?;
+        append(&txn, change)?;
         self.db.commit(txn)?;
         Ok(())
     }

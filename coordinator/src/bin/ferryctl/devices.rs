@@ -124,7 +124,9 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
             let mut table =
                 Table::new(&["DEVICE", "SEEN", "MODEL", "ACTIVE", "PREV", "LAST ERROR"]);
             for d in devices {
-                let seen = if d.connected {
+                let seen = if d.revoked_at.is_some() {
+                    "revoked".into()
+                } else if d.connected {
                     "online".into()
                 } else {
                     ago(d.last_seen)

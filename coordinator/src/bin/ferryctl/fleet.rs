@@ -76,6 +76,15 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
         status.chunks_served,
         status.deltas_served
     );
+    for a in &status.clone_alerts {
+        outln!(
+            "CLONE ALERT: device {} — {} session(s) refused, last from {} {}: a second agent holds its identity key",
+            a.device,
+            a.refusals,
+            a.refused_from,
+            crate::output::ago(a.last_at)
+        );
+    }
     for m in &status.models {
         outln!();
         outln!("model {} — {} device(s)", m.model, m.devices);
