@@ -86,6 +86,12 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let layout = Layout::new(config.state_dir.clone());
     let state = StateFile::new(&config.state_dir);
+    let Some(_running) = state.daemon_lock()? else {
+        anyhow::bail!(
+            "another ferry-agent is running on {}: one daemon per state directory",
+            config.state_dir.display()
+        );
+    };
     let model = config.model.clone();
 
     let reconciled = {
@@ -261,6 +267,9 @@ impl Daemon {
             } => {
                 self.last_down = None;
                 notify::status(&format!("connected as {device_id}"));
+                // An install that failed while the link was down goes again now, not when
+                // its backoff (grown by every offline attempt) runs out.
+                self.feed(Event::RetryDue);
                 self.persist(|s| {
                     s.acknowledge(events_through);
                     s.connection.connected = true;

@@ -26,6 +26,9 @@ use crate::backoff;
 use crate::config::Config;
 use crate::tls::PinnedCert;
 
+/// The longest pause between reconnection attempts while a download is unfinished.
+const DOWNLOADING_BACKOFF_CAP: Duration = Duration::from_secs(5);
+
 /// What the session tells the daemon.
 #[derive(Debug)]
 pub enum FromSession {
@@ -123,11 +126,20 @@ pub async fn run(
             attempt = 0;
         }
         attempt = attempt.saturating_add(1);
-        let pause = backoff::delay(
-            attempt,
-            Duration::from_millis(250),
-            params.config.poll_interval,
-        );
+        // While a download waits for the link, come back within seconds of its return
+        // rather than after a backoff grown through the whole cut.
+        let downloading = reports.borrow().models.iter().any(|m| {
+            matches!(
+                m.phase,
+                ferry_shared::wire::Phase::Fetching(_) | ferry_shared::wire::Phase::Retrying { .. }
+            )
+        });
+        let cap = if downloading {
+            params.config.poll_interval.min(DOWNLOADING_BACKOFF_CAP)
+        } else {
+            params.config.poll_interval
+        };
+        let pause = backoff::delay(attempt, Duration::from_millis(250), cap);
         tokio::time::sleep(pause).await;
     }
 }

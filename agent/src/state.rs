@@ -196,6 +196,27 @@ impl StateFile {
         Ok(Locked { _file: file })
     }
 
+    /// Takes the lock a running daemon holds for its whole life, so that no two daemons share
+    /// a state directory and `status` can tell whether one runs; `None` when another holds it.
+    pub fn daemon_lock(&self) -> Result<Option<Locked>, StateError> {
+        let path = self.lock_path.with_file_name("daemon.lock");
+        let io_err = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Locked { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
+        }
+    }
+
     /// Reads the state (default when the file does not exist yet); in a process holding an
     /// unsaved state, that one.
     pub fn load(&self) -> Result<AgentState, StateError> {

@@ -25,6 +25,9 @@ pub struct AgentStatus {
     pub models: Vec<ModelStatus>,
     /// Events not yet acknowledged by the coordinator.
     pub pending_events: usize,
+    /// Whether the daemon runs (it holds the state directory's daemon lock).
+    #[serde(default)]
+    pub daemon_running: bool,
     /// Coordinator connection.
     pub connection: Connection,
 }
@@ -58,7 +61,10 @@ pub struct ModelStatus {
 /// Gathers the status from disk.
 pub fn gather(config: &Config) -> Result<AgentStatus> {
     let layout = Layout::new(config.state_dir.clone());
-    let state = StateFile::new(&config.state_dir).load()?;
+    let file = StateFile::new(&config.state_dir);
+    let state = file.load()?;
+    // Taken and let go at once: held, a daemon runs.
+    let daemon_running = file.daemon_lock()?.is_none();
     let model = &config.model;
     let slots = layout.slots(model)?;
     let memory = state.models.get(model).cloned().unwrap_or_default();
@@ -83,7 +89,19 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
         }],
         pending_events: state.pending_events.len(),
         connection: state.connection,
+        daemon_running,
     })
+}
+
+/// `12s ago`, `5m ago`, `3h ago`, `2d ago`.
+fn ago(at: u64) -> String {
+    let d = crate::unix_now().saturating_sub(at);
+    match d {
+        0..60 => format!("{d}s ago"),
+        60..3600 => format!("{}m ago", d / 60),
+        3600..86400 => format!("{}h ago", d / 3600),
+        _ => format!("{}d ago", d / 86400),
+    }
 }
 
 /// Prints the status for people.
@@ -98,14 +116,23 @@ pub fn print(status: &AgentStatus) {
     );
     crate::outln!("state dir   {}", status.state_dir.display());
     let c = &status.connection;
-    let conn = if c.connected {
+    let last = || {
+        c.last_connected_at
+            .map_or("never connected".to_owned(), |at| {
+                format!("last connected {}", ago(at))
+            })
+    };
+    let conn = if !status.daemon_running {
+        format!("agent not running ({})", last())
+    } else if c.connected {
         "connected".to_owned()
     } else {
         format!(
-            "offline{}",
+            "offline ({}{})",
             c.last_error
                 .as_ref()
-                .map_or(String::new(), |e| format!(" ({e})"))
+                .map_or(String::new(), |e| format!("{e}; ")),
+            last()
         )
     };
     crate::outln!("coordinator {conn}");

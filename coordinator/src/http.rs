@@ -380,8 +380,8 @@ pub(crate) fn token_name(name: &str) -> Result<&str, Failure> {
 /// clock arithmetic overflows (an expiry near `u64::MAX` seconds is no time at all).
 pub(crate) const MAX_VALIDITY_SECS: u64 = 10 * 365 * 86_400;
 
-/// `now` plus `count` periods of `unit_secs` (named `field`, in `unit`s), refused with 400
-/// when zero or past [`MAX_VALIDITY_SECS`].
+/// `now` plus `count` periods of `unit_secs` (named `field`, in `unit`s; 0: expired at once),
+/// refused with 400 past [`MAX_VALIDITY_SECS`].
 pub(crate) fn expiry(
     now: u64,
     field: &str,
@@ -393,10 +393,10 @@ pub(crate) fn expiry(
         return Ok(None);
     };
     let most = MAX_VALIDITY_SECS / unit_secs;
-    if count == 0 || count > most {
+    if count > most {
         return Err(Failure(
             StatusCode::BAD_REQUEST,
-            format!("{field} must be 1 to {most} {unit} (ten years), not {count}"),
+            format!("{field} must be at most {most} {unit} (ten years), not {count}"),
         ));
     }
     Ok(Some(now + count * unit_secs))

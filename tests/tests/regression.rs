@@ -311,7 +311,7 @@ fn ferryctl_does_not_panic_on_a_closed_pipe_or_an_absurd_duration() -> Result<()
         "1000000000000000",
     ])?;
     ensure!(
-        err.contains("expires_days must be") && code != Some(101),
+        err.contains("expires_days must be at most") && code != Some(101),
         "{code:?} {err}"
     );
     let (err, code) = c.ctl_failing(&[
@@ -321,7 +321,7 @@ fn ferryctl_does_not_panic_on_a_closed_pipe_or_an_absurd_duration() -> Result<()
         "1000000000000000",
     ])?;
     ensure!(
-        err.contains("expires_hours must be") && code != Some(101),
+        err.contains("expires_hours must be at most") && code != Some(101),
         "{code:?} {err}"
     );
     let (err, _) = c.ctl_failing(&["devices", "enroll-token", "--uses", "0"])?;
@@ -402,5 +402,33 @@ fn a_cloned_identity_is_not_admitted_twice() -> Result<()> {
     );
     let table = fleet.coordinator.ctl(&["devices", "list"])?;
     ensure!(table.contains("revoked"), "{table}");
+    Ok(())
+}
+
+#[test]
+fn agent_status_says_when_no_agent_runs() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    ensure!(fleet.agents[0].status()?.daemon_running);
+    // A second daemon on the same state directory is refused.
+    let mut twin = ferry_tests::Agent::new(
+        &ferry_tests::Binaries::get()?,
+        "twin",
+        &fleet.agents[0].config,
+        &fleet.agents[0].state_dir,
+        MODEL,
+        &fleet.dir.join("twin.log"),
+    );
+    twin.start()?;
+    wait_until("the twin daemon exits", T, || Ok(!twin.is_alive()))?;
+    ensure!(
+        std::fs::read_to_string(fleet.dir.join("twin.log"))?
+            .contains("another ferry-agent is running")
+    );
+    fleet.agents[0].kill();
+    let status = fleet.agents[0].status()?;
+    ensure!(!status.daemon_running && status.connection.last_connected_at.is_some());
     Ok(())
 }
