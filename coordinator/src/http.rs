@@ -651,6 +651,14 @@ async fn set_alias(
 ) -> ApiResult<crate::api::AliasChanged> {
     let name: ModelName = parse(&name)?;
     let alias: AliasName = parse(&alias)?;
+    if alias.as_str() == crate::store::LATEST {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            format!(
+                "{name}@latest follows the newest stable release on its own and cannot be set by hand; point another alias instead"
+            ),
+        ));
+    }
     let who = actor(&caller, &headers);
     let version = request.version.clone();
     let changed = registry::set_alias(&app, &name, &alias, request, &who, unix_now())?;

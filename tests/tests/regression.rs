@@ -432,3 +432,33 @@ fn agent_status_says_when_no_agent_runs() -> Result<()> {
     ensure!(!status.daemon_running && status.connection.last_connected_at.is_some());
     Ok(())
 }
+
+#[test]
+fn latest_cannot_be_set_by_hand_and_huge_reasons_are_cut() -> Result<()> {
+    let fleet = Fleet::start(0, None)?;
+    let c = &fleet.coordinator;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    fleet.publish("0.9.0", &model_bytes(2, 64 * 1024, true))?;
+    let (err, _) = c.ctl_failing(&["alias", "set", MODEL, "latest", "0.9.0"])?;
+    ensure!(err.contains("cannot be set by hand"), "{err}");
+    ensure!(
+        fleet
+            .alias_target("latest")?
+            .map(|v| v.to_string())
+            .as_deref()
+            == Some("1.0.0")
+    );
+    let reason = "x".repeat(100_000);
+    c.ctl(&["alias", "set", MODEL, "prod", "1.0.0", "--reason", &reason])?;
+    let audit: Vec<serde_json::Value> = c.ctl_json(&["audit"])?;
+    let last = audit.last().context("no audit entries")?;
+    let detail = last["detail"].as_str().unwrap_or_default();
+    ensure!(
+        detail.len() <= 4096 && detail.contains("bytes cut"),
+        "{} bytes",
+        detail.len()
+    );
+    let verified: serde_json::Value = c.ctl_json(&["audit", "--verify"])?;
+    ensure!(verified["broken"].is_null(), "{verified}");
+    Ok(())
+}

@@ -22,6 +22,25 @@ pub(crate) struct Change<'a> {
     pub(crate) detail: String,
 }
 
+/// The most an entry's detail keeps (a reason can be anything a caller sent); the rest is
+/// cut, saying how much.
+pub(crate) const MAX_DETAIL_BYTES: usize = 4096;
+
+/// `detail` cut to [`MAX_DETAIL_BYTES`] on a character boundary.
+fn capped(mut detail: String) -> String {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail;
+    }
+    let total = detail.len();
+    let mut end = MAX_DETAIL_BYTES - 64;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    detail.truncate(end);
+    detail.push_str(&format!("… ({} of {total} bytes cut)", total - end));
+    detail
+}
+
 /// Appends an entry within `txn`.
 pub(crate) fn append(txn: &WriteTransaction, change: Change<'_>) -> Result<(), StoreError> {
     let mut table = txn.open_table(AUDIT)?;
@@ -35,7 +54,7 @@ pub(crate) fn append(txn: &WriteTransaction, change: Change<'_>) -> Result<(), S
         actor: change.actor.to_owned(),
         action: change.action.to_owned(),
         subject: change.subject,
-        detail: change.detail,
+        detail: capped(change.detail),
         prev_hash,
     };
     table.insert(seq, encode(&entry).as_slice())?;
