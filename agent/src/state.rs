@@ -165,6 +165,22 @@ pub struct StateFile {
     unsaved: Arc<Mutex<Option<AgentState>>>,
 }
 
+/// Opens (creating) the lock file at `path`, with the error its later failures map to.
+fn open_lock(path: &Path) -> Result<(File, impl Fn(io::Error) -> StateError + use<>), StateError> {
+    let owned = path.to_owned();
+    let io_err = move |source| StateError::Io {
+        path: owned.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(&io_err)?;
+    Ok((file, io_err))
+}
+
 /// Holds the state-directory lock until dropped.
 pub struct Locked {
     _file: File,
@@ -182,16 +198,7 @@ impl StateFile {
 
     /// Takes the exclusive lock shared by the daemon and the local CLI commands.
     pub fn lock(&self) -> Result<Locked, StateError> {
-        let io_err = |source| StateError::Io {
-            path: self.lock_path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(io_err)?;
+        let (file, io_err) = open_lock(&self.lock_path)?;
         file.lock().map_err(io_err)?;
         Ok(Locked { _file: file })
     }
@@ -199,17 +206,7 @@ impl StateFile {
     /// Takes the lock a running daemon holds for its whole life, so that no two daemons share
     /// a state directory and `status` can tell whether one runs; `None` when another holds it.
     pub fn daemon_lock(&self) -> Result<Option<Locked>, StateError> {
-        let path = self.lock_path.with_file_name("daemon.lock");
-        let io_err = |source| StateError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err)?;
+        let (file, io_err) = open_lock(&self.lock_path.with_file_name("daemon.lock"))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Locked { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

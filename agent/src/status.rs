@@ -63,8 +63,9 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
     let layout = Layout::new(config.state_dir.clone());
     let file = StateFile::new(&config.state_dir);
     let state = file.load()?;
-    // Taken and let go at once: held, a daemon runs.
-    let daemon_running = file.daemon_lock()?.is_none();
+    // Taken and let go at once: held, a daemon runs. A lock this user cannot open (a
+    // read-only look at another user's state) says nothing: assume it runs, as before.
+    let daemon_running = file.daemon_lock().map_or(true, |l| l.is_none());
     let model = &config.model;
     let slots = layout.slots(model)?;
     let memory = state.models.get(model).cloned().unwrap_or_default();
