@@ -38,11 +38,15 @@ pub fn fragmented_fleet() -> Result<Fleet> {
 }
 
 /// Publishes 3.0.0 and starts rollout `canary-3` of it (a 1 % wave, then 100 % after
-/// approval), returning once it waits for approval.
+/// approval), returning once it waits for approval. The cohort leaves out the GPU device (the
+/// one [`fragmented_fleet`] rolled back by hand), so the canary never lifts it past its target
+/// and the fleet keeps exactly one device behind, pinned: wave membership hashes device ids,
+/// which differ per run.
 pub fn rollout_awaiting_approval(fleet: &Fleet) -> Result<()> {
     fleet.publish("3.0.0", &model_bytes(3, MIB, true))?;
     let plan = serde_json::json!({
         "id": "canary-3", "model": MODEL, "version": "3.0.0", "reason": "dashboard",
+        "cohort": "accelerator!=gpu",
         "waves": [
             {"percent": 1, "bake_secs": 1, "gates": [
                 {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1}]},
