@@ -140,7 +140,8 @@ impl Coordinator {
         terminate(&mut self.child)
     }
 
-    fn ctl_output(&self, args: &[&str]) -> Result<Output> {
+    /// Runs ferryctl (admin token); returns its output whatever the exit code.
+    pub fn ctl_output(&self, args: &[&str]) -> Result<Output> {
         let admin = std::fs::read_to_string(self.data_dir.join("admin.token"))?;
         self.ctl_output_as(admin.trim(), args)
     }

@@ -126,7 +126,7 @@ fn republishing_a_version_with_other_bytes_is_refused_and_the_same_bytes_are_ide
         "--file-name",
         "model.bin",
     ])?;
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(6), "a conflict exits 6");
     assert!(
         stderr.contains("detector 1.0.0") && stderr.contains("immutable"),
         "{stderr}"

@@ -462,3 +462,97 @@ fn latest_cannot_be_set_by_hand_and_huge_reasons_are_cut() -> Result<()> {
     ensure!(verified["broken"].is_null(), "{verified}");
     Ok(())
 }
+
+/// Finding 9: every runtime failure exited 1; `--help` showed the coordinator's description,
+/// mixed the global flags into every command's options and printed `[env: FERRY_URL]` twice;
+/// a URL without a scheme failed with "relative URL without a base".
+#[test]
+fn ferryctl_exit_codes_tell_failures_apart_and_help_speaks_for_ferryctl() -> Result<()> {
+    let fleet = Fleet::start(0, None)?;
+    let c = &fleet.coordinator;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    let viewer: ferry_coordinator::api::TokenCreated =
+        c.ctl_json(&["tokens", "create", "v", "--role", "viewer"])?;
+
+    let code = |out: std::process::Output| (out.status.code(), out.stderr);
+    let cases: Vec<(&str, (Option<i32>, Vec<u8>), i32)> = vec![
+        (
+            "no scheme",
+            code(c.ctl_output(&["--url", "127.0.0.1:7401", "releases", "list"])?),
+            2,
+        ),
+        (
+            "unreachable",
+            code(c.ctl_output(&["--url", "http://127.0.0.1:1", "releases", "list"])?),
+            3,
+        ),
+        (
+            "bad token",
+            code(c.ctl_output_as("fy_nosuchtoken", &["releases", "list"])?),
+            4,
+        ),
+        (
+            "not permitted",
+            code(c.ctl_output_as(&viewer.token, &["alias", "set", MODEL, "prod", "1.0.0"])?),
+            4,
+        ),
+        (
+            "not found",
+            code(c.ctl_output(&["releases", "show", MODEL, "9.9.9"])?),
+            5,
+        ),
+        (
+            "invalid",
+            code(c.ctl_output(&[
+                "tokens",
+                "create",
+                "x",
+                "--role",
+                "viewer",
+                "--expires-days",
+                "1000000000000000",
+            ])?),
+            7,
+        ),
+        (
+            "usage",
+            code(c.ctl_output(&["releases", "list", "--no-such-flag"])?),
+            2,
+        ),
+    ];
+    for (case, (got, stderr), want) in cases {
+        let stderr = String::from_utf8_lossy(&stderr);
+        ensure!(
+            got == Some(want),
+            "{case}: exit {got:?}, want {want}: {stderr}"
+        );
+        ensure!(!stderr.contains("relative URL"), "{case}: {stderr}");
+    }
+    let (err, _) = c.ctl_failing(&["--url", "127.0.0.1:7401", "releases", "list"])?;
+    ensure!(
+        err.contains("has no scheme") && err.contains("https://"),
+        "{err}"
+    );
+
+    let help = c.ctl(&["--help"])?;
+    ensure!(
+        !help.contains("rollout brain"),
+        "the coordinator's description: {help}"
+    );
+    ensure!(
+        help.contains("Exit codes:") && help.contains("  5  not found"),
+        "{help}"
+    );
+    let sub = c.ctl(&["alias", "set", "--help"])?;
+    ensure!(sub.matches("FERRY_URL").count() == 1, "{sub}");
+    ensure!(!sub.contains("Admin token"), "{sub}");
+    let options = sub
+        .split("Connection (any command):")
+        .next()
+        .context("no options")?;
+    ensure!(
+        !options.contains("--url") && !options.contains("--token"),
+        "global flags among the command's own options: {sub}"
+    );
+    Ok(())
+}

@@ -32,7 +32,7 @@ macro_rules! banner {
 #[command(version)]
 struct Args {
     /// TOML configuration file (see coordinator.example.toml).
-    #[arg(long, env = "FERRY_COORDINATOR_CONFIG")]
+    #[arg(long, env = "FERRY_COORDINATOR_CONFIG", hide_env_values = true)]
     config: Option<PathBuf>,
     /// Data directory (database, chunks, deltas, TLS, tokens). Default: ./ferry-data
     #[arg(long)]

@@ -1,13 +1,14 @@
 //! `ferryctl audit`: the audit trail, newest last, and `--verify`, which walks its hash
 //! chain (against an anchor kept from an earlier walk) and names the first broken link.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use ferry_coordinator::outln;
 use ferry_coordinator::store::AuditVerification;
 use ferry_coordinator::store::records::AuditEntry;
 
 use crate::client::Client;
+use crate::exit::CheckFailed;
 use crate::output::{Table, ago, json};
 
 #[derive(Args)]
@@ -84,7 +85,9 @@ async fn verify(client: &Client, args: &AuditArgs) -> Result<()> {
         outln!("{found}");
     }
     if let Some(broken) = found.broken {
-        bail!("the audit trail is broken at entry {}", broken.seq);
+        return Err(
+            CheckFailed(format!("the audit trail is broken at entry {}", broken.seq)).into(),
+        );
     }
     Ok(())
 }

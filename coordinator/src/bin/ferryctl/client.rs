@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use ferry_coordinator::api::ApiError;
 use ferry_coordinator::http::ACTOR_HEADER;
@@ -11,27 +11,32 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::exit::{ApiFailure, Unreachable, Usage};
+
 const DEFAULT_URL: &str = "http://127.0.0.1:7401";
 const DEFAULT_TOKEN_FILE: &str = "./ferry-data/admin.token";
+
+/// The help heading the connection flags stand under, apart from each command's own options.
+const CONNECTION: &str = "Connection (any command)";
 
 /// Connection flags shared by every command.
 #[derive(Args)]
 pub(crate) struct ConnectionArgs {
-    /// Admin API URL [env: FERRY_URL] [default: http://127.0.0.1:7401]
-    #[arg(long, global = true, env = "FERRY_URL")]
+    /// Admin API URL, http:// or https:// [default: http://127.0.0.1:7401]
+    #[arg(long, global = true, env = "FERRY_URL", hide_env_values = true, help_heading = CONNECTION)]
     url: Option<String>,
-    /// Admin token [env: FERRY_TOKEN]
-    #[arg(long, global = true, env = "FERRY_TOKEN", hide_env_values = true)]
+    /// API token (of any role; the coordinator decides what it may do)
+    #[arg(long, global = true, env = "FERRY_TOKEN", hide_env_values = true, help_heading = CONNECTION)]
     token: Option<String>,
-    /// File holding the admin token [default: ./ferry-data/admin.token]
-    #[arg(long, global = true)]
+    /// File holding the API token [default: ./ferry-data/admin.token]
+    #[arg(long, global = true, help_heading = CONNECTION)]
     token_file: Option<PathBuf>,
     /// ferryctl config file (TOML: url, token or token_file)
     /// [default: ~/.config/ferry/ferryctl.toml when it exists]
-    #[arg(long, global = true, env = "FERRY_CONFIG")]
+    #[arg(long, global = true, env = "FERRY_CONFIG", hide_env_values = true, help_heading = CONNECTION)]
     config: Option<PathBuf>,
     /// Who you are, for the audit trail [default: $USER]
-    #[arg(long = "as", global = true)]
+    #[arg(long = "as", global = true, help_heading = CONNECTION)]
     actor: Option<String>,
 }
 
@@ -68,13 +73,14 @@ impl Client {
             .unwrap_or_else(|| DEFAULT_URL.into())
             .trim_end_matches('/')
             .to_owned();
+        check_url(&base)?;
         let token = match (&args.token, &args.token_file, file.token, file.token_file) {
             (Some(t), _, _, _) => t.clone(),
             (None, Some(path), _, _) => read_token(path)?,
             (None, None, Some(t), _) => t,
             (None, None, None, Some(path)) => read_token(&path)?,
             (None, None, None, None) => read_token(Path::new(DEFAULT_TOKEN_FILE)).context(
-                "no admin token: pass --token, --token-file, set FERRY_TOKEN, or run where ./ferry-data is",
+                "no API token: pass --token, --token-file, set FERRY_TOKEN, or run where ./ferry-data is",
             )?,
         };
         let actor = args
@@ -118,10 +124,9 @@ impl Client {
 
     /// Sends a request; an error says the coordinator could not be reached.
     async fn dispatch(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        builder
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))
+        builder.send().await.context(Unreachable {
+            base: self.base.clone(),
+        })
     }
 
     async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T> {
@@ -163,10 +168,13 @@ impl Client {
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !response.status().is_success() {
-            bail!("{} answered {}", path, response.status());
-        }
-        Ok(Some(response.json().await?))
+        let response = succeeded(response).await?;
+        Ok(Some(
+            response
+                .json()
+                .await
+                .context("unreadable answer from the coordinator")?,
+        ))
     }
 
     /// PUT a JSON body.
@@ -213,12 +221,7 @@ impl Client {
         let body = response.text().await.unwrap_or_default();
         match serde_json::from_str(&body) {
             Ok(answer) => Ok((answer, true)),
-            Err(_) => {
-                let message = serde_json::from_str::<ApiError>(&body)
-                    .map(|e| e.error)
-                    .unwrap_or(body);
-                Err(anyhow!("{message} ({status})"))
-            }
+            Err(_) => Err(failure(status, body).into()),
         }
     }
 
@@ -295,8 +298,34 @@ async fn succeeded(response: reqwest::Response) -> Result<reqwest::Response> {
         return Ok(response);
     }
     let body = response.text().await.unwrap_or_default();
+    Err(failure(status, body).into())
+}
+
+/// The failure an error answer describes: its `{"error": …}` message, else its whole body.
+fn failure(status: reqwest::StatusCode, body: String) -> ApiFailure {
     let message = serde_json::from_str::<ApiError>(&body)
         .map(|e| e.error)
         .unwrap_or(body);
-    Err(anyhow!("{message} ({status})"))
+    ApiFailure { status, message }
+}
+
+/// Refuses a URL reqwest would misread: no scheme ("relative URL without a base"), a scheme
+/// other than http or https, or no host.
+fn check_url(base: &str) -> Result<(), Usage> {
+    let usage = |why: &str| {
+        Usage(format!(
+            "--url {base:?} {why}: write it as https://HOST:PORT (or http://HOST:PORT for a coordinator on loopback)"
+        ))
+    };
+    if !base.contains("://") {
+        return Err(usage("has no scheme"));
+    }
+    let url = reqwest::Url::parse(base).map_err(|e| usage(&format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(usage("is neither http nor https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(usage("names no host"));
+    }
+    Ok(())
 }

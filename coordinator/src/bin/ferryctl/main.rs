@@ -7,6 +7,7 @@ mod alias;
 mod audit;
 mod client;
 mod devices;
+mod exit;
 mod fleet;
 mod fragmentation;
 mod gc;
@@ -28,9 +29,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-/// Admin CLI for a Ferry coordinator.
+/// Admin CLI for a Ferry coordinator: publish signed releases, move aliases and stages, run
+/// rollouts, watch the fleet, read the audit trail.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, after_help = exit::TABLE)]
 struct Cli {
     #[command(flatten)]
     connection: client::ConnectionArgs,
@@ -88,7 +90,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferryctl: error: {e:#}");
-            ExitCode::FAILURE
+            exit::code_of(&e)
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use ferry_coordinator::api::{BlobStored, Published};
 use ferry_coordinator::outln;
@@ -15,6 +15,7 @@ use ferry_shared::manifest::MANIFEST_SCHEMA;
 use ferry_shared::{Accelerator, FileName, ModelName, Release, Target, Variant, Version};
 
 use crate::client::{Client, escape};
+use crate::exit::Usage;
 use crate::keys::{sign_release, signer_ids};
 use crate::meta::MetaFile;
 use crate::output::now;
@@ -140,7 +141,7 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         None => args.variant.clone(),
     };
     if specs.is_empty() {
-        bail!("give the artifact FILE, or --variant once per build");
+        return Err(Usage("give the artifact FILE, or --variant once per build".into()).into());
     }
     let mut variants = Vec::new();
     for spec in &specs {

@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use ferry_coordinator::api::{CreateRollout, RolloutAction, RolloutView, WaveSpec};
 use ferry_coordinator::{out, outln};
 use ferry_shared::rollout::Verdict;
 
 use crate::client::Client;
+use crate::exit::Usage;
 use crate::output::{Table, ago, json, or_dash};
 
 #[derive(Subcommand)]
@@ -122,7 +123,7 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
                 }
                 None => {
                     let (Some(name), Some(version)) = (name, version) else {
-                        bail!("give NAME and VERSION, or --plan FILE");
+                        return Err(Usage("give NAME and VERSION, or --plan FILE".into()).into());
                     };
                     let shadow_wave = waves.first().filter(|_| shadow).map(|first| WaveSpec {
                         percent: *first,

@@ -14,6 +14,7 @@ use ferry_shared::trust::{Role, RoleKeys, Root, add_signature, draft, inspect_ro
 
 use ferry_coordinator::outln;
 
+use crate::exit::Usage;
 use crate::keys::{public_key_arg, secret_key_file};
 use crate::output::timestamp;
 
@@ -127,10 +128,11 @@ pub(crate) struct RoleArgs {
 
 fn role_of(keys: &[PublicKey], threshold: u32) -> Result<RoleKeys> {
     if threshold == 0 || threshold as usize > keys.len() {
-        bail!(
+        return Err(Usage(format!(
             "a threshold of {threshold} cannot be met by {} key(s)",
             keys.len()
-        );
+        ))
+        .into());
     }
     Ok(RoleKeys {
         keys: keys.iter().map(PublicKey::key_id).collect(),

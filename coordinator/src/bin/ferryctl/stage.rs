@@ -2,12 +2,13 @@
 //! configured policies (every check shown, each failing one named), and approving its
 //! promotion to production.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use ferry_coordinator::api::{ApprovalRequest, StageChange, StageView, TransitionView};
 use ferry_coordinator::outln;
 
 use crate::client::Client;
+use crate::exit::ApiFailure;
 use crate::output::{Table, ago, json, timestamp};
 
 #[derive(Args)]
@@ -74,11 +75,13 @@ pub(crate) async fn run(client: &Client, args: &StageArgs) -> Result<()> {
         print_transition(&view);
     }
     if refused {
-        bail!(
-            "{}",
-            view.error
-                .unwrap_or_else(|| "the coordinator refused the move".into())
-        );
+        return Err(ApiFailure {
+            status: reqwest::StatusCode::CONFLICT,
+            message: view
+                .error
+                .unwrap_or_else(|| "the coordinator refused the move".into()),
+        }
+        .into());
     }
     Ok(())
 }
