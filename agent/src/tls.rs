@@ -4,95 +4,15 @@
 //! self-signed client certificate of its ed25519 identity key (mutual TLS): the coordinator
 //! knows the device by that key from the handshake on.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ferry_shared::SecretKey;
-use ferry_shared::pin::fingerprint;
+pub use ferry_shared::pinned::PinnedCert;
 use ferry_shared::wire::ALPN;
 use ferry_shared::wire::DeviceId;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-
-/// Accepts exactly one certificate, by fingerprint.
-#[derive(Debug)]
-pub struct PinnedCert {
-    pin: String,
-    provider: Arc<CryptoProvider>,
-    mismatch: Mutex<Option<String>>,
-}
-
-impl PinnedCert {
-    /// The fingerprint of the last certificate refused, to explain a failed connection.
-    pub fn last_mismatch(&self) -> Option<String> {
-        self.mismatch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-    }
-
-    /// The pinned fingerprint.
-    pub fn pin(&self) -> &str {
-        &self.pin
-    }
-}
-
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented = fingerprint(end_entity.as_ref());
-        if presented == self.pin {
-            return Ok(ServerCertVerified::assertion());
-        }
-        *self.mismatch.lock().unwrap_or_else(|p| p.into_inner()) = Some(presented);
-        Err(rustls::Error::InvalidCertificate(
-            CertificateError::ApplicationVerificationFailure,
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A self-signed certificate of `identity`, and its key, for client authentication.
 pub fn identity_cert(
@@ -118,11 +38,7 @@ pub fn client_config(
 ) -> Result<(quinn::ClientConfig, Arc<PinnedCert>)> {
     let (cert, cert_key) = identity_cert(identity)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedCert {
-        pin: pin.to_owned(),
-        provider: provider.clone(),
-        mismatch: Mutex::new(None),
-    });
+    let verifier = Arc::new(PinnedCert::new(pin, provider.clone()));
     let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3 is unavailable")?

@@ -20,6 +20,13 @@ pub struct Config {
     pub quic_listen: SocketAddr,
     /// TCP address of the admin HTTP API.
     pub http_listen: SocketAddr,
+    /// Whether the admin API speaks TLS (`auto`: unless `http_listen` is a loopback address).
+    pub admin_tls: AdminTls,
+    /// PEM certificate chain for the admin API (with `admin_tls_key`); default: the
+    /// coordinator's own self-signed certificate, which ferryctl pins by fingerprint.
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of `admin_tls_cert`.
+    pub admin_tls_key: Option<PathBuf>,
     /// DNS names and IP addresses written into the TLS certificate when it is first created.
     pub server_names: Vec<String>,
     /// How often agents report when nothing happens, in seconds.
@@ -56,6 +63,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./ferry-data"),
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            admin_tls: AdminTls::Auto,
+            admin_tls_cert: None,
+            admin_tls_key: None,
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             heartbeat_secs: 15,
             stale_after_secs: 300,
@@ -69,6 +79,30 @@ impl Default for Config {
             fragmentation_retention_days: 90,
             stages: BTreeMap::new(),
             retention: BTreeMap::new(),
+        }
+    }
+}
+
+/// Whether the admin API is served over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminTls {
+    /// TLS, unless the API listens on a loopback address only.
+    Auto,
+    /// Always TLS.
+    On,
+    /// Plain HTTP, also on a network address (behind a TLS-terminating proxy on the same
+    /// host, say); bearer tokens then cross that network in clear text.
+    Off,
+}
+
+impl Config {
+    /// Whether the admin API speaks TLS, as configured for the address it listens on.
+    pub fn admin_speaks_tls(&self) -> bool {
+        match self.admin_tls {
+            AdminTls::On => true,
+            AdminTls::Off => false,
+            AdminTls::Auto => !self.http_listen.ip().is_loopback(),
         }
     }
 }
@@ -114,6 +148,11 @@ impl Config {
 
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.admin_tls_cert.is_some() != self.admin_tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "admin_tls_cert and admin_tls_key go together: give both or neither".into(),
+            ));
+        }
         if !(1..=19).contains(&self.compression_level) {
             return Err(ConfigError::Invalid(format!(
                 "compression_level {} is outside 1..=19",

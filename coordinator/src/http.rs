@@ -162,12 +162,14 @@ async fn metrics(State(app): State<Arc<Coordinator>>, headers: HeaderMap) -> Res
     }
 }
 
-/// Serves the API on a bound listener until the future is dropped.
+/// Serves the API on a bound listener until the future is dropped, over TLS when `tls` is
+/// given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Arc<Coordinator>,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).await
+) {
+    crate::http_listen::serve(listener, tls, router(app)).await
 }
 
 /// Binds the admin API's listener.
@@ -277,6 +279,11 @@ async fn require_token(
         Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(),
     };
+    if let Err(why) =
+        crate::http_query::refuse_unread(request.method(), matched.as_str(), request.uri().query())
+    {
+        return bad_request(why).into_response();
+    }
     let (action, model) = route_action(request.method(), matched.as_str(), &params);
     let model = match model.map(|m| m.parse::<ModelName>()).transpose() {
         Ok(model) => model,
@@ -411,6 +418,7 @@ where
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NameFilter {
     name: Option<String>,
 }
@@ -489,6 +497,7 @@ async fn release_envelope(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PublishQuery {
     reason: Option<String>,
 }
@@ -688,6 +697,7 @@ async fn list_devices(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<Devi
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StatusQuery {
     stale_after: Option<u64>,
 }
@@ -707,6 +717,7 @@ async fn fleet_status(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FragmentationQuery {
     model: Option<String>,
     by: Option<String>,
@@ -766,12 +777,14 @@ async fn trust_key(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuditQuery {
     after: Option<u64>,
     limit: Option<usize>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VerifyQuery {
     anchor: Option<String>,
 }

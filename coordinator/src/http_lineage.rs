@@ -84,6 +84,7 @@ async fn ancestry(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ImpactQuery {
     version: Option<String>,
 }

@@ -78,6 +78,7 @@ async fn push(
 
 /// Query of `GET /api/v1/trust/snapshot`.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SnapshotQuery {
     /// Whose snapshot (snapshots are per model).
     model: String,

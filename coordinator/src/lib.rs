@@ -24,6 +24,8 @@ pub mod gc;
 pub mod http;
 pub mod http_devices;
 pub mod http_lineage;
+pub mod http_listen;
+mod http_query;
 pub mod http_rollouts;
 pub mod http_stages;
 pub mod http_tokens;

@@ -11,6 +11,8 @@ pub mod digest;
 pub mod manifest;
 pub mod name;
 pub mod pin;
+#[cfg(feature = "tls")]
+pub mod pinned;
 pub mod plan;
 pub mod rollout;
 pub mod schema;

@@ -26,6 +26,8 @@ pub struct Coordinator {
     pub quic: SocketAddr,
     /// HTTP address.
     pub http: SocketAddr,
+    /// The admin API's URL as the coordinator announced it (`http://` or `https://`).
+    pub admin_url: String,
     /// Certificate fingerprint.
     pub fingerprint: String,
     /// Its configuration file, when it has one.
@@ -61,6 +63,7 @@ impl Coordinator {
             data_dir: data_dir.to_owned(),
             quic: any,
             http: any,
+            admin_url: String::new(),
             fingerprint: String::new(),
             config: config.map(Path::to_owned),
             log: log.to_owned(),
@@ -109,6 +112,7 @@ impl Coordinator {
             match field.split_once('=') {
                 Some(("quic", v)) => self.quic = v.parse()?,
                 Some(("http", v)) => self.http = v.parse()?,
+                Some(("admin", v)) => self.admin_url = v.to_owned(),
                 Some(("fingerprint", v)) => self.fingerprint = v.to_owned(),
                 _ => {}
             }
@@ -168,12 +172,17 @@ impl Coordinator {
         let mut command = Command::new(&self.bins.ctl);
         command
             .args(args)
-            .env("FERRY_URL", format!("http://{}", self.http))
+            .env("FERRY_URL", &self.admin_url)
             .env("FERRY_TOKEN", token)
             .env("USER", "e2e")
             // Tables fit 80 columns unless the terminal says otherwise; tests check the 80.
             .env_remove("COLUMNS")
             .stdin(Stdio::null());
+        // Over TLS, the coordinator's own certificate, pinned as agents pin it.
+        match self.admin_url.starts_with("https://") {
+            true => command.env("FERRY_PIN", &self.fingerprint),
+            false => command.env_remove("FERRY_PIN"),
+        };
         command
     }
 

@@ -475,7 +475,9 @@ fn ferryctl_exit_codes_tell_failures_apart_and_help_speaks_for_ferryctl() -> Res
         c.ctl_json(&["tokens", "create", "v", "--role", "viewer"])?;
 
     let code = |out: std::process::Output| (out.status.code(), out.stderr);
-    let cases: Vec<(&str, (Option<i32>, Vec<u8>), i32)> = vec![
+    // (case, what ferryctl exited with and wrote to stderr, the code it must exit with)
+    type Case<'a> = (&'a str, (Option<i32>, Vec<u8>), i32);
+    let cases: Vec<Case> = vec![
         (
             "no scheme",
             code(c.ctl_output(&["--url", "127.0.0.1:7401", "releases", "list"])?),
@@ -554,5 +556,104 @@ fn ferryctl_exit_codes_tell_failures_apart_and_help_speaks_for_ferryctl() -> Res
         !options.contains("--url") && !options.contains("--token"),
         "global flags among the command's own options: {sub}"
     );
+    Ok(())
+}
+
+/// Finding 8: the admin API spoke plain HTTP only and ferryctl could not speak HTTPS ("scheme
+/// is not http"), so bearer tokens crossed the network in clear text. With TLS on, ferryctl
+/// reaches it by the pinned fingerprint (the one agents pin), refuses any other certificate
+/// and says which one it was shown, and plain HTTP gets no answer.
+#[test]
+fn the_admin_api_speaks_tls_and_ferryctl_pins_its_certificate() -> Result<()> {
+    let fleet = Fleet::start_configured(0, None, Some("admin_tls = \"on\"\n"))?;
+    let c = &fleet.coordinator;
+    ensure!(c.admin_url.starts_with("https://"), "{}", c.admin_url);
+
+    // The harness's ferryctl pins the fingerprint through FERRY_PIN; --pin does the same.
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    let listed = c.ctl(&["--pin", &c.fingerprint, "releases", "list"])?;
+    ensure!(listed.contains("1.0.0"), "{listed}");
+
+    let admin = std::fs::read_to_string(c.data_dir.join("admin.token"))?;
+    let out = std::process::Command::new(&ferry_tests::Binaries::get()?.ctl)
+        .args([
+            "--url",
+            &c.admin_url,
+            "--token",
+            admin.trim(),
+            "releases",
+            "list",
+        ])
+        .env_remove("FERRY_PIN")
+        .output()?;
+    ensure!(
+        out.status.code() == Some(3),
+        "no pin, and the system's CAs do not know a self-signed certificate: {out:?}"
+    );
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let out = c.ctl_output(&["--pin", &wrong, "releases", "list"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(3), "{stderr}");
+    ensure!(
+        stderr.contains(&c.fingerprint) && stderr.contains(&wrong),
+        "the refusal names both certificates: {stderr}"
+    );
+    ensure!(
+        ferry_tests::http::request(c.http, "GET", "/healthz", None).is_err(),
+        "plain HTTP to the TLS port got an answer"
+    );
+    let plain = format!("http://{}", c.http);
+    let out = c.ctl_output(&["--url", &plain, "--pin", &c.fingerprint, "releases", "list"])?;
+    ensure!(
+        out.status.code() == Some(2),
+        "a pin over plain HTTP is a usage error: {out:?}"
+    );
+    Ok(())
+}
+
+/// Finding 10: the admin port had no header-read timeout (1,100 half-sent requests were
+/// held open for more than 40 s), and unknown query parameters were silently ignored.
+#[test]
+fn half_sent_requests_are_dropped_and_unknown_query_parameters_refused() -> Result<()> {
+    use std::io::{Read, Write};
+
+    let fleet = Fleet::start(0, None)?;
+    let c = &fleet.coordinator;
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let mut stream = std::net::TcpStream::connect(c.http)?;
+        stream.write_all(b"GET /api/v1/releases HTTP/1.1\r\nHost: x\r\nX-Slow: ")?;
+        stream.set_read_timeout(Some(Duration::from_secs(40)))?;
+        held.push(stream);
+    }
+    for (i, stream) in held.iter_mut().enumerate() {
+        let mut buf = [0u8; 512];
+        match stream.read(&mut buf) {
+            // Closed, with or without a 408 first.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => anyhow::bail!("half-sent request {i} still held after 40 s: {e}"),
+        }
+    }
+    // Served as before, meanwhile and after.
+    ensure!(ferry_tests::http::request(c.http, "GET", "/healthz", None)?.status == 200);
+
+    let admin = std::fs::read_to_string(c.data_dir.join("admin.token"))?;
+    let get = |path: &str| ferry_tests::http::request(c.http, "GET", path, Some(admin.trim()));
+    for path in [
+        "/api/v1/releases?nmae=detector",
+        "/api/v1/devices?model=detector",
+        "/api/v1/audit?limit=5&evil=1",
+    ] {
+        let reply = get(path)?;
+        ensure!(
+            reply.status == 400,
+            "{path}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    ensure!(get("/api/v1/releases?name=detector")?.status == 200);
+    ensure!(get("/api/v1/audit?limit=5")?.status == 200);
     Ok(())
 }

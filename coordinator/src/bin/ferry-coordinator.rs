@@ -16,7 +16,7 @@ use ferry_coordinator::store::Store;
 use ferry_coordinator::store::chunks::ChunkStore;
 use ferry_coordinator::store::deltas::DeltaCache;
 use ferry_coordinator::transfer::{self, Transfer};
-use ferry_coordinator::{http, quic, secrets};
+use ferry_coordinator::{http, http_listen, quic, secrets};
 
 /// A line of the start-up banner. A daemon goes on serving when nobody reads its standard
 /// output any more (a closed pipe), so a failed write is dropped, never a panic.
@@ -43,6 +43,9 @@ struct Args {
     /// HTTP address of the admin API. Default: 127.0.0.1:7401
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// TLS on the admin API: auto (unless it listens on loopback), on, off. Default: auto
+    #[arg(long, value_enum)]
+    admin_tls: Option<ferry_coordinator::config::AdminTls>,
     /// Agent heartbeat interval in seconds.
     #[arg(long)]
     heartbeat_secs: Option<u32>,
@@ -92,6 +95,9 @@ fn run(args: Args) -> Result<()> {
     }
     if let Some(addr) = args.http_listen {
         config.http_listen = addr;
+    }
+    if let Some(tls) = args.admin_tls {
+        config.admin_tls = tls;
     }
     if let Some(secs) = args.heartbeat_secs {
         config.heartbeat_secs = secs;
@@ -151,6 +157,13 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let http_addr = listener.local_addr()?;
+    let admin_tls = admin_acceptor(&config, &tls)?;
+    let scheme = if admin_tls.is_some() { "https" } else { "http" };
+    if admin_tls.is_none() && !http_addr.ip().is_loopback() {
+        tracing::warn!(
+            "the admin API speaks plain HTTP on {http_addr}: bearer tokens cross the network in clear text (admin_tls = \"off\")"
+        );
+    }
 
     let created = |yes: bool| if yes { " (created now)" } else { "" };
     let token_file = |file: secrets::TokenFile| match file {
@@ -190,10 +203,10 @@ async fn serve(config: Config) -> Result<()> {
     );
     banner!("  fingerprint       {}", tls.fingerprint);
     banner!("  agents (QUIC)     {quic_addr}");
-    banner!("  admin API         http://{http_addr}");
-    banner!("  dashboard         http://{http_addr}/");
+    banner!("  admin API         {scheme}://{http_addr}");
+    banner!("  dashboard         {scheme}://{http_addr}/");
     banner!(
-        "ready quic={quic_addr} http={http_addr} fingerprint={}",
+        "ready quic={quic_addr} http={http_addr} admin={scheme}://{http_addr} fingerprint={}",
         tls.fingerprint
     );
 
@@ -210,7 +223,7 @@ async fn serve(config: Config) -> Result<()> {
         config_keys,
     ));
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
-    let http_task = tokio::spawn(http::serve(listener, app.clone()));
+    let http_task = tokio::spawn(http::serve(listener, admin_tls, app.clone()));
     let warm_task = tokio::spawn(transfer::warm_on_alias_moves(app.clone()));
     let rollout_task = tokio::spawn(ferry_coordinator::rollouts::drive(
         app.clone(),
@@ -227,6 +240,22 @@ async fn serve(config: Config) -> Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
     quic_task.abort();
     Ok(())
+}
+
+/// The admin API's TLS acceptor, when it speaks TLS: the configured PEM certificate and key,
+/// or the coordinator's own certificate (the one agents pin).
+fn admin_acceptor(
+    config: &Config,
+    own: &secrets::TlsIdentity,
+) -> Result<Option<tokio_rustls::TlsAcceptor>> {
+    if !config.admin_speaks_tls() {
+        return Ok(None);
+    }
+    let (chain, key) = match (&config.admin_tls_cert, &config.admin_tls_key) {
+        (Some(cert), Some(key)) => http_listen::read_pem(cert, key)?,
+        _ => (vec![own.cert.clone()], own.key.clone_key()),
+    };
+    Ok(Some(http_listen::acceptor(chain, key)?))
 }
 
 /// `--verify-audit`: the chain in the database file itself.

@@ -2,11 +2,15 @@
 //! environment (`FERRY_URL`, `FERRY_TOKEN`) or a config file, in that order of precedence.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use ferry_coordinator::api::ApiError;
 use ferry_coordinator::http::ACTOR_HEADER;
+use ferry_shared::pin::normalize_fingerprint;
+use ferry_shared::pinned::PinnedCert;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,6 +42,13 @@ pub(crate) struct ConnectionArgs {
     /// Who you are, for the audit trail [default: $USER]
     #[arg(long = "as", global = true, help_heading = CONNECTION)]
     actor: Option<String>,
+    /// With an https:// URL: trust only the certificate with this SHA-256 fingerprint (the
+    /// coordinator prints it at start; agents pin the same one) [default: the system's CAs]
+    #[arg(long, global = true, env = "FERRY_PIN", hide_env_values = true, help_heading = CONNECTION)]
+    pin: Option<String>,
+    /// With an https:// URL: also trust the CA certificates in this PEM file
+    #[arg(long, global = true, help_heading = CONNECTION)]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -46,11 +57,15 @@ struct FileConfig {
     url: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    pin: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// An authenticated admin API client.
 pub(crate) struct Client {
     http: reqwest::Client,
+    /// The pinned-certificate verifier, to say which certificate a refused server showed.
+    pinned: Option<Arc<PinnedCert>>,
     base: String,
     token: String,
     actor: String,
@@ -88,8 +103,12 @@ impl Client {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_default();
+        let pin = args.pin.clone().or(file.pin);
+        let ca_cert = args.ca_cert.clone().or(file.ca_cert);
+        let (http, pinned) = http_client(&base, pin.as_deref(), ca_cert.as_deref())?;
         Ok(Self {
-            http: reqwest::Client::new(),
+            http,
+            pinned,
             base,
             token,
             actor,
@@ -124,8 +143,20 @@ impl Client {
 
     /// Sends a request; an error says the coordinator could not be reached.
     async fn dispatch(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        builder.send().await.context(Unreachable {
-            base: self.base.clone(),
+        builder.send().await.map_err(|e| {
+            let refused = self.pinned.as_ref().and_then(|p| {
+                p.last_mismatch().map(|shown| {
+                    format!("it showed certificate {shown}, not the pinned {}", p.pin())
+                })
+            });
+            let e = anyhow::Error::new(e);
+            let e = match refused {
+                Some(why) => e.context(why),
+                None => e,
+            };
+            e.context(Unreachable {
+                base: self.base.clone(),
+            })
         })
     }
 
@@ -307,6 +338,61 @@ fn failure(status: reqwest::StatusCode, body: String) -> ApiFailure {
         .map(|e| e.error)
         .unwrap_or(body);
     ApiFailure { status, message }
+}
+
+/// How long ferryctl waits to connect (TCP and TLS) before calling the coordinator unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP client for `base`: over https, trusting the pinned certificate only when `pin` is
+/// given, else the system's CAs plus those in `ca_cert`.
+fn http_client(
+    base: &str,
+    pin: Option<&str>,
+    ca_cert: Option<&Path>,
+) -> Result<(reqwest::Client, Option<Arc<PinnedCert>>)> {
+    let https = base.starts_with("https://");
+    let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+    if !https && (pin.is_some() || ca_cert.is_some()) {
+        return Err(Usage(format!(
+            "--pin and --ca-cert need an https:// URL, and {base} is plain http"
+        ))
+        .into());
+    }
+    let (builder, pinned) = match (pin, ca_cert) {
+        (Some(_), Some(_)) => {
+            return Err(Usage("give --pin or --ca-cert, not both".into()).into());
+        }
+        (Some(pin), None) => {
+            let pin = normalize_fingerprint(pin).ok_or_else(|| {
+                Usage(format!(
+                    "--pin {pin:?} is not a SHA-256 fingerprint (sha256:<64 hex digits>)"
+                ))
+            })?;
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let verifier = Arc::new(PinnedCert::new(&pin, provider.clone()));
+            let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .context("TLS is unavailable")?
+                .dangerous()
+                .with_custom_certificate_verifier(verifier.clone())
+                .with_no_client_auth();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            (builder.use_preconfigured_tls(tls), Some(verifier))
+        }
+        (None, Some(path)) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mut builder = builder;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+            (builder, None)
+        }
+        (None, None) => (builder, None),
+    };
+    Ok((builder.build().context("cannot set up HTTPS")?, pinned))
 }
 
 /// Refuses a URL reqwest would misread: no scheme ("relative URL without a base"), a scheme
