@@ -443,6 +443,13 @@ pub struct CreateRollout {
     /// Start it even though the release does not fit some of the cohort's applications.
     #[serde(default)]
     pub force: bool,
+    /// Seconds offline after which a device is left out of its wave (default 1800).
+    #[serde(default)]
+    pub unreachable_after_secs: Option<u64>,
+    /// Largest share of the devices in force, in percent, that a wave may leave out (pinned
+    /// by a hand rollback, or unreachable) and still advance (default 20).
+    #[serde(default)]
+    pub max_left_out_percent: Option<f64>,
 }
 
 /// Body of `POST /api/v1/rollouts/{id}/{action}`.
@@ -507,6 +514,45 @@ pub struct RolloutView {
     pub gates: Vec<ferry_shared::rollout::GateReport>,
     /// Devices per state.
     pub devices: RolloutDevices,
+    /// What holds the rollout: devices of the waves in force without an outcome, and why
+    /// (at most [`MAX_STRAGGLERS_SHOWN`]; `stragglers_total` counts them all).
+    #[serde(default)]
+    pub stragglers: Vec<StragglerView>,
+    /// Devices of the waves in force without an outcome.
+    #[serde(default)]
+    pub stragglers_total: u64,
+    /// Of them, left out of the gates (pinned, or unreachable past the plan's limit).
+    #[serde(default)]
+    pub left_out: u64,
+    /// How many the plan lets the waves in force leave out and still advance.
+    #[serde(default)]
+    pub may_leave_out: u64,
+    /// Seconds offline after which a device is left out.
+    #[serde(default)]
+    pub unreachable_after_secs: u64,
+    /// Largest share of the devices in force, in percent, that may be left out.
+    #[serde(default)]
+    pub max_left_out_percent: f64,
+    /// Plain-language notes: what holds the wave, and gates that decided on fewer samples
+    /// than their minimum.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// The most stragglers a rollout view lists.
+pub const MAX_STRAGGLERS_SHOWN: usize = 100;
+
+/// A device holding a rollout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StragglerView {
+    /// The device.
+    pub device: String,
+    /// Its wave (1-based).
+    pub wave: usize,
+    /// Why it has no outcome, in words.
+    pub reason: String,
+    /// Left out of the gates and counted against the plan's limit instead.
+    pub left_out: bool,
 }
 
 /// `GET /api/v1/fleet/fragmentation`: which versions run where, per model and cohort.

@@ -154,7 +154,7 @@ pub fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
                 phase: r.state.phase,
                 waves_in_force: r.state.in_force,
                 waves: r.plan.waves.len(),
-                gates: ferry_shared::rollout::gates(&r.plan, &r.state, &facts),
+                gates: ferry_shared::rollout::gates(&r.plan, &r.state, &facts, now),
             }
         })
         .collect();

@@ -1,5 +1,6 @@
-//! The rollout routes of the admin API: create, list, show (with gate values and device
-//! counts), and the operator actions pause, resume, approve, abort and rollback.
+//! The rollout routes of the admin API: create, list, show (with gate values, device counts
+//! and the devices that hold it), and the operator actions pause, resume, approve, abort and
+//! rollback.
 
 use std::sync::Arc;
 
@@ -8,10 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_shared::AliasName;
-use ferry_shared::rollout::Command;
+use ferry_shared::rollout::{Command, DeviceFacts, GateReport, Holdup, Straggler, Verdict};
 
 use crate::access::{Action, Caller};
-use crate::api::{CreateRollout, RolloutAction, RolloutDevices, RolloutView};
+use crate::api::{
+    CreateRollout, MAX_STRAGGLERS_SHOWN, RolloutAction, RolloutDevices, RolloutView, StragglerView,
+};
 use crate::app::Coordinator;
 use crate::http::{ApiResult, Failure, actor, check, parse};
 use crate::rollouts;
@@ -61,13 +64,14 @@ async fn create(
 
 async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>> {
     let devices = app.store.devices()?;
+    let now = unix_now();
     let views = app
         .store
         .rollouts()?
         .into_iter()
         .map(|r| {
             let facts = rollouts::facts_from(&app, devices.iter().map(|(i, d)| (i, d)), &r);
-            view(r, &facts)
+            view(r, &facts, now)
         })
         .collect();
     Ok(Json(views))
@@ -125,8 +129,12 @@ async fn act(
     Ok(Json(shown(&app, record)?))
 }
 
-/// A rollout as shown, with `facts` of every device for its plan.
-fn view(record: RolloutRecord, facts: &[ferry_shared::rollout::DeviceFacts]) -> RolloutView {
+/// A rollout as shown at `now`, with `facts` of every device for its plan.
+fn view(
+    record: RolloutRecord,
+    facts: &[ferry_shared::rollout::DeviceFacts],
+    now: u64,
+) -> RolloutView {
     let plan = &record.plan;
     let mut devices = RolloutDevices::default();
     for f in facts {
@@ -143,6 +151,22 @@ fn view(record: RolloutRecord, facts: &[ferry_shared::rollout::DeviceFacts]) -> 
         devices.install_failed += u64::from(f.install_failed);
         devices.health_failed += u64::from(f.health_failed);
     }
+    let stragglers = ferry_shared::rollout::stragglers(plan, &record.state, facts, now);
+    let left_out = stragglers.iter().filter(|s| s.left_out).count();
+    let may_leave_out = ferry_shared::rollout::may_leave_out(plan, devices.targeted as usize);
+    // The current wave's gates; a finished rollout shows the values it ended on.
+    let gates = if record.state.phase.is_terminal() && !record.final_gates.is_empty() {
+        record.final_gates.clone()
+    } else {
+        ferry_shared::rollout::gates(plan, &record.state, facts, now)
+    };
+    let notes = notes(
+        &record,
+        &gates,
+        &stragglers,
+        devices.targeted,
+        may_leave_out,
+    );
     RolloutView {
         id: plan.id.clone(),
         model: plan.model.to_string(),
@@ -164,18 +188,99 @@ fn view(record: RolloutRecord, facts: &[ferry_shared::rollout::DeviceFacts]) -> 
         created_by: record.created_by,
         created_at: record.created_at,
         updated_at: record.updated_at,
-        // The current wave's gates; a finished rollout shows the values it ended on.
-        gates: if record.state.phase.is_terminal() && !record.final_gates.is_empty() {
-            record.final_gates.clone()
-        } else {
-            ferry_shared::rollout::gates(plan, &record.state, facts)
-        },
+        gates,
         devices,
+        stragglers_total: stragglers.len() as u64,
+        stragglers: stragglers
+            .iter()
+            .take(MAX_STRAGGLERS_SHOWN)
+            .map(|s| StragglerView {
+                device: s.device.to_string(),
+                wave: s.wave + 1,
+                reason: holdup_text(s, facts, now),
+                left_out: s.left_out,
+            })
+            .collect(),
+        left_out: left_out as u64,
+        may_leave_out: may_leave_out as u64,
+        unreachable_after_secs: plan.stragglers.unreachable_after_secs,
+        max_left_out_percent: plan.stragglers.max_left_out * 100.0,
+        notes,
     }
+}
+
+/// Why a straggler has no outcome, in words.
+fn holdup_text(s: &Straggler, facts: &[DeviceFacts], now: u64) -> String {
+    let running = facts
+        .iter()
+        .find(|f| f.id.as_ref() == Some(&s.device))
+        .and_then(|f| f.current.as_ref())
+        .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+    match &s.holdup {
+        Holdup::Pinned => {
+            format!("pinned by a hand rollback to {running}: left out until released on the device")
+        }
+        Holdup::Offline { since } => format!(
+            "offline for {}{}",
+            human_secs(now.saturating_sub(*since)),
+            if s.left_out { ": left out" } else { "" }
+        ),
+        Holdup::Installing => format!("installing the target (runs {running})"),
+        Holdup::NotStarted => format!("has not started on the target (runs {running})"),
+    }
+}
+
+/// `90 s`, `12 min`, `3 h`, `2 d`.
+fn human_secs(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        7200..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    }
+}
+
+/// What holds the rollout, and gates that decided on fewer samples than their minimum.
+fn notes(
+    record: &RolloutRecord,
+    gates: &[GateReport],
+    stragglers: &[Straggler],
+    targeted: u64,
+    may_leave_out: usize,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let left_out = stragglers.iter().filter(|s| s.left_out).count();
+    if !record.state.phase.is_terminal() {
+        if left_out > may_leave_out {
+            notes.push(format!(
+                "waiting: {left_out} of the {targeted} devices in force are left out (pinned or unreachable), more than the {may_leave_out} the plan allows ({} %); release or bring them back, or abort",
+                record.plan.stragglers.max_left_out * 100.0
+            ));
+        } else if left_out > 0 {
+            notes.push(format!(
+                "{left_out} of the {targeted} devices in force left out (pinned or unreachable), within the {may_leave_out} the plan allows"
+            ));
+        }
+        let waiting_on = stragglers.len() - left_out;
+        if waiting_on > 0 {
+            notes.push(format!(
+                "waiting on {waiting_on} device(s) of the waves in force to bring an outcome"
+            ));
+        }
+    }
+    for g in gates {
+        if g.verdict == Verdict::Pass && g.samples < g.gate.min_samples {
+            notes.push(format!(
+                "{:?} passed on {} sample(s), fewer than its minimum of {}: the waves in force hold no more that take part",
+                g.gate.kind, g.samples, g.gate.min_samples
+            ));
+        }
+    }
+    notes
 }
 
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
     let facts = rollouts::fleet_facts(app, &record)?;
-    Ok(view(record, &facts))
+    Ok(view(record, &facts, unix_now()))
 }

@@ -65,6 +65,9 @@ pub fn facts_of(
         install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
         // A version held after a hand rollback is an operator's call, not a failed check.
         health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck),
+        // Holding the target back: it will not take it until released on the device.
+        pinned: held && report.and_then(|r| r.active.as_ref()) != Some(target),
+        offline_since: None,
         metrics: Default::default(),
     }
 }
@@ -94,6 +97,8 @@ pub fn facts_from<'a>(
         .map(|(id, record)| {
             let mut facts = facts_of(id, record, &plan.model, &plan.target, rollout.created_at_ms);
             facts.metrics = app.metrics.of(id, &plan.model);
+            let (connected, live_seen) = app.presence.get(id).unwrap_or((false, 0));
+            facts.offline_since = (!connected).then(|| record.last_seen.max(live_seen));
             facts
         })
         .collect()
@@ -142,6 +147,17 @@ pub fn plan_of(request: &CreateRollout) -> Result<Plan, String> {
                 })
             })
             .collect::<Result<_, _>>()?;
+    }
+    if let Some(secs) = request.unreachable_after_secs {
+        if secs > MAX_BAKE_SECS {
+            return Err(format!(
+                "unreachable_after_secs is at most {MAX_BAKE_SECS} (90 days), not {secs}"
+            ));
+        }
+        plan.stragglers.unreachable_after_secs = secs;
+    }
+    if let Some(percent) = request.max_left_out_percent {
+        plan.stragglers.max_left_out = percent / 100.0;
     }
     plan.validate().map_err(|e| e.to_string())?;
     Ok(plan)
@@ -257,7 +273,7 @@ pub fn command(
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let final_gates = if record.state.phase.is_terminal() {
         let facts = fleet_facts(app, &record)?;
-        Some(gates(&record.plan, &before, &facts))
+        Some(gates(&record.plan, &before, &facts, now))
     } else {
         None
     };

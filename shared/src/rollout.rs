@@ -10,11 +10,11 @@ pub mod plan;
 pub mod selector;
 
 pub use engine::{
-    Command, CommandError, Decision, Desired, DeviceFacts, Evaluation, GateReport, Phase,
-    RolloutState, Verdict, desired, evaluate, gates,
+    Command, CommandError, Decision, Desired, DeviceFacts, Evaluation, GateReport, Holdup, Phase,
+    RolloutState, Straggler, Verdict, desired, evaluate, gates, may_leave_out, stragglers,
 };
 pub use metrics::{LatencyHistogram, Tally, VersionMetrics};
-pub use plan::{BUCKETS, Gate, GateKind, Plan, PlanError, Wave};
+pub use plan::{BUCKETS, Gate, GateKind, Plan, PlanError, Stragglers, Wave};
 pub use selector::{Selector, SelectorError, Term};
 
 #[cfg(test)]

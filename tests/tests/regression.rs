@@ -657,3 +657,65 @@ fn half_sent_requests_are_dropped_and_unknown_query_parameters_refused() -> Resu
     ensure!(get("/api/v1/audit?limit=5")?.status == 200);
     Ok(())
 }
+
+/// Finding 7: a device rolled back by hand during a rollout held it forever ("6 on target of
+/// 7 targeted", gates "6/10 samples waiting") while nothing named the device. Now the
+/// rollout names it as pinned, leaves it out of the gates within the plan's limit, says
+/// the gate passed on fewer samples than its minimum, and completes.
+#[test]
+fn a_device_pinned_by_a_hand_rollback_is_named_and_does_not_stall_the_rollout() -> Result<()> {
+    let fleet = Fleet::start(3, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 256 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("1.1.0", &model_bytes(2, 256 * 1024, true))?;
+    let plan = serde_json::json!({
+        "id": "pinned", "model": MODEL, "version": "1.1.0", "reason": "regression",
+        "max_left_out_percent": 40.0,
+        "waves": [{"percent": 100, "bake_secs": 15, "gates": [
+            {"kind": "InstallFailures", "threshold": 0.5, "min_samples": 10}]}],
+    });
+    let path = fleet.dir.join("pinned.json");
+    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+    fleet.wait_all_on("1.1.0", T)?;
+
+    // An operator rolls one device back by hand while the wave bakes.
+    let pinned = &fleet.agents[0];
+    pinned.rollback()?;
+    let device = pinned.status()?.device_id.context("no device id")?;
+    let short = device.chars().take(12).collect::<String>();
+    let named = wait_until("the rollout to name the pinned device", T, || {
+        let view = fleet.rollout("pinned")?;
+        if view.phase.is_terminal() {
+            return Err(Hopeless(format!("ended before naming it: {:?}", view.phase)).into());
+        }
+        Ok(view
+            .stragglers
+            .iter()
+            .any(|s| s.device == device && s.left_out && s.reason.contains("pinned")))
+    });
+    named?;
+    let status = fleet.coordinator.ctl(&["rollout", "status", "pinned"])?;
+    ensure!(
+        status.contains(&short) && status.contains("pinned by a hand rollback"),
+        "{status}"
+    );
+    wait_completed(&fleet, "pinned")?;
+    let view = fleet.rollout("pinned")?;
+    ensure!(
+        view.notes
+            .iter()
+            .any(|n| n
+                .contains("InstallFailures passed on 2 sample(s), fewer than its minimum of 10")),
+        "{:?}",
+        view.notes
+    );
+    ensure!(
+        pinned.current() == Some("1.0.0".parse()?),
+        "the pinned device stays put"
+    );
+    Ok(())
+}

@@ -116,7 +116,10 @@ function renderRollouts(rollouts) {
       el("td", {}, r.phase + (r.paused ? " (paused)" : "")),
       el("td", {}, `${inForce}/${waves} (${pct}%${r.shadow_waves.includes(inForce - 1) ? " shadow" : ""})`,
         el("div", { class: "bar" }, el("div", { style: `width:${pct}%` }))),
-      el("td", {}, `${r.devices.on_target} on target of ${r.devices.targeted} targeted`),
+      el("td", {}, `${r.devices.on_target} on target of ${r.devices.targeted} targeted`,
+        ...(r.notes || []).map((note) => el("div", { class: "muted note" }, note)),
+        ...(r.stragglers || []).slice(0, 5).map((s) =>
+          el("div", { class: "straggler", "data-device": s.device }, `${s.device.slice(0, 12)}…: ${s.reason}`))),
       el("td", {}, gates));
   }));
   document.getElementById("rollouts-empty").hidden = n > 0;

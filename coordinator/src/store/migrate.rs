@@ -21,7 +21,8 @@ use super::tables::{DEVICES, META, ROLLOUTS};
 /// 1. The first.
 /// 2. Device records say when each model's failure was first seen; rollout records when they
 ///    started to the millisecond.
-pub const STORE_FORMAT: u64 = 2;
+/// 3. Rollout plans say what pinned and unreachable devices mean for completion.
+pub const STORE_FORMAT: u64 = 3;
 
 const FORMAT_KEY: &str = "store_format";
 
@@ -41,6 +42,8 @@ pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
     }
     if found < 2 {
         rewrite::<DeviceRecord>(txn, DEVICES, "devices")?;
+    }
+    if found < 3 {
         rewrite::<RolloutRecord>(txn, ROLLOUTS, "rollouts")?;
     }
     if found != STORE_FORMAT {
@@ -83,10 +86,47 @@ struct DeviceRecordV1 {
     recent_events: Vec<DeviceEvent>,
 }
 
+/// A rollout plan as formats 1 and 2 stored it: nothing said of stragglers, which therefore
+/// get the defaults (before, a pinned or gone device held its wave forever).
+#[derive(Serialize, Deserialize)]
+struct PlanV1 {
+    id: String,
+    model: ferry_shared::ModelName,
+    target: ferry_shared::Version,
+    cohort: ferry_shared::rollout::Selector,
+    waves: Vec<ferry_shared::rollout::Wave>,
+}
+
+impl From<PlanV1> for ferry_shared::rollout::Plan {
+    fn from(old: PlanV1) -> Self {
+        Self {
+            id: old.id,
+            model: old.model,
+            target: old.target,
+            cohort: old.cohort,
+            waves: old.waves,
+            stragglers: Default::default(),
+        }
+    }
+}
+
+/// A rollout record as format 2 stored it: its plan in the layout of [`PlanV1`].
+#[derive(Serialize, Deserialize)]
+struct RolloutRecordV2 {
+    plan: PlanV1,
+    state: ferry_shared::rollout::RolloutState,
+    alias: ferry_shared::AliasName,
+    created_by: String,
+    created_at: u64,
+    created_at_ms: u64,
+    updated_at: u64,
+    final_gates: Vec<ferry_shared::rollout::GateReport>,
+}
+
 /// A rollout record as format 1 stored it: its start to the second only.
 #[derive(Serialize, Deserialize)]
 struct RolloutRecordV1 {
-    plan: ferry_shared::rollout::Plan,
+    plan: PlanV1,
     state: ferry_shared::rollout::RolloutState,
     alias: ferry_shared::AliasName,
     created_by: String,
@@ -96,21 +136,36 @@ struct RolloutRecordV1 {
 }
 
 impl Record for RolloutRecord {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
 
     fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (format == 1).then(|| {
-            postcard::from_bytes::<RolloutRecordV1>(body).map(|old| RolloutRecord {
-                plan: old.plan,
-                state: old.state,
-                alias: old.alias,
-                created_by: old.created_by,
-                created_at: old.created_at,
-                created_at_ms: old.created_at.saturating_mul(1000),
-                updated_at: old.updated_at,
-                final_gates: old.final_gates,
-            })
-        })
+        match format {
+            1 => Some(
+                postcard::from_bytes::<RolloutRecordV1>(body).map(|old| RolloutRecord {
+                    plan: old.plan.into(),
+                    state: old.state,
+                    alias: old.alias,
+                    created_by: old.created_by,
+                    created_at: old.created_at,
+                    created_at_ms: old.created_at.saturating_mul(1000),
+                    updated_at: old.updated_at,
+                    final_gates: old.final_gates,
+                }),
+            ),
+            2 => Some(
+                postcard::from_bytes::<RolloutRecordV2>(body).map(|old| RolloutRecord {
+                    plan: old.plan.into(),
+                    state: old.state,
+                    alias: old.alias,
+                    created_by: old.created_by,
+                    created_at: old.created_at,
+                    created_at_ms: old.created_at_ms,
+                    updated_at: old.updated_at,
+                    final_gates: old.final_gates,
+                }),
+            ),
+            _ => None,
+        }
     }
 }
 

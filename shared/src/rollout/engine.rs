@@ -32,6 +32,12 @@ pub struct DeviceFacts {
     pub install_failed: bool,
     /// The target failed its health check there (and the device rolled itself back).
     pub health_failed: bool,
+    /// Pinned by a hand rollback to the version it runs, refusing the target until released.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Offline since then (unix seconds); `None` while connected.
+    #[serde(default)]
+    pub offline_since: Option<u64>,
     /// Model metrics per version (shadow metrics of a staged candidate under its version).
     pub metrics: BTreeMap<Version, VersionMetrics>,
 }
@@ -127,6 +133,40 @@ pub struct Evaluation {
     pub decisions: Vec<Decision>,
     /// The current wave's gates.
     pub gates: Vec<GateReport>,
+    /// Devices in force that have brought no outcome yet, and why.
+    pub stragglers: Vec<Straggler>,
+    /// More devices are left out than the plan allows: the wave waits for them.
+    pub too_many_left_out: bool,
+}
+
+/// Why a device of a wave in force has brought no outcome yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Holdup {
+    /// Pinned to the version it runs by a hand rollback: it will not take the target.
+    Pinned,
+    /// Offline since then (unix seconds).
+    Offline {
+        /// When it was last heard.
+        since: u64,
+    },
+    /// Installing the target: downloading, retrying, or in its health check.
+    Installing,
+    /// Not begun on the target yet.
+    NotStarted,
+}
+
+/// A device of a wave in force without an outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Straggler {
+    /// Which device.
+    pub device: DeviceId,
+    /// Its wave (index).
+    pub wave: usize,
+    /// Why it has no outcome.
+    pub holdup: Holdup,
+    /// Left out of the gates and counted against the plan's `max_left_out` instead: pinned,
+    /// or offline for the plan's `unreachable_after_secs`.
+    pub left_out: bool,
 }
 
 /// An operator's action.
@@ -287,9 +327,72 @@ pub fn desired(plan: &Plan, state: &RolloutState, device: &DeviceFacts) -> Desir
     }
 }
 
-/// The current wave's gates over `devices`, whatever the phase; empty before any wave came
-/// into force.
-pub fn gates(plan: &Plan, state: &RolloutState, devices: &[DeviceFacts]) -> Vec<GateReport> {
+/// Whether `device` has an outcome for the target: it runs it (or, in a shadow wave, staged
+/// it as its candidate) past its install, or failed to.
+fn has_outcome(plan: &Plan, device: &DeviceFacts) -> bool {
+    let done = !device.installing
+        && (device.current.as_ref() == Some(&plan.target)
+            || device.candidate.as_ref() == Some(&plan.target));
+    done || device.install_failed || device.health_failed
+}
+
+/// Why `device` has no outcome at `now`, and whether it is left out; `None` with an outcome.
+fn holdup(plan: &Plan, device: &DeviceFacts, now: u64) -> Option<(Holdup, bool)> {
+    if has_outcome(plan, device) {
+        return None;
+    }
+    let limit = plan.stragglers.unreachable_after_secs;
+    Some(match device.offline_since {
+        _ if device.pinned => (Holdup::Pinned, true),
+        Some(since) => (
+            Holdup::Offline { since },
+            now.saturating_sub(since) >= limit,
+        ),
+        None if device.installing => (Holdup::Installing, false),
+        None => (Holdup::NotStarted, false),
+    })
+}
+
+/// The devices of the waves in force that have brought no outcome yet, and why; none once the
+/// rollout has ended.
+pub fn stragglers(
+    plan: &Plan,
+    state: &RolloutState,
+    devices: &[DeviceFacts],
+    now: u64,
+) -> Vec<Straggler> {
+    if state.phase.is_terminal() {
+        return Vec::new();
+    }
+    devices
+        .iter()
+        .filter_map(|device| {
+            let wave = wave_of_device(plan, device).filter(|w| *w < state.in_force)?;
+            let (holdup, left_out) = holdup(plan, device, now)?;
+            Some(Straggler {
+                device: device.id.clone()?,
+                wave,
+                holdup,
+                left_out,
+            })
+        })
+        .collect()
+}
+
+/// How many of `in_force` devices the plan lets a wave leave out.
+pub fn may_leave_out(plan: &Plan, in_force: usize) -> usize {
+    (plan.stragglers.max_left_out * in_force as f64 + 1e-9).floor() as usize
+}
+
+/// The current wave's gates over `devices` at `now`, whatever the phase; empty before any wave
+/// came into force. Devices left out (pinned, or unreachable past the plan's limit) do not
+/// count: they will bring no outcome.
+pub fn gates(
+    plan: &Plan,
+    state: &RolloutState,
+    devices: &[DeviceFacts],
+    now: u64,
+) -> Vec<GateReport> {
     let Some(current) = state.in_force.checked_sub(1) else {
         return Vec::new();
     };
@@ -318,7 +421,7 @@ pub fn gates(plan: &Plan, state: &RolloutState, devices: &[DeviceFacts]) -> Vec<
                 baseline.merge(m);
             }
         }
-        if w <= current {
+        if w <= current && !holdup(plan, device, now).is_some_and(|(_, left_out)| left_out) {
             treated.push(device);
         }
     }
@@ -343,7 +446,14 @@ pub fn evaluate(
     let Some(wave) = plan.waves.get(current) else {
         return out;
     };
-    out.gates = gates(plan, state, devices);
+    out.gates = gates(plan, state, devices, now);
+    out.stragglers = stragglers(plan, state, devices, now);
+    let in_force = devices
+        .iter()
+        .filter(|d| wave_of_device(plan, d).is_some_and(|w| w < state.in_force))
+        .count();
+    let left_out = out.stragglers.iter().filter(|s| s.left_out).count();
+    out.too_many_left_out = left_out > may_leave_out(plan, in_force);
     if let Some(failed) = out.gates.iter().find(|g| g.verdict == Verdict::Fail) {
         out.decisions.push(Decision::RollBack {
             reason: format!(
@@ -359,7 +469,7 @@ pub fn evaluate(
     }
     let passed = out.gates.iter().all(|g| g.verdict == Verdict::Pass);
     let baked = now.saturating_sub(state.since) >= wave.min_bake_secs;
-    if state.phase != Phase::Running || state.paused || !passed || !baked {
+    if state.phase != Phase::Running || state.paused || !passed || !baked || out.too_many_left_out {
         return out;
     }
     out.decisions.push(match plan.waves.get(current + 1) {
@@ -406,17 +516,7 @@ fn judge(
                 GateKind::InstallFailures => d.install_failed,
                 _ => d.health_failed,
             };
-            // A device has an outcome once it runs the target (or, in a shadow wave, staged
-            // it as its candidate) or failed to.
-            let outcomes = treated
-                .iter()
-                .filter(|d| {
-                    let done = !d.installing
-                        && (d.current.as_ref() == Some(&plan.target)
-                            || d.candidate.as_ref() == Some(&plan.target));
-                    done || d.install_failed || d.health_failed
-                })
-                .count() as u64;
+            let outcomes = treated.iter().filter(|d| has_outcome(plan, d)).count() as u64;
             let failures = treated.iter().filter(failed).count() as u64;
             let needed = gate.min_samples.min(treated.len() as u64);
             if outcomes < needed {

@@ -85,6 +85,28 @@ pub struct Wave {
     pub needs_approval: bool,
 }
 
+/// What devices that cannot take part mean for a wave. A device pinned to another version by
+/// a hand rollback, or one offline for `unreachable_after_secs`, is left out of its wave's
+/// gates (it will not bring an outcome) and counted instead: the wave advances with at most
+/// `max_left_out` of the devices in force left out, and otherwise waits, naming them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stragglers {
+    /// Seconds offline after which a device is left out.
+    pub unreachable_after_secs: u64,
+    /// Largest share (0–1) of the devices in force that may be left out.
+    pub max_left_out: f64,
+}
+
+impl Default for Stragglers {
+    /// Half an hour offline; at most a fifth of the devices in force left out.
+    fn default() -> Self {
+        Self {
+            unreachable_after_secs: 1800,
+            max_left_out: 0.2,
+        }
+    }
+}
+
 /// A rollout plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -98,6 +120,8 @@ pub struct Plan {
     pub cohort: Selector,
     /// The waves, shares rising, the last at 100 %.
     pub waves: Vec<Wave>,
+    /// What pinned and unreachable devices mean for completion.
+    pub stragglers: Stragglers,
 }
 
 /// A plan that cannot run.
@@ -119,6 +143,9 @@ pub enum PlanError {
     /// A gate threshold that is not a finite, non-negative number.
     #[error("gate {0:?} has a threshold that is not a finite number ≥ 0")]
     Threshold(GateKind),
+    /// A share of devices that may be left out outside [0, 1].
+    #[error("the share of devices that may be left out must be within 0–100 % (got {0})")]
+    LeftOut(String),
 }
 
 impl Plan {
@@ -146,6 +173,7 @@ impl Plan {
             target,
             cohort,
             waves,
+            stragglers: Stragglers::default(),
         }
     }
 
@@ -164,6 +192,10 @@ impl Plan {
         let serving_then_shadow = self.waves.windows(2).any(|p| !p[0].shadow && p[1].shadow);
         if serving_then_shadow || self.waves.last().is_some_and(|w| w.shadow) {
             return Err(PlanError::ShadowOrder);
+        }
+        let left_out = self.stragglers.max_left_out;
+        if !(0.0..=1.0).contains(&left_out) {
+            return Err(PlanError::LeftOut(format!("{left_out}")));
         }
         for gate in self.waves.iter().flat_map(|w| &w.gates) {
             if !gate.threshold.is_finite() || gate.threshold < 0.0 {

@@ -581,3 +581,100 @@ fn a_device_in_probation_on_the_target_is_not_an_outcome_yet() {
         "{e:?}"
     );
 }
+
+/// A one-wave plan of 100 % with a one-second bake, gated on install failures over ten
+/// devices, as the outside tester's stalled rollout was.
+fn one_wave(target: &str) -> Plan {
+    let mut p = plan(target);
+    p.waves = vec![Wave {
+        share: BUCKETS,
+        min_bake_secs: 1,
+        gates: vec![Gate {
+            kind: GateKind::InstallFailures,
+            threshold: 0.5,
+            min_samples: 10,
+        }],
+        shadow: false,
+        needs_approval: false,
+    }];
+    p
+}
+
+/// Seven devices: six on the target, the seventh as `last` makes it.
+fn seven(last: impl FnOnce(&mut DeviceFacts)) -> Vec<DeviceFacts> {
+    let mut devices: Vec<DeviceFacts> = (0..7).map(|i| Sim::device(i, "2.0.0")).collect();
+    let seventh = &mut devices[6];
+    seventh.current = Some(v("1.0.0"));
+    last(seventh);
+    devices
+}
+
+#[test]
+fn a_device_pinned_by_a_hand_rollback_is_named_and_left_out_instead_of_stalling_the_wave() {
+    let plan = one_wave("2.0.0");
+    let state = RolloutState::start(&plan, 0);
+    let devices = seven(|d| d.pinned = true);
+    let out = evaluate(&plan, &state, &devices, 10);
+    assert_eq!(out.decisions, vec![Decision::Complete], "{out:?}");
+    assert_eq!(out.stragglers.len(), 1);
+    let straggler = &out.stragglers[0];
+    assert_eq!(straggler.device, device_id(6));
+    assert_eq!(straggler.holdup, Holdup::Pinned);
+    assert!(straggler.left_out);
+    // The gate passed on the six that take part, fewer than its minimum of ten.
+    assert_eq!(out.gates[0].verdict, Verdict::Pass);
+    assert_eq!(out.gates[0].samples, 6);
+}
+
+#[test]
+fn more_left_out_than_the_plan_allows_holds_the_wave_and_says_so() {
+    let mut plan = one_wave("2.0.0");
+    plan.stragglers.max_left_out = 0.1; // 0 of 7 may be left out
+    let state = RolloutState::start(&plan, 0);
+    let out = evaluate(&plan, &state, &seven(|d| d.pinned = true), 10);
+    assert!(out.decisions.is_empty(), "{out:?}");
+    assert!(out.too_many_left_out);
+}
+
+#[test]
+fn an_offline_device_holds_the_wave_until_the_plan_gives_up_on_it() {
+    let plan = one_wave("2.0.0");
+    let state = RolloutState::start(&plan, 0);
+    let devices = seven(|d| d.offline_since = Some(5));
+    let early = evaluate(&plan, &state, &devices, 60);
+    assert!(
+        early.decisions.is_empty(),
+        "waits for it at first: {early:?}"
+    );
+    assert_eq!(early.stragglers[0].holdup, Holdup::Offline { since: 5 });
+    assert!(!early.stragglers[0].left_out);
+    assert_eq!(early.gates[0].verdict, Verdict::Waiting);
+    let late = evaluate(&plan, &state, &devices, 5 + 1800);
+    assert!(late.stragglers[0].left_out);
+    assert_eq!(late.decisions, vec![Decision::Complete], "{late:?}");
+}
+
+#[test]
+fn installing_and_not_started_devices_are_named_but_waited_for() {
+    let plan = one_wave("2.0.0");
+    let state = RolloutState::start(&plan, 0);
+    let installing = evaluate(&plan, &state, &seven(|d| d.installing = true), 10);
+    assert_eq!(installing.stragglers[0].holdup, Holdup::Installing);
+    assert!(installing.decisions.is_empty());
+    let idle = evaluate(&plan, &state, &seven(|_| {}), 10);
+    assert_eq!(idle.stragglers[0].holdup, Holdup::NotStarted);
+    assert!(!idle.stragglers[0].left_out);
+    assert!(idle.decisions.is_empty());
+    // A failed device has its outcome: it is no straggler, it counts against the gate.
+    let failed = evaluate(&plan, &state, &seven(|d| d.install_failed = true), 10);
+    assert!(failed.stragglers.is_empty());
+}
+
+#[test]
+fn a_share_of_left_out_devices_outside_zero_to_one_is_refused() {
+    let mut p = plan("2.0.0");
+    p.stragglers.max_left_out = 1.5;
+    assert!(matches!(p.validate(), Err(PlanError::LeftOut(_))));
+    p.stragglers.max_left_out = f64::NAN;
+    assert!(matches!(p.validate(), Err(PlanError::LeftOut(_))));
+}

@@ -53,6 +53,13 @@ pub(crate) enum RolloutCommand {
         /// (their input or output schema); recorded in the audit trail.
         #[arg(long)]
         force: bool,
+        /// Seconds offline after which a device is left out of its wave [default: 1800]
+        #[arg(long)]
+        unreachable_after: Option<u64>,
+        /// Largest share of the devices in force, in percent, a wave may leave out (pinned
+        /// by a hand rollback, or unreachable) and still advance [default: 20]
+        #[arg(long)]
+        max_left_out: Option<f64>,
     },
     /// Rollouts, or one in detail (`--watch` redraws it until it ends).
     Status {
@@ -113,6 +120,8 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             alias,
             reason,
             force,
+            unreachable_after,
+            max_left_out,
         } => {
             let mut request: CreateRollout = match plan {
                 Some(path) => {
@@ -148,10 +157,14 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
                         waves: Some(shadow_wave.into_iter().chain(serving).collect()),
                         reason,
                         force: false,
+                        unreachable_after_secs: None,
+                        max_left_out_percent: None,
                     }
                 }
             };
             request.force |= force;
+            request.unreachable_after_secs = unreachable_after.or(request.unreachable_after_secs);
+            request.max_left_out_percent = max_left_out.or(request.max_left_out_percent);
             let view: RolloutView = client.post_for("/rollouts", &request).await?;
             print_one(&view);
             Ok(())
@@ -293,5 +306,31 @@ fn print_one(v: &RolloutView) {
     }
     if !table.is_empty() {
         table.print();
+    }
+    for note in &v.notes {
+        outln!("  note: {note}");
+    }
+    if !v.stragglers.is_empty() {
+        outln!(
+            "  holding it ({} device(s); left out: {} of {} allowed, offline after {} s):",
+            v.stragglers_total,
+            v.left_out,
+            v.may_leave_out,
+            v.unreachable_after_secs
+        );
+        let mut table = Table::new(&["DEVICE", "WAVE", "LEFT OUT", "WHY"]);
+        for s in &v.stragglers {
+            table.row(vec![
+                s.device.clone(),
+                s.wave.to_string(),
+                if s.left_out { "yes" } else { "no" }.into(),
+                s.reason.clone(),
+            ]);
+        }
+        table.print();
+        let unlisted = v.stragglers_total.saturating_sub(v.stragglers.len() as u64);
+        if unlisted > 0 {
+            outln!("  … and {unlisted} more");
+        }
     }
 }
