@@ -293,6 +293,13 @@ pub struct FleetStatus {
     /// Deltas encoded (not found in the cache) since the coordinator started, on demand or
     /// precomputed when an alias moved.
     pub deltas_encoded: u64,
+    /// Fetches refused since start: an artifact outside the asking device's releases.
+    #[serde(default)]
+    pub fetches_refused: u64,
+    /// Deltas not encoded since start because the asking device's encode budget was spent
+    /// (the stored chunk went instead).
+    #[serde(default)]
+    pub encodes_refused: u64,
     /// Per model.
     pub models: Vec<ModelFleet>,
     /// Devices a second live agent tried to speak for (a cloned identity), since start.

@@ -32,6 +32,10 @@ pub struct Counters {
     pub chunks_served: AtomicU64,
     /// Of those, chunks sent as a delta against a window the device holds.
     pub deltas_served: AtomicU64,
+    /// Fetches refused: an artifact outside the asking device's releases.
+    pub fetches_refused: AtomicU64,
+    /// Deltas not encoded because the asking device's encode budget was spent.
+    pub encodes_refused: AtomicU64,
 }
 
 impl Counters {
@@ -93,6 +97,8 @@ pub struct Coordinator {
     /// Held shared by uploads and publishes, exclusively by a garbage collection's apply
     /// (see [`crate::collect`]).
     pub gc_lock: tokio::sync::RwLock<()>,
+    /// Deltas each device may still have encoded afresh.
+    pub encode_budget: crate::encode_budget::EncodeBudget,
     config_keys: Vec<PublicKey>,
 }
 
@@ -144,6 +150,7 @@ impl Coordinator {
             counters: Counters::default(),
             denials: std::sync::Mutex::default(),
             gc_lock: tokio::sync::RwLock::new(()),
+            encode_budget: crate::encode_budget::EncodeBudget::default(),
             config_keys,
         }
     }

@@ -93,7 +93,7 @@ pub fn desired_state(
 
 /// What `device`, following `follow`, should run now: what the newest rollout steering it
 /// says, else the alias's version.
-fn desired_release(
+pub(crate) fn desired_release(
     app: &Coordinator,
     follow: &Follow,
     device: &DeviceId,

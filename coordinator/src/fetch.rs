@@ -2,7 +2,9 @@
 //! batch of chunks it lacks. Chunks are answered in order, a few encoded ahead of the one
 //! being sent; a chunk that cannot be served is answered `Unavailable` without ending the
 //! stream, and a request for an artifact this coordinator does not hold is refused as
-//! permanent so the agent stops asking.
+//! permanent so the agent stops asking. A device reads only what is in its [`Reach`]: other
+//! artifacts are refused, a delta against one it does not hold goes as the stored chunk, and
+//! fresh encodes come out of its [`crate::encode_budget`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,21 +15,23 @@ use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    ChunkReply, ChunkWant, FetchRequest, FetchResponse, MAX_CHUNKS_PER_REQUEST, PROTOCOL_VERSION,
+    ChunkReply, ChunkWant, DeviceId, FetchRequest, FetchResponse, MAX_CHUNKS_PER_REQUEST,
+    PROTOCOL_VERSION,
 };
 use quinn::{Connection, RecvStream, SendStream};
 use tracing::{debug, warn};
 
 use crate::app::{Coordinator, Counters};
 use crate::quic::SessionError;
+use crate::reach::{Reach, reach_of};
 use crate::transfer::ServeError;
 
-/// Accepts fetch streams on `conn` until it closes.
-pub async fn accept_fetches(app: Arc<Coordinator>, conn: Connection) {
+/// Accepts fetch streams on `conn`, the session of `device`, until it closes.
+pub async fn accept_fetches(app: Arc<Coordinator>, conn: Connection, device: DeviceId) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        let app = app.clone();
+        let (app, device) = (app.clone(), device.clone());
         tokio::spawn(async move {
-            if let Err(e) = fetch(app, send, recv).await {
+            if let Err(e) = fetch(app, device, send, recv).await {
                 debug!("fetch stream ended: {e}");
             }
         });
@@ -46,6 +50,7 @@ const ENCODE_AHEAD: usize = 4;
 
 async fn fetch(
     app: Arc<Coordinator>,
+    device: DeviceId,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), SessionError> {
@@ -67,9 +72,40 @@ async fn fetch(
     let request = tokio::time::timeout(REQUEST_TIMEOUT, opening)
         .await
         .map_err(|_| SessionError::Protocol("no fetch request within 10 s".into()))??;
+    let file = match &request {
+        FetchRequest::Index { file } | FetchRequest::Chunks { file, .. } => *file,
+    };
+    let app2 = app.clone();
+    let id = device.clone();
+    let reach = match tokio::task::spawn_blocking(move || reach_of(&app2, &id)).await {
+        Ok(Ok(reach)) => reach,
+        Ok(Err(e)) => {
+            warn!(device = %device, "cannot tell what the device may fetch: {e}");
+            return refuse(
+                &mut send,
+                false,
+                format!("cannot check access to {file}: {e}"),
+            )
+            .await;
+        }
+        Err(e) => return Err(SessionError::Protocol(format!("access check failed: {e}"))),
+    };
+    if !reach.may_fetch(&file) {
+        warn!(device = %device, file = %file, "refused a fetch outside the device's releases");
+        Counters::add(&app.counters.fetches_refused, 1);
+        // Not permanent: the device's desired state may come to name it (an alias moving).
+        return refuse(
+            &mut send,
+            false,
+            format!("artifact {file} is not part of a release this device may run"),
+        )
+        .await;
+    }
     match request {
         FetchRequest::Index { file } => serve_index(&app, &mut send, file).await,
-        FetchRequest::Chunks { file, wants } => serve_chunks(&app, &mut send, file, wants).await,
+        FetchRequest::Chunks { file, wants } => {
+            serve_chunks(&app, &device, &reach, &mut send, file, wants).await
+        }
     }
 }
 
@@ -122,6 +158,8 @@ async fn serve_index(
 
 async fn serve_chunks(
     app: &Arc<Coordinator>,
+    device: &DeviceId,
+    reach: &Reach,
     send: &mut SendStream,
     file: Digest,
     wants: Vec<ChunkWant>,
@@ -147,14 +185,33 @@ async fn serve_chunks(
     let mut wants = wants.into_iter();
     loop {
         while pending.len() < ENCODE_AHEAD
-            && let Some(want) = wants.next()
+            && let Some(mut want) = wants.next()
         {
-            let (app, index) = (app.clone(), index.clone());
+            // A delta against what the device does not hold is of no use to it: the
+            // stored chunk goes instead, and nothing is encoded on its behalf.
+            if want.reference.is_some_and(|w| !reach.holds(&w.file)) {
+                want.reference = None;
+            }
+            let (app, index, device) = (app.clone(), index.clone(), device.clone());
             pending.push_back((
                 want,
-                tokio::spawn(
-                    async move { app.transfer.chunk(&app.store, file, &index, want).await },
-                ),
+                tokio::spawn(async move {
+                    let chunks = index.chunks.len();
+                    let budget_app = app.clone();
+                    let may_encode = move || {
+                        let granted =
+                            budget_app
+                                .encode_budget
+                                .take(&device, file, chunks, crate::unix_now());
+                        if !granted {
+                            Counters::add(&budget_app.counters.encodes_refused, 1);
+                        }
+                        granted
+                    };
+                    app.transfer
+                        .chunk(&app.store, file, &index, want, may_encode)
+                        .await
+                }),
             ));
         }
         let Some((want, task)) = pending.pop_front() else {

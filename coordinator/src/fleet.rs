@@ -198,6 +198,8 @@ pub fn summarize(
         chunks_served: 0,
         deltas_served: 0,
         deltas_encoded: 0,
+        fetches_refused: 0,
+        encodes_refused: 0,
         models,
         clone_alerts: Vec::new(),
     }

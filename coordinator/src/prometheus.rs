@@ -242,6 +242,16 @@ pub fn render(inputs: &Inputs<'_>) -> String {
             s.deltas_encoded,
         ),
         (
+            "ferry_fetches_refused_total",
+            "Fetches refused since start: an artifact outside the asking device's releases.",
+            s.fetches_refused,
+        ),
+        (
+            "ferry_encodes_refused_total",
+            "Deltas not encoded since start because the asking device's encode budget was spent.",
+            s.encodes_refused,
+        ),
+        (
             "ferry_clone_refusals_total",
             "Sessions refused since start because their device already had a live one (a cloned identity).",
             s.clone_alerts.iter().map(|a| a.refusals).sum(),

@@ -195,7 +195,11 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     .await?;
     app.presence.connected(&id, now);
     let token = app.sessions.open(&id, conn.clone());
-    let fetches = tokio::spawn(crate::fetch::accept_fetches(app.clone(), conn.clone()));
+    let fetches = tokio::spawn(crate::fetch::accept_fetches(
+        app.clone(),
+        conn.clone(),
+        id.clone(),
+    ));
     let session = Session {
         conn: &conn,
         id: &id,

@@ -89,13 +89,15 @@ impl Transfer {
     }
 
     /// Chunk `want.ordinal` of the artifact `file` (whose index is `target`), encoded for a
-    /// device holding `want.reference`.
+    /// device holding `want.reference`. A delta not in the cache is encoded only when
+    /// `may_encode` grants it (a device's budget); otherwise the stored chunk goes.
     pub async fn chunk(
         self: &Arc<Self>,
         store: &Store,
         file: Digest,
         target: &ChunkIndex,
         want: ChunkWant,
+        may_encode: impl FnOnce() -> bool + Send + 'static,
     ) -> Result<Encoded, ServeError> {
         let (offset, chunk) = target
             .spans()
@@ -129,7 +131,7 @@ impl Transfer {
             layouts,
             source,
         };
-        let result = self.encode_once(job).await;
+        let result = self.encode_once(job, may_encode).await;
         drop(guard);
         self.release_in_flight(name, lock);
         result
@@ -148,11 +150,19 @@ impl Transfer {
         }
     }
 
-    async fn encode_once(self: &Arc<Self>, job: Job) -> Result<Encoded, ServeError> {
+    async fn encode_once(
+        self: &Arc<Self>,
+        job: Job,
+        may_encode: impl FnOnce() -> bool,
+    ) -> Result<Encoded, ServeError> {
         let this = self.clone();
         let key = job.key;
         if let Some(hit) = blocking(move || Ok(this.deltas.get(&key))).await? {
             return Ok(hit);
+        }
+        if !may_encode() {
+            let this = self.clone();
+            return blocking(move || this.plain(&job.chunk)).await;
         }
         let permit = self
             .workers
@@ -399,7 +409,7 @@ async fn warm_pair(
     let mut encoded = 0;
     for want in wants.into_iter().filter(|w| w.reference.is_some()) {
         app.transfer
-            .chunk(&app.store, target.hash, &target_index, want)
+            .chunk(&app.store, target.hash, &target_index, want, || true)
             .await?;
         encoded += 1;
     }

@@ -11,6 +11,7 @@ pub mod hostile;
 pub mod http;
 mod process;
 pub mod procfs;
+pub mod raw_device;
 pub mod relay;
 mod rollouts;
 pub mod scenarios;

@@ -459,3 +459,180 @@ fn endless_data_attack_is_refused() -> Result<()> {
     expect(&refusal, &["endless data"])?;
     Ok(())
 }
+
+// Hostile devices: an enrolled device asking the real coordinator for what is not its own.
+
+/// The chunked form of `bytes`: its index and whole-file hash.
+fn chunked(bytes: &[u8]) -> ferry_shared::chunk::Chunked {
+    ferry_shared::chunk::ChunkIndex::build(bytes, ferry_shared::chunk::ChunkParams::DEFAULT)
+        .unwrap_or_else(|e| panic!("chunking in memory cannot fail: {e}"))
+}
+
+/// A real agent on `MODEL@prod` 1.0.0, and another model, `secret`, published beside it.
+fn two_models() -> Result<(Fleet, Vec<u8>, Vec<u8>)> {
+    let fleet = Fleet::start(1, None)?;
+    let ours = model_bytes(1, MIB, true);
+    fleet.publish("1.0.0", &ours)?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", WAIT)?;
+    let secret = model_bytes(9, MIB, true);
+    let file = fleet.dir.join("secret.bin");
+    std::fs::write(&file, &secret)?;
+    fleet.coordinator.ctl(&[
+        "publish",
+        "secret",
+        "1.0.0",
+        &file.to_string_lossy(),
+        "--key",
+        &fleet.key.to_string_lossy(),
+        "--file-name",
+        "model.bin",
+    ])?;
+    fleet
+        .coordinator
+        .ctl(&["alias", "set", "secret", "prod", "1.0.0"])?;
+    Ok((fleet, ours, secret))
+}
+
+fn follows_prod() -> Vec<ferry_shared::wire::Follow> {
+    vec![ferry_shared::wire::Follow {
+        model: MODEL.parse().unwrap_or_else(|_| unreachable!()),
+        alias: "prod".parse().unwrap_or_else(|_| unreachable!()),
+    }]
+}
+
+/// The rest of the fleet is served as before: a new release reaches the real agent.
+fn others_still_served(fleet: &Fleet, seed: u64, version: &str) -> Result<()> {
+    fleet.publish(version, &model_bytes(seed, MIB, true))?;
+    fleet.set_prod(version, "after the attack")?;
+    fleet.wait_all_on(version, WAIT)?;
+    Ok(())
+}
+
+#[test]
+fn a_device_cannot_fetch_another_models_artifact() -> Result<()> {
+    let (fleet, ours, secret) = two_models()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let key = SecretKey::from_seed(&[41; 32]);
+    let device = runtime.block_on(ferry_tests::raw_device::RawDevice::admit(
+        &fleet,
+        &key,
+        follows_prod(),
+        Default::default(),
+    ))?;
+    let secret = chunked(&secret);
+    let refused = runtime.block_on(device.index(secret.hash))?;
+    let Err((_, message)) = refused else {
+        anyhow::bail!("the device read another model's chunk index");
+    };
+    ensure!(
+        message.contains("not part of a release this device may run"),
+        "{message}"
+    );
+    let wants = (0..secret.index.chunks.len() as u32)
+        .map(|ordinal| ferry_shared::wire::ChunkWant {
+            ordinal,
+            reference: None,
+        })
+        .collect();
+    ensure!(
+        runtime
+            .block_on(device.chunks(secret.hash, wants))?
+            .is_err(),
+        "the device read another model's chunks"
+    );
+    // What it may run, it may read.
+    let ours = chunked(&ours);
+    ensure!(runtime.block_on(device.index(ours.hash))?.is_ok());
+    let status = fleet.coordinator.fleet_status()?;
+    ensure!(status.fetches_refused >= 2, "{}", status.fetches_refused);
+    drop(device);
+    others_still_served(&fleet, 2, "1.1.0")
+}
+
+#[test]
+fn a_device_asking_for_thousands_of_deltas_gets_stored_chunks_once_its_budget_is_spent()
+-> Result<()> {
+    let (fleet, ours, _) = two_models()?;
+    let newer = model_bytes(2, MIB, true);
+    fleet.publish("1.1.0", &newer)?;
+    fleet.set_prod("1.1.0", "the target")?;
+    fleet.wait_all_on("1.1.0", WAIT)?;
+    let (old, new) = (chunked(&ours), chunked(&newer));
+    let runtime = tokio::runtime::Runtime::new()?;
+
+    // A device that holds nothing asks for deltas against 1.0.0: it gets stored chunks.
+    let empty = runtime.block_on(ferry_tests::raw_device::RawDevice::admit(
+        &fleet,
+        &SecretKey::from_seed(&[42; 32]),
+        follows_prod(),
+        Default::default(),
+    ))?;
+    let window = |at: u64| {
+        Some(ferry_shared::wire::WindowRef {
+            file: old.hash,
+            offset: 0,
+            len: old.size.min(ferry_shared::wire::MAX_WINDOW),
+            at,
+        })
+    };
+    let want = |ordinal: u32, at: u64| ferry_shared::wire::ChunkWant {
+        ordinal,
+        reference: window(at),
+    };
+    let replies = runtime
+        .block_on(empty.chunks(new.hash, vec![want(0, 0), want(0, 7)]))?
+        .map_err(|(_, m)| anyhow::anyhow!("refused: {m}"))?;
+    for (reply, _) in &replies {
+        let ferry_shared::wire::ChunkReply::Chunk { encoding, .. } = reply else {
+            anyhow::bail!("not served: {reply:?}");
+        };
+        ensure!(
+            !encoding.needs_reference(),
+            "a delta for a device that holds nothing"
+        );
+    }
+
+    // A device claiming 1.0.0 asks for every chunk again and again against shifted windows.
+    let report = ferry_shared::wire::DeviceReport {
+        models: vec![ferry_shared::wire::ModelReport {
+            model: MODEL.parse()?,
+            active: Some("1.0.0".parse()?),
+            previous: None,
+            candidate: None,
+            phase: ferry_shared::wire::Phase::Idle,
+            last_error: None,
+        }],
+        ..Default::default()
+    };
+    let greedy = runtime.block_on(ferry_tests::raw_device::RawDevice::admit(
+        &fleet,
+        &SecretKey::from_seed(&[43; 32]),
+        follows_prod(),
+        report,
+    ))?;
+    let chunks = new.index.chunks.len() as u32;
+    let before = fleet.coordinator.fleet_status()?;
+    let rounds = 1000 / chunks.max(1);
+    for round in 0..rounds {
+        let wants = (0..chunks)
+            .map(|o| want(o, u64::from(round) * 13 + 1))
+            .collect();
+        runtime
+            .block_on(greedy.chunks(new.hash, wants))?
+            .map_err(|(_, m)| anyhow::anyhow!("refused: {m}"))?;
+    }
+    let after = fleet.coordinator.fleet_status()?;
+    let encoded = after.deltas_encoded - before.deltas_encoded;
+    let budget = ferry_coordinator::encode_budget::FRESH_PER_CHUNK * u64::from(chunks);
+    ensure!(
+        encoded <= budget,
+        "{encoded} deltas encoded for one device, over its budget of {budget} ({rounds} rounds of {chunks})"
+    );
+    ensure!(
+        after.encodes_refused > before.encodes_refused,
+        "no encode was refused"
+    );
+    drop((empty, greedy));
+    others_still_served(&fleet, 3, "1.2.0")
+}

@@ -4,51 +4,7 @@ use anyhow::{Context, Result, bail};
 use ferry_shared::wire::io::{read_frame, read_preamble};
 use ferry_shared::wire::{PROTOCOL_VERSION, Preamble, RefusalKind, ToAgent};
 use ferry_tests::Fleet;
-
-/// A raw QUIC connection to the fleet's coordinator with `identity`'s client certificate.
-async fn connect_as(
-    fleet: &Fleet,
-    identity: &ferry_shared::SecretKey,
-) -> Result<(quinn::Endpoint, quinn::Connection)> {
-    let (client, _pin) = ferry_agent::tls::client_config(&fleet.coordinator.fingerprint, identity)?;
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    let conn = endpoint
-        .connect_with(client, fleet.coordinator.quic, "localhost")?
-        .await
-        .context("handshake")?;
-    Ok((endpoint, conn))
-}
-
-/// Opens the control stream on `conn` and says hello as `key` (proving it over this
-/// session's keying material) with the fleet's enrollment token; returns the stream.
-async fn hello_as(
-    fleet: &Fleet,
-    conn: &quinn::Connection,
-    key: &ferry_shared::SecretKey,
-    agent_version: &str,
-) -> Result<(quinn::SendStream, quinn::RecvStream)> {
-    use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
-    use ferry_shared::wire::io::{write_frame, write_preamble};
-    use ferry_shared::wire::{DEVICE_AUTH_EXPORTER_LABEL, DeviceReport, Hello, ToCoordinator};
-
-    let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?;
-    let (mut send, recv) = conn.open_bi().await?;
-    write_preamble(&mut send).await?;
-    let mut material = [0u8; 32];
-    conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| anyhow::anyhow!("no keying material"))?;
-    let hello = Hello {
-        device_key: key.public(),
-        proof: key.sign(DEVICE_AUTH_CONTEXT, &material).to_vec(),
-        enrollment_token: Some(token.trim().to_owned()),
-        agent_version: agent_version.into(),
-        labels: Default::default(),
-        follows: Vec::new(),
-        report: DeviceReport::default(),
-    };
-    write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
-    Ok((send, recv))
-}
+use ferry_tests::raw_device::{connect_as, hello_as};
 
 #[tokio::test]
 async fn a_peer_speaking_an_unknown_protocol_version_is_refused_clearly() -> Result<()> {
@@ -93,7 +49,15 @@ async fn a_device_cannot_speak_for_another_than_its_certificate_names() -> Resul
         ferry_shared::SecretKey::from_seed(&[2; 32]),
     );
     let (_endpoint, conn) = connect_as(&fleet, &a).await?;
-    let (_send, mut recv) = hello_as(&fleet, &conn, &b, "impostor").await?;
+    let (_send, mut recv) = hello_as(
+        &fleet,
+        &conn,
+        &b,
+        "impostor",
+        Vec::new(),
+        Default::default(),
+    )
+    .await?;
     read_preamble(&mut recv).await?;
     match read_frame::<_, ToAgent>(&mut recv, "reply").await? {
         Some(ToAgent::Refused(refusal)) => {
@@ -115,7 +79,15 @@ async fn a_fetch_stream_that_never_asks_is_closed() -> Result<()> {
     let fleet = tokio::task::spawn_blocking(|| Fleet::start(0, None)).await??;
     let key = ferry_shared::SecretKey::from_seed(&[3; 32]);
     let (_endpoint, conn) = connect_as(&fleet, &key).await?;
-    let (_send, mut recv) = hello_as(&fleet, &conn, &key, "silent").await?;
+    let (_send, mut recv) = hello_as(
+        &fleet,
+        &conn,
+        &key,
+        "silent",
+        Vec::new(),
+        Default::default(),
+    )
+    .await?;
     read_preamble(&mut recv).await?;
     match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
         Some(ToAgent::Welcome(_)) => {}
