@@ -270,10 +270,16 @@ fn notes(
     }
     for g in gates {
         if g.verdict == Verdict::Pass && g.samples < g.gate.min_samples {
-            notes.push(format!(
-                "{:?} passed on {} sample(s), fewer than its minimum of {}: the waves in force hold no more that take part",
-                g.gate.kind, g.samples, g.gate.min_samples
-            ));
+            notes.push(match g.samples {
+                0 => format!(
+                    "{:?} passed with no sample: no device of the waves in force takes part",
+                    g.gate.kind
+                ),
+                n => format!(
+                    "{:?} passed on {n} sample(s), fewer than its minimum of {}: the waves in force hold no more that take part",
+                    g.gate.kind, g.gate.min_samples
+                ),
+            });
         }
     }
     notes

@@ -130,6 +130,35 @@ pub(crate) fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
+/// Prints `text` word-wrapped to the terminal's width, the first line after `first`, the
+/// others indented as far.
+pub(crate) fn wrapped(first: &str, text: &str) {
+    for line in wrap(first, text, terminal_width()) {
+        outln!("{line}");
+    }
+}
+
+fn wrap(first: &str, text: &str, width: usize) -> Vec<String> {
+    let indent = " ".repeat(first.chars().count());
+    let mut lines = Vec::new();
+    let mut line = first.to_owned();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if !empty && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut line, indent.clone()));
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    lines.push(line);
+    lines
+}
+
 /// Cuts text to `max` characters, marking the cut.
 pub(crate) fn clip(text: &str, max: usize) -> String {
     let one_line = text.replace('\n', " ");
@@ -144,6 +173,17 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapped_lines_fit_and_keep_every_word() {
+        let text = "waiting: 3 of the 7 devices in force are left out, more than the plan allows";
+        let lines = wrap("  note: ", text, 30);
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:?}");
+        assert!(lines[0].starts_with("  note: waiting:"));
+        assert!(lines[1].starts_with("        "));
+        let words: Vec<&str> = lines.iter().flat_map(|l| l.split_whitespace()).collect();
+        assert_eq!(words.len(), text.split_whitespace().count() + 1);
+    }
 
     #[test]
     fn a_wide_table_is_cut_to_fit_and_a_narrow_one_is_not() {

@@ -308,15 +308,15 @@ fn print_one(v: &RolloutView) {
         table.print();
     }
     for note in &v.notes {
-        outln!("  note: {note}");
+        crate::output::wrapped("  note: ", note);
     }
     if !v.stragglers.is_empty() {
-        outln!(
-            "  holding it ({} device(s); left out: {} of {} allowed, offline after {} s):",
-            v.stragglers_total,
-            v.left_out,
-            v.may_leave_out,
-            v.unreachable_after_secs
+        crate::output::wrapped(
+            "  ",
+            &format!(
+                "holding it: {} device(s); left out: {} of {} allowed (offline after {} s)",
+                v.stragglers_total, v.left_out, v.may_leave_out, v.unreachable_after_secs
+            ),
         );
         let mut table = Table::new(&["DEVICE", "WAVE", "LEFT OUT", "WHY"]);
         for s in &v.stragglers {
