@@ -74,6 +74,11 @@ struct Daemon {
     /// What downloading the version being installed moved so far, over its attempts.
     transfer: Arc<std::sync::Mutex<(Option<ferry_shared::Version>, TransferStats)>>,
     last_down: Option<String>,
+    /// Why the agent state or the trust state could not be written, while it cannot: the
+    /// change is kept in memory, retried on every tick, and reported to the coordinator.
+    unsaved: Option<(String, u64)>,
+    /// The trust state changed but could not be written yet.
+    trust_unsaved: bool,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -166,6 +171,8 @@ pub async fn run(config: Config) -> Result<()> {
         started: None,
         transfer: Arc::default(),
         last_down: None,
+        unsaved: None,
+        trust_unsaved: false,
         metrics: metrics.clone(),
     };
     daemon.publish_report();
@@ -599,16 +606,22 @@ impl Daemon {
         }
     }
 
-    /// Saves the trusted root and snapshot version; a failure is logged (the next update
-    /// walks the chain again from the last saved state).
-    fn save_trust(&self) {
+    /// Saves the trusted root and snapshot version. A failure keeps the trust in memory,
+    /// where it is in force, and is retried on every tick and reported until it is written.
+    fn save_trust(&mut self) {
         if let Trust::Metadata(state) = &self.trust {
             let path = self.config.state_dir.join(TRUST_FILE);
             let written = serde_json::to_vec(state)
                 .map_err(std::io::Error::other)
                 .and_then(|bytes| crate::fsutil::write_atomic(&path, &bytes));
-            if let Err(e) = written {
-                error!(path = %path.display(), "cannot save the trust state: {e}");
+            match written {
+                Ok(()) => self.trust_unsaved = false,
+                Err(e) => {
+                    error!(path = %path.display(), "cannot save the trust state: {e}");
+                    self.trust_unsaved = true;
+                    self.unsaved =
+                        Some((format!("cannot save {}: {e}", path.display()), unix_now()));
+                }
             }
         }
     }
@@ -625,11 +638,22 @@ impl Daemon {
                 Err(e) => tracing::debug!("the agent state is still unsaved: {e}"),
             }
         }
+        if self.trust_unsaved {
+            self.save_trust();
+            if !self.trust_unsaved {
+                info!("the trust state is saved again");
+            }
+        }
+        if self.unsaved.is_some() && !self.state.is_unsaved() && !self.trust_unsaved {
+            self.unsaved = None;
+            self.publish_report();
+        }
     }
 
-    fn persist(&self, change: impl FnOnce(&mut crate::state::AgentState)) {
+    fn persist(&mut self, change: impl FnOnce(&mut crate::state::AgentState)) {
         if let Err(e) = self.state.update(change) {
             error!("cannot save the agent state: {e}");
+            self.unsaved = Some((format!("{e} (kept in memory, retried)"), unix_now()));
         }
     }
 
@@ -639,8 +663,21 @@ impl Daemon {
             .load()
             .map(|s| s.pending_events)
             .unwrap_or_default();
+        let mut model = self.updater.report();
+        // A state the agent cannot write is reported as a disk error of what it runs, unless
+        // a failure of its own is already being reported.
+        if let (Some((why, at)), None, Some(running)) =
+            (&self.unsaved, &model.last_error, &model.active)
+        {
+            model.last_error = Some(ferry_shared::wire::InstallError {
+                version: running.clone(),
+                kind: ferry_shared::wire::ErrorKind::Disk,
+                message: why.clone(),
+                at: *at,
+            });
+        }
         let report = DeviceReport {
-            models: vec![self.updater.report()],
+            models: vec![model],
             events,
             metrics: Vec::new(),
         };

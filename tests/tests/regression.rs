@@ -719,3 +719,39 @@ fn a_device_pinned_by_a_hand_rollback_is_named_and_does_not_stall_the_rollout() 
     );
     Ok(())
 }
+
+/// "Failure paths that lose events": a failed write of `state.json` was only logged. The
+/// state is kept in memory, reported to the coordinator as a disk error naming the file, and
+/// written as soon as it can be, with the events of the meantime.
+#[test]
+fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> Result<()> {
+    let fleet = Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 256 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    let agent = &fleet.agents[0];
+    let saved_seq = || -> Result<u64> {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(agent.state_dir.join("state.json"))?)?;
+        state["next_seq"].as_u64().context("no next_seq")
+    };
+    let before = saved_seq()?;
+
+    // Every write of state.json fails from now on: its temporary file cannot be created.
+    let blocker = agent.state_dir.join("state.tmp");
+    std::fs::create_dir(&blocker)?;
+    fleet.publish("1.1.0", &model_bytes(2, 256 * 1024, true))?;
+    fleet.set_prod("1.1.0", "next")?;
+    fleet.wait_all_on("1.1.0", T)?;
+    wait_until("the device to report its unsaved state", T, || {
+        Ok(device_error(&fleet)?
+            .is_some_and(|e| e.kind == ErrorKind::Disk && e.message.contains("state.json")))
+    })?;
+    ensure!(saved_seq()? == before, "the state was written after all");
+
+    std::fs::remove_dir(&blocker)?;
+    wait_until("the state to be written and the error cleared", T, || {
+        Ok(saved_seq()? > before && device_error(&fleet)?.is_none())
+    })?;
+    Ok(())
+}
