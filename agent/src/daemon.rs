@@ -41,8 +41,8 @@ fn load_trust(config: &Config) -> Result<Trust> {
     if saved.exists() {
         let bytes =
             std::fs::read(&saved).with_context(|| format!("cannot read {}", saved.display()))?;
-        let state: TrustState = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is damaged", saved.display()))?;
+        let state: TrustState = crate::stored::decode(&bytes, crate::stored::TRUST_FORMAT)
+            .with_context(|| format!("cannot use {}", saved.display()))?;
         return Ok(Trust::Metadata(state));
     }
     let bytes = std::fs::read(root_file)
@@ -611,7 +611,7 @@ impl Daemon {
     fn save_trust(&mut self) {
         if let Trust::Metadata(state) = &self.trust {
             let path = self.config.state_dir.join(TRUST_FILE);
-            let written = serde_json::to_vec(state)
+            let written = crate::stored::encode(state, crate::stored::TRUST_FORMAT)
                 .map_err(std::io::Error::other)
                 .and_then(|bytes| crate::fsutil::write_atomic(&path, &bytes));
             match written {

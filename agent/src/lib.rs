@@ -24,6 +24,7 @@ pub mod space;
 pub mod state;
 pub mod status;
 pub mod stdout;
+pub mod stored;
 pub mod tls;
 pub mod updater;
 

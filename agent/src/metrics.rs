@@ -117,20 +117,23 @@ impl Intake {
     /// when it cannot be read (logged: the figures restart, nothing else is lost).
     pub fn load(model: ModelName, path: &Path) -> Arc<Self> {
         let totals = match std::fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice::<Totals>(&bytes) {
-                Ok(mut t) => {
-                    let excess = t.by_version.len().saturating_sub(MAX_REPORTED_METRICS);
-                    let oldest: Vec<Version> = t.by_version.keys().take(excess).cloned().collect();
-                    for v in oldest {
-                        t.by_version.remove(&v);
+            Ok(bytes) => {
+                match crate::stored::decode::<Totals>(&bytes, crate::stored::METRICS_FORMAT) {
+                    Ok(mut t) => {
+                        let excess = t.by_version.len().saturating_sub(MAX_REPORTED_METRICS);
+                        let oldest: Vec<Version> =
+                            t.by_version.keys().take(excess).cloned().collect();
+                        for v in oldest {
+                            t.by_version.remove(&v);
+                        }
+                        t
                     }
-                    t
+                    Err(e) => {
+                        warn!(path = %path.display(), "saved model metrics unreadable, starting from zero: {e}");
+                        Totals::default()
+                    }
                 }
-                Err(e) => {
-                    warn!(path = %path.display(), "saved model metrics unreadable, starting from zero: {e}");
-                    Totals::default()
-                }
-            },
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Totals::default(),
             Err(e) => {
                 warn!(path = %path.display(), "cannot read saved model metrics, starting from zero: {e}");
@@ -152,7 +155,8 @@ impl Intake {
                 return Ok(false);
             }
             totals.dirty = false;
-            serde_json::to_vec(&*totals).map_err(std::io::Error::other)?
+            crate::stored::encode(&*totals, crate::stored::METRICS_FORMAT)
+                .map_err(std::io::Error::other)?
         };
         let written = crate::fsutil::write_atomic(path, &bytes);
         if written.is_err() {

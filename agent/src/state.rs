@@ -243,9 +243,11 @@ impl StateFile {
 
     fn load_file(&self) -> Result<AgentState, StateError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                path: self.path.clone(),
-                reason: e.to_string(),
+            Ok(bytes) => crate::stored::decode(&bytes, crate::stored::STATE_FORMAT).map_err(|e| {
+                StateError::Corrupt {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                }
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AgentState::default()),
             Err(source) => Err(StateError::Io {
@@ -277,10 +279,13 @@ impl StateFile {
         let before = state.clone();
         change(&mut state);
         if dirty || state != before {
-            let bytes = serde_json::to_vec_pretty(&state).map_err(|e| StateError::Corrupt {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
+            let bytes =
+                crate::stored::encode(&state, crate::stored::STATE_FORMAT).map_err(|e| {
+                    StateError::Corrupt {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
             if let Err(source) = write_atomic(&self.path, &bytes) {
                 *self.pending() = Some(state);
                 return Err(StateError::Io {

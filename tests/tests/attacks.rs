@@ -168,8 +168,9 @@ impl Scene {
     /// What the device trusts, from its `trust.json`.
     fn trust(&self) -> Result<TrustState> {
         let path = self.fleet.agents[0].state_dir.join("trust.json");
-        Ok(serde_json::from_slice(
+        Ok(ferry_agent::stored::decode(
             &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            ferry_agent::stored::TRUST_FORMAT,
         )?)
     }
 

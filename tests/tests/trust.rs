@@ -327,8 +327,10 @@ fn a_device_trusting_root_metadata_refuses_a_release_from_a_publisher_the_root_d
     );
     fleet.set_prod("2.0.1", "publisher added by root 2")?;
     fleet.wait_all_on("2.0.1", std::time::Duration::from_secs(60))?;
-    let saved: TrustState =
-        serde_json::from_slice(&std::fs::read(a.state_dir.join("trust.json"))?)?;
+    let saved: TrustState = ferry_agent::stored::decode(
+        &std::fs::read(a.state_dir.join("trust.json"))?,
+        ferry_agent::stored::TRUST_FORMAT,
+    )?;
     ensure!(saved.root().version == 2, "the device saved root 2");
     Ok(())
 }

@@ -135,3 +135,31 @@ fn carries_on(fixture: &Path) -> Result<()> {
     ensure!(verified["broken"].is_null(), "{verified}");
     Ok(())
 }
+
+/// The other way round: an agent state file from a newer build is refused by name at start,
+/// and the file is left as it was (an older build would otherwise overwrite what it cannot
+/// read).
+#[test]
+fn an_agent_state_from_a_newer_build_is_refused_by_name_and_left_alone() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    let agent = &mut fleet.agents[0];
+    agent.terminate()?;
+    let path = agent.state_dir.join("state.json");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    state["format"] = (ferry_agent::stored::STATE_FORMAT + 1).into();
+    let newer = serde_json::to_vec_pretty(&state)?;
+    std::fs::write(&path, &newer)?;
+
+    agent.start()?;
+    wait_until("the agent to refuse the newer state", T, || {
+        Ok(!agent.is_alive() && agent.log().contains("written by a newer ferry-agent"))
+    })?;
+    ensure!(
+        std::fs::read(&path)? == newer,
+        "the newer state was rewritten"
+    );
+    Ok(())
+}
