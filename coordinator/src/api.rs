@@ -799,3 +799,12 @@ pub struct RootView {
     /// Publisher signatures needed.
     pub publisher_threshold: u32,
 }
+
+/// Body of `POST /api/v1/backup`: where on the coordinator's host to write the backup (a new
+/// or empty directory).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// The directory.
+    pub to: std::path::PathBuf,
+}

@@ -112,6 +112,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/audit", get(audit))
         .route("/audit/verify", get(verify_audit))
         .route("/gc", get(gc_preview).post(gc_apply))
+        .route("/backup", axum::routing::post(backup))
         .merge(crate::http_rollouts::routes())
         .merge(crate::http_tokens::routes())
         .merge(crate::http_devices::routes())
@@ -228,7 +229,7 @@ fn route_action(method: &Method, route: &str, params: &RawPathParams) -> (Action
             .map(|(_, v)| v.to_owned())
     };
     let route = route.strip_prefix("/api/v1").unwrap_or(route);
-    if route == "/tokens" || route.starts_with("/tokens/") {
+    if route == "/tokens" || route.starts_with("/tokens/") || route == "/backup" {
         // Even listing tokens (names, roles, scopes) is for admins.
         return (Action::Administer, None);
     }
@@ -806,6 +807,33 @@ async fn gc_apply(
 ) -> ApiResult<crate::collect::GcReport> {
     let who = actor(&caller, &headers);
     Ok(Json(crate::collect::apply(app, who, unix_now()).await?))
+}
+
+/// Writes an online backup on the coordinator's host: the database as of one read
+/// transaction, the chunks (no GC runs meanwhile), keys and token hashes.
+async fn backup(
+    State(app): State<Arc<Coordinator>>,
+    Json(request): Json<crate::api::BackupRequest>,
+) -> ApiResult<crate::backup::BackupSummary> {
+    if !request.to.is_absolute() {
+        return Err(bad_request(format!(
+            "the backup directory {} must be an absolute path on the coordinator's host",
+            request.to.display()
+        )));
+    }
+    let _no_gc = app.gc_lock.read().await;
+    let app2 = app.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        crate::backup::write(&app2.store, &app2.config.data_dir, &request.to, unix_now())
+    })
+    .await
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| match e {
+        crate::backup::BackupError::NotEmpty(m) => Failure(StatusCode::CONFLICT, m),
+        other => Failure(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    })?;
+    info!(dir = %summary.dir.display(), files = summary.files, bytes = summary.bytes, "backup written");
+    Ok(Json(summary))
 }
 
 /// Walks the audit chain (against an anchor kept from an earlier walk, when given).

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod collect;
 pub mod compat;
 pub mod config;

@@ -9,6 +9,7 @@ pub(crate) mod audit;
 pub mod blobs;
 pub mod chunks;
 mod codec;
+mod copy;
 mod db;
 pub mod deltas;
 mod devices;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ferry_coordinator::app::Coordinator;
 use ferry_coordinator::config::Config;
 use ferry_coordinator::outln;
@@ -20,6 +20,8 @@ use ferry_coordinator::{http, http_listen, quic, secrets};
 
 /// A line of the start-up banner. A daemon goes on serving when nobody reads its standard
 /// output any more (a closed pipe), so a failed write is dropped, never a panic.
+mod backup;
+
 macro_rules! banner {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -62,6 +64,31 @@ struct Args {
     /// With --verify-audit: a head kept from an earlier walk (SEQ:HASH).
     #[arg(long, requires = "verify_audit")]
     anchor: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Subcommand)]
+enum Command {
+    /// Write a consistent backup of the data directory (database, chunks, keys, token
+    /// hashes, with a manifest of hashes) into a new or empty directory; a running
+    /// coordinator writes it while it serves.
+    Backup {
+        /// The directory to write (on this host).
+        #[arg(long)]
+        to: PathBuf,
+        /// Admin token for a running coordinator [default: DATA_DIR/admin.token]
+        #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Bring a backup back into a data directory that holds no database (stop the
+    /// coordinator first); every file is checked against the backup's manifest.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +136,11 @@ fn run(args: Args) -> Result<()> {
         config.fragmentation_snapshot_secs = secs;
     }
     config.validate()?;
+    match args.command {
+        Some(Command::Backup { to, token }) => return backup::backup(&config, &to, token),
+        Some(Command::Restore { from }) => return backup::restore(&config, &from),
+        None => {}
+    }
     if args.verify_audit {
         return verify_audit(&config, args.anchor.as_deref());
     }

@@ -1,0 +1,159 @@
+//! Backups keep the data: an online backup taken while the coordinator serves, restored into
+//! a fresh data directory, carries the fleet on (versions, aliases, rollouts, the audit chain);
+//! a damaged backup is refused before anything is written.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use ferry_coordinator::api::AliasView;
+use ferry_shared::rollout::Phase;
+use ferry_tests::{Binaries, Fleet, MODEL, model_bytes};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Runs `ferry-coordinator --data-dir DATA ARGS…`; returns (success, stdout + stderr).
+fn coordinator(data: &Path, args: &[&str]) -> Result<(bool, String)> {
+    let out = Command::new(Binaries::get()?.coordinator)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .context("cannot run ferry-coordinator")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+fn anchor(fleet: &Fleet) -> Result<String> {
+    let verified: serde_json::Value = fleet.coordinator.ctl_json(&["audit", "--verify"])?;
+    ensure!(verified["broken"].is_null(), "{verified}");
+    Ok(format!(
+        "{}:{}",
+        verified["head"]["seq"],
+        verified["head"]["hash"].as_str().context("no head")?
+    ))
+}
+
+#[test]
+fn an_online_backup_restored_into_a_fresh_data_dir_carries_the_fleet_on() -> Result<()> {
+    let mut fleet = Fleet::start(2, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 512 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("1.1.0", &model_bytes(2, 512 * 1024, true))?;
+    let plan = serde_json::json!({
+        "id": "to-1.1", "model": MODEL, "version": "1.1.0",
+        "waves": [{"percent": 100, "bake_secs": 1, "gates": [
+            {"kind": "InstallFailures", "threshold": 0.5, "min_samples": 1}]}],
+    });
+    let plan_file = fleet.dir.join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec(&plan)?)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &plan_file.to_string_lossy()])?;
+    fleet.wait_rollout("to-1.1", Phase::Completed, T, |_| Ok(()))?;
+    fleet.wait_all_on("1.1.0", T)?;
+    let head = anchor(&fleet)?;
+
+    // Online: the running coordinator writes it while it serves.
+    let backup = fleet.dir.join("backup");
+    let data = fleet.coordinator.data_dir.clone();
+    // With the flags the coordinator runs with, so that it is found.
+    let http = fleet.coordinator.http.to_string();
+    let (ok, said) = coordinator(
+        &data,
+        &[
+            "--http-listen",
+            &http,
+            "backup",
+            "--to",
+            &backup.to_string_lossy(),
+        ],
+    )?;
+    ensure!(ok && said.contains("the coordinator is running"), "{said}");
+    ensure!(backup.join("manifest.json").exists());
+    fleet.coordinator.ctl(&["releases", "list"])?;
+
+    // A damaged copy of it is refused, and nothing is written.
+    let damaged = fleet.dir.join("damaged");
+    copy_dir(&backup, &damaged)?;
+    let chunk = first_chunk(&damaged.join("chunks"))?;
+    let mut bytes = std::fs::read(&chunk)?;
+    bytes[0] ^= 0xff;
+    std::fs::write(&chunk, bytes)?;
+    let refused_into = fleet.dir.join("refused");
+    let (ok, said) = coordinator(
+        &refused_into,
+        &["restore", "--from", &damaged.to_string_lossy()],
+    )?;
+    ensure!(!ok && said.contains("cannot be used"), "{said}");
+    ensure!(
+        !refused_into.join("ferry.redb").exists(),
+        "a damaged backup was restored"
+    );
+
+    // The coordinator's host is lost; the backup comes back on a fresh data directory.
+    fleet.coordinator.stop();
+    let fresh = fleet.dir.join("restored");
+    let (ok, said) = coordinator(&fresh, &["restore", "--from", &backup.to_string_lossy()])?;
+    ensure!(ok && said.contains("restored"), "{said}");
+    let (ok, said) = coordinator(&fresh, &["restore", "--from", &backup.to_string_lossy()])?;
+    ensure!(!ok && said.contains("already holds a database"), "{said}");
+    // Tokens travel as hashes only; the operator brings the admin token they keep.
+    for token in ["admin.token", "viewer.token", "enrollment.token"] {
+        ensure!(!fresh.join(token).exists(), "{token} was in the backup");
+        std::fs::copy(data.join(token), fresh.join(token))?;
+    }
+    fleet.coordinator.data_dir = fresh;
+    fleet.coordinator.restart()?;
+
+    // The same registry, the same audit chain, and the agents carry on.
+    let aliases: Vec<AliasView> = fleet.coordinator.ctl_json(&["alias", "list", MODEL])?;
+    ensure!(
+        aliases
+            .iter()
+            .any(|a| a.alias == "prod" && a.version.to_string() == "1.1.0"),
+        "prod after restore: {aliases:?}"
+    );
+    ensure!(fleet.rollout("to-1.1")?.phase == Phase::Completed);
+    let verified: serde_json::Value = fleet
+        .coordinator
+        .ctl_json(&["audit", "--verify", "--anchor", &head])?;
+    ensure!(verified["broken"].is_null(), "{verified}");
+    fleet.publish("1.2.0", &model_bytes(3, 512 * 1024, true))?;
+    fleet.set_prod("1.2.0", "after the restore")?;
+    fleet.wait_all_on("1.2.0", T)?;
+    ensure!(
+        fleet.coordinator.devices()?.len() == 2,
+        "the devices are known as before"
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn first_chunk(chunks: &Path) -> Result<std::path::PathBuf> {
+    for dir in std::fs::read_dir(chunks)? {
+        if let Some(file) = std::fs::read_dir(dir?.path())?.next() {
+            return Ok(file?.path());
+        }
+    }
+    anyhow::bail!("no chunk in {}", chunks.display())
+}
