@@ -98,3 +98,20 @@ impl ServerCertVerifier for PinnedCert {
             .supported_schemes()
     }
 }
+
+/// A TLS client configuration for HTTPS (ALPN `http/1.1`, no client certificate) that trusts
+/// only the certificate pinned as `pin`; and the verifier, to say which certificate a refused
+/// server showed.
+pub fn https_client_config(
+    pin: &str,
+) -> Result<(rustls::ClientConfig, Arc<PinnedCert>), rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCert::new(pin, provider.clone()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((config, verifier))
+}

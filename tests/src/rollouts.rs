@@ -13,6 +13,17 @@ use crate::fleet::{Fleet, MODEL};
 use crate::wait::wait_until;
 
 impl Fleet {
+    /// `ferryctl rollout create --plan FILE` with `plan` (the body of `POST /api/v1/rollouts`,
+    /// which names its `id`), written into the fleet's directory.
+    pub fn create_rollout(&self, plan: &serde_json::Value) -> Result<()> {
+        let id = plan["id"].as_str().context("the plan names no id")?;
+        let path = self.dir.join(format!("plan-{id}.json"));
+        std::fs::write(&path, serde_json::to_vec(plan)?)?;
+        self.coordinator
+            .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+        Ok(())
+    }
+
     /// `ferryctl rollout status ID --json`.
     pub fn rollout(&self, id: &str) -> Result<RolloutView> {
         self.coordinator.ctl_json(&["rollout", "status", id])

@@ -51,11 +51,7 @@ fn an_online_backup_restored_into_a_fresh_data_dir_carries_the_fleet_on() -> Res
         "waves": [{"percent": 100, "bake_secs": 1, "gates": [
             {"kind": "InstallFailures", "threshold": 0.5, "min_samples": 1}]}],
     });
-    let plan_file = fleet.dir.join("plan.json");
-    std::fs::write(&plan_file, serde_json::to_vec(&plan)?)?;
-    fleet
-        .coordinator
-        .ctl(&["rollout", "create", "--plan", &plan_file.to_string_lossy()])?;
+    fleet.create_rollout(&plan)?;
     fleet.wait_rollout("to-1.1", Phase::Completed, T, |_| Ok(()))?;
     fleet.wait_all_on("1.1.0", T)?;
     let head = anchor(&fleet)?;

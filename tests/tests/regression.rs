@@ -20,12 +20,7 @@ fn rollout(fleet: &Fleet, id: &str, version: &str) -> Result<()> {
         "waves": [{"percent": 100, "bake_secs": 1, "gates": [
             {"kind": "InstallFailures", "threshold": 0.5, "min_samples": 1}]}],
     });
-    let path = fleet.dir.join(format!("{id}.json"));
-    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
-    fleet
-        .coordinator
-        .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
-    Ok(())
+    fleet.create_rollout(&plan)
 }
 
 /// Waits for rollout `id` to complete; rolling back instead is hopeless.
@@ -675,11 +670,7 @@ fn a_device_pinned_by_a_hand_rollback_is_named_and_does_not_stall_the_rollout() 
         "waves": [{"percent": 100, "bake_secs": 15, "gates": [
             {"kind": "InstallFailures", "threshold": 0.5, "min_samples": 10}]}],
     });
-    let path = fleet.dir.join("pinned.json");
-    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
-    fleet
-        .coordinator
-        .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+    fleet.create_rollout(&plan)?;
     fleet.wait_all_on("1.1.0", T)?;
 
     // An operator rolls one device back by hand while the wave bakes.

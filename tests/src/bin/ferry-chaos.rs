@@ -252,11 +252,7 @@ fn coordinator_kills(
                 {"kind": "InstallFailures", "threshold": 0.5, "min_samples": 1},
                 {"kind": "HealthFailures", "threshold": 0.5, "min_samples": 1}]}],
         });
-        let path = fleet.dir.join("chaos-plan.json");
-        std::fs::write(&path, serde_json::to_vec(&plan)?)?;
-        fleet
-            .coordinator
-            .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+        fleet.create_rollout(&plan)?;
         std::thread::sleep(Duration::from_millis(rng.below(3000)));
         let head = audit_head(fleet)?;
         fleet.coordinator.stop();

@@ -135,17 +135,6 @@ fn pinned_tls(config: &Config) -> Result<rustls::ClientConfig> {
         }
     };
     let pin = ferry_shared::pin::fingerprint(&cert);
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = std::sync::Arc::new(ferry_shared::pinned::PinnedCert::new(
-        &pin,
-        provider.clone(),
-    ));
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS is unavailable")?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (tls, _) = ferry_shared::pinned::https_client_config(&pin).context("TLS is unavailable")?;
     Ok(tls)
 }

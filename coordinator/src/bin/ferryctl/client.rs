@@ -10,7 +10,7 @@ use clap::Args;
 use ferry_coordinator::api::ApiError;
 use ferry_coordinator::http::ACTOR_HEADER;
 use ferry_shared::pin::normalize_fingerprint;
-use ferry_shared::pinned::PinnedCert;
+use ferry_shared::pinned::{PinnedCert, https_client_config};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -368,15 +368,7 @@ fn http_client(
                     "--pin {pin:?} is not a SHA-256 fingerprint (sha256:<64 hex digits>)"
                 ))
             })?;
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let verifier = Arc::new(PinnedCert::new(&pin, provider.clone()));
-            let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .context("TLS is unavailable")?
-                .dangerous()
-                .with_custom_certificate_verifier(verifier.clone())
-                .with_no_client_auth();
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let (tls, verifier) = https_client_config(&pin).context("TLS is unavailable")?;
             (builder.use_preconfigured_tls(tls), Some(verifier))
         }
         (None, Some(path)) => {
