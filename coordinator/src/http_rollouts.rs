@@ -226,6 +226,7 @@ fn holdup_text(s: &Straggler, facts: &[DeviceFacts], now: u64) -> String {
             if s.left_out { ": left out" } else { "" }
         ),
         Holdup::Installing => format!("installing the target (runs {running})"),
+        Holdup::Failing(why) => format!("retrying the target (runs {running}) after {why}"),
         Holdup::NotStarted => format!("has not started on the target (runs {running})"),
     }
 }

@@ -68,6 +68,12 @@ pub fn facts_of(
         // Holding the target back: it will not take it until released on the device.
         pinned: held && report.and_then(|r| r.active.as_ref()) != Some(target),
         offline_since: None,
+        retrying: report
+            .filter(
+                |r| matches!(&r.phase, UpdatePhase::Retrying { version, .. } if version == target),
+            )
+            .and_then(|r| r.last_error.as_ref())
+            .map(|e| format!("{}: {}", e.kind, e.message)),
         metrics: Default::default(),
     }
 }

@@ -38,6 +38,10 @@ pub struct DeviceFacts {
     /// Offline since then (unix seconds); `None` while connected.
     #[serde(default)]
     pub offline_since: Option<u64>,
+    /// Why its last attempt at the target failed, while it retries (a download cut, a full
+    /// disk): no outcome yet, but a reason to name.
+    #[serde(default)]
+    pub retrying: Option<String>,
     /// Model metrics per version (shadow metrics of a staged candidate under its version).
     pub metrics: BTreeMap<Version, VersionMetrics>,
 }
@@ -149,8 +153,11 @@ pub enum Holdup {
         /// When it was last heard.
         since: u64,
     },
-    /// Installing the target: downloading, retrying, or in its health check.
+    /// Installing the target: downloading, or in its health check.
     Installing,
+    /// Retrying the target after a failure that says nothing of the release (the link, the
+    /// disk); why.
+    Failing(String),
     /// Not begun on the target yet.
     NotStarted,
 }
@@ -347,6 +354,10 @@ fn holdup(plan: &Plan, device: &DeviceFacts, now: u64) -> Option<(Holdup, bool)>
         Some(since) => (
             Holdup::Offline { since },
             now.saturating_sub(since) >= limit,
+        ),
+        None if device.retrying.is_some() => (
+            Holdup::Failing(device.retrying.clone().unwrap_or_default()),
+            false,
         ),
         None if device.installing => (Holdup::Installing, false),
         None => (Holdup::NotStarted, false),

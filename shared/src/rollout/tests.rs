@@ -661,6 +661,16 @@ fn installing_and_not_started_devices_are_named_but_waited_for() {
     let installing = evaluate(&plan, &state, &seven(|d| d.installing = true), 10);
     assert_eq!(installing.stragglers[0].holdup, Holdup::Installing);
     assert!(installing.decisions.is_empty());
+    let failing = seven(|d| {
+        d.installing = true;
+        d.retrying = Some("download: connection lost".into());
+    });
+    let failing = evaluate(&plan, &state, &failing, 10);
+    assert_eq!(
+        failing.stragglers[0].holdup,
+        Holdup::Failing("download: connection lost".into())
+    );
+    assert!(!failing.stragglers[0].left_out && failing.decisions.is_empty());
     let idle = evaluate(&plan, &state, &seven(|_| {}), 10);
     assert_eq!(idle.stragglers[0].holdup, Holdup::NotStarted);
     assert!(!idle.stragglers[0].left_out);
