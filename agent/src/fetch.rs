@@ -123,7 +123,7 @@ pub async fn stage(
         }
     }
     preflight(layout, &attempt)?;
-    let conn = conn.ok_or_else(|| attempt.net("not connected to the coordinator"))?;
+    let conn = conn.ok_or_else(|| attempt.net(crate::updater::NOT_CONNECTED))?;
     stats.attempts += 1;
     let result = download(&conn, layout, model, profile, &attempt, stats).await;
     stats.duration_ms += started.elapsed().as_millis() as u64;

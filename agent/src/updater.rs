@@ -33,6 +33,9 @@ use ferry_shared::{ModelName, Variant, Version};
 use crate::slots::Slots;
 use crate::state::Hold;
 
+/// What a download attempt that could not start fails with: no session to the coordinator.
+pub const NOT_CONNECTED: &str = "not connected to the coordinator";
+
 /// A verified release the device should run, with the variant chosen for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -494,6 +497,17 @@ impl Updater {
 
     fn failed(&mut self, error: InstallError) -> Option<Action> {
         self.attempts += 1;
+        // A retry that could not start for want of a link says nothing new: the failure that
+        // began the streak (a cut mid-chunk, a full disk) stays the one reported.
+        let follow_on = error.kind == ErrorKind::Download
+            && error.message == NOT_CONNECTED
+            && self
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.version == error.version);
+        if follow_on {
+            return None;
+        }
         let repeated = self.last_error.as_ref().is_some_and(|e| {
             e.version == error.version && e.kind == error.kind && e.message == error.message
         });
@@ -749,6 +763,45 @@ mod tests {
             vec![Action::Stage(target("2.0.1"))]
         );
         assert!(u.holds().is_empty());
+    }
+
+    /// Issue 14, finding 6: after a cut, every retry failed with "not connected" and that
+    /// replaced the failure that began it (a cut mid-chunk) in what the fleet was shown.
+    #[test]
+    fn a_retry_without_a_link_does_not_hide_the_failure_that_began_the_streak() {
+        let mut u = on_v1();
+        u.step(Event::Desired(Desire::Run(target("2.0.0"))));
+        let root = InstallError {
+            message: "chunk 53: connection lost".into(),
+            ..error("2.0.0", ErrorKind::Download)
+        };
+        u.step(Event::StageFailed {
+            error: root.clone(),
+            retryable: true,
+        });
+        u.step(Event::RetryDue);
+        let offline = InstallError {
+            message: NOT_CONNECTED.into(),
+            ..error("2.0.0", ErrorKind::Download)
+        };
+        let again = u.step(Event::StageFailed {
+            error: offline.clone(),
+            retryable: true,
+        });
+        assert_eq!(again, vec![Action::RetryAfter(2)], "nothing new to report");
+        assert_eq!(u.last_error(), Some(&root));
+        assert!(matches!(
+            u.report().phase,
+            Phase::Retrying { attempts: 2, .. }
+        ));
+        // With nothing before it, not being connected is the failure to report.
+        let mut fresh = on_v1();
+        fresh.step(Event::Desired(Desire::Run(target("2.0.0"))));
+        fresh.step(Event::StageFailed {
+            error: offline.clone(),
+            retryable: true,
+        });
+        assert_eq!(fresh.last_error(), Some(&offline));
     }
 
     #[test]

@@ -746,3 +746,55 @@ fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> 
     })?;
     Ok(())
 }
+
+/// Finding 6, last part: after a cut mid-download, every retry failed with "not connected to
+/// the coordinator", and that replaced the failure that began it in what the device showed
+/// and the fleet was told. The failure that began the streak stays the one reported.
+#[test]
+fn a_cut_mid_download_is_reported_as_itself_not_as_the_retries_after_it() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    let relay = Relay::start(fleet.coordinator.quic)?;
+    fleet.add_agent(AgentSpec {
+        via: Some(relay.addr),
+        ..AgentSpec::named("agent-1")
+    })?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", &model_bytes(2, 32 * MIB, true))?;
+    relay.limit(Some(MIB as u64));
+    fleet.set_prod("2.0.0", "next")?;
+    let agent = &fleet.agents[0];
+    let before = relay.delivered();
+    // About a megabyte of datagrams: chunks are arriving.
+    wait_until("the download to be under way", T, || {
+        Ok(relay.delivered() > before + 1000)
+    })?;
+    relay.cut(true);
+    let error = || -> Result<Option<String>> {
+        Ok(agent.status()?.models[0]
+            .last_error
+            .as_ref()
+            .map(|e| e.message.clone()))
+    };
+    let mut first = None;
+    wait_until("the cut to fail the download", T, || {
+        first = error()?;
+        Ok(first.is_some())
+    })?;
+    let first = first.context("no error")?;
+    // Retries meanwhile find no link; what began it is still what is reported.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    while std::time::Instant::now() < deadline {
+        let now = error()?;
+        ensure!(
+            now.as_deref() == Some(first.as_str()),
+            "the first failure {first:?} was replaced by {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    relay.cut(false);
+    relay.limit(None);
+    fleet.wait_all_on("2.0.0", T)?;
+    Ok(())
+}
