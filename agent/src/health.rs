@@ -69,9 +69,14 @@ pub async fn run(
         Ok((_, Ok(status))) if status.success() => Ok(()),
         Ok((tail, Ok(status))) => {
             let text = String::from_utf8_lossy(&tail).trim().to_owned();
-            let code = status
-                .code()
-                .map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
+            // 127 and 126 are how a shell, or an emulator's exec, says the program could not
+            // be started at all: said in words, not left as a bare number.
+            let code = match status.code() {
+                None => "a signal".to_owned(),
+                Some(127) => "status 127: cannot start, command not found".to_owned(),
+                Some(126) => "status 126: cannot start, not executable".to_owned(),
+                Some(c) => format!("status {c}"),
+            };
             if text.is_empty() {
                 Err(format!("exited with {code}"))
             } else {
@@ -131,6 +136,10 @@ mod tests {
         )
         .await
         .unwrap_err();
+        // Natively the spawn itself fails; under qemu-user the emulated exec fails in the
+        // child, which exits 127. Either way the report says it could not start.
         assert!(err.contains("cannot start"), "{err}");
+        let err = run_check(&check("/nonexistent/check", 5000)).await.unwrap_err();
+        assert!(err.contains("cannot start, command not found"), "{err}");
     }
 }
