@@ -139,7 +139,9 @@ mod tests {
         // Natively the spawn itself fails; under qemu-user the emulated exec fails in the
         // child, which exits 127. Either way the report says it could not start.
         assert!(err.contains("cannot start"), "{err}");
-        let err = run_check(&check("/nonexistent/check", 5000)).await.unwrap_err();
+        let err = run_check(&check("/nonexistent/check", 5000))
+            .await
+            .unwrap_err();
         assert!(err.contains("cannot start, command not found"), "{err}");
     }
 }
