@@ -244,3 +244,58 @@ fn identical_chunks_are_fetched_once() {
     }
     asm.finish(new.len() as u64, &Digest::of(&new)).unwrap();
 }
+
+/// Issue 15: armv7 is 32-bit. An artifact past 4 GiB must be assembled at the right offsets
+/// there: `usize` is 32 bits, offsets and sizes are not. The staging file is sparse; only the
+/// last chunk, which starts past 4 GiB, is written and read back.
+#[test]
+fn a_chunk_past_four_gib_lands_at_its_offset_on_every_target() {
+    const MIB: u32 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let last = noise(7, MIB as usize);
+    // 1,151 chunks of 4 MiB nobody sends here (distinct hashes), then the real one.
+    let mut chunks: Vec<ferry_shared::chunk::ChunkRef> = (0u32..1151)
+        .map(|i| ferry_shared::chunk::ChunkRef {
+            len: 4 * MIB,
+            hash: Digest::of(&i.to_le_bytes()),
+        })
+        .collect();
+    chunks.push(ferry_shared::chunk::ChunkRef {
+        len: MIB,
+        hash: Digest::of(&last),
+    });
+    let target = ChunkIndex {
+        params: ferry_shared::chunk::ChunkParams::DEFAULT,
+        chunks,
+    };
+    let size: u64 = 1151 * 4 * u64::from(MIB) + u64::from(MIB);
+    let offset: u64 = 1151 * 4 * u64::from(MIB);
+    assert!(
+        offset > u64::from(u32::MAX),
+        "the last chunk starts past 4 GiB"
+    );
+    let path = dir.path().join("big.bin");
+    let (mut assembly, opened) = Assembly::open(&path, target, size, Vec::new()).unwrap();
+    assert_eq!(opened.resumed, 0);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    let want = assembly
+        .wants()
+        .into_iter()
+        .find(|w| w.ordinal == 1151)
+        .expect("the last chunk is wanted");
+    let payload = zstd::encode_all(last.as_slice(), 3).unwrap();
+    assembly.accept(&want, Encoding::Zstd, &payload).unwrap();
+
+    let mut back = vec![0u8; last.len()];
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_exact_at(&mut back, offset)
+        .unwrap();
+    assert!(back == last, "the chunk was written somewhere else");
+    let mut before = vec![0xffu8; 16];
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_exact_at(&mut before, offset - 16)
+        .unwrap();
+    assert_eq!(before, vec![0u8; 16], "nothing written before it");
+}
