@@ -222,22 +222,12 @@ fn holdup_text(s: &Straggler, facts: &[DeviceFacts], now: u64) -> String {
         }
         Holdup::Offline { since } => format!(
             "offline for {}{}",
-            human_secs(now.saturating_sub(*since)),
+            humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(*since))),
             if s.left_out { ": left out" } else { "" }
         ),
         Holdup::Installing => format!("installing the target (runs {running})"),
         Holdup::Failing(why) => format!("retrying the target (runs {running}) after {why}"),
         Holdup::NotStarted => format!("has not started on the target (runs {running})"),
-    }
-}
-
-/// `90 s`, `12 min`, `3 h`, `2 d`.
-fn human_secs(secs: u64) -> String {
-    match secs {
-        0..120 => format!("{secs} s"),
-        120..7200 => format!("{} min", secs / 60),
-        7200..172_800 => format!("{} h", secs / 3600),
-        _ => format!("{} d", secs / 86_400),
     }
 }
 

@@ -389,6 +389,15 @@ timeout_secs = 900
         ])
     }
 
+    /// Publishes `bytes` as `version`, points `prod` at it and waits until every agent runs
+    /// it.
+    pub fn ship(&self, version: &str, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.publish(version, bytes)?;
+        self.set_prod(version, "shipped by a test")?;
+        self.wait_all_on(version, timeout)?;
+        Ok(())
+    }
+
     /// Points `MODEL@prod` at `version`.
     pub fn set_prod(&self, version: &str, reason: &str) -> Result<String> {
         self.coordinator

@@ -473,9 +473,7 @@ fn chunked(bytes: &[u8]) -> ferry_shared::chunk::Chunked {
 fn two_models() -> Result<(Fleet, Vec<u8>, Vec<u8>)> {
     let fleet = Fleet::start(1, None)?;
     let ours = model_bytes(1, MIB, true);
-    fleet.publish("1.0.0", &ours)?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", WAIT)?;
+    fleet.ship("1.0.0", &ours, WAIT)?;
     let secret = model_bytes(9, MIB, true);
     let file = fleet.dir.join("secret.bin");
     std::fs::write(&file, &secret)?;
@@ -504,10 +502,7 @@ fn follows_prod() -> Vec<ferry_shared::wire::Follow> {
 
 /// The rest of the fleet is served as before: a new release reaches the real agent.
 fn others_still_served(fleet: &Fleet, seed: u64, version: &str) -> Result<()> {
-    fleet.publish(version, &model_bytes(seed, MIB, true))?;
-    fleet.set_prod(version, "after the attack")?;
-    fleet.wait_all_on(version, WAIT)?;
-    Ok(())
+    fleet.ship(version, &model_bytes(seed, MIB, true), WAIT)
 }
 
 #[test]
@@ -556,9 +551,7 @@ fn a_device_asking_for_thousands_of_deltas_gets_stored_chunks_once_its_budget_is
 -> Result<()> {
     let (fleet, ours, _) = two_models()?;
     let newer = model_bytes(2, MIB, true);
-    fleet.publish("1.1.0", &newer)?;
-    fleet.set_prod("1.1.0", "the target")?;
-    fleet.wait_all_on("1.1.0", WAIT)?;
+    fleet.ship("1.1.0", &newer, WAIT)?;
     let (old, new) = (chunked(&ours), chunked(&newer));
     let runtime = tokio::runtime::Runtime::new()?;
 

@@ -42,9 +42,7 @@ fn anchor(fleet: &Fleet) -> Result<String> {
 #[test]
 fn an_online_backup_restored_into_a_fresh_data_dir_carries_the_fleet_on() -> Result<()> {
     let mut fleet = Fleet::start(2, None)?;
-    fleet.publish("1.0.0", &model_bytes(1, 512 * 1024, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
+    fleet.ship("1.0.0", &model_bytes(1, 512 * 1024, true), T)?;
     fleet.publish("1.1.0", &model_bytes(2, 512 * 1024, true))?;
     let plan = serde_json::json!({
         "id": "to-1.1", "model": MODEL, "version": "1.1.0",
@@ -121,9 +119,7 @@ fn an_online_backup_restored_into_a_fresh_data_dir_carries_the_fleet_on() -> Res
         .coordinator
         .ctl_json(&["audit", "--verify", "--anchor", &head])?;
     ensure!(verified["broken"].is_null(), "{verified}");
-    fleet.publish("1.2.0", &model_bytes(3, 512 * 1024, true))?;
-    fleet.set_prod("1.2.0", "after the restore")?;
-    fleet.wait_all_on("1.2.0", T)?;
+    fleet.ship("1.2.0", &model_bytes(3, 512 * 1024, true), T)?;
     ensure!(
         fleet.coordinator.devices()?.len() == 2,
         "the devices are known as before"

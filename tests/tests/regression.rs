@@ -660,9 +660,7 @@ fn half_sent_requests_are_dropped_and_unknown_query_parameters_refused() -> Resu
 #[test]
 fn a_device_pinned_by_a_hand_rollback_is_named_and_does_not_stall_the_rollout() -> Result<()> {
     let fleet = Fleet::start(3, None)?;
-    fleet.publish("1.0.0", &model_bytes(1, 256 * 1024, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
+    fleet.ship("1.0.0", &model_bytes(1, 256 * 1024, true), T)?;
     fleet.publish("1.1.0", &model_bytes(2, 256 * 1024, true))?;
     let plan = serde_json::json!({
         "id": "pinned", "model": MODEL, "version": "1.1.0", "reason": "regression",
@@ -717,9 +715,7 @@ fn a_device_pinned_by_a_hand_rollback_is_named_and_does_not_stall_the_rollout() 
 #[test]
 fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> Result<()> {
     let fleet = Fleet::start(1, None)?;
-    fleet.publish("1.0.0", &model_bytes(1, 256 * 1024, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
+    fleet.ship("1.0.0", &model_bytes(1, 256 * 1024, true), T)?;
     let agent = &fleet.agents[0];
     let saved_seq = || -> Result<u64> {
         let state: serde_json::Value =
@@ -731,9 +727,7 @@ fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> 
     // Every write of state.json fails from now on: its temporary file cannot be created.
     let blocker = agent.state_dir.join("state.tmp");
     std::fs::create_dir(&blocker)?;
-    fleet.publish("1.1.0", &model_bytes(2, 256 * 1024, true))?;
-    fleet.set_prod("1.1.0", "next")?;
-    fleet.wait_all_on("1.1.0", T)?;
+    fleet.ship("1.1.0", &model_bytes(2, 256 * 1024, true), T)?;
     wait_until("the device to report its unsaved state", T, || {
         Ok(device_error(&fleet)?
             .is_some_and(|e| e.kind == ErrorKind::Disk && e.message.contains("state.json")))
@@ -758,9 +752,7 @@ fn a_cut_mid_download_is_reported_as_itself_not_as_the_retries_after_it() -> Res
         via: Some(relay.addr),
         ..AgentSpec::named("agent-1")
     })?;
-    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
+    fleet.ship("1.0.0", &model_bytes(1, MIB, true), T)?;
     fleet.publish("2.0.0", &model_bytes(2, 32 * MIB, true))?;
     relay.limit(Some(MIB as u64));
     fleet.set_prod("2.0.0", "next")?;

@@ -142,9 +142,7 @@ fn carries_on(fixture: &Path) -> Result<()> {
 #[test]
 fn an_agent_state_from_a_newer_build_is_refused_by_name_and_left_alone() -> Result<()> {
     let mut fleet = Fleet::start(1, None)?;
-    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
+    fleet.ship("1.0.0", &model_bytes(1, 64 * 1024, true), T)?;
     let agent = &mut fleet.agents[0];
     agent.terminate()?;
     let path = agent.state_dir.join("state.json");

@@ -4,7 +4,6 @@
 //! [`CheckFailed`]) and travel inside `anyhow` chains; [`code_of`] finds the first of them.
 //! The table is part of ferryctl's interface: scripts rely on it, so codes are only ever added.
 
-use std::fmt;
 use std::process::ExitCode;
 
 use reqwest::StatusCode;
@@ -34,30 +33,18 @@ const SERVER: u8 = 8;
 const CHECK_FAILED: u8 = 9;
 
 /// The coordinator answered with an error status; `message` is its `{"error": …}` text.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message} ({status})")]
 pub(crate) struct ApiFailure {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
 }
 
-impl fmt::Display for ApiFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.status)
-    }
-}
-
-impl std::error::Error for ApiFailure {}
-
 /// No answer came back: the coordinator at `base` could not be reached.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the coordinator at {base}")]
 pub(crate) struct Unreachable {
     pub(crate) base: String,
-}
-
-impl fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot reach the coordinator at {}", self.base)
-    }
 }
 
 /// Flags or arguments that clap accepted but that make no sense.
