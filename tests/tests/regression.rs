@@ -42,17 +42,22 @@ fn device_error(fleet: &Fleet) -> Result<Option<ferry_shared::wire::InstallError
     Ok(device.models.first().and_then(|m| m.last_error.clone()))
 }
 
-#[test]
-fn a_coordinator_restart_mid_download_does_not_roll_back_a_healthy_release() -> Result<()> {
+/// A fleet of one agent that reaches the coordinator through a relay the test can cut and
+/// throttle, on 1.0.0.
+fn one_agent_behind_a_relay() -> Result<(Fleet, Relay)> {
     let mut fleet = Fleet::start(0, None)?;
     let relay = Relay::start(fleet.coordinator.quic)?;
     fleet.add_agent(AgentSpec {
         via: Some(relay.addr),
         ..AgentSpec::named("agent-1")
     })?;
-    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
-    fleet.set_prod("1.0.0", "base")?;
-    fleet.wait_all_on("1.0.0", T)?;
+    fleet.ship("1.0.0", &model_bytes(1, MIB, true), T)?;
+    Ok((fleet, relay))
+}
+
+#[test]
+fn a_coordinator_restart_mid_download_does_not_roll_back_a_healthy_release() -> Result<()> {
+    let (mut fleet, relay) = one_agent_behind_a_relay()?;
 
     // 1.0.3 downloads slowly enough to be cut in the middle.
     let v3 = model_bytes(3, 4 * MIB, true);
@@ -746,13 +751,7 @@ fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> 
 /// and the fleet was told. The failure that began the streak stays the one reported.
 #[test]
 fn a_cut_mid_download_is_reported_as_itself_not_as_the_retries_after_it() -> Result<()> {
-    let mut fleet = Fleet::start(0, None)?;
-    let relay = Relay::start(fleet.coordinator.quic)?;
-    fleet.add_agent(AgentSpec {
-        via: Some(relay.addr),
-        ..AgentSpec::named("agent-1")
-    })?;
-    fleet.ship("1.0.0", &model_bytes(1, MIB, true), T)?;
+    let (fleet, relay) = one_agent_behind_a_relay()?;
     fleet.publish("2.0.0", &model_bytes(2, 32 * MIB, true))?;
     relay.limit(Some(MIB as u64));
     fleet.set_prod("2.0.0", "next")?;
