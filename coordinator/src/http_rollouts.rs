@@ -151,19 +151,22 @@ fn view(
         devices.install_failed += u64::from(f.install_failed);
         devices.health_failed += u64::from(f.health_failed);
     }
-    let stragglers = ferry_shared::rollout::stragglers(plan, &record.state, facts, now);
+    // What the engine sees now: the same gates, stragglers and limit that decide the rollout.
+    let evaluation = ferry_shared::rollout::evaluate(plan, &record.state, facts, now);
+    let stragglers = &evaluation.stragglers;
     let left_out = stragglers.iter().filter(|s| s.left_out).count();
     let may_leave_out = ferry_shared::rollout::may_leave_out(plan, devices.targeted as usize);
     // The current wave's gates; a finished rollout shows the values it ended on.
-    let gates = if record.state.phase.is_terminal() && !record.final_gates.is_empty() {
-        record.final_gates.clone()
-    } else {
-        ferry_shared::rollout::gates(plan, &record.state, facts, now)
+    let gates = match record.state.phase.is_terminal() {
+        false => evaluation.gates.clone(),
+        true if !record.final_gates.is_empty() => record.final_gates.clone(),
+        true => ferry_shared::rollout::gates(plan, &record.state, facts, now),
     };
     let notes = notes(
         &record,
         &gates,
-        &stragglers,
+        stragglers,
+        evaluation.too_many_left_out,
         devices.targeted,
         may_leave_out,
     );
@@ -236,13 +239,14 @@ fn notes(
     record: &RolloutRecord,
     gates: &[GateReport],
     stragglers: &[Straggler],
+    too_many_left_out: bool,
     targeted: u64,
     may_leave_out: usize,
 ) -> Vec<String> {
     let mut notes = Vec::new();
     let left_out = stragglers.iter().filter(|s| s.left_out).count();
     if !record.state.phase.is_terminal() {
-        if left_out > may_leave_out {
+        if too_many_left_out {
             notes.push(format!(
                 "waiting: {left_out} of the {targeted} devices in force are left out (pinned or unreachable), more than the {may_leave_out} the plan allows ({} %); release or bring them back, or abort",
                 record.plan.stragglers.max_left_out * 100.0
