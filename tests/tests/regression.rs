@@ -789,3 +789,45 @@ fn a_cut_mid_download_is_reported_as_itself_not_as_the_retries_after_it() -> Res
     fleet.wait_all_on("2.0.0", T)?;
     Ok(())
 }
+
+/// The same for `trust.json`: a trust change (a newer snapshot) that cannot be written was
+/// only logged and never retried. It stays in force, is reported naming the file, and is
+/// written once it can be.
+#[test]
+fn a_trust_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    let root = ferry_tests::scenarios::root_ceremony(&fleet)?;
+    fleet.add_agent(AgentSpec {
+        root_file: Some(root),
+        ..AgentSpec::named("agent-1")
+    })?;
+    fleet.ship("1.0.0", &model_bytes(1, 256 * 1024, true), T)?;
+    let agent = &fleet.agents[0];
+    let saved_snapshot = || -> Result<u64> {
+        let trust: ferry_shared::trust::TrustState = ferry_agent::stored::decode(
+            &std::fs::read(agent.state_dir.join("trust.json"))?,
+            ferry_agent::stored::TRUST_FORMAT,
+        )?;
+        Ok(trust.snapshot_version(&MODEL.parse()?))
+    };
+    let before = saved_snapshot()?;
+
+    let blocker = agent.state_dir.join("trust.tmp");
+    std::fs::create_dir(&blocker)?;
+    // A newer snapshot lists 1.1.0: the device takes it (the trust in memory is in force).
+    fleet.ship("1.1.0", &model_bytes(2, 256 * 1024, true), T)?;
+    wait_until("the device to report its unsaved trust", T, || {
+        Ok(device_error(&fleet)?
+            .is_some_and(|e| e.kind == ErrorKind::Disk && e.message.contains("trust.json")))
+    })?;
+    ensure!(
+        saved_snapshot()? == before,
+        "the trust was written after all"
+    );
+
+    std::fs::remove_dir(&blocker)?;
+    wait_until("the trust to be written and the error cleared", T, || {
+        Ok(saved_snapshot()? > before && device_error(&fleet)?.is_none())
+    })?;
+    Ok(())
+}
