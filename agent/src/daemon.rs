@@ -4,7 +4,6 @@
 //! what must survive a restart, and reports.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,7 +83,12 @@ struct Daemon {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
     let config = Arc::new(config);
-    create_private_dir(&config.state_dir)?;
+    crate::access::create_shared_dir(&config.state_dir, &config.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            config.state_dir.display()
+        )
+    })?;
     let (key, device_id, created) = identity::load_or_create(&config.state_dir)?;
     if created {
         info!(device = %device_id, "created the device identity");
@@ -238,18 +242,6 @@ fn client_endpoint(config: &Config) -> Result<Endpoint> {
         "0.0.0.0:0".parse()?
     };
     Endpoint::client(bind).context("cannot open a UDP socket for QUIC")
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {

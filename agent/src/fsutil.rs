@@ -3,7 +3,10 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use crate::access;
 
 /// Fsyncs a directory, making renames and new entries in it durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -11,12 +14,14 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Replaces `path` with `bytes` atomically: temp file, fsync, rename, directory fsync. A
-/// failed write (a full disk, say) removes its temp file rather than leave it behind.
+/// failed write (a full disk, say) removes its temp file rather than leave it behind. The file
+/// is the agent's alone ([`access::PRIVATE_FILE`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent(path)?;
     let tmp = path.with_extension("tmp");
     let written = (|| {
         let mut file = File::create(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(access::PRIVATE_FILE))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)

@@ -3,9 +3,11 @@
 //! The pure [`updater`] decides; [`daemon`] carries its decisions out through [`session`]
 //! (the coordinator over QUIC), [`fetch`] (chunked, resumable download) and [`assemble`]
 //! (copy, decode and verify chunks into the staging file), [`slots`] (the atomic
-//! switch and crash recovery) and [`health`] (the post-switch check). [`state`] remembers what
+//! switch and crash recovery) and [`health`] (the post-switch check); [`access`] says who may
+//! read what in the state directory. [`state`] remembers what
 //! must survive restarts. [`status`] and [`rollback`] are the local commands.
 
+pub mod access;
 pub mod assemble;
 pub mod backoff;
 pub mod config;

@@ -258,9 +258,8 @@ pub async fn serve(path: &Path, intake: Arc<Intake>) {
         }
     };
     // The model server may run as another user of the same group.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+    if let Err(e) = crate::access::set_mode(path, crate::access::SOCKET) {
+        warn!(path = %path.display(), "cannot let the agent's group use the metrics socket: {e}");
     }
     let mut buf = vec![0u8; 2048];
     loop {

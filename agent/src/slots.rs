@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use ferry_shared::{ModelName, Version};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{create_shared_dir, share_tree};
 use crate::fsutil::{fsync_dir, remove_tree, set_link, write_atomic};
 
 /// Which versions the `current` and `previous` links name.
@@ -232,7 +233,7 @@ impl Layout {
             });
         }
         let dir = self.model_dir(model);
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        create_shared_dir(&self.root, &dir).map_err(io_at(&dir))?;
         let link = self.candidate_link(model);
         set_link(&link, version.map(|v| link_target(model, v)).as_deref()).map_err(io_at(&link))?;
         fsync_dir(&dir).map_err(io_at(&dir))?;
@@ -265,7 +266,8 @@ impl Layout {
         let from = self.staging_dir(model, version);
         let to = self.version_dir(model, version);
         let dir = self.versions_dir(model);
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        create_shared_dir(&self.root, &dir).map_err(io_at(&dir))?;
+        share_tree(&from).map_err(io_at(&from))?;
         remove_tree(&to).map_err(io_at(&to))?;
         fs::rename(&from, &to).map_err(io_at(&to))?;
         fsync_dir(&dir).map_err(io_at(&dir))
@@ -308,7 +310,7 @@ impl Layout {
             });
         }
         let dir = self.model_dir(model);
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        create_shared_dir(&self.root, &dir).map_err(io_at(&dir))?;
         let before = self.slots(model)?;
         let after = if before.current.as_ref() == Some(to) {
             before.clone()
@@ -395,8 +397,12 @@ impl Layout {
         // (and the one after a change of target removes them).
         let mut removed = Vec::new();
         for dir in [self.versions_dir(model), self.model_dir(model)] {
-            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            create_shared_dir(&self.root, &dir).map_err(io_at(&dir))?;
         }
+        // Versions an earlier build installed for the agent alone become readable by the
+        // model server's group (see `access`).
+        let versions = self.versions_dir(model);
+        share_tree(&versions).map_err(io_at(&versions))?;
         let mut interrupted = None;
         let journal_path = self.journal_path(model);
         if journal_path.exists() {

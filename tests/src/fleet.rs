@@ -100,6 +100,8 @@ pub struct AgentSpec {
     /// The QUIC address to reach the coordinator at (say, a [`crate::relay::Relay`]'s);
     /// `None` for the coordinator's own.
     pub via: Option<std::net::SocketAddr>,
+    /// The file-mode creation mask the agent starts with; `None` inherits the test's.
+    pub umask: Option<u32>,
 }
 
 impl AgentSpec {
@@ -113,6 +115,7 @@ impl AgentSpec {
             root_file: None,
             extra: String::new(),
             via: None,
+            umask: None,
         }
     }
 }
@@ -305,6 +308,7 @@ timeout_secs = 900
             MODEL,
             &home.join("agent.log"),
         );
+        agent.umask = spec.umask;
         agent.start_with_env(env)?;
         self.agents.push(agent);
         Ok(self.agents.len() - 1)

@@ -253,6 +253,9 @@ pub struct Agent {
     pub model: String,
     log: PathBuf,
     child: Option<Child>,
+    /// The file-mode creation mask it starts with (through `sh`, which then execs it);
+    /// `None` inherits the test's.
+    pub umask: Option<u32>,
 }
 
 impl Agent {
@@ -273,6 +276,7 @@ impl Agent {
             model: model.to_owned(),
             log: log.to_owned(),
             child: None,
+            umask: None,
         }
     }
 
@@ -298,7 +302,17 @@ impl Agent {
 
     /// Starts the daemon with extra environment variables.
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
-        let child = Command::new(&self.bins.agent)
+        let mut command = match self.umask {
+            None => Command::new(&self.bins.agent),
+            Some(mask) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("umask {mask:03o} && exec \"$0\" \"$@\""))
+                    .arg(&self.bins.agent);
+                sh
+            }
+        };
+        let child = command
             .envs(env.iter().copied())
             .arg("--config")
             .arg(&self.config)

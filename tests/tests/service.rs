@@ -35,3 +35,95 @@ fn the_agent_notifies_systemd_when_ready_and_pings_the_watchdog() -> Result<()> 
     assert!(ready < first_ping, "ready comes first: {seen:?}");
     Ok(())
 }
+
+const T: Duration = Duration::from_secs(60);
+
+/// The mode bits of `path` (not following a link).
+fn mode(path: &std::path::Path) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777)
+}
+
+/// Regression: under the shipped unit (`UMask=0077`, state 0700) every model file was 0600 and
+/// `metrics.sock` the agent's alone, so a model server running as another user got
+/// "Permission denied" on `STATE/models/MODEL/current/FILE`. Now the agent gives installed
+/// versions, the directories on the way to them and the socket to its group whatever its
+/// umask, keeps its key and state to itself, and opens up versions an older build installed.
+#[test]
+fn a_model_server_of_the_agents_group_can_read_models_and_report_metrics() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut fleet = Fleet::start(0, None)?;
+    fleet.add_agent(AgentSpec {
+        umask: Some(0o077),
+        ..AgentSpec::named("private-umask")
+    })?;
+    let bytes = ferry_tests::model_bytes(3, 256 * 1024, true);
+    fleet.ship("1.0.0", &bytes, T)?;
+    let state = fleet.agents[0].state_dir.clone();
+    let model = fleet.agents[0].model.clone();
+    let version_dir = state.join("versions").join(&model).join("1.0.0");
+    let file = std::fs::read_dir(&version_dir)?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} is empty", version_dir.display()))??
+        .path();
+    let socket = state.join("metrics.sock");
+
+    let check = |stage: &str| -> Result<()> {
+        for dir in [
+            state.clone(),
+            state.join("models"),
+            state.join("models").join(&model),
+            state.join("versions"),
+            state.join("versions").join(&model),
+            version_dir.clone(),
+        ] {
+            assert_eq!(mode(&dir)?, 0o750, "{stage}: {}", dir.display());
+        }
+        assert_eq!(mode(&file)?, 0o640, "{stage}: {}", file.display());
+        assert_eq!(mode(&socket)?, 0o660, "{stage}: the metrics socket");
+        for private in ["identity.key", "state.json"] {
+            assert_eq!(mode(&state.join(private))? & 0o077, 0, "{stage}: {private}");
+        }
+        Ok(())
+    };
+    check("first install")?;
+
+    // A real other user of the agent's group, where this test may switch users.
+    let is_root = std::fs::metadata("/proc/self")?.uid() == 0;
+    if is_root && std::path::Path::new("/usr/bin/setpriv").exists() {
+        let gid = std::fs::metadata(&state)?.gid();
+        let served = state.join("models").join(&model).join("current").join(
+            file.file_name()
+                .ok_or_else(|| anyhow::anyhow!("no file name"))?,
+        );
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "--",
+            ])
+            .args(["sh", "-c", "test -w \"$1\" && cat \"$0\""])
+            .arg(&served)
+            .arg(&socket)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "uid 65534 of group {gid}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, bytes, "the model server reads the model");
+    }
+
+    // What an older build installed, 0600 under a 0700 state directory, opens up at start.
+    fleet.agents[0].terminate()?;
+    for (path, old) in [(&file, 0o600), (&version_dir, 0o700), (&state, 0o700)] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(old))?;
+    }
+    fleet.agents[0].start()?;
+    ferry_tests::wait_until("the restarted agent's reconciliation", T, || {
+        Ok(mode(&file)? == 0o640 && mode(&state)? == 0o750)
+    })?;
+    check("after a restart over an older build's modes")?;
+    Ok(())
+}

@@ -262,8 +262,14 @@ async fn serve(config: Config) -> Result<()> {
         std::time::Duration::from_millis(app.config.rollout_tick_ms),
     ));
     let snapshot_task = tokio::spawn(ferry_coordinator::fleet_report::keep_snapshots(app.clone()));
+    // Under systemd (Type=notify) the unit is started once both listeners are bound; elsewhere
+    // there is no NOTIFY_SOCKET and this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the coordinator is ready: {e}");
+    }
     shutdown_signal().await?;
     tracing::info!("shutting down");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     snapshot_task.abort();
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
