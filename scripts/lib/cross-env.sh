@@ -1,0 +1,74 @@
+# Sourced by the scripts that build for device targets without containers. `cross_setup
+# TARGET…` installs what each TARGET needs (idempotent; apt as root or with sudo), then
+# `cross_cargo TARGET ARGS…` runs cargo for it (output under target/cross/):
+# - aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf (and x86_64-unknown-linux-gnu
+#   for packages): Debian bookworm's Rust 1.96 (rustc-web/cargo-web, called by full path
+#   since a rustup toolchain may come first on PATH) with the multiarch standard library and
+#   the Debian cross linker;
+# - x86_64-unknown-linux-musl: the rustup toolchain's own musl target (`rustup target add`;
+#   its standard library brings musl's start files and LLVM's libunwind, so the binary is
+#   static) with musl-tools' musl-gcc for the C parts (ring, zstd).
+
+# Runs a command as root: directly, or through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs the Debian packages named, those not installed yet, in one apt run.
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+}
+
+# The Debian architecture of a Rust target triple.
+deb_arch() {
+    case "$1" in
+        x86_64-unknown-linux-gnu) echo amd64 ;;
+        aarch64-unknown-linux-gnu) echo arm64 ;;
+        armv7-unknown-linux-gnueabihf) echo armhf ;;
+        *) echo "no Debian architecture for $1" >&2; return 2 ;;
+    esac
+}
+
+cross_setup() {
+    local need=(rustc-web cargo-web) target arch
+    for target in "$@"; do
+        case "$target" in
+            x86_64-unknown-linux-gnu) ;;
+            x86_64-unknown-linux-musl)
+                need+=(musl-tools)
+                rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+                continue ;;
+            aarch64-unknown-linux-gnu) need+=(gcc-aarch64-linux-gnu libstd-rust-web-dev:arm64) ;;
+            armv7-unknown-linux-gnueabihf) need+=(gcc-arm-linux-gnueabihf libstd-rust-web-dev:armhf) ;;
+            *) echo "$target is not built by these scripts" >&2; return 2 ;;
+        esac
+        if [ "$target" != x86_64-unknown-linux-gnu ]; then
+            arch=$(deb_arch "$target")
+            dpkg --print-foreign-architectures | grep -qx "$arch" || as_root dpkg --add-architecture "$arch"
+        fi
+    done
+    apt_install "${need[@]}"
+}
+
+# Runs cargo for TARGET with the toolchain cross_setup prepared for it.
+cross_cargo() {
+    local target=$1; shift
+    local common=(CARGO_TARGET_DIR=target/cross)
+    case "$target" in
+        x86_64-unknown-linux-musl)
+            env "${common[@]}" CC_x86_64_unknown_linux_musl=musl-gcc cargo "$@" ;;
+        *)
+            env "${common[@]}" RUSTC=/usr/bin/rustc \
+                CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+                CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+                CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+                CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc \
+                /usr/bin/cargo "$@" ;;
+    esac
+}
