@@ -39,6 +39,17 @@ struct RawConfig {
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
     metrics_socket: Option<PathBuf>,
+    self_update: Option<RawSelfUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelfUpdate {
+    #[serde(default = "default_agent_model")]
+    model: ModelName,
+    alias: Option<AliasName>,
+    #[serde(default = "default_prove_within")]
+    prove_within_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +84,26 @@ fn default_poll() -> u64 {
 }
 fn default_health_timeout() -> u64 {
     30
+}
+fn default_agent_model() -> ModelName {
+    "ferry-agent"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("`ferry-agent` is a valid model name"))
+}
+fn default_prove_within() -> u64 {
+    120
+}
+
+/// The agent follows releases of its own binary (see [`crate::handover`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelfUpdate {
+    /// The model whose releases carry the agent, one variant per target triple.
+    pub model: ModelName,
+    /// The alias followed (by default the device's own).
+    pub alias: AliasName,
+    /// How long a new agent has to prove itself (connect, report, pass its health check)
+    /// before the one it replaced comes back.
+    pub prove_within: Duration,
 }
 
 /// The schemas the device's application speaks.
@@ -129,6 +160,8 @@ pub struct Config {
     /// Unix datagram socket where the model server reports requests (see
     /// [`crate::metrics`]); `STATE_DIR/metrics.sock` by default.
     pub metrics_socket: PathBuf,
+    /// Whether and how the agent updates itself.
+    pub self_update: Option<SelfUpdate>,
 }
 
 impl Config {
@@ -195,6 +228,18 @@ impl Config {
         if raw.accelerator == Accelerator::Any {
             bail!("accelerator must be `cpu` or `gpu`");
         }
+        let self_update = match raw.self_update {
+            Some(s) if s.model == raw.model => bail!(
+                "self_update.model is `{}`, the model the device runs: name the model that carries the agent",
+                s.model
+            ),
+            Some(s) => Some(SelfUpdate {
+                model: s.model,
+                alias: s.alias.unwrap_or_else(|| raw.alias.clone()),
+                prove_within: Duration::from_secs(s.prove_within_secs.max(1)),
+            }),
+            None => None,
+        };
         let application = match raw.application {
             Some(app) => Application {
                 sends: app
@@ -229,7 +274,18 @@ impl Config {
                 .metrics_socket
                 .as_deref()
                 .map_or_else(|| resolve(&raw.state_dir).join("metrics.sock"), resolve),
+            self_update,
         })
+    }
+
+    /// The models the device follows, with their aliases: the one it runs first, then the
+    /// agent's own when it updates itself.
+    pub fn follows(&self) -> Vec<(ModelName, AliasName)> {
+        let mut follows = vec![(self.model.clone(), self.alias.clone())];
+        if let Some(s) = &self.self_update {
+            follows.push((s.model.clone(), s.alias.clone()));
+        }
+        follows
     }
 
     /// All labels the device announces: built-in `arch`, `target`, `os`, `accelerator`, then

@@ -15,7 +15,10 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+mod trial;
+
 use crate::config::Config;
+use crate::handover::Trial;
 use crate::session::{self, FromSession, SessionParams};
 use crate::slots::Layout;
 use crate::state::{Hold, StateFile, TransferStats, UpdateRecord};
@@ -55,33 +58,69 @@ fn load_trust(config: &Config) -> Result<Trust> {
 /// most this much of them).
 const METRICS_SAVE_EVERY: Duration = Duration::from_secs(60);
 
+/// One model the device follows: its pure updater and what the install in progress did.
+struct Follower {
+    model: ModelName,
+    updater: Updater,
+    /// When the current install started and from which version.
+    started: Option<(Instant, Option<ferry_shared::Version>)>,
+    /// What downloading the version being installed moved so far, over its attempts.
+    transfer: Arc<std::sync::Mutex<(Option<ferry_shared::Version>, TransferStats)>>,
+}
+
+/// Which follower an internal event is for (an index into `Daemon::followers`).
+type FollowerId = usize;
+
+/// The follower of the model the device runs; the agent's own, when it updates itself, comes
+/// after it.
+const MAIN: FollowerId = 0;
+
 struct Daemon {
     config: Arc<Config>,
     /// What releases are checked against; with metadata, persisted in `STATE/trust.json`.
     trust: Trust,
     layout: Layout,
     state: StateFile,
-    updater: Updater,
+    /// The models followed, in the order of [`Config::follows`].
+    followers: Vec<Follower>,
     profile: DeviceProfile,
     reports: watch::Sender<DeviceReport>,
-    /// Model metrics from the application; told which version serves.
+    /// Model metrics from the application (for the main model); told which version serves.
     metrics: Arc<crate::metrics::Intake>,
     connection: watch::Receiver<Option<Connection>>,
-    internal: mpsc::Sender<Event>,
-    /// When the current install started and from which version.
-    started: Option<(Instant, Option<ferry_shared::Version>)>,
-    /// What downloading the version being installed moved so far, over its attempts.
-    transfer: Arc<std::sync::Mutex<(Option<ferry_shared::Version>, TransferStats)>>,
+    internal: mpsc::Sender<(FollowerId, Event)>,
     last_down: Option<String>,
     /// Why the agent state or the trust state could not be written, while it cannot: the
     /// change is kept in memory, retried on every tick, and reported to the coordinator.
     unsaved: Option<(String, u64)>,
     /// The trust state changed but could not be written yet.
     trust_unsaved: bool,
+    /// The follower of the agent's own model, with `[self_update]`.
+    agent_follower: Option<FollowerId>,
+    /// This binary is a new agent on trial: it must prove itself (see [`crate::handover`]).
+    trial: Option<Trial>,
+    /// Whether the proof of the trial is under way.
+    proving: bool,
+    proofs: mpsc::Sender<Result<(), String>>,
+    /// A new agent binary is installed and waits for the other models to settle before the
+    /// daemon stops and hands over to it.
+    handover_pending: bool,
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<()> {
+/// How the daemon ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// On SIGINT or SIGTERM.
+    Stopped,
+    /// To hand over to a new agent binary, whose trial is written (see [`crate::handover`]).
+    HandOver,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM, or until it hands over to a new agent binary.
+/// With `trial`, this binary is that new agent and must prove itself by the trial's deadline;
+/// failing that, it returns an error (and whatever restarts it heals, see
+/// [`crate::handover`]).
+pub async fn run(config: Config, trial: Option<Trial>) -> Result<Outcome> {
     let config = Arc::new(config);
     crate::access::create_shared_dir(&config.state_dir, &config.state_dir).with_context(|| {
         format!(
@@ -101,49 +140,21 @@ pub async fn run(config: Config) -> Result<()> {
             config.state_dir.display()
         );
     };
-    let model = config.model.clone();
-
-    let reconciled = {
-        let _lock = state.lock()?;
-        let r = layout
-            .reconcile(&model)
-            .with_context(|| format!("cannot reconcile {}", config.state_dir.display()))?;
-        if let Some(version) = &r.interrupted {
-            let error = InstallError {
-                version: version.clone(),
-                kind: ErrorKind::HealthCheck,
-                message:
-                    "the agent stopped before the health check confirmed this version; rolled back"
-                        .into(),
-                at: unix_now(),
-            };
-            state.update_locked(|s| {
-                s.push_event(&model, EventKind::InstallFailed(error.clone()), unix_now());
-                s.model(&model).last_error = Some(error.clone());
-            })?;
-        }
-        r
-    };
-    for note in &reconciled.removed {
-        info!("start-up reconciliation: {note}");
+    let mut followers = Vec::new();
+    for (model, _) in config.follows() {
+        let on_trial = trial.as_ref().is_some_and(|t| t.model == model);
+        followers.push(start_follower(&layout, &state, model, on_trial)?);
     }
-    let remembered = state.load()?;
-    let memory = remembered.models.get(&model).cloned().unwrap_or_default();
-    let candidate = layout
-        .candidate(&model)
-        .with_context(|| format!("cannot read the candidate of {model}"))?;
-    let updater = Updater::new(
-        model.clone(),
-        reconciled.slots.clone(),
-        candidate,
-        memory.holds,
-        memory.last_error,
-    );
+    let agent_follower = config
+        .self_update
+        .as_ref()
+        .and_then(|s| followers.iter().position(|f| f.model == s.model));
+    let model = config.model.clone();
     info!(
         device = %device_id,
         model = %model,
-        current = %reconciled.slots.current.as_ref().map_or("-".into(), ToString::to_string),
-        previous = %reconciled.slots.previous.as_ref().map_or("-".into(), ToString::to_string),
+        current = %followers[MAIN].updater.slots().current.as_ref().map_or("-".into(), ToString::to_string),
+        previous = %followers[MAIN].updater.slots().previous.as_ref().map_or("-".into(), ToString::to_string),
         "agent started"
     );
     notify::ready();
@@ -158,7 +169,13 @@ pub async fn run(config: Config) -> Result<()> {
     let (conn_tx, connection) = watch::channel(None);
     let (session_tx, mut session_rx) = mpsc::channel(64);
     let (internal, mut internal_rx) = mpsc::channel(64);
+    let (proofs, mut proofs_rx) = mpsc::channel(1);
     let trust = load_trust(&config)?;
+    let deadline = trial.as_ref().map(|t| {
+        let left = t.deadline.saturating_sub(unix_now());
+        info!(version = %t.version, "this agent is on trial: it has {left}s to connect, report and pass the health check");
+        tokio::time::Instant::now() + Duration::from_secs(left)
+    });
     let mut daemon = Daemon {
         trust,
         profile: DeviceProfile {
@@ -168,16 +185,19 @@ pub async fn run(config: Config) -> Result<()> {
         config: config.clone(),
         layout,
         state,
-        updater,
+        followers,
         reports,
         connection,
         internal,
-        started: None,
-        transfer: Arc::default(),
         last_down: None,
         unsaved: None,
         trust_unsaved: false,
         metrics: metrics.clone(),
+        agent_follower,
+        trial,
+        proving: false,
+        proofs,
+        handover_pending: false,
     };
     daemon.publish_report();
 
@@ -206,17 +226,43 @@ pub async fn run(config: Config) -> Result<()> {
             warn!(path = %metrics_path.display(), "cannot save the model metrics: {e}");
         }
     };
+    let trial_over = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut trial_over = std::pin::pin!(trial_over);
+    let mut outcome = Outcome::Stopped;
+    let mut failed = None;
     loop {
         tokio::select! {
             _ = save_metrics.tick() => save(&daemon.metrics),
             Some(message) = session_rx.recv() => daemon.on_session(message),
-            Some(event) = internal_rx.recv() => daemon.feed(event),
+            Some((follower, event)) = internal_rx.recv() => daemon.feed(follower, event),
+            Some(proof) = proofs_rx.recv() => match proof {
+                Ok(()) => daemon.confirm_trial(),
+                Err(why) => {
+                    failed = Some(anyhow::anyhow!("this new agent failed its health check: {why}"));
+                    break;
+                }
+            },
+            _ = &mut trial_over, if daemon.trial.is_some() => {
+                failed = Some(anyhow::anyhow!(
+                    "this new agent did not connect, report and pass the health check in time"
+                ));
+                break;
+            }
             _ = tick.tick() => {
                 if watchdog.is_some() {
                     notify::watchdog();
                 }
                 daemon.look_for_local_changes();
                 daemon.keep_state_durable();
+                if daemon.ready_to_hand_over() {
+                    outcome = Outcome::HandOver;
+                    break;
+                }
             }
             signal = &mut shutdown => {
                 signal?;
@@ -232,7 +278,67 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = std::fs::remove_file(&config.metrics_socket);
     endpoint.close(0u32.into(), b"agent stopping");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(outcome),
+    }
+}
+
+/// Reconciles `model`'s slots after whatever stopped the last run, and makes its updater
+/// from them and from what the state file remembers.
+/// With `keep_probation`, a switch in probation stays so (a new agent binary on trial).
+fn start_follower(
+    layout: &Layout,
+    state: &StateFile,
+    model: ModelName,
+    keep_probation: bool,
+) -> Result<Follower> {
+    let reconciled = {
+        let _lock = state.lock()?;
+        let r = layout
+            .reconcile_keeping(&model, keep_probation)
+            .with_context(|| format!("cannot reconcile {model} in {}", layout.root().display()))?;
+        if let Some(version) = &r.interrupted {
+            let error = InstallError {
+                version: version.clone(),
+                kind: ErrorKind::HealthCheck,
+                message:
+                    "the agent stopped before the health check confirmed this version; rolled back"
+                        .into(),
+                at: unix_now(),
+            };
+            state.update_locked(|s| {
+                s.push_event(&model, EventKind::InstallFailed(error.clone()), unix_now());
+                s.model(&model).last_error = Some(error.clone());
+            })?;
+        }
+        r
+    };
+    for note in &reconciled.removed {
+        info!(%model, "start-up reconciliation: {note}");
+    }
+    let memory = state
+        .load()?
+        .models
+        .get(&model)
+        .cloned()
+        .unwrap_or_default();
+    let candidate = layout
+        .candidate(&model)
+        .with_context(|| format!("cannot read the candidate of {model}"))?;
+    let updater = Updater::new(
+        model.clone(),
+        reconciled.slots,
+        candidate,
+        memory.holds,
+        memory.last_error,
+    );
+    Ok(Follower {
+        model,
+        updater,
+        started: None,
+        transfer: Arc::default(),
+    })
 }
 
 fn client_endpoint(config: &Config) -> Result<Endpoint> {
@@ -254,8 +360,12 @@ async fn shutdown_signal() -> std::io::Result<()> {
 }
 
 impl Daemon {
-    fn model(&self) -> &ModelName {
-        &self.config.model
+    fn model(&self, follower: FollowerId) -> &ModelName {
+        &self.followers[follower].model
+    }
+
+    fn updater(&self, follower: FollowerId) -> &Updater {
+        &self.followers[follower].updater
     }
 
     fn on_session(&mut self, message: FromSession) {
@@ -268,7 +378,10 @@ impl Daemon {
                 notify::status(&format!("connected as {device_id}"));
                 // An install that failed while the link was down goes again now, not when
                 // its backoff (grown by every offline attempt) runs out.
-                self.feed(Event::RetryDue);
+                for follower in 0..self.followers.len() {
+                    self.feed(follower, Event::RetryDue);
+                }
+                self.prove_trial();
                 self.persist(|s| {
                     s.acknowledge(events_through);
                     s.connection.connected = true;
@@ -278,20 +391,21 @@ impl Daemon {
                 self.publish_report();
             }
             FromSession::Desired(desired) => {
-                if &desired.model != self.model() {
+                let Some(follower) = self.followers.iter().position(|f| f.model == desired.model)
+                else {
                     return;
-                }
+                };
                 let before = self.trust_state();
-                let model = self.config.model.clone();
+                let model = desired.model.clone();
                 let (run, candidate) =
                     admit(&desired, &model, &mut self.trust, &self.profile, unix_now());
                 if self.trust_state() != before {
                     self.save_trust();
                 }
-                self.feed_all([Event::Desired(run), Event::Candidate(candidate)]);
+                self.feed_all(follower, [Event::Desired(run), Event::Candidate(candidate)]);
                 // Half-finished downloads the coordinator no longer asks for go now, not when
                 // the next download starts: a full disk may be why that never comes.
-                let keep = self.updater.downloading().cloned();
+                let keep = self.updater(follower).downloading().cloned();
                 fetch::drop_downloads_except(&self.layout, &model, keep.as_ref());
             }
             FromSession::Ack(through) => {
@@ -312,27 +426,28 @@ impl Daemon {
         }
     }
 
-    /// Steps the updater with `event` and every event its synchronous actions produce.
-    fn feed(&mut self, event: Event) {
-        self.feed_all([event]);
+    /// Steps a follower's updater with `event` and every event its synchronous actions
+    /// produce.
+    fn feed(&mut self, follower: FollowerId, event: Event) {
+        self.feed_all(follower, [event]);
     }
 
-    /// Steps the updater with `events` in order, and every event their synchronous actions
-    /// produce.
-    fn feed_all(&mut self, events: impl IntoIterator<Item = Event>) {
+    /// Steps a follower's updater with `events` in order, and every event their synchronous
+    /// actions produce.
+    fn feed_all(&mut self, follower: FollowerId, events: impl IntoIterator<Item = Event>) {
         let mut queue: VecDeque<Event> = events.into_iter().collect();
         while let Some(event) = queue.pop_front() {
-            let holds_before = self.updater.holds().to_vec();
-            let error_before = self.updater.last_error().cloned();
-            for action in self.updater.step(event) {
-                if let Some(next) = self.execute(action) {
+            let holds_before = self.updater(follower).holds().to_vec();
+            let error_before = self.updater(follower).last_error().cloned();
+            for action in self.followers[follower].updater.step(event) {
+                if let Some(next) = self.execute(follower, action) {
                     queue.push_back(next);
                 }
             }
-            let holds = self.updater.holds().to_vec();
-            let error = self.updater.last_error().cloned();
+            let holds = self.updater(follower).holds().to_vec();
+            let error = self.updater(follower).last_error().cloned();
             if holds != holds_before || error != error_before {
-                let model = self.model().clone();
+                let model = self.model(follower).clone();
                 self.persist(|s| {
                     let m = s.model(&model);
                     m.holds = holds;
@@ -343,15 +458,16 @@ impl Daemon {
         self.publish_report();
     }
 
-    fn execute(&mut self, action: Action) -> Option<Event> {
-        let model = self.model().clone();
+    fn execute(&mut self, follower: FollowerId, action: Action) -> Option<Event> {
+        let model = self.model(follower).clone();
         match action {
             Action::Stage(target) => {
                 info!(%model, version = %target.version, "installing");
-                if self.started.is_none() {
-                    self.started = Some((Instant::now(), self.updater.slots().current.clone()));
+                let f = &mut self.followers[follower];
+                if f.started.is_none() {
+                    f.started = Some((Instant::now(), f.updater.slots().current.clone()));
                 }
-                self.spawn_stage(target);
+                self.spawn_stage(follower, target);
                 None
             }
             Action::Switch(version) => {
@@ -369,13 +485,16 @@ impl Daemon {
                     }),
                 })
             }
+            Action::CheckHealth(version) if Some(follower) == self.agent_follower => {
+                self.begin_handover(follower, version)
+            }
             Action::CheckHealth(version) => {
                 let Some(check) = self.config.health_check.clone() else {
                     return Some(Event::HealthPassed);
                 };
                 let internal = self.internal.clone();
                 let dir = self.layout.current_link(&model);
-                let file = self.artifact_file(&version);
+                let file = self.artifact_file(follower, &version);
                 tokio::spawn(async move {
                     let event = match health::run(&check, &model, &version, &dir, &file).await {
                         Ok(()) => Event::HealthPassed,
@@ -386,12 +505,12 @@ impl Daemon {
                             at: unix_now(),
                         }),
                     };
-                    let _ = internal.send(event).await;
+                    let _ = internal.send((follower, event)).await;
                 });
                 None
             }
             Action::RollBack => {
-                let slots = self.roll_back();
+                let slots = self.roll_back(follower);
                 crate::memory::settle_after_install();
                 Some(Event::RolledBack(slots))
             }
@@ -400,10 +519,10 @@ impl Daemon {
                     // The switch is confirmed either way; only clean-up of old versions failed.
                     warn!(%model, "confirming the update: {e}");
                 }
-                let to = self.updater.slots().current.clone();
+                let to = self.updater(follower).slots().current.clone();
                 if let Some(to) = to {
                     info!(%model, version = %to, "update confirmed");
-                    self.record_update(to, "installed".into());
+                    self.record_update(follower, to, "installed".into());
                 }
                 crate::memory::settle_after_install();
                 None
@@ -442,7 +561,7 @@ impl Daemon {
                 let internal = self.internal.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = internal.send(Event::RetryDue).await;
+                    let _ = internal.send((follower, Event::RetryDue)).await;
                 });
                 None
             }
@@ -450,12 +569,17 @@ impl Daemon {
                 match &kind {
                     EventKind::HealthRollback { from, to, error } => {
                         warn!(%model, %from, to = %to.as_ref().map_or("-".into(), ToString::to_string), "health check failed, rolled back: {}", error.message);
-                        self.record_update(from.clone(), format!("rolled back: {}", error.message));
+                        self.record_update(
+                            follower,
+                            from.clone(),
+                            format!("rolled back: {}", error.message),
+                        );
                     }
                     EventKind::InstallFailed(e) => {
                         warn!(%model, version = %e.version, kind = %e.kind, "install failed: {}", e.message);
-                        if self.updater.report().phase == ferry_shared::wire::Phase::Idle {
-                            self.started = None;
+                        let f = &mut self.followers[follower];
+                        if f.updater.report().phase == ferry_shared::wire::Phase::Idle {
+                            f.started = None;
                         }
                     }
                     _ => {}
@@ -466,13 +590,13 @@ impl Daemon {
         }
     }
 
-    fn spawn_stage(&self, target: Target) {
+    fn spawn_stage(&self, follower: FollowerId, target: Target) {
         let conn = self.connection.borrow().clone();
         let layout = self.layout.clone();
-        let model = self.model().clone();
+        let model = self.model(follower).clone();
         let internal = self.internal.clone();
         let profile = self.profile.clone();
-        let transfer = self.transfer.clone();
+        let transfer = self.followers[follower].transfer.clone();
         tokio::spawn(async move {
             let mut stats = match transfer.lock() {
                 Ok(t) if t.0.as_ref() == Some(&target.version) => t.1.clone(),
@@ -505,14 +629,14 @@ impl Daemon {
             }
             // The download's buffers are all freed by now; let the device have them back.
             crate::memory::release_freed_memory();
-            let _ = internal.send(event).await;
+            let _ = internal.send((follower, event)).await;
         });
     }
 
     /// Undoes a probation. If even that fails, the process exits: the journal is still on
     /// disk, so the restart's reconciliation restores the old version.
-    fn roll_back(&mut self) -> crate::slots::Slots {
-        let model = self.model().clone();
+    fn roll_back(&mut self, follower: FollowerId) -> crate::slots::Slots {
+        let model = self.model(follower).clone();
         match self.locked(|layout| layout.abort_probation(&model)) {
             Ok(slots) => slots,
             Err(first) => {
@@ -528,20 +652,26 @@ impl Daemon {
         }
     }
 
-    fn artifact_file(&self, version: &ferry_shared::Version) -> std::path::PathBuf {
-        let name = fetch::installed_variant(&self.layout, self.model(), version, &self.profile)
+    fn artifact_file(
+        &self,
+        follower: FollowerId,
+        version: &ferry_shared::Version,
+    ) -> std::path::PathBuf {
+        let model = self.model(follower);
+        let name = fetch::installed_variant(&self.layout, model, version, &self.profile)
             .map(|v| v.file_name.to_string())
             .unwrap_or_default();
-        self.layout.current_link(self.model()).join(name)
+        self.layout.current_link(model).join(name)
     }
 
-    fn record_update(&mut self, to: ferry_shared::Version, outcome: String) {
-        let (duration_ms, from) = match self.started.take() {
+    fn record_update(&mut self, follower: FollowerId, to: ferry_shared::Version, outcome: String) {
+        let f = &mut self.followers[follower];
+        let (duration_ms, from) = match f.started.take() {
             Some((start, from)) => (start.elapsed().as_millis() as u64, from),
             None => (0, None),
         };
-        let model = self.model().clone();
-        let transfer = match self.transfer.lock() {
+        let model = f.model.clone();
+        let transfer = match f.transfer.lock() {
             Ok(mut t) if t.0.as_ref() == Some(&to) => {
                 let stats = std::mem::take(&mut t.1);
                 t.0 = None;
@@ -563,24 +693,27 @@ impl Daemon {
 
     /// Picks up an operator's local rollback: the links changed while no install ran.
     fn look_for_local_changes(&mut self) {
-        if !self.updater.is_settled() {
-            return;
+        for follower in 0..self.followers.len() {
+            if !self.updater(follower).is_settled() {
+                continue;
+            }
+            let model = self.model(follower).clone();
+            let Ok(slots) = self.layout.slots(&model) else {
+                continue;
+            };
+            if &slots == self.updater(follower).slots() {
+                continue;
+            }
+            let holds: Vec<Hold> = self
+                .state
+                .load()
+                .ok()
+                .and_then(|s| s.models.get(&model).map(|m| m.holds.clone()))
+                .unwrap_or_default();
+            info!(%model, current = ?slots.current, "slots changed on the device");
+            self.feed(follower, Event::SlotsChanged { slots, holds });
+            crate::memory::settle_after_install();
         }
-        let Ok(slots) = self.layout.slots(self.model()) else {
-            return;
-        };
-        if &slots == self.updater.slots() {
-            return;
-        }
-        let holds: Vec<Hold> = self
-            .state
-            .load()
-            .ok()
-            .and_then(|s| s.models.get(self.model()).map(|m| m.holds.clone()))
-            .unwrap_or_default();
-        info!(model = %self.model(), current = ?slots.current, "slots changed on the device");
-        self.feed(Event::SlotsChanged { slots, holds });
-        crate::memory::settle_after_install();
     }
 
     fn locked<T>(
@@ -655,11 +788,12 @@ impl Daemon {
             .load()
             .map(|s| s.pending_events)
             .unwrap_or_default();
-        let mut model = self.updater.report();
+        let mut models: Vec<_> = self.followers.iter().map(|f| f.updater.report()).collect();
         // A state the agent cannot write is reported as a disk error of what it runs, unless
         // a failure of its own is already being reported.
-        if let (Some((why, at)), None, Some(running)) =
-            (&self.unsaved, &model.last_error, &model.active)
+        if let Some(model) = models.first_mut()
+            && let (Some((why, at)), None, Some(running)) =
+                (&self.unsaved, &model.last_error, &model.active)
         {
             model.last_error = Some(ferry_shared::wire::InstallError {
                 version: running.clone(),
@@ -669,14 +803,13 @@ impl Daemon {
             });
         }
         let report = DeviceReport {
-            models: vec![model],
+            models,
             events,
             metrics: Vec::new(),
         };
-        self.metrics.set_serving(
-            self.updater.slots().current.clone(),
-            self.updater.candidate().cloned(),
-        );
+        let main = self.updater(MAIN);
+        self.metrics
+            .set_serving(main.slots().current.clone(), main.candidate().cloned());
         self.reports.send_if_modified(|current| {
             if *current == report {
                 false

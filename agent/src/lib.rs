@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod fetch;
 pub mod fsutil;
+pub mod handover;
 pub mod health;
 pub mod identity;
 pub mod memory;

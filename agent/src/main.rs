@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ferry_agent::config::Config;
+use ferry_agent::daemon::Outcome;
+use ferry_agent::handover::{self, Next};
 use ferry_agent::{daemon, rollback, status};
 
 /// Ferry device agent.
@@ -64,17 +66,44 @@ fn init_logging() -> Result<()> {
     Ok(())
 }
 
+/// Runs the daemon, and the agent's own updates around it (see `handover`): what starts may
+/// be another installed agent binary, a new one on trial, or this one after healing a trial
+/// that failed; a daemon that hands over to a new binary execs it.
+fn run_daemon(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let mut exec_failed = false;
+    loop {
+        let next = match handover::at_start(&config)? {
+            Next::Exec { trial: false, .. } if exec_failed => Next::Run(None),
+            next => next,
+        };
+        match next {
+            Next::Run(trial) => match runtime.block_on(daemon::run(config.clone(), trial))? {
+                Outcome::Stopped => return Ok(()),
+                Outcome::HandOver => continue,
+            },
+            Next::Exec { binary, trial } => {
+                let e = handover::exec(&binary);
+                // Only reached when the exec failed. A trial's binary that cannot even start
+                // fails its trial: the next round heals it. Another installed agent that
+                // cannot start leaves this one to run.
+                tracing::error!(binary = %binary.display(), "cannot start the agent binary: {e}");
+                exec_failed = !trial;
+            }
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             ferry_agent::memory::configure_allocator();
             init_logging()?;
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the runtime")?
-                .block_on(daemon::run(config))
+            run_daemon(config)
         }
         Command::Status { json } => {
             let status = status::gather(&config)?;

@@ -180,10 +180,11 @@ async fn one_session(
         enrollment_token: config.enrollment_token.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         labels: config.all_labels(),
-        follows: vec![Follow {
-            model: config.model.clone(),
-            alias: config.alias.clone(),
-        }],
+        follows: config
+            .follows()
+            .into_iter()
+            .map(|(model, alias)| Follow { model, alias })
+            .collect(),
         report: DeviceReport {
             metrics: params.metrics.snapshot(),
             ..reports.borrow_and_update().clone()

@@ -393,6 +393,18 @@ impl Layout {
 
     /// Brings the directory to a consistent state after any crash; see the module docs.
     pub fn reconcile(&self, model: &ModelName) -> Result<Reconciled, SlotError> {
+        self.reconcile_keeping(model, false)
+    }
+
+    /// [`Layout::reconcile`], but with `keep_probation` a switch in probation stays in
+    /// probation (its links set as after the switch, its journal kept) for a later
+    /// [`Layout::commit`] or [`Layout::abort_probation`]: the agent's own binary, whose
+    /// probation spans the restart into the new binary (see `handover`).
+    pub fn reconcile_keeping(
+        &self,
+        model: &ModelName,
+        keep_probation: bool,
+    ) -> Result<Reconciled, SlotError> {
         // Unfinished downloads stay: the next attempt resumes from their verified chunks
         // (and the one after a change of target removes them).
         let mut removed = Vec::new();
@@ -405,8 +417,13 @@ impl Layout {
         share_tree(&versions).map_err(io_at(&versions))?;
         let mut interrupted = None;
         let journal_path = self.journal_path(model);
+        let mut journal_kept = false;
         if journal_path.exists() {
             match self.read_journal(model)? {
+                Some(j) if j.probation && keep_probation => {
+                    self.apply(model, &j.after, &mut || false)?;
+                    journal_kept = true;
+                }
                 Some(j) if j.probation => {
                     self.apply(model, &j.before, &mut || false)?;
                     if j.after.current != j.before.current {
@@ -427,7 +444,9 @@ impl Layout {
                 Some(j) => self.apply(model, &j.after, &mut || false)?,
                 None => removed.push("unreadable switch journal".into()),
             }
-            fs::remove_file(&journal_path).map_err(io_at(&journal_path))?;
+            if !journal_kept {
+                fs::remove_file(&journal_path).map_err(io_at(&journal_path))?;
+            }
         }
         for leftover in ["current.new", "previous.new", "switch.tmp"] {
             let path = self.model_dir(model).join(leftover);
@@ -573,6 +592,37 @@ mod tests {
             !layout.is_installed(&model(), &v("3.0.0")),
             "the failed version is removed"
         );
+    }
+
+    #[test]
+    fn a_probation_kept_across_a_restart_can_still_be_confirmed_or_undone() {
+        for confirm in [true, false] {
+            let (_dir, layout) = two_versions();
+            install(&layout, "3.0.0");
+            layout.switch(&model(), &v("3.0.0"), true).unwrap();
+            let r = layout.reconcile_keeping(&model(), true).unwrap();
+            assert_eq!(r.slots, slots(Some("3.0.0"), Some("2.0.0")));
+            assert_eq!(r.interrupted, None);
+            assert_eq!(layout.in_probation(&model()).unwrap(), Some(v("3.0.0")));
+            assert!(
+                layout.is_installed(&model(), &v("1.0.0")),
+                "the journal names it"
+            );
+            let end = if confirm {
+                layout.commit(&model()).unwrap()
+            } else {
+                layout.abort_probation(&model()).unwrap()
+            };
+            let expected = if confirm {
+                slots(Some("3.0.0"), Some("2.0.0"))
+            } else {
+                slots(Some("2.0.0"), Some("1.0.0"))
+            };
+            assert_eq!(end, expected);
+            assert_eq!(layout.in_probation(&model()).unwrap(), None);
+            // A plain reconciliation after either changes nothing.
+            assert_eq!(layout.reconcile(&model()).unwrap().slots, expected);
+        }
     }
 
     #[test]

@@ -66,17 +66,12 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
     // Taken and let go at once: held, a daemon runs. A lock this user cannot open (a
     // read-only look at another user's state) says nothing: assume it runs, as before.
     let daemon_running = file.daemon_lock().map_or(true, |l| l.is_none());
-    let model = &config.model;
-    let slots = layout.slots(model)?;
-    let memory = state.models.get(model).cloned().unwrap_or_default();
-    let device_id = crate::identity::load(&config.state_dir)
-        .ok()
-        .map(|k| ferry_shared::wire::DeviceId::of(&k.public()).to_string());
-    Ok(AgentStatus {
-        device_id,
-        state_dir: config.state_dir.clone(),
-        target: crate::TARGET.to_owned(),
-        models: vec![ModelStatus {
+    let mut models = Vec::new();
+    for (model, _) in config.follows() {
+        let model = &model;
+        let slots = layout.slots(model)?;
+        let memory = state.models.get(model).cloned().unwrap_or_default();
+        models.push(ModelStatus {
             model: model.to_string(),
             current_path: std::fs::canonicalize(layout.current_link(model)).ok(),
             current: slots.current,
@@ -87,7 +82,16 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
             holds: memory.holds,
             last_error: memory.last_error,
             last_update: memory.last_update,
-        }],
+        });
+    }
+    let device_id = crate::identity::load(&config.state_dir)
+        .ok()
+        .map(|k| ferry_shared::wire::DeviceId::of(&k.public()).to_string());
+    Ok(AgentStatus {
+        device_id,
+        state_dir: config.state_dir.clone(),
+        target: crate::TARGET.to_owned(),
+        models,
         pending_events: state.pending_events.len(),
         connection: state.connection,
         daemon_running,

@@ -13,6 +13,8 @@ pub const STATE_FORMAT: u64 = 1;
 pub const TRUST_FORMAT: u64 = 1;
 /// The format of `metrics.json` this build writes.
 pub const METRICS_FORMAT: u64 = 1;
+/// `handover.json` (a self-update on trial, see `handover`).
+pub const TRIAL_FORMAT: u64 = 1;
 
 const FORMAT_KEY: &str = "format";
 

@@ -326,6 +326,19 @@ impl Agent {
         Ok(())
     }
 
+    /// Starts the daemon again if it exited, as systemd's `Restart=` does; says whether it
+    /// had to.
+    pub fn restart_if_exited(&mut self) -> Result<bool> {
+        let exited = match self.child.as_mut() {
+            Some(child) => child.try_wait()?.is_some(),
+            None => false,
+        };
+        if exited {
+            self.start()?;
+        }
+        Ok(exited)
+    }
+
     /// Kills the daemon with SIGKILL (as a power cut would).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
