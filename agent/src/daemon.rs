@@ -270,8 +270,14 @@ pub async fn run(config: Config, trial: Option<Trial>) -> Result<Outcome> {
             }
         }
     }
-    info!("stopping");
-    notify::stopping();
+    if outcome == Outcome::HandOver {
+        // Not STOPPING=1: systemd would take the service for one going down, and the new
+        // binary, exec'd in this same process, carries on as the service's main process.
+        info!("stopping to hand over to the new agent");
+    } else {
+        info!("stopping");
+        notify::stopping();
+    }
     save(&daemon.metrics);
     session.abort();
     metrics_task.abort();

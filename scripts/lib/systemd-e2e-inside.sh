@@ -12,7 +12,7 @@ finish() {
     systemctl --no-block poweroff
     exit 0
 }
-trap 'finish fail' ERR
+trap 'echo "failed at line $LINENO: $BASH_COMMAND"; finish fail' ERR
 set -E
 say() { step="$*"; echo; echo "== $(date +%T) $*"; }
 # Waits up to $1 seconds for the shell condition $2 (evaluated afresh each time) to hold.
@@ -148,6 +148,37 @@ wait_for 30 '[ "$(prop ferry-agent ActiveState)" = active ]'
 wait_for 60 '[ "$(prop ferry-coordinator ActiveState)" = active ]'
 wait_for 60 'agent_on 2.0.0'
 ferryctl releases list demo
+
+say "the agent updates itself: a good agent release takes over in the same process"
+agent_model_on() {
+    local status
+    status=$(ferry-agent --config /etc/ferry/agent.toml status --json | tr -d ' \n') || return 1
+    grep -q "\"model\":\"ferry-agent\",\"current\":\"$1\"" <<<"$status"
+}
+printf '\n[self_update]\nmodel = "ferry-agent"\nprove_within_secs = 60\n' >>/etc/ferry/agent.toml
+systemctl restart ferry-agent
+cp /usr/bin/ferry-agent /root/publisher/ferry-agent-9.0.0
+ferryctl publish ferry-agent 9.0.0 /root/publisher/ferry-agent-9.0.0 --key /root/publisher/ci.key --file-name ferry-agent
+ferryctl alias set ferry-agent prod 9.0.0 --reason e2e
+agent_pid=$(prop ferry-agent MainPID)
+wait_for 120 'agent_model_on 9.0.0 && [ ! -e /var/lib/ferry/handover.json ]'
+[ "$(prop ferry-agent MainPID)" = "$agent_pid" ]
+[ "$(readlink /proc/"$agent_pid"/exe)" = /var/lib/ferry/versions/ferry-agent/9.0.0/ferry-agent ]
+[ "$(prop ferry-agent ActiveState)" = active ]
+
+say "a bad agent release (exits at start) is undone by systemd's restart of the packaged agent"
+printf '#!/bin/sh\necho "bad agent: exits at start" >&2\nexit 1\n' >/root/publisher/ferry-agent-10.0.0
+restarts=$(prop ferry-agent NRestarts)
+ferryctl publish ferry-agent 10.0.0 /root/publisher/ferry-agent-10.0.0 --key /root/publisher/ci.key --file-name ferry-agent
+ferryctl alias set ferry-agent prod 10.0.0 --reason e2e
+wait_for 120 '[ "$(prop ferry-agent NRestarts)" -gt "$restarts" ]'
+wait_for 60 '[ "$(readlink /proc/"$(prop ferry-agent MainPID)"/exe)" = /var/lib/ferry/versions/ferry-agent/9.0.0/ferry-agent ]'
+wait_for 60 'agent_model_on 9.0.0'
+[ "$(prop ferry-agent ActiveState)" = active ]
+ferry-agent --config /etc/ferry/agent.toml status | sed -n '/model ferry-agent/,$p'
+ferry-agent --config /etc/ferry/agent.toml status --json | tr -d ' \n' | grep -q '"holds":\[{"version":"10.0.0"'
+journalctl -u ferry-agent -o cat | grep -E "handing over|on trial|proved itself|did not prove itself|bad agent" | tail -n 8
+agent_on 2.0.0
 
 say "purge removes configuration and state, stops and disables the units"
 dpkg --purge ferry-agent ferry-coordinator

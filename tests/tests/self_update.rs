@@ -4,6 +4,7 @@
 //! is undone by the next start, which brings the previous agent back, holds the bad version
 //! and reports the rollback.
 
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,10 +48,30 @@ fn exe_of(pid: u32) -> Result<PathBuf> {
 #[test]
 fn a_good_agent_update_takes_over_and_a_bad_one_heals_back_to_the_agent_before_it() -> Result<()> {
     let mut fleet = Fleet::start(0, None)?;
-    fleet.add_agent(AgentSpec {
-        extra: format!("[self_update]\nmodel = \"{AGENT_MODEL}\"\nprove_within_secs = 30\n"),
-        ..AgentSpec::named("self-updating")
-    })?;
+    // What the agent tells systemd: a handover must not look like the service stopping.
+    let notify_path = fleet.dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path)?;
+    // Read as they come: the socket queues only a few datagrams (net.unix.max_dgram_qlen),
+    // and the agent drops what does not fit.
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    std::thread::spawn({
+        let told = told.clone();
+        move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = notify.recv(&mut buf) {
+                if let Ok(mut told) = told.lock() {
+                    told.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        }
+    });
+    fleet.add_agent_with_env(
+        AgentSpec {
+            extra: format!("[self_update]\nmodel = \"{AGENT_MODEL}\"\nprove_within_secs = 30\n"),
+            ..AgentSpec::named("self-updating")
+        },
+        &[("NOTIFY_SOCKET", &notify_path.to_string_lossy())],
+    )?;
     fleet.ship("1.0.0", &model_bytes(1, 64 * 1024, true), T)?;
     let state = fleet.agents[0].state_dir.clone();
     let installed = |version: &str| {
@@ -84,6 +105,20 @@ fn a_good_agent_update_takes_over_and_a_bad_one_heals_back_to_the_agent_before_i
         exe_of(pid)?,
         installed("9.0.0"),
         "now running the new binary"
+    );
+    let told = told
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    assert!(
+        told.iter().filter(|m| m.contains("READY=1")).count() >= 2,
+        "each binary says it is ready: {told:?}"
+    );
+    // Regression: the old binary sent STOPPING=1 before the exec, and systemd left the
+    // service "deactivating" under the new one.
+    assert!(
+        !told.iter().any(|m| m.contains("STOPPING=1")),
+        "a handover is not a stop: {told:?}"
     );
 
     // A bad release: a binary that exits at once. The supervisor (here the test, as
