@@ -167,6 +167,12 @@ pub fn exec(binary: &Path) -> std::io::Error {
 /// Undoes a trial that failed: the agent model's switch is rolled back, its version held
 /// back and the rollback reported; then the trial is removed.
 fn heal(state: &StateFile, layout: &Layout, trial: &Trial) -> Result<()> {
+    if layout.in_probation(&trial.model)?.as_ref() != Some(&trial.version) {
+        // No switch awaits this trial (the old agent stopped before switching, or the
+        // journal was lost): nothing to undo or hold.
+        warn!(version = %trial.version, "dropping a self-update trial with no switch in probation");
+        return clear(layout.root());
+    }
     let message = format!(
         "the new agent {} did not prove itself (connect, report, pass the health check) before it stopped; the previous agent is back",
         trial.version
@@ -344,6 +350,27 @@ mod tests {
             Start::Run
         );
         assert_eq!(decide(None, me, None, &v("0.1.0")), Start::Run);
+    }
+
+    #[test]
+    fn a_trial_without_a_switch_in_probation_is_dropped_without_holding_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, layout) = (
+            StateFile::new(dir.path()),
+            Layout::new(dir.path().to_owned()),
+        );
+        let t = trial(true);
+        save(dir.path(), &t).unwrap();
+        heal(&state, &layout, &t).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), None);
+        let memory = state.load().unwrap();
+        assert!(
+            memory
+                .models
+                .get(&t.model)
+                .is_none_or(|m| m.holds.is_empty()),
+            "{memory:?}"
+        );
     }
 
     #[test]

@@ -166,8 +166,8 @@ wait_for 120 'agent_model_on 9.0.0 && [ ! -e /var/lib/ferry/handover.json ]'
 [ "$(readlink /proc/"$agent_pid"/exe)" = /var/lib/ferry/versions/ferry-agent/9.0.0/ferry-agent ]
 [ "$(prop ferry-agent ActiveState)" = active ]
 
-say "a bad agent release (exits at start) is undone by systemd's restart of the packaged agent"
-printf '#!/bin/sh\necho "bad agent: exits at start" >&2\nexit 1\n' >/root/publisher/ferry-agent-10.0.0
+say "a bad agent release (exits at start, status 0) is undone by systemd's restart of the packaged agent"
+printf '#!/bin/sh\necho "bad agent: exits at start" >&2\nexit 0\n' >/root/publisher/ferry-agent-10.0.0
 restarts=$(prop ferry-agent NRestarts)
 ferryctl publish ferry-agent 10.0.0 /root/publisher/ferry-agent-10.0.0 --key /root/publisher/ci.key --file-name ferry-agent
 ferryctl alias set ferry-agent prod 10.0.0 --reason e2e

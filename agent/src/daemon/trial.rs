@@ -92,18 +92,22 @@ impl Daemon {
             return;
         };
         let model = trial.model.clone();
+        // The trial goes first: a crash before the commit then leaves a plain unconfirmed
+        // switch, which the next start rolls back and installs again, never a trial that
+        // would hold back the version that passed it.
+        if let Err(e) = handover::clear(&self.config.state_dir) {
+            error!("cannot end the trial, so a restart would undo this agent: {e:#}");
+            return;
+        }
         let slots = match self.locked(|layout| layout.commit(&model)) {
             Ok(slots) => slots,
             Err(e) => {
-                // The probation journal stays; a restart would heal. Keep running as is and
-                // say why: the next start of this binary decides again.
+                // The switch stays in probation: the next start rolls it back and installs
+                // this version again.
                 error!(%model, "cannot confirm the new agent: {e}");
                 return;
             }
         };
-        if let Err(e) = handover::clear(&self.config.state_dir) {
-            error!("{e:#}");
-        }
         info!(version = %trial.version, "this new agent proved itself; the update is confirmed");
         self.persist(|s| {
             s.push_event(
