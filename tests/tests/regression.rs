@@ -729,9 +729,18 @@ fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> 
     };
     let before = saved_seq()?;
 
-    // Every write of state.json fails from now on: its temporary file cannot be created.
+    // Every write of state.json fails from now on: its temporary file cannot be created. The
+    // agent may be writing the state right now, its own state.tmp in the way for a moment.
     let blocker = agent.state_dir.join("state.tmp");
-    std::fs::create_dir(&blocker)?;
+    wait_until(
+        "state.tmp to be free for the blocker",
+        T,
+        || match std::fs::create_dir(&blocker) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+    )?;
     fleet.ship("1.1.0", &model_bytes(2, 256 * 1024, true), T)?;
     wait_until("the device to report its unsaved state", T, || {
         Ok(device_error(&fleet)?
