@@ -5,7 +5,6 @@
 //! deadlines, never fixed sleeps.
 
 mod binaries;
-pub mod cli;
 mod fleet;
 pub mod hostile;
 pub mod http;

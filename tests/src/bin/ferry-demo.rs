@@ -22,7 +22,14 @@ const AGENTS: usize = 4;
 const SIZE: usize = 4 * 1024 * 1024;
 const T: Duration = Duration::from_secs(60);
 
+/// A local fleet on the embedded defaults, start to finish: a coordinator and four agents on
+/// loopback, in ./demo-run, publishing, updating, rolling back and rolling out in gated waves.
+#[derive(clap::Parser)]
+#[command(name = "ferry-demo")]
+struct Args {}
+
 fn main() -> ExitCode {
+    let Args {} = clap::Parser::parse();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,7 +11,15 @@ use anyhow::{Context, Result};
 use ferry_tests::procfs::{rss_by_mapping, status_kib};
 use ferry_tests::{Binaries, Fleet, model_bytes};
 
+/// Issue 2's figures on real processes: local rollback time, agent idle RSS and binary size,
+/// and the time from `alias set` until three agents run the new version. Prints a table;
+/// asserts nothing. FERRY_AGENT_BIN measures another agent binary (e.g. the device build).
+#[derive(clap::Parser)]
+#[command(name = "ferry-figures")]
+struct Args {}
+
 fn main() -> Result<()> {
+    let Args {} = clap::Parser::parse();
     let rounds = 10;
     let mut fleet = Fleet::start(3, None)?;
     // One binary per agent, as on devices, so each agent's resident code is its own.

@@ -26,7 +26,6 @@ use ferry_shared::wire::{
     ModelReport, Phase as UpdatePhase, ToAgent, ToCoordinator,
 };
 use ferry_shared::{SecretKey, Version};
-use ferry_tests::cli::flag;
 use ferry_tests::procfs::status_kib;
 use ferry_tests::{Fleet, MODEL, model_bytes};
 
@@ -61,10 +60,27 @@ impl Board {
     }
 }
 
+/// Many simulated agents (real QUIC sessions speaking Ferry's protocol) against one real
+/// coordinator: coordinator RSS per device, `alias set` until every agent is told, and an
+/// automatic rollback of a failing canary wave. Prints a table; asserts nothing.
+#[derive(clap::Parser)]
+#[command(name = "ferry-fleet-sim")]
+struct Args {
+    /// Simulated devices.
+    #[arg(long, default_value_t = 10_000)]
+    agents: usize,
+    /// Sessions sharing one UDP socket.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    per_endpoint: u64,
+    /// Agents do not report back, which isolates the cost of pushing.
+    #[arg(long)]
+    no_reports: bool,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let agents = flag(&args, "--agents", 10_000usize)?;
-    let per_endpoint = flag(&args, "--per-endpoint", 250usize)?.max(1);
+    let args = <Args as clap::Parser>::parse();
+    let agents = args.agents;
+    let per_endpoint = usize::try_from(args.per_endpoint)?;
     let fleet = Fleet::start(0, None)?;
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
         fleet.publish(v, &model_bytes(v.len() as u64, 64 * 1024, true))?;
@@ -78,7 +94,7 @@ fn main() -> Result<()> {
         .build()?;
     let board = Arc::new(Board {
         told: Mutex::new(vec![Vec::new(); agents]),
-        quiet_agents: args.iter().any(|a| a == "--no-reports"),
+        quiet_agents: args.no_reports,
         ..Board::default()
     });
     let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?

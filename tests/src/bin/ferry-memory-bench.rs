@@ -10,19 +10,25 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ferry_tests::procfs::status_kib;
 use ferry_tests::{Fleet, model_bytes};
 
 const GIB: usize = 1024 * 1024 * 1024;
 const PATIENCE: Duration = Duration::from_secs(3600);
 
+/// Peak memory (VmHWM) of the coordinator and an agent while a large artifact installs whole
+/// and then as deltas. Prints a table; asserts nothing.
+#[derive(clap::Parser)]
+#[command(name = "ferry-memory-bench")]
+struct Args {
+    /// Size of the artifact, in GiB.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    gib: u64,
+}
+
 fn main() -> Result<()> {
-    let gib = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => 2,
-        [flag, n] if flag == "--gib" => n.parse().context("--gib takes a whole number")?,
-        _ => bail!("usage: ferry-memory-bench [--gib N]"),
-    };
+    let gib = usize::try_from(<Args as clap::Parser>::parse().gib)?;
     let size = gib * GIB;
     let v1 = model_bytes(1, size, true);
     let mut v2 = v1.clone();

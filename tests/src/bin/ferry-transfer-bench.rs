@@ -25,7 +25,6 @@ use ferry_shared::chunk::{ChunkIndex, ChunkParams};
 use ferry_shared::delta::{self, Encoded, Limits};
 use ferry_shared::plan::{Step, plan};
 use ferry_shared::tensors::{self, Layout};
-use ferry_tests::cli::flag;
 use ferry_tests::procfs::own_cpu_time;
 
 const LEVEL: i32 = 19;
@@ -48,18 +47,43 @@ struct Row {
     apply: Duration,
 }
 
+/// Bytes on the wire and encode/apply time of Ferry's chunked delta transfer against
+/// whole-file tools, on real artifact pairs (fetched from PyPI on first run) and a generated
+/// fine-tuned model. Prints a table; asserts nothing.
+#[derive(clap::Parser)]
+#[command(name = "ferry-transfer-bench")]
+struct Args {
+    /// Size of the generated fine-tuned model, in MiB.
+    #[arg(long, default_value_t = 256)]
+    model_mib: usize,
+    /// Window of old bytes each changed chunk is encoded against, in MiB.
+    #[arg(long, default_value_t = 8)]
+    window_mib: u64,
+    /// Average chunk size, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    avg_kib: u32,
+    /// Whole-file bsdiff is skipped on larger files (it needs 9-17x the file in memory and
+    /// minutes per 100 MiB).
+    #[arg(long, default_value_t = 64)]
+    bsdiff_max_mib: usize,
+    /// Only the pairs whose key (libonnxruntime, silero 5.1, silero 6.0, fine-tuned bf16,
+    /// fine-tuned f32) contains this text.
+    #[arg(long, default_value = "")]
+    only: String,
+    /// Ferry's row (and the floor) only: for iterating on the encoder.
+    #[arg(long)]
+    ferry_only: bool,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let model_mib: usize = flag(&args, "--model-mib", 256)?;
-    let window_mib: u64 = flag(&args, "--window-mib", 8)?;
-    let avg_kib: u32 = flag(&args, "--avg-kib", 1024)?;
-    // Whole-file bsdiff needs 9-17x the file in memory and minutes per 100 MiB.
-    let bsdiff_max_mib: usize = flag(&args, "--bsdiff-max-mib", 64)?;
-    // Only the pairs whose key (libonnxruntime, silero 5.1, silero 6.0, fine-tuned bf16,
-    // fine-tuned f32) contains this text; all when empty.
-    let only: String = flag(&args, "--only", String::new())?;
-    // Ferry's row (and the floor) only: for iterating on the encoder.
-    let ferry_only = args.iter().any(|a| a == "--ferry-only");
+    let Args {
+        model_mib,
+        window_mib,
+        avg_kib,
+        bsdiff_max_mib,
+        only,
+        ferry_only,
+    } = clap::Parser::parse();
     // FastCDC's bounds: min a quarter of the average, max four times it.
     let params = ChunkParams {
         min: (avg_kib * 256).clamp(64, 1 << 20),
