@@ -10,10 +10,14 @@
 //! Ferry's figure is what the transfer would send: for every chunk the device lacks, the
 //! smallest encoding against its planned window (encoded on two worker threads), plus the
 //! chunk index. Apply decodes every chunk against the old version and checks its hash.
-//! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench [--model-mib N]
-//! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N] [--only TEXT] [--ferry-only]` (defaults
-//! 256, 8, 1024, 64: whole-file bsdiff is skipped on larger files unless asked for; `--only`
-//! picks pairs; `--ferry-only` skips the whole-file tools).
+//! Anchors, side by side in the same run: whole-file zstd -19, `zstd --patch-from`, bsdiff +
+//! zstd, and HDiffPatch + zstd (pip `hdiffpatch` 2.6.0, installed on first run into a virtual
+//! environment in `target/bench-pairs/venv`, run by `tests/bench/hdiffpatch_anchor.py`).
+//! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench -- [--model-mib N]
+//! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N] [--only TEXT] [--ferry-only]
+//! [--old FILE --new FILE]` (defaults 256, 8, 1024, 64: whole-file bsdiff is skipped on larger
+//! files unless asked for; `--only` picks pairs; `--ferry-only` skips the anchors; `--old` and
+//! `--new` bench that pair instead of the built-in ones). `--help` says the same.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,6 +77,12 @@ struct Args {
     /// Ferry's row (and the floor) only: for iterating on the encoder.
     #[arg(long)]
     ferry_only: bool,
+    /// Bench this pair of files (old version) instead of the built-in pairs.
+    #[arg(long, requires = "new")]
+    old: Option<PathBuf>,
+    /// The new version of the pair given with --old.
+    #[arg(long, requires = "old")]
+    new: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -83,6 +93,8 @@ fn main() -> Result<()> {
         bsdiff_max_mib,
         only,
         ferry_only,
+        old,
+        new,
     } = clap::Parser::parse();
     // FastCDC's bounds: min a quarter of the average, max four times it.
     let params = ChunkParams {
@@ -102,7 +114,7 @@ fn main() -> Result<()> {
         };
     let runtime = "onnxruntime/capi/libonnxruntime.so.";
     let silero = "silero_vad/data/silero_vad.onnx";
-    let pairs: [(&str, Build<'_>); 5] = [
+    let builtin: [(&str, Build<'_>); 5] = [
         (
             "libonnxruntime",
             wheel("onnxruntime", "1.30.0", "1.31.1", runtime),
@@ -118,6 +130,18 @@ fn main() -> Result<()> {
             Box::new(|| fine_tuned(model_mib, DType::F32)),
         ),
     ];
+    let pairs: Vec<(&str, Build<'_>)> = match (old, new) {
+        (Some(old), Some(new)) => vec![("", Box::new(move || given_pair(&old, &new)))],
+        _ => builtin.into_iter().collect(),
+    };
+    let anchors = if ferry_only {
+        None
+    } else {
+        Some(Anchors {
+            python: hdiffpatch_python(&dir)?,
+            scratch: dir.join("scratch"),
+        })
+    };
     println!("window {window_mib} MiB, chunks {params:?}, zstd level {LEVEL}");
     println!();
     println!("| pair | tool | bytes on the wire | % of new | encode | encode CPU | apply |");
@@ -129,7 +153,7 @@ fn main() -> Result<()> {
             window_mib << 20,
             params,
             bsdiff_max_mib << 20,
-            ferry_only,
+            anchors.as_ref(),
         )? {
             println!(
                 "| {} | {} | {} | {:.1} % | {:.2} s | {:.2} s | {:.2} s |",
@@ -146,12 +170,20 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// What the anchors outside this process need.
+struct Anchors {
+    /// A Python with HDiffPatch (see [`hdiffpatch_python`]).
+    python: PathBuf,
+    /// Where a pair is written for it.
+    scratch: PathBuf,
+}
+
 fn run_all(
     pair: &Pair,
     window: u64,
     params: ChunkParams,
     bsdiff_max: usize,
-    ferry_only: bool,
+    anchors: Option<&Anchors>,
 ) -> Result<Vec<Row>> {
     let mut rows = vec![ferry(pair, window, params)?];
     if let Some(bytes) = pair.floor {
@@ -163,9 +195,9 @@ fn run_all(
             apply: Duration::ZERO,
         });
     }
-    if ferry_only {
+    let Some(anchors) = anchors else {
         return Ok(rows);
-    }
+    };
     rows.push(timed(
         "zstd -19 (whole file)",
         pair,
@@ -186,6 +218,7 @@ fn run_all(
             )?)
         },
     )?);
+    rows.push(hdiffpatch(pair, anchors)?);
     if pair.old.len() <= bsdiff_max {
         rows.push(timed(
             "bsdiff + zstd -19 (whole file)",
@@ -356,6 +389,104 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
         encode: encode_time,
         encode_cpu,
         apply: apply_time,
+    })
+}
+
+/// HDiffPatch's version, the anchor the issue measured against.
+const HDIFFPATCH: &str = "hdiffpatch==2.6.0";
+
+/// A Python with HDiffPatch, in a virtual environment made once in `dir/venv` (`python3 -m
+/// venv`, then `pip install`).
+fn hdiffpatch_python(dir: &Path) -> Result<PathBuf> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import hdiffpatch"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&python) {
+        return Ok(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .context("cannot run python3 (the benchmark runs HDiffPatch from PyPI)")?;
+    if !made.success() {
+        bail!(
+            "python3 -m venv {} failed (install python3-venv)",
+            venv.display()
+        );
+    }
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", HDIFFPATCH])
+        .status()?;
+    if !installed.success() || !ready(&python) {
+        bail!("pip install {HDIFFPATCH} into {} failed", venv.display());
+    }
+    Ok(python)
+}
+
+/// HDiffPatch + zstd on the whole file, run by `tests/bench/hdiffpatch_anchor.py`, which
+/// times the diff and the apply in its own process and checks the result.
+fn hdiffpatch(pair: &Pair, anchors: &Anchors) -> Result<Row> {
+    #[derive(serde::Deserialize)]
+    struct Measured {
+        bytes: u64,
+        encode: f64,
+        encode_cpu: f64,
+        apply: f64,
+    }
+    std::fs::create_dir_all(&anchors.scratch)?;
+    let (old, new) = (anchors.scratch.join("old"), anchors.scratch.join("new"));
+    std::fs::write(&old, &pair.old)?;
+    std::fs::write(&new, &pair.new)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/hdiffpatch_anchor.py");
+    let out = Command::new(&anchors.python)
+        .arg(&script)
+        .arg(&old)
+        .arg(&new)
+        .arg(LEVEL.to_string())
+        .output()
+        .context("cannot run the HDiffPatch anchor")?;
+    if !out.status.success() {
+        bail!(
+            "HDiffPatch on {}: {}",
+            pair.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let m: Measured = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "HDiffPatch printed {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    Ok(Row {
+        tool: format!("HDiffPatch + zstd -{LEVEL} (whole file, pip {HDIFFPATCH})"),
+        bytes: m.bytes,
+        encode: Duration::from_secs_f64(m.encode),
+        encode_cpu: Duration::from_secs_f64(m.encode_cpu),
+        apply: Duration::from_secs_f64(m.apply),
+    })
+}
+
+/// A pair of files given on the command line.
+fn given_pair(old: &Path, new: &Path) -> Result<Pair> {
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    Ok(Pair {
+        name: format!("{} → {}", name(old), name(new)),
+        old: std::fs::read(old).with_context(|| format!("cannot read {}", old.display()))?,
+        new: std::fs::read(new).with_context(|| format!("cannot read {}", new.display()))?,
+        floor: None,
     })
 }
 
