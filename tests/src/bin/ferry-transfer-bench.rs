@@ -2,7 +2,9 @@
 //! transfer against whole-file tools, on real artifact pairs. Prints a table; asserts nothing.
 //!
 //! Pairs, fetched from PyPI with `pip download` into `target/bench-pairs/` on first run:
-//! * native shared library: `libonnxruntime.so` from onnxruntime 1.30.0 → 1.31.1;
+//! * native shared libraries: `libonnxruntime.so` from onnxruntime 1.30.0 → 1.31.1 (C++),
+//!   numpy's `_multiarray_umath` 2.2.5 → 2.2.6 (C, gcc), `tokenizers.abi3.so` 0.21.0 → 0.21.1
+//!   (Rust) and `lib_lightgbm.so` 4.5.0 → 4.6.0 (C++ with OpenMP);
 //! * retrained ONNX models: `silero_vad.onnx` from silero-vad 5.1 → 6.0 and 6.0.0 → 6.2.0;
 //! * a generated fine-tuned model, safetensors, 256 MiB (`--model-mib N` to change), once in
 //!   bf16 and once in f32: half the tensors unchanged, half nudged by up to ~1 % relative.
@@ -70,8 +72,9 @@ struct Args {
     /// minutes per 100 MiB).
     #[arg(long, default_value_t = 64)]
     bsdiff_max_mib: usize,
-    /// Only the pairs whose key (libonnxruntime, silero 5.1, silero 6.0, fine-tuned bf16,
-    /// fine-tuned f32) contains this text.
+    /// Only the pairs whose key (libonnxruntime, numpy, tokenizers, lightgbm, silero 5.1,
+    /// silero 6.0, fine-tuned bf16, fine-tuned f32) contains one of these comma-separated
+    /// texts.
     #[arg(long, default_value = "")]
     only: String,
     /// Ferry's row (and the floor) only: for iterating on the encoder.
@@ -114,10 +117,29 @@ fn main() -> Result<()> {
         };
     let runtime = "onnxruntime/capi/libonnxruntime.so.";
     let silero = "silero_vad/data/silero_vad.onnx";
-    let builtin: [(&str, Build<'_>); 5] = [
+    let builtin: [(&str, Build<'_>); 8] = [
         (
             "libonnxruntime",
             wheel("onnxruntime", "1.30.0", "1.31.1", runtime),
+        ),
+        // Native code from other compilers and projects, so that no one pair steers the
+        // tuning: C (gcc), Rust (LLVM), C++ with OpenMP.
+        (
+            "numpy",
+            wheel("numpy", "2.2.5", "2.2.6", "numpy/_core/_multiarray_umath."),
+        ),
+        (
+            "tokenizers",
+            wheel(
+                "tokenizers",
+                "0.21.0",
+                "0.21.1",
+                "tokenizers/tokenizers.abi3.so",
+            ),
+        ),
+        (
+            "lightgbm",
+            wheel("lightgbm", "4.5.0", "4.6.0", "lightgbm/lib/lib_lightgbm.so"),
         ),
         ("silero 5.1", wheel("silero-vad", "5.1", "6.0.0", silero)),
         ("silero 6.0", wheel("silero-vad", "6.0.0", "6.2.0", silero)),
@@ -146,7 +168,8 @@ fn main() -> Result<()> {
     println!();
     println!("| pair | tool | bytes on the wire | % of new | encode | encode CPU | apply |");
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for (_, build) in pairs.iter().filter(|(key, _)| key.contains(&only)) {
+    let wanted = |key: &str| only.split(',').any(|text| key.contains(text.trim()));
+    for (_, build) in pairs.iter().filter(|(key, _)| wanted(key)) {
         let pair = &build()?;
         for row in run_all(
             pair,
@@ -515,6 +538,10 @@ fn wheel_pair(
                 "3.11",
                 "--platform",
                 "manylinux_2_28_x86_64",
+                "--platform",
+                "manylinux_2_17_x86_64",
+                "--platform",
+                "manylinux2014_x86_64",
                 "--platform",
                 "any",
                 "-d",
