@@ -7,4 +7,5 @@
 # Flags go to the binary: scripts/chaos.sh --seed 7 --agent-kills 200 (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet -p ferry-tests --bin ferry-chaos -- "$@"
+# --build: the agent and coordinator it kills are built first, in the same profile.
+cargo run --quiet -p ferry-tests --bin ferry-chaos -- --build "$@"

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 
@@ -21,7 +22,17 @@ pub struct Binaries {
 
 static BUILT: OnceLock<Result<Binaries, String>> = OnceLock::new();
 
+/// Whether [`Binaries::get`] takes the binaries as they are instead of building them.
+static PREBUILT: AtomicBool = AtomicBool::new(false);
+
 impl Binaries {
+    /// From now on in this process, [`Binaries::get`] uses the binaries already in the target
+    /// directory instead of building them first: a bench does not rebuild the workspace
+    /// unasked (in the release profile that takes minutes). Call it before the first `get`.
+    pub fn use_prebuilt() {
+        PREBUILT.store(true, Ordering::SeqCst);
+    }
+
     /// Builds the workspace binaries once per process (a no-op when up to date) and returns
     /// their paths.
     pub fn get() -> Result<Binaries> {
@@ -47,7 +58,7 @@ fn build() -> Result<Binaries> {
     let target_dir = profile_dir
         .parent()
         .context("profile directory without a parent")?;
-    if std::env::var_os("FERRY_SKIP_BUILD").is_none() {
+    if std::env::var_os("FERRY_SKIP_BUILD").is_none() && !PREBUILT.load(Ordering::SeqCst) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut cmd = Command::new(cargo);
@@ -96,7 +107,15 @@ fn build() -> Result<Binaries> {
     let bin = |name: &str| -> Result<PathBuf> {
         let path = profile_dir.join(name);
         if !path.exists() {
-            bail!("{} is missing", path.display());
+            let flag = match profile.as_str() {
+                "debug" => String::new(),
+                "release" => " --release".into(),
+                other => format!(" --profile {other}"),
+            };
+            bail!(
+                "{} is missing: build the binaries first (cargo build{flag} --workspace --bins), or let the bench build them (--build)",
+                path.display()
+            );
         }
         Ok(path)
     };

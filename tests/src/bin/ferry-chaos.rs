@@ -29,6 +29,7 @@ Usage: ferry-chaos [--seed N] [--agent-kills N] [--coordinator-kills N] [--agent
   --agents N             agents in the fleet (default 3)
   --mib N                size of each release in MiB (default 8)
   --keep DIR             keep the fleet's files in DIR (default: a temporary directory)
+  --build                build the workspace's binaries first (default: run them as built)
   -h, --help             this text";
 
 struct Options {
@@ -38,6 +39,7 @@ struct Options {
     agents: usize,
     mib: usize,
     keep: Option<std::path::PathBuf>,
+    build: bool,
 }
 
 fn options() -> Result<Option<Options>> {
@@ -48,6 +50,7 @@ fn options() -> Result<Option<Options>> {
         agents: 3,
         mib: 8,
         keep: None,
+        build: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -60,6 +63,7 @@ fn options() -> Result<Option<Options>> {
             "--agents" => o.agents = value()?.parse()?,
             "--mib" => o.mib = value()?.parse()?,
             "--keep" => o.keep = Some(value()?.into()),
+            "--build" => o.build = true,
             other => bail!("unknown flag {other:?}\n\n{USAGE}"),
         }
     }
@@ -109,6 +113,9 @@ fn run() -> Result<bool> {
         println!("{USAGE}");
         return Ok(true);
     };
+    if !o.build {
+        ferry_tests::Binaries::use_prebuilt();
+    }
     let mut rng = Rng(o.seed.max(1));
     let mut fleet = Fleet::start(0, o.keep.as_deref())?;
     for i in 0..o.agents {

@@ -16,10 +16,18 @@ use ferry_tests::{Binaries, Fleet, model_bytes};
 /// asserts nothing. FERRY_AGENT_BIN measures another agent binary (e.g. the device build).
 #[derive(clap::Parser)]
 #[command(name = "ferry-figures")]
-struct Args {}
+struct Args {
+    /// Build the workspace's binaries first; by default the bench runs them as they are in
+    /// the target directory.
+    #[arg(long)]
+    build: bool,
+}
 
 fn main() -> Result<()> {
-    let Args {} = clap::Parser::parse();
+    let Args { build } = clap::Parser::parse();
+    if !build {
+        Binaries::use_prebuilt();
+    }
     let rounds = 10;
     let mut fleet = Fleet::start(3, None)?;
     // One binary per agent, as on devices, so each agent's resident code is its own.

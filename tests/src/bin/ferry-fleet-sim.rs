@@ -75,10 +75,17 @@ struct Args {
     /// Agents do not report back, which isolates the cost of pushing.
     #[arg(long)]
     no_reports: bool,
+    /// Build the workspace's binaries first; by default the bench runs them as they are in
+    /// the target directory.
+    #[arg(long)]
+    build: bool,
 }
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
+    if !args.build {
+        ferry_tests::Binaries::use_prebuilt();
+    }
     let agents = args.agents;
     let per_endpoint = usize::try_from(args.per_endpoint)?;
     let fleet = Fleet::start(0, None)?;
@@ -370,10 +377,12 @@ async fn sim_agent(
                     if version.to_string() == "3.0.0"
                         && !board.failed_one.swap(true, Ordering::SeqCst)
                     {
+                        // A failure the agent does not retry: a lost download is retried
+                        // and so is no outcome for the gate (rollouts::facts_of).
                         error = Some(InstallError {
                             version: version.clone(),
-                            kind: ErrorKind::Download,
-                            message: "simulated failure".into(),
+                            kind: ErrorKind::Integrity,
+                            message: "simulated failure: the artifact does not verify".into(),
                             at: 0,
                         });
                     } else {

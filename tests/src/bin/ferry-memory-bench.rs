@@ -25,10 +25,18 @@ struct Args {
     /// Size of the artifact, in GiB.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     gib: u64,
+    /// Build the workspace's binaries first; by default the bench runs them as they are in
+    /// the target directory.
+    #[arg(long)]
+    build: bool,
 }
 
 fn main() -> Result<()> {
-    let gib = usize::try_from(<Args as clap::Parser>::parse().gib)?;
+    let args = <Args as clap::Parser>::parse();
+    if !args.build {
+        ferry_tests::Binaries::use_prebuilt();
+    }
+    let gib = usize::try_from(args.gib)?;
     let size = gib * GIB;
     let v1 = model_bytes(1, size, true);
     let mut v2 = v1.clone();

@@ -1,8 +1,6 @@
-//! Every bench and tool binary of this crate answers `--help` with its usage and refuses a
-//! flag it does not know, at once, without starting a run.
-//!
-//! Regression: `ferry-fleet-sim --help` started a full 10,000-device run, and the benches'
-//! flag helper ignored anything it did not know (a misspelt `--agent 50000` ran the default).
+//! The bench and tool binaries of this crate: each answers `--help` with its usage and refuses
+//! a flag it does not know, at once, without starting a run; and the fleet simulator runs to
+//! the end on a small fleet.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +43,8 @@ fn run_briefly(binary: &str, args: &[&str]) -> Result<Output> {
     Ok(child.wait_with_output()?)
 }
 
+/// Regression: `ferry-fleet-sim --help` started a full 10,000-device run, and the benches'
+/// flag helper ignored anything it did not know (a misspelt `--agent 50000` ran the default).
 #[test]
 fn every_bench_binary_answers_help_and_refuses_unknown_flags() -> Result<()> {
     for (name, binary) in BINARIES {
@@ -64,5 +64,27 @@ fn every_bench_binary_answers_help_and_refuses_unknown_flags() -> Result<()> {
             "{name} does not say what was wrong: {text}"
         );
     }
+    Ok(())
+}
+
+/// Regression: the simulator's failing canary device reported a download error, which the
+/// coordinator rightly counts as a retry, not a failed install, since stragglers were taught
+/// apart; its rollout never rolled back and every run ended in "the rollout never rolled
+/// back".
+#[test]
+fn the_fleet_simulator_runs_to_the_end_on_a_small_fleet() -> Result<()> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry-fleet-sim"))
+        .args(["--agents", "60", "--build"])
+        .stdin(Stdio::null())
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("automatic rollback"),
+        "the table has the rollback row: {stdout}"
+    );
     Ok(())
 }
