@@ -121,8 +121,9 @@ fn a_model_server_of_the_agents_group_can_read_models_and_report_metrics() -> Re
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(old))?;
     }
     fleet.agents[0].start()?;
-    ferry_tests::wait_until("the restarted agent's reconciliation", T, || {
-        Ok(mode(&file)? == 0o640 && mode(&state)? == 0o750)
+    // The stop removed the socket; the restarted agent binds it again after reconciling.
+    ferry_tests::wait_until("the restarted agent's reconciliation and socket", T, || {
+        Ok(mode(&file)? == 0o640 && mode(&state)? == 0o750 && mode(&socket)? == 0o660)
     })?;
     check("after a restart over an older build's modes")?;
     Ok(())
