@@ -34,6 +34,10 @@ enum Command {
     },
     /// Switch back to the previous version now, without the coordinator.
     Rollback,
+    /// Check the configuration (and the files it names) and exit: 0 when the agent can start
+    /// with it. The unit runs it first (ExecCondition), so an unconfigured agent stays down
+    /// quietly instead of failing every few seconds.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +116,16 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 status::print(&status);
             }
+            Ok(())
+        }
+        Command::Check => {
+            ferry_agent::outln!(
+                "{}: the agent can start with it (model {}@{}, coordinator {})",
+                cli.config.display(),
+                config.model,
+                config.alias,
+                config.coordinator
+            );
             Ok(())
         }
         Command::Rollback => {

@@ -44,6 +44,12 @@ getent group ferry-models
 [ "$(stat -c '%U:%G %a' /etc/ferry/agent.toml)" = "root:ferry 640" ]
 [ "$(systemctl is-enabled ferry-agent)" = enabled ]
 [ "$(systemctl is-active ferry-agent || true)" = inactive ]   # waits for its configuration
+# Started with the packaged example configuration, the unit is skipped by its ExecCondition
+# (`ferry-agent check`), not failed and restarted.
+systemctl start ferry-agent
+[ "$(prop ferry-agent ConditionResult)" = no ]
+[ "$(prop ferry-agent ActiveState)" = inactive ]
+[ "$(prop ferry-agent NRestarts)" = 0 ]
 
 say "the coordinator's unit is up (Type=notify: READY=1 after both listeners are bound), not as root"
 wait_for 60 '[ "$(prop ferry-coordinator ActiveState)" = active ]'

@@ -128,3 +128,37 @@ fn a_model_server_of_the_agents_group_can_read_models_and_report_metrics() -> Re
     check("after a restart over an older build's modes")?;
     Ok(())
 }
+
+/// `ferry-agent check`, which the unit runs as its ExecCondition: 0 for a configuration the
+/// agent can start with, 1 with the reason for one it cannot (the packaged example names an
+/// enrollment token file that does not exist), so systemd skips the unit instead of failing
+/// and restarting it every few seconds.
+#[test]
+fn ferry_agent_check_tells_a_usable_configuration_from_an_unusable_one() -> Result<()> {
+    let fleet = Fleet::start(1, None)?;
+    let agent = ferry_tests::Binaries::get()?.agent;
+    let config = &fleet.agents[0].config;
+    let good = std::process::Command::new(&agent)
+        .arg("--config")
+        .arg(config)
+        .arg("check")
+        .output()?;
+    assert!(good.status.success(), "{good:?}");
+    assert!(String::from_utf8_lossy(&good.stdout).contains("can start"));
+
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/agent.example.toml");
+    let unusable = fleet.dir.join("example.toml");
+    std::fs::copy(&example, &unusable)?;
+    let bad = std::process::Command::new(&agent)
+        .arg("--config")
+        .arg(&unusable)
+        .arg("check")
+        .output()?;
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("enrollment.token"),
+        "says what is missing: {bad:?}"
+    );
+    Ok(())
+}
