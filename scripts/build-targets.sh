@@ -8,12 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then
-    targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-unknown-linux-musl)
-fi
 
 source scripts/lib/cross-env.sh
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=("${DEVICE_TARGETS[@]}")
 cross_setup "${targets[@]}"
 
 rows=()

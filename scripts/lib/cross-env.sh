@@ -9,6 +9,9 @@
 #   its standard library brings musl's start files and LLVM's libunwind, so the binary is
 #   static) with musl-tools' musl-gcc for the C parts (ring, zstd).
 
+# The device targets the scripts build when given none.
+DEVICE_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-unknown-linux-musl)
+
 # Runs a command as root: directly, or through sudo.
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
