@@ -140,6 +140,11 @@ pub fn at_start(config: &Config) -> Result<Next> {
                 });
             }
             Start::Launch(mut t) => {
+                if let Err(why) = runnable(&t.binary) {
+                    // Exec'd anyway, the C library would hand it to /bin/sh as a script.
+                    heal(&state, &Layout::new(config.state_dir.clone()), &t, &why)?;
+                    continue;
+                }
                 make_executable(&t.binary)?;
                 t.launched = true;
                 save(&config.state_dir, &t)?;
@@ -149,7 +154,12 @@ pub fn at_start(config: &Config) -> Result<Next> {
                     trial: true,
                 });
             }
-            Start::Heal(t) => heal(&state, &Layout::new(config.state_dir.clone()), &t)?,
+            Start::Heal(t) => heal(
+                &state,
+                &Layout::new(config.state_dir.clone()),
+                &t,
+                "did not prove itself (connect, report, pass the health check) before it stopped",
+            )?,
         }
     }
     anyhow::bail!("the agent's self-update did not settle; see the log")
@@ -166,7 +176,7 @@ pub fn exec(binary: &Path) -> std::io::Error {
 
 /// Undoes a trial that failed: the agent model's switch is rolled back, its version held
 /// back and the rollback reported; then the trial is removed.
-fn heal(state: &StateFile, layout: &Layout, trial: &Trial) -> Result<()> {
+fn heal(state: &StateFile, layout: &Layout, trial: &Trial, why: &str) -> Result<()> {
     if layout.in_probation(&trial.model)?.as_ref() != Some(&trial.version) {
         // No switch awaits this trial (the old agent stopped before switching, or the
         // journal was lost): nothing to undo or hold.
@@ -174,7 +184,7 @@ fn heal(state: &StateFile, layout: &Layout, trial: &Trial) -> Result<()> {
         return clear(layout.root());
     }
     let message = format!(
-        "the new agent {} did not prove itself (connect, report, pass the health check) before it stopped; the previous agent is back",
+        "the new agent {} {why}; the previous agent is back",
         trial.version
     );
     warn!(version = %trial.version, "{message}");
@@ -211,6 +221,33 @@ fn heal(state: &StateFile, layout: &Layout, trial: &Trial) -> Result<()> {
     clear(layout.root())
 }
 
+/// Whether `binary` is a program this machine runs: an ELF file of this process's class,
+/// byte order and machine, or a script (`#!`). Anything else fails its trial without being
+/// exec'd.
+fn runnable(binary: &Path) -> Result<(), String> {
+    fn header(path: &Path) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(20);
+        std::fs::File::open(path)?
+            .take(20)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+    let new = header(binary).map_err(|e| format!("cannot be read ({e})"))?;
+    if new.starts_with(b"#!") {
+        return Ok(());
+    }
+    let ours =
+        header(Path::new("/proc/self/exe")).map_err(|e| format!("cannot be compared ({e})"))?;
+    let elf_id =
+        |h: &[u8]| (h.len() == 20 && h.starts_with(b"\x7fELF")).then(|| [h[4], h[5], h[18], h[19]]);
+    match (elf_id(&new), elf_id(&ours)) {
+        (Some(a), Some(b)) if a == b => Ok(()),
+        (Some(_), _) => Err("is a program for another machine".into()),
+        (None, _) => Err("is not a program (neither ELF nor a #! script)".into()),
+    }
+}
+
 /// The agent model's installed, confirmed current version and its binary.
 fn confirmed_install(config: &Config, model: &ModelName) -> Option<(Version, PathBuf)> {
     let layout = Layout::new(config.state_dir.clone());
@@ -234,8 +271,8 @@ fn own_binary() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Gives the owner and the group (the model server may start the agent's helper tools, but
-/// nobody else) permission to run an installed agent.
+/// Lets the agent run an installed agent binary: the installed file's shared mode
+/// ([`crate::access::SHARED_FILE`]) with the execute bits of its owner and group.
 fn make_executable(binary: &Path) -> Result<()> {
     crate::access::set_mode(binary, crate::access::SHARED_FILE | 0o110)
         .with_context(|| format!("cannot make {} executable", binary.display()))
@@ -361,7 +398,7 @@ mod tests {
         );
         let t = trial(true);
         save(dir.path(), &t).unwrap();
-        heal(&state, &layout, &t).unwrap();
+        heal(&state, &layout, &t, "failed").unwrap();
         assert_eq!(load(dir.path()).unwrap(), None);
         let memory = state.load().unwrap();
         assert!(
@@ -371,6 +408,28 @@ mod tests {
                 .is_none_or(|m| m.holds.is_empty()),
             "{memory:?}"
         );
+    }
+
+    #[test]
+    fn only_a_program_for_this_machine_is_runnable() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = std::fs::read("/proc/self/exe").unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        assert_eq!(runnable(&write("same", &ours[..64])), Ok(()));
+        assert_eq!(runnable(&write("script", b"#!/bin/sh\nexit 0\n")), Ok(()));
+        let mut other = ours[..64].to_vec();
+        other[18] ^= 0xff; // another e_machine
+        let err = runnable(&write("other", &other)).unwrap_err();
+        assert!(err.contains("another machine"), "{err}");
+        for bytes in [&b"plain text, no #!"[..], b"", b"\x7fELF"] {
+            let err = runnable(&write("text", bytes)).unwrap_err();
+            assert!(err.contains("not a program"), "{err}");
+        }
+        assert!(runnable(&dir.path().join("missing")).is_err());
     }
 
     #[test]

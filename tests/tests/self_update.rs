@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ferry_tests::{AgentSpec, Fleet, model_bytes, wait_until};
+use ferry_tests::{AgentSpec, Fleet, Hopeless, model_bytes, wait_until};
 
 const T: Duration = Duration::from_secs(90);
 const AGENT_MODEL: &str = "ferry-agent";
@@ -179,5 +179,38 @@ fn a_good_agent_update_takes_over_and_a_bad_one_heals_back_to_the_agent_before_i
             })
         }))
     })?;
+
+    // Regression: a release that is no program at all was exec'd anyway, and the C library
+    // ran it through /bin/sh as a script. It is refused before the exec (as is a binary for
+    // another machine), and the running agent heals at once, in the same process.
+    let pid = fleet.agents[0].pid().context("the agent runs")?;
+    let unrunnable = fleet.dir.join("ferry-agent-11.0.0");
+    std::fs::write(&unrunnable, b"no program: neither ELF nor #!\n".repeat(64))?;
+    ship_agent(&fleet, "11.0.0", &unrunnable)?;
+    wait_until("the unrunnable agent held back", T, || {
+        if fleet.agents[0].restart_if_exited()? {
+            return Err(Hopeless("the agent exited instead of healing in place".into()).into());
+        }
+        let status = fleet.agents[0].status()?;
+        let agent = status.models.iter().find(|m| m.model == AGENT_MODEL);
+        Ok(agent.is_some_and(|m| {
+            m.current.as_ref().map(ToString::to_string).as_deref() == Some("9.0.0")
+                && m.holds.iter().any(|h| h.version.to_string() == "11.0.0")
+        }) && !state.join("handover.json").exists())
+    })?;
+    assert_eq!(fleet.agents[0].pid(), Some(pid));
+    assert_eq!(exe_of(pid)?, installed("9.0.0"), "back on the 9.0.0 binary");
+    assert!(
+        !installed("11.0.0").exists(),
+        "the failed version is removed"
+    );
+    let status = fleet.agents[0].status()?;
+    let error = status
+        .models
+        .iter()
+        .find(|m| m.model == AGENT_MODEL)
+        .and_then(|m| m.last_error.clone())
+        .context("the failure is kept")?;
+    assert!(error.message.contains("is not a program"), "{error:?}");
     Ok(())
 }
