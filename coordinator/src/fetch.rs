@@ -15,8 +15,7 @@ use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    ChunkReply, ChunkWant, DeviceId, FetchRequest, FetchResponse, MAX_CHUNKS_PER_REQUEST,
-    PROTOCOL_VERSION,
+    ChunkReply, ChunkWant, DeviceId, FetchRequest, FetchResponse, MAX_CHUNKS_PER_REQUEST, serves,
 };
 use quinn::{Connection, RecvStream, SendStream};
 use tracing::{debug, warn};
@@ -59,17 +58,18 @@ async fn fetch(
     let opening = async {
         let preamble = read_preamble(&mut recv).await?;
         write_preamble(&mut send).await?;
-        if preamble.version != PROTOCOL_VERSION {
+        if !serves(preamble.version) {
             return Err(SessionError::Protocol(format!(
                 "fetch with protocol {}",
                 preamble.version
             )));
         }
-        read_frame::<_, FetchRequest>(&mut recv, "fetch request")
+        let request = read_frame::<_, FetchRequest>(&mut recv, "fetch request")
             .await?
-            .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))
+            .ok_or_else(|| SessionError::Protocol("fetch stream without a request".into()))?;
+        Ok::<_, SessionError>((preamble.version, request))
     };
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, opening)
+    let (protocol, request) = tokio::time::timeout(REQUEST_TIMEOUT, opening)
         .await
         .map_err(|_| SessionError::Protocol("no fetch request within 10 s".into()))??;
     let file = match &request {
@@ -104,7 +104,7 @@ async fn fetch(
     match request {
         FetchRequest::Index { file } => serve_index(&app, &mut send, file).await,
         FetchRequest::Chunks { file, wants } => {
-            serve_chunks(&app, &device, &reach, &mut send, file, wants).await
+            serve_chunks(&app, &device, &reach, &mut send, file, wants, protocol).await
         }
     }
 }
@@ -163,6 +163,7 @@ async fn serve_chunks(
     send: &mut SendStream,
     file: Digest,
     wants: Vec<ChunkWant>,
+    protocol: u16,
 ) -> Result<(), SessionError> {
     if wants.len() > MAX_CHUNKS_PER_REQUEST {
         return refuse(
@@ -209,7 +210,7 @@ async fn serve_chunks(
                         granted
                     };
                     app.transfer
-                        .chunk(&app.store, file, &index, want, may_encode)
+                        .chunk(&app.store, file, &index, want, protocol, may_encode)
                         .await
                 }),
             ));

@@ -15,8 +15,8 @@ use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, MAX_FRAME, PROTOCOL_VERSION,
-    Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome, WireError,
+    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, MAX_FRAME, OLDEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome, WireError, serves,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::{broadcast, mpsc};
@@ -262,11 +262,11 @@ async fn read_hello(recv: &mut RecvStream) -> Result<Hello, Refusal> {
     let preamble = read_preamble(recv)
         .await
         .map_err(|e| refusal(RefusalKind::BadRequest, e.to_string()))?;
-    if preamble.version != PROTOCOL_VERSION {
+    if !serves(preamble.version) {
         return Err(refusal(
             RefusalKind::ProtocolVersion,
             format!(
-                "this coordinator speaks protocol version {PROTOCOL_VERSION}; the agent speaks {}",
+                "this coordinator speaks protocol versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the agent speaks {}",
                 preamble.version
             ),
         ));

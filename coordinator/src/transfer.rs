@@ -14,7 +14,7 @@ use ferry_shared::delta::{Encoded, Encoding, encode_delta_in_window};
 use ferry_shared::manifest::{Release, Variant};
 use ferry_shared::plan::{WINDOW, plan};
 use ferry_shared::tensors::{Layout, segments};
-use ferry_shared::wire::{ChunkWant, DeviceId, MAX_WINDOW, WindowRef};
+use ferry_shared::wire::{ChunkWant, DeviceId, MAX_WINDOW, PROTOCOL_VERSION, WindowRef, decodes};
 use ferry_shared::{Digest, Version};
 use tokio::sync::{Semaphore, broadcast};
 use tracing::{debug, info, warn};
@@ -90,13 +90,15 @@ impl Transfer {
 
     /// Chunk `want.ordinal` of the artifact `file` (whose index is `target`), encoded for a
     /// device holding `want.reference`. A delta not in the cache is encoded only when
-    /// `may_encode` grants it (a device's budget); otherwise the stored chunk goes.
+    /// `may_encode` grants it (a device's budget); otherwise the stored chunk goes. A delta
+    /// the device's protocol version cannot decode is replaced by the stored chunk.
     pub async fn chunk(
         self: &Arc<Self>,
         store: &Store,
         file: Digest,
         target: &ChunkIndex,
         want: ChunkWant,
+        protocol: u16,
         may_encode: impl FnOnce() -> bool + Send + 'static,
     ) -> Result<Encoded, ServeError> {
         let (offset, chunk) = target
@@ -134,7 +136,13 @@ impl Transfer {
         let result = self.encode_once(job, may_encode).await;
         drop(guard);
         self.release_in_flight(name, lock);
-        result
+        match result {
+            Ok(encoded) if !decodes(protocol, encoded.encoding) => {
+                let this = self.clone();
+                blocking(move || this.plain(&chunk)).await
+            }
+            result => result,
+        }
     }
 
     fn in_flight_lock(&self, name: Digest) -> Arc<tokio::sync::Mutex<()>> {
@@ -409,7 +417,14 @@ async fn warm_pair(
     let mut encoded = 0;
     for want in wants.into_iter().filter(|w| w.reference.is_some()) {
         app.transfer
-            .chunk(&app.store, target.hash, &target_index, want, || true)
+            .chunk(
+                &app.store,
+                target.hash,
+                &target_index,
+                want,
+                PROTOCOL_VERSION,
+                || true,
+            )
             .await?;
         encoded += 1;
     }

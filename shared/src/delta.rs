@@ -1,23 +1,29 @@
 //! Chunk encodings: how a changed chunk travels, and how a device turns it back into bytes.
 //!
 //! A chunk is sent as the smallest of: its raw bytes, zstd, zstd with a *reference window*
-//! (bytes of a version the device already holds) as prefix, bsdiff against the window then
-//! zstd, or a numeric delta for tensors: with the model's tensor layout, each tensor piece
-//! XORed or subtracted from its old twin (or alone when retrained) and split into byte planes
-//! ([`Encoding::Tensors`]); without one, the same at the chunk's own offset and a guessed
-//! width. [`encode_best`] and [`encode_best_in_window`] try them and keep the smallest.
+//! (bytes of a version the device already holds) as prefix, covers of the window plus
+//! literals ([`Encoding::Covers`], for native code), or a numeric delta for tensors: with the
+//! model's tensor layout, each tensor piece XORed or subtracted from its old twin (or alone
+//! when retrained) and split into byte planes ([`Encoding::Tensors`]); without one, the same
+//! at the chunk's own offset and a guessed width. [`encode_best`] and
+//! [`encode_best_in_window`] try them and keep the smallest. bsdiff against the window is
+//! still decoded (caches and older coordinators hold such deltas) but no longer chosen:
+//! covers were smaller on every chunk of the native pairs, at a fraction of the time.
 //!
 //! Decoders treat every byte as hostile. They never produce more than the declared chunk
 //! length (allocations are sized by it, never by the payload), cap zstd's window, and check
-//! bsdiff's control triples as they stream past, before the bsdiff crate acts on them: each
-//! triple must make progress, stay inside the reference window and the declared length. The
-//! caller still verifies the result against the chunk's signed hash.
+//! control data before acting on it: bsdiff's triples as they stream past, before the bsdiff
+//! crate sees them (each must make progress, stay inside the reference window and the
+//! declared length), and each cover against the window and the declared length. The caller
+//! still verifies the result against the chunk's signed hash.
 
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
 use crate::tensors::{Segment, SegmentOp};
+
+mod covers;
 
 /// How a chunk is encoded on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,6 +55,10 @@ pub enum Encoding {
     /// their old copies. The table travels in the payload, so the decoder needs no layout. See
     /// [`crate::tensors`].
     Tensors,
+    /// Covers of the reference window (runs of it, each with a byte of difference per byte,
+    /// mostly zero) and literal bytes, in separately compressed streams: HDiffPatch's approach,
+    /// for native code. See [`covers`].
+    Covers,
 }
 
 impl std::fmt::Display for Encoding {
@@ -62,6 +72,7 @@ impl std::fmt::Display for Encoding {
             Encoding::XorPlanes { width } => write!(f, "xor-planes-{width}"),
             Encoding::SubPlanes { width } => write!(f, "sub-planes-{width}"),
             Encoding::Tensors => f.write_str("tensors"),
+            Encoding::Covers => f.write_str("covers"),
         }
     }
 }
@@ -76,6 +87,7 @@ impl Encoding {
                 | Encoding::XorPlanes { .. }
                 | Encoding::SubPlanes { .. }
                 | Encoding::Tensors
+                | Encoding::Covers
         )
     }
 }
@@ -195,6 +207,8 @@ enum Prepared<'a> {
     Alone(std::borrow::Cow<'a, [u8]>),
     /// zstd-compressed with a reference prefix.
     WithPrefix(std::borrow::Cow<'a, [u8]>, &'a [u8]),
+    /// The streams of a covers delta, each compressed alone.
+    Covers(covers::Streams),
 }
 
 impl Prepared<'_> {
@@ -214,6 +228,7 @@ impl Prepared<'_> {
                 };
                 zstd_with_prefix(new, prefix, level).map_err(corrupt)
             }
+            Prepared::Covers(streams) => streams.compress(level).map_err(corrupt),
         }
     }
 }
@@ -245,6 +260,7 @@ fn prepare<'a>(
             let w = usize::from(width);
             Prepared::Alone(to_planes(&element_diff(new, reference_of()?, w, false), w).into())
         }
+        Encoding::Covers => Prepared::Covers(covers::prepare(new, reference_of()?)),
         Encoding::Tensors => {
             // Without a layout: the whole chunk as one 4-byte tensor, XORed where the
             // reference reaches.
@@ -447,7 +463,7 @@ fn tensors_restore(body: &[u8], reference: &[u8], declared: usize) -> Result<Vec
 
 impl Encoding {
     /// Every encoding a decoder accepts (element widths 1, 2, 4 and 8).
-    pub const EVERY: [Encoding; 13] = [
+    pub const EVERY: [Encoding; 14] = [
         Encoding::Raw,
         Encoding::Zstd,
         Encoding::ZstdRef,
@@ -461,11 +477,12 @@ impl Encoding {
         Encoding::SubPlanes { width: 4 },
         Encoding::SubPlanes { width: 8 },
         Encoding::Tensors,
+        Encoding::Covers,
     ];
 }
 
-/// The cheap candidates that use a reference, in the order they are tried; bsdiff, the
-/// expensive one, is considered separately.
+/// The cheap candidates that use a reference, in the order they are tried; covers, the
+/// expensive one, are considered separately.
 const REFERENCED: [Encoding; 5] = [
     Encoding::ZstdRef,
     Encoding::XorPlanes { width: 2 },
@@ -479,7 +496,7 @@ pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded 
     let mut candidates = vec![Encoding::Zstd];
     if reference.is_some_and(|r| !r.is_empty()) {
         candidates.extend(REFERENCED);
-        candidates.push(Encoding::Bsdiff);
+        candidates.push(Encoding::Covers);
     }
     let mut best = Encoded {
         encoding: Encoding::Raw,
@@ -499,8 +516,9 @@ pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded 
 /// are estimated to start at `at`. Numeric deltas XOR against the aligned slice from `at`;
 /// bsdiff gets the old bytes with half a chunk of slack either side, because its cost is a
 /// suffix sort of the whole reference (three chunk lengths cost a second per chunk on the
-/// native-library pair, for 0.1 % of bytes); zstd searches the whole window (narrowing it too
-/// cost 13 % more bytes there). Encoder and decoder both derive it from the same plan.
+/// native-library pair, for 0.1 % of bytes); zstd and covers search the whole window
+/// (narrowing it cost 13 % more bytes with zstd, 6 % with covers, on that pair). Encoder and
+/// decoder both derive it from the same plan.
 pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: usize) -> &[u8] {
     let at = at.min(window.len());
     match encoding {
@@ -520,9 +538,8 @@ pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: us
 ///
 /// Candidates are screened at a cheap zstd level and only the winner is encoded at `level`:
 /// running every candidate at level 19 cost twice the encode time for the same choice.
-/// bsdiff, the slowest, runs only where zstd with the window found the chunk's old bytes
-/// (under 80 % of plain zstd's output); on retrained weights it never wins. With a layout,
-/// the tensor delta replaces the layout-blind numeric guesses.
+/// Without a layout, covers are tried besides the numeric guesses; with one, the tensor delta
+/// replaces both, and no suffix sort is spent on weights.
 pub fn encode_best_in_window(
     new: &[u8],
     window: &[u8],
@@ -631,18 +648,12 @@ fn screen_and_encode(
             for encoding in &REFERENCED[1..] {
                 keep(&mut scored, *encoding, referenced(*encoding));
             }
+            keep(&mut scored, Encoding::Covers, referenced(Encoding::Covers));
         }
     }
     let size_of = |e: Encoding, scored: &[Screened<'_>]| {
         scored.iter().find(|x| x.encoding == e).map(|x| x.size)
     };
-    if let (Some(r), Some(z)) = (
-        size_of(Encoding::ZstdRef, &scored),
-        size_of(Encoding::Zstd, &scored),
-    ) && r * 5 < z * 4
-    {
-        keep(&mut scored, Encoding::Bsdiff, referenced(Encoding::Bsdiff));
-    }
     scored.sort_by_key(|x| x.size);
     // A delta must beat plain zstd by 5 % at the screen to earn its full-level encode.
     let plain = size_of(Encoding::Zstd, &scored);
@@ -743,6 +754,7 @@ pub fn decode(
             )?;
             tensors_restore(&body, reference, declared)?
         }
+        Encoding::Covers => covers::restore(payload, reference, declared, limits)?,
     };
     if out.len() != declared {
         return Err(DeltaError::WrongLength {

@@ -25,7 +25,26 @@ use crate::version::Version;
 
 /// The protocol version this build speaks.
 /// 2: the tensor delta encoding, and bsdiff references of half a chunk either side.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 3: shadow candidates and model metrics in reports.
+/// 4: the covers encoding ([`Encoding::Covers`]); nothing else changed.
+pub const PROTOCOL_VERSION: u16 = 4;
+/// The oldest protocol version a coordinator still serves. Agents are updated after their
+/// coordinator (often by the coordinator itself), so a coordinator must go on serving the
+/// agents it had, sending them nothing they cannot decode (see [`decodes`]).
+pub const OLDEST_PROTOCOL_VERSION: u16 = 3;
+
+/// True when a coordinator serves peers speaking `protocol`.
+pub fn serves(protocol: u16) -> bool {
+    (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol)
+}
+
+/// True when a peer speaking `protocol` can decode chunks sent as `encoding`.
+pub fn decodes(protocol: u16, encoding: Encoding) -> bool {
+    match encoding {
+        Encoding::Covers => protocol >= 4,
+        _ => true,
+    }
+}
 /// TLS ALPN identifier for Ferry sessions.
 pub const ALPN: &[u8] = b"ferry";
 /// Magic bytes opening every stream.

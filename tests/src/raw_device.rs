@@ -3,10 +3,10 @@
 //! hello it is given and asks for whatever it likes.
 
 use anyhow::{Context, Result, bail};
-use ferry_shared::wire::io::{read_frame, read_preamble, write_frame, write_preamble};
+use ferry_shared::wire::io::{read_frame, read_preamble, write_frame};
 use ferry_shared::wire::{
     ChunkReply, ChunkWant, DEVICE_AUTH_EXPORTER_LABEL, DeviceReport, FetchRequest, FetchResponse,
-    Follow, Hello, ToAgent, ToCoordinator,
+    Follow, Hello, PROTOCOL_VERSION, Preamble, ToAgent, ToCoordinator,
 };
 use ferry_shared::{Digest, SecretKey};
 
@@ -37,11 +37,34 @@ pub async fn hello_as(
     follows: Vec<Follow>,
     report: DeviceReport,
 ) -> Result<(quinn::SendStream, quinn::RecvStream)> {
+    hello_speaking(
+        fleet,
+        conn,
+        key,
+        agent_version,
+        follows,
+        report,
+        PROTOCOL_VERSION,
+    )
+    .await
+}
+
+/// Like [`hello_as`], with the preamble naming protocol version `protocol`.
+pub async fn hello_speaking(
+    fleet: &Fleet,
+    conn: &quinn::Connection,
+    key: &SecretKey,
+    agent_version: &str,
+    follows: Vec<Follow>,
+    report: DeviceReport,
+    protocol: u16,
+) -> Result<(quinn::SendStream, quinn::RecvStream)> {
     use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
 
     let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?;
     let (mut send, recv) = conn.open_bi().await?;
-    write_preamble(&mut send).await?;
+    send.write_all(&Preamble { version: protocol }.to_bytes())
+        .await?;
     let mut material = [0u8; 32];
     conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
         .map_err(|_| anyhow::anyhow!("no keying material"))?;
@@ -62,6 +85,7 @@ pub async fn hello_as(
 pub struct RawDevice {
     _endpoint: quinn::Endpoint,
     conn: quinn::Connection,
+    protocol: u16,
     _control: (quinn::SendStream, quinn::RecvStream),
 }
 
@@ -77,8 +101,20 @@ impl RawDevice {
         follows: Vec<Follow>,
         report: DeviceReport,
     ) -> Result<Self> {
+        Self::admit_speaking(fleet, key, follows, report, PROTOCOL_VERSION).await
+    }
+
+    /// Like [`RawDevice::admit`], speaking protocol version `protocol` on every stream.
+    pub async fn admit_speaking(
+        fleet: &Fleet,
+        key: &SecretKey,
+        follows: Vec<Follow>,
+        report: DeviceReport,
+        protocol: u16,
+    ) -> Result<Self> {
         let (endpoint, conn) = connect_as(fleet, key).await?;
-        let (send, mut recv) = hello_as(fleet, &conn, key, "raw", follows, report).await?;
+        let (send, mut recv) =
+            hello_speaking(fleet, &conn, key, "raw", follows, report, protocol).await?;
         read_preamble(&mut recv).await?;
         match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
             Some(ToAgent::Welcome(_)) => {}
@@ -87,13 +123,20 @@ impl RawDevice {
         Ok(Self {
             _endpoint: endpoint,
             conn,
+            protocol,
             _control: (send, recv),
         })
     }
 
     async fn ask(&self, request: &FetchRequest) -> Result<(quinn::RecvStream, FetchResponse)> {
         let (mut send, mut recv) = self.conn.open_bi().await?;
-        write_preamble(&mut send).await?;
+        send.write_all(
+            &Preamble {
+                version: self.protocol,
+            }
+            .to_bytes(),
+        )
+        .await?;
         write_frame(&mut send, request).await?;
         send.finish()?;
         read_preamble(&mut recv).await?;

@@ -114,3 +114,118 @@ async fn a_fetch_stream_that_never_asks_is_closed() -> Result<()> {
     assert!(conn.close_reason().is_none(), "the session survived");
     Ok(())
 }
+
+/// `old` as a rebuilt native library: bytes inserted near the start, and a 4-byte address
+/// every 48 bytes moved by the insertion.
+fn rebuilt(old: &[u8]) -> Vec<u8> {
+    let mut new = old.to_vec();
+    new.splice(4096..4096, old[..300].iter().map(|b| b ^ 0x3c));
+    for at in (64..new.len() - 4).step_by(48) {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&new[at..at + 4]);
+        let moved = u32::from_le_bytes(word).wrapping_add(300);
+        new[at..at + 4].copy_from_slice(&moved.to_le_bytes());
+    }
+    new
+}
+
+#[test]
+fn a_device_on_the_previous_protocol_gets_no_encoding_it_cannot_decode() -> Result<()> {
+    use ferry_shared::chunk::{ChunkIndex, ChunkParams};
+    use ferry_shared::delta::{Encoding, Limits, decode_in_window};
+    use ferry_shared::wire::{
+        ChunkReply, ChunkWant, DeviceReport, MAX_WINDOW, ModelReport, OLDEST_PROTOCOL_VERSION,
+        Phase, WindowRef,
+    };
+    use ferry_tests::raw_device::RawDevice;
+    use ferry_tests::{MODEL, model_bytes};
+
+    let fleet = Fleet::start(0, None)?;
+    let old = model_bytes(1, 1 << 20, true);
+    let new = rebuilt(&old);
+    fleet.publish("1.0.0", &old)?;
+    fleet.publish("1.1.0", &new)?;
+    fleet.set_prod("1.1.0", "a rebuilt library")?;
+    let old_file = ChunkIndex::build(old.as_slice(), ChunkParams::DEFAULT)?;
+    let new_file = ChunkIndex::build(new.as_slice(), ChunkParams::DEFAULT)?;
+    let window_len = old_file.size.min(MAX_WINDOW);
+    let wants: Vec<ChunkWant> = new_file
+        .index
+        .spans()
+        .enumerate()
+        .map(|(ordinal, (offset, _))| ChunkWant {
+            ordinal: ordinal as u32,
+            reference: Some(WindowRef {
+                file: old_file.hash,
+                offset: 0,
+                len: window_len,
+                at: offset.min(window_len),
+            }),
+        })
+        .collect();
+    let report = DeviceReport {
+        models: vec![ModelReport {
+            model: MODEL.parse()?,
+            active: Some("1.0.0".parse()?),
+            previous: None,
+            candidate: None,
+            phase: Phase::Idle,
+            last_error: None,
+        }],
+        ..Default::default()
+    };
+    let follows = vec![ferry_shared::wire::Follow {
+        model: MODEL.parse()?,
+        alias: "prod".parse()?,
+    }];
+    let runtime = tokio::runtime::Runtime::new()?;
+    // The older device asks first, so the newer one is served from the delta cache.
+    for (protocol, seed) in [(OLDEST_PROTOCOL_VERSION, 50u8), (PROTOCOL_VERSION, 51)] {
+        let device = runtime.block_on(RawDevice::admit_speaking(
+            &fleet,
+            &ferry_shared::SecretKey::from_seed(&[seed; 32]),
+            follows.clone(),
+            report.clone(),
+            protocol,
+        ))?;
+        let replies = runtime
+            .block_on(device.chunks(new_file.hash, wants.clone()))?
+            .map_err(|(_, m)| anyhow::anyhow!("refused: {m}"))?;
+        let mut encodings = Vec::new();
+        for (((reply, payload), (offset, chunk)), want) in
+            replies.iter().zip(new_file.index.spans()).zip(&wants)
+        {
+            let ChunkReply::Chunk { encoding, .. } = reply else {
+                bail!("not served: {reply:?}");
+            };
+            let window = want
+                .reference
+                .map(|w| (&old[..window_len as usize], w.at as usize));
+            let bytes = decode_in_window(
+                *encoding,
+                payload,
+                window.filter(|_| encoding.needs_reference()),
+                chunk.len as usize,
+                &Limits::DEFAULT,
+            )?;
+            let start = offset as usize;
+            anyhow::ensure!(
+                bytes == new[start..start + chunk.len as usize],
+                "protocol {protocol}: chunk at {offset} decodes to other bytes"
+            );
+            encodings.push(*encoding);
+        }
+        if protocol < 4 {
+            anyhow::ensure!(
+                !encodings.contains(&Encoding::Covers),
+                "protocol {protocol} was sent covers: {encodings:?}"
+            );
+        } else {
+            anyhow::ensure!(
+                encodings.contains(&Encoding::Covers),
+                "protocol {protocol} got no covers for a rebuilt library: {encodings:?}"
+            );
+        }
+    }
+    Ok(())
+}

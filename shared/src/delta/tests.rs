@@ -42,7 +42,7 @@ fn small_edits_travel_as_a_delta_not_a_copy() {
     let new = edited(&old);
     let best = encode_best(&new, Some(&old), 19);
     assert!(
-        matches!(best.encoding, Encoding::ZstdRef | Encoding::Bsdiff),
+        matches!(best.encoding, Encoding::ZstdRef | Encoding::Covers),
         "{:?}",
         best.encoding
     );
@@ -497,4 +497,42 @@ fn hostile_segment_tables_are_refused() {
     )
     .unwrap();
     assert_eq!(out.len(), 4000);
+}
+
+/// Native code rebuilt: the same instructions shifted by an insertion, with an embedded
+/// 4-byte address every 48 bytes moved by the shift.
+fn rebuilt(old: &[u8]) -> Vec<u8> {
+    let mut new = old.to_vec();
+    new.splice(5000..5000, noise(11, 300));
+    for at in (0..new.len() - 4).step_by(48) {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&new[at..at + 4]);
+        let moved = u32::from_le_bytes(word).wrapping_add(300);
+        new[at..at + 4].copy_from_slice(&moved.to_le_bytes());
+    }
+    new
+}
+
+#[test]
+fn rebuilt_native_code_travels_as_covers() {
+    let old = noise(12, 512 * 1024);
+    let new = rebuilt(&old);
+    let best = encode_best_in_window(&new, &old, 0, None, 19);
+    assert_eq!(best.encoding, Encoding::Covers);
+    let zstd_ref = encode(Encoding::ZstdRef, &new, Some(&old), 19).unwrap();
+    assert!(
+        best.payload.len() * 3 < zstd_ref.len(),
+        "covers {} bytes, zstd with the window {}",
+        best.payload.len(),
+        zstd_ref.len()
+    );
+    let back = decode_in_window(
+        best.encoding,
+        &best.payload,
+        Some((&old, 0)),
+        new.len(),
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(back, new);
 }

@@ -1,0 +1,427 @@
+//! [`Encoding::Covers`]: a chunk as covers of the reference window plus literal bytes, the
+//! delta format for native code (shared libraries, executables), where a new build moves
+//! most bytes by a few positions and changes embedded addresses everywhere.
+//!
+//! Payload: a header of six LEB128 varints (the number of covers, then the compressed
+//! lengths of five zstd frames), then the frames:
+//! 1. every cover's literal gap (bytes taken from the literals before it);
+//! 2. every cover's length, at least [`MIN_COVER`];
+//! 3. every cover's old offset, as a zigzag difference from where the previous cover's
+//!    diagonal would put it (0 for a cover that continues the previous one's alignment);
+//! 4. under each cover, new − old bytewise (mostly zeros);
+//! 5. the literals: the bytes no cover takes, in order.
+//!
+//! Streams of one kind compress better apart than interleaved as bsdiff does. The decoder
+//! bounds every stream by what the declared length allows before decompressing it, checks
+//! each cover against the window and the declared length before copying it, and requires
+//! every stream to be used up exactly.
+
+mod cost;
+mod search;
+
+use super::{DeltaError, Encoding, Limits, zstd_bounded};
+
+/// The shortest cover: shorter ones would cost more than their bytes as literals. It bounds
+/// how many covers, and so how much control data, a declared length admits.
+const MIN_COVER: usize = 5;
+
+/// The three raw streams of a covers delta, before compression.
+pub(super) struct Streams {
+    count: usize,
+    frames: [Vec<u8>; 5],
+}
+
+/// Finds the covers of `new` in `old` and lays out the streams.
+pub(super) fn prepare(new: &[u8], old: &[u8]) -> Streams {
+    let covers = search::covers(new, old);
+    let covers = covers.iter().filter(|c| c.len >= MIN_COVER);
+    let count = covers.clone().count();
+    let mut gaps = Vec::new();
+    let mut lens = Vec::new();
+    let mut olds = Vec::new();
+    let mut differences = Vec::new();
+    let mut literals = Vec::new();
+    let (mut new_end, mut old_end) = (0usize, 0usize);
+    for c in covers {
+        let gap = c.new - new_end;
+        put_varint(&mut gaps, gap as u64);
+        put_varint(&mut lens, c.len as u64);
+        let expected = old_end as i64 + gap as i64;
+        put_varint(&mut olds, zigzag(c.old as i64 - expected));
+        literals.extend_from_slice(&new[new_end..c.new]);
+        differences.extend(
+            new[c.new..c.new + c.len]
+                .iter()
+                .zip(&old[c.old..c.old + c.len])
+                .map(|(n, o)| n.wrapping_sub(*o)),
+        );
+        new_end = c.new + c.len;
+        old_end = c.old + c.len;
+    }
+    literals.extend_from_slice(&new[new_end..]);
+    Streams {
+        count,
+        frames: [gaps, lens, olds, differences, literals],
+    }
+}
+
+impl Streams {
+    /// The payload, each stream compressed at `level`.
+    pub(super) fn compress(&self, level: i32) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        put_varint(&mut out, self.count as u64);
+        let mut bodies = Vec::with_capacity(self.frames.len());
+        for stream in &self.frames {
+            let frame = zstd::bulk::compress(stream, level)?;
+            put_varint(&mut out, frame.len() as u64);
+            bodies.push(frame);
+        }
+        for body in bodies {
+            out.extend_from_slice(&body);
+        }
+        Ok(out)
+    }
+}
+
+/// Rebuilds a chunk of `declared` bytes from a covers payload against `reference`.
+pub(super) fn restore(
+    payload: &[u8],
+    reference: &[u8],
+    declared: usize,
+    limits: &Limits,
+) -> Result<Vec<u8>, DeltaError> {
+    let mut header = Reader::new(payload);
+    let count = header.usize()?;
+    if count > declared / MIN_COVER {
+        return Err(corrupt(format!(
+            "{count} covers for a {declared}-byte chunk"
+        )));
+    }
+    let mut lens = [0usize; 5];
+    for len in &mut lens {
+        *len = header.usize()?;
+    }
+    // What each stream may hold at most: varints no longer than their largest legal value.
+    let offsets = varint_len(declared as u64);
+    let shifts = varint_len(zigzag_bound(reference.len(), declared));
+    let caps = [
+        count * offsets,
+        count * offsets,
+        count * shifts,
+        declared,
+        declared,
+    ];
+    let mut rest = header.rest();
+    let mut streams: [Vec<u8>; 5] = Default::default();
+    for ((stream, len), cap) in streams.iter_mut().zip(lens).zip(caps) {
+        let (body, after) = rest
+            .split_at_checked(len)
+            .ok_or_else(|| corrupt(format!("a {len}-byte frame runs past the payload")))?;
+        rest = after;
+        *stream = zstd_bounded(Encoding::Covers, body, None, cap, limits)?;
+    }
+    if !rest.is_empty() {
+        return Err(corrupt(format!(
+            "{} bytes after the last frame",
+            rest.len()
+        )));
+    }
+    let [gaps, lens, shifts, differences, literals] = &streams;
+    let (mut gaps, mut lens, mut shifts) =
+        (Reader::new(gaps), Reader::new(lens), Reader::new(shifts));
+    let (mut differences, mut literals) = (differences.as_slice(), literals.as_slice());
+
+    let mut out = Vec::with_capacity(declared);
+    let mut old_end = 0usize;
+    for _ in 0..count {
+        let (gap, len, shift) = (gaps.usize()?, lens.usize()?, unzigzag(shifts.u64()?));
+        // Checked before a byte is copied: the gap's literals exist, the cover is long enough,
+        // fits the declared length, lies inside the window and has its difference bytes.
+        let (taken, after) = literals
+            .split_at_checked(gap)
+            .ok_or_else(|| corrupt(format!("a gap of {gap} bytes runs past the literals")))?;
+        let old = i64::try_from(old_end)
+            .ok()
+            .zip(i64::try_from(gap).ok())
+            .and_then(|(o, g)| o.checked_add(g)?.checked_add(shift))
+            .and_then(|o| usize::try_from(o).ok());
+        let new_end = out.len().checked_add(gap).and_then(|n| n.checked_add(len));
+        let source = old.and_then(|o| reference.get(o..o.checked_add(len)?));
+        let (Some(old), Some(source), Some(_)) = (old, source, new_end.filter(|e| *e <= declared))
+        else {
+            return Err(corrupt(format!(
+                "a cover of {len} bytes lies outside the {}-byte window or the {declared}-byte chunk",
+                reference.len()
+            )));
+        };
+        if len < MIN_COVER {
+            return Err(corrupt(format!("a cover of {len} bytes")));
+        }
+        let (delta, rest) = differences
+            .split_at_checked(len)
+            .ok_or_else(|| corrupt("covers run past the difference bytes".into()))?;
+        out.extend_from_slice(taken);
+        out.extend(source.iter().zip(delta).map(|(o, d)| o.wrapping_add(*d)));
+        literals = after;
+        differences = rest;
+        old_end = old + len;
+    }
+    let used_up = [gaps.rest(), lens.rest(), shifts.rest(), differences]
+        .iter()
+        .all(|s| s.is_empty());
+    if !used_up {
+        return Err(corrupt("streams hold more than the covers use".into()));
+    }
+    if out.len() + literals.len() != declared {
+        return Err(DeltaError::WrongLength {
+            encoding: Encoding::Covers,
+            actual: out.len() + literals.len(),
+            declared,
+        });
+    }
+    out.extend_from_slice(literals);
+    Ok(out)
+}
+
+fn corrupt(reason: String) -> DeltaError {
+    DeltaError::Corrupt {
+        encoding: Encoding::Covers,
+        reason,
+    }
+}
+
+/// The largest zigzagged shift a valid cover can have.
+fn zigzag_bound(window: usize, declared: usize) -> u64 {
+    (window as u64 + declared as u64).saturating_mul(2) + 1
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads LEB128 varints, refusing truncated or over-long ones.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    fn u64(&mut self) -> Result<u64, DeltaError> {
+        let mut v = 0u64;
+        for (i, &b) in self.bytes.iter().enumerate().take(10) {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.bytes = &self.bytes[i + 1..];
+                return Ok(v);
+            }
+        }
+        Err(corrupt("truncated or over-long varint".into()))
+    }
+
+    fn usize(&mut self) -> Result<usize, DeltaError> {
+        let v = self.u64()?;
+        usize::try_from(v).map_err(|_| corrupt(format!("{v} is out of range")))
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A payload of `count` covers with the given raw streams.
+    fn payload(count: u64, streams: [&[u8]; 5]) -> Vec<u8> {
+        let frames: Vec<Vec<u8>> = streams
+            .iter()
+            .map(|s| zstd::bulk::compress(s, 3).unwrap())
+            .collect();
+        let mut out = Vec::new();
+        put_varint(&mut out, count);
+        for f in &frames {
+            put_varint(&mut out, f.len() as u64);
+        }
+        for f in frames {
+            out.extend_from_slice(&f);
+        }
+        out
+    }
+
+    fn varints(values: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in values {
+            put_varint(&mut out, *v);
+        }
+        out
+    }
+
+    #[test]
+    fn hostile_covers_are_refused_before_a_byte_is_copied() {
+        let reference = vec![7u8; 100];
+        let limits = Limits::DEFAULT;
+        let refused = |payload: &[u8], declared: usize| {
+            restore(payload, &reference, declared, &limits).unwrap_err()
+        };
+        // A good one first: 5 literals, 10 bytes from the window at 3, 5 literals.
+        let good = payload(
+            1,
+            [
+                &varints(&[5]),
+                &varints(&[10]),
+                &varints(&[zigzag(-2)]),
+                &[0; 10],
+                &[1; 10],
+            ],
+        );
+        let out = restore(&good, &reference, 20, &limits).unwrap();
+        assert_eq!(out, [[1u8; 5].as_slice(), &[7; 10], &[1; 5]].concat());
+
+        // A cover reaching past the window.
+        let past = payload(
+            1,
+            [
+                &varints(&[0]),
+                &varints(&[10]),
+                &varints(&[zigzag(95)]),
+                &[0; 10],
+                &[],
+            ],
+        );
+        assert!(matches!(refused(&past, 10), DeltaError::Corrupt { .. }));
+        // Before its start.
+        let before = payload(
+            1,
+            [
+                &varints(&[0]),
+                &varints(&[10]),
+                &varints(&[zigzag(-1)]),
+                &[0; 10],
+                &[],
+            ],
+        );
+        assert!(matches!(refused(&before, 10), DeltaError::Corrupt { .. }));
+        // Past the declared length.
+        let long = payload(
+            1,
+            [
+                &varints(&[0]),
+                &varints(&[30]),
+                &varints(&[0]),
+                &[0; 20],
+                &[],
+            ],
+        );
+        assert!(matches!(refused(&long, 20), DeltaError::Corrupt { .. }));
+        // More covers than the declared length admits.
+        let many = payload(1000, [&[], &[], &[], &[], &[]]);
+        assert!(matches!(refused(&many, 20), DeltaError::Corrupt { .. }));
+        // A gap past the literals, a cover under the minimum, an over-long varint.
+        let gap = payload(
+            1,
+            [
+                &varints(&[50]),
+                &varints(&[10]),
+                &varints(&[0]),
+                &[0; 10],
+                &[1; 10],
+            ],
+        );
+        assert!(matches!(refused(&gap, 60), DeltaError::Corrupt { .. }));
+        let short = payload(
+            1,
+            [
+                &varints(&[0]),
+                &varints(&[2]),
+                &varints(&[0]),
+                &[0; 2],
+                &[1; 18],
+            ],
+        );
+        assert!(matches!(refused(&short, 20), DeltaError::Corrupt { .. }));
+        let endless = payload(
+            1,
+            [&[0xff; 11], &varints(&[10]), &varints(&[0]), &[0; 10], &[]],
+        );
+        // (a varint longer than its largest legal value overruns its stream's bound)
+        assert!(matches!(refused(&endless, 10), DeltaError::TooLong { .. }));
+        let truncated = payload(1, [&[0x80], &varints(&[10]), &varints(&[0]), &[0; 10], &[]]);
+        assert!(matches!(
+            refused(&truncated, 10),
+            DeltaError::Corrupt { .. }
+        ));
+        // Streams longer or shorter than the covers use; bytes after the last frame.
+        let spare = payload(
+            1,
+            [
+                &varints(&[0]),
+                &varints(&[10]),
+                &varints(&[0]),
+                &[0; 11],
+                &[1; 10],
+            ],
+        );
+        assert!(matches!(refused(&spare, 20), DeltaError::Corrupt { .. }));
+        let short_literals = payload(
+            1,
+            [
+                &varints(&[0]),
+                &varints(&[10]),
+                &varints(&[0]),
+                &[0; 10],
+                &[1; 3],
+            ],
+        );
+        assert!(matches!(
+            refused(&short_literals, 20),
+            DeltaError::WrongLength { .. }
+        ));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(matches!(refused(&trailing, 20), DeltaError::Corrupt { .. }));
+        // A stream decompressing past its bound is cut off at the bound.
+        let bomb = payload(0, [&[], &[], &[], &[], &[0; 1 << 20]]);
+        assert!(matches!(refused(&bomb, 1000), DeltaError::TooLong { .. }));
+    }
+
+    #[test]
+    fn zigzag_round_trips_extremes() {
+        for v in [0, 1, -1, 63, -64, i64::MAX, i64::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_and_refuse_truncation() {
+        let mut out = Vec::new();
+        for v in [0, 127, 128, u64::MAX] {
+            put_varint(&mut out, v);
+        }
+        let mut r = Reader::new(&out);
+        for v in [0, 127, 128, u64::MAX] {
+            assert_eq!(r.u64().ok(), Some(v));
+        }
+        assert!(Reader::new(&[0x80, 0x80]).u64().is_err());
+        assert!(Reader::new(&[0xff; 11]).u64().is_err());
+    }
+}

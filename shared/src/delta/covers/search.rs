@@ -1,0 +1,395 @@
+//! The cover search: which runs of the new chunk to take from the reference, and where.
+//!
+//! A port of HDiffPatch's matcher (`diff.cpp`, MIT). A suffix array of the reference finds,
+//! at each position of the new bytes, the longest exact match; matches on the same diagonal
+//! (old − new offset) are linked across short gaps, and a match is bent onto the previous
+//! cover's diagonal when the bytes there differ by less than a new control record costs.
+//! Covers are then grown approximately in both directions while enough bytes agree (the
+//! difference bytes under a cover are mostly zero, so mismatches cost little), and a cover
+//! is kept only where the estimated cost of its difference bytes plus its control record is
+//! under the cost of sending its bytes as literals. bsdiff differs in the last two steps: it
+//! keeps every match and extends by a fixed rule, which costs control records and literal
+//! bytes on recompiled code, where addresses shift by small amounts everywhere.
+
+use super::cost::{Detector, int_cost, region_rle_cost, uint_cost};
+
+/// Shortest exact match the search considers.
+const MIN_MATCH: usize = 5;
+/// A match must beat its control record by this many bytes to be considered.
+const MIN_MATCH_SCORE: isize = 2;
+/// Longest gap (old bytes) two covers on one diagonal are linked across.
+const MAX_LINK_SPACE: isize = (1 << 9) - 1;
+/// A lone cover must save this many (estimated) bytes to be kept; HDiffPatch's default.
+const MIN_SINGLE_SCORE: isize = 6;
+/// Fixed-point base of the match ratio a cover is extended by.
+const RATIO_BASE: usize = 1024;
+
+/// `new[new..new + len]` is taken from `old[old..old + len]` plus a difference byte each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cover {
+    pub(crate) old: usize,
+    pub(crate) new: usize,
+    pub(crate) len: usize,
+}
+
+impl Cover {
+    fn diagonal(&self) -> isize {
+        self.old as isize - self.new as isize
+    }
+
+    fn collinear(&self, next: &Cover) -> bool {
+        self.diagonal() == next.diagonal()
+    }
+
+    fn link_space(&self, next: &Cover) -> isize {
+        next.old as isize - (self.old + self.len) as isize
+    }
+
+    fn can_link(&self, next: &Cover) -> bool {
+        self.collinear(next) && self.link_space(next) <= MAX_LINK_SPACE
+    }
+
+    /// Extends over `next`, which lies on the same diagonal after it.
+    fn link(&mut self, next: &Cover) {
+        self.len = (next.old + next.len).max(self.old + self.len) - self.old;
+    }
+
+    /// What its control record costs after `last`.
+    fn control_cost(&self, last: &Cover) -> isize {
+        (int_cost(self.old as i64 - last.old as i64)
+            + uint_cost(self.len as u64)
+            + uint_cost(self.new.saturating_sub(last.new) as u64)) as isize
+    }
+}
+
+/// A suffix array of the reference, and the matcher over it.
+struct Suffixes<'a> {
+    old: &'a [u8],
+    sa: Vec<i32>,
+}
+
+impl<'a> Suffixes<'a> {
+    /// `old` must be shorter than 2 GiB (windows are at most 64 MiB).
+    fn new(old: &'a [u8]) -> Self {
+        let mut sa = vec![0i32; old.len()];
+        if !old.is_empty() {
+            divsufsort::sort_in_place(old, &mut sa);
+        }
+        Self { old, sa }
+    }
+
+    fn suffix(&self, i: usize) -> usize {
+        // divsufsort writes offsets in 0..old.len(), all non-negative.
+        self.sa[i] as usize
+    }
+
+    /// The longest match of `needle`'s prefix in the reference: (offset, length).
+    fn best_match(&self, needle: &[u8]) -> (usize, usize) {
+        // The first suffix not below the needle; the longest common prefix is with it or with
+        // the suffix before it.
+        let lower = self
+            .sa
+            .partition_point(|&s| &self.old[s as usize..] < needle);
+        let mut best = (0, 0);
+        for i in [lower, lower.wrapping_sub(1)] {
+            if i < self.sa.len() {
+                let at = self.suffix(i);
+                let len = equal_len(needle, &self.old[at..]);
+                if len > best.1 {
+                    best = (at, len);
+                }
+            }
+        }
+        best
+    }
+}
+
+fn equal_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The covers of `new` against `old`, in order, non-overlapping, inside both.
+pub(crate) fn covers(new: &[u8], old: &[u8]) -> Vec<Cover> {
+    if new.len() <= MIN_MATCH || old.is_empty() {
+        return Vec::new();
+    }
+    let suffixes = Suffixes::new(old);
+    let mut found = search(new, &suffixes);
+    let ratio = (MIN_SINGLE_SCORE as usize * 36 + 254).clamp(200, 800);
+    extend(&mut found, new, old, ratio);
+    select(&mut found, new, old);
+    extend(&mut found, new, old, ratio);
+    found
+}
+
+fn search(new: &[u8], suffixes: &Suffixes<'_>) -> Vec<Cover> {
+    let old = suffixes.old;
+    let mut covers: Vec<Cover> = Vec::new();
+    let mut last = Cover {
+        old: 0,
+        new: 0,
+        len: 0,
+    };
+    let mut pos = 0;
+    while pos + MIN_MATCH <= new.len() {
+        let (at, len) = suffixes.best_match(&new[pos..]);
+        if len < MIN_MATCH {
+            pos += 1;
+            continue;
+        }
+        let found = Cover {
+            old: at,
+            new: pos,
+            len,
+        };
+        if len as isize - found.control_cost(&last) < MIN_MATCH_SCORE {
+            pos += 1;
+            continue;
+        }
+        if link_extend(&mut last, &found, new, old) {
+            match covers.last_mut() {
+                Some(back) => *back = last,
+                None => covers.push(last),
+            }
+        } else {
+            if let Some(back) = covers.last_mut() {
+                bend_onto(back, &found, new, old);
+            }
+            covers.push(found);
+        }
+        last = covers[covers.len() - 1];
+        pos = (pos + 1).max(last.new + last.len);
+    }
+    covers
+}
+
+/// Tries to grow `last` over `found` along `last`'s diagonal, when `found` is near and the
+/// bytes there differ by less than a new control record would cost.
+fn link_extend(last: &mut Cover, found: &Cover, new: &[u8], old: &[u8]) -> bool {
+    if last.len == 0 {
+        return false;
+    }
+    let space = found.new as isize - (last.new + last.len) as isize;
+    if !(0..=MAX_LINK_SPACE).contains(&space) {
+        return false;
+    }
+    let space = space as usize;
+    let link_old = last.old + last.len + space;
+    if link_old + found.len > old.len() {
+        return false;
+    }
+    if last.collinear(found) {
+        last.link(found);
+        return true;
+    }
+    let linked_cost = region_rle_cost(
+        &new[found.new..found.new + found.len],
+        &old[link_old..link_old + found.len],
+    ) as isize;
+    if linked_cost > found.control_cost(last) {
+        return false;
+    }
+    // Most of it; extension grows the rest where it pays.
+    let mut len = last.len + space + found.len * 2 / 3;
+    len += equal_len(&new[last.new + len..], &old[last.old + len..]);
+    while len > 0 && new[last.new + len - 1] != old[last.old + len - 1] {
+        len -= 1;
+    }
+    last.len = len;
+    true
+}
+
+/// Moves `back` onto `found`'s diagonal when its bytes differ less there.
+fn bend_onto(back: &mut Cover, found: &Cover, new: &[u8], old: &[u8]) {
+    if back.len == 0 || back.collinear(found) {
+        return;
+    }
+    let Some(link_old) = found.old.checked_sub(found.new - back.new) else {
+        return;
+    };
+    if link_old + back.len > old.len() {
+        return;
+    }
+    let span = &new[back.new..back.new + back.len];
+    let cost_here = region_rle_cost(span, &old[back.old..back.old + back.len]);
+    let cost_there = region_rle_cost(span, &old[link_old..link_old + back.len]);
+    if cost_here >= cost_there {
+        back.old = link_old;
+    }
+}
+
+/// Grows each cover backwards and forwards into the gaps around it while the share of equal
+/// bytes stays over `ratio` / 1024.
+fn extend(covers: &mut [Cover], new: &[u8], old: &[u8], ratio: usize) {
+    let mut last_end = 0;
+    for i in 0..covers.len() {
+        let next_start = covers.get(i + 1).map_or(new.len(), |c| c.new);
+        let c = &mut covers[i];
+        let back = extendable(
+            new[last_end..c.new].iter().rev(),
+            old[..c.old].iter().rev(),
+            ratio,
+        );
+        c.old -= back;
+        c.new -= back;
+        c.len += back;
+        let forward = extendable(
+            new[c.new + c.len..next_start.max(c.new + c.len)].iter(),
+            old[(c.old + c.len).min(old.len())..].iter(),
+            ratio,
+        );
+        c.len += forward;
+        last_end = c.new + c.len;
+    }
+}
+
+/// How far to extend along paired bytes: the length with the best smoothed share of equal
+/// bytes, if that share reaches `ratio`.
+fn extendable<'a>(
+    new: impl Iterator<Item = &'a u8>,
+    old: impl Iterator<Item = &'a u8>,
+    ratio: usize,
+) -> usize {
+    const SMOOTH: usize = 4;
+    let (mut best_ratio, mut best_len, mut same) = (0, 0, 0);
+    for (length, (a, b)) in (1..).zip(new.zip(old)) {
+        if a == b {
+            same += 1;
+            let r = same * RATIO_BASE / (length + SMOOTH);
+            if r >= best_ratio {
+                best_ratio = r;
+                best_len = length;
+            }
+        }
+    }
+    if best_ratio < ratio || best_len <= 2 {
+        0
+    } else {
+        best_len
+    }
+}
+
+/// Links covers on one diagonal and drops those that cost more than their bytes as literals.
+fn select(covers: &mut Vec<Cover>, new: &[u8], old: &[u8]) {
+    let mut literal = Detector::new();
+    let mut differences = Detector::new();
+    let mut last = Cover {
+        old: 0,
+        new: 0,
+        len: 0,
+    };
+    let mut kept = 0;
+    for i in 0..covers.len() {
+        if covers[i].len == 0 {
+            continue;
+        }
+        let mut save = false;
+        let mut link = false;
+        if kept > 0 && covers[kept - 1].can_link(&covers[i]) {
+            link = true;
+            save = true;
+        }
+        for j in i + 1..covers.len() {
+            if !covers[i].can_link(&covers[j]) {
+                break;
+            }
+            let next = covers[j];
+            covers[i].link(&next);
+            covers[j].len = 0;
+        }
+        let c = covers[i];
+        if !save {
+            let span = &new[c.new..c.new + c.len];
+            let as_literals = literal.cost(span, None) as isize;
+            let as_cover = differences.cost(span, Some(&old[c.old..c.old + c.len])) as isize;
+            save = as_literals - as_cover - c.control_cost(&last) >= MIN_SINGLE_SCORE;
+        }
+        if !save {
+            continue;
+        }
+        let last_end = last.new + last.len;
+        if link {
+            let before = covers[kept - 1];
+            covers[kept - 1].link(&c);
+            let grown = covers[kept - 1];
+            let from = before.len;
+            differences.add(
+                &new[grown.new + from..grown.new + grown.len],
+                Some(&old[grown.old + from..grown.old + grown.len]),
+            );
+        } else {
+            covers[kept] = c;
+            kept += 1;
+            literal.add(&new[last_end.min(c.new)..c.new], None);
+            differences.add(&new[c.new..c.new + c.len], Some(&old[c.old..c.old + c.len]));
+        }
+        last = covers[kept - 1];
+    }
+    covers.truncate(kept);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn check_valid(covers: &[Cover], new: &[u8], old: &[u8]) {
+        let mut end = 0;
+        for c in covers {
+            assert!(c.len > 0 && c.new >= end, "{covers:?}");
+            assert!(c.new + c.len <= new.len() && c.old + c.len <= old.len());
+            end = c.new + c.len;
+        }
+    }
+
+    #[test]
+    fn a_copy_is_one_cover() {
+        let old = noise(10_000, 7);
+        let covers = covers(&old[1000..9000], &old);
+        check_valid(&covers, &old[1000..9000], &old);
+        assert_eq!(
+            covers,
+            [Cover {
+                old: 1000,
+                new: 0,
+                len: 8000
+            }]
+        );
+    }
+
+    #[test]
+    fn scattered_byte_changes_stay_on_one_diagonal() {
+        // Recompiled code: the same bytes, with a few bytes changed every 64 (addresses).
+        let old = noise(50_000, 3);
+        let mut new = old[10..].to_vec();
+        for i in (0..new.len()).step_by(64) {
+            new[i] = new[i].wrapping_add(4);
+        }
+        let covers = covers(&new, &old);
+        check_valid(&covers, &new, &old);
+        let covered: usize = covers.iter().map(|c| c.len).sum();
+        assert!(
+            covered * 100 >= new.len() * 99,
+            "{covered} of {}",
+            new.len()
+        );
+        assert!(covers.len() < 10, "{} covers", covers.len());
+    }
+
+    #[test]
+    fn unrelated_bytes_get_no_covers() {
+        let covers = covers(&noise(20_000, 5), &noise(20_000, 9));
+        assert!(covers.len() <= 2, "{covers:?}");
+    }
+}
