@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ferry_shared::chunk::{ChunkIndex, ChunkRef};
-use ferry_shared::delta::{Encoded, Encoding, encode_delta_in_window};
+use ferry_shared::delta::{Encoded, Encoding, SuffixCache, encode_delta_in_window};
 use ferry_shared::manifest::{Release, Variant};
 use ferry_shared::plan::{WINDOW, plan};
 use ferry_shared::tensors::{Layout, segments};
@@ -36,6 +36,9 @@ pub struct Transfer {
     /// One lock per delta being encoded, so concurrent askers (a device and the warmer, or two
     /// devices) wait for one encode instead of repeating it.
     in_flight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Suffix indexes of the windows last encoded against (for covers), one per worker:
+    /// consecutive chunks of an update share a window.
+    suffixes: SuffixCache<(Digest, u64, u64)>,
     /// Deltas encoded (cache misses) since start.
     pub encoded: AtomicU64,
 }
@@ -84,6 +87,7 @@ impl Transfer {
             level,
             workers: Arc::new(Semaphore::new(workers)),
             in_flight: Mutex::default(),
+            suffixes: SuffixCache::new(workers),
             encoded: AtomicU64::new(0),
         }
     }
@@ -217,11 +221,18 @@ impl Transfer {
             encoding: Encoding::Zstd,
             payload: stored.compressed,
         };
+        // Covers are tried on files without a tensor layout; they search the window's suffixes.
+        let suffixes = segments.is_none().then(|| {
+            let w = &key.window;
+            self.suffixes
+                .get_or_build((w.file, w.offset, w.len), &window)
+        });
         let best = match encode_delta_in_window(
             &stored.bytes,
             &window,
             at,
             segments.as_deref(),
+            suffixes.as_deref(),
             self.level,
         ) {
             Some(delta) if delta.payload.len() < plain.payload.len() => delta,

@@ -25,6 +25,8 @@ use crate::tensors::{Segment, SegmentOp};
 
 mod covers;
 
+pub use covers::{SuffixCache, SuffixIndex};
+
 /// How a chunk is encoded on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Encoding {
@@ -260,7 +262,7 @@ fn prepare<'a>(
             let w = usize::from(width);
             Prepared::Alone(to_planes(&element_diff(new, reference_of()?, w, false), w).into())
         }
-        Encoding::Covers => Prepared::Covers(covers::prepare(new, reference_of()?)),
+        Encoding::Covers => Prepared::Covers(covers::prepare(new, reference_of()?, None)),
         Encoding::Tensors => {
             // Without a layout: the whole chunk as one 4-byte tensor, XORed where the
             // reference reaches.
@@ -534,7 +536,8 @@ pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: us
 
 /// Like [`encode_best`], against a window whose aligned position for this chunk is `at`;
 /// `tensors` is the chunk cut along the model's tensor layout (see [`crate::tensors`]) when
-/// the artifact has one.
+/// the artifact has one; `suffixes` is the window's suffix index when the caller keeps one
+/// (see [`SuffixCache`]; it is built here otherwise, if covers are tried).
 ///
 /// Candidates are screened at a cheap zstd level and only the winner is encoded at `level`:
 /// running every candidate at level 19 cost twice the encode time for the same choice.
@@ -545,9 +548,10 @@ pub fn encode_best_in_window(
     window: &[u8],
     at: usize,
     tensors: Option<&[Segment]>,
+    suffixes: Option<&SuffixIndex>,
     level: i32,
 ) -> Encoded {
-    screen_and_encode(new, window, at, tensors, level, false).unwrap_or_else(|| Encoded {
+    screen_and_encode(new, window, at, tensors, suffixes, level, false).unwrap_or_else(|| Encoded {
         encoding: Encoding::Raw,
         payload: new.to_vec(),
     })
@@ -561,9 +565,10 @@ pub fn encode_delta_in_window(
     window: &[u8],
     at: usize,
     tensors: Option<&[Segment]>,
+    suffixes: Option<&SuffixIndex>,
     level: i32,
 ) -> Option<Encoded> {
-    screen_and_encode(new, window, at, tensors, level, true)
+    screen_and_encode(new, window, at, tensors, suffixes, level, true)
 }
 
 /// A candidate encoding, prepared and sized at the screening level.
@@ -578,6 +583,7 @@ fn screen_and_encode(
     window: &[u8],
     at: usize,
     tensors: Option<&[Segment]>,
+    suffixes: Option<&SuffixIndex>,
     level: i32,
     plain_is_enough: bool,
 ) -> Option<Encoded> {
@@ -648,7 +654,11 @@ fn screen_and_encode(
             for encoding in &REFERENCED[1..] {
                 keep(&mut scored, *encoding, referenced(*encoding));
             }
-            keep(&mut scored, Encoding::Covers, referenced(Encoding::Covers));
+            let reference = reference_in_window(Encoding::Covers, window, at, new.len());
+            if !reference.is_empty() {
+                let streams = covers::prepare(new, reference, suffixes);
+                keep(&mut scored, Encoding::Covers, Ok(Prepared::Covers(streams)));
+            }
         }
     }
     let size_of = |e: Encoding, scored: &[Screened<'_>]| {

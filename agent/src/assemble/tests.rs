@@ -46,7 +46,7 @@ fn serve(s: &Setup, want: &ChunkWant) -> Encoded {
     match &want.reference {
         Some(w) => {
             let window = &s.old[w.offset as usize..(w.offset + w.len) as usize];
-            encode_best_in_window(chunk, window, w.at as usize, None, 3)
+            encode_best_in_window(chunk, window, w.at as usize, None, None, 3)
         }
         None => Encoded {
             encoding: Encoding::Zstd,

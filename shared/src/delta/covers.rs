@@ -16,8 +16,12 @@
 //! each cover against the window and the declared length before copying it, and requires
 //! every stream to be used up exactly.
 
+mod cache;
 mod cost;
 mod search;
+
+pub use cache::SuffixCache;
+pub use search::SuffixIndex;
 
 use super::{DeltaError, Encoding, Limits, zstd_bounded};
 
@@ -31,9 +35,10 @@ pub(super) struct Streams {
     frames: [Vec<u8>; 5],
 }
 
-/// Finds the covers of `new` in `old` and lays out the streams.
-pub(super) fn prepare(new: &[u8], old: &[u8]) -> Streams {
-    let covers = search::covers(new, old);
+/// Finds the covers of `new` in `old` (with `old`'s suffix index, if the caller has one) and
+/// lays out the streams.
+pub(super) fn prepare(new: &[u8], old: &[u8], index: Option<&SuffixIndex>) -> Streams {
+    let covers = search::covers(new, old, index);
     let covers = covers.iter().filter(|c| c.len >= MIN_COVER);
     let count = covers.clone().count();
     let mut gaps = Vec::new();

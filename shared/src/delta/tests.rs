@@ -312,7 +312,7 @@ fn numeric_deltas_use_the_aligned_part_of_a_window() {
     // The window starts 1000 bytes before the chunk's old bytes.
     let mut window = noise(9, 1000);
     window.extend_from_slice(&old);
-    let best = encode_best_in_window(&new, &window, 1000, None, 19);
+    let best = encode_best_in_window(&new, &window, 1000, None, None, 19);
     assert!(
         matches!(
             best.encoding,
@@ -340,12 +340,13 @@ fn a_delta_that_does_not_pay_is_not_encoded_at_full_level() {
     let window = crate::testutil::noise(40, 64 * 1024);
     let unrelated = crate::testutil::noise(41, 16 * 1024);
     assert_eq!(
-        encode_delta_in_window(&unrelated, &window, 0, None, 19),
+        encode_delta_in_window(&unrelated, &window, 0, None, None, 19),
         None
     );
     let mut edited = window[8192..8192 + 16 * 1024].to_vec();
     edited[100] ^= 1;
-    let delta = encode_delta_in_window(&edited, &window, 8192, None, 19).expect("a delta pays");
+    let delta =
+        encode_delta_in_window(&edited, &window, 8192, None, None, 19).expect("a delta pays");
     assert!(delta.encoding.needs_reference() && delta.payload.len() < 1024);
 }
 
@@ -398,8 +399,8 @@ fn the_tensor_delta_finds_elements_a_chunk_cuts_through() {
         len,
         Some((&layout(10), 0, old.len() as u64)),
     );
-    let tensors = encode_best_in_window(chunk, &old, start, Some(&cut), 19);
-    let blind = encode_best_in_window(chunk, &old, start, None, 19);
+    let tensors = encode_best_in_window(chunk, &old, start, Some(&cut), None, 19);
+    let blind = encode_best_in_window(chunk, &old, start, None, None, 19);
     assert_eq!(tensors.encoding, Encoding::Tensors);
     assert!(
         tensors.payload.len() * 10 < blind.payload.len() * 9,
@@ -428,7 +429,7 @@ fn the_tensor_delta_finds_elements_a_chunk_cuts_through() {
         width: 4,
         reference: None,
     }];
-    let best = encode_best_in_window(&fresh, &old, 0, Some(&alone), 19);
+    let best = encode_best_in_window(&fresh, &old, 0, Some(&alone), None, 19);
     let zstd = encode(Encoding::Zstd, &fresh, None, 19).unwrap();
     assert_eq!(best.encoding, Encoding::Tensors);
     assert!(
@@ -517,7 +518,7 @@ fn rebuilt(old: &[u8]) -> Vec<u8> {
 fn rebuilt_native_code_travels_as_covers() {
     let old = noise(12, 512 * 1024);
     let new = rebuilt(&old);
-    let best = encode_best_in_window(&new, &old, 0, None, 19);
+    let best = encode_best_in_window(&new, &old, 0, None, None, 19);
     assert_eq!(best.encoding, Encoding::Covers);
     let zstd_ref = encode(Encoding::ZstdRef, &new, Some(&old), 19).unwrap();
     assert!(

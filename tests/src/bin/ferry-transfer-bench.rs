@@ -327,10 +327,13 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
         })
     };
     let workers = 2;
+    // As the coordinator does: one suffix index per worker, shared by chunks of one window.
+    let suffixes = delta::SuffixCache::new(workers);
+    let blind = new_layout.is_none();
     let mut encoded: Vec<(usize, Encoded)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|k| {
-                let (jobs, cut) = (&jobs, &cut);
+                let (jobs, cut, suffixes) = (&jobs, &cut, &suffixes);
                 scope.spawn(move || {
                     jobs.iter()
                         .skip(k)
@@ -342,6 +345,12 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
                                     window_bytes(w),
                                     w.at as usize,
                                     cut(*i, w).as_deref(),
+                                    blind
+                                        .then(|| {
+                                            suffixes
+                                                .get_or_build((w.offset, w.len), window_bytes(w))
+                                        })
+                                        .as_deref(),
                                     LEVEL,
                                 ),
                                 None => delta::encode_best(chunk_bytes(*i), None, LEVEL),

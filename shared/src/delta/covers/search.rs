@@ -62,22 +62,70 @@ impl Cover {
     }
 }
 
-/// A suffix array of the reference, and the matcher over it.
+/// The suffix array of a reference window: the costly part of a covers search, built once
+/// and shared by every chunk encoded against the same window.
+pub struct SuffixIndex {
+    sa: Vec<i32>,
+    /// For each two-byte prefix, where its suffixes start in `sa` (and, one past the last
+    /// prefix, the end): a search starts inside its prefix's range.
+    buckets: Vec<u32>,
+}
+
+impl SuffixIndex {
+    /// Sorts the suffixes of `window` (at most 2 GiB; windows are at most 64 MiB).
+    pub fn build(window: &[u8]) -> Self {
+        let mut sa = vec![0i32; window.len()];
+        if !window.is_empty() {
+            divsufsort::sort_in_place(window, &mut sa);
+        }
+        // Suffixes are sorted, so their prefixes never decrease; a one-byte suffix sorts
+        // first among those starting with its byte, as prefix (byte, 0) does.
+        let mut buckets = vec![0u32; BUCKETS + 1];
+        let mut next = 0;
+        for (i, &at) in sa.iter().enumerate() {
+            let key = prefix(&window[at as usize..]);
+            while next <= key {
+                buckets[next] = i as u32;
+                next += 1;
+            }
+        }
+        for slot in &mut buckets[next..] {
+            *slot = sa.len() as u32;
+        }
+        Self { sa, buckets }
+    }
+
+    /// True when this is an index of a window of `len` bytes.
+    pub(crate) fn indexes(&self, len: usize) -> bool {
+        self.sa.len() == len
+    }
+
+    /// Bytes of memory it holds.
+    pub fn heap_bytes(&self) -> usize {
+        (self.sa.len() + self.buckets.len()) * std::mem::size_of::<u32>()
+    }
+}
+
+/// Two-byte prefixes index the buckets.
+const BUCKETS: usize = 1 << 16;
+
+/// The bucket of a suffix or needle (at least one byte long).
+fn prefix(bytes: &[u8]) -> usize {
+    match bytes {
+        [a, b, ..] => usize::from(*a) << 8 | usize::from(*b),
+        [a] => usize::from(*a) << 8,
+        [] => 0,
+    }
+}
+
+/// A window and its suffix index: the matcher.
 struct Suffixes<'a> {
     old: &'a [u8],
-    sa: Vec<i32>,
+    sa: &'a [i32],
+    buckets: &'a [u32],
 }
 
 impl<'a> Suffixes<'a> {
-    /// `old` must be shorter than 2 GiB (windows are at most 64 MiB).
-    fn new(old: &'a [u8]) -> Self {
-        let mut sa = vec![0i32; old.len()];
-        if !old.is_empty() {
-            divsufsort::sort_in_place(old, &mut sa);
-        }
-        Self { old, sa }
-    }
-
     fn suffix(&self, i: usize) -> usize {
         // divsufsort writes offsets in 0..old.len(), all non-negative.
         self.sa[i] as usize
@@ -87,9 +135,9 @@ impl<'a> Suffixes<'a> {
     fn best_match(&self, needle: &[u8]) -> (usize, usize) {
         // The first suffix not below the needle; the longest common prefix is with it or with
         // the suffix before it.
-        let lower = self
-            .sa
-            .partition_point(|&s| &self.old[s as usize..] < needle);
+        let key = prefix(needle);
+        let (from, to) = (self.buckets[key] as usize, self.buckets[key + 1] as usize);
+        let lower = from + self.sa[from..to].partition_point(|&s| &self.old[s as usize..] < needle);
         let mut best = (0, 0);
         for i in [lower, lower.wrapping_sub(1)] {
             if i < self.sa.len() {
@@ -104,16 +152,45 @@ impl<'a> Suffixes<'a> {
     }
 }
 
+/// The length of the common prefix of `a` and `b`, eight bytes at a time.
 fn equal_len(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut done = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        let diff = word(x) ^ word(y);
+        if diff != 0 {
+            return done + (diff.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    done + a[done..]
+        .iter()
+        .zip(&b[done..])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
-/// The covers of `new` against `old`, in order, non-overlapping, inside both.
-pub(crate) fn covers(new: &[u8], old: &[u8]) -> Vec<Cover> {
+/// The covers of `new` against `old`, in order, non-overlapping, inside both; `index` is
+/// `old`'s suffix index if the caller has one (it is built otherwise).
+pub(crate) fn covers(new: &[u8], old: &[u8], index: Option<&SuffixIndex>) -> Vec<Cover> {
     if new.len() <= MIN_MATCH || old.is_empty() {
         return Vec::new();
     }
-    let suffixes = Suffixes::new(old);
+    let built;
+    let index = match index.filter(|i| i.indexes(old.len())) {
+        Some(index) => index,
+        None => {
+            built = SuffixIndex::build(old);
+            &built
+        }
+    };
+    let suffixes = Suffixes {
+        old,
+        sa: &index.sa,
+        buckets: &index.buckets,
+    };
     let mut found = search(new, &suffixes);
     let ratio = (MIN_SINGLE_SCORE as usize * 36 + 254).clamp(200, 800);
     extend(&mut found, new, old, ratio);
@@ -354,9 +431,45 @@ mod tests {
     }
 
     #[test]
+    fn the_bucketed_search_finds_the_longest_match() {
+        // Few distinct bytes, so prefixes repeat and buckets are crowded; zeros at the end
+        // put a one-byte suffix in bucket (0, 0).
+        let mut old: Vec<u8> = noise(3000, 4).iter().map(|b| b % 3).collect();
+        old.extend_from_slice(&[0, 0]);
+        let index = SuffixIndex::build(&old);
+        let suffixes = Suffixes {
+            old: &old,
+            sa: &index.sa,
+            buckets: &index.buckets,
+        };
+        let needles: Vec<u8> = noise(500, 8).iter().map(|b| b % 4).collect();
+        for start in 0..needles.len() - 1 {
+            let needle = &needles[start..];
+            let longest = (0..old.len())
+                .map(|at| equal_len(needle, &old[at..]))
+                .max()
+                .unwrap_or(0);
+            let (at, len) = suffixes.best_match(needle);
+            assert_eq!(len, longest, "needle at {start}");
+            assert_eq!(equal_len(needle, &old[at..]), len);
+        }
+    }
+
+    #[test]
+    fn equal_len_counts_across_words() {
+        let a = b"0123456789abcdefXYZ";
+        for cut in 0..a.len() {
+            let mut b = *a;
+            b[cut] = b'!';
+            assert_eq!(equal_len(a, &b), cut);
+            assert_eq!(equal_len(&a[..cut], a), cut);
+        }
+    }
+
+    #[test]
     fn a_copy_is_one_cover() {
         let old = noise(10_000, 7);
-        let covers = covers(&old[1000..9000], &old);
+        let covers = covers(&old[1000..9000], &old, None);
         check_valid(&covers, &old[1000..9000], &old);
         assert_eq!(
             covers,
@@ -376,7 +489,7 @@ mod tests {
         for i in (0..new.len()).step_by(64) {
             new[i] = new[i].wrapping_add(4);
         }
-        let covers = covers(&new, &old);
+        let covers = covers(&new, &old, None);
         check_valid(&covers, &new, &old);
         let covered: usize = covers.iter().map(|c| c.len).sum();
         assert!(
@@ -389,7 +502,7 @@ mod tests {
 
     #[test]
     fn unrelated_bytes_get_no_covers() {
-        let covers = covers(&noise(20_000, 5), &noise(20_000, 9));
+        let covers = covers(&noise(20_000, 5), &noise(20_000, 9), None);
         assert!(covers.len() <= 2, "{covers:?}");
     }
 }
