@@ -23,6 +23,20 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `old` as a rebuilt native library: `inserted` spliced in at `at`, and a 4-byte
+/// little-endian address every 48 bytes (from byte 64 on) moved by the insertion's length.
+pub fn rebuilt(old: &[u8], at: usize, inserted: &[u8]) -> Vec<u8> {
+    let mut new = old.to_vec();
+    new.splice(at..at, inserted.iter().copied());
+    for at in (64..new.len().saturating_sub(4)).step_by(48) {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&new[at..at + 4]);
+        let moved = u32::from_le_bytes(word).wrapping_add(inserted.len() as u32);
+        new[at..at + 4].copy_from_slice(&moved.to_le_bytes());
+    }
+    new
+}
+
 /// A safetensors file holding `tensors` (name, dtype, bytes) in order, with `metadata`.
 pub fn safetensors(metadata: &[(&str, &str)], tensors: &[(&str, &str, &[u8])]) -> Vec<u8> {
     let mut header = serde_json::Map::new();

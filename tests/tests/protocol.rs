@@ -115,20 +115,6 @@ async fn a_fetch_stream_that_never_asks_is_closed() -> Result<()> {
     Ok(())
 }
 
-/// `old` as a rebuilt native library: bytes inserted near the start, and a 4-byte address
-/// every 48 bytes moved by the insertion.
-fn rebuilt(old: &[u8]) -> Vec<u8> {
-    let mut new = old.to_vec();
-    new.splice(4096..4096, old[..300].iter().map(|b| b ^ 0x3c));
-    for at in (64..new.len() - 4).step_by(48) {
-        let mut word = [0u8; 4];
-        word.copy_from_slice(&new[at..at + 4]);
-        let moved = u32::from_le_bytes(word).wrapping_add(300);
-        new[at..at + 4].copy_from_slice(&moved.to_le_bytes());
-    }
-    new
-}
-
 #[test]
 fn a_device_on_the_previous_protocol_gets_no_encoding_it_cannot_decode() -> Result<()> {
     use ferry_shared::chunk::{ChunkIndex, ChunkParams};
@@ -142,7 +128,8 @@ fn a_device_on_the_previous_protocol_gets_no_encoding_it_cannot_decode() -> Resu
 
     let fleet = Fleet::start(0, None)?;
     let old = model_bytes(1, 1 << 20, true);
-    let new = rebuilt(&old);
+    let inserted: Vec<u8> = old[..300].iter().map(|b| b ^ 0x3c).collect();
+    let new = ferry_shared::testutil::rebuilt(&old, 4096, &inserted);
     fleet.publish("1.0.0", &old)?;
     fleet.publish("1.1.0", &new)?;
     fleet.set_prod("1.1.0", "a rebuilt library")?;

@@ -500,24 +500,10 @@ fn hostile_segment_tables_are_refused() {
     assert_eq!(out.len(), 4000);
 }
 
-/// Native code rebuilt: the same instructions shifted by an insertion, with an embedded
-/// 4-byte address every 48 bytes moved by the shift.
-fn rebuilt(old: &[u8]) -> Vec<u8> {
-    let mut new = old.to_vec();
-    new.splice(5000..5000, noise(11, 300));
-    for at in (0..new.len() - 4).step_by(48) {
-        let mut word = [0u8; 4];
-        word.copy_from_slice(&new[at..at + 4]);
-        let moved = u32::from_le_bytes(word).wrapping_add(300);
-        new[at..at + 4].copy_from_slice(&moved.to_le_bytes());
-    }
-    new
-}
-
 #[test]
 fn rebuilt_native_code_travels_as_covers() {
     let old = noise(12, 512 * 1024);
-    let new = rebuilt(&old);
+    let new = crate::testutil::rebuilt(&old, 5000, &noise(11, 300));
     let best = encode_best_in_window(&new, &old, 0, None, None, 19);
     assert_eq!(best.encoding, Encoding::Covers);
     let zstd_ref = encode(Encoding::ZstdRef, &new, Some(&old), 19).unwrap();

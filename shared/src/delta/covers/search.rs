@@ -408,18 +408,7 @@ fn select(covers: &mut Vec<Cover>, new: &[u8], old: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(len: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::testutil::noise;
 
     fn check_valid(covers: &[Cover], new: &[u8], old: &[u8]) {
         let mut end = 0;
@@ -434,7 +423,7 @@ mod tests {
     fn the_bucketed_search_finds_the_longest_match() {
         // Few distinct bytes, so prefixes repeat and buckets are crowded; zeros at the end
         // put a one-byte suffix in bucket (0, 0).
-        let mut old: Vec<u8> = noise(3000, 4).iter().map(|b| b % 3).collect();
+        let mut old: Vec<u8> = noise(4, 3000).iter().map(|b| b % 3).collect();
         old.extend_from_slice(&[0, 0]);
         let index = SuffixIndex::build(&old);
         let suffixes = Suffixes {
@@ -442,7 +431,7 @@ mod tests {
             sa: &index.sa,
             buckets: &index.buckets,
         };
-        let needles: Vec<u8> = noise(500, 8).iter().map(|b| b % 4).collect();
+        let needles: Vec<u8> = noise(8, 500).iter().map(|b| b % 4).collect();
         for start in 0..needles.len() - 1 {
             let needle = &needles[start..];
             let longest = (0..old.len())
@@ -468,7 +457,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_one_cover() {
-        let old = noise(10_000, 7);
+        let old = noise(7, 10_000);
         let covers = covers(&old[1000..9000], &old, None);
         check_valid(&covers, &old[1000..9000], &old);
         assert_eq!(
@@ -484,7 +473,7 @@ mod tests {
     #[test]
     fn scattered_byte_changes_stay_on_one_diagonal() {
         // Recompiled code: the same bytes, with a few bytes changed every 64 (addresses).
-        let old = noise(50_000, 3);
+        let old = noise(3, 50_000);
         let mut new = old[10..].to_vec();
         for i in (0..new.len()).step_by(64) {
             new[i] = new[i].wrapping_add(4);
@@ -502,7 +491,7 @@ mod tests {
 
     #[test]
     fn unrelated_bytes_get_no_covers() {
-        let covers = covers(&noise(20_000, 5), &noise(20_000, 9), None);
+        let covers = covers(&noise(5, 20_000), &noise(9, 20_000), None);
         assert!(covers.len() <= 2, "{covers:?}");
     }
 }
