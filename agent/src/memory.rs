@@ -1,68 +1,22 @@
 //! Keeping the agent's idle footprint small after installs.
 //!
 //! An install allocates megabytes for a while (the zstd window, network buffers) and frees
-//! them. glibc's allocator would keep them: after the first large block is freed it raises its
-//! mmap threshold, so later windows come from the decoding thread's arena, and freed memory at
-//! the top of a thread arena is never returned, not even by `malloc_trim`. Measured: an agent
-//! that had installed a few 4 MiB versions idled with 5 MiB of anonymous memory instead of
-//! under 1. So at start the agent fixes the mmap threshold (large blocks are then always
-//! mapped and unmapped), and after each install it trims the arenas. musl's allocator returns
-//! memory on its own, and other platforms need nothing here. When an install cycle ends, the
-//! agent also pages out its own code ([`page_out_own_code`]): most of its idle RSS was code
-//! that only installs run.
+//! them. So at start the agent tunes glibc's allocator to give large blocks back
+//! ([`ferry_shared::allocator`]), and after each install it trims the arenas. When an install
+//! cycle ends, the agent also pages out its own code ([`page_out_own_code`]): most of its
+//! idle RSS was code that only installs run.
 
-/// Blocks at least this large are mapped on their own and returned to the OS when freed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
-
-/// One arena for every thread: chunk decoding runs on tokio's blocking threads, and each new
-/// thread would otherwise get an arena of its own whose freed top is never returned. The
+/// One arena for every thread: chunk decoding runs on tokio's blocking threads, and the
 /// agent's threads seldom allocate at the same time, so the shared lock costs nothing.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const ARENA_MAX: libc::c_int = 1;
+const ARENAS: u8 = 1;
 
-/// Makes large allocations return to the OS when freed (glibc only; a no-op elsewhere).
+/// Makes large allocations return to the OS when freed (see [`ferry_shared::allocator`]).
 /// Call once, early, before other threads start.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(
-    unsafe_code,
-    reason = "FFI call to glibc's mallopt; see the SAFETY note"
-)]
 pub fn configure_allocator() {
-    // SAFETY: mallopt(3) takes the allocator's own locks and has no memory-safety
-    // preconditions; M_MMAP_THRESHOLD accepts any value up to HEAP_MAX/2 (32 MiB on 64-bit,
-    // 512 KiB on 32-bit) and 256 KiB is within both; M_ARENA_MAX accepts any positive count.
-    // Setting them only changes where future blocks come from. The return values only report
-    // whether a value was accepted.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
-    }
+    ferry_shared::allocator::configure(ARENAS);
 }
 
-/// Makes large allocations return to the OS when freed (glibc only; a no-op elsewhere).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn configure_allocator() {}
-
-/// Returns freed heap pages to the operating system (glibc only; a no-op elsewhere).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(
-    unsafe_code,
-    reason = "FFI call to glibc's malloc_trim; see the SAFETY note"
-)]
-pub fn release_freed_memory() {
-    // SAFETY: malloc_trim(3) has no preconditions: it takes each arena's lock itself, releases
-    // only pages that hold no live allocation, and may be called from any thread at any time.
-    // Its argument is a byte count of padding to keep; 0 is valid. The return value only says
-    // whether anything was released.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Returns freed heap pages to the operating system (glibc only; a no-op elsewhere).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_freed_memory() {}
+pub use ferry_shared::allocator::release_freed_memory;
 
 /// Hands the kernel back the resident pages of the agent's own executable once an install
 /// cycle is over (Linux 5.4+; a no-op elsewhere, and where the kernel refuses).

@@ -37,7 +37,7 @@ pub struct Transfer {
     /// devices) wait for one encode instead of repeating it.
     in_flight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     /// Suffix indexes of the windows last encoded against (for covers), one per worker:
-    /// consecutive chunks of an update share a window.
+    /// consecutive chunks of an update share a window. Dropped when no encode is in flight.
     suffixes: SuffixCache<(Digest, u64, u64)>,
     /// Deltas encoded (cache misses) since start.
     pub encoded: AtomicU64,
@@ -159,6 +159,14 @@ impl Transfer {
         // Two holders: the map and this caller; nobody else waits for it.
         if Arc::strong_count(&lock) <= 2 {
             map.remove(&name);
+        }
+        let idle = map.is_empty();
+        drop(map);
+        // Nothing else being encoded or waited for: the suffix indexes (32 MiB per 8 MiB
+        // window) are not kept while the encoder idles, and freed memory goes back.
+        if idle {
+            self.suffixes.clear();
+            ferry_shared::allocator::release_freed_memory();
         }
     }
 

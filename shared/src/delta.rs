@@ -784,6 +784,12 @@ fn check_width(width: u8) -> Result<(), DeltaError> {
     }
 }
 
+/// The level from which [`zstd_with_prefix`] caps its match tables (below it zstd's own
+/// tables are smaller than the cap).
+const MATCH_TABLE_CAP_FROM: i32 = 6;
+/// log2 of the entries of each match table [`zstd_with_prefix`] allows.
+const MATCH_TABLE_LOG: u32 = 20;
+
 /// zstd with `prefix` as a reference the frame may copy from (what `zstd --patch-from
 /// --long` does), at exactly `level`; the window covers both. [`decode`] reads it as
 /// [`Encoding::ZstdRef`].
@@ -793,6 +799,13 @@ pub fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec
     let window_log = (64 - (span - 1).leading_zeros()).clamp(10, 30);
     let mut raw = Encoder::with_ref_prefix(level, prefix)?;
     raw.set_parameter(CParameter::WindowLog(window_log))?;
+    // Above the fast levels the match tables grow with the window: at level 12, 44 MiB per
+    // encode for an 8 MiB window, times the encode workers. Capped at 2^20 entries they took
+    // 9 MiB and a quarter of the time, for under 0.1 % more bytes on the native pairs.
+    if level >= MATCH_TABLE_CAP_FROM {
+        raw.set_parameter(CParameter::HashLog(MATCH_TABLE_LOG))?;
+        raw.set_parameter(CParameter::ChainLog(MATCH_TABLE_LOG))?;
+    }
     // Fast levels index only part of a large prefix; long-distance matching finds the chunk's
     // old bytes anywhere in the window, at every level (the screen runs at level 3).
     if prefix.len() > 1 << 20 {

@@ -3,8 +3,12 @@
 //! Versions and their ordering, validated names, release manifests with lineage, signed
 //! envelopes, and the wire messages of the agent ↔ coordinator QUIC protocol. Pure: this crate
 //! does no I/O, reads no clock and starts no runtime, so both the agent and the coordinator
-//! (and their tests) can use every part of it deterministically.
+//! (and their tests) can use every part of it deterministically. The exceptions sit behind
+//! features the binaries enable: `tls` (a certificate verifier), `tokio-io` (frame I/O over
+//! any stream) and `allocator` (tuning glibc's allocator at process start).
 
+#[cfg(feature = "allocator")]
+pub mod allocator;
 pub mod chunk;
 pub mod delta;
 pub mod digest;

@@ -91,7 +91,11 @@ enum Command {
     },
 }
 
+/// Arenas for all threads: the encode workers allocate windows and indexes side by side.
+const ALLOCATOR_ARENAS: u8 = 2;
+
 fn main() -> ExitCode {
+    ferry_shared::allocator::configure(ALLOCATOR_ARENAS);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")

@@ -50,6 +50,11 @@ impl<K: PartialEq> SuffixCache<K> {
         slot.get_or_init(|| Arc::new(SuffixIndex::build(window)))
             .clone()
     }
+
+    /// Drops every index (those in use live on until their users let go).
+    pub fn clear(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +68,9 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &cache.get_or_build(1, b"banana")));
         cache.get_or_build(2, b"apple");
         cache.get_or_build(3, b"cherry");
-        assert!(!Arc::ptr_eq(&a, &cache.get_or_build(1, b"banana")));
+        let again = cache.get_or_build(1, b"banana");
+        assert!(!Arc::ptr_eq(&a, &again));
+        cache.clear();
+        assert!(!Arc::ptr_eq(&again, &cache.get_or_build(1, b"banana")));
     }
 }
