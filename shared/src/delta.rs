@@ -228,7 +228,7 @@ impl Prepared<'_> {
                     Encoding::ZstdRef => level.min(PREFIX_LEVEL_CAP),
                     _ => level,
                 };
-                zstd_with_prefix(new, prefix, level).map_err(corrupt)
+                zstd_with_prefix_bounded(new, prefix, level).map_err(corrupt)
             }
             Prepared::Covers(streams) => streams.compress(level).map_err(corrupt),
         }
@@ -784,16 +784,26 @@ fn check_width(width: u8) -> Result<(), DeltaError> {
     }
 }
 
-/// The level from which [`zstd_with_prefix`] caps its match tables (below it zstd's own
-/// tables are smaller than the cap).
+/// The level from which Ferry's own window-prefixed encodes cap their match tables (below it
+/// zstd's own tables are smaller than the cap).
 const MATCH_TABLE_CAP_FROM: i32 = 6;
-/// log2 of the entries of each match table [`zstd_with_prefix`] allows.
+/// log2 of the entries of each match table Ferry's window-prefixed encodes allow.
 const MATCH_TABLE_LOG: u32 = 20;
 
 /// zstd with `prefix` as a reference the frame may copy from (what `zstd --patch-from
-/// --long` does), at exactly `level`; the window covers both. [`decode`] reads it as
-/// [`Encoding::ZstdRef`].
+/// --long` does), at exactly `level`, with zstd's own table sizes; the window covers both.
+/// [`decode`] reads it as [`Encoding::ZstdRef`]. (The benches' anchor; Ferry encodes with
+/// bounded tables.)
 pub fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    prefix_encode(new, prefix, level, false)
+}
+
+/// [`zstd_with_prefix`] with the match tables capped from [`MATCH_TABLE_CAP_FROM`] on.
+fn zstd_with_prefix_bounded(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    prefix_encode(new, prefix, level, true)
+}
+
+fn prefix_encode(new: &[u8], prefix: &[u8], level: i32, bounded: bool) -> io::Result<Vec<u8>> {
     use zstd::stream::raw::{CParameter, Encoder};
     let span = (prefix.len() + new.len()).max(1 << 10) as u64;
     let window_log = (64 - (span - 1).leading_zeros()).clamp(10, 30);
@@ -802,7 +812,7 @@ pub fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec
     // Above the fast levels the match tables grow with the window: at level 12, 44 MiB per
     // encode for an 8 MiB window, times the encode workers. Capped at 2^20 entries they took
     // 9 MiB and a quarter of the time, for under 0.1 % more bytes on the native pairs.
-    if level >= MATCH_TABLE_CAP_FROM {
+    if bounded && level >= MATCH_TABLE_CAP_FROM {
         raw.set_parameter(CParameter::HashLog(MATCH_TABLE_LOG))?;
         raw.set_parameter(CParameter::ChainLog(MATCH_TABLE_LOG))?;
     }
