@@ -139,7 +139,16 @@ impl Transfer {
         };
         let result = self.encode_once(job, may_encode).await;
         drop(guard);
-        self.release_in_flight(name, lock);
+        if self.release_in_flight(name, lock) {
+            // Nothing else being encoded or waited for: the suffix indexes (32 MiB per 8 MiB
+            // window) are not kept while the encoder idles, and freed memory goes back, off
+            // the async workers (trimming walks the heap).
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || {
+                this.suffixes.clear();
+                ferry_shared::allocator::release_freed_memory();
+            });
+        }
         match result {
             Ok(encoded) if !decodes(protocol, encoded.encoding) => {
                 let this = self.clone();
@@ -154,20 +163,14 @@ impl Transfer {
         map.entry(name).or_default().clone()
     }
 
-    fn release_in_flight(&self, name: Digest, lock: Arc<tokio::sync::Mutex<()>>) {
+    /// Lets go of the lock for delta `name`; true when no delta is in flight any more.
+    fn release_in_flight(&self, name: Digest, lock: Arc<tokio::sync::Mutex<()>>) -> bool {
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         // Two holders: the map and this caller; nobody else waits for it.
         if Arc::strong_count(&lock) <= 2 {
             map.remove(&name);
         }
-        let idle = map.is_empty();
-        drop(map);
-        // Nothing else being encoded or waited for: the suffix indexes (32 MiB per 8 MiB
-        // window) are not kept while the encoder idles, and freed memory goes back.
-        if idle {
-            self.suffixes.clear();
-            ferry_shared::allocator::release_freed_memory();
-        }
+        map.is_empty()
     }
 
     async fn encode_once(
