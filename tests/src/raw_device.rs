@@ -28,29 +28,8 @@ pub async fn connect_as(
 
 /// Opens the control stream on `conn` and says hello as `key` (proving it over this
 /// session's keying material) with the fleet's enrollment token, following `follows` and
-/// reporting `report`; returns the stream.
+/// reporting `report`, in a preamble naming protocol version `protocol`; returns the stream.
 pub async fn hello_as(
-    fleet: &Fleet,
-    conn: &quinn::Connection,
-    key: &SecretKey,
-    agent_version: &str,
-    follows: Vec<Follow>,
-    report: DeviceReport,
-) -> Result<(quinn::SendStream, quinn::RecvStream)> {
-    hello_speaking(
-        fleet,
-        conn,
-        key,
-        agent_version,
-        follows,
-        report,
-        PROTOCOL_VERSION,
-    )
-    .await
-}
-
-/// Like [`hello_as`], with the preamble naming protocol version `protocol`.
-pub async fn hello_speaking(
     fleet: &Fleet,
     conn: &quinn::Connection,
     key: &SecretKey,
@@ -114,7 +93,7 @@ impl RawDevice {
     ) -> Result<Self> {
         let (endpoint, conn) = connect_as(fleet, key).await?;
         let (send, mut recv) =
-            hello_speaking(fleet, &conn, key, "raw", follows, report, protocol).await?;
+            hello_as(fleet, &conn, key, "raw", follows, report, protocol).await?;
         read_preamble(&mut recv).await?;
         match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
             Some(ToAgent::Welcome(_)) => {}

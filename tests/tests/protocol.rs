@@ -56,6 +56,7 @@ async fn a_device_cannot_speak_for_another_than_its_certificate_names() -> Resul
         "impostor",
         Vec::new(),
         Default::default(),
+        PROTOCOL_VERSION,
     )
     .await?;
     read_preamble(&mut recv).await?;
@@ -86,6 +87,7 @@ async fn a_fetch_stream_that_never_asks_is_closed() -> Result<()> {
         "silent",
         Vec::new(),
         Default::default(),
+        PROTOCOL_VERSION,
     )
     .await?;
     read_preamble(&mut recv).await?;

@@ -33,7 +33,7 @@ use super::{DeltaError, Encoding, Limits, zstd_bounded};
 /// how many covers, and so how much control data, a declared length admits.
 const MIN_COVER: usize = 5;
 
-/// The three raw streams of a covers delta, before compression.
+/// The six raw streams of a covers delta (see the module's doc), before compression.
 pub(super) struct Streams {
     count: usize,
     runs: usize,
@@ -43,16 +43,15 @@ pub(super) struct Streams {
 /// Finds the covers of `new` in `old` (with `old`'s suffix index, if the caller has one) and
 /// lays out the streams.
 pub(super) fn prepare(new: &[u8], old: &[u8], index: Option<&SuffixIndex>) -> Streams {
-    let covers = search::covers(new, old, index);
-    let covers = covers.iter().filter(|c| c.len >= MIN_COVER);
-    let count = covers.clone().count();
+    let mut covers = search::covers(new, old, index);
+    covers.retain(|c| c.len >= MIN_COVER);
     let mut gaps = Vec::new();
     let mut lens = Vec::new();
     let mut olds = Vec::new();
     let mut differences = Vec::new();
     let mut literals = Vec::new();
     let (mut new_end, mut old_end) = (0usize, 0usize);
-    for c in covers {
+    for c in &covers {
         let gap = c.new - new_end;
         put_varint(&mut gaps, gap as u64);
         put_varint(&mut lens, c.len as u64);
@@ -71,7 +70,7 @@ pub(super) fn prepare(new: &[u8], old: &[u8], index: Option<&SuffixIndex>) -> St
     literals.extend_from_slice(&new[new_end..]);
     let (runs, run_lengths, values) = runs_of(&differences);
     Streams {
-        count,
+        count: covers.len(),
         runs,
         frames: [gaps, lens, olds, run_lengths, values, literals],
     }

@@ -72,8 +72,14 @@ pub struct SuffixIndex {
 }
 
 impl SuffixIndex {
-    /// Sorts the suffixes of `window` (at most 2 GiB; windows are at most 64 MiB).
+    /// Sorts the suffixes of `window`. A window over [`MAX_INDEXED`] bytes (windows are at
+    /// most 64 MiB) gets an empty index, which indexes nothing: covers are not searched there.
     pub fn build(window: &[u8]) -> Self {
+        let window = if window.len() > MAX_INDEXED {
+            &[][..]
+        } else {
+            window
+        };
         let mut sa = vec![0i32; window.len()];
         if !window.is_empty() {
             divsufsort::sort_in_place(window, &mut sa);
@@ -95,7 +101,9 @@ impl SuffixIndex {
         Self { sa, buckets }
     }
 
-    /// True when this is an index of a window of `len` bytes.
+    /// True when this is an index of a window of `len` bytes (the caller's key says which
+    /// window; an index of other bytes would find fewer matches, never wrong ones, since
+    /// every match is measured on the window itself).
     pub(crate) fn indexes(&self, len: usize) -> bool {
         self.sa.len() == len
     }
@@ -105,6 +113,9 @@ impl SuffixIndex {
         (self.sa.len() + self.buckets.len()) * std::mem::size_of::<u32>()
     }
 }
+
+/// The longest window a suffix index covers: its offsets are `i32`.
+const MAX_INDEXED: usize = i32::MAX as usize;
 
 /// Two-byte prefixes index the buckets.
 const BUCKETS: usize = 1 << 16;
@@ -175,7 +186,7 @@ fn equal_len(a: &[u8], b: &[u8]) -> usize {
 /// The covers of `new` against `old`, in order, non-overlapping, inside both; `index` is
 /// `old`'s suffix index if the caller has one (it is built otherwise).
 pub(crate) fn covers(new: &[u8], old: &[u8], index: Option<&SuffixIndex>) -> Vec<Cover> {
-    if new.len() <= MIN_MATCH || old.is_empty() {
+    if new.len() <= MIN_MATCH || old.is_empty() || old.len() > MAX_INDEXED {
         return Vec::new();
     }
     let built;
