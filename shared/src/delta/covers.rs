@@ -395,68 +395,36 @@ mod tests {
         let out = restore(&good, &reference, 20, &limits).unwrap();
         assert_eq!(out, [[1u8; 5].as_slice(), &[7; 10], &[1; 5]].concat());
 
-        // A cover reaching past the window.
-        let past = payload(
-            1,
-            [
-                &varints(&[0]),
-                &varints(&[10]),
-                &varints(&[zigzag(95)]),
-                &[0; 10],
-                &[],
-            ],
-        );
-        assert!(matches!(refused(&past, 10), DeltaError::Corrupt { .. }));
-        // Before its start.
-        let before = payload(
-            1,
-            [
-                &varints(&[0]),
-                &varints(&[10]),
-                &varints(&[zigzag(-1)]),
-                &[0; 10],
-                &[],
-            ],
-        );
-        assert!(matches!(refused(&before, 10), DeltaError::Corrupt { .. }));
-        // Past the declared length.
-        let long = payload(
-            1,
-            [
-                &varints(&[0]),
-                &varints(&[30]),
-                &varints(&[0]),
-                &[0; 20],
-                &[],
-            ],
-        );
-        assert!(matches!(refused(&long, 20), DeltaError::Corrupt { .. }));
+        // One cover each, refused: (why, gap, length, shift, differences, literals, declared).
+        type Case<'a> = (&'a str, u64, u64, i64, &'a [u8], &'a [u8], usize);
+        let one_cover: [Case<'_>; 6] = [
+            ("past the window", 0, 10, 95, &[0; 10], &[], 10),
+            ("before the window", 0, 10, -1, &[0; 10], &[], 10),
+            ("past the declared length", 0, 30, 0, &[0; 20], &[], 20),
+            ("a gap past the literals", 50, 10, 0, &[0; 10], &[1; 10], 60),
+            ("under the minimum length", 0, 2, 0, &[0; 2], &[1; 18], 20),
+            ("with spare differences", 0, 10, 0, &[1; 11], &[1; 10], 20),
+        ];
+        for (why, gap, len, shift, differences, literals, declared) in one_cover {
+            let bad = payload(
+                1,
+                [
+                    &varints(&[gap]),
+                    &varints(&[len]),
+                    &varints(&[zigzag(shift)]),
+                    differences,
+                    literals,
+                ],
+            );
+            assert!(
+                matches!(refused(&bad, declared), DeltaError::Corrupt { .. }),
+                "a cover {why}"
+            );
+        }
         // More covers than the declared length admits.
         let many = payload(1000, [&[], &[], &[], &[], &[]]);
         assert!(matches!(refused(&many, 20), DeltaError::Corrupt { .. }));
-        // A gap past the literals, a cover under the minimum, an over-long varint.
-        let gap = payload(
-            1,
-            [
-                &varints(&[50]),
-                &varints(&[10]),
-                &varints(&[0]),
-                &[0; 10],
-                &[1; 10],
-            ],
-        );
-        assert!(matches!(refused(&gap, 60), DeltaError::Corrupt { .. }));
-        let short = payload(
-            1,
-            [
-                &varints(&[0]),
-                &varints(&[2]),
-                &varints(&[0]),
-                &[0; 2],
-                &[1; 18],
-            ],
-        );
-        assert!(matches!(refused(&short, 20), DeltaError::Corrupt { .. }));
+        // An over-long varint, a truncated one.
         let endless = payload(
             1,
             [&[0xff; 11], &varints(&[10]), &varints(&[0]), &[0; 10], &[]],
@@ -468,18 +436,6 @@ mod tests {
             refused(&truncated, 10),
             DeltaError::Corrupt { .. }
         ));
-        // Streams longer or shorter than the covers use; bytes after the last frame.
-        let spare = payload(
-            1,
-            [
-                &varints(&[0]),
-                &varints(&[10]),
-                &varints(&[0]),
-                &[1; 11],
-                &[1; 10],
-            ],
-        );
-        assert!(matches!(refused(&spare, 20), DeltaError::Corrupt { .. }));
         // Difference runs: empty, past the chunk, past their bytes, bytes left over.
         let cover = [varints(&[0]), varints(&[10]), varints(&[0])];
         for (runs, lengths, values) in [
@@ -498,6 +454,7 @@ mod tests {
                 "{lengths:?} {values:?}"
             );
         }
+        // Literals shorter than the gaps leave; bytes after the last frame.
         let short_literals = payload(
             1,
             [
