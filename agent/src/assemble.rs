@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -240,6 +240,18 @@ impl Assembly {
         encoding: Encoding,
         payload: &[u8],
     ) -> Result<(), AssembleError> {
+        let bytes = self.decode(want, encoding, payload)?;
+        self.place(want.ordinal, &bytes)
+    }
+
+    /// The first half of [`Assembly::accept`]: the chunk's bytes, decoded and checked against
+    /// the signed hash.
+    pub fn decode(
+        &self,
+        want: &ChunkWant,
+        encoding: Encoding,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, AssembleError> {
         let ordinal = want.ordinal;
         let reject = |reason: String| AssembleError::Rejected { ordinal, reason };
         let i = ordinal as usize;
@@ -266,10 +278,22 @@ impl Assembly {
         if Digest::of(&bytes) != c.hash {
             return Err(reject("decoded bytes do not match the signed hash".into()));
         }
-        let ordinals = self.same.get(&c.hash).cloned().unwrap_or_default();
+        Ok(bytes)
+    }
+
+    /// The second half of [`Assembly::accept`]: writes the checked bytes of chunk `ordinal`
+    /// into place, and into every other place the same chunk occupies.
+    pub fn place(&mut self, ordinal: u32, bytes: &[u8]) -> Result<(), AssembleError> {
+        let Some(hash) = self.target.chunks.get(ordinal as usize).map(|c| c.hash) else {
+            return Err(AssembleError::Rejected {
+                ordinal,
+                reason: "no such chunk".into(),
+            });
+        };
+        let ordinals = self.same.get(&hash).cloned().unwrap_or_default();
         for j in ordinals {
             if !self.done[j as usize] {
-                self.write(j as usize, &bytes)?;
+                self.write(j as usize, bytes)?;
             }
         }
         Ok(())
@@ -296,19 +320,30 @@ impl Assembly {
         self.file
             .write_all_at(bytes, self.offsets[i])
             .map_err(disk(&self.path))?;
+        crate::fsutil::start_writeback(&self.file, self.offsets[i], bytes.len() as u64);
         self.done[i] = true;
         Ok(())
     }
 
     /// Makes the file durable and checks it whole against the signed size and hash.
     pub fn finish(self, size: u64, hash: &Digest) -> Result<(), AssembleError> {
+        self.sync()?;
+        self.verify(size, hash)
+    }
+
+    /// The first half of [`Assembly::finish`]: every chunk in place, on disk.
+    pub fn sync(&self) -> Result<(), AssembleError> {
         if let Some(i) = self.done.iter().position(|d| !d) {
             return Err(AssembleError::Whole(format!("chunk {i} is missing")));
         }
-        self.file.sync_all().map_err(disk(&self.path))?;
+        self.file.sync_all().map_err(disk(&self.path))
+    }
+
+    /// The second half of [`Assembly::finish`]: the file as read back hashes to the signed
+    /// size and hash.
+    pub fn verify(self, size: u64, hash: &Digest) -> Result<(), AssembleError> {
         let mut hasher = Hasher::new();
-        let mut reader =
-            BufReader::with_capacity(1 << 20, File::open(&self.path).map_err(disk(&self.path))?);
+        let mut reader = File::open(&self.path).map_err(disk(&self.path))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         loop {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ferry_shared::chunk::ChunkIndex;
+use ferry_shared::delta::Encoding;
 use ferry_shared::select::{DeviceProfile, select_variant};
 use ferry_shared::sign::Envelope;
 use ferry_shared::wire::io::{
@@ -150,7 +151,10 @@ async fn download(
     let envelope_path = staging.join(ENVELOPE_FILE);
     write_atomic(&envelope_path, &target.envelope).map_err(|e| attempt.disk(&envelope_path, e))?;
 
+    let started = Instant::now();
     let index = chunk_index(conn, attempt, stats).await?;
+    stats.stages.index_us += micros(started);
+    let started = Instant::now();
     let sources = local_sources(layout, model, profile, &index);
     let file_path = staging.join(target.variant.file_name.as_str());
     let size = target.variant.size;
@@ -160,6 +164,7 @@ async fn download(
         Ok((asm, opened, copied))
     })
     .await?;
+    stats.stages.copy_us += micros(started);
     tracing::info!(
         version = %target.version,
         chunks = asm.chunks_total(),
@@ -181,8 +186,26 @@ async fn download(
         }
     }
     let (size, hash) = (target.variant.size, target.variant.hash);
-    blocking(attempt, move || asm.finish(size, &hash)).await?;
+    let (synced, asm) = blocking(attempt, move || {
+        let started = Instant::now();
+        asm.sync()?;
+        Ok((started.elapsed(), asm))
+    })
+    .await?;
+    stats.stages.fsync_us += as_micros(synced);
+    let started = Instant::now();
+    blocking(attempt, move || asm.verify(size, &hash)).await?;
+    stats.stages.verify_us += micros(started);
     fsync_dir(staging).map_err(|e| attempt.disk(staging, e))
+}
+
+/// Microseconds since `started`.
+fn micros(started: Instant) -> u64 {
+    as_micros(started.elapsed())
+}
+
+fn as_micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Refuses to start a download that cannot fit on the disk, with what it lacks: a device
@@ -340,11 +363,12 @@ async fn response(
     }
 }
 
-/// Asks for `batch` on one stream and applies each reply as it arrives.
+/// Asks for `batch` on one stream and applies each reply as it arrives: a chunk is decoded
+/// and written on a blocking thread while the next one is read off the connection.
 async fn fetch_batch(
     conn: &Connection,
     attempt: &Attempt<'_>,
-    mut asm: Assembly,
+    asm: Assembly,
     batch: &[ChunkWant],
     stats: &mut TransferStats,
 ) -> Result<Assembly, StageFailure> {
@@ -352,76 +376,174 @@ async fn fetch_batch(
         file: attempt.target.variant.hash,
         wants: batch.to_vec(),
     };
-    let mut recv = open_request(conn, attempt, &request).await?;
-    match response(&mut recv, attempt).await? {
-        FetchResponse::Chunks => {}
-        other => {
-            return Err(attempt.net(format!("unexpected answer to a chunk request: {other:?}")));
-        }
-    }
     let max_payload = asm.max_payload();
+    let mut slot = Slot::Idle(Box::new(asm));
+    let waiting = Instant::now();
+    let opened = async {
+        let mut recv = open_request(conn, attempt, &request).await?;
+        match response(&mut recv, attempt).await? {
+            FetchResponse::Chunks => Ok(recv),
+            other => Err(attempt.net(format!("unexpected answer to a chunk request: {other:?}"))),
+        }
+    };
+    let mut recv = opened.await?;
+    stats.stages.network_us += micros(waiting);
+    // The buffer of the chunk before the one being applied, for the next read.
+    let mut spare = Vec::new();
     for want in batch {
-        let reply: ChunkReply = read_frame(&mut recv, "chunk reply")
-            .await
-            .map_err(|e: FrameIoError| attempt.net(format!("chunk stream: {e}")))?
-            .ok_or_else(|| attempt.net("the chunk stream ended early"))?;
-        let (encoding, payload) = match reply {
-            ChunkReply::Chunk {
-                ordinal,
-                encoding,
-                len,
-            } if ordinal == want.ordinal && (len as usize) <= max_payload => {
-                let mut payload = vec![0u8; len as usize];
-                recv.read_exact(&mut payload)
-                    .await
-                    .map_err(|e| attempt.net(format!("chunk {ordinal}: {e}")))?;
-                stats.bytes_on_wire += u64::from(len);
+        let waiting = Instant::now();
+        let received = receive(&mut recv, want, max_payload, &mut spare, attempt).await;
+        stats.stages.network_us += micros(waiting);
+        let mut asm = slot.settle(attempt, stats, &mut spare).await?;
+        let (encoding, payload) = match received? {
+            Received::Chunk { encoding, payload } => {
+                stats.bytes_on_wire += payload.len() as u64;
                 stats.chunks_fetched += 1;
                 (encoding, payload)
             }
-            ChunkReply::Chunk { ordinal, len, .. } if ordinal == want.ordinal => {
-                // Over any sane bound: the rest of the stream cannot be trusted either.
-                let why = format!("a {len}-byte payload, over the {max_payload}-byte bound");
+            Received::Oversized(why) => {
+                // The rest of the stream cannot be trusted either.
                 return chunk_failed(asm, want, attempt, stats, why);
             }
-            ChunkReply::Unavailable {
-                ordinal,
-                permanent,
-                message,
-            } if ordinal == want.ordinal => {
-                if want.reference.is_none() && !permanent {
-                    return Err(
-                        attempt.net(format!("chunk {ordinal} is unavailable for now: {message}"))
-                    );
-                }
-                asm = chunk_failed(asm, want, attempt, stats, message)?;
+            Received::Unavailable(why) => {
+                slot = Slot::Idle(Box::new(chunk_failed(asm, want, attempt, stats, why)?));
                 continue;
             }
-            other => {
-                return Err(attempt.net(format!(
-                    "the coordinator answered chunk {} with {other:?}",
-                    want.ordinal
-                )));
-            }
         };
-        let want_copy = *want;
-        let (back, result) = tokio::task::spawn_blocking(move || {
-            let result = asm.accept(&want_copy, encoding, &payload);
-            (asm, result)
-        })
+        let want = *want;
+        slot = Slot::Applying(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let decoded = asm.decode(&want, encoding, &payload);
+            let decoding = started.elapsed();
+            let started = Instant::now();
+            let result = decoded.and_then(|bytes| asm.place(want.ordinal, &bytes));
+            Applied {
+                asm,
+                want,
+                encoding,
+                payload,
+                result,
+                decoding,
+                writing: started.elapsed(),
+            }
+        }));
+    }
+    slot.settle(attempt, stats, &mut spare).await
+}
+
+/// A chunk's reply as read off its fetch stream.
+enum Received {
+    /// Its bytes, as encoded.
+    Chunk {
+        encoding: Encoding,
+        payload: Vec<u8>,
+    },
+    /// The coordinator cannot serve it (why).
+    Unavailable(String),
+    /// Announced over the payload bound (why).
+    Oversized(String),
+}
+
+/// Reads the reply to `want` into `buffer` (taken; its allocation is reused). Errors are those
+/// that end the attempt: a dropped stream, a reply out of order, a chunk unavailable for now.
+async fn receive(
+    recv: &mut RecvStream,
+    want: &ChunkWant,
+    max_payload: usize,
+    buffer: &mut Vec<u8>,
+    attempt: &Attempt<'_>,
+) -> Result<Received, StageFailure> {
+    let reply: ChunkReply = read_frame(recv, "chunk reply")
         .await
-        .map_err(|e| attempt.fail(ErrorKind::Disk, format!("decoder task failed: {e}"), true))?;
-        asm = back;
-        match result {
+        .map_err(|e: FrameIoError| attempt.net(format!("chunk stream: {e}")))?
+        .ok_or_else(|| attempt.net("the chunk stream ended early"))?;
+    match reply {
+        ChunkReply::Chunk {
+            ordinal,
+            encoding,
+            len,
+        } if ordinal == want.ordinal && (len as usize) <= max_payload => {
+            let mut payload = std::mem::take(buffer);
+            payload.clear();
+            payload.resize(len as usize, 0);
+            recv.read_exact(&mut payload)
+                .await
+                .map_err(|e| attempt.net(format!("chunk {ordinal}: {e}")))?;
+            Ok(Received::Chunk { encoding, payload })
+        }
+        ChunkReply::Chunk { ordinal, len, .. } if ordinal == want.ordinal => {
+            Ok(Received::Oversized(format!(
+                "a {len}-byte payload, over the {max_payload}-byte bound"
+            )))
+        }
+        ChunkReply::Unavailable {
+            ordinal,
+            permanent,
+            message,
+        } if ordinal == want.ordinal => {
+            if want.reference.is_none() && !permanent {
+                return Err(
+                    attempt.net(format!("chunk {ordinal} is unavailable for now: {message}"))
+                );
+            }
+            Ok(Received::Unavailable(message))
+        }
+        other => Err(attempt.net(format!(
+            "the coordinator answered chunk {} with {other:?}",
+            want.ordinal
+        ))),
+    }
+}
+
+/// The assembly, either at hand or applying a chunk on a blocking thread.
+enum Slot {
+    Idle(Box<Assembly>),
+    Applying(tokio::task::JoinHandle<Applied>),
+}
+
+/// What applying one chunk did, with the assembly handed back.
+struct Applied {
+    asm: Assembly,
+    want: ChunkWant,
+    encoding: Encoding,
+    /// The received bytes, whose allocation the next read reuses.
+    payload: Vec<u8>,
+    result: Result<(), AssembleError>,
+    decoding: std::time::Duration,
+    writing: std::time::Duration,
+}
+
+impl Slot {
+    /// The assembly once the chunk being applied (if any) is done, its outcome recorded: a
+    /// chunk that failed is asked for again whole (see [`chunk_failed`]); a disk error ends
+    /// the attempt.
+    async fn settle(
+        self,
+        attempt: &Attempt<'_>,
+        stats: &mut TransferStats,
+        spare: &mut Vec<u8>,
+    ) -> Result<Assembly, StageFailure> {
+        let applying = match self {
+            Slot::Idle(asm) => return Ok(*asm),
+            Slot::Applying(applying) => applying,
+        };
+        let applied = applying.await.map_err(|e| {
+            attempt.fail(ErrorKind::Disk, format!("decoder task failed: {e}"), true)
+        })?;
+        stats.stages.decode_us += as_micros(applied.decoding);
+        stats.stages.write_us += as_micros(applied.writing);
+        *spare = applied.payload;
+        let (asm, want, encoding) = (applied.asm, applied.want, applied.encoding);
+        match applied.result {
             Ok(()) => {
                 tracing::debug!(ordinal = want.ordinal, ?encoding, "chunk staged");
                 *stats.encodings.entry(encoding.to_string()).or_default() += 1;
+                Ok(asm)
             }
-            Err(AssembleError::Disk { path, source }) => return Err(attempt.disk(&path, source)),
-            Err(e) => asm = chunk_failed(asm, want, attempt, stats, e.to_string())?,
+            Err(AssembleError::Disk { path, source }) => Err(attempt.disk(&path, source)),
+            Err(e) => chunk_failed(asm, &want, attempt, stats, e.to_string()),
         }
     }
-    Ok(asm)
 }
 
 /// A chunk failed (unavailable, unverifiable or oversized): it is asked for once more,

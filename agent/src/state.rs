@@ -67,6 +67,31 @@ pub struct TransferStats {
     pub encodings: BTreeMap<String, u32>,
     /// Time spent staging, over all attempts, in milliseconds.
     pub duration_ms: u64,
+    /// Where that time went (absent from states written before it was kept: all zero).
+    #[serde(default)]
+    pub stages: StageTimes,
+}
+
+/// Where staging time went, in microseconds, summed over attempts; what is left of
+/// [`TransferStats::duration_ms`] went to bookkeeping between the stages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTimes {
+    /// Getting the chunk index (read back from staging, or fetched).
+    pub index_us: u64,
+    /// Planning against the installed versions, checking what an interrupted attempt left and
+    /// copying the chunks they hold.
+    pub copy_us: u64,
+    /// Waiting for the coordinator: opening requests and reading chunk bytes off the
+    /// connection.
+    pub network_us: u64,
+    /// Decoding received chunks (with their windows read back) and checking their hashes.
+    pub decode_us: u64,
+    /// Writing decoded chunks into place.
+    pub write_us: u64,
+    /// Making the assembled file durable.
+    pub fsync_us: u64,
+    /// Reading the whole file back and checking it against the signed hash.
+    pub verify_us: u64,
 }
 
 /// Per-model memory.
@@ -301,6 +326,18 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Transfer figures as builds before the stage times wrote them still read, with the
+    /// stages at zero.
+    #[test]
+    fn transfer_figures_without_stage_times_still_read() {
+        let written = r#"{"bytes_on_wire":10,"bytes_reused_locally":0,"chunks_total":1,
+            "chunks_fetched":1,"chunks_refetched":0,"resumed":0,"attempts":1,
+            "encodings":{"zstd":1},"duration_ms":7}"#;
+        let stats: TransferStats = serde_json::from_str(written).unwrap();
+        assert_eq!(stats.duration_ms, 7);
+        assert_eq!(stats.stages, StageTimes::default());
+    }
 
     #[test]
     fn events_are_numbered_and_dropped_once_acknowledged() {

@@ -202,10 +202,9 @@ impl Transfer {
     }
 
     fn plain(&self, chunk: &ChunkRef) -> Result<Encoded, ServeError> {
-        let stored = self.chunks.read(&chunk.hash, chunk.len)?;
         Ok(Encoded {
             encoding: Encoding::Zstd,
-            payload: stored.compressed,
+            payload: self.chunks.read_frame(&chunk.hash, chunk.len)?,
         })
     }
 

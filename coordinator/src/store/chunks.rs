@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ferry_shared::Digest;
+use ferry_shared::digest::Hasher;
 
 /// Chunk bytes on disk.
 #[derive(Clone, Debug)]
@@ -109,42 +110,78 @@ impl ChunkStore {
 
     /// Reads chunk `hash` of `len` bytes and checks it.
     pub fn read(&self, hash: &Digest, len: u32) -> Result<StoredChunk, ChunkStoreError> {
-        let path = self.path(hash);
-        let compressed = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ChunkStoreError::Missing(*hash));
-            }
-            Err(e) => return Err(io_at(&path)(e)),
-        };
-        let damaged = |reason: String| ChunkStoreError::Damaged {
-            hash: *hash,
-            reason,
-        };
-        let mut decoder = zstd::stream::read::Decoder::new(compressed.as_slice())
-            .map_err(|e| damaged(e.to_string()))?;
-        decoder
-            .window_log_max(WINDOW_LOG_MAX)
-            .map_err(|e| damaged(e.to_string()))?;
-        // One byte more than declared proves a too-long chunk without decoding all of it.
+        let compressed = self.read_file(hash)?;
         let mut bytes = Vec::with_capacity(len as usize);
-        decoder
-            .take(u64::from(len) + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| damaged(e.to_string()))?;
-        if bytes.len() != len as usize {
-            return Err(damaged(format!(
-                "decodes to {}{} bytes, not {len}",
-                bytes.len().min(len as usize),
-                if bytes.len() > len as usize { "+" } else { "" }
-            )));
-        }
-        let actual = Digest::of(&bytes);
-        if actual != *hash {
-            return Err(damaged(format!("decodes to bytes hashing to {actual}")));
-        }
+        check(&compressed, hash, len, |piece| {
+            bytes.extend_from_slice(piece)
+        })?;
         Ok(StoredChunk { compressed, bytes })
     }
+
+    /// Reads chunk `hash` of `len` bytes and checks it, keeping only the stored frame (to
+    /// send it as it is): the bytes are hashed as they decode, a small buffer at a time.
+    pub fn read_frame(&self, hash: &Digest, len: u32) -> Result<Vec<u8>, ChunkStoreError> {
+        let compressed = self.read_file(hash)?;
+        check(&compressed, hash, len, |_| {})?;
+        Ok(compressed)
+    }
+
+    fn read_file(&self, hash: &Digest) -> Result<Vec<u8>, ChunkStoreError> {
+        let path = self.path(hash);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ChunkStoreError::Missing(*hash)),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+}
+
+/// Decodes the stored frame of chunk `hash`, handing the bytes to `sink` as they come, and
+/// checks that they are `len` bytes hashing to `hash`. Decoding stops one byte past `len`.
+fn check(
+    compressed: &[u8],
+    hash: &Digest,
+    len: u32,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(), ChunkStoreError> {
+    /// Bytes decoded at a time: well under the allocator's mmap threshold, so the buffer is
+    /// reused heap, not fresh pages per chunk.
+    const PIECE: usize = 64 * 1024;
+    let damaged = |reason: String| ChunkStoreError::Damaged {
+        hash: *hash,
+        reason,
+    };
+    let mut decoder =
+        zstd::stream::read::Decoder::new(compressed).map_err(|e| damaged(e.to_string()))?;
+    decoder
+        .window_log_max(WINDOW_LOG_MAX)
+        .map_err(|e| damaged(e.to_string()))?;
+    let mut decoder = decoder.take(u64::from(len) + 1);
+    let mut hasher = Hasher::new();
+    let mut piece = vec![0u8; PIECE];
+    let mut total = 0u64;
+    loop {
+        let n = decoder
+            .read(&mut piece)
+            .map_err(|e| damaged(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > u64::from(len) {
+            return Err(damaged(format!("decodes to {len}+ bytes, not {len}")));
+        }
+        hasher.update(&piece[..n]);
+        sink(&piece[..n]);
+    }
+    if total != u64::from(len) {
+        return Err(damaged(format!("decodes to {total} bytes, not {len}")));
+    }
+    let actual = hasher.finish();
+    if actual != *hash {
+        return Err(damaged(format!("decodes to bytes hashing to {actual}")));
+    }
+    Ok(())
 }
 
 /// A stored chunk file, as garbage collection sees it.

@@ -1,0 +1,258 @@
+//! Full-file throughput on real processes, each figure beside its anchor from the same run:
+//! - **download**: an artifact of `--mib` MiB of random bytes (nothing to compress, nothing to
+//!   reuse) installed by an agent over QUIC on loopback, from `alias set` to the install
+//!   verified, switched and confirmed; the anchor is `curl` fetching the same file from an
+//!   HTTP server on loopback into a file, then an fsync;
+//! - **where the agent's time went**: its staging stages (index, network, decode, write, fsync,
+//!   verify), from its own records;
+//! - **publish**: `ferryctl publish` of the same file into the coordinator's store; the anchor
+//!   is `zstd -T2` at the store's level on the same file.
+//!
+//! Not a test: nothing here asserts. `cargo run --release -p ferry-tests --bin
+//! ferry-throughput-bench -- --mib 1024`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferry_agent::state::StageTimes;
+use ferry_shared::testutil::noise;
+use ferry_tests::procfs::status_kib;
+use ferry_tests::{Fleet, HEALTH_MAGIC};
+
+const MIB: usize = 1024 * 1024;
+const PATIENCE: Duration = Duration::from_secs(3600);
+/// The coordinator's default store level (`compression_level`), the `zstd -T2` anchor's.
+const STORE_LEVEL: i32 = 9;
+
+/// Download and publish throughput of a random artifact, beside curl + fsync and zstd -T2.
+/// Prints tables; asserts nothing.
+#[derive(clap::Parser)]
+#[command(name = "ferry-throughput-bench")]
+struct Args {
+    /// Size of the artifact, in MiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=65536))]
+    mib: u64,
+    /// Build the workspace's binaries first; by default the bench runs them as they are in
+    /// the target directory.
+    #[arg(long)]
+    build: bool,
+}
+
+fn main() -> Result<()> {
+    let args = <Args as clap::Parser>::parse();
+    if !args.build {
+        ferry_tests::Binaries::use_prebuilt();
+    }
+    let size = usize::try_from(args.mib)? * MIB;
+    let work = tempfile::Builder::new()
+        .prefix("ferry-throughput-")
+        .tempdir()?;
+    let artifact = work.path().join("artifact.bin");
+    // The demo agents' health check loads a model by its header; the rest is random.
+    let mut bytes = HEALTH_MAGIC.to_vec();
+    bytes.extend(noise(7, size - HEALTH_MAGIC.len()));
+    std::fs::write(&artifact, &bytes).context("writing the artifact")?;
+    drop(bytes);
+
+    let zstd = zstd_t2(&artifact, &work.path().join("artifact.bin.zst"))?;
+    let curl = curl_and_fsync(&artifact, &work.path().join("curl.bin"))?;
+
+    let fleet = Fleet::start(1, None)?;
+    let bytes = std::fs::read(&artifact)?;
+    let start = Instant::now();
+    fleet.publish("1.0.0", &bytes)?;
+    let publish = start.elapsed();
+    drop(bytes);
+    let start = Instant::now();
+    fleet.set_prod("1.0.0", "throughput bench")?;
+    fleet.wait_all_on("1.0.0", PATIENCE)?;
+    let install = start.elapsed();
+    let transfer = fleet.agents[0].transfer_for("1.0.0")?;
+    let agent_peak = status_kib(fleet.agents[0].pid().context("agent not running")?, "VmHWM")?;
+
+    let mib = args.mib as f64;
+    let rate = |d: Duration| mib / d.as_secs_f64();
+    println!("artifact: {} MiB of random bytes", args.mib);
+    println!();
+    println!("| download | time | MiB/s | × curl + fsync |");
+    println!("|---|---:|---:|---:|");
+    match curl {
+        Some(curl) => {
+            println!(
+                "| curl from HTTP on loopback, then fsync | {:.2} s | {:.0} | 1.00 |",
+                curl.as_secs_f64(),
+                rate(curl)
+            );
+            println!(
+                "| Ferry: alias set → installed, verified, confirmed | {:.2} s | {:.0} | {:.2} |",
+                install.as_secs_f64(),
+                rate(install),
+                curl.as_secs_f64() / install.as_secs_f64()
+            );
+        }
+        None => println!(
+            "| Ferry: alias set → installed, verified, confirmed | {:.2} s | {:.0} | curl not installed |",
+            install.as_secs_f64(),
+            rate(install)
+        ),
+    }
+    let staging = Duration::from_millis(transfer.duration_ms);
+    println!(
+        "| Ferry: the agent's staging alone | {:.2} s | {:.0} | |",
+        staging.as_secs_f64(),
+        rate(staging)
+    );
+    println!();
+    println!(
+        "agent peak RSS {:.1} MiB; {} chunks, {} bytes on the wire",
+        agent_peak as f64 / 1024.0,
+        transfer.chunks_fetched,
+        transfer.bytes_on_wire
+    );
+    println!();
+    print_stages(&transfer.stages, transfer.duration_ms);
+    println!();
+    println!("| publish | time | MiB/s | × zstd -T2 |");
+    println!("|---|---:|---:|---:|");
+    match zstd {
+        Some(zstd) => {
+            println!(
+                "| zstd -T2 -{STORE_LEVEL} | {:.2} s | {:.0} | 1.00 |",
+                zstd.as_secs_f64(),
+                rate(zstd)
+            );
+            println!(
+                "| ferryctl publish (level {STORE_LEVEL} store) | {:.2} s | {:.0} | {:.2} |",
+                publish.as_secs_f64(),
+                rate(publish),
+                zstd.as_secs_f64() / publish.as_secs_f64()
+            );
+        }
+        None => println!(
+            "| ferryctl publish (level {STORE_LEVEL} store) | {:.2} s | {:.0} | zstd not installed |",
+            publish.as_secs_f64(),
+            rate(publish)
+        ),
+    }
+    Ok(())
+}
+
+/// The agent's stage table.
+fn print_stages(stages: &StageTimes, total_ms: u64) {
+    let rows = [
+        ("chunk index", stages.index_us),
+        ("plan and local copies", stages.copy_us),
+        ("network (waiting for chunk bytes)", stages.network_us),
+        ("decode and check chunks", stages.decode_us),
+        ("write chunks", stages.write_us),
+        ("fsync", stages.fsync_us),
+        ("verify the whole file", stages.verify_us),
+    ];
+    let total_us = total_ms.saturating_mul(1000).max(1);
+    let counted: u64 = rows.iter().map(|(_, us)| us).sum();
+    println!("| agent stage | time | share of staging |");
+    println!("|---|---:|---:|");
+    for (stage, us) in rows
+        .into_iter()
+        .chain([("other", total_us.saturating_sub(counted))])
+    {
+        println!(
+            "| {stage} | {:.3} s | {:.1} % |",
+            us as f64 / 1e6,
+            us as f64 * 100.0 / total_us as f64
+        );
+    }
+}
+
+/// `zstd -T2` at the store's level on `file`, or `None` without the CLI.
+fn zstd_t2(file: &Path, out: &Path) -> Result<Option<Duration>> {
+    if !installed("zstd") {
+        return Ok(None);
+    }
+    let start = Instant::now();
+    let status = Command::new("zstd")
+        .args(["-q", "-f", "-T2", &format!("-{STORE_LEVEL}")])
+        .arg(file)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .context("running zstd")?;
+    let took = start.elapsed();
+    if !status.success() {
+        bail!("zstd failed: {status}");
+    }
+    std::fs::remove_file(out)?;
+    Ok(Some(took))
+}
+
+/// Whether `tool --version` runs.
+fn installed(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `curl` fetching `file` from an HTTP server on loopback into `out`, then an fsync of `out`;
+/// `None` without the CLI.
+fn curl_and_fsync(file: &Path, out: &Path) -> Result<Option<Duration>> {
+    if !installed("curl") {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/artifact.bin", listener.local_addr()?);
+    let served = file.to_owned();
+    let server = std::thread::spawn(move || serve_once(&listener, &served));
+    let start = Instant::now();
+    let status = Command::new("curl")
+        .args(["-s", "-f", "-o"])
+        .arg(out)
+        .arg(&url)
+        .status()
+        .context("running curl")?;
+    if !status.success() {
+        bail!("curl failed: {status}");
+    }
+    std::fs::File::open(out)?.sync_all()?;
+    let took = start.elapsed();
+    match server.join() {
+        Ok(result) => result?,
+        Err(_) => bail!("the HTTP server thread panicked"),
+    }
+    if std::fs::metadata(out)?.len() != std::fs::metadata(file)?.len() {
+        bail!("curl fetched a different length than served");
+    }
+    std::fs::remove_file(out)?;
+    Ok(Some(took))
+}
+
+/// Answers one HTTP request on `listener` with `file` (the kernel copies it: `std::io::copy`
+/// from a file to a socket is a sendfile).
+fn serve_once(listener: &TcpListener, file: &Path) -> Result<()> {
+    let (mut stream, _) = listener.accept()?;
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        request.push(byte[0]);
+        if request.len() > 64 * 1024 {
+            bail!("an HTTP request over 64 KiB");
+        }
+    }
+    let mut body = std::fs::File::open(file)?;
+    let len = body.metadata()?.len();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+    )?;
+    std::io::copy(&mut body, &mut stream)?;
+    Ok(())
+}
