@@ -469,7 +469,7 @@ mod tests {
             avg: 256,
             max: 1024,
         };
-        let mut ingest = chunks.ingest();
+        let ingest = chunks.ingest();
         let cut = ChunkIndex::build_visiting(data.as_slice(), params, |c, b| {
             ingest.put(&c.hash, b).map_err(|e| e.to_string())
         })

@@ -142,19 +142,13 @@ impl Spool {
             source,
         };
         let file = File::open(&self.tmp).map_err(io_err)?;
-        let mut ingest = chunks.ingest();
-        let mut store_error = None;
-        let cut = ChunkIndex::build_visiting(BufReader::new(file), params, |c, bytes| {
-            ingest.put(&c.hash, bytes).map_err(|e| {
-                let message = e.to_string();
-                store_error = Some(e);
-                message
+        let ingest = chunks.ingest();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cut = ingest.pipelined(workers, |store| {
+            ChunkIndex::build_visiting(BufReader::new(file), params, |c, bytes| {
+                store(&c.hash, bytes)
             })
-        });
-        if let Some(e) = store_error {
-            return Err(e.into());
-        }
-        let cut = cut?;
+        })??;
         if cut.hash != actual || cut.size != self.size {
             // The spool changed under us: treat it like a damaged upload.
             return Err(BlobError::HashMismatch {

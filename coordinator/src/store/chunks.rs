@@ -7,10 +7,11 @@
 //! Reads decode with a capped window and check length and hash: a damaged file is an error,
 //! never bytes sent to a device.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use ferry_shared::Digest;
 use ferry_shared::digest::Hasher;
@@ -102,9 +103,7 @@ impl ChunkStore {
     pub fn ingest(&self) -> Ingest<'_> {
         Ingest {
             store: self,
-            dirs: BTreeSet::new(),
-            new_chunks: 0,
-            new_bytes: 0,
+            written: Mutex::default(),
         }
     }
 
@@ -263,19 +262,24 @@ impl ChunkStore {
     }
 }
 
-/// A batch of chunk writes.
+/// A batch of chunk writes. [`Ingest::put`] may run on several threads at once;
+/// [`Ingest::pipelined`] runs them.
 pub struct Ingest<'a> {
     store: &'a ChunkStore,
+    written: Mutex<Written>,
+}
+
+/// What a batch wrote, for [`Ingest::finish`].
+#[derive(Default)]
+struct Written {
     dirs: BTreeSet<PathBuf>,
-    /// Chunks this batch stored that were not there before.
-    pub new_chunks: u32,
-    /// Their compressed size.
-    pub new_bytes: u64,
+    new_chunks: u32,
+    new_bytes: u64,
 }
 
 impl Ingest<'_> {
     /// Stores `bytes` (which hash to `hash`) unless the chunk is already there.
-    pub fn put(&mut self, hash: &Digest, bytes: &[u8]) -> Result<(), ChunkStoreError> {
+    pub fn put(&self, hash: &Digest, bytes: &[u8]) -> Result<(), ChunkStoreError> {
         let path = self.store.path(hash);
         if path.exists() {
             return Ok(());
@@ -290,38 +294,107 @@ impl Ingest<'_> {
             encoder.finish().map_err(io_at(&self.store.root))?
         };
         let tmp = self.store.temp_path(&hash.short())?;
+        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
         let result = (|| {
             let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
             file.write_all(&compressed).map_err(io_at(&tmp))?;
             file.sync_all().map_err(io_at(&tmp))?;
-            let dir = path.parent().map(Path::to_owned).unwrap_or_default();
             fs::create_dir_all(&dir).map_err(io_at(&dir))?;
             fs::rename(&tmp, &path).map_err(io_at(&path))?;
-            self.dirs.insert(dir);
             Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result?;
-        self.new_chunks += 1;
-        self.new_bytes += compressed.len() as u64;
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        written.dirs.insert(dir);
+        written.new_chunks += 1;
+        written.new_bytes += compressed.len() as u64;
         Ok(())
+    }
+
+    /// Runs `cut` on this thread and stores each chunk it hands over on `workers` threads
+    /// beside it: compressing is most of a publish's work, and cutting and hashing keep only
+    /// part of a core busy. A chunk handed over twice is stored once. At most two chunks per
+    /// worker wait between them, so memory stays bounded by a few chunks. The first failed
+    /// store ends the batch: `cut`'s hand-over returns an error from then on, and the store's
+    /// error is returned.
+    pub fn pipelined<R>(
+        &self,
+        workers: usize,
+        cut: impl FnOnce(&mut dyn FnMut(&Digest, &[u8]) -> Result<(), String>) -> R,
+    ) -> Result<R, ChunkStoreError> {
+        let workers = workers.max(1);
+        let (hand, queue) = std::sync::mpsc::sync_channel::<(Digest, Vec<u8>)>(workers * 2);
+        let queue = Mutex::new(queue);
+        let failed: Mutex<Option<ChunkStoreError>> = Mutex::new(None);
+        let has_failed = || {
+            failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(ToString::to_string)
+        };
+        let result = std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    // Every worker drains the queue to its end, failed or not, so the cutting
+                    // thread never blocks on a full queue nobody reads.
+                    loop {
+                        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok((hash, bytes)) = job else {
+                            break;
+                        };
+                        if has_failed().is_none()
+                            && let Err(e) = self.put(&hash, &bytes)
+                        {
+                            failed
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .get_or_insert(e);
+                        }
+                    }
+                });
+            }
+            let hand = hand;
+            let mut handed = HashSet::new();
+            let result = cut(&mut |hash: &Digest, bytes: &[u8]| {
+                if let Some(e) = has_failed() {
+                    return Err(e);
+                }
+                if handed.insert(*hash) {
+                    hand.send((*hash, bytes.to_vec()))
+                        .map_err(|_| "the chunk writers stopped".to_string())?;
+                }
+                Ok(())
+            });
+            drop(hand);
+            result
+        });
+        match failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some(e) => Err(e),
+            None => Ok(result),
+        }
     }
 
     /// Makes the renames durable.
     pub fn finish(self) -> Result<(u32, u64), ChunkStoreError> {
-        for dir in &self.dirs {
+        let written = self
+            .written
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        for dir in &written.dirs {
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(io_at(dir))?;
         }
-        if !self.dirs.is_empty() {
+        if !written.dirs.is_empty() {
             File::open(&self.store.root)
                 .and_then(|d| d.sync_all())
                 .map_err(io_at(&self.store.root))?;
         }
-        Ok((self.new_chunks, self.new_bytes))
+        Ok((written.new_chunks, written.new_bytes))
     }
 }
 
@@ -335,7 +408,7 @@ mod tests {
         let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
         let data = b"tensor".repeat(1000);
         let hash = Digest::of(&data);
-        let mut ingest = store.ingest();
+        let ingest = store.ingest();
         ingest.put(&hash, &data).unwrap();
         ingest.put(&hash, &data).unwrap();
         let (new_chunks, new_bytes) = ingest.finish().unwrap();
@@ -348,12 +421,62 @@ mod tests {
     }
 
     #[test]
+    fn a_pipelined_batch_stores_each_chunk_once_on_its_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let pieces: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| vec![i % 10; 5000 + usize::from(i)])
+            .collect();
+        let ingest = store.ingest();
+        let handed = ingest
+            .pipelined(3, |store| {
+                let mut handed = 0;
+                for piece in &pieces {
+                    store(&Digest::of(piece), piece)?;
+                    handed += 1;
+                }
+                Ok::<_, String>(handed)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(handed, 40);
+        let (new_chunks, _) = ingest.finish().unwrap();
+        assert_eq!(new_chunks, 40);
+        for piece in &pieces {
+            let read = store.read_frame(&Digest::of(piece), piece.len() as u32);
+            assert!(read.is_ok(), "{read:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_store_ends_a_pipelined_batch_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        // Temp files cannot be created: every store fails.
+        fs::remove_dir_all(dir.path().join("tmp")).unwrap();
+        fs::write(dir.path().join("tmp"), b"not a directory").unwrap();
+        let ingest = store.ingest();
+        let result = ingest.pipelined(2, |store| {
+            // Many more chunks than the queue holds: the cut must still end.
+            for i in 0..1000u32 {
+                let piece = i.to_le_bytes().repeat(100);
+                store(&Digest::of(&piece), &piece)?;
+            }
+            Ok::<_, String>(())
+        });
+        assert!(
+            matches!(result, Err(ChunkStoreError::Io { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
     fn damaged_or_missing_chunks_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
         let data = b"weights".repeat(500);
         let hash = Digest::of(&data);
-        let mut ingest = store.ingest();
+        let ingest = store.ingest();
         ingest.put(&hash, &data).unwrap();
         ingest.finish().unwrap();
         assert!(matches!(
