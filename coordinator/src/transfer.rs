@@ -231,18 +231,19 @@ impl Transfer {
             encoding: Encoding::Zstd,
             payload: stored.compressed,
         };
-        // Covers are tried on files without a tensor layout; they search the window's suffixes.
-        let suffixes = segments.is_none().then(|| {
-            let w = &key.window;
+        // Covers search the window's suffixes, sorted once per window (the screen asks only
+        // when it tries covers).
+        let w = &key.window;
+        let suffixes = || {
             self.suffixes
                 .get_or_build((w.file, w.offset, w.len), &window)
-        });
+        };
         let best = match encode_delta_in_window(
             &stored.bytes,
             &window,
             at,
             segments.as_deref(),
-            suffixes.as_deref(),
+            Some(&suffixes),
             self.level,
         ) {
             Some(delta) if delta.payload.len() < plain.payload.len() => delta,
@@ -479,6 +480,72 @@ mod tests {
             let got = read_window(&chunks, &cut.index, offset, len).unwrap();
             assert_eq!(got, &data[offset as usize..(offset + len) as usize]);
         }
+    }
+
+    /// A 1 GiB delta update whose chunks were all edited in place spent most of its time
+    /// sorting the suffixes of every window, for covers the screen then did not even try:
+    /// the index was built before the screen ran.
+    #[test]
+    fn no_suffix_sort_is_spent_on_a_chunk_edited_in_place() {
+        use ferry_shared::testutil::{noise, rebuilt};
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkStore::new(dir.path().join("chunks"), 3).unwrap();
+        let deltas = DeltaCache::new(dir.path().join("deltas")).unwrap();
+        let transfer = Transfer::new(chunks, deltas, 3, 1);
+        let params = ChunkParams {
+            min: 64 * 1024,
+            avg: 256 * 1024,
+            max: 1024 * 1024,
+        };
+        let cut = |data: &[u8]| {
+            let ingest = transfer.chunks.ingest();
+            let cut = ChunkIndex::build_visiting(data, params, |c, b| {
+                ingest.put(&c.hash, b).map_err(|e| e.to_string())
+            })
+            .unwrap();
+            ingest.finish().unwrap();
+            cut
+        };
+        let old = noise(3, 1024 * 1024);
+        let old_cut = cut(&old);
+        // Encodes the first chunk of `new` that differs from `old`, against all of `old`.
+        let encode_changed = |new: &[u8]| {
+            let new_cut = cut(new);
+            let (offset, chunk) = new_cut
+                .index
+                .spans()
+                .find(|(_, c)| !old_cut.index.chunks.contains(c))
+                .map(|(o, c)| (o, *c))
+                .unwrap();
+            let window = WindowRef {
+                file: old_cut.hash,
+                offset: 0,
+                len: old.len() as u64,
+                at: offset.min(old.len() as u64),
+            };
+            let job = Job {
+                key: DeltaKey {
+                    chunk: chunk.hash,
+                    window,
+                },
+                chunk,
+                offset,
+                layouts: None,
+                source: old_cut.index.clone(),
+            };
+            transfer.encode(&job).unwrap()
+        };
+        let mut in_place = old.clone();
+        for b in &mut in_place[300_000..364_000] {
+            *b = b.wrapping_add(5) % 16;
+        }
+        let delta = encode_changed(&in_place);
+        assert!(delta.encoding.needs_reference(), "{:?}", delta.encoding);
+        assert_eq!(transfer.suffixes.held(), 0);
+        // Rebuilt code, where covers pay: the index is built (once, and kept).
+        let moved = rebuilt(&old, 100, &noise(4, 64));
+        assert_eq!(encode_changed(&moved).encoding, Encoding::Covers);
+        assert_eq!(transfer.suffixes.held(), 1);
     }
 
     fn device(

@@ -534,10 +534,14 @@ pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: us
     }
 }
 
+/// Where covers get the suffix index of a window they search, asked only when covers are
+/// tried (the caller's cache, say); without one, covers build it themselves.
+pub type SuffixSource<'a> = &'a dyn Fn() -> std::sync::Arc<SuffixIndex>;
+
 /// Like [`encode_best`], against a window whose aligned position for this chunk is `at`;
 /// `tensors` is the chunk cut along the model's tensor layout (see [`crate::tensors`]) when
-/// the artifact has one; `suffixes` is the window's suffix index when the caller keeps one
-/// (see [`SuffixCache`]; it is built here otherwise, if covers are tried).
+/// the artifact has one; `suffixes` gives the window's suffix index when the caller keeps
+/// one (see [`SuffixCache`]), asked for only if covers are tried; it is built here otherwise.
 ///
 /// Candidates are screened at a cheap zstd level and only the winner is encoded at `level`:
 /// running every candidate at level 19 cost twice the encode time for the same choice.
@@ -548,7 +552,7 @@ pub fn encode_best_in_window(
     window: &[u8],
     at: usize,
     tensors: Option<&[Segment]>,
-    suffixes: Option<&SuffixIndex>,
+    suffixes: Option<SuffixSource<'_>>,
     level: i32,
 ) -> Encoded {
     screen_and_encode(new, window, at, tensors, suffixes, level, false).unwrap_or_else(|| Encoded {
@@ -565,7 +569,7 @@ pub fn encode_delta_in_window(
     window: &[u8],
     at: usize,
     tensors: Option<&[Segment]>,
-    suffixes: Option<&SuffixIndex>,
+    suffixes: Option<SuffixSource<'_>>,
     level: i32,
 ) -> Option<Encoded> {
     screen_and_encode(new, window, at, tensors, suffixes, level, true)
@@ -585,7 +589,7 @@ fn screen<'a>(
     window: &'a [u8],
     at: usize,
     tensors: Option<&[Segment]>,
-    suffixes: Option<&SuffixIndex>,
+    suffixes: Option<SuffixSource<'_>>,
 ) -> Vec<Screened<'a>> {
     fn keep<'a>(
         scored: &mut Vec<Screened<'a>>,
@@ -655,7 +659,8 @@ fn screen<'a>(
             }
             let reference = reference_in_window(Encoding::Covers, window, at, new.len());
             if !reference.is_empty() && !edited_in_place(&scored) {
-                let streams = covers::prepare(new, reference, suffixes);
+                let index = suffixes.map(|get| get());
+                let streams = covers::prepare(new, reference, index.as_deref());
                 keep(&mut scored, Encoding::Covers, Ok(Prepared::Covers(streams)));
             }
         }
@@ -700,7 +705,7 @@ fn screen_and_encode(
     window: &[u8],
     at: usize,
     tensors: Option<&[Segment]>,
-    suffixes: Option<&SuffixIndex>,
+    suffixes: Option<SuffixSource<'_>>,
     level: i32,
     plain_is_enough: bool,
 ) -> Option<Encoded> {

@@ -329,7 +329,6 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
     let workers = 2;
     // As the coordinator does: one suffix index per worker, shared by chunks of one window.
     let suffixes = delta::SuffixCache::new(workers);
-    let blind = new_layout.is_none();
     let mut encoded: Vec<(usize, Encoded)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|k| {
@@ -340,19 +339,20 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
                         .step_by(workers)
                         .map(|(i, w)| {
                             let enc = match w {
-                                Some(w) => delta::encode_best_in_window(
-                                    chunk_bytes(*i),
-                                    window_bytes(w),
-                                    w.at as usize,
-                                    cut(*i, w).as_deref(),
-                                    blind
-                                        .then(|| {
-                                            suffixes
-                                                .get_or_build((w.offset, w.len), window_bytes(w))
-                                        })
-                                        .as_deref(),
-                                    LEVEL,
-                                ),
+                                Some(w) => {
+                                    // Sorted only if the screen tries covers.
+                                    let index = || {
+                                        suffixes.get_or_build((w.offset, w.len), window_bytes(w))
+                                    };
+                                    delta::encode_best_in_window(
+                                        chunk_bytes(*i),
+                                        window_bytes(w),
+                                        w.at as usize,
+                                        cut(*i, w).as_deref(),
+                                        Some(&index),
+                                        LEVEL,
+                                    )
+                                }
                                 None => delta::encode_best(chunk_bytes(*i), None, LEVEL),
                             };
                             (*i, enc)

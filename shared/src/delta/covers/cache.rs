@@ -51,6 +51,11 @@ impl<K: PartialEq> SuffixCache<K> {
             .clone()
     }
 
+    /// How many indexes the cache holds (built or being built).
+    pub fn held(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Drops every index (those in use live on until their users let go).
     pub fn clear(&self) {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
