@@ -83,6 +83,8 @@ pub struct Assembly {
     done: Vec<bool>,
     /// Chunks to fetch without a reference (a delta or a local copy went wrong).
     full: HashSet<u32>,
+    /// Chunks handed to a [`Copies`] whose outcome is not recorded yet.
+    copying: HashSet<u32>,
     /// Chunks that already failed once after arriving: their one second chance is spent.
     retried: HashSet<u32>,
     /// Target ordinals by chunk hash, to fill duplicates from one fetch.
@@ -134,6 +136,7 @@ impl Assembly {
             sources,
             plan,
             full: HashSet::new(),
+            copying: HashSet::new(),
             retried: HashSet::new(),
             same,
             limits,
@@ -165,31 +168,56 @@ impl Assembly {
     /// Copies every chunk the device holds from its installed versions; a local copy that no
     /// longer hashes right is left to be fetched whole. Returns the bytes copied.
     pub fn copy_local(&mut self) -> Result<u64, AssembleError> {
-        let mut copied = 0u64;
-        let mut buf = Vec::new();
-        for i in 0..self.plan.steps.len() {
+        let copies = self.take_copies()?;
+        let copied = copies.run()?;
+        self.record_copies(&copied);
+        Ok(copied.bytes)
+    }
+
+    /// The planned local copies not yet done, to run on a thread of their own (see
+    /// [`Copies::run`]) while the missing chunks are fetched; [`Assembly::wants`] leaves them
+    /// out until [`Assembly::record_copies`] says how they went.
+    pub fn take_copies(&mut self) -> Result<Copies, AssembleError> {
+        let mut jobs = Vec::new();
+        for (i, step) in self.plan.steps.iter().enumerate() {
             let Step::Copy {
                 source,
                 offset,
                 len,
-            } = self.plan.steps[i]
+            } = *step
             else {
                 continue;
             };
             if self.done[i] {
                 continue;
             }
-            let src = &self.sources[source];
-            buf.resize(len as usize, 0);
-            let read = File::open(&src.path).and_then(|f| f.read_exact_at(&mut buf, offset));
-            if read.is_err() || Digest::of(&buf) != self.target.chunks[i].hash {
-                self.full.insert(u32::try_from(i).unwrap_or(u32::MAX));
-                continue;
-            }
-            self.write(i, &buf)?;
-            copied += u64::from(len);
+            let ordinal = u32::try_from(i).unwrap_or(u32::MAX);
+            self.copying.insert(ordinal);
+            jobs.push(CopyJob {
+                ordinal,
+                source,
+                from: offset,
+                len,
+                hash: self.target.chunks[i].hash,
+                to: self.offsets[i],
+            });
         }
-        Ok(copied)
+        Ok(Copies {
+            file: self.file.try_clone().map_err(disk(&self.path))?,
+            path: self.path.clone(),
+            sources: self.sources.iter().map(|s| s.path.clone()).collect(),
+            jobs,
+        })
+    }
+
+    /// Records what [`Copies::run`] did: copied chunks are in place, the others are to be
+    /// fetched whole.
+    pub fn record_copies(&mut self, copied: &Copied) {
+        for &ordinal in &copied.done {
+            self.done[ordinal as usize] = true;
+        }
+        self.full.extend(copied.failed.iter().copied());
+        self.copying.clear();
     }
 
     /// The chunks still missing, each distinct chunk once, in file order.
@@ -204,10 +232,10 @@ impl Assembly {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for (i, c) in self.target.chunks.iter().enumerate() {
-            if self.done[i] || !seen.insert(c.hash) {
+            let ordinal = u32::try_from(i).unwrap_or(u32::MAX);
+            if self.done[i] || self.copying.contains(&ordinal) || !seen.insert(c.hash) {
                 continue;
             }
-            let ordinal = u32::try_from(i).unwrap_or(u32::MAX);
             let reference = if self.full.contains(&ordinal) {
                 None
             } else {
@@ -363,6 +391,70 @@ impl Assembly {
             )));
         }
         Ok(())
+    }
+}
+
+/// Local copies taken out of an [`Assembly`] ([`Assembly::take_copies`]).
+pub struct Copies {
+    /// The staging file (its own handle).
+    file: File,
+    path: PathBuf,
+    /// The source files, by source index.
+    sources: Vec<PathBuf>,
+    jobs: Vec<CopyJob>,
+}
+
+/// One chunk to copy from an installed version.
+struct CopyJob {
+    ordinal: u32,
+    source: usize,
+    from: u64,
+    len: u32,
+    hash: Digest,
+    /// Where it goes in the staging file.
+    to: u64,
+}
+
+/// What [`Copies::run`] did.
+#[derive(Debug, Default)]
+pub struct Copied {
+    /// Chunks copied and checked.
+    pub done: Vec<u32>,
+    /// Chunks whose local bytes were unreadable or no longer hash right.
+    pub failed: Vec<u32>,
+    /// Bytes copied.
+    pub bytes: u64,
+}
+
+impl Copies {
+    /// Copies each chunk whose local bytes still hash right; others are reported failed. Only
+    /// a write to the staging file is an error.
+    pub fn run(self) -> Result<Copied, AssembleError> {
+        let mut copied = Copied::default();
+        let mut opened: HashMap<usize, Option<File>> = HashMap::new();
+        let mut buf = Vec::new();
+        for job in &self.jobs {
+            let source = opened.entry(job.source).or_insert_with(|| {
+                self.sources
+                    .get(job.source)
+                    .and_then(|p| File::open(p).ok())
+            });
+            buf.resize(job.len as usize, 0);
+            let read = source
+                .as_ref()
+                .is_some_and(|f| f.read_exact_at(&mut buf, job.from).is_ok());
+            if !read || Digest::of(&buf) != job.hash {
+                copied.failed.push(job.ordinal);
+                continue;
+            }
+            self.file
+                .write_all_at(&buf, job.to)
+                .map_err(disk(&self.path))?;
+            crate::fsutil::start_writeback(&self.file, job.to, u64::from(job.len));
+            copied.done.push(job.ordinal);
+            copied.bytes += u64::from(job.len);
+        }
+        Ok(copied)
     }
 }
 

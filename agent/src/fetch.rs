@@ -158,33 +158,37 @@ async fn download(
     let sources = local_sources(layout, model, profile, &index);
     let file_path = staging.join(target.variant.file_name.as_str());
     let size = target.variant.size;
-    let (mut asm, opened, copied) = blocking(attempt, move || {
+    let (mut asm, opened, copies) = blocking(attempt, move || {
         let (mut asm, opened) = Assembly::open(&file_path, index, size, sources)?;
-        let copied = asm.copy_local()?;
-        Ok((asm, opened, copied))
+        let copies = asm.take_copies()?;
+        Ok((asm, opened, copies))
     })
     .await?;
-    stats.stages.copy_us += micros(started);
     tracing::info!(
         version = %target.version,
         chunks = asm.chunks_total(),
         resumed = opened.resumed,
-        copied,
         "assembling"
     );
     stats.chunks_total = asm.chunks_total();
     stats.resumed += opened.resumed;
-    stats.bytes_reused_locally += copied;
-
-    loop {
-        let wants = asm.wants();
-        if wants.is_empty() {
-            break;
-        }
-        for batch in wants.chunks(MAX_CHUNKS_PER_REQUEST) {
-            asm = fetch_batch(conn, attempt, asm, batch, stats).await?;
-        }
-    }
+    // The chunks held locally are copied on a blocking thread while the others come over the
+    // network: on an update, copying most of a large file is as long as encoding and fetching
+    // the changed chunks.
+    let copying = blocking(attempt, move || {
+        let copied = copies.run()?;
+        Ok((copied, started.elapsed()))
+    });
+    let (fetched, copied) = tokio::join!(fetch_missing(conn, attempt, asm, stats), copying);
+    // Both are over before either's failure ends the attempt: the copier writes into the
+    // staging file.
+    let (copied, took) = copied?;
+    stats.stages.copy_us += as_micros(took);
+    stats.bytes_reused_locally += copied.bytes;
+    asm = fetched?;
+    asm.record_copies(&copied);
+    // What could not be copied is fetched whole.
+    asm = fetch_missing(conn, attempt, asm, stats).await?;
     let (size, hash) = (target.variant.size, target.variant.hash);
     let (synced, asm) = blocking(attempt, move || {
         let started = Instant::now();
@@ -206,6 +210,24 @@ fn micros(started: Instant) -> u64 {
 
 fn as_micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Fetches what the assembly still wants, batch after batch, until it wants nothing.
+async fn fetch_missing(
+    conn: &Connection,
+    attempt: &Attempt<'_>,
+    mut asm: Assembly,
+    stats: &mut TransferStats,
+) -> Result<Assembly, StageFailure> {
+    loop {
+        let wants = asm.wants();
+        if wants.is_empty() {
+            return Ok(asm);
+        }
+        for batch in wants.chunks(MAX_CHUNKS_PER_REQUEST) {
+            asm = fetch_batch(conn, attempt, asm, batch, stats).await?;
+        }
+    }
 }
 
 /// Refuses to start a download that cannot fit on the disk, with what it lacks: a device

@@ -4,6 +4,7 @@
 //! Used by the end-to-end tests and by the `ferry-demo` binary. Waits are on conditions with
 //! deadlines, never fixed sleeps.
 
+pub mod bench;
 mod binaries;
 mod fleet;
 pub mod hostile;
@@ -16,6 +17,7 @@ mod rollouts;
 pub mod scenarios;
 mod wait;
 
+pub use bench::{BuildFlag, print_stages};
 pub use binaries::Binaries;
 pub use fleet::{AgentSpec, Fleet, HEALTH_MAGIC, MODEL, chunks_of, model_bytes, nudged, weights};
 pub use process::{Agent, Coordinator};

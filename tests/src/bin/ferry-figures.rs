@@ -17,17 +17,13 @@ use ferry_tests::{Binaries, Fleet, model_bytes};
 #[derive(clap::Parser)]
 #[command(name = "ferry-figures")]
 struct Args {
-    /// Build the workspace's binaries first; by default the bench runs them as they are in
-    /// the target directory.
-    #[arg(long)]
-    build: bool,
+    #[command(flatten)]
+    build: ferry_tests::BuildFlag,
 }
 
 fn main() -> Result<()> {
     let Args { build } = clap::Parser::parse();
-    if !build {
-        Binaries::use_prebuilt();
-    }
+    build.apply();
     let rounds = 10;
     let mut fleet = Fleet::start(3, None)?;
     // One binary per agent, as on devices, so each agent's resident code is its own.

@@ -75,17 +75,13 @@ struct Args {
     /// Agents do not report back, which isolates the cost of pushing.
     #[arg(long)]
     no_reports: bool,
-    /// Build the workspace's binaries first; by default the bench runs them as they are in
-    /// the target directory.
-    #[arg(long)]
-    build: bool,
+    #[command(flatten)]
+    build: ferry_tests::BuildFlag,
 }
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
-    if !args.build {
-        ferry_tests::Binaries::use_prebuilt();
-    }
+    args.build.apply();
     let agents = args.agents;
     let per_endpoint = usize::try_from(args.per_endpoint)?;
     let fleet = Fleet::start(0, None)?;

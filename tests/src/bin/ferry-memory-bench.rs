@@ -25,17 +25,13 @@ struct Args {
     /// Size of the artifact, in GiB.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     gib: u64,
-    /// Build the workspace's binaries first; by default the bench runs them as they are in
-    /// the target directory.
-    #[arg(long)]
-    build: bool,
+    #[command(flatten)]
+    build: ferry_tests::BuildFlag,
 }
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
-    if !args.build {
-        ferry_tests::Binaries::use_prebuilt();
-    }
+    args.build.apply();
     let gib = usize::try_from(args.gib)?;
     let size = gib * GIB;
     let v1 = model_bytes(1, size, true);
@@ -103,6 +99,8 @@ fn main() -> Result<()> {
         transfer.bytes_reused_locally,
         transfer.encodings
     );
+    println!();
+    ferry_tests::print_stages(&transfer.stages, transfer.duration_ms);
     Ok(())
 }
 

@@ -18,7 +18,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ferry_agent::state::StageTimes;
 use ferry_shared::testutil::noise;
 use ferry_tests::procfs::status_kib;
 use ferry_tests::{Fleet, HEALTH_MAGIC};
@@ -36,17 +35,13 @@ struct Args {
     /// Size of the artifact, in MiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=65536))]
     mib: u64,
-    /// Build the workspace's binaries first; by default the bench runs them as they are in
-    /// the target directory.
-    #[arg(long)]
-    build: bool,
+    #[command(flatten)]
+    build: ferry_tests::BuildFlag,
 }
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
-    if !args.build {
-        ferry_tests::Binaries::use_prebuilt();
-    }
+    args.build.apply();
     let size = usize::try_from(args.mib)? * MIB;
     let work = tempfile::Builder::new()
         .prefix("ferry-throughput-")
@@ -114,7 +109,7 @@ fn main() -> Result<()> {
         transfer.bytes_on_wire
     );
     println!();
-    print_stages(&transfer.stages, transfer.duration_ms);
+    ferry_tests::print_stages(&transfer.stages, transfer.duration_ms);
     println!();
     println!("| publish | time | MiB/s | × zstd -T2 |");
     println!("|---|---:|---:|---:|");
@@ -139,33 +134,6 @@ fn main() -> Result<()> {
         ),
     }
     Ok(())
-}
-
-/// The agent's stage table.
-fn print_stages(stages: &StageTimes, total_ms: u64) {
-    let rows = [
-        ("chunk index", stages.index_us),
-        ("plan and local copies", stages.copy_us),
-        ("network (waiting for chunk bytes)", stages.network_us),
-        ("decode and check chunks", stages.decode_us),
-        ("write chunks", stages.write_us),
-        ("fsync", stages.fsync_us),
-        ("verify the whole file", stages.verify_us),
-    ];
-    let total_us = total_ms.saturating_mul(1000).max(1);
-    let counted: u64 = rows.iter().map(|(_, us)| us).sum();
-    println!("| agent stage | time | share of staging |");
-    println!("|---|---:|---:|");
-    for (stage, us) in rows
-        .into_iter()
-        .chain([("other", total_us.saturating_sub(counted))])
-    {
-        println!(
-            "| {stage} | {:.3} s | {:.1} % |",
-            us as f64 / 1e6,
-            us as f64 * 100.0 / total_us as f64
-        );
-    }
 }
 
 /// `zstd -T2` at the store's level on `file`, or `None` without the CLI.
