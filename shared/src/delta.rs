@@ -221,7 +221,7 @@ impl Prepared<'_> {
         };
         match self {
             Prepared::Bytes(b) => Ok(b.clone()),
-            Prepared::Alone(b) => zstd::bulk::compress(b, level).map_err(corrupt),
+            Prepared::Alone(b) => zstd_alone_bounded(b, level).map_err(corrupt),
             Prepared::WithPrefix(new, prefix) => {
                 // The tensor delta's prefix serves only its few plain bytes: full level.
                 let level = match encoding {
@@ -846,6 +846,20 @@ pub fn zstd_with_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec
 /// [`zstd_with_prefix`] with the match tables capped from [`MATCH_TABLE_CAP_FROM`] on.
 fn zstd_with_prefix_bounded(new: &[u8], prefix: &[u8], level: i32) -> io::Result<Vec<u8>> {
     prefix_encode(new, prefix, level, true)
+}
+
+/// zstd without a reference, as Ferry encodes: from [`MATCH_TABLE_CAP_FROM`] on, inputs
+/// large enough that zstd would size its match tables past 2^[`MATCH_TABLE_LOG`] entries get
+/// that many (level 19 on a 4 MiB chunk would take 2^22 for each table, 32 MiB per encode,
+/// times the encode workers).
+pub(crate) fn zstd_alone_bounded(new: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    use zstd::stream::raw::CParameter;
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    if level >= MATCH_TABLE_CAP_FROM && new.len() > 1 << (MATCH_TABLE_LOG - 1) {
+        compressor.set_parameter(CParameter::HashLog(MATCH_TABLE_LOG))?;
+        compressor.set_parameter(CParameter::ChainLog(MATCH_TABLE_LOG))?;
+    }
+    compressor.compress(new)
 }
 
 fn prefix_encode(new: &[u8], prefix: &[u8], level: i32, bounded: bool) -> io::Result<Vec<u8>> {

@@ -145,7 +145,7 @@ impl Streams {
         put_varint(&mut out, self.runs as u64);
         let mut bodies = Vec::with_capacity(self.frames.len());
         for stream in &self.frames {
-            let frame = zstd::bulk::compress(stream, level)?;
+            let frame = super::zstd_alone_bounded(stream, level)?;
             put_varint(&mut out, frame.len() as u64);
             bodies.push(frame);
         }
