@@ -128,6 +128,13 @@ pub async fn stage(
     stats.attempts += 1;
     let result = download(&conn, layout, model, profile, &attempt, stats).await;
     stats.duration_ms += started.elapsed().as_millis() as u64;
+    let path = conn.stats().path;
+    tracing::info!(
+        mtu = path.current_mtu,
+        rtt_ms = path.rtt.as_millis() as u64,
+        lost_packets = path.lost_packets,
+        "the coordinator's path after the download"
+    );
     result?;
     layout
         .promote(model, &target.version)

@@ -52,9 +52,6 @@ pub fn client_config(
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(ferry_shared::wire::MAX_UDP_PAYLOAD);
-    transport.mtu_discovery_config(Some(mtu));
     // One fetch stream at a time (plus the control stream): the connection's window is the
     // stream's with room for the control stream, bounding what QUIC buffers for the agent.
     let window = ferry_shared::wire::FETCH_STREAM_WINDOW;

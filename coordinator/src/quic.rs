@@ -100,9 +100,6 @@ pub fn endpoint(
     // overlap on reconnects. More concurrent streams than this from one peer are not served.
     transport.max_concurrent_bidi_streams(16u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(ferry_shared::wire::MAX_UDP_PAYLOAD);
-    transport.mtu_discovery_config(Some(mtu));
     // What one device's fetch stream may have in flight (see the constant).
     transport.send_window(u64::from(ferry_shared::wire::FETCH_STREAM_WINDOW));
     server.transport_config(Arc::new(transport));

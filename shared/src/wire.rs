@@ -482,12 +482,6 @@ pub enum FetchRequest {
 /// Most chunks one fetch stream asks for.
 pub const MAX_CHUNKS_PER_REQUEST: usize = 64;
 
-/// The largest UDP payload either side's QUIC path MTU discovery probes for: a 9000-byte
-/// jumbo frame less IPv6 and UDP headers. Probes a path cannot carry are lost and discovery
-/// settles lower (1452 on plain Ethernet), so this costs nothing where it does not help; where
-/// it does, a 1 GiB download is a sixth of the packets to encrypt, send and acknowledge.
-pub const MAX_UDP_PAYLOAD: u16 = 8952;
-
 /// How many bytes of a fetch stream the coordinator may send ahead of what the agent has
 /// read: enough that it keeps sending while the agent decodes and writes a few maximum-size
 /// chunks, small enough that the agent's memory stays bounded (QUIC buffers up to this much
