@@ -727,8 +727,6 @@ fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> 
             serde_json::from_slice(&std::fs::read(agent.state_dir.join("state.json"))?)?;
         state["next_seq"].as_u64().context("no next_seq")
     };
-    let before = saved_seq()?;
-
     // Every write of state.json fails from now on: its temporary file cannot be created. The
     // agent may be writing the state right now, its own state.tmp in the way for a moment.
     let blocker = agent.state_dir.join("state.tmp");
@@ -741,6 +739,9 @@ fn a_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can() -> 
             Err(e) => Err(e.into()),
         },
     )?;
+    // Read once no write can land any more: the agent may still be saving what followed the
+    // install (its update record, an event) when `ship` returns.
+    let before = saved_seq()?;
     fleet.ship("1.1.0", &model_bytes(2, 256 * 1024, true), T)?;
     wait_until("the device to report its unsaved state", T, || {
         Ok(device_error(&fleet)?
