@@ -166,7 +166,9 @@ impl Assembly {
     }
 
     /// Copies every chunk the device holds from its installed versions; a local copy that no
-    /// longer hashes right is left to be fetched whole. Returns the bytes copied.
+    /// longer hashes right is left to be fetched whole. Returns the bytes copied. (The download
+    /// runs the copies beside its fetches instead: [`Assembly::take_copies`].)
+    #[cfg(test)]
     pub fn copy_local(&mut self) -> Result<u64, AssembleError> {
         let copies = self.take_copies()?;
         let copied = copies.run()?;
@@ -261,7 +263,9 @@ impl Assembly {
     }
 
     /// Decodes a received chunk against `reference` (the window it was asked with), checks it
-    /// against the signed hash and writes it (and its duplicates) into place.
+    /// against the signed hash and writes it (and its duplicates) into place. (The download
+    /// times the two halves apart: [`Assembly::decode`], [`Assembly::place`].)
+    #[cfg(test)]
     pub fn accept(
         &mut self,
         want: &ChunkWant,
@@ -353,7 +357,9 @@ impl Assembly {
         Ok(())
     }
 
-    /// Makes the file durable and checks it whole against the signed size and hash.
+    /// Makes the file durable and checks it whole against the signed size and hash. (The
+    /// download times the two halves apart: [`Assembly::sync`], [`Assembly::verify`].)
+    #[cfg(test)]
     pub fn finish(self, size: u64, hash: &Digest) -> Result<(), AssembleError> {
         self.sync()?;
         self.verify(size, hash)

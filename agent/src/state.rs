@@ -78,8 +78,8 @@ pub struct TransferStats {
 pub struct StageTimes {
     /// Getting the chunk index (read back from staging, or fetched).
     pub index_us: u64,
-    /// Copying the chunks the installed versions hold (beside the network, since protocol
-    /// figures were kept: earlier states also count planning and the resume check here).
+    /// Opening the staging file (checking what an interrupted attempt left there) and copying
+    /// the chunks the installed versions hold; the copying runs beside the network.
     pub copy_us: u64,
     /// Waiting for the coordinator: opening requests and reading chunk bytes off the
     /// connection.

@@ -26,7 +26,7 @@ impl BuildFlag {
 pub fn print_stages(stages: &StageTimes, total_ms: u64) {
     let rows = [
         ("chunk index", stages.index_us),
-        ("local copies (beside the network)", stages.copy_us),
+        ("open and local copies (beside the network)", stages.copy_us),
         ("network (waiting for chunk bytes)", stages.network_us),
         ("decode and check chunks", stages.decode_us),
         ("write chunks", stages.write_us),

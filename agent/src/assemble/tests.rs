@@ -186,6 +186,50 @@ fn a_damaged_local_copy_is_fetched_whole_instead() {
     );
 }
 
+/// The download runs the local copies beside the fetches: the copies taken out are not asked
+/// for meanwhile, and one whose local bytes no longer hash right is asked for whole once its
+/// outcome is recorded.
+#[test]
+fn copies_taken_out_are_not_fetched_and_a_failed_one_is_fetched_whole_after() {
+    let s = setup();
+    let mut damaged = s.old.clone();
+    damaged[100] ^= 1;
+    std::fs::write(&s.source.path, &damaged).unwrap();
+    let (mut asm, _) = open(&s, vec![s.source.clone()]);
+    let copies = asm.take_copies().unwrap();
+    let fetches = asm.wants();
+    assert!(!fetches.is_empty() && fetches.iter().all(|w| w.reference.is_some()));
+    assert!(fetches.iter().all(|w| w.ordinal != 0), "{fetches:?}");
+    for want in &fetches {
+        let encoded = serve(&s, want);
+        asm.accept(want, encoded.encoding, &encoded.payload)
+            .unwrap();
+    }
+    assert!(
+        asm.wants().is_empty(),
+        "nothing more until the copies are in"
+    );
+    let copied = copies.run().unwrap();
+    assert_eq!(copied.failed, vec![0]);
+    asm.record_copies(&copied);
+    let wants = asm.wants();
+    assert_eq!(
+        wants,
+        vec![ChunkWant {
+            ordinal: 0,
+            reference: None
+        }]
+    );
+    let encoded = serve(&s, &wants[0]);
+    asm.accept(&wants[0], encoded.encoding, &encoded.payload)
+        .unwrap();
+    asm.finish(s.new.len() as u64, &Digest::of(&s.new)).unwrap();
+    assert_eq!(
+        std::fs::read(s.dir.path().join("staged.bin")).unwrap(),
+        s.new
+    );
+}
+
 #[test]
 fn a_chunk_asked_for_whole_also_gets_one_second_chance() {
     let s = setup();

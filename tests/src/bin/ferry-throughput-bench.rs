@@ -24,8 +24,6 @@ use ferry_tests::{Fleet, HEALTH_MAGIC};
 
 const MIB: usize = 1024 * 1024;
 const PATIENCE: Duration = Duration::from_secs(3600);
-/// The coordinator's default store level (`compression_level`), the `zstd -T2` anchor's.
-const STORE_LEVEL: i32 = 9;
 
 /// Download and publish throughput of a random artifact, beside curl + fsync and zstd -T2.
 /// Prints tables; asserts nothing.
@@ -53,7 +51,14 @@ fn main() -> Result<()> {
     std::fs::write(&artifact, &bytes).context("writing the artifact")?;
     drop(bytes);
 
-    let zstd = zstd_t2(&artifact, &work.path().join("artifact.bin.zst"))?;
+    // The fleet's coordinator runs on the default configuration: its store level is the
+    // anchor's.
+    let store_level = ferry_coordinator::config::Config::default().compression_level;
+    let zstd = zstd_t2(
+        &artifact,
+        &work.path().join("artifact.bin.zst"),
+        store_level,
+    )?;
     let curl = curl_and_fsync(&artifact, &work.path().join("curl.bin"))?;
 
     let fleet = Fleet::start(1, None)?;
@@ -116,19 +121,19 @@ fn main() -> Result<()> {
     match zstd {
         Some(zstd) => {
             println!(
-                "| zstd -T2 -{STORE_LEVEL} | {:.2} s | {:.0} | 1.00 |",
+                "| zstd -T2 -{store_level} | {:.2} s | {:.0} | 1.00 |",
                 zstd.as_secs_f64(),
                 rate(zstd)
             );
             println!(
-                "| ferryctl publish (level {STORE_LEVEL} store) | {:.2} s | {:.0} | {:.2} |",
+                "| ferryctl publish (level {store_level} store) | {:.2} s | {:.0} | {:.2} |",
                 publish.as_secs_f64(),
                 rate(publish),
                 zstd.as_secs_f64() / publish.as_secs_f64()
             );
         }
         None => println!(
-            "| ferryctl publish (level {STORE_LEVEL} store) | {:.2} s | {:.0} | zstd not installed |",
+            "| ferryctl publish (level {store_level} store) | {:.2} s | {:.0} | zstd not installed |",
             publish.as_secs_f64(),
             rate(publish)
         ),
@@ -136,14 +141,14 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `zstd -T2` at the store's level on `file`, or `None` without the CLI.
-fn zstd_t2(file: &Path, out: &Path) -> Result<Option<Duration>> {
+/// `zstd -T2` at `store_level` on `file`, or `None` without the CLI.
+fn zstd_t2(file: &Path, out: &Path, store_level: i32) -> Result<Option<Duration>> {
     if !installed("zstd") {
         return Ok(None);
     }
     let start = Instant::now();
     let status = Command::new("zstd")
-        .args(["-q", "-f", "-T2", &format!("-{STORE_LEVEL}")])
+        .args(["-q", "-f", "-T2", &format!("-{store_level}")])
         .arg(file)
         .arg("-o")
         .arg(out)
