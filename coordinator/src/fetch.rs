@@ -17,7 +17,7 @@ use ferry_shared::wire::io::{
 use ferry_shared::wire::{
     ChunkReply, ChunkWant, DeviceId, FetchRequest, FetchResponse, MAX_CHUNKS_PER_REQUEST, serves,
 };
-use quinn::{Connection, RecvStream, SendStream};
+use quinn::{RecvStream, SendStream};
 use tracing::{debug, warn};
 
 use crate::app::{Coordinator, Counters};
@@ -25,16 +25,13 @@ use crate::quic::SessionError;
 use crate::reach::{Reach, reach_of};
 use crate::transfer::ServeError;
 
-/// Accepts fetch streams on `conn`, the session of `device`, until it closes.
-pub async fn accept_fetches(app: Arc<Coordinator>, conn: Connection, device: DeviceId) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        let (app, device) = (app.clone(), device.clone());
-        tokio::spawn(async move {
-            if let Err(e) = fetch(app, device, send, recv).await {
-                debug!("fetch stream ended: {e}");
-            }
-        });
-    }
+/// Serves one fetch stream of `device`'s session on a task of its own.
+pub fn serve_fetch(app: Arc<Coordinator>, device: DeviceId, send: SendStream, recv: RecvStream) {
+    tokio::spawn(async move {
+        if let Err(e) = fetch(app, device, send, recv).await {
+            debug!("fetch stream ended: {e}");
+        }
+    });
 }
 
 fn io_error(e: quinn::WriteError) -> FrameIoError {

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
 use ferry_shared::wire::io::{
-    FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
+    FrameIoError, FrameReader, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
     ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, MAX_FRAME, OLDEST_PROTOCOL_VERSION,
     PROTOCOL_VERSION, Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome, WireError, serves,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
 use crate::app::Coordinator;
@@ -108,14 +108,44 @@ pub fn endpoint(
         source,
     };
     let socket = udp_socket(listen).map_err(bind_err)?;
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| EndpointError::Tls("no async runtime for QUIC".into()))?;
     let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(keys.reset));
     let cid_key = keys.cid;
     endpoint_config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
+    // Created inside the receive runtime: quinn spawns the endpoint's driver, which reads the
+    // socket for every connection, where the endpoint is created, and each connection's own
+    // driver where that connection is accepted (the sessions' runtime).
+    let receive = receive_runtime().map_err(bind_err)?;
+    let _inside = receive.enter();
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| EndpointError::Tls("no async runtime for QUIC".into()))?;
     Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(bind_err)
+}
+
+/// The runtime, on a thread of its own, where the endpoint's driver reads the UDP socket.
+///
+/// On the sessions' runtime the driver reads for at most 50 µs per turn (quinn's bound) and
+/// then waits behind every runnable task. When an alias moves, every session and every
+/// connection driver is runnable at once: at 20,000 devices a turn took long enough for a
+/// third of the incoming datagrams (the agents' acknowledgements and reports) to be dropped
+/// from a full socket buffer, each drop costing its session a loss-recovery timeout. On its
+/// own thread the driver gets the operating system's fair share of a core however many
+/// sessions are busy; what it reads waits in quinn's per-connection queues, not the kernel's.
+fn receive_runtime() -> std::io::Result<&'static tokio::runtime::Handle> {
+    static RECEIVE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    if let Some(handle) = RECEIVE.get() {
+        return Ok(handle);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("ferry-quic-recv".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+    // Two endpoints made at once may each start a thread; the loser's idles, harmlessly.
+    Ok(RECEIVE.get_or_init(|| handle))
 }
 
 /// What the QUIC socket asks the kernel for, each way. The default (about 200 KiB) drops
@@ -181,7 +211,7 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     if let Some(refusal) = refuse_clone(app, &conn, now).await? {
         return refuse(&conn, &mut send, refusal).await;
     }
-    let (id, record) = match admit(app, &conn, &hello, now)? {
+    let (id, mut record) = match admit(app, &conn, &hello, now)? {
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(&conn, &mut send, refusal).await,
     };
@@ -197,19 +227,17 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     .await?;
     app.presence.connected(&id, now);
     let token = app.sessions.open(&id, conn.clone());
-    let fetches = tokio::spawn(crate::fetch::accept_fetches(
-        app.clone(),
-        conn.clone(),
-        id.clone(),
-    ));
+    // Only what the session goes on using is kept: at fifty thousand sessions every byte held
+    // per session is fifty kilobytes.
+    let (follows, acked) = (std::mem::take(&mut record.follows), record.events_through);
+    drop(record);
     let session = Session {
         conn: &conn,
         id: &id,
-        follows: &record.follows,
-        acked: record.events_through,
+        acked,
+        follows: &follows,
     };
     let result = control_loop(app, session, send, recv).await;
-    fetches.abort();
     app.sessions.close(&id, token);
     app.presence.disconnected(&id, unix_now());
     info!(device = %id, "agent disconnected");
@@ -408,20 +436,11 @@ async fn control_loop(
     for follow in follows {
         push_desired(app, &mut send, id, follow).await?;
     }
-    let (tx, mut rx) = mpsc::channel(16);
-    let reader = tokio::spawn(async move {
-        loop {
-            let frame = read_frame::<_, ToCoordinator>(&mut recv, "report").await;
-            let end = !matches!(frame, Ok(Some(_)));
-            if tx.send(frame).await.is_err() || end {
-                break;
-            }
-        }
-    });
-    let result = loop {
+    let mut reports = FrameReader::default();
+    loop {
         tokio::select! {
-            frame = rx.recv() => match frame {
-                Some(Ok(Some(ToCoordinator::Report(report)))) => {
+            frame = reports.next::<_, ToCoordinator>(&mut recv, "report") => match frame {
+                Ok(Some(ToCoordinator::Report(report))) => {
                     let now = unix_now();
                     app.presence.seen(id, now);
                     app.metrics.update(id, report.metrics.clone());
@@ -436,11 +455,15 @@ async fn control_loop(
                         acked = events_through;
                     }
                 }
-                Some(Ok(Some(ToCoordinator::Hello(_)))) => {
+                Ok(Some(ToCoordinator::Hello(_))) => {
                     break Err(SessionError::Protocol("second hello on one session".into()));
                 }
-                Some(Err(e)) => break Err(e.into()),
-                Some(Ok(None)) | None => break Ok(()),
+                Err(e) => break Err(e.into()),
+                Ok(None) => break Ok(()),
+            },
+            fetch = conn.accept_bi() => match fetch {
+                Ok((send, recv)) => crate::fetch::serve_fetch(app.clone(), id.clone(), send, recv),
+                Err(_) => break Ok(()),
             },
             moved = moves.recv() => match moved {
                 Ok(moved) => {
@@ -473,9 +496,7 @@ async fn control_loop(
             },
             _ = conn.closed() => break Ok(()),
         }
-    };
-    reader.abort();
-    result
+    }
 }
 
 async fn push_desired(
@@ -498,5 +519,58 @@ async fn push_desired(
             Err(FrameIoError::Wire(WireError::FrameTooLarge(bytes)).into())
         }
         other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Datagrams waiting in the kernel's receive queue of the loopback UDP socket on `port`.
+    fn queued(port: u16) -> Option<u64> {
+        let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let (_, p) = local.split_once(':')?;
+            if u16::from_str_radix(p, 16).ok()? != port {
+                return None;
+            }
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            u64::from_str_radix(rx, 16).ok()
+        })
+    }
+
+    /// The bug: the endpoint's driver ran on the sessions' runtime, where it read the socket
+    /// for 50 µs per turn and then waited behind every runnable session. Here that runtime is
+    /// never run at all, the extreme of busy: the socket must still be read.
+    #[test]
+    fn the_endpoint_reads_its_socket_while_the_sessions_runtime_is_busy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (tls, _) = crate::secrets::tls_identity(dir.path(), &[]).expect("tls identity");
+        let keys = crate::secrets::restart_keys(dir.path()).expect("restart keys");
+        let sessions = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _inside = sessions.enter();
+        let endpoint =
+            endpoint("127.0.0.1:0".parse().expect("address"), &tls, keys).expect("endpoint");
+        let port = endpoint.local_addr().expect("address").port();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("peer socket");
+        for _ in 0..200 {
+            // Not QUIC: quinn reads and drops them.
+            peer.send_to(&[0x40; 100], ("127.0.0.1", port))
+                .expect("send");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while queued(port).is_some_and(|q| q > 0) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            queued(port),
+            Some(0),
+            "the endpoint's socket is not read while the sessions' runtime is busy"
+        );
     }
 }

@@ -660,21 +660,146 @@ pub mod io {
         r: &mut R,
         what: &'static str,
     ) -> Result<Option<T>, FrameIoError> {
-        let mut prefix = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            let n = r.read(&mut prefix[got..]).await?;
-            if n == 0 {
-                if got == 0 {
-                    return Ok(None);
+        FrameReader::default().next(r, what).await
+    }
+
+    /// Reads frames one after another and may be interrupted: what a [`FrameReader::next`]
+    /// dropped before it finished (a `select!` branch that lost) had read stays here, and the
+    /// next call goes on from it. A session can then wait on its stream and on other events in
+    /// one loop, without a task and a channel per stream. Holds no buffer between frames.
+    #[derive(Debug, Default)]
+    pub struct FrameReader {
+        prefix: [u8; 4],
+        /// Bytes of the length prefix read so far.
+        got: usize,
+        /// The body being read, once the prefix is complete, and how much of it is filled.
+        body: Option<(Vec<u8>, usize)>,
+    }
+
+    impl FrameReader {
+        /// Reads the next frame; `Ok(None)` when the stream ended cleanly before a new frame.
+        /// Cancel-safe when `r`'s `read` is (as tokio's and quinn's streams are).
+        pub async fn next<R: AsyncRead + Unpin, T: DeserializeOwned>(
+            &mut self,
+            r: &mut R,
+            what: &'static str,
+        ) -> Result<Option<T>, FrameIoError> {
+            let truncated = || std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            while self.body.is_none() {
+                let n = r.read(&mut self.prefix[self.got..]).await?;
+                if n == 0 {
+                    if self.got == 0 {
+                        return Ok(None);
+                    }
+                    return Err(truncated().into());
                 }
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                self.got += n;
+                if self.got == self.prefix.len() {
+                    self.got = 0;
+                    self.body = Some((vec![0u8; frame_len(self.prefix)?], 0));
+                }
             }
-            got += n;
+            while let Some((body, filled)) = self.body.as_mut()
+                && *filled < body.len()
+            {
+                let n = r.read(&mut body[*filled..]).await?;
+                if n == 0 {
+                    self.body = None;
+                    return Err(truncated().into());
+                }
+                *filled += n;
+            }
+            let (body, _) = self.body.take().unwrap_or_default();
+            Ok(Some(decode_body(what, &body)?))
         }
-        let len = frame_len(prefix)?;
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).await?;
-        Ok(Some(decode_body(what, &body)?))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+
+        use tokio::io::{AsyncRead, ReadBuf};
+
+        use super::*;
+
+        /// Hands out its bytes a few at a time, and nothing (pending) every other poll.
+        struct Trickle {
+            bytes: Vec<u8>,
+            at: usize,
+            pending: bool,
+        }
+
+        impl AsyncRead for Trickle {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                self.pending = !self.pending;
+                if self.pending {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let n = 3.min(buf.remaining()).min(self.bytes.len() - self.at);
+                let at = self.at;
+                buf.put_slice(&self.bytes[at..at + n]);
+                self.at += n;
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        #[test]
+        fn frames_survive_reads_that_are_cut_off_at_every_step() {
+            let messages: Vec<String> = (0..5).map(|i| "frame ".repeat(i * 3)).collect();
+            let mut bytes = Vec::new();
+            for m in &messages {
+                bytes.extend(encode_frame(m).unwrap());
+            }
+            let mut stream = Trickle {
+                bytes,
+                at: 0,
+                pending: false,
+            };
+            let mut reader = FrameReader::default();
+            let mut got = Vec::new();
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            // Every pending poll drops the call, as a select! branch that lost would.
+            loop {
+                let mut call = Box::pin(reader.next::<_, String>(&mut stream, "test"));
+                match call.as_mut().poll(&mut cx) {
+                    Poll::Ready(Ok(Some(m))) => got.push(m),
+                    Poll::Ready(Ok(None)) => break,
+                    Poll::Ready(Err(e)) => panic!("{e}"),
+                    Poll::Pending => {}
+                }
+            }
+            assert_eq!(got, messages);
+        }
+
+        #[test]
+        fn a_stream_cut_inside_a_frame_is_an_error_not_an_end() {
+            let frame = encode_frame(&"a whole frame".to_owned()).unwrap();
+            for cut in [2, 4, frame.len() - 1] {
+                let mut stream = &frame[..cut];
+                let read =
+                    poll_to_end(FrameReader::default().next::<_, String>(&mut stream, "test"));
+                assert!(
+                    matches!(read, Err(FrameIoError::Io(_))),
+                    "cut at {cut}: {read:?}"
+                );
+            }
+        }
+
+        fn poll_to_end<F: std::future::Future>(f: F) -> F::Output {
+            let mut f = Box::pin(f);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            loop {
+                if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                    return out;
+                }
+            }
+        }
     }
 }
