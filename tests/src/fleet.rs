@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::binaries::Binaries;
-use crate::process::{Agent, Coordinator};
+use crate::process::{Agent, Cadence, Coordinator};
 use crate::wait::wait_until;
 
 /// Every healthy artifact of the demo model carries these bytes in its first 4 KiB (at the
@@ -148,6 +148,16 @@ impl Fleet {
         keep: Option<&Path>,
         config: Option<&str>,
     ) -> Result<Fleet> {
+        Self::start_at(agents, keep, config, Cadence::TESTS)
+    }
+
+    /// Like [`Fleet::start_configured`], the coordinator's timed work at `cadence`.
+    pub fn start_at(
+        agents: usize,
+        keep: Option<&Path>,
+        config: Option<&str>,
+        cadence: Cadence,
+    ) -> Result<Fleet> {
         let bins = Binaries::get()?;
         let (dir, temp) = match keep {
             Some(d) => {
@@ -167,11 +177,12 @@ impl Fleet {
             }
             None => None,
         };
-        let coordinator = Coordinator::start_configured(
+        let coordinator = Coordinator::start_at(
             &bins,
             &dir.join("coordinator"),
             &dir.join("coordinator.log"),
             config_file.as_deref(),
+            cadence,
         )?;
         let key = dir.join("publisher.key");
         coordinator.ctl(&["keys", "generate", "--out", &key.to_string_lossy()])?;
