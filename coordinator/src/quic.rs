@@ -96,9 +96,11 @@ pub fn endpoint(
             .try_into()
             .map_err(|_| EndpointError::Tls("idle timeout out of range".into()))?,
     ));
-    // An agent uses one control stream and one fetch stream at a time; a few more allow
-    // overlap on reconnects. More concurrent streams than this from one peer are not served.
-    transport.max_concurrent_bidi_streams(16u32.into());
+    // An agent uses one control stream and one fetch stream at a time; two more allow a fetch
+    // stream to open while the last is still closing. An agent wanting more waits for one to
+    // close. quinn keeps a slot per allowed stream in every connection: at 16 they cost each
+    // session over a kilobyte.
+    transport.max_concurrent_bidi_streams(4u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     // What one device's fetch stream may have in flight (see the constant).
     transport.send_window(u64::from(ferry_shared::wire::FETCH_STREAM_WINDOW));
@@ -123,7 +125,9 @@ pub fn endpoint(
     Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(bind_err)
 }
 
-/// The runtime, on a thread of its own, where the endpoint's driver reads the UDP socket.
+/// The runtime, on a thread of its own, where the endpoint's driver reads the UDP socket (one
+/// per process, started on first use; an endpoint created inside it (`Handle::enter`) has
+/// its driver there).
 ///
 /// On the sessions' runtime the driver reads for at most 50 µs per turn (quinn's bound) and
 /// then waits behind every runnable task. When an alias moves, every session and every
@@ -132,7 +136,7 @@ pub fn endpoint(
 /// from a full socket buffer, each drop costing its session a loss-recovery timeout. On its
 /// own thread the driver gets the operating system's fair share of a core however many
 /// sessions are busy; what it reads waits in quinn's per-connection queues, not the kernel's.
-fn receive_runtime() -> std::io::Result<&'static tokio::runtime::Handle> {
+pub fn receive_runtime() -> std::io::Result<&'static tokio::runtime::Handle> {
     static RECEIVE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
     if let Some(handle) = RECEIVE.get() {
         return Ok(handle);

@@ -171,14 +171,7 @@ fn main() -> Result<()> {
     // tens of thousands of agent tasks, acknowledgements would wait there, and the agents would
     // time out and probe the coordinator, a load no real device (idle but for its one session)
     // puts on it.
-    let receive = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let receive_handle = receive.handle().clone();
-    // Runs until the process ends.
-    std::thread::Builder::new()
-        .name("sim-quic-recv".into())
-        .spawn(move || receive.block_on(std::future::pending::<()>()))?;
+    let receive_handle = ferry_coordinator::quic::receive_runtime()?;
     runtime.block_on(async {
         let gate = Arc::new(tokio::sync::Semaphore::new(64));
         let mut endpoint = None;
