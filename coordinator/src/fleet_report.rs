@@ -201,25 +201,53 @@ pub fn snapshot(app: &Coordinator, now: u64) -> Result<(), StoreError> {
 pub async fn keep_snapshots(app: Arc<Coordinator>) {
     let every = app.config.fragmentation_snapshot_secs.max(1);
     let mut check = tokio::time::interval(Duration::from_secs(every.min(60)));
+    let mut taken_here = None;
     loop {
         check.tick().await;
         let app = app.clone();
         let result = tokio::task::spawn_blocking(move || {
             let now = crate::unix_now();
-            let due = app
-                .store
-                .last_fragmentation_at()?
-                .is_none_or(|last| now.saturating_sub(last) >= every);
-            if due {
+            let stored = app.store.last_fragmentation_at()?;
+            if snapshot_due(stored, taken_here, now, every) {
                 snapshot(&app, now)?;
+                return Ok::<_, StoreError>(Some(now));
             }
-            Ok::<_, StoreError>(())
+            Ok(None)
         })
         .await;
         match result {
-            Ok(Ok(())) => {}
+            Ok(Ok(Some(at))) => taken_here = Some(at),
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => warn!("fragmentation snapshot failed: {e}"),
             Err(e) => warn!("fragmentation snapshot panicked: {e}"),
         }
+    }
+}
+
+/// Whether a snapshot is due at `now`: `every` seconds after the newest one stored or, as a
+/// fleet with no devices stores none, the newest one this process took.
+fn snapshot_due(stored: Option<u64>, taken_here: Option<u64>, now: u64, every: u64) -> bool {
+    stored
+        .max(taken_here)
+        .is_none_or(|last| now.saturating_sub(last) >= every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    /// The bug: a snapshot with no devices stores no point, so the next check found none
+    /// stored and read the whole fleet again, every minute instead of every hour.
+    #[test]
+    fn a_snapshot_of_an_empty_fleet_is_not_retaken_every_minute() {
+        let hour = 3600;
+        assert!(snapshot_due(None, None, 1_000, hour), "the first is due");
+        assert!(
+            !snapshot_due(None, Some(1_000), 1_060, hour),
+            "a minute after an empty snapshot"
+        );
+        assert!(snapshot_due(None, Some(1_000), 1_000 + hour, hour));
+        assert!(!snapshot_due(Some(1_000), Some(1_000), 1_060, hour));
+        assert!(snapshot_due(Some(1_000), None, 1_000 + hour, hour));
     }
 }
