@@ -349,10 +349,7 @@ impl Assembly {
     }
 
     fn write(&mut self, i: usize, bytes: &[u8]) -> Result<(), AssembleError> {
-        self.file
-            .write_all_at(bytes, self.offsets[i])
-            .map_err(disk(&self.path))?;
-        crate::fsutil::start_writeback(&self.file, self.offsets[i], bytes.len() as u64);
+        write_at(&self.file, &self.path, self.offsets[i], bytes)?;
         self.done[i] = true;
         Ok(())
     }
@@ -453,15 +450,20 @@ impl Copies {
                 copied.failed.push(job.ordinal);
                 continue;
             }
-            self.file
-                .write_all_at(&buf, job.to)
-                .map_err(disk(&self.path))?;
-            crate::fsutil::start_writeback(&self.file, job.to, u64::from(job.len));
+            write_at(&self.file, &self.path, job.to, &buf)?;
             copied.done.push(job.ordinal);
             copied.bytes += u64::from(job.len);
         }
         Ok(copied)
     }
+}
+
+/// Writes `bytes` at `offset` of the staging file (`path`, for the error) and starts their
+/// writeback, so that the final fsync has little left to wait for.
+fn write_at(file: &File, path: &Path, offset: u64, bytes: &[u8]) -> Result<(), AssembleError> {
+    file.write_all_at(bytes, offset).map_err(disk(path))?;
+    crate::fsutil::start_writeback(file, offset, bytes.len() as u64);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,10 +54,10 @@ pub fn client_config(
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     // The coordinator acknowledges each packet of the agent's at once instead of after its
     // 25 ms delay. The agent's probe timeout allows just that delay over the round trip, so a
-    // coordinator a few milliseconds late (busy pushing to thousands) had every report and
-    // keep-alive probed again, and each probe was more work for it; at 50,000 simulated devices
-    // an alias move cost twenty datagrams per device instead of four. The agent sends little
-    // (reports, fetch requests), so the acknowledgements cost the coordinator almost nothing.
+    // coordinator a few milliseconds late (busy pushing to thousands) had reports probed
+    // again, each probe more work for it: the fleet simulator counted four probes per agent
+    // in one 10,000-device push. The agent sends little (reports, fetch requests), so the
+    // acknowledgements cost the coordinator almost nothing.
     let mut acks = quinn::AckFrequencyConfig::default();
     acks.ack_eliciting_threshold(0u32.into());
     transport.ack_frequency_config(Some(acks));

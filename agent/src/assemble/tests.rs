@@ -158,13 +158,20 @@ fn a_bad_delta_is_rejected_and_the_chunk_asked_for_whole() {
     asm.accept(&again, e.encoding, &e.payload).unwrap();
 }
 
-#[test]
-fn a_damaged_local_copy_is_fetched_whole_instead() {
+/// An assembly over the installed version whose first chunk has a bit flipped, as a damaged
+/// disk would leave it.
+fn with_first_chunk_of_source_damaged() -> (Setup, Assembly) {
     let s = setup();
     let mut damaged = s.old.clone();
     damaged[100] ^= 1;
     std::fs::write(&s.source.path, &damaged).unwrap();
-    let (mut asm, _) = open(&s, vec![s.source.clone()]);
+    let (asm, _) = open(&s, vec![s.source.clone()]);
+    (s, asm)
+}
+
+#[test]
+fn a_damaged_local_copy_is_fetched_whole_instead() {
+    let (s, mut asm) = with_first_chunk_of_source_damaged();
     let copied = asm.copy_local().unwrap();
     let wants = asm.wants();
     let w0 = wants
@@ -191,11 +198,7 @@ fn a_damaged_local_copy_is_fetched_whole_instead() {
 /// outcome is recorded.
 #[test]
 fn copies_taken_out_are_not_fetched_and_a_failed_one_is_fetched_whole_after() {
-    let s = setup();
-    let mut damaged = s.old.clone();
-    damaged[100] ^= 1;
-    std::fs::write(&s.source.path, &damaged).unwrap();
-    let (mut asm, _) = open(&s, vec![s.source.clone()]);
+    let (s, mut asm) = with_first_chunk_of_source_damaged();
     let copies = asm.take_copies().unwrap();
     let fetches = asm.wants();
     assert!(!fetches.is_empty() && fetches.iter().all(|w| w.reference.is_some()));
