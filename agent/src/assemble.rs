@@ -4,6 +4,12 @@
 //! and are decoded here. Every chunk is checked against its signed hash before it is written,
 //! and the whole file is hashed again at the end.
 //!
+//! A chunk fetched without a window of an installed version (on a first install, every
+//! chunk) is asked for against the bytes just before it in the staging file
+//! ([`install_window`]): chunks are asked for and applied in file order, so those bytes are
+//! written and checked by the time it arrives. The coordinator answers with its precomputed
+//! encoding against them, or with the stored chunk when it has none.
+//!
 //! The staging file is written in place at each chunk's offset, so it doubles as the resume
 //! record: on open, every chunk whose bytes already hash right counts as done, and a download
 //! cut by a dropped link or a restart continues at the next missing chunk. Synchronous (disk
@@ -20,7 +26,7 @@ use ferry_shared::Digest;
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::{Encoding, Limits, decode_in_window};
 use ferry_shared::digest::Hasher;
-use ferry_shared::plan::{Plan, Step, WINDOW, plan};
+use ferry_shared::plan::{Plan, Step, WINDOW, install_window, plan};
 use ferry_shared::wire::{ChunkWant, WindowRef};
 
 /// An installed version the plan may copy from or name as a delta reference.
@@ -56,6 +62,14 @@ pub enum AssembleError {
     /// The assembled file is not the signed artifact.
     #[error("assembled file does not match the signed manifest: {0}")]
     Whole(String),
+    /// A chunk encoded against bytes of the staging file that are not in place (a chunk
+    /// before it failed, or is still being copied): nothing is wrong with it, but it cannot
+    /// be decoded; it is asked for again whole (see [`Assembly::fetch_whole`]).
+    #[error("chunk {ordinal} refers to bytes of the new version not yet in place")]
+    WindowNotReady {
+        /// Which chunk.
+        ordinal: u32,
+    },
 }
 
 fn disk(path: &Path) -> impl FnOnce(io::Error) -> AssembleError + '_ {
@@ -76,6 +90,8 @@ pub struct Opened {
 pub struct Assembly {
     path: PathBuf,
     file: File,
+    /// The whole-file hash of the version being assembled: a window naming it is in `file`.
+    own: Digest,
     target: ChunkIndex,
     offsets: Vec<u64>,
     sources: Vec<LocalSource>,
@@ -93,10 +109,11 @@ pub struct Assembly {
 }
 
 impl Assembly {
-    /// Opens the staging file at `path` for an artifact of `size` bytes cut as `target`,
-    /// keeping every chunk an earlier attempt already wrote.
+    /// Opens the staging file at `path` for the artifact `own` (its whole-file hash) of
+    /// `size` bytes cut as `target`, keeping every chunk an earlier attempt already wrote.
     pub fn open(
         path: &Path,
+        own: Digest,
         target: ChunkIndex,
         size: u64,
         sources: Vec<LocalSource>,
@@ -130,6 +147,7 @@ impl Assembly {
         let mut assembly = Self {
             path: path.to_owned(),
             file,
+            own,
             done: vec![false; target.chunks.len()],
             target,
             offsets,
@@ -241,11 +259,48 @@ impl Assembly {
             let reference = if self.full.contains(&ordinal) {
                 None
             } else {
-                planned.get(&ordinal).copied().flatten()
+                planned
+                    .get(&ordinal)
+                    .copied()
+                    .flatten()
+                    .or_else(|| self.own_window(i))
             };
             out.push(ChunkWant { ordinal, reference });
         }
         out
+    }
+
+    /// The window of the staging file chunk `i` is asked for against when the plan has none
+    /// ([`install_window`]); `None` for the first chunk, or while a chunk in that window is
+    /// being copied (a copy runs beside the fetches and may land after the chunk arrives).
+    fn own_window(&self, i: usize) -> Option<WindowRef> {
+        let (offset, len) = install_window(self.offsets[i], WINDOW)?;
+        let copying = self
+            .overlapping(offset, len)
+            .any(|j| self.copying.contains(&u32::try_from(j).unwrap_or(u32::MAX)));
+        (!copying).then_some(WindowRef {
+            file: self.own,
+            offset,
+            len,
+            at: len,
+        })
+    }
+
+    /// The target chunks that overlap `[offset, offset + len)`.
+    fn overlapping(&self, offset: u64, len: u64) -> impl Iterator<Item = usize> + '_ {
+        let end = offset.saturating_add(len);
+        // The last chunk starting at or before `offset`, then every one starting before `end`.
+        let first = self
+            .offsets
+            .partition_point(|&o| o <= offset)
+            .saturating_sub(1);
+        (first..self.offsets.len()).take_while(move |&j| self.offsets[j] < end)
+    }
+
+    /// Records that chunk `ordinal` is to be asked for again whole, through no fault of its
+    /// own ([`AssembleError::WindowNotReady`]): its second chance is not spent.
+    pub fn fetch_whole(&mut self, ordinal: u32) {
+        self.full.insert(ordinal);
     }
 
     /// Records that a received chunk failed (did not verify, was unavailable or oversized):
@@ -332,6 +387,9 @@ impl Assembly {
     }
 
     fn read_window(&self, ordinal: u32, w: &WindowRef) -> Result<Vec<u8>, AssembleError> {
+        if w.file == self.own {
+            return self.read_own_window(ordinal, w);
+        }
         let source = self
             .sources
             .iter()
@@ -345,6 +403,29 @@ impl Assembly {
         File::open(&source.path)
             .and_then(|f| f.read_exact_at(&mut buf, w.offset))
             .map_err(disk(&source.path))?;
+        Ok(buf)
+    }
+
+    /// A window of the staging file itself: only bytes before the chunk, all of them
+    /// already written and checked.
+    fn read_own_window(&self, ordinal: u32, w: &WindowRef) -> Result<Vec<u8>, AssembleError> {
+        let before_chunk = w
+            .offset
+            .checked_add(w.len)
+            .is_some_and(|end| end <= self.offsets[ordinal as usize] && w.len <= WINDOW);
+        if !before_chunk {
+            return Err(AssembleError::Rejected {
+                ordinal,
+                reason: "window of the new version that is not before the chunk".into(),
+            });
+        }
+        if self.overlapping(w.offset, w.len).any(|j| !self.done[j]) {
+            return Err(AssembleError::WindowNotReady { ordinal });
+        }
+        let mut buf = vec![0u8; usize::try_from(w.len).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut buf, w.offset)
+            .map_err(disk(&self.path))?;
         Ok(buf)
     }
 

@@ -164,9 +164,9 @@ async fn download(
     let started = Instant::now();
     let sources = local_sources(layout, model, profile, &index);
     let file_path = staging.join(target.variant.file_name.as_str());
-    let size = target.variant.size;
+    let (size, own) = (target.variant.size, target.variant.hash);
     let (mut asm, opened, copies) = blocking(attempt, move || {
-        let (mut asm, opened) = Assembly::open(&file_path, index, size, sources)?;
+        let (mut asm, opened) = Assembly::open(&file_path, own, index, size, sources)?;
         let copies = asm.take_copies()?;
         Ok((asm, opened, copies))
     })
@@ -570,6 +570,11 @@ impl Slot {
                 Ok(asm)
             }
             Err(AssembleError::Disk { path, source }) => Err(attempt.disk(&path, source)),
+            Err(AssembleError::WindowNotReady { .. }) => {
+                let mut asm = asm;
+                asm.fetch_whole(want.ordinal);
+                Ok(asm)
+            }
             Err(e) => chunk_failed(asm, &want, attempt, stats, e.to_string()),
         }
     }

@@ -293,6 +293,10 @@ pub struct FleetStatus {
     /// Deltas encoded (not found in the cache) since the coordinator started, on demand or
     /// precomputed when an alias moved.
     pub deltas_encoded: u64,
+    /// First-install chunks encoded since the coordinator started (each against the bytes
+    /// before it in its file, precomputed when an alias or rollout targets the release).
+    #[serde(default)]
+    pub first_install_chunks_encoded: u64,
     /// Fetches refused since start: an artifact outside the asking device's releases.
     #[serde(default)]
     pub fetches_refused: u64,

@@ -186,8 +186,12 @@ async fn serve_chunks(
             && let Some(mut want) = wants.next()
         {
             // A delta against what the device does not hold is of no use to it: the
-            // stored chunk goes instead, and nothing is encoded on its behalf.
-            if want.reference.is_some_and(|w| !reach.holds(&w.file)) {
+            // stored chunk goes instead, and nothing is encoded on its behalf. A window of
+            // the file being fetched is the device's own staged bytes (a first install).
+            if want
+                .reference
+                .is_some_and(|w| w.file != file && !reach.holds(&w.file))
+            {
                 want.reference = None;
             }
             let (app, index, device) = (app.clone(), index.clone(), device.clone());

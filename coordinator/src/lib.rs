@@ -19,6 +19,7 @@ pub mod desired;
 pub mod device_tls;
 pub mod encode_budget;
 pub mod fetch;
+pub mod first_install;
 pub mod fleet;
 pub mod fleet_report;
 pub mod fragmentation;

@@ -242,6 +242,11 @@ pub fn render(inputs: &Inputs<'_>) -> String {
             s.deltas_encoded,
         ),
         (
+            "ferry_first_install_chunks_encoded_total",
+            "First-install chunks precomputed since start.",
+            s.first_install_chunks_encoded,
+        ),
+        (
             "ferry_fetches_refused_total",
             "Fetches refused since start: an artifact outside the asking device's releases.",
             s.fetches_refused,

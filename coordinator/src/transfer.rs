@@ -16,7 +16,7 @@ use ferry_shared::plan::{WINDOW, plan};
 use ferry_shared::tensors::{Layout, segments};
 use ferry_shared::wire::{ChunkWant, DeviceId, MAX_WINDOW, PROTOCOL_VERSION, WindowRef, decodes};
 use ferry_shared::{Digest, Version};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tracing::{debug, info, warn};
 
 use crate::app::{AliasMoved, Coordinator};
@@ -41,6 +41,8 @@ pub struct Transfer {
     suffixes: SuffixCache<(Digest, u64, u64)>,
     /// Deltas encoded (cache misses) since start.
     pub encoded: AtomicU64,
+    /// First-install chunks encoded by the warmer since start (see [`crate::first_install`]).
+    pub first_install_encoded: AtomicU64,
 }
 
 /// Why one chunk cannot be served (the agent is told; other chunks go on).
@@ -89,6 +91,7 @@ impl Transfer {
             in_flight: Mutex::default(),
             suffixes: SuffixCache::new(workers),
             encoded: AtomicU64::new(0),
+            first_install_encoded: AtomicU64::new(0),
         }
     }
 
@@ -114,6 +117,10 @@ impl Transfer {
             let this = self.clone();
             return blocking(move || this.plain(&chunk)).await;
         };
+        if window.file == file {
+            // A first install: never encoded while the device waits.
+            return self.own_window_chunk(chunk, window, protocol).await;
+        }
         let source = store.blob_index(&window.file)?.ok_or_else(|| {
             ServeError::BadRequest(format!("reference artifact {} is not stored", window.file))
         })?;
@@ -187,12 +194,7 @@ impl Transfer {
             let this = self.clone();
             return blocking(move || this.plain(&job.chunk)).await;
         }
-        let permit = self
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| ServeError::Task(e.to_string()))?;
+        let permit = self.encode_permit().await?;
         let this = self.clone();
         blocking(move || {
             let _permit = permit;
@@ -201,7 +203,22 @@ impl Transfer {
         .await
     }
 
-    fn plain(&self, chunk: &ChunkRef) -> Result<Encoded, ServeError> {
+    /// One of the encode workers, held while encoding.
+    pub(crate) async fn encode_permit(&self) -> Result<OwnedSemaphorePermit, ServeError> {
+        self.workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))
+    }
+
+    /// The zstd level deltas are encoded at.
+    pub(crate) fn level(&self) -> i32 {
+        self.level
+    }
+
+    /// The stored chunk, as it is.
+    pub(crate) fn plain(&self, chunk: &ChunkRef) -> Result<Encoded, ServeError> {
         Ok(Encoded {
             encoding: Encoding::Zstd,
             payload: self.chunks.read_frame(&chunk.hash, chunk.len)?,
@@ -269,7 +286,7 @@ struct Job {
     source: ChunkIndex,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServeError> + Send + 'static,
 ) -> Result<T, ServeError> {
     tokio::task::spawn_blocking(f)
@@ -337,17 +354,58 @@ pub async fn warm_on_alias_moves(app: Arc<Coordinator>) {
     }
 }
 
+/// Precomputes what the devices following the moved alias will ask for, for every version it
+/// steers them to (its own, and the targets of its active rollouts): deltas from the versions
+/// they hold, then the first install for devices that hold none yet.
 async fn warm(app: &Arc<Coordinator>, moved: &AliasMoved) -> Result<(), ServeError> {
-    let Some(alias) = app.store.alias(&moved.model, &moved.alias)? else {
-        return Ok(());
-    };
-    let held = fleet_versions(&app.store.devices()?, moved, &alias.version);
-    if held.is_empty() {
-        return Ok(()); // no device following the alias will ask for a delta
+    let devices = app.store.devices()?;
+    if !devices.iter().any(|(_, d)| follows(d, moved)) {
+        return Ok(()); // nobody will ask
     }
-    let Some((target, _)) = app.store.release(&moved.model, &alias.version)? else {
-        return Ok(());
-    };
+    let mut targets: Vec<Version> = app
+        .store
+        .rollouts()?
+        .into_iter()
+        .filter(|r| r.is_active() && r.plan.model == moved.model && r.alias == moved.alias)
+        .map(|r| r.plan.target)
+        .collect();
+    if let Some(alias) = app.store.alias(&moved.model, &moved.alias)? {
+        targets.push(alias.version);
+    }
+    targets.sort();
+    targets.dedup();
+    for version in targets {
+        let Some((target, _)) = app.store.release(&moved.model, &version)? else {
+            continue;
+        };
+        warm_deltas(app, moved, &devices, &target).await?;
+        let mut chunks = 0;
+        for variant in &target.variants {
+            chunks += crate::first_install::warm(app, variant).await?;
+        }
+        if chunks > 0 {
+            info!(model = %moved.model, %version, chunks, "first install precomputed");
+        }
+    }
+    Ok(())
+}
+
+/// True when `device` follows the moved alias.
+fn follows(device: &DeviceRecord, moved: &AliasMoved) -> bool {
+    device
+        .follows
+        .iter()
+        .any(|f| f.model == moved.model && f.alias == moved.alias)
+}
+
+/// The deltas to `target` from what the devices following the moved alias hold.
+async fn warm_deltas(
+    app: &Arc<Coordinator>,
+    moved: &AliasMoved,
+    devices: &[(DeviceId, DeviceRecord)],
+    target: &Release,
+) -> Result<(), ServeError> {
+    let held = fleet_versions(devices, moved, &target.version);
     let mut encoded = 0usize;
     for (active, previous) in held {
         let release = |v: &Option<Version>| -> Result<Option<Release>, ServeError> {
@@ -367,7 +425,7 @@ async fn warm(app: &Arc<Coordinator>, moved: &AliasMoved) -> Result<(), ServeErr
         }
     }
     if encoded > 0 {
-        info!(model = %moved.model, version = %alias.version, chunks = encoded, "deltas precomputed");
+        info!(model = %moved.model, version = %target.version, chunks = encoded, "deltas precomputed");
     }
     Ok(())
 }
@@ -383,11 +441,7 @@ fn fleet_versions(
     target: &Version,
 ) -> Vec<Held> {
     let mut counts: BTreeMap<Held, usize> = BTreeMap::new();
-    let following = devices.iter().filter(|(_, d)| {
-        d.follows
-            .iter()
-            .any(|f| f.model == moved.model && f.alias == moved.alias)
-    });
+    let following = devices.iter().filter(|(_, d)| follows(d, moved));
     for (_, device) in following {
         for report in device.models.iter().filter(|m| m.model == moved.model) {
             if report.active.is_some() && report.active.as_ref() != Some(target) {

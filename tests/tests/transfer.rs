@@ -82,8 +82,9 @@ fn an_update_fetches_only_changed_chunks_and_a_new_device_fetches_them_all() -> 
     assert!(served.deltas_served >= 1, "{served:?}");
     assert!(served.bytes_served > 0 && served.chunks_served >= missing_chunks as u64);
 
-    // A device with no version on disk has nothing to copy or diff against: every distinct
-    // chunk comes whole.
+    // A device with no version on disk has nothing to copy or diff against a version it
+    // holds: every distinct chunk comes over the network, stored or against the bytes before
+    // it (the first install the coordinator may have precomputed by then).
     let fresh = fleet.add_agent(AgentSpec::named("fresh"))?;
     fleet.wait_all_on("2.0.0", T)?;
     let fresh = &fleet.agents[fresh];
@@ -92,7 +93,66 @@ fn an_update_fetches_only_changed_chunks_and_a_new_device_fetches_them_all() -> 
     let distinct: HashSet<Digest> = chunks_of(&v2).chunks.iter().map(|c| c.hash).collect();
     assert_eq!(t.chunks_fetched as usize, distinct.len(), "{t:?}");
     assert_eq!(t.bytes_reused_locally, 0);
-    assert!(t.encodings.keys().all(|e| !is_delta(e)), "{t:?}");
+    assert!(
+        t.encodings.keys().all(|e| e == "zstd" || e == "zstd-ref"),
+        "{t:?}"
+    );
+    Ok(())
+}
+
+/// A file whose second half repeats its first with a byte changed every 50 KB: chunks
+/// compressed alone cannot see the repeat; against the bytes before them they can.
+fn repeating(len: usize) -> Vec<u8> {
+    let half = model_bytes(21, len / 2, true);
+    let mut out = half.clone();
+    let mut again = half;
+    for b in again.iter_mut().step_by(50_000) {
+        *b ^= 0x40;
+    }
+    out.extend(again);
+    out
+}
+
+#[test]
+fn a_new_device_gets_the_first_install_precomputed_when_the_alias_moved() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    let v1 = repeating(8 * MIB);
+    fleet.publish("1.0.0", &v1)?;
+    fleet.set_prod("1.0.0", "start")?;
+    let index = chunks_of(&v1);
+    let distinct: HashSet<Digest> = index.chunks.iter().map(|c| c.hash).collect();
+    ensure!(distinct.len() >= 4, "{} distinct chunks", distinct.len());
+    // Every distinct chunk but the first, which has no bytes before it.
+    wait_until("the first install is precomputed", T, || {
+        Ok(fleet
+            .coordinator
+            .fleet_status()?
+            .first_install_chunks_encoded as usize
+            >= distinct.len() - 1)
+    })?;
+    fleet.wait_all_on("1.0.0", T)?; // the first device raced the precompute
+
+    let fresh = fleet.add_agent(AgentSpec::named("fresh"))?;
+    fleet.wait_all_on("1.0.0", T)?;
+    let fresh = &fleet.agents[fresh];
+    assert_eq!(fresh.current_bytes("model.bin")?, v1);
+    let t = fresh.transfer_for("1.0.0")?;
+    assert_eq!(t.chunks_fetched as usize, distinct.len(), "{t:?}");
+    // At least the second half's chunks went against the first half's bytes (the first
+    // half's own may go either way: its bytes do not repeat).
+    let against_before = t.encodings.get("zstd-ref").copied().unwrap_or(0) as usize;
+    assert!(against_before >= distinct.len() / 2 - 1, "{t:?}");
+    // What the stored chunks (zstd -9 each, the coordinator's default) add up to.
+    let mut stored = 0u64;
+    for (offset, c) in index.spans() {
+        let bytes = &v1[offset as usize..offset as usize + c.len as usize];
+        stored += zstd::bulk::compress(bytes, 9)?.len() as u64;
+    }
+    assert!(
+        t.bytes_on_wire * 3 < stored * 2,
+        "{} bytes on the wire, {stored} stored: {t:?}",
+        t.bytes_on_wire
+    );
     Ok(())
 }
 

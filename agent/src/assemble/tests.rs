@@ -39,13 +39,47 @@ fn setup() -> Setup {
     }
 }
 
+/// A first install of a file that repeats itself with small changes, so that each chunk
+/// encodes smallest against the bytes before it.
+fn repetitive() -> Setup {
+    let block = noise(11, 24_000);
+    let mut new = Vec::new();
+    for k in 0..16u8 {
+        let mut copy = block.clone();
+        for at in (k as usize * 97..copy.len()).step_by(1500) {
+            copy[at] ^= k | 1;
+        }
+        new.extend(copy);
+    }
+    let target = ChunkIndex::build(new.as_slice(), SMALL).unwrap().index;
+    let dir = tempfile::tempdir().unwrap();
+    let source = LocalSource {
+        file: Digest::of(b"none"),
+        path: dir.path().join("none"),
+        index: target.clone(),
+    };
+    Setup {
+        dir,
+        old: Vec::new(),
+        new,
+        source,
+        target,
+    }
+}
+
 /// What a coordinator would send for `want`.
 fn serve(s: &Setup, want: &ChunkWant) -> Encoded {
     let (offset, c) = s.target.spans().nth(want.ordinal as usize).unwrap();
     let chunk = &s.new[offset as usize..(offset + u64::from(c.len)) as usize];
     match &want.reference {
         Some(w) => {
-            let window = &s.old[w.offset as usize..(w.offset + w.len) as usize];
+            // A window of the new version itself (a first install), or of the old one.
+            let from = if w.file == Digest::of(&s.new) {
+                &s.new
+            } else {
+                &s.old
+            };
+            let window = &from[w.offset as usize..(w.offset + w.len) as usize];
             encode_best_in_window(chunk, window, w.at as usize, None, None, 3)
         }
         None => Encoded {
@@ -58,6 +92,7 @@ fn serve(s: &Setup, want: &ChunkWant) -> Encoded {
 fn open(s: &Setup, sources: Vec<LocalSource>) -> (Assembly, Opened) {
     Assembly::open(
         &s.dir.path().join("staged.bin"),
+        Digest::of(&s.new),
         s.target.clone(),
         s.new.len() as u64,
         sources,
@@ -106,7 +141,14 @@ fn a_reopened_staging_file_resumes_at_the_next_missing_chunk() {
         s.target.chunks.len(),
         "no sources: all fetched"
     );
-    assert!(wants.iter().all(|w| w.reference.is_none()));
+    // Each chunk but the first against the bytes before it in the new version.
+    let own = Digest::of(&s.new);
+    assert_eq!(wants[0].reference, None);
+    for want in &wants[1..] {
+        let (offset, _) = s.target.spans().nth(want.ordinal as usize).unwrap();
+        let w = want.reference.expect("a window of the new version");
+        assert_eq!((w.file, w.offset + w.len, w.at), (own, offset, w.len));
+    }
     let half = wants.len() / 2;
     for want in &wants[..half] {
         let e = serve(&s, want);
@@ -123,6 +165,60 @@ fn a_reopened_staging_file_resumes_at_the_next_missing_chunk() {
         asm.accept(want, e.encoding, &e.payload).unwrap();
     }
     asm.finish(s.new.len() as u64, &Digest::of(&s.new)).unwrap();
+}
+
+/// A first install whose chunk before another failed: the later chunk, encoded against bytes
+/// that are not in place, is not decoded from the zeros there; it is asked for again whole,
+/// with its second chance intact.
+#[test]
+fn a_chunk_against_bytes_not_yet_in_place_is_asked_for_again_whole() {
+    let s = repetitive();
+    let (mut asm, _) = open(&s, Vec::new());
+    let wants = asm.wants();
+    assert!(wants.len() >= 3, "the test needs three chunks");
+    let first = serve(&s, &wants[0]);
+    asm.accept(&wants[0], first.encoding, &first.payload)
+        .unwrap();
+    // The second chunk never arrives; the third was encoded against it.
+    let third = wants[2];
+    let e = serve(&s, &third);
+    assert!(e.encoding.needs_reference(), "{:?}", e.encoding);
+    let err = asm.accept(&third, e.encoding, &e.payload).unwrap_err();
+    assert!(
+        matches!(err, AssembleError::WindowNotReady { ordinal } if ordinal == third.ordinal),
+        "{err}"
+    );
+    asm.fetch_whole(third.ordinal);
+    let again = asm.wants();
+    let third_again = again.iter().find(|w| w.ordinal == third.ordinal).unwrap();
+    assert_eq!(third_again.reference, None);
+    assert!(
+        asm.retry_whole(third.ordinal),
+        "the second chance is not spent"
+    );
+    for want in &again {
+        let e = serve(&s, want);
+        asm.accept(want, e.encoding, &e.payload).unwrap();
+    }
+    asm.finish(s.new.len() as u64, &Digest::of(&s.new)).unwrap();
+}
+
+/// Only bytes before a chunk can be its window in the new version: a window reaching into or
+/// past the chunk is refused, never read.
+#[test]
+fn a_window_of_the_new_version_must_end_before_the_chunk() {
+    let s = repetitive();
+    let (mut asm, _) = open(&s, Vec::new());
+    let wants = asm.wants();
+    let first = serve(&s, &wants[0]);
+    asm.accept(&wants[0], first.encoding, &first.payload)
+        .unwrap();
+    let mut want = wants[1];
+    let w = want.reference.as_mut().unwrap();
+    w.len += 1;
+    let e = serve(&s, &want);
+    let err = asm.accept(&want, e.encoding, &e.payload).unwrap_err();
+    assert!(matches!(err, AssembleError::Rejected { .. }), "{err}");
 }
 
 #[test]
@@ -277,6 +373,7 @@ fn identical_chunks_are_fetched_once() {
     );
     let (mut asm, _) = Assembly::open(
         &dir.path().join("f"),
+        Digest::of(&new),
         target.clone(),
         new.len() as u64,
         Vec::new(),
@@ -322,7 +419,8 @@ fn a_chunk_past_four_gib_lands_at_its_offset_on_every_target() {
         "the last chunk starts past 4 GiB"
     );
     let path = dir.path().join("big.bin");
-    let (mut assembly, opened) = Assembly::open(&path, target, size, Vec::new()).unwrap();
+    let (mut assembly, opened) =
+        Assembly::open(&path, Digest::of(b"big"), target, size, Vec::new()).unwrap();
     assert_eq!(opened.resumed, 0);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
     let want = assembly

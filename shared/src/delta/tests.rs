@@ -582,3 +582,42 @@ fn a_delta_update_of_chunks_edited_in_place_spends_no_suffix_sort() {
     let moved = crate::testutil::rebuilt(&window[256 * 1024..512 * 1024], 100, &noise(14, 64));
     assert!(screened(&moved, 256 * 1024).contains(&Encoding::Covers));
 }
+
+#[test]
+fn a_first_install_chunk_decodes_against_the_bytes_before_it() {
+    let before = noise(31, 600_000);
+    let mut chunk = before[100_000..400_000].to_vec();
+    for b in chunk.iter_mut().step_by(997) {
+        *b ^= 1;
+    }
+    let encoded = encode_after_own_prefix(&chunk, &before, 19).unwrap();
+    assert_eq!(encoded.encoding, Encoding::ZstdRef);
+    assert!(
+        encoded.payload.len() < chunk.len() / 20,
+        "{}",
+        encoded.payload.len()
+    );
+    let back = decode_in_window(
+        encoded.encoding,
+        &encoded.payload,
+        Some((&before, before.len())),
+        chunk.len(),
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(back, chunk);
+    // The first chunk has nothing before it: zstd alone.
+    let first = encode_after_own_prefix(&chunk, &[], 19).unwrap();
+    assert_eq!(first.encoding, Encoding::Zstd);
+    assert_eq!(
+        decode(
+            Encoding::Zstd,
+            &first.payload,
+            None,
+            chunk.len(),
+            &Limits::DEFAULT
+        )
+        .unwrap(),
+        chunk
+    );
+}

@@ -15,6 +15,8 @@
 //! Anchors, side by side in the same run: whole-file zstd -19, `zstd --patch-from`, bsdiff +
 //! zstd, and HDiffPatch + zstd (pip `hdiffpatch` 2.6.0, installed on first run into a virtual
 //! environment in `target/bench-pairs/venv`, run by `tests/bench/hdiffpatch_anchor.py`).
+//! A second table does the same for a first install of each new file (see `first_install`):
+//! the stored chunks, the precomputed first install, and whole-file zstd -19.
 //! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench -- [--model-mib N]
 //! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N] [--only TEXT] [--ferry-only]
 //! [--old FILE --new FILE]` (defaults 256, 8, 1024, 64: whole-file bsdiff is skipped on larger
@@ -32,6 +34,8 @@ use ferry_shared::delta::{self, Encoded, Limits};
 use ferry_shared::plan::{Step, plan};
 use ferry_shared::tensors::{self, Layout};
 use ferry_tests::procfs::own_cpu_time;
+
+mod first_install;
 
 const LEVEL: i32 = 19;
 
@@ -55,7 +59,7 @@ struct Row {
 
 /// Bytes on the wire and encode/apply time of Ferry's chunked delta transfer against
 /// whole-file tools, on real artifact pairs (fetched from PyPI on first run) and a generated
-/// fine-tuned model. Prints a table; asserts nothing.
+/// fine-tuned model, and of a first install of each new file. Prints tables; asserts nothing.
 #[derive(clap::Parser)]
 #[command(name = "ferry-transfer-bench")]
 struct Args {
@@ -169,8 +173,15 @@ fn main() -> Result<()> {
     println!("| pair | tool | bytes on the wire | % of new | encode | encode CPU | apply |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     let wanted = |key: &str| only.split(',').any(|text| key.contains(text.trim()));
+    // The first-install table follows the delta table: (file, its length, rows).
+    let mut installs = Vec::new();
     for (_, build) in pairs.iter().filter(|(key, _)| wanted(key)) {
         let pair = &build()?;
+        installs.push((
+            pair.name.clone(),
+            pair.new.len(),
+            first_install::rows(&pair.new, params, !ferry_only)?,
+        ));
         for row in run_all(
             pair,
             window_mib << 20,
@@ -184,6 +195,26 @@ fn main() -> Result<()> {
                 row.tool,
                 row.bytes,
                 row.bytes as f64 * 100.0 / pair.new.len() as f64,
+                row.encode.as_secs_f64(),
+                row.encode_cpu.as_secs_f64(),
+                row.apply.as_secs_f64()
+            );
+        }
+    }
+    println!();
+    println!("First install (the new file of each pair, to a device that holds no version of it):");
+    println!();
+    println!(
+        "| new file of | tool | bytes on the wire | % of file | encode | encode CPU | apply |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (name, len, rows) in installs {
+        for row in rows {
+            println!(
+                "| {name} | {} | {} | {:.1} % | {:.2} s | {:.2} s | {:.2} s |",
+                row.tool,
+                row.bytes,
+                row.bytes as f64 * 100.0 / len.max(1) as f64,
                 row.encode.as_secs_f64(),
                 row.encode_cpu.as_secs_f64(),
                 row.apply.as_secs_f64()
