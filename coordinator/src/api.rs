@@ -220,6 +220,18 @@ pub struct BlobStored {
     pub new_bytes: u64,
     /// False when it was already stored.
     pub created: bool,
+    /// Bytes of it earlier, interrupted attempts had sent (0 when this one sent them all).
+    #[serde(default)]
+    pub resumed_from: u64,
+}
+
+/// How much of an interrupted upload the coordinator holds (`GET /blobs/{hash}/upload`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadProgress {
+    /// The artifact's hash.
+    pub hash: String,
+    /// Bytes stored so far: a resumed upload continues here.
+    pub received: u64,
 }
 
 /// A trusted publisher key.

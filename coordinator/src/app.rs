@@ -97,6 +97,8 @@ pub struct Coordinator {
     /// Held shared by uploads and publishes, exclusively by a garbage collection's apply
     /// (see [`crate::collect`]).
     pub gc_lock: tokio::sync::RwLock<()>,
+    /// The artifacts being uploaded right now, one attempt each.
+    pub uploads: crate::http_uploads::InFlight,
     /// Deltas each device may still have encoded afresh.
     pub encode_budget: crate::encode_budget::EncodeBudget,
     config_keys: Vec<PublicKey>,
@@ -150,6 +152,7 @@ impl Coordinator {
             counters: Counters::default(),
             denials: std::sync::Mutex::default(),
             gc_lock: tokio::sync::RwLock::new(()),
+            uploads: Default::default(),
             encode_budget: crate::encode_budget::EncodeBudget::default(),
             config_keys,
         }

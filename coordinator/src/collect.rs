@@ -15,10 +15,11 @@ use ferry_shared::{Digest, ModelName, Version};
 use serde::{Deserialize, Serialize};
 
 use crate::app::Coordinator;
-use crate::gc::{Facts, Plan, ReleaseFacts, UNPUBLISHED_GRACE_SECS, plan};
+use crate::gc::{Facts, Plan, ReleaseFacts, UNPUBLISHED_GRACE_SECS, UPLOAD_EXPIRY_SECS, plan};
 use crate::lifecycle::Stage;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
+use crate::store::chunks::UploadPart;
 
 /// What a collection found, or did.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ pub struct GcReport {
     pub plan: Plan,
     /// Chunk files no artifact uses, older than the grace period.
     pub orphans: usize,
+    /// Parts of interrupted uploads nobody resumed within [`UPLOAD_EXPIRY_SECS`].
+    #[serde(default)]
+    pub stale_uploads: usize,
     /// Bytes their files take (freed, when applied).
     pub bytes: u64,
 }
@@ -127,6 +131,19 @@ fn orphans(
         .collect())
 }
 
+/// Parts of interrupted uploads that did not grow for [`UPLOAD_EXPIRY_SECS`].
+fn stale_uploads(app: &Coordinator, now: u64) -> Result<Vec<UploadPart>, RegistryError> {
+    let parts = app
+        .transfer
+        .chunks
+        .upload_parts()
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    Ok(parts
+        .into_iter()
+        .filter(|p| now.saturating_sub(p.modified) >= UPLOAD_EXPIRY_SECS)
+        .collect())
+}
+
 fn size_of(app: &Coordinator, chunks: impl IntoIterator<Item = Digest>) -> u64 {
     chunks
         .into_iter()
@@ -139,13 +156,15 @@ fn size_of(app: &Coordinator, chunks: impl IntoIterator<Item = Digest>) -> u64 {
 pub fn preview(app: &Coordinator, now: u64) -> Result<GcReport, RegistryError> {
     let (plan, used) = gather(app, now)?;
     let orphans = orphans(app, &used, now)?;
+    let stale = stale_uploads(app, now)?;
     let bytes = size_of(
         app,
         plan.chunks.iter().copied().chain(orphans.iter().copied()),
-    );
+    ) + stale.iter().map(|p| p.size).sum::<u64>();
     Ok(GcReport {
         applied: false,
         orphans: orphans.len(),
+        stale_uploads: stale.len(),
         plan,
         bytes,
     })
@@ -164,13 +183,21 @@ pub async fn apply(
         // Orphans are what no artifact uses before this plan drops any.
         let (plan, used) = gather(&app, now)?;
         let orphans = orphans(&app, &used, now)?;
-        let bytes = size_of(&app, plan.chunks.iter().copied().chain(orphans.iter().copied()));
+        let stale = stale_uploads(&app, now)?;
+        let bytes = size_of(&app, plan.chunks.iter().copied().chain(orphans.iter().copied()))
+            + stale.iter().map(|p| p.size).sum::<u64>();
         app.store.apply_purge(&plan, &actor, bytes, now)?;
         let removed = app
             .transfer
             .chunks
             .remove(plan.chunks.iter().chain(orphans.iter()))
             .map_err(|e| RegistryError::Invalid(format!("the database is done, but deleting chunk files failed ({e}); the next collection finds them as orphans")))?;
+        for part in &stale {
+            app.transfer
+                .chunks
+                .remove_upload_part(&part.hash)
+                .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        }
         tracing::info!(
             purged = plan.purge.len(),
             artifacts = plan.blobs.len(),
@@ -182,6 +209,7 @@ pub async fn apply(
         Ok(GcReport {
             applied: true,
             orphans: orphans.len(),
+            stale_uploads: stale.len(),
             plan,
             bytes,
         })

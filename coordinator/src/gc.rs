@@ -26,6 +26,10 @@ pub struct Retention {
 /// Stored artifacts never published are kept this long (an upload about to be published).
 pub const UNPUBLISHED_GRACE_SECS: u64 = 24 * 3600;
 
+/// How long the stored part of an interrupted upload waits to be resumed before a collection
+/// removes it.
+pub const UPLOAD_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
 /// What the planner knows of one release.
 #[derive(Clone, Debug)]
 pub struct ReleaseFacts {

@@ -5,31 +5,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Query, RawPathParams, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use ferry_shared::chunk::ChunkParams;
-use ferry_shared::{AliasName, Digest, ModelName, Version};
-use futures_util::StreamExt;
+use ferry_shared::{AliasName, ModelName, Version};
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::access::{Action, Caller, Denied, Role};
 use crate::api::{
-    AliasView, ApiError, BlobStored, DeviceView, FleetStatus, FragmentationReport, KeyView,
-    Published, ReleaseView, SetAlias, TrustKey,
+    AliasView, ApiError, DeviceView, FleetStatus, FragmentationReport, KeyView, Published,
+    ReleaseView, SetAlias, TrustKey,
 };
 use crate::app::Coordinator;
 use crate::denials::Verdict;
 use crate::fleet_report::{self, Gathered};
 use crate::registry::{self, RegistryError};
 use crate::store::StoreError;
-use crate::store::blobs::{BlobError, Spool};
-use crate::store::records::{BlobRecord, StoredRelease};
+use crate::store::records::StoredRelease;
 use crate::unix_now;
 
 /// Header in which ferryctl names the person acting (recorded in the audit trail).
@@ -96,13 +93,6 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/releases", get(list_releases).post(publish))
         .route("/releases/{name}/{version}", get(show_release))
         .route("/releases/{name}/{version}/envelope", get(release_envelope))
-        // Artifacts stream to the spool under `max_artifact_bytes`; every other body is small.
-        .route(
-            "/blobs/{hash}",
-            put(upload_blob)
-                .get(blob_exists)
-                .layer(axum::extract::DefaultBodyLimit::disable()),
-        )
         .route("/aliases", get(list_aliases))
         .route("/aliases/{name}/{alias}", put(set_alias))
         .route("/devices", get(list_devices))
@@ -113,6 +103,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/audit/verify", get(verify_audit))
         .route("/gc", get(gc_preview).post(gc_apply))
         .route("/backup", axum::routing::post(backup))
+        .merge(crate::http_uploads::routes())
         .merge(crate::http_rollouts::routes())
         .merge(crate::http_tokens::routes())
         .merge(crate::http_devices::routes())
@@ -540,102 +531,6 @@ async fn publish(
         StatusCode::OK
     };
     Ok((status, Json(published)))
-}
-
-fn blob_view(hash: &Digest, record: &BlobRecord, created: bool) -> BlobStored {
-    BlobStored {
-        hash: hash.to_hex(),
-        size: record.size,
-        chunks: record.chunks.to_hex(),
-        chunk_count: record.chunk_count,
-        new_chunks: if created { record.new_chunks } else { 0 },
-        new_bytes: if created { record.new_bytes } else { 0 },
-        created,
-    }
-}
-
-async fn blob_exists(
-    State(app): State<Arc<Coordinator>>,
-    Path(hash): Path<String>,
-) -> Result<Json<BlobStored>, Failure> {
-    let hash: Digest = parse(&hash)?;
-    let record = app.store.blob(&hash)?.ok_or_else(|| {
-        Failure(
-            StatusCode::NOT_FOUND,
-            format!("artifact {hash} is not stored"),
-        )
-    })?;
-    Ok(Json(blob_view(&hash, &record, false)))
-}
-
-async fn upload_blob(
-    State(app): State<Arc<Coordinator>>,
-    Path(hash): Path<String>,
-    body: Body,
-) -> Result<(StatusCode, Json<BlobStored>), Failure> {
-    let hash: Digest = parse(&hash)?;
-    // No collection deletes a chunk while this upload may be reusing it.
-    let _gc = app.gc_lock.read().await;
-    if let Some(record) = app.store.blob(&hash)? {
-        return Ok((StatusCode::OK, Json(blob_view(&hash, &record, false))));
-    }
-    let mut spool = Spool::new(&app.transfer.chunks, hash, app.config.max_artifact_bytes)
-        .map_err(blob_failure)?;
-    // Disk writes and chunking are blocking work: feed them on a blocking thread.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
-    let worker = tokio::task::spawn_blocking(move || -> Result<_, BlobError> {
-        for chunk in rx {
-            spool.write(&chunk)?;
-        }
-        Ok(spool)
-    });
-    let mut stream = body.into_data_stream();
-    let mut upload_error = None;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => {
-                if tx.send(bytes).is_err() {
-                    break; // the writer failed; its error is reported below
-                }
-            }
-            Err(e) => {
-                upload_error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let spool = worker
-        .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(blob_failure)?;
-    if let Some(e) = upload_error {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            format!("upload interrupted: {e}"),
-        ));
-    }
-    let now = unix_now();
-    let chunks = app.transfer.chunks.clone();
-    let ingested =
-        tokio::task::spawn_blocking(move || spool.finish(&chunks, ChunkParams::DEFAULT, now))
-            .await
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(blob_failure)?;
-    app.store.record_blob(&ingested)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(blob_view(&ingested.hash, &ingested.record, true)),
-    ))
-}
-
-fn blob_failure(e: BlobError) -> Failure {
-    let status = match e {
-        BlobError::HashMismatch { .. } => StatusCode::BAD_REQUEST,
-        BlobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    Failure(status, e.to_string())
 }
 
 async fn list_aliases(

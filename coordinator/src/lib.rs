@@ -33,6 +33,7 @@ pub mod http_rollouts;
 pub mod http_stages;
 pub mod http_tokens;
 pub mod http_trust;
+pub mod http_uploads;
 pub mod lifecycle;
 pub mod lineage;
 pub mod prometheus;

@@ -364,6 +364,23 @@ timeout_secs = 900
         bytes: &[u8],
         meta: Option<&str>,
     ) -> Result<String> {
+        self.publish_at(None, version, bytes, meta)
+    }
+
+    /// Publishes `bytes` as `MODEL VERSION` through the admin API at `url` (the
+    /// coordinator's own when `None`: a relay's, say); returns what ferryctl printed on
+    /// standard output and error.
+    pub fn publish_through(&self, url: &str, version: &str, bytes: &[u8]) -> Result<String> {
+        self.publish_at(Some(url), version, bytes, None)
+    }
+
+    fn publish_at(
+        &self,
+        url: Option<&str>,
+        version: &str,
+        bytes: &[u8],
+        meta: Option<&str>,
+    ) -> Result<String> {
         let artifacts = self.dir.join("artifacts");
         std::fs::create_dir_all(&artifacts)?;
         let file = artifacts.join(format!("{MODEL}-{version}.bin"));
@@ -386,7 +403,17 @@ timeout_secs = 900
             std::fs::write(&meta_file, meta)?;
             args.extend(["--meta", &meta_path]);
         }
-        self.coordinator.ctl(&args)
+        let Some(url) = url else {
+            return self.coordinator.ctl(&args);
+        };
+        let out = self.coordinator.ctl_output_at(url, &args)?;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::ensure!(out.status.success(), "ferryctl publish failed: {printed}");
+        Ok(printed)
     }
 
     /// Signs `MODEL VERSION` again with the fleet's publisher key, to expire in

@@ -15,6 +15,7 @@ pub mod raw_device;
 pub mod relay;
 mod rollouts;
 pub mod scenarios;
+pub mod tcp_cut;
 mod wait;
 
 pub use bench::{BuildFlag, print_stages};

@@ -206,6 +206,16 @@ impl Coordinator {
             .context("cannot run ferryctl")
     }
 
+    /// Runs ferryctl (admin token) against the admin API at `url` (a relay in front of this
+    /// coordinator, say); returns its output whatever the exit code.
+    pub fn ctl_output_at(&self, url: &str, args: &[&str]) -> Result<Output> {
+        let admin = std::fs::read_to_string(self.data_dir.join("admin.token"))?;
+        self.ctl_base(admin.trim(), args)
+            .env("FERRY_URL", url)
+            .output()
+            .context("cannot run ferryctl")
+    }
+
     /// Starts ferryctl (admin token) with its standard output and error piped, for a test
     /// that reads (or closes) them itself.
     pub fn ctl_command(&self, args: &[&str]) -> Result<Child> {

@@ -8,6 +8,7 @@ use ferry_shared::wire::{ErrorKind, EventKind};
 use ferry_tests::{AgentSpec, Fleet, model_bytes, wait_until};
 
 const T: Duration = Duration::from_secs(60);
+const MIB: usize = 1024 * 1024;
 const KIB: usize = 1024;
 
 fn errors_of_kind(fleet: &Fleet, kind: ErrorKind, version: &str) -> Result<usize> {
@@ -138,6 +139,51 @@ fn republishing_a_version_with_other_bytes_is_refused_and_the_same_bytes_are_ide
         stored.release.variants[0].hash,
         ferry_shared::Digest::of(&bytes)
     );
+    Ok(())
+}
+
+/// An upload cut part-way (the link drops) is continued where the coordinator's copy ends,
+/// not sent again from the start, and publishes the same release.
+#[test]
+fn a_publish_cut_mid_upload_continues_where_it_stopped() -> Result<()> {
+    let fleet = Fleet::start(0, None)?;
+    let bytes = model_bytes(12, 24 * MIB, true);
+    let url = &fleet.coordinator.admin_url;
+    let (scheme, rest) = url.split_once("://").context("an admin URL")?;
+    let target: std::net::SocketAddr = rest.trim_end_matches('/').parse()?;
+    let relay = ferry_tests::tcp_cut::CutRelay::start(target, 9 * MIB as u64)?;
+    let printed = fleet.publish_through(&format!("{scheme}://{}", relay.addr), "1.0.0", &bytes)?;
+    let carried = relay.cut().context("the upload was not cut")?;
+
+    // ferryctl continued at what the coordinator held: some of the bytes the cut connection
+    // carried (the rest were in flight), none it did not.
+    let at: u64 = printed
+        .split("continuing the upload of ")
+        .nth(1)
+        .and_then(|rest| rest.split(" at byte ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .context(format!("no continuation: {printed}"))?
+        .parse()?;
+    assert!(
+        at > 0 && at < carried,
+        "continued at {at}, {carried} carried: {printed}"
+    );
+    assert!(printed.contains("published detector 1.0.0"), "{printed}");
+    let stored: ferry_coordinator::api::ReleaseView = fleet
+        .coordinator
+        .ctl_json(&["releases", "show", "detector", "1.0.0"])?;
+    assert_eq!(
+        stored.release.variants[0].hash,
+        ferry_shared::Digest::of(&bytes)
+    );
+    // Nothing of the upload is left over.
+    let hash = ferry_shared::Digest::of(&bytes);
+    let left = fleet
+        .coordinator
+        .data_dir
+        .join("chunks/uploads")
+        .join(format!("{}.part", hash.to_hex()));
+    assert!(!left.exists(), "{}", left.display());
     Ok(())
 }
 

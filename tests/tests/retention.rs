@@ -142,3 +142,32 @@ fn collection_frees_only_what_retired_releases_alone_used() -> Result<()> {
     ensure!(fleet.agents[0].current_bytes("model.bin")? == v1);
     Ok(())
 }
+
+/// The bytes of an upload nobody resumed for a week go with a collection; a recent one stays
+/// for its client to continue.
+#[test]
+fn a_collection_removes_uploads_abandoned_for_a_week() -> Result<()> {
+    let fleet = Fleet::start(0, None)?;
+    let c = &fleet.coordinator;
+    let dir = c.data_dir.join("chunks/uploads");
+    std::fs::create_dir_all(&dir)?;
+    let part = |seed: &[u8]| dir.join(format!("{}.part", Digest::of(seed).to_hex()));
+    let (abandoned, recent) = (part(b"abandoned"), part(b"recent"));
+    std::fs::write(&abandoned, vec![7u8; 100_000])?;
+    std::fs::write(&recent, vec![7u8; 1_000])?;
+    let eight_days_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&abandoned)?
+        .set_modified(eight_days_ago)?;
+
+    let dry: GcReport = c.ctl_json(&["gc"])?;
+    ensure!(dry.stale_uploads == 1 && dry.bytes >= 100_000, "{dry:?}");
+    ensure!(abandoned.exists(), "a dry run deletes nothing");
+    let text = c.ctl(&["gc"])?;
+    ensure!(text.contains("1 interrupted upload(s)"), "{text}");
+    let done: GcReport = c.ctl_json(&["gc", "--apply"])?;
+    ensure!(done.applied && done.stale_uploads == 1, "{done:?}");
+    ensure!(!abandoned.exists() && recent.exists());
+    Ok(())
+}

@@ -4,7 +4,8 @@
 //! committed to the database in one transaction, with the artifact's tensor layout when it is
 //! a model (safetensors or ONNX), which the tensor delta needs. A failed or abandoned upload
 //! leaves no file and no record behind (chunks it already stored are content-addressed and
-//! harmless).
+//! harmless), except a resumable one: its bytes so far stay in `uploads/<hash>.part` under
+//! the chunk store, and the next attempt continues at their end instead of starting over.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
@@ -53,9 +54,20 @@ pub enum BlobError {
     /// Cutting the artifact failed.
     #[error(transparent)]
     Chunking(#[from] ChunkError),
+    /// A resumed upload does not continue where the stored part ends.
+    #[error(
+        "the upload continues at byte {asked}, but {received} bytes of it are stored: resume at {received}"
+    )]
+    Offset {
+        /// Where the upload said it continues.
+        asked: u64,
+        /// Bytes stored so far.
+        received: u64,
+    },
 }
 
-/// An upload in progress; dropping it unfinished removes the spool file.
+/// An upload in progress; dropping it unfinished removes the spool file, unless it is
+/// resumable ([`Spool::resume`]), whose bytes so far stay for the next attempt.
 pub struct Spool {
     tmp: PathBuf,
     file: File,
@@ -63,6 +75,8 @@ pub struct Spool {
     expected: Digest,
     size: u64,
     limit: u64,
+    /// Kept when dropped unfinished.
+    resumable: bool,
 }
 
 /// An artifact cut into the chunk store.
@@ -106,6 +120,103 @@ impl Spool {
             expected,
             size: 0,
             limit,
+            resumable: false,
+        })
+    }
+
+    /// Continues the resumable upload of `expected` at byte `offset`: the bytes stored by
+    /// earlier attempts must end exactly there ([`BlobError::Offset`] says where they end
+    /// otherwise); they are hashed again, from disk. At `offset` 0 a new upload starts,
+    /// replacing any stored part.
+    pub fn resume(
+        chunks: &ChunkStore,
+        expected: Digest,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Self, BlobError> {
+        let path = chunks.upload_path(&expected);
+        let io_err = |source| BlobError::Io {
+            path: path.clone(),
+            source,
+        };
+        if offset > limit {
+            return Err(BlobError::TooLarge { limit });
+        }
+        if offset == 0 {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(io_err)?;
+            }
+            let file = File::create(&path).map_err(io_err)?;
+            return Ok(Self {
+                tmp: path,
+                file,
+                hasher: Hasher::new(),
+                expected,
+                size: 0,
+                limit,
+                resumable: true,
+            });
+        }
+        let received = uploaded_part(chunks, &expected)
+            .map_err(io_err)?
+            .unwrap_or(0);
+        if received != offset {
+            return Err(BlobError::Offset {
+                asked: offset,
+                received,
+            });
+        }
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err)?;
+        let mut hasher = Hasher::new();
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut hashed = 0u64;
+        while hashed < offset {
+            let n = io::Read::read(&mut reader, &mut buf).map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            hashed += n as u64;
+        }
+        if hashed != offset {
+            return Err(BlobError::Offset {
+                asked: offset,
+                received: hashed,
+            });
+        }
+        drop(reader);
+        Ok(Self {
+            tmp: path,
+            file,
+            hasher,
+            expected,
+            size: offset,
+            limit,
+            resumable: true,
+        })
+    }
+
+    /// Gives up on the upload: its bytes so far go, resumable or not.
+    pub fn discard(mut self) {
+        self.resumable = false;
+    }
+
+    /// Bytes received so far, by this attempt and the ones it resumed.
+    pub fn received(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the bytes received so far durable, for the next attempt of an interrupted
+    /// resumable upload to continue from.
+    pub fn keep(&self) -> Result<(), BlobError> {
+        self.file.sync_data().map_err(|source| BlobError::Io {
+            path: self.tmp.clone(),
+            source,
         })
     }
 
@@ -125,11 +236,13 @@ impl Spool {
     /// Checks the hash, then cuts the artifact into `chunks` with `params`. Memory stays
     /// bounded by the largest chunk.
     pub fn finish(
-        self,
+        mut self,
         chunks: &ChunkStore,
         params: ChunkParams,
         now: u64,
     ) -> Result<Ingested, BlobError> {
+        // Whole now: whatever happens next, another attempt starts over.
+        self.resumable = false;
         let actual = self.hasher.finish();
         if actual != self.expected {
             return Err(BlobError::HashMismatch {
@@ -179,7 +292,18 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.tmp);
+        if !self.resumable {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The bytes stored so far of a resumable upload of `hash`, if one is stored.
+pub fn uploaded_part(chunks: &ChunkStore, hash: &Digest) -> io::Result<Option<u64>> {
+    match fs::metadata(chunks.upload_path(hash)) {
+        Ok(meta) => Ok(Some(meta.len())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -330,6 +454,59 @@ mod tests {
         let layout = db.blob_layout(&Digest::of(&model)).unwrap().unwrap();
         assert_eq!(layout.spans[0].len, 4096);
         assert_eq!(layout.spans[0].offset, (model.len() - 4096) as u64);
+    }
+
+    #[test]
+    fn a_cut_resumable_upload_continues_where_its_stored_bytes_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let hash = Digest::of(&data);
+
+        // The first attempt is cut after 20,000 bytes: they stay.
+        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
+        spool.write(&data[..20_000]).unwrap();
+        spool.keep().unwrap();
+        drop(spool);
+        assert_eq!(uploaded_part(&chunks, &hash).unwrap(), Some(20_000));
+        // The chunk store's restart clean-up leaves them be.
+        let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        assert_eq!(uploaded_part(&chunks, &hash).unwrap(), Some(20_000));
+
+        // Continuing anywhere else is refused, saying where to continue.
+        for wrong in [1, 19_999, 20_001] {
+            assert!(matches!(
+                Spool::resume(&chunks, hash, 1 << 20, wrong),
+                Err(BlobError::Offset {
+                    received: 20_000,
+                    ..
+                })
+            ));
+        }
+        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 20_000).unwrap();
+        assert_eq!(spool.received(), 20_000);
+        spool.write(&data[20_000..]).unwrap();
+        let ingested = spool.finish(&chunks, params(), 1).unwrap();
+        assert_eq!((ingested.hash, ingested.record.size), (hash, 50_000));
+        assert_eq!(uploaded_part(&chunks, &hash).unwrap(), None, "done: gone");
+
+        // Starting again at 0 replaces a stored part; bytes that hash wrong are not kept.
+        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
+        spool.write(&data[..10]).unwrap();
+        drop(spool);
+        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
+        assert_eq!(uploaded_part(&chunks, &hash).unwrap(), Some(0));
+        spool.write(&data[1..]).unwrap();
+        assert!(matches!(
+            spool.finish(&chunks, params(), 1),
+            Err(BlobError::HashMismatch { .. })
+        ));
+        assert_eq!(uploaded_part(&chunks, &hash).unwrap(), None);
+        // A part given up on goes.
+        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
+        spool.write(&data[..10]).unwrap();
+        spool.discard();
+        assert_eq!(uploaded_part(&chunks, &hash).unwrap(), None);
     }
 
     #[test]

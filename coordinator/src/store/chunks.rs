@@ -86,6 +86,14 @@ impl ChunkStore {
         self.root.join(&hex[..2]).join(format!("{hex}.zst"))
     }
 
+    /// Where the bytes so far of a resumable upload of artifact `hash` are kept (see
+    /// [`super::blobs::Spool::resume`]).
+    pub fn upload_path(&self, hash: &Digest) -> PathBuf {
+        self.root
+            .join(UPLOADS_DIR)
+            .join(format!("{}.part", hash.to_hex()))
+    }
+
     /// A fresh temporary path under the store (same file system, so renames are atomic).
     pub fn temp_path(&self, label: &str) -> Result<PathBuf, ChunkStoreError> {
         let mut nonce = [0u8; 8];
@@ -194,7 +202,66 @@ pub struct ChunkFile {
     pub modified: u64,
 }
 
+/// When a file was last written (Unix seconds; 0 when unknown).
+fn modified_secs(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The directory of resumable uploads' parts under the store's root.
+pub const UPLOADS_DIR: &str = "uploads";
+
+/// The stored part of an unfinished resumable upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadPart {
+    /// The artifact being uploaded.
+    pub hash: Digest,
+    /// Bytes received.
+    pub size: u64,
+    /// When it last grew (Unix seconds).
+    pub modified: u64,
+}
+
 impl ChunkStore {
+    /// The parts of unfinished resumable uploads.
+    pub fn upload_parts(&self) -> Result<Vec<UploadPart>, ChunkStoreError> {
+        let dir = self.root.join(UPLOADS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(hash) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".part"))
+                .and_then(|h| h.parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            let meta = entry.metadata().map_err(io_at(&entry.path()))?;
+            out.push(UploadPart {
+                hash,
+                size: meta.len(),
+                modified: modified_secs(&meta),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes the part of the upload of `hash` (absent is no error).
+    pub fn remove_upload_part(&self, hash: &Digest) -> Result<(), ChunkStoreError> {
+        let path = self.upload_path(hash);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_at(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Every chunk file (files not named like chunks are left alone).
     pub fn list(&self) -> Result<Vec<ChunkFile>, ChunkStoreError> {
         let mut out = Vec::new();
@@ -217,15 +284,10 @@ impl ChunkStore {
                     continue;
                 };
                 let meta = entry.metadata().map_err(io_at(&entry.path()))?;
-                let modified = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs());
                 out.push(ChunkFile {
                     hash,
                     size: meta.len(),
-                    modified,
+                    modified: modified_secs(&meta),
                 });
             }
         }

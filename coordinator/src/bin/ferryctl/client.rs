@@ -11,7 +11,6 @@ use ferry_coordinator::api::ApiError;
 use ferry_coordinator::http::ACTOR_HEADER;
 use ferry_shared::pin::normalize_fingerprint;
 use ferry_shared::pinned::{PinnedCert, https_client_config};
-use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -134,15 +133,26 @@ impl Client {
         toml::from_str(&text).with_context(|| format!("{}", path.display()))
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}/api/v1{path}", self.base))
             .bearer_auth(&self.token)
             .header(ACTOR_HEADER, &self.actor)
     }
 
+    /// True when the last connection failed because the server showed another certificate
+    /// than the pinned one (trying again cannot help).
+    pub(crate) fn certificate_refused(&self) -> bool {
+        self.pinned
+            .as_ref()
+            .is_some_and(|p| p.last_mismatch().is_some())
+    }
+
     /// Sends a request; an error says the coordinator could not be reached.
-    async fn dispatch(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    pub(crate) async fn dispatch(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
         builder.send().await.map_err(|e| {
             let refused = self.pinned.as_ref().and_then(|p| {
                 p.last_mismatch().map(|shown| {
@@ -160,7 +170,10 @@ impl Client {
         })
     }
 
-    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T> {
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<T> {
         let response = self.dispatch(builder).await?;
         let response = succeeded(response).await?;
         response
@@ -280,33 +293,6 @@ impl Client {
                 .body(body),
         )
         .await
-    }
-
-    /// PUT a file's bytes, streamed.
-    pub(crate) async fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T> {
-        let handle = tokio::fs::File::open(file)
-            .await
-            .with_context(|| format!("cannot open {}", file.display()))?;
-        let size = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let bar = crate::progress::upload_bar(size, file);
-        let counted = bar.clone();
-        let stream =
-            tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024).map(move |chunk| {
-                if let Ok(bytes) = &chunk {
-                    counted.inc(bytes.len() as u64);
-                }
-                chunk
-            });
-        let result = self
-            .send(
-                self.request(reqwest::Method::PUT, path)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(stream)),
-            )
-            .await;
-        bar.finish_and_clear();
-        result
     }
 }
 

@@ -63,6 +63,12 @@ pub(crate) async fn run(client: &Client, args: &GcArgs) -> Result<()> {
         plan.blobs.len(),
         report.orphans
     );
+    if report.stale_uploads > 0 {
+        outln!(
+            "  and {} interrupted upload(s) not resumed for a week",
+            report.stale_uploads
+        );
+    }
     if !report.applied {
         outln!("  (a dry run: `ferryctl gc --apply` frees it)");
     }

@@ -23,6 +23,7 @@ mod rollout;
 mod root;
 mod stage;
 mod tokens;
+mod upload;
 
 use std::process::ExitCode;
 

@@ -183,8 +183,7 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             .await?
         {
             Some(existing) => existing,
-            None => client
-                .put_file(&format!("/blobs/{hash}"), &spec.file)
+            None => crate::upload::upload(client, &hash, &spec.file)
                 .await
                 .with_context(|| format!("uploading {}", spec.file.display()))?,
         };

@@ -1,0 +1,284 @@
+//! Artifact uploads, `/blobs/{hash}`: a `PUT` streams the bytes to a spool while they are
+//! hashed, then cuts them into the chunk store (see [`crate::store::blobs`]); a `GET` says
+//! whether the artifact is stored.
+//!
+//! Uploads resume. A `PUT` that names its total size in `Upload-Length` is resumable: when it
+//! is cut (a dropped link, a killed client, a restarted coordinator) its bytes so far stay on
+//! disk, `GET /blobs/{hash}/upload` says how many, and a `PUT` with `Upload-Offset: N` sends
+//! the rest from byte N; a 10 GiB upload cut at 9 GiB sends 1 GiB more, not 10. A `PUT`
+//! without `Upload-Length` (older clients) is taken whole, as before. One attempt per
+//! artifact runs at a time: a second is refused while the first is under way (409).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use ferry_shared::Digest;
+use ferry_shared::chunk::ChunkParams;
+use futures_util::StreamExt;
+
+use crate::api::{BlobStored, UploadProgress};
+use crate::app::Coordinator;
+use crate::http::{Failure, parse};
+use crate::store::blobs::{BlobError, Spool, uploaded_part};
+use crate::store::records::BlobRecord;
+use crate::unix_now;
+
+/// Where a resumed `PUT` continues, in bytes from the start.
+pub const UPLOAD_OFFSET: &str = "upload-offset";
+/// The artifact's whole size, which makes a `PUT` resumable.
+pub const UPLOAD_LENGTH: &str = "upload-length";
+
+/// `/blobs…`, to be nested under the authenticated API.
+pub fn routes() -> Router<Arc<Coordinator>> {
+    Router::new()
+        // Artifacts stream to the spool under `max_artifact_bytes`; every other body is small.
+        .route(
+            "/blobs/{hash}",
+            put(upload)
+                .get(stored)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/blobs/{hash}/upload", get(progress))
+}
+
+/// The artifacts being uploaded right now.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<Digest>>);
+
+/// One artifact's upload, under way until dropped.
+struct Attempt<'a> {
+    in_flight: &'a InFlight,
+    hash: Digest,
+}
+
+impl InFlight {
+    /// The upload of `hash`, unless another is under way.
+    fn begin(&self, hash: Digest) -> Result<Attempt<'_>, Failure> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(hash) {
+            return Err(Failure(
+                StatusCode::CONFLICT,
+                format!("an upload of {hash} is already under way"),
+            ));
+        }
+        Ok(Attempt {
+            in_flight: self,
+            hash,
+        })
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut set = self.in_flight.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.hash);
+    }
+}
+
+/// What the API says of a stored artifact (`resumed_from`: bytes earlier attempts sent).
+pub fn view(hash: &Digest, record: &BlobRecord, created: bool, resumed_from: u64) -> BlobStored {
+    BlobStored {
+        hash: hash.to_hex(),
+        size: record.size,
+        chunks: record.chunks.to_hex(),
+        chunk_count: record.chunk_count,
+        new_chunks: if created { record.new_chunks } else { 0 },
+        new_bytes: if created { record.new_bytes } else { 0 },
+        created,
+        resumed_from,
+    }
+}
+
+async fn stored(
+    State(app): State<Arc<Coordinator>>,
+    Path(hash): Path<String>,
+) -> Result<Json<BlobStored>, Failure> {
+    let hash: Digest = parse(&hash)?;
+    let record = app.store.blob(&hash)?.ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("artifact {hash} is not stored"),
+        )
+    })?;
+    Ok(Json(view(&hash, &record, false, 0)))
+}
+
+/// How much of an interrupted upload is stored; 404 when none is.
+async fn progress(
+    State(app): State<Arc<Coordinator>>,
+    Path(hash): Path<String>,
+) -> Result<Json<UploadProgress>, Failure> {
+    let hash: Digest = parse(&hash)?;
+    let chunks = app.transfer.chunks.clone();
+    let part = tokio::task::spawn_blocking(move || uploaded_part(&chunks, &hash))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match part {
+        Some(received) => Ok(Json(UploadProgress {
+            hash: hash.to_hex(),
+            received,
+        })),
+        None => Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("no upload of {hash} is stored"),
+        )),
+    }
+}
+
+/// A header's value as a byte count (`None` when absent).
+fn byte_count(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Failure> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be a byte count"),
+            )
+        })
+}
+
+async fn upload(
+    State(app): State<Arc<Coordinator>>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<BlobStored>), Failure> {
+    let hash: Digest = parse(&hash)?;
+    let offset = byte_count(&headers, UPLOAD_OFFSET)?.unwrap_or(0);
+    let length = byte_count(&headers, UPLOAD_LENGTH)?;
+    let limit = app.config.max_artifact_bytes;
+    if let Some(length) = length
+        && (length > limit || offset > length)
+    {
+        return Err(Failure(
+            if length > limit {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            },
+            format!("an upload of {length} bytes from byte {offset} (the limit is {limit} bytes)"),
+        ));
+    }
+    if length.is_none() && offset > 0 {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("{UPLOAD_OFFSET} needs {UPLOAD_LENGTH}"),
+        ));
+    }
+    // No collection deletes a chunk while this upload may be reusing it.
+    let _gc = app.gc_lock.read().await;
+    if let Some(record) = app.store.blob(&hash)? {
+        return Ok((StatusCode::OK, Json(view(&hash, &record, false, 0))));
+    }
+    let _attempt = app.uploads.begin(hash)?;
+    let chunks = app.transfer.chunks.clone();
+    let spool = tokio::task::spawn_blocking(move || match length {
+        Some(_) => Spool::resume(&chunks, hash, limit, offset),
+        None => Spool::new(&chunks, hash, limit),
+    })
+    .await
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(failure)?;
+    let spool = receive(spool, body).await?;
+    if let Some(length) = length
+        && spool.received() != length
+    {
+        let received = spool.received();
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the upload ended at byte {received} of {length}: resume with {UPLOAD_OFFSET}: {received}"
+            ),
+        ));
+    }
+    let now = unix_now();
+    let chunks = app.transfer.chunks.clone();
+    let ingested =
+        tokio::task::spawn_blocking(move || spool.finish(&chunks, ChunkParams::DEFAULT, now))
+            .await
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(failure)?;
+    app.store.record_blob(&ingested)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&ingested.hash, &ingested.record, true, offset)),
+    ))
+}
+
+/// Feeds `body` into `spool` on a blocking thread (disk writes and hashing). A body cut short
+/// is an error; a resumable spool keeps what arrived, made durable, for the next attempt.
+async fn receive(mut spool: Spool, body: Body) -> Result<Spool, Failure> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+    let worker = tokio::task::spawn_blocking(move || -> (Option<Spool>, Result<(), BlobError>) {
+        for bytes in rx {
+            match spool.write(&bytes) {
+                Ok(()) => {}
+                // Disk trouble may pass: what arrived stays for the next attempt.
+                Err(e @ BlobError::Io { .. }) => return (Some(spool), Err(e)),
+                Err(e) => {
+                    spool.discard();
+                    return (None, Err(e));
+                }
+            }
+        }
+        (Some(spool), Ok(()))
+    });
+    let mut stream = body.into_data_stream();
+    let mut cut = None;
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(bytes) => {
+                if tx.send(bytes).is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Err(e) => {
+                cut = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let (spool, written) = worker
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    written.map_err(failure)?;
+    let spool = spool
+        .ok_or_else(|| Failure(StatusCode::INTERNAL_SERVER_ERROR, "upload discarded".into()))?;
+    if let Some(e) = cut {
+        let received = spool.received();
+        let kept = tokio::task::spawn_blocking(move || spool.keep())
+            .await
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Err(e) = kept {
+            tracing::warn!("cannot keep an interrupted upload: {e}");
+        }
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("upload interrupted at byte {received}: {e}"),
+        ));
+    }
+    Ok(spool)
+}
+
+fn failure(e: BlobError) -> Failure {
+    let status = match e {
+        BlobError::HashMismatch { .. } => StatusCode::BAD_REQUEST,
+        BlobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BlobError::Offset { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Failure(status, e.to_string())
+}
