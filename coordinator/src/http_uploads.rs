@@ -24,7 +24,8 @@ use futures_util::StreamExt;
 use crate::api::{BlobStored, UploadProgress};
 use crate::app::Coordinator;
 use crate::http::{Failure, parse};
-use crate::store::blobs::{BlobError, Spool, uploaded_part};
+use crate::store::blobs::{Arrival, BlobError, Spool, uploaded_part};
+use crate::store::chunks::ChunkStore;
 use crate::store::records::BlobRecord;
 use crate::unix_now;
 
@@ -191,25 +192,28 @@ async fn upload(
     .await
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(failure)?;
-    let spool = receive(spool, body).await?;
-    if let Some(length) = length
-        && spool.received() != length
-    {
-        let received = spool.received();
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the upload ended at byte {received} of {length}: resume with {UPLOAD_OFFSET}: {received}"
-            ),
-        ));
-    }
-    let now = unix_now();
     let chunks = app.transfer.chunks.clone();
-    let ingested =
-        tokio::task::spawn_blocking(move || spool.finish(&chunks, ChunkParams::DEFAULT, now))
-            .await
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(failure)?;
+    let ingested = match receive(chunks, spool, body, length).await? {
+        Arrival::Whole(ingested) => ingested,
+        Arrival::Partial(spool, why) => {
+            let received = spool.received();
+            // A resumable upload keeps what came, made durable; another goes with the spool.
+            let kept = tokio::task::spawn_blocking(move || spool.keep())
+                .await
+                .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            if let Err(e) = kept {
+                tracing::warn!("cannot keep an interrupted upload: {e}");
+            }
+            let resume = match length {
+                Some(_) => format!(": resume with {UPLOAD_OFFSET}: {received}"),
+                None => String::new(),
+            };
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("upload interrupted at byte {received} ({why}){resume}"),
+            ));
+        }
+    };
     app.store.record_blob(&ingested)?;
     Ok((
         StatusCode::CREATED,
@@ -217,60 +221,37 @@ async fn upload(
     ))
 }
 
-/// Feeds `body` into `spool` on a blocking thread (disk writes and hashing). A body cut short
-/// is an error; a resumable spool keeps what arrived, made durable, for the next attempt.
-async fn receive(mut spool: Spool, body: Body) -> Result<Spool, Failure> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
-    let worker = tokio::task::spawn_blocking(move || -> (Option<Spool>, Result<(), BlobError>) {
-        for bytes in rx {
-            match spool.write(&bytes) {
-                Ok(()) => {}
-                // Disk trouble may pass: what arrived stays for the next attempt.
-                Err(e @ BlobError::Io { .. }) => return (Some(spool), Err(e)),
-                Err(e) => {
-                    spool.discard();
-                    return (None, Err(e));
-                }
-            }
-        }
-        (Some(spool), Ok(()))
+/// Feeds `body` to [`Spool::receive`] on a blocking thread, which writes, cuts and stores it
+/// as it arrives.
+async fn receive(
+    chunks: ChunkStore,
+    spool: Spool,
+    body: Body,
+    length: Option<u64>,
+) -> Result<Arrival, Failure> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(16);
+    let worker = tokio::task::spawn_blocking(move || {
+        spool.receive(
+            &chunks,
+            ChunkParams::DEFAULT,
+            rx.into_iter(),
+            length,
+            unix_now(),
+        )
     });
     let mut stream = body.into_data_stream();
-    let mut cut = None;
     while let Some(piece) = stream.next().await {
-        match piece {
-            Ok(bytes) => {
-                if tx.send(bytes).is_err() {
-                    break; // the writer failed; its error is reported below
-                }
-            }
-            Err(e) => {
-                cut = Some(e.to_string());
-                break;
-            }
+        let piece = piece.map_err(|e| e.to_string());
+        let cut = piece.is_err();
+        if tx.send(piece).is_err() || cut {
+            break; // the receiver stopped (its error is reported below), or the body did
         }
     }
     drop(tx);
-    let (spool, written) = worker
+    worker
         .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    written.map_err(failure)?;
-    let spool = spool
-        .ok_or_else(|| Failure(StatusCode::INTERNAL_SERVER_ERROR, "upload discarded".into()))?;
-    if let Some(e) = cut {
-        let received = spool.received();
-        let kept = tokio::task::spawn_blocking(move || spool.keep())
-            .await
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        if let Err(e) = kept {
-            tracing::warn!("cannot keep an interrupted upload: {e}");
-        }
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            format!("upload interrupted at byte {received}: {e}"),
-        ));
-    }
-    Ok(spool)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(failure)
 }
 
 fn failure(e: BlobError) -> Failure {

@@ -1,19 +1,19 @@
-//! Artifacts: an upload spools to a temporary file while it is hashed and counted; once the
-//! bytes hash to the name they were uploaded under, they are cut into content-defined chunks
-//! that go to the shared [`ChunkStore`], and the artifact's record and chunk index are
-//! committed to the database in one transaction, with the artifact's tensor layout when it is
-//! a model (safetensors or ONNX), which the tensor delta needs. A failed or abandoned upload
-//! leaves no file and no record behind (chunks it already stored are content-addressed and
-//! harmless), except a resumable one: its bytes so far stay in `uploads/<hash>.part` under
-//! the chunk store, and the next attempt continues at their end instead of starting over.
+//! Artifacts: an upload spools to a file and is cut into content-defined chunks as it
+//! arrives; the chunks go to the shared [`ChunkStore`], compressed on every core. Once all its
+//! bytes are in and hash to the name they were uploaded under, the artifact's record and chunk
+//! index are committed to the database in one transaction, with the artifact's tensor layout
+//! when it is a model (safetensors or ONNX), which the tensor delta needs. A failed or
+//! abandoned upload leaves no spool and no record behind (chunks it already stored are
+//! content-addressed and harmless), except a resumable one: its bytes so far stay in
+//! `uploads/<hash>.part` under the chunk store, and the next attempt continues at their end
+//! instead of starting over.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
 use ferry_shared::Digest;
 use ferry_shared::chunk::{ChunkError, ChunkIndex, ChunkParams};
-use ferry_shared::digest::Hasher;
 use ferry_shared::tensors::{Layout, ReadAt};
 
 use super::chunks::{ChunkStore, ChunkStoreError};
@@ -71,7 +71,6 @@ pub enum BlobError {
 pub struct Spool {
     tmp: PathBuf,
     file: File,
-    hasher: Hasher,
     expected: Digest,
     size: u64,
     limit: u64,
@@ -105,6 +104,14 @@ impl ReadAt for FileAt<'_> {
     }
 }
 
+/// How an upload's bytes ended ([`Spool::receive`]).
+pub enum Arrival {
+    /// All of them arrived and are stored under their hash.
+    Whole(Ingested),
+    /// They stopped short (why): the spool holds what came, for a resumable upload to continue.
+    Partial(Spool, String),
+}
+
 impl Spool {
     /// Starts an upload that must hash to `expected`, at most `limit` bytes.
     pub fn new(chunks: &ChunkStore, expected: Digest, limit: u64) -> Result<Self, BlobError> {
@@ -116,7 +123,6 @@ impl Spool {
         Ok(Self {
             tmp,
             file,
-            hasher: Hasher::new(),
             expected,
             size: 0,
             limit,
@@ -126,8 +132,7 @@ impl Spool {
 
     /// Continues the resumable upload of `expected` at byte `offset`: the bytes stored by
     /// earlier attempts must end exactly there ([`BlobError::Offset`] says where they end
-    /// otherwise); they are hashed again, from disk. At `offset` 0 a new upload starts,
-    /// replacing any stored part.
+    /// otherwise). At `offset` 0 a new upload starts, replacing any stored part.
     pub fn resume(
         chunks: &ChunkStore,
         expected: Digest,
@@ -142,58 +147,29 @@ impl Spool {
         if offset > limit {
             return Err(BlobError::TooLarge { limit });
         }
-        if offset == 0 {
+        let file = if offset == 0 {
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir).map_err(io_err)?;
             }
-            let file = File::create(&path).map_err(io_err)?;
-            return Ok(Self {
-                tmp: path,
-                file,
-                hasher: Hasher::new(),
-                expected,
-                size: 0,
-                limit,
-                resumable: true,
-            });
-        }
-        let received = uploaded_part(chunks, &expected)
-            .map_err(io_err)?
-            .unwrap_or(0);
-        if received != offset {
-            return Err(BlobError::Offset {
-                asked: offset,
-                received,
-            });
-        }
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err)?;
-        let mut hasher = Hasher::new();
-        let mut reader = BufReader::with_capacity(1 << 20, &file);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut hashed = 0u64;
-        while hashed < offset {
-            let n = io::Read::read(&mut reader, &mut buf).map_err(io_err)?;
-            if n == 0 {
-                break;
+            File::create(&path).map_err(io_err)?
+        } else {
+            let received = uploaded_part(chunks, &expected)
+                .map_err(io_err)?
+                .unwrap_or(0);
+            if received != offset {
+                return Err(BlobError::Offset {
+                    asked: offset,
+                    received,
+                });
             }
-            hasher.update(&buf[..n]);
-            hashed += n as u64;
-        }
-        if hashed != offset {
-            return Err(BlobError::Offset {
-                asked: offset,
-                received: hashed,
-            });
-        }
-        drop(reader);
+            fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_err)?
+        };
         Ok(Self {
             tmp: path,
             file,
-            hasher,
             expected,
             size: offset,
             limit,
@@ -221,49 +197,69 @@ impl Spool {
     }
 
     /// Feeds more uploaded bytes.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         self.size += bytes.len() as u64;
         if self.size > self.limit {
             return Err(BlobError::TooLarge { limit: self.limit });
         }
-        self.hasher.update(bytes);
         self.file.write_all(bytes).map_err(|source| BlobError::Io {
             path: self.tmp.clone(),
             source,
         })
     }
 
-    /// Checks the hash, then cuts the artifact into `chunks` with `params`. Memory stays
-    /// bounded by the largest chunk.
-    pub fn finish(
+    /// Takes the rest of the upload from `pieces` (an `Err` is a cut: why) and cuts it into
+    /// `chunks` with `params` as it arrives: the cutting and hashing of each piece (and of the
+    /// bytes earlier attempts stored, read back) run beside the network and the compression
+    /// of the chunks before it on every core, instead of after the last byte. Once all of
+    /// `length` bytes (when given) have arrived and hash to the upload's name, the artifact
+    /// is stored. Memory stays bounded by a few chunks. Chunks an upload that fails stored
+    /// are content-addressed and harmless.
+    pub fn receive<B: AsRef<[u8]>>(
         mut self,
         chunks: &ChunkStore,
         params: ChunkParams,
+        pieces: impl Iterator<Item = Result<B, String>>,
+        length: Option<u64>,
         now: u64,
-    ) -> Result<Ingested, BlobError> {
-        // Whole now: whatever happens next, another attempt starts over.
-        self.resumable = false;
-        let actual = self.hasher.finish();
-        if actual != self.expected {
-            return Err(BlobError::HashMismatch {
-                expected: self.expected,
-                actual,
-            });
-        }
-        let io_err = |source| BlobError::Io {
+    ) -> Result<Arrival, BlobError> {
+        let earlier = self.size;
+        let stored = File::open(&self.tmp).map_err(|source| BlobError::Io {
             path: self.tmp.clone(),
             source,
-        };
-        let file = File::open(&self.tmp).map_err(io_err)?;
+        })?;
         let ingest = chunks.ingest();
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut incoming = Incoming {
+            stored: BufReader::with_capacity(1 << 20, stored).take(earlier),
+            pieces,
+            spool: &mut self,
+            piece: None,
+            at: 0,
+            stopped: None,
+        };
         let cut = ingest.pipelined(workers, |store| {
-            ChunkIndex::build_visiting(BufReader::new(file), params, |c, bytes| {
-                store(&c.hash, bytes)
-            })
-        })??;
-        if cut.hash != actual || cut.size != self.size {
-            // The spool changed under us: treat it like a damaged upload.
+            ChunkIndex::build_visiting(&mut incoming, params, |c, bytes| store(&c.hash, bytes))
+        })?;
+        match incoming.stopped.take() {
+            Some(Stop::Cut(why)) => return Ok(Arrival::Partial(self, why)),
+            Some(Stop::Failed(e)) => {
+                // Disk trouble may pass: what arrived stays for the next attempt.
+                if !matches!(e, BlobError::Io { .. }) {
+                    self.resumable = false;
+                }
+                return Err(e);
+            }
+            None => {}
+        }
+        let cut = cut?;
+        if let Some(length) = length.filter(|&l| l != self.size) {
+            let why = format!("the upload ended at byte {} of {length}", self.size);
+            return Ok(Arrival::Partial(self, why));
+        }
+        // Whole now: whatever happens next, another attempt starts over.
+        self.resumable = false;
+        if cut.hash != self.expected || cut.size != self.size {
             return Err(BlobError::HashMismatch {
                 expected: self.expected,
                 actual: cut.hash,
@@ -272,7 +268,10 @@ impl Spool {
         let (new_chunks, new_bytes) = ingest.finish()?;
         let layout = File::open(&self.tmp)
             .map(|file| Layout::detect(&FileAt(&file, self.size)))
-            .map_err(io_err)?;
+            .map_err(|source| BlobError::Io {
+                path: self.tmp.clone(),
+                source,
+            })?;
         let record = BlobRecord {
             size: cut.size,
             chunks: cut.index.digest(),
@@ -281,12 +280,70 @@ impl Spool {
             new_bytes,
             added_at: now,
         };
-        Ok(Ingested {
-            hash: actual,
+        Ok(Arrival::Whole(Ingested {
+            hash: cut.hash,
             record,
             index: cut.index,
             layout,
-        })
+        }))
+    }
+}
+
+/// Why [`Incoming`] stopped before the end.
+enum Stop {
+    /// The upload was cut (why).
+    Cut(String),
+    /// Spooling failed.
+    Failed(BlobError),
+}
+
+/// The bytes of an upload as the chunker reads them: first those earlier attempts stored,
+/// read back, then each arriving piece, written to the spool as it passes.
+struct Incoming<'a, I, B> {
+    stored: io::Take<BufReader<File>>,
+    pieces: I,
+    spool: &'a mut Spool,
+    /// The piece being read, and how far.
+    piece: Option<B>,
+    at: usize,
+    stopped: Option<Stop>,
+}
+
+impl<I: Iterator<Item = Result<B, String>>, B: AsRef<[u8]>> Read for Incoming<'_, I, B> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stored.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        loop {
+            if let Some(piece) = &self.piece {
+                let rest = &piece.as_ref()[self.at..];
+                if !rest.is_empty() {
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.at += n;
+                    return Ok(n);
+                }
+            }
+            let stopped = match self.pieces.next() {
+                None => return Ok(0),
+                Some(Ok(piece)) => match self.spool.write(piece.as_ref()) {
+                    Ok(()) => {
+                        self.piece = Some(piece);
+                        self.at = 0;
+                        continue;
+                    }
+                    Err(e) => Stop::Failed(e),
+                },
+                Some(Err(why)) => Stop::Cut(why),
+            };
+            let message = match &stopped {
+                Stop::Cut(why) => format!("upload cut: {why}"),
+                Stop::Failed(e) => e.to_string(),
+            };
+            self.stopped = Some(stopped);
+            return Err(io::Error::other(message));
+        }
     }
 }
 
@@ -388,6 +445,29 @@ mod tests {
         }
     }
 
+    /// What `spool` stores given `pieces` (each `None` a cut), of `length` bytes when given.
+    fn upload(
+        spool: Spool,
+        chunks: &ChunkStore,
+        pieces: &[Option<&[u8]>],
+        length: Option<u64>,
+    ) -> Result<Arrival, BlobError> {
+        let pieces = pieces
+            .iter()
+            .map(|p| p.map(<[u8]>::to_vec).ok_or_else(|| "cut".to_string()));
+        spool.receive(chunks, params(), pieces, length, 1)
+    }
+
+    fn whole(arrival: Result<Arrival, BlobError>) -> Ingested {
+        match arrival {
+            Ok(Arrival::Whole(ingested)) => ingested,
+            Ok(Arrival::Partial(spool, why)) => {
+                panic!("stopped at {} bytes: {why}", spool.received())
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     #[test]
     fn an_upload_is_ingested_only_under_its_own_hash() {
         let dir = tempfile::tempdir().unwrap();
@@ -395,10 +475,12 @@ mod tests {
         let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
         let hash = Digest::of(&data);
 
-        let mut spool = Spool::new(&chunks, Digest::of(b"something else"), 1 << 20).unwrap();
-        spool.write(&data).unwrap();
+        // Bytes that do not hash to the name are refused (the chunks cut on the way are
+        // content-addressed: harmless, and collected as orphans).
+        let other: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
+        let spool = Spool::new(&chunks, Digest::of(b"something else"), 1 << 20).unwrap();
         assert!(matches!(
-            spool.finish(&chunks, params(), 1),
+            upload(spool, &chunks, &[Some(&other)], None),
             Err(BlobError::HashMismatch { .. })
         ));
         assert_eq!(
@@ -407,10 +489,13 @@ mod tests {
             "no leftovers"
         );
 
-        let mut spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
-        spool.write(&data[..100]).unwrap();
-        spool.write(&data[100..]).unwrap();
-        let first = spool.finish(&chunks, params(), 1).unwrap();
+        let spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
+        let first = whole(upload(
+            spool,
+            &chunks,
+            &[Some(&data[..100]), Some(&data[100..])],
+            None,
+        ));
         assert_eq!(first.hash, hash);
         assert_eq!(first.record.size, data.len() as u64);
         let distinct: std::collections::HashSet<_> =
@@ -427,9 +512,8 @@ mod tests {
         assert_eq!(rebuilt, data);
 
         // The same bytes again store nothing new.
-        let mut spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
-        spool.write(&data).unwrap();
-        let again = spool.finish(&chunks, params(), 2).unwrap();
+        let spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
+        let again = whole(upload(spool, &chunks, &[Some(&data)], None));
         assert_eq!((again.record.new_chunks, again.record.new_bytes), (0, 0));
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
@@ -444,9 +528,8 @@ mod tests {
         let other = ferry_shared::testutil::noise(2, 4096);
         for (bytes, tensors) in [(&model, 1), (&other, 0)] {
             let hash = Digest::of(bytes);
-            let mut spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
-            spool.write(bytes).unwrap();
-            let ingested = spool.finish(&chunks, params(), 1).unwrap();
+            let spool = Spool::new(&chunks, hash, 1 << 20).unwrap();
+            let ingested = whole(upload(spool, &chunks, &[Some(bytes)], None));
             db.record_blob(&ingested).unwrap();
             let layout = db.blob_layout(&hash).unwrap();
             assert_eq!(layout.map_or(0, |l| l.spans.len()), tensors);
@@ -462,10 +545,16 @@ mod tests {
         let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7919 % 251) as u8).collect();
         let hash = Digest::of(&data);
+        let length = Some(data.len() as u64);
 
         // The first attempt is cut after 20,000 bytes: they stay.
-        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
-        spool.write(&data[..20_000]).unwrap();
+        let spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
+        let Ok(Arrival::Partial(spool, _)) =
+            upload(spool, &chunks, &[Some(&data[..20_000]), None], length)
+        else {
+            panic!("a cut upload is partial");
+        };
+        assert_eq!(spool.received(), 20_000);
         spool.keep().unwrap();
         drop(spool);
         assert_eq!(uploaded_part(&chunks, &hash).unwrap(), Some(20_000));
@@ -483,39 +572,61 @@ mod tests {
                 })
             ));
         }
-        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 20_000).unwrap();
-        assert_eq!(spool.received(), 20_000);
-        spool.write(&data[20_000..]).unwrap();
-        let ingested = spool.finish(&chunks, params(), 1).unwrap();
+        // A body that ends early is partial too.
+        let spool = Spool::resume(&chunks, hash, 1 << 20, 20_000).unwrap();
+        let Ok(Arrival::Partial(spool, _)) =
+            upload(spool, &chunks, &[Some(&data[20_000..30_000])], length)
+        else {
+            panic!("a short upload is partial");
+        };
+        assert_eq!(spool.received(), 30_000);
+        drop(spool);
+        let spool = Spool::resume(&chunks, hash, 1 << 20, 30_000).unwrap();
+        assert_eq!(spool.received(), 30_000);
+        let ingested = whole(upload(spool, &chunks, &[Some(&data[30_000..])], length));
         assert_eq!((ingested.hash, ingested.record.size), (hash, 50_000));
+        let mut rebuilt = Vec::new();
+        for c in &ingested.index.chunks {
+            rebuilt.extend(chunks.read(&c.hash, c.len).unwrap().bytes);
+        }
+        assert_eq!(rebuilt, data);
         assert_eq!(uploaded_part(&chunks, &hash).unwrap(), None, "done: gone");
 
         // Starting again at 0 replaces a stored part; bytes that hash wrong are not kept.
-        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
-        spool.write(&data[..10]).unwrap();
-        drop(spool);
-        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
+        let spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
+        drop(upload(spool, &chunks, &[Some(&data[..10]), None], length));
+        let spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
         assert_eq!(uploaded_part(&chunks, &hash).unwrap(), Some(0));
-        spool.write(&data[1..]).unwrap();
+        let wrong = [&data[1..], &[0u8][..]].concat();
         assert!(matches!(
-            spool.finish(&chunks, params(), 1),
+            upload(spool, &chunks, &[Some(&wrong)], length),
             Err(BlobError::HashMismatch { .. })
         ));
         assert_eq!(uploaded_part(&chunks, &hash).unwrap(), None);
         // A part given up on goes.
-        let mut spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
-        spool.write(&data[..10]).unwrap();
+        let spool = Spool::resume(&chunks, hash, 1 << 20, 0).unwrap();
         spool.discard();
         assert_eq!(uploaded_part(&chunks, &hash).unwrap(), None);
     }
 
     #[test]
-    fn uploads_over_the_limit_are_refused() {
+    fn uploads_over_the_limit_are_refused_and_not_kept() {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
-        let mut spool = Spool::new(&chunks, Digest::of(b"x"), 10).unwrap();
+        let spool = Spool::new(&chunks, Digest::of(b"x"), 10).unwrap();
         assert!(matches!(
-            spool.write(&[0; 11]),
+            upload(spool, &chunks, &[Some(&[0; 11])], None),
+            Err(BlobError::TooLarge { limit: 10 })
+        ));
+        let hash = Digest::of(b"y");
+        let spool = Spool::resume(&chunks, hash, 10, 0).unwrap();
+        assert!(matches!(
+            upload(spool, &chunks, &[Some(&[0; 6]), Some(&[0; 6])], Some(10)),
+            Err(BlobError::TooLarge { limit: 10 })
+        ));
+        assert_eq!(uploaded_part(&chunks, &hash).unwrap(), None);
+        assert!(matches!(
+            Spool::resume(&chunks, hash, 10, 11),
             Err(BlobError::TooLarge { limit: 10 })
         ));
     }
