@@ -103,6 +103,18 @@ fn a_fleet_installs_v1_then_v2_and_rolls_back_a_release_that_fails_its_health_ch
     Ok(())
 }
 
+/// Checks that `detector VERSION` is published with `bytes` as its artifact.
+fn assert_published_as(fleet: &Fleet, version: &str, bytes: &[u8]) -> Result<()> {
+    let stored: ferry_coordinator::api::ReleaseView = fleet
+        .coordinator
+        .ctl_json(&["releases", "show", "detector", version])?;
+    assert_eq!(
+        stored.release.variants[0].hash,
+        ferry_shared::Digest::of(bytes)
+    );
+    Ok(())
+}
+
 #[test]
 fn republishing_a_version_with_other_bytes_is_refused_and_the_same_bytes_are_idempotent()
 -> Result<()> {
@@ -132,13 +144,7 @@ fn republishing_a_version_with_other_bytes_is_refused_and_the_same_bytes_are_ide
         stderr.contains("detector 1.0.0") && stderr.contains("immutable"),
         "{stderr}"
     );
-    let stored: ferry_coordinator::api::ReleaseView = fleet
-        .coordinator
-        .ctl_json(&["releases", "show", "detector", "1.0.0"])?;
-    assert_eq!(
-        stored.release.variants[0].hash,
-        ferry_shared::Digest::of(&bytes)
-    );
+    assert_published_as(&fleet, "1.0.0", &bytes)?;
     Ok(())
 }
 
@@ -169,13 +175,7 @@ fn a_publish_cut_mid_upload_continues_where_it_stopped() -> Result<()> {
         "continued at {at}, {carried} carried: {printed}"
     );
     assert!(printed.contains("published detector 1.0.0"), "{printed}");
-    let stored: ferry_coordinator::api::ReleaseView = fleet
-        .coordinator
-        .ctl_json(&["releases", "show", "detector", "1.0.0"])?;
-    assert_eq!(
-        stored.release.variants[0].hash,
-        ferry_shared::Digest::of(&bytes)
-    );
+    assert_published_as(&fleet, "1.0.0", &bytes)?;
     // Nothing of the upload is left over.
     let hash = ferry_shared::Digest::of(&bytes);
     let left = fleet
