@@ -25,7 +25,7 @@ use crate::transfer::{ServeError, Transfer, blocking, read_window};
 
 /// A stored chunk whose frame is at least this share of its bytes (in percent) is not worth
 /// a level-19 encode: incompressible data stays so with any prefix.
-const INCOMPRESSIBLE_PERCENT: usize = 97;
+const INCOMPRESSIBLE_PERCENT: u64 = 97;
 
 /// The window chunk `offset` of `file` is asked for against on a first install.
 pub fn own_window(file: Digest, offset: u64) -> Option<WindowRef> {
@@ -75,13 +75,15 @@ impl Transfer {
                 chunk: chunk.hash,
                 window,
             };
-            if this.deltas.get(&key).is_some() {
+            // Neither is read: a release of incompressible bytes costs the warmer no I/O.
+            if this.deltas.path(&key).exists() {
+                return Ok(false);
+            }
+            let frame = this.chunks.frame_len(&chunk.hash)?;
+            if frame * 100 >= u64::from(chunk.len) * INCOMPRESSIBLE_PERCENT {
                 return Ok(false);
             }
             let stored = this.chunks.read(&chunk.hash, chunk.len)?;
-            if stored.compressed.len() * 100 >= stored.bytes.len() * INCOMPRESSIBLE_PERCENT {
-                return Ok(false);
-            }
             let prefix = read_window(&this.chunks, &index, window.offset, window.len)?;
             let encoded = encode_after_own_prefix(&stored.bytes, &prefix, this.level())
                 .map_err(|e| ServeError::Task(format!("first-install encode: {e}")))?;

@@ -133,6 +133,16 @@ impl ChunkStore {
         Ok(compressed)
     }
 
+    /// The size of chunk `hash`'s stored frame, without reading it.
+    pub fn frame_len(&self, hash: &Digest) -> Result<u64, ChunkStoreError> {
+        let path = self.path(hash);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ChunkStoreError::Missing(*hash)),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
     fn read_file(&self, hash: &Digest) -> Result<Vec<u8>, ChunkStoreError> {
         let path = self.path(hash);
         match fs::read(&path) {
