@@ -19,6 +19,7 @@
 //! the stored chunks, the precomputed first install, and whole-file zstd -19.
 //! Run: `cargo run --release -p ferry-tests --bin ferry-transfer-bench -- [--model-mib N]
 //! [--window-mib N] [--avg-kib N] [--bsdiff-max-mib N] [--only TEXT] [--ferry-only]
+//! [--no-first-install]
 //! [--old FILE --new FILE]` (defaults 256, 8, 1024, 64: whole-file bsdiff is skipped on larger
 //! files unless asked for; `--only` picks pairs; `--ferry-only` skips the anchors; `--old` and
 //! `--new` bench that pair instead of the built-in ones). `--help` says the same.
@@ -84,6 +85,9 @@ struct Args {
     /// Ferry's row (and the floor) only: for iterating on the encoder.
     #[arg(long)]
     ferry_only: bool,
+    /// Skip the first-install table (its level-19 encodes take longer than the deltas).
+    #[arg(long)]
+    no_first_install: bool,
     /// Bench this pair of files (old version) instead of the built-in pairs.
     #[arg(long, requires = "new")]
     old: Option<PathBuf>,
@@ -100,6 +104,7 @@ fn main() -> Result<()> {
         bsdiff_max_mib,
         only,
         ferry_only,
+        no_first_install,
         old,
         new,
     } = clap::Parser::parse();
@@ -177,11 +182,13 @@ fn main() -> Result<()> {
     let mut installs = Vec::new();
     for (_, build) in pairs.iter().filter(|(key, _)| wanted(key)) {
         let pair = &build()?;
-        installs.push((
-            pair.name.clone(),
-            pair.new.len(),
-            first_install::rows(&pair.new, params, !ferry_only)?,
-        ));
+        if !no_first_install {
+            installs.push((
+                pair.name.clone(),
+                pair.new.len(),
+                first_install::rows(&pair.new, params, !ferry_only)?,
+            ));
+        }
         for row in run_all(
             pair,
             window_mib << 20,
@@ -200,6 +207,9 @@ fn main() -> Result<()> {
                 row.apply.as_secs_f64()
             );
         }
+    }
+    if installs.is_empty() {
+        return Ok(());
     }
     println!();
     println!("First install (the new file of each pair, to a device that holds no version of it):");
