@@ -21,7 +21,7 @@ use tracing::warn;
 
 use crate::app::Coordinator;
 use crate::store::deltas::DeltaKey;
-use crate::transfer::{ServeError, Transfer, blocking, read_window};
+use crate::transfer::{ServeError, Transfer, Warmed, blocking, read_window};
 
 /// A stored chunk whose frame is at least this share of its bytes (in percent) is not worth
 /// a level-19 encode: incompressible data stays so with any prefix.
@@ -105,17 +105,25 @@ impl Transfer {
     }
 }
 
-/// Encodes the first install of `variant` (each distinct chunk once, at its first place);
-/// returns how many chunks were encoded.
-pub async fn warm(app: &Arc<Coordinator>, variant: &Variant) -> Result<usize, ServeError> {
+/// Encodes the first install of `variant` (each distinct chunk once, at its first place),
+/// stopping between chunks when `give_way` says so; returns how many chunks were encoded, and
+/// whether it finished.
+pub(crate) async fn warm(
+    app: &Arc<Coordinator>,
+    variant: &Variant,
+    give_way: &(dyn Fn() -> bool + Sync),
+) -> Result<(usize, Warmed), ServeError> {
     let Some(index) = app.store.blob_index(&variant.hash)? else {
-        return Ok(0);
+        return Ok((0, Warmed::Done));
     };
     let index = Arc::new(index);
     let mut seen = HashSet::new();
     let mut encoded = 0;
     let spans: Vec<(u64, ChunkRef)> = index.spans().map(|(o, c)| (o, *c)).collect();
     for (offset, chunk) in spans {
+        if give_way() {
+            return Ok((encoded, Warmed::GaveWay));
+        }
         // A repeat is placed with its first copy: the device never asks for it.
         if !seen.insert(chunk.hash) {
             continue;
@@ -131,7 +139,7 @@ pub async fn warm(app: &Arc<Coordinator>, variant: &Variant) -> Result<usize, Se
             encoded += 1;
         }
     }
-    Ok(encoded)
+    Ok((encoded, Warmed::Done))
 }
 
 #[cfg(test)]

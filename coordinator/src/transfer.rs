@@ -5,7 +5,7 @@
 //! bounded pool of blocking threads and land in the [`DeltaCache`]. When an alias moves, the
 //! cache is warmed for the versions the fleet actually runs, most common first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -336,31 +336,63 @@ pub fn read_window(
     Ok(out)
 }
 
-/// Warms the delta cache whenever an alias moves, until the channel closes.
+/// Warms the delta cache whenever an alias moves, until the channel closes. A first install
+/// being precomputed (long, for a large release) gives way to the next alias move, and is
+/// taken up again once no move waits: the deltas of a newer release go first.
 pub async fn warm_on_alias_moves(app: Arc<Coordinator>) {
     let mut moves = app.alias_moves.subscribe();
+    let mut unfinished: VecDeque<AliasMoved> = VecDeque::new();
     loop {
-        let moved = match moves.recv().await {
-            Ok(moved) => moved,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                debug!("delta warmer skipped {n} alias moves");
-                continue;
+        let moved = match unfinished.pop_front() {
+            Some(moved) if moves.is_empty() => moved,
+            put_back => {
+                if let Some(moved) = put_back {
+                    unfinished.push_front(moved);
+                }
+                match moves.recv().await {
+                    Ok(moved) => moved,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        debug!("delta warmer skipped {n} alias moves");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
             }
-            Err(broadcast::error::RecvError::Closed) => return,
         };
-        if let Err(e) = warm(&app, &moved).await {
-            warn!(model = %moved.model, alias = %moved.alias, "delta precompute failed: {e}");
+        match warm(&app, &moved, &|| !moves.is_empty()).await {
+            Ok(Warmed::Done) => {}
+            Ok(Warmed::GaveWay) => {
+                if !unfinished.contains(&moved) {
+                    unfinished.push_back(moved);
+                }
+            }
+            Err(e) => {
+                warn!(model = %moved.model, alias = %moved.alias, "delta precompute failed: {e}");
+            }
         }
     }
+}
+
+/// How a warming ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Warmed {
+    /// Everything is precomputed.
+    Done,
+    /// A first install gave way to a waiting alias move, unfinished.
+    GaveWay,
 }
 
 /// Precomputes what the devices following the moved alias will ask for, for every version it
 /// steers them to (its own, and the targets of its active rollouts): deltas from the versions
 /// they hold, then the first install for devices that hold none yet.
-async fn warm(app: &Arc<Coordinator>, moved: &AliasMoved) -> Result<(), ServeError> {
+async fn warm(
+    app: &Arc<Coordinator>,
+    moved: &AliasMoved,
+    give_way: &(dyn Fn() -> bool + Sync),
+) -> Result<Warmed, ServeError> {
     let devices = app.store.devices()?;
     if !devices.iter().any(|(_, d)| follows(d, moved)) {
-        return Ok(()); // nobody will ask
+        return Ok(Warmed::Done); // nobody will ask
     }
     let mut targets: Vec<Version> = app
         .store
@@ -381,13 +413,18 @@ async fn warm(app: &Arc<Coordinator>, moved: &AliasMoved) -> Result<(), ServeErr
         warm_deltas(app, moved, &devices, &target).await?;
         let mut chunks = 0;
         for variant in &target.variants {
-            chunks += crate::first_install::warm(app, variant).await?;
+            let (encoded, warmed) = crate::first_install::warm(app, variant, give_way).await?;
+            chunks += encoded;
+            if warmed == Warmed::GaveWay {
+                info!(model = %moved.model, %version, chunks, "first install precompute gave way to an alias move");
+                return Ok(Warmed::GaveWay);
+            }
         }
         if chunks > 0 {
             info!(model = %moved.model, %version, chunks, "first install precomputed");
         }
     }
-    Ok(())
+    Ok(Warmed::Done)
 }
 
 /// True when `device` follows the moved alias.
