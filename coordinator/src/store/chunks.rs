@@ -334,6 +334,32 @@ impl ChunkStore {
     }
 }
 
+/// The level a chunk that [`looks_incompressible`] is stored at: it still finds what little
+/// there is to find, at a small part of the store level's cost.
+const INCOMPRESSIBLE_LEVEL: i32 = 1;
+
+/// How much of each sample zstd must save for a chunk to be compressed at the store's level.
+const SAMPLE_GAIN_PERCENT: usize = 3;
+
+/// Bytes in each of a chunk's three samples.
+const SAMPLE_LEN: usize = 16 * 1024;
+
+/// True when three samples of `bytes` (start, middle, end) each compress by less than
+/// [`SAMPLE_GAIN_PERCENT`] at zstd's fastest level: encrypted or already-compressed data,
+/// which the store's level would spend most of a publish's time on to save nothing. Chunks
+/// under four samples are always compressed at the store's level.
+fn looks_incompressible(bytes: &[u8]) -> bool {
+    if bytes.len() < 4 * SAMPLE_LEN {
+        return false;
+    }
+    let starts = [0, bytes.len() / 2, bytes.len() - SAMPLE_LEN];
+    starts.iter().all(|&at| {
+        let sample = &bytes[at..at + SAMPLE_LEN];
+        zstd::bulk::compress(sample, 1)
+            .is_ok_and(|c| c.len() * 100 > sample.len() * (100 - SAMPLE_GAIN_PERCENT))
+    })
+}
+
 /// A batch of chunk writes. [`Ingest::put`] may run on several threads at once;
 /// [`Ingest::pipelined`] runs them.
 pub struct Ingest<'a> {
@@ -356,9 +382,14 @@ impl Ingest<'_> {
         if path.exists() {
             return Ok(());
         }
+        let level = if looks_incompressible(bytes) {
+            INCOMPRESSIBLE_LEVEL
+        } else {
+            self.store.level
+        };
         let compressed = {
-            let mut encoder = zstd::Encoder::new(Vec::new(), self.store.level)
-                .map_err(io_at(&self.store.root))?;
+            let mut encoder =
+                zstd::Encoder::new(Vec::new(), level).map_err(io_at(&self.store.root))?;
             encoder
                 .include_checksum(true)
                 .map_err(io_at(&self.store.root))?;
@@ -490,6 +521,34 @@ mod tests {
         assert_eq!(read.bytes, data);
         assert_eq!(zstd::decode_all(read.compressed.as_slice()).unwrap(), data);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// Only chunks whose every sample is incompressible skip the store's level: noise does,
+    /// noise with a compressible middle, end or start does not, and neither does a chunk too
+    /// small to sample.
+    #[test]
+    fn only_incompressible_chunks_skip_the_store_level() {
+        let noise = ferry_shared::testutil::noise(3, 256 * 1024);
+        assert!(looks_incompressible(&noise));
+        for at in [0, noise.len() / 2, noise.len() - SAMPLE_LEN] {
+            let mut mixed = noise.clone();
+            mixed[at..at + SAMPLE_LEN].fill(7);
+            assert!(!looks_incompressible(&mixed), "compressible at {at}");
+        }
+        assert!(!looks_incompressible(&noise[..4 * SAMPLE_LEN - 1]));
+        let nibbles: Vec<u8> = noise.iter().map(|b| b % 16).collect();
+        assert!(
+            !looks_incompressible(&nibbles),
+            "half of every byte is redundant"
+        );
+        // Stored at the fast level, noise still reads back checked.
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 19).unwrap();
+        let hash = Digest::of(&noise);
+        let ingest = store.ingest();
+        ingest.put(&hash, &noise).unwrap();
+        ingest.finish().unwrap();
+        assert_eq!(store.read(&hash, noise.len() as u32).unwrap().bytes, noise);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //!   HTTP server on loopback into a file, then an fsync;
 //! - **where the agent's time went**: its staging stages (index, network, decode, write, fsync,
 //!   verify), from its own records;
-//! - **publish**: `ferryctl publish` of the same file into the coordinator's store; the anchor
-//!   is `zstd -T2` at the store's level on the same file.
+//! - **publish**: `ferryctl publish` of the same file into the coordinator's store, and of a
+//!   file of f32 weights of the same size (which compress, where random bytes are found
+//!   incompressible and stored at a fast level); the anchor is `zstd -T2` at the store's level
+//!   on the same file.
 //!
 //! Not a test: nothing here asserts. `cargo run --release -p ferry-tests --bin
 //! ferry-throughput-bench -- --mib 1024`.
@@ -25,7 +27,8 @@ use ferry_tests::{Fleet, HEALTH_MAGIC};
 const MIB: usize = 1024 * 1024;
 const PATIENCE: Duration = Duration::from_secs(3600);
 
-/// Download and publish throughput of a random artifact, beside curl + fsync and zstd -T2.
+/// Download and publish throughput of a random artifact (and publish of f32 weights), beside
+/// curl + fsync and zstd -T2.
 /// Prints tables; asserts nothing.
 #[derive(clap::Parser)]
 #[command(name = "ferry-throughput-bench")]
@@ -67,6 +70,16 @@ fn main() -> Result<()> {
     fleet.publish("1.0.0", &bytes)?;
     let publish = start.elapsed();
     drop(bytes);
+    // A publish of model weights too, which compress (random bytes are stored at a fast
+    // level, found incompressible), beside zstd -T2 on the same file.
+    let weights = ferry_tests::weights(8, size / 4);
+    let weights_file = work.path().join("weights.safetensors");
+    std::fs::write(&weights_file, &weights).context("writing the weights")?;
+    let weights_zstd = zstd_t2(&weights_file, &work.path().join("weights.zst"), store_level)?;
+    let start = Instant::now();
+    fleet.publish("0.9.0", &weights)?;
+    let weights_publish = start.elapsed();
+    drop(weights);
     let start = Instant::now();
     fleet.set_prod("1.0.0", "throughput bench")?;
     fleet.wait_all_on("1.0.0", PATIENCE)?;
@@ -118,25 +131,26 @@ fn main() -> Result<()> {
     println!();
     println!("| publish | time | MiB/s | × zstd -T2 |");
     println!("|---|---:|---:|---:|");
-    match zstd {
-        Some(zstd) => {
+    for (what, zstd, publish) in [
+        ("random bytes", zstd, publish),
+        ("f32 weights (safetensors)", weights_zstd, weights_publish),
+    ] {
+        let ratio = zstd.map_or_else(
+            || "zstd not installed".to_owned(),
+            |z| format!("{:.2}", z.as_secs_f64() / publish.as_secs_f64()),
+        );
+        if let Some(zstd) = zstd {
             println!(
-                "| zstd -T2 -{store_level} | {:.2} s | {:.0} | 1.00 |",
+                "| {what}: zstd -T2 -{store_level} | {:.2} s | {:.0} | 1.00 |",
                 zstd.as_secs_f64(),
                 rate(zstd)
             );
-            println!(
-                "| ferryctl publish (level {store_level} store) | {:.2} s | {:.0} | {:.2} |",
-                publish.as_secs_f64(),
-                rate(publish),
-                zstd.as_secs_f64() / publish.as_secs_f64()
-            );
         }
-        None => println!(
-            "| ferryctl publish (level {store_level} store) | {:.2} s | {:.0} | zstd not installed |",
+        println!(
+            "| {what}: ferryctl publish (level {store_level} store) | {:.2} s | {:.0} | {ratio} |",
             publish.as_secs_f64(),
-            rate(publish)
-        ),
+            rate(publish),
+        );
     }
     Ok(())
 }
