@@ -543,7 +543,7 @@ impl Copies {
 /// writeback, so that the final fsync has little left to wait for.
 fn write_at(file: &File, path: &Path, offset: u64, bytes: &[u8]) -> Result<(), AssembleError> {
     file.write_all_at(bytes, offset).map_err(disk(path))?;
-    crate::fsutil::start_writeback(file, offset, bytes.len() as u64);
+    ferry_shared::writeback::start_writeback(file, offset, bytes.len() as u64);
     Ok(())
 }
 

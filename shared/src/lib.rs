@@ -26,6 +26,8 @@ pub mod tensors;
 pub mod trust;
 pub mod version;
 pub mod wire;
+#[cfg(feature = "writeback")]
+pub mod writeback;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testutil;

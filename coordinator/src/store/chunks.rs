@@ -7,7 +7,7 @@
 //! Reads decode with a capped window and check length and hash: a damaged file is an error,
 //! never bytes sent to a device.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -370,16 +370,23 @@ pub struct Ingest<'a> {
 /// What a batch wrote, for [`Ingest::finish`].
 #[derive(Default)]
 struct Written {
-    dirs: BTreeSet<PathBuf>,
+    /// Chunk files written under `tmp/`, by hash, with their final path: renamed into place
+    /// once their bytes are durable.
+    pending: HashMap<Digest, (PathBuf, PathBuf)>,
     new_chunks: u32,
     new_bytes: u64,
 }
 
 impl Ingest<'_> {
-    /// Stores `bytes` (which hash to `hash`) unless the chunk is already there.
+    /// Stores `bytes` (which hash to `hash`) unless the chunk is already there: compressed,
+    /// written to a temporary file whose writeback starts at once, and put in place by
+    /// [`Ingest::finish`] (the chunk cannot be read before). A chunk file is never in place
+    /// before its bytes are durable, so a crash cannot leave a torn chunk that later uploads
+    /// would take as stored; and no upload waits on an fsync per chunk (858 of them took a
+    /// second of a 1 GiB publish).
     pub fn put(&self, hash: &Digest, bytes: &[u8]) -> Result<(), ChunkStoreError> {
         let path = self.store.path(hash);
-        if path.exists() {
+        if path.exists() || self.lock_written().pending.contains_key(hash) {
             return Ok(());
         }
         let level = if looks_incompressible(bytes) {
@@ -397,24 +404,32 @@ impl Ingest<'_> {
             encoder.finish().map_err(io_at(&self.store.root))?
         };
         let tmp = self.store.temp_path(&hash.short())?;
-        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
         let result = (|| {
             let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
             file.write_all(&compressed).map_err(io_at(&tmp))?;
-            file.sync_all().map_err(io_at(&tmp))?;
-            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-            fs::rename(&tmp, &path).map_err(io_at(&path))?;
+            ferry_shared::writeback::start_writeback(&file, 0, compressed.len() as u64);
             Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result?;
-        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        written.dirs.insert(dir);
-        written.new_chunks += 1;
-        written.new_bytes += compressed.len() as u64;
+        let mut written = self.lock_written();
+        match written.pending.insert(*hash, (tmp, path)) {
+            // Two threads stored the same chunk at once: one file is enough.
+            Some((twin, _)) => {
+                let _ = fs::remove_file(twin);
+            }
+            None => {
+                written.new_chunks += 1;
+                written.new_bytes += compressed.len() as u64;
+            }
+        }
         Ok(())
+    }
+
+    fn lock_written(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `cut` on this thread and stores each chunk it hands over on `workers` threads
@@ -481,23 +496,45 @@ impl Ingest<'_> {
         }
     }
 
-    /// Makes the renames durable.
+    /// Puts the batch's chunks in place: each file's bytes made durable (their writeback
+    /// started when written), then renamed, then the renames made durable. Returns the
+    /// chunks and bytes the batch added.
     pub fn finish(self) -> Result<(u32, u64), ChunkStoreError> {
-        let written = self
-            .written
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        for dir in &written.dirs {
+        let mut written = std::mem::take(&mut *self.lock_written());
+        let mut dirs = BTreeSet::new();
+        for (tmp, _) in written.pending.values() {
+            File::open(tmp)
+                .and_then(|f| f.sync_data())
+                .map_err(io_at(tmp))?;
+        }
+        for (tmp, path) in std::mem::take(&mut written.pending).into_values() {
+            let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+            if dirs.insert(dir.clone()) {
+                fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            }
+            // Another batch may have put the same chunk in place meanwhile: same bytes.
+            fs::rename(&tmp, &path).map_err(io_at(&path))?;
+        }
+        for dir in &dirs {
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(io_at(dir))?;
         }
-        if !written.dirs.is_empty() {
+        if !dirs.is_empty() {
             File::open(&self.store.root)
                 .and_then(|d| d.sync_all())
                 .map_err(io_at(&self.store.root))?;
         }
         Ok((written.new_chunks, written.new_bytes))
+    }
+}
+
+impl Drop for Ingest<'_> {
+    /// A batch given up on (a failed upload) leaves no temporary files behind.
+    fn drop(&mut self) {
+        for (tmp, _) in self.lock_written().pending.values() {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 
@@ -521,6 +558,35 @@ mod tests {
         assert_eq!(read.bytes, data);
         assert_eq!(zstd::decode_all(read.compressed.as_slice()).unwrap(), data);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// A chunk is in place only once its batch finishes, so a crash before cannot leave a
+    /// torn file where later uploads would take it as stored; a batch given up on leaves no
+    /// file at all.
+    #[test]
+    fn chunks_are_in_place_only_once_their_batch_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let tmp_files = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        let (a, b) = (b"alpha".repeat(100), b"beta".repeat(100));
+        let ingest = store.ingest();
+        ingest.put(&Digest::of(&a), &a).unwrap();
+        assert!(!store.path(&Digest::of(&a)).exists(), "not before finish");
+        assert_eq!(tmp_files(), 1);
+        drop(ingest);
+        assert_eq!(tmp_files(), 0, "a dropped batch leaves nothing");
+        assert!(!store.path(&Digest::of(&a)).exists());
+
+        let ingest = store.ingest();
+        ingest.put(&Digest::of(&a), &a).unwrap();
+        ingest.put(&Digest::of(&b), &b).unwrap();
+        ingest.put(&Digest::of(&a), &a).unwrap();
+        assert_eq!(ingest.finish().unwrap().0, 2);
+        assert_eq!(tmp_files(), 0);
+        assert_eq!(
+            store.read(&Digest::of(&b), b.len() as u32).unwrap().bytes,
+            b
+        );
     }
 
     /// Only chunks whose every sample is incompressible skip the store's level: noise does,
