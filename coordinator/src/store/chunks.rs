@@ -212,6 +212,26 @@ pub struct ChunkFile {
     pub modified: u64,
 }
 
+/// The files among `entries` named `<hash><suffix>`, with their metadata; others are left be.
+fn named_by_hash(
+    entries: fs::ReadDir,
+    suffix: &str,
+) -> Result<Vec<(Digest, fs::Metadata)>, ChunkStoreError> {
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(hash) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|h| h.parse::<Digest>().ok())
+        else {
+            continue;
+        };
+        out.push((hash, entry.metadata().map_err(io_at(&entry.path()))?));
+    }
+    Ok(out)
+}
+
 /// When a file was last written (Unix seconds; 0 when unknown).
 fn modified_secs(meta: &fs::Metadata) -> u64 {
     meta.modified()
@@ -243,24 +263,14 @@ impl ChunkStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_at(&dir)(e)),
         };
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let Some(hash) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".part"))
-                .and_then(|h| h.parse::<Digest>().ok())
-            else {
-                continue;
-            };
-            let meta = entry.metadata().map_err(io_at(&entry.path()))?;
-            out.push(UploadPart {
+        Ok(named_by_hash(entries, ".part")?
+            .into_iter()
+            .map(|(hash, meta)| UploadPart {
                 hash,
                 size: meta.len(),
                 modified: modified_secs(&meta),
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Removes the part of the upload of `hash` (absent is no error).
@@ -284,22 +294,16 @@ impl ChunkStore {
                 continue;
             }
             let path = dir.path();
-            for entry in fs::read_dir(&path).map_err(io_at(&path))?.flatten() {
-                let file = entry.file_name();
-                let Some(hash) = file
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".zst"))
-                    .and_then(|h| h.parse::<Digest>().ok())
-                else {
-                    continue;
-                };
-                let meta = entry.metadata().map_err(io_at(&entry.path()))?;
-                out.push(ChunkFile {
-                    hash,
-                    size: meta.len(),
-                    modified: modified_secs(&meta),
-                });
-            }
+            let entries = fs::read_dir(&path).map_err(io_at(&path))?;
+            out.extend(
+                named_by_hash(entries, ".zst")?
+                    .into_iter()
+                    .map(|(hash, meta)| ChunkFile {
+                        hash,
+                        size: meta.len(),
+                        modified: modified_secs(&meta),
+                    }),
+            );
         }
         Ok(out)
     }
