@@ -907,27 +907,37 @@ fn prefix_encode(
     level: i32,
     tables: Option<Tables>,
 ) -> io::Result<Vec<u8>> {
-    use zstd::stream::raw::{CParameter, Encoder};
+    use zstd::zstd_safe::{CCtx, CParameter, compress_bound};
+    let zstd = |code: usize| io::Error::other(zstd::zstd_safe::get_error_name(code));
     let span = (prefix.len() + new.len()).max(1 << 10) as u64;
     let window_log = (64 - (span - 1).leading_zeros()).clamp(10, 30);
-    let mut raw = Encoder::with_ref_prefix(level, prefix)?;
-    raw.set_parameter(CParameter::WindowLog(window_log))?;
+    let mut cctx =
+        CCtx::try_create().ok_or_else(|| io::Error::other("cannot allocate a zstd context"))?;
+    cctx.set_parameter(CParameter::CompressionLevel(level))
+        .map_err(zstd)?;
+    cctx.set_parameter(CParameter::WindowLog(window_log))
+        .map_err(zstd)?;
     // Above the fast levels the match tables grow with the window: at level 12, 44 MiB per
     // encode for an 8 MiB window, times the encode workers. Capped at 2^20 entries they took
     // 9 MiB and a quarter of the time, for under 0.1 % more bytes on the native pairs.
     if let Some(tables) = tables.filter(|_| level >= MATCH_TABLE_CAP_FROM) {
-        raw.set_parameter(CParameter::HashLog(tables.hash_log))?;
-        raw.set_parameter(CParameter::ChainLog(tables.chain_log))?;
+        cctx.set_parameter(CParameter::HashLog(tables.hash_log))
+            .map_err(zstd)?;
+        cctx.set_parameter(CParameter::ChainLog(tables.chain_log))
+            .map_err(zstd)?;
     }
     // Fast levels index only part of a large prefix; long-distance matching finds the chunk's
     // old bytes anywhere in the window, at every level (the screen runs at level 3).
     if prefix.len() > 1 << 20 {
-        raw.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+        cctx.set_parameter(CParameter::EnableLongDistanceMatching(true))
+            .map_err(zstd)?;
     }
-    let mut writer = zstd::stream::zio::Writer::new(Vec::new(), raw);
-    writer.write_all(new)?;
-    writer.finish()?;
-    Ok(writer.into_inner().0)
+    cctx.ref_prefix(prefix).map_err(zstd)?;
+    // One shot: zstd reads `new` where it is, where a stream would copy it into an input
+    // buffer as large as the window (16 MiB for an 8 MiB prefix and a 4 MiB chunk).
+    let mut out = Vec::with_capacity(compress_bound(new.len()));
+    cctx.compress2(&mut out, new).map_err(zstd)?;
+    Ok(out)
 }
 
 /// Decompresses into at most `declared` bytes, with the window capped by the limits.

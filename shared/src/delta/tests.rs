@@ -528,19 +528,20 @@ fn rebuilt_native_code_travels_as_covers() {
 /// one: with the match tables capped, the anchor sent 4.5 % more bytes on the native pair.
 #[test]
 fn the_patch_from_anchor_keeps_zstds_own_table_sizes() {
-    use zstd::stream::raw::{CParameter, Encoder};
+    use zstd::zstd_safe::{CCtx, CParameter};
     let old = noise(21, 3 << 20);
     let new = crate::testutil::rebuilt(&old[1 << 20..(1 << 20) + (512 << 10)], 700, &noise(22, 64));
     let span = (old.len() + new.len()) as u64;
-    let mut raw = Encoder::with_ref_prefix(19, &old).unwrap();
-    raw.set_parameter(CParameter::WindowLog(64 - (span - 1).leading_zeros()))
+    let mut cctx = CCtx::create();
+    cctx.set_parameter(CParameter::CompressionLevel(19))
         .unwrap();
-    raw.set_parameter(CParameter::EnableLongDistanceMatching(true))
+    cctx.set_parameter(CParameter::WindowLog(64 - (span - 1).leading_zeros()))
         .unwrap();
-    let mut writer = zstd::stream::zio::Writer::new(Vec::new(), raw);
-    writer.write_all(&new).unwrap();
-    writer.finish().unwrap();
-    let own = writer.into_inner().0;
+    cctx.set_parameter(CParameter::EnableLongDistanceMatching(true))
+        .unwrap();
+    cctx.ref_prefix(&old).unwrap();
+    let mut own = Vec::with_capacity(zstd::zstd_safe::compress_bound(new.len()));
+    cctx.compress2(&mut own, &new).unwrap();
     assert_eq!(zstd_with_prefix(&new, &old, 19).unwrap(), own);
     // Ferry's own encodes do bound them, and still decode.
     let bounded = zstd_with_prefix_bounded(&new, &old, 19).unwrap();
