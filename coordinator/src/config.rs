@@ -42,6 +42,11 @@ pub struct Config {
     pub delta_level: i32,
     /// Threads encoding deltas at once; 0 means one per CPU core.
     pub encode_workers: usize,
+    /// Whether a release that an alias devices follow (or a rollout) targets gets its first
+    /// install precomputed at `delta_level`, each chunk against the 8 MiB before it: about
+    /// what zstd sends for the whole file, where the stored chunks send 15-20 % more. Costs
+    /// about 3.7 times zstd -19's CPU per byte of the release, once, in the background.
+    pub precompute_first_installs: bool,
     /// Publisher keys (`ed25519:<hex>`) trusted in addition to those added with
     /// `ferryctl keys trust`.
     pub trusted_publishers: Vec<String>,
@@ -73,6 +78,7 @@ impl Default for Config {
             max_artifact_bytes: 64 * 1024 * 1024 * 1024,
             delta_level: 19,
             encode_workers: 0,
+            precompute_first_installs: true,
             trusted_publishers: Vec::new(),
             rollout_tick_ms: 5000,
             fragmentation_snapshot_secs: 3600,
@@ -216,6 +222,9 @@ mod tests {
         assert_eq!(config.http_listen, defaults.http_listen);
         assert_eq!(config.heartbeat_secs, defaults.heartbeat_secs);
         assert_eq!(config.compression_level, defaults.compression_level);
+        assert!(config.precompute_first_installs && defaults.precompute_first_installs);
+        let off: Config = toml::from_str("precompute_first_installs = false").unwrap();
+        assert!(!off.precompute_first_installs);
         assert!(defaults.stages.is_empty(), "no policies by default");
         let production = &config.stages[&Stage::Production];
         assert_eq!(production.approvals, 2);

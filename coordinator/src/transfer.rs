@@ -411,6 +411,9 @@ async fn warm(
             continue;
         };
         warm_deltas(app, moved, &devices, &target).await?;
+        if !app.config.precompute_first_installs {
+            continue;
+        }
         let mut chunks = 0;
         for variant in &target.variants {
             let (encoded, warmed) = crate::first_install::warm(app, variant, give_way).await?;
