@@ -15,13 +15,14 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+mod local;
 mod trial;
 
 use crate::config::Config;
 use crate::handover::Trial;
 use crate::session::{self, FromSession, SessionParams};
 use crate::slots::Layout;
-use crate::state::{Hold, StateFile, TransferStats, UpdateRecord};
+use crate::state::{StateFile, TransferStats, UpdateRecord};
 use crate::updater::{Action, Event, Target, Trust, Updater, admit};
 use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
 use ferry_shared::trust::TrustState;
@@ -704,18 +705,12 @@ impl Daemon {
                 continue;
             }
             let model = self.model(follower).clone();
-            let Ok(slots) = self.layout.slots(&model) else {
+            let Some((slots, holds)) = local::observe(&self.layout, &self.state, &model) else {
                 continue;
             };
             if &slots == self.updater(follower).slots() {
                 continue;
             }
-            let holds: Vec<Hold> = self
-                .state
-                .load()
-                .ok()
-                .and_then(|s| s.models.get(&model).map(|m| m.holds.clone()))
-                .unwrap_or_default();
             info!(%model, current = ?slots.current, "slots changed on the device");
             self.feed(follower, Event::SlotsChanged { slots, holds });
             crate::memory::settle_after_install();
