@@ -274,16 +274,11 @@ impl Assembly {
     /// ([`install_window`]); `None` for the first chunk, or while a chunk in that window is
     /// being copied (a copy runs beside the fetches and may land after the chunk arrives).
     fn own_window(&self, i: usize) -> Option<WindowRef> {
-        let (offset, len) = install_window(self.offsets[i], WINDOW)?;
+        let window = install_window(self.own, self.offsets[i], WINDOW)?;
         let copying = self
-            .overlapping(offset, len)
+            .overlapping(window.offset, window.len)
             .any(|j| self.copying.contains(&u32::try_from(j).unwrap_or(u32::MAX)));
-        (!copying).then_some(WindowRef {
-            file: self.own,
-            offset,
-            len,
-            at: len,
-        })
+        (!copying).then_some(window)
     }
 
     /// The target chunks that overlap `[offset, offset + len)`.

@@ -13,11 +13,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use ferry_shared::Variant;
 use ferry_shared::chunk::{ChunkIndex, ChunkRef};
 use ferry_shared::delta::{Encoded, encode_after_own_prefix};
 use ferry_shared::plan::{WINDOW, install_window};
 use ferry_shared::wire::{WindowRef, decodes};
-use ferry_shared::{Digest, Variant};
 use tracing::warn;
 
 use crate::app::Coordinator;
@@ -27,16 +27,6 @@ use crate::transfer::{ServeError, Transfer, Warmed, blocking, read_window};
 /// A stored chunk whose frame is at least this share of its bytes (in percent) is not worth
 /// a level-19 encode: incompressible data stays so with any prefix.
 const INCOMPRESSIBLE_PERCENT: u64 = 97;
-
-/// The window chunk `offset` of `file` is asked for against on a first install.
-pub fn own_window(file: Digest, offset: u64) -> Option<WindowRef> {
-    install_window(offset, WINDOW).map(|(offset, len)| WindowRef {
-        file,
-        offset,
-        len,
-        at: len,
-    })
-}
 
 impl Transfer {
     /// `chunk`, asked for against `window`, a window of its own file: the warmer's encoding
@@ -129,7 +119,7 @@ pub(crate) async fn warm(
         if !seen.insert(chunk.hash) {
             continue;
         }
-        let Some(window) = own_window(variant.hash, offset) else {
+        let Some(window) = install_window(variant.hash, offset, WINDOW) else {
             continue;
         };
         if app
@@ -194,7 +184,7 @@ mod tests {
         let spans: Vec<(u64, ChunkRef)> = index.spans().map(|(o, c)| (o, *c)).collect();
         assert!(spans.len() >= 6, "{} chunks", spans.len());
         assert_eq!(
-            own_window(cut.hash, 0),
+            install_window(cut.hash, 0, WINDOW),
             None,
             "the first chunk has nothing before it"
         );
@@ -210,7 +200,7 @@ mod tests {
 
         let (mut against_before, mut incompressible) = (0, 0);
         for &(offset, chunk) in &spans[1..] {
-            let window = own_window(cut.hash, offset).unwrap();
+            let window = install_window(cut.hash, offset, WINDOW).unwrap();
             assert_eq!(
                 serve(chunk, window).encoding,
                 Encoding::Zstd,

@@ -263,3 +263,33 @@ fn failure(e: BlobError) -> Failure {
     };
     Failure(status, e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_attempt_per_artifact_runs_at_a_time() {
+        let in_flight = InFlight::default();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let first = in_flight.begin(a).ok().unwrap();
+        let refused = in_flight.begin(a).err().unwrap();
+        assert_eq!(refused.0, StatusCode::CONFLICT, "{}", refused.1);
+        assert!(in_flight.begin(b).is_ok(), "another artifact may upload");
+        drop(first);
+        assert!(in_flight.begin(a).is_ok(), "free again once the first ends");
+    }
+
+    #[test]
+    fn upload_headers_must_be_byte_counts() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(byte_count(&headers, UPLOAD_OFFSET).ok().unwrap(), None);
+        headers.insert(UPLOAD_OFFSET, "42".parse().unwrap());
+        assert_eq!(byte_count(&headers, UPLOAD_OFFSET).ok().unwrap(), Some(42));
+        for bad in ["-1", "1e3", "lots", "18446744073709551616"] {
+            headers.insert(UPLOAD_OFFSET, bad.parse().unwrap());
+            let refused = byte_count(&headers, UPLOAD_OFFSET).err().unwrap();
+            assert_eq!(refused.0, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+}

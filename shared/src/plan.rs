@@ -149,12 +149,17 @@ pub fn plan(target: &ChunkIndex, sources: &[ChunkIndex], window_max: u64) -> Pla
 /// The window a chunk fetched without one is encoded against on a first install: up to
 /// `window_max` bytes of the target itself just before the chunk at `offset`, which the
 /// device has written by the time the chunk arrives (chunks are asked for and applied in file
-/// order). As `(offset, len)`; `None` for the first chunk. zstd over the whole file finds
-/// its matches in the same 8 MiB behind each byte; chunks compressed alone start from
-/// nothing every megabyte.
-pub fn install_window(offset: u64, window_max: u64) -> Option<(u64, u64)> {
+/// order), in the file whose whole-file hash is `file`; `None` for the first chunk. zstd
+/// over the whole file finds its matches in the same 8 MiB behind each byte; chunks
+/// compressed alone start from nothing every megabyte.
+pub fn install_window(file: Digest, offset: u64, window_max: u64) -> Option<WindowRef> {
     let len = offset.min(window_max);
-    (len > 0).then(|| (offset - len, len))
+    (len > 0).then(|| WindowRef {
+        file,
+        offset: offset - len,
+        len,
+        at: len,
+    })
 }
 
 /// The estimated position of target chunk `i` in a source, from the nearest anchor.
@@ -211,14 +216,16 @@ mod tests {
 
     #[test]
     fn an_install_window_is_the_bytes_just_before_the_chunk() {
-        assert_eq!(install_window(0, WINDOW), None);
-        assert_eq!(install_window(100, WINDOW), Some((0, 100)));
-        assert_eq!(install_window(WINDOW + 5, WINDOW), Some((5, WINDOW)));
-        assert_eq!(
-            install_window(u64::MAX, WINDOW),
-            Some((u64::MAX - WINDOW, WINDOW))
-        );
-        assert_eq!(install_window(7, 0), None);
+        let file = Digest::of(b"new");
+        let range = |offset| install_window(file, offset, WINDOW).map(|w| (w.offset, w.len));
+        assert_eq!(range(0), None);
+        assert_eq!(range(100), Some((0, 100)));
+        assert_eq!(range(WINDOW + 5), Some((5, WINDOW)));
+        assert_eq!(range(u64::MAX), Some((u64::MAX - WINDOW, WINDOW)));
+        assert_eq!(install_window(file, 7, 0), None);
+        // The chunk follows the window, in the file itself.
+        let w = install_window(file, 100, WINDOW).unwrap();
+        assert_eq!((w.file, w.at), (file, w.len));
     }
 
     fn index(data: &[u8]) -> ChunkIndex {

@@ -377,7 +377,7 @@ struct Written {
     /// Chunk files written under `tmp/`, by hash, with their final path: renamed into place
     /// once their bytes are durable.
     pending: HashMap<Digest, (PathBuf, PathBuf)>,
-    new_chunks: u32,
+    /// Compressed bytes of the pending files.
     new_bytes: u64,
 }
 
@@ -424,10 +424,7 @@ impl Ingest<'_> {
             Some((twin, _)) => {
                 let _ = fs::remove_file(twin);
             }
-            None => {
-                written.new_chunks += 1;
-                written.new_bytes += compressed.len() as u64;
-            }
+            None => written.new_bytes += compressed.len() as u64,
         }
         Ok(())
     }
@@ -505,6 +502,7 @@ impl Ingest<'_> {
     /// chunks and bytes the batch added.
     pub fn finish(self) -> Result<(u32, u64), ChunkStoreError> {
         let mut written = std::mem::take(&mut *self.lock_written());
+        let new_chunks = u32::try_from(written.pending.len()).unwrap_or(u32::MAX);
         let mut dirs = BTreeSet::new();
         for (tmp, _) in written.pending.values() {
             File::open(tmp)
@@ -529,7 +527,7 @@ impl Ingest<'_> {
                 .and_then(|d| d.sync_all())
                 .map_err(io_at(&self.store.root))?;
         }
-        Ok((written.new_chunks, written.new_bytes))
+        Ok((new_chunks, written.new_bytes))
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ferry_shared::Digest;
 use ferry_shared::chunk::{ChunkIndex, ChunkParams};
 use ferry_shared::delta::{self, Encoded, Encoding, Limits};
@@ -25,7 +25,8 @@ const STORE_LEVEL: i32 = 9;
 /// The rows for a first install of `new`, chunked with `params`; with the whole-file zstd
 /// anchor when `anchor`.
 pub(crate) fn rows(new: &[u8], params: ChunkParams, anchor: bool) -> Result<Vec<Row>> {
-    let index = ChunkIndex::build(new, params)?.index;
+    let cut = ChunkIndex::build(new, params)?;
+    let (index, file) = (cut.index, cut.hash);
     let overhead = index.to_canonical_bytes().len() as u64 + 2 * index.chunks.len() as u64;
     let spans: Vec<(usize, usize)> = index
         .spans()
@@ -43,7 +44,7 @@ pub(crate) fn rows(new: &[u8], params: ChunkParams, anchor: bool) -> Result<Vec<
     let stored_row = applied(
         format!("stored chunks (zstd -{STORE_LEVEL} each: before the precompute)"),
         new,
-        &index,
+        (&index, file),
         &stored,
         overhead,
         (start.elapsed(), own_cpu_time()? - cpu),
@@ -51,8 +52,8 @@ pub(crate) fn rows(new: &[u8], params: ChunkParams, anchor: bool) -> Result<Vec<
 
     let (start, cpu) = (Instant::now(), own_cpu_time()?);
     let precomputed = on_two_workers(spans.len(), |i| {
-        let prefix = match plan::install_window(spans[i].0 as u64, WINDOW) {
-            Some((offset, len)) => &new[offset as usize..(offset + len) as usize],
+        let prefix = match plan::install_window(file, spans[i].0 as u64, WINDOW) {
+            Some(w) => &new[w.offset as usize..(w.offset + w.len) as usize],
             None => &[][..],
         };
         let encoded = delta::encode_after_own_prefix(chunk(i), prefix, LEVEL)?;
@@ -69,7 +70,7 @@ pub(crate) fn rows(new: &[u8], params: ChunkParams, anchor: bool) -> Result<Vec<
             WINDOW >> 20
         ),
         new,
-        &index,
+        (&index, file),
         &precomputed,
         overhead,
         (start.elapsed(), own_cpu_time()? - cpu),
@@ -99,7 +100,7 @@ pub(crate) fn rows(new: &[u8], params: ChunkParams, anchor: bool) -> Result<Vec<
 fn applied(
     tool: String,
     new: &[u8],
-    index: &ChunkIndex,
+    (index, file): (&ChunkIndex, Digest),
     encoded: &[Encoded],
     overhead: u64,
     (encode, encode_cpu): (Duration, Duration),
@@ -107,9 +108,12 @@ fn applied(
     let start = Instant::now();
     let mut out: Vec<u8> = Vec::with_capacity(new.len());
     for ((offset, c), enc) in index.spans().zip(encoded) {
-        let window = plan::install_window(offset, WINDOW)
+        let window = plan::install_window(file, offset, WINDOW)
             .filter(|_| enc.encoding.needs_reference())
-            .map(|(from, len)| (&out[from as usize..(from + len) as usize], len as usize));
+            .map(|w| {
+                let from = w.offset as usize;
+                (&out[from..from + w.len as usize], w.len as usize)
+            });
         let bytes = delta::decode_in_window(
             enc.encoding,
             &enc.payload,
@@ -160,7 +164,7 @@ fn on_two_workers(n: usize, f: impl Fn(usize) -> Result<Encoded> + Sync) -> Resu
     })?;
     done.sort_by_key(|(i, _)| *i);
     if done.len() != n {
-        return Err(anyhow::anyhow!("{} of {n} chunks encoded", done.len())).context("workers");
+        bail!("{} of {n} chunks encoded", done.len());
     }
     Ok(done.into_iter().map(|(_, e)| e).collect())
 }
