@@ -86,10 +86,11 @@ pub struct Coordinator {
     pub snapshot_key: ferry_shared::SecretKey,
     /// The last snapshot signed.
     pub snapshots: crate::snapshots::SnapshotCache,
-    /// Alias moves, for open sessions.
+    /// Alias moves, for the tasks that prepare for them (the cache warmer); open sessions
+    /// are told through [`Self::fanout`].
     pub alias_moves: broadcast::Sender<AliasMoved>,
-    /// Devices just revoked, so their open sessions close at once.
-    pub revocations: broadcast::Sender<ferry_shared::wire::DeviceId>,
+    /// Alias moves waiting to be told to the open sessions that follow them.
+    pub fanout: crate::fanout::Fanout,
     /// Totals.
     pub counters: Counters,
     /// How many refusals each caller may still write to the audit trail.
@@ -132,7 +133,6 @@ impl Coordinator {
             enrollment: enrollment_token,
         } = tokens;
         let (alias_moves, _) = broadcast::channel(1024);
-        let (revocations, _) = broadcast::channel(256);
         Self {
             config,
             store,
@@ -148,7 +148,7 @@ impl Coordinator {
             snapshot_key,
             snapshots: crate::snapshots::SnapshotCache::default(),
             alias_moves,
-            revocations,
+            fanout: crate::fanout::Fanout::default(),
             counters: Counters::default(),
             denials: std::sync::Mutex::default(),
             gc_lock: tokio::sync::RwLock::new(()),
@@ -178,9 +178,10 @@ impl Coordinator {
         Ok(PublisherTrust::Keys(ring))
     }
 
-    /// Tells open sessions that an alias moved.
+    /// Tells open sessions (and the cache warmer) that an alias moved.
     pub fn announce(&self, model: &ModelName, alias: &AliasName) {
         self.desired.invalidate();
+        self.fanout.announce((model.clone(), alias.clone()));
         // No receivers means no open sessions; nothing to tell.
         let _ = self.alias_moves.send(AliasMoved {
             model: model.clone(),

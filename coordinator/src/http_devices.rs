@@ -107,7 +107,7 @@ async fn revoke(
         return Err(Failure(StatusCode::NOT_FOUND, format!("no device {id}")));
     }
     // Open sessions of the device close now.
-    let _ = app.revocations.send(id.clone());
+    app.sessions.revoke(&id);
     tracing::warn!(device = %id, by = %revoked.by, "device revoked: {}", revoked.reason);
     Ok(StatusCode::NO_CONTENT)
 }

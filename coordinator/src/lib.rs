@@ -18,6 +18,7 @@ pub mod denials;
 pub mod desired;
 pub mod device_tls;
 pub mod encode_budget;
+pub mod fanout;
 pub mod fetch;
 pub mod first_install;
 pub mod fleet;

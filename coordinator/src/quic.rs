@@ -15,17 +15,17 @@ use ferry_shared::wire::io::{
     FrameIoError, FrameReader, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, MAX_FRAME, OLDEST_PROTOCOL_VERSION,
-    PROTOCOL_VERSION, Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome, WireError, serves,
+    ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Hello, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome, serves,
 };
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
 use crate::app::Coordinator;
-use crate::desired::desired_state;
+use crate::fanout::ControlStream;
 use crate::fleet::{is_notable, merge_report};
 use crate::secrets::{RestartKeys, TlsIdentity};
+use crate::sessions::REVOKED_CODE;
 use crate::store::StoreError;
 use crate::store::enrollment::Admission;
 use crate::store::records::DeviceRecord;
@@ -190,6 +190,7 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 
 /// Accepts connections until the endpoint closes.
 pub async fn serve(endpoint: Endpoint, app: Arc<Coordinator>) {
+    let fanout = tokio::spawn(crate::fanout::run(app.clone()));
     while let Some(incoming) = endpoint.accept().await {
         let app = app.clone();
         tokio::spawn(async move {
@@ -204,6 +205,7 @@ pub async fn serve(endpoint: Endpoint, app: Arc<Coordinator>) {
             }
         });
     }
+    fanout.abort();
 }
 
 async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), SessionError> {
@@ -237,18 +239,19 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     )
     .await?;
     app.presence.connected(&id, now);
-    let token = app.sessions.open(&id, conn.clone());
     // Only what the session goes on using is kept: at fifty thousand sessions every byte held
     // per session is fifty kilobytes.
     let (follows, acked) = (std::mem::take(&mut record.follows), record.events_through);
     drop(record);
+    // Registered before the first push, so no announcement falls between the two.
+    let control = Arc::new(ControlStream::new(id.clone(), follows, send));
+    let token = app.sessions.open(&id, conn.clone(), control.clone());
     let session = Session {
         conn: &conn,
-        id: &id,
         acked,
-        follows: &follows,
+        control: &control,
     };
-    let result = control_loop(app, session, send, recv).await;
+    let result = control_loop(app, session, recv).await;
     app.sessions.close(&id, token);
     app.presence.disconnected(&id, unix_now());
     info!(device = %id, "agent disconnected");
@@ -412,14 +415,12 @@ pub(crate) fn log_events(id: &DeviceId, events: &[ferry_shared::wire::DeviceEven
     }
 }
 
-/// The QUIC application close code of a session cut off because its device was revoked.
-pub const REVOKED_CODE: u32 = 3;
-
 /// One accepted session's particulars.
 struct Session<'a> {
     conn: &'a Connection,
-    id: &'a DeviceId,
-    follows: &'a [Follow],
+    /// Where the session and the fanout write to the agent; names the device and the aliases
+    /// it follows.
+    control: &'a ControlStream,
     /// The highest event sequence number the agent has been told is stored.
     acked: u64,
 }
@@ -427,25 +428,21 @@ struct Session<'a> {
 async fn control_loop(
     app: &Arc<Coordinator>,
     session: Session<'_>,
-    mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), SessionError> {
     let Session {
         conn,
-        id,
-        follows,
+        control,
         mut acked,
     } = session;
-    // Subscribe before the first push so no move falls between the two; and before looking
-    // whether the device was revoked since it was admitted, so no revocation is missed.
-    let mut moves = app.alias_moves.subscribe();
-    let mut revocations = app.revocations.subscribe();
+    let id = &control.id;
+    // The session is registered by now, so a revocation after this look closes it.
     if app.store.device_revocation(id)?.is_some() {
         conn.close(REVOKED_CODE.into(), b"device revoked");
         return Ok(());
     }
-    for follow in follows {
-        push_desired(app, &mut send, id, follow).await?;
+    for follow in &control.follows {
+        control.push(app, follow).await?;
     }
     let mut reports = FrameReader::default();
     loop {
@@ -462,7 +459,7 @@ async fn control_loop(
                     // Only news is acknowledged: at ten thousand sessions, an Ack per
                     // heartbeat is a packet each way per device for nothing.
                     if events_through > acked {
-                        write_frame(&mut send, &ToAgent::Ack { events_through }).await?;
+                        control.write(&ToAgent::Ack { events_through }).await?;
                         acked = events_through;
                     }
                 }
@@ -476,60 +473,8 @@ async fn control_loop(
                 Ok((send, recv)) => crate::fetch::serve_fetch(app.clone(), id.clone(), send, recv),
                 Err(_) => break Ok(()),
             },
-            moved = moves.recv() => match moved {
-                Ok(moved) => {
-                    for follow in follows.iter().filter(|f| f.model == moved.model && f.alias == moved.alias) {
-                        push_desired(app, &mut send, id, follow).await?;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    for follow in follows {
-                        push_desired(app, &mut send, id, follow).await?;
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => break Ok(()),
-            },
-            revoked = revocations.recv() => match revoked {
-                Ok(revoked) if &revoked == id => {
-                    warn!(device = %id, "device revoked: closing its session");
-                    conn.close(REVOKED_CODE.into(), b"device revoked");
-                    break Ok(());
-                }
-                Ok(_) => {}
-                // Missed some: look it up.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if app.store.device_revocation(id)?.is_some() {
-                        conn.close(REVOKED_CODE.into(), b"device revoked");
-                        break Ok(());
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => break Ok(()),
-            },
             _ = conn.closed() => break Ok(()),
         }
-    }
-}
-
-async fn push_desired(
-    app: &Coordinator,
-    send: &mut SendStream,
-    id: &DeviceId,
-    follow: &Follow,
-) -> Result<(), SessionError> {
-    let desired = desired_state(app, follow, id)?;
-    match write_frame(send, &ToAgent::Desired(desired)).await {
-        Err(FrameIoError::Wire(WireError::FrameTooLarge(bytes))) => {
-            // Only a model with a great many releases (each listed in its snapshot) gets
-            // here; its devices cannot be told anything until some are archived.
-            tracing::error!(
-                model = %follow.model,
-                device = %id,
-                bytes,
-                "the desired state does not fit a frame ({MAX_FRAME} bytes): the model's snapshot lists too many releases"
-            );
-            Err(FrameIoError::Wire(WireError::FrameTooLarge(bytes)).into())
-        }
-        other => Ok(other?),
     }
 }
 

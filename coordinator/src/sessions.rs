@@ -8,14 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferry_shared::wire::DeviceId;
 use quinn::Connection;
 
 use crate::api::CloneAlert;
+use crate::fanout::ControlStream;
 
 /// How long the older session has to acknowledge a probe before it counts as gone.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,12 +27,22 @@ pub const AUDIT_EVERY_SECS: u64 = 600;
 /// The QUIC application close code of a session replaced by a newer one of its device.
 pub const REPLACED_CODE: u32 = 4;
 
+/// The QUIC application close code of a session cut off because its device was revoked.
+pub const REVOKED_CODE: u32 = 3;
+
 /// Open sessions by device, and the clone alerts raised.
 #[derive(Default)]
 pub struct Sessions {
-    open: Mutex<HashMap<DeviceId, (u64, Connection)>>,
+    open: Mutex<HashMap<DeviceId, Open>>,
     next: AtomicU64,
     alerts: Mutex<BTreeMap<DeviceId, Alert>>,
+}
+
+/// One open session.
+struct Open {
+    token: u64,
+    conn: Connection,
+    control: Arc<ControlStream>,
 }
 
 struct Alert {
@@ -45,22 +56,45 @@ struct Alert {
 impl Sessions {
     /// The open session of `id`, if any.
     pub fn live(&self, id: &DeviceId) -> Option<Connection> {
-        self.lock_open().get(id).map(|(_, c)| c.clone())
+        self.lock_open().get(id).map(|o| o.conn.clone())
     }
 
-    /// Registers `conn` as `id`'s session; returns the token that closes it.
-    pub fn open(&self, id: &DeviceId, conn: Connection) -> u64 {
+    /// Registers `conn` as `id`'s session, pushed to through `control`; returns the token
+    /// that closes it.
+    pub fn open(&self, id: &DeviceId, conn: Connection, control: Arc<ControlStream>) -> u64 {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock_open().insert(id.clone(), (token, conn));
+        self.lock_open().insert(
+            id.clone(),
+            Open {
+                token,
+                conn,
+                control,
+            },
+        );
         token
     }
 
     /// Forgets `id`'s session `token` (not a newer one that replaced it).
     pub fn close(&self, id: &DeviceId, token: u64) {
         let mut open = self.lock_open();
-        if open.get(id).is_some_and(|(t, _)| *t == token) {
+        if open.get(id).is_some_and(|o| o.token == token) {
             open.remove(id);
         }
+    }
+
+    /// Closes `id`'s open session, if any: its device was revoked.
+    pub fn revoke(&self, id: &DeviceId) {
+        if let Some(open) = self.lock_open().get(id) {
+            open.conn.close(REVOKED_CODE.into(), b"device revoked");
+        }
+    }
+
+    /// Every open session's control stream (taken under the lock, used after it).
+    pub fn controls(&self) -> Vec<Arc<ControlStream>> {
+        self.lock_open()
+            .values()
+            .map(|o| o.control.clone())
+            .collect()
     }
 
     /// Notes a refused clone of `id` from `remote`; true when the refusal should be audited
@@ -99,7 +133,7 @@ impl Sessions {
             .collect()
     }
 
-    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, (u64, Connection)>> {
+    fn lock_open(&self) -> MutexGuard<'_, HashMap<DeviceId, Open>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -55,6 +55,66 @@ struct Traffic {
     sent: u64,
     received: u64,
     lost: u64,
+    /// Frames the agents sent and received, by kind: what the datagrams carried.
+    frames_sent: Frames,
+    frames_received: Frames,
+}
+
+/// QUIC frames by the kinds a push and a report exchange.
+#[derive(Clone, Copy, Default)]
+struct Frames {
+    stream: u64,
+    acks: u64,
+    ping: u64,
+    flow_control: u64,
+    ack_frequency: u64,
+    immediate_ack: u64,
+    other: u64,
+}
+
+impl Frames {
+    fn of(f: &quinn::FrameStats) -> Frames {
+        Frames {
+            stream: f.stream,
+            acks: f.acks,
+            ping: f.ping,
+            flow_control: f.max_data + f.max_stream_data + f.max_streams_bidi,
+            ack_frequency: f.ack_frequency,
+            immediate_ack: f.immediate_ack,
+            other: f.new_connection_id
+                + f.retire_connection_id
+                + f.stream_data_blocked
+                + f.data_blocked
+                + f.new_token,
+        }
+    }
+
+    fn plus(self, o: Frames) -> Frames {
+        Frames {
+            stream: self.stream + o.stream,
+            acks: self.acks + o.acks,
+            ping: self.ping + o.ping,
+            flow_control: self.flow_control + o.flow_control,
+            ack_frequency: self.ack_frequency + o.ack_frequency,
+            immediate_ack: self.immediate_ack + o.immediate_ack,
+            other: self.other + o.other,
+        }
+    }
+
+    /// Per device, from `before` to now.
+    fn per_device_since(&self, before: Frames, devices: usize) -> String {
+        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / devices.max(1) as f64;
+        format!(
+            "stream {:.1}, ack {:.1}, ping {:.1}, flow control {:.1}, ack frequency {:.2}, immediate ack {:.2}, other {:.2}",
+            per(self.stream, before.stream),
+            per(self.acks, before.acks),
+            per(self.ping, before.ping),
+            per(self.flow_control, before.flow_control),
+            per(self.ack_frequency, before.ack_frequency),
+            per(self.immediate_ack, before.immediate_ack),
+            per(self.other, before.other)
+        )
+    }
 }
 
 impl Traffic {
@@ -62,10 +122,14 @@ impl Traffic {
     fn per_device_since(&self, before: Traffic, devices: usize) -> String {
         let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / devices.max(1) as f64;
         format!(
-            "{:.1} sent, {:.1} received, {:.2} declared lost",
+            "{:.1} sent, {:.1} received, {:.2} declared lost; frames sent: {}; frames received: {}",
             per(self.sent, before.sent),
             per(self.received, before.received),
-            per(self.lost, before.lost)
+            per(self.lost, before.lost),
+            self.frames_sent
+                .per_device_since(before.frames_sent, devices),
+            self.frames_received
+                .per_device_since(before.frames_received, devices)
         )
     }
 }
@@ -80,6 +144,8 @@ impl Board {
                 sent: t.sent + stats.udp_tx.datagrams,
                 received: t.received + stats.udp_rx.datagrams,
                 lost: t.lost + stats.path.lost_packets,
+                frames_sent: t.frames_sent.plus(Frames::of(&stats.frame_tx)),
+                frames_received: t.frames_received.plus(Frames::of(&stats.frame_rx)),
             }
         })
     }
