@@ -6,6 +6,9 @@
 //!   numpy's `_multiarray_umath` 2.2.5 → 2.2.6 (C, gcc), `tokenizers.abi3.so` 0.21.0 → 0.21.1
 //!   (Rust) and `lib_lightgbm.so` 4.5.0 → 4.6.0 (C++ with OpenMP);
 //! * retrained ONNX models: `silero_vad.onnx` from silero-vad 5.1 → 6.0 and 6.0.0 → 6.2.0;
+//! * the 6.0.0 → 6.2.0 pair quantized as it would ship to edge runtimes: int8 ONNX
+//!   (onnxruntime's quantizer) and Q8_0 GGUF (gguf-py), made by `tests/bench/quantized_pair.py`
+//!   in the bench's virtual environment (see `quantized`);
 //! * a generated fine-tuned model, safetensors, 256 MiB (`--model-mib N` to change), once in
 //!   bf16 and once in f32: half the tensors unchanged, half nudged by up to ~1 % relative.
 //!
@@ -37,6 +40,7 @@ use ferry_shared::tensors::{self, Layout};
 use ferry_tests::procfs::own_cpu_time;
 
 mod first_install;
+mod quantized;
 
 const LEVEL: i32 = 19;
 
@@ -78,8 +82,8 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     bsdiff_max_mib: usize,
     /// Only the pairs whose key (libonnxruntime, numpy, tokenizers, lightgbm, silero 5.1,
-    /// silero 6.0, fine-tuned bf16, fine-tuned f32) contains one of these comma-separated
-    /// texts.
+    /// silero 6.0, silero int8, silero gguf, fine-tuned bf16, fine-tuned f32) contains one of
+    /// these comma-separated texts.
     #[arg(long, default_value = "")]
     only: String,
     /// Ferry's row (and the floor) only: for iterating on the encoder.
@@ -126,7 +130,15 @@ fn main() -> Result<()> {
         };
     let runtime = "onnxruntime/capi/libonnxruntime.so.";
     let silero = "silero_vad/data/silero_vad.onnx";
-    let builtin: [(&str, Build<'_>); 8] = [
+    let quantized = |kind: quantized::Kind| {
+        let dir = dir.clone();
+        Box::new(move || {
+            let python = bench_python(&dir, &quantized::TOOLS, quantized::IMPORTS)?;
+            let source = wheel_pair(&dir, "silero-vad", "6.0.0", "6.2.0", silero)?;
+            quantized::pair(&dir, &python, &source, "silero-vad-6.0.0-6.2.0", kind)
+        }) as Build<'_>
+    };
+    let builtin: [(&str, Build<'_>); 10] = [
         (
             "libonnxruntime",
             wheel("onnxruntime", "1.30.0", "1.31.1", runtime),
@@ -152,6 +164,10 @@ fn main() -> Result<()> {
         ),
         ("silero 5.1", wheel("silero-vad", "5.1", "6.0.0", silero)),
         ("silero 6.0", wheel("silero-vad", "6.0.0", "6.2.0", silero)),
+        // The same retrained pair as shipped quantized: no registry ships int8 or GGUF
+        // releases of one model, so they are made with the tools that make such files.
+        ("silero int8", quantized(quantized::Kind::Int8Onnx)),
+        ("silero gguf", quantized(quantized::Kind::Q8Gguf)),
         (
             "fine-tuned bf16",
             Box::new(|| fine_tuned(model_mib, DType::Bf16)),
@@ -169,7 +185,7 @@ fn main() -> Result<()> {
         None
     } else {
         Some(Anchors {
-            python: hdiffpatch_python(&dir)?,
+            python: bench_python(&dir, &[HDIFFPATCH], "hdiffpatch")?,
             scratch: dir.join("scratch"),
         })
     };
@@ -468,14 +484,15 @@ fn ferry(pair: &Pair, window_max: u64, params: ChunkParams) -> Result<Row> {
 /// HDiffPatch's version, the anchor the issue measured against.
 const HDIFFPATCH: &str = "hdiffpatch==2.6.0";
 
-/// A Python with HDiffPatch, in a virtual environment made once in `dir/venv` (`python3 -m
-/// venv`, then `pip install`).
-fn hdiffpatch_python(dir: &Path) -> Result<PathBuf> {
+/// A Python that can `import` the modules `imports` names, in a virtual environment made once
+/// in `dir/venv` (`python3 -m venv`), with `requirements` installed by pip when the import
+/// fails.
+fn bench_python(dir: &Path, requirements: &[&str], imports: &str) -> Result<PathBuf> {
     let venv = dir.join("venv");
     let python = venv.join("bin").join("python");
     let ready = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import hdiffpatch"])
+            .args(["-c", &format!("import {imports}")])
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -483,22 +500,29 @@ fn hdiffpatch_python(dir: &Path) -> Result<PathBuf> {
     if ready(&python) {
         return Ok(python);
     }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .context("cannot run python3 (the benchmark runs HDiffPatch from PyPI)")?;
-    if !made.success() {
-        bail!(
-            "python3 -m venv {} failed (install python3-venv)",
-            venv.display()
-        );
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .context("cannot run python3 (the benchmark runs tools from PyPI)")?;
+        if !made.success() {
+            bail!(
+                "python3 -m venv {} failed (install python3-venv)",
+                venv.display()
+            );
+        }
     }
     let installed = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", HDIFFPATCH])
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(requirements)
         .status()?;
     if !installed.success() || !ready(&python) {
-        bail!("pip install {HDIFFPATCH} into {} failed", venv.display());
+        bail!(
+            "pip install {} into {} failed",
+            requirements.join(" "),
+            venv.display()
+        );
     }
     Ok(python)
 }
