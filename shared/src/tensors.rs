@@ -1,8 +1,8 @@
 //! Tensor layouts: where a model file keeps its numbers, and how wide each number is.
 //!
 //! A [`Layout`] lists a file's tensors (name, byte range, element width) as read from a
-//! safetensors header or from an ONNX model's initializers and constant tensors (subgraphs
-//! included). [`segments`] cuts one chunk along that layout, pairing each tensor piece with the
+//! safetensors header, a GGUF header ([`gguf`]), or an ONNX model's initializers and constant
+//! tensors (subgraphs included). [`segments`] cuts one chunk along that layout, pairing each tensor piece with the
 //! same tensor's bytes in an old version's reference window, which is what the tensor delta
 //! ([`crate::delta::Encoding::Tensors`]) needs. Parsing reads through [`ReadAt`], so a caller
 //! can walk a multi-gigabyte file on disk without loading it; nothing here does I/O itself.
@@ -89,9 +89,10 @@ const MAX_DEPTH: u32 = 32;
 const MIN_TENSOR: u64 = 64;
 
 impl Layout {
-    /// The layout of a safetensors or ONNX file; `None` for anything else.
+    /// The layout of a safetensors, GGUF or ONNX file; `None` for anything else.
     pub fn detect(file: &(impl ReadAt + ?Sized)) -> Option<Layout> {
         Self::safetensors(file)
+            .or_else(|_| Self::gguf(file))
             .or_else(|_| Self::onnx(file))
             .ok()
             .filter(|l| !l.spans.is_empty())
@@ -141,6 +142,11 @@ impl Layout {
             });
         }
         Ok(Layout::tidy(spans, file.len()))
+    }
+
+    /// Reads a GGUF header (see [`gguf`]).
+    pub fn gguf(file: &(impl ReadAt + ?Sized)) -> Result<Layout, LayoutError> {
+        Ok(Layout::tidy(gguf::spans(file)?, file.len()))
     }
 
     /// Walks an ONNX model (protobuf) for tensors stored as `raw_data`: graph initializers,
@@ -419,5 +425,6 @@ pub fn segments(
     out
 }
 
+mod gguf;
 #[cfg(test)]
 mod tests;

@@ -195,3 +195,149 @@ fn a_chunk_is_cut_along_tensors_with_whole_elements_and_matched_references() {
         ]
     );
 }
+
+/// A GGUF v3 file: `kvs` (already encoded: key, type, value) then `tensors` (name, ggml type,
+/// data), the data section aligned to `alignment`.
+fn gguf_file(kvs: &[Vec<u8>], tensors: &[(&str, u32, Vec<u8>)], alignment: u64) -> Vec<u8> {
+    let string = |s: &str, out: &mut Vec<u8>| {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    };
+    let mut file = b"GGUF".to_vec();
+    file.extend(3u32.to_le_bytes());
+    file.extend((tensors.len() as u64).to_le_bytes());
+    file.extend((kvs.len() as u64).to_le_bytes());
+    for kv in kvs {
+        file.extend(kv);
+    }
+    let mut offset = 0u64;
+    for (name, kind, data) in tensors {
+        string(name, &mut file);
+        file.extend(1u32.to_le_bytes());
+        file.extend((data.len() as u64).to_le_bytes());
+        file.extend(kind.to_le_bytes());
+        file.extend(offset.to_le_bytes());
+        offset = (offset + data.len() as u64).next_multiple_of(alignment);
+    }
+    for (_, _, data) in tensors {
+        file.resize((file.len() as u64).next_multiple_of(alignment) as usize, 0);
+        file.extend(data);
+    }
+    file
+}
+
+fn gguf_kv(key: &str, kind: u32, value: &[u8]) -> Vec<u8> {
+    let mut kv = (key.len() as u64).to_le_bytes().to_vec();
+    kv.extend(key.as_bytes());
+    kv.extend(kind.to_le_bytes());
+    kv.extend(value);
+    kv
+}
+
+#[test]
+fn gguf_headers_give_every_tensor_its_range_and_width() {
+    // An array of strings (a tokenizer's vocabulary) and the alignment among the key-values.
+    let mut vocab = 8u32.to_le_bytes().to_vec();
+    vocab.extend(3u64.to_le_bytes());
+    for word in ["a", "bc", "def"] {
+        vocab.extend((word.len() as u64).to_le_bytes());
+        vocab.extend(word.as_bytes());
+    }
+    let kvs = [
+        gguf_kv(
+            "general.name",
+            8,
+            &[5, 0, 0, 0, 0, 0, 0, 0, b'm', b'o', b'd', b'e', b'l'],
+        ),
+        gguf_kv("tokenizer.ggml.tokens", 9, &vocab),
+        gguf_kv("general.alignment", 4, &64u32.to_le_bytes()),
+    ];
+    let tensors = [
+        ("blk.0.attn_q.weight", 8u32, bytes(1, 34 * 40)), // Q8_0 blocks
+        ("output_norm.weight", 0, bytes(2, 4 * 100)),     // f32
+        ("token_embd.weight", 1, bytes(3, 2 * 300)),      // f16
+    ];
+    let file = gguf_file(&kvs, &tensors, 64);
+    let layout = Layout::detect(file.as_slice()).expect("a GGUF layout");
+    let find = |data: &[u8]| {
+        file.windows(data.len())
+            .position(|w| w == data)
+            .expect("tensor bytes in the file") as u64
+    };
+    let got: Vec<(&str, u64, u8)> = layout
+        .spans
+        .iter()
+        .map(|s| (s.name.as_str(), s.offset, s.width))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("blk.0.attn_q.weight", find(&tensors[0].2), 1),
+            ("output_norm.weight", find(&tensors[1].2), 4),
+            ("token_embd.weight", find(&tensors[2].2), 2),
+        ]
+    );
+    assert!(got.iter().all(|(_, offset, _)| offset % 64 == 0));
+    // Each tensor runs to the next (padding included); the last to the end of the file.
+    assert_eq!(
+        layout.spans[2].offset + layout.spans[2].len,
+        file.len() as u64
+    );
+    assert!(layout.spans[0].len >= 34 * 40);
+}
+
+#[test]
+fn hostile_gguf_headers_have_no_layout() {
+    let good = gguf_file(&[], &[("w", 0, bytes(1, 400))], 32);
+    assert!(Layout::gguf(good.as_slice()).is_ok());
+    let with = |at: usize, value: &[u8]| {
+        let mut file = good.clone();
+        file[at..at + value.len()].copy_from_slice(value);
+        file
+    };
+    // Counts far past what the file could hold, and a version nobody wrote.
+    assert!(Layout::gguf(with(8, &u64::MAX.to_le_bytes()).as_slice()).is_err());
+    assert!(Layout::gguf(with(16, &(1u64 << 40).to_le_bytes()).as_slice()).is_err());
+    assert!(Layout::gguf(with(4, &9u32.to_le_bytes()).as_slice()).is_err());
+    // A tensor name longer than the file, and a header cut short.
+    assert!(Layout::gguf(with(24, &u64::MAX.to_le_bytes()).as_slice()).is_err());
+    assert!(Layout::gguf(&good[..30]).is_err());
+    // An array claiming more strings than the file has bytes, and arrays nested without end.
+    let mut huge = 8u32.to_le_bytes().to_vec();
+    huge.extend(u64::MAX.to_le_bytes());
+    let file = gguf_file(&[gguf_kv("k", 9, &huge)], &[("w", 0, bytes(1, 400))], 32);
+    assert!(Layout::gguf(file.as_slice()).is_err());
+    let mut nested = Vec::new();
+    for _ in 0..20 {
+        nested.extend(9u32.to_le_bytes());
+        nested.extend(1u64.to_le_bytes());
+    }
+    nested.extend(4u32.to_le_bytes());
+    nested.extend(0u64.to_le_bytes());
+    let file = gguf_file(&[gguf_kv("k", 9, &nested)], &[("w", 0, bytes(1, 400))], 32);
+    assert!(Layout::gguf(file.as_slice()).is_err());
+    // An alignment that is not a power of two.
+    let file = gguf_file(
+        &[gguf_kv("general.alignment", 4, &3u32.to_le_bytes())],
+        &[("w", 0, bytes(1, 400))],
+        32,
+    );
+    assert!(Layout::gguf(file.as_slice()).is_err());
+    // A tensor offset past the end of the file is dropped, not trusted.
+    let mut file = gguf_file(&[], &[("a", 0, bytes(1, 400)), ("b", 0, bytes(2, 400))], 32);
+    let b_offset = file
+        .windows(1 + 8 + 4 + 8 + 4)
+        .position(|w| w.starts_with(b"b"))
+        .expect("tensor b's info");
+    let offset_at = b_offset + 1 + 4 + 8 + 4;
+    file[offset_at..offset_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let layout = Layout::gguf(file.as_slice()).expect("a layout without b");
+    assert_eq!(
+        layout
+            .spans
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a"]
+    );
+}
