@@ -228,6 +228,9 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(&conn, &mut send, refusal).await,
     };
+    // Stored in the device record by now; held to the session's end it would cost every
+    // session its labels and first report.
+    drop(hello);
     info!(device = %id, remote = %conn.remote_address(), "agent connected");
     write_frame(
         &mut send,

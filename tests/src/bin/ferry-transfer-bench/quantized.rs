@@ -37,7 +37,13 @@ impl Kind {
 }
 
 /// `source` quantized to `kind`; made once into `dir/quantized-{tag}` with `python`.
-pub(crate) fn pair(dir: &Path, python: &Path, source: &Pair, tag: &str, kind: Kind) -> Result<Pair> {
+pub(crate) fn pair(
+    dir: &Path,
+    python: &Path,
+    source: &Pair,
+    tag: &str,
+    kind: Kind,
+) -> Result<Pair> {
     let out = dir.join(format!("quantized-{tag}"));
     let file = |version: &str| out.join(format!("{version}.{}", kind.suffix()));
     if !file("old").exists() || !file("new").exists() {
