@@ -60,6 +60,11 @@ struct Traffic {
     frames_received: Frames,
 }
 
+/// What a counter grew by from `then` to `now`, per device.
+fn per_device(now: u64, then: u64, devices: usize) -> f64 {
+    now.saturating_sub(then) as f64 / devices.max(1) as f64
+}
+
 /// QUIC frames by the kinds a push and a report exchange.
 #[derive(Clone, Copy, Default)]
 struct Frames {
@@ -103,7 +108,7 @@ impl Frames {
 
     /// Per device, from `before` to now.
     fn per_device_since(&self, before: Frames, devices: usize) -> String {
-        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / devices.max(1) as f64;
+        let per = |now, then| per_device(now, then, devices);
         format!(
             "stream {:.1}, ack {:.1}, ping {:.1}, flow control {:.1}, ack frequency {:.2}, immediate ack {:.2}, other {:.2}",
             per(self.stream, before.stream),
@@ -120,7 +125,7 @@ impl Frames {
 impl Traffic {
     /// Per device, from `before` to now: datagrams sent, received and declared lost.
     fn per_device_since(&self, before: Traffic, devices: usize) -> String {
-        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / devices.max(1) as f64;
+        let per = |now, then| per_device(now, then, devices);
         format!(
             "{:.1} sent, {:.1} received, {:.2} declared lost; frames sent: {}; frames received: {}",
             per(self.sent, before.sent),

@@ -541,27 +541,15 @@ fn hdiffpatch(pair: &Pair, anchors: &Anchors) -> Result<Row> {
     let (old, new) = (anchors.scratch.join("old"), anchors.scratch.join("new"));
     std::fs::write(&old, &pair.old)?;
     std::fs::write(&new, &pair.new)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/hdiffpatch_anchor.py");
-    let out = Command::new(&anchors.python)
-        .arg(&script)
-        .arg(&old)
-        .arg(&new)
-        .arg(LEVEL.to_string())
-        .output()
-        .context("cannot run the HDiffPatch anchor")?;
-    if !out.status.success() {
-        bail!(
-            "HDiffPatch on {}: {}",
-            pair.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let m: Measured = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "HDiffPatch printed {:?}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })?;
+    let level = LEVEL.to_string();
+    let stdout = run_script(
+        &anchors.python,
+        "hdiffpatch_anchor.py",
+        &[old.as_os_str(), new.as_os_str(), level.as_ref()],
+        &format!("HDiffPatch on {}", pair.name),
+    )?;
+    let m: Measured = serde_json::from_slice(&stdout)
+        .with_context(|| format!("HDiffPatch printed {:?}", String::from_utf8_lossy(&stdout)))?;
     Ok(Row {
         tool: format!("HDiffPatch + zstd -{LEVEL} (whole file, pip {HDIFFPATCH})"),
         bytes: m.bytes,
@@ -569,6 +557,28 @@ fn hdiffpatch(pair: &Pair, anchors: &Anchors) -> Result<Row> {
         encode_cpu: Duration::from_secs_f64(m.encode_cpu),
         apply: Duration::from_secs_f64(m.apply),
     })
+}
+
+/// Runs `tests/bench/{script}` with `python` and `args`; its standard output, or its standard
+/// error in the failure (`what` names the job).
+fn run_script(
+    python: &Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    what: &str,
+) -> Result<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("bench")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", path.display()))?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout)
 }
 
 /// A pair of files given on the command line.

@@ -5,9 +5,8 @@
 //! takes the formats from the tools that make them. The files are cached beside the wheels.
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::Pair;
 
@@ -51,21 +50,12 @@ pub(crate) fn pair(
         let (old, new) = (out.join("source-old.onnx"), out.join("source-new.onnx"));
         std::fs::write(&old, &source.old)?;
         std::fs::write(&new, &source.new)?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/quantized_pair.py");
-        let made = Command::new(python)
-            .arg(&script)
-            .arg(&old)
-            .arg(&new)
-            .arg(&out)
-            .output()
-            .context("cannot run the quantizer script")?;
-        if !made.status.success() {
-            bail!(
-                "quantizing {}: {}",
-                source.name,
-                String::from_utf8_lossy(&made.stderr)
-            );
-        }
+        crate::run_script(
+            python,
+            "quantized_pair.py",
+            &[old.as_os_str(), new.as_os_str(), out.as_os_str()],
+            &format!("quantizing {}", source.name),
+        )?;
     }
     let read = |version: &str| {
         let path = file(version);
