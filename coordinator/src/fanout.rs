@@ -2,15 +2,18 @@
 //! decision changing what some of its devices should run): the [`Fanout`] task writes each
 //! concerned session's new desired state straight into that session's [`ControlStream`].
 //!
-//! Why not wake every session to push its own (a broadcast channel, as before): that makes
-//! tens of thousands of tasks runnable at once, all in front of the connection drivers that
-//! process what the agents send back. An agent's report then waited for its acknowledgement
-//! until every other session had pushed; its QUIC loss-probe timer (a few milliseconds on a
-//! fast network) fired and it sent its report again, and again, each probe more work for a
-//! coordinator already late. The fleet simulator counted two such probes per agent at 10,000
-//! devices and five at 50,000. Written from one task, the pushes leave the runtime in batches
-//! (the task yields when its cooperative budget runs out), and the drivers woken by incoming
-//! packets run between batches.
+//! Before, every session subscribed to a broadcast of alias moves and one of revocations:
+//! each move woke every session at once, and each revocation woke every session to compare
+//! device ids. Now a push costs no session a wake-up, and a revocation closes the one session
+//! concerned ([`crate::sessions::Sessions::revoke`]).
+//!
+//! What this did not change (measured with the fleet simulator, 10,000–50,000 devices): the
+//! push's time. It is dominated by QUIC loss probes while the coordinator and the simulated
+//! agents saturate the machine's cores, and the probes stayed (see the README's fleet section).
+//!
+//! A push that fails for any reason but a lost connection resets the control stream: the
+//! agent then reconnects, and its new session pushes it what it should run, as a session
+//! ending on a failed push did before.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,9 @@ use crate::quic::SessionError;
 
 /// An alias that moved.
 pub type Moved = (ModelName, AliasName);
+
+/// The QUIC stream reset code of a control stream whose push failed.
+pub const PUSH_FAILED_CODE: u32 = 5;
 
 /// A session's control stream towards its agent, shared by the session (welcome,
 /// acknowledgements) and the fanout (desired states). Each frame is written whole under the
@@ -74,6 +80,13 @@ impl ControlStream {
             }
             other => Ok(other?),
         }
+    }
+
+    /// Resets the stream ([`PUSH_FAILED_CODE`]): the agent's session ends and it reconnects,
+    /// and a new session starts by pushing everything it follows. (On a lost connection this
+    /// does nothing more than the loss.)
+    async fn reset(&self) {
+        let _ = self.send.lock().await.reset(PUSH_FAILED_CODE.into());
     }
 
     /// The follows among `moved`.
@@ -126,8 +139,8 @@ pub async fn run(app: Arc<Coordinator>) {
                     let (app, control, follow) = (app.clone(), control.clone(), follow.clone());
                     async move {
                         if let Err(e) = control.push(&app, &follow).await {
-                            // The session notices a broken stream itself and ends.
-                            tracing::debug!(device = %control.id, "push failed: {e}");
+                            tracing::warn!(device = %control.id, "push failed: {e}");
+                            control.reset().await;
                         }
                     }
                 };
