@@ -107,6 +107,14 @@ pub fn endpoint(
     transport.max_concurrent_uni_streams(0u32.into());
     // What one device's fetch stream may have in flight (see the constant).
     transport.send_window(u64::from(ferry_shared::wire::FETCH_STREAM_WINDOW));
+    // Agents acknowledge every 16th packet of a download (or after their ack delay) instead of
+    // every other: an eighth of the acknowledgements for the receive thread to hand over to
+    // the connection's driver. A 512 MiB download measured 2.47 s against 2.70 s (means of
+    // three runs, within the spread). A push or a reply fits one packet, acknowledged after
+    // the ack delay either way.
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(15u32.into());
+    transport.ack_frequency_config(Some(acks));
     server.transport_config(Arc::new(transport));
     let bind_err = |source| EndpointError::Bind {
         addr: listen,
@@ -168,24 +176,15 @@ pub const UDP_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// A UDP socket bound to `addr` with buffers of up to [`UDP_BUFFER_BYTES`]; the kernel may
 /// grant less (`net.core.rmem_max` / `wmem_max`), which is logged.
 pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        // Accept IPv4 on an unspecified IPv6 address too, as std's bind does by default.
-        let _ = socket.set_only_v6(false);
-    }
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
-    socket.bind(&addr.into())?;
-    let granted = socket.recv_buffer_size().unwrap_or(0);
-    if granted < UDP_BUFFER_BYTES {
+    let bound = ferry_shared::udp::bind(addr, UDP_BUFFER_BYTES)?;
+    if bound.receive_buffer < UDP_BUFFER_BYTES {
         tracing::info!(
-            granted,
+            granted = bound.receive_buffer,
             wanted = UDP_BUFFER_BYTES,
             "the UDP receive buffer is smaller than asked for (raise net.core.rmem_max for large fleets)"
         );
     }
-    Ok(socket.into())
+    Ok(bound.socket)
 }
 
 /// Accepts connections until the endpoint closes.

@@ -5,7 +5,8 @@
 //! does no I/O, reads no clock and starts no runtime, so both the agent and the coordinator
 //! (and their tests) can use every part of it deterministically. The exceptions sit behind
 //! features the binaries enable: `tls` (a certificate verifier), `tokio-io` (frame I/O over
-//! any stream) and `allocator` (tuning glibc's allocator at process start).
+//! any stream), `allocator` (tuning glibc's allocator at process start) and `udp` (QUIC's
+//! sockets).
 
 #[cfg(feature = "allocator")]
 pub mod allocator;
@@ -24,6 +25,8 @@ pub mod select;
 pub mod sign;
 pub mod tensors;
 pub mod trust;
+#[cfg(feature = "udp")]
+pub mod udp;
 pub mod version;
 pub mod wire;
 #[cfg(feature = "writeback")]
