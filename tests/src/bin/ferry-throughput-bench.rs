@@ -2,7 +2,9 @@
 //! - **download**: an artifact of `--mib` MiB of random bytes (nothing to compress, nothing to
 //!   reuse) installed by an agent over QUIC on loopback, from `alias set` to the install
 //!   verified, switched and confirmed; the anchor is `curl` fetching the same file from an
-//!   HTTP server on loopback into a file, then an fsync;
+//!   HTTP server on loopback into a file, then an fsync. With `--rounds N`, rounds after the
+//!   first are updates to new random bytes: the same download, after the coordinator has
+//!   looked for deltas against the version the agent holds and found none;
 //! - **where the agent's time went**: its staging stages (index, network, decode, write, fsync,
 //!   verify), from its own records;
 //! - **publish**: `ferryctl publish` of the same file into the coordinator's store, and of a
@@ -11,7 +13,8 @@
 //!   on the same file.
 //!
 //! Not a test: nothing here asserts. `cargo run --release -p ferry-tests --bin
-//! ferry-throughput-bench -- --mib 1024`.
+//! ferry-throughput-bench -- --mib 1024` (`--rounds N --download-only` repeats the download
+//! beside its anchor and skips the publish table).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -36,8 +39,23 @@ struct Args {
     /// Size of the artifact, in MiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=65536))]
     mib: u64,
+    /// Downloads to measure, each of new random bytes beside its own curl + fsync: the first
+    /// a first install, the others updates that share nothing with the version the agent
+    /// holds (every chunk is fetched, after the coordinator finds no delta to send).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// Measure downloads only: no publish table (its zstd anchors and the weights' publish).
+    #[arg(long)]
+    download_only: bool,
     #[command(flatten)]
     build: ferry_tests::BuildFlag,
+}
+
+/// One round's download beside its anchor.
+struct Round {
+    curl: Option<Duration>,
+    install: Duration,
+    transfer: ferry_agent::state::TransferStats,
 }
 
 fn main() -> Result<()> {
@@ -48,28 +66,95 @@ fn main() -> Result<()> {
         .prefix("ferry-throughput-")
         .tempdir()?;
     let artifact = work.path().join("artifact.bin");
-    // The demo agents' health check loads a model by its header; the rest is random.
-    let mut bytes = HEALTH_MAGIC.to_vec();
-    bytes.extend(noise(7, size - HEALTH_MAGIC.len()));
-    std::fs::write(&artifact, &bytes).context("writing the artifact")?;
-    drop(bytes);
-
     // The fleet's coordinator runs on the default configuration: its store level is the
     // anchor's.
     let store_level = ferry_coordinator::config::Config::default().compression_level;
-    let zstd = zstd_t2(
-        &artifact,
-        &work.path().join("artifact.bin.zst"),
-        store_level,
-    )?;
-    let curl = curl_and_fsync(&artifact, &work.path().join("curl.bin"))?;
-
     let fleet = Fleet::start(1, None)?;
-    let bytes = std::fs::read(&artifact)?;
-    let start = Instant::now();
-    fleet.publish("1.0.0", &bytes)?;
-    let publish = start.elapsed();
-    drop(bytes);
+    let mut rounds = Vec::new();
+    let mut publishes = Vec::new();
+    for round in 0..args.rounds {
+        // The demo agents' health check loads a model by its header; the rest is random, new
+        // every round so nothing is reused.
+        let mut bytes = HEALTH_MAGIC.to_vec();
+        bytes.extend(noise(7 + u64::from(round), size - HEALTH_MAGIC.len()));
+        std::fs::write(&artifact, &bytes).context("writing the artifact")?;
+        let zstd = if args.download_only || round > 0 {
+            None
+        } else {
+            zstd_t2(
+                &artifact,
+                &work.path().join("artifact.bin.zst"),
+                store_level,
+            )?
+        };
+        let curl = curl_and_fsync(&artifact, &work.path().join("curl.bin"))?;
+        let version = format!("1.0.{round}");
+        let start = Instant::now();
+        fleet.publish(&version, &bytes)?;
+        publishes.push((zstd, start.elapsed()));
+        drop(bytes);
+        let start = Instant::now();
+        fleet.set_prod(&version, "throughput bench")?;
+        fleet.wait_all_on(&version, PATIENCE)?;
+        let install = start.elapsed();
+        let transfer = fleet.agents[0].transfer_for(&version)?;
+        rounds.push(Round {
+            curl,
+            install,
+            transfer,
+        });
+    }
+    let agent_peak = status_kib(fleet.agents[0].pid().context("agent not running")?, "VmHWM")?;
+
+    let mib = args.mib as f64;
+    let rate = |d: Duration| mib / d.as_secs_f64();
+    println!("artifact: {} MiB of random bytes", args.mib);
+    println!();
+    println!("| download | time | MiB/s | × curl + fsync |");
+    println!("|---|---:|---:|---:|");
+    for (i, round) in rounds.iter().enumerate() {
+        let label = match i {
+            0 if rounds.len() == 1 => String::new(),
+            0 => " (round 1, first install)".to_owned(),
+            i => format!(" (round {}, update sharing nothing)", i + 1),
+        };
+        let install = round.install;
+        let ratio = match round.curl {
+            Some(curl) => {
+                println!(
+                    "| curl from HTTP on loopback, then fsync{label} | {:.2} s | {:.0} | 1.00 |",
+                    curl.as_secs_f64(),
+                    rate(curl)
+                );
+                format!("{:.2}", curl.as_secs_f64() / install.as_secs_f64())
+            }
+            None => "curl not installed".to_owned(),
+        };
+        println!(
+            "| Ferry: alias set → installed, verified, confirmed{label} | {:.2} s | {:.0} | {ratio} |",
+            install.as_secs_f64(),
+            rate(install),
+        );
+        let staging = Duration::from_millis(round.transfer.duration_ms);
+        println!(
+            "| Ferry: the agent's staging alone{label} | {:.2} s | {:.0} | |",
+            staging.as_secs_f64(),
+            rate(staging)
+        );
+    }
+    let last = rounds.last().context("no round ran")?;
+    println!();
+    println!(
+        "agent peak RSS {:.1} MiB over all rounds; last round: {} chunks, {} bytes on the wire",
+        agent_peak as f64 / 1024.0,
+        last.transfer.chunks_fetched,
+        last.transfer.bytes_on_wire
+    );
+    println!();
+    ferry_tests::print_stages(&last.transfer.stages, last.transfer.duration_ms);
+    if args.download_only {
+        return Ok(());
+    }
     // A publish of model weights too, which compress (random bytes are stored at a fast
     // level, found incompressible), beside zstd -T2 on the same file.
     let weights = ferry_tests::weights(8, size / 4);
@@ -80,54 +165,7 @@ fn main() -> Result<()> {
     fleet.publish("0.9.0", &weights)?;
     let weights_publish = start.elapsed();
     drop(weights);
-    let start = Instant::now();
-    fleet.set_prod("1.0.0", "throughput bench")?;
-    fleet.wait_all_on("1.0.0", PATIENCE)?;
-    let install = start.elapsed();
-    let transfer = fleet.agents[0].transfer_for("1.0.0")?;
-    let agent_peak = status_kib(fleet.agents[0].pid().context("agent not running")?, "VmHWM")?;
-
-    let mib = args.mib as f64;
-    let rate = |d: Duration| mib / d.as_secs_f64();
-    println!("artifact: {} MiB of random bytes", args.mib);
-    println!();
-    println!("| download | time | MiB/s | × curl + fsync |");
-    println!("|---|---:|---:|---:|");
-    match curl {
-        Some(curl) => {
-            println!(
-                "| curl from HTTP on loopback, then fsync | {:.2} s | {:.0} | 1.00 |",
-                curl.as_secs_f64(),
-                rate(curl)
-            );
-            println!(
-                "| Ferry: alias set → installed, verified, confirmed | {:.2} s | {:.0} | {:.2} |",
-                install.as_secs_f64(),
-                rate(install),
-                curl.as_secs_f64() / install.as_secs_f64()
-            );
-        }
-        None => println!(
-            "| Ferry: alias set → installed, verified, confirmed | {:.2} s | {:.0} | curl not installed |",
-            install.as_secs_f64(),
-            rate(install)
-        ),
-    }
-    let staging = Duration::from_millis(transfer.duration_ms);
-    println!(
-        "| Ferry: the agent's staging alone | {:.2} s | {:.0} | |",
-        staging.as_secs_f64(),
-        rate(staging)
-    );
-    println!();
-    println!(
-        "agent peak RSS {:.1} MiB; {} chunks, {} bytes on the wire",
-        agent_peak as f64 / 1024.0,
-        transfer.chunks_fetched,
-        transfer.bytes_on_wire
-    );
-    println!();
-    ferry_tests::print_stages(&transfer.stages, transfer.duration_ms);
+    let (zstd, publish) = publishes[0];
     println!();
     println!("| publish | time | MiB/s | × zstd -T2 |");
     println!("|---|---:|---:|---:|");
