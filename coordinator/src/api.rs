@@ -305,6 +305,10 @@ pub struct FleetStatus {
     /// Deltas encoded (not found in the cache) since the coordinator started, on demand or
     /// precomputed when an alias moved.
     pub deltas_encoded: u64,
+    /// Of those, chunks found to share nothing with their window: sent as stored, without
+    /// reading the window or trying a delta.
+    #[serde(default)]
+    pub deltas_unrelated: u64,
     /// First-install chunks encoded since the coordinator started (each against the bytes
     /// before it in its file, precomputed when an alias or rollout targets the release).
     #[serde(default)]

@@ -42,7 +42,7 @@ impl Transfer {
             chunk: chunk.hash,
             window,
         };
-        blocking(move || match this.deltas.get(&key) {
+        blocking(move || match this.cached(&key, &chunk)? {
             Some(hit) if decodes(protocol, hit.encoding) => Ok(hit),
             _ => this.plain(&chunk),
         })
@@ -78,15 +78,12 @@ impl Transfer {
             let prefix = read_window(&this.chunks, &index, window.offset, window.len)?;
             let encoded = encode_after_own_prefix(&stored.bytes, &prefix, this.level())
                 .map_err(|e| ServeError::Task(format!("first-install encode: {e}")))?;
-            let best = if encoded.payload.len() < stored.compressed.len() {
-                encoded
+            let cached = if encoded.payload.len() < stored.compressed.len() {
+                this.deltas.put(&key, &encoded)
             } else {
-                Encoded {
-                    encoding: ferry_shared::delta::Encoding::Zstd,
-                    payload: stored.compressed,
-                }
+                this.deltas.put_stored(&key)
             };
-            if let Err(e) = this.deltas.put(&key, &best) {
+            if let Err(e) = cached {
                 warn!("cannot cache a first-install chunk: {e}");
             }
             this.first_install_encoded.fetch_add(1, Ordering::Relaxed);

@@ -198,6 +198,7 @@ pub fn summarize(
         chunks_served: 0,
         deltas_served: 0,
         deltas_encoded: 0,
+        deltas_unrelated: 0,
         first_install_chunks_encoded: 0,
         fetches_refused: 0,
         encodes_refused: 0,

@@ -72,6 +72,7 @@ pub fn fleet_status(
     status.chunks_served = Counters::get(&app.counters.chunks_served);
     status.deltas_served = Counters::get(&app.counters.deltas_served);
     status.deltas_encoded = Counters::get(&app.transfer.encoded);
+    status.deltas_unrelated = Counters::get(&app.transfer.unrelated);
     status.first_install_chunks_encoded = Counters::get(&app.transfer.first_install_encoded);
     status.fetches_refused = Counters::get(&app.counters.fetches_refused);
     status.encodes_refused = Counters::get(&app.counters.encodes_refused);

@@ -45,6 +45,7 @@ pub mod reports;
 pub mod rollouts;
 pub mod secrets;
 pub mod sessions;
+pub mod sketches;
 pub mod snapshots;
 pub mod stages;
 pub mod stdout;

@@ -242,6 +242,11 @@ pub fn render(inputs: &Inputs<'_>) -> String {
             s.deltas_encoded,
         ),
         (
+            "ferry_deltas_unrelated_total",
+            "Of the deltas encoded, chunks that shared nothing with their window (sent stored), since start.",
+            s.deltas_unrelated,
+        ),
+        (
             "ferry_first_install_chunks_encoded_total",
             "First-install chunks precomputed since start.",
             s.first_install_chunks_encoded,

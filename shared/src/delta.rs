@@ -24,8 +24,10 @@ use serde::{Deserialize, Serialize};
 use crate::tensors::{Segment, SegmentOp};
 
 mod covers;
+mod kinship;
 
 pub use covers::{SuffixCache, SuffixIndex};
+pub use kinship::{Sketch, related_to_sketches};
 
 /// How a chunk is encoded on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -620,6 +622,12 @@ fn screen<'a>(
         Encoding::Zstd,
         prepare(Encoding::Zstd, new, None),
     );
+    // Without a layout nothing tells whether the window holds anything of the chunk; a cheap
+    // look spares the window-based candidates when it does not. Models keep their tensor
+    // delta: the layout pairs the tensors whatever their bytes.
+    if tensors.is_none() && !kinship::related(new, window, at) {
+        return scored;
+    }
     keep(
         &mut scored,
         Encoding::ZstdRef,
