@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use ferry_shared::chunk::{ChunkIndex, ChunkRef};
 use ferry_shared::delta::{
-    Encoded, Encoding, Sketch, SuffixCache, encode_delta_in_window, related_to_sketches,
+    Encoded, Encoding, Sketch, SuffixCache, encode_delta_in_window, related_aligned, related_moved,
 };
 use ferry_shared::manifest::{Release, Variant};
 use ferry_shared::plan::{WINDOW, plan};
@@ -320,13 +320,17 @@ impl Transfer {
     }
 
     /// Whether `new` (the chunk of `job`) has anything in common with its window, asked of
-    /// the window's bytes aligned with it and the sketches of the source chunks under the
-    /// window (the whole chunks, so a little more than the window: a chunk related only to
-    /// bytes just outside it is screened, and the screen finds nothing).
+    /// the window's bytes aligned with it (a chunk edited in place, the common case of a
+    /// sparse update, is answered there) and then of the sketches of the source chunks under
+    /// the window (the whole chunks, so a little more than the window: a chunk related only
+    /// to bytes just outside it is screened, and the screen finds nothing).
     fn shares_with_window(&self, new: &[u8], job: &Job) -> Result<bool, ServeError> {
         let w = &job.key.window;
         let aligned_len = (new.len() as u64).min(w.len - w.at);
         let aligned = read_window(&self.chunks, &job.source, w.offset + w.at, aligned_len)?;
+        if related_aligned(new, &aligned) {
+            return Ok(true);
+        }
         let end = w.offset + w.len;
         let mut sketches = Vec::new();
         for (start, c) in job.source.spans() {
@@ -341,7 +345,7 @@ impl Transfer {
             })?);
         }
         let sketches: Vec<&Sketch> = sketches.iter().map(|s| &**s).collect();
-        Ok(related_to_sketches(new, &aligned, &sketches))
+        Ok(related_moved(new, &sketches))
     }
 }
 

@@ -27,7 +27,7 @@ mod covers;
 mod kinship;
 
 pub use covers::{SuffixCache, SuffixIndex};
-pub use kinship::{Sketch, related_to_sketches};
+pub use kinship::{Sketch, related_aligned, related_moved};
 
 /// How a chunk is encoded on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

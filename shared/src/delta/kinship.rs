@@ -28,22 +28,28 @@ pub(super) fn related(new: &[u8], window: &[u8], at: usize) -> bool {
         })
 }
 
-/// [`related`] for a caller that has not read the window but holds a [`Sketch`] of each of
-/// its pieces, and the window's bytes aligned with `new` (`aligned_bytes`, as many as the
-/// window has). Anchors whose 16 bytes straddle two pieces are missed, which can only make a
-/// chunk look less related by a few anchors per megabyte.
-pub fn related_to_sketches(new: &[u8], aligned_bytes: &[u8], window: &[&Sketch]) -> bool {
+/// The first half of [`related`], for a caller that has not read the window: whether `new`
+/// shares enough with the window's bytes aligned with it (`aligned_bytes`, as many as the
+/// window has). Cheap: ask it first.
+pub fn related_aligned(new: &[u8], aligned_bytes: &[u8]) -> bool {
     aligned(new, aligned_bytes)
-        || moved(new, |found| {
-            for anchor in window.iter().flat_map(|s| s.anchors.iter()) {
-                if !found(*anchor) {
-                    return;
-                }
-            }
-        })
 }
 
-/// The distinct content anchors of some bytes: what [`related_to_sketches`] needs of a window
+/// The second half of [`related`], for a caller that holds a [`Sketch`] of each piece of the
+/// window instead of the window: whether `new`'s content is found in it. Anchors whose 16
+/// bytes straddle two pieces are missed, which can only make a chunk look less related by a
+/// few anchors per megabyte.
+pub fn related_moved(new: &[u8], window: &[&Sketch]) -> bool {
+    moved(new, |found| {
+        for anchor in window.iter().flat_map(|s| s.anchors.iter()) {
+            if !found(*anchor) {
+                return;
+            }
+        }
+    })
+}
+
+/// The distinct content anchors of some bytes: what [`related_moved`] needs of a window
 /// piece, about 3 % of its size.
 #[derive(Debug)]
 pub struct Sketch {
@@ -178,7 +184,8 @@ mod tests {
         assert!(!related(&new, &window, 1024 * 1024));
         let pieces: Vec<Sketch> = window.chunks(1024 * 1024).map(Sketch::of).collect();
         let pieces: Vec<&Sketch> = pieces.iter().collect();
-        assert!(!related_to_sketches(&new, &window[1024 * 1024..], &pieces));
+        assert!(!related_aligned(&new, &window[1024 * 1024..]));
+        assert!(!related_moved(&new, &pieces));
     }
 
     #[test]
@@ -189,7 +196,7 @@ mod tests {
         let pieces: Vec<Sketch> = window.chunks(700_000).map(Sketch::of).collect();
         let pieces: Vec<&Sketch> = pieces.iter().collect();
         assert!(related(&moved, &window, 0));
-        assert!(related_to_sketches(&moved, &window, &pieces));
+        assert!(related_moved(&moved, &pieces));
         // A sketch holds about one anchor in 256 bytes.
         let sketch = Sketch::of(&window);
         assert!(
