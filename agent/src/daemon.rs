@@ -385,8 +385,9 @@ fn client_socket(coordinator: std::net::SocketAddr) -> Result<ferry_shared::udp:
     Ok(bound)
 }
 
-/// What the agent's QUIC socket asks the kernel to buffer: a fetch stream's window.
-const RECEIVE_BUFFER: usize = ferry_shared::wire::FETCH_STREAM_WINDOW as usize;
+/// What the agent's QUIC socket asks the kernel to buffer: what the coordinator may have in
+/// flight to it (the connection's receive window).
+const RECEIVE_BUFFER: usize = tls::CONNECTION_RECEIVE_WINDOW as usize;
 
 async fn shutdown_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};

@@ -14,6 +14,17 @@ use ferry_shared::wire::ALPN;
 use ferry_shared::wire::DeviceId;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// How many bytes of a fetch stream the coordinator may send ahead of what the agent has
+/// read (QUIC flow control): 4 MiB, a maximum-size chunk, which the coordinator sends while
+/// the agent applies the one before. Measured on a 512 MiB download over loopback: 4 MiB kept
+/// the speed of 8 MiB (2.06–2.64 s against 2.50–2.73 s) with the agent's peak RSS at 23.5 MiB
+/// instead of 30.6–32.2, since QUIC holds what was received and not yet read; 2 MiB saved
+/// 3.6 MiB more and was no faster (2.65–2.71 s). A link of 100 Mbit/s with 300 ms of round
+/// trip needs under 4 MiB in flight.
+pub(crate) const STREAM_RECEIVE_WINDOW: u32 = 4 * 1024 * 1024;
+/// The connection's window: the fetch stream's with room for the control stream.
+pub(crate) const CONNECTION_RECEIVE_WINDOW: u32 = STREAM_RECEIVE_WINDOW + STREAM_RECEIVE_WINDOW / 4;
+
 /// A self-signed certificate of `identity`, and its key, for client authentication.
 pub fn identity_cert(
     identity: &SecretKey,
@@ -63,9 +74,8 @@ pub fn client_config(
     transport.ack_frequency_config(Some(acks));
     // One fetch stream at a time (plus the control stream): the connection's window is the
     // stream's with room for the control stream, bounding what QUIC buffers for the agent.
-    let window = ferry_shared::wire::FETCH_STREAM_WINDOW;
-    transport.stream_receive_window(window.into());
-    transport.receive_window((window + window / 4).into());
+    transport.stream_receive_window(STREAM_RECEIVE_WINDOW.into());
+    transport.receive_window(CONNECTION_RECEIVE_WINDOW.into());
     transport.max_idle_timeout(Some(
         Duration::from_secs(20)
             .try_into()
