@@ -254,7 +254,7 @@ impl Transfer {
         // their bytes.)
         if job.layouts.is_none() && !self.shares_with_window(&stored.bytes, job)? {
             self.unrelated.fetch_add(1, Ordering::Relaxed);
-            return Ok(self.cache(key, plain, false));
+            return Ok(self.cache_stored(key, plain));
         }
         let window = read_window(&self.chunks, &job.source, key.window.offset, key.window.len)?;
         // Model files: the chunk cut along the tensor layout, paired with the old tensors.
@@ -275,7 +275,7 @@ impl Transfer {
             self.suffixes
                 .get_or_build((w.file, w.offset, w.len), &window)
         };
-        let best = match encode_delta_in_window(
+        match encode_delta_in_window(
             &stored.bytes,
             &window,
             at,
@@ -284,11 +284,10 @@ impl Transfer {
             self.level,
         ) {
             Some(delta) if delta.payload.len() < plain.payload.len() => {
-                return Ok(self.cache(key, delta, true));
+                Ok(self.cache_delta(key, delta))
             }
-            _ => plain,
-        };
-        Ok(self.cache(key, best, false))
+            _ => Ok(self.cache_stored(key, plain)),
+        }
     }
 
     /// What the cache holds for `key` (chunk `chunk`), the stored chunk read when that is it.
@@ -304,19 +303,24 @@ impl Transfer {
         }
     }
 
-    /// Caches `encoded` as the answer for `key` (as a marker when it is the stored chunk,
-    /// `delta` false) and counts it as encoded.
-    pub(crate) fn cache(&self, key: &DeltaKey, encoded: Encoded, delta: bool) -> Encoded {
-        let cached = if delta {
-            self.deltas.put(key, &encoded)
-        } else {
-            self.deltas.put_stored(key)
-        };
+    /// Caches `delta` as the answer for `key`, counts it as encoded, and hands it back.
+    fn cache_delta(&self, key: &DeltaKey, delta: Encoded) -> Encoded {
+        self.count_cached(self.deltas.put(key, &delta));
+        delta
+    }
+
+    /// Caches that the stored chunk (`plain`) is the answer for `key` (a marker, not a copy),
+    /// counts it as encoded, and hands `plain` back.
+    fn cache_stored(&self, key: &DeltaKey, plain: Encoded) -> Encoded {
+        self.count_cached(self.deltas.put_stored(key));
+        plain
+    }
+
+    fn count_cached(&self, cached: std::io::Result<()>) {
         if let Err(e) = cached {
             warn!("cannot cache a delta: {e}");
         }
         self.encoded.fetch_add(1, Ordering::Relaxed);
-        encoded
     }
 
     /// Whether `new` (the chunk of `job`) has anything in common with its window, asked of

@@ -22,17 +22,7 @@ use std::collections::HashSet;
 /// bytes nor the content anchors show more than chance.
 pub(super) fn related(new: &[u8], window: &[u8], at: usize) -> bool {
     let aligned_bytes = window.get(at..).unwrap_or_default();
-    aligned(new, aligned_bytes)
-        || moved(new, |found| {
-            anchors(window, found);
-        })
-}
-
-/// The first half of [`related`], for a caller that has not read the window: whether `new`
-/// shares enough with the window's bytes aligned with it (`aligned_bytes`, as many as the
-/// window has). Cheap: ask it first.
-pub fn related_aligned(new: &[u8], aligned_bytes: &[u8]) -> bool {
-    aligned(new, aligned_bytes)
+    related_aligned(new, aligned_bytes) || moved(new, |found| anchors_of(window, found))
 }
 
 /// The second half of [`related`], for a caller that holds a [`Sketch`] of each piece of the
@@ -78,10 +68,14 @@ impl Sketch {
     }
 }
 
-/// Equal bytes at the aligned position (`aligned_bytes`), over at least 1 in
-/// [`ALIGNED_SHARE`] of those compared (unrelated random bytes: 1 in 256; weights nudged by
-/// training: their sign and exponent bytes, a quarter or more).
-fn aligned(new: &[u8], aligned_bytes: &[u8]) -> bool {
+/// The first half of [`related`], for a caller that has not read the window: whether `new`
+/// shares enough with the window's bytes aligned with it (`aligned_bytes`, as many as the
+/// window has). Cheap: ask it first.
+///
+/// Equal bytes at the aligned position, over at least 1 in [`ALIGNED_SHARE`] of those
+/// compared (unrelated random bytes: 1 in 256; weights nudged by training: their sign and
+/// exponent bytes, a quarter or more).
+pub fn related_aligned(new: &[u8], aligned_bytes: &[u8]) -> bool {
     let compared = new.len().min(aligned_bytes.len());
     if compared == 0 {
         return false;
@@ -118,11 +112,6 @@ fn moved(new: &[u8], window: impl FnOnce(&mut dyn FnMut(u64) -> bool)) -> bool {
         found < need
     });
     found >= need
-}
-
-/// Feeds the anchors of `bytes` to `found` until it returns false.
-fn anchors(bytes: &[u8], found: &mut dyn FnMut(u64) -> bool) {
-    anchors_of(bytes, found);
 }
 
 /// A fiftieth of a chunk found in the window saves at most 2 %, under the 5 % a delta must
@@ -242,7 +231,7 @@ mod tests {
             .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
             .flat_map(|x| (x * 1.0003 + 1e-5).to_le_bytes())
             .collect();
-        assert!(!moved(&new, |found| anchors(&old, found)));
+        assert!(!moved(&new, |found| anchors_of(&old, found)));
         assert!(related(&new, &old, 0));
     }
 }
