@@ -500,8 +500,10 @@ impl Ingest<'_> {
     /// Puts the batch's chunks in place: each file's bytes made durable (their writeback
     /// started when written), then renamed, then the renames made durable. Returns the
     /// chunks and bytes the batch added.
+    /// A batch that fails here leaves no temporary files behind: those not yet renamed are
+    /// removed (by [`Drop`]), as when a batch is given up on.
     pub fn finish(self) -> Result<(u32, u64), ChunkStoreError> {
-        let mut written = std::mem::take(&mut *self.lock_written());
+        let mut written = self.lock_written();
         let new_chunks = u32::try_from(written.pending.len()).unwrap_or(u32::MAX);
         let mut dirs = BTreeSet::new();
         for (tmp, _) in written.pending.values() {
@@ -509,14 +511,21 @@ impl Ingest<'_> {
                 .and_then(|f| f.sync_data())
                 .map_err(io_at(tmp))?;
         }
-        for (tmp, path) in std::mem::take(&mut written.pending).into_values() {
+        let hashes: Vec<Digest> = written.pending.keys().copied().collect();
+        for hash in hashes {
+            let Some((tmp, path)) = written.pending.get(&hash).cloned() else {
+                continue;
+            };
             let dir = path.parent().map(Path::to_owned).unwrap_or_default();
             if dirs.insert(dir.clone()) {
                 fs::create_dir_all(&dir).map_err(io_at(&dir))?;
             }
             // Another batch may have put the same chunk in place meanwhile: same bytes.
             fs::rename(&tmp, &path).map_err(io_at(&path))?;
+            written.pending.remove(&hash);
         }
+        let new_bytes = written.new_bytes;
+        drop(written);
         for dir in &dirs {
             File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -527,7 +536,7 @@ impl Ingest<'_> {
                 .and_then(|d| d.sync_all())
                 .map_err(io_at(&self.store.root))?;
         }
-        Ok((new_chunks, written.new_bytes))
+        Ok((new_chunks, new_bytes))
     }
 }
 
@@ -589,6 +598,26 @@ mod tests {
             store.read(&Digest::of(&b), b.len() as u32).unwrap().bytes,
             b
         );
+    }
+
+    /// A batch whose finish failed (here: a chunk's directory cannot be made) left its
+    /// temporary files until the next start: finish had taken them out of the batch before
+    /// renaming, so the batch's drop found nothing to remove.
+    #[test]
+    fn a_batch_whose_finish_fails_leaves_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let tmp_files = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        let (a, b) = (b"alpha".repeat(100), b"beta".repeat(100));
+        let ingest = store.ingest();
+        ingest.put(&Digest::of(&a), &a).unwrap();
+        ingest.put(&Digest::of(&b), &b).unwrap();
+        assert_eq!(tmp_files(), 2);
+        // A file where the chunk's directory should be.
+        let blocked = store.path(&Digest::of(&b));
+        fs::write(blocked.parent().unwrap(), b"in the way").unwrap();
+        assert!(ingest.finish().is_err());
+        assert_eq!(tmp_files(), 0);
     }
 
     /// Only chunks whose every sample is incompressible skip the store's level: noise does,
