@@ -660,7 +660,7 @@ impl Daemon {
                 }
                 Err(f) => Event::StageFailed {
                     error: f.error,
-                    retryable: f.retryable,
+                    retry: f.retry,
                 },
             };
             if let Ok(mut t) = transfer.lock() {

@@ -30,7 +30,7 @@ use crate::assemble::{AssembleError, Assembly, LocalSource};
 use crate::fsutil::{fsync_dir, remove_tree, write_atomic};
 use crate::slots::Layout;
 use crate::state::TransferStats;
-use crate::updater::Target;
+use crate::updater::{NOT_CONNECTED, Retry, Target};
 
 /// The name of the signed envelope kept beside each installed artifact.
 pub const ENVELOPE_FILE: &str = "release.envelope";
@@ -50,7 +50,7 @@ pub struct StageFailure {
     /// What to report.
     pub error: InstallError,
     /// Whether to retry.
-    pub retryable: bool,
+    pub retry: Retry,
 }
 
 /// One attempt's context: what is staged and how failures are reported.
@@ -61,7 +61,7 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    fn fail(&self, kind: ErrorKind, message: String, retryable: bool) -> StageFailure {
+    fn fail(&self, kind: ErrorKind, message: String, retry: Retry) -> StageFailure {
         StageFailure {
             error: InstallError {
                 version: self.target.version.clone(),
@@ -69,22 +69,31 @@ impl Attempt<'_> {
                 message,
                 at: self.now,
             },
-            retryable,
+            retry,
         }
     }
 
     fn net(&self, e: impl std::fmt::Display) -> StageFailure {
-        self.fail(ErrorKind::Download, e.to_string(), true)
+        self.fail(ErrorKind::Download, e.to_string(), Retry::Later)
+    }
+
+    /// The attempt could not start: no connection.
+    fn offline(&self) -> StageFailure {
+        self.fail(ErrorKind::Download, NOT_CONNECTED.into(), Retry::Offline)
     }
 
     fn disk(&self, path: &Path, e: impl std::fmt::Display) -> StageFailure {
-        self.fail(ErrorKind::Disk, format!("{}: {e}", path.display()), true)
+        self.fail(
+            ErrorKind::Disk,
+            format!("{}: {e}", path.display()),
+            Retry::Later,
+        )
     }
 
     /// Ends the attempt for good: the staged bytes cannot help a later one.
     fn abandon(&self, kind: ErrorKind, message: String) -> StageFailure {
         let _ = remove_tree(&self.staging);
-        self.fail(kind, message, false)
+        self.fail(kind, message, Retry::Never)
     }
 }
 
@@ -124,7 +133,7 @@ pub async fn stage(
         }
     }
     preflight(layout, &attempt)?;
-    let conn = conn.ok_or_else(|| attempt.net(crate::updater::NOT_CONNECTED))?;
+    let conn = conn.ok_or_else(|| attempt.offline())?;
     stats.attempts += 1;
     let result = download(&conn, layout, model, profile, &attempt, stats).await;
     stats.duration_ms += started.elapsed().as_millis() as u64;
@@ -138,7 +147,7 @@ pub async fn stage(
     result?;
     layout
         .promote(model, &target.version)
-        .map_err(|e| attempt.fail(ErrorKind::Disk, e.to_string(), true))?;
+        .map_err(|e| attempt.fail(ErrorKind::Disk, e.to_string(), Retry::Later))?;
     Ok(Staged {
         already_installed: false,
     })
@@ -264,7 +273,7 @@ fn preflight(layout: &Layout, attempt: &Attempt<'_>) -> Result<(), StageFailure>
                 mib(free),
                 layout.root().display()
             ),
-            true,
+            Retry::Later,
         )),
     }
 }
@@ -304,7 +313,11 @@ async fn blocking<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(AssembleError::Disk { path, source })) => Err(attempt.disk(&path, source)),
         Ok(Err(e)) => Err(attempt.abandon(ErrorKind::Integrity, e.to_string())),
-        Err(e) => Err(attempt.fail(ErrorKind::Disk, format!("assembly task failed: {e}"), true)),
+        Err(e) => Err(attempt.fail(
+            ErrorKind::Disk,
+            format!("assembly task failed: {e}"),
+            Retry::Later,
+        )),
     }
 }
 
@@ -557,7 +570,11 @@ impl Slot {
             Slot::Applying(applying) => applying,
         };
         let applied = applying.await.map_err(|e| {
-            attempt.fail(ErrorKind::Disk, format!("decoder task failed: {e}"), true)
+            attempt.fail(
+                ErrorKind::Disk,
+                format!("decoder task failed: {e}"),
+                Retry::Later,
+            )
         })?;
         stats.stages.decode_us += as_micros(applied.decoding);
         stats.stages.write_us += as_micros(applied.writing);

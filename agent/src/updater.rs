@@ -215,7 +215,7 @@ pub enum Event {
         /// The failure.
         error: InstallError,
         /// Whether trying again may help.
-        retryable: bool,
+        retry: Retry,
     },
     /// `current` now names the version (in probation).
     Switched(Slots),
@@ -237,6 +237,19 @@ pub enum Event {
         /// Holds now.
         holds: Vec<Hold>,
     },
+}
+
+/// Whether a failed stage is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// No: the version is held until the coordinator names another.
+    Never,
+    /// After a backoff.
+    Later,
+    /// After a backoff; the attempt could not even start, for want of a connection, so it
+    /// says nothing new about the version (the failure that began the streak stays the one
+    /// reported).
+    Offline,
 }
 
 /// What the daemon must do.
@@ -378,7 +391,7 @@ impl Updater {
                 Err(error) => {
                     let reason = format!("{}: {}", error.kind, error.message);
                     self.add_hold(&error.version, reason);
-                    actions.extend(self.failed(error));
+                    actions.extend(self.failed(error, false));
                 }
             },
             Event::Staged(version) => {
@@ -400,11 +413,11 @@ impl Updater {
                     return next;
                 }
             }
-            Event::StageFailed { error, retryable } => {
+            Event::StageFailed { error, retry } => {
                 if let Work::Staging(version) = &self.work {
                     let version = version.clone();
-                    actions.extend(self.failed(error.clone()));
-                    if retryable {
+                    actions.extend(self.failed(error.clone(), retry == Retry::Offline));
+                    if retry != Retry::Never {
                         self.work = Work::Waiting(version);
                         return {
                             actions.push(Action::RetryAfter(self.attempts));
@@ -430,7 +443,7 @@ impl Updater {
             Event::SwitchFailed(error) => {
                 if let Work::Switching(version) = &self.work {
                     let version = version.clone();
-                    actions.extend(self.failed(error));
+                    actions.extend(self.failed(error, false));
                     self.work = Work::Waiting(version);
                     actions.push(Action::RetryAfter(self.attempts));
                     return actions;
@@ -495,12 +508,13 @@ impl Updater {
         actions
     }
 
-    fn failed(&mut self, error: InstallError) -> Option<Action> {
+    /// Counts a failed attempt and reports it, unless it repeats the last report or could
+    /// not start (`offline`) after a failure of the same version.
+    fn failed(&mut self, error: InstallError, offline: bool) -> Option<Action> {
         self.attempts += 1;
         // A retry that could not start for want of a link says nothing new: the failure that
         // began the streak (a cut mid-chunk, a full disk) stays the one reported.
-        let follow_on = error.kind == ErrorKind::Download
-            && error.message == NOT_CONNECTED
+        let follow_on = offline
             && self
                 .last_error
                 .as_ref()
@@ -777,7 +791,7 @@ mod tests {
         };
         u.step(Event::StageFailed {
             error: root.clone(),
-            retryable: true,
+            retry: Retry::Later,
         });
         u.step(Event::RetryDue);
         let offline = InstallError {
@@ -786,7 +800,7 @@ mod tests {
         };
         let again = u.step(Event::StageFailed {
             error: offline.clone(),
-            retryable: true,
+            retry: Retry::Offline,
         });
         assert_eq!(again, vec![Action::RetryAfter(2)], "nothing new to report");
         assert_eq!(u.last_error(), Some(&root));
@@ -799,7 +813,7 @@ mod tests {
         fresh.step(Event::Desired(Desire::Run(target("2.0.0"))));
         fresh.step(Event::StageFailed {
             error: offline.clone(),
-            retryable: true,
+            retry: Retry::Offline,
         });
         assert_eq!(fresh.last_error(), Some(&offline));
     }
@@ -810,7 +824,7 @@ mod tests {
         u.step(Event::Desired(Desire::Run(target("2.0.0"))));
         let failure = || Event::StageFailed {
             error: error("2.0.0", ErrorKind::Download),
-            retryable: true,
+            retry: Retry::Later,
         };
         let first = u.step(failure());
         assert!(
@@ -849,7 +863,7 @@ mod tests {
         u.step(Event::Desired(Desire::Run(target("2.0.0"))));
         let actions = u.step(Event::StageFailed {
             error: error("2.0.0", ErrorKind::Integrity),
-            retryable: false,
+            retry: Retry::Never,
         });
         assert!(
             matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]),
@@ -1065,7 +1079,7 @@ mod tests {
         u.step(Event::Candidate(Desire::Run(target("2.0.0"))));
         let actions = u.step(Event::StageFailed {
             error: error("2.0.0", ErrorKind::Download),
-            retryable: true,
+            retry: Retry::Later,
         });
         assert_eq!(actions.last(), Some(&Action::RetryAfter(1)));
         assert!(u.step(Event::Candidate(Desire::Nothing)).is_empty());
