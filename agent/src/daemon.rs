@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::handover::Trial;
 use crate::session::{self, FromSession, SessionParams};
 use crate::slots::Layout;
-use crate::state::{StateFile, TransferStats, UpdateRecord};
+use crate::state::{Locked, StateFile, TransferStats, UpdateRecord};
 use crate::updater::{Action, Event, Target, Trust, Updater, admit};
 use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
 use ferry_shared::trust::TrustState;
@@ -117,30 +117,41 @@ pub enum Outcome {
     HandOver,
 }
 
-/// Runs the daemon until SIGINT or SIGTERM, or until it hands over to a new agent binary.
-/// With `trial`, this binary is that new agent and must prove itself by the trial's deadline;
-/// failing that, it returns an error (and whatever restarts it heals, see
-/// [`crate::handover`]).
-pub async fn run(config: Config, trial: Option<Trial>) -> Result<Outcome> {
-    let config = Arc::new(config);
+/// Creates the state directory and takes its daemon lock, held for as long as this process
+/// runs the daemon (and across its hand-overs to newer binaries, which start by taking it
+/// again); an error when another daemon holds it. Taken before the agent's own updates are
+/// looked at: a second `ferry-agent run` must not heal or launch a trial under a running one.
+pub fn hold_state_dir(config: &Config) -> Result<Locked> {
     crate::access::create_shared_dir(&config.state_dir, &config.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
             config.state_dir.display()
         )
     })?;
+    match StateFile::new(&config.state_dir).daemon_lock()? {
+        Some(running) => Ok(running),
+        None => anyhow::bail!(
+            "another ferry-agent is running on {}: one daemon per state directory",
+            config.state_dir.display()
+        ),
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM, or until it hands over to a new agent binary.
+/// With `trial`, this binary is that new agent and must prove itself by the trial's deadline;
+/// failing that, it returns an error (and whatever restarts it heals, see
+/// [`crate::handover`]).
+///
+/// `_running` is the state directory's daemon lock ([`hold_state_dir`]), taken by the caller
+/// before anything in the directory was looked at.
+pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Result<Outcome> {
+    let config = Arc::new(config);
     let (key, device_id, created) = identity::load_or_create(&config.state_dir)?;
     if created {
         info!(device = %device_id, "created the device identity");
     }
     let layout = Layout::new(config.state_dir.clone());
     let state = StateFile::new(&config.state_dir);
-    let Some(_running) = state.daemon_lock()? else {
-        anyhow::bail!(
-            "another ferry-agent is running on {}: one daemon per state directory",
-            config.state_dir.display()
-        );
-    };
     let mut followers = Vec::new();
     for (model, _) in config.follows() {
         let on_trial = trial.as_ref().is_some_and(|t| t.model == model);

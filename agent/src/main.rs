@@ -78,6 +78,8 @@ fn run_daemon(config: Config) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    // Before the hand-over looks at the state directory: it may heal or launch a trial there.
+    let running = daemon::hold_state_dir(&config)?;
     let mut exec_failed = false;
     loop {
         let next = match handover::at_start(&config)? {
@@ -85,10 +87,12 @@ fn run_daemon(config: Config) -> Result<()> {
             next => next,
         };
         match next {
-            Next::Run(trial) => match runtime.block_on(daemon::run(config.clone(), trial))? {
-                Outcome::Stopped => return Ok(()),
-                Outcome::HandOver => continue,
-            },
+            Next::Run(trial) => {
+                match runtime.block_on(daemon::run(config.clone(), trial, &running))? {
+                    Outcome::Stopped => return Ok(()),
+                    Outcome::HandOver => continue,
+                }
+            }
             Next::Exec { binary, trial } => {
                 let e = handover::exec(&binary);
                 // Only reached when the exec failed. A trial's binary that cannot even start

@@ -412,7 +412,11 @@ fn agent_status_says_when_no_agent_runs() -> Result<()> {
     fleet.set_prod("1.0.0", "base")?;
     fleet.wait_all_on("1.0.0", T)?;
     ensure!(fleet.agents[0].status()?.daemon_running);
-    // A second daemon on the same state directory is refused.
+    // A second daemon on the same state directory is refused, before it touches anything
+    // there: it used to look at the agent's own hand-over first, and so removed a torn
+    // hand-over file (as a starting daemon heals one) under the running daemon.
+    let handover = fleet.agents[0].state_dir.join("handover.json");
+    std::fs::write(&handover, b"{ torn")?;
     let mut twin = ferry_tests::Agent::new(
         &ferry_tests::Binaries::get()?,
         "twin",
@@ -427,6 +431,11 @@ fn agent_status_says_when_no_agent_runs() -> Result<()> {
         std::fs::read_to_string(fleet.dir.join("twin.log"))?
             .contains("another ferry-agent is running")
     );
+    ensure!(
+        handover.exists(),
+        "the twin changed the running daemon's state directory"
+    );
+    std::fs::remove_file(&handover)?;
     fleet.agents[0].kill();
     let status = fleet.agents[0].status()?;
     ensure!(!status.daemon_running && status.connection.last_connected_at.is_some());
