@@ -571,15 +571,25 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 
+    /// An empty store and two chunks' bytes.
+    fn two_chunks() -> (tempfile::TempDir, ChunkStore, Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        (dir, store, b"alpha".repeat(100), b"beta".repeat(100))
+    }
+
+    /// Files in the store's `tmp/`.
+    fn tmp_files(dir: &tempfile::TempDir) -> usize {
+        fs::read_dir(dir.path().join("tmp")).unwrap().count()
+    }
+
     /// A chunk is in place only once its batch finishes, so a crash before cannot leave a
     /// torn file where later uploads would take it as stored; a batch given up on leaves no
     /// file at all.
     #[test]
     fn chunks_are_in_place_only_once_their_batch_finishes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
-        let tmp_files = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
-        let (a, b) = (b"alpha".repeat(100), b"beta".repeat(100));
+        let (dir, store, a, b) = two_chunks();
+        let tmp_files = || tmp_files(&dir);
         let ingest = store.ingest();
         ingest.put(&Digest::of(&a), &a).unwrap();
         assert!(!store.path(&Digest::of(&a)).exists(), "not before finish");
@@ -605,10 +615,8 @@ mod tests {
     /// renaming, so the batch's drop found nothing to remove.
     #[test]
     fn a_batch_whose_finish_fails_leaves_no_temporary_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
-        let tmp_files = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
-        let (a, b) = (b"alpha".repeat(100), b"beta".repeat(100));
+        let (dir, store, a, b) = two_chunks();
+        let tmp_files = || tmp_files(&dir);
         let ingest = store.ingest();
         ingest.put(&Digest::of(&a), &a).unwrap();
         ingest.put(&Digest::of(&b), &b).unwrap();
