@@ -459,6 +459,17 @@ timeout_secs = 900
                 ))
                 .into());
             }
+            // A version an agent holds back (its health check failed, it rolled back) will
+            // not come: waiting out the patience (an hour in the benches) tells nothing more.
+            if let Some((name, why)) = self
+                .agents
+                .iter()
+                .find_map(|a| a.hold_on(&v).map(|why| (&a.name, why)))
+            {
+                return Err(
+                    crate::wait::Hopeless(format!("{name} holds {version} back: {why}")).into(),
+                );
+            }
             Ok(self
                 .agents
                 .iter()

@@ -503,6 +503,21 @@ impl Agent {
             .ok()
     }
 
+    /// Why the agent holds `version` of its model back (it failed its health check or its
+    /// verification for good), read from its state file; `None` when it does not, or when
+    /// the file cannot be read (the agent may be writing it).
+    pub fn hold_on(&self, version: &Version) -> Option<String> {
+        let state = ferry_agent::state::StateFile::new(&self.state_dir)
+            .load()
+            .ok()?;
+        state.models.values().find_map(|m| {
+            m.holds
+                .iter()
+                .find(|h| &h.version == version)
+                .map(|h| h.reason.clone())
+        })
+    }
+
     /// The version `current` names, read straight from the link.
     pub fn current(&self) -> Option<Version> {
         self.link("current")

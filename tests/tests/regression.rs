@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use ferry_shared::rollout::Phase;
 use ferry_shared::wire::ErrorKind;
 use ferry_tests::relay::Relay;
@@ -848,5 +848,26 @@ fn a_trust_state_the_agent_cannot_write_is_kept_reported_and_written_once_it_can
     wait_until("the trust to be written and the error cleared", T, || {
         Ok(saved_snapshot()? > before && device_error(&fleet)?.is_none())
     })?;
+    Ok(())
+}
+
+/// `Fleet::wait_all_on` waited out its whole patience (an hour in the benches) for a version
+/// whose health check had failed and which every agent held back.
+#[test]
+fn waiting_for_a_version_the_agents_hold_back_gives_up() -> Result<()> {
+    let fleet = Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", &model_bytes(2, 64 * 1024, false))?;
+    fleet.set_prod("2.0.0", "fails its health check")?;
+    // Long enough that only giving up ends the wait; short enough that a regression fails
+    // CI rather than stalling it.
+    let patience = Duration::from_secs(300);
+    let Err(e) = fleet.wait_all_on("2.0.0", patience) else {
+        bail!("a version that fails its health check was waited for and came");
+    };
+    let message = format!("{e:#}");
+    ensure!(message.contains("holds 2.0.0 back"), "{message}");
     Ok(())
 }
