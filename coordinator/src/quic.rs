@@ -107,14 +107,6 @@ pub fn endpoint(
     transport.max_concurrent_uni_streams(0u32.into());
     // What one device's fetch stream may have in flight (see the constant).
     transport.send_window(u64::from(ferry_shared::wire::FETCH_STREAM_WINDOW));
-    // Agents acknowledge every 16th packet of a download (or after their ack delay) instead of
-    // every other: an eighth of the acknowledgements for the receive thread to hand over to
-    // the connection's driver. A 512 MiB download measured 2.47 s against 2.70 s (means of
-    // three runs, within the spread). A push or a reply fits one packet, acknowledged after
-    // the ack delay either way.
-    let mut acks = quinn::AckFrequencyConfig::default();
-    acks.ack_eliciting_threshold(15u32.into());
-    transport.ack_frequency_config(Some(acks));
     server.transport_config(Arc::new(transport));
     let bind_err = |source| EndpointError::Bind {
         addr: listen,
