@@ -482,10 +482,10 @@ pub enum FetchRequest {
 /// Most chunks one fetch stream asks for.
 pub const MAX_CHUNKS_PER_REQUEST: usize = 64;
 
-/// How many bytes of a fetch stream the coordinator may send ahead of what the agent has
-/// read: enough that it keeps sending while the agent decodes and writes a few maximum-size
-/// chunks, small enough that the agent's memory stays bounded (QUIC buffers up to this much
-/// per stream).
+/// What the coordinator buffers for sending to one device (its QUIC send window): enough for
+/// a few maximum-size chunks. What it may send ahead of what the agent has read is bounded by
+/// the agent's own flow-control window, which also bounds the agent's memory (4 MiB per
+/// stream from this build's agents; earlier agents advertised this value).
 pub const FETCH_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 /// Largest chunk index a coordinator sends (bytes).
 pub const MAX_INDEX_BYTES: u64 = 16 * 1024 * 1024;

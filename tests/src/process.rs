@@ -510,12 +510,16 @@ impl Agent {
         let state = ferry_agent::state::StateFile::new(&self.state_dir)
             .load()
             .ok()?;
-        state.models.values().find_map(|m| {
-            m.holds
-                .iter()
-                .find(|h| &h.version == version)
-                .map(|h| h.reason.clone())
-        })
+        let model = state
+            .models
+            .iter()
+            .find(|(name, _)| name.as_str() == self.model)?
+            .1;
+        model
+            .holds
+            .iter()
+            .find(|h| &h.version == version)
+            .map(|h| h.reason.clone())
     }
 
     /// The version `current` names, read straight from the link.
