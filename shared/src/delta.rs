@@ -885,7 +885,7 @@ pub fn encode_after_own_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Res
     if prefix.is_empty() {
         return Ok(Encoded {
             encoding: Encoding::Zstd,
-            payload: zstd_alone_bounded(new, level)?,
+            payload: zstd_alone(new, level, INSTALL_TABLES)?,
         });
     }
     Ok(Encoded {
@@ -894,16 +894,23 @@ pub fn encode_after_own_prefix(new: &[u8], prefix: &[u8], level: i32) -> io::Res
     })
 }
 
-/// zstd without a reference, as Ferry encodes: from [`MATCH_TABLE_CAP_FROM`] on, inputs
-/// large enough that zstd would size its match tables past 2^[`MATCH_TABLE_LOG`] entries get
-/// that many (level 19 on a 4 MiB chunk would take 2^22 for each table, 32 MiB per encode,
-/// times the encode workers).
+/// zstd without a reference, as Ferry encodes deltas: from [`MATCH_TABLE_CAP_FROM`] on,
+/// inputs large enough that zstd would size its match tables past 2^[`MATCH_TABLE_LOG`]
+/// entries get that many (level 19 on a 4 MiB chunk would take 2^22 for each table, 32 MiB
+/// per encode, times the encode workers).
 pub(crate) fn zstd_alone_bounded(new: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    zstd_alone(new, level, DELTA_TABLES)
+}
+
+/// zstd without a reference, its match tables capped at `tables` from
+/// [`MATCH_TABLE_CAP_FROM`] on (zstd shrinks them further for small inputs).
+fn zstd_alone(new: &[u8], level: i32, tables: Tables) -> io::Result<Vec<u8>> {
     use zstd::stream::raw::CParameter;
     let mut compressor = zstd::bulk::Compressor::new(level)?;
-    if level >= MATCH_TABLE_CAP_FROM && new.len() > 1 << (MATCH_TABLE_LOG - 1) {
-        compressor.set_parameter(CParameter::HashLog(MATCH_TABLE_LOG))?;
-        compressor.set_parameter(CParameter::ChainLog(MATCH_TABLE_LOG))?;
+    if level >= MATCH_TABLE_CAP_FROM && new.len() > 1 << (tables.hash_log.min(tables.chain_log) - 1)
+    {
+        compressor.set_parameter(CParameter::HashLog(tables.hash_log))?;
+        compressor.set_parameter(CParameter::ChainLog(tables.chain_log))?;
     }
     compressor.compress(new)
 }

@@ -623,6 +623,43 @@ fn a_first_install_chunk_decodes_against_the_bytes_before_it() {
     );
 }
 
+/// The first chunk of a first install (nothing before it) was compressed with the delta
+/// encodes' capped match tables (2^20 entries), whose level-19 search reaches back 512 KiB:
+/// the 3.6 MiB first chunk of a native library sent 10 KB (1 %) more than zstd -19 over the
+/// same bytes. It gets the first install's tables, as every later chunk does, which up to
+/// 4 MiB (the largest chunk) are zstd's own: the same frame as zstd -19.
+#[test]
+fn a_first_installs_first_chunk_is_what_zstd_19_makes_of_it() {
+    // Low-entropy bytes with repeats near and far, as code has.
+    let block: Vec<u8> = noise(32, 700_000).iter().map(|b| b % 16).collect();
+    let mut chunk = Vec::new();
+    for k in 0..4u8 {
+        let mut copy = block.clone();
+        copy.iter_mut()
+            .step_by(101 + usize::from(k))
+            .for_each(|b| *b ^= k);
+        chunk.extend_from_slice(&copy);
+    }
+    let first = encode_after_own_prefix(&chunk, &[], 19).unwrap();
+    assert_eq!(first.encoding, Encoding::Zstd);
+    let anchor = zstd::bulk::compress(&chunk, 19).unwrap();
+    assert!(
+        first.payload.len() <= anchor.len(),
+        "{} bytes where zstd -19 makes {}",
+        first.payload.len(),
+        anchor.len()
+    );
+    let back = decode(
+        Encoding::Zstd,
+        &first.payload,
+        None,
+        chunk.len(),
+        &Limits::DEFAULT,
+    )
+    .unwrap();
+    assert_eq!(back, chunk);
+}
+
 /// A delta update of 512 MiB of new random bytes took 19 s where installing them whole took
 /// 2.6 s: every chunk was screened against its window (zstd with the window as prefix and
 /// four numeric deltas), and every screen lost to the stored chunk.
