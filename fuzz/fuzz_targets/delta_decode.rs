@@ -2,7 +2,7 @@
 //! declared when it succeeds.
 #![no_main]
 
-use ferry_shared::delta::{Encoding, Limits, decode};
+use ferry_shared::delta::{Encoding, Limits, decode, decode_in_window_reusing};
 use libfuzzer_sys::fuzz_target;
 
 /// Every valid encoding, then element widths the decoder must refuse.
@@ -33,6 +33,12 @@ fuzz_target!(|data: &[u8]| {
         max_reference: 1 << 16,
     };
     if let Ok(out) = decode(encoding, payload, Some(&reference), declared, &limits) {
+        assert_eq!(out.len(), declared);
+    }
+    // Into a reused buffer of another size, full of another chunk's bytes (as devices decode).
+    let buffer = vec![0xa5; usize::from(*ref_len) * 64];
+    let window = Some((reference.as_slice(), 0));
+    if let Ok(out) = decode_in_window_reusing(encoding, payload, window, declared, &limits, buffer) {
         assert_eq!(out.len(), declared);
     }
 });

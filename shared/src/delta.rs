@@ -17,7 +17,7 @@
 //! declared length), and each cover against the window and the declared length. The caller
 //! still verifies the result against the chunk's signed hash.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use serde::{Deserialize, Serialize};
 
@@ -757,8 +757,23 @@ pub fn decode_in_window(
     declared: usize,
     limits: &Limits,
 ) -> Result<Vec<u8>, DeltaError> {
+    decode_in_window_reusing(encoding, payload, window, declared, limits, Vec::new())
+}
+
+/// [`decode_in_window`], decoding into `buffer`'s allocation where the encoding allows (plain
+/// bytes and zstd, with or without a window). A device decoding chunk after chunk hands back
+/// the last chunk's buffer: a fresh one per chunk is a fresh mapping (chunks are larger than
+/// the allocator's mapping threshold), and faulting its pages in cost more than decoding.
+pub fn decode_in_window_reusing(
+    encoding: Encoding,
+    payload: &[u8],
+    window: Option<(&[u8], usize)>,
+    declared: usize,
+    limits: &Limits,
+    buffer: Vec<u8>,
+) -> Result<Vec<u8>, DeltaError> {
     let reference = window.map(|(window, at)| reference_in_window(encoding, window, at, declared));
-    decode(encoding, payload, reference, declared, limits)
+    decode_reusing(encoding, payload, reference, declared, limits, buffer)
 }
 
 /// Decodes a chunk declared to be `declared` bytes long.
@@ -768,6 +783,18 @@ pub fn decode(
     reference: Option<&[u8]>,
     declared: usize,
     limits: &Limits,
+) -> Result<Vec<u8>, DeltaError> {
+    decode_reusing(encoding, payload, reference, declared, limits, Vec::new())
+}
+
+/// [`decode`] into `buffer`'s allocation where the encoding allows.
+fn decode_reusing(
+    encoding: Encoding,
+    payload: &[u8],
+    reference: Option<&[u8]>,
+    declared: usize,
+    limits: &Limits,
+    mut buffer: Vec<u8>,
 ) -> Result<Vec<u8>, DeltaError> {
     if declared > limits.max_chunk {
         return Err(DeltaError::ChunkTooLarge {
@@ -786,25 +813,31 @@ pub fn decode(
         }
         (true, Some(r)) => r,
     };
+    // Only these decode into `buffer`; the others free it before they allocate their own.
+    if !matches!(encoding, Encoding::Raw | Encoding::Zstd | Encoding::ZstdRef) {
+        buffer = Vec::new();
+    }
     let out = match encoding {
         Encoding::Raw => {
             if payload.len() > declared {
                 return Err(DeltaError::TooLong { encoding, declared });
             }
-            payload.to_vec()
+            buffer.clear();
+            buffer.extend_from_slice(payload);
+            buffer
         }
-        Encoding::Zstd => zstd_bounded(encoding, payload, None, declared, limits)?,
-        Encoding::ZstdRef => zstd_bounded(encoding, payload, Some(reference), declared, limits)?,
+        Encoding::Zstd => zstd_bounded(encoding, payload, None, declared, buffer)?,
+        Encoding::ZstdRef => zstd_bounded(encoding, payload, Some(reference), declared, buffer)?,
         Encoding::Bsdiff => bspatch_checked(payload, reference, declared, limits)?,
         Encoding::XorPlanes { width } => {
             check_width(width)?;
-            let planes = zstd_bounded(encoding, payload, None, declared, limits)?;
+            let planes = zstd_bounded(encoding, payload, None, declared, Vec::new())?;
             xor_with(&from_planes(&planes, usize::from(width)), reference)
         }
         Encoding::SubPlanes { width } => {
             check_width(width)?;
             let w = usize::from(width);
-            let planes = zstd_bounded(encoding, payload, None, declared, limits)?;
+            let planes = zstd_bounded(encoding, payload, None, declared, Vec::new())?;
             element_diff(&from_planes(&planes, w), reference, w, true)
         }
         Encoding::Tensors => {
@@ -813,11 +846,11 @@ pub fn decode(
                 payload,
                 Some(reference),
                 declared + MAX_TABLE,
-                limits,
+                Vec::new(),
             )?;
             tensors_restore(&body, reference, declared)?
         }
-        Encoding::Covers => covers::restore(payload, reference, declared, limits)?,
+        Encoding::Covers => covers::restore(payload, reference, declared)?,
     };
     if out.len() != declared {
         return Err(DeltaError::WrongLength {
@@ -955,69 +988,41 @@ fn prefix_encode(
     Ok(out)
 }
 
-/// Decompresses into at most `declared` bytes, with the window capped by the limits.
+/// Decompresses into at most `declared` bytes (in `buffer`'s allocation), in one call into a
+/// buffer of that size: zstd
+/// then writes each block straight into place and copies matches from there (and from
+/// `prefix`), with no window buffer of its own. A streaming decoder holds one as large as the
+/// frame's window (up to 16 MiB for a chunk after an 8 MiB prefix) and copies every byte
+/// through it. A frame that would write past `declared` stops there, as
+/// [`DeltaError::TooLong`]; a match reaching before `prefix` is refused as corrupt.
 fn zstd_bounded(
     encoding: Encoding,
     payload: &[u8],
     prefix: Option<&[u8]>,
     declared: usize,
-    limits: &Limits,
+    buffer: Vec<u8>,
 ) -> Result<Vec<u8>, DeltaError> {
-    use zstd::stream::raw::{DParameter, Decoder};
-    let corrupt = |e: io::Error| DeltaError::Corrupt {
+    use zstd::zstd_safe::{DCtx, get_error_name, zstd_sys::ZSTD_ErrorCode};
+    let corrupt = |reason: &str| DeltaError::Corrupt {
         encoding,
-        reason: e.to_string(),
+        reason: reason.to_owned(),
     };
-    let mut raw = match prefix {
-        Some(p) => Decoder::with_ref_prefix(p),
-        None => Decoder::new(),
+    // zstd's error results are the negated error codes (`ERROR(name)` in zstd's sources).
+    let too_small = 0usize.wrapping_sub(ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall as usize);
+    let mut dctx = DCtx::try_create().ok_or_else(|| corrupt("cannot allocate a zstd context"))?;
+    if let Some(prefix) = prefix {
+        dctx.ref_prefix(prefix)
+            .map_err(|code| corrupt(get_error_name(code)))?;
     }
-    .map_err(corrupt)?;
-    raw.set_parameter(DParameter::WindowLogMax(limits.window_log()))
-        .map_err(corrupt)?;
-    let sink = Bounded::new(declared);
-    let mut writer = zstd::stream::write::Decoder::with_decoder(sink, raw);
-    let result = writer.write_all(payload).and_then(|()| writer.flush());
-    let over = writer.get_ref().over;
-    match result {
-        Err(_) if over => Err(DeltaError::TooLong { encoding, declared }),
-        Err(e) => Err(corrupt(e)),
-        Ok(()) => Ok(writer.into_inner().buf),
-    }
-}
-
-/// A writer that refuses to hold more than `cap` bytes; its buffer is sized by the cap.
-struct Bounded {
-    buf: Vec<u8>,
-    cap: usize,
-    over: bool,
-}
-
-impl Bounded {
-    fn new(cap: usize) -> Self {
-        Self {
-            buf: Vec::with_capacity(cap),
-            cap,
-            over: false,
-        }
-    }
-}
-
-impl Write for Bounded {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > self.cap {
-            self.over = true;
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "past the declared length",
-            ));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    let mut out = buffer;
+    out.clear();
+    out.reserve_exact(declared);
+    // zstd writes into the whole capacity, which may be a larger chunk's.
+    match dctx.decompress(&mut out, payload) {
+        Ok(_) if out.len() > declared => Err(DeltaError::TooLong { encoding, declared }),
+        Ok(_) => Ok(out),
+        Err(code) if code == too_small => Err(DeltaError::TooLong { encoding, declared }),
+        Err(code) => Err(corrupt(get_error_name(code))),
     }
 }
 

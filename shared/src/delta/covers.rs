@@ -27,7 +27,7 @@ mod search;
 pub use cache::SuffixCache;
 pub use search::SuffixIndex;
 
-use super::{DeltaError, Encoding, Limits, zstd_bounded};
+use super::{DeltaError, Encoding, zstd_bounded};
 
 /// The shortest cover: shorter ones would cost more than their bytes as literals. It bounds
 /// how many covers, and so how much control data, a declared length admits.
@@ -161,7 +161,6 @@ pub(super) fn restore(
     payload: &[u8],
     reference: &[u8],
     declared: usize,
-    limits: &Limits,
 ) -> Result<Vec<u8>, DeltaError> {
     let mut header = Reader::new(payload);
     let count = header.usize()?;
@@ -210,7 +209,7 @@ pub(super) fn restore(
     ];
     let mut streams: [Vec<u8>; 6] = Default::default();
     for ((stream, body), cap) in streams.iter_mut().zip(bodies).zip(caps) {
-        *stream = zstd_bounded(Encoding::Covers, body, None, cap, limits)?;
+        *stream = zstd_bounded(Encoding::Covers, body, None, cap, Vec::new())?;
     }
     let [gaps, lens, shifts, run_lengths, values, literals] = &streams;
     let differences = expand_runs(runs, run_lengths, values, declared)?;
@@ -377,10 +376,8 @@ mod tests {
     #[test]
     fn hostile_covers_are_refused_before_a_byte_is_copied() {
         let reference = vec![7u8; 100];
-        let limits = Limits::DEFAULT;
-        let refused = |payload: &[u8], declared: usize| {
-            restore(payload, &reference, declared, &limits).unwrap_err()
-        };
+        let refused =
+            |payload: &[u8], declared: usize| restore(payload, &reference, declared).unwrap_err();
         // A good one first: 5 literals, 10 bytes from the window at 3, 5 literals.
         let good = payload(
             1,
@@ -392,7 +389,7 @@ mod tests {
                 &[1; 10],
             ],
         );
-        let out = restore(&good, &reference, 20, &limits).unwrap();
+        let out = restore(&good, &reference, 20).unwrap();
         assert_eq!(out, [[1u8; 5].as_slice(), &[7; 10], &[1; 5]].concat());
 
         // One cover each, refused: (why, gap, length, shift, differences, literals, declared).

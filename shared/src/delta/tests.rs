@@ -115,6 +115,42 @@ fn a_zstd_bomb_stops_at_the_declared_length() {
     }
 }
 
+/// A device decodes each chunk into the last one's buffer, which may be far larger than the
+/// chunk: zstd writes into the whole capacity, so the declared length is checked after it.
+#[test]
+fn a_reused_buffer_larger_than_the_chunk_still_bounds_the_decode() {
+    // Past the declared length but within the buffer's capacity.
+    let bomb = zstd::bulk::compress(&vec![0u8; 64 << 10], 19).unwrap();
+    for encoding in [Encoding::Zstd, Encoding::ZstdRef] {
+        let window = encoding.needs_reference().then_some((&[0u8; 16][..], 0));
+        let buffer = vec![7u8; 4 << 20];
+        let err =
+            decode_in_window_reusing(encoding, &bomb, window, 1000, &Limits::DEFAULT, buffer)
+                .unwrap_err();
+        assert_eq!(
+            err,
+            DeltaError::TooLong {
+                encoding,
+                declared: 1000
+            }
+        );
+    }
+    // And a good chunk comes out whole, none of the buffer's old bytes with it.
+    let chunk = noise(33, 5000);
+    let payload = zstd::bulk::compress(&chunk, 3).unwrap();
+    let buffer = vec![7u8; 4 << 20];
+    let out = decode_in_window_reusing(
+        Encoding::Zstd,
+        &payload,
+        None,
+        chunk.len(),
+        &Limits::DEFAULT,
+        buffer,
+    )
+    .unwrap();
+    assert_eq!(out, chunk);
+}
+
 #[test]
 fn lengths_and_limits_are_enforced() {
     let small = zstd::bulk::compress(&[1u8; 100], 3).unwrap();
