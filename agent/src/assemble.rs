@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_shared::Digest;
 use ferry_shared::chunk::ChunkIndex;
-use ferry_shared::delta::{Encoding, Limits, decode_in_window};
+use ferry_shared::delta::{Encoding, Limits, decode_in_window_reusing};
 use ferry_shared::digest::Hasher;
 use ferry_shared::plan::{Plan, Step, WINDOW, install_window, plan};
 use ferry_shared::wire::{ChunkWant, WindowRef};
@@ -106,6 +106,9 @@ pub struct Assembly {
     /// Target ordinals by chunk hash, to fill duplicates from one fetch.
     same: HashMap<Digest, Vec<u32>>,
     limits: Limits,
+    /// The last window read, its allocation reused by the next: a first install reads an
+    /// 8 MiB window for every chunk, and a fresh one is 2,048 pages faulted in and zeroed.
+    window: Vec<u8>,
 }
 
 impl Assembly {
@@ -158,6 +161,7 @@ impl Assembly {
             retried: HashSet::new(),
             same,
             limits,
+            window: Vec::new(),
         };
         let mut opened = Opened::default();
         if existing == size {
@@ -322,17 +326,19 @@ impl Assembly {
         encoding: Encoding,
         payload: &[u8],
     ) -> Result<(), AssembleError> {
-        let bytes = self.decode(want, encoding, payload)?;
+        let bytes = self.decode(want, encoding, payload, Vec::new())?;
         self.place(want.ordinal, &bytes)
     }
 
-    /// The first half of [`Assembly::accept`]: the chunk's bytes, decoded and checked against
+    /// The first half of [`Assembly::accept`]: the chunk's bytes, decoded (into `buffer`'s
+    /// allocation where the encoding allows: hand back the last chunk's) and checked against
     /// the signed hash.
     pub fn decode(
-        &self,
+        &mut self,
         want: &ChunkWant,
         encoding: Encoding,
         payload: &[u8],
+        buffer: Vec<u8>,
     ) -> Result<Vec<u8>, AssembleError> {
         let ordinal = want.ordinal;
         let reject = |reason: String| AssembleError::Rejected { ordinal, reason };
@@ -342,21 +348,25 @@ impl Assembly {
             .chunks
             .get(i)
             .ok_or_else(|| reject("no such chunk".into()))?;
-        let window = match (&want.reference, encoding.needs_reference()) {
-            (Some(w), true) => Some((self.read_window(ordinal, w)?, w.at)),
+        let mut window = std::mem::take(&mut self.window);
+        let at = match (&want.reference, encoding.needs_reference()) {
+            (Some(w), true) => {
+                self.read_window(ordinal, w, &mut window)?;
+                Some(usize::try_from(w.at).unwrap_or(usize::MAX))
+            }
             (None, true) => return Err(reject(format!("{encoding:?} needs a window"))),
             (_, false) => None,
         };
-        let bytes = decode_in_window(
+        let decoded = decode_in_window_reusing(
             encoding,
             payload,
-            window
-                .as_ref()
-                .map(|(w, at)| (w.as_slice(), usize::try_from(*at).unwrap_or(usize::MAX))),
+            at.map(|at| (window.as_slice(), at)),
             c.len as usize,
             &self.limits,
-        )
-        .map_err(|e| reject(e.to_string()))?;
+            buffer,
+        );
+        self.window = window;
+        let bytes = decoded.map_err(|e| reject(e.to_string()))?;
         if Digest::of(&bytes) != c.hash {
             return Err(reject("decoded bytes do not match the signed hash".into()));
         }
@@ -381,9 +391,15 @@ impl Assembly {
         Ok(())
     }
 
-    fn read_window(&self, ordinal: u32, w: &WindowRef) -> Result<Vec<u8>, AssembleError> {
+    /// Reads window `w` into `buf` (resized to it; bytes past what it had are zeroed first).
+    fn read_window(
+        &self,
+        ordinal: u32,
+        w: &WindowRef,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), AssembleError> {
         if w.file == self.own {
-            return self.read_own_window(ordinal, w);
+            return self.read_own_window(ordinal, w, buf);
         }
         let source = self
             .sources
@@ -393,17 +409,20 @@ impl Assembly {
                 ordinal,
                 reason: "window of a version this device does not hold".into(),
             })?;
-        let len = usize::try_from(w.len.min(WINDOW)).unwrap_or(0);
-        let mut buf = vec![0u8; len];
+        buf.resize(usize::try_from(w.len.min(WINDOW)).unwrap_or(0), 0);
         File::open(&source.path)
-            .and_then(|f| f.read_exact_at(&mut buf, w.offset))
-            .map_err(disk(&source.path))?;
-        Ok(buf)
+            .and_then(|f| f.read_exact_at(buf, w.offset))
+            .map_err(disk(&source.path))
     }
 
     /// A window of the staging file itself: only bytes before the chunk, all of them
     /// already written and checked.
-    fn read_own_window(&self, ordinal: u32, w: &WindowRef) -> Result<Vec<u8>, AssembleError> {
+    fn read_own_window(
+        &self,
+        ordinal: u32,
+        w: &WindowRef,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), AssembleError> {
         let before_chunk = w
             .offset
             .checked_add(w.len)
@@ -417,11 +436,10 @@ impl Assembly {
         if self.overlapping(w.offset, w.len).any(|j| !self.done[j]) {
             return Err(AssembleError::WindowNotReady { ordinal });
         }
-        let mut buf = vec![0u8; usize::try_from(w.len).unwrap_or(0)];
+        buf.resize(usize::try_from(w.len).unwrap_or(0), 0);
         self.file
-            .read_exact_at(&mut buf, w.offset)
-            .map_err(disk(&self.path))?;
-        Ok(buf)
+            .read_exact_at(buf, w.offset)
+            .map_err(disk(&self.path))
     }
 
     fn write(&mut self, i: usize, bytes: &[u8]) -> Result<(), AssembleError> {

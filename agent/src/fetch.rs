@@ -430,11 +430,11 @@ async fn fetch_batch(
     };
     let mut recv = opened.await?;
     stats.stages.network_us += micros(waiting);
-    // The buffer of the chunk before the one being applied, for the next read.
-    let mut spare = Vec::new();
+    // The buffers of the chunk before the one being applied, for the next read and decode.
+    let mut spare = Spare::default();
     for want in batch {
         let waiting = Instant::now();
-        let received = receive(&mut recv, want, max_payload, &mut spare, attempt).await;
+        let received = receive(&mut recv, want, max_payload, &mut spare.payload, attempt).await;
         stats.stages.network_us += micros(waiting);
         let mut asm = slot.settle(attempt, stats, &mut spare).await?;
         let (encoding, payload) = match received? {
@@ -453,17 +453,21 @@ async fn fetch_batch(
             }
         };
         let want = *want;
+        let buffer = std::mem::take(&mut spare.decoded);
         slot = Slot::Applying(tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let decoded = asm.decode(&want, encoding, &payload);
+            let decoded = asm.decode(&want, encoding, &payload, buffer);
             let decoding = started.elapsed();
             let started = Instant::now();
-            let result = decoded.and_then(|bytes| asm.place(want.ordinal, &bytes));
+            let (result, decoded) = match decoded {
+                Ok(bytes) => (asm.place(want.ordinal, &bytes), bytes),
+                Err(e) => (Err(e), Vec::new()),
+            };
             Applied {
                 asm,
                 want,
                 encoding,
-                payload,
+                spare: Spare { payload, decoded },
                 result,
                 decoding,
                 writing: started.elapsed(),
@@ -543,13 +547,22 @@ enum Slot {
     Applying(tokio::task::JoinHandle<Applied>),
 }
 
+/// A chunk's buffers once it is applied, reused for the next chunk: fresh ones would be fresh
+/// mappings (a chunk is larger than the allocator's mapping threshold), each page faulted in.
+#[derive(Default)]
+struct Spare {
+    /// The received bytes, whose allocation the next read reuses.
+    payload: Vec<u8>,
+    /// The decoded bytes, whose allocation the next decode reuses.
+    decoded: Vec<u8>,
+}
+
 /// What applying one chunk did, with the assembly handed back.
 struct Applied {
     asm: Assembly,
     want: ChunkWant,
     encoding: Encoding,
-    /// The received bytes, whose allocation the next read reuses.
-    payload: Vec<u8>,
+    spare: Spare,
     result: Result<(), AssembleError>,
     decoding: std::time::Duration,
     writing: std::time::Duration,
@@ -563,7 +576,7 @@ impl Slot {
         self,
         attempt: &Attempt<'_>,
         stats: &mut TransferStats,
-        spare: &mut Vec<u8>,
+        spare: &mut Spare,
     ) -> Result<Assembly, StageFailure> {
         let applying = match self {
             Slot::Idle(asm) => return Ok(*asm),
@@ -578,7 +591,7 @@ impl Slot {
         })?;
         stats.stages.decode_us += as_micros(applied.decoding);
         stats.stages.write_us += as_micros(applied.writing);
-        *spare = applied.payload;
+        *spare = applied.spare;
         let (asm, want, encoding) = (applied.asm, applied.want, applied.encoding);
         match applied.result {
             Ok(()) => {
