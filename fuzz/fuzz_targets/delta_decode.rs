@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
     // Into a reused buffer of another size, full of another chunk's bytes (as devices decode).
     let buffer = vec![0xa5; usize::from(*ref_len) * 64];
     let window = Some((reference.as_slice(), 0));
-    if let Ok(out) = decode_in_window_reusing(encoding, payload, window, declared, &limits, buffer) {
+    if let Ok(out) = decode_in_window_reusing(encoding, payload, window, declared, &limits, buffer)
+    {
         assert_eq!(out.len(), declared);
     }
 });

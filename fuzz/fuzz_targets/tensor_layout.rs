@@ -17,5 +17,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let len = data.len().min(u32::MAX as usize) as u32;
     let cut = segments(&layout, 0, len, Some((&layout, 0, u64::from(len))));
-    assert_eq!(cut.iter().map(|s| u64::from(s.len)).sum::<u64>(), u64::from(len));
+    assert_eq!(
+        cut.iter().map(|s| u64::from(s.len)).sum::<u64>(),
+        u64::from(len)
+    );
 });

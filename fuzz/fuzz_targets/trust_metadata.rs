@@ -56,7 +56,10 @@ fn signed_by_fixture(role: Role, data: &[u8]) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     if TrustState::from_initial_root(data).is_ok() {
-        assert!(signed_by_fixture(Role::Root, data), "an unsigned initial root");
+        assert!(
+            signed_by_fixture(Role::Root, data),
+            "an unsigned initial root"
+        );
     }
     let mut s = state();
     if s.update_root(data).is_ok() {
@@ -64,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut s = state();
     if s.update_snapshot(data, 0).is_ok() {
-        assert!(signed_by_fixture(Role::Snapshot, data), "an unsigned snapshot");
+        assert!(
+            signed_by_fixture(Role::Snapshot, data),
+            "an unsigned snapshot"
+        );
     }
     let empty = Snapshot {
         version: 1,

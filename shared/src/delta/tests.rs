@@ -124,9 +124,8 @@ fn a_reused_buffer_larger_than_the_chunk_still_bounds_the_decode() {
     for encoding in [Encoding::Zstd, Encoding::ZstdRef] {
         let window = encoding.needs_reference().then_some((&[0u8; 16][..], 0));
         let buffer = vec![7u8; 4 << 20];
-        let err =
-            decode_in_window_reusing(encoding, &bomb, window, 1000, &Limits::DEFAULT, buffer)
-                .unwrap_err();
+        let err = decode_in_window_reusing(encoding, &bomb, window, 1000, &Limits::DEFAULT, buffer)
+            .unwrap_err();
         assert_eq!(
             err,
             DeltaError::TooLong {
