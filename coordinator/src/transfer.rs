@@ -159,12 +159,14 @@ impl Transfer {
         drop(guard);
         if self.release_in_flight(name, lock) {
             // Nothing else being encoded or waited for: the suffix indexes (32 MiB per 8 MiB
-            // window) are not kept while the encoder idles, and freed memory goes back, off
+            // window), sketches and kept decode buffers are not kept while the encoder idles,
+            // and freed memory goes back, off
             // the async workers (trimming walks the heap).
             let this = self.clone();
             tokio::task::spawn_blocking(move || {
                 this.suffixes.clear();
                 this.sketches.clear();
+                this.chunks.release_scratch();
                 ferry_shared::allocator::release_freed_memory();
             });
         }
