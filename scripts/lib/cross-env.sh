@@ -17,6 +17,20 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Refreshes apt's package lists. A mirror caught mid-sync serves index files that do not match
+# its Release file ("File has unexpected size ... Mirror sync in progress?"), and apt-get
+# update fails for all of them: it is tried three times, FERRY_APT_RETRY_PAUSE seconds apart
+# (15), and then the install goes on with the lists at hand, so that a package that is really
+# missing fails with apt's own message.
+apt_update() {
+    local try
+    for try in 1 2 3; do
+        as_root apt-get update -q && return 0
+        [ "$try" -lt 3 ] && sleep "${FERRY_APT_RETRY_PAUSE:-15}"
+    done
+    echo "apt-get update failed three times; installing from the package lists at hand" >&2
+}
+
 # Installs the Debian packages named, those not installed yet, in one apt run.
 apt_install() {
     local missing=() pkg
@@ -24,7 +38,7 @@ apt_install() {
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    as_root apt-get update -q
+    apt_update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
 
