@@ -988,13 +988,13 @@ fn prefix_encode(
     Ok(out)
 }
 
-/// Decompresses into at most `declared` bytes (in `buffer`'s allocation), in one call into a
-/// buffer of that size: zstd
-/// then writes each block straight into place and copies matches from there (and from
-/// `prefix`), with no window buffer of its own. A streaming decoder holds one as large as the
-/// frame's window (up to 16 MiB for a chunk after an 8 MiB prefix) and copies every byte
-/// through it. A frame that would write past `declared` stops there, as
-/// [`DeltaError::TooLong`]; a match reaching before `prefix` is refused as corrupt.
+/// Decompresses into at most `declared` bytes, in one call into `buffer`'s allocation (grown
+/// to `declared`): zstd writes each block straight into place and copies matches from there
+/// (and from `prefix`), with no window buffer of its own. A streaming decoder holds one as
+/// large as the frame's window (up to 16 MiB for a chunk after an 8 MiB prefix) and copies
+/// every byte through it. A frame that would write past `declared` is [`DeltaError::TooLong`]
+/// (zstd stops at the buffer's capacity, which may be a larger chunk's); a match reaching
+/// before `prefix` is refused as corrupt.
 fn zstd_bounded(
     encoding: Encoding,
     payload: &[u8],
