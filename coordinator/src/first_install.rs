@@ -15,10 +15,9 @@ use std::sync::atomic::Ordering;
 
 use ferry_shared::Variant;
 use ferry_shared::chunk::{ChunkIndex, ChunkRef};
-use ferry_shared::delta::{Encoded, encode_after_own_prefix};
+use ferry_shared::delta::{Encoded, Encoding, encode_after_own_prefix};
 use ferry_shared::plan::{WINDOW, install_window};
 use ferry_shared::wire::{WindowRef, decodes};
-use tracing::warn;
 
 use crate::app::Coordinator;
 use crate::store::deltas::DeltaKey;
@@ -78,14 +77,11 @@ impl Transfer {
             let prefix = read_window(&this.chunks, &index, window.offset, window.len)?;
             let encoded = encode_after_own_prefix(&stored.bytes, &prefix, this.level())
                 .map_err(|e| ServeError::Task(format!("first-install encode: {e}")))?;
-            let cached = if encoded.payload.len() < stored.compressed.len() {
-                this.deltas.put(&key, &encoded)
-            } else {
-                this.deltas.put_stored(&key)
+            let plain = Encoded {
+                encoding: Encoding::Zstd,
+                payload: stored.compressed,
             };
-            if let Err(e) = cached {
-                warn!("cannot cache a first-install chunk: {e}");
-            }
+            this.cache_answer(&key, Some(encoded), plain, "first-install chunk");
             this.first_install_encoded.fetch_add(1, Ordering::Relaxed);
             Ok(true)
         })

@@ -160,8 +160,7 @@ impl Transfer {
         if self.release_in_flight(name, lock) {
             // Nothing else being encoded or waited for: the suffix indexes (32 MiB per 8 MiB
             // window), sketches and kept decode buffers are not kept while the encoder idles,
-            // and freed memory goes back, off
-            // the async workers (trimming walks the heap).
+            // and freed memory goes back, off the async workers (trimming walks the heap).
             let this = self.clone();
             tokio::task::spawn_blocking(move || {
                 this.suffixes.clear();
@@ -256,7 +255,7 @@ impl Transfer {
         // their bytes.)
         if job.layouts.is_none() && !self.shares_with_window(&stored.bytes, job)? {
             self.unrelated.fetch_add(1, Ordering::Relaxed);
-            return Ok(self.cache_stored(key, plain));
+            return Ok(self.cache_counted(key, None, plain));
         }
         let window = read_window(&self.chunks, &job.source, key.window.offset, key.window.len)?;
         // Model files: the chunk cut along the tensor layout, paired with the old tensors.
@@ -277,19 +276,15 @@ impl Transfer {
             self.suffixes
                 .get_or_build((w.file, w.offset, w.len), &window)
         };
-        match encode_delta_in_window(
+        let delta = encode_delta_in_window(
             &stored.bytes,
             &window,
             at,
             segments.as_deref(),
             Some(&suffixes),
             self.level,
-        ) {
-            Some(delta) if delta.payload.len() < plain.payload.len() => {
-                Ok(self.cache_delta(key, delta))
-            }
-            _ => Ok(self.cache_stored(key, plain)),
-        }
+        );
+        Ok(self.cache_counted(key, delta, plain))
     }
 
     /// What the cache holds for `key` (chunk `chunk`), the stored chunk read when that is it.
@@ -305,24 +300,34 @@ impl Transfer {
         }
     }
 
-    /// Caches `delta` as the answer for `key`, counts it as encoded, and hands it back.
-    fn cache_delta(&self, key: &DeltaKey, delta: Encoded) -> Encoded {
-        self.count_cached(self.deltas.put(key, &delta));
-        delta
-    }
-
-    /// Caches that the stored chunk (`plain`) is the answer for `key` (a marker, not a copy),
-    /// counts it as encoded, and hands `plain` back.
-    fn cache_stored(&self, key: &DeltaKey, plain: Encoded) -> Encoded {
-        self.count_cached(self.deltas.put_stored(key));
-        plain
-    }
-
-    fn count_cached(&self, cached: std::io::Result<()>) {
-        if let Err(e) = cached {
-            warn!("cannot cache a delta: {e}");
-        }
+    /// [`Transfer::cache_answer`], counted as encoded.
+    fn cache_counted(&self, key: &DeltaKey, candidate: Option<Encoded>, plain: Encoded) -> Encoded {
+        let answer = self.cache_answer(key, candidate, plain, "delta");
         self.encoded.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    /// Caches the answer for `key` and hands it back: `candidate` when it is smaller than the
+    /// stored chunk's frame `plain`, else `plain`, cached as a marker rather than a copy. A
+    /// cache that cannot be written is logged (naming `what` was encoded): the answer stands.
+    pub(crate) fn cache_answer(
+        &self,
+        key: &DeltaKey,
+        candidate: Option<Encoded>,
+        plain: Encoded,
+        what: &str,
+    ) -> Encoded {
+        let (answer, cached) = match candidate {
+            Some(c) if c.payload.len() < plain.payload.len() => {
+                let cached = self.deltas.put(key, &c);
+                (c, cached)
+            }
+            _ => (plain, self.deltas.put_stored(key)),
+        };
+        if let Err(e) = cached {
+            warn!("cannot cache a {what}: {e}");
+        }
+        answer
     }
 
     /// Whether `new` (the chunk of `job`) has anything in common with its window, asked of

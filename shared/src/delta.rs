@@ -121,7 +121,9 @@ impl Limits {
         max_reference: 64 * 1024 * 1024,
     };
 
-    /// The zstd window (log2) a decoder allows: enough for window plus chunk, no more.
+    /// The zstd window (log2) a streaming decoder allows (a bsdiff patch's): enough for window
+    /// plus chunk, no more. Chunk frames decode in one call into their declared length and
+    /// hold no window of their own.
     fn window_log(&self) -> u32 {
         let span = (self.max_reference + self.max_chunk).max(1 << 20) as u64;
         (64 - (span - 1).leading_zeros()).clamp(20, 30)

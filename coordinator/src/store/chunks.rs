@@ -4,8 +4,8 @@
 //!
 //! Writes go to `tmp/`, are fsynced and renamed into place; the directories an ingest touched
 //! are fsynced before the ingest reports success, so a chunk the database mentions is durable.
-//! Reads decode into a buffer bounded by the chunk's length and check length and hash: a
-//! damaged file is an error, never bytes sent to a device.
+//! Reads decode in one call, refusing a frame that runs past the chunk's length, and check
+//! length and hash: a damaged file is an error, never bytes sent to a device.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
@@ -191,7 +191,7 @@ impl ChunkStore {
 }
 
 /// Decodes the stored frame of chunk `hash` into `buffer`'s allocation and checks that the
-/// bytes are `len` long and hash to `hash`. One call ([`ferry_shared::delta::decode`]): zstd
+/// bytes are `len` long and hash to `hash`. One call ([`decode_in_window_reusing`]): zstd
 /// writes straight into the buffer, with no window buffer of its own (a streaming decoder
 /// would allocate one as large as the chunk, and copy every byte through it), and stops past
 /// `len`.
