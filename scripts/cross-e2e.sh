@@ -17,13 +17,8 @@ scripts/build-targets.sh "${targets[@]}"
 
 for target in "${targets[@]}"; do
     # The musl build is x86_64: it runs here natively, without qemu.
-    case "$target" in
-        aarch64-unknown-linux-gnu) qemu=qemu-aarch64-static ;;
-        armv7-unknown-linux-gnueabihf) qemu=qemu-arm-static ;;
-        x86_64-unknown-linux-musl) qemu="" ;;
-        *) echo "cross-e2e: no way to run $target here" >&2; exit 2 ;;
-    esac
-    echo "== $target: the agent's unit tests${qemu:+ under $qemu}"
+    qemu=$(target_runner "$target")
+    echo "== $target: the agent's unit tests${qemu:+ under ${qemu%% *}}"
     cross_cargo "$target" test --quiet --locked -p ferry-agent --lib --target "$target" \
         ${qemu:+--config "target.$target.runner='$qemu'"}
 
