@@ -510,9 +510,7 @@ async fn receive(
             len,
         } if ordinal == want.ordinal && (len as usize) <= max_payload => {
             let mut payload = std::mem::take(buffer);
-            payload.clear();
-            payload.resize(len as usize, 0);
-            recv.read_exact(&mut payload)
+            read_payload(recv, len as usize, &mut payload)
                 .await
                 .map_err(|e| attempt.net(format!("chunk {ordinal}: {e}")))?;
             Ok(Received::Chunk { encoding, payload })
@@ -539,6 +537,25 @@ async fn receive(
             want.ordinal
         ))),
     }
+}
+
+/// Reads the next `len` bytes of `recv` into `payload` (cleared first; its allocation is
+/// reused), copied out of QUIC's received pieces as they come: reading into a slice would
+/// first have to zero the slice, a pass over every byte of the download for nothing.
+async fn read_payload(
+    recv: &mut RecvStream,
+    len: usize,
+    payload: &mut Vec<u8>,
+) -> Result<(), quinn::ReadExactError> {
+    payload.clear();
+    payload.reserve_exact(len);
+    while payload.len() < len {
+        match recv.read_chunk(len - payload.len(), true).await? {
+            Some(piece) => payload.extend_from_slice(&piece.bytes),
+            None => return Err(quinn::ReadExactError::FinishedEarly(payload.len())),
+        }
+    }
+    Ok(())
 }
 
 /// The assembly, either at hand or applying a chunk on a blocking thread.
