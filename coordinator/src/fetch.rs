@@ -234,8 +234,9 @@ async fn serve_chunks(
                 };
                 write_frame(send, &reply).await?;
                 let len = encoded.payload.len() as u64;
-                // Handed to QUIC as it is, not copied into its send buffer.
-                send.write_chunk(encoded.payload.into())
+                // Handed to QUIC as it is, not copied into its send buffer; its buffer
+                // serves a later read once sent.
+                send.write_chunk(app.transfer.chunks.recycle(encoded.payload))
                     .await
                     .map_err(io_error)?;
                 Counters::add(&app.counters.bytes_served, len);

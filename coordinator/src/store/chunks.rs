@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,19 +22,22 @@ pub struct ChunkStore {
     root: PathBuf,
     level: i32,
     /// Buffers of chunks decoded only to be checked (see [`ChunkStore::read_frame`]).
-    scratch: Arc<Scratch>,
+    scratch: Arc<Buffers>,
+    /// Buffers of stored frames, back from QUIC once sent (see [`ChunkStore::recycle`]).
+    frames: Arc<Buffers>,
 }
 
-/// Decode buffers kept from one checked read to the next, at most [`Scratch::KEPT`] of them.
-/// A chunk is larger than the allocator's mapping threshold, so a fresh buffer per read is a
-/// fresh mapping whose every page faults in; serving a 1 GiB download read 850 of them.
+/// Buffers kept from one read to the next, up to [`Buffers::BUDGET`] bytes of them. A chunk
+/// is larger than the allocator's mapping threshold, so a fresh buffer per read is a fresh
+/// mapping whose every page faults in, and is unmapped again when dropped: serving a 1 GiB
+/// download read 850 chunks, each into two such buffers (its frame and its checked bytes).
 #[derive(Debug, Default)]
-struct Scratch(Mutex<Vec<Vec<u8>>>);
+struct Buffers(Mutex<Vec<Vec<u8>>>);
 
-impl Scratch {
-    /// One per core serving chunks at once, on the machines Ferry measures; more reads at
-    /// once allocate their own.
-    const KEPT: usize = 2;
+impl Buffers {
+    /// What one pool keeps at most, in allocated bytes: a few default chunks (1 MiB on
+    /// average), so that each read of a download and of its read-ahead finds one.
+    const BUDGET: usize = 8 * 1024 * 1024;
 
     fn take(&self) -> Vec<u8> {
         self.0
@@ -44,11 +47,39 @@ impl Scratch {
             .unwrap_or_default()
     }
 
+    /// Keeps `buffer` for a later read, unless that would keep over the budget.
     fn give(&self, buffer: Vec<u8>) {
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < Self::KEPT {
+        let held: usize = kept.iter().map(Vec::capacity).sum();
+        if held + buffer.capacity() <= Self::BUDGET {
             kept.push(buffer);
         }
+    }
+
+    fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// A frame's buffer on its way out through QUIC, which holds it until the peer has
+/// acknowledged every byte: dropped, it goes back to the pool it came from.
+struct Recycled {
+    buffer: Vec<u8>,
+    pool: Arc<Buffers>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buffer));
     }
 }
 
@@ -107,16 +138,23 @@ impl ChunkStore {
             root,
             level,
             scratch: Arc::default(),
+            frames: Arc::default(),
         })
     }
 
-    /// Frees the decode buffers kept between reads (when the coordinator idles).
+    /// Frees the buffers kept between reads (when the coordinator idles).
     pub fn release_scratch(&self) {
-        self.scratch
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.scratch.clear();
+        self.frames.clear();
+    }
+
+    /// `payload` (a frame or any other bytes to send) as bytes QUIC can hold without a copy;
+    /// its buffer serves a later read once QUIC lets go of it.
+    pub fn recycle(&self, payload: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Recycled {
+            buffer: payload,
+            pool: self.frames.clone(),
+        })
     }
 
     /// Where chunk `hash` lives.
@@ -180,10 +218,18 @@ impl ChunkStore {
         }
     }
 
+    /// The stored frame of chunk `hash`, read into a kept buffer when there is one.
     fn read_file(&self, hash: &Digest) -> Result<Vec<u8>, ChunkStoreError> {
         let path = self.path(hash);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(bytes),
+        let mut buffer = self.frames.take();
+        buffer.clear();
+        let read = File::open(&path).and_then(|mut file| {
+            let len = file.metadata()?.len();
+            buffer.reserve_exact(usize::try_from(len).unwrap_or_default());
+            file.read_to_end(&mut buffer)
+        });
+        match read {
+            Ok(_) => Ok(buffer),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ChunkStoreError::Missing(*hash)),
             Err(e) => Err(io_at(&path)(e)),
         }
@@ -570,6 +616,7 @@ impl Drop for Ingest<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_shared::testutil::noise;
 
     #[test]
     fn a_chunk_is_stored_once_and_read_back_checked() {
@@ -590,6 +637,53 @@ mod tests {
     }
 
     /// An empty store and two chunks' bytes.
+    #[test]
+    fn a_sent_frames_buffer_serves_the_next_read_of_any_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
+        let (first, second) = (noise(1, 300_000), noise(2, 200_000));
+        let ingest = store.ingest();
+        for data in [&first, &second] {
+            ingest.put(&Digest::of(data), data).unwrap();
+        }
+        ingest.finish().unwrap();
+        let frame = store
+            .read_frame(&Digest::of(&first), first.len() as u32)
+            .unwrap();
+        let allocation = frame.as_ptr();
+        let sent = store.recycle(frame);
+        assert_eq!(zstd::decode_all(&sent[..]).unwrap(), first);
+        // Held by QUIC: the next read has a buffer of its own.
+        let other = store
+            .read_frame(&Digest::of(&second), second.len() as u32)
+            .unwrap();
+        assert_ne!(other.as_ptr(), allocation);
+        drop(sent);
+        // Let go of: the next read fills that same allocation, with exactly the right bytes.
+        let again = store
+            .read_frame(&Digest::of(&second), second.len() as u32)
+            .unwrap();
+        assert_eq!(again.as_ptr(), allocation);
+        assert_eq!(again, other);
+        assert_eq!(zstd::decode_all(again.as_slice()).unwrap(), second);
+    }
+
+    #[test]
+    fn kept_buffers_stay_within_their_budget() {
+        let pool = Buffers::default();
+        for _ in 0..4 {
+            pool.give(Vec::with_capacity(Buffers::BUDGET / 3));
+        }
+        let kept = pool.0.lock().unwrap();
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().map(Vec::capacity).sum::<usize>() <= Buffers::BUDGET);
+        drop(kept);
+        pool.give(Vec::with_capacity(Buffers::BUDGET + 1));
+        assert_eq!(pool.0.lock().unwrap().len(), 3);
+        pool.clear();
+        assert!(pool.take().capacity() == 0);
+    }
+
     fn two_chunks() -> (tempfile::TempDir, ChunkStore, Vec<u8>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::new(dir.path().to_owned(), 3).unwrap();
