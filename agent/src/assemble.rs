@@ -18,14 +18,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ferry_shared::Digest;
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::{Encoding, Limits, decode_in_window_reusing};
-use ferry_shared::digest::Hasher;
 use ferry_shared::plan::{Plan, Step, WINDOW, install_window, plan};
 use ferry_shared::wire::{ChunkWant, WindowRef};
 
@@ -467,20 +466,16 @@ impl Assembly {
     /// The second half of [`Assembly::finish`]: the file as read back hashes to the signed
     /// size and hash.
     pub fn verify(self, size: u64, hash: &Digest) -> Result<(), AssembleError> {
-        let mut hasher = Hasher::new();
-        let mut reader = File::open(&self.path).map_err(disk(&self.path))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = reader.read(&mut buf).map_err(disk(&self.path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            total += n as u64;
+        let reader = File::open(&self.path).map_err(disk(&self.path))?;
+        let total = reader.metadata().map_err(disk(&self.path))?.len();
+        if total != size {
+            return Err(AssembleError::Whole(format!(
+                "{total} bytes (signed: {size} bytes, {})",
+                hash.short()
+            )));
         }
-        let actual = hasher.finish();
-        if total != size || actual != *hash {
+        let actual = Digest::of_file(&reader, total).map_err(disk(&self.path))?;
+        if actual != *hash {
             return Err(AssembleError::Whole(format!(
                 "{total} bytes hashing to {} (signed: {size} bytes, {})",
                 actual.short(),

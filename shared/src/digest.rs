@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod file;
+
 /// A 32-byte BLAKE3 digest of some content. Hex text in human-readable formats (JSON, TOML),
 /// 32 raw bytes in postcard.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
