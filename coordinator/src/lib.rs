@@ -51,6 +51,7 @@ pub mod stages;
 pub mod stdout;
 pub mod store;
 pub mod transfer;
+pub mod trim;
 
 /// Seconds since the Unix epoch, from the system clock (the one clock read of the coordinator).
 pub fn unix_now() -> u64 {

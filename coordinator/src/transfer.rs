@@ -6,8 +6,9 @@
 //! cache is warmed for the versions the fleet actually runs, most common first.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ferry_shared::chunk::{ChunkIndex, ChunkRef};
 use ferry_shared::delta::{
@@ -40,11 +41,17 @@ pub struct Transfer {
     /// devices) wait for one encode instead of repeating it.
     in_flight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     /// Suffix indexes of the windows last encoded against (for covers), one per worker:
-    /// consecutive chunks of an update share a window. Dropped when no encode is in flight.
+    /// consecutive chunks of an update share a window. Dropped once serving goes quiet (see
+    /// [`Transfer::trim_if_idle`]).
     suffixes: SuffixCache<(Digest, u64, u64)>,
     /// Sketches of the chunks windows are cut from, to skip the windows of chunks that share
     /// nothing with them. Dropped with the suffix indexes.
     sketches: SketchCache,
+    /// What [`Transfer::trim_if_idle`] measures quiet by: when a chunk was last asked for
+    /// (milliseconds after `epoch`), and whether the caches were emptied since.
+    epoch: Instant,
+    last_asked_ms: AtomicU64,
+    trimmed: AtomicBool,
     /// Deltas encoded (cache misses) since start.
     pub encoded: AtomicU64,
     /// Of those, chunks found to share nothing with their window (sent stored, no window read
@@ -100,6 +107,9 @@ impl Transfer {
             in_flight: Mutex::default(),
             suffixes: SuffixCache::new(workers),
             sketches: SketchCache::new(SKETCH_BUDGET),
+            epoch: Instant::now(),
+            last_asked_ms: AtomicU64::new(0),
+            trimmed: AtomicBool::new(true),
             encoded: AtomicU64::new(0),
             unrelated: AtomicU64::new(0),
             first_install_encoded: AtomicU64::new(0),
@@ -119,6 +129,7 @@ impl Transfer {
         protocol: u16,
         may_encode: impl FnOnce() -> bool + Send + 'static,
     ) -> Result<Encoded, ServeError> {
+        self.asked();
         let (offset, chunk) = target
             .spans()
             .nth(want.ordinal as usize)
@@ -157,18 +168,9 @@ impl Transfer {
         };
         let result = self.encode_once(job, may_encode).await;
         drop(guard);
-        if self.release_in_flight(name, lock) {
-            // Nothing else being encoded or waited for: the suffix indexes (32 MiB per 8 MiB
-            // window), sketches and kept decode buffers are not kept while the encoder idles,
-            // and freed memory goes back, off the async workers (trimming walks the heap).
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || {
-                this.suffixes.clear();
-                this.sketches.clear();
-                this.chunks.release_scratch();
-                ferry_shared::allocator::release_freed_memory();
-            });
-        }
+        self.release_in_flight(name, lock);
+        // An encode may outlast the quiet that trims the caches it fills.
+        self.asked();
         match result {
             Ok(encoded) if !decodes(protocol, encoded.encoding) => {
                 let this = self.clone();
@@ -183,14 +185,52 @@ impl Transfer {
         map.entry(name).or_default().clone()
     }
 
-    /// Lets go of the lock for delta `name`; true when no delta is in flight any more.
-    fn release_in_flight(&self, name: Digest, lock: Arc<tokio::sync::Mutex<()>>) -> bool {
+    /// Lets go of the lock for delta `name`.
+    fn release_in_flight(&self, name: Digest, lock: Arc<tokio::sync::Mutex<()>>) {
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         // Two holders: the map and this caller; nobody else waits for it.
         if Arc::strong_count(&lock) <= 2 {
             map.remove(&name);
         }
-        map.is_empty()
+    }
+
+    /// Notes that a chunk is being served now.
+    fn asked(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_asked_ms.store(now, Ordering::Relaxed);
+        self.trimmed.store(false, Ordering::Relaxed);
+    }
+
+    /// Once no chunk has been asked for in `quiet` and no delta is being encoded, drops what
+    /// serving keeps from one chunk to the next (the suffix indexes, 32 MiB per 8 MiB window;
+    /// the sketches; the chunk store's kept buffers) and gives freed memory back to the system
+    /// (which walks the heap: call it off the async workers). True when it did; it does once
+    /// per quiet spell. Kept between chunks rather than dropped whenever nothing is in flight:
+    /// a device's download goes quiet between every two chunk requests, and the sketches of
+    /// the source chunks under the next windows were rebuilt each time.
+    pub fn trim_if_idle(&self, quiet: Duration) -> bool {
+        if self.trimmed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let quiet_ms = u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(self.last_asked_ms.load(Ordering::Relaxed)) < quiet_ms {
+            return false;
+        }
+        if !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            return false;
+        }
+        self.trimmed.store(true, Ordering::Relaxed);
+        self.suffixes.clear();
+        self.sketches.clear();
+        self.chunks.release_scratch();
+        ferry_shared::allocator::release_freed_memory();
+        true
     }
 
     async fn encode_once(
@@ -758,6 +798,34 @@ mod tests {
     /// A 512 MiB delta update of new random bytes took 19 s where installing them whole took
     /// 2.6 s: each chunk read its 8 MiB window, was screened against it and lost to the stored
     /// chunk, whose copy was then written to the delta cache.
+    /// The sketches (and suffix indexes, and kept read buffers) were dropped whenever no delta
+    /// was in flight, which a device's download is between every two chunks: the sketches of
+    /// the source chunks under the next windows were rebuilt chunk after chunk. They now stay
+    /// until serving has been quiet for a while, and go then, once.
+    #[test]
+    fn sketches_outlive_the_gap_between_chunks_and_go_once_serving_is_quiet() {
+        let f = Fixture::new();
+        let new = ferry_shared::testutil::noise(5, 1024 * 1024);
+        let job = f.job_for_changed(&new);
+        f.transfer.asked();
+        f.transfer.encode(&job).unwrap();
+        let held = f.transfer.sketches.bytes();
+        assert!(held > 0);
+        // Between two chunks: nothing in flight, but not quiet for long.
+        assert!(!f.transfer.trim_if_idle(Duration::from_secs(3600)));
+        assert_eq!(f.transfer.sketches.bytes(), held);
+        // A delta being encoded holds them however long it takes.
+        let lock = f.transfer.in_flight_lock(job.key.digest());
+        assert!(!f.transfer.trim_if_idle(Duration::ZERO));
+        f.transfer.release_in_flight(job.key.digest(), lock);
+        // Quiet: dropped, once per quiet spell.
+        assert!(f.transfer.trim_if_idle(Duration::ZERO));
+        assert_eq!(f.transfer.sketches.bytes(), 0);
+        assert!(!f.transfer.trim_if_idle(Duration::ZERO));
+        f.transfer.asked();
+        assert!(f.transfer.trim_if_idle(Duration::ZERO));
+    }
+
     #[test]
     fn a_chunk_unrelated_to_its_window_goes_stored_without_a_screen() {
         let f = Fixture::new();

@@ -142,7 +142,8 @@ impl ChunkStore {
         })
     }
 
-    /// Frees the buffers kept between reads (when the coordinator idles).
+    /// Frees the buffers kept between reads (once chunk serving is quiet, see
+    /// [`crate::transfer::Transfer::trim_if_idle`]).
     pub fn release_scratch(&self) {
         self.scratch.clear();
         self.frames.clear();

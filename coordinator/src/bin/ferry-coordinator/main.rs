@@ -261,6 +261,7 @@ async fn serve(config: Config) -> Result<()> {
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
     let http_task = tokio::spawn(http::serve(listener, admin_tls, app.clone()));
     let warm_task = tokio::spawn(transfer::warm_on_alias_moves(app.clone()));
+    let trim_task = tokio::spawn(ferry_coordinator::trim::trim_when_idle(app.clone()));
     let rollout_task = tokio::spawn(ferry_coordinator::rollouts::drive(
         app.clone(),
         std::time::Duration::from_millis(app.config.rollout_tick_ms),
@@ -278,6 +279,7 @@ async fn serve(config: Config) -> Result<()> {
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
     warm_task.abort();
+    trim_task.abort();
     rollout_task.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
     quic_task.abort();
