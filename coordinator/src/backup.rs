@@ -319,12 +319,12 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<FileEntry, BackupError> {
 }
 
 fn hash_file(path: &Path) -> Result<FileEntry, BackupError> {
-    let mut file = File::open(path).map_err(io_at(path))?;
-    let mut hasher = blake3::Hasher::new();
-    let size = io::copy(&mut file, &mut hasher).map_err(io_at(path))?;
+    let file = File::open(path).map_err(io_at(path))?;
+    let size = file.metadata().map_err(io_at(path))?.len();
+    let digest = ferry_shared::Digest::of_file(&file, size).map_err(io_at(path))?;
     Ok(FileEntry {
         size,
-        blake3: hasher.finalize().to_hex().to_string(),
+        blake3: digest.to_hex(),
     })
 }
 

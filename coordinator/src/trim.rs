@@ -17,8 +17,10 @@ pub async fn trim_when_idle(app: Arc<Coordinator>) {
     loop {
         tick.tick().await;
         let transfer = app.transfer.clone();
-        if let Ok(true) = tokio::task::spawn_blocking(move || transfer.trim_if_idle(QUIET)).await {
-            tracing::debug!("chunk serving is quiet: its caches are given back");
+        match tokio::task::spawn_blocking(move || transfer.trim_if_idle(QUIET)).await {
+            Ok(true) => tracing::debug!("chunk serving is quiet: its caches are given back"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("giving back the chunk caches failed: {e}"),
         }
     }
 }

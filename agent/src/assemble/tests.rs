@@ -358,6 +358,46 @@ fn a_file_that_does_not_hash_right_is_not_finished() {
     ));
 }
 
+/// The whole-file check after every chunk is in place (hashed on two threads since
+/// `Digest::of_file`): a size other than the signed one is refused before hashing, a hash
+/// other than the signed one after, each saying what it found; the staged file stays for the
+/// next attempt.
+#[test]
+fn a_staged_file_is_refused_by_signed_size_or_hash_and_kept() {
+    let s = setup();
+    let (mut asm, _) = open(&s, vec![s.source.clone()]);
+    asm.copy_local().unwrap();
+    for want in asm.wants() {
+        let encoded = serve(&s, &want);
+        asm.accept(&want, encoded.encoding, &encoded.payload)
+            .unwrap();
+    }
+    asm.sync().unwrap();
+    let size = s.new.len() as u64;
+    let reopen = || open(&s, vec![s.source.clone()]).0;
+    match asm.verify(size + 1, &Digest::of(&s.new)) {
+        Err(AssembleError::Whole(why)) => {
+            assert!(
+                why.contains(&format!("{size} bytes (signed: {} bytes", size + 1)),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    match reopen().verify(size, &Digest::of(b"another version")) {
+        Err(AssembleError::Whole(why)) => {
+            let found = Digest::of(&s.new).short();
+            assert!(why.contains(&format!("hashing to {found}")), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    reopen().verify(size, &Digest::of(&s.new)).unwrap();
+    assert_eq!(
+        std::fs::read(s.dir.path().join("staged.bin")).unwrap(),
+        s.new
+    );
+}
+
 #[test]
 fn identical_chunks_are_fetched_once() {
     let dir = tempfile::tempdir().unwrap();
