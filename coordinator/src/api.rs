@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ferry_shared::wire::{DeviceEvent, Follow, InstallError, ModelReport};
 use ferry_shared::{Release, Version};
 
-use crate::lifecycle::{Approval, Check, Stage};
+use crate::rules::lifecycle::{Approval, Check, Stage};
 use crate::store::stages::StageMove;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,7 @@ pub struct LineageView {
     /// Version asked about.
     pub version: Version,
     /// The walk, the release first.
-    pub ancestors: Vec<crate::lineage::Ancestor>,
+    pub ancestors: Vec<crate::rules::lineage::Ancestor>,
 }
 
 /// What a dataset reaches.
@@ -77,7 +77,7 @@ pub struct DiffView {
     /// Second.
     pub b: Version,
     /// Field by field.
-    pub rows: Vec<crate::lineage::DiffRow>,
+    pub rows: Vec<crate::rules::lineage::DiffRow>,
 }
 
 /// Body of `POST /api/v1/releases/{model}/{version}/stage/{stage}`.
@@ -710,7 +710,7 @@ pub struct CreateToken {
     /// Name for people and audit trails.
     pub name: String,
     /// `viewer`, `publisher`, `approver`, `operator` or `admin`.
-    pub role: crate::access::Role,
+    pub role: crate::rules::access::Role,
     /// Models it may act on (empty: all).
     #[serde(default)]
     pub models: Vec<String>,
@@ -726,7 +726,7 @@ pub struct TokenView {
     /// Name.
     pub name: String,
     /// Role.
-    pub role: crate::access::Role,
+    pub role: crate::rules::access::Role,
     /// Models it may act on (empty: all).
     pub models: Vec<String>,
     /// When created.

@@ -8,11 +8,11 @@ use ferry_shared::sign::{Keyring, PublicKey};
 use ferry_shared::{AliasName, ModelName};
 use tokio::sync::broadcast;
 
+use crate::agents::transfer::Transfer;
 use crate::config::Config;
-use crate::fleet::Presence;
+use crate::fleet::summary::Presence;
 use crate::secrets::BootstrapToken;
 use crate::store::{Store, StoreError};
-use crate::transfer::Transfer;
 
 /// An alias moved; sessions of devices following it push the new desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,13 +69,14 @@ pub struct Coordinator {
     /// Who is connected.
     pub presence: Presence,
     /// The one live session of each device, and clone alerts.
-    pub sessions: crate::sessions::Sessions,
+    pub sessions: crate::agents::sessions::Sessions,
     /// Model metrics devices report.
-    pub metrics: crate::fleet::FleetMetrics,
+    pub metrics: crate::fleet::summary::FleetMetrics,
     /// Desired states and steering rollouts, computed once per change.
-    pub desired: crate::desired::DesiredCache,
+    pub desired: crate::agents::desired::DesiredCache,
     /// The thread that merges device reports in batches (started on first use).
-    pub report_writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::reports::Job>>,
+    pub report_writer:
+        std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::fleet::report_writer::Job>>,
     /// Bearer token of the admin API (its hash).
     pub admin_token: BootstrapToken,
     /// Bearer token that may read (GET) the admin API, the dashboard and `/metrics`.
@@ -85,23 +86,23 @@ pub struct Coordinator {
     /// The online key that signs snapshots (its public half is in the root metadata).
     pub snapshot_key: ferry_shared::SecretKey,
     /// The last snapshot signed.
-    pub snapshots: crate::snapshots::SnapshotCache,
+    pub snapshots: crate::registry::snapshots::SnapshotCache,
     /// Alias moves, for the tasks that prepare for them (the cache warmer); open sessions
     /// are told through [`Self::fanout`].
     pub alias_moves: broadcast::Sender<AliasMoved>,
     /// Alias moves waiting to be told to the open sessions that follow them.
-    pub fanout: crate::fanout::Fanout,
+    pub fanout: crate::agents::fanout::Fanout,
     /// Totals.
     pub counters: Counters,
     /// How many refusals each caller may still write to the audit trail.
-    pub denials: std::sync::Mutex<crate::denials::DenialBudget>,
+    pub denials: std::sync::Mutex<crate::http::denials::DenialBudget>,
     /// Held shared by uploads and publishes, exclusively by a garbage collection's apply
-    /// (see [`crate::collect`]).
+    /// (see [`crate::registry::collect`]).
     pub gc_lock: tokio::sync::RwLock<()>,
     /// The artifacts being uploaded right now, one attempt each.
-    pub uploads: crate::http_uploads::InFlight,
+    pub uploads: crate::http::uploads::InFlight,
     /// Deltas each device may still have encoded afresh.
-    pub encode_budget: crate::encode_budget::EncodeBudget,
+    pub encode_budget: crate::agents::encode_budget::EncodeBudget,
     config_keys: Vec<PublicKey>,
 }
 
@@ -138,22 +139,22 @@ impl Coordinator {
             store,
             transfer: Arc::new(transfer),
             presence: Presence::default(),
-            sessions: crate::sessions::Sessions::default(),
-            metrics: crate::fleet::FleetMetrics::default(),
-            desired: crate::desired::DesiredCache::default(),
+            sessions: crate::agents::sessions::Sessions::default(),
+            metrics: crate::fleet::summary::FleetMetrics::default(),
+            desired: crate::agents::desired::DesiredCache::default(),
             report_writer: std::sync::OnceLock::new(),
             admin_token,
             viewer_token,
             enrollment_token,
             snapshot_key,
-            snapshots: crate::snapshots::SnapshotCache::default(),
+            snapshots: crate::registry::snapshots::SnapshotCache::default(),
             alias_moves,
-            fanout: crate::fanout::Fanout::default(),
+            fanout: crate::agents::fanout::Fanout::default(),
             counters: Counters::default(),
             denials: std::sync::Mutex::default(),
             gc_lock: tokio::sync::RwLock::new(()),
             uploads: Default::default(),
-            encode_budget: crate::encode_budget::EncodeBudget::default(),
+            encode_budget: crate::agents::encode_budget::EncodeBudget::default(),
             config_keys,
         }
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::gc::Retention;
-use crate::lifecycle::{OnPromote, Stage, StagePolicy};
+use crate::rules::gc::Retention;
+use crate::rules::lifecycle::{OnPromote, Stage, StagePolicy};
 
 /// Coordinator settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -200,7 +200,7 @@ impl Config {
                 // A broken plan is found now, not at the first promotion.
                 let (model, version) = ("config-check".parse(), "0.0.0".parse());
                 if let (Ok(model), Ok(version)) = (model, version) {
-                    crate::rollouts::promotion_plan(file, &model, &version)
+                    crate::rollout::run::promotion_plan(file, &model, &version)
                         .map_err(ConfigError::Invalid)?;
                 }
             }

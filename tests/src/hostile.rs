@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use ferry_coordinator::{quic, secrets};
+use ferry_coordinator::agents::quic;
+use ferry_coordinator::secrets;
 use ferry_shared::SecretKey;
 use ferry_shared::wire::io::{read_frame, read_preamble, write_frame, write_preamble};
 use ferry_shared::wire::{DesiredState, DeviceId, DeviceReport, ToAgent, ToCoordinator, Welcome};

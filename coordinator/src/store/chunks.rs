@@ -143,7 +143,7 @@ impl ChunkStore {
     }
 
     /// Frees the buffers kept between reads (once chunk serving is quiet, see
-    /// [`crate::transfer::Transfer::trim_if_idle`]).
+    /// [`crate::agents::transfer::Transfer::trim_if_idle`]).
     pub fn release_scratch(&self) {
         self.scratch.clear();
         self.frames.clear();

@@ -6,6 +6,7 @@
 
 mod aliases;
 pub(crate) mod audit;
+pub mod backup;
 pub mod blobs;
 pub mod chunks;
 mod codec;

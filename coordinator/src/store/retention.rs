@@ -1,7 +1,7 @@
 //! What garbage collection reads and writes in the database: the facts the planner needs
 //! (every stored artifact with its chunks, which releases were purged), and a plan carried
 //! out in one transaction: releases marked purged, dead artifact records dropped, each
-//! audited. The chunk files go afterwards (see [`crate::collect`]); a crash in between leaves
+//! audited. The chunk files go afterwards (see [`crate::registry::collect`]); a crash in between leaves
 //! orphan files, which the next collection finds.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use super::codec::{decode, encode};
 use super::records::BlobRecord;
 use super::tables::{BLOBS, CHUNK_INDEXES, PURGED, TENSOR_LAYOUTS};
 use super::{Store, StoreError};
-use crate::gc::{BlobFacts, Plan};
+use crate::rules::gc::{BlobFacts, Plan};
 
 /// When and why a release's bytes were freed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use super::records::{AliasRecord, StoredRelease};
 use super::rollouts::{RolloutRecord, create_rollout_in};
 use super::tables::{RELEASES, STAGES};
 use super::{Store, StoreError};
-use crate::lifecycle::{Approval, Check, Stage};
+use crate::rules::lifecycle::{Approval, Check, Stage};
 
 /// A release's stage and its history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -460,7 +460,7 @@ fn batched_reports_merge_audit_their_rollbacks_and_skip_unknown_devices() {
             12,
         ),
     ];
-    let merge = |r: &mut _, report: &_| crate::fleet::merge_report(r, report, 0);
+    let merge = |r: &mut _, report: &_| crate::fleet::summary::merge_report(r, report, 0);
     let results = store.merge_reports(&batch, merge).unwrap();
     assert_eq!(results.len(), 4);
     assert!(
@@ -491,7 +491,7 @@ fn batched_reports_merge_audit_their_rollbacks_and_skip_unknown_devices() {
 #[test]
 fn a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_staging() {
     use super::stages::{MoveEffects, StageMove};
-    use crate::lifecycle::{Approval, Stage};
+    use crate::rules::lifecycle::{Approval, Stage};
     let (_dir, store, key) = setup();
     publish_bytes(&store, &key, "1.0.0", b"v1 bytes");
     let model = "detector".parse().unwrap();

@@ -12,7 +12,7 @@ use super::audit::{Change, append};
 use super::codec::{decode, encode};
 use super::tables::API_TOKENS;
 use super::{Store, StoreError};
-use crate::access::{Caller, Role};
+use crate::rules::access::{Caller, Role};
 
 /// What is stored of a token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -241,7 +241,7 @@ fn main() -> Result<()> {
     // tens of thousands of agent tasks, acknowledgements would wait there, and the agents would
     // time out and probe the coordinator, a load no real device (idle but for its one session)
     // puts on it.
-    let receive = ferry_coordinator::quic::receive_runtime()?;
+    let receive = ferry_coordinator::agents::quic::receive_runtime()?;
     runtime.block_on(async {
         let gate = Arc::new(tokio::sync::Semaphore::new(64));
         let mut endpoint = None;
@@ -249,7 +249,7 @@ fn main() -> Result<()> {
             if i % per_endpoint == 0 {
                 // Big socket buffers, as the coordinator has: hundreds of simulated devices
                 // share each socket, and drops there would be the simulator's, not Ferry's.
-                let socket = ferry_coordinator::quic::udp_socket("127.0.0.1:0".parse()?)?;
+                let socket = ferry_coordinator::agents::quic::udp_socket("127.0.0.1:0".parse()?)?;
                 let _inside = receive.enter();
                 let runtime = quinn::default_runtime().context("no runtime for QUIC")?;
                 endpoint = Some(quinn::Endpoint::new(

@@ -9,14 +9,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ferry_coordinator::agents::quic;
+use ferry_coordinator::agents::transfer::{self, Transfer};
 use ferry_coordinator::app::Coordinator;
 use ferry_coordinator::config::Config;
+use ferry_coordinator::http::{listen as http_listen, router as http};
 use ferry_coordinator::outln;
+use ferry_coordinator::secrets;
 use ferry_coordinator::store::Store;
 use ferry_coordinator::store::chunks::ChunkStore;
 use ferry_coordinator::store::deltas::DeltaCache;
-use ferry_coordinator::transfer::{self, Transfer};
-use ferry_coordinator::{http, http_listen, quic, secrets};
 
 /// A line of the start-up banner. A daemon goes on serving when nobody reads its standard
 /// output any more (a closed pipe), so a failed write is dropped, never a panic.
@@ -261,12 +263,12 @@ async fn serve(config: Config) -> Result<()> {
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
     let http_task = tokio::spawn(http::serve(listener, admin_tls, app.clone()));
     let warm_task = tokio::spawn(transfer::warm_on_alias_moves(app.clone()));
-    let trim_task = tokio::spawn(ferry_coordinator::trim::trim_when_idle(app.clone()));
-    let rollout_task = tokio::spawn(ferry_coordinator::rollouts::drive(
+    let trim_task = tokio::spawn(ferry_coordinator::agents::trim::trim_when_idle(app.clone()));
+    let rollout_task = tokio::spawn(ferry_coordinator::rollout::run::drive(
         app.clone(),
         std::time::Duration::from_millis(app.config.rollout_tick_ms),
     ));
-    let snapshot_task = tokio::spawn(ferry_coordinator::fleet_report::keep_snapshots(app.clone()));
+    let snapshot_task = tokio::spawn(ferry_coordinator::fleet::views::keep_snapshots(app.clone()));
     // Under systemd (Type=notify) the unit is started once both listeners are bound; elsewhere
     // there is no NOTIFY_SOCKET and this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {

@@ -1,0 +1,250 @@
+//! What each device should run, computed cheaply enough to push to ten thousand sessions at
+//! once: the alias's desired state is computed once per change and shared, and the rollouts
+//! that may steer a device are kept in memory, so a device's own record is read only when a
+//! rollout of its model could apply to it. Both caches are invalidated by the same
+//! announcement that wakes the sessions, and a value computed from before an invalidation is
+//! never stored after it (a generation counter guards the race).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ferry_shared::rollout::{Desired, Phase, desired};
+use ferry_shared::wire::{DesiredRelease, DesiredState, DeviceId, Follow, TrustBundle};
+use ferry_shared::{AliasName, ModelName, Version};
+
+use crate::app::Coordinator;
+use crate::rollout::run::facts_of;
+use crate::store::StoreError;
+use crate::store::rollouts::RolloutRecord;
+
+/// The caches.
+#[derive(Default)]
+pub struct DesiredCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    generation: u64,
+    by_alias: HashMap<(ModelName, AliasName), Arc<DesiredState>>,
+    /// Rollouts that can steer devices, newest first (see [`steering_rollouts`]).
+    steering: Option<Arc<Vec<RolloutRecord>>>,
+    /// The trust metadata sent with every desired state of a model, and when it was
+    /// assembled.
+    trust: HashMap<ModelName, (u64, Option<Arc<TrustBundle>>)>,
+}
+
+impl DesiredCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets everything (an alias or a rollout changed).
+    pub fn invalidate(&self) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.by_alias.clear();
+        inner.steering = None;
+        inner.trust.clear();
+    }
+}
+
+/// The root chain and a snapshot of `model` fresh enough to send (re-assembled after an
+/// invalidation or half the snapshot's lifetime); `None` before any root was pushed.
+fn trust_bundle(
+    app: &Coordinator,
+    model: &ModelName,
+    now: u64,
+) -> Result<Option<Arc<TrustBundle>>, StoreError> {
+    let generation = {
+        let inner = app.desired.lock();
+        if let Some((at, bundle)) = inner.trust.get(model)
+            && now.saturating_sub(*at) < crate::registry::snapshots::SNAPSHOT_TTL_SECS / 2
+        {
+            return Ok(bundle.clone());
+        }
+        inner.generation
+    };
+    let roots = app.store.roots()?;
+    let bundle = match crate::registry::snapshots::current(app, model, now)? {
+        Some(snapshot) if !roots.is_empty() => Some(Arc::new(TrustBundle {
+            roots,
+            snapshot: snapshot.as_ref().clone(),
+        })),
+        _ => None,
+    };
+    let mut inner = app.desired.lock();
+    if inner.generation == generation {
+        inner.trust.insert(model.clone(), (now, bundle.clone()));
+    }
+    Ok(bundle)
+}
+
+/// What `device`, following `follow`, should run now, with the trust metadata to check it by.
+pub fn desired_state(
+    app: &Coordinator,
+    follow: &Follow,
+    device: &DeviceId,
+) -> Result<DesiredState, StoreError> {
+    let mut state = desired_release(app, follow, device)?;
+    state.trust = trust_bundle(app, &follow.model, crate::unix_now())?.map(|b| (*b).clone());
+    Ok(state)
+}
+
+/// What `device`, following `follow`, should run now: what the newest rollout steering it
+/// says, else the alias's version.
+pub(crate) fn desired_release(
+    app: &Coordinator,
+    follow: &Follow,
+    device: &DeviceId,
+) -> Result<DesiredState, StoreError> {
+    let (generation, steering) = {
+        let inner = app.desired.lock();
+        (inner.generation, inner.steering.clone())
+    };
+    let steering = match steering {
+        Some(s) => s,
+        None => {
+            let all = Arc::new(steering_rollouts(app)?);
+            let mut inner = app.desired.lock();
+            if inner.generation == generation {
+                inner.steering = Some(all.clone());
+            }
+            all
+        }
+    };
+    let steered = if steering
+        .iter()
+        .any(|r| r.plan.model == follow.model && r.alias == follow.alias)
+    {
+        steered(app, &steering, follow, device)?
+    } else {
+        Desired::Untouched
+    };
+    let candidate = match steered {
+        Desired::Run(version) => return state_for(app, follow, Some(version), None),
+        Desired::Shadow(candidate) => Some(candidate),
+        Desired::Untouched => None,
+    };
+    let key = (follow.model.clone(), follow.alias.clone());
+    let cached = app.desired.lock().by_alias.get(&key).cloned();
+    let state = match cached {
+        Some(hit) => (*hit).clone(),
+        None => {
+            let version = app
+                .store
+                .alias(&follow.model, &follow.alias)?
+                .map(|record| record.version);
+            let state = state_for(app, follow, version, None)?;
+            let mut inner = app.desired.lock();
+            if inner.generation == generation {
+                inner.by_alias.insert(key, Arc::new(state.clone()));
+            }
+            state
+        }
+    };
+    match candidate {
+        // The alias's version keeps serving; the candidate is staged beside it.
+        Some(candidate) => Ok(DesiredState {
+            candidate: release(app, &follow.model, Some(candidate))?,
+            ..state
+        }),
+        None => Ok(state),
+    }
+}
+
+/// The rollouts that steer devices, newest first: those running or awaiting approval, and
+/// those rolled back (their devices return to what they ran before) until a newer rollout of
+/// the same model and alias is created or the alias is set after the rollback.
+fn steering_rollouts(app: &Coordinator) -> Result<Vec<RolloutRecord>, StoreError> {
+    let mut all = app.store.rollouts()?;
+    all.reverse();
+    let mut out: Vec<RolloutRecord> = Vec::new();
+    for (i, r) in all.iter().enumerate() {
+        let steers = match r.state.phase {
+            Phase::Running | Phase::AwaitingApproval => true,
+            Phase::Completed | Phase::Aborted => false,
+            Phase::RolledBack => {
+                let newer = all[..i]
+                    .iter()
+                    .any(|n| n.plan.model == r.plan.model && n.alias == r.alias);
+                let alias_set_since = app
+                    .store
+                    .alias(&r.plan.model, &r.alias)?
+                    .is_some_and(|a| a.set_at > r.updated_at);
+                !newer && !alias_set_since
+            }
+        };
+        if steers {
+            out.push(r.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn state_for(
+    app: &Coordinator,
+    follow: &Follow,
+    version: Option<Version>,
+    candidate: Option<Version>,
+) -> Result<DesiredState, StoreError> {
+    Ok(DesiredState {
+        model: follow.model.clone(),
+        alias: follow.alias.clone(),
+        release: release(app, &follow.model, version)?,
+        candidate: release(app, &follow.model, candidate)?,
+        trust: None,
+    })
+}
+
+/// The signed envelope of `model` `version`, as agents receive it.
+fn release(
+    app: &Coordinator,
+    model: &ModelName,
+    version: Option<Version>,
+) -> Result<Option<DesiredRelease>, StoreError> {
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    Ok(app
+        .store
+        .release(model, &version)?
+        .map(|(release, stored)| DesiredRelease {
+            version: release.version,
+            envelope: stored.envelope,
+        }))
+}
+
+/// What the newest of `steering` that covers `device` through `follow` wants of it
+/// (`Untouched` when none does). A rolled-back rollout keeps its devices on the versions they
+/// ran before until a newer rollout replaces it.
+fn steered(
+    app: &Coordinator,
+    steering: &[RolloutRecord],
+    follow: &Follow,
+    device: &DeviceId,
+) -> Result<Desired, StoreError> {
+    let Some(record) = app.store.device(device)? else {
+        return Ok(Desired::Untouched);
+    };
+    let model = &follow.model;
+    // A rollout steers the devices that follow its alias; other aliases of the model
+    // (staging, latest) keep their own.
+    for rollout in steering
+        .iter()
+        .filter(|r| &r.plan.model == model && r.alias == follow.alias)
+    {
+        let facts = facts_of(
+            device,
+            &record,
+            model,
+            &rollout.plan.target,
+            rollout.created_at_ms,
+        );
+        if !rollout.plan.cohort.matches(&facts.labels) {
+            continue;
+        }
+        return Ok(desired(&rollout.plan, &rollout.state, &facts));
+    }
+    Ok(Desired::Untouched)
+}

@@ -1,0 +1,96 @@
+//! Device reports are merged into their records by one writer thread that takes whatever
+//! reports are waiting and commits them in a single transaction. Ten thousand agents answering
+//! a push at once then cost a few dozen commits instead of ten thousand, and no session's
+//! task blocks a runtime worker on the database.
+
+use std::sync::Arc;
+
+use ferry_shared::wire::{DeviceId, DeviceReport};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::agents::quic::log_events;
+use crate::app::Coordinator;
+use crate::fleet::summary::merge_report;
+use crate::store::StoreError;
+
+/// Most reports merged in one transaction.
+const BATCH: usize = 1024;
+
+/// One report waiting for the writer, and who waits for its outcome.
+pub struct Job {
+    id: DeviceId,
+    report: DeviceReport,
+    now: u64,
+    reply: oneshot::Sender<Result<Option<u64>, String>>,
+}
+
+/// Merges `report` into `id`'s record; the events acknowledged through, or `None` for a
+/// device with no record. Starts the writer on first use.
+pub async fn store_report(
+    app: &Arc<Coordinator>,
+    id: &DeviceId,
+    report: DeviceReport,
+    now: u64,
+) -> Result<Option<u64>, StoreError> {
+    let sender = app.report_writer.get_or_init(|| start(app.clone()));
+    let (reply, outcome) = oneshot::channel();
+    let job = Job {
+        id: id.clone(),
+        report,
+        now,
+        reply,
+    };
+    sender
+        .send(job)
+        .await
+        .map_err(|_| StoreError::Writer("the report writer stopped".into()))?;
+    outcome
+        .await
+        .map_err(|_| StoreError::Writer("the report writer dropped a report".into()))?
+        .map_err(StoreError::Writer)
+}
+
+fn start(app: Arc<Coordinator>) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(BATCH * 4);
+    let spawned = std::thread::Builder::new()
+        .name("ferry-reports".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let batch: Vec<(DeviceId, DeviceReport, u64)> = jobs
+                    .iter()
+                    .map(|j| (j.id.clone(), j.report.clone(), j.now))
+                    .collect();
+                let now_ms = crate::unix_now_ms();
+                let merge = |r: &mut _, report: &_| merge_report(r, report, now_ms);
+                match app.store.merge_reports(&batch, merge) {
+                    Ok(results) => {
+                        for (job, result) in jobs.into_iter().zip(results) {
+                            let acked = result.map(|(events, through)| {
+                                log_events(&job.id, &events);
+                                through
+                            });
+                            let _ = job.reply.send(Ok(acked));
+                        }
+                    }
+                    Err(e) => {
+                        warn!("storing {} device reports failed: {e}", jobs.len());
+                        for job in jobs {
+                            let _ = job.reply.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("cannot start the report writer: {e}");
+    }
+    tx
+}

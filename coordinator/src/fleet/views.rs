@@ -1,0 +1,255 @@
+//! The edges of the fleet views: gathering device records, presence, aliases and published
+//! versions for the pure [`crate::fleet::summary::summarize`] and [`crate::fleet::fragmentation::report`],
+//! and the task that keeps periodic fragmentation snapshots.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_shared::wire::DeviceId;
+use ferry_shared::{AliasName, ModelName, Version};
+use tracing::warn;
+
+use crate::api::{FleetStatus, FragmentationReport};
+use crate::app::{Coordinator, Counters};
+use crate::fleet::fragmentation::{Inputs, point, report};
+use crate::fleet::prometheus::{self, RolloutFigures, state_of};
+use crate::fleet::summary::{DeviceFacts, summarize};
+use crate::store::StoreError;
+use crate::store::records::{AliasRecord, DeviceRecord};
+
+/// Everything the fleet views read, gathered once.
+pub struct Gathered {
+    /// Device records with (connected, last seen).
+    pub devices: Vec<(DeviceId, DeviceRecord, bool, u64)>,
+    /// Every alias.
+    pub aliases: Vec<(ModelName, AliasName, AliasRecord)>,
+}
+
+impl Gathered {
+    /// Reads the store and the presence table.
+    pub fn read(app: &Coordinator) -> Result<Self, StoreError> {
+        let devices = app
+            .store
+            .devices()?
+            .into_iter()
+            .map(|(id, record)| {
+                let (connected, live_seen) = app.presence.get(&id).unwrap_or((false, 0));
+                let last_seen = record.last_seen.max(live_seen);
+                (id, record, connected, last_seen)
+            })
+            .collect();
+        Ok(Self {
+            devices,
+            aliases: app.store.aliases(None)?,
+        })
+    }
+
+    /// The devices as the pure views take them.
+    pub fn facts(&self) -> Vec<DeviceFacts<'_>> {
+        self.devices
+            .iter()
+            .map(|(id, record, connected, last_seen)| DeviceFacts {
+                id,
+                record,
+                connected: *connected,
+                last_seen: *last_seen,
+            })
+            .collect()
+    }
+}
+
+/// `ferryctl fleet status`'s view, with the coordinator's transfer counters.
+pub fn fleet_status(
+    app: &Coordinator,
+    gathered: &Gathered,
+    now: u64,
+    stale_after: u64,
+) -> FleetStatus {
+    let facts = gathered.facts();
+    let mut status = summarize(&facts, &gathered.aliases, now, stale_after);
+    status.bytes_served = Counters::get(&app.counters.bytes_served);
+    status.chunks_served = Counters::get(&app.counters.chunks_served);
+    status.deltas_served = Counters::get(&app.counters.deltas_served);
+    status.deltas_encoded = Counters::get(&app.transfer.encoded);
+    status.deltas_unrelated = Counters::get(&app.transfer.unrelated);
+    status.first_install_chunks_encoded = Counters::get(&app.transfer.first_install_encoded);
+    status.fetches_refused = Counters::get(&app.counters.fetches_refused);
+    status.encodes_refused = Counters::get(&app.counters.encodes_refused);
+    status.clone_alerts = app.sessions.alerts();
+    status
+}
+
+/// The fragmentation report, with each model's history since `history_since`.
+pub fn fragmentation(
+    app: &Coordinator,
+    gathered: &Gathered,
+    model: Option<&ModelName>,
+    by: Option<&str>,
+    now: u64,
+    history_since: Option<u64>,
+) -> Result<FragmentationReport, StoreError> {
+    let mut published: BTreeMap<ModelName, Vec<Version>> = BTreeMap::new();
+    for (release, _) in app.store.releases(model)? {
+        published
+            .entry(release.name)
+            .or_default()
+            .push(release.version);
+    }
+    for versions in published.values_mut() {
+        versions.sort();
+    }
+    let facts = gathered.facts();
+    let inputs = Inputs {
+        devices: &facts,
+        aliases: &gathered.aliases,
+        published: &published,
+        now,
+        stale_after_secs: app.config.stale_after_secs,
+    };
+    let mut out = report(&inputs, model, by);
+    if let Some(since) = history_since {
+        for m in &mut out.models {
+            if let Ok(name) = m.model.parse::<ModelName>() {
+                m.history = app.store.fragmentation_history(&name, since)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `/metrics` text.
+pub fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
+    let gathered = Gathered::read(app)?;
+    let status = fleet_status(app, &gathered, now, app.config.stale_after_secs);
+    let fragmentation = fragmentation(app, &gathered, None, None, now, None)?;
+    let mut devices: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
+    let mut failures: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (_, record, _, _) in &gathered.devices {
+        for m in &record.models {
+            let version = m
+                .active
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string);
+            *devices
+                .entry((m.model.to_string(), version, state_of(&m.phase)))
+                .or_default() += 1;
+            if let Some(e) = &m.last_error {
+                *failures
+                    .entry((m.model.to_string(), e.kind.to_string()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let rollouts: Vec<RolloutFigures> = app
+        .store
+        .rollouts()?
+        .into_iter()
+        .filter(crate::store::rollouts::RolloutRecord::is_active)
+        .map(|r| {
+            let facts = crate::rollout::run::facts_from(
+                app,
+                gathered.devices.iter().map(|(id, rec, _, _)| (id, rec)),
+                &r,
+            );
+            RolloutFigures {
+                id: r.plan.id.clone(),
+                model: r.plan.model.to_string(),
+                phase: r.state.phase,
+                waves_in_force: r.state.in_force,
+                waves: r.plan.waves.len(),
+                gates: ferry_shared::rollout::gates(&r.plan, &r.state, &facts, now),
+            }
+        })
+        .collect();
+    let mut alias_expiry = Vec::new();
+    for (model, alias, record) in app.store.aliases(None)? {
+        if let Some((release, _)) = app.store.release(&model, &record.version)? {
+            let left = i64::try_from(release.expires).unwrap_or(i64::MAX)
+                - i64::try_from(now).unwrap_or(i64::MAX);
+            alias_expiry.push((model.to_string(), alias.to_string(), left));
+        }
+    }
+    Ok(prometheus::render(&prometheus::Inputs {
+        status: &status,
+        fragmentation: &fragmentation,
+        devices: &devices,
+        failures: &failures,
+        rollouts: &rollouts,
+        sessions: app.presence.sessions(),
+        alias_expiry: &alias_expiry,
+    }))
+}
+
+/// Takes one snapshot of every model's fragmentation and forgets those past retention.
+pub fn snapshot(app: &Coordinator, now: u64) -> Result<(), StoreError> {
+    let gathered = Gathered::read(app)?;
+    let report = fragmentation(app, &gathered, None, None, now, None)?;
+    let points: Vec<_> = report
+        .models
+        .iter()
+        .filter_map(|m| Some((m.model.parse().ok()?, point(&m.overall, now))))
+        .collect();
+    let retention = app
+        .config
+        .fragmentation_retention_days
+        .saturating_mul(86_400);
+    app.store
+        .record_fragmentation(&points, now.saturating_sub(retention))
+}
+
+/// Keeps a snapshot every `fragmentation_snapshot_secs` (counted from the newest stored, so a
+/// restart neither skips one nor takes an extra) until the process ends.
+pub async fn keep_snapshots(app: Arc<Coordinator>) {
+    let every = app.config.fragmentation_snapshot_secs.max(1);
+    let mut check = tokio::time::interval(Duration::from_secs(every.min(60)));
+    let mut taken_here = None;
+    loop {
+        check.tick().await;
+        let app = app.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let now = crate::unix_now();
+            let stored = app.store.last_fragmentation_at()?;
+            if snapshot_due(stored, taken_here, now, every) {
+                snapshot(&app, now)?;
+                return Ok::<_, StoreError>(Some(now));
+            }
+            Ok(None)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(at))) => taken_here = Some(at),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => warn!("fragmentation snapshot failed: {e}"),
+            Err(e) => warn!("fragmentation snapshot panicked: {e}"),
+        }
+    }
+}
+
+/// Whether a snapshot is due at `now`: `every` seconds after the newest one stored or, as a
+/// fleet with no devices stores none, the newest one this process took.
+fn snapshot_due(stored: Option<u64>, taken_here: Option<u64>, now: u64, every: u64) -> bool {
+    stored
+        .max(taken_here)
+        .is_none_or(|last| now.saturating_sub(last) >= every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    /// The bug: a snapshot with no devices stores no point, so the next check found none
+    /// stored and read the whole fleet again, every minute instead of every hour.
+    #[test]
+    fn a_snapshot_of_an_empty_fleet_is_not_retaken_every_minute() {
+        let hour = 3600;
+        assert!(snapshot_due(None, None, 1_000, hour), "the first is due");
+        assert!(
+            !snapshot_due(None, Some(1_000), 1_060, hour),
+            "a minute after an empty snapshot"
+        );
+        assert!(snapshot_due(None, Some(1_000), 1_000 + hour, hour));
+        assert!(!snapshot_due(Some(1_000), Some(1_000), 1_060, hour));
+        assert!(snapshot_due(Some(1_000), None, 1_000 + hour, hour));
+    }
+}

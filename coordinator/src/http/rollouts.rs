@@ -1,0 +1,287 @@
+//! The rollout routes of the admin API: create, list, show (with gate values, device counts
+//! and the devices that hold it), and the operator actions pause, resume, approve, abort and
+//! rollback.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use ferry_shared::AliasName;
+use ferry_shared::rollout::{Command, DeviceFacts, GateReport, Holdup, Straggler, Verdict};
+
+use crate::api::{
+    CreateRollout, MAX_STRAGGLERS_SHOWN, RolloutAction, RolloutDevices, RolloutView, StragglerView,
+};
+use crate::app::Coordinator;
+use crate::http::router::{ApiResult, Failure, actor, check, parse};
+use crate::rollout::run;
+use crate::rules::access::{Action, Caller};
+use crate::store::rollouts::RolloutRecord;
+use crate::unix_now;
+
+/// `/rollouts…`, to be nested under the authenticated API.
+pub fn routes() -> Router<Arc<Coordinator>> {
+    Router::new()
+        .route("/rollouts", get(list).post(create))
+        .route("/rollouts/{id}", get(show))
+        .route("/rollouts/{id}/{action}", post(act))
+}
+
+fn invalid(e: impl std::fmt::Display) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+async fn create(
+    State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Json(request): Json<CreateRollout>,
+) -> ApiResult<RolloutView> {
+    let plan = run::plan_of(&request).map_err(invalid)?;
+    check(
+        &app,
+        &caller,
+        Action::RunRollout,
+        Some(&plan.model),
+        "/api/v1/rollouts",
+    )?;
+    let alias: AliasName = parse(request.alias.as_deref().unwrap_or("prod"))?;
+    let who = actor(&caller, &headers);
+    let now = unix_now();
+    let record = run::create(
+        &app,
+        plan,
+        alias,
+        &who,
+        request.reason.as_deref().unwrap_or(""),
+        request.force,
+        now,
+    )?;
+    Ok(Json(shown(&app, record)?))
+}
+
+async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>> {
+    let devices = app.store.devices()?;
+    let now = unix_now();
+    let views = app
+        .store
+        .rollouts()?
+        .into_iter()
+        .map(|r| {
+            let facts = run::facts_from(&app, devices.iter().map(|(i, d)| (i, d)), &r);
+            view(r, &facts, now)
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+async fn show(
+    State(app): State<Arc<Coordinator>>,
+    Path(id): Path<String>,
+) -> ApiResult<RolloutView> {
+    let record = app
+        .store
+        .rollout(&id)?
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no rollout named {id}")))?;
+    Ok(Json(shown(&app, record)?))
+}
+
+async fn act(
+    State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<RolloutAction>>,
+) -> ApiResult<RolloutView> {
+    let why = body.and_then(|Json(b)| b.reason).unwrap_or_default();
+    let command = match action.as_str() {
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
+        "approve" => Command::Approve,
+        "abort" => Command::Abort(why.clone()),
+        "rollback" => Command::RollBack(why.clone()),
+        other => {
+            return Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no rollout action {other:?} (pause, resume, approve, abort, rollback)"),
+            ));
+        }
+    };
+    // The role was checked on the route; a scoped token must also cover the rollout's model.
+    if let Some(record) = app.store.rollout(&id)? {
+        let needed = match &command {
+            Command::Approve => Action::Approve,
+            Command::RollBack(_) => Action::RollBack,
+            _ => Action::RunRollout,
+        };
+        check(
+            &app,
+            &caller,
+            needed,
+            Some(&record.plan.model),
+            &format!("/api/v1/rollouts/{id}"),
+        )?;
+    }
+    let now = unix_now();
+    let record = run::command(&app, &id, command, &actor(&caller, &headers), &why, now)?;
+    Ok(Json(shown(&app, record)?))
+}
+
+/// A rollout as shown at `now`, with `facts` of every device for its plan.
+fn view(
+    record: RolloutRecord,
+    facts: &[ferry_shared::rollout::DeviceFacts],
+    now: u64,
+) -> RolloutView {
+    let plan = &record.plan;
+    let mut devices = RolloutDevices::default();
+    for f in facts {
+        let Some(id) = &f.id else { continue };
+        if !plan.cohort.matches(&f.labels) {
+            continue;
+        }
+        devices.cohort += 1;
+        if plan.wave_of(plan.bucket(id)) < record.state.in_force {
+            devices.targeted += 1;
+        }
+        devices.on_target += u64::from(f.current.as_ref() == Some(&plan.target));
+        devices.shadowing += u64::from(f.candidate.as_ref() == Some(&plan.target));
+        devices.install_failed += u64::from(f.install_failed);
+        devices.health_failed += u64::from(f.health_failed);
+    }
+    // What the engine sees now: the same gates, stragglers and limit that decide the rollout.
+    let evaluation = ferry_shared::rollout::evaluate(plan, &record.state, facts, now);
+    let stragglers = &evaluation.stragglers;
+    let left_out = stragglers.iter().filter(|s| s.left_out).count();
+    let may_leave_out = ferry_shared::rollout::may_leave_out(plan, devices.targeted as usize);
+    // The current wave's gates; a finished rollout shows the values it ended on.
+    let gates = match record.state.phase.is_terminal() {
+        false => evaluation.gates.clone(),
+        true if !record.final_gates.is_empty() => record.final_gates.clone(),
+        true => ferry_shared::rollout::gates(plan, &record.state, facts, now),
+    };
+    let notes = notes(
+        &record,
+        &gates,
+        stragglers,
+        evaluation.too_many_left_out,
+        devices.targeted,
+        may_leave_out,
+    );
+    RolloutView {
+        id: plan.id.clone(),
+        model: plan.model.to_string(),
+        version: plan.target.clone(),
+        alias: record.alias.to_string(),
+        cohort: plan.cohort.to_string(),
+        phase: record.state.phase,
+        paused: record.state.paused,
+        waves_in_force: record.state.in_force,
+        waves: plan
+            .waves
+            .iter()
+            .map(|w| f64::from(w.share) / 100.0)
+            .collect(),
+        shadow_waves: (0..plan.waves.len())
+            .filter(|i| plan.waves[*i].shadow)
+            .collect(),
+        reason: record.state.reason.clone(),
+        created_by: record.created_by,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        gates,
+        devices,
+        stragglers_total: stragglers.len() as u64,
+        stragglers: stragglers
+            .iter()
+            .take(MAX_STRAGGLERS_SHOWN)
+            .map(|s| StragglerView {
+                device: s.device.to_string(),
+                wave: s.wave + 1,
+                reason: holdup_text(s, facts, now),
+                left_out: s.left_out,
+            })
+            .collect(),
+        left_out: left_out as u64,
+        may_leave_out: may_leave_out as u64,
+        unreachable_after_secs: plan.stragglers.unreachable_after_secs,
+        max_left_out_percent: plan.stragglers.max_left_out * 100.0,
+        notes,
+    }
+}
+
+/// Why a straggler has no outcome, in words.
+fn holdup_text(s: &Straggler, facts: &[DeviceFacts], now: u64) -> String {
+    let running = facts
+        .iter()
+        .find(|f| f.id.as_ref() == Some(&s.device))
+        .and_then(|f| f.current.as_ref())
+        .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+    match &s.holdup {
+        Holdup::Pinned => {
+            format!("pinned by a hand rollback to {running}: left out until released on the device")
+        }
+        Holdup::Offline { since } => format!(
+            "offline for {}{}",
+            humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(*since))),
+            if s.left_out { ": left out" } else { "" }
+        ),
+        Holdup::Installing => format!("installing the target (runs {running})"),
+        Holdup::Failing(why) => format!("retrying the target (runs {running}) after {why}"),
+        Holdup::NotStarted => format!("has not started on the target (runs {running})"),
+    }
+}
+
+/// What holds the rollout, and gates that decided on fewer samples than their minimum.
+fn notes(
+    record: &RolloutRecord,
+    gates: &[GateReport],
+    stragglers: &[Straggler],
+    too_many_left_out: bool,
+    targeted: u64,
+    may_leave_out: usize,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let left_out = stragglers.iter().filter(|s| s.left_out).count();
+    if !record.state.phase.is_terminal() {
+        if too_many_left_out {
+            notes.push(format!(
+                "waiting: {left_out} of the {targeted} devices in force are left out (pinned or unreachable), more than the {may_leave_out} the plan allows ({} %); release or bring them back, or abort",
+                record.plan.stragglers.max_left_out * 100.0
+            ));
+        } else if left_out > 0 {
+            notes.push(format!(
+                "{left_out} of the {targeted} devices in force left out (pinned or unreachable), within the {may_leave_out} the plan allows"
+            ));
+        }
+        let waiting_on = stragglers.len() - left_out;
+        if waiting_on > 0 {
+            notes.push(format!(
+                "waiting on {waiting_on} device(s) of the waves in force to bring an outcome"
+            ));
+        }
+    }
+    for g in gates {
+        if g.verdict == Verdict::Pass && g.samples < g.gate.min_samples {
+            notes.push(match g.samples {
+                0 => format!(
+                    "{:?} passed with no sample: no device of the waves in force takes part",
+                    g.gate.kind
+                ),
+                n => format!(
+                    "{:?} passed on {n} sample(s), fewer than its minimum of {}: the waves in force hold no more that take part",
+                    g.gate.kind, g.gate.min_samples
+                ),
+            });
+        }
+    }
+    notes
+}
+
+/// A rollout as shown, with the fleet as it is now.
+fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
+    let facts = run::fleet_facts(app, &record)?;
+    Ok(view(record, &facts, unix_now()))
+}

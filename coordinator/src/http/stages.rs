@@ -1,0 +1,94 @@
+//! The lifecycle routes: where a release stands, moving it to another stage (checked by the
+//! stage's policy; refusals name each failing check), and approving its promotion.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use ferry_shared::{ModelName, Version};
+
+use crate::api::{ApprovalRequest, StageChange, StageView, TransitionView};
+use crate::app::Coordinator;
+use crate::http::router::{ApiResult, Failure, actor, parse};
+use crate::registry::stages;
+use crate::rules::access::Caller;
+use crate::rules::lifecycle::Stage;
+use crate::unix_now;
+
+/// `/releases/{name}/{version}/stage…` and `/approvals`, to be nested under the API.
+pub fn routes() -> Router<Arc<Coordinator>> {
+    Router::new()
+        .route("/releases/{name}/{version}/stage", get(show))
+        .route("/releases/{name}/{version}/stage/{stage}", post(change))
+        .route("/releases/{name}/{version}/approvals", post(approve))
+}
+
+fn release_of(name: &str, version: &str) -> Result<(ModelName, Version), Failure> {
+    Ok((parse(name)?, parse(version)?))
+}
+
+async fn show(
+    State(app): State<Arc<Coordinator>>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<StageView> {
+    let (model, version) = release_of(&name, &version)?;
+    Ok(Json(stages::view(&app, &model, &version)?))
+}
+
+async fn change(
+    State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
+    Path((name, version, stage)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(request): Json<StageChange>,
+) -> Result<(StatusCode, Json<TransitionView>), Failure> {
+    let (model, version) = release_of(&name, &version)?;
+    let to: Stage = parse(&stage)?;
+    let who = actor(&caller, &headers);
+    let app2 = app.clone();
+    let view = tokio::task::spawn_blocking(move || {
+        stages::transition(
+            &app2,
+            stages::Request {
+                model: &model,
+                version: &version,
+                to,
+                actor: &who,
+                reason: request.reason,
+                dry_run: request.dry_run,
+                force: request.force,
+            },
+            unix_now(),
+        )
+    })
+    .await
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    if let Some(error) = &view.error {
+        tracing::warn!(caller = %caller.name, "stage change refused: {error}");
+        return Ok((StatusCode::CONFLICT, Json(view)));
+    }
+    if view.moved {
+        tracing::info!(model = %view.model, version = %view.version, from = %view.from, to = %view.to, by = %caller.name, "release moved");
+    }
+    Ok((StatusCode::OK, Json(view)))
+}
+
+async fn approve(
+    State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
+    Path((name, version)): Path<(String, String)>,
+    Json(request): Json<ApprovalRequest>,
+) -> ApiResult<StageView> {
+    let (model, version) = release_of(&name, &version)?;
+    // Approvers count by token: the name a token was created under, not a name it claims.
+    Ok(Json(stages::approve(
+        &app,
+        &model,
+        &version,
+        &caller.name,
+        request.reason,
+        unix_now(),
+    )?))
+}

@@ -1,0 +1,164 @@
+//! Registry operations: publish a signed release and move an alias. Each commits to the store
+//! first, then announces (what a device should run is [`crate::agents::desired`]'s).
+
+use ferry_shared::sign::{SignedRelease, VerifyError};
+use ferry_shared::{AliasName, ModelName};
+
+use crate::api::{AliasChanged, AliasView, Published, SetAlias};
+use crate::app::{Coordinator, PublisherTrust};
+use crate::store::records::AliasRecord;
+use crate::store::{PublishOutcome, StoreError};
+
+/// Why a registry operation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The release's signature or manifest is not acceptable.
+    #[error("release refused: {0}")]
+    Verify(#[from] VerifyError),
+    /// The release is not signed as the root requires (its publishers' threshold).
+    #[error("release refused: {0}")]
+    Trust(#[from] ferry_shared::trust::TrustError),
+    /// No publisher key is trusted yet.
+    #[error("no publisher key is trusted yet: add one with `ferryctl keys trust KEY.pub`")]
+    NoPublisherKeys,
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A request that cannot be carried out as asked (a bad plan, an action the state forbids).
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// Verifies and stores a release, if `permit` allows its model; announces `latest` when it
+/// moved.
+pub fn publish(
+    app: &Coordinator,
+    envelope: &[u8],
+    actor: &str,
+    why: Option<&str>,
+    now: u64,
+    permit: impl FnOnce(&ModelName) -> Result<(), RegistryError>,
+) -> Result<Published, RegistryError> {
+    let signed = match app.publisher_trust()? {
+        PublisherTrust::Root(root) => ferry_shared::trust::verify_release(&root, envelope)?,
+        PublisherTrust::Keys(keyring) if keyring.is_empty() => {
+            return Err(RegistryError::NoPublisherKeys);
+        }
+        PublisherTrust::Keys(keyring) => SignedRelease::verify(envelope, &keyring)?,
+    };
+    permit(&signed.release.name)?;
+    let release = &signed.release;
+    // A new release that is already expired is a mistake; a re-signing that expires now is
+    // a publisher withdrawing it.
+    if release.is_expired(now)
+        && app
+            .store
+            .release(&release.name, &release.version)?
+            .is_none()
+    {
+        return Err(RegistryError::Invalid(format!(
+            "{} {} (revision {}) expired at {}: devices would refuse it; sign it with a later expiry",
+            release.name, release.version, release.revision, release.expires
+        )));
+    }
+    let outcome = app.store.publish_because(&signed, actor, why, now)?;
+    let (created, latest_moved, resigned_from) = match outcome {
+        PublishOutcome::Published { latest_moved } => (true, latest_moved, None),
+        PublishOutcome::AlreadyPublished => (false, false, None),
+        PublishOutcome::Resigned { from } => (false, false, Some(from)),
+    };
+    if latest_moved && let Ok(latest) = crate::store::LATEST.parse::<AliasName>() {
+        app.announce(&release.name, &latest);
+    }
+    if resigned_from.is_some() {
+        // Devices told to run it get the new envelope (and its expiry) at once.
+        for (model, alias, _) in app.store.aliases(Some(&release.name))? {
+            app.announce(&model, &alias);
+        }
+    }
+    Ok(Published {
+        name: release.name.to_string(),
+        version: release.version.clone(),
+        created,
+        latest_moved,
+        revision: release.revision,
+        resigned_from,
+    })
+}
+
+/// Refuses to point devices at a release they could not get: expired (every device would
+/// refuse it), or with its bytes freed by retention.
+pub fn refuse_unservable(
+    app: &Coordinator,
+    model: &ModelName,
+    version: &ferry_shared::Version,
+    now: u64,
+) -> Result<(), RegistryError> {
+    if let Some(purge) = app.store.purge_of(model, version)? {
+        return Err(RegistryError::Invalid(format!(
+            "{model} {version}'s bytes were freed by retention ({}); it can no longer be installed",
+            purge.why
+        )));
+    }
+    match app.store.release(model, version)? {
+        Some((release, _)) if release.is_expired(now) => Err(RegistryError::Invalid(format!(
+            "{model} {version} expired at {} (revision {}): devices would refuse it; \
+             extend it first with `ferryctl releases resign {model} {version} --key KEY`",
+            release.expires, release.revision
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Points an alias at a published version and tells the devices following it.
+pub fn set_alias(
+    app: &Coordinator,
+    model: &ModelName,
+    alias: &AliasName,
+    request: SetAlias,
+    actor: &str,
+    now: u64,
+) -> Result<AliasChanged, RegistryError> {
+    refuse_unservable(app, model, &request.version, now)?;
+    crate::registry::stages::check_may_serve(app, model, alias, &request.version)?;
+    let forced = crate::registry::compat::check_fit(
+        app,
+        model,
+        alias,
+        &request.version,
+        None,
+        request.force,
+    )?;
+    let reason = match (request.reason, forced) {
+        (Some(r), Some(f)) => Some(format!("{r} ({f})")),
+        (r, f) => r.or(f),
+    };
+    let record = AliasRecord {
+        version: request.version,
+        set_at: now,
+        set_by: actor.to_owned(),
+        reason,
+    };
+    let previous = app.store.set_alias(model, alias, record.clone())?;
+    app.announce(model, alias);
+    Ok(AliasChanged {
+        alias: alias_view(model, alias, record),
+        previous,
+    })
+}
+
+/// The API view of an alias.
+pub fn alias_view(model: &ModelName, alias: &AliasName, record: AliasRecord) -> AliasView {
+    AliasView {
+        model: model.to_string(),
+        alias: alias.to_string(),
+        version: record.version,
+        set_at: record.set_at,
+        set_by: record.set_by,
+        reason: record.reason,
+    }
+}
