@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use ferry_shared::wire::{DeviceEvent, Follow, InstallError, ModelReport};
 use ferry_shared::{Release, Version};
 
-use crate::rules::lifecycle::{Approval, Check, Stage};
-use crate::store::stages::StageMove;
+use crate::rules::lifecycle::{Approval, Check, Stage, StageMove};
 use serde::{Deserialize, Serialize};
 
 /// A release as listed and shown.

@@ -618,7 +618,7 @@ fn a_device_asking_for_thousands_of_deltas_gets_stored_chunks_once_its_budget_is
     }
     let after = fleet.coordinator.fleet_status()?;
     let encoded = after.deltas_encoded - before.deltas_encoded;
-    let budget = ferry_coordinator::encode_budget::FRESH_PER_CHUNK * u64::from(chunks);
+    let budget = ferry_coordinator::agents::encode_budget::FRESH_PER_CHUNK * u64::from(chunks);
     ensure!(
         encoded <= budget,
         "{encoded} deltas encoded for one device, over its budget of {budget} ({rounds} rounds of {chunks})"

@@ -3,8 +3,8 @@
 //! action; model scope; revoked and expired tokens; refusals in the audit trail.
 
 use anyhow::{Context, Result, ensure};
-use ferry_coordinator::access::{Action, Role, allows};
 use ferry_coordinator::api::TokenCreated;
+use ferry_coordinator::rules::access::{Action, Role, allows};
 use ferry_tests::http::request_with;
 use ferry_tests::{Fleet, MODEL, model_bytes};
 
@@ -225,7 +225,7 @@ fn scoped_revoked_and_expired_tokens() -> Result<()> {
         .iter()
         .filter(|e| e["action"] == "access.denied" && e["actor"].as_str() == Some("ci-other"))
         .count();
-    let budget = ferry_coordinator::denials::AUDITED_PER_MINUTE as usize;
+    let budget = ferry_coordinator::http::denials::AUDITED_PER_MINUTE as usize;
     // 102 refusals: one budget, or two when a minute turns during the burst.
     ensure!(
         (budget..=2 * budget).contains(&refusals),

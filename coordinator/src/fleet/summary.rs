@@ -420,4 +420,94 @@ mod tests {
         assert!(!changed, "a heartbeat with nothing new needs no write");
         assert_eq!(rec.events_through, 1);
     }
+
+    #[test]
+    fn batched_reports_merge_audit_their_rollbacks_and_skip_unknown_devices() {
+        use std::collections::BTreeMap;
+
+        use ferry_shared::wire::{
+            DeviceEvent, DeviceId, DeviceReport, EventKind, ModelReport, Phase,
+        };
+
+        use crate::store::Store;
+        use crate::store::records::DeviceRecord;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let known = SecretKey::from_seed(&[1; 32]).public();
+        let known_id = DeviceId::of(&known);
+        let stranger = DeviceId::of(&SecretKey::from_seed(&[2; 32]).public());
+        let report = |active: &str, events: Vec<DeviceEvent>| DeviceReport {
+            models: vec![ModelReport {
+                model: "detector".parse().unwrap(),
+                active: Some(active.parse().unwrap()),
+                previous: None,
+                candidate: None,
+                phase: Phase::Idle,
+                last_error: None,
+            }],
+            events,
+            metrics: Vec::new(),
+        };
+        let initial = report("1.0.0", Vec::new()).models.remove(0);
+        store
+            .enroll(
+                &known_id,
+                &DeviceRecord::following(known, "prod", BTreeMap::new(), initial),
+                crate::store::enrollment::Admission::Bootstrap,
+                1,
+            )
+            .unwrap()
+            .unwrap();
+        let rollback = DeviceEvent {
+            seq: 1,
+            at: 5,
+            model: "detector".parse().unwrap(),
+            kind: EventKind::LocalRollback {
+                from: "2.0.0".parse().unwrap(),
+                to: "1.0.0".parse().unwrap(),
+            },
+        };
+        let batch = [
+            (known_id.clone(), report("2.0.0", Vec::new()), 10),
+            (stranger.clone(), report("9.0.0", Vec::new()), 10),
+            (
+                known_id.clone(),
+                report("1.0.0", vec![rollback.clone()]),
+                11,
+            ),
+            // Delivered twice: stored and audited once.
+            (
+                known_id.clone(),
+                report("1.0.0", vec![rollback.clone()]),
+                12,
+            ),
+        ];
+        let merge = |r: &mut _, report: &_| merge_report(r, report, 0);
+        let results = store.merge_reports(&batch, merge).unwrap();
+        assert_eq!(results.len(), 4);
+        assert!(
+            results[1].is_none(),
+            "an unknown device is skipped, not created"
+        );
+        assert_eq!(results[0].as_ref().map(|r| r.1), Some(0));
+        assert_eq!(results[2].as_ref().map(|r| (r.0.len(), r.1)), Some((1, 1)));
+        assert_eq!(results[3].as_ref().map(|r| (r.0.len(), r.1)), Some((0, 1)));
+
+        // Reopened: the last state and the one audit entry are there.
+        drop(store);
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let record = store.device(&known_id).unwrap().unwrap();
+        assert_eq!(record.models[0].active, Some("1.0.0".parse().unwrap()));
+        // The repeat changed nothing, so it wrote nothing (liveness lives in memory).
+        assert_eq!((record.events_through, record.last_seen), (1, 11));
+        assert!(store.device(&stranger).unwrap().is_none());
+        let rollbacks = store
+            .audit(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "device.local-rollback")
+            .count();
+        assert_eq!(rollbacks, 1);
+    }
 }

@@ -15,10 +15,10 @@ use crate::api::{StageView, TransitionView};
 use crate::app::Coordinator;
 use crate::registry::publish::RegistryError;
 use crate::rules::access::PRODUCTION_ALIAS;
-use crate::rules::lifecycle::{Approval, Evidence, OnPromote, Stage, evaluate};
+use crate::rules::lifecycle::{Approval, Evidence, OnPromote, Stage, StageMove, evaluate};
 use crate::store::StoreError;
 use crate::store::records::AliasRecord;
-use crate::store::stages::{MoveEffects, StageMove, StageRecord};
+use crate::store::stages::{MoveEffects, StageRecord};
 
 /// The stages from which approvals toward production may be given.
 const APPROVABLE: [Stage; 2] = [Stage::Staging, Stage::Deprecated];

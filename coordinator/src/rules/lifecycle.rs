@@ -21,4 +21,4 @@ mod tests;
 pub use policy::{
     Approval, Check, Evidence, MetricRule, OnPromote, PolicyError, StagePolicy, evaluate,
 };
-pub use stage::Stage;
+pub use stage::{Stage, StageMove};

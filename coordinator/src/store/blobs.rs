@@ -433,6 +433,8 @@ impl Store {
     }
 }
 
+super::codec::first_format!(Layout);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,24 +20,12 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
     }
 }
 
-/// Record types still in their first format.
+/// Declares record types still in their first format; each file that defines a record type
+/// declares its format beside it.
 macro_rules! first_format {
-    ($($t:ty),* $(,)?) => {$( impl Record for $t {} )*};
+    ($($t:ty),* $(,)?) => {$( impl $crate::store::codec::Record for $t {} )*};
 }
-first_format!(
-    super::records::StoredRelease,
-    super::records::AliasRecord,
-    super::records::AuditEntry,
-    super::records::PublisherKey,
-    super::records::BlobRecord,
-    super::enrollment::EnrollToken,
-    super::enrollment::RevokedDevice,
-    super::retention::PurgeRecord,
-    super::stages::StageRecord,
-    super::tokens::TokenRecord,
-    crate::api::FragmentationPoint,
-    ferry_shared::tensors::Layout,
-);
+pub(crate) use first_format;
 
 /// Encodes a record for storage.
 pub(crate) fn encode<T: Record>(value: &T) -> Vec<u8> {

@@ -218,3 +218,5 @@ impl Store {
         }
     }
 }
+
+super::codec::first_format!(EnrollToken, RevokedDevice);

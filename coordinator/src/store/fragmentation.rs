@@ -69,3 +69,5 @@ impl Store {
         Ok(newest)
     }
 }
+
+super::codec::first_format!(FragmentationPoint);

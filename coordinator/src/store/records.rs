@@ -164,3 +164,11 @@ impl DeviceRecord {
         }
     }
 }
+
+super::codec::first_format!(
+    StoredRelease,
+    AliasRecord,
+    AuditEntry,
+    PublisherKey,
+    BlobRecord
+);

@@ -162,3 +162,5 @@ impl Store {
         Ok(())
     }
 }
+
+super::codec::first_format!(PurgeRecord);

@@ -17,7 +17,7 @@ use super::records::{AliasRecord, StoredRelease};
 use super::rollouts::{RolloutRecord, create_rollout_in};
 use super::tables::{RELEASES, STAGES};
 use super::{Store, StoreError};
-use crate::rules::lifecycle::{Approval, Check, Stage};
+use crate::rules::lifecycle::{Approval, Stage, StageMove};
 
 /// A release's stage and its history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,25 +42,6 @@ impl StageRecord {
             history: Vec::new(),
         }
     }
-}
-
-/// One move between stages.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StageMove {
-    /// From.
-    pub from: Stage,
-    /// To.
-    pub to: Stage,
-    /// When (Unix seconds).
-    pub at: u64,
-    /// Who.
-    pub by: String,
-    /// Why, when given.
-    pub reason: Option<String>,
-    /// Who had approved it.
-    pub approvers: Vec<String>,
-    /// The policy's checks, as they stood.
-    pub checks: Vec<Check>,
 }
 
 /// What a move carries out in its own transaction, besides the move.
@@ -311,3 +292,5 @@ fn no_release(model: &ModelName, version: &Version) -> StoreError {
         version: version.to_string(),
     }
 }
+
+super::codec::first_format!(StageRecord);

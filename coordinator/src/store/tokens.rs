@@ -185,3 +185,5 @@ impl Store {
         Ok(())
     }
 }
+
+super::codec::first_format!(TokenRecord);

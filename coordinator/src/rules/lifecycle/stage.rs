@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::policy::Check;
+
 /// Where a release stands in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,4 +93,23 @@ impl FromStr for Stage {
                 )
             })
     }
+}
+
+/// One move between stages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageMove {
+    /// From.
+    pub from: Stage,
+    /// To.
+    pub to: Stage,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Who.
+    pub by: String,
+    /// Why, when given.
+    pub reason: Option<String>,
+    /// Who had approved it.
+    pub approvers: Vec<String>,
+    /// The policy's checks, as they stood.
+    pub checks: Vec<Check>,
 }
