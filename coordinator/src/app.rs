@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use crate::agents::transfer::Transfer;
 use crate::config::Config;
 use crate::fleet::summary::Presence;
+use crate::rollout::facts::Live;
 use crate::secrets::BootstrapToken;
 use crate::store::{Store, StoreError};
 
@@ -177,6 +178,14 @@ impl Coordinator {
             ring.insert(*key);
         }
         Ok(PublisherTrust::Keys(ring))
+    }
+
+    /// What it holds of each device in memory, for rollout facts.
+    pub fn live(&self) -> Live<'_> {
+        Live {
+            metrics: &self.metrics,
+            presence: &self.presence,
+        }
     }
 
     /// Tells open sessions (and the cache warmer) that an alias moved.

@@ -23,7 +23,6 @@ const FILES_IN_CIRCLES: &[&str] = &[
     "agents::sessions",
     "agents::transfer",
     "app",
-    "config",
     "fleet::report_writer",
     "fleet::views",
     "http::devices",

@@ -13,7 +13,7 @@ use ferry_shared::wire::{DesiredRelease, DesiredState, DeviceId, Follow, TrustBu
 use ferry_shared::{AliasName, ModelName, Version};
 
 use crate::app::Coordinator;
-use crate::rollout::run::facts_of;
+use crate::rollout::facts::facts_of;
 use crate::store::StoreError;
 use crate::store::rollouts::RolloutRecord;
 

@@ -147,8 +147,8 @@ pub fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
         .into_iter()
         .filter(crate::store::rollouts::RolloutRecord::is_active)
         .map(|r| {
-            let facts = crate::rollout::run::facts_from(
-                app,
+            let facts = crate::rollout::facts::facts_from(
+                app.live(),
                 gathered.devices.iter().map(|(id, rec, _, _)| (id, rec)),
                 &r,
             );

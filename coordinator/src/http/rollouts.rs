@@ -16,7 +16,7 @@ use crate::api::{
 };
 use crate::app::Coordinator;
 use crate::http::router::{ApiResult, Failure, actor, check, parse};
-use crate::rollout::run;
+use crate::rollout::{facts, plan, run};
 use crate::rules::access::{Action, Caller};
 use crate::store::rollouts::RolloutRecord;
 use crate::unix_now;
@@ -39,7 +39,7 @@ async fn create(
     headers: HeaderMap,
     Json(request): Json<CreateRollout>,
 ) -> ApiResult<RolloutView> {
-    let plan = run::plan_of(&request).map_err(invalid)?;
+    let plan = plan::plan_of(&request).map_err(invalid)?;
     check(
         &app,
         &caller,
@@ -70,7 +70,7 @@ async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>
         .rollouts()?
         .into_iter()
         .map(|r| {
-            let facts = run::facts_from(&app, devices.iter().map(|(i, d)| (i, d)), &r);
+            let facts = facts::facts_from(app.live(), devices.iter().map(|(i, d)| (i, d)), &r);
             view(r, &facts, now)
         })
         .collect();
@@ -282,6 +282,6 @@ fn notes(
 
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
-    let facts = run::fleet_facts(app, &record)?;
+    let facts = facts::fleet_facts(&app.store, app.live(), &record)?;
     Ok(view(record, &facts, unix_now()))
 }

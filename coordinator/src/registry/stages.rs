@@ -227,7 +227,7 @@ pub fn transition(
             }
             Some((OnPromote::Rollout, Some(file))) => {
                 crate::registry::publish::refuse_unservable(app, model, version, now)?;
-                let plan = crate::rollout::run::promotion_plan(file, model, version)
+                let plan = crate::rollout::plan::promotion_plan(file, model, version)
                     .map_err(RegistryError::Invalid)?;
                 let forced = crate::registry::compat::check_fit(
                     app,
@@ -237,7 +237,7 @@ pub fn transition(
                     Some(&plan.cohort),
                     force,
                 )?;
-                let record = crate::rollout::run::new_record(plan, prod_alias()?, actor, now);
+                let record = crate::rollout::plan::new_record(plan, prod_alias()?, actor, now);
                 effects.rollout = Some((record, noted(forced)));
             }
             _ => {}

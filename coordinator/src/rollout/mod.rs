@@ -1,4 +1,7 @@
-//! Staged rollouts, the edges around the pure engine in `ferry_shared::rollout`: facts from
-//! the device records, decisions applied and persisted with their audit entries ([`run`]).
+//! Staged rollouts, the edges around the pure engine in `ferry_shared::rollout`: plans from
+//! what operators write ([`plan`]), each device's facts from its record ([`facts`]), and the
+//! decisions applied and persisted with their audit entries ([`run`]).
 
+pub mod facts;
+pub mod plan;
 pub mod run;

@@ -1,0 +1,265 @@
+//! What the rollout engine sees of each device: its facts for one rollout, read from the
+//! record its reports keep current, with the metrics and presence the coordinator holds in
+//! memory.
+
+use ferry_shared::rollout::DeviceFacts;
+use ferry_shared::wire::{DeviceId, ErrorKind, Phase as UpdatePhase};
+use ferry_shared::{ModelName, Version};
+
+use crate::fleet::summary::{FleetMetrics, Presence};
+use crate::store::records::DeviceRecord;
+use crate::store::rollouts::RolloutRecord;
+use crate::store::{Store, StoreError};
+
+/// What the engine sees of one device, for a rollout of `model` to `target` that started at
+/// `since` (Unix milliseconds, coordinator clock). A failure counts against the release only when the device
+/// reported it after the rollout started (a new rollout is never judged by an earlier one's
+/// failures), and only when it concerns the release: a lost connection, a coordinator
+/// restart or a full disk is retried by the agent and leaves the device without an outcome,
+/// unless it gave up on the version for good.
+pub fn facts_of(
+    id: &DeviceId,
+    record: &DeviceRecord,
+    model: &ModelName,
+    target: &Version,
+    since: u64,
+) -> DeviceFacts {
+    let report = record.models.iter().find(|m| &m.model == model);
+    let held = report.is_some_and(
+        |r| matches!(&r.phase, UpdatePhase::Held { version, .. } if version == target),
+    );
+    let failure = report
+        .and_then(|r| r.last_error.as_ref())
+        .filter(|e| &e.version == target && record.error_seen_at(model) >= since)
+        .filter(|e| !e.kind.is_retried() || held);
+    DeviceFacts {
+        id: Some(id.clone()),
+        labels: record.labels.clone(),
+        current: report.and_then(|r| r.active.clone()),
+        previous: report.and_then(|r| r.previous.clone()),
+        candidate: report.and_then(|r| r.candidate.clone()),
+        installing: report.is_some_and(|r| match &r.phase {
+            UpdatePhase::Fetching(v) | UpdatePhase::Probation(v) => v == target,
+            UpdatePhase::Retrying { version, .. } => version == target,
+            _ => false,
+        }),
+        install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
+        // A version held after a hand rollback is an operator's call, not a failed check.
+        health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck),
+        // Holding the target back: it will not take it until released on the device.
+        pinned: held && report.and_then(|r| r.active.as_ref()) != Some(target),
+        offline_since: None,
+        retrying: report
+            .filter(
+                |r| matches!(&r.phase, UpdatePhase::Retrying { version, .. } if version == target),
+            )
+            .and_then(|r| r.last_error.as_ref())
+            .map(|e| format!("{}: {}", e.kind, e.message)),
+        metrics: Default::default(),
+    }
+}
+
+/// What the coordinator holds of each device in memory, beside its stored record: the
+/// metrics it last reported and whether it is connected.
+#[derive(Clone, Copy)]
+pub struct Live<'a> {
+    /// Model metrics by device.
+    pub metrics: &'a FleetMetrics,
+    /// Who is connected, and when each was last heard.
+    pub presence: &'a Presence,
+}
+
+/// Every enrolled device's facts for `rollout`, with the metrics it last reported.
+pub fn fleet_facts(
+    store: &Store,
+    live: Live<'_>,
+    rollout: &RolloutRecord,
+) -> Result<Vec<DeviceFacts>, StoreError> {
+    let devices = store.devices()?;
+    Ok(facts_from(
+        live,
+        devices.iter().map(|(id, r)| (id, r)),
+        rollout,
+    ))
+}
+
+/// The facts for `rollout` of `devices` (records read once, for several rollouts).
+pub fn facts_from<'a>(
+    live: Live<'_>,
+    devices: impl IntoIterator<Item = (&'a DeviceId, &'a DeviceRecord)>,
+    rollout: &RolloutRecord,
+) -> Vec<DeviceFacts> {
+    let plan = &rollout.plan;
+    devices
+        .into_iter()
+        .map(|(id, record)| {
+            let mut facts = facts_of(id, record, &plan.model, &plan.target, rollout.created_at_ms);
+            facts.metrics = live.metrics.of(id, &plan.model);
+            let (connected, live_seen) = live.presence.get(id).unwrap_or((false, 0));
+            facts.offline_since = (!connected).then(|| record.last_seen.max(live_seen));
+            facts
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ferry_shared::sign::SecretKey;
+    use ferry_shared::wire::{InstallError, ModelReport, Phase as UpdatePhase};
+
+    use super::*;
+
+    /// The rollouts in these tests start at this time; failures are seen at it.
+    const STARTED: u64 = 10;
+
+    fn record(active: &str, phase: UpdatePhase, error: Option<ErrorKind>) -> DeviceRecord {
+        let mut record = DeviceRecord::following(
+            SecretKey::from_seed(&[1; 32]).public(),
+            "prod",
+            BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
+            ModelReport {
+                model: "m".parse().unwrap(),
+                active: Some(active.parse().unwrap()),
+                previous: Some("1.0.0".parse().unwrap()),
+                candidate: None,
+                phase,
+                last_error: error.map(|kind| InstallError {
+                    version: "2.0.0".parse().unwrap(),
+                    kind,
+                    message: "boom".into(),
+                    at: 5,
+                }),
+            },
+        );
+        if error.is_some() {
+            record.error_seen_at.insert("m".parse().unwrap(), STARTED);
+        }
+        record
+    }
+
+    #[test]
+    fn reports_become_the_engines_facts() {
+        let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
+        let (model, target): (ModelName, Version) =
+            ("m".parse().unwrap(), "2.0.0".parse().unwrap());
+        let facts = |r: &DeviceRecord| facts_of(&id, r, &model, &target, STARTED);
+
+        let on_target = facts(&record("2.0.0", UpdatePhase::Idle, None));
+        assert_eq!(on_target.current, Some(target.clone()));
+        assert_eq!(on_target.previous, Some("1.0.0".parse().unwrap()));
+        assert_eq!(on_target.labels["region"], "eu");
+        assert!(!on_target.install_failed && !on_target.health_failed);
+        assert!(!on_target.installing);
+
+        // Switched but not yet confirmed by its health check: no outcome yet.
+        let in_probation = facts(&record(
+            "2.0.0",
+            UpdatePhase::Probation(target.clone()),
+            None,
+        ));
+        assert!(in_probation.installing);
+
+        let unhealthy = facts(&record(
+            "1.0.0",
+            UpdatePhase::Idle,
+            Some(ErrorKind::HealthCheck),
+        ));
+        assert!(unhealthy.health_failed && !unhealthy.install_failed);
+        let unverifiable = facts(&record(
+            "1.0.0",
+            UpdatePhase::Idle,
+            Some(ErrorKind::Integrity),
+        ));
+        assert!(unverifiable.install_failed && !unverifiable.health_failed);
+        // Refused for good by the coordinator: the device holds the version.
+        let refused = UpdatePhase::Held {
+            version: target.clone(),
+            reason: "download: refused for good".into(),
+        };
+        let undownloadable = facts(&record("1.0.0", refused, Some(ErrorKind::Download)));
+        assert!(undownloadable.install_failed && !undownloadable.health_failed);
+
+        // Held after an operator's hand rollback, with no failure: not a failed check.
+        let held = UpdatePhase::Held {
+            version: target.clone(),
+            reason: "rolled back by hand".into(),
+        };
+        let by_hand = facts(&record("1.0.0", held, None));
+        assert!(!by_hand.install_failed && !by_hand.health_failed);
+
+        // A failure of another version says nothing about this rollout's target.
+        let other: Version = "3.0.0".parse().unwrap();
+        let elsewhere = facts_of(
+            &id,
+            &record("1.0.0", UpdatePhase::Idle, Some(ErrorKind::HealthCheck)),
+            &model,
+            &other,
+            STARTED,
+        );
+        assert!(!elsewhere.health_failed);
+    }
+
+    #[test]
+    fn a_lost_connection_is_not_an_install_failure_of_the_release() {
+        let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
+        let (model, target): (ModelName, Version) =
+            ("m".parse().unwrap(), "2.0.0".parse().unwrap());
+        for kind in [ErrorKind::Download, ErrorKind::Disk] {
+            let retrying = UpdatePhase::Retrying {
+                version: target.clone(),
+                attempts: 3,
+            };
+            let facts = facts_of(
+                &id,
+                &record("1.0.0", retrying, Some(kind)),
+                &model,
+                &target,
+                0,
+            );
+            assert!(!facts.install_failed, "{kind}");
+            assert!(facts.installing, "{kind}: retrying is no outcome yet");
+        }
+    }
+
+    #[test]
+    fn a_new_rollout_is_not_judged_by_an_earlier_ones_failures() {
+        let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
+        let (model, target): (ModelName, Version) =
+            ("m".parse().unwrap(), "2.0.0".parse().unwrap());
+        for kind in [ErrorKind::Integrity, ErrorKind::HealthCheck] {
+            let failed = record("1.0.0", UpdatePhase::Idle, Some(kind));
+            let later = facts_of(&id, &failed, &model, &target, STARTED + 1);
+            assert!(!later.install_failed && !later.health_failed, "{kind}");
+            let same = facts_of(&id, &failed, &model, &target, STARTED);
+            assert!(same.install_failed || same.health_failed, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_the_time_it_was_first_seen() {
+        let mut rec = record("1.0.0", UpdatePhase::Idle, None);
+        let model: ModelName = "m".parse().unwrap();
+        let mut report = ferry_shared::wire::DeviceReport {
+            models: rec.models.clone(),
+            events: Vec::new(),
+            metrics: Vec::new(),
+        };
+        report.models[0].last_error = Some(InstallError {
+            version: "2.0.0".parse().unwrap(),
+            kind: ErrorKind::Integrity,
+            message: "bad".into(),
+            at: 1,
+        });
+        crate::fleet::summary::merge_report(&mut rec, &report, 100);
+        crate::fleet::summary::merge_report(&mut rec, &report, 200);
+        assert_eq!(rec.error_seen_at(&model), 100, "the same failure again");
+        report.models[0].last_error.as_mut().unwrap().message = "worse".into();
+        crate::fleet::summary::merge_report(&mut rec, &report, 300);
+        assert_eq!(rec.error_seen_at(&model), 300, "a new failure");
+        report.models[0].last_error = None;
+        crate::fleet::summary::merge_report(&mut rec, &report, 400);
+        assert_eq!(rec.error_seen_at(&model), 0, "no failure, no time");
+    }
+}
