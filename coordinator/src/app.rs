@@ -180,6 +180,21 @@ impl Coordinator {
         Ok(PublisherTrust::Keys(ring))
     }
 
+    /// The current signed snapshot of `model` (see [`crate::registry::snapshots::current`]).
+    pub fn snapshot(
+        &self,
+        model: &ModelName,
+        now: u64,
+    ) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        crate::registry::snapshots::current(
+            &self.store,
+            &self.snapshots,
+            &self.snapshot_key,
+            model,
+            now,
+        )
+    }
+
     /// What it holds of each device in memory, for rollout facts.
     pub fn live(&self) -> Live<'_> {
         Live {

@@ -36,7 +36,6 @@ const FILES_IN_CIRCLES: &[&str] = &[
     "registry::collect",
     "registry::compat",
     "registry::publish",
-    "registry::snapshots",
     "registry::stages",
     "rollout::run",
 ];

@@ -66,7 +66,7 @@ fn trust_bundle(
         inner.generation
     };
     let roots = app.store.roots()?;
-    let bundle = match crate::registry::snapshots::current(app, model, now)? {
+    let bundle = match app.snapshot(model, now)? {
         Some(snapshot) if !roots.is_empty() => Some(Arc::new(TrustBundle {
             roots,
             snapshot: snapshot.as_ref().clone(),

@@ -23,7 +23,8 @@ use crate::api::{
 use crate::app::Coordinator;
 use crate::fleet::views::{self, Gathered};
 use crate::http::denials::Verdict;
-use crate::registry::publish::{self, RegistryError};
+use crate::registry::error::RegistryError;
+use crate::registry::publish;
 use crate::rules::access::{Action, Caller, Denied, Role};
 use crate::store::StoreError;
 use crate::store::records::StoredRelease;

@@ -96,11 +96,9 @@ async fn snapshot(
             Failure(StatusCode::BAD_REQUEST, e.to_string())
         })?;
     let app2 = app.clone();
-    let signed = tokio::task::spawn_blocking(move || {
-        crate::registry::snapshots::current(&app2, &model, unix_now())
-    })
-    .await
-    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let signed = tokio::task::spawn_blocking(move || app2.snapshot(&model, unix_now()))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     match signed {
         Some(bytes) => Ok(bytes.as_ref().clone()),
         None => Err(Failure(

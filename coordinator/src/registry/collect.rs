@@ -15,7 +15,7 @@ use ferry_shared::{Digest, ModelName, Version};
 use serde::{Deserialize, Serialize};
 
 use crate::app::Coordinator;
-use crate::registry::publish::RegistryError;
+use crate::registry::error::RegistryError;
 use crate::rules::gc::{
     Facts, Plan, ReleaseFacts, UNPUBLISHED_GRACE_SECS, UPLOAD_EXPIRY_SECS, plan,
 };

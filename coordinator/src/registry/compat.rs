@@ -15,7 +15,7 @@ use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
 use ferry_shared::{AliasName, ModelName, Release, Version};
 
 use crate::app::Coordinator;
-use crate::registry::publish::RegistryError;
+use crate::registry::error::RegistryError;
 
 /// Why `release` does not fit a device with `labels`, or `None` when it does (or when either
 /// side leaves the schemas undeclared).

@@ -5,6 +5,7 @@
 
 pub mod collect;
 pub mod compat;
+pub mod error;
 pub mod publish;
 pub mod snapshots;
 pub mod stages;

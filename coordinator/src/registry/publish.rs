@@ -1,37 +1,14 @@
 //! Registry operations: publish a signed release and move an alias. Each commits to the store
 //! first, then announces (what a device should run is [`crate::agents::desired`]'s).
 
-use ferry_shared::sign::{SignedRelease, VerifyError};
+use ferry_shared::sign::SignedRelease;
 use ferry_shared::{AliasName, ModelName};
 
+use super::error::RegistryError;
 use crate::api::{AliasChanged, AliasView, Published, SetAlias};
 use crate::app::{Coordinator, PublisherTrust};
+use crate::store::PublishOutcome;
 use crate::store::records::AliasRecord;
-use crate::store::{PublishOutcome, StoreError};
-
-/// Why a registry operation was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegistryError {
-    /// The release's signature or manifest is not acceptable.
-    #[error("release refused: {0}")]
-    Verify(#[from] VerifyError),
-    /// The release is not signed as the root requires (its publishers' threshold).
-    #[error("release refused: {0}")]
-    Trust(#[from] ferry_shared::trust::TrustError),
-    /// No publisher key is trusted yet.
-    #[error("no publisher key is trusted yet: add one with `ferryctl keys trust KEY.pub`")]
-    NoPublisherKeys,
-    /// The store refused or failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A request that cannot be carried out as asked (a bad plan, an action the state forbids).
-    #[error("{0}")]
-    Invalid(String),
-    /// The caller may not do this.
-    #[error("{0}")]
-    Forbidden(String),
-}
 
 /// Verifies and stores a release, if `permit` allows its model; announces `latest` when it
 /// moved.

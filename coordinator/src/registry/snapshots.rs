@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use ferry_shared::trust::{ReleaseMeta, Role, Snapshot, sign_metadata};
-use ferry_shared::{Digest, ModelName, Version};
+use ferry_shared::{Digest, ModelName, SecretKey, Version};
 
-use crate::app::Coordinator;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// How long a snapshot is valid.
 pub const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
@@ -32,17 +31,19 @@ struct Signed {
     signed_at: u64,
 }
 
-/// The current signed snapshot of `model`, or `None` before any root was pushed.
+/// The current signed snapshot of `model`, signed with `key` (the online snapshot key) when
+/// the cached one is stale; `None` before any root was pushed.
 pub fn current(
-    app: &Coordinator,
+    store: &Store,
+    snapshots: &SnapshotCache,
+    key: &SecretKey,
     model: &ModelName,
     now: u64,
 ) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
-    if app.store.roots()?.is_empty() {
+    if store.roots()?.is_empty() {
         return Ok(None);
     }
-    let releases: Listing = app
-        .store
+    let releases: Listing = store
         .releases(Some(model))?
         .into_iter()
         .map(|(release, stored)| {
@@ -55,11 +56,7 @@ pub fn current(
             )
         })
         .collect();
-    let mut cache = app
-        .snapshots
-        .inner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut cache = snapshots.inner.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(signed) = cache.get(model)
         && signed.releases == releases
         && now.saturating_sub(signed.signed_at) < SNAPSHOT_TTL_SECS / 2
@@ -67,15 +64,11 @@ pub fn current(
         return Ok(Some(signed.bytes.clone()));
     }
     let snapshot = Snapshot {
-        version: app.store.next_snapshot_version()?,
+        version: store.next_snapshot_version()?,
         expires: now + SNAPSHOT_TTL_SECS,
         releases: BTreeMap::from([(model.clone(), releases.clone())]),
     };
-    let bytes = Arc::new(sign_metadata(
-        Role::Snapshot,
-        &snapshot,
-        &[&app.snapshot_key],
-    ));
+    let bytes = Arc::new(sign_metadata(Role::Snapshot, &snapshot, &[key]));
     cache.insert(
         model.clone(),
         Signed {

@@ -13,7 +13,7 @@ use ferry_shared::{AliasName, ModelName, Release, Version};
 
 use crate::api::{StageView, TransitionView};
 use crate::app::Coordinator;
-use crate::registry::publish::RegistryError;
+use crate::registry::error::RegistryError;
 use crate::rules::access::PRODUCTION_ALIAS;
 use crate::rules::lifecycle::{Approval, Evidence, OnPromote, Stage, StageMove, evaluate};
 use crate::store::StoreError;
