@@ -8,6 +8,9 @@ use ferry_shared::{Release, Version};
 use crate::rules::lifecycle::{Approval, Check, Stage, StageMove};
 use serde::{Deserialize, Serialize};
 
+/// Header in which ferryctl names the person acting (recorded in the audit trail).
+pub const ACTOR_HEADER: &str = "x-ferry-actor";
+
 /// A release as listed and shown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReleaseView {

@@ -101,7 +101,7 @@ pub struct Coordinator {
     /// (see [`crate::registry::collect`]).
     pub gc_lock: tokio::sync::RwLock<()>,
     /// The artifacts being uploaded right now, one attempt each.
-    pub uploads: crate::http::uploads::InFlight,
+    pub uploads: crate::http::upload_attempts::InFlight,
     /// Deltas each device may still have encoded afresh.
     pub encode_budget: crate::agents::encode_budget::EncodeBudget,
     config_keys: Vec<PublicKey>,

@@ -24,20 +24,8 @@ const FILES_IN_CIRCLES: &[&str] = &[
     "agents::transfer",
     "app",
     "fleet::report_writer",
-    "fleet::views",
-    "http::devices",
-    "http::lineage",
-    "http::rollouts",
-    "http::router",
-    "http::stages",
-    "http::tokens",
-    "http::trust",
-    "http::uploads",
-    "registry::collect",
-    "registry::compat",
     "registry::publish",
     "registry::stages",
-    "rollout::run",
 ];
 
 /// Folders still in a circle of folders.

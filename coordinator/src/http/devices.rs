@@ -6,22 +6,25 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use ferry_shared::wire::DeviceId;
 
 use crate::api::{CreateEnrollToken, EnrollTokenCreated, EnrollTokenView, RevokeDevice};
 use crate::app::Coordinator;
-use crate::http::router::{ApiResult, Failure, actor, expiry, random_hex, token_name};
-use crate::rules::access::Caller;
+use crate::http::auth::actor;
+use crate::http::replies::{ApiResult, Failure, expiry, random_hex, token_name};
+use crate::http::route::Route;
+use crate::rules::access::{Action, Caller};
 use crate::store::enrollment::{ENROLL_PREFIX, EnrollToken, RevokedDevice, enroll_hash};
 use crate::unix_now;
 
-/// `/devices/enroll-tokens` and `/devices/{id}/revoke`, to be nested under the API.
-pub fn routes() -> Router<Arc<Coordinator>> {
-    Router::new()
-        .route("/devices/enroll-tokens", get(list).post(create))
-        .route("/devices/{id}/revoke", post(revoke))
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/devices/enroll-tokens", Action::Devices, list),
+        Route::post("/devices/enroll-tokens", Action::Devices, create),
+        Route::post("/devices/{id}/revoke", Action::Devices, revoke),
+    ]
 }
 
 fn view(id: String, t: EnrollToken) -> EnrollTokenView {

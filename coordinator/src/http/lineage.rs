@@ -5,27 +5,30 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use ferry_shared::{ModelName, Release, Version};
 use serde::Deserialize;
 
 use crate::api::{DiffView, ImpactRelease, ImpactView, LineageView};
 use crate::app::Coordinator;
-use crate::http::router::{ApiResult, Failure, parse, published_release, release_view};
+use crate::http::releases::{published_release, release_view};
+use crate::http::replies::{ApiResult, Failure, parse};
+use crate::http::route::Route;
+use crate::rules::access::Action;
 use crate::rules::lineage::{self, CardContext};
 use crate::store::StoreError;
 
-/// The lineage routes, to be nested under the API.
-pub fn routes() -> Router<Arc<Coordinator>> {
-    Router::new()
-        .route("/releases/{name}/{version}/lineage", get(ancestry))
-        .route("/releases/{name}/{version}/card", get(card))
-        .route("/releases/{name}/{a}/diff/{b}", get(diff))
-        .route("/datasets/{id}/impact", get(impact))
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/releases/{name}/{version}/lineage", Action::Read, ancestry),
+        Route::get("/releases/{name}/{version}/card", Action::Read, card),
+        Route::get("/releases/{name}/{a}/diff/{b}", Action::Read, diff),
+        Route::get("/datasets/{id}/impact", Action::Read, impact).reads_query(),
+    ]
 }
 
 /// Every release of `model`, by version.

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use ferry_shared::AliasName;
 use ferry_shared::rollout::{Command, DeviceFacts, GateReport, Holdup, Straggler, Verdict};
 
@@ -15,18 +14,25 @@ use crate::api::{
     CreateRollout, MAX_STRAGGLERS_SHOWN, RolloutAction, RolloutDevices, RolloutView, StragglerView,
 };
 use crate::app::Coordinator;
-use crate::http::router::{ApiResult, Failure, actor, check, parse};
+use crate::http::auth::{actor, check};
+use crate::http::replies::{ApiResult, Failure, parse};
+use crate::http::route::Route;
 use crate::rollout::{facts, plan, run};
 use crate::rules::access::{Action, Caller};
 use crate::store::rollouts::RolloutRecord;
 use crate::unix_now;
 
-/// `/rollouts…`, to be nested under the authenticated API.
-pub fn routes() -> Router<Arc<Coordinator>> {
-    Router::new()
-        .route("/rollouts", get(list).post(create))
-        .route("/rollouts/{id}", get(show))
-        .route("/rollouts/{id}/{action}", post(act))
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/rollouts", Action::Read, list),
+        Route::post("/rollouts", Action::RunRollout, create),
+        Route::get("/rollouts/{id}", Action::Read, show),
+        Route::post("/rollouts/{id}/{action}", Action::RunRollout, act).action_picked_by(
+            "action",
+            &[("approve", Action::Approve), ("rollback", Action::RollBack)],
+        ),
+    ]
 }
 
 fn invalid(e: impl std::fmt::Display) -> Failure {

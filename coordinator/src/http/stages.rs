@@ -5,24 +5,37 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use ferry_shared::{ModelName, Version};
 
 use crate::api::{ApprovalRequest, StageChange, StageView, TransitionView};
 use crate::app::Coordinator;
-use crate::http::router::{ApiResult, Failure, actor, parse};
+use crate::http::auth::actor;
+use crate::http::replies::{ApiResult, Failure, parse};
+use crate::http::route::Route;
 use crate::registry::stages;
-use crate::rules::access::Caller;
+use crate::rules::access::{Action, Caller};
 use crate::rules::lifecycle::Stage;
 use crate::unix_now;
 
-/// `/releases/{name}/{version}/stage…` and `/approvals`, to be nested under the API.
-pub fn routes() -> Router<Arc<Coordinator>> {
-    Router::new()
-        .route("/releases/{name}/{version}/stage", get(show))
-        .route("/releases/{name}/{version}/stage/{stage}", post(change))
-        .route("/releases/{name}/{version}/approvals", post(approve))
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/releases/{name}/{version}/stage", Action::Read, show),
+        Route::post(
+            "/releases/{name}/{version}/stage/{stage}",
+            Action::Stage,
+            change,
+        )
+        .action_picked_by("stage", &[("production", Action::Promote)])
+        .model_in("name"),
+        Route::post(
+            "/releases/{name}/{version}/approvals",
+            Action::Approve,
+            approve,
+        )
+        .model_in("name"),
+    ]
 }
 
 fn release_of(name: &str, version: &str) -> Result<(ModelName, Version), Failure> {

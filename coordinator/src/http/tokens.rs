@@ -6,22 +6,26 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use ferry_shared::ModelName;
 
 use crate::api::{CreateToken, TokenCreated, TokenView};
 use crate::app::Coordinator;
-use crate::http::router::{ApiResult, Failure, actor, expiry, parse, random_hex, token_name};
-use crate::rules::access::Caller;
+use crate::http::auth::actor;
+use crate::http::replies::{ApiResult, Failure, expiry, parse, random_hex, token_name};
+use crate::http::route::Route;
+use crate::rules::access::{Action, Caller};
 use crate::store::tokens::{TOKEN_PREFIX, TokenRecord, secret_hash};
 use crate::unix_now;
 
-/// `/tokens…`, to be nested under the authenticated API.
-pub fn routes() -> Router<Arc<Coordinator>> {
-    Router::new()
-        .route("/tokens", get(list).post(create))
-        .route("/tokens/{id}", delete(revoke))
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
+        // Even listing tokens (names, roles, scopes) is for admins.
+        Route::get("/tokens", Action::Administer, list),
+        Route::post("/tokens", Action::Administer, create),
+        Route::delete("/tokens/{id}", Action::Administer, revoke),
+    ]
 }
 
 fn view(id: String, r: TokenRecord) -> TokenView {

@@ -6,23 +6,27 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use ferry_shared::ModelName;
 use ferry_shared::trust::{Root, inspect_root};
 
-use crate::api::{RootView, TrustView};
+use crate::api::{KeyView, RootView, TrustKey, TrustView};
 use crate::app::Coordinator;
-use crate::http::router::{ApiResult, Failure, actor};
-use crate::rules::access::Caller;
+use crate::http::auth::actor;
+use crate::http::replies::{ApiResult, Failure, bad_request, parse};
+use crate::http::route::Route;
+use crate::rules::access::{Action, Caller};
 use crate::unix_now;
 
-/// `/trust` and `/trust/roots`, to be nested under the API.
-pub fn routes() -> Router<Arc<Coordinator>> {
-    Router::new()
-        .route("/trust", get(show))
-        .route("/trust/roots", post(push))
-        .route("/trust/snapshot", get(snapshot))
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/trust", Action::Read, show),
+        Route::post("/trust/roots", Action::Administer, push),
+        Route::get("/trust/snapshot", Action::Read, snapshot).reads_query(),
+        Route::get("/keys", Action::Read, list_keys),
+        Route::post("/keys", Action::Administer, trust_key),
+    ]
 }
 
 fn view(root: &Root) -> RootView {
@@ -106,4 +110,41 @@ async fn snapshot(
             "no root metadata yet: `ferryctl keys root push`".into(),
         )),
     }
+}
+
+async fn list_keys(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<KeyView>> {
+    let views = app
+        .store
+        .publisher_keys()?
+        .into_iter()
+        .map(|k| KeyView {
+            key_id: k.key.key_id().to_string(),
+            public_key: k.key.to_string(),
+            name: k.name,
+            added_at: k.added_at,
+            added_by: k.added_by,
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+async fn trust_key(
+    State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Json(request): Json<TrustKey>,
+) -> Result<StatusCode, Failure> {
+    let key: ferry_shared::PublicKey = parse(&request.public_key)?;
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return Err(bad_request("a key name must be 1 to 64 characters"));
+    }
+    let added = app
+        .store
+        .trust_publisher(key, name, &actor(&caller, &headers), unix_now())?;
+    Ok(if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    })
 }

@@ -9,21 +9,21 @@
 //! without `Upload-Length` (older clients) is taken whole, as before. One attempt per
 //! artifact runs at a time: a second is refused while the first is under way (409).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use ferry_shared::Digest;
 use ferry_shared::chunk::ChunkParams;
 use futures_util::StreamExt;
 
 use crate::api::{BlobStored, UploadProgress};
 use crate::app::Coordinator;
-use crate::http::router::{Failure, parse};
+use crate::http::replies::{Failure, parse};
+use crate::http::route::Route;
+use crate::rules::access::Action;
 use crate::store::blobs::{Arrival, BlobError, Spool, uploaded_part};
 use crate::store::chunks::ChunkStore;
 use crate::store::records::BlobRecord;
@@ -34,51 +34,14 @@ pub const UPLOAD_OFFSET: &str = "upload-offset";
 /// The artifact's whole size, which makes a `PUT` resumable.
 pub const UPLOAD_LENGTH: &str = "upload-length";
 
-/// `/blobs…`, to be nested under the authenticated API.
-pub fn routes() -> Router<Arc<Coordinator>> {
-    Router::new()
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
         // Artifacts stream to the spool under `max_artifact_bytes`; every other body is small.
-        .route(
-            "/blobs/{hash}",
-            put(upload)
-                .get(stored)
-                .layer(axum::extract::DefaultBodyLimit::disable()),
-        )
-        .route("/blobs/{hash}/upload", get(progress))
-}
-
-/// The artifacts being uploaded right now.
-#[derive(Default)]
-pub struct InFlight(Mutex<HashSet<Digest>>);
-
-/// One artifact's upload, under way until dropped.
-struct Attempt<'a> {
-    in_flight: &'a InFlight,
-    hash: Digest,
-}
-
-impl InFlight {
-    /// The upload of `hash`, unless another is under way.
-    fn begin(&self, hash: Digest) -> Result<Attempt<'_>, Failure> {
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !set.insert(hash) {
-            return Err(Failure(
-                StatusCode::CONFLICT,
-                format!("an upload of {hash} is already under way"),
-            ));
-        }
-        Ok(Attempt {
-            in_flight: self,
-            hash,
-        })
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        let mut set = self.in_flight.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.hash);
-    }
+        Route::put("/blobs/{hash}", Action::Upload, upload).body_unlimited(),
+        Route::get("/blobs/{hash}", Action::Read, stored).body_unlimited(),
+        Route::get("/blobs/{hash}/upload", Action::Read, progress),
+    ]
 }
 
 /// What the API says of a stored artifact (`resumed_from`: bytes earlier attempts sent).
@@ -267,18 +230,6 @@ fn failure(e: BlobError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_attempt_per_artifact_runs_at_a_time() {
-        let in_flight = InFlight::default();
-        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
-        let first = in_flight.begin(a).ok().unwrap();
-        let refused = in_flight.begin(a).err().unwrap();
-        assert_eq!(refused.0, StatusCode::CONFLICT, "{}", refused.1);
-        assert!(in_flight.begin(b).is_ok(), "another artifact may upload");
-        drop(first);
-        assert!(in_flight.begin(a).is_ok(), "free again once the first ends");
-    }
 
     #[test]
     fn upload_headers_must_be_byte_counts() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use ferry_coordinator::api::ACTOR_HEADER;
 use ferry_coordinator::api::ApiError;
-use ferry_coordinator::http::router::ACTOR_HEADER;
 use ferry_shared::pin::normalize_fingerprint;
 use ferry_shared::pinned::{PinnedCert, https_client_config};
 use serde::Serialize;

@@ -1,0 +1,89 @@
+//! The fleet routes: every device with its reported state, the fleet's status, and version
+//! fragmentation with its history.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use ferry_shared::ModelName;
+use serde::Deserialize;
+
+use crate::api::{DeviceView, FleetStatus, FragmentationReport};
+use crate::app::Coordinator;
+use crate::fleet::views::{self, Gathered};
+use crate::http::replies::{ApiResult, parse};
+use crate::http::route::Route;
+use crate::rules::access::Action;
+use crate::unix_now;
+
+/// The routes, declared with what each requires.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/devices", Action::Read, list_devices),
+        Route::get("/fleet/status", Action::Read, fleet_status).reads_query(),
+        Route::get("/fleet/fragmentation", Action::Read, fleet_fragmentation).reads_query(),
+    ]
+}
+
+async fn list_devices(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<DeviceView>> {
+    let revoked = app.store.revoked_devices()?;
+    let views = Gathered::read(&app)?
+        .devices
+        .into_iter()
+        .map(|(id, r, connected, last_seen)| DeviceView {
+            revoked_at: revoked.get(id.as_str()).map(|r| r.at),
+            id: id.to_string(),
+            labels: r.labels,
+            agent_version: r.agent_version,
+            enrolled_at: r.enrolled_at,
+            last_seen,
+            connected,
+            follows: r.follows,
+            models: r.models,
+            recent_events: r.recent_events,
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    stale_after: Option<u64>,
+}
+
+async fn fleet_status(
+    State(app): State<Arc<Coordinator>>,
+    Query(query): Query<StatusQuery>,
+) -> ApiResult<FleetStatus> {
+    let gathered = Gathered::read(&app)?;
+    let stale_after = query.stale_after.unwrap_or(app.config.stale_after_secs);
+    Ok(Json(views::fleet_status(
+        &app,
+        &gathered,
+        unix_now(),
+        stale_after,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FragmentationQuery {
+    model: Option<String>,
+    by: Option<String>,
+    /// Days of history (default 7).
+    days: Option<u64>,
+}
+
+async fn fleet_fragmentation(
+    State(app): State<Arc<Coordinator>>,
+    Query(query): Query<FragmentationQuery>,
+) -> ApiResult<FragmentationReport> {
+    let model: Option<ModelName> = query.model.as_deref().map(parse).transpose()?;
+    let by = query.by.as_deref().filter(|b| !b.is_empty());
+    let now = unix_now();
+    let since = now.saturating_sub(query.days.unwrap_or(7).saturating_mul(86_400));
+    let gathered = Gathered::read(&app)?;
+    let report = views::fragmentation(&app, &gathered, model.as_ref(), by, now, Some(since))?;
+    Ok(Json(report))
+}
