@@ -11,7 +11,10 @@ use tokio::sync::broadcast;
 use crate::agents::transfer::Transfer;
 use crate::config::Config;
 use crate::fleet::summary::Presence;
+use crate::registry::admission::Pointing;
+use crate::registry::error::RegistryError;
 use crate::rollout::facts::Live;
+use crate::rules::lifecycle::Stage;
 use crate::secrets::BootstrapToken;
 use crate::store::{Store, StoreError};
 
@@ -193,6 +196,12 @@ impl Coordinator {
             model,
             now,
         )
+    }
+
+    /// Whether devices may be pointed at a release (see [`crate::registry::admission`]).
+    pub fn admit(&self, pointing: &Pointing<'_>) -> Result<Option<String>, RegistryError> {
+        let gated = self.config.stages.contains_key(&Stage::Production);
+        crate::registry::admission::admit(&self.store, gated, pointing)
     }
 
     /// What it holds of each device in memory, for rollout facts.

@@ -24,8 +24,6 @@ const FILES_IN_CIRCLES: &[&str] = &[
     "agents::transfer",
     "app",
     "fleet::report_writer",
-    "registry::publish",
-    "registry::stages",
 ];
 
 /// Folders still in a circle of folders.

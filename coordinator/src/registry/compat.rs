@@ -14,8 +14,8 @@ use ferry_shared::rollout::Selector;
 use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
 use ferry_shared::{AliasName, ModelName, Release, Version};
 
-use crate::app::Coordinator;
 use crate::registry::error::RegistryError;
+use crate::store::Store;
 
 /// Why `release` does not fit a device with `labels`, or `None` when it does (or when either
 /// side leaves the schemas undeclared).
@@ -63,19 +63,18 @@ pub fn misfit(release: &Release, labels: &BTreeMap<String, String>) -> Option<St
 /// Checks `version` against the devices following `model@alias` (within `cohort`, when
 /// given). Refused when any does not fit, unless `force`; then the note to audit.
 pub fn check_fit(
-    app: &Coordinator,
+    store: &Store,
     model: &ModelName,
     alias: &AliasName,
     version: &Version,
     cohort: Option<&Selector>,
     force: bool,
 ) -> Result<Option<String>, RegistryError> {
-    let Some((release, _)) = app.store.release(model, version)? else {
+    let Some((release, _)) = store.release(model, version)? else {
         // Unpublished: the store says so.
         return Ok(None);
     };
-    let misfits: Vec<(String, String)> = app
-        .store
+    let misfits: Vec<(String, String)> = store
         .devices()?
         .into_iter()
         .filter(|(_, r)| {

@@ -4,6 +4,7 @@
 use ferry_shared::sign::SignedRelease;
 use ferry_shared::{AliasName, ModelName};
 
+use super::admission::{By, Pointing};
 use super::error::RegistryError;
 use crate::api::{AliasChanged, AliasView, Published, SetAlias};
 use crate::app::{Coordinator, PublisherTrust};
@@ -67,30 +68,6 @@ pub fn publish(
     })
 }
 
-/// Refuses to point devices at a release they could not get: expired (every device would
-/// refuse it), or with its bytes freed by retention.
-pub fn refuse_unservable(
-    app: &Coordinator,
-    model: &ModelName,
-    version: &ferry_shared::Version,
-    now: u64,
-) -> Result<(), RegistryError> {
-    if let Some(purge) = app.store.purge_of(model, version)? {
-        return Err(RegistryError::Invalid(format!(
-            "{model} {version}'s bytes were freed by retention ({}); it can no longer be installed",
-            purge.why
-        )));
-    }
-    match app.store.release(model, version)? {
-        Some((release, _)) if release.is_expired(now) => Err(RegistryError::Invalid(format!(
-            "{model} {version} expired at {} (revision {}): devices would refuse it; \
-             extend it first with `ferryctl releases resign {model} {version} --key KEY`",
-            release.expires, release.revision
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Points an alias at a published version and tells the devices following it.
 pub fn set_alias(
     app: &Coordinator,
@@ -100,16 +77,15 @@ pub fn set_alias(
     actor: &str,
     now: u64,
 ) -> Result<AliasChanged, RegistryError> {
-    refuse_unservable(app, model, &request.version, now)?;
-    crate::registry::stages::check_may_serve(app, model, alias, &request.version)?;
-    let forced = crate::registry::compat::check_fit(
-        app,
+    let forced = app.admit(&Pointing {
         model,
         alias,
-        &request.version,
-        None,
-        request.force,
-    )?;
+        version: &request.version,
+        cohort: None,
+        by: By::AliasOrRollout,
+        force: request.force,
+        now,
+    })?;
     let reason = match (request.reason, forced) {
         (Some(r), Some(f)) => Some(format!("{r} ({f})")),
         (r, f) => r.or(f),

@@ -13,6 +13,7 @@ use ferry_shared::{AliasName, ModelName, Release, Version};
 
 use crate::api::{StageView, TransitionView};
 use crate::app::Coordinator;
+use crate::registry::admission::{By, Pointing};
 use crate::registry::error::RegistryError;
 use crate::rules::access::PRODUCTION_ALIAS;
 use crate::rules::lifecycle::{Approval, Evidence, OnPromote, Stage, StageMove, evaluate};
@@ -206,15 +207,15 @@ pub fn transition(
             .collect();
         match policy.map(|p| (p.on_promote, p.rollout_plan.as_deref())) {
             Some((OnPromote::Alias, _)) => {
-                crate::registry::publish::refuse_unservable(app, model, version, now)?;
-                let forced = crate::registry::compat::check_fit(
-                    app,
+                let forced = app.admit(&Pointing {
                     model,
-                    &prod_alias()?,
+                    alias: &prod_alias()?,
                     version,
-                    None,
+                    cohort: None,
+                    by: By::Promotion,
                     force,
-                )?;
+                    now,
+                })?;
                 effects.set_prod = Some((
                     prod_alias()?,
                     AliasRecord {
@@ -226,17 +227,17 @@ pub fn transition(
                 ));
             }
             Some((OnPromote::Rollout, Some(file))) => {
-                crate::registry::publish::refuse_unservable(app, model, version, now)?;
                 let plan = crate::rollout::plan::promotion_plan(file, model, version)
                     .map_err(RegistryError::Invalid)?;
-                let forced = crate::registry::compat::check_fit(
-                    app,
+                let forced = app.admit(&Pointing {
                     model,
-                    &prod_alias()?,
+                    alias: &prod_alias()?,
                     version,
-                    Some(&plan.cohort),
+                    cohort: Some(&plan.cohort),
+                    by: By::Promotion,
                     force,
-                )?;
+                    now,
+                })?;
                 let record = crate::rollout::plan::new_record(plan, prod_alias()?, actor, now);
                 effects.rollout = Some((record, noted(forced)));
             }
@@ -320,28 +321,4 @@ fn view_of(model: &ModelName, version: &Version, record: StageRecord) -> StageVi
         approvals: record.approvals,
         history: record.history,
     }
-}
-
-/// Once production is gated, refuses to point `prod` at a release that is neither in
-/// production nor deprecated (other aliases are free).
-pub fn check_may_serve(
-    app: &Coordinator,
-    model: &ModelName,
-    alias: &AliasName,
-    version: &Version,
-) -> Result<(), RegistryError> {
-    if alias.as_str() != PRODUCTION_ALIAS || !app.config.stages.contains_key(&Stage::Production) {
-        return Ok(());
-    }
-    let Some(record) = app.store.stage(model, version)? else {
-        // Unpublished: the store names that.
-        return Ok(());
-    };
-    if record.stage.may_serve() {
-        return Ok(());
-    }
-    Err(RegistryError::Invalid(format!(
-        "{model} {version} is in {}: while [stages.production] gates production, `prod` points only at a release in production (or deprecated, to roll back); promote it with `ferryctl stage {model} {version} production`",
-        record.stage
-    )))
 }

@@ -15,6 +15,7 @@ use super::facts::fleet_facts;
 use super::plan::new_record;
 use crate::api::SetAlias;
 use crate::app::Coordinator;
+use crate::registry::admission::{By, Pointing};
 use crate::registry::error::RegistryError;
 use crate::registry::publish;
 use crate::store::StoreError;
@@ -36,16 +37,15 @@ pub fn create(
 ) -> Result<RolloutRecord, RegistryError> {
     plan.validate()
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    crate::registry::publish::refuse_unservable(app, &plan.model, &plan.target, now)?;
-    crate::registry::stages::check_may_serve(app, &plan.model, &alias, &plan.target)?;
-    let forced = crate::registry::compat::check_fit(
-        app,
-        &plan.model,
-        &alias,
-        &plan.target,
-        Some(&plan.cohort),
+    let forced = app.admit(&Pointing {
+        model: &plan.model,
+        alias: &alias,
+        version: &plan.target,
+        cohort: Some(&plan.cohort),
+        by: By::AliasOrRollout,
         force,
-    )?;
+        now,
+    })?;
     let why = match forced {
         Some(note) if why.is_empty() => note,
         Some(note) => format!("{why} ({note})"),
