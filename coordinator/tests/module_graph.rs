@@ -17,11 +17,9 @@ const FILES_IN_CIRCLES: &[&str] = &[
     "agents::desired",
     "agents::fanout",
     "agents::fetch",
-    "agents::first_install",
     "agents::quic",
     "agents::reach",
     "agents::sessions",
-    "agents::transfer",
     "app",
     "fleet::report_writer",
 ];

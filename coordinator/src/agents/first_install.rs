@@ -7,20 +7,16 @@
 //! level 19 costs about 3.7 times zstd -19's CPU per byte. The warmer encodes a release's
 //! first install when an alias that devices follow, or a rollout, targets it; one chunk at a
 //! time, so that only one set of its large match tables (48 MiB) is held at once, and giving
-//! way to the next alias move between chunks (see [`crate::agents::transfer::warm_on_alias_moves`]).
+//! way to the next alias move between chunks (see [`crate::agents::warm::warm_on_alias_moves`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ferry_shared::Variant;
 use ferry_shared::chunk::{ChunkIndex, ChunkRef};
 use ferry_shared::delta::{Encoded, Encoding, encode_after_own_prefix};
-use ferry_shared::plan::{WINDOW, install_window};
 use ferry_shared::wire::{WindowRef, decodes};
 
-use crate::agents::transfer::{ServeError, Transfer, Warmed, blocking, read_window};
-use crate::app::Coordinator;
+use crate::agents::transfer::{ServeError, Transfer, blocking, read_window};
 use crate::store::deltas::DeltaKey;
 
 /// A stored chunk whose frame is at least this share of its bytes (in percent) is not worth
@@ -51,7 +47,7 @@ impl Transfer {
     /// Encodes chunk `chunk` of the artifact cut as `index` against `window` (bytes of the
     /// same artifact before it) into the cache, unless it is there or incompressible; true
     /// when it encoded. Waits for an encode worker.
-    async fn warm_own_window(
+    pub(crate) async fn warm_own_window(
         self: &Arc<Self>,
         index: Arc<ChunkIndex>,
         chunk: ChunkRef,
@@ -89,43 +85,6 @@ impl Transfer {
     }
 }
 
-/// Encodes the first install of `variant` (each distinct chunk once, at its first place),
-/// stopping between chunks when `give_way` says so; returns how many chunks were encoded, and
-/// whether it finished.
-pub(crate) async fn warm(
-    app: &Arc<Coordinator>,
-    variant: &Variant,
-    give_way: &(dyn Fn() -> bool + Sync),
-) -> Result<(usize, Warmed), ServeError> {
-    let Some(index) = app.store.blob_index(&variant.hash)? else {
-        return Ok((0, Warmed::Done));
-    };
-    let index = Arc::new(index);
-    let mut seen = HashSet::new();
-    let mut encoded = 0;
-    let spans: Vec<(u64, ChunkRef)> = index.spans().map(|(o, c)| (o, *c)).collect();
-    for (offset, chunk) in spans {
-        if give_way() {
-            return Ok((encoded, Warmed::GaveWay));
-        }
-        // A repeat is placed with its first copy: the device never asks for it.
-        if !seen.insert(chunk.hash) {
-            continue;
-        }
-        let Some(window) = install_window(variant.hash, offset, WINDOW) else {
-            continue;
-        };
-        if app
-            .transfer
-            .warm_own_window(index.clone(), chunk, window)
-            .await?
-        {
-            encoded += 1;
-        }
-    }
-    Ok((encoded, Warmed::Done))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +92,7 @@ mod tests {
     use crate::store::deltas::DeltaCache;
     use ferry_shared::chunk::ChunkParams;
     use ferry_shared::delta::{Encoding, Limits, decode_in_window};
+    use ferry_shared::plan::{WINDOW, install_window};
     use ferry_shared::testutil::noise;
 
     /// A file that repeats one block with small changes, then ends in noise: each chunk but

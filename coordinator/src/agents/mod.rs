@@ -2,7 +2,7 @@
 //! [`device_tls`]), one session per device ([`sessions`]), what each device should run and the
 //! push when that changes ([`desired`], [`fanout`]), what a device may fetch ([`reach`]), and
 //! serving chunks and deltas ([`fetch`], [`transfer`], [`first_install`], [`sketches`],
-//! [`encode_budget`], [`trim`]).
+//! [`encode_budget`], [`trim`]), and the warmer that encodes ahead of devices ([`warm`]).
 
 pub mod desired;
 pub mod device_tls;
@@ -16,3 +16,4 @@ pub mod sessions;
 pub mod sketches;
 pub mod transfer;
 pub mod trim;
+pub mod warm;

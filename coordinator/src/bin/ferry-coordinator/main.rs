@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ferry_coordinator::agents::quic;
-use ferry_coordinator::agents::transfer::{self, Transfer};
+use ferry_coordinator::agents::transfer::Transfer;
 use ferry_coordinator::app::Coordinator;
 use ferry_coordinator::config::Config;
 use ferry_coordinator::http::{listen as http_listen, router as http};
@@ -262,7 +262,9 @@ async fn serve(config: Config) -> Result<()> {
     ));
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
     let http_task = tokio::spawn(http::serve(listener, admin_tls, app.clone()));
-    let warm_task = tokio::spawn(transfer::warm_on_alias_moves(app.clone()));
+    let warm_task = tokio::spawn(ferry_coordinator::agents::warm::warm_on_alias_moves(
+        app.clone(),
+    ));
     let trim_task = tokio::spawn(ferry_coordinator::agents::trim::trim_when_idle(app.clone()));
     let rollout_task = tokio::spawn(ferry_coordinator::rollout::run::drive(
         app.clone(),
