@@ -77,10 +77,9 @@ pub struct Coordinator {
     /// Model metrics devices report.
     pub metrics: crate::fleet::summary::FleetMetrics,
     /// Desired states and steering rollouts, computed once per change.
-    pub desired: crate::agents::desired::DesiredCache,
-    /// The thread that merges device reports in batches (started on first use).
-    pub report_writer:
-        std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::fleet::report_writer::Job>>,
+    pub desired: crate::agents::desired_cache::DesiredCache,
+    /// The queue to the thread that merges device reports in batches (started on first use).
+    pub report_queue: crate::fleet::report_queue::ReportQueue,
     /// Bearer token of the admin API (its hash).
     pub admin_token: BootstrapToken,
     /// Bearer token that may read (GET) the admin API, the dashboard and `/metrics`.
@@ -145,8 +144,8 @@ impl Coordinator {
             presence: Presence::default(),
             sessions: crate::agents::sessions::Sessions::default(),
             metrics: crate::fleet::summary::FleetMetrics::default(),
-            desired: crate::agents::desired::DesiredCache::default(),
-            report_writer: std::sync::OnceLock::new(),
+            desired: crate::agents::desired_cache::DesiredCache::default(),
+            report_queue: Default::default(),
             admin_token,
             viewer_token,
             enrollment_token,

@@ -200,7 +200,7 @@ impl Config {
                 // A broken plan is found now, not at the first promotion.
                 let (model, version) = ("config-check".parse(), "0.0.0".parse());
                 if let (Ok(model), Ok(version)) = (model, version) {
-                    crate::rollout::plan::promotion_plan(file, &model, &version)
+                    crate::registry::rollout_plans::promotion_plan(file, &model, &version)
                         .map_err(ConfigError::Invalid)?;
                 }
             }

@@ -3,51 +3,19 @@
 //! that may steer a device are kept in memory, so a device's own record is read only when a
 //! rollout of its model could apply to it. Both caches are invalidated by the same
 //! announcement that wakes the sessions, and a value computed from before an invalidation is
-//! never stored after it (a generation counter guards the race).
+//! never stored after it (a generation counter guards the race). The caches themselves are
+//! [`crate::agents::desired_cache`]'s.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ferry_shared::rollout::{Desired, Phase, desired};
 use ferry_shared::wire::{DesiredRelease, DesiredState, DeviceId, Follow, TrustBundle};
-use ferry_shared::{AliasName, ModelName, Version};
+use ferry_shared::{ModelName, Version};
 
 use crate::app::Coordinator;
 use crate::rollout::facts::facts_of;
 use crate::store::StoreError;
 use crate::store::rollouts::RolloutRecord;
-
-/// The caches.
-#[derive(Default)]
-pub struct DesiredCache {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    generation: u64,
-    by_alias: HashMap<(ModelName, AliasName), Arc<DesiredState>>,
-    /// Rollouts that can steer devices, newest first (see [`steering_rollouts`]).
-    steering: Option<Arc<Vec<RolloutRecord>>>,
-    /// The trust metadata sent with every desired state of a model, and when it was
-    /// assembled.
-    trust: HashMap<ModelName, (u64, Option<Arc<TrustBundle>>)>,
-}
-
-impl DesiredCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Forgets everything (an alias or a rollout changed).
-    pub fn invalidate(&self) {
-        let mut inner = self.lock();
-        inner.generation += 1;
-        inner.by_alias.clear();
-        inner.steering = None;
-        inner.trust.clear();
-    }
-}
 
 /// The root chain and a snapshot of `model` fresh enough to send (re-assembled after an
 /// invalidation or half the snapshot's lifetime); `None` before any root was pushed.

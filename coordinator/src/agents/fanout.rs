@@ -1,6 +1,7 @@
 //! Telling open sessions that an alias moved (by `alias set`, a stage move, or a rollout's
 //! decision changing what some of its devices should run): the [`Fanout`] task writes each
-//! concerned session's new desired state straight into that session's [`ControlStream`].
+//! concerned session's new desired state straight into that session's [`ControlStream`]
+//! ([`crate::agents::push`] runs the task; this holds the queue and the streams).
 //!
 //! Before, every session subscribed to a broadcast of alias moves and one of revocations:
 //! each move woke every session at once, and each revocation woke every session to compare
@@ -15,19 +16,13 @@
 //! agent then reconnects, and its new session pushes it what it should run, as a session
 //! ending on a failed push did before.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 
 use ferry_shared::wire::io::{FrameIoError, write_frame};
-use ferry_shared::wire::{DeviceId, Follow, MAX_FRAME, ToAgent, WireError};
+use ferry_shared::wire::{DesiredState, DeviceId, Follow, MAX_FRAME, ToAgent, WireError};
 use ferry_shared::{AliasName, ModelName};
 use quinn::SendStream;
 use tokio::sync::Notify;
-
-use crate::agents::desired::desired_state;
-use crate::agents::quic::SessionError;
-use crate::app::Coordinator;
 
 /// An alias that moved.
 pub type Moved = (ModelName, AliasName);
@@ -62,10 +57,15 @@ impl ControlStream {
         write_frame(&mut *self.send.lock().await, message).await
     }
 
-    /// Pushes what the device should run now for `follow`.
-    pub async fn push(&self, app: &Coordinator, follow: &Follow) -> Result<(), SessionError> {
+    /// Pushes what the device should run now for `follow`, as `desired` computes it: under
+    /// the stream's lock, so that a state computed later is never overtaken by an older one.
+    pub async fn push_with<E: From<FrameIoError>>(
+        &self,
+        follow: &Follow,
+        desired: impl FnOnce() -> Result<DesiredState, E>,
+    ) -> Result<(), E> {
         let mut send = self.send.lock().await;
-        let desired = desired_state(app, follow, &self.id)?;
+        let desired = desired()?;
         match write_frame(&mut *send, &ToAgent::Desired(desired)).await {
             Err(FrameIoError::Wire(WireError::FrameTooLarge(bytes))) => {
                 // Only a model with a great many releases (each listed in its snapshot) gets
@@ -85,12 +85,12 @@ impl ControlStream {
     /// Resets the stream ([`PUSH_FAILED_CODE`]): the agent's session ends and it reconnects,
     /// and a new session starts by pushing everything it follows. (On a lost connection this
     /// does nothing more than the loss.)
-    async fn reset(&self) {
+    pub async fn reset(&self) {
         let _ = self.send.lock().await.reset(PUSH_FAILED_CODE.into());
     }
 
     /// The follows among `moved`.
-    fn moved<'a>(&'a self, moved: &'a [Moved]) -> impl Iterator<Item = &'a Follow> {
+    pub fn moved<'a>(&'a self, moved: &'a [Moved]) -> impl Iterator<Item = &'a Follow> {
         self.follows.iter().filter(move |f| {
             moved
                 .iter()
@@ -118,84 +118,13 @@ impl Fanout {
         self.wake.notify_one();
     }
 
-    fn take_pending(&self) -> Vec<Moved> {
+    /// Waits for the next announcement.
+    pub async fn notified(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Every announcement made since the last call.
+    pub fn take_pending(&self) -> Vec<Moved> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// Pushes each announcement to the sessions it concerns, until the process ends.
-/// Announcements made while a pass runs are coalesced into the next pass (the sessions pushed
-/// to in this one are pushed to again: what they should run may have changed since).
-pub async fn run(app: Arc<Coordinator>) {
-    loop {
-        app.fanout.wake.notified().await;
-        let moved = app.fanout.take_pending();
-        if moved.is_empty() {
-            continue;
-        }
-        for control in app.sessions.controls() {
-            for follow in control.moved(&moved) {
-                let push = {
-                    let (app, control, follow) = (app.clone(), control.clone(), follow.clone());
-                    async move {
-                        if let Err(e) = control.push(&app, &follow).await {
-                            tracing::warn!(device = %control.id, "push failed: {e}");
-                            control.reset().await;
-                        }
-                    }
-                };
-                now_or_in_a_task(push).await;
-            }
-        }
-    }
-}
-
-/// Runs `work` here if it completes at once (a push whose frame fits the stream's window),
-/// else finishes it in a task of its own: an agent that stopped reading must not hold up the
-/// rest of the fleet. Never drops `work` half done (a frame half written would break the
-/// stream).
-async fn now_or_in_a_task(work: impl Future<Output = ()> + Send + 'static) {
-    let mut work = Box::pin(work);
-    let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-    if first.is_pending() {
-        tokio::spawn(work);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    #[tokio::test]
-    async fn work_that_must_wait_is_finished_in_a_task_not_dropped() {
-        let gate = Arc::new(Notify::new());
-        let done = Arc::new(AtomicBool::new(false));
-        let (g, d) = (gate.clone(), done.clone());
-        now_or_in_a_task(async move {
-            g.notified().await;
-            d.store(true, Ordering::SeqCst);
-        })
-        .await;
-        assert!(
-            !done.load(Ordering::SeqCst),
-            "returned before the work could finish"
-        );
-        gate.notify_one();
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while !done.load(Ordering::SeqCst) {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the work finished in its task");
-    }
-
-    #[tokio::test]
-    async fn work_that_completes_at_once_runs_here() {
-        let done = Arc::new(AtomicBool::new(false));
-        let d = done.clone();
-        now_or_in_a_task(async move { d.store(true, Ordering::SeqCst) }).await;
-        assert!(done.load(Ordering::SeqCst));
     }
 }

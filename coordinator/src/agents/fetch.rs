@@ -20,8 +20,8 @@ use ferry_shared::wire::{
 use quinn::{RecvStream, SendStream};
 use tracing::{debug, warn};
 
-use crate::agents::quic::SessionError;
 use crate::agents::reach::{Reach, reach_of};
+use crate::agents::session_error::SessionError;
 use crate::agents::transfer::ServeError;
 use crate::app::{Coordinator, Counters};
 

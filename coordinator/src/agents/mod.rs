@@ -5,13 +5,16 @@
 //! [`encode_budget`], [`trim`]), and the warmer that encodes ahead of devices ([`warm`]).
 
 pub mod desired;
+pub mod desired_cache;
 pub mod device_tls;
 pub mod encode_budget;
 pub mod fanout;
 pub mod fetch;
 pub mod first_install;
+pub mod push;
 pub mod quic;
 pub mod reach;
+pub mod session_error;
 pub mod sessions;
 pub mod sketches;
 pub mod transfer;

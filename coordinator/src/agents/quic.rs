@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
-use ferry_shared::wire::io::{
-    FrameIoError, FrameReader, read_frame, read_preamble, write_frame, write_preamble,
-};
+use ferry_shared::wire::io::{FrameReader, read_frame, read_preamble, write_frame, write_preamble};
 use ferry_shared::wire::{
     ALPN, DEVICE_AUTH_EXPORTER_LABEL, DeviceId, Follow, Hello, OLDEST_PROTOCOL_VERSION,
     PROTOCOL_VERSION, Refusal, RefusalKind, ToAgent, ToCoordinator, Welcome, serves,
@@ -22,9 +20,10 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tracing::{debug, info, warn};
 
 use crate::agents::fanout::ControlStream;
+use crate::agents::session_error::SessionError;
 use crate::agents::sessions::REVOKED_CODE;
 use crate::app::Coordinator;
-use crate::fleet::summary::{is_notable, merge_report};
+use crate::fleet::summary::{log_events, merge_report};
 use crate::secrets::{RestartKeys, TlsIdentity};
 use crate::store::StoreError;
 use crate::store::enrollment::Admission;
@@ -33,26 +32,6 @@ use crate::unix_now;
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Failures of one agent session.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    /// The connection failed or closed.
-    #[error("connection: {0}")]
-    Connection(#[from] quinn::ConnectionError),
-    /// Bad frames or a broken stream.
-    #[error(transparent)]
-    Frame(#[from] FrameIoError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The agent broke the protocol.
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    /// The session was refused.
-    #[error("refused: {0}")]
-    Refused(String),
-}
 
 /// Failures setting up the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +160,7 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 
 /// Accepts connections until the endpoint closes.
 pub async fn serve(endpoint: Endpoint, app: Arc<Coordinator>) {
-    let fanout = tokio::spawn(crate::agents::fanout::run(app.clone()));
+    let fanout = tokio::spawn(crate::agents::push::run(app.clone()));
     while let Some(incoming) = endpoint.accept().await {
         let app = app.clone();
         let remote = incoming.remote_address();
@@ -438,12 +417,6 @@ fn admit(
     Ok(Ok((id, record)))
 }
 
-pub(crate) fn log_events(id: &DeviceId, events: &[ferry_shared::wire::DeviceEvent]) {
-    for event in events.iter().filter(|e| is_notable(e)) {
-        warn!(device = %id, model = %event.model, "device event: {:?}", event.kind);
-    }
-}
-
 /// One accepted session's particulars.
 struct Session<'a> {
     conn: &'a Connection,
@@ -475,7 +448,7 @@ async fn control_loop(
     // for its whole life, though each runs for moments; boxed, they take memory only while
     // they run. There is no `closed()` branch below: `accept_bi` ends with the connection.
     for follow in &control.follows {
-        Box::pin(control.push(app, follow)).await?;
+        Box::pin(crate::agents::push::push(app, control, follow)).await?;
     }
     let mut reports = FrameReader::default();
     loop {

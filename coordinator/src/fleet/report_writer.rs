@@ -9,21 +9,13 @@ use ferry_shared::wire::{DeviceId, DeviceReport};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::agents::quic::log_events;
 use crate::app::Coordinator;
-use crate::fleet::summary::merge_report;
+use crate::fleet::report_queue::Job;
+use crate::fleet::summary::{log_events, merge_report};
 use crate::store::StoreError;
 
 /// Most reports merged in one transaction.
 const BATCH: usize = 1024;
-
-/// One report waiting for the writer, and who waits for its outcome.
-pub struct Job {
-    id: DeviceId,
-    report: DeviceReport,
-    now: u64,
-    reply: oneshot::Sender<Result<Option<u64>, String>>,
-}
 
 /// Merges `report` into `id`'s record; the events acknowledged through, or `None` for a
 /// device with no record. Starts the writer on first use.
@@ -33,7 +25,7 @@ pub async fn store_report(
     report: DeviceReport,
     now: u64,
 ) -> Result<Option<u64>, StoreError> {
-    let sender = app.report_writer.get_or_init(|| start(app.clone()));
+    let sender = app.report_queue.sender(|| start(app.clone()));
     let (reply, outcome) = oneshot::channel();
     let job = Job {
         id: id.clone(),

@@ -309,6 +309,13 @@ pub fn is_notable(event: &DeviceEvent) -> bool {
     !matches!(event.kind, EventKind::Installed { .. })
 }
 
+/// Logs the notable ones among a device's new events (failures, rollbacks).
+pub(crate) fn log_events(id: &DeviceId, events: &[ferry_shared::wire::DeviceEvent]) {
+    for event in events.iter().filter(|e| is_notable(e)) {
+        tracing::warn!(device = %id, model = %event.model, "device event: {:?}", event.kind);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

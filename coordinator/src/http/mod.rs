@@ -12,6 +12,7 @@ pub mod devices;
 pub mod fleet;
 pub mod lineage;
 pub mod listen;
+pub mod metrics;
 pub mod releases;
 pub mod replies;
 pub mod rollouts;

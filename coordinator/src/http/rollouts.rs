@@ -17,7 +17,8 @@ use crate::app::Coordinator;
 use crate::http::auth::{actor, check};
 use crate::http::replies::{ApiResult, Failure, parse};
 use crate::http::route::Route;
-use crate::rollout::{facts, plan, run};
+use crate::registry::rollout_plans;
+use crate::rollout::{facts, run};
 use crate::rules::access::{Action, Caller};
 use crate::store::rollouts::RolloutRecord;
 use crate::unix_now;
@@ -45,7 +46,7 @@ async fn create(
     headers: HeaderMap,
     Json(request): Json<CreateRollout>,
 ) -> ApiResult<RolloutView> {
-    let plan = plan::plan_of(&request).map_err(invalid)?;
+    let plan = rollout_plans::plan_of(&request).map_err(invalid)?;
     check(
         &app,
         &caller,

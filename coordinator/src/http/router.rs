@@ -11,17 +11,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::app::Coordinator;
-use crate::fleet::views;
-use crate::http::auth::{Guarded, authenticate, guard};
-use crate::http::replies::Failure;
+use crate::http::auth::{Guarded, guard};
 use crate::http::route::Route;
-use crate::unix_now;
 
 /// Largest request body outside artifact uploads (signed manifests, JSON documents).
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -64,7 +61,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
     let api = api.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY));
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(crate::http::metrics::metrics))
         .route("/", get(crate::http::dashboard::index))
         .route("/dashboard.js", get(crate::http::dashboard::script))
         .nest("/api/v1", api)
@@ -81,26 +78,6 @@ async fn healthz(State(app): State<Arc<Coordinator>>) -> Response {
             format!("the database cannot commit: {why}\n"),
         )
             .into_response(),
-    }
-}
-
-/// `/metrics` for Prometheus (either token; `authorization` in the scrape config).
-async fn metrics(State(app): State<Arc<Coordinator>>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = authenticate(&app, &headers, "/metrics") {
-        return refusal.into_response();
-    }
-    let app2 = app.clone();
-    match tokio::task::spawn_blocking(move || views::metrics_text(&app2, unix_now())).await {
-        Ok(Ok(text)) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Ok(Err(e)) => Failure::from(e).into_response(),
-        Err(e) => Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 

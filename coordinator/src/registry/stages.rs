@@ -227,7 +227,7 @@ pub fn transition(
                 ));
             }
             Some((OnPromote::Rollout, Some(file))) => {
-                let plan = crate::rollout::plan::promotion_plan(file, model, version)
+                let plan = crate::registry::rollout_plans::promotion_plan(file, model, version)
                     .map_err(RegistryError::Invalid)?;
                 let forced = app.admit(&Pointing {
                     model,
@@ -238,7 +238,8 @@ pub fn transition(
                     force,
                     now,
                 })?;
-                let record = crate::rollout::plan::new_record(plan, prod_alias()?, actor, now);
+                let record =
+                    crate::registry::rollout_plans::new_record(plan, prod_alias()?, actor, now);
                 effects.rollout = Some((record, noted(forced)));
             }
             _ => {}

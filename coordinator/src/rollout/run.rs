@@ -12,12 +12,12 @@ use ferry_shared::rollout::{Command, Decision, Plan, RolloutState, evaluate, gat
 use tracing::{info, warn};
 
 use super::facts::fleet_facts;
-use super::plan::new_record;
 use crate::api::SetAlias;
 use crate::app::Coordinator;
 use crate::registry::admission::{By, Pointing};
 use crate::registry::error::RegistryError;
 use crate::registry::publish;
+use crate::registry::rollout_plans::new_record;
 use crate::store::StoreError;
 use crate::store::audit::Change;
 use crate::store::rollouts::{RolloutRecord, reason};
