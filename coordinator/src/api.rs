@@ -3,13 +3,22 @@
 use std::collections::BTreeMap;
 
 use ferry_shared::wire::{DeviceEvent, Follow, InstallError, ModelReport};
-use ferry_shared::{Release, Version};
+use ferry_shared::{Digest, Release, Version};
 
-use crate::rules::lifecycle::{Approval, Check, Stage, StageMove};
 use serde::{Deserialize, Serialize};
+
+use crate::rules::gc::Plan as GcPlan;
+use crate::rules::lifecycle::{Approval, Check, Stage, StageMove};
 
 /// Header in which ferryctl names the person acting (recorded in the audit trail).
 pub const ACTOR_HEADER: &str = "x-ferry-actor";
+/// Where a resumed `PUT` continues, in bytes from the start.
+pub const UPLOAD_OFFSET: &str = "upload-offset";
+/// The artifact's whole size, which makes a `PUT` resumable.
+pub const UPLOAD_LENGTH: &str = "upload-length";
+
+/// Roles of API tokens (`ferryctl tokens create --role`).
+pub use crate::rules::access::Role;
 
 /// A release as listed and shown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -712,7 +721,7 @@ pub struct CreateToken {
     /// Name for people and audit trails.
     pub name: String,
     /// `viewer`, `publisher`, `approver`, `operator` or `admin`.
-    pub role: crate::rules::access::Role,
+    pub role: Role,
     /// Models it may act on (empty: all).
     #[serde(default)]
     pub models: Vec<String>,
@@ -728,7 +737,7 @@ pub struct TokenView {
     /// Name.
     pub name: String,
     /// Role.
-    pub role: crate::rules::access::Role,
+    pub role: Role,
     /// Models it may act on (empty: all).
     pub models: Vec<String>,
     /// When created.
@@ -829,4 +838,128 @@ pub struct RootView {
 pub struct BackupRequest {
     /// The directory.
     pub to: std::path::PathBuf,
+}
+
+/// One entry of the audit trail, as `/audit` lists it (the store keeps its own record of it,
+/// whose stored bytes the chain hashes: the two evolve apart).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntryView {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Who.
+    pub actor: String,
+    /// What kind of change (`publish`, `alias.set`, `device.enroll`, …).
+    pub action: String,
+    /// What it concerned (`fraud-detector 1.2.0`, a device id, …).
+    pub subject: String,
+    /// Details, including the reason when one was given.
+    pub detail: String,
+    /// Hash of the previous entry's stored bytes (zeros for the first).
+    pub prev_hash: Digest,
+}
+
+/// A point in the chain kept by an operator, `SEQ:HASH`: a later walk must find that entry
+/// unchanged, which a truncated or rewritten trail cannot show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// Sequence number.
+    pub seq: u64,
+    /// Hash of the entry's stored bytes.
+    pub hash: Digest,
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash.to_hex())
+    }
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not an anchor: expected SEQ:HASH, as `ferryctl audit --verify` prints"
+            )
+        };
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Self {
+            seq: seq.parse().map_err(|_| bad())?,
+            hash: hash.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// What a walk of the audit chain found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    /// Entries that link up, from the first.
+    pub entries: u64,
+    /// The last of them: keep it to check later walks against.
+    pub head: Option<Anchor>,
+    /// The first broken link, when there is one.
+    pub broken: Option<BrokenLink>,
+}
+
+impl std::fmt::Display for AuditVerification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.broken, &self.head) {
+            (Some(broken), _) => {
+                writeln!(f, "BROKEN at entry {}: {}", broken.seq, broken.reason)?;
+                write!(f, "{} entries before it link up", self.entries)
+            }
+            (None, Some(head)) => {
+                writeln!(f, "intact: {} entries link up", self.entries)?;
+                writeln!(f, "head {head}")?;
+                write!(
+                    f,
+                    "(keep the head: --anchor HEAD later shows a cut or rewrite)"
+                )
+            }
+            (None, None) => write!(f, "intact: the trail is empty"),
+        }
+    }
+}
+
+/// Where and why the chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenLink {
+    /// The sequence number at which it breaks.
+    pub seq: u64,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+/// What a backup or restore did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackupSummary {
+    /// The backup directory.
+    pub dir: std::path::PathBuf,
+    /// Files written.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Database records copied (backups only).
+    pub records: u64,
+    /// Seconds it took.
+    pub secs: f64,
+}
+
+/// What a collection found, or did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Whether it was carried out (false: a dry run).
+    pub applied: bool,
+    /// The releases, artifacts and chunks concerned.
+    pub plan: GcPlan,
+    /// Chunk files no artifact uses, older than the grace period.
+    pub orphans: usize,
+    /// Parts of interrupted uploads nobody resumed within [`crate::rules::gc::UPLOAD_EXPIRY_SECS`].
+    #[serde(default)]
+    pub stale_uploads: usize,
+    /// Bytes their files take (freed, when applied).
+    pub bytes: u64,
 }

@@ -6,13 +6,15 @@
 //! ([`fleet`]) and offers all of it to operators over an HTTP admin API ([`http`]) that
 //! `ferryctl` drives.
 
+#![warn(unreachable_pub)]
+
 pub mod agents;
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod fleet;
 pub mod http;
-pub mod registry;
+pub(crate) mod registry;
 pub mod rollout;
 pub mod rules;
 pub mod secrets;

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use ferry_coordinator::api::Role;
 use ferry_coordinator::api::{ReleaseView, StageView, TokenCreated, TransitionView};
-use ferry_coordinator::rules::access::Role;
 use ferry_tests::{AgentSpec, Fleet, MODEL, model_bytes};
 
 const WAIT: Duration = Duration::from_secs(60);

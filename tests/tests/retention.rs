@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use ferry_coordinator::registry::collect::GcReport;
+use ferry_coordinator::api::GcReport;
 use ferry_shared::Digest;
 use ferry_tests::{AgentSpec, Fleet, MODEL, chunks_of, model_bytes};
 

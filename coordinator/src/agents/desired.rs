@@ -49,7 +49,7 @@ fn trust_bundle(
 }
 
 /// What `device`, following `follow`, should run now, with the trust metadata to check it by.
-pub fn desired_state(
+pub(crate) fn desired_state(
     app: &Coordinator,
     follow: &Follow,
     device: &DeviceId,

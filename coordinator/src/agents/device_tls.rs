@@ -16,13 +16,13 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 /// Accepts any single self-signed ed25519 certificate; whose it is, is decided afterwards
 /// from its key.
 #[derive(Debug)]
-pub struct DeviceCerts {
+pub(crate) struct DeviceCerts {
     provider: Arc<CryptoProvider>,
 }
 
 impl DeviceCerts {
     /// The verifier over `provider`'s signature algorithms.
-    pub fn new(provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
         Self { provider }
     }
 }
@@ -80,7 +80,7 @@ impl ClientCertVerifier for DeviceCerts {
 }
 
 /// The identity key of the device on `conn`, from its client certificate.
-pub fn device_key(conn: &Connection) -> Option<PublicKey> {
+pub(crate) fn device_key(conn: &Connection) -> Option<PublicKey> {
     let identity = conn.peer_identity()?;
     let certs = identity.downcast_ref::<Vec<CertificateDer<'static>>>()?;
     let key = ed25519_key_of_cert(certs.first()?.as_ref())?;

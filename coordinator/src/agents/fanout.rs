@@ -25,10 +25,10 @@ use quinn::SendStream;
 use tokio::sync::Notify;
 
 /// An alias that moved.
-pub type Moved = (ModelName, AliasName);
+pub(crate) type Moved = (ModelName, AliasName);
 
 /// The QUIC stream reset code of a control stream whose push failed.
-pub const PUSH_FAILED_CODE: u32 = 5;
+pub(crate) const PUSH_FAILED_CODE: u32 = 5;
 
 /// A session's control stream towards its agent, shared by the session (welcome,
 /// acknowledgements) and the fanout (desired states). Each frame is written whole under the

@@ -26,7 +26,12 @@ use crate::agents::transfer::ServeError;
 use crate::app::{Coordinator, Counters};
 
 /// Serves one fetch stream of `device`'s session on a task of its own.
-pub fn serve_fetch(app: Arc<Coordinator>, device: DeviceId, send: SendStream, recv: RecvStream) {
+pub(crate) fn serve_fetch(
+    app: Arc<Coordinator>,
+    device: DeviceId,
+    send: SendStream,
+    recv: RecvStream,
+) {
     tokio::spawn(async move {
         if let Err(e) = fetch(app, device, send, recv).await {
             debug!("fetch stream ended: {e}");

@@ -4,19 +4,19 @@
 //! serving chunks and deltas ([`fetch`], [`transfer`], [`first_install`], [`sketches`],
 //! [`encode_budget`], [`trim`]), and the warmer that encodes ahead of devices ([`warm`]).
 
-pub mod desired;
-pub mod desired_cache;
-pub mod device_tls;
+pub(crate) mod desired;
+pub(crate) mod desired_cache;
+pub(crate) mod device_tls;
 pub mod encode_budget;
-pub mod fanout;
-pub mod fetch;
-pub mod first_install;
-pub mod push;
+pub(crate) mod fanout;
+pub(crate) mod fetch;
+pub(crate) mod first_install;
+pub(crate) mod push;
 pub mod quic;
-pub mod reach;
-pub mod session_error;
-pub mod sessions;
-pub mod sketches;
+pub(crate) mod reach;
+pub(crate) mod session_error;
+pub(crate) mod sessions;
+pub(crate) mod sketches;
 pub mod transfer;
 pub mod trim;
 pub mod warm;

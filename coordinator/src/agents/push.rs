@@ -13,7 +13,7 @@ use crate::agents::session_error::SessionError;
 use crate::app::Coordinator;
 
 /// Pushes what `control`'s device should run now for `follow`.
-pub async fn push(
+pub(crate) async fn push(
     app: &Coordinator,
     control: &ControlStream,
     follow: &Follow,
@@ -28,7 +28,7 @@ pub async fn push(
 /// Pushes each announcement to the sessions it concerns, until the process ends.
 /// Announcements made while a pass runs are coalesced into the next pass (the sessions pushed
 /// to in this one are pushed to again: what they should run may have changed since).
-pub async fn run(app: Arc<Coordinator>) {
+pub(crate) async fn run(app: Arc<Coordinator>) {
     loop {
         app.fanout.notified().await;
         let moved = app.fanout.take_pending();

@@ -15,7 +15,7 @@ use crate::store::StoreError;
 
 /// The artifacts (whole-file hashes) one device may fetch and encode against.
 #[derive(Debug, Default)]
-pub struct Reach {
+pub(crate) struct Reach {
     /// Artifacts it may read: index and chunks.
     fetchable: HashSet<Digest>,
     /// Artifacts it reports holding: the only ones a delta may be encoded against.
@@ -24,19 +24,19 @@ pub struct Reach {
 
 impl Reach {
     /// Whether the device may read `file`.
-    pub fn may_fetch(&self, file: &Digest) -> bool {
+    pub(crate) fn may_fetch(&self, file: &Digest) -> bool {
         self.fetchable.contains(file)
     }
 
     /// Whether the device holds `file`, so that a delta against it is of use to it.
-    pub fn holds(&self, file: &Digest) -> bool {
+    pub(crate) fn holds(&self, file: &Digest) -> bool {
         self.held.contains(file)
     }
 }
 
 /// What `device` may fetch now, from its record and the desired state of each model it
 /// follows. An unknown device may fetch nothing.
-pub fn reach_of(app: &Coordinator, device: &DeviceId) -> Result<Reach, StoreError> {
+pub(crate) fn reach_of(app: &Coordinator, device: &DeviceId) -> Result<Reach, StoreError> {
     let mut reach = Reach::default();
     let Some(record) = app.store.device(device)? else {
         return Ok(reach);

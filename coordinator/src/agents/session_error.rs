@@ -7,7 +7,7 @@ use crate::store::StoreError;
 
 /// Failures of one agent session.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// The connection failed or closed.
     #[error("connection: {0}")]
     Connection(#[from] quinn::ConnectionError),

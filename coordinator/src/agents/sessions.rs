@@ -19,16 +19,16 @@ use crate::agents::fanout::ControlStream;
 use crate::api::CloneAlert;
 
 /// How long the older session has to acknowledge a probe before it counts as gone.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A device's repeated clone refusals are audited at most this often.
-pub const AUDIT_EVERY_SECS: u64 = 600;
+pub(crate) const AUDIT_EVERY_SECS: u64 = 600;
 
 /// The QUIC application close code of a session replaced by a newer one of its device.
-pub const REPLACED_CODE: u32 = 4;
+pub(crate) const REPLACED_CODE: u32 = 4;
 
 /// The QUIC application close code of a session cut off because its device was revoked.
-pub const REVOKED_CODE: u32 = 3;
+pub(crate) const REVOKED_CODE: u32 = 3;
 
 /// Open sessions by device, and the clone alerts raised.
 #[derive(Default)]
@@ -140,7 +140,7 @@ impl Sessions {
 
 /// True when the peer of `conn` acknowledges a probe within [`PROBE_TIMEOUT`]: a one-byte
 /// stream it need not read, since QUIC acknowledges the packet either way.
-pub async fn answers(conn: &Connection) -> bool {
+pub(crate) async fn answers(conn: &Connection) -> bool {
     if conn.close_reason().is_some() {
         return false;
     }

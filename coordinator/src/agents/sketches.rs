@@ -14,7 +14,7 @@ use ferry_shared::delta::Sketch;
 
 /// Sketches by chunk hash, bounded by the memory they hold; the least recently used go
 /// first.
-pub struct SketchCache {
+pub(crate) struct SketchCache {
     inner: Mutex<Inner>,
     budget: usize,
 }
@@ -29,7 +29,7 @@ struct Inner {
 
 impl SketchCache {
     /// A cache holding at most about `budget` bytes of sketches.
-    pub fn new(budget: usize) -> Self {
+    pub(crate) fn new(budget: usize) -> Self {
         Self {
             inner: Mutex::default(),
             budget,
@@ -37,7 +37,7 @@ impl SketchCache {
     }
 
     /// The sketch of chunk `hash`, built by `build` (outside the lock) when not held.
-    pub fn get_or_build<E>(
+    pub(crate) fn get_or_build<E>(
         &self,
         hash: Digest,
         build: impl FnOnce() -> Result<Sketch, E>,
@@ -60,12 +60,13 @@ impl SketchCache {
     }
 
     /// Drops every sketch (the encoder is idle).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         *self.lock() = Inner::default();
     }
 
     /// Bytes of sketches held.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
     }
 

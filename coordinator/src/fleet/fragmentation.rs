@@ -16,10 +16,10 @@ use crate::fleet::summary::{DeviceFacts, summarize_model};
 use crate::store::records::AliasRecord;
 
 /// The cohort name of devices without the `by` label.
-pub const UNLABELLED: &str = "(none)";
+pub(crate) const UNLABELLED: &str = "(none)";
 
 /// What the report is computed from.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// Every device, with presence.
     pub devices: &'a [DeviceFacts<'a>],
     /// Every alias.
@@ -33,7 +33,7 @@ pub struct Inputs<'a> {
 }
 
 /// The report for `model` (every model when `None`), split by label `by` when given.
-pub fn report(
+pub(crate) fn report(
     inputs: &Inputs<'_>,
     model: Option<&ModelName>,
     by: Option<&str>,
@@ -88,7 +88,7 @@ pub fn report(
 }
 
 /// The snapshot kept for history: the model's whole fleet.
-pub fn point(fragmentation: &CohortFragmentation, at: u64) -> FragmentationPoint {
+pub(crate) fn point(fragmentation: &CohortFragmentation, at: u64) -> FragmentationPoint {
     FragmentationPoint {
         at,
         devices: fragmentation.devices as u64,
@@ -98,7 +98,7 @@ pub fn point(fragmentation: &CohortFragmentation, at: u64) -> FragmentationPoint
 }
 
 /// 1 − Σ pᵢ² over the counts (0 for no devices).
-pub fn gini_simpson(counts: impl IntoIterator<Item = usize>) -> f64 {
+pub(crate) fn gini_simpson(counts: impl IntoIterator<Item = usize>) -> f64 {
     let counts: Vec<usize> = counts.into_iter().collect();
     let total: usize = counts.iter().sum();
     if total == 0 {

@@ -2,9 +2,9 @@
 //! [`report_writer`], its queue [`report_queue`]), version fragmentation ([`fragmentation`]), the views gathered for the
 //! API and the periodic history ([`views`]), and `/metrics` ([`prometheus`]).
 
-pub mod fragmentation;
-pub mod prometheus;
-pub mod report_queue;
-pub mod report_writer;
-pub mod summary;
+pub(crate) mod fragmentation;
+pub(crate) mod prometheus;
+pub(crate) mod report_queue;
+pub(crate) mod report_writer;
+pub(crate) mod summary;
 pub mod views;

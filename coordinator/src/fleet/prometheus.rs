@@ -13,7 +13,7 @@ use ferry_shared::wire::Phase;
 use crate::api::{FleetStatus, FragmentationReport};
 
 /// An active rollout as the metrics show it.
-pub struct RolloutFigures {
+pub(crate) struct RolloutFigures {
     /// Id.
     pub id: String,
     /// Model.
@@ -29,7 +29,7 @@ pub struct RolloutFigures {
 }
 
 /// Everything `/metrics` shows.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The fleet status (counters included).
     pub status: &'a FleetStatus,
     /// Fragmentation of every model (no cohorts).
@@ -47,7 +47,7 @@ pub struct Inputs<'a> {
 }
 
 /// The state label of an update phase.
-pub fn state_of(phase: &Phase) -> &'static str {
+pub(crate) fn state_of(phase: &Phase) -> &'static str {
     match phase {
         Phase::Idle => "idle",
         Phase::Fetching(_) => "fetching",
@@ -66,7 +66,7 @@ fn rollout(r: &RolloutFigures, value: f64) -> (Vec<(&str, &str)>, f64) {
 }
 
 /// Renders the exposition text.
-pub fn render(inputs: &Inputs<'_>) -> String {
+pub(crate) fn render(inputs: &Inputs<'_>) -> String {
     let mut out = Exposition::default();
     let models = &inputs.fragmentation.models;
     let s = inputs.status;

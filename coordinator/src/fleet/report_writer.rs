@@ -19,7 +19,7 @@ const BATCH: usize = 1024;
 
 /// Merges `report` into `id`'s record; the events acknowledged through, or `None` for a
 /// device with no record. Starts the writer on first use.
-pub async fn store_report(
+pub(crate) async fn store_report(
     app: &Arc<Coordinator>,
     id: &DeviceId,
     report: DeviceReport,

@@ -20,7 +20,7 @@ const RECENT_EVENTS: usize = 20;
 
 /// Folds a report into a record. Returns the events not seen before (to be audited) and
 /// whether the record changed in a way worth a disk write.
-pub fn merge_report(
+pub(crate) fn merge_report(
     record: &mut DeviceRecord,
     report: &DeviceReport,
     now_ms: u64,
@@ -170,7 +170,7 @@ pub struct DeviceFacts<'a> {
 }
 
 /// Computes the fleet view from device records (the transfer totals are the caller's). Pure.
-pub fn summarize(
+pub(crate) fn summarize(
     devices: &[DeviceFacts<'_>],
     aliases: &[(ModelName, ferry_shared::AliasName, AliasRecord)],
     now: u64,
@@ -305,7 +305,7 @@ pub(crate) fn summarize_model(
 }
 
 /// True when an event is worth a line in the coordinator's log.
-pub fn is_notable(event: &DeviceEvent) -> bool {
+pub(crate) fn is_notable(event: &DeviceEvent) -> bool {
     !matches!(event.kind, EventKind::Installed { .. })
 }
 

@@ -8,13 +8,15 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::api::AuditEntryView;
 use crate::app::Coordinator;
 use crate::http::replies::{ApiResult, Failure, parse};
 use crate::http::route::Route;
 use crate::rules::access::Action;
+use crate::store::records::AuditEntry;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/audit", Action::Read, audit).reads_query(),
         Route::get("/audit/verify", Action::Read, verify_audit).reads_query(),
@@ -38,7 +40,7 @@ struct VerifyQuery {
 async fn verify_audit(
     State(app): State<Arc<Coordinator>>,
     Query(query): Query<VerifyQuery>,
-) -> ApiResult<crate::store::AuditVerification> {
+) -> ApiResult<crate::api::AuditVerification> {
     let anchor = query.anchor.as_deref().map(parse).transpose()?;
     let app2 = app.clone();
     let found = tokio::task::spawn_blocking(move || app2.store.verify_audit(anchor))
@@ -50,7 +52,21 @@ async fn verify_audit(
 async fn audit(
     State(app): State<Arc<Coordinator>>,
     Query(query): Query<AuditQuery>,
-) -> ApiResult<Vec<crate::store::records::AuditEntry>> {
+) -> ApiResult<Vec<AuditEntryView>> {
     let limit = query.limit.unwrap_or(1000).min(10_000);
-    Ok(Json(app.store.audit(query.after.unwrap_or(0), limit)?))
+    let entries = app.store.audit(query.after.unwrap_or(0), limit)?;
+    Ok(Json(entries.into_iter().map(view).collect()))
+}
+
+/// The API's view of a stored entry.
+fn view(e: AuditEntry) -> AuditEntryView {
+    AuditEntryView {
+        seq: e.seq,
+        at: e.at,
+        actor: e.actor,
+        action: e.action,
+        subject: e.subject,
+        detail: e.detail,
+        prev_hash: e.prev_hash,
+    }
 }

@@ -163,7 +163,7 @@ fn refuse_unless(
 }
 
 /// Who is acting, for the audit trail: the person ferryctl names, through which token.
-pub fn actor(caller: &Caller, headers: &HeaderMap) -> String {
+pub(crate) fn actor(caller: &Caller, headers: &HeaderMap) -> String {
     let who = headers
         .get(ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())

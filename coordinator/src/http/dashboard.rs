@@ -17,7 +17,7 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-i
      frame-ancestors 'none'";
 
 /// `GET /`.
-pub async fn index() -> impl IntoResponse {
+pub(crate) async fn index() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -31,7 +31,7 @@ pub async fn index() -> impl IntoResponse {
 }
 
 /// `GET /dashboard.js`.
-pub async fn script() -> impl IntoResponse {
+pub(crate) async fn script() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),

@@ -19,7 +19,7 @@ use crate::store::enrollment::{ENROLL_PREFIX, EnrollToken, RevokedDevice, enroll
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/devices/enroll-tokens", Action::Devices, list),
         Route::post("/devices/enroll-tokens", Action::Devices, create),

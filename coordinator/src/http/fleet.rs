@@ -17,7 +17,7 @@ use crate::rules::access::Action;
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/devices", Action::Read, list_devices),
         Route::get("/fleet/status", Action::Read, fleet_status).reads_query(),

@@ -22,7 +22,7 @@ use crate::rules::lineage::{self, CardContext};
 use crate::store::StoreError;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/releases/{name}/{version}/lineage", Action::Read, ancestry),
         Route::get("/releases/{name}/{version}/card", Action::Read, card),

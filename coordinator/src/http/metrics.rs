@@ -38,7 +38,7 @@ pub(crate) async fn metrics(State(app): State<Arc<Coordinator>>, headers: Header
 }
 
 /// The `/metrics` text.
-pub fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
+pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreError> {
     let gathered = Gathered::read(app)?;
     let status = views::fleet_status(app, &gathered, now, app.config.stale_after_secs);
     let fragmentation = views::fragmentation(app, &gathered, None, None, now, None)?;

@@ -4,23 +4,23 @@
 //! checks ([`replies`]), one file per group of routes, the dashboard page ([`dashboard`]) and
 //! the budget of refusals written to the audit trail ([`denials`]).
 
-pub mod audit;
-pub mod auth;
-pub mod dashboard;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod dashboard;
 pub mod denials;
-pub mod devices;
-pub mod fleet;
-pub mod lineage;
+pub(crate) mod devices;
+pub(crate) mod fleet;
+pub(crate) mod lineage;
 pub mod listen;
-pub mod metrics;
-pub mod releases;
-pub mod replies;
-pub mod rollouts;
+pub(crate) mod metrics;
+pub(crate) mod releases;
+pub(crate) mod replies;
+pub(crate) mod rollouts;
 pub mod route;
 pub mod router;
-pub mod stages;
-pub mod tokens;
-pub mod trust;
-pub mod upkeep;
-pub mod upload_attempts;
-pub mod uploads;
+pub(crate) mod stages;
+pub(crate) mod tokens;
+pub(crate) mod trust;
+pub(crate) mod upkeep;
+pub(crate) mod upload_attempts;
+pub(crate) mod uploads;

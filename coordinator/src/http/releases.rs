@@ -23,7 +23,7 @@ use crate::store::records::StoredRelease;
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/releases", Action::Read, list_releases).reads_query(),
         Route::post("/releases", Action::Publish, publish).reads_query(),

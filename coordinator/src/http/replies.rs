@@ -13,7 +13,7 @@ use crate::store::StoreError;
 
 /// A failed call: status and one line of explanation.
 #[derive(Debug)]
-pub struct Failure(pub StatusCode, pub String);
+pub(crate) struct Failure(pub StatusCode, pub String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -62,7 +62,7 @@ pub(crate) fn bad_request(e: impl std::fmt::Display) -> Failure {
 }
 
 /// A JSON reply or a failure.
-pub type ApiResult<T> = Result<Json<T>, Failure>;
+pub(crate) type ApiResult<T> = Result<Json<T>, Failure>;
 
 /// `bytes` random bytes from the operating system, as hex (token ids and secrets).
 pub(crate) fn random_hex(bytes: usize) -> Result<String, Failure> {
@@ -115,7 +115,7 @@ pub(crate) fn expiry(
 }
 
 /// Parses a path or body field, failing with 400.
-pub fn parse<T: std::str::FromStr>(text: &str) -> Result<T, Failure>
+pub(crate) fn parse<T: std::str::FromStr>(text: &str) -> Result<T, Failure>
 where
     T::Err: std::fmt::Display,
 {

@@ -24,7 +24,7 @@ use crate::store::rollouts::RolloutRecord;
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/rollouts", Action::Read, list),
         Route::post("/rollouts", Action::RunRollout, create),

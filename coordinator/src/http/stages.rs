@@ -19,7 +19,7 @@ use crate::rules::lifecycle::Stage;
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/releases/{name}/{version}/stage", Action::Read, show),
         Route::post(

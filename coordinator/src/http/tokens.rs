@@ -19,7 +19,7 @@ use crate::store::tokens::{TOKEN_PREFIX, TokenRecord, secret_hash};
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         // Even listing tokens (names, roles, scopes) is for admins.
         Route::get("/tokens", Action::Administer, list),

@@ -19,7 +19,7 @@ use crate::rules::access::{Action, Caller};
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/trust", Action::Read, show),
         Route::post("/trust/roots", Action::Administer, push),

@@ -16,7 +16,7 @@ use crate::rules::access::{Action, Caller};
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/gc", Action::Read, gc_preview),
         Route::post("/gc", Action::Administer, gc_apply),
@@ -25,9 +25,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// What a garbage collection would free (a dry run).
-async fn gc_preview(
-    State(app): State<Arc<Coordinator>>,
-) -> ApiResult<crate::registry::collect::GcReport> {
+async fn gc_preview(State(app): State<Arc<Coordinator>>) -> ApiResult<crate::api::GcReport> {
     let app2 = app.clone();
     let report =
         tokio::task::spawn_blocking(move || crate::registry::collect::preview(&app2, unix_now()))
@@ -41,7 +39,7 @@ async fn gc_apply(
     State(app): State<Arc<Coordinator>>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-) -> ApiResult<crate::registry::collect::GcReport> {
+) -> ApiResult<crate::api::GcReport> {
     let who = actor(&caller, &headers);
     Ok(Json(
         crate::registry::collect::apply(app, who, unix_now()).await?,
@@ -53,7 +51,7 @@ async fn gc_apply(
 async fn backup(
     State(app): State<Arc<Coordinator>>,
     Json(request): Json<crate::api::BackupRequest>,
-) -> ApiResult<crate::store::backup::BackupSummary> {
+) -> ApiResult<crate::api::BackupSummary> {
     if !request.to.is_absolute() {
         return Err(bad_request(format!(
             "the backup directory {} must be an absolute path on the coordinator's host",

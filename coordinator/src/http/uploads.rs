@@ -19,7 +19,7 @@ use ferry_shared::Digest;
 use ferry_shared::chunk::ChunkParams;
 use futures_util::StreamExt;
 
-use crate::api::{BlobStored, UploadProgress};
+use crate::api::{BlobStored, UPLOAD_LENGTH, UPLOAD_OFFSET, UploadProgress};
 use crate::app::Coordinator;
 use crate::http::replies::{Failure, parse};
 use crate::http::route::Route;
@@ -29,13 +29,8 @@ use crate::store::chunks::ChunkStore;
 use crate::store::records::BlobRecord;
 use crate::unix_now;
 
-/// Where a resumed `PUT` continues, in bytes from the start.
-pub const UPLOAD_OFFSET: &str = "upload-offset";
-/// The artifact's whole size, which makes a `PUT` resumable.
-pub const UPLOAD_LENGTH: &str = "upload-length";
-
 /// The routes, declared with what each requires.
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     vec![
         // Artifacts stream to the spool under `max_artifact_bytes`; every other body is small.
         Route::put("/blobs/{hash}", Action::Upload, upload).body_unlimited(),
@@ -45,7 +40,12 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// What the API says of a stored artifact (`resumed_from`: bytes earlier attempts sent).
-pub fn view(hash: &Digest, record: &BlobRecord, created: bool, resumed_from: u64) -> BlobStored {
+pub(crate) fn view(
+    hash: &Digest,
+    record: &BlobRecord,
+    created: bool,
+    resumed_from: u64,
+) -> BlobStored {
     BlobStored {
         hash: hash.to_hex(),
         size: record.size,

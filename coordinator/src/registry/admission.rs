@@ -47,7 +47,7 @@ pub enum By {
 /// Whether the devices may be pointed at the release: `Ok(None)` when they may, `Ok(Some(note))`
 /// when a schema misfit was forced past (the note belongs in the audit entry), else why not.
 /// `production_gated`: the configuration has a `[stages.production]` policy.
-pub fn admit(
+pub(crate) fn admit(
     store: &Store,
     production_gated: bool,
     pointing: &Pointing<'_>,

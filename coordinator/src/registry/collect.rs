@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_shared::rollout::Phase;
 use ferry_shared::{Digest, ModelName, Version};
-use serde::{Deserialize, Serialize};
 
+use crate::api::GcReport;
 use crate::app::Coordinator;
 use crate::registry::error::RegistryError;
 use crate::rules::gc::{
@@ -22,22 +22,6 @@ use crate::rules::gc::{
 use crate::rules::lifecycle::Stage;
 use crate::store::StoreError;
 use crate::store::chunks::UploadPart;
-
-/// What a collection found, or did.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GcReport {
-    /// Whether it was carried out (false: a dry run).
-    pub applied: bool,
-    /// The releases, artifacts and chunks concerned.
-    pub plan: Plan,
-    /// Chunk files no artifact uses, older than the grace period.
-    pub orphans: usize,
-    /// Parts of interrupted uploads nobody resumed within [`UPLOAD_EXPIRY_SECS`].
-    #[serde(default)]
-    pub stale_uploads: usize,
-    /// Bytes their files take (freed, when applied).
-    pub bytes: u64,
-}
 
 /// The plan, and every chunk some stored artifact uses (read once: it means decoding every
 /// artifact's chunk index).
@@ -155,7 +139,7 @@ fn size_of(app: &Coordinator, chunks: impl IntoIterator<Item = Digest>) -> u64 {
 }
 
 /// What a collection would free (a dry run).
-pub fn preview(app: &Coordinator, now: u64) -> Result<GcReport, RegistryError> {
+pub(crate) fn preview(app: &Coordinator, now: u64) -> Result<GcReport, RegistryError> {
     let (plan, used) = gather(app, now)?;
     let orphans = orphans(app, &used, now)?;
     let stale = stale_uploads(app, now)?;
@@ -173,7 +157,7 @@ pub fn preview(app: &Coordinator, now: u64) -> Result<GcReport, RegistryError> {
 }
 
 /// Carries a collection out, by `actor`, under the exclusive GC lock.
-pub async fn apply(
+pub(crate) async fn apply(
     app: std::sync::Arc<Coordinator>,
     actor: String,
     now: u64,

@@ -19,7 +19,7 @@ use crate::store::Store;
 
 /// Why `release` does not fit a device with `labels`, or `None` when it does (or when either
 /// side leaves the schemas undeclared).
-pub fn misfit(release: &Release, labels: &BTreeMap<String, String>) -> Option<String> {
+pub(crate) fn misfit(release: &Release, labels: &BTreeMap<String, String>) -> Option<String> {
     let m = &release.metadata;
     let sends = labels
         .get(SENDS_LABEL)
@@ -62,7 +62,7 @@ pub fn misfit(release: &Release, labels: &BTreeMap<String, String>) -> Option<St
 
 /// Checks `version` against the devices following `model@alias` (within `cohort`, when
 /// given). Refused when any does not fit, unless `force`; then the note to audit.
-pub fn check_fit(
+pub(crate) fn check_fit(
     store: &Store,
     model: &ModelName,
     alias: &AliasName,

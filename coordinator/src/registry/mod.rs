@@ -4,11 +4,11 @@
 //! ([`rollout_plans`], which a promotion starts) and garbage collection
 //! carried out ([`collect`]).
 
-pub mod admission;
-pub mod collect;
-pub mod compat;
-pub mod error;
-pub mod publish;
-pub mod rollout_plans;
-pub mod snapshots;
-pub mod stages;
+pub(crate) mod admission;
+pub(crate) mod collect;
+pub(crate) mod compat;
+pub(crate) mod error;
+pub(crate) mod publish;
+pub(crate) mod rollout_plans;
+pub(crate) mod snapshots;
+pub(crate) mod stages;

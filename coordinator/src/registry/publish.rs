@@ -13,7 +13,7 @@ use crate::store::records::AliasRecord;
 
 /// Verifies and stores a release, if `permit` allows its model; announces `latest` when it
 /// moved.
-pub fn publish(
+pub(crate) fn publish(
     app: &Coordinator,
     envelope: &[u8],
     actor: &str,
@@ -69,7 +69,7 @@ pub fn publish(
 }
 
 /// Points an alias at a published version and tells the devices following it.
-pub fn set_alias(
+pub(crate) fn set_alias(
     app: &Coordinator,
     model: &ModelName,
     alias: &AliasName,
@@ -105,7 +105,7 @@ pub fn set_alias(
 }
 
 /// The API view of an alias.
-pub fn alias_view(model: &ModelName, alias: &AliasName, record: AliasRecord) -> AliasView {
+pub(crate) fn alias_view(model: &ModelName, alias: &AliasName, record: AliasRecord) -> AliasView {
     AliasView {
         model: model.to_string(),
         alias: alias.to_string(),

@@ -12,7 +12,7 @@ use crate::store::rollouts::RolloutRecord;
 const MAX_BAKE_SECS: u64 = 90 * 86_400;
 
 /// The plan a request describes.
-pub fn plan_of(request: &CreateRollout) -> Result<Plan, String> {
+pub(crate) fn plan_of(request: &CreateRollout) -> Result<Plan, String> {
     let model: ModelName = request
         .model
         .parse()
@@ -73,7 +73,7 @@ pub fn plan_of(request: &CreateRollout) -> Result<Plan, String> {
 /// The rollout a promotion to production starts: the waves, gates and cohort of the plan
 /// file (a `POST /api/v1/rollouts` body; its model and version, if any, give way to the
 /// release's), moving `prod`. Read and checked at start-up too, so a broken file is found then.
-pub fn promotion_plan(
+pub(crate) fn promotion_plan(
     file: &std::path::Path,
     model: &ModelName,
     version: &Version,
@@ -106,7 +106,7 @@ pub fn promotion_plan(
 
 /// A new rollout's record, started at `now`. Its start is also taken to the millisecond, here:
 /// failures devices report are ordered against it.
-pub fn new_record(plan: Plan, alias: AliasName, actor: &str, now: u64) -> RolloutRecord {
+pub(crate) fn new_record(plan: Plan, alias: AliasName, actor: &str, now: u64) -> RolloutRecord {
     RolloutRecord {
         created_at_ms: crate::unix_now_ms().max(now.saturating_mul(1000)),
         state: RolloutState::start(&plan, now),

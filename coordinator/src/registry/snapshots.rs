@@ -15,7 +15,7 @@ use ferry_shared::{Digest, ModelName, SecretKey, Version};
 use crate::store::{Store, StoreError};
 
 /// How long a snapshot is valid.
-pub const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
+pub(crate) const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
 
 type Listing = BTreeMap<Version, ReleaseMeta>;
 
@@ -33,7 +33,7 @@ struct Signed {
 
 /// The current signed snapshot of `model`, signed with `key` (the online snapshot key) when
 /// the cached one is stale; `None` before any root was pushed.
-pub fn current(
+pub(crate) fn current(
     store: &Store,
     snapshots: &SnapshotCache,
     key: &SecretKey,

@@ -122,7 +122,7 @@ fn baseline(
 
 /// A stage change asked for.
 #[derive(Debug)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// Model.
     pub model: &'a ModelName,
     /// Version.
@@ -143,7 +143,7 @@ pub struct Request<'a> {
 /// stage's policy passes; on a dry run, only says what the checks find. A refusal (`error`)
 /// names each failing check. Entering production deprecates what was in production and does
 /// what the policy's `on_promote` says.
-pub fn transition(
+pub(crate) fn transition(
     app: &Coordinator,
     request: Request<'_>,
     now: u64,
@@ -278,7 +278,7 @@ fn why(reason: &Option<String>) -> String {
 }
 
 /// Records `by`'s approval of `model` `version`'s promotion to production.
-pub fn approve(
+pub(crate) fn approve(
     app: &Coordinator,
     model: &ModelName,
     version: &Version,
@@ -300,7 +300,7 @@ pub fn approve(
 }
 
 /// Where `model` `version` stands.
-pub fn view(
+pub(crate) fn view(
     app: &Coordinator,
     model: &ModelName,
     version: &Version,

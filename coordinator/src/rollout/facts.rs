@@ -17,7 +17,7 @@ use crate::store::{Store, StoreError};
 /// failures), and only when it concerns the release: a lost connection, a coordinator
 /// restart or a full disk is retried by the agent and leaves the device without an outcome,
 /// unless it gave up on the version for good.
-pub fn facts_of(
+pub(crate) fn facts_of(
     id: &DeviceId,
     record: &DeviceRecord,
     model: &ModelName,
@@ -70,7 +70,7 @@ pub struct Live<'a> {
 }
 
 /// Every enrolled device's facts for `rollout`, with the metrics it last reported.
-pub fn fleet_facts(
+pub(crate) fn fleet_facts(
     store: &Store,
     live: Live<'_>,
     rollout: &RolloutRecord,
@@ -84,7 +84,7 @@ pub fn fleet_facts(
 }
 
 /// The facts for `rollout` of `devices` (records read once, for several rollouts).
-pub fn facts_from<'a>(
+pub(crate) fn facts_from<'a>(
     live: Live<'_>,
     devices: impl IntoIterator<Item = (&'a DeviceId, &'a DeviceRecord)>,
     rollout: &RolloutRecord,

@@ -3,5 +3,5 @@
 //! entries ([`run`]). Plans are checked in [`crate::registry::rollout_plans`], below, since a
 //! promotion to production starts one.
 
-pub mod facts;
+pub(crate) mod facts;
 pub mod run;

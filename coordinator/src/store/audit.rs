@@ -6,12 +6,12 @@
 
 use ferry_shared::Digest;
 use redb::{ReadableTable, WriteTransaction};
-use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
 use super::records::AuditEntry;
 use super::tables::AUDIT;
 use super::{Store, StoreError};
+use crate::api::{Anchor, AuditVerification, BrokenLink};
 
 /// What an audit entry says, before it is placed in the chain.
 pub(crate) struct Change<'a> {
@@ -88,79 +88,6 @@ impl Store {
         }
         Ok(walk.finish())
     }
-}
-
-/// A point in the chain kept by an operator, `SEQ:HASH`: a later walk must find that entry
-/// unchanged, which a truncated or rewritten trail cannot show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Anchor {
-    /// Sequence number.
-    pub seq: u64,
-    /// Hash of the entry's stored bytes.
-    pub hash: Digest,
-}
-
-impl std::fmt::Display for Anchor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.seq, self.hash.to_hex())
-    }
-}
-
-impl std::str::FromStr for Anchor {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "{s:?} is not an anchor: expected SEQ:HASH, as `ferryctl audit --verify` prints"
-            )
-        };
-        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
-        Ok(Self {
-            seq: seq.parse().map_err(|_| bad())?,
-            hash: hash.parse().map_err(|_| bad())?,
-        })
-    }
-}
-
-/// What a walk of the audit chain found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditVerification {
-    /// Entries that link up, from the first.
-    pub entries: u64,
-    /// The last of them: keep it to check later walks against.
-    pub head: Option<Anchor>,
-    /// The first broken link, when there is one.
-    pub broken: Option<BrokenLink>,
-}
-
-impl std::fmt::Display for AuditVerification {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.broken, &self.head) {
-            (Some(broken), _) => {
-                writeln!(f, "BROKEN at entry {}: {}", broken.seq, broken.reason)?;
-                write!(f, "{} entries before it link up", self.entries)
-            }
-            (None, Some(head)) => {
-                writeln!(f, "intact: {} entries link up", self.entries)?;
-                writeln!(f, "head {head}")?;
-                write!(
-                    f,
-                    "(keep the head: --anchor HEAD later shows a cut or rewrite)"
-                )
-            }
-            (None, None) => write!(f, "intact: the trail is empty"),
-        }
-    }
-}
-
-/// Where and why the chain breaks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokenLink {
-    /// The sequence number at which it breaks.
-    pub seq: u64,
-    /// What is wrong there.
-    pub reason: String,
 }
 
 /// A walk over `(key, stored bytes)` in key order. Pure.

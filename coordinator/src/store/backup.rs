@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::BackupSummary;
 use crate::store::{Store, StoreError};
 
 /// The manifest's file name in a backup.
@@ -56,21 +57,6 @@ pub struct FileEntry {
     pub size: u64,
     /// BLAKE3, hex.
     pub blake3: String,
-}
-
-/// What a backup or restore did.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BackupSummary {
-    /// The backup directory.
-    pub dir: PathBuf,
-    /// Files written.
-    pub files: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Database records copied (backups only).
-    pub records: u64,
-    /// Seconds it took.
-    pub secs: f64,
 }
 
 /// A backup or restore that could not be done.

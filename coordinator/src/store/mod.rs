@@ -29,7 +29,7 @@ mod trust;
 
 use std::path::Path;
 
-pub use audit::{Anchor, AuditVerification, BrokenLink, ChainWalk};
+pub use audit::ChainWalk;
 pub use releases::{LATEST, PublishOutcome};
 
 /// Failures of the coordinator's store.

@@ -189,7 +189,10 @@ fn the_audit_chain_names_the_first_broken_link() {
     let entries = intact.entries;
     let head = intact.head.unwrap();
     assert_eq!(head.seq, entries);
-    assert_eq!(head.to_string().parse::<super::Anchor>().unwrap(), head);
+    assert_eq!(
+        head.to_string().parse::<crate::api::Anchor>().unwrap(),
+        head
+    );
 
     // An edited entry: the link after it breaks.
     let mut second = store.audit(1, 1).unwrap().remove(0);

@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use ferry_coordinator::api::BackupSummary;
 use ferry_coordinator::api::{ApiError, BackupRequest};
 use ferry_coordinator::config::Config;
 use ferry_coordinator::outln;
-use ferry_coordinator::store::backup::{self, BackupSummary};
+use ferry_coordinator::store::backup;
 use ferry_coordinator::store::{Store, StoreError};
 
 /// Writes a backup of the data directory `config` names into `to`.

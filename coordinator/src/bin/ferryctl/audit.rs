@@ -3,9 +3,8 @@
 
 use anyhow::Result;
 use clap::Args;
+use ferry_coordinator::api::{AuditEntryView, AuditVerification};
 use ferry_coordinator::outln;
-use ferry_coordinator::store::AuditVerification;
-use ferry_coordinator::store::records::AuditEntry;
 
 use crate::client::Client;
 use crate::exit::CheckFailed;
@@ -35,10 +34,10 @@ pub(crate) async fn run(client: &Client, args: &AuditArgs) -> Result<()> {
     if args.verify {
         return verify(client, args).await;
     }
-    let mut entries: Vec<AuditEntry> = Vec::new();
+    let mut entries: Vec<AuditEntryView> = Vec::new();
     let mut after = 0;
     loop {
-        let page: Vec<AuditEntry> = client
+        let page: Vec<AuditEntryView> = client
             .get(&format!("/audit?after={after}&limit=10000"))
             .await?;
         let Some(last) = page.last() else { break };

@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 use clap::Args;
+use ferry_coordinator::api::GcReport;
 use ferry_coordinator::outln;
-use ferry_coordinator::registry::collect::GcReport;
 
 use crate::client::Client;
 use crate::output::{Table, json};

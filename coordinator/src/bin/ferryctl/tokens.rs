@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use ferry_coordinator::api::Role;
 use ferry_coordinator::api::{CreateToken, TokenCreated, TokenView};
 use ferry_coordinator::outln;
-use ferry_coordinator::rules::access::Role;
 
 use crate::client::Client;
 use crate::output::{Table, ago, json, or_dash, timestamp};

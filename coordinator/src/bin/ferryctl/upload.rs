@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ferry_coordinator::api::{BlobStored, UploadProgress};
-use ferry_coordinator::http::uploads::{UPLOAD_LENGTH, UPLOAD_OFFSET};
+use ferry_coordinator::api::{UPLOAD_LENGTH, UPLOAD_OFFSET};
 use ferry_shared::Digest;
 use futures_util::StreamExt;
 use tokio::io::AsyncSeekExt;
