@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 
 use ferry_shared::Digest;
 use ferry_shared::chunk::ChunkIndex;
+use ferry_shared::delta::window::{WINDOW, install_window};
 use ferry_shared::delta::{Encoding, Limits, decode_in_window_reusing};
-use ferry_shared::plan::{Plan, Step, WINDOW, install_window, plan};
+use ferry_shared::plan::{Plan, Step, plan};
 use ferry_shared::wire::{ChunkWant, WindowRef};
 
 /// An installed version the plan may copy from or name as a delta reference.

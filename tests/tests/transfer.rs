@@ -9,7 +9,8 @@ use anyhow::{Result, ensure};
 use ferry_coordinator::store::deltas::{CachedDelta, DeltaCache, read_entry, write_entry};
 use ferry_shared::Digest;
 use ferry_shared::delta::Encoding;
-use ferry_shared::plan::{WINDOW, plan};
+use ferry_shared::delta::window::WINDOW;
+use ferry_shared::plan::plan;
 use ferry_tests::{Agent, AgentSpec, Fleet, chunks_of, model_bytes, nudged, wait_until, weights};
 
 const T: Duration = Duration::from_secs(120);

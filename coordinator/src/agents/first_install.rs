@@ -1,5 +1,5 @@
 //! First installs: a device that holds no version of an artifact asks for each chunk against
-//! the bytes just before it in the same file ([`ferry_shared::plan::install_window`]), which it has written
+//! the bytes just before it in the same file ([`ferry_shared::delta::window::install_window`]), which it has written
 //! by then. Such a chunk is served from the delta cache when the warmer has encoded it there
 //! (zstd at the delta level with those bytes as prefix: about what zstd over the whole file
 //! sends, where the stored chunks, compressed alone at the store level, send 15-20 % more),
@@ -91,8 +91,8 @@ mod tests {
     use crate::store::chunks::ChunkStore;
     use crate::store::deltas::DeltaCache;
     use ferry_shared::chunk::ChunkParams;
+    use ferry_shared::delta::window::{WINDOW, install_window};
     use ferry_shared::delta::{Encoding, Limits, decode_in_window};
-    use ferry_shared::plan::{WINDOW, install_window};
     use ferry_shared::testutil::noise;
 
     /// A file that repeats one block with small changes, then ends in noise: each chunk but

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use ferry_shared::Version;
 use ferry_shared::chunk::ChunkRef;
+use ferry_shared::delta::window::{WINDOW, install_window};
 use ferry_shared::manifest::{Release, Variant};
-use ferry_shared::plan::{WINDOW, install_window, plan};
+use ferry_shared::plan::plan;
 use ferry_shared::wire::{DeviceId, PROTOCOL_VERSION};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};

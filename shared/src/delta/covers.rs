@@ -27,7 +27,8 @@ mod search;
 pub use cache::SuffixCache;
 pub use search::SuffixIndex;
 
-use super::{DeltaError, Encoding, zstd_bounded};
+use super::compress::{zstd_alone_bounded, zstd_bounded};
+use super::format::{DeltaError, Encoding};
 
 /// The shortest cover: shorter ones would cost more than their bytes as literals. It bounds
 /// how many covers, and so how much control data, a declared length admits.
@@ -145,7 +146,7 @@ impl Streams {
         put_varint(&mut out, self.runs as u64);
         let mut bodies = Vec::with_capacity(self.frames.len());
         for stream in &self.frames {
-            let frame = super::zstd_alone_bounded(stream, level)?;
+            let frame = zstd_alone_bounded(stream, level)?;
             put_varint(&mut out, frame.len() as u64);
             bodies.push(frame);
         }

@@ -1,4 +1,10 @@
+use super::choose::screen;
+use super::compress::zstd_with_prefix_bounded;
+use super::tensor::TableRow;
+use super::tensor::from_planes;
+use super::tensor::to_planes;
 use super::*;
+use crate::tensors::SegmentOp;
 use crate::testutil::noise;
 
 /// `old` with a few bytes changed and a few inserted, like a rebuilt artifact.

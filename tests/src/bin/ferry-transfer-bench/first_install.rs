@@ -3,7 +3,7 @@
 //!
 //! Rows: the stored chunks as the coordinator serves them before anything is precomputed
 //! (each chunk alone at the store level), and the precomputed first install (each chunk
-//! against the bytes of the file just before it, [`plan::install_window`], at level 19, or
+//! against the bytes of the file just before it, [`window::install_window`], at level 19, or
 //! its stored frame where that is smaller). Both count the chunk index and two bytes of
 //! framing per chunk, as the delta rows do. Apply decodes every chunk in file order, each
 //! against the output so far, and checks its hash.
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use ferry_shared::Digest;
 use ferry_shared::chunk::{ChunkIndex, ChunkParams};
+use ferry_shared::delta::window::{self, WINDOW};
 use ferry_shared::delta::{self, Encoded, Encoding, Limits};
-use ferry_shared::plan::{self, WINDOW};
 use ferry_tests::procfs::own_cpu_time;
 
 use super::{LEVEL, Row};
@@ -52,7 +52,7 @@ pub(crate) fn rows(new: &[u8], params: ChunkParams, anchor: bool) -> Result<Vec<
 
     let (start, cpu) = (Instant::now(), own_cpu_time()?);
     let precomputed = on_two_workers(spans.len(), |i| {
-        let prefix = match plan::install_window(file, spans[i].0 as u64, WINDOW) {
+        let prefix = match window::install_window(file, spans[i].0 as u64, WINDOW) {
             Some(w) => &new[w.offset as usize..(w.offset + w.len) as usize],
             None => &[][..],
         };
@@ -108,7 +108,7 @@ fn applied(
     let start = Instant::now();
     let mut out: Vec<u8> = Vec::with_capacity(new.len());
     for ((offset, c), enc) in index.spans().zip(encoded) {
-        let window = plan::install_window(file, offset, WINDOW)
+        let window = window::install_window(file, offset, WINDOW)
             .filter(|_| enc.encoding.needs_reference())
             .map(|w| {
                 let from = w.offset as usize;
