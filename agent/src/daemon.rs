@@ -685,7 +685,7 @@ impl Daemon {
 
     /// Undoes a probation. If even that fails, the process exits: the journal is still on
     /// disk, so the restart's reconciliation restores the old version.
-    fn roll_back(&mut self, follower: FollowerId) -> crate::slots::Slots {
+    fn roll_back(&mut self, follower: FollowerId) -> crate::updater::Slots {
         let model = self.model(follower).clone();
         match self.locked(|layout| layout.abort_probation(&model)) {
             Ok(slots) => slots,

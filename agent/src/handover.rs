@@ -36,8 +36,9 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::slots::Layout;
-use crate::state::{Hold, StateFile};
+use crate::state::StateFile;
 use crate::unix_now;
+use crate::updater::Hold;
 
 /// Where the trial is kept, in the state directory.
 const TRIAL_FILE: &str = "handover.json";

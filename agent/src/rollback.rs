@@ -10,8 +10,9 @@ use ferry_shared::wire::EventKind;
 
 use crate::config::Config;
 use crate::slots::{Layout, SlotError};
-use crate::state::{Hold, StateFile, UpdateRecord};
+use crate::state::{StateFile, UpdateRecord};
 use crate::unix_now;
+use crate::updater::Hold;
 
 /// What a rollback did.
 #[derive(Debug)]

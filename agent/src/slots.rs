@@ -31,15 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{create_shared_dir, share_tree};
 use crate::fsutil::{fsync_dir, remove_tree, set_link, write_atomic};
-
-/// Which versions the `current` and `previous` links name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Slots {
-    /// What runs.
-    pub current: Option<Version>,
-    /// What an instant rollback returns to.
-    pub previous: Option<Version>,
-}
+use crate::updater::Slots;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Journal {

@@ -3,6 +3,7 @@
 //! and how its connection fares. One JSON file, replaced atomically, changed only under the
 //! state-directory lock so the daemon and `ferry-agent rollback` never lose each other's writes.
 
+use crate::updater::Hold;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -17,15 +18,6 @@ use crate::fsutil::write_atomic;
 
 /// Unacknowledged events kept at most (oldest dropped first) while offline.
 const MAX_PENDING_EVENTS: usize = 1000;
-
-/// A version the device will not install again until the desired version changes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hold {
-    /// The version held back.
-    pub version: Version,
-    /// Why.
-    pub reason: String,
-}
 
 /// The last update attempt of a model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

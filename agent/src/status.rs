@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::slots::Layout;
-use crate::state::{Connection, Hold, StateFile, UpdateRecord};
+use crate::state::{Connection, StateFile, UpdateRecord};
+use crate::updater::Hold;
 
 /// The status document (`--json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -3,8 +3,10 @@
 
 use ferry_shared::ModelName;
 
-use crate::slots::{Layout, Slots};
-use crate::state::{Hold, StateFile};
+use crate::slots::Layout;
+use crate::state::StateFile;
+use crate::updater::Hold;
+use crate::updater::Slots;
 
 /// The slots of `model` and its holds, read under the state lock. An operator's rollback
 /// switches the links and then writes its hold, both under that lock: read without it, the

@@ -1,0 +1,459 @@
+//! The machine itself: [`Updater`] takes [`Event`]s and returns [`Action`]s, one model at a
+//! time (see the diagram in [`crate::updater`]).
+
+use super::admission::Desire;
+use super::admission::Target;
+use super::admission::desired_version;
+use super::installed::Hold;
+use super::installed::Slots;
+use ferry_shared::ModelName;
+use ferry_shared::Version;
+use ferry_shared::wire::EventKind;
+use ferry_shared::wire::InstallError;
+use ferry_shared::wire::ModelReport;
+use ferry_shared::wire::Phase;
+/// Inputs to the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The coordinator's wish, admitted.
+    Desired(Desire),
+    /// The candidate the coordinator wants staged beside it, admitted (`Nothing`: none).
+    Candidate(Desire),
+    /// The `candidate` link names this version now (or none); or pointing it at a version
+    /// failed, and the version is held.
+    CandidateSet(Result<Option<Version>, InstallError>),
+    /// The version is complete and verified on disk.
+    Staged(Version),
+    /// Download, verification or writing failed; the device is unchanged.
+    StageFailed {
+        /// The failure.
+        error: InstallError,
+        /// Whether trying again may help.
+        retry: Retry,
+    },
+    /// `current` now names the version (in probation).
+    Switched(Slots),
+    /// The switch failed; the slots are unchanged.
+    SwitchFailed(InstallError),
+    /// The health check passed.
+    HealthPassed,
+    /// The health check failed or timed out.
+    HealthFailed(InstallError),
+    /// The probation was undone; these are the slots now.
+    RolledBack(Slots),
+    /// A backoff delay ended.
+    RetryDue,
+    /// Someone else changed the slots (an operator's local rollback), with the holds that
+    /// came with it.
+    SlotsChanged {
+        /// Slots now.
+        slots: Slots,
+        /// Holds now.
+        holds: Vec<Hold>,
+    },
+}
+
+/// Whether a failed stage is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// No: the version is held until the coordinator names another.
+    Never,
+    /// After a backoff.
+    Later,
+    /// After a backoff; the attempt could not even start, for want of a connection, so it
+    /// says nothing new about the version (the failure that began the streak stays the one
+    /// reported).
+    Offline,
+}
+
+/// What the daemon must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Download, verify and promote the target into the installed versions.
+    Stage(Target),
+    /// Make the version current, journaled for probation.
+    Switch(Version),
+    /// Run the health check on the current version.
+    CheckHealth(Version),
+    /// Undo the probation.
+    RollBack,
+    /// Confirm the probation; remove what no slot names.
+    Commit,
+    /// Point the `candidate` link at this installed version, or remove it, then remove the
+    /// versions no link names; feed back `CandidateSet`.
+    SetCandidate(Option<Version>),
+    /// Feed `RetryDue` after a backoff for this attempt number.
+    RetryAfter(u32),
+    /// Record and report an event.
+    Emit(EventKind),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Work {
+    Idle,
+    Staging(Version),
+    Switching(Version),
+    Probation {
+        version: Version,
+        from: Option<Version>,
+    },
+    RollingBack {
+        version: Version,
+        error: InstallError,
+    },
+    Waiting(Version),
+}
+
+/// The machine for one model.
+#[derive(Clone, Debug)]
+pub struct Updater {
+    model: ModelName,
+    slots: Slots,
+    /// What the `candidate` link names.
+    candidate: Option<Version>,
+    desire: Option<Desire>,
+    candidate_desire: Desire,
+    work: Work,
+    holds: Vec<Hold>,
+    last_error: Option<InstallError>,
+    attempts: u32,
+}
+
+impl Updater {
+    /// A machine starting from what is on disk and remembered.
+    pub fn new(
+        model: ModelName,
+        slots: Slots,
+        candidate: Option<Version>,
+        holds: Vec<Hold>,
+        last_error: Option<InstallError>,
+    ) -> Self {
+        Self {
+            model,
+            slots,
+            candidate,
+            desire: None,
+            candidate_desire: Desire::Nothing,
+            work: Work::Idle,
+            holds,
+            last_error,
+            attempts: 0,
+        }
+    }
+
+    /// The slots as the machine knows them.
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// The version the `candidate` link names.
+    pub fn candidate(&self) -> Option<&Version> {
+        self.candidate.as_ref()
+    }
+
+    /// The versions held back.
+    pub fn holds(&self) -> &[Hold] {
+        &self.holds
+    }
+
+    fn held(&self, version: &Version) -> Option<&Hold> {
+        self.holds.iter().find(|h| &h.version == version)
+    }
+
+    fn add_hold(&mut self, version: &Version, reason: String) {
+        self.holds.retain(|h| &h.version != version);
+        self.holds.push(Hold {
+            version: version.clone(),
+            reason,
+        });
+    }
+
+    /// The last failure.
+    pub fn last_error(&self) -> Option<&InstallError> {
+        self.last_error.as_ref()
+    }
+
+    /// The version being downloaded or waiting to be retried: its staging directory is the
+    /// one to keep.
+    pub fn downloading(&self) -> Option<&Version> {
+        match &self.work {
+            Work::Staging(v) | Work::Waiting(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// True when no install is under way (the slots may be changed from outside).
+    pub fn is_settled(&self) -> bool {
+        matches!(self.work, Work::Idle | Work::Waiting(_))
+    }
+
+    /// Feeds one event; returns what to do, in order.
+    pub fn step(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::Desired(desire) => {
+                actions.extend(self.admitted(&desire, &self.candidate_desire.clone()));
+                self.desire = Some(desire);
+            }
+            Event::Candidate(desire) => {
+                let run = self.desire.clone().unwrap_or(Desire::Nothing);
+                actions.extend(self.admitted(&run, &desire));
+                self.candidate_desire = desire;
+            }
+            Event::CandidateSet(result) => match result {
+                Ok(candidate) => self.candidate = candidate,
+                Err(error) => {
+                    let reason = format!("{}: {}", error.kind, error.message);
+                    self.add_hold(&error.version, reason);
+                    actions.extend(self.failed(error, false));
+                }
+            },
+            Event::Staged(version) => {
+                if self.work == Work::Staging(version.clone()) {
+                    if self.target().is_some_and(|t| t.version == version) {
+                        self.work = Work::Switching(version.clone());
+                        return vec![Action::Switch(version)];
+                    }
+                    self.work = Work::Idle;
+                    if self.wanted_candidate() == Some(&version) {
+                        return vec![Action::SetCandidate(Some(version))];
+                    }
+                    // Nobody wants it any more: start what is wanted, or else tidy it away
+                    // (re-setting the link as it is removes what no link names).
+                    let next = self.next();
+                    if next.is_empty() {
+                        return vec![Action::SetCandidate(self.candidate.clone())];
+                    }
+                    return next;
+                }
+            }
+            Event::StageFailed { error, retry } => {
+                if let Work::Staging(version) = &self.work {
+                    let version = version.clone();
+                    actions.extend(self.failed(error.clone(), retry == Retry::Offline));
+                    if retry != Retry::Never {
+                        self.work = Work::Waiting(version);
+                        return {
+                            actions.push(Action::RetryAfter(self.attempts));
+                            actions
+                        };
+                    }
+                    self.add_hold(&version, format!("{}: {}", error.kind, error.message));
+                    self.work = Work::Idle;
+                }
+            }
+            Event::Switched(slots) => {
+                if let Work::Switching(version) = &self.work {
+                    let version = version.clone();
+                    let from = self.slots.current.clone();
+                    self.slots = slots;
+                    self.work = Work::Probation {
+                        version: version.clone(),
+                        from,
+                    };
+                    return vec![Action::CheckHealth(version)];
+                }
+            }
+            Event::SwitchFailed(error) => {
+                if let Work::Switching(version) = &self.work {
+                    let version = version.clone();
+                    actions.extend(self.failed(error, false));
+                    self.work = Work::Waiting(version);
+                    actions.push(Action::RetryAfter(self.attempts));
+                    return actions;
+                }
+            }
+            Event::HealthPassed => {
+                if let Work::Probation { version, from } = &self.work {
+                    let event = EventKind::Installed {
+                        from: from.clone(),
+                        to: version.clone(),
+                    };
+                    self.work = Work::Idle;
+                    self.last_error = None;
+                    self.attempts = 0;
+                    let mut actions = vec![Action::Commit, Action::Emit(event)];
+                    actions.extend(self.next());
+                    return actions;
+                }
+            }
+            Event::HealthFailed(error) => {
+                if let Work::Probation { version, .. } = &self.work {
+                    self.work = Work::RollingBack {
+                        version: version.clone(),
+                        error,
+                    };
+                    return vec![Action::RollBack];
+                }
+            }
+            Event::RolledBack(slots) => {
+                if let Work::RollingBack { version, error } = &self.work {
+                    let event = EventKind::HealthRollback {
+                        from: version.clone(),
+                        to: slots.current.clone(),
+                        error: error.clone(),
+                    };
+                    let version = version.clone();
+                    let error = error.clone();
+                    self.add_hold(
+                        &version,
+                        format!("health check failed: {}", first_line(&error.message)),
+                    );
+                    self.last_error = Some(error.clone());
+                    self.slots = slots;
+                    self.work = Work::Idle;
+                    self.attempts = 0;
+                    actions.push(Action::Emit(event));
+                }
+            }
+            Event::RetryDue => {
+                if let Work::Waiting(_) = self.work {
+                    self.work = Work::Idle;
+                }
+            }
+            Event::SlotsChanged { slots, holds } => {
+                if self.is_settled() {
+                    self.slots = slots;
+                    self.holds = holds;
+                }
+            }
+        }
+        actions.extend(self.next());
+        actions
+    }
+
+    /// Counts a failed attempt and reports it, unless it repeats the last report or could
+    /// not start (`offline`) after a failure of the same version.
+    fn failed(&mut self, error: InstallError, offline: bool) -> Option<Action> {
+        self.attempts += 1;
+        // A retry that could not start for want of a link says nothing new: the failure that
+        // began the streak (a cut mid-chunk, a full disk) stays the one reported.
+        let follow_on = offline
+            && self
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.version == error.version);
+        if follow_on {
+            return None;
+        }
+        let repeated = self.last_error.as_ref().is_some_and(|e| {
+            e.version == error.version && e.kind == error.kind && e.message == error.message
+        });
+        self.last_error = Some(error.clone());
+        (!repeated).then_some(Action::Emit(EventKind::InstallFailed(error)))
+    }
+
+    fn target(&self) -> Option<&Target> {
+        match &self.desire {
+            Some(Desire::Run(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Takes note of a new desired version and candidate: holds on versions neither names
+    /// go, a retry of a version neither names stops, and an unusable one is held and reported.
+    fn admitted(&mut self, run: &Desire, candidate: &Desire) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let (run_v, candidate_v) = (desired_version(run), desired_version(candidate));
+        let wanted = |v: &Version| Some(v) == run_v || Some(v) == candidate_v;
+        // A hold lasts until the coordinator asks for a different version.
+        self.holds.retain(|h| wanted(&h.version));
+        if let Work::Waiting(v) = &self.work
+            && !wanted(v)
+        {
+            self.work = Work::Idle;
+            self.attempts = 0;
+        }
+        for desire in [run, candidate] {
+            if let Desire::Unusable(error) = desire {
+                let new = self.held(&error.version).is_none();
+                if new && self.slots.current.as_ref() != Some(&error.version) {
+                    self.add_hold(&error.version, format!("{}: {}", error.kind, error.message));
+                    self.last_error = Some(error.clone());
+                    actions.push(Action::Emit(EventKind::InstallFailed(error.clone())));
+                }
+            }
+        }
+        actions
+    }
+
+    /// The candidate the coordinator wants staged, if it is usable here.
+    fn wanted_candidate(&self) -> Option<&Version> {
+        match &self.candidate_desire {
+            Desire::Run(t) => Some(&t.version),
+            _ => None,
+        }
+    }
+
+    /// Starts work when idle: first the desired version, when it differs from what runs;
+    /// then the candidate link, when it differs from what the coordinator wants staged.
+    fn next(&mut self) -> Vec<Action> {
+        if self.work != Work::Idle {
+            return Vec::new();
+        }
+        if let Some(target) = self.target()
+            && self.slots.current.as_ref() != Some(&target.version)
+            && self.held(&target.version).is_none()
+        {
+            let target = target.clone();
+            self.work = Work::Staging(target.version.clone());
+            return vec![Action::Stage(target)];
+        }
+        let stage = match &self.candidate_desire {
+            Desire::Run(t)
+                if self.slots.current.as_ref() != Some(&t.version)
+                    && self.held(&t.version).is_none() =>
+            {
+                Some(t)
+            }
+            _ => None,
+        };
+        match stage {
+            Some(t) if self.candidate.as_ref() == Some(&t.version) => Vec::new(),
+            Some(t) => {
+                let t = t.clone();
+                self.work = Work::Staging(t.version.clone());
+                vec![Action::Stage(t)]
+            }
+            None if self.candidate.is_some() => vec![Action::SetCandidate(None)],
+            None => Vec::new(),
+        }
+    }
+
+    /// The report of this model for the coordinator.
+    pub fn report(&self) -> ModelReport {
+        let phase = match &self.work {
+            Work::Staging(v) | Work::Switching(v) => Phase::Fetching(v.clone()),
+            Work::Probation { version, .. } | Work::RollingBack { version, .. } => {
+                Phase::Probation(version.clone())
+            }
+            Work::Waiting(v) => Phase::Retrying {
+                version: v.clone(),
+                attempts: self.attempts,
+            },
+            Work::Idle => match self.target().and_then(|t| self.held(&t.version)) {
+                Some(h) => Phase::Held {
+                    version: h.version.clone(),
+                    reason: h.reason.clone(),
+                },
+                None => Phase::Idle,
+            },
+        };
+        ModelReport {
+            model: self.model.clone(),
+            active: self.slots.current.clone(),
+            previous: self.slots.previous.clone(),
+            candidate: self.candidate.clone(),
+            phase,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+pub(super) fn first_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+}
