@@ -26,7 +26,7 @@ use ferry_shared::Digest;
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::window::{WINDOW, install_window};
 use ferry_shared::delta::{Encoding, Limits, decode_in_window_reusing};
-use ferry_shared::plan::{Plan, Step, plan};
+use ferry_shared::plan::{ChunkPlan, Step, plan};
 use ferry_shared::wire::{ChunkWant, WindowRef};
 
 /// An installed version the plan may copy from or name as a delta reference.
@@ -95,7 +95,7 @@ pub struct Assembly {
     target: ChunkIndex,
     offsets: Vec<u64>,
     sources: Vec<LocalSource>,
-    plan: Plan,
+    plan: ChunkPlan,
     done: Vec<bool>,
     /// Chunks to fetch without a reference (a delta or a local copy went wrong).
     full: HashSet<u32>,

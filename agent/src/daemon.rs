@@ -21,9 +21,9 @@ mod trial;
 use crate::config::Config;
 use crate::handover::Trial;
 use crate::session::{self, FromSession, SessionParams};
-use crate::slots::Layout;
+use crate::slots::SlotLayout;
 use crate::state::{Locked, StateFile, TransferStats, UpdateRecord};
-use crate::updater::{Action, Event, Target, Trust, Updater, admit};
+use crate::updater::{Action, Admitted, Event, Trust, Updater, admit};
 use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
 use ferry_shared::trust::TrustState;
 
@@ -80,7 +80,7 @@ struct Daemon {
     config: Arc<Config>,
     /// What releases are checked against; with metadata, persisted in `STATE/trust.json`.
     trust: Trust,
-    layout: Layout,
+    layout: SlotLayout,
     state: StateFile,
     /// The models followed, in the order of [`Config::follows`].
     followers: Vec<Follower>,
@@ -150,7 +150,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     if created {
         info!(device = %device_id, "created the device identity");
     }
-    let layout = Layout::new(config.state_dir.clone());
+    let layout = SlotLayout::new(config.state_dir.clone());
     let state = StateFile::new(&config.state_dir);
     let mut followers = Vec::new();
     for (model, _) in config.follows() {
@@ -306,7 +306,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
 /// from them and from what the state file remembers.
 /// With `keep_probation`, a switch in probation stays so (a new agent binary on trial).
 fn start_follower(
-    layout: &Layout,
+    layout: &SlotLayout,
     state: &StateFile,
     model: ModelName,
     keep_probation: bool,
@@ -628,7 +628,7 @@ impl Daemon {
                     EventKind::InstallFailed(e) => {
                         warn!(%model, version = %e.version, kind = %e.kind, "install failed: {}", e.message);
                         let f = &mut self.followers[follower];
-                        if f.updater.report().phase == ferry_shared::wire::Phase::Idle {
+                        if f.updater.report().phase == ferry_shared::wire::UpdatePhase::Idle {
                             f.started = None;
                         }
                     }
@@ -640,7 +640,7 @@ impl Daemon {
         }
     }
 
-    fn spawn_stage(&self, follower: FollowerId, target: Target) {
+    fn spawn_stage(&self, follower: FollowerId, target: Admitted) {
         let conn = self.connection.borrow().clone();
         let layout = self.layout.clone();
         let model = self.model(follower).clone();
@@ -762,7 +762,7 @@ impl Daemon {
 
     fn locked<T>(
         &self,
-        f: impl FnOnce(&Layout) -> Result<T, crate::slots::SlotError>,
+        f: impl FnOnce(&SlotLayout) -> Result<T, crate::slots::SlotError>,
     ) -> Result<T, String> {
         let _lock = self.state.lock().map_err(|e| e.to_string())?;
         f(&self.layout).map_err(|e| e.to_string())

@@ -28,9 +28,9 @@ use quinn::{Connection, RecvStream};
 
 use crate::assemble::{AssembleError, Assembly, LocalSource};
 use crate::fsutil::{fsync_dir, remove_tree, write_atomic};
-use crate::slots::Layout;
+use crate::slots::SlotLayout;
 use crate::state::TransferStats;
-use crate::updater::{NOT_CONNECTED, Retry, Target};
+use crate::updater::{Admitted, NOT_CONNECTED, Retry};
 
 /// The name of the signed envelope kept beside each installed artifact.
 pub const ENVELOPE_FILE: &str = "release.envelope";
@@ -55,7 +55,7 @@ pub struct StageFailure {
 
 /// One attempt's context: what is staged and how failures are reported.
 struct Attempt<'a> {
-    target: &'a Target,
+    target: &'a Admitted,
     now: u64,
     staging: PathBuf,
 }
@@ -101,9 +101,9 @@ impl Attempt<'_> {
 /// what moved to `stats`.
 pub async fn stage(
     conn: Option<Connection>,
-    layout: &Layout,
+    layout: &SlotLayout,
     model: &ModelName,
-    target: &Target,
+    target: &Admitted,
     profile: &DeviceProfile,
     now: u64,
     stats: &mut TransferStats,
@@ -155,7 +155,7 @@ pub async fn stage(
 
 async fn download(
     conn: &Connection,
-    layout: &Layout,
+    layout: &SlotLayout,
     model: &ModelName,
     profile: &DeviceProfile,
     attempt: &Attempt<'_>,
@@ -248,7 +248,7 @@ async fn fetch_missing(
 
 /// Refuses to start a download that cannot fit on the disk, with what it lacks: a device
 /// must never fill its disk so far that it can no longer switch or roll back.
-fn preflight(layout: &Layout, attempt: &Attempt<'_>) -> Result<(), StageFailure> {
+fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), StageFailure> {
     let variant = &attempt.target.variant;
     let free = match crate::space::free_bytes(layout.root()) {
         Ok(free) => free,
@@ -285,7 +285,7 @@ fn mib(bytes: u64) -> String {
 /// Removes unfinished downloads of `model` other than of `keep` (all of them with `None`):
 /// the target moved on.
 pub fn drop_downloads_except(
-    layout: &Layout,
+    layout: &SlotLayout,
     model: &ModelName,
     keep: Option<&ferry_shared::Version>,
 ) {
@@ -652,7 +652,7 @@ fn chunk_failed(
 
 /// The variant of an installed version this device holds, from its stored envelope.
 pub fn installed_variant(
-    layout: &Layout,
+    layout: &SlotLayout,
     model: &ModelName,
     version: &ferry_shared::Version,
     profile: &DeviceProfile,
@@ -666,7 +666,7 @@ pub fn installed_variant(
 /// The device's `current` and `previous` versions as plan sources, with their chunk indexes
 /// (stored beside them; recomputed from the file, with the target's bounds, when absent).
 fn local_sources(
-    layout: &Layout,
+    layout: &SlotLayout,
     model: &ModelName,
     profile: &DeviceProfile,
     target: &ChunkIndex,

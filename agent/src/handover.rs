@@ -11,7 +11,7 @@
 //!    and stops its daemon; [`at_start`] then marks the trial *launched* (durably) and execs
 //!    the new binary in the same process, so systemd sees the same service, pid and watchdog.
 //! 2. The new binary finds the launched trial naming itself and runs on trial: it keeps the
-//!    agent model's switch in probation ([`crate::slots::Layout::reconcile_keeping`]), and
+//!    agent model's switch in probation ([`crate::slots::SlotLayout::reconcile_keeping`]), and
 //!    must connect, report and pass the device's health check (of the model it runs) before
 //!    the deadline. Then it confirms the switch, removes the trial and reports the install.
 //!    Failing that, or at the deadline, it exits with an error.
@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::slots::Layout;
+use crate::slots::SlotLayout;
 use crate::state::StateFile;
 use crate::unix_now;
 use crate::updater::Hold;
@@ -143,7 +143,7 @@ pub fn at_start(config: &Config) -> Result<Next> {
             Start::Launch(mut t) => {
                 if let Err(why) = runnable(&t.binary) {
                     // Exec'd anyway, the C library would hand it to /bin/sh as a script.
-                    heal(&state, &Layout::new(config.state_dir.clone()), &t, &why)?;
+                    heal(&state, &SlotLayout::new(config.state_dir.clone()), &t, &why)?;
                     continue;
                 }
                 make_executable(&t.binary)?;
@@ -157,7 +157,7 @@ pub fn at_start(config: &Config) -> Result<Next> {
             }
             Start::Heal(t) => heal(
                 &state,
-                &Layout::new(config.state_dir.clone()),
+                &SlotLayout::new(config.state_dir.clone()),
                 &t,
                 "did not prove itself (connect, report, pass the health check) before it stopped",
             )?,
@@ -177,7 +177,7 @@ pub fn exec(binary: &Path) -> std::io::Error {
 
 /// Undoes a trial that failed: the agent model's switch is rolled back, its version held
 /// back and the rollback reported; then the trial is removed.
-fn heal(state: &StateFile, layout: &Layout, trial: &Trial, why: &str) -> Result<()> {
+fn heal(state: &StateFile, layout: &SlotLayout, trial: &Trial, why: &str) -> Result<()> {
     if layout.in_probation(&trial.model)?.as_ref() != Some(&trial.version) {
         // No switch awaits this trial (the old agent stopped before switching, or the
         // journal was lost): nothing to undo or hold.
@@ -251,7 +251,7 @@ fn runnable(binary: &Path) -> Result<(), String> {
 
 /// The agent model's installed, confirmed current version and its binary.
 fn confirmed_install(config: &Config, model: &ModelName) -> Option<(Version, PathBuf)> {
-    let layout = Layout::new(config.state_dir.clone());
+    let layout = SlotLayout::new(config.state_dir.clone());
     if layout.in_probation(model).ok()?.is_some() {
         return None;
     }
@@ -395,7 +395,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (state, layout) = (
             StateFile::new(dir.path()),
-            Layout::new(dir.path().to_owned()),
+            SlotLayout::new(dir.path().to_owned()),
         );
         let t = trial(true);
         save(dir.path(), &t).unwrap();

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use ferry_shared::wire::EventKind;
 
 use crate::config::Config;
-use crate::slots::{Layout, SlotError};
+use crate::slots::{SlotError, SlotLayout};
 use crate::state::{StateFile, UpdateRecord};
 use crate::unix_now;
 use crate::updater::Hold;
@@ -27,7 +27,7 @@ pub struct RolledBack {
 
 /// Performs the local rollback.
 pub fn run(config: &Config) -> Result<RolledBack> {
-    let layout = Layout::new(config.state_dir.clone());
+    let layout = SlotLayout::new(config.state_dir.clone());
     let state = StateFile::new(&config.state_dir);
     let model = &config.model;
     let _lock = state.lock()?;

@@ -131,7 +131,8 @@ pub async fn run(
         let downloading = reports.borrow().models.iter().any(|m| {
             matches!(
                 m.phase,
-                ferry_shared::wire::Phase::Fetching(_) | ferry_shared::wire::Phase::Retrying { .. }
+                ferry_shared::wire::UpdatePhase::Fetching(_)
+                    | ferry_shared::wire::UpdatePhase::Retrying { .. }
             )
         });
         let cap = if downloading {

@@ -17,7 +17,7 @@
 //!
 //! A switch changes two links, which no single syscall can do, so it first writes a journal
 //! naming the slots before and after, then flips each link by rename. At start,
-//! [`Layout::reconcile`] finishes or undoes whatever a crash interrupted: a plain switch is
+//! [`SlotLayout::reconcile`] finishes or undoes whatever a crash interrupted: a plain switch is
 //! rolled forward, a switch still in probation (health check not yet passed) is rolled back,
 //! as RAUC and Mender treat an unconfirmed boot. Versions that no slot or journal names are
 //! removed only after that.
@@ -96,14 +96,14 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SlotError + '_ {
 
 /// The agent's state directory.
 #[derive(Clone, Debug)]
-pub struct Layout {
+pub struct SlotLayout {
     root: PathBuf,
 }
 
 /// Crash injection for tests: the number of durable steps a switch may take before "dying".
 const NO_CRASH: usize = usize::MAX;
 
-impl Layout {
+impl SlotLayout {
     /// The layout under `root`.
     pub fn new(root: PathBuf) -> Self {
         Self { root }
@@ -266,7 +266,7 @@ impl Layout {
     }
 
     /// Makes `to` current and the old current previous. With `probation`, the switch stays
-    /// journaled until [`Layout::commit`] or [`Layout::abort_probation`]; a crash before either
+    /// journaled until [`SlotLayout::commit`] or [`SlotLayout::abort_probation`]; a crash before either
     /// rolls it back at start.
     pub fn switch(
         &self,
@@ -388,9 +388,9 @@ impl Layout {
         self.reconcile_keeping(model, false)
     }
 
-    /// [`Layout::reconcile`], but with `keep_probation` a switch in probation stays in
+    /// [`SlotLayout::reconcile`], but with `keep_probation` a switch in probation stays in
     /// probation (its links set as after the switch, its journal kept) for a later
-    /// [`Layout::commit`] or [`Layout::abort_probation`]: the agent's own binary, whose
+    /// [`SlotLayout::commit`] or [`SlotLayout::abort_probation`]: the agent's own binary, whose
     /// probation spans the restart into the new binary (see `handover`).
     pub fn reconcile_keeping(
         &self,
@@ -522,7 +522,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn install(layout: &Layout, version: &str) {
+    fn install(layout: &SlotLayout, version: &str) {
         let staging = layout.staging_dir(&model(), &v(version));
         fs::create_dir_all(&staging).unwrap();
         fs::write(staging.join("model.bin"), version).unwrap();
@@ -537,9 +537,9 @@ mod tests {
     }
 
     /// A layout with v1 previous and v2 current.
-    fn two_versions() -> (tempfile::TempDir, Layout) {
+    fn two_versions() -> (tempfile::TempDir, SlotLayout) {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path().to_owned());
+        let layout = SlotLayout::new(dir.path().to_owned());
         layout.reconcile(&model()).unwrap();
         install(&layout, "1.0.0");
         layout.switch(&model(), &v("1.0.0"), false).unwrap();

@@ -9,7 +9,7 @@ use ferry_shared::wire::InstallError;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::slots::Layout;
+use crate::slots::SlotLayout;
 use crate::state::{Connection, StateFile, UpdateRecord};
 use crate::updater::Hold;
 
@@ -61,7 +61,7 @@ pub struct ModelStatus {
 
 /// Gathers the status from disk.
 pub fn gather(config: &Config) -> Result<AgentStatus> {
-    let layout = Layout::new(config.state_dir.clone());
+    let layout = SlotLayout::new(config.state_dir.clone());
     let file = StateFile::new(&config.state_dir);
     let state = file.load()?;
     // Taken and let go at once: held, a daemon runs. A lock this user cannot open (a

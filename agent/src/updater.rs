@@ -33,6 +33,6 @@ mod machine;
 #[cfg(test)]
 mod tests;
 
-pub use admission::{Desire, NOT_CONNECTED, Target, Trust, admit};
+pub use admission::{Admitted, Desire, NOT_CONNECTED, Trust, admit};
 pub use installed::{Hold, Slots};
 pub use machine::{Action, Event, Retry, Updater};

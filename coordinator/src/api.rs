@@ -7,7 +7,7 @@ use ferry_shared::{Digest, Release, Version};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::gc::Plan as GcPlan;
+use crate::rules::gc::GcPlan;
 use crate::rules::lifecycle::{Approval, Check, Stage, StageMove};
 
 /// Header in which ferryctl names the person acting (recorded in the audit trail).
@@ -426,7 +426,7 @@ pub struct DevicePhase {
     /// Id.
     pub id: String,
     /// What it is doing.
-    pub phase: ferry_shared::wire::Phase,
+    pub phase: ferry_shared::wire::UpdatePhase,
 }
 
 /// Error body of every failed API call.
@@ -529,7 +529,7 @@ pub struct RolloutView {
     pub alias: String,
     /// Cohort selector.
     pub cohort: String,
-    /// Phase.
+    /// UpdatePhase.
     pub phase: ferry_shared::rollout::Phase,
     /// Paused by an operator.
     pub paused: bool,

@@ -53,7 +53,7 @@ pub struct Window {
 
 /// The plan for one target version.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
+pub struct ChunkPlan {
     /// One step per target chunk, in order.
     pub steps: Vec<Step>,
     /// Bytes copied from the device's own versions.
@@ -62,7 +62,7 @@ pub struct Plan {
     pub bytes_missing: u64,
 }
 
-impl Plan {
+impl ChunkPlan {
     /// The chunks to fetch, as requests naming each window by the whole-file hash of its source
     /// (`sources[i]` for source `i`).
     pub fn wants(&self, sources: &[Digest]) -> Vec<ChunkWant> {
@@ -92,7 +92,7 @@ const ANCHOR_REACH: usize = 64;
 
 /// Plans `target` given the `sources` (indexes of versions on the device, current first) and
 /// the largest window allowed.
-pub fn plan(target: &ChunkIndex, sources: &[ChunkIndex], window_max: u64) -> Plan {
+pub fn plan(target: &ChunkIndex, sources: &[ChunkIndex], window_max: u64) -> ChunkPlan {
     // Where each chunk content is available locally: first source wins, then lowest offset.
     let mut local: HashMap<Digest, (usize, u64)> = HashMap::new();
     for (s, index) in sources.iter().enumerate() {
@@ -136,7 +136,7 @@ pub fn plan(target: &ChunkIndex, sources: &[ChunkIndex], window_max: u64) -> Pla
         });
         steps.push(Step::Fetch { chunk: i, window });
     }
-    Plan {
+    ChunkPlan {
         steps,
         bytes_local,
         bytes_missing,

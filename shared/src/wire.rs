@@ -336,14 +336,14 @@ pub struct ModelReport {
     /// The version `candidate` points at (staged for shadow traffic, not serving).
     pub candidate: Option<Version>,
     /// What the updater is doing.
-    pub phase: Phase,
+    pub phase: UpdatePhase,
     /// The most recent failure, until a later install succeeds.
     pub last_error: Option<InstallError>,
 }
 
 /// The update phase of one model on a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
+pub enum UpdatePhase {
     /// Running the desired version, or nothing to do.
     Idle,
     /// Downloading and verifying a version.

@@ -594,7 +594,7 @@ fn a_device_asking_for_thousands_of_deltas_gets_stored_chunks_once_its_budget_is
             active: Some("1.0.0".parse()?),
             previous: None,
             candidate: None,
-            phase: ferry_shared::wire::Phase::Idle,
+            phase: ferry_shared::wire::UpdatePhase::Idle,
             last_error: None,
         }],
         ..Default::default()

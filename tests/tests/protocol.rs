@@ -123,7 +123,7 @@ fn a_device_on_the_previous_protocol_gets_no_encoding_it_cannot_decode() -> Resu
     use ferry_shared::delta::{Encoding, Limits, decode_in_window};
     use ferry_shared::wire::{
         ChunkReply, ChunkWant, DeviceReport, MAX_WINDOW, ModelReport, OLDEST_PROTOCOL_VERSION,
-        Phase, WindowRef,
+        UpdatePhase, WindowRef,
     };
     use ferry_tests::raw_device::RawDevice;
     use ferry_tests::{MODEL, model_bytes};
@@ -158,7 +158,7 @@ fn a_device_on_the_previous_protocol_gets_no_encoding_it_cannot_decode() -> Resu
             active: Some("1.0.0".parse()?),
             previous: None,
             candidate: None,
-            phase: Phase::Idle,
+            phase: UpdatePhase::Idle,
             last_error: None,
         }],
         ..Default::default()

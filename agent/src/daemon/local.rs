@@ -3,7 +3,7 @@
 
 use ferry_shared::ModelName;
 
-use crate::slots::Layout;
+use crate::slots::SlotLayout;
 use crate::state::StateFile;
 use crate::updater::Hold;
 use crate::updater::Slots;
@@ -14,7 +14,7 @@ use crate::updater::Slots;
 /// rolled back from (CI saw it, with the agent under qemu). `None` when either cannot be
 /// read.
 pub(super) fn observe(
-    layout: &Layout,
+    layout: &SlotLayout,
     state: &StateFile,
     model: &ModelName,
 ) -> Option<(Slots, Vec<Hold>)> {
@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn a_local_rollback_is_never_seen_without_its_hold() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path().to_owned());
+        let layout = SlotLayout::new(dir.path().to_owned());
         let state = StateFile::new(dir.path());
         let model: ModelName = "m".parse().unwrap();
         layout.reconcile(&model).unwrap();
@@ -60,7 +60,7 @@ mod tests {
         let looker = {
             let (dir, model) = (dir.path().to_owned(), model.clone());
             std::thread::spawn(move || {
-                let seen = observe(&Layout::new(dir.clone()), &StateFile::new(&dir), &model);
+                let seen = observe(&SlotLayout::new(dir.clone()), &StateFile::new(&dir), &model);
                 let _ = seen_tx.send(seen);
             })
         };

@@ -21,7 +21,7 @@ pub const NOT_CONNECTED: &str = "not connected to the coordinator";
 
 /// A verified release the device should run, with the variant chosen for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub struct Admitted {
     /// Version.
     pub version: Version,
     /// The variant for this device.
@@ -34,7 +34,7 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Desire {
     /// Run this.
-    Run(Target),
+    Run(Admitted),
     /// The alias is unset: keep what runs.
     Nothing,
     /// The coordinator asked for a version this device must refuse.
@@ -159,7 +159,7 @@ pub(super) fn admit_release(
         );
     }
     match select_variant(release, device) {
-        Some(variant) => Desire::Run(Target {
+        Some(variant) => Desire::Run(Admitted {
             version: release.version.clone(),
             variant: variant.clone(),
             envelope: signed.envelope_bytes,

@@ -1,8 +1,8 @@
 //! The machine itself: [`Updater`] takes [`Event`]s and returns [`Action`]s, one model at a
 //! time (see the diagram in [`crate::updater`]).
 
+use super::admission::Admitted;
 use super::admission::Desire;
-use super::admission::Target;
 use super::admission::desired_version;
 use super::installed::Hold;
 use super::installed::Slots;
@@ -11,7 +11,7 @@ use ferry_shared::Version;
 use ferry_shared::wire::EventKind;
 use ferry_shared::wire::InstallError;
 use ferry_shared::wire::ModelReport;
-use ferry_shared::wire::Phase;
+use ferry_shared::wire::UpdatePhase;
 /// Inputs to the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -70,7 +70,7 @@ pub enum Retry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Download, verify and promote the target into the installed versions.
-    Stage(Target),
+    Stage(Admitted),
     /// Make the version current, journaled for probation.
     Switch(Version),
     /// Run the health check on the current version.
@@ -343,7 +343,7 @@ impl Updater {
         (!repeated).then_some(Action::Emit(EventKind::InstallFailed(error)))
     }
 
-    fn target(&self) -> Option<&Target> {
+    fn target(&self) -> Option<&Admitted> {
         match &self.desire {
             Some(Desire::Run(t)) => Some(t),
             _ => None,
@@ -423,20 +423,20 @@ impl Updater {
     /// The report of this model for the coordinator.
     pub fn report(&self) -> ModelReport {
         let phase = match &self.work {
-            Work::Staging(v) | Work::Switching(v) => Phase::Fetching(v.clone()),
+            Work::Staging(v) | Work::Switching(v) => UpdatePhase::Fetching(v.clone()),
             Work::Probation { version, .. } | Work::RollingBack { version, .. } => {
-                Phase::Probation(version.clone())
+                UpdatePhase::Probation(version.clone())
             }
-            Work::Waiting(v) => Phase::Retrying {
+            Work::Waiting(v) => UpdatePhase::Retrying {
                 version: v.clone(),
                 attempts: self.attempts,
             },
             Work::Idle => match self.target().and_then(|t| self.held(&t.version)) {
-                Some(h) => Phase::Held {
+                Some(h) => UpdatePhase::Held {
                     version: h.version.clone(),
                     reason: h.reason.clone(),
                 },
-                None => Phase::Idle,
+                None => UpdatePhase::Idle,
             },
         };
         ModelReport {

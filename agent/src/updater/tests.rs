@@ -13,7 +13,7 @@ use ferry_shared::wire::DesiredState;
 use ferry_shared::wire::ErrorKind;
 use ferry_shared::wire::EventKind;
 use ferry_shared::wire::InstallError;
-use ferry_shared::wire::Phase;
+use ferry_shared::wire::UpdatePhase;
 use ferry_shared::{Accelerator, Digest, Release, SecretKey, Target as Platform};
 
 fn v(s: &str) -> Version {
@@ -24,8 +24,8 @@ fn model() -> ModelName {
     "m".parse().unwrap()
 }
 
-fn target(version: &str) -> Target {
-    Target {
+fn target(version: &str) -> Admitted {
+    Admitted {
         version: v(version),
         variant: Variant {
             target: Platform::Any,
@@ -82,7 +82,7 @@ fn install(u: &mut Updater, version: &str) {
 fn a_new_version_is_staged_switched_checked_and_committed() {
     let mut u = on_v1();
     install(&mut u, "2.0.0");
-    assert_eq!(u.report().phase, Phase::Probation(v("2.0.0")));
+    assert_eq!(u.report().phase, UpdatePhase::Probation(v("2.0.0")));
     let actions = u.step(Event::HealthPassed);
     assert_eq!(
         actions,
@@ -97,7 +97,7 @@ fn a_new_version_is_staged_switched_checked_and_committed() {
     let report = u.report();
     assert_eq!(report.active, Some(v("2.0.0")));
     assert_eq!(report.previous, Some(v("1.0.0")));
-    assert_eq!(report.phase, Phase::Idle);
+    assert_eq!(report.phase, UpdatePhase::Idle);
     assert!(
         u.step(Event::Desired(Desire::Run(target("2.0.0"))))
             .is_empty(),
@@ -122,7 +122,7 @@ fn a_failed_health_check_rolls_back_and_holds_the_version() {
         "{actions:?}"
     );
     assert_eq!(u.report().active, Some(v("1.0.0")));
-    assert!(matches!(u.report().phase, Phase::Held { .. }));
+    assert!(matches!(u.report().phase, UpdatePhase::Held { .. }));
     // The coordinator repeating its wish does not start a loop.
     assert!(
         u.step(Event::Desired(Desire::Run(target("2.0.0"))))
@@ -163,7 +163,7 @@ fn a_retry_without_a_link_does_not_hide_the_failure_that_began_the_streak() {
     assert_eq!(u.last_error(), Some(&root));
     assert!(matches!(
         u.report().phase,
-        Phase::Retrying { attempts: 2, .. }
+        UpdatePhase::Retrying { attempts: 2, .. }
     ));
     // With nothing before it, not being connected is the failure to report.
     let mut fresh = on_v1();
@@ -205,7 +205,7 @@ fn retryable_failures_back_off_and_retry_and_report_once() {
     );
     assert!(matches!(
         u.report().phase,
-        Phase::Retrying { attempts: 2, .. }
+        UpdatePhase::Retrying { attempts: 2, .. }
     ));
     assert_eq!(
         u.report().active,
@@ -226,7 +226,7 @@ fn a_permanent_failure_holds_without_retrying() {
         matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]),
         "{actions:?}"
     );
-    assert!(matches!(u.report().phase, Phase::Held { .. }));
+    assert!(matches!(u.report().phase, UpdatePhase::Held { .. }));
 }
 
 #[test]
@@ -314,7 +314,7 @@ fn an_operator_rollback_does_not_release_a_health_check_hold() {
         u.step(Event::Desired(Desire::Run(target("3.0.0"))))
             .is_empty()
     );
-    assert!(matches!(u.report().phase, Phase::Held { .. }));
+    assert!(matches!(u.report().phase, UpdatePhase::Held { .. }));
     // The 2.0.0 hold ended when the coordinator (again) asked for 3.0.0; 3.0.0's stands.
     assert_eq!(u.holds().len(), 1);
 }
@@ -346,7 +346,7 @@ fn shadowing(candidate: &str) -> Updater {
         u.step(Event::Candidate(Desire::Run(target(candidate)))),
         vec![Action::Stage(target(candidate))]
     );
-    assert_eq!(u.report().phase, Phase::Fetching(v(candidate)));
+    assert_eq!(u.report().phase, UpdatePhase::Fetching(v(candidate)));
     assert_eq!(
         u.step(Event::Staged(v(candidate))),
         vec![Action::SetCandidate(Some(v(candidate)))]
@@ -364,7 +364,7 @@ fn a_candidate_is_staged_beside_current_without_switching() {
     let report = u.report();
     assert_eq!(report.active, Some(v("1.0.0")));
     assert_eq!(report.candidate, Some(v("2.0.0")));
-    assert_eq!(report.phase, Phase::Idle);
+    assert_eq!(report.phase, UpdatePhase::Idle);
     assert_eq!(u.slots(), &slots("1.0.0", None), "nothing switched");
 }
 

@@ -107,7 +107,7 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// Queues `moved` for the open sessions that follow it (see [`run`]).
+    /// Queues `moved` for the open sessions that follow it (see [`crate::agents::push::run`]).
     pub fn announce(&self, moved: Moved) {
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());

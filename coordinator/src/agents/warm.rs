@@ -277,7 +277,7 @@ mod tests {
         previous: Option<&str>,
     ) -> (DeviceId, DeviceRecord) {
         use ferry_shared::sign::SecretKey;
-        use ferry_shared::wire::{ModelReport, Phase};
+        use ferry_shared::wire::{ModelReport, UpdatePhase};
         let key = SecretKey::from_seed(&[alias.len() as u8; 32]).public();
         let model: ferry_shared::ModelName = "m".parse().unwrap();
         let version = |v: Option<&str>| v.map(|v| v.parse().unwrap());
@@ -290,7 +290,7 @@ mod tests {
                 active: version(active),
                 previous: version(previous),
                 candidate: None,
-                phase: Phase::Idle,
+                phase: UpdatePhase::Idle,
                 last_error: None,
             },
         );

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use ferry_shared::wire::{ErrorKind, InstallError, ModelReport, Phase};
+use ferry_shared::wire::{ErrorKind, InstallError, ModelReport, UpdatePhase};
 use ferry_shared::{AliasName, ModelName, Version};
 
 use crate::api::{
     BehindDevice, BehindReason, CohortFragmentation, FragmentationPoint, FragmentationReport,
     ModelFragmentation,
 };
-use crate::fleet::summary::{DeviceFacts, summarize_model};
+use crate::fleet::summary::{FleetDevice, summarize_model};
 use crate::store::records::AliasRecord;
 
 /// The cohort name of devices without the `by` label.
@@ -21,7 +21,7 @@ pub(crate) const UNLABELLED: &str = "(none)";
 /// What the report is computed from.
 pub(crate) struct Inputs<'a> {
     /// Every device, with presence.
-    pub devices: &'a [DeviceFacts<'a>],
+    pub devices: &'a [FleetDevice<'a>],
     /// Every alias.
     pub aliases: &'a [(ModelName, AliasName, AliasRecord)],
     /// Published versions per model, ascending.
@@ -38,7 +38,7 @@ pub(crate) fn report(
     model: Option<&ModelName>,
     by: Option<&str>,
 ) -> FragmentationReport {
-    let mut models: BTreeMap<&ModelName, Vec<&DeviceFacts<'_>>> = BTreeMap::new();
+    let mut models: BTreeMap<&ModelName, Vec<&FleetDevice<'_>>> = BTreeMap::new();
     for d in inputs.devices {
         for follow in &d.record.follows {
             if model.is_none_or(|m| m == &follow.model) {
@@ -57,7 +57,7 @@ pub(crate) fn report(
             let cohorts = match by {
                 None => Vec::new(),
                 Some(label) => {
-                    let mut split: BTreeMap<&str, Vec<&DeviceFacts<'_>>> = BTreeMap::new();
+                    let mut split: BTreeMap<&str, Vec<&FleetDevice<'_>>> = BTreeMap::new();
                     for d in &devices {
                         let value = d
                             .record
@@ -115,7 +115,7 @@ fn cohort(
     inputs: &Inputs<'_>,
     model: &ModelName,
     name: &str,
-    devices: &[&DeviceFacts<'_>],
+    devices: &[&FleetDevice<'_>],
 ) -> CohortFragmentation {
     let summary = summarize_model(
         model,
@@ -164,7 +164,7 @@ fn behind_device(
     inputs: &Inputs<'_>,
     model: &ModelName,
     published: &[Version],
-    d: &DeviceFacts<'_>,
+    d: &FleetDevice<'_>,
 ) -> Option<BehindDevice> {
     let follow = d.record.follows.iter().find(|f| &f.model == model)?;
     let (_, _, alias) = inputs
@@ -197,7 +197,7 @@ fn behind_device(
 
 fn why_behind(
     inputs: &Inputs<'_>,
-    d: &DeviceFacts<'_>,
+    d: &FleetDevice<'_>,
     report: Option<&ModelReport>,
     target: &Version,
 ) -> (BehindReason, Option<String>) {
@@ -210,15 +210,17 @@ fn why_behind(
     let failure = report.last_error.as_ref().filter(|e| &e.version == target);
     let from_failure = |e: &InstallError| (reason_of(e.kind), Some(e.message.clone()));
     match &report.phase {
-        Phase::Fetching(v) | Phase::Probation(v) if v == target => (BehindReason::Updating, None),
-        Phase::Retrying { version, attempts } if version == target => match failure {
+        UpdatePhase::Fetching(v) | UpdatePhase::Probation(v) if v == target => {
+            (BehindReason::Updating, None)
+        }
+        UpdatePhase::Retrying { version, attempts } if version == target => match failure {
             Some(e) => from_failure(e),
             None => (
                 BehindReason::DownloadFailing,
                 Some(format!("{attempts} attempt(s)")),
             ),
         },
-        Phase::Held { version, reason } if version == target => match failure {
+        UpdatePhase::Held { version, reason } if version == target => match failure {
             Some(e) => from_failure(e),
             // Held with no failure of its own: an operator rolled the device back by hand.
             None => (BehindReason::Pinned, Some(reason.clone())),
@@ -252,7 +254,12 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn device(region: &str, active: &str, phase: Phase, error: Option<ErrorKind>) -> DeviceRecord {
+    fn device(
+        region: &str,
+        active: &str,
+        phase: UpdatePhase,
+        error: Option<ErrorKind>,
+    ) -> DeviceRecord {
         DeviceRecord::following(
             SecretKey::from_seed(&[1; 32]).public(),
             "prod",
@@ -284,34 +291,34 @@ mod tests {
 
     #[test]
     fn cohorts_versions_and_why_devices_are_behind() {
-        let held = |reason: &str| Phase::Held {
+        let held = |reason: &str| UpdatePhase::Held {
             version: v("3.0.0"),
             reason: reason.into(),
         };
         let records = [
-            device("eu", "3.0.0", Phase::Idle, None),
+            device("eu", "3.0.0", UpdatePhase::Idle, None),
             device("eu", "2.0.0", held("failed"), Some(ErrorKind::HealthCheck)),
             device("eu", "2.0.0", held("rolled back by hand"), None),
-            device("us", "1.0.0", Phase::Fetching(v("3.0.0")), None),
+            device("us", "1.0.0", UpdatePhase::Fetching(v("3.0.0")), None),
             device(
                 "us",
                 "2.0.0",
-                Phase::Retrying {
+                UpdatePhase::Retrying {
                     version: v("3.0.0"),
                     attempts: 3,
                 },
                 Some(ErrorKind::Disk),
             ),
-            device("us", "2.0.0", Phase::Idle, None),
+            device("us", "2.0.0", UpdatePhase::Idle, None),
         ];
         let ids: Vec<DeviceId> = (0..records.len() as u8)
             .map(|i| DeviceId::of(&SecretKey::from_seed(&[i + 1; 32]).public()))
             .collect();
-        let devices: Vec<DeviceFacts<'_>> = ids
+        let devices: Vec<FleetDevice<'_>> = ids
             .iter()
             .zip(&records)
             .enumerate()
-            .map(|(i, (id, record))| DeviceFacts {
+            .map(|(i, (id, record))| FleetDevice {
                 id,
                 record,
                 // The last device went quiet long ago.
@@ -398,9 +405,9 @@ mod tests {
 
     #[test]
     fn a_canary_ahead_of_the_target_is_not_behind() {
-        let record = device("eu", "4.0.0-rc.1", Phase::Idle, None);
+        let record = device("eu", "4.0.0-rc.1", UpdatePhase::Idle, None);
         let id = DeviceId::of(&SecretKey::from_seed(&[9; 32]).public());
-        let devices = [DeviceFacts {
+        let devices = [FleetDevice {
             id: &id,
             record: &record,
             connected: true,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use ferry_shared::rollout::{GateReport, Phase as RolloutPhase};
-use ferry_shared::wire::Phase;
+use ferry_shared::wire::UpdatePhase;
 
 use crate::api::{FleetStatus, FragmentationReport};
 
@@ -18,7 +18,7 @@ pub(crate) struct RolloutFigures {
     pub id: String,
     /// Model.
     pub model: String,
-    /// Phase.
+    /// UpdatePhase.
     pub phase: RolloutPhase,
     /// Waves in force.
     pub waves_in_force: usize,
@@ -47,13 +47,13 @@ pub(crate) struct Inputs<'a> {
 }
 
 /// The state label of an update phase.
-pub(crate) fn state_of(phase: &Phase) -> &'static str {
+pub(crate) fn state_of(phase: &UpdatePhase) -> &'static str {
     match phase {
-        Phase::Idle => "idle",
-        Phase::Fetching(_) => "fetching",
-        Phase::Probation(_) => "probation",
-        Phase::Held { .. } => "held",
-        Phase::Retrying { .. } => "retrying",
+        UpdatePhase::Idle => "idle",
+        UpdatePhase::Fetching(_) => "fetching",
+        UpdatePhase::Probation(_) => "probation",
+        UpdatePhase::Held { .. } => "held",
+        UpdatePhase::Retrying { .. } => "retrying",
     }
 }
 

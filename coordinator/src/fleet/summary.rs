@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind, Phase};
+use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind, UpdatePhase};
 use ferry_shared::{ModelName, Version};
 
 use crate::api::{
@@ -158,7 +158,7 @@ impl Presence {
 }
 
 /// A device as the summary needs it.
-pub struct DeviceFacts<'a> {
+pub struct FleetDevice<'a> {
     /// Id.
     pub id: &'a DeviceId,
     /// Stored record.
@@ -171,12 +171,12 @@ pub struct DeviceFacts<'a> {
 
 /// Computes the fleet view from device records (the transfer totals are the caller's). Pure.
 pub(crate) fn summarize(
-    devices: &[DeviceFacts<'_>],
+    devices: &[FleetDevice<'_>],
     aliases: &[(ModelName, ferry_shared::AliasName, AliasRecord)],
     now: u64,
     stale_after_secs: u64,
 ) -> FleetStatus {
-    let mut models: BTreeMap<&ModelName, Vec<&DeviceFacts<'_>>> = BTreeMap::new();
+    let mut models: BTreeMap<&ModelName, Vec<&FleetDevice<'_>>> = BTreeMap::new();
     for d in devices {
         for follow in &d.record.follows {
             models.entry(&follow.model).or_default().push(d);
@@ -210,7 +210,7 @@ pub(crate) fn summarize(
 /// One model's view over `devices` (a whole fleet or a cohort of it).
 pub(crate) fn summarize_model(
     model: &ModelName,
-    devices: &[&DeviceFacts<'_>],
+    devices: &[&FleetDevice<'_>],
     aliases: &[(ModelName, ferry_shared::AliasName, AliasRecord)],
     now: u64,
     stale_after_secs: u64,
@@ -224,8 +224,8 @@ pub(crate) fn summarize_model(
         }
     };
     let report_of =
-        |d: &DeviceFacts<'_>| d.record.models.iter().find(|m| &m.model == model).cloned();
-    let active_of = |d: &DeviceFacts<'_>| report_of(d).and_then(|m| m.active);
+        |d: &FleetDevice<'_>| d.record.models.iter().find(|m| &m.model == model).cloned();
+    let active_of = |d: &FleetDevice<'_>| report_of(d).and_then(|m| m.active);
 
     let mut per_version: BTreeMap<Option<Version>, usize> = BTreeMap::new();
     for d in devices {
@@ -245,13 +245,13 @@ pub(crate) fn summarize_model(
         .iter()
         .filter(|(m, _, _)| m == model)
         .map(|(_, alias, record)| {
-            let follows_alias = |d: &DeviceFacts<'_>| {
+            let follows_alias = |d: &FleetDevice<'_>| {
                 d.record
                     .follows
                     .iter()
                     .any(|f| &f.model == model && &f.alias == alias)
             };
-            let on_target = |d: &DeviceFacts<'_>| active_of(d).as_ref() == Some(&record.version);
+            let on_target = |d: &FleetDevice<'_>| active_of(d).as_ref() == Some(&record.version);
             AliasShare {
                 alias: alias.to_string(),
                 version: record.version.clone(),
@@ -285,7 +285,7 @@ pub(crate) fn summarize_model(
             });
         }
         if let Some(r) = report
-            && r.phase != Phase::Idle
+            && r.phase != UpdatePhase::Idle
         {
             in_progress.push(DevicePhase {
                 id: d.id.to_string(),
@@ -332,7 +332,7 @@ mod tests {
                 active: active.map(|v| v.parse().unwrap()),
                 previous: None,
                 candidate: None,
-                phase: Phase::Idle,
+                phase: UpdatePhase::Idle,
                 last_error: error.then(|| InstallError {
                     version: "3.0.0".parse().unwrap(),
                     kind: ErrorKind::HealthCheck,
@@ -354,11 +354,11 @@ mod tests {
             record(Some("1.0.0"), false),
             record(None, false),
         ];
-        let facts: Vec<DeviceFacts<'_>> = ids
+        let facts: Vec<FleetDevice<'_>> = ids
             .iter()
             .zip(&records)
             .enumerate()
-            .map(|(i, (id, record))| DeviceFacts {
+            .map(|(i, (id, record))| FleetDevice {
                 id,
                 record,
                 connected: i != 2,
@@ -433,7 +433,7 @@ mod tests {
         use std::collections::BTreeMap;
 
         use ferry_shared::wire::{
-            DeviceEvent, DeviceId, DeviceReport, EventKind, ModelReport, Phase,
+            DeviceEvent, DeviceId, DeviceReport, EventKind, ModelReport, UpdatePhase,
         };
 
         use crate::store::Store;
@@ -450,7 +450,7 @@ mod tests {
                 active: Some(active.parse().unwrap()),
                 previous: None,
                 candidate: None,
-                phase: Phase::Idle,
+                phase: UpdatePhase::Idle,
                 last_error: None,
             }],
             events,

@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::api::{FleetStatus, FragmentationReport};
 use crate::app::{Coordinator, Counters};
 use crate::fleet::fragmentation::{Inputs, point, report};
-use crate::fleet::summary::{DeviceFacts, summarize};
+use crate::fleet::summary::{FleetDevice, summarize};
 use crate::store::StoreError;
 use crate::store::records::{AliasRecord, DeviceRecord};
 
@@ -45,10 +45,10 @@ impl Gathered {
     }
 
     /// The devices as the pure views take them.
-    pub fn facts(&self) -> Vec<DeviceFacts<'_>> {
+    pub fn facts(&self) -> Vec<FleetDevice<'_>> {
         self.devices
             .iter()
-            .map(|(id, record, connected, last_seen)| DeviceFacts {
+            .map(|(id, record, connected, last_seen)| FleetDevice {
                 id,
                 record,
                 connected: *connected,

@@ -14,7 +14,7 @@ use tracing::warn;
 
 use crate::api::ACTOR_HEADER;
 use crate::app::Coordinator;
-use crate::http::denials::Verdict;
+use crate::http::denials::RefusalOutcome;
 use crate::http::replies::{Failure, bad_request};
 use crate::http::route::Rule;
 use crate::rules::access::{Action, Caller, Denied, Role};
@@ -149,7 +149,7 @@ fn refuse_unless(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .judge(&caller.name, now);
-        if let Verdict::Audit { skipped_before } = verdict {
+        if let RefusalOutcome::Audit { skipped_before } = verdict {
             let reason = match skipped_before {
                 0 => denied.to_string(),
                 n => format!("{denied} ({n} earlier refusals of this caller were not audited)"),

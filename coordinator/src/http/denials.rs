@@ -27,7 +27,7 @@ struct Window {
 
 /// What to do with one refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum RefusalOutcome {
     /// Audit it, noting the refusals of this caller that were not audited before it.
     Audit {
         /// Refusals skipped since the last audited one.
@@ -39,7 +39,7 @@ pub enum Verdict {
 
 impl DenialBudget {
     /// Decides for a refusal of `caller` at `now` (Unix seconds).
-    pub fn judge(&mut self, caller: &str, now: u64) -> Verdict {
+    pub fn judge(&mut self, caller: &str, now: u64) -> RefusalOutcome {
         let minute = now / 60;
         if self.callers.len() >= MAX_CALLERS && !self.callers.contains_key(caller) {
             self.callers
@@ -56,12 +56,12 @@ impl DenialBudget {
         }
         if window.audited < AUDITED_PER_MINUTE {
             window.audited += 1;
-            Verdict::Audit {
+            RefusalOutcome::Audit {
                 skipped_before: std::mem::take(&mut window.skipped),
             }
         } else {
             window.skipped += 1;
-            Verdict::Skip
+            RefusalOutcome::Skip
         }
     }
 }
@@ -77,27 +77,27 @@ mod tests {
         for _ in 0..AUDITED_PER_MINUTE {
             assert_eq!(
                 budget.judge("mallory", t),
-                Verdict::Audit { skipped_before: 0 }
+                RefusalOutcome::Audit { skipped_before: 0 }
             );
         }
         for _ in 0..500 {
-            assert_eq!(budget.judge("mallory", t + 30), Verdict::Skip);
+            assert_eq!(budget.judge("mallory", t + 30), RefusalOutcome::Skip);
         }
         // Another caller is not held back by mallory.
         assert_eq!(
             budget.judge("alice", t + 30),
-            Verdict::Audit { skipped_before: 0 }
+            RefusalOutcome::Audit { skipped_before: 0 }
         );
         // The next minute: audited again, with the count of what was not.
         assert_eq!(
             budget.judge("mallory", t + 60),
-            Verdict::Audit {
+            RefusalOutcome::Audit {
                 skipped_before: 500
             }
         );
         assert_eq!(
             budget.judge("mallory", t + 61),
-            Verdict::Audit { skipped_before: 0 }
+            RefusalOutcome::Audit { skipped_before: 0 }
         );
     }
 

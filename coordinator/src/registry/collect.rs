@@ -17,7 +17,7 @@ use crate::api::GcReport;
 use crate::app::Coordinator;
 use crate::registry::error::RegistryError;
 use crate::rules::gc::{
-    Facts, Plan, ReleaseFacts, UNPUBLISHED_GRACE_SECS, UPLOAD_EXPIRY_SECS, plan,
+    Facts, GcPlan, ReleaseFacts, UNPUBLISHED_GRACE_SECS, UPLOAD_EXPIRY_SECS, plan,
 };
 use crate::rules::lifecycle::Stage;
 use crate::store::StoreError;
@@ -25,7 +25,7 @@ use crate::store::chunks::UploadPart;
 
 /// The plan, and every chunk some stored artifact uses (read once: it means decoding every
 /// artifact's chunk index).
-fn gather(app: &Coordinator, now: u64) -> Result<(Plan, BTreeSet<Digest>), StoreError> {
+fn gather(app: &Coordinator, now: u64) -> Result<(GcPlan, BTreeSet<Digest>), StoreError> {
     let purged = app.store.purged()?;
     let mut stages = BTreeMap::new();
     let mut releases = Vec::new();

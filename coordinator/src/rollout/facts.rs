@@ -3,7 +3,7 @@
 //! memory.
 
 use ferry_shared::rollout::DeviceFacts;
-use ferry_shared::wire::{DeviceId, ErrorKind, Phase as UpdatePhase};
+use ferry_shared::wire::{DeviceId, ErrorKind, UpdatePhase};
 use ferry_shared::{ModelName, Version};
 
 use crate::fleet::summary::{FleetMetrics, Presence};
@@ -107,7 +107,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use ferry_shared::sign::SecretKey;
-    use ferry_shared::wire::{InstallError, ModelReport, Phase as UpdatePhase};
+    use ferry_shared::wire::{InstallError, ModelReport, UpdatePhase};
 
     use super::*;
 

@@ -87,7 +87,7 @@ pub struct Decided {
 
 /// What a collection frees.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
+pub struct GcPlan {
     /// Releases whose bytes go.
     pub purge: Vec<Decided>,
     /// Releases a policy would let go but that must stay.
@@ -99,8 +99,8 @@ pub struct Plan {
 }
 
 /// What retention and garbage collection would free, given `facts`.
-pub fn plan(facts: &Facts<'_>) -> Plan {
-    let mut out = Plan::default();
+pub fn plan(facts: &Facts<'_>) -> GcPlan {
+    let mut out = GcPlan::default();
     let mut live_releases: Vec<&ReleaseFacts> = Vec::new();
     for r in &facts.releases {
         if r.purged {
@@ -257,7 +257,7 @@ mod tests {
             protected: BTreeMap::new(),
             blobs: vec![blob("a", &["a1"], 999)],
         };
-        assert_eq!(plan(&facts), Plan::default());
+        assert_eq!(plan(&facts), GcPlan::default());
         old.purged = true;
         let policy = BTreeMap::from([(Stage::Archived, Retention { keep_days: 1 })]);
         let after = plan(&Facts {

@@ -16,7 +16,7 @@ use super::codec::{decode, encode};
 use super::records::BlobRecord;
 use super::tables::{BLOBS, CHUNK_INDEXES, PURGED, TENSOR_LAYOUTS};
 use super::{Store, StoreError};
-use crate::rules::gc::{BlobFacts, Plan};
+use crate::rules::gc::{BlobFacts, GcPlan};
 
 /// When and why a release's bytes were freed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ impl Store {
     /// artifacts' records dropped, audited, in one transaction.
     pub fn apply_purge(
         &self,
-        plan: &Plan,
+        plan: &GcPlan,
         by: &str,
         freed_bytes: u64,
         now: u64,

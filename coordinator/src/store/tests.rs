@@ -445,7 +445,7 @@ fn a_store_written_by_a_newer_build_is_refused_by_name() {
 
 #[test]
 fn device_records_of_the_first_format_are_migrated_at_open() {
-    use ferry_shared::wire::{ErrorKind, InstallError, ModelReport, Phase};
+    use ferry_shared::wire::{ErrorKind, InstallError, ModelReport, UpdatePhase};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferry.redb");
     let key = SecretKey::from_seed(&[7; 32]).public();
@@ -458,7 +458,7 @@ fn device_records_of_the_first_format_are_migrated_at_open() {
             active: Some("1.0.0".parse().unwrap()),
             previous: None,
             candidate: None,
-            phase: Phase::Idle,
+            phase: UpdatePhase::Idle,
             last_error: Some(InstallError {
                 version: "2.0.0".parse().unwrap(),
                 kind: ErrorKind::Integrity,

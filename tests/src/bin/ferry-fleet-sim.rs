@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferry_coordinator::api::RolloutView;
-use ferry_shared::rollout::{Phase, Plan, Selector};
+use ferry_shared::rollout::{Phase as RolloutPhase, Plan, Selector};
 use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
 use ferry_shared::wire::io::{read_frame, read_preamble, write_frame, write_preamble};
 use ferry_shared::wire::{
     DEVICE_AUTH_EXPORTER_LABEL, DeviceId, DeviceReport, ErrorKind, Follow, Hello, InstallError,
-    ModelReport, Phase as UpdatePhase, ToAgent, ToCoordinator,
+    ModelReport, ToAgent, ToCoordinator, UpdatePhase,
 };
 use ferry_shared::{SecretKey, Version};
 use ferry_tests::procfs::status_kib;
@@ -372,7 +372,7 @@ fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         let view: RolloutView = fleet.coordinator.ctl_json(&["rollout", "status", id])?;
-        if view.phase == Phase::RolledBack {
+        if view.phase == RolloutPhase::RolledBack {
             decided = Some(Instant::now());
             break;
         }

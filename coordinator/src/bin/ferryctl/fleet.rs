@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use ferry_coordinator::api::FleetStatus;
 use ferry_coordinator::outln;
-use ferry_shared::wire::Phase;
+use ferry_shared::wire::UpdatePhase;
 
 use crate::client::Client;
 use crate::output::{Table, ago, clip, json, or_dash};
@@ -131,13 +131,13 @@ pub(crate) async fn run(client: &Client, command: FleetCommand) -> Result<()> {
     Ok(())
 }
 
-fn phase(p: &Phase) -> (&'static str, String) {
+fn phase(p: &UpdatePhase) -> (&'static str, String) {
     match p {
-        Phase::Idle => ("idle", String::new()),
-        Phase::Fetching(v) => ("fetch", format!("installing {v}")),
-        Phase::Probation(v) => ("check", format!("health-checking {v}")),
-        Phase::Held { version, reason } => ("held", format!("{version}: {reason}")),
-        Phase::Retrying { version, attempts } => {
+        UpdatePhase::Idle => ("idle", String::new()),
+        UpdatePhase::Fetching(v) => ("fetch", format!("installing {v}")),
+        UpdatePhase::Probation(v) => ("check", format!("health-checking {v}")),
+        UpdatePhase::Held { version, reason } => ("held", format!("{version}: {reason}")),
+        UpdatePhase::Retrying { version, attempts } => {
             ("retry", format!("{version}, attempt {attempts}"))
         }
     }
