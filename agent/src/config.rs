@@ -183,13 +183,14 @@ impl Config {
                 base.join(p)
             }
         };
-        let fingerprint = ferry_shared::pin::normalize_fingerprint(&raw.coordinator_fingerprint)
-            .with_context(|| {
-                format!(
-                    "coordinator_fingerprint `{}` is not a SHA-256 fingerprint",
-                    raw.coordinator_fingerprint
-                )
-            })?;
+        let fingerprint =
+            ferry_shared::fingerprint::normalize_fingerprint(&raw.coordinator_fingerprint)
+                .with_context(|| {
+                    format!(
+                        "coordinator_fingerprint `{}` is not a SHA-256 fingerprint",
+                        raw.coordinator_fingerprint
+                    )
+                })?;
         let enrollment_token = match (raw.enrollment_token, raw.enrollment_token_file) {
             (Some(_), Some(_)) => bail!("set enrollment_token or enrollment_token_file, not both"),
             (Some(t), None) => Some(t.trim().to_owned()),

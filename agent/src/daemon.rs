@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ferry_shared::ModelName;
-use ferry_shared::select::DeviceProfile;
+use ferry_shared::variant_choice::DeviceProfile;
 use ferry_shared::wire::{DeviceReport, ErrorKind, EventKind, InstallError};
 use quinn::{Connection, Endpoint};
 use tokio::sync::{mpsc, watch};
@@ -561,7 +561,7 @@ impl Daemon {
             }
             Action::RollBack => {
                 let slots = self.roll_back(follower);
-                crate::memory::settle_after_install();
+                crate::footprint::settle_after_install();
                 Some(Event::RolledBack(slots))
             }
             Action::Commit => {
@@ -574,7 +574,7 @@ impl Daemon {
                     info!(%model, version = %to, "update confirmed");
                     self.record_update(follower, to, "installed".into());
                 }
-                crate::memory::settle_after_install();
+                crate::footprint::settle_after_install();
                 None
             }
             Action::SetCandidate(version) => {
@@ -678,7 +678,7 @@ impl Daemon {
                 *t = (Some(target.version), stats);
             }
             // The download's buffers are all freed by now; let the device have them back.
-            crate::memory::release_freed_memory();
+            crate::footprint::release_freed_memory();
             let _ = internal.send((follower, event)).await;
         });
     }
@@ -756,7 +756,7 @@ impl Daemon {
             }
             info!(%model, current = ?slots.current, "slots changed on the device");
             self.feed(follower, Event::SlotsChanged { slots, holds });
-            crate::memory::settle_after_install();
+            crate::footprint::settle_after_install();
         }
     }
 

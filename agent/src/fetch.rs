@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::Encoding;
-use ferry_shared::select::{DeviceProfile, select_variant};
 use ferry_shared::sign::Envelope;
+use ferry_shared::variant_choice::{DeviceProfile, select_variant};
 use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };

@@ -256,7 +256,7 @@ fn confirmed_install(config: &Config, model: &ModelName) -> Option<(Version, Pat
         return None;
     }
     let version = layout.slots(model).ok()?.current?;
-    let profile = ferry_shared::select::DeviceProfile {
+    let profile = ferry_shared::variant_choice::DeviceProfile {
         target: crate::TARGET.to_owned(),
         accelerator: config.accelerator,
     };

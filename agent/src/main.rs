@@ -109,7 +109,7 @@ fn run(cli: Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            ferry_agent::memory::configure_allocator();
+            ferry_agent::footprint::configure_allocator();
             init_logging()?;
             run_daemon(config)
         }

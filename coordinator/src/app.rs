@@ -98,9 +98,9 @@ pub struct Coordinator {
     /// Totals.
     pub counters: Counters,
     /// How many refusals each caller may still write to the audit trail.
-    pub denials: std::sync::Mutex<crate::http::denials::DenialBudget>,
+    pub denials: std::sync::Mutex<crate::http::refusal_budget::DenialBudget>,
     /// Held shared by uploads and publishes, exclusively by a garbage collection's apply
-    /// (see [`crate::registry::collect`]).
+    /// (see [`crate::registry::gc_apply`]).
     pub gc_lock: tokio::sync::RwLock<()>,
     /// The artifacts being uploaded right now, one attempt each.
     pub uploads: crate::http::upload_attempts::InFlight,

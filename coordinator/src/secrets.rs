@@ -116,7 +116,7 @@ pub fn tls_identity(dir: &Path, names: &[String]) -> Result<(TlsIdentity, bool),
     }
     let cert = fs::read(&cert_path).map_err(io_err(&cert_path))?;
     let key = fs::read(&key_path).map_err(io_err(&key_path))?;
-    let fingerprint = ferry_shared::pin::fingerprint(&cert);
+    let fingerprint = ferry_shared::fingerprint::fingerprint(&cert);
     Ok((
         TlsIdentity {
             cert: CertificateDer::from(cert),

@@ -1,5 +1,5 @@
 //! A rustls server-certificate verifier that trusts exactly one certificate, by its pinned
-//! SHA-256 fingerprint ([`crate::pin`]). The handshake signature is still verified with that
+//! SHA-256 fingerprint ([`crate::fingerprint`]). The handshake signature is still verified with that
 //! certificate's key, so holding a copy of the certificate is not enough to impersonate its
 //! owner. Agents pin the coordinator's QUIC certificate with it; ferryctl its admin API's.
 
@@ -10,7 +10,7 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::pin::fingerprint;
+use crate::fingerprint::fingerprint;
 
 /// Accepts exactly one certificate, by fingerprint.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub struct PinnedCert {
 
 impl PinnedCert {
     /// Trusts the certificate whose fingerprint is `pin` (`sha256:<hex>`, as
-    /// [`crate::pin::normalize_fingerprint`] writes it), checking signatures with `provider`.
+    /// [`crate::fingerprint::normalize_fingerprint`] writes it), checking signatures with `provider`.
     pub fn new(pin: &str, provider: Arc<CryptoProvider>) -> Self {
         Self {
             pin: pin.to_owned(),

@@ -160,7 +160,7 @@ fn scoped_revoked_and_expired_tokens() -> Result<()> {
         .iter()
         .filter(|e| e["action"] == "access.denied" && e["actor"].as_str() == Some("ci-other"))
         .count();
-    let budget = ferry_coordinator::http::denials::AUDITED_PER_MINUTE as usize;
+    let budget = ferry_coordinator::http::refusal_budget::AUDITED_PER_MINUTE as usize;
     // 102 refusals: one budget, or two when a minute turns during the burst.
     ensure!(
         (budget..=2 * budget).contains(&refusals),

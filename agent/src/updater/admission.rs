@@ -5,13 +5,13 @@
 use ferry_shared::ModelName;
 use ferry_shared::Variant;
 use ferry_shared::Version;
-use ferry_shared::select::DeviceProfile;
-use ferry_shared::select::select_variant;
 use ferry_shared::sign::Keyring;
 use ferry_shared::sign::SignedRelease;
 use ferry_shared::trust::TrustError;
 use ferry_shared::trust::TrustState;
 use ferry_shared::trust::check_release_fresh;
+use ferry_shared::variant_choice::DeviceProfile;
+use ferry_shared::variant_choice::select_variant;
 use ferry_shared::wire::DesiredRelease;
 use ferry_shared::wire::DesiredState;
 use ferry_shared::wire::ErrorKind;

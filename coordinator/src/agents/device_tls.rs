@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ferry_shared::PublicKey;
-use ferry_shared::pin::ed25519_key_of_cert;
+use ferry_shared::fingerprint::ed25519_key_of_cert;
 use quinn::Connection;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};

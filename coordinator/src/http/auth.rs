@@ -1,7 +1,7 @@
 //! Who is calling and whether they may: the bearer token authenticated into a [`Caller`], the
 //! [`guard`] every `/api/v1` route runs before its handler (its declared [`Rule`]: the action,
 //! the model in the path, whether a query string is read), and refusals logged and audited
-//! within the caller's budget ([`crate::http::denials`]).
+//! within the caller's budget ([`crate::http::refusal_budget`]).
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use tracing::warn;
 
 use crate::api::ACTOR_HEADER;
 use crate::app::Coordinator;
-use crate::http::denials::RefusalOutcome;
+use crate::http::refusal_budget::RefusalOutcome;
 use crate::http::replies::{Failure, bad_request};
 use crate::http::route::Rule;
 use crate::rules::access::{Action, Caller, Denied, Role};

@@ -2,17 +2,17 @@
 //! router ([`router`]) built from routes declared with their permission ([`route`]), the
 //! guard that authenticates and checks each call ([`auth`]), failures and shared request
 //! checks ([`replies`]), one file per group of routes, the dashboard page ([`dashboard`]) and
-//! the budget of refusals written to the audit trail ([`denials`]).
+//! the budget of refusals written to the audit trail ([`refusal_budget`]).
 
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod dashboard;
-pub mod denials;
 pub(crate) mod devices;
 pub(crate) mod fleet;
 pub(crate) mod lineage;
 pub mod listen;
 pub(crate) mod metrics;
+pub mod refusal_budget;
 pub(crate) mod releases;
 pub(crate) mod replies;
 pub(crate) mod rollouts;

@@ -28,7 +28,7 @@ pub(crate) fn routes() -> Vec<Route> {
 async fn gc_preview(State(app): State<Arc<Coordinator>>) -> ApiResult<crate::api::GcReport> {
     let app2 = app.clone();
     let report =
-        tokio::task::spawn_blocking(move || crate::registry::collect::preview(&app2, unix_now()))
+        tokio::task::spawn_blocking(move || crate::registry::gc_apply::preview(&app2, unix_now()))
             .await
             .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(report))
@@ -42,7 +42,7 @@ async fn gc_apply(
 ) -> ApiResult<crate::api::GcReport> {
     let who = actor(&caller, &headers);
     Ok(Json(
-        crate::registry::collect::apply(app, who, unix_now()).await?,
+        crate::registry::gc_apply::apply(app, who, unix_now()).await?,
     ))
 }
 

@@ -12,8 +12,8 @@
 use ferry_shared::rollout::Selector;
 use ferry_shared::{AliasName, ModelName, Version};
 
-use crate::registry::compat::check_fit;
 use crate::registry::error::RegistryError;
+use crate::registry::schema_fit::check_fit;
 use crate::rules::access::PRODUCTION_ALIAS;
 use crate::store::Store;
 

@@ -1,14 +1,15 @@
 //! The registry: publishing signed releases and moving aliases ([`publish`]), lifecycle
 //! stages and approvals ([`stages`]), whether devices may be pointed at a release
-//! ([`admission`], with the schema fit in [`compat`]), the operations' error ([`error`]), the signed snapshots devices check ([`snapshots`]), the plans of rollouts
-//! ([`rollout_plans`], which a promotion starts) and garbage collection
-//! carried out ([`collect`]).
+//! ([`admission`], with the schema fit in [`schema_fit`]), the operations' error
+//! ([`error`]), the signed snapshots devices check ([`snapshots`]), the plans of rollouts
+//! ([`rollout_plans`], which a promotion starts) and garbage collection carried out
+//! ([`gc_apply`]).
 
 pub(crate) mod admission;
-pub(crate) mod collect;
-pub(crate) mod compat;
 pub(crate) mod error;
+pub(crate) mod gc_apply;
 pub(crate) mod publish;
 pub(crate) mod rollout_plans;
+pub(crate) mod schema_fit;
 pub(crate) mod snapshots;
 pub(crate) mod stages;

@@ -135,7 +135,7 @@ fn pinned_tls(config: &Config) -> Result<rustls::ClientConfig> {
             std::fs::read(&der).with_context(|| format!("cannot read {}", der.display()))?
         }
     };
-    let pin = ferry_shared::pin::fingerprint(&cert);
+    let pin = ferry_shared::fingerprint::fingerprint(&cert);
     let (tls, _) = ferry_shared::pinned::https_client_config(&pin).context("TLS is unavailable")?;
     Ok(tls)
 }

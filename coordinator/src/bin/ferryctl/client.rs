@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ferry_coordinator::api::ACTOR_HEADER;
 use ferry_coordinator::api::ApiError;
-use ferry_shared::pin::normalize_fingerprint;
+use ferry_shared::fingerprint::normalize_fingerprint;
 use ferry_shared::pinned::{PinnedCert, https_client_config};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
