@@ -31,6 +31,8 @@ mod admission;
 mod installed;
 mod machine;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 
 pub use admission::{Admitted, Desire, NOT_CONNECTED, Trust, admit};

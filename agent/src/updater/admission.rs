@@ -2,20 +2,12 @@
 //! machine sees it ([`admit`]): signatures (or the TUF metadata), freshness, the variant for
 //! this device, and the candidate to stage beside what runs.
 
-use ferry_shared::ModelName;
-use ferry_shared::Variant;
-use ferry_shared::Version;
-use ferry_shared::sign::Keyring;
-use ferry_shared::sign::SignedRelease;
-use ferry_shared::trust::TrustError;
-use ferry_shared::trust::TrustState;
-use ferry_shared::trust::check_release_fresh;
-use ferry_shared::variant_choice::DeviceProfile;
-use ferry_shared::variant_choice::select_variant;
-use ferry_shared::wire::DesiredRelease;
-use ferry_shared::wire::DesiredState;
-use ferry_shared::wire::ErrorKind;
-use ferry_shared::wire::InstallError;
+use ferry_shared::sign::{Keyring, SignedRelease};
+use ferry_shared::trust::{TrustError, TrustState, check_release_fresh};
+use ferry_shared::variant_choice::{DeviceProfile, select_variant};
+use ferry_shared::wire::{DesiredRelease, DesiredState, ErrorKind, InstallError};
+use ferry_shared::{ModelName, Variant, Version};
+
 /// What a download attempt that could not start fails with: no session to the coordinator.
 pub const NOT_CONNECTED: &str = "not connected to the coordinator";
 

@@ -1,17 +1,12 @@
 //! The machine itself: [`Updater`] takes [`Event`]s and returns [`Action`]s, one model at a
 //! time (see the diagram in [`crate::updater`]).
 
-use super::admission::Admitted;
-use super::admission::Desire;
-use super::admission::desired_version;
-use super::installed::Hold;
-use super::installed::Slots;
-use ferry_shared::ModelName;
-use ferry_shared::Version;
-use ferry_shared::wire::EventKind;
-use ferry_shared::wire::InstallError;
-use ferry_shared::wire::ModelReport;
-use ferry_shared::wire::UpdatePhase;
+use ferry_shared::wire::{EventKind, InstallError, ModelReport, UpdatePhase};
+use ferry_shared::{ModelName, Version};
+
+use super::admission::{Admitted, Desire, desired_version};
+use super::installed::{Hold, Slots};
+
 /// Inputs to the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {

@@ -1,20 +1,16 @@
 //! The update machine and admission, on plain data.
 
-use super::*;
-use ferry_shared::ModelName;
-use ferry_shared::Variant;
-use ferry_shared::Version;
 use ferry_shared::manifest::{Lineage, MANIFEST_SCHEMA};
-use ferry_shared::sign::Keyring;
-use ferry_shared::sign::SignedRelease;
+use ferry_shared::sign::{Keyring, SignedRelease};
 use ferry_shared::variant_choice::DeviceProfile;
-use ferry_shared::wire::DesiredRelease;
-use ferry_shared::wire::DesiredState;
-use ferry_shared::wire::ErrorKind;
-use ferry_shared::wire::EventKind;
-use ferry_shared::wire::InstallError;
-use ferry_shared::wire::UpdatePhase;
-use ferry_shared::{Accelerator, Digest, Release, SecretKey, Target as Platform};
+use ferry_shared::wire::{
+    DesiredRelease, DesiredState, ErrorKind, EventKind, InstallError, UpdatePhase,
+};
+use ferry_shared::{
+    Accelerator, Digest, ModelName, Release, SecretKey, Target as Platform, Variant, Version,
+};
+
+use super::*;
 
 fn v(s: &str) -> Version {
     s.parse().unwrap()
@@ -24,7 +20,7 @@ fn model() -> ModelName {
     "m".parse().unwrap()
 }
 
-fn target(version: &str) -> Admitted {
+pub(super) fn target(version: &str) -> Admitted {
     Admitted {
         version: v(version),
         variant: Variant {

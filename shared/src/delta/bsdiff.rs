@@ -2,11 +2,11 @@
 //! produced, applied with their control triples checked as they stream past, before the
 //! bsdiff crate sees them.
 
-use super::format::DeltaError;
-use super::format::Encoding;
-use super::format::Limits;
 use std::io;
 use std::io::Read;
+
+use super::format::{DeltaError, Encoding, Limits};
+
 /// Applies a zstd-compressed bsdiff patch, checking its control data on the way.
 pub(super) fn bspatch_checked(
     payload: &[u8],

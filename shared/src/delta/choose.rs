@@ -2,18 +2,13 @@
 //! level (the screen) and only the smallest is encoded at full level ([`encode_best`],
 //! [`encode_best_in_window`], [`encode_delta_in_window`]).
 
-use super::covers;
 use super::covers::SuffixIndex;
-use super::encode::Prepared;
-use super::encode::encode;
-use super::encode::prepare;
-use super::format::DeltaError;
-use super::format::Encoded;
-use super::format::Encoding;
-use super::kinship;
-use super::tensor::choose_ops;
-use super::tensor::tensors_body;
+use super::encode::{Prepared, encode, prepare};
+use super::format::{DeltaError, Encoded, Encoding};
+use super::tensor::{choose_ops, tensors_body};
+use super::{covers, kinship};
 use crate::tensors::Segment;
+
 /// The cheap candidates that use a reference, in the order they are tried; covers, the
 /// expensive one, are considered separately.
 pub(super) const REFERENCED: [Encoding; 5] = [

@@ -2,10 +2,10 @@
 //! so that memory follows the window, not the level), after the file's own preceding bytes
 //! (first installs), and decompression bounded by the declared length.
 
-use super::format::DeltaError;
-use super::format::Encoded;
-use super::format::Encoding;
 use std::io;
+
+use super::format::{DeltaError, Encoded, Encoding};
+
 /// The level from which Ferry's own window-prefixed encodes cap their match tables (below it
 /// zstd's own tables are smaller than the cap).
 pub(super) const MATCH_TABLE_CAP_FROM: i32 = 6;

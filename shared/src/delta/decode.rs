@@ -6,14 +6,9 @@ use super::bsdiff::bspatch_checked;
 use super::choose::reference_in_window;
 use super::compress::zstd_bounded;
 use super::covers;
-use super::format::DeltaError;
-use super::format::Encoding;
-use super::format::Limits;
-use super::tensor::MAX_TABLE;
-use super::tensor::element_diff;
-use super::tensor::from_planes;
-use super::tensor::tensors_restore;
-use super::tensor::xor_with;
+use super::format::{DeltaError, Encoding, Limits};
+use super::tensor::{MAX_TABLE, element_diff, from_planes, tensors_restore, xor_with};
+
 /// Decodes a chunk that [`super::encode_best_in_window`] encoded against `window` with the chunk's
 /// old bytes estimated at `at`; `window` is `None` for a chunk sent on its own.
 pub fn decode_in_window(

@@ -1,19 +1,15 @@
 //! A chunk in one named encoding ([`encode`]): what each encoding hands to zstd, prepared once
 //! so that the screen and the full-level encode share it.
 
-use super::compress::zstd_alone_bounded;
-use super::compress::zstd_with_prefix_bounded;
+use std::io;
+
+use super::compress::{zstd_alone_bounded, zstd_with_prefix_bounded};
 use super::covers;
 use super::decode::check_width;
-use super::format::DeltaError;
-use super::format::Encoding;
-use super::tensor::element_diff;
-use super::tensor::tensors_body;
-use super::tensor::to_planes;
-use super::tensor::xor_with;
-use crate::tensors::Segment;
-use crate::tensors::SegmentOp;
-use std::io;
+use super::format::{DeltaError, Encoding};
+use super::tensor::{element_diff, tensors_body, to_planes, xor_with};
+use crate::tensors::{Segment, SegmentOp};
+
 /// Encodes `new` as `encoding` (`reference` where the encoding needs one).
 pub fn encode(
     encoding: Encoding,

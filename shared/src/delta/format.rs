@@ -2,8 +2,8 @@
 //! ([`Encoded`]), the limits a decoder holds every payload to ([`Limits`]), and what goes
 //! wrong decoding one ([`DeltaError`]).
 
-use serde::Deserialize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
 /// How a chunk is encoded on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Encoding {

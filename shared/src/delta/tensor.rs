@@ -3,13 +3,12 @@
 //! ([`Encoding::Tensors`]); without a layout, the same at the chunk's own offset and a guessed
 //! element width ([`Encoding::XorPlanes`], [`Encoding::SubPlanes`]); and their inverses.
 
+use serde::{Deserialize, Serialize};
+
 use super::decode::check_width;
-use super::format::DeltaError;
-use super::format::Encoding;
-use crate::tensors::Segment;
-use crate::tensors::SegmentOp;
-use serde::Deserialize;
-use serde::Serialize;
+use super::format::{DeltaError, Encoding};
+use crate::tensors::{Segment, SegmentOp};
+
 /// One row of a tensor delta's segment table.
 #[derive(Serialize, Deserialize)]
 pub(super) struct TableRow {

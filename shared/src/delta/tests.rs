@@ -1,8 +1,6 @@
 use super::choose::screen;
 use super::compress::zstd_with_prefix_bounded;
-use super::tensor::TableRow;
-use super::tensor::from_planes;
-use super::tensor::to_planes;
+use super::tensor::{TableRow, from_planes, to_planes};
 use super::*;
 use crate::tensors::SegmentOp;
 use crate::testutil::noise;
