@@ -46,9 +46,9 @@ pub enum AssembleError {
     /// Reading or writing local files failed.
     #[error("{path}: {source}")]
     Disk {
-        /// Where.
+        /// The file or directory concerned.
         path: PathBuf,
-        /// Why.
+        /// What the operating system said.
         source: io::Error,
     },
     /// A received chunk does not decode to its signed bytes.
@@ -56,7 +56,7 @@ pub enum AssembleError {
     Rejected {
         /// Which chunk.
         ordinal: u32,
-        /// Why.
+        /// What was wrong, in words.
         reason: String,
     },
     /// The assembled file is not the signed artifact.

@@ -53,9 +53,9 @@ pub enum SessionError {
     /// Could not connect.
     #[error("cannot connect to {addr}: {reason}")]
     Connect {
-        /// Where.
+        /// The address concerned.
         addr: std::net::SocketAddr,
-        /// Why.
+        /// What was wrong, in words.
         reason: String,
     },
     /// The certificate is not the pinned one.
@@ -63,17 +63,17 @@ pub enum SessionError {
         "the coordinator's certificate fingerprint is {presented}, not the pinned {pinned}: refusing to talk to it"
     )]
     Fingerprint {
-        /// Pinned.
+        /// The fingerprint the agent pins (`sha256:…`).
         pinned: String,
-        /// Presented.
+        /// The fingerprint of the certificate the coordinator presented.
         presented: String,
     },
     /// The coordinator refused us.
     #[error("the coordinator refused this device ({kind:?}): {message}")]
     Refused {
-        /// Category.
+        /// What kind of refusal it was (enrollment, revocation, protocol).
         kind: ferry_shared::wire::RefusalKind,
-        /// Explanation.
+        /// The coordinator's explanation, as it sent it.
         message: String,
     },
     /// The connection failed.
@@ -89,7 +89,7 @@ pub enum SessionError {
 
 /// Everything a session needs.
 pub struct SessionParams {
-    /// Settings.
+    /// The agent's configuration.
     pub config: Arc<Config>,
     /// Identity key.
     pub key: Arc<SecretKey>,

@@ -58,29 +58,29 @@ pub enum SlotError {
     /// File-system failure.
     #[error("{path}: {source}")]
     Io {
-        /// Where.
+        /// The file or directory concerned.
         path: PathBuf,
-        /// Cause.
+        /// What the operating system said.
         source: io::Error,
     },
     /// The version to switch to is not installed.
     #[error("{model} {version} is not installed")]
     NotInstalled {
-        /// Model.
+        /// The model whose slots these are.
         model: String,
-        /// Version.
+        /// The version the operation concerned.
         version: Version,
     },
     /// There is no previous version to return to.
     #[error("{model} has no previous version on this device to roll back to")]
     NoPrevious {
-        /// Model.
+        /// The model whose slots these are.
         model: String,
     },
     /// An install is between switch and confirmation.
     #[error("{model} {version} is being health-checked; try again when the update has settled")]
     Busy {
-        /// Model.
+        /// The model whose slots these are.
         model: String,
         /// Version in probation.
         version: Version,
@@ -266,7 +266,8 @@ impl SlotLayout {
     }
 
     /// Makes `to` current and the old current previous. With `probation`, the switch stays
-    /// journaled until [`SlotLayout::commit`] or [`SlotLayout::abort_probation`]; a crash before either
+    /// journaled until [`SlotLayout::commit`] or [`SlotLayout::abort_probation`]; a crash before
+    /// either
     /// rolls it back at start.
     pub fn switch(
         &self,

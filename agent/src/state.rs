@@ -118,7 +118,7 @@ pub struct AgentState {
     pub pending_events: Vec<DeviceEvent>,
     /// Per model.
     pub models: BTreeMap<ModelName, ModelState>,
-    /// Connection.
+    /// The session to the coordinator: up, or since when and why down.
     pub connection: Connection,
 }
 
@@ -128,17 +128,17 @@ pub enum StateError {
     /// I/O.
     #[error("{path}: {source}")]
     Io {
-        /// Where.
+        /// The file or directory concerned.
         path: PathBuf,
-        /// Cause.
+        /// What the operating system said.
         source: io::Error,
     },
     /// Unreadable content.
     #[error("{path} is not a valid agent state file: {reason}")]
     Corrupt {
-        /// Where.
+        /// The file or directory concerned.
         path: PathBuf,
-        /// Why.
+        /// What was wrong, in words.
         reason: String,
     },
 }

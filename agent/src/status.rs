@@ -36,7 +36,7 @@ pub struct AgentStatus {
 /// One model on the device.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelStatus {
-    /// Model.
+    /// The model's name.
     pub model: String,
     /// Version `current` names.
     pub current: Option<Version>,

@@ -42,7 +42,7 @@ pub struct ReleaseView {
 /// A release's ancestry: itself, its parents, theirs (breadth first).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LineageView {
-    /// Model.
+    /// The model whose releases the ancestry walks.
     pub model: String,
     /// Version asked about.
     pub version: Version,
@@ -66,9 +66,9 @@ pub struct ImpactView {
 /// A release derived from a dataset, with where it runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImpactRelease {
-    /// Model.
+    /// The model (a validated model name).
     pub model: String,
-    /// Version.
+    /// The release derived from the dataset.
     pub version: Version,
     /// Trained on the dataset, or derived from a release that was.
     pub how: String,
@@ -81,11 +81,11 @@ pub struct ImpactRelease {
 /// Two releases of a model side by side.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DiffView {
-    /// Model.
+    /// The model both releases belong to.
     pub model: String,
-    /// First.
+    /// The version on the left of the comparison.
     pub a: Version,
-    /// Second.
+    /// The version on the right of the comparison.
     pub b: Version,
     /// Field by field.
     pub rows: Vec<crate::rules::lineage::DiffRow>,
@@ -116,9 +116,9 @@ pub struct ApprovalRequest {
 /// Where a release stands in its lifecycle.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StageView {
-    /// Model.
+    /// The model (a validated model name).
     pub model: String,
-    /// Version.
+    /// The release whose stage this is.
     pub version: Version,
     /// Its stage.
     pub stage: Stage,
@@ -136,13 +136,13 @@ pub struct StageView {
 /// `error` naming each failing check).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TransitionView {
-    /// Model.
+    /// The model (a validated model name).
     pub model: String,
-    /// Version.
+    /// The release moved.
     pub version: Version,
-    /// From.
+    /// The stage it left.
     pub from: Stage,
-    /// To.
+    /// The stage it entered (or, on a dry run, would enter).
     pub to: Stage,
     /// Whether it moved (false on a dry run or a refusal).
     pub moved: bool,
@@ -173,17 +173,17 @@ pub struct SetAlias {
 /// An alias and its last change.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AliasView {
-    /// Model.
+    /// The model (a validated model name).
     pub model: String,
-    /// Alias.
+    /// The alias (`prod`, `staging`, `latest`, or any other name).
     pub alias: String,
-    /// Target.
+    /// The version the alias points at now.
     pub version: Version,
     /// When it was set.
     pub set_at: u64,
     /// Who set it.
     pub set_by: String,
-    /// Why.
+    /// Why it was moved, as the mover gave it (with any forced check noted).
     pub reason: Option<String>,
 }
 
@@ -199,9 +199,9 @@ pub struct AliasChanged {
 /// Reply to a publish.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Published {
-    /// Model.
+    /// The model (a validated model name).
     pub name: String,
-    /// Version.
+    /// The version published (or re-signed).
     pub version: Version,
     /// False when the identical release was already there.
     pub created: bool,
@@ -217,7 +217,7 @@ pub struct Published {
 /// Reply to a blob upload.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BlobStored {
-    /// Hash.
+    /// The artifact's BLAKE3 hash, hex: its content address.
     pub hash: String,
     /// Artifact size.
     pub size: u64,
@@ -252,7 +252,7 @@ pub struct KeyView {
     pub key_id: String,
     /// Public key text.
     pub public_key: String,
-    /// Name.
+    /// A name for the key, 1 to 64 characters, as given when it was trusted.
     pub name: String,
     /// When added.
     pub added_at: u64,
@@ -272,9 +272,10 @@ pub struct TrustKey {
 /// A device as shown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeviceView {
-    /// Id.
+    /// The device id: derived from its ed25519 identity key.
     pub id: String,
-    /// Labels.
+    /// The labels the device announces (cohort selectors match them; `schema.*` declare its
+    /// application's schemas).
     pub labels: BTreeMap<String, String>,
     /// Agent version.
     pub agent_version: String,
@@ -356,7 +357,7 @@ pub struct CloneAlert {
 /// One model across the fleet.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelFleet {
-    /// Model.
+    /// The model (a validated model name).
     pub model: String,
     /// Devices that follow it.
     pub devices: usize,
@@ -386,7 +387,7 @@ pub struct VersionCount {
 /// An alias target's adoption.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AliasShare {
-    /// Alias.
+    /// The alias devices follow.
     pub alias: String,
     /// Its target.
     pub version: Version,
@@ -401,7 +402,7 @@ pub struct AliasShare {
 /// A device that has gone quiet.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StaleDevice {
-    /// Id.
+    /// The device id.
     pub id: String,
     /// Last seen.
     pub last_seen: u64,
@@ -412,7 +413,7 @@ pub struct StaleDevice {
 /// A device's last failure.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeviceError {
-    /// Id.
+    /// The device id.
     pub id: String,
     /// Version it runs.
     pub active: Option<Version>,
@@ -423,7 +424,7 @@ pub struct DeviceError {
 /// A device that is not simply idle.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DevicePhase {
-    /// Id.
+    /// The device id.
     pub id: String,
     /// What it is doing.
     pub phase: ferry_shared::wire::UpdatePhase,
@@ -519,9 +520,9 @@ pub struct RolloutDevices {
 /// A rollout as listed and shown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RolloutView {
-    /// Name.
+    /// The rollout's id: unique, 1 to 128 characters.
     pub id: String,
-    /// Model.
+    /// The model rolled out.
     pub model: String,
     /// Target version.
     pub version: Version,
@@ -529,7 +530,7 @@ pub struct RolloutView {
     pub alias: String,
     /// Cohort selector.
     pub cohort: String,
-    /// UpdatePhase.
+    /// The rollout's phase.
     pub phase: ferry_shared::rollout::Phase,
     /// Paused by an operator.
     pub paused: bool,
@@ -544,7 +545,7 @@ pub struct RolloutView {
     pub reason: Option<String>,
     /// Who created it, when.
     pub created_by: String,
-    /// When.
+    /// When it was created (Unix seconds).
     pub created_at: u64,
     /// Last change.
     pub updated_at: u64,
@@ -607,7 +608,7 @@ pub struct FragmentationReport {
 /// One model's fragmentation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelFragmentation {
-    /// Model.
+    /// The model (a validated model name).
     pub model: String,
     /// The whole fleet of the model.
     pub overall: CohortFragmentation,
@@ -642,7 +643,7 @@ pub struct CohortFragmentation {
 /// A device that does not run its alias's target.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BehindDevice {
-    /// Id.
+    /// The device id.
     pub id: String,
     /// The alias it follows.
     pub alias: String,
@@ -652,7 +653,7 @@ pub struct BehindDevice {
     pub target: Version,
     /// Published versions between what it runs (exclusive) and the target (inclusive).
     pub versions_behind: usize,
-    /// Why.
+    /// Why it does not run its target yet.
     pub reason: BehindReason,
     /// Details (the last error's message, or the hold's reason).
     pub detail: Option<String>,
@@ -734,9 +735,9 @@ pub struct CreateToken {
 pub struct TokenView {
     /// Id (the public part of the token).
     pub id: String,
-    /// Name.
+    /// A name for the token, 1 to 64 printable characters (audit entries name the caller by it).
     pub name: String,
-    /// Role.
+    /// What the token may do (see the README's roles table).
     pub role: Role,
     /// Models it may act on (empty: all).
     pub models: Vec<String>,
@@ -773,9 +774,9 @@ pub struct CreateEnrollToken {
 /// An enrollment token as listed (never its secret).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EnrollTokenView {
-    /// Id.
+    /// The token's id, for revoking it (not the secret).
     pub id: String,
-    /// Name.
+    /// A name for the token, 1 to 64 printable characters.
     pub name: String,
     /// Enrollments left (`None`: unlimited).
     pub uses_left: Option<u32>,
@@ -817,7 +818,7 @@ pub struct TrustView {
 /// One root as shown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RootView {
-    /// Version.
+    /// The root's version: each new root is the previous one plus one.
     pub version: u64,
     /// Expiry (Unix seconds).
     pub expires: u64,
@@ -848,7 +849,8 @@ pub struct AuditEntryView {
     pub seq: u64,
     /// When (Unix seconds).
     pub at: u64,
-    /// Who.
+    /// Who acted: the person ferryctl names and the token used (`alice (ci-token, operator)`),
+    /// or the coordinator itself (`rollout-engine`).
     pub actor: String,
     /// What kind of change (`publish`, `alias.set`, `device.enroll`, …).
     pub action: String,

@@ -21,9 +21,9 @@ use crate::store::{Store, StoreError};
 /// An alias moved; sessions of devices following it push the new desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AliasMoved {
-    /// Model.
+    /// The model whose alias moved.
     pub model: ModelName,
-    /// Alias.
+    /// The alias that moved.
     pub alias: AliasName,
 }
 
@@ -64,9 +64,9 @@ pub enum PublisherTrust {
 
 /// Everything the QUIC and HTTP sides share.
 pub struct Coordinator {
-    /// Settings.
+    /// The configuration, as loaded and checked at start.
     pub config: Config,
-    /// Records.
+    /// The database: every record and the audit trail.
     pub store: Store,
     /// Chunks, deltas and the encoder pool.
     pub transfer: Arc<Transfer>,
@@ -95,7 +95,7 @@ pub struct Coordinator {
     pub alias_moves: broadcast::Sender<AliasMoved>,
     /// Alias moves waiting to be told to the open sessions that follow them.
     pub fanout: crate::agents::fanout::Fanout,
-    /// Totals.
+    /// Running totals of what was served, for status and `/metrics`.
     pub counters: Counters,
     /// How many refusals each caller may still write to the audit trail.
     pub denials: std::sync::Mutex<crate::http::refusal_budget::DenialBudget>,

@@ -119,17 +119,17 @@ pub enum ConfigError {
     /// Unreadable file.
     #[error("cannot read {path}: {source}")]
     Read {
-        /// File.
+        /// The file concerned.
         path: PathBuf,
-        /// Cause.
+        /// What the operating system said.
         source: std::io::Error,
     },
     /// Bad TOML or a bad value.
     #[error("{path}: {source}")]
     Parse {
-        /// File.
+        /// The file concerned.
         path: PathBuf,
-        /// Cause.
+        /// What the operating system said.
         source: Box<toml::de::Error>,
     },
     /// A value out of range.

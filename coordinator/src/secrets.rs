@@ -15,9 +15,9 @@ pub enum SecretsError {
     /// File I/O.
     #[error("{path}: {source}")]
     Io {
-        /// File.
+        /// The file concerned.
         path: PathBuf,
-        /// Cause.
+        /// What the operating system said.
         source: io::Error,
     },
     /// Certificate generation.
@@ -26,7 +26,7 @@ pub enum SecretsError {
     /// A token file holds something unusable.
     #[error("{path} does not hold a token (expected 64 hex characters)")]
     BadToken {
-        /// File.
+        /// The file concerned.
         path: PathBuf,
     },
     /// A bootstrap token's file and its hash disagree.
@@ -42,9 +42,9 @@ pub enum SecretsError {
     /// A key file holds something unusable.
     #[error("{path} does not hold an ed25519 private key: {reason}")]
     BadKey {
-        /// File.
+        /// The file concerned.
         path: PathBuf,
-        /// Why.
+        /// What was wrong, in words.
         reason: String,
     },
 }

@@ -163,7 +163,7 @@ pub enum ManifestError {
     Invalid {
         /// Model name.
         name: String,
-        /// Version.
+        /// The version, as written.
         version: String,
         /// What is wrong.
         reason: String,

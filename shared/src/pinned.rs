@@ -1,5 +1,6 @@
 //! A rustls server-certificate verifier that trusts exactly one certificate, by its pinned
-//! SHA-256 fingerprint ([`crate::fingerprint`]). The handshake signature is still verified with that
+//! SHA-256 fingerprint ([`crate::fingerprint`]). The handshake signature is still verified with
+//! that
 //! certificate's key, so holding a copy of the certificate is not enough to impersonate its
 //! owner. Agents pin the coordinator's QUIC certificate with it; ferryctl its admin API's.
 
@@ -22,7 +23,8 @@ pub struct PinnedCert {
 
 impl PinnedCert {
     /// Trusts the certificate whose fingerprint is `pin` (`sha256:<hex>`, as
-    /// [`crate::fingerprint::normalize_fingerprint`] writes it), checking signatures with `provider`.
+    /// [`crate::fingerprint::normalize_fingerprint`] writes it), checking signatures with
+    /// `provider`.
     pub fn new(pin: &str, provider: Arc<CryptoProvider>) -> Self {
         Self {
             pin: pin.to_owned(),

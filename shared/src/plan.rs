@@ -25,7 +25,7 @@ pub enum Step {
         source: usize,
         /// Offset in that source.
         offset: u64,
-        /// Length.
+        /// Its length in bytes (the chunk's).
         len: u32,
     },
     /// Fetch the chunk, encoded against `window` when there is one.
@@ -44,7 +44,7 @@ pub struct Window {
     pub source: usize,
     /// Start offset.
     pub offset: u64,
-    /// Length.
+    /// Its length in bytes, at most the plan's window bound.
     pub len: u64,
     /// Where, relative to `offset`, the chunk's old bytes are estimated to start: the aligned
     /// reference for numeric (XOR) deltas.

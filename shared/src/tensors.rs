@@ -2,7 +2,8 @@
 //!
 //! A [`Layout`] lists a file's tensors (name, byte range, element width) as read from a
 //! safetensors header, a GGUF header ([`gguf`]), or an ONNX model's initializers and constant
-//! tensors (subgraphs included). [`segments`] cuts one chunk along that layout, pairing each tensor piece with the
+//! tensors (subgraphs included). [`segments`] cuts one chunk along that layout, pairing each
+//! tensor piece with the
 //! same tensor's bytes in an old version's reference window, which is what the tensor delta
 //! ([`crate::delta::Encoding::Tensors`]) needs. Parsing reads through [`ReadAt`], so a caller
 //! can walk a multi-gigabyte file on disk without loading it; nothing here does I/O itself.

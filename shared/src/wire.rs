@@ -354,7 +354,7 @@ pub enum UpdatePhase {
     Held {
         /// The refused version.
         version: Version,
-        /// Why.
+        /// What was wrong, in words.
         reason: String,
     },
     /// Waiting to retry a failed install.
@@ -371,7 +371,7 @@ pub enum UpdatePhase {
 pub struct InstallError {
     /// The version that failed.
     pub version: Version,
-    /// Category.
+    /// What kind of failure: it decides whether the agent tries again and how gates count it.
     pub kind: ErrorKind,
     /// Details (for health checks: the tail of stderr).
     pub message: String,
@@ -507,7 +507,7 @@ pub struct ChunkWant {
 pub struct WindowRef {
     /// Whole-file hash of the artifact.
     pub file: Digest,
-    /// Start.
+    /// Where the window starts in that file, in bytes.
     pub offset: u64,
     /// Length, at most [`MAX_WINDOW`].
     pub len: u64,
@@ -529,7 +529,7 @@ pub enum FetchResponse {
     Error {
         /// Whether retrying can help (false: the artifact is not published here).
         permanent: bool,
-        /// Why.
+        /// The coordinator's explanation.
         message: String,
     },
 }
@@ -554,7 +554,7 @@ pub enum ChunkReply {
         /// True when asking again cannot help (the chunk is damaged or gone, or the request
         /// names what is not stored); false for a passing failure (I/O, a crashed encoder).
         permanent: bool,
-        /// Why.
+        /// The coordinator's explanation.
         message: String,
     },
 }

@@ -5,7 +5,8 @@ use std::fs::File;
 
 /// Starts writing `len` bytes of `file` from `offset` back to disk without waiting for them,
 /// so the fsync that ends a batch of writes (an install, a publish) finds little left to do:
-/// the disk writes while the network delivers. Advisory: an error is ignored here, and the fsync reports any that
+/// the disk writes while the network delivers. Advisory: an error is ignored here, and the fsync
+/// reports any that
 /// matters.
 #[cfg(target_os = "linux")]
 #[allow(

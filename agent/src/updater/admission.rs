@@ -14,7 +14,7 @@ pub const NOT_CONNECTED: &str = "not connected to the coordinator";
 /// A verified release the device should run, with the variant chosen for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admitted {
-    /// Version.
+    /// The version to run.
     pub version: Version,
     /// The variant for this device.
     pub variant: Variant,

@@ -19,6 +19,6 @@ pub struct Slots {
 pub struct Hold {
     /// The version held back.
     pub version: Version,
-    /// Why.
+    /// Why it is held (the failure, or the operator's rollback), shown in status and reports.
     pub reason: String,
 }

@@ -1,5 +1,6 @@
 //! First installs: a device that holds no version of an artifact asks for each chunk against
-//! the bytes just before it in the same file ([`ferry_shared::delta::window::install_window`]), which it has written
+//! the bytes just before it in the same file ([`ferry_shared::delta::window::install_window`]),
+//! which it has written
 //! by then. Such a chunk is served from the delta cache when the warmer has encoded it there
 //! (zstd at the delta level with those bytes as prefix: about what zstd over the whole file
 //! sends, where the stored chunks, compressed alone at the store level, send 15-20 % more),

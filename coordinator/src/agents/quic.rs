@@ -45,9 +45,9 @@ pub enum EndpointError {
     /// Binding the UDP socket.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// Address.
+        /// The address the endpoint was to listen on.
         addr: SocketAddr,
-        /// Cause.
+        /// What the operating system said.
         source: std::io::Error,
     },
 }

@@ -1,6 +1,7 @@
 //! Sketches of stored chunks (their content anchors, see [`ferry_shared::delta::Sketch`]),
 //! kept while chunks are served (until serving goes quiet, see
-//! [`crate::agents::transfer::Transfer::trim_if_idle`]): whether a changed chunk has anything in common with its
+//! [`crate::agents::transfer::Transfer::trim_if_idle`]): whether a changed chunk has anything in
+//! common with its
 //! window is asked of the sketches of the window's chunks, so a chunk that shares nothing
 //! skips reading its window (8 MiB, read, checked and decompressed per chunk) as well as the
 //! screen. A source chunk lies under the windows of about eight changed chunks, and is

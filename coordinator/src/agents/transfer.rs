@@ -53,7 +53,8 @@ pub struct Transfer {
     /// Of those, chunks found to share nothing with their window (sent stored, no window read
     /// or screened).
     pub unrelated: AtomicU64,
-    /// First-install chunks encoded by the warmer since start (see [`crate::agents::first_install`]).
+    /// First-install chunks encoded by the warmer since start (see
+    /// [`crate::agents::first_install`]).
     pub first_install_encoded: AtomicU64,
 }
 

@@ -1,5 +1,6 @@
 //! The fleet as devices report it: reports merged into device records ([`summary`],
-//! [`report_writer`], its queue [`report_queue`]), version fragmentation ([`fragmentation`]), the views gathered for the
+//! [`report_writer`], its queue [`report_queue`]), version fragmentation ([`fragmentation`]), the
+//! views gathered for the
 //! API and the periodic history ([`views`]), and `/metrics` ([`prometheus`]).
 
 pub(crate) mod fragmentation;

@@ -14,11 +14,11 @@ use crate::api::{FleetStatus, FragmentationReport};
 
 /// An active rollout as the metrics show it.
 pub(crate) struct RolloutFigures {
-    /// Id.
+    /// The rollout's id (a label of its series).
     pub id: String,
-    /// Model.
+    /// The model rolled out (a label of its series).
     pub model: String,
-    /// UpdatePhase.
+    /// The rollout's phase.
     pub phase: RolloutPhase,
     /// Waves in force.
     pub waves_in_force: usize,

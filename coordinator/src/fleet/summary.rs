@@ -159,7 +159,7 @@ impl Presence {
 
 /// A device as the summary needs it.
 pub struct FleetDevice<'a> {
-    /// Id.
+    /// The device.
     pub id: &'a DeviceId,
     /// Stored record.
     pub record: &'a DeviceRecord,

@@ -1,5 +1,6 @@
 //! The edges of the fleet views: gathering device records, presence, aliases and published
-//! versions for the pure [`crate::fleet::summary::summarize`] and [`crate::fleet::fragmentation::report`],
+//! versions for the pure [`crate::fleet::summary::summarize`] and
+//! [`crate::fleet::fragmentation::report`],
 //! and the task that keeps periodic fragmentation snapshots.
 
 use std::collections::BTreeMap;

@@ -123,15 +123,15 @@ fn baseline(
 /// A stage change asked for.
 #[derive(Debug)]
 pub(crate) struct Request<'a> {
-    /// Model.
+    /// The model of the release moved.
     pub model: &'a ModelName,
-    /// Version.
+    /// The release moved.
     pub version: &'a Version,
     /// The stage to move it to.
     pub to: Stage,
     /// Who asks.
     pub actor: &'a str,
-    /// Why.
+    /// Why, as the caller gave it; it goes into the audit entry.
     pub reason: Option<String>,
     /// Only evaluate the checks.
     pub dry_run: bool,

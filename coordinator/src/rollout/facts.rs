@@ -12,7 +12,8 @@ use crate::store::rollouts::RolloutRecord;
 use crate::store::{Store, StoreError};
 
 /// What the engine sees of one device, for a rollout of `model` to `target` that started at
-/// `since` (Unix milliseconds, coordinator clock). A failure counts against the release only when the device
+/// `since` (Unix milliseconds, coordinator clock). A failure counts against the release only when
+/// the device
 /// reported it after the rollout started (a new rollout is never judged by an earlier one's
 /// failures), and only when it concerns the release: a lost connection, a coordinator
 /// restart or a full disk is retried by the agent and leaves the device without an outcome,

@@ -33,7 +33,7 @@ pub const PRODUCTION_ALIAS: &str = "prod";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Reads.
+    /// Reads everything; changes nothing.
     Viewer,
     /// Reads, uploads and publishes releases, moves aliases other than `prod`.
     Publisher,
@@ -41,7 +41,7 @@ pub enum Role {
     Approver,
     /// Reads, moves aliases (`prod` too), runs rollouts.
     Operator,
-    /// Everything.
+    /// May do everything, trusting publisher keys and managing tokens included.
     Admin,
 }
 

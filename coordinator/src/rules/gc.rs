@@ -33,9 +33,9 @@ pub const UPLOAD_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 /// What the planner knows of one release.
 #[derive(Clone, Debug)]
 pub struct ReleaseFacts {
-    /// Model.
+    /// The release's model.
     pub model: ModelName,
-    /// Version.
+    /// The release's version.
     pub version: Version,
     /// Its stage.
     pub stage: Stage,
@@ -77,9 +77,9 @@ pub struct Facts<'a> {
 /// A release in the plan, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decided {
-    /// Model.
+    /// The release's model.
     pub model: ModelName,
-    /// Version.
+    /// The release's version.
     pub version: Version,
     /// Why its bytes go, or why they stay.
     pub why: String,

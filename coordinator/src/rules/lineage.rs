@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// One release in an ancestry walk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ancestor {
-    /// Version.
+    /// The ancestor's version.
     pub version: Version,
     /// Steps from the release asked about (0: itself).
     pub depth: u32,
@@ -65,9 +65,9 @@ fn dataset_of(release: &Release) -> Option<String> {
 /// A release derived from a dataset.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Derived {
-    /// Model.
+    /// The derived release's model.
     pub model: ModelName,
-    /// Version.
+    /// The derived release's version.
     pub version: Version,
     /// The dataset version it was trained on, or the parent it inherits the dataset from.
     pub how: String,

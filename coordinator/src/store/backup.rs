@@ -53,7 +53,7 @@ pub struct BackupManifest {
 /// One file of a backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// Bytes.
+    /// Its size in bytes.
     pub size: u64,
     /// BLAKE3, hex.
     pub blake3: String,
@@ -65,9 +65,9 @@ pub enum BackupError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// Where.
+        /// The file or directory concerned.
         path: PathBuf,
-        /// Cause.
+        /// What the operating system said.
         source: io::Error,
     },
     /// The database could not be copied.

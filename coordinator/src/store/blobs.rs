@@ -43,9 +43,9 @@ pub enum BlobError {
     /// Spool I/O failed.
     #[error("upload spool I/O at {path}: {source}")]
     Io {
-        /// Where.
+        /// The file or directory concerned.
         path: PathBuf,
-        /// Why.
+        /// What the operating system said.
         source: io::Error,
     },
     /// Storing a chunk failed.

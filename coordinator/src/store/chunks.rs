@@ -90,9 +90,9 @@ pub enum ChunkStoreError {
     /// Disk I/O failed.
     #[error("chunk store I/O at {path}: {source}")]
     Io {
-        /// Where.
+        /// The file or directory concerned.
         path: PathBuf,
-        /// Why.
+        /// What the operating system said.
         source: io::Error,
     },
     /// The chunk is not stored.

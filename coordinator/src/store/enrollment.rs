@@ -37,11 +37,11 @@ pub struct EnrollToken {
 /// A revoked device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedDevice {
-    /// When.
+    /// When it was revoked (Unix seconds).
     pub at: u64,
     /// By whom.
     pub by: String,
-    /// Why.
+    /// Why, as the operator gave it.
     pub reason: String,
 }
 

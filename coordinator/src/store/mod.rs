@@ -42,9 +42,9 @@ pub enum StoreError {
     /// A stored record does not decode.
     #[error("stored record {table}/{key} is corrupt: {reason}")]
     Corrupt {
-        /// Table.
+        /// The redb table the record was read from.
         table: &'static str,
-        /// Key.
+        /// The record's key, as text.
         key: String,
         /// Decoder message.
         reason: String,
@@ -54,9 +54,9 @@ pub enum StoreError {
         "{name} {version} is already published with different content ({difference}); versions are immutable: publish a new version instead"
     )]
     Immutable {
-        /// Model.
+        /// The model's name.
         name: String,
-        /// Version.
+        /// The version.
         version: String,
         /// What differs.
         difference: String,
@@ -72,7 +72,7 @@ pub enum StoreError {
     /// An uploaded artifact's size differs from the manifest.
     #[error("artifact {hash} is {stored} bytes but the manifest says {declared}")]
     BlobSize {
-        /// Hash.
+        /// The artifact's BLAKE3 hash, hex.
         hash: String,
         /// Stored size.
         stored: u64,
@@ -84,7 +84,7 @@ pub enum StoreError {
         "artifact {hash} was cut into chunk index {stored} but the manifest signs {declared}: publish with a ferryctl that uses the coordinator's chunk bounds"
     )]
     ChunkIndex {
-        /// Hash.
+        /// The artifact's BLAKE3 hash, hex.
         hash: String,
         /// Digest of the index the coordinator computed.
         stored: String,
@@ -94,9 +94,9 @@ pub enum StoreError {
     /// No such release.
     #[error("{name} {version} is not published")]
     NoSuchRelease {
-        /// Model.
+        /// The model's name.
         name: String,
-        /// Version.
+        /// The version.
         version: String,
     },
     /// A rollout that would clash with an existing one.

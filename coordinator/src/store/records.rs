@@ -93,7 +93,7 @@ pub struct AuditEntry {
     pub seq: u64,
     /// When (Unix seconds).
     pub at: u64,
-    /// Who.
+    /// Who acted: the person named and the token used, or the coordinator itself.
     pub actor: String,
     /// What kind of change (`publish`, `alias.set`, `device.enroll`, …).
     pub action: String,

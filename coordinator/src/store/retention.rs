@@ -1,7 +1,8 @@
 //! What garbage collection reads and writes in the database: the facts the planner needs
 //! (every stored artifact with its chunks, which releases were purged), and a plan carried
 //! out in one transaction: releases marked purged, dead artifact records dropped, each
-//! audited. The chunk files go afterwards (see [`crate::registry::gc_apply`]); a crash in between leaves
+//! audited. The chunk files go afterwards (see [`crate::registry::gc_apply`]); a crash in between
+//! leaves
 //! orphan files, which the next collection finds.
 
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@ use crate::rules::access::{Caller, Role};
 pub struct TokenRecord {
     /// Name for people and audit trails.
     pub name: String,
-    /// Role.
+    /// What the token may do.
     pub role: Role,
     /// Models it may act on (`None`: all).
     pub models: Option<BTreeSet<ModelName>>,

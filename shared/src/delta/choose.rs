@@ -67,7 +67,8 @@ pub type SuffixSource<'a> = &'a dyn Fn() -> std::sync::Arc<SuffixIndex>;
 /// Like [`encode_best`], against a window whose aligned position for this chunk is `at`;
 /// `tensors` is the chunk cut along the model's tensor layout (see [`crate::tensors`]) when
 /// the artifact has one; `suffixes` gives the window's suffix index when the caller keeps
-/// one (see [`super::SuffixCache`]), asked for only if covers are tried; it is built here otherwise.
+/// one (see [`super::SuffixCache`]), asked for only if covers are tried; it is built here
+/// otherwise.
 ///
 /// Candidates are screened at a cheap zstd level and only the winner is encoded at `level`:
 /// running every candidate at level 19 cost twice the encode time for the same choice.

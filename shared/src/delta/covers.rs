@@ -15,7 +15,8 @@
 //! 6. the literals: the bytes no cover takes, in order.
 //!
 //! Streams of one kind compress better apart than interleaved as bsdiff does; the runs took
-//! 22 % fewer bytes than zstd on the raw differences on the numpy pair, HDiffPatch's way too. The decoder
+//! 22 % fewer bytes than zstd on the raw differences on the numpy pair, HDiffPatch's way too. The
+//! decoder
 //! bounds every stream by what the declared length allows before decompressing it, checks
 //! each cover against the window and the declared length before copying it, and requires
 //! every stream to be used up exactly.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum Encoding {
     /// The bytes as they are.
     Raw,
-    /// zstd.
+    /// zstd on its own, the way chunks are stored.
     Zstd,
     /// zstd with the reference window as prefix (what `zstd --patch-from` does).
     ZstdRef,
@@ -74,7 +74,7 @@ impl Encoding {
 /// An encoded chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encoded {
-    /// How.
+    /// The encoding of `payload`.
     pub encoding: Encoding,
     /// The bytes to send.
     pub payload: Vec<u8>,
@@ -112,17 +112,17 @@ pub enum DeltaError {
     /// The declared length is over the limit.
     #[error("declared chunk length {declared} exceeds the limit of {limit} bytes")]
     ChunkTooLarge {
-        /// Declared.
+        /// The length the chunk index declares, in bytes.
         declared: usize,
-        /// Limit.
+        /// The largest chunk this decoder accepts, in bytes.
         limit: usize,
     },
     /// The reference window is over the limit.
     #[error("reference window of {len} bytes exceeds the limit of {limit} bytes")]
     ReferenceTooLarge {
-        /// Given.
+        /// The payload's length, in bytes.
         len: usize,
-        /// Limit.
+        /// The largest payload this decoder accepts, in bytes.
         limit: usize,
     },
     /// The encoding needs a reference and none was given.
@@ -131,19 +131,19 @@ pub enum DeltaError {
     /// The data would decode past the declared length.
     #[error("{encoding:?} data decodes to more than the declared {declared} bytes")]
     TooLong {
-        /// Encoding.
+        /// The encoding that needed it.
         encoding: Encoding,
-        /// Declared.
+        /// The chunk's declared length, in bytes.
         declared: usize,
     },
     /// The data decodes to fewer bytes than declared.
     #[error("{encoding:?} data decodes to {actual} bytes, not the declared {declared}")]
     WrongLength {
-        /// Encoding.
+        /// The encoding that produced it.
         encoding: Encoding,
-        /// Produced.
+        /// The bytes the payload decoded to.
         actual: usize,
-        /// Declared.
+        /// The chunk's declared length, in bytes.
         declared: usize,
     },
     /// bsdiff control data that points outside the window or the chunk, or makes no progress.
@@ -152,7 +152,7 @@ pub enum DeltaError {
     /// Undecodable data.
     #[error("corrupt {encoding:?} data: {reason}")]
     Corrupt {
-        /// Encoding.
+        /// The encoding this build does not know how to decode.
         encoding: Encoding,
         /// Decoder message.
         reason: String,

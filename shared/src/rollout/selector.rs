@@ -40,7 +40,7 @@ pub struct Selector {
 pub struct SelectorError {
     /// The offending term.
     pub term: String,
-    /// Why.
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 

@@ -20,7 +20,7 @@ pub enum TrustError {
     Malformed {
         /// Which role's document.
         role: Role,
-        /// Why.
+        /// What was wrong, in words.
         reason: String,
     },
     /// Fewer distinct valid signatures by the role's keys than its threshold.
@@ -32,7 +32,7 @@ pub enum TrustError {
         role: Role,
         /// Valid signatures by the role's keys.
         valid: u32,
-        /// Needed.
+        /// How many valid signatures the role's threshold asks for.
         threshold: u32,
     },
     /// A version lower than (or, for root, not exactly one above) the one trusted.
@@ -62,9 +62,9 @@ pub enum TrustError {
     /// The release is not in the snapshot, or its hash or length differ.
     #[error("{name} {version} does not match the snapshot ({reason}): mix-and-match")]
     MixAndMatch {
-        /// Model.
+        /// The release's model.
         name: ModelName,
-        /// Version.
+        /// The release's version.
         version: Version,
         /// What differs.
         reason: String,
@@ -72,9 +72,9 @@ pub enum TrustError {
     /// More bytes than the snapshot declares.
     #[error("{name} {version}: {got} bytes where the snapshot declares {declared}: endless data")]
     EndlessData {
-        /// Model.
+        /// The release's model.
         name: ModelName,
-        /// Version.
+        /// The release's version.
         version: Version,
         /// Declared length.
         declared: u64,

@@ -13,7 +13,7 @@ use crate::output::{Table, ago, json, or_dash};
 pub(crate) enum AliasCommand {
     /// Point NAME@ALIAS at VERSION; devices following it update.
     Set {
-        /// Model.
+        /// The model's name.
         name: String,
         /// Alias (prod, staging, …).
         alias: String,

@@ -12,9 +12,9 @@ use crate::output::{Table, json};
 
 #[derive(Args)]
 pub(crate) struct LineageArgs {
-    /// Model.
+    /// The model's name.
     name: String,
-    /// Version.
+    /// The release's version.
     version: String,
     /// Print JSON.
     #[arg(long)]
@@ -38,7 +38,7 @@ pub(crate) enum ImpactCommand {
 
 #[derive(Args)]
 pub(crate) struct DiffArgs {
-    /// Model.
+    /// The model's name.
     name: String,
     /// One version.
     a: String,
@@ -54,9 +54,9 @@ pub(crate) struct DiffArgs {
 
 #[derive(Args)]
 pub(crate) struct CardArgs {
-    /// Model.
+    /// The model's name.
     name: String,
-    /// Version.
+    /// The release's version.
     version: String,
 }
 

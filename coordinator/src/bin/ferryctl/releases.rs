@@ -22,9 +22,9 @@ pub(crate) enum ReleasesCommand {
     Resign(crate::resign::ResignArgs),
     /// One release with its variants and lineage.
     Show {
-        /// Model.
+        /// The model's name.
         name: String,
-        /// Version.
+        /// The release's version.
         version: String,
         /// Print JSON.
         #[arg(long)]

@@ -16,9 +16,9 @@ use crate::publish::{DEFAULT_LIFETIME_DAYS, days};
 
 #[derive(Args)]
 pub(crate) struct ResignArgs {
-    /// Model.
+    /// The model's name.
     name: String,
-    /// Version.
+    /// The release's version.
     version: String,
     /// Publisher private key to sign with (one the root, or the coordinator, trusts); repeat
     /// it when the root requires several publishers' signatures.

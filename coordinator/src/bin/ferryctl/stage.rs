@@ -13,9 +13,9 @@ use crate::output::{Table, ago, json, timestamp};
 
 #[derive(Args)]
 pub(crate) struct StageArgs {
-    /// Model.
+    /// The model's name.
     name: String,
-    /// Version.
+    /// The release's version.
     version: String,
     /// The stage to move it to (development, staging, production, deprecated, archived,
     /// rejected); without it, where it stands.
@@ -37,9 +37,9 @@ pub(crate) struct StageArgs {
 
 #[derive(Args)]
 pub(crate) struct ApproveArgs {
-    /// Model.
+    /// The model's name.
     name: String,
-    /// Version.
+    /// The release's version.
     version: String,
     /// Why (recorded in the audit trail).
     #[arg(long)]

@@ -65,7 +65,7 @@ pub enum Field {
     OutputSchema,
     /// Parent versions.
     Parents,
-    /// Hyperparameters.
+    /// The training hyperparameters in the release's lineage.
     Hyperparameters,
     /// Pinned dependencies.
     Dependencies,

@@ -98,13 +98,13 @@ impl FromStr for Stage {
 /// One move between stages.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageMove {
-    /// From.
+    /// The stage the release left.
     pub from: Stage,
-    /// To.
+    /// The stage it entered.
     pub to: Stage,
     /// When (Unix seconds).
     pub at: u64,
-    /// Who.
+    /// Who moved it: the actor as the audit trail records it.
     pub by: String,
     /// Why, when given.
     pub reason: Option<String>,
