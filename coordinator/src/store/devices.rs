@@ -4,7 +4,7 @@ use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind};
 use redb::ReadableTable;
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, records};
 use super::records::DeviceRecord;
 use super::tables::DEVICES;
 use super::{Store, StoreError};
@@ -23,21 +23,17 @@ impl Store {
     /// Every device, by id.
     pub fn devices(&self) -> Result<Vec<(DeviceId, DeviceRecord)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(DEVICES)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let Some(id) = DeviceId::parse(k.value()) else {
-                return Err(StoreError::Corrupt {
+        let rows = records::<DeviceRecord>(&txn.open_table(DEVICES)?, "devices")?;
+        rows.into_iter()
+            .map(|(key, record)| match DeviceId::parse(&key) {
+                Some(id) => Ok((id, record)),
+                None => Err(StoreError::Corrupt {
                     table: "devices",
-                    key: k.value().to_owned(),
+                    key,
                     reason: "not a device id".into(),
-                });
-            };
-            let record = decode("devices", &id, v.value())?;
-            out.push((id, record));
-        }
-        Ok(out)
+                }),
+            })
+            .collect()
     }
 
     /// Stores a device's updated record, auditing the rollbacks among `new_events`.

@@ -8,7 +8,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, records};
 use super::records::DeviceRecord;
 use super::tables::{DEVICES, ENROLL_TOKENS, REVOKED_DEVICES};
 use super::{Store, StoreError};
@@ -93,16 +93,7 @@ impl Store {
     /// Every enrollment token, by id.
     pub fn enroll_tokens(&self) -> Result<Vec<(String, EnrollToken)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(ENROLL_TOKENS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            out.push((
-                k.value().to_owned(),
-                decode("enroll_tokens", &k.value(), v.value())?,
-            ));
-        }
-        Ok(out)
+        records(&txn.open_table(ENROLL_TOKENS)?, "enroll_tokens")
     }
 
     /// Enrolls a device in one transaction: checks and spends the token, stores the device,
@@ -197,15 +188,8 @@ impl Store {
         &self,
     ) -> Result<std::collections::BTreeMap<String, RevokedDevice>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(REVOKED_DEVICES)?;
-        let mut out = std::collections::BTreeMap::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            let id = k.value().to_owned();
-            let record = decode("revoked_devices", &id, v.value())?;
-            out.insert(id, record);
-        }
-        Ok(out)
+        let revoked = records(&txn.open_table(REVOKED_DEVICES)?, "revoked_devices")?;
+        Ok(revoked.into_iter().collect())
     }
 
     /// The revocation of `id`, if it was revoked.

@@ -4,7 +4,7 @@ use ferry_shared::sign::{Keyring, PublicKey};
 use redb::ReadableTable;
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::codec::{encode, records};
 use super::records::PublisherKey;
 use super::tables::PUBLISHER_KEYS;
 use super::{Store, StoreError};
@@ -50,13 +50,8 @@ impl Store {
     /// Every trusted publisher key.
     pub fn publisher_keys(&self) -> Result<Vec<PublisherKey>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(PUBLISHER_KEYS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            out.push(decode("publisher_keys", &k.value(), v.value())?);
-        }
-        Ok(out)
+        let keys = records(&txn.open_table(PUBLISHER_KEYS)?, "publisher_keys")?;
+        Ok(keys.into_iter().map(|(_, key)| key).collect())
     }
 
     /// The trusted publisher keys as a keyring.

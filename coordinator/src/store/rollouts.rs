@@ -7,7 +7,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, records};
 use super::tables::{RELEASES, ROLLOUTS};
 use super::{Store, StoreError};
 
@@ -77,9 +77,7 @@ pub(crate) fn create_rollout_in(
                 plan.id
             )));
         }
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let other: RolloutRecord = decode("rollouts", &key.value(), value.value())?;
+        for (_, other) in records::<RolloutRecord>(&table, "rollouts")? {
             if other.is_active()
                 && other.plan.model == plan.model
                 && other.plan.cohort == plan.cohort
@@ -154,16 +152,8 @@ impl Store {
     /// Every rollout, oldest first.
     pub fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(ROLLOUTS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            out.push(decode::<RolloutRecord>(
-                "rollouts",
-                &key.value(),
-                value.value(),
-            )?);
-        }
+        let rows = records::<RolloutRecord>(&txn.open_table(ROLLOUTS)?, "rollouts")?;
+        let mut out: Vec<RolloutRecord> = rows.into_iter().map(|(_, r)| r).collect();
         out.sort_by_key(|r| r.created_at);
         Ok(out)
     }

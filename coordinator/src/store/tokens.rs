@@ -9,7 +9,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, records};
 use super::tables::API_TOKENS;
 use super::{Store, StoreError};
 use crate::rules::access::{Caller, Role};
@@ -90,16 +90,7 @@ impl Store {
     /// Every token, by id.
     pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(API_TOKENS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            out.push((
-                k.value().to_owned(),
-                decode("api_tokens", &k.value(), v.value())?,
-            ));
-        }
-        Ok(out)
+        records(&txn.open_table(API_TOKENS)?, "api_tokens")
     }
 
     /// Marks a token revoked; `false` when there is no such token.
