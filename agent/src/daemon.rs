@@ -23,7 +23,7 @@ use crate::handover::Trial;
 use crate::session::{self, FromSession, SessionParams};
 use crate::slots::SlotLayout;
 use crate::state::{Locked, StateFile, TransferStats, UpdateRecord};
-use crate::updater::{Action, Admitted, Event, Trust, Updater, admit};
+use crate::updater::{Admitted, Effect, Event, Trust, Updater, admit};
 use crate::{backoff, fetch, health, identity, notify, tls, unix_now};
 use ferry_shared::trust::TrustState;
 
@@ -508,10 +508,10 @@ impl Daemon {
         self.publish_report();
     }
 
-    fn execute(&mut self, follower: FollowerId, action: Action) -> Option<Event> {
+    fn execute(&mut self, follower: FollowerId, action: Effect) -> Option<Event> {
         let model = self.model(follower).clone();
         match action {
-            Action::Stage(target) => {
+            Effect::Stage(target) => {
                 info!(%model, version = %target.version, "installing");
                 let f = &mut self.followers[follower];
                 if f.started.is_none() {
@@ -520,7 +520,7 @@ impl Daemon {
                 self.spawn_stage(follower, target);
                 None
             }
-            Action::Switch(version) => {
+            Effect::Switch(version) => {
                 let result = self.locked(|layout| layout.switch(&model, &version, true));
                 Some(match result {
                     Ok(slots) => {
@@ -535,10 +535,10 @@ impl Daemon {
                     }),
                 })
             }
-            Action::CheckHealth(version) if Some(follower) == self.agent_follower => {
+            Effect::CheckHealth(version) if Some(follower) == self.agent_follower => {
                 self.begin_handover(follower, version)
             }
-            Action::CheckHealth(version) => {
+            Effect::CheckHealth(version) => {
                 let Some(check) = self.config.health_check.clone() else {
                     return Some(Event::HealthPassed);
                 };
@@ -559,12 +559,12 @@ impl Daemon {
                 });
                 None
             }
-            Action::RollBack => {
+            Effect::RollBack => {
                 let slots = self.roll_back(follower);
                 crate::footprint::settle_after_install();
                 Some(Event::RolledBack(slots))
             }
-            Action::Commit => {
+            Effect::Commit => {
                 if let Err(e) = self.locked(|layout| layout.commit(&model)) {
                     // The switch is confirmed either way; only clean-up of old versions failed.
                     warn!(%model, "confirming the update: {e}");
@@ -577,7 +577,7 @@ impl Daemon {
                 crate::footprint::settle_after_install();
                 None
             }
-            Action::SetCandidate(version) => {
+            Effect::SetCandidate(version) => {
                 let result = self.locked(|layout| layout.set_candidate(&model, version.as_ref()));
                 let now = self.layout.candidate(&model).ok().flatten();
                 Some(Event::CandidateSet(match (result, version) {
@@ -604,7 +604,7 @@ impl Daemon {
                     }
                 }))
             }
-            Action::RetryAfter(attempt) => {
+            Effect::RetryAfter(attempt) => {
                 let delay =
                     backoff::delay(attempt, Duration::from_secs(5), Duration::from_secs(1800));
                 info!(%model, "retrying the install in {}s", delay.as_secs());
@@ -615,7 +615,7 @@ impl Daemon {
                 });
                 None
             }
-            Action::Emit(kind) => {
+            Effect::Emit(kind) => {
                 match &kind {
                     EventKind::HealthRollback { from, to, error } => {
                         warn!(%model, %from, to = %to.as_ref().map_or("-".into(), ToString::to_string), "health check failed, rolled back: {}", error.message);

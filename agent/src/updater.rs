@@ -1,6 +1,6 @@
 //! The update state machine of one model on one device. Pure: no I/O, no clock reads, no
 //! randomness. The daemon feeds it [`Event`]s (what the coordinator wants, what its actions
-//! achieved) and carries out the [`Action`]s it returns.
+//! achieved) and carries out the [`Effect`]s it returns.
 //!
 //! ```text
 //!  Idle ──desired≠current──▶ Staging ──staged──▶ Switching ──switched──▶ Probation
@@ -37,4 +37,4 @@ mod tests;
 
 pub use admission::{Admitted, Desire, NOT_CONNECTED, Trust, admit};
 pub use installed::{Hold, Slots};
-pub use machine::{Action, Event, Retry, Updater};
+pub use machine::{Effect, Event, Retry, Updater};

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use ferry_agent::updater::{Action, Admitted, Desire, Event, Slots, Updater};
+use ferry_agent::updater::{Admitted, Desire, Effect, Event, Slots, Updater};
 use ferry_shared::rollout::{
     Decision, DeviceFacts, Gate, GateKind, Phase, Plan, RolloutState, Selector, Wave, desired,
     evaluate,
@@ -66,14 +66,14 @@ struct Device {
 impl Device {
     /// Carries out every pending action (a tick is long enough for all of them), feeding the
     /// machine each outcome; `healthy(v)` says whether `v` passes its health check here.
-    fn run(&mut self, mut actions: Vec<Action>, healthy: &dyn Fn(&Version) -> bool) {
+    fn run(&mut self, mut actions: Vec<Effect>, healthy: &dyn Fn(&Version) -> bool) {
         while let Some(action) = (!actions.is_empty()).then(|| actions.remove(0)) {
             let event = match action {
-                Action::Stage(t) => {
+                Effect::Stage(t) => {
                     self.fetched.insert(t.version.clone());
                     Some(Event::Staged(t.version))
                 }
-                Action::Switch(version) => {
+                Effect::Switch(version) => {
                     self.before_switch = Some(self.slots.clone());
                     self.slots = Slots {
                         current: Some(version),
@@ -81,25 +81,25 @@ impl Device {
                     };
                     Some(Event::Switched(self.slots.clone()))
                 }
-                Action::CheckHealth(version) if healthy(&version) => Some(Event::HealthPassed),
-                Action::CheckHealth(version) => Some(Event::HealthFailed(failure(
+                Effect::CheckHealth(version) if healthy(&version) => Some(Event::HealthPassed),
+                Effect::CheckHealth(version) => Some(Event::HealthFailed(failure(
                     &version,
                     ErrorKind::HealthCheck,
                 ))),
-                Action::RollBack => {
+                Effect::RollBack => {
                     if let Some(before) = self.before_switch.take() {
                         self.slots = before;
                     }
                     Some(Event::RolledBack(self.slots.clone()))
                 }
-                Action::Commit => {
+                Effect::Commit => {
                     self.before_switch = None;
                     None
                 }
-                Action::SetCandidate(version) => Some(Event::CandidateSet(Ok(version))),
+                Effect::SetCandidate(version) => Some(Event::CandidateSet(Ok(version))),
                 // Backoffs end within the tick; the downloads here never fail.
-                Action::RetryAfter(_) => Some(Event::RetryDue),
-                Action::Emit(_) => None,
+                Effect::RetryAfter(_) => Some(Event::RetryDue),
+                Effect::Emit(_) => None,
             };
             if let Some(event) = event {
                 actions.extend(self.machine.step(event));

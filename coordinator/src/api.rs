@@ -18,7 +18,7 @@ pub const UPLOAD_OFFSET: &str = "upload-offset";
 pub const UPLOAD_LENGTH: &str = "upload-length";
 
 /// Roles of API tokens (`ferryctl tokens create --role`).
-pub use crate::rules::access::Role;
+pub use crate::rules::access::TokenRole;
 
 /// A release as listed and shown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -722,7 +722,7 @@ pub struct CreateToken {
     /// Name for people and audit trails.
     pub name: String,
     /// `viewer`, `publisher`, `approver`, `operator` or `admin`.
-    pub role: Role,
+    pub role: TokenRole,
     /// Models it may act on (empty: all).
     #[serde(default)]
     pub models: Vec<String>,
@@ -738,7 +738,7 @@ pub struct TokenView {
     /// A name for the token, 1 to 64 printable characters (audit entries name the caller by it).
     pub name: String,
     /// What the token may do (see the README's roles table).
-    pub role: Role,
+    pub role: TokenRole,
     /// Models it may act on (empty: all).
     pub models: Vec<String>,
     /// When created.

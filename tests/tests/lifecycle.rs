@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use ferry_coordinator::api::Role;
+use ferry_coordinator::api::TokenRole;
 use ferry_coordinator::api::{ReleaseView, StageView, TokenCreated, TransitionView};
 use ferry_tests::{AgentSpec, Fleet, MODEL, model_bytes};
 
@@ -42,7 +42,7 @@ accuracy = {accuracy}
     )
 }
 
-fn token(fleet: &Fleet, name: &str, role: Role) -> Result<String> {
+fn token(fleet: &Fleet, name: &str, role: TokenRole) -> Result<String> {
     let created: TokenCreated =
         fleet
             .coordinator
@@ -64,9 +64,9 @@ fn ctl_as(fleet: &Fleet, token: &str, args: &[&str]) -> Result<(bool, String, St
 fn releases_climb_the_lifecycle_only_past_their_checks() -> Result<()> {
     let mut fleet = Fleet::start_configured(0, None, Some(POLICIES))?;
     fleet.add_agent(AgentSpec::named("device"))?;
-    let operator = token(&fleet, "olga", Role::Operator)?;
-    let alice = token(&fleet, "alice", Role::Approver)?;
-    let bob = token(&fleet, "bob", Role::Approver)?;
+    let operator = token(&fleet, "olga", TokenRole::Operator)?;
+    let alice = token(&fleet, "alice", TokenRole::Approver)?;
+    let bob = token(&fleet, "bob", TokenRole::Approver)?;
     let c = &fleet.coordinator;
     fleet.publish_with_meta("1.0.0", &model_bytes(1, 64 * 1024, true), Some(&meta(0.90)))?;
 

@@ -6,12 +6,12 @@ use anyhow::{Context, Result, ensure};
 use ferry_coordinator::api::TokenCreated;
 use ferry_coordinator::http::route::Route;
 use ferry_coordinator::http::router::routes;
-use ferry_coordinator::rules::access::{Action, Role, allows};
+use ferry_coordinator::rules::access::{Action, TokenRole, allows};
 use ferry_tests::http::request_with;
 use ferry_tests::{Fleet, MODEL, model_bytes};
 
 /// Creates an API token with ferryctl (admin) and returns it.
-fn token(fleet: &Fleet, name: &str, role: Role, extra: &[&str]) -> Result<String> {
+fn token(fleet: &Fleet, name: &str, role: TokenRole, extra: &[&str]) -> Result<String> {
     let mut args = vec!["tokens", "create", name, "--role", role.as_str()];
     args.extend_from_slice(extra);
     let created: TokenCreated = fleet.coordinator.ctl_json(&args)?;
@@ -80,7 +80,7 @@ fn every_role_may_do_exactly_what_the_matrix_says() -> Result<()> {
     // The changing routes get a body that parses as JSON and describes nothing: a caller the
     // rule allows gets past the guard and is answered by the handler (4xx), never 403.
     let body = |method: &str| (method != "GET").then_some("{}");
-    for role in Role::ALL {
+    for role in TokenRole::ALL {
         let token = token(&fleet, &format!("{role}-token"), role, &[])?;
         for (method, path, action) in &tried {
             let reply = request_with(c.http, method, path, Some(&token), body(method))?;
@@ -128,14 +128,24 @@ fn scoped_revoked_and_expired_tokens() -> Result<()> {
     ];
 
     // A publisher scoped to another model may not publish this one; scoped to it, may.
-    let elsewhere = token(&fleet, "ci-other", Role::Publisher, &["--model", "ranker"])?;
+    let elsewhere = token(
+        &fleet,
+        "ci-other",
+        TokenRole::Publisher,
+        &["--model", "ranker"],
+    )?;
     let out = c.ctl_output_as(&elsewhere, &publish)?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success() && err.contains("may not Publish on detector"),
         "{err}"
     );
-    let here = token(&fleet, "ci-detector", Role::Publisher, &["--model", MODEL])?;
+    let here = token(
+        &fleet,
+        "ci-detector",
+        TokenRole::Publisher,
+        &["--model", MODEL],
+    )?;
     let out = c.ctl_output_as(&here, &publish)?;
     ensure!(
         out.status.success(),
@@ -182,7 +192,7 @@ fn scoped_revoked_and_expired_tokens() -> Result<()> {
     );
     c.ctl(&["tokens", "revoke", id])?;
     ensure!(put(&here, &format!("/api/v1/aliases/{MODEL}/staging"))? == 401);
-    let expired = token(&fleet, "gone", Role::Admin, &["--expires-days", "0"])?;
+    let expired = token(&fleet, "gone", TokenRole::Admin, &["--expires-days", "0"])?;
     ensure!(put(&expired, &format!("/api/v1/aliases/{MODEL}/staging"))? == 401);
     Ok(())
 }

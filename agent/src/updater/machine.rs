@@ -1,4 +1,4 @@
-//! The machine itself: [`Updater`] takes [`Event`]s and returns [`Action`]s, one model at a
+//! The machine itself: [`Updater`] takes [`Event`]s and returns [`Effect`]s, one model at a
 //! time (see the diagram in [`crate::updater`]).
 
 use ferry_shared::wire::{EventKind, InstallError, ModelReport, UpdatePhase};
@@ -63,7 +63,7 @@ pub enum Retry {
 
 /// What the daemon must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum Effect {
     /// Download, verify and promote the target into the installed versions.
     Stage(Admitted),
     /// Make the version current, journaled for probation.
@@ -183,7 +183,7 @@ impl Updater {
     }
 
     /// Feeds one event; returns what to do, in order.
-    pub fn step(&mut self, event: Event) -> Vec<Action> {
+    pub fn step(&mut self, event: Event) -> Vec<Effect> {
         let mut actions = Vec::new();
         match event {
             Event::Desired(desire) => {
@@ -207,17 +207,17 @@ impl Updater {
                 if self.work == Work::Staging(version.clone()) {
                     if self.target().is_some_and(|t| t.version == version) {
                         self.work = Work::Switching(version.clone());
-                        return vec![Action::Switch(version)];
+                        return vec![Effect::Switch(version)];
                     }
                     self.work = Work::Idle;
                     if self.wanted_candidate() == Some(&version) {
-                        return vec![Action::SetCandidate(Some(version))];
+                        return vec![Effect::SetCandidate(Some(version))];
                     }
                     // Nobody wants it any more: start what is wanted, or else tidy it away
                     // (re-setting the link as it is removes what no link names).
                     let next = self.next();
                     if next.is_empty() {
-                        return vec![Action::SetCandidate(self.candidate.clone())];
+                        return vec![Effect::SetCandidate(self.candidate.clone())];
                     }
                     return next;
                 }
@@ -229,7 +229,7 @@ impl Updater {
                     if retry != Retry::Never {
                         self.work = Work::Waiting(version);
                         return {
-                            actions.push(Action::RetryAfter(self.attempts));
+                            actions.push(Effect::RetryAfter(self.attempts));
                             actions
                         };
                     }
@@ -246,7 +246,7 @@ impl Updater {
                         version: version.clone(),
                         from,
                     };
-                    return vec![Action::CheckHealth(version)];
+                    return vec![Effect::CheckHealth(version)];
                 }
             }
             Event::SwitchFailed(error) => {
@@ -254,7 +254,7 @@ impl Updater {
                     let version = version.clone();
                     actions.extend(self.failed(error, false));
                     self.work = Work::Waiting(version);
-                    actions.push(Action::RetryAfter(self.attempts));
+                    actions.push(Effect::RetryAfter(self.attempts));
                     return actions;
                 }
             }
@@ -267,7 +267,7 @@ impl Updater {
                     self.work = Work::Idle;
                     self.last_error = None;
                     self.attempts = 0;
-                    let mut actions = vec![Action::Commit, Action::Emit(event)];
+                    let mut actions = vec![Effect::Commit, Effect::Emit(event)];
                     actions.extend(self.next());
                     return actions;
                 }
@@ -278,7 +278,7 @@ impl Updater {
                         version: version.clone(),
                         error,
                     };
-                    return vec![Action::RollBack];
+                    return vec![Effect::RollBack];
                 }
             }
             Event::RolledBack(slots) => {
@@ -298,7 +298,7 @@ impl Updater {
                     self.slots = slots;
                     self.work = Work::Idle;
                     self.attempts = 0;
-                    actions.push(Action::Emit(event));
+                    actions.push(Effect::Emit(event));
                 }
             }
             Event::RetryDue => {
@@ -319,7 +319,7 @@ impl Updater {
 
     /// Counts a failed attempt and reports it, unless it repeats the last report or could
     /// not start (`offline`) after a failure of the same version.
-    fn failed(&mut self, error: InstallError, offline: bool) -> Option<Action> {
+    fn failed(&mut self, error: InstallError, offline: bool) -> Option<Effect> {
         self.attempts += 1;
         // A retry that could not start for want of a link says nothing new: the failure that
         // began the streak (a cut mid-chunk, a full disk) stays the one reported.
@@ -335,7 +335,7 @@ impl Updater {
             e.version == error.version && e.kind == error.kind && e.message == error.message
         });
         self.last_error = Some(error.clone());
-        (!repeated).then_some(Action::Emit(EventKind::InstallFailed(error)))
+        (!repeated).then_some(Effect::Emit(EventKind::InstallFailed(error)))
     }
 
     fn target(&self) -> Option<&Admitted> {
@@ -347,7 +347,7 @@ impl Updater {
 
     /// Takes note of a new desired version and candidate: holds on versions neither names
     /// go, a retry of a version neither names stops, and an unusable one is held and reported.
-    fn admitted(&mut self, run: &Desire, candidate: &Desire) -> Vec<Action> {
+    fn admitted(&mut self, run: &Desire, candidate: &Desire) -> Vec<Effect> {
         let mut actions = Vec::new();
         let (run_v, candidate_v) = (desired_version(run), desired_version(candidate));
         let wanted = |v: &Version| Some(v) == run_v || Some(v) == candidate_v;
@@ -365,7 +365,7 @@ impl Updater {
                 if new && self.slots.current.as_ref() != Some(&error.version) {
                     self.add_hold(&error.version, format!("{}: {}", error.kind, error.message));
                     self.last_error = Some(error.clone());
-                    actions.push(Action::Emit(EventKind::InstallFailed(error.clone())));
+                    actions.push(Effect::Emit(EventKind::InstallFailed(error.clone())));
                 }
             }
         }
@@ -382,7 +382,7 @@ impl Updater {
 
     /// Starts work when idle: first the desired version, when it differs from what runs;
     /// then the candidate link, when it differs from what the coordinator wants staged.
-    fn next(&mut self) -> Vec<Action> {
+    fn next(&mut self) -> Vec<Effect> {
         if self.work != Work::Idle {
             return Vec::new();
         }
@@ -392,7 +392,7 @@ impl Updater {
         {
             let target = target.clone();
             self.work = Work::Staging(target.version.clone());
-            return vec![Action::Stage(target)];
+            return vec![Effect::Stage(target)];
         }
         let stage = match &self.candidate_desire {
             Desire::Run(t)
@@ -408,9 +408,9 @@ impl Updater {
             Some(t) => {
                 let t = t.clone();
                 self.work = Work::Staging(t.version.clone());
-                vec![Action::Stage(t)]
+                vec![Effect::Stage(t)]
             }
-            None if self.candidate.is_some() => vec![Action::SetCandidate(None)],
+            None if self.candidate.is_some() => vec![Effect::SetCandidate(None)],
             None => Vec::new(),
         }
     }

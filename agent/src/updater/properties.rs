@@ -69,14 +69,14 @@ struct Device {
 
 impl Device {
     /// The event the machine gets back for `action` done as `outcome`, if it gets one.
-    fn carry(&mut self, action: &Action, outcome: Outcome) -> Option<Event> {
+    fn carry(&mut self, action: &Effect, outcome: Outcome) -> Option<Event> {
         let ok = matches!(outcome, Outcome::Succeeds);
         match action {
-            Action::Stage(t) if ok => {
+            Effect::Stage(t) if ok => {
                 self.installed.insert(t.version.clone());
                 Some(Event::Staged(t.version.clone()))
             }
-            Action::Stage(t) => Some(Event::StageFailed {
+            Effect::Stage(t) => Some(Event::StageFailed {
                 error: failure(&t.version, ErrorKind::Download),
                 retry: match outcome {
                     Outcome::FailsForGood => Retry::Never,
@@ -84,7 +84,7 @@ impl Device {
                     _ => Retry::Later,
                 },
             }),
-            Action::Switch(v) if ok && self.installed.contains(v) => {
+            Effect::Switch(v) if ok && self.installed.contains(v) => {
                 self.before_switch = Some(self.slots.clone());
                 self.slots = Slots {
                     current: Some(v.clone()),
@@ -92,22 +92,22 @@ impl Device {
                 };
                 Some(Event::Switched(self.slots.clone()))
             }
-            Action::Switch(v) => Some(Event::SwitchFailed(failure(v, ErrorKind::Disk))),
-            Action::CheckHealth(_) if ok => Some(Event::HealthPassed),
-            Action::CheckHealth(v) => Some(Event::HealthFailed(failure(v, ErrorKind::HealthCheck))),
-            Action::RollBack => {
+            Effect::Switch(v) => Some(Event::SwitchFailed(failure(v, ErrorKind::Disk))),
+            Effect::CheckHealth(_) if ok => Some(Event::HealthPassed),
+            Effect::CheckHealth(v) => Some(Event::HealthFailed(failure(v, ErrorKind::HealthCheck))),
+            Effect::RollBack => {
                 if let Some(before) = self.before_switch.take() {
                     self.slots = before;
                 }
                 Some(Event::RolledBack(self.slots.clone()))
             }
-            Action::Commit => {
+            Effect::Commit => {
                 self.before_switch = None;
                 None
             }
-            Action::SetCandidate(v) => Some(Event::CandidateSet(Ok(v.clone()))),
-            Action::RetryAfter(_) => Some(Event::RetryDue),
-            Action::Emit(_) => None,
+            Effect::SetCandidate(v) => Some(Event::CandidateSet(Ok(v.clone()))),
+            Effect::RetryAfter(_) => Some(Event::RetryDue),
+            Effect::Emit(_) => None,
         }
     }
 }
@@ -126,7 +126,7 @@ proptest! {
             before_switch: None,
         };
         let mut machine = Updater::new("m".parse().expect("name"), device.slots.clone(), None, Vec::new(), None);
-        let mut pending: VecDeque<Action> = VecDeque::new();
+        let mut pending: VecDeque<Effect> = VecDeque::new();
         for step in script {
             let event = match step {
                 Step::Desire(n) => Some(Event::Desired(n.map_or(Desire::Nothing, |n| Desire::Run(target(&version(n).to_string()))))),
@@ -140,7 +140,7 @@ proptest! {
             let held_before: Vec<Version> = machine.holds().iter().map(|h| h.version.clone()).collect();
             let actions = machine.step(event.clone());
             for action in &actions {
-                if let Action::Stage(Admitted { version: v, .. }) | Action::Switch(v) = action {
+                if let Effect::Stage(Admitted { version: v, .. }) | Effect::Switch(v) = action {
                     prop_assert!(
                         !held_before.contains(v) && machine.holds().iter().all(|h| &h.version != v),
                         "{action:?} of a held version after {event:?}"

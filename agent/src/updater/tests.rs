@@ -58,10 +58,10 @@ fn on_v1() -> Updater {
 /// Drives a full successful install of `version` and returns the emitted events.
 fn install(u: &mut Updater, version: &str) {
     let actions = u.step(Event::Desired(Desire::Run(target(version))));
-    assert_eq!(actions, vec![Action::Stage(target(version))]);
+    assert_eq!(actions, vec![Effect::Stage(target(version))]);
     assert_eq!(
         u.step(Event::Staged(v(version))),
-        vec![Action::Switch(v(version))]
+        vec![Effect::Switch(v(version))]
     );
     let prev = u.slots().current.clone();
     let after = Slots {
@@ -70,7 +70,7 @@ fn install(u: &mut Updater, version: &str) {
     };
     assert_eq!(
         u.step(Event::Switched(after)),
-        vec![Action::CheckHealth(v(version))]
+        vec![Effect::CheckHealth(v(version))]
     );
 }
 
@@ -83,8 +83,8 @@ fn a_new_version_is_staged_switched_checked_and_committed() {
     assert_eq!(
         actions,
         vec![
-            Action::Commit,
-            Action::Emit(EventKind::Installed {
+            Effect::Commit,
+            Effect::Emit(EventKind::Installed {
                 from: Some(v("1.0.0")),
                 to: v("2.0.0")
             })
@@ -107,13 +107,13 @@ fn a_failed_health_check_rolls_back_and_holds_the_version() {
     install(&mut u, "2.0.0");
     assert_eq!(
         u.step(Event::HealthFailed(error("2.0.0", ErrorKind::HealthCheck))),
-        vec![Action::RollBack]
+        vec![Effect::RollBack]
     );
     let actions = u.step(Event::RolledBack(slots("1.0.0", None)));
     assert!(
         matches!(
             &actions[..],
-            [Action::Emit(EventKind::HealthRollback { .. })]
+            [Effect::Emit(EventKind::HealthRollback { .. })]
         ),
         "{actions:?}"
     );
@@ -127,7 +127,7 @@ fn a_failed_health_check_rolls_back_and_holds_the_version() {
     // A new version clears the hold.
     assert_eq!(
         u.step(Event::Desired(Desire::Run(target("2.0.1")))),
-        vec![Action::Stage(target("2.0.1"))]
+        vec![Effect::Stage(target("2.0.1"))]
     );
     assert!(u.holds().is_empty());
 }
@@ -155,7 +155,7 @@ fn a_retry_without_a_link_does_not_hide_the_failure_that_began_the_streak() {
         error: offline.clone(),
         retry: Retry::Offline,
     });
-    assert_eq!(again, vec![Action::RetryAfter(2)], "nothing new to report");
+    assert_eq!(again, vec![Effect::RetryAfter(2)], "nothing new to report");
     assert_eq!(u.last_error(), Some(&root));
     assert!(matches!(
         u.report().phase,
@@ -184,19 +184,19 @@ fn retryable_failures_back_off_and_retry_and_report_once() {
         matches!(
             &first[..],
             [
-                Action::Emit(EventKind::InstallFailed(_)),
-                Action::RetryAfter(1)
+                Effect::Emit(EventKind::InstallFailed(_)),
+                Effect::RetryAfter(1)
             ]
         ),
         "{first:?}"
     );
     assert_eq!(
         u.step(Event::RetryDue),
-        vec![Action::Stage(target("2.0.0"))]
+        vec![Effect::Stage(target("2.0.0"))]
     );
     assert_eq!(
         u.step(failure()),
-        vec![Action::RetryAfter(2)],
+        vec![Effect::RetryAfter(2)],
         "the same error is not re-reported"
     );
     assert!(matches!(
@@ -219,7 +219,7 @@ fn a_permanent_failure_holds_without_retrying() {
         retry: Retry::Never,
     });
     assert!(
-        matches!(&actions[..], [Action::Emit(EventKind::InstallFailed(_))]),
+        matches!(&actions[..], [Effect::Emit(EventKind::InstallFailed(_))]),
         "{actions:?}"
     );
     assert!(matches!(u.report().phase, UpdatePhase::Held { .. }));
@@ -236,7 +236,7 @@ fn a_newer_wish_during_a_download_wins_when_it_finishes() {
     );
     assert_eq!(
         u.step(Event::Staged(v("2.0.0"))),
-        vec![Action::Stage(target("3.0.0"))]
+        vec![Effect::Stage(target("3.0.0"))]
     );
 }
 
@@ -249,7 +249,7 @@ fn an_unusable_release_is_refused_reported_and_held() {
     ))));
     assert!(matches!(
         &actions[..],
-        [Action::Emit(EventKind::InstallFailed(_))]
+        [Effect::Emit(EventKind::InstallFailed(_))]
     ));
     assert!(
         u.step(Event::Desired(Desire::Unusable(error(
@@ -327,7 +327,7 @@ fn returning_to_the_previous_version_needs_no_download_decision_beyond_stage() {
     // Staging an installed version is the daemon's no-op; the machine treats it uniformly.
     assert_eq!(
         u.step(Event::Desired(Desire::Run(target("1.0.0")))),
-        vec![Action::Stage(target("1.0.0"))]
+        vec![Effect::Stage(target("1.0.0"))]
     );
 }
 
@@ -340,12 +340,12 @@ fn shadowing(candidate: &str) -> Updater {
     );
     assert_eq!(
         u.step(Event::Candidate(Desire::Run(target(candidate)))),
-        vec![Action::Stage(target(candidate))]
+        vec![Effect::Stage(target(candidate))]
     );
     assert_eq!(u.report().phase, UpdatePhase::Fetching(v(candidate)));
     assert_eq!(
         u.step(Event::Staged(v(candidate))),
-        vec![Action::SetCandidate(Some(v(candidate)))]
+        vec![Effect::SetCandidate(Some(v(candidate)))]
     );
     assert!(
         u.step(Event::CandidateSet(Ok(Some(v(candidate)))))
@@ -369,7 +369,7 @@ fn a_candidate_the_coordinator_drops_is_removed() {
     let mut u = shadowing("2.0.0");
     assert_eq!(
         u.step(Event::Candidate(Desire::Nothing)),
-        vec![Action::SetCandidate(None)]
+        vec![Effect::SetCandidate(None)]
     );
     assert!(u.step(Event::CandidateSet(Ok(None))).is_empty());
     assert_eq!(u.report().candidate, None);
@@ -381,18 +381,18 @@ fn a_candidate_that_becomes_desired_is_switched_to_and_its_link_goes() {
     // The shadow wave gives way to a serving one: run 2.0.0, no candidate.
     assert_eq!(
         u.step(Event::Desired(Desire::Run(target("2.0.0")))),
-        vec![Action::Stage(target("2.0.0"))],
+        vec![Effect::Stage(target("2.0.0"))],
         "staging an installed version is the daemon's no-op"
     );
     assert!(u.step(Event::Candidate(Desire::Nothing)).is_empty());
     assert_eq!(
         u.step(Event::Staged(v("2.0.0"))),
-        vec![Action::Switch(v("2.0.0"))]
+        vec![Effect::Switch(v("2.0.0"))]
     );
     u.step(Event::Switched(slots("2.0.0", Some("1.0.0"))));
     let actions = u.step(Event::HealthPassed);
-    assert_eq!(actions[0], Action::Commit);
-    assert_eq!(actions.last(), Some(&Action::SetCandidate(None)));
+    assert_eq!(actions[0], Effect::Commit);
+    assert_eq!(actions.last(), Some(&Effect::SetCandidate(None)));
     u.step(Event::CandidateSet(Ok(None)));
     let report = u.report();
     assert_eq!((report.active, report.candidate), (Some(v("2.0.0")), None));
@@ -410,7 +410,7 @@ fn the_desired_version_goes_before_the_candidate() {
     u.step(Event::Staged(v("2.0.0")));
     u.step(Event::Switched(slots("2.0.0", Some("1.0.0"))));
     let actions = u.step(Event::HealthPassed);
-    assert_eq!(actions.last(), Some(&Action::Stage(target("3.0.0"))));
+    assert_eq!(actions.last(), Some(&Effect::Stage(target("3.0.0"))));
 }
 
 #[test]
@@ -422,7 +422,7 @@ fn an_unusable_or_failing_candidate_is_held_and_reported() {
         ErrorKind::Signature,
     ))));
     assert!(
-        matches!(actions.as_slice(), [Action::Emit(EventKind::InstallFailed(e))] if e.version == v("2.0.0")),
+        matches!(actions.as_slice(), [Effect::Emit(EventKind::InstallFailed(e))] if e.version == v("2.0.0")),
         "{actions:?}"
     );
     assert_eq!(u.holds().len(), 1);
@@ -434,7 +434,7 @@ fn an_unusable_or_failing_candidate_is_held_and_reported() {
         error: error("2.0.0", ErrorKind::Download),
         retry: Retry::Later,
     });
-    assert_eq!(actions.last(), Some(&Action::RetryAfter(1)));
+    assert_eq!(actions.last(), Some(&Effect::RetryAfter(1)));
     assert!(u.step(Event::Candidate(Desire::Nothing)).is_empty());
     assert!(u.step(Event::RetryDue).is_empty(), "nothing to retry");
     // Pointing the link fails (disk): held, reported, not retried in a loop.
@@ -446,7 +446,7 @@ fn an_unusable_or_failing_candidate_is_held_and_reported() {
     assert!(
         matches!(
             actions.as_slice(),
-            [Action::Emit(EventKind::InstallFailed(_))]
+            [Effect::Emit(EventKind::InstallFailed(_))]
         ),
         "{actions:?}"
     );

@@ -17,7 +17,7 @@ use crate::app::Coordinator;
 use crate::http::refusal_budget::RefusalOutcome;
 use crate::http::replies::{Failure, bad_request};
 use crate::http::route::Rule;
-use crate::rules::access::{Action, Caller, Denied, Role};
+use crate::rules::access::{Action, Caller, Denied, TokenRole};
 use crate::unix_now;
 
 /// The caller a request's bearer token authenticates as: the bootstrap admin and viewer
@@ -44,10 +44,10 @@ pub(crate) fn authenticate(
         models: None,
     };
     if app.admin_token.matches(token) {
-        return Ok(bootstrap("admin token", Role::Admin));
+        return Ok(bootstrap("admin token", TokenRole::Admin));
     }
     if app.viewer_token.matches(token) {
-        return Ok(bootstrap("viewer token", Role::Viewer));
+        return Ok(bootstrap("viewer token", TokenRole::Viewer));
     }
     match app.store.authenticate(token, unix_now())? {
         Some(caller) => Ok(caller),

@@ -32,7 +32,7 @@ pub const PRODUCTION_ALIAS: &str = "prod";
 /// A token's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum TokenRole {
     /// Reads everything; changes nothing.
     Viewer,
     /// Reads, uploads and publishes releases, moves aliases other than `prod`.
@@ -45,39 +45,39 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
+impl TokenRole {
     /// Every role, least to most.
-    pub const ALL: [Role; 5] = [
-        Role::Viewer,
-        Role::Publisher,
-        Role::Approver,
-        Role::Operator,
-        Role::Admin,
+    pub const ALL: [TokenRole; 5] = [
+        TokenRole::Viewer,
+        TokenRole::Publisher,
+        TokenRole::Approver,
+        TokenRole::Operator,
+        TokenRole::Admin,
     ];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Viewer => "viewer",
-            Role::Publisher => "publisher",
-            Role::Approver => "approver",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
+            TokenRole::Viewer => "viewer",
+            TokenRole::Publisher => "publisher",
+            TokenRole::Approver => "approver",
+            TokenRole::Operator => "operator",
+            TokenRole::Admin => "admin",
         }
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for TokenRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Role {
+impl FromStr for TokenRole {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
+        TokenRole::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
@@ -125,14 +125,14 @@ impl Action {
 }
 
 /// Whether `role` may do `action` (model scope aside).
-pub fn allows(role: Role, action: Action) -> bool {
+pub fn allows(role: TokenRole, action: Action) -> bool {
     use Action::*;
     match role {
-        Role::Admin => true,
-        Role::Viewer => action == Read,
-        Role::Publisher => matches!(action, Read | Upload | Publish | SetAlias | Stage),
-        Role::Approver => matches!(action, Read | Approve),
-        Role::Operator => matches!(
+        TokenRole::Admin => true,
+        TokenRole::Viewer => action == Read,
+        TokenRole::Publisher => matches!(action, Read | Upload | Publish | SetAlias | Stage),
+        TokenRole::Approver => matches!(action, Read | Approve),
+        TokenRole::Operator => matches!(
             action,
             Read | SetAlias | Promote | Stage | RunRollout | RollBack | Devices
         ),
@@ -145,7 +145,7 @@ pub struct Caller {
     /// The token's name (audit trails say who).
     pub name: String,
     /// Its role.
-    pub role: Role,
+    pub role: TokenRole,
     /// The models it may act on (`None`: all).
     pub models: Option<BTreeSet<ModelName>>,
 }
@@ -157,7 +157,7 @@ pub struct Denied {
     /// Token name.
     pub caller: String,
     /// Its role.
-    pub role: Role,
+    pub role: TokenRole,
     /// What was refused.
     pub action: Action,
     /// ", scoped to …" when scoped.
@@ -222,15 +222,15 @@ mod tests {
             Read, Upload, Publish, SetAlias, Promote, RunRollout, Approve, RollBack, Devices,
             Administer,
         ];
-        let expected: [(Role, &[Action]); 5] = [
-            (Role::Viewer, &[Read]),
-            (Role::Publisher, &[Read, Upload, Publish, SetAlias]),
-            (Role::Approver, &[Read, Approve]),
+        let expected: [(TokenRole, &[Action]); 5] = [
+            (TokenRole::Viewer, &[Read]),
+            (TokenRole::Publisher, &[Read, Upload, Publish, SetAlias]),
+            (TokenRole::Approver, &[Read, Approve]),
             (
-                Role::Operator,
+                TokenRole::Operator,
                 &[Read, SetAlias, Promote, RunRollout, RollBack, Devices],
             ),
-            (Role::Admin, &actions),
+            (TokenRole::Admin, &actions),
         ];
         for (role, allowed) in expected {
             for action in actions {
@@ -251,7 +251,7 @@ mod tests {
         let other: ModelName = "ranker".parse().unwrap();
         let caller = Caller {
             name: "ci".into(),
-            role: Role::Publisher,
+            role: TokenRole::Publisher,
             models: Some(BTreeSet::from([m.clone()])),
         };
         assert!(caller.require(Action::Publish, Some(&m)).is_ok());
@@ -265,6 +265,6 @@ mod tests {
             caller.require(Action::Publish, None).is_err(),
             "unnamed model"
         );
-        assert!("root".parse::<Role>().is_err());
+        assert!("root".parse::<TokenRole>().is_err());
     }
 }

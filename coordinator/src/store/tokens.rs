@@ -12,7 +12,7 @@ use super::audit::{Change, append};
 use super::codec::{decode, encode, records};
 use super::tables::API_TOKENS;
 use super::{Store, StoreError};
-use crate::rules::access::{Caller, Role};
+use crate::rules::access::{Caller, TokenRole};
 
 /// What is stored of a token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,7 +20,7 @@ pub struct TokenRecord {
     /// Name for people and audit trails.
     pub name: String,
     /// What the token may do.
-    pub role: Role,
+    pub role: TokenRole,
     /// Models it may act on (`None`: all).
     pub models: Option<BTreeSet<ModelName>>,
     /// Keyed hash of the secret.

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use ferry_coordinator::api::Role;
+use ferry_coordinator::api::TokenRole;
 use ferry_coordinator::api::{CreateToken, TokenCreated, TokenView};
 use ferry_coordinator::outln;
 
@@ -18,7 +18,7 @@ pub(crate) enum TokensCommand {
         name: String,
         /// viewer, publisher, approver, operator or admin.
         #[arg(long)]
-        role: Role,
+        role: TokenRole,
         /// Only these models (repeat the flag); all when absent.
         #[arg(long = "model")]
         models: Vec<String>,
