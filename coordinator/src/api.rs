@@ -614,7 +614,7 @@ pub struct ModelFragmentation {
     pub overall: CohortFragmentation,
     /// Per value of the `by` label (devices without it under `(none)`); empty without `by`.
     pub cohorts: Vec<CohortFragmentation>,
-    /// The fragmentation index over time, from the periodic snapshots (oldest first).
+    /// The fragmentation index over time, from the periodic samples (oldest first).
     pub history: Vec<FragmentationPoint>,
 }
 

@@ -52,9 +52,12 @@ pub struct Config {
     pub trusted_publishers: Vec<String>,
     /// How often the rollout engine evaluates active rollouts, in milliseconds.
     pub rollout_tick_ms: u64,
-    /// How often a fragmentation snapshot is kept for history, in seconds.
-    pub fragmentation_snapshot_secs: u64,
-    /// How long fragmentation snapshots are kept, in days.
+    /// How often a sample of the fragmentation is kept for its history, in seconds (read
+    /// under its older name `fragmentation_snapshot_secs` too: "snapshot" names signed TUF
+    /// metadata).
+    #[serde(alias = "fragmentation_snapshot_secs")]
+    pub fragmentation_sample_secs: u64,
+    /// How long fragmentation samples are kept, in days.
     pub fragmentation_retention_days: u64,
     /// What a release must show to enter each stage (`[stages.production]`, …).
     pub stages: BTreeMap<Stage, StagePolicy>,
@@ -81,7 +84,7 @@ impl Default for Config {
             precompute_first_installs: true,
             trusted_publishers: Vec::new(),
             rollout_tick_ms: 5000,
-            fragmentation_snapshot_secs: 3600,
+            fragmentation_sample_secs: 3600,
             fragmentation_retention_days: 90,
             stages: BTreeMap::new(),
             retention: BTreeMap::new(),
@@ -176,9 +179,9 @@ impl Config {
                 "heartbeat_secs must be at least 1".into(),
             ));
         }
-        if self.fragmentation_snapshot_secs == 0 || self.fragmentation_retention_days == 0 {
+        if self.fragmentation_sample_secs == 0 || self.fragmentation_retention_days == 0 {
             return Err(ConfigError::Invalid(
-                "fragmentation_snapshot_secs and fragmentation_retention_days must be at least 1"
+                "fragmentation_sample_secs and fragmentation_retention_days must be at least 1"
                     .into(),
             ));
         }
@@ -249,6 +252,15 @@ mod tests {
                 .contains("cannot read the rollout plan")
         );
         assert!(load("[stages.prod]\napprovals = 1").contains("prod"));
+    }
+
+    /// Renamed settings keep reading the files older builds were configured with.
+    #[test]
+    fn the_older_name_of_the_fragmentation_sample_interval_still_reads() {
+        let old: Config = toml::from_str("fragmentation_snapshot_secs = 60").unwrap();
+        assert_eq!(old.fragmentation_sample_secs, 60);
+        let new: Config = toml::from_str("fragmentation_sample_secs = 90").unwrap();
+        assert_eq!(new.fragmentation_sample_secs, 90);
     }
 
     #[test]

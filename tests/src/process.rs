@@ -38,7 +38,7 @@ pub struct Coordinator {
 }
 
 /// How often a coordinator's timed work runs (its `--heartbeat-secs`, `--rollout-tick-ms` and
-/// `--fragmentation-snapshot-secs`).
+/// `--fragmentation-sample-secs`).
 #[derive(Clone, Copy, Debug)]
 pub struct Cadence {
     /// How often agents report when nothing changes.
@@ -46,7 +46,7 @@ pub struct Cadence {
     /// How often rollouts are judged.
     pub rollout_tick_ms: u64,
     /// How often a fragmentation snapshot is kept.
-    pub fragmentation_snapshot_secs: u64,
+    pub fragmentation_sample_secs: u64,
 }
 
 impl Cadence {
@@ -55,7 +55,7 @@ impl Cadence {
     pub const TESTS: Self = Self {
         heartbeat_secs: 1,
         rollout_tick_ms: 200,
-        fragmentation_snapshot_secs: 1,
+        fragmentation_sample_secs: 1,
     };
 
     /// For benches at fleet scale: the tests' rollout tick (the rollback figure includes it),
@@ -65,7 +65,7 @@ impl Cadence {
     pub const FLEET_BENCH: Self = Self {
         heartbeat_secs: 1,
         rollout_tick_ms: 200,
-        fragmentation_snapshot_secs: 3600,
+        fragmentation_sample_secs: 3600,
     };
 }
 
@@ -134,8 +134,8 @@ impl Coordinator {
             .arg(self.cadence.heartbeat_secs.to_string())
             .arg("--rollout-tick-ms")
             .arg(self.cadence.rollout_tick_ms.to_string())
-            .arg("--fragmentation-snapshot-secs")
-            .arg(self.cadence.fragmentation_snapshot_secs.to_string())
+            .arg("--fragmentation-sample-secs")
+            .arg(self.cadence.fragmentation_sample_secs.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(append(&self.log)?)

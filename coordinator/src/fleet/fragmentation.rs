@@ -1,7 +1,7 @@
 //! Version fragmentation: which versions run where, per model and per cohort of any label,
 //! how spread they are (the Gini–Simpson index), and which devices are behind their alias's
 //! target and why. Pure: device records, presence, aliases, the published versions and the
-//! clock in; the report out (its history comes from [`crate::store`]'s snapshots).
+//! clock in; the report out (its history comes from the samples [`crate::store`] keeps).
 
 use std::collections::BTreeMap;
 

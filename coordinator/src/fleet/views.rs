@@ -1,7 +1,7 @@
 //! The edges of the fleet views: gathering device records, presence, aliases and published
 //! versions for the pure [`crate::fleet::summary::summarize`] and
 //! [`crate::fleet::fragmentation::report`],
-//! and the task that keeps periodic fragmentation snapshots.
+//! and the task that keeps periodic samples of the fragmentation for its history.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -118,8 +118,8 @@ pub fn fragmentation(
     Ok(out)
 }
 
-/// Takes one snapshot of every model's fragmentation and forgets those past retention.
-pub fn snapshot(app: &Coordinator, now: u64) -> Result<(), StoreError> {
+/// Keeps one sample of every model's fragmentation and forgets those past retention.
+pub fn sample(app: &Coordinator, now: u64) -> Result<(), StoreError> {
     let gathered = Gathered::read(app)?;
     let report = fragmentation(app, &gathered, None, None, now, None)?;
     let points: Vec<_> = report
@@ -137,8 +137,8 @@ pub fn snapshot(app: &Coordinator, now: u64) -> Result<(), StoreError> {
 
 /// Keeps a snapshot every `fragmentation_snapshot_secs` (counted from the newest stored, so a
 /// restart neither skips one nor takes an extra) until the process ends.
-pub async fn keep_snapshots(app: Arc<Coordinator>) {
-    let every = app.config.fragmentation_snapshot_secs.max(1);
+pub async fn keep_samples(app: Arc<Coordinator>) {
+    let every = app.config.fragmentation_sample_secs.max(1);
     let mut check = tokio::time::interval(Duration::from_secs(every.min(60)));
     let mut taken_here = None;
     loop {
@@ -147,8 +147,8 @@ pub async fn keep_snapshots(app: Arc<Coordinator>) {
         let result = tokio::task::spawn_blocking(move || {
             let now = crate::unix_now();
             let stored = app.store.last_fragmentation_at()?;
-            if snapshot_due(stored, taken_here, now, every) {
-                snapshot(&app, now)?;
+            if sample_due(stored, taken_here, now, every) {
+                sample(&app, now)?;
                 return Ok::<_, StoreError>(Some(now));
             }
             Ok(None)
@@ -165,7 +165,7 @@ pub async fn keep_snapshots(app: Arc<Coordinator>) {
 
 /// Whether a snapshot is due at `now`: `every` seconds after the newest one stored or, as a
 /// fleet with no devices stores none, the newest one this process took.
-fn snapshot_due(stored: Option<u64>, taken_here: Option<u64>, now: u64, every: u64) -> bool {
+fn sample_due(stored: Option<u64>, taken_here: Option<u64>, now: u64, every: u64) -> bool {
     stored
         .max(taken_here)
         .is_none_or(|last| now.saturating_sub(last) >= every)
@@ -173,20 +173,20 @@ fn snapshot_due(stored: Option<u64>, taken_here: Option<u64>, now: u64, every: u
 
 #[cfg(test)]
 mod tests {
-    use super::snapshot_due;
+    use super::sample_due;
 
     /// The bug: a snapshot with no devices stores no point, so the next check found none
     /// stored and read the whole fleet again, every minute instead of every hour.
     #[test]
-    fn a_snapshot_of_an_empty_fleet_is_not_retaken_every_minute() {
+    fn a_sample_of_an_empty_fleet_is_not_retaken_every_minute() {
         let hour = 3600;
-        assert!(snapshot_due(None, None, 1_000, hour), "the first is due");
+        assert!(sample_due(None, None, 1_000, hour), "the first is due");
         assert!(
-            !snapshot_due(None, Some(1_000), 1_060, hour),
+            !sample_due(None, Some(1_000), 1_060, hour),
             "a minute after an empty snapshot"
         );
-        assert!(snapshot_due(None, Some(1_000), 1_000 + hour, hour));
-        assert!(!snapshot_due(Some(1_000), Some(1_000), 1_060, hour));
-        assert!(snapshot_due(Some(1_000), None, 1_000 + hour, hour));
+        assert!(sample_due(None, Some(1_000), 1_000 + hour, hour));
+        assert!(!sample_due(Some(1_000), Some(1_000), 1_060, hour));
+        assert!(sample_due(Some(1_000), None, 1_000 + hour, hour));
     }
 }

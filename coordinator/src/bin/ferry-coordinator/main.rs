@@ -56,9 +56,9 @@ struct Args {
     /// How often rollouts are evaluated, in milliseconds.
     #[arg(long)]
     rollout_tick_ms: Option<u64>,
-    /// How often a fragmentation snapshot is kept, in seconds.
-    #[arg(long)]
-    fragmentation_snapshot_secs: Option<u64>,
+    /// How often a sample of the fragmentation is kept for its history, in seconds.
+    #[arg(long, alias = "fragmentation-snapshot-secs")]
+    fragmentation_sample_secs: Option<u64>,
     /// Walk the audit trail's hash chain in the data directory and exit (1 when broken),
     /// without trusting a running coordinator (stop it first: the database is locked).
     #[arg(long)]
@@ -138,8 +138,8 @@ fn run(args: Args) -> Result<()> {
     if let Some(ms) = args.rollout_tick_ms {
         config.rollout_tick_ms = ms;
     }
-    if let Some(secs) = args.fragmentation_snapshot_secs {
-        config.fragmentation_snapshot_secs = secs;
+    if let Some(secs) = args.fragmentation_sample_secs {
+        config.fragmentation_sample_secs = secs;
     }
     config.validate()?;
     match args.command {
@@ -270,7 +270,7 @@ async fn serve(config: Config) -> Result<()> {
         app.clone(),
         std::time::Duration::from_millis(app.config.rollout_tick_ms),
     ));
-    let snapshot_task = tokio::spawn(ferry_coordinator::fleet::views::keep_snapshots(app.clone()));
+    let sample_task = tokio::spawn(ferry_coordinator::fleet::views::keep_samples(app.clone()));
     // Under systemd (Type=notify) the unit is started once both listeners are bound; elsewhere
     // there is no NOTIFY_SOCKET and this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
@@ -279,7 +279,7 @@ async fn serve(config: Config) -> Result<()> {
     shutdown_signal().await?;
     tracing::info!("shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    snapshot_task.abort();
+    sample_task.abort();
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
     warm_task.abort();
@@ -348,4 +348,23 @@ async fn shutdown_signal() -> Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Args;
+
+    /// Renamed flags keep working in the units and scripts written for older builds.
+    #[test]
+    fn the_older_fragmentation_flag_still_parses() {
+        for flag in [
+            "--fragmentation-sample-secs",
+            "--fragmentation-snapshot-secs",
+        ] {
+            let args = Args::try_parse_from(["ferry-coordinator", flag, "7"]).unwrap();
+            assert_eq!(args.fragmentation_sample_secs, Some(7), "{flag}");
+        }
+    }
 }

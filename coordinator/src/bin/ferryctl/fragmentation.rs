@@ -127,7 +127,7 @@ pub(crate) async fn run(client: &Client, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `index over 7 days ▁▂▂▄▇ 0.05 → 0.48` from the snapshots.
+/// `index over 7 days ▁▂▂▄▇ 0.05 → 0.48` from the samples.
 fn history_line(history: &[FragmentationPoint], days: u64) -> Option<String> {
     let first = history.first()?;
     let last = history.last()?;

@@ -62,7 +62,7 @@ function versionsChart(versions) {
 
 function historyChart(history) {
   const w = 560, h = 90, pad = 4;
-  if (history.length === 0) return el("p", { class: "muted" }, "No snapshot yet.");
+  if (history.length === 0) return el("p", { class: "muted" }, "No sample yet.");
   const t0 = history[0].at, t1 = history[history.length - 1].at || t0 + 1;
   const xs = (t) => pad + ((t - t0) / Math.max(1, t1 - t0)) * (w - 2 * pad);
   const ys = (v) => h - pad - v * (h - 2 * pad);
