@@ -511,13 +511,13 @@ impl Daemon {
     fn execute(&mut self, follower: FollowerId, action: Effect) -> Option<Event> {
         let model = self.model(follower).clone();
         match action {
-            Effect::Stage(target) => {
+            Effect::Download(target) => {
                 info!(%model, version = %target.version, "installing");
                 let f = &mut self.followers[follower];
                 if f.started.is_none() {
                     f.started = Some((Instant::now(), f.updater.slots().current.clone()));
                 }
-                self.spawn_stage(follower, target);
+                self.spawn_download(follower, target);
                 None
             }
             Effect::Switch(version) => {
@@ -640,7 +640,7 @@ impl Daemon {
         }
     }
 
-    fn spawn_stage(&self, follower: FollowerId, target: Admitted) {
+    fn spawn_download(&self, follower: FollowerId, target: Admitted) {
         let conn = self.connection.borrow().clone();
         let layout = self.layout.clone();
         let model = self.model(follower).clone();
@@ -652,7 +652,7 @@ impl Daemon {
                 Ok(t) if t.0.as_ref() == Some(&target.version) => t.1.clone(),
                 _ => TransferStats::default(),
             };
-            let result = fetch::stage(
+            let result = fetch::download_version(
                 conn,
                 &layout,
                 &model,
@@ -666,10 +666,10 @@ impl Daemon {
                 Ok(staged) => {
                     info!(%model, version = %target.version, bytes_on_wire = stats.bytes_on_wire,
                         reused = stats.bytes_reused_locally, fetched = stats.chunks_fetched,
-                        already_installed = staged.already_installed, "staged and verified");
-                    Event::Staged(target.version.clone())
+                        already_installed = staged.already_installed, "downloaded and verified");
+                    Event::Downloaded(target.version.clone())
                 }
-                Err(f) => Event::StageFailed {
+                Err(f) => Event::DownloadFailed {
                     error: f.error,
                     retry: f.retry,
                 },

@@ -37,16 +37,16 @@ pub const ENVELOPE_FILE: &str = "release.envelope";
 /// The name of the chunk index kept beside each installed artifact.
 pub const INDEX_FILE: &str = "chunks.idx";
 
-/// What staging did.
+/// What a download did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Staged {
+pub struct DownloadOutcome {
     /// True when the version was already on disk (e.g. returning to `previous`).
     pub already_installed: bool,
 }
 
-/// A staging failure and whether trying again may help.
+/// A failed download and whether trying again may help.
 #[derive(Debug)]
-pub struct StageFailure {
+pub struct DownloadFailure {
     /// What to report.
     pub error: InstallError,
     /// Whether to retry.
@@ -61,8 +61,8 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    fn fail(&self, kind: ErrorKind, message: String, retry: Retry) -> StageFailure {
-        StageFailure {
+    fn fail(&self, kind: ErrorKind, message: String, retry: Retry) -> DownloadFailure {
+        DownloadFailure {
             error: InstallError {
                 version: self.target.version.clone(),
                 kind,
@@ -73,16 +73,16 @@ impl Attempt<'_> {
         }
     }
 
-    fn net(&self, e: impl std::fmt::Display) -> StageFailure {
+    fn net(&self, e: impl std::fmt::Display) -> DownloadFailure {
         self.fail(ErrorKind::Download, e.to_string(), Retry::Later)
     }
 
     /// The attempt could not start: no connection.
-    fn offline(&self) -> StageFailure {
+    fn offline(&self) -> DownloadFailure {
         self.fail(ErrorKind::Download, NOT_CONNECTED.into(), Retry::Offline)
     }
 
-    fn disk(&self, path: &Path, e: impl std::fmt::Display) -> StageFailure {
+    fn disk(&self, path: &Path, e: impl std::fmt::Display) -> DownloadFailure {
         self.fail(
             ErrorKind::Disk,
             format!("{}: {e}", path.display()),
@@ -91,15 +91,16 @@ impl Attempt<'_> {
     }
 
     /// Ends the attempt for good: the staged bytes cannot help a later one.
-    fn abandon(&self, kind: ErrorKind, message: String) -> StageFailure {
+    fn abandon(&self, kind: ErrorKind, message: String) -> DownloadFailure {
         let _ = remove_tree(&self.staging);
         self.fail(kind, message, Retry::Never)
     }
 }
 
-/// Stages `target` for `model`: a no-op when installed, else downloads over `conn`, adding
+/// Downloads `target` for `model` into the installed versions: a no-op when installed, else
+/// fetches over `conn`, adding
 /// what moved to `stats`.
-pub async fn stage(
+pub async fn download_version(
     conn: Option<Connection>,
     layout: &SlotLayout,
     model: &ModelName,
@@ -107,7 +108,7 @@ pub async fn stage(
     profile: &DeviceProfile,
     now: u64,
     stats: &mut TransferStats,
-) -> Result<Staged, StageFailure> {
+) -> Result<DownloadOutcome, DownloadFailure> {
     let started = Instant::now();
     let attempt = Attempt {
         target,
@@ -121,7 +122,7 @@ pub async fn stage(
         let file = layout.artifact_path(model, &target.version, target.variant.file_name.as_str());
         match fs::metadata(&file) {
             Ok(m) if m.len() == target.variant.size => {
-                return Ok(Staged {
+                return Ok(DownloadOutcome {
                     already_installed: true,
                 });
             }
@@ -148,7 +149,7 @@ pub async fn stage(
     layout
         .promote(model, &target.version)
         .map_err(|e| attempt.fail(ErrorKind::Disk, e.to_string(), Retry::Later))?;
-    Ok(Staged {
+    Ok(DownloadOutcome {
         already_installed: false,
     })
 }
@@ -160,7 +161,7 @@ async fn download(
     profile: &DeviceProfile,
     attempt: &Attempt<'_>,
     stats: &mut TransferStats,
-) -> Result<(), StageFailure> {
+) -> Result<(), DownloadFailure> {
     let target = attempt.target;
     let staging = &attempt.staging;
     fs::create_dir_all(staging).map_err(|e| attempt.disk(staging, e))?;
@@ -234,7 +235,7 @@ async fn fetch_missing(
     attempt: &Attempt<'_>,
     mut asm: Assembly,
     stats: &mut TransferStats,
-) -> Result<Assembly, StageFailure> {
+) -> Result<Assembly, DownloadFailure> {
     loop {
         let wants = asm.wants();
         if wants.is_empty() {
@@ -248,7 +249,7 @@ async fn fetch_missing(
 
 /// Refuses to start a download that cannot fit on the disk, with what it lacks: a device
 /// must never fill its disk so far that it can no longer switch or roll back.
-fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), StageFailure> {
+fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), DownloadFailure> {
     let variant = &attempt.target.variant;
     let free = match crate::space::free_bytes(layout.root()) {
         Ok(free) => free,
@@ -308,7 +309,7 @@ pub fn drop_downloads_except(
 async fn blocking<T: Send + 'static>(
     attempt: &Attempt<'_>,
     f: impl FnOnce() -> Result<T, AssembleError> + Send + 'static,
-) -> Result<T, StageFailure> {
+) -> Result<T, DownloadFailure> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(AssembleError::Disk { path, source })) => Err(attempt.disk(&path, source)),
@@ -327,7 +328,7 @@ async fn chunk_index(
     conn: &Connection,
     attempt: &Attempt<'_>,
     stats: &mut TransferStats,
-) -> Result<ChunkIndex, StageFailure> {
+) -> Result<ChunkIndex, DownloadFailure> {
     let variant = &attempt.target.variant;
     let path = attempt.staging.join(INDEX_FILE);
     if let Ok(bytes) = fs::read(&path)
@@ -368,7 +369,7 @@ async fn open_request(
     conn: &Connection,
     attempt: &Attempt<'_>,
     request: &FetchRequest,
-) -> Result<RecvStream, StageFailure> {
+) -> Result<RecvStream, DownloadFailure> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| attempt.net(e))?;
     write_preamble(&mut send)
         .await
@@ -385,7 +386,7 @@ async fn open_request(
 async fn response(
     recv: &mut RecvStream,
     attempt: &Attempt<'_>,
-) -> Result<FetchResponse, StageFailure> {
+) -> Result<FetchResponse, DownloadFailure> {
     let response: FetchResponse = read_frame(recv, "fetch response")
         .await
         .map_err(|e| attempt.net(e))?
@@ -413,7 +414,7 @@ async fn fetch_batch(
     asm: Assembly,
     batch: &[ChunkWant],
     stats: &mut TransferStats,
-) -> Result<Assembly, StageFailure> {
+) -> Result<Assembly, DownloadFailure> {
     let request = FetchRequest::Chunks {
         file: attempt.target.variant.hash,
         wants: batch.to_vec(),
@@ -498,7 +499,7 @@ async fn receive(
     max_payload: usize,
     buffer: &mut Vec<u8>,
     attempt: &Attempt<'_>,
-) -> Result<Received, StageFailure> {
+) -> Result<Received, DownloadFailure> {
     let reply: ChunkReply = read_frame(recv, "chunk reply")
         .await
         .map_err(|e: FrameIoError| attempt.net(format!("chunk stream: {e}")))?
@@ -594,7 +595,7 @@ impl Slot {
         attempt: &Attempt<'_>,
         stats: &mut TransferStats,
         spare: &mut Spare,
-    ) -> Result<Assembly, StageFailure> {
+    ) -> Result<Assembly, DownloadFailure> {
         let applying = match self {
             Slot::Idle(asm) => return Ok(*asm),
             Slot::Applying(applying) => applying,
@@ -635,7 +636,7 @@ fn chunk_failed(
     attempt: &Attempt<'_>,
     stats: &mut TransferStats,
     why: String,
-) -> Result<Assembly, StageFailure> {
+) -> Result<Assembly, DownloadFailure> {
     if asm.retry_whole(want.ordinal) {
         tracing::warn!(
             ordinal = want.ordinal,

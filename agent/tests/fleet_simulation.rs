@@ -69,9 +69,9 @@ impl Device {
     fn run(&mut self, mut actions: Vec<Effect>, healthy: &dyn Fn(&Version) -> bool) {
         while let Some(action) = (!actions.is_empty()).then(|| actions.remove(0)) {
             let event = match action {
-                Effect::Stage(t) => {
+                Effect::Download(t) => {
                     self.fetched.insert(t.version.clone());
-                    Some(Event::Staged(t.version))
+                    Some(Event::Downloaded(t.version))
                 }
                 Effect::Switch(version) => {
                     self.before_switch = Some(self.slots.clone());

@@ -18,9 +18,9 @@ pub enum Event {
     /// failed, and the version is held.
     CandidateSet(Result<Option<Version>, InstallError>),
     /// The version is complete and verified on disk.
-    Staged(Version),
+    Downloaded(Version),
     /// Download, verification or writing failed; the device is unchanged.
-    StageFailed {
+    DownloadFailed {
         /// The failure.
         error: InstallError,
         /// Whether trying again may help.
@@ -65,7 +65,7 @@ pub enum Retry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Download, verify and promote the target into the installed versions.
-    Stage(Admitted),
+    Download(Admitted),
     /// Make the version current, journaled for probation.
     Switch(Version),
     /// Run the health check on the current version.
@@ -86,7 +86,7 @@ pub enum Effect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Work {
     Idle,
-    Staging(Version),
+    Downloading(Version),
     Switching(Version),
     Probation {
         version: Version,
@@ -172,7 +172,7 @@ impl Updater {
     /// one to keep.
     pub fn downloading(&self) -> Option<&Version> {
         match &self.work {
-            Work::Staging(v) | Work::Waiting(v) => Some(v),
+            Work::Downloading(v) | Work::Waiting(v) => Some(v),
             _ => None,
         }
     }
@@ -203,8 +203,8 @@ impl Updater {
                     actions.extend(self.failed(error, false));
                 }
             },
-            Event::Staged(version) => {
-                if self.work == Work::Staging(version.clone()) {
+            Event::Downloaded(version) => {
+                if self.work == Work::Downloading(version.clone()) {
                     if self.target().is_some_and(|t| t.version == version) {
                         self.work = Work::Switching(version.clone());
                         return vec![Effect::Switch(version)];
@@ -222,8 +222,8 @@ impl Updater {
                     return next;
                 }
             }
-            Event::StageFailed { error, retry } => {
-                if let Work::Staging(version) = &self.work {
+            Event::DownloadFailed { error, retry } => {
+                if let Work::Downloading(version) = &self.work {
                     let version = version.clone();
                     actions.extend(self.failed(error.clone(), retry == Retry::Offline));
                     if retry != Retry::Never {
@@ -391,8 +391,8 @@ impl Updater {
             && self.held(&target.version).is_none()
         {
             let target = target.clone();
-            self.work = Work::Staging(target.version.clone());
-            return vec![Effect::Stage(target)];
+            self.work = Work::Downloading(target.version.clone());
+            return vec![Effect::Download(target)];
         }
         let stage = match &self.candidate_desire {
             Desire::Run(t)
@@ -407,8 +407,8 @@ impl Updater {
             Some(t) if self.candidate.as_ref() == Some(&t.version) => Vec::new(),
             Some(t) => {
                 let t = t.clone();
-                self.work = Work::Staging(t.version.clone());
-                vec![Effect::Stage(t)]
+                self.work = Work::Downloading(t.version.clone());
+                vec![Effect::Download(t)]
             }
             None if self.candidate.is_some() => vec![Effect::SetCandidate(None)],
             None => Vec::new(),
@@ -418,7 +418,7 @@ impl Updater {
     /// The report of this model for the coordinator.
     pub fn report(&self) -> ModelReport {
         let phase = match &self.work {
-            Work::Staging(v) | Work::Switching(v) => UpdatePhase::Fetching(v.clone()),
+            Work::Downloading(v) | Work::Switching(v) => UpdatePhase::Fetching(v.clone()),
             Work::Probation { version, .. } | Work::RollingBack { version, .. } => {
                 UpdatePhase::Probation(version.clone())
             }

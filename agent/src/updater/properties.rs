@@ -72,11 +72,11 @@ impl Device {
     fn carry(&mut self, action: &Effect, outcome: Outcome) -> Option<Event> {
         let ok = matches!(outcome, Outcome::Succeeds);
         match action {
-            Effect::Stage(t) if ok => {
+            Effect::Download(t) if ok => {
                 self.installed.insert(t.version.clone());
-                Some(Event::Staged(t.version.clone()))
+                Some(Event::Downloaded(t.version.clone()))
             }
-            Effect::Stage(t) => Some(Event::StageFailed {
+            Effect::Download(t) => Some(Event::DownloadFailed {
                 error: failure(&t.version, ErrorKind::Download),
                 retry: match outcome {
                     Outcome::FailsForGood => Retry::Never,
@@ -140,7 +140,7 @@ proptest! {
             let held_before: Vec<Version> = machine.holds().iter().map(|h| h.version.clone()).collect();
             let actions = machine.step(event.clone());
             for action in &actions {
-                if let Effect::Stage(Admitted { version: v, .. }) | Effect::Switch(v) = action {
+                if let Effect::Download(Admitted { version: v, .. }) | Effect::Switch(v) = action {
                     prop_assert!(
                         !held_before.contains(v) && machine.holds().iter().all(|h| &h.version != v),
                         "{action:?} of a held version after {event:?}"

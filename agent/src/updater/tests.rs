@@ -58,9 +58,9 @@ fn on_v1() -> Updater {
 /// Drives a full successful install of `version` and returns the emitted events.
 fn install(u: &mut Updater, version: &str) {
     let actions = u.step(Event::Desired(Desire::Run(target(version))));
-    assert_eq!(actions, vec![Effect::Stage(target(version))]);
+    assert_eq!(actions, vec![Effect::Download(target(version))]);
     assert_eq!(
-        u.step(Event::Staged(v(version))),
+        u.step(Event::Downloaded(v(version))),
         vec![Effect::Switch(v(version))]
     );
     let prev = u.slots().current.clone();
@@ -127,7 +127,7 @@ fn a_failed_health_check_rolls_back_and_holds_the_version() {
     // A new version clears the hold.
     assert_eq!(
         u.step(Event::Desired(Desire::Run(target("2.0.1")))),
-        vec![Effect::Stage(target("2.0.1"))]
+        vec![Effect::Download(target("2.0.1"))]
     );
     assert!(u.holds().is_empty());
 }
@@ -142,7 +142,7 @@ fn a_retry_without_a_link_does_not_hide_the_failure_that_began_the_streak() {
         message: "chunk 53: connection lost".into(),
         ..error("2.0.0", ErrorKind::Download)
     };
-    u.step(Event::StageFailed {
+    u.step(Event::DownloadFailed {
         error: root.clone(),
         retry: Retry::Later,
     });
@@ -151,7 +151,7 @@ fn a_retry_without_a_link_does_not_hide_the_failure_that_began_the_streak() {
         message: NOT_CONNECTED.into(),
         ..error("2.0.0", ErrorKind::Download)
     };
-    let again = u.step(Event::StageFailed {
+    let again = u.step(Event::DownloadFailed {
         error: offline.clone(),
         retry: Retry::Offline,
     });
@@ -164,7 +164,7 @@ fn a_retry_without_a_link_does_not_hide_the_failure_that_began_the_streak() {
     // With nothing before it, not being connected is the failure to report.
     let mut fresh = on_v1();
     fresh.step(Event::Desired(Desire::Run(target("2.0.0"))));
-    fresh.step(Event::StageFailed {
+    fresh.step(Event::DownloadFailed {
         error: offline.clone(),
         retry: Retry::Offline,
     });
@@ -175,7 +175,7 @@ fn a_retry_without_a_link_does_not_hide_the_failure_that_began_the_streak() {
 fn retryable_failures_back_off_and_retry_and_report_once() {
     let mut u = on_v1();
     u.step(Event::Desired(Desire::Run(target("2.0.0"))));
-    let failure = || Event::StageFailed {
+    let failure = || Event::DownloadFailed {
         error: error("2.0.0", ErrorKind::Download),
         retry: Retry::Later,
     };
@@ -192,7 +192,7 @@ fn retryable_failures_back_off_and_retry_and_report_once() {
     );
     assert_eq!(
         u.step(Event::RetryDue),
-        vec![Effect::Stage(target("2.0.0"))]
+        vec![Effect::Download(target("2.0.0"))]
     );
     assert_eq!(
         u.step(failure()),
@@ -214,7 +214,7 @@ fn retryable_failures_back_off_and_retry_and_report_once() {
 fn a_permanent_failure_holds_without_retrying() {
     let mut u = on_v1();
     u.step(Event::Desired(Desire::Run(target("2.0.0"))));
-    let actions = u.step(Event::StageFailed {
+    let actions = u.step(Event::DownloadFailed {
         error: error("2.0.0", ErrorKind::Integrity),
         retry: Retry::Never,
     });
@@ -235,8 +235,8 @@ fn a_newer_wish_during_a_download_wins_when_it_finishes() {
         "one download at a time"
     );
     assert_eq!(
-        u.step(Event::Staged(v("2.0.0"))),
-        vec![Effect::Stage(target("3.0.0"))]
+        u.step(Event::Downloaded(v("2.0.0"))),
+        vec![Effect::Download(target("3.0.0"))]
     );
 }
 
@@ -327,7 +327,7 @@ fn returning_to_the_previous_version_needs_no_download_decision_beyond_stage() {
     // Staging an installed version is the daemon's no-op; the machine treats it uniformly.
     assert_eq!(
         u.step(Event::Desired(Desire::Run(target("1.0.0")))),
-        vec![Effect::Stage(target("1.0.0"))]
+        vec![Effect::Download(target("1.0.0"))]
     );
 }
 
@@ -340,11 +340,11 @@ fn shadowing(candidate: &str) -> Updater {
     );
     assert_eq!(
         u.step(Event::Candidate(Desire::Run(target(candidate)))),
-        vec![Effect::Stage(target(candidate))]
+        vec![Effect::Download(target(candidate))]
     );
     assert_eq!(u.report().phase, UpdatePhase::Fetching(v(candidate)));
     assert_eq!(
-        u.step(Event::Staged(v(candidate))),
+        u.step(Event::Downloaded(v(candidate))),
         vec![Effect::SetCandidate(Some(v(candidate)))]
     );
     assert!(
@@ -381,12 +381,12 @@ fn a_candidate_that_becomes_desired_is_switched_to_and_its_link_goes() {
     // The shadow wave gives way to a serving one: run 2.0.0, no candidate.
     assert_eq!(
         u.step(Event::Desired(Desire::Run(target("2.0.0")))),
-        vec![Effect::Stage(target("2.0.0"))],
+        vec![Effect::Download(target("2.0.0"))],
         "staging an installed version is the daemon's no-op"
     );
     assert!(u.step(Event::Candidate(Desire::Nothing)).is_empty());
     assert_eq!(
-        u.step(Event::Staged(v("2.0.0"))),
+        u.step(Event::Downloaded(v("2.0.0"))),
         vec![Effect::Switch(v("2.0.0"))]
     );
     u.step(Event::Switched(slots("2.0.0", Some("1.0.0"))));
@@ -407,10 +407,10 @@ fn the_desired_version_goes_before_the_candidate() {
             .is_empty(),
         "busy installing 2.0.0"
     );
-    u.step(Event::Staged(v("2.0.0")));
+    u.step(Event::Downloaded(v("2.0.0")));
     u.step(Event::Switched(slots("2.0.0", Some("1.0.0"))));
     let actions = u.step(Event::HealthPassed);
-    assert_eq!(actions.last(), Some(&Effect::Stage(target("3.0.0"))));
+    assert_eq!(actions.last(), Some(&Effect::Download(target("3.0.0"))));
 }
 
 #[test]
@@ -430,7 +430,7 @@ fn an_unusable_or_failing_candidate_is_held_and_reported() {
     let mut u = on_v1();
     u.step(Event::Desired(Desire::Run(target("1.0.0"))));
     u.step(Event::Candidate(Desire::Run(target("2.0.0"))));
-    let actions = u.step(Event::StageFailed {
+    let actions = u.step(Event::DownloadFailed {
         error: error("2.0.0", ErrorKind::Download),
         retry: Retry::Later,
     });
@@ -441,7 +441,7 @@ fn an_unusable_or_failing_candidate_is_held_and_reported() {
     let mut u = on_v1();
     u.step(Event::Desired(Desire::Run(target("1.0.0"))));
     u.step(Event::Candidate(Desire::Run(target("2.0.0"))));
-    u.step(Event::Staged(v("2.0.0")));
+    u.step(Event::Downloaded(v("2.0.0")));
     let actions = u.step(Event::CandidateSet(Err(error("2.0.0", ErrorKind::Disk))));
     assert!(
         matches!(
