@@ -3,11 +3,11 @@
 //! achieved) and carries out the [`Effect`]s it returns.
 //!
 //! ```text
-//!  Idle ──desired≠current──▶ Staging ──staged──▶ Switching ──switched──▶ Probation
-//!   ▲  ◀──retry due── Waiting ◀──stage failed (retryable)                 │     │
-//!   │                                                                passed   failed
-//!   ├──────────────────────── commit ◀────────────────────────────────────┘     │
-//!   └──── hold the version ◀── rolled back ◀── RollingBack ◀────────────────────┘
+//!  Idle ──desired≠current──▶ Downloading ──downloaded──▶ Switching ──switched──▶ Probation
+//!   ▲  ◀──retry due── Waiting ◀──download failed (retryable)                      │     │
+//!   │                                                                        passed   failed
+//!   ├──────────────────────── commit ◀────────────────────────────────────────────┘     │
+//!   └──── hold the version ◀── rolled back ◀── RollingBack ◀────────────────────────────┘
 //! ```
 //!
 //! Beside what runs, the coordinator may name a *candidate* (a shadow rollout wave): once
