@@ -63,7 +63,7 @@ impl Transfer {
                 window,
             };
             // Neither is read: a release of incompressible bytes costs the warmer no I/O.
-            if this.deltas.path(&key).exists() {
+            if this.deltas.contains(&key) {
                 return Ok(false);
             }
             let frame = this.chunks.frame_len(&chunk.hash)?;

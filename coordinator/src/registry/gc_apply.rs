@@ -133,8 +133,7 @@ fn stale_uploads(app: &Coordinator, now: u64) -> Result<Vec<UploadPart>, Registr
 fn size_of(app: &Coordinator, chunks: impl IntoIterator<Item = Digest>) -> u64 {
     chunks
         .into_iter()
-        .filter_map(|c| std::fs::metadata(app.transfer.chunks.path(&c)).ok())
-        .map(|m| m.len())
+        .filter_map(|c| app.transfer.chunks.frame_len(&c).ok())
         .sum()
 }
 

@@ -158,8 +158,8 @@ impl ChunkStore {
         })
     }
 
-    /// Where chunk `hash` lives.
-    pub fn path(&self, hash: &Digest) -> PathBuf {
+    /// Where chunk `hash` lives (only the store knows chunks are files).
+    pub(super) fn path(&self, hash: &Digest) -> PathBuf {
         let hex = hash.to_hex();
         self.root.join(&hex[..2]).join(format!("{hex}.zst"))
     }

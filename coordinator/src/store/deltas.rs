@@ -79,10 +79,15 @@ impl DeltaCache {
         Ok(Self { root })
     }
 
-    /// Where the entry for `key` lives.
-    pub fn path(&self, key: &DeltaKey) -> PathBuf {
+    /// Where the entry for `key` lives (only the store knows entries are files).
+    pub(super) fn path(&self, key: &DeltaKey) -> PathBuf {
         let hex = key.digest().to_hex();
         self.root.join(&hex[..2]).join(hex)
+    }
+
+    /// Whether an entry is stored for `key` (without reading it).
+    pub fn contains(&self, key: &DeltaKey) -> bool {
+        self.path(key).exists()
     }
 
     /// What is cached for `key`, if a sound entry is stored.
