@@ -330,7 +330,7 @@ impl Assembly {
         self.place(want.ordinal, &bytes)
     }
 
-    /// The first half of [`Assembly::accept`]: the chunk's bytes, decoded (into `buffer`'s
+    /// The first half of `Assembly::accept`: the chunk's bytes, decoded (into `buffer`'s
     /// allocation where the encoding allows: hand back the last chunk's) and checked against
     /// the signed hash.
     pub fn decode(
@@ -373,7 +373,7 @@ impl Assembly {
         Ok(bytes)
     }
 
-    /// The second half of [`Assembly::accept`]: writes the checked bytes of chunk `ordinal`
+    /// The second half of `Assembly::accept`: writes the checked bytes of chunk `ordinal`
     /// into place, and into every other place the same chunk occupies.
     pub fn place(&mut self, ordinal: u32, bytes: &[u8]) -> Result<(), AssembleError> {
         let Some(hash) = self.target.chunks.get(ordinal as usize).map(|c| c.hash) else {
@@ -456,7 +456,7 @@ impl Assembly {
         self.verify(size, hash)
     }
 
-    /// The first half of [`Assembly::finish`]: every chunk in place, on disk.
+    /// The first half of `Assembly::finish`: every chunk in place, on disk.
     pub fn sync(&self) -> Result<(), AssembleError> {
         if let Some(i) = self.done.iter().position(|d| !d) {
             return Err(AssembleError::Whole(format!("chunk {i} is missing")));
@@ -464,7 +464,7 @@ impl Assembly {
         self.file.sync_all().map_err(disk(&self.path))
     }
 
-    /// The second half of [`Assembly::finish`]: the file as read back hashes to the signed
+    /// The second half of `Assembly::finish`: the file as read back hashes to the signed
     /// size and hash.
     pub fn verify(self, size: u64, hash: &Digest) -> Result<(), AssembleError> {
         let reader = File::open(&self.path).map_err(disk(&self.path))?;

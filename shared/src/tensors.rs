@@ -1,7 +1,7 @@
 //! Tensor layouts: where a model file keeps its numbers, and how wide each number is.
 //!
 //! A [`Layout`] lists a file's tensors (name, byte range, element width) as read from a
-//! safetensors header, a GGUF header ([`gguf`]), or an ONNX model's initializers and constant
+//! safetensors header, a GGUF header (the `gguf` module), or an ONNX model's initializers and constant
 //! tensors (subgraphs included). [`segments`] cuts one chunk along that layout, pairing each
 //! tensor piece with the
 //! same tensor's bytes in an old version's reference window, which is what the tensor delta
@@ -145,7 +145,7 @@ impl Layout {
         Ok(Layout::tidy(spans, file.len()))
     }
 
-    /// Reads a GGUF header (see [`gguf`]).
+    /// Reads a GGUF header (see the `gguf` module).
     pub fn gguf(file: &(impl ReadAt + ?Sized)) -> Result<Layout, LayoutError> {
         Ok(Layout::tidy(gguf::spans(file)?, file.len()))
     }

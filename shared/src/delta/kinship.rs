@@ -25,7 +25,7 @@ pub(super) fn related(new: &[u8], window: &[u8], at: usize) -> bool {
     related_aligned(new, aligned_bytes) || moved(new, |found| anchors_of(window, found))
 }
 
-/// The second half of [`related`], for a caller that holds a [`Sketch`] of each piece of the
+/// The second half of `related`, for a caller that holds a [`Sketch`] of each piece of the
 /// window instead of the window: whether `new`'s content is found in it. Anchors whose 16
 /// bytes straddle two pieces are missed, which can only make a chunk look less related by a
 /// few anchors per megabyte.
@@ -68,11 +68,11 @@ impl Sketch {
     }
 }
 
-/// The first half of [`related`], for a caller that has not read the window: whether `new`
+/// The first half of `related`, for a caller that has not read the window: whether `new`
 /// shares enough with the window's bytes aligned with it (`aligned_bytes`, as many as the
 /// window has). Cheap: ask it first.
 ///
-/// Equal bytes at the aligned position, over at least 1 in [`ALIGNED_SHARE`] of those
+/// Equal bytes at the aligned position, over at least 1 in `ALIGNED_SHARE` of those
 /// compared (unrelated random bytes: 1 in 256; weights nudged by training: their sign and
 /// exponent bytes, a quarter or more).
 pub fn related_aligned(new: &[u8], aligned_bytes: &[u8]) -> bool {

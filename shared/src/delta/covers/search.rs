@@ -72,7 +72,7 @@ pub struct SuffixIndex {
 }
 
 impl SuffixIndex {
-    /// Sorts the suffixes of `window`. A window over [`MAX_INDEXED`] bytes (windows are at
+    /// Sorts the suffixes of `window`. A window over `MAX_INDEXED` bytes (windows are at
     /// most 64 MiB) gets an empty index, which indexes nothing: covers are not searched there.
     pub fn build(window: &[u8]) -> Self {
         let window = if window.len() > MAX_INDEXED {
