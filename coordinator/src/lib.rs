@@ -10,7 +10,7 @@
 //!
 //! - **Layers.** Each folder imports only the folders below it:
 //!   `http`, `agents` → `rollout` → `registry`, `fleet` → `store` → `rules`.
-//!   `coordinator/tests/module_graph.rs` fails on any import circle, so the order holds.
+//!   `tests/tests/module_graph.rs` fails on any import circle, so the order holds.
 //! - **Pure cores, edges around them.** Decisions are functions of plain data: [`rules`]
 //!   (roles, lifecycle policies, lineage, retention), the rollout engine and delta planning in
 //!   `ferry_shared`. The files around them gather facts from the store and the fleet, call the

@@ -28,13 +28,11 @@ mod kinship;
 mod tensor;
 pub mod window;
 
-pub use choose::{
-    SuffixSource, encode_best, encode_best_in_window, encode_delta_in_window, reference_in_window,
-};
+pub use choose::{SuffixSource, encode_best, encode_best_in_window, encode_delta_in_window};
 pub use compress::{encode_after_own_prefix, zstd_with_prefix};
 pub use covers::{SuffixCache, SuffixIndex};
 pub use decode::{decode, decode_in_window, decode_in_window_reusing};
-pub use encode::encode;
+pub use encode::{encode, reference_in_window};
 pub use format::{DeltaError, Encoded, Encoding, Limits};
 pub use kinship::{Sketch, related_aligned, related_moved};
 

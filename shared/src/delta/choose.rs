@@ -3,7 +3,7 @@
 //! [`encode_best_in_window`], [`encode_delta_in_window`]).
 
 use super::covers::SuffixIndex;
-use super::encode::{Prepared, encode, prepare};
+use super::encode::{Prepared, encode, prepare, reference_in_window};
 use super::format::{DeltaError, Encoded, Encoding};
 use super::tensor::{choose_ops, tensors_body};
 use super::{covers, kinship};
@@ -38,26 +38,6 @@ pub fn encode_best(new: &[u8], reference: Option<&[u8]>, level: i32) -> Encoded 
         }
     }
     best
-}
-
-/// The reference an encoding uses inside a window, for a chunk of `len` bytes whose old bytes
-/// are estimated to start at `at`. Numeric deltas XOR against the aligned slice from `at`;
-/// bsdiff gets the old bytes with half a chunk of slack either side, because its cost is a
-/// suffix sort of the whole reference (three chunk lengths cost a second per chunk on the
-/// native-library pair, for 0.1 % of bytes); zstd and covers search the whole window
-/// (narrowing it cost 13 % more bytes with zstd, 6 % with covers, on that pair). Encoder and
-/// decoder both derive it from the same plan.
-pub fn reference_in_window(encoding: Encoding, window: &[u8], at: usize, len: usize) -> &[u8] {
-    let at = at.min(window.len());
-    match encoding {
-        Encoding::XorPlanes { .. } | Encoding::SubPlanes { .. } => &window[at..],
-        Encoding::Bsdiff => {
-            let start = at.saturating_sub(len / 2).min(window.len());
-            let end = at.saturating_add(len + len / 2).min(window.len());
-            &window[start..end]
-        }
-        _ => window,
-    }
 }
 
 /// Where covers get the suffix index of a window they search, asked only when covers are

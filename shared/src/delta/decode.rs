@@ -3,10 +3,10 @@
 //! before it is acted on.
 
 use super::bsdiff::bspatch_checked;
-use super::choose::reference_in_window;
 use super::compress::zstd_bounded;
 use super::covers;
-use super::format::{DeltaError, Encoding, Limits};
+use super::encode::reference_in_window;
+use super::format::{DeltaError, Encoding, Limits, check_width};
 use super::tensor::{MAX_TABLE, element_diff, from_planes, tensors_restore, xor_with};
 
 /// Decodes a chunk that [`super::encode_best_in_window`] encoded against `window` with the chunk's
@@ -121,12 +121,4 @@ pub(super) fn decode_reusing(
         });
     }
     Ok(out)
-}
-
-pub(super) fn check_width(width: u8) -> Result<(), DeltaError> {
-    if matches!(width, 1 | 2 | 4 | 8) {
-        Ok(())
-    } else {
-        Err(DeltaError::BadWidth(width))
-    }
 }

@@ -181,3 +181,12 @@ impl Encoding {
         Encoding::Covers,
     ];
 }
+
+/// Refuses an element width the plane encodings do not have (1, 2, 4 or 8 bytes).
+pub(super) fn check_width(width: u8) -> Result<(), DeltaError> {
+    if matches!(width, 1 | 2 | 4 | 8) {
+        Ok(())
+    } else {
+        Err(DeltaError::BadWidth(width))
+    }
+}

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::decode::check_width;
+use super::format::check_width;
 use super::format::{DeltaError, Encoding};
 use crate::tensors::{Segment, SegmentOp};
 
