@@ -32,6 +32,8 @@ mod installed;
 mod machine;
 #[cfg(test)]
 mod properties;
+#[cfg(any(test, feature = "test-util"))]
+pub mod simulated;
 #[cfg(test)]
 mod tests;
 

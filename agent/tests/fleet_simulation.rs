@@ -1,6 +1,6 @@
 //! Ten thousand real update cores (the agent's [`Updater`]) against the real rollout engine,
 //! in simulated time, without sockets or disks: each tick the coordinator's side turns the
-//! devices' reports into facts (as `coordinator/src/rollout/facts.rs` does), lets the engine
+//! devices' reports into facts (`DeviceFacts::from_report`, as the coordinator does), lets the engine
 //! decide, and pushes each device what it should run; each device's machine steps through its
 //! actions against a simulated disk, whose outcomes the scenario sets (a release that fails
 //! its health check everywhere, say).
@@ -9,15 +9,16 @@
 //! its first wave, every canary is back on the version it ran one tick after the decision and
 //! reports why, and no device outside the first wave ever downloads it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, VecDeque};
 
-use ferry_agent::updater::{Admitted, Desire, Effect, Event, Slots, Updater};
+use ferry_agent::updater::simulated::{Outcome, SimulatedDevice, admitted};
+use ferry_agent::updater::{Desire, Effect, Event, Updater};
 use ferry_shared::rollout::{
     Decision, DeviceFacts, Gate, GateKind, Phase, Plan, RolloutState, Selector, Wave, desired,
     evaluate,
 };
-use ferry_shared::wire::{DeviceId, ErrorKind, InstallError, ModelReport, UpdatePhase};
-use ferry_shared::{Accelerator, Digest, ModelName, Target, Variant, Version};
+use ferry_shared::wire::{DeviceId, ErrorKind};
+use ferry_shared::{ModelName, Version};
 
 /// Devices in the fleet (`FERRY_SIM_DEVICES` overrides it).
 const DEVICES: usize = 10_000;
@@ -28,110 +29,35 @@ fn v(s: &str) -> Version {
     s.parse().expect("a valid version")
 }
 
-/// A release as the device admits it (the signature checks are admission's, tested apart).
-fn admitted(version: &Version) -> Admitted {
-    Admitted {
-        version: version.clone(),
-        variant: Variant {
-            target: Target::Any,
-            accelerator: Accelerator::Any,
-            file_name: "model.onnx".parse().expect("a valid file name"),
-            size: 1,
-            hash: Digest::of(version.to_string().as_bytes()),
-            chunks: Digest::of(b"index"),
-        },
-        envelope: Vec::new(),
-    }
-}
-
-fn failure(version: &Version, kind: ErrorKind) -> InstallError {
-    InstallError {
-        version: version.clone(),
-        kind,
-        message: "simulated".into(),
-        at: 0,
-    }
-}
-
-/// One device: its update core, its disk, what it was last told, and what it ever fetched.
+/// One device: its update core, its disk, and what it was last told.
 struct Device {
     id: DeviceId,
     machine: Updater,
-    slots: Slots,
-    before_switch: Option<Slots>,
+    disk: SimulatedDevice,
     told: Option<Version>,
-    fetched: BTreeSet<Version>,
 }
 
 impl Device {
-    /// Carries out every pending action (a tick is long enough for all of them), feeding the
+    /// Carries out every pending effect (a tick is long enough for all of them), feeding the
     /// machine each outcome; `healthy(v)` says whether `v` passes its health check here.
-    fn run(&mut self, mut actions: Vec<Effect>, healthy: &dyn Fn(&Version) -> bool) {
-        while let Some(action) = (!actions.is_empty()).then(|| actions.remove(0)) {
-            let event = match action {
-                Effect::Download(t) => {
-                    self.fetched.insert(t.version.clone());
-                    Some(Event::Downloaded(t.version))
-                }
-                Effect::Switch(version) => {
-                    self.before_switch = Some(self.slots.clone());
-                    self.slots = Slots {
-                        current: Some(version),
-                        previous: self.slots.current.clone(),
-                    };
-                    Some(Event::Switched(self.slots.clone()))
-                }
-                Effect::CheckHealth(version) if healthy(&version) => Some(Event::HealthPassed),
-                Effect::CheckHealth(version) => Some(Event::HealthFailed(failure(
-                    &version,
-                    ErrorKind::HealthCheck,
-                ))),
-                Effect::RollBack => {
-                    if let Some(before) = self.before_switch.take() {
-                        self.slots = before;
-                    }
-                    Some(Event::RolledBack(self.slots.clone()))
-                }
-                Effect::Commit => {
-                    self.before_switch = None;
-                    None
-                }
-                Effect::SetCandidate(version) => Some(Event::CandidateSet(Ok(version))),
-                // Backoffs end within the tick; the downloads here never fail.
-                Effect::RetryAfter(_) => Some(Event::RetryDue),
-                Effect::Emit(_) => None,
+    fn run(&mut self, effects: Vec<Effect>, healthy: &dyn Fn(&Version) -> bool) {
+        let mut pending = VecDeque::from(effects);
+        while let Some(effect) = pending.pop_front() {
+            let outcome = match &effect {
+                Effect::CheckHealth(v) if !healthy(v) => Outcome::FailsForGood,
+                _ => Outcome::Succeeds,
             };
-            if let Some(event) = event {
-                actions.extend(self.machine.step(event));
+            if let Some(event) = self.disk.carry(&effect, outcome) {
+                pending.extend(self.machine.step(event));
             }
         }
     }
 
-    /// What the coordinator knows of it for a rollout to `target`, from its report (the
-    /// coordinator's `facts_of`, minus what only a real connection has).
+    /// What the coordinator knows of it for a rollout to `target`: the engine's reading of
+    /// its report, every failure new since the rollout started.
     fn facts(&self, target: &Version) -> DeviceFacts {
-        let report: ModelReport = self.machine.report();
-        let held = matches!(&report.phase, UpdatePhase::Held { version, .. } if version == target);
-        let failure = report
-            .last_error
-            .as_ref()
-            .filter(|e| &e.version == target)
-            .filter(|e| !e.kind.is_retried() || held);
-        DeviceFacts {
-            id: Some(self.id.clone()),
-            current: report.active.clone(),
-            previous: report.previous.clone(),
-            candidate: report.candidate.clone(),
-            installing: match &report.phase {
-                UpdatePhase::Fetching(v) | UpdatePhase::Probation(v) => v == target,
-                UpdatePhase::Retrying { version, .. } => version == target,
-                _ => false,
-            },
-            install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
-            health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck),
-            pinned: held && report.active.as_ref() != Some(target),
-            ..DeviceFacts::default()
-        }
+        let report = self.machine.report();
+        DeviceFacts::from_report(&self.id, BTreeMap::new(), Some(&report), target, true)
     }
 }
 
@@ -178,23 +104,18 @@ impl Fleet {
         plan.validate().expect("a valid plan");
         let devices = (0..count)
             .map(|i| {
-                let slots = Slots {
-                    current: Some(from.clone()),
-                    previous: None,
-                };
+                let disk = SimulatedDevice::running(from.clone());
                 Device {
                     id: DeviceId::parse(&format!("{i:020x}")).expect("a device id"),
                     machine: Updater::new(
                         "detector".parse().expect("a valid name"),
-                        slots.clone(),
+                        disk.slots.clone(),
                         None,
                         Vec::new(),
                         None,
                     ),
-                    slots,
-                    before_switch: None,
+                    disk,
                     told: None,
-                    fetched: BTreeSet::new(),
                 }
             })
             .collect();
@@ -229,13 +150,13 @@ impl Fleet {
             };
             if device.told.as_ref() != Some(&wanted) {
                 device.told = Some(wanted.clone());
-                let actions = device
+                let effects = device
                     .machine
                     .step(Event::Desired(Desire::Run(admitted(&wanted))));
-                device.run(actions, healthy);
+                device.run(effects, healthy);
             }
             assert!(
-                device.slots.current.is_some(),
+                device.disk.slots.current.is_some(),
                 "device {} has no version",
                 device.id
             );
@@ -245,7 +166,7 @@ impl Fleet {
     fn on(&self, version: &Version) -> usize {
         self.devices
             .iter()
-            .filter(|d| d.slots.current.as_ref() == Some(version))
+            .filter(|d| d.disk.slots.current.as_ref() == Some(version))
             .count()
     }
 }
@@ -274,7 +195,7 @@ fn a_healthy_release_reaches_every_device_wave_by_wave() {
         fleet
             .devices
             .iter()
-            .all(|d| d.slots.previous == Some(old.clone()) && d.machine.holds().is_empty())
+            .all(|d| d.disk.slots.previous == Some(old.clone()) && d.machine.holds().is_empty())
     );
     // Wave by wave: the fleet never jumps past a wave's share before its bake.
     let first = on_new_per_tick
@@ -314,7 +235,7 @@ fn a_release_failing_its_health_check_is_stopped_in_its_first_wave_and_rolled_ba
     let canaries: Vec<&Device> = fleet
         .devices
         .iter()
-        .filter(|d| d.fetched.contains(&bad))
+        .filter(|d| d.disk.installed.contains(&bad))
         .collect();
     assert!(!canaries.is_empty(), "no device tried the release");
     assert!(

@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod metrics;
 pub mod plan;
+mod report;
 pub mod selector;
 
 pub use engine::{

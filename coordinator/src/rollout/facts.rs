@@ -3,7 +3,7 @@
 //! memory.
 
 use ferry_shared::rollout::DeviceFacts;
-use ferry_shared::wire::{DeviceId, ErrorKind, UpdatePhase};
+use ferry_shared::wire::DeviceId;
 use ferry_shared::{ModelName, Version};
 
 use crate::fleet::summary::{FleetMetrics, Presence};
@@ -12,12 +12,8 @@ use crate::store::rollouts::RolloutRecord;
 use crate::store::{Store, StoreError};
 
 /// What the engine sees of one device, for a rollout of `model` to `target` that started at
-/// `since` (Unix milliseconds, coordinator clock). A failure counts against the release only when
-/// the device
-/// reported it after the rollout started (a new rollout is never judged by an earlier one's
-/// failures), and only when it concerns the release: a lost connection, a coordinator
-/// restart or a full disk is retried by the agent and leaves the device without an outcome,
-/// unless it gave up on the version for good.
+/// `since` (Unix milliseconds, coordinator clock): [`DeviceFacts::from_report`] on its record,
+/// a failure counting only when the coordinator first saw it after the rollout started.
 pub(crate) fn facts_of(
     id: &DeviceId,
     record: &DeviceRecord,
@@ -26,38 +22,8 @@ pub(crate) fn facts_of(
     since: u64,
 ) -> DeviceFacts {
     let report = record.models.iter().find(|m| &m.model == model);
-    let held = report.is_some_and(
-        |r| matches!(&r.phase, UpdatePhase::Held { version, .. } if version == target),
-    );
-    let failure = report
-        .and_then(|r| r.last_error.as_ref())
-        .filter(|e| &e.version == target && record.error_seen_at(model) >= since)
-        .filter(|e| !e.kind.is_retried() || held);
-    DeviceFacts {
-        id: Some(id.clone()),
-        labels: record.labels.clone(),
-        current: report.and_then(|r| r.active.clone()),
-        previous: report.and_then(|r| r.previous.clone()),
-        candidate: report.and_then(|r| r.candidate.clone()),
-        installing: report.is_some_and(|r| match &r.phase {
-            UpdatePhase::Fetching(v) | UpdatePhase::Probation(v) => v == target,
-            UpdatePhase::Retrying { version, .. } => version == target,
-            _ => false,
-        }),
-        install_failed: failure.is_some_and(|e| e.kind != ErrorKind::HealthCheck),
-        // A version held after a hand rollback is an operator's call, not a failed check.
-        health_failed: failure.is_some_and(|e| e.kind == ErrorKind::HealthCheck),
-        // Holding the target back: it will not take it until released on the device.
-        pinned: held && report.and_then(|r| r.active.as_ref()) != Some(target),
-        offline_since: None,
-        retrying: report
-            .filter(
-                |r| matches!(&r.phase, UpdatePhase::Retrying { version, .. } if version == target),
-            )
-            .and_then(|r| r.last_error.as_ref())
-            .map(|e| format!("{}: {}", e.kind, e.message)),
-        metrics: Default::default(),
-    }
+    let failure_is_new = record.error_seen_at(model) >= since;
+    DeviceFacts::from_report(id, record.labels.clone(), report, target, failure_is_new)
 }
 
 /// What the coordinator holds of each device in memory, beside its stored record: the
@@ -108,7 +74,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use ferry_shared::sign::SecretKey;
-    use ferry_shared::wire::{InstallError, ModelReport, UpdatePhase};
+    use ferry_shared::wire::{ErrorKind, InstallError, ModelReport, UpdatePhase};
 
     use super::*;
 
