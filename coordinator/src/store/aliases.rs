@@ -2,31 +2,23 @@
 //! Moving one is how a fleet is told to change; each move is audited with who, when and why.
 
 use ferry_shared::{AliasName, ModelName, Version};
-use redb::{ReadableTable, WriteTransaction};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::engine::{Rows, WriteTxn};
 use super::records::AliasRecord;
 use super::tables::{ALIASES, RELEASES};
 use super::{Store, StoreError};
 
 /// Writes an alias and its audit entry within `txn`; returns the version it pointed at before.
 pub(crate) fn set_alias_in(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     model: &ModelName,
     alias: &AliasName,
     record: AliasRecord,
 ) -> Result<Option<Version>, StoreError> {
-    let previous = {
-        let mut table = txn.open_table(ALIASES)?;
-        let key = (model.as_str(), alias.as_str());
-        let previous = match table.get(key)? {
-            Some(v) => Some(decode::<AliasRecord>("aliases", alias, v.value())?.version),
-            None => None,
-        };
-        table.insert(key, encode(&record).as_slice())?;
-        previous
-    };
+    let key = (model.as_str(), alias.as_str());
+    let previous = txn.get::<_, AliasRecord>(ALIASES, key)?.map(|r| r.version);
+    txn.insert(ALIASES, key, &record)?;
     let from = previous
         .as_ref()
         .map_or_else(|| "(unset)".to_owned(), Version::to_string);
@@ -56,19 +48,16 @@ impl Store {
         alias: &AliasName,
         record: AliasRecord,
     ) -> Result<Option<Version>, StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let releases = txn.open_table(RELEASES)?;
-            let version = record.version.to_string();
-            if releases.get((model.as_str(), version.as_str()))?.is_none() {
-                return Err(StoreError::NoSuchRelease {
-                    name: model.to_string(),
-                    version,
-                });
-            }
+        let txn = self.write()?;
+        let version = record.version.to_string();
+        if !txn.contains(RELEASES, (model.as_str(), version.as_str()))? {
+            return Err(StoreError::NoSuchRelease {
+                name: model.to_string(),
+                version,
+            });
         }
         let previous = set_alias_in(&txn, model, alias, record)?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(previous)
     }
 
@@ -78,12 +67,7 @@ impl Store {
         model: &ModelName,
         alias: &AliasName,
     ) -> Result<Option<AliasRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ALIASES)?;
-        match table.get((model.as_str(), alias.as_str()))? {
-            Some(v) => Ok(Some(decode("aliases", alias, v.value())?)),
-            None => Ok(None),
-        }
+        self.read()?.get(ALIASES, (model.as_str(), alias.as_str()))
     }
 
     /// Every alias (of one model, when given), by model then alias.
@@ -91,26 +75,24 @@ impl Store {
         &self,
         model: Option<&ModelName>,
     ) -> Result<Vec<(ModelName, AliasName, AliasRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ALIASES)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let (m, a) = k.value();
-            if model.is_some_and(|n| n.as_str() != m) {
-                continue;
-            }
-            let corrupt = |e: ferry_shared::name::NameError| StoreError::Corrupt {
-                table: "aliases",
-                key: format!("{m}@{a}"),
-                reason: e.to_string(),
-            };
-            out.push((
-                m.parse().map_err(corrupt)?,
-                a.parse().map_err(corrupt)?,
-                decode("aliases", &a, v.value())?,
-            ));
-        }
-        Ok(out)
+        let txn = self.read()?;
+        let rows: Vec<((String, String), AliasRecord)> = match model {
+            Some(m) => txn.records_within(ALIASES, m.as_str(), (m.as_str(), ""))?,
+            None => txn.records(ALIASES, None)?,
+        };
+        rows.into_iter()
+            .map(|((m, a), record)| {
+                let corrupt = |e: ferry_shared::name::NameError| StoreError::Corrupt {
+                    table: "aliases",
+                    key: format!("{m}@{a}"),
+                    reason: e.to_string(),
+                };
+                Ok((
+                    m.parse().map_err(corrupt)?,
+                    a.parse().map_err(corrupt)?,
+                    record,
+                ))
+            })
+            .collect()
     }
 }

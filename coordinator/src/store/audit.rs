@@ -5,9 +5,9 @@
 //! the change they describe.
 
 use ferry_shared::Digest;
-use redb::{ReadableTable, WriteTransaction};
 
-use super::codec::{decode, encode};
+use super::codec::decode;
+use super::engine::{Rows, WriteTxn};
 use super::records::AuditEntry;
 use super::tables::AUDIT;
 use super::{Store, StoreError};
@@ -42,10 +42,9 @@ fn capped(mut detail: String) -> String {
 }
 
 /// Appends an entry within `txn`.
-pub(crate) fn append(txn: &WriteTransaction, change: Change<'_>) -> Result<(), StoreError> {
-    let mut table = txn.open_table(AUDIT)?;
-    let (seq, prev_hash) = match table.last()? {
-        Some((k, v)) => (k.value() + 1, Digest::of(v.value())),
+pub(crate) fn append(txn: &WriteTxn<'_>, change: Change<'_>) -> Result<(), StoreError> {
+    let (seq, prev_hash) = match txn.last_raw(AUDIT)? {
+        Some((k, v)) => (k + 1, Digest::of(&v)),
         None => (1, Digest([0; 32])),
     };
     let entry = AuditEntry {
@@ -57,35 +56,30 @@ pub(crate) fn append(txn: &WriteTransaction, change: Change<'_>) -> Result<(), S
         detail: capped(change.detail),
         prev_hash,
     };
-    table.insert(seq, encode(&entry).as_slice())?;
-    Ok(())
+    txn.insert(AUDIT, seq, &entry)
 }
 
 impl Store {
     /// Audit entries after `after_seq`, oldest first, at most `limit`.
     pub fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(AUDIT)?;
         let mut out = Vec::new();
-        for item in table.range(after_seq.saturating_add(1)..)?.take(limit) {
-            let (k, v) = item?;
-            out.push(decode("audit", &k.value(), v.value())?);
+        if limit == 0 {
+            return Ok(out);
         }
+        self.read()?
+            .scan_raw(AUDIT, Some(after_seq.saturating_add(1)), |key, value| {
+                out.push(decode("audit", &key, value)?);
+                Ok(out.len() < limit)
+            })?;
         Ok(out)
     }
 
     /// Walks the whole chain, entry by entry, and against `anchor` (a head kept from an
     /// earlier walk) when given.
     pub fn verify_audit(&self, anchor: Option<Anchor>) -> Result<AuditVerification, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(AUDIT)?;
         let mut walk = ChainWalk::new(anchor);
-        for item in table.iter()? {
-            let (k, v) = item?;
-            if !walk.step(k.value(), v.value()) {
-                break;
-            }
-        }
+        self.read()?
+            .scan_raw(AUDIT, None, |key, value| Ok(walk.step(key, value)))?;
         Ok(walk.finish())
     }
 }

@@ -17,7 +17,7 @@ use ferry_shared::chunk::{ChunkError, ChunkIndex, ChunkParams};
 use ferry_shared::tensors::{Layout, ReadAt};
 
 use super::chunks::{ChunkStore, ChunkStoreError};
-use super::codec::{decode, encode};
+use super::engine::Rows;
 use super::records::BlobRecord;
 use super::tables::{BLOBS, CHUNK_INDEXES, TENSOR_LAYOUTS};
 use super::{Store, StoreError};
@@ -368,23 +368,21 @@ impl Store {
     /// Records an ingested artifact and its chunk index.
     pub fn record_blob(&self, ingested: &Ingested) -> Result<(), StoreError> {
         let hex = ingested.hash.to_hex();
-        let txn = self.db.begin_write()?;
-        txn.open_table(BLOBS)?
-            .insert(hex.as_str(), encode(&ingested.record).as_slice())?;
-        txn.open_table(CHUNK_INDEXES)?
-            .insert(hex.as_str(), ingested.index.to_canonical_bytes().as_slice())?;
+        let txn = self.write()?;
+        txn.insert(BLOBS, hex.as_str(), &ingested.record)?;
+        let index = ingested.index.to_canonical_bytes();
+        txn.insert_raw(CHUNK_INDEXES, hex.as_str(), &index)?;
         if let Some(layout) = &ingested.layout {
-            txn.open_table(TENSOR_LAYOUTS)?
-                .insert(hex.as_str(), encode(layout).as_slice())?;
+            txn.insert(TENSOR_LAYOUTS, hex.as_str(), layout)?;
         }
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(())
     }
 
     /// The tensor layout recorded for a stored artifact (none for files that are not models,
     /// and for artifacts stored before layouts were recorded).
     pub fn blob_layout(&self, hash: &Digest) -> Result<Option<Layout>, StoreError> {
-        self.by_blob(TENSOR_LAYOUTS, "tensor_layouts", hash)
+        self.read()?.get(TENSOR_LAYOUTS, hash.to_hex().as_str())
     }
 
     /// The chunk index of a stored artifact, checked against its record.
@@ -392,18 +390,16 @@ impl Store {
         let Some(record) = self.blob(hash)? else {
             return Ok(None);
         };
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHUNK_INDEXES)?;
         let hex = hash.to_hex();
         let corrupt = |reason: String| StoreError::Corrupt {
             table: "chunk_indexes",
             key: hex.clone(),
             reason,
         };
-        let Some(bytes) = table.get(hex.as_str())? else {
+        let Some(bytes) = self.read()?.get_raw(CHUNK_INDEXES, hex.as_str())? else {
             return Err(corrupt("missing for a stored artifact".into()));
         };
-        let index = ChunkIndex::from_canonical_bytes(bytes.value(), record.size)
+        let index = ChunkIndex::from_canonical_bytes(&bytes, record.size)
             .map_err(|e| corrupt(e.to_string()))?;
         if index.digest() != record.chunks {
             return Err(corrupt("does not match the artifact record".into()));
@@ -413,23 +409,7 @@ impl Store {
 
     /// The record of a stored blob.
     pub fn blob(&self, hash: &Digest) -> Result<Option<BlobRecord>, StoreError> {
-        self.by_blob(BLOBS, "blobs", hash)
-    }
-
-    /// The record `table` keeps for the blob `hash`.
-    fn by_blob<T: super::codec::Record>(
-        &self,
-        table: redb::TableDefinition<'static, &'static str, &'static [u8]>,
-        name: &'static str,
-        hash: &Digest,
-    ) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(table)?;
-        let hex = hash.to_hex();
-        match table.get(hex.as_str())? {
-            Some(v) => Ok(Some(decode(name, &hex, v.value())?)),
-            None => Ok(None),
-        }
+        self.read()?.get(BLOBS, hash.to_hex().as_str())
     }
 }
 

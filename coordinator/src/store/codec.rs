@@ -3,7 +3,6 @@
 //! [`Record::from_older`]; a record written by a newer format is refused by name rather than
 //! misread.
 
-use redb::ReadableTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -66,20 +65,4 @@ pub(crate) fn decode<T: Record>(
         }
     };
     decoded.map_err(|e| corrupt(format!("format {format}: {e}")))
-}
-
-/// Every record of a table keyed by text, in key order, each decoded and paired with its key
-/// (`table` names it in errors): the listing loop of every such table, written once.
-pub(crate) fn records<T: Record>(
-    rows: &impl ReadableTable<&'static str, &'static [u8]>,
-    table: &'static str,
-) -> Result<Vec<(String, T)>, StoreError> {
-    let mut out = Vec::new();
-    for row in rows.iter()? {
-        let (key, value) = row?;
-        let key = key.value().to_owned();
-        let record = decode(table, &key, value.value())?;
-        out.push((key, record));
-    }
-    Ok(out)
 }

@@ -1,10 +1,9 @@
 //! Device records: identity, labels, what each device runs and what happened to it.
 
 use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind};
-use redb::ReadableTable;
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode, records};
+use super::engine::{Rows, WriteTxn};
 use super::records::DeviceRecord;
 use super::tables::DEVICES;
 use super::{Store, StoreError};
@@ -12,18 +11,12 @@ use super::{Store, StoreError};
 impl Store {
     /// One device.
     pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DEVICES)?;
-        match table.get(id.as_str())? {
-            Some(v) => Ok(Some(decode("devices", id, v.value())?)),
-            None => Ok(None),
-        }
+        self.read()?.get(DEVICES, id.as_str())
     }
 
     /// Every device, by id.
     pub fn devices(&self) -> Result<Vec<(DeviceId, DeviceRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let rows = records::<DeviceRecord>(&txn.open_table(DEVICES)?, "devices")?;
+        let rows: Vec<(String, DeviceRecord)> = self.read()?.records(DEVICES, None)?;
         rows.into_iter()
             .map(|(key, record)| match DeviceId::parse(&key) {
                 Some(id) => Ok((id, record)),
@@ -44,20 +37,17 @@ impl Store {
         new_events: &[DeviceEvent],
         now: u64,
     ) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.write()?;
         if new_events.is_empty() {
             // A state snapshot the agent sends again with every heartbeat: losing the last one
             // in a crash costs nothing, so it need not wait for the disk (the next durable
             // commit persists it). New events are acknowledged to the agent, which then drops
             // them: those commits stay durable.
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StoreError::Durability(e.to_string()))?;
+            txn.relax_durability()?;
         }
-        txn.open_table(DEVICES)?
-            .insert(id.as_str(), encode(record).as_slice())?;
+        txn.insert(DEVICES, id.as_str(), record)?;
         audit_events(&txn, id, new_events, now)?;
-        self.db.commit(txn)?;
-        Ok(())
+        txn.commit()
     }
 
     /// Merges many devices' reports with `merge` in one transaction, durable only when one of
@@ -68,27 +58,21 @@ impl Store {
         reports: &[(DeviceId, DeviceReport, u64)],
         merge: impl Fn(&mut DeviceRecord, &DeviceReport) -> (Vec<DeviceEvent>, bool),
     ) -> Result<Vec<Option<Merged>>, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.write()?;
         let mut out = Vec::with_capacity(reports.len());
         let mut durable = false;
-        {
-            let mut table = txn.open_table(DEVICES)?;
-            for (id, report, now) in reports {
-                let Some(mut record) = (match table.get(id.as_str())? {
-                    Some(v) => Some(decode::<DeviceRecord>("devices", id, v.value())?),
-                    None => None,
-                }) else {
-                    out.push(None);
-                    continue;
-                };
-                let (new_events, changed) = merge(&mut record, report);
-                if changed {
-                    record.last_seen = *now;
-                    table.insert(id.as_str(), encode(&record).as_slice())?;
-                }
-                durable |= !new_events.is_empty();
-                out.push(Some((new_events, record.events_through)));
+        for (id, report, now) in reports {
+            let Some(mut record) = txn.get::<_, DeviceRecord>(DEVICES, id.as_str())? else {
+                out.push(None);
+                continue;
+            };
+            let (new_events, changed) = merge(&mut record, report);
+            if changed {
+                record.last_seen = *now;
+                txn.insert(DEVICES, id.as_str(), &record)?;
             }
+            durable |= !new_events.is_empty();
+            out.push(Some((new_events, record.events_through)));
         }
         for ((id, _, now), result) in reports.iter().zip(&out) {
             if let Some((events, _)) = result {
@@ -96,10 +80,9 @@ impl Store {
             }
         }
         if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StoreError::Durability(e.to_string()))?;
+            txn.relax_durability()?;
         }
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(out)
     }
 }
@@ -109,7 +92,7 @@ pub(crate) type Merged = (Vec<DeviceEvent>, u64);
 
 /// Audits the rollbacks among a device's new events.
 fn audit_events(
-    txn: &redb::WriteTransaction,
+    txn: &WriteTxn<'_>,
     id: &DeviceId,
     new_events: &[DeviceEvent],
     now: u64,

@@ -4,11 +4,10 @@
 
 use ferry_shared::Digest;
 use ferry_shared::wire::DeviceId;
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode, records};
+use super::engine::Rows;
 use super::records::DeviceRecord;
 use super::tables::{DEVICES, ENROLL_TOKENS, REVOKED_DEVICES};
 use super::{Store, StoreError};
@@ -64,9 +63,8 @@ pub enum Admission<'a> {
 impl Store {
     /// Stores a new enrollment token, audited.
     pub fn create_enroll_token(&self, id: &str, token: &EnrollToken) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(ENROLL_TOKENS)?
-            .insert(id, encode(token).as_slice())?;
+        let txn = self.write()?;
+        txn.insert(ENROLL_TOKENS, id, token)?;
         append(
             &txn,
             Change {
@@ -86,14 +84,14 @@ impl Store {
                 ),
             },
         )?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(())
     }
 
     /// Every enrollment token, by id.
     pub fn enroll_tokens(&self) -> Result<Vec<(String, EnrollToken)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        records(&txn.open_table(ENROLL_TOKENS)?, "enroll_tokens")
+        let txn = self.read()?;
+        txn.records(ENROLL_TOKENS, None)
     }
 
     /// Enrolls a device in one transaction: checks and spends the token, stores the device,
@@ -105,7 +103,7 @@ impl Store {
         admission: Admission<'_>,
         now: u64,
     ) -> Result<Result<(), String>, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let how = match admission {
             Admission::Bootstrap => "the bootstrap enrollment token".to_owned(),
             Admission::Token(token) => {
@@ -115,11 +113,7 @@ impl Store {
                 else {
                     return Ok(Err("the enrollment token is not valid".into()));
                 };
-                let mut table = txn.open_table(ENROLL_TOKENS)?;
-                let stored: Option<EnrollToken> = match table.get(token_id)? {
-                    Some(v) => Some(decode("enroll_tokens", &token_id, v.value())?),
-                    None => None,
-                };
+                let stored: Option<EnrollToken> = txn.get(ENROLL_TOKENS, token_id)?;
                 let Some(mut stored) = stored.filter(|t| t.hash == enroll_hash(secret)) else {
                     return Ok(Err("the enrollment token is not valid".into()));
                 };
@@ -137,12 +131,11 @@ impl Store {
                     None => {}
                 }
                 stored.used += 1;
-                table.insert(token_id, encode(&stored).as_slice())?;
+                txn.insert(ENROLL_TOKENS, token_id, &stored)?;
                 format!("enrollment token {token_id} ({})", stored.name)
             }
         };
-        txn.open_table(DEVICES)?
-            .insert(id.as_str(), encode(record).as_slice())?;
+        txn.insert(DEVICES, id.as_str(), record)?;
         append(
             &txn,
             Change {
@@ -153,7 +146,7 @@ impl Store {
                 detail: format!("with {how}; labels: {:?}", record.labels),
             },
         )?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(Ok(()))
     }
 
@@ -163,12 +156,11 @@ impl Store {
         id: &DeviceId,
         revoked: &RevokedDevice,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        if txn.open_table(DEVICES)?.get(id.as_str())?.is_none() {
+        let txn = self.write()?;
+        if !txn.contains(DEVICES, id.as_str())? {
             return Ok(false);
         }
-        txn.open_table(REVOKED_DEVICES)?
-            .insert(id.as_str(), encode(revoked).as_slice())?;
+        txn.insert(REVOKED_DEVICES, id.as_str(), revoked)?;
         append(
             &txn,
             Change {
@@ -179,7 +171,7 @@ impl Store {
                 detail: revoked.reason.clone(),
             },
         )?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(true)
     }
 
@@ -187,19 +179,14 @@ impl Store {
     pub fn revoked_devices(
         &self,
     ) -> Result<std::collections::BTreeMap<String, RevokedDevice>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let revoked = records(&txn.open_table(REVOKED_DEVICES)?, "revoked_devices")?;
+        let txn = self.read()?;
+        let revoked = txn.records(REVOKED_DEVICES, None)?;
         Ok(revoked.into_iter().collect())
     }
 
     /// The revocation of `id`, if it was revoked.
     pub fn device_revocation(&self, id: &DeviceId) -> Result<Option<RevokedDevice>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(REVOKED_DEVICES)?;
-        match table.get(id.as_str())? {
-            Some(v) => Ok(Some(decode("revoked_devices", id, v.value())?)),
-            None => Ok(None),
-        }
+        self.read()?.get(REVOKED_DEVICES, id.as_str())
     }
 }
 

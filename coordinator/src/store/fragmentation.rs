@@ -2,9 +2,8 @@
 //! so reports show how spread the fleet's versions were over days.
 
 use ferry_shared::ModelName;
-use redb::ReadableTable;
 
-use super::codec::{decode, encode};
+use super::engine::Rows;
 use super::tables::FRAGMENTATION;
 use super::{Store, StoreError};
 use crate::api::FragmentationPoint;
@@ -16,27 +15,21 @@ impl Store {
         points: &[(ModelName, FragmentationPoint)],
         keep_since: u64,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(FRAGMENTATION)?;
-            for (model, point) in points {
-                table.insert((model.as_str(), point.at), encode(point).as_slice())?;
-            }
-            let old: Vec<(String, u64)> = table
-                .iter()?
-                .filter_map(Result::ok)
-                .map(|(k, _)| {
-                    let (model, at) = k.value();
-                    (model.to_owned(), at)
-                })
-                .filter(|(_, at)| *at < keep_since)
-                .collect();
-            for (model, at) in old {
-                table.remove((model.as_str(), at))?;
-            }
+        let txn = self.write()?;
+        for (model, point) in points {
+            txn.insert(FRAGMENTATION, (model.as_str(), point.at), point)?;
         }
-        self.db.commit(txn)?;
-        Ok(())
+        let mut old = Vec::new();
+        txn.scan_raw(FRAGMENTATION, None, |(model, at), _| {
+            if at < keep_since {
+                old.push((model, at));
+            }
+            Ok(true)
+        })?;
+        for (model, at) in old {
+            txn.remove(FRAGMENTATION, (model.as_str(), at))?;
+        }
+        txn.commit()
     }
 
     /// The points of `model` since `since`, oldest first.
@@ -45,27 +38,19 @@ impl Store {
         model: &ModelName,
         since: u64,
     ) -> Result<Vec<FragmentationPoint>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FRAGMENTATION)?;
-        let mut out = Vec::new();
-        for item in table.range((model.as_str(), since)..=(model.as_str(), u64::MAX))? {
-            let (k, v) = item?;
-            let (_, at) = k.value();
-            out.push(decode("fragmentation", &at, v.value())?);
-        }
-        Ok(out)
+        let rows =
+            self.read()?
+                .records_within(FRAGMENTATION, model.as_str(), (model.as_str(), since))?;
+        Ok(rows.into_iter().map(|(_, point)| point).collect())
     }
 
     /// When the newest snapshot was taken.
     pub fn last_fragmentation_at(&self) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FRAGMENTATION)?;
         let mut newest = None;
-        for item in table.iter()? {
-            let (k, _) = item?;
-            let (_, at) = k.value();
+        self.read()?.scan_raw(FRAGMENTATION, None, |(_, at), _| {
             newest = newest.max(Some(at));
-        }
+            Ok(true)
+        })?;
         Ok(newest)
     }
 }

@@ -1,10 +1,9 @@
 //! Publisher keys the coordinator trusts to sign releases.
 
 use ferry_shared::sign::{Keyring, PublicKey};
-use redb::ReadableTable;
 
 use super::audit::{Change, append};
-use super::codec::{encode, records};
+use super::engine::Rows;
 use super::records::PublisherKey;
 use super::tables::PUBLISHER_KEYS;
 use super::{Store, StoreError};
@@ -19,20 +18,17 @@ impl Store {
         now: u64,
     ) -> Result<bool, StoreError> {
         let id = key.key_id().0.to_hex();
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(PUBLISHER_KEYS)?;
-            if table.get(id.as_str())?.is_some() {
-                return Ok(false);
-            }
-            let record = PublisherKey {
-                key,
-                name: name.to_owned(),
-                added_at: now,
-                added_by: actor.to_owned(),
-            };
-            table.insert(id.as_str(), encode(&record).as_slice())?;
+        let txn = self.write()?;
+        if txn.contains(PUBLISHER_KEYS, id.as_str())? {
+            return Ok(false);
         }
+        let record = PublisherKey {
+            key,
+            name: name.to_owned(),
+            added_at: now,
+            added_by: actor.to_owned(),
+        };
+        txn.insert(PUBLISHER_KEYS, id.as_str(), &record)?;
         append(
             &txn,
             Change {
@@ -43,15 +39,17 @@ impl Store {
                 detail: format!("publisher key `{name}`: {key}"),
             },
         )?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(true)
     }
 
     /// Every trusted publisher key.
     pub fn publisher_keys(&self) -> Result<Vec<PublisherKey>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let keys = records(&txn.open_table(PUBLISHER_KEYS)?, "publisher_keys")?;
-        Ok(keys.into_iter().map(|(_, key)| key).collect())
+        let keys = self.read()?.records(PUBLISHER_KEYS, None)?;
+        Ok(keys
+            .into_iter()
+            .map(|(_, key): (_, PublisherKey)| key)
+            .collect())
     }
 
     /// The trusted publisher keys as a keyring.

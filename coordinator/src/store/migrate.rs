@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use ferry_shared::wire::{DeviceEvent, Follow, ModelReport};
-use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::codec::{Record, decode, encode};
+use super::codec::Record;
+use super::engine::{Rows, Table, Text, WriteTxn};
 use super::records::DeviceRecord;
 use super::rollouts::RolloutRecord;
 use super::tables::{DEVICES, META, ROLLOUTS};
@@ -28,12 +28,9 @@ const FORMAT_KEY: &str = "store_format";
 
 /// Brings the store to [`STORE_FORMAT`] inside `txn`; refuses a newer one. Returns the format
 /// it found.
-pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
+pub(crate) fn migrate(txn: &WriteTxn<'_>) -> Result<u64, StoreError> {
     // No format written: a store of the first format, or a new one.
-    let found = txn
-        .open_table(META)?
-        .get(FORMAT_KEY)?
-        .map_or(1, |v| v.value());
+    let found = txn.counter(META, FORMAT_KEY)?.unwrap_or(1);
     if found > STORE_FORMAT {
         return Err(StoreError::TooNew {
             found,
@@ -41,38 +38,25 @@ pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
         });
     }
     if found < 2 {
-        rewrite::<DeviceRecord>(txn, DEVICES, "devices")?;
+        rewrite::<DeviceRecord>(txn, DEVICES)?;
     }
     if found < 3 {
-        rewrite::<RolloutRecord>(txn, ROLLOUTS, "rollouts")?;
+        rewrite::<RolloutRecord>(txn, ROLLOUTS)?;
     }
     if found != STORE_FORMAT {
-        txn.open_table(META)?.insert(FORMAT_KEY, STORE_FORMAT)?;
+        txn.set_counter(META, FORMAT_KEY, STORE_FORMAT)?;
     }
     Ok(found)
 }
 
 /// Rewrites every record of `table` (keyed by name) in the format this build writes.
-fn rewrite<T: Record>(
-    txn: &WriteTransaction,
-    table: redb::TableDefinition<&str, &[u8]>,
-    name: &'static str,
-) -> Result<(), StoreError> {
-    let mut table = txn.open_table(table)?;
-    let mut records = Vec::new();
-    for entry in table.iter()? {
-        let (key, value) = entry?;
-        let key = key.value().to_owned();
-        let record: T = decode(name, &key, value.value())?;
-        records.push((key, record));
-    }
-    for (key, record) in records {
-        table.insert(key.as_str(), encode(&record).as_slice())?;
+fn rewrite<T: Record>(txn: &WriteTxn<'_>, table: Table<Text>) -> Result<(), StoreError> {
+    for (key, record) in txn.records::<_, T>(table, None)? {
+        txn.insert(table, key.as_str(), &record)?;
     }
     Ok(())
 }
 
-/// A device record as format 1 stored it: no failure times.
 #[derive(Serialize, Deserialize)]
 struct DeviceRecordV1 {
     public_key: [u8; 32],

@@ -1,8 +1,10 @@
-//! Coordinator persistence: one redb file for every record, and a content-addressed directory
-//! of chunks shared by every artifact ([`chunks`], filled by [`blobs`]).
+//! Coordinator persistence: every record in one engine's tables ([`engine`]: a redb file by
+//! default), and a content-addressed directory of chunks shared by every artifact
+//! ([`chunks`], filled by [`blobs`]).
 //!
-//! Every state change is one redb write transaction that also appends its audit entry, so a
-//! change and its record of who made it commit together or not at all.
+//! Every state change is one write transaction that also appends its audit entry, so a
+//! change and its record of who made it commit together or not at all. The logic here is
+//! written once against the engine boundary; engines only keep ordered rows.
 
 mod aliases;
 pub(crate) mod audit;
@@ -11,9 +13,9 @@ pub mod blobs;
 pub mod chunks;
 mod codec;
 mod copy;
-mod db;
 pub mod deltas;
 mod devices;
+pub(crate) mod engine;
 pub mod enrollment;
 mod fragmentation;
 mod keys;
@@ -145,30 +147,45 @@ from_redb!(
 
 /// The coordinator's record store.
 pub struct Store {
-    db: db::Db,
+    engine: Box<dyn engine::Engine>,
 }
 
 impl Store {
     /// Opens (or creates) the database file and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = db::Db::open(path)?;
-        let txn = db.begin_write()?;
-        tables::create_all(&txn)?;
+        let engine = engine::redb::Redb::open(path, &tables::all(), &tables::COUNTERS)?;
+        Self::on(Box::new(engine))
+    }
+
+    /// The store on `engine`, migrated to this build's format.
+    pub(crate) fn on(engine: Box<dyn engine::Engine>) -> Result<Self, StoreError> {
+        let store = Self { engine };
+        let txn = store.write()?;
         let found = migrate::migrate(&txn)?;
-        db.commit(txn)?;
+        txn.commit()?;
         if found != migrate::STORE_FORMAT {
             tracing::info!(
                 "migrated {} from store format {found} to {}",
-                path.display(),
+                store.engine.describe(),
                 migrate::STORE_FORMAT
             );
         }
-        Ok(Self { db })
+        Ok(store)
     }
 
     /// Why the database last failed to commit, while no commit has succeeded since.
     pub fn write_failure(&self) -> Option<String> {
-        self.db.write_failure()
+        self.engine.write_failure()
+    }
+
+    /// Begins a read transaction.
+    fn read(&self) -> Result<engine::ReadTxn<'_>, StoreError> {
+        engine::ReadTxn::begin(&*self.engine)
+    }
+
+    /// Begins the write transaction.
+    fn write(&self) -> Result<engine::WriteTxn<'_>, StoreError> {
+        engine::WriteTxn::begin(&*self.engine)
     }
 }
 

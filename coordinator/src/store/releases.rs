@@ -2,11 +2,10 @@
 
 use ferry_shared::sign::{Envelope, SignedRelease};
 use ferry_shared::{AliasName, ModelName, Release, Version};
-use redb::ReadableTable;
 
 use super::aliases::set_alias_in;
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::engine::{Rows, WriteTxn};
 use super::records::{AliasRecord, BlobRecord, StoredRelease};
 use super::tables::{ALIASES, BLOBS, RELEASES};
 use super::{Store, StoreError};
@@ -71,17 +70,9 @@ impl Store {
         let release = &signed.release;
         let name = release.name.as_str();
         let version = release.version.to_string();
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
-            let mut releases = txn.open_table(RELEASES)?;
-            let existing = match releases.get((name, version.as_str()))? {
-                Some(value) => Some(decode::<StoredRelease>(
-                    "releases",
-                    &format!("{name} {version}"),
-                    value.value(),
-                )?),
-                None => None,
-            };
+            let existing = txn.get::<_, StoredRelease>(RELEASES, (name, version.as_str()))?;
             if let Some(stored) = existing {
                 let existing = release_of(&stored)?;
                 if let Some(difference) = existing.content_difference(release) {
@@ -99,8 +90,7 @@ impl Store {
                     signer: signed.signer,
                     ..stored
                 };
-                releases.insert((name, version.as_str()), encode(&resigned).as_slice())?;
-                drop(releases);
+                txn.insert(RELEASES, (name, version.as_str()), &resigned)?;
                 append(
                     &txn,
                     Change {
@@ -114,16 +104,15 @@ impl Store {
                         ),
                     },
                 )?;
-                self.db.commit(txn)?;
+                txn.commit()?;
                 return Ok(PublishOutcome::Resigned {
                     from: existing.revision,
                 });
             }
-            let blobs = txn.open_table(BLOBS)?;
             for variant in &release.variants {
                 let hash = variant.hash.to_hex();
-                let record: BlobRecord = match blobs.get(hash.as_str())? {
-                    Some(v) => decode("blobs", &hash, v.value())?,
+                let record: BlobRecord = match txn.get(BLOBS, hash.as_str())? {
+                    Some(record) => record,
                     None => {
                         return Err(StoreError::MissingBlob {
                             hash,
@@ -152,7 +141,7 @@ impl Store {
                 published_by: actor.to_owned(),
                 signer: signed.signer,
             };
-            releases.insert((name, version.as_str()), encode(&stored).as_slice())?;
+            txn.insert(RELEASES, (name, version.as_str()), &stored)?;
         }
         append(
             &txn,
@@ -169,27 +158,22 @@ impl Store {
             },
         )?;
         let latest_moved = self.move_latest_if_newer(&txn, release, now)?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(PublishOutcome::Published { latest_moved })
     }
 
     fn move_latest_if_newer(
         &self,
-        txn: &redb::WriteTransaction,
+        txn: &WriteTxn<'_>,
         release: &Release,
         now: u64,
     ) -> Result<bool, StoreError> {
         if release.version.is_prerelease() {
             return Ok(false);
         }
-        let current = {
-            let aliases = txn.open_table(ALIASES)?;
-            let value = aliases.get((release.name.as_str(), LATEST))?;
-            match value {
-                Some(v) => Some(decode::<AliasRecord>("aliases", &LATEST, v.value())?.version),
-                None => None,
-            }
-        };
+        let current = txn
+            .get::<_, AliasRecord>(ALIASES, (release.name.as_str(), LATEST))?
+            .map(|alias| alias.version);
         if current.as_ref().is_some_and(|v| *v >= release.version) {
             return Ok(false);
         }
@@ -221,14 +205,11 @@ impl Store {
         name: &ModelName,
         version: &Version,
     ) -> Result<Option<(Release, StoredRelease)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(RELEASES)?;
         let version = version.to_string();
-        let Some(value) = table.get((name.as_str(), version.as_str()))? else {
+        let key = (name.as_str(), version.as_str());
+        let Some(stored) = self.read()?.get::<_, StoredRelease>(RELEASES, key)? else {
             return Ok(None);
         };
-        let stored: StoredRelease =
-            decode("releases", &format!("{name} {version}"), value.value())?;
         Ok(Some((release_of(&stored)?, stored)))
     }
 
@@ -237,23 +218,15 @@ impl Store {
         &self,
         name: Option<&ModelName>,
     ) -> Result<Vec<(Release, StoredRelease)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(RELEASES)?;
-        let mut out = Vec::new();
-        let iter = match name {
-            Some(n) => table.range((n.as_str(), "")..)?,
-            None => table.range::<(&str, &str)>(..)?,
+        let txn = self.read()?;
+        let rows: Vec<(_, StoredRelease)> = match name {
+            Some(n) => txn.records_within(RELEASES, n.as_str(), (n.as_str(), ""))?,
+            None => txn.records(RELEASES, None)?,
         };
-        for item in iter {
-            let (k, v) = item?;
-            let (model, version) = k.value();
-            if name.is_some_and(|n| n.as_str() != model) {
-                break;
-            }
-            let stored: StoredRelease =
-                decode("releases", &format!("{model} {version}"), v.value())?;
-            out.push((release_of(&stored)?, stored));
-        }
+        let mut out = rows
+            .into_iter()
+            .map(|(_, stored)| Ok((release_of(&stored)?, stored)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by(|(a, _), (b, _)| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
         Ok(out)
     }

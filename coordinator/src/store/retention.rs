@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::{Digest, ModelName, Version};
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::engine::Rows;
 use super::records::BlobRecord;
 use super::tables::{BLOBS, CHUNK_INDEXES, PURGED, TENSOR_LAYOUTS};
 use super::{Store, StoreError};
@@ -33,27 +32,24 @@ pub struct PurgeRecord {
 impl Store {
     /// Every release whose bytes were freed.
     pub fn purged(&self) -> Result<BTreeMap<(ModelName, Version), PurgeRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PURGED)?;
-        let mut out = BTreeMap::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let (model, version) = k.value();
-            let key = format!("{model} {version}");
-            let corrupt = |reason: String| StoreError::Corrupt {
-                table: "purged",
-                key: key.clone(),
-                reason,
-            };
-            let model: ModelName = model
-                .parse()
-                .map_err(|e: ferry_shared::name::NameError| corrupt(e.to_string()))?;
-            let version: Version = version
-                .parse()
-                .map_err(|e: ferry_shared::version::VersionError| corrupt(e.to_string()))?;
-            out.insert((model, version), decode("purged", &key, v.value())?);
-        }
-        Ok(out)
+        let rows: Vec<((String, String), PurgeRecord)> = self.read()?.records(PURGED, None)?;
+        rows.into_iter()
+            .map(|((model, version), record)| {
+                let key = format!("{model} {version}");
+                let corrupt = |reason: String| StoreError::Corrupt {
+                    table: "purged",
+                    key: key.clone(),
+                    reason,
+                };
+                let model: ModelName = model
+                    .parse()
+                    .map_err(|e: ferry_shared::name::NameError| corrupt(e.to_string()))?;
+                let version: Version = version
+                    .parse()
+                    .map_err(|e: ferry_shared::version::VersionError| corrupt(e.to_string()))?;
+                Ok(((model, version), record))
+            })
+            .collect()
     }
 
     /// When `model` `version`'s bytes were freed, if they were.
@@ -62,35 +58,26 @@ impl Store {
         model: &ModelName,
         version: &Version,
     ) -> Result<Option<PurgeRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PURGED)?;
         let (m, v) = (model.to_string(), version.to_string());
-        match table.get((m.as_str(), v.as_str()))? {
-            Some(value) => Ok(Some(decode("purged", &format!("{m} {v}"), value.value())?)),
-            None => Ok(None),
-        }
+        self.read()?.get(PURGED, (m.as_str(), v.as_str()))
     }
 
     /// Every stored artifact with its chunks.
     pub fn blob_facts(&self) -> Result<Vec<BlobFacts>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let blobs = txn.open_table(BLOBS)?;
-        let indexes = txn.open_table(CHUNK_INDEXES)?;
-        let mut out = Vec::new();
-        for item in blobs.iter()? {
-            let (k, v) = item?;
-            let hex = k.value();
+        let txn = self.read()?;
+        let blobs: Vec<(String, BlobRecord)> = txn.records(BLOBS, None)?;
+        let mut out = Vec::with_capacity(blobs.len());
+        for (hex, record) in blobs {
             let corrupt = |reason: String| StoreError::Corrupt {
                 table: "chunk_indexes",
-                key: hex.to_owned(),
+                key: hex.clone(),
                 reason,
             };
-            let record: BlobRecord = decode("blobs", &hex, v.value())?;
             let hash: Digest = hex.parse().map_err(|_| corrupt("not a digest".into()))?;
-            let index = indexes
-                .get(hex)?
+            let index = txn
+                .get_raw(CHUNK_INDEXES, hex.as_str())?
                 .ok_or_else(|| corrupt("missing for a stored artifact".into()))?;
-            let index = ChunkIndex::from_canonical_bytes(index.value(), record.size)
+            let index = ChunkIndex::from_canonical_bytes(&index, record.size)
                 .map_err(|e| corrupt(e.to_string()))?;
             out.push(BlobFacts {
                 hash,
@@ -110,27 +97,21 @@ impl Store {
         freed_bytes: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut purged = txn.open_table(PURGED)?;
-            for r in &plan.purge {
-                let (m, v) = (r.model.to_string(), r.version.to_string());
-                let record = PurgeRecord {
-                    at: now,
-                    by: by.to_owned(),
-                    why: r.why.clone(),
-                };
-                purged.insert((m.as_str(), v.as_str()), encode(&record).as_slice())?;
-            }
-            let mut blobs = txn.open_table(BLOBS)?;
-            let mut indexes = txn.open_table(CHUNK_INDEXES)?;
-            let mut layouts = txn.open_table(TENSOR_LAYOUTS)?;
-            for hash in &plan.blobs {
-                let hex = hash.to_hex();
-                blobs.remove(hex.as_str())?;
-                indexes.remove(hex.as_str())?;
-                layouts.remove(hex.as_str())?;
-            }
+        let txn = self.write()?;
+        for r in &plan.purge {
+            let (m, v) = (r.model.to_string(), r.version.to_string());
+            let record = PurgeRecord {
+                at: now,
+                by: by.to_owned(),
+                why: r.why.clone(),
+            };
+            txn.insert(PURGED, (m.as_str(), v.as_str()), &record)?;
+        }
+        for hash in &plan.blobs {
+            let hex = hash.to_hex();
+            txn.remove(BLOBS, hex.as_str())?;
+            txn.remove(CHUNK_INDEXES, hex.as_str())?;
+            txn.remove(TENSOR_LAYOUTS, hex.as_str())?;
         }
         for r in &plan.purge {
             append(
@@ -159,7 +140,7 @@ impl Store {
                 ),
             },
         )?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(())
     }
 }

@@ -3,11 +3,10 @@
 //! rollout per (model, cohort) is active; a conflicting one is refused.
 
 use ferry_shared::rollout::{Plan, RolloutState};
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode, records};
+use super::engine::{Rows, WriteTxn};
 use super::tables::{RELEASES, ROLLOUTS};
 use super::{Store, StoreError};
 
@@ -44,40 +43,35 @@ impl Store {
     /// Stores a new rollout. Refused when the id exists, the target is not published, or an
     /// active rollout already covers the same model and cohort.
     pub fn create_rollout(&self, record: &RolloutRecord, why: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         create_rollout_in(&txn, record, why)?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(())
     }
 }
 
 /// Stores a new rollout within `txn` (see [`Store::create_rollout`]).
 pub(crate) fn create_rollout_in(
-    txn: &redb::WriteTransaction,
+    txn: &WriteTxn<'_>,
     record: &RolloutRecord,
     why: &str,
 ) -> Result<(), StoreError> {
     let plan = &record.plan;
     {
-        let releases = txn.open_table(RELEASES)?;
         let version = plan.target.to_string();
-        if releases
-            .get((plan.model.as_str(), version.as_str()))?
-            .is_none()
-        {
+        if !txn.contains(RELEASES, (plan.model.as_str(), version.as_str()))? {
             return Err(StoreError::NoSuchRelease {
                 name: plan.model.to_string(),
                 version,
             });
         }
-        let mut table = txn.open_table(ROLLOUTS)?;
-        if table.get(plan.id.as_str())?.is_some() {
+        if txn.contains(ROLLOUTS, plan.id.as_str())? {
             return Err(StoreError::RolloutConflict(format!(
                 "a rollout named {} exists already",
                 plan.id
             )));
         }
-        for (_, other) in records::<RolloutRecord>(&table, "rollouts")? {
+        for (_, other) in txn.records::<_, RolloutRecord>(ROLLOUTS, None)? {
             if other.is_active()
                 && other.plan.model == plan.model
                 && other.plan.cohort == plan.cohort
@@ -88,7 +82,7 @@ pub(crate) fn create_rollout_in(
                 )));
             }
         }
-        table.insert(plan.id.as_str(), encode(record).as_slice())?;
+        txn.insert(ROLLOUTS, plan.id.as_str(), record)?;
     }
     append(
         txn,
@@ -119,40 +113,34 @@ impl Store {
         final_gates: Option<&[ferry_shared::rollout::GateReport]>,
         change: Change<'_>,
     ) -> Result<RolloutRecord, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let record = {
-            let mut table = txn.open_table(ROLLOUTS)?;
-            let mut record: RolloutRecord = match table.get(id)? {
-                Some(v) => decode("rollouts", &id, v.value())?,
-                None => return Err(StoreError::NoSuchRollout(id.to_owned())),
+            let Some(mut record) = txn.get::<_, RolloutRecord>(ROLLOUTS, id)? else {
+                return Err(StoreError::NoSuchRollout(id.to_owned()));
             };
             record.state = state.clone();
             if let Some(gates) = final_gates {
                 record.final_gates = gates.to_vec();
             }
             record.updated_at = change.at;
-            table.insert(id, encode(&record).as_slice())?;
+            txn.insert(ROLLOUTS, id, &record)?;
             record
         };
         append(&txn, change)?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(record)
     }
 
     /// One rollout.
     pub fn rollout(&self, id: &str) -> Result<Option<RolloutRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ROLLOUTS)?;
-        match table.get(id)? {
-            Some(v) => Ok(Some(decode("rollouts", &id, v.value())?)),
-            None => Ok(None),
-        }
+        let txn = self.read()?;
+        txn.get(ROLLOUTS, id)
     }
 
     /// Every rollout, oldest first.
     pub fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let rows = records::<RolloutRecord>(&txn.open_table(ROLLOUTS)?, "rollouts")?;
+        let txn = self.read()?;
+        let rows = txn.records::<_, RolloutRecord>(ROLLOUTS, None)?;
         let mut out: Vec<RolloutRecord> = rows.into_iter().map(|(_, r)| r).collect();
         out.sort_by_key(|r| r.created_at);
         Ok(out)

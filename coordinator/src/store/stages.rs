@@ -7,12 +7,11 @@
 use std::collections::BTreeMap;
 
 use ferry_shared::{AliasName, ModelName, Version};
-use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::aliases::set_alias_in;
 use super::audit::{Change, append};
-use super::codec::{decode, encode};
+use super::engine::{Rows, WriteTxn};
 use super::records::{AliasRecord, StoredRelease};
 use super::rollouts::{RolloutRecord, create_rollout_in};
 use super::tables::{RELEASES, STAGES};
@@ -59,53 +58,33 @@ fn key(model: &ModelName, version: &Version) -> (String, String) {
     (model.to_string(), version.to_string())
 }
 
-/// The stage record of a release from these tables, `None` when it is not published.
-fn lookup(
-    stages: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
-    releases: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+/// The stage record of a release within `txn`, `None` when it is not published.
+fn read_in(
+    txn: &impl Rows,
     model: &ModelName,
     version: &Version,
 ) -> Result<Option<StageRecord>, StoreError> {
     let (m, v) = key(model, version);
-    if let Some(value) = stages.get((m.as_str(), v.as_str()))? {
-        return Ok(Some(decode("stages", &format!("{m} {v}"), value.value())?));
+    if let Some(record) = txn.get(STAGES, (m.as_str(), v.as_str()))? {
+        return Ok(Some(record));
     }
-    let Some(value) = releases.get((m.as_str(), v.as_str()))? else {
-        return Ok(None);
-    };
-    let stored: StoredRelease = decode("releases", &format!("{m} {v}"), value.value())?;
-    Ok(Some(StageRecord::new(stored.published_at)))
-}
-
-/// The stage record of a release within `txn`, `None` when it is not published.
-fn read_in(
-    txn: &WriteTransaction,
-    model: &ModelName,
-    version: &Version,
-) -> Result<Option<StageRecord>, StoreError> {
-    lookup(
-        &txn.open_table(STAGES)?,
-        &txn.open_table(RELEASES)?,
-        model,
-        version,
-    )
+    let stored: Option<StoredRelease> = txn.get(RELEASES, (m.as_str(), v.as_str()))?;
+    Ok(stored.map(|stored| StageRecord::new(stored.published_at)))
 }
 
 fn write_in(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     model: &ModelName,
     version: &Version,
     record: &StageRecord,
 ) -> Result<(), StoreError> {
     let (m, v) = key(model, version);
-    txn.open_table(STAGES)?
-        .insert((m.as_str(), v.as_str()), encode(record).as_slice())?;
-    Ok(())
+    txn.insert(STAGES, (m.as_str(), v.as_str()), record)
 }
 
 /// Applies `step` to the record and audits it, within `txn`.
 fn move_in(
-    txn: &WriteTransaction,
+    txn: &WriteTxn<'_>,
     model: &ModelName,
     version: &Version,
     mut record: StageRecord,
@@ -146,13 +125,7 @@ impl Store {
         model: &ModelName,
         version: &Version,
     ) -> Result<Option<StageRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        lookup(
-            &txn.open_table(STAGES)?,
-            &txn.open_table(RELEASES)?,
-            model,
-            version,
-        )
+        read_in(&self.read()?, model, version)
     }
 
     /// The stage `model` `version` stands in (development when it never moved).
@@ -164,28 +137,19 @@ impl Store {
 
     /// The stage of every release of `model`, by version.
     pub fn stages(&self, model: &ModelName) -> Result<BTreeMap<Version, StageRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let releases = txn.open_table(RELEASES)?;
-        let stages = txn.open_table(STAGES)?;
+        let txn = self.read()?;
+        let m = model.as_str();
+        let releases: Vec<_> = txn.records_within::<_, StoredRelease>(RELEASES, m, (m, ""))?;
         let mut out = BTreeMap::new();
-        for item in releases.range((model.as_str(), "")..)? {
-            let (k, v) = item?;
-            let (m, version) = k.value();
-            if m != model.as_str() {
-                break;
-            }
+        for ((_, version), stored) in releases {
             let parsed: Version = version.parse().map_err(|e| StoreError::Corrupt {
                 table: "releases",
                 key: format!("{m} {version}"),
                 reason: format!("{e}"),
             })?;
-            let record = match stages.get((m, version))? {
-                Some(s) => decode("stages", &format!("{m} {version}"), s.value())?,
-                None => {
-                    let stored: StoredRelease =
-                        decode("releases", &format!("{m} {version}"), v.value())?;
-                    StageRecord::new(stored.published_at)
-                }
+            let record = match txn.get(STAGES, (m, version.as_str()))? {
+                Some(record) => record,
+                None => StageRecord::new(stored.published_at),
             };
             out.insert(parsed, record);
         }
@@ -201,7 +165,7 @@ impl Store {
         approval: Approval,
         approvable: &[Stage],
     ) -> Result<StageRecord, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let mut record =
             read_in(&txn, model, version)?.ok_or_else(|| no_release(model, version))?;
         if !approvable.contains(&record.stage) {
@@ -235,7 +199,7 @@ impl Store {
         )?;
         record.approvals.push(approval);
         write_in(&txn, model, version, &record)?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(record)
     }
 
@@ -248,7 +212,7 @@ impl Store {
         step: StageMove,
         effects: MoveEffects,
     ) -> Result<StageRecord, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let record = read_in(&txn, model, version)?.ok_or_else(|| no_release(model, version))?;
         if record.stage != step.from {
             return Err(StoreError::StageConflict(format!(
@@ -281,7 +245,7 @@ impl Store {
         if let Some((rollout, why)) = &effects.rollout {
             create_rollout_in(&txn, rollout, why)?;
         }
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(record)
     }
 }

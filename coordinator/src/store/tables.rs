@@ -1,81 +1,77 @@
-//! The redb tables and their key/value shapes.
+//! The store's tables and their key shapes, the same in every engine.
 
-use redb::{TableDefinition, WriteTransaction};
+use super::engine::{Counters, Number, Table, TableId, Text, TextNumber, TextPair};
 
 /// (model, version) → encoded [`super::records::StoredRelease`].
-pub(crate) const RELEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("releases");
+pub(crate) const RELEASES: Table<TextPair> = Table::new("releases");
 /// (model, alias) → encoded [`super::records::AliasRecord`].
-pub(crate) const ALIASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("aliases");
+pub(crate) const ALIASES: Table<TextPair> = Table::new("aliases");
 /// device id → encoded [`super::records::DeviceRecord`].
-pub(crate) const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+pub(crate) const DEVICES: Table<Text> = Table::new("devices");
 /// sequence → encoded [`super::records::AuditEntry`].
-pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+pub(crate) const AUDIT: Table<Number> = Table::new("audit");
 /// key id (hex) → encoded [`super::records::PublisherKey`].
-pub(crate) const PUBLISHER_KEYS: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("publisher_keys");
+pub(crate) const PUBLISHER_KEYS: Table<Text> = Table::new("publisher_keys");
 /// blob hash (hex) → encoded [`super::records::BlobRecord`].
-pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+pub(crate) const BLOBS: Table<Text> = Table::new("blobs");
 /// blob hash (hex) → the artifact's canonical [`ferry_shared::chunk::ChunkIndex`] bytes.
-pub(crate) const CHUNK_INDEXES: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("chunk_indexes");
+pub(crate) const CHUNK_INDEXES: Table<Text> = Table::new("chunk_indexes");
 
 /// blob hash (hex) → encoded [`ferry_shared::tensors::Layout`], for model files.
-pub(crate) const TENSOR_LAYOUTS: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("tensor_layouts");
+pub(crate) const TENSOR_LAYOUTS: Table<Text> = Table::new("tensor_layouts");
 
 /// rollout id → encoded [`super::rollouts::RolloutRecord`].
-pub(crate) const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
+pub(crate) const ROLLOUTS: Table<Text> = Table::new("rollouts");
 
 /// (model, unix seconds) → encoded [`crate::api::FragmentationPoint`].
-pub(crate) const FRAGMENTATION: TableDefinition<(&str, u64), &[u8]> =
-    TableDefinition::new("fragmentation");
+pub(crate) const FRAGMENTATION: Table<TextNumber> = Table::new("fragmentation");
 
 /// token id → encoded [`super::tokens::TokenRecord`] (hash of the secret, never the token).
-pub(crate) const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
+pub(crate) const API_TOKENS: Table<Text> = Table::new("api_tokens");
 
 /// token id → encoded [`super::enrollment::EnrollToken`] (hash of the secret).
-pub(crate) const ENROLL_TOKENS: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("enroll_tokens");
+pub(crate) const ENROLL_TOKENS: Table<Text> = Table::new("enroll_tokens");
 /// device id → encoded [`super::enrollment::RevokedDevice`].
-pub(crate) const REVOKED_DEVICES: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("revoked_devices");
+pub(crate) const REVOKED_DEVICES: Table<Text> = Table::new("revoked_devices");
 
 /// root version → the signed root metadata, as pushed.
-pub(crate) const TRUST_ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("trust_roots");
+pub(crate) const TRUST_ROOTS: Table<Number> = Table::new("trust_roots");
 
 /// (model, version) → encoded [`super::stages::StageRecord`] (absent: in development since
 /// published).
-pub(crate) const STAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("stages");
+pub(crate) const STAGES: Table<TextPair> = Table::new("stages");
 
 /// (model, version) → encoded [`super::retention::PurgeRecord`]: releases whose bytes
 /// retention freed.
-pub(crate) const PURGED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("purged");
+pub(crate) const PURGED: Table<TextPair> = Table::new("purged");
 
 /// name → counter (`snapshot_version`).
-pub(crate) const TRUST_META: TableDefinition<&str, u64> = TableDefinition::new("trust_meta");
+pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 
 /// name → value: the store's own facts (`store_format`, see [`super::migrate`]).
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META: Counters = Counters { name: "meta" };
 
-/// Creates every table, so read transactions never meet a missing one.
-pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
-    txn.open_table(RELEASES)?;
-    txn.open_table(ALIASES)?;
-    txn.open_table(DEVICES)?;
-    txn.open_table(AUDIT)?;
-    txn.open_table(PUBLISHER_KEYS)?;
-    txn.open_table(BLOBS)?;
-    txn.open_table(CHUNK_INDEXES)?;
-    txn.open_table(TENSOR_LAYOUTS)?;
-    txn.open_table(ROLLOUTS)?;
-    txn.open_table(FRAGMENTATION)?;
-    txn.open_table(API_TOKENS)?;
-    txn.open_table(ENROLL_TOKENS)?;
-    txn.open_table(REVOKED_DEVICES)?;
-    txn.open_table(TRUST_ROOTS)?;
-    txn.open_table(TRUST_META)?;
-    txn.open_table(STAGES)?;
-    txn.open_table(PURGED)?;
-    txn.open_table(META)?;
-    Ok(())
+/// Every table of byte values, for engines that create tables and for copies.
+pub(crate) fn all() -> [TableId; 16] {
+    [
+        RELEASES.id(),
+        ALIASES.id(),
+        DEVICES.id(),
+        AUDIT.id(),
+        PUBLISHER_KEYS.id(),
+        BLOBS.id(),
+        CHUNK_INDEXES.id(),
+        TENSOR_LAYOUTS.id(),
+        ROLLOUTS.id(),
+        FRAGMENTATION.id(),
+        API_TOKENS.id(),
+        ENROLL_TOKENS.id(),
+        REVOKED_DEVICES.id(),
+        TRUST_ROOTS.id(),
+        STAGES.id(),
+        PURGED.id(),
+    ]
 }
+
+/// Every counter table.
+pub(crate) const COUNTERS: [Counters; 2] = [TRUST_META, META];

@@ -2,6 +2,7 @@
 
 use ferry_shared::{AliasName, Digest, SecretKey, SignedRelease};
 
+use super::engine::Rows;
 use super::records::AliasRecord;
 use super::tables::AUDIT;
 use super::testing::{publish_bytes, release, setup, with_blob};
@@ -161,19 +162,10 @@ fn aliases_point_only_at_published_versions_and_record_who_and_why() {
 
 /// Writes `entry` over the stored audit entry `seq`, as someone with the database file could.
 fn tamper(store: &Store, seq: u64, entry: Option<&super::records::AuditEntry>) {
-    let txn = store.db.begin_write().unwrap();
-    {
-        let mut table = txn.open_table(AUDIT).unwrap();
-        match entry {
-            Some(e) => {
-                table
-                    .insert(seq, super::codec::encode(e).as_slice())
-                    .unwrap();
-            }
-            None => {
-                table.remove(seq).unwrap();
-            }
-        }
+    let txn = store.write().unwrap();
+    match entry {
+        Some(e) => txn.insert(AUDIT, seq, e).unwrap(),
+        None => assert!(txn.remove(AUDIT, seq).unwrap()),
     }
     txn.commit().unwrap();
 }
@@ -427,7 +419,8 @@ fn a_store_written_by_a_newer_build_is_refused_by_name() {
     {
         let db = redb::Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(super::tables::META)
+        // As an older or newer build sees the file: redb's own table, not the store's.
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
             .unwrap()
             .insert("store_format", super::migrate::STORE_FORMAT + 1)
             .unwrap();
@@ -488,7 +481,7 @@ fn device_records_of_the_first_format_are_migrated_at_open() {
     {
         let db = redb::Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(super::tables::DEVICES)
+        txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("devices"))
             .unwrap()
             .insert(id.as_str(), v1.as_slice())
             .unwrap();
@@ -499,8 +492,11 @@ fn device_records_of_the_first_format_are_migrated_at_open() {
     assert_eq!(migrated.models, record.models);
     assert_eq!(migrated.error_seen_at(&"detector".parse().unwrap()), 42_000);
     // Rewritten in the current format, in the transaction that opened it.
-    let txn = store.db.begin_read().unwrap();
-    let table = txn.open_table(super::tables::DEVICES).unwrap();
-    let stored = table.get(id.as_str()).unwrap().unwrap();
-    assert_eq!(stored.value()[0], 2);
+    let stored = store
+        .read()
+        .unwrap()
+        .get_raw(super::tables::DEVICES, id.as_str())
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored[0], 2);
 }

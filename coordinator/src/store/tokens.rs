@@ -5,11 +5,10 @@
 use std::collections::BTreeSet;
 
 use ferry_shared::{Digest, ModelName};
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Change, append};
-use super::codec::{decode, encode, records};
+use super::engine::Rows;
 use super::tables::API_TOKENS;
 use super::{Store, StoreError};
 use crate::rules::access::{Caller, TokenRole};
@@ -54,11 +53,8 @@ pub fn split_token(token: &str) -> Option<(&str, &str)> {
 impl Store {
     /// Stores a new token (`id`, hash of its secret in `record`), audited.
     pub fn create_token(&self, id: &str, record: &TokenRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(API_TOKENS)?;
-            table.insert(id, encode(record).as_slice())?;
-        }
+        let txn = self.write()?;
+        txn.insert(API_TOKENS, id, record)?;
         append(
             &txn,
             Change {
@@ -83,33 +79,25 @@ impl Store {
                 ),
             },
         )?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(())
     }
 
     /// Every token, by id.
     pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        records(&txn.open_table(API_TOKENS)?, "api_tokens")
+        self.read()?.records(API_TOKENS, None)
     }
 
     /// Marks a token revoked; `false` when there is no such token.
     pub fn revoke_token(&self, id: &str, actor: &str, now: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let found = {
-            let mut table = txn.open_table(API_TOKENS)?;
-            let record: Option<TokenRecord> = match table.get(id)? {
-                Some(v) => Some(decode("api_tokens", &id, v.value())?),
-                None => None,
-            };
-            match record {
-                Some(mut record) => {
-                    record.revoked_at.get_or_insert(now);
-                    table.insert(id, encode(&record).as_slice())?;
-                    true
-                }
-                None => false,
+        let txn = self.write()?;
+        let found = match txn.get::<_, TokenRecord>(API_TOKENS, id)? {
+            Some(mut record) => {
+                record.revoked_at.get_or_insert(now);
+                txn.insert(API_TOKENS, id, &record)?;
+                true
             }
+            None => false,
         };
         if found {
             append(
@@ -122,7 +110,7 @@ impl Store {
                     detail: String::new(),
                 },
             )?;
-            self.db.commit(txn)?;
+            txn.commit()?;
         }
         Ok(found)
     }
@@ -132,12 +120,9 @@ impl Store {
         let Some((id, secret)) = split_token(token) else {
             return Ok(None);
         };
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(API_TOKENS)?;
-        let Some(value) = table.get(id)? else {
+        let Some(record) = self.read()?.get::<_, TokenRecord>(API_TOKENS, id)? else {
             return Ok(None);
         };
-        let record: TokenRecord = decode("api_tokens", &id, value.value())?;
         // Hashes are compared, never secrets: timing says nothing usable about the secret.
         let valid = record.hash == secret_hash(secret)
             && record.revoked_at.is_none()
@@ -170,10 +155,9 @@ impl Store {
 
     /// Audits something that changed nothing stored (a refusal, an alert).
     pub(crate) fn record(&self, change: Change<'_>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         append(&txn, change)?;
-        self.db.commit(txn)?;
-        Ok(())
+        txn.commit()
     }
 }
 

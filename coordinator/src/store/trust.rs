@@ -4,23 +4,16 @@
 
 use ferry_shared::PublicKey;
 use ferry_shared::trust::{TrustState, inspect_root};
-use redb::ReadableTable;
 
 use super::audit::{Change, append};
+use super::engine::Rows;
 use super::tables::{TRUST_META, TRUST_ROOTS};
 use super::{Store, StoreError};
 
 impl Store {
     /// Every stored root, oldest first, as signed.
     pub fn roots(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TRUST_ROOTS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (_, v) = item?;
-            out.push(v.value().to_vec());
-        }
-        Ok(out)
+        roots_in(&self.read()?)
     }
 
     /// Adds `bytes` as the next root; `Ok(Err(why))` when a device would refuse it or this
@@ -32,7 +25,10 @@ impl Store {
         actor: &str,
         now: u64,
     ) -> Result<Result<u64, String>, StoreError> {
-        let chain = self.roots()?;
+        // The chain is read in the transaction that extends it: two coordinators pushing at
+        // once cannot both take the same next version.
+        let txn = self.write()?;
+        let chain = roots_in(&txn)?;
         let walked = match chain.split_first() {
             None => TrustState::from_initial_root(bytes).and_then(|state| {
                 if state.root().version == 1 {
@@ -74,8 +70,7 @@ impl Store {
             key: version.to_string(),
             reason: e,
         })?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(TRUST_ROOTS)?.insert(version, bytes)?;
+        txn.insert_raw(TRUST_ROOTS, version, bytes)?;
         append(
             &txn,
             Change {
@@ -98,7 +93,7 @@ impl Store {
                 ),
             },
         )?;
-        self.db.commit(txn)?;
+        txn.commit()?;
         Ok(Ok(version))
     }
 }
@@ -107,14 +102,20 @@ impl Store {
     /// The next snapshot version: one above the last handed out, durably, so versions only
     /// grow across restarts.
     pub fn next_snapshot_version(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let next = {
-            let mut table = txn.open_table(TRUST_META)?;
-            let next = table.get("snapshot_version")?.map_or(0, |v| v.value()) + 1;
-            table.insert("snapshot_version", next)?;
-            next
-        };
-        self.db.commit(txn)?;
+        let txn = self.write()?;
+        let next = txn.counter(TRUST_META, "snapshot_version")?.unwrap_or(0) + 1;
+        txn.set_counter(TRUST_META, "snapshot_version", next)?;
+        txn.commit()?;
         Ok(next)
     }
+}
+
+/// Every stored root in `txn`, oldest first.
+fn roots_in(txn: &impl Rows) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut out = Vec::new();
+    txn.scan_raw(TRUST_ROOTS, None, |_, value| {
+        out.push(value.to_vec());
+        Ok(true)
+    })?;
+    Ok(out)
 }
