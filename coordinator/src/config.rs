@@ -63,6 +63,40 @@ pub struct Config {
     pub stages: BTreeMap<Stage, StagePolicy>,
     /// How long releases in a stage keep their bytes (`[retention.archived]`, …).
     pub retention: BTreeMap<Stage, Retention>,
+    /// Where records are kept (`[store]`).
+    pub store: StoreSettings,
+}
+
+/// Where the coordinator keeps its records.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// A PostgreSQL database (`postgres://USER@HOST:PORT/DATABASE`) shared by every
+    /// coordinator of the fleet; unset, records stay in the embedded `data_dir/ferry.redb`.
+    pub metadata: Option<String>,
+    /// A file holding the PostgreSQL password, so the configuration file need not (its
+    /// first line; the address's own password, if any, is replaced).
+    pub metadata_password_file: Option<PathBuf>,
+}
+
+impl StoreSettings {
+    /// The PostgreSQL address and password configured, if any.
+    pub fn postgres(&self) -> Result<Option<(String, Option<String>)>, ConfigError> {
+        let Some(url) = &self.metadata else {
+            return Ok(None);
+        };
+        let password = match &self.metadata_password_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_owned())
+            }
+            None => None,
+        };
+        Ok(Some((url.clone(), password)))
+    }
 }
 
 impl Default for Config {
@@ -88,6 +122,7 @@ impl Default for Config {
             fragmentation_retention_days: 90,
             stages: BTreeMap::new(),
             retention: BTreeMap::new(),
+            store: StoreSettings::default(),
         }
     }
 }
@@ -155,7 +190,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks ranges.
+    /// Checks ranges and settings that go together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.admin_tls_cert.is_some() != self.admin_tls_key.is_some() {
             return Err(ConfigError::Invalid(
@@ -188,6 +223,19 @@ impl Config {
         if self.rollout_tick_ms < 50 {
             return Err(ConfigError::Invalid(
                 "rollout_tick_ms must be at least 50".into(),
+            ));
+        }
+        if let Some(url) = &self.store.metadata
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "store.metadata: `{}` is not a postgres:// address (PostgreSQL is the one shared engine; leave it unset for the embedded one)",
+                url.split('@').next_back().unwrap_or_default()
+            )));
+        }
+        if self.store.metadata_password_file.is_some() && self.store.metadata.is_none() {
+            return Err(ConfigError::Invalid(
+                "store.metadata_password_file needs store.metadata".into(),
             ));
         }
         if self.retention.contains_key(&Stage::Production) {

@@ -45,6 +45,8 @@ pub mod rules;
 pub mod secrets;
 pub mod stdout;
 pub mod store;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testkit;
 
 /// Seconds since the Unix epoch, from the system clock (the one clock read of the coordinator).
 pub fn unix_now() -> u64 {

@@ -169,6 +169,11 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Reads `config` as its configuration from its next start on.
+    pub fn use_config(&mut self, config: &Path) {
+        self.config = Some(config.to_owned());
+    }
+
     /// Starts it again on the same ports and data directory.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();

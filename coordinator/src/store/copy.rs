@@ -9,6 +9,16 @@ use super::engine::redb::Redb;
 use super::engine::{Engine, Rows, Scan, WriteTxn};
 use super::tables::{COUNTERS, all};
 use super::{Store, StoreError};
+use crate::api::Anchor;
+
+/// What moving a store's records into another engine did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// Records copied (counters included).
+    pub records: u64,
+    /// The audit trail's head, the same in both: the copy is checked against it.
+    pub head: Option<Anchor>,
+}
 
 impl Store {
     /// Copies every record into a new redb file at `to`, then opens the copy again to check
@@ -21,6 +31,57 @@ impl Store {
         let check = Redb::open(to, &all(), &COUNTERS)?;
         check.begin_read()?;
         Ok(copied)
+    }
+
+    /// Moves every record into `target`, a store on another engine that holds nothing yet
+    /// (`ferry-coordinator migrate`): the audit chain is walked here first (a broken one is
+    /// not moved), everything is copied in one transaction, and the copy's chain is walked
+    /// against this one's head. This store is left as it was.
+    pub fn move_into(&self, target: &Store) -> Result<Moved, StoreError> {
+        if !target.is_empty()? {
+            return Err(StoreError::Engine(format!(
+                "{} already holds records: a move goes into an empty database only",
+                target.describe()
+            )));
+        }
+        let source = self.verify_audit(None)?;
+        if let Some(broken) = source.broken {
+            return Err(StoreError::Engine(format!(
+                "the audit trail here is broken at entry {} ({}): not moved",
+                broken.seq, broken.reason
+            )));
+        }
+        let records = self.copy_into(&*target.engine)?;
+        let copied = target.verify_audit(source.head)?;
+        if copied.broken.is_some() || copied.head != source.head {
+            return Err(StoreError::Engine(format!(
+                "the moved audit trail does not match: {copied} where {source} was expected"
+            )));
+        }
+        Ok(Moved {
+            records,
+            head: source.head,
+        })
+    }
+
+    /// Whether no table holds a row (counters aside).
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        let txn = self.read()?;
+        let mut empty = true;
+        for table in all() {
+            let first = Scan {
+                from: None,
+                backward: false,
+            };
+            txn.ops().scan(table, first, &mut |_, _| {
+                empty = false;
+                Ok(false)
+            })?;
+            if !empty {
+                break;
+            }
+        }
+        Ok(empty)
     }
 
     /// Copies every record into `target` in one transaction; how many were copied.

@@ -32,6 +32,7 @@ mod trust;
 use std::path::Path;
 
 pub use audit::ChainWalk;
+pub use copy::Moved;
 pub use releases::{LATEST, PublishOutcome};
 
 /// Failures of the coordinator's store.
@@ -123,6 +124,13 @@ pub enum StoreError {
         /// The newest this build reads.
         supported: u64,
     },
+    /// PostgreSQL refused or failed a statement.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// The engine could not serve the store (a connection gone, a schema that does not
+    /// match this build).
+    #[error("database engine: {0}")]
+    Engine(String),
     /// The report writer failed or stopped.
     #[error("{0}")]
     Writer(String),
@@ -157,6 +165,14 @@ impl Store {
         Self::on(Box::new(engine))
     }
 
+    /// Opens the store on a PostgreSQL database at `url` (shared by every coordinator of a
+    /// fleet), bringing its schema to this build's version; `password`, when given, replaces
+    /// the address's.
+    pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let engine = engine::postgres::Postgres::open(url, password, &tables::all())?;
+        Self::on(Box::new(engine))
+    }
+
     /// The store on `engine`, migrated to this build's format.
     pub(crate) fn on(engine: Box<dyn engine::Engine>) -> Result<Self, StoreError> {
         let store = Self { engine };
@@ -171,6 +187,11 @@ impl Store {
             );
         }
         Ok(store)
+    }
+
+    /// The engine and where its data lives, for logs.
+    pub fn describe(&self) -> String {
+        self.engine.describe()
     }
 
     /// Why the database last failed to commit, while no commit has succeeded since.

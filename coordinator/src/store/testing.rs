@@ -38,11 +38,53 @@ pub(crate) fn publish_bytes(store: &Store, key: &SecretKey, v: &str, bytes: &[u8
     store.publish(&signed, "ci", 1).unwrap();
 }
 
-/// A store in a new temporary directory (kept alive by the returned guard) and a publisher key.
-pub(crate) fn setup() -> (tempfile::TempDir, Store, SecretKey) {
+/// An engine a store test runs on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Under {
+    /// A redb file in a temporary directory.
+    Redb,
+    /// A fresh database on the test process's PostgreSQL server.
+    Postgres,
+}
+
+std::thread_local! {
+    /// The engine [`setup`] opens on this thread (redb unless [`on`] says otherwise).
+    static ENGINE: std::cell::Cell<Under> = const { std::cell::Cell::new(Under::Redb) };
+}
+
+/// Runs `test` with [`setup`] opening stores on `engine`.
+pub(crate) fn on(engine: Under, test: fn()) {
+    ENGINE.with(|e| e.set(engine));
+    test();
+}
+
+/// Where a test's store lives, kept while the test runs.
+pub(crate) struct Opened {
+    dir: tempfile::TempDir,
+    postgres: Option<String>,
+}
+
+impl Opened {
+    /// The store opened again, as a restarted coordinator opens it.
+    pub(crate) fn reopen(&self) -> Store {
+        match &self.postgres {
+            Some(url) => Store::open_postgres(url, None).unwrap(),
+            None => Store::open(&self.dir.path().join("t.redb")).unwrap(),
+        }
+    }
+}
+
+/// A new, empty store on this thread's engine (kept alive by the returned guard) and a
+/// publisher key.
+pub(crate) fn setup() -> (Opened, Store, SecretKey) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("t.redb")).unwrap();
-    (dir, store, SecretKey::from_seed(&[7; 32]))
+    let postgres = match ENGINE.with(std::cell::Cell::get) {
+        Under::Redb => None,
+        Under::Postgres => Some(crate::testkit::PostgresServer::shared().fresh_database()),
+    };
+    let opened = Opened { dir, postgres };
+    let store = opened.reopen();
+    (opened, store, SecretKey::from_seed(&[7; 32]))
 }
 
 /// `bytes` cut into chunks with the default parameters.

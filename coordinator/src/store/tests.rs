@@ -5,10 +5,9 @@ use ferry_shared::{AliasName, Digest, SecretKey, SignedRelease};
 use super::engine::Rows;
 use super::records::AliasRecord;
 use super::tables::AUDIT;
-use super::testing::{publish_bytes, release, setup, with_blob};
+use super::testing::{Under, on, publish_bytes, release, setup, with_blob};
 use super::{PublishOutcome, Store, StoreError};
 
-#[test]
 fn a_version_is_published_once_and_never_overwritten() {
     let (_dir, store, key) = setup();
     with_blob(&store, b"v1 bytes");
@@ -47,7 +46,6 @@ fn a_version_is_published_once_and_never_overwritten() {
     assert_eq!(meta.published_by, "alice");
 }
 
-#[test]
 fn a_newer_revision_of_the_same_content_replaces_the_envelope_and_is_audited() {
     let (_dir, store, key) = setup();
     with_blob(&store, b"v1 bytes");
@@ -104,7 +102,6 @@ fn a_newer_revision_of_the_same_content_replaces_the_envelope_and_is_audited() {
     );
 }
 
-#[test]
 fn a_release_needs_its_bytes_uploaded_first() {
     let (_dir, store, key) = setup();
     let signed = SignedRelease::sign(&release("1.0.0", b"never uploaded", 1), &key).unwrap();
@@ -115,7 +112,6 @@ fn a_release_needs_its_bytes_uploaded_first() {
     assert!(store.releases(None).unwrap().is_empty());
 }
 
-#[test]
 fn latest_follows_the_newest_stable_release() {
     let (_dir, store, key) = setup();
     let latest: AliasName = "latest".parse().unwrap();
@@ -131,7 +127,6 @@ fn latest_follows_the_newest_stable_release() {
     );
 }
 
-#[test]
 fn aliases_point_only_at_published_versions_and_record_who_and_why() {
     let (_dir, store, key) = setup();
     publish_bytes(&store, &key, "1.0.0", b"a");
@@ -170,7 +165,6 @@ fn tamper(store: &Store, seq: u64, entry: Option<&super::records::AuditEntry>) {
     txn.commit().unwrap();
 }
 
-#[test]
 fn the_audit_chain_names_the_first_broken_link() {
     let (_dir, store, key) = setup();
     for (v, bytes) in [("1.0.0", &b"a"[..]), ("1.1.0", b"b"), ("1.2.0", b"c")] {
@@ -236,7 +230,6 @@ fn the_audit_chain_names_the_first_broken_link() {
     assert_eq!(store.verify_audit(Some(head)).unwrap().broken, None);
 }
 
-#[test]
 fn rollouts_persist_refuse_conflicts_and_audit_every_change() {
     use ferry_shared::rollout::{Command, Phase, Plan, RolloutState, Selector};
 
@@ -308,7 +301,7 @@ fn rollouts_persist_refuse_conflicts_and_audit_every_change() {
 
     // Reopened, everything is where it was.
     drop(store);
-    let store = Store::open(&dir.path().join("t.redb")).unwrap();
+    let store = dir.reopen();
     let ids: Vec<(String, Phase)> = store
         .rollouts()
         .unwrap()
@@ -335,7 +328,6 @@ fn rollouts_persist_refuse_conflicts_and_audit_every_change() {
     assert!(audit.iter().any(|e| e.detail.contains("reason: eu first")));
 }
 
-#[test]
 fn a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_staging() {
     use super::stages::MoveEffects;
     use crate::rules::lifecycle::StageMove;
@@ -500,3 +492,33 @@ fn device_records_of_the_first_format_are_migrated_at_open() {
         .unwrap();
     assert_eq!(stored[0], 2);
 }
+
+/// Each listed test, once on every engine: the store's logic is the same over both, and so
+/// must be what it does.
+macro_rules! on_every_engine {
+    ($($test:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[test]
+            fn $test() {
+                super::on(super::Under::Redb, super::$test);
+            })*
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $test() {
+                super::on(super::Under::Postgres, super::$test);
+            })*
+        }
+    };
+}
+
+on_every_engine!(
+    a_version_is_published_once_and_never_overwritten,
+    a_newer_revision_of_the_same_content_replaces_the_envelope_and_is_audited,
+    a_release_needs_its_bytes_uploaded_first,
+    latest_follows_the_newest_stable_release,
+    aliases_point_only_at_published_versions_and_record_who_and_why,
+    the_audit_chain_names_the_first_broken_link,
+    rollouts_persist_refuse_conflicts_and_audit_every_change,
+    a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_staging,
+);

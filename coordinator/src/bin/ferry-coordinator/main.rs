@@ -91,6 +91,20 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Move an embedded install's records (DATA_DIR/ferry.redb) into an empty PostgreSQL
+    /// database, in one transaction, checked by walking the audit chain on both sides (stop
+    /// the coordinator first). The embedded database is left as it was.
+    Migrate {
+        /// The data directory whose database to move.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database (`postgres://USER@HOST:PORT/DATABASE`).
+        #[arg(long)]
+        to: String,
+        /// A file whose first line is the database password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 /// Arenas for all threads: the encode workers allocate windows and indexes side by side.
@@ -145,6 +159,11 @@ fn run(args: Args) -> Result<()> {
     match args.command {
         Some(Command::Backup { to, token }) => return backup::backup(&config, &to, token),
         Some(Command::Restore { from }) => return backup::restore(&config, &from),
+        Some(Command::Migrate {
+            from,
+            to,
+            password_file,
+        }) => return migrate(&from, to, password_file),
         None => {}
     }
     if args.verify_audit {
@@ -169,8 +188,8 @@ async fn serve(config: Config) -> Result<()> {
     let (enrollment_token, enroll_created) = secrets::token(&enroll_path)?;
     let snapshot_path = dir.join("snapshot.key");
     let (snapshot_key, snapshot_created) = secrets::snapshot_key(&snapshot_path)?;
-    let store = Store::open(&dir.join("ferry.redb"))
-        .with_context(|| format!("cannot open the database in {}", dir.display()))?;
+    let store = open_store(&config)?;
+    banner!("records: {}", store.describe());
     let transfer = Transfer::new(
         ChunkStore::new(dir.join("chunks"), config.compression_level)?,
         DeltaCache::new(dir.join("deltas"))
@@ -306,20 +325,71 @@ fn admin_acceptor(
     Ok(Some(http_listen::acceptor(chain, key)?))
 }
 
-/// `--verify-audit`: the chain in the database file itself.
-fn verify_audit(config: &Config, anchor: Option<&str>) -> Result<()> {
-    let anchor = anchor
-        .map(str::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let path = config.data_dir.join("ferry.redb");
+/// The store the configuration names: PostgreSQL when `[store] metadata` is set, else the
+/// embedded database in the data directory.
+fn open_store(config: &Config) -> Result<Store> {
+    match config.store.postgres()? {
+        Some((url, password)) => Store::open_postgres(&url, password.as_deref())
+            .context("cannot open the PostgreSQL database named by [store] metadata"),
+        None => {
+            let path = config.data_dir.join("ferry.redb");
+            Store::open(&path).with_context(|| {
+                format!(
+                    "cannot open the database {} (is another coordinator running on it?)",
+                    path.display()
+                )
+            })
+        }
+    }
+}
+
+/// `migrate`: an embedded install's records into PostgreSQL.
+fn migrate(from: &std::path::Path, to: String, password_file: Option<PathBuf>) -> Result<()> {
+    let path = from.join("ferry.redb");
     anyhow::ensure!(path.exists(), "no database at {}", path.display());
-    let store = Store::open(&path).with_context(|| {
+    let source = Store::open(&path).with_context(|| {
         format!(
             "cannot open {} (is the coordinator running?)",
             path.display()
         )
     })?;
+    let settings = ferry_coordinator::config::StoreSettings {
+        metadata: Some(to),
+        metadata_password_file: password_file,
+    };
+    let (url, password) = settings
+        .postgres()?
+        .context("no PostgreSQL database named")?;
+    let target = Store::open_postgres(&url, password.as_deref())
+        .context("cannot open the PostgreSQL database")?;
+    let moved = source.move_into(&target)?;
+    outln!(
+        "moved {} records from {} into {}; audit trail intact up to {}",
+        moved.records,
+        source.describe(),
+        target.describe(),
+        moved
+            .head
+            .map_or_else(|| "(empty)".to_owned(), |h| h.to_string())
+    );
+    outln!(
+        "chunks stay in {}: point every coordinator's data_dir at them, or at shared storage",
+        from.join("chunks").display()
+    );
+    Ok(())
+}
+
+/// `--verify-audit`: the chain in the configured database itself.
+fn verify_audit(config: &Config, anchor: Option<&str>) -> Result<()> {
+    let anchor = anchor
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if config.store.metadata.is_none() {
+        let path = config.data_dir.join("ferry.redb");
+        anyhow::ensure!(path.exists(), "no database at {}", path.display());
+    }
+    let store = open_store(config)?;
     let found = store.verify_audit(anchor)?;
     outln!("{found}");
     if let Some(broken) = found.broken {

@@ -8,9 +8,10 @@
 //! texts, a number, or a text and a number. Keys order as redb orders them: texts bytewise,
 //! tuples by their first part and then their second.
 //!
-//! Today's engine is [`redb`] (one file, the embedded default); a second one implements the
-//! same two traits, [`ReadOps`] and [`WriteOps`], and every store test runs against it.
+//! Two engines implement the traits: [`redb`] (one file, the embedded default) and
+//! [`postgres`] (shared by several coordinators); every store test runs against both.
 
+pub(crate) mod postgres;
 pub(crate) mod redb;
 
 use std::fmt;
@@ -523,3 +524,6 @@ impl fmt::Display for Described {
         f.write_str(&self.0)
     }
 }
+
+#[cfg(test)]
+mod tests;

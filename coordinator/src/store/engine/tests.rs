@@ -1,0 +1,223 @@
+//! Both engines against one another: the same rows in, the same rows out, in the same order;
+//! and the shared engine's one writer at a time, with several stores (nodes) on one database.
+
+use std::collections::BTreeMap;
+
+use super::postgres::Postgres;
+use super::redb::Redb;
+use super::{Engine, Number, Rows, Table, Text, TextNumber, TextPair, WriteTxn};
+use crate::store::tables::{COUNTERS, all};
+use crate::testkit::PostgresServer;
+
+const TEXTS: Table<Text> = Table::new("devices");
+const PAIRS: Table<TextPair> = Table::new("aliases");
+const NUMBERS: Table<Number> = Table::new("audit");
+const TEXT_NUMBERS: Table<TextNumber> = Table::new("fragmentation");
+
+/// Keys whose byte order differs from other orders people expect: case, digits, a shared
+/// prefix, bytes past ASCII, an empty text.
+const AWKWARD: &[&str] = &["", "a", "B", "a-1", "a-10", "a-9", "ab", "é", "z", "Z", "ä"];
+
+fn engines() -> Vec<(tempfile::TempDir, Box<dyn Engine>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Redb::open(&dir.path().join("t.redb"), &all(), &COUNTERS).unwrap();
+    let url = PostgresServer::shared().fresh_database();
+    let postgres = Postgres::open(&url, None, &all()).unwrap();
+    vec![
+        (dir, Box::new(redb)),
+        (tempfile::tempdir().unwrap(), Box::new(postgres)),
+    ]
+}
+
+/// Scans `table` of `engine` from `from`, forward or backward, as (key, value) pairs.
+fn scanned<K: super::Shape>(
+    engine: &dyn Engine,
+    table: Table<K>,
+    from: Option<K::Ref<'_>>,
+    backward: bool,
+) -> Vec<(K::Owned, Vec<u8>)> {
+    let txn = super::ReadTxn::begin(engine).unwrap();
+    let mut out = Vec::new();
+    let scan = super::Scan {
+        from: from.map(K::parts),
+        backward,
+    };
+    txn.ops()
+        .scan(table.id(), scan, &mut |key, value| {
+            out.push((K::owned(key).unwrap(), value.to_vec()));
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn both_engines_keep_and_order_every_key_shape_alike() {
+    let mut expected_texts = BTreeMap::new();
+    let mut expected_pairs = BTreeMap::new();
+    let mut expected_numbers = BTreeMap::new();
+    let mut expected_text_numbers = BTreeMap::new();
+    for (i, a) in AWKWARD.iter().enumerate() {
+        expected_texts.insert(a.to_string(), vec![i as u8]);
+        for (j, b) in AWKWARD.iter().enumerate().take(4) {
+            expected_pairs.insert((a.to_string(), b.to_string()), vec![i as u8, j as u8]);
+        }
+        for n in [0u64, 1, 9, 10, 1 << 40, i64::MAX as u64] {
+            expected_text_numbers.insert((a.to_string(), n), vec![i as u8]);
+        }
+    }
+    // More than a page of the shared engine's scans (512 rows).
+    for n in 0..1300u64 {
+        expected_numbers.insert(n * 7, n.to_be_bytes().to_vec());
+    }
+    for (_dir, engine) in engines() {
+        let shown = engine.describe();
+        let txn = WriteTxn::begin(&*engine).unwrap();
+        for (k, v) in expected_texts.iter().rev() {
+            txn.insert_raw(TEXTS, k.as_str(), v).unwrap();
+        }
+        for ((a, b), v) in &expected_pairs {
+            txn.insert_raw(PAIRS, (a.as_str(), b.as_str()), v).unwrap();
+        }
+        for (n, v) in &expected_numbers {
+            txn.insert_raw(NUMBERS, *n, v).unwrap();
+        }
+        for ((a, n), v) in &expected_text_numbers {
+            txn.insert_raw(TEXT_NUMBERS, (a.as_str(), *n), v).unwrap();
+        }
+        // Written over and removed: only the last word counts.
+        txn.insert_raw(TEXTS, "gone", b"x").unwrap();
+        assert!(txn.remove(TEXTS, "gone").unwrap());
+        assert!(!txn.remove(TEXTS, "never").unwrap());
+        txn.insert_raw(NUMBERS, 7, b"first").unwrap();
+        txn.insert_raw(NUMBERS, 7, &1u64.to_be_bytes()).unwrap();
+        txn.commit().unwrap();
+
+        let all_texts: Vec<_> = expected_texts.clone().into_iter().collect();
+        assert_eq!(scanned(&*engine, TEXTS, None, false), all_texts, "{shown}");
+        let mut backward = all_texts.clone();
+        backward.reverse();
+        assert_eq!(scanned(&*engine, TEXTS, None, true), backward, "{shown}");
+        let from_a: Vec<_> = expected_texts
+            .range("a-10".to_string()..)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            scanned(&*engine, TEXTS, Some("a-10"), false),
+            from_a,
+            "{shown}"
+        );
+
+        let all_pairs: Vec<_> = expected_pairs.clone().into_iter().collect();
+        assert_eq!(scanned(&*engine, PAIRS, None, false), all_pairs, "{shown}");
+        let from_pair: Vec<_> = expected_pairs
+            .range(("a".to_string(), "a".to_string())..)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            scanned(&*engine, PAIRS, Some(("a", "a")), false),
+            from_pair,
+            "{shown}"
+        );
+
+        let numbers: Vec<_> = expected_numbers.clone().into_iter().collect();
+        assert_eq!(scanned(&*engine, NUMBERS, None, false), numbers, "{shown}");
+        let upto: Vec<_> = expected_numbers
+            .range(..=700)
+            .rev()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        assert_eq!(scanned(&*engine, NUMBERS, Some(700), true), upto, "{shown}");
+
+        let text_numbers: Vec<_> = expected_text_numbers.clone().into_iter().collect();
+        assert_eq!(
+            scanned(&*engine, TEXT_NUMBERS, None, false),
+            text_numbers,
+            "{shown}"
+        );
+
+        let read = super::ReadTxn::begin(&*engine).unwrap();
+        assert_eq!(read.get_raw(TEXTS, "é").unwrap(), Some(vec![7]), "{shown}");
+        assert_eq!(read.get_raw(TEXTS, "gone").unwrap(), None, "{shown}");
+        assert_eq!(
+            read.last_raw(NUMBERS).unwrap().map(|(k, _)| k),
+            Some(1299 * 7),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn an_unfinished_write_leaves_nothing_and_a_reader_keeps_its_snapshot() {
+    for (_dir, engine) in engines() {
+        let shown = engine.describe();
+        let txn = WriteTxn::begin(&*engine).unwrap();
+        txn.insert_raw(TEXTS, "kept", b"1").unwrap();
+        txn.commit().unwrap();
+
+        let reader = super::ReadTxn::begin(&*engine).unwrap();
+        assert_eq!(reader.get_raw(TEXTS, "kept").unwrap(), Some(b"1".to_vec()));
+        let txn = WriteTxn::begin(&*engine).unwrap();
+        txn.insert_raw(TEXTS, "kept", b"2").unwrap();
+        txn.insert_raw(TEXTS, "dropped", b"x").unwrap();
+        drop(txn);
+        let txn = WriteTxn::begin(&*engine).unwrap();
+        txn.insert_raw(TEXTS, "kept", b"3").unwrap();
+        txn.commit().unwrap();
+
+        assert_eq!(
+            reader.get_raw(TEXTS, "kept").unwrap(),
+            Some(b"1".to_vec()),
+            "{shown}: a reader sees the snapshot it began with"
+        );
+        let fresh = super::ReadTxn::begin(&*engine).unwrap();
+        assert_eq!(fresh.get_raw(TEXTS, "kept").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(fresh.get_raw(TEXTS, "dropped").unwrap(), None, "{shown}");
+    }
+}
+
+/// Several coordinators writing at once through one PostgreSQL database: every audit entry
+/// lands once, in one unbroken chain, and no counter value is handed out twice.
+#[test]
+fn stores_on_one_database_write_one_at_a_time() {
+    use crate::store::Store;
+    use crate::store::audit::Change;
+    let url = PostgresServer::shared().fresh_database();
+    let nodes: Vec<Store> = (0..3)
+        .map(|_| Store::open_postgres(&url, None).unwrap())
+        .collect();
+    let versions = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (n, store) in nodes.iter().enumerate() {
+            for t in 0..2 {
+                let versions = &versions;
+                scope.spawn(move || {
+                    for i in 0..40 {
+                        store
+                            .record(Change {
+                                at: i,
+                                actor: &format!("node{n}/{t}"),
+                                action: "test",
+                                subject: format!("{i}"),
+                                detail: String::new(),
+                            })
+                            .unwrap();
+                        let v = store.next_snapshot_version().unwrap();
+                        versions.lock().unwrap().push(v);
+                    }
+                });
+            }
+        }
+    });
+    let verified = nodes[0].verify_audit(None).unwrap();
+    assert!(verified.broken.is_none(), "{:?}", verified.broken);
+    assert_eq!(verified.entries, 3 * 2 * 40);
+    let mut versions = versions.into_inner().unwrap();
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(
+        versions.len(),
+        3 * 2 * 40,
+        "a snapshot version was handed out twice"
+    );
+}

@@ -1,0 +1,196 @@
+//! Real servers for tests, started and stopped by the tests themselves: a PostgreSQL cluster
+//! in a temporary directory (binaries from Debian's `postgresql-15`, installed with the user
+//! it runs as by `scripts/install-postgres.sh`). Built for the coordinator's own tests and,
+//! behind the `test-util` feature, for the end-to-end tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The user the cluster runs as when the tests run as root (initdb refuses root).
+const SERVER_USER: &str = "ferry-pg";
+
+/// A PostgreSQL server on loopback, with its data in a temporary directory. It stops, and its
+/// directory goes, when the process that started it exits, however it exits: a shell holds it,
+/// reading its standard input, which closes then.
+pub struct PostgresServer {
+    port: u16,
+    /// The shell that holds the server; stopping it (closing its input) stops the server.
+    _holder: Child,
+}
+
+impl PostgresServer {
+    /// The server this test process shares, started on first use (each test takes a database
+    /// of its own: [`PostgresServer::fresh_database`]).
+    ///
+    /// # Panics
+    /// When the server cannot start: the tests that need it cannot run.
+    pub fn shared() -> &'static PostgresServer {
+        static SHARED: OnceLock<PostgresServer> = OnceLock::new();
+        SHARED.get_or_init(|| match Self::start() {
+            Ok(server) => server,
+            Err(e) => panic!("cannot start PostgreSQL for the tests: {e}"),
+        })
+    }
+
+    /// Starts a new cluster.
+    pub fn start() -> Result<Self, String> {
+        let bin = binaries()?;
+        let user = server_user()?;
+        let dir =
+            std::env::temp_dir().join(format!("ferry-test-pg-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        }
+        let data = dir.join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "--auth=trust",
+                "--username=ferry",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
+            .arg("-D")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        as_user(&mut initdb, user);
+        let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let port = free_port()?;
+        // The shell starts the server, then waits for its own input to close (this process
+        // exiting), then stops the server fast and removes its directory.
+        let script = format!(
+            "'{postgres}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
+             -c max_connections=200 -c shared_buffers=32MB >'{dir}/log' 2>&1 & pg=$!; \
+             echo started; cat >/dev/null; kill -INT $pg; wait $pg; rm -rf '{dir}'",
+            postgres = bin.join("postgres").display(),
+            data = data.display(),
+            dir = dir.display(),
+        );
+        let mut holder = Command::new("sh");
+        holder
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        as_user(&mut holder, user);
+        let mut holder = holder.spawn().map_err(|e| format!("sh: {e}"))?;
+        if let Some(out) = holder.stdout.take() {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        let server = Self {
+            port,
+            _holder: holder,
+        };
+        server.wait_ready(&dir)?;
+        Ok(server)
+    }
+
+    /// The address of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://ferry@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// A new, empty database; its address.
+    pub fn fresh_database(&self) -> String {
+        let name = format!("t{}_{}", std::process::id(), unique());
+        let mut admin = match postgres::Client::connect(&self.url("postgres"), postgres::NoTls) {
+            Ok(client) => client,
+            Err(e) => panic!("connecting to the test server: {e}"),
+        };
+        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {name}")) {
+            panic!("creating database {name}: {e}");
+        }
+        self.url(&name)
+    }
+
+    fn wait_ready(&self, dir: &Path) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            match postgres::Client::connect(&self.url("postgres"), postgres::NoTls) {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+                    return Err(format!("not ready after 30 s ({e}); its log:\n{log}"));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+/// The directory of the newest installed PostgreSQL's programs.
+fn binaries() -> Result<PathBuf, String> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| format!("/usr/lib/postgresql: {e} (run scripts/install-postgres.sh)"))?
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("postgres").exists())
+        .collect();
+    found.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found
+        .pop()
+        .ok_or_else(|| "no PostgreSQL server installed (run scripts/install-postgres.sh)".into())
+}
+
+/// The uid and gid to run the server as: [`SERVER_USER`]'s when this process is root, else
+/// none (it runs as this process's user).
+fn server_user() -> Result<Option<(u32, u32)>, String> {
+    let me = std::fs::metadata("/proc/self").map_err(|e| format!("/proc/self: {e}"))?;
+    if std::os::unix::fs::MetadataExt::uid(&me) != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&SERVER_USER))
+        .and_then(|fields| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "running as root needs the user {SERVER_USER} (run scripts/install-postgres.sh)"
+            )
+        })
+}
+
+fn as_user(command: &mut Command, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt;
+        command.uid(uid).gid(gid).current_dir("/");
+    }
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("a free port: {e}"))
+}
+
+/// A number no other call in this process returns.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
