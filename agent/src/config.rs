@@ -17,7 +17,7 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    coordinator: SocketAddr,
+    coordinator: Addresses,
     #[serde(default = "default_server_name")]
     server_name: String,
     coordinator_fingerprint: String,
@@ -124,11 +124,21 @@ pub struct HealthCheck {
     pub timeout: Duration,
 }
 
+/// One coordinator address, or several (coordinators sharing one database, any of which
+/// serves the device).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Addresses {
+    One(SocketAddr),
+    Several(Vec<SocketAddr>),
+}
+
 /// Validated agent settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Coordinator QUIC address.
-    pub coordinator: SocketAddr,
+    /// Coordinators' QUIC addresses (at least one), tried in turn: when one cannot be
+    /// reached, the next is.
+    pub coordinators: Vec<SocketAddr>,
     /// TLS server name.
     pub server_name: String,
     /// Pinned certificate fingerprint (`sha256:<hex>`).
@@ -257,7 +267,13 @@ impl Config {
             None => Application::default(),
         };
         Ok(Self {
-            coordinator: raw.coordinator,
+            coordinators: match raw.coordinator {
+                Addresses::One(addr) => vec![addr],
+                Addresses::Several(addrs) if addrs.is_empty() => {
+                    bail!("coordinator: name at least one address")
+                }
+                Addresses::Several(addrs) => addrs,
+            },
             server_name: raw.server_name,
             fingerprint,
             enrollment_token,
@@ -345,5 +361,28 @@ mod tests {
         .unwrap();
         let err = Config::validate(raw, Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("trusted_keys"), "{err}");
+    }
+
+    /// The fields every test configuration below shares, after `coordinator = …`.
+    const REST: &str = r#"
+        coordinator_fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+        state_dir = "s"
+        model = "m"
+        trusted_keys = ["ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"]
+        "#;
+
+    #[test]
+    fn several_coordinators_may_be_named_and_one_is_at_least_needed() {
+        let load = |coordinator: &str| {
+            let raw: RawConfig = toml::from_str(&format!("coordinator = {coordinator}\n{REST}"))?;
+            Config::validate(raw, Path::new(".")).map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        let one = load(r#""127.0.0.1:7400""#).unwrap();
+        assert_eq!(one.coordinators, vec!["127.0.0.1:7400".parse().unwrap()]);
+        let several = load(r#"["10.0.0.1:7400", "[fd00::2]:7400"]"#).unwrap();
+        assert_eq!(several.coordinators.len(), 2);
+        let none = load("[]").unwrap_err();
+        assert!(none.to_string().contains("at least one address"), "{none}");
+        assert!(load(r#"["not an address"]"#).is_err());
     }
 }

@@ -360,7 +360,7 @@ fn start_follower(
 }
 
 fn client_endpoint(config: &Config) -> Result<Endpoint> {
-    let bound = client_socket(config.coordinator)?;
+    let bound = client_socket(&config.coordinators)?;
     let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
     Endpoint::new(
         quinn::EndpointConfig::default(),
@@ -376,8 +376,9 @@ fn client_endpoint(config: &Config) -> Result<Endpoint> {
 /// waits in the kernel instead of being dropped: with the kernel's default (about 200 KiB) a
 /// 512 MiB download lost 500 datagrams, each loss halving the coordinator's sending window,
 /// and took 3.1 s instead of 2.6.
-fn client_socket(coordinator: std::net::SocketAddr) -> Result<ferry_shared::udp::Bound> {
-    let bind: std::net::SocketAddr = if coordinator.is_ipv6() {
+fn client_socket(coordinators: &[std::net::SocketAddr]) -> Result<ferry_shared::udp::Bound> {
+    // An IPv6 socket reaches IPv4 addresses too (mapped), so one socket serves a mixed list.
+    let bind: std::net::SocketAddr = if coordinators.iter().any(std::net::SocketAddr::is_ipv6) {
         "[::]:0".parse()?
     } else {
         "0.0.0.0:0".parse()?
@@ -873,7 +874,7 @@ mod tests {
     /// 500 datagrams to it.
     #[test]
     fn the_quic_socket_buffers_a_fetch_window() {
-        let bound = client_socket("127.0.0.1:4433".parse().unwrap()).unwrap();
+        let bound = client_socket(&["127.0.0.1:4433".parse().unwrap()]).unwrap();
         if let Some(expected) = ferry_shared::udp::expected_receive_buffer(RECEIVE_BUFFER) {
             assert!(
                 bound.receive_buffer >= expected,

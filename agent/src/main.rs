@@ -128,7 +128,12 @@ fn run(cli: Cli) -> Result<()> {
                 cli.config.display(),
                 config.model,
                 config.alias,
-                config.coordinator
+                config
+                    .coordinators
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(())
         }

@@ -111,9 +111,16 @@ pub async fn run(
     connection: watch::Sender<Option<Connection>>,
 ) {
     let mut attempt = 0u32;
+    // Which coordinator to try: the same one again after a session that ended, the next
+    // one after a failure to reach it.
+    let mut turn = 0usize;
     loop {
         let started = Instant::now();
-        let result = one_session(&params, reports.clone(), &to_daemon, &connection).await;
+        let addr = params.config.coordinators[turn % params.config.coordinators.len()];
+        let result = one_session(&params, addr, reports.clone(), &to_daemon, &connection).await;
+        if !matches!(result, Ok(())) {
+            turn = turn.wrapping_add(1);
+        }
         connection.send_replace(None);
         let reason = match result {
             Ok(()) => "the coordinator closed the session".to_owned(),
@@ -147,12 +154,12 @@ pub async fn run(
 
 async fn one_session(
     params: &SessionParams,
+    addr: std::net::SocketAddr,
     mut reports: watch::Receiver<DeviceReport>,
     to_daemon: &mpsc::Sender<FromSession>,
     connection: &watch::Sender<Option<Connection>>,
 ) -> Result<(), SessionError> {
     let config = &params.config;
-    let addr = config.coordinator;
     let connect_error = |reason: String| SessionError::Connect { addr, reason };
     let connecting = params
         .endpoint

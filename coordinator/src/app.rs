@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use crate::agents::transfer::Transfer;
 use crate::config::Config;
-use crate::fleet::summary::Presence;
+use crate::fleet::summary::{FleetMetrics, Presence};
 use crate::registry::admission::Pointing;
 use crate::registry::error::RegistryError;
 use crate::rollout::facts::Live;
@@ -66,6 +66,8 @@ pub enum PublisherTrust {
 pub struct Coordinator {
     /// The configuration, as loaded and checked at start.
     pub config: Config,
+    /// This coordinator's name among those sharing its database ([`Config::node`]).
+    pub node: String,
     /// The database: every record and the audit trail.
     pub store: Store,
     /// Chunks, deltas and the encoder pool.
@@ -109,6 +111,27 @@ pub struct Coordinator {
     config_keys: Vec<PublicKey>,
 }
 
+/// What is known live of devices (see [`Coordinator::live_view`]).
+pub enum LiveView<'a> {
+    /// This coordinator's own memory.
+    Here(Live<'a>),
+    /// Every node's, as read from the shared database.
+    Fleet(Box<(FleetMetrics, Presence)>),
+}
+
+impl LiveView<'_> {
+    /// The view, as the rollout facts take it.
+    pub fn live(&self) -> Live<'_> {
+        match self {
+            LiveView::Here(live) => *live,
+            LiveView::Fleet(read) => Live {
+                metrics: &read.0,
+                presence: &read.1,
+            },
+        }
+    }
+}
+
 /// The coordinator's bearer tokens and online signing key.
 pub struct Tokens {
     /// Signs snapshots.
@@ -138,6 +161,7 @@ impl Coordinator {
         } = tokens;
         let (alias_moves, _) = broadcast::channel(1024);
         Self {
+            node: config.node(),
             config,
             store,
             transfer: Arc::new(transfer),
@@ -203,12 +227,50 @@ impl Coordinator {
         crate::registry::admission::admit(&self.store, gated, pointing)
     }
 
-    /// What it holds of each device in memory, for rollout facts.
+    /// What it holds of each device in memory (its own sessions only: see
+    /// [`Coordinator::live_view`]).
     pub fn live(&self) -> Live<'_> {
         Live {
             metrics: &self.metrics,
             presence: &self.presence,
         }
+    }
+
+    /// What is known live of every device, for rollout facts and fleet views: this
+    /// coordinator's memory on an embedded store; on a shared one, what every node wrote to
+    /// the database ([`crate::store::live`]), a session counting as open while its device
+    /// was heard from within three heartbeats.
+    pub fn live_view(&self) -> Result<LiveView<'_>, StoreError> {
+        if !self.store.is_shared() {
+            return Ok(LiveView::Here(self.live()));
+        }
+        let metrics = FleetMetrics::default();
+        let presence = Presence::default();
+        let now_ms = crate::unix_now_ms();
+        let fresh_ms = u64::from(self.config.heartbeat_secs)
+            .saturating_mul(3_000)
+            .saturating_add(2_000);
+        for (id, record) in self.store.live_records()? {
+            metrics.update(&id, record.metrics);
+            let seen = record.seen_ms / 1000;
+            if record.connected && now_ms.saturating_sub(record.seen_ms) <= fresh_ms {
+                presence.connected(&id, seen);
+            } else {
+                presence.seen(&id, seen);
+            }
+        }
+        Ok(LiveView::Fleet(Box::new((metrics, presence))))
+    }
+
+    /// Whether this coordinator may do the work `lease` guards now: always on an embedded
+    /// store; on a shared one, once it took or renewed the lease for `lease_ms` (see
+    /// [`crate::store::leases`]).
+    pub fn holds(&self, lease: &str, lease_ms: u64) -> Result<bool, StoreError> {
+        if !self.store.is_shared() {
+            return Ok(true);
+        }
+        self.store
+            .hold_lease(lease, &self.node, crate::unix_now_ms(), lease_ms)
     }
 
     /// Tells open sessions (and the cache warmer) that an alias moved.
@@ -221,4 +283,13 @@ impl Coordinator {
             alias: alias.clone(),
         });
     }
+}
+
+/// How long a lease renewed every `tick` lives: three ticks and a second, so that one slow
+/// tick does not lose it, and a dead holder loses it within seconds.
+pub fn lease_ms(tick: std::time::Duration) -> u64 {
+    u64::try_from(tick.as_millis())
+        .unwrap_or(u64::MAX / 4)
+        .saturating_mul(3)
+        .saturating_add(1000)
 }

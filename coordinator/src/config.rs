@@ -65,6 +65,9 @@ pub struct Config {
     pub retention: BTreeMap<Stage, Retention>,
     /// Where records are kept (`[store]`).
     pub store: StoreSettings,
+    /// This coordinator's name among those sharing one database (who holds a lease, in the
+    /// audit trail); default: the host's name and the admin API's port.
+    pub node_name: Option<String>,
 }
 
 /// Where the coordinator keeps its records.
@@ -77,9 +80,90 @@ pub struct StoreSettings {
     /// A file holding the PostgreSQL password, so the configuration file need not (its
     /// first line; the address's own password, if any, is replaced).
     pub metadata_password_file: Option<PathBuf>,
+    /// Where chunks are kept when several coordinators share them: an S3-compatible bucket
+    /// (`s3://BUCKET/PREFIX/`, with `s3_endpoint`) or a directory (a network file system
+    /// mounted on each); unset, chunks stay in `data_dir/chunks`. Uploads in progress stay
+    /// in each coordinator's own data directory.
+    pub chunks: Option<String>,
+    /// The S3 service's address (`https://s3.eu-west-1.amazonaws.com`, `http://10.0.0.5:8333`).
+    pub s3_endpoint: Option<String>,
+    /// The region S3 requests are signed for.
+    pub s3_region: Option<String>,
+    /// A file holding the S3 access key id (first line) and secret key (second line); else
+    /// the environment's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub s3_credentials_file: Option<PathBuf>,
+}
+
+/// Where chunks are kept, as configured.
+#[derive(Debug)]
+pub enum ChunkPlace {
+    /// In `data_dir/chunks`, this coordinator's own.
+    Own,
+    /// In a directory several coordinators share.
+    Directory(PathBuf),
+    /// In an S3-compatible bucket.
+    S3(crate::store::chunks::s3::S3Location),
 }
 
 impl StoreSettings {
+    /// Where chunks are kept, with the S3 credentials read when they are in a bucket.
+    pub fn chunk_place(&self) -> Result<ChunkPlace, ConfigError> {
+        let Some(chunks) = &self.chunks else {
+            return Ok(ChunkPlace::Own);
+        };
+        let Some(rest) = chunks.strip_prefix("s3://") else {
+            return Ok(ChunkPlace::Directory(PathBuf::from(chunks)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = match prefix {
+            "" => String::new(),
+            p if p.ends_with('/') => p.to_owned(),
+            p => format!("{p}/"),
+        };
+        let endpoint = self.s3_endpoint.clone().ok_or_else(|| {
+            ConfigError::Invalid("store.chunks names a bucket: store.s3_endpoint is needed".into())
+        })?;
+        let (access_key, secret_key) = match &self.s3_credentials_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut lines = text.lines().map(str::trim);
+                match (lines.next(), lines.next()) {
+                    (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                        (id.to_owned(), secret.to_owned())
+                    }
+                    _ => {
+                        return Err(ConfigError::Invalid(format!(
+                            "{}: the access key id on the first line, the secret on the second",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            None => match (
+                std::env::var("AWS_ACCESS_KEY_ID"),
+                std::env::var("AWS_SECRET_ACCESS_KEY"),
+            ) {
+                (Ok(id), Ok(secret)) => (id, secret),
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "store.chunks names a bucket: give store.s3_credentials_file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+                    ));
+                }
+            },
+        };
+        Ok(ChunkPlace::S3(crate::store::chunks::s3::S3Location {
+            endpoint,
+            bucket: bucket.to_owned(),
+            prefix,
+            region: self.s3_region.clone().unwrap_or_else(|| "us-east-1".into()),
+            access_key,
+            secret_key,
+        }))
+    }
+
     /// The PostgreSQL address and password configured, if any.
     pub fn postgres(&self) -> Result<Option<(String, Option<String>)>, ConfigError> {
         let Some(url) = &self.metadata else {
@@ -123,6 +207,7 @@ impl Default for Config {
             stages: BTreeMap::new(),
             retention: BTreeMap::new(),
             store: StoreSettings::default(),
+            node_name: None,
         }
     }
 }
@@ -188,6 +273,19 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// This coordinator's name among those sharing one database (see [`Config::node_name`]).
+    pub fn node(&self) -> String {
+        if let Some(name) = &self.node_name {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "coordinator".into());
+        format!("{host}:{}", self.http_listen.port())
     }
 
     /// Checks ranges and settings that go together.
@@ -315,5 +413,50 @@ mod tests {
     fn unknown_fields_are_refused() {
         let err = toml::from_str::<Config>("quic_lsiten = \"1.2.3.4:5\"").unwrap_err();
         assert!(err.to_string().contains("quic_lsiten"));
+    }
+
+    #[test]
+    fn chunks_go_to_a_bucket_a_shared_directory_or_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("s3");
+        std::fs::write(&credentials, "AKID\nsecret\n").unwrap();
+        let settings = |chunks: &str, endpoint: bool| StoreSettings {
+            chunks: Some(chunks.into()),
+            s3_endpoint: endpoint.then(|| "http://127.0.0.1:8333".into()),
+            s3_credentials_file: Some(credentials.clone()),
+            ..StoreSettings::default()
+        };
+        match settings("s3://models/ferry", true).chunk_place().unwrap() {
+            ChunkPlace::S3(at) => {
+                assert_eq!(
+                    (at.bucket.as_str(), at.prefix.as_str()),
+                    ("models", "ferry/")
+                );
+                assert_eq!(
+                    (at.access_key.as_str(), at.secret_key.as_str()),
+                    ("AKID", "secret")
+                );
+                assert_eq!(at.region, "us-east-1");
+                assert!(!format!("{at:?}").contains("secret"), "{at:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match settings("s3://models", true).chunk_place().unwrap() {
+            ChunkPlace::S3(at) => assert_eq!(at.prefix, ""),
+            other => panic!("{other:?}"),
+        }
+        let err = settings("s3://models", false).chunk_place().unwrap_err();
+        assert!(err.to_string().contains("s3_endpoint"), "{err}");
+        assert!(matches!(
+            settings("/srv/ferry/chunks", false).chunk_place().unwrap(),
+            ChunkPlace::Directory(_)
+        ));
+        assert!(matches!(
+            StoreSettings::default().chunk_place().unwrap(),
+            ChunkPlace::Own
+        ));
+        std::fs::write(&credentials, "only one line\n").unwrap();
+        let err = settings("s3://models", true).chunk_place().unwrap_err();
+        assert!(err.to_string().contains("second"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
-//! Real servers for tests, started and stopped by the tests themselves: a PostgreSQL cluster
-//! in a temporary directory (binaries from Debian's `postgresql-15`, installed with the user
-//! it runs as by `scripts/install-postgres.sh`). Built for the coordinator's own tests and,
+//! Real servers for tests, started and stopped by the tests themselves, each in a temporary
+//! directory: a PostgreSQL cluster (binaries from Debian's `postgresql-15`, installed with the
+//! user it runs as by `scripts/install-postgres.sh`) and an S3-compatible store (SeaweedFS,
+//! installed by `scripts/install-seaweedfs.sh`). Built for the coordinator's own tests and,
 //! behind the `test-util` feature, for the end-to-end tests.
 
 use std::io::{BufRead, BufReader};
@@ -133,6 +134,162 @@ impl PostgresServer {
     }
 }
 
+/// An S3-compatible server (SeaweedFS's `weed server -s3`) on loopback, with its data in a
+/// temporary directory; it stops, and its directory goes, when the process that started it
+/// exits (held as [`PostgresServer`] is).
+pub struct S3Server {
+    port: u16,
+    _holder: Child,
+}
+
+impl S3Server {
+    /// The access key the server admits.
+    pub const ACCESS_KEY: &'static str = "ferry-test";
+    /// Its secret.
+    pub const SECRET_KEY: &'static str = "ferry-test-secret";
+    /// The region requests are signed for.
+    pub const REGION: &'static str = "us-east-1";
+
+    /// The server this test process shares, started on first use (each test takes a bucket
+    /// of its own: [`S3Server::fresh_bucket`]).
+    ///
+    /// # Panics
+    /// When the server cannot start: the tests that need it cannot run.
+    pub fn shared() -> &'static S3Server {
+        static SHARED: OnceLock<S3Server> = OnceLock::new();
+        SHARED.get_or_init(|| match Self::start() {
+            Ok(server) => server,
+            Err(e) => panic!("cannot start an S3 server for the tests: {e}"),
+        })
+    }
+
+    /// Starts a new server.
+    pub fn start() -> Result<Self, String> {
+        let weed = weed()?;
+        let dir =
+            std::env::temp_dir().join(format!("ferry-test-s3-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = dir.join("s3.json");
+        let identities = format!(
+            r#"{{"identities":[{{"name":"ferry","credentials":[{{"accessKey":"{}","secretKey":"{}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#,
+            Self::ACCESS_KEY,
+            Self::SECRET_KEY
+        );
+        std::fs::write(&config, identities).map_err(|e| format!("{}: {e}", config.display()))?;
+        let mut ports = Vec::new();
+        for _ in 0..10 {
+            ports.push(free_port()?);
+        }
+        let flags = [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port",
+            "s3.port.grpc",
+            "s3.port.iceberg",
+            "s3.port.lance",
+        ];
+        let ports_flags: Vec<String> = flags
+            .iter()
+            .zip(&ports)
+            .map(|(flag, port)| format!("-{flag}={port}"))
+            .collect();
+        let script = format!(
+            "'{weed}' server -dir='{dir}' -ip=127.0.0.1 -ip.bind=127.0.0.1 -filer -s3 \
+             -s3.config='{config}' -master.volumeSizeLimitMB=64 -volume.max=0 -volume.preStopSeconds=0 {ports} \
+             >'{dir}/log' 2>&1 & w=$!; echo started; cat >/dev/null; kill -9 $w; wait $w; \
+             rm -rf '{dir}'",
+            weed = weed.display(),
+            dir = dir.display(),
+            config = config.display(),
+            ports = ports_flags.join(" "),
+        );
+        let mut holder = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("sh: {e}"))?;
+        if let Some(out) = holder.stdout.take() {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        let server = Self {
+            port: ports[6],
+            _holder: holder,
+        };
+        let start = Instant::now();
+        // Ready once a bucket can be made (the filer behind the gateway is up).
+        while let Err(e) = server.create_bucket("ferry-ready") {
+            if start.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+                return Err(format!("not ready after 60 s ({e}); its log:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(server)
+    }
+
+    /// The S3 endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A new, empty bucket; its name.
+    pub fn fresh_bucket(&self) -> String {
+        let name = format!("t{}-{}", std::process::id(), unique());
+        if let Err(e) = self.create_bucket(&name) {
+            panic!("creating bucket {name}: {e}");
+        }
+        name
+    }
+
+    fn create_bucket(&self, name: &str) -> Result<(), String> {
+        use rusty_s3::S3Action;
+        let endpoint = self.endpoint().parse().map_err(|e| format!("{e}"))?;
+        let bucket = rusty_s3::Bucket::new(
+            endpoint,
+            rusty_s3::UrlStyle::Path,
+            name.to_owned(),
+            Self::REGION,
+        )
+        .map_err(|e| e.to_string())?;
+        let credentials = rusty_s3::Credentials::new(Self::ACCESS_KEY, Self::SECRET_KEY);
+        let action = bucket.create_bucket(&credentials);
+        let url = action.sign(Duration::from_secs(60));
+        let answer = ureq::put(url.as_str())
+            .send(action.body().as_bytes())
+            .map_err(|e| e.to_string())?;
+        match answer.status().as_u16() {
+            200 => Ok(()),
+            status => Err(format!("status {status}")),
+        }
+    }
+}
+
+/// The `weed` program: `FERRY_WEED`, else where `scripts/install-seaweedfs.sh` puts it, else
+/// on the path.
+fn weed() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("FERRY_WEED") {
+        return Ok(PathBuf::from(path));
+    }
+    let installed = PathBuf::from("/opt/ferry-tools/bin/weed");
+    if installed.exists() {
+        return Ok(installed);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("weed"))
+        .find(|path| path.exists())
+        .ok_or_else(|| "no SeaweedFS `weed` program (run scripts/install-seaweedfs.sh)".into())
+}
+
 /// The directory of the newest installed PostgreSQL's programs.
 fn binaries() -> Result<PathBuf, String> {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -193,4 +350,17 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_s3_server_makes_buckets_for_each_test() {
+        let server = S3Server::shared();
+        let (a, b) = (server.fresh_bucket(), server.fresh_bucket());
+        assert_ne!(a, b);
+        assert!(server.endpoint().starts_with("http://127.0.0.1:"));
+    }
 }

@@ -102,6 +102,8 @@ pub struct AgentSpec {
     pub via: Option<std::net::SocketAddr>,
     /// The file-mode creation mask the agent starts with; `None` inherits the test's.
     pub umask: Option<u32>,
+    /// Further coordinators to try, after the first, when it cannot be reached.
+    pub also: Vec<std::net::SocketAddr>,
 }
 
 impl AgentSpec {
@@ -116,6 +118,7 @@ impl AgentSpec {
             extra: String::new(),
             via: None,
             umask: None,
+            also: Vec::new(),
         }
     }
 }
@@ -275,7 +278,7 @@ impl Fleet {
             magic = String::from_utf8_lossy(HEALTH_MAGIC),
         );
         let config = format!(
-            r#"coordinator = "{quic}"
+            r#"coordinator = [{quic}]
 coordinator_fingerprint = "{fp}"
 {token_line}
 state_dir = "{state}"
@@ -295,7 +298,11 @@ timeout_secs = 900
 
 {extra}
 "#,
-            quic = spec.via.unwrap_or(self.coordinator.quic),
+            quic = std::iter::once(spec.via.unwrap_or(self.coordinator.quic))
+                .chain(spec.also.iter().copied())
+                .map(|addr| format!("\"{addr}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             fp = spec
                 .fingerprint
                 .clone()

@@ -11,6 +11,7 @@ pub mod encode_budget;
 pub(crate) mod fanout;
 pub(crate) mod fetch;
 pub(crate) mod first_install;
+pub mod follow;
 pub(crate) mod push;
 pub mod quic;
 pub(crate) mod reach;

@@ -195,6 +195,7 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
         now,
     } = Box::pin(handshake(app, &conn)).await?;
     app.presence.connected(&id, now);
+    record_session(app, &id, true);
     // Registered before the first push, so no announcement falls between the two.
     let control = Arc::new(ControlStream::new(id, follows, send));
     let id = &control.id;
@@ -207,8 +208,28 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     let result = control_loop(app, session, recv).await;
     app.sessions.close(id, token);
     app.presence.disconnected(id, unix_now());
+    record_session(app, id, false);
     info!(device = %id, "agent disconnected");
     result
+}
+
+/// With coordinators sharing the database, writes there that `id`'s session on this node
+/// opened or closed, so every node's fleet view and rollout engine see it (see
+/// [`crate::store::live`]). In the background: awaited in the session, what the session
+/// holds meanwhile would grow every session's future. Should a close land before its open,
+/// the device's next report on another node puts it right, or the record ages out. A failure
+/// is logged: the next report writes it again.
+fn record_session(app: &Arc<Coordinator>, id: &DeviceId, connected: bool) {
+    if !app.store.is_shared() {
+        return;
+    }
+    let (app, id) = (app.clone(), id.clone());
+    tokio::task::spawn_blocking(move || {
+        let now = crate::unix_now_ms();
+        if let Err(e) = app.store.record_session(&id, &app.node, connected, now) {
+            warn!("cannot record a session in the shared database: {e}");
+        }
+    });
 }
 
 /// A device admitted by [`handshake`]: what its session goes on using, and no more (at fifty

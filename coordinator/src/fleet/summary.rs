@@ -491,7 +491,7 @@ mod tests {
             ),
         ];
         let merge = |r: &mut _, report: &_| merge_report(r, report, 0);
-        let results = store.merge_reports(&batch, merge).unwrap();
+        let results = store.merge_reports(&batch, merge, None).unwrap();
         assert_eq!(results.len(), 4);
         assert!(
             results[1].is_none(),

@@ -29,12 +29,14 @@ pub struct Gathered {
 impl Gathered {
     /// Reads the store and the presence table.
     pub fn read(app: &Coordinator) -> Result<Self, StoreError> {
+        let view = app.live_view()?;
+        let live = view.live();
         let devices = app
             .store
             .devices()?
             .into_iter()
             .map(|(id, record)| {
-                let (connected, live_seen) = app.presence.get(&id).unwrap_or((false, 0));
+                let (connected, live_seen) = live.presence.get(&id).unwrap_or((false, 0));
                 let last_seen = record.last_seen.max(live_seen);
                 (id, record, connected, last_seen)
             })
@@ -135,16 +137,24 @@ pub fn sample(app: &Coordinator, now: u64) -> Result<(), StoreError> {
         .record_fragmentation(&points, now.saturating_sub(retention))
 }
 
+/// The lease that lets one coordinator at a time keep fragmentation samples.
+pub const SAMPLES_LEASE: &str = "fragmentation-samples";
+
 /// Keeps a snapshot every `fragmentation_snapshot_secs` (counted from the newest stored, so a
 /// restart neither skips one nor takes an extra) until the process ends.
 pub async fn keep_samples(app: Arc<Coordinator>) {
     let every = app.config.fragmentation_sample_secs.max(1);
-    let mut check = tokio::time::interval(Duration::from_secs(every.min(60)));
+    let check_every = Duration::from_secs(every.min(60));
+    let lease_ms = crate::app::lease_ms(check_every);
+    let mut check = tokio::time::interval(check_every);
     let mut taken_here = None;
     loop {
         check.tick().await;
         let app = app.clone();
         let result = tokio::task::spawn_blocking(move || {
+            if !app.holds(SAMPLES_LEASE, lease_ms)? {
+                return Ok(None);
+            }
             let now = crate::unix_now();
             let stored = app.store.last_fragmentation_at()?;
             if sample_due(stored, taken_here, now, every) {

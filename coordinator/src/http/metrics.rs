@@ -60,6 +60,7 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
             }
         }
     }
+    let live = app.live_view()?;
     let rollouts: Vec<RolloutFigures> = app
         .store
         .rollouts()?
@@ -67,7 +68,7 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         .filter(crate::store::rollouts::RolloutRecord::is_active)
         .map(|r| {
             let facts = crate::rollout::facts::facts_from(
-                app.live(),
+                live.live(),
                 gathered.devices.iter().map(|(id, rec, _, _)| (id, rec)),
                 &r,
             );

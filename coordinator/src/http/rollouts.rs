@@ -72,12 +72,13 @@ async fn create(
 async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>> {
     let devices = app.store.devices()?;
     let now = unix_now();
+    let live = app.live_view()?;
     let views = app
         .store
         .rollouts()?
         .into_iter()
         .map(|r| {
-            let facts = facts::facts_from(app.live(), devices.iter().map(|(i, d)| (i, d)), &r);
+            let facts = facts::facts_from(live.live(), devices.iter().map(|(i, d)| (i, d)), &r);
             view(r, &facts, now)
         })
         .collect();
@@ -289,6 +290,6 @@ fn notes(
 
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
-    let facts = facts::fleet_facts(&app.store, app.live(), &record)?;
+    let facts = facts::fleet_facts(&app.store, app.live_view()?.live(), &record)?;
     Ok(view(record, &facts, unix_now()))
 }

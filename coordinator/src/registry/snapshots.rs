@@ -5,6 +5,9 @@
 //!
 //! Per model, because each desired state carries the snapshot of its model: what travels to
 //! a device grows with the releases of the model it follows, not with the whole registry.
+//!
+//! One coordinator keeps them in memory; coordinators sharing a database keep them there, so
+//! that every node serves the same one ([`crate::store::signed_snapshots`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -56,6 +59,20 @@ pub(crate) fn current(
             )
         })
         .collect();
+    if store.is_shared() {
+        let encoded = postcard::to_allocvec(&releases).unwrap_or_default();
+        let sign = |version| {
+            let snapshot = Snapshot {
+                version,
+                expires: now + SNAPSHOT_TTL_SECS,
+                releases: BTreeMap::from([(model.clone(), releases.clone())]),
+            };
+            sign_metadata(Role::Snapshot, &snapshot, &[key])
+        };
+        let stored =
+            store.signed_snapshot(model.as_str(), &encoded, now, SNAPSHOT_TTL_SECS / 2, sign)?;
+        return Ok(Some(Arc::new(stored.bytes)));
+    }
     let mut cache = snapshots.inner.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(signed) = cache.get(model)
         && signed.releases == releases

@@ -84,7 +84,7 @@ pub fn command(
         .command(&command, now)
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let final_gates = if record.state.phase.is_terminal() {
-        let facts = fleet_facts(&app.store, app.live(), &record)?;
+        let facts = fleet_facts(&app.store, app.live_view()?.live(), &record)?;
         Some(gates(&record.plan, &before, &facts, now))
     } else {
         None
@@ -125,7 +125,7 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
         .into_iter()
         .filter(RolloutRecord::is_active)
     {
-        let facts = fleet_facts(&app.store, app.live(), &record)?;
+        let facts = fleet_facts(&app.store, app.live_view()?.live(), &record)?;
         let evaluation = evaluate(&record.plan, &record.state, &facts, now);
         let mut state = record.state.clone();
         for decision in &evaluation.decisions {
@@ -186,14 +186,27 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
     Ok(())
 }
 
-/// Steps the engine every `tick` until the process ends.
+/// The lease that lets one coordinator at a time drive rollouts (see
+/// [`crate::store::leases`]).
+pub const DRIVER_LEASE: &str = "rollout-driver";
+
+/// Steps the engine every `tick` until the process ends; with other coordinators on the same
+/// database, only while this one holds [`DRIVER_LEASE`] (renewed every tick, lapsing three
+/// ticks after its holder stops).
 pub async fn drive(app: Arc<Coordinator>, tick: Duration) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let lease_ms = crate::app::lease_ms(tick);
     loop {
         interval.tick().await;
         let app = app.clone();
-        let result = tokio::task::spawn_blocking(move || step(&app, crate::unix_now())).await;
+        let result = tokio::task::spawn_blocking(move || {
+            if !app.holds(DRIVER_LEASE, lease_ms)? {
+                return Ok(());
+            }
+            step(&app, crate::unix_now())
+        })
+        .await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("rollout step failed: {e}"),

@@ -56,7 +56,9 @@ pub(crate) fn append(txn: &WriteTxn<'_>, change: Change<'_>) -> Result<(), Store
         detail: capped(change.detail),
         prev_hash,
     };
-    txn.insert(AUDIT, seq, &entry)
+    txn.insert(AUDIT, seq, &entry)?;
+    txn.appended(seq);
+    Ok(())
 }
 
 impl Store {
@@ -72,6 +74,22 @@ impl Store {
                 Ok(out.len() < limit)
             })?;
         Ok(out)
+    }
+
+    /// The newest audit entry's sequence number (0 for an empty trail).
+    pub fn audit_head(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.last_raw(AUDIT)?.map_or(0, |(seq, _)| seq))
+    }
+
+    /// Whether this process appended audit entry `seq` (forgetting it and every earlier
+    /// one): what the follower of other coordinators' changes skips.
+    pub fn take_own_append(&self, seq: u64) -> bool {
+        self.own.take(seq)
+    }
+
+    /// Whether other coordinators may write to this store too (a shared engine).
+    pub fn is_shared(&self) -> bool {
+        self.engine.shared()
     }
 
     /// Walks the whole chain, entry by entry, and against `anchor` (a head kept from an

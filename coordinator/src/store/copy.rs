@@ -87,7 +87,7 @@ impl Store {
     /// Copies every record into `target` in one transaction; how many were copied.
     pub(crate) fn copy_into(&self, target: &dyn Engine) -> Result<u64, StoreError> {
         let snapshot = self.read()?;
-        let txn = WriteTxn::begin(target)?;
+        let txn = WriteTxn::begin(target, None)?;
         let mut copied = 0;
         for table in all() {
             let everything = Scan {

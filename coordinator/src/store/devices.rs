@@ -4,8 +4,9 @@ use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind};
 
 use super::audit::{Change, append};
 use super::engine::{Rows, WriteTxn};
+use super::live::LiveRecord;
 use super::records::DeviceRecord;
-use super::tables::DEVICES;
+use super::tables::{DEVICES, LIVE};
 use super::{Store, StoreError};
 
 impl Store {
@@ -52,11 +53,13 @@ impl Store {
 
     /// Merges many devices' reports with `merge` in one transaction, durable only when one of
     /// them brings new events. For each: the new events and the sequence acknowledged
-    /// through, or `None` for a device with no record.
+    /// through, or `None` for a device with no record. With `live` (this node's name, when
+    /// coordinators share the database), each device's live state is written too.
     pub fn merge_reports(
         &self,
         reports: &[(DeviceId, DeviceReport, u64)],
         merge: impl Fn(&mut DeviceRecord, &DeviceReport) -> (Vec<DeviceEvent>, bool),
+        live: Option<&str>,
     ) -> Result<Vec<Option<Merged>>, StoreError> {
         let mut txn = self.write()?;
         let mut out = Vec::with_capacity(reports.len());
@@ -70,6 +73,15 @@ impl Store {
             if changed {
                 record.last_seen = *now;
                 txn.insert(DEVICES, id.as_str(), &record)?;
+            }
+            if let Some(node) = live {
+                let heard = LiveRecord {
+                    node: node.to_owned(),
+                    connected: true,
+                    seen_ms: now.saturating_mul(1000),
+                    metrics: report.metrics.clone(),
+                };
+                txn.insert(LIVE, id.as_str(), &heard)?;
             }
             durable |= !new_events.is_empty();
             out.push(Some((new_events, record.events_through)));

@@ -19,11 +19,14 @@ pub(crate) mod engine;
 pub mod enrollment;
 mod fragmentation;
 mod keys;
+pub mod leases;
+pub mod live;
 pub mod migrate;
 pub mod records;
 mod releases;
 pub mod retention;
 pub mod rollouts;
+pub mod signed_snapshots;
 pub mod stages;
 mod tables;
 pub mod tokens;
@@ -156,6 +159,8 @@ from_redb!(
 /// The coordinator's record store.
 pub struct Store {
     engine: Box<dyn engine::Engine>,
+    /// Audit entries this process appended, for the follower of other nodes' changes.
+    own: engine::OwnAppends,
 }
 
 impl Store {
@@ -175,7 +180,10 @@ impl Store {
 
     /// The store on `engine`, migrated to this build's format.
     pub(crate) fn on(engine: Box<dyn engine::Engine>) -> Result<Self, StoreError> {
-        let store = Self { engine };
+        let store = Self {
+            engine,
+            own: engine::OwnAppends::default(),
+        };
         let txn = store.write()?;
         let found = migrate::migrate(&txn)?;
         txn.commit()?;
@@ -206,7 +214,7 @@ impl Store {
 
     /// Begins the write transaction.
     fn write(&self) -> Result<engine::WriteTxn<'_>, StoreError> {
-        engine::WriteTxn::begin(&*self.engine)
+        engine::WriteTxn::begin(&*self.engine, Some(&self.own))
     }
 }
 

@@ -45,6 +45,18 @@ pub(crate) const STAGES: Table<TextPair> = Table::new("stages");
 /// retention freed.
 pub(crate) const PURGED: Table<TextPair> = Table::new("purged");
 
+/// lease name → encoded [`super::leases::LeaseRecord`]: which coordinator does work only one
+/// may do at a time.
+pub(crate) const LEASES: Table<Text> = Table::new("leases");
+
+/// device id → encoded [`super::live::LiveRecord`]: who holds its session, when it was last
+/// heard from, its metrics (written only when coordinators share the database).
+pub(crate) const LIVE: Table<Text> = Table::new("live");
+
+/// model → encoded [`super::signed_snapshots::StoredSnapshot`]: the TUF snapshot every
+/// coordinator sharing the database serves (written only then).
+pub(crate) const SIGNED_SNAPSHOTS: Table<Text> = Table::new("signed_snapshots");
+
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 
@@ -52,7 +64,7 @@ pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 pub(crate) const META: Counters = Counters { name: "meta" };
 
 /// Every table of byte values, for engines that create tables and for copies.
-pub(crate) fn all() -> [TableId; 16] {
+pub(crate) fn all() -> [TableId; 19] {
     [
         RELEASES.id(),
         ALIASES.id(),
@@ -70,6 +82,9 @@ pub(crate) fn all() -> [TableId; 16] {
         TRUST_ROOTS.id(),
         STAGES.id(),
         PURGED.id(),
+        LEASES.id(),
+        LIVE.id(),
+        SIGNED_SNAPSHOTS.id(),
     ]
 }
 

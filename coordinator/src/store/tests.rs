@@ -493,6 +493,46 @@ fn device_records_of_the_first_format_are_migrated_at_open() {
     assert_eq!(stored[0], 2);
 }
 
+/// One holder at a time; the lease passes on when it lapses or is given up, and each change
+/// of holder is audited.
+fn a_lease_has_one_holder_until_it_lapses_or_is_given_up() {
+    let (_dir, store, _key) = setup();
+    assert!(store.hold_lease("driver", "a", 1_000, 5_000).unwrap());
+    assert!(!store.hold_lease("driver", "b", 2_000, 5_000).unwrap());
+    // Renewed by its holder: still a's past the first expiry.
+    assert!(store.hold_lease("driver", "a", 4_000, 5_000).unwrap());
+    assert!(!store.hold_lease("driver", "b", 7_000, 5_000).unwrap());
+    // Lapsed: b takes it.
+    assert!(store.hold_lease("driver", "b", 9_001, 5_000).unwrap());
+    assert!(!store.hold_lease("driver", "a", 9_002, 5_000).unwrap());
+    // Another lease is another matter.
+    assert!(store.hold_lease("samples", "a", 9_003, 5_000).unwrap());
+    // Given up: a takes it at once. Giving up one not held changes nothing.
+    store.release_lease("driver", "a").unwrap();
+    assert!(!store.hold_lease("driver", "a", 9_004, 5_000).unwrap());
+    store.release_lease("driver", "b").unwrap();
+    assert!(store.hold_lease("driver", "a", 9_005, 5_000).unwrap());
+    let takes: Vec<(String, String)> = store
+        .audit(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "lease.take")
+        .map(|e| (e.actor, e.subject))
+        .collect();
+    let expected = [
+        ("a", "driver"),
+        ("b", "driver"),
+        ("a", "samples"),
+        ("a", "driver"),
+    ];
+    assert_eq!(
+        takes,
+        expected.map(|(a, s)| (a.to_owned(), s.to_owned())).to_vec()
+    );
+    let held = store.leases().unwrap();
+    assert_eq!(held.len(), 2);
+}
+
 /// Each listed test, once on every engine: the store's logic is the same over both, and so
 /// must be what it does.
 macro_rules! on_every_engine {
@@ -521,4 +561,5 @@ on_every_engine!(
     the_audit_chain_names_the_first_broken_link,
     rollouts_persist_refuse_conflicts_and_audit_every_change,
     a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_staging,
+    a_lease_has_one_holder_until_it_lapses_or_is_given_up,
 );

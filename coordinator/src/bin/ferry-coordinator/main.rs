@@ -12,12 +12,15 @@ use clap::{Parser, Subcommand};
 use ferry_coordinator::agents::quic;
 use ferry_coordinator::agents::transfer::Transfer;
 use ferry_coordinator::app::Coordinator;
+use ferry_coordinator::config::ChunkPlace;
 use ferry_coordinator::config::Config;
 use ferry_coordinator::http::{listen as http_listen, router as http};
 use ferry_coordinator::outln;
 use ferry_coordinator::secrets;
 use ferry_coordinator::store::Store;
 use ferry_coordinator::store::chunks::ChunkStore;
+use ferry_coordinator::store::chunks::local::LocalDir;
+use ferry_coordinator::store::chunks::s3::S3;
 use ferry_coordinator::store::deltas::DeltaCache;
 
 /// A line of the start-up banner. A daemon goes on serving when nobody reads its standard
@@ -190,8 +193,22 @@ async fn serve(config: Config) -> Result<()> {
     let (snapshot_key, snapshot_created) = secrets::snapshot_key(&snapshot_path)?;
     let store = open_store(&config)?;
     banner!("records: {}", store.describe());
+    let chunks = match config.store.chunk_place()? {
+        ChunkPlace::Own => ChunkStore::new(dir.join("chunks"), config.compression_level)?,
+        ChunkPlace::Directory(shared) => ChunkStore::on(
+            dir.join("chunks"),
+            Arc::new(LocalDir::shared(shared, &config.node())?),
+            config.compression_level,
+        )?,
+        ChunkPlace::S3(location) => ChunkStore::on(
+            dir.join("chunks"),
+            Arc::new(S3::new(location).context("cannot reach the chunks' bucket")?),
+            config.compression_level,
+        )?,
+    };
+    banner!("chunks: {}", chunks.describe());
     let transfer = Transfer::new(
-        ChunkStore::new(dir.join("chunks"), config.compression_level)?,
+        chunks,
         DeltaCache::new(dir.join("deltas"))
             .with_context(|| format!("cannot open the delta cache in {}", dir.display()))?,
         config.delta_level,
@@ -290,6 +307,9 @@ async fn serve(config: Config) -> Result<()> {
         std::time::Duration::from_millis(app.config.rollout_tick_ms),
     ));
     let sample_task = tokio::spawn(ferry_coordinator::fleet::views::keep_samples(app.clone()));
+    let follow_task = tokio::spawn(ferry_coordinator::agents::follow::follow_changes(
+        app.clone(),
+    ));
     // Under systemd (Type=notify) the unit is started once both listeners are bound; elsewhere
     // there is no NOTIFY_SOCKET and this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
@@ -299,11 +319,29 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     sample_task.abort();
+    follow_task.abort();
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
     warm_task.abort();
     trim_task.abort();
     rollout_task.abort();
+    if app.store.is_shared() {
+        // Another coordinator takes over at once instead of waiting for the leases to lapse.
+        let app = app.clone();
+        let released = tokio::task::spawn_blocking(move || {
+            for lease in [
+                ferry_coordinator::rollout::run::DRIVER_LEASE,
+                ferry_coordinator::fleet::views::SAMPLES_LEASE,
+            ] {
+                app.store.release_lease(lease, &app.node)?;
+            }
+            Ok::<_, ferry_coordinator::store::StoreError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = released {
+            tracing::warn!("cannot give the leases up: {e}");
+        }
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
     quic_task.abort();
     Ok(())
@@ -356,6 +394,7 @@ fn migrate(from: &std::path::Path, to: String, password_file: Option<PathBuf>) -
     let settings = ferry_coordinator::config::StoreSettings {
         metadata: Some(to),
         metadata_password_file: password_file,
+        ..Default::default()
     };
     let (url, password) = settings
         .postgres()?

@@ -22,19 +22,46 @@ use super::{ChunkStoreError, io_at, temp_path_in};
 #[derive(Debug)]
 pub struct LocalDir {
     root: PathBuf,
+    /// Where this process writes frames before they are put in place (on the same file
+    /// system as `root`, so the rename is atomic).
+    tmp: PathBuf,
 }
 
 impl LocalDir {
-    /// The frames under `root`; clears leftovers of interrupted writes from its `tmp/`.
+    /// The frames under `root`, this process alone writing there; clears leftovers of
+    /// interrupted writes from its `tmp/`.
     pub fn new(root: PathBuf) -> Result<Self, ChunkStoreError> {
         let tmp = root.join("tmp");
+        Self::with_tmp(root, tmp)
+    }
+
+    /// The frames under `root`, a directory several coordinators share (a network file
+    /// system): `node`'s unfinished writes go to a `tmp/` of its own, which it alone clears.
+    pub fn shared(root: PathBuf, node: &str) -> Result<Self, ChunkStoreError> {
+        let own: String = node
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let tmp = root.join("tmp").join(own);
+        Self::with_tmp(root, tmp)
+    }
+
+    fn with_tmp(root: PathBuf, tmp: PathBuf) -> Result<Self, ChunkStoreError> {
         fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
         if let Ok(entries) = fs::read_dir(&tmp) {
             for entry in entries.flatten() {
-                let _ = fs::remove_file(entry.path());
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
-        Ok(Self { root })
+        Ok(Self { root, tmp })
     }
 
     /// Where chunk `hash`'s frame lives.
@@ -154,7 +181,7 @@ impl LocalBatch<'_> {
 
 impl FrameBatch for LocalBatch<'_> {
     fn put(&self, hash: &Digest, frame: &[u8]) -> Result<bool, ChunkStoreError> {
-        let tmp = temp_path_in(&self.dir.root, &hash.short())?;
+        let tmp = temp_path_in(&self.dir.tmp, &hash.short())?;
         let result = (|| {
             let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
             file.write_all(frame).map_err(io_at(&tmp))?;

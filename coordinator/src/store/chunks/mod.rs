@@ -11,6 +11,7 @@ pub mod backend;
 mod buffers;
 mod ingest;
 pub mod local;
+pub mod s3;
 mod uploads;
 
 use std::io;
@@ -52,6 +53,14 @@ pub enum ChunkStoreError {
         /// What the operating system said.
         source: io::Error,
     },
+    /// The object store refused or failed a request.
+    #[error("chunk store: {what}: {reason}")]
+    Remote {
+        /// What was being done.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The chunk is not stored.
     #[error("chunk {0} is not stored")]
     Missing(Digest),
@@ -81,16 +90,14 @@ pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ChunkStoreError + 
     }
 }
 
-/// A fresh temporary path under `root`'s `tmp/`.
-fn temp_path_in(root: &Path, label: &str) -> Result<PathBuf, ChunkStoreError> {
+/// A fresh temporary path under `tmp`.
+fn temp_path_in(tmp: &Path, label: &str) -> Result<PathBuf, ChunkStoreError> {
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(|e| ChunkStoreError::Io {
-        path: root.to_owned(),
+        path: tmp.to_owned(),
         source: io::Error::other(e.to_string()),
     })?;
-    Ok(root
-        .join("tmp")
-        .join(format!("{label}.{}", hex::encode(nonce))))
+    Ok(tmp.join(format!("{label}.{}", hex::encode(nonce))))
 }
 
 impl ChunkStore {
@@ -98,18 +105,29 @@ impl ChunkStore {
     /// compressing at zstd `level`; clears leftovers of interrupted writes.
     pub fn new(root: PathBuf, level: i32) -> Result<Self, ChunkStoreError> {
         let frames = local::LocalDir::new(root.clone())?;
-        Ok(Self::on(root, Arc::new(frames), level))
+        Self::on(root, Arc::new(frames), level)
     }
 
     /// A store of frames in `backend`, with the upload spool in the directory `root`.
-    pub fn on(root: PathBuf, backend: Arc<dyn ChunkBackend>, level: i32) -> Self {
-        Self {
+    pub fn on(
+        root: PathBuf,
+        backend: Arc<dyn ChunkBackend>,
+        level: i32,
+    ) -> Result<Self, ChunkStoreError> {
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+        Ok(Self {
             root,
             backend,
             level,
             scratch: Arc::default(),
             frames: Arc::default(),
-        }
+        })
+    }
+
+    /// Where the frames are, for logs.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
     }
 
     /// Frees the buffers kept between reads (once chunk serving is quiet, see

@@ -36,7 +36,7 @@ impl ChunkStore {
     /// A fresh temporary path under the store's local directory (same file system as the
     /// spool, so renames are atomic).
     pub fn temp_path(&self, label: &str) -> Result<PathBuf, ChunkStoreError> {
-        temp_path_in(&self.root, label)
+        temp_path_in(&self.root.join("tmp"), label)
     }
 
     /// The parts of unfinished resumable uploads.

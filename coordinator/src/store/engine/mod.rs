@@ -313,13 +313,40 @@ pub(crate) trait Engine: Send + Sync {
     fn write_failure(&self) -> Option<String>;
     /// The engine and where its data lives, for logs.
     fn describe(&self) -> String;
+    /// Whether other coordinators may write to it too.
+    fn shared(&self) -> bool;
 }
 
 /// A read transaction.
 pub(crate) struct ReadTxn<'e>(Box<dyn ReadOps + 'e>);
 
 /// The write transaction.
-pub(crate) struct WriteTxn<'e>(Box<dyn WriteOps + 'e>);
+pub(crate) struct WriteTxn<'e>(Box<dyn WriteOps + 'e>, Appends<'e>);
+
+/// The audit entries a write transaction appended, and where they go once it commits.
+struct Appends<'e> {
+    appended: std::cell::RefCell<Vec<u64>>,
+    journal: Option<&'e OwnAppends>,
+}
+
+/// The audit entries this process appended (committed), by sequence number, until the
+/// follower of other coordinators' changes has passed them (see
+/// [`crate::store::Store::take_own_append`]).
+#[derive(Default)]
+pub(crate) struct OwnAppends(std::sync::Mutex<std::collections::BTreeSet<u64>>);
+
+impl OwnAppends {
+    /// Whether this process appended entry `seq`, forgetting it and every earlier one.
+    pub(crate) fn take(&self, seq: u64) -> bool {
+        let mut own = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = own.remove(&seq);
+        *own = own.split_off(&seq);
+        mine
+    }
+}
 
 impl<'e> ReadTxn<'e> {
     /// Begins one on `engine`.
@@ -329,9 +356,22 @@ impl<'e> ReadTxn<'e> {
 }
 
 impl<'e> WriteTxn<'e> {
-    /// Begins one on `engine`.
-    pub(crate) fn begin(engine: &'e dyn Engine) -> Result<Self, StoreError> {
-        engine.begin_write().map(Self)
+    /// Begins one on `engine`; once it commits, the audit entries it appended are noted in
+    /// `journal`.
+    pub(crate) fn begin(
+        engine: &'e dyn Engine,
+        journal: Option<&'e OwnAppends>,
+    ) -> Result<Self, StoreError> {
+        let appends = Appends {
+            appended: Default::default(),
+            journal,
+        };
+        engine.begin_write().map(|ops| Self(ops, appends))
+    }
+
+    /// Notes that this transaction appended audit entry `seq`.
+    pub(crate) fn appended(&self, seq: u64) {
+        self.1.appended.borrow_mut().push(seq);
     }
 
     /// Sets `key` to the raw `value`.
@@ -385,7 +425,15 @@ impl<'e> WriteTxn<'e> {
 
     /// Commits every change at once.
     pub(crate) fn commit(self) -> Result<(), StoreError> {
-        self.0.commit()
+        self.0.commit()?;
+        if let Some(journal) = self.1.journal {
+            let mut own = journal
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            own.extend(self.1.appended.into_inner());
+        }
+        Ok(())
     }
 }
 

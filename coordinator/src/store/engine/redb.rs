@@ -160,6 +160,11 @@ impl Engine for Redb {
     fn describe(&self) -> String {
         format!("redb file {}", self.path.display())
     }
+
+    fn shared(&self) -> bool {
+        // redb locks its file: one process at a time.
+        false
+    }
 }
 
 /// A table of byte values with redb key type `K`.

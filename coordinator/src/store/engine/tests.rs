@@ -72,7 +72,7 @@ fn both_engines_keep_and_order_every_key_shape_alike() {
     }
     for (_dir, engine) in engines() {
         let shown = engine.describe();
-        let txn = WriteTxn::begin(&*engine).unwrap();
+        let txn = WriteTxn::begin(&*engine, None).unwrap();
         for (k, v) in expected_texts.iter().rev() {
             txn.insert_raw(TEXTS, k.as_str(), v).unwrap();
         }
@@ -151,17 +151,17 @@ fn both_engines_keep_and_order_every_key_shape_alike() {
 fn an_unfinished_write_leaves_nothing_and_a_reader_keeps_its_snapshot() {
     for (_dir, engine) in engines() {
         let shown = engine.describe();
-        let txn = WriteTxn::begin(&*engine).unwrap();
+        let txn = WriteTxn::begin(&*engine, None).unwrap();
         txn.insert_raw(TEXTS, "kept", b"1").unwrap();
         txn.commit().unwrap();
 
         let reader = super::ReadTxn::begin(&*engine).unwrap();
         assert_eq!(reader.get_raw(TEXTS, "kept").unwrap(), Some(b"1".to_vec()));
-        let txn = WriteTxn::begin(&*engine).unwrap();
+        let txn = WriteTxn::begin(&*engine, None).unwrap();
         txn.insert_raw(TEXTS, "kept", b"2").unwrap();
         txn.insert_raw(TEXTS, "dropped", b"x").unwrap();
         drop(txn);
-        let txn = WriteTxn::begin(&*engine).unwrap();
+        let txn = WriteTxn::begin(&*engine, None).unwrap();
         txn.insert_raw(TEXTS, "kept", b"3").unwrap();
         txn.commit().unwrap();
 
@@ -219,5 +219,84 @@ fn stores_on_one_database_write_one_at_a_time() {
         versions.len(),
         3 * 2 * 40,
         "a snapshot version was handed out twice"
+    );
+}
+
+/// A database the previous build made (schema version 1) is brought to this build's version
+/// at open; one a newer build made is refused by name.
+#[test]
+fn the_shared_schema_migrates_forward_and_refuses_a_newer_one() {
+    let url = PostgresServer::shared().fresh_database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA ferry;
+             CREATE TABLE ferry.schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             {}
+             INSERT INTO ferry.schema_migrations (version, name) VALUES (1, 'tables');",
+            include_str!("postgres/migrations/0001_tables.sql")
+        ))
+        .unwrap();
+    let engine = Postgres::open(&url, None, &all()).unwrap();
+    let txn = WriteTxn::begin(&engine, None).unwrap();
+    txn.insert_raw(crate::store::tables::LEASES, "x", b"1")
+        .unwrap();
+    txn.commit().unwrap();
+    drop(engine);
+    client
+        .batch_execute("INSERT INTO ferry.schema_migrations (version, name) VALUES (99, 'future')")
+        .unwrap();
+    match Postgres::open(&url, None, &all()) {
+        Err(crate::store::StoreError::TooNew { found: 99, .. }) => {}
+        Err(e) => panic!("refused, but not by name: {e}"),
+        Ok(_) => panic!("opened a schema from a newer build"),
+    }
+}
+
+/// Coordinators sharing a database serve one snapshot per model: the second node gets the
+/// first one's (never an older one it signed itself), and a new version is signed once the
+/// listing changes or the stored one ages.
+#[test]
+fn nodes_on_one_database_serve_the_same_snapshot() {
+    use crate::store::Store;
+    let url = PostgresServer::shared().fresh_database();
+    let a = Store::open_postgres(&url, None).unwrap();
+    let b = Store::open_postgres(&url, None).unwrap();
+    let sign = |node: &'static str| move |version: u64| format!("{node} v{version}").into_bytes();
+    let never = |_| -> Vec<u8> { panic!("signed again although a fresh one is stored") };
+    let served =
+        |s: crate::store::signed_snapshots::StoredSnapshot| String::from_utf8(s.bytes).unwrap();
+
+    assert_eq!(
+        served(a.signed_snapshot("m", b"one", 100, 50, sign("a")).unwrap()),
+        "a v1"
+    );
+    assert_eq!(
+        served(b.signed_snapshot("m", b"one", 110, 50, never).unwrap()),
+        "a v1"
+    );
+    // The listing changed: signed anew, once, whichever node sees it first.
+    assert_eq!(
+        served(b.signed_snapshot("m", b"two", 120, 50, sign("b")).unwrap()),
+        "b v2"
+    );
+    assert_eq!(
+        served(a.signed_snapshot("m", b"two", 121, 50, never).unwrap()),
+        "b v2"
+    );
+    // Aged past its freshness: signed anew.
+    assert_eq!(
+        served(a.signed_snapshot("m", b"two", 170, 50, sign("a")).unwrap()),
+        "a v3"
+    );
+    // Another model has its own, under the same counter.
+    assert_eq!(
+        served(b.signed_snapshot("n", b"one", 171, 50, sign("b")).unwrap()),
+        "b v4"
+    );
+    assert_eq!(
+        served(b.signed_snapshot("m", b"two", 172, 50, never).unwrap()),
+        "a v3"
     );
 }

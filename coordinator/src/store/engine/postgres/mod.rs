@@ -115,6 +115,10 @@ impl Engine for Postgres {
     fn describe(&self) -> String {
         self.shown.clone()
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// A transaction on a leased connection, rolled back when dropped unfinished.

@@ -10,8 +10,16 @@ use super::sql::SCHEMA;
 use crate::store::StoreError;
 
 /// Every migration, in order: version, name, statements.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "tables", include_str!("migrations/0001_tables.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "tables", include_str!("migrations/0001_tables.sql")),
+    (2, "leases", include_str!("migrations/0002_leases.sql")),
+    (3, "live", include_str!("migrations/0003_live.sql")),
+    (
+        4,
+        "signed snapshots",
+        include_str!("migrations/0004_signed_snapshots.sql"),
+    ),
+];
 
 /// The advisory lock that lets one node migrate at a time.
 const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d69; // "ferry_mi"
