@@ -176,10 +176,17 @@ impl S3Server {
             Self::SECRET_KEY
         );
         std::fs::write(&config, identities).map_err(|e| format!("{}: {e}", config.display()))?;
-        let mut ports = Vec::new();
-        for _ in 0..10 {
-            ports.push(free_port()?);
-        }
+        // Held together while chosen, so that no port is handed out twice.
+        let held = (0..10)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("free ports: {e}"))?;
+        let ports = held
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("free ports: {e}"))?;
+        drop(held);
         let flags = [
             "master.port",
             "master.port.grpc",

@@ -213,6 +213,13 @@ fn three_coordinators_on_one_database_serve_one_fleet_through_a_node_loss() -> R
             && e["subject"] == ferry_coordinator::rollout::run::DRIVER_LEASE),
         "another node took the lease over: {taken:?}"
     );
+    // A collection on a surviving node, under the fleet-wide fence, lists the bucket and
+    // keeps every chunk a release still uses: the fleet moves back to 1.1.0 afterwards.
+    let report: serde_json::Value = survivor.ctl_json(&["gc", "--apply"])?;
+    ensure!(report["applied"] == true, "{report}");
+    set_prod(survivor, "1.1.0")?;
+    fleet.wait_all_on("1.1.0", T)?;
+
     // Every surviving node sees the whole fleet connected, wherever each device's session is.
     wait_until("every node to see six devices connected", T, || {
         let mut all = true;

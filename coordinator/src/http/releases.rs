@@ -145,6 +145,7 @@ async fn publish(
     };
     // No collection drops an artifact while this release comes to use it.
     let _gc = app.gc_lock.read().await;
+    let _fleet_gc = crate::registry::gc_fence::hold(&app, false, "a publish".into()).await?;
     let published = publish::publish(
         &app,
         &body,

@@ -52,6 +52,7 @@ impl From<RegistryError> for Failure {
             RegistryError::NoPublisherKeys => Failure(StatusCode::CONFLICT, e.to_string()),
             RegistryError::Invalid(_) => Failure(StatusCode::CONFLICT, e.to_string()),
             RegistryError::Forbidden(m) => Failure(StatusCode::FORBIDDEN, m),
+            RegistryError::Busy(m) => Failure(StatusCode::SERVICE_UNAVAILABLE, m),
         }
     }
 }

@@ -59,6 +59,7 @@ async fn backup(
         )));
     }
     let _no_gc = app.gc_lock.read().await;
+    let _fleet_gc = crate::registry::gc_fence::hold(&app, false, "a backup".into()).await?;
     let app2 = app.clone();
     let summary = tokio::task::spawn_blocking(move || {
         crate::store::backup::write(&app2.store, &app2.config.data_dir, &request.to, unix_now())

@@ -143,6 +143,9 @@ async fn upload(
     }
     // No collection deletes a chunk while this upload may be reusing it.
     let _gc = app.gc_lock.read().await;
+    let _fleet_gc =
+        crate::registry::gc_fence::hold(&app, false, format!("an upload of {}", hash.short()))
+            .await?;
     if let Some(record) = app.store.blob(&hash)? {
         return Ok((StatusCode::OK, Json(view(&hash, &record, false, 0))));
     }

@@ -27,4 +27,7 @@ pub enum RegistryError {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// Another coordinator's work keeps this out for now; retrying later succeeds.
+    #[error("{0}")]
+    Busy(String),
 }

@@ -162,6 +162,8 @@ pub(crate) async fn apply(
     now: u64,
 ) -> Result<GcReport, RegistryError> {
     let _exclusive = app.gc_lock.write().await;
+    let _fleet_exclusive =
+        crate::registry::gc_fence::hold(&app, true, "a garbage collection".into()).await?;
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || {
         let app = app2;

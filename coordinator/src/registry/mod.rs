@@ -8,6 +8,7 @@
 pub(crate) mod admission;
 pub(crate) mod error;
 pub(crate) mod gc_apply;
+pub(crate) mod gc_fence;
 pub(crate) mod publish;
 pub(crate) mod rollout_plans;
 pub(crate) mod schema_fit;

@@ -87,6 +87,12 @@ impl Store {
         self.own.take(seq)
     }
 
+    /// Calls `wake` whenever another coordinator's change to the audit trail commits (see
+    /// [`super::engine::Engine::on_change`]).
+    pub fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
+        self.engine.on_change(wake)
+    }
+
     /// Whether other coordinators may write to this store too (a shared engine).
     pub fn is_shared(&self) -> bool {
         self.engine.shared()

@@ -17,6 +17,7 @@ pub mod deltas;
 mod devices;
 pub(crate) mod engine;
 pub mod enrollment;
+pub mod fences;
 mod fragmentation;
 mod keys;
 pub mod leases;

@@ -57,6 +57,10 @@ pub(crate) const LIVE: Table<Text> = Table::new("live");
 /// coordinator sharing the database serves (written only then).
 pub(crate) const SIGNED_SNAPSHOTS: Table<Text> = Table::new("signed_snapshots");
 
+/// (fence, holder) → encoded [`super::fences::Hold`]: who holds a fence across coordinators
+/// sharing the database (written only then).
+pub(crate) const FENCES: Table<TextPair> = Table::new("fences");
+
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 
@@ -64,7 +68,7 @@ pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 pub(crate) const META: Counters = Counters { name: "meta" };
 
 /// Every table of byte values, for engines that create tables and for copies.
-pub(crate) fn all() -> [TableId; 19] {
+pub(crate) fn all() -> [TableId; 20] {
     [
         RELEASES.id(),
         ALIASES.id(),
@@ -85,6 +89,7 @@ pub(crate) fn all() -> [TableId; 19] {
         LEASES.id(),
         LIVE.id(),
         SIGNED_SNAPSHOTS.id(),
+        FENCES.id(),
     ]
 }
 

@@ -533,6 +533,58 @@ fn a_lease_has_one_holder_until_it_lapses_or_is_given_up() {
     assert_eq!(held.len(), 2);
 }
 
+/// Shared holds go together; an exclusive one waits for every live hold and keeps every
+/// other out; lapsed holds count for nothing.
+fn a_fence_admits_many_shared_holds_or_one_exclusive() {
+    use super::fences::Hold;
+    let (_dir, store, _key) = setup();
+    let hold = |exclusive: bool, what: &str, until: u64| Hold {
+        exclusive,
+        what: what.into(),
+        expires_at_ms: until,
+    };
+    let enter = |holder: &str, h: &Hold, now: u64| store.enter_fence("gc", holder, h, now).unwrap();
+    assert_eq!(
+        enter("up1", &hold(false, "upload 1", 10_000), 1_000),
+        Ok(())
+    );
+    assert_eq!(
+        enter("up2", &hold(false, "upload 2", 10_000), 1_000),
+        Ok(())
+    );
+    let refused = enter("gc", &hold(true, "collection", 10_000), 2_000).unwrap_err();
+    assert!(
+        refused.contains("upload 1") && refused.contains("upload 2"),
+        "{refused}"
+    );
+    store.leave_fence("gc", "up1").unwrap();
+    store.leave_fence("gc", "up2").unwrap();
+    assert_eq!(
+        enter("gc", &hold(true, "collection", 10_000), 3_000),
+        Ok(())
+    );
+    let refused = enter("up3", &hold(false, "upload 3", 20_000), 4_000).unwrap_err();
+    assert_eq!(refused, "collection");
+    // Renewed by its holder, it keeps others out past its first expiry ...
+    assert_eq!(
+        enter("gc", &hold(true, "collection", 15_000), 9_000),
+        Ok(())
+    );
+    assert!(enter("up3", &hold(false, "upload 3", 20_000), 12_000).is_err());
+    // ... and lapsed, it does not.
+    assert_eq!(
+        enter("up3", &hold(false, "upload 3", 30_000), 15_001),
+        Ok(())
+    );
+    // Another fence is another matter.
+    assert_eq!(
+        store
+            .enter_fence("other", "x", &hold(true, "x", 40_000), 15_002)
+            .unwrap(),
+        Ok(())
+    );
+}
+
 /// Each listed test, once on every engine: the store's logic is the same over both, and so
 /// must be what it does.
 macro_rules! on_every_engine {
@@ -562,4 +614,5 @@ on_every_engine!(
     rollouts_persist_refuse_conflicts_and_audit_every_change,
     a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_staging,
     a_lease_has_one_holder_until_it_lapses_or_is_given_up,
+    a_fence_admits_many_shared_holds_or_one_exclusive,
 );

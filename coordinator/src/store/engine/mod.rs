@@ -294,6 +294,11 @@ pub(crate) trait WriteOps: ReadOps {
     fn remove(&self, table: TableId, key: Parts<'_>) -> Result<bool, StoreError>;
     /// Sets a counter.
     fn set_counter(&self, table: Counters, name: &str, value: u64) -> Result<(), StoreError>;
+    /// Tells other coordinators, once this transaction commits, that the audit trail grew
+    /// (engines shared by several coordinators; others do nothing).
+    fn announce_change(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Lets the commit return before the engine's disk has it (a crash may lose this
     /// transaction, never half of it, and never an earlier durable one).
     fn relax_durability(&mut self) -> Result<(), StoreError>;
@@ -315,6 +320,13 @@ pub(crate) trait Engine: Send + Sync {
     fn describe(&self) -> String;
     /// Whether other coordinators may write to it too.
     fn shared(&self) -> bool;
+    /// Calls `wake` whenever another coordinator's transaction that grew the audit trail
+    /// commits (as soon as the engine hears of it; engines one coordinator owns never call
+    /// it). Best effort: a follower still reads the trail now and then without it.
+    fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
+        drop(wake);
+        Ok(())
+    }
 }
 
 /// A read transaction.
@@ -425,6 +437,9 @@ impl<'e> WriteTxn<'e> {
 
     /// Commits every change at once.
     pub(crate) fn commit(self) -> Result<(), StoreError> {
+        if !self.1.appended.borrow().is_empty() {
+            self.0.announce_change()?;
+        }
         self.0.commit()?;
         if let Some(journal) = self.1.journal {
             let mut own = journal

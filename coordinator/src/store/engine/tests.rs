@@ -300,3 +300,32 @@ fn nodes_on_one_database_serve_the_same_snapshot() {
         "a v3"
     );
 }
+
+/// A commit that grows the audit trail on one node wakes the others' followers as it lands.
+#[test]
+fn a_commit_that_grows_the_audit_trail_wakes_the_other_nodes() {
+    use crate::store::Store;
+    use crate::store::audit::Change;
+    let url = PostgresServer::shared().fresh_database();
+    let a = Store::open_postgres(&url, None).unwrap();
+    let b = Store::open_postgres(&url, None).unwrap();
+    let (woken, wakes) = std::sync::mpsc::channel();
+    b.on_change(Box::new(move || {
+        let _ = woken.send(());
+    }))
+    .unwrap();
+    let within = std::time::Duration::from_secs(20);
+    // Once listening, it wakes for what it may have missed before.
+    wakes.recv_timeout(within).unwrap();
+    a.record(Change {
+        at: 1,
+        actor: "a",
+        action: "test",
+        subject: "s".into(),
+        detail: String::new(),
+    })
+    .unwrap();
+    wakes
+        .recv_timeout(within)
+        .expect("the other node was not woken by the commit");
+}

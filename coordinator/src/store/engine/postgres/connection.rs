@@ -133,6 +133,11 @@ impl Pool {
         }
     }
 
+    /// How connections are made.
+    pub(super) fn config(&self) -> &postgres::Config {
+        &self.config
+    }
+
     /// A connection for the caller alone, until the lease is dropped.
     pub(super) fn lease(&self) -> Result<Lease<'_>, StoreError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

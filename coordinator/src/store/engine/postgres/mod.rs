@@ -25,6 +25,41 @@ use sql::{Param, SCHEMA};
 /// The advisory lock every write transaction holds: one writer at a time, fleet-wide.
 const WRITER_LOCK: i64 = 0x6665_7272_795f_7772; // "ferry_wr"
 
+/// The channel on which a commit that grew the audit trail is announced.
+const CHANGES: &str = "ferry_changes";
+
+/// Listens for [`CHANGES`] on a connection of its own, calling `wake` for each, until the
+/// process ends; reconnects (with a pause) when the connection is lost, waking once after
+/// each reconnection for what it may have missed.
+fn listen(config: &postgres::Config, wake: &(dyn Fn() + Send + Sync)) {
+    loop {
+        match config.connect(postgres::NoTls) {
+            Ok(mut client) => {
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANGES}")) {
+                    tracing::warn!("cannot listen for other coordinators' changes: {e}");
+                } else {
+                    wake();
+                    use postgres::fallible_iterator::FallibleIterator;
+                    let mut notifications = client.notifications();
+                    let mut heard = notifications.blocking_iter();
+                    loop {
+                        match heard.next() {
+                            Ok(Some(_)) => wake(),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!("listening for changes stopped: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot connect to listen for changes: {e}"),
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 /// Rows fetched per round trip of a scan.
 const PAGE: i64 = 512;
 
@@ -118,6 +153,15 @@ impl Engine for Postgres {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
+        let config = self.pool.config().clone();
+        std::thread::Builder::new()
+            .name("ferry-postgres-listen".into())
+            .spawn(move || listen(&config, &*wake))
+            .map_err(|e| StoreError::Engine(format!("cannot start the listener thread: {e}")))?;
+        Ok(())
     }
 }
 
@@ -345,6 +389,13 @@ impl WriteOps for WriteTx<'_> {
             )
         })?;
         Ok(())
+    }
+
+    fn announce_change(&self) -> Result<(), StoreError> {
+        // Delivered when (and only if) the transaction commits; several in one collapse.
+        self.tx
+            .lease
+            .call(|session| session.client.batch_execute(&format!("NOTIFY {CHANGES}")))
     }
 
     fn relax_durability(&mut self) -> Result<(), StoreError> {

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "signed snapshots",
         include_str!("migrations/0004_signed_snapshots.sql"),
     ),
+    (5, "fences", include_str!("migrations/0005_fences.sql")),
 ];
 
 /// The advisory lock that lets one node migrate at a time.
