@@ -80,6 +80,10 @@ pub struct StoreSettings {
     /// A file holding the PostgreSQL password, so the configuration file need not (its
     /// first line; the address's own password, if any, is replaced).
     pub metadata_password_file: Option<PathBuf>,
+    /// The certificate authority (PEM) the database server's certificate chains to: with
+    /// it, connections use TLS and verify the server by the address's host name (add
+    /// `?sslmode=require` to the address to refuse a server without TLS).
+    pub metadata_ca_file: Option<PathBuf>,
     /// Where chunks are kept when several coordinators share them: an S3-compatible bucket
     /// (`s3://BUCKET/PREFIX/`, with `s3_endpoint`) or a directory (a network file system
     /// mounted on each); unset, chunks stay in `data_dir/chunks`. Uploads in progress stay
@@ -164,10 +168,17 @@ impl StoreSettings {
         }))
     }
 
-    /// The PostgreSQL address and password configured, if any.
-    pub fn postgres(&self) -> Result<Option<(String, Option<String>)>, ConfigError> {
+    /// The PostgreSQL address configured, if any, and how to reach it.
+    pub fn postgres(&self) -> Result<Option<(String, crate::store::PostgresAccess)>, ConfigError> {
         let Some(url) = &self.metadata else {
             return Ok(None);
+        };
+        let ca_pem = match &self.metadata_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
         };
         let password = match &self.metadata_password_file {
             Some(path) => {
@@ -179,7 +190,10 @@ impl StoreSettings {
             }
             None => None,
         };
-        Ok(Some((url.clone(), password)))
+        Ok(Some((
+            url.clone(),
+            crate::store::PostgresAccess { password, ca_pem },
+        )))
     }
 }
 

@@ -19,6 +19,8 @@ const SERVER_USER: &str = "ferry-pg";
 /// reading its standard input, which closes then.
 pub struct PostgresServer {
     port: u16,
+    /// With TLS: the certificate authority (PEM) that signed the server's certificate.
+    ca_pem: Option<Vec<u8>>,
     /// The shell that holds the server; stopping it (closing its input) stops the server.
     _holder: Child,
 }
@@ -39,6 +41,21 @@ impl PostgresServer {
 
     /// Starts a new cluster.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// Starts a new cluster that speaks TLS, with a certificate for `127.0.0.1` and
+    /// `localhost` signed by a certificate authority of its own ([`PostgresServer::ca_pem`]).
+    pub fn start_with_tls() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    /// The certificate authority that signed the server's certificate, when it speaks TLS.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    fn start_with(tls: bool) -> Result<Self, String> {
         let bin = binaries()?;
         let user = server_user()?;
         let dir =
@@ -69,12 +86,29 @@ impl PostgresServer {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
+        let (ca_pem, ssl) = if tls {
+            let (ca, cert, key) = tls_material().map_err(|e| format!("certificates: {e}"))?;
+            for (name, text) in [("server.crt", &cert), ("server.key", &key)] {
+                let path = data.join(name);
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if let Some((uid, gid)) = user {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                        .map_err(|e| format!("chown {}: {e}", path.display()))?;
+                }
+            }
+            (Some(ca.into_bytes()), "-c ssl=on")
+        } else {
+            (None, "")
+        };
         let port = free_port()?;
         // The shell starts the server, then waits for its own input to close (this process
         // exiting), then stops the server fast and removes its directory.
         let script = format!(
             "'{postgres}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
-             -c max_connections=200 -c shared_buffers=32MB >'{dir}/log' 2>&1 & pg=$!; \
+             -c max_connections=200 -c shared_buffers=32MB {ssl} >'{dir}/log' 2>&1 & pg=$!; \
              echo started; cat >/dev/null; kill -INT $pg; wait $pg; rm -rf '{dir}'",
             postgres = bin.join("postgres").display(),
             data = data.display(),
@@ -95,6 +129,7 @@ impl PostgresServer {
         }
         let server = Self {
             port,
+            ca_pem,
             _holder: holder,
         };
         server.wait_ready(&dir)?;
@@ -295,6 +330,20 @@ fn weed() -> Result<PathBuf, String> {
         .map(|dir| dir.join("weed"))
         .find(|path| path.exists())
         .ok_or_else(|| "no SeaweedFS `weed` program (run scripts/install-seaweedfs.sh)".into())
+}
+
+/// A certificate authority, and a server certificate and key it signed for `127.0.0.1` and
+/// `localhost`, all PEM.
+fn tls_material() -> Result<(String, String, String), rcgen::Error> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate()?;
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
 }
 
 /// The directory of the newest installed PostgreSQL's programs.

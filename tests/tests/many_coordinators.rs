@@ -172,7 +172,7 @@ fn three_coordinators_on_one_database_serve_one_fleet_through_a_node_loss() -> R
         ],
     });
     fleet.create_rollout(&plan)?;
-    let store = Store::open_postgres(&url, None)?;
+    let store = Store::open_postgres(&url, &Default::default())?;
     let mut holder = String::new();
     wait_until("a node to hold the driver's lease", T, || {
         if let Some((_, lease)) = store

@@ -37,6 +37,7 @@ use std::path::Path;
 
 pub use audit::ChainWalk;
 pub use copy::Moved;
+pub use engine::postgres::PostgresAccess;
 pub use releases::{LATEST, PublishOutcome};
 
 /// Failures of the coordinator's store.
@@ -128,8 +129,8 @@ pub enum StoreError {
         /// The newest this build reads.
         supported: u64,
     },
-    /// PostgreSQL refused or failed a statement.
-    #[error("PostgreSQL: {0}")]
+    /// PostgreSQL refused or failed a statement (or could not be reached).
+    #[error("PostgreSQL: {}", with_causes(.0))]
     Postgres(#[from] postgres::Error),
     /// The engine could not serve the store (a connection gone, a schema that does not
     /// match this build).
@@ -138,6 +139,19 @@ pub enum StoreError {
     /// The report writer failed or stopped.
     #[error("{0}")]
     Writer(String),
+}
+
+/// An error and what caused it, as one line: the client's own message often only names the
+/// step that failed ("error performing TLS handshake"), its cause says why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 macro_rules! from_redb {
@@ -172,10 +186,9 @@ impl Store {
     }
 
     /// Opens the store on a PostgreSQL database at `url` (shared by every coordinator of a
-    /// fleet), bringing its schema to this build's version; `password`, when given, replaces
-    /// the address's.
-    pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
-        let engine = engine::postgres::Postgres::open(url, password, &tables::all())?;
+    /// fleet) as `access` says, bringing its schema to this build's version.
+    pub fn open_postgres(url: &str, access: &PostgresAccess) -> Result<Self, StoreError> {
+        let engine = engine::postgres::Postgres::open(url, access, &tables::all())?;
         Self::on(Box::new(engine))
     }
 

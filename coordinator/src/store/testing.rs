@@ -68,7 +68,7 @@ impl Opened {
     /// The store opened again, as a restarted coordinator opens it.
     pub(crate) fn reopen(&self) -> Store {
         match &self.postgres {
-            Some(url) => Store::open_postgres(url, None).unwrap(),
+            Some(url) => Store::open_postgres(url, &Default::default()).unwrap(),
             None => Store::open(&self.dir.path().join("t.redb")).unwrap(),
         }
     }

@@ -107,6 +107,10 @@ enum Command {
         /// A file whose first line is the database password.
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// The certificate authority (PEM) of the database server's certificate: connect
+        /// over TLS and verify it.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -166,7 +170,8 @@ fn run(args: Args) -> Result<()> {
             from,
             to,
             password_file,
-        }) => return migrate(&from, to, password_file),
+            ca_file,
+        }) => return migrate(&from, to, password_file, ca_file),
         None => {}
     }
     if args.verify_audit {
@@ -367,7 +372,7 @@ fn admin_acceptor(
 /// embedded database in the data directory.
 fn open_store(config: &Config) -> Result<Store> {
     match config.store.postgres()? {
-        Some((url, password)) => Store::open_postgres(&url, password.as_deref())
+        Some((url, access)) => Store::open_postgres(&url, &access)
             .context("cannot open the PostgreSQL database named by [store] metadata"),
         None => {
             let path = config.data_dir.join("ferry.redb");
@@ -382,7 +387,12 @@ fn open_store(config: &Config) -> Result<Store> {
 }
 
 /// `migrate`: an embedded install's records into PostgreSQL.
-fn migrate(from: &std::path::Path, to: String, password_file: Option<PathBuf>) -> Result<()> {
+fn migrate(
+    from: &std::path::Path,
+    to: String,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+) -> Result<()> {
     let path = from.join("ferry.redb");
     anyhow::ensure!(path.exists(), "no database at {}", path.display());
     let source = Store::open(&path).with_context(|| {
@@ -394,13 +404,14 @@ fn migrate(from: &std::path::Path, to: String, password_file: Option<PathBuf>) -
     let settings = ferry_coordinator::config::StoreSettings {
         metadata: Some(to),
         metadata_password_file: password_file,
+        metadata_ca_file: ca_file,
         ..Default::default()
     };
-    let (url, password) = settings
+    let (url, access) = settings
         .postgres()?
         .context("no PostgreSQL database named")?;
-    let target = Store::open_postgres(&url, password.as_deref())
-        .context("cannot open the PostgreSQL database")?;
+    let target =
+        Store::open_postgres(&url, &access).context("cannot open the PostgreSQL database")?;
     let moved = source.move_into(&target)?;
     outln!(
         "moved {} records from {} into {}; audit trail intact up to {}",

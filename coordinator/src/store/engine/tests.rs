@@ -22,7 +22,7 @@ fn engines() -> Vec<(tempfile::TempDir, Box<dyn Engine>)> {
     let dir = tempfile::tempdir().unwrap();
     let redb = Redb::open(&dir.path().join("t.redb"), &all(), &COUNTERS).unwrap();
     let url = PostgresServer::shared().fresh_database();
-    let postgres = Postgres::open(&url, None, &all()).unwrap();
+    let postgres = Postgres::open(&url, &Default::default(), &all()).unwrap();
     vec![
         (dir, Box::new(redb)),
         (tempfile::tempdir().unwrap(), Box::new(postgres)),
@@ -184,7 +184,7 @@ fn stores_on_one_database_write_one_at_a_time() {
     use crate::store::audit::Change;
     let url = PostgresServer::shared().fresh_database();
     let nodes: Vec<Store> = (0..3)
-        .map(|_| Store::open_postgres(&url, None).unwrap())
+        .map(|_| Store::open_postgres(&url, &Default::default()).unwrap())
         .collect();
     let versions = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -238,7 +238,7 @@ fn the_shared_schema_migrates_forward_and_refuses_a_newer_one() {
             include_str!("postgres/migrations/0001_tables.sql")
         ))
         .unwrap();
-    let engine = Postgres::open(&url, None, &all()).unwrap();
+    let engine = Postgres::open(&url, &Default::default(), &all()).unwrap();
     let txn = WriteTxn::begin(&engine, None).unwrap();
     txn.insert_raw(crate::store::tables::LEASES, "x", b"1")
         .unwrap();
@@ -247,7 +247,7 @@ fn the_shared_schema_migrates_forward_and_refuses_a_newer_one() {
     client
         .batch_execute("INSERT INTO ferry.schema_migrations (version, name) VALUES (99, 'future')")
         .unwrap();
-    match Postgres::open(&url, None, &all()) {
+    match Postgres::open(&url, &Default::default(), &all()) {
         Err(crate::store::StoreError::TooNew { found: 99, .. }) => {}
         Err(e) => panic!("refused, but not by name: {e}"),
         Ok(_) => panic!("opened a schema from a newer build"),
@@ -261,8 +261,8 @@ fn the_shared_schema_migrates_forward_and_refuses_a_newer_one() {
 fn nodes_on_one_database_serve_the_same_snapshot() {
     use crate::store::Store;
     let url = PostgresServer::shared().fresh_database();
-    let a = Store::open_postgres(&url, None).unwrap();
-    let b = Store::open_postgres(&url, None).unwrap();
+    let a = Store::open_postgres(&url, &Default::default()).unwrap();
+    let b = Store::open_postgres(&url, &Default::default()).unwrap();
     let sign = |node: &'static str| move |version: u64| format!("{node} v{version}").into_bytes();
     let never = |_| -> Vec<u8> { panic!("signed again although a fresh one is stored") };
     let served =
@@ -307,8 +307,8 @@ fn a_commit_that_grows_the_audit_trail_wakes_the_other_nodes() {
     use crate::store::Store;
     use crate::store::audit::Change;
     let url = PostgresServer::shared().fresh_database();
-    let a = Store::open_postgres(&url, None).unwrap();
-    let b = Store::open_postgres(&url, None).unwrap();
+    let a = Store::open_postgres(&url, &Default::default()).unwrap();
+    let b = Store::open_postgres(&url, &Default::default()).unwrap();
     let (woken, wakes) = std::sync::mpsc::channel();
     b.on_change(Box::new(move || {
         let _ = woken.send(());
@@ -328,4 +328,37 @@ fn a_commit_that_grows_the_audit_trail_wakes_the_other_nodes() {
     wakes
         .recv_timeout(within)
         .expect("the other node was not woken by the commit");
+}
+
+/// Over TLS: a server whose certificate chains to the configured authority is reached
+/// encrypted; one that does not is refused, and so is `sslmode=require` without an authority.
+#[test]
+fn the_database_is_reached_over_tls_verified_against_its_authority() {
+    use crate::store::{PostgresAccess, Store};
+    let server = PostgresServer::start_with_tls().unwrap();
+    let url = format!("{}?sslmode=require", server.fresh_database());
+    let trusted = PostgresAccess {
+        ca_pem: server.ca_pem().map(<[u8]>::to_vec),
+        ..PostgresAccess::default()
+    };
+    let store = Store::open_postgres(&url, &trusted).unwrap();
+    assert_eq!(store.audit_head().unwrap(), 0);
+
+    let err = Store::open_postgres(&url, &PostgresAccess::default())
+        .err()
+        .expect("sslmode=require without an authority");
+    assert!(err.to_string().contains("metadata_ca_file"), "{err}");
+
+    let stranger = PostgresServer::start_with_tls().unwrap();
+    let wrong = PostgresAccess {
+        ca_pem: stranger.ca_pem().map(<[u8]>::to_vec),
+        ..PostgresAccess::default()
+    };
+    let err = Store::open_postgres(&url, &wrong)
+        .err()
+        .expect("a server whose certificate the authority did not sign");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }

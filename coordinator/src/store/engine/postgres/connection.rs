@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, PoisonError};
 
 use postgres::{Client, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::StoreError;
 
@@ -38,15 +39,31 @@ pub(super) struct Connection {
     jobs: mpsc::Sender<Job>,
 }
 
+/// Connects as `config` says, over TLS verified against `tls`'s roots when given (and the
+/// address's `sslmode` allows it), else in the clear.
+pub(super) fn connect(
+    config: &postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+) -> Result<Client, postgres::Error> {
+    match tls {
+        Some(tls) => config.connect(tls.clone()),
+        None => config.connect(NoTls),
+    }
+}
+
 impl Connection {
-    fn open(config: &postgres::Config) -> Result<Self, StoreError> {
+    fn open(
+        config: &postgres::Config,
+        tls: Option<&MakeRustlsConnect>,
+    ) -> Result<Self, StoreError> {
         let (ready, opened) = mpsc::sync_channel(1);
         let (jobs, queue) = mpsc::channel::<Job>();
         let config = config.clone();
+        let tls = tls.cloned();
         std::thread::Builder::new()
             .name("ferry-postgres".into())
             .spawn(move || {
-                let client = match config.connect(NoTls) {
+                let client = match connect(&config, tls.as_ref()) {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
                         client
@@ -110,6 +127,7 @@ impl Connection {
 /// Connections lent out one at a time, at most `max` open.
 pub(super) struct Pool {
     config: postgres::Config,
+    tls: Option<MakeRustlsConnect>,
     max: usize,
     state: Mutex<PoolState>,
     returned: Condvar,
@@ -121,9 +139,14 @@ struct PoolState {
 }
 
 impl Pool {
-    pub(super) fn new(config: postgres::Config, max: usize) -> Self {
+    pub(super) fn new(
+        config: postgres::Config,
+        tls: Option<MakeRustlsConnect>,
+        max: usize,
+    ) -> Self {
         Self {
             config,
+            tls,
             max: max.max(1),
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
@@ -134,8 +157,8 @@ impl Pool {
     }
 
     /// How connections are made.
-    pub(super) fn config(&self) -> &postgres::Config {
-        &self.config
+    pub(super) fn config(&self) -> (&postgres::Config, Option<&MakeRustlsConnect>) {
+        (&self.config, self.tls.as_ref())
     }
 
     /// A connection for the caller alone, until the lease is dropped.
@@ -157,7 +180,7 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return match Connection::open(&self.config) {
+                return match Connection::open(&self.config, self.tls.as_ref()) {
                     Ok(connection) => Ok(Lease {
                         pool: self,
                         connection: Some(connection),

@@ -31,9 +31,13 @@ const CHANGES: &str = "ferry_changes";
 /// Listens for [`CHANGES`] on a connection of its own, calling `wake` for each, until the
 /// process ends; reconnects (with a pause) when the connection is lost, waking once after
 /// each reconnection for what it may have missed.
-fn listen(config: &postgres::Config, wake: &(dyn Fn() + Send + Sync)) {
+fn listen(
+    config: &postgres::Config,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+    wake: &(dyn Fn() + Send + Sync),
+) {
     loop {
-        match config.connect(postgres::NoTls) {
+        match connection::connect(config, tls) {
             Ok(mut client) => {
                 if let Err(e) = client.batch_execute(&format!("LISTEN {CHANGES}")) {
                     tracing::warn!("cannot listen for other coordinators' changes: {e}");
@@ -75,23 +79,32 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
-    /// Connects to `url` (`postgres://user[:password]@host:port/database`; `password`, when
-    /// given, replaces the address's), brings the schema to this build's version and checks
-    /// it holds every table in `tables` (counters have one table of their own).
+    /// Connects to `url` (`postgres://user[:password]@host:port/database[?sslmode=…]`) as
+    /// `access` says, brings the schema to this build's version and checks it holds every
+    /// table in `tables` (counters have one table of their own).
     pub(crate) fn open(
         url: &str,
-        password: Option<&str>,
+        access: &PostgresAccess,
         tables: &[TableId],
     ) -> Result<Self, StoreError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Engine(format!("not a PostgreSQL address: {e}")))?;
-        if let Some(password) = password {
+        if let Some(password) = &access.password {
             config.password(password);
         }
+        let tls = match &access.ca_pem {
+            Some(pem) => Some(tls_with_roots(pem)?),
+            None if config.get_ssl_mode() == postgres::config::SslMode::Require => {
+                return Err(StoreError::Engine(
+                    "sslmode=require needs the certificate authority that signed the server's certificate (store.metadata_ca_file)".into(),
+                ));
+            }
+            None => None,
+        };
         let shown = shown(&config);
         let engine = Self {
-            pool: Pool::new(config, MAX_CONNECTIONS),
+            pool: Pool::new(config, tls, MAX_CONNECTIONS),
             shown,
             write_failure: Mutex::new(None),
         };
@@ -101,6 +114,41 @@ impl Postgres {
         drop(lease);
         Ok(engine)
     }
+}
+
+/// How to reach the database beyond its address.
+#[derive(Clone, Debug, Default)]
+pub struct PostgresAccess {
+    /// The password, replacing the address's.
+    pub password: Option<String>,
+    /// The certificate authority (PEM) the server's certificate must chain to: with it,
+    /// connections use TLS (unless the address says `sslmode=disable`) and verify the server
+    /// by the address's host name.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// A TLS connector trusting only the certificates in `pem`.
+fn tls_with_roots(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |reason: String| {
+        StoreError::Engine(format!("the database's certificate authority: {reason}"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// `user@host:port/database`.
@@ -156,10 +204,11 @@ impl Engine for Postgres {
     }
 
     fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
-        let config = self.pool.config().clone();
+        let (config, tls) = self.pool.config();
+        let (config, tls) = (config.clone(), tls.cloned());
         std::thread::Builder::new()
             .name("ferry-postgres-listen".into())
-            .spawn(move || listen(&config, &*wake))
+            .spawn(move || listen(&config, tls.as_ref(), &*wake))
             .map_err(|e| StoreError::Engine(format!("cannot start the listener thread: {e}")))?;
         Ok(())
     }
