@@ -17,6 +17,22 @@ use serde::de::DeserializeOwned;
 
 use crate::binaries::Binaries;
 
+/// Runs `ferry-coordinator ARGS…` to its end (a subcommand, say: `migrate`, `restore`,
+/// `--verify-audit`); returns whether it succeeded and what it printed (standard output, then
+/// standard error).
+pub fn run_coordinator(args: &[&str]) -> Result<(bool, String)> {
+    let out = Command::new(crate::Binaries::get()?.coordinator)
+        .args(args)
+        .output()
+        .context("cannot run ferry-coordinator")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
 /// A running (or stopped) `ferry-coordinator`.
 pub struct Coordinator {
     bins: Binaries,

@@ -3,30 +3,23 @@
 //! a damaged backup is refused before anything is written.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ferry_coordinator::api::AliasView;
 use ferry_shared::rollout::Phase;
-use ferry_tests::{Binaries, Fleet, MODEL, model_bytes};
+use ferry_tests::{Fleet, MODEL, model_bytes, run_coordinator};
 
 const T: Duration = Duration::from_secs(60);
 
 /// Runs `ferry-coordinator --data-dir DATA ARGS…`; returns (success, stdout + stderr).
 fn coordinator(data: &Path, args: &[&str]) -> Result<(bool, String)> {
-    let out = Command::new(Binaries::get()?.coordinator)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .context("cannot run ferry-coordinator")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
+    let data = data.to_string_lossy();
+    let all: Vec<&str> = ["--data-dir", &data]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    run_coordinator(&all)
 }
 
 fn anchor(fleet: &Fleet) -> Result<String> {

@@ -3,29 +3,14 @@
 //! holds records), and the coordinator serves its fleet on from there.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ferry_coordinator::api::AliasView;
 use ferry_coordinator::testkit::PostgresServer;
-use ferry_tests::{Binaries, Fleet, MODEL, model_bytes};
+use ferry_tests::{Fleet, MODEL, model_bytes, run_coordinator};
 
 const T: Duration = Duration::from_secs(60);
-
-/// Runs `ferry-coordinator ARGS…`; returns (success, stdout + stderr).
-fn coordinator(args: &[&str]) -> Result<(bool, String)> {
-    let out = Command::new(Binaries::get()?.coordinator)
-        .args(args)
-        .output()
-        .context("cannot run ferry-coordinator")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
 
 /// The audit trail's head as `SEQ:HASH`, checked intact.
 fn anchor(fleet: &Fleet, with: Option<&str>) -> Result<String> {
@@ -61,12 +46,12 @@ fn an_embedded_install_moves_onto_postgres_and_serves_on() -> Result<()> {
     fleet.coordinator.terminate()?;
     let data = fleet.coordinator.data_dir.clone();
     let from = data.to_string_lossy().into_owned();
-    let (ok, said) = coordinator(&["migrate", "--from", &from, "--to", &url])?;
+    let (ok, said) = run_coordinator(&["migrate", "--from", &from, "--to", &url])?;
     ensure!(
         ok && said.contains("moved") && said.contains("intact"),
         "{said}"
     );
-    let (ok, said) = coordinator(&["migrate", "--from", &from, "--to", &url])?;
+    let (ok, said) = run_coordinator(&["migrate", "--from", &from, "--to", &url])?;
     ensure!(
         !ok && said.contains("already holds records"),
         "a second move into the same database: {said}"
@@ -94,9 +79,9 @@ fn an_embedded_install_moves_onto_postgres_and_serves_on() -> Result<()> {
     // The embedded database was left as it was, ending at the head it had when it moved;
     // the shared one walks on past it, offline too.
     fleet.coordinator.terminate()?;
-    let (ok, said) = coordinator(&["--data-dir", &from, "--verify-audit", "--anchor", &head])?;
+    let (ok, said) = run_coordinator(&["--data-dir", &from, "--verify-audit", "--anchor", &head])?;
     ensure!(ok && said.contains(&format!("head {head}\n")), "{said}");
-    let (ok, said) = coordinator(&[
+    let (ok, said) = run_coordinator(&[
         "--config",
         &config.to_string_lossy(),
         "--data-dir",
@@ -121,7 +106,7 @@ fn a_store_address_that_is_not_postgres_is_refused_by_name() -> Result<()> {
         "[store]\nmetadata = \"mysql://root:secret@db/ferry\"\n",
     )?;
     let data = dir.path().join("data");
-    let (ok, said) = coordinator(&[
+    let (ok, said) = run_coordinator(&[
         "--config",
         &config.to_string_lossy(),
         "--data-dir",
