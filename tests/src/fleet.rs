@@ -253,6 +253,37 @@ impl Fleet {
         })
     }
 
+    /// Starts another coordinator beside the fleet's own, reading `config` (TOML), with the
+    /// same TLS identity, snapshot key and tokens (copied from the first one's data
+    /// directory), as an operator provisions the nodes of one fleet.
+    pub fn start_node(&self, node: &str, config: &str, cadence: Cadence) -> Result<Coordinator> {
+        let first = &self.coordinator.data_dir;
+        let data = self.dir.join(format!("coordinator-{node}"));
+        std::fs::create_dir_all(data.join("tls"))?;
+        for file in [
+            "tls/cert.der",
+            "tls/key.der",
+            "tls/reset.key",
+            "snapshot.key",
+            "admin.token",
+            "viewer.token",
+            "enrollment.token",
+        ] {
+            if first.join(file).exists() {
+                std::fs::copy(first.join(file), data.join(file))?;
+            }
+        }
+        let file = self.dir.join(format!("{node}.toml"));
+        std::fs::write(&file, config)?;
+        Coordinator::start_at(
+            &self.bins,
+            &data,
+            &self.dir.join(format!("coordinator-{node}.log")),
+            Some(&file),
+            cadence,
+        )
+    }
+
     /// Writes an agent's configuration and starts it.
     pub fn add_agent(&mut self, spec: AgentSpec) -> Result<usize> {
         self.add_agent_with_env(spec, &[])

@@ -13,7 +13,7 @@ use ferry_coordinator::api::{FleetStatus, RolloutView};
 use ferry_coordinator::store::Store;
 use ferry_coordinator::testkit::{PostgresServer, S3Server};
 use ferry_shared::rollout::Phase;
-use ferry_tests::{AgentSpec, Binaries, Coordinator, Fleet, MODEL, model_bytes, wait_until};
+use ferry_tests::{AgentSpec, Cadence, Coordinator, Fleet, MODEL, model_bytes, wait_until};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -37,35 +37,6 @@ fn config(node: &str, shared: &Shared) -> String {
         endpoint = S3Server::shared().endpoint(),
         region = S3Server::REGION,
         credentials = shared.credentials.display(),
-    )
-}
-
-/// Starts another node beside the fleet's own, with the same TLS identity, snapshot key and
-/// tokens (copied from the first node's data directory), as an operator would provision it.
-fn another_node(fleet: &Fleet, node: &str, shared: &Shared) -> Result<Coordinator> {
-    let first = &fleet.coordinator.data_dir;
-    let data = fleet.dir.join(format!("coordinator-{node}"));
-    std::fs::create_dir_all(data.join("tls"))?;
-    for file in [
-        "tls/cert.der",
-        "tls/key.der",
-        "tls/reset.key",
-        "snapshot.key",
-        "admin.token",
-        "viewer.token",
-        "enrollment.token",
-    ] {
-        if first.join(file).exists() {
-            std::fs::copy(first.join(file), data.join(file))?;
-        }
-    }
-    let file = fleet.dir.join(format!("{node}.toml"));
-    std::fs::write(&file, config(node, shared))?;
-    Coordinator::start_configured(
-        &Binaries::get()?,
-        &data,
-        &fleet.dir.join(format!("coordinator-{node}.log")),
-        Some(&file),
     )
 }
 
@@ -106,8 +77,8 @@ fn three_coordinators_on_one_database_serve_one_fleet_through_a_node_loss() -> R
         credentials,
     };
     let mut fleet = Fleet::start_configured(0, None, Some(&config("a", &shared)))?;
-    let b = another_node(&fleet, "b", &shared)?;
-    let c = another_node(&fleet, "c", &shared)?;
+    let b = fleet.start_node("b", &config("b", &shared), Cadence::TESTS)?;
+    let c = fleet.start_node("c", &config("c", &shared), Cadence::TESTS)?;
     let nodes = [fleet.coordinator.quic, b.quic, c.quic];
     for i in 0..6 {
         let first = nodes[i % 3];

@@ -8,7 +8,12 @@
 //!
 //! Run: `cargo run --release -p ferry-tests --bin ferry-fleet-sim [-- --agents N]`
 //! (default 10,000; `--per-endpoint N` sessions share one UDP socket, default 250;
-//! `--no-reports`: agents do not report back, which isolates the cost of pushing).
+//! `--no-reports`: agents do not report back, which isolates the cost of pushing;
+//! `--coordinators N`: N coordinators on one PostgreSQL database and one S3 bucket, started
+//! here as the tests start them, the agents spread over them, `alias set` on the last one,
+//! with PostgreSQL's commits and row writes per second while the fleet is idle: simulated
+//! agents report only when told something, real ones with every heartbeat too). With
+//! `FERRY_SIM_KEEP=DIR` the coordinators' data directories and logs stay in DIR.
 //! Simulated agents install instantly: they report the version they were told to run.
 
 use std::collections::BTreeMap;
@@ -18,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferry_coordinator::api::RolloutView;
+use ferry_coordinator::testkit::{PostgresServer, S3Server};
 use ferry_shared::rollout::{Phase as RolloutPhase, Plan, Selector};
 use ferry_shared::sign::DEVICE_AUTH_CONTEXT;
 use ferry_shared::wire::io::{read_frame, read_preamble, write_frame, write_preamble};
@@ -27,7 +33,7 @@ use ferry_shared::wire::{
 };
 use ferry_shared::{SecretKey, Version};
 use ferry_tests::procfs::status_kib;
-use ferry_tests::{Cadence, Fleet, MODEL, model_bytes};
+use ferry_tests::{Cadence, Coordinator, Fleet, MODEL, model_bytes};
 
 /// Every desired state each simulated agent was told, with when.
 #[derive(Default)]
@@ -193,6 +199,10 @@ struct Args {
     /// Agents do not report back, which isolates the cost of pushing.
     #[arg(long)]
     no_reports: bool,
+    /// Coordinators serving the fleet; more than one share a PostgreSQL database and an S3
+    /// bucket (needs scripts/install-postgres.sh and scripts/install-seaweedfs.sh).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
+    coordinators: u64,
     #[command(flatten)]
     build: ferry_tests::BuildFlag,
 }
@@ -202,13 +212,30 @@ fn main() -> Result<()> {
     args.build.apply();
     let agents = args.agents;
     let per_endpoint = usize::try_from(args.per_endpoint)?;
-    let fleet = Fleet::start_at(0, None, None, Cadence::FLEET_BENCH)?;
+    let shared = (args.coordinators > 1).then(Shared::start).transpose()?;
+    let config = |node: &str| shared.as_ref().map(|s| s.config(node));
+    let fleet = Fleet::start_at(
+        0,
+        std::env::var_os("FERRY_SIM_KEEP")
+            .as_deref()
+            .map(std::path::Path::new),
+        config("a").as_deref(),
+        Cadence::FLEET_BENCH,
+    )?;
+    let mut others = Vec::new();
+    for k in 1..args.coordinators {
+        let name = format!("n{k}");
+        let text = config(&name).context("shared stores")?;
+        others.push(fleet.start_node(&name, &text, Cadence::FLEET_BENCH)?);
+    }
+    let nodes: Vec<&Coordinator> = std::iter::once(&fleet.coordinator).chain(&others).collect();
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
         fleet.publish(v, &model_bytes(v.len() as u64, 64 * 1024, true))?;
     }
     fleet.set_prod("1.0.0", "sim")?;
-    let pid = fleet.coordinator.pid().context("coordinator pid")?;
-    let rss_before = status_kib(pid, "VmRSS")?;
+    let pids: Vec<u32> = nodes.iter().filter_map(|n| n.pid()).collect();
+    let rss = || -> Result<u64> { pids.iter().map(|p| status_kib(*p, "VmRSS")).sum() };
+    let rss_before = rss()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -222,7 +249,7 @@ fn main() -> Result<()> {
         .trim()
         .to_owned();
     let pin = fleet.coordinator.fingerprint.clone();
-    let addr = fleet.coordinator.quic;
+    let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.quic).collect();
     let v1: Version = "1.0.0".parse()?;
 
     // Connect everyone, a bounded number of handshakes at a time.
@@ -267,6 +294,10 @@ fn main() -> Result<()> {
                 gate.clone(),
             );
             let (v1, board2) = (v1.clone(), board.clone());
+            let addr_of = {
+                let addrs = addrs.clone();
+                move |i: usize| addrs[i % addrs.len()]
+            };
             tokio::spawn(async move {
                 let permit = gate.acquire_owned().await;
                 let result = sim_agent(
@@ -274,7 +305,7 @@ fn main() -> Result<()> {
                     key,
                     endpoint,
                     client,
-                    addr,
+                    addr_of(i),
                     token,
                     v1,
                     board,
@@ -299,14 +330,19 @@ fn main() -> Result<()> {
     let connect_time = start.elapsed();
     eprintln!("all {agents} agents connected; measuring in 2 s");
     std::thread::sleep(Duration::from_secs(2));
-    let rss_after = status_kib(pid, "VmRSS")?;
+    let rss_after = rss()?;
+    let database = match &shared {
+        Some(shared) => Some(shared.writes_per_second(Duration::from_secs(10))?),
+        None => None,
+    };
 
     // alias set → every agent told.
     let v2: Version = "2.0.0".parse()?;
     let start = Instant::now();
     let mark = board.told_events();
     let quiet = board.traffic();
-    fleet.set_prod("2.0.0", "sim")?;
+    // On the last coordinator: with several, the others hear of it through the database.
+    nodes[nodes.len() - 1].ctl(&["alias", "set", MODEL, "prod", "2.0.0", "--reason", "sim"])?;
     wait(
         &board,
         "every agent told 2.0.0",
@@ -392,8 +428,13 @@ fn main() -> Result<()> {
     let returned = back.get(need.saturating_sub(1)).copied();
     let first_told = back.first().copied();
 
-    println!("| figure | value | goal |");
+    println!("| figure ({} coordinator(s)) | value | goal |", nodes.len());
     println!("|---|---|---|");
+    if let Some((commits, rows)) = database {
+        println!(
+            "| PostgreSQL while the fleet is idle (the simulated agents report only when told something) | {commits:.0} commits/s, {rows:.0} rows written/s | |"
+        );
+    }
     println!(
         "| simulated agents connected (QUIC sessions) | {} in {:.1} s | |",
         board
@@ -404,7 +445,7 @@ fn main() -> Result<()> {
         connect_time.as_secs_f64()
     );
     println!(
-        "| coordinator RSS per connected device | {:.1} KiB ({} → {} KiB) | ≤ 32 KiB |",
+        "| coordinator RSS per connected device (all coordinators) | {:.1} KiB ({} → {} KiB) | ≤ 32 KiB |",
         (rss_after.saturating_sub(rss_before)) as f64 / agents as f64,
         rss_before,
         rss_after
@@ -431,6 +472,66 @@ fn main() -> Result<()> {
     board.done.store(true, Ordering::Relaxed);
     drop(runtime);
     Ok(())
+}
+
+/// The PostgreSQL database and S3 bucket several coordinators share, on servers started here.
+struct Shared {
+    url: String,
+    bucket: String,
+    credentials: tempfile::NamedTempFile,
+}
+
+impl Shared {
+    fn start() -> Result<Self> {
+        let url = PostgresServer::shared().fresh_database();
+        let bucket = S3Server::shared().fresh_bucket();
+        let mut credentials = tempfile::NamedTempFile::new()?;
+        use std::io::Write as _;
+        writeln!(
+            credentials,
+            "{}\n{}",
+            S3Server::ACCESS_KEY,
+            S3Server::SECRET_KEY
+        )?;
+        Ok(Self {
+            url,
+            bucket,
+            credentials,
+        })
+    }
+
+    /// Node `node`'s configuration.
+    fn config(&self, node: &str) -> String {
+        format!(
+            "node_name = \"{node}\"\n[store]\nmetadata = \"{url}\"\nchunks = \"s3://{bucket}/\"\n\
+             s3_endpoint = \"{endpoint}\"\ns3_credentials_file = \"{credentials}\"\n",
+            url = self.url,
+            bucket = self.bucket,
+            endpoint = S3Server::shared().endpoint(),
+            credentials = self.credentials.path().display(),
+        )
+    }
+
+    /// Commits and rows written per second in the database over `window`.
+    fn writes_per_second(&self, window: Duration) -> Result<(f64, f64)> {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls)?;
+        let mut sample = || -> Result<(i64, i64)> {
+            let row = client.query_one(
+                "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted \
+                 FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        };
+        let (c0, r0) = sample()?;
+        let start = Instant::now();
+        std::thread::sleep(window);
+        // The statistics reach the view when a backend reports them: give it a moment.
+        std::thread::sleep(Duration::from_millis(600));
+        let (c1, r1) = sample()?;
+        let secs = start.elapsed().as_secs_f64();
+        Ok(((c1 - c0) as f64 / secs, (r1 - r0) as f64 / secs))
+    }
 }
 
 fn wait(board: &Board, what: &str, timeout: Duration, done: impl Fn(&Board) -> bool) -> Result<()> {
