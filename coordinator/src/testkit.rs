@@ -314,15 +314,18 @@ impl S3Server {
     }
 }
 
-/// The `weed` program: `FERRY_WEED`, else where `scripts/install-seaweedfs.sh` puts it, else
-/// on the path.
+/// The `weed` program: `FERRY_WEED`, else where `scripts/install-seaweedfs.sh` puts it (as
+/// root or not), else on the path.
 fn weed() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("FERRY_WEED") {
         return Ok(PathBuf::from(path));
     }
-    let installed = PathBuf::from("/opt/ferry-tools/bin/weed");
-    if installed.exists() {
-        return Ok(installed);
+    let mut installed = vec![PathBuf::from("/opt/ferry-tools/bin/weed")];
+    if let Some(home) = std::env::var_os("HOME") {
+        installed.push(PathBuf::from(home).join(".local/share/ferry-tools/bin/weed"));
+    }
+    if let Some(found) = installed.into_iter().find(|path| path.exists()) {
+        return Ok(found);
     }
     std::env::var_os("PATH")
         .iter()
