@@ -80,8 +80,11 @@ fn each_device_gets_its_build_and_a_gpu_falls_back_to_cpu_only_when_allowed() ->
         "{error:?}"
     );
     ensure!(gpu.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"));
-    let report = fleet.coordinator.ctl(&["fleet", "fragmentation"])?;
-    ensure!(report.contains("incompatible-hardware"), "{report}");
+    // The agent's own status shows the refusal before its report reaches the coordinator.
+    wait_until("the fragmentation report to name the refusal", WAIT, || {
+        let report = fleet.coordinator.ctl(&["fleet", "fragmentation"])?;
+        Ok(report.contains("incompatible-hardware"))
+    })?;
 
     // The same build, the release allowing the fallback: the GPU device runs the CPU build.
     publish_variants(&fleet, "2.0.1", &[("cpu", &cpu_only)], &["--cpu-fallback"])?;
