@@ -104,29 +104,15 @@ impl PostgresServer {
             (None, "")
         };
         let port = free_port()?;
-        // The shell starts the server, then waits for its own input to close (this process
-        // exiting), then stops the server fast and removes its directory.
-        let script = format!(
+        let server_command = format!(
             "'{postgres}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
-             -c max_connections=200 -c shared_buffers=32MB {ssl} >'{dir}/log' 2>&1 & pg=$!; \
-             echo started; cat >/dev/null; kill -INT $pg; wait $pg; rm -rf '{dir}'",
+             -c max_connections=200 -c shared_buffers=32MB {ssl}",
             postgres = bin.join("postgres").display(),
             data = data.display(),
             dir = dir.display(),
         );
-        let mut holder = Command::new("sh");
-        holder
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        as_user(&mut holder, user);
-        let mut holder = holder.spawn().map_err(|e| format!("sh: {e}"))?;
-        if let Some(out) = holder.stdout.take() {
-            let mut line = String::new();
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
+        // Fast shutdown: open sessions are ended, not waited for.
+        let holder = held(&server_command, "-INT", &dir, user)?;
         let server = Self {
             port,
             ca_pem,
@@ -212,16 +198,16 @@ impl S3Server {
         );
         std::fs::write(&config, identities).map_err(|e| format!("{}: {e}", config.display()))?;
         // Held together while chosen, so that no port is handed out twice.
-        let held = (0..10)
+        let listening = (0..10)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("free ports: {e}"))?;
-        let ports = held
+        let ports = listening
             .iter()
             .map(|l| l.local_addr().map(|a| a.port()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("free ports: {e}"))?;
-        drop(held);
+        drop(listening);
         let flags = [
             "master.port",
             "master.port.grpc",
@@ -239,28 +225,17 @@ impl S3Server {
             .zip(&ports)
             .map(|(flag, port)| format!("-{flag}={port}"))
             .collect();
-        let script = format!(
+        let server_command = format!(
             "'{weed}' server -dir='{dir}' -ip=127.0.0.1 -ip.bind=127.0.0.1 -filer -s3 \
-             -s3.config='{config}' -master.volumeSizeLimitMB=64 -volume.max=0 -volume.preStopSeconds=0 {ports} \
-             >'{dir}/log' 2>&1 & w=$!; echo started; cat >/dev/null; kill -9 $w; wait $w; \
-             rm -rf '{dir}'",
+             -s3.config='{config}' -master.volumeSizeLimitMB=64 -volume.max=0 \
+             -volume.preStopSeconds=0 {ports}",
             weed = weed.display(),
             dir = dir.display(),
             config = config.display(),
             ports = ports_flags.join(" "),
         );
-        let mut holder = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("sh: {e}"))?;
-        if let Some(out) = holder.stdout.take() {
-            let mut line = String::new();
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
+        // Killed outright: its graceful stop takes some 20 s, and its data goes anyway.
+        let holder = held(&server_command, "-9", &dir, None)?;
         let server = Self {
             port: ports[6],
             _holder: holder,
@@ -333,6 +308,32 @@ fn weed() -> Result<PathBuf, String> {
         .map(|dir| dir.join("weed"))
         .find(|path| path.exists())
         .ok_or_else(|| "no SeaweedFS `weed` program (run scripts/install-seaweedfs.sh)".into())
+}
+
+/// Starts `server` (a shell command line) under a shell that holds it: the shell waits for
+/// its own standard input to close (the test process exiting, however it exits), then sends
+/// the server `signal`, waits for it and removes `dir`, where the server's log goes. Runs as
+/// `user` when given. Returns once the server was started.
+fn held(server: &str, signal: &str, dir: &Path, user: Option<(u32, u32)>) -> Result<Child, String> {
+    let script = format!(
+        "{server} >'{dir}/log' 2>&1 & s=$!; echo started; cat >/dev/null; kill {signal} $s; \
+         wait $s; rm -rf '{dir}'",
+        dir = dir.display(),
+    );
+    let mut holder = Command::new("sh");
+    holder
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    as_user(&mut holder, user);
+    let mut holder = holder.spawn().map_err(|e| format!("sh: {e}"))?;
+    if let Some(out) = holder.stdout.take() {
+        let mut line = String::new();
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    Ok(holder)
 }
 
 /// A certificate authority, and a server certificate and key it signed for `127.0.0.1` and

@@ -9,7 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::engine::Rows;
-use super::tables::{SIGNED_SNAPSHOTS, TRUST_META};
+use super::tables::SIGNED_SNAPSHOTS;
+use super::trust::next_snapshot_version_in;
 use super::{Store, StoreError};
 
 /// A model's signed snapshot and what it lists.
@@ -54,8 +55,7 @@ impl Store {
         {
             return Ok(stored);
         }
-        let version = txn.counter(TRUST_META, "snapshot_version")?.unwrap_or(0) + 1;
-        txn.set_counter(TRUST_META, "snapshot_version", version)?;
+        let version = next_snapshot_version_in(&txn)?;
         let signed = StoredSnapshot {
             bytes: sign(version),
             listing: listing.to_vec(),

@@ -585,6 +585,33 @@ fn a_fence_admits_many_shared_holds_or_one_exclusive() {
     );
 }
 
+/// A device's live state follows the node that holds its session: a close from the node it
+/// has left changes nothing.
+fn a_session_closed_on_a_node_the_device_left_does_not_mark_it_gone() {
+    let (_dir, store, _key) = setup();
+    let id = ferry_shared::wire::DeviceId::of(&SecretKey::from_seed(&[9; 32]).public());
+    let live = |store: &Store| store.live_records().unwrap().remove(&id).unwrap();
+    store.record_session(&id, "a", true, 1_000).unwrap();
+    assert_eq!(
+        (live(&store).node.as_str(), live(&store).connected),
+        ("a", true)
+    );
+    // It moved to b before a noticed it had gone.
+    store.record_session(&id, "b", true, 2_000).unwrap();
+    store.record_session(&id, "a", false, 3_000).unwrap();
+    let now = live(&store);
+    assert_eq!(
+        (now.node.as_str(), now.connected, now.seen_ms),
+        ("b", true, 2_000)
+    );
+    store.record_session(&id, "b", false, 4_000).unwrap();
+    let now = live(&store);
+    assert_eq!(
+        (now.node.as_str(), now.connected, now.seen_ms),
+        ("b", false, 4_000)
+    );
+}
+
 /// Each listed test, once on every engine: the store's logic is the same over both, and so
 /// must be what it does.
 macro_rules! on_every_engine {
@@ -615,4 +642,5 @@ on_every_engine!(
     a_stage_move_is_refused_when_the_release_moved_meanwhile_and_approvals_need_staging,
     a_lease_has_one_holder_until_it_lapses_or_is_given_up,
     a_fence_admits_many_shared_holds_or_one_exclusive,
+    a_session_closed_on_a_node_the_device_left_does_not_mark_it_gone,
 );

@@ -6,7 +6,7 @@ use ferry_shared::PublicKey;
 use ferry_shared::trust::{TrustState, inspect_root};
 
 use super::audit::{Change, append};
-use super::engine::Rows;
+use super::engine::{Rows, WriteTxn};
 use super::tables::{TRUST_META, TRUST_ROOTS};
 use super::{Store, StoreError};
 
@@ -103,8 +103,7 @@ impl Store {
     /// grow across restarts.
     pub fn next_snapshot_version(&self) -> Result<u64, StoreError> {
         let txn = self.write()?;
-        let next = txn.counter(TRUST_META, "snapshot_version")?.unwrap_or(0) + 1;
-        txn.set_counter(TRUST_META, "snapshot_version", next)?;
+        let next = next_snapshot_version_in(&txn)?;
         txn.commit()?;
         Ok(next)
     }
@@ -118,4 +117,12 @@ fn roots_in(txn: &impl Rows) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(true)
     })?;
     Ok(out)
+}
+
+/// Takes the next snapshot version (one counter for every model) within `txn`: the
+/// version never repeats, as writes are one at a time, and it is kept only if `txn` commits.
+pub(crate) fn next_snapshot_version_in(txn: &WriteTxn<'_>) -> Result<u64, StoreError> {
+    let next = txn.counter(TRUST_META, "snapshot_version")?.unwrap_or(0) + 1;
+    txn.set_counter(TRUST_META, "snapshot_version", next)?;
+    Ok(next)
 }

@@ -71,6 +71,16 @@ impl OwnedParts {
 }
 
 impl Parts<'_> {
+    /// The key, owned.
+    pub(crate) fn owned(&self) -> OwnedParts {
+        match *self {
+            Parts::Text(k) => OwnedParts::Text(k.to_owned()),
+            Parts::TextPair(a, b) => OwnedParts::TextPair(a.to_owned(), b.to_owned()),
+            Parts::Number(n) => OwnedParts::Number(n),
+            Parts::TextNumber(a, n) => OwnedParts::TextNumber(a.to_owned(), n),
+        }
+    }
+
     /// The shape of this key.
     pub(crate) fn kind(&self) -> ShapeKind {
         match self {

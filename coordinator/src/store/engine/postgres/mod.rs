@@ -173,19 +173,23 @@ fn shown(config: &postgres::Config) -> String {
 impl Engine for Postgres {
     fn begin_read(&self) -> Result<Box<dyn ReadOps + '_>, StoreError> {
         let lease = self.pool.lease()?;
-        let tx = Tx::begin(lease, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        let tx = Tx::begin(
+            self,
+            lease,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        )?;
         Ok(Box::new(tx))
     }
 
     fn begin_write(&self) -> Result<Box<dyn WriteOps + '_>, StoreError> {
         let lease = self.pool.lease()?;
-        let tx = Tx::begin(lease, "BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        let tx = Tx::begin(self, lease, "BEGIN ISOLATION LEVEL READ COMMITTED")?;
         tx.lease.call(|session| {
             session
                 .client
                 .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
         })?;
-        Ok(Box::new(WriteTx { engine: self, tx }))
+        Ok(Box::new(tx))
     }
 
     fn write_failure(&self) -> Option<String> {
@@ -216,17 +220,27 @@ impl Engine for Postgres {
 
 /// A transaction on a leased connection, rolled back when dropped unfinished.
 struct Tx<'p> {
+    /// Its engine, which keeps a failed commit for `/healthz`.
+    engine: &'p Postgres,
     lease: Lease<'p>,
     open: bool,
 }
 
 impl<'p> Tx<'p> {
-    fn begin(mut lease: Lease<'p>, begin: &'static str) -> Result<Self, StoreError> {
+    fn begin(
+        engine: &'p Postgres,
+        mut lease: Lease<'p>,
+        begin: &'static str,
+    ) -> Result<Self, StoreError> {
         if let Err(e) = lease.call(move |session| session.client.batch_execute(begin)) {
             lease.spoil();
             return Err(e);
         }
-        Ok(Self { lease, open: true })
+        Ok(Self {
+            engine,
+            lease,
+            open: true,
+        })
     }
 
     /// Ends the transaction with `end` (`COMMIT` or `ROLLBACK`).
@@ -289,7 +303,7 @@ impl ReadOps for Tx<'_> {
         scan: Scan<'_>,
         visit: &mut Visit<'_>,
     ) -> Result<(), StoreError> {
-        let mut from: Option<OwnedParts> = scan.from.map(|p| owned(&p));
+        let mut from: Option<OwnedParts> = scan.from.map(|p| p.owned());
         let mut inclusive = true;
         loop {
             let text = sql::scan(table, from.is_some(), inclusive, scan.backward);
@@ -360,51 +374,14 @@ fn negative(table: Counters, name: &str) -> StoreError {
     }
 }
 
-fn owned(parts: &Parts<'_>) -> OwnedParts {
-    match *parts {
-        Parts::Text(k) => OwnedParts::Text(k.to_owned()),
-        Parts::TextPair(a, b) => OwnedParts::TextPair(a.to_owned(), b.to_owned()),
-        Parts::Number(n) => OwnedParts::Number(n),
-        Parts::TextNumber(a, n) => OwnedParts::TextNumber(a.to_owned(), n),
-    }
-}
-
-/// The write transaction: a [`Tx`] holding the writer lock, committed through its engine
-/// (which keeps a failure for `/healthz`).
-struct WriteTx<'p> {
-    engine: &'p Postgres,
-    tx: Tx<'p>,
-}
-
-impl ReadOps for WriteTx<'_> {
-    fn get(&self, table: TableId, key: Parts<'_>) -> Result<Option<Vec<u8>>, StoreError> {
-        self.tx.get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: TableId,
-        scan: Scan<'_>,
-        visit: &mut Visit<'_>,
-    ) -> Result<(), StoreError> {
-        self.tx.scan(table, scan, visit)
-    }
-
-    fn counter(&self, table: Counters, name: &str) -> Result<Option<u64>, StoreError> {
-        self.tx.counter(table, name)
-    }
-
-    fn counters(&self, table: Counters) -> Result<Vec<(String, u64)>, StoreError> {
-        self.tx.counters(table)
-    }
-}
-
-impl WriteOps for WriteTx<'_> {
+/// A [`Tx`] that took the writer lock (see [`Engine::begin_write`]) writes; read
+/// transactions are handed out as [`ReadOps`] only.
+impl WriteOps for Tx<'_> {
     fn insert(&self, table: TableId, key: Parts<'_>, value: &[u8]) -> Result<(), StoreError> {
         let value = value.to_vec();
         let params = sql::params(table, key)?;
         let text = sql::upsert(table);
-        self.tx.lease.call(move |session| {
+        self.lease.call(move |session| {
             let statement = session.statement(&text)?;
             let mut all: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
             all.push(&value);
@@ -416,7 +393,7 @@ impl WriteOps for WriteTx<'_> {
     fn remove(&self, table: TableId, key: Parts<'_>) -> Result<bool, StoreError> {
         let params = sql::params(table, key)?;
         let text = sql::delete(table);
-        let removed = self.tx.lease.call(move |session| {
+        let removed = self.lease.call(move |session| {
             let statement = session.statement(&text)?;
             let all: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
             session.client.execute(&statement, &all)
@@ -428,7 +405,7 @@ impl WriteOps for WriteTx<'_> {
         let value = i64::try_from(value)
             .map_err(|_| StoreError::Engine(format!("counter {name} past i64: {value}")))?;
         let (tbl, name) = (table.name.to_owned(), name.to_owned());
-        self.tx.lease.call(move |session| {
+        self.lease.call(move |session| {
             session.client.execute(
                 &format!(
                     "INSERT INTO {SCHEMA}.counters (tbl, name, value) VALUES ($1, $2, $3)
@@ -442,13 +419,12 @@ impl WriteOps for WriteTx<'_> {
 
     fn announce_change(&self) -> Result<(), StoreError> {
         // Delivered when (and only if) the transaction commits; several in one collapse.
-        self.tx
-            .lease
+        self.lease
             .call(|session| session.client.batch_execute(&format!("NOTIFY {CHANGES}")))
     }
 
     fn relax_durability(&mut self) -> Result<(), StoreError> {
-        self.tx.lease.call(|session| {
+        self.lease.call(|session| {
             session
                 .client
                 .batch_execute("SET LOCAL synchronous_commit TO off")
@@ -456,7 +432,7 @@ impl WriteOps for WriteTx<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        let result = self.tx.end("COMMIT");
+        let result = self.end("COMMIT");
         *self
             .engine
             .write_failure
