@@ -182,6 +182,11 @@ impl Assembly {
         Ok((assembly, opened))
     }
 
+    /// The signed hash of chunk `ordinal` of the target.
+    pub fn chunk_hash(&self, ordinal: u32) -> Option<Digest> {
+        self.target.chunks.get(ordinal as usize).map(|c| c.hash)
+    }
+
     /// Number of chunks in the target.
     pub fn chunks_total(&self) -> u32 {
         u32::try_from(self.target.chunks.len()).unwrap_or(u32::MAX)

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferry_shared::mirror::MirrorBase;
 use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
 use ferry_shared::sign::Keyring;
 use ferry_shared::{Accelerator, AliasName, ModelName, PublicKey};
@@ -40,6 +41,10 @@ struct RawConfig {
     poll_interval_secs: u64,
     metrics_socket: Option<PathBuf>,
     self_update: Option<RawSelfUpdate>,
+    #[serde(default)]
+    mirrors: Vec<MirrorBase>,
+    #[serde(default = "default_mirror_timeout")]
+    mirror_timeout_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +97,9 @@ fn default_agent_model() -> ModelName {
 }
 fn default_prove_within() -> u64 {
     120
+}
+fn default_mirror_timeout() -> u64 {
+    30
 }
 
 /// The agent follows releases of its own binary (see [`crate::handover`]).
@@ -172,6 +180,12 @@ pub struct Config {
     pub metrics_socket: PathBuf,
     /// Whether and how the agent updates itself.
     pub self_update: Option<SelfUpdate>,
+    /// Mirrors to fetch whole chunks from before those the coordinator names (untrusted:
+    /// every chunk is checked against the signed index; see [`crate::mirrors`]).
+    pub mirrors: Vec<MirrorBase>,
+    /// Longest one chunk request to a mirror may take, connection included: past it the
+    /// mirror is dropped for the rest of the download (a slow loris).
+    pub mirror_timeout: Duration,
 }
 
 impl Config {
@@ -236,6 +250,9 @@ impl Config {
             }),
             None => None,
         };
+        if raw.mirrors.len() > 16 {
+            bail!("mirrors lists {} mirrors; at most 16", raw.mirrors.len());
+        }
         if raw.accelerator == Accelerator::Any {
             bail!("accelerator must be `cpu` or `gpu`");
         }
@@ -292,6 +309,8 @@ impl Config {
                 .as_deref()
                 .map_or_else(|| resolve(&raw.state_dir).join("metrics.sock"), resolve),
             self_update,
+            mirrors: raw.mirrors,
+            mirror_timeout: Duration::from_secs(raw.mirror_timeout_secs.clamp(1, 3600)),
         })
     }
 
@@ -370,6 +389,24 @@ mod tests {
         model = "m"
         trusted_keys = ["ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"]
         "#;
+
+    #[test]
+    fn mirrors_must_be_http_bases_and_their_timeout_is_bounded() {
+        let load = |lines: &str| {
+            let raw: RawConfig = toml::from_str(&format!(
+                "coordinator = \"127.0.0.1:7400\"\n{lines}\n{REST}"
+            ))?;
+            Config::validate(raw, Path::new(".")).map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        let none = load("").unwrap();
+        assert!(none.mirrors.is_empty());
+        assert_eq!(none.mirror_timeout, Duration::from_secs(30));
+        let some = load("mirrors = [\"http://cache.lan/ferry\"]\nmirror_timeout_secs = 0").unwrap();
+        assert_eq!(some.mirrors[0].as_str(), "http://cache.lan/ferry/");
+        assert_eq!(some.mirror_timeout, Duration::from_secs(1));
+        let err = load("mirrors = [\"/srv/chunks\"]").unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+    }
 
     #[test]
     fn several_coordinators_may_be_named_and_one_is_at_least_needed() {

@@ -647,6 +647,10 @@ impl Daemon {
         let model = self.model(follower).clone();
         let internal = self.internal.clone();
         let profile = self.profile.clone();
+        let mirrors = crate::mirrors::Settings {
+            own: self.config.mirrors.clone(),
+            timeout: self.config.mirror_timeout,
+        };
         let transfer = self.followers[follower].transfer.clone();
         tokio::spawn(async move {
             let mut stats = match transfer.lock() {
@@ -654,19 +658,14 @@ impl Daemon {
                 _ => TransferStats::default(),
             };
             let result = fetch::download_version(
-                conn,
-                &layout,
-                &model,
-                &target,
-                &profile,
-                unix_now(),
-                &mut stats,
+                conn, &layout, &model, &target, &profile, &mirrors, &mut stats,
             )
             .await;
             let event = match result {
                 Ok(staged) => {
                     info!(%model, version = %target.version, bytes_on_wire = stats.bytes_on_wire,
                         reused = stats.bytes_reused_locally, fetched = stats.chunks_fetched,
+                        from_mirrors = stats.mirrored.bytes,
                         already_installed = staged.already_installed, "downloaded and verified");
                     Event::Downloaded(target.version.clone())
                 }

@@ -4,30 +4,36 @@
 //! for in batches (as deltas against a window of an installed version where the plan has one).
 //! Each received chunk is decoded on a blocking thread, checked and written in place. A chunk
 //! that fails verification is asked for once more, whole; a second failure ends the attempt
-//! and holds the version. A dropped link ends the attempt too, but keeps the staging
+//! and holds the version. Chunks wanted whole are first asked of the untrusted [`mirrors`]
+//! (four at a time), each once: what they fail to deliver intact comes from the coordinator.
+//!
+//! [`mirrors`]: crate::mirrors A dropped link ends the attempt too, but keeps the staging
 //! directory: the next attempt resumes at the next missing chunk. Only a file that hashes to
 //! the signed value is promoted into the installed versions.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::Encoding;
+use ferry_shared::mirror::MirrorBase;
 use ferry_shared::sign::Envelope;
 use ferry_shared::variant_choice::{DeviceProfile, select_variant};
 use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    ChunkReply, ChunkWant, ErrorKind, FetchRequest, FetchResponse, InstallError,
-    MAX_CHUNKS_PER_REQUEST, MAX_INDEX_BYTES,
+    ChunkReply, ChunkWant, ErrorKind, FetchRequest, FetchResponse, InstallError, LOCATIONS_SINCE,
+    MAX_CHUNKS_PER_REQUEST, MAX_INDEX_BYTES, SignedLocation,
 };
 use ferry_shared::{ModelName, Release, Variant};
 use quinn::{Connection, RecvStream};
 
 use crate::assemble::{AssembleError, Assembly, LocalSource};
 use crate::fsutil::{fsync_dir, remove_tree, write_atomic};
+use crate::mirrors::{self, MirrorError, Round, Source};
 use crate::slots::SlotLayout;
 use crate::state::TransferStats;
 use crate::updater::{Admitted, NOT_CONNECTED, Retry};
@@ -98,21 +104,20 @@ impl Attempt<'_> {
 }
 
 /// Downloads `target` for `model` into the installed versions: a no-op when installed, else
-/// fetches over `conn`, adding
-/// what moved to `stats`.
+/// fetches over `conn` (and from `mirrors`), adding what moved to `stats`.
 pub async fn download_version(
     conn: Option<Connection>,
     layout: &SlotLayout,
     model: &ModelName,
     target: &Admitted,
     profile: &DeviceProfile,
-    now: u64,
+    mirrors: &mirrors::Settings,
     stats: &mut TransferStats,
 ) -> Result<DownloadOutcome, DownloadFailure> {
     let started = Instant::now();
     let attempt = Attempt {
         target,
-        now,
+        now: crate::unix_now(),
         staging: layout.staging_dir(model, &target.version),
     };
     // Whatever else was half downloaded is not wanted any more, even when the target is
@@ -136,7 +141,8 @@ pub async fn download_version(
     preflight(layout, &attempt)?;
     let conn = conn.ok_or_else(|| attempt.offline())?;
     stats.attempts += 1;
-    let result = download(&conn, layout, model, profile, &attempt, stats).await;
+    let mut round = Round::new(mirrors);
+    let result = download(&conn, layout, model, profile, &attempt, stats, &mut round).await;
     stats.duration_ms += started.elapsed().as_millis() as u64;
     let path = conn.stats().path;
     tracing::info!(
@@ -161,6 +167,7 @@ async fn download(
     profile: &DeviceProfile,
     attempt: &Attempt<'_>,
     stats: &mut TransferStats,
+    round: &mut Round,
 ) -> Result<(), DownloadFailure> {
     let target = attempt.target;
     let staging = &attempt.staging;
@@ -196,7 +203,7 @@ async fn download(
         let copied = copies.run()?;
         Ok((copied, started.elapsed()))
     });
-    let (fetched, copied) = tokio::join!(fetch_missing(conn, attempt, asm, stats), copying);
+    let (fetched, copied) = tokio::join!(fetch_missing(conn, attempt, asm, stats, round), copying);
     // Both are over before either's failure ends the attempt: the copier writes into the
     // staging file.
     let (copied, took) = copied?;
@@ -205,7 +212,7 @@ async fn download(
     asm = fetched?;
     asm.record_copies(&copied);
     // What could not be copied is fetched whole.
-    asm = fetch_missing(conn, attempt, asm, stats).await?;
+    asm = fetch_missing(conn, attempt, asm, stats, round).await?;
     let (size, hash) = (target.variant.size, target.variant.hash);
     let (synced, asm) = blocking(attempt, move || {
         let started = Instant::now();
@@ -229,21 +236,194 @@ fn as_micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Fetches what the assembly still wants, batch after batch, until it wants nothing.
+/// Fetches what the assembly still wants until it wants nothing: what the mirrors may carry
+/// from them first, then the rest from the coordinator, batch after batch.
 async fn fetch_missing(
     conn: &Connection,
     attempt: &Attempt<'_>,
     mut asm: Assembly,
     stats: &mut TransferStats,
+    round: &mut Round,
 ) -> Result<Assembly, DownloadFailure> {
+    let own = attempt.target.variant.hash;
     loop {
         let wants = asm.wants();
         if wants.is_empty() {
             return Ok(asm);
         }
-        for batch in wants.chunks(MAX_CHUNKS_PER_REQUEST) {
+        let (mirrored, direct): (Vec<ChunkWant>, Vec<ChunkWant>) =
+            wants.into_iter().partition(|w| round.takes(w, &own));
+        if !mirrored.is_empty() {
+            // Each is tried once; what is still wanted after comes from the coordinator.
+            asm = from_mirrors(conn, attempt, asm, &mirrored, stats, round).await?;
+            continue;
+        }
+        for batch in direct.chunks(MAX_CHUNKS_PER_REQUEST) {
             asm = fetch_batch(conn, attempt, asm, batch, stats).await?;
         }
+    }
+}
+
+/// Mirror requests in flight at once.
+const MIRROR_REQUESTS: usize = 4;
+
+/// Fetches `wants` from the round's mirrors, group by group (asking the coordinator where
+/// each group is while it has something to say), [`MIRROR_REQUESTS`] at a time; each
+/// arriving frame is checked and placed on a blocking thread. A chunk that does not arrive
+/// intact stays wanted, and a source that failed is dropped; only a disk error ends the
+/// attempt.
+async fn from_mirrors(
+    conn: &Connection,
+    attempt: &Attempt<'_>,
+    mut asm: Assembly,
+    wants: &[ChunkWant],
+    stats: &mut TransferStats,
+    round: &mut Round,
+) -> Result<Assembly, DownloadFailure> {
+    let limit = asm.max_payload();
+    for group in wants.chunks(MAX_CHUNKS_PER_REQUEST) {
+        if round.wants_locations() {
+            locate(conn, attempt, group, round).await;
+        }
+        let mut queue: VecDeque<(u32, ferry_shared::Digest)> = group
+            .iter()
+            .filter_map(|w| asm.chunk_hash(w.ordinal).map(|hash| (w.ordinal, hash)))
+            .collect();
+        for want in group {
+            round.mark_tried(want.ordinal);
+        }
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < MIRROR_REQUESTS
+                && let Some((ordinal, hash)) = queue.pop_front()
+            {
+                let candidates = round.candidates(ordinal, &hash);
+                if candidates.is_empty() {
+                    continue;
+                }
+                let client = round.client();
+                running.spawn_blocking(move || {
+                    mirrors::fetch_first(&client, ordinal, candidates, limit)
+                });
+            }
+            let waiting = Instant::now();
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            stats.stages.network_us += micros(waiting);
+            let fetched = joined.map_err(|e| {
+                attempt.fail(
+                    ErrorKind::Download,
+                    format!("mirror request task failed: {e}"),
+                    Retry::Later,
+                )
+            })?;
+            for (source, e) in &fetched.failures {
+                mirror_failed(round, stats, *source, e);
+            }
+            let Some((source, frame)) = fetched.frame else {
+                continue;
+            };
+            let bytes = frame.len() as u64;
+            let want = ChunkWant {
+                ordinal: fetched.ordinal,
+                reference: None,
+            };
+            let started = Instant::now();
+            let (back, placed) = tokio::task::spawn_blocking(move || {
+                let placed = asm
+                    .decode(&want, Encoding::Zstd, &frame, Vec::new())
+                    .and_then(|decoded| asm.place(want.ordinal, &decoded));
+                (asm, placed)
+            })
+            .await
+            .map_err(|e| {
+                attempt.fail(
+                    ErrorKind::Disk,
+                    format!("decoder task failed: {e}"),
+                    Retry::Later,
+                )
+            })?;
+            asm = back;
+            stats.stages.decode_us += micros(started);
+            match placed {
+                Ok(()) => {
+                    stats.mirrored.chunks += 1;
+                    stats.mirrored.bytes += bytes;
+                }
+                Err(AssembleError::Disk { path, source }) => {
+                    return Err(attempt.disk(&path, source));
+                }
+                Err(e) => {
+                    mirror_failed(round, stats, source, &MirrorError::Wrong(e.to_string()));
+                }
+            }
+        }
+    }
+    Ok(asm)
+}
+
+/// Counts a mirror's failure and drops the mirror when the failure is its fault.
+fn mirror_failed(round: &mut Round, stats: &mut TransferStats, source: Source, e: &MirrorError) {
+    stats.mirrored.failures += 1;
+    if e.drops_source() && round.drop_source(source, e) {
+        tracing::warn!(
+            "{} dropped for the rest of this download: {e}",
+            round.describe(source)
+        );
+    } else {
+        tracing::debug!("{}: {e}", round.describe(source));
+    }
+}
+
+/// How long the coordinator has to say where a group of chunks is.
+const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the coordinator where the chunks of `group` are; a coordinator that cannot say (an
+/// older one, a refusal, a failure) is not asked again during the attempt.
+async fn locate(conn: &Connection, attempt: &Attempt<'_>, group: &[ChunkWant], round: &mut Round) {
+    let request = FetchRequest::Locations {
+        file: attempt.target.variant.hash,
+        ordinals: group.iter().map(|w| w.ordinal).collect(),
+    };
+    match tokio::time::timeout(LOCATE_TIMEOUT, ask_locations(conn, &request)).await {
+        Ok(Ok(Some((mirrors, signed)))) => round.told(mirrors, signed),
+        Ok(Ok(None)) => round.stop_asking(),
+        Ok(Err(e)) => {
+            tracing::debug!("asking where chunks are: {e}");
+            round.stop_asking();
+        }
+        Err(_) => {
+            tracing::debug!("the coordinator did not say where chunks are within 10 s");
+            round.stop_asking();
+        }
+    }
+}
+
+/// The coordinator's mirrors and pre-signed addresses for `request`; `None` when it does not
+/// know the request (an older protocol) or refuses it.
+async fn ask_locations(
+    conn: &Connection,
+    request: &FetchRequest,
+) -> Result<Option<(Vec<MirrorBase>, Vec<SignedLocation>)>, FrameIoError> {
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| FrameIoError::Io(e.into()))?;
+    write_preamble(&mut send).await?;
+    if read_preamble(&mut recv).await?.version < LOCATIONS_SINCE {
+        let _ = send.finish();
+        return Ok(None);
+    }
+    write_frame(&mut send, request).await?;
+    let _ = send.finish();
+    match read_frame::<_, FetchResponse>(&mut recv, "locations").await? {
+        Some(FetchResponse::Locations { mirrors, signed }) => Ok(Some((mirrors, signed))),
+        Some(FetchResponse::Error { message, .. }) => {
+            tracing::debug!("the coordinator would not say where chunks are: {message}");
+            Ok(None)
+        }
+        _ => Ok(None),
     }
 }
 

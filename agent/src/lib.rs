@@ -1,7 +1,8 @@
 //! `ferry-agent`: the device side of Ferry.
 //!
 //! The pure [`updater`] decides; [`daemon`] carries its decisions out through [`session`]
-//! (the coordinator over QUIC), [`fetch`] (chunked, resumable download) and [`assemble`]
+//! (the coordinator over QUIC), [`fetch`] (chunked, resumable download, taking what it can
+//! from untrusted [`mirrors`]) and [`assemble`]
 //! (copy, decode and verify chunks into the staging file), [`slots`] (the atomic
 //! switch and crash recovery) and [`health`] (the post-switch check); [`access`] says who may
 //! read what in the state directory. [`state`] remembers what
@@ -19,6 +20,7 @@ pub mod handover;
 pub mod health;
 pub mod identity;
 pub mod metrics;
+pub mod mirrors;
 pub mod notify;
 pub mod rollback;
 pub mod session;

@@ -62,6 +62,22 @@ pub struct TransferStats {
     /// Where that time went (absent from states written before it was kept: all zero).
     #[serde(default)]
     pub stages: StageTimes,
+    /// What came from mirrors instead of the coordinator (absent from states written before
+    /// mirrors: all zero).
+    #[serde(default)]
+    pub mirrored: MirrorStats,
+}
+
+/// Chunks taken from mirrors and pre-signed addresses, summed over attempts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorStats {
+    /// Chunks that arrived from a mirror and checked out.
+    pub chunks: u32,
+    /// Their frames' bytes.
+    pub bytes: u64,
+    /// Chunks a mirror failed to deliver intact (missing, refused, too large, too slow,
+    /// wrong bytes): each then came from elsewhere.
+    pub failures: u32,
 }
 
 /// Where staging time went, in microseconds, summed over attempts; what is left of

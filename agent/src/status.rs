@@ -195,6 +195,15 @@ pub fn print(status: &AgentStatus) {
                     t.duration_ms,
                     encodings.join(", ")
                 );
+                let m = &t.mirrored;
+                if m.chunks > 0 || m.failures > 0 {
+                    crate::outln!(
+                        "    mirrors {} chunks, {} B; {} failed and came from elsewhere",
+                        m.chunks,
+                        m.bytes,
+                        m.failures
+                    );
+                }
             }
         }
         if let Some(e) = &m.last_error {

@@ -332,6 +332,10 @@ pub struct FleetStatus {
     /// (the stored chunk went instead).
     #[serde(default)]
     pub encodes_refused: u64,
+    /// Pre-signed chunk addresses handed to agents since start (they fetch those chunks from
+    /// the bucket instead of through a coordinator).
+    #[serde(default)]
+    pub chunks_presigned: u64,
     /// Per model.
     pub models: Vec<ModelFleet>,
     /// Devices a second live agent tried to speak for (a cloned identity), since start.

@@ -40,6 +40,8 @@ pub struct Counters {
     pub fetches_refused: AtomicU64,
     /// Deltas not encoded because the asking device's encode budget was spent.
     pub encodes_refused: AtomicU64,
+    /// Pre-signed chunk addresses handed to agents.
+    pub chunks_presigned: AtomicU64,
 }
 
 impl Counters {

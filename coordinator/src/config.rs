@@ -68,6 +68,42 @@ pub struct Config {
     /// This coordinator's name among those sharing one database (who holds a lease, in the
     /// audit trail); default: the host's name and the admin API's port.
     pub node_name: Option<String>,
+    /// Where else agents may fetch chunks (`[mirrors]`).
+    pub mirrors: MirrorSettings,
+}
+
+/// Where agents may fetch chunk frames other than from a coordinator: every chunk is checked
+/// against the signed manifest on the device, so these need no trust.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorSettings {
+    /// Mirrors holding copies of the chunk store (a CDN in front of the bucket, a LAN cache, a
+    /// static server over a copy of the chunk directory), told to every agent that speaks
+    /// protocol 5; each agent tries its own configured mirrors first.
+    pub urls: Vec<ferry_shared::mirror::MirrorBase>,
+    /// Hand agents pre-signed addresses of the frames in the S3 bucket (`store.chunks`), so
+    /// they fetch whole chunks from the bucket instead of through a coordinator. The addresses
+    /// name `store.s3_endpoint`, which the agents must then reach.
+    pub presign: bool,
+    /// How long a pre-signed address stays valid (seconds, 60 to 604,800).
+    pub presign_secs: u64,
+}
+
+impl Default for MirrorSettings {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            presign: false,
+            presign_secs: 900,
+        }
+    }
+}
+
+impl MirrorSettings {
+    /// Whether agents are told of any place other than the coordinators.
+    pub fn any(&self) -> bool {
+        self.presign || !self.urls.is_empty()
+    }
 }
 
 /// Where the coordinator keeps its records.
@@ -222,6 +258,7 @@ impl Default for Config {
             retention: BTreeMap::new(),
             store: StoreSettings::default(),
             node_name: None,
+            mirrors: MirrorSettings::default(),
         }
     }
 }
@@ -350,6 +387,29 @@ impl Config {
                 "store.metadata_password_file needs store.metadata".into(),
             ));
         }
+        if !(60..=604_800).contains(&self.mirrors.presign_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "mirrors.presign_secs {} is outside 60..=604800 (S3 signs for at most 7 days)",
+                self.mirrors.presign_secs
+            )));
+        }
+        if self.mirrors.presign
+            && !self
+                .store
+                .chunks
+                .as_deref()
+                .is_some_and(|c| c.starts_with("s3://"))
+        {
+            return Err(ConfigError::Invalid(
+                "mirrors.presign needs chunks in an S3 bucket (store.chunks = \"s3://…\")".into(),
+            ));
+        }
+        if self.mirrors.urls.len() > 16 {
+            return Err(ConfigError::Invalid(format!(
+                "mirrors.urls lists {} mirrors; at most 16",
+                self.mirrors.urls.len()
+            )));
+        }
         if self.retention.contains_key(&Stage::Production) {
             return Err(ConfigError::Invalid(
                 "retention.production: production releases always keep their bytes".into(),
@@ -427,6 +487,29 @@ mod tests {
     fn unknown_fields_are_refused() {
         let err = toml::from_str::<Config>("quic_lsiten = \"1.2.3.4:5\"").unwrap_err();
         assert!(err.to_string().contains("quic_lsiten"));
+    }
+
+    #[test]
+    fn mirrors_are_checked_at_load() {
+        let load = |text: &str| toml::from_str::<Config>(text).map_err(|e| e.to_string());
+        let config = load("[mirrors]\nurls = [\"http://cache.lan:8080/ferry\"]").unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.mirrors.urls[0].as_str(),
+            "http://cache.lan:8080/ferry/"
+        );
+        assert!(config.mirrors.any() && !Config::default().mirrors.any());
+        let err = load("[mirrors]\nurls = [\"file:///srv/chunks\"]").unwrap_err();
+        assert!(err.contains("http://"), "{err}");
+        let presign = load("[mirrors]\npresign = true").unwrap();
+        let err = presign.validate().unwrap_err().to_string();
+        assert!(err.contains("S3 bucket"), "{err}");
+        let long = load(
+            "[store]\nchunks = \"s3://b/\"\n[mirrors]\npresign = true\npresign_secs = 1000000",
+        )
+        .unwrap();
+        let err = long.validate().unwrap_err().to_string();
+        assert!(err.contains("presign_secs"), "{err}");
     }
 
     #[test]

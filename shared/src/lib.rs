@@ -15,6 +15,7 @@ pub mod delta;
 pub mod digest;
 pub mod fingerprint;
 pub mod manifest;
+pub mod mirror;
 pub mod name;
 #[cfg(feature = "tls")]
 pub mod pinned;

@@ -27,7 +27,9 @@ use crate::version::Version;
 /// 2: the tensor delta encoding, and bsdiff references of half a chunk either side.
 /// 3: shadow candidates and model metrics in reports.
 /// 4: the covers encoding ([`Encoding::Covers`]); nothing else changed.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: chunk locations ([`FetchRequest::Locations`]): mirrors and pre-signed addresses an
+///    agent may fetch chunk frames from instead of the coordinator.
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The oldest protocol version a coordinator still serves. Agents are updated after their
 /// coordinator (often by the coordinator itself), so a coordinator must go on serving the
 /// agents it had, sending them nothing they cannot decode (see [`decodes`]).
@@ -477,7 +479,19 @@ pub enum FetchRequest {
         /// The chunks, at most [`MAX_CHUNKS_PER_REQUEST`].
         wants: Vec<ChunkWant>,
     },
+    /// Where else chunks of an artifact may be fetched (protocol 5): answered by
+    /// [`FetchResponse::Locations`]. Sent only to a coordinator whose preamble says it speaks
+    /// [`LOCATIONS_SINCE`] or later.
+    Locations {
+        /// Whole-file hash of the artifact.
+        file: Digest,
+        /// The chunks, at most [`MAX_CHUNKS_PER_REQUEST`].
+        ordinals: Vec<u32>,
+    },
 }
+
+/// The first protocol version that knows [`FetchRequest::Locations`].
+pub const LOCATIONS_SINCE: u16 = 5;
 
 /// Most chunks one fetch stream asks for.
 pub const MAX_CHUNKS_PER_REQUEST: usize = 64;
@@ -532,6 +546,23 @@ pub enum FetchResponse {
         /// The coordinator's explanation.
         message: String,
     },
+    /// Where the asked chunks' frames may also be fetched (nothing follows). Every address is
+    /// untrusted: what comes from it is checked against the signed chunk index.
+    Locations {
+        /// Mirrors holding every chunk under its [`crate::mirror::frame_path`].
+        mirrors: Vec<crate::mirror::MirrorBase>,
+        /// Addresses good for one chunk each (pre-signed S3 requests), valid for a while.
+        signed: Vec<SignedLocation>,
+    },
+}
+
+/// One chunk's frame at an address of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedLocation {
+    /// Which chunk.
+    pub ordinal: u32,
+    /// A complete `http(s)://` address, its signature in the query.
+    pub url: String,
 }
 
 /// One chunk's answer: a frame, then `len` payload bytes.
@@ -591,6 +622,51 @@ mod tests {
         });
         let frame = encode_frame(&refusal).unwrap();
         assert_eq!(frame[4], 0, "Refused must be encoded as variant 0 forever");
+    }
+
+    #[test]
+    fn locations_came_last_so_earlier_requests_and_answers_keep_their_encoding() {
+        let file = Digest::of(b"f");
+        let index = encode_frame(&FetchRequest::Index { file }).unwrap();
+        assert_eq!(index[4], 0);
+        let chunks = encode_frame(&FetchRequest::Chunks {
+            file,
+            wants: vec![],
+        })
+        .unwrap();
+        assert_eq!(chunks[4], 1);
+        let locations = FetchRequest::Locations {
+            file,
+            ordinals: vec![0, 7],
+        };
+        let frame = encode_frame(&locations).unwrap();
+        assert_eq!(frame[4], 2);
+        assert_eq!(
+            decode_body::<FetchRequest>("fetch", &frame[4..]).unwrap(),
+            locations
+        );
+        let answer = FetchResponse::Locations {
+            mirrors: vec![crate::mirror::MirrorBase::new("http://m/").unwrap()],
+            signed: vec![SignedLocation {
+                ordinal: 7,
+                url: "http://s3/b/k?X-Amz-Signature=1".into(),
+            }],
+        };
+        let frame = encode_frame(&answer).unwrap();
+        assert_eq!(frame[4], 3, "after Index, Chunks and Error");
+        assert_eq!(
+            decode_body::<FetchResponse>("fetch", &frame[4..]).unwrap(),
+            answer
+        );
+        // A hostile coordinator cannot slip in a mirror that is not an http(s) base.
+        let mut forged = postcard::to_allocvec(&FetchResponse::Locations {
+            mirrors: vec![],
+            signed: vec![],
+        })
+        .unwrap();
+        forged[1] = 1;
+        forged.splice(2..2, [9u8].into_iter().chain(*b"file:///x"));
+        assert!(decode_body::<FetchResponse>("fetch", &forged).is_err());
     }
 
     #[test]

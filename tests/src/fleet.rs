@@ -97,6 +97,8 @@ pub struct AgentSpec {
     pub root_file: Option<PathBuf>,
     /// TOML appended to the configuration (whole sections, e.g. `[application]`).
     pub extra: String,
+    /// Top-level TOML lines, placed before the sections (e.g. `mirrors = […]`).
+    pub top: String,
     /// The QUIC address to reach the coordinator at (say, a [`crate::relay::Relay`]'s);
     /// `None` for the coordinator's own.
     pub via: Option<std::net::SocketAddr>,
@@ -116,6 +118,7 @@ impl AgentSpec {
             accelerator: "cpu".into(),
             root_file: None,
             extra: String::new(),
+            top: String::new(),
             via: None,
             umask: None,
             also: Vec::new(),
@@ -318,6 +321,7 @@ alias = "prod"
 {trust}
 accelerator = "{accel}"
 poll_interval_secs = 1
+{top}
 
 [labels]
 fleet = "e2e"
@@ -346,6 +350,7 @@ timeout_secs = 900
             accel = spec.accelerator,
             name = spec.name,
             extra = spec.extra,
+            top = spec.top,
         );
         let config_path = home.join("agent.toml");
         std::fs::write(&config_path, config)?;

@@ -9,6 +9,7 @@ mod binaries;
 mod fleet;
 pub mod hostile;
 pub mod http;
+pub mod mirror;
 mod process;
 pub mod procfs;
 pub mod raw_device;

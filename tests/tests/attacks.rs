@@ -630,3 +630,90 @@ fn a_device_asking_for_thousands_of_deltas_gets_stored_chunks_once_its_budget_is
     drop((empty, greedy));
     others_still_served(&fleet, 3, "1.2.0")
 }
+
+// Hostile mirrors: a device configured with a mirror that lies, runs on or stalls. A mirror
+// is never trusted: the device refuses what it sends, drops it for the rest of the download,
+// and takes the chunks from the coordinator instead. Nothing is lost: the verified version is
+// installed all the same.
+
+/// A fleet with one device whose own mirror, over the coordinator's frames, behaves as
+/// `behaviour` (each request given 2 s); the device installs 1.0.0 (of `len` bytes). Returns
+/// the mirror's request count and what the download moved.
+fn through_a_hostile_mirror(
+    behaviour: ferry_tests::mirror::Behaviour,
+    len: usize,
+) -> Result<(usize, ferry_agent::state::TransferStats)> {
+    let mut fleet = Fleet::start(0, None)?;
+    let v1 = model_bytes(31, len, true);
+    fleet.publish("1.0.0", &v1)?;
+    let mirror = ferry_tests::mirror::HostileMirror::start(
+        &fleet.coordinator.data_dir.join("chunks"),
+        behaviour,
+    )?;
+    let mut spec = AgentSpec::named("mirrored");
+    spec.top = format!("mirrors = [\"{}\"]\nmirror_timeout_secs = 2", mirror.base());
+    fleet.add_agent(spec)?;
+    fleet.set_prod("1.0.0", "start")?;
+    fleet.wait_all_on("1.0.0", WAIT)?;
+    let agent = &fleet.agents[0];
+    ensure!(
+        agent.current_bytes("model.bin")? == v1,
+        "the verified version is installed"
+    );
+    ensure!(agent.staging()?.is_empty(), "nothing of the attack left");
+    let transfer = agent.transfer_for("1.0.0")?;
+    ensure!(
+        transfer.mirrored.failures >= 1 && transfer.chunks_fetched >= 1,
+        "the mirror failed and the coordinator stepped in: {transfer:?}"
+    );
+    ensure!(
+        transfer.attempts == 1 && transfer.chunks_refetched == 0,
+        "a mirror's failure costs no attempt and no retry: {transfer:?}"
+    );
+    Ok((mirror.requests(), transfer))
+}
+
+#[test]
+fn a_mirror_sending_wrong_bytes_is_refused_and_dropped() -> Result<()> {
+    use ferry_tests::mirror::Behaviour;
+    // Honest for its first two answers, then bytes that are not the chunk.
+    let (requests, t) = through_a_hostile_mirror(Behaviour::LiesAfter(2), 24 * MIB)?;
+    let chunks = ferry_tests::chunks_of(&model_bytes(31, 24 * MIB, true))
+        .chunks
+        .len();
+    ensure!(
+        t.mirrored.chunks == 2,
+        "the two honest answers were kept: {t:?}"
+    );
+    // Four requests go at once, and the next starts as each answer is checked: a few more
+    // than the honest two and the first lie, never the whole artifact.
+    ensure!(
+        requests <= 8 && requests < chunks,
+        "dropped once it lied: {requests} requests for {chunks} chunks"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_mirror_sending_endless_bytes_is_cut_off_and_dropped() -> Result<()> {
+    use ferry_tests::mirror::Behaviour;
+    let (requests, t) = through_a_hostile_mirror(Behaviour::Endless, 3 * MIB)?;
+    ensure!(t.mirrored.chunks == 0, "{t:?}");
+    ensure!(
+        requests <= 4,
+        "dropped after its first answers (four go at once): {requests}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_slow_loris_mirror_is_given_up_on_and_dropped() -> Result<()> {
+    use ferry_tests::mirror::Behaviour;
+    let (requests, t) = through_a_hostile_mirror(Behaviour::SlowLoris, 3 * MIB)?;
+    ensure!(t.mirrored.chunks == 0, "{t:?}");
+    ensure!(
+        requests <= 4,
+        "dropped after its first answers (four go at once): {requests}"
+    );
+    Ok(())
+}

@@ -75,7 +75,9 @@ async fn fetch(
         .await
         .map_err(|_| SessionError::Protocol("no fetch request within 10 s".into()))??;
     let file = match &request {
-        FetchRequest::Index { file } | FetchRequest::Chunks { file, .. } => *file,
+        FetchRequest::Index { file }
+        | FetchRequest::Chunks { file, .. }
+        | FetchRequest::Locations { file, .. } => *file,
     };
     let app2 = app.clone();
     let id = device.clone();
@@ -108,7 +110,39 @@ async fn fetch(
         FetchRequest::Chunks { file, wants } => {
             serve_chunks(&app, &device, &reach, &mut send, file, wants, protocol).await
         }
+        FetchRequest::Locations { file, ordinals } => {
+            serve_locations(&app, &mut send, file, &ordinals).await
+        }
     }
+}
+
+async fn serve_locations(
+    app: &Coordinator,
+    send: &mut SendStream,
+    file: Digest,
+    ordinals: &[u32],
+) -> Result<(), SessionError> {
+    if ordinals.len() > MAX_CHUNKS_PER_REQUEST {
+        let message = format!(
+            "locations of {} chunks asked at once; at most {MAX_CHUNKS_PER_REQUEST}",
+            ordinals.len()
+        );
+        return refuse(send, true, message).await;
+    }
+    let answer = if app.config.mirrors.any() {
+        match stored_index(app, &file) {
+            Ok(index) => crate::agents::locations::locations(app, &index, ordinals),
+            Err((permanent, message)) => return refuse(send, permanent, message).await,
+        }
+    } else {
+        FetchResponse::Locations {
+            mirrors: Vec::new(),
+            signed: Vec::new(),
+        }
+    };
+    write_frame(send, &answer).await?;
+    let _ = send.finish();
+    Ok(())
 }
 
 async fn refuse(

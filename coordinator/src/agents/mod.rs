@@ -2,7 +2,7 @@
 //! [`device_tls`]), one session per device ([`sessions`]), what each device should run and the
 //! push when that changes ([`desired`], [`fanout`]), what a device may fetch ([`reach`]), and
 //! serving chunks and deltas ([`fetch`], [`transfer`], [`first_install`], [`sketches`],
-//! [`encode_budget`], [`trim`]), and the warmer that encodes ahead of devices ([`warm`]).
+//! [`encode_budget`], [`trim`]) or where else to fetch them ([`locations`]), and the warmer that encodes ahead of devices ([`warm`]).
 
 pub(crate) mod desired;
 pub(crate) mod desired_cache;
@@ -12,6 +12,7 @@ pub(crate) mod fanout;
 pub(crate) mod fetch;
 pub(crate) mod first_install;
 pub mod follow;
+pub(crate) mod locations;
 pub(crate) mod push;
 pub mod quic;
 pub(crate) mod reach;

@@ -262,6 +262,11 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
             s.encodes_refused,
         ),
         (
+            "ferry_chunks_presigned_total",
+            "Pre-signed chunk addresses handed to agents since start.",
+            s.chunks_presigned,
+        ),
+        (
             "ferry_clone_refusals_total",
             "Sessions refused since start because their device already had a live one (a cloned identity).",
             s.clone_alerts.iter().map(|a| a.refusals).sum(),

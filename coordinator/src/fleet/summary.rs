@@ -202,6 +202,7 @@ pub(crate) fn summarize(
         first_install_chunks_encoded: 0,
         fetches_refused: 0,
         encodes_refused: 0,
+        chunks_presigned: 0,
         models,
         clone_alerts: Vec::new(),
     }

@@ -78,6 +78,7 @@ pub fn fleet_status(
     status.first_install_chunks_encoded = Counters::get(&app.transfer.first_install_encoded);
     status.fetches_refused = Counters::get(&app.counters.fetches_refused);
     status.encodes_refused = Counters::get(&app.counters.encodes_refused);
+    status.chunks_presigned = Counters::get(&app.counters.chunks_presigned);
     status.clone_alerts = app.sessions.alerts();
     status
 }

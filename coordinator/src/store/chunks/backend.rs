@@ -39,6 +39,13 @@ pub trait ChunkBackend: Send + Sync + fmt::Debug {
     fn remove(&self, hashes: &mut dyn Iterator<Item = &Digest>) -> Result<usize, ChunkStoreError>;
     /// The engine and where its frames live, for logs.
     fn describe(&self) -> String;
+    /// An address anyone holding it may fetch chunk `hash`'s frame from for `valid_for`
+    /// without other credentials (a pre-signed S3 request); `None` when the engine has no
+    /// such thing (a local directory). Made up locally: no request goes out.
+    fn presigned(&self, hash: &Digest, valid_for: std::time::Duration) -> Option<String> {
+        let _ = (hash, valid_for);
+        None
+    }
 }
 
 /// A batch of frame writes, which may come from several threads at once. Once

@@ -1,4 +1,5 @@
-//! The embedded chunk engine: a directory, `<2 hex>/<64 hex>.zst` per frame.
+//! The embedded chunk engine: a directory, `<2 hex>/<64 hex>.zst` per frame (the layout a
+//! mirror serves: [`ferry_shared::mirror::frame_path`]).
 //!
 //! Writes go to `tmp/`, their writeback started at once, and are fsynced and renamed into
 //! place when their batch finishes; the directories a batch touched are fsynced before it
@@ -72,8 +73,7 @@ impl LocalDir {
 
 /// Where chunk `hash`'s frame lives in a directory under `root`.
 pub(super) fn chunk_path(root: &Path, hash: &Digest) -> PathBuf {
-    let hex = hash.to_hex();
-    root.join(&hex[..2]).join(format!("{hex}.zst"))
+    root.join(ferry_shared::mirror::frame_path(hash))
 }
 
 impl ChunkBackend for LocalDir {

@@ -176,6 +176,12 @@ impl ChunkStore {
         self.backend.frame_len(hash)
     }
 
+    /// A pre-signed address of chunk `hash`'s frame, valid for `valid_for`, when the engine
+    /// makes them (see [`ChunkBackend::presigned`]).
+    pub fn presigned(&self, hash: &Digest, valid_for: std::time::Duration) -> Option<String> {
+        self.backend.presigned(hash, valid_for)
+    }
+
     /// Every stored frame.
     pub fn list(&self) -> Result<Vec<ChunkFile>, ChunkStoreError> {
         self.backend.list()

@@ -110,8 +110,11 @@ impl S3 {
 
     /// The object name of chunk `hash`'s frame.
     fn key(&self, hash: &Digest) -> String {
-        let hex = hash.to_hex();
-        format!("{}{}/{hex}.zst", self.location.prefix, &hex[..2])
+        format!(
+            "{}{}",
+            self.location.prefix,
+            ferry_shared::mirror::frame_path(hash)
+        )
     }
 
     /// The answer to a request, or what went wrong on the way as an error about `what`.
@@ -288,6 +291,15 @@ impl ChunkBackend for S3 {
     fn describe(&self) -> String {
         format!("{:?}", self.location)
     }
+
+    fn presigned(&self, hash: &Digest, valid_for: Duration) -> Option<String> {
+        let key = self.key(hash);
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), &key)
+            .sign(valid_for);
+        Some(url.to_string())
+    }
 }
 
 /// A batch of frames written to S3 as they come.
@@ -460,5 +472,28 @@ mod tests {
         );
         assert_eq!(unix_seconds("2000-03-01T00:00:01Z"), Some(951_868_801));
         assert_eq!(unix_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn a_presigned_address_serves_the_frame_without_credentials_for_a_while() {
+        let (_dir, store, s3) = on_fresh_bucket();
+        let chunk = b"mirrored".repeat(500);
+        let hash = Digest::of(&chunk);
+        let ingest = store.ingest();
+        ingest.put(&hash, &chunk).unwrap();
+        ingest.finish().unwrap();
+        let url = store.presigned(&hash, Duration::from_secs(60)).unwrap();
+        let frame = s3
+            .http
+            .get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap();
+        assert_eq!(zstd::decode_all(frame.as_slice()).unwrap(), chunk);
+        // Without its signature the same address is refused: the bucket is not public.
+        let bare = url.split('?').next().unwrap();
+        assert_eq!(s3.http.get(bare).call().unwrap().status(), 403);
     }
 }
