@@ -45,6 +45,7 @@ pub mod rules;
 pub mod secrets;
 pub mod stdout;
 pub mod store;
+pub mod stores;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testkit;
 

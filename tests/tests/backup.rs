@@ -142,3 +142,119 @@ fn first_chunk(chunks: &Path) -> Result<std::path::PathBuf> {
     }
     anyhow::bail!("no chunk in {}", chunks.display())
 }
+
+/// The `[store]` section of a coordinator on the shared engines: a fresh PostgreSQL
+/// database and S3 bucket (on the servers the tests start), the S3 credentials in `dir`.
+fn shared_stores(dir: &Path) -> Result<String> {
+    use ferry_coordinator::testkit::{PostgresServer, S3Server};
+    let credentials = dir.join("s3.credentials");
+    std::fs::write(
+        &credentials,
+        format!("{}\n{}\n", S3Server::ACCESS_KEY, S3Server::SECRET_KEY),
+    )?;
+    Ok(format!(
+        "[store]\nmetadata = \"{url}\"\nchunks = \"s3://{bucket}/ferry/\"\n\
+         s3_endpoint = \"{endpoint}\"\ns3_region = \"{region}\"\ns3_credentials_file = \"{credentials}\"\n",
+        url = PostgresServer::shared().fresh_database(),
+        bucket = S3Server::shared().fresh_bucket(),
+        endpoint = S3Server::shared().endpoint(),
+        region = S3Server::REGION,
+        credentials = credentials.display(),
+    ))
+}
+
+#[test]
+fn a_backup_of_shared_stores_restores_into_fresh_shared_stores_and_carries_the_fleet_on()
+-> Result<()> {
+    let keep = tempfile::tempdir()?;
+    let mut fleet = Fleet::start_configured(1, None, Some(&shared_stores(keep.path())?))?;
+    let v1 = model_bytes(4, 768 * 1024, true);
+    fleet.ship("1.0.0", &v1, T)?;
+    let head = anchor(&fleet)?;
+
+    // Online, by the running node: records out of PostgreSQL, frames out of the bucket.
+    let backup = fleet.dir.join("backup");
+    let data = fleet.coordinator.data_dir.clone();
+    let config = fleet.dir.join("coordinator.toml");
+    let http = fleet.coordinator.http.to_string();
+    let (ok, said) = run_coordinator(&[
+        "--config",
+        &config.to_string_lossy(),
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--http-listen",
+        &http,
+        "backup",
+        "--to",
+        &backup.to_string_lossy(),
+    ])?;
+    ensure!(ok && said.contains("backup of the shared stores"), "{said}");
+    let frames = std::fs::read_dir(backup.join("chunks"))?.count();
+    ensure!(frames > 0, "the bucket's frames are in the backup");
+    ensure!(
+        !data
+            .join("chunks")
+            .read_dir()?
+            .any(|e| e.ok().is_some_and(|e| e.file_name().len() == 2)),
+        "the node itself holds no frames: they came from the bucket"
+    );
+
+    // The same backup makes a plain embedded install too.
+    let embedded = fleet.dir.join("embedded");
+    let (ok, said) = coordinator(&embedded, &["restore", "--from", &backup.to_string_lossy()])?;
+    ensure!(
+        ok && said.contains(&head[head.find(':').map_or(0, |i| i + 1)..]),
+        "{said}"
+    );
+    ensure!(first_chunk(&embedded.join("chunks")).is_ok());
+
+    // The stores are lost; the backup goes into a new database and a new bucket.
+    fleet.coordinator.stop();
+    let fresh_config = fleet.dir.join("restored.toml");
+    std::fs::write(&fresh_config, shared_stores(keep.path())?)?;
+    let fresh = fleet.dir.join("restored");
+    let restore = |into: &Path| {
+        run_coordinator(&[
+            "--config",
+            &fresh_config.to_string_lossy(),
+            "--data-dir",
+            &into.to_string_lossy(),
+            "restore",
+            "--from",
+            &backup.to_string_lossy(),
+        ])
+    };
+    let (ok, said) = restore(&fresh)?;
+    ensure!(
+        ok && said.contains("moved") && said.contains("restored"),
+        "{said}"
+    );
+    // The database now holds records: a second restore into it is refused.
+    let (ok, said) = restore(&fleet.dir.join("again"))?;
+    ensure!(!ok && said.contains("already holds records"), "{said}");
+    for token in ["admin.token", "viewer.token", "enrollment.token"] {
+        std::fs::copy(data.join(token), fresh.join(token))?;
+    }
+    fleet.coordinator.data_dir = fresh;
+    fleet.coordinator.use_config(&fresh_config);
+    fleet.coordinator.restart()?;
+
+    let aliases: Vec<AliasView> = fleet.coordinator.ctl_json(&["alias", "list", MODEL])?;
+    ensure!(
+        aliases
+            .iter()
+            .any(|a| a.alias == "prod" && a.version.to_string() == "1.0.0"),
+        "prod after restore: {aliases:?}"
+    );
+    let verified: serde_json::Value = fleet
+        .coordinator
+        .ctl_json(&["audit", "--verify", "--anchor", &head])?;
+    ensure!(verified["broken"].is_null(), "{verified}");
+    // The agent carries on against the restored stores: the new release's chunks that 1.0.0
+    // shares come from the restored bucket.
+    let mut v2 = v1.clone();
+    v2.extend(model_bytes(5, 64 * 1024, false));
+    fleet.ship("1.1.0", &v2, T)?;
+    ensure!(fleet.agents[0].current_bytes("model.bin")? == v2);
+    Ok(())
+}

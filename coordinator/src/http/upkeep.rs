@@ -62,7 +62,13 @@ async fn backup(
     let _fleet_gc = crate::registry::gc_fence::hold(&app, false, "a backup".into()).await?;
     let app2 = app.clone();
     let summary = tokio::task::spawn_blocking(move || {
-        crate::store::backup::write(&app2.store, &app2.config.data_dir, &request.to, unix_now())
+        crate::store::backup::write(
+            &app2.store,
+            &app2.transfer.chunks,
+            &app2.config.data_dir,
+            &request.to,
+            unix_now(),
+        )
     })
     .await
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

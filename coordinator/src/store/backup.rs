@@ -1,12 +1,17 @@
-//! Online backups of a data directory, and their restore. A backup is a directory holding a
-//! consistent copy of the database ([`Store::copy_to`]: one read transaction, while writers
-//! go on), every chunk file, the TLS identity, the snapshot key and the token hashes, and
-//! `manifest.json` naming each file with its size and BLAKE3 hash. The caller holds the GC
-//! lock (shared) meanwhile, so no chunk the copy refers to is removed before it is copied;
-//! chunks are immutable and content-addressed, so a copy of one is never torn. Cached deltas
-//! are left out: they are made again on demand. Restore checks every file against the
-//! manifest before it writes anything, and writes only into a data directory without a
-//! database.
+//! Online backups of a coordinator's stores, and their restore. A backup is a directory
+//! holding a consistent copy of the records as an embedded database ([`Store::copy_to`]: one
+//! read transaction, while writers go on; from PostgreSQL as from redb), every chunk frame
+//! (from whichever chunk engine holds them), the TLS identity, the snapshot key and the token
+//! hashes, and `manifest.json` naming each file with its size and BLAKE3 hash: the same
+//! format whatever the stores were. The caller holds the GC fence (shared) meanwhile, so no
+//! chunk the copy refers to is removed before it is copied; chunks are immutable and
+//! content-addressed, so a copy of one is never torn. Cached deltas are left out: they are
+//! made again on demand.
+//!
+//! Restore checks every file against the manifest before it writes anything. Into a data
+//! directory ([`restore`]): only one without a database. Into shared stores
+//! ([`restore_into`]): only an empty database, the records moved in one transaction and
+//! checked by walking the audit chain, the frames put into the chunk engine.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -17,12 +22,15 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::api::BackupSummary;
+use crate::store::chunks::{ChunkStore, ChunkStoreError};
 use crate::store::{Store, StoreError};
 
 /// The manifest's file name in a backup.
 pub const MANIFEST: &str = "manifest.json";
 /// The database's file name, in a data directory and in a backup.
 pub const DATABASE: &str = "ferry.redb";
+/// The directory of chunk frames, in a data directory and in a backup.
+const CHUNKS: &str = "chunks";
 /// The format of backups this build writes and reads.
 pub const BACKUP_FORMAT: u32 = 1;
 
@@ -73,6 +81,9 @@ pub enum BackupError {
     /// The database could not be copied.
     #[error("cannot copy the database: {0}")]
     Store(#[from] StoreError),
+    /// The chunks could not be read or stored.
+    #[error("cannot copy the chunks: {0}")]
+    Chunks(#[from] ChunkStoreError),
     /// The destination already holds something.
     #[error("{0}")]
     NotEmpty(String),
@@ -93,10 +104,12 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
     }
 }
 
-/// Writes a backup of `store` and the files of `data_dir` into `to`, a directory that does
-/// not exist yet or is empty. The caller holds the GC lock (shared) throughout.
+/// Writes a backup of `store`, `chunks` and the key files of `data_dir` into `to`, a
+/// directory that does not exist yet or is empty. The caller holds the GC fence (shared)
+/// throughout.
 pub fn write(
     store: &Store,
+    chunks: &ChunkStore,
     data_dir: &Path,
     to: &Path,
     now: u64,
@@ -106,10 +119,17 @@ pub fn write(
     let records = store.copy_to(&to.join(DATABASE))?;
     let mut files = BTreeMap::new();
     files.insert(DATABASE.to_owned(), hash_file(&to.join(DATABASE))?);
-    for relative in chunk_files(&data_dir.join("chunks"))? {
-        let name = format!("chunks/{relative}");
-        let entry = copy_hashed(&data_dir.join(&name), &to.join(&name))?;
-        files.insert(name, entry);
+    let mut frames = chunks.list()?;
+    frames.sort_by_key(|f| f.hash);
+    let mut frame = Vec::new();
+    for stored in frames {
+        let name = format!(
+            "{CHUNKS}/{}",
+            ferry_shared::mirror::frame_path(&stored.hash)
+        );
+        frame.clear();
+        chunks.stored_frame_into(&stored.hash, &mut frame)?;
+        files.insert(name.clone(), write_hashed(&to.join(&name), &frame)?);
     }
     for name in KEYS {
         let source = data_dir.join(name);
@@ -219,6 +239,114 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<BackupSummary, BackupErro
     })
 }
 
+/// Brings the backup in `from` back into shared stores: its records into `records` (an
+/// empty database: refused otherwise), in one transaction checked by walking the audit
+/// chain on both sides, last; its frames into `chunks`; its key files into `data_dir`, which
+/// must hold no others (the identity every node of the fleet then shares). Every file is
+/// checked against the manifest first. A restore that stopped midway is run again as it was.
+pub fn restore_into(
+    from: &Path,
+    records: &Store,
+    chunks: &ChunkStore,
+    data_dir: &Path,
+) -> Result<BackupSummary, BackupError> {
+    let started = Instant::now();
+    let manifest = check(from)?;
+    for name in KEYS {
+        let (Some(expected), path) = (manifest.files.get(*name), data_dir.join(name)) else {
+            continue;
+        };
+        // The backup's own copy (a restore run again after it stopped) may stay.
+        if path.exists() && hash_file(&path).ok().as_ref() != Some(expected) {
+            return Err(BackupError::NotEmpty(format!(
+                "{} already holds another {name}: restore into a data directory without keys",
+                data_dir.display()
+            )));
+        }
+    }
+    if let Some(table) = records.first_filled()? {
+        return Err(BackupError::NotEmpty(format!(
+            "{} already holds records ({table}): restore into an empty database",
+            records.describe()
+        )));
+    }
+    fs::create_dir_all(data_dir).map_err(io_at(data_dir))?;
+    // Frames and keys first, the records last: a database with records is a restored one
+    // (a restore stopped before then is run again into the same stores).
+    let mut bytes = 0;
+    let batch = chunks.frame_batch();
+    for (name, entry) in &manifest.files {
+        let Some(hash) = frame_hash(name) else {
+            continue;
+        };
+        let path = from.join(name);
+        let frame = fs::read(&path).map_err(io_at(&path))?;
+        if blake3::hash(&frame).to_hex().as_str() != entry.blake3 {
+            return Err(BackupError::Damaged {
+                dir: from.to_owned(),
+                why: format!("{name} changed while it was restored"),
+            });
+        }
+        batch.put(&hash, &frame)?;
+        bytes += entry.size;
+    }
+    batch.finish()?;
+    for name in KEYS {
+        if let Some(expected) = manifest.files.get(*name) {
+            let entry = copy_hashed(&from.join(name), &data_dir.join(name))?;
+            if &entry != expected {
+                return Err(BackupError::Damaged {
+                    dir: from.to_owned(),
+                    why: format!("{name} changed while it was restored"),
+                });
+            }
+            bytes += entry.size;
+        }
+    }
+    // The backup's database is opened from a copy: opening migrates an older format, and the
+    // backup stays as it was.
+    let scratch = Scratch::new(data_dir.join(".restore"))?;
+    let copy = scratch.0.join(DATABASE);
+    bytes += copy_hashed(&from.join(DATABASE), &copy)?.size;
+    let moved = Store::open(&copy)?.move_into(records)?;
+    drop(scratch);
+    sync_dir(data_dir)?;
+    Ok(BackupSummary {
+        dir: from.to_owned(),
+        files: manifest.files.len() as u64,
+        bytes,
+        records: moved.records,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A directory of this process's own, removed when dropped (and first, should an
+/// interrupted restore have left it).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(dir: PathBuf) -> Result<Self, BackupError> {
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The chunk a backup's file name holds the frame of (`chunks/ab/ab….zst`), if it is one.
+fn frame_hash(name: &str) -> Option<ferry_shared::Digest> {
+    let rest = name.strip_prefix(CHUNKS)?.strip_prefix('/')?;
+    let (dir, file) = rest.split_once('/')?;
+    let hex = file.strip_suffix(".zst")?;
+    let hash: ferry_shared::Digest = hex.parse().ok()?;
+    (ferry_shared::mirror::frame_path(&hash) == format!("{dir}/{file}")).then_some(hash)
+}
+
 /// `name` as a relative path that stays inside the directory it is joined to.
 fn safe_relative(name: &str) -> Option<&Path> {
     let path = Path::new(name);
@@ -252,30 +380,16 @@ fn make_empty_dir(dir: &Path) -> Result<(), BackupError> {
     }
 }
 
-/// The chunk files under `root` (`xx/<hash>.zst`), relative to it; interrupted writes
-/// (`tmp/`) left out.
-fn chunk_files(root: &Path) -> Result<Vec<String>, BackupError> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io_at(root)(e)),
-    };
-    for dir in entries {
-        let dir = dir.map_err(io_at(root))?;
-        let name = dir.file_name().to_string_lossy().into_owned();
-        if name == "tmp" || !dir.file_type().map_err(io_at(root))?.is_dir() {
-            continue;
-        }
-        for file in fs::read_dir(dir.path()).map_err(io_at(&dir.path()))? {
-            let file = file.map_err(io_at(&dir.path()))?;
-            if file.file_type().map_err(io_at(&file.path()))?.is_file() {
-                out.push(format!("{name}/{}", file.file_name().to_string_lossy()));
-            }
-        }
+/// Writes `bytes` to `to` (creating its directory) and fsyncs it; returns its entry.
+fn write_hashed(to: &Path, bytes: &[u8]) -> Result<FileEntry, BackupError> {
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
     }
-    out.sort();
-    Ok(out)
+    write_synced(to, bytes)?;
+    Ok(FileEntry {
+        size: bytes.len() as u64,
+        blake3: blake3::hash(bytes).to_hex().to_string(),
+    })
 }
 
 /// Copies `from` to `to` (creating its directory), hashing the bytes on the way; fsyncs it.
@@ -329,6 +443,18 @@ fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_frame_names_in_the_chunk_layout_name_chunks() {
+        let hash = ferry_shared::Digest::of(b"frame");
+        let name = format!("chunks/{}", ferry_shared::mirror::frame_path(&hash));
+        assert_eq!(frame_hash(&name), Some(hash));
+        let hex = hash.to_hex();
+        assert_eq!(frame_hash(&format!("chunks/zz/{hex}.zst")), None);
+        assert_eq!(frame_hash(&format!("chunks/{}/{hex}", &hex[..2])), None);
+        assert_eq!(frame_hash("snapshot.key"), None);
+        assert_eq!(frame_hash("chunks/ab/not-hex.zst"), None);
+    }
 
     #[test]
     fn paths_that_leave_the_directory_are_not_safe() {

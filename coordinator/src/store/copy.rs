@@ -38,9 +38,9 @@ impl Store {
     /// not moved), everything is copied in one transaction, and the copy's chain is walked
     /// against this one's head. This store is left as it was.
     pub fn move_into(&self, target: &Store) -> Result<Moved, StoreError> {
-        if !target.is_empty()? {
+        if let Some(table) = target.first_filled()? {
             return Err(StoreError::Engine(format!(
-                "{} already holds records: a move goes into an empty database only",
+                "{} already holds records ({table}): a move goes into an empty database only",
                 target.describe()
             )));
         }
@@ -64,24 +64,24 @@ impl Store {
         })
     }
 
-    /// Whether no table holds a row (counters aside).
-    fn is_empty(&self) -> Result<bool, StoreError> {
+    /// The first table that holds a row (counters aside); `None` when the store is empty.
+    pub(crate) fn first_filled(&self) -> Result<Option<&'static str>, StoreError> {
         let txn = self.read()?;
-        let mut empty = true;
         for table in all() {
             let first = Scan {
                 from: None,
                 backward: false,
             };
+            let mut filled = false;
             txn.ops().scan(table, first, &mut |_, _| {
-                empty = false;
+                filled = true;
                 Ok(false)
             })?;
-            if !empty {
-                break;
+            if filled {
+                return Ok(Some(table.name));
             }
         }
-        Ok(empty)
+        Ok(None)
     }
 
     /// Copies every record into `target` in one transaction; how many were copied.

@@ -1,8 +1,10 @@
 //! `ferry-coordinator backup --to DIR` and `restore --from DIR`. A backup of a running
 //! coordinator is written by that coordinator (it holds the database open), asked over its
-//! admin API with the admin token; with none running, this process opens the database and
-//! writes it itself. Restore always runs with the coordinator stopped, into a data directory
-//! without a database, and walks the restored audit chain before it reports success.
+//! admin API with the admin token; with none running on an embedded store, this process opens
+//! the database and writes it itself. On shared stores a running node always writes it: it
+//! holds the fleet-wide garbage-collection fence meanwhile. Restore runs with no coordinator
+//! on the stores it fills (a data directory without a database, or an empty shared
+//! database), and walks the restored audit chain before it reports success.
 
 use std::path::{Path, PathBuf};
 
@@ -13,37 +15,72 @@ use ferry_coordinator::config::Config;
 use ferry_coordinator::outln;
 use ferry_coordinator::store::backup;
 use ferry_coordinator::store::{Store, StoreError};
+use ferry_coordinator::stores;
 
 /// Writes a backup of the data directory `config` names into `to`.
 pub(crate) fn backup(config: &Config, to: &Path, token: Option<String>) -> Result<()> {
     let to = std::path::absolute(to).with_context(|| format!("{}", to.display()))?;
-    let path = config.data_dir.join(backup::DATABASE);
+    if stores::records_are_shared(config) {
+        let summary = ask_running(config, &to, token).context(
+            "on shared stores a running coordinator writes the backup (it holds the fleet-wide garbage-collection fence): run backup with a running node's configuration",
+        )?;
+        print_backup(&summary, "the shared stores");
+        return Ok(());
+    }
+    let path = stores::embedded_path(config);
     anyhow::ensure!(path.exists(), "no database at {}", path.display());
     let summary = match Store::open(&path) {
-        Ok(store) => backup::write(&store, &config.data_dir, &to, ferry_coordinator::unix_now())?,
+        Ok(store) => {
+            let chunks = stores::open_chunks(config)?;
+            backup::write(
+                &store,
+                &chunks,
+                &config.data_dir,
+                &to,
+                ferry_coordinator::unix_now(),
+            )?
+        }
         Err(StoreError::Database(redb::Error::DatabaseAlreadyOpen)) => {
             outln!("the coordinator is running: asking it to write the backup");
             ask_running(config, &to, token)?
         }
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
+    print_backup(&summary, &config.data_dir.display().to_string());
+    Ok(())
+}
+
+fn print_backup(summary: &BackupSummary, of: &str) {
     outln!(
-        "backup of {} written to {}: {} files, {} bytes, {} records, {:.1} s",
-        config.data_dir.display(),
+        "backup of {of} written to {}: {} files, {} bytes, {} records, {:.1} s",
         summary.dir.display(),
         summary.files,
         summary.bytes,
         summary.records,
         summary.secs
     );
-    Ok(())
 }
 
 /// Restores the backup in `from` into the data directory `config` names.
 pub(crate) fn restore(config: &Config, from: &Path) -> Result<()> {
-    let summary = backup::restore(from, &config.data_dir)?;
-    let store = Store::open(&config.data_dir.join(backup::DATABASE))
-        .context("cannot open the restored database")?;
+    // Into the stores the configuration names; the embedded default, exactly as it was.
+    let (summary, store) = if stores::records_are_shared(config) || config.store.chunks.is_some() {
+        let store = stores::open_records(config)?;
+        let chunks = stores::open_chunks(config)?;
+        let summary = backup::restore_into(from, &store, &chunks, &config.data_dir)?;
+        outln!(
+            "moved {} records into {}; chunks into {}",
+            summary.records,
+            store.describe(),
+            chunks.describe()
+        );
+        (summary, store)
+    } else {
+        let summary = backup::restore(from, &config.data_dir)?;
+        let store = Store::open(&stores::embedded_path(config))
+            .context("cannot open the restored database")?;
+        (summary, store)
+    };
     let audit = store.verify_audit(None)?;
     if let Some(broken) = &audit.broken {
         bail!(

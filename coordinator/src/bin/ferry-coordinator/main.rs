@@ -12,15 +12,11 @@ use clap::{Parser, Subcommand};
 use ferry_coordinator::agents::quic;
 use ferry_coordinator::agents::transfer::Transfer;
 use ferry_coordinator::app::Coordinator;
-use ferry_coordinator::config::ChunkPlace;
 use ferry_coordinator::config::Config;
 use ferry_coordinator::http::{listen as http_listen, router as http};
 use ferry_coordinator::outln;
 use ferry_coordinator::secrets;
 use ferry_coordinator::store::Store;
-use ferry_coordinator::store::chunks::ChunkStore;
-use ferry_coordinator::store::chunks::local::LocalDir;
-use ferry_coordinator::store::chunks::s3::S3;
 use ferry_coordinator::store::deltas::DeltaCache;
 
 /// A line of the start-up banner. A daemon goes on serving when nobody reads its standard
@@ -198,19 +194,7 @@ async fn serve(config: Config) -> Result<()> {
     let (snapshot_key, snapshot_created) = secrets::snapshot_key(&snapshot_path)?;
     let store = open_store(&config)?;
     banner!("records: {}", store.describe());
-    let chunks = match config.store.chunk_place()? {
-        ChunkPlace::Own => ChunkStore::new(dir.join("chunks"), config.compression_level)?,
-        ChunkPlace::Directory(shared) => ChunkStore::on(
-            dir.join("chunks"),
-            Arc::new(LocalDir::shared(shared, &config.node())?),
-            config.compression_level,
-        )?,
-        ChunkPlace::S3(location) => ChunkStore::on(
-            dir.join("chunks"),
-            Arc::new(S3::new(location).context("cannot reach the chunks' bucket")?),
-            config.compression_level,
-        )?,
-    };
+    let chunks = ferry_coordinator::stores::open_chunks(&config)?;
     banner!("chunks: {}", chunks.describe());
     let transfer = Transfer::new(
         chunks,
@@ -371,19 +355,7 @@ fn admin_acceptor(
 /// The store the configuration names: PostgreSQL when `[store] metadata` is set, else the
 /// embedded database in the data directory.
 fn open_store(config: &Config) -> Result<Store> {
-    match config.store.postgres()? {
-        Some((url, access)) => Store::open_postgres(&url, &access)
-            .context("cannot open the PostgreSQL database named by [store] metadata"),
-        None => {
-            let path = config.data_dir.join("ferry.redb");
-            Store::open(&path).with_context(|| {
-                format!(
-                    "cannot open the database {} (is another coordinator running on it?)",
-                    path.display()
-                )
-            })
-        }
-    }
+    Ok(ferry_coordinator::stores::open_records(config)?)
 }
 
 /// `migrate`: an embedded install's records into PostgreSQL.

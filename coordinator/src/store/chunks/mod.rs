@@ -182,6 +182,22 @@ impl ChunkStore {
         self.backend.presigned(hash, valid_for)
     }
 
+    /// Appends chunk `hash`'s stored frame to `into` as it is, unchecked: for copies that
+    /// carry their own hashes (backups).
+    pub fn stored_frame_into(
+        &self,
+        hash: &Digest,
+        into: &mut Vec<u8>,
+    ) -> Result<(), ChunkStoreError> {
+        self.backend.read_into(hash, into)
+    }
+
+    /// A batch that stores frames as they are, each under its chunk's hash (restores); durable
+    /// once finished.
+    pub fn frame_batch(&self) -> Box<dyn backend::FrameBatch + '_> {
+        self.backend.batch()
+    }
+
     /// Every stored frame.
     pub fn list(&self) -> Result<Vec<ChunkFile>, ChunkStoreError> {
         self.backend.list()
