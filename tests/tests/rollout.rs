@@ -244,8 +244,10 @@ fn a_shadow_wave_stages_the_candidate_and_judges_it_before_any_device_serves_it(
         })?;
         ensure!(agent.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"));
     }
-    let view = fleet.rollout("shadow-bad")?;
-    ensure!(view.devices.shadowing == 3, "{view:?}");
+    // The agents' own status shows the candidate before their reports reach the coordinator.
+    wait_until("the rollout to count three shadowing devices", T, || {
+        Ok(fleet.rollout("shadow-bad")?.devices.shadowing == 3)
+    })?;
     fleet.wait_rollout("shadow-bad", Phase::RolledBack, T, |f| {
         f.serve_requests(100, |v| if v == "2.0.0" { 30 } else { 1 })
     })?;

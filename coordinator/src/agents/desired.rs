@@ -6,6 +6,7 @@
 //! never stored after it (a generation counter guards the race). The caches themselves are
 //! [`crate::agents::desired_cache`]'s.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferry_shared::rollout::{Desired, Phase, desired};
@@ -15,7 +16,46 @@ use ferry_shared::{ModelName, Version};
 use crate::app::Coordinator;
 use crate::rollout::facts::facts_of;
 use crate::store::StoreError;
+use crate::store::records::DeviceRecord;
 use crate::store::rollouts::RolloutRecord;
+
+/// Where a device's record is found when a rollout may steer it: read from the store one by
+/// one (a session starting), or read ahead for a whole push pass ([`Records::ahead`]). On a
+/// shared database a read per device is a few round trips: 3,300 devices of a node took
+/// 2.3 s to be told of a rollback, where one scan of the table takes a few hundred ms.
+pub(crate) enum Records {
+    /// Each from the store.
+    Store,
+    /// Every device's, read in one pass.
+    Ahead(HashMap<DeviceId, DeviceRecord>),
+}
+
+impl Records {
+    /// Every device's record, read ahead when a rollout steers devices following one of
+    /// `aliases` (and so devices' records will be needed); else [`Records::Store`].
+    pub(crate) fn ahead(
+        app: &Coordinator,
+        aliases: &[(ModelName, ferry_shared::AliasName)],
+    ) -> Result<Self, StoreError> {
+        let steering = steering(app)?;
+        let needed = steering.iter().any(|r| {
+            aliases
+                .iter()
+                .any(|(model, alias)| &r.plan.model == model && &r.alias == alias)
+        });
+        if !needed {
+            return Ok(Records::Store);
+        }
+        Ok(Records::Ahead(app.store.devices()?.into_iter().collect()))
+    }
+
+    fn get(&self, app: &Coordinator, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        match self {
+            Records::Store => app.store.device(id),
+            Records::Ahead(all) => Ok(all.get(id).cloned()),
+        }
+    }
+}
 
 /// The root chain and a snapshot of `model` fresh enough to send (re-assembled after an
 /// invalidation or half the snapshot's lifetime); `None` before any root was pushed.
@@ -53,8 +93,9 @@ pub(crate) fn desired_state(
     app: &Coordinator,
     follow: &Follow,
     device: &DeviceId,
+    records: &Records,
 ) -> Result<DesiredState, StoreError> {
-    let mut state = desired_release(app, follow, device)?;
+    let mut state = desired_release(app, follow, device, records)?;
     state.trust = trust_bundle(app, &follow.model, crate::unix_now())?.map(|b| (*b).clone());
     Ok(state)
 }
@@ -65,27 +106,15 @@ pub(crate) fn desired_release(
     app: &Coordinator,
     follow: &Follow,
     device: &DeviceId,
+    records: &Records,
 ) -> Result<DesiredState, StoreError> {
-    let (generation, steering) = {
-        let inner = app.desired.lock();
-        (inner.generation, inner.steering.clone())
-    };
-    let steering = match steering {
-        Some(s) => s,
-        None => {
-            let all = Arc::new(steering_rollouts(app)?);
-            let mut inner = app.desired.lock();
-            if inner.generation == generation {
-                inner.steering = Some(all.clone());
-            }
-            all
-        }
-    };
+    let generation = app.desired.lock().generation;
+    let steering = steering(app)?;
     let steered = if steering
         .iter()
         .any(|r| r.plan.model == follow.model && r.alias == follow.alias)
     {
-        steered(app, &steering, follow, device)?
+        steered(app, &steering, follow, device, records)?
     } else {
         Desired::Untouched
     };
@@ -119,6 +148,23 @@ pub(crate) fn desired_release(
         }),
         None => Ok(state),
     }
+}
+
+/// The rollouts that steer devices (cached until the next invalidation).
+fn steering(app: &Coordinator) -> Result<Arc<Vec<RolloutRecord>>, StoreError> {
+    let (generation, cached) = {
+        let inner = app.desired.lock();
+        (inner.generation, inner.steering.clone())
+    };
+    if let Some(steering) = cached {
+        return Ok(steering);
+    }
+    let all = Arc::new(steering_rollouts(app)?);
+    let mut inner = app.desired.lock();
+    if inner.generation == generation {
+        inner.steering = Some(all.clone());
+    }
+    Ok(all)
 }
 
 /// The rollouts that steer devices, newest first: those running or awaiting approval, and
@@ -165,7 +211,8 @@ fn state_for(
     })
 }
 
-/// The signed envelope of `model` `version`, as agents receive it.
+/// The signed envelope of `model` `version`, as agents receive it (cached until the next
+/// invalidation: every device of a wave is told the same one).
 fn release(
     app: &Coordinator,
     model: &ModelName,
@@ -174,13 +221,26 @@ fn release(
     let Some(version) = version else {
         return Ok(None);
     };
-    Ok(app
+    let key = (model.clone(), version);
+    let generation = {
+        let inner = app.desired.lock();
+        if let Some(hit) = inner.releases.get(&key) {
+            return Ok(hit.clone());
+        }
+        inner.generation
+    };
+    let found = app
         .store
-        .release(model, &version)?
+        .release(model, &key.1)?
         .map(|(release, stored)| DesiredRelease {
             version: release.version,
             envelope: stored.envelope,
-        }))
+        });
+    let mut inner = app.desired.lock();
+    if inner.generation == generation {
+        inner.releases.insert(key, found.clone());
+    }
+    Ok(found)
 }
 
 /// What the newest of `steering` that covers `device` through `follow` wants of it
@@ -191,8 +251,9 @@ fn steered(
     steering: &[RolloutRecord],
     follow: &Follow,
     device: &DeviceId,
+    records: &Records,
 ) -> Result<Desired, StoreError> {
-    let Some(record) = app.store.device(device)? else {
+    let Some(record) = records.get(app, device)? else {
         return Ok(Desired::Untouched);
     };
     let model = &follow.model;

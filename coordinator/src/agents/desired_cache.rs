@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ferry_shared::wire::{DesiredState, TrustBundle};
-use ferry_shared::{AliasName, ModelName};
+use ferry_shared::wire::{DesiredRelease, DesiredState, TrustBundle};
+use ferry_shared::{AliasName, ModelName, Version};
 
 use crate::store::rollouts::RolloutRecord;
 
@@ -26,6 +26,9 @@ pub(crate) struct Inner {
     /// The trust metadata sent with every desired state of a model, and when it was
     /// assembled.
     pub(crate) trust: HashMap<ModelName, (u64, Option<Arc<TrustBundle>>)>,
+    /// The signed envelopes of the releases rollouts steer devices to (each device of a
+    /// wave is told the same one).
+    pub(crate) releases: HashMap<(ModelName, Version), Option<DesiredRelease>>,
 }
 
 impl DesiredCache {
@@ -41,5 +44,6 @@ impl DesiredCache {
         inner.by_alias.clear();
         inner.steering = None;
         inner.trust.clear();
+        inner.releases.clear();
     }
 }

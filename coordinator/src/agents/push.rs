@@ -7,20 +7,22 @@ use std::task::Poll;
 
 use ferry_shared::wire::Follow;
 
-use crate::agents::desired::desired_state;
+use crate::agents::desired::{Records, desired_state};
 use crate::agents::fanout::ControlStream;
 use crate::agents::session_error::SessionError;
 use crate::app::Coordinator;
 
-/// Pushes what `control`'s device should run now for `follow`.
+/// Pushes what `control`'s device should run now for `follow`, its record (when a rollout
+/// may steer it) found in `records`.
 pub(crate) async fn push(
     app: &Coordinator,
     control: &ControlStream,
     follow: &Follow,
+    records: &Records,
 ) -> Result<(), SessionError> {
     control
         .push_with(follow, || {
-            desired_state(app, follow, &control.id).map_err(SessionError::from)
+            desired_state(app, follow, &control.id, records).map_err(SessionError::from)
         })
         .await
 }
@@ -35,12 +37,33 @@ pub(crate) async fn run(app: Arc<Coordinator>) {
         if moved.is_empty() {
             continue;
         }
+        // The devices' records, once for the pass, when a rollout may steer them.
+        let ahead = {
+            let (app, moved) = (app.clone(), moved.clone());
+            tokio::task::spawn_blocking(move || Records::ahead(&app, &moved)).await
+        };
+        let records = Arc::new(match ahead {
+            Ok(Ok(records)) => records,
+            Ok(Err(e)) => {
+                tracing::warn!("reading the devices ahead of a push: {e}");
+                Records::Store
+            }
+            Err(e) => {
+                tracing::warn!("reading the devices ahead of a push failed: {e}");
+                Records::Store
+            }
+        });
         for control in app.sessions.controls() {
             for follow in control.moved(&moved) {
                 let push = {
-                    let (app, control, follow) = (app.clone(), control.clone(), follow.clone());
+                    let (app, control, follow, records) = (
+                        app.clone(),
+                        control.clone(),
+                        follow.clone(),
+                        records.clone(),
+                    );
                     async move {
-                        if let Err(e) = push(&app, &control, &follow).await {
+                        if let Err(e) = push(&app, &control, &follow, &records).await {
                             tracing::warn!(device = %control.id, "push failed: {e}");
                             control.reset().await;
                         }

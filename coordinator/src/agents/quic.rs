@@ -469,7 +469,8 @@ async fn control_loop(
     // for its whole life, though each runs for moments; boxed, they take memory only while
     // they run. There is no `closed()` branch below: `accept_bi` ends with the connection.
     for follow in &control.follows {
-        Box::pin(crate::agents::push::push(app, control, follow)).await?;
+        let records = crate::agents::desired::Records::Store;
+        Box::pin(crate::agents::push::push(app, control, follow, &records)).await?;
     }
     let mut reports = FrameReader::default();
     loop {

@@ -42,7 +42,12 @@ pub(crate) fn reach_of(app: &Coordinator, device: &DeviceId) -> Result<Reach, St
         return Ok(reach);
     };
     for follow in &record.follows {
-        let desired = crate::agents::desired::desired_release(app, follow, device)?;
+        let desired = crate::agents::desired::desired_release(
+            app,
+            follow,
+            device,
+            &crate::agents::desired::Records::Store,
+        )?;
         for version in [desired.release, desired.candidate]
             .into_iter()
             .flatten()

@@ -1,7 +1,10 @@
 //! Device reports are merged into their records by one writer thread that takes whatever
-//! reports are waiting and commits them in a single transaction. Ten thousand agents answering
-//! a push at once then cost a few dozen commits instead of ten thousand, and no session's
-//! task blocks a runtime worker on the database.
+//! reports are waiting, lets more gather for [`LINGER`], and commits them in a single
+//! transaction. Ten thousand agents answering a push at once then cost a few dozen commits
+//! instead of ten thousand; a fleet's steady heartbeats, which arrive one by one, cost one
+//! commit per [`LINGER`] instead of one per report (measured with 10,000 simulated agents on
+//! three coordinators sharing PostgreSQL, reporting every 15 s: 622 commits/s before); and no
+//! session's task blocks a runtime worker on the database.
 
 use std::sync::Arc;
 
@@ -16,6 +19,10 @@ use crate::store::StoreError;
 
 /// Most reports merged in one transaction.
 const BATCH: usize = 1024;
+
+/// How long a batch waits for more reports after its first: what one report's
+/// acknowledgement may be delayed by, against a commit (an fsync) per report.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// Merges `report` into `id`'s record; the events acknowledged through, or `None` for a
 /// device with no record. Starts the writer on first use.
@@ -50,11 +57,10 @@ fn start(app: Arc<Coordinator>) -> mpsc::Sender<Job> {
         .spawn(move || {
             while let Some(first) = rx.blocking_recv() {
                 let mut jobs = vec![first];
-                while jobs.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
+                take_waiting(&mut rx, &mut jobs);
+                if jobs.len() < BATCH {
+                    std::thread::sleep(LINGER);
+                    take_waiting(&mut rx, &mut jobs);
                 }
                 let batch: Vec<(DeviceId, DeviceReport, u64)> = jobs
                     .iter()
@@ -86,4 +92,14 @@ fn start(app: Arc<Coordinator>) -> mpsc::Sender<Job> {
         warn!("cannot start the report writer: {e}");
     }
     tx
+}
+
+/// Moves the reports waiting in `rx` into `jobs`, up to [`BATCH`].
+fn take_waiting(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
 }

@@ -11,9 +11,11 @@
 //! `--no-reports`: agents do not report back, which isolates the cost of pushing;
 //! `--coordinators N`: N coordinators on one PostgreSQL database and one S3 bucket, started
 //! here as the tests start them, the agents spread over them, `alias set` on the last one,
-//! with PostgreSQL's commits and row writes per second while the fleet is idle: simulated
-//! agents report only when told something, real ones with every heartbeat too). With
-//! `FERRY_SIM_KEEP=DIR` the coordinators' data directories and logs stay in DIR.
+//! with PostgreSQL's commits and row writes per second while the fleet is idle;
+//! `--heartbeat-secs N`: the coordinators tell agents to report every N seconds, default 15
+//! as in production, and the simulated agents do, each at its own phase, as real ones do;
+//! 0 = they report only when told something). With `FERRY_SIM_KEEP=DIR` the coordinators'
+//! data directories and logs stay in DIR.
 //! Simulated agents install instantly: they report the version they were told to run.
 
 use std::collections::BTreeMap;
@@ -49,6 +51,8 @@ struct Board {
     failed_one: AtomicBool,
     /// Agents do not report back (`--no-reports`): isolates the cost of pushing.
     quiet_agents: bool,
+    /// Agents report at the heartbeat the coordinator names, as real ones do.
+    heartbeats: bool,
     /// The measurements are done; sessions ending now are not errors.
     done: AtomicBool,
     /// Every connected agent's connection, for its QUIC statistics.
@@ -203,6 +207,10 @@ struct Args {
     /// bucket (needs scripts/install-postgres.sh and scripts/install-seaweedfs.sh).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
     coordinators: u64,
+    /// How often agents report when nothing happens, in seconds (the coordinators tell them
+    /// so); 0: only when told something.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    heartbeat_secs: u32,
     #[command(flatten)]
     build: ferry_tests::BuildFlag,
 }
@@ -214,19 +222,23 @@ fn main() -> Result<()> {
     let per_endpoint = usize::try_from(args.per_endpoint)?;
     let shared = (args.coordinators > 1).then(Shared::start).transpose()?;
     let config = |node: &str| shared.as_ref().map(|s| s.config(node));
+    let cadence = Cadence {
+        heartbeat_secs: args.heartbeat_secs.max(1),
+        ..Cadence::FLEET_BENCH
+    };
     let fleet = Fleet::start_at(
         0,
         std::env::var_os("FERRY_SIM_KEEP")
             .as_deref()
             .map(std::path::Path::new),
         config("a").as_deref(),
-        Cadence::FLEET_BENCH,
+        cadence,
     )?;
     let mut others = Vec::new();
     for k in 1..args.coordinators {
         let name = format!("n{k}");
         let text = config(&name).context("shared stores")?;
-        others.push(fleet.start_node(&name, &text, Cadence::FLEET_BENCH)?);
+        others.push(fleet.start_node(&name, &text, cadence)?);
     }
     let nodes: Vec<&Coordinator> = std::iter::once(&fleet.coordinator).chain(&others).collect();
     for v in ["1.0.0", "2.0.0", "3.0.0"] {
@@ -243,6 +255,7 @@ fn main() -> Result<()> {
     let board = Arc::new(Board {
         told: (0..agents).map(|_| Mutex::new(Vec::new())).collect(),
         quiet_agents: args.no_reports,
+        heartbeats: args.heartbeat_secs > 0 && !args.no_reports,
         ..Board::default()
     });
     let token = std::fs::read_to_string(fleet.coordinator.data_dir.join("enrollment.token"))?
@@ -427,12 +440,39 @@ fn main() -> Result<()> {
     let canary_time = told_v3.last().map(|t| *t - start);
     let returned = back.get(need.saturating_sub(1)).copied();
     let first_told = back.first().copied();
+    // Per coordinator (agent i is on node i mod N): when 99 % of its canary devices were back.
+    let per_node: Vec<String> = (0..nodes.len())
+        .map(|k| {
+            let theirs: Vec<usize> = canary
+                .iter()
+                .copied()
+                .filter(|i| i % nodes.len() == k)
+                .collect();
+            let times = board.times(&v2, &theirs, start);
+            // 99 % rounded down: the one device that failed its install may be among them.
+            let at = times
+                .get((theirs.len() * 99 / 100).saturating_sub(1))
+                .copied();
+            match (at, first_told) {
+                (Some(at), Some(first)) => format!(
+                    "{:.0} ms",
+                    at.saturating_duration_since(first).as_secs_f64() * 1000.0
+                ),
+                _ => "-".into(),
+            }
+        })
+        .collect();
 
+    let heartbeat = if board.heartbeats {
+        format!("every agent reporting every {} s", args.heartbeat_secs)
+    } else {
+        "the agents report only when told something".to_owned()
+    };
     println!("| figure ({} coordinator(s)) | value | goal |", nodes.len());
     println!("|---|---|---|");
     if let Some((commits, rows)) = database {
         println!(
-            "| PostgreSQL while the fleet is idle (the simulated agents report only when told something) | {commits:.0} commits/s, {rows:.0} rows written/s | |"
+            "| PostgreSQL while the fleet is idle ({heartbeat}) | {commits:.0} commits/s, {rows:.0} rows written/s | |"
         );
     }
     println!(
@@ -468,6 +508,12 @@ fn main() -> Result<()> {
             r.saturating_duration_since(decided).as_secs_f64() * 1000.0
         ),
         _ => bail!("rollback times missing"),
+    }
+    if nodes.len() > 1 {
+        println!(
+            "| … of those, 99 % of each coordinator's canary devices back (the driving one first) | {} | |",
+            per_node.join(", ")
+        );
     }
     board.done.store(true, Ordering::Relaxed);
     drop(runtime);
@@ -593,19 +639,45 @@ async fn sim_agent(
     };
     write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
     read_preamble(&mut recv).await?;
-    match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
-        Some(ToAgent::Welcome(_)) => {}
+    let heartbeat_secs = match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
+        Some(ToAgent::Welcome(welcome)) => welcome.heartbeat_secs,
         other => bail!("no welcome: {other:?}"),
-    }
+    };
     board
         .connections
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(conn.clone());
     drop(permit);
+    // Pushes are read on a task of their own, so that a heartbeat never cuts a read short.
+    let (pushes_tx, mut pushes) = tokio::sync::mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(message)) = read_frame::<_, ToAgent>(&mut recv, "push").await {
+            if pushes_tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let _reader = AbortOnDrop(reader);
+    // Each agent beats at its own phase, as devices started at different times do.
+    let period = Duration::from_secs(u64::from(heartbeat_secs.max(1)));
+    let phase = Duration::from_millis((i as u64 * 7919) % period.as_millis().max(1) as u64);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut active, mut previous) = (Some(v1), None::<Version>);
     loop {
-        match read_frame::<_, ToAgent>(&mut recv, "push").await? {
+        let message = tokio::select! {
+            message = pushes.recv() => message,
+            _ = heartbeat.tick(), if board.heartbeats => {
+                write_frame(
+                    &mut send,
+                    &ToCoordinator::Report(report(active.clone(), previous.clone(), None)),
+                )
+                .await?;
+                continue;
+            }
+        };
+        match message {
             Some(ToAgent::Desired(d)) => {
                 let Some(release) = d.release else { continue };
                 let version = release.version;
@@ -645,5 +717,14 @@ async fn sim_agent(
             Some(_) => {}
             None => return Ok(()),
         }
+    }
+}
+
+/// Aborts its task when dropped (an agent's push reader, with the agent).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
