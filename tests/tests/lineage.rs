@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use ferry_coordinator::api::{ImpactView, LineageView};
-use ferry_tests::{Fleet, MODEL, model_bytes};
+use ferry_tests::{Fleet, MODEL, model_bytes, wait_until};
 
 fn meta(dataset: Option<&str>, parents: &[&str], accuracy: f64) -> String {
     let mut text = format!(
@@ -73,6 +73,12 @@ fn lineage_impact_diff_and_card() -> Result<()> {
         }
         c.ctl_json(&args)
     };
+    // The agents' own state shows 1.1.0 before their reports reach the coordinator.
+    wait_until(
+        "the coordinator to know both devices run 1.1.0",
+        Duration::from_secs(30),
+        || Ok(reach(None)?.devices == 2),
+    )?;
     let all = reach(None)?;
     let versions: Vec<String> = all.releases.iter().map(|r| r.version.to_string()).collect();
     ensure!(versions == ["1.0.0", "1.1.0", "2.0.0"], "{versions:?}");
