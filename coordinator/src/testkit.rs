@@ -266,6 +266,27 @@ impl S3Server {
         name
     }
 
+    /// The lines of a coordinator's `[store]` section that keep its chunks in a new bucket
+    /// on this server under `ferry/`, with the credentials written to a file in `dir` (which
+    /// must outlive the coordinators that read it). Every node given the same lines shares
+    /// the bucket.
+    pub fn chunk_settings(&self, dir: &Path) -> Result<String, String> {
+        let credentials = dir.join("s3.credentials");
+        std::fs::write(
+            &credentials,
+            format!("{}\n{}\n", Self::ACCESS_KEY, Self::SECRET_KEY),
+        )
+        .map_err(|e| format!("{}: {e}", credentials.display()))?;
+        Ok(format!(
+            "chunks = \"s3://{bucket}/ferry/\"\ns3_endpoint = \"{endpoint}\"\n\
+             s3_region = \"{region}\"\ns3_credentials_file = \"{credentials}\"\n",
+            bucket = self.fresh_bucket(),
+            endpoint = self.endpoint(),
+            region = Self::REGION,
+            credentials = credentials.display(),
+        ))
+    }
+
     fn create_bucket(&self, name: &str) -> Result<(), String> {
         use rusty_s3::S3Action;
         let endpoint = self.endpoint().parse().map_err(|e| format!("{e}"))?;

@@ -147,19 +147,12 @@ fn first_chunk(chunks: &Path) -> Result<std::path::PathBuf> {
 /// database and S3 bucket (on the servers the tests start), the S3 credentials in `dir`.
 fn shared_stores(dir: &Path) -> Result<String> {
     use ferry_coordinator::testkit::{PostgresServer, S3Server};
-    let credentials = dir.join("s3.credentials");
-    std::fs::write(
-        &credentials,
-        format!("{}\n{}\n", S3Server::ACCESS_KEY, S3Server::SECRET_KEY),
-    )?;
     Ok(format!(
-        "[store]\nmetadata = \"{url}\"\nchunks = \"s3://{bucket}/ferry/\"\n\
-         s3_endpoint = \"{endpoint}\"\ns3_region = \"{region}\"\ns3_credentials_file = \"{credentials}\"\n",
+        "[store]\nmetadata = \"{url}\"\n{chunks}",
         url = PostgresServer::shared().fresh_database(),
-        bucket = S3Server::shared().fresh_bucket(),
-        endpoint = S3Server::shared().endpoint(),
-        region = S3Server::REGION,
-        credentials = credentials.display(),
+        chunks = S3Server::shared()
+            .chunk_settings(dir)
+            .map_err(anyhow::Error::msg)?,
     ))
 }
 

@@ -21,22 +21,16 @@ const T: Duration = Duration::from_secs(90);
 struct Shared {
     /// The PostgreSQL database.
     url: String,
-    /// The bucket.
-    bucket: String,
-    /// The S3 credentials' file.
-    credentials: std::path::PathBuf,
+    /// The `[store]` lines naming the bucket.
+    chunks: String,
 }
 
 /// A node's configuration: its name, the shared database and bucket.
 fn config(node: &str, shared: &Shared) -> String {
     format!(
-        "node_name = \"{node}\"\n[store]\nmetadata = \"{url}\"\nchunks = \"s3://{bucket}/ferry/\"\n\
-         s3_endpoint = \"{endpoint}\"\ns3_region = \"{region}\"\ns3_credentials_file = \"{credentials}\"\n",
+        "node_name = \"{node}\"\n[store]\nmetadata = \"{url}\"\n{chunks}",
         url = shared.url,
-        bucket = shared.bucket,
-        endpoint = S3Server::shared().endpoint(),
-        region = S3Server::REGION,
-        credentials = shared.credentials.display(),
+        chunks = shared.chunks,
     )
 }
 
@@ -66,15 +60,11 @@ fn set_prod(node: &Coordinator, version: &str) -> Result<()> {
 fn three_coordinators_on_one_database_serve_one_fleet_through_a_node_loss() -> Result<()> {
     let url = PostgresServer::shared().fresh_database();
     let keep = tempfile::tempdir()?;
-    let credentials = keep.path().join("s3.credentials");
-    std::fs::write(
-        &credentials,
-        format!("{}\n{}\n", S3Server::ACCESS_KEY, S3Server::SECRET_KEY),
-    )?;
     let shared = Shared {
         url: url.clone(),
-        bucket: S3Server::shared().fresh_bucket(),
-        credentials,
+        chunks: S3Server::shared()
+            .chunk_settings(keep.path())
+            .map_err(anyhow::Error::msg)?,
     };
     let mut fleet = Fleet::start_configured(0, None, Some(&config("a", &shared)))?;
     let b = fleet.start_node("b", &config("b", &shared), Cadence::TESTS)?;

@@ -87,20 +87,10 @@ fn agents_take_whole_chunks_from_mirrors_and_deltas_from_the_coordinator() -> Re
 #[test]
 fn agents_fetch_chunks_through_pre_signed_bucket_addresses() -> Result<()> {
     let keep = tempfile::tempdir()?;
-    let credentials = keep.path().join("s3.credentials");
-    std::fs::write(
-        &credentials,
-        format!("{}\n{}\n", S3Server::ACCESS_KEY, S3Server::SECRET_KEY),
-    )?;
-    let config = format!(
-        "[store]\nchunks = \"s3://{bucket}/ferry/\"\ns3_endpoint = \"{endpoint}\"\n\
-         s3_region = \"{region}\"\ns3_credentials_file = \"{credentials}\"\n\
-         [mirrors]\npresign = true\npresign_secs = 300\n",
-        bucket = S3Server::shared().fresh_bucket(),
-        endpoint = S3Server::shared().endpoint(),
-        region = S3Server::REGION,
-        credentials = credentials.display(),
-    );
+    let chunks = S3Server::shared()
+        .chunk_settings(keep.path())
+        .map_err(anyhow::Error::msg)?;
+    let config = format!("[store]\n{chunks}[mirrors]\npresign = true\npresign_secs = 300\n");
     let fleet = Fleet::start_configured(1, None, Some(&config))?;
     let v1 = weights(13, 512 * 1024);
     fleet.publish("1.0.0", &v1)?;
