@@ -423,6 +423,7 @@ fn admit(
     record.labels = hello.labels.clone();
     record.follows = hello.follows.clone();
     let (new_events, _) = merge_report(&mut record, &hello.report, crate::unix_now_ms());
+    let enrolled = admission.is_some();
     if let Some(admission) = admission {
         if let Err(why) = app.store.enroll(&id, &record, admission, now)? {
             return Ok(Err(Refusal {
@@ -432,7 +433,11 @@ fn admit(
         }
         info!(device = %id, "device enrolled");
     }
-    app.store.update_device(&id, &record, &new_events, now)?;
+    // Enrollment stored the record as it is; a second transaction (under the writer lock
+    // every coordinator on a shared database waits for) only when there are events to audit.
+    if !enrolled || !new_events.is_empty() {
+        app.store.update_device(&id, &record, &new_events, now)?;
+    }
     app.metrics.update(&id, hello.report.metrics.clone());
     log_events(&id, &new_events);
     Ok(Ok((id, record)))

@@ -1,5 +1,7 @@
 //! Device records: identity, labels, what each device runs and what happened to it.
 
+use std::collections::HashMap;
+
 use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind};
 
 use super::audit::{Change, append};
@@ -62,17 +64,31 @@ impl Store {
         live: Option<&str>,
     ) -> Result<Vec<Option<Merged>>, StoreError> {
         let mut txn = self.write()?;
+        // Read in one go, merged here, written in one go: the transaction holds the writer
+        // lock, which every coordinator sharing the database waits for, for three statements
+        // rather than two per report (a thousand heartbeats per batch at 100,000 devices).
+        let mut ids: Vec<&str> = reports.iter().map(|(id, _, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let stored: Vec<Option<DeviceRecord>> = txn.get_many(DEVICES, &ids)?;
+        let mut records: HashMap<&str, DeviceRecord> = ids
+            .iter()
+            .zip(stored)
+            .filter_map(|(id, record)| Some((*id, record?)))
+            .collect();
+        let mut changed_ids: Vec<&str> = Vec::new();
+        let mut live_rows: Vec<(&str, LiveRecord)> = Vec::new();
         let mut out = Vec::with_capacity(reports.len());
         let mut durable = false;
         for (id, report, now) in reports {
-            let Some(mut record) = txn.get::<_, DeviceRecord>(DEVICES, id.as_str())? else {
+            let Some(record) = records.get_mut(id.as_str()) else {
                 out.push(None);
                 continue;
             };
-            let (new_events, changed) = merge(&mut record, report);
+            let (new_events, changed) = merge(record, report);
             if changed {
                 record.last_seen = *now;
-                txn.insert(DEVICES, id.as_str(), &record)?;
+                changed_ids.push(id.as_str());
             }
             if let Some(node) = live {
                 let heard = LiveRecord {
@@ -81,11 +97,21 @@ impl Store {
                     seen_ms: now.saturating_mul(1000),
                     metrics: report.metrics.clone(),
                 };
-                txn.insert(LIVE, id.as_str(), &heard)?;
+                live_rows.push((id.as_str(), heard));
             }
             durable |= !new_events.is_empty();
             out.push(Some((new_events, record.events_through)));
         }
+        changed_ids.sort_unstable();
+        changed_ids.dedup();
+        let changed: Vec<(&str, &DeviceRecord)> = changed_ids
+            .iter()
+            .filter_map(|id| Some((*id, records.get(id)?)))
+            .collect();
+        txn.insert_many(DEVICES, &changed)?;
+        let live_rows: Vec<(&str, &LiveRecord)> =
+            live_rows.iter().map(|(id, heard)| (*id, heard)).collect();
+        txn.insert_many(LIVE, &live_rows)?;
         for ((id, _, now), result) in reports.iter().zip(&out) {
             if let Some((events, _)) = result {
                 audit_events(&txn, id, events, *now)?;

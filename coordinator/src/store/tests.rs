@@ -612,6 +612,88 @@ fn a_session_closed_on_a_node_the_device_left_does_not_mark_it_gone() {
     );
 }
 
+/// A batch of reports is read and written in a few statements: a device reported twice in
+/// one batch ends with its last state, an unknown device is skipped, and each reported
+/// device's live row names this node.
+fn a_batch_of_reports_merges_each_device_in_order_and_writes_its_live_row() {
+    use ferry_shared::wire::{DeviceId, DeviceReport};
+
+    use super::records::DeviceRecord;
+
+    let (_dir, store, _key) = setup();
+    let keys: Vec<_> = (0..3u8)
+        .map(|i| SecretKey::from_seed(&[20 + i; 32]).public())
+        .collect();
+    let ids: Vec<DeviceId> = keys.iter().map(DeviceId::of).collect();
+    for (key, id) in keys.iter().zip(&ids) {
+        store
+            .enroll(
+                id,
+                &DeviceRecord::new(key, 1),
+                super::enrollment::Admission::Bootstrap,
+                1,
+            )
+            .unwrap()
+            .unwrap();
+    }
+    let stranger = DeviceId::of(&SecretKey::from_seed(&[30; 32]).public());
+    // The merge records the agent version a report names in the record; only a new one is
+    // a change.
+    let merge = |record: &mut DeviceRecord, report: &DeviceReport| {
+        let version = format!("{}", report.models.len());
+        let changed = record.agent_version != version;
+        record.agent_version = version;
+        (Vec::new(), changed)
+    };
+    let report = |models: usize| DeviceReport {
+        models: (0..models)
+            .map(|_| ferry_shared::wire::ModelReport {
+                model: "detector".parse().unwrap(),
+                active: None,
+                previous: None,
+                candidate: None,
+                phase: ferry_shared::wire::UpdatePhase::Idle,
+                last_error: None,
+            })
+            .collect(),
+        ..DeviceReport::default()
+    };
+    let batch = vec![
+        (ids[0].clone(), report(1), 10),
+        (stranger.clone(), report(1), 10),
+        (ids[1].clone(), report(2), 11),
+        (ids[0].clone(), report(3), 12),
+        (ids[0].clone(), report(3), 13),
+    ];
+    let results = store.merge_reports(&batch, merge, Some("node-a")).unwrap();
+    assert_eq!(results.len(), batch.len());
+    assert!(results[1].is_none(), "an unknown device is skipped");
+    assert!(
+        results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| i == 1 || r.is_some())
+    );
+
+    let first = store.device(&ids[0]).unwrap().unwrap();
+    assert_eq!(first.agent_version, "3", "the last report of a device wins");
+    assert_eq!(first.last_seen, 12, "the repeat at 13 changed nothing");
+    let second = store.device(&ids[1]).unwrap().unwrap();
+    assert_eq!((second.agent_version.as_str(), second.last_seen), ("2", 11));
+    let untouched = store.device(&ids[2]).unwrap().unwrap();
+    assert_eq!(untouched.last_seen, 1);
+    assert!(store.device(&stranger).unwrap().is_none());
+
+    let live = store.live_records().unwrap();
+    let row = &live[&ids[0]];
+    assert_eq!(
+        (row.node.as_str(), row.connected, row.seen_ms),
+        ("node-a", true, 13_000)
+    );
+    assert_eq!(live[&ids[1]].seen_ms, 11_000);
+    assert!(!live.contains_key(&ids[2]) && !live.contains_key(&stranger));
+}
+
 /// Each listed test, once on every engine: the store's logic is the same over both, and so
 /// must be what it does.
 macro_rules! on_every_engine {
@@ -643,4 +725,5 @@ on_every_engine!(
     a_lease_has_one_holder_until_it_lapses_or_is_given_up,
     a_fence_admits_many_shared_holds_or_one_exclusive,
     a_session_closed_on_a_node_the_device_left_does_not_mark_it_gone,
+    a_batch_of_reports_merges_each_device_in_order_and_writes_its_live_row,
 );

@@ -286,6 +286,14 @@ pub(crate) type Visit<'v> = dyn FnMut(OwnedParts, &[u8]) -> Result<bool, StoreEr
 pub(crate) trait ReadOps {
     /// The value under `key`.
     fn get(&self, table: TableId, key: Parts<'_>) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The values under many text `keys` of one table, in the keys' order. Engines that
+    /// pay a round trip per statement answer it in one; the default asks key by key.
+    fn get_many(&self, table: TableId, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        text_keyed(table)?;
+        keys.iter()
+            .map(|k| self.get(table, Parts::Text(k)))
+            .collect()
+    }
     /// Visits rows in key order from where `scan` says, until `visit` says stop.
     fn scan(&self, table: TableId, scan: Scan<'_>, visit: &mut Visit<'_>)
     -> Result<(), StoreError>;
@@ -300,6 +308,14 @@ pub(crate) trait ReadOps {
 pub(crate) trait WriteOps: ReadOps {
     /// Sets `key` to `value`.
     fn insert(&self, table: TableId, key: Parts<'_>, value: &[u8]) -> Result<(), StoreError>;
+    /// Sets many text keys of one table, each to its value; a key given twice ends with its
+    /// last value. Engines that pay a round trip per statement write them in one; the
+    /// default writes row by row.
+    fn insert_many(&self, table: TableId, rows: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        text_keyed(table)?;
+        rows.iter()
+            .try_for_each(|(k, v)| self.insert(table, Parts::Text(k), v))
+    }
     /// Removes `key`; whether it was there.
     fn remove(&self, table: TableId, key: Parts<'_>) -> Result<bool, StoreError>;
     /// Sets a counter.
@@ -336,6 +352,19 @@ pub(crate) trait Engine: Send + Sync {
     fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
         drop(wake);
         Ok(())
+    }
+}
+
+/// Refuses a batched operation ([`ReadOps::get_many`], [`WriteOps::insert_many`]) on a table
+/// whose keys are not one text.
+pub(crate) fn text_keyed(table: TableId) -> Result<(), StoreError> {
+    if table.kind == ShapeKind::Text {
+        Ok(())
+    } else {
+        Err(StoreError::Engine(format!(
+            "{}: batched reads and writes take text keys only",
+            table.name
+        )))
     }
 }
 
@@ -416,6 +445,22 @@ impl<'e> WriteTxn<'e> {
         self.insert_raw(table, key, &super::codec::encode(record))
     }
 
+    /// Sets each text key of `rows` to its record, encoded, in as few statements as the
+    /// engine allows.
+    pub(crate) fn insert_many<T: Record>(
+        &self,
+        table: Table<Text>,
+        rows: &[(&str, &T)],
+    ) -> Result<(), StoreError> {
+        let encoded: Vec<(&str, Vec<u8>)> = rows
+            .iter()
+            .map(|(k, record)| (*k, super::codec::encode(*record)))
+            .collect();
+        let borrowed: Vec<(&str, &[u8])> =
+            encoded.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        self.0.insert_many(table.id(), &borrowed)
+    }
+
     /// Removes `key`; whether it was there.
     pub(crate) fn remove<K: Shape>(
         &self,
@@ -474,6 +519,30 @@ pub(crate) trait Rows {
         key: K::Ref<'_>,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.ops().get(table.id(), K::parts(key))
+    }
+
+    /// The records under many text `keys`, decoded, in the keys' order.
+    fn get_many<T: Record>(
+        &self,
+        table: Table<Text>,
+        keys: &[&str],
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let values = self.ops().get_many(table.id(), keys)?;
+        if values.len() != keys.len() {
+            return Err(StoreError::Engine(format!(
+                "{}: {} values for {} keys",
+                table.name,
+                values.len(),
+                keys.len()
+            )));
+        }
+        keys.iter()
+            .zip(values)
+            .map(|(key, value)| match value {
+                Some(bytes) => decode(table.name, &Described((*key).to_owned()), &bytes).map(Some),
+                None => Ok(None),
+            })
+            .collect()
     }
 
     /// Whether `key` has a value.

@@ -148,6 +148,59 @@ fn both_engines_keep_and_order_every_key_shape_alike() {
 }
 
 #[test]
+fn both_engines_read_and_write_many_text_keys_at_once_as_one_by_one() {
+    for (_dir, engine) in engines() {
+        let shown = engine.describe();
+        let txn = WriteTxn::begin(&*engine, None).unwrap();
+        txn.insert_raw(TEXTS, "kept", b"old").unwrap();
+        txn.insert_raw(TEXTS, "replaced", b"old").unwrap();
+        // A key given twice ends with its last value; an empty batch writes nothing.
+        let rows: Vec<(&str, &[u8])> = vec![
+            ("replaced", b"first"),
+            ("é", b"\x00\xff"),
+            ("", b""),
+            ("replaced", b"last"),
+        ];
+        txn.raw().insert_many(TEXTS.id(), &rows).unwrap();
+        txn.raw().insert_many(TEXTS.id(), &[]).unwrap();
+        // The transaction sees its own batched writes.
+        let seen = txn
+            .raw()
+            .get_many(TEXTS.id(), &["replaced", "missing"])
+            .unwrap();
+        assert_eq!(seen, vec![Some(b"last".to_vec()), None], "{shown}");
+        txn.commit().unwrap();
+
+        let reader = super::ReadTxn::begin(&*engine).unwrap();
+        let keys = ["missing", "replaced", "kept", "é", "", "kept"];
+        let many = reader.ops().get_many(TEXTS.id(), &keys).unwrap();
+        let one_by_one: Vec<Option<Vec<u8>>> = keys
+            .iter()
+            .map(|k| reader.get_raw(TEXTS, k).unwrap())
+            .collect();
+        assert_eq!(many, one_by_one, "{shown}");
+        assert_eq!(
+            many,
+            vec![
+                None,
+                Some(b"last".to_vec()),
+                Some(b"old".to_vec()),
+                Some(b"\x00\xff".to_vec()),
+                Some(Vec::new()),
+                Some(b"old".to_vec()),
+            ],
+            "{shown}"
+        );
+        assert!(reader.ops().get_many(TEXTS.id(), &[]).unwrap().is_empty());
+        // Batches take text keys only.
+        assert!(
+            reader.ops().get_many(NUMBERS.id(), &["1"]).is_err(),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
 fn an_unfinished_write_leaves_nothing_and_a_reader_keeps_its_snapshot() {
     for (_dir, engine) in engines() {
         let shown = engine.describe();

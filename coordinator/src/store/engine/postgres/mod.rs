@@ -297,6 +297,23 @@ impl ReadOps for Tx<'_> {
         }
     }
 
+    fn get_many(&self, table: TableId, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        super::text_keyed(table)?;
+        let wanted: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        let text = sql::get_many(table);
+        let rows = self.lease.call(move |session| {
+            let statement = session.statement(&text)?;
+            session.client.query(&statement, &[&wanted])
+        })?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row.try_get(0).map_err(StoreError::Postgres)?;
+            let value: Vec<u8> = row.try_get(1).map_err(StoreError::Postgres)?;
+            found.insert(key, value);
+        }
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
     fn scan(
         &self,
         table: TableId,
@@ -386,6 +403,32 @@ impl WriteOps for Tx<'_> {
             let mut all: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
             all.push(&value);
             session.client.execute(&statement, &all)
+        })?;
+        Ok(())
+    }
+
+    fn insert_many(&self, table: TableId, rows: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        super::text_keyed(table)?;
+        // One statement may not set a row twice: the last value of a repeated key wins, as
+        // it would row by row.
+        let mut last = std::collections::HashMap::with_capacity(rows.len());
+        for (i, (key, _)) in rows.iter().enumerate() {
+            last.insert(*key, i);
+        }
+        let (mut keys, mut values) = (Vec::with_capacity(last.len()), Vec::new());
+        for (i, (key, value)) in rows.iter().enumerate() {
+            if last.get(key) == Some(&i) {
+                keys.push((*key).to_owned());
+                values.push(value.to_vec());
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let text = sql::upsert_many(table);
+        self.lease.call(move |session| {
+            let statement = session.statement(&text)?;
+            session.client.execute(&statement, &[&keys, &values])
         })?;
         Ok(())
     }

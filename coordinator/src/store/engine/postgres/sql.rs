@@ -55,6 +55,24 @@ pub(super) fn upsert(table: TableId) -> String {
     )
 }
 
+/// The keys and values among the text keys in `$1` (a `text[]`) of a text-keyed table.
+pub(super) fn get_many(table: TableId) -> String {
+    format!(
+        "SELECT k, v FROM {SCHEMA}.{} WHERE k = ANY($1::text[])",
+        table.name
+    )
+}
+
+/// Sets the text keys in `$1` (a `text[]`, no key twice) to the values in `$2` (a
+/// `bytea[]`, in the same order) in a text-keyed table.
+pub(super) fn upsert_many(table: TableId) -> String {
+    format!(
+        "INSERT INTO {SCHEMA}.{} (k, v) SELECT * FROM unnest($1::text[], $2::bytea[]) \
+         ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+        table.name
+    )
+}
+
 /// Removes a key.
 pub(super) fn delete(table: TableId) -> String {
     format!(
