@@ -419,6 +419,7 @@ fn main() -> Result<()> {
         .coordinator
         .ctl(&["rollout", "create", "--plan", &plan_file.to_string_lossy()])?;
     let mut decided = None;
+    let mut last_view = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         let view: RolloutView = fleet.coordinator.ctl_json(&["rollout", "status", id])?;
@@ -426,9 +427,18 @@ fn main() -> Result<()> {
             decided = Some(Instant::now());
             break;
         }
+        last_view = Some(view);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let decided = decided.context("the rollout never rolled back")?;
+    let decided = decided.with_context(|| {
+        let why = last_view.map_or_else(String::new, |v| {
+            format!(
+                ": {:?}, devices {:?}, gates {:?}, {} without an outcome",
+                v.phase, v.devices, v.gates, v.stragglers_total
+            )
+        });
+        format!("the rollout never rolled back within 120 s{why}")
+    })?;
     let need = (canary.len() * 99).div_ceil(100);
     wait(
         &board,
@@ -436,6 +446,27 @@ fn main() -> Result<()> {
         Duration::from_secs(120),
         |b| b.told_events() >= mark + need && b.times(&v2, &canary, start).len() >= need,
     )?;
+    // Each node's own 99 %, which the slowest node reaches after the fleet's (a node whose
+    // canary devices are not 99 % back 30 s on shows as "-").
+    let per_node_need = |k: usize| {
+        let theirs = canary.iter().filter(|i| *i % nodes.len() == k).count();
+        (theirs * 99 / 100).max(1)
+    };
+    let _ = wait(
+        &board,
+        "99 % of each node's canary back on 2.0.0",
+        Duration::from_secs(30),
+        |b| {
+            (0..nodes.len()).all(|k| {
+                let theirs: Vec<usize> = canary
+                    .iter()
+                    .copied()
+                    .filter(|i| i % nodes.len() == k)
+                    .collect();
+                b.times(&v2, &theirs, start).len() >= per_node_need(k)
+            })
+        },
+    );
     let told_v3 = board.times(&v3, &canary, start);
     let back = board.times(&v2, &canary, start);
     let canary_time = told_v3.last().map(|t| *t - start);
@@ -524,38 +555,32 @@ fn main() -> Result<()> {
 /// The PostgreSQL database and S3 bucket several coordinators share, on servers started here.
 struct Shared {
     url: String,
-    bucket: String,
-    credentials: tempfile::NamedTempFile,
+    /// The `[store]` lines naming the bucket.
+    chunks: String,
+    /// Holds the S3 credentials' file.
+    _dir: tempfile::TempDir,
 }
 
 impl Shared {
     fn start() -> Result<Self> {
         let url = PostgresServer::shared().fresh_database();
-        let bucket = S3Server::shared().fresh_bucket();
-        let mut credentials = tempfile::NamedTempFile::new()?;
-        use std::io::Write as _;
-        writeln!(
-            credentials,
-            "{}\n{}",
-            S3Server::ACCESS_KEY,
-            S3Server::SECRET_KEY
-        )?;
+        let dir = tempfile::tempdir()?;
+        let chunks = S3Server::shared()
+            .chunk_settings(dir.path())
+            .map_err(anyhow::Error::msg)?;
         Ok(Self {
             url,
-            bucket,
-            credentials,
+            chunks,
+            _dir: dir,
         })
     }
 
     /// Node `node`'s configuration.
     fn config(&self, node: &str) -> String {
         format!(
-            "node_name = \"{node}\"\n[store]\nmetadata = \"{url}\"\nchunks = \"s3://{bucket}/\"\n\
-             s3_endpoint = \"{endpoint}\"\ns3_credentials_file = \"{credentials}\"\n",
+            "node_name = \"{node}\"\n[store]\nmetadata = \"{url}\"\n{chunks}",
             url = self.url,
-            bucket = self.bucket,
-            endpoint = S3Server::shared().endpoint(),
-            credentials = self.credentials.path().display(),
+            chunks = self.chunks,
         )
     }
 
@@ -665,14 +690,21 @@ async fn sim_agent(
     let phase = Duration::from_millis((i as u64 * 7919) % period.as_millis().max(1) as u64);
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // As a real agent does, every report (heartbeats too) carries the last failed install
+    // until a later one succeeds: a heartbeat must not hide the failure from the gates.
     let (mut active, mut previous) = (Some(v1), None::<Version>);
+    let mut last_error = None::<InstallError>;
     loop {
         let message = tokio::select! {
             message = pushes.recv() => message,
             _ = heartbeat.tick(), if board.heartbeats => {
                 write_frame(
                     &mut send,
-                    &ToCoordinator::Report(report(active.clone(), previous.clone(), None)),
+                    &ToCoordinator::Report(report(
+                        active.clone(),
+                        previous.clone(),
+                        last_error.clone(),
+                    )),
                 )
                 .await?;
                 continue;
@@ -690,14 +722,13 @@ async fn sim_agent(
                         .push((version.clone(), at));
                     board.told_events.fetch_add(1, Ordering::Relaxed);
                 }
-                let mut error = None;
                 if Some(&version) != active.as_ref() {
                     if version.to_string() == "3.0.0"
                         && !board.failed_one.swap(true, Ordering::SeqCst)
                     {
                         // A failure the agent does not retry: a lost download is retried
                         // and so is no outcome for the gate (rollouts::facts_of).
-                        error = Some(InstallError {
+                        last_error = Some(InstallError {
                             version: version.clone(),
                             kind: ErrorKind::Integrity,
                             message: "simulated failure: the artifact does not verify".into(),
@@ -705,12 +736,17 @@ async fn sim_agent(
                         });
                     } else {
                         previous = active.replace(version.clone());
+                        last_error = None;
                     }
                 }
                 if !board.quiet_agents {
                     write_frame(
                         &mut send,
-                        &ToCoordinator::Report(report(active.clone(), previous.clone(), error)),
+                        &ToCoordinator::Report(report(
+                            active.clone(),
+                            previous.clone(),
+                            last_error.clone(),
+                        )),
                     )
                     .await?;
                 }
