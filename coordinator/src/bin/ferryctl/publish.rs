@@ -63,6 +63,13 @@ pub(crate) struct PublishArgs {
     /// until it is re-signed (`ferryctl releases resign`).
     #[arg(long, default_value_t = DEFAULT_LIFETIME_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
     expires_days: u32,
+    /// Print the coordinator's answer as JSON (for programs that run ferryctl).
+    #[arg(long)]
+    json: bool,
+    /// Report each upload's progress on stderr as JSON lines,
+    /// `{"progress":{"file":…,"sent":…,"total":…}}`, instead of a bar.
+    #[arg(long)]
+    progress_lines: bool,
 }
 
 /// One build given on the command line.
@@ -182,8 +189,15 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             .get_optional::<BlobStored>(&format!("/blobs/{hash}"))
             .await?
         {
-            Some(existing) => existing,
-            None => crate::upload::upload(client, &hash, &spec.file)
+            Some(existing) => {
+                if args.progress_lines {
+                    // Nothing to send: the whole artifact is there.
+                    let meter = crate::progress::Meter::upload(variant.size, &spec.file, true);
+                    meter.set_position(variant.size);
+                }
+                existing
+            }
+            None => crate::upload::upload(client, &hash, &spec.file, args.progress_lines)
                 .await
                 .with_context(|| format!("uploading {}", spec.file.display()))?,
         };
@@ -197,6 +211,9 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         .post_bytes(&path, signed.envelope_bytes)
         .await
         .with_context(|| format!("publishing {name} {version}"))?;
+    if args.json {
+        return crate::output::json(&published);
+    }
     if published.created {
         outln!("published {name} {version}, signed by {signers}");
         for (variant, stored) in uploaded {

@@ -24,7 +24,13 @@ const STALLED_ATTEMPTS: u32 = 5;
 
 /// Uploads `file` (whose bytes hash to `hash`) as the artifact `hash`, resuming where the
 /// coordinator's copy ends.
-pub(crate) async fn upload(client: &Client, hash: &Digest, file: &Path) -> Result<BlobStored> {
+/// Its progress goes to stderr as JSON lines when `lines`, else to a bar.
+pub(crate) async fn upload(
+    client: &Client,
+    hash: &Digest,
+    file: &Path,
+    lines: bool,
+) -> Result<BlobStored> {
     let size = tokio::fs::metadata(file)
         .await
         .with_context(|| format!("cannot read {}", file.display()))?
@@ -39,7 +45,8 @@ pub(crate) async fn upload(client: &Client, hash: &Digest, file: &Path) -> Resul
                 file.display()
             );
         }
-        let error = match put_from(client, hash, file, held, size).await {
+        let meter = crate::progress::Meter::upload(size, file, lines);
+        let error = match put_from(client, hash, file, held, size, &meter).await {
             Ok(stored) => return Ok(stored),
             Err(e) if retryable(client, &e) => e,
             Err(e) => return Err(e),
@@ -80,6 +87,7 @@ async fn put_from(
     file: &Path,
     offset: u64,
     size: u64,
+    meter: &crate::progress::Meter,
 ) -> Result<BlobStored> {
     let mut handle = tokio::fs::File::open(file)
         .await
@@ -88,9 +96,8 @@ async fn put_from(
         .seek(std::io::SeekFrom::Start(offset))
         .await
         .with_context(|| format!("cannot read {}", file.display()))?;
-    let bar = crate::progress::upload_bar(size, file);
-    bar.set_position(offset);
-    let counted = bar.clone();
+    meter.set_position(offset);
+    let counted = meter.clone();
     let stream =
         tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024).map(move |chunk| {
             if let Ok(bytes) = &chunk {
@@ -109,7 +116,7 @@ async fn put_from(
                 .body(reqwest::Body::wrap_stream(stream)),
         )
         .await;
-    bar.finish_and_clear();
+    meter.finish();
     result
 }
 

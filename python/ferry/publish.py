@@ -1,0 +1,224 @@
+"""Publishing: sign a release and upload it, through ``ferryctl publish``.
+
+Why a subprocess and not a Python signer: the manifest's canonical bytes must be exactly what
+the agents and the coordinator verify. ``ferryctl`` builds them with the same Rust code that
+checks them (chunking, hashing, canonical encoding, ed25519 signing), so nothing can drift
+between two implementations, private keys are read by one audited program, and this package
+stays pure Python (no compiled extension to build for every training image). ``ferryctl``
+ships beside the coordinator; pass its path as ``Client(ferryctl=...)`` or put it on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Union
+
+from .errors import FerryError, PublishError, Unreachable, api_error
+from .models import Published
+
+if TYPE_CHECKING:
+    from .client import Client, PathLike
+
+
+@dataclass(frozen=True)
+class Progress:
+    """An artifact's upload so far: ``sent`` of ``total`` bytes of ``file``."""
+
+    file: str
+    sent: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.total == 0 else self.sent / self.total
+
+
+def find_ferryctl(explicit: Optional[str]) -> str:
+    """The ``ferryctl`` to run: the one given, ``$FERRYCTL``, or the one on PATH."""
+    for candidate in (explicit, os.environ.get("FERRYCTL")):
+        if candidate:
+            return candidate
+    found = shutil.which("ferryctl")
+    if found is None:
+        raise PublishError(
+            "ferryctl not found: put it on PATH, set FERRYCTL, or pass Client(ferryctl=...)"
+        )
+    return found
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a valid TOML basic string (the same escapes).
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    raise PublishError(f"meta {where}: cannot write a {type(value).__name__} into meta.toml")
+
+
+def meta_toml(meta: Mapping[str, Any]) -> str:
+    """``meta`` (the fields of ``meta.toml``: scalars, lists, and tables of scalars) as TOML."""
+    lines: List[str] = []
+    tables = []
+    for key, value in meta.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
+    for key, table in tables:
+        lines.append(f"\n[{_toml_key(key)}]")
+        for inner, value in table.items():
+            if value is None:
+                continue
+            if isinstance(value, Mapping):
+                raise PublishError(f"meta {key}.{inner}: tables nest one level deep in meta.toml")
+            lines.append(f"{_toml_key(inner)} = {_toml_value(value, f'{key}.{inner}')}")
+    return "\n".join(lines) + "\n"
+
+
+# ferryctl's exit codes (`ferryctl --help`) that carry an HTTP status in their message.
+_API_EXITS = {4: 403, 5: 404, 6: 409, 7: 400, 8: 500}
+_STATUS_IN_MESSAGE = re.compile(r"\((\d{3})[^()]*\)\s*$")
+
+
+def _failure(code: int, stderr: str) -> FerryError:
+    """The exception for ``ferryctl`` exiting with ``code`` after saying ``stderr``."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    message = lines[-1] if lines else f"ferryctl publish exited with {code}"
+    if message.startswith("ferryctl: error: "):
+        message = message[len("ferryctl: error: "):]
+    if code == 3:
+        return Unreachable(message)
+    if code in _API_EXITS:
+        found = _STATUS_IN_MESSAGE.search(message)
+        status = int(found.group(1)) if found else _API_EXITS[code]
+        return api_error(status, message, "publish")
+    return PublishError(message, stderr=stderr, exit_code=code)
+
+
+def run(
+    client: "Client",
+    name: str,
+    version: str,
+    file: Optional["PathLike"],
+    *,
+    key: Union["PathLike", Sequence["PathLike"]],
+    meta: Union[None, "PathLike", Mapping[str, Any]],
+    variants: Optional[Mapping[str, "PathLike"]],
+    accelerator: str,
+    target: str,
+    file_name: Optional[str],
+    cpu_fallback: bool,
+    reason: Optional[str],
+    expires_days: Optional[int],
+    progress: Optional[Callable[[Progress], None]],
+) -> Published:
+    """Runs ``ferryctl publish`` for ``client``'s coordinator; see :meth:`Client.publish`."""
+    if (file is None) == (not variants):
+        raise PublishError("give the artifact file, or variants (one file per build), not both")
+    keys = [key] if isinstance(key, (str, os.PathLike)) else list(key)
+    if not keys:
+        raise PublishError("give at least one publisher key")
+    args = [find_ferryctl(client.ferryctl), "publish", name, version]
+    if file is not None:
+        args += [os.fspath(file), "--accelerator", accelerator, "--target", target]
+    else:
+        for platform, path in (variants or {}).items():
+            args += ["--variant", f"{platform}={os.fspath(path)}"]
+    for k in keys:
+        args += ["--key", os.fspath(k)]
+    if file_name is not None:
+        args += ["--file-name", file_name]
+    if cpu_fallback:
+        args.append("--cpu-fallback")
+    if reason is not None:
+        args += ["--reason", reason]
+    if expires_days is not None:
+        args += ["--expires-days", str(expires_days)]
+    if client.actor:
+        args += ["--as", client.actor, "--created-by", client.actor]
+    args += ["--url", client.url, "--json", "--progress-lines"]
+    env = dict(os.environ)
+    env.pop("FERRY_TOKEN", None)
+    if client.token:
+        # The environment, not the command line: other users can read a process's arguments.
+        env["FERRY_TOKEN"] = client.token
+    with tempfile.TemporaryDirectory(prefix="ferry-publish-") as scratch:
+        if isinstance(meta, Mapping):
+            meta_file = Path(scratch) / "meta.toml"
+            meta_file.write_text(meta_toml(meta))
+            args += ["--meta", str(meta_file)]
+        elif meta is not None:
+            args += ["--meta", os.fspath(meta)]
+        return _spawn(args, env, progress)
+
+
+def _spawn(args: List[str], env: Mapping[str, str], progress: Optional[Callable[[Progress], None]]) -> Published:
+    try:
+        child = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            text=True,
+        )
+    except OSError as e:
+        raise PublishError(f"cannot run {args[0]}: {e}") from e
+    said: List[str] = []
+
+    def read_stderr() -> None:
+        assert child.stderr is not None
+        for line in child.stderr:
+            if line.startswith('{"progress"'):
+                try:
+                    event = json.loads(line)["progress"]
+                    update = Progress(str(event["file"]), int(event["sent"]), int(event["total"]))
+                except (ValueError, KeyError, TypeError):
+                    said.append(line)
+                    continue
+                if progress is not None:
+                    progress(update)
+            else:
+                said.append(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    assert child.stdout is not None
+    out = child.stdout.read()
+    code = child.wait()
+    reader.join()
+    stderr = "".join(said)
+    if code != 0:
+        raise _failure(code, stderr)
+    try:
+        return Published.from_json(json.loads(out))
+    except (ValueError, KeyError, TypeError) as e:
+        raise PublishError(f"ferryctl publish answered what is not a publish result: {e}: {out!r}", stderr) from None

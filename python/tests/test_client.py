@@ -1,0 +1,204 @@
+"""The Python client against a real coordinator and real agents (see conftest.py)."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import ferry
+from ferry.publish import meta_toml
+
+from .conftest import Coordinator, binary
+
+MODEL = "detector"
+
+
+def client_of(node: Coordinator) -> ferry.Client:
+    return ferry.Client(node.url, node.token, actor="pytest", ferryctl=binary("ferryctl"))
+
+
+def weights(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def eventually(check, timeout: float = 60.0, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+META = {
+    "code_commit": "9f2c1e7",
+    "owner": "ml-vision",
+    "changelog": 'Retrained on "January" data;\nrecall +1.2 points',
+    "input_schema": "frames/v2",
+    "output_schema": "boxes/v1",
+    "dataset": {"id": "street-frames", "version": "2026-11", "hash": "sha256:5e3b0c44"},
+    "hyperparameters": {"learning_rate": 0.001, "batch_size": 64, "optimizer": "adamw"},
+    "framework": {"name": "onnxruntime", "version": "1.17.1"},
+    "metrics": {"f1": 0.934, "p95_latency_ms": 12.5},
+}
+
+
+def test_publish_signs_uploads_reports_progress_and_keeps_the_lineage(coordinator, tmp_path):
+    client = client_of(coordinator)
+    size = 6 * 1024 * 1024 + 123
+    artifact = write(tmp_path / "model.bin", weights(1, size))
+    seen = []
+    published = client.publish(
+        MODEL, "1.0.0", artifact, key=coordinator.key, meta=META, reason="first", progress=seen.append
+    )
+    assert published.created and (published.name, published.version) == (MODEL, "1.0.0")
+    assert seen, "progress was reported"
+    assert seen[-1].file.endswith("model.bin") and seen[-1].sent == seen[-1].total == size
+    assert all(a.sent <= b.sent for a, b in zip(seen, seen[1:])), "progress only grows"
+
+    view = client.release(MODEL, "1.0.0")
+    assert view.stage == "development" and view.published_by.startswith("pytest")
+    (variant,) = view.release.variants
+    assert (variant.file_name, variant.size) == ("model.bin", size)
+    meta = view.release.metadata
+    assert meta["code_commit"] == "9f2c1e7" and meta["owner"] == "ml-vision"
+    assert meta["changelog"] == META["changelog"]
+    assert meta["dataset"] == {"id": "street-frames", "version": "2026-11", "hash": "sha256:5e3b0c44"}
+    assert meta["hyperparameters"]["batch_size"] == "64"
+    assert meta["metrics"] == {"f1": 0.934, "p95_latency_ms": 12.5}
+    assert [r.version for r in client.releases(MODEL)] == ["1.0.0"]
+
+    # The same bytes again: nothing new. Other bytes under the same version: refused, and
+    # the exception carries the coordinator's reason.
+    again = client.publish(MODEL, "1.0.0", artifact, key=coordinator.key, meta=META)
+    assert not again.created
+    other = write(tmp_path / "other.bin", weights(2, 4096))
+    with pytest.raises(ferry.Conflict) as refused:
+        client.publish(MODEL, "1.0.0", other, key=coordinator.key, file_name="model.bin")
+    assert refused.value.status == 409 and "1.0.0" in refused.value.message
+
+
+def test_a_publish_with_a_key_the_coordinator_does_not_trust_is_refused(coordinator, tmp_path):
+    stranger = tmp_path / "stranger.key"
+    coordinator.ctl("keys", "generate", "--out", str(stranger))
+    artifact = write(tmp_path / "model.bin", weights(3, 4096))
+    with pytest.raises(ferry.ApiError) as refused:
+        client_of(coordinator).publish(MODEL, "0.0.1", artifact, key=stranger)
+    assert refused.value.status in (400, 403, 409)
+    with pytest.raises(ferry.NotFound):
+        client_of(coordinator).release(MODEL, "0.0.1")
+
+
+def test_aliases_stages_and_approvals_move_and_refusals_are_typed(coordinator):
+    client = client_of(coordinator)
+    changed = client.set_alias(MODEL, "staging", "1.0.0", reason="try it")
+    assert changed.alias.version == "1.0.0" and changed.previous is None
+    assert changed.alias.reason == "try it"
+    assert {(a.alias, a.version) for a in client.aliases(MODEL)} >= {("staging", "1.0.0")}
+
+    moved = client.move_stage(MODEL, "1.0.0", "staging", reason="validated offline")
+    assert moved.moved and (moved.from_stage, moved.to_stage) == ("development", "staging")
+    assert client.stage(MODEL, "1.0.0").stage == "staging"
+    approved = client.approve(MODEL, "1.0.0", reason="looks good")
+    assert len(approved.approvals) == 1
+
+    with pytest.raises(ferry.NotFound) as missing:
+        client.release(MODEL, "9.9.9")
+    assert "9.9.9" in missing.value.message
+    with pytest.raises(ferry.BadRequest):
+        client.move_stage(MODEL, "1.0.0", "nowhere")
+    with pytest.raises(ferry.BadRequest):
+        client.set_alias(MODEL, "staging", "not a version")
+
+
+def test_a_rollout_reaches_real_agents_and_the_fleet_views_show_it(coordinator, agents, tmp_path):
+    client = client_of(coordinator)
+    client.set_alias(MODEL, "prod", "1.0.0", reason="first fleet")
+    eventually(
+        lambda: any(
+            m.model == MODEL and any(v.version == "1.0.0" and v.devices == 2 for v in m.versions)
+            for m in client.fleet_status().models
+        ),
+        what="both agents on 1.0.0",
+    )
+    status = client.fleet_status()
+    assert status.devices_total == 2 and status.devices_connected == 2
+
+    update = bytearray(weights(1, 6 * 1024 * 1024 + 123))
+    update[100:200] = bytes(100)
+    client.publish(MODEL, "1.1.0", write(tmp_path / "model.bin", bytes(update)), key=coordinator.key)
+    view = client.create_rollout(
+        MODEL,
+        "1.1.0",
+        waves=[ferry.Wave(50, gates=[]), ferry.Wave(100, gates=[])],
+        rollout_id="py-rollout",
+        reason="pytest",
+    )
+    assert view.id == "py-rollout" and view.phase == "Running"
+    changes = []
+    final = client.wait_rollout("py-rollout", timeout=120, poll=0.3, on_change=changes.append)
+    assert final.phase == "Completed" and final.finished
+    assert final.devices.cohort == 2 and final.devices.on_target == 2
+    assert changes and changes[-1].phase == "Completed"
+    assert any(r.id == "py-rollout" for r in client.rollouts())
+    assert {(a.alias, a.version) for a in client.aliases(MODEL)} >= {("prod", "1.1.0")}
+
+    report = eventually(
+        lambda: (lambda r: r if r.models and r.models[0].overall.versions[0].devices == 2 else None)(
+            client.fragmentation(by="site")
+        ),
+        what="both agents reported 1.1.0",
+    )
+    (model,) = [m for m in report.models if m.model == MODEL]
+    assert report.by == "site"
+    assert [(v.version, v.devices) for v in model.overall.versions] == [("1.1.0", 2)]
+    assert model.overall.index == 0.0
+    assert sorted(c.cohort for c in model.cohorts) == ["lab", "plant"]
+
+
+def test_waiting_on_a_rollout_that_holds_times_out_with_its_last_state(coordinator, tmp_path):
+    client = client_of(coordinator)
+    artifact = write(tmp_path / "model.bin", weights(5, 8192))
+    client.publish(MODEL, "1.2.0", artifact, key=coordinator.key, file_name="model.bin")
+    client.create_rollout(
+        MODEL, "1.2.0", waves=[ferry.Wave(100, approval=True, gates=[])], rollout_id="py-held"
+    )
+    with pytest.raises(ferry.Timeout) as held:
+        client.wait_rollout("py-held", timeout=1.5, poll=0.3)
+    assert held.value.last is not None and held.value.last.phase == "AwaitingApproval"
+    aborted = client.abort_rollout("py-held", reason="pytest stops it")
+    assert aborted.phase == "Aborted" and aborted.reason and "pytest" in aborted.reason
+
+
+def test_a_wrong_token_and_a_dead_address_are_told_apart(coordinator):
+    with pytest.raises(ferry.Unauthorized) as refused:
+        ferry.Client(coordinator.url, "not-a-token").releases()
+    assert refused.value.status == 401 and refused.value.message
+    with pytest.raises(ferry.Unreachable):
+        ferry.Client("http://127.0.0.1:9", "x", timeout=5).releases()
+    with pytest.raises(ferry.FerryError):
+        ferry.Client("ftp://example.com")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib reads TOML from 3.11 on")
+def test_metadata_written_as_toml_reads_back_as_given():
+    import tomllib
+
+    awkward = {
+        "changelog": 'quotes " and \\ backslashes\n\ttabs, ünïcödé, \x01 control',
+        "parents": ["1.0.0", "0.9.0"],
+        "metrics": {"nan-free": 1.5, "int": 3},
+        "hyperparameters": {"key with spaces": "v", "flag": True},
+    }
+    assert tomllib.loads(meta_toml(awkward)) == awkward
