@@ -24,12 +24,13 @@ class ApiError(FerryError):
         self.message = message
         self.method = method
         self.path = path
-        where = f"{method} {path}: " if method else ""
+        where = f"{method} {path}".strip()
+        where = f"{where}: " if where else ""
         super().__init__(f"{where}{status}: {message}")
 
 
 class BadRequest(ApiError):
-    """400: the request was malformed or named something invalid."""
+    """400, 413 or 422: the request was malformed, too large, or named something invalid."""
 
 
 class Unauthorized(ApiError):
@@ -54,6 +55,8 @@ class Unavailable(ApiError):
 
 _BY_STATUS = {
     400: BadRequest,
+    413: BadRequest,
+    422: BadRequest,
     401: Unauthorized,
     403: Forbidden,
     404: NotFound,

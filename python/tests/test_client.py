@@ -54,14 +54,25 @@ META = {
 }
 
 
-def test_publish_signs_uploads_reports_progress_and_keeps_the_lineage(coordinator, tmp_path):
-    client = client_of(coordinator)
-    size = 6 * 1024 * 1024 + 123
-    artifact = write(tmp_path / "model.bin", weights(1, size))
+SIZE = 6 * 1024 * 1024 + 123
+
+
+@pytest.fixture(scope="module")
+def first(coordinator, tmp_path_factory):
+    """detector 1.0.0, published once for the module's tests: what publish answered, the
+    progress it reported, and the artifact."""
+    artifact = write(tmp_path_factory.mktemp("v1") / "model.bin", weights(1, SIZE))
     seen = []
-    published = client.publish(
+    published = client_of(coordinator).publish(
         MODEL, "1.0.0", artifact, key=coordinator.key, meta=META, reason="first", progress=seen.append
     )
+    return published, seen, artifact
+
+
+def test_publish_signs_uploads_reports_progress_and_keeps_the_lineage(coordinator, first, tmp_path):
+    client = client_of(coordinator)
+    size = SIZE
+    published, seen, artifact = first
     assert published.created and (published.name, published.version) == (MODEL, "1.0.0")
     assert seen, "progress was reported"
     assert seen[-1].file.endswith("model.bin") and seen[-1].sent == seen[-1].total == size
@@ -77,7 +88,7 @@ def test_publish_signs_uploads_reports_progress_and_keeps_the_lineage(coordinato
     assert meta["dataset"] == {"id": "street-frames", "version": "2026-11", "hash": "sha256:5e3b0c44"}
     assert meta["hyperparameters"]["batch_size"] == "64"
     assert meta["metrics"] == {"f1": 0.934, "p95_latency_ms": 12.5}
-    assert [r.version for r in client.releases(MODEL)] == ["1.0.0"]
+    assert "1.0.0" in [r.version for r in client.releases(MODEL)]
 
     # The same bytes again: nothing new. Other bytes under the same version: refused, and
     # the exception carries the coordinator's reason.
@@ -93,14 +104,14 @@ def test_a_publish_with_a_key_the_coordinator_does_not_trust_is_refused(coordina
     stranger = tmp_path / "stranger.key"
     coordinator.ctl("keys", "generate", "--out", str(stranger))
     artifact = write(tmp_path / "model.bin", weights(3, 4096))
-    with pytest.raises(ferry.ApiError) as refused:
+    with pytest.raises(ferry.BadRequest) as refused:
         client_of(coordinator).publish(MODEL, "0.0.1", artifact, key=stranger)
-    assert refused.value.status in (400, 403, 409)
+    assert refused.value.status == 422 and "not trusted" in refused.value.message
     with pytest.raises(ferry.NotFound):
         client_of(coordinator).release(MODEL, "0.0.1")
 
 
-def test_aliases_stages_and_approvals_move_and_refusals_are_typed(coordinator):
+def test_aliases_stages_and_approvals_move_and_refusals_are_typed(coordinator, first):
     client = client_of(coordinator)
     changed = client.set_alias(MODEL, "staging", "1.0.0", reason="try it")
     assert changed.alias.version == "1.0.0" and changed.previous is None
@@ -122,7 +133,7 @@ def test_aliases_stages_and_approvals_move_and_refusals_are_typed(coordinator):
         client.set_alias(MODEL, "staging", "not a version")
 
 
-def test_a_rollout_reaches_real_agents_and_the_fleet_views_show_it(coordinator, agents, tmp_path):
+def test_a_rollout_reaches_real_agents_and_the_fleet_views_show_it(coordinator, agents, first, tmp_path):
     client = client_of(coordinator)
     client.set_alias(MODEL, "prod", "1.0.0", reason="first fleet")
     eventually(
@@ -135,7 +146,7 @@ def test_a_rollout_reaches_real_agents_and_the_fleet_views_show_it(coordinator, 
     status = client.fleet_status()
     assert status.devices_total == 2 and status.devices_connected == 2
 
-    update = bytearray(weights(1, 6 * 1024 * 1024 + 123))
+    update = bytearray(weights(1, SIZE))
     update[100:200] = bytes(100)
     client.publish(MODEL, "1.1.0", write(tmp_path / "model.bin", bytes(update)), key=coordinator.key)
     view = client.create_rollout(

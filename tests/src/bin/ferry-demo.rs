@@ -1,7 +1,10 @@
-//! `ferry-demo`: a local fleet on the embedded defaults, start to finish, in about ten seconds.
+//! `ferry-demo`: a local fleet on the embedded defaults, start to finish, in well under a minute.
 //!
-//! A coordinator and four agents run as real processes on loopback, in `./demo-run`. The demo
-//! publishes v1 and moves `prod` (every agent installs it), publishes v2 (every agent updates
+//! A coordinator and four agents run as real processes on loopback, in `./demo-run`. The model
+//! is a safetensors file of f32 weights; each version is fine-tuned from the one before (its
+//! last layers' weights moved by up to 1 %), as retrained models are, and after every update
+//! the demo prints what crossed the wire against the artifact's size. The demo publishes v1
+//! and moves `prod` (every agent installs it), publishes v2 (every agent updates, as deltas,
 //! and keeps v1 as previous), publishes a broken v3 (every agent's health check fails and the
 //! agent rolls itself back), rolls one device back by hand, ships a fixed v3.0.1, and rolls
 //! v3.1.0 out in two gated waves with an approval between them, printing `ferryctl fleet
@@ -16,10 +19,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ferry_shared::rollout::Phase;
 use ferry_shared::wire::ErrorKind;
-use ferry_tests::{Fleet, model_bytes, wait_until};
+use ferry_tests::{Fleet, nudged, wait_until, weights};
 
 const AGENTS: usize = 4;
-const SIZE: usize = 4 * 1024 * 1024;
+/// Weights in the model: 16 MiB of f32.
+const FLOATS: usize = 4 * 1024 * 1024;
+/// The share of the weights a fine-tune moves (its last layers; the rest stays frozen).
+const TUNED: f64 = 0.25;
 const T: Duration = Duration::from_secs(60);
 
 /// A local fleet on the embedded defaults, start to finish: a coordinator and four agents on
@@ -48,6 +54,89 @@ fn show(fleet: &Fleet) -> Result<()> {
     println!("$ ferryctl fleet status");
     print!("{}", indent(&fleet.coordinator.ctl(&["fleet", "status"])?));
     Ok(())
+}
+
+/// `base` fine-tuned: the last [`TUNED`] of its weights moved by up to 1 % each, the rest
+/// (the frozen layers) and the header as they were.
+fn fine_tuned(base: &[u8], seed: u64) -> Vec<u8> {
+    let moved = nudged(base, seed, 0.01);
+    let header = base.get(..8).map_or(0, |b| {
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }) as usize;
+    let data = base.len().saturating_sub(8 + header);
+    // Frozen up to a weight's boundary.
+    let frozen = 8 + header + ((data as f64 * (1.0 - TUNED)) as usize / 4 * 4);
+    let mut out = base[..frozen].to_vec();
+    out.extend_from_slice(&moved[frozen..]);
+    out
+}
+
+/// `model` with the mark its health check looks for scratched out of its header: a model
+/// that fails to load.
+fn broken(model: &[u8]) -> Vec<u8> {
+    let mut out = model.to_vec();
+    let magic = ferry_tests::HEALTH_MAGIC;
+    let head = out.len().min(4096);
+    if let Some(at) = out[..head].windows(magic.len()).position(|w| w == magic) {
+        out[at..at + magic.len()].fill(b'x');
+    }
+    out
+}
+
+/// What each agent's update to `version` moved, summed over the fleet and told per device:
+/// bytes on the wire against the artifact's size, and how the chunks came.
+fn transfer_summary(fleet: &Fleet, version: &str, size: usize) -> Result<String> {
+    let mut wire = 0u64;
+    let mut encodings = std::collections::BTreeMap::<String, u64>::new();
+    let mut reused = 0u64;
+    for agent in &fleet.agents {
+        let t = agent.transfer_for(version)?;
+        wire += t.bytes_on_wire;
+        reused += t.bytes_reused_locally;
+        for (encoding, n) in t.encodings {
+            *encodings.entry(encoding).or_default() += u64::from(n);
+        }
+    }
+    let agents = fleet.agents.len().max(1) as u64;
+    let per_device = wire / agents;
+    let saved = 100.0 * (1.0 - per_device as f64 / size.max(1) as f64);
+    let how: Vec<String> = encodings
+        .iter()
+        .map(|(encoding, n)| format!("{} {}", n / agents, encoding_name(encoding)))
+        .collect();
+    Ok(format!(
+        "  {version}: {} artifact, {} sent per device ({saved:.0} % saved); chunks per device: {}{}",
+        mib(size as u64),
+        mib(per_device),
+        if how.is_empty() {
+            "none sent".into()
+        } else {
+            how.join(", ")
+        },
+        if reused > 0 {
+            format!(
+                "; {} copied from versions already on the device",
+                mib(reused / agents)
+            )
+        } else {
+            String::new()
+        },
+    ))
+}
+
+/// An encoding as the summary names it.
+fn encoding_name(encoding: &str) -> String {
+    match encoding {
+        "raw" => "whole".into(),
+        "zstd" => "whole, compressed".into(),
+        "tensors" => "as tensor deltas".into(),
+        "zstd-ref" => "as zstd deltas".into(),
+        other => format!("as {other} deltas"),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn indent(text: &str) -> String {
@@ -105,10 +194,8 @@ fn run() -> Result<()> {
     );
 
     step(2, "Publish detector 1.0.0 and point prod at it");
-    print!(
-        "{}",
-        indent(&fleet.publish("1.0.0", &model_bytes(1, SIZE, true))?)
-    );
+    let v1 = weights(1, FLOATS);
+    print!("{}", indent(&fleet.publish("1.0.0", &v1)?));
     let t = Instant::now();
     print!("{}", indent(&fleet.set_prod("1.0.0", "first release")?));
     let took = fleet.wait_all_on("1.0.0", T)?;
@@ -116,13 +203,15 @@ fn run() -> Result<()> {
         "  every agent downloaded, verified, switched and health-checked 1.0.0 in {} ms",
         took.max(t.elapsed()).as_millis()
     );
+    println!("{}", transfer_summary(&fleet, "1.0.0", v1.len())?);
     show(&fleet)?;
 
-    step(3, "Publish 2.0.0 (retrained) and move prod");
-    print!(
-        "{}",
-        indent(&fleet.publish("2.0.0", &model_bytes(2, SIZE, true))?)
+    step(
+        3,
+        "Publish 2.0.0 (fine-tuned from 1.0.0: its last layers retrained) and move prod",
     );
+    let v2 = fine_tuned(&v1, 2);
+    print!("{}", indent(&fleet.publish("2.0.0", &v2)?));
     print!(
         "{}",
         indent(&fleet.set_prod("2.0.0", "retrained on new data")?)
@@ -132,6 +221,7 @@ fn run() -> Result<()> {
         "  all agents on 2.0.0 after {} ms; 1.0.0 stays on each device as previous",
         took.as_millis()
     );
+    println!("{}", transfer_summary(&fleet, "2.0.0", v2.len())?);
     show(&fleet)?;
 
     step(
@@ -140,7 +230,7 @@ fn run() -> Result<()> {
     );
     print!(
         "{}",
-        indent(&fleet.publish("3.0.0", &model_bytes(3, SIZE, false))?)
+        indent(&fleet.publish("3.0.0", &broken(&fine_tuned(&v2, 3)))?)
     );
     print!(
         "{}",
@@ -197,10 +287,8 @@ fn run() -> Result<()> {
     show(&fleet)?;
 
     step(6, "Ship the fix: publish 3.0.1 and move prod");
-    print!(
-        "{}",
-        indent(&fleet.publish("3.0.1", &model_bytes(31, SIZE, true))?)
-    );
+    let v301 = fine_tuned(&v2, 31);
+    print!("{}", indent(&fleet.publish("3.0.1", &v301)?));
     print!(
         "{}",
         indent(&fleet.set_prod("3.0.1", "fixed model loading")?)
@@ -210,13 +298,15 @@ fn run() -> Result<()> {
         "  all agents, agent-1 included, on 3.0.1 after {} ms",
         took.as_millis()
     );
+    println!("{}", transfer_summary(&fleet, "3.0.1", v301.len())?);
     show(&fleet)?;
 
     step(
         7,
         "A staged rollout of 3.1.0: half the fleet runs it in shadow, then serves it, gated on health and error rate; then approval",
     );
-    fleet.publish("3.1.0", &model_bytes(310, SIZE, true))?;
+    let v310 = fine_tuned(&v301, 310);
+    fleet.publish("3.1.0", &v310)?;
     let plan = fleet.dir.join("rollout-3.1.0.json");
     let gates = serde_json::json!([
         {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
@@ -273,6 +363,7 @@ fn run() -> Result<()> {
         "  the last wave is in force: every agent on 3.1.0 after {} ms",
         took.as_millis()
     );
+    println!("{}", transfer_summary(&fleet, "3.1.0", v310.len())?);
     fleet.wait_rollout(id, Phase::Completed, T, one_percent_errors)?;
     println!("  its gates passed again after the bake: the rollout completed and moved prod");
     show(&fleet)?;
