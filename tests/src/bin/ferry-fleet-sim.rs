@@ -638,18 +638,20 @@ async fn sim_agent(
     conn.export_keying_material(&mut material, DEVICE_AUTH_EXPORTER_LABEL, b"")
         .map_err(|_| anyhow::anyhow!("no keying material"))?;
     let model: ferry_shared::ModelName = MODEL.parse()?;
-    let report = |active: Option<Version>,
-                  previous: Option<Version>,
-                  error: Option<InstallError>| DeviceReport {
+    let report = |held: &Held| DeviceReport {
         models: vec![ModelReport {
             model: model.clone(),
-            active,
-            previous,
+            active: held.active.clone(),
+            previous: held.previous.clone(),
             candidate: None,
             phase: UpdatePhase::Idle,
-            last_error: error,
+            last_error: held.last_error.clone(),
         }],
         ..DeviceReport::default()
+    };
+    let mut held = Held {
+        active: Some(v1.clone()),
+        ..Held::default()
     };
     let hello = Hello {
         device_key: key.public(),
@@ -661,7 +663,7 @@ async fn sim_agent(
             model: model.clone(),
             alias: "prod".parse()?,
         }],
-        report: report(Some(v1.clone()), None, None),
+        report: report(&held),
     };
     write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
     read_preamble(&mut recv).await?;
@@ -690,23 +692,11 @@ async fn sim_agent(
     let phase = Duration::from_millis((i as u64 * 7919) % period.as_millis().max(1) as u64);
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // As a real agent does, every report (heartbeats too) carries the last failed install
-    // until a later one succeeds: a heartbeat must not hide the failure from the gates.
-    let (mut active, mut previous) = (Some(v1), None::<Version>);
-    let mut last_error = None::<InstallError>;
     loop {
         let message = tokio::select! {
             message = pushes.recv() => message,
             _ = heartbeat.tick(), if board.heartbeats => {
-                write_frame(
-                    &mut send,
-                    &ToCoordinator::Report(report(
-                        active.clone(),
-                        previous.clone(),
-                        last_error.clone(),
-                    )),
-                )
-                .await?;
+                write_frame(&mut send, &ToCoordinator::Report(report(&held))).await?;
                 continue;
             }
         };
@@ -722,39 +712,41 @@ async fn sim_agent(
                         .push((version.clone(), at));
                     board.told_events.fetch_add(1, Ordering::Relaxed);
                 }
-                if Some(&version) != active.as_ref() {
+                if Some(&version) != held.active.as_ref() {
                     if version.to_string() == "3.0.0"
                         && !board.failed_one.swap(true, Ordering::SeqCst)
                     {
                         // A failure the agent does not retry: a lost download is retried
                         // and so is no outcome for the gate (rollouts::facts_of).
-                        last_error = Some(InstallError {
+                        held.last_error = Some(InstallError {
                             version: version.clone(),
                             kind: ErrorKind::Integrity,
                             message: "simulated failure: the artifact does not verify".into(),
                             at: 0,
                         });
                     } else {
-                        previous = active.replace(version.clone());
-                        last_error = None;
+                        held.previous = held.active.replace(version.clone());
+                        held.last_error = None;
                     }
                 }
                 if !board.quiet_agents {
-                    write_frame(
-                        &mut send,
-                        &ToCoordinator::Report(report(
-                            active.clone(),
-                            previous.clone(),
-                            last_error.clone(),
-                        )),
-                    )
-                    .await?;
+                    write_frame(&mut send, &ToCoordinator::Report(report(&held))).await?;
                 }
             }
             Some(_) => {}
             None => return Ok(()),
         }
     }
+}
+
+/// What a simulated agent runs and last failed, as every report (heartbeats too) tells it:
+/// as a real agent does, the last failed install stays in its reports until a later one
+/// succeeds, so a heartbeat does not hide the failure from the gates.
+#[derive(Default)]
+struct Held {
+    active: Option<Version>,
+    previous: Option<Version>,
+    last_error: Option<InstallError>,
 }
 
 /// Aborts its task when dropped (an agent's push reader, with the agent).
