@@ -732,6 +732,10 @@ pub struct CreateToken {
     pub models: Vec<String>,
     /// Days until it stops working (none: never).
     pub expires_days: Option<u64>,
+    /// The person it belongs to [default: its name]; a person's approvals count once,
+    /// whichever of their tokens gives them.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// An API token as listed (never its secret).
@@ -753,6 +757,9 @@ pub struct TokenView {
     pub expires_at: Option<u64>,
     /// When revoked.
     pub revoked_at: Option<u64>,
+    /// The person it belongs to (approvals count owners, not tokens).
+    #[serde(default)]
+    pub owner: String,
 }
 
 /// Reply to `POST /api/v1/tokens`: the token, shown this once.

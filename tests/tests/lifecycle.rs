@@ -125,6 +125,25 @@ fn releases_climb_the_lifecycle_only_past_their_checks() -> Result<()> {
     }
     let stage: StageView = c.ctl_json(&["stage", MODEL, "1.0.0"])?;
     ensure!(stage.approvals.len() == 2, "{:?}", stage.approvals);
+    // Approvals count people, not tokens: alice's second token (her laptop's) adds nothing.
+    let laptop: TokenCreated = c.ctl_json(&[
+        "tokens",
+        "create",
+        "alice-laptop",
+        "--role",
+        "approver",
+        "--owner",
+        "alice",
+    ])?;
+    ensure!(laptop.view.owner == "alice");
+    let (ok, _, err) = ctl_as(&fleet, &laptop.token, &["approve", MODEL, "1.0.0"])?;
+    ensure!(ok, "{err}");
+    let stage: StageView = c.ctl_json(&["stage", MODEL, "1.0.0"])?;
+    ensure!(
+        stage.approvals.len() == 2,
+        "one person's two tokens approve once: {:?}",
+        stage.approvals
+    );
     // An approver may not promote.
     let (ok, _, err) = ctl_as(&fleet, &alice, &["stage", MODEL, "1.0.0", "production"])?;
     ensure!(!ok && err.contains("403"), "{err}");

@@ -40,6 +40,7 @@ pub(crate) fn authenticate(
     };
     let bootstrap = |name: &str, role| Caller {
         name: name.to_owned(),
+        owner: name.to_owned(),
         role,
         models: None,
     };

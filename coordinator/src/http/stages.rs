@@ -95,12 +95,13 @@ async fn approve(
     Json(request): Json<ApprovalRequest>,
 ) -> ApiResult<StageView> {
     let (model, version) = release_of(&name, &version)?;
-    // Approvers count by token: the name a token was created under, not a name it claims.
+    // Approvers count by person: the owner a token was created for, not a name it claims,
+    // so two tokens of one person approve once.
     Ok(Json(stages::approve(
         &app,
         &model,
         &version,
-        &caller.name,
+        &caller.owner,
         request.reason,
         unix_now(),
     )?))

@@ -43,6 +43,7 @@ fn view(id: String, r: TokenRecord) -> TokenView {
         created_by: r.created_by,
         expires_at: r.expires_at,
         revoked_at: r.revoked_at,
+        owner: r.owner,
     }
 }
 
@@ -69,6 +70,17 @@ async fn create(
         created_by: actor(&caller, &headers),
         expires_at: expiry(now, "expires_days", request.expires_days, 86_400, "days")?,
         revoked_at: None,
+        owner: match request.owner.as_deref() {
+            Some(owner) => token_name(owner)
+                .map_err(|_| {
+                    Failure(
+                        StatusCode::BAD_REQUEST,
+                        "a token's owner must be 1 to 64 printable characters".into(),
+                    )
+                })?
+                .to_owned(),
+            None => name.to_owned(),
+        },
     };
     app.store.create_token(&id, &record)?;
     let token = format!("{TOKEN_PREFIX}{id}_{secret}");

@@ -144,6 +144,8 @@ pub fn allows(role: TokenRole, action: Action) -> bool {
 pub struct Caller {
     /// The token's name (audit trails say who).
     pub name: String,
+    /// The person the token belongs to (approvals count owners, not tokens).
+    pub owner: String,
     /// Its role.
     pub role: TokenRole,
     /// The models it may act on (`None`: all).
@@ -251,6 +253,7 @@ mod tests {
         let other: ModelName = "ranker".parse().unwrap();
         let caller = Caller {
             name: "ci".into(),
+            owner: "ci".into(),
             role: TokenRole::Publisher,
             models: Some(BTreeSet::from([m.clone()])),
         };

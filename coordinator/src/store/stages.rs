@@ -179,7 +179,9 @@ impl Store {
                     .join(" or ")
             )));
         }
-        record.approvals.retain(|a| a.by != approval.by);
+        // A person approving again (perhaps through another of their tokens) replaces their
+        // approval where it stands: approvers stay in the order they first approved.
+        let earlier = record.approvals.iter().position(|a| a.by == approval.by);
         append(
             &txn,
             Change {
@@ -197,7 +199,10 @@ impl Store {
                 ),
             },
         )?;
-        record.approvals.push(approval);
+        match earlier {
+            Some(at) => record.approvals[at] = approval,
+            None => record.approvals.push(approval),
+        }
         write_in(&txn, model, version, &record)?;
         txn.commit()?;
         Ok(record)

@@ -32,6 +32,43 @@ pub struct TokenRecord {
     pub expires_at: Option<u64>,
     /// When revoked, if it was.
     pub revoked_at: Option<u64>,
+    /// The person it belongs to: approvals count people, so two tokens of one owner approve
+    /// once. Tokens written before owners were kept (format 1) are each their own owner, named
+    /// as the token is.
+    pub owner: String,
+}
+
+/// A token as format 1 stored it, before owners.
+#[derive(Deserialize)]
+struct TokenRecordV1 {
+    name: String,
+    role: TokenRole,
+    models: Option<BTreeSet<ModelName>>,
+    hash: Digest,
+    created_at: u64,
+    created_by: String,
+    expires_at: Option<u64>,
+    revoked_at: Option<u64>,
+}
+
+impl super::codec::Record for TokenRecord {
+    const FORMAT: u8 = 2;
+
+    fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (format == 1).then(|| {
+            postcard::from_bytes::<TokenRecordV1>(body).map(|v1| TokenRecord {
+                owner: v1.name.clone(),
+                name: v1.name,
+                role: v1.role,
+                models: v1.models,
+                hash: v1.hash,
+                created_at: v1.created_at,
+                created_by: v1.created_by,
+                expires_at: v1.expires_at,
+                revoked_at: v1.revoked_at,
+            })
+        })
+    }
 }
 
 /// The prefix of every API token: `fy_<id>_<secret>`.
@@ -129,6 +166,7 @@ impl Store {
             && record.expires_at.is_none_or(|t| now < t);
         Ok(valid.then_some(Caller {
             name: record.name,
+            owner: record.owner,
             role: record.role,
             models: record.models,
         }))
@@ -161,4 +199,47 @@ impl Store {
     }
 }
 
-super::codec::first_format!(TokenRecord);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::codec::{decode, encode};
+
+    /// Format 1 as an older build wrote it.
+    #[derive(Serialize)]
+    struct Written {
+        name: String,
+        role: TokenRole,
+        models: Option<BTreeSet<ModelName>>,
+        hash: Digest,
+        created_at: u64,
+        created_by: String,
+        expires_at: Option<u64>,
+        revoked_at: Option<u64>,
+    }
+
+    #[test]
+    fn a_token_stored_before_owners_reads_as_its_own_owner() {
+        let old = Written {
+            name: "alice".into(),
+            role: TokenRole::Approver,
+            models: None,
+            hash: secret_hash("s"),
+            created_at: 5,
+            created_by: "admin".into(),
+            expires_at: Some(9),
+            revoked_at: None,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&old).unwrap());
+        let read: TokenRecord = decode("api_tokens", &"t", &bytes).unwrap();
+        assert_eq!(
+            (read.name.as_str(), read.owner.as_str()),
+            ("alice", "alice")
+        );
+        assert_eq!((read.created_at, read.expires_at), (5, Some(9)));
+        // Written again, it is format 2 and keeps its owner.
+        let again: TokenRecord = decode("api_tokens", &"t", &encode(&read)).unwrap();
+        assert_eq!(again, read);
+        assert_eq!(encode(&read)[0], 2);
+    }
+}

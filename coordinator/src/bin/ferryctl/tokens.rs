@@ -25,6 +25,10 @@ pub(crate) enum TokensCommand {
         /// Days until it stops working.
         #[arg(long)]
         expires_days: Option<u64>,
+        /// The person it belongs to [default: NAME]; approvals count people, so a person's
+        /// tokens approve a release once between them.
+        #[arg(long)]
+        owner: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -49,6 +53,7 @@ pub(crate) async fn run(client: &Client, command: TokensCommand) -> Result<()> {
             role,
             models,
             expires_days,
+            owner,
             json: as_json,
         } => {
             let created: TokenCreated = client
@@ -59,6 +64,7 @@ pub(crate) async fn run(client: &Client, command: TokensCommand) -> Result<()> {
                         role,
                         models,
                         expires_days,
+                        owner,
                     },
                 )
                 .await?;
