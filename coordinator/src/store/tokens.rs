@@ -40,6 +40,7 @@ pub struct TokenRecord {
 
 /// A token as format 1 stored it, before owners.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct TokenRecordV1 {
     name: String,
     role: TokenRole,
@@ -204,22 +205,9 @@ mod tests {
     use super::*;
     use crate::store::codec::{decode, encode};
 
-    /// Format 1 as an older build wrote it.
-    #[derive(Serialize)]
-    struct Written {
-        name: String,
-        role: TokenRole,
-        models: Option<BTreeSet<ModelName>>,
-        hash: Digest,
-        created_at: u64,
-        created_by: String,
-        expires_at: Option<u64>,
-        revoked_at: Option<u64>,
-    }
-
     #[test]
     fn a_token_stored_before_owners_reads_as_its_own_owner() {
-        let old = Written {
+        let old = TokenRecordV1 {
             name: "alice".into(),
             role: TokenRole::Approver,
             models: None,
