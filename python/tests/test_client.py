@@ -178,8 +178,11 @@ def test_a_rollout_reaches_real_agents_and_the_fleet_views_show_it(coordinator, 
     assert sorted(c.cohort for c in model.cohorts) == ["lab", "plant"]
 
 
-def test_waiting_on_a_rollout_that_holds_times_out_with_its_last_state(coordinator, tmp_path):
+def test_waiting_on_a_rollout_that_holds_times_out_with_its_last_state(coordinator, first, tmp_path):
     client = client_of(coordinator)
+    if not any(a.alias == "prod" for a in client.aliases(MODEL)):
+        # Run alone: the rollout needs an alias to roll along.
+        client.set_alias(MODEL, "prod", "1.0.0", reason="held-rollout test")
     artifact = write(tmp_path / "model.bin", weights(5, 8192))
     client.publish(MODEL, "1.2.0", artifact, key=coordinator.key, file_name="model.bin")
     client.create_rollout(
