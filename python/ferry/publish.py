@@ -193,21 +193,30 @@ def _spawn(args: List[str], env: Mapping[str, str], progress: Optional[Callable[
     except OSError as e:
         raise PublishError(f"cannot run {args[0]}: {e}") from e
     said: List[str] = []
+    # The first exception the progress callback raised: ferryctl is stopped then (an upload
+    # resumes where it stopped, and a publish is idempotent, so nothing is lost), and stderr
+    # is still drained, so that ferryctl never blocks on a full pipe.
+    raised: List[BaseException] = []
 
     def read_stderr() -> None:
         assert child.stderr is not None
         for line in child.stderr:
-            if line.startswith('{"progress"'):
-                try:
-                    event = json.loads(line)["progress"]
-                    update = Progress(str(event["file"]), int(event["sent"]), int(event["total"]))
-                except (ValueError, KeyError, TypeError):
-                    said.append(line)
-                    continue
-                if progress is not None:
-                    progress(update)
-            else:
+            if not line.startswith('{"progress"'):
                 said.append(line)
+                continue
+            try:
+                event = json.loads(line)["progress"]
+                update = Progress(str(event["file"]), int(event["sent"]), int(event["total"]))
+            except (ValueError, KeyError, TypeError):
+                said.append(line)
+                continue
+            if progress is None or raised:
+                continue
+            try:
+                progress(update)
+            except BaseException as e:  # re-raised in the caller's thread below
+                raised.append(e)
+                child.terminate()
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
@@ -215,6 +224,8 @@ def _spawn(args: List[str], env: Mapping[str, str], progress: Optional[Callable[
     out = child.stdout.read()
     code = child.wait()
     reader.join()
+    if raised:
+        raise raised[0]
     stderr = "".join(said)
     if code != 0:
         raise _failure(code, stderr)
