@@ -100,6 +100,25 @@ def test_publish_signs_uploads_reports_progress_and_keeps_the_lineage(coordinato
     assert refused.value.status == 409 and "1.0.0" in refused.value.message
 
 
+def test_a_progress_callback_that_raises_stops_the_publish_and_loses_nothing(coordinator, tmp_path):
+    client = client_of(coordinator)
+    artifact = write(tmp_path / "model.bin", weights(7, 8 * 1024 * 1024))
+
+    class Stop(Exception):
+        pass
+
+    def stop(_):
+        raise Stop("the pipeline was cancelled")
+
+    # Before the fix the reader thread died with the callback and ferryctl, its stderr pipe
+    # full, blocked forever; now the callback's own exception comes back.
+    with pytest.raises(Stop):
+        client.publish(MODEL, "0.9.0", artifact, key=coordinator.key, progress=stop)
+    again = client.publish(MODEL, "0.9.0", artifact, key=coordinator.key)
+    assert again.version == "0.9.0"
+    assert client.release(MODEL, "0.9.0").release.variants[0].size == 8 * 1024 * 1024
+
+
 def test_a_publish_with_a_key_the_coordinator_does_not_trust_is_refused(coordinator, tmp_path):
     stranger = tmp_path / "stranger.key"
     coordinator.ctl("keys", "generate", "--out", str(stranger))
@@ -152,7 +171,11 @@ def test_a_rollout_reaches_real_agents_and_the_fleet_views_show_it(coordinator, 
     view = client.create_rollout(
         MODEL,
         "1.1.0",
-        waves=[ferry.Wave(50, gates=[]), ferry.Wave(100, gates=[])],
+        # Each wave waits for its devices' installs (a wave without gates need not).
+        waves=[
+            ferry.Wave(50, gates=[ferry.Gate("InstallFailures", 0.0, 1)]),
+            ferry.Wave(100, gates=[ferry.Gate("InstallFailures", 0.0, 2)]),
+        ],
         rollout_id="py-rollout",
         reason="pytest",
     )
