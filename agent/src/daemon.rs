@@ -544,10 +544,9 @@ impl Daemon {
                     return Some(Event::HealthPassed);
                 };
                 let internal = self.internal.clone();
-                let dir = self.layout.current_link(&model);
-                let file = self.artifact_file(follower, &version);
+                let installed = self.installed(follower, &version);
                 tokio::spawn(async move {
-                    let event = match health::run(&check, &model, &version, &dir, &file).await {
+                    let event = match health::run(&check, &model, &version, &installed).await {
                         Ok(()) => Event::HealthPassed,
                         Err(message) => Event::HealthFailed(InstallError {
                             version,
@@ -702,16 +701,25 @@ impl Daemon {
         }
     }
 
-    fn artifact_file(
+    /// Where `version` lies, seen through the `current` link (as the health check and the
+    /// application see it).
+    fn installed(
         &self,
         follower: FollowerId,
         version: &ferry_shared::Version,
-    ) -> std::path::PathBuf {
+    ) -> health::Installed {
         let model = self.model(follower);
-        let name = fetch::installed_variant(&self.layout, model, version, &self.profile)
+        let dir = self.layout.current_link(model);
+        let variant = fetch::installed_variant(&self.layout, model, version, &self.profile);
+        let name = variant
+            .as_ref()
             .map(|v| v.file_name.to_string())
             .unwrap_or_default();
-        self.layout.current_link(model).join(name)
+        health::Installed {
+            file: dir.join(name),
+            unpacked: variant.and_then(|v| crate::unpack::unpacked_dir(&dir, &v)),
+            dir,
+        }
     }
 
     fn record_update(&mut self, follower: FollowerId, to: ferry_shared::Version, outcome: String) {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::Encoding;
+use ferry_shared::manifest::ArtifactKind;
 use ferry_shared::mirror::MirrorBase;
 use ferry_shared::sign::Envelope;
 use ferry_shared::variant_choice::{DeviceProfile, select_variant};
@@ -36,6 +37,7 @@ use crate::fsutil::{fsync_dir, remove_tree, write_atomic};
 use crate::mirrors::{self, MirrorError, Round, Source};
 use crate::slots::SlotLayout;
 use crate::state::TransferStats;
+use crate::unpack::UnpackError;
 use crate::updater::{Admitted, NOT_CONNECTED, Retry};
 
 /// The name of the signed envelope kept beside each installed artifact.
@@ -125,8 +127,12 @@ pub async fn download_version(
     drop_downloads_except(layout, model, Some(&target.version));
     if layout.is_installed(model, &target.version) {
         let file = layout.artifact_path(model, &target.version, target.variant.file_name.as_str());
+        let tree = crate::unpack::unpacked_dir(
+            &layout.version_dir(model, &target.version),
+            &target.variant,
+        );
         match fs::metadata(&file) {
-            Ok(m) if m.len() == target.variant.size => {
+            Ok(m) if m.len() == target.variant.size && tree.is_none_or(|t| t.is_dir()) => {
                 return Ok(DownloadOutcome {
                     already_installed: true,
                 });
@@ -224,7 +230,27 @@ async fn download(
     let started = Instant::now();
     blocking(attempt, move || asm.verify(size, &hash)).await?;
     stats.stages.verify_us += micros(started);
+    unpack(attempt).await?;
     fsync_dir(staging).map_err(|e| attempt.disk(staging, e))
+}
+
+/// Unpacks a directory artifact's verified archive in staging (nothing for a file).
+async fn unpack(attempt: &Attempt<'_>) -> Result<(), DownloadFailure> {
+    let (staging, variant) = (attempt.staging.clone(), attempt.target.variant.clone());
+    let unpacked = tokio::task::spawn_blocking(move || {
+        crate::unpack::unpack_staged(&staging, &variant, &[ENVELOPE_FILE, INDEX_FILE])
+    })
+    .await;
+    match unpacked {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(UnpackError::Disk { path, source })) => Err(attempt.disk(&path, source)),
+        Ok(Err(UnpackError::Refused(reason))) => Err(attempt.abandon(ErrorKind::Integrity, reason)),
+        Err(e) => Err(attempt.fail(
+            ErrorKind::Disk,
+            format!("unpack task failed: {e}"),
+            Retry::Later,
+        )),
+    }
 }
 
 /// Microseconds since `started`.
@@ -442,14 +468,19 @@ fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), DownloadF
         }
     };
     let staged = crate::space::allocated(&attempt.staging.join(variant.file_name.as_str()));
-    match crate::space::shortfall(variant.size, staged, free) {
+    // A directory artifact's tree is unpacked beside its archive: about as much again.
+    let need = match variant.kind {
+        ArtifactKind::File => variant.size,
+        ArtifactKind::Directory => variant.size.saturating_mul(2),
+    };
+    match crate::space::shortfall(need, staged, free) {
         None => Ok(()),
         Some(short) => Err(attempt.fail(
             ErrorKind::Disk,
             format!(
                 "not enough disk space to download {} ({}): {} short, {} free in {}",
                 attempt.target.version,
-                mib(variant.size),
+                mib(need),
                 mib(short),
                 mib(free),
                 layout.root().display()

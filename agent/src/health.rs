@@ -1,7 +1,7 @@
 //! The health check run after each switch: a command with a timeout. Exit status 0 in time
 //! means healthy; anything else comes back with the tail of its stderr for the report.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use ferry_shared::{ModelName, Version};
@@ -13,23 +13,46 @@ use crate::config::HealthCheck;
 /// How much of the command's stderr a failure report carries.
 const STDERR_TAIL: usize = 2048;
 
+/// Where the version being checked lies, as the programs the agent runs see it.
+#[derive(Clone, Debug)]
+pub struct Installed {
+    /// The model's `current` link (`FERRY_MODEL_DIR`).
+    pub dir: PathBuf,
+    /// The artifact file in it (`FERRY_MODEL_FILE`).
+    pub file: PathBuf,
+    /// For a directory artifact, the tree unpacked from it (`FERRY_MODEL_UNPACKED`).
+    pub unpacked: Option<PathBuf>,
+}
+
+impl Installed {
+    /// Sets the `FERRY_MODEL_*` variables that say where the version lies.
+    pub fn describe(&self, command: &mut Command, model: &ModelName, version: &Version) {
+        command
+            .env("FERRY_MODEL", model.as_str())
+            .env("FERRY_VERSION", version.to_string())
+            .env("FERRY_MODEL_DIR", &self.dir)
+            .env("FERRY_MODEL_FILE", &self.file);
+        match &self.unpacked {
+            Some(tree) => command.env("FERRY_MODEL_UNPACKED", tree),
+            None => command.env_remove("FERRY_MODEL_UNPACKED"),
+        };
+    }
+}
+
 /// Runs the check against the version now current. `Err` holds the failure message.
 pub async fn run(
     check: &HealthCheck,
     model: &ModelName,
     version: &Version,
-    model_dir: &Path,
-    model_file: &Path,
+    installed: &Installed,
 ) -> Result<(), String> {
     let Some((program, args)) = check.command.split_first() else {
         return Err("the health check has no command".into());
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    installed.describe(&mut command, model, version);
+    let mut child = command
         .args(args)
-        .env("FERRY_MODEL", model.as_str())
-        .env("FERRY_VERSION", version.to_string())
-        .env("FERRY_MODEL_DIR", model_dir)
-        .env("FERRY_MODEL_FILE", model_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -103,10 +126,31 @@ mod tests {
             c,
             &"m".parse().unwrap(),
             &"1.0.0".parse().unwrap(),
-            Path::new("/tmp"),
-            Path::new("/tmp/x"),
+            &at("/tmp", "/tmp/x", Some("/tmp/x-tree")),
         )
         .await
+    }
+
+    fn at(dir: &str, file: &str, unpacked: Option<&str>) -> Installed {
+        Installed {
+            dir: dir.into(),
+            file: file.into(),
+            unpacked: unpacked.map(Into::into),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_check_is_told_where_the_version_and_its_unpacked_tree_lie() {
+        let script = "test \"$FERRY_MODEL_DIR:$FERRY_MODEL_FILE:$FERRY_MODEL_UNPACKED\" = /tmp:/tmp/x:/tmp/x-tree";
+        assert_eq!(run_check(&check(script, 5000)).await, Ok(()));
+        let file_only = run(
+            &check("test -z \"${FERRY_MODEL_UNPACKED+set}\"", 5000),
+            &"m".parse().unwrap(),
+            &"1.0.0".parse().unwrap(),
+            &at("/tmp", "/tmp/x", None),
+        )
+        .await;
+        assert_eq!(file_only, Ok(()), "a file artifact has no unpacked tree");
     }
 
     #[tokio::test]
@@ -131,8 +175,7 @@ mod tests {
             },
             &"m".parse().unwrap(),
             &"1.0.0".parse().unwrap(),
-            Path::new("/"),
-            Path::new("/"),
+            &at("/", "/", None),
         )
         .await
         .unwrap_err();

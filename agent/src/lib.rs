@@ -31,6 +31,7 @@ pub mod status;
 pub mod stdout;
 pub mod stored;
 pub mod tls;
+pub mod unpack;
 pub mod updater;
 
 /// The target triple this agent was built for (chooses release variants).

@@ -10,6 +10,7 @@
 
 #[cfg(feature = "allocator")]
 pub mod allocator;
+pub mod archive;
 pub mod chunk;
 pub mod delta;
 pub mod digest;

@@ -14,9 +14,18 @@ use crate::digest::Digest;
 use crate::name::{FileName, ModelName};
 use crate::version::Version;
 
-/// The manifest format this build writes and understands.
+mod legacy;
+
+/// The newest manifest format this build writes and understands.
 /// 2: every manifest carries its own document version (`revision`) and an expiry.
-pub const MANIFEST_SCHEMA: u32 = 2;
+/// 3: directory artifacts, where a release came from (`source`), free-form tags, several
+///    datasets with their role, and the model's interface as its framework describes it.
+pub const MANIFEST_SCHEMA: u32 = 3;
+
+/// The oldest manifest format this build reads. A publisher writes the oldest format that can
+/// hold the release ([`Release::needed_schema`]), so devices that only know format 2 keep
+/// installing releases that use nothing newer.
+pub const OLDEST_MANIFEST_SCHEMA: u32 = 2;
 
 /// Largest canonical manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
@@ -66,6 +75,22 @@ pub struct Variant {
     /// Digest of the file's chunk index ([`crate::chunk::ChunkIndex::digest`]): puts every
     /// chunk hash, and so every chunk a device fetches, under the release signature.
     pub chunks: Digest,
+    /// What the file is: the artifact itself, or a directory packed as an archive that the
+    /// device unpacks beside it (format 3).
+    #[serde(default)]
+    pub kind: ArtifactKind,
+}
+
+/// What a variant's file holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// The file is the artifact.
+    #[default]
+    File,
+    /// The file is a directory packed by [`crate::archive`] (its name ends in `.tar`); devices
+    /// unpack it into a directory named without the `.tar` beside it, in the same version.
+    Directory,
 }
 
 /// Where a release came from and what it is: the lineage a registry must keep.
@@ -96,6 +121,65 @@ pub struct Lineage {
     pub changelog: Option<String>,
     /// Versions of the same model this one was derived from.
     pub parents: Vec<Version>,
+    /// Every dataset the model met, with its role (format 3; `dataset` stays for format 2).
+    #[serde(default)]
+    pub datasets: Vec<DatasetUse>,
+    /// The model's inputs and outputs as its framework describes them (format 3).
+    #[serde(default)]
+    pub interface: Option<Interface>,
+    /// Free-form labels, signed with the rest (format 3).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The registry or pipeline the release was imported from (format 3).
+    #[serde(default)]
+    pub source: Option<Source>,
+}
+
+/// A dataset a model was trained, tuned or evaluated on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetUse {
+    /// Its name.
+    pub name: String,
+    /// Its content digest as the pipeline computed it.
+    pub digest: Option<String>,
+    /// Where it lives (a URI, a table, a path).
+    pub source: Option<String>,
+    /// What it was used for: `training`, `eval`, … (free text).
+    pub role: Option<String>,
+}
+
+/// The model's inputs and outputs in its framework's own notation (for MLflow, the model
+/// signature's JSON): descriptive, shown on the model card. What devices check is
+/// `input_schema` / `accepts_input`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// The notation (`mlflow-signature`, …).
+    pub format: String,
+    /// What the model takes.
+    pub inputs: Option<String>,
+    /// What it gives back.
+    pub outputs: Option<String>,
+    /// Inference parameters it accepts.
+    pub params: Option<String>,
+}
+
+/// Where a release was imported from: the registry's own names for it, so it can be traced back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The kind of registry (`mlflow`, …).
+    pub registry: String,
+    /// The registry's address for the model version (`http://mlflow:5000/#/models/fraud/versions/3`).
+    pub uri: String,
+    /// The registry's name for the model.
+    pub model: Option<String>,
+    /// The registry's version of it (MLflow's integer version).
+    pub model_version: Option<String>,
+    /// The training run that produced it.
+    pub run_id: Option<String>,
+    /// Link to that run.
+    pub run_uri: Option<String>,
+    /// The experiment the run belongs to.
+    pub experiment: Option<String>,
 }
 
 /// The dataset a model was trained on.
@@ -171,10 +255,14 @@ pub enum ManifestError {
 }
 
 impl Release {
-    /// The canonical bytes that get signed.
+    /// The canonical bytes that get signed, in the format `schema` names.
     pub fn to_canonical_bytes(&self) -> Result<Vec<u8>, ManifestError> {
-        let bytes =
-            postcard::to_allocvec(self).map_err(|e| ManifestError::Decode(e.to_string()))?;
+        let encode = |e: postcard::Error| ManifestError::Decode(e.to_string());
+        let bytes = match self.schema {
+            2 => postcard::to_allocvec(&legacy::ReleaseV2::try_from(self)?).map_err(encode)?,
+            MANIFEST_SCHEMA => postcard::to_allocvec(self).map_err(encode)?,
+            found => return Err(ManifestError::Schema { found }),
+        };
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge(bytes.len()));
         }
@@ -190,11 +278,14 @@ impl Release {
         // than failing to decode somewhere in the middle.
         let (schema, _) = postcard::take_from_bytes::<u32>(bytes)
             .map_err(|e| ManifestError::Decode(e.to_string()))?;
-        if schema != MANIFEST_SCHEMA {
-            return Err(ManifestError::Schema { found: schema });
-        }
-        let release: Release =
-            postcard::from_bytes(bytes).map_err(|e| ManifestError::Decode(e.to_string()))?;
+        let decode = |e: postcard::Error| ManifestError::Decode(e.to_string());
+        let release: Release = match schema {
+            2 => postcard::from_bytes::<legacy::ReleaseV2>(bytes)
+                .map_err(decode)?
+                .into(),
+            MANIFEST_SCHEMA => postcard::from_bytes(bytes).map_err(decode)?,
+            found => return Err(ManifestError::Schema { found }),
+        };
         if release.to_canonical_bytes()? != bytes {
             return Err(ManifestError::NotCanonical);
         }
@@ -202,13 +293,44 @@ impl Release {
         Ok(release)
     }
 
-    /// Checks the rules a manifest must meet beyond its syntax.
-    pub fn validate(&self) -> Result<(), ManifestError> {
-        let invalid = |reason: String| ManifestError::Invalid {
+    /// The oldest manifest format that can hold this release: 2 unless it uses something
+    /// format 3 brought.
+    pub fn needed_schema(&self) -> u32 {
+        match self.newest_feature() {
+            Some(_) => 3,
+            None => 2,
+        }
+    }
+
+    /// The first thing in the release that format 2 cannot hold.
+    fn newest_feature(&self) -> Option<&'static str> {
+        let m = &self.metadata;
+        if self.variants.iter().any(|v| v.kind != ArtifactKind::File) {
+            Some("a directory artifact")
+        } else if !m.datasets.is_empty() {
+            Some("a list of datasets")
+        } else if m.interface.is_some() {
+            Some("an interface")
+        } else if !m.tags.is_empty() {
+            Some("tags")
+        } else if m.source.is_some() {
+            Some("a source")
+        } else {
+            None
+        }
+    }
+
+    fn invalid(&self, reason: String) -> ManifestError {
+        ManifestError::Invalid {
             name: self.name.to_string(),
             version: self.version.to_string(),
             reason,
-        };
+        }
+    }
+
+    /// Checks the rules a manifest must meet beyond its syntax.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |reason: String| self.invalid(reason);
         if self.variants.is_empty() {
             return Err(invalid("it has no variants".into()));
         }
@@ -261,6 +383,25 @@ impl Release {
         }
         if self.metadata.parents.contains(&self.version) {
             return Err(invalid("a version cannot be its own parent".into()));
+        }
+        for v in &self.variants {
+            if v.kind == ArtifactKind::Directory && v.file_name.unpacked_dir().is_none() {
+                return Err(invalid(format!(
+                    "directory artifact {} must be named NAME.tar",
+                    v.file_name
+                )));
+            }
+        }
+        if self.metadata.datasets.iter().any(|d| d.name.is_empty()) {
+            return Err(invalid("a dataset has no name".into()));
+        }
+        if self.metadata.tags.keys().any(|k| k.is_empty()) {
+            return Err(invalid("a tag has no name".into()));
+        }
+        if let Some(source) = &self.metadata.source
+            && (source.registry.is_empty() || source.uri.is_empty())
+        {
+            return Err(invalid("its source needs a registry and a URI".into()));
         }
         Ok(())
     }
@@ -397,6 +538,7 @@ pub(crate) mod tests {
                 size: 11,
                 hash: Digest::of(b"hello model"),
                 chunks: Digest::of(b"chunk index"),
+                kind: Default::default(),
             }],
             cpu_fallback: false,
             metadata: Lineage {
@@ -418,6 +560,94 @@ pub(crate) mod tests {
         let release = sample();
         let bytes = release.to_canonical_bytes().unwrap();
         assert_eq!(Release::from_canonical_bytes(&bytes).unwrap(), release);
+    }
+
+    /// `sample()` as the format-2 build (307ff93) encoded it: the bytes publishers signed
+    /// before format 3. They must decode, verify as canonical and encode back unchanged.
+    const SAMPLE_FORMAT_2: &str = "020e66726175642d6465746563746f720a312e322e302d72632e310180a4a7da0680e2cfaa060a6369406578616d706c650103616e79010a6d6f64656c2e6f6e6e780b854e454d13138c0394fded4e14b6179f0ee0cc7e23378f39f70b301f0ca9f215604c668d0cc72131d7c106aae99f9a2420e3e23849bf6a13062f510b33222f1f000106396632633165010c7472616e73616374696f6e7307323032342d3031010b7368613235363a61626364000000010861636375726163798b6ce7fba9f1ee3f00000000000105312e312e30";
+
+    #[test]
+    fn a_format_2_manifest_from_the_previous_build_still_decodes_and_re_encodes_the_same() {
+        let bytes = hex::decode(SAMPLE_FORMAT_2).unwrap();
+        let release = Release::from_canonical_bytes(&bytes).unwrap();
+        let mut expected = sample();
+        expected.schema = 2;
+        assert_eq!(release, expected);
+        assert_eq!(release.to_canonical_bytes().unwrap(), bytes);
+        assert_eq!(release.needed_schema(), 2);
+    }
+
+    /// A release using everything format 3 brought.
+    fn sample_format_3() -> Release {
+        let mut r = sample();
+        r.variants[0].kind = ArtifactKind::Directory;
+        r.variants[0].file_name = "model.tar".parse().unwrap();
+        r.metadata.datasets = vec![DatasetUse {
+            name: "iris".into(),
+            digest: Some("b1c2".into()),
+            source: Some("file:///data/iris.csv".into()),
+            role: Some("training".into()),
+        }];
+        r.metadata.interface = Some(Interface {
+            format: "mlflow-signature".into(),
+            inputs: Some("[]".into()),
+            outputs: None,
+            params: None,
+        });
+        r.metadata.tags = [("team".to_owned(), "fraud".to_owned())].into();
+        r.metadata.source = Some(Source {
+            registry: "mlflow".into(),
+            uri: "http://mlflow/#/models/m/versions/1".into(),
+            model: Some("m".into()),
+            model_version: Some("1".into()),
+            run_id: Some("abc".into()),
+            run_uri: None,
+            experiment: Some("0".into()),
+        });
+        r
+    }
+
+    #[test]
+    fn format_3_round_trips_every_new_field() {
+        let release = sample_format_3();
+        assert_eq!(release.needed_schema(), 3);
+        let bytes = release.to_canonical_bytes().unwrap();
+        assert_eq!(Release::from_canonical_bytes(&bytes).unwrap(), release);
+    }
+
+    #[test]
+    fn format_2_refuses_to_drop_what_only_format_3_holds() {
+        let full = sample_format_3();
+        let strip: [fn(&mut Release); 5] = [
+            |r| {
+                r.variants[0].kind = ArtifactKind::File;
+            },
+            |r| r.metadata.datasets.clear(),
+            |r| r.metadata.interface = None,
+            |r| r.metadata.tags.clear(),
+            |r| r.metadata.source = None,
+        ];
+        // Each feature alone is enough to need format 3.
+        for keep in 0..strip.len() {
+            let mut r = full.clone();
+            for (i, f) in strip.iter().enumerate() {
+                if i != keep {
+                    f(&mut r);
+                }
+            }
+            assert_eq!(r.needed_schema(), 3, "feature {keep}");
+            r.schema = 2;
+            let err = r.to_canonical_bytes().unwrap_err().to_string();
+            assert!(err.contains("needs format 3"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_directory_artifact_must_be_a_tar_name() {
+        let mut r = sample_format_3();
+        r.variants[0].file_name = "model.onnx".parse().unwrap();
+        let err = r.validate().unwrap_err().to_string();
+        assert!(err.contains("NAME.tar"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,14 @@ validated_name!(
     check_file_name
 );
 
+impl FileName {
+    /// For a directory artifact's archive (`model.tar`), the directory devices unpack it into
+    /// (`model`); `None` when the name does not end in `.tar` after at least one character.
+    pub fn unpacked_dir(&self) -> Option<&str> {
+        self.0.strip_suffix(".tar").filter(|stem| !stem.is_empty())
+    }
+}
+
 fn check_identifier(s: &str) -> Result<(), &'static str> {
     if s.is_empty() || s.len() > 64 {
         return Err("must be 1 to 64 characters long");
@@ -128,6 +136,15 @@ fn check_file_name(s: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_archive_unpacks_into_its_name_without_tar() {
+        let name = |s: &str| s.parse::<FileName>().unwrap();
+        assert_eq!(name("model.tar").unpacked_dir(), Some("model"));
+        assert_eq!(name("m.v2.tar").unpacked_dir(), Some("m.v2"));
+        assert_eq!(name("model.onnx").unpacked_dir(), None);
+        assert_eq!(name("tar").unpacked_dir(), None);
+    }
 
     #[test]
     fn model_names_are_path_safe() {

@@ -84,6 +84,7 @@ pub fn release(name: &str, version: &str) -> crate::Release {
             size: 1,
             hash: crate::Digest::of(version.as_bytes()),
             chunks: crate::Digest::of(b"index"),
+            kind: Default::default(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),

@@ -18,7 +18,7 @@ impl Daemon {
         version: Version,
     ) -> Option<crate::updater::Event> {
         let model = self.model(follower).clone();
-        let binary = self.artifact_file(follower, &version);
+        let binary = self.installed(follower, &version).file;
         let binary = std::fs::canonicalize(&binary).unwrap_or(binary);
         let prove_within = self
             .config
@@ -69,12 +69,12 @@ impl Daemon {
         let main = &self.followers[MAIN];
         let check = self.config.health_check.clone();
         let serving = main.updater.slots().current.clone();
-        let (model, dir) = (main.model.clone(), self.layout.current_link(&main.model));
-        let file = serving.as_ref().map(|v| self.artifact_file(MAIN, v));
+        let model = main.model.clone();
+        let installed = serving.as_ref().map(|v| self.installed(MAIN, v));
         tokio::spawn(async move {
-            let proof = match (check, serving, file) {
-                (Some(check), Some(version), Some(file)) => {
-                    health::run(&check, &model, &version, &dir, &file).await
+            let proof = match (check, serving, installed) {
+                (Some(check), Some(version), Some(installed)) => {
+                    health::run(&check, &model, &version, &installed).await
                 }
                 // Nothing to check yet: connecting and reporting is the proof.
                 _ => Ok(()),

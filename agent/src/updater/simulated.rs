@@ -35,6 +35,7 @@ pub fn admitted(version: &Version) -> Admitted {
             size: 1,
             hash: Digest::of(version.to_string().as_bytes()),
             chunks: Digest::of(b"index"),
+            kind: Default::default(),
         },
         envelope: Vec::new(),
     }

@@ -468,6 +468,7 @@ fn expiring_desired(
             size: 3,
             hash: Digest::of(b"abc"),
             chunks: Digest::of(b"index"),
+            kind: Default::default(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),

@@ -25,6 +25,7 @@ pub(crate) fn release(version: &str, bytes: &[u8], created_at: u64) -> Release {
             size: bytes.len() as u64,
             hash: Digest::of(bytes),
             chunks: cut(bytes).index.digest(),
+            kind: Default::default(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),

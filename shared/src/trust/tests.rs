@@ -99,6 +99,7 @@ fn signed_release(version: &str, by: &SecretKey, revision: u32, expires: u64) ->
             size: 3,
             hash: Digest::of(b"abc"),
             chunks: Digest::of(b"index"),
+            kind: Default::default(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use ferry_shared::Version;
-use ferry_shared::manifest::{DatasetRef, Framework, Lineage};
+use ferry_shared::manifest::{DatasetRef, DatasetUse, Framework, Interface, Lineage, Source};
 use serde::Deserialize;
 
 /// The file's shape.
@@ -29,6 +29,22 @@ pub(crate) struct MetaFile {
     changelog: Option<String>,
     #[serde(default)]
     parents: Vec<Version>,
+    #[serde(default)]
+    datasets: Vec<DatasetEntry>,
+    interface: Option<Interface>,
+    #[serde(default)]
+    tags: BTreeMap<String, toml::Value>,
+    source: Option<Source>,
+}
+
+/// One `[[datasets]]` entry: every key optional but the name, so the file stays short.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetEntry {
+    name: String,
+    digest: Option<String>,
+    source: Option<String>,
+    role: Option<String>,
 }
 
 impl MetaFile {
@@ -39,23 +55,26 @@ impl MetaFile {
         toml::from_str(&text).with_context(|| format!("{}", path.display()))
     }
 
-    /// The manifest's lineage section. Hyperparameters keep their TOML spelling as text.
+    /// The manifest's lineage section. Hyperparameters and tags keep their TOML spelling as
+    /// text.
     pub(crate) fn into_lineage(self) -> Lineage {
-        let hyperparameters = self
-            .hyperparameters
-            .into_iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    toml::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, text)
-            })
-            .collect();
         Lineage {
+            hyperparameters: as_text(self.hyperparameters),
+            tags: as_text(self.tags),
+            datasets: self
+                .datasets
+                .into_iter()
+                .map(|d| DatasetUse {
+                    name: d.name,
+                    digest: d.digest,
+                    source: d.source,
+                    role: d.role,
+                })
+                .collect(),
+            interface: self.interface,
+            source: self.source,
             code_commit: self.code_commit,
             dataset: self.dataset,
-            hyperparameters,
             framework: self.framework,
             dependencies: self.dependencies,
             metrics: self.metrics,
@@ -67,6 +86,20 @@ impl MetaFile {
             parents: self.parents,
         }
     }
+}
+
+/// TOML values as text: strings as they are, anything else in its TOML spelling.
+fn as_text(table: BTreeMap<String, toml::Value>) -> BTreeMap<String, String> {
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -81,5 +114,10 @@ mod tests {
         assert_eq!(lineage.hyperparameters["optimizer"], "adamw");
         assert_eq!(lineage.dataset.unwrap().id, "transactions");
         assert!(lineage.metrics["accuracy"] > 0.9);
+        assert_eq!(lineage.tags["ticket"], "ML-1234");
+        assert_eq!(lineage.datasets.len(), 2);
+        assert_eq!(lineage.datasets[1].role.as_deref(), Some("eval"));
+        assert_eq!(lineage.interface.unwrap().format, "mlflow-signature");
+        assert_eq!(lineage.source.unwrap().model_version.as_deref(), Some("7"));
     }
 }

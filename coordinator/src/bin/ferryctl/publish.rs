@@ -2,6 +2,8 @@
 //! the manifest with the publisher key, upload the bytes (unless the coordinator has them),
 //! then the signed manifest. A release holds one artifact (`FILE`, with `--accelerator` and
 //! `--target`) or several builds of the model (`--variant ACCEL[/TARGET]=FILE`, repeated).
+//! A directory given as FILE is packed into a deterministic archive ([`ferry_shared::archive`])
+//! that devices unpack beside it: a directory artifact.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -11,7 +13,7 @@ use clap::Args;
 use ferry_coordinator::api::{BlobStored, Published};
 use ferry_coordinator::outln;
 use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
-use ferry_shared::manifest::MANIFEST_SCHEMA;
+use ferry_shared::manifest::{ArtifactKind, MANIFEST_SCHEMA};
 use ferry_shared::{Accelerator, FileName, ModelName, Release, Target, Variant, Version};
 
 use crate::client::{Client, escape};
@@ -27,7 +29,7 @@ pub(crate) struct PublishArgs {
     name: String,
     /// Version (semver, e.g. 1.2.0 or 2.0.0-rc.1).
     version: String,
-    /// The artifact file (or give --variant, once per build).
+    /// The artifact file, or a directory to ship whole (or give --variant, once per build).
     #[arg(required_unless_present = "variant", conflicts_with = "variant")]
     file: Option<PathBuf>,
     /// One build of the model: ACCEL[/TARGET]=FILE, e.g. `gpu=model-cuda.onnx` or
@@ -50,7 +52,8 @@ pub(crate) struct PublishArgs {
     /// With FILE: the target triple it runs on, or any.
     #[arg(long, default_value = "any", conflicts_with = "variant")]
     target: Target,
-    /// Name every build is installed under on devices [default: each file's own name].
+    /// Name every build is installed under on devices [default: each file's own name; for a
+    /// directory, its name with `.tar`].
     #[arg(long)]
     file_name: Option<String>,
     /// Who publishes, recorded in the manifest [default: $USER].
@@ -120,15 +123,69 @@ fn cut_file(path: &Path) -> Result<Chunked> {
 }
 
 /// The name a build is installed under.
-fn installed_name(args: &PublishArgs, file: &Path) -> Result<FileName> {
-    match &args.file_name {
-        Some(n) => Ok(n.parse()?),
-        None => file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("the artifact path has no file name")?
-            .parse()
-            .context("use --file-name to give the artifact an installable name"),
+fn installed_name(file_name: Option<&str>, artifact: &Artifact) -> Result<FileName> {
+    let name = match file_name {
+        Some(n) => n.to_owned(),
+        None => {
+            let own = artifact
+                .given
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("the artifact path has no file name")?;
+            match artifact.kind {
+                ArtifactKind::File => own.to_owned(),
+                ArtifactKind::Directory => format!("{own}.tar"),
+            }
+        }
+    };
+    let name: FileName = name
+        .parse()
+        .context("use --file-name to give the artifact an installable name")?;
+    if artifact.kind == ArtifactKind::Directory && name.unpacked_dir().is_none() {
+        anyhow::bail!("{name}: a directory is installed as NAME.tar (unpacked into NAME)");
+    }
+    Ok(name)
+}
+
+/// One build's bytes, ready to cut and upload.
+pub(crate) struct Artifact {
+    /// What the user named.
+    pub(crate) given: PathBuf,
+    /// The file whose bytes are the artifact: `given`, or the archive a directory was packed
+    /// into.
+    pub(crate) path: PathBuf,
+    pub(crate) kind: ArtifactKind,
+    /// Holds the packed archive until the upload is done.
+    _packed: Option<tempfile::TempPath>,
+}
+
+impl Artifact {
+    /// A file as it is, or a directory packed into a temporary archive (in `$TMPDIR`).
+    pub(crate) fn prepare(given: &Path) -> Result<Self> {
+        let meta =
+            std::fs::metadata(given).with_context(|| format!("cannot read {}", given.display()))?;
+        if !meta.is_dir() {
+            return Ok(Self {
+                given: given.to_owned(),
+                path: given.to_owned(),
+                kind: ArtifactKind::File,
+                _packed: None,
+            });
+        }
+        let temp = tempfile::Builder::new()
+            .prefix("ferry-pack-")
+            .suffix(".tar")
+            .tempfile()
+            .context("cannot create a temporary file to pack the directory into ($TMPDIR)")?;
+        let (file, path) = temp.into_parts();
+        ferry_shared::archive::pack(given, std::io::BufWriter::new(file))
+            .with_context(|| format!("packing {}", given.display()))?;
+        Ok(Self {
+            given: given.to_owned(),
+            path: path.to_path_buf(),
+            kind: ArtifactKind::Directory,
+            _packed: Some(path),
+        })
     }
 }
 
@@ -151,19 +208,23 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         return Err(Usage("give the artifact FILE, or --variant once per build".into()).into());
     }
     let mut variants = Vec::new();
+    let mut artifacts = Vec::new();
     for spec in &specs {
-        let cut = cut_file(&spec.file)?;
+        let artifact = Artifact::prepare(&spec.file)?;
+        let cut = cut_file(&artifact.path)?;
         variants.push(Variant {
             target: spec.target.clone(),
             accelerator: spec.accelerator,
-            file_name: installed_name(args, &spec.file)?,
+            file_name: installed_name(args.file_name.as_deref(), &artifact)?,
             size: cut.size,
             hash: cut.hash,
             chunks: cut.index.digest(),
+            kind: artifact.kind,
         });
+        artifacts.push(artifact);
     }
     let created_at = now();
-    let release = Release {
+    let mut release = Release {
         schema: MANIFEST_SCHEMA,
         name: name.clone(),
         version: version.clone(),
@@ -179,11 +240,13 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         cpu_fallback: args.cpu_fallback,
         metadata,
     };
+    // The oldest format that holds it: devices still on an older build install it too.
+    release.schema = release.needed_schema();
     let signed = sign_release(&release, &args.key)?;
     let signers = signer_ids(&signed.envelope_bytes);
 
     let mut uploaded = Vec::new();
-    for (spec, variant) in specs.iter().zip(&release.variants) {
+    for (artifact, variant) in artifacts.iter().zip(&release.variants) {
         let hash = variant.hash;
         let stored: BlobStored = match client
             .get_optional::<BlobStored>(&format!("/blobs/{hash}"))
@@ -192,14 +255,20 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             Some(existing) => {
                 if args.progress_lines {
                     // Nothing to send: the whole artifact is there.
-                    let meter = crate::progress::Meter::upload(variant.size, &spec.file, true);
+                    let meter = crate::progress::Meter::upload(variant.size, &artifact.given, true);
                     meter.set_position(variant.size);
                 }
                 existing
             }
-            None => crate::upload::upload(client, &hash, &spec.file, args.progress_lines)
-                .await
-                .with_context(|| format!("uploading {}", spec.file.display()))?,
+            None => crate::upload::upload(
+                client,
+                &hash,
+                &artifact.path,
+                &artifact.given,
+                args.progress_lines,
+            )
+            .await
+            .with_context(|| format!("uploading {}", artifact.given.display()))?,
         };
         uploaded.push((variant, stored));
     }

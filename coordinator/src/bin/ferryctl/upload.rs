@@ -25,10 +25,13 @@ const STALLED_ATTEMPTS: u32 = 5;
 /// Uploads `file` (whose bytes hash to `hash`) as the artifact `hash`, resuming where the
 /// coordinator's copy ends.
 /// Its progress goes to stderr as JSON lines when `lines`, else to a bar.
+/// `shown` names the upload in messages and progress (the directory a temporary archive was
+/// packed from, say).
 pub(crate) async fn upload(
     client: &Client,
     hash: &Digest,
     file: &Path,
+    shown: &Path,
     lines: bool,
 ) -> Result<BlobStored> {
     let size = tokio::fs::metadata(file)
@@ -42,10 +45,10 @@ pub(crate) async fn upload(
             let _ = writeln!(
                 std::io::stderr(),
                 "ferryctl: continuing the upload of {} at byte {held} of {size}",
-                file.display()
+                shown.display()
             );
         }
-        let meter = crate::progress::Meter::upload(size, file, lines);
+        let meter = crate::progress::Meter::upload(size, shown, lines);
         let error = match put_from(client, hash, file, held, size, &meter).await {
             Ok(stored) => return Ok(stored),
             Err(e) if retryable(client, &e) => e,
@@ -62,7 +65,7 @@ pub(crate) async fn upload(
         let _ = writeln!(
             std::io::stderr(),
             "ferryctl: the upload of {} stopped ({error:#}); trying again",
-            file.display()
+            shown.display()
         );
         tokio::time::sleep(backoff(stalled)).await;
     }
