@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Python client (python/, with pytest for its tests) into the tools' virtual
+# Installs the Python client (python/, with what its tests need: pytest, and MLflow for the
+# import tests, pinned in python/tests/requirements.txt) into the tools' virtual
 # environment, /opt/ferry-tools (as root) or ~/.local/share/ferry-tools (otherwise), the one
 # scripts/install-seaweedfs.sh also uses; prints the environment's directory. Reinstalled on
 # every run: the package is this checkout's. Needs Python 3 with venv and PyPI.
@@ -14,7 +15,7 @@ fi
 # A retry: a registry caught mid-sync fails one attempt.
 for attempt in 1 2 3; do
     if "$TOOLS/bin/pip" install --quiet --disable-pip-version-check \
-        "pytest==9.2.0" ./python >&2; then
+        -r python/tests/requirements.txt ./python >&2; then
         echo "$TOOLS"
         exit 0
     fi

@@ -19,6 +19,7 @@ from .models import (
     AliasView,
     FleetStatus,
     FragmentationReport,
+    Imported,
     Published,
     ReleaseView,
     RolloutView,
@@ -167,6 +168,48 @@ class Client:
             target=target,
             file_name=file_name,
             cpu_fallback=cpu_fallback,
+            reason=reason,
+            expires_days=expires_days,
+            progress=progress,
+        )
+
+    def import_mlflow(
+        self,
+        model: str,
+        *,
+        tracking_uri: str,
+        key: Union[PathLike, Sequence[PathLike]],
+        name: Optional[str] = None,
+        version: Optional[str] = None,
+        dir_name: Optional[str] = None,
+        accelerator: str = "any",
+        target: str = "any",
+        set_stage: Optional[str] = None,
+        set_alias: Optional[str] = None,
+        reason: Optional[str] = None,
+        expires_days: Optional[int] = None,
+        progress: Optional[Callable[[_publish.Progress], None]] = None,
+    ) -> Imported:
+        """Publishes a registered MLflow model version with ``ferryctl import mlflow``.
+
+        ``model`` is ``NAME/VERSION``, ``NAME@ALIAS`` or ``NAME`` (its newest version) on the
+        tracking server at ``tracking_uri``. Its files become one directory artifact; its run's
+        params, metrics, tags, datasets, signature and source are signed into the release.
+        ``name`` and ``version`` override the Ferry name and version (MLflow's ``N`` becomes
+        ``N.0.0``). ``set_stage`` / ``set_alias`` move the release afterwards.
+        """
+        return _publish.import_mlflow(
+            self,
+            model,
+            tracking_uri=tracking_uri,
+            key=key,
+            name=name,
+            version=version,
+            dir_name=dir_name,
+            accelerator=accelerator,
+            target=target,
+            set_stage=set_stage,
+            set_alias=set_alias,
             reason=reason,
             expires_days=expires_days,
             progress=progress,

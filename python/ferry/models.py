@@ -29,6 +29,9 @@ class Variant:
     file_name: str
     size: int
     hash: str
+    #: ``file``, or ``directory``: an archive devices unpack beside itself (``model.tar`` →
+    #: ``model/``).
+    kind: str = "file"
 
     @classmethod
     def from_json(cls, d: Json) -> "Variant":
@@ -38,6 +41,7 @@ class Variant:
             file_name=str(d["file_name"]),
             size=int(d["size"]),
             hash=str(d["hash"]),
+            kind=str(d.get("kind", "file")),
         )
 
 
@@ -53,11 +57,15 @@ class Release:
     expires: int
     variants: List[Variant]
     cpu_fallback: bool
+    #: Lineage: code_commit, hyperparameters, metrics, datasets, interface, tags, source, …
     metadata: Dict[str, Any]
+    #: The manifest format it was signed in.
+    schema: int = 2
 
     @classmethod
     def from_json(cls, d: Json) -> "Release":
         return cls(
+            schema=int(d.get("schema", 2)),
             name=str(d["name"]),
             version=str(d["version"]),
             revision=int(d.get("revision", 1)),
@@ -125,6 +133,35 @@ class Published:
             latest_moved=bool(d.get("latest_moved", False)),
             revision=int(d.get("revision", 1)),
             resigned_from=d.get("resigned_from"),
+        )
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What an import from MLflow did: the Ferry release it made and where it came from."""
+
+    name: str
+    version: str
+    created: bool
+    mlflow_model: str
+    mlflow_version: str
+    files: int
+    bytes: int
+    alias: Optional[str]
+    stage: Optional[str]
+
+    @classmethod
+    def from_json(cls, d: Json) -> "Imported":
+        return cls(
+            name=str(d["name"]),
+            version=str(d["version"]),
+            created=bool(d["created"]),
+            mlflow_model=str(d["mlflow_model"]),
+            mlflow_version=str(d["mlflow_version"]),
+            files=int(d.get("files", 0)),
+            bytes=int(d.get("bytes", 0)),
+            alias=_opt_str(d.get("alias")),
+            stage=_opt_str(d.get("stage")),
         )
 
 

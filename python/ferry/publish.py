@@ -20,13 +20,15 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, TypeVar, Union
 
 from .errors import FerryError, PublishError, Unreachable, api_error
-from .models import Published
+from .models import Imported, Published
 
 if TYPE_CHECKING:
     from .client import Client, PathLike
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,21 @@ def _toml_value(value: Any, where: str) -> str:
 
 
 def meta_toml(meta: Mapping[str, Any]) -> str:
-    """``meta`` (the fields of ``meta.toml``: scalars, lists, and tables of scalars) as TOML."""
+    """``meta`` (the fields of ``meta.toml``: scalars, lists, tables of scalars, and lists of
+    such tables, as ``datasets``) as TOML."""
     lines: List[str] = []
     tables = []
     for key, value in meta.items():
         if value is None:
             continue
         if isinstance(value, Mapping):
-            tables.append((key, value))
+            tables.append((f"[{_toml_key(key)}]", key, value))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+            tables.extend((f"[[{_toml_key(key)}]]", key, v) for v in value)
         else:
             lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
-    for key, table in tables:
-        lines.append(f"\n[{_toml_key(key)}]")
+    for header, key, table in tables:
+        lines.append(f"\n{header}")
         for inner, value in table.items():
             if value is None:
                 continue
@@ -108,10 +113,10 @@ _API_EXITS = {4: 403, 5: 404, 6: 409, 7: 400, 8: 500}
 _STATUS_IN_MESSAGE = re.compile(r"\((\d{3})[^()]*\)\s*$")
 
 
-def _failure(code: int, stderr: str) -> FerryError:
-    """The exception for ``ferryctl`` exiting with ``code`` after saying ``stderr``."""
+def _failure(code: int, stderr: str, command: str = "publish") -> FerryError:
+    """The exception for ``ferryctl COMMAND`` exiting with ``code`` after saying ``stderr``."""
     lines = [line for line in stderr.splitlines() if line.strip()]
-    message = lines[-1] if lines else f"ferryctl publish exited with {code}"
+    message = lines[-1] if lines else f"ferryctl {command} exited with {code}"
     if message.startswith("ferryctl: error: "):
         message = message[len("ferryctl: error: "):]
     if code == 3:
@@ -119,7 +124,7 @@ def _failure(code: int, stderr: str) -> FerryError:
     if code in _API_EXITS:
         found = _STATUS_IN_MESSAGE.search(message)
         status = int(found.group(1)) if found else _API_EXITS[code]
-        return api_error(status, message, "publish")
+        return api_error(status, message, command)
     return PublishError(message, stderr=stderr, exit_code=code)
 
 
@@ -162,14 +167,7 @@ def run(
         args += ["--reason", reason]
     if expires_days is not None:
         args += ["--expires-days", str(expires_days)]
-    if client.actor:
-        args += ["--as", client.actor, "--created-by", client.actor]
-    args += ["--url", client.url, "--json", "--progress-lines"]
-    env = dict(os.environ)
-    env.pop("FERRY_TOKEN", None)
-    if client.token:
-        # The environment, not the command line: other users can read a process's arguments.
-        env["FERRY_TOKEN"] = client.token
+    args, env = _connection(client, args)
     with tempfile.TemporaryDirectory(prefix="ferry-publish-") as scratch:
         if isinstance(meta, Mapping):
             meta_file = Path(scratch) / "meta.toml"
@@ -177,10 +175,69 @@ def run(
             args += ["--meta", str(meta_file)]
         elif meta is not None:
             args += ["--meta", os.fspath(meta)]
-        return _spawn(args, env, progress)
+        return _spawn(args, env, progress, "publish", Published.from_json)
 
 
-def _spawn(args: List[str], env: Mapping[str, str], progress: Optional[Callable[[Progress], None]]) -> Published:
+def _connection(client: "Client", args: List[str]) -> "tuple[List[str], dict]":
+    """``args`` with who publishes and where, and the environment carrying the token."""
+    if client.actor:
+        args = args + ["--as", client.actor, "--created-by", client.actor]
+    args = args + ["--url", client.url, "--json", "--progress-lines"]
+    env = dict(os.environ)
+    env.pop("FERRY_TOKEN", None)
+    if client.token:
+        # The environment, not the command line: other users can read a process's arguments.
+        env["FERRY_TOKEN"] = client.token
+    return args, env
+
+
+def import_mlflow(
+    client: "Client",
+    model: str,
+    *,
+    tracking_uri: str,
+    key: Union["PathLike", Sequence["PathLike"]],
+    name: Optional[str],
+    version: Optional[str],
+    dir_name: Optional[str],
+    accelerator: str,
+    target: str,
+    set_stage: Optional[str],
+    set_alias: Optional[str],
+    reason: Optional[str],
+    expires_days: Optional[int],
+    progress: Optional[Callable[[Progress], None]],
+) -> Imported:
+    """Runs ``ferryctl import mlflow``; see :meth:`Client.import_mlflow`."""
+    keys = [key] if isinstance(key, (str, os.PathLike)) else list(key)
+    if not keys:
+        raise PublishError("give at least one publisher key")
+    args = [find_ferryctl(client.ferryctl), "import", "mlflow", model, "--tracking-uri", tracking_uri]
+    args += ["--accelerator", accelerator, "--target", target]
+    for k in keys:
+        args += ["--key", os.fspath(k)]
+    for flag, value in (
+        ("--name", name),
+        ("--version", version),
+        ("--dir-name", dir_name),
+        ("--set-stage", set_stage),
+        ("--set-alias", set_alias),
+        ("--reason", reason),
+        ("--expires-days", None if expires_days is None else str(expires_days)),
+    ):
+        if value is not None:
+            args += [flag, value]
+    args, env = _connection(client, args)
+    return _spawn(args, env, progress, "import mlflow", Imported.from_json)
+
+
+def _spawn(
+    args: List[str],
+    env: Mapping[str, str],
+    progress: Optional[Callable[[Progress], None]],
+    command: str,
+    parse: Callable[[Any], T],
+) -> T:
     try:
         child = subprocess.Popen(
             args,
@@ -228,8 +285,8 @@ def _spawn(args: List[str], env: Mapping[str, str], progress: Optional[Callable[
         raise raised[0]
     stderr = "".join(said)
     if code != 0:
-        raise _failure(code, stderr)
+        raise _failure(code, stderr, command)
     try:
-        return Published.from_json(json.loads(out))
+        return parse(json.loads(out))
     except (ValueError, KeyError, TypeError) as e:
-        raise PublishError(f"ferryctl publish answered what is not a publish result: {e}: {out!r}", stderr) from None
+        raise PublishError(f"ferryctl {command} answered what it should not: {e}: {out!r}", stderr) from None

@@ -259,8 +259,9 @@ pub fn unpack(archive: impl Read, into: &Path) -> Result<Tally, ArchiveError> {
     Ok(tally)
 }
 
-/// The entry's path as plain relative components, or why not.
-fn plain_relative(raw: &str) -> Result<PathBuf, &'static str> {
+/// `raw` (`/`-separated, a trailing `/` allowed) as plain relative components — nothing
+/// absolute, no `.` or `..` — or why not: the check for any path a peer names inside a tree.
+pub fn plain_relative(raw: &str) -> Result<PathBuf, &'static str> {
     let trimmed = raw.strip_suffix('/').unwrap_or(raw);
     if trimmed.is_empty() {
         return Err("it has no name");

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use ferry_shared::manifest::ArtifactKind;
 use ferry_shared::{ModelName, Release, Version};
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +90,13 @@ pub fn derived_from(
                 && version.is_none_or(|want| want == d.version)
             {
                 tainted.insert(v.clone(), format!("trained on {} {}", d.id, d.version));
+            } else if let Some(d) = release.metadata.datasets.iter().find(|d| {
+                // A listed dataset's version is its digest.
+                d.name == id && version.is_none_or(|want| d.digest.as_deref() == Some(want))
+            }) {
+                let role = d.role.as_deref().unwrap_or("used");
+                let digest = d.digest.as_deref().unwrap_or("(no digest)");
+                tainted.insert(v.clone(), format!("{role} on {} {digest}", d.name));
             }
         }
         // Children inherit what their parents were derived from, until nothing changes (a
@@ -165,6 +173,30 @@ pub fn diff(a: &Release, b: &Release) -> Vec<DiffRow> {
         dataset_of(a).unwrap_or_default(),
         dataset_of(b).unwrap_or_default(),
     );
+    let datasets = |r: &Release| {
+        r.metadata
+            .datasets
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {} ({})",
+                    d.name,
+                    d.digest.as_deref().unwrap_or("-"),
+                    d.role.as_deref().unwrap_or("-")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    row("datasets".into(), datasets(a), datasets(b));
+    let source = |r: &Release| {
+        r.metadata
+            .source
+            .as_ref()
+            .map(|s| s.uri.clone())
+            .unwrap_or_default()
+    };
+    row("source".into(), source(a), source(b));
     let parents = |r: &Release| {
         r.metadata
             .parents
@@ -196,6 +228,7 @@ pub fn diff(a: &Release, b: &Release) -> Vec<DiffRow> {
     for (section, xa, xb) in [
         ("hyperparameters", &ma.hyperparameters, &mb.hyperparameters),
         ("dependencies", &ma.dependencies, &mb.dependencies),
+        ("tags", &ma.tags, &mb.tags),
     ] {
         let keys: BTreeSet<&String> = xa.keys().chain(xb.keys()).collect();
         for k in keys {
@@ -298,10 +331,33 @@ pub fn model_card(release: &Release, ctx: &CardContext) -> String {
     if let Some(f) = &m.framework {
         let _ = writeln!(out, "- Framework: {} {}", f.name, f.version);
     }
+    if let Some(i) = &m.interface {
+        let _ = writeln!(out, "- Interface ({}):", i.format);
+        for (what, text) in [
+            ("inputs", &i.inputs),
+            ("outputs", &i.outputs),
+            ("params", &i.params),
+        ] {
+            if let Some(text) = text {
+                let _ = writeln!(
+                    out,
+                    "  - {what}: `{}`",
+                    text.replace('`', "'").replace('\n', " ")
+                );
+            }
+        }
+    }
     for v in &release.variants {
+        let kind = match v.kind {
+            ArtifactKind::File => String::new(),
+            ArtifactKind::Directory => format!(
+                " (a directory, unpacked into {}/)",
+                v.file_name.unpacked_dir().unwrap_or_default()
+            ),
+        };
         let _ = writeln!(
             out,
-            "- Variant: {} on {} / {}, {} bytes, blake3 {}",
+            "- Variant: {}{kind} on {} / {}, {} bytes, blake3 {}",
             v.file_name,
             v.target,
             v.accelerator,
@@ -327,11 +383,46 @@ pub fn model_card(release: &Release, ctx: &CardContext) -> String {
             let _ = writeln!(out, "- Dataset: {none}");
         }
     }
+    for d in &m.datasets {
+        let mut line = format!("- Dataset: {}", d.name);
+        if let Some(role) = &d.role {
+            let _ = write!(line, " ({role})");
+        }
+        if let Some(digest) = &d.digest {
+            let _ = write!(line, ", digest {digest}");
+        }
+        if let Some(source) = &d.source {
+            let _ = write!(line, ", from {source}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(
         out,
         "- Code commit: {}",
         m.code_commit.as_deref().unwrap_or(none)
     );
+    if let Some(src) = &m.source {
+        let _ = writeln!(out, "- Imported from {}: {}", src.registry, src.uri);
+        let mut details = Vec::new();
+        if let (Some(model), Some(version)) = (&src.model, &src.model_version) {
+            details.push(format!("model {model} version {version}"));
+        }
+        if let Some(e) = &src.experiment {
+            details.push(format!("experiment {e}"));
+        }
+        if let Some(run) = &src.run_id {
+            details.push(format!(
+                "run {run}{}",
+                src.run_uri
+                    .as_deref()
+                    .map(|u| format!(" ({u})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if !details.is_empty() {
+            let _ = writeln!(out, "  - {}", details.join(", "));
+        }
+    }
     if !m.parents.is_empty() {
         let parents: Vec<String> = m.parents.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "- Derived from: {}", parents.join(", "));
@@ -355,6 +446,12 @@ pub fn model_card(release: &Release, ctx: &CardContext) -> String {
         let _ = writeln!(out, "\n## Dependencies\n");
         for (k, v) in &m.dependencies {
             let _ = writeln!(out, "- {k} {v}");
+        }
+    }
+    if !m.tags.is_empty() {
+        let _ = writeln!(out, "\n## Tags\n");
+        for (k, v) in &m.tags {
+            let _ = writeln!(out, "- {k}: {v}");
         }
     }
     out
@@ -449,6 +546,76 @@ mod tests {
             ]
         );
         assert_eq!(hit(Some("2024-02")), ["2.0.0 trained on tx 2024-02"]);
+    }
+
+    /// Releases imported from MLflow list their datasets (by name and digest, with a role)
+    /// instead of the single `dataset`: impact queries and cards must see them too.
+    #[test]
+    fn listed_datasets_count_for_impact_diff_and_card() {
+        use ferry_shared::manifest::{DatasetUse, Source};
+        let mut imported = release("m", "4.0.0", &[], None);
+        imported.metadata.datasets = vec![
+            DatasetUse {
+                name: "tx-2026-11".into(),
+                digest: Some("afc96371".into()),
+                source: Some("s3://data/tx.parquet".into()),
+                role: Some("training".into()),
+            },
+            DatasetUse {
+                name: "holdout".into(),
+                digest: None,
+                source: None,
+                role: Some("eval".into()),
+            },
+        ];
+        imported.metadata.source = Some(Source {
+            registry: "mlflow".into(),
+            uri: "http://mlflow/#/models/m/versions/4".into(),
+            model: Some("m".into()),
+            model_version: Some("4".into()),
+            run_id: Some("r1".into()),
+            run_uri: None,
+            experiment: Some("fraud".into()),
+        });
+        imported.metadata.tags.insert("team".into(), "fraud".into());
+        let child = release("m", "4.1.0", &["4.0.0"], None);
+        let mut all = BTreeMap::new();
+        all.insert(
+            "m".parse().unwrap(),
+            by_version(vec![imported.clone(), child]),
+        );
+        let hit = |id: &str, version: Option<&str>| -> Vec<String> {
+            derived_from(&all, id, version)
+                .iter()
+                .map(|d| format!("{} {}", d.version, d.how))
+                .collect()
+        };
+        assert_eq!(
+            hit("tx-2026-11", None),
+            [
+                "4.0.0 training on tx-2026-11 afc96371",
+                "4.1.0 derived from 4.0.0"
+            ]
+        );
+        assert_eq!(hit("tx-2026-11", Some("afc96371")).len(), 2);
+        assert!(hit("tx-2026-11", Some("other")).is_empty());
+        assert_eq!(hit("holdout", None)[0], "4.0.0 eval on holdout (no digest)");
+
+        let rows = diff(&release("m", "3.0.0", &[], None), &imported);
+        let row = |f: &str| rows.iter().find(|r| r.field == f).unwrap();
+        assert!(row("datasets").differs && row("source").differs);
+        assert!(row("tags.team").differs);
+
+        let card = model_card(&imported, &CardContext::default());
+        for expected in [
+            "Dataset: tx-2026-11 (training), digest afc96371, from s3://data/tx.parquet",
+            "Dataset: holdout (eval)",
+            "Imported from mlflow: http://mlflow/#/models/m/versions/4",
+            "model m version 4, experiment fraud, run r1",
+            "- team: fraud",
+        ] {
+            assert!(card.contains(expected), "{expected:?} not in:\n{card}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod exit;
 mod fleet;
 mod fragmentation;
 mod gc;
+mod import;
 mod keys;
 mod lineage;
 mod meta;
@@ -48,6 +49,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Sign and upload a release.
     Publish(publish::PublishArgs),
+    /// Publish models registered elsewhere (MLflow).
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Published releases.
     #[command(subcommand)]
     Releases(releases::ReleasesCommand),
@@ -112,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
                 match command {
                     Command::Keys(cmd) => keys::run(&client, cmd).await,
                     Command::Publish(args) => publish::run(&client, &args).await,
+                    Command::Import(cmd) => import::run(&client, cmd).await,
                     Command::Releases(cmd) => releases::run(&client, cmd).await,
                     Command::Alias(cmd) => alias::run(&client, cmd).await,
                     Command::Stage(args) => stage::run(&client, &args).await,

@@ -13,7 +13,7 @@ use clap::Args;
 use ferry_coordinator::api::{BlobStored, Published};
 use ferry_coordinator::outln;
 use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
-use ferry_shared::manifest::{ArtifactKind, MANIFEST_SCHEMA};
+use ferry_shared::manifest::{ArtifactKind, Lineage, MANIFEST_SCHEMA};
 use ferry_shared::{Accelerator, FileName, ModelName, Release, Target, Variant, Version};
 
 use crate::client::{Client, escape};
@@ -78,9 +78,9 @@ pub(crate) struct PublishArgs {
 /// One build given on the command line.
 #[derive(Clone, Debug)]
 pub(crate) struct VariantSpec {
-    accelerator: Accelerator,
-    target: Target,
-    file: PathBuf,
+    pub(crate) accelerator: Accelerator,
+    pub(crate) target: Target,
+    pub(crate) file: PathBuf,
 }
 
 impl FromStr for VariantSpec {
@@ -190,8 +190,6 @@ impl Artifact {
 }
 
 pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
-    let name: ModelName = args.name.parse()?;
-    let version: Version = args.version.parse()?;
     let metadata = match &args.meta {
         Some(path) => MetaFile::load(path)?.into_lineage(),
         None => Default::default(),
@@ -207,15 +205,56 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
     if specs.is_empty() {
         return Err(Usage("give the artifact FILE, or --variant once per build".into()).into());
     }
+    let publication = Publication {
+        name: args.name.parse()?,
+        version: args.version.parse()?,
+        specs,
+        cpu_fallback: args.cpu_fallback,
+        file_name: args.file_name.clone(),
+        keys: args.key.clone(),
+        metadata,
+        created_by: args.created_by.clone(),
+        reason: args.reason.clone(),
+        expires_days: args.expires_days,
+        json: args.json,
+        progress_lines: args.progress_lines,
+        quiet: false,
+    };
+    publish(client, &publication).await.map(|_| ())
+}
+
+/// Everything a publish needs, from the command line or from an import.
+pub(crate) struct Publication {
+    pub(crate) name: ModelName,
+    pub(crate) version: Version,
+    pub(crate) specs: Vec<VariantSpec>,
+    pub(crate) cpu_fallback: bool,
+    /// Name every build is installed under; `None`: each file's own.
+    pub(crate) file_name: Option<String>,
+    pub(crate) keys: Vec<PathBuf>,
+    pub(crate) metadata: Lineage,
+    /// `None`: `$USER`.
+    pub(crate) created_by: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) expires_days: u32,
+    pub(crate) json: bool,
+    pub(crate) progress_lines: bool,
+    /// Print nothing on success (the caller reports).
+    pub(crate) quiet: bool,
+}
+
+/// Cuts, signs, uploads and publishes; prints what happened (or the API's JSON answer).
+pub(crate) async fn publish(client: &Client, p: &Publication) -> Result<Published> {
+    let (name, version) = (&p.name, &p.version);
     let mut variants = Vec::new();
     let mut artifacts = Vec::new();
-    for spec in &specs {
+    for spec in &p.specs {
         let artifact = Artifact::prepare(&spec.file)?;
         let cut = cut_file(&artifact.path)?;
         variants.push(Variant {
             target: spec.target.clone(),
             accelerator: spec.accelerator,
-            file_name: installed_name(args.file_name.as_deref(), &artifact)?,
+            file_name: installed_name(p.file_name.as_deref(), &artifact)?,
             size: cut.size,
             hash: cut.hash,
             chunks: cut.index.digest(),
@@ -229,20 +268,20 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         name: name.clone(),
         version: version.clone(),
         revision: 1,
-        expires: created_at + days(args.expires_days),
+        expires: created_at + days(p.expires_days),
         created_at,
-        created_by: args
+        created_by: p
             .created_by
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into()),
         variants,
-        cpu_fallback: args.cpu_fallback,
-        metadata,
+        cpu_fallback: p.cpu_fallback,
+        metadata: p.metadata.clone(),
     };
     // The oldest format that holds it: devices still on an older build install it too.
     release.schema = release.needed_schema();
-    let signed = sign_release(&release, &args.key)?;
+    let signed = sign_release(&release, &p.keys)?;
     let signers = signer_ids(&signed.envelope_bytes);
 
     let mut uploaded = Vec::new();
@@ -253,7 +292,7 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
             .await?
         {
             Some(existing) => {
-                if args.progress_lines {
+                if p.progress_lines {
                     // Nothing to send: the whole artifact is there.
                     let meter = crate::progress::Meter::upload(variant.size, &artifact.given, true);
                     meter.set_position(variant.size);
@@ -265,14 +304,14 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
                 &hash,
                 &artifact.path,
                 &artifact.given,
-                args.progress_lines,
+                p.progress_lines,
             )
             .await
             .with_context(|| format!("uploading {}", artifact.given.display()))?,
         };
         uploaded.push((variant, stored));
     }
-    let path = match &args.reason {
+    let path = match &p.reason {
         Some(reason) => format!("/releases?reason={}", escape(reason)),
         None => "/releases".into(),
     };
@@ -280,8 +319,12 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         .post_bytes(&path, signed.envelope_bytes)
         .await
         .with_context(|| format!("publishing {name} {version}"))?;
-    if args.json {
-        return crate::output::json(&published);
+    if p.quiet {
+        return Ok(published);
+    }
+    if p.json {
+        crate::output::json(&published)?;
+        return Ok(published);
     }
     if published.created {
         outln!("published {name} {version}, signed by {signers}");
@@ -303,5 +346,5 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
     if published.latest_moved {
         outln!("alias `latest` of {name} now points at {version}");
     }
-    Ok(())
+    Ok(published)
 }
