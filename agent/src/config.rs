@@ -11,8 +11,11 @@ use anyhow::{Context, Result, bail};
 use ferry_shared::mirror::MirrorBase;
 use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
 use ferry_shared::sign::Keyring;
+use ferry_shared::variant_choice::DeviceProfile;
 use ferry_shared::{Accelerator, AliasName, ModelName, PublicKey};
 use serde::Deserialize;
+
+use crate::reload::{HttpCall, ReloadAction, ReloadHook, UnitVerb};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -37,6 +40,7 @@ struct RawConfig {
     labels: BTreeMap<String, String>,
     application: Option<RawApplication>,
     health_check: Option<RawHealthCheck>,
+    reload: Option<RawReload>,
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
     metrics_socket: Option<PathBuf>,
@@ -70,6 +74,82 @@ struct RawHealthCheck {
     command: Vec<String>,
     #[serde(default = "default_health_timeout")]
     timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    command: Option<Vec<String>>,
+    unit: Option<String>,
+    #[serde(default)]
+    unit_action: UnitVerb,
+    url: Option<String>,
+    method: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<String>,
+    #[serde(default = "default_reload_timeout")]
+    timeout_secs: u64,
+}
+
+fn default_reload_timeout() -> u64 {
+    30
+}
+
+impl RawReload {
+    fn validate(self) -> Result<ReloadHook> {
+        let timeout = Duration::from_secs(self.timeout_secs.clamp(1, 3600));
+        let http_options = self.method.is_some() || self.body.is_some() || !self.headers.is_empty();
+        let action = match (self.command, self.unit, self.url) {
+            (Some(command), None, None) => {
+                if command.is_empty() {
+                    bail!("reload.command is empty");
+                }
+                ReloadAction::Command(command)
+            }
+            (None, Some(unit), None) => {
+                if unit.is_empty()
+                    || unit.starts_with('-')
+                    || !unit
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "@._-:\\".contains(c))
+                {
+                    bail!("reload.unit `{unit}` is not a systemd unit name");
+                }
+                ReloadAction::Unit {
+                    unit,
+                    verb: self.unit_action,
+                }
+            }
+            (None, None, Some(url)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("reload.url `{url}` is not an http:// or https:// URL");
+                }
+                let method = self
+                    .method
+                    .unwrap_or_else(|| "POST".into())
+                    .to_ascii_uppercase();
+                if !["POST", "PUT", "GET"].contains(&method.as_str()) {
+                    bail!("reload.method `{method}`: POST, PUT or GET");
+                }
+                if method == "GET" && self.body.is_some() {
+                    bail!("reload.body with method GET: a GET has no body");
+                }
+                ReloadAction::Http(HttpCall {
+                    method,
+                    url,
+                    headers: self.headers,
+                    body: self.body,
+                })
+            }
+            (None, None, None) => bail!("reload: set command, unit or url"),
+            _ => bail!("reload: set one of command, unit and url"),
+        };
+        if !matches!(action, ReloadAction::Http(_)) && http_options {
+            bail!("reload: method, headers and body go with url");
+        }
+        Ok(ReloadHook { action, timeout })
+    }
 }
 
 fn default_server_name() -> String {
@@ -173,6 +253,8 @@ pub struct Config {
     pub application: Application,
     /// Health check.
     pub health_check: Option<HealthCheck>,
+    /// How the model server is told to load a new current version ([`crate::reload`]).
+    pub reload: Option<ReloadHook>,
     /// Longest pause between reconnection attempts while the coordinator is unreachable.
     pub poll_interval: Duration,
     /// Unix datagram socket where the model server reports requests (see
@@ -303,6 +385,7 @@ impl Config {
             labels: raw.labels,
             application,
             health_check,
+            reload: raw.reload.map(RawReload::validate).transpose()?,
             poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
             metrics_socket: raw
                 .metrics_socket
@@ -312,6 +395,14 @@ impl Config {
             mirrors: raw.mirrors,
             mirror_timeout: Duration::from_secs(raw.mirror_timeout_secs.clamp(1, 3600)),
         })
+    }
+
+    /// What this device is, for choosing among a release's variants.
+    pub fn device_profile(&self) -> DeviceProfile {
+        DeviceProfile {
+            target: crate::TARGET.to_owned(),
+            accelerator: self.accelerator,
+        }
     }
 
     /// The models the device follows, with their aliases: the one it runs first, then the
@@ -406,6 +497,62 @@ mod tests {
         assert_eq!(some.mirror_timeout, Duration::from_secs(1));
         let err = load("mirrors = [\"/srv/chunks\"]").unwrap_err();
         assert!(err.to_string().contains("http://"), "{err}");
+    }
+
+    #[test]
+    fn a_reload_hook_is_one_command_unit_or_url_with_its_own_options() {
+        let load = |section: &str| {
+            let raw: RawConfig = toml::from_str(&format!(
+                "coordinator = \"127.0.0.1:7400\"\n{REST}\n[reload]\n{section}"
+            ))?;
+            Config::validate(raw, Path::new(".")).map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        let triton = load(
+            "url = \"http://127.0.0.1:8000/v2/repository/models/{model}/load\"\ntimeout_secs = 0",
+        )
+        .unwrap()
+        .reload
+        .unwrap();
+        assert_eq!(triton.timeout, Duration::from_secs(1));
+        let ReloadAction::Http(call) = &triton.action else {
+            panic!("{triton:?}")
+        };
+        assert_eq!(call.method, "POST");
+        let unit = load("unit = \"llama-server.service\"\nunit_action = \"restart\"")
+            .unwrap()
+            .reload
+            .unwrap();
+        assert_eq!(
+            unit.action,
+            ReloadAction::Unit {
+                unit: "llama-server.service".into(),
+                verb: UnitVerb::Restart
+            }
+        );
+        assert_eq!(unit.timeout, Duration::from_secs(30));
+        for (bad, why) in [
+            ("", "set command, unit or url"),
+            ("command = []", "empty"),
+            ("unit = \"a b\"", "not a systemd unit name"),
+            ("unit = \"--now\"", "not a systemd unit name"),
+            ("url = \"ftp://x\"", "http://"),
+            (
+                "url = \"http://x\"\nmethod = \"DELETE\"",
+                "POST, PUT or GET",
+            ),
+            (
+                "url = \"http://x\"\nmethod = \"get\"\nbody = \"{}\"",
+                "GET has no body",
+            ),
+            (
+                "command = [\"x\"]\nurl = \"http://x\"",
+                "one of command, unit and url",
+            ),
+            ("command = [\"x\"]\nbody = \"{}\"", "go with url"),
+        ] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 
     #[test]

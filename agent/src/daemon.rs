@@ -190,10 +190,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     });
     let mut daemon = Daemon {
         trust,
-        profile: DeviceProfile {
-            target: crate::TARGET.to_owned(),
-            accelerator: config.accelerator,
-        },
+        profile: config.device_profile(),
         config: config.clone(),
         layout,
         state,
@@ -540,13 +537,23 @@ impl Daemon {
                 self.begin_handover(follower, version)
             }
             Effect::CheckHealth(version) => {
-                let Some(check) = self.config.health_check.clone() else {
+                let (check, reload) =
+                    (self.config.health_check.clone(), self.config.reload.clone());
+                if check.is_none() && reload.is_none() {
                     return Some(Event::HealthPassed);
-                };
+                }
                 let internal = self.internal.clone();
                 let installed = self.installed(follower, &version);
                 tokio::spawn(async move {
-                    let event = match health::run(&check, &model, &version, &installed).await {
+                    // The server loads the new version first; the check then sees it served.
+                    let mut verdict = Ok(());
+                    if let Some(reload) = &reload {
+                        verdict = reload.run(&model, &version, &installed).await;
+                    }
+                    if let (Ok(()), Some(check)) = (&verdict, &check) {
+                        verdict = health::run(check, &model, &version, &installed).await;
+                    }
+                    let event = match verdict {
                         Ok(()) => Event::HealthPassed,
                         Err(message) => Event::HealthFailed(InstallError {
                             version,
@@ -562,6 +569,7 @@ impl Daemon {
             Effect::RollBack => {
                 let slots = self.roll_back(follower);
                 crate::footprint::settle_after_install();
+                self.reload_after_rollback(follower, slots.current.clone());
                 Some(Event::RolledBack(slots))
             }
             Effect::Commit => {
@@ -708,18 +716,23 @@ impl Daemon {
         follower: FollowerId,
         version: &ferry_shared::Version,
     ) -> health::Installed {
-        let model = self.model(follower);
-        let dir = self.layout.current_link(model);
-        let variant = fetch::installed_variant(&self.layout, model, version, &self.profile);
-        let name = variant
-            .as_ref()
-            .map(|v| v.file_name.to_string())
-            .unwrap_or_default();
-        health::Installed {
-            file: dir.join(name),
-            unpacked: variant.and_then(|v| crate::unpack::unpacked_dir(&dir, &v)),
-            dir,
-        }
+        health::Installed::current(&self.layout, self.model(follower), version, &self.profile)
+    }
+
+    /// Tells the model server to load the version a rollback returned to (in the background:
+    /// the rollback stands either way, and a failure is logged for the operator).
+    fn reload_after_rollback(&self, follower: FollowerId, to: Option<ferry_shared::Version>) {
+        let (Some(reload), Some(to)) = (self.config.reload.clone(), to) else {
+            return;
+        };
+        let model = self.model(follower).clone();
+        let installed = self.installed(follower, &to);
+        tokio::spawn(async move {
+            match reload.run(&model, &to, &installed).await {
+                Ok(()) => info!(%model, version = %to, "model server reloaded after the rollback"),
+                Err(e) => warn!(%model, version = %to, "after the rollback: {e}"),
+            }
+        });
     }
 
     fn record_update(&mut self, follower: FollowerId, to: ferry_shared::Version, outcome: String) {

@@ -22,6 +22,8 @@ pub mod identity;
 pub mod metrics;
 pub mod mirrors;
 pub mod notify;
+pub mod program;
+pub mod reload;
 pub mod rollback;
 pub mod session;
 pub mod slots;

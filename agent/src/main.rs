@@ -148,7 +148,15 @@ fn run(cli: Cli) -> Result<()> {
                 done.elapsed.as_secs_f64() * 1000.0,
                 done.from
             );
-            Ok(())
+            match rollback::reload(&config, &done) {
+                Ok(true) => {
+                    ferry_agent::outln!("the model server loaded {}", done.to);
+                    Ok(())
+                }
+                Ok(false) => Ok(()),
+                // The rollback stands; the operator learns the server did not follow.
+                Err(e) => anyhow::bail!("rolled back, but {e}"),
+            }
         }
     }
 }

@@ -25,6 +25,28 @@ pub struct RolledBack {
     pub elapsed: std::time::Duration,
 }
 
+/// Tells the model server to load the version the rollback returned to, when a reload hook
+/// is configured: `Ok(false)` when none is.
+pub fn reload(config: &Config, done: &RolledBack) -> Result<bool, String> {
+    let Some(hook) = &config.reload else {
+        return Ok(false);
+    };
+    let layout = SlotLayout::new(config.state_dir.clone());
+    let installed = crate::program::Installed::current(
+        &layout,
+        &config.model,
+        &done.to,
+        &config.device_profile(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the reload: {e}"))?;
+    runtime
+        .block_on(hook.run(&config.model, &done.to, &installed))
+        .map(|()| true)
+}
+
 /// Performs the local rollback.
 pub fn run(config: &Config) -> Result<RolledBack> {
     let layout = SlotLayout::new(config.state_dir.clone());
