@@ -4,18 +4,20 @@
 //! back. Operator actions (pause, resume, approve, abort, roll back) are commands on the state.
 //! No I/O and no clock: the coordinator persists the state and passes the time.
 
+pub mod distribution;
 pub mod engine;
 pub mod metrics;
 pub mod plan;
 mod report;
 pub mod selector;
 
+pub use distribution::Distribution;
 pub use engine::{
     Command, CommandError, Decision, Desired, DeviceFacts, Evaluation, GateReport, Holdup, Phase,
     RolloutState, Straggler, Verdict, desired, evaluate, gates, may_leave_out, stragglers,
 };
 pub use metrics::{LatencyHistogram, Tally, VersionMetrics};
-pub use plan::{BUCKETS, Gate, GateKind, Plan, PlanError, Stragglers, Wave};
+pub use plan::{BUCKETS, DriftStatistic, Gate, GateKind, Plan, PlanError, Stragglers, Wave};
 pub use selector::{Selector, SelectorError, Term};
 
 #[cfg(test)]

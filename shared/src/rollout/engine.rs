@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::distribution::Distribution;
 use super::metrics::VersionMetrics;
-use super::plan::{Gate, GateKind, Plan};
+use super::plan::{DriftStatistic, Gate, GateKind, Plan};
 use crate::version::Version;
 use crate::wire::DeviceId;
 
@@ -44,6 +45,10 @@ pub struct DeviceFacts {
     pub retrying: Option<String>,
     /// Model metrics per version (shadow metrics of a staged candidate under its version).
     pub metrics: BTreeMap<Version, VersionMetrics>,
+    /// Distributions of custom metric values per version, by metric (what drift gates
+    /// compare); empty from agents before protocol 6.
+    #[serde(default)]
+    pub distributions: BTreeMap<Version, BTreeMap<String, Distribution>>,
 }
 
 /// Where a rollout stands.
@@ -414,6 +419,17 @@ pub fn gates(
     let mut treated = Vec::new();
     let mut new = VersionMetrics::default();
     let mut baseline = VersionMetrics::default();
+    // Only the metrics some drift gate compares are merged.
+    let drifting: Vec<&str> = wave
+        .gates
+        .iter()
+        .filter_map(|g| match &g.kind {
+            GateKind::Drift { metric, .. } => Some(metric.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut new_values: BTreeMap<&str, Distribution> = BTreeMap::new();
+    let mut baseline_values: BTreeMap<&str, Distribution> = BTreeMap::new();
     for device in devices {
         let Some(w) = wave_of_device(plan, device) else {
             continue;
@@ -432,14 +448,69 @@ pub fn gates(
                 baseline.merge(m);
             }
         }
+        for (version, by_metric) in &device.distributions {
+            let side = if *version == plan.target {
+                if !(w <= current && serves_target) {
+                    continue;
+                }
+                &mut new_values
+            } else {
+                &mut baseline_values
+            };
+            for metric in &drifting {
+                if let Some(d) = by_metric.get(*metric) {
+                    side.entry(metric).or_default().merge(d);
+                }
+            }
+        }
         if w <= current && !holdup(plan, device, now).is_some_and(|(_, left_out)| left_out) {
             treated.push(device);
         }
     }
+    let empty = Distribution::default();
     wave.gates
         .iter()
-        .map(|gate| judge(gate, plan, &treated, &new, &baseline))
+        .map(|gate| match &gate.kind {
+            GateKind::Drift { metric, statistic } => judge_drift(
+                gate,
+                *statistic,
+                new_values.get(metric.as_str()).unwrap_or(&empty),
+                baseline_values.get(metric.as_str()).unwrap_or(&empty),
+            ),
+            _ => judge(gate, plan, &treated, &new, &baseline),
+        })
         .collect()
+}
+
+/// A drift gate: waits until both sides have `min_samples` values, then fails when the
+/// distance between the distributions is over the threshold.
+fn judge_drift(
+    gate: &Gate,
+    statistic: DriftStatistic,
+    new: &Distribution,
+    baseline: &Distribution,
+) -> GateReport {
+    let samples = new.total();
+    let enough = samples >= gate.min_samples.max(1) && baseline.total() >= gate.min_samples.max(1);
+    let value = if enough {
+        match statistic {
+            DriftStatistic::Psi => new.psi(baseline),
+            DriftStatistic::Ks => new.ks(baseline),
+        }
+    } else {
+        None
+    };
+    let verdict = match value {
+        None => Verdict::Waiting,
+        Some(v) if v > gate.threshold => Verdict::Fail,
+        Some(_) => Verdict::Pass,
+    };
+    GateReport {
+        gate: gate.clone(),
+        value,
+        samples,
+        verdict,
+    }
 }
 
 /// Evaluates the current wave's gates over `devices` at `now` and decides what comes next.
@@ -577,5 +648,7 @@ fn judge(
             new.custom.get(name).and_then(|t| t.mean()),
             baseline.custom.get(name).and_then(|t| t.mean()),
         ),
+        // Judged by `judge_drift` (it needs the distributions, not the totals).
+        GateKind::Drift { .. } => report(None, new.requests, Verdict::Waiting),
     }
 }

@@ -26,6 +26,25 @@ pub enum GateKind {
     P95LatencyRatio,
     /// Mean of a custom metric, new over baseline (threshold: largest ratio).
     Custom(String),
+    /// How far the distribution of a reported value (a prediction score, a feature) on the
+    /// new version has moved from the baseline's (threshold: largest PSI or KS distance;
+    /// `min_samples` values on each side). See [`super::distribution`].
+    Drift {
+        /// The custom metric whose values are compared (`score` in `ok 12 score=0.93`).
+        metric: String,
+        /// How the distance is measured.
+        statistic: DriftStatistic,
+    },
+}
+
+/// The distance a drift gate measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftStatistic {
+    /// Population stability index over the baseline's deciles.
+    Psi,
+    /// Kolmogorov–Smirnov distance (0 to 1).
+    Ks,
 }
 
 /// A gate: a measure, its threshold, and the sample below which it waits instead of deciding
@@ -143,6 +162,9 @@ pub enum PlanError {
     /// A gate threshold that is not a finite, non-negative number.
     #[error("gate {0:?} has a threshold that is not a finite number ≥ 0")]
     Threshold(GateKind),
+    /// A drift gate whose metric name is empty or too long.
+    #[error("a drift gate names the custom metric it compares, 1 to 64 characters (got {0:?})")]
+    DriftMetric(String),
     /// A share of devices that may be left out outside [0, 1].
     #[error("the share of devices that may be left out must be within 0–100 % (got {0})")]
     LeftOut(String),
@@ -200,6 +222,11 @@ impl Plan {
         for gate in self.waves.iter().flat_map(|w| &w.gates) {
             if !gate.threshold.is_finite() || gate.threshold < 0.0 {
                 return Err(PlanError::Threshold(gate.kind.clone()));
+            }
+            if let GateKind::Drift { metric, .. } = &gate.kind
+                && (metric.is_empty() || metric.len() > 64)
+            {
+                return Err(PlanError::DriftMetric(metric.clone()));
             }
         }
         Ok(())

@@ -53,6 +53,7 @@ impl DeviceFacts {
                 .and_then(|r| r.last_error.as_ref())
                 .map(|e| format!("{}: {}", e.kind, e.message)),
             metrics: Default::default(),
+            distributions: Default::default(),
         }
     }
 }

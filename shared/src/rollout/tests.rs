@@ -28,6 +28,9 @@ struct Sim {
     log: Vec<(usize, Decision)>,
     /// The largest number of devices ever on the target at once.
     peak_on_target: usize,
+    /// Mean of the `score` each version gives (reported per request, spread ±0.1 around it);
+    /// versions not named report no score.
+    scores: BTreeMap<Version, f64>,
 }
 
 fn device_id(i: usize) -> DeviceId {
@@ -51,6 +54,7 @@ impl Sim {
             requests_per_tick: 20,
             log: Vec::new(),
             peak_on_target: 0,
+            scores: BTreeMap::new(),
         }
     }
 
@@ -98,11 +102,17 @@ impl Sim {
             served.extend(d.candidate.clone());
             for version in served {
                 let m = self.serve(&version);
-                self.devices[i]
-                    .metrics
-                    .entry(version)
-                    .or_default()
-                    .merge(&m);
+                let scores = self.score(&version);
+                let d = &mut self.devices[i];
+                if let Some(scores) = scores {
+                    d.distributions
+                        .entry(version.clone())
+                        .or_default()
+                        .entry("score".into())
+                        .or_default()
+                        .merge(&scores);
+                }
+                d.metrics.entry(version).or_default().merge(&m);
             }
         }
         let on_target = self
@@ -131,6 +141,17 @@ impl Sim {
             m.latency.record(latency / 2 + (r >> 20) as u32 % latency);
         }
         m
+    }
+
+    /// One tick's prediction scores from `version`: uniform within ±0.1 of its mean.
+    fn score(&mut self, version: &Version) -> Option<Distribution> {
+        let mean = *self.scores.get(version)?;
+        let mut d = Distribution::default();
+        for _ in 0..self.requests_per_tick {
+            let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+            d.record(mean + 0.2 * (unit - 0.5));
+        }
+        Some(d)
     }
 
     fn run_until_settled(&mut self, max_ticks: usize) {
@@ -687,4 +708,106 @@ fn a_share_of_left_out_devices_outside_zero_to_one_is_refused() {
     assert!(matches!(p.validate(), Err(PlanError::LeftOut(_))));
     p.stragglers.max_left_out = f64::NAN;
     assert!(matches!(p.validate(), Err(PlanError::LeftOut(_))));
+}
+
+/// One canary wave of 5 % then everyone, gated on the drift of `score` only.
+fn drift_plan(target: &str, statistic: DriftStatistic, min_samples: u64) -> Plan {
+    let mut plan = plan(target);
+    plan.waves.truncate(2);
+    plan.waves[1].share = BUCKETS;
+    for wave in &mut plan.waves {
+        wave.gates = vec![Gate {
+            kind: GateKind::Drift {
+                metric: "score".into(),
+                statistic,
+            },
+            threshold: match statistic {
+                DriftStatistic::Psi => 0.3,
+                DriftStatistic::Ks => 0.2,
+            },
+            min_samples,
+        }];
+    }
+    plan
+}
+
+fn drift_sim(target_mean: f64, statistic: DriftStatistic, min_samples: u64) -> Sim {
+    let mut sim = Sim::new(
+        2_000,
+        &[("1.0.0", 10, 40), ("2.0.0", 10, 40)],
+        drift_plan("2.0.0", statistic, min_samples),
+    );
+    sim.scores = [(v("1.0.0"), 0.60), (v("2.0.0"), target_mean)].into();
+    sim
+}
+
+#[test]
+fn a_shifted_score_distribution_halts_the_canary_and_rolls_back() {
+    for statistic in [DriftStatistic::Psi, DriftStatistic::Ks] {
+        // Same error rate and latency: only the scores moved, from 0.6 to 0.7 on average.
+        let mut sim = drift_sim(0.70, statistic, 500);
+        sim.run_until_settled(100);
+        assert_eq!(
+            sim.state.phase,
+            Phase::RolledBack,
+            "{statistic:?}: {:?}",
+            sim.log
+        );
+        assert!(
+            sim.log
+                .iter()
+                .all(|(_, d)| !matches!(d, Decision::Advance { .. })),
+            "{statistic:?}: never left the canary: {:?}",
+            sim.log
+        );
+        let reason = sim.state.reason.clone().unwrap_or_default();
+        assert!(reason.contains("Drift"), "{reason}");
+        assert_eq!(sim.on("2.0.0"), 0, "every device returned");
+    }
+}
+
+#[test]
+fn the_same_score_distribution_passes_the_drift_gate() {
+    for statistic in [DriftStatistic::Psi, DriftStatistic::Ks] {
+        let mut sim = drift_sim(0.60, statistic, 500);
+        sim.run_until_settled(100);
+        assert_eq!(
+            sim.state.phase,
+            Phase::Completed,
+            "{statistic:?}: {:?}",
+            sim.log
+        );
+        assert_eq!(sim.on("2.0.0"), 2_000);
+    }
+}
+
+#[test]
+fn a_drift_gate_with_thin_data_waits_instead_of_deciding() {
+    // The canary serves about 100 devices × 20 scores a tick: a million values take far more
+    // than these ticks, so the gate waits whatever the shift.
+    let mut sim = drift_sim(0.95, DriftStatistic::Psi, 1_000_000);
+    for _ in 0..30 {
+        sim.tick();
+    }
+    assert_eq!(sim.state.phase, Phase::Running);
+    assert_eq!(sim.state.in_force, 1, "still the canary: {:?}", sim.log);
+    let report = gates(&sim.plan, &sim.state, &sim.devices, sim.now);
+    assert_eq!(report[0].verdict, Verdict::Waiting);
+    assert_eq!(report[0].value, None);
+    assert!(
+        report[0].samples > 1000,
+        "values counted: {}",
+        report[0].samples
+    );
+    // A device reporting no scores at all (an agent before protocol 6) also leaves it waiting.
+    let mut silent = drift_sim(0.95, DriftStatistic::Psi, 10);
+    silent.scores.clear();
+    for _ in 0..10 {
+        silent.tick();
+    }
+    assert_eq!(silent.state.in_force, 1);
+    assert_eq!(
+        gates(&silent.plan, &silent.state, &silent.devices, silent.now)[0].verdict,
+        Verdict::Waiting
+    );
 }
