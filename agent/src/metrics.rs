@@ -28,13 +28,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ferry_shared::rollout::VersionMetrics;
-use ferry_shared::wire::{MAX_REPORTED_METRICS, ReportedMetrics};
+use ferry_shared::rollout::{Distribution, VersionMetrics};
+use ferry_shared::wire::{
+    MAX_REPORTED_DISTRIBUTIONS, MAX_REPORTED_METRICS, ReportedDistribution, ReportedMetrics,
+};
 use ferry_shared::{ModelName, Version};
 use tracing::{debug, warn};
 
 /// Most custom metric names kept per version.
 const MAX_CUSTOM: usize = 16;
+/// Most custom metrics per version whose distribution is kept (the first ones reported), for
+/// drift gates; with [`MAX_REPORTED_DISTRIBUTIONS`] in all.
+const MAX_DISTRIBUTED: usize = 4;
 /// Longest custom metric name.
 const MAX_NAME: usize = 64;
 
@@ -97,6 +102,13 @@ struct Totals {
     current: Option<Version>,
     candidate: Option<Version>,
     by_version: BTreeMap<Version, VersionMetrics>,
+    /// The distribution of each custom metric's values, per version (absent from files
+    /// written before drift gates).
+    #[serde(default)]
+    values: BTreeMap<Version, BTreeMap<String, Distribution>>,
+    /// Bumped at each change of `values`, so unchanged distributions are not sent again.
+    #[serde(skip)]
+    values_changed: u64,
     #[serde(skip)]
     dropped: u64,
     /// Changed since the last save.
@@ -126,6 +138,16 @@ impl Intake {
                         for v in oldest {
                             t.by_version.remove(&v);
                         }
+                        t.values.retain(|v, _| t.by_version.contains_key(v));
+                        for by_metric in t.values.values_mut() {
+                            while by_metric.len() > MAX_DISTRIBUTED {
+                                by_metric.pop_last();
+                            }
+                            for d in by_metric.values_mut() {
+                                *d = d.sanitized();
+                            }
+                        }
+                        t.values_changed = 1;
                         t
                     }
                     Err(e) => {
@@ -179,6 +201,8 @@ impl Intake {
                 && totals.candidate.as_ref() != Some(version)
             {
                 totals.by_version.remove(version);
+                totals.values.remove(version);
+                totals.values_changed += 1;
             }
         }
         totals.current = current;
@@ -203,9 +227,20 @@ impl Intake {
             // Forget the oldest version to make room.
             if let Some(oldest) = totals.by_version.keys().find(|v| **v != version).cloned() {
                 totals.by_version.remove(&oldest);
+                totals.values.remove(&oldest);
             }
         }
         totals.dirty = true;
+        if !sample.custom.is_empty() {
+            totals.values_changed += 1;
+            let values = totals.values.entry(version.clone()).or_default();
+            for (name, value) in &sample.custom {
+                if values.len() >= MAX_DISTRIBUTED && !values.contains_key(name) {
+                    continue;
+                }
+                values.entry(name.clone()).or_default().record(*value);
+            }
+        }
         let m = totals.by_version.entry(version).or_default();
         m.requests += 1;
         m.errors += u64::from(!sample.ok);
@@ -237,6 +272,33 @@ impl Intake {
                 metrics: metrics.clone(),
             })
             .collect()
+    }
+
+    /// The distributions to send when they changed since `sent` (a mark this returns): the
+    /// newest versions' first, at most [`MAX_REPORTED_DISTRIBUTIONS`]. `None` when nothing
+    /// changed.
+    pub fn distributions_since(&self, sent: u64) -> Option<(u64, Vec<ReportedDistribution>)> {
+        let totals = self.totals();
+        if totals.values_changed == sent {
+            return None;
+        }
+        let all = totals
+            .values
+            .iter()
+            .rev()
+            .flat_map(|(version, by_metric)| {
+                by_metric
+                    .iter()
+                    .map(|(metric, values)| ReportedDistribution {
+                        model: self.model.clone(),
+                        version: version.clone(),
+                        metric: metric.clone(),
+                        values: values.clone(),
+                    })
+            })
+            .take(MAX_REPORTED_DISTRIBUTIONS)
+            .collect();
+        Some((totals.values_changed, all))
     }
 
     /// Datagrams dropped (malformed, before any version was active, or shadow runs without a
@@ -372,6 +434,49 @@ mod tests {
                 .snapshot()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn value_distributions_are_kept_per_version_bounded_and_sent_only_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        let intake = Intake::new("m".parse().unwrap());
+        assert_eq!(intake.distributions_since(0), None, "nothing yet");
+        intake.set_serving(Some("1.0.0".parse().unwrap()), None);
+        for i in 0..50 {
+            intake.record(&parse(&format!("ok 3 score=0.{i:02} a=1 b=2 c=3 d=4")).unwrap());
+        }
+        let (mark, sent) = intake.distributions_since(0).unwrap();
+        let names: Vec<&str> = sent.iter().map(|d| d.metric.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "b", "c", "score"],
+            "the first four names reported"
+        );
+        let score = sent.iter().find(|d| d.metric == "score").unwrap();
+        assert_eq!(score.values.total(), 50);
+        assert_eq!(
+            intake.distributions_since(mark),
+            None,
+            "unchanged: not sent again"
+        );
+        intake.record(&parse("ok 3").unwrap());
+        assert_eq!(
+            intake.distributions_since(mark),
+            None,
+            "no values in that request"
+        );
+
+        // Saved and loaded, they are sent again on the next session.
+        intake.save(&path).unwrap();
+        let again = Intake::load("m".parse().unwrap(), &path);
+        let (_, resent) = again.distributions_since(0).unwrap();
+        assert_eq!(resent, sent);
+        // A version that starts serving again starts from nothing.
+        again.set_serving(Some("2.0.0".parse().unwrap()), None);
+        again.set_serving(Some("1.0.0".parse().unwrap()), None);
+        let (_, after) = again.distributions_since(0).unwrap();
+        assert!(after.is_empty(), "{after:?}");
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@ use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    DEVICE_AUTH_EXPORTER_LABEL, DesiredState, DeviceId, DeviceReport, Follow, Hello, Refusal,
-    ToAgent, ToCoordinator,
+    DEVICE_AUTH_EXPORTER_LABEL, DISTRIBUTIONS_SINCE, DesiredState, DeviceId, DeviceReport, Follow,
+    Hello, Refusal, ToAgent, ToCoordinator,
 };
 use quinn::{Connection, Endpoint};
 use tokio::sync::{mpsc, watch};
@@ -152,6 +152,19 @@ pub async fn run(
     }
 }
 
+/// Sends the metric value distributions when they changed since `sent` (a mark it moves).
+async fn send_distributions(
+    send: &mut quinn::SendStream,
+    metrics: &crate::metrics::Intake,
+    sent: &mut u64,
+) -> Result<(), FrameIoError> {
+    if let Some((mark, all)) = metrics.distributions_since(*sent) {
+        write_frame(send, &ToCoordinator::Distributions(all)).await?;
+        *sent = mark;
+    }
+    Ok(())
+}
+
 async fn one_session(
     params: &SessionParams,
     addr: std::net::SocketAddr,
@@ -200,7 +213,10 @@ async fn one_session(
     };
     write_frame(&mut send, &ToCoordinator::Hello(Box::new(hello))).await?;
     // Whatever version the coordinator speaks, its refusal is variant 0 and readable.
-    let _their_preamble = read_preamble(&mut recv).await?;
+    let their_preamble = read_preamble(&mut recv).await?;
+    // Distributions go only to a coordinator that knows the message.
+    let sends_distributions = their_preamble.version >= DISTRIBUTIONS_SINCE;
+    let mut distributions_sent = 0u64;
     let welcome = match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
         Some(ToAgent::Welcome(w)) => w,
         Some(ToAgent::Refused(Refusal { kind, message })) => {
@@ -286,11 +302,17 @@ async fn one_session(
                 // the coordinator must not judge it by figures from before.
                 let mut report = reports.borrow_and_update().clone();
                 report.metrics = params.metrics.snapshot();
+                if sends_distributions {
+                    send_distributions(&mut send, &params.metrics, &mut distributions_sent).await?;
+                }
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }
             _ = heartbeat.tick() => {
                 let mut report = reports.borrow().clone();
                 report.metrics = params.metrics.snapshot();
+                if sends_distributions {
+                    send_distributions(&mut send, &params.metrics, &mut distributions_sent).await?;
+                }
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }
             ended = &mut reader => {

@@ -254,6 +254,7 @@ impl Coordinator {
             .saturating_add(2_000);
         for (id, record) in self.store.live_records()? {
             metrics.update(&id, record.metrics);
+            metrics.update_values(&id, record.distributions);
             let seen = record.seen_ms / 1000;
             if record.connected && now_ms.saturating_sub(record.seen_ms) <= fresh_ms {
                 presence.connected(&id, seen);

@@ -256,8 +256,9 @@ class TransitionView:
 
 @dataclass(frozen=True)
 class Gate:
-    """A rollout gate: what it measures (``InstallFailures``, ``Custom:NAME``, …), its
-    threshold and the sample it needs before it decides."""
+    """A rollout gate: what it measures (``InstallFailures``, ``Custom:NAME``,
+    ``Drift:psi:NAME`` or ``Drift:ks:NAME`` for the drift of a reported value's distribution,
+    …), its threshold and the sample it needs before it decides."""
 
     kind: str
     threshold: float
@@ -267,14 +268,22 @@ class Gate:
     def from_json(cls, d: Json) -> "Gate":
         kind = d["kind"]
         if isinstance(kind, Mapping):
-            # An enum variant with data, e.g. {"Custom": "score"}.
+            # An enum variant with data, e.g. {"Custom": "score"} or
+            # {"Drift": {"metric": "score", "statistic": "psi"}}.
             ((variant, value),) = kind.items()
+            if isinstance(value, Mapping):
+                value = f"{value.get('statistic')}:{value.get('metric')}"
             kind = f"{variant}:{value}"
         return cls(kind=str(kind), threshold=float(d["threshold"]), min_samples=int(d["min_samples"]))
 
     def to_json(self) -> Dict[str, Any]:
         variant, _, value = self.kind.partition(":")
-        kind: Any = {variant: value} if value else variant
+        kind: Any = variant
+        if variant == "Drift":
+            statistic, _, metric = value.partition(":")
+            kind = {variant: {"metric": metric, "statistic": statistic}}
+        elif value:
+            kind = {variant: value}
         return {"kind": kind, "threshold": self.threshold, "min_samples": self.min_samples}
 
 

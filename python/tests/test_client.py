@@ -239,3 +239,24 @@ def test_metadata_written_as_toml_reads_back_as_given():
         "hyperparameters": {"key with spaces": "v", "flag": True},
     }
     assert tomllib.loads(meta_toml(awkward)) == awkward
+
+
+def test_gates_round_trip_through_the_api_json_drift_included():
+    for json in (
+        {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
+        {"kind": {"Custom": "score"}, "threshold": 1.2, "min_samples": 100},
+        {"kind": {"Drift": {"metric": "score", "statistic": "psi"}}, "threshold": 0.3, "min_samples": 500},
+    ):
+        gate = ferry.Gate.from_json(json)
+        assert gate.to_json() == json
+    assert ferry.Gate("Drift:ks:score", 0.2, 100).to_json()["kind"] == {
+        "Drift": {"metric": "score", "statistic": "ks"}
+    }
+
+
+def test_datasets_are_written_as_an_array_of_tables():
+    import tomllib
+
+    meta = {"datasets": [{"name": "train", "role": "training"}, {"name": "holdout", "role": "eval"}],
+            "source": {"registry": "mlflow", "uri": "http://m/#/models/x/versions/1"}}
+    assert tomllib.loads(meta_toml(meta)) == meta

@@ -29,7 +29,9 @@ use crate::version::Version;
 /// 4: the covers encoding ([`Encoding::Covers`]); nothing else changed.
 /// 5: chunk locations ([`FetchRequest::Locations`]): mirrors and pre-signed addresses an
 ///    agent may fetch chunk frames from instead of the coordinator.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// 6: distributions of custom metric values ([`ToCoordinator::Distributions`]), for drift
+///    gates.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The oldest protocol version a coordinator still serves. Agents are updated after their
 /// coordinator (often by the coordinator itself), so a coordinator must go on serving the
 /// agents it had, sending them nothing they cannot decode (see [`decodes`]).
@@ -183,6 +185,30 @@ pub enum ToCoordinator {
     Hello(Box<Hello>),
     /// A status report (also serves as heartbeat).
     Report(DeviceReport),
+    /// The distributions of custom metric values per version, each whole (protocol 6; sent
+    /// before a report, when they changed, to a coordinator that speaks 6). At most
+    /// [`MAX_REPORTED_DISTRIBUTIONS`].
+    Distributions(Vec<ReportedDistribution>),
+}
+
+/// The first protocol version that knows [`ToCoordinator::Distributions`].
+pub const DISTRIBUTIONS_SINCE: u16 = 6;
+
+/// Most distributions one message carries.
+pub const MAX_REPORTED_DISTRIBUTIONS: usize = 16;
+
+/// How the values of one custom metric were distributed on one version, since it started
+/// serving.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedDistribution {
+    /// The model.
+    pub model: ModelName,
+    /// The version that served.
+    pub version: Version,
+    /// The custom metric (`score` in `ok 12 score=0.93`).
+    pub metric: String,
+    /// Its values.
+    pub values: crate::rollout::Distribution,
 }
 
 /// Messages from the coordinator on a control stream.
@@ -622,6 +648,26 @@ mod tests {
         });
         let frame = encode_frame(&refusal).unwrap();
         assert_eq!(frame[4], 0, "Refused must be encoded as variant 0 forever");
+    }
+
+    #[test]
+    fn distributions_came_last_so_hello_and_report_keep_their_encoding() {
+        let report = encode_frame(&ToCoordinator::Report(DeviceReport::default())).unwrap();
+        assert_eq!(report[4], 1);
+        let mut values = crate::rollout::Distribution::default();
+        values.record(0.93);
+        let message = ToCoordinator::Distributions(vec![ReportedDistribution {
+            model: "m".parse().unwrap(),
+            version: "1.0.0".parse().unwrap(),
+            metric: "score".into(),
+            values,
+        }]);
+        let frame = encode_frame(&message).unwrap();
+        assert_eq!(frame[4], 2);
+        assert_eq!(
+            decode_body::<ToCoordinator>("report", &frame[4..]).unwrap(),
+            message
+        );
     }
 
     #[test]

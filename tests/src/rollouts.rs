@@ -53,6 +53,20 @@ impl Fleet {
         per_agent: usize,
         error_pct: impl Fn(&str) -> usize,
     ) -> Result<()> {
+        self.serve(per_agent, |version, i| {
+            let outcome = if i % 100 < error_pct(version) {
+                "error"
+            } else {
+                "ok"
+            };
+            format!("{outcome} {}", 8 + i % 7)
+        })
+    }
+
+    /// Plays the model server on every agent: `per_agent` requests through its metrics socket,
+    /// request `i` of a version reported as `line(version, i)` (`ok 12 score=0.9`), and as many
+    /// shadow runs of its candidate when it has one.
+    pub fn serve(&self, per_agent: usize, line: impl Fn(&str, usize) -> String) -> Result<()> {
         let client = std::os::unix::net::UnixDatagram::unbound()?;
         for agent in &self.agents {
             let Some(version) = agent.current() else {
@@ -62,11 +76,9 @@ impl Fleet {
             let serving =
                 std::iter::once(("", version)).chain(agent.candidate().map(|c| ("shadow ", c)));
             for (prefix, version) in serving {
-                let pct = error_pct(&version.to_string());
                 for i in 0..per_agent {
-                    let outcome = if i % 100 < pct { "error" } else { "ok" };
-                    let line = format!("{prefix}{outcome} {}", 8 + i % 7);
-                    let _ = client.send_to(line.as_bytes(), &socket);
+                    let datagram = format!("{prefix}{}", line(&version.to_string(), i));
+                    let _ = client.send_to(datagram.as_bytes(), &socket);
                 }
             }
         }

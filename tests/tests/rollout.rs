@@ -43,27 +43,32 @@ fn id_splitting(fleet: &Fleet, stem: &str, percent: u32) -> Result<(String, Vec<
     anyhow::bail!("no rollout id splits the fleet")
 }
 
-/// A plan file: two waves, gated on install and health reports, and on the error rate when
-/// `errors` (the test then plays the model server).
+/// A plan file: two waves, gated on install and health reports.
 fn plan_file(fleet: &Fleet, id: &str, version: &str, approval: bool) -> Result<std::path::PathBuf> {
-    plan_with(fleet, id, version, approval, false)
+    plan_with(fleet, id, version, approval, None)
 }
 
+/// A gate on the error rate (the test then plays the model server).
+fn error_gate() -> Option<serde_json::Value> {
+    Some(serde_json::json!(
+        {"kind": "ErrorRateIncrease", "threshold": 0.05, "min_samples": 200}
+    ))
+}
+
+/// Two waves gated on install and health reports, and on `extra` when given.
 fn plan_with(
     fleet: &Fleet,
     id: &str,
     version: &str,
     approval: bool,
-    errors: bool,
+    extra: Option<serde_json::Value>,
 ) -> Result<std::path::PathBuf> {
     let mut gates = serde_json::json!([
         {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 1},
         {"kind": "HealthFailures", "threshold": 0.0, "min_samples": 1},
     ]);
-    if errors && let Some(list) = gates.as_array_mut() {
-        list.push(serde_json::json!(
-            {"kind": "ErrorRateIncrease", "threshold": 0.05, "min_samples": 200}
-        ));
+    if let (Some(gate), Some(list)) = (extra, gates.as_array_mut()) {
+        list.push(gate);
     }
     let plan = serde_json::json!({
         "id": id,
@@ -88,7 +93,7 @@ fn rollout_started(
     healthy: bool,
     stem: &str,
     approval: bool,
-    error_gate: bool,
+    extra_gate: Option<serde_json::Value>,
 ) -> Result<(Fleet, String, Vec<usize>)> {
     let fleet = Fleet::start(agents, None)?;
     fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
@@ -96,7 +101,7 @@ fn rollout_started(
     fleet.wait_all_on("1.0.0", T)?;
     fleet.publish("2.0.0", &model_bytes(2, MIB, healthy))?;
     let (id, canary) = id_splitting(&fleet, stem, 50)?;
-    let plan = plan_with(&fleet, &id, "2.0.0", approval, error_gate)?;
+    let plan = plan_with(&fleet, &id, "2.0.0", approval, extra_gate)?;
     fleet
         .coordinator
         .ctl(&["rollout", "create", "--plan", &plan.to_string_lossy()])?;
@@ -106,7 +111,7 @@ fn rollout_started(
 #[test]
 fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
     // 2.0.0 fails every device's health check.
-    let (fleet, id, canary) = rollout_started(4, false, "bad", false, false)?;
+    let (fleet, id, canary) = rollout_started(4, false, "bad", false, None)?;
 
     fleet.wait_rollout(&id, Phase::RolledBack, T, |_| Ok(()))?;
     let view = fleet.rollout(&id)?;
@@ -136,7 +141,7 @@ fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
 #[test]
 fn a_version_whose_error_rate_rises_is_rolled_back_from_its_canaries() -> Result<()> {
     // 2.0.0 loads and passes its health check, but fails 30 % of requests (1.0.0: 1 %).
-    let (fleet, id, canary) = rollout_started(4, true, "errors", false, true)?;
+    let (fleet, id, canary) = rollout_started(4, true, "errors", false, error_gate())?;
     fleet.wait_rollout(&id, Phase::RolledBack, T, |f| {
         f.serve_requests(100, |v| if v == "2.0.0" { 30 } else { 1 })
     })?;
@@ -156,8 +161,40 @@ fn a_version_whose_error_rate_rises_is_rolled_back_from_its_canaries() -> Result
 }
 
 #[test]
+fn a_version_whose_scores_drift_is_rolled_back_from_its_canaries() -> Result<()> {
+    // 2.0.0 loads, passes its health check and fails no more requests than 1.0.0, but the
+    // scores it gives have moved: spread over 0.5–0.7 on 1.0.0, 0.65–0.85 on 2.0.0.
+    let drift = serde_json::json!({
+        "kind": {"Drift": {"metric": "score", "statistic": "psi"}},
+        "threshold": 0.3,
+        "min_samples": 200,
+    });
+    let (fleet, id, canary) = rollout_started(4, true, "drift", false, Some(drift))?;
+    fleet.wait_rollout(&id, Phase::RolledBack, T, |f| {
+        f.serve(100, |version, i| {
+            let low = if version == "2.0.0" { 0.65 } else { 0.5 };
+            format!("ok 9 score={:.4}", low + 0.2 * (i as f64 + 0.5) / 100.0)
+        })
+    })?;
+    let view = fleet.rollout(&id)?;
+    ensure!(view.waves_in_force == 1, "{view:?}");
+    let reason = view.reason.clone().unwrap_or_default();
+    ensure!(reason.contains("Drift"), "{reason}");
+    let gate = view
+        .gates
+        .iter()
+        .find(|g| format!("{:?}", g.gate.kind).starts_with("Drift"))
+        .context("drift gate reported")?;
+    ensure!(gate.value.is_some_and(|v| v > 0.3), "{gate:?}");
+    ensure!(gate.samples >= 200, "{gate:?}");
+    fleet.wait_all_on("1.0.0", T)?;
+    ensure!(!canary.is_empty());
+    Ok(())
+}
+
+#[test]
 fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
-    let (mut fleet, id, canary) = rollout_started(3, true, "good", true, false)?;
+    let (mut fleet, id, canary) = rollout_started(3, true, "good", true, None)?;
 
     fleet.wait_rollout(&id, Phase::AwaitingApproval, T, |_| Ok(()))?;
     for (i, agent) in fleet.agents.iter().enumerate() {

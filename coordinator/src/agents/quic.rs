@@ -498,6 +498,10 @@ async fn control_loop(
                         acked = events_through;
                     }
                 }
+                Ok(Some(ToCoordinator::Distributions(values))) => {
+                    // Kept until the next report writes them (a shared store's live row).
+                    app.metrics.update_values(id, values);
+                }
                 Ok(Some(ToCoordinator::Hello(_))) => {
                     break Err(SessionError::Protocol("second hello on one session".into()));
                 }

@@ -99,7 +99,8 @@ fn start(app: Arc<Coordinator>) -> mpsc::Sender<Job> {
                 let now_ms = crate::unix_now_ms();
                 let merge = |r: &mut _, report: &_| merge_report(r, report, now_ms);
                 let live = app.store.is_shared().then_some(app.node.as_str());
-                match app.store.merge_reports(&batch, merge, live) {
+                let values = |id: &DeviceId| app.metrics.values(id);
+                match app.store.merge_reports(&batch, merge, live, values) {
                     Ok(results) => {
                         for (job, result) in jobs.into_iter().zip(results) {
                             let acked = result.map(|(events, through)| {

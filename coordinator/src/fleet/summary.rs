@@ -7,7 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind, UpdatePhase};
+use ferry_shared::rollout::Distribution;
+use ferry_shared::wire::{
+    DeviceEvent, DeviceId, DeviceReport, EventKind, MAX_REPORTED_DISTRIBUTIONS,
+    ReportedDistribution, UpdatePhase,
+};
 use ferry_shared::{ModelName, Version};
 
 use crate::api::{
@@ -68,10 +72,12 @@ fn errors_seen_at(
 }
 
 /// The model metrics devices last reported (cumulative per version on the device, so the next
-/// heartbeat restores them after a coordinator restart; kept in memory, never written).
+/// heartbeat restores them after a coordinator restart; kept in memory, never written), and
+/// the distributions of their custom metric values (protocol 6, for drift gates).
 #[derive(Default)]
 pub struct FleetMetrics {
     inner: Mutex<HashMap<DeviceId, Vec<ferry_shared::wire::ReportedMetrics>>>,
+    values: Mutex<HashMap<DeviceId, Vec<ReportedDistribution>>>,
 }
 
 impl FleetMetrics {
@@ -86,6 +92,45 @@ impl FleetMetrics {
         }
         metrics.truncate(ferry_shared::wire::MAX_REPORTED_METRICS);
         map.insert(device.clone(), metrics);
+    }
+
+    /// Keeps the distributions `device` sent (each replaces what came before), as this build
+    /// would keep them: at most [`MAX_REPORTED_DISTRIBUTIONS`], each within the bucket bound.
+    pub fn update_values(&self, device: &DeviceId, mut values: Vec<ReportedDistribution>) {
+        values.truncate(MAX_REPORTED_DISTRIBUTIONS);
+        for v in &mut values {
+            v.values = v.values.sanitized();
+        }
+        let mut map = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        if values.is_empty() {
+            map.remove(device);
+        } else {
+            map.insert(device.clone(), values);
+        }
+    }
+
+    /// The distributions `device` last sent, as sent (for the live record of a shared store).
+    pub fn values(&self, device: &DeviceId) -> Vec<ReportedDistribution> {
+        let map = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(device).cloned().unwrap_or_default()
+    }
+
+    /// The distributions `device` last sent for `model`: by version, then metric.
+    pub fn values_of(
+        &self,
+        device: &DeviceId,
+        model: &ModelName,
+    ) -> BTreeMap<Version, BTreeMap<String, Distribution>> {
+        let map = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: BTreeMap<_, BTreeMap<_, _>> = BTreeMap::new();
+        for d in map.get(device).into_iter().flatten() {
+            if &d.model == model {
+                out.entry(d.version.clone())
+                    .or_default()
+                    .insert(d.metric.clone(), d.values.clone());
+            }
+        }
+        out
     }
 
     /// What `device` last reported for `model`, by version.
@@ -492,7 +537,9 @@ mod tests {
             ),
         ];
         let merge = |r: &mut _, report: &_| merge_report(r, report, 0);
-        let results = store.merge_reports(&batch, merge, None).unwrap();
+        let results = store
+            .merge_reports(&batch, merge, None, |_| Vec::new())
+            .unwrap();
         assert_eq!(results.len(), 4);
         assert!(
             results[1].is_none(),

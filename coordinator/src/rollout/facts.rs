@@ -62,6 +62,7 @@ pub(crate) fn facts_from<'a>(
         .map(|(id, record)| {
             let mut facts = facts_of(id, record, &plan.model, &plan.target, rollout.created_at_ms);
             facts.metrics = live.metrics.of(id, &plan.model);
+            facts.distributions = live.metrics.values_of(id, &plan.model);
             let (connected, live_seen) = live.presence.get(id).unwrap_or((false, 0));
             facts.offline_since = (!connected).then(|| record.last_seen.max(live_seen));
             facts

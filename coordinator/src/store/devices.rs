@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind};
+use ferry_shared::wire::{DeviceEvent, DeviceId, DeviceReport, EventKind, ReportedDistribution};
 
 use super::audit::{Change, append};
 use super::engine::{Rows, WriteTxn};
@@ -56,12 +56,14 @@ impl Store {
     /// Merges many devices' reports with `merge` in one transaction, durable only when one of
     /// them brings new events. For each: the new events and the sequence acknowledged
     /// through, or `None` for a device with no record. With `live` (this node's name, when
-    /// coordinators share the database), each device's live state is written too.
+    /// coordinators share the database), each device's live state is written too, with the
+    /// metric distributions `distributions` gives for it.
     pub fn merge_reports(
         &self,
         reports: &[(DeviceId, DeviceReport, u64)],
         merge: impl Fn(&mut DeviceRecord, &DeviceReport) -> (Vec<DeviceEvent>, bool),
         live: Option<&str>,
+        distributions: impl Fn(&DeviceId) -> Vec<ReportedDistribution>,
     ) -> Result<Vec<Option<Merged>>, StoreError> {
         let mut txn = self.write()?;
         // Read in one go, merged here, written in one go: the transaction holds the writer
@@ -96,6 +98,7 @@ impl Store {
                     connected: true,
                     seen_ms: now.saturating_mul(1000),
                     metrics: report.metrics.clone(),
+                    distributions: distributions(id),
                 };
                 live_rows.push((id.as_str(), heard));
             }

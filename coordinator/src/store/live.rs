@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use ferry_shared::wire::{DeviceId, ReportedMetrics};
+use ferry_shared::wire::{DeviceId, ReportedDistribution, ReportedMetrics};
 use serde::{Deserialize, Serialize};
 
 use super::engine::Rows;
@@ -26,9 +26,35 @@ pub struct LiveRecord {
     pub seen_ms: u64,
     /// The model metrics it last reported.
     pub metrics: Vec<ReportedMetrics>,
+    /// The distributions of custom metric values it last sent (format 2).
+    pub distributions: Vec<ReportedDistribution>,
 }
 
-super::codec::first_format!(LiveRecord);
+/// [`LiveRecord`] as format 1 wrote it, before distributions.
+#[derive(Deserialize)]
+struct LiveRecordV1 {
+    node: String,
+    connected: bool,
+    seen_ms: u64,
+    metrics: Vec<ReportedMetrics>,
+}
+
+impl super::codec::Record for LiveRecord {
+    /// 2: the distributions of custom metric values, for drift gates.
+    const FORMAT: u8 = 2;
+
+    fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (format == 1).then(|| {
+            postcard::from_bytes::<LiveRecordV1>(body).map(|v1| LiveRecord {
+                node: v1.node,
+                connected: v1.connected,
+                seen_ms: v1.seen_ms,
+                metrics: v1.metrics,
+                distributions: Vec::new(),
+            })
+        })
+    }
+}
 
 impl Store {
     /// Notes that `id`'s session on `node` opened (`connected`) or closed at `now_ms`. A
@@ -47,11 +73,15 @@ impl Store {
         if !connected && before.as_ref().is_some_and(|b| b.node != node) {
             return Ok(());
         }
+        let (metrics, distributions) = before
+            .map(|b| (b.metrics, b.distributions))
+            .unwrap_or_default();
         let record = LiveRecord {
             node: node.to_owned(),
             connected,
             seen_ms: now_ms,
-            metrics: before.map(|b| b.metrics).unwrap_or_default(),
+            metrics,
+            distributions,
         };
         txn.insert(LIVE, id.as_str(), &record)?;
         txn.commit()
@@ -64,5 +94,38 @@ impl Store {
             .into_iter()
             .filter_map(|(id, record)| Some((DeviceId::parse(&id)?, record)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::codec::{decode, encode};
+
+    /// A live row written before distributions (format 1) reads with none.
+    #[test]
+    fn a_format_1_live_record_reads_without_distributions() {
+        #[derive(Serialize)]
+        struct V1 {
+            node: String,
+            connected: bool,
+            seen_ms: u64,
+            metrics: Vec<ReportedMetrics>,
+        }
+        let mut bytes = vec![1u8];
+        bytes.extend(
+            postcard::to_allocvec(&V1 {
+                node: "a".into(),
+                connected: true,
+                seen_ms: 7,
+                metrics: Vec::new(),
+            })
+            .unwrap(),
+        );
+        let read: LiveRecord = decode("live", &"d", &bytes).unwrap();
+        assert_eq!((read.node.as_str(), read.seen_ms), ("a", 7));
+        assert!(read.distributions.is_empty());
+        let again: LiveRecord = decode("live", &"d", &encode(&read)).unwrap();
+        assert_eq!(again, read);
     }
 }

@@ -665,7 +665,26 @@ fn a_batch_of_reports_merges_each_device_in_order_and_writes_its_live_row() {
         (ids[0].clone(), report(3), 12),
         (ids[0].clone(), report(3), 13),
     ];
-    let results = store.merge_reports(&batch, merge, Some("node-a")).unwrap();
+    // The distributions a device last sent ride along in its live row (for drift gates
+    // judged by any node).
+    let mut scores = ferry_shared::rollout::Distribution::default();
+    scores.record(0.93);
+    let sent = ferry_shared::wire::ReportedDistribution {
+        model: "detector".parse().unwrap(),
+        version: "1.0.0".parse().unwrap(),
+        metric: "score".into(),
+        values: scores,
+    };
+    let values = |id: &DeviceId| {
+        if *id == ids[1] {
+            vec![sent.clone()]
+        } else {
+            Vec::new()
+        }
+    };
+    let results = store
+        .merge_reports(&batch, merge, Some("node-a"), values)
+        .unwrap();
     assert_eq!(results.len(), batch.len());
     assert!(results[1].is_none(), "an unknown device is skipped");
     assert!(
@@ -691,6 +710,8 @@ fn a_batch_of_reports_merges_each_device_in_order_and_writes_its_live_row() {
         ("node-a", true, 13_000)
     );
     assert_eq!(live[&ids[1]].seen_ms, 11_000);
+    assert_eq!(live[&ids[1]].distributions, vec![sent.clone()]);
+    assert!(row.distributions.is_empty());
     assert!(!live.contains_key(&ids[2]) && !live.contains_key(&stranger));
 }
 

@@ -80,6 +80,14 @@ impl Distribution {
         self.bound();
     }
 
+    /// This histogram as this build would keep it: buckets it does not make dropped, at most
+    /// [`MAX_BUCKETS`] (for what a peer sent).
+    pub fn sanitized(&self) -> Distribution {
+        let mut out = Distribution::default();
+        out.merge(self);
+        out
+    }
+
     /// Values counted.
     pub fn total(&self) -> u64 {
         self.counts.values().fold(0u64, |a, c| a.saturating_add(*c))
@@ -245,6 +253,12 @@ mod tests {
         // A bucket no build makes is ignored, not kept.
         let mut odd = Distribution::default();
         odd.counts.insert(i16::MAX, 7);
+        assert_eq!(odd.sanitized().total(), 0);
+        let mut flood = Distribution::default();
+        for b in 1..2000i16 {
+            flood.counts.insert(b % 1200, 1);
+        }
+        assert!(flood.sanitized().counts.len() <= MAX_BUCKETS);
         let mut sum = Distribution::default();
         sum.merge(&odd);
         assert_eq!(sum.total(), 0);

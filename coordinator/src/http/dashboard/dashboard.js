@@ -107,7 +107,10 @@ function renderRollouts(rollouts) {
     const waves = r.waves.length, inForce = r.waves_in_force;
     const pct = r.waves[inForce - 1] || 0;
     const gates = r.gates.map((g) => {
-      const name = typeof g.gate.kind === "string" ? g.gate.kind : "custom " + Object.values(g.gate.kind)[0];
+      const kind = g.gate.kind;
+      const name = typeof kind === "string" ? kind
+        : kind.Drift ? `drift of ${kind.Drift.metric} (${kind.Drift.statistic})`
+        : "custom " + Object.values(kind)[0];
       const value = g.value === null || g.value === undefined ? "–" : g.value.toFixed(4);
       return el("div", { class: g.verdict.toLowerCase() }, `${name}: ${value} (threshold ${g.gate.threshold}, ${g.samples}/${g.gate.min_samples} samples) ${g.verdict.toLowerCase()}`);
     });
