@@ -25,13 +25,39 @@ fn serve(answer: &'static [u8]) -> (String, mpsc::Receiver<String>) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         if let Some(Ok(mut stream)) = listener.incoming().next() {
-            let mut request = vec![0u8; 8192];
-            let n = stream.read(&mut request).unwrap_or(0);
-            let _ = tx.send(String::from_utf8_lossy(&request[..n]).into_owned());
+            let request = read_request(&mut stream);
+            let _ = tx.send(request);
             let _ = stream.write_all(answer);
         }
     });
     (format!("http://{addr}"), rx)
+}
+
+/// The whole request: headers, then as many body bytes as `content-length` says (they may
+/// arrive in several segments, as they do under qemu).
+fn read_request(stream: &mut std::net::TcpStream) -> String {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&request).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&request).into_owned(),
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 fn http_hook(url: String, body: Option<&str>) -> ReloadHook {
