@@ -454,6 +454,12 @@ mod tests {
         assert_eq!(production.metrics.len(), 3);
         assert_eq!(production.on_promote, OnPromote::Alias);
         assert!(config.stages.contains_key(&Stage::Staging));
+        assert_eq!(
+            config.stages[&Stage::Archived]
+                .after_days
+                .get(&Stage::Deprecated),
+            Some(&30.0)
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub mod config;
 pub mod fleet;
 pub mod http;
 pub(crate) mod registry;
+/// The lifecycle's own moves by policy, driven by the coordinator binary.
+pub use registry::automatic_moves;
 pub mod rollout;
 pub mod rules;
 pub mod secrets;

@@ -287,3 +287,55 @@ fn promotion_can_start_a_rollout_that_moves_prod_when_it_completes() -> Result<(
     })?;
     Ok(())
 }
+
+/// Deprecated releases move to archived by themselves after the configured wait (a few
+/// seconds here), recorded as the lifecycle engine's; one `prod` points at stays.
+const AUTOMATIC: &str = r#"
+[stages.archived]
+after_days = { deprecated = 0.00004 }
+"#;
+
+#[test]
+fn deprecated_releases_are_archived_by_the_lifecycle_after_their_wait_unless_served() -> Result<()>
+{
+    let fleet = Fleet::start_configured(0, None, Some(AUTOMATIC))?;
+    let c = &fleet.coordinator;
+    let stage_of = |version: &str| -> Result<StageView> { c.ctl_json(&["stage", MODEL, version]) };
+    for (i, version) in ["1.0.0", "2.0.0", "3.0.0"].into_iter().enumerate() {
+        fleet.publish(version, &model_bytes(i as u64 + 1, 4096, true))?;
+        c.ctl(&["stage", MODEL, version, "staging"])?;
+        c.ctl(&["stage", MODEL, version, "production"])?;
+        if version == "2.0.0" {
+            // 1.0.0 was deprecated by 2.0.0's promotion just now.
+            ensure!(stage_of("1.0.0")?.stage.as_str() == "deprecated");
+        }
+    }
+    // 3.0.0's promotion deprecated 2.0.0; prod is rolled back to it: it serves, so it stays.
+    c.ctl(&[
+        "alias", "set", MODEL, "prod", "2.0.0", "--reason", "rollback",
+    ])?;
+    ferry_tests::wait_until("1.0.0 to be archived by the lifecycle", WAIT, || {
+        Ok(stage_of("1.0.0")?.stage.as_str() == "archived")
+    })?;
+    let moved = stage_of("1.0.0")?;
+    let last = moved.history.last().context("no history")?;
+    ensure!(last.by == "lifecycle-engine", "{last:?}");
+    ensure!(
+        last.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("after_days.deprecated")),
+        "{last:?}"
+    );
+    // Well past 2.0.0's wait too (it was deprecated after 1.0.0): still deprecated.
+    std::thread::sleep(Duration::from_secs(8));
+    ensure!(
+        stage_of("2.0.0")?.stage.as_str() == "deprecated",
+        "prod points at it"
+    );
+    let audit = c.ctl(&["audit", "--json"])?;
+    ensure!(
+        audit.contains("lifecycle-engine"),
+        "the move is audited as the engine's"
+    );
+    Ok(())
+}

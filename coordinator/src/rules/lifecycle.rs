@@ -11,8 +11,10 @@
 //!
 //! Policies are written in the coordinator's configuration, one per stage a release enters
 //! (`[stages.production]`): metadata that must be present, metric rules (`accuracy >= 0.85`,
-//! `accuracy >= baseline - 0.01`), a declared schema, and approvals.
+//! `accuracy >= baseline - 0.01`), a declared schema, approvals, and how long a release in
+//! another stage waits before it moves here by itself ([`automatic`]).
 
+pub mod automatic;
 mod policy;
 mod stage;
 #[cfg(test)]

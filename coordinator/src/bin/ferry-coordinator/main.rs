@@ -295,6 +295,8 @@ async fn serve(config: Config) -> Result<()> {
         app.clone(),
         std::time::Duration::from_millis(app.config.rollout_tick_ms),
     ));
+    let lifecycle_task = ferry_coordinator::automatic_moves::interval(&app)
+        .map(|tick| tokio::spawn(ferry_coordinator::automatic_moves::drive(app.clone(), tick)));
     let sample_task = tokio::spawn(ferry_coordinator::fleet::views::keep_samples(app.clone()));
     let follow_task = tokio::spawn(ferry_coordinator::agents::follow::follow_changes(
         app.clone(),
@@ -314,6 +316,9 @@ async fn serve(config: Config) -> Result<()> {
     warm_task.abort();
     trim_task.abort();
     rollout_task.abort();
+    if let Some(task) = lifecycle_task {
+        task.abort();
+    }
     if app.store.is_shared() {
         // Another coordinator takes over at once instead of waiting for the leases to lapse.
         let app = app.clone();
@@ -321,6 +326,7 @@ async fn serve(config: Config) -> Result<()> {
             for lease in [
                 ferry_coordinator::rollout::run::DRIVER_LEASE,
                 ferry_coordinator::fleet::views::SAMPLES_LEASE,
+                ferry_coordinator::automatic_moves::LEASE,
             ] {
                 app.store.release_lease(lease, &app.node)?;
             }

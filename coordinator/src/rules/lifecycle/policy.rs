@@ -28,6 +28,10 @@ pub struct StagePolicy {
     /// --plan`) whose waves and gates the rollout takes; its model and version are the
     /// release's.
     pub rollout_plan: Option<PathBuf>,
+    /// Releases that have stood this many days in a stage move here by themselves, past this
+    /// stage's checks (`after_days = { deprecated = 30 }` under `[stages.archived]`); see
+    /// [`super::automatic`].
+    pub after_days: std::collections::BTreeMap<super::Stage, f64>,
 }
 
 /// What promotion to production does besides the stage change.
@@ -102,11 +106,23 @@ impl Field {
         let non_empty = |s: &Option<String>| s.clone().filter(|v| !v.trim().is_empty());
         match self {
             Field::CodeCommit => non_empty(&m.code_commit),
+            // A release imported from a registry lists its datasets with their roles: the
+            // training one stands for `dataset`.
             Field::Dataset => m
                 .dataset
                 .as_ref()
-                .map(|d| format!("{} {}", d.id, d.version)),
-            Field::DatasetHash => m.dataset.as_ref().and_then(|d| non_empty(&d.hash)),
+                .map(|d| format!("{} {}", d.id, d.version))
+                .or_else(|| {
+                    training(m).map(|d| match &d.digest {
+                        Some(digest) => format!("{} {digest}", d.name),
+                        None => d.name.clone(),
+                    })
+                }),
+            Field::DatasetHash => m
+                .dataset
+                .as_ref()
+                .and_then(|d| non_empty(&d.hash))
+                .or_else(|| training(m).and_then(|d| non_empty(&d.digest))),
             Field::Framework => m
                 .framework
                 .as_ref()
@@ -168,6 +184,15 @@ impl<'de> Deserialize<'de> for Field {
             .parse()
             .map_err(serde::de::Error::custom)
     }
+}
+
+/// The dataset a release was trained on, from its list of datasets: the one whose role is
+/// `training`, else the first without a role.
+fn training(m: &ferry_shared::Lineage) -> Option<&ferry_shared::manifest::DatasetUse> {
+    m.datasets
+        .iter()
+        .find(|d| d.role.as_deref() == Some("training"))
+        .or_else(|| m.datasets.iter().find(|d| d.role.is_none()))
 }
 
 /// A policy that cannot be used.
@@ -457,6 +482,18 @@ impl StagePolicy {
             return Err(PolicyError(format!(
                 "stages.{stage}: on_promote = \"rollout\" and rollout_plan go together"
             )));
+        }
+        for (from, days) in &self.after_days {
+            if !from.can_move_to(stage) {
+                return Err(PolicyError(format!(
+                    "stages.{stage}.after_days: a release in {from} cannot move to {stage}"
+                )));
+            }
+            if !days.is_finite() || *days <= 0.0 || *days > 36_500.0 {
+                return Err(PolicyError(format!(
+                    "stages.{stage}.after_days.{from}: {days} is not a number of days above 0"
+                )));
+            }
         }
         Ok(())
     }

@@ -177,3 +177,47 @@ fn policies_refuse_unknown_fields_and_misplaced_promotion_actions() {
     let rollout = policy(r#"on_promote = "rollout""#);
     assert!(rollout.validate(Stage::Production).is_err(), "no plan");
 }
+
+/// A release imported from MLflow lists its datasets with their roles and has no `dataset`:
+/// `require = ["dataset", "dataset.hash"]` refused it though it names its training data.
+#[test]
+fn a_required_dataset_is_found_in_the_list_of_datasets_by_its_training_role() {
+    use ferry_shared::manifest::DatasetUse;
+    let policy = policy("require = [\"dataset\", \"dataset.hash\"]");
+    let mut imported = release("2.0.0", &[]);
+    imported.metadata.datasets = vec![
+        DatasetUse {
+            name: "holdout".into(),
+            digest: Some("6d5f".into()),
+            source: None,
+            role: Some("eval".into()),
+        },
+        DatasetUse {
+            name: "tx-2026-11".into(),
+            digest: Some("afc9".into()),
+            source: None,
+            role: Some("training".into()),
+        },
+    ];
+    let checks = evaluate(
+        &policy,
+        Evidence {
+            release: &imported,
+            baseline: None,
+            approvals: &[],
+        },
+    );
+    assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+    assert!(checks[0].detail.contains("tx-2026-11 afc9"), "{checks:?}");
+    // Only an evaluation set is not training data.
+    imported.metadata.datasets.truncate(1);
+    let checks = evaluate(
+        &policy,
+        Evidence {
+            release: &imported,
+            baseline: None,
+            approvals: &[],
+        },
+    );
+    assert!(checks.iter().all(|c| !c.passed), "{checks:?}");
+}
