@@ -495,6 +495,119 @@ pub struct CreateRollout {
     pub max_left_out_percent: Option<f64>,
 }
 
+/// Body of `POST /api/v1/experiments`: the challenger against what `alias` points at now.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateExperiment {
+    /// Its name; generated from model and challenger when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The model.
+    pub model: String,
+    /// The release to try.
+    pub challenger: Version,
+    /// The alias whose release is the champion; `prod` by default.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Cohort selector over device labels; all devices when empty.
+    #[serde(default)]
+    pub cohort: String,
+    /// The challenger's share of the cohort, in percent (50 by default).
+    #[serde(default)]
+    pub percent: Option<f64>,
+    /// How long it runs before it may be decided, in seconds.
+    pub duration_secs: u64,
+    /// Requests each arm needs to be decided before the time is up (0: time only).
+    #[serde(default)]
+    pub min_samples: u64,
+    /// Why (recorded in the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Start it even though the challenger does not fit some of the cohort's applications.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Body of `POST /api/v1/experiments/{id}/decide`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DecideExperiment {
+    /// promote, reject or extend.
+    pub verdict: crate::rules::experiment::Verdict,
+    /// Why (required: the decision is recorded with it).
+    pub reason: String,
+    /// With extend: seconds more.
+    #[serde(default)]
+    pub extend_secs: Option<u64>,
+    /// Decide before the time is up and the sample reached.
+    #[serde(default)]
+    pub early: bool,
+}
+
+/// Where an experiment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExperimentPhase {
+    /// Splitting the cohort; not yet time (nor sample) to decide.
+    Running,
+    /// Time is up or both arms reached the sample: waiting for a decision.
+    Ready,
+    /// Promoted or rejected.
+    Decided,
+    /// Its split ended without a decision (its install or health gates rolled it back, or an
+    /// operator stopped it).
+    Ended,
+}
+
+/// One arm of an experiment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExperimentArm {
+    /// The release it serves.
+    pub version: Version,
+    /// Devices serving it.
+    pub devices: u64,
+    /// Requests they reported.
+    pub requests: u64,
+}
+
+/// An experiment with its readout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExperimentView {
+    /// Its id (also its rollout's).
+    pub id: String,
+    /// The model.
+    pub model: String,
+    /// The alias whose release is the champion.
+    pub alias: String,
+    /// Cohort selector.
+    pub cohort: String,
+    /// The challenger's share of the cohort, in percent.
+    pub percent: f64,
+    /// Where it stands.
+    pub phase: ExperimentPhase,
+    /// Its split's rollout phase.
+    pub rollout_phase: ferry_shared::rollout::Phase,
+    /// Who started it, when, why.
+    pub created_by: String,
+    /// When it started (Unix seconds).
+    pub created_at: u64,
+    /// Why.
+    pub reason: String,
+    /// When it may be decided by time.
+    pub ends_at: u64,
+    /// Requests each arm needs to be decided early (0: time only).
+    pub min_samples: u64,
+    /// The release serving the rest of the cohort.
+    pub champion: ExperimentArm,
+    /// The release on trial.
+    pub challenger: ExperimentArm,
+    /// Metric by metric: challenger minus champion with a 95 % interval.
+    pub readout: Vec<crate::rules::experiment::ReadoutRow>,
+    /// The decisions taken.
+    pub decisions: Vec<crate::rules::experiment::ExperimentDecision>,
+    /// What the decision did (a refused promotion's checks, the stage move), when decided now.
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
 /// Body of `POST /api/v1/rollouts/{id}/{action}`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RolloutAction {

@@ -29,6 +29,40 @@ impl Fleet {
         self.coordinator.ctl_json(&["rollout", "status", id])
     }
 
+    /// A rollout (or experiment) id whose first wave of `percent` % covers at least one agent
+    /// but not all of them, so a test can tell the canary from the rest; and which agents it
+    /// covers. Placement is a pure function of the id.
+    pub fn id_splitting(&self, stem: &str, percent: u32) -> Result<(String, Vec<usize>)> {
+        use ferry_shared::rollout::{Plan, Selector};
+        use ferry_shared::wire::DeviceId;
+        let ids: Vec<DeviceId> = self
+            .agents
+            .iter()
+            .map(|a| {
+                let id = a
+                    .status()?
+                    .device_id
+                    .context("agent has no device id yet")?;
+                DeviceId::parse(&id).context("device id")
+            })
+            .collect::<Result<_>>()?;
+        for n in 0..1000 {
+            let id = format!("{stem}-{n}");
+            let plan =
+                Plan::with_default_waves(&id, MODEL.parse()?, "1.0.0".parse()?, Selector::all());
+            let canary: Vec<usize> = ids
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| plan.bucket(d) < percent * 100)
+                .map(|(i, _)| i)
+                .collect();
+            if !canary.is_empty() && canary.len() < ids.len() {
+                return Ok((id, canary));
+            }
+        }
+        anyhow::bail!("no rollout id splits the fleet")
+    }
+
     /// Waits until rollout `id` is in `phase`, calling `each_round` (say, to serve traffic)
     /// before every look.
     pub fn wait_rollout(

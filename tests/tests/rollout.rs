@@ -6,42 +6,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use ferry_shared::rollout::{Phase, Plan, Selector};
-use ferry_shared::wire::DeviceId;
+use ferry_shared::rollout::Phase;
 use ferry_tests::{Fleet, MODEL, model_bytes, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 const MIB: usize = 1024 * 1024;
-
-/// A rollout id whose first wave (`percent` %) covers at least one agent but not all of them,
-/// so the test can tell the canary from the rest. Placement is a pure function of the id.
-fn id_splitting(fleet: &Fleet, stem: &str, percent: u32) -> Result<(String, Vec<usize>)> {
-    let ids: Vec<DeviceId> = fleet
-        .agents
-        .iter()
-        .map(|a| {
-            let id = a
-                .status()?
-                .device_id
-                .context("agent has no device id yet")?;
-            DeviceId::parse(&id).context("device id")
-        })
-        .collect::<Result<_>>()?;
-    for n in 0..1000 {
-        let id = format!("{stem}-{n}");
-        let plan = Plan::with_default_waves(&id, MODEL.parse()?, "1.0.0".parse()?, Selector::all());
-        let canary: Vec<usize> = ids
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| plan.bucket(d) < percent * 100)
-            .map(|(i, _)| i)
-            .collect();
-        if !canary.is_empty() && canary.len() < ids.len() {
-            return Ok((id, canary));
-        }
-    }
-    anyhow::bail!("no rollout id splits the fleet")
-}
 
 /// A plan file: two waves, gated on install and health reports.
 fn plan_file(fleet: &Fleet, id: &str, version: &str, approval: bool) -> Result<std::path::PathBuf> {
@@ -100,7 +69,7 @@ fn rollout_started(
     fleet.set_prod("1.0.0", "base")?;
     fleet.wait_all_on("1.0.0", T)?;
     fleet.publish("2.0.0", &model_bytes(2, MIB, healthy))?;
-    let (id, canary) = id_splitting(&fleet, stem, 50)?;
+    let (id, canary) = fleet.id_splitting(stem, 50)?;
     let plan = plan_with(&fleet, &id, "2.0.0", approval, extra_gate)?;
     fleet
         .coordinator

@@ -8,6 +8,7 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod dashboard;
 pub(crate) mod devices;
+pub(crate) mod experiments;
 pub(crate) mod fleet;
 pub(crate) mod lineage;
 pub mod listen;

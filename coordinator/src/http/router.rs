@@ -30,6 +30,7 @@ pub fn routes() -> Vec<Route> {
         crate::http::uploads::routes(),
         crate::http::fleet::routes(),
         crate::http::rollouts::routes(),
+        crate::http::experiments::routes(),
         crate::http::stages::routes(),
         crate::http::lineage::routes(),
         crate::http::devices::routes(),

@@ -42,6 +42,10 @@ pub enum By {
     AliasOrRollout,
     /// A promotion to production: the move itself makes the release one that may serve.
     Promotion,
+    /// An A/B experiment's split: a release on trial serves a share of the cohort before any
+    /// promotion (the point of the trial); it reaches everyone only through the experiment's
+    /// decision, which promotes it through the production stage's gates.
+    Experiment,
 }
 
 /// Whether the devices may be pointed at the release: `Ok(None)` when they may, `Ok(Some(note))`

@@ -35,6 +35,22 @@ pub fn create(
     force: bool,
     now: u64,
 ) -> Result<RolloutRecord, RegistryError> {
+    create_by(app, plan, alias, actor, why, force, now, By::AliasOrRollout)
+}
+
+/// Creates and starts a rollout on behalf of `by` (an experiment's split may serve a release
+/// not yet in production; see [`By::Experiment`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn create_by(
+    app: &Coordinator,
+    plan: Plan,
+    alias: AliasName,
+    actor: &str,
+    why: &str,
+    force: bool,
+    now: u64,
+    by: By,
+) -> Result<RolloutRecord, RegistryError> {
     plan.validate()
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let forced = app.admit(&Pointing {
@@ -42,7 +58,7 @@ pub fn create(
         alias: &alias,
         version: &plan.target,
         cohort: Some(&plan.cohort),
-        by: By::AliasOrRollout,
+        by,
         force,
         now,
     })?;
@@ -78,6 +94,16 @@ pub fn command(
         Command::Abort(_) => "rollout.abort",
         Command::RollBack(_) => "rollout.rollback",
     };
+    // An experiment's split waits at its second wave for the experiment's decision, which
+    // goes through the production stage's gates; approving the rollout would go around them.
+    if command == Command::Approve
+        && let Some(experiment) = app.store.experiment(id)?
+        && experiment.outcome().is_none()
+    {
+        return Err(RegistryError::Invalid(format!(
+            "{id} splits experiment {id}: decide it (`ferryctl experiment decide {id} promote`) instead of approving its rollout"
+        )));
+    }
     let before = record.state.clone();
     record
         .state

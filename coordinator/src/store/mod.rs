@@ -17,6 +17,7 @@ pub mod deltas;
 mod devices;
 pub(crate) mod engine;
 pub mod enrollment;
+pub mod experiments;
 pub mod fences;
 mod fragmentation;
 mod keys;
@@ -116,6 +117,9 @@ pub enum StoreError {
     /// No rollout of that id.
     #[error("no rollout named {0}")]
     NoSuchRollout(String),
+    /// No experiment of that id.
+    #[error("no experiment named {0}")]
+    NoSuchExperiment(String),
     /// A transaction's durability could not be set.
     #[error("cannot set transaction durability: {0}")]
     Durability(String),

@@ -23,6 +23,9 @@ pub(crate) const TENSOR_LAYOUTS: Table<Text> = Table::new("tensor_layouts");
 /// rollout id → encoded [`super::rollouts::RolloutRecord`].
 pub(crate) const ROLLOUTS: Table<Text> = Table::new("rollouts");
 
+/// experiment id → encoded [`super::experiments::ExperimentRecord`].
+pub(crate) const EXPERIMENTS: Table<Text> = Table::new("experiments");
+
 /// (model, unix seconds) → encoded [`crate::api::FragmentationPoint`].
 pub(crate) const FRAGMENTATION: Table<TextNumber> = Table::new("fragmentation");
 
@@ -68,7 +71,7 @@ pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 pub(crate) const META: Counters = Counters { name: "meta" };
 
 /// Every table of byte values, for engines that create tables and for copies.
-pub(crate) fn all() -> [TableId; 20] {
+pub(crate) fn all() -> [TableId; 21] {
     [
         RELEASES.id(),
         ALIASES.id(),
@@ -90,6 +93,7 @@ pub(crate) fn all() -> [TableId; 20] {
         LIVE.id(),
         SIGNED_SNAPSHOTS.id(),
         FENCES.id(),
+        EXPERIMENTS.id(),
     ]
 }
 

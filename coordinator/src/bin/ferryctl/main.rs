@@ -8,6 +8,7 @@ mod audit;
 mod client;
 mod devices;
 mod exit;
+mod experiment;
 mod fleet;
 mod fragmentation;
 mod gc;
@@ -80,6 +81,9 @@ enum Command {
     /// Staged rollouts with health gates.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// A/B experiments: a challenger against the champion on a share of a cohort.
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCommand),
     /// Retention and garbage collection: what would be freed, or (--apply) freeing it.
     Gc(gc::GcArgs),
     /// The audit trail; --verify walks its hash chain.
@@ -131,6 +135,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Audit(args) => audit::run(&client, &args).await,
                     Command::Gc(args) => gc::run(&client, &args).await,
                     Command::Rollout(cmd) => rollout::run(&client, cmd).await,
+                    Command::Experiment(cmd) => experiment::run(&client, cmd).await,
                 }
             }
         }

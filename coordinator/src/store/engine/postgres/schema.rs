@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0004_signed_snapshots.sql"),
     ),
     (5, "fences", include_str!("migrations/0005_fences.sql")),
+    (
+        6,
+        "experiments",
+        include_str!("migrations/0006_experiments.sql"),
+    ),
 ];
 
 /// The advisory lock that lets one node migrate at a time.
