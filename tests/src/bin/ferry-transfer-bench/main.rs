@@ -10,7 +10,10 @@
 //!   (onnxruntime's quantizer) and Q8_0 GGUF (gguf-py), made by `tests/bench/quantized_pair.py`
 //!   in the bench's virtual environment (see `quantized`);
 //! * a generated fine-tuned model, safetensors, 256 MiB (`--model-mib N` to change), once in
-//!   bf16 and once in f32: half the tensors unchanged, half nudged by up to ~1 % relative.
+//!   bf16 and once in f32: half the tensors unchanged, half nudged by up to ~1 % relative;
+//! * the f32 pair as a directory artifact (what `ferryctl publish DIR` and MLflow imports
+//!   ship): the weights with an `MLmodel` and a `requirements.txt` beside them, packed by
+//!   `ferry_shared::archive`, to measure what the archive costs the tensor-aware delta.
 //!
 //! Ferry's figure is what the transfer would send: for every chunk the device lacks, the
 //! smallest encoding against its planned window (encoded on two worker threads), plus the
@@ -82,7 +85,8 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     bsdiff_max_mib: usize,
     /// Only the pairs whose key (libonnxruntime, numpy, tokenizers, lightgbm, silero 5.1,
-    /// silero 6.0, silero int8, silero gguf, fine-tuned bf16, fine-tuned f32) contains one of
+    /// silero 6.0, silero int8, silero gguf, fine-tuned bf16, fine-tuned f32, directory f32)
+    /// contains one of
     /// these comma-separated texts.
     #[arg(long, default_value = "")]
     only: String,
@@ -138,7 +142,7 @@ fn main() -> Result<()> {
             quantized::pair(&dir, &python, &source, "silero-vad-6.0.0-6.2.0", kind)
         }) as Build<'_>
     };
-    let builtin: [(&str, Build<'_>); 10] = [
+    let builtin: [(&str, Build<'_>); 11] = [
         (
             "libonnxruntime",
             wheel("onnxruntime", "1.30.0", "1.31.1", runtime),
@@ -175,6 +179,10 @@ fn main() -> Result<()> {
         (
             "fine-tuned f32",
             Box::new(|| fine_tuned(model_mib, DType::F32)),
+        ),
+        (
+            "directory f32",
+            Box::new(|| packed(fine_tuned(model_mib, DType::F32)?)),
         ),
     ];
     let pairs: Vec<(&str, Build<'_>)> = match (old, new) {
@@ -680,6 +688,31 @@ enum DType {
 /// weight of the rest by a uniform factor within ±1 %. bf16 is how fine-tuned checkpoints are
 /// commonly shipped; f32 shows the floor a 1 % nudge leaves (its low 16 mantissa bits turn
 /// to noise).
+/// `pair` as directory artifacts: each side's weights as `data/model.safetensors` beside an
+/// `MLmodel` and a `requirements.txt` (changed between the versions, as a retrain changes
+/// them), packed as `ferryctl publish DIR` packs.
+fn packed(pair: Pair) -> Result<Pair> {
+    let pack = |weights: &[u8], pins: &str| -> Result<Vec<u8>> {
+        let tree = tempfile::tempdir()?;
+        std::fs::create_dir_all(tree.path().join("data"))?;
+        std::fs::write(
+            tree.path().join("MLmodel"),
+            "flavors:\n  python_function:\n    loader_module: mlflow.pytorch\n",
+        )?;
+        std::fs::write(tree.path().join("requirements.txt"), pins)?;
+        std::fs::write(tree.path().join("data/model.safetensors"), weights)?;
+        let mut out = Vec::new();
+        ferry_shared::archive::pack(tree.path(), &mut out)?;
+        Ok(out)
+    };
+    Ok(Pair {
+        name: format!("{} (directory)", pair.name),
+        old: pack(&pair.old, "torch==2.5.1\nnumpy==2.2.5\n")?,
+        new: pack(&pair.new, "torch==2.5.1\nnumpy==2.2.6\n")?,
+        floor: pair.floor,
+    })
+}
+
 fn fine_tuned(mib: usize, dtype: DType) -> Result<Pair> {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
