@@ -90,13 +90,35 @@ const MAX_DEPTH: u32 = 32;
 const MIN_TENSOR: u64 = 64;
 
 impl Layout {
-    /// The layout of a safetensors, GGUF or ONNX file; `None` for anything else.
+    /// The layout of a safetensors, GGUF or ONNX file, or of a directory artifact's archive
+    /// holding such files; `None` for anything else.
     pub fn detect(file: &(impl ReadAt + ?Sized)) -> Option<Layout> {
+        Self::safetensors(file)
+            .or_else(|_| Self::gguf(file))
+            .or_else(|_| Self::archive(file))
+            .or_else(|_| Self::onnx(file))
+            .ok()
+            .filter(|l| !l.spans.is_empty())
+    }
+
+    /// The layout of one tensor file (safetensors, GGUF or ONNX), not looking into archives:
+    /// what a member of an archive may be.
+    fn detect_file(file: &(impl ReadAt + ?Sized)) -> Option<Layout> {
         Self::safetensors(file)
             .or_else(|_| Self::gguf(file))
             .or_else(|_| Self::onnx(file))
             .ok()
             .filter(|l| !l.spans.is_empty())
+    }
+
+    /// The tensors of the tensor files inside a tar archive (see the `archive` module); an
+    /// archive without any is no layout, so other formats are tried.
+    pub fn archive(file: &(impl ReadAt + ?Sized)) -> Result<Layout, LayoutError> {
+        let layout = Layout::tidy(archive::spans(file)?, file.len());
+        if layout.spans.is_empty() {
+            return Err(LayoutError::NotTensors("tar: no tensor files in it".into()));
+        }
+        Ok(layout)
     }
 
     /// Reads a safetensors header: `u64` little-endian length, then JSON naming each tensor's
@@ -426,6 +448,7 @@ pub fn segments(
     out
 }
 
+mod archive;
 mod gguf;
 #[cfg(test)]
 mod tests;

@@ -341,3 +341,77 @@ fn hostile_gguf_headers_have_no_layout() {
         vec!["a"]
     );
 }
+
+/// A directory holding `files`, packed as `ferryctl publish DIR` packs it.
+fn packed(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let mut out = Vec::new();
+    crate::archive::pack(dir.path(), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_tensor_files_inside_a_directory_archive_lend_their_tensors_named_by_member() {
+    let weights = safetensors_file(&[
+        ("encoder.weight", "F32", vec![1u8; 4096]),
+        ("decoder.weight", "F16", vec![2u8; 2048]),
+    ]);
+    let deep = format!("{}/weights.safetensors", "d".repeat(120));
+    let archive = packed(&[
+        ("MLmodel", b"flavors: {}\n"),
+        ("data/model.safetensors", &weights),
+        (&deep, &weights),
+        ("requirements.txt", b"torch==2.5.1\n"),
+    ]);
+    let layout = Layout::detect(archive.as_slice()).expect("a layout");
+    let names: Vec<&str> = layout.spans.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"data/model.safetensors/encoder.weight"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&format!("{deep}/decoder.weight").as_str()),
+        "long names: {names:?}"
+    );
+    assert_eq!(layout.spans.len(), 4);
+    for span in &layout.spans {
+        let bytes = &archive[span.offset as usize..(span.offset + span.len) as usize];
+        let want = if span.name.ends_with("encoder.weight") {
+            1
+        } else {
+            2
+        };
+        assert!(
+            bytes.iter().all(|b| *b == want),
+            "{} points at its bytes",
+            span.name
+        );
+        assert_eq!(span.width, if want == 1 { 4 } else { 2 });
+    }
+    // An archive of plain files has no layout.
+    assert_eq!(
+        Layout::detect(packed(&[("a.txt", b"hello")]).as_slice()),
+        None
+    );
+}
+
+#[test]
+fn a_hostile_archive_header_is_refused_without_reading_past_the_file() {
+    let weights = safetensors_file(&[("w", "F32", vec![1u8; 4096])]);
+    let mut archive = packed(&[("model.safetensors", &weights)]);
+    // A size field far past the end.
+    archive[124..136].copy_from_slice(b"77777777777\0");
+    assert!(Layout::archive(archive.as_slice()).is_err());
+    archive[124..136].copy_from_slice(&[
+        0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ]);
+    assert!(Layout::archive(archive.as_slice()).is_err());
+    // Cut short in the middle of the member.
+    let whole = packed(&[("model.safetensors", &weights)]);
+    assert!(Layout::archive(&whole[..1500]).is_err());
+}
