@@ -91,9 +91,31 @@ impl ReloadHook {
         installed: &Installed,
     ) -> Result<(), String> {
         let fill = |text: &str| fill(text, model, version, installed);
-        let result = match &self.action {
-            ReloadAction::Command(argv) => {
-                let argv: Vec<String> = argv.iter().map(|a| fill(a)).collect();
+        // What to do, with the placeholders filled in.
+        enum Step {
+            Run(Vec<String>),
+            Call(HttpCall),
+        }
+        let step = match &self.action {
+            ReloadAction::Command(argv) => Step::Run(argv.iter().map(|a| fill(a)).collect()),
+            ReloadAction::Unit { unit, verb } => Step::Run(
+                ["systemctl", verb.as_str(), unit.as_str()]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+            ReloadAction::Http(call) => Step::Call(HttpCall {
+                method: call.method.clone(),
+                url: fill(&call.url),
+                headers: call
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), fill(v)))
+                    .collect(),
+                body: call.body.as_deref().map(fill),
+            }),
+        };
+        let result = match step {
+            Step::Run(argv) => {
                 program::run(
                     "the reload hook",
                     &argv,
@@ -104,29 +126,7 @@ impl ReloadHook {
                 )
                 .await
             }
-            ReloadAction::Unit { unit, verb } => {
-                let argv = ["systemctl", verb.as_str(), unit.as_str()].map(str::to_owned);
-                program::run(
-                    "the reload hook",
-                    &argv,
-                    self.timeout,
-                    model,
-                    version,
-                    installed,
-                )
-                .await
-            }
-            ReloadAction::Http(call) => {
-                let call = HttpCall {
-                    method: call.method.clone(),
-                    url: fill(&call.url),
-                    headers: call
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), fill(v)))
-                        .collect(),
-                    body: call.body.as_deref().map(fill),
-                };
+            Step::Call(call) => {
                 let timeout = self.timeout;
                 let request = tokio::task::spawn_blocking(move || http(&call, timeout));
                 match tokio::time::timeout(self.timeout + Duration::from_secs(1), request).await {

@@ -17,6 +17,7 @@ from .errors import FerryError, Timeout, Unreachable, api_error
 from .models import (
     AliasChanged,
     AliasView,
+    ExperimentView,
     FleetStatus,
     FragmentationReport,
     Imported,
@@ -299,6 +300,63 @@ class Client:
         if waves is not None:
             body["waves"] = [w.to_json() for w in waves]
         return RolloutView.from_json(self._request("POST", "/rollouts", body))
+
+    # -- experiments -----------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        model: str,
+        challenger: str,
+        *,
+        duration_secs: int,
+        percent: float = 50.0,
+        min_samples: int = 0,
+        cohort: str = "",
+        alias: Optional[str] = None,
+        experiment_id: Optional[str] = None,
+        reason: Optional[str] = None,
+        force: bool = False,
+    ) -> ExperimentView:
+        """Serves ``challenger`` to ``percent`` % of the cohort, the rest staying on what
+        ``alias`` (``prod``) points at, for ``duration_secs`` (or ``min_samples`` requests
+        per arm); see ``ferryctl experiment``."""
+        body = {
+            "id": experiment_id,
+            "model": model,
+            "challenger": challenger,
+            "alias": alias,
+            "cohort": cohort,
+            "percent": percent,
+            "duration_secs": duration_secs,
+            "min_samples": min_samples,
+            "reason": reason,
+            "force": force,
+        }
+        return ExperimentView.from_json(self._request("POST", "/experiments", body))
+
+    def experiments(self) -> List[ExperimentView]:
+        """Every experiment, with its readout."""
+        return [ExperimentView.from_json(e) for e in self._request("GET", "/experiments")]
+
+    def experiment(self, experiment_id: str) -> ExperimentView:
+        """One experiment, with its readout."""
+        path = f"/experiments/{self._segment(experiment_id)}"
+        return ExperimentView.from_json(self._request("GET", path))
+
+    def decide_experiment(
+        self,
+        experiment_id: str,
+        verdict: str,
+        *,
+        reason: str,
+        extend_secs: Optional[int] = None,
+        early: bool = False,
+    ) -> ExperimentView:
+        """Records ``verdict`` (``promote``, ``reject`` or ``extend``) with ``reason``, and
+        carries it out."""
+        path = f"/experiments/{self._segment(experiment_id)}/decide"
+        body = {"verdict": verdict, "reason": reason, "extend_secs": extend_secs, "early": early}
+        return ExperimentView.from_json(self._request("POST", path, body))
 
     def _act(self, rollout_id: str, action: str, reason: Optional[str]) -> RolloutView:
         path = f"/rollouts/{self._segment(rollout_id)}/{action}"

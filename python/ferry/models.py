@@ -8,7 +8,7 @@ answer for what is not modelled here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 Json = Mapping[str, Any]
 
@@ -331,6 +331,67 @@ class Wave:
         if self.gates is not None:
             out["gates"] = [g.to_json() for g in self.gates]
         return out
+
+
+@dataclass(frozen=True)
+class ReadoutRow:
+    """One metric of an experiment's readout: challenger minus champion, with its 95 %
+    interval when one can be given, and whether the interval leaves out zero."""
+
+    metric: str
+    champion: Optional[float]
+    challenger: Optional[float]
+    difference: Optional[float]
+    interval: Optional[Tuple[float, float]]
+    significant: bool
+    samples: Tuple[int, int]
+
+    @classmethod
+    def from_json(cls, d: Json) -> "ReadoutRow":
+        interval = d.get("interval")
+        samples = d.get("samples") or (0, 0)
+        return cls(
+            metric=str(d["metric"]),
+            champion=d.get("champion"),
+            challenger=d.get("challenger"),
+            difference=d.get("difference"),
+            interval=None if interval is None else (float(interval[0]), float(interval[1])),
+            significant=bool(d.get("significant", False)),
+            samples=(int(samples[0]), int(samples[1])),
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentView:
+    """An A/B experiment: its arms, readout and decisions."""
+
+    id: str
+    model: str
+    phase: str
+    champion: str
+    challenger: str
+    percent: float
+    ends_at: int
+    readout: List[ReadoutRow]
+    decisions: List[Dict[str, Any]]
+    outcome: Optional[str]
+    raw: Dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Json) -> "ExperimentView":
+        return cls(
+            id=str(d["id"]),
+            model=str(d["model"]),
+            phase=str(d["phase"]),
+            champion=str(d["champion"]["version"]),
+            challenger=str(d["challenger"]["version"]),
+            percent=float(d.get("percent", 0.0)),
+            ends_at=int(d.get("ends_at", 0)),
+            readout=[ReadoutRow.from_json(r) for r in d.get("readout", [])],
+            decisions=[dict(x) for x in d.get("decisions", [])],
+            outcome=_opt_str(d.get("outcome")),
+            raw=dict(d),
+        )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 import ferry
 from ferry.publish import meta_toml
 
-from .conftest import Coordinator, binary
+from .conftest import Coordinator, binary, eventually
 
 MODEL = "detector"
 
@@ -28,17 +27,6 @@ def weights(seed: int, size: int) -> bytes:
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
-
-
-def eventually(check, timeout: float = 60.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 META = {
@@ -216,6 +204,33 @@ def test_waiting_on_a_rollout_that_holds_times_out_with_its_last_state(coordinat
     assert held.value.last is not None and held.value.last.phase == "AwaitingApproval"
     aborted = client.abort_rollout("py-held", reason="pytest stops it")
     assert aborted.phase == "Aborted" and aborted.reason and "pytest" in aborted.reason
+
+
+def test_an_experiment_is_created_extended_and_rejected_with_reasons(coordinator, first, tmp_path):
+    client = client_of(coordinator)
+    if not any(a.alias == "prod" for a in client.aliases(MODEL)):
+        client.set_alias(MODEL, "prod", "1.0.0", reason="experiment test")
+    champion = next(a.version for a in client.aliases(MODEL) if a.alias == "prod")
+    artifact = write(tmp_path / "model.bin", weights(9, 8192))
+    client.publish(MODEL, "1.9.0", artifact, key=coordinator.key, file_name="model.bin")
+    # Its own cohort, so no rollout of another test stands in its way.
+    view = client.create_experiment(
+        MODEL, "1.9.0", duration_secs=600, percent=50, cohort="site=lab",
+        experiment_id="py-ab", reason="pytest",
+    )
+    assert (view.phase, view.champion, view.challenger) == ("running", champion, "1.9.0")
+    assert view.percent == 50.0
+    assert {r.metric for r in view.readout} >= {"error_rate", "p50_latency_ms", "p95_latency_ms"}
+    with pytest.raises(ferry.ApiError) as early:
+        client.decide_experiment("py-ab", "promote", reason="too soon")
+    assert "--early" in early.value.message
+    extended = client.decide_experiment("py-ab", "extend", reason="more traffic", extend_secs=60)
+    assert extended.ends_at >= view.ends_at + 60 and extended.phase == "running"
+    rejected = client.decide_experiment("py-ab", "reject", reason="pytest rejects it")
+    assert rejected.phase == "decided"
+    assert [d["verdict"] for d in client.experiment("py-ab").decisions] == ["extend", "reject"]
+    assert any(e.id == "py-ab" for e in client.experiments())
+    assert client.rollout("py-ab").phase == "RolledBack"
 
 
 def test_a_wrong_token_and_a_dead_address_are_told_apart(coordinator):

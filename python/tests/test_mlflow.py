@@ -18,7 +18,7 @@ import pytest
 
 import ferry
 
-from .conftest import Coordinator, binary
+from .conftest import Coordinator, binary, eventually, stop
 
 
 REGISTERED = "fraud-detector"
@@ -71,11 +71,7 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
 
 
@@ -121,17 +117,6 @@ def register(url: str, *, base: int | None, c: float, accuracies: list[float]) -
 
 def client_of(node: Coordinator) -> ferry.Client:
     return ferry.Client(node.url, node.token, actor="pytest", ferryctl=binary("ferryctl"))
-
-
-def eventually(check, timeout: float = 90.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def test_an_mlflow_model_version_becomes_a_signed_release_with_every_field(coordinator, agents, tracking):
