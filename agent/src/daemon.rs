@@ -67,6 +67,9 @@ struct Follower {
     started: Option<(Instant, Option<ferry_shared::Version>)>,
     /// What downloading the version being installed moved so far, over its attempts.
     transfer: Arc<std::sync::Mutex<(Option<ferry_shared::Version>, TransferStats)>>,
+    /// Start-up reconciliation rolled back a switch the last run left unconfirmed: the model
+    /// server may still hold the version left, so it is told to load `current` again.
+    rolled_back_at_start: bool,
 }
 
 /// Which follower an internal event is for (an index into `Daemon::followers`).
@@ -208,6 +211,12 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         proofs,
         handover_pending: false,
     };
+    for follower in 0..daemon.followers.len() {
+        if daemon.followers[follower].rolled_back_at_start && Some(follower) != agent_follower {
+            let current = daemon.followers[follower].updater.slots().current.clone();
+            daemon.reload_after_rollback(follower, current);
+        }
+    }
     daemon.publish_report();
 
     let endpoint = client_endpoint(&config)?;
@@ -353,6 +362,7 @@ fn start_follower(
         updater,
         started: None,
         transfer: Arc::default(),
+        rolled_back_at_start: reconciled.interrupted.is_some(),
     })
 }
 

@@ -155,5 +155,28 @@ fn the_model_server_is_told_on_each_switch_and_rollback_and_a_refusal_rolls_back
         "{:?}",
         loads(&seen)
     );
+    // Killed while 4.0.0's health check runs (the server loaded it): the restarted agent rolls
+    // the unconfirmed switch back and tells the server to load 1.0.0 again.
+    let reached = fleet.block_health(0, true)?;
+    fleet.publish("4.0.0", &model_bytes(4, 64 * 1024, true))?;
+    fleet.set_prod("4.0.0", "killed mid-check")?;
+    wait_until("4.0.0's health check to start", WAIT, || {
+        Ok(reached.exists())
+    })?;
+    ensure!(
+        loads(&seen).last() == Some(&ok("4.0.0")),
+        "{:?}",
+        loads(&seen)
+    );
+    let before = loads(&seen).len();
+    fleet.agents[0].kill();
+    fleet.block_health(0, false)?;
+    fleet.agents[0].start()?;
+    wait_until(
+        "the server to be told 1.0.0 after the restart",
+        WAIT,
+        || Ok(loads(&seen).get(before) == Some(&ok("1.0.0"))),
+    )
+    .with_context(|| format!("{:?}\n{}", loads(&seen), fleet.agents[0].log()))?;
     Ok(())
 }
