@@ -49,6 +49,12 @@ struct RawConfig {
     mirrors: Vec<MirrorBase>,
     #[serde(default = "default_mirror_timeout")]
     mirror_timeout_secs: u64,
+    #[serde(default = "default_detect_hardware")]
+    detect_hardware: bool,
+}
+
+fn default_detect_hardware() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +259,9 @@ pub struct Config {
     pub application: Application,
     /// Health check.
     pub health_check: Option<HealthCheck>,
+    /// What the system says it is ([`crate::hardware`]), read at load unless
+    /// `detect_hardware = false`; reported as labels under the operator's.
+    pub hardware: BTreeMap<String, String>,
     /// How the model server is told to load a new current version ([`crate::reload`]).
     pub reload: Option<ReloadHook>,
     /// Longest pause between reconnection attempts while the coordinator is unreachable.
@@ -385,6 +394,11 @@ impl Config {
             labels: raw.labels,
             application,
             health_check,
+            hardware: if raw.detect_hardware {
+                crate::hardware::labels(Path::new("/"))
+            } else {
+                BTreeMap::new()
+            },
             reload: raw.reload.map(RawReload::validate).transpose()?,
             poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
             metrics_socket: raw
@@ -424,6 +438,8 @@ impl Config {
             ("target".to_owned(), crate::TARGET.to_owned()),
             ("accelerator".to_owned(), self.accelerator.to_string()),
         ]);
+        // Detected facts first: an operator's label of the same name wins.
+        labels.extend(self.hardware.clone());
         labels.extend(self.labels.clone());
         if let Some(sends) = &self.application.sends {
             labels.insert(SENDS_LABEL.to_owned(), sends.to_string());

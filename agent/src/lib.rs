@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod footprint;
 pub mod fsutil;
 pub mod handover;
+pub mod hardware;
 pub mod health;
 pub mod identity;
 pub mod metrics;
