@@ -300,8 +300,9 @@ pub(crate) fn decide(
             format!("runs until {ends_at}")
         }
         Verdict::Reject => {
-            app.store.decide_experiment(id, &decision, record.ends_at)?;
+            // Carried out first: a rollback that fails leaves the experiment undecided.
             run::command(app, id, Command::RollBack(why.clone()), actor, &why, now)?;
+            app.store.decide_experiment(id, &decision, record.ends_at)?;
             format!("{} returns to {}", record.challenger, record.champion)
         }
         Verdict::Promote => promote(app, &record, &decision, actor, &why, now)?,

@@ -32,10 +32,9 @@ pub const PSI_BINS: usize = 10;
 /// Share a PSI bin is floored at, so an empty bin does not make the index infinite.
 const PSI_FLOOR: f64 = 1e-4;
 
-/// Largest bucket index: magnitudes up to 10¹² (ln(10²¹)/ln(1.04) ≈ 1234).
-fn max_index() -> i32 {
-    ((1e12f64 / ZERO).ln() / GAMMA.ln()).ceil() as i32
-}
+/// Largest bucket index: magnitudes up to 10¹² (⌈ln(10²¹)/ln(1.04)⌉ = 1233; a test checks it against
+/// [`GAMMA`] and [`ZERO`]). A constant, since every reported value is bucketed.
+const MAX_INDEX: i32 = 1233;
 
 /// The bucket of `x`; `None` for NaN.
 pub fn bucket(x: f64) -> Option<i16> {
@@ -47,7 +46,7 @@ pub fn bucket(x: f64) -> Option<i16> {
         return Some(0);
     }
     let k = ((magnitude / ZERO).ln() / GAMMA.ln()).ceil() as i32;
-    let k = k.clamp(1, max_index()) as i16;
+    let k = k.clamp(1, MAX_INDEX) as i16;
     Some(if x < 0.0 { -k } else { k })
 }
 
@@ -71,7 +70,7 @@ impl Distribution {
     /// Adds `other` into this one.
     pub fn merge(&mut self, other: &Distribution) {
         for (b, c) in &other.counts {
-            if b.unsigned_abs() as i32 > max_index() {
+            if i32::from(b.unsigned_abs()) > MAX_INDEX {
                 continue; // not a bucket this build makes: from a confused peer
             }
             let mine = self.counts.entry(*b).or_default();
@@ -211,6 +210,10 @@ mod tests {
 
     #[test]
     fn buckets_are_four_percent_wide_signed_and_bounded() {
+        assert_eq!(
+            MAX_INDEX,
+            ((1e12f64 / ZERO).ln() / GAMMA.ln()).ceil() as i32
+        );
         assert_eq!(bucket(0.0), Some(0));
         assert_eq!(bucket(f64::NAN), None);
         let (a, b) = (bucket(1.01).unwrap(), bucket(1.01 * GAMMA).unwrap());

@@ -20,7 +20,7 @@ pub struct DueMove {
     pub from: Stage,
     /// Where it goes.
     pub to: Stage,
-    /// The days it stood in `from`, and the policy's days.
+    /// The days it has stood in `from`.
     pub stood_days: f64,
     /// The days the policy asks for.
     pub after_days: f64,

@@ -15,6 +15,8 @@ use tokio::io::AsyncWriteExt;
 
 /// Most files a model's artifacts may hold.
 const MAX_FILES: usize = 100_000;
+/// Most versions of one registered model read (for parents and the newest version).
+const MAX_VERSIONS: usize = 100_000;
 /// Largest API answer read (artifacts are streamed, not bounded by this).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
@@ -285,7 +287,7 @@ impl Mlflow {
             let a: Answer = self.get("mlflow/model-versions/search", &query).await?;
             all.extend(a.model_versions);
             match a.next_page_token.filter(|t| !t.is_empty()) {
-                Some(t) if all.len() < MAX_FILES => token = Some(t),
+                Some(t) if all.len() < MAX_VERSIONS => token = Some(t),
                 _ => return Ok(all),
             }
         }
