@@ -34,8 +34,7 @@ struct RawConfig {
     #[serde(default)]
     trusted_keys: Vec<String>,
     root_file: Option<PathBuf>,
-    #[serde(default = "default_accelerator")]
-    accelerator: Accelerator,
+    accelerator: Option<Accelerator>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     application: Option<RawApplication>,
@@ -51,6 +50,7 @@ struct RawConfig {
     mirror_timeout_secs: u64,
     #[serde(default = "default_detect_hardware")]
     detect_hardware: bool,
+    hardware_root: Option<PathBuf>,
 }
 
 fn default_detect_hardware() -> bool {
@@ -167,9 +167,6 @@ fn default_alias() -> AliasName {
         .parse()
         .unwrap_or_else(|_| unreachable!("`prod` is a valid alias"))
 }
-fn default_accelerator() -> Accelerator {
-    Accelerator::Cpu
-}
 fn default_poll() -> u64 {
     30
 }
@@ -259,8 +256,9 @@ pub struct Config {
     pub application: Application,
     /// Health check.
     pub health_check: Option<HealthCheck>,
-    /// What the system says it is ([`crate::hardware`]), read at load unless
-    /// `detect_hardware = false`; reported as labels under the operator's.
+    /// What the system says it is ([`crate::hardware`]), read at load (under
+    /// `hardware_root`, `/` by default) unless `detect_hardware = false`; reported as labels
+    /// over the operator's.
     pub hardware: BTreeMap<String, String>,
     /// How the model server is told to load a new current version ([`crate::reload`]).
     pub reload: Option<ReloadHook>,
@@ -344,9 +342,18 @@ impl Config {
         if raw.mirrors.len() > 16 {
             bail!("mirrors lists {} mirrors; at most 16", raw.mirrors.len());
         }
-        if raw.accelerator == Accelerator::Any {
+        if raw.accelerator == Some(Accelerator::Any) {
             bail!("accelerator must be `cpu` or `gpu`");
         }
+        let hardware = if raw.detect_hardware {
+            let root = raw
+                .hardware_root
+                .as_deref()
+                .map_or_else(|| PathBuf::from("/"), resolve);
+            crate::hardware::labels(&root)
+        } else {
+            BTreeMap::new()
+        };
         let self_update = match raw.self_update {
             Some(s) if s.model == raw.model => bail!(
                 "self_update.model is `{}`, the model the device runs: name the model that carries the agent",
@@ -390,15 +397,15 @@ impl Config {
             alias: raw.alias,
             trusted: Keyring::new(keys),
             root_file: raw.root_file.as_deref().map(resolve),
-            accelerator: raw.accelerator,
+            accelerator: raw.accelerator.unwrap_or(if hardware.contains_key("gpu") {
+                Accelerator::Gpu
+            } else {
+                Accelerator::Cpu
+            }),
             labels: raw.labels,
             application,
             health_check,
-            hardware: if raw.detect_hardware {
-                crate::hardware::labels(Path::new("/"))
-            } else {
-                BTreeMap::new()
-            },
+            hardware,
             reload: raw.reload.map(RawReload::validate).transpose()?,
             poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
             metrics_socket: raw
@@ -411,11 +418,13 @@ impl Config {
         })
     }
 
-    /// What this device is, for choosing among a release's variants.
+    /// What this device is, for choosing among a release's variants: its facts are the
+    /// labels it announces.
     pub fn device_profile(&self) -> DeviceProfile {
         DeviceProfile {
             target: crate::TARGET.to_owned(),
             accelerator: self.accelerator,
+            facts: self.all_labels(),
         }
     }
 
@@ -430,7 +439,10 @@ impl Config {
     }
 
     /// All labels the device announces: built-in `arch`, `target`, `os`, `accelerator`, then
-    /// the operator's (which may override them), then the application's schemas.
+    /// the operator's (which may override those), then what detection found (which the
+    /// operator's do not override: a device is not mislabelled into running a build its
+    /// hardware cannot; `detect_hardware = false` to label by hand), then the application's
+    /// schemas.
     pub fn all_labels(&self) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::from([
             ("arch".to_owned(), std::env::consts::ARCH.to_owned()),
@@ -438,9 +450,8 @@ impl Config {
             ("target".to_owned(), crate::TARGET.to_owned()),
             ("accelerator".to_owned(), self.accelerator.to_string()),
         ]);
-        // Detected facts first: an operator's label of the same name wins.
-        labels.extend(self.hardware.clone());
         labels.extend(self.labels.clone());
+        labels.extend(self.hardware.clone());
         if let Some(sends) = &self.application.sends {
             labels.insert(SENDS_LABEL.to_owned(), sends.to_string());
         }

@@ -862,17 +862,33 @@ fn chunk_failed(
     ))
 }
 
-/// The variant of an installed version this device holds, from its stored envelope.
+/// The variant of an installed version this device holds, from its stored envelope: the one
+/// whose file is there with its size. What the device would choose today decides only between
+/// builds that look alike on disk (its hardware facts may have changed since it installed:
+/// a driver upgrade must not make it forget what it runs).
 pub fn installed_variant(
     layout: &SlotLayout,
     model: &ModelName,
     version: &ferry_shared::Version,
     profile: &DeviceProfile,
 ) -> Option<Variant> {
-    let bytes = fs::read(layout.version_dir(model, version).join(ENVELOPE_FILE)).ok()?;
+    let dir = layout.version_dir(model, version);
+    let bytes = fs::read(dir.join(ENVELOPE_FILE)).ok()?;
     let envelope = Envelope::from_bytes(&bytes).ok()?;
     let release = Release::from_canonical_bytes(&envelope.payload).ok()?;
-    select_variant(&release, profile).cloned()
+    let present: Vec<&Variant> = release
+        .variants
+        .iter()
+        .filter(|v| fs::metadata(dir.join(v.file_name.as_str())).is_ok_and(|m| m.len() == v.size))
+        .collect();
+    match present.as_slice() {
+        [] => None,
+        [only] => Some((*only).clone()),
+        several => select_variant(&release, profile)
+            .filter(|chosen| several.contains(chosen))
+            .or(several.first().copied())
+            .cloned(),
+    }
 }
 
 /// The device's `current` and `previous` versions as plan sources, with their chunk indexes

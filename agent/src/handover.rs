@@ -256,10 +256,7 @@ fn confirmed_install(config: &Config, model: &ModelName) -> Option<(Version, Pat
         return None;
     }
     let version = layout.slots(model).ok()?.current?;
-    let profile = ferry_shared::variant_choice::DeviceProfile {
-        target: crate::TARGET.to_owned(),
-        accelerator: config.accelerator,
-    };
+    let profile = config.device_profile();
     let variant = crate::fetch::installed_variant(&layout, model, &version, &profile)?;
     let binary = layout.artifact_path(model, &version, variant.file_name.as_ref());
     Some((version, std::fs::canonicalize(&binary).unwrap_or(binary)))

@@ -122,6 +122,7 @@ mod tests {
             hash: Digest::of(b""),
             chunks: Digest::of(b""),
             kind: ArtifactKind::Directory,
+            requires: Vec::new(),
         }
     }
 

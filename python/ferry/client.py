@@ -143,6 +143,7 @@ class Client:
         variants: Optional[Mapping[str, PathLike]] = None,
         accelerator: str = "any",
         target: str = "any",
+        requires: Sequence[str] = (),
         file_name: Optional[str] = None,
         cpu_fallback: bool = False,
         reason: Optional[str] = None,
@@ -151,8 +152,10 @@ class Client:
     ) -> Published:
         """Signs and publishes a release with ``ferryctl publish`` (see :mod:`ferry.publish`).
 
-        Give the artifact ``file`` (with ``accelerator`` and ``target``), or ``variants``
-        mapping ``ACCEL[/TARGET]`` to a file for each build. ``key`` is the publisher key file
+        Give the artifact ``file`` (with ``accelerator``, ``target`` and the hardware it
+        ``requires``, e.g. ``["cuda >= 12.2"]``), or ``variants`` mapping
+        ``ACCEL[/TARGET][[REQ, …]]`` to a file for each build
+        (``{"gpu[cuda >= 12.2]": "model.engine", "cpu": "model.onnx"}``). ``key`` is the publisher key file
         (or several, when the trust root wants more than one signature). ``meta`` is a
         ``meta.toml`` path or a mapping of the same fields. ``progress`` is called as the
         artifacts upload.
@@ -167,6 +170,7 @@ class Client:
             variants=variants,
             accelerator=accelerator,
             target=target,
+            requires=requires,
             file_name=file_name,
             cpu_fallback=cpu_fallback,
             reason=reason,

@@ -32,6 +32,8 @@ class Variant:
     #: ``file``, or ``directory``: an archive devices unpack beside itself (``model.tar`` →
     #: ``model/``).
     kind: str = "file"
+    #: What the device must have to run it (``cuda >= 12.2``, ``cpu.avx2``).
+    requires: Tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, d: Json) -> "Variant":
@@ -42,6 +44,7 @@ class Variant:
             size=int(d["size"]),
             hash=str(d["hash"]),
             kind=str(d.get("kind", "file")),
+            requires=tuple(str(r) for r in d.get("requires", [])),
         )
 
 

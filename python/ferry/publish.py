@@ -139,6 +139,7 @@ def run(
     variants: Optional[Mapping[str, "PathLike"]],
     accelerator: str,
     target: str,
+    requires: Sequence[str],
     file_name: Optional[str],
     cpu_fallback: bool,
     reason: Optional[str],
@@ -154,6 +155,10 @@ def run(
     args = [find_ferryctl(client.ferryctl), "publish", name, version]
     if file is not None:
         args += [os.fspath(file), "--accelerator", accelerator, "--target", target]
+        for requirement in requires:
+            args += ["--requires", requirement]
+    elif requires:
+        raise PublishError("requires goes with a file; give each variant's in its key")
     else:
         for platform, path in (variants or {}).items():
             args += ["--variant", f"{platform}={os.fspath(path)}"]

@@ -107,6 +107,26 @@ def test_a_progress_callback_that_raises_stops_the_publish_and_loses_nothing(coo
     assert client.release(MODEL, "0.9.0").release.variants[0].size == 8 * 1024 * 1024
 
 
+def test_builds_for_hardware_carry_their_requirements(coordinator, tmp_path):
+    client = client_of(coordinator)
+    engine = write(tmp_path / "model.engine", weights(4, 4096))
+    onnx = write(tmp_path / "model.onnx", weights(5, 4096))
+    client.publish(
+        "hw-model",
+        "1.0.0",
+        key=coordinator.key,
+        file_name="model.bin",
+        variants={"gpu[cuda >= 12.2, compute_capability >= 8.7]": engine, "cpu": onnx},
+        cpu_fallback=True,
+    )
+    shown = {v.accelerator: v.requires for v in client.release("hw-model", "1.0.0").release.variants}
+    assert shown == {"gpu": ("cuda >= 12.2", "compute_capability >= 8.7"), "cpu": ()}
+    client.publish("hw-model", "1.1.0", onnx, key=coordinator.key, requires=["cpu.avx2"])
+    assert client.release("hw-model", "1.1.0").release.variants[0].requires == ("cpu.avx2",)
+    with pytest.raises(ferry.PublishError):
+        client.publish("hw-model", "1.2.0", key=coordinator.key, variants={"cpu": onnx}, requires=["cpu.avx2"])
+
+
 def test_a_publish_with_a_key_the_coordinator_does_not_trust_is_refused(coordinator, tmp_path):
     stranger = tmp_path / "stranger.key"
     coordinator.ctl("keys", "generate", "--out", str(stranger))

@@ -21,6 +21,7 @@ pub mod name;
 #[cfg(feature = "tls")]
 pub mod pinned;
 pub mod plan;
+pub mod requirement;
 pub mod rollout;
 pub mod schema;
 pub mod sign;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::Digest;
 use crate::name::{FileName, ModelName};
+use crate::requirement::Requirement;
 use crate::version::Version;
 
 mod legacy;
@@ -20,7 +21,9 @@ mod legacy;
 /// 2: every manifest carries its own document version (`revision`) and an expiry.
 /// 3: directory artifacts, where a release came from (`source`), free-form tags, several
 ///    datasets with their role, and the model's interface as its framework describes it.
-pub const MANIFEST_SCHEMA: u32 = 3;
+/// 4: what a variant requires of the device's hardware (`cuda >= 12.2`), so one release may
+///    carry several builds for the same accelerator.
+pub const MANIFEST_SCHEMA: u32 = 4;
 
 /// The oldest manifest format this build reads. A publisher writes the oldest format that can
 /// hold the release ([`Release::needed_schema`]), so devices that only know format 2 keep
@@ -79,6 +82,9 @@ pub struct Variant {
     /// device unpacks beside it (format 3).
     #[serde(default)]
     pub kind: ArtifactKind,
+    /// What the device must have to run it, beyond target and accelerator (format 4).
+    #[serde(default)]
+    pub requires: Vec<Requirement>,
 }
 
 /// What a variant's file holds.
@@ -260,6 +266,7 @@ impl Release {
         let encode = |e: postcard::Error| ManifestError::Decode(e.to_string());
         let bytes = match self.schema {
             2 => postcard::to_allocvec(&legacy::ReleaseV2::try_from(self)?).map_err(encode)?,
+            3 => postcard::to_allocvec(&legacy::ReleaseV3::try_from(self)?).map_err(encode)?,
             MANIFEST_SCHEMA => postcard::to_allocvec(self).map_err(encode)?,
             found => return Err(ManifestError::Schema { found }),
         };
@@ -283,6 +290,9 @@ impl Release {
             2 => postcard::from_bytes::<legacy::ReleaseV2>(bytes)
                 .map_err(decode)?
                 .into(),
+            3 => postcard::from_bytes::<legacy::ReleaseV3>(bytes)
+                .map_err(decode)?
+                .into(),
             MANIFEST_SCHEMA => postcard::from_bytes(bytes).map_err(decode)?,
             found => return Err(ManifestError::Schema { found }),
         };
@@ -293,30 +303,41 @@ impl Release {
         Ok(release)
     }
 
-    /// The oldest manifest format that can hold this release: 2 unless it uses something
-    /// format 3 brought.
+    /// The oldest manifest format that can hold this release: 2 unless it uses something a
+    /// later format brought.
     pub fn needed_schema(&self) -> u32 {
-        match self.newest_feature() {
-            Some(_) => 3,
-            None => 2,
+        self.newest_feature()
+            .map_or(OLDEST_MANIFEST_SCHEMA, |(_, format)| format)
+    }
+
+    /// The thing in the release that needs the newest format, with that format.
+    fn newest_feature(&self) -> Option<(&'static str, u32)> {
+        let m = &self.metadata;
+        if self.variants.iter().any(|v| !v.requires.is_empty()) {
+            Some(("hardware requirements", 4))
+        } else if self.variants.iter().any(|v| v.kind != ArtifactKind::File) {
+            Some(("a directory artifact", 3))
+        } else if !m.datasets.is_empty() {
+            Some(("a list of datasets", 3))
+        } else if m.interface.is_some() {
+            Some(("an interface", 3))
+        } else if !m.tags.is_empty() {
+            Some(("tags", 3))
+        } else if m.source.is_some() {
+            Some(("a source", 3))
+        } else {
+            None
         }
     }
 
-    /// The first thing in the release that format 2 cannot hold.
-    fn newest_feature(&self) -> Option<&'static str> {
-        let m = &self.metadata;
-        if self.variants.iter().any(|v| v.kind != ArtifactKind::File) {
-            Some("a directory artifact")
-        } else if !m.datasets.is_empty() {
-            Some("a list of datasets")
-        } else if m.interface.is_some() {
-            Some("an interface")
-        } else if !m.tags.is_empty() {
-            Some("tags")
-        } else if m.source.is_some() {
-            Some("a source")
-        } else {
-            None
+    /// Refuses to write this release in `format` when it holds something that format cannot
+    /// (it would be lost unsigned).
+    fn fits_format(&self, format: u32) -> Result<(), ManifestError> {
+        match self.newest_feature() {
+            Some((feature, needs)) if needs > format => Err(self.invalid(format!(
+                "manifest format {format} cannot hold {feature}; it needs format {needs}"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -347,11 +368,19 @@ impl Release {
         for (i, a) in self.variants.iter().enumerate() {
             if self.variants[..i]
                 .iter()
-                .any(|b| a.target == b.target && a.accelerator == b.accelerator)
+                .any(|b| a.target == b.target && a.accelerator == b.accelerator && same_set(a, b))
             {
                 return Err(invalid(format!(
-                    "two variants for target {} and accelerator {}",
+                    "two variants for target {} and accelerator {} with the same requirements",
                     a.target, a.accelerator
+                )));
+            }
+            if a.requires.len() > MAX_REQUIREMENTS {
+                return Err(invalid(format!(
+                    "variant {}/{} has {} requirements; the limit is {MAX_REQUIREMENTS}",
+                    a.target,
+                    a.accelerator,
+                    a.requires.len()
                 )));
             }
             if let Target::Triple(t) = &a.target
@@ -450,6 +479,14 @@ impl Release {
     }
 }
 
+/// Most requirements one variant may carry.
+pub const MAX_REQUIREMENTS: usize = 16;
+
+/// Whether two variants ask the same of the device, in whatever order they list it.
+fn same_set(a: &Variant, b: &Variant) -> bool {
+    a.requires.len() == b.requires.len() && a.requires.iter().all(|r| b.requires.contains(r))
+}
+
 fn is_plausible_triple(t: &str) -> bool {
     let parts = t.split('-').count();
     (2..=5).contains(&parts)
@@ -539,6 +576,7 @@ pub(crate) mod tests {
                 hash: Digest::of(b"hello model"),
                 chunks: Digest::of(b"chunk index"),
                 kind: Default::default(),
+                requires: Vec::new(),
             }],
             cpu_fallback: false,
             metadata: Lineage {
@@ -640,6 +678,58 @@ pub(crate) mod tests {
             let err = r.to_canonical_bytes().unwrap_err().to_string();
             assert!(err.contains("needs format 3"), "{err}");
         }
+    }
+
+    /// `sample_format_3()` as the format-3 build (8ca952a) encoded it.
+    const SAMPLE_FORMAT_3: &str = "030e66726175642d6465746563746f720a312e322e302d72632e310180a4a7da0680e2cfaa060a6369406578616d706c650103616e7901096d6f64656c2e7461720b854e454d13138c0394fded4e14b6179f0ee0cc7e23378f39f70b301f0ca9f215604c668d0cc72131d7c106aae99f9a2420e3e23849bf6a13062f510b33222f1f01000106396632633165010c7472616e73616374696f6e7307323032342d3031010b7368613235363a61626364000000010861636375726163798b6ce7fba9f1ee3f00000000000105312e312e30010469726973010462316332011566696c653a2f2f2f646174612f697269732e6373760108747261696e696e6701106d6c666c6f772d7369676e617475726501025b5d000001047465616d05667261756401066d6c666c6f7723687474703a2f2f6d6c666c6f772f232f6d6f64656c732f6d2f76657273696f6e732f3101016d010131010361626300010130";
+
+    #[test]
+    fn a_format_3_manifest_from_the_previous_build_still_decodes_and_re_encodes_the_same() {
+        let bytes = hex::decode(SAMPLE_FORMAT_3).unwrap();
+        let release = Release::from_canonical_bytes(&bytes).unwrap();
+        let mut expected = sample_format_3();
+        expected.schema = 3;
+        assert_eq!(release, expected);
+        assert_eq!(release.to_canonical_bytes().unwrap(), bytes);
+        assert_eq!(release.needed_schema(), 3);
+    }
+
+    #[test]
+    fn format_4_carries_requirements_and_older_formats_refuse_to_drop_them() {
+        let mut release = sample_format_3();
+        release.variants[0].requires =
+            vec!["cuda >= 12.2".parse().unwrap(), "cpu.avx2".parse().unwrap()];
+        assert_eq!(release.needed_schema(), 4);
+        let bytes = release.to_canonical_bytes().unwrap();
+        assert_eq!(Release::from_canonical_bytes(&bytes).unwrap(), release);
+        for old in [2, 3] {
+            let mut r = release.clone();
+            r.schema = old;
+            let err = r.to_canonical_bytes().unwrap_err().to_string();
+            assert!(
+                err.contains("cannot hold hardware requirements; it needs format 4"),
+                "{err}"
+            );
+        }
+        // Two builds for one platform are fine when they ask different things, not otherwise.
+        let mut two = release.clone();
+        let mut other = two.variants[0].clone();
+        other.requires = vec!["cuda >= 11.4".parse().unwrap()];
+        two.variants.push(other.clone());
+        assert!(two.validate().is_ok());
+        other.requires = vec!["cpu.avx2".parse().unwrap(), "cuda >= 12.2".parse().unwrap()];
+        two.variants[1] = other;
+        assert!(
+            two.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("same requirements")
+        );
+        let mut many = release;
+        many.variants[0].requires = (0..=MAX_REQUIREMENTS)
+            .map(|i| format!("x{i}").parse().unwrap())
+            .collect();
+        assert!(many.validate().unwrap_err().to_string().contains("limit"));
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub fn release(name: &str, version: &str) -> crate::Release {
             hash: crate::Digest::of(version.as_bytes()),
             chunks: crate::Digest::of(b"index"),
             kind: Default::default(),
+            requires: Vec::new(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),

@@ -91,7 +91,7 @@ pub struct AgentSpec {
     pub fingerprint: Option<String>,
     /// Enrollment token; `None` for the coordinator's real one.
     pub token: Option<String>,
-    /// `cpu` or `gpu`.
+    /// `cpu` or `gpu`; empty: left to the agent's hardware detection.
     pub accelerator: String,
     /// Root metadata to trust instead of the publisher key (`root_file`).
     pub root_file: Option<PathBuf>,
@@ -319,7 +319,7 @@ state_dir = "{state}"
 model = "{MODEL}"
 alias = "prod"
 {trust}
-accelerator = "{accel}"
+{accel}
 poll_interval_secs = 1
 {top}
 
@@ -347,7 +347,11 @@ timeout_secs = 900
                 Some(root) => format!("trusted_keys = []\nroot_file = \"{}\"", root.display()),
                 None => format!("trusted_keys = [\"{}\"]", public.trim()),
             },
-            accel = spec.accelerator,
+            accel = if spec.accelerator.is_empty() {
+                String::new()
+            } else {
+                format!("accelerator = \"{}\"", spec.accelerator)
+            },
             name = spec.name,
             extra = spec.extra,
             top = spec.top,

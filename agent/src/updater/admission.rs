@@ -4,7 +4,7 @@
 
 use ferry_shared::sign::{Keyring, SignedRelease};
 use ferry_shared::trust::{TrustError, TrustState, check_release_fresh};
-use ferry_shared::variant_choice::{DeviceProfile, select_variant};
+use ferry_shared::variant_choice::{DeviceProfile, select_variant, why_none_fits};
 use ferry_shared::wire::{DesiredRelease, DesiredState, ErrorKind, InstallError};
 use ferry_shared::{ModelName, Variant, Version};
 
@@ -158,17 +158,7 @@ pub(super) fn admit_release(
         }),
         None => refuse(
             ErrorKind::IncompatibleHardware,
-            format!(
-                "no variant for {} with accelerator {} (release offers: {})",
-                device.target,
-                device.accelerator,
-                release
-                    .variants
-                    .iter()
-                    .map(|v| format!("{}/{}", v.target, v.accelerator))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            why_none_fits(release, device),
         ),
     }
 }

@@ -36,6 +36,7 @@ pub fn admitted(version: &Version) -> Admitted {
             hash: Digest::of(version.to_string().as_bytes()),
             chunks: Digest::of(b"index"),
             kind: Default::default(),
+            requires: Vec::new(),
         },
         envelope: Vec::new(),
     }

@@ -469,6 +469,7 @@ fn expiring_desired(
             hash: Digest::of(b"abc"),
             chunks: Digest::of(b"index"),
             kind: Default::default(),
+            requires: Vec::new(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),
@@ -493,6 +494,7 @@ fn admission_checks_signature_identity_and_hardware() {
     let cpu = DeviceProfile {
         target: "x86_64-unknown-linux-gnu".into(),
         accelerator: Accelerator::Cpu,
+        facts: Default::default(),
     };
     let ok = signed_desired(&key, "m", "2.0.0", Accelerator::Cpu);
     assert!(matches!(

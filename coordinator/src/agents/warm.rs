@@ -179,13 +179,17 @@ fn fleet_versions(
     pairs.into_iter().map(|(pair, _)| pair).collect()
 }
 
-/// The variant of `release` a device that needs `wanted` would hold: same target and
-/// accelerator, or the only variant.
+/// The variant of `release` a device that needs `wanted` would hold: same target, accelerator
+/// and requirements, or the only variant.
 fn matching_variant<'r>(release: &'r Release, wanted: &Variant) -> Option<&'r Variant> {
     release
         .variants
         .iter()
-        .find(|v| v.target == wanted.target && v.accelerator == wanted.accelerator)
+        .find(|v| {
+            v.target == wanted.target
+                && v.accelerator == wanted.accelerator
+                && v.requires == wanted.requires
+        })
         .or(match release.variants.as_slice() {
             [only] => Some(only),
             _ => None,

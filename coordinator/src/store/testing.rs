@@ -26,6 +26,7 @@ pub(crate) fn release(version: &str, bytes: &[u8], created_at: u64) -> Release {
             hash: Digest::of(bytes),
             chunks: cut(bytes).index.digest(),
             kind: Default::default(),
+            requires: Vec::new(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),

@@ -100,6 +100,7 @@ fn signed_release(version: &str, by: &SecretKey, revision: u32, expires: u64) ->
             hash: Digest::of(b"abc"),
             chunks: Digest::of(b"index"),
             kind: Default::default(),
+            requires: Vec::new(),
         }],
         cpu_fallback: false,
         metadata: Lineage::default(),

@@ -14,6 +14,7 @@ use ferry_coordinator::api::{BlobStored, Published};
 use ferry_coordinator::outln;
 use ferry_shared::chunk::{ChunkIndex, ChunkParams, Chunked};
 use ferry_shared::manifest::{ArtifactKind, Lineage, MANIFEST_SCHEMA};
+use ferry_shared::requirement::Requirement;
 use ferry_shared::{Accelerator, FileName, ModelName, Release, Target, Variant, Version};
 
 use crate::client::{Client, escape};
@@ -32,10 +33,16 @@ pub(crate) struct PublishArgs {
     /// The artifact file, or a directory to ship whole (or give --variant, once per build).
     #[arg(required_unless_present = "variant", conflicts_with = "variant")]
     file: Option<PathBuf>,
-    /// One build of the model: ACCEL[/TARGET]=FILE, e.g. `gpu=model-cuda.onnx` or
-    /// `cpu/aarch64-unknown-linux-gnu=model-arm.onnx`; repeat it for each build.
+    /// One build of the model: ACCEL[/TARGET][\[REQ, …\]]=FILE, e.g. `gpu=model-cuda.onnx`,
+    /// `cpu/aarch64-unknown-linux-gnu=model-arm.onnx` or
+    /// `gpu[cuda >= 12.2, compute_capability >= 8.7]=model-orin.engine`; repeat it for each
+    /// build. Requirements name device facts (hardware labels) the build needs.
     #[arg(long)]
     variant: Vec<VariantSpec>,
+    /// With FILE: a fact the device must have to run it, e.g. `cuda >= 12.2`,
+    /// `compute_capability >= 8.7`, `cpu.avx2`; repeat for several.
+    #[arg(long = "requires", conflicts_with = "variant")]
+    requires: Vec<Requirement>,
     /// Let a GPU device run the CPU build when the release has no GPU build for it.
     #[arg(long)]
     cpu_fallback: bool,
@@ -80,6 +87,7 @@ pub(crate) struct PublishArgs {
 pub(crate) struct VariantSpec {
     pub(crate) accelerator: Accelerator,
     pub(crate) target: Target,
+    pub(crate) requires: Vec<Requirement>,
     pub(crate) file: PathBuf,
 }
 
@@ -87,9 +95,23 @@ impl FromStr for VariantSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (platform, file) = s
-            .split_once('=')
-            .ok_or_else(|| format!("{s:?}: expected ACCEL[/TARGET]=FILE"))?;
+        let expected = || format!("{s:?}: expected ACCEL[/TARGET][[REQ, …]]=FILE");
+        // Requirements hold `=` themselves (`cuda >= 12.2`): the platform ends at `[` or at the
+        // first `=`, whichever comes first.
+        let (platform, requires, file) = match (s.find('['), s.find('=')) {
+            (Some(open), Some(eq)) if open < eq => {
+                let close = s[open..].find(']').ok_or_else(expected)? + open;
+                let file = s[close + 1..].strip_prefix('=').ok_or_else(expected)?;
+                let requires = s[open + 1..close]
+                    .split(',')
+                    .filter(|r| !r.trim().is_empty())
+                    .map(|r| r.parse::<Requirement>().map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (&s[..open], requires, file)
+            }
+            (_, Some(eq)) => (&s[..eq], Vec::new(), &s[eq + 1..]),
+            (_, None) => return Err(expected()),
+        };
         let (accelerator, target) = match platform.split_once('/') {
             Some((a, t)) => (a.parse()?, t.parse()?),
             None => (platform.parse()?, Target::Any),
@@ -100,6 +122,7 @@ impl FromStr for VariantSpec {
         Ok(Self {
             accelerator,
             target,
+            requires,
             file: file.into(),
         })
     }
@@ -198,6 +221,7 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> Result<()> {
         Some(file) => vec![VariantSpec {
             accelerator: args.accelerator,
             target: args.target.clone(),
+            requires: args.requires.clone(),
             file: file.clone(),
         }],
         None => args.variant.clone(),
@@ -259,6 +283,7 @@ pub(crate) async fn publish(client: &Client, p: &Publication) -> Result<Publishe
             hash: cut.hash,
             chunks: cut.index.digest(),
             kind: artifact.kind,
+            requires: spec.requires.clone(),
         });
         artifacts.push(artifact);
     }
@@ -347,4 +372,34 @@ pub(crate) async fn publish(client: &Client, p: &Publication) -> Result<Publishe
         outln!("alias `latest` of {name} now points at {version}");
     }
     Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_specs_with_requirements() {
+        let spec: VariantSpec =
+            "gpu/aarch64-unknown-linux-gnu[cuda >= 12.2, compute_capability>=8.7]=m.engine"
+                .parse()
+                .unwrap();
+        assert_eq!(spec.accelerator, Accelerator::Gpu);
+        assert_eq!(spec.target.to_string(), "aarch64-unknown-linux-gnu");
+        let requires: Vec<String> = spec.requires.iter().map(ToString::to_string).collect();
+        assert_eq!(requires, ["cuda >= 12.2", "compute_capability >= 8.7"]);
+        assert_eq!(spec.file, PathBuf::from("m.engine"));
+        let plain: VariantSpec = "cpu=model=v2.onnx".parse().unwrap();
+        assert!(plain.requires.is_empty());
+        assert_eq!(plain.file, PathBuf::from("model=v2.onnx"));
+        for bad in [
+            "gpu[cuda >= 12=m",
+            "gpu[cuda >= 12]m",
+            "gpu[CUDA]=m",
+            "gpu[cuda>=12]=",
+            "gpu",
+        ] {
+            assert!(bad.parse::<VariantSpec>().is_err(), "{bad}");
+        }
+    }
 }

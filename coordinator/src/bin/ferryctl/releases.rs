@@ -129,6 +129,10 @@ fn print_release(r: &ReleaseView) {
             human_bytes(v.size),
             v.hash.short()
         );
+        if !v.requires.is_empty() {
+            let requires: Vec<String> = v.requires.iter().map(ToString::to_string).collect();
+            outln!("      requires {}", requires.join(", "));
+        }
     }
     outln!("  code commit    {}", or_dash(m.code_commit.as_deref()));
     match &m.dataset {

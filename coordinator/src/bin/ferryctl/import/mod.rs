@@ -52,6 +52,9 @@ pub(crate) struct MlflowArgs {
     /// The accelerator the model needs (cpu, gpu or any).
     #[arg(long, default_value = "any")]
     accelerator: Accelerator,
+    /// A fact the device must have to run the model, e.g. `cuda >= 12.2`; repeat for several.
+    #[arg(long)]
+    requires: Vec<ferry_shared::requirement::Requirement>,
     /// The target triple it runs on, or any.
     #[arg(long, default_value = "any")]
     target: Target,
@@ -274,6 +277,7 @@ async fn import_one(
         specs: vec![VariantSpec {
             accelerator: args.accelerator,
             target: args.target.clone(),
+            requires: args.requires.clone(),
             file: tree,
         }],
         cpu_fallback: false,
