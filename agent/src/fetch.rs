@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::Encoding;
-use ferry_shared::manifest::ArtifactKind;
+use ferry_shared::disk_need::human;
 use ferry_shared::mirror::MirrorBase;
 use ferry_shared::sign::Envelope;
 use ferry_shared::variant_choice::{DeviceProfile, select_variant};
@@ -468,30 +468,20 @@ fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), DownloadF
         }
     };
     let staged = crate::space::allocated(&attempt.staging.join(variant.file_name.as_str()));
-    // A directory artifact's tree is unpacked beside its archive: about as much again.
-    let need = match variant.kind {
-        ArtifactKind::File => variant.size,
-        ArtifactKind::Directory => variant.size.saturating_mul(2),
-    };
-    match crate::space::shortfall(need, staged, free) {
+    match ferry_shared::disk_need::shortfall(variant, staged, free) {
         None => Ok(()),
-        Some(short) => Err(attempt.fail(
+        Some(_) => Err(attempt.fail(
             ErrorKind::Disk,
             format!(
-                "not enough disk space to download {} ({}): {} short, {} free in {}",
+                "not enough disk space to download {}: need {}, have {} free in {}",
                 attempt.target.version,
-                mib(need),
-                mib(short),
-                mib(free),
+                human(ferry_shared::disk_need::install_need(variant, staged)),
+                human(free),
                 layout.root().display()
             ),
             Retry::Later,
         )),
     }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Removes unfinished downloads of `model` other than of `keep` (all of them with `None`):

@@ -5,12 +5,14 @@
 //! from untrusted [`mirrors`]) and [`assemble`]
 //! (copy, decode and verify chunks into the staging file), [`slots`] (the atomic
 //! switch and crash recovery) and [`health`] (the post-switch check); [`access`] says who may
-//! read what in the state directory. [`state`] remembers what
+//! read what in the state directory; [`conditions`] tells the coordinator the disk space and
+//! deferred switches. [`state`] remembers what
 //! must survive restarts. [`status`] and [`rollback`] are the local commands.
 
 pub mod access;
 pub mod assemble;
 pub mod backoff;
+pub mod conditions;
 pub mod config;
 pub mod daemon;
 pub mod fetch;

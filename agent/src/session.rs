@@ -15,14 +15,15 @@ use ferry_shared::wire::io::{
     FrameIoError, read_frame, read_preamble, write_frame, write_preamble,
 };
 use ferry_shared::wire::{
-    DEVICE_AUTH_EXPORTER_LABEL, DISTRIBUTIONS_SINCE, DesiredState, DeviceId, DeviceReport, Follow,
-    Hello, Refusal, ToAgent, ToCoordinator,
+    CONDITIONS_SINCE, DEVICE_AUTH_EXPORTER_LABEL, DISTRIBUTIONS_SINCE, DesiredState, DeviceId,
+    DeviceReport, Follow, Hello, Refusal, ToAgent, ToCoordinator,
 };
 use quinn::{Connection, Endpoint};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::backoff;
+use crate::conditions::ConditionsProbe;
 use crate::config::Config;
 use crate::tls::PinnedCert;
 
@@ -114,10 +115,21 @@ pub async fn run(
     // Which coordinator to try: the same one again after a session that ended, the next
     // one after a failure to reach it.
     let mut turn = 0usize;
+    let probe = Arc::new(std::sync::Mutex::new(ConditionsProbe::new(
+        params.config.state_dir.clone(),
+    )));
     loop {
         let started = Instant::now();
         let addr = params.config.coordinators[turn % params.config.coordinators.len()];
-        let result = one_session(&params, addr, reports.clone(), &to_daemon, &connection).await;
+        if let Ok(mut p) = probe.lock() {
+            p.forget_sent();
+        }
+        let link = Link {
+            to_daemon: &to_daemon,
+            connection: &connection,
+            probe: &probe,
+        };
+        let result = one_session(&params, addr, reports.clone(), link).await;
         if !matches!(result, Ok(())) {
             turn = turn.wrapping_add(1);
         }
@@ -165,13 +177,44 @@ async fn send_distributions(
     Ok(())
 }
 
+/// Sends the device's conditions when they are news (measured off the runtime: what the agent
+/// holds is walked on disk).
+async fn send_conditions(
+    send: &mut quinn::SendStream,
+    probe: &Arc<std::sync::Mutex<ConditionsProbe>>,
+    installed: bool,
+) -> Result<(), FrameIoError> {
+    let probe = probe.clone();
+    let news = tokio::task::spawn_blocking(move || {
+        probe.lock().ok().and_then(|mut p| p.news(&[], installed))
+    })
+    .await
+    .ok()
+    .flatten();
+    if let Some(conditions) = news {
+        write_frame(send, &ToCoordinator::Conditions(conditions)).await?;
+    }
+    Ok(())
+}
+
+/// What a session reports through, besides the stream.
+struct Link<'a> {
+    to_daemon: &'a mpsc::Sender<FromSession>,
+    connection: &'a watch::Sender<Option<Connection>>,
+    probe: &'a Arc<std::sync::Mutex<ConditionsProbe>>,
+}
+
 async fn one_session(
     params: &SessionParams,
     addr: std::net::SocketAddr,
     mut reports: watch::Receiver<DeviceReport>,
-    to_daemon: &mpsc::Sender<FromSession>,
-    connection: &watch::Sender<Option<Connection>>,
+    link: Link<'_>,
 ) -> Result<(), SessionError> {
+    let Link {
+        to_daemon,
+        connection,
+        probe,
+    } = link;
     let config = &params.config;
     let connect_error = |reason: String| SessionError::Connect { addr, reason };
     let connecting = params
@@ -216,6 +259,7 @@ async fn one_session(
     let their_preamble = read_preamble(&mut recv).await?;
     // Distributions go only to a coordinator that knows the message.
     let sends_distributions = their_preamble.version >= DISTRIBUTIONS_SINCE;
+    let sends_conditions = their_preamble.version >= CONDITIONS_SINCE;
     let mut distributions_sent = 0u64;
     let welcome = match read_frame::<_, ToAgent>(&mut recv, "welcome").await? {
         Some(ToAgent::Welcome(w)) => w,
@@ -305,6 +349,9 @@ async fn one_session(
                 if sends_distributions {
                     send_distributions(&mut send, &params.metrics, &mut distributions_sent).await?;
                 }
+                if sends_conditions {
+                    send_conditions(&mut send, probe, true).await?;
+                }
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }
             _ = heartbeat.tick() => {
@@ -312,6 +359,9 @@ async fn one_session(
                 report.metrics = params.metrics.snapshot();
                 if sends_distributions {
                     send_distributions(&mut send, &params.metrics, &mut distributions_sent).await?;
+                }
+                if sends_conditions {
+                    send_conditions(&mut send, probe, false).await?;
                 }
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }

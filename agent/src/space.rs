@@ -1,5 +1,6 @@
 //! Disk space in the state directory. A download that cannot fit is not started
-//! ([`shortfall`], pure), and a small reserve file is kept so that a switch or a rollback can
+//! ([`ferry_shared::disk_need`]), what the agent holds is measured for its reports
+//! ([`disk_space`]), and a small reserve file is kept so that a switch or a rollback can
 //! still write its journal and links when something else filled the disk: it is freed just
 //! before they run on a nearly full disk, and made again once there is room.
 
@@ -11,10 +12,6 @@ use std::path::Path;
 /// file need.
 pub const RESERVE_BYTES: u64 = 1024 * 1024;
 
-/// What a download needs on top of its artifact: the chunk index, the envelope and the
-/// state file's growth, with a margin.
-pub const DOWNLOAD_MARGIN: u64 = 256 * 1024;
-
 /// The reserve file's name in the state directory.
 pub const RESERVE_FILE: &str = "space.reserve";
 
@@ -24,14 +21,46 @@ pub fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// How many bytes are missing to stage an artifact of `size` bytes when `staged` of them are
-/// already on disk and `free` bytes are free; `None` when it fits.
-pub fn shortfall(size: u64, staged: u64, free: u64) -> Option<u64> {
-    let needed = size
-        .saturating_sub(staged)
-        .saturating_add(size / 1024)
-        .saturating_add(DOWNLOAD_MARGIN);
-    (needed > free).then(|| needed - free)
+/// The file system holding `state_dir`: free and total bytes, and what the agent's own files
+/// there take: `held` when the caller knows it, else walked (at most [`MAX_WALKED`] entries:
+/// an unpacked model may be a tree of many small files).
+pub fn disk_space(state_dir: &Path, held: Option<u64>) -> Option<ferry_shared::wire::DiskSpace> {
+    let stat = rustix::fs::statvfs(state_dir).ok()?;
+    Some(ferry_shared::wire::DiskSpace {
+        free: stat.f_bavail.saturating_mul(stat.f_frsize),
+        total: stat.f_blocks.saturating_mul(stat.f_frsize),
+        held: held.unwrap_or_else(|| held_bytes(state_dir)),
+    })
+}
+
+/// Most directory entries [`disk_space`] walks.
+pub const MAX_WALKED: usize = 200_000;
+
+/// Allocated bytes under `dir`, not following symbolic links.
+fn held_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut walked = 0usize;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            walked += 1;
+            if walked > MAX_WALKED {
+                return total;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+            total = total.saturating_add(meta.blocks().saturating_mul(512));
+        }
+    }
+    total
 }
 
 /// Bytes of `path` really on disk (its allocated blocks, not its length: staging files are
@@ -86,14 +115,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_download_that_cannot_fit_is_short_by_what_it_lacks() {
-        let mib = 1024 * 1024;
-        assert_eq!(shortfall(10 * mib, 0, 100 * mib), None);
-        let short = shortfall(30 * mib, 0, 12 * mib).unwrap();
-        assert!(short > 18 * mib && short < 19 * mib, "{short}");
-        // What is already staged needs no room again.
-        assert_eq!(shortfall(30 * mib, 25 * mib, 12 * mib), None);
-        assert!(shortfall(u64::MAX, 0, u64::MAX / 2).is_some());
+    fn disk_space_counts_what_the_agent_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("versions/m/1.0.0")).unwrap();
+        fs::write(
+            dir.path().join("versions/m/1.0.0/model.bin"),
+            vec![7u8; 64 * 1024],
+        )
+        .unwrap();
+        let space = disk_space(dir.path(), None).unwrap();
+        assert!(space.held >= 64 * 1024, "{space:?}");
+        assert!(space.total >= space.free && space.free > 0, "{space:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod chunk;
 pub mod delta;
 pub mod digest;
+pub mod disk_need;
 pub mod fingerprint;
 pub mod manifest;
 pub mod mirror;

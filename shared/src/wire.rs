@@ -31,7 +31,9 @@ use crate::version::Version;
 ///    agent may fetch chunk frames from instead of the coordinator.
 /// 6: distributions of custom metric values ([`ToCoordinator::Distributions`]), for drift
 ///    gates.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// 7: the device's conditions ([`ToCoordinator::Conditions`]): its disk space, and the
+///    switches it defers (outside its update window, locked by its application).
+pub const PROTOCOL_VERSION: u16 = 7;
 /// The oldest protocol version a coordinator still serves. Agents are updated after their
 /// coordinator (often by the coordinator itself), so a coordinator must go on serving the
 /// agents it had, sending them nothing they cannot decode (see [`decodes`]).
@@ -189,10 +191,89 @@ pub enum ToCoordinator {
     /// before a report, when they changed, to a coordinator that speaks 6). At most
     /// [`MAX_REPORTED_DISTRIBUTIONS`].
     Distributions(Vec<ReportedDistribution>),
+    /// What the device is like now beyond its report (protocol 7; sent before a report when
+    /// it changed, to a coordinator that speaks 7).
+    Conditions(Conditions),
 }
 
 /// The first protocol version that knows [`ToCoordinator::Distributions`].
 pub const DISTRIBUTIONS_SINCE: u16 = 6;
+
+/// The first protocol version that knows [`ToCoordinator::Conditions`].
+pub const CONDITIONS_SINCE: u16 = 7;
+
+/// Most deferrals one message carries.
+pub const MAX_DEFERRALS: usize = 16;
+
+/// The device's conditions: whether it has room for what comes, and what it is putting off.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conditions {
+    /// Space on the file system holding its versions; `None` when it cannot tell.
+    pub disk: Option<DiskSpace>,
+    /// Switches it holds back for now, one per model at most ([`MAX_DEFERRALS`]).
+    pub deferred: Vec<Deferral>,
+}
+
+impl Conditions {
+    /// Whether `self` says something `before` did not: other deferrals, or the disk's figures
+    /// moved by at least 1 % of it (or 16 MiB). Smaller moves are not news: free space drifts
+    /// with every log line, and neither side should send or store a record for that.
+    pub fn is_news_after(&self, before: &Conditions) -> bool {
+        if self.deferred != before.deferred {
+            return true;
+        }
+        match (before.disk, self.disk) {
+            (Some(a), Some(b)) => {
+                let step = (b.total / 100).max(16 << 20);
+                a.total != b.total
+                    || a.free.abs_diff(b.free) >= step
+                    || a.held.abs_diff(b.held) >= step
+            }
+            (a, b) => a != b,
+        }
+    }
+}
+
+/// Space on the file system holding a device's versions, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpace {
+    /// Free to the agent (what an unprivileged writer may still use).
+    pub free: u64,
+    /// The file system's size.
+    pub total: u64,
+    /// What the agent's versions, downloads and caches take.
+    pub held: u64,
+}
+
+/// A switch a device holds back: the version is (or will be) downloaded, but not run yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferral {
+    /// The model.
+    pub model: ModelName,
+    /// The version waiting.
+    pub version: Version,
+    /// Why it waits.
+    pub reason: DeferReason,
+    /// Since when (Unix seconds, device clock).
+    pub since: u64,
+}
+
+/// Why a device holds a switch back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeferReason {
+    /// Outside the device's update windows.
+    Window {
+        /// When the next window opens (Unix seconds), when known.
+        opens: Option<u64>,
+    },
+    /// The application holds an update lock.
+    Locked {
+        /// Until when it said it is busy (Unix seconds); `None`: until it lets go.
+        until: Option<u64>,
+        /// Who or why, as the application said.
+        by: String,
+    },
+}
 
 /// Most distributions one message carries.
 pub const MAX_REPORTED_DISTRIBUTIONS: usize = 16;
@@ -668,6 +749,60 @@ mod tests {
             decode_body::<ToCoordinator>("report", &frame[4..]).unwrap(),
             message
         );
+    }
+
+    #[test]
+    fn conditions_came_last_so_earlier_messages_keep_their_encoding() {
+        let message = ToCoordinator::Conditions(Conditions {
+            disk: Some(DiskSpace {
+                free: 1 << 30,
+                total: 8 << 30,
+                held: 300 << 20,
+            }),
+            deferred: vec![Deferral {
+                model: "m".parse().unwrap(),
+                version: "2.0.0".parse().unwrap(),
+                reason: DeferReason::Locked {
+                    until: Some(1_800_000_000),
+                    by: "surgery in progress".into(),
+                },
+                since: 1_799_999_000,
+            }],
+        });
+        let frame = encode_frame(&message).unwrap();
+        assert_eq!(frame[4], 3);
+        assert_eq!(
+            decode_body::<ToCoordinator>("report", &frame[4..]).unwrap(),
+            message
+        );
+    }
+
+    #[test]
+    fn conditions_are_news_when_deferrals_change_or_the_disk_moves_a_percent() {
+        let gib = 1u64 << 30;
+        let at = |free: u64| Conditions {
+            disk: Some(DiskSpace {
+                free,
+                total: 100 * gib,
+                held: gib,
+            }),
+            deferred: vec![],
+        };
+        assert!(!at(50 * gib).is_news_after(&at(50 * gib)));
+        assert!(
+            !at(50 * gib + gib / 2).is_news_after(&at(50 * gib)),
+            "half a percent"
+        );
+        assert!(at(51 * gib).is_news_after(&at(50 * gib)));
+        assert!(at(50 * gib).is_news_after(&Conditions::default()));
+        let mut deferred = at(50 * gib);
+        deferred.deferred.push(Deferral {
+            model: "m".parse().unwrap(),
+            version: "1.0.0".parse().unwrap(),
+            reason: DeferReason::Window { opens: None },
+            since: 0,
+        });
+        assert!(deferred.is_news_after(&at(50 * gib)));
     }
 
     #[test]

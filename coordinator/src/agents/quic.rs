@@ -478,6 +478,8 @@ async fn control_loop(
         Box::pin(crate::agents::push::push(app, control, follow, &records)).await?;
     }
     let mut reports = FrameReader::default();
+    // Conditions wait for the report that follows them, to be stored in its transaction.
+    let mut conditions = None;
     loop {
         tokio::select! {
             frame = reports.next::<_, ToCoordinator>(&mut recv, "report") => match frame {
@@ -485,8 +487,14 @@ async fn control_loop(
                     let now = unix_now();
                     app.presence.seen(id, now);
                     app.metrics.update(id, report.metrics.clone());
-                    let stored =
-                        Box::pin(crate::fleet::report_writer::store_report(app, id, report, now)).await?;
+                    let stored = Box::pin(crate::fleet::report_writer::store_report(
+                        app,
+                        id,
+                        report,
+                        conditions.take(),
+                        now,
+                    ))
+                    .await?;
                     let Some(events_through) = stored else {
                         break Err(SessionError::Protocol("device record vanished".into()));
                     };
@@ -501,6 +509,10 @@ async fn control_loop(
                 Ok(Some(ToCoordinator::Distributions(values))) => {
                     // Kept until the next report writes them (a shared store's live row).
                     app.metrics.update_values(id, values);
+                }
+                Ok(Some(ToCoordinator::Conditions(mut heard))) => {
+                    crate::fleet::conditions::sanitize(&mut heard);
+                    conditions = Some(heard);
                 }
                 Ok(Some(ToCoordinator::Hello(_))) => {
                     break Err(SessionError::Protocol("second hello on one session".into()));

@@ -1,8 +1,9 @@
 //! The fleet as devices report it: reports merged into device records ([`summary`],
-//! [`report_writer`], its queue [`report_queue`]), version fragmentation ([`fragmentation`]), the
+//! [`report_writer`], its queue [`report_queue`]), their conditions ([`conditions`]), version fragmentation ([`fragmentation`]), the
 //! views gathered for the
 //! API and the periodic history ([`views`]), and `/metrics` ([`prometheus`]).
 
+pub(crate) mod conditions;
 pub(crate) mod fragmentation;
 pub(crate) mod prometheus;
 pub(crate) mod report_queue;

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use ferry_shared::wire::{DeviceId, DeviceReport};
+use ferry_shared::wire::{Conditions, DeviceId, DeviceReport};
 use tokio::sync::{mpsc, oneshot};
 
 /// One report waiting for the writer, and who waits for its outcome.
@@ -12,6 +12,8 @@ pub struct Job {
     pub(crate) id: DeviceId,
     /// What it reported.
     pub(crate) report: DeviceReport,
+    /// Its conditions, when they came with this report.
+    pub(crate) conditions: Option<Conditions>,
     /// When it arrived (Unix seconds).
     pub(crate) now: u64,
     /// The events acknowledged through (`None`: no record for the device), or why not.

@@ -11,14 +11,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_shared::wire::{DeviceId, DeviceReport};
+use std::collections::HashMap;
+
+use ferry_shared::wire::{Conditions, DeviceId, DeviceReport};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::app::Coordinator;
 use crate::fleet::report_queue::Job;
-use crate::fleet::summary::{log_events, merge_report};
+use crate::fleet::summary::{log_events, merge_conditions, merge_report};
 use crate::store::StoreError;
+use crate::store::records::DeviceRecord;
 
 /// Most reports merged in one transaction.
 const BATCH: usize = 1024;
@@ -59,6 +62,7 @@ pub(crate) async fn store_report(
     app: &Arc<Coordinator>,
     id: &DeviceId,
     report: DeviceReport,
+    conditions: Option<Conditions>,
     now: u64,
 ) -> Result<Option<u64>, StoreError> {
     let sender = app.report_queue.sender(|| start(app.clone()));
@@ -66,6 +70,7 @@ pub(crate) async fn store_report(
     let job = Job {
         id: id.clone(),
         report,
+        conditions,
         now,
         reply,
     };
@@ -97,7 +102,17 @@ fn start(app: Arc<Coordinator>) -> mpsc::Sender<Job> {
                     .map(|j| (j.id.clone(), j.report.clone(), j.now))
                     .collect();
                 let now_ms = crate::unix_now_ms();
-                let merge = |r: &mut _, report: &_| merge_report(r, report, now_ms);
+                let conditions: HashMap<&DeviceId, (&Conditions, u64)> = jobs
+                    .iter()
+                    .filter_map(|j| Some((&j.id, (j.conditions.as_ref()?, j.now))))
+                    .collect();
+                let merge = |id: &DeviceId, r: &mut DeviceRecord, report: &DeviceReport| {
+                    let (events, mut changed) = merge_report(r, report, now_ms);
+                    if let Some((c, at)) = conditions.get(id) {
+                        changed |= merge_conditions(r, c, *at);
+                    }
+                    (events, changed)
+                };
                 let live = app.store.is_shared().then_some(app.node.as_str());
                 let values = |id: &DeviceId| app.metrics.values(id);
                 match app.store.merge_reports(&batch, merge, live, values) {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use ferry_shared::rollout::Distribution;
 use ferry_shared::wire::{
-    DeviceEvent, DeviceId, DeviceReport, EventKind, MAX_REPORTED_DISTRIBUTIONS,
+    Conditions, DeviceEvent, DeviceId, DeviceReport, EventKind, MAX_REPORTED_DISTRIBUTIONS,
     ReportedDistribution, UpdatePhase,
 };
 use ferry_shared::{ModelName, Version};
@@ -21,6 +21,25 @@ use crate::store::records::{AliasRecord, DeviceRecord};
 
 /// How many recent events a device record keeps.
 const RECENT_EVENTS: usize = 20;
+
+/// Puts `conditions`, heard at `now` (Unix seconds), into `record`; whether the stored record
+/// changes. Small moves of the free space (under 1 % of the disk, or 16 MiB) are not stored
+/// again: the disk's figures drift with every log line, and a record is rewritten only for
+/// news.
+pub(crate) fn merge_conditions(
+    record: &mut DeviceRecord,
+    conditions: &Conditions,
+    now: u64,
+) -> bool {
+    let news = record
+        .conditions
+        .as_ref()
+        .is_none_or(|(old, _)| conditions.is_news_after(old));
+    if news {
+        record.conditions = Some((conditions.clone(), now));
+    }
+    news
+}
 
 /// Folds a report into a record. Returns the events not seen before (to be audited) and
 /// whether the record changed in a way worth a disk write.
@@ -536,7 +555,7 @@ mod tests {
                 12,
             ),
         ];
-        let merge = |r: &mut _, report: &_| merge_report(r, report, 0);
+        let merge = |_: &_, r: &mut _, report: &_| merge_report(r, report, 0);
         let results = store
             .merge_reports(&batch, merge, None, |_| Vec::new())
             .unwrap();

@@ -61,7 +61,7 @@ impl Store {
     pub fn merge_reports(
         &self,
         reports: &[(DeviceId, DeviceReport, u64)],
-        merge: impl Fn(&mut DeviceRecord, &DeviceReport) -> (Vec<DeviceEvent>, bool),
+        merge: impl Fn(&DeviceId, &mut DeviceRecord, &DeviceReport) -> (Vec<DeviceEvent>, bool),
         live: Option<&str>,
         distributions: impl Fn(&DeviceId) -> Vec<ReportedDistribution>,
     ) -> Result<Vec<Option<Merged>>, StoreError> {
@@ -87,7 +87,7 @@ impl Store {
                 out.push(None);
                 continue;
             };
-            let (new_events, changed) = merge(record, report);
+            let (new_events, changed) = merge(id, record, report);
             if changed {
                 record.last_seen = *now;
                 changed_ids.push(id.as_str());

@@ -22,7 +22,8 @@ use super::tables::{DEVICES, META, ROLLOUTS};
 /// 2. Device records say when each model's failure was first seen; rollout records when they
 ///    started to the millisecond.
 /// 3. Rollout plans say what pinned and unreachable devices mean for completion.
-pub const STORE_FORMAT: u64 = 3;
+/// 4. Device records keep the device's conditions (disk space, deferred switches).
+pub const STORE_FORMAT: u64 = 4;
 
 const FORMAT_KEY: &str = "store_format";
 
@@ -37,7 +38,7 @@ pub(crate) fn migrate(txn: &WriteTxn<'_>) -> Result<u64, StoreError> {
             supported: STORE_FORMAT,
         });
     }
-    if found < 2 {
+    if found < 4 {
         rewrite::<DeviceRecord>(txn, DEVICES)?;
     }
     if found < 3 {
@@ -68,6 +69,21 @@ struct DeviceRecordV1 {
     models: Vec<ModelReport>,
     events_through: u64,
     recent_events: Vec<DeviceEvent>,
+}
+
+/// [`DeviceRecord`] as format 2 stored it, before devices' conditions.
+#[derive(Serialize, Deserialize)]
+struct DeviceRecordV2 {
+    public_key: [u8; 32],
+    enrolled_at: u64,
+    last_seen: u64,
+    agent_version: String,
+    labels: BTreeMap<String, String>,
+    follows: Vec<Follow>,
+    models: Vec<ModelReport>,
+    events_through: u64,
+    recent_events: Vec<DeviceEvent>,
+    error_seen_at: BTreeMap<ferry_shared::ModelName, u64>,
 }
 
 /// A rollout plan as formats 1 and 2 stored it: nothing said of stragglers, which therefore
@@ -154,11 +170,12 @@ impl Record for RolloutRecord {
 }
 
 impl Record for DeviceRecord {
-    const FORMAT: u8 = 2;
+    /// 2: when each failure was first seen. 3: the device's conditions.
+    const FORMAT: u8 = 3;
 
     fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (format == 1).then(|| {
-            postcard::from_bytes::<DeviceRecordV1>(body).map(|old| {
+        match format {
+            1 => Some(postcard::from_bytes::<DeviceRecordV1>(body).map(|old| {
                 // A failure stored before failures were timed counts as seen when the device
                 // last reported: the closest the old record knows.
                 let error_seen_at = old
@@ -178,8 +195,25 @@ impl Record for DeviceRecord {
                     events_through: old.events_through,
                     recent_events: old.recent_events,
                     error_seen_at,
+                    conditions: None,
                 }
-            })
-        })
+            })),
+            2 => Some(
+                postcard::from_bytes::<DeviceRecordV2>(body).map(|old| DeviceRecord {
+                    public_key: old.public_key,
+                    enrolled_at: old.enrolled_at,
+                    last_seen: old.last_seen,
+                    agent_version: old.agent_version,
+                    labels: old.labels,
+                    follows: old.follows,
+                    models: old.models,
+                    events_through: old.events_through,
+                    recent_events: old.recent_events,
+                    error_seen_at: old.error_seen_at,
+                    conditions: None,
+                }),
+            ),
+            _ => None,
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ferry_shared::sign::{KeyId, PublicKey};
-use ferry_shared::wire::{DeviceEvent, Follow, ModelReport};
+use ferry_shared::wire::{Conditions, DeviceEvent, Follow, ModelReport};
 use ferry_shared::{Digest, ModelName, Version};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,9 @@ pub struct DeviceRecord {
     /// milliseconds of its own clock (not the device's): a rollout is judged only by failures
     /// seen after it started.
     pub error_seen_at: BTreeMap<ModelName, u64>,
+    /// Its latest conditions (disk space, deferred switches) and when they arrived (Unix
+    /// seconds, coordinator clock); `None` from agents before protocol 7 (format 3).
+    pub conditions: Option<(Conditions, u64)>,
 }
 
 impl DeviceRecord {
@@ -76,6 +79,7 @@ impl DeviceRecord {
             events_through: 0,
             recent_events: Vec::new(),
             error_seen_at: BTreeMap::new(),
+            conditions: None,
         }
     }
 
@@ -161,6 +165,7 @@ impl DeviceRecord {
             events_through: 0,
             recent_events: vec![],
             error_seen_at: BTreeMap::new(),
+            conditions: None,
         }
     }
 }

@@ -490,7 +490,8 @@ fn device_records_of_the_first_format_are_migrated_at_open() {
         .get_raw(super::tables::DEVICES, id.as_str())
         .unwrap()
         .unwrap();
-    assert_eq!(stored[0], 2);
+    assert_eq!(stored[0], 3);
+    assert!(migrated.conditions.is_none());
 }
 
 /// One holder at a time; the lease passes on when it lapses or is given up, and each change
@@ -639,7 +640,7 @@ fn a_batch_of_reports_merges_each_device_in_order_and_writes_its_live_row() {
     let stranger = DeviceId::of(&SecretKey::from_seed(&[30; 32]).public());
     // The merge records the agent version a report names in the record; only a new one is
     // a change.
-    let merge = |record: &mut DeviceRecord, report: &DeviceReport| {
+    let merge = |_: &DeviceId, record: &mut DeviceRecord, report: &DeviceReport| {
         let version = format!("{}", report.models.len());
         let changed = record.agent_version != version;
         record.agent_version = version;
