@@ -473,7 +473,7 @@ fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), DownloadF
         Some(_) => Err(attempt.fail(
             ErrorKind::Disk,
             format!(
-                "not enough disk space to download {}: need {}, have {} free in {}",
+                "not enough disk space for {}: need {}, have {} free in {}",
                 attempt.target.version,
                 human(ferry_shared::disk_need::install_need(variant, staged)),
                 human(free),

@@ -31,6 +31,9 @@ pub struct AgentStatus {
     pub daemon_running: bool,
     /// Coordinator connection.
     pub connection: Connection,
+    /// The disk the state directory is on, and what the agent's files take there.
+    #[serde(default)]
+    pub disk: Option<ferry_shared::wire::DiskSpace>,
 }
 
 /// One model on the device.
@@ -96,6 +99,7 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
         pending_events: state.pending_events.len(),
         connection: state.connection,
         daemon_running,
+        disk: crate::space::disk_space(&config.state_dir, None),
     })
 }
 
@@ -121,6 +125,15 @@ pub fn print(status: &AgentStatus) {
         status.device_id.as_deref().unwrap_or("(not started yet)")
     );
     crate::outln!("state dir   {}", status.state_dir.display());
+    if let Some(d) = &status.disk {
+        use ferry_shared::disk_need::human;
+        crate::outln!(
+            "disk        {} free of {}; versions and downloads take {}",
+            human(d.free),
+            human(d.total),
+            human(d.held)
+        );
+    }
     let c = &status.connection;
     let last = || {
         c.last_connected_at

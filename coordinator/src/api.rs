@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_shared::wire::{DeviceEvent, Follow, InstallError, ModelReport};
+use ferry_shared::wire::{Conditions, DeviceEvent, Follow, InstallError, ModelReport};
 use ferry_shared::{Digest, Release, Version};
 
 use serde::{Deserialize, Serialize};
@@ -294,6 +294,10 @@ pub struct DeviceView {
     /// When it was revoked, if it was: it is refused from then on.
     #[serde(default)]
     pub revoked_at: Option<u64>,
+    /// Its disk space and deferred switches as it last told them, and when (Unix seconds);
+    /// `None` from agents before protocol 7.
+    #[serde(default)]
+    pub conditions: Option<(Conditions, u64)>,
 }
 
 /// The fleet at a glance.
@@ -493,6 +497,62 @@ pub struct CreateRollout {
     /// by a hand rollback, or unreachable) and still advance (default 20).
     #[serde(default)]
     pub max_left_out_percent: Option<f64>,
+}
+
+/// Answer of `POST /api/v1/rollouts/check` (same body as creating it): whom the rollout
+/// would reach, wave by wave, and which of those devices could not take the release, judged
+/// by the rules they will apply themselves.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutCheck {
+    /// The model.
+    pub model: String,
+    /// The version it would roll out.
+    pub version: Version,
+    /// The alias its devices follow.
+    pub alias: String,
+    /// The cohort selector, as given.
+    pub cohort: String,
+    /// Devices following the alias within the cohort.
+    pub devices: usize,
+    /// How many devices each wave reaches (cumulative, as the waves are).
+    pub waves: Vec<WaveReach>,
+    /// Devices that could not take it, by kind: `schema`, `hardware`, `disk`.
+    pub misfit_counts: BTreeMap<String, usize>,
+    /// The first [`MAX_MISFITS_SHOWN`] of them, earliest wave first.
+    pub misfits: Vec<DeviceMisfit>,
+    /// Devices that have not told their disk space (agents before protocol 7): not judged on
+    /// it.
+    pub disk_unknown: usize,
+}
+
+/// Most misfits a rollout check lists.
+pub const MAX_MISFITS_SHOWN: usize = 1000;
+
+/// The devices one wave of a checked rollout reaches.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WaveReach {
+    /// Its cumulative share, in percent.
+    pub percent: f64,
+    /// A shadow wave (stages the release beside what runs).
+    pub shadow: bool,
+    /// Devices it reaches, those of earlier waves included.
+    pub devices: usize,
+}
+
+/// A device a rollout would reach that could not take its release.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceMisfit {
+    /// The device.
+    pub device: String,
+    /// Its `name` label, when it has one.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Why, in a word: `schema`, `hardware` or `disk`.
+    pub kind: String,
+    /// Why, in words (`disk: need 1.2 GiB, have 800.0 MiB free (of 8.0 GiB)`).
+    pub detail: String,
+    /// The first wave that would reach it (0-based).
+    pub wave: usize,
 }
 
 /// Body of `POST /api/v1/experiments`: the challenger against what `alias` points at now.
@@ -798,6 +858,10 @@ pub enum BehindReason {
     Refused,
     /// An operator rolled the device back by hand; it holds the target back.
     Pinned,
+    /// It has the target (or will fetch it) but switches only inside its update windows.
+    WaitingForWindow,
+    /// Its application holds an update lock.
+    LockedByApplication,
     /// Connected and idle, with no failure: the push has not landed yet, or a rollout keeps
     /// it where it is.
     Waiting,
@@ -815,6 +879,8 @@ impl BehindReason {
             BehindReason::IncompatibleHardware => "incompatible-hardware",
             BehindReason::Refused => "refused",
             BehindReason::Pinned => "pinned",
+            BehindReason::WaitingForWindow => "waiting-for-window",
+            BehindReason::LockedByApplication => "locked-by-application",
             BehindReason::Waiting => "waiting",
         }
     }

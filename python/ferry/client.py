@@ -23,6 +23,7 @@ from .models import (
     Imported,
     Published,
     ReleaseView,
+    RolloutCheck,
     RolloutView,
     StageView,
     TransitionView,
@@ -290,6 +291,41 @@ class Client:
         """Starts a staged rollout of ``version`` to the devices of ``cohort`` (a label
         selector; the whole fleet when empty) that follow ``alias`` (``prod`` by default).
         Without ``waves``: 5 → 25 → 50 → 100 % with an hour's bake and the default gates."""
+        body = self._rollout_body(
+            model, version, waves, cohort, alias, rollout_id, reason, force,
+            unreachable_after_secs, max_left_out_percent,
+        )
+        return RolloutView.from_json(self._request("POST", "/rollouts", body))
+
+    def check_rollout(
+        self,
+        model: str,
+        version: str,
+        *,
+        waves: Optional[Sequence[Wave]] = None,
+        cohort: str = "",
+        alias: Optional[str] = None,
+        rollout_id: Optional[str] = None,
+    ) -> RolloutCheck:
+        """Starts nothing: how many devices each wave of that rollout would reach, and those
+        that could not take ``version`` (its schemas, their hardware, or their disk by the
+        free space they last told)."""
+        body = self._rollout_body(model, version, waves, cohort, alias, rollout_id, None, False, None, None)
+        return RolloutCheck.from_json(self._request("POST", "/rollouts/check", body))
+
+    @staticmethod
+    def _rollout_body(
+        model: str,
+        version: str,
+        waves: Optional[Sequence[Wave]],
+        cohort: str,
+        alias: Optional[str],
+        rollout_id: Optional[str],
+        reason: Optional[str],
+        force: bool,
+        unreachable_after_secs: Optional[int],
+        max_left_out_percent: Optional[float],
+    ) -> Dict[str, Any]:
         body: Dict[str, Any] = {
             "id": rollout_id,
             "model": model,
@@ -303,7 +339,7 @@ class Client:
         }
         if waves is not None:
             body["waves"] = [w.to_json() for w in waves]
-        return RolloutView.from_json(self._request("POST", "/rollouts", body))
+        return body
 
     # -- experiments -----------------------------------------------------------------
 

@@ -465,6 +465,61 @@ class RolloutView:
 
 
 @dataclass(frozen=True)
+class DeviceMisfit:
+    """A device a checked rollout would reach that could not take its release."""
+
+    device: str
+    name: Optional[str]
+    #: ``schema``, ``hardware`` or ``disk``.
+    kind: str
+    detail: str
+    #: The first wave that would reach it (0-based).
+    wave: int
+
+    @classmethod
+    def from_json(cls, d: Json) -> "DeviceMisfit":
+        return cls(
+            device=str(d["device"]),
+            name=_opt_str(d.get("name")),
+            kind=str(d["kind"]),
+            detail=str(d.get("detail", "")),
+            wave=int(d.get("wave", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class RolloutCheck:
+    """Whom a rollout would reach, wave by wave (cumulative), and who could not take it."""
+
+    model: str
+    version: str
+    alias: str
+    devices: int
+    #: ``(percent, shadow, devices)`` per wave.
+    waves: List[Tuple[float, bool, int]]
+    misfit_counts: Dict[str, int]
+    misfits: List[DeviceMisfit]
+    #: Devices that never told their disk space (older agents): not judged on it.
+    disk_unknown: int
+
+    @classmethod
+    def from_json(cls, d: Json) -> "RolloutCheck":
+        return cls(
+            model=str(d["model"]),
+            version=str(d["version"]),
+            alias=str(d.get("alias", "")),
+            devices=int(d.get("devices", 0)),
+            waves=[
+                (float(w["percent"]), bool(w.get("shadow", False)), int(w["devices"]))
+                for w in d.get("waves", [])
+            ],
+            misfit_counts={str(k): int(v) for k, v in (d.get("misfit_counts") or {}).items()},
+            misfits=[DeviceMisfit.from_json(m) for m in d.get("misfits", [])],
+            disk_unknown=int(d.get("disk_unknown", 0)),
+        )
+
+
+@dataclass(frozen=True)
 class VersionCount:
     """Devices running one version (``None``: nothing installed yet)."""
 

@@ -176,6 +176,9 @@ def test_a_rollout_reaches_real_agents_and_the_fleet_views_show_it(coordinator, 
     update = bytearray(weights(1, SIZE))
     update[100:200] = bytes(100)
     client.publish(MODEL, "1.1.0", write(tmp_path / "model.bin", bytes(update)), key=coordinator.key)
+    check = client.check_rollout(MODEL, "1.1.0", waves=[ferry.Wave(50), ferry.Wave(100)], rollout_id="py-rollout")
+    assert check.devices == 2 and check.waves[-1] == (100.0, False, 2)
+    assert check.misfits == [] and check.misfit_counts == {}
     view = client.create_rollout(
         MODEL,
         "1.1.0",

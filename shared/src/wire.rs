@@ -215,19 +215,21 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    /// Whether `self` says something `before` did not: other deferrals, or the disk's figures
-    /// moved by at least 1 % of it (or 16 MiB). Smaller moves are not news: free space drifts
-    /// with every log line, and neither side should send or store a record for that.
+    /// Whether `self` says something `before` did not: other deferrals, the free space moved
+    /// by at least 1 % of the disk (at least 1 MiB, at most 256 MiB: what matters is whether a
+    /// model fits), or what the agent holds by 1 MiB (it changes only with installs and
+    /// clean-ups). Smaller moves are not news: free space drifts with every log line, and
+    /// neither side should send or store a record for that.
     pub fn is_news_after(&self, before: &Conditions) -> bool {
         if self.deferred != before.deferred {
             return true;
         }
         match (before.disk, self.disk) {
             (Some(a), Some(b)) => {
-                let step = (b.total / 100).max(16 << 20);
+                let step = (b.total / 100).clamp(1 << 20, 256 << 20);
                 a.total != b.total
                     || a.free.abs_diff(b.free) >= step
-                    || a.held.abs_diff(b.held) >= step
+                    || a.held.abs_diff(b.held) >= 1 << 20
             }
             (a, b) => a != b,
         }

@@ -16,6 +16,7 @@ pub mod raw_device;
 pub mod relay;
 mod rollouts;
 pub mod scenarios;
+pub mod small_disk;
 pub mod tcp_cut;
 mod wait;
 

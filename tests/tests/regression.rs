@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail, ensure};
 use ferry_shared::rollout::Phase;
 use ferry_shared::wire::ErrorKind;
 use ferry_tests::relay::Relay;
+use ferry_tests::small_disk::SmallDisk;
 use ferry_tests::{AgentSpec, Fleet, Hopeless, MODEL, chunks_of, model_bytes, wait_until};
 
 const T: Duration = Duration::from_secs(60);
@@ -123,31 +124,6 @@ fn a_new_rollout_is_not_judged_by_an_earlier_ones_failures() -> Result<()> {
         .with_context(|| format!("device error {:?}", device_error(&fleet)))?;
     fleet.wait_all_on("1.0.3", T)?;
     Ok(())
-}
-
-/// A tmpfs of `mib` MiB mounted at `path` until dropped; `None` where mounting is not
-/// permitted (not root), which the caller reports as a skip.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(path: &std::path::Path, mib: u32) -> Result<Option<SmallDisk>> {
-        std::fs::create_dir_all(path)?;
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()?;
-        Ok(status.success().then(|| SmallDisk(path.to_owned())))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// Fills the file system holding `dir` to the last byte with one file; returns it.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_shared::wire::{ErrorKind, InstallError, ModelReport, UpdatePhase};
+use ferry_shared::wire::{DeferReason, ErrorKind, InstallError, ModelReport, UpdatePhase};
 use ferry_shared::{AliasName, ModelName, Version};
 
 use crate::api::{
@@ -207,6 +207,9 @@ fn why_behind(
     let Some(report) = report else {
         return (BehindReason::Waiting, None);
     };
+    if let Some(deferred) = deferral(d, &report.model, target) {
+        return deferred;
+    }
     let failure = report.last_error.as_ref().filter(|e| &e.version == target);
     let from_failure = |e: &InstallError| (reason_of(e.kind), Some(e.message.clone()));
     match &report.phase {
@@ -230,6 +233,32 @@ fn why_behind(
             None => (BehindReason::Waiting, None),
         },
     }
+}
+
+/// The device's own word that it holds the switch to `target` back, and why.
+fn deferral(
+    d: &FleetDevice<'_>,
+    model: &ModelName,
+    target: &Version,
+) -> Option<(BehindReason, Option<String>)> {
+    let (conditions, _) = d.record.conditions.as_ref()?;
+    let deferral = conditions
+        .deferred
+        .iter()
+        .find(|x| &x.model == model && &x.version == target)?;
+    Some(match &deferral.reason {
+        DeferReason::Window { opens } => (
+            BehindReason::WaitingForWindow,
+            opens.map(|at| format!("next window opens at {at}")),
+        ),
+        DeferReason::Locked { until, by } => (
+            BehindReason::LockedByApplication,
+            Some(match until {
+                Some(at) => format!("{by} (until {at})"),
+                None => by.clone(),
+            }),
+        ),
+    })
 }
 
 fn reason_of(kind: ErrorKind) -> BehindReason {
@@ -401,6 +430,78 @@ mod tests {
         // A model filter that matches nothing gives nothing.
         let other: ModelName = "other".parse().unwrap();
         assert!(report(&inputs, Some(&other), None).models.is_empty());
+    }
+
+    #[test]
+    fn a_device_deferring_its_switch_says_why() {
+        use ferry_shared::wire::{Conditions, Deferral};
+        let deferring = |reason: DeferReason| {
+            let mut d = device("eu", "2.0.0", UpdatePhase::Idle, None);
+            d.conditions = Some((
+                Conditions {
+                    disk: None,
+                    deferred: vec![Deferral {
+                        model: "m".parse().unwrap(),
+                        version: v("3.0.0"),
+                        reason,
+                        since: 1,
+                    }],
+                },
+                1,
+            ));
+            d
+        };
+        let records = [
+            deferring(DeferReason::Window { opens: Some(5000) }),
+            deferring(DeferReason::Locked {
+                until: None,
+                by: "surgery in progress".into(),
+            }),
+        ];
+        let ids: Vec<DeviceId> = (0..2u8)
+            .map(|i| DeviceId::of(&SecretKey::from_seed(&[i + 1; 32]).public()))
+            .collect();
+        let devices: Vec<FleetDevice<'_>> = ids
+            .iter()
+            .zip(&records)
+            .map(|(id, record)| FleetDevice {
+                id,
+                record,
+                connected: true,
+                last_seen: 1000,
+            })
+            .collect();
+        let aliases = vec![(
+            "m".parse().unwrap(),
+            "prod".parse().unwrap(),
+            AliasRecord {
+                version: v("3.0.0"),
+                set_at: 0,
+                set_by: "t".into(),
+                reason: None,
+            },
+        )];
+        let published = BTreeMap::new();
+        let inputs = Inputs {
+            devices: &devices,
+            aliases: &aliases,
+            published: &published,
+            now: 1000,
+            stale_after_secs: 300,
+        };
+        let r = report(&inputs, None, None);
+        let all = &r.models[0].overall;
+        assert_eq!(all.behind_by_reason["waiting-for-window"], 1);
+        assert_eq!(all.behind_by_reason["locked-by-application"], 1);
+        let details: Vec<Option<&str>> = all.behind.iter().map(|b| b.detail.as_deref()).collect();
+        assert!(
+            details.contains(&Some("next window opens at 5000")),
+            "{details:?}"
+        );
+        assert!(
+            details.contains(&Some("surgery in progress")),
+            "{details:?}"
+        );
     }
 
     #[test]

@@ -44,7 +44,14 @@ pub(crate) struct Inputs<'a> {
     pub sessions: u64,
     /// Seconds until the release each (model, alias) points at expires (negative: expired).
     pub alias_expiry: &'a [(String, String, i64)],
+    /// The free disk space each device last told (agents of protocol 7 and later).
+    pub disk_free: &'a [u64],
+    /// Devices holding a switch back, per (model, reason: `window` or `locked`).
+    pub deferring: &'a BTreeMap<(String, &'static str), u64>,
 }
+
+/// Upper bounds of the free-disk histogram's buckets, in bytes: 256 MiB to 256 GiB.
+const DISK_BUCKETS: [u64; 6] = [256 << 20, 1 << 30, 4 << 30, 16 << 30, 64 << 30, 256 << 30];
 
 /// The state label of an update phase.
 pub(crate) fn state_of(phase: &UpdatePhase) -> &'static str {
@@ -148,6 +155,22 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
                     *n as f64,
                 )
             })
+        }),
+    );
+    out.histogram(
+        "ferry_device_disk_free_bytes",
+        "Free disk space where devices keep their versions, as they last told it (agents of protocol 7 and later).",
+        &DISK_BUCKETS,
+        inputs.disk_free,
+    );
+    out.gauge(
+        "ferry_devices_deferring",
+        "Devices holding a switch back, by model and reason (window: outside their update windows; locked: their application holds an update lock).",
+        inputs.deferring.iter().map(|((model, reason), n)| {
+            (
+                vec![("model", model.as_str()), ("reason", *reason)],
+                *n as f64,
+            )
         }),
     );
     out.gauge(
@@ -297,6 +320,21 @@ impl Exposition {
         }
     }
 
+    /// A histogram family of `values` over buckets bounded by `bounds` (ascending).
+    fn histogram(&mut self, name: &str, help: &str, bounds: &[u64], values: &[u64]) {
+        self.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for bound in bounds {
+            let le = bound.to_string();
+            let n = values.iter().filter(|v| *v <= bound).count();
+            self.sample(&bucket, &[("le", &le)], n as f64);
+        }
+        self.sample(&bucket, &[("le", "+Inf")], values.len() as f64);
+        let sum: f64 = values.iter().map(|v| *v as f64).sum();
+        self.sample(&format!("{name}_sum"), &[], sum);
+        self.sample(&format!("{name}_count"), &[], values.len() as f64);
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
@@ -351,6 +389,16 @@ mod tests {
         assert_eq!(
             out.text,
             "# HELP x a\\nb\n# TYPE x gauge\nx{m=\"a\\\"b\\\\c\\nd\"} 0.5\nx +Inf\n"
+        );
+    }
+
+    #[test]
+    fn a_histogram_counts_each_value_in_every_bucket_it_fits() {
+        let mut out = Exposition::default();
+        out.histogram("d", "free", &[10, 100], &[5, 10, 50, 500]);
+        assert_eq!(
+            out.text,
+            "# HELP d free\n# TYPE d histogram\nd_bucket{le=\"10\"} 2\nd_bucket{le=\"100\"} 3\nd_bucket{le=\"+Inf\"} 4\nd_sum 565\nd_count 4\n"
         );
     }
 }

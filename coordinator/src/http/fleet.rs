@@ -41,6 +41,7 @@ async fn list_devices(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<Devi
             follows: r.follows,
             models: r.models,
             recent_events: r.recent_events,
+            conditions: r.conditions,
         })
         .collect();
     Ok(Json(views))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ferry_shared::wire::DeferReason;
 
 use crate::app::Coordinator;
 use crate::fleet::prometheus::{self, RolloutFigures, state_of};
@@ -44,7 +45,19 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
     let fragmentation = views::fragmentation(app, &gathered, None, None, now, None)?;
     let mut devices: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
     let mut failures: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut disk_free = Vec::new();
+    let mut deferring: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     for (_, record, _, _) in &gathered.devices {
+        if let Some((conditions, _)) = &record.conditions {
+            disk_free.extend(conditions.disk.map(|d| d.free));
+            for d in &conditions.deferred {
+                let reason = match d.reason {
+                    DeferReason::Window { .. } => "window",
+                    DeferReason::Locked { .. } => "locked",
+                };
+                *deferring.entry((d.model.to_string(), reason)).or_default() += 1;
+            }
+        }
         for m in &record.models {
             let version = m
                 .active
@@ -98,5 +111,7 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         rollouts: &rollouts,
         sessions: app.presence.sessions(),
         alias_expiry: &alias_expiry,
+        disk_free: &disk_free,
+        deferring: &deferring,
     }))
 }

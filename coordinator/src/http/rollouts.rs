@@ -1,6 +1,6 @@
-//! The rollout routes of the admin API: create, list, show (with gate values, device counts
-//! and the devices that hold it), and the operator actions pause, resume, approve, abort and
-//! rollback.
+//! The rollout routes of the admin API: create (or only check whom it would reach and who
+//! cannot take it), list, show (with gate values, device counts and the devices that hold
+//! it), and the operator actions pause, resume, approve, abort and rollback.
 
 use std::sync::Arc;
 
@@ -11,13 +11,14 @@ use ferry_shared::AliasName;
 use ferry_shared::rollout::{Command, DeviceFacts, GateReport, Holdup, Straggler, Verdict};
 
 use crate::api::{
-    CreateRollout, MAX_STRAGGLERS_SHOWN, RolloutAction, RolloutDevices, RolloutView, StragglerView,
+    CreateRollout, MAX_STRAGGLERS_SHOWN, RolloutAction, RolloutCheck, RolloutDevices, RolloutView,
+    StragglerView,
 };
 use crate::app::Coordinator;
 use crate::http::auth::{actor, check};
 use crate::http::replies::{ApiResult, Failure, parse};
 use crate::http::route::Route;
-use crate::registry::rollout_plans;
+use crate::registry::{rollout_check, rollout_plans};
 use crate::rollout::{facts, run};
 use crate::rules::access::{Action, Caller};
 use crate::store::rollouts::RolloutRecord;
@@ -28,6 +29,7 @@ pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/rollouts", Action::Read, list),
         Route::post("/rollouts", Action::RunRollout, create),
+        Route::post("/rollouts/check", Action::Read, check_rollout),
         Route::get("/rollouts/{id}", Action::Read, show),
         Route::post("/rollouts/{id}/{action}", Action::RunRollout, act).action_picked_by(
             "action",
@@ -67,6 +69,25 @@ async fn create(
         now,
     )?;
     Ok(Json(shown(&app, record)?))
+}
+
+/// Whom a rollout would reach and who could not take its release; nothing is created.
+async fn check_rollout(
+    State(app): State<Arc<Coordinator>>,
+    Json(request): Json<CreateRollout>,
+) -> ApiResult<RolloutCheck> {
+    let plan = rollout_plans::plan_of(&request).map_err(invalid)?;
+    let alias: AliasName = parse(request.alias.as_deref().unwrap_or("prod"))?;
+    let Some((release, _)) = app.store.release(&plan.model, &plan.target)? else {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("{} {} is not published", plan.model, plan.target),
+        ));
+    };
+    let devices = app.store.devices()?;
+    Ok(Json(rollout_check::check(
+        &plan, &alias, &release, &devices,
+    )))
 }
 
 async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>> {

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use ferry_coordinator::api::{CreateRollout, RolloutAction, RolloutView, WaveSpec};
+use ferry_coordinator::api::{CreateRollout, RolloutAction, RolloutCheck, RolloutView, WaveSpec};
 use ferry_coordinator::{out, outln};
 use ferry_shared::rollout::Verdict;
 
 use crate::client::Client;
-use crate::exit::Usage;
+use crate::exit::{CheckFailed, Usage};
 use crate::output::{Table, ago, json, or_dash};
 
 #[derive(Subcommand)]
@@ -60,6 +60,14 @@ pub(crate) enum RolloutCommand {
         /// by a hand rollback, or unreachable) and still advance [default: 20]
         #[arg(long)]
         max_left_out: Option<f64>,
+        /// Start nothing: list how many devices each wave would reach and those that could
+        /// not take VERSION (schema, hardware, disk by their last reported free space).
+        /// Exits 9 when there are any.
+        #[arg(long)]
+        check: bool,
+        /// With --check: print JSON.
+        #[arg(long, requires = "check")]
+        json: bool,
     },
     /// Rollouts, or one in detail (`--watch` redraws it until it ends).
     Status {
@@ -122,6 +130,8 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             force,
             unreachable_after,
             max_left_out,
+            check,
+            json: as_json,
         } => {
             let mut request: CreateRollout = match plan {
                 Some(path) => {
@@ -165,6 +175,23 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             request.force |= force;
             request.unreachable_after_secs = unreachable_after.or(request.unreachable_after_secs);
             request.max_left_out_percent = max_left_out.or(request.max_left_out_percent);
+            if check {
+                let checked: RolloutCheck = client.post_for("/rollouts/check", &request).await?;
+                if as_json {
+                    json(&checked)?;
+                } else {
+                    print_check(&checked);
+                }
+                let misfits: usize = checked.misfit_counts.values().sum();
+                if misfits > 0 {
+                    return Err(CheckFailed(format!(
+                        "{misfits} device(s) could not take {} {}",
+                        checked.model, checked.version
+                    ))
+                    .into());
+                }
+                return Ok(());
+            }
             let view: RolloutView = client.post_for("/rollouts", &request).await?;
             print_one(&view);
             Ok(())
@@ -332,5 +359,65 @@ fn print_one(v: &RolloutView) {
         if unlisted > 0 {
             outln!("  … and {unlisted} more");
         }
+    }
+}
+
+/// Prints whom a checked rollout would reach and who could not take its release.
+fn print_check(c: &RolloutCheck) {
+    outln!(
+        "{} {} to {} device(s) following {}@{}{}",
+        c.model,
+        c.version,
+        c.devices,
+        c.model,
+        c.alias,
+        if c.cohort.is_empty() {
+            String::new()
+        } else {
+            format!(" in cohort {}", c.cohort)
+        }
+    );
+    let mut waves = Table::new(&["WAVE", "SHARE", "DEVICES"]);
+    for (i, w) in c.waves.iter().enumerate() {
+        waves.row(vec![
+            format!("{}{}", i + 1, if w.shadow { " (shadow)" } else { "" }),
+            format!("{} %", w.percent),
+            w.devices.to_string(),
+        ]);
+    }
+    waves.print();
+    let misfits: usize = c.misfit_counts.values().sum();
+    if misfits == 0 {
+        outln!("every device it reaches can take {}", c.version);
+    } else {
+        let kinds: Vec<String> = c
+            .misfit_counts
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        outln!(
+            "{misfits} device(s) could not take {}: {}",
+            c.version,
+            kinds.join(", ")
+        );
+        let mut table = Table::new(&["DEVICE", "NAME", "WAVE", "WHY"]);
+        for m in &c.misfits {
+            table.row(vec![
+                m.device.clone(),
+                or_dash(m.name.as_deref()),
+                (m.wave + 1).to_string(),
+                m.detail.clone(),
+            ]);
+        }
+        table.print();
+        if c.misfits.len() < misfits {
+            outln!("(the first {} shown)", c.misfits.len());
+        }
+    }
+    if c.disk_unknown > 0 {
+        outln!(
+            "{} device(s) have not told their disk space (agents before protocol 7): not judged on it",
+            c.disk_unknown
+        );
     }
 }
