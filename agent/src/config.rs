@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use ferry_shared::mirror::MirrorBase;
 use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
 use ferry_shared::sign::Keyring;
+use ferry_shared::throttle::{Rate, RateSchedule};
 use ferry_shared::variant_choice::DeviceProfile;
+use ferry_shared::window::Window;
 use ferry_shared::{Accelerator, AliasName, ModelName, PublicKey};
 use serde::Deserialize;
 
@@ -51,6 +53,29 @@ struct RawConfig {
     #[serde(default = "default_detect_hardware")]
     detect_hardware: bool,
     hardware_root: Option<PathBuf>,
+    download: Option<RawDownload>,
+}
+
+/// `[download]`: the download cap and its schedule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownload {
+    #[serde(default = "unlimited")]
+    max_rate: Rate,
+    #[serde(default)]
+    schedule: Vec<RawRatePeriod>,
+}
+
+/// One `[[download.schedule]]` entry: another cap inside these windows (local time).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRatePeriod {
+    windows: Vec<Window>,
+    max_rate: Rate,
+}
+
+fn unlimited() -> Rate {
+    Rate::Unlimited
 }
 
 fn default_detect_hardware() -> bool {
@@ -256,6 +281,8 @@ pub struct Config {
     pub application: Application,
     /// Health check.
     pub health_check: Option<HealthCheck>,
+    /// The download cap by local time of week (`[download]`; unlimited when absent).
+    pub download_rate: RateSchedule,
     /// What the system says it is ([`crate::hardware`]), read at load (under
     /// `hardware_root`, `/` by default) unless `detect_hardware = false`; reported as labels
     /// over the operator's.
@@ -345,6 +372,11 @@ impl Config {
         if raw.accelerator == Some(Accelerator::Any) {
             bail!("accelerator must be `cpu` or `gpu`");
         }
+        if let Some(d) = &raw.download
+            && d.schedule.iter().any(|p| p.windows.is_empty())
+        {
+            bail!("download.schedule: each period needs at least one window");
+        }
         let hardware = if raw.detect_hardware {
             let root = raw
                 .hardware_root
@@ -406,6 +438,17 @@ impl Config {
             application,
             health_check,
             hardware,
+            download_rate: match raw.download {
+                None => RateSchedule::unlimited(),
+                Some(d) => RateSchedule {
+                    default: d.max_rate,
+                    periods: d
+                        .schedule
+                        .into_iter()
+                        .map(|p| (p.windows, p.max_rate))
+                        .collect(),
+                },
+            },
             reload: raw.reload.map(RawReload::validate).transpose()?,
             poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
             metrics_socket: raw

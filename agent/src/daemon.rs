@@ -88,6 +88,8 @@ struct Daemon {
     /// The models followed, in the order of [`Config::follows`].
     followers: Vec<Follower>,
     profile: DeviceProfile,
+    /// The download cap every download passes.
+    throttle: Arc<crate::throttle::Throttle>,
     reports: watch::Sender<DeviceReport>,
     /// Model metrics from the application (for the main model); told which version serves.
     metrics: Arc<crate::metrics::Intake>,
@@ -194,6 +196,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     let mut daemon = Daemon {
         trust,
         profile: config.device_profile(),
+        throttle: Arc::new(crate::throttle::Throttle::new(config.download_rate.clone())),
         config: config.clone(),
         layout,
         state,
@@ -668,16 +671,21 @@ impl Daemon {
             own: self.config.mirrors.clone(),
             timeout: self.config.mirror_timeout,
         };
+        let throttle = self.throttle.clone();
         let transfer = self.followers[follower].transfer.clone();
         tokio::spawn(async move {
             let mut stats = match transfer.lock() {
                 Ok(t) if t.0.as_ref() == Some(&target.version) => t.1.clone(),
                 _ => TransferStats::default(),
             };
-            let result = fetch::download_version(
-                conn, &layout, &model, &target, &profile, &mirrors, &mut stats,
-            )
-            .await;
+            let network = fetch::Network {
+                conn,
+                mirrors: &mirrors,
+                throttle: &throttle,
+            };
+            let result =
+                fetch::download_version(network, &layout, &model, &target, &profile, &mut stats)
+                    .await;
             let event = match result {
                 Ok(staged) => {
                     info!(%model, version = %target.version, bytes_on_wire = stats.bytes_on_wire,

@@ -37,6 +37,7 @@ use crate::fsutil::{fsync_dir, remove_tree, write_atomic};
 use crate::mirrors::{self, MirrorError, Round, Source};
 use crate::slots::SlotLayout;
 use crate::state::TransferStats;
+use crate::throttle::Throttle;
 use crate::unpack::UnpackError;
 use crate::updater::{Admitted, NOT_CONNECTED, Retry};
 
@@ -61,11 +62,24 @@ pub struct DownloadFailure {
     pub retry: Retry,
 }
 
-/// One attempt's context: what is staged and how failures are reported.
+/// What a download reaches the bytes through: the session (none while offline), the mirrors,
+/// and the device's download cap.
+pub struct Network<'a> {
+    /// The coordinator's session.
+    pub conn: Option<Connection>,
+    /// Mirrors to try first.
+    pub mirrors: &'a mirrors::Settings,
+    /// The cap every received byte passes.
+    pub throttle: &'a Throttle,
+}
+
+/// One attempt's context: what is staged, the cap its bytes pass, and how failures are
+/// reported.
 struct Attempt<'a> {
     target: &'a Admitted,
     now: u64,
     staging: PathBuf,
+    throttle: &'a Throttle,
 }
 
 impl Attempt<'_> {
@@ -106,21 +120,26 @@ impl Attempt<'_> {
 }
 
 /// Downloads `target` for `model` into the installed versions: a no-op when installed, else
-/// fetches over `conn` (and from `mirrors`), adding what moved to `stats`.
+/// fetches over the session (and from mirrors) within the cap, adding what moved to `stats`.
 pub async fn download_version(
-    conn: Option<Connection>,
+    network: Network<'_>,
     layout: &SlotLayout,
     model: &ModelName,
     target: &Admitted,
     profile: &DeviceProfile,
-    mirrors: &mirrors::Settings,
     stats: &mut TransferStats,
 ) -> Result<DownloadOutcome, DownloadFailure> {
     let started = Instant::now();
+    let Network {
+        conn,
+        mirrors,
+        throttle,
+    } = network;
     let attempt = Attempt {
         target,
         now: crate::unix_now(),
         staging: layout.staging_dir(model, &target.version),
+        throttle,
     };
     // Whatever else was half downloaded is not wanted any more, even when the target is
     // already installed (a return to `previous`): free it first.
@@ -350,6 +369,7 @@ async fn from_mirrors(
             let Some((source, frame)) = fetched.frame else {
                 continue;
             };
+            attempt.throttle.pace(frame.len()).await;
             let bytes = frame.len() as u64;
             let want = ChunkWant {
                 ordinal: fetched.ordinal,
@@ -712,7 +732,7 @@ async fn receive(
             len,
         } if ordinal == want.ordinal && (len as usize) <= max_payload => {
             let mut payload = std::mem::take(buffer);
-            read_payload(recv, len as usize, &mut payload)
+            read_payload(recv, len as usize, &mut payload, attempt.throttle)
                 .await
                 .map_err(|e| attempt.net(format!("chunk {ordinal}: {e}")))?;
             Ok(Received::Chunk { encoding, payload })
@@ -742,18 +762,23 @@ async fn receive(
 }
 
 /// Reads the next `len` bytes of `recv` into `payload` (cleared first; its allocation is
-/// reused), copied out of QUIC's received pieces as they come: reading into a slice would
-/// first have to zero the slice, a pass over every byte of the download for nothing.
+/// reused), copied out of QUIC's received pieces as they come (reading into a slice would
+/// first have to zero the slice, a pass over every byte of the download for nothing), each
+/// piece paced by `throttle`.
 async fn read_payload(
     recv: &mut RecvStream,
     len: usize,
     payload: &mut Vec<u8>,
+    throttle: &Throttle,
 ) -> Result<(), quinn::ReadExactError> {
     payload.clear();
     payload.reserve_exact(len);
     while payload.len() < len {
         match recv.read_chunk(len - payload.len(), true).await? {
-            Some(piece) => payload.extend_from_slice(&piece.bytes),
+            Some(piece) => {
+                throttle.pace(piece.bytes.len()).await;
+                payload.extend_from_slice(&piece.bytes);
+            }
             None => return Err(quinn::ReadExactError::FinishedEarly(payload.len())),
         }
     }

@@ -34,6 +34,9 @@ pub struct AgentStatus {
     /// The disk the state directory is on, and what the agent's files take there.
     #[serde(default)]
     pub disk: Option<ferry_shared::wire::DiskSpace>,
+    /// The download cap in force now (`[download]` and its schedule, local time).
+    #[serde(default)]
+    pub download_cap: Option<String>,
 }
 
 /// One model on the device.
@@ -100,6 +103,12 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
         connection: state.connection,
         daemon_running,
         disk: crate::space::disk_space(&config.state_dir, None),
+        download_cap: Some(
+            config
+                .download_rate
+                .rate_at(crate::localtime::week_minute_now())
+                .to_string(),
+        ),
     })
 }
 
@@ -125,6 +134,9 @@ pub fn print(status: &AgentStatus) {
         status.device_id.as_deref().unwrap_or("(not started yet)")
     );
     crate::outln!("state dir   {}", status.state_dir.display());
+    if let Some(cap) = &status.download_cap {
+        crate::outln!("downloads   {cap} now");
+    }
     if let Some(d) = &status.disk {
         use ferry_shared::disk_need::human;
         crate::outln!(

@@ -110,6 +110,8 @@ pub struct Coordinator {
     pub uploads: crate::http::upload_attempts::InFlight,
     /// Deltas each device may still have encoded afresh.
     pub encode_budget: crate::agents::encode_budget::EncodeBudget,
+    /// The cap on everything served to devices (`serve_max_rate`).
+    pub serve_cap: crate::agents::serve_cap::ServeCap,
     config_keys: Vec<PublicKey>,
 }
 
@@ -162,6 +164,7 @@ impl Coordinator {
             enrollment: enrollment_token,
         } = tokens;
         let (alias_moves, _) = broadcast::channel(1024);
+        let serve_cap = crate::agents::serve_cap::ServeCap::new(config.serve_max_rate);
         Self {
             node: config.node(),
             config,
@@ -184,6 +187,7 @@ impl Coordinator {
             gc_lock: tokio::sync::RwLock::new(()),
             uploads: Default::default(),
             encode_budget: crate::agents::encode_budget::EncodeBudget::default(),
+            serve_cap,
             config_keys,
         }
     }

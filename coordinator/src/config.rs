@@ -70,6 +70,9 @@ pub struct Config {
     pub node_name: Option<String>,
     /// Where else agents may fetch chunks (`[mirrors]`).
     pub mirrors: MirrorSettings,
+    /// The most this coordinator serves to all devices together (`200 MiB/s`, `1 Gbit/s`;
+    /// unlimited by default). Mirrors and pre-signed addresses are not counted.
+    pub serve_max_rate: ferry_shared::throttle::Rate,
 }
 
 /// Where agents may fetch chunk frames other than from a coordinator: every chunk is checked
@@ -259,6 +262,7 @@ impl Default for Config {
             store: StoreSettings::default(),
             node_name: None,
             mirrors: MirrorSettings::default(),
+            serve_max_rate: ferry_shared::throttle::Rate::Unlimited,
         }
     }
 }

@@ -27,11 +27,13 @@ pub mod rollout;
 pub mod schema;
 pub mod sign;
 pub mod tensors;
+pub mod throttle;
 pub mod trust;
 #[cfg(feature = "udp")]
 pub mod udp;
 pub mod variant_choice;
 pub mod version;
+pub mod window;
 pub mod wire;
 #[cfg(feature = "writeback")]
 pub mod writeback;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-const BINARIES: [(&str, &str); 7] = [
+const BINARIES: [(&str, &str); 9] = [
     ("ferry-fleet-sim", env!("CARGO_BIN_EXE_ferry-fleet-sim")),
     (
         "ferry-transfer-bench",
@@ -21,6 +21,14 @@ const BINARIES: [(&str, &str); 7] = [
     ("ferry-chaos", env!("CARGO_BIN_EXE_ferry-chaos")),
     ("ferry-fixture", env!("CARGO_BIN_EXE_ferry-fixture")),
     ("ferry-demo", env!("CARGO_BIN_EXE_ferry-demo")),
+    (
+        "ferry-throughput-bench",
+        env!("CARGO_BIN_EXE_ferry-throughput-bench"),
+    ),
+    (
+        "ferry-ratecap-bench",
+        env!("CARGO_BIN_EXE_ferry-ratecap-bench"),
+    ),
 ];
 
 /// Runs `binary args`, and fails if it has not exited within a few seconds (it started a run).

@@ -271,6 +271,7 @@ async fn serve_chunks(
                         SessionError::Protocol("an encoded chunk over 4 GiB".into())
                     })?,
                 };
+                app.serve_cap.pace(encoded.payload.len()).await;
                 write_frame(send, &reply).await?;
                 let len = encoded.payload.len() as u64;
                 // Handed to QUIC as it is, not copied into its send buffer; its buffer
