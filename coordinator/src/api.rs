@@ -497,6 +497,10 @@ pub struct CreateRollout {
     /// by a hand rollback, or unreachable) and still advance (default 20).
     #[serde(default)]
     pub max_left_out_percent: Option<f64>,
+    /// At most this many devices download the target at once; the rest of the waves in
+    /// force wait their turn, in bucket order (default: no limit).
+    #[serde(default)]
+    pub max_downloading: Option<u32>,
 }
 
 /// Answer of `POST /api/v1/rollouts/check` (same body as creating it): whom the rollout
@@ -749,6 +753,12 @@ pub struct RolloutView {
     /// Largest share of the devices in force, in percent, that may be left out.
     #[serde(default)]
     pub max_left_out_percent: f64,
+    /// The plan's limit on devices downloading at once (`None`: no limit).
+    #[serde(default)]
+    pub max_downloading: Option<u32>,
+    /// Devices holding a download slot now (with a limit).
+    #[serde(default)]
+    pub downloading: u64,
     /// Plain-language notes: what holds the wave, and gates that decided on fewer samples
     /// than their minimum.
     #[serde(default)]

@@ -287,14 +287,18 @@ class Client:
         force: bool = False,
         unreachable_after_secs: Optional[int] = None,
         max_left_out_percent: Optional[float] = None,
+        max_downloading: Optional[int] = None,
     ) -> RolloutView:
         """Starts a staged rollout of ``version`` to the devices of ``cohort`` (a label
         selector; the whole fleet when empty) that follow ``alias`` (``prod`` by default).
-        Without ``waves``: 5 → 25 → 50 → 100 % with an hour's bake and the default gates."""
+        Without ``waves``: 5 → 25 → 50 → 100 % with an hour's bake and the default gates.
+        ``max_downloading`` lets at most that many devices download at once."""
         body = self._rollout_body(
             model, version, waves, cohort, alias, rollout_id, reason, force,
             unreachable_after_secs, max_left_out_percent,
         )
+        if max_downloading is not None:
+            body["max_downloading"] = max_downloading
         return RolloutView.from_json(self._request("POST", "/rollouts", body))
 
     def check_rollout(

@@ -300,3 +300,55 @@ fn a_shadow_wave_stages_the_candidate_and_judges_it_before_any_device_serves_it(
     );
     Ok(())
 }
+
+#[test]
+fn a_download_limit_lets_one_device_download_at_a_time_and_the_rollout_completes() -> Result<()> {
+    let fleet = Fleet::start(3, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
+    let c = &fleet.coordinator;
+    let plan = serde_json::json!({
+        "id": "one-at-a-time",
+        "model": MODEL,
+        "version": "2.0.0",
+        "max_downloading": 1,
+        "waves": [{"percent": 100.0, "bake_secs": 0, "gates": [
+            {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 3},
+        ]}],
+    });
+    let path = fleet.dir.join("one-at-a-time.json");
+    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
+    c.ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+    let done = wait_until("the rollout to complete one device at a time", T, || {
+        Ok(fleet.rollout("one-at-a-time")?.phase == Phase::Completed)
+    });
+    if done.is_err() {
+        eprintln!("{}", c.ctl(&["rollout", "status", "one-at-a-time"])?);
+        eprintln!("{}", c.ctl(&["audit", "--action", "rollout"])?);
+    }
+    done?;
+    fleet.wait_all_on("2.0.0", T)?;
+    // The engine's slot hand-offs are in the audit trail: never more than one at once, and
+    // every device had its turn.
+    let trail = c.ctl(&["audit", "--action", "rollout.download-slots", "--json"])?;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&trail)?;
+    let held: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    ensure!(!held.is_empty(), "no slot was ever handed out: {trail}");
+    ensure!(
+        held.iter()
+            .all(|d| d.starts_with("1 device(s)") || d.starts_with("0 device(s)")),
+        "{held:?}"
+    );
+    ensure!(
+        held.iter().filter(|d| d.starts_with("1 device(s)")).count() >= 3,
+        "each of the three had a slot: {held:?}"
+    );
+    let view = fleet.rollout("one-at-a-time")?;
+    ensure!(view.max_downloading == Some(1), "{view:?}");
+    Ok(())
+}

@@ -237,6 +237,8 @@ fn view(
         may_leave_out: may_leave_out as u64,
         unreachable_after_secs: plan.stragglers.unreachable_after_secs,
         max_left_out_percent: plan.stragglers.max_left_out * 100.0,
+        max_downloading: plan.max_downloading,
+        downloading: record.state.downloading.len() as u64,
         notes,
     }
 }

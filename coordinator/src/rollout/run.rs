@@ -168,6 +168,14 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
                     ("rollout.complete", "every wave passed its gates".to_owned())
                 }
                 Decision::RollBack { reason } => ("rollout.auto-rollback", reason.clone()),
+                Decision::Downloading { devices } => (
+                    "rollout.download-slots",
+                    format!(
+                        "{} device(s) may download now (at most {})",
+                        devices.len(),
+                        record.plan.max_downloading.unwrap_or(0)
+                    ),
+                ),
             };
             if *decision == Decision::Complete {
                 // The fleet now runs the target: the alias says so from here on. Moved before

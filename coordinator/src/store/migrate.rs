@@ -22,7 +22,8 @@ use super::tables::{DEVICES, META, ROLLOUTS};
 /// 2. Device records say when each model's failure was first seen; rollout records when they
 ///    started to the millisecond.
 /// 3. Rollout plans say what pinned and unreachable devices mean for completion.
-/// 4. Device records keep the device's conditions (disk space, deferred switches).
+/// 4. Device records keep the device's conditions (disk space, deferred switches); rollouts
+///    may limit how many devices download at once.
 pub const STORE_FORMAT: u64 = 4;
 
 const FORMAT_KEY: &str = "store_format";
@@ -41,7 +42,7 @@ pub(crate) fn migrate(txn: &WriteTxn<'_>) -> Result<u64, StoreError> {
     if found < 4 {
         rewrite::<DeviceRecord>(txn, DEVICES)?;
     }
-    if found < 3 {
+    if found < 4 {
         rewrite::<RolloutRecord>(txn, ROLLOUTS)?;
     }
     if found != STORE_FORMAT {
@@ -106,15 +107,77 @@ impl From<PlanV1> for ferry_shared::rollout::Plan {
             cohort: old.cohort,
             waves: old.waves,
             stragglers: Default::default(),
+            max_downloading: None,
         }
     }
+}
+
+/// A rollout plan as format 3 stored it: no download limit.
+#[derive(Serialize, Deserialize)]
+struct PlanV3 {
+    id: String,
+    model: ferry_shared::ModelName,
+    target: ferry_shared::Version,
+    cohort: ferry_shared::rollout::Selector,
+    waves: Vec<ferry_shared::rollout::Wave>,
+    stragglers: ferry_shared::rollout::Stragglers,
+}
+
+impl From<PlanV3> for ferry_shared::rollout::Plan {
+    fn from(old: PlanV3) -> Self {
+        Self {
+            id: old.id,
+            model: old.model,
+            target: old.target,
+            cohort: old.cohort,
+            waves: old.waves,
+            stragglers: old.stragglers,
+            max_downloading: None,
+        }
+    }
+}
+
+/// A rollout's state as formats 1 to 3 stored it: no download slots.
+#[derive(Serialize, Deserialize)]
+struct RolloutStateV1 {
+    phase: ferry_shared::rollout::Phase,
+    in_force: usize,
+    since: u64,
+    paused: bool,
+    reason: Option<String>,
+}
+
+impl From<RolloutStateV1> for ferry_shared::rollout::RolloutState {
+    fn from(old: RolloutStateV1) -> Self {
+        Self {
+            phase: old.phase,
+            in_force: old.in_force,
+            since: old.since,
+            paused: old.paused,
+            reason: old.reason,
+            downloading: Vec::new(),
+        }
+    }
+}
+
+/// A rollout record as format 3 stored it: plan and state before download limits.
+#[derive(Serialize, Deserialize)]
+struct RolloutRecordV3 {
+    plan: PlanV3,
+    state: RolloutStateV1,
+    alias: ferry_shared::AliasName,
+    created_by: String,
+    created_at: u64,
+    created_at_ms: u64,
+    updated_at: u64,
+    final_gates: Vec<ferry_shared::rollout::GateReport>,
 }
 
 /// A rollout record as format 2 stored it: its plan in the layout of [`PlanV1`].
 #[derive(Serialize, Deserialize)]
 struct RolloutRecordV2 {
     plan: PlanV1,
-    state: ferry_shared::rollout::RolloutState,
+    state: RolloutStateV1,
     alias: ferry_shared::AliasName,
     created_by: String,
     created_at: u64,
@@ -127,7 +190,7 @@ struct RolloutRecordV2 {
 #[derive(Serialize, Deserialize)]
 struct RolloutRecordV1 {
     plan: PlanV1,
-    state: ferry_shared::rollout::RolloutState,
+    state: RolloutStateV1,
     alias: ferry_shared::AliasName,
     created_by: String,
     created_at: u64,
@@ -136,14 +199,15 @@ struct RolloutRecordV1 {
 }
 
 impl Record for RolloutRecord {
-    const FORMAT: u8 = 3;
+    /// 2: started to the millisecond. 3: stragglers in the plan. 4: download limits.
+    const FORMAT: u8 = 4;
 
     fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
         match format {
             1 => Some(
                 postcard::from_bytes::<RolloutRecordV1>(body).map(|old| RolloutRecord {
                     plan: old.plan.into(),
-                    state: old.state,
+                    state: old.state.into(),
                     alias: old.alias,
                     created_by: old.created_by,
                     created_at: old.created_at,
@@ -155,7 +219,19 @@ impl Record for RolloutRecord {
             2 => Some(
                 postcard::from_bytes::<RolloutRecordV2>(body).map(|old| RolloutRecord {
                     plan: old.plan.into(),
-                    state: old.state,
+                    state: old.state.into(),
+                    alias: old.alias,
+                    created_by: old.created_by,
+                    created_at: old.created_at,
+                    created_at_ms: old.created_at_ms,
+                    updated_at: old.updated_at,
+                    final_gates: old.final_gates,
+                }),
+            ),
+            3 => Some(
+                postcard::from_bytes::<RolloutRecordV3>(body).map(|old| RolloutRecord {
+                    plan: old.plan.into(),
+                    state: old.state.into(),
                     alias: old.alias,
                     created_by: old.created_by,
                     created_at: old.created_at,

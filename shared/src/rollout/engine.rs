@@ -87,6 +87,11 @@ pub struct RolloutState {
     pub paused: bool,
     /// Why it rolled back or was aborted.
     pub reason: Option<String>,
+    /// With a download limit ([`Plan::max_downloading`]): the devices of the waves in force
+    /// allowed to fetch the target now (sorted). The others keep what they run until a slot
+    /// frees.
+    #[serde(default)]
+    pub downloading: Vec<DeviceId>,
 }
 
 /// A gate's verdict.
@@ -132,6 +137,11 @@ pub enum Decision {
     RollBack {
         /// Which gate, with its value and threshold.
         reason: String,
+    },
+    /// The devices allowed to download now changed ([`Plan::max_downloading`]).
+    Downloading {
+        /// All of them, sorted.
+        devices: Vec<DeviceId>,
     },
 }
 
@@ -233,6 +243,7 @@ impl RolloutState {
             since: now,
             paused: false,
             reason: None,
+            downloading: Vec::new(),
         }
     }
 
@@ -253,6 +264,7 @@ impl RolloutState {
                 self.phase = Phase::RolledBack;
                 self.reason = Some(reason.clone());
             }
+            Decision::Downloading { devices } => self.downloading = devices.clone(),
         }
     }
 
@@ -329,6 +341,9 @@ pub fn desired(plan: &Plan, state: &RolloutState, device: &DeviceFacts) -> Desir
                 .checked_sub(1)
                 .and_then(|i| plan.waves.get(i));
             match current {
+                Some(_) if wave < state.in_force && !may_download(plan, state, device) => {
+                    Desired::Untouched
+                }
                 Some(w) if wave < state.in_force && w.shadow => {
                     Desired::Shadow(plan.target.clone())
                 }
@@ -337,6 +352,61 @@ pub fn desired(plan: &Plan, state: &RolloutState, device: &DeviceFacts) -> Desir
             }
         }
     }
+}
+
+/// Whether `device` may fetch the target now: always without a download limit, and with one
+/// when it holds a slot or already has the target (it must never be sent back).
+fn may_download(plan: &Plan, state: &RolloutState, device: &DeviceFacts) -> bool {
+    if plan.max_downloading.is_none() {
+        return true;
+    }
+    let holds = |v: &Option<Version>| v.as_ref() == Some(&plan.target);
+    holds(&device.current)
+        || holds(&device.candidate)
+        || device
+            .id
+            .as_ref()
+            .is_some_and(|id| state.downloading.binary_search(id).is_ok())
+}
+
+/// With a download limit: the devices of the waves in force that may download now. Those
+/// holding a slot keep it until they have an outcome or are left out; free slots go to the
+/// devices without an outcome, lowest bucket first. `None` when that changes nothing.
+fn next_downloading(
+    plan: &Plan,
+    state: &RolloutState,
+    devices: &[DeviceFacts],
+    stragglers: &[Straggler],
+) -> Option<Vec<DeviceId>> {
+    let limit = usize::try_from(plan.max_downloading?).unwrap_or(usize::MAX);
+    let left_out: std::collections::BTreeSet<&DeviceId> = stragglers
+        .iter()
+        .filter(|s| s.left_out)
+        .map(|s| &s.device)
+        .collect();
+    let mut waiting: Vec<(u32, &DeviceId)> = devices
+        .iter()
+        .filter(|d| wave_of_device(plan, d).is_some_and(|w| w < state.in_force))
+        .filter(|d| !has_outcome(plan, d))
+        .filter_map(|d| d.id.as_ref().map(|id| (plan.bucket(id), id)))
+        .filter(|(_, id)| !left_out.contains(id))
+        .collect();
+    waiting.sort_unstable();
+    let mut next: Vec<DeviceId> = waiting
+        .iter()
+        .filter(|(_, id)| state.downloading.binary_search(id).is_ok())
+        .map(|(_, id)| (*id).clone())
+        .collect();
+    for (_, id) in &waiting {
+        if next.len() >= limit {
+            break;
+        }
+        if state.downloading.binary_search(id).is_err() {
+            next.push((*id).clone());
+        }
+    }
+    next.sort_unstable();
+    (next != state.downloading).then_some(next)
 }
 
 /// Whether `device` has an outcome for the target: it runs it (or, in a shadow wave, staged
@@ -530,6 +600,8 @@ pub fn evaluate(
     };
     out.gates = gates(plan, state, devices, now);
     out.stragglers = stragglers(plan, state, devices, now);
+    let slots = next_downloading(plan, state, devices, &out.stragglers)
+        .map(|devices| Decision::Downloading { devices });
     let in_force = devices
         .iter()
         .filter(|d| wave_of_device(plan, d).is_some_and(|w| w < state.in_force))
@@ -549,6 +621,7 @@ pub fn evaluate(
         });
         return out;
     }
+    out.decisions.extend(slots);
     let passed = out.gates.iter().all(|g| g.verdict == Verdict::Pass);
     let baked = now.saturating_sub(state.since) >= wave.min_bake_secs;
     if state.phase != Phase::Running || state.paused || !passed || !baked || out.too_many_left_out {

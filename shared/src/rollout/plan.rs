@@ -141,6 +141,10 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     /// What pinned and unreachable devices mean for completion.
     pub stragglers: Stragglers,
+    /// At most this many devices of the waves in force download the target at once; the
+    /// others keep what they run until a slot frees, in bucket order (`None`: no limit).
+    #[serde(default)]
+    pub max_downloading: Option<u32>,
 }
 
 /// A plan that cannot run.
@@ -168,6 +172,9 @@ pub enum PlanError {
     /// A share of devices that may be left out outside [0, 1].
     #[error("the share of devices that may be left out must be within 0–100 % (got {0})")]
     LeftOut(String),
+    /// A download limit of zero devices.
+    #[error("at least one device must be allowed to download at once")]
+    NoDownloads,
 }
 
 impl Plan {
@@ -196,6 +203,7 @@ impl Plan {
             cohort,
             waves,
             stragglers: Stragglers::default(),
+            max_downloading: None,
         }
     }
 
@@ -214,6 +222,9 @@ impl Plan {
         let serving_then_shadow = self.waves.windows(2).any(|p| !p[0].shadow && p[1].shadow);
         if serving_then_shadow || self.waves.last().is_some_and(|w| w.shadow) {
             return Err(PlanError::ShadowOrder);
+        }
+        if self.max_downloading == Some(0) {
+            return Err(PlanError::NoDownloads);
         }
         let left_out = self.stragglers.max_left_out;
         if !(0.0..=1.0).contains(&left_out) {

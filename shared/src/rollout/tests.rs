@@ -811,3 +811,58 @@ fn a_drift_gate_with_thin_data_waits_instead_of_deciding() {
         Verdict::Waiting
     );
 }
+
+#[test]
+fn a_download_limit_moves_the_waves_devices_a_few_at_a_time_and_still_completes() {
+    let mut limited = plan("2.0.0");
+    limited.max_downloading = Some(25);
+    let mut sim = Sim::new(1000, &[("1.0.0", 10, 40), ("2.0.0", 10, 40)], limited);
+    let mut most_moved = 0;
+    let mut most_slots = 0;
+    for _ in 0..400 {
+        if sim.state.phase.is_terminal() {
+            break;
+        }
+        let before = sim.on("2.0.0");
+        sim.tick();
+        most_moved = most_moved.max(sim.on("2.0.0").saturating_sub(before));
+        most_slots = most_slots.max(sim.state.downloading.len());
+    }
+    sim.tick();
+    assert_eq!(sim.state.phase, Phase::Completed, "{:?}", sim.log);
+    assert_eq!(sim.on("2.0.0"), 1000);
+    assert!(most_slots <= 25, "{most_slots} slots at once");
+    assert!(most_moved <= 25, "{most_moved} devices moved in one tick");
+    assert!(most_moved >= 20, "the slots were used: {most_moved}");
+    // Without the limit, the 50 % wave moves hundreds at once.
+    let mut free = Sim::new(1000, &[("1.0.0", 10, 40), ("2.0.0", 10, 40)], plan("2.0.0"));
+    let mut most_free = 0;
+    for _ in 0..400 {
+        if free.state.phase.is_terminal() {
+            break;
+        }
+        let before = free.on("2.0.0");
+        free.tick();
+        most_free = most_free.max(free.on("2.0.0").saturating_sub(before));
+    }
+    assert!(most_free > 100, "{most_free}");
+}
+
+#[test]
+fn a_device_already_on_the_target_is_never_sent_back_for_want_of_a_slot() {
+    let mut limited = one_wave("2.0.0");
+    limited.max_downloading = Some(1);
+    let state = RolloutState::start(&limited, 0);
+    let mut on_target = Sim::device(3, "2.0.0");
+    on_target.previous = Some(v("1.0.0"));
+    assert_eq!(
+        desired(&limited, &state, &on_target),
+        Desired::Run(v("2.0.0"))
+    );
+    // One without a slot keeps what it runs (the alias's version) until it gets one.
+    let waiting = Sim::device(4, "1.0.0");
+    assert_eq!(desired(&limited, &state, &waiting), Desired::Untouched);
+    let mut zero = one_wave("2.0.0");
+    zero.max_downloading = Some(0);
+    assert_eq!(zero.validate(), Err(PlanError::NoDownloads));
+}

@@ -60,6 +60,10 @@ pub(crate) enum RolloutCommand {
         /// by a hand rollback, or unreachable) and still advance [default: 20]
         #[arg(long)]
         max_left_out: Option<f64>,
+        /// At most this many devices download VERSION at once; the rest of the waves in
+        /// force wait their turn [default: no limit]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_downloading: Option<u32>,
         /// Start nothing: list how many devices each wave would reach and those that could
         /// not take VERSION (schema, hardware, disk by their last reported free space).
         /// Exits 9 when there are any.
@@ -132,6 +136,7 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             max_left_out,
             check,
             json: as_json,
+            max_downloading,
         } => {
             let mut request: CreateRollout = match plan {
                 Some(path) => {
@@ -169,12 +174,14 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
                         force: false,
                         unreachable_after_secs: None,
                         max_left_out_percent: None,
+                        max_downloading: None,
                     }
                 }
             };
             request.force |= force;
             request.unreachable_after_secs = unreachable_after.or(request.unreachable_after_secs);
             request.max_left_out_percent = max_left_out.or(request.max_left_out_percent);
+            request.max_downloading = max_downloading.or(request.max_downloading);
             if check {
                 let checked: RolloutCheck = client.post_for("/rollouts/check", &request).await?;
                 if as_json {
@@ -314,6 +321,12 @@ fn print_one(v: &RolloutView) {
         outln!(
             "           {} with the target staged as shadow candidate",
             d.shadowing
+        );
+    }
+    if let Some(limit) = v.max_downloading {
+        outln!(
+            "           {} downloading now (at most {limit} at once)",
+            v.downloading
         );
     }
     let mut table = Table::new(&["GATE", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT"]);
