@@ -54,6 +54,29 @@ struct RawConfig {
     detect_hardware: bool,
     hardware_root: Option<PathBuf>,
     download: Option<RawDownload>,
+    maintenance: Option<RawMaintenance>,
+}
+
+/// `[maintenance]`: when the device may switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    #[serde(default)]
+    windows: Vec<Window>,
+    #[serde(default)]
+    downloads: Downloads,
+    lock_file: Option<PathBuf>,
+}
+
+/// When downloads happen, with update windows.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Downloads {
+    /// Whenever the coordinator asks; only the switch waits for a window.
+    #[default]
+    AnyTime,
+    /// Inside the windows too.
+    InWindow,
 }
 
 /// `[download]`: the download cap and its schedule.
@@ -283,6 +306,8 @@ pub struct Config {
     pub health_check: Option<HealthCheck>,
     /// The download cap by local time of week (`[download]`; unlimited when absent).
     pub download_rate: RateSchedule,
+    /// When the device may switch (`[maintenance]`; any time when absent).
+    pub maintenance: crate::maintenance::Maintenance,
     /// What the system says it is ([`crate::hardware`]), read at load (under
     /// `hardware_root`, `/` by default) unless `detect_hardware = false`; reported as labels
     /// over the operator's.
@@ -447,6 +472,14 @@ impl Config {
                         .into_iter()
                         .map(|p| (p.windows, p.max_rate))
                         .collect(),
+                },
+            },
+            maintenance: match raw.maintenance {
+                None => crate::maintenance::Maintenance::default(),
+                Some(m) => crate::maintenance::Maintenance {
+                    windows: m.windows,
+                    downloads_in_window_only: m.downloads == Downloads::InWindow,
+                    lock_file: m.lock_file.as_deref().map(resolve),
                 },
             },
             reload: raw.reload.map(RawReload::validate).transpose()?,

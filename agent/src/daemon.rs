@@ -90,6 +90,12 @@ struct Daemon {
     profile: DeviceProfile,
     /// The download cap every download passes.
     throttle: Arc<crate::throttle::Throttle>,
+    /// The application's update lock (taken over the metrics socket).
+    app_lock: Arc<crate::maintenance::AppLock>,
+    /// The gate last fed to the updaters: whether switches (and downloads) wait, and why.
+    gate: (Option<ferry_shared::wire::DeferReason>, bool),
+    /// The switches held back now, as the session reports them.
+    deferred: Arc<std::sync::Mutex<Vec<ferry_shared::wire::Deferral>>>,
     reports: watch::Sender<DeviceReport>,
     /// Model metrics from the application (for the main model); told which version serves.
     metrics: Arc<crate::metrics::Intake>,
@@ -179,10 +185,16 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     let (reports, report_rx) = watch::channel(DeviceReport::default());
     let metrics_path = layout.metrics_path(&model);
     let metrics = crate::metrics::Intake::load(model.clone(), &metrics_path);
+    let app_lock = Arc::new(crate::maintenance::AppLock::default());
     let metrics_task = tokio::spawn({
-        let (path, metrics) = (config.metrics_socket.clone(), metrics.clone());
-        async move { crate::metrics::serve(&path, metrics).await }
+        let (path, metrics, lock) = (
+            config.metrics_socket.clone(),
+            metrics.clone(),
+            app_lock.clone(),
+        );
+        async move { crate::metrics::serve(&path, metrics, lock).await }
     });
+    let deferred = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (conn_tx, connection) = watch::channel(None);
     let (session_tx, mut session_rx) = mpsc::channel(64);
     let (internal, mut internal_rx) = mpsc::channel(64);
@@ -197,6 +209,9 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         trust,
         profile: config.device_profile(),
         throttle: Arc::new(crate::throttle::Throttle::new(config.download_rate.clone())),
+        app_lock,
+        gate: (None, false),
+        deferred: deferred.clone(),
         config: config.clone(),
         layout,
         state,
@@ -232,6 +247,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
             client,
             pinned,
             metrics,
+            deferred,
         },
         report_rx,
         session_tx,
@@ -279,6 +295,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
                     notify::watchdog();
                 }
                 daemon.look_for_local_changes();
+                daemon.check_gate();
                 daemon.keep_state_durable();
                 if daemon.ready_to_hand_over() {
                     outcome = Outcome::HandOver;
@@ -862,6 +879,60 @@ impl Daemon {
         if let Err(e) = self.state.update(change) {
             error!("cannot save the agent state: {e}");
             self.unsaved = Some((format!("{e} (kept in memory, retried)"), unix_now()));
+        }
+    }
+
+    /// Feeds the updaters the gate (update windows, the application's lock) when it changed,
+    /// and tells the session which switches wait and why.
+    fn check_gate(&mut self) {
+        let now = unix_now();
+        let gate = self.config.maintenance.gate(
+            &[],
+            &self.app_lock,
+            now,
+            crate::localtime::week_minute_now(),
+        );
+        if gate != self.gate {
+            match &gate.0 {
+                Some(reason) => info!("switches wait: {reason:?}"),
+                None if self.gate.0.is_some() => info!("switches may go ahead"),
+                None => {}
+            }
+            self.gate = gate.clone();
+            for follower in 0..self.followers.len() {
+                self.feed(
+                    follower,
+                    Event::Gate {
+                        closed: gate.0.clone(),
+                        downloads_wait: gate.1,
+                        now,
+                    },
+                );
+            }
+        }
+        let deferred: Vec<ferry_shared::wire::Deferral> = self
+            .followers
+            .iter()
+            .filter_map(|f| {
+                let (version, reason, since) = f.updater.deferral()?;
+                Some(ferry_shared::wire::Deferral {
+                    model: f.updater.report().model,
+                    version,
+                    reason,
+                    since,
+                })
+            })
+            .collect();
+        let changed = match self.deferred.lock() {
+            Ok(mut held) if *held != deferred => {
+                *held = deferred;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            // The report is the same; the session sends the conditions with the next one.
+            self.reports.send_modify(|_| {});
         }
     }
 

@@ -23,6 +23,7 @@ pub mod hardware;
 pub mod health;
 pub mod identity;
 pub mod localtime;
+pub mod maintenance;
 pub mod metrics;
 pub mod mirrors;
 pub mod notify;

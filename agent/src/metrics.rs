@@ -310,7 +310,9 @@ impl Intake {
 
 /// Listens on `path` until the task is dropped; binding failures are logged, not fatal (the
 /// agent updates without metrics, and rollout gates that need them wait).
-pub async fn serve(path: &Path, intake: Arc<Intake>) {
+/// Datagrams `lock SECONDS [reason]` and `unlock` go to `lock` instead (see
+/// [`crate::maintenance`]).
+pub async fn serve(path: &Path, intake: Arc<Intake>, lock: Arc<crate::maintenance::AppLock>) {
     let _ = std::fs::remove_file(path);
     let socket = match tokio::net::UnixDatagram::bind(path) {
         Ok(s) => s,
@@ -332,10 +334,21 @@ pub async fn serve(path: &Path, intake: Arc<Intake>) {
                 return;
             }
         };
-        match std::str::from_utf8(&buf[..n])
-            .map_err(|e| e.to_string())
-            .and_then(|l| parse(l.trim()))
-        {
+        let line = std::str::from_utf8(&buf[..n]).map(str::trim);
+        if let Ok(Some(command)) = line.map(crate::maintenance::parse_lock) {
+            match command {
+                Ok(command) => {
+                    debug!("application lock: {command:?}");
+                    lock.apply(command, crate::unix_now());
+                }
+                Err(e) => {
+                    debug!("dropped a lock datagram: {e}");
+                    intake.reject();
+                }
+            }
+            continue;
+        }
+        match line.map_err(|e| e.to_string()).and_then(parse) {
             Ok(sample) => intake.record(&sample),
             Err(e) => {
                 debug!("dropped a metrics datagram: {e}");
@@ -485,9 +498,10 @@ mod tests {
         let path = dir.path().join("metrics.sock");
         let intake = Intake::new("m".parse().unwrap());
         intake.set_serving(Some("1.0.0".parse().unwrap()), None);
+        let lock = Arc::new(crate::maintenance::AppLock::default());
         let server = tokio::spawn({
-            let (path, intake) = (path.clone(), intake.clone());
-            async move { serve(&path, intake).await }
+            let (path, intake, lock) = (path.clone(), intake.clone(), lock.clone());
+            async move { serve(&path, intake, lock).await }
         });
         let client = tokio::net::UnixDatagram::unbound().unwrap();
         for _ in 0..50 {
@@ -496,7 +510,7 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        for msg in ["ok 10", "error 20", "garbage"] {
+        for msg in ["ok 10", "error 20", "garbage", "lock 60 surgery"] {
             client.send_to(msg.as_bytes(), &path).await.unwrap();
         }
         for _ in 0..100 {
@@ -505,6 +519,7 @@ mod tests {
                 .first()
                 .is_some_and(|m| m.metrics.requests == 2)
                 && intake.dropped() == 1
+                && lock.held(crate::unix_now()).is_some()
             {
                 break;
             }
@@ -513,6 +528,11 @@ mod tests {
         let snap = intake.snapshot();
         assert_eq!((snap[0].metrics.requests, snap[0].metrics.errors), (2, 1));
         assert_eq!(intake.dropped(), 1);
+        assert_eq!(
+            lock.held(crate::unix_now()).map(|(_, by)| by).as_deref(),
+            Some("surgery"),
+            "the lock datagram took the lock and counted as no request"
+        );
         server.abort();
     }
 }

@@ -102,6 +102,8 @@ pub struct SessionParams {
     pub pinned: Arc<PinnedCert>,
     /// Model metrics from the application, sent with every report.
     pub metrics: Arc<crate::metrics::Intake>,
+    /// The switches the device holds back now (its conditions).
+    pub deferred: Arc<std::sync::Mutex<Vec<ferry_shared::wire::Deferral>>>,
 }
 
 /// Keeps a session up forever (until the task is dropped).
@@ -182,11 +184,16 @@ async fn send_distributions(
 async fn send_conditions(
     send: &mut quinn::SendStream,
     probe: &Arc<std::sync::Mutex<ConditionsProbe>>,
+    deferred: &Arc<std::sync::Mutex<Vec<ferry_shared::wire::Deferral>>>,
     installed: bool,
 ) -> Result<(), FrameIoError> {
     let probe = probe.clone();
+    let deferred = deferred.lock().map(|d| d.clone()).unwrap_or_default();
     let news = tokio::task::spawn_blocking(move || {
-        probe.lock().ok().and_then(|mut p| p.news(&[], installed))
+        probe
+            .lock()
+            .ok()
+            .and_then(|mut p| p.news(&deferred, installed))
     })
     .await
     .ok()
@@ -350,7 +357,7 @@ async fn one_session(
                     send_distributions(&mut send, &params.metrics, &mut distributions_sent).await?;
                 }
                 if sends_conditions {
-                    send_conditions(&mut send, probe, true).await?;
+                    send_conditions(&mut send, probe, &params.deferred, true).await?;
                 }
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }
@@ -361,7 +368,7 @@ async fn one_session(
                     send_distributions(&mut send, &params.metrics, &mut distributions_sent).await?;
                 }
                 if sends_conditions {
-                    send_conditions(&mut send, probe, false).await?;
+                    send_conditions(&mut send, probe, &params.deferred, false).await?;
                 }
                 write_frame(&mut send, &ToCoordinator::Report(report)).await?;
             }

@@ -1,7 +1,7 @@
 //! The machine itself: [`Updater`] takes [`Event`]s and returns [`Effect`]s, one model at a
 //! time (see the diagram in [`crate::updater`]).
 
-use ferry_shared::wire::{EventKind, InstallError, ModelReport, UpdatePhase};
+use ferry_shared::wire::{DeferReason, EventKind, InstallError, ModelReport, UpdatePhase};
 use ferry_shared::{ModelName, Version};
 
 use super::admission::{Admitted, Desire, desired_version};
@@ -38,6 +38,16 @@ pub enum Event {
     RolledBack(Slots),
     /// A backoff delay ended.
     RetryDue,
+    /// Whether the device may switch now (its update windows, its application's lock), and
+    /// whether it may download while it may not; at `now` (device clock).
+    Gate {
+        /// `None`: switch freely; else why not now.
+        closed: Option<DeferReason>,
+        /// While closed, downloads wait too (the window is for downloads as well).
+        downloads_wait: bool,
+        /// Unix seconds, device clock (when a deferral began).
+        now: u64,
+    },
     /// Someone else changed the slots (an operator's local rollback), with the holds that
     /// came with it.
     SlotsChanged {
@@ -97,6 +107,16 @@ enum Work {
         error: InstallError,
     },
     Waiting(Version),
+    /// Downloaded and verified; the switch waits for the gate to open.
+    Deferred(Version),
+}
+
+/// Why switches (and, with `downloads_wait`, downloads) wait, and since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Closed {
+    reason: DeferReason,
+    downloads_wait: bool,
+    since: u64,
 }
 
 /// The machine for one model.
@@ -112,6 +132,8 @@ pub struct Updater {
     holds: Vec<Hold>,
     last_error: Option<InstallError>,
     attempts: u32,
+    /// Why switches wait now (`None`: they do not).
+    gate: Option<Closed>,
 }
 
 impl Updater {
@@ -133,7 +155,25 @@ impl Updater {
             holds,
             last_error,
             attempts: 0,
+            gate: None,
         }
+    }
+
+    /// The switch this machine holds back and why, with when it began: a version downloaded
+    /// (or, when downloads wait too, wanted) that the gate keeps from running.
+    pub fn deferral(&self) -> Option<(Version, DeferReason, u64)> {
+        let gate = self.gate.as_ref()?;
+        let version = match &self.work {
+            Work::Deferred(v) => v.clone(),
+            Work::Idle if gate.downloads_wait => {
+                let target = self.target()?;
+                (self.slots.current.as_ref() != Some(&target.version)
+                    && self.held(&target.version).is_none())
+                .then(|| target.version.clone())?
+            }
+            _ => return None,
+        };
+        Some((version, gate.reason.clone(), gate.since))
     }
 
     /// The slots as the machine knows them.
@@ -179,7 +219,7 @@ impl Updater {
 
     /// True when no install is under way (the slots may be changed from outside).
     pub fn is_settled(&self) -> bool {
-        matches!(self.work, Work::Idle | Work::Waiting(_))
+        matches!(self.work, Work::Idle | Work::Waiting(_) | Work::Deferred(_))
     }
 
     /// Feeds one event; returns what to do, in order.
@@ -206,6 +246,11 @@ impl Updater {
             Event::Downloaded(version) => {
                 if self.work == Work::Downloading(version.clone()) {
                     if self.target().is_some_and(|t| t.version == version) {
+                        if self.gate.is_some() {
+                            // Downloaded and verified; the switch waits for the gate.
+                            self.work = Work::Deferred(version);
+                            return Vec::new();
+                        }
                         self.work = Work::Switching(version.clone());
                         return vec![Effect::Switch(version)];
                     }
@@ -306,6 +351,28 @@ impl Updater {
                     self.work = Work::Idle;
                 }
             }
+            Event::Gate {
+                closed,
+                downloads_wait,
+                now,
+            } => {
+                self.gate = closed.map(|reason| Closed {
+                    since: match &self.gate {
+                        // Still closed for the same reason: it waits since it first did.
+                        Some(old) if old.reason == reason => old.since,
+                        _ => now,
+                    },
+                    reason,
+                    downloads_wait,
+                });
+                if self.gate.is_none()
+                    && let Work::Deferred(version) = &self.work
+                {
+                    let version = version.clone();
+                    self.work = Work::Switching(version.clone());
+                    return vec![Effect::Switch(version)];
+                }
+            }
             Event::SlotsChanged { slots, holds } => {
                 if self.is_settled() {
                     self.slots = slots;
@@ -359,6 +426,13 @@ impl Updater {
             self.work = Work::Idle;
             self.attempts = 0;
         }
+        // A deferred switch to a version no longer asked for is dropped (it stays installed
+        // until the next clean-up); one now asked for as the version to run goes on waiting.
+        if let Work::Deferred(v) = &self.work
+            && desired_version(run) != Some(v)
+        {
+            self.work = Work::Idle;
+        }
         for desire in [run, candidate] {
             if let Desire::Unusable(error) = desire {
                 let new = self.held(&error.version).is_none();
@@ -386,13 +460,20 @@ impl Updater {
         if self.work != Work::Idle {
             return Vec::new();
         }
+        let downloads_wait = self.gate.as_ref().is_some_and(|g| g.downloads_wait);
         if let Some(target) = self.target()
             && self.slots.current.as_ref() != Some(&target.version)
             && self.held(&target.version).is_none()
         {
+            if downloads_wait {
+                return Vec::new();
+            }
             let target = target.clone();
             self.work = Work::Downloading(target.version.clone());
             return vec![Effect::Download(target)];
+        }
+        if downloads_wait {
+            return Vec::new();
         }
         let stage = match &self.candidate_desire {
             Desire::Run(t)
@@ -418,7 +499,11 @@ impl Updater {
     /// The report of this model for the coordinator.
     pub fn report(&self) -> ModelReport {
         let phase = match &self.work {
-            Work::Downloading(v) | Work::Switching(v) => UpdatePhase::Fetching(v.clone()),
+            // A deferred switch reports as still updating (what coordinators before protocol 7
+            // understand); the device's conditions say why it waits.
+            Work::Downloading(v) | Work::Switching(v) | Work::Deferred(v) => {
+                UpdatePhase::Fetching(v.clone())
+            }
             Work::Probation { version, .. } | Work::RollingBack { version, .. } => {
                 UpdatePhase::Probation(version.clone())
             }

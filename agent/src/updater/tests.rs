@@ -572,3 +572,90 @@ fn admission_checks_signature_identity_and_hardware() {
         )
     ));
 }
+
+fn window() -> ferry_shared::wire::DeferReason {
+    ferry_shared::wire::DeferReason::Window { opens: Some(5000) }
+}
+
+fn gate(closed: Option<ferry_shared::wire::DeferReason>, downloads_wait: bool, now: u64) -> Event {
+    Event::Gate {
+        closed,
+        downloads_wait,
+        now,
+    }
+}
+
+#[test]
+fn outside_its_window_a_device_downloads_but_switches_only_when_the_window_opens() {
+    let mut u = on_v1();
+    assert!(u.step(gate(Some(window()), false, 100)).is_empty());
+    assert_eq!(
+        u.step(Event::Desired(Desire::Run(target("2.0.0")))),
+        vec![Effect::Download(target("2.0.0"))]
+    );
+    // Downloaded and verified: no switch yet, and the device says why.
+    assert!(u.step(Event::Downloaded(v("2.0.0"))).is_empty());
+    assert_eq!(u.deferral(), Some((v("2.0.0"), window(), 100)));
+    assert_eq!(u.report().phase, UpdatePhase::Fetching(v("2.0.0")));
+    assert!(
+        u.is_settled(),
+        "a local rollback may still happen meanwhile"
+    );
+    // Still closed for the same reason: the deferral keeps its start.
+    assert!(u.step(gate(Some(window()), false, 200)).is_empty());
+    assert_eq!(u.deferral().map(|d| d.2), Some(100));
+    // The window opens: the switch goes ahead at once.
+    assert_eq!(
+        u.step(gate(None, false, 300)),
+        vec![Effect::Switch(v("2.0.0"))]
+    );
+    assert_eq!(u.deferral(), None);
+}
+
+#[test]
+fn with_downloads_in_the_window_only_nothing_moves_until_it_opens() {
+    let mut u = on_v1();
+    u.step(gate(Some(window()), true, 100));
+    assert!(
+        u.step(Event::Desired(Desire::Run(target("2.0.0"))))
+            .is_empty()
+    );
+    assert_eq!(u.deferral(), Some((v("2.0.0"), window(), 100)));
+    assert_eq!(u.report().phase, UpdatePhase::Idle);
+    assert_eq!(
+        u.step(gate(None, true, 300)),
+        vec![Effect::Download(target("2.0.0"))]
+    );
+    assert_eq!(
+        u.step(Event::Downloaded(v("2.0.0"))),
+        vec![Effect::Switch(v("2.0.0"))]
+    );
+}
+
+#[test]
+fn a_lock_defers_the_switch_but_never_a_rollback_and_a_new_target_replaces_the_wait() {
+    let locked = ferry_shared::wire::DeferReason::Locked {
+        until: Some(900),
+        by: "surgery".into(),
+    };
+    let mut u = on_v1();
+    install(&mut u, "2.0.0");
+    // Locked during the health check: the rollback of a failed check still happens.
+    u.step(gate(Some(locked.clone()), false, 100));
+    assert_eq!(
+        u.step(Event::HealthFailed(error("2.0.0", ErrorKind::HealthCheck))),
+        vec![Effect::RollBack]
+    );
+    u.step(Event::RolledBack(slots("1.0.0", Some("2.0.0"))));
+    // 3.0.0 comes while locked: downloaded, deferred; then 3.1.0 is asked for instead.
+    assert_eq!(
+        u.step(Event::Desired(Desire::Run(target("3.0.0")))),
+        vec![Effect::Download(target("3.0.0"))]
+    );
+    assert!(u.step(Event::Downloaded(v("3.0.0"))).is_empty());
+    assert_eq!(u.deferral().map(|d| d.0), Some(v("3.0.0")));
+    assert_eq!(
+        u.step(Event::Desired(Desire::Run(target("3.1.0")))),
+        vec![Effect::Download(target("3.1.0"))]
+    );
+}

@@ -56,6 +56,21 @@ pub(crate) fn merge_report(
         .collect();
     let changed = !new_events.is_empty() || record.models != report.models;
     record.error_seen_at = errors_seen_at(record, &report.models, now_ms);
+    record.switched_at = report
+        .models
+        .iter()
+        .map(|m| {
+            let same = record
+                .models
+                .iter()
+                .any(|old| old.model == m.model && old.active == m.active);
+            let at = match record.switched_at.get(&m.model) {
+                Some(&at) if same => at,
+                _ => now_ms,
+            };
+            (m.model.clone(), at)
+        })
+        .collect();
     record.models = report.models.clone();
     if let Some(last) = new_events.last() {
         record.events_through = last.seq;

@@ -23,7 +23,10 @@ pub(crate) fn facts_of(
 ) -> DeviceFacts {
     let report = record.models.iter().find(|m| &m.model == model);
     let failure_is_new = record.error_seen_at(model) >= since;
-    DeviceFacts::from_report(id, record.labels.clone(), report, target, failure_is_new)
+    let mut facts =
+        DeviceFacts::from_report(id, record.labels.clone(), report, target, failure_is_new);
+    facts.switched_at = record.switched_at.get(model).map(|ms| ms / 1000);
+    facts
 }
 
 /// What the coordinator holds of each device in memory, beside its stored record: the

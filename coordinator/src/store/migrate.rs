@@ -246,7 +246,8 @@ impl Record for RolloutRecord {
 }
 
 impl Record for DeviceRecord {
-    /// 2: when each failure was first seen. 3: the device's conditions.
+    /// 2: when each failure was first seen. 3: the device's conditions, and when each model
+    /// last switched.
     const FORMAT: u8 = 3;
 
     fn from_older(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
@@ -272,6 +273,7 @@ impl Record for DeviceRecord {
                     recent_events: old.recent_events,
                     error_seen_at,
                     conditions: None,
+                    switched_at: BTreeMap::new(),
                 }
             })),
             2 => Some(
@@ -287,6 +289,7 @@ impl Record for DeviceRecord {
                     recent_events: old.recent_events,
                     error_seen_at: old.error_seen_at,
                     conditions: None,
+                    switched_at: BTreeMap::new(),
                 }),
             ),
             _ => None,

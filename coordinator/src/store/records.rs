@@ -63,6 +63,9 @@ pub struct DeviceRecord {
     /// Its latest conditions (disk space, deferred switches) and when they arrived (Unix
     /// seconds, coordinator clock); `None` from agents before protocol 7 (format 3).
     pub conditions: Option<(Conditions, u64)>,
+    /// When the coordinator saw each model's running version change to what it is, in Unix
+    /// milliseconds of its own clock (format 3): a rollout wave bakes from its last switch.
+    pub switched_at: BTreeMap<ModelName, u64>,
 }
 
 impl DeviceRecord {
@@ -80,6 +83,7 @@ impl DeviceRecord {
             recent_events: Vec::new(),
             error_seen_at: BTreeMap::new(),
             conditions: None,
+            switched_at: BTreeMap::new(),
         }
     }
 
@@ -166,6 +170,7 @@ impl DeviceRecord {
             recent_events: vec![],
             error_seen_at: BTreeMap::new(),
             conditions: None,
+            switched_at: BTreeMap::new(),
         }
     }
 }

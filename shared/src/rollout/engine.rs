@@ -49,6 +49,11 @@ pub struct DeviceFacts {
     /// compare); empty from agents before protocol 6.
     #[serde(default)]
     pub distributions: BTreeMap<Version, BTreeMap<String, Distribution>>,
+    /// When it switched to what it runs (unix seconds, the coordinator's clock), when known:
+    /// a wave bakes from its last device's switch, not from when it came into force (a
+    /// device may wait for its update window).
+    #[serde(default)]
+    pub switched_at: Option<u64>,
 }
 
 /// Where a rollout stands.
@@ -623,7 +628,15 @@ pub fn evaluate(
     }
     out.decisions.extend(slots);
     let passed = out.gates.iter().all(|g| g.verdict == Verdict::Pass);
-    let baked = now.saturating_sub(state.since) >= wave.min_bake_secs;
+    // The bake counts from the last switch to the target in the waves in force.
+    let last_switch = devices
+        .iter()
+        .filter(|d| wave_of_device(plan, d).is_some_and(|w| w < state.in_force))
+        .filter(|d| d.current.as_ref() == Some(&plan.target))
+        .filter_map(|d| d.switched_at)
+        .max()
+        .unwrap_or(0);
+    let baked = now.saturating_sub(state.since.max(last_switch)) >= wave.min_bake_secs;
     if state.phase != Phase::Running || state.paused || !passed || !baked || out.too_many_left_out {
         return out;
     }

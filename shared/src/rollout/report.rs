@@ -54,6 +54,7 @@ impl DeviceFacts {
                 .map(|e| format!("{}: {}", e.kind, e.message)),
             metrics: Default::default(),
             distributions: Default::default(),
+            switched_at: None,
         }
     }
 }

@@ -866,3 +866,27 @@ fn a_device_already_on_the_target_is_never_sent_back_for_want_of_a_slot() {
     zero.max_downloading = Some(0);
     assert_eq!(zero.validate(), Err(PlanError::NoDownloads));
 }
+
+#[test]
+fn a_wave_bakes_from_its_last_devices_switch_not_from_when_it_came_into_force() {
+    let mut p = one_wave("2.0.0");
+    p.waves[0].min_bake_secs = 3600;
+    p.waves[0].gates.clear();
+    let state = RolloutState::start(&p, 0);
+    let mut devices = seven(|_| {});
+    for d in &mut devices {
+        d.current = Some(v("2.0.0"));
+        d.switched_at = Some(100);
+    }
+    // One device waited for its window and switched at 5000.
+    devices[6].switched_at = Some(5000);
+    assert!(
+        evaluate(&p, &state, &devices, 3700).decisions.is_empty(),
+        "still baking"
+    );
+    assert!(evaluate(&p, &state, &devices, 8599).decisions.is_empty());
+    assert_eq!(
+        evaluate(&p, &state, &devices, 8600).decisions,
+        vec![Decision::Complete]
+    );
+}
