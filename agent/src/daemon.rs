@@ -92,8 +92,10 @@ struct Daemon {
     throttle: Arc<crate::throttle::Throttle>,
     /// The application's update lock (taken over the metrics socket).
     app_lock: Arc<crate::maintenance::AppLock>,
-    /// The gate last fed to the updaters: whether switches (and downloads) wait, and why.
-    gate: (Option<ferry_shared::wire::DeferReason>, bool),
+    /// The gate last fed to each updater: whether switches (and downloads) wait, and why.
+    gates: Vec<(Option<ferry_shared::wire::DeferReason>, bool)>,
+    /// The coordinator's rules for this device: its cohort's windows, overrides.
+    policy: ferry_shared::wire::Policy,
     /// The switches held back now, as the session reports them.
     deferred: Arc<std::sync::Mutex<Vec<ferry_shared::wire::Deferral>>>,
     reports: watch::Sender<DeviceReport>,
@@ -210,7 +212,8 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         profile: config.device_profile(),
         throttle: Arc::new(crate::throttle::Throttle::new(config.download_rate.clone())),
         app_lock,
-        gate: (None, false),
+        gates: vec![(None, false); followers.len()],
+        policy: Default::default(),
         deferred: deferred.clone(),
         config: config.clone(),
         layout,
@@ -485,6 +488,17 @@ impl Daemon {
                 // the next download starts: a full disk may be why that never comes.
                 let keep = self.updater(follower).downloading().cloned();
                 fetch::drop_downloads_except(&self.layout, &model, keep.as_ref());
+            }
+            FromSession::Policy(policy) => {
+                if policy != self.policy {
+                    info!(
+                        windows = policy.windows.len(),
+                        overrides = policy.now.len(),
+                        "the coordinator's rules for this device changed"
+                    );
+                    self.policy = policy;
+                    self.check_gate();
+                }
             }
             FromSession::Ack(through) => {
                 self.persist(|s| s.acknowledge(through));
@@ -887,28 +901,43 @@ impl Daemon {
     fn check_gate(&mut self) {
         let now = unix_now();
         let gate = self.config.maintenance.gate(
-            &[],
+            &self.policy.windows,
             &self.app_lock,
             now,
             crate::localtime::week_minute_now(),
         );
-        if gate != self.gate {
-            match &gate.0 {
-                Some(reason) => info!("switches wait: {reason:?}"),
-                None if self.gate.0.is_some() => info!("switches may go ahead"),
+        for follower in 0..self.followers.len() {
+            // An operator let this model's target go ahead at once (`rollout create --now`).
+            let overridden = self.updater(follower).target_version().is_some_and(|v| {
+                self.policy
+                    .now
+                    .iter()
+                    .any(|(m, version)| m == self.model(follower) && version == v)
+            });
+            let wanted = if overridden {
+                (None, false)
+            } else {
+                gate.clone()
+            };
+            if wanted == self.gates[follower] {
+                continue;
+            }
+            match &wanted.0 {
+                Some(reason) => info!(model = %self.model(follower), "switches wait: {reason:?}"),
+                None if self.gates[follower].0.is_some() => {
+                    info!(model = %self.model(follower), "switches may go ahead");
+                }
                 None => {}
             }
-            self.gate = gate.clone();
-            for follower in 0..self.followers.len() {
-                self.feed(
-                    follower,
-                    Event::Gate {
-                        closed: gate.0.clone(),
-                        downloads_wait: gate.1,
-                        now,
-                    },
-                );
-            }
+            self.gates[follower] = wanted.clone();
+            self.feed(
+                follower,
+                Event::Gate {
+                    closed: wanted.0,
+                    downloads_wait: wanted.1,
+                    now,
+                },
+            );
         }
         let deferred: Vec<ferry_shared::wire::Deferral> = self
             .followers

@@ -44,6 +44,8 @@ pub enum FromSession {
     Desired(DesiredState),
     /// Events through this sequence are stored.
     Ack(u64),
+    /// The coordinator's rules for this device (its cohort's windows, overrides).
+    Policy(ferry_shared::wire::Policy),
     /// The session ended or could not start.
     Down(String),
 }
@@ -303,6 +305,11 @@ async fn one_session(
             match read_frame::<_, ToAgent>(&mut recv, "push").await {
                 Ok(Some(ToAgent::Desired(d))) => {
                     if forward.send(FromSession::Desired(d)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(ToAgent::Policy(policy))) => {
+                    if forward.send(FromSession::Policy(policy)).await.is_err() {
                         return Ok(());
                     }
                 }

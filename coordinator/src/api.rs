@@ -501,6 +501,9 @@ pub struct CreateRollout {
     /// force wait their turn, in bucket order (default: no limit).
     #[serde(default)]
     pub max_downloading: Option<u32>,
+    /// Devices switch at once, their update windows and applications' locks notwithstanding.
+    #[serde(default)]
+    pub now: bool,
 }
 
 /// Answer of `POST /api/v1/rollouts/check` (same body as creating it): whom the rollout

@@ -73,6 +73,27 @@ pub struct Config {
     /// The most this coordinator serves to all devices together (`200 MiB/s`, `1 Gbit/s`;
     /// unlimited by default). Mirrors and pre-signed addresses are not counted.
     pub serve_max_rate: ferry_shared::throttle::Rate,
+    /// Update windows by cohort (`[[maintenance]]`): the first whose cohort matches a device
+    /// gives it windows its switches must also fall in (device-local time).
+    pub maintenance: Vec<CohortWindows>,
+}
+
+/// One `[[maintenance]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CohortWindows {
+    /// The devices it covers: a label selector (`region=eu, site in (a, b)`).
+    #[serde(deserialize_with = "selector")]
+    pub cohort: ferry_shared::rollout::Selector,
+    /// Their windows.
+    pub windows: Vec<ferry_shared::window::Window>,
+}
+
+fn selector<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<ferry_shared::rollout::Selector, D::Error> {
+    let text = String::deserialize(d)?;
+    ferry_shared::rollout::Selector::parse(&text).map_err(serde::de::Error::custom)
 }
 
 /// Where agents may fetch chunk frames other than from a coordinator: every chunk is checked
@@ -263,6 +284,7 @@ impl Default for Config {
             node_name: None,
             mirrors: MirrorSettings::default(),
             serve_max_rate: ferry_shared::throttle::Rate::Unlimited,
+            maintenance: Vec::new(),
         }
     }
 }

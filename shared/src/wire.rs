@@ -32,7 +32,8 @@ use crate::version::Version;
 /// 6: distributions of custom metric values ([`ToCoordinator::Distributions`]), for drift
 ///    gates.
 /// 7: the device's conditions ([`ToCoordinator::Conditions`]): its disk space, and the
-///    switches it defers (outside its update window, locked by its application).
+///    switches it defers (outside its update window, locked by its application); the
+///    coordinator's rules for it ([`ToAgent::Policy`]): its cohort's windows, overrides.
 pub const PROTOCOL_VERSION: u16 = 7;
 /// The oldest protocol version a coordinator still serves. Agents are updated after their
 /// coordinator (often by the coordinator itself), so a coordinator must go on serving the
@@ -199,7 +200,8 @@ pub enum ToCoordinator {
 /// The first protocol version that knows [`ToCoordinator::Distributions`].
 pub const DISTRIBUTIONS_SINCE: u16 = 6;
 
-/// The first protocol version that knows [`ToCoordinator::Conditions`].
+/// The first protocol version that knows [`ToCoordinator::Conditions`] and
+/// [`ToAgent::Policy`].
 pub const CONDITIONS_SINCE: u16 = 7;
 
 /// Most deferrals one message carries.
@@ -308,6 +310,21 @@ pub enum ToAgent {
         /// Highest event sequence number stored.
         events_through: u64,
     },
+    /// The coordinator's rules for this device (protocol 7; sent to agents speaking 7 when
+    /// they change).
+    Policy(Policy),
+}
+
+/// The coordinator's rules for one device, beside what it should run: the update windows of
+/// its cohort, and the switches an operator let go ahead at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Switches happen only inside these too (device-local time; none: no rule of the
+    /// coordinator's).
+    pub windows: Vec<crate::window::Window>,
+    /// Versions to switch to at once, windows and locks notwithstanding (`rollout create
+    /// --now`).
+    pub now: Vec<(ModelName, Version)>,
 }
 
 /// Why a session was refused.
@@ -775,6 +792,20 @@ mod tests {
         assert_eq!(frame[4], 3);
         assert_eq!(
             decode_body::<ToCoordinator>("report", &frame[4..]).unwrap(),
+            message
+        );
+    }
+
+    #[test]
+    fn the_policy_came_last_so_earlier_messages_to_agents_keep_their_encoding() {
+        let message = ToAgent::Policy(Policy {
+            windows: vec!["Mon-Fri 01:00-05:00".parse().unwrap()],
+            now: vec![("m".parse().unwrap(), "2.0.0".parse().unwrap())],
+        });
+        let frame = encode_frame(&message).unwrap();
+        assert_eq!(frame[4], 4);
+        assert_eq!(
+            decode_body::<ToAgent>("push", &frame[4..]).unwrap(),
             message
         );
     }

@@ -146,3 +146,53 @@ fn datagram(path: &std::path::Path, text: &str) -> Result<()> {
     socket.send_to(text.as_bytes(), path)?;
     Ok(())
 }
+
+#[test]
+fn a_cohorts_windows_hold_its_devices_and_an_operators_now_overrides_windows_and_locks()
+-> Result<()> {
+    let config = format!(
+        "[[maintenance]]\ncohort = \"name=cohort-windowed\"\nwindows = [\"{}\"]\n",
+        closed_window()
+    );
+    let mut fleet = Fleet::start_configured(0, None, Some(&config))?;
+    let utc = [("TZ", "UTC")];
+    fleet.add_agent_with_env(AgentSpec::named("cohort-windowed"), &utc)?;
+    fleet.add_agent_with_env(AgentSpec::named("locked"), &utc)?;
+    let [windowed, locked] = [0, 1].map(|i| &fleet.agents[i]);
+    let socket = locked.state_dir.join("metrics.sock");
+    wait_until("the metrics socket", WAIT, || Ok(socket.exists()))?;
+    datagram(&socket, "lock 3600 long job")?;
+    std::thread::sleep(Duration::from_millis(2500));
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    wait_until("both to say why they wait", WAIT, || {
+        Ok(matches!(
+            behind(&fleet, "cohort-windowed")?,
+            Some((BehindReason::WaitingForWindow, _))
+        ) && matches!(
+            behind(&fleet, "locked")?,
+            Some((BehindReason::LockedByApplication, _))
+        ))
+    })?;
+    ensure!(windowed.current().is_none() && locked.current().is_none());
+
+    // An operator lets 2.0.0 go ahead at once, for everyone it reaches.
+    fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
+    let plan = serde_json::json!({
+        "id": "right-now",
+        "model": ferry_tests::MODEL,
+        "version": "2.0.0",
+        "now": true,
+        "reason": "security fix",
+        "waves": [{"percent": 100.0, "bake_secs": 0, "gates": [
+            {"kind": "InstallFailures", "threshold": 0.0, "min_samples": 2},
+        ]}],
+    });
+    let path = fleet.dir.join("right-now.json");
+    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
+    fleet
+        .coordinator
+        .ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+    fleet.wait_all_on("2.0.0", WAIT)?;
+    Ok(())
+}

@@ -203,6 +203,11 @@ impl Updater {
         });
     }
 
+    /// The version the coordinator wants run, when it is usable here.
+    pub fn target_version(&self) -> Option<&Version> {
+        self.target().map(|t| &t.version)
+    }
+
     /// The last failure.
     pub fn last_error(&self) -> Option<&InstallError> {
         self.last_error.as_ref()

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferry_shared::rollout::{Desired, Phase, desired};
-use ferry_shared::wire::{DesiredRelease, DesiredState, DeviceId, Follow, TrustBundle};
+use ferry_shared::wire::{DesiredRelease, DesiredState, DeviceId, Follow, Policy, TrustBundle};
 use ferry_shared::{ModelName, Version};
 
 use crate::app::Coordinator;
@@ -241,6 +241,57 @@ fn release(
         inner.releases.insert(key, found.clone());
     }
     Ok(found)
+}
+
+/// The coordinator's rules for `device` (protocol 7): the windows of the first
+/// `[[maintenance]]` cohort it falls in, and the targets of the rollouts started with `--now`
+/// that steer it.
+pub(crate) fn policy(
+    app: &Coordinator,
+    device: &DeviceId,
+    follows: &[Follow],
+    records: &Records,
+) -> Result<Policy, StoreError> {
+    let steering = steering(app)?;
+    // Nothing to say (the common case): no read of the device's record.
+    if app.config.maintenance.is_empty() && !steering.iter().any(|r| r.plan.switch_now) {
+        return Ok(Policy::default());
+    }
+    let Some(record) = records.get(app, device)? else {
+        return Ok(Policy::default());
+    };
+    let windows = app
+        .config
+        .maintenance
+        .iter()
+        .find(|m| m.cohort.matches(&record.labels))
+        .map(|m| m.windows.clone())
+        .unwrap_or_default();
+    let mut now = Vec::new();
+    for follow in follows {
+        let Some(rollout) = steering.iter().find(|r| {
+            r.plan.model == follow.model
+                && r.alias == follow.alias
+                && r.plan.cohort.matches(&record.labels)
+        }) else {
+            continue;
+        };
+        if !rollout.plan.switch_now {
+            continue;
+        }
+        let facts = facts_of(
+            device,
+            &record,
+            &follow.model,
+            &rollout.plan.target,
+            rollout.created_at_ms,
+        );
+        if let Desired::Run(v) | Desired::Shadow(v) = desired(&rollout.plan, &rollout.state, &facts)
+        {
+            now.push((follow.model.clone(), v));
+        }
+    }
+    Ok(Policy { windows, now })
 }
 
 /// What the newest of `steering` that covers `device` through `follow` wants of it

@@ -19,7 +19,9 @@
 use std::sync::{Arc, Mutex};
 
 use ferry_shared::wire::io::{FrameIoError, write_frame};
-use ferry_shared::wire::{DesiredState, DeviceId, Follow, MAX_FRAME, ToAgent, WireError};
+use ferry_shared::wire::{
+    CONDITIONS_SINCE, DesiredState, DeviceId, Follow, MAX_FRAME, Policy, ToAgent, WireError,
+};
 use ferry_shared::{AliasName, ModelName};
 use quinn::SendStream;
 use tokio::sync::Notify;
@@ -39,17 +41,46 @@ pub struct ControlStream {
     pub id: DeviceId,
     /// The aliases it follows (fixed for the session's life).
     pub follows: Vec<Follow>,
+    /// The protocol version the agent speaks.
+    pub protocol: u16,
     send: Arc<tokio::sync::Mutex<SendStream>>,
+    /// The policy last sent on this session (protocol 7).
+    policy: std::sync::Mutex<Option<Policy>>,
 }
 
 impl ControlStream {
-    /// The control stream `send` of device `id`, following `follows`.
-    pub fn new(id: DeviceId, follows: Vec<Follow>, send: SendStream) -> Self {
+    /// The control stream `send` of device `id`, following `follows`, speaking `protocol`.
+    pub fn new(id: DeviceId, follows: Vec<Follow>, send: SendStream, protocol: u16) -> Self {
         ControlStream {
             id,
             follows,
+            protocol,
             send: Arc::new(tokio::sync::Mutex::new(send)),
+            policy: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Sends the device's policy, as `policy` computes it, when it differs from what this
+    /// session last sent; nothing to an agent before protocol 7.
+    pub async fn push_policy<E: From<FrameIoError>>(
+        &self,
+        policy: impl FnOnce() -> Result<Policy, E>,
+    ) -> Result<(), E> {
+        if self.protocol < CONDITIONS_SINCE {
+            return Ok(());
+        }
+        let mut send = self.send.lock().await;
+        let policy = policy()?;
+        {
+            let Ok(mut last) = self.policy.lock() else {
+                return Ok(());
+            };
+            if last.as_ref() == Some(&policy) {
+                return Ok(());
+            }
+            *last = Some(policy.clone());
+        }
+        Ok(write_frame(&mut *send, &ToAgent::Policy(policy)).await?)
     }
 
     /// Writes `message` to the agent.

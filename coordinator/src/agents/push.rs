@@ -13,7 +13,7 @@ use crate::agents::session_error::SessionError;
 use crate::app::Coordinator;
 
 /// Pushes what `control`'s device should run now for `follow`, its record (when a rollout
-/// may steer it) found in `records`.
+/// may steer it) found in `records`; then its policy, when that changed.
 pub(crate) async fn push(
     app: &Coordinator,
     control: &ControlStream,
@@ -23,6 +23,12 @@ pub(crate) async fn push(
     control
         .push_with(follow, || {
             desired_state(app, follow, &control.id, records).map_err(SessionError::from)
+        })
+        .await?;
+    control
+        .push_policy(|| {
+            crate::agents::desired::policy(app, &control.id, &control.follows, records)
+                .map_err(SessionError::from)
         })
         .await
 }

@@ -188,6 +188,7 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     // needs under 1 KiB.
     let Admitted {
         id,
+        protocol,
         follows,
         acked,
         send,
@@ -197,7 +198,7 @@ async fn session(app: &Arc<Coordinator>, conn: Connection) -> Result<(), Session
     app.presence.connected(&id, now);
     record_session(app, &id, true);
     // Registered before the first push, so no announcement falls between the two.
-    let control = Arc::new(ControlStream::new(id, follows, send));
+    let control = Arc::new(ControlStream::new(id, follows, send, protocol));
     let id = &control.id;
     let token = app.sessions.open(id, conn.clone(), control.clone());
     let session = Session {
@@ -236,6 +237,8 @@ fn record_session(app: &Arc<Coordinator>, id: &DeviceId, connected: bool) {
 /// thousand sessions every byte held per session is fifty kilobytes).
 struct Admitted {
     id: DeviceId,
+    /// The protocol version the agent speaks.
+    protocol: u16,
     follows: Vec<Follow>,
     /// The highest event sequence number the agent has been told is stored.
     acked: u64,
@@ -255,7 +258,7 @@ async fn handshake(app: &Coordinator, conn: &Connection) -> Result<Admitted, Ses
         .await
         .map_err(|_| SessionError::Protocol("no hello in time".into()))?;
     write_preamble(&mut send).await?;
-    let hello = match hello {
+    let (hello, protocol) = match hello {
         Ok(hello) => hello,
         Err(refusal) => return Err(refuse(conn, &mut send, refusal).await),
     };
@@ -279,6 +282,7 @@ async fn handshake(app: &Coordinator, conn: &Connection) -> Result<Admitted, Ses
     .await?;
     Ok(Admitted {
         id,
+        protocol,
         follows: std::mem::take(&mut record.follows),
         acked: record.events_through,
         send,
@@ -330,7 +334,7 @@ async fn refuse_clone(
     }))
 }
 
-async fn read_hello(recv: &mut RecvStream) -> Result<Hello, Refusal> {
+async fn read_hello(recv: &mut RecvStream) -> Result<(Hello, u16), Refusal> {
     let refusal = |kind, message: String| Refusal { kind, message };
     let preamble = read_preamble(recv)
         .await
@@ -345,7 +349,7 @@ async fn read_hello(recv: &mut RecvStream) -> Result<Hello, Refusal> {
         ));
     }
     match read_frame::<_, ToCoordinator>(recv, "hello").await {
-        Ok(Some(ToCoordinator::Hello(hello))) => Ok(*hello),
+        Ok(Some(ToCoordinator::Hello(hello))) => Ok((*hello, preamble.version)),
         Ok(_) => Err(refusal(RefusalKind::BadRequest, "expected a hello".into())),
         Err(e) => Err(refusal(RefusalKind::BadRequest, e.to_string())),
     }

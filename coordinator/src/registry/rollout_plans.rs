@@ -64,6 +64,7 @@ pub(crate) fn plan_of(request: &CreateRollout) -> Result<Plan, String> {
         plan.stragglers.unreachable_after_secs = secs;
     }
     plan.max_downloading = request.max_downloading;
+    plan.switch_now = request.now;
     if let Some(percent) = request.max_left_out_percent {
         plan.stragglers.max_left_out = percent / 100.0;
     }

@@ -108,6 +108,7 @@ impl From<PlanV1> for ferry_shared::rollout::Plan {
             waves: old.waves,
             stragglers: Default::default(),
             max_downloading: None,
+            switch_now: false,
         }
     }
 }
@@ -133,6 +134,7 @@ impl From<PlanV3> for ferry_shared::rollout::Plan {
             waves: old.waves,
             stragglers: old.stragglers,
             max_downloading: None,
+            switch_now: false,
         }
     }
 }

@@ -145,6 +145,10 @@ pub struct Plan {
     /// others keep what they run until a slot frees, in bucket order (`None`: no limit).
     #[serde(default)]
     pub max_downloading: Option<u32>,
+    /// Devices switch to the target at once, their update windows and their applications'
+    /// locks notwithstanding (an operator's `--now`).
+    #[serde(default)]
+    pub switch_now: bool,
 }
 
 /// A plan that cannot run.
@@ -204,6 +208,7 @@ impl Plan {
             waves,
             stragglers: Stragglers::default(),
             max_downloading: None,
+            switch_now: false,
         }
     }
 

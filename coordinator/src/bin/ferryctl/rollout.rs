@@ -64,6 +64,10 @@ pub(crate) enum RolloutCommand {
         /// force wait their turn [default: no limit]
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_downloading: Option<u32>,
+        /// Devices switch as soon as they have the release, their update windows and their
+        /// applications' locks notwithstanding (recorded in the audit trail with the rest).
+        #[arg(long)]
+        now: bool,
         /// Start nothing: list how many devices each wave would reach and those that could
         /// not take VERSION (schema, hardware, disk by their last reported free space).
         /// Exits 9 when there are any.
@@ -137,6 +141,7 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             check,
             json: as_json,
             max_downloading,
+            now,
         } => {
             let mut request: CreateRollout = match plan {
                 Some(path) => {
@@ -175,6 +180,7 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
                         unreachable_after_secs: None,
                         max_left_out_percent: None,
                         max_downloading: None,
+                        now: false,
                     }
                 }
             };
@@ -182,6 +188,7 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             request.unreachable_after_secs = unreachable_after.or(request.unreachable_after_secs);
             request.max_left_out_percent = max_left_out.or(request.max_left_out_percent);
             request.max_downloading = max_downloading.or(request.max_downloading);
+            request.now |= now;
             if check {
                 let checked: RolloutCheck = client.post_for("/rollouts/check", &request).await?;
                 if as_json {
