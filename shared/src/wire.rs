@@ -823,10 +823,26 @@ mod tests {
         };
         assert!(!at(50 * gib).is_news_after(&at(50 * gib)));
         assert!(
-            !at(50 * gib + gib / 2).is_news_after(&at(50 * gib)),
-            "half a percent"
+            !at(50 * gib + gib / 8).is_news_after(&at(50 * gib)),
+            "an eighth of a percent"
         );
-        assert!(at(51 * gib).is_news_after(&at(50 * gib)));
+        assert!(
+            at(50 * gib + gib / 4).is_news_after(&at(50 * gib)),
+            "256 MiB at most"
+        );
+        let small = |free: u64| Conditions {
+            disk: Some(DiskSpace {
+                free,
+                total: 24 << 20,
+                held: 0,
+            }),
+            deferred: vec![],
+        };
+        assert!(
+            small(20 << 20).is_news_after(&small(21 << 20)),
+            "1 MiB at least"
+        );
+        assert!(!small(20 << 20).is_news_after(&small((20 << 20) + 1000)));
         assert!(at(50 * gib).is_news_after(&Conditions::default()));
         let mut deferred = at(50 * gib);
         deferred.deferred.push(Deferral {

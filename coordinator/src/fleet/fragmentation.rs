@@ -309,6 +309,20 @@ mod tests {
         )
     }
 
+    /// `m@prod` at `version`.
+    fn prod_at(version: &str) -> Vec<(ModelName, AliasName, AliasRecord)> {
+        vec![(
+            "m".parse().unwrap(),
+            "prod".parse().unwrap(),
+            AliasRecord {
+                version: v(version),
+                set_at: 0,
+                set_by: "t".into(),
+                reason: None,
+            },
+        )]
+    }
+
     #[test]
     fn the_index_is_zero_for_one_version_and_grows_with_spread() {
         assert_eq!(gini_simpson([10]), 0.0);
@@ -355,16 +369,7 @@ mod tests {
                 last_seen: if i == 5 { 10 } else { 1000 },
             })
             .collect();
-        let aliases = vec![(
-            "m".parse().unwrap(),
-            "prod".parse().unwrap(),
-            AliasRecord {
-                version: v("3.0.0"),
-                set_at: 0,
-                set_by: "t".into(),
-                reason: None,
-            },
-        )];
+        let aliases = prod_at("3.0.0");
         let published = BTreeMap::from([(
             "m".parse().unwrap(),
             vec![
@@ -471,16 +476,7 @@ mod tests {
                 last_seen: 1000,
             })
             .collect();
-        let aliases = vec![(
-            "m".parse().unwrap(),
-            "prod".parse().unwrap(),
-            AliasRecord {
-                version: v("3.0.0"),
-                set_at: 0,
-                set_by: "t".into(),
-                reason: None,
-            },
-        )];
+        let aliases = prod_at("3.0.0");
         let published = BTreeMap::new();
         let inputs = Inputs {
             devices: &devices,
@@ -514,16 +510,7 @@ mod tests {
             connected: true,
             last_seen: 1000,
         }];
-        let aliases = vec![(
-            "m".parse().unwrap(),
-            "prod".parse().unwrap(),
-            AliasRecord {
-                version: v("3.0.0"),
-                set_at: 0,
-                set_by: "t".into(),
-                reason: None,
-            },
-        )];
+        let aliases = prod_at("3.0.0");
         let published = BTreeMap::new();
         let inputs = Inputs {
             devices: &devices,
