@@ -30,9 +30,11 @@ struct RawConfig {
     enrollment_token: Option<String>,
     enrollment_token_file: Option<PathBuf>,
     state_dir: PathBuf,
-    model: ModelName,
+    model: Option<ModelName>,
     #[serde(default = "default_alias")]
     alias: AliasName,
+    #[serde(default)]
+    models: Vec<RawModel>,
     #[serde(default)]
     trusted_keys: Vec<String>,
     root_file: Option<PathBuf>,
@@ -55,6 +57,18 @@ struct RawConfig {
     hardware_root: Option<PathBuf>,
     download: Option<RawDownload>,
     maintenance: Option<RawMaintenance>,
+}
+
+/// One `[[models]]` entry: a model the device follows, with its own checks (the top-level
+/// `[health_check]` and `[reload]` serve the models that give none).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: ModelName,
+    #[serde(default = "default_alias")]
+    alias: AliasName,
+    health_check: Option<RawHealthCheck>,
+    reload: Option<RawReload>,
 }
 
 /// `[maintenance]`: when the device may switch.
@@ -150,6 +164,18 @@ fn default_reload_timeout() -> u64 {
     30
 }
 
+impl RawHealthCheck {
+    fn validate(self) -> Result<HealthCheck> {
+        if self.command.is_empty() {
+            bail!("health_check.command is empty");
+        }
+        Ok(HealthCheck {
+            command: self.command,
+            timeout: Duration::from_secs(self.timeout_secs.max(1)),
+        })
+    }
+}
+
 impl RawReload {
     fn validate(self) -> Result<ReloadHook> {
         let timeout = Duration::from_secs(self.timeout_secs.clamp(1, 3600));
@@ -205,6 +231,9 @@ impl RawReload {
         Ok(ReloadHook { action, timeout })
     }
 }
+
+/// Most models one agent follows.
+pub const MAX_MODELS: usize = 16;
 
 fn default_server_name() -> String {
     "localhost".into()
@@ -272,6 +301,19 @@ enum Addresses {
     Several(Vec<SocketAddr>),
 }
 
+/// One model the device follows, with how a new version of it is checked.
+#[derive(Clone, Debug)]
+pub struct ModelSettings {
+    /// The model.
+    pub model: ModelName,
+    /// The alias followed.
+    pub alias: AliasName,
+    /// Its health check.
+    pub health_check: Option<HealthCheck>,
+    /// How its model server is told to load a new current version ([`crate::reload`]).
+    pub reload: Option<ReloadHook>,
+}
+
 /// Validated agent settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -286,10 +328,9 @@ pub struct Config {
     pub enrollment_token: Option<String>,
     /// State directory.
     pub state_dir: PathBuf,
-    /// Model followed.
-    pub model: ModelName,
-    /// Alias followed.
-    pub alias: AliasName,
+    /// The models the device follows, the first being the one its application's metrics
+    /// speak for (at least one; names unique).
+    pub models: Vec<ModelSettings>,
     /// Publisher keys trusted (when no root metadata is configured).
     pub trusted: Keyring,
     /// The initial root metadata (`ferryctl keys root`); with it, releases are checked
@@ -302,8 +343,6 @@ pub struct Config {
     /// The schemas the application on the device speaks, announced so the coordinator can
     /// refuse a rollout or rollback to a model that no longer fits it.
     pub application: Application,
-    /// Health check.
-    pub health_check: Option<HealthCheck>,
     /// The download cap by local time of week (`[download]`; unlimited when absent).
     pub download_rate: RateSchedule,
     /// When the device may switch (`[maintenance]`; any time when absent).
@@ -312,8 +351,6 @@ pub struct Config {
     /// `hardware_root`, `/` by default) unless `detect_hardware = false`; reported as labels
     /// over the operator's.
     pub hardware: BTreeMap<String, String>,
-    /// How the model server is told to load a new current version ([`crate::reload`]).
-    pub reload: Option<ReloadHook>,
     /// Longest pause between reconnection attempts while the coordinator is unreachable.
     pub poll_interval: Duration,
     /// Unix datagram socket where the model server reports requests (see
@@ -383,14 +420,46 @@ impl Config {
                     .with_context(|| format!("trusted_keys: `{k}`"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let health_check = match raw.health_check {
-            Some(h) if h.command.is_empty() => bail!("health_check.command is empty"),
-            Some(h) => Some(HealthCheck {
-                command: h.command,
-                timeout: Duration::from_secs(h.timeout_secs.max(1)),
-            }),
-            None => None,
+        let health_check = raw.health_check.map(RawHealthCheck::validate).transpose()?;
+        let reload = raw.reload.map(RawReload::validate).transpose()?;
+        let models = match (raw.model, raw.models.is_empty()) {
+            (Some(model), true) => vec![ModelSettings {
+                model,
+                alias: raw.alias.clone(),
+                health_check,
+                reload,
+            }],
+            (None, false) => raw
+                .models
+                .into_iter()
+                .map(|m| {
+                    let name = m.name.clone();
+                    Ok::<_, anyhow::Error>(ModelSettings {
+                        model: m.name,
+                        alias: m.alias,
+                        health_check: match m.health_check {
+                            Some(h) => Some(h.validate()?),
+                            None => health_check.clone(),
+                        },
+                        reload: match m.reload {
+                            Some(r) => Some(r.validate()?),
+                            None => reload.clone(),
+                        },
+                    })
+                    .with_context(|| format!("models: {name}"))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            (Some(_), false) => bail!("give `model` or `[[models]]`, not both"),
+            (None, true) => bail!("name the model to follow: `model = …` or `[[models]]`"),
         };
+        for (i, m) in models.iter().enumerate() {
+            if models[..i].iter().any(|o| o.model == m.model) {
+                bail!("models: {} is listed twice", m.model);
+            }
+        }
+        if models.len() > MAX_MODELS {
+            bail!("models: {} listed; at most {MAX_MODELS}", models.len());
+        }
         if raw.mirrors.len() > 16 {
             bail!("mirrors lists {} mirrors; at most 16", raw.mirrors.len());
         }
@@ -412,8 +481,8 @@ impl Config {
             BTreeMap::new()
         };
         let self_update = match raw.self_update {
-            Some(s) if s.model == raw.model => bail!(
-                "self_update.model is `{}`, the model the device runs: name the model that carries the agent",
+            Some(s) if models.iter().any(|m| m.model == s.model) => bail!(
+                "self_update.model is `{}`, a model the device runs: name the model that carries the agent",
                 s.model
             ),
             Some(s) => Some(SelfUpdate {
@@ -450,8 +519,7 @@ impl Config {
             fingerprint,
             enrollment_token,
             state_dir: resolve(&raw.state_dir),
-            model: raw.model,
-            alias: raw.alias,
+            models,
             trusted: Keyring::new(keys),
             root_file: raw.root_file.as_deref().map(resolve),
             accelerator: raw.accelerator.unwrap_or(if hardware.contains_key("gpu") {
@@ -461,7 +529,6 @@ impl Config {
             }),
             labels: raw.labels,
             application,
-            health_check,
             hardware,
             download_rate: match raw.download {
                 None => RateSchedule::unlimited(),
@@ -482,7 +549,6 @@ impl Config {
                     lock_file: m.lock_file.as_deref().map(resolve),
                 },
             },
-            reload: raw.reload.map(RawReload::validate).transpose()?,
             poll_interval: Duration::from_secs(raw.poll_interval_secs.max(1)),
             metrics_socket: raw
                 .metrics_socket
@@ -504,10 +570,25 @@ impl Config {
         }
     }
 
-    /// The models the device follows, with their aliases: the one it runs first, then the
-    /// agent's own when it updates itself.
+    /// The first model: the one its application's metrics speak for.
+    pub fn main(&self) -> &ModelSettings {
+        // Validation keeps at least one.
+        &self.models[0]
+    }
+
+    /// The settings of `model`, when the device follows it as a model (not as its agent).
+    pub fn settings_of(&self, model: &ModelName) -> Option<&ModelSettings> {
+        self.models.iter().find(|m| &m.model == model)
+    }
+
+    /// The models the device follows, with their aliases: the ones it runs, in the order
+    /// configured, then the agent's own when it updates itself.
     pub fn follows(&self) -> Vec<(ModelName, AliasName)> {
-        let mut follows = vec![(self.model.clone(), self.alias.clone())];
+        let mut follows: Vec<(ModelName, AliasName)> = self
+            .models
+            .iter()
+            .map(|m| (m.model.clone(), m.alias.clone()))
+            .collect();
         if let Some(s) = &self.self_update {
             follows.push((s.model.clone(), s.alias.clone()));
         }
@@ -550,10 +631,10 @@ mod tests {
         std::fs::copy(&example, &path).unwrap();
         std::fs::write(dir.path().join("enrollment.token"), "secret\n").unwrap();
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.alias.as_str(), "prod");
+        assert_eq!(config.main().alias.as_str(), "prod");
         assert_eq!(config.enrollment_token.as_deref(), Some("secret"));
         assert_eq!(config.state_dir, Path::new("/var/lib/ferry"));
-        assert!(config.health_check.is_some());
+        assert!(config.main().health_check.is_some());
         let labels = config.all_labels();
         assert_eq!(labels[SENDS_LABEL], "tx-features/v3");
         assert_eq!(labels[READS_LABEL], "fraud-score/v1..v2");
@@ -614,7 +695,9 @@ mod tests {
             "url = \"http://127.0.0.1:8000/v2/repository/models/{model}/load\"\ntimeout_secs = 0",
         )
         .unwrap()
+        .main()
         .reload
+        .clone()
         .unwrap();
         assert_eq!(triton.timeout, Duration::from_secs(1));
         let ReloadAction::Http(call) = &triton.action else {
@@ -623,7 +706,9 @@ mod tests {
         assert_eq!(call.method, "POST");
         let unit = load("unit = \"llama-server.service\"\nunit_action = \"restart\"")
             .unwrap()
+            .main()
             .reload
+            .clone()
             .unwrap();
         assert_eq!(
             unit.action,
@@ -671,5 +756,48 @@ mod tests {
         let none = load("[]").unwrap_err();
         assert!(none.to_string().contains("at least one address"), "{none}");
         assert!(load(r#"["not an address"]"#).is_err());
+    }
+
+    #[test]
+    fn several_models_with_their_own_checks_and_the_shared_ones_as_defaults() {
+        const BASE: &str = "coordinator = \"127.0.0.1:7400\"\ncoordinator_fingerprint = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\nstate_dir = \"/tmp/x\"\ntrusted_keys = [\"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"]\n";
+        let load = |text: &str| -> Result<Config> {
+            let raw: RawConfig = toml::from_str(&format!("{BASE}{text}"))?;
+            Config::validate(raw, Path::new(".")).map_err(|e| anyhow::anyhow!("{e:#}"))
+        };
+        let config = load(
+            "[health_check]\ncommand = [\"true\"]\n[[models]]\nname = \"tokenizer\"\n[[models]]\nname = \"detector\"\nalias = \"canary\"\n[models.health_check]\ncommand = [\"check-detector\"]\n",
+        )
+        .unwrap();
+        let names: Vec<String> = config
+            .follows()
+            .iter()
+            .map(|(m, a)| format!("{m}@{a}"))
+            .collect();
+        assert_eq!(names, ["tokenizer@prod", "detector@canary"]);
+        assert_eq!(config.main().model.as_str(), "tokenizer");
+        let check = |m: &str| {
+            config
+                .settings_of(&m.parse().unwrap())
+                .and_then(|s| s.health_check.clone())
+                .map(|h| h.command[0].clone())
+        };
+        assert_eq!(check("tokenizer").as_deref(), Some("true"));
+        assert_eq!(check("detector").as_deref(), Some("check-detector"));
+        for (bad, says) in [
+            ("model = \"a\"\n[[models]]\nname = \"b\"\n", "not both"),
+            ("", "name the model"),
+            (
+                "[[models]]\nname = \"a\"\n[[models]]\nname = \"a\"\n",
+                "twice",
+            ),
+            (
+                "[[models]]\nname = \"a\"\n[models.health_check]\ncommand = []\n",
+                "empty",
+            ),
+        ] {
+            let err = load(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 }

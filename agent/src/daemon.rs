@@ -174,7 +174,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         .self_update
         .as_ref()
         .and_then(|s| followers.iter().position(|f| f.model == s.model));
-    let model = config.model.clone();
+    let model = config.main().model.clone();
     info!(
         device = %device_id,
         model = %model,
@@ -581,8 +581,11 @@ impl Daemon {
                 self.begin_handover(follower, version)
             }
             Effect::CheckHealth(version) => {
-                let (check, reload) =
-                    (self.config.health_check.clone(), self.config.reload.clone());
+                let (check, reload) = self
+                    .config
+                    .settings_of(&model)
+                    .map(|m| (m.health_check.clone(), m.reload.clone()))
+                    .unwrap_or_default();
                 if check.is_none() && reload.is_none() {
                     return Some(Event::HealthPassed);
                 }
@@ -771,7 +774,11 @@ impl Daemon {
     /// Tells the model server to load the version a rollback returned to (in the background:
     /// the rollback stands either way, and a failure is logged for the operator).
     fn reload_after_rollback(&self, follower: FollowerId, to: Option<ferry_shared::Version>) {
-        let (Some(reload), Some(to)) = (self.config.reload.clone(), to) else {
+        let reload = self
+            .config
+            .settings_of(self.model(follower))
+            .and_then(|m| m.reload.clone());
+        let (Some(reload), Some(to)) = (reload, to) else {
             return;
         };
         let model = self.model(follower).clone();

@@ -33,7 +33,11 @@ enum Command {
         json: bool,
     },
     /// Switch back to the previous version now, without the coordinator.
-    Rollback,
+    Rollback {
+        /// The model to roll back [default: the first configured].
+        #[arg(long)]
+        model: Option<ferry_shared::ModelName>,
+    },
     /// Check the configuration (and the files it names) and exit: 0 when the agent can start
     /// with it. The unit runs it first (ExecCondition), so an unconfigured agent stays down
     /// quietly instead of failing every few seconds.
@@ -124,10 +128,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check => {
             ferry_agent::outln!(
-                "{}: the agent can start with it (model {}@{}, coordinator {})",
+                "{}: the agent can start with it (models {}, coordinator {})",
                 cli.config.display(),
-                config.model,
-                config.alias,
+                config
+                    .models
+                    .iter()
+                    .map(|m| format!("{}@{}", m.model, m.alias))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 config
                     .coordinators
                     .iter()
@@ -137,12 +145,12 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Rollback => {
-            let done = rollback::run(&config)?;
+        Command::Rollback { model } => {
+            let done = rollback::run(&config, model.as_ref())?;
             ferry_agent::outln!(
                 "rolled back {}: {} -> {} in {:.1} ms; {} stays on disk as previous and is held \
                  until the coordinator asks for another version",
-                config.model,
+                done.model,
                 done.from,
                 done.to,
                 done.elapsed.as_secs_f64() * 1000.0,

@@ -17,6 +17,8 @@ use crate::updater::Hold;
 /// What a rollback did.
 #[derive(Debug)]
 pub struct RolledBack {
+    /// The model rolled back.
+    pub model: ferry_shared::ModelName,
     /// Version before.
     pub from: ferry_shared::Version,
     /// Version now.
@@ -28,13 +30,16 @@ pub struct RolledBack {
 /// Tells the model server to load the version the rollback returned to, when a reload hook
 /// is configured: `Ok(false)` when none is.
 pub fn reload(config: &Config, done: &RolledBack) -> Result<bool, String> {
-    let Some(hook) = &config.reload else {
+    let Some(hook) = config
+        .settings_of(&done.model)
+        .and_then(|m| m.reload.as_ref())
+    else {
         return Ok(false);
     };
     let layout = SlotLayout::new(config.state_dir.clone());
     let installed = crate::program::Installed::current(
         &layout,
-        &config.model,
+        &done.model,
         &done.to,
         &config.device_profile(),
     );
@@ -43,15 +48,27 @@ pub fn reload(config: &Config, done: &RolledBack) -> Result<bool, String> {
         .build()
         .map_err(|e| format!("cannot start the reload: {e}"))?;
     runtime
-        .block_on(hook.run(&config.model, &done.to, &installed))
+        .block_on(hook.run(&done.model, &done.to, &installed))
         .map(|()| true)
 }
 
-/// Performs the local rollback.
-pub fn run(config: &Config) -> Result<RolledBack> {
+/// Performs the local rollback of `model` (the first model configured when `None`).
+pub fn run(config: &Config, model: Option<&ferry_shared::ModelName>) -> Result<RolledBack> {
     let layout = SlotLayout::new(config.state_dir.clone());
     let state = StateFile::new(&config.state_dir);
-    let model = &config.model;
+    let model = match model {
+        None => &config.main().model,
+        Some(m) if config.settings_of(m).is_some() => m,
+        Some(m) => bail!(
+            "this device does not follow {m} (it follows {})",
+            config
+                .models
+                .iter()
+                .map(|m| m.model.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let _lock = state.lock()?;
     let started = Instant::now();
     let slots = layout.slots(model)?;
@@ -91,5 +108,10 @@ pub fn run(config: &Config) -> Result<RolledBack> {
             transfer: None,
         });
     })?;
-    Ok(RolledBack { from, to, elapsed })
+    Ok(RolledBack {
+        model: model.clone(),
+        from,
+        to,
+        elapsed,
+    })
 }

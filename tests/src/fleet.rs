@@ -106,6 +106,9 @@ pub struct AgentSpec {
     pub umask: Option<u32>,
     /// Further coordinators to try, after the first, when it cannot be reached.
     pub also: Vec<std::net::SocketAddr>,
+    /// Follow these models (`[[models]]`, each with the shared health check) instead of
+    /// the one `model = …`; empty: the test model alone.
+    pub models: Vec<String>,
 }
 
 impl AgentSpec {
@@ -122,6 +125,7 @@ impl AgentSpec {
             via: None,
             umask: None,
             also: Vec::new(),
+            models: Vec::new(),
         }
     }
 }
@@ -316,8 +320,7 @@ impl Fleet {
 coordinator_fingerprint = "{fp}"
 {token_line}
 state_dir = "{state}"
-model = "{MODEL}"
-alias = "prod"
+{following}
 {trust}
 {accel}
 poll_interval_secs = 1
@@ -332,6 +335,7 @@ command = ["sh", "-c", {health:?}]
 timeout_secs = 900
 
 {extra}
+{models}
 "#,
             quic = std::iter::once(spec.via.unwrap_or(self.coordinator.quic))
                 .chain(spec.also.iter().copied())
@@ -355,6 +359,16 @@ timeout_secs = 900
             name = spec.name,
             extra = spec.extra,
             top = spec.top,
+            following = if spec.models.is_empty() {
+                format!("model = \"{MODEL}\"\nalias = \"prod\"")
+            } else {
+                String::new()
+            },
+            models = spec
+                .models
+                .iter()
+                .map(|m| format!("[[models]]\nname = \"{m}\"\nalias = \"prod\"\n"))
+                .collect::<String>(),
         );
         let config_path = home.join("agent.toml");
         std::fs::write(&config_path, config)?;

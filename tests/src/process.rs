@@ -514,8 +514,30 @@ impl Agent {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The version `current` of another model the agent follows names.
+    pub fn current_of(&self, model: &str) -> Option<Version> {
+        self.link_of(model, "current")
+    }
+
+    /// Runs `ferry-agent rollback --model MODEL`; its output.
+    pub fn rollback_model(&self, model: &str) -> Result<String> {
+        let out = self.run(&["rollback", "--model", model])?;
+        if !out.status.success() {
+            bail!(
+                "{}: rollback of {model} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     fn link(&self, which: &str) -> Option<Version> {
-        let link = self.state_dir.join("models").join(&self.model).join(which);
+        self.link_of(&self.model, which)
+    }
+
+    fn link_of(&self, model: &str, which: &str) -> Option<Version> {
+        let link = self.state_dir.join("models").join(model).join(which);
         std::fs::read_link(link)
             .ok()?
             .file_name()?

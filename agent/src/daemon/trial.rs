@@ -67,7 +67,7 @@ impl Daemon {
         self.proving = true;
         let proofs = self.proofs.clone();
         let main = &self.followers[MAIN];
-        let check = self.config.health_check.clone();
+        let check = self.config.main().health_check.clone();
         let serving = main.updater.slots().current.clone();
         let model = main.model.clone();
         let installed = serving.as_ref().map(|v| self.installed(MAIN, v));
