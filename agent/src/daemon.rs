@@ -99,8 +99,8 @@ struct Daemon {
     /// The switches held back now, as the session reports them.
     deferred: Arc<std::sync::Mutex<Vec<ferry_shared::wire::Deferral>>>,
     reports: watch::Sender<DeviceReport>,
-    /// Model metrics from the application (for the main model); told which version serves.
-    metrics: Arc<crate::metrics::Intake>,
+    /// Model metrics from the application, per model; told which version serves each.
+    metrics: Arc<crate::metrics::Intakes>,
     connection: watch::Receiver<Option<Connection>>,
     internal: mpsc::Sender<(FollowerId, Event)>,
     last_down: Option<String>,
@@ -185,8 +185,8 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     notify::ready();
 
     let (reports, report_rx) = watch::channel(DeviceReport::default());
-    let metrics_path = layout.metrics_path(&model);
-    let metrics = crate::metrics::Intake::load(model.clone(), &metrics_path);
+    let models: Vec<ModelName> = config.models.iter().map(|m| m.model.clone()).collect();
+    let metrics = crate::metrics::Intakes::load(&models, |m| layout.metrics_path(m));
     let app_lock = Arc::new(crate::maintenance::AppLock::default());
     let metrics_task = tokio::spawn({
         let (path, metrics, lock) = (
@@ -261,11 +261,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     let mut tick = tokio::time::interval(watchdog.map_or(TICK, |w| w.min(TICK)));
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut save_metrics = tokio::time::interval(METRICS_SAVE_EVERY);
-    let save = |intake: &crate::metrics::Intake| {
-        if let Err(e) = intake.save(&metrics_path) {
-            warn!(path = %metrics_path.display(), "cannot save the model metrics: {e}");
-        }
-    };
+    let save = |intakes: &crate::metrics::Intakes| intakes.save();
     let trial_over = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -997,9 +993,14 @@ impl Daemon {
             events,
             metrics: Vec::new(),
         };
-        let main = self.updater(MAIN);
-        self.metrics
-            .set_serving(main.slots().current.clone(), main.candidate().cloned());
+        for f in &self.followers {
+            if let Some(intake) = self.metrics.of(&f.model) {
+                intake.set_serving(
+                    f.updater.slots().current.clone(),
+                    f.updater.candidate().cloned(),
+                );
+            }
+        }
         self.reports.send_if_modified(|current| {
             if *current == report {
                 false

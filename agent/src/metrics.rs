@@ -12,6 +12,8 @@
 //!
 //! the outcome (`ok` or `error`), the latency in milliseconds, then any `name=value` custom
 //! metrics. Requests are counted against the version `current` points at when they arrive.
+//! An agent following several models counts a datagram for the first unless it names
+//! another with a leading `@NAME` (`@tokenizer ok 3.1`).
 //! During a shadow rollout wave the application also runs the version the `candidate` link
 //! names on the same inputs and reports those runs with a leading `shadow`
 //! (`shadow ok 14.2`); they count against the candidate, and are dropped when there is none.
@@ -46,6 +48,8 @@ const MAX_NAME: usize = 64;
 /// One request as the application reported it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
+    /// The model it is about (`@NAME`); `None`: the first model.
+    pub model: Option<ModelName>,
     /// The candidate served it, in shadow.
     pub shadow: bool,
     /// It succeeded.
@@ -59,6 +63,14 @@ pub struct Sample {
 /// Parses one datagram (see the module documentation).
 pub fn parse(line: &str) -> Result<Sample, String> {
     let mut words = line.split_whitespace().peekable();
+    let model = match words.next_if(|w| w.starts_with('@')) {
+        Some(w) => Some(
+            w[1..]
+                .parse::<ModelName>()
+                .map_err(|e| format!("{w}: {e}"))?,
+        ),
+        None => None,
+    };
     let shadow = words.next_if_eq(&"shadow").is_some();
     let ok = match words.next() {
         Some("ok") => true,
@@ -83,6 +95,7 @@ pub fn parse(line: &str) -> Result<Sample, String> {
         custom.push((name.to_owned(), value));
     }
     Ok(Sample {
+        model,
         shadow,
         ok,
         latency_ms,
@@ -308,11 +321,109 @@ impl Intake {
     }
 }
 
+/// The totals of every model the device follows (one [`Intake`] each), as the socket reader,
+/// the daemon and the session share them.
+#[derive(Debug)]
+pub struct Intakes {
+    /// The first is the one datagrams without `@NAME` count for.
+    all: Vec<(Arc<Intake>, std::path::PathBuf)>,
+}
+
+impl Intakes {
+    /// The totals of `models` (at least one), each loaded from where `path_of` says.
+    pub fn load(
+        models: &[ModelName],
+        path_of: impl Fn(&ModelName) -> std::path::PathBuf,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            all: models
+                .iter()
+                .map(|m| {
+                    let path = path_of(m);
+                    (Intake::load(m.clone(), &path), path)
+                })
+                .collect(),
+        })
+    }
+
+    /// The totals of `model`.
+    pub fn of(&self, model: &ModelName) -> Option<&Arc<Intake>> {
+        self.all.iter().map(|(i, _)| i).find(|i| &i.model == model)
+    }
+
+    fn first(&self) -> Option<&Arc<Intake>> {
+        self.all.first().map(|(i, _)| i)
+    }
+
+    /// Counts one request against the model it names (the first when it names none); a
+    /// datagram for a model the device does not follow is dropped.
+    pub fn record(&self, sample: &Sample) {
+        let intake = match &sample.model {
+            None => self.first(),
+            Some(m) => self.of(m),
+        };
+        match intake {
+            Some(intake) => intake.record(sample),
+            None => self.reject(),
+        }
+    }
+
+    /// Counts a datagram that did not parse (against the first model).
+    pub fn reject(&self) {
+        if let Some(first) = self.first() {
+            first.reject();
+        }
+    }
+
+    /// Saves each model's totals where they were loaded from, when changed.
+    pub fn save(&self) {
+        for (intake, path) in &self.all {
+            if let Err(e) = intake.save(path) {
+                warn!(path = %path.display(), "cannot save the model metrics: {e}");
+            }
+        }
+    }
+
+    /// What the next heartbeat carries, every model's, at most [`MAX_REPORTED_METRICS`].
+    pub fn snapshot(&self) -> Vec<ReportedMetrics> {
+        let mut all: Vec<ReportedMetrics> =
+            self.all.iter().flat_map(|(i, _)| i.snapshot()).collect();
+        all.truncate(MAX_REPORTED_METRICS);
+        all
+    }
+
+    /// Every model's distributions when any changed since `sent` (a mark this returns), at
+    /// most [`MAX_REPORTED_DISTRIBUTIONS`].
+    pub fn distributions_since(&self, sent: u64) -> Option<(u64, Vec<ReportedDistribution>)> {
+        let mark: u64 = self
+            .all
+            .iter()
+            .map(|(i, _)| i.totals().values_changed)
+            .fold(0u64, u64::wrapping_add);
+        if mark == sent {
+            return None;
+        }
+        let mut all: Vec<ReportedDistribution> = self
+            .all
+            .iter()
+            .filter_map(|(i, _)| i.distributions_since(u64::MAX).map(|(_, d)| d))
+            .flatten()
+            .collect();
+        all.truncate(MAX_REPORTED_DISTRIBUTIONS);
+        Some((mark, all))
+    }
+
+    /// Datagrams dropped, all models together.
+    pub fn dropped(&self) -> u64 {
+        self.all.iter().map(|(i, _)| i.dropped()).sum()
+    }
+}
+
 /// Listens on `path` until the task is dropped; binding failures are logged, not fatal (the
 /// agent updates without metrics, and rollout gates that need them wait).
 /// Datagrams `lock SECONDS [reason]` and `unlock` go to `lock` instead (see
 /// [`crate::maintenance`]).
-pub async fn serve(path: &Path, intake: Arc<Intake>, lock: Arc<crate::maintenance::AppLock>) {
+pub async fn serve(path: &Path, intake: Arc<Intakes>, lock: Arc<crate::maintenance::AppLock>) {
     let _ = std::fs::remove_file(path);
     let socket = match tokio::net::UnixDatagram::bind(path) {
         Ok(s) => s,
@@ -367,17 +478,24 @@ mod tests {
         assert_eq!(
             parse("error 230 confidence=0.41").unwrap(),
             Sample {
+                model: None,
                 shadow: false,
                 ok: false,
                 latency_ms: 230.0,
                 custom: vec![("confidence".into(), 0.41)]
             }
         );
+        assert_eq!(
+            parse("@tokenizer shadow ok 3").unwrap().model,
+            Some("tokenizer".parse().unwrap())
+        );
         for bad in [
             "",
             "maybe 1",
             "ok",
             "ok -1",
+            "@ ok 1",
+            "@Bad/Name ok 1",
             "ok NaN",
             "ok 1 x",
             "ok 1 =2",
@@ -496,12 +614,16 @@ mod tests {
     async fn the_socket_takes_datagrams_from_the_application() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.sock");
-        let intake = Intake::new("m".parse().unwrap());
+        let models: Vec<ModelName> = vec!["m".parse().unwrap(), "tok".parse().unwrap()];
+        let intakes = Intakes::load(&models, |m| dir.path().join(format!("{m}.json")));
+        let intake = intakes.of(&models[0]).unwrap().clone();
+        let tok = intakes.of(&models[1]).unwrap().clone();
         intake.set_serving(Some("1.0.0".parse().unwrap()), None);
+        tok.set_serving(Some("3.0.0".parse().unwrap()), None);
         let lock = Arc::new(crate::maintenance::AppLock::default());
         let server = tokio::spawn({
-            let (path, intake, lock) = (path.clone(), intake.clone(), lock.clone());
-            async move { serve(&path, intake, lock).await }
+            let (path, intakes, lock) = (path.clone(), intakes.clone(), lock.clone());
+            async move { serve(&path, intakes, lock).await }
         });
         let client = tokio::net::UnixDatagram::unbound().unwrap();
         for _ in 0..50 {
@@ -510,7 +632,14 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        for msg in ["ok 10", "error 20", "garbage", "lock 60 surgery"] {
+        for msg in [
+            "ok 10",
+            "error 20",
+            "garbage",
+            "lock 60 surgery",
+            "@tok ok 4",
+            "@stranger ok 1",
+        ] {
             client.send_to(msg.as_bytes(), &path).await.unwrap();
         }
         for _ in 0..100 {
@@ -518,8 +647,12 @@ mod tests {
                 .snapshot()
                 .first()
                 .is_some_and(|m| m.metrics.requests == 2)
-                && intake.dropped() == 1
+                && intakes.dropped() == 2
                 && lock.held(crate::unix_now()).is_some()
+                && tok
+                    .snapshot()
+                    .first()
+                    .is_some_and(|m| m.metrics.requests == 1)
             {
                 break;
             }
@@ -527,7 +660,14 @@ mod tests {
         }
         let snap = intake.snapshot();
         assert_eq!((snap[0].metrics.requests, snap[0].metrics.errors), (2, 1));
-        assert_eq!(intake.dropped(), 1);
+        assert_eq!(
+            intakes.dropped(),
+            2,
+            "garbage, and a model it does not follow"
+        );
+        let all = intakes.snapshot();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!((all[1].model.as_str(), all[1].metrics.requests), ("tok", 1));
         assert_eq!(
             lock.held(crate::unix_now()).map(|(_, by)| by).as_deref(),
             Some("surgery"),

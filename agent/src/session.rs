@@ -103,7 +103,7 @@ pub struct SessionParams {
     /// The pinning verifier (for explaining failures).
     pub pinned: Arc<PinnedCert>,
     /// Model metrics from the application, sent with every report.
-    pub metrics: Arc<crate::metrics::Intake>,
+    pub metrics: Arc<crate::metrics::Intakes>,
     /// The switches the device holds back now (its conditions).
     pub deferred: Arc<std::sync::Mutex<Vec<ferry_shared::wire::Deferral>>>,
 }
@@ -171,7 +171,7 @@ pub async fn run(
 /// Sends the metric value distributions when they changed since `sent` (a mark it moves).
 async fn send_distributions(
     send: &mut quinn::SendStream,
-    metrics: &crate::metrics::Intake,
+    metrics: &crate::metrics::Intakes,
     sent: &mut u64,
 ) -> Result<(), FrameIoError> {
     if let Some((mark, all)) = metrics.distributions_since(*sent) {

@@ -107,3 +107,62 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
     );
     Ok(())
 }
+
+#[test]
+fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> {
+    let mut fleet = Fleet::start(0, None)?;
+    fleet.add_agent(AgentSpec {
+        models: vec![MODEL.into(), TOKENIZER.into()],
+        ..AgentSpec::named("edge")
+    })?;
+    let c = &fleet.coordinator;
+    for model in [MODEL, TOKENIZER] {
+        publish(&fleet, model, "1.0.0", true)?;
+        c.ctl(&["alias", "set", model, "prod", "1.0.0"])?;
+    }
+    publish(&fleet, TOKENIZER, "1.1.0", true)?;
+    // A tokenizer rollout whose error-rate gate waits for a thousand requests: its sample
+    // count shows what the device reported for the tokenizer.
+    let plan = serde_json::json!({
+        "id": "tok-1.1.0",
+        "model": TOKENIZER,
+        "version": "1.1.0",
+        "waves": [{"percent": 100.0, "bake_secs": 0, "gates": [
+            {"kind": "ErrorRateIncrease", "threshold": 0.5, "min_samples": 1000},
+        ]}],
+    });
+    let path = fleet.dir.join("tok.json");
+    std::fs::write(&path, serde_json::to_vec(&plan)?)?;
+    c.ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
+    let agent = &fleet.agents[0];
+    wait_until("the tokenizer on 1.1.0", WAIT, || {
+        Ok(agent
+            .current_of(TOKENIZER)
+            .map(|v| v.to_string())
+            .as_deref()
+            == Some("1.1.0"))
+    })?;
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    let path = agent.state_dir.join("metrics.sock");
+    for i in 0..60 {
+        // Forty for the tokenizer, twenty for the detector (no name: the first model).
+        let line = if i % 3 == 2 {
+            "ok 5"
+        } else {
+            "@tokenizer ok 5"
+        };
+        socket.send_to(line.as_bytes(), &path)?;
+    }
+    wait_until(
+        "the tokenizer's gate to count its forty requests",
+        WAIT,
+        || {
+            let view = fleet.rollout("tok-1.1.0")?;
+            Ok(view
+                .gates
+                .iter()
+                .any(|g| format!("{:?}", g.gate.kind) == "ErrorRateIncrease" && g.samples == 40))
+        },
+    )?;
+    Ok(())
+}
