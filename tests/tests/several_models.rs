@@ -28,18 +28,27 @@ fn publish(fleet: &Fleet, model: &str, version: &str, healthy: bool) -> Result<(
     Ok(())
 }
 
-#[test]
-fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<()> {
+/// One agent following the detector and the tokenizer, both published at 1.0.0 with `prod`
+/// there.
+fn two_models_at_one() -> Result<Fleet> {
     let mut fleet = Fleet::start(0, None)?;
     fleet.add_agent(AgentSpec {
         models: vec![MODEL.into(), TOKENIZER.into()],
         ..AgentSpec::named("edge")
     })?;
-    let c = &fleet.coordinator;
     for model in [MODEL, TOKENIZER] {
         publish(&fleet, model, "1.0.0", true)?;
-        c.ctl(&["alias", "set", model, "prod", "1.0.0"])?;
+        fleet
+            .coordinator
+            .ctl(&["alias", "set", model, "prod", "1.0.0"])?;
     }
+    Ok(fleet)
+}
+
+#[test]
+fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<()> {
+    let fleet = two_models_at_one()?;
+    let c = &fleet.coordinator;
     let agent = &fleet.agents[0];
     wait_until("both models on 1.0.0", WAIT, || {
         Ok(
@@ -110,16 +119,8 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
 
 #[test]
 fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> {
-    let mut fleet = Fleet::start(0, None)?;
-    fleet.add_agent(AgentSpec {
-        models: vec![MODEL.into(), TOKENIZER.into()],
-        ..AgentSpec::named("edge")
-    })?;
+    let fleet = two_models_at_one()?;
     let c = &fleet.coordinator;
-    for model in [MODEL, TOKENIZER] {
-        publish(&fleet, model, "1.0.0", true)?;
-        c.ctl(&["alias", "set", model, "prod", "1.0.0"])?;
-    }
     publish(&fleet, TOKENIZER, "1.1.0", true)?;
     // A tokenizer rollout whose error-rate gate waits for a thousand requests: its sample
     // count shows what the device reported for the tokenizer.
