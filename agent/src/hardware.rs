@@ -156,8 +156,15 @@ fn run(program: &Path, args: &[&str], timeout: Duration) -> Option<String> {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                tracing::warn!("{} did not answer in time; not reported", program.display());
+            outcome => {
+                match outcome {
+                    Err(e) => {
+                        tracing::warn!("waiting for {}: {e}; not reported", program.display())
+                    }
+                    _ => {
+                        tracing::warn!("{} did not answer in time; not reported", program.display())
+                    }
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 return None;

@@ -76,10 +76,9 @@ impl Throttle {
             return Duration::ZERO;
         };
         let nanos = u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
-        let burst = (u128::from(per_second) * BURST.as_nanos() / 1_000_000_000) as u64;
-        let bucket = state
-            .bucket
-            .get_or_insert_with(|| TokenBucket::new(per_second, burst.max(16 * 1024), nanos));
+        let bucket = state.bucket.get_or_insert_with(|| {
+            TokenBucket::with_burst_time(per_second, BURST, 16 * 1024, nanos)
+        });
         if bucket.rate() != per_second {
             bucket.set_rate(per_second);
         }

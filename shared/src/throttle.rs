@@ -173,6 +173,17 @@ impl TokenBucket {
         }
     }
 
+    /// A full bucket for `rate` bytes per second whose bursts last `burst` at that rate (at
+    /// least `min_burst` bytes), at `now`.
+    pub fn with_burst_time(rate: u64, burst: Duration, min_burst: u64, now: u64) -> Self {
+        let bytes = u128::from(rate) * burst.as_nanos() / 1_000_000_000;
+        Self::new(
+            rate,
+            u64::try_from(bytes).unwrap_or(u64::MAX).max(min_burst),
+            now,
+        )
+    }
+
     /// The rate it holds to, in bytes per second.
     pub fn rate(&self) -> u64 {
         self.rate

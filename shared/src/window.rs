@@ -149,6 +149,10 @@ impl FromStr for Window {
             .filter(|s| *s < DAY)
             .ok_or_else(|| error("the start is not a time of day"))?;
         let end = parse_time(end).ok_or_else(|| error("the end is not a time of day"))?;
+        if end == start {
+            // A whole day is written 00:00-24:00; the same time twice is more likely a slip.
+            return Err(error("the window starts and ends at the same time"));
+        }
         let length = if end > start {
             end - start
         } else {
@@ -274,6 +278,7 @@ mod tests {
             "Mon 24:00-01:00",
             "Mon 1:5-2:00",
             "Mon 01:00-01:60",
+            "Mon 01:00-01:00",
         ] {
             assert!(bad.parse::<Window>().is_err(), "{bad:?}");
         }

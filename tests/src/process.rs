@@ -514,6 +514,14 @@ impl Agent {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Sends `line` to the agent's metrics socket, as its application would (`ok 12`,
+    /// `lock 600 busy`, `@tokenizer ok 3`).
+    pub fn tell(&self, line: &str) -> Result<()> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        socket.send_to(line.as_bytes(), self.state_dir.join("metrics.sock"))?;
+        Ok(())
+    }
+
     /// The version `current` of another model the agent follows names.
     pub fn current_of(&self, model: &str) -> Option<Version> {
         self.link_of(model, "current")

@@ -70,10 +70,7 @@ fn windows_and_locks_hold_the_switch_and_say_why_until_they_let_go() -> Result<(
 
     // The applications take their locks.
     std::fs::write(&lock_file, "nightly batch\n")?;
-    datagram(
-        &socket_locked.state_dir.join("metrics.sock"),
-        "lock 600 surgery in progress",
-    )?;
+    socket_locked.tell("lock 600 surgery in progress")?;
     // The agents look at their gate every second.
     std::thread::sleep(Duration::from_millis(2500));
     fleet.publish("2.0.0", &model_bytes(2, MIB, true))?;
@@ -118,7 +115,7 @@ fn windows_and_locks_hold_the_switch_and_say_why_until_they_let_go() -> Result<(
 
     // The locks let go: each switches at once.
     std::fs::remove_file(&lock_file)?;
-    datagram(&socket_locked.state_dir.join("metrics.sock"), "unlock")?;
+    socket_locked.tell("unlock")?;
     for agent in [file_locked, socket_locked] {
         wait_until("a released device to switch", WAIT, || {
             Ok(agent.current().map(|v| v.to_string()).as_deref() == Some("2.0.0"))
@@ -140,13 +137,6 @@ fn windows_and_locks_hold_the_switch_and_say_why_until_they_let_go() -> Result<(
     Ok(())
 }
 
-/// Sends one datagram to a Unix socket (the application's side of the metrics socket).
-fn datagram(path: &std::path::Path, text: &str) -> Result<()> {
-    let socket = std::os::unix::net::UnixDatagram::unbound()?;
-    socket.send_to(text.as_bytes(), path)?;
-    Ok(())
-}
-
 #[test]
 fn a_cohorts_windows_hold_its_devices_and_an_operators_now_overrides_windows_and_locks()
 -> Result<()> {
@@ -161,7 +151,7 @@ fn a_cohorts_windows_hold_its_devices_and_an_operators_now_overrides_windows_and
     let [windowed, locked] = [0, 1].map(|i| &fleet.agents[i]);
     let socket = locked.state_dir.join("metrics.sock");
     wait_until("the metrics socket", WAIT, || Ok(socket.exists()))?;
-    datagram(&socket, "lock 3600 long job")?;
+    locked.tell("lock 3600 long job")?;
     std::thread::sleep(Duration::from_millis(2500));
     fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
     fleet.set_prod("1.0.0", "base")?;

@@ -143,16 +143,13 @@ fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> 
             .as_deref()
             == Some("1.1.0"))
     })?;
-    let socket = std::os::unix::net::UnixDatagram::unbound()?;
-    let path = agent.state_dir.join("metrics.sock");
     for i in 0..60 {
         // Forty for the tokenizer, twenty for the detector (no name: the first model).
-        let line = if i % 3 == 2 {
+        agent.tell(if i % 3 == 2 {
             "ok 5"
         } else {
             "@tokenizer ok 5"
-        };
-        socket.send_to(line.as_bytes(), &path)?;
+        })?;
     }
     wait_until(
         "the tokenizer's gate to count its forty requests",

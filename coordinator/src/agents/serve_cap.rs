@@ -22,8 +22,12 @@ impl ServeCap {
     pub fn new(rate: Rate) -> Self {
         let epoch = Instant::now();
         let bucket = rate.bytes_per_second().map(|per_second| {
-            let burst = (u128::from(per_second) * BURST.as_nanos() / 1_000_000_000) as u64;
-            Mutex::new(TokenBucket::new(per_second, burst.max(64 * 1024), 0))
+            Mutex::new(TokenBucket::with_burst_time(
+                per_second,
+                BURST,
+                64 * 1024,
+                0,
+            ))
         });
         Self { epoch, bucket }
     }
