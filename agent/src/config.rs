@@ -18,6 +18,7 @@ use ferry_shared::{Accelerator, AliasName, ModelName, PublicKey};
 use serde::Deserialize;
 
 use crate::reload::{HttpCall, ReloadAction, ReloadHook, UnitVerb};
+use crate::updater::update_set::SetMode;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -57,6 +58,17 @@ struct RawConfig {
     hardware_root: Option<PathBuf>,
     download: Option<RawDownload>,
     maintenance: Option<RawMaintenance>,
+    #[serde(default)]
+    update_sets: Vec<RawUpdateSet>,
+}
+
+/// One `[[update_sets]]` entry: models that switch as one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpdateSet {
+    models: Vec<ModelName>,
+    #[serde(default)]
+    mode: SetMode,
 }
 
 /// One `[[models]]` entry: a model the device follows, with its own checks (the top-level
@@ -314,6 +326,16 @@ pub struct ModelSettings {
     pub reload: Option<ReloadHook>,
 }
 
+/// Models that switch as one ([`crate::updater::update_set`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateSet {
+    /// Its members, in order (the order `ordered` switches them in); at least two, each one
+    /// of the models followed, none in another set.
+    pub models: Vec<ModelName>,
+    /// How they switch.
+    pub mode: SetMode,
+}
+
 /// Validated agent settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -331,6 +353,8 @@ pub struct Config {
     /// The models the device follows, the first being the one its application's metrics
     /// speak for (at least one; names unique).
     pub models: Vec<ModelSettings>,
+    /// Models that switch as one (`[[update_sets]]`).
+    pub update_sets: Vec<UpdateSet>,
     /// Publisher keys trusted (when no root metadata is configured).
     pub trusted: Keyring,
     /// The initial root metadata (`ferryctl keys root`); with it, releases are checked
@@ -364,6 +388,33 @@ pub struct Config {
     /// Longest one chunk request to a mirror may take, connection included: past it the
     /// mirror is dropped for the rest of the download (a slow loris).
     pub mirror_timeout: Duration,
+}
+
+/// Checks `[[update_sets]]` against the models followed.
+fn validate_sets(sets: Vec<RawUpdateSet>, models: &[ModelSettings]) -> Result<Vec<UpdateSet>> {
+    let mut seen: Vec<&ModelName> = Vec::new();
+    for (i, set) in sets.iter().enumerate() {
+        let context = || format!("update_sets[{i}]");
+        if set.models.len() < 2 {
+            bail!("{}: name at least two models", context());
+        }
+        for m in &set.models {
+            if !models.iter().any(|f| &f.model == m) {
+                bail!("{}: {m} is not one of the models followed", context());
+            }
+            if seen.contains(&m) {
+                bail!("{}: {m} is listed twice or in two sets", context());
+            }
+            seen.push(m);
+        }
+    }
+    Ok(sets
+        .into_iter()
+        .map(|s| UpdateSet {
+            models: s.models,
+            mode: s.mode,
+        })
+        .collect())
 }
 
 impl Config {
@@ -460,6 +511,7 @@ impl Config {
         if models.len() > MAX_MODELS {
             bail!("models: {} listed; at most {MAX_MODELS}", models.len());
         }
+        let update_sets = validate_sets(raw.update_sets, &models)?;
         if raw.mirrors.len() > 16 {
             bail!("mirrors lists {} mirrors; at most 16", raw.mirrors.len());
         }
@@ -520,6 +572,7 @@ impl Config {
             enrollment_token,
             state_dir: resolve(&raw.state_dir),
             models,
+            update_sets,
             trusted: Keyring::new(keys),
             root_file: raw.root_file.as_deref().map(resolve),
             accelerator: raw.accelerator.unwrap_or(if hardware.contains_key("gpu") {
@@ -758,13 +811,16 @@ mod tests {
         assert!(load(r#"["not an address"]"#).is_err());
     }
 
+    /// `text` after the settings every config needs.
+    fn load_beside_the_basics(text: &str) -> Result<Config> {
+        const BASE: &str = "coordinator = \"127.0.0.1:7400\"\ncoordinator_fingerprint = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\nstate_dir = \"/tmp/x\"\ntrusted_keys = [\"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"]\n";
+        let raw: RawConfig = toml::from_str(&format!("{BASE}{text}"))?;
+        Config::validate(raw, Path::new(".")).map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+
     #[test]
     fn several_models_with_their_own_checks_and_the_shared_ones_as_defaults() {
-        const BASE: &str = "coordinator = \"127.0.0.1:7400\"\ncoordinator_fingerprint = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\nstate_dir = \"/tmp/x\"\ntrusted_keys = [\"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"]\n";
-        let load = |text: &str| -> Result<Config> {
-            let raw: RawConfig = toml::from_str(&format!("{BASE}{text}"))?;
-            Config::validate(raw, Path::new(".")).map_err(|e| anyhow::anyhow!("{e:#}"))
-        };
+        let load = load_beside_the_basics;
         let config = load(
             "[health_check]\ncommand = [\"true\"]\n[[models]]\nname = \"tokenizer\"\n[[models]]\nname = \"detector\"\nalias = \"canary\"\n[models.health_check]\ncommand = [\"check-detector\"]\n",
         )
@@ -797,6 +853,51 @@ mod tests {
             ),
         ] {
             let err = load(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn update_sets_name_followed_models_each_in_one_set_only() {
+        const MODELS: &str = "[[models]]\nname = \"tokenizer\"\n[[models]]\nname = \"detector\"\n[[models]]\nname = \"ranker\"\n";
+        let config = load_beside_the_basics(&format!(
+            "{MODELS}[[update_sets]]\nmodels = [\"tokenizer\", \"detector\"]\nmode = \"ordered\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.update_sets,
+            [UpdateSet {
+                models: vec!["tokenizer".parse().unwrap(), "detector".parse().unwrap()],
+                mode: SetMode::Ordered,
+            }]
+        );
+        let together = load_beside_the_basics(&format!(
+            "{MODELS}[[update_sets]]\nmodels = [\"ranker\", \"detector\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(together.update_sets[0].mode, SetMode::Together);
+        for (bad, says) in [
+            (
+                "[[update_sets]]\nmodels = [\"tokenizer\"]\n",
+                "at least two",
+            ),
+            (
+                "[[update_sets]]\nmodels = [\"tokenizer\", \"nope\"]\n",
+                "not one of the models",
+            ),
+            (
+                "[[update_sets]]\nmodels = [\"tokenizer\", \"detector\"]\n[[update_sets]]\nmodels = [\"ranker\", \"detector\"]\n",
+                "two sets",
+            ),
+            (
+                "[[update_sets]]\nmodels = [\"tokenizer\", \"detector\"]\nmode = \"sometimes\"\n",
+                "unknown variant",
+            ),
+        ] {
+            let err = load_beside_the_basics(&format!("{MODELS}{bad}"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains(says), "{bad:?}: {err}");
         }
     }

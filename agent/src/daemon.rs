@@ -15,6 +15,7 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+mod gate;
 mod local;
 mod trial;
 
@@ -94,6 +95,8 @@ struct Daemon {
     app_lock: Arc<crate::maintenance::AppLock>,
     /// The gate last fed to each updater: whether switches (and downloads) wait, and why.
     gates: Vec<(Option<ferry_shared::wire::DeferReason>, bool)>,
+    /// The update sets (`[[update_sets]]`): models that switch as one.
+    sets: Vec<gate::Set>,
     /// The coordinator's rules for this device: its cohort's windows, overrides.
     policy: ferry_shared::wire::Policy,
     /// The switches held back now, as the session reports them.
@@ -170,6 +173,21 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         let on_trial = trial.as_ref().is_some_and(|t| t.model == model);
         followers.push(start_follower(&layout, &state, model, on_trial)?);
     }
+    let sets: Vec<gate::Set> = config
+        .update_sets
+        .iter()
+        .map(|set| gate::Set {
+            mode: set.mode,
+            members: set
+                .models
+                .iter()
+                .filter_map(|m| followers.iter().position(|f| &f.model == m))
+                .collect(),
+        })
+        .collect();
+    for f in sets.iter().flat_map(|s| &s.members) {
+        followers[*f].updater.join_update_set();
+    }
     let agent_follower = config
         .self_update
         .as_ref()
@@ -213,6 +231,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         throttle: Arc::new(crate::throttle::Throttle::new(config.download_rate.clone())),
         app_lock,
         gates: vec![(None, false); followers.len()],
+        sets,
         policy: Default::default(),
         deferred: deferred.clone(),
         config: config.clone(),
@@ -238,6 +257,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
             daemon.reload_after_rollback(follower, current);
         }
     }
+    daemon.check_gate();
     daemon.publish_report();
 
     let endpoint = client_endpoint(&config)?;
@@ -274,8 +294,14 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     loop {
         tokio::select! {
             _ = save_metrics.tick() => save(&daemon.metrics),
-            Some(message) = session_rx.recv() => daemon.on_session(message),
-            Some((follower, event)) = internal_rx.recv() => daemon.feed(follower, event),
+            Some(message) = session_rx.recv() => {
+                daemon.on_session(message);
+                daemon.check_gate();
+            }
+            Some((follower, event)) = internal_rx.recv() => {
+                daemon.feed(follower, event);
+                daemon.check_gate();
+            }
             Some(proof) = proofs_rx.recv() => match proof {
                 Ok(()) => daemon.confirm_trial(),
                 Err(why) => {
@@ -493,7 +519,6 @@ impl Daemon {
                         "the coordinator's rules for this device changed"
                     );
                     self.policy = policy;
-                    self.check_gate();
                 }
             }
             FromSession::Ack(through) => {
@@ -896,75 +921,6 @@ impl Daemon {
         if let Err(e) = self.state.update(change) {
             error!("cannot save the agent state: {e}");
             self.unsaved = Some((format!("{e} (kept in memory, retried)"), unix_now()));
-        }
-    }
-
-    /// Feeds the updaters the gate (update windows, the application's lock) when it changed,
-    /// and tells the session which switches wait and why.
-    fn check_gate(&mut self) {
-        let now = unix_now();
-        let gate = self.config.maintenance.gate(
-            &self.policy.windows,
-            &self.app_lock,
-            now,
-            crate::localtime::week_minute_now(),
-        );
-        for follower in 0..self.followers.len() {
-            // An operator let this model's target go ahead at once (`rollout create --now`).
-            let overridden = self.updater(follower).target_version().is_some_and(|v| {
-                self.policy
-                    .now
-                    .iter()
-                    .any(|(m, version)| m == self.model(follower) && version == v)
-            });
-            let wanted = if overridden {
-                (None, false)
-            } else {
-                gate.clone()
-            };
-            if wanted == self.gates[follower] {
-                continue;
-            }
-            match &wanted.0 {
-                Some(reason) => info!(model = %self.model(follower), "switches wait: {reason:?}"),
-                None if self.gates[follower].0.is_some() => {
-                    info!(model = %self.model(follower), "switches may go ahead");
-                }
-                None => {}
-            }
-            self.gates[follower] = wanted.clone();
-            self.feed(
-                follower,
-                Event::Gate {
-                    closed: wanted.0,
-                    downloads_wait: wanted.1,
-                    now,
-                },
-            );
-        }
-        let deferred: Vec<ferry_shared::wire::Deferral> = self
-            .followers
-            .iter()
-            .filter_map(|f| {
-                let (version, reason, since) = f.updater.deferral()?;
-                Some(ferry_shared::wire::Deferral {
-                    model: f.updater.report().model,
-                    version,
-                    reason,
-                    since,
-                })
-            })
-            .collect();
-        let changed = match self.deferred.lock() {
-            Ok(mut held) if *held != deferred => {
-                *held = deferred;
-                true
-            }
-            _ => false,
-        };
-        if changed {
-            // The report is the same; the session sends the conditions with the next one.
-            self.reports.send_modify(|_| {});
         }
     }
 

@@ -36,6 +36,7 @@ mod properties;
 pub mod simulated;
 #[cfg(test)]
 mod tests;
+pub mod update_set;
 
 pub use admission::{Admitted, Desire, NOT_CONNECTED, Trust, admit};
 pub use installed::{Hold, Slots};

@@ -875,6 +875,9 @@ pub enum BehindReason {
     WaitingForWindow,
     /// Its application holds an update lock.
     LockedByApplication,
+    /// It has the target but waits for another model of its update set (its download, its
+    /// turn, or a fix for a release that failed).
+    WaitingForUpdateSet,
     /// Connected and idle, with no failure: the push has not landed yet, or a rollout keeps
     /// it where it is.
     Waiting,
@@ -894,6 +897,7 @@ impl BehindReason {
             BehindReason::Pinned => "pinned",
             BehindReason::WaitingForWindow => "waiting-for-window",
             BehindReason::LockedByApplication => "locked-by-application",
+            BehindReason::WaitingForUpdateSet => "waiting-for-update-set",
             BehindReason::Waiting => "waiting",
         }
     }

@@ -34,7 +34,8 @@ use crate::version::Version;
 /// 7: the device's conditions ([`ToCoordinator::Conditions`]): its disk space, and the
 ///    switches it defers (outside its update window, locked by its application); the
 ///    coordinator's rules for it ([`ToAgent::Policy`]): its cohort's windows, overrides.
-pub const PROTOCOL_VERSION: u16 = 7;
+/// 8: a switch deferred for the rest of its update set ([`DeferReason::UpdateSet`]).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// The oldest protocol version a coordinator still serves. Agents are updated after their
 /// coordinator (often by the coordinator itself), so a coordinator must go on serving the
 /// agents it had, sending them nothing they cannot decode (see [`decodes`]).
@@ -276,6 +277,13 @@ pub enum DeferReason {
         until: Option<u64>,
         /// Who or why, as the application said.
         by: String,
+    },
+    /// The model is in an update set with others, and this one waits for that member (its
+    /// download, its turn in the order, or a fix for its release) before it may switch
+    /// (protocol 8).
+    UpdateSet {
+        /// The member waited for.
+        waiting_for: ModelName,
     },
 }
 

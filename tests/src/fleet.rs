@@ -17,6 +17,8 @@ pub const HEALTH_MAGIC: &[u8] = b"FERRYMODEL";
 
 /// The model the fleet runs.
 pub const MODEL: &str = "detector";
+/// The second model of tests with several models per agent.
+pub const TOKENIZER: &str = "tokenizer";
 
 /// A deterministic artifact of `len` bytes for `seed`; healthy ones start with the magic.
 pub fn model_bytes(seed: u64, len: usize, healthy: bool) -> Vec<u8> {
@@ -410,6 +412,43 @@ timeout_secs = 900
 
     fn agent_home(&self, i: usize) -> PathBuf {
         self.dir.join("agents").join(&self.agents[i].name)
+    }
+
+    /// One agent (`edge`) following [`MODEL`] and [`TOKENIZER`] (with `extra`, whole TOML
+    /// sections, in its configuration), both published at 1.0.0 with `prod` there.
+    pub fn two_models_at_one(extra: &str) -> Result<Fleet> {
+        let mut fleet = Fleet::start(0, None)?;
+        fleet.add_agent(AgentSpec {
+            models: vec![MODEL.into(), TOKENIZER.into()],
+            extra: extra.into(),
+            ..AgentSpec::named("edge")
+        })?;
+        for model in [MODEL, TOKENIZER] {
+            fleet.publish_model(model, "1.0.0", true)?;
+            fleet
+                .coordinator
+                .ctl(&["alias", "set", model, "prod", "1.0.0"])?;
+        }
+        Ok(fleet)
+    }
+
+    /// Publishes `model` `version` (file name `model.bin`): a model the test agents' health
+    /// check passes, or not.
+    pub fn publish_model(&self, model: &str, version: &str, healthy: bool) -> Result<()> {
+        let file = self.dir.join(format!("{model}-{version}.bin"));
+        let seed = version.bytes().map(u64::from).sum::<u64>() + model.len() as u64;
+        std::fs::write(&file, model_bytes(seed, 256 * 1024, healthy))?;
+        self.coordinator.ctl(&[
+            "publish",
+            model,
+            version,
+            &file.to_string_lossy(),
+            "--key",
+            &self.key.to_string_lossy(),
+            "--file-name",
+            "model.bin",
+        ])?;
+        Ok(())
     }
 
     /// Publishes `bytes` as `MODEL VERSION` (file name `model.bin`).

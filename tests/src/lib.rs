@@ -22,6 +22,8 @@ mod wait;
 
 pub use bench::{BuildFlag, print_stages};
 pub use binaries::Binaries;
-pub use fleet::{AgentSpec, Fleet, HEALTH_MAGIC, MODEL, chunks_of, model_bytes, nudged, weights};
+pub use fleet::{
+    AgentSpec, Fleet, HEALTH_MAGIC, MODEL, TOKENIZER, chunks_of, model_bytes, nudged, weights,
+};
 pub use process::{Agent, Cadence, Coordinator, run_coordinator};
 pub use wait::{Hopeless, wait_until};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ferry_agent::state::TransferStats;
 use ferry_agent::status::AgentStatus;
-use ferry_coordinator::api::{DeviceView, FleetStatus};
+use ferry_coordinator::api::{BehindReason, DeviceView, FleetStatus, FragmentationReport};
 use ferry_shared::Version;
 use serde::de::DeserializeOwned;
 
@@ -311,6 +311,29 @@ impl Coordinator {
     /// `ferryctl devices list --json`.
     pub fn devices(&self) -> Result<Vec<DeviceView>> {
         self.ctl_json(&["devices", "list"])
+    }
+
+    /// Why the device labelled `name = NAME` is behind on `model` (any model when `None`),
+    /// by the fleet's fragmentation report; `None` when it is not behind.
+    pub fn behind(
+        &self,
+        name: &str,
+        model: Option<&str>,
+    ) -> Result<Option<(BehindReason, Option<String>)>> {
+        let id = self
+            .devices()?
+            .into_iter()
+            .find(|d| d.labels.get("name").map(String::as_str) == Some(name))
+            .with_context(|| format!("device {name} not listed"))?
+            .id;
+        let report: FragmentationReport = self.ctl_json(&["fleet", "fragmentation"])?;
+        Ok(report
+            .models
+            .iter()
+            .filter(|m| model.is_none_or(|want| m.model.as_str() == want))
+            .flat_map(|m| &m.overall.behind)
+            .find(|b| b.id == id)
+            .map(|b| (b.reason, b.detail.clone())))
     }
 }
 

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
-use ferry_coordinator::api::{BehindReason, FragmentationReport};
+use anyhow::{Result, ensure};
+use ferry_coordinator::api::BehindReason;
 use ferry_tests::{AgentSpec, Fleet, model_bytes, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -23,20 +23,7 @@ fn closed_window() -> String {
 
 /// Why `name`'s device is behind, by fragmentation.
 fn behind(fleet: &Fleet, name: &str) -> Result<Option<(BehindReason, Option<String>)>> {
-    let id = fleet
-        .coordinator
-        .devices()?
-        .into_iter()
-        .find(|d| d.labels.get("name").map(String::as_str) == Some(name))
-        .context("device not listed")?
-        .id;
-    let report: FragmentationReport = fleet.coordinator.ctl_json(&["fleet", "fragmentation"])?;
-    Ok(report
-        .models
-        .iter()
-        .flat_map(|m| &m.overall.behind)
-        .find(|b| b.id == id)
-        .map(|b| (b.reason, b.detail.clone())))
+    fleet.coordinator.behind(name, None)
 }
 
 #[test]

@@ -5,49 +5,13 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use ferry_tests::{AgentSpec, Fleet, MODEL, model_bytes, wait_until};
+use ferry_tests::{Fleet, MODEL, TOKENIZER, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-const TOKENIZER: &str = "tokenizer";
-
-/// Publishes `model` `version` (a model the test agents' health check passes, or not).
-fn publish(fleet: &Fleet, model: &str, version: &str, healthy: bool) -> Result<()> {
-    let file = fleet.dir.join(format!("{model}-{version}.bin"));
-    let seed = version.bytes().map(u64::from).sum::<u64>() + model.len() as u64;
-    std::fs::write(&file, model_bytes(seed, 256 * 1024, healthy))?;
-    fleet.coordinator.ctl(&[
-        "publish",
-        model,
-        version,
-        &file.to_string_lossy(),
-        "--key",
-        &fleet.key.to_string_lossy(),
-        "--file-name",
-        "model.bin",
-    ])?;
-    Ok(())
-}
-
-/// One agent following the detector and the tokenizer, both published at 1.0.0 with `prod`
-/// there.
-fn two_models_at_one() -> Result<Fleet> {
-    let mut fleet = Fleet::start(0, None)?;
-    fleet.add_agent(AgentSpec {
-        models: vec![MODEL.into(), TOKENIZER.into()],
-        ..AgentSpec::named("edge")
-    })?;
-    for model in [MODEL, TOKENIZER] {
-        publish(&fleet, model, "1.0.0", true)?;
-        fleet
-            .coordinator
-            .ctl(&["alias", "set", model, "prod", "1.0.0"])?;
-    }
-    Ok(fleet)
-}
 
 #[test]
 fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<()> {
-    let fleet = two_models_at_one()?;
+    let fleet = Fleet::two_models_at_one("")?;
     let c = &fleet.coordinator;
     let agent = &fleet.agents[0];
     wait_until("both models on 1.0.0", WAIT, || {
@@ -69,8 +33,8 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
 
     // The tokenizer's 2.0.0 fails its health check: the tokenizer goes back, the detector
     // moves on to its own 2.0.0.
-    publish(&fleet, TOKENIZER, "2.0.0", false)?;
-    publish(&fleet, MODEL, "2.0.0", true)?;
+    fleet.publish_model(TOKENIZER, "2.0.0", false)?;
+    fleet.publish_model(MODEL, "2.0.0", true)?;
     c.ctl(&["alias", "set", TOKENIZER, "prod", "2.0.0"])?;
     c.ctl(&["alias", "set", MODEL, "prod", "2.0.0"])?;
     wait_until("the detector on 2.0.0", WAIT, || {
@@ -119,9 +83,9 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
 
 #[test]
 fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> {
-    let fleet = two_models_at_one()?;
+    let fleet = Fleet::two_models_at_one("")?;
     let c = &fleet.coordinator;
-    publish(&fleet, TOKENIZER, "1.1.0", true)?;
+    fleet.publish_model(TOKENIZER, "1.1.0", true)?;
     // A tokenizer rollout whose error-rate gate waits for a thousand requests: its sample
     // count shows what the device reported for the tokenizer.
     let plan = serde_json::json!({

@@ -6,6 +6,7 @@ use ferry_shared::{ModelName, Version};
 
 use super::admission::{Admitted, Desire, desired_version};
 use super::installed::{Hold, Slots};
+use super::update_set::Stage;
 
 /// Inputs to the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +49,11 @@ pub enum Event {
         /// Unix seconds, device clock (when a deferral began).
         now: u64,
     },
+    /// Every member of this model's update set passed its check: confirm the switch.
+    SetCommitted,
+    /// Another member of this model's update set failed: undo this model's switch too (its
+    /// version is not held; it switches again with the set).
+    SetAborted,
     /// Someone else changed the slots (an operator's local rollback), with the holds that
     /// came with it.
     SlotsChanged {
@@ -104,7 +110,13 @@ enum Work {
     },
     RollingBack {
         version: Version,
-        error: InstallError,
+        /// Its own failure; `None`: rolled back with its update set, no hold, no report.
+        error: Option<InstallError>,
+    },
+    /// Switched and checked; the commit waits for the rest of its update set.
+    Passed {
+        version: Version,
+        from: Option<Version>,
     },
     Waiting(Version),
     /// Downloaded and verified; the switch waits for the gate to open.
@@ -134,6 +146,8 @@ pub struct Updater {
     attempts: u32,
     /// Why switches wait now (`None`: they do not).
     gate: Option<Closed>,
+    /// The model is in an update set: a passed check waits for the set's commit.
+    in_set: bool,
 }
 
 impl Updater {
@@ -156,6 +170,30 @@ impl Updater {
             last_error,
             attempts: 0,
             gate: None,
+            in_set: false,
+        }
+    }
+
+    /// Makes this a model of an update set: a switch that passes its check stays in
+    /// probation until [`Event::SetCommitted`] (see [`super::update_set`]).
+    pub fn join_update_set(&mut self) {
+        self.in_set = true;
+    }
+
+    /// Where this model stands in its update set.
+    pub fn set_stage(&self) -> Stage {
+        match &self.work {
+            Work::Downloading(_) | Work::Waiting(_) => Stage::Preparing,
+            Work::Deferred(_) => Stage::Ready,
+            Work::Switching(_) | Work::Probation { .. } => Stage::Switching,
+            Work::Passed { .. } => Stage::Passed,
+            Work::RollingBack { .. } => Stage::RollingBack,
+            Work::Idle => match self.desire.as_ref().and_then(desired_version) {
+                None => Stage::Settled,
+                Some(v) if self.slots.current.as_ref() == Some(v) => Stage::Settled,
+                Some(v) if self.held(v).is_some() => Stage::Held,
+                Some(_) => Stage::Preparing,
+            },
         }
     }
 
@@ -310,29 +348,50 @@ impl Updater {
             }
             Event::HealthPassed => {
                 if let Work::Probation { version, from } = &self.work {
-                    let event = EventKind::Installed {
-                        from: from.clone(),
-                        to: version.clone(),
+                    if self.in_set {
+                        self.work = Work::Passed {
+                            version: version.clone(),
+                            from: from.clone(),
+                        };
+                        return Vec::new();
+                    }
+                    return self.confirmed();
+                }
+            }
+            Event::SetCommitted => {
+                if let Work::Passed { .. } = &self.work {
+                    return self.confirmed();
+                }
+            }
+            Event::SetAborted => {
+                if let Work::Probation { version, .. } | Work::Passed { version, .. } = &self.work {
+                    self.work = Work::RollingBack {
+                        version: version.clone(),
+                        error: None,
                     };
-                    self.work = Work::Idle;
-                    self.last_error = None;
-                    self.attempts = 0;
-                    let mut actions = vec![Effect::Commit, Effect::Emit(event)];
-                    actions.extend(self.next());
-                    return actions;
+                    return vec![Effect::RollBack];
                 }
             }
             Event::HealthFailed(error) => {
                 if let Work::Probation { version, .. } = &self.work {
                     self.work = Work::RollingBack {
                         version: version.clone(),
-                        error,
+                        error: Some(error),
                     };
                     return vec![Effect::RollBack];
                 }
             }
             Event::RolledBack(slots) => {
-                if let Work::RollingBack { version, error } = &self.work {
+                if let Work::RollingBack { error: None, .. } = &self.work {
+                    // Not this version's fault: no hold, no failure; it waits for its set.
+                    self.slots = slots;
+                    self.work = Work::Idle;
+                    self.attempts = 0;
+                } else if let Work::RollingBack {
+                    version,
+                    error: Some(error),
+                } = &self.work
+                {
                     let event = EventKind::HealthRollback {
                         from: version.clone(),
                         to: slots.current.clone(),
@@ -385,6 +444,24 @@ impl Updater {
                 }
             }
         }
+        actions.extend(self.next());
+        actions
+    }
+
+    /// Confirms the switch in probation: commit, report, and go on with what is wanted next.
+    fn confirmed(&mut self) -> Vec<Effect> {
+        let (Work::Probation { version, from } | Work::Passed { version, from }) = &self.work
+        else {
+            return Vec::new();
+        };
+        let event = EventKind::Installed {
+            from: from.clone(),
+            to: version.clone(),
+        };
+        self.work = Work::Idle;
+        self.last_error = None;
+        self.attempts = 0;
+        let mut actions = vec![Effect::Commit, Effect::Emit(event)];
         actions.extend(self.next());
         actions
     }
@@ -509,9 +586,9 @@ impl Updater {
             Work::Downloading(v) | Work::Switching(v) | Work::Deferred(v) => {
                 UpdatePhase::Fetching(v.clone())
             }
-            Work::Probation { version, .. } | Work::RollingBack { version, .. } => {
-                UpdatePhase::Probation(version.clone())
-            }
+            Work::Probation { version, .. }
+            | Work::Passed { version, .. }
+            | Work::RollingBack { version, .. } => UpdatePhase::Probation(version.clone()),
             Work::Waiting(v) => UpdatePhase::Retrying {
                 version: v.clone(),
                 attempts: self.attempts,

@@ -659,3 +659,68 @@ fn a_lock_defers_the_switch_but_never_a_rollback_and_a_new_target_replaces_the_w
         vec![Effect::Download(target("3.1.0"))]
     );
 }
+
+fn set_reason() -> ferry_shared::wire::DeferReason {
+    ferry_shared::wire::DeferReason::UpdateSet {
+        waiting_for: "detector".parse().unwrap(),
+    }
+}
+
+#[test]
+fn in_an_update_set_a_passed_check_waits_for_the_set_to_commit() {
+    let mut u = on_v1();
+    u.join_update_set();
+    assert_eq!(u.set_stage(), update_set::Stage::Settled);
+    u.step(gate(Some(set_reason()), false, 100));
+    u.step(Event::Desired(Desire::Run(target("2.0.0"))));
+    assert_eq!(u.set_stage(), update_set::Stage::Preparing);
+    assert!(u.step(Event::Downloaded(v("2.0.0"))).is_empty());
+    assert_eq!(u.set_stage(), update_set::Stage::Ready);
+    assert_eq!(u.deferral(), Some((v("2.0.0"), set_reason(), 100)));
+    assert_eq!(
+        u.step(gate(None, false, 200)),
+        vec![Effect::Switch(v("2.0.0"))]
+    );
+    u.step(Event::Switched(slots("2.0.0", Some("1.0.0"))));
+    assert_eq!(u.set_stage(), update_set::Stage::Switching);
+    // Passed: still in probation, nothing committed.
+    assert!(u.step(Event::HealthPassed).is_empty());
+    assert_eq!(u.set_stage(), update_set::Stage::Passed);
+    assert_eq!(u.report().phase, UpdatePhase::Probation(v("2.0.0")));
+    assert!(!u.is_settled());
+    assert_eq!(
+        u.step(Event::SetCommitted),
+        vec![
+            Effect::Commit,
+            Effect::Emit(EventKind::Installed {
+                from: Some(v("1.0.0")),
+                to: v("2.0.0")
+            })
+        ]
+    );
+    assert_eq!(u.set_stage(), update_set::Stage::Settled);
+}
+
+#[test]
+fn rolled_back_with_its_set_a_version_is_not_held_and_waits_to_switch_again() {
+    let mut u = on_v1();
+    u.join_update_set();
+    install(&mut u, "2.0.0");
+    assert!(u.step(Event::HealthPassed).is_empty());
+    assert_eq!(u.step(Event::SetAborted), vec![Effect::RollBack]);
+    assert_eq!(u.set_stage(), update_set::Stage::RollingBack);
+    // Back on 1.0.0: no hold, no failure reported; 2.0.0 is fetched (found on disk) to wait.
+    let actions = u.step(Event::RolledBack(slots("1.0.0", Some("2.0.0"))));
+    assert_eq!(actions, vec![Effect::Download(target("2.0.0"))]);
+    assert!(u.holds().is_empty());
+    assert_eq!(u.last_error(), None);
+    // Its own failure is still its own: held, reported.
+    let mut u = on_v1();
+    u.join_update_set();
+    install(&mut u, "2.0.0");
+    u.step(Event::HealthFailed(error("2.0.0", ErrorKind::HealthCheck)));
+    u.step(Event::RolledBack(slots("1.0.0", Some("2.0.0"))));
+    assert_eq!(u.set_stage(), update_set::Stage::Held);
+    // A late SetAborted for a member already back does nothing.
+    assert!(u.step(Event::SetAborted).is_empty());
+}

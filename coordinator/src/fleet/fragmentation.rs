@@ -258,6 +258,10 @@ fn deferral(
                 None => by.clone(),
             }),
         ),
+        DeferReason::UpdateSet { waiting_for } => (
+            BehindReason::WaitingForUpdateSet,
+            Some(format!("waiting for {waiting_for}")),
+        ),
     })
 }
 

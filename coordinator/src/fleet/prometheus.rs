@@ -165,7 +165,7 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
     );
     out.gauge(
         "ferry_devices_deferring",
-        "Devices holding a switch back, by model and reason (window: outside their update windows; locked: their application holds an update lock).",
+        "Devices holding a switch back, by model and reason (window: outside their update windows; locked: their application holds an update lock; update-set: waiting for another model of their update set).",
         inputs.deferring.iter().map(|((model, reason), n)| {
             (
                 vec![("model", model.as_str()), ("reason", *reason)],

@@ -54,6 +54,7 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
                 let reason = match d.reason {
                     DeferReason::Window { .. } => "window",
                     DeferReason::Locked { .. } => "locked",
+                    DeferReason::UpdateSet { .. } => "update-set",
                 };
                 *deferring.entry((d.model.to_string(), reason)).or_default() += 1;
             }
