@@ -11,6 +11,7 @@
 #[cfg(feature = "allocator")]
 pub mod allocator;
 pub mod archive;
+pub mod bundle;
 pub mod chunk;
 pub mod delta;
 pub mod digest;

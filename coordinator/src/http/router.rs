@@ -27,6 +27,7 @@ pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 pub fn routes() -> Vec<Route> {
     [
         crate::http::releases::routes(),
+        crate::http::bundles::routes(),
         crate::http::uploads::routes(),
         crate::http::fleet::routes(),
         crate::http::rollouts::routes(),

@@ -7,6 +7,7 @@
 //! ([`gc_apply`]).
 
 pub(crate) mod admission;
+pub(crate) mod bundle;
 pub mod automatic_moves;
 pub(crate) mod device_fit;
 pub(crate) mod error;

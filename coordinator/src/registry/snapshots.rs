@@ -46,19 +46,7 @@ pub(crate) fn current(
     if store.roots()?.is_empty() {
         return Ok(None);
     }
-    let releases: Listing = store
-        .releases(Some(model))?
-        .into_iter()
-        .map(|(release, stored)| {
-            (
-                release.version,
-                ReleaseMeta {
-                    hash: Digest::of(&stored.envelope),
-                    length: stored.envelope.len() as u64,
-                },
-            )
-        })
-        .collect();
+    let releases = listing(store, model)?;
     if store.is_shared() {
         let encoded = postcard::to_allocvec(&releases).unwrap_or_default();
         let sign = |version| {
@@ -95,4 +83,38 @@ pub(crate) fn current(
         },
     );
     Ok(Some(bytes))
+}
+
+/// Every published release of `model`, with its envelope's hash and length.
+fn listing(store: &Store, model: &ModelName) -> Result<Listing, StoreError> {
+    Ok(store
+        .releases(Some(model))?
+        .into_iter()
+        .map(|(release, stored)| {
+            (
+                release.version,
+                ReleaseMeta {
+                    hash: Digest::of(&stored.envelope),
+                    length: stored.envelope.len() as u64,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The snapshot `current` (as [`current`] signed it) again, valid for `valid_secs` from `now`
+/// instead of a day: what an offline bundle carries, judged by a device by its own clock,
+/// maybe weeks later. Same version and listing, so a device that saw it still takes the
+/// coordinator's next snapshot; only the freeze window grows, by the operator's choice.
+/// `None` when `current` is not a snapshot this coordinator signed.
+pub(crate) fn for_bundle(
+    current: &[u8],
+    key: &SecretKey,
+    now: u64,
+    valid_secs: u64,
+) -> Option<Vec<u8>> {
+    let envelope = ferry_shared::sign::Envelope::from_bytes(current).ok()?;
+    let mut snapshot: Snapshot = postcard::from_bytes(&envelope.payload).ok()?;
+    snapshot.expires = now.saturating_add(valid_secs);
+    Some(sign_metadata(Role::Snapshot, &snapshot, &[key]))
 }

@@ -204,6 +204,14 @@ impl Client {
         Ok(bytes.to_vec())
     }
 
+    /// GET, the response to read as it comes (a bundle); an error answer is an error.
+    pub(crate) async fn get_streamed(&self, path: &str) -> Result<reqwest::Response> {
+        let response = self
+            .dispatch(self.request(reqwest::Method::GET, path))
+            .await?;
+        succeeded(response).await
+    }
+
     /// GET a JSON document; `None` on 404.
     pub(crate) async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         let response = self

@@ -5,6 +5,7 @@
 
 mod alias;
 mod audit;
+mod bundle;
 mod client;
 mod devices;
 mod exit;
@@ -84,6 +85,9 @@ enum Command {
     /// A/B experiments: a challenger against the champion on a share of a cohort.
     #[command(subcommand)]
     Experiment(experiment::ExperimentCommand),
+    /// Offline bundles: a release in one file for devices no coordinator reaches.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Retention and garbage collection: what would be freed, or (--apply) freeing it.
     Gc(gc::GcArgs),
     /// The audit trail; --verify walks its hash chain.
@@ -134,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Tokens(cmd) => tokens::run(&client, cmd).await,
                     Command::Audit(args) => audit::run(&client, &args).await,
                     Command::Gc(args) => gc::run(&client, &args).await,
+                    Command::Bundle(cmd) => bundle::run(&client, cmd).await,
                     Command::Rollout(cmd) => rollout::run(&client, cmd).await,
                     Command::Experiment(cmd) => experiment::run(&client, cmd).await,
                 }

@@ -1,0 +1,85 @@
+//! The offline bundle route: `GET /releases/{name}/{version}/bundle` streams a bundle
+//! ([`crate::registry::bundle`]) as it is written, one chunk in memory.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::app::Coordinator;
+use crate::http::replies::{Failure, parse};
+use crate::http::route::Route;
+use crate::registry::bundle::{BundleRequest, BundleWriteError, plan_bundle, write_bundle};
+use crate::rules::access::Action;
+use crate::unix_now;
+
+/// How long a bundle's snapshot stays valid unless asked otherwise, in days.
+pub(crate) const DEFAULT_VALID_DAYS: u64 = 30;
+
+/// The routes, declared with what each requires.
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        Route::get(
+            "/releases/{name}/{version}/bundle",
+            Action::Read,
+            release_bundle,
+        )
+        .model_in("name")
+        .reads_query(),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleQuery {
+    for_version: Option<String>,
+    accelerator: Option<String>,
+    valid_days: Option<u64>,
+}
+
+async fn release_bundle(
+    State(app): State<Arc<Coordinator>>,
+    Path((name, version)): Path<(String, String)>,
+    Query(query): Query<BundleQuery>,
+) -> Result<Response, Failure> {
+    let request = BundleRequest {
+        model: parse(&name)?,
+        version: parse(&version)?,
+        for_version: query.for_version.as_deref().map(parse).transpose()?,
+        accelerator: query.accelerator.as_deref().map(parse).transpose()?,
+        valid_days: query.valid_days.unwrap_or(DEFAULT_VALID_DAYS),
+    };
+    let plan = plan_bundle(&app, &request, unix_now())?;
+    let chunks = plan.chunks();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let writer = app.clone();
+    tokio::spawn(async move {
+        match write_bundle(&writer, plan, &tx).await {
+            Ok(size) => info!(model = %request.model, version = %request.version,
+                for_version = ?request.for_version, chunks, size, "bundle written"),
+            Err(BundleWriteError::Gone) => {}
+            Err(e) => warn!(model = %request.model, version = %request.version, "bundle: {e}"),
+        }
+    });
+    // A failure mid-way ends the body with an error, so the reader sees a broken transfer
+    // rather than a short file.
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        let piece = rx.recv().await?;
+        Some((piece.map(Bytes::from).map_err(std::io::Error::other), rx))
+    }));
+    Ok((
+        [
+            (CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}-{version}.fbundle\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
