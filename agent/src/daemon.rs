@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 mod gate;
 mod local;
+mod offline;
 mod trial;
 
 use crate::config::Config;
@@ -71,6 +72,8 @@ struct Follower {
     /// Start-up reconciliation rolled back a switch the last run left unconfirmed: the model
     /// server may still hold the version left, so it is told to load `current` again.
     rolled_back_at_start: bool,
+    /// The offline bundle the install in progress came from.
+    bundle: Option<std::path::PathBuf>,
 }
 
 /// Which follower an internal event is for (an index into `Daemon::followers`).
@@ -97,6 +100,8 @@ struct Daemon {
     gates: Vec<(Option<ferry_shared::wire::DeferReason>, bool)>,
     /// The update sets (`[[update_sets]]`): models that switch as one.
     sets: Vec<gate::Set>,
+    /// Offline bundles admitted, by the model and version they install.
+    bundles: std::collections::HashMap<(ModelName, ferry_shared::Version), std::path::PathBuf>,
     /// The coordinator's rules for this device: its cohort's windows, overrides.
     policy: ferry_shared::wire::Policy,
     /// The switches held back now, as the session reports them.
@@ -232,6 +237,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         app_lock,
         gates: vec![(None, false); followers.len()],
         sets,
+        bundles: Default::default(),
         policy: Default::default(),
         deferred: deferred.clone(),
         config: config.clone(),
@@ -320,6 +326,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
                     notify::watchdog();
                 }
                 daemon.look_for_local_changes();
+                daemon.take_bundle();
                 daemon.check_gate();
                 daemon.keep_state_durable();
                 if daemon.ready_to_hand_over() {
@@ -408,6 +415,7 @@ fn start_follower(
         started: None,
         transfer: Arc::default(),
         rolled_back_at_start: reconciled.interrupted.is_some(),
+        bundle: None,
     })
 }
 
@@ -648,7 +656,11 @@ impl Daemon {
                 let to = self.updater(follower).slots().current.clone();
                 if let Some(to) = to {
                     info!(%model, version = %to, "update confirmed");
-                    self.record_update(follower, to, "installed".into());
+                    let outcome = match self.followers[follower].bundle.take() {
+                        Some(path) => format!("installed from bundle {}", path.display()),
+                        None => "installed".into(),
+                    };
+                    self.record_update(follower, to, outcome);
                 }
                 crate::footprint::settle_after_install();
                 None
@@ -716,10 +728,47 @@ impl Daemon {
         }
     }
 
-    fn spawn_download(&self, follower: FollowerId, target: Admitted) {
+    fn spawn_download(&mut self, follower: FollowerId, target: Admitted) {
+        let model = self.model(follower).clone();
+        if let Some(path) = self.bundle_for(&model, &target.version) {
+            self.followers[follower].bundle = Some(path.clone());
+            let (layout, profile, internal) = (
+                self.layout.clone(),
+                self.profile.clone(),
+                self.internal.clone(),
+            );
+            let version = target.version.clone();
+            tokio::spawn(async move {
+                let installed = tokio::task::spawn_blocking(move || {
+                    crate::bundle::install::install_from_bundle(
+                        &layout, &model, &target, &profile, &path,
+                    )
+                })
+                .await;
+                let event = match installed {
+                    Ok(Ok(_)) => Event::Downloaded(version),
+                    Ok(Err(f)) => Event::DownloadFailed {
+                        error: f.error,
+                        retry: f.retry,
+                    },
+                    Err(e) => Event::DownloadFailed {
+                        error: InstallError {
+                            version,
+                            kind: ErrorKind::Disk,
+                            message: format!("the bundle install task failed: {e}"),
+                            at: unix_now(),
+                        },
+                        retry: crate::updater::Retry::Later,
+                    },
+                };
+                crate::footprint::release_freed_memory();
+                let _ = internal.send((follower, event)).await;
+            });
+            return;
+        }
+        self.followers[follower].bundle = None;
         let conn = self.connection.borrow().clone();
         let layout = self.layout.clone();
-        let model = self.model(follower).clone();
         let internal = self.internal.clone();
         let profile = self.profile.clone();
         let mirrors = crate::mirrors::Settings {

@@ -141,27 +141,10 @@ pub async fn download_version(
         staging: layout.staging_dir(model, &target.version),
         throttle,
     };
-    // Whatever else was half downloaded is not wanted any more, even when the target is
-    // already installed (a return to `previous`): free it first.
-    drop_downloads_except(layout, model, Some(&target.version));
-    if layout.is_installed(model, &target.version) {
-        let file = layout.artifact_path(model, &target.version, target.variant.file_name.as_str());
-        let tree = crate::unpack::unpacked_dir(
-            &layout.version_dir(model, &target.version),
-            &target.variant,
-        );
-        match fs::metadata(&file) {
-            Ok(m) if m.len() == target.variant.size && tree.is_none_or(|t| t.is_dir()) => {
-                return Ok(DownloadOutcome {
-                    already_installed: true,
-                });
-            }
-            // An installed copy that no longer matches is replaced by a fresh download.
-            _ => {
-                let dir = layout.version_dir(model, &target.version);
-                remove_tree(&dir).map_err(|e| attempt.disk(&dir, e))?;
-            }
-        }
+    if already_installed(layout, model, target).map_err(|(dir, e)| attempt.disk(&dir, e))? {
+        return Ok(DownloadOutcome {
+            already_installed: true,
+        });
     }
     preflight(layout, &attempt)?;
     let conn = conn.ok_or_else(|| attempt.offline())?;
@@ -476,7 +459,20 @@ async fn ask_locations(
 /// Refuses to start a download that cannot fit on the disk, with what it lacks: a device
 /// must never fill its disk so far that it can no longer switch or roll back.
 fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), DownloadFailure> {
-    let variant = &attempt.target.variant;
+    match disk_shortfall(layout, attempt.target, &attempt.staging) {
+        None => Ok(()),
+        Some(why) => Err(attempt.fail(ErrorKind::Disk, why, Retry::Later)),
+    }
+}
+
+/// Why `target` does not fit on the disk beside what is staged of it in `staging` ("not
+/// enough disk space …"); `None` when it fits, or when the free space cannot be told.
+pub(crate) fn disk_shortfall(
+    layout: &SlotLayout,
+    target: &Admitted,
+    staging: &Path,
+) -> Option<String> {
+    let variant = &target.variant;
     let free = match crate::space::free_bytes(layout.root()) {
         Ok(free) => free,
         Err(e) => {
@@ -484,23 +480,40 @@ fn preflight(layout: &SlotLayout, attempt: &Attempt<'_>) -> Result<(), DownloadF
                 "cannot tell the free space of {}: {e}",
                 layout.root().display()
             );
-            return Ok(());
+            return None;
         }
     };
-    let staged = crate::space::allocated(&attempt.staging.join(variant.file_name.as_str()));
-    match ferry_shared::disk_need::shortfall(variant, staged, free) {
-        None => Ok(()),
-        Some(_) => Err(attempt.fail(
-            ErrorKind::Disk,
-            format!(
-                "not enough disk space for {}: need {}, have {} free in {}",
-                attempt.target.version,
-                human(ferry_shared::disk_need::install_need(variant, staged)),
-                human(free),
-                layout.root().display()
-            ),
-            Retry::Later,
-        )),
+    let staged = crate::space::allocated(&staging.join(variant.file_name.as_str()));
+    ferry_shared::disk_need::shortfall(variant, staged, free)?;
+    Some(format!(
+        "not enough disk space for {}: need {}, have {} free in {}",
+        target.version,
+        human(ferry_shared::disk_need::install_need(variant, staged)),
+        human(free),
+        layout.root().display()
+    ))
+}
+
+/// Frees unfinished downloads of other versions, then tells whether `target` is installed
+/// intact (a return to `previous`); an installed copy that no longer matches is removed, to
+/// be installed afresh. An error names the directory that could not be removed.
+pub(crate) fn already_installed(
+    layout: &SlotLayout,
+    model: &ModelName,
+    target: &Admitted,
+) -> Result<bool, (PathBuf, std::io::Error)> {
+    // Whatever else was half downloaded is not wanted any more, even when the target is
+    // already installed: free it first.
+    drop_downloads_except(layout, model, Some(&target.version));
+    if !layout.is_installed(model, &target.version) {
+        return Ok(false);
+    }
+    let dir = layout.version_dir(model, &target.version);
+    let file = layout.artifact_path(model, &target.version, target.variant.file_name.as_str());
+    let tree = crate::unpack::unpacked_dir(&dir, &target.variant);
+    match fs::metadata(&file) {
+        Ok(m) if m.len() == target.variant.size && tree.is_none_or(|t| t.is_dir()) => Ok(true),
+        _ => remove_tree(&dir).map(|()| false).map_err(|e| (dir, e)),
     }
 }
 
@@ -908,7 +921,7 @@ pub fn installed_variant(
 
 /// The device's `current` and `previous` versions as plan sources, with their chunk indexes
 /// (stored beside them; recomputed from the file, with the target's bounds, when absent).
-fn local_sources(
+pub(crate) fn local_sources(
     layout: &SlotLayout,
     model: &ModelName,
     profile: &DeviceProfile,

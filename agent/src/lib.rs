@@ -12,6 +12,7 @@
 pub mod access;
 pub mod assemble;
 pub mod backoff;
+pub mod bundle;
 pub mod conditions;
 pub mod config;
 pub mod daemon;

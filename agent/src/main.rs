@@ -1,5 +1,5 @@
-//! `ferry-agent`: the daemon (`run`, the default) and the local commands `status` and
-//! `rollback`.
+//! `ferry-agent`: the daemon (`run`, the default) and the local commands `status`,
+//! `rollback` and `install-bundle`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,16 @@ enum Command {
         /// The model to roll back [default: the first configured].
         #[arg(long)]
         model: Option<ferry_shared::ModelName>,
+    },
+    /// Install an offline bundle (`ferryctl bundle create`) without a coordinator: the
+    /// running agent checks and installs it as any update, and reports it on next contact.
+    InstallBundle {
+        /// The bundle file.
+        file: PathBuf,
+        /// Seconds to wait for the install, its health check and its confirmation (0: do not
+        /// wait).
+        #[arg(long, default_value_t = 900)]
+        wait: u64,
     },
     /// Check the configuration (and the files it names) and exit: 0 when the agent can start
     /// with it. The unit runs it first (ExecCondition), so an unconfigured agent stays down
@@ -143,6 +153,20 @@ fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            Ok(())
+        }
+        Command::InstallBundle { file, wait } => {
+            use ferry_agent::bundle::command::{Outcome, run};
+            match run(&config, &file, std::time::Duration::from_secs(wait))? {
+                Outcome::AlreadyRunning(m, v) => ferry_agent::outln!("{m} {v} already runs here"),
+                Outcome::Queued(m, v) => ferry_agent::outln!(
+                    "the agent is not running: {m} {v} is installed from the bundle when it starts"
+                ),
+                Outcome::HandedOver(m, v) => ferry_agent::outln!(
+                    "handed {m} {v} to the agent; `ferry-agent status` shows how it goes"
+                ),
+                Outcome::Installed(m, v, how) => ferry_agent::outln!("{m} {v}: {how}"),
+            }
             Ok(())
         }
         Command::Rollback { model } => {

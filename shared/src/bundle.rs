@@ -238,14 +238,20 @@ mod tests {
         let good = bundle(b"hello", vec![chunk(FIRST_OFFSET, 5)]);
         let refused = |bytes: &[u8]| read_header(&mut Cursor::new(bytes)).unwrap_err();
         assert!(matches!(refused(b"short"), BundleError::NotABundle));
-        assert!(matches!(refused(&good[..good.len() - 1]), BundleError::NotABundle));
+        assert!(matches!(
+            refused(&good[..good.len() - 1]),
+            BundleError::NotABundle
+        ));
         let mut newer = good.clone();
         newer[8] = 9;
         assert!(matches!(refused(&newer), BundleError::TooNew(9)));
         // A payload that runs into the header, or starts before the payloads.
         for bad in [chunk(FIRST_OFFSET, 6), chunk(0, 1), chunk(u64::MAX, 2)] {
             let bytes = bundle(b"hello", vec![bad]);
-            assert!(matches!(refused(&bytes), BundleError::Damaged(_)), "{bad:?}");
+            assert!(
+                matches!(refused(&bytes), BundleError::Damaged(_)),
+                "{bad:?}"
+            );
         }
         // A trailer pointing anywhere.
         let mut lying = good.clone();

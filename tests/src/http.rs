@@ -15,7 +15,7 @@ pub struct Reply {
     pub status: u16,
     /// Body, as text.
     pub body: String,
-    /// Body, as bytes (for replies not sent chunked).
+    /// Body, as bytes (de-chunked when sent chunked).
     pub raw: Vec<u8>,
 }
 
@@ -53,9 +53,7 @@ pub fn request_with(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .context("no end of headers")?;
-    let body_bytes = raw[split + 4..].to_vec();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
     let status: u16 = head
         .split_whitespace()
         .nth(1)
@@ -65,31 +63,37 @@ pub fn request_with(
         l.to_ascii_lowercase()
             .starts_with("transfer-encoding: chunked")
     });
-    let body = if chunked {
+    let body = &raw[split + 4..];
+    let raw = if chunked {
         dechunk(body)?
     } else {
-        body.to_owned()
+        body.to_vec()
     };
     Ok(Reply {
         status,
-        body,
-        raw: body_bytes,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+        raw,
     })
 }
 
-fn dechunk(mut body: &str) -> Result<String> {
-    let mut out = String::new();
+/// The body of a chunked reply, its chunks joined (binary: a bundle is sent chunked too).
+fn dechunk(mut body: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
     loop {
-        let (size, rest) = body.split_once("\r\n").context("bad chunk")?;
-        let size = usize::from_str_radix(size.trim(), 16)?;
+        let line = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("bad chunk")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line])?.trim(), 16)?;
+        let rest = &body[line + 2..];
         if size == 0 {
             return Ok(out);
         }
         if rest.len() < size {
             bail!("short chunk");
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..size]);
+        body = rest[size..].strip_prefix(b"\r\n").unwrap_or(&rest[size..]);
     }
 }
 

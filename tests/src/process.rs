@@ -484,6 +484,16 @@ impl Agent {
             .context("cannot run ferry-agent")
     }
 
+    /// `ferry-agent install-bundle FILE --wait SECS`; its output, failed or not.
+    pub fn install_bundle(&self, file: &Path, wait_secs: u64) -> Result<Output> {
+        self.run(&[
+            "install-bundle",
+            &file.to_string_lossy(),
+            "--wait",
+            &wait_secs.to_string(),
+        ])
+    }
+
     /// `ferry-agent status --json`.
     pub fn status(&self) -> Result<AgentStatus> {
         let out = self.run(&["status", "--json"])?;

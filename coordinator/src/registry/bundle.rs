@@ -68,7 +68,9 @@ pub(crate) fn plan_bundle(
         .ok_or_else(|| invalid(format!("{model} {version} is not published")))?;
     let old = match &request.for_version {
         Some(v) if v == version => {
-            return Err(invalid(format!("a bundle for {version} is for another version")));
+            return Err(invalid(format!(
+                "a bundle for {version} is for another version"
+            )));
         }
         Some(v) => Some(
             app.store
@@ -110,7 +112,10 @@ pub(crate) fn plan_bundle(
         let wants = match old.as_ref().and_then(|old| counterpart(old, variant)) {
             Some(before) => {
                 let source = stored_index(&before.hash)?;
-                distinct(&index, plan(&index, &[source], WINDOW).wants(&[before.hash]))
+                distinct(
+                    &index,
+                    plan(&index, &[source], WINDOW).wants(&[before.hash]),
+                )
             }
             None => distinct(
                 &index,
@@ -224,7 +229,9 @@ async fn write_pieces(
                 .map_err(|_| BundleWriteError::Chunk("a chunk over 4 GiB".into()))?;
             header.builds[i].chunks.push(BundledChunk {
                 hash,
-                reference: want.reference.filter(|_| encoded.encoding.needs_reference()),
+                reference: want
+                    .reference
+                    .filter(|_| encoded.encoding.needs_reference()),
                 encoding: encoded.encoding,
                 offset,
                 len,

@@ -7,8 +7,8 @@
 //! ([`gc_apply`]).
 
 pub(crate) mod admission;
-pub(crate) mod bundle;
 pub mod automatic_moves;
+pub(crate) mod bundle;
 pub(crate) mod device_fit;
 pub(crate) mod error;
 pub(crate) mod gc_apply;

@@ -1,0 +1,161 @@
+//! Offline bundles on real processes: `ferryctl bundle create` writes a release with its
+//! root chain, a snapshot and only the chunks a device on the old version lacks;
+//! `ferry-agent install-bundle` applies it with no coordinator reachable, with the checks of
+//! a network update (a tampered payload, a bundle for another version, an older bundle after
+//! a newer one, a file that is not a bundle: refused, nothing changed, nothing held), and the
+//! device reports what it did on next contact.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use ferry_shared::wire::EventKind;
+use ferry_tests::{AgentSpec, Fleet, model_bytes, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+const MIB: usize = 1024 * 1024;
+
+/// Version 1.0.0 (4 MiB) and 2.0.0, the same but for 96 KiB in the middle.
+fn versions() -> (Vec<u8>, Vec<u8>) {
+    let old = model_bytes(1, 4 * MIB, true);
+    let mut new = old.clone();
+    let fresh = model_bytes(2, 96 * 1024, true);
+    new[2 * MIB..2 * MIB + fresh.len()].copy_from_slice(&fresh);
+    (old, new)
+}
+
+/// `ferryctl bundle create …` into `name` in the fleet's directory; its path.
+fn bundle(fleet: &Fleet, name: &str, args: &[&str]) -> Result<PathBuf> {
+    let out = fleet.dir.join(name);
+    let mut all = vec!["bundle", "create", ferry_tests::MODEL, "2.0.0"];
+    all.extend(args);
+    let path = out.to_string_lossy().into_owned();
+    all.extend(["--output", &path]);
+    let said = fleet.coordinator.ctl(&all)?;
+    ensure!(said.starts_with(&format!("wrote {path}")), "{said}");
+    Ok(out)
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// A fleet with a root (so the bundle's snapshot is checked), one device on 1.0.0, 2.0.0
+/// published and `prod` moved to it while the device was off: the device has not seen it.
+fn fleet_with_a_device_left_behind() -> Result<Fleet> {
+    let mut fleet = Fleet::start(0, None)?;
+    let root = ferry_tests::scenarios::root_ceremony(&fleet)?;
+    fleet.add_agent(AgentSpec {
+        root_file: Some(root),
+        ..AgentSpec::named("air-gapped")
+    })?;
+    let (old, new) = versions();
+    fleet.publish("1.0.0", &old)?;
+    fleet.set_prod("1.0.0", "base")?;
+    wait_until("the device on 1.0.0, confirmed", WAIT, || {
+        let agent = &fleet.agents[0];
+        Ok(
+            agent.current().map(|v| v.to_string()).as_deref() == Some("1.0.0")
+                && !agent.in_probation(),
+        )
+    })?;
+    fleet.agents[0].terminate()?;
+    fleet.publish("2.0.0", &new)?;
+    fleet.set_prod("2.0.0", "next")?;
+    Ok(fleet)
+}
+
+#[test]
+fn an_air_gapped_device_installs_a_bundle_and_reports_it_on_next_contact() -> Result<()> {
+    let mut fleet = fleet_with_a_device_left_behind()?;
+    let delta = bundle(&fleet, "delta.fbundle", &["--for-version", "1.0.0"])?;
+    let whole = bundle(&fleet, "whole.fbundle", &[])?;
+    ensure!(
+        size(&delta) * 4 < size(&whole),
+        "the bundle for 1.0.0 carries what changed only: {} vs {} bytes",
+        size(&delta),
+        size(&whole)
+    );
+    // No coordinator from here on.
+    fleet.coordinator.stop();
+    fleet.agents[0].start()?;
+    let out = fleet.agents[0].install_bundle(&delta, 120)?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && said.contains("2.0.0: installed from bundle"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent = &fleet.agents[0];
+    ensure!(agent.current().map(|v| v.to_string()).as_deref() == Some("2.0.0"));
+    ensure!(agent.previous().map(|v| v.to_string()).as_deref() == Some("1.0.0"));
+    let again = agent.install_bundle(&delta, 0)?;
+    ensure!(String::from_utf8_lossy(&again.stdout).contains("already runs here"));
+
+    // Back in contact: the coordinator learns what the device did.
+    fleet.coordinator.restart()?;
+    wait_until("the coordinator to see 2.0.0 installed", WAIT, || {
+        let devices = fleet.coordinator.devices()?;
+        Ok(devices.first().is_some_and(|d| {
+            d.models.first().is_some_and(|m| {
+                m.active.as_ref().map(ToString::to_string).as_deref() == Some("2.0.0")
+            }) && d.recent_events.iter().any(|e| {
+                matches!(&e.kind, EventKind::Installed { from: Some(f), to }
+                        if f.to_string() == "1.0.0" && to.to_string() == "2.0.0")
+            })
+        }))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_bad_bundle_is_refused_with_a_reason_and_changes_nothing() -> Result<()> {
+    let mut fleet = fleet_with_a_device_left_behind()?;
+    let stale = bundle(&fleet, "stale.fbundle", &["--for-version", "1.0.0"])?;
+    // 1.5.0: 2.0.0 but for 96 KiB elsewhere; a device on 1.0.0 lacks what it shares with 2.0.0.
+    let (_, mut sideways) = versions();
+    let other = model_bytes(7, 96 * 1024, true);
+    sideways[MIB..MIB + other.len()].copy_from_slice(&other);
+    fleet.publish("1.5.0", &sideways)?;
+    let elsewhere = bundle(&fleet, "for-1.5.fbundle", &["--for-version", "1.5.0"])?;
+    // Made after 1.5.0 was published: its snapshot is newer than the stale bundle's.
+    let delta = bundle(&fleet, "delta.fbundle", &["--for-version", "1.0.0"])?;
+    fleet.coordinator.stop();
+    fleet.agents[0].start()?;
+    let agent = &fleet.agents[0];
+    let refused = |file: &Path, says: &str| -> Result<()> {
+        let out = agent.install_bundle(file, 120)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success() && err.contains(says), "{says}: {err}");
+        ensure!(
+            agent.current().map(|v| v.to_string()).as_deref() == Some("1.0.0"),
+            "{says}: the device moved: {:?} {err}",
+            agent.current()
+        );
+        Ok(())
+    };
+    // A payload altered in transit: the chunk does not verify.
+    let mut bytes = std::fs::read(&delta)?;
+    bytes[20] ^= 0xff;
+    let tampered = fleet.dir.join("tampered.fbundle");
+    std::fs::write(&tampered, &bytes)?;
+    refused(&tampered, "not installed")?;
+    // Made for devices on another version.
+    refused(&elsewhere, "made for devices holding 1.5.0")?;
+    // Once the device saw a newer snapshot, an older bundle is a replay.
+    refused(&stale, "rollback")?;
+    // Not a bundle at all.
+    let junk = fleet.dir.join("junk.fbundle");
+    std::fs::write(&junk, b"definitely not a bundle")?;
+    refused(&junk, "not a Ferry bundle")?;
+    // None of that held 2.0.0: the good bundle still installs.
+    ensure!(agent.hold_on(&"2.0.0".parse()?).is_none());
+    let out = agent.install_bundle(&delta, 120)?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(agent.current().map(|v| v.to_string()).as_deref() == Some("2.0.0"));
+    Ok(())
+}
