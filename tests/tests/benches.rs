@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-const BINARIES: [(&str, &str); 9] = [
+const BINARIES: [(&str, &str); 10] = [
     ("ferry-fleet-sim", env!("CARGO_BIN_EXE_ferry-fleet-sim")),
     (
         "ferry-transfer-bench",
@@ -28,6 +28,10 @@ const BINARIES: [(&str, &str); 9] = [
     (
         "ferry-ratecap-bench",
         env!("CARGO_BIN_EXE_ferry-ratecap-bench"),
+    ),
+    (
+        "ferry-bundle-bench",
+        env!("CARGO_BIN_EXE_ferry-bundle-bench"),
     ),
 ];
 
