@@ -100,6 +100,8 @@ struct Daemon {
     gates: Vec<(Option<ferry_shared::wire::DeferReason>, bool)>,
     /// The update sets (`[[update_sets]]`): models that switch as one.
     sets: Vec<gate::Set>,
+    /// The device's identity key (it opens bundles sealed for this device).
+    identity: Arc<ferry_shared::SecretKey>,
     /// Offline bundles admitted, by the model and version they install.
     bundles: std::collections::HashMap<(ModelName, ferry_shared::Version), std::path::PathBuf>,
     /// The coordinator's rules for this device: its cohort's windows, overrides.
@@ -168,6 +170,7 @@ pub fn hold_state_dir(config: &Config) -> Result<Locked> {
 pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Result<Outcome> {
     let config = Arc::new(config);
     let (key, device_id, created) = identity::load_or_create(&config.state_dir)?;
+    let key = Arc::new(key);
     if created {
         info!(device = %device_id, "created the device identity");
     }
@@ -238,6 +241,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
         gates: vec![(None, false); followers.len()],
         sets,
         bundles: Default::default(),
+        identity: key.clone(),
         policy: Default::default(),
         deferred: deferred.clone(),
         config: config.clone(),
@@ -271,7 +275,7 @@ pub async fn run(config: Config, trial: Option<Trial>, _running: &Locked) -> Res
     let session = tokio::spawn(session::run(
         SessionParams {
             config: config.clone(),
-            key: Arc::new(key),
+            key: key.clone(),
             endpoint: endpoint.clone(),
             client,
             pinned,
@@ -732,16 +736,17 @@ impl Daemon {
         let model = self.model(follower).clone();
         if let Some(path) = self.bundle_for(&model, &target.version) {
             self.followers[follower].bundle = Some(path.clone());
-            let (layout, profile, internal) = (
+            let (layout, profile, internal, identity) = (
                 self.layout.clone(),
                 self.profile.clone(),
                 self.internal.clone(),
+                self.identity.clone(),
             );
             let version = target.version.clone();
             tokio::spawn(async move {
                 let installed = tokio::task::spawn_blocking(move || {
                     crate::bundle::install::install_from_bundle(
-                        &layout, &model, &target, &profile, &path,
+                        &layout, &model, &target, &profile, &path, &identity,
                     )
                 })
                 .await;

@@ -22,14 +22,16 @@ use serde::{Deserialize, Serialize};
 use crate::delta::Encoding;
 use crate::digest::Digest;
 use crate::name::ModelName;
+use crate::seal::WrappedKey;
 use crate::version::Version;
-use crate::wire::{DesiredRelease, MAX_INDEX_BYTES, TrustBundle, WindowRef};
+use crate::wire::{DesiredRelease, DeviceId, MAX_INDEX_BYTES, TrustBundle, WindowRef};
 
 /// The first and last eight bytes of a bundle.
 pub const MAGIC: [u8; 8] = *b"FRYBNDL\0";
 /// The bundle layout this build writes (and the newest it reads).
 /// 1: the first.
-pub const FORMAT: u16 = 1;
+/// 2: sealed bundles ([`BundleHeader::sealed_for`]): payloads encrypted for named devices.
+pub const FORMAT: u16 = 2;
 /// Where the first chunk payload starts.
 pub const FIRST_OFFSET: u64 = MAGIC.len() as u64 + 2;
 /// Bytes of the trailer.
@@ -38,6 +40,8 @@ pub const TRAILER_LEN: u64 = 4 + 8 + MAGIC.len() as u64;
 pub const MAX_HEADER: u64 = 8 * MAX_INDEX_BYTES + (4 << 20);
 /// Most builds one bundle carries.
 pub const MAX_BUILDS: usize = 8;
+/// Most devices one bundle is sealed for.
+pub const MAX_SEALED_FOR: usize = 65_536;
 
 /// What a bundle holds besides its chunk payloads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +58,41 @@ pub struct BundleHeader {
     pub trust: Option<TrustBundle>,
     /// The builds carried (variants of the release), each with its chunks.
     pub builds: Vec<BundledBuild>,
+    /// When sealed: the content key every payload is sealed with ([`crate::seal`]), wrapped
+    /// for each device that may open it. Empty: the payloads are as the wire carries them.
+    pub sealed_for: Vec<WrappedKey>,
+}
+
+impl BundleHeader {
+    /// The key wrapped for `device`, when the bundle is sealed for it.
+    pub fn key_for(&self, device: &DeviceId) -> Option<&WrappedKey> {
+        self.sealed_for.iter().find(|w| &w.device == device)
+    }
+}
+
+/// The header as format 1 wrote it (no sealing).
+#[derive(Deserialize)]
+struct HeaderV1 {
+    model: ModelName,
+    release: DesiredRelease,
+    for_version: Option<Version>,
+    created_at: u64,
+    trust: Option<TrustBundle>,
+    builds: Vec<BundledBuild>,
+}
+
+impl From<HeaderV1> for BundleHeader {
+    fn from(v1: HeaderV1) -> Self {
+        Self {
+            model: v1.model,
+            release: v1.release,
+            for_version: v1.for_version,
+            created_at: v1.created_at,
+            trust: v1.trust,
+            builds: v1.builds,
+            sealed_for: Vec::new(),
+        }
+    }
 }
 
 /// One build (variant) of the release in a bundle.
@@ -153,8 +192,20 @@ pub fn read_header(file: &mut (impl Read + Seek)) -> Result<BundleHeader, Bundle
     let mut bytes = vec![0u8; len as usize];
     file.seek(SeekFrom::Start(at))?;
     file.read_exact(&mut bytes)?;
-    let header: BundleHeader = postcard::from_bytes(&bytes)
-        .map_err(|e| BundleError::Damaged(format!("its header does not decode: {e}")))?;
+    let undecodable =
+        |e: postcard::Error| BundleError::Damaged(format!("its header does not decode: {e}"));
+    let header: BundleHeader = match format {
+        1 => postcard::from_bytes::<HeaderV1>(&bytes)
+            .map_err(undecodable)?
+            .into(),
+        _ => postcard::from_bytes(&bytes).map_err(undecodable)?,
+    };
+    if header.sealed_for.len() > MAX_SEALED_FOR {
+        return Err(BundleError::Damaged(format!(
+            "sealed for {} devices; at most {MAX_SEALED_FOR}",
+            header.sealed_for.len()
+        )));
+    }
     if header.builds.len() > MAX_BUILDS {
         return Err(BundleError::Damaged(format!(
             "{} builds; at most {MAX_BUILDS}",
@@ -204,6 +255,7 @@ mod tests {
                 index: b"index".to_vec(),
                 chunks,
             }],
+            sealed_for: Vec::new(),
         }
     }
 
@@ -231,6 +283,16 @@ mod tests {
         let bytes = bundle(b"hello", chunks.clone());
         let read = read_header(&mut Cursor::new(&bytes)).unwrap();
         assert_eq!(read, header(chunks));
+    }
+
+    /// A format-1 bundle as 55061e9 wrote it (the header of [`header`], one 5-byte payload).
+    const FORMAT_1: &str = "465259424e444c00010068656c6c6f086465746563746f7205322e302e30067369676e65640105312e302e3080a4a7da06000139aac93919e644bc384a2c14a24d6c8c4b57159cc1b54d2c469d79be97d1bf5105696e646578016b1d440ada61d0f4e4416c73bcbab3694f96875a3e5df3253075163ffe93cd4d00010a056f0000000f00000000000000465259424e444c00";
+
+    #[test]
+    fn a_format_1_bundle_still_reads() {
+        let bytes = hex::decode(FORMAT_1).unwrap();
+        let read = read_header(&mut Cursor::new(&bytes)).unwrap();
+        assert_eq!(read, header(vec![chunk(FIRST_OFFSET, 5)]));
     }
 
     #[test]

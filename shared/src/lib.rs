@@ -26,6 +26,7 @@ pub mod plan;
 pub mod requirement;
 pub mod rollout;
 pub mod schema;
+pub mod seal;
 pub mod sign;
 pub mod tensors;
 pub mod throttle;

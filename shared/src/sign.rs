@@ -110,6 +110,22 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// The X25519 secret of this key (its unclamped Ed25519 scalar), for agreeing on the key
+    /// that wraps a content key for this device ([`crate::seal`]); zero it after use.
+    pub(crate) fn agreement_secret(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
+    }
+}
+
+impl PublicKey {
+    /// The X25519 public half matching [`SecretKey::agreement_secret`]: the Montgomery form
+    /// of this key's point.
+    pub(crate) fn agreement_public(&self) -> [u8; 32] {
+        self.0.to_montgomery().to_bytes()
+    }
+}
+
 impl PublicKey {
     /// The key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
+use ferry_shared::bundle::read_header;
 use ferry_shared::wire::EventKind;
 use ferry_tests::{AgentSpec, Fleet, model_bytes, wait_until};
 
@@ -43,23 +44,31 @@ fn size(path: &Path) -> u64 {
 /// A fleet with a root (so the bundle's snapshot is checked), one device on 1.0.0, 2.0.0
 /// published and `prod` moved to it while the device was off: the device has not seen it.
 fn fleet_with_a_device_left_behind() -> Result<Fleet> {
+    fleet_left_behind(&["air-gapped"])
+}
+
+/// [`fleet_with_a_device_left_behind`] with a device of each name.
+fn fleet_left_behind(names: &[&str]) -> Result<Fleet> {
     let mut fleet = Fleet::start(0, None)?;
     let root = ferry_tests::scenarios::root_ceremony(&fleet)?;
-    fleet.add_agent(AgentSpec {
-        root_file: Some(root),
-        ..AgentSpec::named("air-gapped")
-    })?;
+    for name in names {
+        fleet.add_agent(AgentSpec {
+            root_file: Some(root.clone()),
+            ..AgentSpec::named(name)
+        })?;
+    }
     let (old, new) = versions();
     fleet.publish("1.0.0", &old)?;
     fleet.set_prod("1.0.0", "base")?;
-    wait_until("the device on 1.0.0, confirmed", WAIT, || {
-        let agent = &fleet.agents[0];
-        Ok(
+    wait_until("the devices on 1.0.0, confirmed", WAIT, || {
+        Ok(fleet.agents.iter().all(|agent| {
             agent.current().map(|v| v.to_string()).as_deref() == Some("1.0.0")
-                && !agent.in_probation(),
-        )
+                && !agent.in_probation()
+        }))
     })?;
-    fleet.agents[0].terminate()?;
+    for agent in &mut fleet.agents {
+        agent.terminate()?;
+    }
     fleet.publish("2.0.0", &new)?;
     fleet.set_prod("2.0.0", "next")?;
     Ok(fleet)
@@ -157,5 +166,91 @@ fn a_bad_bundle_is_refused_with_a_reason_and_changes_nothing() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     ensure!(agent.current().map(|v| v.to_string()).as_deref() == Some("2.0.0"));
+    Ok(())
+}
+
+/// The id of the device labelled `name`.
+fn id_of(fleet: &Fleet, name: &str) -> Result<String> {
+    fleet
+        .coordinator
+        .devices()?
+        .into_iter()
+        .find(|d| d.labels.get("name").map(String::as_str) == Some(name))
+        .map(|d| d.id)
+        .with_context(|| format!("{name} is not enrolled"))
+}
+
+#[test]
+fn a_sealed_bundle_opens_only_on_the_devices_it_is_sealed_for() -> Result<()> {
+    let mut fleet = fleet_left_behind(&["mine", "other", "revoked"])?;
+    let (mine, other, revoked) = (
+        id_of(&fleet, "mine")?,
+        id_of(&fleet, "other")?,
+        id_of(&fleet, "revoked")?,
+    );
+    fleet.coordinator.ctl(&["devices", "revoke", &revoked])?;
+    let sealed = bundle(
+        &fleet,
+        "sealed.fbundle",
+        &["--for-version", "1.0.0", "--seal-for", &mine],
+    )?;
+    // A revoked device gets no key, named or by its cohort.
+    let path = fleet
+        .dir
+        .join("nope.fbundle")
+        .to_string_lossy()
+        .into_owned();
+    for how in [
+        ["--seal-for", revoked.as_str()],
+        ["--seal-for-cohort", "name=revoked"],
+    ] {
+        let (err, _) = fleet.coordinator.ctl_failing(&[
+            "bundle",
+            "create",
+            ferry_tests::MODEL,
+            "2.0.0",
+            "--output",
+            &path,
+            how[0],
+            how[1],
+        ])?;
+        ensure!(err.contains("revoked"), "{how:?}: {err}");
+    }
+    fleet.coordinator.stop();
+    fleet.agents[0].start()?;
+    fleet.agents[1].start()?;
+
+    // Another device cannot open it, even when the bundle is rewritten to name it.
+    let out = fleet.agents[1].install_bundle(&sealed, 120)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("sealed for 1 other device(s), not for this one"),
+        "{err}"
+    );
+    let mut bytes = std::fs::read(&sealed)?;
+    let mut header = read_header(&mut std::io::Cursor::new(&bytes))?;
+    let n = bytes.len();
+    let at = u64::from_le_bytes(bytes[n - 16..n - 8].try_into()?);
+    header.sealed_for[0].device = ferry_shared::wire::DeviceId::parse(&other).context("an id")?;
+    bytes.truncate(usize::try_from(at)?);
+    bytes.extend(ferry_shared::bundle::tail(&header, at)?);
+    let hostile = fleet.dir.join("renamed.fbundle");
+    std::fs::write(&hostile, &bytes)?;
+    let out = fleet.agents[1].install_bundle(&hostile, 120)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("does not open"),
+        "{err}"
+    );
+    ensure!(fleet.agents[1].current().map(|v| v.to_string()).as_deref() == Some("1.0.0"));
+
+    // The device it is sealed for installs it, and what it runs is the published release.
+    let out = fleet.agents[0].install_bundle(&sealed, 120)?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(fleet.agents[0].current_bytes("model.bin")? == versions().1);
     Ok(())
 }

@@ -32,7 +32,7 @@ pub fn run(config: &Config, bundle: &Path, wait: Duration) -> Result<Outcome> {
     let path = std::fs::canonicalize(bundle)
         .with_context(|| format!("cannot find {}", bundle.display()))?;
     let (_, header) = install::open(&path).map_err(anyhow::Error::msg)?;
-    let (model, version) = (header.model, header.release.version);
+    let (model, version) = (header.model.clone(), header.release.version.clone());
     let followed: Vec<ModelName> = config.follows().into_iter().map(|(m, _)| m).collect();
     if !followed.contains(&model) {
         bail!(
@@ -43,6 +43,13 @@ pub fn run(config: &Config, bundle: &Path, wait: Duration) -> Result<Outcome> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    if !header.sealed_for.is_empty() {
+        // Said here rather than after the hand-over: the bundle is not for this device.
+        let identity = crate::identity::load(&config.state_dir)
+            .context("the bundle is sealed, and this device has no identity key yet")?;
+        install::content_key(&header, &identity)
+            .map_err(|why| anyhow::anyhow!("{model} {version} not installed: {why}"))?;
     }
     let running = || -> Result<Option<crate::status::ModelStatus>> {
         Ok(crate::status::gather(config)?

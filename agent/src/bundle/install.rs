@@ -1,6 +1,7 @@
 //! Installing an admitted release from a bundle instead of the network: the same staging,
 //! local copies, per-chunk checks, whole-file hash, unpacking and promotion as a download
-//! ([`crate::fetch`]), with the bundle's payloads in place of the coordinator's answers.
+//! ([`crate::fetch`]), with the bundle's payloads in place of the coordinator's answers
+//! (opened first, when the bundle is sealed, with the key wrapped for this device).
 //! Synchronous (disk and CPU work); the daemon runs it on a blocking thread.
 
 use std::collections::{HashMap, HashSet};
@@ -10,9 +11,10 @@ use std::path::Path;
 
 use ferry_shared::bundle::{BundleHeader, BundledBuild, BundledChunk, read_header};
 use ferry_shared::chunk::ChunkIndex;
+use ferry_shared::seal::ContentKey;
 use ferry_shared::variant_choice::DeviceProfile;
-use ferry_shared::wire::{ChunkWant, ErrorKind, InstallError};
-use ferry_shared::{Digest, ModelName};
+use ferry_shared::wire::{ChunkWant, DeviceId, ErrorKind, InstallError};
+use ferry_shared::{Digest, ModelName, SecretKey};
 
 use crate::assemble::{AssembleError, Assembly};
 use crate::fetch::{
@@ -39,6 +41,7 @@ pub fn install_from_bundle(
     target: &Admitted,
     profile: &DeviceProfile,
     path: &Path,
+    identity: &SecretKey,
 ) -> Result<DownloadOutcome, DownloadFailure> {
     let fail = |kind, message: String| DownloadFailure {
         error: InstallError {
@@ -67,6 +70,7 @@ pub fn install_from_bundle(
             ),
         ));
     }
+    let key = content_key(&header, identity).map_err(|why| fail(ErrorKind::Signature, why))?;
     let variant = &target.variant;
     let build = header
         .builds
@@ -105,9 +109,13 @@ pub fn install_from_bundle(
     let sources = local_sources(layout, model, profile, &index);
     let held: HashSet<Digest> = sources.iter().map(|s| s.file).collect();
     let file_path = staging.join(variant.file_name.as_str());
-    let assembled = assemble(
-        &file_path, target, index, sources, &file, build, &held, &header,
-    );
+    let bundle = Payloads {
+        file: &file,
+        build,
+        header: &header,
+        key: key.as_ref(),
+    };
+    let assembled = assemble(&file_path, target, index, sources, &bundle, &held);
     let asm = assembled.map_err(|(kind, why)| fail(kind, why))?;
     let settle = |r: Result<(), AssembleError>| {
         r.map_err(|e| {
@@ -128,19 +136,46 @@ pub fn install_from_bundle(
     })
 }
 
+/// The content key a sealed bundle's payloads open with, unwrapped with this device's
+/// identity key; `None` for a bundle that is not sealed.
+pub fn content_key(
+    header: &BundleHeader,
+    identity: &SecretKey,
+) -> Result<Option<ContentKey>, String> {
+    if header.sealed_for.is_empty() {
+        return Ok(None);
+    }
+    let me = DeviceId::of(&identity.public());
+    let wrapped = header.key_for(&me).ok_or_else(|| {
+        format!(
+            "it is sealed for {} other device(s), not for this one ({me})",
+            header.sealed_for.len()
+        )
+    })?;
+    ContentKey::unwrap(wrapped, identity)
+        .map(Some)
+        .map_err(|e| format!("the key sealed for this device does not open: {e}"))
+}
+
+/// Where a build's payloads come from: the bundle file, and the key they open with.
+struct Payloads<'a> {
+    file: &'a File,
+    build: &'a BundledBuild,
+    header: &'a BundleHeader,
+    key: Option<&'a ContentKey>,
+}
+
 /// Assembles the staging file: local copies first, then every chunk still missing from the
 /// bundle's payloads.
-#[allow(clippy::too_many_arguments)]
 fn assemble(
     path: &Path,
     target: &Admitted,
     index: ChunkIndex,
     sources: Vec<crate::assemble::LocalSource>,
-    bundle: &File,
-    build: &BundledBuild,
+    bundle: &Payloads<'_>,
     held: &HashSet<Digest>,
-    header: &BundleHeader,
 ) -> Result<Assembly, (ErrorKind, String)> {
+    let (build, header) = (bundle.build, bundle.header);
     let failed = classified;
     let variant = &target.variant;
     let (mut asm, _) =
@@ -189,8 +224,14 @@ fn assemble(
             }
             payload.resize(chunk.len as usize, 0);
             bundle
+                .file
                 .read_exact_at(&mut payload, chunk.offset)
                 .map_err(|e| (ErrorKind::Download, format!("reading it: {e}")))?;
+            if let Some(key) = bundle.key {
+                payload = key
+                    .open(&hash, &payload)
+                    .map_err(|e| (ErrorKind::Integrity, format!("chunk {}: {e}", want.ordinal)))?;
+            }
             let want = ChunkWant {
                 ordinal: want.ordinal,
                 reference: chunk.reference,

@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use ferry_shared::rollout::selector::Selector;
+use ferry_shared::wire::DeviceId;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -39,6 +42,10 @@ struct BundleQuery {
     for_version: Option<String>,
     accelerator: Option<String>,
     valid_days: Option<u64>,
+    /// Device ids, comma-separated.
+    seal_for: Option<String>,
+    /// A cohort selector.
+    seal_for_cohort: Option<String>,
 }
 
 async fn release_bundle(
@@ -52,6 +59,30 @@ async fn release_bundle(
         for_version: query.for_version.as_deref().map(parse).transpose()?,
         accelerator: query.accelerator.as_deref().map(parse).transpose()?,
         valid_days: query.valid_days.unwrap_or(DEFAULT_VALID_DAYS),
+        seal_for: query
+            .seal_for
+            .as_deref()
+            .map(|ids| {
+                ids.split(',')
+                    .map(|id| {
+                        DeviceId::parse(id.trim()).ok_or_else(|| {
+                            Failure(
+                                StatusCode::BAD_REQUEST,
+                                format!("`{id}` is not a device id"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default(),
+        seal_for_cohort: query
+            .seal_for_cohort
+            .as_deref()
+            .map(|s| {
+                Selector::parse(s).map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))
+            })
+            .transpose()?,
     };
     let plan = plan_bundle(&app, &request, unix_now())?;
     let chunks = plan.chunks();

@@ -1,7 +1,9 @@
 //! Making offline bundles ([`ferry_shared::bundle`]): a release with its trust metadata and,
 //! per build, the chunks a device on `for_version` lacks, encoded as the coordinator would
 //! serve them to that device (deltas against the windows the shared plan names), or every
-//! chunk whole when no version is named. Written in one pass, one chunk in memory.
+//! chunk whole when no version is named; sealed, when asked, for named devices or a cohort
+//! ([`ferry_shared::seal`]): a fresh content key per bundle, wrapped for each device that is
+//! not revoked. Written in one pass, one chunk in memory.
 
 use std::sync::Arc;
 
@@ -9,8 +11,11 @@ use ferry_shared::bundle::{self, BundleHeader, BundledBuild, BundledChunk};
 use ferry_shared::chunk::ChunkIndex;
 use ferry_shared::delta::window::WINDOW;
 use ferry_shared::plan::plan;
+use ferry_shared::rollout::selector::Selector;
+use ferry_shared::seal::ContentKey;
+use ferry_shared::wire::DeviceId;
 use ferry_shared::wire::{ChunkWant, DesiredRelease, PROTOCOL_VERSION, TrustBundle};
-use ferry_shared::{Accelerator, Digest, ModelName, Release, Variant, Version};
+use ferry_shared::{Accelerator, Digest, ModelName, PublicKey, Release, Variant, Version};
 
 use crate::app::Coordinator;
 use crate::registry::error::RegistryError;
@@ -22,6 +27,8 @@ pub(crate) const MAX_VALID_DAYS: u64 = 365;
 /// What a bundle is made of, checked before the first byte is written.
 pub(crate) struct BundlePlan {
     header: BundleHeader,
+    /// The key every payload is sealed with, when the bundle is sealed.
+    key: Option<ContentKey>,
     /// Per build: its file, its index, and what to encode, in order.
     builds: Vec<(Digest, Arc<ChunkIndex>, Vec<ChunkWant>)>,
 }
@@ -45,6 +52,61 @@ pub(crate) struct BundleRequest {
     pub(crate) accelerator: Option<Accelerator>,
     /// How long the bundle's snapshot stays valid, in days (1 to [`MAX_VALID_DAYS`]).
     pub(crate) valid_days: u64,
+    /// Seal it for these devices (their payloads opened only with their identity keys).
+    pub(crate) seal_for: Vec<DeviceId>,
+    /// Seal it for the devices whose labels match, besides `seal_for`.
+    pub(crate) seal_for_cohort: Option<Selector>,
+}
+
+/// The devices a sealed bundle is for, with their identity keys: those named (each must be
+/// enrolled and not revoked) and those of the cohort (revoked ones left out: they get no key).
+fn recipients(
+    app: &Coordinator,
+    request: &BundleRequest,
+) -> Result<Vec<(DeviceId, PublicKey)>, RegistryError> {
+    let invalid = |m: String| RegistryError::Invalid(m);
+    let key_of = |id: &DeviceId, record: &crate::store::records::DeviceRecord| {
+        PublicKey::from_bytes(&record.public_key)
+            .map_err(|e| invalid(format!("device {id}'s identity key: {e}")))
+    };
+    let mut out: Vec<(DeviceId, PublicKey)> = Vec::new();
+    for id in &request.seal_for {
+        let record = app
+            .store
+            .device(id)?
+            .ok_or_else(|| invalid(format!("device {id} is not enrolled")))?;
+        if app.store.device_revocation(id)?.is_some() {
+            return Err(invalid(format!(
+                "device {id} is revoked: it gets no key for new releases"
+            )));
+        }
+        if !out.iter().any(|(d, _)| d == id) {
+            out.push((id.clone(), key_of(id, &record)?));
+        }
+    }
+    if let Some(selector) = &request.seal_for_cohort {
+        for (id, record) in app.store.devices()? {
+            if selector.matches(&record.labels)
+                && app.store.device_revocation(&id)?.is_none()
+                && !out.iter().any(|(d, _)| d == &id)
+            {
+                out.push((id.clone(), key_of(&id, &record)?));
+            }
+        }
+        if out.is_empty() {
+            return Err(invalid(format!(
+                "no device to seal for: the cohort `{selector}` matches no enrolled device that is not revoked"
+            )));
+        }
+    }
+    if out.len() > bundle::MAX_SEALED_FOR {
+        return Err(invalid(format!(
+            "sealed for {} devices; at most {}",
+            out.len(),
+            bundle::MAX_SEALED_FOR
+        )));
+    }
+    Ok(out)
 }
 
 /// Checks `request` and plans the bundle: the release and the version it is for exist, its
@@ -150,8 +212,25 @@ pub(crate) fn plan_bundle(
         }
         None => None,
     };
+    let recipients = recipients(app, request)?;
+    let key = match recipients.is_empty() {
+        true => None,
+        false => Some(ContentKey::generate().map_err(|e| invalid(e.to_string()))?),
+    };
+    let sealed_for = match &key {
+        Some(key) => recipients
+            .iter()
+            .map(|(id, public)| {
+                key.wrap_for(public)
+                    .map_err(|e| invalid(format!("sealing for device {id}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     Ok(BundlePlan {
+        key,
         header: BundleHeader {
+            sealed_for,
             model: model.clone(),
             release: DesiredRelease {
                 version: version.clone(),
@@ -213,7 +292,11 @@ async fn write_pieces(
     plan: BundlePlan,
     out: &BundleSink,
 ) -> Result<u64, BundleWriteError> {
-    let BundlePlan { mut header, builds } = plan;
+    let BundlePlan {
+        mut header,
+        builds,
+        key,
+    } = plan;
     let prefix = bundle::prefix();
     let mut offset = prefix.len() as u64;
     send(out, prefix).await?;
@@ -225,7 +308,13 @@ async fn write_pieces(
                 .chunk(&app.store, file, &index, want, PROTOCOL_VERSION, || true)
                 .await
                 .map_err(|e| BundleWriteError::Chunk(format!("chunk {}: {e}", want.ordinal)))?;
-            let len = u32::try_from(encoded.payload.len())
+            let payload = match &key {
+                Some(key) => key.seal(&hash, &encoded.payload).map_err(|e| {
+                    BundleWriteError::Chunk(format!("sealing chunk {}: {e}", want.ordinal))
+                })?,
+                None => encoded.payload,
+            };
+            let len = u32::try_from(payload.len())
                 .map_err(|_| BundleWriteError::Chunk("a chunk over 4 GiB".into()))?;
             header.builds[i].chunks.push(BundledChunk {
                 hash,
@@ -237,7 +326,7 @@ async fn write_pieces(
                 len,
             });
             offset += u64::from(len);
-            send(out, encoded.payload).await?;
+            send(out, payload).await?;
         }
     }
     let tail = bundle::tail(&header, offset).map_err(|e| BundleWriteError::Chunk(e.to_string()))?;

@@ -37,6 +37,14 @@ pub(crate) struct CreateArgs {
     /// own clock.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
     valid_days: u64,
+    /// Seal it for this device (its id, as `devices list` shows): only the devices it is
+    /// sealed for can open its chunks, with their identity keys. Repeat it for several.
+    #[arg(long)]
+    seal_for: Vec<String>,
+    /// Seal it for every device whose labels match this cohort selector (`site=plant-7`);
+    /// revoked devices get no key.
+    #[arg(long)]
+    seal_for_cohort: Option<String>,
     /// Where to write it; default `NAME-VERSION[-from-OLD].fbundle` here.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -76,6 +84,12 @@ async fn create(client: &Client, args: &CreateArgs) -> Result<()> {
     if let Some(a) = accelerator {
         path.push_str(&format!("&accelerator={a}"));
     }
+    if !args.seal_for.is_empty() {
+        path.push_str(&format!("&seal_for={}", escape(&args.seal_for.join(","))));
+    }
+    if let Some(cohort) = &args.seal_for_cohort {
+        path.push_str(&format!("&seal_for_cohort={}", escape(cohort)));
+    }
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -110,7 +124,7 @@ async fn create(client: &Client, args: &CreateArgs) -> Result<()> {
         .with_context(|| format!("cannot move the bundle to {}", output.display()))?;
     let chunks: usize = header.builds.iter().map(|b| b.chunks.len()).sum();
     outln!(
-        "wrote {}: {name} {version}{}, {} build(s), {chunks} chunk(s), {} bytes; valid for {} day(s)",
+        "wrote {}: {name} {version}{}, {} build(s), {chunks} chunk(s), {} bytes; valid for {} day(s){}",
         shown(&output),
         match &for_version {
             Some(old) => format!(" for devices on {old}"),
@@ -118,7 +132,11 @@ async fn create(client: &Client, args: &CreateArgs) -> Result<()> {
         },
         header.builds.len(),
         size,
-        args.valid_days
+        args.valid_days,
+        match header.sealed_for.len() {
+            0 => String::new(),
+            n => format!("; sealed for {n} device(s)"),
+        }
     );
     Ok(())
 }
