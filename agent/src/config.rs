@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ferry_shared::mirror::MirrorBase;
-use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
+use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef, model_label};
 use ferry_shared::sign::Keyring;
 use ferry_shared::throttle::{Rate, RateSchedule};
 use ferry_shared::variant_choice::DeviceProfile;
@@ -81,6 +81,7 @@ struct RawModel {
     alias: AliasName,
     health_check: Option<RawHealthCheck>,
     reload: Option<RawReload>,
+    application: Option<RawApplication>,
 }
 
 /// `[maintenance]`: when the device may switch.
@@ -146,6 +147,23 @@ struct RawSelfUpdate {
 struct RawApplication {
     sends: Option<String>,
     reads: Option<String>,
+}
+
+impl RawApplication {
+    fn validate(self) -> Result<Application> {
+        Ok(Application {
+            sends: self
+                .sends
+                .map(|s| s.parse())
+                .transpose()
+                .context("application.sends")?,
+            reads: self
+                .reads
+                .map(|s| s.parse())
+                .transpose()
+                .context("application.reads")?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +342,9 @@ pub struct ModelSettings {
     pub health_check: Option<HealthCheck>,
     /// How its model server is told to load a new current version ([`crate::reload`]).
     pub reload: Option<ReloadHook>,
+    /// The schemas the application speaks to this model, when they differ from the device's
+    /// `[application]` (announced as `app.sends@NAME`, `app.reads@NAME`).
+    pub application: Option<Application>,
 }
 
 /// Models that switch as one ([`crate::updater::update_set`]).
@@ -479,6 +500,7 @@ impl Config {
                 alias: raw.alias.clone(),
                 health_check,
                 reload,
+                application: None,
             }],
             (None, false) => raw
                 .models
@@ -496,6 +518,7 @@ impl Config {
                             Some(r) => Some(r.validate()?),
                             None => reload.clone(),
                         },
+                        application: m.application.map(RawApplication::validate).transpose()?,
                     })
                     .with_context(|| format!("models: {name}"))
                 })
@@ -545,18 +568,7 @@ impl Config {
             None => None,
         };
         let application = match raw.application {
-            Some(app) => Application {
-                sends: app
-                    .sends
-                    .map(|s| s.parse())
-                    .transpose()
-                    .context("application.sends")?,
-                reads: app
-                    .reads
-                    .map(|s| s.parse())
-                    .transpose()
-                    .context("application.reads")?,
-            },
+            Some(app) => app.validate()?,
             None => Application::default(),
         };
         Ok(Self {
@@ -667,6 +679,15 @@ impl Config {
         }
         if let Some(reads) = &self.application.reads {
             labels.insert(READS_LABEL.to_owned(), reads.to_string());
+        }
+        for m in &self.models {
+            let Some(app) = &m.application else { continue };
+            if let Some(sends) = &app.sends {
+                labels.insert(model_label(SENDS_LABEL, &m.model), sends.to_string());
+            }
+            if let Some(reads) = &app.reads {
+                labels.insert(model_label(READS_LABEL, &m.model), reads.to_string());
+            }
         }
         labels
     }
@@ -855,6 +876,23 @@ mod tests {
             let err = load(bad).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains(says), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_model_may_declare_the_schemas_its_application_speaks_to_it() {
+        let config = load_beside_the_basics(
+            "[application]\nreads = \"score/v1\"\n[[models]]\nname = \"tokenizer\"\n[models.application]\nreads = \"tok-out/v1..v2\"\nsends = \"text/v1\"\n[[models]]\nname = \"detector\"\n",
+        )
+        .unwrap();
+        let labels = config.all_labels();
+        assert_eq!(labels["app.reads"], "score/v1");
+        assert_eq!(labels["app.reads@tokenizer"], "tok-out/v1..v2");
+        assert_eq!(labels["app.sends@tokenizer"], "text/v1");
+        assert!(!labels.contains_key("app.reads@detector"));
+        let bad = load_beside_the_basics(
+            "[[models]]\nname = \"tokenizer\"\n[models.application]\nreads = \"not a range\"\n",
+        );
+        assert!(bad.is_err_and(|e| e.to_string().contains("application.reads")));
     }
 
     #[test]

@@ -13,6 +13,24 @@ pub const SENDS_LABEL: &str = "app.sends";
 /// The device label carrying the output schema versions its application reads (a range).
 pub const READS_LABEL: &str = "app.reads";
 
+/// The label a device announces one model's schema under (`app.reads@tokenizer`), when its
+/// application speaks differently to each model it follows.
+pub fn model_label(base: &str, model: &crate::ModelName) -> String {
+    format!("{base}@{model}")
+}
+
+/// What a device with `labels` announces as `base` (one of [`SENDS_LABEL`], [`READS_LABEL`])
+/// for `model`: the model's own label, else the device-wide one.
+pub fn announced<'a>(
+    labels: &'a std::collections::BTreeMap<String, String>,
+    base: &str,
+    model: &crate::ModelName,
+) -> Option<&'a String> {
+    labels
+        .get(&model_label(base, model))
+        .or_else(|| labels.get(base))
+}
+
 /// A schema family and version, `NAME/vN`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SchemaRef {

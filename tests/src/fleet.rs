@@ -109,7 +109,8 @@ pub struct AgentSpec {
     /// Further coordinators to try, after the first, when it cannot be reached.
     pub also: Vec<std::net::SocketAddr>,
     /// Follow these models (`[[models]]`, each with the shared health check) instead of
-    /// the one `model = …`; empty: the test model alone.
+    /// the one `model = …`; empty: the test model alone. Each is a name, optionally followed
+    /// by a newline and TOML for that model's table (`[models.application]` …).
     pub models: Vec<String>,
 }
 
@@ -369,7 +370,10 @@ timeout_secs = 900
             models = spec
                 .models
                 .iter()
-                .map(|m| format!("[[models]]\nname = \"{m}\"\nalias = \"prod\"\n"))
+                .map(|m| {
+                    let (name, rest) = m.split_once('\n').unwrap_or((m, ""));
+                    format!("[[models]]\nname = \"{name}\"\nalias = \"prod\"\n{rest}\n")
+                })
                 .collect::<String>(),
         );
         let config_path = home.join("agent.toml");
@@ -435,19 +439,38 @@ timeout_secs = 900
     /// Publishes `model` `version` (file name `model.bin`): a model the test agents' health
     /// check passes, or not.
     pub fn publish_model(&self, model: &str, version: &str, healthy: bool) -> Result<()> {
+        self.publish_model_with_meta(model, version, healthy, None)
+    }
+
+    /// [`Fleet::publish_model`] with `meta` (a `meta.toml` document: schemas, lineage).
+    pub fn publish_model_with_meta(
+        &self,
+        model: &str,
+        version: &str,
+        healthy: bool,
+        meta: Option<&str>,
+    ) -> Result<()> {
         let file = self.dir.join(format!("{model}-{version}.bin"));
         let seed = version.bytes().map(u64::from).sum::<u64>() + model.len() as u64;
         std::fs::write(&file, model_bytes(seed, 256 * 1024, healthy))?;
-        self.coordinator.ctl(&[
+        let (file, key) = (file.to_string_lossy(), self.key.to_string_lossy());
+        let mut args = vec![
             "publish",
             model,
             version,
-            &file.to_string_lossy(),
+            &file,
             "--key",
-            &self.key.to_string_lossy(),
+            &key,
             "--file-name",
             "model.bin",
-        ])?;
+        ];
+        let meta_file = self.dir.join(format!("{model}-{version}.meta.toml"));
+        let meta_path = meta_file.to_string_lossy().into_owned();
+        if let Some(meta) = meta {
+            std::fs::write(&meta_file, meta)?;
+            args.extend(["--meta", &meta_path]);
+        }
+        self.coordinator.ctl(&args)?;
         Ok(())
     }
 

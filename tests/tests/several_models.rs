@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use ferry_tests::{Fleet, MODEL, TOKENIZER, wait_until};
+use ferry_tests::{AgentSpec, Fleet, MODEL, TOKENIZER, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -126,5 +126,56 @@ fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> 
                 .any(|g| format!("{:?}", g.gate.kind) == "ErrorRateIncrease" && g.samples == 40))
         },
     )?;
+    Ok(())
+}
+
+#[test]
+fn each_model_may_declare_the_schemas_its_application_speaks() -> Result<()> {
+    // The application reads the tokenizer's output as tok-out/v1; nothing device-wide.
+    let mut fleet = Fleet::start(0, None)?;
+    fleet.add_agent(AgentSpec {
+        models: vec![
+            MODEL.into(),
+            format!("{TOKENIZER}\n[models.application]\nreads = \"tok-out/v1\""),
+        ],
+        ..AgentSpec::named("edge")
+    })?;
+    let c = &fleet.coordinator;
+    for model in [MODEL, TOKENIZER] {
+        fleet.publish_model(model, "1.0.0", true)?;
+        c.ctl(&["alias", "set", model, "prod", "1.0.0"])?;
+    }
+    let agent = &fleet.agents[0];
+    wait_until(
+        "the device to announce the tokenizer's schema",
+        WAIT,
+        || {
+            Ok(c.devices()?.first().is_some_and(|d| {
+                d.labels.get("app.reads@tokenizer").map(String::as_str) == Some("tok-out/v1")
+            }))
+        },
+    )?;
+    let produces = Some("output_schema = \"tok-out/v2\"\n");
+    fleet.publish_model_with_meta(TOKENIZER, "2.0.0", true, produces)?;
+    fleet.publish_model_with_meta(MODEL, "2.0.0", true, produces)?;
+    // The tokenizer's new output is not what the application reads from it: refused.
+    let (err, _) = c.ctl_failing(&["alias", "set", TOKENIZER, "prod", "2.0.0"])?;
+    ensure!(
+        err.contains("do not fit 2.0.0")
+            && err.contains("reads tok-out/v1; 2.0.0 produces tok-out/v2"),
+        "{err}"
+    );
+    // The same schema from the detector is nobody's concern: the application declared none.
+    c.ctl(&["alias", "set", MODEL, "prod", "2.0.0"])?;
+    wait_until("the detector on 2.0.0", WAIT, || {
+        Ok(agent.current_of(MODEL).map(|v| v.to_string()).as_deref() == Some("2.0.0"))
+    })?;
+    ensure!(
+        agent
+            .current_of(TOKENIZER)
+            .map(|v| v.to_string())
+            .as_deref()
+            == Some("1.0.0")
+    );
     Ok(())
 }

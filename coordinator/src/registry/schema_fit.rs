@@ -1,8 +1,8 @@
 //! Whether a release fits the application on a device: the input schema the application
 //! sends must be one the release accepts, and the output schema the release produces one
 //! the application reads. Devices announce both as labels ([`SENDS_LABEL`],
-//! [`READS_LABEL`]); releases declare theirs in their signed metadata. What is undeclared on
-//! either side is not judged.
+//! [`READS_LABEL`], or per model, `app.reads@tokenizer`, which wins for that model); releases
+//! declare theirs in their signed metadata. What is undeclared on either side is not judged.
 //!
 //! Moving an alias or starting a rollout to a release that does not fit some of the devices
 //! it would reach is refused unless forced: rolling a model back past a schema change is a
@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use ferry_shared::rollout::Selector;
-use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef};
+use ferry_shared::schema::{READS_LABEL, SENDS_LABEL, SchemaRange, SchemaRef, announced};
 use ferry_shared::{AliasName, ModelName, Release, Version};
 
 use crate::registry::error::RegistryError;
@@ -21,9 +21,8 @@ use crate::store::Store;
 /// side leaves the schemas undeclared).
 pub(crate) fn misfit(release: &Release, labels: &BTreeMap<String, String>) -> Option<String> {
     let m = &release.metadata;
-    let sends = labels
-        .get(SENDS_LABEL)
-        .and_then(|s| s.parse::<SchemaRef>().ok());
+    let sends =
+        announced(labels, SENDS_LABEL, &release.name).and_then(|s| s.parse::<SchemaRef>().ok());
     let accepts = m
         .accepts_input
         .as_deref()
@@ -42,9 +41,8 @@ pub(crate) fn misfit(release: &Release, labels: &BTreeMap<String, String>) -> Op
             release.version
         ));
     }
-    let reads = labels
-        .get(READS_LABEL)
-        .and_then(|s| s.parse::<SchemaRange>().ok());
+    let reads =
+        announced(labels, READS_LABEL, &release.name).and_then(|s| s.parse::<SchemaRange>().ok());
     let produces = m
         .output_schema
         .as_deref()
@@ -122,6 +120,20 @@ mod tests {
             labels.insert(READS_LABEL.into(), r.into());
         }
         labels
+    }
+
+    #[test]
+    fn a_models_own_schema_label_wins_over_the_devices() {
+        let produces_v2 = release("tx/v3", None, "score/v2");
+        let mut labels = device(None, Some("score/v2"));
+        assert_eq!(misfit(&produces_v2, &labels), None);
+        // The application reads model m's output as v1: that is what counts for m.
+        labels.insert("app.reads@m".into(), "score/v1".into());
+        assert!(misfit(&produces_v2, &labels).is_some_and(|w| w.contains("reads score/v1")));
+        // Another model's label is not m's concern.
+        let mut other = device(None, None);
+        other.insert("app.reads@n".into(), "score/v1".into());
+        assert_eq!(misfit(&produces_v2, &other), None);
     }
 
     #[test]
