@@ -112,6 +112,10 @@ pub struct ModelState {
     pub last_error: Option<InstallError>,
     /// Last update attempt.
     pub last_update: Option<UpdateRecord>,
+    /// The switch held back now (outside the update windows, locked by the application,
+    /// waiting for its update set), for `status`; the daemon keeps it current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<ferry_shared::wire::Deferral>,
 }
 
 /// The coordinator connection as last seen.

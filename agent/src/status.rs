@@ -63,6 +63,9 @@ pub struct ModelStatus {
     pub last_error: Option<InstallError>,
     /// Last update.
     pub last_update: Option<UpdateRecord>,
+    /// The switch held back now, and why.
+    #[serde(default)]
+    pub deferred: Option<ferry_shared::wire::Deferral>,
 }
 
 /// Gathers the status from disk.
@@ -89,6 +92,7 @@ pub fn gather(config: &Config) -> Result<AgentStatus> {
             holds: memory.holds,
             last_error: memory.last_error,
             last_update: memory.last_update,
+            deferred: memory.deferred,
         });
     }
     let device_id = crate::identity::load(&config.state_dir)
@@ -186,6 +190,14 @@ pub fn print(status: &AgentStatus) {
         for h in &m.holds {
             crate::outln!("  holding   {} back: {}", h.version, h.reason);
         }
+        if let Some(d) = &m.deferred {
+            crate::outln!(
+                "  waiting   to switch to {} since {}: {}",
+                d.version,
+                d.since,
+                why_deferred(&d.reason)
+            );
+        }
         if let Some(u) = &m.last_update {
             crate::outln!(
                 "  last update {} -> {}: {} ({} ms)",
@@ -238,5 +250,26 @@ pub fn print(status: &AgentStatus) {
     if status.pending_events > 0 {
         crate::outln!();
         crate::outln!("{} event(s) waiting to be reported", status.pending_events);
+    }
+}
+
+/// Why a switch waits, in words.
+fn why_deferred(reason: &ferry_shared::wire::DeferReason) -> String {
+    use ferry_shared::wire::DeferReason;
+    match reason {
+        DeferReason::Window { opens: Some(at) } => {
+            format!("outside the update windows (the next opens at {at})")
+        }
+        DeferReason::Window { opens: None } => "outside the update windows".into(),
+        DeferReason::Locked {
+            until: Some(at),
+            by,
+        } => {
+            format!("locked by the application ({by}) until {at}")
+        }
+        DeferReason::Locked { until: None, by } => format!("locked by the application ({by})"),
+        DeferReason::UpdateSet { waiting_for } => {
+            format!("waiting for {waiting_for}, in its update set")
+        }
     }
 }

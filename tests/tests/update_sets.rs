@@ -109,6 +109,18 @@ fn a_set_switches_together_and_rolls_back_together() -> Result<()> {
             ))
         },
     )?;
+    // So does the device's own status.
+    let status = agent.status()?;
+    let waiting = status
+        .models
+        .iter()
+        .find(|m| m.model == MODEL)
+        .and_then(|m| m.deferred.as_ref());
+    ensure!(
+        waiting.is_some_and(|d| d.version.to_string() == "2.0.0"
+            && matches!(&d.reason, ferry_shared::wire::DeferReason::UpdateSet { waiting_for } if waiting_for.as_str() == TOKENIZER)),
+        "{waiting:?}"
+    );
     let metrics = fleet.coordinator.get("/metrics", "viewer")?.body;
     ensure!(
         metrics.contains("ferry_devices_deferring{model=\"detector\",reason=\"update-set\"} 1"),

@@ -49,7 +49,7 @@ impl Daemon {
             .collect();
         let changed = match self.deferred.lock() {
             Ok(mut held) if *held != deferred => {
-                *held = deferred;
+                held.clone_from(&deferred);
                 true
             }
             _ => false,
@@ -57,6 +57,12 @@ impl Daemon {
         if changed {
             // The report is the same; the session sends the conditions with the next one.
             self.reports.send_modify(|_| {});
+            let models: Vec<_> = self.followers.iter().map(|f| f.model.clone()).collect();
+            self.persist(|s| {
+                for model in &models {
+                    s.model(model).deferred = deferred.iter().find(|d| &d.model == model).cloned();
+                }
+            });
         }
     }
 
