@@ -76,6 +76,10 @@ pub struct Config {
     /// Update windows by cohort (`[[maintenance]]`): the first whose cohort matches a device
     /// gives it windows its switches must also fall in (device-local time).
     pub maintenance: Vec<CohortWindows>,
+    /// Models whose bytes leave the coordinator only over a device's own session or sealed
+    /// for named devices: no mirror or pre-signed address is handed out for their
+    /// artifacts, and their offline bundles must be sealed (`--seal-for`).
+    pub confidential_models: Vec<ferry_shared::ModelName>,
 }
 
 /// One `[[maintenance]]` entry.
@@ -285,6 +289,7 @@ impl Default for Config {
             mirrors: MirrorSettings::default(),
             serve_max_rate: ferry_shared::throttle::Rate::Unlimited,
             maintenance: Vec::new(),
+            confidential_models: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Chunks from mirrors: an agent takes whole chunks from untrusted HTTP mirrors (its own, and
 //! those its coordinator names) and from pre-signed addresses of the S3 bucket, while deltas
-//! still come from the coordinator. The hostile mirrors are in `attacks.rs`.
+//! still come from the coordinator; a confidential model's chunks come over the session only.
+//! The hostile mirrors are in `attacks.rs`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -114,5 +115,54 @@ fn agents_fetch_chunks_through_pre_signed_bucket_addresses() -> Result<()> {
         metrics.contains("ferry_chunks_presigned_total"),
         "{metrics}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_confidential_models_chunks_are_not_handed_to_mirrors_and_its_bundles_must_be_sealed()
+-> Result<()> {
+    // The same LAN cache holds the frames, but the model is confidential: the coordinator
+    // names no mirror for it, and every chunk comes over the device's own session.
+    let cache = tempfile::tempdir()?;
+    let told = StaticMirror::start(cache.path())?;
+    let config = format!(
+        "confidential_models = [\"{}\"]\n[mirrors]\nurls = [\"{}\"]\n",
+        ferry_tests::MODEL,
+        told.base()
+    );
+    let mut fleet = Fleet::start_configured(0, None, Some(&config))?;
+    let v1 = weights(13, 1024 * 1024);
+    fleet.publish("1.0.0", &v1)?;
+    copy_frames(&fleet.coordinator.data_dir.join("chunks"), cache.path())?;
+    fleet.add_agent(AgentSpec::named("plant"))?;
+    fleet.set_prod("1.0.0", "confidential")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    let agent = &fleet.agents[0];
+    ensure!(agent.current_bytes("model.bin")? == v1);
+    let t = agent.transfer_for("1.0.0")?;
+    ensure!(
+        t.mirrored.chunks == 0 && t.chunks_fetched as usize == distinct_chunks(&v1),
+        "every chunk from the coordinator: {t:?}"
+    );
+    // An offline bundle of it must be sealed.
+    let out = fleet
+        .dir
+        .join("plain.fbundle")
+        .to_string_lossy()
+        .into_owned();
+    let bundle = [
+        "bundle",
+        "create",
+        ferry_tests::MODEL,
+        "1.0.0",
+        "--output",
+        &out,
+    ];
+    let (err, _) = fleet.coordinator.ctl_failing(&bundle)?;
+    ensure!(err.contains("is confidential: seal its bundle"), "{err}");
+    let mut sealed = bundle.to_vec();
+    sealed.extend(["--seal-for-cohort", "name=plant"]);
+    let said = fleet.coordinator.ctl(&sealed)?;
+    ensure!(said.contains("sealed for 1 device(s)"), "{said}");
     Ok(())
 }

@@ -111,16 +111,20 @@ async fn fetch(
             serve_chunks(&app, &device, &reach, &mut send, file, wants, protocol).await
         }
         FetchRequest::Locations { file, ordinals } => {
-            serve_locations(&app, &mut send, file, &ordinals).await
+            let elsewhere = !reach.is_confidential(&file);
+            serve_locations(&app, &mut send, file, &ordinals, elsewhere).await
         }
     }
 }
 
+/// Where else the chunks may be fetched; nowhere when `elsewhere` is false (a confidential
+/// model's artifact).
 async fn serve_locations(
     app: &Coordinator,
     send: &mut SendStream,
     file: Digest,
     ordinals: &[u32],
+    elsewhere: bool,
 ) -> Result<(), SessionError> {
     if ordinals.len() > MAX_CHUNKS_PER_REQUEST {
         let message = format!(
@@ -129,7 +133,7 @@ async fn serve_locations(
         );
         return refuse(send, true, message).await;
     }
-    let answer = if app.config.mirrors.any() {
+    let answer = if elsewhere && app.config.mirrors.any() {
         match stored_index(app, &file) {
             Ok(index) => crate::agents::locations::locations(app, &index, ordinals),
             Err((permanent, message)) => return refuse(send, permanent, message).await,

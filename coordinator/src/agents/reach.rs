@@ -20,6 +20,8 @@ pub(crate) struct Reach {
     fetchable: HashSet<Digest>,
     /// Artifacts it reports holding: the only ones a delta may be encoded against.
     held: HashSet<Digest>,
+    /// Those of `fetchable` that belong to confidential models (`confidential_models`).
+    confidential: HashSet<Digest>,
 }
 
 impl Reach {
@@ -31,6 +33,12 @@ impl Reach {
     /// Whether the device holds `file`, so that a delta against it is of use to it.
     pub(crate) fn holds(&self, file: &Digest) -> bool {
         self.held.contains(file)
+    }
+
+    /// Whether `file` belongs to a confidential model: its chunks travel over the session
+    /// only.
+    pub(crate) fn is_confidential(&self, file: &Digest) -> bool {
+        self.confidential.contains(file)
     }
 }
 
@@ -54,12 +62,18 @@ pub(crate) fn reach_of(app: &Coordinator, device: &DeviceId) -> Result<Reach, St
             .map(|r| r.version)
         {
             add_files(app, &follow.model, &version, &mut reach.fetchable)?;
+            if app.config.confidential_models.contains(&follow.model) {
+                add_files(app, &follow.model, &version, &mut reach.confidential)?;
+            }
         }
     }
     for report in &record.models {
         let holding = [&report.active, &report.previous, &report.candidate];
         for version in holding.into_iter().flatten() {
             add_files(app, &report.model, version, &mut reach.held)?;
+            if app.config.confidential_models.contains(&report.model) {
+                add_files(app, &report.model, version, &mut reach.confidential)?;
+            }
         }
     }
     reach.fetchable.extend(reach.held.iter().copied());

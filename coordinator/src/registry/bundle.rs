@@ -213,6 +213,11 @@ pub(crate) fn plan_bundle(
         None => None,
     };
     let recipients = recipients(app, request)?;
+    if recipients.is_empty() && app.config.confidential_models.contains(model) {
+        return Err(invalid(format!(
+            "{model} is confidential: seal its bundle for the devices that may open it (--seal-for, --seal-for-cohort)"
+        )));
+    }
     let key = match recipients.is_empty() {
         true => None,
         false => Some(ContentKey::generate().map_err(|e| invalid(e.to_string()))?),
