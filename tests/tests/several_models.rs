@@ -126,6 +126,15 @@ fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> 
                 .any(|g| format!("{:?}", g.gate.kind) == "ErrorRateIncrease" && g.samples == 40))
         },
     )?;
+    // `/metrics` counts them per model and version too.
+    wait_until("/metrics to count the tokenizer's requests", WAIT, || {
+        let metrics = c.get("/metrics", "viewer")?.body;
+        Ok(
+            metrics.contains("ferry_model_requests{model=\"tokenizer\",version=\"1.1.0\"} 40")
+                && metrics
+                    .contains("ferry_model_requests{model=\"detector\",version=\"1.0.0\"} 20"),
+        )
+    })?;
     Ok(())
 }
 

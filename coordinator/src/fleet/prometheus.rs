@@ -46,8 +46,10 @@ pub(crate) struct Inputs<'a> {
     pub alias_expiry: &'a [(String, String, i64)],
     /// The free disk space each device last told (agents of protocol 7 and later).
     pub disk_free: &'a [u64],
-    /// Devices holding a switch back, per (model, reason: `window` or `locked`).
+    /// Devices holding a switch back, per (model, reason: `window`, `locked`, `update-set`).
     pub deferring: &'a BTreeMap<(String, &'static str), u64>,
+    /// Requests and errors the devices' applications report, per (model, version).
+    pub served: &'a BTreeMap<(String, String), (u64, u64)>,
 }
 
 /// Upper bounds of the free-disk histogram's buckets, in bytes: 256 MiB to 256 GiB.
@@ -170,6 +172,26 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
             (
                 vec![("model", model.as_str()), ("reason", *reason)],
                 *n as f64,
+            )
+        }),
+    );
+    out.gauge(
+        "ferry_model_requests",
+        "Requests the devices' applications report serving, by model and version: each device's count since that version started serving on it, summed over the devices heard from (a device that restarts starts again from zero, so this may go down).",
+        inputs.served.iter().map(|((model, version), (requests, _))| {
+            (
+                vec![("model", model.as_str()), ("version", version.as_str())],
+                *requests as f64,
+            )
+        }),
+    );
+    out.gauge(
+        "ferry_model_request_errors",
+        "Of those requests, the ones that failed, by model and version.",
+        inputs.served.iter().map(|((model, version), (_, errors))| {
+            (
+                vec![("model", model.as_str()), ("version", version.as_str())],
+                *errors as f64,
             )
         }),
     );

@@ -167,6 +167,20 @@ impl FleetMetrics {
         out
     }
 
+    /// Requests and errors per (model, version), summed over every device's last report.
+    pub fn totals(&self) -> BTreeMap<(ModelName, Version), (u64, u64)> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: BTreeMap<(ModelName, Version), (u64, u64)> = BTreeMap::new();
+        for m in map.values().flatten() {
+            let total = out.entry((m.model.clone(), m.version.clone())).or_default();
+            total.0 = total.0.saturating_add(m.metrics.requests);
+            total.1 = total
+                .1
+                .saturating_add(m.metrics.errors.min(m.metrics.requests));
+        }
+        out
+    }
+
     /// What `device` last reported for `model`, by version.
     pub fn of(
         &self,

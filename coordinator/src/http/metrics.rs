@@ -96,6 +96,13 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
             }
         })
         .collect();
+    let served: BTreeMap<(String, String), (u64, u64)> = live
+        .live()
+        .metrics
+        .totals()
+        .into_iter()
+        .map(|((model, version), n)| ((model.to_string(), version.to_string()), n))
+        .collect();
     let mut alias_expiry = Vec::new();
     for (model, alias, record) in app.store.aliases(None)? {
         if let Some((release, _)) = app.store.release(&model, &record.version)? {
@@ -114,5 +121,6 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         alias_expiry: &alias_expiry,
         disk_free: &disk_free,
         deferring: &deferring,
+        served: &served,
     }))
 }
