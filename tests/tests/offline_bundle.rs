@@ -254,3 +254,30 @@ fn a_sealed_bundle_opens_only_on_the_devices_it_is_sealed_for() -> Result<()> {
     ensure!(fleet.agents[0].current_bytes("model.bin")? == versions().1);
     Ok(())
 }
+
+/// A bundle holds the model's bytes: a read-only token must not be able to take them.
+#[test]
+fn a_viewer_token_cannot_take_a_models_bytes_in_a_bundle() -> Result<()> {
+    let fleet = Fleet::start(0, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    let out = fleet.dir.join("b.fbundle").to_string_lossy().into_owned();
+    let args = [
+        "bundle",
+        "create",
+        ferry_tests::MODEL,
+        "1.0.0",
+        "--output",
+        &out,
+    ];
+    let viewer = fleet.coordinator.token("viewer")?;
+    let refused = fleet.coordinator.ctl_output_as(&viewer, &args)?;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && err.contains("may not"),
+        "a viewer took a bundle: {err}"
+    );
+    ensure!(!Path::new(&out).exists());
+    fleet.coordinator.ctl(&args)?;
+    ensure!(size(Path::new(&out)) > 64 * 1024 / 2);
+    Ok(())
+}

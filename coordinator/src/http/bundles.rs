@@ -1,5 +1,6 @@
 //! The offline bundle route: `GET /releases/{name}/{version}/bundle` streams a bundle
-//! ([`crate::registry::bundle`]) as it is written, one chunk in memory.
+//! ([`crate::registry::bundle`]) as it is written, one chunk in memory. It carries the model's
+//! bytes, so it needs the right to act on devices (operators, admins), not merely to read.
 
 use std::sync::Arc;
 
@@ -26,9 +27,11 @@ pub(crate) const DEFAULT_VALID_DAYS: u64 = 30;
 /// The routes, declared with what each requires.
 pub(crate) fn routes() -> Vec<Route> {
     vec![
+        // A bundle carries the model's bytes out of the coordinator for devices: an
+        // operator's act on devices, not a read.
         Route::get(
             "/releases/{name}/{version}/bundle",
-            Action::Read,
+            Action::Devices,
             release_bundle,
         )
         .model_in("name")
