@@ -194,6 +194,15 @@ fn a_sealed_bundle_opens_only_on_the_devices_it_is_sealed_for() -> Result<()> {
         "sealed.fbundle",
         &["--for-version", "1.0.0", "--seal-for", &mine],
     )?;
+    // The bytes leaving are in the audit trail, with whom they were sealed for.
+    let audit = fleet
+        .coordinator
+        .get("/api/v1/audit?limit=1000", "admin")?
+        .body;
+    ensure!(
+        audit.contains("bundle.create") && audit.contains("sealed for 1 device(s)"),
+        "{audit}"
+    );
     // A revoked device gets no key, named or by its cohort.
     let path = fleet
         .dir

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -15,10 +16,11 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::app::Coordinator;
+use crate::http::auth::actor;
 use crate::http::replies::{Failure, parse};
 use crate::http::route::Route;
 use crate::registry::bundle::{BundleRequest, BundleWriteError, plan_bundle, write_bundle};
-use crate::rules::access::Action;
+use crate::rules::access::{Action, Caller};
 use crate::unix_now;
 
 /// How long a bundle's snapshot stays valid unless asked otherwise, in days.
@@ -53,6 +55,8 @@ struct BundleQuery {
 
 async fn release_bundle(
     State(app): State<Arc<Coordinator>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path((name, version)): Path<(String, String)>,
     Query(query): Query<BundleQuery>,
 ) -> Result<Response, Failure> {
@@ -87,8 +91,29 @@ async fn release_bundle(
             })
             .transpose()?,
     };
-    let plan = plan_bundle(&app, &request, unix_now())?;
+    let now = unix_now();
+    let plan = plan_bundle(&app, &request, now)?;
     let chunks = plan.chunks();
+    // The model's bytes leave the coordinator: who took them, for which devices.
+    app.store.record(crate::store::audit::Change {
+        at: now,
+        actor: &actor(&caller, &headers),
+        action: "bundle.create",
+        subject: format!("{} {}", request.model, request.version),
+        detail: format!(
+            "for {}; {} chunk(s); snapshot valid {} day(s); {}",
+            request.for_version.as_ref().map_or_else(
+                || "any device (every chunk)".to_owned(),
+                |v| format!("devices on {v}")
+            ),
+            chunks,
+            request.valid_days,
+            match plan.sealed_for() {
+                0 => "not sealed".to_owned(),
+                n => format!("sealed for {n} device(s)"),
+            }
+        ),
+    })?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let writer = app.clone();
     tokio::spawn(async move {

@@ -34,6 +34,11 @@ pub(crate) struct BundlePlan {
 }
 
 impl BundlePlan {
+    /// How many devices it is sealed for (0: not sealed).
+    pub(crate) fn sealed_for(&self) -> usize {
+        self.header.sealed_for.len()
+    }
+
     /// How many chunk payloads the bundle carries.
     pub(crate) fn chunks(&self) -> usize {
         self.builds.iter().map(|b| b.2.len()).sum()
