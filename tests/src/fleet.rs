@@ -421,9 +421,15 @@ timeout_secs = 900
     /// One agent (`edge`) following [`MODEL`] and [`TOKENIZER`] (with `extra`, whole TOML
     /// sections, in its configuration), both published at 1.0.0 with `prod` there.
     pub fn two_models_at_one(extra: &str) -> Result<Fleet> {
+        Self::two_models_at_one_with(&[MODEL.into(), TOKENIZER.into()], extra)
+    }
+
+    /// [`Fleet::two_models_at_one`] with the agent's models given as [`AgentSpec::models`]
+    /// takes them (each may carry TOML for its table); [`MODEL`] and [`TOKENIZER`] among them.
+    pub fn two_models_at_one_with(models: &[String], extra: &str) -> Result<Fleet> {
         let mut fleet = Fleet::start(0, None)?;
         fleet.add_agent(AgentSpec {
-            models: vec![MODEL.into(), TOKENIZER.into()],
+            models: models.to_vec(),
             extra: extra.into(),
             ..AgentSpec::named("edge")
         })?;

@@ -3,12 +3,14 @@
 //! health check rolls the detector back with it; the detector then waits for the tokenizer
 //! (fragmentation says so) and both go together once a fixed tokenizer is out. `ordered`:
 //! the tokenizer switches and passes first, the detector after it, and neither is confirmed
-//! before both passed.
+//! before both passed. Killed while one member passed and the other's check runs, the agent
+//! comes back with both on their previous versions, and the set switches again together.
 
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use ferry_coordinator::api::BehindReason;
+use ferry_shared::wire::EventKind;
 use ferry_tests::{Agent, Fleet, MODEL, TOKENIZER, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -171,5 +173,68 @@ fn an_ordered_set_switches_its_members_in_turn_and_confirms_them_at_the_end() ->
             && detector_switched < tokenizer_confirmed,
         "{tokenizer_switched:?} {detector_switched:?} {tokenizer_confirmed:?}\n{log}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_set_killed_before_its_confirmation_comes_back_and_switches_again_together() -> Result<()> {
+    // The detector's check waits while a flag exists: the tokenizer passes and waits for it.
+    let fleet_dir = tempfile::tempdir()?;
+    let block = fleet_dir.path().join("block-detector");
+    let reached = fleet_dir.path().join("detector-checked");
+    let check = format!(
+        "if [ -e {b} ]; then touch {r}; sleep 600; fi",
+        b = block.display(),
+        r = reached.display()
+    );
+    let mut fleet = Fleet::two_models_at_one_with(
+        &[
+            format!("{MODEL}\n[models.health_check]\ncommand = [\"sh\", \"-c\", {check:?}]"),
+            TOKENIZER.to_owned(),
+        ],
+        &format!("[[update_sets]]\nmodels = [\"{TOKENIZER}\", \"{MODEL}\"]\n"),
+    )?;
+    wait_confirmed(&fleet.agents[0], "1.0.0", "1.0.0")?;
+    std::fs::write(&block, b"")?;
+    ship_both_under_lock(&fleet, "2.0.0", true)?;
+    wait_until("the detector's check under way", WAIT, || {
+        Ok(reached.exists())
+    })?;
+    let agent = &fleet.agents[0];
+    wait_until("the tokenizer passed, unconfirmed", WAIT, || {
+        let status = agent.status()?;
+        Ok(status.models.iter().any(|m| {
+            m.model == TOKENIZER
+                && m.in_probation.as_ref().map(ToString::to_string).as_deref() == Some("2.0.0")
+        }))
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    let status = agent.status()?;
+    ensure!(
+        status.models.iter().all(|m| m.in_probation.is_some()),
+        "nothing is confirmed while a member's check runs: {status:?}"
+    );
+    // Killed there; the next start rolls both back, and the set goes again, together.
+    fleet.agents[0].kill();
+    std::fs::remove_file(&block)?;
+    fleet.agents[0].start()?;
+    let agent = &fleet.agents[0];
+    wait_confirmed(agent, "2.0.0", "2.0.0")?;
+    // Both came back on 1.0.0 at the restart, and said so.
+    wait_until("both rollbacks at start reported", WAIT, || {
+        let devices = fleet.coordinator.devices()?;
+        let events = devices
+            .first()
+            .map(|d| d.recent_events.clone())
+            .unwrap_or_default();
+        Ok([TOKENIZER, MODEL].iter().all(|model| {
+            events.iter().any(|e| {
+                e.model.as_str() == *model
+                    && matches!(&e.kind, EventKind::InstallFailed(err)
+                        if err.version.to_string() == "2.0.0"
+                            && err.message.contains("stopped before the health check confirmed"))
+            })
+        }))
+    })?;
     Ok(())
 }
