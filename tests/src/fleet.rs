@@ -456,27 +456,9 @@ timeout_secs = 900
         healthy: bool,
         meta: Option<&str>,
     ) -> Result<()> {
-        let file = self.dir.join(format!("{model}-{version}.bin"));
         let seed = version.bytes().map(u64::from).sum::<u64>() + model.len() as u64;
-        std::fs::write(&file, model_bytes(seed, 256 * 1024, healthy))?;
-        let (file, key) = (file.to_string_lossy(), self.key.to_string_lossy());
-        let mut args = vec![
-            "publish",
-            model,
-            version,
-            &file,
-            "--key",
-            &key,
-            "--file-name",
-            "model.bin",
-        ];
-        let meta_file = self.dir.join(format!("{model}-{version}.meta.toml"));
-        let meta_path = meta_file.to_string_lossy().into_owned();
-        if let Some(meta) = meta {
-            std::fs::write(&meta_file, meta)?;
-            args.extend(["--meta", &meta_path]);
-        }
-        self.coordinator.ctl(&args)?;
+        let bytes = model_bytes(seed, 256 * 1024, healthy);
+        self.publish_at(None, model, version, &bytes, meta)?;
         Ok(())
     }
 
@@ -493,32 +475,35 @@ timeout_secs = 900
         bytes: &[u8],
         meta: Option<&str>,
     ) -> Result<String> {
-        self.publish_at(None, version, bytes, meta)
+        self.publish_at(None, MODEL, version, bytes, meta)
     }
 
     /// Publishes `bytes` as `MODEL VERSION` through the admin API at `url` (the
     /// coordinator's own when `None`: a relay's, say); returns what ferryctl printed on
     /// standard output and error.
     pub fn publish_through(&self, url: &str, version: &str, bytes: &[u8]) -> Result<String> {
-        self.publish_at(Some(url), version, bytes, None)
+        self.publish_at(Some(url), MODEL, version, bytes, None)
     }
 
+    /// Publishes `bytes` as `model version` (file name `model.bin`) with `meta`, through the
+    /// admin API at `url` (the coordinator's own when `None`).
     fn publish_at(
         &self,
         url: Option<&str>,
+        model: &str,
         version: &str,
         bytes: &[u8],
         meta: Option<&str>,
     ) -> Result<String> {
         let artifacts = self.dir.join("artifacts");
         std::fs::create_dir_all(&artifacts)?;
-        let file = artifacts.join(format!("{MODEL}-{version}.bin"));
+        let file = artifacts.join(format!("{model}-{version}.bin"));
         std::fs::write(&file, bytes)?;
         let file = file.to_string_lossy().into_owned();
         let key = self.key.to_string_lossy().into_owned();
         let mut args = vec![
             "publish",
-            MODEL,
+            model,
             version,
             &file,
             "--key",
@@ -526,7 +511,7 @@ timeout_secs = 900
             "--file-name",
             "model.bin",
         ];
-        let meta_file = artifacts.join(format!("{MODEL}-{version}.meta.toml"));
+        let meta_file = artifacts.join(format!("{model}-{version}.meta.toml"));
         let meta_path = meta_file.to_string_lossy().into_owned();
         if let Some(meta) = meta {
             std::fs::write(&meta_file, meta)?;

@@ -555,6 +555,12 @@ impl Agent {
         Ok(())
     }
 
+    /// Whether `current` of `model` names `version`.
+    pub fn runs(&self, model: &str, version: &str) -> bool {
+        self.current_of(model)
+            .is_some_and(|v| v.to_string() == version)
+    }
+
     /// The version `current` of another model the agent follows names.
     pub fn current_of(&self, model: &str) -> Option<Version> {
         self.link_of(model, "current")

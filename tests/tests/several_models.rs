@@ -15,14 +15,7 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
     let c = &fleet.coordinator;
     let agent = &fleet.agents[0];
     wait_until("both models on 1.0.0", WAIT, || {
-        Ok(
-            agent.current_of(MODEL).map(|v| v.to_string()).as_deref() == Some("1.0.0")
-                && agent
-                    .current_of(TOKENIZER)
-                    .map(|v| v.to_string())
-                    .as_deref()
-                    == Some("1.0.0"),
-        )
+        Ok(agent.runs(MODEL, "1.0.0") && agent.runs(TOKENIZER, "1.0.0"))
     })?;
     // The coordinator sees one device following both.
     let devices = c.devices()?;
@@ -38,7 +31,7 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
     c.ctl(&["alias", "set", TOKENIZER, "prod", "2.0.0"])?;
     c.ctl(&["alias", "set", MODEL, "prod", "2.0.0"])?;
     wait_until("the detector on 2.0.0", WAIT, || {
-        Ok(agent.current_of(MODEL).map(|v| v.to_string()).as_deref() == Some("2.0.0"))
+        Ok(agent.runs(MODEL, "2.0.0"))
     })?;
     wait_until(
         "the tokenizer's 2.0.0 held after its failed check",
@@ -49,13 +42,7 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
             }))
         },
     )?;
-    ensure!(
-        agent
-            .current_of(TOKENIZER)
-            .map(|v| v.to_string())
-            .as_deref()
-            == Some("1.0.0")
-    );
+    ensure!(agent.runs(TOKENIZER, "1.0.0"));
 
     // A local rollback names its model; the other stays.
     let out = agent.rollback_model(MODEL)?;
@@ -63,14 +50,8 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
         out.contains("rolled back detector: 2.0.0 -> 1.0.0"),
         "{out}"
     );
-    ensure!(agent.current_of(MODEL).map(|v| v.to_string()).as_deref() == Some("1.0.0"));
-    ensure!(
-        agent
-            .current_of(TOKENIZER)
-            .map(|v| v.to_string())
-            .as_deref()
-            == Some("1.0.0")
-    );
+    ensure!(agent.runs(MODEL, "1.0.0"));
+    ensure!(agent.runs(TOKENIZER, "1.0.0"));
     let refused = agent.rollback_model("nothing-here");
     ensure!(
         refused
@@ -101,11 +82,7 @@ fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> 
     c.ctl(&["rollout", "create", "--plan", &path.to_string_lossy()])?;
     let agent = &fleet.agents[0];
     wait_until("the tokenizer on 1.1.0", WAIT, || {
-        Ok(agent
-            .current_of(TOKENIZER)
-            .map(|v| v.to_string())
-            .as_deref()
-            == Some("1.1.0"))
+        Ok(agent.runs(TOKENIZER, "1.1.0"))
     })?;
     for i in 0..60 {
         // Forty for the tokenizer, twenty for the detector (no name: the first model).
@@ -177,14 +154,8 @@ fn each_model_may_declare_the_schemas_its_application_speaks() -> Result<()> {
     // The same schema from the detector is nobody's concern: the application declared none.
     c.ctl(&["alias", "set", MODEL, "prod", "2.0.0"])?;
     wait_until("the detector on 2.0.0", WAIT, || {
-        Ok(agent.current_of(MODEL).map(|v| v.to_string()).as_deref() == Some("2.0.0"))
+        Ok(agent.runs(MODEL, "2.0.0"))
     })?;
-    ensure!(
-        agent
-            .current_of(TOKENIZER)
-            .map(|v| v.to_string())
-            .as_deref()
-            == Some("1.0.0")
-    );
+    ensure!(agent.runs(TOKENIZER, "1.0.0"));
     Ok(())
 }

@@ -15,10 +15,6 @@ use ferry_tests::{Agent, Fleet, MODEL, TOKENIZER, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn on(agent: &Agent, model: &str) -> Option<String> {
-    agent.current_of(model).map(|v| v.to_string())
-}
-
 /// Waits until the tokenizer and the detector run these versions, their switches confirmed.
 fn wait_confirmed(agent: &Agent, tokenizer: &str, detector: &str) -> Result<()> {
     wait_until(
@@ -36,8 +32,8 @@ fn wait_confirmed(agent: &Agent, tokenizer: &str, detector: &str) -> Result<()> 
             };
             Ok(confirmed(TOKENIZER, tokenizer)
                 && confirmed(MODEL, detector)
-                && on(agent, TOKENIZER).as_deref() == Some(tokenizer)
-                && on(agent, MODEL).as_deref() == Some(detector))
+                && agent.runs(TOKENIZER, tokenizer)
+                && agent.runs(MODEL, detector))
         },
     )?;
     Ok(())
@@ -91,7 +87,7 @@ fn a_set_switches_together_and_rolls_back_together() -> Result<()> {
                     && u.outcome
                         .starts_with("rolled back with its update set: tokenizer 2.0.0")
             })
-            && on(agent, MODEL).as_deref() == Some("1.0.0"))
+            && agent.runs(MODEL, "1.0.0"))
     })?;
     let status = agent.status()?;
     let detector = status.models.iter().find(|m| m.model == MODEL);
@@ -99,7 +95,7 @@ fn a_set_switches_together_and_rolls_back_together() -> Result<()> {
         detector.is_some_and(|m| m.holds.is_empty()),
         "the detector's own release is not at fault: {detector:?}"
     );
-    ensure!(on(agent, TOKENIZER).as_deref() == Some("1.0.0"));
+    ensure!(agent.runs(TOKENIZER, "1.0.0"));
     // The detector waits for the tokenizer, and the fleet's views say so.
     wait_until(
         "fragmentation to say the detector waits for its set",
@@ -130,7 +126,7 @@ fn a_set_switches_together_and_rolls_back_together() -> Result<()> {
     );
     std::thread::sleep(Duration::from_secs(2));
     ensure!(
-        on(agent, MODEL).as_deref() == Some("1.0.0"),
+        agent.runs(MODEL, "1.0.0"),
         "the detector switched without its set"
     );
 
