@@ -896,6 +896,18 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_of_the_agent_itself_or_of_a_model_not_followed_is_not_installable() {
+        let config = load_beside_the_basics(
+            "model = \"detector\"\n[self_update]\nmodel = \"ferry-agent\"\n",
+        )
+        .unwrap();
+        let why = |m: &str| crate::bundle::command::not_installable(&config, &m.parse().unwrap());
+        assert_eq!(why("detector"), None);
+        assert!(why("ferry-agent").is_some_and(|w| w.contains("need the coordinator")));
+        assert!(why("ranker").is_some_and(|w| w.contains("follows detector")));
+    }
+
+    #[test]
     fn update_sets_name_followed_models_each_in_one_set_only() {
         const MODELS: &str = "[[models]]\nname = \"tokenizer\"\n[[models]]\nname = \"detector\"\n[[models]]\nname = \"ranker\"\n";
         let config = load_beside_the_basics(&format!(

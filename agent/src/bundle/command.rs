@@ -25,6 +25,29 @@ pub enum Outcome {
     Installed(ModelName, Version, String),
 }
 
+/// Why a bundle of `model` cannot be installed on this device: a model it does not follow,
+/// or the agent's own (a new agent proves itself by reaching the coordinator, which an
+/// offline device cannot: it would fail its trial, roll back and hold the version).
+pub fn not_installable(config: &Config, model: &ModelName) -> Option<String> {
+    if config
+        .self_update
+        .as_ref()
+        .is_some_and(|s| &s.model == model)
+    {
+        return Some(
+            "the agent's own updates need the coordinator (a new agent proves itself by connecting to it)"
+                .into(),
+        );
+    }
+    let followed: Vec<String> = config
+        .follows()
+        .into_iter()
+        .map(|(m, _)| m.to_string())
+        .collect();
+    (!followed.iter().any(|m| m == model.as_str()))
+        .then(|| format!("this device follows {}", followed.join(", ")))
+}
+
 /// Hands the bundle at `bundle` to the daemon; with a `wait`, waits that long for the
 /// release to be installed, checked and confirmed, and fails with the daemon's reason when it
 /// is refused or rolled back.
@@ -33,16 +56,8 @@ pub fn run(config: &Config, bundle: &Path, wait: Duration) -> Result<Outcome> {
         .with_context(|| format!("cannot find {}", bundle.display()))?;
     let (_, header) = install::open(&path).map_err(anyhow::Error::msg)?;
     let (model, version) = (header.model.clone(), header.release.version.clone());
-    let followed: Vec<ModelName> = config.follows().into_iter().map(|(m, _)| m).collect();
-    if !followed.contains(&model) {
-        bail!(
-            "the bundle carries {model} {version}, and this device follows {}",
-            followed
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    if let Some(why) = not_installable(config, &model) {
+        bail!("the bundle carries {model} {version}: {why}");
     }
     if !header.sealed_for.is_empty() {
         // Said here rather than after the hand-over: the bundle is not for this device.

@@ -35,6 +35,10 @@ impl Daemon {
                 return;
             }
         };
+        if let Some(why) = crate::bundle::command::not_installable(&self.config, &header.model) {
+            warn!(path = %path.display(), model = %header.model, "offline bundle refused: {why}");
+            return;
+        }
         let followed = self
             .config
             .follows()
