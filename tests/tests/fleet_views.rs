@@ -136,6 +136,18 @@ fn metrics_parse_as_prometheus_and_agree_with_the_api() -> Result<()> {
     ensure!(value("ferry_devices_behind", &[("reason", "pinned")]) == Some(1.0));
     ensure!(value("ferry_quic_sessions_open", &[]) == Some(3.0));
     ensure!(value("ferry_update_bytes_served_total", &[]).is_some_and(|b| b > 0.0));
+    // What every Prometheus target shows: its build, and the process collector's figures.
+    let protocol = ferry_shared::wire::PROTOCOL_VERSION.to_string();
+    ensure!(value("ferry_build_info", &[("protocol", &protocol)]) == Some(1.0));
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        ensure!(value(name, &[]).is_some_and(|v| v > 0.0), "{name}");
+    }
     // Bounded cardinality: no sample is labelled with a device.
     ensure!(
         scrape

@@ -112,6 +112,15 @@ fn the_metrics_socket_counts_each_report_for_the_model_it_names() -> Result<()> 
                     .contains("ferry_model_requests{model=\"detector\",version=\"1.0.0\"} 20"),
         )
     })?;
+    // The rollout's series name its model, and its phase is a state set.
+    let metrics = c.get("/metrics", "viewer")?.body;
+    for line in [
+        "ferry_rollout_gate_samples{rollout=\"tok-1.1.0\",model=\"tokenizer\",gate=\"ErrorRateIncrease\"} 40",
+        "ferry_rollout_phase{rollout=\"tok-1.1.0\",model=\"tokenizer\",phase=\"running\"} 1",
+        "ferry_rollout_phase{rollout=\"tok-1.1.0\",model=\"tokenizer\",phase=\"completed\"} 0",
+    ] {
+        ensure!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod conditions;
 pub(crate) mod fragmentation;
+pub(crate) mod process_figures;
 pub(crate) mod prometheus;
 pub(crate) mod report_queue;
 pub(crate) mod report_writer;

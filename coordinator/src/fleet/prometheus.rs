@@ -11,6 +11,7 @@ use ferry_shared::rollout::{GateReport, Phase as RolloutPhase};
 use ferry_shared::wire::UpdatePhase;
 
 use crate::api::{FleetStatus, FragmentationReport};
+use crate::fleet::process_figures::ProcessFigures;
 
 /// An active rollout as the metrics show it.
 pub(crate) struct RolloutFigures {
@@ -50,7 +51,19 @@ pub(crate) struct Inputs<'a> {
     pub deferring: &'a BTreeMap<(String, &'static str), u64>,
     /// Requests and errors the devices' applications report, per (model, version).
     pub served: &'a BTreeMap<(String, String), (u64, u64)>,
+    /// This process's own figures.
+    pub process: &'a ProcessFigures,
 }
+
+/// Every rollout phase, with its label value (the state-set pattern: one series per phase,
+/// 1 for the rollout's own).
+const PHASES: [(RolloutPhase, &str); 5] = [
+    (RolloutPhase::Running, "running"),
+    (RolloutPhase::AwaitingApproval, "awaiting-approval"),
+    (RolloutPhase::Completed, "completed"),
+    (RolloutPhase::Aborted, "aborted"),
+    (RolloutPhase::RolledBack, "rolled-back"),
+];
 
 /// Upper bounds of the free-disk histogram's buckets, in bytes: 256 MiB to 256 GiB.
 const DISK_BUCKETS: [u64; 6] = [256 << 20, 1 << 30, 4 << 30, 16 << 30, 64 << 30, 256 << 30];
@@ -77,6 +90,19 @@ fn rollout(r: &RolloutFigures, value: f64) -> (Vec<(&str, &str)>, f64) {
 /// Renders the exposition text.
 pub(crate) fn render(inputs: &Inputs<'_>) -> String {
     let mut out = Exposition::default();
+    let protocol = ferry_shared::wire::PROTOCOL_VERSION.to_string();
+    out.gauge(
+        "ferry_build_info",
+        "1, labelled with this coordinator's version and the newest agent protocol it speaks.",
+        [(
+            vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("protocol", protocol.as_str()),
+            ],
+            1.0,
+        )],
+    );
+    process(&mut out, inputs.process);
     let models = &inputs.fragmentation.models;
     let s = inputs.status;
     out.gauge(
@@ -226,6 +252,22 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
             rollout(r, f64::from(u8::from(waiting)))
         }),
     );
+    out.gauge(
+        "ferry_rollout_phase",
+        "An unfinished rollout's phase: 1 for the phase it is in, 0 for the others.",
+        inputs.rollouts.iter().flat_map(|r| {
+            PHASES.iter().map(move |(phase, name)| {
+                (
+                    vec![
+                        ("rollout", r.id.as_str()),
+                        ("model", r.model.as_str()),
+                        ("phase", *name),
+                    ],
+                    f64::from(u8::from(r.phase == *phase)),
+                )
+            })
+        }),
+    );
     let gates: Vec<(&RolloutFigures, String, &GateReport)> = inputs
         .rollouts
         .iter()
@@ -238,7 +280,11 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
     let gate_samples = |value: fn(&GateReport) -> Option<f64>| {
         gates.iter().filter_map(move |(r, gate, g)| {
             Some((
-                vec![("rollout", r.id.as_str()), ("gate", gate.as_str())],
+                vec![
+                    ("rollout", r.id.as_str()),
+                    ("model", r.model.as_str()),
+                    ("gate", gate.as_str()),
+                ],
                 value(g)?,
             ))
         })
@@ -323,6 +369,45 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
     out.text
 }
 
+/// The standard `process_*` series of this process (those it could read).
+fn process(out: &mut Exposition, p: &ProcessFigures) {
+    let one = |v: Option<f64>| v.map(|v| (Vec::new(), v));
+    out.counter(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        one(p.cpu_seconds),
+    );
+    for (name, help, value) in [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            p.resident_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            p.virtual_bytes,
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            p.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            p.max_fds,
+        ),
+    ] {
+        out.gauge(name, help, one(value.map(|v| v as f64)));
+    }
+    out.gauge(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        one(p.start_time_seconds),
+    );
+}
+
 #[derive(Default)]
 struct Exposition {
     text: String,
@@ -337,6 +422,19 @@ impl Exposition {
         samples: impl IntoIterator<Item = (Vec<(&'l str, &'l str)>, f64)>,
     ) {
         self.family(name, "gauge", help);
+        for (labels, value) in samples {
+            self.sample(name, &labels, value);
+        }
+    }
+
+    /// A counter family and its samples.
+    fn counter<'l>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Vec<(&'l str, &'l str)>, f64)>,
+    ) {
+        self.family(name, "counter", help);
         for (labels, value) in samples {
             self.sample(name, &labels, value);
         }

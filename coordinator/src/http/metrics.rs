@@ -122,5 +122,6 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         disk_free: &disk_free,
         deferring: &deferring,
         served: &served,
+        process: &crate::fleet::process_figures::read(),
     }))
 }
