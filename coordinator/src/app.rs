@@ -112,6 +112,8 @@ pub struct Coordinator {
     pub encode_budget: crate::agents::encode_budget::EncodeBudget,
     /// The cap on everything served to devices (`serve_max_rate`).
     pub serve_cap: crate::agents::serve_cap::ServeCap,
+    /// Requests the admin HTTP port answered, by route and status.
+    pub requests: crate::http::request_figures::RequestFigures,
     config_keys: Vec<PublicKey>,
 }
 
@@ -188,6 +190,7 @@ impl Coordinator {
             uploads: Default::default(),
             encode_budget: crate::agents::encode_budget::EncodeBudget::default(),
             serve_cap,
+            requests: Default::default(),
             config_keys,
         }
     }

@@ -137,6 +137,38 @@ fn metrics_parse_as_prometheus_and_agree_with_the_api() -> Result<()> {
     ensure!(value("ferry_quic_sessions_open", &[]) == Some(3.0));
     ensure!(value("ferry_update_bytes_served_total", &[]).is_some_and(|b| b > 0.0));
     // What every Prometheus target shows: its build, and the process collector's figures.
+    // The admin port's requests by route pattern and status: the viewer's refused alias move
+    // and its fleet status read are among them, a scanner's path is not a series of its own.
+    let requests = |route: &str, method: &str, status: &str| {
+        value(
+            "ferry_http_requests_total",
+            &[("route", route), ("method", method), ("status", status)],
+        )
+    };
+    ensure!(requests("/api/v1/fleet/status", "GET", "200").is_some_and(|n| n >= 1.0));
+    // (Read from the text: the parser used here splits label values at braces.)
+    ensure!(reply.body.contains(
+        "ferry_http_requests_total{route=\"/api/v1/aliases/{name}/{alias}\",method=\"PUT\",status=\"403\"} 1"
+    ));
+    ensure!(
+        !reply.body.contains("/wp-login") && requests("unmatched", "GET", "404").is_none(),
+        "no scan yet"
+    );
+    ensure!(
+        ferry_tests::http::request(c.http, "GET", "/wp-login.php", Some(&c.token("viewer")?))?
+            .status
+            == 404
+    );
+    let again = c.get("/metrics", "viewer")?.body;
+    ensure!(
+        again.contains(
+            "ferry_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1"
+        ) && !again.contains("wp-login")
+            && again.contains(
+                "ferry_http_request_duration_seconds_bucket{route=\"/metrics\",le=\"+Inf\"}"
+            ),
+        "{again}"
+    );
     let protocol = ferry_shared::wire::PROTOCOL_VERSION.to_string();
     ensure!(value("ferry_build_info", &[("protocol", &protocol)]) == Some(1.0));
     for name in [

@@ -12,6 +12,7 @@ use ferry_shared::wire::UpdatePhase;
 
 use crate::api::{FleetStatus, FragmentationReport};
 use crate::fleet::process_figures::ProcessFigures;
+use crate::http::request_figures::{BUCKETS, Tally};
 
 /// An active rollout as the metrics show it.
 pub(crate) struct RolloutFigures {
@@ -53,6 +54,8 @@ pub(crate) struct Inputs<'a> {
     pub served: &'a BTreeMap<(String, String), (u64, u64)>,
     /// This process's own figures.
     pub process: &'a ProcessFigures,
+    /// Requests the admin HTTP port answered, by (route, method, status).
+    pub requests: &'a BTreeMap<(String, String, u16), Tally>,
 }
 
 /// Every rollout phase, with its label value (the state-set pattern: one series per phase,
@@ -103,6 +106,7 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
         )],
     );
     process(&mut out, inputs.process);
+    requests(&mut out, inputs.requests);
     let models = &inputs.fragmentation.models;
     let s = inputs.status;
     out.gauge(
@@ -367,6 +371,60 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
         out.sample(name, &[], value as f64);
     }
     out.text
+}
+
+/// The admin port's requests: a counter by route, method and status, and a duration
+/// histogram by route.
+fn requests(out: &mut Exposition, requests: &BTreeMap<(String, String, u16), Tally>) {
+    let statuses: Vec<(String, &(String, String, u16), u64)> = requests
+        .iter()
+        .map(|(key, t)| (key.2.to_string(), key, t.count))
+        .collect();
+    out.counter(
+        "ferry_http_requests_total",
+        "Requests the admin HTTP port answered since start, by route pattern, method and status.",
+        statuses.iter().map(|(status, (route, method, _), count)| {
+            (
+                vec![
+                    ("route", route.as_str()),
+                    ("method", method.as_str()),
+                    ("status", status.as_str()),
+                ],
+                *count as f64,
+            )
+        }),
+    );
+    let mut by_route: BTreeMap<&str, Tally> = BTreeMap::new();
+    for ((route, _, _), t) in requests {
+        let sum = by_route.entry(route.as_str()).or_default();
+        sum.count += t.count;
+        sum.seconds += t.seconds;
+        for (s, b) in sum.buckets.iter_mut().zip(t.buckets) {
+            *s += b;
+        }
+    }
+    let name = "ferry_http_request_duration_seconds";
+    out.family(
+        name,
+        "histogram",
+        "How long the admin HTTP port took to answer, by route pattern.",
+    );
+    let bucket = format!("{name}_bucket");
+    for (route, t) in &by_route {
+        let mut within = 0;
+        for (bound, n) in BUCKETS.iter().zip(t.buckets) {
+            within += n;
+            let le = bound.to_string();
+            out.sample(&bucket, &[("route", route), ("le", &le)], within as f64);
+        }
+        out.sample(&bucket, &[("route", route), ("le", "+Inf")], t.count as f64);
+        out.sample(&format!("{name}_sum"), &[("route", route)], t.seconds);
+        out.sample(
+            &format!("{name}_count"),
+            &[("route", route)],
+            t.count as f64,
+        );
+    }
 }
 
 /// The standard `process_*` series of this process (those it could read).

@@ -123,5 +123,6 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         deferring: &deferring,
         served: &served,
         process: &crate::fleet::process_figures::read(),
+        requests: &app.requests.snapshot(),
     }))
 }

@@ -17,6 +17,7 @@ pub(crate) mod metrics;
 pub mod refusal_budget;
 pub(crate) mod releases;
 pub(crate) mod replies;
+pub(crate) mod request_figures;
 pub(crate) mod rollouts;
 pub mod route;
 pub mod router;

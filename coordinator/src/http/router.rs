@@ -67,6 +67,10 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .route("/", get(crate::http::dashboard::index))
         .route("/dashboard.js", get(crate::http::dashboard::script))
         .nest("/api/v1", api)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::http::request_figures::track,
+        ))
         .with_state(app)
 }
 
