@@ -114,6 +114,8 @@ pub struct Coordinator {
     pub serve_cap: crate::agents::serve_cap::ServeCap,
     /// Requests the admin HTTP port answered, by route and status.
     pub requests: crate::http::request_figures::RequestFigures,
+    /// What happened since start, as counters (installs, publishes, refusals).
+    pub happened: crate::fleet::event_counts::EventCounts,
     config_keys: Vec<PublicKey>,
 }
 
@@ -191,6 +193,7 @@ impl Coordinator {
             encode_budget: crate::agents::encode_budget::EncodeBudget::default(),
             serve_cap,
             requests: Default::default(),
+            happened: Default::default(),
             config_keys,
         }
     }
@@ -286,6 +289,7 @@ impl Coordinator {
     /// Tells open sessions (and the cache warmer) that an alias moved.
     pub fn announce(&self, model: &ModelName, alias: &AliasName) {
         self.desired.invalidate();
+        self.happened.alias_moved();
         self.fanout.announce((model.clone(), alias.clone()));
         // No receivers means no open sessions; nothing to tell.
         let _ = self.alias_moves.send(AliasMoved {

@@ -53,6 +53,13 @@ fn counted_and_expiring_enrollment_tokens_and_revoking_a_device() -> Result<()> 
         Ok(fleet.agents[third].log().contains("has expired"))
     })?;
     ensure!(enrolled(&fleet)? == 1, "only the first device enrolled");
+    // Refused sessions are counted by reason, for an alert on their rate.
+    let metrics = fleet.coordinator.get("/metrics", "viewer")?.body;
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_agent_sessions_refused_total{reason=\"enrollment\"} "))
+        .and_then(|n| n.parse::<f64>().ok());
+    ensure!(refused.is_some_and(|n| n >= 2.0), "{refused:?}");
     let tokens: Vec<EnrollTokenView> = fleet.coordinator.ctl_json(&["devices", "enroll-tokens"])?;
     let batch = tokens
         .iter()

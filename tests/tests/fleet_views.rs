@@ -169,6 +169,22 @@ fn metrics_parse_as_prometheus_and_agree_with_the_api() -> Result<()> {
             ),
         "{again}"
     );
+    // Counters of what happened: every device installed the fleet's releases, which were
+    // published and pointed at.
+    let installed: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "ferry_device_updates_total" && s.labels.get("outcome") == Some("installed")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    ensure!(installed >= 3.0, "{installed} installs counted");
+    ensure!(value("ferry_publishes_total", &[]).is_some_and(|n| n >= 2.0));
+    ensure!(value("ferry_alias_moves_total", &[]).is_some_and(|n| n >= 1.0));
     let protocol = ferry_shared::wire::PROTOCOL_VERSION.to_string();
     ensure!(value("ferry_build_info", &[("protocol", &protocol)]) == Some(1.0));
     for name in [

@@ -260,15 +260,15 @@ async fn handshake(app: &Coordinator, conn: &Connection) -> Result<Admitted, Ses
     write_preamble(&mut send).await?;
     let (hello, protocol) = match hello {
         Ok(hello) => hello,
-        Err(refusal) => return Err(refuse(conn, &mut send, refusal).await),
+        Err(refusal) => return Err(refuse(app, conn, &mut send, refusal).await),
     };
     let now = unix_now();
     if let Some(refusal) = refuse_clone(app, conn, now).await? {
-        return Err(refuse(conn, &mut send, refusal).await);
+        return Err(refuse(app, conn, &mut send, refusal).await);
     }
     let (id, mut record) = match admit(app, conn, &hello, now)? {
         Ok(admitted) => admitted,
-        Err(refusal) => return Err(refuse(conn, &mut send, refusal).await),
+        Err(refusal) => return Err(refuse(app, conn, &mut send, refusal).await),
     };
     info!(device = %id, remote = %conn.remote_address(), "agent connected");
     write_frame(
@@ -357,7 +357,13 @@ async fn read_hello(recv: &mut RecvStream) -> Result<(Hello, u16), Refusal> {
 
 /// Tells the agent why it is refused and closes the connection; the error the session ends
 /// with.
-async fn refuse(conn: &Connection, send: &mut SendStream, refusal: Refusal) -> SessionError {
+async fn refuse(
+    app: &Coordinator,
+    conn: &Connection,
+    send: &mut SendStream,
+    refusal: Refusal,
+) -> SessionError {
+    app.happened.refused(refusal.kind);
     warn!(remote = %conn.remote_address(), "refused agent: {}", refusal.message);
     let message = refusal.message.clone();
     if let Err(e) = write_frame(send, &ToAgent::Refused(refusal)).await {

@@ -4,6 +4,7 @@
 //! API and the periodic history ([`views`]), and `/metrics` ([`prometheus`]).
 
 pub(crate) mod conditions;
+pub mod event_counts;
 pub(crate) mod fragmentation;
 pub(crate) mod process_figures;
 pub(crate) mod prometheus;

@@ -11,6 +11,7 @@ use ferry_shared::rollout::{GateReport, Phase as RolloutPhase};
 use ferry_shared::wire::UpdatePhase;
 
 use crate::api::{FleetStatus, FragmentationReport};
+use crate::fleet::event_counts::Counted;
 use crate::fleet::process_figures::ProcessFigures;
 use crate::http::request_figures::{BUCKETS, Tally};
 
@@ -56,6 +57,8 @@ pub(crate) struct Inputs<'a> {
     pub process: &'a ProcessFigures,
     /// Requests the admin HTTP port answered, by (route, method, status).
     pub requests: &'a BTreeMap<(String, String, u16), Tally>,
+    /// What happened since start: device updates, publishes, alias moves, refusals.
+    pub happened: &'a Counted,
 }
 
 /// Every rollout phase, with its label value (the state-set pattern: one series per phase,
@@ -107,6 +110,7 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
     );
     process(&mut out, inputs.process);
     requests(&mut out, inputs.requests);
+    happened(&mut out, inputs.happened);
     let models = &inputs.fragmentation.models;
     let s = inputs.status;
     out.gauge(
@@ -371,6 +375,37 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
         out.sample(name, &[], value as f64);
     }
     out.text
+}
+
+/// What happened since start, as counters.
+fn happened(out: &mut Exposition, c: &Counted) {
+    out.counter(
+        "ferry_device_updates_total",
+        "Device events since start, by model and outcome (installed, failed: an install that did not reach the switch, rolled-back: a failed health check, local-rollback: an operator on the device), counted as each is first stored.",
+        c.updates.iter().map(|((model, outcome), n)| {
+            (
+                vec![("model", model.as_str()), ("outcome", *outcome)],
+                *n as f64,
+            )
+        }),
+    );
+    out.counter(
+        "ferry_agent_sessions_refused_total",
+        "Agent sessions refused since start, by reason (enrollment, identity, revoked, protocol-version, bad-request, internal).",
+        c.refusals
+            .iter()
+            .map(|(why, n)| (vec![("reason", *why)], *n as f64)),
+    );
+    out.counter(
+        "ferry_publishes_total",
+        "Releases published through this coordinator since start.",
+        [(Vec::new(), c.publishes as f64)],
+    );
+    out.counter(
+        "ferry_alias_moves_total",
+        "Alias moves this coordinator told the fleet of since start.",
+        [(Vec::new(), c.alias_moves as f64)],
+    );
 }
 
 /// The admin port's requests: a counter by route, method and status, and a duration

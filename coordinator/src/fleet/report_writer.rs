@@ -120,6 +120,7 @@ fn start(app: Arc<Coordinator>) -> mpsc::Sender<Job> {
                         for (job, result) in jobs.into_iter().zip(results) {
                             let acked = result.map(|(events, through)| {
                                 log_events(&job.id, &events);
+                                app.happened.device_events(&events);
                                 through
                             });
                             let _ = job.reply.send(Ok(acked));

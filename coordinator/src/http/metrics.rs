@@ -124,5 +124,6 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         served: &served,
         process: &crate::fleet::process_figures::read(),
         requests: &app.requests.snapshot(),
+        happened: &app.happened.snapshot(),
     }))
 }

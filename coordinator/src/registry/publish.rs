@@ -44,6 +44,7 @@ pub(crate) fn publish(
         )));
     }
     let outcome = app.store.publish_because(&signed, actor, why, now)?;
+    app.happened.published();
     let (created, latest_moved, resigned_from) = match outcome {
         PublishOutcome::Published { latest_moved } => (true, latest_moved, None),
         PublishOutcome::AlreadyPublished => (false, false, None),
