@@ -135,7 +135,7 @@ fn metrics_parse_as_prometheus_and_agree_with_the_api() -> Result<()> {
     }
     ensure!(value("ferry_devices_behind", &[("reason", "pinned")]) == Some(1.0));
     ensure!(value("ferry_quic_sessions_open", &[]) == Some(3.0));
-    ensure!(value("ferry_update_bytes_served_total", &[]).is_some_and(|b| b > 0.0));
+    ensure!(value("ferry_update_served_bytes_total", &[]).is_some_and(|b| b > 0.0));
     // What every Prometheus target shows: its build, and the process collector's figures.
     // The admin port's requests by route pattern and status: the viewer's refused alias move
     // and its fleet status read are among them, a scanner's path is not a series of its own.

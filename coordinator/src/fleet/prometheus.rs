@@ -321,7 +321,7 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
     );
     for (name, help, value) in [
         (
-            "ferry_update_bytes_served_total",
+            "ferry_update_served_bytes_total",
             "Chunk bytes sent to agents since start, as on the wire.",
             s.bytes_served,
         ),
