@@ -113,7 +113,7 @@ pub struct Coordinator {
     /// The cap on everything served to devices (`serve_max_rate`).
     pub serve_cap: crate::agents::serve_cap::ServeCap,
     /// Requests the admin HTTP port answered, by route and status.
-    pub requests: crate::http::request_figures::RequestFigures,
+    pub requests: crate::fleet::http_requests::RequestFigures,
     /// What happened since start, as counters (installs, publishes, refusals).
     pub happened: crate::fleet::event_counts::EventCounts,
     config_keys: Vec<PublicKey>,

@@ -6,6 +6,7 @@
 pub(crate) mod conditions;
 pub mod event_counts;
 pub(crate) mod fragmentation;
+pub mod http_requests;
 pub(crate) mod process_figures;
 pub(crate) mod prometheus;
 pub(crate) mod report_queue;

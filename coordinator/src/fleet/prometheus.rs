@@ -12,8 +12,8 @@ use ferry_shared::wire::UpdatePhase;
 
 use crate::api::{FleetStatus, FragmentationReport};
 use crate::fleet::event_counts::Counted;
+use crate::fleet::http_requests::{BUCKETS, Tally};
 use crate::fleet::process_figures::ProcessFigures;
-use crate::http::request_figures::{BUCKETS, Tally};
 
 /// An active rollout as the metrics show it.
 pub(crate) struct RolloutFigures {

@@ -69,7 +69,7 @@ pub fn router(app: Arc<Coordinator>) -> Router {
         .nest("/api/v1", api)
         .layer(middleware::from_fn_with_state(
             app.clone(),
-            crate::http::request_figures::track,
+            crate::http::track_requests::track,
         ))
         .with_state(app)
 }

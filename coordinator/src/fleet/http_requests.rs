@@ -1,17 +1,11 @@
 //! Requests the admin HTTP port answered, by route (the router's pattern, never the raw path:
-//! bounded cardinality), method and status, with their durations: counted by a middleware
-//! around every route ([`track`]) and shown on `/metrics` as `ferry_http_requests_total` and
-//! `ferry_http_request_duration_seconds`.
+//! bounded cardinality), method and status, with their durations: counted by the admin
+//! API's middleware (`http::track_requests`) and shown on `/metrics` as
+//! `ferry_http_requests_total` and `ferry_http_request_duration_seconds`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-
-use crate::app::Coordinator;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Upper bounds of the duration histogram's buckets, in seconds.
 pub(crate) const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -52,29 +46,6 @@ impl RequestFigures {
     pub(crate) fn snapshot(&self) -> BTreeMap<(String, String, u16), Tally> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-}
-
-/// The middleware: times the request and counts it under its route's pattern (`unmatched`
-/// for a path no route has, so a scanner cannot grow the series).
-pub(crate) async fn track(
-    State(app): State<Arc<Coordinator>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    app.requests.record(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 #[cfg(test)]
