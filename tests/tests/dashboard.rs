@@ -130,6 +130,24 @@ fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> Result<()> {
         attr_after(&dom, "data-rollout=\"canary-3\"", "data-phase").as_deref()
             == Some("AwaitingApproval")
     );
+    // The wave's bar shows adoption (on target of those reached), not the wave's share.
+    let canary = fleet.rollout("canary-3")?;
+    let adoption = if canary.devices.targeted == 0 {
+        0
+    } else {
+        (canary.devices.on_target as f64 / canary.devices.targeted as f64 * 100.0).round() as u64
+    };
+    ensure!(
+        attr_after(&dom, "data-rollout=\"canary-3\"", "data-adoption")
+            == Some(adoption.to_string()),
+        "adoption shown: {:?}, API: {adoption}",
+        attr_after(&dom, "data-rollout=\"canary-3\"", "data-adoption")
+    );
+    // The fragmentation chart places its samples on a 7-day time axis.
+    ensure!(
+        attr_after(&dom, &marker, "data-samples").is_some_and(|n| n.parse::<u64>().is_ok()),
+        "no history chart"
+    );
     // The search from the URL shows the GPU device and only it.
     let shown: Vec<&str> = dom
         .match_indices("data-device=\"")
@@ -142,6 +160,11 @@ fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> Result<()> {
     ensure!(
         !login.contains("data-loaded=\"true\""),
         "data without a token"
+    );
+    ensure!(
+        text_of(&login, "updated").as_deref() == Some(""),
+        "the sign-in screen says {:?}",
+        text_of(&login, "updated")
     );
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../dashboard.png");
@@ -158,5 +181,18 @@ fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> Result<()> {
         std::fs::read(&shot).with_context(|| format!("no screenshot at {}", shot.display()))?;
     ensure!(png.starts_with(b"\x89PNG"), "not a PNG");
     println!("screenshot: {}", shot.display());
+    // And as a phone or a narrow window shows it.
+    let narrow = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-420.png");
+    let _ = std::fs::remove_file(&narrow);
+    browse(
+        &fleet.dir,
+        &url,
+        &[
+            &format!("--screenshot={}", narrow.display()),
+            "--window-size=420,1500",
+        ],
+    )?;
+    ensure!(std::fs::read(&narrow)?.starts_with(b"\x89PNG"), "not a PNG");
+    println!("screenshot: {}", narrow.display());
     Ok(())
 }

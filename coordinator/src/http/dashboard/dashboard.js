@@ -1,6 +1,7 @@
 "use strict";
 const REFRESH_MS = 5000;
 const COLORS = ["#2b6cb0", "#2f8f5b", "#b7791f", "#805ad5", "#c05621", "#2c7a7b", "#b83280", "#718096"];
+const HISTORY_DAYS = 7;
 const params = new URLSearchParams(location.hash.slice(1));
 let token = params.get("token") || sessionStorage.getItem("ferry-token") || "";
 let devices = [];
@@ -23,6 +24,13 @@ function svg(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
   for (const c of children.flat()) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return e;
+}
+// A version keeps its colour across refreshes and models: picked by its name, not its rank.
+function colorOf(version) {
+  if (!version) return "#a0a7b4";
+  let h = 0;
+  for (const c of version) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return COLORS[h % COLORS.length];
 }
 function fill(id, rows) { const t = document.getElementById(id); t.replaceChildren(...rows); return rows.length; }
 function ago(secs) {
@@ -49,9 +57,9 @@ function versionsChart(versions) {
   const total = versions.reduce((s, v) => s + v.devices, 0) || 1;
   const w = 560, h = 26;
   let x = 0;
-  const rects = versions.map((v, i) => {
+  const rects = versions.map((v) => {
     const width = (v.devices / total) * w;
-    const r = svg("rect", { x, y: 0, width: Math.max(width, 0), height: h, fill: COLORS[i % COLORS.length] },
+    const r = svg("rect", { x, y: 0, width: Math.max(width, 0), height: h, fill: colorOf(v.version) },
       svg("title", {}, (v.version || "none") + ": " + v.devices));
     x += width;
     return r;
@@ -60,33 +68,52 @@ function versionsChart(versions) {
     preserveAspectRatio: "none", "aria-label": "devices per version" }, rects);
 }
 
-function historyChart(history) {
-  const w = 560, h = 90, pad = 4;
-  if (history.length === 0) return el("p", { class: "muted" }, "No sample yet.");
-  const t0 = history[0].at, t1 = history[history.length - 1].at || t0 + 1;
-  const xs = (t) => pad + ((t - t0) / Math.max(1, t1 - t0)) * (w - 2 * pad);
-  const ys = (v) => h - pad - v * (h - 2 * pad);
-  const points = history.map((p) => `${xs(p.at).toFixed(1)},${ys(p.index).toFixed(1)}`).join(" ");
-  return svg("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", height: h, role: "img",
-      preserveAspectRatio: "none", "aria-label": "fragmentation index over time" },
-    svg("line", { x1: pad, y1: ys(0), x2: w - pad, y2: ys(0), stroke: "#e3e6ec" }),
-    svg("line", { x1: pad, y1: ys(1), x2: w - pad, y2: ys(1), stroke: "#e3e6ec" }),
-    svg("polyline", { points, fill: "none", stroke: "#2b6cb0", "stroke-width": 2 }),
-    history.length === 1 ? svg("circle", { cx: xs(history[0].at), cy: ys(history[0].index), r: 3, fill: "#2b6cb0" }) : []);
+// The index over the last `days` days on a time axis (a day per tick), 0 to 1 upwards:
+// ten minutes of samples take ten minutes' width, not the whole chart.
+function historyChart(history, days) {
+  const w = 560, h = 130, left = 30, right = 10, top = 8, bottom = 22;
+  const now = Date.now() / 1000, t0 = now - days * 86400;
+  const xs = (t) => left + ((t - t0) / (now - t0)) * (w - left - right);
+  const ys = (v) => h - bottom - v * (h - top - bottom);
+  const axes = [];
+  for (const v of [0, 0.5, 1]) {
+    axes.push(svg("line", { x1: left, y1: ys(v), x2: w - right, y2: ys(v), stroke: "var(--line)" }),
+      svg("text", { x: left - 4, y: ys(v) + 3, "text-anchor": "end", "font-size": 10 }, v.toFixed(1)));
+  }
+  for (let d = 0; d <= days; d++) {
+    const t = t0 + d * 86400;
+    const anchor = d === 0 ? "start" : d === days ? "end" : "middle";
+    axes.push(svg("line", { x1: xs(t), y1: ys(0), x2: xs(t), y2: ys(0) + 4, stroke: "var(--muted)" }),
+      svg("text", { x: xs(t), y: h - 6, "text-anchor": anchor, "font-size": 10 },
+        d === days ? "now" : new Date(t * 1000).toLocaleDateString(undefined, { month: "short", day: "numeric" })));
+  }
+  const shown = history.filter((p) => p.at >= t0);
+  const points = shown.map((p) => `${xs(p.at).toFixed(1)},${ys(p.index).toFixed(1)}`).join(" ");
+  return svg("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", role: "img",
+      "aria-label": `fragmentation index, last ${days} days`, "data-samples": shown.length },
+    axes,
+    shown.length > 1 ? svg("polyline", { points, fill: "none", stroke: "var(--accent)", "stroke-width": 2 }) : [],
+    shown.map((p) => svg("circle", { cx: xs(p.at), cy: ys(p.index), r: shown.length > 1 ? 1.5 : 3, fill: "var(--accent)" },
+      svg("title", {}, new Date(p.at * 1000).toLocaleString() + ": " + p.index.toFixed(2)))),
+    shown.length === 0 ? svg("text", { x: (w + left) / 2, y: h / 2, "text-anchor": "middle", "font-size": 12 }, "no sample yet") : []);
 }
 
 function renderModels(status, frag) {
   const byName = Object.fromEntries(frag.models.map((m) => [m.model, m]));
-  const sections = status.models.map((m) => {
+  // Models no device follows yet share one line rather than a card each.
+  const idle = status.models.filter((m) => m.devices === 0);
+  const sections = status.models.filter((m) => m.devices > 0).map((m) => {
     const f = byName[m.model];
     const index = f ? f.overall.index : 0;
-    const legend = m.versions.map((v, i) => el("span", { "data-version": v.version || "none", "data-count": v.devices },
-      el("span", { class: "swatch", style: "background:" + COLORS[i % COLORS.length] }),
+    const legend = m.versions.map((v) => el("span", { "data-version": v.version || "none", "data-count": v.devices },
+      el("span", { class: "swatch", style: "background:" + colorOf(v.version) }),
       (v.version || "none") + " — " + v.devices + " (" + Math.round(v.share * 100) + "%)"));
     const aliases = m.aliases.map((a) => el("tr", { "data-alias": a.alias },
       el("td", {}, a.alias), el("td", {}, a.version), el("td", {}, a.on_target + " / " + a.following)));
+    const since = Date.now() / 1000 - HISTORY_DAYS * 86400;
+    const samples = (f ? f.history : []).filter((p) => p.at >= since).length;
     return el("section", { class: "model", "data-model": m.model, "data-devices": m.devices,
-        "data-index": index.toFixed(4) },
+        "data-index": index.toFixed(4), "data-samples": samples },
       el("h2", {}, "Model " + m.model + " — " + m.devices + " device(s), fragmentation index ",
         el("span", { class: "index" }, index.toFixed(2))),
       el("div", { class: "grid2" },
@@ -94,9 +121,13 @@ function renderModels(status, frag) {
           el("div", { class: "legend" }, legend),
           el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "alias"), el("th", {}, "target"), el("th", {}, "on target / following"))),
             el("tbody", {}, aliases))),
-        el("div", {}, el("div", { class: "muted" }, "fragmentation index, last 7 days"),
-          historyChart(f ? f.history : []))));
+        el("div", {}, el("div", { class: "muted" }, `fragmentation index, last ${HISTORY_DAYS} days`),
+          historyChart(f ? f.history : [], HISTORY_DAYS))));
   });
+  if (idle.length > 0) {
+    sections.push(el("section", { class: "empty-models" }, el("span", { class: "muted" }, "No device follows "),
+      idle.map((m) => el("span", { class: "model", "data-model": m.model, "data-devices": 0, "data-index": "0.0000" }, m.model))));
+  }
   document.getElementById("models").replaceChildren(...sections);
   document.getElementById("models-count").textContent = status.models.length;
 }
@@ -106,6 +137,9 @@ function renderRollouts(rollouts) {
   const n = fill("rollouts", active.map((r) => {
     const waves = r.waves.length, inForce = r.waves_in_force;
     const pct = r.waves[inForce - 1] || 0;
+    // The bar shows adoption (devices on the target of those the waves reach), not the
+    // wave's share: "0 on target" must not look finished.
+    const adoption = r.devices.targeted ? Math.round((r.devices.on_target / r.devices.targeted) * 100) : 0;
     const gates = r.gates.map((g) => {
       const kind = g.gate.kind;
       const name = typeof kind === "string" ? kind
@@ -114,11 +148,13 @@ function renderRollouts(rollouts) {
       const value = g.value === null || g.value === undefined ? "–" : g.value.toFixed(4);
       return el("div", { class: g.verdict.toLowerCase() }, `${name}: ${value} (threshold ${g.gate.threshold}, ${g.samples}/${g.gate.min_samples} samples) ${g.verdict.toLowerCase()}`);
     });
-    return el("tr", { "data-rollout": r.id, "data-phase": r.phase, "data-wave": inForce + "/" + waves },
+    return el("tr", { "data-rollout": r.id, "data-phase": r.phase, "data-wave": inForce + "/" + waves,
+        "data-adoption": adoption },
       el("td", {}, r.id), el("td", {}, r.model + " " + r.version),
       el("td", {}, r.phase + (r.paused ? " (paused)" : "")),
-      el("td", {}, `${inForce}/${waves} (${pct}%${r.shadow_waves.includes(inForce - 1) ? " shadow" : ""})`,
-        el("div", { class: "bar" }, el("div", { style: `width:${pct}%` }))),
+      el("td", {}, `${inForce}/${waves} (${pct}% of the fleet${r.shadow_waves.includes(inForce - 1) ? ", shadow" : ""})`,
+        el("div", { class: "bar", title: `${adoption}% on target`, "data-adoption": adoption },
+          el("div", { style: `width:${adoption}%` }))),
       el("td", {}, `${r.devices.on_target} on target of ${r.devices.targeted} targeted`,
         ...(r.notes || []).map((note) => el("div", { class: "muted note" }, note)),
         ...(r.stragglers || []).slice(0, 5).map((s) =>
@@ -182,12 +218,14 @@ async function refresh() {
 }
 
 function showLogin(message) {
+  document.getElementById("updated").textContent = "";
   document.getElementById("app").hidden = true;
   document.getElementById("login").hidden = false;
   document.getElementById("login-error").textContent = message || "";
 }
 
 function start() {
+  document.getElementById("updated").textContent = "loading…";
   document.getElementById("login").hidden = true;
   document.getElementById("app").hidden = false;
   refresh();
