@@ -30,6 +30,30 @@ fn an_edited_audit_entry_is_found_by_the_chain() -> Result<()> {
         listed.contains("alias.set") && !listed.contains("publish"),
         "{listed}"
     );
+    // Filtered by the coordinator: by action, subject and time; an unknown filter is refused.
+    let entries = |query: &str| -> Result<Vec<ferry_coordinator::api::AuditEntryView>> {
+        let reply = c.get(&format!("/api/v1/audit?{query}"), "admin")?;
+        ensure!(reply.status == 200, "{query}: {}", reply.body);
+        Ok(serde_json::from_str(&reply.body)?)
+    };
+    let moves = entries("action=alias")?;
+    ensure!(
+        !moves.is_empty() && moves.iter().all(|e| e.action.starts_with("alias")),
+        "{moves:?}"
+    );
+    let newer = entries("subject=1.1.0")?;
+    ensure!(
+        !newer.is_empty() && newer.iter().all(|e| e.subject.contains("1.1.0")),
+        "{newer:?}"
+    );
+    ensure!(entries("since=4000000000")?.is_empty());
+    ensure!(entries("until=1")?.is_empty());
+    ensure!(c.get("/api/v1/audit?acton=alias", "admin")?.status == 400);
+    let by_subject = c.ctl(&["audit", "--subject", "1.1.0", "--hours", "1"])?;
+    ensure!(
+        by_subject.contains("publish") && !by_subject.contains("alias.set"),
+        "{by_subject}"
+    );
 
     // The coordinator stopped, someone rewrites why prod moved.
     fleet.coordinator.stop();

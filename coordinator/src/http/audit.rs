@@ -1,5 +1,5 @@
-//! The audit routes: the trail, page by page, and a walk of its hash chain (against an anchor
-//! kept from an earlier walk).
+//! The audit routes: the trail, page by page and filtered (action, actor, subject, time), and
+//! a walk of its hash chain (against an anchor kept from an earlier walk).
 
 use std::sync::Arc;
 
@@ -28,7 +28,38 @@ pub(crate) fn routes() -> Vec<Route> {
 struct AuditQuery {
     after: Option<u64>,
     limit: Option<usize>,
+    /// Only actions starting with this (`rollout`, `alias.set`).
+    action: Option<String>,
+    /// Only actors containing this (a person or a token's name).
+    actor: Option<String>,
+    /// Only subjects containing this (a model, a device id).
+    subject: Option<String>,
+    /// Only entries at or after this time (Unix seconds).
+    since: Option<u64>,
+    /// Only entries before this time (Unix seconds).
+    until: Option<u64>,
 }
+
+impl AuditQuery {
+    fn keeps(&self, e: &AuditEntry) -> bool {
+        self.action
+            .as_deref()
+            .is_none_or(|a| e.action.starts_with(a))
+            && self.actor.as_deref().is_none_or(|a| e.actor.contains(a))
+            && self
+                .subject
+                .as_deref()
+                .is_none_or(|s| e.subject.contains(s))
+            && self.since.is_none_or(|t| e.at >= t)
+            && self.until.is_none_or(|t| e.at < t)
+    }
+}
+
+/// Most entries one filtered request reads through, looking for its matches: the trail is
+/// long-lived, and a filter that matches nothing must not read all of it each time. A caller
+/// that gets fewer matches than it asked for may page on from the last one it got (or, with
+/// none, it has read this many entries past `after` without a match).
+const MAX_SCANNED: usize = 200_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +85,20 @@ async fn audit(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Vec<AuditEntryView>> {
     let limit = query.limit.unwrap_or(1000).min(10_000);
-    let entries = app.store.audit(query.after.unwrap_or(0), limit)?;
-    Ok(Json(entries.into_iter().map(view).collect()))
+    let mut after = query.after.unwrap_or(0);
+    let mut out = Vec::new();
+    let mut scanned = 0;
+    // Page through the chain until enough entries match, it ends, or the scan's bound: the
+    // last entry returned tells the caller where to go on (`after`).
+    while out.len() < limit && scanned < MAX_SCANNED {
+        let page = app.store.audit(after, 10_000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        scanned += page.len();
+        out.extend(page.into_iter().filter(|e| query.keeps(e)).map(view));
+    }
+    out.truncate(limit);
+    Ok(Json(out))
 }
 
 /// The API's view of a stored entry.

@@ -22,6 +22,15 @@ pub(crate) struct AuditArgs {
     /// Only entries whose action starts with this (`stage`, `alias.set`, `rollout`, …).
     #[arg(long)]
     action: Option<String>,
+    /// Only entries whose actor contains this (a person, a token's name).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only entries whose subject contains this (a model, a device id, a rollout).
+    #[arg(long)]
+    subject: Option<String>,
+    /// Only entries of the last N hours.
+    #[arg(long)]
+    hours: Option<u64>,
     /// The last N entries (after filtering).
     #[arg(long, default_value_t = 50)]
     last: usize,
@@ -34,6 +43,22 @@ pub(crate) async fn run(client: &Client, args: &AuditArgs) -> Result<()> {
     if args.verify {
         return verify(client, args).await;
     }
+    let since = args
+        .hours
+        .map(|h| crate::output::now().saturating_sub(h.saturating_mul(3600)));
+    let keeps = |e: &AuditEntryView| {
+        args.action
+            .as_deref()
+            .is_none_or(|a| e.action.starts_with(a))
+            && args.actor.as_deref().is_none_or(|a| e.actor.contains(a))
+            && args
+                .subject
+                .as_deref()
+                .is_none_or(|s| e.subject.contains(s))
+            && since.is_none_or(|t| e.at >= t)
+    };
+    // Read page by page (the whole trail: the filters are applied here, so no page ends
+    // early) and keep the last matches.
     let mut entries: Vec<AuditEntryView> = Vec::new();
     let mut after = 0;
     loop {
@@ -42,11 +67,7 @@ pub(crate) async fn run(client: &Client, args: &AuditArgs) -> Result<()> {
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        entries.extend(page.into_iter().filter(|e| {
-            args.action
-                .as_deref()
-                .is_none_or(|a| e.action.starts_with(a))
-        }));
+        entries.extend(page.into_iter().filter(|e| keeps(e)));
         let keep = entries.len().saturating_sub(args.last);
         entries.drain(..keep);
     }
