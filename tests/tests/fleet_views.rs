@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use ferry_coordinator::api::{BehindReason, FragmentationReport};
+use ferry_coordinator::api::{BehindReason, DeviceView, FragmentationReport};
 use ferry_tests::scenarios::{fragmented_fleet, rollout_awaiting_approval};
 use ferry_tests::wait_until;
 
@@ -239,5 +239,28 @@ fn every_table_fits_an_80_column_terminal() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+#[test]
+fn the_device_list_pages_in_id_order() -> Result<()> {
+    let fleet = fragmented_fleet()?;
+    let c = &fleet.coordinator;
+    let page = |query: &str| -> Result<Vec<String>> {
+        let reply = c.get(&format!("/api/v1/devices{query}"), "viewer")?;
+        ensure!(reply.status == 200, "{query}: {}", reply.body);
+        let views: Vec<DeviceView> = serde_json::from_str(&reply.body)?;
+        Ok(views.into_iter().map(|d| d.id).collect())
+    };
+    let all = page("")?;
+    let mut sorted = all.clone();
+    sorted.sort();
+    ensure!(all.len() == 3 && all == sorted, "{all:?}");
+    let first = page("?limit=2")?;
+    ensure!(first == all[..2], "{first:?}");
+    let rest = page(&format!("?limit=2&after={}", first[1]))?;
+    ensure!(rest == all[2..], "{rest:?}");
+    ensure!(page(&format!("?after={}", all[2]))?.is_empty());
+    ensure!(c.get("/api/v1/devices?page=2", "viewer")?.status == 400);
     Ok(())
 }

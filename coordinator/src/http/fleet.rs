@@ -19,17 +19,33 @@ use crate::unix_now;
 /// The routes, declared with what each requires.
 pub(crate) fn routes() -> Vec<Route> {
     vec![
-        Route::get("/devices", Action::Read, list_devices),
+        Route::get("/devices", Action::Read, list_devices).reads_query(),
         Route::get("/fleet/status", Action::Read, fleet_status).reads_query(),
         Route::get("/fleet/fragmentation", Action::Read, fleet_fragmentation).reads_query(),
     ]
 }
 
-async fn list_devices(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<DeviceView>> {
+/// A page of the device list: devices in id order after `after`, at most `limit` (all of
+/// them without either).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicePage {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_devices(
+    State(app): State<Arc<Coordinator>>,
+    Query(page): Query<DevicePage>,
+) -> ApiResult<Vec<DeviceView>> {
     let revoked = app.store.revoked_devices()?;
-    let views = Gathered::read(&app)?
-        .devices
+    let mut devices = Gathered::read(&app)?.devices;
+    devices.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let after = page.after.unwrap_or_default();
+    let views = devices
         .into_iter()
+        .filter(|(id, ..)| id.as_str() > after.as_str())
+        .take(page.limit.unwrap_or(usize::MAX))
         .map(|(id, r, connected, last_seen)| DeviceView {
             revoked_at: revoked.get(id.as_str()).map(|r| r.at),
             id: id.to_string(),
