@@ -1048,6 +1048,39 @@ pub struct BackupRequest {
     pub to: std::path::PathBuf,
 }
 
+/// Which audit entries to show: action by prefix, actor and subject by substring, time as
+/// `[since, until)` in Unix seconds; what is not given does not filter. `GET /audit` and
+/// `ferryctl audit` judge by this one rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Actions starting with this (`rollout`, `alias.set`).
+    pub action: Option<String>,
+    /// Actors containing this.
+    pub actor: Option<String>,
+    /// Subjects containing this.
+    pub subject: Option<String>,
+    /// At or after this time.
+    pub since: Option<u64>,
+    /// Before this time.
+    pub until: Option<u64>,
+}
+
+impl AuditFilter {
+    /// Whether `e` is shown.
+    pub fn keeps(&self, e: &AuditEntryView) -> bool {
+        self.action
+            .as_deref()
+            .is_none_or(|a| e.action.starts_with(a))
+            && self.actor.as_deref().is_none_or(|a| e.actor.contains(a))
+            && self
+                .subject
+                .as_deref()
+                .is_none_or(|s| e.subject.contains(s))
+            && self.since.is_none_or(|t| e.at >= t)
+            && self.until.is_none_or(|t| e.at < t)
+    }
+}
+
 /// One entry of the audit trail, as `/audit` lists it (the store keeps its own record of it,
 /// whose stored bytes the chain hashes: the two evolve apart).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -199,8 +199,10 @@ fn assemble(
             return Ok(asm);
         }
         for want in wants {
-            let hash = asm.chunk_hash(want.ordinal).unwrap_or(Digest([0; 32]));
-            let Some(chunk) = payloads.get(&hash) else {
+            let chunk = asm
+                .chunk_hash(want.ordinal)
+                .and_then(|hash| Some((hash, *payloads.get(&hash)?)));
+            let Some((hash, chunk)) = chunk else {
                 return Err((
                     ErrorKind::Download,
                     format!(

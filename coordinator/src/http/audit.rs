@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::api::AuditEntryView;
+use crate::api::{AuditEntryView, AuditFilter};
 use crate::app::Coordinator;
 use crate::http::replies::{ApiResult, Failure, parse};
 use crate::http::route::Route;
@@ -38,21 +38,6 @@ struct AuditQuery {
     since: Option<u64>,
     /// Only entries before this time (Unix seconds).
     until: Option<u64>,
-}
-
-impl AuditQuery {
-    fn keeps(&self, e: &AuditEntry) -> bool {
-        self.action
-            .as_deref()
-            .is_none_or(|a| e.action.starts_with(a))
-            && self.actor.as_deref().is_none_or(|a| e.actor.contains(a))
-            && self
-                .subject
-                .as_deref()
-                .is_none_or(|s| e.subject.contains(s))
-            && self.since.is_none_or(|t| e.at >= t)
-            && self.until.is_none_or(|t| e.at < t)
-    }
 }
 
 /// Most entries one filtered request reads through, looking for its matches: the trail is
@@ -86,6 +71,13 @@ async fn audit(
 ) -> ApiResult<Vec<AuditEntryView>> {
     let limit = query.limit.unwrap_or(1000).min(10_000);
     let mut after = query.after.unwrap_or(0);
+    let filter = AuditFilter {
+        action: query.action,
+        actor: query.actor,
+        subject: query.subject,
+        since: query.since,
+        until: query.until,
+    };
     let mut out = Vec::new();
     let mut scanned = 0;
     // Page through the chain until enough entries match, it ends, or the scan's bound: the
@@ -95,7 +87,7 @@ async fn audit(
         let Some(last) = page.last() else { break };
         after = last.seq;
         scanned += page.len();
-        out.extend(page.into_iter().filter(|e| query.keeps(e)).map(view));
+        out.extend(page.into_iter().map(view).filter(|e| filter.keeps(e)));
     }
     out.truncate(limit);
     Ok(Json(out))

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use ferry_coordinator::api::{AuditEntryView, AuditVerification};
+use ferry_coordinator::api::{AuditEntryView, AuditFilter, AuditVerification};
 use ferry_coordinator::outln;
 
 use crate::client::Client;
@@ -43,19 +43,14 @@ pub(crate) async fn run(client: &Client, args: &AuditArgs) -> Result<()> {
     if args.verify {
         return verify(client, args).await;
     }
-    let since = args
-        .hours
-        .map(|h| crate::output::now().saturating_sub(h.saturating_mul(3600)));
-    let keeps = |e: &AuditEntryView| {
-        args.action
-            .as_deref()
-            .is_none_or(|a| e.action.starts_with(a))
-            && args.actor.as_deref().is_none_or(|a| e.actor.contains(a))
-            && args
-                .subject
-                .as_deref()
-                .is_none_or(|s| e.subject.contains(s))
-            && since.is_none_or(|t| e.at >= t)
+    let filter = AuditFilter {
+        action: args.action.clone(),
+        actor: args.actor.clone(),
+        subject: args.subject.clone(),
+        since: args
+            .hours
+            .map(|h| crate::output::now().saturating_sub(h.saturating_mul(3600))),
+        until: None,
     };
     // Read page by page (the whole trail: the filters are applied here, so no page ends
     // early) and keep the last matches.
@@ -67,7 +62,7 @@ pub(crate) async fn run(client: &Client, args: &AuditArgs) -> Result<()> {
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        entries.extend(page.into_iter().filter(|e| keeps(e)));
+        entries.extend(page.into_iter().filter(|e| filter.keeps(e)));
         let keep = entries.len().saturating_sub(args.last);
         entries.drain(..keep);
     }
