@@ -30,8 +30,14 @@ fn one_agent_keeps_two_models_each_with_its_own_slots_and_rollbacks() -> Result<
     fleet.publish_model(MODEL, "2.0.0", true)?;
     c.ctl(&["alias", "set", TOKENIZER, "prod", "2.0.0"])?;
     c.ctl(&["alias", "set", MODEL, "prod", "2.0.0"])?;
-    wait_until("the detector on 2.0.0", WAIT, || {
-        Ok(agent.runs(MODEL, "2.0.0"))
+    // Confirmed, not merely switched: a local rollback waits for a running health check.
+    wait_until("the detector on 2.0.0, confirmed", WAIT, || {
+        Ok(agent.runs(MODEL, "2.0.0")
+            && agent
+                .status()?
+                .models
+                .iter()
+                .any(|m| m.model == MODEL && m.in_probation.is_none()))
     })?;
     wait_until(
         "the tokenizer's 2.0.0 held after its failed check",
