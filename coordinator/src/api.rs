@@ -766,6 +766,22 @@ pub struct RolloutView {
     /// than their minimum.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The wave's gates' values over time, as the engine measured them (in the order of
+    /// `gates`; only `GET /rollouts/{id}` carries it; empty when this coordinator has not
+    /// driven the rollout since it started).
+    #[serde(default)]
+    pub gate_history: Vec<GateSample>,
+}
+
+/// The gates' values at one engine step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateSample {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// The wave in force (1-based).
+    pub wave: usize,
+    /// Each gate's value, in the order of the rollout's gates (`None`: nothing to measure).
+    pub values: Vec<Option<f64>>,
 }
 
 /// The most stragglers a rollout view lists.
@@ -956,6 +972,24 @@ pub struct TokenView {
     /// The person it belongs to (approvals count owners, not tokens).
     #[serde(default)]
     pub owner: String,
+}
+
+/// Reply to `GET /api/v1/whoami`: who the presented token authenticates as and what it may
+/// do, so that a console offers only those actions (the API still checks every request).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Whoami {
+    /// The token's name (audit entries name the caller by it).
+    pub name: String,
+    /// The person it belongs to.
+    pub owner: String,
+    /// Its role.
+    pub role: TokenRole,
+    /// Models it may act on (empty: all).
+    pub models: Vec<String>,
+    /// The actions its role allows (`read`, `publish`, `set-alias`, `promote`, `stage`,
+    /// `run-rollout`, `approve`, `roll-back`, `devices`, `administer`, `upload`), on its
+    /// models only when it is scoped.
+    pub may: Vec<String>,
 }
 
 /// Reply to `POST /api/v1/tokens`: the token, shown this once.

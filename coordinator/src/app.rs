@@ -116,6 +116,8 @@ pub struct Coordinator {
     pub requests: crate::fleet::http_requests::RequestFigures,
     /// What happened since start, as counters (installs, publishes, refusals).
     pub happened: crate::fleet::event_counts::EventCounts,
+    /// The gates' values over time, per rollout this coordinator drove.
+    pub gate_history: crate::rollout::gate_history::GateHistory,
     config_keys: Vec<PublicKey>,
 }
 
@@ -194,6 +196,7 @@ impl Coordinator {
             serve_cap,
             requests: Default::default(),
             happened: Default::default(),
+            gate_history: Default::default(),
             config_keys,
         }
     }

@@ -18,10 +18,13 @@ use crate::fleet::summary::{FleetDevice, summarize};
 use crate::store::StoreError;
 use crate::store::records::{AliasRecord, DeviceRecord};
 
+/// A device record with whether it is connected and when it was last seen.
+pub type GatheredDevice = (DeviceId, DeviceRecord, bool, u64);
+
 /// Everything the fleet views read, gathered once.
 pub struct Gathered {
     /// Device records with (connected, last seen).
-    pub devices: Vec<(DeviceId, DeviceRecord, bool, u64)>,
+    pub devices: Vec<GatheredDevice>,
     /// Every alias.
     pub aliases: Vec<(ModelName, AliasName, AliasRecord)>,
 }

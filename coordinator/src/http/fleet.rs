@@ -3,35 +3,64 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use ferry_shared::ModelName;
 use serde::Deserialize;
 
 use crate::api::{DeviceView, FleetStatus, FragmentationReport};
 use crate::app::Coordinator;
-use crate::fleet::views::{self, Gathered};
-use crate::http::replies::{ApiResult, parse};
+use crate::fleet::views::{self, Gathered, GatheredDevice};
+use crate::http::replies::{ApiResult, Failure, parse};
 use crate::http::route::Route;
 use crate::rules::access::Action;
+use crate::store::enrollment::RevokedDevice;
 use crate::unix_now;
 
 /// The routes, declared with what each requires.
 pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::get("/devices", Action::Read, list_devices).reads_query(),
+        Route::get("/devices/{id}", Action::Read, show_device),
         Route::get("/fleet/status", Action::Read, fleet_status).reads_query(),
         Route::get("/fleet/fragmentation", Action::Read, fleet_fragmentation).reads_query(),
     ]
 }
 
 /// A page of the device list: devices in id order after `after`, at most `limit` (all of
-/// them without either).
+/// them without either), only those `q` matches when given.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DevicePage {
     after: Option<String>,
     limit: Option<usize>,
+    q: Option<String>,
+}
+
+/// What a device search matches: `key=value` a label exactly; other text a part of the id
+/// or a whole label value.
+enum DeviceQuery<'a> {
+    Label(&'a str, &'a str),
+    Text(&'a str),
+}
+
+impl<'a> DeviceQuery<'a> {
+    fn parse(q: &'a str) -> Self {
+        match q.split_once('=') {
+            Some((key, value)) => DeviceQuery::Label(key.trim(), value.trim()),
+            None => DeviceQuery::Text(q.trim()),
+        }
+    }
+
+    fn matches(&self, id: &str, labels: &BTreeMap<String, String>) -> bool {
+        match *self {
+            DeviceQuery::Label(key, value) => labels.get(key).is_some_and(|v| v == value),
+            DeviceQuery::Text(text) => id.contains(text) || labels.values().any(|v| v == text),
+        }
+    }
 }
 
 async fn list_devices(
@@ -42,25 +71,52 @@ async fn list_devices(
     let mut devices = Gathered::read(&app)?.devices;
     devices.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
     let after = page.after.unwrap_or_default();
+    let query = page.q.as_deref().map(DeviceQuery::parse);
     let views = devices
         .into_iter()
         .filter(|(id, ..)| id.as_str() > after.as_str())
-        .take(page.limit.unwrap_or(usize::MAX))
-        .map(|(id, r, connected, last_seen)| DeviceView {
-            revoked_at: revoked.get(id.as_str()).map(|r| r.at),
-            id: id.to_string(),
-            labels: r.labels,
-            agent_version: r.agent_version,
-            enrolled_at: r.enrolled_at,
-            last_seen,
-            connected,
-            follows: r.follows,
-            models: r.models,
-            recent_events: r.recent_events,
-            conditions: r.conditions,
+        .filter(|(id, r, ..)| {
+            query
+                .as_ref()
+                .is_none_or(|q| q.matches(id.as_str(), &r.labels))
         })
+        .take(page.limit.unwrap_or(usize::MAX))
+        .map(|device| device_view(device, &revoked))
         .collect();
     Ok(Json(views))
+}
+
+/// `GET /devices/{id}`: one device as the list shows it.
+async fn show_device(
+    State(app): State<Arc<Coordinator>>,
+    Path(id): Path<String>,
+) -> ApiResult<DeviceView> {
+    let revoked = app.store.revoked_devices()?;
+    Gathered::read(&app)?
+        .devices
+        .into_iter()
+        .find(|(d, ..)| d.as_str() == id)
+        .map(|device| Json(device_view(device, &revoked)))
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no device {id}")))
+}
+
+fn device_view(
+    (id, r, connected, last_seen): GatheredDevice,
+    revoked: &BTreeMap<String, RevokedDevice>,
+) -> DeviceView {
+    DeviceView {
+        revoked_at: revoked.get(id.as_str()).map(|r| r.at),
+        id: id.to_string(),
+        labels: r.labels,
+        agent_version: r.agent_version,
+        enrolled_at: r.enrolled_at,
+        last_seen,
+        connected,
+        follows: r.follows,
+        models: r.models,
+        recent_events: r.recent_events,
+        conditions: r.conditions,
+    }
 }
 
 #[derive(Deserialize)]

@@ -27,3 +27,4 @@ pub(crate) mod trust;
 pub(crate) mod upkeep;
 pub(crate) mod upload_attempts;
 pub(crate) mod uploads;
+pub(crate) mod whoami;

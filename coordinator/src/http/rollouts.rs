@@ -100,7 +100,8 @@ async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>
         .into_iter()
         .map(|r| {
             let facts = facts::facts_from(live.live(), devices.iter().map(|(i, d)| (i, d)), &r);
-            view(r, &facts, now)
+            // The list leaves the gates' history out; one rollout's view carries it.
+            view(r, &facts, Vec::new(), now)
         })
         .collect();
     Ok(Json(views))
@@ -162,6 +163,7 @@ async fn act(
 fn view(
     record: RolloutRecord,
     facts: &[ferry_shared::rollout::DeviceFacts],
+    gate_history: Vec<crate::api::GateSample>,
     now: u64,
 ) -> RolloutView {
     let plan = &record.plan;
@@ -240,6 +242,7 @@ fn view(
         max_downloading: plan.max_downloading,
         downloading: record.state.downloading.len() as u64,
         notes,
+        gate_history,
     }
 }
 
@@ -314,5 +317,6 @@ fn notes(
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
     let facts = facts::fleet_facts(&app.store, app.live_view()?.live(), &record)?;
-    Ok(view(record, &facts, unix_now()))
+    let history = app.gate_history.of(&record.plan.id);
+    Ok(view(record, &facts, history, unix_now()))
 }

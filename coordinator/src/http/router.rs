@@ -39,6 +39,7 @@ pub fn routes() -> Vec<Route> {
         crate::http::trust::routes(),
         crate::http::audit::routes(),
         crate::http::upkeep::routes(),
+        crate::http::whoami::routes(),
     ]
     .into_iter()
     .flatten()

@@ -153,6 +153,12 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
     {
         let facts = fleet_facts(&app.store, app.live_view()?.live(), &record)?;
         let evaluation = evaluate(&record.plan, &record.state, &facts, now);
+        app.gate_history.record(
+            &record.plan.id,
+            record.state.in_force.saturating_sub(1),
+            now,
+            &evaluation.gates,
+        );
         let mut state = record.state.clone();
         for decision in &evaluation.decisions {
             state.apply(decision, now);

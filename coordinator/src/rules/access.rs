@@ -114,6 +114,38 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order of the table above.
+    pub const ALL: [Action; 11] = [
+        Action::Read,
+        Action::Upload,
+        Action::Publish,
+        Action::SetAlias,
+        Action::Promote,
+        Action::Stage,
+        Action::RunRollout,
+        Action::Approve,
+        Action::RollBack,
+        Action::Devices,
+        Action::Administer,
+    ];
+
+    /// Its name as the API shows it (`GET /api/v1/whoami`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Upload => "upload",
+            Action::Publish => "publish",
+            Action::SetAlias => "set-alias",
+            Action::Promote => "promote",
+            Action::Stage => "stage",
+            Action::RunRollout => "run-rollout",
+            Action::Approve => "approve",
+            Action::RollBack => "roll-back",
+            Action::Devices => "devices",
+            Action::Administer => "administer",
+        }
+    }
+
     /// Moving `alias`.
     pub fn set_alias(alias: &str) -> Self {
         if alias == PRODUCTION_ALIAS {
