@@ -6,6 +6,7 @@
 
 pub mod bench;
 mod binaries;
+pub mod browser;
 mod fleet;
 pub mod hostile;
 pub mod http;

@@ -49,6 +49,25 @@ fn an_edited_audit_entry_is_found_by_the_chain() -> Result<()> {
     ensure!(entries("since=4000000000")?.is_empty());
     ensure!(entries("until=1")?.is_empty());
     ensure!(c.get("/api/v1/audit?acton=alias", "admin")?.status == 400);
+    // Newest first, as the console reads it: from the head, then on from the oldest seen.
+    let all = entries("")?;
+    let newest = entries("newest=true&limit=2")?;
+    let expected: Vec<u64> = all.iter().rev().take(2).map(|e| e.seq).collect();
+    ensure!(
+        newest.iter().map(|e| e.seq).collect::<Vec<_>>() == expected,
+        "{newest:?}"
+    );
+    let older = entries(&format!("before={}&limit=1000", expected[1]))?;
+    ensure!(
+        older.len() == all.len() - 2 && older.windows(2).all(|w| w[0].seq > w[1].seq),
+        "{older:?}"
+    );
+    let newest_moves = entries("newest=true&action=alias")?;
+    ensure!(
+        newest_moves.iter().map(|e| e.seq).collect::<Vec<_>>()
+            == moves.iter().rev().map(|e| e.seq).collect::<Vec<_>>()
+    );
+    ensure!(c.get("/api/v1/audit?after=1&before=3", "admin")?.status == 400);
     let by_subject = c.ctl(&["audit", "--subject", "1.1.0", "--hours", "1"])?;
     ensure!(
         by_subject.contains("publish") && !by_subject.contains("alias.set"),

@@ -1,4 +1,4 @@
-//! The audit routes: the trail, page by page and filtered (action, actor, subject, time), and
+//! The audit routes: the trail, page by page (oldest or newest first) and filtered (action, actor, subject, time), and
 //! a walk of its hash chain (against an anchor kept from an earlier walk).
 
 use std::sync::Arc;
@@ -26,7 +26,14 @@ pub(crate) fn routes() -> Vec<Route> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// Oldest first, entries after this sequence number.
     after: Option<u64>,
+    /// Newest first, entries before this sequence number (`newest` without it: from the
+    /// trail's head).
+    before: Option<u64>,
+    /// Newest first (implied by `before`).
+    #[serde(default)]
+    newest: bool,
     limit: Option<usize>,
     /// Only actions starting with this (`rollout`, `alias.set`).
     action: Option<String>,
@@ -70,7 +77,12 @@ async fn audit(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Vec<AuditEntryView>> {
     let limit = query.limit.unwrap_or(1000).min(10_000);
-    let mut after = query.after.unwrap_or(0);
+    if query.after.is_some() && (query.before.is_some() || query.newest) {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "`after` pages oldest first, `before` and `newest` newest first: give one".into(),
+        ));
+    }
     let filter = AuditFilter {
         action: query.action,
         actor: query.actor,
@@ -80,18 +92,45 @@ async fn audit(
     };
     let mut out = Vec::new();
     let mut scanned = 0;
-    // Page through the chain until enough entries match, it ends, or the scan's bound: the
-    // last entry returned tells the caller where to go on (`after`).
-    while out.len() < limit && scanned < MAX_SCANNED {
-        let page = app.store.audit(after, 10_000)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        scanned += page.len();
-        out.extend(page.into_iter().map(view).filter(|e| filter.keeps(e)));
+    if query.before.is_some() || query.newest {
+        // Window by window back from `before` (or the head), each read oldest first and
+        // taken newest first, until enough match, the trail's start, or the scan's bound.
+        let mut end = match query.before {
+            Some(before) => before.saturating_sub(1),
+            None => app.store.audit_head()?,
+        };
+        while out.len() < limit && scanned < MAX_SCANNED && end > 0 {
+            let start = end.saturating_sub(WINDOW as u64);
+            let page = app.store.audit(start, (end - start) as usize)?;
+            scanned += page.len();
+            let last = end;
+            end = start;
+            out.extend(
+                page.into_iter()
+                    .rev()
+                    .filter(|e| e.seq <= last)
+                    .map(view)
+                    .filter(|e| filter.keeps(e)),
+            );
+        }
+    } else {
+        let mut after = query.after.unwrap_or(0);
+        // Page through the chain until enough entries match, it ends, or the scan's bound:
+        // the last entry returned tells the caller where to go on (`after`).
+        while out.len() < limit && scanned < MAX_SCANNED {
+            let page = app.store.audit(after, WINDOW)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            scanned += page.len();
+            out.extend(page.into_iter().map(view).filter(|e| filter.keeps(e)));
+        }
     }
     out.truncate(limit);
     Ok(Json(out))
 }
+
+/// Entries read from the store at a time.
+const WINDOW: usize = 10_000;
 
 /// The API's view of a stored entry.
 fn view(e: AuditEntry) -> AuditEntryView {

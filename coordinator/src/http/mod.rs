@@ -7,7 +7,7 @@
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod bundles;
-pub(crate) mod dashboard;
+pub(crate) mod console;
 pub(crate) mod devices;
 pub(crate) mod experiments;
 pub(crate) mod fleet;

@@ -65,8 +65,8 @@ pub fn router(app: Arc<Coordinator>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::http::metrics::metrics))
-        .route("/", get(crate::http::dashboard::index))
-        .route("/dashboard.js", get(crate::http::dashboard::script))
+        .route("/", get(crate::http::console::index))
+        .route("/console/{*name}", get(crate::http::console::asset))
         .nest("/api/v1", api)
         .layer(middleware::from_fn_with_state(
             app.clone(),

@@ -1,0 +1,95 @@
+// One device: labels and detected hardware, versions on disk per model (current, previous,
+// candidate), its recent installs, failures and health-check rollbacks, disk space, and the
+// actions an operator may take on it.
+"use strict";
+import { add, api, el, section, table, link, ago, when, bytes, variant, encode, actionButton, changed } from "../core.js";
+
+export const live = true;
+
+const HARDWARE = ["arch", "target", "accelerator", "gpu", "cuda", "os", "cpu"];
+
+export async function render(view, { params }) {
+  const id = params[0];
+  const d = await api(`/devices/${encode(id)}`);
+  const labels = Object.entries(d.labels);
+  const hardware = labels.filter(([k]) => HARDWARE.some((h) => k === h || k.startsWith(h + ".") || k.startsWith("hw.")));
+  const revoke = d.revoked_at ? null : actionButton({
+    label: "Revoke", action: "devices", danger: true, key: "revoke",
+    title: "Revoke device " + d.id.slice(0, 16) + "…",
+    detail: "The coordinator refuses it from now on; it keeps running what it has.",
+    run: (reason) => api(`/devices/${encode(d.id)}/revoke`, { method: "POST", body: { reason } }),
+    done: changed,
+  });
+  add(view, 
+    el("div", { class: "page-head" }, el("h1", {}, "Device ", el("code", {}, d.id)),
+      el("div", { class: "buttons" }, revoke)),
+    el("div", { class: "grid2" },
+      section("State", el("dl", { class: "facts", id: "device-facts" },
+        fact("connection", d.revoked_at ? `revoked ${ago(d.revoked_at)}` : d.connected ? "connected" : "offline"),
+        fact("last seen", `${ago(d.last_seen)} (${when(d.last_seen)})`),
+        fact("enrolled", when(d.enrolled_at)),
+        fact("agent", d.agent_version),
+        fact("follows", d.follows.map((f) => `${f.model} ${f.alias || ""}`.trim()).join(", ") || "–"),
+        disk(d.conditions))),
+      section("Labels and hardware",
+        labels.length ? table(["label", "value"], labels.map(([k, v]) =>
+          el("tr", { class: hardware.some(([h]) => h === k) ? "hardware" : null }, el("td", {}, k), el("td", {}, v))))
+          : el("p", { class: "muted" }, "No labels."))),
+    section("Versions on disk",
+      table(["model", "current", "previous", "candidate", "updater", "last error"],
+        d.models.map((m) => el("tr", { "data-model": m.model },
+          el("td", {}, m.model),
+          el("td", { "data-slot": "current" }, release(m.model, m.active)),
+          el("td", { "data-slot": "previous" }, release(m.model, m.previous)),
+          el("td", { "data-slot": "candidate" }, release(m.model, m.candidate)),
+          el("td", {}, phase(m.phase)),
+          el("td", { class: m.last_error ? "fail" : null }, m.last_error ? errorText(m.last_error) : "–"))), { id: "device-models" })),
+    section("Recent updates and health checks",
+      d.recent_events.length === 0 ? el("p", { class: "muted" }, "Nothing reported yet.")
+        : table(["when", "model", "what"], d.recent_events.slice().reverse().map((e) =>
+          el("tr", { "data-event": variant(e.kind) }, el("td", {}, when(e.at)), el("td", {}, e.model), el("td", {}, eventText(e.kind)))),
+        { id: "device-events" })));
+}
+
+function fact(term, value) {
+  return [el("dt", {}, term), el("dd", {}, value)];
+}
+
+function disk(conditions) {
+  if (!conditions) return fact("disk", "not reported (agent before protocol 7)");
+  const [c, at] = conditions;
+  const space = c.disk
+    ? `${bytes(c.disk.free)} free of ${bytes(c.disk.total)}, ${bytes(c.disk.held)} held by kept versions (${ago(at)})`
+    : "not measured";
+  const deferred = (c.deferred || []).map((d) => `${d.model} ${d.version} since ${ago(d.since)}: ${variant(d.reason)}`);
+  return [fact("disk", space), deferred.length ? fact("deferred switches", deferred.join("; ")) : null];
+}
+
+function release(model, version) {
+  return version ? link(`/releases/${encode(model)}/${encode(version)}`, version) : "–";
+}
+
+function phase(p) {
+  const name = variant(p);
+  if (typeof p === "string") return name.toLowerCase();
+  const body = p[name] || {};
+  return `${name.toLowerCase()} ${body.version || ""} ${body.reason || ""}${body.attempts ? " (attempt " + body.attempts + ")" : ""}`.trim();
+}
+
+export function errorText(e) {
+  if (!e) return "–";
+  if (typeof e === "string") return e;
+  return `${e.version}: ${variant(e.kind)}: ${e.message}`;
+}
+
+function eventText(kind) {
+  const name = variant(kind);
+  const body = kind[name];
+  switch (name) {
+    case "Installed": return `installed ${body.to} (from ${body.from || "nothing"}), health check passed`;
+    case "InstallFailed": return "install failed: " + errorText(body);
+    case "HealthRollback": return `health check of ${body.from} failed, rolled back to ${body.to || "nothing"}: ${errorText(body.error)}`;
+    case "LocalRollback": return `rolled back by hand from ${body.from} to ${body.to}`;
+    default: return name + " " + JSON.stringify(body);
+  }
+}

@@ -1,0 +1,343 @@
+//! The console in a real browser, through a whole story on real processes: an operator signs
+//! in and starts a rollout with a shadow wave from the form (after a dry run), watches it wait
+//! for approval; an approver approves it; the release fails its health checks, the gate trips
+//! and the rollout rolls back, all as the page shows it; a device's page shows the rollback,
+//! the audit page the chain intact with who did what; a viewer sees no action anywhere and a
+//! request forged from the page with its token is refused. Every page is saved as a screenshot
+//! under `target/console/`, also at tablet width and in dark mode.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use ferry_coordinator::api::{AuditVerification, TokenCreated, TokenRole};
+use ferry_shared::rollout::Phase;
+use ferry_tests::browser::{Browser, Page};
+use ferry_tests::{Fleet, MODEL, model_bytes};
+
+const MIB: usize = 1024 * 1024;
+const T: Duration = Duration::from_secs(90);
+
+fn token(fleet: &Fleet, name: &str, role: TokenRole) -> Result<String> {
+    let created: TokenCreated =
+        fleet
+            .coordinator
+            .ctl_json(&["tokens", "create", name, "--role", role.as_str()])?;
+    Ok(created.token)
+}
+
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../console")
+}
+
+fn sign_in(page: &Page, token: &str, role: &str) -> Result<()> {
+    if page.has("#sign-out")? {
+        page.click("#sign-out")?;
+    }
+    page.wait_for_element("#login:not([hidden])")?;
+    page.fill("#token", token)?;
+    // By keyboard: Enter submits the sign-in form.
+    page.press("Enter")?;
+    page.wait_for(
+        &format!("signed in as {role}"),
+        &format!(
+            "document.body.dataset.role === '{role}' && document.body.dataset.loaded === 'true'"
+        ),
+        T,
+    )?;
+    Ok(())
+}
+
+fn actions(page: &Page, container: &str) -> Result<Vec<String>> {
+    page.eval(&format!(
+        "[...document.querySelectorAll('{container} [data-action]')].map(b => b.dataset.action)"
+    ))
+}
+
+#[test]
+fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_only_look()
+-> Result<()> {
+    let fleet = Fleet::start(3, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    // 2.0.0 installs and stages fine, but fails every health check once it serves.
+    fleet.publish("2.0.0", &model_bytes(2, MIB, false))?;
+    let operator = token(&fleet, "olivia", TokenRole::Operator)?;
+    let approver = token(&fleet, "april", TokenRole::Approver)?;
+    let viewer = fleet.coordinator.token("viewer")?;
+    let dir = shots();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let browser = Browser::launch(&fleet.dir, 1366, 768)?;
+    let page = browser.open(&format!("http://{}/", fleet.coordinator.http))?;
+
+    // The sign-in screen: no data, no "loading…".
+    page.wait_for_element("#login:not([hidden])")?;
+    ensure!(
+        page.text("#updated")?.is_empty(),
+        "the sign-in screen says something is loading"
+    );
+    ensure!(!page.eval::<bool>("document.body.dataset.loaded === 'true'")?);
+    page.screenshot(&dir, "sign-in")?;
+    // A wrong token is refused with the API's words.
+    page.fill("#token", "fy_not_a_token")?;
+    page.press("Enter")?;
+    page.wait_for(
+        "the refusal",
+        "document.getElementById('login-error').innerText.includes('refused')",
+        T,
+    )?;
+
+    // The operator: the fleet page, then a rollout from the form.
+    sign_in(&page, &operator, "operator")?;
+    ensure!(page.text("#devices-total")? == "3");
+    ensure!(page.text("#who-name")?.contains("olivia (operator)"));
+    page.screenshot(&dir, "fleet")?;
+
+    page.click("a[data-tab=rollouts]")?;
+    page.click("#new-rollout")?;
+    page.wait_for_element("#rollout-form")?;
+    page.eval::<bool>(
+        "(() => { const v = document.getElementById('version'); v.value = '2.0.0'; v.dispatchEvent(new Event('change')); return v.value === '2.0.0'; })()",
+    )?;
+    // Two waves: a shadow wave over the whole cohort, then serving it all after approval.
+    while page.eval::<usize>("document.querySelectorAll('#waves tr').length")? > 2 {
+        page.click("#waves tr:last-child .remove")?;
+    }
+    page.fill("#waves tr:nth-child(1) .percent", "100")?;
+    page.fill("#waves tr:nth-child(1) .bake", "1")?;
+    page.fill("#waves tr:nth-child(2) .percent", "100")?;
+    page.fill("#waves tr:nth-child(2) .bake", "1")?;
+    let (shadow, approval): (bool, bool) = page.eval(
+        "[document.querySelector('#waves tr:nth-child(1) .shadow').checked, document.querySelector('#waves tr:nth-child(2) .approval').checked]",
+    )?;
+    if !shadow {
+        page.click("#waves tr:nth-child(1) .shadow")?;
+    }
+    if approval {
+        page.click("#waves tr:nth-child(2) .approval")?;
+    }
+    page.click("#waves tr:nth-child(2) .approval")?;
+    page.fill("#limit-InstallFailures", "0")?;
+    page.fill("#limit-HealthFailures", "0")?;
+    page.fill("#rollout-id", "console-2")?;
+    // The dry run: whom each wave reaches, who could not take it.
+    page.click("#dry-run")?;
+    page.wait_for_element("#dry-run-result")?;
+    let reach: Vec<String> = page.eval(
+        "[...document.querySelectorAll('#dry-run-result tr[data-reach]')].map(r => r.dataset.reach)",
+    )?;
+    ensure!(reach == ["3", "3"], "dry run reaches {reach:?}");
+    ensure!(page.has("#no-misfits")?);
+    ensure!(
+        fleet
+            .coordinator
+            .get("/api/v1/rollouts/console-2", "admin")?
+            .status
+            == 404,
+        "the dry run created a rollout"
+    );
+    // Starting without a reason is refused on the page; with one it starts.
+    page.click("#start-rollout")?;
+    page.wait_for(
+        "the reason asked for",
+        "document.getElementById('form-error').innerText.includes('reason')",
+        T,
+    )?;
+    page.fill("#reason", "console story: shadow first")?;
+    page.screenshot(&dir, "rollout-form")?;
+    page.click("#start-rollout")?;
+    page.wait_for_element("#rollout-summary")?;
+    ensure!(page.eval::<String>("location.hash")? == "#/rollouts/console-2");
+
+    // Watching it: the shadow wave stages 2.0.0 everywhere, then the next wave waits.
+    page.wait_for(
+        "the rollout to wait for approval",
+        "document.getElementById('rollout-summary').dataset.phase === 'AwaitingApproval'",
+        T,
+    )?;
+    ensure!(page.text("[data-count=shadowing]")? == "3");
+    // An operator starts rollouts but does not let them go wider.
+    let offered = actions(&page, "#rollout-actions")?;
+    ensure!(
+        offered == ["pause", "abort", "rollback"],
+        "an operator is offered {offered:?}"
+    );
+    page.screenshot(&dir, "rollout-awaiting-approval")?;
+
+    // The approver approves; Escape closes the dialog first and gives the focus back.
+    sign_in(&page, &approver, "approver")?;
+    page.wait_for_element("#rollout-actions")?;
+    let offered = actions(&page, "#rollout-actions")?;
+    ensure!(offered == ["approve"], "an approver is offered {offered:?}");
+    page.click("[data-action=approve]")?;
+    page.wait_for_element("dialog[open]")?;
+    page.press("Escape")?;
+    page.wait_for(
+        "the dialog to close and the focus to return",
+        "!document.querySelector('dialog[open]') && document.activeElement.dataset.action === 'approve'",
+        T,
+    )?;
+    page.press("Enter")?;
+    page.wait_for_element("dialog[open]")?;
+    page.click("#dialog-confirm")?;
+    page.wait_for(
+        "the reason asked for",
+        "document.getElementById('dialog-error').innerText.includes('reason')",
+        T,
+    )?;
+    page.fill("#dialog-reason", "shadow metrics look fine")?;
+    page.click("#dialog-confirm")?;
+    // 2.0.0 now serves, fails its health checks, the gate trips, the rollout rolls back.
+    page.wait_for(
+        "the rollout to roll back",
+        "document.getElementById('rollout-summary').dataset.phase === 'RolledBack'",
+        T,
+    )?;
+    ensure!(page.text("#rollout-reason")?.contains("HealthFailures"));
+    ensure!(
+        page.eval::<bool>(
+            "document.querySelector('[data-gate=HealthFailures]').dataset.verdict === 'Fail'"
+        )?,
+        "the tripped gate is not shown failing"
+    );
+    let samples: u64 =
+        page.eval("Number(document.querySelector('#view svg[data-samples]').dataset.samples)")?;
+    ensure!(samples > 0, "the gate chart has no sample");
+    ensure!(
+        actions(&page, "#rollout-actions")?.is_empty(),
+        "actions on an ended rollout"
+    );
+    page.screenshot(&dir, "rollout-rolled-back")?;
+    let view = fleet.rollout("console-2")?;
+    ensure!(view.phase == Phase::RolledBack, "{view:?}");
+
+    // A device: back on 1.0.0, its health-check rollback of 2.0.0 listed.
+    page.click("a[data-tab=devices]")?;
+    page.wait_for_element("#devices tr[data-device] a")?;
+    page.click("#devices tr[data-device] a")?;
+    page.wait_for_element("#device-models")?;
+    page.wait_for(
+        "the device page to show the rollback",
+        "document.querySelector('[data-event=HealthRollback]') && document.querySelector('[data-slot=current]').innerText === '1.0.0'",
+        T,
+    )?;
+    ensure!(
+        !page.has("[data-action=revoke]")?,
+        "an approver may not revoke devices"
+    );
+    page.screenshot(&dir, "device")?;
+
+    // The audit trail: who did what, the chain intact, its head as the API walks it.
+    page.click("a[data-tab=audit]")?;
+    page.wait_for(
+        "the chain's walk",
+        "document.getElementById('chain-status')",
+        T,
+    )?;
+    ensure!(
+        page.eval::<bool>("document.getElementById('chain-status').dataset.intact === 'true'")?
+    );
+    let walked: AuditVerification = fleet.coordinator.ctl_json(&["audit", "--verify"])?;
+    let head = walked.head.context("an empty trail")?;
+    let shown = page.text("#chain-head")?;
+    let (seq, _) = shown.split_once(':').context("no head shown")?;
+    ensure!(
+        seq.parse::<u64>()? >= head.seq.saturating_sub(5),
+        "head {shown} vs {head}"
+    );
+    let trail = page.text("#audit-entries")?;
+    for expected in [
+        "olivia (operator)",
+        "rollout.create",
+        "april (approver)",
+        "shadow metrics look fine",
+        "rollout.auto-rollback",
+    ] {
+        ensure!(
+            trail.contains(expected),
+            "the trail lacks {expected}:\n{trail}"
+        );
+    }
+    // Filtered on the coordinator.
+    page.fill("#filter-actor", "april")?;
+    page.press("Enter")?;
+    page.wait_for(
+        "the filtered trail",
+        "location.hash.includes('actor=april') && [...document.querySelectorAll('#audit-entries tr[data-seq]')].length > 0",
+        T,
+    )?;
+    let actors: Vec<String> = page.eval(
+        "[...document.querySelectorAll('#audit-entries tr[data-seq] td:nth-child(3)')].map(td => td.innerText)",
+    )?;
+    ensure!(actors.iter().all(|a| a.contains("april")), "{actors:?}");
+    page.screenshot(&dir, "audit")?;
+
+    // The release: its lineage drawn, a diff against 1.0.0, its stage history.
+    page.click("a[data-tab=releases]")?;
+    page.click("tr[data-release='2.0.0'] a")?;
+    page.wait_for_element("svg.lineage")?;
+    ensure!(page.has("#diff")?);
+    page.screenshot(&dir, "release")?;
+
+    // A viewer: the same pages, no action anywhere; a request forged with its token from the
+    // page is refused by the API, as is one without a token.
+    sign_in(&page, &viewer, "viewer")?;
+    page.show("/rollouts/console-2", "#rollout-summary")?;
+    ensure!(
+        actions(&page, "#view")?.is_empty(),
+        "a viewer is offered actions on a rollout"
+    );
+    page.show("/rollouts", "#rollout-list")?;
+    ensure!(!page.has("#new-rollout")?);
+    page.show(&format!("/releases/{MODEL}/2.0.0"), "svg.lineage")?;
+    ensure!(
+        actions(&page, "#view")?.is_empty(),
+        "a viewer is offered stage moves"
+    );
+    page.click("a[data-tab=devices]")?;
+    page.click("#devices tr[data-device] a")?;
+    page.wait_for_element("#device-models")?;
+    ensure!(
+        actions(&page, "#view")?.is_empty(),
+        "a viewer is offered device actions"
+    );
+    let forged: (u16, String) = page.eval(&format!(
+        "fetch('/api/v1/rollouts/console-2/resume', {{ method: 'POST', headers: {{ Authorization: 'Bearer {viewer}', 'Content-Type': 'application/json' }}, body: '{{\"reason\":\"forged\"}}' }}).then(async r => [r.status, await r.text()])"
+    ))?;
+    ensure!(forged.0 == 403, "a viewer's forged resume: {forged:?}");
+    let anonymous: u16 = page.eval(
+        "fetch('/api/v1/rollouts/console-2/abort', { method: 'POST' }).then(r => r.status)",
+    )?;
+    ensure!(anonymous == 401, "a request without a token: {anonymous}");
+    ensure!(fleet.rollout("console-2")?.phase == Phase::RolledBack);
+
+    // Keyboard: on a fresh load (the tab keeps its sign-in), Tab reaches the skip link first,
+    // then the console's tabs.
+    page.goto("about:blank")?;
+    page.goto(&format!("http://{}/#/", fleet.coordinator.http))?;
+    page.wait_for_element("#devices-total")?;
+    page.press("Tab")?;
+    ensure!(page.eval::<String>("document.activeElement.className")? == "skip");
+    page.press("Tab")?;
+    ensure!(page.eval::<String>("document.activeElement.dataset.tab || ''")? == "fleet");
+
+    // The fleet page at tablet width, and in dark mode.
+    page.show("/", "#devices-total")?;
+    page.emulate(800, 1024, false)?;
+    ensure!(
+        page.eval::<bool>("document.documentElement.scrollWidth <= window.innerWidth")?,
+        "the fleet page overflows a tablet's width"
+    );
+    page.screenshot(&dir, "fleet-tablet")?;
+    page.emulate(1366, 768, true)?;
+    let background: String = page.eval("getComputedStyle(document.body).backgroundColor")?;
+    ensure!(
+        background == "rgb(18, 21, 28)",
+        "dark mode background {background}"
+    );
+    page.screenshot(&dir, "fleet-dark")?;
+    println!("screenshots in {}", dir.display());
+    Ok(())
+}
