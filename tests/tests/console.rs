@@ -62,7 +62,8 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     fleet.set_prod("1.0.0", "base")?;
     fleet.wait_all_on("1.0.0", T)?;
     // 2.0.0 installs and stages fine, but fails every health check once it serves.
-    fleet.publish("2.0.0", &model_bytes(2, MIB, false))?;
+    let lineage = "code_commit = \"9f2c1e4\"\nparents = [\"1.0.0\"]\n[dataset]\nid = \"street-scenes\"\nversion = \"2026-11\"\nhash = \"sha256:ab\"\n[metrics]\naccuracy = 0.91\n";
+    fleet.publish_with_meta("2.0.0", &model_bytes(2, MIB, false), Some(lineage))?;
     let operator = token(&fleet, "olivia", TokenRole::Operator)?;
     let approver = token(&fleet, "april", TokenRole::Approver)?;
     let viewer = fleet.coordinator.token("viewer")?;
@@ -278,7 +279,13 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     page.click("a[data-tab=releases]")?;
     page.click("tr[data-release='2.0.0'] a")?;
     page.wait_for_element("svg.lineage")?;
-    ensure!(page.has("#diff")?);
+    ensure!(
+        page.eval::<String>("document.querySelector('svg.lineage').dataset.nodes")? == "2",
+        "the lineage graph does not draw 2.0.0 and its parent"
+    );
+    ensure!(page.has("svg.lineage a[aria-label='release 1.0.0']")?);
+    ensure!(page.has("#diff tr.differs[data-field=parents]")?);
+    ensure!(page.text("#model-card")?.contains("street-scenes"));
     page.screenshot(&dir, "release")?;
 
     // A viewer: the same pages, no action anywhere; a request forged with its token from the

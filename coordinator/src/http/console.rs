@@ -17,6 +17,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("main.js", JS, include_str!("console/main.js")),
     ("core.js", JS, include_str!("console/core.js")),
     ("charts.js", JS, include_str!("console/charts.js")),
+    ("markdown.js", JS, include_str!("console/markdown.js")),
     ("pages/fleet.js", JS, include_str!("console/pages/fleet.js")),
     (
         "pages/devices.js",

@@ -4,6 +4,7 @@
 "use strict";
 import { add, api, el, section, table, link, ago, when, bytes, encode, actionButton, may, changed, confirmAction } from "../core.js";
 import { lineageGraph } from "../charts.js";
+import { markdown } from "../markdown.js";
 
 export const live = false;
 
@@ -37,14 +38,15 @@ export async function render(view, { params, query, go }) {
         fact("bytes", r.purged_at ? `freed by retention ${ago(r.purged_at)}` : bytes(r.release.variants.reduce((s, v) => s + v.size, 0))),
         fact("variants", r.release.variants.map((v) => `${v.file_name} (${v.target || "any"}, ${typeof v.accelerator === "string" ? v.accelerator : JSON.stringify(v.accelerator)}, ${bytes(v.size)})`).join("; ")))),
       section("Stage history",
-        table(["when", "move", "by", "why", "checks"], stage.history.map((m) => el("tr", { "data-move": m.to },
+        el("p", {}, `In ${stage.stage} since ${when(stage.since)}.`),
+        stage.history.length === 0 ? null : table(["when", "move", "by", "why", "checks"], stage.history.map((m) => el("tr", { "data-move": m.to },
           el("td", {}, when(m.at)), el("td", {}, `${m.from} → ${m.to}`), el("td", {}, m.by + (m.approvers.length ? ` (approved by ${m.approvers.join(", ")})` : "")),
           el("td", {}, m.reason || "–"), el("td", {}, `${m.checks.filter((c) => c.passed).length}/${m.checks.length} passed`)))),
         el("p", { class: "muted", id: "approvals" }, stage.approvals.length
           ? "Approvals toward production: " + stage.approvals.map((a) => `${a.by} (${ago(a.at)}${a.reason ? ": " + a.reason : ""})`).join(", ")
           : "No approval toward production yet."))),
     section("Lineage", lineageGraph(lineage.ancestors, (v) => `#/releases/${encode(model)}/${encode(v)}`)),
-    section("Model card", el("pre", { class: "card-text", id: "model-card" }, card)),
+    section("Model card", el("div", { class: "model-card", id: "model-card" }, markdown(card))),
     section("Compared with another version",
       others.length === 0 ? el("p", { class: "muted" }, "The only release of " + model + ".") : [
         el("label", { for: "diff-against" }, "Against ",
