@@ -298,6 +298,27 @@ pub struct DeviceView {
     /// `None` from agents before protocol 7.
     #[serde(default)]
     pub conditions: Option<(Conditions, u64)>,
+    /// What it last reported serving, per model and version (only `GET /devices/{id}` fills
+    /// it; held in memory since the coordinator started).
+    #[serde(default)]
+    pub served: Vec<ServedFigures>,
+}
+
+/// A device's figures for one version it serves (or runs in shadow), as it last reported them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServedFigures {
+    /// The model.
+    pub model: String,
+    /// The version.
+    pub version: Version,
+    /// Requests served.
+    pub requests: u64,
+    /// Of them, failed.
+    pub errors: u64,
+    /// 95th percentile latency (ms), when any request was timed.
+    pub p95_ms: Option<f64>,
+    /// Its own metrics' means (`name` → mean of what it reported).
+    pub custom: BTreeMap<String, f64>,
 }
 
 /// The fleet at a glance.

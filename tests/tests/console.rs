@@ -214,7 +214,8 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     let view = fleet.rollout("console-2")?;
     ensure!(view.phase == Phase::RolledBack, "{view:?}");
 
-    // A device: back on 1.0.0, its health-check rollback of 2.0.0 listed.
+    // A device: back on 1.0.0, its health-check rollback of 2.0.0 listed, what it serves.
+    fleet.serve_requests(40, |_| 5)?;
     page.click("a[data-tab=devices]")?;
     page.wait_for_element("#devices tr[data-device] a")?;
     page.click("#devices tr[data-device] a")?;

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use ferry_shared::ModelName;
 use serde::Deserialize;
 
-use crate::api::{DeviceView, FleetStatus, FragmentationReport};
+use crate::api::{DeviceView, FleetStatus, FragmentationReport, ServedFigures};
 use crate::app::Coordinator;
 use crate::fleet::views::{self, Gathered, GatheredDevice};
 use crate::http::replies::{ApiResult, Failure, parse};
@@ -92,12 +92,38 @@ async fn show_device(
     Path(id): Path<String>,
 ) -> ApiResult<DeviceView> {
     let revoked = app.store.revoked_devices()?;
-    Gathered::read(&app)?
+    let device = Gathered::read(&app)?
         .devices
         .into_iter()
         .find(|(d, ..)| d.as_str() == id)
-        .map(|device| Json(device_view(device, &revoked)))
-        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no device {id}")))
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no device {id}")))?;
+    let models: std::collections::BTreeSet<&ModelName> =
+        device.1.follows.iter().map(|f| &f.model).collect();
+    let served = models
+        .into_iter()
+        .flat_map(|model| {
+            app.metrics
+                .of(&device.0, model)
+                .into_iter()
+                .map(|(version, m)| ServedFigures {
+                    model: model.to_string(),
+                    version,
+                    requests: m.requests,
+                    errors: m.errors,
+                    p95_ms: m.latency.quantile_ms(0.95),
+                    custom: m
+                        .custom
+                        .iter()
+                        .filter(|(_, t)| t.count > 0)
+                        .map(|(name, t)| (name.clone(), t.sum / t.count as f64))
+                        .collect(),
+                })
+        })
+        .collect();
+    Ok(Json(DeviceView {
+        served,
+        ..device_view(device, &revoked)
+    }))
 }
 
 fn device_view(
@@ -116,6 +142,7 @@ fn device_view(
         models: r.models,
         recent_events: r.recent_events,
         conditions: r.conditions,
+        served: Vec::new(),
     }
 }
 

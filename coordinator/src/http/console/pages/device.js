@@ -44,6 +44,15 @@ export async function render(view, { params }) {
           el("td", { "data-slot": "candidate" }, release(m.model, m.candidate)),
           el("td", {}, phase(m.phase)),
           el("td", { class: m.last_error ? "fail" : null }, m.last_error ? errorText(m.last_error) : "–"))), { id: "device-models" })),
+    section("Serving, per version",
+      (d.served || []).length === 0 ? el("p", { class: "muted" }, "No request reported (since the coordinator started).")
+        : table(["model", "version", "requests", "errors", "p95 latency", "its own metrics (mean)"], d.served.map((f) =>
+          el("tr", { "data-served": f.version },
+            el("td", {}, f.model), el("td", {}, release(f.model, f.version)), el("td", { "data-requests": f.requests }, f.requests),
+            el("td", { class: f.errors ? "waiting" : null }, f.requests ? `${f.errors} (${(100 * f.errors / f.requests).toFixed(1)} %)` : f.errors),
+            el("td", {}, f.p95_ms === null || f.p95_ms === undefined ? "–" : f.p95_ms.toFixed(1) + " ms"),
+            el("td", {}, Object.entries(f.custom).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") || "–"))),
+        { id: "device-served" })),
     section("Recent updates and health checks",
       d.recent_events.length === 0 ? el("p", { class: "muted" }, "Nothing reported yet.")
         : table(["when", "model", "what"], d.recent_events.slice().reverse().map((e) =>
