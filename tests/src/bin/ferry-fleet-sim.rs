@@ -14,7 +14,8 @@
 //! with PostgreSQL's commits and row writes per second while the fleet is idle;
 //! `--heartbeat-secs N`: the coordinators tell agents to report every N seconds, default 15
 //! as in production, and the simulated agents do, each at its own phase, as real ones do;
-//! 0 = they report only when told something). With `FERRY_SIM_KEEP=DIR` the coordinators'
+//! 0 = they report only when told something; `--console`: also time the console's pages in
+//! headless Chromium with the whole fleet enrolled). With `FERRY_SIM_KEEP=DIR` the coordinators'
 //! data directories and logs stay in DIR.
 //! Simulated agents install instantly: they report the version they were told to run.
 
@@ -211,6 +212,10 @@ struct Args {
     /// so); 0: only when told something.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(0..=3600))]
     heartbeat_secs: u32,
+    /// Also time the console's pages in headless Chromium with the whole fleet enrolled
+    /// (needs scripts/install-chromium.sh), beside the API calls they make.
+    #[arg(long)]
+    console: bool,
     #[command(flatten)]
     build: ferry_tests::BuildFlag,
 }
@@ -547,8 +552,87 @@ fn main() -> Result<()> {
             per_node.join(", ")
         );
     }
+    if args.console {
+        for row in console_figures(&fleet, id)? {
+            println!("{row}");
+        }
+    }
     board.done.store(true, Ordering::Relaxed);
     drop(runtime);
+    Ok(())
+}
+
+/// Loads of each console page measured in a browser.
+const LOADS: usize = 5;
+
+/// The console's pages timed in headless Chromium, each the median of [`LOADS`] loads from
+/// a fresh navigation until its first render finished (the page's own `ferry-rendered` mark),
+/// beside the API calls each page makes, timed from here on the same machine.
+fn console_figures(fleet: &Fleet, rollout: &str) -> Result<Vec<String>> {
+    use ferry_tests::browser::Browser;
+    let c = &fleet.coordinator;
+    let viewer = c.token("viewer")?;
+    let browser = Browser::launch(&fleet.dir, 1366, 768)?;
+    let base = format!("http://{}/", c.http);
+    let page = browser.open(&format!("{base}#token={viewer}"))?;
+    page.wait_for_element("#devices-total")?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut rows = Vec::new();
+    let one = format!("/rollouts/{rollout}");
+    let pages = [
+        ("fleet", "/", "#devices-total", vec!["/fleet/status", "/fleet/fragmentation?days=7", "/rollouts"]),
+        ("devices (first 50)", "/devices", "#devices", vec!["/devices?limit=51"]),
+        ("one rollout", one.as_str(), "#rollout-summary", vec![one.as_str()]),
+        ("audit", "/audit", "#audit-entries", vec!["/audit?newest=true&limit=100"]),
+    ];
+    for (name, route, ready, calls) in pages {
+        let mut loads = Vec::new();
+        for _ in 0..LOADS {
+            page.goto("about:blank")?;
+            page.goto(&format!("{base}#{route}"))?;
+            page.wait_for_element(ready)?;
+            loads.push(page.eval::<f64>(
+                "performance.getEntriesByName('ferry-rendered')[0].startTime",
+            )?);
+        }
+        let mut api = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..LOADS {
+            let start = Instant::now();
+            bytes = 0;
+            for call in &calls {
+                let reply = c.get(&format!("/api/v1{call}"), "viewer")?;
+                ensure_ok(&reply, call)?;
+                bytes += reply.raw.len();
+            }
+            api.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        rows.push(format!(
+            "| console page `{name}`: navigation → rendered (its API calls alone, one after another) | {:.0} ms ({:.0} ms, {} KiB) | < 1 s |",
+            median(loads),
+            median(api),
+            bytes / 1024
+        ));
+    }
+    // The device list whole, as the page read it before it paged: the anchor for paging.
+    let start = Instant::now();
+    let whole = c.get("/api/v1/devices", "viewer")?;
+    ensure_ok(&whole, "/devices")?;
+    rows.push(format!(
+        "| anchor: every device in one reply (`GET /devices`, what the page read before it paged) | {:.0} ms, {} KiB | |",
+        start.elapsed().as_secs_f64() * 1000.0,
+        whole.raw.len() / 1024
+    ));
+    Ok(rows)
+}
+
+fn ensure_ok(reply: &ferry_tests::http::Reply, call: &str) -> Result<()> {
+    if reply.status != 200 {
+        bail!("{call}: HTTP {}: {}", reply.status, reply.body);
+    }
     Ok(())
 }
 

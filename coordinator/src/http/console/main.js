@@ -86,6 +86,8 @@ async function render(refreshing) {
   document.getElementById("problem").textContent = "";
   document.body.dataset.loaded = "true";
   document.body.dataset.page = route.tab;
+  // For the page-load bench (`ferry-fleet-sim --console`): when each render finished.
+  performance.mark("ferry-rendered");
 }
 
 function refresh() {
