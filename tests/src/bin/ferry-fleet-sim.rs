@@ -583,10 +583,30 @@ fn console_figures(fleet: &Fleet, rollout: &str) -> Result<Vec<String>> {
     let mut rows = Vec::new();
     let one = format!("/rollouts/{rollout}");
     let pages = [
-        ("fleet", "/", "#devices-total", vec!["/fleet/status", "/fleet/fragmentation?days=7", "/rollouts"]),
-        ("devices (first 50)", "/devices", "#devices", vec!["/devices?limit=51"]),
-        ("one rollout", one.as_str(), "#rollout-summary", vec![one.as_str()]),
-        ("audit", "/audit", "#audit-entries", vec!["/audit?newest=true&limit=100"]),
+        (
+            "fleet",
+            "/",
+            "#devices-total",
+            vec!["/fleet/status", "/fleet/fragmentation?days=7", "/rollouts"],
+        ),
+        (
+            "devices (first 50)",
+            "/devices",
+            "#devices",
+            vec!["/devices?limit=51"],
+        ),
+        (
+            "one rollout",
+            one.as_str(),
+            "#rollout-summary",
+            vec![one.as_str()],
+        ),
+        (
+            "audit",
+            "/audit",
+            "#audit-entries",
+            vec!["/audit?newest=true&limit=100"],
+        ),
     ];
     for (name, route, ready, calls) in pages {
         let mut loads = Vec::new();
@@ -594,9 +614,9 @@ fn console_figures(fleet: &Fleet, rollout: &str) -> Result<Vec<String>> {
             page.goto("about:blank")?;
             page.goto(&format!("{base}#{route}"))?;
             page.wait_for_element(ready)?;
-            loads.push(page.eval::<f64>(
-                "performance.getEntriesByName('ferry-rendered')[0].startTime",
-            )?);
+            loads.push(
+                page.eval::<f64>("performance.getEntriesByName('ferry-rendered')[0].startTime")?,
+            );
         }
         let mut api = Vec::new();
         let mut bytes = 0;
