@@ -12,6 +12,12 @@ use crate::rules::lifecycle::{Approval, Check, Stage, StageMove};
 
 /// Header in which ferryctl names the person acting (recorded in the audit trail).
 pub const ACTOR_HEADER: &str = "x-ferry-actor";
+
+/// Header on a `GET /api/v1/audit` reply whose scan stopped at its bound (200,000 entries
+/// read) before the trail's end, or start, with fewer matches than asked for: the sequence
+/// number to go on from (`after=` oldest first, `before=` newest first). Without it, a short
+/// page means the trail was read through.
+pub const AUDIT_CURSOR_HEADER: &str = "ferry-audit-cursor";
 /// Where a resumed `PUT` continues, in bytes from the start.
 pub const UPLOAD_OFFSET: &str = "upload-offset";
 /// The artifact's whole size, which makes a `PUT` resumable.

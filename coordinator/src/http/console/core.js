@@ -38,7 +38,7 @@ export async function api(path, options = {}) {
     const message = body && body.error ? body.error : `HTTP ${reply.status}: ${text.slice(0, 200)}`;
     throw new ApiError(reply.status, message);
   }
-  return body;
+  return options.withReply ? { body, reply } : body;
 }
 
 // Whether the signed-in token may do `action` (on `model`, when one is named). The API

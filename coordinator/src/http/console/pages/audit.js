@@ -13,7 +13,9 @@ export async function render(view, { query, go }) {
   const hours = Number(query.get("hours"));
   if (hours > 0) params.set("since", Math.floor(Date.now() / 1000 - hours * 3600));
   if (query.get("before")) { params.delete("newest"); params.set("before", query.get("before")); }
-  const entries = await api("/audit?" + params);
+  const { body: entries, reply } = await api("/audit?" + params, { withReply: true });
+  // A scan stopped at the coordinator's bound says where to go on.
+  const cursor = reply.headers.get("ferry-audit-cursor");
   const inputs = Object.fromEntries(filters.map((f) => [f, el("input", {
     id: "filter-" + f, name: f, value: query.get(f) || "", type: f === "hours" ? "number" : "text", min: f === "hours" ? 0 : null,
     placeholder: { action: "rollout, alias.set", actor: "alice, rollout-engine", subject: "a model, a device, a rollout", hours: "all" }[f] })]));
@@ -25,7 +27,7 @@ export async function render(view, { query, go }) {
   } }, filters.map((f) => el("label", { for: "filter-" + f }, el("span", {}, f === "hours" ? "last hours" : f), inputs[f])),
   el("button", { type: "submit" }, "Filter"));
   const chain = el("div", { id: "chain", "aria-live": "polite" }, el("p", { class: "muted" }, "Walking the chain…"));
-  const older = entries.length === PAGE ? entries[entries.length - 1].seq : null;
+  const older = entries.length === PAGE ? entries[entries.length - 1].seq : cursor;
   const next = new URLSearchParams(query);
   if (older) next.set("before", older);
   add(view, el("h1", {}, "Audit trail"),
@@ -34,7 +36,8 @@ export async function render(view, { query, go }) {
       table(["#", "when", "actor", "action", "subject", "detail"], entries.map((e) => el("tr", { "data-seq": e.seq, "data-action": e.action },
         el("td", {}, e.seq), el("td", {}, when(e.at)), el("td", {}, e.actor), el("td", {}, el("code", {}, e.action)),
         el("td", {}, e.subject), el("td", {}, e.detail))), { id: "audit-entries" }),
-      entries.length === 0 ? el("p", { class: "muted" }, "No entry matches.") : null,
+      entries.length === 0 && !cursor ? el("p", { class: "muted" }, "No entry matches.") : null,
+      cursor ? el("p", { class: "muted", id: "scan-bound" }, `The coordinator searched back to entry ${cursor} without filling the page; older entries remain.`) : null,
       older ? el("nav", { class: "pager" }, el("a", { href: "#/audit?" + next, id: "older" }, "Older entries")) : null));
   // The walk reads the whole trail: it fills in when done, the entries already shown.
   api("/audit/verify").then((v) => chain.replaceChildren(verification(v)),
