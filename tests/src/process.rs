@@ -303,6 +303,17 @@ impl Coordinator {
             .with_context(|| format!("ferryctl {} printed: {text}", args.join(" ")))
     }
 
+    /// A new API token named `name` with `role` (`ferryctl tokens create`).
+    pub fn create_token(
+        &self,
+        name: &str,
+        role: ferry_coordinator::api::TokenRole,
+    ) -> Result<String> {
+        let created: ferry_coordinator::api::TokenCreated =
+            self.ctl_json(&["tokens", "create", name, "--role", role.as_str()])?;
+        Ok(created.token)
+    }
+
     /// `ferryctl fleet status --json`.
     pub fn fleet_status(&self) -> Result<FleetStatus> {
         self.ctl_json(&["fleet", "status"])

@@ -10,21 +10,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use ferry_coordinator::api::{AuditVerification, TokenCreated, TokenRole};
+use ferry_coordinator::api::{AuditVerification, TokenRole};
 use ferry_shared::rollout::Phase;
 use ferry_tests::browser::{Browser, Page};
 use ferry_tests::{Fleet, MODEL, model_bytes};
 
 const MIB: usize = 1024 * 1024;
 const T: Duration = Duration::from_secs(90);
-
-fn token(fleet: &Fleet, name: &str, role: TokenRole) -> Result<String> {
-    let created: TokenCreated =
-        fleet
-            .coordinator
-            .ctl_json(&["tokens", "create", name, "--role", role.as_str()])?;
-    Ok(created.token)
-}
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../console")
@@ -64,8 +56,12 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     // 2.0.0 installs and stages fine, but fails every health check once it serves.
     let lineage = "code_commit = \"9f2c1e4\"\nparents = [\"1.0.0\"]\n[dataset]\nid = \"street-scenes\"\nversion = \"2026-11\"\nhash = \"sha256:ab\"\n[metrics]\naccuracy = 0.91\n";
     fleet.publish_with_meta("2.0.0", &model_bytes(2, MIB, false), Some(lineage))?;
-    let operator = token(&fleet, "olivia", TokenRole::Operator)?;
-    let approver = token(&fleet, "april", TokenRole::Approver)?;
+    let operator = fleet
+        .coordinator
+        .create_token("olivia", TokenRole::Operator)?;
+    let approver = fleet
+        .coordinator
+        .create_token("april", TokenRole::Approver)?;
     let viewer = fleet.coordinator.token("viewer")?;
     let dir = shots();
     let _ = std::fs::remove_dir_all(&dir);

@@ -42,14 +42,6 @@ accuracy = {accuracy}
     )
 }
 
-fn token(fleet: &Fleet, name: &str, role: TokenRole) -> Result<String> {
-    let created: TokenCreated =
-        fleet
-            .coordinator
-            .ctl_json(&["tokens", "create", name, "--role", role.as_str()])?;
-    Ok(created.token)
-}
-
 /// Runs ferryctl with `token`: (succeeded, stdout, stderr).
 fn ctl_as(fleet: &Fleet, token: &str, args: &[&str]) -> Result<(bool, String, String)> {
     let out = fleet.coordinator.ctl_output_as(token, args)?;
@@ -64,9 +56,13 @@ fn ctl_as(fleet: &Fleet, token: &str, args: &[&str]) -> Result<(bool, String, St
 fn releases_climb_the_lifecycle_only_past_their_checks() -> Result<()> {
     let mut fleet = Fleet::start_configured(0, None, Some(POLICIES))?;
     fleet.add_agent(AgentSpec::named("device"))?;
-    let operator = token(&fleet, "olga", TokenRole::Operator)?;
-    let alice = token(&fleet, "alice", TokenRole::Approver)?;
-    let bob = token(&fleet, "bob", TokenRole::Approver)?;
+    let operator = fleet
+        .coordinator
+        .create_token("olga", TokenRole::Operator)?;
+    let alice = fleet
+        .coordinator
+        .create_token("alice", TokenRole::Approver)?;
+    let bob = fleet.coordinator.create_token("bob", TokenRole::Approver)?;
     let c = &fleet.coordinator;
     fleet.publish_with_meta("1.0.0", &model_bytes(1, 64 * 1024, true), Some(&meta(0.90)))?;
 
