@@ -143,6 +143,22 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
         T,
     )?;
     page.fill("#reason", "console story: shadow first")?;
+    // A plan the API refuses: the page shows the API's own words, and nothing starts.
+    page.fill("#waves tr:nth-child(1) .bake", "99999999")?;
+    page.click("#start-rollout")?;
+    page.wait_for(
+        "the API's refusal",
+        "document.getElementById('form-error').innerText.includes('bakes at most')",
+        T,
+    )?;
+    ensure!(
+        fleet
+            .coordinator
+            .get("/api/v1/rollouts/console-2", "admin")?
+            .status
+            == 404
+    );
+    page.fill("#waves tr:nth-child(1) .bake", "1")?;
     page.screenshot(&dir, "rollout-form")?;
     page.click("#start-rollout")?;
     page.wait_for_element("#rollout-summary")?;
@@ -283,6 +299,34 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     ensure!(page.has("svg.lineage a[aria-label='release 1.0.0']")?);
     ensure!(page.has("#diff tr.differs[data-field=parents]")?);
     ensure!(page.text("#model-card")?.contains("street-scenes"));
+    // An approver moves no stage: the page offers none of the moves.
+    ensure!(
+        !actions(&page, "#stage-actions")?
+            .iter()
+            .any(|a| a.starts_with("move-")),
+        "an approver is offered stage moves"
+    );
+    // The operator checks the move to staging (every check shown, nothing moved), then makes it.
+    sign_in(&page, &operator, "operator")?;
+    page.wait_for_element("[data-action=check-staging]")?;
+    page.click("[data-action=check-staging]")?;
+    page.wait_for_element(".transition[data-moved=false]")?;
+    ensure!(page.text("#release-stage")? == "development");
+    page.click("[data-action=move-staging]")?;
+    page.fill("#dialog-reason", "offline eval done")?;
+    page.click("#dialog-confirm")?;
+    page.wait_for(
+        "the release in staging",
+        "document.getElementById('release-stage').innerText === 'staging' && document.querySelector('.transition[data-moved=true]')",
+        T,
+    )?;
+    let stage: ferry_coordinator::api::StageView =
+        fleet.coordinator.ctl_json(&["stage", MODEL, "2.0.0"])?;
+    ensure!(stage.stage.to_string() == "staging", "{stage:?}");
+    ensure!(
+        page.has("#view tr[data-move=staging]")?,
+        "the stage history lacks the move"
+    );
     page.screenshot(&dir, "release")?;
 
     // A viewer: the same pages, no action anywhere; a request forged with its token from the

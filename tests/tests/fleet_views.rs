@@ -262,5 +262,22 @@ fn the_device_list_pages_in_id_order() -> Result<()> {
     ensure!(rest == all[2..], "{rest:?}");
     ensure!(page(&format!("?after={}", all[2]))?.is_empty());
     ensure!(c.get("/api/v1/devices?page=2", "viewer")?.status == 400);
+    // Searched on the coordinator: a label exactly, a label's value, a part of an id.
+    let gpu = page("?q=accelerator%3Dgpu")?;
+    ensure!(gpu.len() == 1, "{gpu:?}");
+    ensure!(page("?q=gpu")? == gpu);
+    ensure!(page(&format!("?q={}", &gpu[0][3..12]))? == gpu);
+    ensure!(page("?q=accelerator%3Dcpu&limit=1")?.len() == 1);
+    ensure!(page("?q=region%3Dmars")?.is_empty());
+    // One device, as the list shows it; an unknown one is 404.
+    let one = c.get(&format!("/api/v1/devices/{}", gpu[0]), "viewer")?;
+    let view: DeviceView = serde_json::from_str(&one.body)?;
+    ensure!(view.id == gpu[0] && view.labels.get("accelerator").map(String::as_str) == Some("gpu"));
+    ensure!(c.get("/api/v1/devices/nope", "viewer")?.status == 404);
+    // The fragmentation report lists at most `behind` devices behind, and counts them all.
+    let reply = c.get("/api/v1/fleet/fragmentation?behind=0", "viewer")?;
+    let report: FragmentationReport = serde_json::from_str(&reply.body)?;
+    let overall = &report.models[0].overall;
+    ensure!(overall.behind.is_empty() && overall.behind_by_reason.values().sum::<usize>() == 1);
     Ok(())
 }

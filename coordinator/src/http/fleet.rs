@@ -173,6 +173,9 @@ struct FragmentationQuery {
     by: Option<String>,
     /// Days of history (default 7).
     days: Option<u64>,
+    /// At most this many devices listed behind per cohort, the most behind first (all
+    /// without it); `behind_by_reason` still counts them all.
+    behind: Option<usize>,
 }
 
 async fn fleet_fragmentation(
@@ -184,6 +187,13 @@ async fn fleet_fragmentation(
     let now = unix_now();
     let since = now.saturating_sub(query.days.unwrap_or(7).saturating_mul(86_400));
     let gathered = Gathered::read(&app)?;
-    let report = views::fragmentation(&app, &gathered, model.as_ref(), by, now, Some(since))?;
+    let mut report = views::fragmentation(&app, &gathered, model.as_ref(), by, now, Some(since))?;
+    if let Some(limit) = query.behind {
+        for m in &mut report.models {
+            for cohort in std::iter::once(&mut m.overall).chain(&mut m.cohorts) {
+                cohort.behind.truncate(limit);
+            }
+        }
+    }
     Ok(Json(report))
 }

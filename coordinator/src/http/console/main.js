@@ -94,6 +94,9 @@ function refresh() {
   const route = current();
   if (!session.me || !route || !route.page.live) return;
   if (document.querySelector("dialog[open]") || document.hidden) return;
+  // Not while someone types in the page (a search field): a refresh would take their text.
+  const active = document.activeElement;
+  if (active && view.contains(active) && ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName)) return;
   render(true);
 }
 

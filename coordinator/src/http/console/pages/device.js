@@ -6,13 +6,15 @@ import { add, api, el, section, table, link, ago, when, bytes, variant, encode, 
 
 export const live = true;
 
-const HARDWARE = ["arch", "target", "accelerator", "gpu", "cuda", "os", "cpu"];
+const HARDWARE = ["arch", "target", "accelerator", "gpu", "cuda", "os", "cpu", "memory"];
 
 export async function render(view, { params }) {
   const id = params[0];
   const d = await api(`/devices/${encode(id)}`);
   const labels = Object.entries(d.labels);
-  const hardware = labels.filter(([k]) => HARDWARE.some((h) => k === h || k.startsWith(h + ".") || k.startsWith("hw.")));
+  const isHardware = ([k]) => HARDWARE.some((h) => k === h || k.startsWith(h + "."));
+  const hardware = labels.filter(isHardware);
+  const others = labels.filter((l) => !isHardware(l));
   const revoke = d.revoked_at ? null : actionButton({
     label: "Revoke", action: "devices", danger: true, key: "revoke",
     title: "Revoke device " + d.id.slice(0, 16) + "…",
@@ -31,10 +33,12 @@ export async function render(view, { params }) {
         fact("agent", d.agent_version),
         fact("follows", d.follows.map((f) => `${f.model} ${f.alias || ""}`.trim()).join(", ") || "–"),
         disk(d.conditions))),
-      section("Labels and hardware",
-        labels.length ? table(["label", "value"], labels.map(([k, v]) =>
-          el("tr", { class: hardware.some(([h]) => h === k) ? "hardware" : null }, el("td", {}, k), el("td", {}, v))))
-          : el("p", { class: "muted" }, "No labels."))),
+      section("Detected hardware",
+        hardware.length ? table(["what", "value"], hardware.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))), { id: "device-hardware" })
+          : el("p", { class: "muted" }, "Not reported."))),
+    section("Labels",
+      others.length ? table(["label", "value"], others.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))), { id: "device-labels" })
+        : el("p", { class: "muted" }, "No labels.")),
     section("Versions on disk",
       table(["model", "current", "previous", "candidate", "updater", "last error"],
         d.models.map((m) => el("tr", { "data-model": m.model },

@@ -11,7 +11,7 @@ export const live = true;
 
 export async function render(view) {
   const [status, frag, rollouts] = await Promise.all([
-    api("/fleet/status"), api(`/fleet/fragmentation?days=${HISTORY_DAYS}`), api("/rollouts")]);
+    api("/fleet/status"), api(`/fleet/fragmentation?days=${HISTORY_DAYS}&behind=${BEHIND_SHOWN}`), api("/rollouts")]);
   add(view, 
     el("div", { class: "cards" },
       card("devices", status.devices_total, "devices-total", "#/devices"),
@@ -102,7 +102,7 @@ function behind(frag) {
   const rows = [];
   let total = 0;
   for (const m of frag.models) {
-    total += m.overall.behind.length;
+    total += Object.values(m.overall.behind_by_reason).reduce((a, b) => a + b, 0);
     for (const b of m.overall.behind.slice(0, BEHIND_SHOWN)) {
       const why = b.reason === "offline" ? "offline, last seen " + ago(b.last_seen)
         : b.reason + (b.detail ? ": " + b.detail : "");

@@ -103,7 +103,7 @@ function transition(t) {
   const verdict = t.error ? `stays in ${t.from}: ${t.error}`
     : t.moved ? `moved ${t.from} → ${t.to}` + (t.prod_moved ? "; prod now points here" : "") + (t.rollout ? `; rollout ${t.rollout} started` : "")
       : `may move from ${t.from} to ${t.to}: every check passes (nothing moved)`;
-  return el("div", { class: "transition", "data-moved": t.moved, "data-to": t.to },
+  return el("div", { class: "transition", "data-moved": String(t.moved), "data-to": t.to },
     t.checks.length ? table(["check", "result", "found"], t.checks.map((c) => el("tr", { class: c.passed ? "pass" : "fail", "data-check": c.name },
       el("td", {}, c.name), el("td", {}, c.passed ? "pass" : "FAIL"), el("td", {}, c.detail)))) : null,
     el("p", { class: t.error ? "fail" : "pass" }, verdict),
