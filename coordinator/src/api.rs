@@ -308,6 +308,33 @@ pub struct DeviceView {
     /// it; held in memory since the coordinator started).
     #[serde(default)]
     pub served: Vec<ServedFigures>,
+    /// What the coordinator sent it, per artifact, the most recent first (only
+    /// `GET /devices/{id}` fills it; held in memory since the coordinator started).
+    #[serde(default)]
+    pub transfers: Vec<DeviceTransferView>,
+}
+
+/// One artifact sent to a device: bytes on the wire against its size, chunks by encoding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTransferView {
+    /// The artifact's hash.
+    pub file: Digest,
+    /// The release it belongs to among the device's models (`None`: no longer known).
+    pub release: Option<(String, Version)>,
+    /// Its file name in that release.
+    pub file_name: Option<String>,
+    /// Its size.
+    pub size: Option<u64>,
+    /// Bytes sent, as on the wire.
+    pub wire_bytes: u64,
+    /// Chunks sent.
+    pub chunks: u64,
+    /// Chunks per encoding.
+    pub encodings: BTreeMap<String, u64>,
+    /// When the first and the last chunk went (Unix seconds).
+    pub first_at: u64,
+    /// See `first_at`.
+    pub last_at: u64,
 }
 
 /// A device's figures for one version it serves (or runs in shadow), as it last reported them.

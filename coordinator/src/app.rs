@@ -118,6 +118,8 @@ pub struct Coordinator {
     pub happened: crate::fleet::event_counts::EventCounts,
     /// The gates' values over time, per rollout this coordinator drove.
     pub gate_history: crate::rollout::gate_history::GateHistory,
+    /// What each device was sent since start, per artifact.
+    pub transfers_by_device: crate::fleet::device_transfers::DeviceTransfers,
     config_keys: Vec<PublicKey>,
 }
 
@@ -197,6 +199,7 @@ impl Coordinator {
             requests: Default::default(),
             happened: Default::default(),
             gate_history: Default::default(),
+            transfers_by_device: Default::default(),
             config_keys,
         }
     }

@@ -285,6 +285,13 @@ async fn serve_chunks(
                     .map_err(io_error)?;
                 Counters::add(&app.counters.bytes_served, len);
                 Counters::add(&app.counters.chunks_served, 1);
+                app.transfers_by_device.record(
+                    device,
+                    file,
+                    len,
+                    encoded.encoding,
+                    crate::unix_now(),
+                );
                 if encoded.encoding.needs_reference() {
                     Counters::add(&app.counters.deltas_served, 1);
                 }

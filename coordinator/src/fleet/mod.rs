@@ -1,9 +1,10 @@
 //! The fleet as devices report it: reports merged into device records ([`summary`],
-//! [`report_writer`], its queue [`report_queue`]), their conditions ([`conditions`]), version fragmentation ([`fragmentation`]), the
+//! [`report_writer`], its queue [`report_queue`]), their conditions ([`conditions`]), what each was sent ([`device_transfers`]), version fragmentation ([`fragmentation`]), the
 //! views gathered for the
 //! API and the periodic history ([`views`]), and `/metrics` ([`prometheus`]).
 
 pub(crate) mod conditions;
+pub mod device_transfers;
 pub mod event_counts;
 pub(crate) mod fragmentation;
 pub mod http_requests;

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use ferry_shared::ModelName;
 use serde::Deserialize;
 
-use crate::api::{DeviceView, FleetStatus, FragmentationReport, ServedFigures};
+use crate::api::{DeviceTransferView, DeviceView, FleetStatus, FragmentationReport, ServedFigures};
 use crate::app::Coordinator;
 use crate::fleet::views::{self, Gathered, GatheredDevice};
 use crate::http::replies::{ApiResult, Failure, parse};
@@ -100,7 +100,8 @@ async fn show_device(
     let models: std::collections::BTreeSet<&ModelName> =
         device.1.follows.iter().map(|f| &f.model).collect();
     let served = models
-        .into_iter()
+        .iter()
+        .copied()
         .flat_map(|model| {
             app.metrics
                 .of(&device.0, model)
@@ -120,10 +121,56 @@ async fn show_device(
                 })
         })
         .collect();
+    let transfers = transfers_of(&app, &device.0, &models)?;
     Ok(Json(DeviceView {
         served,
+        transfers,
         ..device_view(device, &revoked)
     }))
+}
+
+/// What the coordinator sent `device`, each artifact named by its release among `models`.
+fn transfers_of(
+    app: &Coordinator,
+    device: &ferry_shared::wire::DeviceId,
+    models: &std::collections::BTreeSet<&ModelName>,
+) -> Result<Vec<DeviceTransferView>, Failure> {
+    let sent = app.transfers_by_device.of(device);
+    if sent.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut named = BTreeMap::new();
+    for model in models {
+        for (release, _) in app.store.releases(Some(model))? {
+            for v in &release.variants {
+                named.insert(
+                    v.hash,
+                    (
+                        (release.name.to_string(), release.version.clone()),
+                        v.file_name.to_string(),
+                        v.size,
+                    ),
+                );
+            }
+        }
+    }
+    Ok(sent
+        .into_iter()
+        .map(|(file, t)| {
+            let known = named.get(&file);
+            DeviceTransferView {
+                file,
+                release: known.map(|k| k.0.clone()),
+                file_name: known.map(|k| k.1.clone()),
+                size: known.map(|k| k.2),
+                wire_bytes: t.wire_bytes,
+                chunks: t.chunks,
+                encodings: t.encodings,
+                first_at: t.first_at,
+                last_at: t.last_at,
+            }
+        })
+        .collect())
 }
 
 fn device_view(
@@ -143,6 +190,7 @@ fn device_view(
         recent_events: r.recent_events,
         conditions: r.conditions,
         served: Vec::new(),
+        transfers: Vec::new(),
     }
 }
 

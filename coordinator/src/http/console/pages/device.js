@@ -48,6 +48,14 @@ export async function render(view, { params }) {
           el("td", { "data-slot": "candidate" }, release(m.model, m.candidate)),
           el("td", {}, phase(m.phase)),
           el("td", { class: m.last_error ? "fail" : null }, m.last_error ? errorText(m.last_error) : "–"))), { id: "device-models" })),
+    section("Updates sent to it",
+      (d.transfers || []).length === 0 ? el("p", { class: "muted" }, "Nothing sent by this coordinator since it started (chunks from a mirror or an object store's address are not counted).")
+        : table(["release", "file", "on the wire", "chunks by encoding", "when"], d.transfers.map((t) => el("tr", { "data-transfer": t.release ? t.release[1] : t.file },
+          el("td", {}, t.release ? release(t.release[0], t.release[1]) : el("code", {}, t.file.slice(0, 16))),
+          el("td", {}, t.file_name || "–"),
+          el("td", { "data-wire": t.wire_bytes }, bytes(t.wire_bytes) + (t.size ? ` of ${bytes(t.size)} (${Math.round(100 * (1 - t.wire_bytes / t.size))} % saved)` : "")),
+          el("td", {}, `${t.chunks}: ` + Object.entries(t.encodings).map(([k, n]) => `${k} ${n}`).join(", ")),
+          el("td", {}, when(t.last_at)))), { id: "device-transfers" })),
     section("Serving, per version",
       (d.served || []).length === 0 ? el("p", { class: "muted" }, "No request reported (since the coordinator started).")
         : table(["model", "version", "requests", "errors", "p95 latency", "its own metrics (mean)"], d.served.map((f) =>
