@@ -72,7 +72,7 @@ impl DeviceTransfers {
     pub fn of(&self, device: &DeviceId) -> Vec<(Digest, FileTransfer)> {
         let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         let mut files = devices.get(device).cloned().unwrap_or_default();
-        files.sort_by(|a, b| b.1.last_at.cmp(&a.1.last_at));
+        files.sort_by_key(|f| std::cmp::Reverse(f.1.last_at));
         files
     }
 }
