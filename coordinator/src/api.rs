@@ -1094,6 +1094,41 @@ pub struct EnrollTokenCreated {
     pub view: EnrollTokenView,
 }
 
+/// Body of `PUT /api/v1/devices/{id}/pins/{model}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PinDevice {
+    /// The version the device runs while pinned.
+    pub version: Version,
+    /// Why (for the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of `DELETE /api/v1/devices/{id}/pins/{model}` (optional).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UnpinDevice {
+    /// Why (for the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A device pinned to a version of a model (`GET /api/v1/pins`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PinView {
+    /// The device.
+    pub device: String,
+    /// The model.
+    pub model: String,
+    /// The version it runs while pinned.
+    pub version: Version,
+    /// Who pinned it.
+    pub by: String,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Why.
+    pub reason: String,
+}
+
 /// Body of `POST /api/v1/devices/{id}/revoke`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RevokeDevice {

@@ -294,8 +294,14 @@ impl Coordinator {
 
     /// Tells open sessions (and the cache warmer) that an alias moved.
     pub fn announce(&self, model: &ModelName, alias: &AliasName) {
-        self.desired.invalidate();
         self.happened.alias_moved();
+        self.tell_followers(model, alias);
+    }
+
+    /// Recomputes what the devices following `model`'s `alias` should run and tells them
+    /// (a device pinned or unpinned among them).
+    pub fn tell_followers(&self, model: &ModelName, alias: &AliasName) {
+        self.desired.invalidate();
         self.fanout.announce((model.clone(), alias.clone()));
         // No receivers means no open sessions; nothing to tell.
         let _ = self.alias_moves.send(AliasMoved {

@@ -170,6 +170,32 @@ impl Page {
         }
     }
 
+    /// Follows the link matching `selector` by clicking it, then waits for `ready` (a
+    /// selector) on the page it opens. A click that lands while a live page swaps its content
+    /// may miss; the link is clicked again (as a user would) until the address is the link's.
+    pub fn follow(&self, selector: &str, ready: &str) -> Result<()> {
+        let query = serde_json::to_string(selector)?;
+        self.wait_for_element(selector)?;
+        let href: String = self.eval(&format!(
+            "document.querySelector({query}).getAttribute('href')"
+        ))?;
+        let arrived = format!("location.hash === {}", serde_json::to_string(&href)?);
+        let start = Instant::now();
+        loop {
+            self.click(selector)?;
+            if self
+                .wait_for(&format!("{href} to open"), &arrived, Duration::from_secs(3))
+                .is_ok()
+            {
+                break;
+            }
+            if start.elapsed() > STEP {
+                bail!("clicking {selector} never opened {href}");
+            }
+        }
+        self.wait_for_element(ready)
+    }
+
     /// Types `text` into the field matching `selector`, replacing what it held.
     pub fn fill(&self, selector: &str, text: &str) -> Result<()> {
         self.wait_for_element(selector)?;

@@ -93,8 +93,7 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     page.screenshot(&dir, "fleet")?;
 
     page.click("a[data-tab=rollouts]")?;
-    page.click("#new-rollout")?;
-    page.wait_for_element("#rollout-form")?;
+    page.follow("#new-rollout", "#rollout-form")?;
     page.eval::<bool>(
         "(() => { const v = document.getElementById('version'); v.value = '2.0.0'; v.dispatchEvent(new Event('change')); return v.value === '2.0.0'; })()",
     )?;
@@ -230,8 +229,7 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     fleet.serve_requests(40, |_| 5)?;
     page.click("a[data-tab=devices]")?;
     page.wait_for_element("#devices tr[data-device] a")?;
-    page.click("#devices tr[data-device] a")?;
-    page.wait_for_element("#device-models")?;
+    page.follow("#devices tr[data-device] a", "#device-models")?;
     page.wait_for(
         "the device page to show the rollback",
         "document.querySelector('[data-event=HealthRollback]') && document.querySelector('[data-slot=current]').innerText === '1.0.0'",
@@ -290,8 +288,7 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
 
     // The release: its lineage drawn, a diff against 1.0.0, its stage history.
     page.click("a[data-tab=releases]")?;
-    page.click("tr[data-release='2.0.0'] a")?;
-    page.wait_for_element("svg.lineage")?;
+    page.follow("tr[data-release='2.0.0'] a", "svg.lineage")?;
     ensure!(
         page.eval::<String>("document.querySelector('svg.lineage').dataset.nodes")? == "2",
         "the lineage graph does not draw 2.0.0 and its parent"
@@ -329,6 +326,22 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     );
     page.screenshot(&dir, "release")?;
 
+    // The operator pins a device to 1.0.0 from its page, then unpins it.
+    page.click("a[data-tab=devices]")?;
+    page.follow("#devices tr[data-device] a", "#device-models")?;
+    page.click("[data-action=pin]")?;
+    page.eval::<bool>(
+        "(() => { document.getElementById('pin-version').value = '1.0.0'; return true; })()",
+    )?;
+    page.fill("#dialog-reason", "hold while we look")?;
+    page.click("#dialog-confirm")?;
+    page.wait_for_element("[data-pin='1.0.0'] [data-action=unpin]")?;
+    page.screenshot(&dir, "device-pinned")?;
+    page.click("[data-action=unpin]")?;
+    page.fill("#dialog-reason", "done looking")?;
+    page.click("#dialog-confirm")?;
+    page.wait_for_element("[data-pin=''] [data-action=pin]")?;
+
     // A viewer: the same pages, no action anywhere; a request forged with its token from the
     // page is refused by the API, as is one without a token.
     sign_in(&page, &viewer, "viewer")?;
@@ -344,9 +357,10 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
         actions(&page, "#view")?.is_empty(),
         "a viewer is offered stage moves"
     );
-    page.click("a[data-tab=devices]")?;
-    page.click("#devices tr[data-device] a")?;
-    page.wait_for_element("#device-models")?;
+    page.show("/devices", "#devices tr[data-device]")?;
+    let first: String =
+        page.eval("document.querySelector('#devices tr[data-device]').dataset.device")?;
+    page.show(&format!("/devices/{first}"), "#device-models")?;
     ensure!(
         actions(&page, "#view")?.is_empty(),
         "a viewer is offered device actions"

@@ -23,7 +23,7 @@ fn token(fleet: &Fleet, name: &str, role: TokenRole, extra: &[&str]) -> Result<S
 /// fails the test until it gets one.
 fn sample(param: &str) -> Option<String> {
     Some(match param {
-        "name" => MODEL.to_owned(),
+        "name" | "model" => MODEL.to_owned(),
         "version" | "a" | "b" => "1.0.0".to_owned(),
         "hash" => "0".repeat(64),
         "id" => "r1".to_owned(),

@@ -16,6 +16,7 @@ use ferry_shared::{ModelName, Version};
 use crate::app::Coordinator;
 use crate::rollout::facts::facts_of;
 use crate::store::StoreError;
+use crate::store::pins::Pins;
 use crate::store::records::DeviceRecord;
 use crate::store::rollouts::RolloutRecord;
 
@@ -109,6 +110,10 @@ pub(crate) fn desired_release(
     records: &Records,
 ) -> Result<DesiredState, StoreError> {
     let generation = app.desired.lock().generation;
+    // An operator's pin comes before the alias and any rollout.
+    if let Some(version) = pins(app)?.get(&(device.to_string(), follow.model.clone())) {
+        return state_for(app, follow, Some(version.clone()), None);
+    }
     let steering = steering(app)?;
     let steered = if steering
         .iter()
@@ -148,6 +153,23 @@ pub(crate) fn desired_release(
         }),
         None => Ok(state),
     }
+}
+
+/// The devices operators pinned (cached until the next invalidation).
+pub(crate) fn pins(app: &Coordinator) -> Result<Arc<Pins>, StoreError> {
+    let (generation, cached) = {
+        let inner = app.desired.lock();
+        (inner.generation, inner.pins.clone())
+    };
+    if let Some(pins) = cached {
+        return Ok(pins);
+    }
+    let all = Arc::new(app.store.pinned_versions()?);
+    let mut inner = app.desired.lock();
+    if inner.generation == generation {
+        inner.pins = Some(all.clone());
+    }
+    Ok(all)
 }
 
 /// The rollouts that steer devices (cached until the next invalidation).

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use ferry_shared::wire::{DesiredRelease, DesiredState, TrustBundle};
 use ferry_shared::{AliasName, ModelName, Version};
 
+use crate::store::pins::Pins;
 use crate::store::rollouts::RolloutRecord;
 
 /// The caches (one lock: they are invalidated together).
@@ -29,6 +30,8 @@ pub(crate) struct Inner {
     /// The signed envelopes of the releases rollouts steer devices to (each device of a
     /// wave is told the same one).
     pub(crate) releases: HashMap<(ModelName, Version), Option<DesiredRelease>>,
+    /// Devices an operator pinned: (device id, model) → version.
+    pub(crate) pins: Option<Arc<Pins>>,
 }
 
 impl DesiredCache {
@@ -45,5 +48,6 @@ impl DesiredCache {
         inner.steering = None;
         inner.trust.clear();
         inner.releases.clear();
+        inner.pins = None;
     }
 }

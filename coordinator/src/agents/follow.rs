@@ -97,6 +97,16 @@ fn act_on(app: &Coordinator, entry: &AuditEntry) -> Result<(), StoreError> {
                 app.announce(&rollout.plan.model, &rollout.alias);
             }
         }
+        // A device pinned or unpinned elsewhere: what it should run changed.
+        "device.pin" | "device.unpin" => {
+            if let Some(id) = DeviceId::parse(&entry.subject)
+                && let Some(record) = app.store.device(&id)?
+            {
+                for follow in &record.follows {
+                    app.tell_followers(&follow.model, &follow.alias);
+                }
+            }
+        }
         "device.revoke" => {
             if let Some(id) = DeviceId::parse(&entry.subject) {
                 app.sessions.revoke(&id);

@@ -13,6 +13,7 @@ use crate::api::{
     ModelFragmentation,
 };
 use crate::fleet::summary::{FleetDevice, summarize_model};
+use crate::store::pins::Pins;
 use crate::store::records::AliasRecord;
 
 /// The cohort name of devices without the `by` label.
@@ -30,6 +31,8 @@ pub(crate) struct Inputs<'a> {
     pub now: u64,
     /// Devices silent for longer count as offline.
     pub stale_after_secs: u64,
+    /// Devices operators pinned: (device id, model) → version.
+    pub pins: &'a Pins,
 }
 
 /// The report for `model` (every model when `None`), split by label `by` when given.
@@ -178,7 +181,7 @@ fn behind_device(
     if running.as_ref().is_some_and(|r| r >= target) {
         return None;
     }
-    let (reason, detail) = why_behind(inputs, d, report, target);
+    let (reason, detail) = why_behind(inputs, model, d, report, target);
     let versions_behind = published
         .iter()
         .filter(|v| *v <= target && running.as_ref().is_none_or(|r| *v > r))
@@ -197,10 +200,17 @@ fn behind_device(
 
 fn why_behind(
     inputs: &Inputs<'_>,
+    model: &ModelName,
     d: &FleetDevice<'_>,
     report: Option<&ModelReport>,
     target: &Version,
 ) -> (BehindReason, Option<String>) {
+    if let Some(pinned) = inputs.pins.get(&(d.id.to_string(), model.clone())) {
+        return (
+            BehindReason::Pinned,
+            Some(format!("pinned to {pinned} by an operator")),
+        );
+    }
     if !d.connected && inputs.now.saturating_sub(d.last_seen) > inputs.stale_after_secs {
         return (BehindReason::Offline, None);
     }
@@ -390,6 +400,7 @@ mod tests {
             published: &published,
             now: 1000,
             stale_after_secs: 300,
+            pins: &Pins::new(),
         };
         let r = report(&inputs, None, Some("region"));
         let m = &r.models[0];
@@ -488,6 +499,7 @@ mod tests {
             published: &published,
             now: 1000,
             stale_after_secs: 300,
+            pins: &Pins::new(),
         };
         let r = report(&inputs, None, None);
         let all = &r.models[0].overall;
@@ -522,6 +534,7 @@ mod tests {
             published: &published,
             now: 1000,
             stale_after_secs: 300,
+            pins: &Pins::new(),
         };
         assert!(
             report(&inputs, None, None).models[0]

@@ -106,12 +106,14 @@ pub fn fragmentation(
         versions.sort();
     }
     let facts = gathered.facts();
+    let pins = app.store.pinned_versions()?;
     let inputs = Inputs {
         devices: &facts,
         aliases: &gathered.aliases,
         published: &published,
         now,
         stale_after_secs: app.config.stale_after_secs,
+        pins: &pins,
     };
     let mut out = report(&inputs, model, by);
     if let Some(since) = history_since {

@@ -75,6 +75,7 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         }
     }
     let live = app.live_view()?;
+    let pins = app.store.pinned_versions()?;
     let rollouts: Vec<RolloutFigures> = app
         .store
         .rollouts()?
@@ -83,6 +84,7 @@ pub(crate) fn metrics_text(app: &Coordinator, now: u64) -> Result<String, StoreE
         .map(|r| {
             let facts = crate::rollout::facts::facts_from(
                 live.live(),
+                &pins,
                 gathered.devices.iter().map(|(id, rec, _, _)| (id, rec)),
                 &r,
             );

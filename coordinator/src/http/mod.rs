@@ -14,6 +14,7 @@ pub(crate) mod fleet;
 pub(crate) mod lineage;
 pub mod listen;
 pub(crate) mod metrics;
+pub(crate) mod pins;
 pub mod refusal_budget;
 pub(crate) mod releases;
 pub(crate) mod replies;

@@ -94,12 +94,14 @@ async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>
     let devices = app.store.devices()?;
     let now = unix_now();
     let live = app.live_view()?;
+    let pins = app.store.pinned_versions()?;
     let views = app
         .store
         .rollouts()?
         .into_iter()
         .map(|r| {
-            let facts = facts::facts_from(live.live(), devices.iter().map(|(i, d)| (i, d)), &r);
+            let facts =
+                facts::facts_from(live.live(), &pins, devices.iter().map(|(i, d)| (i, d)), &r);
             // The list leaves the gates' history out; one rollout's view carries it.
             view(r, &facts, Vec::new(), now)
         })
@@ -316,7 +318,8 @@ fn notes(
 
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
-    let facts = facts::fleet_facts(&app.store, app.live_view()?.live(), &record)?;
+    let pins = app.store.pinned_versions()?;
+    let facts = facts::fleet_facts(&app.store, app.live_view()?.live(), &pins, &record)?;
     let history = app.gate_history.of(&record.plan.id);
     Ok(view(record, &facts, history, unix_now()))
 }

@@ -35,6 +35,7 @@ pub fn routes() -> Vec<Route> {
         crate::http::stages::routes(),
         crate::http::lineage::routes(),
         crate::http::devices::routes(),
+        crate::http::pins::routes(),
         crate::http::tokens::routes(),
         crate::http::trust::routes(),
         crate::http::audit::routes(),

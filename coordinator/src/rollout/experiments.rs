@@ -167,6 +167,7 @@ pub(crate) fn view(
             let devices = app.store.devices()?;
             facts_from(
                 app.live_view()?.live(),
+                &app.store.pinned_versions()?,
                 devices.iter().map(|(i, d)| (i, d)),
                 r,
             )

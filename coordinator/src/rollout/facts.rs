@@ -7,6 +7,7 @@ use ferry_shared::wire::DeviceId;
 use ferry_shared::{ModelName, Version};
 
 use crate::fleet::summary::{FleetMetrics, Presence};
+use crate::store::pins::Pins;
 use crate::store::records::DeviceRecord;
 use crate::store::rollouts::RolloutRecord;
 use crate::store::{Store, StoreError};
@@ -43,19 +44,24 @@ pub struct Live<'a> {
 pub(crate) fn fleet_facts(
     store: &Store,
     live: Live<'_>,
+    pins: &Pins,
     rollout: &RolloutRecord,
 ) -> Result<Vec<DeviceFacts>, StoreError> {
     let devices = store.devices()?;
     Ok(facts_from(
         live,
+        pins,
         devices.iter().map(|(id, r)| (id, r)),
         rollout,
     ))
 }
 
-/// The facts for `rollout` of `devices` (records read once, for several rollouts).
+/// The facts for `rollout` of `devices` (records read once, for several rollouts). A device
+/// an operator pinned to another version than the target counts as pinned: left out, as one
+/// rolled back by hand is.
 pub(crate) fn facts_from<'a>(
     live: Live<'_>,
+    pins: &Pins,
     devices: impl IntoIterator<Item = (&'a DeviceId, &'a DeviceRecord)>,
     rollout: &RolloutRecord,
 ) -> Vec<DeviceFacts> {
@@ -68,6 +74,12 @@ pub(crate) fn facts_from<'a>(
             facts.distributions = live.metrics.values_of(id, &plan.model);
             let (connected, live_seen) = live.presence.get(id).unwrap_or((false, 0));
             facts.offline_since = (!connected).then(|| record.last_seen.max(live_seen));
+            if pins
+                .get(&(id.to_string(), plan.model.clone()))
+                .is_some_and(|v| *v != plan.target)
+            {
+                facts.pinned = true;
+            }
             facts
         })
         .collect()
@@ -232,5 +244,43 @@ mod tests {
         report.models[0].last_error = None;
         crate::fleet::summary::merge_report(&mut rec, &report, 400);
         assert_eq!(rec.error_seen_at(&model), 0, "no failure, no time");
+    }
+
+    #[test]
+    fn a_device_pinned_to_another_version_is_left_out_of_the_rollout() {
+        let id = DeviceId::of(&SecretKey::from_seed(&[1; 32]).public());
+        let model: ModelName = "m".parse().unwrap();
+        let target: Version = "2.0.0".parse().unwrap();
+        let plan = ferry_shared::rollout::Plan::with_default_waves(
+            "r",
+            model.clone(),
+            target.clone(),
+            ferry_shared::rollout::Selector::all(),
+        );
+        let rollout = RolloutRecord {
+            state: ferry_shared::rollout::RolloutState::start(&plan, STARTED),
+            plan,
+            alias: "prod".parse().unwrap(),
+            created_by: "t".into(),
+            created_at: STARTED,
+            created_at_ms: STARTED * 1000,
+            updated_at: STARTED,
+            final_gates: Vec::new(),
+        };
+        let (metrics, presence) = (FleetMetrics::default(), Presence::default());
+        let live = Live {
+            metrics: &metrics,
+            presence: &presence,
+        };
+        let rec = record("1.0.0", UpdatePhase::Idle, None);
+        let pinned_to =
+            |v: &str| Pins::from([((id.to_string(), model.clone()), v.parse().unwrap())]);
+        let facts = |pins: &Pins| facts_from(live, pins, [(&id, &rec)], &rollout).remove(0);
+        assert!(!facts(&Pins::new()).pinned);
+        assert!(facts(&pinned_to("1.0.0")).pinned, "held at another version");
+        assert!(
+            !facts(&pinned_to("2.0.0")).pinned,
+            "pinned to the target itself"
+        );
     }
 }

@@ -110,7 +110,12 @@ pub fn command(
         .command(&command, now)
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let final_gates = if record.state.phase.is_terminal() {
-        let facts = fleet_facts(&app.store, app.live_view()?.live(), &record)?;
+        let facts = fleet_facts(
+            &app.store,
+            app.live_view()?.live(),
+            &app.store.pinned_versions()?,
+            &record,
+        )?;
         Some(gates(&record.plan, &before, &facts, now))
     } else {
         None
@@ -151,7 +156,12 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
         .into_iter()
         .filter(RolloutRecord::is_active)
     {
-        let facts = fleet_facts(&app.store, app.live_view()?.live(), &record)?;
+        let facts = fleet_facts(
+            &app.store,
+            app.live_view()?.live(),
+            &app.store.pinned_versions()?,
+            &record,
+        )?;
         let evaluation = evaluate(&record.plan, &record.state, &facts, now);
         app.gate_history.record(
             &record.plan.id,

@@ -24,6 +24,7 @@ mod keys;
 pub mod leases;
 pub mod live;
 pub mod migrate;
+pub mod pins;
 pub mod records;
 mod releases;
 pub mod retention;

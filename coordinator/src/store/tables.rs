@@ -64,6 +64,9 @@ pub(crate) const SIGNED_SNAPSHOTS: Table<Text> = Table::new("signed_snapshots");
 /// sharing the database (written only then).
 pub(crate) const FENCES: Table<TextPair> = Table::new("fences");
 
+/// (device id, model) → encoded [`super::pins::PinRecord`]: devices an operator pinned.
+pub(crate) const DEVICE_PINS: Table<TextPair> = Table::new("device_pins");
+
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 
@@ -71,7 +74,7 @@ pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 pub(crate) const META: Counters = Counters { name: "meta" };
 
 /// Every table of byte values, for engines that create tables and for copies.
-pub(crate) fn all() -> [TableId; 21] {
+pub(crate) fn all() -> [TableId; 22] {
     [
         RELEASES.id(),
         ALIASES.id(),
@@ -94,6 +97,7 @@ pub(crate) fn all() -> [TableId; 21] {
         SIGNED_SNAPSHOTS.id(),
         FENCES.id(),
         EXPERIMENTS.id(),
+        DEVICE_PINS.id(),
     ]
 }
 

@@ -190,6 +190,14 @@ impl Client {
         succeeded(response).await.map(drop)
     }
 
+    /// DELETE with a JSON body (a reason), expecting no body back.
+    pub(crate) async fn delete_json<B: Serialize>(&self, path: &str, body: &B) -> Result<()> {
+        let response = self
+            .dispatch(self.request(reqwest::Method::DELETE, path).json(body))
+            .await?;
+        succeeded(response).await.map(drop)
+    }
+
     /// GET a JSON document.
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send(self.request(reqwest::Method::GET, path)).await

@@ -1,10 +1,11 @@
 //! `ferryctl devices`: enrolled devices, what they run and their last error; enrollment
-//! tokens; revoking a device.
+//! tokens; revoking a device; pinning one to a version.
 
 use anyhow::Result;
 use clap::Subcommand;
 use ferry_coordinator::api::{
-    CreateEnrollToken, DeviceView, EnrollTokenCreated, EnrollTokenView, RevokeDevice,
+    CreateEnrollToken, DeviceView, EnrollTokenCreated, EnrollTokenView, PinDevice, PinView,
+    RevokeDevice, UnpinDevice,
 };
 use ferry_coordinator::outln;
 
@@ -47,6 +48,35 @@ pub(crate) enum DevicesCommand {
         /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Hold a device at a version of a model, whatever its alias or a rollout says (a rollout
+    /// leaves it out); `unpin` lets it follow its alias again.
+    Pin {
+        /// Device id.
+        id: String,
+        /// The model.
+        model: String,
+        /// The version it runs while pinned.
+        version: ferry_shared::Version,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Let a pinned device follow its alias again.
+    Unpin {
+        /// Device id.
+        id: String,
+        /// The model.
+        model: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Every pinned device.
+    Pins {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -107,6 +137,54 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
             } else {
                 table.print();
             }
+            Ok(())
+        }
+        DevicesCommand::Pin {
+            id,
+            model,
+            version,
+            reason,
+        } => {
+            let pinned: PinView = client
+                .put_json(
+                    &format!("/devices/{id}/pins/{model}"),
+                    &PinDevice { version, reason },
+                )
+                .await?;
+            outln!(
+                "device {id} pinned to {} {}; it is told now",
+                pinned.model,
+                pinned.version
+            );
+            Ok(())
+        }
+        DevicesCommand::Unpin { id, model, reason } => {
+            client
+                .delete_json(
+                    &format!("/devices/{id}/pins/{model}"),
+                    &UnpinDevice { reason },
+                )
+                .await?;
+            outln!("device {id} unpinned from {model}: it follows its alias again");
+            Ok(())
+        }
+        DevicesCommand::Pins { json: as_json } => {
+            let pins: Vec<PinView> = client.get("/pins").await?;
+            if as_json {
+                return json(&pins);
+            }
+            let mut table = Table::new(&["DEVICE", "MODEL", "VERSION", "BY", "WHEN", "WHY"]);
+            for p in &pins {
+                table.row(vec![
+                    clip(&p.device, 16),
+                    p.model.clone(),
+                    p.version.to_string(),
+                    p.by.clone(),
+                    ago(p.at),
+                    p.reason.clone(),
+                ]);
+            }
+            table.print();
             Ok(())
         }
         DevicesCommand::Revoke { id, reason } => {

@@ -142,18 +142,18 @@ export const encode = encodeURIComponent;
 // A button that asks for a reason, then runs `run(reason)`; the API's refusal shows in the
 // dialog. Null when the token may not do `action` (on `model`): the page offers nothing the
 // API would refuse for its role.
-export function actionButton({ label, action, model, title, detail, run, done, danger, key }) {
+export function actionButton({ label, action, model, title, detail, fields, run, done, danger, key }) {
   if (!may(action, model)) return null;
   return el("button", {
     type: "button", class: danger ? "danger" : null, "data-action": key || label.toLowerCase(),
     "data-key": "action:" + (key || label),
-    onclick: () => confirmAction({ title: title || label, detail, label, run, done, danger }),
+    onclick: () => confirmAction({ title: title || label, detail, fields: fields && fields(), label, run, done, danger }),
   }, label);
 }
 
-// The dialog: a reason (required: it lands in the audit trail), Confirm and Cancel; Escape
-// closes it; focus returns to where it was.
-export function confirmAction({ title, detail, label, run, done, danger }) {
+// The dialog: the action's own fields (a version to pin to), a reason (required: it lands in
+// the audit trail), Confirm and Cancel; Escape closes it; focus returns to where it was.
+export function confirmAction({ title, detail, fields, label, run, done, danger }) {
   const before = document.activeElement;
   const error = el("p", { class: "error", role: "alert", id: "dialog-error" });
   const reason = el("textarea", { id: "dialog-reason", rows: 2, "aria-required": "true", maxlength: 500 });
@@ -162,6 +162,7 @@ export function confirmAction({ title, detail, label, run, done, danger }) {
     el("form", { method: "dialog" },
       el("h2", { id: "dialog-title" }, title),
       detail ? el("p", { class: "muted" }, detail) : null,
+      fields || null,
       el("label", { for: "dialog-reason" }, "Reason (recorded in the audit trail)"), reason,
       error,
       el("div", { class: "buttons" }, confirm,

@@ -2,7 +2,7 @@
 // candidate), its recent installs, failures and health-check rollbacks, disk space, and the
 // actions an operator may take on it.
 "use strict";
-import { add, api, el, section, table, link, ago, when, bytes, variant, encode, actionButton, changed } from "../core.js";
+import { add, api, el, section, table, link, ago, when, bytes, variant, encode, actionButton, changed, may } from "../core.js";
 
 export const live = true;
 
@@ -10,7 +10,14 @@ const HARDWARE = ["arch", "target", "accelerator", "gpu", "cuda", "os", "cpu", "
 
 export async function render(view, { params }) {
   const id = params[0];
-  const d = await api(`/devices/${encode(id)}`);
+  const [d, pins] = await Promise.all([api(`/devices/${encode(id)}`), api("/pins")]);
+  const pinOf = (model) => pins.find((p) => p.device === d.id && p.model === model);
+  // The versions each followed model has, for the pin dialog (only for a token that may pin).
+  const versions = {};
+  await Promise.all(d.follows.filter((f) => may("devices", f.model)).map(async (f) => {
+    versions[f.model] = (await api("/releases?name=" + encode(f.model))).filter((r) => !r.purged_at)
+      .map((r) => r.release.version).reverse();
+  }));
   const labels = Object.entries(d.labels);
   const isHardware = ([k]) => HARDWARE.some((h) => k === h || k.startsWith(h + "."));
   const hardware = labels.filter(isHardware);
@@ -40,14 +47,16 @@ export async function render(view, { params }) {
       others.length ? table(["label", "value"], others.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))), { id: "device-labels" })
         : el("p", { class: "muted" }, "No labels.")),
     section("Versions on disk",
-      table(["model", "current", "previous", "candidate", "updater", "last error"],
+      table(["model", "current", "previous", "candidate", "updater", "last error", "pinned"],
         d.models.map((m) => el("tr", { "data-model": m.model },
           el("td", {}, m.model),
           el("td", { "data-slot": "current" }, release(m.model, m.active)),
           el("td", { "data-slot": "previous" }, release(m.model, m.previous)),
           el("td", { "data-slot": "candidate" }, release(m.model, m.candidate)),
           el("td", {}, phase(m.phase)),
-          el("td", { class: m.last_error ? "fail" : null }, m.last_error ? errorText(m.last_error) : "–"))), { id: "device-models" })),
+          el("td", { class: m.last_error ? "fail" : null }, m.last_error ? errorText(m.last_error) : "–"),
+          el("td", { "data-pin": pinOf(m.model) ? pinOf(m.model).version : "" }, pinCell(d, m.model, pinOf(m.model), versions[m.model])))),
+        { id: "device-models" })),
     section("Updates sent to it",
       (d.transfers || []).length === 0 ? el("p", { class: "muted" }, "Nothing sent by this coordinator since it started (chunks from a mirror or an object store's address are not counted).")
         : table(["release", "file", "on the wire", "chunks by encoding", "when"], d.transfers.map((t) => el("tr", { "data-transfer": t.release ? t.release[1] : t.file },
@@ -70,6 +79,29 @@ export async function render(view, { params }) {
         : table(["when", "model", "what"], d.recent_events.slice().reverse().map((e) =>
           el("tr", { "data-event": variant(e.kind) }, el("td", {}, when(e.at)), el("td", {}, e.model), el("td", {}, eventText(e.kind)))),
         { id: "device-events" })));
+}
+
+// A model's pin: what it is and Unpin, or Pin with a version to choose (operators).
+function pinCell(d, model, pin, versions) {
+  const path = `/devices/${encode(d.id)}/pins/${encode(model)}`;
+  if (pin) {
+    return [`${pin.version} by ${pin.by} (${pin.reason}) `, actionButton({
+      label: "Unpin", action: "devices", model, key: "unpin",
+      title: `Unpin ${model} on this device`, detail: "It follows its alias again.",
+      run: (reason) => api(path, { method: "DELETE", body: { reason } }), done: changed,
+    })];
+  }
+  let select = null;
+  return ["–", " ", actionButton({
+    label: "Pin", action: "devices", model, key: "pin",
+    title: `Pin ${model} on this device`,
+    detail: "It runs this version whatever its alias or a rollout says (a rollout leaves it out) until unpinned.",
+    fields: () => {
+      select = el("select", { id: "pin-version" }, (versions || []).map((v) => el("option", { value: v }, v)));
+      return el("label", { for: "pin-version" }, "Version ", select);
+    },
+    run: (reason) => api(path, { method: "PUT", body: { version: select.value, reason } }), done: changed,
+  })];
 }
 
 function fact(term, value) {
