@@ -177,6 +177,12 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
         "an operator is offered {offered:?}"
     );
     page.screenshot(&dir, "rollout-awaiting-approval")?;
+    // The operator pauses it: the approver will find it paused.
+    page.click("[data-action=pause]")?;
+    page.fill("#dialog-reason", "hold until the review")?;
+    page.click("#dialog-confirm")?;
+    page.wait_for_element("#rollout-actions [data-action=resume]")?;
+    ensure!(page.text("#rollout-summary")?.contains("(paused)"));
 
     // The approver approves; Escape closes the dialog first and gives the focus back.
     sign_in(&page, &approver, "approver")?;
@@ -199,6 +205,24 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
         "document.getElementById('dialog-error').innerText.includes('reason')",
         T,
     )?;
+    page.fill("#dialog-reason", "shadow metrics look fine")?;
+    page.click("#dialog-confirm")?;
+    // Refused by the API while paused: its words in the dialog, nothing changed.
+    page.wait_for(
+        "the API's refusal",
+        "document.getElementById('dialog-error').innerText.includes('cannot approve')",
+        T,
+    )?;
+    page.click("#dialog-cancel")?;
+    ensure!(fleet.rollout("console-2")?.phase == Phase::AwaitingApproval);
+    // The operator resumes it; the approver approves.
+    sign_in(&page, &operator, "operator")?;
+    page.click("#rollout-actions [data-action=resume]")?;
+    page.fill("#dialog-reason", "review done")?;
+    page.click("#dialog-confirm")?;
+    page.wait_for_element("#rollout-actions [data-action=pause]")?;
+    sign_in(&page, &approver, "approver")?;
+    page.click("#rollout-actions [data-action=approve]")?;
     page.fill("#dialog-reason", "shadow metrics look fine")?;
     page.click("#dialog-confirm")?;
     // 2.0.0 now serves, fails its health checks, the gate trips, the rollout rolls back.

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "experiments",
         include_str!("migrations/0006_experiments.sql"),
     ),
+    (
+        7,
+        "device pins",
+        include_str!("migrations/0007_device_pins.sql"),
+    ),
 ];
 
 /// The advisory lock that lets one node migrate at a time.
