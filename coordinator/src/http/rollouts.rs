@@ -318,8 +318,7 @@ fn notes(
 
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
-    let pins = app.store.pinned_versions()?;
-    let facts = facts::fleet_facts(&app.store, app.live_view()?.live(), &pins, &record)?;
+    let facts = run::facts_now(app, &record)?;
     let history = app.gate_history.of(&record.plan.id);
     Ok(view(record, &facts, history, unix_now()))
 }

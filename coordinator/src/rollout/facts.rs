@@ -10,7 +10,6 @@ use crate::fleet::summary::{FleetMetrics, Presence};
 use crate::store::pins::Pins;
 use crate::store::records::DeviceRecord;
 use crate::store::rollouts::RolloutRecord;
-use crate::store::{Store, StoreError};
 
 /// What the engine sees of one device, for a rollout of `model` to `target` that started at
 /// `since` (Unix milliseconds, coordinator clock): [`DeviceFacts::from_report`] on its record,
@@ -38,22 +37,6 @@ pub struct Live<'a> {
     pub metrics: &'a FleetMetrics,
     /// Who is connected, and when each was last heard.
     pub presence: &'a Presence,
-}
-
-/// Every enrolled device's facts for `rollout`, with the metrics it last reported.
-pub(crate) fn fleet_facts(
-    store: &Store,
-    live: Live<'_>,
-    pins: &Pins,
-    rollout: &RolloutRecord,
-) -> Result<Vec<DeviceFacts>, StoreError> {
-    let devices = store.devices()?;
-    Ok(facts_from(
-        live,
-        pins,
-        devices.iter().map(|(id, r)| (id, r)),
-        rollout,
-    ))
 }
 
 /// The facts for `rollout` of `devices` (records read once, for several rollouts). A device

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_shared::AliasName;
-use ferry_shared::rollout::{Command, Decision, Plan, RolloutState, evaluate, gates};
+use ferry_shared::rollout::{Command, Decision, DeviceFacts, Plan, RolloutState, evaluate, gates};
 use tracing::{info, warn};
 
-use super::facts::fleet_facts;
+use super::facts::facts_from;
 use crate::api::SetAlias;
 use crate::app::Coordinator;
 use crate::registry::admission::{By, Pointing};
@@ -110,12 +110,7 @@ pub fn command(
         .command(&command, now)
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let final_gates = if record.state.phase.is_terminal() {
-        let facts = fleet_facts(
-            &app.store,
-            app.live_view()?.live(),
-            &app.store.pinned_versions()?,
-            &record,
-        )?;
+        let facts = facts_now(app, &record)?;
         Some(gates(&record.plan, &before, &facts, now))
     } else {
         None
@@ -148,6 +143,21 @@ fn transition(before: &RolloutState, after: &RolloutState) -> String {
     )
 }
 
+/// Every enrolled device's facts for `rollout` as the coordinator knows them now: the metrics
+/// each last reported and its presence (see [`Coordinator::live_view`]), and the pins.
+pub(crate) fn facts_now(
+    app: &Coordinator,
+    rollout: &RolloutRecord,
+) -> Result<Vec<DeviceFacts>, StoreError> {
+    let devices = app.store.devices()?;
+    Ok(facts_from(
+        app.live_view()?.live(),
+        &app.store.pinned_versions()?,
+        devices.iter().map(|(id, r)| (id, r)),
+        rollout,
+    ))
+}
+
 /// One engine step for every active rollout: evaluate, persist and announce what changed.
 pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
     for record in app
@@ -156,12 +166,7 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
         .into_iter()
         .filter(RolloutRecord::is_active)
     {
-        let facts = fleet_facts(
-            &app.store,
-            app.live_view()?.live(),
-            &app.store.pinned_versions()?,
-            &record,
-        )?;
+        let facts = facts_now(app, &record)?;
         let evaluation = evaluate(&record.plan, &record.state, &facts, now);
         app.gate_history.record(
             &record.plan.id,
