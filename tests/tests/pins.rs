@@ -113,3 +113,43 @@ fn a_pinned_device_runs_its_version_until_unpinned_whatever_its_alias_says() -> 
     }
     Ok(())
 }
+
+/// Regression: unpinning asked that the device still follow the model, so a device whose
+/// configuration dropped the model kept its pin for good (every unpin refused with "does not
+/// follow").
+#[test]
+fn a_pin_comes_off_a_device_that_no_longer_follows_the_model() -> Result<()> {
+    let mut fleet = Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &model_bytes(1, MIB, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    let id = fleet.coordinator.devices()?[0].id.clone();
+    fleet
+        .coordinator
+        .ctl(&["devices", "pin", &id, MODEL, "1.0.0", "--reason", "hold"])?;
+    // The device now follows another model only.
+    let agent = &mut fleet.agents[0];
+    agent.kill();
+    let config = std::fs::read_to_string(&agent.config)?;
+    let other = config.replace(&format!("model = \"{MODEL}\""), "model = \"other\"");
+    ensure!(
+        other != config,
+        "the agent's configuration names no model line"
+    );
+    std::fs::write(&agent.config, other)?;
+    agent.start()?;
+    wait_until("the device to follow only the other model", T, || {
+        let device = fleet
+            .coordinator
+            .devices()?
+            .into_iter()
+            .find(|d| d.id == id);
+        Ok(device.is_some_and(|d| d.follows.iter().all(|f| f.model.as_str() != MODEL)))
+    })?;
+    fleet
+        .coordinator
+        .ctl(&["devices", "unpin", &id, MODEL, "--reason", "model dropped"])?;
+    let pins: Vec<PinView> = fleet.coordinator.ctl_json(&["devices", "pins"])?;
+    ensure!(pins.is_empty(), "{pins:?}");
+    Ok(())
+}

@@ -31,6 +31,15 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
+fn device_id(id: &str) -> Result<DeviceId, Failure> {
+    DeviceId::parse(id).ok_or_else(|| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a device id"),
+        )
+    })
+}
+
 /// The device and how it follows `model`.
 fn following(
     app: &Coordinator,
@@ -115,7 +124,9 @@ async fn unpin(
     body: Option<Json<UnpinDevice>>,
 ) -> Result<StatusCode, Failure> {
     let model: ModelName = parse(&model)?;
-    let (device, follow) = following(&app, &id, &model)?;
+    // A pin must come off even when the device no longer follows the model (or is gone):
+    // only telling it needs the follow.
+    let device = device_id(&id)?;
     let reason = body
         .and_then(|Json(b)| b.reason)
         .unwrap_or_else(|| "unpinned by an operator".into());
@@ -132,7 +143,9 @@ async fn unpin(
             format!("device {device} is not pinned to a version of {model}"),
         ));
     }
-    app.tell_followers(&model, &follow.alias);
+    if let Ok((_, follow)) = following(&app, &id, &model) {
+        app.tell_followers(&model, &follow.alias);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
