@@ -40,6 +40,18 @@ fn sign_in(page: &Page, token: &str, role: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives the open action dialog its reason and confirms it.
+fn confirm(page: &Page, reason: &str) -> Result<()> {
+    page.fill("#dialog-reason", reason)?;
+    page.click("#dialog-confirm")
+}
+
+/// Clicks the action button `button`, then gives its dialog `reason` and confirms it.
+fn act(page: &Page, button: &str, reason: &str) -> Result<()> {
+    page.click(button)?;
+    confirm(page, reason)
+}
+
 fn actions(page: &Page, container: &str) -> Result<Vec<String>> {
     page.eval(&format!(
         "[...document.querySelectorAll('{container} [data-action]')].map(b => b.dataset.action)"
@@ -178,9 +190,7 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     );
     page.screenshot(&dir, "rollout-awaiting-approval")?;
     // The operator pauses it: the approver will find it paused.
-    page.click("[data-action=pause]")?;
-    page.fill("#dialog-reason", "hold until the review")?;
-    page.click("#dialog-confirm")?;
+    act(&page, "[data-action=pause]", "hold until the review")?;
     page.wait_for_element("#rollout-actions [data-action=resume]")?;
     ensure!(page.text("#rollout-summary")?.contains("(paused)"));
 
@@ -205,8 +215,7 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
         "document.getElementById('dialog-error').innerText.includes('reason')",
         T,
     )?;
-    page.fill("#dialog-reason", "shadow metrics look fine")?;
-    page.click("#dialog-confirm")?;
+    confirm(&page, "shadow metrics look fine")?;
     // Refused by the API while paused: its words in the dialog, nothing changed.
     page.wait_for(
         "the API's refusal",
@@ -217,14 +226,18 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     ensure!(fleet.rollout("console-2")?.phase == Phase::AwaitingApproval);
     // The operator resumes it; the approver approves.
     sign_in(&page, &operator, "operator")?;
-    page.click("#rollout-actions [data-action=resume]")?;
-    page.fill("#dialog-reason", "review done")?;
-    page.click("#dialog-confirm")?;
+    act(
+        &page,
+        "#rollout-actions [data-action=resume]",
+        "review done",
+    )?;
     page.wait_for_element("#rollout-actions [data-action=pause]")?;
     sign_in(&page, &approver, "approver")?;
-    page.click("#rollout-actions [data-action=approve]")?;
-    page.fill("#dialog-reason", "shadow metrics look fine")?;
-    page.click("#dialog-confirm")?;
+    act(
+        &page,
+        "#rollout-actions [data-action=approve]",
+        "shadow metrics look fine",
+    )?;
     // 2.0.0 now serves, fails its health checks, the gate trips, the rollout rolls back.
     page.wait_for(
         "the rollout to roll back",
@@ -333,9 +346,7 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     page.click("[data-action=check-staging]")?;
     page.wait_for_element(".transition[data-moved=false]")?;
     ensure!(page.text("#release-stage")? == "development");
-    page.click("[data-action=move-staging]")?;
-    page.fill("#dialog-reason", "offline eval done")?;
-    page.click("#dialog-confirm")?;
+    act(&page, "[data-action=move-staging]", "offline eval done")?;
     page.wait_for(
         "the release in staging",
         "document.getElementById('release-stage').innerText === 'staging' && document.querySelector('.transition[data-moved=true]')",
@@ -357,13 +368,10 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     page.eval::<bool>(
         "(() => { document.getElementById('pin-version').value = '1.0.0'; return true; })()",
     )?;
-    page.fill("#dialog-reason", "hold while we look")?;
-    page.click("#dialog-confirm")?;
+    confirm(&page, "hold while we look")?;
     page.wait_for_element("[data-pin='1.0.0'] [data-action=unpin]")?;
     page.screenshot(&dir, "device-pinned")?;
-    page.click("[data-action=unpin]")?;
-    page.fill("#dialog-reason", "done looking")?;
-    page.click("#dialog-confirm")?;
+    act(&page, "[data-action=unpin]", "done looking")?;
     page.wait_for_element("[data-pin=''] [data-action=pin]")?;
 
     // A viewer: the same pages, no action anywhere; a request forged with its token from the
