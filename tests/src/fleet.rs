@@ -592,6 +592,26 @@ timeout_secs = 900
         .with_context(|| self.describe())
     }
 
+    /// Waits until the coordinator has been told that every enrolled device runs `version` of
+    /// [`MODEL`]: an agent switches before it reports, so [`Fleet::wait_all_on`] alone does not
+    /// say the coordinator knows (what it precomputes for a device depends on that).
+    pub fn wait_reported_on(&self, version: &str, timeout: Duration) -> Result<Duration> {
+        let v: ferry_shared::Version = version.parse()?;
+        wait_until(
+            &format!("the coordinator told every device runs {version}"),
+            timeout,
+            || {
+                let devices = self.coordinator.devices()?;
+                Ok(devices.len() >= self.agents.len()
+                    && devices.iter().all(|d| {
+                        d.models
+                            .iter()
+                            .any(|m| m.model.as_str() == MODEL && m.active.as_ref() == Some(&v))
+                    }))
+            },
+        )
+    }
+
     /// One line per agent: what it runs, for failure messages.
     pub fn describe(&self) -> String {
         self.agents

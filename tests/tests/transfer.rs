@@ -274,6 +274,8 @@ fn corrupted_deltas_are_caught_and_the_chunks_fetched_whole() -> Result<()> {
     fleet.publish("1.0.0", &v1)?;
     fleet.set_prod("1.0.0", "base")?;
     fleet.wait_all_on("1.0.0", T)?;
+    // What it precomputes is for the versions devices told it they hold.
+    fleet.wait_reported_on("1.0.0", T)?;
     fleet.agents[0].kill();
 
     // The coordinator precomputes the deltas the (offline) device will ask for...
