@@ -314,6 +314,13 @@ impl Coordinator {
         Ok(created.token)
     }
 
+    /// The last `lines` lines of the coordinator's log, for a failure's message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// `ferryctl fleet status --json`.
     pub fn fleet_status(&self) -> Result<FleetStatus> {
         self.ctl_json(&["fleet", "status"])

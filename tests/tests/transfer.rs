@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use ferry_coordinator::store::deltas::{CachedDelta, DeltaCache, read_entry, write_entry};
 use ferry_shared::Digest;
 use ferry_shared::delta::Encoding;
@@ -290,7 +290,8 @@ fn corrupted_deltas_are_caught_and_the_chunks_fetched_whole() -> Result<()> {
     fleet.set_prod("1.1.0", "fine-tuned")?;
     wait_until("the deltas are precomputed", T, || {
         Ok(fleet.coordinator.fleet_status()?.deltas_encoded as usize >= windowed)
-    })?;
+    })
+    .with_context(|| format!("coordinator log:\n{}", fleet.coordinator.log_tail(40)))?;
     // ...and they go bad on its disk, in a way only the device's hash check can see.
     fleet.coordinator.stop();
     let root = fleet.coordinator.data_dir.join("deltas");
