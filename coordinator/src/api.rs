@@ -755,6 +755,108 @@ pub struct RolloutDevices {
     pub health_failed: u64,
 }
 
+/// Where a device of a rollout's cohort stands (several may hold at once): what the counts
+/// of [`RolloutDevices`] count and `GET /rollouts/{id}/devices?standing=` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// In the cohort.
+    Cohort,
+    /// Covered by the waves in force.
+    Targeted,
+    /// Running the target.
+    OnTarget,
+    /// With the target staged as its shadow candidate.
+    Shadowing,
+    /// Its install of the target failed.
+    InstallFailed,
+    /// The target failed its health check there.
+    HealthFailed,
+    /// Of the waves in force, without an outcome yet (a straggler).
+    HoldingUp,
+    /// Left out of the gates: pinned, or unreachable past the plan's limit.
+    LeftOut,
+}
+
+impl Standing {
+    /// Every standing, in the order views list them.
+    pub const ALL: [Standing; 8] = [
+        Standing::Cohort,
+        Standing::Targeted,
+        Standing::OnTarget,
+        Standing::Shadowing,
+        Standing::InstallFailed,
+        Standing::HealthFailed,
+        Standing::HoldingUp,
+        Standing::LeftOut,
+    ];
+
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Cohort => "cohort",
+            Standing::Targeted => "targeted",
+            Standing::OnTarget => "on_target",
+            Standing::Shadowing => "shadowing",
+            Standing::InstallFailed => "install_failed",
+            Standing::HealthFailed => "health_failed",
+            Standing::HoldingUp => "holding_up",
+            Standing::LeftOut => "left_out",
+        }
+    }
+}
+
+impl std::str::FromStr for Standing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Standing::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Standing::ALL.iter().map(|s| s.as_str()).collect();
+                format!("no standing {s:?} (one of {})", names.join(", "))
+            })
+    }
+}
+
+/// Most devices one page of a rollout's device list holds.
+pub const MAX_ROLLOUT_DEVICES_PAGE: usize = 1000;
+
+/// A page of a rollout's devices that stand one way (`GET /rollouts/{id}/devices`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutDevicePage {
+    /// The standing listed.
+    pub standing: Standing,
+    /// How many devices stand so, over every page.
+    pub total: u64,
+    /// This page, in id order.
+    pub devices: Vec<RolloutDeviceRow>,
+    /// The `after` of the next page, when there is one.
+    pub next: Option<String>,
+}
+
+/// One device in a rollout's device list.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutDeviceRow {
+    /// The device.
+    pub id: String,
+    /// Its `name` label, when it has one.
+    pub name: Option<String>,
+    /// Its wave (1-based).
+    pub wave: usize,
+    /// The version it runs.
+    pub current: Option<Version>,
+    /// The version it stages for shadow traffic.
+    pub candidate: Option<Version>,
+    /// Every standing that holds for it.
+    pub standings: Vec<Standing>,
+    /// Why it holds the rollout up, when it does.
+    pub holdup: Option<String>,
+    /// Offline since then (Unix seconds); `None` while connected.
+    pub offline_since: Option<u64>,
+}
+
 /// A rollout as listed and shown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RolloutView {
@@ -821,8 +923,8 @@ pub struct RolloutView {
     #[serde(default)]
     pub notes: Vec<String>,
     /// The wave's gates' values over time, as the engine measured them (in the order of
-    /// `gates`; only `GET /rollouts/{id}` carries it; empty when this coordinator has not
-    /// driven the rollout since it started).
+    /// `gates`; only `GET /rollouts/{id}` carries it; stored with the rollout, at most
+    /// 720 samples, the older ones thinned).
     #[serde(default)]
     pub gate_history: Vec<GateSample>,
 }

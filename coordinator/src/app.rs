@@ -116,8 +116,6 @@ pub struct Coordinator {
     pub requests: crate::fleet::http_requests::RequestFigures,
     /// What happened since start, as counters (installs, publishes, refusals).
     pub happened: crate::fleet::event_counts::EventCounts,
-    /// The gates' values over time, per rollout this coordinator drove.
-    pub gate_history: crate::rollout::gate_history::GateHistory,
     /// What each device was sent since start, per artifact.
     pub transfers_by_device: crate::fleet::device_transfers::DeviceTransfers,
     config_keys: Vec<PublicKey>,
@@ -198,7 +196,6 @@ impl Coordinator {
             serve_cap,
             requests: Default::default(),
             happened: Default::default(),
-            gate_history: Default::default(),
             transfers_by_device: Default::default(),
             config_keys,
         }

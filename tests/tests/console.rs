@@ -182,6 +182,17 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
         T,
     )?;
     ensure!(page.text("[data-count=shadowing]")? == "3");
+    // Behind a count, its devices: the three staging 2.0.0, each linking to its page.
+    page.follow("[data-count=shadowing] a", "#standing-devices")?;
+    ensure!(
+        page.eval::<String>("document.getElementById('standing-devices').dataset.standing")?
+            == "shadowing"
+    );
+    let staged: Vec<String> = page.eval(
+        "[...document.querySelectorAll('#standing-devices tr[data-listed] td:nth-child(4)')].map(td => td.innerText)",
+    )?;
+    ensure!(staged == ["2.0.0"; 3], "{staged:?}");
+    page.screenshot(&dir, "rollout-devices-shadowing")?;
     // An operator starts rollouts but does not let them go wider.
     let offered = actions(&page, "#rollout-actions")?;
     ensure!(
@@ -259,6 +270,19 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
         "actions on an ended rollout"
     );
     page.screenshot(&dir, "rollout-rolled-back")?;
+    // The devices where 2.0.0 failed its health check, as many as the count says.
+    page.follow(
+        "[data-count=health_failed] a",
+        "#standing-devices[data-standing=health_failed]",
+    )?;
+    let failed: u64 =
+        page.eval("Number(document.querySelector('[data-count=health_failed]').innerText)")?;
+    let rows: u64 =
+        page.eval("document.querySelectorAll('#standing-devices tr[data-listed]').length")?;
+    ensure!(
+        failed >= 1 && rows == failed,
+        "{rows} listed, {failed} counted"
+    );
     let view = fleet.rollout("console-2")?;
     ensure!(view.phase == Phase::RolledBack, "{view:?}");
 

@@ -145,6 +145,13 @@ fn three_coordinators_on_one_database_serve_one_fleet_through_a_node_loss() -> R
         }
         Ok(!holder.is_empty())
     })?;
+    // The driver's measurements are stored with the rollout: every node charts them.
+    let mut first = None;
+    wait_until("the driver to measure the gates", T, || {
+        first = store.gate_samples("to-1.2")?.samples.first().cloned();
+        Ok(first.is_some())
+    })?;
+    let first = first.context("a sample")?;
     let mut nodes = [("a", None), ("b", Some(b)), ("c", Some(c))];
     match nodes.iter_mut().find(|(name, _)| *name == holder) {
         Some((_, Some(node))) => node.stop(),
@@ -162,6 +169,12 @@ fn three_coordinators_on_one_database_serve_one_fleet_through_a_node_loss() -> R
         Ok(view.phase == Phase::Completed)
     })?;
     fleet.wait_all_on("1.2.0", T)?;
+    let view: RolloutView = survivor.ctl_json(&["rollout", "status", "to-1.2"])?;
+    let charted = view.gate_history.first().context("no gate history")?;
+    ensure!(
+        (charted.at, charted.wave) == (first.at, first.wave as usize),
+        "the first driver's samples are gone: {charted:?} vs {first:?}"
+    );
     let taken = survivor.ctl_json::<Vec<serde_json::Value>>(&[
         "audit",
         "--action",

@@ -177,11 +177,20 @@ fn a_coordinator_restarted_mid_rollout_resumes_where_it_was() -> Result<()> {
         })?;
     }
 
+    let before = fleet.rollout(&id)?.gate_history;
+    ensure!(!before.is_empty(), "the engine measured the gates");
     fleet.coordinator.restart()?;
     let view = fleet.rollout(&id)?;
     ensure!(
         view.phase == Phase::AwaitingApproval && view.waves_in_force == 1,
         "resumed as it was: {view:?}"
+    );
+    // The gates' values over time came through the restart: the chart keeps its start.
+    ensure!(
+        view.gate_history.first() == before.first(),
+        "{:?} then {:?}",
+        before.first(),
+        view.gate_history.first()
     );
     // A conflicting rollout for the same model and cohort is refused while this one runs.
     let other = plan_file(&fleet, "conflicting", "2.0.0", false)?;
@@ -350,5 +359,89 @@ fn a_download_limit_lets_one_device_download_at_a_time_and_the_rollout_completes
     );
     let view = fleet.rollout("one-at-a-time")?;
     ensure!(view.max_downloading == Some(1), "{view:?}");
+    Ok(())
+}
+
+#[test]
+fn a_rollouts_devices_are_listed_by_where_they_stand_a_page_at_a_time() -> Result<()> {
+    use ferry_coordinator::api::{RolloutDevicePage, Standing};
+    // Four devices; the first wave's devices take 2.0.0, the second waits for approval.
+    let (fleet, id, canary) = rollout_started(4, true, "listed", true, None)?;
+    fleet.wait_rollout(&id, Phase::AwaitingApproval, T, |_| Ok(()))?;
+    let view = fleet.rollout(&id)?;
+    let listed = |standing: &str, extra: &[&str]| -> Result<RolloutDevicePage> {
+        let mut args = vec!["rollout", "devices", &id, "--standing", standing];
+        args.extend_from_slice(extra);
+        fleet.coordinator.ctl_json(&args)
+    };
+    let ids_of = |agents: &[usize]| -> Result<Vec<String>> {
+        let mut ids = agents
+            .iter()
+            .map(|i| fleet.agents[*i].status()?.device_id.context("no id"))
+            .collect::<Result<Vec<_>>>()?;
+        ids.sort();
+        Ok(ids)
+    };
+
+    // Each count is the length of its list, and the list names the right devices.
+    let on_target = listed("on_target", &[])?;
+    ensure!(on_target.standing == Standing::OnTarget);
+    ensure!(
+        on_target.total == view.devices.on_target,
+        "{on_target:?} {view:?}"
+    );
+    let names: Vec<String> = on_target.devices.iter().map(|d| d.id.clone()).collect();
+    ensure!(names == ids_of(&canary)?, "{names:?}");
+    ensure!(on_target.devices.iter().all(|d| d.wave == 1
+        && d.current.as_ref().map(ToString::to_string).as_deref() == Some("2.0.0")
+        && d.standings.contains(&Standing::Targeted)));
+    ensure!(listed("targeted", &[])?.total == view.devices.targeted);
+    ensure!(listed("health_failed", &[])?.total == 0);
+
+    // The whole cohort a device a page, in id order, each once.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut extra = vec!["--limit", "1"];
+        if let Some(a) = &after {
+            extra.extend(["--after", a.as_str()]);
+        }
+        let page = listed("cohort", &extra)?;
+        ensure!(page.total == 4 && page.devices.len() <= 1, "{page:?}");
+        seen.extend(page.devices.iter().map(|d| d.id.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    ensure!(seen == ids_of(&[0, 1, 2, 3])?, "{seen:?}");
+
+    // What the API refuses, in words; a viewer may read the lists.
+    let path = format!("/api/v1/rollouts/{id}/devices");
+    for (query, status, words) in [
+        ("?standing=asleep", 400, "no standing"),
+        ("?limit=0", 400, "limit must be"),
+        ("?limit=100000", 400, "limit must be"),
+        ("?colour=red", 400, "unknown field"),
+    ] {
+        let reply = fleet.coordinator.get(&format!("{path}{query}"), "viewer")?;
+        ensure!(
+            reply.status == status && reply.body.contains(words),
+            "{query}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    let reply = fleet
+        .coordinator
+        .get("/api/v1/rollouts/nope/devices", "viewer")?;
+    ensure!(reply.status == 404, "{}", reply.body);
+    ensure!(
+        fleet
+            .coordinator
+            .ctl(&["rollout", "devices", &id, "--standing", "asleep"])
+            .is_err(),
+        "ferryctl took an unknown standing"
+    );
     Ok(())
 }

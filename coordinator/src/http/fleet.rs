@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use ferry_shared::ModelName;
+use ferry_shared::wire::DeviceId;
 use serde::Deserialize;
 
 use crate::api::{DeviceTransferView, DeviceView, FleetStatus, FragmentationReport, ServedFigures};
@@ -92,10 +93,10 @@ async fn show_device(
     Path(id): Path<String>,
 ) -> ApiResult<DeviceView> {
     let revoked = app.store.revoked_devices()?;
-    let device = Gathered::read(&app)?
-        .devices
-        .into_iter()
-        .find(|(d, ..)| d.as_str() == id)
+    let device = DeviceId::parse(&id)
+        .map(|parsed| Gathered::device(&app, &parsed))
+        .transpose()?
+        .flatten()
         .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no device {id}")))?;
     let models: std::collections::BTreeSet<&ModelName> =
         device.1.follows.iter().map(|f| &f.model).collect();

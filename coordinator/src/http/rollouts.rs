@@ -4,22 +4,23 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use ferry_shared::AliasName;
-use ferry_shared::rollout::{Command, DeviceFacts, GateReport, Holdup, Straggler, Verdict};
+use ferry_shared::rollout::{Command, GateReport, Holdup, Straggler, Verdict};
+use ferry_shared::{AliasName, Version};
+use serde::Deserialize;
 
 use crate::api::{
-    CreateRollout, MAX_STRAGGLERS_SHOWN, RolloutAction, RolloutCheck, RolloutDevices, RolloutView,
-    StragglerView,
+    CreateRollout, MAX_ROLLOUT_DEVICES_PAGE, MAX_STRAGGLERS_SHOWN, RolloutAction, RolloutCheck,
+    RolloutDevicePage, RolloutDeviceRow, RolloutView, Standing, StragglerView,
 };
 use crate::app::Coordinator;
 use crate::http::auth::{actor, check};
 use crate::http::replies::{ApiResult, Failure, parse};
 use crate::http::route::Route;
 use crate::registry::{rollout_check, rollout_plans};
-use crate::rollout::{facts, run};
+use crate::rollout::{facts, gate_history, run, standings};
 use crate::rules::access::{Action, Caller};
 use crate::store::rollouts::RolloutRecord;
 use crate::unix_now;
@@ -31,6 +32,7 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::post("/rollouts", Action::RunRollout, create),
         Route::post("/rollouts/check", Action::Read, check_rollout),
         Route::get("/rollouts/{id}", Action::Read, show),
+        Route::get("/rollouts/{id}/devices", Action::Read, list_devices).reads_query(),
         Route::post("/rollouts/{id}/{action}", Action::RunRollout, act).action_picked_by(
             "action",
             &[("approve", Action::Approve), ("rollback", Action::RollBack)],
@@ -120,6 +122,78 @@ async fn show(
     Ok(Json(shown(&app, record)?))
 }
 
+/// A page of `GET /rollouts/{id}/devices`: the devices that stand as `standing` says (every
+/// device of the cohort without it), in id order after `after`, at most `limit` (100 unless
+/// given, at most [`MAX_ROLLOUT_DEVICES_PAGE`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicePage {
+    standing: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_devices(
+    State(app): State<Arc<Coordinator>>,
+    Path(id): Path<String>,
+    Query(page): Query<DevicePage>,
+) -> ApiResult<RolloutDevicePage> {
+    let standing: Standing = match page.standing.as_deref() {
+        Some(s) => s.parse().map_err(invalid)?,
+        None => Standing::Cohort,
+    };
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_ROLLOUT_DEVICES_PAGE {
+        return Err(invalid(format!(
+            "limit must be 1 to {MAX_ROLLOUT_DEVICES_PAGE} (got {limit})"
+        )));
+    }
+    let record = app
+        .store
+        .rollout(&id)?
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no rollout named {id}")))?;
+    let facts = run::facts_now(&app, &record)?;
+    let now = unix_now();
+    let plan = &record.plan;
+    let evaluation = ferry_shared::rollout::evaluate(plan, &record.state, &facts, now);
+    let placed = standings::place(plan, &record.state, &facts, &evaluation.stragglers);
+    let matching: Vec<&standings::Placed<'_>> = placed
+        .iter()
+        .filter(|p| p.is(standing, &plan.target))
+        .collect();
+    let after = page.after.unwrap_or_default();
+    let mut rest = matching
+        .iter()
+        .filter(|p| p.id.as_str() > after.as_str())
+        .peekable();
+    let devices: Vec<RolloutDeviceRow> = rest
+        .by_ref()
+        .take(limit)
+        .map(|p| RolloutDeviceRow {
+            id: p.id.to_string(),
+            name: p.facts.labels.get("name").cloned(),
+            wave: p.wave + 1,
+            current: p.facts.current.clone(),
+            candidate: p.facts.candidate.clone(),
+            standings: p.standings(&plan.target),
+            holdup: p
+                .straggler
+                .map(|s| holdup_text(s, p.facts.current.as_ref(), now)),
+            offline_since: p.facts.offline_since,
+        })
+        .collect();
+    let next = match rest.peek() {
+        Some(_) => devices.last().map(|d| d.id.clone()),
+        None => None,
+    };
+    Ok(Json(RolloutDevicePage {
+        standing,
+        total: matching.len() as u64,
+        devices,
+        next,
+    }))
+}
+
 async fn act(
     State(app): State<Arc<Coordinator>>,
     Extension(caller): Extension<Caller>,
@@ -169,24 +243,13 @@ fn view(
     now: u64,
 ) -> RolloutView {
     let plan = &record.plan;
-    let mut devices = RolloutDevices::default();
-    for f in facts {
-        let Some(id) = &f.id else { continue };
-        if !plan.cohort.matches(&f.labels) {
-            continue;
-        }
-        devices.cohort += 1;
-        if plan.wave_of(plan.bucket(id)) < record.state.in_force {
-            devices.targeted += 1;
-        }
-        devices.on_target += u64::from(f.current.as_ref() == Some(&plan.target));
-        devices.shadowing += u64::from(f.candidate.as_ref() == Some(&plan.target));
-        devices.install_failed += u64::from(f.install_failed);
-        devices.health_failed += u64::from(f.health_failed);
-    }
     // What the engine sees now: the same gates, stragglers and limit that decide the rollout.
     let evaluation = ferry_shared::rollout::evaluate(plan, &record.state, facts, now);
     let stragglers = &evaluation.stragglers;
+    let devices = standings::count(
+        &standings::place(plan, &record.state, facts, stragglers),
+        &plan.target,
+    );
     let left_out = stragglers.iter().filter(|s| s.left_out).count();
     let may_leave_out = ferry_shared::rollout::may_leave_out(plan, devices.targeted as usize);
     // The current wave's gates; a finished rollout shows the values it ended on.
@@ -233,7 +296,14 @@ fn view(
             .map(|s| StragglerView {
                 device: s.device.to_string(),
                 wave: s.wave + 1,
-                reason: holdup_text(s, facts, now),
+                reason: holdup_text(
+                    s,
+                    facts
+                        .iter()
+                        .find(|f| f.id.as_ref() == Some(&s.device))
+                        .and_then(|f| f.current.as_ref()),
+                    now,
+                ),
                 left_out: s.left_out,
             })
             .collect(),
@@ -248,13 +318,9 @@ fn view(
     }
 }
 
-/// Why a straggler has no outcome, in words.
-fn holdup_text(s: &Straggler, facts: &[DeviceFacts], now: u64) -> String {
-    let running = facts
-        .iter()
-        .find(|f| f.id.as_ref() == Some(&s.device))
-        .and_then(|f| f.current.as_ref())
-        .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+/// Why a straggler has no outcome, in words; `running` is what the device runs.
+fn holdup_text(s: &Straggler, running: Option<&Version>, now: u64) -> String {
+    let running = running.map_or_else(|| "nothing".to_owned(), ToString::to_string);
     match &s.holdup {
         Holdup::Pinned => {
             format!("pinned by a hand rollback to {running}: left out until released on the device")
@@ -319,6 +385,6 @@ fn notes(
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
     let facts = run::facts_now(app, &record)?;
-    let history = app.gate_history.of(&record.plan.id);
+    let history = gate_history::of(&app.store, &record.plan.id)?;
     Ok(view(record, &facts, history, unix_now()))
 }

@@ -1,64 +1,64 @@
 //! The gates' measured values over time, per rollout, as the engine measured them at each
-//! step: what the console draws. Kept in memory by the coordinator that drives rollouts,
-//! bounded per rollout (older samples thinned to half resolution rather than dropped, so the
-//! chart keeps the whole span) and in the number of rollouts kept; a restarted coordinator
-//! begins afresh.
-
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+//! step: what the console draws. Stored with the rollout ([`crate::store::gate_samples`]), so
+//! a restarted coordinator, or another sharing the database, shows the same chart. Bounded
+//! per rollout: once [`MAX_SAMPLES`] are kept, the older half is thinned to half resolution
+//! rather than dropped, so the chart keeps the whole span.
 
 use ferry_shared::rollout::GateReport;
 
 use crate::api::GateSample;
+use crate::store::gate_samples::{GateSampleRecord, GateSamples};
+use crate::store::{Store, StoreError};
 
 /// Samples kept per rollout before the older ones are thinned.
 pub const MAX_SAMPLES: usize = 720;
-/// Rollouts kept; the one sampled longest ago goes first.
-pub const MAX_ROLLOUTS: usize = 64;
 
-/// Every rollout's gate samples.
-#[derive(Default)]
-pub struct GateHistory {
-    rollouts: Mutex<HashMap<String, VecDeque<GateSample>>>,
+/// Records the gates of `rollout`'s wave `wave` (0-based) as measured at `at`.
+pub fn record(
+    store: &Store,
+    rollout: &str,
+    wave: usize,
+    at: u64,
+    gates: &[GateReport],
+) -> Result<(), StoreError> {
+    let sample = GateSampleRecord {
+        at,
+        wave: u32::try_from(wave + 1).unwrap_or(u32::MAX),
+        values: gates.iter().map(|g| g.value).collect(),
+    };
+    store.update_gate_samples(rollout, |kept| append(kept, sample))
 }
 
-impl GateHistory {
-    /// Records the gates of `rollout`'s wave `wave` (0-based) as measured at `at`.
-    pub fn record(&self, rollout: &str, wave: usize, at: u64, gates: &[GateReport]) {
-        let sample = GateSample {
-            at,
-            wave: wave + 1,
-            values: gates.iter().map(|g| g.value).collect(),
-        };
-        let mut rollouts = self.rollouts.lock().unwrap_or_else(|p| p.into_inner());
-        if !rollouts.contains_key(rollout) && rollouts.len() >= MAX_ROLLOUTS {
-            let oldest = rollouts
-                .iter()
-                .min_by_key(|(_, s)| s.back().map_or(0, |s| s.at))
-                .map(|(id, _)| id.clone());
-            if let Some(oldest) = oldest {
-                rollouts.remove(&oldest);
-            }
-        }
-        let samples = rollouts.entry(rollout.to_owned()).or_default();
-        if samples.len() >= MAX_SAMPLES {
-            thin(samples);
-        }
-        samples.push_back(sample);
-    }
+/// `rollout`'s samples, oldest first.
+pub fn of(store: &Store, rollout: &str) -> Result<Vec<GateSample>, StoreError> {
+    Ok(store
+        .gate_samples(rollout)?
+        .samples
+        .into_iter()
+        .map(|s| GateSample {
+            at: s.at,
+            wave: s.wave as usize,
+            values: s.values,
+        })
+        .collect())
+}
 
-    /// `rollout`'s samples, oldest first.
-    pub fn of(&self, rollout: &str) -> Vec<GateSample> {
-        let rollouts = self.rollouts.lock().unwrap_or_else(|p| p.into_inner());
-        rollouts
-            .get(rollout)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+/// Adds `sample` to `kept`, thinning the older half first when the bound is reached. Pure.
+fn append(kept: &mut GateSamples, sample: GateSampleRecord) {
+    let samples = &mut kept.samples;
+    // A sample older than the last (a clock stepped back, a lagging second driver) adds
+    // nothing.
+    if samples.last().is_some_and(|last| last.at > sample.at) {
+        return;
     }
+    if samples.len() >= MAX_SAMPLES {
+        thin(samples);
+    }
+    samples.push(sample);
 }
 
 /// Halves the resolution of the older half of `samples`: every second one of it goes.
-fn thin(samples: &mut VecDeque<GateSample>) {
+fn thin(samples: &mut Vec<GateSampleRecord>) {
     let older = samples.len() / 2;
     let mut index = 0;
     samples.retain(|_| {
@@ -71,28 +71,22 @@ fn thin(samples: &mut VecDeque<GateSample>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_shared::rollout::{Gate, GateKind, Verdict};
 
-    fn report(value: f64) -> GateReport {
-        GateReport {
-            gate: Gate {
-                kind: GateKind::HealthFailures,
-                threshold: 0.1,
-                min_samples: 1,
-            },
-            value: Some(value),
-            samples: 1,
-            verdict: Verdict::Pass,
+    fn sample(at: u64) -> GateSampleRecord {
+        GateSampleRecord {
+            at,
+            wave: 1,
+            values: vec![Some(at as f64)],
         }
     }
 
     #[test]
     fn a_long_rollout_keeps_its_whole_span_within_the_bound() {
-        let history = GateHistory::default();
+        let mut kept = GateSamples::default();
         for at in 0..10 * MAX_SAMPLES as u64 {
-            history.record("r", 0, at, &[report(at as f64)]);
+            append(&mut kept, sample(at));
         }
-        let samples = history.of("r");
+        let samples = &kept.samples;
         assert!(samples.len() <= MAX_SAMPLES, "{}", samples.len());
         assert_eq!(samples[0].at, 0, "the start stays");
         assert_eq!(
@@ -100,19 +94,45 @@ mod tests {
             Some(10 * MAX_SAMPLES as u64 - 1)
         );
         assert!(samples.windows(2).all(|w| w[0].at < w[1].at));
-        assert_eq!(samples[0].wave, 1);
     }
 
     #[test]
-    fn the_rollout_sampled_longest_ago_goes_first() {
-        let history = GateHistory::default();
-        for i in 0..MAX_ROLLOUTS as u64 {
-            history.record(&format!("r{i}"), 0, 100 + i, &[report(0.0)]);
+    fn a_sample_older_than_the_last_is_not_kept() {
+        let mut kept = GateSamples::default();
+        append(&mut kept, sample(10));
+        append(&mut kept, sample(5));
+        append(&mut kept, sample(10));
+        assert_eq!(
+            kept.samples.iter().map(|s| s.at).collect::<Vec<_>>(),
+            [10, 10]
+        );
+    }
+
+    #[test]
+    fn samples_are_kept_in_the_store_across_a_reopen() {
+        use ferry_shared::rollout::{Gate, GateKind, Verdict};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.redb");
+        let report = GateReport {
+            gate: Gate {
+                kind: GateKind::HealthFailures,
+                threshold: 0.1,
+                min_samples: 1,
+            },
+            value: Some(0.05),
+            samples: 1,
+            verdict: Verdict::Pass,
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            record(&store, "r", 0, 100, std::slice::from_ref(&report)).unwrap();
+            record(&store, "r", 1, 101, &[report]).unwrap();
         }
-        history.record("r0", 0, 1000, &[report(0.0)]);
-        history.record("new", 0, 1001, &[report(0.0)]);
-        assert!(history.of("r1").is_empty(), "r1 was sampled longest ago");
-        assert_eq!(history.of("r0").len(), 2);
-        assert_eq!(history.of("new").len(), 1);
+        let store = Store::open(&path).unwrap();
+        let samples = of(&store, "r").unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!((samples[1].at, samples[1].wave), (101, 2));
+        assert_eq!(samples[1].values, [Some(0.05)]);
+        assert!(of(&store, "other").unwrap().is_empty());
     }
 }

@@ -12,6 +12,7 @@ use ferry_shared::rollout::{Command, Decision, DeviceFacts, Plan, RolloutState, 
 use tracing::{info, warn};
 
 use super::facts::facts_from;
+use super::gate_history;
 use crate::api::SetAlias;
 use crate::app::Coordinator;
 use crate::registry::admission::{By, Pointing};
@@ -168,12 +169,16 @@ pub fn step(app: &Coordinator, now: u64) -> Result<(), RegistryError> {
     {
         let facts = facts_now(app, &record)?;
         let evaluation = evaluate(&record.plan, &record.state, &facts, now);
-        app.gate_history.record(
+        // The chart is no reason to stop the engine: a failed write costs one sample.
+        if let Err(e) = gate_history::record(
+            &app.store,
             &record.plan.id,
             record.state.in_force.saturating_sub(1),
             now,
             &evaluation.gates,
-        );
+        ) {
+            warn!(rollout = %record.plan.id, "cannot store the gates' values: {e}");
+        }
         let mut state = record.state.clone();
         for decision in &evaluation.decisions {
             state.apply(decision, now);

@@ -20,6 +20,7 @@ pub mod enrollment;
 pub mod experiments;
 pub mod fences;
 mod fragmentation;
+pub mod gate_samples;
 mod keys;
 pub mod leases;
 pub mod live;

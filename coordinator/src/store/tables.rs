@@ -67,6 +67,9 @@ pub(crate) const FENCES: Table<TextPair> = Table::new("fences");
 /// (device id, model) → encoded [`super::pins::PinRecord`]: devices an operator pinned.
 pub(crate) const DEVICE_PINS: Table<TextPair> = Table::new("device_pins");
 
+/// rollout id → encoded [`super::gate_samples::GateSamples`]: its gates' values over time.
+pub(crate) const GATE_SAMPLES: Table<Text> = Table::new("gate_samples");
+
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 
@@ -74,7 +77,7 @@ pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 pub(crate) const META: Counters = Counters { name: "meta" };
 
 /// Every table of byte values, for engines that create tables and for copies.
-pub(crate) fn all() -> [TableId; 22] {
+pub(crate) fn all() -> [TableId; 23] {
     [
         RELEASES.id(),
         ALIASES.id(),
@@ -98,6 +101,7 @@ pub(crate) fn all() -> [TableId; 22] {
         FENCES.id(),
         EXPERIMENTS.id(),
         DEVICE_PINS.id(),
+        GATE_SAMPLES.id(),
     ]
 }
 

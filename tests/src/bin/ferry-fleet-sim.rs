@@ -582,6 +582,20 @@ fn console_figures(fleet: &Fleet, rollout: &str) -> Result<Vec<String>> {
     };
     let mut rows = Vec::new();
     let one = format!("/rollouts/{rollout}");
+    let listed = format!("{one}?standing=targeted");
+    let listed_calls = [
+        one.clone(),
+        format!("{one}/devices?standing=targeted&limit=50"),
+    ];
+    let first: Vec<serde_json::Value> =
+        serde_json::from_str(&c.get("/api/v1/devices?limit=1", "viewer")?.body)?;
+    let device = format!(
+        "/devices/{}",
+        first
+            .first()
+            .and_then(|d| d["id"].as_str())
+            .context("no device enrolled")?
+    );
     let pages = [
         (
             "fleet",
@@ -600,6 +614,18 @@ fn console_figures(fleet: &Fleet, rollout: &str) -> Result<Vec<String>> {
             one.as_str(),
             "#rollout-summary",
             vec![one.as_str()],
+        ),
+        (
+            "one rollout, its devices in force (first 50)",
+            listed.as_str(),
+            "#standing-devices",
+            listed_calls.iter().map(String::as_str).collect(),
+        ),
+        (
+            "one device",
+            device.as_str(),
+            "#device-models",
+            vec![device.as_str(), "/pins"],
         ),
         (
             "audit",

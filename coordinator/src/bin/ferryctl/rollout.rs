@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use ferry_coordinator::api::{CreateRollout, RolloutAction, RolloutCheck, RolloutView, WaveSpec};
+use ferry_coordinator::api::{
+    CreateRollout, RolloutAction, RolloutCheck, RolloutDevicePage, RolloutView, Standing, WaveSpec,
+};
 use ferry_coordinator::{out, outln};
 use ferry_shared::rollout::Verdict;
 
@@ -84,6 +86,25 @@ pub(crate) enum RolloutCommand {
         /// Redraw every two seconds.
         #[arg(long)]
         watch: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A rollout's devices that stand one way (the counts `status` shows, listed), a page
+    /// at a time in id order.
+    Devices {
+        /// Rollout name.
+        id: String,
+        /// cohort, targeted, on_target, shadowing, install_failed, health_failed,
+        /// holding_up or left_out.
+        #[arg(long, default_value = "cohort", value_parser = |s: &str| s.parse::<Standing>())]
+        standing: Standing,
+        /// Devices after this id (the `next` a page printed).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many devices (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -268,11 +289,64 @@ pub(crate) async fn run(client: &Client, command: RolloutCommand) -> Result<()> 
             }
             Ok(())
         }
+        RolloutCommand::Devices {
+            id,
+            standing,
+            after,
+            limit,
+            json: as_json,
+        } => {
+            // Device ids are hex: nothing in the query needs escaping.
+            let mut path = format!(
+                "/rollouts/{id}/devices?standing={}&limit={limit}",
+                standing.as_str()
+            );
+            if let Some(after) = after {
+                if !after.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(Usage(format!("--after takes a device id (got {after:?})")).into());
+                }
+                path.push_str(&format!("&after={after}"));
+            }
+            let page: RolloutDevicePage = client.get(&path).await?;
+            if as_json {
+                return json(&page);
+            }
+            print_devices(&page);
+            Ok(())
+        }
         RolloutCommand::Pause(args) => act("pause", args).await,
         RolloutCommand::Resume(args) => act("resume", args).await,
         RolloutCommand::Approve(args) => act("approve", args).await,
         RolloutCommand::Abort(args) => act("abort", args).await,
         RolloutCommand::Rollback(args) => act("rollback", args).await,
+    }
+}
+
+fn print_devices(page: &RolloutDevicePage) {
+    let mut table = Table::new(&["DEVICE", "NAME", "WAVE", "RUNS", "STAGED", "HOLDUP"]);
+    for d in &page.devices {
+        table.row(vec![
+            d.id.clone(),
+            or_dash(d.name.as_deref()),
+            d.wave.to_string(),
+            or_dash(d.current.as_ref()),
+            or_dash(d.candidate.as_ref()),
+            or_dash(d.holdup.as_deref()),
+        ]);
+    }
+    if table.is_empty() {
+        outln!("no device stands {}", page.standing.as_str());
+    } else {
+        table.print();
+    }
+    outln!(
+        "{} of {} device(s) {}",
+        page.devices.len(),
+        page.total,
+        page.standing.as_str()
+    );
+    if let Some(next) = &page.next {
+        outln!("more: --after {next}");
     }
 }
 

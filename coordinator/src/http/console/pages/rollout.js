@@ -8,9 +8,24 @@ import { adoptionBar, gateLine } from "./fleet.js";
 
 export const live = true;
 
-export async function render(view, { params }) {
+// The counts, in the API's standing names: each links to its list below them.
+const STANDINGS = [
+  ["cohort", "in the cohort"], ["targeted", "reached by the waves in force"],
+  ["on_target", "on the target"], ["shadowing", "shadowing (staged, not serving)"],
+  ["install_failed", "install failed"], ["health_failed", "health check failed"],
+  ["holding_up", "holding it up"], ["left_out", "left out"],
+];
+const PAGE = 50;
+
+export async function render(view, { params, query }) {
   const id = params[0];
-  const r = await api(`/rollouts/${encode(id)}`);
+  const standing = STANDINGS.some(([s]) => s === query.get("standing")) ? query.get("standing") : null;
+  const listParams = new URLSearchParams({ standing: standing || "cohort", limit: PAGE });
+  if (query.get("after")) listParams.set("after", query.get("after"));
+  const [r, list] = await Promise.all([
+    api(`/rollouts/${encode(id)}`),
+    standing ? api(`/rollouts/${encode(id)}/devices?${listParams}`) : null,
+  ]);
   const active = !["Completed", "Aborted", "RolledBack"].includes(r.phase);
   const act = (verb, label, action, detail, danger) => actionButton({
     label, action, model: r.model, key: verb, danger, detail,
@@ -24,12 +39,12 @@ export async function render(view, { params }) {
     act("abort", "Abort", "run-rollout", "Stops the rollout where it is: devices that took the release keep it.", true),
     act("rollback", "Roll back", "roll-back", "Every device of the rollout goes back to the alias's release.", true),
   ] : [];
-  const counts = [
-    ["in the cohort", r.devices.cohort, "cohort"], ["reached by the waves in force", r.devices.targeted, "targeted"],
-    ["on the target", r.devices.on_target, "on_target"], ["shadowing (staged, not serving)", r.devices.shadowing, "shadowing"],
-    ["install failed", r.devices.install_failed, "install_failed"], ["health check failed", r.devices.health_failed, "health_failed"],
-    ["holding it up", r.stragglers_total, "stragglers"], ["left out", r.left_out, "left_out"],
-  ];
+  const counts = {
+    cohort: r.devices.cohort, targeted: r.devices.targeted, on_target: r.devices.on_target,
+    shadowing: r.devices.shadowing, install_failed: r.devices.install_failed,
+    health_failed: r.devices.health_failed, holding_up: r.stragglers_total, left_out: r.left_out,
+  };
+  const here = `/rollouts/${encode(r.id)}`;
   add(view, 
     el("div", { class: "page-head" },
       el("h1", {}, "Rollout ", r.id),
@@ -45,8 +60,12 @@ export async function render(view, { params }) {
       `${share} % of the cohort${r.shadow_waves.includes(i) ? ", shadow (staged, not serving)" : ""}`,
       i < r.waves_in_force ? " — in force" : i === r.waves_in_force && r.phase === "AwaitingApproval" ? " — waits for approval" : ""))),
       adoptionBar(r)),
-      section("Devices", el("dl", { class: "facts", id: "rollout-devices" }, counts.map(([k, v, key]) =>
-        [el("dt", {}, k), el("dd", { "data-count": key }, v)])))),
+      section("Devices", el("dl", { class: "facts", id: "rollout-devices" }, STANDINGS.map(([key, words]) =>
+        [el("dt", {}, words), el("dd", { "data-count": key },
+          counts[key] > 0 && key !== standing
+            ? link(`${here}?standing=${key}`, String(counts[key]), { "aria-label": `list the ${counts[key]} device(s) ${words}` })
+            : String(counts[key]))])))),
+    list ? deviceList(list, here, STANDINGS.find(([s]) => s === standing)[1], query.get("after")) : null,
     section("Gates of the wave in force",
       el("div", { id: "gates" }, r.gates.map((g, i) => el("div", { class: "gate-row" },
         el("span", { class: "swatch", style: "background:" + gateColor(i) }), gateLine(g)))),
@@ -59,4 +78,20 @@ export async function render(view, { params }) {
           el("td", {}, s.wave), el("td", {}, s.reason), el("td", {}, s.left_out ? "left out" : "")))),
       r.stragglers_total > r.stragglers.length ? el("p", { class: "muted" }, `${r.stragglers.length} of ${r.stragglers_total} shown`) : null),
     section("Its audit entries", el("p", {}, link(`/audit?subject=${encode(r.id)}`, "Changes to " + r.id, { id: "rollout-audit" }))));
+}
+
+// One standing's devices, a page at a time (the API pages in id order).
+function deviceList(list, here, words, after) {
+  const base = `${here}?standing=${list.standing}`;
+  return section(`Devices ${words} (${list.total})`,
+    table(["device", "wave", "runs", "staged", "connection", "holding it up"], list.devices.map((d) =>
+      el("tr", { "data-listed": d.id },
+        el("td", {}, link(`/devices/${encode(d.id)}`, d.name ? d.name : el("code", {}, d.id.slice(0, 16) + "…"), { title: d.id })),
+        el("td", {}, d.wave), el("td", {}, d.current || "–"), el("td", {}, d.candidate || "–"),
+        el("td", {}, d.offline_since ? "offline " + ago(d.offline_since) : "connected"),
+        el("td", {}, d.holdup || ""))), { id: "standing-devices", "data-standing": list.standing }),
+    el("nav", { class: "pager", "aria-label": "pages of devices" },
+      link(here, "Close the list"),
+      after ? link(base, "First page") : null,
+      list.next ? link(`${base}&after=${encode(list.next)}`, "Next page", { id: "standing-next" }) : null));
 }

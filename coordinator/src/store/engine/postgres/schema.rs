@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "device pins",
         include_str!("migrations/0007_device_pins.sql"),
     ),
+    (
+        8,
+        "gate samples",
+        include_str!("migrations/0008_gate_samples.sql"),
+    ),
 ];
 
 /// The advisory lock that lets one node migrate at a time.
