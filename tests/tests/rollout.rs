@@ -91,6 +91,25 @@ fn a_bad_versions_health_reports_roll_the_fleet_back() -> Result<()> {
     let reason = view.reason.clone().unwrap_or_default();
     ensure!(reason.contains("HealthFailures"), "{reason}");
     ensure!(view.devices.health_failed >= 1, "{view:?}");
+    // Listed among the rollouts changed last, no longer among the unfinished ones.
+    let listed = |query: &str| -> Result<Vec<String>> {
+        let reply = fleet
+            .coordinator
+            .get(&format!("/api/v1/rollouts{query}"), "viewer")?;
+        ensure!(reply.status == 200, "{query}: {}", reply.body);
+        let views: Vec<serde_json::Value> = serde_json::from_str(&reply.body)?;
+        Ok(views.iter().map(|v| v["id"].to_string()).collect())
+    };
+    ensure!(listed("?active=true")?.is_empty());
+    ensure!(listed("?newest=1")? == [format!("{id:?}")]);
+    ensure!(listed("?newest=0")?.is_empty());
+    ensure!(
+        fleet
+            .coordinator
+            .get("/api/v1/rollouts?newest=-1", "viewer")?
+            .status
+            == 400
+    );
     // Every agent ends on the old version; only canaries ever tried the new one.
     fleet.wait_all_on("1.0.0", T)?;
     for (i, agent) in fleet.agents.iter().enumerate() {

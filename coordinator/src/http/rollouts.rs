@@ -28,7 +28,7 @@ use crate::unix_now;
 /// The routes, declared with what each requires.
 pub(crate) fn routes() -> Vec<Route> {
     vec![
-        Route::get("/rollouts", Action::Read, list),
+        Route::get("/rollouts", Action::Read, list).reads_query(),
         Route::post("/rollouts", Action::RunRollout, create),
         Route::post("/rollouts/check", Action::Read, check_rollout),
         Route::get("/rollouts/{id}", Action::Read, show),
@@ -92,14 +92,36 @@ async fn check_rollout(
     )))
 }
 
-async fn list(State(app): State<Arc<Coordinator>>) -> ApiResult<Vec<RolloutView>> {
+/// Which rollouts `GET /rollouts` lists: only unfinished ones with `active=true`; with
+/// `newest=N`, the N changed last, newest first (otherwise all, in id order). Each listed
+/// rollout is measured against the whole fleet, so a page that shows a few asks for a few.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listing {
+    active: Option<bool>,
+    newest: Option<usize>,
+}
+
+async fn list(
+    State(app): State<Arc<Coordinator>>,
+    Query(listing): Query<Listing>,
+) -> ApiResult<Vec<RolloutView>> {
+    let mut records = app.store.rollouts()?;
+    if listing.active == Some(true) {
+        records.retain(RolloutRecord::is_active);
+    }
+    if let Some(newest) = listing.newest {
+        records.sort_by(|a, b| (b.updated_at, &b.plan.id).cmp(&(a.updated_at, &a.plan.id)));
+        records.truncate(newest);
+    }
+    if records.is_empty() {
+        return Ok(Json(Vec::new()));
+    }
     let devices = app.store.devices()?;
     let now = unix_now();
     let live = app.live_view()?;
     let pins = app.store.pinned_versions()?;
-    let views = app
-        .store
-        .rollouts()?
+    let views = records
         .into_iter()
         .map(|r| {
             let facts =

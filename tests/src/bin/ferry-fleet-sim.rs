@@ -601,7 +601,11 @@ fn console_figures(fleet: &Fleet, rollout: &str) -> Result<Vec<String>> {
             "fleet",
             "/",
             "#devices-total",
-            vec!["/fleet/status", "/fleet/fragmentation?days=7", "/rollouts"],
+            vec![
+                "/fleet/status",
+                "/fleet/fragmentation?days=7&behind=100",
+                "/rollouts?active=true",
+            ],
         ),
         (
             "devices (first 50)",

@@ -11,7 +11,7 @@ export const live = true;
 
 export async function render(view) {
   const [status, frag, rollouts] = await Promise.all([
-    api("/fleet/status"), api(`/fleet/fragmentation?days=${HISTORY_DAYS}&behind=${BEHIND_SHOWN}`), api("/rollouts")]);
+    api("/fleet/status"), api(`/fleet/fragmentation?days=${HISTORY_DAYS}&behind=${BEHIND_SHOWN}`), api("/rollouts?active=true")]);
   add(view, 
     el("div", { class: "cards" },
       card("devices", status.devices_total, "devices-total", "#/devices"),

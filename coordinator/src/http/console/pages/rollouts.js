@@ -1,4 +1,4 @@
-// Every rollout, running ones first, and the form that starts one: waves (share, bake,
+// The rollouts, unfinished ones first, then the ones changed last, and the form that starts one: waves (share, bake,
 // shadow, approval), their gates, the cohort, and a dry run showing whom each wave reaches
 // and who could not take the release (schema, hardware, disk) before anything starts.
 "use strict";
@@ -7,8 +7,12 @@ import { adoptionBar } from "./fleet.js";
 
 export const live = true;
 
+// Finished rollouts shown: each listed one is measured against the whole fleet.
+const RECENT = 50;
+
 export async function render(view) {
-  const rollouts = await api("/rollouts");
+  const [active, recent] = await Promise.all([api("/rollouts?active=true"), api(`/rollouts?newest=${RECENT}`)]);
+  const rollouts = [...active, ...recent.filter((r) => !active.some((a) => a.id === r.id))];
   const order = (r) => (["Running", "AwaitingApproval"].includes(r.phase) ? 0 : 1);
   rollouts.sort((a, b) => order(a) - order(b) || b.created_at - a.created_at);
   const rows = rollouts.map((r) => el("tr", { "data-rollout": r.id, "data-phase": r.phase },
@@ -19,8 +23,10 @@ export async function render(view) {
     el("td", {}, `${r.created_by}, ${ago(r.created_at)}`)));
   add(view, el("div", { class: "page-head" }, el("h1", {}, "Rollouts"),
     may("run-rollout") ? link("/rollouts/new", "New rollout", { class: "button primary", id: "new-rollout" }) : null),
-  section("All rollouts", rows.length ? table(["rollout", "release", "cohort", "phase", "waves", "started"], rows, { id: "rollout-list" })
-    : el("p", { class: "muted" }, "No rollout yet.")));
+  section("Rollouts", rows.length ? table(["rollout", "release", "cohort", "phase", "waves", "started"], rows, { id: "rollout-list" })
+    : el("p", { class: "muted" }, "No rollout yet."),
+  recent.length === RECENT ? el("p", { class: "muted", id: "rollouts-cut" },
+    `Every unfinished rollout and the ${RECENT} changed last; \`ferryctl rollout status\` lists them all.`) : null));
 }
 
 // The form. Not live: a refresh would take what the operator is typing.
