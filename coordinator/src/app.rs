@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_shared::sign::{Keyring, PublicKey};
+use ferry_shared::wire::DeviceId;
 use ferry_shared::{AliasName, ModelName};
 use tokio::sync::broadcast;
 
@@ -259,13 +260,29 @@ impl Coordinator {
         if !self.store.is_shared() {
             return Ok(LiveView::Here(self.live()));
         }
+        Ok(self.live_view_from(self.store.live_records()?))
+    }
+
+    /// [`Coordinator::live_view`] of one device: on a shared database, only its row is read.
+    pub fn live_view_of(&self, id: &DeviceId) -> Result<LiveView<'_>, StoreError> {
+        if !self.store.is_shared() {
+            return Ok(LiveView::Here(self.live()));
+        }
+        let record = self.store.live_record(id)?;
+        Ok(self.live_view_from(record.map(|r| (id.clone(), r))))
+    }
+
+    fn live_view_from(
+        &self,
+        records: impl IntoIterator<Item = (DeviceId, crate::store::live::LiveRecord)>,
+    ) -> LiveView<'_> {
         let metrics = FleetMetrics::default();
         let presence = Presence::default();
         let now_ms = crate::unix_now_ms();
         let fresh_ms = u64::from(self.config.heartbeat_secs)
             .saturating_mul(3_000)
             .saturating_add(2_000);
-        for (id, record) in self.store.live_records()? {
+        for (id, record) in records {
             metrics.update(&id, record.metrics);
             metrics.update_values(&id, record.distributions);
             let seen = record.seen_ms / 1000;
@@ -275,7 +292,7 @@ impl Coordinator {
                 presence.seen(&id, seen);
             }
         }
-        Ok(LiveView::Fleet(Box::new((metrics, presence))))
+        LiveView::Fleet(Box::new((metrics, presence)))
     }
 
     /// Whether this coordinator may do the work `lease` guards now: always on an embedded

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use ferry_coordinator::api::{FleetStatus, RolloutView};
+use ferry_coordinator::api::{DeviceView, FleetStatus, RolloutView};
 use ferry_coordinator::store::Store;
 use ferry_coordinator::testkit::{PostgresServer, S3Server};
 use ferry_shared::rollout::Phase;
@@ -205,6 +205,39 @@ fn three_coordinators_on_one_database_serve_one_fleet_through_a_node_loss() -> R
             all &= seen.devices_connected == 6;
         }
         Ok(all)
+    })?;
+    Ok(())
+}
+
+/// The device page read what the device serves from the answering node's memory: behind a
+/// load balancer, a device whose session another node holds showed nothing served.
+#[test]
+fn a_device_page_on_a_node_without_its_session_shows_what_it_serves() -> Result<()> {
+    let url = PostgresServer::shared().fresh_database();
+    let keep = tempfile::tempdir()?;
+    let shared = Shared {
+        url,
+        chunks: S3Server::shared()
+            .chunk_settings(keep.path())
+            .map_err(anyhow::Error::msg)?,
+    };
+    let mut fleet = Fleet::start_configured(0, None, Some(&config("a", &shared)))?;
+    let b = fleet.start_node("b", &config("b", &shared), Cadence::TESTS)?;
+    let a = fleet.coordinator.quic;
+    fleet.add_agent(AgentSpec {
+        via: Some(a),
+        ..AgentSpec::named("agent-1")
+    })?;
+    fleet.publish("1.0.0", &model_bytes(1, 64 * 1024, true))?;
+    set_prod(&fleet.coordinator, "1.0.0")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    fleet.serve_requests(20, |_| 0)?;
+    let id = fleet.agents[0].status()?.device_id.context("no id")?;
+    wait_until("node b to show what the device serves", T, || {
+        let reply = b.get(&format!("/api/v1/devices/{id}"), "viewer")?;
+        ensure!(reply.status == 200, "{}", reply.body);
+        let view: DeviceView = serde_json::from_str(&reply.body)?;
+        Ok(view.connected && view.served.iter().any(|s| s.requests >= 20))
     })?;
     Ok(())
 }

@@ -50,12 +50,16 @@ impl Gathered {
         })
     }
 
-    /// One device as [`Gathered::read`] gathers it, without reading the others' records.
-    pub fn device(app: &Coordinator, id: &DeviceId) -> Result<Option<GatheredDevice>, StoreError> {
+    /// One device as [`Gathered::read`] gathers it, without reading the others' records;
+    /// with `view`, its live state (see [`Coordinator::live_view_of`]).
+    pub fn device(
+        app: &Coordinator,
+        id: &DeviceId,
+        view: &crate::app::LiveView<'_>,
+    ) -> Result<Option<GatheredDevice>, StoreError> {
         let Some(record) = app.store.device(id)? else {
             return Ok(None);
         };
-        let view = app.live_view()?;
         let (connected, live_seen) = view.live().presence.get(id).unwrap_or((false, 0));
         let last_seen = record.last_seen.max(live_seen);
         Ok(Some((id.clone(), record, connected, last_seen)))

@@ -93,18 +93,20 @@ async fn show_device(
     Path(id): Path<String>,
 ) -> ApiResult<DeviceView> {
     let revoked = app.store.revoked_devices()?;
-    let device = DeviceId::parse(&id)
-        .map(|parsed| Gathered::device(&app, &parsed))
-        .transpose()?
-        .flatten()
-        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no device {id}")))?;
+    let not_found = || Failure(StatusCode::NOT_FOUND, format!("no device {id}"));
+    let parsed = DeviceId::parse(&id).ok_or_else(not_found)?;
+    // Where coordinators share a database, what the device serves is in its live row,
+    // written by whichever node holds its session.
+    let live = app.live_view_of(&parsed)?;
+    let device = Gathered::device(&app, &parsed, &live)?.ok_or_else(not_found)?;
     let models: std::collections::BTreeSet<&ModelName> =
         device.1.follows.iter().map(|f| &f.model).collect();
     let served = models
         .iter()
         .copied()
         .flat_map(|model| {
-            app.metrics
+            live.live()
+                .metrics
                 .of(&device.0, model)
                 .into_iter()
                 .map(|(version, m)| ServedFigures {

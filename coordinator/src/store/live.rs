@@ -87,6 +87,11 @@ impl Store {
         txn.commit()
     }
 
+    /// One device's live state.
+    pub fn live_record(&self, id: &DeviceId) -> Result<Option<LiveRecord>, StoreError> {
+        self.read()?.get(LIVE, id.as_str())
+    }
+
     /// Every device's live state, by id.
     pub fn live_records(&self) -> Result<HashMap<DeviceId, LiveRecord>, StoreError> {
         let rows: Vec<(String, LiveRecord)> = self.read()?.records(LIVE, None)?;
