@@ -117,7 +117,7 @@ pub struct Coordinator {
     pub requests: crate::fleet::http_requests::RequestFigures,
     /// What happened since start, as counters (installs, publishes, refusals).
     pub happened: crate::fleet::event_counts::EventCounts,
-    /// What each device was sent since start, per artifact.
+    /// What each device was sent by this node, per artifact (kept in the store).
     pub transfers_by_device: crate::fleet::device_transfers::DeviceTransfers,
     config_keys: Vec<PublicKey>,
 }

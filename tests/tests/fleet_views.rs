@@ -281,3 +281,46 @@ fn the_device_list_pages_in_id_order() -> Result<()> {
     ensure!(overall.behind.is_empty() && overall.behind_by_reason.values().sum::<usize>() == 1);
     Ok(())
 }
+
+#[test]
+fn what_a_device_was_sent_is_on_its_page_after_a_coordinator_restart() -> Result<()> {
+    let mut fleet = ferry_tests::Fleet::start(1, None)?;
+    fleet.publish("1.0.0", &ferry_tests::model_bytes(1, 256 * 1024, true))?;
+    fleet.set_prod("1.0.0", "base")?;
+    fleet.wait_all_on("1.0.0", T)?;
+    let id = fleet.agents[0].status()?.device_id.context("no id")?;
+    let sent = |fleet: &ferry_tests::Fleet| -> Result<Vec<(String, u64, u64)>> {
+        let reply = fleet
+            .coordinator
+            .get(&format!("/api/v1/devices/{id}"), "viewer")?;
+        ensure!(reply.status == 200, "{}", reply.body);
+        let view: DeviceView = serde_json::from_str(&reply.body)?;
+        Ok(view
+            .transfers
+            .iter()
+            .map(|t| {
+                let release = t
+                    .release
+                    .as_ref()
+                    .map(|(name, version)| format!("{name} {version}"))
+                    .unwrap_or_default();
+                (release, t.wire_bytes, t.chunks)
+            })
+            .collect())
+    };
+    let before = sent(&fleet)?;
+    ensure!(
+        before.len() == 1 && before[0].0 == "detector 1.0.0" && before[0].1 > 0,
+        "{before:?}"
+    );
+    // Stopped cleanly and started again: the page shows the same.
+    fleet.coordinator.terminate()?;
+    fleet.coordinator.restart()?;
+    let after = sent(&fleet)?;
+    ensure!(
+        after == before,
+        "{after:?} after {before:?}\n{}",
+        fleet.coordinator.log_tail(30)
+    );
+    Ok(())
+}

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::api::{DeviceTransferView, DeviceView, FleetStatus, FragmentationReport, ServedFigures};
 use crate::app::Coordinator;
+use crate::fleet::device_transfers::merged;
 use crate::fleet::views::{self, Gathered, GatheredDevice};
 use crate::http::replies::{ApiResult, Failure, parse};
 use crate::http::route::Route;
@@ -132,13 +133,20 @@ async fn show_device(
     }))
 }
 
-/// What the coordinator sent `device`, each artifact named by its release among `models`.
+/// What the coordinators sent `device`, each artifact named by its release among `models`.
 fn transfers_of(
     app: &Coordinator,
     device: &ferry_shared::wire::DeviceId,
     models: &std::collections::BTreeSet<&ModelName>,
 ) -> Result<Vec<DeviceTransferView>, Failure> {
-    let sent = app.transfers_by_device.of(device);
+    // This node's counts are its own row and newer; other nodes' rows are as last written.
+    let others = app
+        .store
+        .device_transfers(device)?
+        .into_iter()
+        .filter(|(node, _)| *node != app.node)
+        .map(|(_, files)| files);
+    let sent = merged(std::iter::once(app.transfers_by_device.of(device)).chain(others));
     if sent.is_empty() {
         return Ok(Vec::new());
     }

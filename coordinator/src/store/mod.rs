@@ -14,6 +14,7 @@ pub mod chunks;
 mod codec;
 mod copy;
 pub mod deltas;
+pub mod device_transfers;
 mod devices;
 pub(crate) mod engine;
 pub mod enrollment;

@@ -70,6 +70,10 @@ pub(crate) const DEVICE_PINS: Table<TextPair> = Table::new("device_pins");
 /// rollout id → encoded [`super::gate_samples::GateSamples`]: its gates' values over time.
 pub(crate) const GATE_SAMPLES: Table<Text> = Table::new("gate_samples");
 
+/// (device id, node) → encoded [`super::device_transfers`] row: what that coordinator sent
+/// the device, per artifact.
+pub(crate) const DEVICE_TRANSFERS: Table<TextPair> = Table::new("device_transfers");
+
 /// name → counter (`snapshot_version`).
 pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 
@@ -77,7 +81,7 @@ pub(crate) const TRUST_META: Counters = Counters { name: "trust_meta" };
 pub(crate) const META: Counters = Counters { name: "meta" };
 
 /// Every table of byte values, for engines that create tables and for copies.
-pub(crate) fn all() -> [TableId; 23] {
+pub(crate) fn all() -> [TableId; 24] {
     [
         RELEASES.id(),
         ALIASES.id(),
@@ -102,6 +106,7 @@ pub(crate) fn all() -> [TableId; 23] {
         EXPERIMENTS.id(),
         DEVICE_PINS.id(),
         GATE_SAMPLES.id(),
+        DEVICE_TRANSFERS.id(),
     ]
 }
 

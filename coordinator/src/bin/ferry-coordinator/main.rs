@@ -285,6 +285,14 @@ async fn serve(config: Config) -> Result<()> {
         },
         config_keys,
     ));
+    // What this node sent each device before it restarted: the device page goes on from it.
+    // (Off the runtime's workers: the PostgreSQL client blocks.)
+    let reader = app.clone();
+    match tokio::task::spawn_blocking(move || reader.store.transfers_by(&reader.node)).await {
+        Ok(Ok(rows)) => app.transfers_by_device.restore(rows),
+        Ok(Err(e)) => tracing::warn!("cannot read what devices were sent before: {e}"),
+        Err(e) => tracing::warn!("reading what devices were sent before panicked: {e}"),
+    }
     let quic_task = tokio::spawn(quic::serve(endpoint.clone(), app.clone()));
     let http_task = tokio::spawn(http::serve(listener, admin_tls, app.clone()));
     let warm_task = tokio::spawn(ferry_coordinator::agents::warm::warm_on_alias_moves(
@@ -298,6 +306,9 @@ async fn serve(config: Config) -> Result<()> {
     let lifecycle_task = ferry_coordinator::automatic_moves::interval(&app)
         .map(|tick| tokio::spawn(ferry_coordinator::automatic_moves::drive(app.clone(), tick)));
     let sample_task = tokio::spawn(ferry_coordinator::fleet::views::keep_samples(app.clone()));
+    let transfers_task = tokio::spawn(ferry_coordinator::fleet::device_transfers::keep_written(
+        app.clone(),
+    ));
     let follow_task = tokio::spawn(ferry_coordinator::agents::follow::follow_changes(
         app.clone(),
     ));
@@ -313,6 +324,17 @@ async fn serve(config: Config) -> Result<()> {
     follow_task.abort();
     endpoint.close(0u32.into(), b"coordinator shutting down");
     http_task.abort();
+    transfers_task.abort();
+    let writer = app.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        writer
+            .transfers_by_device
+            .flush(&writer.store, &writer.node)
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        tracing::warn!("cannot store what devices were sent: {e}");
+    }
     warm_task.abort();
     trim_task.abort();
     rollout_task.abort();

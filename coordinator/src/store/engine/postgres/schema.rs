@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "gate samples",
         include_str!("migrations/0008_gate_samples.sql"),
     ),
+    (
+        9,
+        "device transfers",
+        include_str!("migrations/0009_device_transfers.sql"),
+    ),
 ];
 
 /// The advisory lock that lets one node migrate at a time.
