@@ -170,6 +170,46 @@ impl Page {
         }
     }
 
+    /// Presses the mouse on the centre of the element matching `selector`, holds it for
+    /// `hold` (a slow hand), and releases it there: whether the page took the click is for
+    /// the caller to check.
+    pub fn slow_click(&self, selector: &str, hold: Duration) -> Result<()> {
+        use headless_chrome::protocol::cdp::Input::{
+            DispatchMouseEvent, DispatchMouseEventTypeOption as Kind, MouseButton,
+        };
+        self.wait_for_element(selector)?;
+        let query = serde_json::to_string(selector)?;
+        let (x, y): (f64, f64) = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({query}); e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
+        ))?;
+        let event = |kind: Kind| DispatchMouseEvent {
+            button: match kind {
+                Kind::MouseMoved => None,
+                _ => Some(MouseButton::Left),
+            },
+            Type: kind,
+            x,
+            y,
+            click_count: Some(1),
+            modifiers: None,
+            timestamp: None,
+            buttons: None,
+            force: None,
+            tangential_pressure: None,
+            tilt_x: None,
+            tilt_y: None,
+            twist: None,
+            delta_x: None,
+            delta_y: None,
+            pointer_Type: None,
+        };
+        self.tab.call_method(event(Kind::MouseMoved))?;
+        self.tab.call_method(event(Kind::MousePressed))?;
+        std::thread::sleep(hold);
+        self.tab.call_method(event(Kind::MouseReleased))?;
+        Ok(())
+    }
+
     /// Follows the link matching `selector` by clicking it, then waits for `ready` (a
     /// selector) on the page it opens. A click that lands while a live page swaps its content
     /// may miss; the link is clicked again (as a user would) until the address is the link's.

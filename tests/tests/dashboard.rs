@@ -141,3 +141,39 @@ fn the_dashboard_shows_what_the_api_says_in_a_real_browser() -> Result<()> {
     );
     Ok(())
 }
+
+/// A live page swapped in its refresh between a button's press and its release, so the two
+/// landed on different elements and the click was lost (a slow hand on a rollout's Approve
+/// opened nothing one time in a few).
+#[test]
+fn a_click_held_across_a_live_refresh_is_not_lost() -> Result<()> {
+    ferry_tests::browser::chromium()?;
+    let fleet = ferry_tests::Fleet::start(1, None)?;
+    let c = &fleet.coordinator;
+    ferry_tests::wait_until("the device enrolled", ferry_tests::browser::STEP, || {
+        Ok(!c.devices()?.is_empty())
+    })?;
+    let id = c.devices()?[0].id.clone();
+    let browser = Browser::launch(&fleet.dir, 1280, 900)?;
+    let page = browser.open(&format!("http://{}/#token={}", c.http, c.token("admin")?))?;
+    page.show(&format!("/devices/{id}"), "[data-action=revoke]")?;
+    let updated = page.text("#updated")?;
+    // Held longer than the five seconds between refreshes of a live page.
+    page.slow_click(
+        "[data-action=revoke]",
+        std::time::Duration::from_millis(6500),
+    )?;
+    page.wait_for(
+        "the click to open the dialog",
+        "document.querySelector('dialog[open]')",
+        std::time::Duration::from_secs(3),
+    )?;
+    // The refresh was not dropped: it waited for the release, and a dialog holds it now.
+    page.click("#dialog-cancel")?;
+    let refreshed = format!(
+        "document.getElementById('updated').innerText !== {}",
+        serde_json::to_string(&updated)?
+    );
+    page.wait_for("a refresh", &refreshed, ferry_tests::browser::STEP)?;
+    Ok(())
+}

@@ -71,6 +71,34 @@ async function render(refreshing) {
     next.replaceChildren(el("section", { class: "error", role: "alert", id: "page-error" }, e.message));
   }
   if (rendering !== token) return;
+  // A refresh swapping the page between a button's press and its release would swallow the
+  // click (press and release land on different elements): it waits for the release.
+  if (refreshing && pressed) {
+    // Unless the click opened a dialog, or the page moved on: the next refresh comes anyway.
+    afterRelease = () => {
+      if (rendering === token && !document.querySelector("dialog[open]")) swapIn(next, route, refreshing);
+    };
+    return;
+  }
+  swapIn(next, route, refreshing);
+}
+
+// Whether a pointer is pressed on the page, and the refresh waiting for its release.
+let pressed = false;
+let afterRelease = null;
+view.addEventListener("pointerdown", () => { pressed = true; });
+for (const end of ["pointerup", "pointercancel"]) {
+  document.addEventListener(end, () => {
+    pressed = false;
+    const swap = afterRelease;
+    afterRelease = null;
+    // After the click this release makes has been dispatched.
+    if (swap) setTimeout(swap, 0);
+  });
+}
+
+// Puts a rendered page in place, keeping the focus on the element with the same key.
+function swapIn(next, route, refreshing) {
   const focused = document.activeElement;
   const key = focused && view.contains(focused) ? focused.dataset.key || (focused.id ? "#" + focused.id : null) : null;
   view.replaceChildren(...next.childNodes);
