@@ -398,6 +398,44 @@ fn an_operator_and_an_approver_run_a_rollout_from_the_console_and_a_viewer_can_o
     act(&page, "[data-action=unpin]", "done looking")?;
     page.wait_for_element("[data-pin=''] [data-action=pin]")?;
 
+    // The operator aborts one rollout and rolls another back from their pages (each a shadow
+    // wave waiting for approval, started from ferryctl).
+    for (id, action, phase) in [
+        ("console-abort", "abort", Phase::Aborted),
+        ("console-rollback", "rollback", Phase::RolledBack),
+    ] {
+        fleet.coordinator.ctl(&[
+            "rollout",
+            "create",
+            MODEL,
+            "2.0.0",
+            "--id",
+            id,
+            "--waves",
+            "100",
+            "--shadow",
+            "--approval",
+            "--bake-secs",
+            "1",
+            "--reason",
+            "to be stopped",
+        ])?;
+        page.show(&format!("/rollouts/{id}"), "#rollout-summary")?;
+        act(
+            &page,
+            &format!("#rollout-actions [data-action={action}]"),
+            &format!("{action} from the console"),
+        )?;
+        page.wait_for(
+            &format!("{id} to be {phase:?}"),
+            &format!(
+                "document.getElementById('rollout-summary').dataset.phase === '{phase:?}' && document.getElementById('rollout-reason').innerText.includes('{action} from the console')"
+            ),
+            T,
+        )?;
+        ensure!(fleet.rollout(id)?.phase == phase);
+    }
+
     // A viewer: the same pages, no action anywhere; a request forged with its token from the
     // page is refused by the API, as is one without a token.
     sign_in(&page, &viewer, "viewer")?;
