@@ -1,20 +1,18 @@
 //! What each device was sent, per artifact: bytes on the wire and chunks by encoding, as the
 //! coordinator served them (chunks a device took from a mirror or an object store's address
 //! are not here). Counted in memory, the last [`FILES_PER_DEVICE`] artifacts per device, and
-//! written to the store every [`FLUSH_EVERY`] (and at shutdown) as this node's rows, which
-//! it reads back at start ([`crate::store::device_transfers`]). The device page adds up what
+//! written to the store every [`FLUSH_EVERY`] (by [`crate::fleet::transfers_writer`]) and at
+//! shutdown as this node's rows, which it reads back at start ([`crate::store::device_transfers`]). The device page adds up what
 //! every node sent ([`merged`]) and names each artifact by its release.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ferry_shared::Digest;
 use ferry_shared::delta::Encoding;
 use ferry_shared::wire::DeviceId;
-use tracing::warn;
 
-use crate::app::Coordinator;
 pub use crate::store::device_transfers::{FileTransfer, SentFiles};
 use crate::store::{Store, StoreError};
 
@@ -113,24 +111,6 @@ impl DeviceTransfers {
         store.put_device_transfers(node, &dirty).inspect_err(|_| {
             self.still_dirty(dirty.iter().map(|(d, _)| d.clone()));
         })
-    }
-}
-
-/// Writes the counts every [`FLUSH_EVERY`] until the process ends.
-pub async fn keep_written(app: Arc<Coordinator>) {
-    let mut every = tokio::time::interval(FLUSH_EVERY);
-    loop {
-        every.tick().await;
-        let app = app.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            app.transfers_by_device.flush(&app.store, &app.node)
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!("cannot store what devices were sent: {e}"),
-            Err(e) => warn!("storing what devices were sent panicked: {e}"),
-        }
     }
 }
 

@@ -306,7 +306,7 @@ async fn serve(config: Config) -> Result<()> {
     let lifecycle_task = ferry_coordinator::automatic_moves::interval(&app)
         .map(|tick| tokio::spawn(ferry_coordinator::automatic_moves::drive(app.clone(), tick)));
     let sample_task = tokio::spawn(ferry_coordinator::fleet::views::keep_samples(app.clone()));
-    let transfers_task = tokio::spawn(ferry_coordinator::fleet::device_transfers::keep_written(
+    let transfers_task = tokio::spawn(ferry_coordinator::fleet::transfers_writer::keep_written(
         app.clone(),
     ));
     let follow_task = tokio::spawn(ferry_coordinator::agents::follow::follow_changes(
