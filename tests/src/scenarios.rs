@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use ferry_coordinator::api::FragmentationReport;
+use ferry_coordinator::api::{BehindReason, FragmentationReport};
 use ferry_shared::rollout::Phase;
 
 use crate::fleet::{AgentSpec, Fleet, MODEL, model_bytes};
@@ -28,11 +28,14 @@ pub fn fragmented_fleet() -> Result<Fleet> {
     fleet.set_prod("2.0.0", "next")?;
     fleet.wait_all_on("2.0.0", T)?;
     fleet.agents[2].rollback()?;
+    // Until the coordinator says the device is pinned by hand: `wait_all_on` reads the agents'
+    // own state, so the coordinator may still hold the gpu device's report from the middle of
+    // its update to 2.0.0 (running 1.0.0, fetching 2.0.0: one device behind, updating).
     wait_until("the hand rollback to be reported", T, || {
         let r: FragmentationReport = fleet.coordinator.ctl_json(&["fleet", "fragmentation"])?;
-        Ok(r.models
-            .first()
-            .is_some_and(|m| m.overall.behind.len() == 1))
+        Ok(r.models.first().is_some_and(|m| {
+            m.overall.behind.len() == 1 && m.overall.behind[0].reason == BehindReason::Pinned
+        }))
     })?;
     Ok(fleet)
 }
