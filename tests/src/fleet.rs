@@ -592,6 +592,15 @@ timeout_secs = 900
         .with_context(|| self.describe())
     }
 
+    /// Waits until every agent of the fleet is enrolled: agents are started, not waited for,
+    /// and what the coordinator does on an alias move (precompute for the devices following
+    /// it) depends on whom it knows.
+    pub fn wait_enrolled(&self, timeout: Duration) -> Result<Duration> {
+        wait_until("every agent enrolled", timeout, || {
+            Ok(self.coordinator.devices()?.len() >= self.agents.len())
+        })
+    }
+
     /// Waits until the coordinator has been told that every enrolled device runs `version` of
     /// [`MODEL`]: an agent switches before it reports, so [`Fleet::wait_all_on`] alone does not
     /// say the coordinator knows (what it precomputes for a device depends on that).

@@ -119,6 +119,8 @@ fn a_new_device_gets_the_first_install_precomputed_when_the_alias_moved() -> Res
     let mut fleet = Fleet::start(1, None)?;
     let v1 = repeating(8 * MIB);
     fleet.publish("1.0.0", &v1)?;
+    // The warmer precomputes for the devices following the alias it knows of.
+    fleet.wait_enrolled(T)?;
     fleet.set_prod("1.0.0", "start")?;
     let index = chunks_of(&v1);
     let distinct: HashSet<Digest> = index.chunks.iter().map(|c| c.hash).collect();
