@@ -7,12 +7,11 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use ferry_shared::wire::DeviceId;
 
 use crate::api::{CreateEnrollToken, EnrollTokenCreated, EnrollTokenView, RevokeDevice};
 use crate::app::Coordinator;
 use crate::http::auth::actor;
-use crate::http::replies::{ApiResult, Failure, expiry, random_hex, token_name};
+use crate::http::replies::{ApiResult, Failure, device_id, expiry, random_hex, token_name};
 use crate::http::route::Route;
 use crate::rules::access::{Action, Caller};
 use crate::store::enrollment::{ENROLL_PREFIX, EnrollToken, RevokedDevice, enroll_hash};
@@ -93,12 +92,7 @@ async fn revoke(
     Path(id): Path<String>,
     body: Option<Json<RevokeDevice>>,
 ) -> Result<StatusCode, Failure> {
-    let id = DeviceId::parse(&id).ok_or_else(|| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not a device id"),
-        )
-    })?;
+    let id = device_id(&id)?;
     let revoked = RevokedDevice {
         at: unix_now(),
         by: actor(&caller, &headers),

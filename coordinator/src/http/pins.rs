@@ -15,7 +15,7 @@ use ferry_shared::{ModelName, Version};
 use crate::api::{PinDevice, PinView, UnpinDevice};
 use crate::app::Coordinator;
 use crate::http::auth::actor;
-use crate::http::replies::{ApiResult, Failure, parse};
+use crate::http::replies::{ApiResult, Failure, device_id, parse};
 use crate::http::route::Route;
 use crate::registry::admission::{By, Pointing};
 use crate::rules::access::{Action, Caller};
@@ -31,27 +31,13 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
-fn device_id(id: &str) -> Result<DeviceId, Failure> {
-    DeviceId::parse(id).ok_or_else(|| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not a device id"),
-        )
-    })
-}
-
 /// The device and how it follows `model`.
 fn following(
     app: &Coordinator,
     id: &str,
     model: &ModelName,
 ) -> Result<(DeviceId, Follow), Failure> {
-    let device = DeviceId::parse(id).ok_or_else(|| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not a device id"),
-        )
-    })?;
+    let device = device_id(id)?;
     let record = app
         .store
         .device(&device)?

@@ -122,3 +122,13 @@ where
 {
     text.parse().map_err(bad_request)
 }
+
+/// Parses a device id from a path, failing with 400.
+pub(crate) fn device_id(text: &str) -> Result<ferry_shared::wire::DeviceId, Failure> {
+    ferry_shared::wire::DeviceId::parse(text).ok_or_else(|| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!("{text:?} is not a device id"),
+        )
+    })
+}

@@ -133,14 +133,18 @@ async fn list(
     Ok(Json(views))
 }
 
+/// The rollout named `id`, or 404.
+fn named(app: &Coordinator, id: &str) -> Result<RolloutRecord, Failure> {
+    app.store
+        .rollout(id)?
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no rollout named {id}")))
+}
+
 async fn show(
     State(app): State<Arc<Coordinator>>,
     Path(id): Path<String>,
 ) -> ApiResult<RolloutView> {
-    let record = app
-        .store
-        .rollout(&id)?
-        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no rollout named {id}")))?;
+    let record = named(&app, &id)?;
     Ok(Json(shown(&app, record)?))
 }
 
@@ -170,10 +174,7 @@ async fn list_devices(
             "limit must be 1 to {MAX_ROLLOUT_DEVICES_PAGE} (got {limit})"
         )));
     }
-    let record = app
-        .store
-        .rollout(&id)?
-        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no rollout named {id}")))?;
+    let record = named(&app, &id)?;
     let facts = run::facts_now(&app, &record)?;
     let now = unix_now();
     let plan = &record.plan;
@@ -204,10 +205,7 @@ async fn list_devices(
             offline_since: p.facts.offline_since,
         })
         .collect();
-    let next = match rest.peek() {
-        Some(_) => devices.last().map(|d| d.id.clone()),
-        None => None,
-    };
+    let next = rest.peek().and(devices.last()).map(|d| d.id.clone());
     Ok(Json(RolloutDevicePage {
         standing,
         total: matching.len() as u64,

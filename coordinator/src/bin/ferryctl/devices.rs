@@ -184,7 +184,11 @@ pub(crate) async fn run(client: &Client, command: DevicesCommand) -> Result<()> 
                     p.reason.clone(),
                 ]);
             }
-            table.print();
+            if table.is_empty() {
+                outln!("no device is pinned");
+            } else {
+                table.print();
+            }
             Ok(())
         }
         DevicesCommand::Revoke { id, reason } => {
