@@ -922,9 +922,9 @@ pub struct RolloutView {
     /// than their minimum.
     #[serde(default)]
     pub notes: Vec<String>,
-    /// The wave's gates' values over time, as the engine measured them (in the order of
-    /// `gates`; only `GET /rollouts/{id}` carries it; stored with the rollout, at most
-    /// 720 samples, the older ones thinned).
+    /// The values over time of the gates in `gates` (those of the wave in force), as the
+    /// engine measured them, in their order; only `GET /rollouts/{id}` carries it; stored
+    /// with the rollout, at most 720 samples over all waves, the older ones thinned).
     #[serde(default)]
     pub gate_history: Vec<GateSample>,
 }

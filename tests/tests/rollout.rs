@@ -309,6 +309,19 @@ fn a_shadow_wave_stages_the_candidate_and_judges_it_before_any_device_serves_it(
             f.serve_requests(100, |_| 1)
         })
         .with_context(|| format!("{:?}", fleet.rollout("shadow-good")))?;
+    // Its gate chart is of the gates it shows (the serving wave's): the shadow wave gated on
+    // other kinds, whose values would be drawn against the wrong gates.
+    let done = fleet.rollout("shadow-good")?;
+    ensure!(
+        !done.gate_history.is_empty()
+            && done
+                .gate_history
+                .iter()
+                .all(|s| s.wave == done.waves_in_force && s.values.len() == done.gates.len()),
+        "{:?} charted against {:?}",
+        done.gate_history,
+        done.gates
+    );
     fleet.wait_all_on("2.0.0", T)?;
     for (i, agent) in fleet.agents.iter().enumerate() {
         wait_until(

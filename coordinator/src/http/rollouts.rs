@@ -405,6 +405,7 @@ fn notes(
 /// A rollout as shown, with the fleet as it is now.
 fn shown(app: &Coordinator, record: RolloutRecord) -> Result<RolloutView, Failure> {
     let facts = run::facts_now(app, &record)?;
-    let history = gate_history::of(&app.store, &record.plan.id)?;
+    // The chart is of the gates the view shows: those of the wave in force.
+    let history = gate_history::of(&app.store, &record.plan.id, record.state.in_force)?;
     Ok(view(record, &facts, history, unix_now()))
 }

@@ -29,12 +29,14 @@ pub fn record(
     store.update_gate_samples(rollout, |kept| append(kept, sample))
 }
 
-/// `rollout`'s samples, oldest first.
-pub fn of(store: &Store, rollout: &str) -> Result<Vec<GateSample>, StoreError> {
+/// `rollout`'s samples of its wave `wave` (1-based), oldest first: a sample's values follow
+/// the order of its own wave's gates, and another wave may gate on other kinds or limits.
+pub fn of(store: &Store, rollout: &str, wave: usize) -> Result<Vec<GateSample>, StoreError> {
     Ok(store
         .gate_samples(rollout)?
         .samples
         .into_iter()
+        .filter(|s| s.wave as usize == wave)
         .map(|s| GateSample {
             at: s.at,
             wave: s.wave as usize,
@@ -129,10 +131,11 @@ mod tests {
             record(&store, "r", 1, 101, &[report]).unwrap();
         }
         let store = Store::open(&path).unwrap();
-        let samples = of(&store, "r").unwrap();
-        assert_eq!(samples.len(), 2);
-        assert_eq!((samples[1].at, samples[1].wave), (101, 2));
-        assert_eq!(samples[1].values, [Some(0.05)]);
-        assert!(of(&store, "other").unwrap().is_empty());
+        let second = of(&store, "r", 2).unwrap();
+        assert_eq!(second.len(), 1, "only the second wave's: {second:?}");
+        assert_eq!((second[0].at, second[0].wave), (101, 2));
+        assert_eq!(second[0].values, [Some(0.05)]);
+        assert_eq!(of(&store, "r", 1).unwrap()[0].at, 100);
+        assert!(of(&store, "other", 1).unwrap().is_empty());
     }
 }
